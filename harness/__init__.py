@@ -1,0 +1,1 @@
+"""A network test harness for peer-to-peer systems."""

@@ -1,0 +1,56 @@
+"""The `harness` command line: one module per subcommand under `harness._commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from harness._errors import HarnessError
+
+# Each module defines HELP, configure(parser) and run(args) -> exit code.
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "list",
+    "describe",
+)
+
+
+class _Command(Protocol):
+    HELP: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for every subcommand (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Run peer-to-peer test plans over emulated networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = cast(_Command, importlib.import_module(f"harness._commands.{name}"))
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `harness` and `python -m harness`; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args._run(args)
+    except HarnessError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+    return code

@@ -1,0 +1,1 @@
+"""Network emulation: hosts in network namespaces, shaped links, partitions."""

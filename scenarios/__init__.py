@@ -1,0 +1,1 @@
+"""Test plans run by the harness."""
