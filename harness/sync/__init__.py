@@ -1,0 +1,34 @@
+"""The sync service: barriers, signals and pub/sub for the instances of a run.
+
+The server side (`SyncState`, `SyncServer`) runs inside the supervisor on Trio; the client
+(`connect_unix`, `connect_tcp`, `SyncClient`) runs in instances under Trio or asyncio.
+The wire protocol is documented in docs/contracts.md (section 4).
+"""
+
+from harness.sync._client import (
+    BarrierFailed,
+    Message,
+    Subscription,
+    SyncClient,
+    SyncError,
+    connect_tcp,
+    connect_unix,
+)
+from harness.sync._protocol import ProtocolError
+from harness.sync._server import NetworkHandler, SyncServer
+from harness.sync._state import SyncState, stamp
+
+__all__ = [
+    "BarrierFailed",
+    "Message",
+    "NetworkHandler",
+    "ProtocolError",
+    "Subscription",
+    "SyncClient",
+    "SyncError",
+    "SyncServer",
+    "SyncState",
+    "connect_tcp",
+    "connect_unix",
+    "stamp",
+]

@@ -1,0 +1,91 @@
+"""The sync service's wire format: newline-delimited JSON frames (docs/contracts.md, 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+MAX_FRAME = 16 * 1024 * 1024
+"""The longest frame either side accepts, in bytes (a frame is one line)."""
+
+OPS = frozenset(
+    {
+        "hello",
+        "signal_entry",
+        "barrier",
+        "signal_and_wait",
+        "publish",
+        "subscribe",
+        "cancel",
+        "signal_event",
+        "network",
+    }
+)
+EVENT_TYPES = frozenset({"start", "message", "success", "failure", "crash", "metric"})
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid request; `request_id` is echoed in the error reply."""
+
+    def __init__(self, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """One frame, newline-terminated."""
+    return orjson.dumps(frame) + b"\n"
+
+
+def decode_request(line: bytes) -> dict[str, Any]:
+    """Parse and check one request frame; raise ProtocolError naming what is wrong."""
+    try:
+        frame = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise ProtocolError(f"frame is not JSON: {e}") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("frame is not a JSON object")
+    request_id = frame.get("id")
+    if request_id is None or isinstance(request_id, bool | list | dict | float):
+        raise ProtocolError("frame has no 'id' (an integer or a string)", None)
+    op = frame.get("op")
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}; known: {', '.join(sorted(OPS))}", request_id)
+    _check_fields(frame, op, request_id)
+    return frame
+
+
+def _require(frame: dict[str, Any], key: str, kind: type | tuple[type, ...], rid: Any) -> None:
+    value = frame.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ProtocolError(f"{frame['op']}: field {key!r} is missing or of the wrong type", rid)
+
+
+def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
+    if op in ("signal_entry", "barrier", "signal_and_wait"):
+        _require(frame, "state", str, rid)
+    if op in ("barrier", "signal_and_wait"):
+        _require(frame, "target", int, rid)
+        if frame["target"] < 0:
+            raise ProtocolError(f"{op}: target must be >= 0", rid)
+    if op in ("publish", "subscribe"):
+        _require(frame, "topic", str, rid)
+    if op == "publish" and "payload" not in frame:
+        raise ProtocolError("publish: field 'payload' is missing", rid)
+    if op == "cancel":
+        target = frame.get("target")
+        if target is None or isinstance(target, bool | list | dict | float):
+            raise ProtocolError("cancel: field 'target' (a request id) is missing", rid)
+    if op == "hello":
+        _require(frame, "instance", str, rid)
+    if op == "signal_event":
+        event = frame.get("event")
+        if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+            raise ProtocolError(
+                f"signal_event: 'event' must be an object whose type is one of "
+                f"{', '.join(sorted(EVENT_TYPES))}",
+                rid,
+            )
+    if op == "network":
+        _require(frame, "config", dict, rid)

@@ -1,0 +1,278 @@
+"""Sync service semantics over the real wire: barriers, pub/sub, events, errors."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import anyio
+import orjson
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.sync import BarrierFailed, SyncError, connect_unix
+
+from ._util import run, running_server
+
+
+def test_signal_entry_numbers_arrivals_from_one() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            assert [await c.signal_entry("s") for _ in range(3)] == [1, 2, 3]
+            assert await c.signal_entry("other") == 1
+
+    run(main)
+
+
+def test_barrier_releases_exactly_at_target() -> None:
+    async def main() -> None:
+        async with running_server() as (path, state, _):
+            released: list[int] = []
+            async with connect_unix(path) as c, trio.open_nursery() as n:
+
+                async def wait() -> None:
+                    await c.barrier("ready", 3)
+                    released.append(state.snapshot()["ready"])
+
+                n.start_soon(wait)
+                await trio.sleep(0.05)
+                await c.signal_entry("ready")
+                await c.signal_entry("ready")
+                await trio.sleep(0.05)
+                assert released == []
+                await c.signal_entry("ready")
+            assert released == [3]
+
+    run(main)
+
+
+def test_barrier_already_met_returns_at_once() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            await c.signal_entry("s")
+            with trio.fail_after(1):
+                await c.barrier("s", 1)
+                await c.barrier("s", 0)
+
+    run(main)
+
+
+def test_barrier_fails_at_once_when_a_participant_ends() -> None:
+    async def main() -> None:
+        ids = ["g/0", "g/1", "g/2"]
+        async with running_server(ids) as (path, state, _):
+            async with connect_unix(path, "g/0") as c0, connect_unix(path, "g/1") as c1:
+                await c1.signal_entry("phase")
+                with trio.fail_after(1):
+                    async with trio.open_nursery() as n:
+
+                        async def end_later() -> None:
+                            await trio.sleep(0.05)
+                            state.instance_ended("g/2", "exit code 1")
+
+                        n.start_soon(end_later)
+                        with pytest.raises(BarrierFailed, match=r"g/2 \(exit code 1\)"):
+                            await c0.signal_and_wait("phase", 3)
+
+    run(main)
+
+
+def test_barrier_met_before_participant_ends_is_unaffected() -> None:
+    async def main() -> None:
+        async with running_server(["a", "b"]) as (path, state, _):
+            async with connect_unix(path, "a") as a, connect_unix(path, "b") as b:
+                await b.signal_entry("x")
+                state.instance_ended("b", "exited 0")
+                with trio.fail_after(1):
+                    assert await a.signal_and_wait("x", 2) == 2
+                with pytest.raises(BarrierFailed, match="can no longer reach 3"):
+                    await a.barrier("x", 3)
+
+    run(main)
+
+
+def test_subscribe_replays_then_goes_live_in_order() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _):
+            async with connect_unix(path) as pub, connect_unix(path) as sub:
+                assert await pub.publish("t", {"n": 1}) == 1
+                assert await pub.publish("t", {"n": 2}) == 2
+                async with sub.subscribe("t") as items:
+                    got = [await items.__anext__(), await items.__anext__()]
+                    await pub.publish("t", {"n": 3})
+                    msg = await items.next_message()
+                assert got == [{"n": 1}, {"n": 2}]
+                assert (msg.seq, msg.payload) == (3, {"n": 3})
+
+    run(main)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from(["a", "b"])), min_size=1, max_size=40
+    ),
+)
+def test_every_subscriber_sees_each_topic_in_publish_order(
+    plan: list[tuple[int, str]],
+) -> None:
+    """Concurrent publishers; early and late subscribers see every message, gap-free."""
+
+    async def main() -> None:
+        async with running_server() as (path, _, _):
+            expected: dict[str, list[object]] = {"a": [], "b": []}
+            seen: dict[str, list[object]] = {"a": [], "b": []}
+
+            async with connect_unix(path) as c, trio.open_nursery() as n:
+
+                async def publisher(who: int) -> None:
+                    for i, (p, topic) in enumerate(plan):
+                        if p == who:
+                            seq = await c.publish(topic, [who, i])
+                            expected[topic].append((seq, [who, i]))
+                            await trio.sleep(0)
+
+                async def subscriber(topic: str, delay: float) -> None:
+                    await trio.sleep(delay)
+                    async with connect_unix(path) as s, s.subscribe(topic) as items:
+                        want = sum(1 for _, t in plan if t == topic)
+                        while len(seen[topic]) < want:
+                            m = await items.next_message()
+                            seen[topic].append((m.seq, m.payload))
+
+                for topic in ("a", "b"):
+                    n.start_soon(subscriber, topic, 0)
+                await trio.sleep(0.01)
+                for who in range(4):
+                    n.start_soon(publisher, who)
+            for topic in ("a", "b"):
+                assert [s for s, _ in seen[topic]] == list(range(1, len(seen[topic]) + 1))
+                assert sorted(seen[topic]) == sorted(expected[topic])
+            # a subscriber that comes after everything gets the same sequence
+            async with connect_unix(path) as s, s.subscribe("a") as items:
+                replay = [(m.seq, m.payload) for m in [await items.next_message()
+                                                        for _ in seen["a"]]]
+            assert replay == seen["a"]
+
+    run(main)
+
+
+@settings(max_examples=30, deadline=None)
+@given(target=st.integers(1, 12), order=st.permutations(list(range(12))))
+def test_barrier_releases_exactly_when_target_is_reached(target: int, order: list[int]) -> None:
+    async def main() -> None:
+        async with running_server() as (path, state, _):
+            released_at: list[int] = []
+            async with connect_unix(path) as c, trio.open_nursery() as n:
+
+                async def waiter() -> None:
+                    await c.barrier("b", target)
+                    released_at.append(state.snapshot()["b"])
+
+                n.start_soon(waiter)
+                await trio.sleep(0.01)
+                for _ in order:
+                    await c.signal_entry("b")
+                    await trio.sleep(0)
+                    if not released_at:
+                        assert state.snapshot()["b"] < target
+            assert released_at and released_at[0] == target
+
+    run(main)
+
+
+def test_events_are_recorded_with_the_instance_name() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, events), connect_unix(path, "grp/4") as c:
+            await c.signal_event({"type": "success"})
+        assert {"kind": "event", "type": "success", "instance": "grp/4"} in events
+
+    run(main)
+
+
+def _raw_exchange(path: str, lines: list[bytes]) -> list[dict[str, object]]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(path)
+        s.settimeout(2)
+        s.sendall(b"".join(lines))
+        out = b""
+        while out.count(b"\n") < len(lines):
+            out += s.recv(65536)
+    return [orjson.loads(x) for x in out.splitlines()]
+
+
+def test_malformed_frames_get_error_replies_and_service_keeps_serving() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _):
+            bad = [
+                b"not json\n",
+                b"[1,2]\n",
+                b'{"op": "publish", "topic": "t", "payload": 1}\n',
+                b'{"id": 7, "op": "fly"}\n',
+                b'{"id": 8, "op": "barrier", "state": "s", "target": "many"}\n',
+                b'{"id": 9, "op": "signal_event", "event": {"type": "party"}}\n',
+                b'{"id": 10, "op": "publish", "topic": "t", "payload": 5}\n',
+            ]
+            replies = await trio.to_thread.run_sync(_raw_exchange, path, bad)
+            assert [r["id"] for r in replies] == [None, None, None, 7, 8, 9, 10]
+            assert all("error" in r for r in replies[:6])
+            assert "unknown op 'fly'" in str(replies[3]["error"])
+            assert replies[6] == {"id": 10, "ok": True, "seq": 1}
+            async with connect_unix(path) as c:  # another client is served as before
+                assert await c.publish("t", 6) == 2
+
+    run(main)
+
+
+def test_network_request_without_a_network_runner_is_refused() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            with pytest.raises(SyncError, match="local:netns"):
+                await c.configure_network({"default": {"latency_ms": 5}})
+
+    run(main)
+
+
+def test_client_works_under_asyncio() -> None:
+    ready = threading.Event()
+    stop = threading.Event()
+    box: dict[str, str] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            async with running_server() as (path, _, _):
+                box["path"] = path
+                ready.set()
+                while not stop.is_set():
+                    await trio.sleep(0.01)
+
+        trio.run(main)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        assert ready.wait(5)
+
+        async def client() -> list[object]:
+            async with connect_unix(box["path"]) as c:
+                await c.publish("t", "x")
+                async with c.subscribe("t") as items:
+                    first = await items.__anext__()
+                n = await c.signal_and_wait("s", 1)
+                return [first, n]
+
+        assert anyio.run(client, backend="asyncio") == ["x", 1]
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_unreachable_service_is_a_clear_error(tmp_path: object) -> None:
+    async def main() -> None:
+        with pytest.raises(SyncError, match="cannot reach the sync service"):
+            async with connect_unix("/nonexistent/sync.sock"):
+                pass
+
+    run(main)
