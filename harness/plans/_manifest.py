@@ -1,0 +1,135 @@
+"""Plan manifests (`manifest.toml`): test cases, instance ranges, typed params, roles."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness._errors import UsageError
+from harness.plans._params import ParamSpec, parse_spec
+from harness.plans._roles import RoleAllocator, RoleSpec
+
+RUNNERS = ("local:exec", "local:netns")
+BACKENDS = ("trio", "asyncio")
+
+
+@dataclasses.dataclass(frozen=True)
+class TestCase:
+    """One test case of a plan."""
+
+    name: str
+    min_instances: int
+    max_instances: int
+    default_instances: int
+    params: Mapping[str, ParamSpec]
+    entrypoint: str | None  # "package.module:function"
+    program: tuple[str, ...] | None  # any executable, argv
+    backend: str = "trio"
+    roles: RoleAllocator | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A plan: a directory with a manifest and its code."""
+
+    name: str
+    path: Path
+    runner: str
+    cases: Mapping[str, TestCase]
+    description: str = ""
+
+    def case(self, name: str | None) -> TestCase:
+        """The named case, or the only/first one when `name` is None."""
+        if name is None:
+            return next(iter(self.cases.values()))
+        if name not in self.cases:
+            raise UsageError(
+                f"plan {self.name!r} has no test case {name!r} (cases: {', '.join(self.cases)})"
+            )
+        return self.cases[name]
+
+
+def is_argv(value: Any) -> bool:
+    """True for a non-empty list of strings (a program and its arguments)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(a, str) for a in value)
+
+
+def load_manifest(path: Path) -> Plan:
+    """Read and check `<plan dir>/manifest.toml`."""
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{where}: {e}") from None
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{where}: 'name' is missing")
+    runner = data.get("defaults", {}).get("runner", "local:netns")
+    if runner not in RUNNERS:
+        raise UsageError(f"{where}: unknown runner {runner!r}; known: {', '.join(RUNNERS)}")
+    raw_cases = data.get("testcases")
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise UsageError(f"{where}: no [[testcases]]")
+    cases: dict[str, TestCase] = {}
+    for raw in raw_cases:
+        case = _load_case(raw, where)
+        if case.name in cases:
+            raise UsageError(f"{where}: test case {case.name!r} appears twice")
+        cases[case.name] = case
+    return Plan(name, path.parent, runner, cases, str(data.get("description", "")))
+
+
+def _load_case(raw: Any, where: str) -> TestCase:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise UsageError(f"{where}: every [[testcases]] needs a name")
+    name = raw["name"]
+    where = f"{where} [{name}]"
+    inst = raw.get("instances", {})
+    try:
+        lo, hi = int(inst["min"]), int(inst["max"])
+        default = int(inst.get("default", lo))
+    except (KeyError, TypeError, ValueError):
+        raise UsageError(f"{where}: instances = {{ min, max, default }} must be numbers") from None
+    if not 1 <= lo <= default <= hi:
+        raise UsageError(f"{where}: instances must satisfy 1 <= min <= default <= max")
+    entry, program = raw.get("entrypoint"), raw.get("program")
+    if (entry is None) == (program is None):
+        raise UsageError(f"{where}: give exactly one of entrypoint or program")
+    if entry is not None and (not isinstance(entry, str) or ":" not in entry):
+        raise UsageError(f"{where}: entrypoint must look like 'package.module:function'")
+    if program is not None and not is_argv(program):
+        raise UsageError(f"{where}: program must be a non-empty list of strings")
+    backend = raw.get("backend", "trio")
+    if backend not in BACKENDS:
+        raise UsageError(f"{where}: backend must be one of {', '.join(BACKENDS)}")
+    params = {k: parse_spec(k, v, where) for k, v in raw.get("params", {}).items()}
+    roles = None
+    if raw.get("roles"):
+        specs = []
+        for r in raw["roles"]:
+            if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+                raise UsageError(f"{where}: every [[testcases.roles]] needs a name")
+            count = r.get("count")
+            if isinstance(count, str) and (count not in params or params[count].type != "int"):
+                raise UsageError(f"{where}: role {r['name']!r}: count {count!r} is no int param")
+            rest, least = bool(r.get("rest", False)), int(r.get("min", 0))
+            specs.append(RoleSpec(r["name"], count, rest, least))
+        roles = RoleAllocator(specs)
+        defaults = {k: p.default for k, p in params.items()}
+        roles.counts(default, defaults)  # the defaults themselves must fit
+    return TestCase(
+        name=name,
+        min_instances=lo,
+        max_instances=hi,
+        default_instances=default,
+        params=params,
+        entrypoint=entry,
+        program=tuple(program) if program else None,
+        backend=backend,
+        roles=roles,
+        description=str(raw.get("description", "")),
+    )

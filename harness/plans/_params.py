@@ -1,0 +1,129 @@
+"""Typed test-case parameters: declared in a manifest, set from the CLI or a composition."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from harness._errors import UsageError
+
+TYPES = ("int", "float", "bool", "str", "duration")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'250ms', '2s', '1.5m', '3' (seconds) -> seconds; ValueError otherwise."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration (e.g. 250ms, 2s, 1m)")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """One declared parameter."""
+
+    name: str
+    type: str
+    default: Any
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+
+    def coerce(self, value: Any, where: str) -> Any:
+        """Value from TOML (typed) or the command line (text) -> the declared type."""
+        try:
+            out = self._convert(value)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{where}: param {self.name!r} ({self.type}): {e}") from None
+        if isinstance(out, int | float) and not isinstance(out, bool):
+            if self.min is not None and out < self.min:
+                raise UsageError(f"{where}: param {self.name!r} is {out}, below its min {self.min}")
+            if self.max is not None and out > self.max:
+                raise UsageError(f"{where}: param {self.name!r} is {out}, above its max {self.max}")
+        return out
+
+    def _convert(self, value: Any) -> Any:
+        t = self.type
+        if t == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"expected text, got {value!r}")
+            return value
+        if t == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if isinstance(value, bool):
+            raise TypeError(f"expected a number, got {value!r}")
+        if t == "int":
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+                return int(value)
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if t == "duration" and isinstance(value, str):
+            return parse_duration(value)
+        if isinstance(value, str):
+            value = float(value)  # ValueError names the text
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if t == "duration" and value < 0:
+            raise ValueError(f"a duration cannot be negative ({value!r})")
+        return float(value)
+
+
+def parse_spec(name: str, raw: Any, where: str) -> ParamSpec:
+    """A `[testcases.params]` entry -> ParamSpec, checking its own default."""
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{where}: param {name!r} must be a table like {{ type = \"int\" }}")
+    unknown = set(raw) - {"type", "default", "description", "desc", "min", "max", "unit"}
+    if unknown:
+        raise UsageError(f"{where}: param {name!r} has unknown key(s) {', '.join(sorted(unknown))}")
+    ptype = raw.get("type", "str")
+    if ptype not in TYPES:
+        raise UsageError(f"{where}: param {name!r} has type {ptype!r}; known: {', '.join(TYPES)}")
+    if "default" not in raw:
+        raise UsageError(f"{where}: param {name!r} has no default")
+    spec = ParamSpec(
+        name=name,
+        type=ptype,
+        default=None,
+        description=str(raw.get("description", raw.get("desc", ""))),
+        min=raw.get("min"),
+        max=raw.get("max"),
+    )
+    return dataclasses.replace(spec, default=spec.coerce(raw["default"], f"{where} (default)"))
+
+
+def resolve(
+    specs: Mapping[str, ParamSpec], layers: list[tuple[str, Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """Defaults overlaid by each (where, values) layer in turn; unknown names are errors."""
+    values = {name: spec.default for name, spec in specs.items()}
+    for where, layer in layers:
+        for name, raw in layer.items():
+            spec = specs.get(name)
+            if spec is None:
+                known = ", ".join(sorted(specs)) or "none"
+                raise UsageError(f"{where}: unknown param {name!r} (known: {known})")
+            values[name] = spec.coerce(raw, where)
+    return values
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """['k=v', ...] from `-p` -> {k: v}."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {item!r}: expected NAME=VALUE")
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,38 @@
+"""The instance SDK: what a test program uses to learn its run and coordinate with peers.
+
+    from harness import sdk
+
+    async def case(env: sdk.RunEnv) -> None:
+        seq = await env.sync.signal_entry("ready")
+        await env.sync.barrier("ready", env.instance_count)
+
+Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
+"""
+
+from harness.plans import RoleAllocator, RoleSpec
+from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
+from harness.sdk._network import INITIALIZED, NetworkClient
+from harness.sdk._runenv import RunEnv, RunEnvError
+from harness.sdk._topic import Topic
+from harness.sync import BarrierFailed, Message, SyncClient, SyncError
+from netem import LinkShape
+
+__all__ = [
+    "INITIALIZED",
+    "BarrierFailed",
+    "LinkShape",
+    "Message",
+    "NetworkClient",
+    "RoleAllocator",
+    "RoleSpec",
+    "RunEnv",
+    "RunEnvError",
+    "SyncClient",
+    "SyncError",
+    "TestFailure",
+    "TestFunction",
+    "Topic",
+    "invoke",
+    "load_entrypoint",
+    "run_instance",
+]

@@ -1,0 +1,88 @@
+"""Running a test function as an instance: connect, announce, run, record the outcome."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+import anyio
+import structlog
+
+from harness.sdk._logging import configure_instance_logging
+from harness.sdk._network import NetworkClient
+from harness.sdk._runenv import RunEnv, RunEnvError
+from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix
+
+TestFunction = Callable[[RunEnv], Awaitable[None]]
+"""`async def case(env: RunEnv) -> None`: returning records success, raising a failure."""
+
+
+def load_entrypoint(spec: str) -> TestFunction:
+    """'package.module:function' -> the function."""
+    module_name, _, attr = spec.partition(":")
+    fn = getattr(importlib.import_module(module_name), attr, None)
+    if not callable(fn):
+        raise RunEnvError(f"entrypoint {spec!r}: {module_name} has no function {attr!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = None) -> int:
+    """Run `fn` as this process's instance; returns the process exit code."""
+    try:
+        env = env or RunEnv.from_environ()
+    except RunEnvError as e:
+        print(f"harness.sdk: {e}", file=sys.stderr)
+        return 3
+    configure_instance_logging(env)
+    try:
+        return anyio.run(_run, fn, env, backend=backend)
+    except SyncError as e:
+        print(f"harness.sdk: {e}", file=sys.stderr)
+        return 3
+
+
+def invoke(fn: TestFunction, backend: str = "trio") -> NoReturn:
+    """`sdk.invoke(case)` as a script's main: run it as the instance, exit with its code."""
+    sys.exit(run_instance(fn, backend))
+
+
+class TestFailure(Exception):
+    """Raise to fail the instance with a message (recorded as `failure`, not `crash`)."""
+
+
+_FAILURES = (TestFailure, AssertionError, BarrierFailed)
+
+
+async def _run(fn: TestFunction, env: RunEnv) -> int:
+    if env.sync_socket:
+        connection = connect_unix(env.sync_socket, env.instance_id)
+    elif env.sync_tcp:
+        host, _, port = env.sync_tcp.rpartition(":")
+        connection = connect_tcp(host, int(port), env.instance_id)
+    else:
+        raise SyncError("neither TEST_SYNC_SOCKET nor TEST_SYNC_TCP is set")
+    async with connection as sync:
+        env.sync = sync
+        env.network = NetworkClient(env)
+        env.log = structlog.get_logger("instance")
+        await sync.signal_event({"type": "start"})
+        try:
+            await fn(env)
+        except Exception as e:
+            traceback.print_exc()
+            error = f"{type(e).__name__}: {e}"
+            # A failed check is the test failing; any other exception is a crash.
+            report = (
+                env.record_failure(error)
+                if isinstance(e, _FAILURES)
+                else env.record_crash(error, traceback.format_exc())
+            )
+            with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
+                await report  # if this cannot be sent, the exit code still fails the instance
+            return 1
+        await env.record_success()
+        return 0
