@@ -1,0 +1,141 @@
+"""Building and removing the namespaces and links of a network, through netlink.
+
+Layout: one hub namespace holding a Linux bridge; per host a namespace holding one end of a
+veth pair whose other end is a port of the bridge. Each veth pair is created inside the hub
+with its peer placed straight into the host's namespace, so nothing ever appears in the
+namespace the caller runs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from ipaddress import IPv4Network
+
+from pyroute2 import IPRoute
+
+from netem import _build_ns as ns
+from netem import _names as names
+from netem._build_errors import NetworkError
+from netem._hosts import Host
+
+
+def _quiet_namespace(_: str) -> socket.socket:
+    """Inside a new namespace: no IPv6 (nothing but the data network reaches a host, and
+    partitions are IPv4 rules), then a netlink socket bound to the namespace."""
+    for scope in ("all", "default"):
+        ns.write_sysctl(f"net/ipv6/conf/{scope}/disable_ipv6", "1")
+    return ns.netlink_socket()
+
+
+def _route(sock: socket.socket) -> IPRoute:
+    return IPRoute(fileno=sock.detach())
+
+
+def create_hub(prefix: str, created: list[str]) -> None:
+    """The hub namespace with its bridge, up. Bridged IPv4 must pass iptables there (for
+    partitions and the userspace shaper): `bridge-nf-call-iptables` is checked and set."""
+    hub = names.hub_netns(prefix)
+
+    def setup(_: str) -> socket.socket:
+        key = "net/bridge/bridge-nf-call-iptables"
+        value = ns.read_sysctl(key)
+        if value is None:
+            raise NetworkError(
+                "bridged traffic cannot reach iptables: the br_netfilter kernel module is not "
+                "loaded (as root: modprobe br_netfilter)"
+            )
+        if value != "1":
+            ns.write_sysctl(key, "1")
+        return _quiet_namespace(_)
+
+    (sock,) = ns.create_namespaces([hub], setup, created)
+    with _route(sock) as ipr:
+        ipr.link("add", ifname=names.bridge_ifname(prefix), kind="bridge")
+        (index,) = ipr.link_lookup(ifname=names.bridge_ifname(prefix))
+        ipr.link("set", index=index, state="up")
+        ipr.link("set", index=1, state="up")
+
+
+def add_hosts(
+    prefix: str, network: IPv4Network, numbers: Sequence[int], created: list[str]
+) -> list[Host]:
+    """Namespaces, links and addresses for hosts `numbers` (address: network + number)."""
+    hosts = []
+    for number in numbers:
+        if not 1 <= number <= names.MAX_HOST_NUMBER:
+            raise NetworkError(f"host number {number} is out of range")
+        ip = network.network_address + number
+        if ip not in network or ip == network.broadcast_address:
+            raise NetworkError(f"subnet {network} has no address left for host h{number}")
+        hosts.append(
+            Host(
+                name=names.host_name(number),
+                number=number,
+                netns=names.host_netns(prefix, number),
+                ip=ip,
+                network=network,
+                ifname=names.host_ifname(prefix, number),
+                hub_ifname=names.hub_ifname(prefix, number),
+            )
+        )
+    socks = ns.create_namespaces([h.netns for h in hosts], _quiet_namespace, created)
+    try:
+        _link_hosts(prefix, hosts)
+        for host, sock in zip(hosts, socks, strict=True):
+            _configure_host(host, sock)
+    finally:
+        for sock in socks:
+            if sock.fileno() >= 0:
+                sock.close()
+    return hosts
+
+
+def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
+    sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
+    with _route(sock) as ipr:
+        (bridge,) = ipr.link_lookup(ifname=names.bridge_ifname(prefix))
+        for host in hosts:
+            ipr.link(
+                "add",
+                ifname=host.hub_ifname,
+                kind="veth",
+                peer={"ifname": host.ifname, "net_ns_fd": host.netns_path},
+            )
+        for host in hosts:
+            (index,) = ipr.link_lookup(ifname=host.hub_ifname)
+            ipr.link("set", index=index, master=bridge, state="up")
+
+
+def _configure_host(host: Host, sock: socket.socket) -> None:
+    with _route(sock) as ipr:
+        ipr.link("set", index=1, state="up")
+        (index,) = ipr.link_lookup(ifname=host.ifname)
+        # The prefix route this address brings is the namespace's only route.
+        ipr.addr("add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+
+
+def remove_namespaces(netns_names: Sequence[str]) -> list[str]:
+    """Kill what still runs inside, then unbind each namespace; returns the names removed.
+    Hosts go before the hub so no veth is left dangling into a half-removed hub."""
+    ordered = sorted(netns_names, key=lambda n: n.endswith("-hub"))
+    kill_inside(ordered)
+    removed = []
+    for name in ordered:
+        if ns.remove_namespace(name):
+            removed.append(name)
+    return removed
+
+
+def kill_inside(netns_names: Sequence[str]) -> list[int]:
+    """SIGKILL every process left in the namespaces (they would keep them alive)."""
+    inodes = [i for i in (ns.netns_inode(n) for n in netns_names) if i is not None]
+    pids = [p for p in ns.pids_in(inodes) if p != os.getpid()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

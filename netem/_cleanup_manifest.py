@@ -1,0 +1,80 @@
+"""The manifest of a live network: /run/netem/<prefix>.json, naming its owner process.
+
+Written before the first namespace is created and removed after the last one is gone, so
+every namespace a network made can be traced to a manifest, and a manifest whose owner is
+dead marks leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+
+from netem import _names as names
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Manifest:
+    prefix: str
+    pid: int
+    pid_start: str  # the owner's start time (field 22 of /proc/<pid>/stat): pids get reused
+    created: float
+    subnet: str
+
+    def owner_alive(self) -> bool:
+        return process_start(self.pid) == self.pid_start
+
+
+def process_start(pid: int) -> str | None:
+    """Start time of process `pid` in clock ticks since boot, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def write(prefix: str, subnet: str) -> Manifest:
+    pid = os.getpid()
+    manifest = Manifest(
+        prefix=prefix,
+        pid=pid,
+        pid_start=process_start(pid) or "",
+        created=time.time(),
+        subnet=subnet,
+    )
+    os.makedirs(names.MANIFEST_DIR, exist_ok=True)
+    path = names.manifest_path(prefix)
+    tmp = f"{path}.{pid}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(dataclasses.asdict(manifest), f)
+    os.replace(tmp, path)
+    return manifest
+
+
+def remove(prefix: str) -> bool:
+    try:
+        os.unlink(names.manifest_path(prefix))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_all() -> Iterator[Manifest | str]:
+    """Every manifest; a prefix instead where its file cannot be read (treated as dead)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sorted(os.listdir(names.MANIFEST_DIR)):
+            if not entry.endswith(".json"):
+                continue
+            prefix = entry.removesuffix(".json")
+            try:
+                with open(os.path.join(names.MANIFEST_DIR, entry)) as f:
+                    yield Manifest(**json.load(f))
+            except (OSError, ValueError, TypeError):
+                yield prefix

@@ -1,0 +1,388 @@
+"""`Network`: emulated hosts joined through a hub namespace; shapes, partitions, record."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netem import _build as build
+from netem import _build_ns as ns
+from netem import _cleanup_manifest as manifests
+from netem import _names as names
+from netem._backend import Backend, Pair
+from netem._build_errors import NetemError, NetworkError, RequestError
+from netem._firewall import Firewall
+from netem._hosts import Host
+from netem._hosts_policy import Policy, Request, parse_request
+from netem._record import Recorder, shape_json
+from netem._select import select_backend
+from netem._shape import LinkShape
+
+HostRef = Host | str | IPv4Address
+"""A host given as its `Host`, its name (`"h3"`) or its address (`"198.18.0.3"`)."""
+
+DEFAULT_SUBNET = "198.18.0.0/15"
+
+
+class Network:
+    """Hosts in their own network namespaces, one interface each, joined by a bridge in a
+    hub namespace; traffic shaped per direction by a backend and cut by partitions.
+
+    prefix: carried by every name the network creates (default: `ht` + 6 random hex).
+    subnet: the data network; host N gets its N-th address.
+    backend: "auto", "kernel", "userspace", "none" or a `Backend` object.
+    record: a file to append one JSON line per change to (see `netem.replay`).
+    dry_run: keep and check the policy but create nothing (no namespaces, no rules).
+
+    Every change is validated whole first: a bad one raises `RequestError` and changes
+    nothing. A change the machine refuses raises `NetworkError` after restoring the previous
+    drop rules. Use as a context manager, or call `close()`: everything created is removed.
+    """
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        subnet: str = DEFAULT_SUBNET,
+        backend: Backend | str = "auto",
+        record: Path | str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        self.prefix = names.new_prefix() if prefix is None else names.check_prefix(prefix)
+        self.subnet = _parse_subnet(subnet)
+        self.dry_run = dry_run
+        self.backend: Backend = select_backend(backend)
+        self.hub_netns = names.hub_netns(self.prefix)
+        self._hosts: list[Host] = []
+        self._by_ip: dict[IPv4Address, Host] = {}
+        self._by_name: dict[str, Host] = {}
+        self._policy = Policy()
+        self._lock = threading.RLock()
+        self._firewall: Firewall | None = None
+        self._created: list[str] = []
+        self._manifest = False
+        self._attached = False
+        self._closed = False
+        self._recorder = Recorder(record)
+
+    # -- building ---------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> list[Host]:
+        """The hosts, in order of number."""
+        return list(self._hosts)
+
+    @property
+    def hub_netns_path(self) -> str:
+        return names.netns_path(self.hub_netns)
+
+    def build(self, count: int, *, asked_by: str = "netem") -> list[Host]:
+        """Create `count` hosts h1..h<count> (once per network) and return them."""
+        with self._lock:
+            self._check_open()
+            if self._hosts:
+                raise RequestError("this network is built already")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise RequestError(f"host count must be a whole number >= 1, not {count!r}")
+            room = min(self.subnet.num_addresses - 2, names.MAX_HOST_NUMBER)
+            if count > room:
+                raise RequestError(f"subnet {self.subnet} has room for {room} hosts, not {count}")
+            numbers = list(range(1, count + 1))
+            try:
+                hosts = self._build_hosts(numbers)
+            except BaseException as e:
+                self._teardown()
+                if isinstance(e, NetlinkError):
+                    raise NetworkError(f"building the network failed: {e}") from None
+                if isinstance(e, OSError) and not isinstance(e, NetemError):
+                    raise NetworkError(f"building the network failed: {e}") from None
+                raise
+            self._hosts = hosts
+            self._by_ip = {h.ip: h for h in hosts}
+            self._by_name = {h.name: h for h in hosts}
+            self._recorder.write(
+                "build",
+                asked_by,
+                {"count": count},
+                {
+                    "prefix": self.prefix,
+                    "subnet": str(self.subnet),
+                    "hosts": [{"name": h.name, "ip": str(h.ip)} for h in hosts],
+                },
+            )
+            return list(hosts)
+
+    def _build_hosts(self, numbers: list[int]) -> list[Host]:
+        if self.dry_run:
+            hosts = [
+                Host(
+                    name=names.host_name(n),
+                    number=n,
+                    netns=names.host_netns(self.prefix, n),
+                    ip=self.subnet.network_address + n,
+                    network=self.subnet,
+                    ifname=names.host_ifname(self.prefix, n),
+                    hub_ifname=names.hub_ifname(self.prefix, n),
+                )
+                for n in numbers
+            ]
+        else:
+            manifests.write(self.prefix, str(self.subnet))
+            self._manifest = True
+            ns.ensure_netns_dir()
+            build.create_hub(self.prefix, self._created)
+            self._firewall = Firewall(self.hub_netns_path)
+            self._firewall.setup()
+            hosts = build.add_hosts(self.prefix, self.subnet, numbers, self._created)
+        self.backend.attach(self.hub_netns, [h.info() for h in hosts])
+        self._attached = True
+        self.backend.apply({})
+        return hosts
+
+    # -- looking ----------------------------------------------------------------------
+
+    def host(self, ref: HostRef) -> Host:
+        """The host named by `ref`; `RequestError` if there is none."""
+        if isinstance(ref, Host):
+            found = self._by_ip.get(ref.ip)
+            if found != ref:
+                raise RequestError(f"host {ref.name} ({ref.ip}) is not part of this network")
+            return ref
+        if isinstance(ref, IPv4Address):
+            by_ip = self._by_ip.get(ref)
+            if by_ip is None:
+                raise RequestError(f"no host has address {ref}")
+            return by_ip
+        if isinstance(ref, str):
+            by_name = self._by_name.get(ref)
+            if by_name is not None:
+                return by_name
+            try:
+                return self.host(IPv4Address(ref))
+            except AddressValueError:
+                raise RequestError(f"no host named {ref!r}") from None
+        raise RequestError(f"a host is a Host, a name or an address, not {ref!r}")
+
+    def matrix(self) -> dict[Pair, LinkShape]:
+        """The effective shape of every shaped direction (directions left out are unshaped)."""
+        with self._lock:
+            return self._policy.matrix(self._by_ip)
+
+    def drops(self) -> frozenset[Pair]:
+        """Every direction whose packets are dropped (partitions, drop rules, disabled)."""
+        with self._lock:
+            return self._policy.drops(self._by_ip)
+
+    @property
+    def policy(self) -> Policy:
+        """The whole current policy, as data."""
+        return self._policy
+
+    # -- changing ---------------------------------------------------------------------
+
+    def set_default(
+        self, host: HostRef, shape: LinkShape | None, *, asked_by: str = "netem"
+    ) -> None:
+        """Shape all egress traffic of `host` (None: unshaped), except where a rule says."""
+        h = self.host(host)
+        _check_shape(shape)
+        self._change(
+            self._policy.with_default(h.ip, shape),
+            "default",
+            asked_by,
+            {"host": str(h.ip), "shape": shape_json(shape)},
+        )
+
+    def set_rule(
+        self, src: HostRef, dst: HostRef, shape: LinkShape | None, *, asked_by: str = "netem"
+    ) -> None:
+        """Shape the direction src -> dst, overriding src's default (None: remove the rule)."""
+        s, d = self.host(src), self.host(dst)
+        if s == d:
+            raise RequestError(f"a rule needs two different hosts, not {s.name} twice")
+        _check_shape(shape)
+        self._change(
+            self._policy.with_rule((s.ip, d.ip), shape),
+            "rule",
+            asked_by,
+            {"src": str(s.ip), "dst": str(d.ip), "shape": shape_json(shape)},
+        )
+
+    def partition(
+        self,
+        a: Iterable[HostRef],
+        b: Iterable[HostRef],
+        *,
+        oneway: bool = False,
+        asked_by: str = "netem",
+    ) -> None:
+        """Drop traffic from every host of `a` to every host of `b`, and back unless `oneway`."""
+        side_a, side_b = self._side(a, "a"), self._side(b, "b")
+        both = side_a & side_b
+        if both:
+            raise RequestError(f"host {self._by_ip[min(both)].name} is on both sides")
+        pairs = {(x, y) for x in side_a for y in side_b}
+        if not oneway:
+            pairs |= {(y, x) for x, y in pairs}
+        self._change(
+            self._policy.with_partition(pairs),
+            "partition",
+            asked_by,
+            {"a": _ips(side_a), "b": _ips(side_b), "oneway": oneway},
+        )
+
+    def heal(
+        self,
+        a: Iterable[HostRef] | None = None,
+        b: Iterable[HostRef] | None = None,
+        *,
+        asked_by: str = "netem",
+    ) -> None:
+        """Remove partitions: all of them, those touching `a` (or `b`), or those between
+        `a` and `b`, both ways. Drop rules a host asked for stay."""
+        side_a = None if a is None else self._side(a, "a")
+        side_b = None if b is None else self._side(b, "b")
+        if side_a is None and side_b is None:
+            pairs = None
+        else:
+            every = set(self._by_ip)
+            xs, ys = side_a or every, side_b or every
+            pairs = {(x, y) for x in xs for y in ys} | {(y, x) for x in xs for y in ys}
+        self._change(
+            self._policy.healed(pairs),
+            "heal",
+            asked_by,
+            {
+                "a": None if side_a is None else _ips(side_a),
+                "b": None if side_b is None else _ips(side_b),
+            },
+        )
+
+    def apply_request(self, host: HostRef, config: Mapping[str, Any], asked_by: str) -> Request:
+        """Apply a host's `network` request (docs/contracts.md section 6): its default
+        shape, per-peer rules (shape or drop) and `enabled`, replacing its earlier request.
+        `callback_*` keys are the caller's business and ignored here."""
+        h = self.host(host)
+        request = parse_request(config, h.ip, self._by_ip)
+        self._change(
+            self._policy.with_request(h.ip, request),
+            "request",
+            asked_by,
+            {"host": str(h.ip), "config": dict(config)},
+        )
+        return request
+
+    def _side(self, refs: Iterable[HostRef], label: str) -> set[IPv4Address]:
+        if isinstance(refs, str | Host | IPv4Address):
+            raise RequestError(f"side {label} is a collection of hosts, not a single host")
+        side = {self.host(r).ip for r in refs}
+        if not side:
+            raise RequestError(f"side {label} of a partition is empty")
+        return side
+
+    def _change(self, new: Policy, op: str, asked_by: str, asked: dict[str, Any]) -> None:
+        with self._lock:
+            self._check_open()
+            if not self._hosts:
+                raise RequestError("build the network before changing it")
+            old = self._policy
+            old_drops, new_drops = old.drops(self._by_ip), new.drops(self._by_ip)
+            firewall_changed = False
+            try:
+                if self._firewall is not None and new_drops != old_drops:
+                    firewall_changed = True
+                    self._firewall.apply(new_drops)
+                self.backend.apply(new.matrix(self._by_ip))
+            except BaseException:
+                if firewall_changed and self._firewall is not None:
+                    self._firewall.apply(old_drops)
+                raise
+            self._policy = new
+            applied = {
+                "cut": _pairs(new_drops - old_drops),
+                "restored": _pairs(old_drops - new_drops),
+                "shaped": len(new.matrix(self._by_ip)),
+            }
+            self._recorder.write(op, asked_by, asked, applied)
+
+    # -- ending -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove everything the network created (safe to call twice)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._recorder.write("close", "netem", {}, {})
+            finally:
+                self._teardown()
+
+    def _teardown(self) -> None:
+        errors: list[BaseException] = []
+        if self._attached:
+            self._attached = False
+            try:
+                self.backend.close()
+            except Exception as e:
+                errors.append(e)
+        try:
+            build.remove_namespaces(self._created)
+            self._created.clear()
+        except Exception as e:
+            errors.append(e)
+        if self._manifest:
+            manifests.remove(self.prefix)
+            self._manifest = False
+        if self._closed:
+            self._recorder.close()
+        if errors:
+            raise NetworkError(f"removing network {self.prefix} failed: {errors[0]}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RequestError(f"network {self.prefix} is closed")
+
+    def __enter__(self) -> Network:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._hosts)} hosts"
+        return f"<Network {self.prefix} {self.subnet} {state}>"
+
+
+def _parse_subnet(subnet: str) -> IPv4Network:
+    try:
+        net = IPv4Network(subnet)
+    except (AddressValueError, NetmaskValueError, ValueError) as e:
+        raise RequestError(f"bad subnet {subnet!r}: {e}") from None
+    if net.prefixlen > 30:
+        raise RequestError(f"subnet {subnet} is too small: at most /30")
+    return net
+
+
+def _check_shape(shape: object) -> None:
+    if shape is not None and not isinstance(shape, LinkShape):
+        raise RequestError(f"a shape is a LinkShape or None, not {shape!r}")
+
+
+def _ips(side: Iterable[IPv4Address]) -> list[str]:
+    return [str(ip) for ip in sorted(side)]
+
+
+def _pairs(pairs: Iterable[Pair]) -> list[list[str]]:
+    return [[str(s), str(d)] for s, d in sorted(pairs)]
