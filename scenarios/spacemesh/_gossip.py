@@ -1,0 +1,264 @@
+"""Flooding gossip over the injected transport: peers, peer exchange, de-duplication."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+
+import anyio
+import orjson
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+
+from ._clock import Clock
+from ._codec import Json, hash_json
+from ._metrics import NodeMetrics
+from ._trace import Tracer
+from ._transport import Connection, Transport
+
+Handler = Callable[[Json], bool]
+"""Delivers one message's data to the protocol; True accepts it (and lets it be relayed)."""
+
+_HELLO_TIMEOUT = 5.0
+_SEEN_LIMIT = 200_000
+_QUEUE = 2000
+
+
+def message_id(topic: str, data: Json) -> str:
+    """The id that de-duplicates a message: the hash of its topic and canonical data."""
+    return hash_json({"topic": topic, "data": data})
+
+
+@dataclasses.dataclass(eq=False)
+class _Peer:
+    node_id: str
+    address: str
+    outbound: bool
+    queue: ObjectSendStream[bytes]
+
+
+class Gossip:
+    """One node's gossip endpoint.
+
+    Dials the bootnodes, learns more addresses by peer exchange and keeps ``target_peers``
+    connections. A message is delivered to the topic's handler once (by message id) and
+    relayed to every other peer when the handler accepts it.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        listen_address: str,
+        transport: Transport,
+        clock: Clock,
+        rng: random.Random,
+        bootnodes: list[str] | tuple[str, ...] = (),
+        target_peers: int = 6,
+        max_peers: int | None = None,
+        tracer: Tracer | None = None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        if target_peers < 1:
+            raise ValueError(f"target_peers must be >= 1, not {target_peers}")
+        self.node_id = node_id
+        self.listen_address = listen_address
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng
+        self._bootnodes = [b for b in bootnodes if b != listen_address]
+        self.target_peers = target_peers
+        self.max_peers = max_peers or max(2 * target_peers, 8)
+        self._tracer = tracer or Tracer(None)
+        self._metrics = metrics
+        self._handlers: dict[str, Handler] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._known: set[str] = set(self._bootnodes)
+        self._dialing: set[str] = set()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._tg: TaskGroup | None = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        """Route ``topic``'s messages to ``handler`` (one handler per topic)."""
+        self._handlers[topic] = handler
+
+    @property
+    def peer_count(self) -> int:
+        """Connected peers."""
+        return len(self._peers)
+
+    @property
+    def peer_ids(self) -> list[str]:
+        """Ids of the connected peers."""
+        return sorted(self._peers)
+
+    def publish(self, topic: str, data: Json) -> str:
+        """Deliver ``data`` locally and flood it to every peer; returns the message id."""
+        mid = message_id(topic, data)
+        if not self._mark_seen(mid):
+            return mid
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            handler(data)
+        frame = orjson.dumps(
+            {"t": "msg", "id": mid, "topic": topic, "data": data, "ts": self._clock.now()}
+        )
+        for peer in list(self._peers.values()):
+            self._tracer.record("publish", mid, topic, self.node_id, peer.node_id, len(frame))
+            self._enqueue(peer, frame)
+        return mid
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial and maintain peers until cancelled."""
+        listener = await self._transport.listen(self.listen_address)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(listener.serve, self._serve_inbound)
+            task_status.started()
+            for address in self._bootnodes:
+                tg.start_soon(self._dial, address)
+            await self._maintain()
+
+    # -- connections ----------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await anyio.sleep(0.5 + self._rng.random())
+            if self._metrics is not None:
+                self._metrics.peers.set(len(self._peers))
+            if len(self._peers) >= self.target_peers:
+                continue
+            connected = {p.address for p in self._peers.values()}
+            candidates = sorted(self._known - connected - self._dialing - {self.listen_address})
+            if not self._peers:
+                candidates = sorted(set(candidates) | set(self._bootnodes))
+            self._rng.shuffle(candidates)
+            assert self._tg is not None
+            for address in candidates[: self.target_peers - len(self._peers)]:
+                self._tg.start_soon(self._dial, address)
+            if self._peers:
+                peer = self._rng.choice(sorted(self._peers.values(), key=lambda p: p.node_id))
+                self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
+
+    async def _dial(self, address: str) -> None:
+        if address in self._dialing:
+            return
+        self._dialing.add(address)
+        try:
+            conn = await self._transport.dial(address)
+        except (OSError, TimeoutError, anyio.BrokenResourceError):
+            return
+        finally:
+            self._dialing.discard(address)
+        await self._session(conn, outbound=True)
+
+    async def _serve_inbound(self, conn: Connection) -> None:
+        await self._session(conn, outbound=False)
+
+    async def _session(self, conn: Connection, *, outbound: bool) -> None:
+        async with conn:
+            hello = {"t": "hello", "id": self.node_id, "addr": self.listen_address}
+            try:
+                await conn.send(orjson.dumps(hello))
+                with anyio.fail_after(_HELLO_TIMEOUT):
+                    theirs = orjson.loads(await conn.receive())
+                peer_id, peer_addr = str(theirs["id"]), str(theirs["addr"])
+            except (Exception, anyio.EndOfStream):
+                return
+            self._known.add(peer_addr)
+            full = not outbound and len(self._peers) >= self.max_peers
+            if peer_id == self.node_id or peer_id in self._peers or full:
+                with contextlib.suppress(Exception):
+                    await conn.send(orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+                return
+            send, receive = anyio.create_memory_object_stream[bytes](_QUEUE)
+            peer = _Peer(peer_id, peer_addr, outbound, send)
+            self._peers[peer_id] = peer
+            if self._metrics is not None:
+                self._metrics.peers.set(len(self._peers))
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._writer, conn, receive, tg.cancel_scope)
+                    self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
+                    await self._reader(conn, peer)
+                    tg.cancel_scope.cancel()
+            finally:
+                if self._peers.get(peer_id) is peer:
+                    del self._peers[peer_id]
+                send.close()
+                if self._metrics is not None:
+                    self._metrics.peers.set(len(self._peers))
+
+    async def _writer(
+        self, conn: Connection, queue: ObjectReceiveStream[bytes], scope: anyio.CancelScope
+    ) -> None:
+        try:
+            async with queue:
+                async for frame in queue:
+                    await conn.send(frame)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        scope.cancel()
+
+    async def _reader(self, conn: Connection, peer: _Peer) -> None:
+        while True:
+            try:
+                frame = await conn.receive()
+                item = orjson.loads(frame)
+                kind = item["t"]
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            except (OSError, ValueError, KeyError, TypeError):
+                return  # a peer speaking garbage is dropped
+            if kind == "msg":
+                self._on_message(item, frame, peer)
+            elif kind == "getpeers":
+                self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+            elif kind == "peers":
+                self._known.update(str(a) for a in item.get("addrs", [])[:100])
+
+    def _addresses(self) -> list[str]:
+        return sorted({p.address for p in self._peers.values()})
+
+    def _enqueue(self, peer: _Peer, frame: bytes) -> None:
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            peer.queue.send_nowait(frame)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _mark_seen(self, mid: str) -> bool:
+        if mid in self._seen:
+            return False
+        self._seen[mid] = None
+        if len(self._seen) > _SEEN_LIMIT:
+            self._seen.popitem(last=False)
+        return True
+
+    def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
+        topic = str(item.get("topic"))
+        data = item.get("data")
+        mid = message_id(topic, data)
+        if mid != item.get("id"):
+            return  # the id must be the content's hash
+        self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
+        if self._metrics is not None:
+            self._metrics.received.labels(topic).inc()
+        if not self._mark_seen(mid):
+            return
+        handler = self._handlers.get(topic)
+        if handler is None or not handler(data):
+            return
+        self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
+        if self._metrics is not None:
+            self._metrics.delivered.labels(topic).inc()
+            ts = item.get("ts")
+            if isinstance(ts, int | float):
+                self._metrics.latency.labels(topic).observe(max(0.0, self._clock.now() - ts))
+        for other in list(self._peers.values()):
+            if other is not peer:
+                self._enqueue(other, frame)
+

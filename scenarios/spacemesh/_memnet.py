@@ -1,0 +1,200 @@
+"""An in-memory network: the same transport interface, seeded delays, loss and partitions.
+
+Delays are slept on the event loop's clock, so under trio's ``MockClock`` a whole network
+runs in virtual time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import Listener, ObjectReceiveStream, ObjectSendStream, ObjectStream, TaskGroup
+
+from ._transport import Connection
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemoryLink:
+    """One direction of a link: one-way delay with jitter (seconds), frame loss, cut."""
+
+    delay: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    down: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("delay", "jitter", "loss"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if self.loss > 1:
+            raise ValueError(f"loss is a fraction (0 to 1), not {self.loss!r}")
+
+
+class _Half(ObjectStream[bytes]):
+    """One end of an in-memory connection; frames pass through a delaying pump."""
+
+    def __init__(
+        self,
+        net: MemoryNetwork,
+        local: str,
+        remote: str,
+        outgoing: ObjectSendStream[tuple[float, bytes]],
+        incoming: ObjectReceiveStream[bytes],
+    ) -> None:
+        self._net = net
+        self._local = local
+        self._remote = remote
+        self._out = outgoing
+        self._in = incoming
+
+    async def send(self, item: bytes) -> None:
+        due = self._net.due_time(self._local, self._remote)
+        if due is None:
+            return  # lost or cut: the frame silently disappears, as on a lossy link
+        try:
+            await self._out.send((due, item))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise anyio.BrokenResourceError from None
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._in.receive()
+        except anyio.ClosedResourceError:
+            raise anyio.EndOfStream from None
+
+    async def send_eof(self) -> None:
+        await self._out.aclose()
+
+    async def aclose(self) -> None:
+        await self._out.aclose()
+        await self._in.aclose()
+
+
+class _MemoryListener(Listener[Connection]):
+    def __init__(self, net: MemoryNetwork, address: str) -> None:
+        self._net = net
+        self._address = address
+        send, receive = anyio.create_memory_object_stream[Connection](100)
+        self._accept_send = send
+        self._accept_receive = receive
+
+    async def serve(
+        self,
+        handler: Callable[[Connection], Awaitable[object]],
+        task_group: TaskGroup | None = None,
+    ) -> None:
+        async with anyio.create_task_group() as own:
+            group = task_group or own
+            async for conn in self._accept_receive:
+                group.start_soon(handler, conn)
+
+    async def aclose(self) -> None:
+        self._net._listeners.pop(self._address, None)
+        await self._accept_send.aclose()
+
+
+class MemoryNetwork:
+    """Addresses to listeners, plus the link table; all randomness from ``seed``."""
+
+    def __init__(self, seed: int = 0, default: MemoryLink | None = None) -> None:
+        self._rng = random.Random(seed)
+        self.default = default or MemoryLink()
+        self._links: dict[tuple[str, str], MemoryLink] = {}
+        self._listeners: dict[str, _MemoryListener] = {}
+        self._task_group: TaskGroup | None = None
+
+    def set_link(self, src: str, dst: str, link: MemoryLink, *, both: bool = True) -> None:
+        """Shape the traffic from ``src``'s host to ``dst``'s host (and back when ``both``)."""
+        self._links[(_host(src), _host(dst))] = link
+        if both:
+            self._links[(_host(dst), _host(src))] = link
+
+    def partition(self, side_a: list[str], side_b: list[str], *, cut: bool = True) -> None:
+        """Cut (or restore) every link between two groups of hosts."""
+        for a in side_a:
+            for b in side_b:
+                self.set_link(a, b, MemoryLink(down=True) if cut else self.default)
+
+    def link(self, src: str, dst: str) -> MemoryLink:
+        """The shape of the ``src`` -> ``dst`` direction."""
+        return self._links.get((_host(src), _host(dst)), self.default)
+
+    def due_time(self, src: str, dst: str) -> float | None:
+        """When a frame sent now arrives, or None when it is lost."""
+        link = self.link(src, dst)
+        if link.down or (link.loss and self._rng.random() < link.loss):
+            return None
+        jitter = self._rng.uniform(-link.jitter, link.jitter) if link.jitter else 0.0
+        return anyio.current_time() + max(0.0, link.delay + jitter)
+
+    def transport(self, host: str) -> MemoryTransport:
+        """The transport of a host; connections it dials come from ``host``."""
+        return MemoryTransport(self, host)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host the pumps that carry frames; start it in the network's task group first."""
+        async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def _pump(
+        self, source: ObjectReceiveStream[tuple[float, bytes]], sink: ObjectSendStream[bytes]
+    ) -> None:
+        async with source, sink:
+            async for due, frame in source:
+                await anyio.sleep_until(due)
+                try:
+                    await sink.send(frame)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+
+    def _connect(self, src_host: str, address: str) -> Connection:
+        listener = self._listeners.get(address)
+        if listener is None or self.link(src_host, address).down:
+            raise ConnectionRefusedError(f"nothing reachable listens on {address}")
+        if self._task_group is None:
+            raise RuntimeError("MemoryNetwork.run() must be started before dialing")
+        a_out, a_pump_in = anyio.create_memory_object_stream[tuple[float, bytes]](1000)
+        a_pump_out, b_in = anyio.create_memory_object_stream[bytes](1000)
+        b_out, b_pump_in = anyio.create_memory_object_stream[tuple[float, bytes]](1000)
+        b_pump_out, a_in = anyio.create_memory_object_stream[bytes](1000)
+        self._task_group.start_soon(self._pump, a_pump_in, a_pump_out)
+        self._task_group.start_soon(self._pump, b_pump_in, b_pump_out)
+        dialer = _Half(self, src_host, address, a_out, a_in)
+        acceptor = _Half(self, address, src_host, b_out, b_in)
+        try:
+            listener._accept_send.send_nowait(acceptor)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            raise ConnectionRefusedError(f"{address} is not accepting") from None
+        return dialer
+
+
+class MemoryTransport:
+    """A host's view of a :class:`MemoryNetwork` (implements the transport protocol)."""
+
+    def __init__(self, net: MemoryNetwork, host: str) -> None:
+        self._net = net
+        self.host = host
+
+    async def dial(self, address: str) -> Connection:
+        # A connection set-up costs one round trip, as TCP's handshake does.
+        link = self._net.link(self.host, address)
+        await anyio.sleep(2 * link.delay)
+        return self._net._connect(self.host, address)
+
+    async def listen(self, address: str) -> Listener[Connection]:
+        if address in self._net._listeners:
+            raise OSError(f"address {address} is already in use")
+        listener = _MemoryListener(self._net, address)
+        self._net._listeners[address] = listener
+        return listener
+
+
+def _host(address: str) -> str:
+    return address.rpartition(":")[0] or address

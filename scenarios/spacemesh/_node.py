@@ -1,0 +1,334 @@
+"""A node's protocol logic: layer clock, smeshing (PoET, PoST, ATX), proposals, hare, tortoise."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import defaultdict
+from typing import Any
+
+import anyio
+
+from ._clock import Clock
+from ._codec import Json, decode, hash_json
+from ._gossip import Gossip
+from ._keys import Signer
+from ._merkle import merkle_proof
+from ._mesh import (
+    LayerState,
+    LayerStatus,
+    Mesh,
+    MeshParams,
+    atx_challenge,
+    eligible,
+    make_atx,
+    make_block,
+    make_certificate,
+    make_proposal,
+    make_vote,
+    opinion_for,
+)
+from ._metrics import NodeMetrics
+from ._poet_client import PoetClient
+from ._post import post_commitment, prove_post
+from ._trace import Tracer
+from ._transport import Transport
+
+TOPICS = ("poet", "atx", "proposal", "hare", "certificate")
+_KIND = {"poet": "poet", "atx": "atx", "proposal": "proposal", "hare": "vote", "certificate": "certificate"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node needs; ``identity`` seeds its key, ``seed`` its randomness."""
+
+    identity: str
+    listen: str
+    genesis: float
+    layer_duration: float = 2.0
+    mesh: MeshParams = dataclasses.field(default_factory=MeshParams)
+    bootnodes: tuple[str, ...] = ()
+    smeshing: bool = True
+    num_units: int = 1
+    target_peers: int = 6
+    poet_keys: tuple[str, ...] = ()
+    """Trusted PoET service keys; empty trusts any correctly signed proof."""
+    outputs: str | None = None
+    seed: int = 0
+    hare_vote_at: float = 0.4
+    hare_cert_at: float = 0.75
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.layer_duration) and self.layer_duration > 0):
+            raise ValueError(f"layer_duration must be > 0 seconds, not {self.layer_duration!r}")
+        if not math.isfinite(self.genesis):
+            raise ValueError(f"genesis must be a finite time, not {self.genesis!r}")
+        if self.num_units < 1:
+            raise ValueError(f"num_units must be >= 1, not {self.num_units}")
+        if not 0 < self.hare_vote_at < self.hare_cert_at < 1:
+            raise ValueError("need 0 < hare_vote_at < hare_cert_at < 1")
+
+
+class Node:
+    """One node. ``run()`` serves until cancelled; the API adapters read its state."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        transport: Transport,
+        clock: Clock,
+        poets: list[PoetClient] | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._poets = list(poets or [])
+        self.signer = Signer(config.identity)
+        self.node_id = self.signer.public_hex[:16]
+        self.metrics = NodeMetrics()
+        self.tracer = Tracer(config.outputs)
+        self.mesh = Mesh(config.mesh, set(config.poet_keys) or None)
+        self.gossip = Gossip(
+            node_id=self.node_id,
+            listen_address=config.listen,
+            transport=transport,
+            clock=clock,
+            rng=random.Random(f"{config.seed}/{config.identity}"),
+            bootnodes=list(config.bootnodes),
+            target_peers=config.target_peers,
+            tracer=self.tracer,
+            metrics=self.metrics,
+        )
+        for topic in TOPICS:
+            self.gossip.subscribe(topic, self._handler(_KIND[topic]))
+        self.atxs_published = 0
+        self.last_error = ""
+        self.last_poet_round = 0
+        self._proof_arrived = anyio.Event()
+        self._atx_for_epoch: dict[int, str] = {}
+        self._cache: tuple[tuple[int, int], list[LayerState]] | None = None
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def layer_at(self, t: float) -> int:
+        """The layer in progress at time ``t`` (0 before genesis)."""
+        return max(0, math.floor((t - self.config.genesis) / self.config.layer_duration))
+
+    def current_layer(self) -> int:
+        """The clock's layer."""
+        return self.layer_at(self._clock.now())
+
+    def layer_start(self, layer: int) -> float:
+        """When ``layer`` begins."""
+        return self.config.genesis + layer * self.config.layer_duration
+
+    # -- state for the API -----------------------------------------------------------------
+
+    @property
+    def smesher_id(self) -> str:
+        """The node's public key (hex)."""
+        return self.signer.public_hex
+
+    def layers(self) -> list[LayerState]:
+        """Decided layers up to the current one (cached until something changes)."""
+        key = (self.mesh.version, self.current_layer())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.mesh.decide(key[1]))
+        return self._cache[1]
+
+    def status(self) -> dict[str, Any]:
+        """What ``NodeService.Status`` reports."""
+        states = self.layers()
+        applied = states[-1].number if states else 0
+        verified = 0
+        for s in states:
+            if s.status is not LayerStatus.VERIFIED:
+                break
+            verified = s.number
+        top = self.current_layer()
+        return {
+            "connected_peers": self.gossip.peer_count,
+            "is_synced": bool(states) and applied + self.config.mesh.hdist >= top,
+            "synced_layer": applied,
+            "top_layer": top,
+            "verified_layer": verified,
+            "applied_layer": applied,
+            "node_id": self.node_id,
+        }
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    def broadcast_poet(self, data: bytes) -> tuple[bool, str]:
+        """Validate a PoET proof handed over by the PoET and gossip it."""
+        try:
+            proof = decode(data)
+        except ValueError as exc:
+            return False, f"proof is not JSON: {exc}"
+        if not self.mesh.add("poet", proof):
+            return False, "invalid PoET proof"
+        self.gossip.publish("poet", proof)
+        return True, ""
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Gossip, the layer loop and (when smeshing) the smeshing loop, until cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.gossip.run)
+                tg.start_soon(self._layer_loop)
+                if self.config.smeshing:
+                    tg.start_soon(self._smeshing_loop)
+                task_status.started()
+        finally:
+            self.tracer.close()
+
+    def _handler(self, kind: str) -> Any:
+        def handle(data: Json) -> bool:
+            before = len(self.mesh.atxs)
+            ok = self.mesh.add(kind, data)
+            if len(self.mesh.atxs) > before:
+                self.metrics.atxs.inc(len(self.mesh.atxs) - before)
+            if ok and kind == "poet":
+                self._proof_arrived.set()
+                self._proof_arrived = anyio.Event()
+            return ok
+
+        return handle
+
+    async def _layer_loop(self) -> None:
+        layer = self.current_layer()
+        duration = self.config.layer_duration
+        while True:
+            start = self.layer_start(layer)
+            await self._clock.sleep_until(start)
+            self._propose(layer)
+            await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
+            self._vote(layer)
+            await self._clock.sleep_until(start + self.config.hare_cert_at * duration)
+            self._certify(layer)
+            self._update_metrics()
+            layer += 1
+
+    def _my_atx(self, layer: int) -> str | None:
+        atx_id = self._atx_for_epoch.get(self.config.mesh.epoch(layer))
+        return atx_id if atx_id in self.mesh.atxs else None
+
+    def _propose(self, layer: int) -> None:
+        atx_id = self._my_atx(layer)
+        if atx_id is None:
+            return
+        if not eligible(self.config.mesh, atx_id, layer, self.mesh.atx_weight(atx_id)):
+            return
+        opinion = opinion_for(self.mesh.decide(layer), self.mesh, layer)
+        self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion))
+
+    def _vote(self, layer: int) -> None:
+        atx_id = self._my_atx(layer)
+        if atx_id is None:
+            return
+        ids = sorted(self.mesh.layer_proposals(layer))
+        self.gossip.publish("hare", make_vote(self.signer, layer, atx_id, ids))
+
+    def _certify(self, layer: int) -> None:
+        if self._my_atx(layer) is None:
+            return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for vote in self.mesh.layer_votes(layer):
+            groups[tuple(vote["proposals"])].append(vote)
+        total = self.mesh.epoch_weight(self.config.mesh.epoch(layer))
+        known = self.mesh.layer_proposals(layer)
+        for ids, votes in groups.items():
+            weight = sum(self.mesh.atx_weight(v["atx"]) for v in votes)
+            if total and weight > self.config.mesh.hare_threshold * total:
+                if not all(i in known for i in ids):
+                    return
+                local = self.mesh.local_block(layer)
+                proposals = [known[i] for i in ids]
+                weights = {p["atx"]: self.mesh.atx_weight(p["atx"]) for p in proposals}
+                block = make_block(layer, proposals, weights) if ids else local
+                if block is None:
+                    return  # the hare agreed on an empty layer: nothing to certify
+                self.gossip.publish("certificate", make_certificate(layer, block, votes))
+                return
+
+    def _update_metrics(self) -> None:
+        st = self.status()
+        self.metrics.layer_current.set(st["top_layer"])
+        self.metrics.layer_applied.set(st["applied_layer"])
+        self.metrics.layer_verified.set(st["verified_layer"])
+
+    async def _smeshing_loop(self) -> None:
+        params = self.config.mesh
+        epoch_len = params.layers_per_epoch * self.config.layer_duration
+        commitment = post_commitment(self.smesher_id, self.config.num_units, params.labels_per_unit)
+        prev = ""
+        epoch = params.epoch(self.current_layer())
+        while True:
+            epoch_end = self.config.genesis + (epoch + 1) * epoch_len
+            target = epoch + 1
+            atx = await self._build_atx(target, prev, commitment, epoch_end)
+            if atx is not None:
+                atx_id = hash_json(atx)
+                self._atx_for_epoch[target] = atx_id
+                self.gossip.publish("atx", atx)
+                self.atxs_published += 1
+                self.metrics.atxs_published.inc()
+                self.last_error = ""
+                prev = atx_id
+            epoch = max(epoch + 1, params.epoch(self.layer_at(self._clock.now())))
+            await self._clock.sleep_until(self.config.genesis + epoch * epoch_len)
+
+    async def _build_atx(
+        self, target: int, prev: str, commitment: bytes, deadline: float
+    ) -> dict[str, Any] | None:
+        challenge = atx_challenge(self.smesher_id, target, prev)
+        if not self._poets:
+            self.last_error = "no PoET configured"
+            return None
+        rounds: dict[str, int] = {}
+        while not rounds:
+            errors = []
+            for poet in self._poets:
+                try:
+                    rounds[poet.address] = await poet.submit(challenge)
+                except OSError as exc:
+                    errors.append(f"PoET {poet.address} unreachable: {exc}")
+            if rounds:
+                break
+            self.last_error = "; ".join(errors)
+            if self._clock.now() + 0.5 > deadline:
+                return None
+            await anyio.sleep(0.5)
+        self.last_poet_round = max(rounds.values())
+        wanted = set(rounds.values())
+        while True:
+            for (key, round_id), proof in list(self.mesh.poet_proofs.items()):
+                if round_id in wanted and challenge.hex() in proof["members"]:
+                    return self._atx_from_proof(target, prev, commitment, challenge, key, proof)
+            if self._clock.now() >= deadline:
+                self.last_error = (
+                    f"no PoET proof containing our challenge arrived for round(s) "
+                    f"{sorted(wanted)} before epoch {target - 1} ended"
+                )
+                return None
+            with anyio.move_on_after(max(0.0, deadline - self._clock.now())):
+                await self._proof_arrived.wait()
+
+    def _atx_from_proof(
+        self, target: int, prev: str, commitment: bytes, challenge: bytes, key: str, proof: Json
+    ) -> dict[str, Any]:
+        members = [bytes.fromhex(m) for m in proof["members"]]
+        index = members.index(challenge)
+        statement = bytes.fromhex(proof["statement"])
+        poet = {
+            "key": key,
+            "round": int(proof["round"]),
+            "index": index,
+            "leaf_count": len(members),
+            "path": [p.hex() for p in merkle_proof(members, index)],
+        }
+        nonce = prove_post(challenge, statement, commitment, self.config.mesh.pow_bits)
+        post = {"commitment": commitment.hex(), "nonce": nonce}
+        return make_atx(self.signer, target, prev, poet, post, self.config.num_units)

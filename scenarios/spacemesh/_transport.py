@@ -1,0 +1,93 @@
+"""The injected transport: framed byte streams between addresses, and its TCP adapter."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import anyio
+from anyio.abc import Listener, ObjectStream, SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+Connection = ObjectStream[bytes]
+"""A bidirectional stream of frames (whole messages)."""
+
+MAX_FRAME = 4 * 1024 * 1024
+
+
+class Transport(Protocol):
+    """How the protocol code reaches peers: dial an address, listen on one."""
+
+    async def dial(self, address: str) -> Connection:
+        """Open a connection to ``address`` (``host:port``); raises ``OSError`` if refused."""
+        ...
+
+    async def listen(self, address: str) -> Listener[Connection]:
+        """Listen on ``address``; the listener serves each inbound connection to a handler."""
+        ...
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` -> ``(host, port)``; a one-line ``ValueError`` when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"address must be host:port, not {address!r}")
+    return host, int(port)
+
+
+class _FramedStream(ObjectStream[bytes]):
+    """Length-prefixed frames over a TCP byte stream."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self._stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+        self._send_lock = anyio.Lock()
+
+    async def send(self, item: bytes) -> None:
+        async with self._send_lock:
+            await self._stream.send(len(item).to_bytes(4, "big") + item)
+
+    async def receive(self) -> bytes:
+        try:
+            size = int.from_bytes(await self._reader.receive_exactly(4), "big")
+            if size > MAX_FRAME:
+                raise anyio.BrokenResourceError(f"frame of {size} bytes is over the limit")
+            return await self._reader.receive_exactly(size)
+        except anyio.IncompleteRead:
+            raise anyio.EndOfStream from None
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _FramedListener(Listener[Connection]):
+    def __init__(self, inner: Listener[SocketStream]) -> None:
+        self._inner = inner
+
+    async def serve(self, handler, task_group=None) -> None:  # type: ignore[no-untyped-def]
+        async def wrapped(stream: SocketStream) -> None:
+            await handler(_FramedStream(stream))
+
+        await self._inner.serve(wrapped, task_group)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class TcpTransport:
+    """Real sockets (anyio), each frame prefixed with its 4-byte length."""
+
+    def __init__(self, connect_timeout: float = 3.0) -> None:
+        self._connect_timeout = connect_timeout
+
+    async def dial(self, address: str) -> Connection:
+        host, port = split_address(address)
+        with anyio.fail_after(self._connect_timeout):
+            stream = await anyio.connect_tcp(host, port)
+        return _FramedStream(stream)
+
+    async def listen(self, address: str) -> Listener[Connection]:
+        host, port = split_address(address)
+        return _FramedListener(await anyio.create_tcp_listener(local_host=host, local_port=port))
