@@ -1,0 +1,177 @@
+"""The Python engine (fallback when no C compiler): a process speaking the same protocol.
+
+    python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--normal]
+
+Run it inside the namespace to queue in (the Engine starts it under nsenter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import socket
+import sys
+import time
+from typing import Any
+
+from netem._userspace._pycore import Core
+
+_SPIN_NS = 1_500_000  # epoll waits in whole ms: wake this early and spin to the due time
+
+
+class _SimOutput:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def accept(self, handle: int, payload: bytes | None, now_ns: int) -> None:
+        self.lines.append(f"{'accept' if payload is None else 'corrupt'} {handle} {now_ns // 1000}")
+
+    def drop(self, handle: int, now_ns: int) -> None:
+        self.lines.append(f"drop {handle} {now_ns // 1000}")
+
+    def duplicate(self, handle: int, payload: bytes, ifindex: int, now_ns: int) -> None:
+        self.lines.append(f"dup {handle} {now_ns // 1000}")
+
+
+def _simulate(seed: int, normal: bool) -> int:
+    out = _SimOutput()
+    core: Core[int] = Core(out, seed, normal)
+    now = 0
+    for raw in sys.stdin:
+        parts = raw.split()
+        replies: list[str]
+        if parts and parts[0] == "pkt" and len(parts) == 6:
+            try:
+                t, pid, length = int(parts[1]) * 1000, int(parts[2]), int(parts[5])
+                src, dst = socket.inet_aton(parts[3]), socket.inet_aton(parts[4])
+            except (OSError, ValueError):
+                replies = ["err bad pkt line"]
+            else:
+                if not 20 <= length <= 65535:
+                    replies = ["err bad pkt length"]
+                else:
+                    core.release_due(t, virtual=True)
+                    now = t
+                    pkt = bytearray(length)
+                    pkt[0] = 0x45
+                    pkt[2:4] = length.to_bytes(2, "big")
+                    pkt[12:16], pkt[16:20] = src, dst
+                    core.on_packet(pid, bytes(pkt), now, 1)
+                    replies = []
+        elif parts and parts[0] == "advance" and len(parts) == 2:
+            t = int(parts[1]) * 1000
+            core.release_due(t, virtual=True)
+            now = t
+            replies = ["ok"]
+        else:
+            replies = core.command(raw)
+        for line in [*out.lines, *replies]:
+            print(line)
+        out.lines.clear()
+        if core.quitting:
+            break
+    core.release_due(2**62, virtual=True)
+    for line in out.lines:
+        print(line)
+    return 0
+
+
+class _QueueOutput:
+    """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket."""
+
+    def __init__(self) -> None:
+        self.macs: dict[bytes, bytes] = {}
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
+
+    def accept(self, handle: Any, payload: bytes | None, now_ns: int) -> None:
+        if payload is not None:
+            handle.set_payload(payload)
+        handle.accept()
+
+    def drop(self, handle: Any, now_ns: int) -> None:
+        handle.drop()
+
+    def duplicate(self, handle: Any, payload: bytes, ifindex: int, now_ns: int) -> None:
+        mac = self.macs.get(payload[16:20], b"\xff" * 6)
+        # a duplicate that cannot be sent is a duplicate not made
+        with contextlib.suppress(OSError):
+            self._sock.sendto(payload, (socket.if_indextoname(ifindex), 0x0800, 0, 0, mac))
+
+
+def _live(queue: int, seed: int, normal: bool) -> int:
+    try:
+        from netfilterqueue import NetfilterQueue
+    except ImportError:
+        print("error the Python engine needs NetfilterQueue (pip install NetfilterQueue)")
+        return 1
+    out = _QueueOutput()
+    core: Core[Any] = Core(out, seed, normal)
+    nfq = NetfilterQueue()
+
+    def on_packet(pkt: Any) -> None:
+        payload = pkt.get_payload()
+        hw = pkt.get_hw()
+        if hw is not None and len(payload) >= 20:
+            out.macs[payload[12:16]] = hw[:6]
+        core.on_packet(pkt, payload, time.monotonic_ns(), pkt.physoutdev or pkt.outdev)
+
+    try:
+        nfq.bind(queue, on_packet, max_len=65536, range=65535, sock_len=16 << 20)
+    except OSError as exc:
+        print(f"error cannot bind queue {queue}: {exc}")
+        return 1
+    parent = os.getppid()
+    sel = selectors.DefaultSelector()
+    os.set_blocking(0, False)
+    sel.register(nfq.get_fd(), selectors.EVENT_READ, "q")
+    sel.register(0, selectors.EVENT_READ, "ctl")
+    print("ready", flush=True)
+    buf = b""
+    try:
+        while not core.quitting and os.getppid() == parent:
+            due = core.next_due()
+            now = time.monotonic_ns()
+            timeout = 0.5 if due is None else max(0.0, (due - now - _SPIN_NS) / 1e9)
+            for key, _ in sel.select(timeout):
+                if key.data == "q":
+                    nfq.run(block=False)
+                else:
+                    chunk = os.read(0, 65536)
+                    if not chunk:
+                        core.quitting = True
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    replies = [r for ln in lines for r in core.command(ln.decode())]
+                    if replies:
+                        print("\n".join(replies), flush=True)
+            due = core.next_due()
+            # spin the last stretch: the selector's timeout is only millisecond-grained
+            while due is not None and 0 < due - time.monotonic_ns() <= _SPIN_NS:
+                nfq.run(block=False)
+                due = core.next_due()
+            core.release_due(time.monotonic_ns())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        core.release_all(time.monotonic_ns())
+        nfq.unbind()
+    return 0
+
+
+def main() -> int:
+    """Entry point of the engine process."""
+    parser = argparse.ArgumentParser(prog="netem-pyengine")
+    parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--queue", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--normal", action="store_true")
+    args = parser.parse_args()
+    if args.simulate:
+        return _simulate(args.seed, args.normal)
+    return _live(args.queue, args.seed, args.normal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

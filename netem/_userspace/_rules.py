@@ -1,0 +1,121 @@
+"""The iptables rules that send shaped pairs to the queue, in the hub's chain NETEM-QUEUE.
+
+NETEM-QUEUE jumps per source address to a chain of its own (NETEM-Q-<hex address>) that
+queues per destination, so a packet meets at most (#sources + #destinations of its source)
+rules rather than one per pair. Every change is one iptables-restore --noflush transaction.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netem._backend import Pair
+
+CHAIN = "NETEM-QUEUE"
+NETNS_DIR = Path("/run/netns")
+
+
+class RulesError(RuntimeError):
+    """iptables refused a change, or the namespace is not there."""
+
+
+def sub_chain(src: IPv4Address) -> str:
+    """The per-source chain's name."""
+    return f"NETEM-Q-{int(src):08x}"
+
+
+def render_update(
+    pairs: Iterable[Pair], queue_num: int, old_sources: Iterable[IPv4Address]
+) -> tuple[str, set[IPv4Address]]:
+    """The iptables-restore text that makes NETEM-QUEUE queue exactly `pairs`.
+
+    Returns the text and the set of sources that now have a chain.
+    """
+    by_src: dict[IPv4Address, list[IPv4Address]] = {}
+    for src, dst in sorted(set(pairs)):
+        by_src.setdefault(src, []).append(dst)
+    gone = sorted(set(old_sources) - set(by_src))
+    lines = ["*filter", f":{CHAIN} - [0:0]"]
+    # declaring an existing chain under --noflush flushes it
+    lines += [f":{sub_chain(src)} - [0:0]" for src in [*by_src, *gone]]
+    for src, dsts in by_src.items():
+        lines.append(f"-A {CHAIN} -s {src}/32 -j {sub_chain(src)}")
+        lines += [
+            f"-A {sub_chain(src)} -d {dst}/32 -j NFQUEUE --queue-num {queue_num} --queue-bypass"
+            for dst in dsts
+        ]
+    lines += [f"-X {sub_chain(src)}" for src in gone]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n", set(by_src)
+
+
+def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_chain: bool) -> str:
+    """The iptables-restore text that removes every rule and chain the engine made."""
+    srcs = sorted(set(sources))
+    lines = ["*filter", f":{CHAIN} - [0:0]"]
+    lines += [f":{sub_chain(src)} - [0:0]" for src in srcs]
+    lines += [f"-X {sub_chain(src)}" for src in srcs]
+    if remove_jump:
+        lines.append(f"-D FORWARD -j {CHAIN}")
+    if remove_chain:
+        lines.append(f"-X {CHAIN}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def netns_path(netns: str) -> Path:
+    """/run/netns/<netns>, checked to be a plain name that exists."""
+    if not netns or "/" in netns or netns in (".", ".."):
+        raise RulesError(f"bad network namespace name {netns!r}")
+    path = NETNS_DIR / netns
+    if not path.exists():
+        raise RulesError(f"network namespace {netns!r} not found (no {path})")
+    return path
+
+
+def run_in(
+    netns: str, argv: list[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the namespace (through nsenter)."""
+    nsenter = shutil.which("nsenter")
+    if nsenter is None:
+        raise RulesError("nsenter (util-linux) not found")
+    return subprocess.run(
+        [nsenter, f"--net={netns_path(netns)}", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def restore(netns: str, text: str) -> None:
+    """Apply an iptables-restore --noflush transaction in the namespace."""
+    proc = run_in(netns, ["iptables-restore", "--noflush"], text)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
+        raise RulesError(f"iptables-restore in {netns}: {msg}")
+
+
+def ensure_chain(netns: str) -> tuple[bool, bool]:
+    """Create NETEM-QUEUE and FORWARD's jump to it where missing.
+
+    Returns (created the jump, created the chain), for the teardown to undo just that.
+    """
+    has_chain = run_in(netns, ["iptables", "-S", CHAIN]).returncode == 0
+    has_jump = (
+        has_chain and run_in(netns, ["iptables", "-C", "FORWARD", "-j", CHAIN]).returncode == 0
+    )
+    if has_chain and has_jump:
+        return False, False
+    lines = ["*filter"]
+    if not has_chain:
+        lines.append(f":{CHAIN} - [0:0]")
+    lines += [f"-A FORWARD -j {CHAIN}", "COMMIT"]
+    restore(netns, "\n".join(lines) + "\n")
+    return True, not has_chain

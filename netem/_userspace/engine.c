@@ -1,0 +1,794 @@
+/*
+ * netem userspace engine: holds NFQUEUE'd IPv4 packets until their due time and drops,
+ * corrupts, duplicates or reorders them as the shape of their (source, destination) pair
+ * says. One thread, one epoll loop: the netfilter queue socket, a timerfd armed at the
+ * earliest due time (binary heap), and the control pipe on stdin.
+ *
+ * Control protocol (stdin, one command a line; replies on stdout):
+ *   pair SRC DST DELAY_US JITTER_US LOSS_PCT CORRUPT_PCT DUP_PCT REORDER_PCT   stage a shape
+ *   commit                       the staged pairs become the whole table   -> "ok N"
+ *   stats                        "stat SRC DST PACKETS BYTES DROPS HELD_SUM_US HELD_N" per
+ *                                pair, "late N P50_US P99_US MAX_US", then "ok"
+ *   reset_timing                 clears the lateness histogram              -> "ok"
+ *   quit (or end of input)       accepts every held packet at once and exits
+ * First line on stdout: "ready" once the queue is bound, or "error MESSAGE" and exit 1.
+ *
+ * --simulate: no queue, no privileges; a virtual clock driven by input lines
+ *   pkt T_US ID SRC DST LEN      a packet arrives at T_US (releases all due <= T_US first)
+ *   advance T_US                 releases everything due <= T_US
+ * and each packet's fate is printed: "accept|drop|corrupt|dup ID T_US".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/netfilter.h>
+#include <math.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#define LATE_BUCKETS 200000 /* 1 us buckets, up to 200 ms */
+#define RECV_BUF (65536 + 4096)
+
+/* ---- random numbers: xoshiro256**, seeded through splitmix64 ---- */
+static uint64_t rng_s[4];
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(void)
+{
+	uint64_t result = rotl(rng_s[1] * 5, 7) * 9, t = rng_s[1] << 17;
+	rng_s[2] ^= rng_s[0];
+	rng_s[3] ^= rng_s[1];
+	rng_s[1] ^= rng_s[2];
+	rng_s[0] ^= rng_s[3];
+	rng_s[2] ^= t;
+	rng_s[3] = rotl(rng_s[3], 45);
+	return result;
+}
+
+static double rng_unit(void) { return (double)(rng_next() >> 11) * 0x1.0p-53; } /* [0, 1) */
+
+static int chance(double pct)
+{
+	if (pct <= 0)
+		return 0;
+	if (pct >= 100)
+		return 1;
+	return rng_unit() * 100.0 < pct;
+}
+
+static int normal_dist;
+static double normal_spare;
+static int have_spare;
+
+static double rng_normal(void)
+{
+	if (have_spare) {
+		have_spare = 0;
+		return normal_spare;
+	}
+	double u, v, s;
+	do {
+		u = rng_unit() * 2 - 1;
+		v = rng_unit() * 2 - 1;
+		s = u * u + v * v;
+	} while (s >= 1 || s == 0);
+	s = sqrt(-2 * log(s) / s);
+	normal_spare = v * s;
+	have_spare = 1;
+	return u * s;
+}
+
+/* ---- shape table: open addressing on (src, dst) in network byte order ---- */
+struct shape {
+	uint64_t key; /* 0: empty slot */
+	int64_t delay_ns, jitter_ns;
+	double loss, corrupt, dup, reorder;
+	uint64_t packets, bytes, drops, held_sum_ns, held_n;
+};
+
+struct table {
+	struct shape *slots;
+	size_t mask; /* capacity - 1 */
+	size_t count;
+};
+
+static struct table live_tab, staged_tab;
+
+/* 0 marks an empty slot; the pair 0.0.0.0 -> 0.0.0.0 is refused at input */
+static uint64_t pair_key(uint32_t src, uint32_t dst) { return ((uint64_t)src << 32) | dst; }
+
+static size_t slot_of(const struct table *t, uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 20) & t->mask;
+}
+
+static struct shape *tab_find(const struct table *t, uint64_t key)
+{
+	if (!t->count)
+		return NULL;
+	for (size_t i = slot_of(t, key);; i = (i + 1) & t->mask) {
+		if (t->slots[i].key == key)
+			return &t->slots[i];
+		if (!t->slots[i].key)
+			return NULL;
+	}
+}
+
+static int tab_reserve(struct table *t, size_t want)
+{
+	if ((want + 1) * 2 <= t->mask + 1 && t->slots)
+		return 0;
+	size_t cap = 16;
+	while (cap < (want + 1) * 2)
+		cap *= 2;
+	struct shape *old = t->slots;
+	size_t oldcap = old ? t->mask + 1 : 0;
+	t->slots = calloc(cap, sizeof *t->slots);
+	if (!t->slots) {
+		t->slots = old;
+		return -1;
+	}
+	t->mask = cap - 1;
+	for (size_t i = 0; i < oldcap; i++) {
+		if (!old[i].key)
+			continue;
+		size_t j = slot_of(t, old[i].key);
+		while (t->slots[j].key)
+			j = (j + 1) & t->mask;
+		t->slots[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+static struct shape *tab_put(struct table *t, uint64_t key)
+{
+	if (tab_reserve(t, t->count + 1))
+		return NULL;
+	size_t i = slot_of(t, key);
+	while (t->slots[i].key && t->slots[i].key != key)
+		i = (i + 1) & t->mask;
+	if (!t->slots[i].key) {
+		t->slots[i].key = key;
+		t->count++;
+	}
+	return &t->slots[i];
+}
+
+static void tab_clear(struct table *t)
+{
+	free(t->slots);
+	t->slots = NULL;
+	t->mask = 0;
+	t->count = 0;
+}
+
+/* ---- learned MAC addresses (for sending duplicates) ---- */
+#define MAC_SLOTS 4096
+static struct {
+	uint32_t ip;
+	uint8_t mac[6];
+} macs[MAC_SLOTS];
+
+static void mac_learn(uint32_t ip, const uint8_t *mac)
+{
+	size_t i = (ip * 2654435761u) >> 20 & (MAC_SLOTS - 1);
+	macs[i].ip = ip;
+	memcpy(macs[i].mac, mac, 6);
+}
+
+static void mac_lookup(uint32_t ip, uint8_t *out)
+{
+	size_t i = (ip * 2654435761u) >> 20 & (MAC_SLOTS - 1);
+	if (macs[i].ip == ip && ip)
+		memcpy(out, macs[i].mac, 6);
+	else
+		memset(out, 0xff, 6); /* unknown: broadcast; Linux accepts unicast IP in it */
+}
+
+/* ---- held packets: binary min-heap on (due, seq) ---- */
+enum kind { K_ACCEPT, K_CORRUPT, K_DUP };
+
+struct item {
+	int64_t due, arrival;
+	uint64_t seq;
+	uint64_t key;
+	uint32_t id;
+	uint32_t len;
+	int ifindex;
+	uint8_t kind;
+	uint8_t *data; /* owned copy for K_CORRUPT and K_DUP */
+};
+
+static struct item *heap;
+static size_t heap_n, heap_cap;
+static uint64_t seq_counter;
+
+static int item_less(const struct item *a, const struct item *b)
+{
+	return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static int heap_push(struct item it)
+{
+	if (heap_n == heap_cap) {
+		size_t cap = heap_cap ? heap_cap * 2 : 1024;
+		struct item *h = realloc(heap, cap * sizeof *h);
+		if (!h)
+			return -1;
+		heap = h;
+		heap_cap = cap;
+	}
+	size_t i = heap_n++;
+	while (i) {
+		size_t p = (i - 1) / 2;
+		if (!item_less(&it, &heap[p]))
+			break;
+		heap[i] = heap[p];
+		i = p;
+	}
+	heap[i] = it;
+	return 0;
+}
+
+static struct item heap_pop(void)
+{
+	struct item top = heap[0], last = heap[--heap_n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= heap_n)
+			break;
+		if (c + 1 < heap_n && item_less(&heap[c + 1], &heap[c]))
+			c++;
+		if (!item_less(&heap[c], &last))
+			break;
+		heap[i] = heap[c];
+		i = c;
+	}
+	if (heap_n)
+		heap[i] = last;
+	return top;
+}
+
+/* ---- globals of the running engine ---- */
+static int simulate;
+static int64_t sim_now;
+static struct nfq_handle *nfq_h;
+static struct nfq_q_handle *nfq_qh;
+static int packet_fd = -1;
+static uint32_t late_hist[LATE_BUCKETS];
+static uint64_t late_n, late_max_us;
+static uint32_t copy_range;
+
+static int64_t now_ns(void)
+{
+	if (simulate)
+		return sim_now;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, const char *what)
+{
+	if (simulate) {
+		printf("%s %" PRIu32 " %" PRId64 "\n", what, id, sim_now / 1000);
+		return;
+	}
+	nfq_set_verdict(nfq_qh, id, v, len, buf);
+}
+
+static void send_dup(const struct item *it)
+{
+	if (simulate) {
+		printf("dup %" PRIu32 " %" PRId64 "\n", it->id, sim_now / 1000);
+		return;
+	}
+	if (packet_fd < 0 || it->ifindex <= 0 || it->len < 20)
+		return;
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+				  .sll_protocol = htons(ETH_P_IP),
+				  .sll_ifindex = it->ifindex,
+				  .sll_halen = 6};
+	uint32_t dst;
+	memcpy(&dst, it->data + 16, 4);
+	mac_lookup(dst, sll.sll_addr);
+	sendto(packet_fd, it->data, it->len, MSG_DONTWAIT, (struct sockaddr *)&sll, sizeof sll);
+}
+
+static void release(struct item *it, int64_t now)
+{
+	struct shape *s = tab_find(&live_tab, it->key);
+	if (s && it->kind != K_DUP) {
+		s->held_sum_ns += (uint64_t)(now - it->arrival);
+		s->held_n++;
+	}
+	int64_t late_us = (now - it->due) / 1000;
+	if (late_us < 0)
+		late_us = 0;
+	late_hist[late_us < LATE_BUCKETS ? late_us : LATE_BUCKETS - 1]++;
+	late_n++;
+	if ((uint64_t)late_us > late_max_us)
+		late_max_us = (uint64_t)late_us;
+	switch (it->kind) {
+	case K_ACCEPT:
+		verdict(it->id, NF_ACCEPT, 0, NULL, "accept");
+		break;
+	case K_CORRUPT:
+		verdict(it->id, NF_ACCEPT, it->len, it->data, "corrupt");
+		break;
+	case K_DUP:
+		send_dup(it);
+		break;
+	}
+	free(it->data);
+}
+
+static void release_due(int64_t upto)
+{
+	while (heap_n && heap[0].due <= upto) {
+		struct item it = heap_pop();
+		if (simulate)
+			sim_now = it.due;
+		release(&it, now_ns());
+	}
+}
+
+static int64_t sample_delay(const struct shape *s)
+{
+	int64_t d = s->delay_ns;
+	if (s->jitter_ns) {
+		double z = normal_dist ? rng_normal() : rng_unit() * 2 - 1;
+		d += (int64_t)llround(z * (double)s->jitter_ns);
+	}
+	return d < 0 ? 0 : d;
+}
+
+/* One queued packet: decide its fate, verdict now or hold it. */
+static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, const uint8_t *hw,
+		      int64_t now)
+{
+	if (len < 20 || (data[0] >> 4) != 4) {
+		verdict(id, NF_ACCEPT, 0, NULL, "accept");
+		return;
+	}
+	uint32_t src, dst;
+	memcpy(&src, data + 12, 4);
+	memcpy(&dst, data + 16, 4);
+	if (hw)
+		mac_learn(src, hw);
+	struct shape *s = tab_find(&live_tab, pair_key(src, dst));
+	if (!s) {
+		verdict(id, NF_ACCEPT, 0, NULL, "accept");
+		return;
+	}
+	uint32_t tot_len = (uint32_t)data[2] << 8 | data[3];
+	int whole = (uint32_t)len >= tot_len;
+	s->packets++;
+	s->bytes += tot_len;
+	/* as netem: duplicate first (the copy goes through the shape again), then loss */
+	if (whole && chance(s->dup)) {
+		uint8_t *copy = malloc(tot_len);
+		if (copy) {
+			memcpy(copy, data, tot_len);
+			struct item d = {.due = now + sample_delay(s), .arrival = now,
+					 .seq = seq_counter++, .key = s->key, .id = id,
+					 .len = tot_len, .ifindex = ifindex, .kind = K_DUP,
+					 .data = copy};
+			if (heap_push(d))
+				free(copy);
+		}
+	}
+	if (chance(s->loss)) {
+		s->drops++;
+		verdict(id, NF_DROP, 0, NULL, "drop");
+		return;
+	}
+	struct item it = {.arrival = now, .seq = seq_counter++, .key = s->key, .id = id,
+			  .kind = K_ACCEPT};
+	if (whole && chance(s->corrupt)) {
+		it.data = malloc(tot_len);
+		if (it.data) {
+			memcpy(it.data, data, tot_len);
+			/* flip one bit past the IP header so the packet still routes and the
+			   receiver's transport checksum catches it */
+			uint32_t ihl = (uint32_t)(data[0] & 15) * 4;
+			uint32_t lo = tot_len > ihl ? ihl : 0;
+			uint32_t bit = (uint32_t)(rng_next() % ((uint64_t)(tot_len - lo) * 8));
+			it.data[lo + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+			it.len = tot_len;
+			it.kind = K_CORRUPT;
+		}
+	}
+	int64_t d = chance(s->reorder) ? 0 : sample_delay(s);
+	it.due = now + d;
+	if (d <= 0 || heap_push(it)) {
+		it.due = now;
+		release(&it, now);
+	}
+}
+
+static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data *nfa, void *arg)
+{
+	(void)qh;
+	(void)msg;
+	(void)arg;
+	struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa);
+	if (!ph)
+		return 0;
+	uint32_t id = ntohl(ph->packet_id);
+	unsigned char *data = NULL;
+	int len = nfq_get_payload(nfa, &data);
+	int ifindex = (int)nfq_get_physoutdev(nfa);
+	if (!ifindex)
+		ifindex = (int)nfq_get_outdev(nfa);
+	struct nfqnl_msg_packet_hw *hw = nfq_get_packet_hw(nfa);
+	const uint8_t *mac = hw && ntohs(hw->hw_addrlen) == 6 ? hw->hw_addr : NULL;
+	on_packet(id, data, len, ifindex, mac, now_ns());
+	return 0;
+}
+
+/* ---- control ---- */
+static int parse_ip(const char *s, uint32_t *out) { return inet_pton(AF_INET, s, out) == 1 ? 0 : -1; }
+
+static void set_copy_range(void)
+{
+	/* headers are enough unless some pair corrupts or duplicates */
+	uint32_t want = 128;
+	for (size_t i = 0; live_tab.count && i <= live_tab.mask; i++)
+		if (live_tab.slots[i].key && (live_tab.slots[i].dup > 0 || live_tab.slots[i].corrupt > 0))
+			want = 0xffff;
+	if (!simulate && want != copy_range && nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, want) == 0)
+		copy_range = want;
+}
+
+static void commit(void)
+{
+	/* keep the counters of pairs that stay */
+	for (size_t i = 0; staged_tab.count && i <= staged_tab.mask; i++) {
+		struct shape *n = &staged_tab.slots[i];
+		if (!n->key)
+			continue;
+		struct shape *o = tab_find(&live_tab, n->key);
+		if (o) {
+			n->packets = o->packets;
+			n->bytes = o->bytes;
+			n->drops = o->drops;
+			n->held_sum_ns = o->held_sum_ns;
+			n->held_n = o->held_n;
+		}
+	}
+	tab_clear(&live_tab);
+	live_tab = staged_tab;
+	memset(&staged_tab, 0, sizeof staged_tab);
+	printf("ok %zu\n", live_tab.count);
+	set_copy_range();
+}
+
+static uint64_t late_percentile(double q)
+{
+	if (!late_n)
+		return 0;
+	uint64_t want = (uint64_t)ceil(q * (double)late_n), acc = 0;
+	if (!want)
+		want = 1;
+	for (uint64_t i = 0; i < LATE_BUCKETS; i++) {
+		acc += late_hist[i];
+		if (acc >= want)
+			return i;
+	}
+	return LATE_BUCKETS - 1;
+}
+
+static void stats(void)
+{
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+	for (size_t i = 0; live_tab.count && i <= live_tab.mask; i++) {
+		struct shape *s = &live_tab.slots[i];
+		if (!s->key)
+			continue;
+		uint32_t src = (uint32_t)(s->key >> 32), dst = (uint32_t)s->key;
+		inet_ntop(AF_INET, &src, a, sizeof a);
+		inet_ntop(AF_INET, &dst, b, sizeof b);
+		printf("stat %s %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", a, b,
+		       s->packets, s->bytes, s->drops, s->held_sum_ns / 1000, s->held_n);
+	}
+	printf("late %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\nok\n", late_n,
+	       late_percentile(0.5), late_percentile(0.99), late_max_us);
+}
+
+static int quitting;
+
+static void control_line(char *line)
+{
+	char *argv[12];
+	int argc = 0;
+	for (char *tok = strtok(line, " \t\r"); tok && argc < 12; tok = strtok(NULL, " \t\r"))
+		argv[argc++] = tok;
+	if (!argc)
+		return;
+	const char *cmd = argv[0];
+	if (!strcmp(cmd, "pair") && argc == 9) {
+		uint32_t src, dst;
+		char *end;
+		double v[6];
+		int bad = parse_ip(argv[1], &src) || parse_ip(argv[2], &dst) || !pair_key(src, dst);
+		for (int i = 0; i < 6 && !bad; i++) {
+			v[i] = strtod(argv[3 + i], &end);
+			bad = *end || !isfinite(v[i]) || v[i] < 0 || (i >= 2 && v[i] > 100);
+		}
+		if (bad) {
+			printf("err bad pair line\n");
+			return;
+		}
+		struct shape *s = tab_put(&staged_tab, pair_key(src, dst));
+		if (!s) {
+			printf("err out of memory\n");
+			return;
+		}
+		s->delay_ns = (int64_t)llround(v[0] * 1000);
+		s->jitter_ns = (int64_t)llround(v[1] * 1000);
+		s->loss = v[2];
+		s->corrupt = v[3];
+		s->dup = v[4];
+		s->reorder = v[5];
+	} else if (!strcmp(cmd, "commit") && argc == 1) {
+		commit();
+	} else if (!strcmp(cmd, "stats") && argc == 1) {
+		stats();
+	} else if (!strcmp(cmd, "reset_timing") && argc == 1) {
+		memset(late_hist, 0, sizeof late_hist);
+		late_n = late_max_us = 0;
+		printf("ok\n");
+	} else if (!strcmp(cmd, "quit") && argc == 1) {
+		quitting = 1;
+	} else if (simulate && !strcmp(cmd, "pkt") && argc == 6) {
+		uint32_t src, dst;
+		if (parse_ip(argv[3], &src) || parse_ip(argv[4], &dst)) {
+			printf("err bad pkt line\n");
+			return;
+		}
+		int64_t t = strtoll(argv[1], NULL, 10) * 1000;
+		uint32_t id = (uint32_t)strtoul(argv[2], NULL, 10);
+		int len = atoi(argv[5]);
+		if (len < 20 || len > 65535) {
+			printf("err bad pkt length\n");
+			return;
+		}
+		release_due(t);
+		sim_now = t;
+		uint8_t *pkt = calloc(1, (size_t)len);
+		if (!pkt) {
+			printf("err out of memory\n");
+			return;
+		}
+		pkt[0] = 0x45;
+		pkt[2] = (uint8_t)(len >> 8);
+		pkt[3] = (uint8_t)len;
+		memcpy(pkt + 12, &src, 4);
+		memcpy(pkt + 16, &dst, 4);
+		on_packet(id, pkt, len, 1, NULL, t);
+		free(pkt);
+	} else if (simulate && !strcmp(cmd, "advance") && argc == 2) {
+		int64_t t = strtoll(argv[1], NULL, 10) * 1000;
+		release_due(t);
+		sim_now = t;
+		printf("ok\n");
+	} else {
+		printf("err unknown command %s\n", cmd);
+	}
+}
+
+static char ctl_buf[1 << 20];
+static size_t ctl_len;
+
+/* Reads what the control pipe holds; returns 0 on end of input. */
+static int control_read(int fd)
+{
+	for (;;) {
+		if (ctl_len == sizeof ctl_buf - 1)
+			ctl_len = 0; /* a line longer than the buffer: drop it */
+		ssize_t n = read(fd, ctl_buf + ctl_len, sizeof ctl_buf - 1 - ctl_len);
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 1 : 0;
+		ctl_len += (size_t)n;
+		char *start = ctl_buf, *nl;
+		while ((nl = memchr(start, '\n', ctl_len - (size_t)(start - ctl_buf)))) {
+			*nl = 0;
+			control_line(start);
+			start = nl + 1;
+			if (quitting)
+				break;
+		}
+		ctl_len -= (size_t)(start - ctl_buf);
+		memmove(ctl_buf, start, ctl_len);
+		fflush(stdout);
+		if (quitting)
+			return 0;
+	}
+}
+
+static void fail(const char *msg)
+{
+	printf("error %s\n", msg);
+	fflush(stdout);
+	exit(1);
+}
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) { (void)sig; got_signal = 1; }
+
+static int run_simulation(void)
+{
+	char line[4096];
+	while (!quitting && fgets(line, sizeof line, stdin)) {
+		line[strcspn(line, "\n")] = 0;
+		control_line(line);
+	}
+	release_due(INT64_MAX);
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *netns = NULL;
+	int queue = 0;
+	uint64_t seed = 0;
+	uint32_t maxlen = 65536;
+	pid_t parent = getppid();
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--simulate"))
+			simulate = 1;
+		else if (!strcmp(argv[i], "--netns") && i + 1 < argc)
+			netns = argv[++i];
+		else if (!strcmp(argv[i], "--queue") && i + 1 < argc)
+			queue = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--maxlen") && i + 1 < argc)
+			maxlen = (uint32_t)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--normal"))
+			normal_dist = 1;
+		else
+			fail("usage: engine [--simulate] [--netns PATH] [--queue N] [--seed N] "
+			     "[--maxlen N] [--normal]");
+	}
+	for (int i = 0; i < 4; i++)
+		rng_s[i] = splitmix64(&seed);
+	if (simulate)
+		return run_simulation();
+
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the due time, not up to 50 us after */
+
+	if (netns) {
+		int fd = open(netns, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+			char msg[512];
+			snprintf(msg, sizeof msg, "cannot enter network namespace %s: %s", netns,
+				 strerror(errno));
+			fail(msg);
+		}
+		close(fd);
+	}
+	nfq_h = nfq_open();
+	if (!nfq_h)
+		fail("cannot open nfnetlink queue (needs CAP_NET_ADMIN)");
+	if (nfq_bind_pf(nfq_h, AF_INET) < 0)
+		fail("cannot bind nfnetlink queue to AF_INET (needs CAP_NET_ADMIN)");
+	nfq_qh = nfq_create_queue(nfq_h, (uint16_t)queue, nfq_cb, NULL);
+	if (!nfq_qh) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "cannot bind queue %d (another program holds it?)", queue);
+		fail(msg);
+	}
+	copy_range = 128;
+	if (nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, copy_range) < 0)
+		fail("cannot set queue copy mode");
+	nfq_set_queue_maxlen(nfq_qh, maxlen);
+	int nfd = nfq_fd(nfq_h);
+	int one = 1, rcvbuf = 16 << 20;
+	setsockopt(nfd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
+	if (setsockopt(nfd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+		setsockopt(nfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+	packet_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+	struct epoll_event ev = {.events = EPOLLIN};
+	ev.data.fd = nfd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, nfd, &ev);
+	ev.data.fd = tfd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
+	ev.data.fd = 0;
+	epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
+	if (tfd < 0 || ep < 0)
+		fail("cannot create timerfd/epoll");
+	printf("ready\n");
+	fflush(stdout);
+
+	static char buf[RECV_BUF];
+	int64_t armed = -1;
+	while (!quitting && !got_signal) {
+		struct epoll_event evs[4];
+		/* the timeout only serves to notice a vanished parent */
+		int n = epoll_wait(ep, evs, 4, 500);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (getppid() != parent)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.fd == 0 && !control_read(0))
+				quitting = 1;
+			else if (evs[i].data.fd == tfd) {
+				uint64_t ticks;
+				if (read(tfd, &ticks, sizeof ticks) < 0) { /* spurious wakeup */ }
+				armed = -1;
+			}
+		}
+		release_due(now_ns());
+		/* drain the queue socket, releasing due packets between reads */
+		for (int k = 0; k < 256; k++) {
+			ssize_t r = recv(nfd, buf, sizeof buf, MSG_DONTWAIT);
+			if (r <= 0)
+				break;
+			nfq_handle_packet(nfq_h, buf, (int)r);
+			if ((k & 15) == 15)
+				release_due(now_ns());
+		}
+		release_due(now_ns());
+		if (heap_n && heap[0].due != armed) {
+			struct itimerspec its = {0};
+			its.it_value.tv_sec = heap[0].due / 1000000000;
+			its.it_value.tv_nsec = heap[0].due % 1000000000;
+			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+			armed = heap[0].due;
+		}
+	}
+	/* leaving: let every held packet go now rather than have the kernel drop them */
+	while (heap_n) {
+		struct item it = heap_pop();
+		if (it.kind == K_DUP)
+			free(it.data);
+		else
+			release(&it, now_ns());
+	}
+	nfq_destroy_queue(nfq_qh);
+	nfq_close(nfq_h);
+	return 0;
+}
