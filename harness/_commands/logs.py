@@ -1,0 +1,84 @@
+"""`harness logs RUN`: every log of a run, merged in time order."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness._errors import UsageError
+from harness.observe import LEVELS, LogFilter, follow_lines, format_line, merged_lines, resolve_run
+
+HELP = "show the logs of a run's instances and supervisor, merged in time order"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `harness logs`."""
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="latest",
+        help="run id, a unique prefix of one, 'latest' (default) or a path",
+    )
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path("outputs"),
+        help="the outputs root holding the runs (default: ./outputs)",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="only these groups' instances (repeatable)",
+    )
+    parser.add_argument(
+        "--instance",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only these instances, e.g. single/3, or 'supervisor' (repeatable)",
+    )
+    parser.add_argument("--level", choices=[lv for lv in LEVELS], help="minimum level to show")
+    parser.add_argument("--grep", metavar="TEXT", help="only lines containing TEXT")
+    parser.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep following a live run until it ends (or Ctrl-C)",
+    )
+    colour = parser.add_mutually_exclusive_group()
+    colour.add_argument(
+        "--color",
+        "--colour",
+        dest="color",
+        action="store_true",
+        default=None,
+        help="colour by instance even when not writing to a terminal",
+    )
+    colour.add_argument("--no-color", dest="color", action="store_false", help="never colour")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the merged logs; 0 on success."""
+    run_dir = resolve_run(args.run, args.outputs)
+    for iid in args.instance:
+        if iid != "supervisor" and "/" not in iid:
+            raise UsageError(f"--instance {iid!r}: an instance id is <group>/<seq>, e.g. single/0")
+    flt = LogFilter(tuple(args.group), tuple(args.instance), args.level, args.grep)
+    colour = sys.stdout.isatty() if args.color is None else args.color
+    lines = follow_lines(run_dir, flt) if args.follow else merged_lines(run_dir, flt)
+    try:
+        for line in lines:
+            sys.stdout.write(format_line(line, colour=colour) + "\n")
+            if args.follow:
+                sys.stdout.flush()
+    except BrokenPipeError:  # `harness logs | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        if args.follow:
+            return 0
+        raise
+    return 0

@@ -1,0 +1,36 @@
+"""`harness report RUN`: (re)write a run's report.html, junit.xml and summary.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.observe import load_run, record_run, resolve_run, write_report
+
+HELP = "write a run's report: report.html, junit.xml and summary.json"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `harness report`."""
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="latest",
+        help="run id, a unique prefix of one, 'latest' (default) or a path",
+    )
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path("outputs"),
+        help="the outputs root holding the runs (default: ./outputs)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report and print its path; 0 on success."""
+    run_dir = resolve_run(args.run, args.outputs)
+    path = write_report(run_dir)
+    if load_run(run_dir).get("ended") is not None:
+        record_run(run_dir)
+    print(path)
+    return 0

@@ -1,0 +1,62 @@
+"""`harness runs`: the run history, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from harness._errors import UsageError
+from harness.observe import list_runs, sync_history
+
+HELP = "list past runs (newest first) from the run history"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `harness runs`."""
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path("outputs"),
+        help="the outputs root holding the runs and history.sqlite",
+    )
+    parser.add_argument("--plan", help="only runs of this plan")
+    parser.add_argument(
+        "--outcome", choices=["passed", "failed", "interrupted"], help="only runs with this outcome"
+    )
+    parser.add_argument("-n", "--limit", type=int, default=50, help="at most N runs (default 50)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the runs; 0 on success."""
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {args.limit}")
+    if not args.outputs.is_dir():
+        raise UsageError(f"no outputs directory {args.outputs}")
+    sync_history(args.outputs)
+    rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
+    if args.json:
+        sys.stdout.write(
+            orjson.dumps([r.to_json() for r in rows], option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return 0
+    if not rows:
+        print("no runs")
+        return 0
+    print(
+        f"{'RUN':<24} {'PLAN:CASE':<24} {'OUTCOME':<11} {'INST':>5} {'FAIL':>5} {'TIME':>8}  STARTED"
+    )
+    for r in rows:
+        started = (
+            datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
+        )
+        dur = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+        print(
+            f"{r.run_id:<24} {f'{r.plan}:{r.case}':<24} {r.outcome or '-':<11} "
+            f"{r.instances:>5} {r.failed:>5} {dur:>8}  {started}"
+        )
+    return 0

@@ -1,0 +1,85 @@
+"""`harness show RUN`: one run's outcome, instances and failures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from harness.observe import load_run, resolve_run, summary
+
+HELP = "summarise one run: outcome, per-instance table, failures, where the report is"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `harness show`."""
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="latest",
+        help="run id, a unique prefix of one, 'latest' (default) or a path",
+    )
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=Path("outputs"),
+        help="the outputs root holding the runs (default: ./outputs)",
+    )
+    parser.add_argument("--json", action="store_true", help="print summary.json's content")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary; 0 on success."""
+    run_dir = resolve_run(args.run, args.outputs)
+    info = summary(run_dir)
+    if args.json:
+        sys.stdout.write(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    run_data = load_run(run_dir)
+    dur = f"{info['duration_s']:.1f} s" if info["duration_s"] is not None else "still running"
+    print(f"run      {info['run_id']}  ({run_dir})")
+    print(f"plan     {info['plan']}:{info['case']}  runner {info['runner']}  {dur}")
+    n = info["instances"]
+    print(
+        f"outcome  {(info['outcome'] or 'running').upper()}  {n['passed']}/{n['total']} passed"
+        + (f"  — {info['reason']}" if info["reason"] else "")
+    )
+    print()
+    print(
+        f"  {'INSTANCE':<16} {'ROLE':<10} {'ADDRESS':<15} {'OUTCOME':<8} {'EXIT':>4} {'TIME':>8}  REASON"
+    )
+    for i in run_data.get("instances") or []:
+        t = (
+            f"{i['ended'] - i['started']:.1f}s"
+            if isinstance(i.get("started"), int | float) and isinstance(i.get("ended"), int | float)
+            else "-"
+        )
+        print(
+            f"  {i.get('id', '?'):<16} {i.get('role') or '-':<10} {i.get('ip') or '-':<15} "
+            f"{i.get('outcome') or '-':<8} {i.get('exit_code') if i.get('exit_code') is not None else '-':>4} "
+            f"{t:>8}  {i.get('reason') or ''}"
+        )
+    if info["failures"]:
+        print("\nfailures:")
+        for f in info["failures"]:
+            print(
+                f"  {f['instance']}: {f['reason'] or 'no reason recorded'} (exit code {f['exit_code']})"
+            )
+    if info["propagation"]:
+        print("\nmessage propagation (ms):")
+        for topic, p in info["propagation"].items():
+            print(
+                f"  {topic:<16} p50 {p['p50_ms']:8.1f}  p90 {p['p90_ms']:8.1f}  max {p['max_ms']:8.1f}"
+                f"  reached {p['coverage'] * 100:.0f}%"
+            )
+        if info["out_of_line_hops"]:
+            print(
+                f"  {info['out_of_line_hops']} hop(s) out of line with the configured links (see the report)"
+            )
+    report = run_dir / "report.html"
+    print(
+        f"\nreport   {report if report.exists() else '(none yet: harness report ' + info['run_id'] + ')'}"
+    )
+    return 0

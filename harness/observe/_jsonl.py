@@ -1,0 +1,99 @@
+"""Reading and writing JSON lines, tolerant of a live writer's half-written last line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped.
+
+    A missing file yields nothing: an instance that never logged is not an error.
+    """
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            obj = parse_line(line)
+            if obj is not None:
+                yield obj
+
+
+def parse_line(line: bytes | str) -> dict[str, Any] | None:
+    """One JSON object, or None when the line is not one."""
+    line = line.strip()
+    if not line or line[:1] not in (b"{", "{"):
+        return None
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def stamp() -> dict[str, float]:
+    """The `ts` (Unix seconds) and `mono` (CLOCK_MONOTONIC seconds) every line carries."""
+    return {"ts": time.time(), "mono": time.clock_gettime(time.CLOCK_MONOTONIC)}
+
+
+class JsonlWriter:
+    """Appends one JSON object per line to a file, flushed line by line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f: IO[bytes] | None = path.open("ab")
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Write `record` (stamped with ts and mono unless it has them)."""
+        if self._f is None:
+            raise ValueError(f"{self.path} is closed")
+        obj = {**stamp(), **record}
+        self._f.write(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Tail:
+    """Reads the complete lines appended to a file since the last call (for --follow)."""
+
+    def __init__(self, path: Path, *, from_start: bool = True) -> None:
+        self.path = path
+        self._pos = 0
+        self._buf = b""
+        if not from_start:
+            with contextlib.suppress(FileNotFoundError):
+                self._pos = os.stat(path).st_size
+
+    def read_lines(self) -> list[bytes]:
+        """The new complete lines (without the newline); a partial last line waits."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._pos += len(data)
+        data = self._buf + data
+        *lines, self._buf = data.split(b"\n")
+        return lines

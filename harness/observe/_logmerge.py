@@ -1,0 +1,254 @@
+"""One time-ordered view of every log of a run: a k-way merge of the per-source files."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.observe._jsonl import Tail, parse_line, read_jsonl
+from harness.observe._rundir import instance_dirs, load_run, run_ended
+
+SUPERVISOR = "supervisor"
+LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
+# Files per instance directory, with the level a plain (non-JSON) line gets.
+_INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
+_LEADING_TIME = re.compile(
+    r"^\s*\[?(\d{4}[-/]\d{2}[-/]\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of the merged view."""
+
+    mono: float
+    ts: float | None
+    source: str  # instance id or "supervisor"
+    stream: str  # "log", "stdout", "stderr"
+    level: str
+    message: str
+    fields: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which lines to show; empty tuples mean all."""
+
+    groups: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
+    min_level: str | None = None
+    grep: str | None = None
+
+    def wants_source(self, source: str) -> bool:
+        """Whether lines of `source` can pass at all."""
+        if not self.groups and not self.instances:
+            return True
+        if source in self.instances:
+            return True
+        return source != SUPERVISOR and source.rpartition("/")[0] in self.groups
+
+    def __call__(self, line: LogLine) -> bool:
+        if (
+            self.min_level is not None
+            and LEVEL_RANK.get(line.level, 20) < LEVEL_RANK[self.min_level]
+        ):
+            return False
+        if self.grep is not None:
+            return self.grep in line.message or any(
+                self.grep in str(v) for v in line.fields.values()
+            )
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Source:
+    name: str
+    stream: str
+    path: Path
+    default_level: str
+
+
+class _Clock:
+    """Converts wall-clock times found in plain lines to the shared monotonic clock."""
+
+    def __init__(self, offset: float | None) -> None:
+        self.offset = offset  # ts - mono
+
+    def to_mono(self, ts: float) -> float | None:
+        return None if self.offset is None else ts - self.offset
+
+
+def _clock_offset(run_dir: Path) -> float | None:
+    for name in ("events.jsonl", "supervisor.jsonl"):
+        for rec in read_jsonl(run_dir / name):
+            ts, mono = rec.get("ts"), rec.get("mono")
+            if isinstance(ts, int | float) and isinstance(mono, int | float):
+                return float(ts) - float(mono)
+    return None
+
+
+def _sources(run_dir: Path, run: dict[str, Any], flt: LogFilter) -> list[_Source]:
+    out: list[_Source] = []
+    if flt.wants_source(SUPERVISOR):
+        out.append(_Source(SUPERVISOR, "log", run_dir / "supervisor.jsonl", "info"))
+    for inst in instance_dirs(run_dir, run):
+        if flt.wants_source(inst.id):
+            for fname, level in _INSTANCE_FILES:
+                out.append(_Source(inst.id, fname.split(".")[0], inst.path / fname, level))
+    return out
+
+
+class _Parser:
+    """Turns raw lines of one source into LogLines whose mono never decreases: a plain line
+    without a timestamp takes the time of the line before it, so that the merge stays valid."""
+
+    def __init__(self, src: _Source, clock: _Clock, start_mono: float) -> None:
+        self.src = src
+        self.clock = clock
+        self.last = start_mono
+
+    def parse(self, raw: bytes) -> LogLine | None:
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not text.strip():
+            return None
+        rec = parse_line(raw)
+        ts: float | None = None
+        mono: float | None = None
+        if rec is not None:
+            m, t = rec.pop("mono", None), rec.pop("ts", None)
+            mono = float(m) if isinstance(m, int | float) else None
+            ts = float(t) if isinstance(t, int | float) else None
+            if mono is None and ts is not None:
+                mono = self.clock.to_mono(ts)
+            level = str(rec.pop("level", self.src.default_level)).lower()
+            message = str(rec.pop("event", rec.pop("msg", rec.pop("message", ""))))
+            rec.pop("instance", None)
+            fields = rec
+        else:
+            ts = _leading_time(text)
+            if ts is not None:
+                mono = self.clock.to_mono(ts)
+            level, message, fields = self.src.default_level, text, {}
+        if mono is None or mono < self.last:
+            mono = self.last
+        self.last = mono
+        if ts is None and self.clock.offset is not None:
+            ts = mono + self.clock.offset
+        return LogLine(mono, ts, self.src.name, self.src.stream, level, message, fields)
+
+
+def _leading_time(text: str) -> float | None:
+    m = _LEADING_TIME.match(text)
+    if m is None:
+        return None
+    date, clock, zone = m.group(1).replace("/", "-"), m.group(2).replace(",", "."), m.group(3)
+    try:
+        dt = datetime.fromisoformat(f"{date}T{clock}{'+00:00' if zone in (None, 'Z') else zone}")
+    except ValueError:
+        return None
+    if zone is None:  # no zone: the local time of this machine, like the program's
+        dt = dt.replace(tzinfo=None).astimezone()
+    return dt.astimezone(UTC).timestamp()
+
+
+def _read_source(parser: _Parser) -> Iterator[LogLine]:
+    try:
+        f = parser.src.path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for raw in f:
+            line = parser.parse(raw)
+            if line is not None:
+                yield line
+
+
+def merged_lines(run_dir: Path, flt: LogFilter = LogFilter()) -> Iterator[LogLine]:
+    """Every log line of the run, in order of `mono`, filtered by `flt`.
+
+    Each file is read lazily and merged with a heap, so memory stays flat on large logs.
+    """
+    run = load_run(run_dir)
+    clock = _Clock(_clock_offset(run_dir))
+    start = (
+        clock.to_mono(float(run["started"]))
+        if isinstance(run.get("started"), int | float)
+        else None
+    )
+    parsers = [_Parser(s, clock, start or float("-inf")) for s in _sources(run_dir, run, flt)]
+    streams: Iterable[Iterator[LogLine]] = [_read_source(p) for p in parsers]
+    for line in heapq.merge(*streams, key=lambda ln: ln.mono):
+        if flt(line):
+            yield line
+
+
+def follow_lines(
+    run_dir: Path,
+    flt: LogFilter = LogFilter(),
+    *,
+    poll: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[LogLine]:
+    """Like `merged_lines`, then keeps yielding new lines of a live run until run.json
+    records its end. Lines that arrive in one poll are ordered among themselves."""
+    clock = _Clock(None)
+    tails: dict[Path, tuple[Tail, _Parser]] = {}
+    while True:
+        ended = run_ended(
+            run_dir
+        )  # read before the files, so no line written before the end is missed
+        if clock.offset is None:
+            clock.offset = _clock_offset(run_dir)
+        run = load_run(run_dir)
+        for src in _sources(run_dir, run, flt):
+            if src.path not in tails:
+                tails[src.path] = (Tail(src.path), _Parser(src, clock, float("-inf")))
+        batch: list[LogLine] = []
+        for tail, parser in tails.values():
+            for raw in tail.read_lines():
+                line = parser.parse(raw)
+                if line is not None and flt(line):
+                    batch.append(line)
+        batch.sort(key=lambda ln: ln.mono)
+        yield from batch
+        if ended:
+            return
+        sleep(poll)
+
+
+# Foreground colours that read on dark and light terminals.
+_PALETTE = (32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+_LEVEL_COLOUR = {"warning": 33, "warn": 33, "error": 31, "critical": 31, "debug": 90}
+
+
+def colour_for(source: str, order: Sequence[str] = ()) -> int:
+    """The ANSI colour of a source: by its place in `order`, else by a stable hash."""
+    if source == SUPERVISOR:
+        return 97
+    if source in order:
+        return _PALETTE[order.index(source) % len(_PALETTE)]
+    return _PALETTE[sum(source.encode()) % len(_PALETTE)]
+
+
+def format_line(line: LogLine, *, colour: bool, width: int = 12) -> str:
+    """`HH:MM:SS.mmm source LEVEL message key=value ...` for a terminal."""
+    when = (
+        datetime.fromtimestamp(line.ts).strftime("%H:%M:%S.%f")[:-3]
+        if line.ts is not None
+        else f"{line.mono:12.3f}"
+    )
+    extras = " ".join(f"{k}={v}" for k, v in line.fields.items() if k != "logger")
+    who = line.source if line.stream in ("log",) else f"{line.source}:{line.stream[3:]}"
+    msg = f"{line.message} {extras}".rstrip()
+    level = line.level[:5].upper()
+    if not colour:
+        return f"{when} {who:<{width}} {level:<5} {msg}"
+    c = colour_for(line.source)
+    lc = _LEVEL_COLOUR.get(line.level, 0)
+    return f"\x1b[2m{when}\x1b[0m \x1b[{c}m{who:<{width}}\x1b[0m \x1b[{lc}m{level:<5}\x1b[0m {msg}"

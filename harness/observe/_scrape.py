@@ -1,0 +1,298 @@
+"""Supervisor side of metrics: scrape every instance's Prometheus endpoint, store the series
+in the run directory, and serve one aggregated /metrics endpoint for the whole run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from harness.observe._jsonl import JsonlWriter, Tail, parse_line
+from harness.observe._rundir import load_run
+
+SCRAPED_FILE = "scraped.jsonl"
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+def _metric_name(name: str) -> str:
+    name = _NAME_BAD.sub("_", name)
+    return name if re.match(r"[a-zA-Z_:]", name[:1]) else f"_{name}"
+
+
+@dataclasses.dataclass
+class _SdkSeries:
+    kind: str
+    value: float = 0.0
+    count: int = 0
+    total: float = 0.0
+
+
+class Scraper(Collector):
+    """Scrapes `targets` ({instance id: metrics URL}) and tails each instance's SDK
+    metrics.jsonl; every scrape's samples go to `<run_dir>/scraped.jsonl` as
+    `{"ts", "mono", "instance", "metric", "type", "sample", "labels", "value"}`.
+
+    As a prometheus_client Collector it yields the latest series of every instance with the
+    labels `run`, `group` and `instance` added, plus `harness_scrape_up` per target and the
+    SDK metrics as `sdk_<name>` (counters, gauges; histograms as summaries).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        targets: Mapping[str, str],
+        *,
+        run_id: str | None = None,
+        timeout: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.targets = dict(targets)
+        self.run_id = run_id or str(load_run(run_dir).get("run_id") or run_dir.name)
+        self.timeout = timeout
+        self._client = client
+        self._latest: dict[str, list[Metric]] = {}
+        self._up: dict[str, bool] = {}
+        self._writer = JsonlWriter(run_dir / SCRAPED_FILE)
+        self._sdk_tails: dict[str, Tail] = {}
+        self._sdk: dict[tuple[str, str, tuple[tuple[str, str], ...]], _SdkSeries] = {}
+
+    # -- scraping ---------------------------------------------------------------------------
+
+    async def scrape_once(self) -> None:
+        """Scrape every target once (concurrently) and read new SDK metric lines."""
+        client = self._client or httpx.AsyncClient(timeout=self.timeout)
+        try:
+            async with trio.open_nursery() as nursery:
+                for iid, url in self.targets.items():
+                    nursery.start_soon(self._scrape_target, client, iid, url)
+        finally:
+            if self._client is None:
+                await client.aclose()
+        self._read_sdk_metrics()
+
+    async def _scrape_target(self, client: httpx.AsyncClient, iid: str, url: str) -> None:
+        try:
+            resp = await client.get(url, timeout=self.timeout)
+            resp.raise_for_status()
+            families = list(text_string_to_metric_families(resp.text))
+        except (httpx.HTTPError, ValueError):
+            self._up[iid] = False
+            return
+        self._up[iid] = True
+        self._latest[iid] = families
+        for fam in families:
+            for s in fam.samples:
+                self._writer.write(
+                    {
+                        "instance": iid,
+                        "metric": fam.name,
+                        "type": fam.type,
+                        "sample": s.name,
+                        "labels": s.labels,
+                        "value": s.value if math.isfinite(s.value) else str(s.value),
+                    }
+                )
+
+    def _read_sdk_metrics(self) -> None:
+        for inst_dir in _instance_dirs_of(self.run_dir, self.targets):
+            iid, path = inst_dir
+            tail = self._sdk_tails.setdefault(iid, Tail(path))
+            for raw in tail.read_lines():
+                rec = parse_line(raw)
+                if rec is None or not isinstance(rec.get("value"), int | float):
+                    continue
+                kind, name = rec.get("kind"), rec.get("name")
+                if kind not in ("counter", "gauge", "histogram", "point") or not isinstance(
+                    name, str
+                ):
+                    continue
+                labels: dict[str, Any] = (
+                    rec["labels"] if isinstance(rec.get("labels"), dict) else {}
+                )
+                key = (iid, name, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+                series = self._sdk.setdefault(key, _SdkSeries(str(kind)))
+                value = float(rec["value"])
+                if kind == "counter":
+                    series.value += value
+                elif kind == "histogram":
+                    series.count += 1
+                    series.total += value
+                else:
+                    series.value = value
+
+    async def run(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Scrape every `interval` seconds until cancelled."""
+        if interval <= 0:
+            raise ValueError(f"scrape interval must be > 0 s, not {interval!r}")
+        task_status.started()
+        while True:
+            await self.scrape_once()
+            await trio.sleep(interval)
+
+    def close(self) -> None:
+        """Close scraped.jsonl."""
+        self._writer.close()
+
+    # -- the aggregated view ----------------------------------------------------------------
+
+    def _extra(self, iid: str) -> dict[str, str]:
+        return {"run": self.run_id, "group": iid.rpartition("/")[0] or iid, "instance": iid}
+
+    def collect(self) -> Iterator[Metric]:
+        """The latest series of every instance, relabelled (prometheus_client Collector)."""
+        merged: dict[str, Metric] = {}
+        for iid, families in sorted(self._latest.items()):
+            extra = self._extra(iid)
+            for fam in families:
+                out = merged.get(fam.name)
+                if out is None:
+                    out = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                elif out.type != fam.type:
+                    continue  # two instances disagree on a type: keep the first one's
+                for s in fam.samples:
+                    out.add_sample(s.name, {**s.labels, **extra}, s.value, s.timestamp)
+        up = Metric("harness_scrape_up", "1 if the last scrape of the instance succeeded", "gauge")
+        for iid in sorted(self.targets):
+            up.add_sample("harness_scrape_up", self._extra(iid), 1.0 if self._up.get(iid) else 0.0)
+        merged["harness_scrape_up"] = up
+        for (iid, name, labels), series in sorted(self._sdk.items()):
+            self._add_sdk(merged, iid, name, dict(labels), series)
+        yield from merged.values()
+
+    def _add_sdk(
+        self, merged: dict[str, Metric], iid: str, name: str, labels: dict[str, str], s: _SdkSeries
+    ) -> None:
+        fam_name = "sdk_" + _metric_name(name)
+        ptype = {"counter": "counter", "histogram": "summary"}.get(s.kind, "gauge")
+        fam = merged.get(fam_name)
+        if fam is None:
+            fam = merged[fam_name] = Metric(fam_name, f"SDK metric {name}", ptype)
+        elif fam.type != ptype:
+            return
+        lab = {**labels, **self._extra(iid)}
+        if ptype == "counter":
+            fam.add_sample(fam_name + "_total", lab, s.value)
+        elif ptype == "summary":
+            fam.add_sample(fam_name + "_count", lab, float(s.count))
+            fam.add_sample(fam_name + "_sum", lab, s.total)
+        else:
+            fam.add_sample(fam_name, lab, s.value)
+
+    def exposition(self) -> bytes:
+        """The aggregated Prometheus text exposition."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry)
+
+
+def _instance_dirs_of(run_dir: Path, targets: Mapping[str, str]) -> Iterator[tuple[str, Path]]:
+    seen = set(targets)
+    for iid in sorted(seen):
+        yield iid, run_dir / iid / "metrics.jsonl"
+    if run_dir.is_dir():
+        for path in sorted(run_dir.glob("*/*/metrics.jsonl")):
+            iid = f"{path.parent.parent.name}/{path.parent.name}"
+            if iid not in seen:
+                yield iid, path
+
+
+async def serve_metrics(
+    scraper: Scraper,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `GET /metrics` (the aggregated view) over HTTP/1.0 at host:port until
+    cancelled; reports the bound port (useful with port 0) through `task_status`."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound: int = listeners[0].socket.getsockname()[1]
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            with trio.move_on_after(5):
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 16384:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                parts = request.split(b"\r\n", 1)[0].split()
+                if (
+                    len(parts) >= 2
+                    and parts[0] in (b"GET", b"HEAD")
+                    and parts[1].split(b"?")[0] == b"/metrics"
+                ):
+                    body = scraper.exposition()
+                    head = f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                else:
+                    body = b"not found: try /metrics\n"
+                    head = "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+                head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                await stream.send_all(head.encode() + (b"" if parts[:1] == [b"HEAD"] else body))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await stream.aclose()
+
+    task_status.started(bound)
+    await trio.serve_listeners(handle, listeners)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObserveHandle:
+    """What `observe_run` reports once started."""
+
+    scraper: Scraper
+    port: int | None  # the aggregated endpoint's port, when listening
+
+
+async def observe_run(
+    run_dir: Path,
+    targets: Mapping[str, str],
+    *,
+    interval: float = 5.0,
+    listen: tuple[str, int] | None = None,
+    run_id: str | None = None,
+    task_status: trio.TaskStatus[ObserveHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Scrape `targets` ({instance id: metrics URL}) every `interval` s into the run
+    directory and, with `listen=(host, port)`, serve the aggregated /metrics there.
+
+    Start it in the supervisor's nursery with `handle = await nursery.start(observe_run, ...)`
+    and cancel the nursery (or its scope) at the run's end; a last scrape is made then.
+    """
+    if interval <= 0:
+        raise ValueError(f"scrape interval must be > 0 s, not {interval!r}")
+    scraper = Scraper(run_dir, targets, run_id=run_id)
+    try:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_metrics, scraper, *listen) if listen else None
+            await nursery.start(scraper.run, interval)
+            task_status.started(ObserveHandle(scraper, port))
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(scraper.timeout + 0.5):
+            await scraper.scrape_once()
+        scraper.close()
+
+
+def read_scraped(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The stored samples of scraped.jsonl."""
+    from harness.observe._jsonl import read_jsonl
+
+    for rec in read_jsonl(run_dir / SCRAPED_FILE):
+        if isinstance(rec.get("value"), int | float) and isinstance(rec.get("instance"), str):
+            yield rec

@@ -1,0 +1,139 @@
+"""The configured link shapes of a run over time, rebuilt from run.json and network.jsonl."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.observe._jsonl import read_jsonl
+from harness.observe._rundir import load_run
+
+Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
+DROP: Shape = {"drop": True}
+_ANY = "*"
+
+
+def host_names(run: Mapping[str, Any]) -> dict[str, str]:
+    """Address -> instance id, from run.json (instances' ip and network.hosts)."""
+    names: dict[str, str] = {}
+    net = run.get("network") or {}
+    for iid, ip in (net.get("hosts") or {}).items():
+        names[str(ip)] = str(iid)
+    for inst in run.get("instances") or []:
+        if isinstance(inst, dict) and inst.get("ip") and inst.get("id"):
+            names[str(inst["ip"])] = str(inst["id"])
+    return names
+
+
+class ShapeTimeline:
+    """Answers "what shape did the direction src -> dst have at time t" for a run.
+
+    Understands network.jsonl lines whose `applied` (preferred) or `request` is either the
+    sync protocol's config (`default`, `rules`, `enabled`: egress of `asked_by`, or of every
+    host when the supervisor asked) or an explicit list `links: [{src, dst, shape|drop}]`.
+    Hosts may be named by instance id or data address.
+    """
+
+    def __init__(self, run: Mapping[str, Any], changes: list[dict[str, Any]]) -> None:
+        self.names = host_names(run)
+        self.hosts = sorted(
+            {str(i["id"]) for i in run.get("instances") or [] if isinstance(i, dict) and "id" in i}
+            | set(self.names.values())
+        )
+        net = run.get("network") or {}
+        state: dict[tuple[str, str], Shape] = {}
+        if isinstance(net.get("default_shape"), dict):
+            state[(_ANY, _ANY)] = dict(net["default_shape"])
+        self._apply_links(state, net.get("links"))
+        self._monos: list[float] = [float("-inf")]
+        self._states: list[dict[tuple[str, str], Shape]] = [dict(state)]
+        self.changes: list[dict[str, Any]] = []
+        for rec in sorted(changes, key=lambda r: float(r.get("mono") or 0)):
+            if not isinstance(rec.get("mono"), int | float):
+                continue
+            if self._apply(state, rec):
+                self._monos.append(float(rec["mono"]))
+                self._states.append(dict(state))
+                self.changes.append(rec)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path) -> ShapeTimeline:
+        """Read run.json and network.jsonl of `run_dir`."""
+        return cls(load_run(run_dir), list(read_jsonl(run_dir / "network.jsonl")))
+
+    def name(self, host: Any) -> str:
+        """An instance id for an address or id."""
+        return self.names.get(str(host), str(host))
+
+    def _apply(self, state: dict[tuple[str, str], Shape], rec: Mapping[str, Any]) -> bool:
+        applied, request = rec.get("applied"), rec.get("request")
+        config = applied if isinstance(applied, dict) and _is_config(applied) else request
+        if not isinstance(config, dict) or not _is_config(config):
+            return False
+        asked = self.name(rec.get("asked_by") or "supervisor")
+        src = _ANY if asked == "supervisor" or asked not in self.hosts else asked
+        if "links" in config:
+            self._apply_links(state, config["links"])
+        if "default" in config or "rules" in config or "enabled" in config:
+            for key in [k for k in state if k[0] == src]:  # a config replaces the source's egress
+                del state[key]
+            if src == _ANY:
+                state.clear()
+            if config.get("enabled") is False:
+                state[(src, _ANY)] = dict(DROP)
+                return True
+            if isinstance(config.get("default"), dict):
+                state[(src, _ANY)] = dict(config["default"])
+            for rule in config.get("rules") or []:
+                if not isinstance(rule, dict):
+                    continue
+                shape = DROP if rule.get("drop") else rule.get("shape")
+                if not isinstance(shape, dict):
+                    continue
+                for peer in rule.get("peers") or []:
+                    state[(src, self.name(peer))] = dict(shape)
+        return True
+
+    def _apply_links(self, state: dict[tuple[str, str], Shape], links: Any) -> None:
+        for link in links or []:
+            if not isinstance(link, dict) or "src" not in link or "dst" not in link:
+                continue
+            shape = DROP if link.get("drop") else link.get("shape")
+            if isinstance(shape, dict):
+                state[(self.name(link["src"]), self.name(link["dst"]))] = dict(shape)
+
+    def at(self, src: str, dst: str, mono: float | None = None) -> Shape:
+        """The shape of src -> dst at `mono` (the latest when None); {} means unshaped."""
+        i = len(self._states) - 1 if mono is None else bisect.bisect_right(self._monos, mono) - 1
+        state = self._states[max(i, 0)]
+        src, dst = self.name(src), self.name(dst)
+        for key in ((src, dst), (src, _ANY), (_ANY, dst), (_ANY, _ANY)):
+            if key in state:
+                return state[key]
+        return {}
+
+    def matrix(self, mono: float | None = None) -> dict[tuple[str, str], Shape]:
+        """Every shaped direction between known hosts at `mono` (latest when None)."""
+        out: dict[tuple[str, str], Shape] = {}
+        for a in self.hosts:
+            for b in self.hosts:
+                if a != b:
+                    shape = self.at(a, b, mono)
+                    if shape and any(v for v in shape.values()):
+                        out[(a, b)] = shape
+        return out
+
+
+def _is_config(d: Mapping[str, Any]) -> bool:
+    return any(k in d for k in ("default", "rules", "enabled", "links"))
+
+
+def expected_delay_ms(shape: Shape, size: int | None = None) -> float:
+    """One-way delay a shape adds to a message of `size` bytes: latency + serialisation."""
+    delay = float(shape.get("latency_ms") or 0.0)
+    bw = shape.get("bandwidth_bps")
+    if size and isinstance(bw, int | float) and bw > 0:
+        delay += size * 8 / bw * 1000
+    return delay

@@ -1,0 +1,211 @@
+"""Link and transport telemetry sampled during a run: TCP statistics of each instance's
+connections (`ss -tin` in its network namespace) and the shaping counters per link."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness._errors import EnvironmentProblem
+from harness.observe._jsonl import JsonlWriter, read_jsonl
+
+TELEMETRY_FILE = "telemetry.jsonl"
+LinkStatsFn = Callable[[], Mapping[tuple[Any, Any], Any]]
+"""Returns the shaping counters per direction: {(src, dst): {packets, drops, queue_delay_ms}}
+(a mapping or an object with those attributes, such as netem's LinkStats)."""
+
+_STATES = {
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "LISTEN",
+    "CLOSING",
+    "UNCONN",
+    "CLOSED",
+}
+_RATE = re.compile(r"^([\d.]+)([KMG]?)bps$")
+_INT_KEYS = {
+    "cwnd": "cwnd",
+    "ssthresh": "ssthresh",
+    "bytes_sent": "bytes_sent",
+    "bytes_retrans": "bytes_retrans",
+    "bytes_acked": "bytes_acked",
+    "bytes_received": "bytes_received",
+    "segs_out": "segs_out",
+    "segs_in": "segs_in",
+    "lost": "lost",
+    "unacked": "unacked",
+    "mss": "mss",
+}
+
+
+def _rate(text: str) -> float | None:
+    m = _RATE.match(text)
+    if not m:
+        return None
+    return float(m.group(1)) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
+
+
+def parse_ss(text: str) -> list[dict[str, Any]]:
+    """Parse `ss -tinH` output into one dict per socket: state, local, peer, rtt_ms,
+    rttvar_ms, rto_ms, cwnd, retrans (outstanding), retrans_total, bytes_*, lost, ..."""
+    out: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            tokens = line.split()
+            if len(tokens) < 4:
+                cur = None
+                continue
+            state = tokens[0] if tokens[0] in _STATES else "ESTAB"
+            addr = [t for t in tokens if ":" in t and not t.startswith("users:")]
+            if len(addr) < 2:
+                cur = None
+                continue
+            cur = {"state": state, "local": addr[0], "peer": addr[1]}
+            out.append(cur)
+            continue
+        if cur is None:
+            continue
+        tokens = line.split()
+        for i, tok in enumerate(tokens):
+            key, sep, val = tok.partition(":")
+            if not sep:
+                if tok in ("send", "pacing_rate", "delivery_rate") and i + 1 < len(tokens):
+                    rate = _rate(tokens[i + 1])
+                    if rate is not None:
+                        cur[f"{tok}_bps" if tok != "send" else "send_bps"] = rate
+                continue
+            try:
+                if key == "rtt":
+                    rtt, _, var = val.partition("/")
+                    cur["rtt_ms"], cur["rttvar_ms"] = float(rtt), float(var or 0)
+                elif key == "rto":
+                    cur["rto_ms"] = float(val)
+                elif key == "retrans":
+                    now, _, total = val.partition("/")
+                    cur["retrans"], cur["retrans_total"] = int(now), int(total or now)
+                elif key == "minrtt":
+                    cur["minrtt_ms"] = float(val)
+                elif key in _INT_KEYS:
+                    cur[_INT_KEYS[key]] = int(val)
+            except ValueError:
+                continue
+        cur.setdefault("retrans_total", 0)
+    return out
+
+
+async def sample_tcp(netns: str | None, address: str | None = None) -> list[dict[str, Any]]:
+    """The TCP sockets of an instance: all of namespace `netns` or, without a namespace
+    (`local:exec`), the host's sockets bound to `address`."""
+    ss = shutil.which("ss")
+    if ss is None:
+        raise EnvironmentProblem("`ss` (iproute2) is not installed; TCP telemetry needs it")
+    cmd = [ss, "-tinH"]
+    if address is not None:
+        cmd += ["src", address]
+    if netns is not None:
+        ip = shutil.which("ip")
+        if ip is None:
+            raise EnvironmentProblem("`ip` (iproute2) is not installed")
+        cmd = [ip, "netns", "exec", netns, *cmd]
+    proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise EnvironmentProblem(f"{' '.join(cmd)} failed: {err[-1] if err else proc.returncode}")
+    return parse_ss(proc.stdout.decode(errors="replace"))
+
+
+def _stat(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+class TelemetrySampler:
+    """Samples TCP statistics per instance and shaping counters per link into
+    `<run_dir>/telemetry.jsonl`: lines of kind "tcp" (`instance`, `local`, `peer`, `rtt_ms`,
+    `cwnd`, `retrans_total`, ...), "link" (`src`, `dst`, `packets`, `bytes`, `drops`,
+    `queue_delay_ms`) and "error" (a failed sample, recorded once per problem).
+
+    `instances` maps instance id -> (network namespace or None, data address or None).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        instances: Mapping[str, tuple[str | None, str | None]],
+        *,
+        link_stats: LinkStatsFn | None = None,
+    ) -> None:
+        self.instances = dict(instances)
+        self.link_stats = link_stats
+        self._writer = JsonlWriter(run_dir / TELEMETRY_FILE)
+        self._errors: set[str] = set()
+
+    def _error(self, source: str, err: Exception) -> None:
+        text = f"{source}: {err}"
+        if text not in self._errors:
+            self._errors.add(text)
+            self._writer.write({"kind": "error", "source": source, "error": str(err)})
+
+    async def _sample_instance(self, iid: str, netns: str | None, address: str | None) -> None:
+        try:
+            sockets = await sample_tcp(netns, address)
+        except (EnvironmentProblem, OSError) as e:
+            self._error(iid, e)
+            return
+        for sock in sockets:
+            self._writer.write({"kind": "tcp", "instance": iid, **sock})
+
+    async def sample_once(self) -> None:
+        """One sample of every instance (concurrently) and of the link counters."""
+        async with trio.open_nursery() as nursery:
+            for iid, (netns, address) in self.instances.items():
+                nursery.start_soon(self._sample_instance, iid, netns, address)
+        if self.link_stats is not None:
+            try:
+                stats = self.link_stats()
+            except Exception as e:  # the lead's callable: a failure must not end the run
+                self._error("link_stats", e)
+                return
+            for (src, dst), st in stats.items():
+                rec: dict[str, Any] = {"kind": "link", "src": str(src), "dst": str(dst)}
+                for name in ("packets", "bytes", "drops", "queue_delay_ms"):
+                    rec[name] = _stat(st, name)
+                self._writer.write(rec)
+
+    async def run(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Sample every `interval` seconds until cancelled; closes the file then."""
+        if interval <= 0:
+            raise ValueError(f"telemetry interval must be > 0 s, not {interval!r}")
+        task_status.started()
+        try:
+            while True:
+                await self.sample_once()
+                await trio.sleep(interval)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close telemetry.jsonl; safe to call twice."""
+        self._writer.close()
+
+
+def read_telemetry(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of telemetry.jsonl, in file order."""
+    return [
+        r for r in read_jsonl(run_dir / TELEMETRY_FILE) if isinstance(r.get("mono"), int | float)
+    ]

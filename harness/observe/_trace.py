@@ -1,0 +1,330 @@
+"""Message tracing: propagation and per-hop delays from the nodes' trace.jsonl, compared
+with the configured links, and the likely cause of each delay that is out of line."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.observe._jsonl import read_jsonl
+from harness.observe._rundir import instance_dirs, load_run
+from harness.observe._shapes import ShapeTimeline, expected_delay_ms
+from harness.observe._telemetry import read_telemetry
+
+TRACE_FILE = "trace.jsonl"
+MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageDelay:
+    """One published message: when each node first had it, in ms after publication."""
+
+    msg_id: str
+    topic: str
+    origin: str
+    published_mono: float
+    delays_ms: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopicStats:
+    """Propagation delay (publish -> each node's first receipt) over a topic's messages."""
+
+    topic: str
+    messages: int
+    samples_ms: list[float]
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    coverage: float  # mean fraction of the other nodes each message reached
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hop:
+    """One transfer src -> dst of a message, against what the configured link explains."""
+
+    msg_id: str
+    topic: str
+    src: str
+    dst: str
+    sent_mono: float  # when src had the message (published or first received)
+    recv_mono: float
+    size: int | None
+    hop_ms: float
+    expected_ms: float  # configured latency + serialisation at the configured bandwidth
+    handler_ms: float  # src's time from receipt to delivery (validation) before forwarding
+    tolerance_ms: float
+    cause: str | None = None  # for out-of-line hops: "queueing", "loss and retransmit", ...
+    evidence: str = ""
+
+    @property
+    def excess_ms(self) -> float:
+        """Delay the configured link does not explain."""
+        return self.hop_ms - self.expected_ms
+
+    @property
+    def out_of_line(self) -> bool:
+        """Whether the excess is beyond the tolerance."""
+        return self.excess_ms > self.tolerance_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkDelay:
+    """The hops of one direction src -> dst, summarised."""
+
+    src: str
+    dst: str
+    hops: int
+    median_ms: float
+    expected_ms: float
+    median_excess_ms: float
+    out_of_line: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TraceAnalysis:
+    """Everything derived from a run's traces."""
+
+    messages: list[MessageDelay]
+    topics: list[TopicStats]
+    hops: list[Hop]
+    links: list[LinkDelay]
+    nodes: list[str]
+
+    @property
+    def outliers(self) -> list[Hop]:
+        """The out-of-line hops, worst first."""
+        return sorted((h for h in self.hops if h.out_of_line), key=lambda h: -h.excess_ms)
+
+    @property
+    def slow_links(self) -> list[LinkDelay]:
+        """Links whose typical (median) hop is out of line."""
+        return [ln for ln in self.links if ln.out_of_line * 2 > ln.hops]
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[i]
+
+
+class _Telemetry:
+    """Telemetry samples indexed for "did X change between t0 and t1" questions."""
+
+    def __init__(self, records: list[dict[str, Any]], tl: ShapeTimeline) -> None:
+        self.link: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.tcp: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for r in records:
+            if r.get("kind") == "link":
+                self.link[(tl.name(r.get("src")), tl.name(r.get("dst")))].append(r)
+            elif r.get("kind") == "tcp" and isinstance(r.get("peer"), str):
+                peer_ip = r["peer"].rsplit(":", 1)[0].strip("[]")
+                self.tcp[(str(r.get("instance")), tl.name(peer_ip))].append(r)
+        for series in (*self.link.values(), *self.tcp.values()):
+            series.sort(key=lambda r: float(r["mono"]))
+
+    @staticmethod
+    def _window(series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
+        monos = [float(r["mono"]) for r in series]
+        lo = max(0, bisect.bisect_right(monos, t0) - 1)  # the last sample before t0
+        hi = bisect.bisect_left(monos, t1) + 1  # the first sample after t1
+        return series[lo:hi]
+
+    def increase(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
+        series = (self.link if kind == "link" else self.tcp).get(key, [])
+        vals = [
+            float(r[field])
+            for r in self._window(series, t0, t1)
+            if isinstance(r.get(field), int | float)
+        ]
+        return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+
+    def peak(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
+        series = (self.link if kind == "link" else self.tcp).get(key, [])
+        vals = [
+            float(r[field])
+            for r in self._window(series, t0, t1)
+            if isinstance(r.get(field), int | float)
+        ]
+        return max(vals, default=0.0)
+
+
+def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str, str]:
+    excess, tol = hop.excess_ms, hop.tolerance_ms
+    t0, t1, key = hop.sent_mono, hop.recv_mono, (hop.src, hop.dst)
+    if hop.handler_ms > tol and hop.handler_ms >= 0.5 * excess:
+        return (
+            "slow handler",
+            f"{hop.src} took {hop.handler_ms:.1f} ms to validate before forwarding",
+        )
+    drops = tel.increase("link", key, "drops", t0, t1)
+    retrans = tel.increase("tcp", key, "retrans_total", t0, t1)
+    if drops > 0 or retrans > 0:
+        parts = [
+            f"{drops:.0f} link drops" if drops else "",
+            f"{retrans:.0f} TCP retransmits" if retrans else "",
+        ]
+        return "loss and retransmit", " and ".join(
+            p for p in parts if p
+        ) + f" on {hop.src}->{hop.dst}"
+    loss = float(shape.get("loss_pct") or 0)
+    if loss > 0 and excess >= 0.75 * MIN_RTO_MS:
+        return (
+            "loss and retransmit",
+            f"link loss {loss:g}% and an excess near a TCP RTO ({excess:.0f} ms)",
+        )
+    qdelay = tel.peak("link", key, "queue_delay_ms", t0, t1)
+    rtt = tel.peak("tcp", key, "rtt_ms", t0, t1)
+    base_rtt = 2 * float(shape.get("latency_ms") or 0)
+    if qdelay > tol / 2:
+        return "queueing", f"link queue delay up to {qdelay:.1f} ms"
+    if rtt > base_rtt + tol:
+        return "queueing", f"TCP RTT {rtt:.1f} ms against {base_rtt:.1f} ms configured"
+    if shape.get("bandwidth_bps"):
+        return "queueing", f"bandwidth cap {shape['bandwidth_bps']} bit/s (likely a backlog)"
+    if excess >= 0.75 * MIN_RTO_MS:
+        return "loss and retransmit", f"excess {excess:.0f} ms is near a TCP RTO (no telemetry)"
+    return "unexplained", "no telemetry points to a cause"
+
+
+def analyse_traces(
+    run_dir: Path, *, abs_tol_ms: float = 5.0, rel_tol: float = 0.25
+) -> TraceAnalysis:
+    """Read every instance's trace.jsonl and compute per-topic propagation delays and
+    per-hop delays; a hop is out of line when its delay exceeds the configured latency
+    (+ serialisation) by more than `abs_tol_ms + rel_tol * latency + 2 * jitter`."""
+    run = load_run(run_dir)
+    tl = ShapeTimeline.from_run_dir(run_dir)
+    tel = _Telemetry(read_telemetry(run_dir), tl)
+    publish: dict[str, tuple[float, str, str, int | None]] = {}  # msg -> mono, origin, topic, size
+    first_recv: dict[tuple[str, str], float] = {}  # (msg, node) -> mono
+    first_deliver: dict[tuple[str, str], float] = {}
+    receipts: dict[tuple[str, str, str], tuple[float, int | None]] = {}  # (msg, src, dst)
+    topics: dict[str, str] = {}
+    nodes: list[str] = []
+    for inst in instance_dirs(run_dir, run):
+        path = inst.path / TRACE_FILE
+        if path.exists():
+            nodes.append(inst.id)
+        for r in read_jsonl(path):
+            kind, msg, mono = r.get("kind"), r.get("msg_id"), r.get("mono")
+            if msg is None or not isinstance(mono, int | float):
+                continue
+            msg, mono = str(msg), float(mono)
+            size = r.get("size") if isinstance(r.get("size"), int) else None
+            topics.setdefault(msg, str(r.get("topic") or ""))
+            if kind == "publish":
+                origin = tl.name(r.get("from") or inst.id)
+                if msg not in publish or mono < publish[msg][0]:
+                    publish[msg] = (mono, origin, topics[msg], size)
+            elif kind in ("receive", "deliver"):
+                node = tl.name(r.get("to") or inst.id)
+                table = first_recv if kind == "receive" else first_deliver
+                table[(msg, node)] = min(mono, table.get((msg, node), mono))
+                if kind == "receive" and r.get("from") is not None:
+                    key = (msg, tl.name(r["from"]), node)
+                    if key not in receipts or mono < receipts[key][0]:
+                        receipts[key] = (mono, size)
+
+    def had_at(msg: str, node: str) -> float | None:
+        pub = publish.get(msg)
+        if pub is not None and pub[1] == node:
+            return pub[0]
+        return first_recv.get((msg, node), first_deliver.get((msg, node)))
+
+    messages: list[MessageDelay] = []
+    for msg, (mono, origin, topic, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
+        delays = {}
+        for node in nodes:
+            if node == origin:
+                continue
+            t = first_recv.get((msg, node), first_deliver.get((msg, node)))
+            if t is not None:
+                delays[node] = (t - mono) * 1000
+        messages.append(MessageDelay(msg, topic, origin, mono, delays))
+
+    hops: list[Hop] = []
+    for (msg, src, dst), (recv, size) in receipts.items():
+        sent = had_at(msg, src)
+        if sent is None or recv < sent:
+            continue
+        shape = tl.at(src, dst, sent)
+        if shape.get("drop"):
+            continue
+        handler = 0.0
+        pub = publish.get(msg)
+        if not (pub and pub[1] == src) and (msg, src) in first_deliver and (msg, src) in first_recv:
+            handler = max(0.0, (first_deliver[(msg, src)] - first_recv[(msg, src)]) * 1000)
+            handler = handler if first_deliver[(msg, src)] <= recv else 0.0
+        size = size if size is not None else (pub[3] if pub else None)
+        latency = float(shape.get("latency_ms") or 0)
+        tol = abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0)
+        hop = Hop(
+            msg,
+            topics.get(msg, ""),
+            src,
+            dst,
+            sent,
+            recv,
+            size,
+            (recv - sent) * 1000,
+            expected_delay_ms(shape, size),
+            handler,
+            tol,
+        )
+        if hop.out_of_line:
+            cause, evidence = _diagnose(hop, shape, tel)
+            hop = dataclasses.replace(hop, cause=cause, evidence=evidence)
+        hops.append(hop)
+    hops.sort(key=lambda h: (h.sent_mono, h.src, h.dst))
+
+    return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), hops, _links(hops), nodes)
+
+
+def _topic_stats(messages: list[MessageDelay], n_nodes: int) -> list[TopicStats]:
+    by_topic: dict[str, list[MessageDelay]] = defaultdict(list)
+    for m in messages:
+        by_topic[m.topic].append(m)
+    out = []
+    for topic, msgs in sorted(by_topic.items()):
+        samples = sorted(d for m in msgs for d in m.delays_ms.values())
+        others = max(1, n_nodes - 1)
+        coverage = statistics.fmean(len(m.delays_ms) / others for m in msgs)
+        out.append(
+            TopicStats(
+                topic,
+                len(msgs),
+                samples,
+                _quantile(samples, 0.5),
+                _quantile(samples, 0.9),
+                _quantile(samples, 0.99),
+                samples[-1] if samples else float("nan"),
+                coverage,
+            )
+        )
+    return out
+
+
+def _links(hops: list[Hop]) -> list[LinkDelay]:
+    by_link: dict[tuple[str, str], list[Hop]] = defaultdict(list)
+    for h in hops:
+        by_link[(h.src, h.dst)].append(h)
+    return [
+        LinkDelay(
+            src,
+            dst,
+            len(hs),
+            statistics.median(h.hop_ms for h in hs),
+            statistics.median(h.expected_ms for h in hs),
+            statistics.median(h.excess_ms for h in hs),
+            sum(h.out_of_line for h in hs),
+        )
+        for (src, dst), hs in sorted(by_link.items())
+    ]
