@@ -27,7 +27,8 @@ class WallClock:
         return time.time()
 
     async def sleep_until(self, deadline: float) -> None:
-        while (left := deadline - time.time()) > 0:
+        # Loop: the event loop sleeps on the monotonic clock, which may drift from wall time.
+        while (left := deadline - time.time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(left)
 
 

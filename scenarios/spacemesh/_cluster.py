@@ -68,7 +68,10 @@ async def memory_cluster(
 
     epoch = params.layers_per_epoch * layer_duration
     poet_config = PoetConfig(
-        genesis=genesis, round_duration=epoch / 2, chain_length=poet_chain_length, key_seed=f"poet/{seed}"
+        genesis=genesis,
+        round_duration=epoch / 2,
+        chain_length=poet_chain_length,
+        key_seed=f"poet/{seed}",
     )
     poet = PoetService(poet_config, clock, broadcast)
     poet_client = LocalPoetClient(poet, "poet:80", reachable=poet_reachable)
@@ -89,9 +92,7 @@ async def memory_cluster(
 
     gw = [config(i, smeshing=False, bootnodes=()) for i in range(gateways)]
     boot = tuple(c.listen for c in gw)
-    gws = [
-        Node(c, transport=net.transport(c.listen), clock=clock, poets=[poet_client]) for c in gw
-    ]
+    gws = [Node(c, transport=net.transport(c.listen), clock=clock, poets=[poet_client]) for c in gw]
     for node in gws:
         gateway_nodes[node.config.listen] = node
     mns = [

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import anyio
 import orjson
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+from anyio.abc import ObjectReceiveStream, TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._clock import Clock
 from ._codec import Json, hash_json
@@ -36,7 +37,7 @@ class _Peer:
     node_id: str
     address: str
     outbound: bool
-    queue: ObjectSendStream[bytes]
+    queue: MemoryObjectSendStream[bytes]
 
 
 class Gossip:
@@ -112,7 +113,9 @@ class Gossip:
             self._enqueue(peer, frame)
         return mid
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen, dial and maintain peers until cancelled."""
         listener = await self._transport.listen(self.listen_address)
         async with anyio.create_task_group() as tg:
@@ -225,7 +228,9 @@ class Gossip:
         return sorted({p.address for p in self._peers.values()})
 
     def _enqueue(self, peer: _Peer, frame: bytes) -> None:
-        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+        ):
             peer.queue.send_nowait(frame)
 
     # -- messages -------------------------------------------------------------------------
@@ -261,4 +266,3 @@ class Gossip:
         for other in list(self._peers.values()):
             if other is not peer:
                 self._enqueue(other, frame)
-

@@ -90,8 +90,11 @@ class _MemoryListener(Listener[Connection]):
     ) -> None:
         async with anyio.create_task_group() as own:
             group = task_group or own
+            async def handle(conn: Connection) -> None:
+                await handler(conn)
+
             async for conn in self._accept_receive:
-                group.start_soon(handler, conn)
+                group.start_soon(handle, conn)
 
     async def aclose(self) -> None:
         self._net._listeners.pop(self._address, None)
@@ -136,7 +139,9 @@ class MemoryNetwork:
         """The transport of a host; connections it dials come from ``host``."""
         return MemoryTransport(self, host)
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Host the pumps that carry frames; start it in the network's task group first."""
         async with anyio.create_task_group() as tg:
             self._task_group = tg

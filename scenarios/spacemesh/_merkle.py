@@ -63,7 +63,7 @@ def verify_merkle_proof(
 
 
 def hash_chain(seed: bytes, length: int) -> bytes:
-    """``length`` sequential SHA-256 applications over ``seed``: work that cannot be parallelised."""
+    """``length`` sequential SHA-256 applications over ``seed`` (work that cannot be parallelised)."""
     if length < 0:
         raise ValueError(f"hash chain length must be >= 0, not {length}")
     value = seed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-
 from collections import defaultdict
 from typing import Any
 
@@ -135,7 +134,9 @@ def make_vote(signer: Signer, layer: int, atx_id: str, proposals: list[str]) -> 
     return _signed(body, signer)
 
 
-def make_block(layer: int, proposals: list[dict[str, Any]], weights: dict[str, int]) -> dict[str, Any]:
+def make_block(
+    layer: int, proposals: list[dict[str, Any]], weights: dict[str, int]
+) -> dict[str, Any]:
     """The block of a set of proposals: their ids and the rewards they earn."""
     ids = sorted(hash_json(p) for p in proposals)
     rewards: dict[str, int] = defaultdict(int)
@@ -144,7 +145,9 @@ def make_block(layer: int, proposals: list[dict[str, Any]], weights: dict[str, i
     return {"layer": layer, "proposals": ids, "rewards": sorted([k, v] for k, v in rewards.items())}
 
 
-def make_certificate(layer: int, block: dict[str, Any], votes: list[dict[str, Any]]) -> dict[str, Any]:
+def make_certificate(
+    layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
+) -> dict[str, Any]:
     """A hare certificate: the block and the votes that certify it."""
     return {"layer": layer, "block": block, "votes": sorted(votes, key=lambda v: v["smesher"])}
 
@@ -398,5 +401,3 @@ def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, s
             local = mesh.local_block(earlier)
             opinion[str(earlier)] = hash_json(local) if local is not None else EMPTY_BLOCK
     return opinion
-
-

@@ -36,7 +36,13 @@ from ._trace import Tracer
 from ._transport import Transport
 
 TOPICS = ("poet", "atx", "proposal", "hare", "certificate")
-_KIND = {"poet": "poet", "atx": "atx", "proposal": "proposal", "hare": "vote", "certificate": "certificate"}
+_KIND = {
+    "poet": "poet",
+    "atx": "atx",
+    "proposal": "proposal",
+    "hare": "vote",
+    "certificate": "certificate",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,7 +178,9 @@ class Node:
 
     # -- running ---------------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Gossip, the layer loop and (when smeshing) the smeshing loop, until cancelled."""
         try:
             async with anyio.create_task_group() as tg:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from ._clock import Clock
 from ._codec import Json, canonical, h
@@ -176,7 +177,7 @@ class PoetService:
                 step = min(left, _CHUNK)
                 value = hash_chain(value, step)
                 left -= step
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             proof: dict[str, Any] = {
                 "round": round_id,
                 "statement": statement.hex(),

@@ -1,0 +1,83 @@
+"""``python -m scenarios.spacemesh.node``: a node (miner, gateway or bootnode)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import anyio
+import orjson
+
+from ._cli import ArgumentParser, address, run_until_signalled
+from ._mesh import MeshParams
+from ._node import NodeConfig
+from ._services import serve_node
+
+PROG = "spacemesh-node"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until SIGINT/SIGTERM."""
+    p = ArgumentParser(prog=PROG, description="Spacemesh-style node")
+    p.add_argument("--identity", required=True, help="seed of the node's key (its smesher id)")
+    p.add_argument("--listen", type=address, required=True, help="gossip host:port")
+    p.add_argument("--grpc", type=address, required=True, help="gRPC API host:port")
+    p.add_argument("--metrics", type=address, default=None, help="Prometheus host:port")
+    p.add_argument("--bootnode", type=address, action="append", default=[], help="repeat")
+    p.add_argument("--poet", type=address, action="append", default=[], help="PoET HTTP addr")
+    p.add_argument("--poet-key", action="append", default=[], help="trusted PoET key (hex)")
+    p.add_argument("--genesis", type=float, default=None, help="Unix time of layer 0")
+    p.add_argument("--layer-duration", type=float, default=2.0)
+    p.add_argument("--layers-per-epoch", type=int, default=3)
+    p.add_argument("--hdist", type=int, default=2)
+    p.add_argument("--pow-bits", type=int, default=6)
+    p.add_argument("--no-smeshing", action="store_true", help="gateway/bootnode only")
+    p.add_argument("--num-units", type=int, default=1)
+    p.add_argument("--target-peers", type=int, default=6)
+    p.add_argument("--outputs", default=None, help="directory for trace.jsonl")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        params = MeshParams(
+            layers_per_epoch=args.layers_per_epoch,
+            hdist=args.hdist,
+            window=max(10, args.hdist),
+            pow_bits=args.pow_bits,
+        )
+        config = NodeConfig(
+            identity=args.identity,
+            listen=args.listen,
+            genesis=args.genesis if args.genesis is not None else time.time(),
+            layer_duration=args.layer_duration,
+            mesh=params,
+            bootnodes=tuple(args.bootnode),
+            smeshing=not args.no_smeshing,
+            num_units=args.num_units,
+            target_peers=args.target_peers,
+            poet_keys=tuple(args.poet_key),
+            outputs=args.outputs,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            node = await tg.start(
+                lambda task_status: serve_node(
+                    config,
+                    grpc_address=args.grpc,
+                    metrics_address=args.metrics,
+                    poets=args.poet,
+                    task_status=task_status,
+                )
+            )
+            ready = {"event": "ready", "node_id": node.node_id, "smesher": node.smesher_id}
+            sys.stdout.write(orjson.dumps(ready).decode() + "\n")
+            sys.stdout.flush()
+
+    return run_until_signalled(run, PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

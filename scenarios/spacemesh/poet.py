@@ -1,0 +1,57 @@
+"""``python -m scenarios.spacemesh.poet``: a PoET server with its HTTP API."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import anyio
+import orjson
+
+from ._cli import ArgumentParser, address, run_until_signalled
+from ._poet import PoetConfig, PoetError
+from ._services import serve_poet
+
+PROG = "spacemesh-poet"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until SIGINT/SIGTERM."""
+    parser = ArgumentParser(prog=PROG, description="PoET server (HTTP API, gRPC broadcast)")
+    parser.add_argument("--listen", type=address, required=True, help="HTTP API host:port")
+    parser.add_argument("--genesis", type=float, default=None, help="Unix time of layer 0")
+    parser.add_argument("--round-duration", type=float, default=3.0, help="seconds per round")
+    parser.add_argument("--chain-length", type=int, default=1000, help="hash chain length")
+    parser.add_argument(
+        "--gateway",
+        type=address,
+        action="append",
+        default=[],
+        help="gateway gRPC host:port (repeat); starts rounds at once",
+    )
+    parser.add_argument("--ack-threshold", type=int, default=1, help="gateways that must ack")
+    parser.add_argument("--key-seed", default="poet-0", help="seed of the service key")
+    args = parser.parse_args(argv)
+    try:
+        config = PoetConfig(
+            genesis=args.genesis if args.genesis is not None else time.time(),
+            round_duration=args.round_duration,
+            chain_length=args.chain_length,
+            ack_threshold=args.ack_threshold,
+            key_seed=args.key_seed,
+        )
+    except PoetError as exc:
+        parser.error(str(exc))
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            service = await tg.start(serve_poet, config, args.listen, args.gateway or None)
+            ready = {"event": "ready", "listen": args.listen, "pubkey": service.public_key}
+            sys.stdout.write(orjson.dumps(ready).decode() + "\n")
+            sys.stdout.flush()
+
+    return run_until_signalled(run, PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
