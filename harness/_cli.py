@@ -15,6 +15,10 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "list",
     "describe",
+    "logs",
+    "runs",
+    "show",
+    "report",
 )
 
 
