@@ -57,6 +57,13 @@ class TestFailure(Exception):
 _FAILURES = (TestFailure, AssertionError, BarrierFailed)
 
 
+def _cause(e: Exception) -> Exception:
+    """The exception inside nested one-member exception groups (what a nursery wraps)."""
+    while isinstance(e, ExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return e
+
+
 async def _run(fn: TestFunction, env: RunEnv) -> int:
     if env.sync_socket:
         connection = connect_unix(env.sync_socket, env.instance_id)
@@ -72,8 +79,9 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         await sync.signal_event({"type": "start"})
         try:
             await fn(env)
-        except Exception as e:
+        except Exception as group:
             traceback.print_exc()
+            e = _cause(group)
             error = f"{type(e).__name__}: {e}"
             # A failed check is the test failing; any other exception is a crash.
             report = (

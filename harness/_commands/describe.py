@@ -1,0 +1,47 @@
+"""`harness describe PLAN`: a plan's cases, params, roles and defaults."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.plans import get_plan
+
+HELP = "describe a plan: its test cases, params and roles"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness describe`."""
+    parser.add_argument("plan", help="plan name")
+    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
+                        help="look for plans in DIR instead of scenarios/")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan's manifest in readable form."""
+    plan = get_plan(args.plan, args.plans)
+    print(f"plan {plan.name}  ({plan.path})")
+    if plan.description:
+        print(f"  {plan.description}")
+    print(f"  default runner: {plan.runner}")
+    for case in plan.cases.values():
+        print(f"\ncase {case.name}: {case.description}")
+        print(f"  instances: min {case.min_instances}, max {case.max_instances}, "
+              f"default {case.default_instances}")
+        what = case.entrypoint or " ".join(case.program or ())
+        print(f"  runs: {what}" + (f" ({case.backend})" if case.entrypoint else ""))
+        if case.params:
+            print("  params:")
+            width = max(len(n) for n in case.params)
+            for p in case.params.values():
+                bounds = "".join(
+                    f", {k} {v:g}" for k, v in (("min", p.min), ("max", p.max)) if v is not None
+                )
+                print(f"    {p.name:<{width}}  {p.type:<8} default {p.default!r}{bounds}"
+                      f"  {p.description}")
+        if case.roles:
+            roles = ", ".join(
+                f"{r.name}={'rest' if r.rest else r.count}" for r in case.roles.roles
+            )
+            print(f"  roles (by sequence number): {roles}")
+    return 0

@@ -1,0 +1,25 @@
+"""`harness list`: the plans and their test cases."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.plans import find_plans
+
+HELP = "list plans and their test cases"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness list`."""
+    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
+                        help="look for plans in DIR instead of scenarios/")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per test case."""
+    for plan in find_plans(args.plans).values():
+        for case in plan.cases.values():
+            counts = f"{case.min_instances}-{case.max_instances} (default {case.default_instances})"
+            print(f"{plan.name}:{case.name:<16} instances {counts:<24} {case.description}")
+    return 0

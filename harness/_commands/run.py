@@ -1,0 +1,67 @@
+"""`harness run PLAN[:CASE]`: run a test case and exit 0 only if every instance passed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness._supervisor import RunOptions
+from harness._supervisor import run as run_spec
+from harness.plans import build_run_spec, parse_assignments
+
+HELP = "run a test case of a plan"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness run`."""
+    parser.add_argument("target", nargs="?", default="", metavar="PLAN[:CASE]",
+                        help="plan and test case (default: the plan's first case)")
+    parser.add_argument("-i", "--instances", type=int, help="instance count (default: the case's)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a test param (repeatable)")
+    parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
+    parser.add_argument("--runner", choices=["local:exec", "local:netns"],
+                        help="where instances run (default: the plan's)")
+    parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
+                        help="outputs root (default: ./outputs)")
+    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
+                        help="look for plans in DIR instead of scenarios/ (repeatable)")
+    parser.add_argument("--sync-tcp", metavar="HOST:PORT",
+                        help="also serve the sync service over TCP (port 0: any)")
+    parser.add_argument("--no-fail-fast", action="store_true",
+                        help="let the other instances run on after one fails")
+    parser.add_argument("--json", action="store_true",
+                        help="print run.json to stdout at the end instead of the table")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run it; the exit code is 0 (passed), 1 (failed), 2 (bad input) or 130 (interrupted)."""
+    spec = build_run_spec(
+        args.target,
+        instances=args.instances,
+        params=parse_assignments(args.param),
+        composition=args.composition,
+        runner=args.runner,
+        timeout_s=args.timeout,
+        plan_roots=args.plans,
+    )
+    options = RunOptions(
+        outputs=args.outputs,
+        fail_fast=not args.no_fail_fast,
+        sync_tcp=args.sync_tcp,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
+              f"on {spec.runner}", file=sys.stderr)
+    result = run_spec(spec, options)
+    if args.json:
+        sys.stdout.buffer.write((result.run_dir / "run.json").read_bytes() + b"\n")
+    else:
+        print(result.summary())
+    return result.exit_code
+
+

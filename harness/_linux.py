@@ -1,0 +1,30 @@
+"""The few Linux calls the standard library lacks on Python 3.11 (setns, parent-death signal)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
+
+
+def setns(path: str, nstype: int = CLONE_NEWNET) -> None:
+    """Move the calling thread into the namespace at `path` (e.g. /run/netns/NAME)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")

@@ -1,0 +1,84 @@
+"""Each instance's outcome, from what it recorded and how its process ended."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from typing import Any
+
+from harness.plans import InstanceSpec
+
+
+@dataclasses.dataclass
+class InstanceState:
+    """What the supervisor knows of one instance while the run goes on."""
+
+    spec: InstanceSpec
+    ip: str = ""
+    pid: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    status: int | None = None  # exit code, or minus the signal that ended it
+    recorded: str | None = None  # the first of "success", "failure", "crash"
+    error: str | None = None
+    stopped: str | None = None  # why the supervisor stopped it, if it did
+    start_error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Started and not yet exited."""
+        return self.pid is not None and self.status is None
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Take in one of the instance's own events."""
+        kind = event.get("type")
+        if kind not in ("success", "failure", "crash"):
+            return
+        # A failure after a success still fails the instance; nothing undoes a failure.
+        if self.recorded is None or (self.recorded == "success" and kind != "success"):
+            self.recorded = kind
+            self.error = event.get("error") or None
+
+    def verdict(self) -> tuple[bool, str | None]:
+        """(passed, why not): passed only with success recorded and a clean exit."""
+        if self.recorded == "crash":
+            return False, f"crashed: {self.error or 'no detail'}"
+        if self.recorded == "failure":
+            return False, f"failed: {self.error or 'no detail'}"
+        if self.start_error:
+            return False, f"did not start: {self.start_error}"
+        if self.stopped:
+            return False, self.stopped
+        if self.status is None:
+            return False, "did not start"
+        if self.status < 0:
+            try:
+                name = signal.Signals(-self.status).name
+            except ValueError:
+                name = f"signal {-self.status}"
+            return False, f"killed by {name}"
+        if self.status > 0:
+            return False, f"exit code {self.status}"
+        if self.recorded != "success":
+            return False, "exited 0 without recording success"
+        return True, None
+
+    def to_json(self) -> dict[str, Any]:
+        """The instance's entry in run.json."""
+        passed, reason = self.verdict()
+        s = self.spec
+        return {
+            "id": s.id,
+            "group": s.group,
+            "group_seq": s.group_seq,
+            "global_seq": s.global_seq,
+            "role": s.role,
+            "ip": self.ip,
+            "pid": self.pid,
+            "outcome": "passed" if passed else "failed",
+            "reason": reason,
+            "exit_code": self.status,
+            "started": self.started,
+            "ended": self.ended,
+            "dir": s.id,
+        }

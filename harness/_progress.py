@@ -1,0 +1,93 @@
+"""Live progress on stderr while a run goes on, and the summary table at its end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+from harness._outcome import InstanceState
+
+
+class Progress:
+    """One status line: instances started, passed, failed, and the latest phase.
+
+    On a terminal the line is redrawn in place; elsewhere (CI logs) a line is printed when
+    something changed, at most every `interval` seconds.
+    """
+
+    def __init__(self, total: int, out: TextIO | None = None, interval: float = 2.0) -> None:
+        self.total = total
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty()
+        self.interval = 0.2 if self.tty else interval
+        self.t0 = time.monotonic()
+        self.started = self.passed = self.failed = 0
+        self.phase = ""
+        self._last_line = ""
+        self._last_print = 0.0
+
+    def line(self) -> str:
+        """The current status line."""
+        phase = f"  phase: {self.phase}" if self.phase else ""
+        return (
+            f"[{time.monotonic() - self.t0:6.1f}s] started {self.started}/{self.total}"
+            f"  passed {self.passed}  failed {self.failed}{phase}"
+        )
+
+    def update(self, force: bool = False) -> None:
+        """Show the line if it changed and enough time passed (or `force`)."""
+        now = time.monotonic()
+        if not force and now - self._last_print < self.interval:
+            return
+        text = self.line()
+        body = text.split("] ", 1)[1]
+        if not force and body == self._last_line.split("] ", 1)[-1]:
+            return
+        self._last_line, self._last_print = text, now
+        if self.tty:
+            self.out.write("\r\x1b[2K" + text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        """A line of its own (e.g. the first failure), above the status line."""
+        if self.tty:
+            self.out.write("\r\x1b[2K")
+        self.out.write(text + "\n")
+        self.out.flush()
+        if self.tty and self._last_line:
+            self.out.write(self._last_line)
+
+    def finish(self) -> None:
+        """End the status line."""
+        self.update(force=True)
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def summary_table(instances: Iterable[InstanceState], limit: int = 25) -> str:
+    """Per-group counts, then every failed instance with its reason (the first `limit`)."""
+    groups: dict[str, list[int]] = {}
+    failures: list[tuple[str, str]] = []
+    for inst in instances:
+        passed, reason = inst.verdict()
+        counts = groups.setdefault(inst.spec.group, [0, 0])
+        counts[0 if passed else 1] += 1
+        if not passed:
+            role = f" [{inst.spec.role}]" if inst.spec.role else ""
+            failures.append((inst.spec.id + role, reason or ""))
+    width = max([len("group"), *map(len, groups)])
+    rows = [f"{'group':<{width}}  passed  failed"]
+    rows += [f"{g:<{width}}  {p:>6}  {f:>6}" for g, (p, f) in groups.items()]
+    if failures:
+        rows.append("")
+        rows.append("failed instances:")
+        w = max(len(i) for i, _ in failures[:limit])
+        rows += [f"  {i:<{w}}  {r}" for i, r in failures[:limit]]
+        if len(failures) > limit:
+            rows.append(f"  ... and {len(failures) - limit} more (see run.json)")
+    return "\n".join(rows)

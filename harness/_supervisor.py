@@ -1,0 +1,388 @@
+"""The supervisor: one Trio task tree per run, from the first instance to the last clean-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+import trio
+
+import harness
+from harness._errors import UsageError
+from harness._outcome import InstanceState
+from harness._progress import Progress, summary_table
+from harness._rundir import JsonLines, new_run_id, write_json
+from harness.plans import InstanceSpec, RunSpec
+from harness.runners import (
+    Deployment,
+    ForkServer,
+    Launch,
+    Process,
+    exec_program,
+    get_runner,
+    signal_group,
+)
+from harness.sync import SyncServer, SyncState, stamp
+
+_log = structlog.get_logger("harness.supervisor")
+_KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """How to run (as opposed to what: that is the RunSpec)."""
+
+    outputs: Path = Path("outputs")
+    fail_fast: bool = True  # stop the others soon after the first instance fails
+    grace_s: float = 1.0  # how long the others may go on after the first failure
+    sync_tcp: str | None = None  # "host:port" to serve the sync protocol over TCP too
+    progress: bool = True
+    on_run_dir: Callable[[Path], None] | None = None  # told the run dir once it exists
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run ended with."""
+
+    run_id: str
+    run_dir: Path
+    outcome: str  # "passed", "failed", "interrupted"
+    exit_code: int
+    reason: str | None
+    instances: list[InstanceState]
+
+    def summary(self) -> str:
+        """The table printed at the end of a run."""
+        head = f"run {self.run_id}: {self.outcome.upper()}"
+        if self.reason:
+            head += f" ({self.reason})"
+        return f"{head}\n{summary_table(self.instances)}\noutputs: {self.run_dir}"
+
+
+def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
+    """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
+    _check_programs(spec)
+    return trio.run(Supervisor(spec, options or RunOptions()).supervise)
+
+
+def _check_programs(spec: RunSpec) -> None:
+    programs = {g.program for g in spec.groups if g.program} | (
+        {spec.case.program} if spec.case.program else set()
+    )
+    for argv in programs:
+        if argv and argv[0] != "python" and shutil.which(argv[0]) is None:
+            raise UsageError(f"program {argv[0]!r} is not installed (not found on PATH)")
+
+
+class Supervisor:
+    """Runs one RunSpec. Use `run()` unless you are already inside Trio."""
+
+    def __init__(self, spec: RunSpec, options: RunOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.run_id = new_run_id()
+        self.run_dir = options.outputs.resolve() / self.run_id
+        self.states = {i.id: InstanceState(i) for i in spec.instances}
+        self.progress = Progress(spec.total) if options.progress else None
+        self.started_at = time.time()
+        self.all_exited = trio.Event()
+        self.exited = 0
+        self.first_failure: InstanceState | None = None
+        self.failed = trio.Event()
+        self.interrupted = False
+        self.timed_out = False
+        self.deployment: Deployment | None = None
+        self._events: JsonLines | None = None
+
+    # -- events --------------------------------------------------------------------------
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Every event of the run passes here: to events.jsonl, outcomes and progress."""
+        event = stamp(event)
+        if self._events is not None:
+            self._events.write(event)
+        kind = event.get("kind")
+        inst = self.states.get(event.get("instance") or "")
+        if kind == "event" and inst is not None:
+            inst.record(event)
+            if event.get("type") in ("failure", "crash"):
+                self._note_failure(inst)
+        elif kind == "signal" and self.progress:
+            self.progress.phase = f"{event.get('state')} {event.get('seq')}/{self.spec.total}"
+
+    def _note_failure(self, inst: InstanceState) -> None:
+        if self.first_failure is None:
+            self.first_failure = inst
+            if self.progress:
+                self.progress.note(f"instance {inst.spec.id} failed: {inst.verdict()[1]}")
+            self.failed.set()
+        self._count()
+
+    def _count(self) -> None:
+        if self.progress:
+            verdicts = [s.verdict()[0] for s in self.states.values() if s.status is not None]
+            self.progress.passed = sum(verdicts)
+            self.progress.failed = sum(1 for s in self.states.values()
+                                       if s.recorded in ("failure", "crash")
+                                       or (s.status is not None and not s.verdict()[0]))
+            self.progress.update()
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def supervise(self) -> RunResult:
+        """The whole run; returns once everything it created is gone."""
+        for inst in self.spec.instances:
+            (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
+        if self.options.on_run_dir:
+            self.options.on_run_dir(self.run_dir)
+        self._events = JsonLines(self.run_dir / "events.jsonl")
+        self._write_run_json(ended=False)
+        sock_dir = self.run_dir
+        if len(str(self.run_dir / "sync.sock")) > 100:  # AF_UNIX paths are short
+            sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
+        state = SyncState([i.id for i in self.spec.instances], record=self.record)
+        server = SyncServer(state)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                sock = await nursery.start(server.serve_unix, sock_dir / "sync.sock")
+                tcp = None
+                if self.options.sync_tcp:
+                    host, _, port = self.options.sync_tcp.rpartition(":")
+                    bound = await nursery.start(server.serve_tcp, host or "127.0.0.1", int(port))
+                    tcp = f"{bound[0]}:{bound[1]}"
+                if self.progress:
+                    nursery.start_soon(self._tick)
+                runner = get_runner(self.spec.runner)
+                async with runner.deploy(self.spec, self.run_dir, state) as dep:
+                    self.deployment = dep
+                    server.network = dep.network
+                    await self._run_instances(nursery, state, str(sock), tcp)
+                nursery.cancel_scope.cancel()
+        finally:
+            if sock_dir != self.run_dir:
+                shutil.rmtree(sock_dir, ignore_errors=True)
+            if self.progress:
+                self.progress.finish()
+            self._events.close()
+        result = self._result()
+        self._write_run_json(ended=True, result=result)
+        return result
+
+    async def _run_instances(
+        self, nursery: trio.Nursery, state: SyncState, sock: str, tcp: str | None
+    ) -> None:
+        assert self.deployment is not None
+        forkserver = None
+        async with trio.open_nursery() as procs:
+            case = self.spec.case
+            if case.entrypoint and any(i.program is None for i in self.spec.instances):
+                forkserver = ForkServer(case.entrypoint, case.backend)
+                await procs.start(forkserver.run, self._project_root(), self._base_env())
+            for inst in self.spec.instances:
+                launch = self._launch(inst, sock, tcp)
+                procs.start_soon(self._instance, inst, launch, forkserver, state)
+                await trio.lowlevel.checkpoint()
+            if self.options.fail_fast:
+                procs.start_soon(self._stop_after_failure)
+            with trio.move_on_after(self.spec.timeout_s):
+                await self.all_exited.wait()
+            if not self.all_exited.is_set():
+                if not self.interrupted:
+                    self.timed_out = True
+                    self._stop_all(f"still running at the run's timeout ({self.spec.timeout_s:g}s)")
+                with trio.move_on_after(_KILL_AFTER_S + 2):
+                    await self.all_exited.wait()
+            procs.cancel_scope.cancel()
+
+    async def _instance(
+        self,
+        inst: InstanceSpec,
+        launch: Launch,
+        forkserver: ForkServer | None,
+        state: SyncState,
+    ) -> None:
+        st = self.states[inst.id]
+        st.started = time.time()
+        try:
+            if launch.argv is None:
+                assert forkserver is not None
+                proc: Process = await forkserver.spawn(launch)
+            else:
+                proc = await exec_program(launch)
+        except OSError as e:
+            st.start_error = str(e)
+            st.ended = time.time()
+            self.record({"kind": "instance", "instance": inst.id, "status": "failed to start",
+                         "error": str(e)})
+            self._exited(st, state)
+            return
+        st.pid = proc.pid
+        self.record({"kind": "instance", "instance": inst.id, "status": "started", "pid": proc.pid})
+        if self.progress:
+            self.progress.started += 1
+        try:
+            st.status = await proc.wait()
+        finally:
+            if st.status is None:  # cancelled: the run is over and this one must go too
+                signal_group(proc.pid, signal.SIGKILL)
+        st.ended = time.time()
+        self.record({"kind": "instance", "instance": inst.id, "status": "exited",
+                     "exit_code": st.status})
+        self._exited(st, state)
+
+    def _exited(self, st: InstanceState, state: SyncState) -> None:
+        passed, reason = st.verdict()
+        state.instance_ended(st.spec.id, "passed" if passed else reason or "ended")
+        if not passed:
+            self._note_failure(st)
+        self.exited += 1
+        self._count()
+        if self.exited == len(self.states):
+            self.all_exited.set()
+
+    async def _stop_after_failure(self) -> None:
+        await self.failed.wait()
+        await trio.sleep(self.options.grace_s)
+        first = self.first_failure
+        assert first is not None
+        self._stop_all(f"stopped after {first.spec.id} failed")
+
+    def _stop_all(self, reason: str) -> None:
+        running = [s for s in self.states.values() if s.running]
+        for st in running:
+            st.stopped = st.stopped or reason
+            assert st.pid is not None
+            signal_group(st.pid, signal.SIGTERM)
+        if running:
+            self.record({"kind": "phase", "name": "stopping", "reason": reason,
+                         "instances": [s.spec.id for s in running]})
+
+            async def kill_later() -> None:
+                await trio.sleep(_KILL_AFTER_S)
+                for st in running:
+                    if st.running and st.pid is not None:
+                        signal_group(st.pid, signal.SIGKILL)
+
+            trio.lowlevel.spawn_system_task(kill_later)
+
+    async def _watch_signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.interrupted = True
+                if self.progress:
+                    self.progress.note(f"{signal.Signals(signum).name}: stopping every instance")
+                self._stop_all("interrupted")
+                # Give instances their SIGTERM before the nursery's cancellation kills them.
+                with trio.move_on_after(_KILL_AFTER_S):
+                    await self.all_exited.wait()
+                scope.cancel()
+                return
+
+    async def _tick(self) -> None:
+        assert self.progress is not None
+        while True:
+            await trio.sleep(self.progress.interval)
+            self.progress.update()
+            if self._events is not None:
+                self._events.flush()
+
+    # -- instance set-up -----------------------------------------------------------------
+
+    def _project_root(self) -> Path:
+        return Path(harness.__file__).resolve().parent.parent
+
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [str(self.spec.plan.path.parent.parent), str(self._project_root())]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return env
+
+    def _launch(self, inst: InstanceSpec, sock: str, tcp: str | None) -> Launch:
+        assert self.deployment is not None
+        place = self.deployment.placements[inst.id]
+        st = self.states[inst.id]
+        st.ip = place.data_ip
+        out = self.run_dir / inst.id
+        group_size = next(g.count for g in self.spec.groups if g.id == inst.group)
+        env = self._base_env()
+        env.update({
+            "TEST_PLAN": self.spec.plan.name,
+            "TEST_CASE": self.spec.case.name,
+            "TEST_RUN": self.run_id,
+            "TEST_INSTANCE_COUNT": str(self.spec.total),
+            "TEST_GROUP_ID": inst.group,
+            "TEST_GROUP_INSTANCE_COUNT": str(group_size),
+            "TEST_GLOBAL_SEQ": str(inst.global_seq),
+            "TEST_GROUP_SEQ": str(inst.group_seq),
+            "TEST_INSTANCE_ID": inst.id,
+            "TEST_INSTANCE_ROLE": inst.role,
+            "TEST_INSTANCE_PARAMS": orjson.dumps(dict(inst.params)).decode(),
+            "TEST_OUTPUTS_PATH": str(out),
+            "TEST_SYNC_SOCKET": sock,
+            "TEST_SYNC_TCP": tcp or "",
+            "TEST_RUNNER": self.spec.runner,
+            "TEST_DATA_NETWORK": self.deployment.data_network,
+            "TEST_DATA_IP": place.data_ip,
+            "TEST_SIDECAR": "true" if self.deployment.network else "false",
+            "TEST_START_TIME": repr(self.started_at),
+        })
+        argv = inst.program or self.spec.case.program
+        if argv and argv[0] == "python":
+            argv = (sys.executable, *argv[1:])
+        return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns,
+                      list(argv) if argv else None)
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _result(self) -> RunResult:
+        instances = list(self.states.values())
+        failed = [s for s in instances if not s.verdict()[0]]
+        if self.interrupted:
+            outcome, code, reason = "interrupted", 130, "interrupted"
+        elif failed:
+            first = self.first_failure or failed[0]
+            outcome, code = "failed", 1
+            reason = f"{len(failed)} of {len(instances)} failed; first: {first.spec.id}: "
+            reason += first.verdict()[1] or ""
+        else:
+            outcome, code, reason = "passed", 0, None
+        return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances)
+
+    def _write_run_json(self, ended: bool, result: RunResult | None = None) -> None:
+        spec = self.spec
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "plan": spec.plan.name,
+            "case": spec.case.name,
+            "runner": spec.runner,
+            "started": self.started_at,
+            "ended": time.time() if ended else None,
+            "outcome": result.outcome if result else "running",
+            "exit_code": result.exit_code if result else None,
+            "reason": result.reason if result else None,
+            "params": dict(spec.groups[0].params) if spec.groups else {},
+            "composition": str(spec.composition) if spec.composition else None,
+            "timeout_s": spec.timeout_s if math.isfinite(spec.timeout_s) else None,
+            "groups": [
+                {"id": g.id, "count": g.count, "params": dict(g.params),
+                 "program": list(g.program) if g.program else None}
+                for g in spec.groups
+            ],
+            "instances": [s.to_json() for s in self.states.values()],
+            "network": self.deployment.info if self.deployment else None,
+        }
+        write_json(self.run_dir / "run.json", data)

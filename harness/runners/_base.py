@@ -1,0 +1,45 @@
+"""What a runner gives a run: where each instance lives and how its network is changed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from harness.plans import RunSpec
+from harness.sync import NetworkHandler, SyncState
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """One instance's address, and its network namespace where it has one."""
+
+    data_ip: str
+    netns: str | None = None  # path, e.g. /run/netns/NAME
+
+
+@dataclasses.dataclass
+class Deployment:
+    """The runner's side of a run, alive for as long as the run."""
+
+    placements: Mapping[str, Placement]
+    data_network: str
+    network: NetworkHandler | None = None  # None: links cannot be shaped by this runner
+    info: dict[str, Any] | None = None  # what run.json records under "network"
+
+
+class Runner(Protocol):
+    """Places instances: `local:exec` on this host's loopback, `local:netns` in namespaces."""
+
+    name: ClassVar[str]
+
+    def deploy(
+        self, spec: RunSpec, run_dir: Path, state: SyncState
+    ) -> AbstractAsyncContextManager[Deployment]:
+        """Build what the run needs; everything it built is gone when the block ends.
+
+        The runner signals `network-initialized` once for each instance whose network is up.
+        """
+        ...

@@ -1,0 +1,91 @@
+"""The pingpong plan: addresses over pub/sub, TCP pings between instances, a barrier."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import trio
+
+from harness import sdk
+
+
+@dataclasses.dataclass
+class Peer:
+    """An instance's address, as published on the `peers` topic."""
+
+    seq: int
+    ip: str
+    port: int
+
+
+PEERS = sdk.Topic("peers", Peer)
+
+
+async def _serve(ip: str, port: int, task_status: trio.TaskStatus[None]) -> None:
+    async def echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            async for data in stream:
+                await stream.send_all(data)
+
+    listeners = await trio.open_tcp_listeners(port, host=ip)
+    async with trio.open_nursery() as nursery:
+        task_status.started()
+        await trio.serve_listeners(echo, listeners, handler_nursery=nursery)
+
+
+async def _ping(peer: Peer, rounds: int, max_rtt: float) -> list[float]:
+    rtts = []
+    stream = await trio.open_tcp_stream(peer.ip, peer.port)
+    async with stream:
+        for i in range(rounds):
+            payload = f"ping {i}\n".encode()
+            t0 = time.monotonic()
+            await stream.send_all(payload)
+            got = b""
+            with trio.fail_after(max_rtt):
+                while len(got) < len(payload):
+                    chunk = await stream.receive_some(64)
+                    if not chunk:
+                        raise sdk.TestFailure(f"peer {peer.seq} closed the connection")
+                    got += chunk
+            if got != payload:
+                raise sdk.TestFailure(f"peer {peer.seq} echoed {got!r}, not {payload!r}")
+            rtts.append(time.monotonic() - t0)
+    return rtts
+
+
+async def ping(env: sdk.RunEnv) -> None:
+    """Publish, learn every peer, ping the next `fanout` of them, meet at 'pinged'."""
+    n = env.instance_count
+    port, rounds = env.params["port"], env.params["rounds"]
+    ip = env.data_ip or "127.0.0.1"
+    await env.network.wait_initialized()
+    if env.network.configurable and env.params["latency"] > 0:
+        shape = sdk.LinkShape(latency_ms=env.params["latency"] * 1000)
+        await env.network.configure(shape, callback_state="shaped", callback_target=n)
+        await env.sync.barrier("shaped", n)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_serve, ip, port)
+        await PEERS.publish(env.sync, Peer(env.global_seq, ip, port))
+        peers = sorted(await PEERS.collect(env.sync, n), key=lambda p: p.seq)
+        if [p.seq for p in peers] != list(range(n)):
+            raise sdk.TestFailure(f"peer list is not one per instance: {[p.seq for p in peers]}")
+        targets = [peers[(env.global_seq + k) % n] for k in range(1, min(env.params["fanout"], n - 1) + 1)]
+        rtts: list[float] = []
+        for peer in targets:
+            rtts += await _ping(peer, rounds, env.params["max_rtt"])
+        rtts.sort()
+        env.log.info("pinged", peers=len(targets), rtt_p50_ms=round(rtts[len(rtts) // 2] * 1000, 3),
+                     rtt_max_ms=round(rtts[-1] * 1000, 3))
+        await env.sync.signal_and_wait("pinged", n)
+        nursery.cancel_scope.cancel()
+
+
+async def crash(env: sdk.RunEnv) -> None:
+    """As `ping`, but the last instance dies hard at once; the others wait for its address."""
+    if env.global_seq == env.instance_count - 1:
+        await trio.sleep(0.2)
+        os._exit(13)
+    await ping(env)
