@@ -88,6 +88,7 @@ class Engine:
         self._lock = threading.Lock()
         self._sources: set[IPv4Address] = set()
         self._created: tuple[bool, bool] = (False, False)
+        self._had_filter_table = True
         self._rules_live = False
         self._pairs: frozenset[Pair] = frozenset()
 
@@ -148,8 +149,9 @@ class Engine:
                     f"the {self.implementation} engine did not start: "
                     f"{first.removeprefix('error ') if first else 'it exited'}"
                 )
-            self._created = _rules.ensure_chain(self.netns)
+            self._had_filter_table = _rules.filter_table_exists(self.netns)
             self._rules_live = True
+            self._created = _rules.ensure_chain(self.netns)
         except BaseException as exc:
             self.stop()
             if isinstance(exc, _rules.RulesError):
@@ -166,6 +168,8 @@ class Engine:
                     _rules.restore(
                         self.netns, _rules.render_teardown(self._sources, *self._created)
                     )
+                    if not self._had_filter_table:
+                        _rules.drop_filter_table_if_empty(self.netns)
             except _rules.RulesError as exc:
                 errors.append(str(exc))
             self._sources = set()

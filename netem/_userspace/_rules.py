@@ -96,10 +96,32 @@ def run_in(
 
 def restore(netns: str, text: str) -> None:
     """Apply an iptables-restore --noflush transaction in the namespace."""
-    proc = run_in(netns, ["iptables-restore", "--noflush"], text)
+    proc = run_in(netns, ["iptables-restore", "--noflush", "--wait", "10"], text)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
         raise RulesError(f"iptables-restore in {netns}: {msg}")
+
+
+def filter_table_exists(netns: str) -> bool:
+    """Whether the namespace has an iptables filter table yet (nf_tables creates it lazily)."""
+    # not `-t filter`: that prints an empty filter table even where there is none
+    proc = run_in(netns, ["iptables-save"])
+    return proc.returncode == 0 and "*filter" in proc.stdout.splitlines()
+
+
+def drop_filter_table_if_empty(netns: str) -> None:
+    """Delete the filter table this engine brought into being, if nothing else uses it now.
+
+    Only iptables-nft creates tables on demand, so only there is one deleted (with nft).
+    """
+    version = run_in(netns, ["iptables", "-V"]).stdout
+    if "nf_tables" not in version or shutil.which("nft") is None:
+        return
+    saved = run_in(netns, ["iptables-save", "-t", "filter"]).stdout.splitlines()
+    body = [ln for ln in saved if ln and not ln.startswith(("#", "*", "COMMIT"))]
+    builtin = {":INPUT ACCEPT", ":FORWARD ACCEPT", ":OUTPUT ACCEPT"}
+    if all(ln.rsplit(" ", 1)[0] in builtin for ln in body):
+        run_in(netns, ["nft", "delete", "table", "ip", "filter"])
 
 
 def ensure_chain(netns: str) -> tuple[bool, bool]:
