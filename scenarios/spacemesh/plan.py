@@ -1,0 +1,271 @@
+"""The ``start`` test case: a network from genesis, checked through the nodes' gRPC APIs.
+
+Roles by sequence number: PoETs, then gateways (the bootnodes, whose API the PoETs call),
+then miners. Instance 0 fixes the genesis time; addresses travel over the sync service.
+Each node instance queries its own node's gRPC API and publishes what it saw; every
+instance then checks the reports (same layer hashes everywhere, every miner smeshing and
+its ATX known to every node). A PoET instance checks all reports, so the run's verdict
+does not depend on any node's own view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import anyio
+from grpclib.client import Channel
+
+from harness import sdk
+
+from ._keys import Signer
+from ._mesh import MeshParams
+from ._node import NodeConfig
+from ._poet import PoetConfig
+from ._proto import spacemesh_grpc as rpc
+from ._proto import spacemesh_pb2 as pb
+from ._services import serve_node, serve_poet
+
+POET_PORT = 7000
+GOSSIP_PORT = 7513
+GRPC_PORT = 9092
+METRICS_PORT = 9100
+_POLL = 0.5
+
+
+@dataclasses.dataclass
+class PoetAddr:
+    """A PoET as published on the ``poets`` topic."""
+
+    seq: int
+    ip: str
+    address: str
+    pubkey: str
+
+
+@dataclasses.dataclass
+class GatewayAddr:
+    """A gateway as published on the ``gateways`` topic."""
+
+    seq: int
+    ip: str
+    grpc: str
+    gossip: str
+
+
+@dataclasses.dataclass
+class Report:
+    """What one node's gRPC API said at the end, published on ``reports``."""
+
+    seq: int
+    instance: str
+    role: str
+    smesher: str
+    is_smeshing: bool
+    verified_layer: int
+    hashes: list[str]
+    atx_smeshers: list[str]
+    smeshing_error: str
+    error: str = ""
+    """Why this node failed its own checks (it stops right after publishing this)."""
+
+
+GENESIS = sdk.Topic("genesis", float)
+POETS = sdk.Topic("poets", PoetAddr)
+GATEWAYS = sdk.Topic("gateways", GatewayAddr)
+REPORTS = sdk.Topic("reports", Report)
+
+
+def poet_key_seed(seq: int) -> str:
+    """The seed of the PoET key of the instance with global sequence number ``seq``."""
+    return f"poet-{seq}"
+
+
+def compare_reports(reports: list[Report], target: int) -> list[str]:
+    """Every disagreement between the nodes' reports (empty when the network agrees)."""
+    problems: list[str] = [f"{r.instance}: {r.error}" for r in reports if r.error]
+    if not reports:
+        return ["no node reported"]
+    reports = [r for r in reports if not r.error]
+    miners = [r for r in reports if r.role == "miner"]
+    for r in miners:
+        if not r.is_smeshing:
+            problems.append(f"miner {r.instance} is not smeshing")
+    for r in reports:
+        if r.verified_layer < target or len(r.hashes) < target + 1:
+            problems.append(f"{r.instance} verified layer {r.verified_layer}, not {target}")
+    reference = min(reports, key=lambda r: r.seq)
+    for r in reports:
+        for layer, (mine, theirs) in enumerate(zip(reference.hashes, r.hashes, strict=False)):
+            if layer > target:
+                break
+            if mine != theirs:
+                problems.append(
+                    f"layer {layer}: {r.instance} has hash {theirs[:12]}, "
+                    f"{reference.instance} has {mine[:12]}"
+                )
+                break
+    for miner in miners:
+        missing = [r.instance for r in reports if miner.smesher not in r.atx_smeshers]
+        if missing:
+            why = f" (its node says: {miner.smeshing_error})" if miner.smeshing_error else ""
+            problems.append(f"ATX of miner {miner.instance} unknown to {', '.join(missing)}{why}")
+    return problems
+
+
+async def _first(topic: sdk.Topic[Any], sync: sdk.SyncClient) -> Any:
+    return (await topic.collect(sync, 1))[0]
+
+
+async def start(env: sdk.RunEnv) -> None:
+    """Run this instance's role (PoET, gateway or miner) and check the network."""
+    p = env.params
+    role = env.role or "miner"
+    ip = env.data_ip or "127.0.0.1"
+    n = env.instance_count
+    nodes = n - int(p["poets"])
+    layer_duration = float(p["layer_duration"])
+    params = MeshParams(layers_per_epoch=int(p["layers_per_epoch"]), pow_bits=int(p["pow_bits"]))
+    epoch_duration = params.layers_per_epoch * layer_duration
+    target = int(p["layers"])
+
+    await env.network.wait_initialized()
+    if env.global_seq == 0:
+        await GENESIS.publish(env.sync, time.time() + float(p["genesis_offset"]))
+    genesis = float(await _first(GENESIS, env.sync))
+    if role == "poet":
+        pubkey = Signer(poet_key_seed(env.global_seq)).public_hex
+        address = f"{ip}:{POET_PORT}"
+        await POETS.publish(env.sync, PoetAddr(env.global_seq, ip, address, pubkey))
+    elif role == "gateway":
+        gw = GatewayAddr(env.global_seq, ip, f"{ip}:{GRPC_PORT}", f"{ip}:{GOSSIP_PORT}")
+        await GATEWAYS.publish(env.sync, gw)
+    poets = await POETS.collect(env.sync, int(p["poets"]))
+    gateways = await GATEWAYS.collect(env.sync, int(p["gateways"]))
+
+    cut = role == "miner" and bool(p["poet_unreachable"])
+    if env.network.configurable:
+        rules = [{"peers": [x.ip for x in poets], "drop": True}] if cut else []
+        shape = sdk.LinkShape(latency_ms=float(p["latency"]) * 1000)
+        await env.network.configure(shape, rules=rules, callback_state="shaped", callback_target=n)
+        await env.sync.barrier("shaped", n)
+    poet_addresses = [x.address for x in poets]
+    if cut and not env.network.configurable:
+        # Without a configurable network, "unreachable" is a port nothing listens on.
+        poet_addresses = [f"{x.ip}:1" for x in poets]
+    await env.record_message(f"{role} at {ip}; genesis in {genesis - time.time():.1f}s")
+
+    async with anyio.create_task_group() as tg:
+        if role == "poet":
+            config = PoetConfig(
+                genesis=genesis,
+                round_duration=epoch_duration / 2,
+                chain_length=int(p["chain_length"]),
+                key_seed=poet_key_seed(env.global_seq),
+            )
+            service = await tg.start(
+                serve_poet, config, f"{ip}:{POET_PORT}", [g.grpc for g in gateways]
+            )
+            reports = await REPORTS.collect(env.sync, nodes)
+            problems = compare_reports(reports, target)
+            delivered = sum(1 for b in service.broadcasts.values() if b.delivered)
+            await env.record_message(f"PoET broadcast {delivered} proofs; {len(reports)} reports")
+        else:
+            config_node = NodeConfig(
+                identity=f"{env.run_id}/{env.instance_id}",
+                listen=f"{ip}:{GOSSIP_PORT}",
+                genesis=genesis,
+                layer_duration=layer_duration,
+                mesh=params,
+                bootnodes=tuple(g.gossip for g in gateways),
+                smeshing=role == "miner",
+                target_peers=int(p["target_peers"]),
+                poet_keys=tuple(x.pubkey for x in poets),
+                outputs=str(env.outputs_path),
+                seed=env.global_seq,
+            )
+            await tg.start(
+                lambda task_status: serve_node(
+                    config_node,
+                    grpc_address=f"{ip}:{GRPC_PORT}",
+                    metrics_address=f"{ip}:{METRICS_PORT}",
+                    poets=poet_addresses,
+                    task_status=task_status,
+                )
+            )
+            deadline = genesis + (target + params.hdist + 1) * layer_duration
+            deadline += float(p["check_slack"])
+            mine = await _watch_own_node(env, ip, role, target, genesis, epoch_duration, deadline)
+            await REPORTS.publish(env.sync, mine)
+            if mine.error:
+                raise sdk.TestFailure(mine.error)
+            reports = await REPORTS.collect(env.sync, nodes)
+            problems = compare_reports(reports, target)
+        if not problems:
+            # Keep serving until every instance has checked: others may still query us.
+            await env.sync.signal_and_wait("checked", n)
+        tg.cancel_scope.cancel()
+    if problems:
+        raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+
+
+async def _watch_own_node(
+    env: sdk.RunEnv,
+    ip: str,
+    role: str,
+    target: int,
+    genesis: float,
+    epoch_duration: float,
+    deadline: float,
+) -> Report:
+    """Poll this instance's node through its gRPC API until it verified ``target``."""
+    channel = Channel(ip, GRPC_PORT)
+    error = ""
+    try:
+        node = rpc.NodeServiceStub(channel)
+        mesh = rpc.MeshServiceStub(channel)
+        smesher = rpc.SmesherServiceStub(channel)
+        atxs = rpc.ActivationServiceStub(channel)
+        first_epoch_checked = False
+        while True:
+            status = await node.Status(pb.Empty(), timeout=5)
+            if status.verified_layer >= target:
+                break
+            now = time.time()
+            if role == "miner" and not first_epoch_checked and now > genesis + epoch_duration:
+                # One epoch is enough for a PoET round and an ATX: fail early, with the reason.
+                first_epoch_checked = True
+                st = await smesher.SmeshingStatus(pb.Empty(), timeout=5)
+                if st.atxs_published == 0:
+                    error = (
+                        f"miner published no ATX in epoch 0: "
+                        f"{st.last_error or 'no PoET proof arrived'}"
+                    )
+                    break
+            if now > deadline:
+                error = (
+                    f"node verified layer {status.verified_layer}, not {target}, by the deadline "
+                    f"(top layer {status.top_layer}, {status.connected_peers} peers)"
+                )
+                break
+            await anyio.sleep(_POLL)
+        layers = await mesh.LayersQuery(pb.LayersQueryRequest(start_layer=0, end_layer=target))
+        ident = await smesher.SmesherID(pb.Empty())
+        smeshing = await smesher.IsSmeshing(pb.Empty())
+        st = await smesher.SmeshingStatus(pb.Empty())
+        known = await atxs.Query(pb.ActivationsQueryRequest(all_epochs=True))
+        return Report(
+            seq=env.global_seq,
+            instance=env.instance_id,
+            role=role,
+            smesher=ident.public_key.hex(),
+            is_smeshing=smeshing.is_smeshing,
+            verified_layer=status.verified_layer,
+            hashes=[layer.hash.hex() for layer in layers.layers],
+            atx_smeshers=sorted({a.smesher_id.hex() for a in known.activations}),
+            smeshing_error=st.last_error,
+            error=error,
+        )
+    finally:
+        channel.close()
