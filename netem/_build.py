@@ -16,11 +16,15 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from netem import _build_ns as ns
 from netem import _names as names
 from netem._build_errors import NetworkError
 from netem._hosts import Host
+
+# The host end of a veth is created with this index: in a fresh namespace only lo (1) exists.
+_HOST_IFINDEX = 2
 
 
 def _quiet_namespace(_: str) -> socket.socket:
@@ -54,9 +58,7 @@ def create_hub(prefix: str, created: list[str]) -> None:
 
     (sock,) = ns.create_namespaces([hub], setup, created)
     with _route(sock) as ipr:
-        ipr.link("add", ifname=names.bridge_ifname(prefix), kind="bridge")
-        (index,) = ipr.link_lookup(ifname=names.bridge_ifname(prefix))
-        ipr.link("set", index=index, state="up")
+        ipr.link("add", ifname=names.bridge_ifname(prefix), kind="bridge", state="up")
         ipr.link("set", index=1, state="up")
 
 
@@ -97,26 +99,32 @@ def add_hosts(
 def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
     sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
     with _route(sock) as ipr:
-        (bridge,) = ipr.link_lookup(ifname=names.bridge_ifname(prefix))
+        bridge = ipr.link("get", ifname=names.bridge_ifname(prefix))[0]["index"]
         for host in hosts:
+            # One request per host: the port joins the bridge and comes up as it is made.
             ipr.link(
                 "add",
                 ifname=host.hub_ifname,
                 kind="veth",
-                peer={"ifname": host.ifname, "net_ns_fd": host.netns_path},
+                master=bridge,
+                state="up",
+                peer={"ifname": host.ifname, "net_ns_fd": host.netns_path, "index": _HOST_IFINDEX},
             )
-        for host in hosts:
-            (index,) = ipr.link_lookup(ifname=host.hub_ifname)
-            ipr.link("set", index=index, master=bridge, state="up")
 
 
 def _configure_host(host: Host, sock: socket.socket) -> None:
     with _route(sock) as ipr:
         ipr.link("set", index=1, state="up")
-        (index,) = ipr.link_lookup(ifname=host.ifname)
+        # Index 2 was asked for at creation. In a fresh namespace it is our veth or nothing
+        # (then the kernel chose another index and we look it up).
+        index = _HOST_IFINDEX
+        try:
+            ipr.link("set", index=index, ifname=host.ifname, state="up")
+        except NetlinkError:
+            index = ipr.link("get", ifname=host.ifname)[0]["index"]
+            ipr.link("set", index=index, state="up")
         # The prefix route this address brings is the namespace's only route.
         ipr.addr("add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen)
-        ipr.link("set", index=index, state="up")
 
 
 def remove_namespaces(netns_names: Sequence[str]) -> list[str]:

@@ -56,9 +56,9 @@ def cleanup(prefix: str | None = None) -> list[str]:
     orphans = set()
     for entry in entries:
         found = names.OWNED_NETNS_RE.match(entry)
-        if found and names.GENERATED_PREFIX_RE.match(found["prefix"]):
-            if found["prefix"] not in claimed:
-                orphans.add(found["prefix"])
+        generated = found is not None and names.GENERATED_PREFIX_RE.match(found["prefix"])
+        if found is not None and generated and found["prefix"] not in claimed:
+            orphans.add(found["prefix"])
     for orphan in sorted(orphans):
         removed += remove_network(orphan)
     return removed

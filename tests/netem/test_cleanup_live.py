@@ -1,0 +1,122 @@
+"""Live: whatever way a network ends, nothing is left and the host's network is as before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import netem
+from netem import Network
+
+pytestmark = pytest.mark.live
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A child that builds a network, says so, and waits to be killed or interrupted.
+CHILD = """
+import sys, time, netem
+with netem.Network(prefix=sys.argv[1], backend="none") as net:
+    net.build(3)
+    net.partition(["h1"], ["h2"])
+    print("built", flush=True)
+    time.sleep(60)
+"""
+
+
+def leftovers(prefix: str) -> list[str]:
+    found = [n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]
+    if os.path.exists(f"/run/netem/{prefix}.json"):
+        found.append(f"/run/netem/{prefix}.json")
+    return sorted(found)
+
+
+def start_child(prefix: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if line.strip() != "built":
+        child.kill()
+        pytest.fail(f"child did not build: {line!r} {child.stderr.read() if child.stderr else ''}")
+    return child
+
+
+def test_exception_inside_removes_everything(
+    prefix: str, host_state: Callable[[], dict[str, str]]
+) -> None:
+    before = host_state()
+    with pytest.raises(ZeroDivisionError), Network(prefix=prefix, backend="none") as net:
+        net.build(3)
+        net.partition(["h1"], ["h2", "h3"])
+        assert len(leftovers(prefix)) == 5
+        _ = 1 / 0
+    assert leftovers(prefix) == []
+    assert host_state() == before
+
+
+def test_ctrl_c_removes_everything(prefix: str, host_state: Callable[[], dict[str, str]]) -> None:
+    before = host_state()
+    child = start_child(prefix)
+    assert len(leftovers(prefix)) == 5
+    child.send_signal(signal.SIGINT)
+    child.wait(timeout=10)
+    assert child.returncode != 0  # KeyboardInterrupt went up after the clean-up
+    assert leftovers(prefix) == []
+    assert host_state() == before
+
+
+def test_sigkill_then_cleanup(prefix: str, host_state: Callable[[], dict[str, str]]) -> None:
+    before = host_state()
+    child = start_child(prefix)
+    # Something still running inside a host namespace, as an instance would be.
+    stray = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-h2", "sleep", "60"])
+    child.kill()
+    child.wait(timeout=10)
+    assert len(leftovers(prefix)) == 5  # a killed owner cleans nothing
+    removed = netem.cleanup()  # no prefix: every network whose owner is dead
+    assert leftovers(prefix) == []
+    assert f"{prefix}-hub" in removed and f"/run/netem/{prefix}.json" in removed
+    assert stray.wait(timeout=5) == -signal.SIGKILL
+    assert host_state() == before
+
+
+def test_cleanup_spares_live_owners(prefix: str, live: None) -> None:
+    with Network(prefix=prefix, backend="none") as net:
+        net.build(2)
+        removed = netem.cleanup()
+        assert not any(r.startswith(prefix) or prefix in r for r in removed)
+        assert len(leftovers(prefix)) == 4
+        # Named explicitly, a network is removed whoever owns it.
+        removed = netem.cleanup(prefix)
+        assert sorted(removed) == sorted(
+            [f"{prefix}-hub", f"{prefix}-h1", f"{prefix}-h2", f"/run/netem/{prefix}.json"]
+        )
+    assert leftovers(prefix) == []
+
+
+def test_cleanup_removes_orphan_namespaces(live: None) -> None:
+    """A generated-prefix namespace that no manifest claims is a leftover."""
+    from netem._build_ns import create_namespaces, netlink_socket
+
+    orphan = f"ht{os.urandom(3).hex()}"
+    created: list[str] = []
+    for sock in create_namespaces([f"{orphan}-hub"], lambda _: netlink_socket(), created):
+        sock.close()
+    assert netem.cleanup().count(f"{orphan}-hub") == 1
+    assert not os.path.exists(f"/run/netns/{orphan}-hub")
+
+
+def test_cleanup_rejects_bad_prefix() -> None:
+    with pytest.raises(netem.RequestError, match="bad prefix"):
+        netem.cleanup("../etc")

@@ -1,0 +1,109 @@
+"""Live: partitions and drop rules cut exactly the directions they name."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from netem import Host, Network
+from netem._build_ns import run_in_netns
+
+pytestmark = pytest.mark.live
+
+PORT = 40_404
+
+
+def udp_socket(host: Host) -> socket.socket:
+    """A UDP socket living in the host's namespace, bound to its data address."""
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((str(host.ip), PORT))
+        s.settimeout(0.3)
+        return s
+
+    return run_in_netns(host.netns_path, make)
+
+
+def delivered(
+    sockets: dict[str, socket.socket], hosts: dict[str, Host], src: str, dst: str
+) -> bool:
+    """Send a datagram src -> dst (a few tries, for ARP) and say whether it arrived."""
+    token = f"{src}->{dst}".encode()
+    for _ in range(3):
+        sockets[src].sendto(token, (str(hosts[dst].ip), PORT))
+        try:
+            while True:
+                data, _ = sockets[dst].recvfrom(100)
+                if data == token:
+                    return True
+        except TimeoutError:
+            continue
+    return False
+
+
+def ping_ok(src: Host, dst: Host) -> bool:
+    return (
+        subprocess.run(
+            ["ip", "netns", "exec", src.netns, "ping", "-c", "1", "-W", "1", "-n", str(dst.ip)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+@pytest.fixture
+def net(prefix: str, live: None) -> Iterator[Network]:
+    network = Network(prefix=prefix, backend="none")
+    network.build(4)
+    yield network
+    network.close()
+
+
+def test_partition_both_ways_then_heal(net: Network) -> None:
+    h1, h2, h3, h4 = net.hosts
+    assert ping_ok(h1, h3) and ping_ok(h3, h1)
+    net.partition({h1, h2}, {h3, h4})
+    assert not ping_ok(h1, h3) and not ping_ok(h4, h2)
+    assert ping_ok(h1, h2) and ping_ok(h3, h4)  # each side still works inside
+    net.heal()
+    assert ping_ok(h1, h3) and ping_ok(h4, h2)
+
+
+def test_oneway_partition_cuts_one_direction(net: Network) -> None:
+    hosts = {h.name: h for h in net.hosts}
+    sockets = {name: udp_socket(h) for name, h in hosts.items()}
+    try:
+        assert delivered(sockets, hosts, "h1", "h2") and delivered(sockets, hosts, "h2", "h1")
+        net.partition(["h1"], ["h2"], oneway=True)
+        assert not delivered(sockets, hosts, "h1", "h2")
+        assert delivered(sockets, hosts, "h2", "h1")
+        assert delivered(sockets, hosts, "h1", "h3")
+        net.heal(["h1"], ["h2"])
+        assert delivered(sockets, hosts, "h1", "h2")
+    finally:
+        for s in sockets.values():
+            s.close()
+
+
+def test_drop_rule_from_a_request(net: Network) -> None:
+    hosts = {h.name: h for h in net.hosts}
+    sockets = {name: udp_socket(h) for name, h in hosts.items()}
+    try:
+        config = {"rules": [{"peers": [str(hosts["h4"].ip)], "drop": True}]}
+        net.apply_request("h3", config, asked_by="single/2")
+        assert not delivered(sockets, hosts, "h3", "h4")
+        assert delivered(sockets, hosts, "h4", "h3")
+        net.apply_request("h3", {"enabled": False}, asked_by="single/2")
+        assert not delivered(sockets, hosts, "h1", "h3") and not delivered(
+            sockets, hosts, "h3", "h1"
+        )
+        net.apply_request("h3", {}, asked_by="single/2")
+        assert delivered(sockets, hosts, "h3", "h4") and delivered(sockets, hosts, "h1", "h3")
+    finally:
+        for s in sockets.values():
+            s.close()
