@@ -1,0 +1,315 @@
+"""`harness doctor`: can this machine run plans on emulated networks? What is missing?"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+
+import netem
+from harness._errors import EnvironmentProblem
+
+HELP = "check that this machine can run networks, and say what to install (--fix installs it)"
+
+_PYTHON_DEPS = (
+    ("trio", "trio"),
+    ("anyio", "anyio"),
+    ("httpx", "httpx"),
+    ("grpclib", "grpclib"),
+    ("google.protobuf", "protobuf"),
+    ("networkx", "networkx"),
+    ("structlog", "structlog"),
+    ("orjson", "orjson"),
+    ("pyroute2", "pyroute2"),
+    ("prometheus_client", "prometheus-client"),
+)
+_PROGRAMS = (
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("iptables-restore", "iptables"),
+    ("iptables-save", "iptables"),
+    ("nsenter", "util-linux"),
+    ("unshare", "util-linux"),
+    ("ping", "iputils-ping"),
+)
+
+
+@dataclasses.dataclass
+class Check:
+    """One line of the table."""
+
+    name: str
+    ok: bool | None  # None: not checked (skipped)
+    detail: str = ""
+    fix: str = ""  # what to do when not ok
+    package: str | None = None  # the Debian package that fixes it
+    required: bool = True  # when False, a failure alone does not stop the runner
+
+    @property
+    def status(self) -> str:
+        if self.ok is None:
+            return "skipped"
+        return "ok" if self.ok else ("missing" if self.required else "absent")
+
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+
+
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=False, timeout=120)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness doctor`."""
+    parser.add_argument(
+        "--fix",
+        action="store_true",
+        help="install missing Debian packages with apt-get (runs apt-get update first)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table; 0 if the runner can work here, 3 if it cannot."""
+    checks = collect_checks()
+    if args.fix:
+        packages = sorted({c.package for c in checks if c.ok is False and c.package})
+        if packages:
+            install(packages)
+            checks = collect_checks()
+    print(render(checks))
+    verdict = can_run(checks)
+    print(f"\n{'ready' if verdict else 'not ready'}: " + summary(checks))
+    return 0 if verdict else EnvironmentProblem.exit_code
+
+
+def install(packages: Sequence[str], runner: Runner | None = None) -> None:
+    """apt-get update, then apt-get install the packages; a one-line error if that fails."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            f"--fix installs Debian packages and needs root: {' '.join(packages)}"
+        )
+    if shutil.which("apt-get") is None:
+        raise EnvironmentProblem(f"apt-get not found; install by hand: {' '.join(packages)}")
+    for cmd in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+    ):
+        print(f"running: {' '.join(cmd)}", flush=True)
+        proc = (runner or _run)(cmd)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EnvironmentProblem(f"{' '.join(cmd[:2])} failed: {last}")
+
+
+def collect_checks() -> list[Check]:
+    """Every check, in the order of the table."""
+    checks = [_privilege()]
+    checks += [_program(name, package) for name, package in _PROGRAMS]
+    checks += [_python(module, dist) for module, dist in _PYTHON_DEPS]
+    checks += _kernel(checks)
+    return checks
+
+
+def can_run(checks: Sequence[Check]) -> bool:
+    """The runner works when every required check passed (skipped ones do not count)
+    and at least one shaping backend is usable."""
+    if any(c.required and c.ok is False for c in checks):
+        return False
+    backends = [c for c in checks if c.name.startswith("backend ")]
+    return not backends or any(c.ok for c in backends)
+
+
+def summary(checks: Sequence[Check]) -> str:
+    usable = [
+        c.name.removeprefix("backend ") for c in checks if c.name.startswith("backend ") and c.ok
+    ]
+    missing = [c.name for c in checks if c.required and c.ok is False]
+    parts = []
+    if usable:
+        parts.append(f"shaping backend(s): {', '.join(usable)}")
+    if missing:
+        parts.append(f"missing: {', '.join(missing)}")
+    return "; ".join(parts) or "no shaping backend could be checked"
+
+
+def render(checks: Sequence[Check]) -> str:
+    """A plain-text table: check, status, detail or what to do."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  {'status':<7}  detail / what to do", "-" * (width + 40)]
+    for c in checks:
+        text = c.detail if c.ok or not c.fix else f"{c.detail}; {c.fix}" if c.detail else c.fix
+        lines.append(f"{c.name:<{width}}  {c.status:<7}  {text}")
+    return "\n".join(lines)
+
+
+def _privilege() -> Check:
+    if os.geteuid() == 0:
+        return Check("privileges", True, "root")
+    problem = netem.rootless_problem()
+    if problem is None:
+        return Check("privileges", True, "not root; user namespaces available (rootless mode)")
+    return Check("privileges", False, problem, "run as root or enable user namespaces")
+
+
+def _program(name: str, package: str) -> Check:
+    path = shutil.which(name)
+    if path:
+        return Check(f"program {name}", True, path, package=package)
+    return Check(f"program {name}", False, "not found", f"apt-get install {package}", package)
+
+
+def _python(module: str, dist: str) -> Check:
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        return Check(f"python {dist}", False, str(e), f"pip install {dist}")
+    return Check(f"python {dist}", True, "importable")
+
+
+def _kernel(earlier: Sequence[Check]) -> list[Check]:
+    """Namespaces, veth, bridge, iptables, htb, tbf, netem and NFQUEUE, tried for real in a
+    throw-away network that is removed at once."""
+    names = ("netns + veth + bridge", "iptables in a namespace", "qdisc htb", "qdisc tbf")
+    if os.geteuid() != 0:
+        hint = "not root: run `harness doctor` as root to try the kernel features"
+        return [Check(n, None, hint) for n in names] + _backends(None, None, None)
+    if any(
+        c.ok is False
+        for c in earlier
+        if c.name.startswith(("program ip", "program nsenter", "python pyroute2"))
+    ):
+        skip = "needs ip, iptables, nsenter and pyroute2 first"
+        return [Check(n, None, skip) for n in names] + _backends(None, None, None)
+    prefix = f"dr{secrets.token_hex(3)}"
+    checks: list[Check] = []
+    try:
+        with netem.Network(prefix=prefix, backend="none", subnet="198.18.0.0/29") as net:
+            h1, h2 = net.build(2)
+            ping = _run(
+                ["nsenter", f"--net={h1.netns_path}", "ping", "-c", "1", "-W", "2", str(h2.ip)]
+            )
+            checks.append(
+                Check(
+                    names[0],
+                    ping.returncode == 0,
+                    "2 hosts built and pinged"
+                    if ping.returncode == 0
+                    else "built, but ping failed",
+                    "check that the bridge module works",
+                )
+            )
+            checks.append(Check(names[1], True, "NETEM-DROP chain installed in the hub"))
+            dev = ["dev", h1.ifname]
+            checks.append(_tc(h1.netns_path, "htb", [*dev, "root", "handle", "1:", "htb"]))
+            checks.append(
+                _tc(
+                    h1.netns_path,
+                    "tbf",
+                    [*dev, "root", "tbf", "rate", "1mbit", "burst", "32kbit", "latency", "50ms"],
+                )
+            )
+            netem_ok = _has_netem(h1.netns_path, dev)
+            nfqueue_ok = _iptables_rule(
+                net.hub_netns_path,
+                "-A FORWARD -p udp --dport 9 -j NFQUEUE --queue-num 4242 --queue-bypass",
+            )
+            checks += _backends(netem_ok, nfqueue_ok, _imports("netfilterqueue"))
+    except netem.NetemError as e:
+        checks = [Check(names[0], False, str(e), "see the message")]
+        checks += [Check(n, None, "network could not be built") for n in names[1:]]
+        checks += _backends(None, None, None)
+    return checks
+
+
+def _tc(netns_path: str, name: str, args: list[str]) -> Check:
+    proc = _run(["nsenter", f"--net={netns_path}", "tc", "qdisc", "replace", *args])
+    if proc.returncode == 0:
+        _run(["nsenter", f"--net={netns_path}", "tc", "qdisc", "del", *args[:3]])
+        return Check(f"qdisc {name}", True, "works")
+    return Check(
+        f"qdisc {name}",
+        False,
+        proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed",
+        f"a kernel with sch_{name} (CONFIG_NET_SCH_{name.upper()})",
+    )
+
+
+def _has_netem(netns_path: str, dev: list[str]) -> bool:
+    try:
+        probe = importlib.import_module("netem._probe")
+        return bool(probe.has_sch_netem())
+    except ImportError:
+        proc = _run(
+            [
+                "nsenter",
+                f"--net={netns_path}",
+                "tc",
+                "qdisc",
+                "replace",
+                *dev,
+                "root",
+                "netem",
+                "delay",
+                "1ms",
+            ]
+        )
+        return proc.returncode == 0
+
+
+def _iptables_rule(netns_path: str, rule: str) -> bool:
+    script = f"*filter\n{rule}\nCOMMIT\n"
+    proc = subprocess.run(
+        ["nsenter", f"--net={netns_path}", "iptables-restore", "--noflush"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return proc.returncode == 0
+
+
+def _imports(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _backends(netem_ok: bool | None, nfqueue_ok: bool | None, nfq_lib: bool | None) -> list[Check]:
+    kernel = Check(
+        "backend kernel",
+        netem_ok,
+        "sch_netem works" if netem_ok else "sch_netem is not in this kernel",
+        "the userspace backend is used instead" if netem_ok is False else "",
+        required=False,
+    )
+    if nfqueue_ok is None:
+        user_ok = None
+        detail = ""
+    else:
+        user_ok = bool(nfqueue_ok and nfq_lib)
+        lacks = [
+            n
+            for n, ok in (
+                ("iptables NFQUEUE target", nfqueue_ok),
+                ("python NetfilterQueue", nfq_lib),
+            )
+            if not ok
+        ]
+        detail = "NFQUEUE and NetfilterQueue work" if user_ok else f"lacks {', '.join(lacks)}"
+    user = Check(
+        "backend userspace",
+        user_ok,
+        detail,
+        "apt-get install libnetfilter-queue1; pip install NetfilterQueue",
+        "libnetfilter-queue1",
+        required=False,
+    )
+    return [kernel, user]

@@ -1,0 +1,150 @@
+"""`harness doctor` and `harness clean`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+import pytest
+
+from harness._cli import main
+from harness._commands import doctor
+from harness._errors import EnvironmentProblem
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *programs: str) -> None:
+    real = shutil.which
+
+    def which(name: str, *args: object, **kwargs: object) -> str | None:
+        return None if name in programs else real(name)
+
+    monkeypatch.setattr(shutil, "which", which)
+
+
+def test_can_run_needs_every_required_check_and_a_backend() -> None:
+    ok = doctor.Check("program ip", True)
+    kernel = doctor.Check("backend kernel", False, required=False)
+    user = doctor.Check("backend userspace", True, required=False)
+    assert doctor.can_run([ok, kernel, user])
+    assert not doctor.can_run([ok, kernel, dataclass_replace(user, ok=False)])
+    assert not doctor.can_run([doctor.Check("program ip", False), kernel, user])
+    assert doctor.can_run([ok, doctor.Check("qdisc htb", None)])  # skipped is not failed
+
+
+def dataclass_replace(check: doctor.Check, **changes: object) -> doctor.Check:
+    import dataclasses
+
+    return dataclasses.replace(check, **changes)  # type: ignore[arg-type]
+
+
+def test_render_says_what_to_do() -> None:
+    table = doctor.render(
+        [
+            doctor.Check("program ip", True, "/usr/sbin/ip"),
+            doctor.Check("program tc", False, "not found", "apt-get install iproute2", "iproute2"),
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[2].split() == ["program", "ip", "ok", "/usr/sbin/ip"]
+    assert lines[3].split()[:3] == ["program", "tc", "missing"]
+    assert lines[3].endswith("not found; apt-get install iproute2")
+
+
+def test_missing_program_fails_with_advice(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hide(monkeypatch, "iptables-restore")
+    assert main(["doctor"]) == 3
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("program iptables-restore"))
+    assert "missing" in row and "apt-get install iptables" in row
+    assert "not ready" in out and "missing: program iptables-restore" in out
+
+
+def test_missing_python_dependency(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(doctor, "_PYTHON_DEPS", (("no_such_module_xyz", "no-such-dist"),))
+    monkeypatch.setattr(doctor, "_kernel", lambda earlier: [])
+    assert main(["doctor"]) == 3
+    out = capsys.readouterr().out
+    assert "python no-such-dist" in out and "pip install no-such-dist" in out
+
+
+def test_fix_runs_apt_get_update_then_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hide(monkeypatch, "iptables-restore", "nsenter")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    ran: list[list[str]] = []
+
+    def fake(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        ran.append(list(cmd))
+        return subprocess.CompletedProcess(list(cmd), 0, "", "")
+
+    monkeypatch.setattr(doctor, "_run", fake)
+    monkeypatch.setattr(doctor, "_kernel", lambda earlier: [])
+    assert main(["doctor", "--fix"]) == 3  # the fake installed nothing
+    assert ran == [
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "iptables", "util-linux"],
+    ]
+
+
+def test_fix_reports_apt_failure_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+    def failing(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(cmd), 100, "", "E: Could not get lock\n")
+
+    with pytest.raises(EnvironmentProblem, match="apt-get update failed: E: Could not get lock"):
+        doctor.install(["iproute2"], failing)
+
+
+def test_fix_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match="needs root: iproute2"):
+        doctor.install(["iproute2"])
+
+
+@pytest.mark.live
+def test_doctor_tries_the_kernel_for_real(capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to build the throw-away network")
+    before = sorted(os.listdir("/run/netns"))
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    rows = {
+        line[:26].strip(): line[26:].split()[0] for line in out.splitlines()[2:] if line[:1].strip()
+    }
+    assert rows["netns + veth + bridge"] == "ok"
+    assert rows["qdisc htb"] == "ok"
+    assert code == (0 if "\nready:" in out else 3)
+    assert [n for n in os.listdir("/run/netns") if n.startswith("dr")] == [
+        n for n in before if n.startswith("dr")
+    ]
+
+
+@pytest.mark.live
+def test_clean_prints_what_it_removed(capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a leftover namespace")
+    from netem._build_ns import create_namespaces, netlink_socket
+
+    orphan = f"ht{os.urandom(3).hex()}"
+    for sock in create_namespaces([f"{orphan}-h1"], lambda _: netlink_socket(), []):
+        sock.close()
+    assert main(["clean"]) == 0
+    assert f"removed {orphan}-h1" in capsys.readouterr().out
+    assert not os.path.exists(f"/run/netns/{orphan}-h1")
+
+
+def test_clean_rejects_bad_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the root check comes first")
+    assert main(["clean", "--prefix", "../x"]) == 2
+    assert "bad prefix '../x'" in capsys.readouterr().err
