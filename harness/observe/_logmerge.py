@@ -224,6 +224,7 @@ def follow_lines(
 
 # Foreground colours that read on dark and light terminals.
 _PALETTE = (32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+_LEVEL_SHORT = {"warning": "WARN", "critical": "CRIT"}
 _LEVEL_COLOUR = {"warning": 33, "warn": 33, "error": 31, "critical": 31, "debug": 90}
 
 
@@ -246,7 +247,7 @@ def format_line(line: LogLine, *, colour: bool, width: int = 12) -> str:
     extras = " ".join(f"{k}={v}" for k, v in line.fields.items() if k != "logger")
     who = line.source if line.stream in ("log",) else f"{line.source}:{line.stream[3:]}"
     msg = f"{line.message} {extras}".rstrip()
-    level = line.level[:5].upper()
+    level = _LEVEL_SHORT.get(line.level, line.level[:5].upper())
     if not colour:
         return f"{when} {who:<{width}} {level:<5} {msg}"
     c = colour_for(line.source)

@@ -33,6 +33,8 @@ class FixtureSpec:
     slow_handler: int | None = None  # a node whose validation takes `slow_ms`
     slow_ms: float = 80.0
     lossy: tuple[int, int] | None = None  # (src, dst): hops pay an RTO and retransmit
+    queued: tuple[int, int] | None = None  # (src, dst): hops wait `queue_ms` in the link queue
+    queue_ms: float = 40.0
     rto_ms: float = 204.0
     change_at: float | None = 6.0  # seconds: single/1 -> single/2 becomes `changed_ms`
     changed_ms: float = 100.0
@@ -149,6 +151,8 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
                 if spec.lossy == (src, node):
                     t += spec.rto_ms / 1000
                     lossy_windows.append((have[src], t))
+                if spec.queued == (src, node):
+                    t += spec.queue_ms / 1000
                 traces[node].append(
                     {
                         **_at(t),
@@ -215,7 +219,9 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
                         "packets": int(sec * 40),
                         "bytes": int(sec * 9000),
                         "drops": 0,
-                        "queue_delay_ms": lat + rng.uniform(0.0, 0.3),
+                        # the wait beyond the configured delay
+                        "queue_delay_ms": rng.uniform(0.0, 0.3)
+                        + (spec.queue_ms if spec.queued == (a, b) else 0.0),
                     }
                 )
         sec += 0.5
@@ -309,7 +315,7 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
     _w(run_dir / "events.jsonl", events)
 
     outcome = "failed" if spec.failed else "passed"
-    run = {
+    run: dict[str, Any] = {
         "run_id": spec.run_id,
         "plan": "pingpong",
         "case": "ping",

@@ -1,0 +1,91 @@
+"""The SQLite run history and the `runs` / `show` commands."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._cli import main
+from harness._errors import UsageError
+from harness.observe import instance_rows, list_runs, record_run, sync_history
+
+
+def test_record_and_list(run_factory: Callable[..., Path], tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    a = run_factory(run_id="20261126-031500-aaaaaa")
+    b = run_factory(run_id="20261126-041500-bbbbbb", failed=(1, 3))
+    # b started later in the fixture? make it so, to test the order
+    run = json.loads((b / "run.json").read_text())
+    run["started"] += 3600
+    run["ended"] += 3600
+    (b / "run.json").write_text(json.dumps(run))
+    record_run(a)
+    record_run(b)
+    record_run(b)  # again: an update, not a duplicate
+    rows = list_runs(outputs)
+    assert [r.run_id for r in rows] == [b.name, a.name]
+    assert (rows[0].outcome, rows[0].failed, rows[0].instances) == ("failed", 2, 4)
+    assert rows[1].duration_s == pytest.approx(12.0) and rows[1].params["rounds"] == 3
+    assert [r.run_id for r in list_runs(outputs, outcome="passed")] == [a.name]
+    assert list_runs(outputs, plan="other") == []
+    insts = instance_rows(b.name, outputs)
+    assert [(i["id"], i["outcome"]) for i in insts if i["outcome"] == "failed"] == [
+        ("single/1", "failed"),
+        ("single/3", "failed"),
+    ]
+    with sqlite3.connect(outputs / "history.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM instances").fetchone() == (8,)
+        assert conn.execute(
+            "SELECT value FROM params WHERE run_id=? AND name='payload'", (a.name,)
+        ).fetchone() == ('"hello"',)
+
+
+def test_sync_adds_unrecorded_finished_runs(
+    run_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outputs"
+    run_factory(run_id="20261126-031500-aaaaaa")
+    run_factory(run_id="20261126-041500-bbbbbb", ended=False)
+    assert sync_history(outputs) == 1
+    assert sync_history(outputs) == 0
+    assert [r.run_id for r in list_runs(outputs)] == ["20261126-031500-aaaaaa"]
+
+
+def test_record_needs_run_json(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"no run\.json"):
+        record_run(tmp_path)
+
+
+def test_corrupt_history_is_a_one_line_error(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_factory()
+    (tmp_path / "outputs" / "history.sqlite").write_bytes(b"not a database at all" * 100)
+    assert main(["runs", "--outputs", str(tmp_path / "outputs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "history.sqlite" in err
+
+
+def test_cli_runs_and_show(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = str(tmp_path / "outputs")
+    run_factory(run_id="20261126-031500-aaaaaa", failed=(2,))
+    assert main(["runs", "--outputs", outputs, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["run_id"] == "20261126-031500-aaaaaa" and row["outcome"] == "failed"
+    assert main(["runs", "--outputs", outputs, "--outcome", "passed"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs"
+    assert main(["runs", "--outputs", outputs]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("RUN") and "pingpong:ping" in table[1] and "failed" in table[1]
+    assert main(["show", "latest", "--outputs", outputs]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED  3/4 passed" in out and "single/2: height mismatch at layer 7" in out
+    assert "harness report" in out  # no report yet: says how to write one
+    assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
+    assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2

@@ -1,0 +1,208 @@
+"""Structured logging and the merged log view."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from harness._cli import main
+from harness._errors import UsageError
+from harness.observe import (
+    LogFilter,
+    configure_logging,
+    follow_lines,
+    format_line,
+    get_logger,
+    merged_lines,
+    resolve_run,
+)
+from tests.observe._fixture import M0, RUN_ID
+
+
+@pytest.fixture
+def reset_logging() -> Iterator[None]:
+    yield
+    configure_logging(json_path=None, console=False)
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_configure_logging_writes_json_lines_and_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> None:
+    path = tmp_path / "log.jsonl"
+    configure_logging(json_path=path, level="debug", instance="single/3")
+    log = get_logger("plan")
+    log.info("dialled", peer="single/1", attempt=2)
+    log.debug("details")
+    logging.getLogger("foreign").warning("from stdlib %d", 7)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [ln["event"] for ln in lines] == ["dialled", "details", "from stdlib 7"]
+    first = lines[0]
+    assert first["level"] == "info" and first["instance"] == "single/3"
+    assert first["peer"] == "single/1" and first["attempt"] == 2 and first["logger"] == "plan"
+    assert isinstance(first["ts"], float) and isinstance(first["mono"], float)
+    assert lines[0]["mono"] <= lines[1]["mono"] <= lines[2]["mono"]
+    err = capsys.readouterr().err
+    assert "dialled" in err and "peer=single/1" in err and '"mono"' not in err
+
+
+def test_configure_logging_level_filters_and_replaces_outputs(
+    tmp_path: Path, reset_logging: None
+) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    configure_logging(json_path=a, console=False, level="warning")
+    get_logger().info("hidden")
+    get_logger().error("shown")
+    configure_logging(json_path=b, console=False)
+    get_logger().info("second file")
+    assert [json.loads(x)["event"] for x in a.read_text().splitlines()] == ["shown"]
+    assert [json.loads(x)["event"] for x in b.read_text().splitlines()] == ["second file"]
+
+
+def test_configure_logging_rejects_unknown_level() -> None:
+    with pytest.raises(UsageError, match="unknown log level 'loud'"):
+        configure_logging(json_path=None, level="loud")
+
+
+def _all_records(run_dir: Path) -> int:
+    count = 0
+    for path in [
+        run_dir / "supervisor.jsonl",
+        *run_dir.glob("*/*/*.log"),
+        *run_dir.glob("*/*/log.jsonl"),
+    ]:
+        count += sum(1 for line in path.read_text().splitlines() if line.strip())
+    return count
+
+
+def test_merged_lines_are_in_time_order_and_complete(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(instances=5, log_lines=30)
+    lines = list(merged_lines(run_dir))
+    assert len(lines) == _all_records(run_dir)
+    monos = [ln.mono for ln in lines]
+    assert monos == sorted(monos)
+    # the sources interleave (a merge, not one file after another)
+    switches = sum(1 for x, y in itertools.pairwise(lines) if x.source != y.source)
+    assert switches > len(lines) / 2
+    # every JSON line keeps its own time, as a load-all-and-sort would order them
+    reference = sorted(
+        (rec["mono"], rec["event"])
+        for p in [run_dir / "supervisor.jsonl", *run_dir.glob("*/*/log.jsonl")]
+        for rec in map(orjson.loads, p.read_bytes().splitlines())
+    )
+    merged = [(ln.mono, ln.message) for ln in lines if ln.stream == "log"]
+    assert merged == reference
+
+
+def test_plain_lines_take_their_leading_timestamp_or_the_previous_time(
+    run_factory: Callable[..., Path],
+) -> None:
+    run_dir = run_factory()
+    lines = [ln for ln in merged_lines(run_dir) if ln.source == "single/1"]
+    out = next(ln for ln in lines if ln.message.endswith("stdout line 1"))
+    assert out.mono == pytest.approx(M0 + 0.3 + 3.1 + 0.001, abs=1e-3)  # from its ISO timestamp
+    before = lines[lines.index(out) - 1]
+    assert before.stream == "log" and before.mono <= out.mono
+    untimed = next(ln for ln in lines if ln.message.startswith("plain stdout"))
+    assert untimed.mono == pytest.approx(M0 + 0.3 + 2 * 3.1 + 0.001, abs=1e-3)  # previous line's
+
+
+def test_filters(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(failed=(2,))
+    only = list(merged_lines(run_dir, LogFilter(instances=("single/2",))))
+    assert {ln.source for ln in only} == {"single/2"}
+    errors = list(merged_lines(run_dir, LogFilter(min_level="error")))
+    assert [(ln.source, ln.message) for ln in errors] == [("single/2", "height mismatch")]
+    warn = list(merged_lines(run_dir, LogFilter(min_level="warning")))
+    assert warn and all(ln.level in ("warning", "error") for ln in warn)
+    grep = list(merged_lines(run_dir, LogFilter(grep="step 13")))
+    assert len(grep) == 4 and all(ln.message == "step 13" for ln in grep)
+    sup = list(merged_lines(run_dir, LogFilter(instances=("supervisor",))))
+    assert [ln.message for ln in sup] == ["run starting", "run finished"]
+    group = list(merged_lines(run_dir, LogFilter(groups=("single",))))
+    assert "supervisor" not in {ln.source for ln in group} and len(group) > 40
+    assert not list(merged_lines(run_dir, LogFilter(groups=("other",))))
+
+
+def test_format_line_colours_only_when_asked(run_factory: Callable[..., Path]) -> None:
+    line = next(iter(merged_lines(run_factory(), LogFilter(instances=("single/0",)))))
+    plain, coloured = format_line(line, colour=False), format_line(line, colour=True)
+    assert "\x1b[" not in plain and "single/0" in plain
+    assert "\x1b[" in coloured
+
+
+def test_follow_reads_a_live_run_until_it_ends(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(ended=False, instances=2, log_lines=3)
+    log = run_dir / "single" / "1" / "log.jsonl"
+    run_json = run_dir / "run.json"
+    polls: list[int] = []
+
+    def sleep(_: float) -> None:
+        n = len(polls)
+        polls.append(n)
+        if n < 3:
+            with log.open("ab") as f:
+                rec = {"ts": 0.0, "mono": M0 + 20 + n, "event": f"live {n}", "level": "info"}
+                f.write(orjson.dumps(rec) + b"\n")
+                if n == 2:
+                    f.write(b'{"ts": 0.0, "mono": ')  # a half-written line waits for its end
+        else:
+            with log.open("ab") as f:
+                f.write(b'%f, "event": "completed", "level": "info"}\n' % (M0 + 30))
+            run = orjson.loads(run_json.read_bytes())
+            run["ended"] = run["started"] + 40
+            run_json.write_bytes(orjson.dumps(run))
+
+    lines = list(follow_lines(run_dir, LogFilter(instances=("single/1",)), sleep=sleep))
+    messages = [ln.message for ln in lines if ln.stream == "log"]
+    assert messages[-4:] == ["live 0", "live 1", "live 2", "completed"]
+    assert len(polls) == 4
+
+
+def test_resolve_run(tmp_path: Path, run_factory: Callable[..., Path]) -> None:
+    outputs = tmp_path / "outputs"
+    a = run_factory(run_id="20261126-031500-aaaaaa")
+    b = run_factory(run_id="20261126-041500-bbbbbb")
+    assert resolve_run("latest", outputs) == b
+    assert resolve_run("20261126-03", outputs) == a
+    assert resolve_run(str(a), outputs) == a
+    with pytest.raises(UsageError, match="ambiguous"):
+        resolve_run("20261126", outputs)
+    with pytest.raises(UsageError, match="no run 'zzz'"):
+        resolve_run("zzz", outputs)
+    with pytest.raises(UsageError, match="no runs under"):
+        resolve_run("latest", tmp_path / "empty")
+
+
+def test_cli_logs(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_factory()
+    outputs = str(tmp_path / "outputs")
+    assert (
+        main(
+            [
+                "logs",
+                RUN_ID[:10],
+                "--outputs",
+                outputs,
+                "--instance",
+                "single/0",
+                "--level",
+                "warning",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out and all("single/0" in ln and "WARN" in ln for ln in out)
+    assert "\x1b[" not in "".join(out)
+    assert main(["logs", "latest", "--outputs", outputs, "--instance", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "instance id is <group>/<seq>" in err

@@ -1,0 +1,169 @@
+"""SDK metrics, the scraper, its stored series and the aggregated /metrics endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness.observe import Metrics, Scraper, observe_run, read_metrics, read_scraped
+
+
+def test_metrics_records_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "single" / "0" / "metrics.jsonl"
+    with Metrics(path) as m:
+        assert m.counter("msgs", 2, topic="blocks") == 2
+        assert m.counter("msgs", topic="blocks") == 3
+        assert m.counter("msgs", topic="atxs") == 1
+        m.gauge("peers", 5)
+        m.histogram("latency_ms", 12.5)
+        m.point("result", 1.0)
+    recs = read_metrics(path)
+    assert [(r["name"], r["kind"], r["value"]) for r in recs] == [
+        ("msgs", "counter", 2),
+        ("msgs", "counter", 1),
+        ("msgs", "counter", 1),
+        ("peers", "gauge", 5),
+        ("latency_ms", "histogram", 12.5),
+        ("result", "point", 1.0),
+    ]
+    assert [r.get("total") for r in recs[:3]] == [2, 3, 1]
+    assert recs[0]["labels"] == {"topic": "blocks"}
+    assert all(isinstance(r["mono"], float) and isinstance(r["ts"], float) for r in recs)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "3", True])
+def test_metrics_rejects_bad_values(tmp_path: Path, bad: object) -> None:
+    with Metrics(tmp_path / "m.jsonl") as m, pytest.raises(ValueError, match="finite number"):
+        m.gauge("g", bad)  # type: ignore[arg-type]
+    assert read_metrics(tmp_path / "m.jsonl") == []
+
+
+def test_counter_cannot_go_down(tmp_path: Path) -> None:
+    with Metrics(tmp_path / "m.jsonl") as m, pytest.raises(ValueError, match="only go up"):
+        m.counter("c", -1)
+
+
+@pytest.fixture
+def instance_endpoints() -> Iterator[dict[str, str]]:
+    """Two real Prometheus endpoints on loopback, as two instances would serve them."""
+    servers = []
+    targets = {}
+    for i, iid in enumerate(("single/0", "single/1")):
+        reg = CollectorRegistry()
+        c = Counter("gossip_messages", "messages received", ["topic"], registry=reg)
+        c.labels(topic="blocks").inc(10 + i)
+        Gauge("peers", "connected peers", registry=reg).set(3 + i)
+        h = Histogram("rpc_seconds", "rpc time", buckets=(0.1, 1.0), registry=reg)
+        h.observe(0.05)
+        server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+        servers.append((server, thread))
+        targets[iid] = f"http://127.0.0.1:{server.server_port}/metrics"
+    yield targets
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    return {
+        f.name: [(s.name, s.labels, s.value) for s in f.samples]
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def test_observe_run_scrapes_stores_and_serves(
+    tmp_path: Path, instance_endpoints: dict[str, str]
+) -> None:
+    run_dir = tmp_path / "20261126-031500-a1b2c3"
+    (run_dir / "single" / "0").mkdir(parents=True)
+    with Metrics(run_dir / "single" / "0" / "metrics.jsonl") as m:
+        m.counter("blocks_seen", 4)
+        m.histogram("hop_ms", 10)
+        m.histogram("hop_ms", 30)
+        m.gauge("height", 7)
+    targets = {**instance_endpoints, "single/2": "http://127.0.0.1:9/metrics"}  # nobody there
+
+    async def main() -> str:
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(
+                lambda task_status: observe_run(  # type: ignore[misc]
+                    run_dir,
+                    targets,
+                    interval=0.05,
+                    listen=("127.0.0.1", 0),
+                    task_status=task_status,
+                )
+            )
+            await trio.sleep(0.3)
+            async with httpx.AsyncClient() as client:
+                resp = await client.get(f"http://127.0.0.1:{handle.port}/metrics")
+                missing = await client.get(f"http://127.0.0.1:{handle.port}/other")
+            assert resp.status_code == 200 and missing.status_code == 404
+            assert resp.headers["content-type"].startswith("text/plain")
+            nursery.cancel_scope.cancel()
+        return resp.text
+
+    fams = _families(trio.run(main))
+    gossip = sorted(
+        (lab["instance"], v)
+        for n, lab, v in fams["gossip_messages"]
+        if n == "gossip_messages_total"
+    )
+    assert gossip == [("single/0", 10.0), ("single/1", 11.0)]
+    for _, lab, _ in fams["gossip_messages"] + fams["peers"] + fams["rpc_seconds"]:
+        assert lab["run"] == "20261126-031500-a1b2c3" and lab["group"] == "single"
+    assert sorted(v for _, _, v in fams["peers"]) == [3.0, 4.0]
+    buckets = [
+        (lab["instance"], lab["le"], v)
+        for n, lab, v in fams["rpc_seconds"]
+        if n == "rpc_seconds_bucket"
+    ]
+    assert ("single/0", "0.1", 1.0) in buckets
+    up = {lab["instance"]: v for _, lab, v in fams["harness_scrape_up"]}
+    assert up == {"single/0": 1.0, "single/1": 1.0, "single/2": 0.0}
+    assert [v for n, _, v in fams["sdk_blocks_seen"]] == [4.0]
+    hop = {n: v for n, _, v in fams["sdk_hop_ms"]}
+    assert hop == {"sdk_hop_ms_count": 2.0, "sdk_hop_ms_sum": 40.0}
+    assert [(lab["instance"], v) for _, lab, v in fams["sdk_height"]] == [("single/0", 7.0)]
+
+    stored = list(read_scraped(run_dir))
+    assert {r["instance"] for r in stored} == {"single/0", "single/1"}
+    scrapes = {r["mono"] for r in stored if r["sample"] == "peers" and r["instance"] == "single/0"}
+    assert len(scrapes) >= 3  # scraped repeatedly at the interval
+    line = json.loads((run_dir / "scraped.jsonl").read_text().splitlines()[0])
+    assert {"ts", "mono", "instance", "metric", "type", "sample", "labels", "value"} <= set(line)
+
+
+def test_scraper_survives_garbage(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "bad" in str(request.url):
+            return httpx.Response(200, text="this is { not prometheus\n")
+        return httpx.Response(500)
+
+    async def main() -> Scraper:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        s = Scraper(tmp_path, {"g/0": "http://x/bad", "g/1": "http://x/err"}, client=client)
+        await s.scrape_once()
+        await client.aclose()
+        s.close()
+        return s
+
+    s = trio.run(main)
+    fams = _families(s.exposition().decode())
+    assert {lab["instance"]: v for _, lab, v in fams["harness_scrape_up"]} == {
+        "g/0": 0.0,
+        "g/1": 0.0,
+    }
+
+
+def test_interval_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        trio.run(lambda: observe_run(tmp_path, {}, interval=0))

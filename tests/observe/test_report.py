@@ -1,0 +1,137 @@
+"""report.html (rendered in headless Chromium), junit.xml and summary.json."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._cli import main
+from harness._errors import UsageError
+from harness.observe import render_html, write_report
+from tests.observe import _chromium
+from tests.observe._fixture import RUN_ID
+
+needs_chromium = pytest.mark.skipif(_chromium.CHROMIUM is None, reason="chromium is not installed")
+
+
+def test_report_files(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(failed=(2,), lossy=(0, 1))
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [f"single/{i}" for i in range(4)]
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "1")
+    failures = [(c.get("name"), f.get("message")) for c in cases for f in c.findall("failure")]
+    assert failures == [("single/2", "height mismatch at layer 7")]
+    assert float(cases[0].get("time") or 0) == pytest.approx(10.9)
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["outcome"] == "failed" and s["instances"] == {"total": 4, "passed": 3, "failed": 1}
+    assert s["failures"] == [
+        {"instance": "single/2", "reason": "height mismatch at layer 7", "exit_code": 1}
+    ]
+    assert set(s["propagation"]) == {"atxs", "blocks"} and s["out_of_line_hops"] > 0
+
+
+def test_report_is_self_contained(run_factory: Callable[..., Path]) -> None:
+    html = render_html(run_factory(slow_handler=3))
+    # no external scripts, styles, images or fonts: only the SVG namespace names a URL
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", html)
+    assert "@import" not in html and "url(http" not in html
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_report_links_instance_logs_relatively(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory()
+    html = render_html(run_dir)
+    for i in range(4):
+        for name in ("log.jsonl", "stdout.log", "stderr.log", "metrics.jsonl", "trace.jsonl"):
+            assert f'href="single/{i}/{name}"' in html
+            assert (run_dir / "single" / str(i) / name).exists()
+
+
+def test_report_of_a_bare_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "20261126-000000-000000"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_dir.name,
+                "plan": "p",
+                "case": "c",
+                "outcome": "interrupted",
+                "started": 1.0,
+                "ended": None,
+                "instances": [{"id": "single/0"}],
+            }
+        )
+    )
+    html = write_report(run_dir).read_text()
+    for text in ("No message traces", "No metrics were recorded", "No telemetry", "interrupted"):
+        assert text in html
+    case = ET.parse(run_dir / "junit.xml").getroot().find("testsuite/testcase/failure")
+    assert case is not None and case.get("message") == "no outcome recorded"
+
+
+def test_report_needs_a_run_json(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"no run\.json"):
+        write_report(tmp_path)
+
+
+def test_cli_report(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = run_factory()
+    assert main(["report", RUN_ID, "--outputs", str(tmp_path / "outputs")]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
+    assert (run_dir / "junit.xml").exists() and (tmp_path / "outputs" / "history.sqlite").exists()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "harness: error:" in capsys.readouterr().err
+
+
+@needs_chromium
+def test_console_check_catches_errors(tmp_path: Path) -> None:
+    """The check below must be able to fail: a broken page shows its errors."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<p>x</p><img src="http://example.invalid/a.png">'
+        "<script>console.error('deliberate'); nothing();</script>"
+    )
+    page = _chromium.load(bad, tmp_path)
+    assert any("deliberate" in m for m in page.console)
+    assert any("nothing is not defined" in m for m in page.console)
+
+
+@needs_chromium
+def test_report_renders_in_chromium(run_factory: Callable[..., Path], tmp_path: Path) -> None:
+    run_dir = run_factory(instances=5, failed=(2,), lossy=(0, 1), slow_handler=3, messages=10)
+    report = write_report(run_dir)
+    page = _chromium.load(report, tmp_path)
+    assert page.console == []
+    dom = page.dom
+    for heading in (
+        "Failures",
+        "Instances",
+        "Timeline",
+        "Network",
+        "Metrics",
+        "Message propagation",
+        "Link and TCP telemetry",
+        "Parameters",
+    ):
+        assert f"<h2>{heading}</h2>" in dom
+    charts = re.findall(r'<svg class="chart (\w+)"', dom)
+    assert charts.count("timeline") == 1 and charts.count("topology") == 1
+    assert charts.count("box") == 2 and charts.count("line") >= 5
+    assert len(re.findall(r'class="series"', dom)) >= 20  # lines drawn, not empty frames
+    assert "loss and retransmit" in dom and "slow handler" in dom
+    png = tmp_path / "report.png"
+    _chromium.screenshot(report, tmp_path, png)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

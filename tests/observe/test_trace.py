@@ -1,0 +1,123 @@
+"""Trace-derived delays against the configured links, and the causes of outliers."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.observe import ShapeTimeline, analyse_traces
+
+# The fixture's hops take the configured latency plus 0.2-1.5 ms (+ the sender's 0.1-0.5 ms
+# validation): a hop's measured delay must match its configured latency within this.
+TOLERANCE_MS = 3.0
+
+
+@pytest.mark.parametrize("latency_ms", [10.0, 50.0, 120.0])
+def test_hop_delays_match_the_configured_latency(
+    run_factory: Callable[..., Path], latency_ms: float
+) -> None:
+    run_dir = run_factory(latency_ms=latency_ms, changed_ms=2 * latency_ms, messages=8)
+    a = analyse_traces(run_dir)
+    assert a.hops and not a.outliers
+    for hop in a.hops:
+        assert hop.expected_ms in (latency_ms, 2 * latency_ms)
+        assert 0 <= hop.hop_ms - hop.expected_ms <= TOLERANCE_MS, hop
+    # single/1 -> single/2 was reconfigured at 6 s: hops after it expect the new latency
+    late = [h for h in a.hops if (h.src, h.dst) == ("single/1", "single/2")]
+    assert {h.expected_ms for h in late} == {latency_ms, 2 * latency_ms}
+    for link in a.links:
+        assert abs(link.median_excess_ms) <= TOLERANCE_MS
+
+
+def test_propagation_per_topic(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(instances=6, messages=12, latency_ms=20.0, change_at=None)
+    a = analyse_traces(run_dir)
+    assert [t.topic for t in a.topics] == ["atxs", "blocks"]
+    for t in a.topics:
+        assert t.messages == 6 and t.coverage == 1.0
+        assert len(t.samples_ms) == 6 * 5
+        # in the fixture's graph a node is ceil(position / 2) hops from the origin
+        assert t.p50_ms == pytest.approx(2 * 20.0, abs=2 * TOLERANCE_MS)
+        assert t.max_ms == pytest.approx(3 * 20.0, abs=3 * TOLERANCE_MS)
+    m = a.messages[0]
+    assert m.origin == "single/0" and set(m.delays_ms) == {f"single/{i}" for i in range(1, 6)}
+    assert min(m.delays_ms.values()) == pytest.approx(20.0, abs=TOLERANCE_MS)
+
+
+def test_unreached_nodes_lower_the_coverage(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(instances=4, messages=2, change_at=None)
+    trace = run_dir / "single" / "3" / "trace.jsonl"
+    kept = [ln for ln in trace.read_text().splitlines() if '"m000"' not in ln]
+    trace.write_text("\n".join(kept) + "\n")
+    t = {t.topic: t for t in analyse_traces(run_dir).topics}["blocks"]
+    assert t.coverage == pytest.approx(2 / 3)
+
+
+def test_outliers_and_their_causes(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(
+        instances=5, messages=10, lossy=(0, 1), slow_handler=3, queued=(2, 3), change_at=None
+    )
+    a = analyse_traces(run_dir)
+    causes = {(h.src, h.dst): h.cause for h in a.outliers}
+    assert causes[("single/0", "single/1")] == "loss and retransmit"
+    assert causes[("single/2", "single/3")] == "queueing"
+    assert {c for (s, _), c in causes.items() if s == "single/3"} == {"slow handler"}
+    assert {(s, d) for s, d in causes if s != "single/3"} == {
+        ("single/0", "single/1"),
+        ("single/2", "single/3"),
+    }
+    lossy = [h for h in a.outliers if (h.src, h.dst) == ("single/0", "single/1")]
+    assert statistics.median(h.excess_ms for h in lossy) == pytest.approx(204, abs=TOLERANCE_MS)
+    assert "retransmit" in lossy[0].evidence
+    slow = {(ln.src, ln.dst) for ln in a.slow_links}
+    assert ("single/0", "single/1") in slow and ("single/2", "single/3") in slow
+    assert a.outliers == sorted(a.outliers, key=lambda h: -h.excess_ms)
+
+
+def test_loss_without_telemetry_is_recognised_by_the_rto(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(lossy=(0, 1), change_at=None)
+    (run_dir / "telemetry.jsonl").unlink()
+    a = analyse_traces(run_dir)
+    assert {h.cause for h in a.outliers} == {"loss and retransmit"}
+    assert "no telemetry" in a.outliers[0].evidence
+
+
+def test_shape_timeline_reads_requests() -> None:
+    run = {
+        "instances": [{"id": f"g/{i}", "ip": f"198.18.0.{i + 2}"} for i in range(3)],
+        "network": {"default_shape": {"latency_ms": 5}},
+    }
+    changes = [
+        {
+            "mono": 10,
+            "asked_by": "g/0",
+            "request": {
+                "default": {"latency_ms": 50},
+                "rules": [
+                    {"peers": ["198.18.0.3"], "shape": {"latency_ms": 80}},
+                    {"peers": ["198.18.0.4"], "drop": True},
+                ],
+            },
+        },
+        {"mono": 20, "asked_by": "g/1", "request": {"enabled": False}},
+        {"mono": 30, "asked_by": "supervisor", "request": {"default": {"latency_ms": 1}}},
+        {
+            "mono": 40,
+            "asked_by": "supervisor",
+            "applied": {"links": [{"src": "g/2", "dst": "198.18.0.2", "shape": {"latency_ms": 9}}]},
+        },
+        {"mono": 50, "asked_by": "g/2", "request": {"nonsense": 1}},
+    ]
+    tl = ShapeTimeline(run, changes)
+    assert tl.at("g/0", "g/1", 5) == {"latency_ms": 5}
+    assert tl.at("g/0", "g/1", 10) == {"latency_ms": 80}
+    assert tl.at("198.18.0.2", "g/2", 15) == {"drop": True}
+    assert tl.at("g/1", "g/0", 15) == {"latency_ms": 5}
+    assert tl.at("g/1", "g/0", 25) == {"drop": True}
+    assert tl.at("g/0", "g/1", 35) == {"latency_ms": 1}
+    assert tl.at("g/2", "g/0", 45) == {"latency_ms": 9}
+    assert len(tl.changes) == 4  # the malformed request is ignored
+    assert tl.matrix()[("g/2", "g/0")] == {"latency_ms": 9}
