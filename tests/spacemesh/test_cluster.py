@@ -1,0 +1,87 @@
+"""A whole network in one process (in-memory transport, virtual time) reaches agreement."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from scenarios.spacemesh import LayerStatus, MemoryLink, MeshParams, memory_cluster
+
+pytestmark = pytest.mark.anyio
+
+TARGET = 10
+
+
+async def test_poet_gateway_and_four_miners_agree() -> None:
+    wall = time.perf_counter()
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(miners=4, seed=11, layer_duration=2.0, params=params) as c:
+        await c.clock.sleep_until(c.gateways[0].layer_start(TARGET + params.hdist) + 1.0)
+        states = {n.node_id: n.layers() for n in c.nodes}
+        statuses = [n.status() for n in c.nodes]
+        smeshers = {m.smesher_id for m in c.miners}
+        atx_sets = [{a["smesher"] for a in n.mesh.atxs.values()} for n in c.nodes]
+        published = [m.atxs_published for m in c.miners]
+        errors = [m.last_error for m in c.miners]
+    print(f"in-process 6-node network, {TARGET + 3} layers: {time.perf_counter() - wall:.2f}s wall")
+    for st in statuses:
+        assert st["verified_layer"] >= TARGET and st["connected_peers"] >= 1
+    hashes = [[s.hash for s in layers[: TARGET + 1]] for layers in states.values()]
+    assert all(h == hashes[0] for h in hashes) and len(hashes[0]) == TARGET + 1
+    reference = next(iter(states.values()))
+    # Layers after the first epoch carry blocks with rewards: the network really ran.
+    blocks = [s for s in reference[: TARGET + 1] if s.block is not None]
+    assert len(blocks) >= TARGET - 2 * params.layers_per_epoch
+    assert reference[TARGET].status is LayerStatus.VERIFIED
+    assert reference[TARGET].state_root != reference[params.layers_per_epoch].state_root
+    assert all(smeshers <= atxs for atxs in atx_sets)
+    assert all(p >= 3 for p in published) and errors == ["", "", "", ""]
+    assert c.poet.broadcasts and all(b.delivered for b in c.poet.broadcasts.values())
+
+
+async def test_agreement_over_lossy_jittery_links() -> None:
+    link = MemoryLink(delay=0.05, jitter=0.03, loss=0.05)
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(miners=6, seed=5, layer_duration=2.0, params=params, link=link) as c:
+        await c.clock.sleep_until(c.gateways[0].layer_start(TARGET + params.hdist) + 1.0)
+        hashes = [[s.hash for s in n.layers()[: TARGET + 1]] for n in c.nodes]
+    assert len(hashes[0]) == TARGET + 1
+    assert all(h == hashes[0] for h in hashes)
+
+
+async def test_unreachable_poet_leaves_miners_without_atxs_and_says_why() -> None:
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(
+        miners=2, seed=3, layer_duration=1.0, params=params, poet_reachable=False
+    ) as c:
+        await c.clock.sleep_until(c.gateways[0].layer_start(7))
+        errors = [m.last_error for m in c.miners]
+        atxs = [len(n.mesh.atxs) for n in c.nodes]
+        blocks = [s.block for s in c.nodes[0].layers()]
+    assert all("unreachable" in e for e in errors), errors
+    assert atxs == [0, 0, 0]
+    assert blocks and all(b is None for b in blocks)
+
+
+async def test_a_healed_partition_converges() -> None:
+    """Cut the miners in two for a few layers; afterwards every node agrees again."""
+    params = MeshParams(layers_per_epoch=4, pow_bits=4, window=12)
+    async with memory_cluster(miners=5, seed=9, layer_duration=2.0, params=params) as c:
+        gw = c.gateways[0]
+        await c.clock.sleep_until(gw.layer_start(5))
+        side_a = [gw.config.listen] + [m.config.listen for m in c.miners[:3]]
+        side_b = [m.config.listen for m in c.miners[3:]]
+        c.net.partition(side_a, side_b)
+        await c.clock.sleep_until(gw.layer_start(7) + 1.9)
+        during = [[(s.status, s.hash) for s in n.layers()] for n in c.nodes]
+        c.net.partition(side_a, side_b, cut=False)
+        await c.clock.sleep_until(gw.layer_start(16))
+        hashes = [[s.hash for s in n.layers()[:13]] for n in c.nodes]
+    # While cut off, the minority side had no hare output (too little weight to certify).
+    minority, majority = during[-1], during[0]
+    assert minority != majority
+    assert all(status is not LayerStatus.APPLIED for status, _ in minority[5:])
+    assert len(hashes[0]) == 13
+    assert all(h == hashes[0] for h in hashes)

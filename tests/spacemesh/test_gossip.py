@@ -1,0 +1,130 @@
+"""Gossip over the in-memory transport: delivery once per message, validation, tracing."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from scenarios.spacemesh import Gossip, LoopClock, MemoryLink, MemoryNetwork, Tracer, message_id
+from scenarios.spacemesh._codec import Json
+
+pytestmark = pytest.mark.anyio
+
+
+def make_nodes(
+    net: MemoryNetwork, count: int, tmp: Path | None = None, target: int = 4
+) -> list[Gossip]:
+    clock = LoopClock()
+    first = "10.1.0.1:7513"
+    nodes = []
+    for i in range(count):
+        addr = f"10.1.0.{i + 1}:7513"
+        nodes.append(
+            Gossip(
+                node_id=f"n{i}",
+                listen_address=addr,
+                transport=net.transport(addr),
+                clock=clock,
+                rng=random.Random(i),
+                bootnodes=[first] if i else [],
+                target_peers=target,
+                tracer=Tracer(tmp / f"n{i}" if tmp else None),
+            )
+        )
+    return nodes
+
+
+async def settle(nodes: list[Gossip], want: int) -> None:
+    with anyio.fail_after(30):
+        while min(n.peer_count for n in nodes) < want:
+            await anyio.sleep(0.5)
+
+
+async def test_each_message_is_delivered_once(tmp_path: Path) -> None:
+    net = MemoryNetwork(seed=1, default=MemoryLink(delay=0.01, jitter=0.005))
+    nodes = make_nodes(net, 6, tmp_path)
+    got: dict[str, list[Json]] = {n.node_id: [] for n in nodes}
+    for n in nodes:
+        n.subscribe("t", lambda data, n=n: got[n.node_id].append(data) or True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 3)
+        mid = nodes[2].publish("t", {"x": 1})
+        nodes[4].publish("t", {"x": 1})  # same content elsewhere: the same message
+        nodes[5].publish("t", {"x": 2})
+        await anyio.sleep(2)
+        tg.cancel_scope.cancel()
+    assert mid == message_id("t", {"x": 1})
+    for node_id, items in got.items():
+        assert sorted(i["x"] for i in items) == [1, 2], node_id
+    # Every node received duplicates (a mesh floods) but delivered each message once.
+    lines = [
+        orjson.loads(line)
+        for n in nodes
+        for line in (tmp_path / n.node_id / "trace.jsonl").read_bytes().splitlines()
+    ]
+    kinds = Counter(line["kind"] for line in lines)
+    assert kinds["deliver"] == 2 * 6 - 3  # publishers deliver locally, not from a peer
+    assert kinds["receive"] > kinds["deliver"]
+    assert kinds["publish"] > 0
+    assert all({"ts", "mono", "msg_id", "topic", "from", "to", "size"} <= set(x) for x in lines)
+    assert all(x["to"] != x["from"] for x in lines)
+
+
+async def test_rejected_messages_are_not_relayed() -> None:
+    net = MemoryNetwork(seed=2, default=MemoryLink(delay=0.01))
+    b, a, c = make_nodes(net, 3, target=1)  # b, the first, is the bootnode
+    # A line a - b - c: c only hears what b relays.
+    net.set_link(a.listen_address, c.listen_address, MemoryLink(down=True))
+    seen_c: list[Json] = []
+    a.subscribe("t", lambda d: True)
+    b.subscribe("t", lambda d: d["ok"])
+    c.subscribe("t", lambda d: seen_c.append(d) or True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        await tg.start(b.run)
+        await tg.start(a.run)
+        await tg.start(c.run)
+        await settle([a, c], 1)
+        a.publish("t", {"ok": False, "n": 1})
+        a.publish("t", {"ok": True, "n": 2})
+        await anyio.sleep(1)
+        tg.cancel_scope.cancel()
+    assert [d["n"] for d in seen_c] == [2]
+
+
+async def test_peers_are_found_by_exchange() -> None:
+    net = MemoryNetwork(seed=3, default=MemoryLink(delay=0.005))
+    nodes = make_nodes(net, 8, target=3)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 3)
+        # Miners know more than the bootnode: they learned addresses by peer exchange.
+        assert any(set(n.peer_ids) - {"n0"} for n in nodes[1:])
+        tg.cancel_scope.cancel()
+
+
+async def test_garbage_from_a_peer_is_dropped() -> None:
+    net = MemoryNetwork(seed=4)
+    (node,) = make_nodes(net, 1)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        await tg.start(node.run)
+        conn = await net.transport("10.9.9.9").dial(node.listen_address)
+        await conn.send(b"not json")
+        with anyio.fail_after(5):
+            hello = orjson.loads(await conn.receive())
+            assert hello["t"] == "hello"
+            with pytest.raises(anyio.EndOfStream):
+                await conn.receive()
+        assert node.peer_count == 0
+        tg.cancel_scope.cancel()

@@ -1,0 +1,103 @@
+"""Any delivery order of the same messages yields the same layer hashes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scenarios.spacemesh import LayerStatus, Mesh, MeshParams, memory_cluster
+
+PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
+CURRENT = 9
+
+Message = tuple[str, dict[str, Any]]
+
+
+@functools.cache
+def recorded() -> tuple[list[Message], list[bytes], set[str]]:
+    """Every message a gateway stored during a short simulated run, and its layer hashes."""
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with memory_cluster(miners=4, seed=7, layer_duration=1.0, params=PARAMS) as c:
+            gateway = c.gateways[0]
+            await c.clock.sleep_until(gateway.layer_start(CURRENT) + 0.9)
+            mesh = gateway.mesh
+            out["messages"] = (
+                [("poet", m) for m in mesh.poet_proofs.values()]
+                + [("atx", m) for m in mesh.atxs.values()]
+                + [("proposal", m) for m in mesh.proposals.values()]
+                + [("vote", m) for m in mesh.votes.values()]
+                + [("certificate", m) for m in mesh.certificates.values()]
+            )
+            out["hashes"] = [s.hash for s in mesh.decide(CURRENT)]
+            out["keys"] = {c.poet.public_key}
+
+    anyio.run(run, backend="trio", backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return out["messages"], out["hashes"], out["keys"]
+
+
+def replay(messages: list[Message], keys: set[str]) -> Mesh:
+    mesh = Mesh(PARAMS, keys)
+    for kind, msg in messages:
+        assert mesh.add(kind, msg), kind
+    return mesh
+
+
+def test_the_recording_is_a_real_run() -> None:
+    messages, hashes, keys = recorded()
+    kinds = {k for k, _ in messages}
+    assert kinds == {"poet", "atx", "proposal", "vote", "certificate"}
+    assert len(hashes) >= CURRENT - PARAMS.hdist + 1
+    assert replay(messages, keys).decide(CURRENT)[-1].hash == hashes[-1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(0, 3))
+def test_any_order_same_hashes(rnd: Any, duplicates: int) -> None:
+    messages, hashes, keys = recorded()
+    shuffled = list(messages) + rnd.sample(messages, duplicates)
+    rnd.shuffle(shuffled)
+    mesh = replay(shuffled, keys)
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_without_hare_output_the_tortoise_decides_the_same(rnd: Any) -> None:
+    messages, hashes, keys = recorded()
+    no_certs = [m for m in messages if m[0] != "certificate"]
+    rnd.shuffle(no_certs)
+    states = replay(no_certs, keys).decide(CURRENT)
+    verified = [s for s in states if s.status is LayerStatus.VERIFIED]
+    assert len(verified) == CURRENT - PARAMS.hdist + 1
+    assert [s.hash for s in verified] == hashes[: len(verified)]
+
+
+def test_an_invalid_message_changes_nothing() -> None:
+    messages, hashes, keys = recorded()
+    proposal = next(m for k, m in messages if k == "proposal")
+    mesh = replay(messages, keys)
+    assert not mesh.add("proposal", {**proposal, "layer": proposal["layer"] + 1})
+    assert not mesh.add("proposal", {**proposal, "sig": "00" * 64})
+    assert not mesh.add("atx", {"garbage": True})
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+
+
+@pytest.mark.parametrize("kind", ["atx", "proposal"])
+def test_messages_wait_for_their_dependencies(kind: str) -> None:
+    messages, hashes, keys = recorded()
+    dependency = {"atx": "poet", "proposal": "atx"}[kind]
+    late = [m for m in messages if m[0] == dependency]
+    early = [m for m in messages if m[0] != dependency]
+    mesh = replay(early, keys)
+    assert mesh.decide(CURRENT)[-1].hash != hashes[-1] or not mesh.proposals
+    for m in late:
+        mesh.add(*m)
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
