@@ -18,6 +18,7 @@ SUPERVISOR = "supervisor"
 LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 # Files per instance directory, with the level a plain (non-JSON) line gets.
 _INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
+_MONO_KV = re.compile(r"\bmono=(\d+\.\d+)\b")
 _LEADING_TIME = re.compile(
     r"^\s*\[?(\d{4}[-/]\d{2}[-/]\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?"
 )
@@ -72,6 +73,9 @@ class _Source:
     stream: str
     path: Path
     default_level: str
+    start_ts: float | None = None  # a plain line before any timestamp gets this time
+    # structlog's console rendering (`... mono=123.4`) of records that log.jsonl also holds
+    drop_rendered: bool = False
 
 
 class _Clock:
@@ -97,10 +101,25 @@ def _sources(run_dir: Path, run: dict[str, Any], flt: LogFilter) -> list[_Source
     out: list[_Source] = []
     if flt.wants_source(SUPERVISOR):
         out.append(_Source(SUPERVISOR, "log", run_dir / "supervisor.jsonl", "info"))
+    starts = {
+        str(i.get("id")): float(i["started"])
+        for i in run.get("instances") or []
+        if isinstance(i, dict) and isinstance(i.get("started"), int | float)
+    }
     for inst in instance_dirs(run_dir, run):
         if flt.wants_source(inst.id):
+            has_json = (inst.path / "log.jsonl").exists()
             for fname, level in _INSTANCE_FILES:
-                out.append(_Source(inst.id, fname.split(".")[0], inst.path / fname, level))
+                out.append(
+                    _Source(
+                        inst.id,
+                        fname.split(".")[0],
+                        inst.path / fname,
+                        level,
+                        starts.get(inst.id),
+                        has_json and fname != "log.jsonl",
+                    )
+                )
     return out
 
 
@@ -111,7 +130,8 @@ class _Parser:
     def __init__(self, src: _Source, clock: _Clock, start_mono: float) -> None:
         self.src = src
         self.clock = clock
-        self.last = start_mono
+        own = clock.to_mono(src.start_ts) if src.start_ts is not None else None
+        self.last = start_mono if own is None else max(own, start_mono)
 
     def parse(self, raw: bytes) -> LogLine | None:
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -131,9 +151,15 @@ class _Parser:
             rec.pop("instance", None)
             fields = rec
         else:
-            ts = _leading_time(text)
-            if ts is not None:
-                mono = self.clock.to_mono(ts)
+            rendered = _MONO_KV.search(text)
+            if rendered is not None:
+                if self.src.drop_rendered:
+                    return None
+                mono = float(rendered.group(1))
+            else:
+                ts = _leading_time(text)
+                if ts is not None:
+                    mono = self.clock.to_mono(ts)
             level, message, fields = self.src.default_level, text, {}
         if mono is None or mono < self.last:
             mono = self.last

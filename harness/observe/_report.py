@@ -22,7 +22,7 @@ from harness.observe._rundir import instance_dirs, load_run
 from harness.observe._scrape import read_scraped
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._telemetry import read_telemetry
-from harness.observe._trace import TraceAnalysis, analyse_traces
+from harness.observe._trace import Hop, TraceAnalysis, analyse_traces
 
 _CSS = """
 :root{--fg:#212529;--mut:#6c757d;--bd:#e9ecef;--bg:#f8f9fa;--ok:#2f9e44;--bad:#d9480f}
@@ -52,6 +52,7 @@ padding:8px;border-radius:6px;overflow:auto;max-height:220px;margin:4px 0}a{colo
 .tag.slow{background:#f3f0ff;color:#5f3dc4}input#flt{padding:4px 8px;border:1px solid #ced4da;
 border-radius:6px;margin:4px 0 8px;width:260px}svg.chart{max-width:100%;height:auto}
 td code{word-break:break-all}
+details{margin-top:8px}summary{cursor:pointer;color:#1c7ed6}
 nav a{margin-right:14px;color:var(--mut);text-decoration:none;font-size:13px}
 """
 
@@ -448,6 +449,18 @@ def _propagation(r: _Run, a: TraceAnalysis) -> str:
         for ln in a.links
     )
     out = a.outliers
+    by_cause: dict[tuple[str, str, str], list[Hop]] = defaultdict(list)
+    for h in out:
+        by_cause[(h.src, h.dst, h.cause or "")].append(h)
+    grouped = "".join(
+        f"<tr><td>{escape(src)} → {escape(dst)}</td>"
+        f"<td><span class='tag {_CAUSE_TAG.get(cause, '')}'>{escape(cause)}</span></td>"
+        f"<td class='num'>{len(hs)}</td>"
+        f"<td class='num'>+{_num(sorted(h.excess_ms for h in hs)[len(hs) // 2])}</td>"
+        f"<td class='num'>+{_num(max(h.excess_ms for h in hs))}</td>"
+        f"<td class='sub'>{escape(hs[0].evidence)}</td></tr>"
+        for (src, dst, cause), hs in sorted(by_cause.items(), key=lambda kv: -len(kv[1]))
+    )
     orows = "".join(
         f"<tr><td>{escape(h.msg_id)}</td><td>{escape(h.topic)}</td>"
         f"<td>{escape(h.src)} → {escape(h.dst)}</td>"
@@ -455,14 +468,17 @@ def _propagation(r: _Run, a: TraceAnalysis) -> str:
         f"<td class='num'>+{_num(h.excess_ms)}</td>"
         f"<td><span class='tag {_CAUSE_TAG.get(h.cause or '', '')}'>{escape(h.cause or '')}</span> "
         f"<span class='sub'>{escape(h.evidence)}</span></td></tr>"
-        for h in out[:50]
+        for h in out[:300]
     )
     outliers = (
         (
+            "<table><thead><tr><th>link</th><th>likely cause</th><th>hops</th>"
+            "<th>median excess ms</th><th>max excess ms</th><th>evidence (first hop)</th></tr>"
+            f"</thead><tbody>{grouped}</tbody></table>"
+            f"<details><summary>every out-of-line hop ({min(len(out), 300)} worst)</summary>"
             "<table><thead><tr><th>message</th><th>topic</th><th>hop</th><th>delay ms</th>"
             "<th>configured</th><th>excess</th><th>likely cause</th></tr></thead>"
-            f"<tbody>{orows}</tbody></table>"
-            + (f'<p class="sub">… and {len(out) - 50} more.</p>' if len(out) > 50 else "")
+            f"<tbody>{orows}</tbody></table></details>"
         )
         if out
         else '<p class="note">Every hop took what its configured link explains.</p>'

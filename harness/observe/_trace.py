@@ -190,7 +190,10 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
     if shape.get("bandwidth_bps"):
         return "queueing", f"bandwidth cap {shape['bandwidth_bps']} bit/s (likely a backlog)"
     if excess >= 0.75 * MIN_RTO_MS:
-        return "loss and retransmit", f"excess {excess:.0f} ms is near a TCP RTO (no telemetry)"
+        return (
+            "loss and retransmit",
+            f"excess {excess:.0f} ms is near a TCP RTO; no drop or retransmit sampled",
+        )
     return "unexplained", "no telemetry points to a cause"
 
 

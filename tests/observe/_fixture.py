@@ -255,17 +255,28 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
                 }
             )
             metrics.append(
-                {**_at(sec), "name": "msgs_received", "kind": "counter", "value": 1, "total": k + 1}
+                {
+                    **_at(sec),
+                    "name": "msgs_received",
+                    "kind": "counter",
+                    "value": 1 + i % 3,
+                    "total": (k + 1) * (1 + i % 3),
+                }
             )
             metrics.append(
-                {**_at(sec), "name": "peers", "kind": "gauge", "value": min(n - 1, 1 + k // 3)}
+                {
+                    **_at(sec),
+                    "name": "peers",
+                    "kind": "gauge",
+                    "value": min(n - 1, 1 + (k + i) // 3),
+                }
             )
             metrics.append(
                 {
                     **_at(sec),
                     "name": "rtt_ms",
                     "kind": "histogram",
-                    "value": 2 * spec.latency_ms + rng.uniform(0, 3),
+                    "value": 2 * spec.latency_ms + 2 * i + rng.uniform(0, 3),
                 }
             )
         for k in range(3):

@@ -206,3 +206,24 @@ def test_cli_logs(
     assert main(["logs", "latest", "--outputs", outputs, "--instance", "bogus"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "instance id is <group>/<seq>" in err
+
+
+def test_console_renderings_of_json_records_are_not_shown_twice(
+    run_factory: Callable[..., Path],
+) -> None:
+    run_dir = run_factory(instances=2)
+    inst = run_dir / "single" / "1"
+    rendered = f"[info     ] pinged    instance=single/1 mono={M0 + 5.5:.9f} peers=3\n"
+    (inst / "stderr.log").write_text(rendered)
+    lines = list(merged_lines(run_dir, LogFilter(instances=("single/1",))))
+    assert not [ln for ln in lines if "pinged" in ln.message]  # log.jsonl holds it already
+    (inst / "log.jsonl").unlink()
+    (line,) = [ln for ln in merged_lines(run_dir) if "pinged" in ln.message]
+    assert line.mono == pytest.approx(M0 + 5.5) and line.stream == "stderr"
+
+
+def test_untimed_lines_start_at_their_instance_start(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(instances=2)
+    (run_dir / "single" / "1" / "stderr.log").write_text("no time here\n")
+    (line,) = [ln for ln in merged_lines(run_dir) if ln.message == "no time here"]
+    assert line.mono == pytest.approx(M0 + 0.11)  # single/1 started at 0.11 s

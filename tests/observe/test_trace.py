@@ -82,7 +82,7 @@ def test_loss_without_telemetry_is_recognised_by_the_rto(run_factory: Callable[.
     (run_dir / "telemetry.jsonl").unlink()
     a = analyse_traces(run_dir)
     assert {h.cause for h in a.outliers} == {"loss and retransmit"}
-    assert "no telemetry" in a.outliers[0].evidence
+    assert "near a TCP RTO" in a.outliers[0].evidence
 
 
 def test_shape_timeline_reads_requests() -> None:
