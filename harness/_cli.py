@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
 from harness._errors import HarnessError
 
@@ -19,6 +19,8 @@ COMMANDS: tuple[str, ...] = (
     "runs",
     "show",
     "report",
+    "doctor",
+    "clean",
 )
 
 
@@ -30,9 +32,16 @@ class _Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of the harness."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="harness",
         description="Run peer-to-peer test plans over emulated networks.",
     )

@@ -10,6 +10,7 @@ import signal
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def setns(path: str, nstype: int = CLONE_NEWNET) -> None:
@@ -28,3 +29,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     if _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+
+
+def child_subreaper() -> None:
+    """Orphaned descendants of this process get it as their parent (instead of init)."""
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")

@@ -26,10 +26,8 @@ from harness._rundir import JsonLines, new_run_id, write_json
 from harness.plans import InstanceSpec, RunSpec
 from harness.runners import (
     Deployment,
-    ForkServer,
     Launch,
-    Process,
-    exec_program,
+    ProcessHost,
     get_runner,
     signal_group,
 )
@@ -162,8 +160,7 @@ class Supervisor:
                     host, _, port = self.options.sync_tcp.rpartition(":")
                     bound = await nursery.start(server.serve_tcp, host or "127.0.0.1", int(port))
                     tcp = f"{bound[0]}:{bound[1]}"
-                if self.progress:
-                    nursery.start_soon(self._tick)
+                nursery.start_soon(self._tick)
                 runner = get_runner(self.spec.runner)
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:
                     self.deployment = dep
@@ -184,15 +181,14 @@ class Supervisor:
         self, nursery: trio.Nursery, state: SyncState, sock: str, tcp: str | None
     ) -> None:
         assert self.deployment is not None
-        forkserver = None
         async with trio.open_nursery() as procs:
             case = self.spec.case
-            if case.entrypoint and any(i.program is None for i in self.spec.instances):
-                forkserver = ForkServer(case.entrypoint, case.backend)
-                await procs.start(forkserver.run, self._project_root(), self._base_env())
+            python = case.entrypoint and any(i.program is None for i in self.spec.instances)
+            host = ProcessHost(case.entrypoint if python else None, case.backend)
+            await procs.start(host.run, self._project_root(), self._base_env())
             for inst in self.spec.instances:
                 launch = self._launch(inst, sock, tcp)
-                procs.start_soon(self._instance, inst, launch, forkserver, state)
+                procs.start_soon(self._instance, inst, launch, host, state)
                 await trio.lowlevel.checkpoint()
             if self.options.fail_fast:
                 procs.start_soon(self._stop_after_failure)
@@ -210,17 +206,13 @@ class Supervisor:
         self,
         inst: InstanceSpec,
         launch: Launch,
-        forkserver: ForkServer | None,
+        host: ProcessHost,
         state: SyncState,
     ) -> None:
         st = self.states[inst.id]
         st.started = time.time()
         try:
-            if launch.argv is None:
-                assert forkserver is not None
-                proc: Process = await forkserver.spawn(launch)
-            else:
-                proc = await exec_program(launch)
+            proc = await host.spawn(launch)
         except OSError as e:
             st.start_error = str(e)
             st.ended = time.time()
@@ -291,10 +283,12 @@ class Supervisor:
                 return
 
     async def _tick(self) -> None:
-        assert self.progress is not None
+        """Redraw progress; flush events.jsonl so `harness logs --follow` sees them."""
+        interval = self.progress.interval if self.progress else 0.5
         while True:
-            await trio.sleep(self.progress.interval)
-            self.progress.update()
+            await trio.sleep(interval)
+            if self.progress:
+                self.progress.update()
             if self._events is not None:
                 self._events.flush()
 
@@ -305,7 +299,10 @@ class Supervisor:
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        paths = [str(self.spec.plan.path.parent.parent), str(self._project_root())]
+        # Entrypoints are imported as "<plan dir>.module" or with the plans' root's parent
+        # as package root (scenarios.<plan>.module); the project itself comes last.
+        plan_dir = self.spec.plan.path
+        paths = [str(plan_dir.parent), str(plan_dir.parent.parent), str(self._project_root())]
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

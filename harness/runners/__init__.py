@@ -3,7 +3,7 @@
 from harness._errors import UsageError
 from harness.runners._base import Deployment, Placement, Runner
 from harness.runners._exec import ExecRunner
-from harness.runners._process import ForkServer, Launch, Process, exec_program, signal_group
+from harness.runners._process import Launch, Process, ProcessHost, signal_group
 
 
 def get_runner(name: str) -> Runner:
@@ -13,19 +13,19 @@ def get_runner(name: str) -> Runner:
     if name == "local:netns":
         from harness.runners._netns import NetnsRunner
 
-        return NetnsRunner()
+        runner: Runner = NetnsRunner()
+        return runner
     raise UsageError(f"unknown runner {name!r}; known: local:exec, local:netns")
 
 
 __all__ = [
     "Deployment",
     "ExecRunner",
-    "ForkServer",
     "Launch",
     "Placement",
     "Process",
+    "ProcessHost",
     "Runner",
-    "exec_program",
     "get_runner",
     "signal_group",
 ]

@@ -1,14 +1,21 @@
-"""A template process that has imported the instance code once and forks each instance.
+"""The process host: starts every instance of a run and makes sure none outlives it.
 
-Starting 100 Python interpreters that import trio costs seconds of CPU; forking a process
-that already imported everything costs about a millisecond per instance. The template
-speaks JSON lines over a socket pair with the supervisor:
+Python instances are forked from this process after it imported the plan's code once:
+starting 100 interpreters that import trio costs seconds of CPU, a fork about a
+millisecond. Other programs are forked and exec'd. Each instance leads its own session and
+may join a network namespace first.
 
-    -> {"spawn": KEY, "env": {...}, "cwd", "stdout", "stderr", "netns": path | null}
+The host is a child subreaper: whatever an instance starts, even a daemon that leaves its
+session, stays below it. When the supervisor goes away, however it goes (a SIGKILL
+included: the kernel closes the socket), the host kills everything below it and exits.
+
+It speaks JSON lines over a socket pair with the supervisor:
+
+    <- {"ready": true}  or  {"fatal": TEXT} (the entrypoint could not be imported)
+    -> {"spawn": KEY, "env": {...}, "cwd", "stdout", "stderr", "netns": path | null,
+        "argv": [...] | null (null: the Python entrypoint)}
     <- {"spawned": KEY, "pid": PID}  or  {"failed": KEY, "error": TEXT}
     <- {"exited": PID, "status": CODE or -SIGNAL}
-
-It dies with the supervisor (parent-death signal), and its children die with it.
 """
 
 from __future__ import annotations
@@ -19,17 +26,33 @@ import selectors
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from harness import _linux
 
-def _serve(control: socket.socket, entrypoint: str, backend: str) -> None:
-    from harness import _linux
-    from harness.sdk import load_entrypoint
+Send = Callable[[dict[str, Any]], None]
 
-    _linux.die_with_parent(signal.SIGKILL)
-    fn = load_entrypoint(entrypoint)  # imports the plan's code once, before any fork
+
+def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None:
+    out = control.makefile("wb", buffering=0)
+
+    def send(msg: dict[str, Any]) -> None:
+        out.write(orjson.dumps(msg) + b"\n")
+
+    fn = None
+    if entrypoint:
+        from harness.sdk import load_entrypoint
+
+        try:
+            fn = load_entrypoint(entrypoint)  # the plan's code, imported once before any fork
+        except Exception as e:
+            send({"fatal": f"cannot load {entrypoint}: {type(e).__name__}: {e}"})
+            return
+    send({"ready": True})
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -38,11 +61,6 @@ def _serve(control: socket.socket, entrypoint: str, backend: str) -> None:
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "child")
     buffer = b""
-    out = control.makefile("wb", buffering=0)
-
-    def send(msg: dict[str, Any]) -> None:
-        out.write(orjson.dumps(msg) + b"\n")
-
     while True:
         for key, _ in sel.select():
             if key.data == "child":
@@ -51,7 +69,7 @@ def _serve(control: socket.socket, entrypoint: str, backend: str) -> None:
                 continue
             data = control.recv(1 << 20)
             if not data:
-                return  # the supervisor is gone; children die by their parent-death signal
+                return  # the supervisor is gone
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -65,7 +83,7 @@ def _serve(control: socket.socket, entrypoint: str, backend: str) -> None:
         _reap(send)
 
 
-def _reap(send: Any) -> None:
+def _reap(send: Send | None) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -73,7 +91,34 @@ def _reap(send: Any) -> None:
             return
         if pid == 0:
             return
-        send({"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+        if send is not None:
+            send({"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == me:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return kids
+
+
+def _kill_everything() -> None:
+    """SIGKILL every process below this one, including orphans reparented to it."""
+    deadline = time.monotonic() + 10
+    while (kids := _children()) and time.monotonic() < deadline:
+        for pid in kids:
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(OSError):
+                    kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+        _reap(None)
 
 
 def _fork(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
@@ -86,10 +131,9 @@ def _fork(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
             code = 70
             try:
                 code = _child(req, fn, backend, control, wake, stdout, stderr)
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
+            except BaseException as e:
+                print(f"harness: cannot start the instance: {e}", file=sys.stderr)
+                code = 127 if isinstance(e, FileNotFoundError) else 70
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()
@@ -103,11 +147,9 @@ def _fork(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
 
 def _child(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
            wake: tuple[int, int], stdout: int, stderr: int) -> int:
-    from harness import _linux
-    from harness.sdk import run_instance
-
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the host ignores it; instances must not
     control.close()
     for fd in wake:
         os.close(fd)
@@ -118,28 +160,37 @@ def _child(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if req.get("netns"):
         _linux.setns(req["netns"])
+    os.chdir(req["cwd"])
+    if req.get("argv"):
+        os.execvpe(req["argv"][0], req["argv"], req["env"])
+    from harness.sdk import run_instance
+
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     os.environ.clear()
     os.environ.update(req["env"])
-    os.chdir(req["cwd"])
     return run_instance(fn, backend)
 
 
 def main() -> None:
-    """`python -m harness.runners._forkserver FD ENTRYPOINT BACKEND`."""
-    fd, entrypoint, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    control = socket.socket(fileno=fd)
-    # Import what every instance needs once, here, so that children start warm.
-    import anyio  # noqa: F401
-    import structlog  # noqa: F401
-    import trio  # noqa: F401
-
-    if backend == "asyncio":
-        import asyncio  # noqa: F401
-    _serve(control, entrypoint, backend)
+    """`python -m harness.runners._forkserver FD [ENTRYPOINT BACKEND]`."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    entrypoint = sys.argv[2] if len(sys.argv) > 2 else None
+    backend = sys.argv[3] if len(sys.argv) > 3 else "trio"
+    _linux.child_subreaper()
+    # The supervisor may already be gone when this runs; then the socket reads EOF at once.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our end comes through the socket
+    if entrypoint:
+        # What every Python instance needs, imported once so that children start warm.
+        import anyio  # noqa: F401
+        import structlog  # noqa: F401
+        import trio  # noqa: F401
+    try:
+        _serve(control, entrypoint, backend)
+    finally:
+        _kill_everything()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Instance processes: exec'd programs, or Python instances forked from a template."""
+"""Starting instance processes through the process host (see `_forkserver`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from typing import Protocol
 
 import orjson
 import trio
-
-from harness import _linux
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,38 +44,11 @@ def signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-class _ExecProcess:
-    def __init__(self, proc: trio.Process) -> None:
-        self._proc = proc
-        self.pid = proc.pid
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
-
-
-def _child_setup(netns: str | None) -> None:
-    # Runs in the child between fork and exec: no Python objects of the parent are safe to
-    # use here beyond these calls.
-    _linux.die_with_parent(signal.SIGKILL)
-    if netns:
-        _linux.setns(netns)
-
-
-async def exec_program(launch: Launch) -> Process:
-    """Start `launch.argv` in its own session (and network namespace), output to files."""
-    assert launch.argv is not None
-    with launch.stdout.open("ab") as out, launch.stderr.open("ab") as err:
-        proc = await trio.lowlevel.open_process(
-            list(launch.argv),
-            env=dict(launch.env),
-            cwd=str(launch.cwd),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-            preexec_fn=lambda: _child_setup(launch.netns),
-        )
-    return _ExecProcess(proc)
+async def _receive(stream: trio.SocketStream) -> bytes:
+    try:
+        return await stream.receive_some()
+    except trio.BrokenResourceError:
+        return b""
 
 
 class _ForkedProcess:
@@ -92,10 +63,10 @@ class _ForkedProcess:
         return self.status
 
 
-class ForkServer:
-    """The supervisor's side of `harness.runners._forkserver` (one per test case)."""
+class ProcessHost:
+    """The supervisor's side of `harness.runners._forkserver`: starts every instance."""
 
-    def __init__(self, entrypoint: str, backend: str) -> None:
+    def __init__(self, entrypoint: str | None, backend: str = "trio") -> None:
         self.entrypoint = entrypoint
         self.backend = backend
         self._ids = 0
@@ -104,46 +75,52 @@ class ForkServer:
         self._stream: trio.SocketStream | None = None
         self._proc: trio.Process | None = None
         self._lock = trio.Lock()
+        self.error: str | None = None  # why no instance can be forked, once that is so
 
     async def run(
         self, cwd: Path, env: Mapping[str, str], *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Start the template and serve it until cancelled (then it and its children die)."""
+        """Start the host and serve it until cancelled (then it and every instance end)."""
         ours, theirs = trio.socket.socketpair()
-        argv = [sys.executable, "-m", "harness.runners._forkserver",
-                str(theirs.fileno()), self.entrypoint, self.backend]
+        argv = [sys.executable, "-m", "harness.runners._forkserver", str(theirs.fileno())]
+        if self.entrypoint:
+            argv += [self.entrypoint, self.backend]
         try:
             self._proc = await trio.lowlevel.open_process(
                 argv, cwd=str(cwd), env=dict(env), pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=lambda: _linux.die_with_parent(signal.SIGKILL),
             )
             theirs.close()
             self._stream = trio.SocketStream(ours)
-            task_status.started()
-            await self._read()
+            await self._read(task_status)
         finally:
             theirs.close()
-            ours.close()
-            if self._proc is not None and self._proc.returncode is None:
-                self._proc.kill()
-                with trio.CancelScope(shield=True):
+            ours.close()  # the host sees EOF, kills every instance left and exits
+            if self._proc is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await self._proc.wait()
-            for p in self._procs.values():  # children died with the template (SIGKILL)
+                if self._proc.returncode is None:
+                    self._proc.kill()
+            for p in self._procs.values():  # the host killed those still running
                 if p.status is None:
                     p.status = -signal.SIGKILL
                     p.exited.set()
 
-    async def _read(self) -> None:
+    async def _read(self, task_status: trio.TaskStatus[None]) -> None:
         assert self._stream is not None
         buffer = b""
-        async for data in self._stream:
+        while data := await _receive(self._stream):
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 msg = orjson.loads(line)
-                if "exited" in msg:
+                if "ready" in msg:
+                    task_status.started()
+                elif "fatal" in msg:
+                    self.error = msg["fatal"]
+                    task_status.started()
+                elif "exited" in msg:
                     proc = self._procs.get(msg["exited"])
                     if proc is not None:
                         proc.status = msg["status"]
@@ -156,22 +133,28 @@ class ForkServer:
                         self._procs[msg["pid"]] = _ForkedProcess(msg["pid"])
                     event.set()
         code = await self._proc.wait() if self._proc else None
-        raise RuntimeError(f"the instance template process exited (status {code})")
+        self.error = self.error or f"the process host exited (status {code})"
+        for event, box in self._pending.values():
+            box["error"] = self.error
+            event.set()
+        await trio.sleep_forever()  # spawn() reports the error for every instance
 
     async def spawn(self, launch: Launch) -> Process:
-        """Fork one instance from the template."""
+        """Start one instance: fork the Python entrypoint, or fork and exec `launch.argv`."""
         assert self._stream is not None, "ForkServer.run has not started"
+        if self.error:
+            raise OSError(self.error)
         self._ids += 1
         key = self._ids
         event, box = trio.Event(), dict[str, object]()
         self._pending[key] = (event, box)
         request = {"spawn": key, "env": dict(launch.env), "cwd": str(launch.cwd),
                    "stdout": str(launch.stdout), "stderr": str(launch.stderr),
-                   "netns": launch.netns}
+                   "netns": launch.netns, "argv": list(launch.argv) if launch.argv else None}
         async with self._lock:
             await self._stream.send_all(orjson.dumps(request) + b"\n")
         await event.wait()
         del self._pending[key]
         if "error" in box:
-            raise OSError(f"cannot start the instance: {box['error']}")
+            raise OSError(str(box["error"]))
         return self._procs[int(box["pid"])]  # type: ignore[call-overload]

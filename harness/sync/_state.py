@@ -142,13 +142,17 @@ class SyncState:
         can_still_come = len(self._running - st.signalled_by)
         if st.count + can_still_come >= target:
             return None
-        gone = sorted(i for i in self._ended if i not in st.signalled_by)
-        named = "; ".join(f"{i} ({self._ended[i]})" for i in gone[:10])
-        more = f" and {len(gone) - 10} more" if len(gone) > 10 else ""
-        return (
+        why = (
             f"barrier {state!r} can no longer reach {target}: {st.count} arrived, at most "
-            f"{can_still_come} more can; ended without signalling: {named}{more}"
+            f"{can_still_come} more can"
         )
+        gone = sorted(i for i in self._ended if i not in st.signalled_by)
+        if gone:
+            why += "; ended without signalling: " + "; ".join(
+                f"{i} ({self._ended[i]})" for i in gone[:10]
+            )
+            why += f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+        return why
 
     def _release(self, state: str, st: _State) -> None:
         keep = []

@@ -1,0 +1,180 @@
+"""End to end through the CLI on the local:exec runner: outcomes, fail-fast, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, harness_cli
+
+HANG = """
+name = "hang"
+[[testcases]]
+name = "py"
+instances = { min = 1, max = 50, default = 3 }
+entrypoint = "hang.plan:forever"
+[[testcases]]
+name = "prog"
+instances = { min = 1, max = 50, default = 3 }
+program = ["sh", "-c", "sleep 1000 & sleep 1000"]
+[[testcases]]
+name = "late_failure"
+instances = { min = 2, max = 2, default = 2 }
+entrypoint = "hang.plan:late_failure"
+"""
+HANG_CODE = """
+import trio
+from harness import sdk
+
+async def forever(env):
+    await trio.sleep(1000)
+
+async def late_failure(env):
+    if env.global_seq == 1:
+        await trio.sleep(0.3)
+        raise sdk.TestFailure("the answer was 41")
+    await env.sync.barrier("never", 3)
+"""
+
+
+def _run_json(outputs: Path) -> dict:
+    (run_dir,) = outputs.iterdir()
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def _events(outputs: Path) -> list[dict]:
+    (run_dir,) = outputs.iterdir()
+    return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is as good as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[1][0] != "Z"
+
+
+def test_pingpong_50_instances_pass(tmp_path: Path) -> None:
+    r = harness_cli("run", "pingpong", "-i", "50", "--runner", "local:exec",
+                    "--outputs", str(tmp_path), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _run_json(tmp_path)
+    assert run["outcome"] == "passed"
+    assert len(run["instances"]) == 50
+    assert all(i["outcome"] == "passed" for i in run["instances"])
+    assert len({i["ip"] for i in run["instances"]}) == 50  # each its own loopback address
+    released = [e for e in _events(tmp_path) if e["kind"] == "barrier" and e["status"] == "released"]
+    assert any(e["state"] == "pinged" for e in released)
+
+
+def test_crash_fails_the_run_within_2s_naming_the_instance(tmp_path: Path) -> None:
+    r = harness_cli("run", "pingpong:crash", "-i", "6", "--runner", "local:exec",
+                    "--outputs", str(tmp_path), "-q")
+    assert r.returncode == 1
+    assert "single/5: exit code 13" in r.stdout
+    run = _run_json(tmp_path)
+    crashed = next(i for i in run["instances"] if i["id"] == "single/5")
+    assert crashed["outcome"] == "failed" and crashed["exit_code"] == 13
+    last_exit = max(i["ended"] for i in run["instances"])
+    assert last_exit - crashed["ended"] <= 2.0, "the run went on more than 2 s after the crash"
+    assert "single/5" in run["reason"]
+
+
+def test_exit_0_without_success_fails(tmp_path: Path) -> None:
+    r = harness_cli("run", "pingpong:silent", "--runner", "local:exec",
+                    "--outputs", str(tmp_path), "-q")
+    assert r.returncode == 1
+    assert "exited 0 without recording success" in r.stdout
+
+
+def test_recorded_failure_and_unmeetable_barrier_name_the_cause(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    r = harness_cli("run", "hang:late_failure", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 1
+    run = _run_json(tmp_path / "out")
+    by_id = {i["id"]: i for i in run["instances"]}
+    assert by_id["single/1"]["reason"] == "failed: TestFailure: the answer was 41"
+    # the barrier could never be met (target 3 of 2 instances): it fails at once, naming why
+    assert by_id["single/0"]["reason"].startswith("failed: BarrierFailed: barrier 'never'")
+
+
+def test_timeout_fails_the_instances_still_running(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    t0 = time.monotonic()
+    r = harness_cli("run", "hang:py", "-i", "2", "--plans", str(root), "--runner", "local:exec",
+                    "--timeout", "1", "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 1
+    assert time.monotonic() - t0 < 10
+    assert "still running at the run's timeout (1s)" in r.stdout
+
+
+@pytest.mark.parametrize(("case", "sig"), [("py", signal.SIGINT), ("prog", signal.SIGINT),
+                                            ("py", signal.SIGTERM), ("prog", signal.SIGKILL)])
+def test_interrupt_or_kill_leaves_no_process_behind(
+    make_plan: Callable[..., Path], tmp_path: Path, case: str, sig: signal.Signals
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", f"hang:{case}", "--plans", str(root),
+         "--runner", "local:exec", "--outputs", str(out), "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        pids: list[int] = []
+        while time.monotonic() < deadline and len(pids) < 3:
+            time.sleep(0.1)
+            if any(out.glob("*/events.jsonl")):
+                pids = [e["pid"] for e in _events(out) if e.get("status") == "started"]
+        assert len(pids) == 3, "instances did not start"
+        descendants = _descendants(proc.pid)
+        assert set(pids) <= descendants
+        proc.send_signal(sig)
+        code = proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig != signal.SIGKILL:
+        assert code == 130, proc.stderr.read() if proc.stderr else ""
+        assert _run_json(out)["outcome"] == "interrupted"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in descendants):
+        time.sleep(0.1)
+    assert not [p for p in descendants if _alive(p)], "processes outlived the run"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (by parent links in /proc), including other sessions."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out

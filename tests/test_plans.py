@@ -1,0 +1,193 @@
+"""Plan, composition and param validation: one-line errors, exit code 2, nothing started."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._errors import UsageError
+from harness.plans import RoleAllocator, RoleSpec, build_run_spec, parse_duration
+
+from .conftest import harness_cli
+
+MANIFEST = """
+name = "demo"
+[[testcases]]
+name = "main"
+instances = { min = 3, max = 10, default = 4 }
+entrypoint = "demo.plan:main"
+  [testcases.params]
+  poets = { type = "int", default = 1, min = 0 }
+  gateways = { type = "int", default = 1 }
+  speed = { type = "float", default = 1.5 }
+  verbose = { type = "bool", default = false }
+  wait = { type = "duration", default = "250ms" }
+  [[testcases.roles]]
+  name = "poet"
+  count = "poets"
+  [[testcases.roles]]
+  name = "gateway"
+  count = "gateways"
+  [[testcases.roles]]
+  name = "miner"
+  rest = true
+  min = 1
+"""
+
+
+def test_params_are_typed_and_defaulted(make_plan: Callable[..., Path]) -> None:
+    root = make_plan("demo", MANIFEST)
+    spec = build_run_spec("demo", params={"speed": "2", "verbose": "yes", "wait": "2s"},
+                          plan_roots=[root])
+    assert spec.total == 4
+    params = spec.instances[0].params
+    assert params == {"poets": 1, "gateways": 1, "speed": 2.0, "verbose": True, "wait": 2.0}
+    assert [i.role for i in spec.instances] == ["poet", "gateway", "miner", "miner"]
+
+
+@pytest.mark.parametrize(
+    ("target", "instances", "params", "message"),
+    [
+        ("nope", None, {}, "unknown plan 'nope'"),
+        ("demo:other", None, {}, "has no test case 'other'"),
+        ("demo", None, {"colour": "red"}, "unknown param 'colour'"),
+        ("demo", None, {"poets": "many"}, "param 'poets' (int)"),
+        ("demo", None, {"poets": "-1"}, "below its min 0"),
+        ("demo", None, {"speed": "nan"}, "finite number"),
+        ("demo", None, {"wait": "soon"}, "not a duration"),
+        ("demo", 11, {}, "takes 3 to 10 instances, not 11"),
+        ("demo", 2, {}, "takes 3 to 10 instances, not 2"),
+        ("demo", 3, {"poets": "2", "gateways": "1"}, "3 instances cannot be given roles"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_starts(
+    make_plan: Callable[..., Path], target: str, instances: int | None,
+    params: dict[str, str], message: str,
+) -> None:
+    root = make_plan("demo", MANIFEST)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_run_spec(target, instances=instances, params=params, plan_roots=[root])
+
+
+def test_every_count_in_range_gets_a_valid_role_assignment() -> None:
+    alloc = RoleAllocator([RoleSpec("poet", "poets"), RoleSpec("gateway", "gateways"),
+                           RoleSpec("miner", rest=True, min=1)])
+    for total in range(3, 60):
+        roles = alloc.assign(total, {"poets": 1, "gateways": 1})
+        assert len(roles) == total  # the seed's allocator left its last instance without one
+        assert roles.count("poet") == 1 and roles.count("gateway") == 1
+        assert roles[-1] == "miner"
+    with pytest.raises(UsageError):
+        alloc.assign(2, {"poets": 1, "gateways": 1})
+
+
+def test_composition_groups_with_counts_percentages_and_programs(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("demo", MANIFEST)
+    comp = tmp_path / "c.toml"
+    comp.write_text("""
+[global]
+plan = "demo"
+total_instances = 10
+  [global.params]
+  speed = 3.0
+[[groups]]
+id = "old"
+instances = { percentage = 30 }
+program = ["python", "-m", "old_node"]
+  [groups.params]
+  verbose = true
+[[groups]]
+id = "new"
+instances = { percentage = 70 }
+""")
+    spec = build_run_spec("", composition=comp, plan_roots=[root])
+    assert [(g.id, g.count) for g in spec.groups] == [("old", 3), ("new", 7)]
+    old, new = spec.instances[0], spec.instances[3]
+    assert (old.id, old.program, old.params["verbose"], old.params["speed"]) == (
+        "old/0", ("python", "-m", "old_node"), True, 3.0)
+    assert (new.id, new.global_seq, new.program, new.params["verbose"]) == ("new/0", 3, None, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[groups]]\nid = "a"\ninstances = { count = 0 }', "has 0 instances"),
+        ('[[groups]]\nid = "a"\ninstances = { percentage = 50 }', "uses a percentage"),
+        ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',
+         "add up to 4 instances, not the 5"),
+        ('[[groups]]\nid = "a/b"\ninstances = { count = 4 }', "without '/'"),
+        ("[globl]\n", "unknown section"),
+        ("[[groups]\n", "composition"),
+    ],
+)
+def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: str,
+                          message: str) -> None:
+    root = make_plan("demo", MANIFEST)
+    comp = tmp_path / "c.toml"
+    comp.write_text(body)
+    with pytest.raises(UsageError, match=message):
+        build_run_spec("demo", composition=comp, plan_roots=[root])
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ('name = "x"\n', "no \\[\\[testcases\\]\\]"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 2, max = 1 }\n'
+         'entrypoint = "a:b"', "min <= default <= max"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }',
+         "exactly one of entrypoint or program"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\n[testcases.params]\nn = { type = "complex", default = 1 }',
+         "type 'complex'"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\n[testcases.params]\nn = { type = "int", default = "x" }',
+         "param 'n' \\(int\\)"),
+    ],
+)
+def test_bad_manifests(make_plan: Callable[..., Path], manifest: str, message: str) -> None:
+    root = make_plan("x", manifest)
+    with pytest.raises(UsageError, match=message):
+        build_run_spec("x", plan_roots=[root])
+
+
+def test_durations() -> None:
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration("2s") == 2.0
+    assert parse_duration("1.5m") == 90.0
+    assert parse_duration("3") == 3.0
+    with pytest.raises(ValueError):
+        parse_duration("-1s")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "nosuchplan"],
+        ["run", "pingpong:nosuchcase"],
+        ["run", "pingpong", "-i", "201"],
+        ["run", "pingpong", "-p", "rounds=lots"],
+        ["run", "pingpong", "-p", "norounds"],
+        ["run", "pingpong", "--composition", "/nonexistent.toml"],
+        ["run", "pingpong", "-i", "many"],
+        ["describe", "nosuchplan"],
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    r = harness_cli(*args, "--outputs", str(tmp_path)) if args[0] == "run" else harness_cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness"), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing was started or written
+
+
+def test_list_and_describe_show_the_example_plan() -> None:
+    r = harness_cli("list")
+    assert r.returncode == 0 and "pingpong:ping" in r.stdout
+    r = harness_cli("describe", "pingpong")
+    assert r.returncode == 0 and "rounds" in r.stdout and "int" in r.stdout
