@@ -50,7 +50,10 @@ class Engine:
     `implementation`: "c" (compiled on first use), "python" (NetfilterQueue), or "auto"
     (C when it builds, else Python). `seed` makes the random choices repeatable;
     `distribution` is how jitter spreads (uniform over +-jitter, or normal with
-    sigma = jitter, as tc netem).
+    sigma = jitter, as tc netem). `max_queue` caps the packets held in the kernel (beyond
+    it they are dropped, like netem's limit). `realtime_priority` (SCHED_FIFO, 0 = off)
+    keeps a busy machine from making packets late; without the privilege the engine
+    falls back to nice -10, then to nothing.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Engine:
         distribution: Distribution = "uniform",
         implementation: Implementation = "auto",
         max_queue: int = 65536,
+        realtime_priority: int = 10,
     ) -> None:
         if isinstance(queue_num, bool) or not isinstance(queue_num, int):
             raise EngineError(f"queue_num must be an integer, not {queue_num!r}")
@@ -73,6 +77,10 @@ class Engine:
             raise EngineError(
                 f"implementation must be 'auto', 'c' or 'python', not {implementation!r}"
             )
+        if isinstance(realtime_priority, bool) or realtime_priority not in range(100):
+            raise EngineError(f"realtime_priority must be 0 to 99, not {realtime_priority!r}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise EngineError(f"max_queue must be a positive integer, not {max_queue!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise EngineError(f"seed must be a non-negative integer, not {seed!r}")
         self.netns = netns
@@ -80,6 +88,7 @@ class Engine:
         self.seed = seed if seed is not None else secrets.randbits(63)
         self.distribution: Distribution = distribution
         self.max_queue = max_queue
+        self.realtime_priority = realtime_priority
         self._wanted: Implementation = implementation
         self.implementation: Literal["c", "python"] | None = None
         self.fallback_reason: str | None = None
@@ -96,6 +105,7 @@ class Engine:
     def _command_line(self) -> list[str]:
         netns_path = str(_rules.netns_path(self.netns))
         common = ["--queue", str(self.queue_num), "--seed", str(self.seed)]
+        common += ["--realtime", str(self.realtime_priority)]
         if self.distribution == "normal":
             common.append("--normal")
         c_error: str | None = None

@@ -167,9 +167,18 @@ def main() -> int:
     parser.add_argument("--queue", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--normal", action="store_true")
+    parser.add_argument("--realtime", type=int, default=0)
     args = parser.parse_args()
     if args.simulate:
         return _simulate(args.seed, args.normal)
+    if args.realtime > 0:
+        # as engine.c: ahead of ordinary processes if allowed, else nicer, else as we are
+        try:
+            param = os.sched_param(args.realtime)
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, param)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, -10)
     return _live(args.queue, args.seed, args.normal)
 
 
