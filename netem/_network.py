@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -21,6 +22,7 @@ from netem._firewall import Firewall
 from netem._hosts import Host
 from netem._hosts_policy import Policy, Request, parse_request
 from netem._record import Recorder, shape_json
+from netem._rootless import rootless_problem
 from netem._select import select_backend
 from netem._shape import LinkShape
 
@@ -133,6 +135,7 @@ class Network:
                 for n in numbers
             ]
         else:
+            _check_privileges()
             manifests.write(self.prefix, str(self.subnet))
             self._manifest = True
             ns.ensure_netns_dir()
@@ -363,6 +366,18 @@ class Network:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._hosts)} hosts"
         return f"<Network {self.prefix} {self.subnet} {state}>"
+
+
+def _check_privileges() -> None:
+    if os.geteuid() == 0:
+        return  # real root, or root of a user namespace (netem.reexec_in_userns)
+    problem = rootless_problem()
+    how = (
+        "call netem.reexec_in_userns() first to run in a user namespace"
+        if problem is None
+        else f"and user namespaces cannot be used here: {problem}"
+    )
+    raise NetworkError(f"building a network needs root; {how}")
 
 
 def _parse_subnet(subnet: str) -> IPv4Network:

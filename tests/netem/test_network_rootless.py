@@ -114,3 +114,13 @@ def test_userns_command_shape() -> None:
     ]
     assert cmd[-3:] == ["netem-userns", "prog", "arg"]
     assert "mount -t tmpfs" in cmd[10]
+
+
+def test_build_without_root_says_how(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    net = netem.Network(backend="none", record=tmp_path / "r.jsonl")
+    with pytest.raises(NetworkError, match="building a network needs root; ") as info:
+        net.build(2)
+    assert "reexec_in_userns" in str(info.value) or "user namespaces cannot" in str(info.value)
+    assert not os.path.exists(f"/run/netem/{net.prefix}.json")
+    assert net.hosts == []
