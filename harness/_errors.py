@@ -17,3 +17,10 @@ class EnvironmentProblem(HarnessError):
     """The machine lacks something the run needs (a privilege, a kernel feature, a program)."""
 
     exit_code = 3
+
+
+def single_cause(error: BaseException) -> BaseException:
+    """The one exception inside nested one-member exception groups (as nurseries wrap)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -19,7 +19,7 @@ import structlog
 import trio
 
 import harness
-from harness._errors import UsageError
+from harness._errors import HarnessError, UsageError, single_cause
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import JsonLines, new_run_id, write_json
@@ -71,7 +71,13 @@ class RunResult:
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
     _check_programs(spec)
-    return trio.run(Supervisor(spec, options or RunOptions()).supervise)
+    try:
+        return trio.run(Supervisor(spec, options or RunOptions()).supervise)
+    except BaseExceptionGroup as group:
+        cause = single_cause(group)
+        if isinstance(cause, HarnessError):
+            raise cause from None
+        raise
 
 
 def _check_programs(spec: RunSpec) -> None:
@@ -167,6 +173,11 @@ class Supervisor:
                     server.network = dep.network
                     await self._run_instances(nursery, state, str(sock), tcp)
                 nursery.cancel_scope.cancel()
+        except BaseException as e:
+            cause = single_cause(e)
+            if isinstance(cause, HarnessError):  # e.g. the network could not be built
+                self._write_run_json(ended=True, error=str(cause))
+            raise
         finally:
             if sock_dir != self.run_dir:
                 shutil.rmtree(sock_dir, ignore_errors=True)
@@ -359,7 +370,9 @@ class Supervisor:
             outcome, code, reason = "passed", 0, None
         return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances)
 
-    def _write_run_json(self, ended: bool, result: RunResult | None = None) -> None:
+    def _write_run_json(
+        self, ended: bool, result: RunResult | None = None, error: str | None = None
+    ) -> None:
         spec = self.spec
         data: dict[str, Any] = {
             "run_id": self.run_id,
@@ -368,9 +381,9 @@ class Supervisor:
             "runner": spec.runner,
             "started": self.started_at,
             "ended": time.time() if ended else None,
-            "outcome": result.outcome if result else "running",
+            "outcome": result.outcome if result else ("error" if error else "running"),
             "exit_code": result.exit_code if result else None,
-            "reason": result.reason if result else None,
+            "reason": result.reason if result else error,
             "params": dict(spec.groups[0].params) if spec.groups else {},
             "composition": str(spec.composition) if spec.composition else None,
             "timeout_s": spec.timeout_s if math.isfinite(spec.timeout_s) else None,

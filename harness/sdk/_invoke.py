@@ -12,6 +12,7 @@ from typing import NoReturn
 import anyio
 import structlog
 
+from harness._errors import single_cause
 from harness.sdk._logging import configure_instance_logging
 from harness.sdk._network import NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
@@ -57,13 +58,6 @@ class TestFailure(Exception):
 _FAILURES = (TestFailure, AssertionError, BarrierFailed)
 
 
-def _cause(e: Exception) -> Exception:
-    """The exception inside nested one-member exception groups (what a nursery wraps)."""
-    while isinstance(e, ExceptionGroup) and len(e.exceptions) == 1:
-        e = e.exceptions[0]
-    return e
-
-
 async def _run(fn: TestFunction, env: RunEnv) -> int:
     if env.sync_socket:
         connection = connect_unix(env.sync_socket, env.instance_id)
@@ -81,7 +75,7 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             await fn(env)
         except Exception as group:
             traceback.print_exc()
-            e = _cause(group)
+            e = single_cause(group)
             error = f"{type(e).__name__}: {e}"
             # A failed check is the test failing; any other exception is a crash.
             report = (

@@ -1,0 +1,66 @@
+"""`local:netns`: each instance in its own network namespace, on an emulated data network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import trio
+
+import netem
+from harness._errors import EnvironmentProblem
+from harness.plans import RunSpec
+from harness.runners._base import Deployment, Placement
+from harness.sdk import INITIALIZED
+from harness.sync import SyncState
+
+
+class NetnsRunner:
+    """Builds a `netem.Network` with one host per instance and applies the instances'
+    network requests to it; the record of every change goes to `network.jsonl`."""
+
+    name: ClassVar[str] = "local:netns"
+
+    def __init__(self, backend: str | None = None, subnet: str | None = None) -> None:
+        self.backend = backend or os.environ.get("HARNESS_NETEM_BACKEND", "auto")
+        self.subnet = subnet or os.environ.get("HARNESS_DATA_SUBNET", netem.DEFAULT_SUBNET)
+
+    @asynccontextmanager
+    async def deploy(
+        self, spec: RunSpec, run_dir: Path, state: SyncState
+    ) -> AsyncIterator[Deployment]:
+        try:
+            net = netem.Network(subnet=self.subnet, backend=self.backend,
+                                record=run_dir / "network.jsonl")
+            hosts = await trio.to_thread.run_sync(net.build, spec.total)
+        except netem.NetemError as e:
+            raise EnvironmentProblem(f"local:netns: {e} (try: harness doctor)") from None
+        try:
+            by_instance = {inst.id: h for inst, h in zip(spec.instances, hosts, strict=True)}
+            placements = {i: Placement(str(h.ip), h.netns_path) for i, h in by_instance.items()}
+
+            async def configure(instance: str | None, config: dict[str, Any]) -> None:
+                if instance not in by_instance:
+                    raise ValueError("say hello with your instance id before asking for a network")
+                await trio.to_thread.run_sync(
+                    net.apply_request, by_instance[instance], config, instance
+                )
+                if isinstance(config.get("callback_state"), str):
+                    state.signal_entry(config["callback_state"], instance)
+
+            for inst in spec.instances:
+                state.signal_entry(INITIALIZED, inst.id)
+            info = {
+                "runner": self.name,
+                "backend": net.backend.name,
+                "subnet": str(net.subnet),
+                "prefix": net.prefix,
+                "hosts": {i: str(h.ip) for i, h in by_instance.items()},
+            }
+            yield Deployment(placements, str(net.subnet), configure, info)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(net.close)
