@@ -227,3 +227,15 @@ def test_untimed_lines_start_at_their_instance_start(run_factory: Callable[..., 
     (run_dir / "single" / "1" / "stderr.log").write_text("no time here\n")
     (line,) = [ln for ln in merged_lines(run_dir) if ln.message == "no time here"]
     assert line.mono == pytest.approx(M0 + 0.11)  # single/1 started at 0.11 s
+
+
+def test_go_style_local_timestamps(run_factory: Callable[..., Path]) -> None:
+    from datetime import datetime
+
+    from tests.observe._fixture import T0
+
+    run_dir = run_factory(instances=1)
+    local = datetime.fromtimestamp(T0 + 7.25).strftime("%Y/%m/%d %H:%M:%S.%f")
+    (run_dir / "single" / "0" / "stderr.log").write_text(f"{local} go node says hi\n")
+    (line,) = [ln for ln in merged_lines(run_dir) if ln.message.endswith("go node says hi")]
+    assert line.mono == pytest.approx(M0 + 7.25, abs=1e-3)
