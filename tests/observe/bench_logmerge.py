@@ -29,8 +29,14 @@ def write_logs(run_dir: Path, instances: int, lines: int) -> None:
         with (d / "log.jsonl").open("wb") as f:
             for k in range(lines):
                 mono += rng.expovariate(100)
-                rec = {"ts": mono + 1.7e9, "mono": mono, "event": f"step {k}", "level": "info",
-                       "instance": f"single/{i}", "peer": f"single/{(i + 1) % instances}"}
+                rec = {
+                    "ts": mono + 1.7e9,
+                    "mono": mono,
+                    "event": f"step {k}",
+                    "level": "info",
+                    "instance": f"single/{i}",
+                    "peer": f"single/{(i + 1) % instances}",
+                }
                 f.write(orjson.dumps(rec) + b"\n")
 
 
@@ -53,8 +59,10 @@ def main() -> None:
             pass
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    print(f"merged {n} lines from {instances} files ({size / 1e6:.1f} MB) in {dt:.2f} s: "
-          f"{n / dt:,.0f} lines/s, peak traced memory {peak / 1e6:.2f} MB")
+    print(
+        f"merged {n} lines from {instances} files ({size / 1e6:.1f} MB) in {dt:.2f} s: "
+        f"{n / dt:,.0f} lines/s, peak traced memory {peak / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

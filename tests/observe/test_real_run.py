@@ -18,9 +18,24 @@ from tests.observe import _chromium
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outputs = tmp_path_factory.mktemp("real") / "outputs"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "pingpong", "-i", "3", "--runner", "local:exec",
-         "--outputs", str(outputs), "-q"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "pingpong",
+            "-i",
+            "3",
+            "--runner",
+            "local:exec",
+            "--outputs",
+            str(outputs),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if proc.returncode == 2 and "invalid choice" in proc.stderr:
         pytest.skip("`harness run` is not available")
@@ -29,8 +44,13 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_logs_of_a_real_run(real_run: Path) -> None:
