@@ -131,17 +131,16 @@ def remove_namespaces(netns_names: Sequence[str]) -> list[str]:
     """Kill what still runs inside, then unbind each namespace; returns the names removed.
     Hosts go before the hub so no veth is left dangling into a half-removed hub."""
     ordered = sorted(netns_names, key=lambda n: n.endswith("-hub"))
-    kill_inside(ordered)
-    removed = []
-    for name in ordered:
-        if ns.remove_namespace(name):
-            removed.append(name)
+    inodes = [i for i in (ns.netns_inode(n) for n in ordered) if i is not None]
+    kill_inside(inodes)
+    removed = [name for name in ordered if ns.remove_namespace(name)]
+    # A process that was entering a namespace during the first sweep is inside by now.
+    kill_inside(inodes)
     return removed
 
 
-def kill_inside(netns_names: Sequence[str]) -> list[int]:
-    """SIGKILL every process left in the namespaces (they would keep them alive)."""
-    inodes = [i for i in (ns.netns_inode(n) for n in netns_names) if i is not None]
+def kill_inside(inodes: Sequence[int]) -> list[int]:
+    """SIGKILL every process in the namespaces with these inodes (they keep them alive)."""
     pids = [p for p in ns.pids_in(inodes) if p != os.getpid()]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

@@ -1,9 +1,12 @@
 """Partitions and drop rules: iptables rules in the hub namespace.
 
 Bridged IPv4 traffic passes the hub's FORWARD chain (br_netfilter). Its first rule jumps to
-`NETEM-DROP`, which holds one DROP rule per cut direction; the userspace shaper owns the
-chain `NETEM-QUEUE`, jumped to after ours. Each change rewrites `NETEM-DROP` in a single
-`iptables-restore --noflush` call, so a change is applied whole or not at all.
+`NETEM-DROP`, which jumps per source address to a chain of its own (`NETEM-D-<hex address>`)
+holding that source's cut destinations; the userspace shaper owns `NETEM-QUEUE`, jumped to
+after ours. Destinations with consecutive addresses (hosts are numbered) share one
+`iprange` rule, so a partition of two halves costs one rule per source, and a packet meets
+at most (#sources + #ranges of its source) rules. Each change is one
+`iptables-restore --noflush` transaction: applied whole or not at all.
 """
 
 from __future__ import annotations
@@ -11,18 +14,49 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterable
+from ipaddress import IPv4Address
 
 from netem._backend import Pair
 from netem._build_errors import NetworkError
+from netem._hosts_policy import grouped
 
 DROP_CHAIN = "NETEM-DROP"
 QUEUE_CHAIN = "NETEM-QUEUE"  # owned by the userspace backend; named here only to document it
 
 
-def _tool(name: str) -> str:
+def sub_chain(src: IPv4Address) -> str:
+    """The per-source chain's name (16 characters; iptables allows 28)."""
+    return f"NETEM-D-{int(src):08x}"
+
+
+def render(
+    drops: Iterable[Pair], old_sources: Iterable[IPv4Address]
+) -> tuple[str, set[IPv4Address]]:
+    """The iptables-restore text that makes exactly `drops` dropped, and the sources that
+    have a chain afterwards (pass them back as `old_sources` next time)."""
+    by_src = grouped(drops)
+    sources = list(by_src)
+    gone = sorted(set(old_sources) - set(by_src), key=int)
+    # Declaring an existing chain under --noflush flushes it.
+    lines = ["*filter", f":{DROP_CHAIN} - [0:0]"]
+    lines += [f":{sub_chain(src)} - [0:0]" for src in [*sources, *gone]]
+    for src in sources:
+        chain = sub_chain(src)
+        lines.append(f"-A {DROP_CHAIN} -s {src}/32 -j {chain}")
+        for first, last in by_src[src]:
+            if first == last:
+                lines.append(f"-A {chain} -d {first}/32 -j DROP")
+            else:
+                lines.append(f"-A {chain} -m iprange --dst-range {first}-{last} -j DROP")
+    lines += [f"-X {sub_chain(src)}" for src in gone]
+    lines += ["COMMIT", ""]
+    return "\n".join(lines), set(sources)
+
+
+def _tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise NetworkError(f"{name} not found (Debian: apt-get install iptables)")
+        raise NetworkError(f"{name} not found (Debian: apt-get install {package})")
     return path
 
 
@@ -31,10 +65,9 @@ class Firewall:
 
     def __init__(self, netns_path: str) -> None:
         self._netns_path = netns_path
-        self._restore = _tool("iptables-restore")
-        self._nsenter = shutil.which("nsenter")
-        if self._nsenter is None:
-            raise NetworkError("nsenter not found (Debian: apt-get install util-linux)")
+        self._restore = _tool("iptables-restore", "iptables")
+        self._nsenter = _tool("nsenter", "util-linux")
+        self._sources: set[IPv4Address] = set()
 
     def setup(self) -> None:
         """Create the chain and the jump to it, as the first rule of FORWARD."""
@@ -42,13 +75,11 @@ class Firewall:
 
     def apply(self, drops: Iterable[Pair]) -> None:
         """Make exactly the directions in `drops` dropped."""
-        lines = ["*filter", f":{DROP_CHAIN} - [0:0]"]  # declaring the chain flushes it
-        lines += [f"-A {DROP_CHAIN} -s {s}/32 -d {d}/32 -j DROP" for s, d in sorted(drops)]
-        lines += ["COMMIT", ""]
-        self._run("\n".join(lines))
+        script, sources = render(drops, self._sources)
+        self._run(script)
+        self._sources = sources
 
     def _run(self, script: str) -> None:
-        assert self._nsenter is not None
         proc = subprocess.run(
             [self._nsenter, f"--net={self._netns_path}", self._restore, "--noflush", "-w", "10"],
             input=script,

@@ -112,6 +112,24 @@ class Policy:
         return frozenset(cut)
 
 
+def grouped(pairs: Iterable[Pair]) -> dict[IPv4Address, list[tuple[IPv4Address, IPv4Address]]]:
+    """Directions grouped by source, each source's destinations as sorted runs of
+    consecutive addresses (first, last): hosts are numbered, so cuts compress well."""
+    by_src: dict[IPv4Address, list[int]] = {}
+    for src, dst in pairs:
+        by_src.setdefault(src, []).append(int(dst))
+    out: dict[IPv4Address, list[tuple[IPv4Address, IPv4Address]]] = {}
+    for src in sorted(by_src, key=int):
+        runs: list[list[int]] = []
+        for d in sorted(set(by_src[src])):
+            if runs and d == runs[-1][1] + 1:
+                runs[-1][1] = d
+            else:
+                runs.append([d, d])
+        out[src] = [(IPv4Address(a), IPv4Address(b)) for a, b in runs]
+    return out
+
+
 _REQUEST_KEYS = frozenset({"default", "rules", "enabled", "callback_state", "callback_target"})
 
 

@@ -20,7 +20,7 @@ from netem._backend import Backend, Pair
 from netem._build_errors import NetemError, NetworkError, RequestError
 from netem._firewall import Firewall
 from netem._hosts import Host
-from netem._hosts_policy import Policy, Request, parse_request
+from netem._hosts_policy import Policy, Request, grouped, parse_request
 from netem._record import Recorder, shape_json
 from netem._rootless import rootless_problem
 from netem._select import select_backend
@@ -396,8 +396,12 @@ def _check_shape(shape: object) -> None:
 
 
 def _ips(side: Iterable[IPv4Address]) -> list[str]:
-    return [str(ip) for ip in sorted(side)]
+    return [str(ip) for ip in sorted(side, key=int)]
 
 
-def _pairs(pairs: Iterable[Pair]) -> list[list[str]]:
-    return [[str(s), str(d)] for s, d in sorted(pairs)]
+def _pairs(pairs: Iterable[Pair]) -> dict[str, list[str]]:
+    """Directions for the record: {source: [destination or "first-last" range, ...]}."""
+    return {
+        str(src): [str(a) if a == b else f"{a}-{b}" for a, b in runs]
+        for src, runs in grouped(pairs).items()
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
@@ -105,6 +106,11 @@ def test_processes_left_inside_are_killed_on_close(prefix: str, live: None) -> N
     with Network(prefix=prefix, backend="none") as net:
         (host,) = net.build(1)
         sleeper = subprocess.Popen(["ip", "netns", "exec", host.netns, "sleep", "60"])
+        inside = f"net:[{os.stat(host.netns_path).st_ino}]"
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{sleeper.pid}/ns/net") != inside:
+            assert time.monotonic() < deadline, "sleep never entered the namespace"
+            time.sleep(0.01)
     assert sleeper.wait(timeout=5) == -9
 
 
@@ -132,7 +138,7 @@ def test_bad_request_on_live_network_changes_nothing(prefix: str, live: None) ->
         with pytest.raises(netem.RequestError, match="'nope' is not an IPv4 address"):
             net.apply_request("h1", bad, asked_by="t")
         assert rules() == before
-        assert "-s 198.18.0.1/32 -d 198.18.0.2/32 -j DROP" in before
+        assert "-A NETEM-D-c6120001 -d 198.18.0.2/32 -j DROP" in before
 
 
 def test_build_failure_leaves_nothing(

@@ -245,7 +245,7 @@ def test_record_lines(net: Network, tmp_path: Path) -> None:
     assert lines[0]["applied"]["hosts"][1] == {"name": "h2", "ip": "198.18.0.2"}
     assert lines[1]["asked_by"] == "conductor"
     assert lines[1]["asked"] == {"host": "198.18.0.1", "shape": SLOW.to_dict()}
-    assert lines[2]["applied"]["cut"] == [["198.18.0.1", "198.18.0.2"]]
+    assert lines[2]["applied"]["cut"] == {"198.18.0.1": ["198.18.0.2"]}
 
 
 def test_replay_rebuilds_same_state(net: Network, tmp_path: Path) -> None:
