@@ -1,0 +1,223 @@
+"""`HtbShaper`: keeps each host's egress tc layout (see `_tc_spec`) equal to a pair matrix.
+
+One rtnetlink socket per host namespace, opened at attach and kept; no process is started
+per change. A change the kernel refuses is rolled back on every host it had touched, so a
+failed `apply` leaves the previous state in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netem._backend import HostInfo, LinkStats, Pair
+from netem._build_errors import NetworkError, RequestError
+from netem._shape import LinkShape
+from netem._tc_spec import (
+    DEFAULT_MINOR,
+    FIRST_SLOT,
+    MAX_SLOT,
+    DstFilter,
+    HtbRoot,
+    Op,
+    Spec,
+    diff,
+    kernel_problem,
+    render,
+    request,
+)
+
+
+class _Egress:
+    """One host's egress interface and the specs last applied to it."""
+
+    def __init__(self, host: HostInfo) -> None:
+        self.host = host
+        try:
+            self.ipr = IPRoute(netns=host.netns, flags=0)
+        except (OSError, NetlinkError) as exc:
+            raise NetworkError(f"cannot enter namespace {host.netns}: {exc}") from None
+        found = self.ipr.link_lookup(ifname=host.ifname)
+        if not found:
+            self.ipr.close()
+            raise NetworkError(f"no interface {host.ifname} in namespace {host.netns}")
+        self.index: int = found[0]
+        self.specs: tuple[Spec, ...] = ()
+
+    def run(self, ops: Sequence[Op]) -> None:
+        for op in ops:
+            command, kind, handle, kwargs = request(op)
+            try:
+                self.ipr.tc(command, kind, self.index, handle, **kwargs)
+            except NetlinkError as exc:
+                raise NetworkError(
+                    f"tc {command} {kind or ''} on {self.host.name} ({self.host.ifname}) "
+                    f"failed: {os.strerror(exc.code)}"
+                ) from None
+            except (ValueError, KeyError, TypeError) as exc:  # pyroute2 refused the arguments
+                raise NetworkError(
+                    f"tc {command} {kind or ''} on {self.host.name}: bad request ({exc!r})"
+                ) from None
+
+    def reset(self, specs: tuple[Spec, ...]) -> None:
+        """Remove the root qdisc (taking everything below with it) and build `specs` anew."""
+        with contextlib.suppress(NetworkError):  # there may be none
+            self.run([Op("delete", HtbRoot())])
+        self.specs = ()
+        self.run(diff((), specs))
+        self.specs = specs
+
+    def close(self) -> None:
+        try:
+            if self.specs:
+                self.run([Op("delete", HtbRoot())])
+        except NetworkError:
+            pass  # the namespace or interface is already gone
+        finally:
+            self.specs = ()
+            self.ipr.close()
+
+
+class HtbShaper:
+    """Egress shaping of every host with htb classes, optionally with netem leaves.
+
+    leaves=True: the kernel backend's full layout; leaves=False: bandwidth caps only.
+    """
+
+    def __init__(self, *, leaves: bool) -> None:
+        self.leaves = leaves
+        self._egress: dict[IPv4Address, _Egress] = {}
+        self._slots: dict[IPv4Address, int] = {}
+
+    @property
+    def hosts(self) -> list[HostInfo]:
+        """The attached hosts."""
+        return [e.host for e in self._egress.values()]
+
+    def attach(self, hosts: Sequence[HostInfo]) -> None:
+        """Open each host's namespace and put the empty layout (root + default) on it."""
+        new = [h for h in hosts if h.ip not in self._egress]
+        if len(self._slots) + len(new) > MAX_SLOT - FIRST_SLOT + 1:
+            raise RequestError(f"the tc layout has room for {MAX_SLOT - FIRST_SLOT + 1} hosts")
+        opened: list[_Egress] = []
+        try:
+            for host in new:
+                egress = _Egress(host)
+                opened.append(egress)
+                egress.reset(render({}, {}, leaves=self.leaves))
+        except BaseException:
+            for egress in opened:
+                egress.close()
+            raise
+        for egress in opened:
+            self._egress[egress.host.ip] = egress
+            self._slots[egress.host.ip] = FIRST_SLOT + len(self._slots)
+
+    def validate(self, matrix: Mapping[Pair, LinkShape]) -> None:
+        """Raise `RequestError` (changing nothing) if `matrix` cannot be applied."""
+        for (src, dst), shape in matrix.items():
+            if src not in self._egress:
+                raise RequestError(f"source {src} is not an attached host")
+            if dst not in self._slots:
+                raise RequestError(f"destination {dst} is not an attached host")
+            if src == dst:
+                raise RequestError(f"pair {src} -> {dst} names the same host twice")
+            if not isinstance(shape, LinkShape):
+                raise RequestError(f"the shape of {src} -> {dst} is not a LinkShape: {shape!r}")
+            if self.leaves:
+                problem = kernel_problem(shape)
+                if problem:
+                    raise RequestError(f"{src} -> {dst}: {problem}")
+
+    def desired(self, matrix: Mapping[Pair, LinkShape]) -> dict[IPv4Address, tuple[Spec, ...]]:
+        """The specs per host for `matrix` (every attached host, shaped or not)."""
+        per_src: dict[IPv4Address, dict[IPv4Address, LinkShape]] = {ip: {} for ip in self._egress}
+        for (src, dst), shape in matrix.items():
+            per_src[src][dst] = shape
+        return {
+            src: render(shapes, self._slots, leaves=self.leaves) for src, shapes in per_src.items()
+        }
+
+    def apply(self, matrix: Mapping[Pair, LinkShape]) -> None:
+        """Make `matrix` true; on a refusal restore every host touched, then raise."""
+        self.validate(matrix)
+        wanted = self.desired(matrix)
+        done: list[tuple[_Egress, tuple[Spec, ...]]] = []
+        for src, specs in wanted.items():
+            egress = self._egress[src]
+            old = egress.specs
+            if old == specs:
+                continue
+            try:
+                egress.run(diff(old, specs))
+            except BaseException:
+                self._roll_back(egress, old, done)
+                raise
+            egress.specs = specs
+            done.append((egress, old))
+
+    def _roll_back(
+        self,
+        failed: _Egress,
+        old: tuple[Spec, ...],
+        done: list[tuple[_Egress, tuple[Spec, ...]]],
+    ) -> None:
+        # the failing host is half-changed, and what the kernel holds is unknown: rebuild it
+        for egress, specs in [(failed, old), *done]:
+            try:
+                egress.reset(specs)
+            except NetworkError:
+                egress.specs = ()  # the rollback failed too; the next apply rebuilds it
+
+    def stats(self) -> dict[Pair, LinkStats]:
+        """Counters of each shaped direction: packets and bytes sent through its class,
+        drops by the class and its leaf (netem's loss counts as drops)."""
+        out: dict[Pair, LinkStats] = {}
+        for src, egress in self._egress.items():
+            minors = {s.minor: s.dst for s in egress.specs if isinstance(s, DstFilter)}
+            if not minors:
+                continue
+            counters: dict[int, list[int]] = {m: [0, 0, 0] for m in minors}
+            try:
+                classes = egress.ipr.get_classes(egress.index)
+                qdiscs = egress.ipr.get_qdiscs(egress.index)
+            except NetlinkError as exc:
+                raise NetworkError(
+                    f"reading tc counters of {egress.host.name} failed: {exc}"
+                ) from None
+            for msg in classes:
+                minor = msg["handle"] & 0xFFFF
+                if minor in counters and minor != DEFAULT_MINOR:
+                    basic, drops = _counters(msg)
+                    counters[minor][0] += basic[0]
+                    counters[minor][1] += basic[1]
+                    counters[minor][2] += drops
+            for msg in qdiscs:
+                minor = msg["handle"] >> 16
+                if minor in counters and msg.get_attr("TCA_KIND") == "netem":
+                    counters[minor][2] += _counters(msg)[1]
+            for minor, (packets, nbytes, drops) in counters.items():
+                out[(src, minors[minor])] = LinkStats(packets=packets, bytes=nbytes, drops=drops)
+        return out
+
+    def close(self) -> None:
+        """Remove the layout from every host and close the sockets; safe to call twice."""
+        egresses, self._egress = list(self._egress.values()), {}
+        self._slots = {}
+        for egress in egresses:
+            egress.close()
+
+
+def _counters(msg: object) -> tuple[tuple[int, int], int]:
+    """((packets, bytes), drops) of a tc message's TCA_STATS2."""
+    stats2 = msg.get_attr("TCA_STATS2")  # type: ignore[attr-defined]
+    if stats2 is None:
+        return (0, 0), 0
+    basic = stats2.get_attr("TCA_STATS_BASIC") or {}
+    queue = stats2.get_attr("TCA_STATS_QUEUE") or {}
+    return (int(basic.get("packets", 0)), int(basic.get("bytes", 0))), int(queue.get("drops", 0))
