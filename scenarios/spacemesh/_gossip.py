@@ -22,6 +22,12 @@ from ._transport import Connection, Transport
 Handler = Callable[[Json], bool]
 """Delivers one message's data to the protocol; True accepts it (and lets it be relayed)."""
 
+Digests = Callable[[], dict[str, str]]
+"""Sync: a digest per key (say ``proposal:12``) of what this node holds."""
+
+Holdings = Callable[[str], list[tuple[str, Json]]]
+"""Sync: the (topic, data) messages this node holds under a key."""
+
 _HELLO_TIMEOUT = 5.0
 _SEEN_LIMIT = 200_000
 _QUEUE = 2000
@@ -80,12 +86,30 @@ class Gossip:
         self._dialing: set[str] = set()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tg: TaskGroup | None = None
+        self._digests: Digests | None = None
+        self._holdings: Holdings | None = None
 
     # -- public ---------------------------------------------------------------------------
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Route ``topic``'s messages to ``handler`` (one handler per topic)."""
         self._handlers[topic] = handler
+
+    def set_sync(self, digests: Digests, holdings: Holdings) -> None:
+        """Enable anti-entropy: peers compare digests and send what the other lacks.
+
+        Flooding alone never repairs a gap (a message missed during a partition is not
+        sent again); this is what lets the two sides of a healed partition converge.
+        """
+        self._digests = digests
+        self._holdings = holdings
+
+    def request_sync(self) -> None:
+        """Compare digests with one random peer; both sides then send what differs."""
+        if self._digests is None or not self._peers:
+            return
+        peer = self._rng.choice(sorted(self._peers.values(), key=lambda p: p.node_id))
+        self._enqueue(peer, orjson.dumps({"t": "sync", "digests": self._digests(), "reply": True}))
 
     @property
     def peer_count(self) -> int:
@@ -223,6 +247,24 @@ class Gossip:
                 self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
             elif kind == "peers":
                 self._known.update(str(a) for a in item.get("addrs", [])[:100])
+            elif kind == "sync":
+                self._on_sync(item, peer)
+
+    def _on_sync(self, item: dict[str, Json], peer: _Peer) -> None:
+        if self._digests is None or self._holdings is None:
+            return
+        theirs = item.get("digests")
+        if not isinstance(theirs, dict):
+            return
+        mine = self._digests()
+        for key, digest in mine.items():
+            if key in theirs and theirs[key] != digest:
+                for topic, data in self._holdings(key):
+                    mid = message_id(topic, data)
+                    frame = {"t": "msg", "id": mid, "topic": topic, "data": data, "ts": None}
+                    self._enqueue(peer, orjson.dumps(frame))
+        if item.get("reply"):
+            self._enqueue(peer, orjson.dumps({"t": "sync", "digests": mine, "reply": False}))
 
     def _addresses(self) -> list[str]:
         return sorted({p.address for p in self._peers.values()})

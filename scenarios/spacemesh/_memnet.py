@@ -90,6 +90,7 @@ class _MemoryListener(Listener[Connection]):
     ) -> None:
         async with anyio.create_task_group() as own:
             group = task_group or own
+
             async def handle(conn: Connection) -> None:
                 await handler(conn)
 

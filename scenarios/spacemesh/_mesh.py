@@ -319,6 +319,10 @@ class Mesh:
         """Valid hare votes of a layer."""
         return list(self._votes_by_layer.get(layer, {}).values())
 
+    def layer_certificates(self, layer: int) -> list[dict[str, Any]]:
+        """Stored hare certificates of a layer."""
+        return list(self._certs_by_layer.get(layer, []))
+
     def local_block(self, layer: int) -> dict[str, Any] | None:
         """The block made of every proposal of the layer known here (None: empty layer)."""
         proposals = list(self._proposals_by_layer.get(layer, {}).values())

@@ -108,6 +108,7 @@ class Node:
         )
         for topic in TOPICS:
             self.gossip.subscribe(topic, self._handler(_KIND[topic]))
+        self.gossip.set_sync(self._sync_digests, self._sync_holdings)
         self.atxs_published = 0
         self.last_error = ""
         self.last_poet_round = 0
@@ -211,6 +212,7 @@ class Node:
         while True:
             start = self.layer_start(layer)
             await self._clock.sleep_until(start)
+            self.gossip.request_sync()
             self._propose(layer)
             await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
             self._vote(layer)
@@ -260,6 +262,38 @@ class Node:
                     return  # the hare agreed on an empty layer: nothing to certify
                 self.gossip.publish("certificate", make_certificate(layer, block, votes))
                 return
+
+    def _sync_keys(self) -> list[str]:
+        layer = self.current_layer()
+        epoch = self.config.mesh.epoch(layer)
+        keys = ["poet", f"atx:{epoch}", f"atx:{epoch + 1}"]
+        for past in range(max(0, layer - self.config.mesh.window), layer):
+            keys += [f"proposal:{past}", f"certificate:{past}"]
+        return keys
+
+    def _sync_digests(self) -> dict[str, str]:
+        return {key: hash_json(sorted(self._sync_ids(key))) for key in self._sync_keys()}
+
+    def _sync_messages(self, key: str) -> dict[str, tuple[str, Json]]:
+        kind, _, arg = key.partition(":")
+        mesh = self.mesh
+        if kind == "poet":
+            return {hash_json(m): ("poet", m) for m in mesh.poet_proofs.values()}
+        if kind == "atx":
+            return {i: ("atx", m) for i, m in mesh.atxs_for_epoch(int(arg)).items()}
+        if kind == "proposal":
+            return {i: ("proposal", m) for i, m in mesh.layer_proposals(int(arg)).items()}
+        if kind == "certificate":
+            certs = mesh.layer_certificates(int(arg))
+            return {hash_json(m): ("certificate", m) for m in certs}
+        return {}
+
+    def _sync_ids(self, key: str) -> list[str]:
+        return list(self._sync_messages(key))
+
+    def _sync_holdings(self, key: str) -> list[tuple[str, Json]]:
+        # The poet proofs first: ATXs wait for them.
+        return list(self._sync_messages(key).values())
 
     def _update_metrics(self) -> None:
         st = self.status()

@@ -32,7 +32,7 @@ def test_a_proof_does_not_transfer(leaves: list[bytes], data: st.DataObject) -> 
         other = (index + 1) % len(leaves)
         if leaves[other] != leaves[index]:
             assert not verify_merkle_proof(root, leaves[index], other, len(leaves), path)
-        bad = [bytes(32)] + path[1:]
+        bad = [bytes(32), *path[1:]]
         if bad != path:
             assert not verify_merkle_proof(root, leaves[index], index, len(leaves), bad)
 

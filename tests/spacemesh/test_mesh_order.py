@@ -39,7 +39,9 @@ def recorded() -> tuple[list[Message], list[bytes], set[str]]:
             out["hashes"] = [s.hash for s in mesh.decide(CURRENT)]
             out["keys"] = {c.poet.public_key}
 
-    anyio.run(run, backend="trio", backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)})
+    anyio.run(
+        run, backend="trio", backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)}
+    )
     return out["messages"], out["hashes"], out["keys"]
 
 

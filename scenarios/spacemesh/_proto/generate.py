@@ -1,6 +1,6 @@
 """Regenerate the protobuf and grpclib modules from spacemesh.proto (run from the repo root).
 
-    python scenarios/spacemesh/_proto/generate.py
+python scenarios/spacemesh/_proto/generate.py
 """
 
 from __future__ import annotations

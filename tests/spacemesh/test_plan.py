@@ -1,0 +1,97 @@
+"""The spacemesh plan: its verdict logic, and whole runs through the harness CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import scenarios.spacemesh as spacemesh
+from scenarios.spacemesh.plan import Report, compare_reports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def report(seq: int, role: str = "miner", **kw: object) -> Report:
+    base: dict[str, object] = {
+        "seq": seq,
+        "instance": f"single/{seq}",
+        "role": role,
+        "smesher": f"s{seq}",
+        "is_smeshing": role == "miner",
+        "verified_layer": 4,
+        "hashes": ["a", "b", "c", "d", "e"],
+        "atx_smeshers": ["s2", "s3"],
+        "smeshing_error": "",
+    }
+    base.update(kw)
+    return Report(**base)  # type: ignore[arg-type]
+
+
+def test_agreeing_reports_pass() -> None:
+    assert compare_reports([report(1, "gateway"), report(2), report(3)], 4) == []
+
+
+def test_disagreements_are_named() -> None:
+    problems = compare_reports(
+        [
+            report(1, "gateway"),
+            report(2, hashes=["a", "b", "X", "d", "e"]),
+            report(3, is_smeshing=False),
+            report(4, verified_layer=2, atx_smeshers=["s2"]),
+        ],
+        4,
+    )
+    assert "layer 2: single/2 has hash X, single/1 has a" not in problems  # first differing layer
+    assert any(p.startswith("layer 2: single/2 has hash X") for p in problems)
+    assert "miner single/3 is not smeshing" in problems
+    assert "single/4 verified layer 2, not 4" in problems
+    assert any(
+        p.startswith("ATX of miner single/4 unknown to single/1, single/2, single/3")
+        for p in problems
+    )
+
+
+def test_a_failed_node_is_reported_with_its_reason() -> None:
+    problems = compare_reports(
+        [report(1, "gateway"), report(2, error="miner published no ATX in epoch 0: PoET down")], 4
+    )
+    assert problems == ["single/2: miner published no ATX in epoch 0: PoET down"]
+
+
+def test_public_api_exports_exist() -> None:
+    for name in spacemesh.__all__:
+        assert getattr(spacemesh, name) is not None, name
+    assert sorted(spacemesh.__all__) == sorted(set(spacemesh.__all__))
+
+
+def _run(*args: str, outputs: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "run", "spacemesh:start", "--runner", "local:exec",
+         "-q", "--outputs", str(outputs), *args],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_plan_passes_with_three_instances(tmp_path: Path) -> None:
+    wall = time.perf_counter()
+    out = _run("-i", "3", "-p", "layers=4", "-p", "layer_duration=1s", "-p", "genesis_offset=2s",
+               outputs=tmp_path)  # fmt: skip
+    print(f"harness run spacemesh:start -i 3: {time.perf_counter() - wall:.1f}s wall")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "PASSED" in out.stdout
+    traces = list(tmp_path.glob("*/single/*/trace.jsonl"))
+    assert len(traces) == 2  # the gateway's and the miner's
+
+
+@pytest.mark.slow
+def test_plan_fails_and_says_why_when_the_poet_is_unreachable(tmp_path: Path) -> None:
+    out = _run("-i", "3", "-p", "layers=4", "-p", "layer_duration=1s", "-p", "genesis_offset=2s",
+               "-p", "poet_unreachable=true", outputs=tmp_path)  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "miner published no ATX in epoch 0" in out.stdout
+    assert "unreachable" in out.stdout

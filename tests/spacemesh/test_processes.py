@@ -1,0 +1,203 @@
+"""Real processes: a PoET and two nodes on loopback, real TCP gossip, HTTP and gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from grpclib.client import Channel
+
+from scenarios.spacemesh._proto import spacemesh_grpc as rpc
+from scenarios.spacemesh._proto import spacemesh_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = 6
+
+
+def _subnet() -> str:
+    # A loopback /24 of our own, so that parallel test runs do not collide.
+    pid = os.getpid()
+    return f"127.{200 + pid % 50}.{(pid // 50) % 250}"
+
+
+class Procs:
+    """Started processes, stopped (SIGTERM, then SIGKILL) however the test ends."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, module: str, *args: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> list[int]:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = []
+        for proc in self.procs:
+            try:
+                codes.append(proc.wait(timeout=10))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        return codes
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def ready_line(proc: subprocess.Popen[bytes], timeout: float = 20) -> dict[str, str]:
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout):
+        raise AssertionError(f"no ready line from {proc.args!r}")
+    line = proc.stdout.readline()
+    if not line:
+        assert proc.stderr is not None
+        raise AssertionError(f"{proc.args!r} exited: {proc.stderr.read().decode()[-2000:]}")
+    result: dict[str, str] = orjson.loads(line)
+    return result
+
+
+async def _query(host: str) -> dict[str, object]:
+    channel = Channel(host, 9092)
+    try:
+        status = await rpc.NodeServiceStub(channel).Status(pb.Empty(), timeout=5)
+        if status.verified_layer < TARGET:
+            return {"verified": status.verified_layer}
+        mesh = rpc.MeshServiceStub(channel)
+        smesher = rpc.SmesherServiceStub(channel)
+        atxs = rpc.ActivationServiceStub(channel)
+        layers = await mesh.LayersQuery(pb.LayersQueryRequest(start_layer=0, end_layer=TARGET))
+        known = await atxs.Query(pb.ActivationsQueryRequest(all_epochs=True))
+        one = (
+            await atxs.Get(pb.ActivationRequest(id=known.activations[0].id))
+            if known.activations
+            else None
+        )
+        return {
+            "verified": status.verified_layer,
+            "peers": status.connected_peers,
+            "current": (await mesh.CurrentLayer(pb.Empty())).layer,
+            "hashes": [layer.hash.hex() for layer in layers.layers],
+            "blocks": sum(len(layer.blocks) for layer in layers.layers),
+            "smeshing": (await smesher.IsSmeshing(pb.Empty())).is_smeshing,
+            "id": (await smesher.SmesherID(pb.Empty())).public_key.hex(),
+            "atx_smeshers": {a.smesher_id.hex() for a in known.activations},
+            "get": one.smesher_id.hex() if one else None,
+            "error": (await smesher.SmeshingStatus(pb.Empty())).last_error,
+        }
+    finally:
+        channel.close()
+
+
+@pytest.mark.slow
+def test_poet_and_two_nodes_agree(procs: Procs, tmp_path: Path) -> None:
+    wall = time.perf_counter()
+    net = _subnet()
+    poet_ip, gw_ip, miner_ip = f"{net}.1", f"{net}.2", f"{net}.3"
+    genesis = time.time() + 2.0
+    common = ["--genesis", str(genesis), "--layer-duration", "1", "--layers-per-epoch", "3"]
+    poet = procs.start(
+        "scenarios.spacemesh.poet", "--listen", f"{poet_ip}:7000", "--genesis", str(genesis),
+        "--round-duration", "1.5", "--chain-length", "500", "--gateway", f"{gw_ip}:9092",
+    )  # fmt: skip
+    key = ready_line(poet)["pubkey"]
+    node_args = [*common, "--poet", f"{poet_ip}:7000", "--poet-key", key]
+    gateway = procs.start(
+        "scenarios.spacemesh.node", "--identity", "gw", "--listen", f"{gw_ip}:7513",
+        "--grpc", f"{gw_ip}:9092", "--metrics", f"{gw_ip}:9100", "--no-smeshing",
+        "--outputs", str(tmp_path / "gw"), *node_args,
+    )  # fmt: skip
+    miner = procs.start(
+        "scenarios.spacemesh.node", "--identity", "m1", "--listen", f"{miner_ip}:7513",
+        "--grpc", f"{miner_ip}:9092", "--bootnode", f"{gw_ip}:7513", *node_args,
+    )  # fmt: skip
+    ready_line(gateway)
+    ready_line(miner)
+
+    deadline = time.time() + (genesis - time.time()) + TARGET + 15
+    views: list[dict[str, object]] = []
+    while time.time() < deadline:
+        views = [asyncio.run(_query(gw_ip)), asyncio.run(_query(miner_ip))]
+        if all(int(v["verified"]) >= TARGET for v in views):  # type: ignore[call-overload]
+            break
+        time.sleep(0.5)
+    gw_view, miner_view = views
+    assert "hashes" in gw_view and "hashes" in miner_view, views
+    assert gw_view["hashes"] == miner_view["hashes"]
+    assert len(gw_view["hashes"]) == TARGET + 1  # type: ignore[arg-type]
+    assert int(miner_view["blocks"]) > 0  # type: ignore[call-overload]
+    assert miner_view["smeshing"] is True and gw_view["smeshing"] is False
+    assert miner_view["id"] in gw_view["atx_smeshers"]  # type: ignore[operator]
+    assert gw_view["get"] == miner_view["id"] and miner_view["error"] == ""
+    assert gw_view["peers"] == 1 and int(gw_view["current"]) >= TARGET  # type: ignore[call-overload]
+
+    info = httpx.get(f"http://{poet_ip}:7000/v1/info").json()
+    assert info["servicePubKey"] == key and int(info["openRoundId"]) > 0
+    metrics = httpx.get(f"http://{gw_ip}:9100/metrics").text
+    assert "spacemesh_peers 1.0" in metrics
+    assert 'spacemesh_messages_delivered_total{topic="proposal"}' in metrics
+    trace = (tmp_path / "gw" / "trace.jsonl").read_bytes().splitlines()
+    assert {orjson.loads(x)["kind"] for x in trace} == {"publish", "receive", "deliver"}
+
+    assert procs.stop() == [0, 0, 0]  # SIGTERM is a clean stop
+    print(
+        f"real processes (PoET + 2 nodes, {TARGET} layers): {time.perf_counter() - wall:.2f}s wall"
+    )
+
+
+def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cases = [
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "nohost", "--grpc", "a:1"], "host:port"),
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
+          "--grpc", "127.0.0.1:2", "--layer-duration", "-1"], "layer_duration"),
+        (["scenarios.spacemesh.poet", "--listen", "127.0.0.1:1", "--round-duration", "0"], "round_duration"),
+        (["scenarios.spacemesh.poet"], "--listen"),
+    ]  # fmt: skip
+    for args, needle in cases:
+        out = subprocess.run(
+            [sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_cli_port_in_use_is_one_line(procs: Procs) -> None:
+    net = _subnet()
+    first = procs.start("scenarios.spacemesh.poet", "--listen", f"{net}.9:7000")
+    ready_line(first)
+    out = subprocess.run(
+        [sys.executable, "-m", "scenarios.spacemesh.poet", "--listen", f"{net}.9:7000"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "in use" in out.stderr
