@@ -52,7 +52,7 @@ padding:8px;border-radius:6px;overflow:auto;max-height:220px;margin:4px 0}a{colo
 .tag.slow{background:#f3f0ff;color:#5f3dc4}input#flt{padding:4px 8px;border:1px solid #ced4da;
 border-radius:6px;margin:4px 0 8px;width:260px}svg.chart{max-width:100%;height:auto}
 td code{word-break:break-all}
-details{margin-top:8px}summary{cursor:pointer;color:#1c7ed6}
+.scroll{max-height:560px;overflow:auto}details{margin-top:8px}summary{cursor:pointer;color:#1c7ed6}
 nav a{margin-right:14px;color:var(--mut);text-decoration:none;font-size:13px}
 """
 
@@ -221,9 +221,9 @@ def _instances_table(r: _Run) -> str:
     return (
         '<section id="instances-sec"><h2>Instances</h2>'
         '<input id="flt" placeholder="filter instances…" aria-label="filter instances">'
-        '<table id="instances"><thead><tr><th>instance</th><th>role</th><th>address</th>'
+        '<div class="scroll"><table id="instances"><thead><tr><th>instance</th><th>role</th><th>address</th>'
         "<th>outcome</th><th>exit</th><th>ran for</th><th>reason</th><th>logs</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
 
 
@@ -347,6 +347,29 @@ def _network(r: _Run) -> str:
     )
 
 
+Series = dict[str, list[tuple[float, float]]]
+
+
+def _condense(series: Series, max_series: int = 10, bins: int = 60) -> Series:
+    """At most `max_series` lines: beyond that, the p10 / median / p90 over all series
+    per time bin, so that a 100-instance run stays readable."""
+    if len(series) <= max_series:
+        return series
+    points = [p for s in series.values() for p in s]
+    lo = min(t for t, _ in points)
+    width = (max(t for t, _ in points) - lo) / bins or 1.0
+    binned: dict[int, list[float]] = defaultdict(list)
+    for t, v in points:
+        binned[min(bins - 1, int((t - lo) / width))].append(v)
+    out: Series = {f"p10 of {len(series)}": [], "median": [], "p90": []}
+    for b, vs in sorted(binned.items()):
+        vs.sort()
+        t = lo + (b + 0.5) * width
+        for name, q in zip(out, (0.1, 0.5, 0.9), strict=True):
+            out[name].append((t, vs[min(len(vs) - 1, round(q * (len(vs) - 1)))]))
+    return out
+
+
 def _metrics(r: _Run) -> str:
     by_name: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -390,7 +413,7 @@ def _metrics(r: _Run) -> str:
         charts.append(
             f"<div><h3>{escape(name)} <span class='tag'>{kind}</span></h3>"
             + _svg.line_chart(
-                by_name[name],
+                _condense(by_name[name]),
                 y_label=y,
                 step=kind in ("counter", "gauge"),
                 markers=kind in ("histogram", "point"),
@@ -398,10 +421,9 @@ def _metrics(r: _Run) -> str:
             + "</div>"
         )
     for name in sorted(scraped)[:12]:
-        first10 = dict(list(sorted(scraped[name].items()))[:10])
         charts.append(
             f"<div><h3>{escape(name)} <span class='tag'>scraped</span></h3>"
-            + _svg.line_chart(first10, y_label=name)
+            + _svg.line_chart(_condense(scraped[name]), y_label=name)
             + "</div>"
         )
     body = (
@@ -691,6 +713,12 @@ def _duration(d: dict[str, Any]) -> float | None:
     )
 
 
+def _failed(inst: dict[str, Any], run_ended: bool) -> bool:
+    """Failed, or (once the run has ended) without a passing outcome; running is neither."""
+    outcome = inst.get("outcome")
+    return outcome == "failed" or (run_ended and outcome != "passed")
+
+
 def summary(run_dir: Path) -> dict[str, Any]:
     """The machine-readable summary of a run (what summary.json holds)."""
     run = load_run(run_dir)
@@ -698,6 +726,7 @@ def summary(run_dir: Path) -> dict[str, Any]:
         raise UsageError(f"{run_dir} has no run.json: is it a run directory?")
     insts = [i for i in run.get("instances") or [] if isinstance(i, dict)]
     a = analyse_traces(run_dir)
+    ended = run.get("ended") is not None
     return {
         "run_id": run.get("run_id", run_dir.name),
         "plan": run.get("plan"),
@@ -710,12 +739,12 @@ def summary(run_dir: Path) -> dict[str, Any]:
         "instances": {
             "total": len(insts),
             "passed": sum(i.get("outcome") == "passed" for i in insts),
-            "failed": sum(i.get("outcome") != "passed" for i in insts),
+            "failed": sum(_failed(i, ended) for i in insts),
         },
         "failures": [
             {"instance": i.get("id"), "reason": i.get("reason"), "exit_code": i.get("exit_code")}
             for i in insts
-            if i.get("outcome") != "passed"
+            if _failed(i, ended)
         ],
         "propagation": {
             t.topic: {

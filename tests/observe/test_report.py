@@ -135,3 +135,11 @@ def test_report_renders_in_chromium(run_factory: Callable[..., Path], tmp_path: 
     _chromium.screenshot(report, tmp_path, png)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_summary_of_a_live_run_counts_no_failures(run_factory: Callable[..., Path]) -> None:
+    from harness.observe import summary
+
+    s = summary(run_factory(ended=False))
+    assert s["outcome"] is None and s["duration_s"] is None
+    assert s["instances"] == {"total": 4, "passed": 0, "failed": 0} and s["failures"] == []
