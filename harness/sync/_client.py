@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import math
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import orjson
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from harness.sync._protocol import MAX_FRAME
 
@@ -44,10 +43,20 @@ class _Pending:
 class Subscription:
     """The messages of one topic, from the first, in order; iterate with `async for`."""
 
-    def __init__(self, client: SyncClient, rid: int, recv: MemoryObjectReceiveStream[Message]):
-        self._client = client
-        self._rid = rid
-        self._recv = recv
+    def __init__(self) -> None:
+        self._items: deque[Message] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+
+    def _push(self, message: Message) -> None:
+        self._items.append(message)
+        if self._waiter is not None:
+            self._waiter.set()
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._waiter is not None:
+            self._waiter.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -58,10 +67,13 @@ class Subscription:
 
     async def next_message(self) -> Message:
         """The next item with its position; raises SyncError if the connection is lost."""
-        try:
-            return await self._recv.receive()
-        except anyio.EndOfStream:
-            raise SyncError("the sync service closed the subscription") from None
+        while not self._items:
+            if self._closed:
+                raise SyncError("the sync service closed the subscription")
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+            self._waiter = None
+        return self._items.popleft()
 
 
 class SyncClient:
@@ -72,7 +84,7 @@ class SyncClient:
         self.instance = instance
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._subs: dict[int, MemoryObjectSendStream[Message]] = {}
+        self._subs: dict[int, Subscription] = {}
         self._send_lock = anyio.Lock()
         self._closed: str | None = None
 
@@ -126,8 +138,7 @@ class SyncClient:
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
         """Every message of `topic` from the first, then live, until the block ends."""
         rid = next(self._ids)
-        send, recv = anyio.create_memory_object_stream[Message](math.inf)
-        self._subs[rid] = send
+        subscription = self._subs[rid] = Subscription()
         pending = _Pending()
         self._pending[rid] = pending
         try:
@@ -135,12 +146,11 @@ class SyncClient:
             await pending.event.wait()
             if "error" in pending.frame:
                 raise SyncError(str(pending.frame["error"]))
-            yield Subscription(self, rid, recv)
+            yield subscription
         finally:
             self._pending.pop(rid, None)
             self._subs.pop(rid, None)
-            send.close()
-            recv.close()
+            subscription._close()
             if self._closed is None:
                 with anyio.CancelScope(shield=True):
                     await self._send({"id": next(self._ids), "op": "cancel", "target": rid})
@@ -188,9 +198,9 @@ class SyncClient:
     def _deliver(self, frame: dict[str, Any]) -> None:
         rid = frame.get("id")
         if "item" in frame:
-            send = self._subs.get(rid)  # type: ignore[arg-type]
-            if send is not None:
-                send.send_nowait(Message(frame["seq"], frame["item"]))
+            sub = self._subs.get(rid)  # type: ignore[arg-type]
+            if sub is not None:
+                sub._push(Message(frame["seq"], frame["item"]))
             return
         pending = self._pending.get(rid)  # type: ignore[arg-type]
         if pending is not None:
@@ -204,8 +214,8 @@ class SyncClient:
         for pending in self._pending.values():
             pending.frame = {"error": why}
             pending.event.set()
-        for send in self._subs.values():
-            send.close()
+        for sub in self._subs.values():
+            sub._close()
 
 
 @asynccontextmanager

@@ -1,0 +1,120 @@
+"""nox sessions: the one way to run tests, checks, scenarios and benchmarks.
+
+    nox -s tests       unit, property and live tests (root: installs what they need)
+    nox -s scenario    the main job: spacemesh:start on its defaults
+    nox -s lint typecheck e2e bench kernel proto
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+# Debian packages: what the harness runs with, what the tests measure against or with.
+RUNTIME_DEBS = [
+    "iproute2", "iptables", "nftables", "procps", "util-linux", "kmod",
+    "libnetfilter-queue-dev", "gcc", "libc6-dev",
+]
+TEST_DEBS = [
+    "iputils-ping", "iperf3", "chromium", "mininet", "redis-server", "nats-server",
+]
+KERNEL_DEBS = ["qemu-system-x86", "linux-image-amd64", "busybox-static", "xz-utils", "cpio"]
+
+
+def _installed(package: str) -> bool:
+    query = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
+                           capture_output=True, text=True, check=False)
+    return "install ok installed" in query.stdout
+
+
+def _debs(session: nox.Session, packages: list[str]) -> None:
+    """apt-get install what is missing (as root); elsewhere say what to install."""
+    missing = [p for p in packages if not _installed(p)]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"missing Debian packages (install them as root): {' '.join(missing)}")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
+                external=True, env=env)
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    _debs(session, RUNTIME_DEBS)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """All tests: unit, property-based, end to end and live (namespaces, shaping)."""
+    _debs(session, TEST_DEBS)
+    _install(session, "test", "userspace")
+    session.run("pytest", "-p", "no:cacheprovider", *(session.posargs or ["-q", "tests"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on the code."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "harness", "netem", "scenarios")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy (strict) on harness/ and netem/."""
+    _install(session, "dev")
+    session.run("mypy", "harness", "netem")
+
+
+@nox.session
+def scenario(session: nox.Session) -> None:
+    """The main job: the Spacemesh network's start test on its embedded defaults."""
+    _install(session, "userspace")
+    session.run("python", "-m", "harness", "run", *(session.posargs or ["spacemesh:start"]))
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Every example scenario end to end, each on its defaults."""
+    _install(session, "userspace")
+    for target in ("pingpong", "spacemesh:start"):
+        session.run("python", "-m", "harness", "run", target, "-q")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each prints its figures (and a peer's from the same run where named)."""
+    _debs(session, ["mininet", "iputils-ping", "iperf3"])
+    _install(session, "test", "userspace")
+    scripts = session.posargs or sorted(
+        f"benchmarks/{f}" for f in os.listdir("benchmarks") if f.startswith("bench_")
+    )
+    for script in scripts:
+        session.run("python", script)
+
+
+@nox.session
+def kernel(session: nox.Session) -> None:
+    """Live shaping tests of the kernel (tc netem) backend, in a VM whose kernel has it."""
+    _debs(session, KERNEL_DEBS)
+    _install(session, "test", "userspace")
+    session.run("python", "-m", "tests.kernelvm", "--", *(
+        session.posargs or ["python", "-m", "pytest", "-q", "-m", "live", "tests/netem/test_kernel_live.py"]
+    ))
+
+
+@nox.session
+def proto(session: nox.Session) -> None:
+    """Regenerate the Spacemesh gRPC code from its .proto (the generated files are committed)."""
+    session.install("grpcio-tools>=1.62", "grpclib>=0.4.7")
+    session.run("python", "scenarios/spacemesh/proto/generate.py")
