@@ -55,9 +55,14 @@ def ensure_netns_dir() -> None:
         raise NetworkError(f"cannot make {NETNS_DIR} a shared mount: {os.strerror(err)}")
 
 
-def _in_thread(work: Callable[[], T]) -> T:
-    """Run `work` in a fresh thread that may change its own network namespace."""
+def _in_thread(work: Callable[[], T], stop: threading.Event | None = None) -> T:
+    """Run `work` in a fresh thread that may change its own network namespace.
+
+    If the caller is interrupted (Ctrl-C) while waiting, `stop` is set and the thread is
+    still waited for, so that the caller's clean-up sees everything the thread made.
+    """
     box: dict[str, object] = {}
+    done = threading.Event()
 
     def main() -> None:
         original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -69,10 +74,17 @@ def _in_thread(work: Callable[[], T]) -> T:
             # The thread ends right after this; a failed restore cannot leak anywhere.
             _libc.setns(original, CLONE_NEWNET)
             os.close(original)
+            done.set()
 
-    thread = threading.Thread(target=main, name="netem-netns", daemon=True)
-    thread.start()
-    thread.join()
+    threading.Thread(target=main, name="netem-netns", daemon=True).start()
+    try:
+        done.wait()
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        while not done.wait(0.05):  # an Event, not Thread.join: join breaks when interrupted
+            pass
+        raise
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
@@ -85,9 +97,13 @@ def create_namespaces(
     while inside it (sysctls, sockets that belong to it). Each name is appended to `created`
     as soon as it exists, so the caller can remove the ones made before a failure."""
 
+    stop = threading.Event()
+
     def work() -> list[T]:
         out: list[T] = []
         for name in names:
+            if stop.is_set():
+                break
             path = f"{NETNS_DIR}/{name}"
             try:
                 os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
@@ -102,7 +118,7 @@ def create_namespaces(
             out.append(setup(name))
         return out
 
-    return _in_thread(work)
+    return _in_thread(work, stop)
 
 
 def run_in_netns(path: str, fn: Callable[[], T]) -> T:

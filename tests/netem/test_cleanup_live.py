@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +73,40 @@ def test_ctrl_c_removes_everything(prefix: str, host_state: Callable[[], dict[st
     child.send_signal(signal.SIGINT)
     child.wait(timeout=10)
     assert child.returncode != 0  # KeyboardInterrupt went up after the clean-up
+    assert leftovers(prefix) == []
+    assert host_state() == before
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6])
+def test_ctrl_c_during_build_leaves_nothing(
+    prefix: str, host_state: Callable[[], dict[str, str]], delay: float
+) -> None:
+    """Interrupted at different points of a 400-host build (namespaces, links, addresses)."""
+    before = host_state()
+    script = (
+        "import sys, netem\n"
+        "print('go', flush=True)\n"
+        "with netem.Network(prefix=sys.argv[1], backend='none') as net:\n"
+        "    net.build(400)\n"
+        "    print('built', flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "go"
+    deadline = time.monotonic() + 20
+    while not leftovers(prefix):  # interrupt once the build has begun
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.005)
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err or "built" in out
     assert leftovers(prefix) == []
     assert host_state() == before
 
