@@ -277,3 +277,18 @@ def test_replay_rejects_malformed_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(build) + '\n{"op": "default", "asked": {"host": "h1"}}\n')
     with pytest.raises(RequestError, match=r"r.jsonl:2: malformed default line"):
         netem.replay(path, dry_run=True)
+
+
+def test_backend_close_failure_still_tears_down(recording: Any) -> None:
+    net = Network(backend=recording, dry_run=True)
+    net.build(2)
+
+    def broken() -> None:
+        raise RuntimeError("engine hung")
+
+    recording.close = broken
+    with pytest.raises(netem.NetworkError, match=r"removing network .* failed: engine hung"):
+        net.close()
+    net.close()  # closed anyway; a second close does nothing
+    with pytest.raises(RequestError, match="is closed"):
+        net.heal()
