@@ -23,6 +23,7 @@ from harness._errors import HarnessError, UsageError, single_cause
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import JsonLines, new_run_id, write_json
+from harness.observe import configure_logging, record_run, write_report
 from harness.plans import InstanceSpec, RunSpec
 from harness.runners import (
     Deployment,
@@ -65,19 +66,34 @@ class RunResult:
         head = f"run {self.run_id}: {self.outcome.upper()}"
         if self.reason:
             head += f" ({self.reason})"
-        return f"{head}\n{summary_table(self.instances)}\noutputs: {self.run_dir}"
+        tail = f"outputs: {self.run_dir}"
+        if (self.run_dir / "report.html").exists():
+            tail += f"\nreport:  {self.run_dir / 'report.html'}"
+        return f"{head}\n{summary_table(self.instances)}\n{tail}"
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
     _check_programs(spec)
     try:
-        return trio.run(Supervisor(spec, options or RunOptions()).supervise)
+        result = trio.run(Supervisor(spec, options or RunOptions()).supervise)
     except BaseExceptionGroup as group:
         cause = single_cause(group)
         if isinstance(cause, HarnessError):
             raise cause from None
         raise
+    _finish(result.run_dir)
+    return result
+
+
+def _finish(run_dir: Path) -> None:
+    """The report and the history entry; a failure here is a warning, not the run's verdict."""
+    for what, write in (("report", write_report), ("history", record_run)):
+        try:
+            write(run_dir)
+        except Exception as e:
+            _log.warning(f"could not write the {what}", error=f"{type(e).__name__}: {e}")
+            print(f"harness: warning: could not write the {what}: {e}", file=sys.stderr)
 
 
 def _check_programs(spec: RunSpec) -> None:
@@ -148,6 +164,9 @@ class Supervisor:
         """The whole run; returns once everything it created is gone."""
         for inst in self.spec.instances:
             (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
+        configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
+        _log.info("run starting", run=self.run_id, plan=self.spec.plan.name,
+                  case=self.spec.case.name, instances=self.spec.total, runner=self.spec.runner)
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
         self._events = JsonLines(self.run_dir / "events.jsonl")
@@ -186,6 +205,7 @@ class Supervisor:
             self._events.close()
         result = self._result()
         self._write_run_json(ended=True, result=result)
+        _log.info("run ended", outcome=result.outcome, reason=result.reason)
         return result
 
     async def _run_instances(
@@ -269,6 +289,7 @@ class Supervisor:
             assert st.pid is not None
             signal_group(st.pid, signal.SIGTERM)
         if running:
+            _log.info("stopping instances", reason=reason, count=len(running))
             self.record({"kind": "phase", "name": "stopping", "reason": reason,
                          "instances": [s.spec.id for s in running]})
 

@@ -13,7 +13,7 @@ import anyio
 import structlog
 
 from harness._errors import single_cause
-from harness.sdk._logging import configure_instance_logging
+from harness.observe._logging import configure_logging
 from harness.sdk._network import NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
 from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix
@@ -38,7 +38,7 @@ def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = N
     except RunEnvError as e:
         print(f"harness.sdk: {e}", file=sys.stderr)
         return 3
-    configure_instance_logging(env)
+    configure_logging(json_path=env.outputs_path / "log.jsonl", instance=env.instance_id)
     try:
         return anyio.run(_run, fn, env, backend=backend)
     except SyncError as e:
