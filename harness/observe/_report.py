@@ -562,7 +562,7 @@ def _telemetry(r: _Run) -> str:
         return dict(ranked[:n])
 
     charts = [
-        ("Queue delay per link (ms), worst 8", top(queue), "ms", False),
+        ("Mean time packets were held per link (ms), worst 8", top(queue), "ms", False),
         ("TCP RTT per connection (ms), worst 8", top(rtt), "ms", False),
         (
             "Drops per link (cumulative)",

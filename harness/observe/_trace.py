@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,25 @@ class _Telemetry:
         ]
         return max(vals, default=0.0)
 
+    def hold_ms(self, key: tuple[str, str], t0: float, t1: float) -> float | None:
+        """The highest mean time packets of a link were held between samples around
+        [t0, t1]. `queue_delay_ms` is a mean since the link was first shaped (netem's
+        userspace engine), so each interval's mean comes from the packet counts."""
+        window = [
+            r
+            for r in self._window(self.link.get(key, []), t0, t1)
+            if isinstance(r.get("queue_delay_ms"), int | float)
+        ]
+        best: float | None = None
+        for a, b in itertools.pairwise(window):
+            pa, pb = a.get("packets"), b.get("packets")
+            if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
+                mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
+                best = mean if best is None else max(best, mean)
+        if best is None and window:
+            best = max(float(r["queue_delay_ms"]) for r in window)
+        return best
+
 
 def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str, str]:
     excess, tol = hop.excess_ms, hop.tolerance_ms
@@ -180,11 +200,13 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
             "loss and retransmit",
             f"link loss {loss:g}% and an excess near a TCP RTO ({excess:.0f} ms)",
         )
-    qdelay = tel.peak("link", key, "queue_delay_ms", t0, t1)
+    hold = tel.hold_ms(key, t0, t1)
+    latency = float(shape.get("latency_ms") or 0)
+    qwait = 0.0 if hold is None else hold - latency
     rtt = tel.peak("tcp", key, "rtt_ms", t0, t1)
     base_rtt = 2 * float(shape.get("latency_ms") or 0)
-    if qdelay > tol / 2:
-        return "queueing", f"link queue delay up to {qdelay:.1f} ms"
+    if hold is not None and qwait > tol / 2:
+        return "queueing", f"packets held {hold:.1f} ms on the link, {latency:g} ms configured"
     if rtt > base_rtt + tol:
         return "queueing", f"TCP RTT {rtt:.1f} ms against {base_rtt:.1f} ms configured"
     if shape.get("bandwidth_bps"):

@@ -186,12 +186,15 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
 
     # telemetry every 0.5 s: TCP of every pair, link counters
     sec = 0.5
+    held: dict[tuple[int, int], float] = {}  # total hold time, 20 packets per 0.5 s
     while sec < duration:
         for a in range(n):
             for b in range(n):
                 if a == b:
                     continue
                 lat = latency(a, b, sec)
+                queue = spec.queue_ms if spec.queued == (a, b) else 0.0
+                held[(a, b)] = held.get((a, b), 0.0) + 20 * (lat + queue + rng.uniform(0, 0.3))
                 if spec.lossy == (a, b) and any(t0 <= sec <= t1 + 0.5 for t0, t1 in lossy_windows):
                     retrans += 1
                 telemetry.append(
@@ -219,9 +222,8 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
                         "packets": int(sec * 40),
                         "bytes": int(sec * 9000),
                         "drops": 0,
-                        # the wait beyond the configured delay
-                        "queue_delay_ms": rng.uniform(0.0, 0.3)
-                        + (spec.queue_ms if spec.queued == (a, b) else 0.0),
+                        # like netem's userspace engine: mean hold time since shaped
+                        "queue_delay_ms": held[(a, b)] / (40 * sec),
                     }
                 )
         sec += 0.5
