@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+import netem
+from harness._errors import EnvironmentProblem
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import build_run_spec, parse_assignments
@@ -48,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         plan_roots=args.plans,
     )
+    if spec.runner == "local:netns" and netem.needs_userns():
+        problem = netem.rootless_problem()
+        if problem is None:
+            netem.reexec_in_userns()  # the same command, as root of a new user namespace
+        if args.runner:
+            raise EnvironmentProblem(f"local:netns needs root or user namespaces: {problem}")
+        print(f"harness: note: running on local:exec (no shaping): local:netns needs root "
+              f"or user namespaces ({problem})", file=sys.stderr)
+        spec = dataclasses.replace(spec, runner="local:exec")
     options = RunOptions(
         outputs=args.outputs,
         fail_fast=not args.no_fail_fast,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+import structlog
 import trio
 
 import netem
@@ -16,6 +17,8 @@ from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
 from harness.sdk import INITIALIZED
 from harness.sync import SyncState
+
+_log = structlog.get_logger("harness.netns")
 
 
 class NetnsRunner:
@@ -33,6 +36,10 @@ class NetnsRunner:
         self, spec: RunSpec, run_dir: Path, state: SyncState
     ) -> AsyncIterator[Deployment]:
         try:
+            # Whatever an earlier run killed with SIGKILL left behind goes first.
+            removed = await trio.to_thread.run_sync(netem.cleanup)
+            if removed:
+                _log.warning("removed leftovers of earlier runs", removed=removed)
             net = netem.Network(subnet=self.subnet, backend=self.backend,
                                 record=run_dir / "network.jsonl")
             hosts = await trio.to_thread.run_sync(net.build, spec.total)
