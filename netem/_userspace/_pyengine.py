@@ -115,13 +115,19 @@ def _live(queue: int, seed: int, normal: bool) -> int:
         hw = pkt.get_hw()
         if hw is not None and len(payload) >= 20:
             out.macs[payload[12:16]] = hw[:6]
-        core.on_packet(pkt, payload, time.monotonic_ns(), pkt.physoutdev or pkt.outdev)
+        # arrival: the kernel's receive timestamp, when there is one (see engine.c)
+        now = time.monotonic_ns()
+        age = time.time() - pkt.get_timestamp()
+        arrival = now - int(age * 1e9) if 0 < age < 1 else now
+        core.on_packet(pkt, payload, arrival, pkt.physoutdev or pkt.outdev)
 
     try:
         nfq.bind(queue, on_packet, max_len=65536, range=65535, sock_len=16 << 20)
     except OSError as exc:
         print(f"error cannot bind queue {queue}: {exc}")
         return 1
+    stamp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # switches kernel timestamps on
+    stamp.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMP", 29), 1)
     parent = os.getppid()
     sel = selectors.DefaultSelector()
     os.set_blocking(0, False)

@@ -38,7 +38,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +45,7 @@
 
 #define LATE_BUCKETS 200000 /* 1 us buckets, up to 200 ms */
 #define RECV_BUF (65536 + 4096)
+#define WAKE_GAP_NS 100000
 
 /* ---- random numbers: xoshiro256**, seeded through splitmix64 ---- */
 static uint64_t rng_s[4];
@@ -452,7 +452,19 @@ static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data
 		ifindex = (int)nfq_get_outdev(nfa);
 	struct nfqnl_msg_packet_hw *hw = nfq_get_packet_hw(nfa);
 	const uint8_t *mac = hw && ntohs(hw->hw_addrlen) == 6 ? hw->hw_addr : NULL;
-	on_packet(id, data, len, ifindex, mac, now_ns());
+	/* The packet arrived when the hub's interface took it (the kernel's timestamp), not
+	   when this loop got round to reading it: a busy moment must not add to its delay. */
+	int64_t now = now_ns(), arrival = now;
+	struct timeval tv;
+	if (nfq_get_timestamp(nfa, &tv) == 0) {
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		int64_t age = ((int64_t)rt.tv_sec - tv.tv_sec) * 1000000000 +
+			      ((int64_t)rt.tv_nsec - (int64_t)tv.tv_usec * 1000);
+		if (age > 0 && age < 1000000000)
+			arrival = now - age;
+	}
+	on_packet(id, data, len, ifindex, mac, arrival);
 	return 0;
 }
 
@@ -737,42 +749,54 @@ int main(int argc, char **argv)
 		setsockopt(nfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
 	packet_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	/* any socket asking for timestamps makes the kernel stamp every packet it receives,
+	   which gives queued packets their arrival time (ping does the same) */
+	int stamp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	setsockopt(stamp_fd, SOL_SOCKET, SO_TIMESTAMP, &one, sizeof one);
 
-	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 	struct epoll_event ev = {.events = EPOLLIN};
 	ev.data.fd = nfd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, nfd, &ev);
-	ev.data.fd = tfd;
-	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
 	ev.data.fd = 0;
 	epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
-	if (tfd < 0 || ep < 0)
-		fail("cannot create timerfd/epoll");
+	if (ep < 0)
+		fail("cannot create an epoll instance");
 	printf("ready\n");
 	fflush(stdout);
 
 	static char buf[RECV_BUF];
-	int64_t armed = -1;
+	int64_t parent_checked = now_ns(), last_wake = 0;
 	while (!quitting && !got_signal) {
 		struct epoll_event evs[4];
-		/* the timeout only serves to notice a vanished parent */
-		int n = epoll_wait(ep, evs, 4, 500);
+		/* Sleep until the earliest due time (epoll's own hrtimer: no timerfd to re-arm),
+		   but wake at most once every WAKE_GAP_NS: on a VM each sleep programs the timer
+		   (an exit to the hypervisor) and costs a context switch, so at high packet rates
+		   a few packets are let go together, at most WAKE_GAP_NS late. */
+		int64_t wait = 500000000, now0 = now_ns();
+		if (heap_n) {
+			int64_t at = heap[0].due;
+			if (at < last_wake + WAKE_GAP_NS)
+				at = last_wake + WAKE_GAP_NS;
+			wait = at > now0 ? at - now0 : 0;
+		}
+		struct timespec timeout = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
+		int n = epoll_pwait2(ep, evs, 4, &timeout, NULL);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (getppid() != parent)
-			break;
-		for (int i = 0; i < n; i++) {
+		for (int i = 0; i < n; i++)
 			if (evs[i].data.fd == 0 && !control_read(0))
 				quitting = 1;
-			else if (evs[i].data.fd == tfd) {
-				uint64_t ticks;
-				if (read(tfd, &ticks, sizeof ticks) < 0) { /* spurious wakeup */ }
-				armed = -1;
-			}
+		int64_t now = now_ns();
+		if (n == 0)
+			last_wake = now;
+		if (now - parent_checked > 200000000) {
+			if (getppid() != parent)
+				break;
+			parent_checked = now;
 		}
-		release_due(now_ns());
+		release_due(now);
 		/* drain the queue socket, releasing due packets between reads */
 		for (int k = 0; k < 256; k++) {
 			ssize_t r = recv(nfd, buf, sizeof buf, MSG_DONTWAIT);
@@ -783,13 +807,6 @@ int main(int argc, char **argv)
 				release_due(now_ns());
 		}
 		release_due(now_ns());
-		if (heap_n && heap[0].due != armed) {
-			struct itimerspec its = {0};
-			its.it_value.tv_sec = heap[0].due / 1000000000;
-			its.it_value.tv_nsec = heap[0].due % 1000000000;
-			timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-			armed = heap[0].due;
-		}
 	}
 	/* leaving: let every held packet go now rather than have the kernel drop them */
 	while (heap_n) {
