@@ -183,10 +183,14 @@ def main() -> None:
     # The supervisor may already be gone when this runs; then the socket reads EOF at once.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our end comes through the socket
     if entrypoint:
-        # What every Python instance needs, imported once so that children start warm.
-        import anyio  # noqa: F401
-        import structlog  # noqa: F401
-        import trio  # noqa: F401
+        # One empty run of the event loop imports and sets up what every instance's first
+        # run would (anyio's backend module among them): children start warm.
+        import anyio
+
+        async def _warm() -> None:
+            pass
+
+        anyio.run(_warm, backend=backend)
     try:
         _serve(control, entrypoint, backend)
     finally:

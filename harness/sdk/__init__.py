@@ -15,7 +15,7 @@ from harness.sdk._network import INITIALIZED, NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
 from harness.sdk._topic import Topic
 from harness.sync import BarrierFailed, Message, SyncClient, SyncError
-from netem import LinkShape
+from netem._shape import LinkShape
 
 __all__ = [
     "INITIALIZED",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from netem import LinkShape
+from netem._shape import LinkShape  # not `netem`: instances need no netlink code
 
 if TYPE_CHECKING:
     from harness.sdk._runenv import RunEnv
