@@ -1,0 +1,100 @@
+"""The instance SDK: RunEnv from the environment, typed topics, network requests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from harness import sdk
+from harness.sync import connect_unix
+
+from .sync._util import run, running_server
+
+ENV = {
+    "TEST_PLAN": "p", "TEST_CASE": "c", "TEST_RUN": "r1", "TEST_INSTANCE_COUNT": "3",
+    "TEST_GROUP_ID": "g", "TEST_GROUP_INSTANCE_COUNT": "3", "TEST_GLOBAL_SEQ": "2",
+    "TEST_GROUP_SEQ": "2", "TEST_INSTANCE_ID": "g/2", "TEST_INSTANCE_ROLE": "miner",
+    "TEST_INSTANCE_PARAMS": '{"n": 5}', "TEST_OUTPUTS_PATH": "/tmp/x",
+    "TEST_SYNC_SOCKET": "/tmp/s.sock", "TEST_SIDECAR": "true", "TEST_DATA_IP": "198.18.0.3",
+}
+
+
+def test_runenv_reads_the_contract() -> None:
+    env = sdk.RunEnv.from_environ(ENV)
+    assert (env.instance_count, env.global_seq, env.role, env.data_ip) == (3, 2, "miner",
+                                                                            "198.18.0.3")
+    assert env.param("n") == 5 and env.sidecar and env.outputs_path == Path("/tmp/x")
+    with pytest.raises(KeyError, match="no param 'm'"):
+        env.param("m")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("TEST_PLAN", None, "TEST_PLAN is not set"),
+    ("TEST_INSTANCE_COUNT", "three", "not a whole number"),
+    ("TEST_INSTANCE_PARAMS", "{", "not JSON"),
+])
+def test_runenv_names_what_is_wrong(key: str, value: str | None, message: str) -> None:
+    env = dict(ENV)
+    if value is None:
+        del env[key]
+    else:
+        env[key] = value
+    with pytest.raises(sdk.RunEnvError, match=message):
+        sdk.RunEnv.from_environ(env)
+
+
+@dataclasses.dataclass
+class Addr:
+    host: str
+    port: int
+
+
+def test_typed_topic_round_trip() -> None:
+    topic = sdk.Topic("addrs", Addr)
+
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            await topic.publish(c, Addr("a", 1))
+            await topic.publish(c, Addr("b", 2))
+            assert await topic.collect(c, 2) == [Addr("a", 1), Addr("b", 2)]
+            plain = sdk.Topic("n", int)
+            await plain.publish(c, 7)
+            await c.publish("n", "eight")
+            with pytest.raises(TypeError, match="carries int"):
+                await plain.collect(c, 2)
+
+    run(main)
+
+
+def test_network_configure_sends_a_checked_request_and_gets_the_callback() -> None:
+    applied: list[tuple[str | None, dict[str, Any]]] = []
+
+    async def handler(instance: str | None, config: dict[str, Any]) -> None:
+        applied.append((instance, config))
+        if config["default"]["latency_ms"] > 1000:
+            raise ValueError("too slow")
+
+    async def main() -> None:
+        async with running_server(network=handler) as (path, _, _):
+            async with connect_unix(path, "g/2") as c:
+                env = sdk.RunEnv.from_environ(ENV)
+                env.sync = c
+                env.network = sdk.NetworkClient(env)
+                await env.network.configure(sdk.LinkShape(latency_ms=20),
+                                            rules=[{"peers": ["198.18.0.4"], "drop": True}],
+                                            callback_state="shaped")
+                with pytest.raises(sdk.SyncError, match="refused: too slow"):
+                    await env.network.configure({"latency_ms": 5000})
+                with pytest.raises(ValueError, match="loss_pct"):  # checked before it travels
+                    await env.network.configure({"loss_pct": 200})
+        (who, config), _ = applied
+        assert who == "g/2"
+        assert config["default"]["latency_ms"] == 20
+        assert config["rules"] == [{"peers": ["198.18.0.4"], "drop": True}]
+        assert config["callback_state"] == "shaped"
+
+    trio.run(main)
