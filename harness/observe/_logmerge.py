@@ -18,6 +18,11 @@ SUPERVISOR = "supervisor"
 LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 # Files per instance directory, with the level a plain (non-JSON) line gets.
 _INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
+# structlog's ConsoleRenderer: "[info     ] event ..." (maybe coloured, maybe time-stamped)
+_CONSOLE_LINE = re.compile(
+    r"^(?:\x1b\[[0-9;]*m)*(?:\d[\d:.TZ+-]* )?(?:\x1b\[[0-9;]*m)*\[(?:\x1b\[[0-9;]*m)*"
+    r"(?:debug|info|warning|warn|error|critical|exception) *(?:\x1b\[[0-9;]*m)*\]"
+)
 _MONO_KV = re.compile(r"\bmono=(\d+\.\d+)\b")
 _LEADING_TIME = re.compile(
     r"^\s*\[?(\d{4}[-/]\d{2}[-/]\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?"
@@ -151,6 +156,8 @@ class _Parser:
             rec.pop("instance", None)
             fields = rec
         else:
+            if self.src.drop_rendered and _CONSOLE_LINE.match(text):
+                return None
             rendered = _MONO_KV.search(text)
             if rendered is not None:
                 if self.src.drop_rendered:

@@ -239,3 +239,14 @@ def test_go_style_local_timestamps(run_factory: Callable[..., Path]) -> None:
     (run_dir / "single" / "0" / "stderr.log").write_text(f"{local} go node says hi\n")
     (line,) = [ln for ln in merged_lines(run_dir) if ln.message.endswith("go node says hi")]
     assert line.mono == pytest.approx(M0 + 7.25, abs=1e-3)
+
+
+def test_console_lines_without_mono_are_not_shown_twice(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(instances=1)
+    (run_dir / "single" / "0" / "stderr.log").write_text(
+        "[info     ] pinged    [instance] peers=3\n"
+        "\x1b[2m2026-11-26T02:00:00Z\x1b[0m [\x1b[32minfo     \x1b[0m] coloured\n"
+        "a real [info] message from the program\n"
+    )
+    stderr = [ln.message for ln in merged_lines(run_dir) if ln.stream == "stderr"]
+    assert stderr == ["a real [info] message from the program"]
