@@ -20,7 +20,7 @@ LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "
 _INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
 # structlog's ConsoleRenderer: "[info     ] event ..." (maybe coloured, maybe time-stamped)
 _CONSOLE_LINE = re.compile(
-    r"^(?:\x1b\[[0-9;]*m)*(?:\d[\d:.TZ+-]* )?(?:\x1b\[[0-9;]*m)*\[(?:\x1b\[[0-9;]*m)*"
+    r"^(?:\x1b\[[0-9;]*m)*(?:\d[\d:.TZ+-]*(?:\x1b\[[0-9;]*m)* )?(?:\x1b\[[0-9;]*m)*\[(?:\x1b\[[0-9;]*m)*"
     r"(?:debug|info|warning|warn|error|critical|exception) *(?:\x1b\[[0-9;]*m)*\]"
 )
 _MONO_KV = re.compile(r"\bmono=(\d+\.\d+)\b")
