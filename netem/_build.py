@@ -18,6 +18,7 @@ from ipaddress import IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netem import _build_netlink as nl
 from netem import _build_ns as ns
 from netem import _names as names
 from netem._build_errors import NetworkError
@@ -99,33 +100,44 @@ def add_hosts(
 
 def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
     sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
-    with _route(sock) as ipr:
-        bridge = ipr.link("get", ifname=names.bridge_ifname(prefix))[0]["index"]
-        for host in hosts:
-            # One request per host: the port joins the bridge and comes up as it is made.
-            ipr.link(
-                "add",
-                ifname=host.hub_ifname,
-                kind="veth",
-                master=bridge,
-                state="up",
-                peer={"ifname": host.ifname, "net_ns_fd": host.netns_path, "index": _HOST_IFINDEX},
-            )
+    fds: list[int] = []
+    try:
+        with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
+            bridge = ipr.link("get", ifname=names.bridge_ifname(prefix))[0]["index"]
+        # One request per host, BATCH to a datagram: the port joins the bridge and comes
+        # up as it is made, its peer is made inside the host's namespace.
+        for start in range(0, len(hosts), nl.BATCH):
+            chunk = hosts[start : start + nl.BATCH]
+            fds = [os.open(h.netns_path, os.O_RDONLY) for h in chunk]
+            requests = [
+                nl.add_veth(h.hub_ifname, bridge, h.ifname, fd, _HOST_IFINDEX)
+                for h, fd in zip(chunk, fds, strict=True)
+            ]
+            nl.send_batch(sock, requests)
+            for fd in fds:
+                os.close(fd)
+            fds = []
+    finally:
+        for fd in fds:
+            os.close(fd)
+        sock.close()
 
 
 def _configure_host(host: Host, sock: socket.socket) -> None:
-    with _route(sock) as ipr:
-        ipr.link("set", index=1, state="up")
-        # Index 2 was asked for at creation. In a fresh namespace it is our veth or nothing
-        # (then the kernel chose another index and we look it up).
-        index = _HOST_IFINDEX
-        try:
-            ipr.link("set", index=index, ifname=host.ifname, state="up")
-        except NetlinkError:
+    # Index 2 was asked for at creation: in a fresh namespace it is our veth or nothing.
+    # Naming it in the request makes the kernel refuse, rather than touch another link.
+    up = [nl.link_up(1), nl.link_up(_HOST_IFINDEX, host.ifname)]
+    address = nl.add_address(_HOST_IFINDEX, host.ip, host.network.prefixlen)
+    try:
+        nl.send_batch(sock, [*up, address])
+    except NetlinkError:
+        with _route(sock) as ipr:
             index = ipr.link("get", ifname=host.ifname)[0]["index"]
             ipr.link("set", index=index, state="up")
-        # The prefix route this address brings is the namespace's only route.
-        ipr.addr("add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen)
+            ipr.addr("add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen)
+    finally:
+        if sock.fileno() >= 0:
+            sock.close()
 
 
 def remove_namespaces(netns_names: Sequence[str]) -> list[str]:

@@ -1,0 +1,57 @@
+"""Batched rtnetlink requests, against a throw-away namespace."""
+
+from __future__ import annotations
+
+import errno
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netem import _build_netlink as nl
+from netem import _build_ns as ns
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def scratch(live: None) -> Iterator[tuple[str, socket.socket]]:
+    name = f"tn{secrets.token_hex(3)}-hub"
+    created: list[str] = []
+    try:
+        (sock,) = ns.create_namespaces([name], lambda _: ns.netlink_socket(), created)
+        yield name, sock
+        sock.close()
+    finally:
+        for n in created:
+            ns.remove_namespace(n)
+
+
+def test_batch_applies_every_request(scratch: tuple[str, socket.socket]) -> None:
+    name, sock = scratch
+    nl.send_batch(sock, [nl.link_up(1), nl.add_address(1, IPv4Address("198.18.7.7"), 32)])
+    out = subprocess.run(["ip", "-n", name, "-o", "-4", "addr"], capture_output=True, text=True)
+    assert "inet 198.18.7.7/32" in out.stdout
+    assert "UP" in subprocess.run(["ip", "-n", name, "link"], capture_output=True, text=True).stdout
+
+
+def test_batch_reports_the_first_refusal(scratch: tuple[str, socket.socket]) -> None:
+    name, sock = scratch
+    with pytest.raises(NetlinkError) as info:
+        nl.send_batch(
+            sock,
+            [nl.link_up(99), nl.link_up(1, "lo"), nl.add_address(1, IPv4Address("198.18.9.9"), 32)],
+        )
+    assert info.value.code == errno.ENODEV
+    # The kernel went on with the later requests.
+    out = subprocess.run(["ip", "-n", name, "-o", "-4", "addr"], capture_output=True, text=True)
+    assert "198.18.9.9" in out.stdout
+
+
+def test_batch_size_is_bounded() -> None:
+    with socket.socket() as sock, pytest.raises(ValueError, match="at most 100 messages"):
+        nl.send_batch(sock, [nl.link_up(1)] * 101)
