@@ -45,6 +45,7 @@
 
 #define LATE_BUCKETS 200000 /* 1 us buckets, up to 200 ms */
 #define RECV_BUF (65536 + 4096)
+#define RECV_BATCH 32
 #define WAKE_GAP_NS 100000
 
 /* ---- random numbers: xoshiro256**, seeded through splitmix64 ---- */
@@ -297,13 +298,59 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Verdicts are gathered into one buffer of netlink messages and sent with one sendto()
+   (the kernel handles every message in it): one system call for a burst, not one each. */
+static char vbuf[1 << 17];
+static size_t vlen;
+static int nfd = -1;
+static uint16_t queue_num;
+
+static void verdict_flush(void)
+{
+	if (!vlen)
+		return;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	sendto(nfd, vbuf, vlen, 0, (struct sockaddr *)&kernel, sizeof kernel);
+	vlen = 0;
+}
+
 static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, const char *what)
 {
 	if (simulate) {
 		printf("%s %" PRIu32 " %" PRId64 "\n", what, id, sim_now / 1000);
 		return;
 	}
-	nfq_set_verdict(nfq_qh, id, v, len, buf);
+	size_t hdr = NLMSG_ALIGN(sizeof(struct nlmsghdr)) + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+	size_t vattr = NLA_ALIGN(NLA_HDRLEN + sizeof(struct nfqnl_msg_verdict_hdr));
+	size_t need = hdr + vattr + (len ? NLA_ALIGN(NLA_HDRLEN + len) : 0);
+	if (need > sizeof vbuf) {
+		nfq_set_verdict(nfq_qh, id, v, len, buf);
+		return;
+	}
+	if (vlen + need > sizeof vbuf)
+		verdict_flush();
+	char *m = vbuf + vlen;
+	memset(m, 0, need);
+	struct nlmsghdr *nlh = (struct nlmsghdr *)m;
+	nlh->nlmsg_len = (uint32_t)need;
+	nlh->nlmsg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	struct nfgenmsg *g = (struct nfgenmsg *)(m + NLMSG_ALIGN(sizeof *nlh));
+	g->nfgen_family = AF_UNSPEC;
+	g->version = NFNETLINK_V0;
+	g->res_id = htons(queue_num);
+	struct nlattr *a = (struct nlattr *)(m + hdr);
+	a->nla_len = NLA_HDRLEN + sizeof(struct nfqnl_msg_verdict_hdr);
+	a->nla_type = NFQA_VERDICT_HDR;
+	struct nfqnl_msg_verdict_hdr vh = {.verdict = htonl(v), .id = htonl(id)};
+	memcpy((char *)a + NLA_HDRLEN, &vh, sizeof vh);
+	if (len) {
+		a = (struct nlattr *)(m + hdr + vattr);
+		a->nla_len = (uint16_t)(NLA_HDRLEN + len);
+		a->nla_type = NFQA_PAYLOAD;
+		memcpy((char *)a + NLA_HDRLEN, buf, len);
+	}
+	vlen += need;
 }
 
 static void send_dup(const struct item *it)
@@ -742,7 +789,8 @@ int main(int argc, char **argv)
 	if (nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, copy_range) < 0)
 		fail("cannot set queue copy mode");
 	nfq_set_queue_maxlen(nfq_qh, maxlen);
-	int nfd = nfq_fd(nfq_h);
+	nfd = nfq_fd(nfq_h);
+	queue_num = (uint16_t)queue;
 	int one = 1, rcvbuf = 16 << 20;
 	setsockopt(nfd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
 	if (setsockopt(nfd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
@@ -766,7 +814,15 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 
-	static char buf[RECV_BUF];
+	static char rbufs[RECV_BATCH][RECV_BUF];
+	static struct iovec riov[RECV_BATCH];
+	static struct mmsghdr rmsgs[RECV_BATCH];
+	for (int j = 0; j < RECV_BATCH; j++) {
+		riov[j].iov_base = rbufs[j];
+		riov[j].iov_len = RECV_BUF;
+		rmsgs[j].msg_hdr.msg_iov = &riov[j];
+		rmsgs[j].msg_hdr.msg_iovlen = 1;
+	}
 	int64_t parent_checked = now_ns(), last_wake = 0;
 	while (!quitting && !got_signal) {
 		struct epoll_event evs[4];
@@ -797,16 +853,22 @@ int main(int argc, char **argv)
 			parent_checked = now;
 		}
 		release_due(now);
-		/* drain the queue socket, releasing due packets between reads */
-		for (int k = 0; k < 256; k++) {
-			ssize_t r = recv(nfd, buf, sizeof buf, MSG_DONTWAIT);
-			if (r <= 0)
+		verdict_flush();
+		/* drain the queue socket, a batch of messages a call, releasing due packets and
+		   sending the gathered verdicts between batches */
+		for (int k = 0; k < 8; k++) {
+			int got = recvmmsg(nfd, rmsgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+			if (got <= 0)
 				break;
-			nfq_handle_packet(nfq_h, buf, (int)r);
-			if ((k & 15) == 15)
-				release_due(now_ns());
+			for (int j = 0; j < got; j++)
+				nfq_handle_packet(nfq_h, rbufs[j], (int)rmsgs[j].msg_len);
+			release_due(now_ns());
+			verdict_flush();
+			if (got < RECV_BATCH)
+				break;
 		}
 		release_due(now_ns());
+		verdict_flush();
 	}
 	/* leaving: let every held packet go now rather than have the kernel drop them */
 	while (heap_n) {
@@ -816,6 +878,7 @@ int main(int argc, char **argv)
 		else
 			release(&it, now_ns());
 	}
+	verdict_flush();
 	nfq_destroy_queue(nfq_qh);
 	nfq_close(nfq_h);
 	return 0;

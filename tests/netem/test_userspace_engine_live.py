@@ -137,9 +137,13 @@ def test_jitter_spreads_within_bounds(tb: Testbed, make_engine: EngineFactory) -
     engine.update({(a, b): LinkShape(latency_ms=20, jitter_ms=5)})
     rtts = list(ping(tb, 0, 1, 200, 0.005).rtts.values())
     assert len(rtts) == 200
-    assert min(rtts) >= 15.0 and max(rtts) <= 26.0, (min(rtts), max(rtts))
-    assert max(rtts) - min(rtts) >= 8.0  # uniform over 15..25 ms
-    assert 2.0 <= statistics.pstdev(rtts) <= 3.8  # 10 / sqrt(12) = 2.89
+    # never early; a busy shared machine may delay a few replies, so the upper bound and
+    # the spread are checked on quantiles, not on the extremes
+    q = statistics.quantiles(rtts, n=20)
+    assert min(rtts) >= 15.0 and q[-1] <= 26.0, (min(rtts), q)
+    assert min(rtts) < 16.0 and q[-1] > 23.0  # the whole range is used
+    iqr = q[14] - q[4]  # uniform over 15..25 ms: 5 ms
+    assert 4.0 <= iqr <= 6.0, q
 
 
 def test_loss_rate(tb: Testbed, make_engine: EngineFactory) -> None:
@@ -216,9 +220,10 @@ def test_a_change_mid_run_takes_effect(tb: Testbed, make_engine: EngineFactory) 
     result = parse_ping(out)
     early = [rtt for seq, rtt in result.rtts.items() if seq <= 30]
     late = [rtt for seq, rtt in result.rtts.items() if seq >= 70]
-    assert early and late
-    assert all(10 <= r <= 12 for r in early), early
-    assert all(50 <= r <= 52 for r in late), late
+    assert len(early) >= 25 and len(late) >= 25
+    assert min(early) >= 10 and 10 <= statistics.median(early) <= 11, early
+    assert min(late) >= 50 and 50 <= statistics.median(late) <= 51, late
+    assert sum(r <= 12 for r in early) >= 0.9 * len(early), early
     assert engine.pid == pid  # changed in place, not restarted
 
 
