@@ -1,0 +1,93 @@
+"""The userspace backend: htb caps plus the NFQUEUE engine, started only when needed,
+with the caps put back when the engine refuses a change (live; needs root)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from netem import LinkShape, Network, NetworkError, UserspaceBackend
+
+
+def classes(netns: str, ifname: str) -> str:
+    return subprocess.run(
+        ["tc", "-n", netns, "class", "show", "dev", ifname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture
+def net(prefix: str, live: None) -> Iterator[Network]:
+    try:
+        import netem._userspace  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the userspace engine has not landed: {exc}")
+    with Network(prefix=prefix, backend=UserspaceBackend(seed=1)) as network:
+        network.build(2)
+        yield network
+
+
+def _backend(net: Network) -> UserspaceBackend:
+    assert isinstance(net.backend, UserspaceBackend)
+    return net.backend
+
+
+def test_caps_alone_never_start_the_engine(net: Network) -> None:
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(bandwidth_bps=3_000_000))
+    assert _backend(net).engine is None
+    assert "rate 3Mbit" in classes(a.netns, a.ifname)
+    net.set_rule(a, b, LinkShape(latency_ms=5, bandwidth_bps=3_000_000))
+    engine = _backend(net).engine
+    assert engine is not None and engine.pid is not None
+
+
+def test_engine_refusal_puts_the_caps_back(net: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netem._userspace import EngineError
+
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=5, bandwidth_bps=3_000_000))
+    engine = _backend(net).engine
+    assert engine is not None
+    before = classes(a.netns, a.ifname)
+
+    def refuse(matrix: object) -> None:
+        raise EngineError("queue is gone")
+
+    monkeypatch.setattr(engine, "update", refuse)
+    with pytest.raises(NetworkError, match="refused the shapes: queue is gone") as info:
+        net.set_rule(a, b, LinkShape(latency_ms=9, bandwidth_bps=7_000_000))
+    assert "\n" not in str(info.value)
+    assert classes(a.netns, a.ifname) == before
+    assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=5, bandwidth_bps=3_000_000)
+
+
+def test_missing_engine_is_a_one_line_error(net: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = net.hosts
+    monkeypatch.setitem(sys.modules, "netem._userspace", None)
+    with pytest.raises(NetworkError, match="userspace engine is not available"):
+        net.set_rule(a, b, LinkShape(latency_ms=5, bandwidth_bps=1_000_000))
+    # the cap that came with the refused shape was taken back
+    assert "rate 1Mbit" not in classes(a.netns, a.ifname)
+
+
+def test_stats_merge_engine_and_caps(net: Network) -> None:
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=10, bandwidth_bps=20_000_000))
+    net.set_rule(b, a, LinkShape(bandwidth_bps=20_000_000))
+    subprocess.run(
+        ["ip", "netns", "exec", a.netns, "ping", "-n", "-c", "5", "-i", "0.02", str(b.ip)],
+        capture_output=True,
+        check=True,
+    )
+    stats = _backend(net).stats()
+    held = stats[(a.ip, b.ip)]
+    assert held.packets >= 5 and held.queue_delay_ms is not None
+    assert 9.5 <= held.queue_delay_ms <= 20
+    capped = stats[(b.ip, a.ip)]
+    assert capped.packets >= 5 and capped.queue_delay_ms is None
