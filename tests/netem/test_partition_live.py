@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from netem import Host, Network
+import netem
+from netem import Host, LinkShape, Network
 from netem._build_ns import run_in_netns
 
 pytestmark = pytest.mark.live
@@ -107,3 +108,42 @@ def test_drop_rule_from_a_request(net: Network) -> None:
     finally:
         for s in sockets.values():
             s.close()
+
+
+def rtt_ms(src: Host, dst: Host) -> float | None:
+    """Mean RTT of 3 pings, or None when none came back."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", src.netns, "ping", "-c3", "-i0.2", "-W1", "-n", str(dst.ip)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    return float(proc.stdout.strip().splitlines()[-1].split("=")[1].split("/")[1])
+
+
+def test_partition_cuts_a_shaped_pair_with_the_real_backend(prefix: str, live: None) -> None:
+    """With the machine's own backend (auto): drops come before the shaper's queue."""
+    try:
+        network = Network(prefix=prefix, backend="auto")
+    except netem.NetemError as e:
+        pytest.skip(f"no shaping backend here: {e}")
+    with network as net:
+        h1, h2, _ = net.build(3)
+        net.set_rule(h1, h2, LinkShape(latency_ms=30))
+        before = rtt_ms(h1, h2)
+        assert before is not None and before >= 30
+        net.partition([h1], [h2], oneway=True)
+        assert rtt_ms(h1, h2) is None
+        net.heal()
+        after = rtt_ms(h1, h2)
+        assert after is not None and after >= 30
+        saved = subprocess.run(
+            ["ip", "netns", "exec", net.hub_netns, "iptables-save", "-t", "filter"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        forward = [ln for ln in saved.splitlines() if ln.startswith("-A FORWARD")]
+        assert forward[0] == "-A FORWARD -j NETEM-DROP"
