@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,35 @@ def test_build_failure_leaves_nothing(
     finally:
         os.unlink(squatter)
     assert host_state() == before
+
+
+def test_replay_into_a_live_network(prefix: str, live: None, tmp_path: Path) -> None:
+    record = tmp_path / "network.jsonl"
+    with Network(prefix=prefix, backend="none", record=record) as net:
+        net.build(4)
+        net.set_default("h1", netem.LinkShape(latency_ms=25))
+        net.partition(["h1", "h2"], ["h4"])
+        net.apply_request("h3", {"rules": [{"peers": ["198.18.0.1"], "drop": True}]}, "x")
+        net.heal(["h2"])
+        expected = (net.matrix(), net.drops())
+
+    def drop_rules(hub: str) -> list[str]:
+        saved = subprocess.run(
+            ["ip", "netns", "exec", hub, "iptables-save", "-t", "filter"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return sorted(ln for ln in saved.splitlines() if ln.startswith("-A NETEM-D"))
+
+    with netem.replay(record, prefix=f"{prefix[:-1]}r") as again:
+        assert (again.matrix(), again.drops()) == expected
+        assert [(h.name, str(h.ip)) for h in again.hosts][-1] == ("h4", "198.18.0.4")
+        assert drop_rules(again.hub_netns) == [
+            "-A NETEM-D-c6120001 -d 198.18.0.4/32 -j DROP",
+            "-A NETEM-D-c6120003 -d 198.18.0.1/32 -j DROP",
+            "-A NETEM-D-c6120004 -d 198.18.0.1/32 -j DROP",
+            "-A NETEM-DROP -s 198.18.0.1/32 -j NETEM-D-c6120001",
+            "-A NETEM-DROP -s 198.18.0.3/32 -j NETEM-D-c6120003",
+            "-A NETEM-DROP -s 198.18.0.4/32 -j NETEM-D-c6120004",
+        ]
