@@ -49,20 +49,30 @@ def write(prefix: str, subnet: str) -> Manifest:
         created=time.time(),
         subnet=subnet,
     )
-    os.makedirs(names.MANIFEST_DIR, exist_ok=True)
     path = names.manifest_path(prefix)
     tmp = f"{path}.{pid}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(dataclasses.asdict(manifest), f)
-    os.replace(tmp, path)
-    return manifest
+    for attempt in range(5):
+        os.makedirs(names.MANIFEST_DIR, exist_ok=True)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(dataclasses.asdict(manifest), f)
+            os.replace(tmp, path)
+            return manifest
+        except FileNotFoundError:
+            # Another network removed the empty directory in between: make it again.
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def remove(prefix: str) -> bool:
+    """Remove the manifest, and the directory once it is empty."""
     try:
         os.unlink(names.manifest_path(prefix))
     except FileNotFoundError:
         return False
+    with contextlib.suppress(OSError):  # not empty: other networks live
+        os.rmdir(names.MANIFEST_DIR)
     return True
 
 
