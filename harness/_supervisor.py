@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import structlog
 import trio
@@ -23,7 +25,13 @@ from harness._errors import HarnessError, UsageError, single_cause
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import JsonLines, new_run_id, write_json
-from harness.observe import configure_logging, record_run, write_report
+from harness.observe import (
+    TelemetrySampler,
+    configure_logging,
+    observe_run,
+    record_run,
+    write_report,
+)
 from harness.plans import InstanceSpec, RunSpec
 from harness.runners import (
     Deployment,
@@ -32,6 +40,7 @@ from harness.runners import (
     get_runner,
     signal_group,
 )
+from harness.sdk._runenv import METRICS_TOPIC
 from harness.sync import SyncServer, SyncState, stamp
 
 _log = structlog.get_logger("harness.supervisor")
@@ -45,8 +54,11 @@ class RunOptions:
     outputs: Path = Path("outputs")
     fail_fast: bool = True  # stop the others soon after the first instance fails
     grace_s: float = 1.0  # how long the others may go on after the first failure
-    sync_tcp: str | None = None  # "host:port" to serve the sync protocol over TCP too
+    sync_tcp: tuple[str, int] | None = None  # serve the sync protocol over TCP here too
     progress: bool = True
+    metrics_listen: tuple[str, int] | None = ("127.0.0.1", 0)  # the aggregated /metrics
+    scrape_interval: float = 2.0
+    telemetry_interval: float = 1.0  # at least; longer for large runs (ss per instance)
     on_run_dir: Callable[[Path], None] | None = None  # told the run dir once it exists
 
 
@@ -124,6 +136,7 @@ class Supervisor:
         self.timed_out = False
         self.deployment: Deployment | None = None
         self._events: JsonLines | None = None
+        self.metrics_url: str | None = None
 
     # -- events --------------------------------------------------------------------------
 
@@ -182,15 +195,20 @@ class Supervisor:
                 sock = await nursery.start(server.serve_unix, sock_dir / "sync.sock")
                 tcp = None
                 if self.options.sync_tcp:
-                    host, _, port = self.options.sync_tcp.rpartition(":")
-                    bound = await nursery.start(server.serve_tcp, host or "127.0.0.1", int(port))
+                    bound = await nursery.start(server.serve_tcp, *self.options.sync_tcp)
                     tcp = f"{bound[0]}:{bound[1]}"
                 nursery.start_soon(self._tick)
                 runner = get_runner(self.spec.runner)
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:
                     self.deployment = dep
                     server.network = dep.network
-                    await self._run_instances(nursery, state, str(sock), tcp)
+                    async with trio.open_nursery() as host_scope:
+                        processes = await self._start_host(host_scope)
+                        async with trio.open_nursery() as observers:
+                            await self._observe(observers, state, processes)
+                            await self._run_instances(processes, state, str(sock), tcp)
+                            observers.cancel_scope.cancel()
+                        host_scope.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         except BaseException as e:
             cause = single_cause(e)
@@ -208,15 +226,57 @@ class Supervisor:
         _log.info("run ended", outcome=result.outcome, reason=result.reason)
         return result
 
+    async def _start_host(self, nursery: trio.Nursery) -> ProcessHost:
+        case = self.spec.case
+        python = case.entrypoint and any(i.program is None for i in self.spec.instances)
+        host = ProcessHost(case.entrypoint if python else None, case.backend)
+        await nursery.start(host.run, self._project_root(), self._base_env())
+        return host
+
+    async def _observe(self, nursery: trio.Nursery, state: SyncState, host: ProcessHost) -> None:
+        """Metrics scrapes (of the endpoints instances announce), the aggregated /metrics
+        endpoint, and TCP and link telemetry, for as long as the instances run."""
+        dep = self.deployment
+        assert dep is not None
+        client = None
+        netns = {p.data_ip: p.netns for p in dep.placements.values() if p.netns}
+        if netns:  # the data network is reachable only from inside: use a relay
+            relay = self.run_dir / "relay.sock"
+            if len(str(relay)) > 100:
+                relay = Path(tempfile.mkdtemp(prefix="harness-")) / "relay.sock"
+            hosts, out = self.run_dir / "relay.json", self.run_dir / "relay.log"
+            write_json(hosts, netns)
+            await host.spawn(Launch(self._base_env(), self.run_dir, out, out, None, [
+                sys.executable, "-m", "harness.runners._relay", str(relay), str(hosts)]))
+            client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(relay)),
+                                       timeout=5)
+        handle = await nursery.start(functools.partial(
+            observe_run, self.run_dir, {}, interval=self.options.scrape_interval,
+            listen=self.options.metrics_listen, run_id=self.run_id, client=client))
+        if handle.port is not None and self.options.metrics_listen:
+            self.metrics_url = f"http://{self.options.metrics_listen[0]}:{handle.port}/metrics"
+            if self.progress:
+                self.progress.note(f"metrics of every instance: {self.metrics_url}")
+
+        def announced(frame: bytes) -> None:
+            item = orjson.loads(frame).get("item")
+            if isinstance(item, dict) and item.get("instance") in self.states:
+                handle.scraper.targets[item["instance"]] = str(item["url"])
+
+        state.subscribe(METRICS_TOPIC, "supervisor", announced)
+        places = {
+            i: (Path(p.netns).name if p.netns else None, p.data_ip)
+            for i, p in dep.placements.items()
+        }
+        sampler = TelemetrySampler(self.run_dir, places, link_stats=dep.link_stats)
+        interval = max(self.options.telemetry_interval, self.spec.total / 25)
+        await nursery.start(sampler.run, interval)
+
     async def _run_instances(
-        self, nursery: trio.Nursery, state: SyncState, sock: str, tcp: str | None
+        self, host: ProcessHost, state: SyncState, sock: str, tcp: str | None
     ) -> None:
         assert self.deployment is not None
         async with trio.open_nursery() as procs:
-            case = self.spec.case
-            python = case.entrypoint and any(i.program is None for i in self.spec.instances)
-            host = ProcessHost(case.entrypoint if python else None, case.backend)
-            await procs.start(host.run, self._project_root(), self._base_env())
             for inst in self.spec.instances:
                 launch = self._launch(inst, sock, tcp)
                 procs.start_soon(self._instance, inst, launch, host, state)
@@ -415,5 +475,6 @@ class Supervisor:
             ],
             "instances": [s.to_json() for s in self.states.values()],
             "network": self.deployment.info if self.deployment else None,
+            "metrics_url": self.metrics_url,
         }
         write_json(self.run_dir / "run.json", data)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import netem
-from harness._errors import EnvironmentProblem
+from harness._errors import EnvironmentProblem, UsageError
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import build_run_spec, parse_assignments
@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="look for plans in DIR instead of scenarios/ (repeatable)")
     parser.add_argument("--sync-tcp", metavar="HOST:PORT",
                         help="also serve the sync service over TCP (port 0: any)")
+    parser.add_argument("--metrics-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="serve every instance's metrics on one /metrics here "
+                             "(default: a free port on 127.0.0.1; 'off' to disable)")
     parser.add_argument("--no-fail-fast", action="store_true",
                         help="let the other instances run on after one fails")
     parser.add_argument("--json", action="store_true",
@@ -63,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(
         outputs=args.outputs,
         fail_fast=not args.no_fail_fast,
-        sync_tcp=args.sync_tcp,
+        sync_tcp=_listen(args.sync_tcp, '--sync-tcp') if args.sync_tcp else None,
         progress=not args.quiet,
+        metrics_listen=_listen(args.metrics_listen, '--metrics-listen'),
     )
     if not args.quiet:
         print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
@@ -77,3 +81,12 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+
+
+def _listen(text: str, option: str) -> tuple[str, int] | None:
+    if text == "off":
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
+    return host or "127.0.0.1", int(port)

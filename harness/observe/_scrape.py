@@ -267,17 +267,19 @@ async def observe_run(
     interval: float = 5.0,
     listen: tuple[str, int] | None = None,
     run_id: str | None = None,
+    client: httpx.AsyncClient | None = None,
     task_status: trio.TaskStatus[ObserveHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Scrape `targets` ({instance id: metrics URL}) every `interval` s into the run
     directory and, with `listen=(host, port)`, serve the aggregated /metrics there.
 
-    Start it in the supervisor's nursery with `handle = await nursery.start(observe_run, ...)`
-    and cancel the nursery (or its scope) at the run's end; a last scrape is made then.
+    `client` replaces the default httpx client (e.g. one whose transport reaches the data
+    network through a relay). Start it in the supervisor's nursery with
+    `handle = await nursery.start(observe_run, ...)` and cancel the nursery (or its scope) at the run's end; a last scrape is made then.
     """
     if interval <= 0:
         raise ValueError(f"scrape interval must be > 0 s, not {interval!r}")
-    scraper = Scraper(run_dir, targets, run_id=run_id)
+    scraper = Scraper(run_dir, targets, run_id=run_id, client=client)
     try:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_metrics, scraper, *listen) if listen else None

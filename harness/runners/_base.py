@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -28,6 +28,7 @@ class Deployment:
     data_network: str
     network: NetworkHandler | None = None  # None: links cannot be shaped by this runner
     info: dict[str, Any] | None = None  # what run.json records under "network"
+    link_stats: Callable[[], Mapping[Any, Any]] | None = None  # shaping counters per link
 
 
 class Runner(Protocol):

@@ -67,7 +67,8 @@ class NetnsRunner:
                 "prefix": net.prefix,
                 "hosts": {i: str(h.ip) for i, h in by_instance.items()},
             }
-            yield Deployment(placements, str(net.subnet), configure, info)
+            yield Deployment(placements, str(net.subnet), configure, info,
+                             link_stats=net.backend.stats)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(net.close)

@@ -1,17 +1,18 @@
-"""An HTTP relay from a Unix socket into the data network.
+"""An HTTP relay from a Unix socket into the instances' network namespaces.
 
 The data network cannot be reached from the host's namespace (by design), so the supervisor
-cannot scrape an instance's metrics endpoint directly. This relay runs inside the hub
-namespace, listens on a Unix socket in the run directory (reachable from any namespace) and
-forwards each GET to the address in its Host header, which must be on the data subnet.
+cannot scrape an instance's metrics endpoint directly. This relay listens on a Unix socket
+in the run directory and forwards each GET to the address in its Host header, from inside
+that address's namespace: each request has a thread of its own, which joins the namespace
+(setns acts on the calling thread only) before it connects.
 
-    python -m harness.runners._relay SOCKET SUBNET
+    python -m harness.runners._relay SOCKET HOSTS_JSON    ({"198.18.0.1": "/run/netns/..."})
 """
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
+import json
 import os
 import socketserver
 import sys
@@ -19,22 +20,22 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from harness import _linux
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    subnet: ipaddress.IPv4Network
-    protocol_version = "HTTP/1.1"
+    netns: dict[str, str]
+    protocol_version = "HTTP/1.0"  # one request per connection, hence per thread
 
     def do_GET(self) -> None:
         host, _, port = (self.headers.get("Host") or "").partition(":")
-        try:
-            if ipaddress.IPv4Address(host) not in self.subnet:
-                raise ValueError
-        except ValueError:
-            self._reply(403, b"the relay only reaches the run's data network\n")
+        if host not in self.netns:
+            self._reply(403, b"the relay only reaches the run's instances\n")
             return
         try:
+            _linux.setns(self.netns[host])
             conn = http.client.HTTPConnection(host, int(port or 80), timeout=5)
             conn.request("GET", self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
             resp = conn.getresponse()
@@ -68,8 +69,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def main() -> None:
     """Serve until killed."""
-    path, subnet = sys.argv[1], ipaddress.IPv4Network(sys.argv[2])
-    handler = type("Handler", (_Handler,), {"subnet": subnet})
+    path = sys.argv[1]
+    with open(sys.argv[2]) as f:
+        netns = json.load(f)
+    handler = type("Handler", (_Handler,), {"netns": netns})
     with _Server(path, handler) as server:
         os.chmod(path, 0o600)
         server.serve_forever()

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from harness.sync import SyncClient
 
 
+METRICS_TOPIC = "harness:metrics"
+"""Where instances announce their metrics endpoints ({"instance", "url"})."""
+
+
 class RunEnvError(RuntimeError):
     """The process was not started by the harness (or with a broken environment)."""
 
@@ -114,6 +118,12 @@ class RunEnv:
         """This instance failed, for `error`."""
         self.log.error("failure", error=error)
         await self.sync.signal_event({"type": "failure", "error": error})
+
+    async def expose_metrics(self, port: int, path: str = "/metrics") -> None:
+        """Tell the supervisor to scrape this instance's Prometheus endpoint (served on
+        the instance's data address) into the run's outputs and its aggregated /metrics."""
+        url = f"http://{self.data_ip or '127.0.0.1'}:{port}{path}"
+        await self.sync.publish(METRICS_TOPIC, {"instance": self.instance_id, "url": url})
 
     async def record_crash(self, error: str, stacktrace: str = "") -> None:
         """This instance crashed (an unexpected exception)."""

@@ -1,0 +1,66 @@
+"""A real run's observers: announced metrics endpoints are scraped (through the relay on
+local:netns), the aggregated endpoint is served, telemetry and the report are written."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import harness_cli
+
+MANIFEST = """
+name = "metered"
+[[testcases]]
+name = "main"
+instances = { min = 1, max = 10, default = 2 }
+entrypoint = "metered.plan:main"
+"""
+CODE = """
+import prometheus_client, trio
+from harness import sdk
+
+async def main(env):
+    reg = prometheus_client.CollectorRegistry()
+    c = prometheus_client.Counter("work_done", "units of work", registry=reg)
+    c.inc(env.global_seq + 1)
+    prometheus_client.start_http_server(9464, addr=env.data_ip, registry=reg)
+    await env.expose_metrics(9464)
+    await trio.sleep(3)
+    await env.sync.signal_and_wait("done", env.instance_count)
+"""
+
+
+def _check(out: Path) -> None:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["outcome"] == "passed", run["reason"]
+    assert run["metrics_url"].startswith("http://127.0.0.1:")
+    samples = [json.loads(x) for x in (run_dir / "scraped.jsonl").read_text().splitlines()]
+    work = {(s["instance"], s["value"]) for s in samples if s["metric"].startswith("work_done")
+            and s.get("sample", "").endswith("_total")}
+    assert work == {("single/0", 1.0), ("single/1", 2.0)}, work
+    assert (run_dir / "report.html").stat().st_size > 1000
+
+
+def test_metrics_are_scraped_on_local_exec(make_plan: Callable[..., Path], tmp_path: Path) -> None:
+    root = make_plan("metered", MANIFEST, CODE)
+    r = harness_cli("run", "metered", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    _check(tmp_path / "out")
+
+
+@pytest.mark.live
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root here")
+def test_metrics_are_scraped_through_the_relay_on_local_netns(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("metered", MANIFEST, CODE)
+    r = harness_cli("run", "metered", "--plans", str(root), "--runner", "local:netns",
+                    "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    _check(tmp_path / "out")
