@@ -13,7 +13,7 @@ from netem._kernel import KernelBackend
 from netem._network import DEFAULT_SUBNET, HostRef, Network
 from netem._probe import ProbeResult, has_sch_netem, probe_all
 from netem._record_replay import replay
-from netem._rootless import needs_userns, reexec_in_userns, rootless_problem
+from netem._rootless import needs_userns, reexec_in_userns, rootless_problem, userns_command
 from netem._select import BACKEND_NAMES, NullBackend, select_backend
 from netem._shape import IDENTITY, LinkShape, ShapeError
 from netem._topology import PairMatrix, TopologyError, pair_matrix
@@ -53,4 +53,5 @@ __all__ = [
     "rootless_problem",
     "select_backend",
     "topology",
+    "userns_command",
 ]

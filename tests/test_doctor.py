@@ -148,3 +148,29 @@ def test_clean_rejects_bad_prefix(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.skip("the root check comes first")
     assert main(["clean", "--prefix", "../x"]) == 2
     assert "bad prefix '../x'" in capsys.readouterr().err
+
+
+@pytest.mark.live
+def test_kernel_trials_in_a_user_namespace() -> None:
+    """What a non-root `harness doctor` runs: the same trials, inside a user namespace."""
+    import netem
+
+    problem = netem.rootless_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    checks = {c.name: c for c in doctor._kernel_in_userns()}
+    assert checks["netns + veth + bridge"].ok, checks["netns + veth + bridge"].detail
+    assert checks["netns + veth + bridge"].detail.endswith("(in a user namespace)")
+    assert checks["qdisc htb"].ok
+    assert "backend userspace" in checks and "backend kernel" in checks
+
+
+def test_non_root_without_user_namespaces_skips_the_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netem
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(netem, "rootless_problem", lambda: "user namespaces are disabled (test)")
+    rows = doctor._kernel([])
+    assert rows[0].ok is None and "user namespaces are disabled (test)" in rows[0].detail
+    assert all(r.ok is None for r in rows)  # nothing tried, so nothing claimed to work
+    assert doctor.can_run([doctor.Check("privileges", True), *rows]) is False

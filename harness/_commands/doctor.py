@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 
 import netem
@@ -71,10 +73,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="install missing Debian packages with apt-get (runs apt-get update first)",
     )
+    parser.add_argument("--kernel-json", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the table; 0 if the runner can work here, 3 if it cannot."""
+    if args.kernel_json:  # the inner half of a non-root doctor, inside a user namespace
+        print(json.dumps([dataclasses.asdict(c) for c in _kernel_trials()]))
+        return 0
     checks = collect_checks()
     if args.fix:
         packages = sorted({c.package for c in checks if c.ok is False and c.package})
@@ -174,17 +180,59 @@ def _python(module: str, dist: str) -> Check:
 def _kernel(earlier: Sequence[Check]) -> list[Check]:
     """Namespaces, veth, bridge, iptables, htb, tbf, netem and NFQUEUE, tried for real in a
     throw-away network that is removed at once."""
-    names = ("netns + veth + bridge", "iptables in a namespace", "qdisc htb", "qdisc tbf")
-    if os.geteuid() != 0:
-        hint = "not root: run `harness doctor` as root to try the kernel features"
-        return [Check(n, None, hint) for n in names] + _backends(None, None, None)
     if any(
         c.ok is False
         for c in earlier
-        if c.name.startswith(("program ip", "program nsenter", "python pyroute2"))
+        if c.name.startswith(
+            ("program ip", "program nsenter", "program unshare", "python pyroute2")
+        )
     ):
-        skip = "needs ip, iptables, nsenter and pyroute2 first"
-        return [Check(n, None, skip) for n in names] + _backends(None, None, None)
+        return _skipped("needs ip, iptables, nsenter, unshare and pyroute2 first")
+    if os.geteuid() != 0:
+        problem = netem.rootless_problem()
+        if problem is not None:
+            return _skipped(f"not root, and no user namespace: {problem}")
+        return _kernel_in_userns()
+    return _kernel_trials()
+
+
+_TRIALS = ("netns + veth + bridge", "iptables in a namespace", "qdisc htb", "qdisc tbf")
+
+
+def _skipped(why: str) -> list[Check]:
+    return [Check(n, None, why) for n in _TRIALS] + _backends(None, None, None)
+
+
+def _kernel_in_userns() -> list[Check]:
+    """The trials run by a copy of this command inside a user + network + mount namespace:
+    what an unprivileged user's runs will get (netem.reexec_in_userns)."""
+    command = netem.userns_command([sys.executable, "-m", "harness", "doctor", "--kernel-json"])
+    env = {**os.environ, "NETEM_IN_USERNS": "1"}
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    except subprocess.TimeoutExpired:
+        return _userns_failed("it took more than 120 s")
+    try:
+        checks = [Check(**row) for row in json.loads(proc.stdout)]
+    except (ValueError, TypeError):
+        return _userns_failed((proc.stderr.strip().splitlines() or ["no output"])[-1])
+    for check in checks:
+        check.detail = f"{check.detail} (in a user namespace)".strip()
+    return checks
+
+
+def _userns_failed(why: str) -> list[Check]:
+    first = Check(
+        _TRIALS[0],
+        False,
+        f"the trial in a user namespace failed: {why}",
+        "run `harness doctor` as root to see more",
+    )
+    return [first, *_skipped("the trial in a user namespace failed")[1:]]
+
+
+def _kernel_trials() -> list[Check]:
+    names = _TRIALS
     prefix = f"dr{secrets.token_hex(3)}"
     checks: list[Check] = []
     try:
