@@ -31,6 +31,7 @@ Holdings = Callable[[str], list[tuple[str, Json]]]
 _HELLO_TIMEOUT = 5.0
 _SEEN_LIMIT = 200_000
 _QUEUE = 2000
+_BACKOFF = 10.0
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -44,6 +45,7 @@ class _Peer:
     address: str
     outbound: bool
     queue: MemoryObjectSendStream[bytes]
+    scope: anyio.CancelScope | None = None
 
 
 class Gossip:
@@ -84,6 +86,7 @@ class Gossip:
         self._peers: dict[str, _Peer] = {}
         self._known: set[str] = set(self._bootnodes)
         self._dialing: set[str] = set()
+        self._backoff: dict[str, float] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
@@ -160,7 +163,11 @@ class Gossip:
             if len(self._peers) >= self.target_peers:
                 continue
             connected = {p.address for p in self._peers.values()}
-            candidates = sorted(self._known - connected - self._dialing - {self.listen_address})
+            now = anyio.current_time()
+            waiting = {a for a, until in self._backoff.items() if until > now}
+            candidates = sorted(
+                self._known - connected - self._dialing - waiting - {self.listen_address}
+            )
             if not self._peers:
                 candidates = sorted(set(candidates) | set(self._bootnodes))
             self._rng.shuffle(candidates)
@@ -178,15 +185,19 @@ class Gossip:
         try:
             conn = await self._transport.dial(address)
         except (OSError, TimeoutError, anyio.BrokenResourceError):
+            self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
             return
         finally:
             self._dialing.discard(address)
-        await self._session(conn, outbound=True)
+        if not await self._session(conn, outbound=True):
+            # Refused (full, or a duplicate): try others before this one again.
+            self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
 
     async def _serve_inbound(self, conn: Connection) -> None:
         await self._session(conn, outbound=False)
 
-    async def _session(self, conn: Connection, *, outbound: bool) -> None:
+    async def _session(self, conn: Connection, *, outbound: bool) -> bool:
+        """Serve one connection; False when it was refused at the handshake."""
         async with conn:
             hello = {"t": "hello", "id": self.node_id, "addr": self.listen_address}
             try:
@@ -195,13 +206,21 @@ class Gossip:
                     theirs = orjson.loads(await conn.receive())
                 peer_id, peer_addr = str(theirs["id"]), str(theirs["addr"])
             except (Exception, anyio.EndOfStream):
-                return
+                return False
             self._known.add(peer_addr)
             full = not outbound and len(self._peers) >= self.max_peers
-            if peer_id == self.node_id or peer_id in self._peers or full:
+            existing = self._peers.get(peer_id)
+            # Two nodes dialing each other at once: both ends keep the connection dialed
+            # by the smaller node id, so that exactly one survives.
+            dialer = self.node_id if outbound else peer_id
+            other = peer_id if outbound else self.node_id
+            replaces = existing is not None and dialer < other and existing.outbound != outbound
+            if peer_id == self.node_id or full or (existing is not None and not replaces):
                 with contextlib.suppress(Exception):
                     await conn.send(orjson.dumps({"t": "peers", "addrs": self._addresses()}))
-                return
+                return False
+            if existing is not None and existing.scope is not None:
+                existing.scope.cancel()
             send, receive = anyio.create_memory_object_stream[bytes](_QUEUE)
             peer = _Peer(peer_id, peer_addr, outbound, send)
             self._peers[peer_id] = peer
@@ -209,6 +228,7 @@ class Gossip:
                 self._metrics.peers.set(len(self._peers))
             try:
                 async with anyio.create_task_group() as tg:
+                    peer.scope = tg.cancel_scope
                     tg.start_soon(self._writer, conn, receive, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     await self._reader(conn, peer)
@@ -219,6 +239,7 @@ class Gossip:
                 send.close()
                 if self._metrics is not None:
                     self._metrics.peers.set(len(self._peers))
+        return True
 
     async def _writer(
         self, conn: Connection, queue: ObjectReceiveStream[bytes], scope: anyio.CancelScope

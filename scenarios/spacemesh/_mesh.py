@@ -79,7 +79,7 @@ def _signed(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "sig": signer.sign(canonical(body))}
 
 
-def _sig_ok(msg: dict[str, Any]) -> bool:
+def _signature_valid(msg: dict[str, Any]) -> bool:
     body = {k: v for k, v in msg.items() if k != "sig"}
     return verify_signature(str(msg["smesher"]), canonical(body), str(msg["sig"]))
 
@@ -171,9 +171,18 @@ class Mesh:
         self._certs_by_layer: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._atx_by_smesher_epoch: dict[tuple[str, int], str] = {}
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._signatures: dict[str, bool] = {}
         self.version = 0
 
     # -- intake ------------------------------------------------------------------------
+
+    def _sig_ok(self, msg: dict[str, Any]) -> bool:
+        # Pending messages are re-checked whenever something arrives: verify each once.
+        key = hash_json(msg)  # the whole message: a signature is only valid with its body
+        known = self._signatures.get(key)
+        if known is None:
+            known = self._signatures[key] = _signature_valid(msg)
+        return known
 
     def add(self, kind: str, msg: Json) -> bool:
         """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate).
@@ -219,10 +228,10 @@ class Mesh:
             atx = self.atxs.get(msg["atx"])
             layer = int(msg["layer"])
             if atx is None:
-                return None if _sig_ok(msg) else False
+                return None if self._sig_ok(msg) else False
             if atx["smesher"] != msg["smesher"] or atx["target_epoch"] != self.params.epoch(layer):
                 return False
-            if not _sig_ok(msg):
+            if not self._sig_ok(msg):
                 return False
             if kind == "proposal":
                 if not isinstance(msg["opinion"], dict):
@@ -237,7 +246,7 @@ class Mesh:
             for vote in msg["votes"]:
                 if int(vote["layer"]) != layer or vote["proposals"] != block["proposals"]:
                     return False
-                if not _sig_ok(vote):
+                if hash_json(vote) not in self.votes and not self._sig_ok(vote):
                     return False
             return True
         return False
@@ -246,8 +255,8 @@ class Mesh:
         poet = atx["poet"]
         proof = self.poet_proofs.get((str(poet["key"]), int(poet["round"])))
         if proof is None:
-            return None if _sig_ok(atx) else False
-        if not _sig_ok(atx):
+            return None if self._sig_ok(atx) else False
+        if not self._sig_ok(atx):
             return False
         smesher, epoch, units = str(atx["smesher"]), int(atx["target_epoch"]), int(atx["num_units"])
         if units < 1 or epoch < 1:

@@ -231,7 +231,7 @@ class Node:
             return
         if not eligible(self.config.mesh, atx_id, layer, self.mesh.atx_weight(atx_id)):
             return
-        opinion = opinion_for(self.mesh.decide(layer), self.mesh, layer)
+        opinion = opinion_for(self.layers(), self.mesh, layer)
         self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion))
 
     def _vote(self, layer: int) -> None:
