@@ -178,3 +178,42 @@ async def test_sync_repairs_what_a_cut_link_lost() -> None:
         tg.cancel_scope.cancel()
     assert sorted(d["n"] for d in held["a"]) == [1, 2]
     assert sorted(d["n"] for d in held["b"]) == [1, 2]
+
+
+async def test_simultaneous_dials_leave_one_lasting_connection() -> None:
+    net = MemoryNetwork(seed=6, default=MemoryLink(delay=0.02))
+    clock = LoopClock()
+    addrs = ["10.2.0.1:7513", "10.2.0.2:7513"]
+    nodes = [
+        Gossip(
+            node_id=f"d{i}",
+            listen_address=addrs[i],
+            transport=net.transport(addrs[i]),
+            clock=clock,
+            rng=random.Random(i),
+            bootnodes=[addrs[1 - i]],  # each dials the other at once
+            target_peers=1,
+        )
+        for i in range(2)
+    ]
+    got: list[Json] = []
+
+    def handle(data: Json) -> bool:
+        got.append(data)
+        return True
+
+    nodes[1].subscribe("t", handle)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 1)
+        counts = []
+        for _ in range(20):
+            await anyio.sleep(0.5)
+            counts.append((nodes[0].peer_count, nodes[1].peer_count))
+        nodes[0].publish("t", {"x": 1})
+        await anyio.sleep(0.5)
+        tg.cancel_scope.cancel()
+    assert set(counts) == {(1, 1)}
+    assert got == [{"x": 1}]
