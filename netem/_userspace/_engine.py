@@ -100,6 +100,7 @@ class Engine:
         self._had_filter_table = True
         self._rules_live = False
         self._pairs: frozenset[Pair] = frozenset()
+        self._lines: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def _command_line(self) -> list[str]:
@@ -170,6 +171,10 @@ class Engine:
 
     def stop(self) -> None:
         """Remove the engine's rules and end its process; safe to call twice."""
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
         errors: list[str] = []
         if self._rules_live:
             self._rules_live = False
@@ -184,6 +189,7 @@ class Engine:
                 errors.append(str(exc))
             self._sources = set()
             self._pairs = frozenset()
+            self._lines = []
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
@@ -289,8 +295,11 @@ class Engine:
                 try:
                     _rules.restore(self.netns, text)
                 except _rules.RulesError as exc:
+                    # all or nothing: the engine goes back to the table the rules match
+                    self._request([*self._lines, "commit"], until="ok")
                     raise EngineError(str(exc)) from None
                 self._sources, self._pairs = sources, pairs
+            self._lines = lines
 
     def stats(self) -> dict[Pair, LinkStats]:
         """Counters per shaped direction since it was first shaped: packets and bytes seen,

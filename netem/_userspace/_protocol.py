@@ -3,7 +3,7 @@
 Shared by the C engine (engine.c) and the Python engine (_pyengine.py):
 
     pair SRC DST DELAY_US JITTER_US LOSS_PCT CORRUPT_PCT DUP_PCT REORDER_PCT
-    commit          -> ok N
+    commit          -> ok N, or err ... if a staged pair line was bad (nothing changes)
     stats           -> stat SRC DST PACKETS BYTES DROPS HELD_SUM_US HELD_N ...,
                        late N P50_US P99_US MAX_US, ok
     reset_timing    -> ok

@@ -64,6 +64,7 @@ class Core(Generic[H]):
         self._normal = normal
         self.table: dict[tuple[bytes, bytes], PairState] = {}
         self._staged: dict[tuple[bytes, bytes], PairState] = {}
+        self._staged_err = ""
         self._heap: list[tuple[int, int, _Held[H]]] = []
         self._seq = 0
         self._late = [0] * LATE_BUCKETS
@@ -82,15 +83,21 @@ class Core(Generic[H]):
             try:
                 key = (socket.inet_aton(parts[1]), socket.inet_aton(parts[2]))
                 v = [float(p) for p in parts[3:]]
+                bad = any(not math.isfinite(x) or x < 0 for x in v) or any(x > 100 for x in v[2:])
             except (OSError, ValueError):
-                return ["err bad pair line"]
-            if any(not math.isfinite(x) or x < 0 for x in v) or any(x > 100 for x in v[2:]):
-                return ["err bad pair line"]
+                bad = True
+            if bad or key == (bytes(4), bytes(4)):
+                # reported by the commit, which then changes nothing
+                self._staged_err = self._staged_err or f"bad pair line for {parts[1]} -> {parts[2]}"
+                return []
             self._staged[key] = PairState(
                 round(v[0] * 1000), round(v[1] * 1000), v[2], v[3], v[4], v[5]
             )
             return []
         if cmd == "commit" and len(parts) == 1:
+            if self._staged_err:
+                err, self._staged_err, self._staged = self._staged_err, "", {}
+                return [f"err {err}; nothing changed"]
             for key, new in self._staged.items():
                 old = self.table.get(key)
                 if old is not None:

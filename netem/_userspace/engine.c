@@ -6,7 +6,8 @@
  *
  * Control protocol (stdin, one command a line; replies on stdout):
  *   pair SRC DST DELAY_US JITTER_US LOSS_PCT CORRUPT_PCT DUP_PCT REORDER_PCT   stage a shape
- *   commit                       the staged pairs become the whole table   -> "ok N"
+ *   commit                       the staged pairs become the whole table   -> "ok N", or
+ *                                "err ..." if a staged line was bad (then nothing changes)
  *   stats                        "stat SRC DST PACKETS BYTES DROPS HELD_SUM_US HELD_N" per
  *                                pair, "late N P50_US P99_US MAX_US", then "ok"
  *   reset_timing                 clears the lateness histogram              -> "ok"
@@ -288,7 +289,6 @@ static struct nfq_q_handle *nfq_qh;
 static int packet_fd = -1;
 static uint32_t late_hist[LATE_BUCKETS];
 static uint64_t late_n, late_max_us;
-static uint32_t copy_range;
 
 static int64_t now_ns(void)
 {
@@ -519,19 +519,16 @@ static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data
 /* ---- control ---- */
 static int parse_ip(const char *s, uint32_t *out) { return inet_pton(AF_INET, s, out) == 1 ? 0 : -1; }
 
-static void set_copy_range(void)
-{
-	/* headers are enough unless some pair corrupts or duplicates */
-	uint32_t want = 128;
-	for (size_t i = 0; live_tab.count && i <= live_tab.mask; i++)
-		if (live_tab.slots[i].key && (live_tab.slots[i].dup > 0 || live_tab.slots[i].corrupt > 0))
-			want = 0xffff;
-	if (!simulate && want != copy_range && nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, want) == 0)
-		copy_range = want;
-}
+static char staged_err[128];
 
 static void commit(void)
 {
+	if (staged_err[0]) {
+		printf("err %s; nothing changed\n", staged_err);
+		staged_err[0] = 0;
+		tab_clear(&staged_tab);
+		return;
+	}
 	/* keep the counters of pairs that stay */
 	for (size_t i = 0; staged_tab.count && i <= staged_tab.mask; i++) {
 		struct shape *n = &staged_tab.slots[i];
@@ -550,7 +547,6 @@ static void commit(void)
 	live_tab = staged_tab;
 	memset(&staged_tab, 0, sizeof staged_tab);
 	printf("ok %zu\n", live_tab.count);
-	set_copy_range();
 }
 
 static uint64_t late_percentile(double q)
@@ -605,13 +601,12 @@ static void control_line(char *line)
 			v[i] = strtod(argv[3 + i], &end);
 			bad = *end || !isfinite(v[i]) || v[i] < 0 || (i >= 2 && v[i] > 100);
 		}
-		if (bad) {
-			printf("err bad pair line\n");
-			return;
-		}
-		struct shape *s = tab_put(&staged_tab, pair_key(src, dst));
+		struct shape *s = bad ? NULL : tab_put(&staged_tab, pair_key(src, dst));
 		if (!s) {
-			printf("err out of memory\n");
+			/* reported by the commit, which then changes nothing */
+			if (!staged_err[0])
+				snprintf(staged_err, sizeof staged_err, "%s for %.40s -> %.40s",
+					 bad ? "bad pair line" : "out of memory", argv[1], argv[2]);
 			return;
 		}
 		s->delay_ns = (int64_t)llround(v[0] * 1000);
@@ -786,8 +781,9 @@ int main(int argc, char **argv)
 		snprintf(msg, sizeof msg, "cannot bind queue %d (another program holds it?)", queue);
 		fail(msg);
 	}
-	copy_range = 128;
-	if (nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, copy_range) < 0)
+	/* Whole packets, always: copies and corruption need them, and changing the mode later
+	   would mean a synchronous netlink query while packets stream in on the same socket. */
+	if (nfq_set_mode(nfq_qh, NFQNL_COPY_PACKET, 0xffff) < 0)
 		fail("cannot set queue copy mode");
 	nfq_set_queue_maxlen(nfq_qh, maxlen);
 	nfd = nfq_fd(nfq_h);

@@ -173,18 +173,30 @@ def test_update_replaces_the_table_and_keeps_counters(simulate: Simulate) -> Non
     assert stats[(A, B)].queue_delay_ms == pytest.approx(20.0)
 
 
-def test_bad_commands_are_refused_in_one_line(simulate: Simulate) -> None:
+def test_a_bad_pair_line_fails_the_commit_which_changes_nothing(simulate: Simulate) -> None:
     out = simulate(
         [
+            *shape_lines(LinkShape(latency_ms=10)),
+            pair_line((A, C), LinkShape(latency_ms=1)),
             "pair 198.18.0.1 nonsense 1 0 0 0 0 0",
-            "pair 198.18.0.1 198.18.0.2 1 0 101 0 0 0",
-            "pair 198.18.0.1 198.18.0.2 -1 0 0 0 0 0",
-            "frobnicate",
             "commit",
+            "pair 198.18.0.1 198.18.0.2 1 0 101 0 0 0",
+            "commit",
+            "pair 198.18.0.1 198.18.0.2 -1 0 0 0 0 0",
+            "commit",
+            "pair 0.0.0.0 0.0.0.0 1 0 0 0 0 0",
+            "commit",
+            "frobnicate",
+            "pkt 0 1 198.18.0.1 198.18.0.2 100",  # still the first table: 10 ms
+            "pkt 0 2 198.18.0.1 198.18.0.3 100",  # (A, C) never made it: at once
         ]
     )
-    assert [p[0] for p in out] == ["err", "err", "err", "err", "ok"]
-    assert out[-1] == ["ok", "0"]
+    replies = [p for p in out if p[0] in ("ok", "err")]
+    assert replies[0] == ["ok", "1"]
+    assert [p[0] for p in replies[1:]] == ["err"] * 5
+    assert " ".join(replies[1]) == "err bad pair line for 198.18.0.1 -> nonsense; nothing changed"
+    assert replies[-1] == ["err", "unknown", "command", "frobnicate"]
+    assert fates(out)["accept"] == [(2, 0), (1, 10_000)]
 
 
 def test_python_core_flips_one_bit_past_the_ip_header() -> None:
