@@ -94,7 +94,7 @@ def e2e(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures (and a peer's from the same run where named)."""
-    _debs(session, ["mininet", "iputils-ping", "iperf3"])
+    _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3"])
     _install(session, "test", "userspace")
     scripts = session.posargs or sorted(
         f"benchmarks/{f}" for f in os.listdir("benchmarks") if f.startswith("bench_")
