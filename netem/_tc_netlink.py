@@ -176,7 +176,7 @@ class HtbShaper:
 
     def stats(self) -> dict[Pair, LinkStats]:
         """Counters of each shaped direction: packets and bytes sent through its class,
-        drops by the class and its leaf (netem's loss counts as drops)."""
+        drops by the class including its leaf's (netem's loss counts as drops)."""
         out: dict[Pair, LinkStats] = {}
         for src, egress in self._egress.items():
             minors = {s.minor: s.dst for s in egress.specs if isinstance(s, DstFilter)}
@@ -200,7 +200,9 @@ class HtbShaper:
             for msg in qdiscs:
                 minor = msg["handle"] >> 16
                 if minor in counters and msg.get_attr("TCA_KIND") == "netem":
-                    counters[minor][2] += _counters(msg)[1]
+                    # htb counts a drop its leaf reports (netem's loss too) in the class's
+                    # own drops; the max guards against a kernel that does not
+                    counters[minor][2] = max(counters[minor][2], _counters(msg)[1])
             for minor, (packets, nbytes, drops) in counters.items():
                 out[(src, minors[minor])] = LinkStats(packets=packets, bytes=nbytes, drops=drops)
         return out

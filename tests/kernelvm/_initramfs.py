@@ -31,6 +31,7 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "nft_compat",
     "nft_queue",
     "nft_chain_nat",
+    "xt_iprange",
 )
 """Modules loaded at boot, with their dependencies resolved by modprobe."""
 
