@@ -13,12 +13,13 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from netem import LinkShape
-from netem._userspace import Engine, EngineError
+from netem._userspace import Engine, EngineError, _rules
 from netem._userspace._testbed import Testbed
 
 pytestmark = pytest.mark.live
@@ -298,4 +299,45 @@ def test_a_queue_held_by_another_engine_is_a_clear_error(
     with pytest.raises(EngineError, match="cannot bind queue 0"):
         second.start()
     assert second.pid is None
+    assert iptables_save(tb) == before
+
+
+def test_failed_rules_leave_the_previous_state_whole(
+    tb: Testbed, make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tb.ips
+    engine = make_engine()
+    engine.update({(a, b): LinkShape(latency_ms=20)})
+    rules = iptables_save(tb)
+
+    def refuse(netns: str, text: str) -> None:
+        raise _rules.RulesError("iptables-restore in the hub: refused for the test")
+
+    monkeypatch.setattr(_rules, "restore", refuse)
+    with pytest.raises(EngineError, match="refused for the test"):
+        engine.update({(a, b): LinkShape(latency_ms=50), (b, a): LinkShape(latency_ms=50)})
+    monkeypatch.undo()
+    assert iptables_save(tb) == rules
+    assert set(engine.stats()) == {(a, b)}
+    rtts = list(ping(tb, 0, 1, 10).rtts.values())
+    assert min(rtts) >= 20 and statistics.median(rtts) <= 21  # 20 ms one way, as before
+
+
+def test_a_full_matrix_of_many_hosts(tb: Testbed, make_engine: EngineFactory) -> None:
+    hosts = [IPv4Address("198.18.0.0") + i for i in range(1, 61)]
+    matrix = {(s, d): LinkShape(latency_ms=1 + i % 9) for i, (s, d) in
+              enumerate((s, d) for s in hosts for d in hosts if s != d)}  # fmt: skip
+    before = iptables_save(tb)
+    engine = make_engine()
+    engine.update(matrix)
+    saved = iptables_save(tb)
+    assert saved.count("-j NFQUEUE") == 60 * 59 and saved.count(":NETEM-Q-") == 60
+    assert len(engine.stats()) == 60 * 59
+    a, b = tb.ips
+    expected = matrix[(a, b)].latency_ms + matrix[(b, a)].latency_ms
+    rtts = list(ping(tb, 0, 1, 10).rtts.values())
+    assert min(rtts) >= expected and statistics.median(rtts) <= expected + 1
+    engine.update({})
+    assert "NFQUEUE" not in iptables_save(tb)
+    engine.stop()
     assert iptables_save(tb) == before
