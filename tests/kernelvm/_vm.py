@@ -97,6 +97,7 @@ def run_in_vm(
     """
     if not command:
         raise VmError("no command given")
+    accel_args = _accel_args(accel)
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise VmError("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
@@ -124,7 +125,7 @@ def run_in_vm(
         initrd = build_initramfs(tmpdir / "initrd.cpio", kver=kver, modules=modules)
         argv = [
             qemu,
-            *_accel_args(accel),
+            *accel_args,
             "-m",
             str(memory_mb),
             "-smp",

@@ -1,0 +1,116 @@
+"""Configured vs measured latency of each shaping backend, and how long a matrix takes to apply.
+
+For each backend that works here (the userspace one on a kernel without sch_netem; the
+kernel one where sch_netem exists, e.g. inside the kernel VM), two hosts are built and the
+direction a -> b is given each latency in turn (b -> a unshaped); `ping` from a measures
+the round trip, which is then the configured one-way latency plus the path's own cost.
+Printed per latency: the RTT's min, p50, p99, and p50 minus configured ("late").
+Then a full pair matrix over --hosts hosts (every direction shaped differently) is applied
+and changed, timed.
+
+    sudo python benchmarks/bench_shaping_latency.py [--latencies 1,10,50,100] [--count 200]
+        [--interval 0.01] [--hosts 10] [--backends userspace,kernel]
+    sudo python -m tests.kernelvm -- python benchmarks/bench_shaping_latency.py --backends kernel
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netem import LinkShape, Network, NetworkError, has_sch_netem, probe_all
+
+_TIME = re.compile(r"time=([\d.]+) ms")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def rtts(netns: str, dst: str, count: int, interval: float) -> list[float]:
+    cmd = ["ip", "netns", "exec", netns, "ping", "-n", "-c", str(count), "-i", str(interval)]
+    proc = subprocess.run([*cmd, "-W", "2", dst], capture_output=True, text=True, check=False)
+    return [float(x) for x in _TIME.findall(proc.stdout)]
+
+
+def latency_table(backend: str, latencies: list[float], count: int, interval: float) -> None:
+    print(f"\n{backend} backend: RTT of ping a->b with a->b shaped (b->a unshaped)")
+    print(f"{'configured ms':>14} {'n':>5} {'min':>8} {'p50':>8} {'p99':>8} {'late p50':>9}")
+    with Network(prefix=f"bsl{backend[:2]}", backend=backend) as net:
+        a, b = net.build(2)
+        base = rtts(a.netns, str(b.ip), 50, 0.01)
+        print(f"{'unshaped':>14} {len(base):>5} {min(base):>8.3f} {statistics.median(base):>8.3f} "
+              f"{percentile(base, 99):>8.3f} {'':>9}")  # fmt: skip
+        for lat in latencies:
+            net.set_rule(a, b, LinkShape(latency_ms=lat))
+            got = rtts(a.netns, str(b.ip), count, interval)
+            if not got:
+                print(f"{lat:>14g} no replies")
+                continue
+            p50 = statistics.median(got)
+            print(f"{lat:>14g} {len(got):>5} {min(got):>8.3f} {p50:>8.3f} "
+                  f"{percentile(got, 99):>8.3f} {p50 - lat:>+9.3f}")  # fmt: skip
+
+
+def apply_timing(backend: str, hosts: int) -> None:
+    with Network(prefix=f"bsa{backend[:2]}", backend=backend) as net:
+        t0 = time.perf_counter()
+        built = net.build(hosts)
+        t_build = time.perf_counter() - t0
+        pairs = [(s.ip, d.ip) for s in built for d in built if s != d]
+        first = {p: LinkShape(latency_ms=1 + i % 50, bandwidth_bps=10_000_000 + i * 1000)
+                 for i, p in enumerate(pairs)}  # fmt: skip
+        t0 = time.perf_counter()
+        net.backend.apply(first)
+        t_first = time.perf_counter() - t0
+        second = dict(first)
+        for p in pairs[::10]:
+            second[p] = LinkShape(latency_ms=77)
+        t0 = time.perf_counter()
+        net.backend.apply(second)
+        t_change = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        net.backend.apply(second)
+        t_same = time.perf_counter() - t0
+    print(f"\n{backend} backend, {hosts} hosts ({len(pairs)} directions):")
+    print(f"  build incl. attach        {t_build * 1000:9.1f} ms")
+    print(f"  apply full matrix         {t_first * 1000:9.1f} ms")
+    print(f"  change 10% of directions  {t_change * 1000:9.1f} ms")
+    print(f"  apply the same again      {t_same * 1000:9.1f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--latencies", default="1,10,50,100")
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--backends", default="userspace,kernel")
+    args = parser.parse_args()
+    try:
+        latencies = [float(x) for x in args.latencies.split(",")]
+    except ValueError:
+        parser.error(f"--latencies is a comma-separated list of numbers, not {args.latencies!r}")
+    print("probes: " + ", ".join(f"{p.name}={'yes' if p.ok else 'no'}" for p in probe_all()))
+    for backend in args.backends.split(","):
+        if backend == "kernel" and not has_sch_netem():
+            print("\nkernel backend: skipped, no sch_netem here (run it in the kernel VM)")
+            continue
+        try:
+            latency_table(backend, latencies, args.count, args.interval)
+            apply_timing(backend, args.hosts)
+        except NetworkError as exc:
+            print(f"\n{backend} backend: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

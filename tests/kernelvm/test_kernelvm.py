@@ -1,0 +1,87 @@
+"""The kernel VM bench: the initramfs it builds, and (slow) one real boot."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.kernelvm import VmError, build_initramfs, resolve_modules, run_in_vm
+from tests.kernelvm._initramfs import InitramfsError
+from tests.kernelvm._vm import _run_script, find_kernel
+
+
+def _kernel() -> tuple[Path, str]:
+    try:
+        return find_kernel()
+    except VmError as exc:
+        pytest.skip(str(exc))
+
+
+def test_modules_come_with_their_dependencies_in_load_order() -> None:
+    _, kver = _kernel()
+    mods = [m.name for m in resolve_modules(kver, ["9p", "sch_netem", "9pnet_virtio"])]
+    assert "sch_netem.ko" in mods and "9p.ko" in mods
+    assert mods.index("9pnet.ko") < mods.index("9p.ko")
+    assert mods.index("9pnet.ko") < mods.index("9pnet_virtio.ko")
+    assert len(mods) == len(set(mods))  # 9pnet is needed twice but loaded once
+
+
+def test_unknown_module_is_a_one_line_error() -> None:
+    _, kver = _kernel()
+    with pytest.raises(InitramfsError, match="no_such_module_xyz") as info:
+        resolve_modules(kver, ["no_such_module_xyz"])
+    assert "\n" not in str(info.value)
+
+
+def test_initramfs_holds_init_busybox_and_modules(tmp_path: Path) -> None:
+    _, kver = _kernel()
+    if shutil.which("busybox") is None or shutil.which("cpio") is None:
+        pytest.skip("busybox or cpio not installed")
+    image = build_initramfs(tmp_path / "initrd", kver=kver, modules=["sch_netem", "veth"])
+    listing = subprocess.run(
+        ["cpio", "-itv"], input=image.read_bytes(), capture_output=True, check=True
+    ).stdout.decode()
+    names = {line.split()[-1] for line in listing.splitlines() if line.strip()}
+    assert {"init", "bin/busybox", "modules/sch_netem.ko", "modules/veth.ko", "modules/order"} <= (
+        names | {n.split(" -> ")[0] for n in names}
+    )
+    assert any(line.startswith("crw") and line.split()[-1] == "dev/console" for line in
+               listing.splitlines())  # fmt: skip
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet"], input=image.read_bytes(), cwd=out, check=True)
+    assert (out / "modules/order").read_text().split() == ["sch_netem.ko", "veth.ko"]
+    init = (out / "init").read_text()
+    assert "chroot /host /bin/sh /tmp/kernelvm/run.sh" in init and "poweroff -f" in init
+
+
+def test_run_script_quotes_the_command_and_keeps_its_exit_code() -> None:
+    script = _run_script(["sh", "-c", "echo 'a b'; exit 3"], Path("/work dir"), {"X": "1 2"})
+    assert "export X='1 2'" in script
+    assert "cd '/work dir'" in script
+    assert "sh -c 'echo '\"'\"'a b'\"'\"'; exit 3'" in script
+    assert "echo $? > /tmp/kernelvm/rc.tmp" in script
+
+
+def test_bad_arguments_are_refused_before_booting() -> None:
+    with pytest.raises(VmError, match="no command"):
+        run_in_vm([])
+    with pytest.raises(VmError, match="accel must be"):
+        _kernel()
+        run_in_vm(["true"], accel="warp")
+
+
+@pytest.mark.slow
+def test_boot_runs_the_command_and_brings_back_output_and_exit_code() -> None:
+    _kernel()
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 not installed")
+    result = run_in_vm(
+        ["sh", "-c", "tc qdisc add dev lo root netem delay 1ms && echo netem-ok; exit 3"],
+        timeout=300,
+    )
+    assert result.returncode == 3
+    assert "netem-ok" in result.output
