@@ -330,3 +330,14 @@ def test_update_needs_a_started_engine_and_a_real_matrix() -> None:
         engine.update({(A, B): {"latency_ms": 1}})  # type: ignore[dict-item]
     with pytest.raises(EngineError, match="a matrix maps"):
         engine.update({A: LinkShape()})  # type: ignore[dict-item]
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    import netem._userspace as package
+
+    for name in package.__all__:
+        obj = getattr(package, name)
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+            assert obj.__doc__, name
+    assert {"Engine", "EngineError", "Timing", "BuildError", "build_engine"} <= set(package.__all__)
+    assert not [n for n in dir(package) if not n.startswith("_") and n not in package.__all__]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -339,5 +340,22 @@ def test_a_full_matrix_of_many_hosts(tb: Testbed, make_engine: EngineFactory) ->
     assert min(rtts) >= expected and statistics.median(rtts) <= expected + 1
     engine.update({})
     assert "NFQUEUE" not in iptables_save(tb)
+    engine.stop()
+    assert iptables_save(tb) == before
+
+
+def test_a_killed_engine_is_reported_and_stop_still_cleans_up(
+    tb: Testbed, make_engine: EngineFactory
+) -> None:
+    a, b = tb.ips
+    before = iptables_save(tb)
+    engine = make_engine()
+    engine.update({(a, b): LinkShape(latency_ms=20)})
+    assert engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert max(ping(tb, 0, 1, 3).rtts.values()) < 10  # fail-open: --queue-bypass
+    with pytest.raises(EngineError, match="the engine has died"):
+        engine.update({(a, b): LinkShape(latency_ms=30)})
     engine.stop()
     assert iptables_save(tb) == before
