@@ -337,7 +337,7 @@ def test_public_names_are_exported_and_documented() -> None:
 
     for name in package.__all__:
         obj = getattr(package, name)
-        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+        if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__")):
             assert obj.__doc__, name
     assert {"Engine", "EngineError", "Timing", "BuildError", "build_engine"} <= set(package.__all__)
     assert not [n for n in dir(package) if not n.startswith("_") and n not in package.__all__]
