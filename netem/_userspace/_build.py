@@ -58,7 +58,10 @@ def build_engine(directory: Path | None = None) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BuildError(f"cannot create the engine cache {target.parent}: {exc}") from None
+        raise BuildError(
+            f"cannot create the engine cache {target.parent} ({exc.strerror}); "
+            f"point {CACHE_ENV} at a writable directory"
+        ) from None
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
         src = Path(tmp) / "engine.c"
         src.write_bytes(source)

@@ -161,8 +161,9 @@ class Engine:
                     f"{first.removeprefix('error ') if first else 'it exited'}"
                 )
             self._had_filter_table = _rules.filter_table_exists(self.netns)
-            self._rules_live = True
+            # one iptables-restore transaction: made whole or not at all
             self._created = _rules.ensure_chain(self.netns)
+            self._rules_live = True
         except BaseException as exc:
             self.stop()
             if isinstance(exc, _rules.RulesError):

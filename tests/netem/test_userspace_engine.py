@@ -341,3 +341,10 @@ def test_public_names_are_exported_and_documented() -> None:
             assert obj.__doc__, name
     assert {"Engine", "EngineError", "Timing", "BuildError", "build_engine"} <= set(package.__all__)
     assert not [n for n in dir(package) if not n.startswith("_") and n not in package.__all__]
+
+
+def test_build_into_an_unwritable_cache_says_where(tmp_path: Path, c_engine: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BuildError, match=r"cannot create the engine cache .*NETEM_USERSPACE_CACHE"):
+        build_engine(blocker / "cache")
