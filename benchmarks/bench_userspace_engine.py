@@ -207,8 +207,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
-        print("needs root (network namespaces, NFQUEUE)", file=sys.stderr)
-        return 2
+        print("bench_userspace_engine: skipped, needs root (network namespaces, NFQUEUE)")
+        return 0
     rates = [int(r) for r in args.rates.split(",")]
     with Testbed("uebench", hosts=2) as tb, tempfile.TemporaryDirectory() as tmp:
         a, b = tb.ips
