@@ -38,10 +38,14 @@ class MeshParams:
     """Chance that one unit of ATX weight makes its smesher eligible in a layer."""
     labels_per_unit: int = 16
     pow_bits: int = 6
+    certifiers: int = 4
+    """Expected number of nodes that publish a layer's hare certificate."""
 
     def __post_init__(self) -> None:
         if self.layers_per_epoch < 1 or self.hdist < 1 or self.window < self.hdist:
             raise ValueError("need layers_per_epoch >= 1, hdist >= 1, window >= hdist")
+        if self.certifiers < 1:
+            raise ValueError(f"certifiers must be >= 1, not {self.certifiers}")
         if not 0 < self.hare_threshold < 1 or not 0 < self.eligibility <= 1:
             raise ValueError("hare_threshold must be in (0, 1) and eligibility in (0, 1]")
 

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from ._clock import Clock
-from ._codec import Json, decode, hash_json
+from ._codec import Json, decode, h, hash_json
 from ._gossip import Gossip
 from ._keys import Signer
 from ._merkle import merkle_proof
@@ -242,25 +242,38 @@ class Node:
         self.gossip.publish("hare", make_vote(self.signer, layer, atx_id, ids))
 
     def _certify(self, layer: int) -> None:
-        if self._my_atx(layer) is None:
+        atx_id = self._my_atx(layer)
+        if atx_id is None:
+            return
+        params = self.config.mesh
+        epoch = params.epoch(layer)
+        active = len(self.mesh.atxs_for_epoch(epoch))
+        # A few certifiers per layer, not every node: a certificate carries its votes.
+        ticket = int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big") / 2**64
+        if ticket >= params.certifiers / max(active, 1):
             return
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for vote in self.mesh.layer_votes(layer):
             groups[tuple(vote["proposals"])].append(vote)
-        total = self.mesh.epoch_weight(self.config.mesh.epoch(layer))
+        needed = params.hare_threshold * self.mesh.epoch_weight(epoch)
         known = self.mesh.layer_proposals(layer)
         for ids, votes in groups.items():
-            weight = sum(self.mesh.atx_weight(v["atx"]) for v in votes)
-            if total and weight > self.config.mesh.hare_threshold * total:
-                if not all(i in known for i in ids):
-                    return
-                local = self.mesh.local_block(layer)
+            if not ids or not all(i in known for i in ids):
+                continue  # an empty layer needs no certificate; a block we cannot build, none
+            # The fewest votes that pass, taken in a fixed order, so that certifiers who
+            # saw the same votes publish the same certificate (one message, de-duplicated).
+            chosen: list[dict[str, Any]] = []
+            weight = 0
+            for vote in sorted(votes, key=lambda v: str(v["smesher"])):
+                chosen.append(vote)
+                weight += self.mesh.atx_weight(vote["atx"])
+                if weight > needed:
+                    break
+            if needed and weight > needed:
                 proposals = [known[i] for i in ids]
                 weights = {p["atx"]: self.mesh.atx_weight(p["atx"]) for p in proposals}
-                block = make_block(layer, proposals, weights) if ids else local
-                if block is None:
-                    return  # the hare agreed on an empty layer: nothing to certify
-                self.gossip.publish("certificate", make_certificate(layer, block, votes))
+                block = make_block(layer, proposals, weights)
+                self.gossip.publish("certificate", make_certificate(layer, block, chosen))
                 return
 
     def _sync_keys(self) -> list[str]:
