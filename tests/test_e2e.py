@@ -45,13 +45,17 @@ async def late_failure(env):
 """
 
 
+def _run_dir(outputs: Path) -> Path:
+    (run_dir,) = [p for p in outputs.iterdir() if p.is_dir()]  # beside it: history.sqlite
+    return run_dir
+
+
 def _run_json(outputs: Path) -> dict:
-    (run_dir,) = outputs.iterdir()
-    return json.loads((run_dir / "run.json").read_text())
+    return json.loads((_run_dir(outputs) / "run.json").read_text())
 
 
 def _events(outputs: Path) -> list[dict]:
-    (run_dir,) = outputs.iterdir()
+    run_dir = _run_dir(outputs)
     return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
