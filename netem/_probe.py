@@ -1,8 +1,8 @@
 """What the running kernel can do for shaping, found by really trying it.
 
-Each probe builds a throw-away network namespace holding one veth pair, tries the feature
-there and removes the namespace; the host's own namespace is never touched. Answers are
-cached for the life of the process.
+Each probe runs `ip`/`tc`/`iptables` in a throw-away, unnamed network namespace holding one
+veth pair (`unshare --net`), so the host's own namespace is never touched and nothing is
+left behind even if the probe is killed. Answers are cached for the life of the process.
 """
 
 from __future__ import annotations
@@ -12,12 +12,6 @@ import functools
 import os
 import shutil
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-from pyroute2 import IPRoute, netns
-from pyroute2.netlink.exceptions import NetlinkError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -29,99 +23,67 @@ class ProbeResult:
     detail: str = ""
 
 
-@contextmanager
-def _scratch_namespace() -> Iterator[tuple[IPRoute, int]]:
-    """A fresh namespace with veth `p0`/`p1`, both up; yields (rtnl socket, index of p0)."""
-    name = f"netem-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    netns.create(name)
-    try:
-        with IPRoute(netns=name, flags=0) as ipr:
-            ipr.link("add", ifname="p0", kind="veth", peer={"ifname": "p1"})
-            index = ipr.link_lookup(ifname="p0")[0]
-            ipr.link("set", index=index, state="up")
-            yield ipr, index
-    finally:
-        netns.remove(name)
+def _in_scratch_namespace(name: str, script: str) -> ProbeResult:
+    """Run `script` (sh) in a fresh, unnamed network namespace holding veth p0/p1.
 
-
-def _try(name: str, action: Callable[[IPRoute, int], None]) -> ProbeResult:
-    if os.geteuid() != 0:
-        return ProbeResult(name, False, "needs root to create a network namespace")
+    The namespace belongs to the `unshare` process alone and vanishes with it, however the
+    probe ends; not root, a user namespace is made too (`unshare -Urn`).
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ProbeResult(name, False, "unshare (util-linux) not found")
+    prefix = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "-Urn"]
+    setup = "ip link add p0 type veth peer name p1 && ip link set p0 up && "
     try:
-        with _scratch_namespace() as (ipr, index):
-            action(ipr, index)
-    except NetlinkError as exc:
-        return ProbeResult(name, False, f"kernel refused it: {os.strerror(exc.code)}")
-    except OSError as exc:
+        proc = subprocess.run(
+            [*prefix, "sh", "-c", setup + script],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
         return ProbeResult(name, False, f"{type(exc).__name__}: {exc}")
+    if proc.returncode != 0:
+        detail = " ".join(proc.stderr.split()) or f"exit code {proc.returncode}"
+        return ProbeResult(name, False, detail)
     return ProbeResult(name, True)
-
-
-def _add_netem(ipr: IPRoute, index: int) -> None:
-    ipr.tc("add", "netem", index, 0x10000, delay=1000)
-
-
-def _add_htb(ipr: IPRoute, index: int) -> None:
-    ipr.tc("add", "htb", index, 0x10000, default=1)
-    ipr.tc("add-class", "htb", index, 0x10001, parent=0x10000, rate="1mbit")
-    ipr.tc(
-        "add-filter",
-        "u32",
-        index,
-        parent=0x10000,
-        prio=1,
-        protocol=0x0800,
-        target=0x10001,
-        keys=["0xc6120001/0xffffffff+16"],
-    )
-
-
-def _add_tbf(ipr: IPRoute, index: int) -> None:
-    ipr.tc("add", "tbf", index, 0x10000, rate="1mbit", burst=16000, latency=50_000)
 
 
 @functools.cache
 def probe_sch_netem() -> ProbeResult:
     """Can a netem qdisc be added (sch_netem built in or loadable)?"""
-    return _try("sch_netem", _add_netem)
+    return _in_scratch_namespace("sch_netem", "tc qdisc add dev p0 root netem delay 1ms")
 
 
 @functools.cache
 def probe_htb_u32() -> ProbeResult:
     """Can an htb root with a class and a u32 filter on a destination be added?"""
-    return _try("htb+u32", _add_htb)
+    return _in_scratch_namespace(
+        "htb+u32",
+        "tc qdisc add dev p0 root handle 1: htb default 1 && "
+        "tc class add dev p0 parent 1: classid 1:1 htb rate 1mbit && "
+        "tc filter add dev p0 parent 1: protocol ip prio 1 u32 "
+        "match ip dst 198.18.0.1/32 flowid 1:1",
+    )
 
 
 @functools.cache
 def probe_tbf() -> ProbeResult:
     """Can a tbf qdisc be added?"""
-    return _try("tbf", _add_tbf)
+    return _in_scratch_namespace(
+        "tbf", "tc qdisc add dev p0 root tbf rate 1mbit burst 16kb latency 50ms"
+    )
 
 
 @functools.cache
 def probe_nfqueue() -> ProbeResult:
     """Can an iptables rule with an NFQUEUE target be added (the userspace engine's hook)?"""
-    name = "nfqueue"
-    if os.geteuid() != 0:
-        return ProbeResult(name, False, "needs root to create a network namespace")
-    iptables = shutil.which("iptables")
-    if iptables is None:
-        return ProbeResult(name, False, "iptables not found")
-    ns = f"netem-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    netns.create(ns)
-    try:
-        rule = ["-A", "OUTPUT", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, iptables, "-w", *rule],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    finally:
-        netns.remove(ns)
-    if proc.returncode != 0:
-        return ProbeResult(name, False, f"iptables refused it: {proc.stderr.strip()}")
-    return ProbeResult(name, True)
+    if shutil.which("iptables") is None:
+        return ProbeResult("nfqueue", False, "iptables not found")
+    return _in_scratch_namespace(
+        "nfqueue", "iptables -w -A OUTPUT -j NFQUEUE --queue-num 0 --queue-bypass"
+    )
 
 
 def has_sch_netem() -> bool:
