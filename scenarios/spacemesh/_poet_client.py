@@ -36,7 +36,7 @@ class HttpPoetClient:
         try:
             resp = await self._client.post("/v1/submit", json={"challenge": challenge.hex()})
         except httpx.TransportError as exc:
-            raise OSError(f"{type(exc).__name__}: {exc}") from None
+            raise OSError(_describe(exc)) from None
         if resp.status_code != 200:
             raise OSError(f"HTTP {resp.status_code}: {resp.text[:200]}")
         return int(resp.json()["roundId"])
@@ -45,7 +45,7 @@ class HttpPoetClient:
         try:
             resp = await self._client.get("/v1/info")
         except httpx.TransportError as exc:
-            raise OSError(f"{type(exc).__name__}: {exc}") from None
+            raise OSError(_describe(exc)) from None
         resp.raise_for_status()
         result: dict[str, Json] = resp.json()
         return result
@@ -53,6 +53,11 @@ class HttpPoetClient:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class LocalPoetClient:

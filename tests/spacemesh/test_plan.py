@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -68,9 +69,9 @@ def test_public_api_exports_exist() -> None:
     assert sorted(spacemesh.__all__) == sorted(set(spacemesh.__all__))
 
 
-def _run(*args: str, outputs: Path) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, outputs: Path, runner: str = "local:exec") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", "spacemesh:start", "--runner", "local:exec",
+        [sys.executable, "-m", "harness", "run", "spacemesh:start", "--runner", runner,
          "-q", "--outputs", str(outputs), *args],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
@@ -95,3 +96,14 @@ def test_plan_fails_and_says_why_when_the_poet_is_unreachable(tmp_path: Path) ->
     assert out.returncode == 1, out.stdout + out.stderr
     assert "miner published no ATX in epoch 0" in out.stdout
     assert "unreachable" in out.stdout
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_plan_passes_in_network_namespaces_with_latency(tmp_path: Path) -> None:
+    out = _run("-i", "4", "-p", "layers=4", "-p", "layer_duration=1s", "-p", "genesis_offset=3s",
+               outputs=tmp_path, runner="local:netns")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    (network,) = tmp_path.glob("*/network.jsonl")
+    assert '"latency_ms":50.0' in network.read_text()  # the default shape was asked for
