@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
 from types import TracebackType
@@ -196,7 +196,7 @@ class Network:
         h = self.host(host)
         _check_shape(shape)
         self._change(
-            self._policy.with_default(h.ip, shape),
+            lambda policy: policy.with_default(h.ip, shape),
             "default",
             asked_by,
             {"host": str(h.ip), "shape": shape_json(shape)},
@@ -211,7 +211,7 @@ class Network:
             raise RequestError(f"a rule needs two different hosts, not {s.name} twice")
         _check_shape(shape)
         self._change(
-            self._policy.with_rule((s.ip, d.ip), shape),
+            lambda policy: policy.with_rule((s.ip, d.ip), shape),
             "rule",
             asked_by,
             {"src": str(s.ip), "dst": str(d.ip), "shape": shape_json(shape)},
@@ -234,7 +234,7 @@ class Network:
         if not oneway:
             pairs |= {(y, x) for x, y in pairs}
         self._change(
-            self._policy.with_partition(pairs),
+            lambda policy: policy.with_partition(pairs),
             "partition",
             asked_by,
             {"a": _ips(side_a), "b": _ips(side_b), "oneway": oneway},
@@ -258,7 +258,7 @@ class Network:
             xs, ys = side_a or every, side_b or every
             pairs = {(x, y) for x in xs for y in ys} | {(y, x) for x in xs for y in ys}
         self._change(
-            self._policy.healed(pairs),
+            lambda policy: policy.healed(pairs),
             "heal",
             asked_by,
             {
@@ -274,7 +274,7 @@ class Network:
         h = self.host(host)
         request = parse_request(config, h.ip, self._by_ip)
         self._change(
-            self._policy.with_request(h.ip, request),
+            lambda policy: policy.with_request(h.ip, request),
             "request",
             asked_by,
             {"host": str(h.ip), "config": dict(config)},
@@ -289,12 +289,17 @@ class Network:
             raise RequestError(f"side {label} of a partition is empty")
         return side
 
-    def _change(self, new: Policy, op: str, asked_by: str, asked: dict[str, Any]) -> None:
+    def _change(
+        self, update: Callable[[Policy], Policy], op: str, asked_by: str, asked: dict[str, Any]
+    ) -> None:
+        # The new policy is derived under the lock: changes asked for from several threads
+        # at once (one per instance's request) must build on each other, not on a stale copy.
         with self._lock:
             self._check_open()
             if not self._hosts:
                 raise RequestError("build the network before changing it")
             old = self._policy
+            new = update(old)
             old_drops, new_drops = old.drops(self._by_ip), new.drops(self._by_ip)
             firewall_changed = False
             try:
