@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 
@@ -17,6 +18,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netem._backend import HostInfo, LinkStats, Pair
 from netem._build_errors import NetworkError, RequestError
+from netem._build_ns import netlink_socket, run_in_netns
+from netem._names import netns_path
 from netem._shape import LinkShape
 from netem._tc_spec import (
     DEFAULT_MINOR,
@@ -39,7 +42,10 @@ class _Egress:
     def __init__(self, host: HostInfo) -> None:
         self.host = host
         try:
-            self.ipr = IPRoute(netns=host.netns, flags=0)
+            # a socket opened from a thread inside the namespace: pyroute2's own
+            # IPRoute(netns=...) forks a helper per namespace, about 20 ms each
+            sock = run_in_netns(netns_path(host.netns), netlink_socket)
+            self.ipr = IPRoute(fileno=sock.detach())
         except (OSError, NetlinkError) as exc:
             raise NetworkError(f"cannot enter namespace {host.netns}: {exc}") from None
         found = self.ipr.link_lookup(ifname=host.ifname)
@@ -104,6 +110,7 @@ class HtbShaper:
         new = [h for h in hosts if h.ip not in self._egress]
         if len(self._slots) + len(new) > MAX_SLOT - FIRST_SLOT + 1:
             raise RequestError(f"the tc layout has room for {MAX_SLOT - FIRST_SLOT + 1} hosts")
+        _ensure_fd_room(_FDS_PER_HOST * len(new))
         opened: list[_Egress] = []
         try:
             for host in new:
@@ -213,6 +220,24 @@ class HtbShaper:
         self._slots = {}
         for egress in egresses:
             egress.close()
+
+
+_FDS_PER_HOST = 4  # an IPRoute holds its netlink socket and an event loop's descriptors
+
+
+def _ensure_fd_room(extra: int) -> None:
+    """Raise the soft limit on open files (up to the hard one) when `extra` more descriptors
+    would not fit: a few hundred hosts pass the common default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = len(os.listdir("/proc/self/fd")) + extra + 64
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise NetworkError(
+            f"shaping these hosts needs about {need} open files; the hard limit is {hard} "
+            "(raise it with ulimit -Hn)"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def _counters(msg: object) -> tuple[tuple[int, int], int]:
