@@ -95,15 +95,11 @@ async def memory_cluster(
     gws = [Node(c, transport=net.transport(c.listen), clock=clock, poets=[poet_client]) for c in gw]
     for node in gws:
         gateway_nodes[node.config.listen] = node
-    mns = [
-        Node(
-            config(gateways + i, smeshing=True, bootnodes=boot),
-            transport=net.transport(config(gateways + i, smeshing=True, bootnodes=boot).listen),
-            clock=clock,
-            poets=[poet_client],
-        )
-        for i in range(miners)
-    ]
+    mns = []
+    for i in range(miners):
+        cfg = config(gateways + i, smeshing=True, bootnodes=boot)
+        node = Node(cfg, transport=net.transport(cfg.listen), clock=clock, poets=[poet_client])
+        mns.append(node)
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
         for node in gws:

@@ -126,7 +126,11 @@ async def start(env: sdk.RunEnv) -> None:
     n = env.instance_count
     nodes = n - int(p["poets"])
     layer_duration = float(p["layer_duration"])
-    params = MeshParams(layers_per_epoch=int(p["layers_per_epoch"]), pow_bits=int(p["pow_bits"]))
+    params = MeshParams(
+        layers_per_epoch=int(p["layers_per_epoch"]),
+        pow_bits=int(p["pow_bits"]),
+        eligibility=float(p["eligibility"]),
+    )
     epoch_duration = params.layers_per_epoch * layer_duration
     target = int(p["layers"])
 
