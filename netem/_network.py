@@ -16,7 +16,7 @@ from netem import _build as build
 from netem import _build_ns as ns
 from netem import _cleanup_manifest as manifests
 from netem import _names as names
-from netem._backend import Backend, Pair
+from netem._backend import Backend, LinkStats, Pair
 from netem._build_errors import NetemError, NetworkError, RequestError
 from netem._firewall import Firewall
 from netem._hosts import Host
@@ -318,6 +318,13 @@ class Network:
                 "shaped": len(new.matrix(self._by_ip)),
             }
             self._recorder.write(op, asked_by, asked, applied)
+
+    def link_stats(self) -> Mapping[Pair, LinkStats]:
+        """The backend's counters per shaped direction (safe while others change the net)."""
+        with self._lock:
+            if self._closed or not self._attached:
+                return {}
+            return self.backend.stats()
 
     # -- ending -----------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -34,6 +36,8 @@ from netem._tc_spec import (
     render,
     request,
 )
+
+T = TypeVar("T")
 
 
 class _Egress:
@@ -99,6 +103,13 @@ class HtbShaper:
         self.leaves = leaves
         self._egress: dict[IPv4Address, _Egress] = {}
         self._slots: dict[IPv4Address, int] = {}
+        # pyroute2 binds a socket made from a file descriptor to the thread that made it, so
+        # every netlink call of this shaper runs on one thread of its own, whichever thread
+        # calls (the Network's callers may be Trio's worker threads, one per request).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="netem-tc")
+
+    def _confined(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._thread.submit(fn, *args).result()
 
     @property
     def hosts(self) -> list[HostInfo]:
@@ -107,6 +118,9 @@ class HtbShaper:
 
     def attach(self, hosts: Sequence[HostInfo]) -> None:
         """Open each host's namespace and put the empty layout (root + default) on it."""
+        return self._confined(self._attach, hosts)
+
+    def _attach(self, hosts: Sequence[HostInfo]) -> None:
         new = [h for h in hosts if h.ip not in self._egress]
         if len(self._slots) + len(new) > MAX_SLOT - FIRST_SLOT + 1:
             raise RequestError(f"the tc layout has room for {MAX_SLOT - FIRST_SLOT + 1} hosts")
@@ -152,6 +166,9 @@ class HtbShaper:
 
     def apply(self, matrix: Mapping[Pair, LinkShape]) -> None:
         """Make `matrix` true; on a refusal restore every host touched, then raise."""
+        return self._confined(self._apply, matrix)
+
+    def _apply(self, matrix: Mapping[Pair, LinkShape]) -> None:
         self.validate(matrix)
         wanted = self.desired(matrix)
         done: list[tuple[_Egress, tuple[Spec, ...]]] = []
@@ -184,6 +201,9 @@ class HtbShaper:
     def stats(self) -> dict[Pair, LinkStats]:
         """Counters of each shaped direction: packets and bytes sent through its class,
         drops by the class including its leaf's (netem's loss counts as drops)."""
+        return self._confined(self._stats)
+
+    def _stats(self) -> dict[Pair, LinkStats]:
         out: dict[Pair, LinkStats] = {}
         for src, egress in self._egress.items():
             minors = {s.minor: s.dst for s in egress.specs if isinstance(s, DstFilter)}
@@ -216,6 +236,9 @@ class HtbShaper:
 
     def close(self) -> None:
         """Remove the layout from every host and close the sockets; safe to call twice."""
+        return self._confined(self._close)
+
+    def _close(self) -> None:
         egresses, self._egress = list(self._egress.values()), {}
         self._slots = {}
         for egress in egresses:

@@ -175,7 +175,7 @@ class TelemetrySampler:
                 nursery.start_soon(self._sample_instance, iid, netns, address)
         if self.link_stats is not None:
             try:
-                stats = self.link_stats()
+                stats = await trio.to_thread.run_sync(self.link_stats)
             except Exception as e:  # the lead's callable: a failure must not end the run
                 self._error("link_stats", e)
                 return

@@ -62,7 +62,8 @@ async def ping(env: sdk.RunEnv) -> None:
     port, rounds = env.params["port"], env.params["rounds"]
     ip = env.data_ip or "127.0.0.1"
     await env.network.wait_initialized()
-    if env.network.configurable and env.params["latency"] > 0:
+    shaped = env.network.configurable and env.params["latency"] > 0
+    if shaped:
         shape = sdk.LinkShape(latency_ms=env.params["latency"] * 1000)
         await env.network.configure(shape, callback_state="shaped", callback_target=n)
         await env.sync.barrier("shaped", n)
@@ -77,6 +78,11 @@ async def ping(env: sdk.RunEnv) -> None:
         for peer in targets:
             rtts += await _ping(peer, rounds, env.params["max_rtt"])
         rtts.sort()
+        if shaped and rtts[0] < 2 * env.params["latency"]:
+            raise sdk.TestFailure(
+                f"fastest ping took {rtts[0] * 1000:.1f} ms, less than twice the configured "
+                f"{env.params['latency'] * 1000:g} ms latency: the links are not shaped"
+            )
         env.log.info("pinged", peers=len(targets), rtt_p50_ms=round(rtts[len(rtts) // 2] * 1000, 3),
                      rtt_max_ms=round(rtts[-1] * 1000, 3))
         await env.sync.signal_and_wait("pinged", n)
