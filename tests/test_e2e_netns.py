@@ -1,0 +1,112 @@
+"""End to end on the local:netns runner (live: root, namespaces, the shaping backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, harness_cli
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(os.geteuid() != 0, reason="local:netns builds namespaces: needs root"),
+]
+
+HANG = """
+name = "hang"
+[[testcases]]
+name = "py"
+instances = { min = 1, max = 50, default = 3 }
+entrypoint = "hang.plan:forever"
+"""
+HANG_CODE = """
+import trio
+
+async def forever(env):
+    await env.network.configure({"latency_ms": 5})
+    await env.sync.signal_entry("shaped")
+    await trio.sleep(1000)
+"""
+
+
+def host_state() -> dict[str, str]:
+    """What a run must leave exactly as it found it in the host's own namespace."""
+    cmds = {"link": ["ip", "-o", "link"], "addr": ["ip", "-o", "addr"], "route": ["ip", "route"],
+            "iptables": ["iptables-save"], "qdisc": ["tc", "qdisc"]}
+    out = {}
+    for name, cmd in cmds.items():
+        text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        # counters and generation comments change on their own
+        out[name] = "\n".join(l for l in text.splitlines() if not l.startswith("#"))
+    return out
+
+
+def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
+    before = host_state()
+    r = harness_cli("run", "pingpong", "-i", "50", "-p", "latency=10ms", "-p", "fanout=3",
+                    "--runner", "local:netns", "--outputs", str(tmp_path), "-q", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the plan itself fails any instance whose fastest ping beat twice the latency
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["network"]["backend"] in ("kernel", "userspace")
+    assert len(set(run["network"]["hosts"].values())) == 50
+    assert all(ip.startswith("198.1") for ip in run["network"]["hosts"].values())
+    assert host_state() == before
+    assert not [n for n in _netns() if n.startswith(run["network"]["prefix"])]
+
+
+def _netns() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
+    make_plan: Callable[..., Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    before = host_state()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "hang:py", "--plans", str(root),
+         "--runner", "local:netns", "--outputs", str(out), "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        shaped = 0
+        while time.monotonic() < deadline and shaped < 3:
+            time.sleep(0.2)
+            for events in out.glob("*/events.jsonl"):
+                shaped = sum('"state":"shaped"' in line for line in events.read_text().splitlines())
+        assert shaped == 3, "instances did not come up"
+        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        prefix = json.loads((run_dir / "network.jsonl").read_text().splitlines()[0])["applied"]["prefix"]
+        assert [n for n in _netns() if n.startswith(prefix)]
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGKILL:
+        r = harness_cli("clean")
+        assert r.returncode == 0, r.stderr
+        assert prefix in r.stdout
+    else:
+        assert code == 130
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and [n for n in _netns() if n.startswith(prefix)]:
+        time.sleep(0.2)
+    assert not [n for n in _netns() if n.startswith(prefix)]
+    assert host_state() == before
+    # forked instances keep the process host's command line, which names the entrypoint
+    assert not subprocess.run(["pgrep", "-f", "hang.plan:forever"], capture_output=True).stdout
