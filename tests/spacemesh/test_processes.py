@@ -201,3 +201,20 @@ def test_cli_port_in_use_is_one_line(procs: Procs) -> None:
     )  # fmt: skip
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0 and "in use" in out.stderr
+
+
+def test_simulation_runner_reports_agreement() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "scenarios.spacemesh.sim", "--miners", "4", "--layers", "5",
+         "--layer-duration", "1", "--jitter-ms", "10", "--loss", "0.02"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "nodes=6 layers=5" in out.stdout  # 2 gateways by default and "agree=True" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "scenarios.spacemesh.sim", "--loss", "2"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "loss" in bad.stderr
