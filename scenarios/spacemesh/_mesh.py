@@ -40,12 +40,14 @@ class MeshParams:
     pow_bits: int = 6
     certifiers: int = 4
     """Expected number of nodes that publish a layer's hare certificate."""
+    committee: int = 50
+    """Expected hare committee size (ATXs); with fewer active ATXs every smesher votes."""
 
     def __post_init__(self) -> None:
         if self.layers_per_epoch < 1 or self.hdist < 1 or self.window < self.hdist:
             raise ValueError("need layers_per_epoch >= 1, hdist >= 1, window >= hdist")
-        if self.certifiers < 1:
-            raise ValueError(f"certifiers must be >= 1, not {self.certifiers}")
+        if self.certifiers < 1 or self.committee < 1:
+            raise ValueError("certifiers and committee must be >= 1")
         if not 0 < self.hare_threshold < 1 or not 0 < self.eligibility <= 1:
             raise ValueError("hare_threshold must be in (0, 1) and eligibility in (0, 1]")
 
@@ -117,6 +119,19 @@ def eligible(params: MeshParams, atx_id: str, layer: int, weight: int) -> bool:
     """Whether an ATX of ``weight`` units may propose in ``layer`` (anyone can check it)."""
     ticket = int.from_bytes(h(b"eligibility", atx_id, layer)[:8], "big") / 2**64
     return ticket < 1 - (1 - params.eligibility) ** weight
+
+
+def committee_share(params: MeshParams, active: int) -> float:
+    """The chance of one ATX to sit on a layer's hare committee, given ``active`` ATXs."""
+    return min(1.0, params.committee / active) if active else 1.0
+
+
+def in_committee(params: MeshParams, atx_id: str, layer: int, active: int) -> bool:
+    """Whether an ATX's smesher votes in ``layer``'s hare (anyone can check it)."""
+    share = committee_share(params, active)
+    if share >= 1.0:
+        return True
+    return int.from_bytes(h(b"hare-committee", atx_id, layer)[:8], "big") / 2**64 < share
 
 
 def make_proposal(
@@ -344,17 +359,28 @@ class Mesh:
         weights = {p["atx"]: self.atx_weight(p["atx"]) for p in proposals}
         return make_block(layer, proposals, weights)
 
+    def hare_needed(self, layer: int) -> float:
+        """The committee weight a certificate's votes must exceed (0: nobody is active)."""
+        epoch = self.params.epoch(layer)
+        share = committee_share(self.params, len(self.atxs_for_epoch(epoch)))
+        return self.params.hare_threshold * share * self.epoch_weight(epoch)
+
     def certified_block(self, layer: int) -> dict[str, Any] | None:
         """The hare's output: the certified block whose voters hold enough weight."""
-        total = self.epoch_weight(self.params.epoch(layer))
+        needed = self.hare_needed(layer)
+        active = len(self.atxs_for_epoch(self.params.epoch(layer)))
         best: tuple[str, dict[str, Any]] | None = None
         for cert in self._certs_by_layer.get(layer, []):
             voters: dict[str, int] = {}
             for vote in cert["votes"]:
                 atx = self.atxs.get(vote["atx"])
-                if atx is not None and atx["smesher"] == vote["smesher"]:
+                if (
+                    atx is not None
+                    and atx["smesher"] == vote["smesher"]
+                    and in_committee(self.params, vote["atx"], layer, active)
+                ):
                     voters[vote["smesher"]] = int(atx["num_units"])
-            if total and sum(voters.values()) > self.params.hare_threshold * total:
+            if needed and sum(voters.values()) > needed:
                 block_id = hash_json(cert["block"])
                 if best is None or block_id < best[0]:
                     best = (block_id, cert["block"])

@@ -22,6 +22,7 @@ from ._mesh import (
     MeshParams,
     atx_challenge,
     eligible,
+    in_committee,
     make_atx,
     make_block,
     make_certificate,
@@ -238,6 +239,9 @@ class Node:
         atx_id = self._my_atx(layer)
         if atx_id is None:
             return
+        active = len(self.mesh.atxs_for_epoch(self.config.mesh.epoch(layer)))
+        if not in_committee(self.config.mesh, atx_id, layer, active):
+            return
         ids = sorted(self.mesh.layer_proposals(layer))
         self.gossip.publish("hare", make_vote(self.signer, layer, atx_id, ids))
 
@@ -254,8 +258,9 @@ class Node:
             return
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for vote in self.mesh.layer_votes(layer):
-            groups[tuple(vote["proposals"])].append(vote)
-        needed = params.hare_threshold * self.mesh.epoch_weight(epoch)
+            if in_committee(params, vote["atx"], layer, active):
+                groups[tuple(vote["proposals"])].append(vote)
+        needed = self.mesh.hare_needed(layer)
         known = self.mesh.layer_proposals(layer)
         for ids, votes in groups.items():
             if not ids or not all(i in known for i in ids):

@@ -84,3 +84,17 @@ async def test_a_healed_partition_converges() -> None:
     assert all(status is not LayerStatus.APPLIED for status, _ in minority[5:])
     assert len(hashes[0]) == 13
     assert all(h == hashes[0] for h in hashes)
+
+
+async def test_a_sampled_hare_committee_still_certifies_and_agrees() -> None:
+    params = MeshParams(layers_per_epoch=3, pow_bits=4, committee=4)
+    async with memory_cluster(miners=12, seed=21, layer_duration=2.0, params=params) as c:
+        await c.clock.sleep_until(c.gateways[0].layer_start(TARGET + params.hdist) + 1.0)
+        mesh = c.gateways[0].mesh
+        layers = range(2 * params.layers_per_epoch, TARGET + 1)  # epochs with 12 ATXs
+        voters = [len(mesh.layer_votes(layer)) for layer in layers]
+        certified = [mesh.certified_block(layer) is not None for layer in layers]
+        hashes = [[s.hash for s in n.layers()[: TARGET + 1]] for n in c.nodes]
+    assert 0 < sum(voters) / len(voters) < 8  # about 4 of 12 vote, not all of them
+    assert sum(certified) >= len(certified) / 3
+    assert len(hashes[0]) == TARGET + 1 and all(h == hashes[0] for h in hashes)
