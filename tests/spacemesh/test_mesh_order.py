@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scenarios.spacemesh import LayerStatus, Mesh, MeshParams, memory_cluster
 
-PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
+PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4, committee=3)  # sampled: 3 of 4 vote
 CURRENT = 9
 
 Message = tuple[str, dict[str, Any]]
