@@ -12,7 +12,7 @@ from netem._hosts_policy import Policy, Request
 from netem._kernel import KernelBackend
 from netem._network import DEFAULT_SUBNET, HostRef, Network
 from netem._probe import ProbeResult, has_sch_netem, probe_all
-from netem._record_replay import replay
+from netem._record_replay import replay, replay_states
 from netem._rootless import needs_userns, reexec_in_userns, rootless_problem, userns_command
 from netem._select import BACKEND_NAMES, NullBackend, select_backend
 from netem._shape import IDENTITY, LinkShape, ShapeError
@@ -50,6 +50,7 @@ __all__ = [
     "probe_all",
     "reexec_in_userns",
     "replay",
+    "replay_states",
     "rootless_problem",
     "select_backend",
     "topology",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netem._backend import Backend
+from netem._backend import Backend, Pair
 from netem._build_errors import RequestError
 from netem._shape import LinkShape
 
@@ -70,6 +71,31 @@ def replay(
         net.close()
         raise
     return net
+
+
+def replay_states(
+    lines: Iterable[dict[str, Any]],
+) -> Iterator[tuple[dict[str, Any], dict[Pair, LinkShape], frozenset[Pair]]]:
+    """Each line of a record with the network's state right after it: its matrix (shape
+    per direction) and its drops. Rebuilt without namespaces; lines before the build line,
+    and lines that do not apply, are passed over."""
+    from netem._network import Network
+
+    net: Network | None = None
+    try:
+        for line in lines:
+            if line.get("op") == "build" and net is None:
+                net = Network(subnet=line["applied"]["subnet"], backend="none", dry_run=True)
+            if net is None:
+                continue
+            try:
+                _apply(net, line)
+            except (KeyError, TypeError, ValueError):
+                continue
+            yield line, net.matrix(), net.drops()
+    finally:
+        if net is not None:
+            net.close()
 
 
 def _apply(net: Network, line: dict[str, Any]) -> None:

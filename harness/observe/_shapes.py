@@ -30,7 +30,8 @@ def host_names(run: Mapping[str, Any]) -> dict[str, str]:
 class ShapeTimeline:
     """Answers "what shape did the direction src -> dst have at time t" for a run.
 
-    Understands network.jsonl lines whose `applied` (preferred) or `request` is either the
+    Reads netem's own record (lines with an `op`) by replaying it with netem. Also
+    understands network.jsonl lines whose `applied` (preferred) or `request` is either the
     sync protocol's config (`default`, `rules`, `enabled`: egress of `asked_by`, or of every
     host when the supervisor asked) or an explicit list `links: [{src, dst, shape|drop}]`.
     Hosts may be named by instance id or data address.
@@ -50,6 +51,9 @@ class ShapeTimeline:
         self._monos: list[float] = [float("-inf")]
         self._states: list[dict[tuple[str, str], Shape]] = [dict(state)]
         self.changes: list[dict[str, Any]] = []
+        if any("op" in rec for rec in changes):  # netem's own record: replay it exactly
+            self._replay_netem(state, changes)
+            return
         for rec in sorted(changes, key=lambda r: float(r.get("mono") or 0)):
             if not isinstance(rec.get("mono"), int | float):
                 continue
@@ -57,6 +61,24 @@ class ShapeTimeline:
                 self._monos.append(float(rec["mono"]))
                 self._states.append(dict(state))
                 self.changes.append(rec)
+
+    def _replay_netem(
+        self, base: dict[tuple[str, str], Shape], changes: list[dict[str, Any]]
+    ) -> None:
+        import netem
+
+        lines = sorted(changes, key=lambda r: float(r.get("mono") or 0))
+        for line, matrix, drops in netem.replay_states(lines):
+            if line.get("op") in ("build", "close") or not isinstance(line.get("mono"), int | float):
+                continue
+            state = dict(base)
+            for (src, dst), shape in matrix.items():
+                state[(self.name(src), self.name(dst))] = shape.to_dict()
+            for src, dst in drops:
+                state[(self.name(src), self.name(dst))] = dict(DROP)
+            self._monos.append(float(line["mono"]))
+            self._states.append(state)
+            self.changes.append(line)
 
     @classmethod
     def from_run_dir(cls, run_dir: Path) -> ShapeTimeline:
