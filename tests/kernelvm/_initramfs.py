@@ -36,6 +36,12 @@ DEFAULT_MODULES: tuple[str, ...] = (
 """Modules loaded at boot, with their dependencies resolved by modprobe."""
 
 
+_CPU_SPECIFIC = frozenset(
+    {"crc32c-intel", "crc32-pclmul", "crct10dif-pclmul", "ghash-clmulni-intel", "aesni-intel"}
+)
+"""Accelerated variants the emulated CPU lacks (insmod fails); the generic ones serve."""
+
+
 class InitramfsError(RuntimeError):
     """The initramfs cannot be built (a missing module, busybox or kernel)."""
 
@@ -79,7 +85,7 @@ def resolve_modules(kver: str, names: Iterable[str]) -> list[Module]:
             if not parts or parts[0] != "insmod":
                 continue  # "builtin <name>"
             path = Path(parts[1])
-            if path in seen:
+            if path in seen or Module(path).name.removesuffix(".ko") in _CPU_SPECIFIC:
                 continue
             seen.add(path)
             out.append(Module(path, parts[2].strip() if len(parts) > 2 else ""))

@@ -114,6 +114,7 @@ def run_in_vm(
         "HOME": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",  # so the console streams as it goes
         "KERNELVM": "1",
         **(env or {}),
     }
