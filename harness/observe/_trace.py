@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.observe._jsonl import read_jsonl
-from harness.observe._rundir import instance_dirs, load_run
+from harness.observe._rundir import InstanceDir, instance_dirs, load_run
 from harness.observe._shapes import ShapeTimeline, expected_delay_ms
 from harness.observe._telemetry import read_telemetry
 
@@ -219,6 +219,18 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
     return "unexplained", "no telemetry points to a cause"
 
 
+def _learn_node_ids(tl: ShapeTimeline, dirs: list[InstanceDir]) -> None:
+    """Nodes may name themselves and their peers by a node id of their own rather than by
+    instance id or address: an instance's own id is the `to` of what it received and the
+    `from` of what it published. Teach the timeline those names."""
+    for inst in dirs:
+        for r in read_jsonl(inst.path / TRACE_FILE):
+            own = r.get("to") if r.get("kind") in ("receive", "deliver") else r.get("from")
+            if own is not None and str(own) not in tl.names:
+                tl.names[str(own)] = inst.id
+            break  # one line tells
+
+
 def analyse_traces(
     run_dir: Path, *, abs_tol_ms: float = 5.0, rel_tol: float = 0.25
 ) -> TraceAnalysis:
@@ -234,7 +246,9 @@ def analyse_traces(
     receipts: dict[tuple[str, str, str], tuple[float, int | None]] = {}  # (msg, src, dst)
     topics: dict[str, str] = {}
     nodes: list[str] = []
-    for inst in instance_dirs(run_dir, run):
+    dirs = instance_dirs(run_dir, run)
+    _learn_node_ids(tl, dirs)
+    for inst in dirs:
         path = inst.path / TRACE_FILE
         if path.exists():
             nodes.append(inst.id)

@@ -33,3 +33,40 @@ def test_timeline_replays_netems_record(tmp_path: Path) -> None:
     assert timeline.matrix(mono) == {
         (names[str(s)], names[str(d)]): sh.to_dict() for (s, d), sh in middle.items()
     }
+
+
+def test_traces_that_name_nodes_by_their_own_ids_are_mapped_to_instances(tmp_path: Path) -> None:
+    """The Spacemesh nodes trace peers by node id; hops must still meet their links."""
+    import time
+
+    import orjson
+
+    from harness.observe import analyse_traces
+
+    run_dir = tmp_path / "run"
+    record = run_dir / "network.jsonl"
+    run_dir.mkdir()
+    with netem.Network(backend="none", record=record, dry_run=True) as net:
+        a, b = net.build(2)
+        for h in (a, b):
+            net.apply_request(h, {"default": {"latency_ms": 40}}, f"g/{h.number - 1}")
+    t0 = time.monotonic()  # the hops come after the network changes above
+    instances = [{"id": f"g/{i}", "group": "g", "group_seq": i, "ip": str(h.ip), "dir": f"g/{i}"}
+                 for i, h in enumerate((a, b))]
+    (run_dir / "run.json").write_bytes(orjson.dumps({
+        "run_id": "r", "instances": instances,
+        "network": {"hosts": {i["id"]: i["ip"] for i in instances}}}))
+    lines = {
+        "g/0": [{"kind": "publish", "msg_id": "m1", "topic": "atx", "from": "node-aa",
+                 "to": "node-aa", "mono": t0 + 10, "size": 100}],
+        "g/1": [{"kind": "receive", "msg_id": "m1", "topic": "atx", "from": "node-aa",
+                 "to": "node-bb", "mono": t0 + 10.041, "size": 100}],
+    }
+    for iid, recs in lines.items():
+        (run_dir / iid).mkdir(parents=True)
+        (run_dir / iid / "trace.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    analysis = analyse_traces(run_dir)
+    (hop,) = analysis.hops
+    assert (hop.src, hop.dst) == ("g/0", "g/1")
+    assert hop.expected_ms == 40 and abs(hop.hop_ms - 41) < 0.01
+    assert analysis.topics["atx"].coverage == 1.0
