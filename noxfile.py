@@ -117,4 +117,4 @@ def kernel(session: nox.Session) -> None:
 def proto(session: nox.Session) -> None:
     """Regenerate the Spacemesh gRPC code from its .proto (the generated files are committed)."""
     session.install("grpcio-tools>=1.62", "grpclib>=0.4.7")
-    session.run("python", "scenarios/spacemesh/proto/generate.py")
+    session.run("python", "scenarios/spacemesh/_proto/generate.py")

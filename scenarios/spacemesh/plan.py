@@ -198,6 +198,7 @@ async def start(env: sdk.RunEnv) -> None:
                     task_status=task_status,
                 )
             )
+            await env.expose_metrics(METRICS_PORT)  # scraped into the run's outputs
             deadline = genesis + (target + params.hdist + 1) * layer_duration
             deadline += float(p["check_slack"])
             mine = await _watch_own_node(env, ip, role, target, genesis, epoch_duration, deadline)
