@@ -7,6 +7,7 @@ net_matrix = m.by_address({i: host.ip for i, host in enumerate(hosts)})
 """
 
 from netem._topology import PairMatrix, TopologyError, combine, pair_matrix
+from netem._topology_apply import apply_topology, requests_for
 from netem._topology_gen import (
     CONTINENTS,
     full_mesh,
@@ -21,11 +22,13 @@ __all__ = [
     "CONTINENTS",
     "PairMatrix",
     "TopologyError",
+    "apply_topology",
     "combine",
     "full_mesh",
     "pair_matrix",
     "random_regular",
     "regions",
+    "requests_for",
     "ring",
     "scale_free",
     "small_world",

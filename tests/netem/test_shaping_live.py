@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import netem
-from netem import Host, LinkShape, Network
+from netem import Host, LinkShape, Network, topology
 
 pytestmark = pytest.mark.live
 
@@ -397,3 +397,13 @@ def test_reordering(network: Network) -> None:
     assert late >= 0.15 * len(seqs), f"{late} of {len(seqs)} replies out of order"
     fast = [t for t in ping_rtts(a, b, count=50, interval=0.01) if t < 10]
     assert fast, "no packet skipped the delay"
+
+
+def test_ring_topology_is_measured_as_its_shortest_paths(network: Network) -> None:
+    hosts = network.build(5)
+    graph = topology.ring(5, latency_ms=8)  # one-way per hop; opposite hosts are 2 hops
+    matrix = topology.apply_topology(network, graph)
+    for j in (1, 2):
+        one_way = matrix.latency(0, j)
+        assert one_way == 8 * j
+        assert_rtt(ping_rtts(hosts[0], hosts[j], count=10), 2 * one_way, f"h1<->h{j + 1}")
