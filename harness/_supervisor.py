@@ -72,10 +72,11 @@ class RunResult:
     exit_code: int
     reason: str | None
     instances: list[InstanceState]
+    duration_s: float
 
     def summary(self) -> str:
         """The table printed at the end of a run."""
-        head = f"run {self.run_id}: {self.outcome.upper()}"
+        head = f"run {self.run_id}: {self.outcome.upper()} in {self.duration_s:.1f} s"
         if self.reason:
             head += f" ({self.reason})"
         tail = f"outputs: {self.run_dir}"
@@ -449,7 +450,8 @@ class Supervisor:
             reason += first.verdict()[1] or ""
         else:
             outcome, code, reason = "passed", 0, None
-        return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances)
+        return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances,
+                         time.time() - self.started_at)
 
     def _write_run_json(
         self, ended: bool, result: RunResult | None = None, error: str | None = None

@@ -110,3 +110,22 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
     assert host_state() == before
     # forked instances keep the process host's command line, which names the entrypoint
     assert not subprocess.run(["pgrep", "-f", "hang.plan:forever"], capture_output=True).stdout
+
+
+def test_spacemesh_start_on_its_defaults(tmp_path: Path) -> None:
+    """The main job: PoET, a gateway and 4 miners in namespaces over 50 ms links."""
+    r = harness_cli("run", "spacemesh:start", "--outputs", str(tmp_path), "-q", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["runner"] == "local:netns" and len(run["instances"]) == 6
+    assert sorted(i["role"] for i in run["instances"]) == ["gateway"] + ["miner"] * 4 + ["poet"]
+    print(r.stdout.splitlines()[0])  # "run ...: PASSED in N s": the wall time, for the record
+
+
+def test_spacemesh_20_instances_over_jittery_lossy_links(tmp_path: Path) -> None:
+    r = harness_cli("run", "spacemesh:start", "-i", "20", "-p", "latency=100ms",
+                    "-p", "jitter=10ms", "-p", "loss=1", "--outputs", str(tmp_path), "-q",
+                    timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    print(r.stdout.splitlines()[0])

@@ -151,7 +151,11 @@ async def start(env: sdk.RunEnv) -> None:
     cut = role == "miner" and bool(p["poet_unreachable"])
     if env.network.configurable:
         rules = [{"peers": [x.ip for x in poets], "drop": True}] if cut else []
-        shape = sdk.LinkShape(latency_ms=float(p["latency"]) * 1000)
+        shape = sdk.LinkShape(
+            latency_ms=float(p["latency"]) * 1000,
+            jitter_ms=float(p["jitter"]) * 1000,
+            loss_pct=float(p["loss"]),
+        )
         await env.network.configure(shape, rules=rules, callback_state="shaped", callback_target=n)
         await env.sync.barrier("shaped", n)
     poet_addresses = [x.address for x in poets]
