@@ -73,9 +73,12 @@ class _Connection:
         self.state = server.state
         self.stream = stream
         self.instance: str | None = None
-        # Replies queue here and one writer task sends them in batches: a publish to many
-        # subscribers costs a list append per subscriber, not a task switch per frame.
+        # A reply goes straight to the socket when nothing is queued before it: a publish to
+        # N subscribers costs N system calls, not N task switches. What the socket does not
+        # take at once queues here, and one writer task sends the queue in batches.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._outbox: list[bytes] = []
+        self._writing = False
         self._writer_idle = trio.lowlevel.ParkingLot()
         self._closed = False
         self.reply = self._reply  # one bound method, so identity checks work
@@ -83,6 +86,17 @@ class _Connection:
     def _reply(self, frame: bytes) -> None:
         if self._closed:
             return  # the connection is gone; nothing waits for this reply any more
+        if not self._outbox and not self._writing and self._fd >= 0:
+            try:
+                sent = os.write(self._fd, frame)  # the socket is non-blocking (trio's)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._closed = True  # the reader sees the end and cleans up
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         self._outbox.append(frame)
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
@@ -107,7 +121,9 @@ class _Connection:
             if not self._outbox:
                 await self._writer_idle.park()
             batch, self._outbox = self._outbox, []
+            self._writing = True
             await self.stream.send_all(b"".join(batch))
+            self._writing = False
 
     async def _read(self) -> None:
         buffer = bytearray()
