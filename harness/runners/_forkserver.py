@@ -21,6 +21,7 @@ It speaks JSON lines over a socket pair with the supervisor:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import selectors
 import signal
@@ -52,6 +53,10 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
         except Exception as e:
             send({"fatal": f"cannot load {entrypoint}: {type(e).__name__}: {e}"})
             return
+    # Children share this process's memory copy-on-write; a collection that walks the
+    # inherited objects would write to (and so copy) nearly every page of it.
+    gc.collect()
+    gc.freeze()
     send({"ready": True})
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
