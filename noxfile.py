@@ -108,9 +108,12 @@ def kernel(session: nox.Session) -> None:
     """Live shaping tests of the kernel (tc netem) backend, in a VM whose kernel has it."""
     _debs(session, KERNEL_DEBS)
     _install(session, "test", "userspace")
-    session.run("python", "-m", "tests.kernelvm", "--", *(
-        session.posargs or ["python", "-m", "pytest", "-q", "-m", "live", "tests/netem/test_kernel_live.py"]
-    ))
+    session.run("python", "-m", "tests.kernelvm", "--", *(session.posargs or [
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+        "tests/netem/test_shaping_live.py", "tests/netem/test_kernel_backend.py",
+        "tests/netem/test_kernel_probe.py", "tests/netem/test_tc_netlink.py",
+        "-k", "kernel or tc_netlink",
+    ]))
 
 
 @nox.session

@@ -121,6 +121,10 @@ mount -t tmpfs tmpfs /host/run
 mount -t tmpfs tmpfs /host/tmp
 mkdir -p /host/tmp/kernelvm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /host/tmp/kernelvm || poweroff -f
+work=$(cat /host/tmp/kernelvm/workdir)
+mkdir -p "/host$work" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro work "/host$work" \
+    || echo "kernelvm: cannot mount the working directory $work" >&2
 chroot /host /bin/sh /tmp/kernelvm/run.sh
 sync
 umount /host/tmp/kernelvm

@@ -123,6 +123,9 @@ def run_in_vm(
         share = tmpdir / "share"
         share.mkdir()
         (share / "run.sh").write_text(_run_script(command, workdir, full_env))
+        # The working directory is shared on its own: under /tmp or /run (a CI checkout may
+        # be) the VM's tmpfs would hide it.
+        (share / "workdir").write_text(str(workdir))
         initrd = build_initramfs(tmpdir / "initrd.cpio", kver=kver, modules=modules)
         argv = [
             qemu,
@@ -145,6 +148,9 @@ def run_in_vm(
             "local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap",
             "-virtfs",
             f"local,path={share},mount_tag=out,security_model=passthrough",
+            "-virtfs",
+            f"local,path={workdir},mount_tag=work,security_model=passthrough,readonly=on,"
+            "multidevs=remap",
         ]
         start = time.monotonic()
         console_lines: list[str] = []
