@@ -64,3 +64,48 @@ def test_metrics_are_scraped_through_the_relay_on_local_netns(
                     "--outputs", str(tmp_path / "out"), "-q")
     assert r.returncode == 0, r.stdout + r.stderr
     _check(tmp_path / "out")
+
+
+def test_aggregated_endpoint_serves_every_instance_during_the_run(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .conftest import ROOT
+
+    root = make_plan("metered", MANIFEST, CODE.replace("trio.sleep(3)", "trio.sleep(8)"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "metered", "--plans", str(root), "--runner",
+         "local:exec", "--outputs", str(tmp_path / "out"), "-q",
+         "--metrics-listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(seen) < 2:
+            time.sleep(0.5)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "work_done_total":
+                        seen[sample.labels["instance"]] = sample.value
+                        assert sample.labels["group"] == "single"
+                        assert sample.labels["run"]
+        assert seen == {"single/0": 1.0, "single/1": 2.0}
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
