@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from harness._commands._args import add_run
 from harness._errors import UsageError
 from harness.observe import LEVELS, LogFilter, follow_lines, format_line, merged_lines, resolve_run
 
@@ -14,18 +14,7 @@ HELP = "show the logs of a run's instances and supervisor, merged in time order"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of `harness logs`."""
-    parser.add_argument(
-        "run",
-        nargs="?",
-        default="latest",
-        help="run id, a unique prefix of one, 'latest' (default) or a path",
-    )
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path("outputs"),
-        help="the outputs root holding the runs (default: ./outputs)",
-    )
+    add_run(parser)
     parser.add_argument(
         "--group",
         action="append",

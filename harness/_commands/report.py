@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from harness._commands._args import add_run
 from harness.observe import load_run, record_run, resolve_run, write_report
 
 HELP = "write a run's report: report.html, junit.xml and summary.json"
@@ -12,18 +12,7 @@ HELP = "write a run's report: report.html, junit.xml and summary.json"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of `harness report`."""
-    parser.add_argument(
-        "run",
-        nargs="?",
-        default="latest",
-        help="run id, a unique prefix of one, 'latest' (default) or a path",
-    )
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path("outputs"),
-        help="the outputs root holding the runs (default: ./outputs)",
-    )
+    add_run(parser)
 
 
 def run(args: argparse.Namespace) -> int:

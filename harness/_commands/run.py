@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import netem
+from harness._commands._args import add_outputs
 from harness._errors import EnvironmentProblem, UsageError
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
@@ -27,8 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runner", choices=["local:exec", "local:netns"],
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
-                        help="outputs root (default: ./outputs)")
+    add_outputs(parser)
     parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
                         help="look for plans in DIR instead of scenarios/ (repeatable)")
     parser.add_argument("--sync-tcp", metavar="HOST:PORT",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 
+from harness._commands._args import add_outputs
 from harness._errors import UsageError
 from harness.observe import list_runs, sync_history
 
@@ -17,12 +17,7 @@ HELP = "list past runs (newest first) from the run history"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of `harness runs`."""
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path("outputs"),
-        help="the outputs root holding the runs and history.sqlite",
-    )
+    add_outputs(parser)
     parser.add_argument("--plan", help="only runs of this plan")
     parser.add_argument(
         "--outcome", choices=["passed", "failed", "interrupted"], help="only runs with this outcome"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import orjson
 
+from harness._commands._args import add_run
 from harness.observe import load_run, resolve_run, summary
 
 HELP = "summarise one run: outcome, per-instance table, failures, where the report is"
@@ -15,18 +15,7 @@ HELP = "summarise one run: outcome, per-instance table, failures, where the repo
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of `harness show`."""
-    parser.add_argument(
-        "run",
-        nargs="?",
-        default="latest",
-        help="run id, a unique prefix of one, 'latest' (default) or a path",
-    )
-    parser.add_argument(
-        "--outputs",
-        type=Path,
-        default=Path("outputs"),
-        help="the outputs root holding the runs (default: ./outputs)",
-    )
+    add_run(parser)
     parser.add_argument("--json", action="store_true", help="print summary.json's content")
 
 
