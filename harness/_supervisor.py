@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +114,19 @@ def _check_programs(spec: RunSpec) -> None:
         {spec.case.program} if spec.case.program else set()
     )
     for argv in programs:
-        if argv and argv[0] != "python" and shutil.which(argv[0]) is None:
-            raise UsageError(f"program {argv[0]!r} is not installed (not found on PATH)")
+        program = _program(argv, spec.plan.path)
+        if shutil.which(program) is None:
+            where = "not found on PATH" if "/" not in program else "not an executable file"
+            raise UsageError(f"program {argv[0]!r} cannot be run ({where})")
+
+
+def _program(argv: Sequence[str], plan_dir: Path) -> str:
+    """argv[0] as it is exec'd: `python` is this interpreter; a relative path is the plan's."""
+    if argv[0] == "python":
+        return sys.executable
+    if "/" in argv[0] and not argv[0].startswith("/"):
+        return str(plan_dir / argv[0])
+    return argv[0]
 
 
 class Supervisor:
@@ -134,7 +145,6 @@ class Supervisor:
         self.first_failure: InstanceState | None = None
         self.failed = trio.Event()
         self.interrupted = False
-        self.timed_out = False
         self.deployment: Deployment | None = None
         self._events: JsonLines | None = None
         self.metrics_url: str | None = None
@@ -288,7 +298,6 @@ class Supervisor:
                 await self.all_exited.wait()
             if not self.all_exited.is_set():
                 if not self.interrupted:
-                    self.timed_out = True
                     self._stop_all(f"still running at the run's timeout ({self.spec.timeout_s:g}s)")
                 with trio.move_on_after(_KILL_AFTER_S + 2):
                     await self.all_exited.wait()
@@ -431,10 +440,8 @@ class Supervisor:
             "TEST_START_TIME": repr(self.started_at),
         })
         argv = inst.program or self.spec.case.program
-        if argv and argv[0] == "python":
-            argv = (sys.executable, *argv[1:])
-        return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns,
-                      list(argv) if argv else None)
+        program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
+        return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program)
 
     # -- the end -------------------------------------------------------------------------
 

@@ -182,3 +182,42 @@ def _descendants(pid: int) -> set[int]:
             out.add(c)
             todo.append(c)
     return out
+
+
+RAW_NODE = """#!/usr/bin/env python3
+# An instance that knows nothing of the harness's Python code: the wire protocol alone.
+import json, os, socket
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["TEST_SYNC_SOCKET"])
+f = s.makefile("rwb")
+def call(i, **req):
+    f.write(json.dumps({"id": i, **req}).encode() + b"\\n"); f.flush()
+    return json.loads(f.readline())
+n = int(os.environ["TEST_INSTANCE_COUNT"])
+assert call(1, op="hello", instance=os.environ["TEST_INSTANCE_ID"])["ok"]
+assert call(2, op="signal_and_wait", state="ready", target=n)["ok"]
+assert call(3, op="signal_event", event={"type": "success"})["ok"]
+"""
+
+
+def test_any_program_speaking_the_wire_protocol_is_an_instance(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = """
+name = "raw"
+[[testcases]]
+name = "main"
+instances = { min = 1, max = 10, default = 3 }
+program = ["./node.py"]
+"""
+    root = make_plan("raw", manifest)
+    node = root / "raw" / "node.py"
+    node.write_text(RAW_NODE)
+    node.chmod(0o755)
+    r = harness_cli("run", "raw", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    node.unlink()
+    r = harness_cli("run", "raw", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out2"), "-q")
+    assert r.returncode == 2 and "program './node.py' cannot be run" in r.stderr
