@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,3 +222,15 @@ program = ["./node.py"]
     r = harness_cli("run", "raw", "--plans", str(root), "--runner", "local:exec",
                     "--outputs", str(tmp_path / "out2"), "-q")
     assert r.returncode == 2 and "program './node.py' cannot be run" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+@pytest.mark.parametrize("runner", ["local:exec", "local:netns"])
+def test_a_real_third_party_server_under_test(tmp_path: Path, runner: str) -> None:
+    if runner == "local:netns" and os.geteuid() != 0:
+        pytest.skip("local:netns needs root here")
+    r = harness_cli("run", "redis", "-i", "5", "--runner", runner, "--outputs", str(tmp_path),
+                    "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _run_json(tmp_path)
+    assert [i["role"] for i in run["instances"]] == ["server"] + ["client"] * 4

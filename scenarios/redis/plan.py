@@ -1,0 +1,87 @@
+"""redis-server as the system under test, driven by clients that speak RESP over TCP."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+
+import trio
+
+from harness import sdk
+
+PORT = 6379
+
+
+async def _command(stream: trio.SocketStream, buffer: bytearray, *args: str) -> bytes:
+    """Send one RESP command; return the reply's first line (enough for SET/GET of text)."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        data = a.encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    await stream.send_all(b"".join(parts))
+    while True:
+        end = buffer.find(b"\r\n")
+        if end >= 0:
+            head = bytes(buffer[:end])
+            if head.startswith(b"$") and head != b"$-1":
+                size = int(head[1:])
+                if len(buffer) >= end + 2 + size + 2:
+                    value = bytes(buffer[end + 2 : end + 2 + size])
+                    del buffer[: end + 2 + size + 2]
+                    return value
+            else:
+                del buffer[: end + 2]
+                return head
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise sdk.TestFailure("redis closed the connection")
+        buffer += chunk
+
+
+async def _serve(env: sdk.RunEnv) -> None:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        raise sdk.TestFailure("redis-server is not installed (Debian: apt-get install redis-server)")
+    ip = env.data_ip or "127.0.0.1"
+    argv = [redis, "--bind", ip, "--port", str(PORT), "--save", "", "--appendonly", "no",
+            "--protected-mode", "no", "--dir", str(env.outputs_path)]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(functools.partial(trio.run_process, argv, check=False))
+        with trio.fail_after(10):  # until it accepts connections
+            while True:
+                try:
+                    await (await trio.open_tcp_stream(ip, PORT)).aclose()
+                    break
+                except OSError:
+                    await trio.sleep(0.05)
+        await env.sync.publish("server", {"ip": ip, "port": PORT})
+        await env.sync.signal_and_wait("done", env.instance_count)
+        proc.terminate()
+
+
+async def _client(env: sdk.RunEnv) -> None:
+    async with env.sync.subscribe("server") as servers:
+        server = await servers.__anext__()
+    keys = env.params["keys"]
+    async with await trio.open_tcp_stream(server["ip"], server["port"]) as stream:
+        buffer = bytearray()
+        for i in range(keys):
+            reply = await _command(stream, buffer, "SET", f"{env.instance_id}:{i}", f"v{i}")
+            if reply != b"+OK":
+                raise sdk.TestFailure(f"SET answered {reply!r}")
+        for i in range(keys):
+            value = await _command(stream, buffer, "GET", f"{env.instance_id}:{i}")
+            if value != f"v{i}".encode():
+                raise sdk.TestFailure(f"GET {env.instance_id}:{i} gave {value!r}, not v{i}")
+    await env.record_message(f"{keys} keys written and read back")
+    await env.sync.signal_and_wait("done", env.instance_count)
+
+
+async def setget(env: sdk.RunEnv) -> None:
+    """The server role runs redis-server; clients write and read back their keys."""
+    if env.network.configurable and env.params["latency"] > 0:
+        shape = sdk.LinkShape(latency_ms=env.params["latency"] * 1000)
+        await env.network.configure(shape, callback_state="shaped",
+                                    callback_target=env.instance_count)
+        await env.sync.barrier("shaped", env.instance_count)
+    await (_serve(env) if env.role == "server" else _client(env))
