@@ -66,11 +66,20 @@ def test_missing_program_fails_with_advice(
 def test_missing_python_dependency(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(doctor, "_PYTHON_DEPS", (("no_such_module_xyz", "no-such-dist"),))
+    monkeypatch.setattr(doctor, "_python_deps", lambda: ["trio", "no-such-dist"])
     monkeypatch.setattr(doctor, "_kernel", lambda earlier: [])
     assert main(["doctor"]) == 3
     out = capsys.readouterr().out
     assert "python no-such-dist" in out and "pip install no-such-dist" in out
+
+
+def test_python_dependencies_are_the_projects_own() -> None:
+    import tomllib
+    from pathlib import Path
+
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    names = [d.split(">")[0].split("=")[0].strip() for d in declared["project"]["dependencies"]]
+    assert doctor._python_deps() == names
 
 
 def test_fix_runs_apt_get_update_then_install(

@@ -5,31 +5,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import netem
 from harness._errors import EnvironmentProblem
 
 HELP = "check that this machine can run networks, and say what to install (--fix installs it)"
 
-_PYTHON_DEPS = (
-    ("trio", "trio"),
-    ("anyio", "anyio"),
-    ("httpx", "httpx"),
-    ("grpclib", "grpclib"),
-    ("google.protobuf", "protobuf"),
-    ("networkx", "networkx"),
-    ("structlog", "structlog"),
-    ("orjson", "orjson"),
-    ("pyroute2", "pyroute2"),
-    ("prometheus_client", "prometheus-client"),
-)
+def _python_deps() -> list[str]:
+    """The project's own dependencies (distribution names), as pyproject.toml declares."""
+    try:
+        requires = importlib.metadata.requires("p2p-harness") or []
+    except importlib.metadata.PackageNotFoundError:  # a source checkout that is not installed
+        root = Path(__file__).resolve().parents[2]
+        requires = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [
+        re.split(r"[\s;<>=!~\[]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r
+    ]
+
+
 _PROGRAMS = (
     ("ip", "iproute2"),
     ("tc", "iproute2"),
@@ -116,7 +120,7 @@ def collect_checks() -> list[Check]:
     """Every check, in the order of the table."""
     checks = [_privilege()]
     checks += [_program(name, package) for name, package in _PROGRAMS]
-    checks += [_python(module, dist) for module, dist in _PYTHON_DEPS]
+    checks += [_python(dist) for dist in _python_deps()]
     checks += _kernel(checks)
     return checks
 
@@ -169,12 +173,12 @@ def _program(name: str, package: str) -> Check:
     return Check(f"program {name}", False, "not found", f"apt-get install {package}", package)
 
 
-def _python(module: str, dist: str) -> Check:
+def _python(dist: str) -> Check:
     try:
-        importlib.import_module(module)
-    except ImportError as e:
-        return Check(f"python {dist}", False, str(e), f"pip install {dist}")
-    return Check(f"python {dist}", True, "importable")
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return Check(f"python {dist}", False, "not installed", f"pip install {dist}")
+    return Check(f"python {dist}", True, version)
 
 
 def _kernel(earlier: Sequence[Check]) -> list[Check]:
