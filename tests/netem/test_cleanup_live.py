@@ -116,6 +116,12 @@ def test_sigkill_then_cleanup(prefix: str, host_state: Callable[[], dict[str, st
     child = start_child(prefix)
     # Something still running inside a host namespace, as an instance would be.
     stray = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-h2", "sleep", "60"])
+    deadline = time.monotonic() + 10
+    while str(stray.pid) not in subprocess.run(  # until it really is inside
+        ["ip", "netns", "pids", f"{prefix}-h2"], capture_output=True, text=True
+    ).stdout.split():
+        assert time.monotonic() < deadline and stray.poll() is None, "stray did not start"
+        time.sleep(0.02)
     child.kill()
     child.wait(timeout=10)
     assert len(leftovers(prefix)) == 5  # a killed owner cleans nothing
