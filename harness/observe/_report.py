@@ -298,6 +298,15 @@ def _shape_label(shape: dict[str, Any]) -> str:
     return ", ".join(parts) or "unshaped"
 
 
+def _change_text(change: dict[str, Any]) -> str:
+    """What a network change asked for: netem's record says it under `asked` (with `op`)."""
+    if "op" in change:
+        asked = dict(change.get("asked") or {})
+        config = asked.pop("config", None)
+        return f"{change['op']} {_json(config if config is not None else asked)}"
+    return _json(change.get("applied") or change.get("request"))
+
+
 def _network(r: _Run) -> str:
     tl = ShapeTimeline.from_run_dir(r.dir)
     net = r.run.get("network") or {}
@@ -326,7 +335,7 @@ def _network(r: _Run) -> str:
         topo = _svg.topology(hosts, edges, hub_label=str(net.get("backend") or "hub"))
     rows = "".join(
         f"<tr><td class='num'>{_num(r.rel(c), 2)} s</td><td>{escape(str(c.get('asked_by')))}</td>"
-        f"<td><code>{escape(_json(c.get('applied') or c.get('request'))[:300])}</code></td></tr>"
+        f"<td><code>{escape(_change_text(c)[:300])}</code></td></tr>"
         for c in tl.changes
     )
     changes = (
@@ -403,6 +412,8 @@ def _metrics(r: _Run) -> str:
         t = r.rel(rec)
         if t is None or rec.get("type") not in ("gauge", "counter"):
             continue
+        if str(rec.get("sample")).endswith("_created"):
+            continue  # prometheus_client's creation timestamps: nothing to plot
         labels = rec.get("labels") or {}
         key = str(rec["instance"]) + "".join(f" {k}={v}" for k, v in sorted(labels.items()))
         scraped[str(rec.get("sample"))][key].append((t, float(rec["value"])))
