@@ -1,1 +1,59 @@
-"""A network test harness for peer-to-peer systems."""
+"""A network test harness for peer-to-peer systems.
+
+From the command line: `harness run PLAN[:CASE]` (see `harness --help`). From Python:
+
+    import harness
+    spec = harness.build_run_spec("pingpong:ping", instances=8, params={"rounds": "5"})
+    result = harness.run(spec, harness.RunOptions(outputs=Path("outputs")))
+    print(result.summary()); raise SystemExit(result.exit_code)
+
+Instances use `harness.sdk`; the network library is the separate package `netem`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness._errors import EnvironmentProblem, HarnessError, UsageError
+    from harness._supervisor import RunOptions, RunResult, Supervisor, run
+    from harness.plans import RunSpec, build_run_spec, find_plans, get_plan
+
+# Imported on first use: an instance that imports `harness.sdk` must not pay for the
+# supervisor, the observers and their dependencies at every start.
+_WHERE = {
+    "EnvironmentProblem": "harness._errors",
+    "HarnessError": "harness._errors",
+    "UsageError": "harness._errors",
+    "RunOptions": "harness._supervisor",
+    "RunResult": "harness._supervisor",
+    "Supervisor": "harness._supervisor",
+    "run": "harness._supervisor",
+    "RunSpec": "harness.plans",
+    "build_run_spec": "harness.plans",
+    "find_plans": "harness.plans",
+    "get_plan": "harness.plans",
+}
+
+__all__ = [
+    "EnvironmentProblem",
+    "HarnessError",
+    "RunOptions",
+    "RunResult",
+    "RunSpec",
+    "Supervisor",
+    "UsageError",
+    "build_run_spec",
+    "find_plans",
+    "get_plan",
+    "run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

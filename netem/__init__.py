@@ -3,21 +3,68 @@
 Usable on its own; imports nothing from `harness`.
 """
 
-from netem import topology
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from netem._backend import Backend, HostInfo, LinkStats, Pair
 from netem._build_errors import NetemError, NetworkError, RequestError
-from netem._cleanup import cleanup
-from netem._hosts import Host
-from netem._hosts_policy import Policy, Request
-from netem._kernel import KernelBackend
-from netem._network import DEFAULT_SUBNET, HostRef, Network
-from netem._probe import ProbeResult, has_sch_netem, probe_all
-from netem._record_replay import replay, replay_states
-from netem._rootless import needs_userns, reexec_in_userns, rootless_problem, userns_command
-from netem._select import BACKEND_NAMES, NullBackend, select_backend
 from netem._shape import IDENTITY, LinkShape, ShapeError
-from netem._topology import PairMatrix, TopologyError, pair_matrix
-from netem._userspace_backend import UserspaceBackend
+
+if TYPE_CHECKING:
+    from netem import topology
+    from netem._cleanup import cleanup
+    from netem._hosts import Host
+    from netem._hosts_policy import Policy, Request
+    from netem._kernel import KernelBackend
+    from netem._network import DEFAULT_SUBNET, HostRef, Network
+    from netem._probe import ProbeResult, has_sch_netem, probe_all
+    from netem._record_replay import replay, replay_states
+    from netem._rootless import needs_userns, reexec_in_userns, rootless_problem, userns_command
+    from netem._select import BACKEND_NAMES, NullBackend, select_backend
+    from netem._topology import PairMatrix, TopologyError, pair_matrix
+    from netem._userspace_backend import UserspaceBackend
+
+# The rest is imported on first use: `netem.LinkShape` alone (as an instance's SDK needs it)
+# must not cost the netlink, iptables and networkx code.
+_LAZY = {
+    "BACKEND_NAMES": "netem._select",
+    "DEFAULT_SUBNET": "netem._network",
+    "Host": "netem._hosts",
+    "HostRef": "netem._network",
+    "KernelBackend": "netem._kernel",
+    "Network": "netem._network",
+    "NullBackend": "netem._select",
+    "PairMatrix": "netem._topology",
+    "Policy": "netem._hosts_policy",
+    "ProbeResult": "netem._probe",
+    "Request": "netem._hosts_policy",
+    "TopologyError": "netem._topology",
+    "UserspaceBackend": "netem._userspace_backend",
+    "cleanup": "netem._cleanup",
+    "has_sch_netem": "netem._probe",
+    "needs_userns": "netem._rootless",
+    "pair_matrix": "netem._topology",
+    "probe_all": "netem._probe",
+    "reexec_in_userns": "netem._rootless",
+    "replay": "netem._record_replay",
+    "replay_states": "netem._record_replay",
+    "rootless_problem": "netem._rootless",
+    "select_backend": "netem._select",
+    "topology": "netem.topology",
+    "userns_command": "netem._rootless",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netem' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "topology" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BACKEND_NAMES",

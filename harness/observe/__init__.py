@@ -6,6 +6,7 @@ The supervisor's hooks: `configure_logging`, `observe_run` (metrics) and
 `TelemetrySampler` during a run; `write_report` and `record_run` at its end.
 """
 
+from harness._logging import LEVELS, configure_logging, get_logger
 from harness.observe._history import (
     HISTORY_FILE,
     RunRow,
@@ -15,7 +16,6 @@ from harness.observe._history import (
     sync_history,
 )
 from harness.observe._jsonl import JsonlWriter, read_jsonl
-from harness.observe._logging import LEVELS, configure_logging, get_logger
 from harness.observe._logmerge import LogFilter, LogLine, follow_lines, format_line, merged_lines
 from harness.observe._metrics import Metrics, read_metrics
 from harness.observe._report import render_html, summary, write_junit, write_report

@@ -13,10 +13,7 @@ import anyio
 import structlog
 
 from harness._errors import single_cause
-
-# Not `harness.observe`: its package imports httpx, prometheus and the report code, which
-# an exec'd Python instance would pay for at every start.
-from harness.observe._logging import configure_logging
+from harness._logging import configure_logging
 from harness.sdk._network import NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
 from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix
