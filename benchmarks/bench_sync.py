@@ -93,8 +93,8 @@ async def clients(path: str, n: int, k: int, procs: int, burst: int, pace: float
                 out["latency"] = sink
         # One subscriber, one publisher, while all N stay connected: the service's own latency.
         out["p2p"] = []
-        if k == 0 and len(conns) > 1:
-            async with conns[1].subscribe("p2p") as sub:
+        if k == 0:
+            async with conns[0].subscribe("p2p") as sub:
                 for _ in range(LATENCY_MESSAGES):
                     await conns[0].publish("p2p", time.monotonic())
                     out["p2p"].append(time.monotonic() - await sub.__anext__())
