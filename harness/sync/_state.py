@@ -156,14 +156,17 @@ class SyncState:
 
     def _release(self, state: str, st: _State) -> None:
         keep = []
+        released: dict[int, int] = {}  # target -> waiters released: one event each, not N
         for waiter in st.waiters:
             if st.count >= waiter.target:
                 self._succeed(waiter)
-                self._record({"kind": "barrier", "state": state, "target": waiter.target,
-                              "status": "released", "instance": waiter.instance})
+                released[waiter.target] = released.get(waiter.target, 0) + 1
             else:
                 keep.append(waiter)
         st.waiters = keep
+        for target, waiters in released.items():
+            self._record({"kind": "barrier", "state": state, "target": target,
+                          "status": "released", "waiters": waiters})
 
     @staticmethod
     def _succeed(waiter: _Waiter) -> None:
