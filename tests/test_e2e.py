@@ -81,7 +81,8 @@ def test_pingpong_50_instances_pass(tmp_path: Path) -> None:
     assert len({i["ip"] for i in run["instances"]}) == 50  # each its own loopback address
     released = [e for e in _events(tmp_path) if e["kind"] == "barrier" and e["status"] == "released"]
     pinged = [e for e in released if e["state"] == "pinged"]
-    assert [(e["target"], e["waiters"]) for e in pinged] == [(50, 50)]  # one release, for all
+    # one release for everyone waiting: the last to arrive never waited
+    assert [(e["target"], e["waiters"]) for e in pinged] == [(50, 49)]
 
 
 def test_crash_fails_the_run_within_2s_naming_the_instance(tmp_path: Path) -> None:
