@@ -175,11 +175,13 @@ class Supervisor:
 
     def _count(self) -> None:
         if self.progress:
-            verdicts = [s.verdict()[0] for s in self.states.values() if s.status is not None]
-            self.progress.passed = sum(verdicts)
-            self.progress.failed = sum(1 for s in self.states.values()
-                                       if s.recorded in ("failure", "crash")
-                                       or (s.status is not None and not s.verdict()[0]))
+            ended = [s.verdict()[0] for s in self.states.values() if s.status is not None]
+            still_running_failed = sum(
+                1 for s in self.states.values()
+                if s.status is None and s.recorded in ("failure", "crash")
+            )
+            self.progress.passed = sum(ended)
+            self.progress.failed = len(ended) - sum(ended) + still_running_failed
             self.progress.update()
 
     # -- the run -------------------------------------------------------------------------
