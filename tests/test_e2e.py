@@ -236,3 +236,15 @@ def test_a_real_third_party_server_under_test(tmp_path: Path, runner: str) -> No
     assert r.returncode == 0, r.stdout + r.stderr
     run = _run_json(tmp_path)
     assert [i["role"] for i in run["instances"]] == ["server"] + ["client"] * 4
+
+
+def test_the_example_composition_runs_two_groups(tmp_path: Path) -> None:
+    comp = ROOT / "scenarios" / "pingpong" / "compositions" / "two-groups.toml"
+    r = harness_cli("run", "--composition", str(comp), "--runner", "local:exec",
+                    "--outputs", str(tmp_path), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = _run_json(tmp_path)
+    groups = {g["id"]: (g["count"], g["params"]["rounds"], g["params"]["fanout"])
+              for g in run["groups"]}
+    assert groups == {"light": (6, 2, 4), "heavy": (4, 20, 4)}
+    assert [i["id"] for i in run["instances"]][5:7] == ["light/5", "heavy/0"]
