@@ -24,6 +24,7 @@ RUNTIME_DEBS = [
 ]
 TEST_DEBS = [
     "iputils-ping", "iperf3", "chromium", "mininet", "redis-server", "nats-server",
+    "python3-venv",  # the rootless test builds a venv that an unprivileged user can read
 ]
 KERNEL_DEBS = ["qemu-system-x86", "linux-image-amd64", "busybox-static", "xz-utils", "cpio"]
 
