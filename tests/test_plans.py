@@ -191,3 +191,18 @@ def test_list_and_describe_show_the_example_plan() -> None:
     assert r.returncode == 0 and "pingpong:ping" in r.stdout
     r = harness_cli("describe", "pingpong")
     assert r.returncode == 0 and "rounds" in r.stdout and "int" in r.stdout
+
+
+def test_output_cut_short_by_the_reader_is_no_error() -> None:
+    """`harness describe spacemesh | head -1`: no traceback when the pipe closes."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    r = subprocess.run(
+        f"{sys.executable} -m harness describe spacemesh | head -1",
+        shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert r.stdout.startswith("plan spacemesh")
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
                 bounds = "".join(
                     f", {k} {v:g}" for k, v in (("min", p.min), ("max", p.max)) if v is not None
                 )
-                print(f"    {p.name:<{width}}  {p.type:<8} default {p.default!r}{bounds}"
+                default = _duration(p.default) if p.type == "duration" else repr(p.default)
+                print(f"    {p.name:<{width}}  {p.type:<8} default {default}{bounds}"
                       f"  {p.description}")
         if case.roles:
             roles = ", ".join(
@@ -45,3 +46,8 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"  roles (by sequence number): {roles}")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    """0.05 -> '50ms', 2.0 -> '2s': how durations are written in manifests and -p."""
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
