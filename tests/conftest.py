@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,31 @@ def harness_cli(*args: str, timeout: float = 120, cwd: Path | None = None) -> su
         [sys.executable, "-m", "harness", *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
     )
+
+
+_VOLATILE = re.compile(r"^#.*$|valid_lft \S+|preferred_lft \S+", re.MULTILINE)
+
+
+def host_network_state() -> dict[str, str]:
+    """What a network must leave untouched in the namespace the tests run in."""
+    commands = {
+        "link": ["ip", "link"],
+        "addr": ["ip", "addr"],
+        "route": ["ip", "route", "show", "table", "all"],
+        "iptables": ["iptables-save"],
+        "qdisc": ["tc", "qdisc"],
+    }
+    out = {}
+    for key, cmd in commands.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[key] = _VOLATILE.sub("", proc.stdout)
+    return out
+
+
+def only_run_dir(outputs: Path) -> Path:
+    """The one run directory under `outputs` (beside it may lie history.sqlite)."""
+    (run_dir,) = [p for p in outputs.iterdir() if p.is_dir()]
+    return run_dir
 
 
 @pytest.fixture

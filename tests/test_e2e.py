@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, harness_cli
+from .conftest import ROOT, harness_cli, only_run_dir
 
 HANG = """
 name = "hang"
@@ -46,17 +46,12 @@ async def late_failure(env):
 """
 
 
-def _run_dir(outputs: Path) -> Path:
-    (run_dir,) = [p for p in outputs.iterdir() if p.is_dir()]  # beside it: history.sqlite
-    return run_dir
-
-
 def _run_json(outputs: Path) -> dict:
-    return json.loads((_run_dir(outputs) / "run.json").read_text())
+    return json.loads((only_run_dir(outputs) / "run.json").read_text())
 
 
 def _events(outputs: Path) -> list[dict]:
-    run_dir = _run_dir(outputs)
+    run_dir = only_run_dir(outputs)
     return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, harness_cli
+from .conftest import ROOT, harness_cli, host_network_state, only_run_dir
 
 pytestmark = [
     pytest.mark.live,
@@ -37,30 +37,18 @@ async def forever(env):
 """
 
 
-def host_state() -> dict[str, str]:
-    """What a run must leave exactly as it found it in the host's own namespace."""
-    cmds = {"link": ["ip", "-o", "link"], "addr": ["ip", "-o", "addr"], "route": ["ip", "route"],
-            "iptables": ["iptables-save"], "qdisc": ["tc", "qdisc"]}
-    out = {}
-    for name, cmd in cmds.items():
-        text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        # counters and generation comments change on their own
-        out[name] = "\n".join(l for l in text.splitlines() if not l.startswith("#"))
-    return out
-
-
 def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
-    before = host_state()
+    before = host_network_state()
     r = harness_cli("run", "pingpong", "-i", "50", "-p", "latency=10ms", "-p", "fanout=3",
                     "--runner", "local:netns", "--outputs", str(tmp_path), "-q", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     # the plan itself fails any instance whose fastest ping beat twice the latency
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run_dir = only_run_dir(tmp_path)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["network"]["backend"] in ("kernel", "userspace")
     assert len(set(run["network"]["hosts"].values())) == 50
     assert all(ip.startswith("198.1") for ip in run["network"]["hosts"].values())
-    assert host_state() == before
+    assert host_network_state() == before
     assert not [n for n in _netns() if n.startswith(run["network"]["prefix"])]
 
 
@@ -74,7 +62,7 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
     make_plan: Callable[..., Path], tmp_path: Path, sig: signal.Signals
 ) -> None:
     root = make_plan("hang", HANG, HANG_CODE)
-    before = host_state()
+    before = host_network_state()
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "hang:py", "--plans", str(root),
@@ -89,7 +77,7 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
             for events in out.glob("*/events.jsonl"):
                 shaped = sum('"state":"shaped"' in line for line in events.read_text().splitlines())
         assert shaped == 3, "instances did not come up"
-        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        run_dir = only_run_dir(out)
         prefix = json.loads((run_dir / "network.jsonl").read_text().splitlines()[0])["applied"]["prefix"]
         assert [n for n in _netns() if n.startswith(prefix)]
         proc.send_signal(sig)
@@ -107,7 +95,7 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
     while time.monotonic() < deadline and [n for n in _netns() if n.startswith(prefix)]:
         time.sleep(0.2)
     assert not [n for n in _netns() if n.startswith(prefix)]
-    assert host_state() == before
+    assert host_network_state() == before
     # forked instances keep the process host's command line, which names the entrypoint
     assert not subprocess.run(["pgrep", "-f", "hang.plan:forever"], capture_output=True).stdout
 
@@ -116,7 +104,7 @@ def test_spacemesh_start_on_its_defaults(tmp_path: Path) -> None:
     """The main job: PoET, a gateway and 4 miners in namespaces over 50 ms links."""
     r = harness_cli("run", "spacemesh:start", "--outputs", str(tmp_path), "-q", timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    run_dir = only_run_dir(tmp_path)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["runner"] == "local:netns" and len(run["instances"]) == 6
     assert sorted(i["role"] for i in run["instances"]) == ["gateway"] + ["miner"] * 4 + ["poet"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, only_run_dir
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a root-owned pyenv
 
@@ -56,7 +56,7 @@ def test_run_as_nobody_reexecs_into_a_user_namespace(
         capture_output=True, text=True, timeout=300, cwd="/tmp",
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    run_dir = only_run_dir(out)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["runner"] == "local:netns"  # not the local:exec fallback
     assert run["network"]["backend"] in ("userspace", "kernel")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import harness_cli
+from .conftest import harness_cli, only_run_dir
 
 MANIFEST = """
 name = "metered"
@@ -35,7 +35,7 @@ async def main(env):
 
 
 def _check(out: Path) -> None:
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    run_dir = only_run_dir(out)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["outcome"] == "passed", run["reason"]
     assert run["metrics_url"].startswith("http://127.0.0.1:")

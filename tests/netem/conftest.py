@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
 
 from netem import HostInfo, LinkShape, LinkStats, Pair
+
+from ..conftest import host_network_state
 
 
 def live_problem() -> str | None:
@@ -43,25 +43,6 @@ def prefix() -> Iterator[str]:
     yield value
     if os.geteuid() == 0:
         netem.cleanup(value)
-
-
-_VOLATILE = re.compile(r"^#.*$|valid_lft \S+|preferred_lft \S+", re.MULTILINE)
-
-
-def host_network_state() -> dict[str, str]:
-    """What a network must leave untouched in the namespace the tests run in."""
-    commands = {
-        "link": ["ip", "link"],
-        "addr": ["ip", "addr"],
-        "route": ["ip", "route", "show", "table", "all"],
-        "iptables": ["iptables-save"],
-        "qdisc": ["tc", "qdisc"],
-    }
-    out = {}
-    for key, cmd in commands.items():
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[key] = _VOLATILE.sub("", proc.stdout)
-    return out
 
 
 @pytest.fixture
