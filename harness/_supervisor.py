@@ -148,6 +148,7 @@ class Supervisor:
         self.deployment: Deployment | None = None
         self._events: JsonLines | None = None
         self.metrics_url: str | None = None
+        self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
 
     # -- events --------------------------------------------------------------------------
 
@@ -197,9 +198,9 @@ class Supervisor:
             self.options.on_run_dir(self.run_dir)
         self._events = JsonLines(self.run_dir / "events.jsonl")
         self._write_run_json(ended=False)
-        sock_dir = self.run_dir
-        if len(str(self.run_dir / "sync.sock")) > 100:  # AF_UNIX paths are short
-            sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
+        sock_dir = self.sock_dir = self.run_dir
+        if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
+            sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
         server = SyncServer(state)
         try:
@@ -254,9 +255,7 @@ class Supervisor:
         client = None
         netns = {p.data_ip: p.netns for p in dep.placements.values() if p.netns}
         if netns:  # the data network is reachable only from inside: use a relay
-            relay = self.run_dir / "relay.sock"
-            if len(str(relay)) > 100:
-                relay = Path(tempfile.mkdtemp(prefix="harness-")) / "relay.sock"
+            relay = self.sock_dir / "relay.sock"  # removed with it at the run's end
             hosts, out = self.run_dir / "relay.json", self.run_dir / "relay.log"
             write_json(hosts, netns)
             await host.spawn(Launch(self._base_env(), self.run_dir, out, out, None, [

@@ -117,3 +117,17 @@ def test_spacemesh_20_instances_over_jittery_lossy_links(tmp_path: Path) -> None
                     timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     print(r.stdout.splitlines()[0])
+
+
+def test_a_long_outputs_path_leaves_no_socket_directory_behind(tmp_path: Path) -> None:
+    """Unix socket paths are short: with a long outputs path the sockets go to a temporary
+    directory, which must go with the run."""
+    import tempfile
+
+    outputs = tmp_path / ("x" * 100)
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("harness-*"))
+    r = harness_cli("run", "pingpong", "-i", "2", "--runner", "local:netns",
+                    "--outputs", str(outputs), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(temp.glob("harness-*")) == before
