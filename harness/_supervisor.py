@@ -24,8 +24,9 @@ import harness
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
-from harness._rundir import JsonLines, new_run_id, write_json
+from harness._rundir import new_run_id, write_json
 from harness.observe import (
+    JsonlWriter,
     TelemetrySampler,
     configure_logging,
     observe_run,
@@ -41,7 +42,7 @@ from harness.runners import (
     signal_group,
 )
 from harness.sdk._runenv import METRICS_TOPIC
-from harness.sync import SyncServer, SyncState, stamp
+from harness.sync import SyncServer, SyncState
 
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
@@ -146,7 +147,7 @@ class Supervisor:
         self.failed = trio.Event()
         self.interrupted = False
         self.deployment: Deployment | None = None
-        self._events: JsonLines | None = None
+        self._events: JsonlWriter | None = None
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
 
@@ -154,8 +155,7 @@ class Supervisor:
 
     def record(self, event: dict[str, Any]) -> None:
         """Every event of the run passes here: to events.jsonl, outcomes and progress."""
-        event = stamp(event)
-        if self._events is not None:
+        if self._events is not None:  # stamps it with ts and mono
             self._events.write(event)
         kind = event.get("kind")
         inst = self.states.get(event.get("instance") or "")
@@ -196,7 +196,7 @@ class Supervisor:
                   case=self.spec.case.name, instances=self.spec.total, runner=self.spec.runner)
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
-        self._events = JsonLines(self.run_dir / "events.jsonl")
+        self._events = JsonlWriter(self.run_dir / "events.jsonl", flush_each=False)
         self._write_run_json(ended=False)
         sock_dir = self.sock_dir = self.run_dir
         if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short

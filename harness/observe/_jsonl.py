@@ -46,11 +46,13 @@ def stamp() -> dict[str, float]:
 
 
 class JsonlWriter:
-    """Appends one JSON object per line to a file, flushed line by line."""
+    """Appends one JSON object per line to a file, flushed line by line, or, with
+    `flush_each=False` (a busy log), whenever the caller calls `flush()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, flush_each: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.flush_each = flush_each
         self._f: IO[bytes] | None = path.open("ab")
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -58,8 +60,14 @@ class JsonlWriter:
         if self._f is None:
             raise ValueError(f"{self.path} is closed")
         obj = {**stamp(), **record}
-        self._f.write(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS) + b"\n")
-        self._f.flush()
+        self._f.write(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=str) + b"\n")
+        if self.flush_each:
+            self._f.flush()
+
+    def flush(self) -> None:
+        """Make what was written visible to readers."""
+        if self._f is not None:
+            self._f.flush()
 
     def close(self) -> None:
         """Close the file; safe to call twice."""

@@ -16,7 +16,7 @@ from harness.sync._client import (
 )
 from harness.sync._protocol import ProtocolError
 from harness.sync._server import NetworkHandler, SyncServer
-from harness.sync._state import SyncState, stamp
+from harness.sync._state import SyncState
 
 __all__ = [
     "BarrierFailed",
@@ -30,5 +30,4 @@ __all__ = [
     "SyncState",
     "connect_tcp",
     "connect_unix",
-    "stamp",
 ]

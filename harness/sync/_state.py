@@ -8,7 +8,6 @@ when an instance ends, never on a tick.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -220,8 +219,3 @@ class SyncState:
     def snapshot(self) -> dict[str, int]:
         """Arrival counts per state (for progress and reports)."""
         return {name: st.count for name, st in self._states.items()}
-
-
-def stamp(event: dict[str, Any]) -> dict[str, Any]:
-    """Add wall-clock and monotonic timestamps to an event."""
-    return {"ts": time.time(), "mono": time.monotonic(), **event}
