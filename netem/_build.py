@@ -108,19 +108,24 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
         # up as it is made, its peer is made inside the host's namespace.
         for start in range(0, len(hosts), nl.BATCH):
             chunk = hosts[start : start + nl.BATCH]
-            fds = [os.open(h.netns_path, os.O_RDONLY) for h in chunk]
+            for h in chunk:  # one by one, so that an interruption leaves them in `fds`
+                fds.append(os.open(h.netns_path, os.O_RDONLY))
             requests = [
                 nl.add_veth(h.hub_ifname, bridge, h.ifname, fd, _HOST_IFINDEX)
                 for h, fd in zip(chunk, fds, strict=True)
             ]
             nl.send_batch(sock, requests)
-            for fd in fds:
-                os.close(fd)
-            fds = []
+            _close_all(fds)
     finally:
-        for fd in fds:
-            os.close(fd)
+        _close_all(fds)
         sock.close()
+
+
+def _close_all(fds: list[int]) -> None:
+    # Popped before closing: a Ctrl-C between two closes must not close one fd twice,
+    # which raises EBADF over the KeyboardInterrupt (or closes another thread's file).
+    while fds:
+        os.close(fds.pop())
 
 
 def _configure_host(host: Host, sock: socket.socket) -> None:

@@ -55,11 +55,12 @@ def ensure_netns_dir() -> None:
         raise NetworkError(f"cannot make {NETNS_DIR} a shared mount: {os.strerror(err)}")
 
 
-def _in_thread(work: Callable[[], T], stop: threading.Event | None = None) -> T:
+def _in_thread(work: Callable[[], T], on_interrupt: Callable[[], None] | None = None) -> T:
     """Run `work` in a fresh thread that may change its own network namespace.
 
-    If the caller is interrupted (Ctrl-C) while waiting, `stop` is set and the thread is
-    still waited for, so that the caller's clean-up sees everything the thread made.
+    If the caller is interrupted (Ctrl-C), even while the thread is being started,
+    `on_interrupt` is called before the interruption goes up: it must leave the caller
+    knowing everything the thread made or will make.
     """
     box: dict[str, object] = {}
     done = threading.Event()
@@ -76,14 +77,12 @@ def _in_thread(work: Callable[[], T], stop: threading.Event | None = None) -> T:
             os.close(original)
             done.set()
 
-    threading.Thread(target=main, name="netem-netns", daemon=True).start()
     try:
+        threading.Thread(target=main, name="netem-netns", daemon=True).start()
         done.wait()
     except BaseException:
-        if stop is not None:
-            stop.set()
-        while not done.wait(0.05):  # an Event, not Thread.join: join breaks when interrupted
-            pass
+        if on_interrupt is not None:
+            on_interrupt()
         raise
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
@@ -95,30 +94,42 @@ def create_namespaces(
 ) -> list[T]:
     """Create a namespace bound at /run/netns/<name> for each name, calling `setup(name)`
     while inside it (sysctls, sockets that belong to it). Each name is appended to `created`
-    as soon as it exists, so the caller can remove the ones made before a failure."""
+    as soon as it exists, so the caller can remove the ones made before a failure; once an
+    interruption has gone up, no namespace is made that is not in `created`."""
 
-    stop = threading.Event()
+    # Held while a namespace is made, and by the interrupted caller while it sets `stop`:
+    # after that the thread makes nothing more, whether it had started yet or not.
+    gate = threading.Lock()
+    stop = False
+
+    def interrupted() -> None:
+        nonlocal stop
+        with gate:
+            stop = True
 
     def work() -> list[T]:
         out: list[T] = []
         for name in names:
-            if stop.is_set():
-                break
             path = f"{NETNS_DIR}/{name}"
-            try:
-                os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-            except FileExistsError:
-                raise NetworkError(f"network namespace {name} exists already") from None
-            created.append(name)
-            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            _check(
-                _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None),
-                f"bind mount of {path}",
-            )
+            with gate:
+                if stop:
+                    break
+                try:
+                    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+                except FileExistsError:
+                    raise NetworkError(f"network namespace {name} exists already") from None
+                created.append(name)
+                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+                _check(
+                    _libc.mount(
+                        b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None
+                    ),
+                    f"bind mount of {path}",
+                )
             out.append(setup(name))
         return out
 
-    return _in_thread(work, stop)
+    return _in_thread(work, interrupted)
 
 
 def run_in_netns(path: str, fn: Callable[[], T]) -> T:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 import netem
 from netem import Network
+from netem import _build as build
+from netem import _build_ns as build_ns
 
 pytestmark = pytest.mark.live
 
@@ -107,6 +110,53 @@ def test_ctrl_c_during_build_leaves_nothing(
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert "KeyboardInterrupt" in err or "built" in out
+    assert leftovers(prefix) == []
+    assert host_state() == before
+
+
+def test_ctrl_c_as_the_namespace_thread_starts_leaves_nothing(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interruption lands inside Thread.start(): the thread runs on regardless, yet
+    nothing it makes may be missing from `created` once the interruption has gone up."""
+    start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        start(thread)
+        if thread.name == "netem-netns":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    created: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        build_ns.create_namespaces([f"{prefix}-h{n}" for n in range(1, 6)], str, created)
+    monkeypatch.undo()
+    build.remove_namespaces(created)
+    time.sleep(0.3)  # long enough for a thread that ran on to make all five
+    assert leftovers(prefix) == []
+
+
+def test_ctrl_c_between_two_closes_is_not_turned_into_ebadf(
+    prefix: str, monkeypatch: pytest.MonkeyPatch, host_state: Callable[[], dict[str, str]]
+) -> None:
+    """Linking hosts closes one namespace fd after another; Ctrl-C lands between two."""
+    before = host_state()
+
+    class OsInterruptedAfterOneClose:
+        fired = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        def close(self, fd: int) -> None:
+            os.close(fd)
+            if not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "os", OsInterruptedAfterOneClose())
+    with pytest.raises(KeyboardInterrupt), Network(prefix=prefix, backend="none") as net:
+        net.build(4)
     assert leftovers(prefix) == []
     assert host_state() == before
 
