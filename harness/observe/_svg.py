@@ -287,18 +287,39 @@ def timeline(
                 f'<rect x="{fr.x(a):.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" '
                 f'rx="3" fill="{c}"><title>{escape(tip)}</title></rect>'
             )
-    label_y = [4, 15, 26]
-    for k, (t, c, label) in enumerate(sorted(markers)):
+    for (t, c, label), label_row in zip(sorted(markers), _label_rows(markers, fr), strict=True):
         x = fr.x(t)
         body.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{height - 28}" '
             f'stroke="{c}" stroke-width="1.2" stroke-dasharray="3 2">'
             f"<title>{escape(label)} at {fmt(t)} s</title></line>"
         )
-        body.append(
-            f'<text x="{x + 2:.1f}" y="{label_y[k % 3] + 6}" fill="{c}">{escape(label[:28])}</text>'
-        )
+        if label_row is not None:
+            body.append(
+                f'<text x="{x + 2:.1f}" y="{10 + 11 * label_row}" fill="{c}">'
+                f"{escape(label[:_LABEL_CHARS])}</text>"
+            )
     return _svg(width, height, body, "chart timeline", "timeline")
+
+
+_LABEL_CHARS = 28
+_LABEL_ROWS = 3
+_CHAR_PX = 6.2  # an 11 px sans-serif character, a little generously
+
+
+def _label_rows(markers: Sequence[tuple[float, str, str]], fr: _Frame) -> list[int | None]:
+    """A text row above the chart for each marker's label (in time order), the first row
+    where it does not overlap the label before it; None where every row is taken (the
+    marker's line keeps its tooltip)."""
+    free_from = [-math.inf] * _LABEL_ROWS
+    rows: list[int | None] = []
+    for t, _, label in sorted(markers):
+        x = fr.x(t)
+        row = next((i for i, edge in enumerate(free_from) if edge < x), None)
+        if row is not None:
+            free_from[row] = x + 2 + _CHAR_PX * len(label[:_LABEL_CHARS]) + 4
+        rows.append(row)
+    return rows
 
 
 def topology(

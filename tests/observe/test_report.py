@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -12,7 +13,7 @@ import pytest
 
 from harness._cli import main
 from harness._errors import UsageError
-from harness.observe import render_html, write_report
+from harness.observe import _svg, render_html, write_report
 from tests.observe import _chromium
 from tests.observe._fixture import RUN_ID
 
@@ -143,3 +144,21 @@ def test_summary_of_a_live_run_counts_no_failures(run_factory: Callable[..., Pat
     s = summary(run_factory(ended=False))
     assert s["outcome"] is None and s["duration_s"] is None
     assert s["instances"] == {"total": 4, "passed": 0, "failed": 0} and s["failures"] == []
+
+
+def test_timeline_labels_do_not_overlap() -> None:
+    """Barriers released a few ms apart: each label takes the first text row where it
+    clears the one before it, and a label with no room left is dropped, not drawn over."""
+    markers = [(1.0 + 0.01 * k, "#7048e8", f"barrier-{k} released") for k in range(8)]
+    markers.append((9.0, "#1c7ed6", "phase late"))
+    svg = _svg.timeline([("i/0", [(0.0, 10.0, "#2b8a3e", "i/0")])], markers, end=10.0)
+    texts = re.findall(r'<text x="([\d.]+)" y="(\d+)" fill="#(?:7048e8|1c7ed6)">([^<]*)</text>', svg)
+    assert svg.count('stroke-dasharray="3 2"') == len(markers)  # every marker keeps its line
+    assert [t[2] for t in texts] == ["barrier-0 released", "barrier-1 released",
+                                     "barrier-2 released", "phase late"]
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for x, y, label in texts:
+        spans.setdefault(y, []).append((float(x), float(x) + 6 * len(label)))
+    for row in spans.values():
+        row.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(row)), row
