@@ -9,6 +9,7 @@ import h11
 import orjson
 from anyio.abc import SocketStream
 
+from ._accept_fix import fix_sock_accept
 from ._codec import Json
 from ._metrics import NodeMetrics
 from ._poet import PoetError, PoetService
@@ -81,6 +82,7 @@ async def serve_http(
 ) -> None:
     """Serve ``app`` on ``address`` (host:port) until cancelled."""
     host, port = split_address(address)
+    fix_sock_accept()
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     task_status.started()
 

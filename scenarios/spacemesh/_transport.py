@@ -8,6 +8,8 @@ import anyio
 from anyio.abc import Listener, ObjectStream, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ._accept_fix import fix_sock_accept
+
 Connection = ObjectStream[bytes]
 """A bidirectional stream of frames (whole messages)."""
 
@@ -90,4 +92,5 @@ class TcpTransport:
 
     async def listen(self, address: str) -> Listener[Connection]:
         host, port = split_address(address)
+        fix_sock_accept()
         return _FramedListener(await anyio.create_tcp_listener(local_host=host, local_port=port))
