@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,31 +32,46 @@ class Message:
     payload: Any
 
 
-class _Pending:
-    __slots__ = ("event", "frame")
+class _Slot:
+    """Where a waiting task sleeps: woken when what it waits for may have come, or when it
+    should take over reading the connection."""
+
+    __slots__ = ("wakes",)
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.frame: dict[str, Any] = {}
+        self.wakes: list[anyio.Event] = []
+
+    def set(self) -> None:
+        for wake in self.wakes:
+            wake.set()
 
 
-class Subscription:
+class _Pending(_Slot):
+    __slots__ = ("frame",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame: dict[str, Any] | None = None
+
+
+class Subscription(_Slot):
     """The messages of one topic, from the first, in order; iterate with `async for`."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_client", "_closed", "_items")
+
+    def __init__(self, client: SyncClient) -> None:
+        super().__init__()
+        self._client = client
         self._items: deque[Message] = deque()
-        self._waiter: anyio.Event | None = None
         self._closed = False
 
     def _push(self, message: Message) -> None:
         self._items.append(message)
-        if self._waiter is not None:
-            self._waiter.set()
+        self.set()
 
     def _close(self) -> None:
         self._closed = True
-        if self._waiter is not None:
-            self._waiter.set()
+        self.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -67,17 +82,20 @@ class Subscription:
 
     async def next_message(self) -> Message:
         """The next item with its position; raises SyncError if the connection is lost."""
-        while not self._items:
-            if self._closed:
-                raise SyncError("the sync service closed the subscription")
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
-            self._waiter = None
+        await self._client._wait(self, lambda: bool(self._items) or self._closed)
+        if not self._items:
+            raise SyncError("the sync service closed the subscription")
         return self._items.popleft()
 
 
 class SyncClient:
-    """A connection to the sync service. Open it with `connect_unix` or `connect_tcp`."""
+    """A connection to the sync service. Open it with `connect_unix` or `connect_tcp`.
+
+    There is no reader task: a task that waits for a reply or a message reads the
+    connection itself when no other task is reading, and hands the reading over to another
+    waiting task when what it waited for has come. A delivery thus costs one task wake-up,
+    not two.
+    """
 
     def __init__(self, stream: anyio.abc.ByteStream, instance: str | None) -> None:
         self._stream = stream
@@ -87,6 +105,9 @@ class SyncClient:
         self._subs: dict[int, Subscription] = {}
         self._send_lock = anyio.Lock()
         self._closed: str | None = None
+        self._buffer = bytearray()
+        self._reading = False
+        self._sleeping: dict[anyio.Event, None] = {}  # in the order they fell asleep
 
     # -- requests ------------------------------------------------------------------------
 
@@ -97,10 +118,12 @@ class SyncClient:
         self._pending[rid] = pending
         try:
             await self._send({"id": rid, "op": op, **fields})
-            await pending.event.wait()
+            await self._wait(pending, lambda: pending.frame is not None)
         finally:
             self._pending.pop(rid, None)
         frame = pending.frame
+        if frame is None:
+            raise SyncError(f"not connected to the sync service: {self._closed}")
         if "error" in frame:
             raise SyncError(str(frame["error"]))
         return frame
@@ -138,12 +161,14 @@ class SyncClient:
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
         """Every message of `topic` from the first, then live, until the block ends."""
         rid = next(self._ids)
-        subscription = self._subs[rid] = Subscription()
+        subscription = self._subs[rid] = Subscription(self)
         pending = _Pending()
         self._pending[rid] = pending
         try:
             await self._send({"id": rid, "op": "subscribe", "topic": topic})
-            await pending.event.wait()
+            await self._wait(pending, lambda: pending.frame is not None)
+            if pending.frame is None:
+                raise SyncError(f"not connected to the sync service: {self._closed}")
             if "error" in pending.frame:
                 raise SyncError(str(pending.frame["error"]))
             yield subscription
@@ -176,24 +201,52 @@ class SyncClient:
                 self._lost(f"connection lost: {e}")
                 raise SyncError(f"not connected to the sync service: {self._closed}") from None
 
-    async def _read(self) -> None:
-        buffer = bytearray()
-        try:
-            while True:
+    async def _wait(self, slot: _Slot, done: Callable[[], bool]) -> None:
+        """Until `done()` or the connection is lost: read the connection if no other task
+        is reading it, else sleep in `slot` until woken."""
+        while not done() and self._closed is None:
+            if not self._reading:
+                self._reading = True
                 try:
-                    data = await self._stream.receive(65536)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    break
-                buffer += data
-                start = 0
-                while (end := buffer.find(b"\n", start)) >= 0:
-                    self._deliver(orjson.loads(buffer[start:end]))
-                    start = end + 1
-                del buffer[:start]
-                if len(buffer) > MAX_FRAME:
-                    break
-        finally:
+                    while not done() and self._closed is None:
+                        await self._receive()
+                finally:
+                    self._reading = False
+                    self._hand_over()
+                return
+            wake = anyio.Event()
+            slot.wakes.append(wake)
+            self._sleeping[wake] = None
+            try:
+                await wake.wait()
+            finally:
+                slot.wakes.remove(wake)
+                del self._sleeping[wake]
+                if wake.is_set() and not self._reading:
+                    self._hand_over()  # woken to read, maybe, but cancelled instead
+
+    def _hand_over(self) -> None:
+        """Wake a sleeping task that nothing else has woken, so that it reads."""
+        for wake in self._sleeping:
+            if not wake.is_set():
+                wake.set()
+                return
+
+    async def _receive(self) -> None:
+        try:
+            data = await self._stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._lost("the sync service closed the connection")
+            return
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            self._deliver(orjson.loads(buffer[start:end]))
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_FRAME:
+            self._lost(f"the sync service sent a frame longer than {MAX_FRAME} bytes")
 
     def _deliver(self, frame: dict[str, Any]) -> None:
         rid = frame.get("id")
@@ -205,7 +258,7 @@ class SyncClient:
         pending = self._pending.get(rid)  # type: ignore[arg-type]
         if pending is not None:
             pending.frame = frame
-            pending.event.set()
+            pending.set()
 
     def _lost(self, why: str) -> None:
         if self._closed is not None:
@@ -213,22 +266,19 @@ class SyncClient:
         self._closed = why
         for pending in self._pending.values():
             pending.frame = {"error": why}
-            pending.event.set()
+            pending.set()
         for sub in self._subs.values():
             sub._close()
+
 
 
 @asynccontextmanager
 async def _open(stream: anyio.abc.ByteStream, instance: str | None) -> AsyncIterator[SyncClient]:
     client = SyncClient(stream, instance)
-    async with stream, anyio.create_task_group() as tg:
-        tg.start_soon(client._read)
+    async with stream:
         if instance is not None:
             await client.request("hello", instance=instance)
-        try:
-            yield client
-        finally:
-            tg.cancel_scope.cancel()
+        yield client
 
 
 @asynccontextmanager

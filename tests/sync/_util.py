@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,32 @@ async def running_server(
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:
     trio.run(fn)
+
+
+@contextmanager
+def server_in_thread() -> Iterator[str]:
+    """A sync server running in a thread of its own (on trio); yields its socket's path, so
+    that clients can run on any event loop in this thread."""
+    ready = threading.Event()
+    stop = trio.Event()
+    box: dict[str, Any] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            async with running_server() as (path, _, _):
+                box["path"], box["token"] = path, trio.lowlevel.current_trio_token()
+                ready.set()
+                await stop.wait()
+
+        trio.run(main)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        if not ready.wait(5):
+            raise RuntimeError("the sync server did not start")
+        yield box["path"]
+    finally:
+        if "token" in box:
+            trio.from_thread.run_sync(stop.set, trio_token=box["token"])
+        thread.join()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 import anyio
 import orjson
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from harness.sync import BarrierFailed, SyncError, connect_unix
 
-from ._util import run, running_server
+from ._util import run, running_server, server_in_thread
 
 
 def test_signal_entry_numbers_arrivals_from_one() -> None:
@@ -236,37 +235,16 @@ def test_network_request_without_a_network_runner_is_refused() -> None:
 
 
 def test_client_works_under_asyncio() -> None:
-    ready = threading.Event()
-    stop = threading.Event()
-    box: dict[str, str] = {}
+    async def client(path: str) -> list[object]:
+        async with connect_unix(path) as c:
+            await c.publish("t", "x")
+            async with c.subscribe("t") as items:
+                first = await items.__anext__()
+            n = await c.signal_and_wait("s", 1)
+            return [first, n]
 
-    def serve() -> None:
-        async def main() -> None:
-            async with running_server() as (path, _, _):
-                box["path"] = path
-                ready.set()
-                while not stop.is_set():
-                    await trio.sleep(0.01)
-
-        trio.run(main)
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        assert ready.wait(5)
-
-        async def client() -> list[object]:
-            async with connect_unix(box["path"]) as c:
-                await c.publish("t", "x")
-                async with c.subscribe("t") as items:
-                    first = await items.__anext__()
-                n = await c.signal_and_wait("s", 1)
-                return [first, n]
-
-        assert anyio.run(client, backend="asyncio") == ["x", 1]
-    finally:
-        stop.set()
-        t.join()
+    with server_in_thread() as path:
+        assert anyio.run(client, path, backend="asyncio") == ["x", 1]
 
 
 def test_unreachable_service_is_a_clear_error(tmp_path: object) -> None:
