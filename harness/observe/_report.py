@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -130,6 +131,11 @@ class _Run:
             else None
         )
 
+    @functools.cached_property
+    def shapes(self) -> ShapeTimeline:
+        """The run's link shapes over time (run.json and network.jsonl)."""
+        return ShapeTimeline.from_run_dir(self.dir)
+
     def link(self, iid: str, name: str) -> str | None:
         path = self.inst_dirs.get(iid, self.dir / iid) / name
         return os.path.relpath(path, self.dir) if path.exists() else None
@@ -247,8 +253,6 @@ def _timeline(r: _Run) -> str:
         elif kind == "barrier" and e.get("status") in ("released", "failed"):
             c = _MARK["barrier"] if e.get("status") == "released" else "#e03131"
             markers.append((t, c, f"{e.get('state')} {e.get('status')}"))
-        elif kind == "network":
-            markers.append((t, _MARK["network"], f"net: {e.get('asked_by', '?')}"))
         elif kind == "event" and e.get("type") in ("success", "failure", "crash"):
             c = "#2b8a3e" if e.get("type") == "success" else "#c92a2a"
             tip = f"{iid} {e.get('type')} {e.get('error') or ''}".strip()
@@ -259,6 +263,7 @@ def _timeline(r: _Run) -> str:
         if iid not in end and (t := r.rel_ts(inst.get("ended"))) is not None:
             end[iid] = t
     total = r.duration or max([*end.values(), *(m[0] for m in markers), 1.0])
+    markers += _network_markers(r, total)
     lanes = []
     for inst in r.instances:
         iid = str(inst.get("id"))
@@ -281,6 +286,30 @@ def _timeline(r: _Run) -> str:
         + _svg.timeline(lanes[:60], markers, end=total)
         + "</section>"
     )
+
+
+def _network_markers(r: _Run, total: float) -> list[tuple[float, str, str]]:
+    """One marker per burst of network changes (every instance shaping its link at the
+    start is one burst, not twenty lines on top of each other)."""
+    window = max(0.2, 0.02 * total)
+    bursts: list[list[tuple[float, str]]] = []
+    for change in r.shapes.changes:
+        t = r.rel(change)
+        if t is None:
+            continue
+        asked_by = str(change.get("asked_by") or "?")
+        if bursts and t - bursts[-1][-1][0] <= window:
+            bursts[-1].append((t, asked_by))
+        else:
+            bursts.append([(t, asked_by)])
+    markers = []
+    for burst in bursts:
+        who = sorted({a for _, a in burst})
+        label = f"net: {who[0]}" if len(burst) == 1 else f"net: {len(burst)} changes"
+        if len(burst) > 1:
+            label += f" ({', '.join(who[:3])}{', …' if len(who) > 3 else ''})"
+        markers.append((burst[0][0], _MARK["network"], label))
+    return markers
 
 
 def _shape_label(shape: dict[str, Any]) -> str:
@@ -308,7 +337,7 @@ def _change_text(change: dict[str, Any]) -> str:
 
 
 def _network(r: _Run) -> str:
-    tl = ShapeTimeline.from_run_dir(r.dir)
+    tl = r.shapes
     net = r.run.get("network") or {}
     hosts = []
     outcome = {str(i.get("id")): i.get("outcome") for i in r.instances}
@@ -535,7 +564,7 @@ def _propagation(r: _Run, a: TraceAnalysis) -> str:
 
 def _telemetry(r: _Run) -> str:
     recs = read_telemetry(r.dir)
-    tl_names = ShapeTimeline.from_run_dir(r.dir)
+    tl_names = r.shapes
     queue: dict[str, list[tuple[float, float]]] = defaultdict(list)
     drops: dict[str, list[tuple[float, float]]] = defaultdict(list)
     rtt: dict[str, list[tuple[float, float]]] = defaultdict(list)

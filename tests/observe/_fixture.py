@@ -97,8 +97,6 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
         events.append(
             {**_at(0.1 + 0.01 * i), "kind": "instance", "instance": iid, "status": "started"}
         )
-    for rec in net:
-        events.append({**rec, "kind": "network"})
     events.append(
         {**_at(1.0), "kind": "barrier", "state": "ready", "target": n, "status": "waiting"}
     )

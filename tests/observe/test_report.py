@@ -162,3 +162,30 @@ def test_timeline_labels_do_not_overlap() -> None:
     for row in spans.values():
         row.sort()
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(row)), row
+
+
+def test_timeline_marks_network_changes_from_the_network_record(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Markers come from network.jsonl, as a real run writes it; a burst of changes (every
+    instance shaping its link at once) is one marker."""
+    run_dir = run_factory()
+    record = run_dir / "network.jsonl"
+    first = json.loads(record.read_text().splitlines()[0])  # the supervisor's, at 0.5 s
+    config = {"default": {"latency_ms": 20.0}}
+    burst = [
+        {"ts": first["ts"] + 7.5 + 0.01 * k, "mono": first["mono"] + 7.5 + 0.01 * k,
+         "asked_by": f"single/{k % 4}", "request": config, "applied": config}
+        for k in range(10)
+    ]  # fmt: skip
+    with record.open("a") as f:
+        f.writelines(json.dumps(rec) + "\n" for rec in burst)
+    html = render_html(run_dir)
+    start = html.index('<section id="timeline">')
+    timeline = html[start : html.index("</section>", start)]
+    titles = re.findall(r'stroke="#e8590c"[^>]*><title>([^<]*) at ([\d.]+) s</title>', timeline)
+    assert [(label.split(" (")[0], float(t)) for label, t in titles] == [
+        ("net: supervisor", 0.5),
+        ("net: single/1", 6.0),
+        ("net: 10 changes", 8.0),
+    ]
