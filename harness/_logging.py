@@ -86,6 +86,9 @@ def configure_logging(
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     _drop_keys("ts", "mono"),
+                    # A leading UTC time: `harness logs` places the plain lines that follow
+                    # a rendered record (a traceback, say) at that record's time.
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
                     structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
                 ],
             )

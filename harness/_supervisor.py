@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import shutil
@@ -192,6 +193,8 @@ class Supervisor:
         for inst in self.spec.instances:
             (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
         configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
+        # httpx logs every request at info: every metrics scrape would bury the run's log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         _log.info("run starting", run=self.run_id, plan=self.spec.plan.name,
                   case=self.spec.case.name, instances=self.spec.total, runner=self.spec.runner)
         if self.options.on_run_dir:

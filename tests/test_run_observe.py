@@ -44,6 +44,8 @@ def _check(out: Path) -> None:
             and s.get("sample", "").endswith("_total")}
     assert work == {("single/0", 1.0), ("single/1", 2.0)}, work
     assert (run_dir / "report.html").stat().st_size > 1000
+    # scrapes are not logged one by one: the supervisor's log stays readable
+    assert "HTTP Request" not in (run_dir / "supervisor.jsonl").read_text()
 
 
 def test_metrics_are_scraped_on_local_exec(make_plan: Callable[..., Path], tmp_path: Path) -> None:

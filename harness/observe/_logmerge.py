@@ -156,17 +156,18 @@ class _Parser:
             rec.pop("instance", None)
             fields = rec
         else:
-            if self.src.drop_rendered and _CONSOLE_LINE.match(text):
-                return None
             rendered = _MONO_KV.search(text)
             if rendered is not None:
-                if self.src.drop_rendered:
-                    return None
                 mono = float(rendered.group(1))
             else:
                 ts = _leading_time(text)
                 if ts is not None:
                     mono = self.clock.to_mono(ts)
+            if self.src.drop_rendered and (rendered is not None or _CONSOLE_LINE.match(text)):
+                # log.jsonl holds this record; its time still places the plain lines after it
+                if mono is not None and mono > self.last:
+                    self.last = mono
+                return None
             level, message, fields = self.src.default_level, text, {}
         if mono is None or mono < self.last:
             mono = self.last

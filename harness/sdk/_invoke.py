@@ -74,14 +74,14 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         try:
             await fn(env)
         except Exception as group:
-            traceback.print_exc()
             e = single_cause(group)
             error = f"{type(e).__name__}: {e}"
             # A failed check is the test failing; any other exception is a crash.
+            failed = isinstance(e, _FAILURES)
+            env.log.error("instance failed" if failed else "instance crashed", error=error)
+            traceback.print_exc()  # after the record: `harness logs` shows it in its place
             report = (
-                env.record_failure(error)
-                if isinstance(e, _FAILURES)
-                else env.record_crash(error, traceback.format_exc())
+                env.record_failure(error) if failed else env.record_crash(error, traceback.format_exc())
             )
             with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
                 await report  # if this cannot be sent, the exit code still fails the instance

@@ -250,3 +250,45 @@ def test_console_lines_without_mono_are_not_shown_twice(run_factory: Callable[..
     )
     stderr = [ln.message for ln in merged_lines(run_dir) if ln.stream == "stderr"]
     assert stderr == ["a real [info] message from the program"]
+
+
+CRASHING = """
+name = "crashing"
+[[testcases]]
+name = "main"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "crashing.plan:main"
+"""
+CRASHING_CODE = """
+import trio
+
+async def main(env):
+    env.log.info("working")
+    await trio.sleep(1.0)
+    raise ValueError("boom")
+"""
+
+
+def test_a_crash_is_logged_at_its_time_and_level(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A real run: the traceback on stderr is placed when the crash happened (not at the
+    instance's last record before it), and the crash itself is an error record."""
+    from tests.conftest import harness_cli, only_run_dir
+
+    root = make_plan("crashing", CRASHING, CRASHING_CODE)
+    r = harness_cli("run", "crashing", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out"), "-q")  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = list(merged_lines(only_run_dir(tmp_path / "out")))
+    working = next(ln for ln in lines if ln.message == "working")
+    crashed = next(ln for ln in lines if ln.message == "instance crashed")
+    traceback = next(ln for ln in lines if ln.message.startswith("Traceback"))
+    assert (crashed.level, crashed.stream, crashed.fields["error"]) == (
+        "error", "log", "ValueError: boom"
+    )
+    assert crashed.mono - working.mono >= 0.9
+    assert 0 <= traceback.mono - crashed.mono < 0.1
+    assert [ln.message for ln in lines].count("instance crashed") == 1  # not again from stderr
+    errors = list(merged_lines(only_run_dir(tmp_path / "out"), LogFilter(min_level="warning")))
+    assert "instance crashed" in [ln.message for ln in errors]
