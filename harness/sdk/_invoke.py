@@ -77,12 +77,10 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             e = single_cause(group)
             error = f"{type(e).__name__}: {e}"
             # A failed check is the test failing; any other exception is a crash.
-            failed = isinstance(e, _FAILURES)
-            env.log.error("instance failed" if failed else "instance crashed", error=error)
+            kind = "failure" if isinstance(e, _FAILURES) else "crash"
+            env.log.error(kind, error=error)  # as record_failure / record_crash log it
             traceback.print_exc()  # after the record: `harness logs` shows it in its place
-            report = (
-                env.record_failure(error) if failed else env.record_crash(error, traceback.format_exc())
-            )
+            report = env._signal_end(kind, error, traceback.format_exc())
             with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
                 await report  # if this cannot be sent, the exit code still fails the instance
             return 1

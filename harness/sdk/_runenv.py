@@ -117,7 +117,7 @@ class RunEnv:
     async def record_failure(self, error: str) -> None:
         """This instance failed, for `error`."""
         self.log.error("failure", error=error)
-        await self.sync.signal_event({"type": "failure", "error": error})
+        await self._signal_end("failure", error)
 
     async def expose_metrics(self, port: int, path: str = "/metrics") -> None:
         """Tell the supervisor to scrape this instance's Prometheus endpoint (served on
@@ -128,4 +128,10 @@ class RunEnv:
     async def record_crash(self, error: str, stacktrace: str = "") -> None:
         """This instance crashed (an unexpected exception)."""
         self.log.error("crash", error=error)
-        await self.sync.signal_event({"type": "crash", "error": error, "stacktrace": stacktrace})
+        await self._signal_end("crash", error, stacktrace)
+
+    async def _signal_end(self, kind: str, error: str, stacktrace: str = "") -> None:
+        event = {"type": kind, "error": error}
+        if kind == "crash":
+            event["stacktrace"] = stacktrace
+        await self.sync.signal_event(event)

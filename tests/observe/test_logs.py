@@ -282,13 +282,13 @@ def test_a_crash_is_logged_at_its_time_and_level(
     assert r.returncode == 1, r.stdout + r.stderr
     lines = list(merged_lines(only_run_dir(tmp_path / "out")))
     working = next(ln for ln in lines if ln.message == "working")
-    crashed = next(ln for ln in lines if ln.message == "instance crashed")
+    crashed = next(ln for ln in lines if ln.message == "crash")
     traceback = next(ln for ln in lines if ln.message.startswith("Traceback"))
     assert (crashed.level, crashed.stream, crashed.fields["error"]) == (
         "error", "log", "ValueError: boom"
     )
     assert crashed.mono - working.mono >= 0.9
     assert 0 <= traceback.mono - crashed.mono < 0.1
-    assert [ln.message for ln in lines].count("instance crashed") == 1  # not again from stderr
+    assert [ln.message for ln in lines].count("crash") == 1  # not again from stderr
     errors = list(merged_lines(only_run_dir(tmp_path / "out"), LogFilter(min_level="warning")))
-    assert "instance crashed" in [ln.message for ln in errors]
+    assert "crash" in [ln.message for ln in errors]
