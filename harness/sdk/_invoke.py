@@ -84,5 +84,8 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
                 await report  # if this cannot be sent, the exit code still fails the instance
             return 1
+        finally:
+            if "metrics" in vars(env):  # recorded some
+                env.metrics.close()
         await env.record_success()
         return 0

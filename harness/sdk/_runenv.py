@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ import orjson
 if TYPE_CHECKING:
     import structlog
 
+    from harness.observe import Metrics
     from harness.sdk._network import NetworkClient
     from harness.sync import SyncClient
 
@@ -118,6 +120,15 @@ class RunEnv:
         """This instance failed, for `error`."""
         self.log.error("failure", error=error)
         await self._signal_end("failure", error)
+
+    @functools.cached_property
+    def metrics(self) -> Metrics:
+        """This instance's own metrics: `counter`, `gauge`, `histogram` and `point`, each
+        with labels, recorded to `metrics.jsonl` in its outputs. The report plots them and
+        the run's aggregated /metrics serves them. Closed when the test function ends."""
+        from harness.observe import Metrics  # only for instances that record metrics
+
+        return Metrics(self.outputs_path / "metrics.jsonl")
 
     async def expose_metrics(self, port: int, path: str = "/metrics") -> None:
         """Tell the supervisor to scrape this instance's Prometheus endpoint (served on
