@@ -388,17 +388,31 @@ def _network(r: _Run) -> str:
 Series = dict[str, list[tuple[float, float]]]
 
 
-def _condense(series: Series, max_series: int = 10, bins: int = 60) -> Series:
-    """At most `max_series` lines: beyond that, the p10 / median / p90 over all series
-    per time bin, so that a 100-instance run stays readable."""
+def _condense(series: Series, *, kind: str, max_series: int = 10, bins: int = 60) -> Series:
+    """At most `max_series` lines: beyond that, the p10 / median / p90 over all series per
+    time bin, so that a 100-instance run stays readable. A counter or gauge keeps its last
+    value until its next sample, so a series without a sample in a bin still counts there,
+    and a counter is 0 before its first (a median of counters never goes down); histogram
+    observations and points made in a bin are pooled."""
     if len(series) <= max_series:
         return series
     points = [p for s in series.values() for p in s]
     lo = min(t for t, _ in points)
     width = (max(t for t, _ in points) - lo) / bins or 1.0
     binned: dict[int, list[float]] = defaultdict(list)
-    for t, v in points:
-        binned[min(bins - 1, int((t - lo) / width))].append(v)
+    if kind in ("counter", "gauge"):
+        for s in series.values():
+            ordered, k = sorted(s), 0
+            last: float | None = 0.0 if kind == "counter" else None
+            for b in range(bins):
+                edge = lo + (b + 1) * width  # the value at the end of each bin
+                while k < len(ordered) and (ordered[k][0] < edge or b == bins - 1):
+                    last, k = ordered[k][1], k + 1
+                if last is not None:
+                    binned[b].append(last)
+    else:
+        for t, v in points:
+            binned[min(bins - 1, int((t - lo) / width))].append(v)
     out: Series = {f"p10 of {len(series)}": [], "median": [], "p90": []}
     for b, vs in sorted(binned.items()):
         vs.sort()
@@ -437,6 +451,7 @@ def _metrics(r: _Run) -> str:
     scraped: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    scraped_kind: dict[str, str] = {}
     for rec in read_scraped(r.dir):
         t = r.rel(rec)
         if t is None or rec.get("type") not in ("gauge", "counter"):
@@ -446,6 +461,7 @@ def _metrics(r: _Run) -> str:
         labels = rec.get("labels") or {}
         key = str(rec["instance"]) + "".join(f" {k}={v}" for k, v in sorted(labels.items()))
         scraped[str(rec.get("sample"))][key].append((t, float(rec["value"])))
+        scraped_kind[str(rec.get("sample"))] = str(rec["type"])
     charts = []
     for name in sorted(by_name)[:12]:
         kind = kinds[name]
@@ -453,7 +469,7 @@ def _metrics(r: _Run) -> str:
         charts.append(
             f"<div><h3>{escape(name)} <span class='tag'>{kind}</span></h3>"
             + _svg.line_chart(
-                _condense(by_name[name]),
+                _condense(by_name[name], kind=kind),
                 y_label=y,
                 step=kind in ("counter", "gauge"),
                 markers=kind in ("histogram", "point"),
@@ -463,7 +479,7 @@ def _metrics(r: _Run) -> str:
     for name in sorted(scraped)[:12]:
         charts.append(
             f"<div><h3>{escape(name)} <span class='tag'>scraped</span></h3>"
-            + _svg.line_chart(_condense(scraped[name]), y_label=name)
+            + _svg.line_chart(_condense(scraped[name], kind=scraped_kind[name]), y_label=name)
             + "</div>"
         )
     body = (

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness._cli import main
 from harness._errors import UsageError
 from harness.observe import _svg, render_html, write_report
+from harness.observe._report import _condense
 from tests.observe import _chromium
 from tests.observe._fixture import RUN_ID
 
@@ -189,3 +192,27 @@ def test_timeline_marks_network_changes_from_the_network_record(
         ("net: single/1", 6.0),
         ("net: 10 changes", 8.0),
     ]
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.floats(0, 100), st.floats(0, 10)), min_size=1, max_size=12),
+        min_size=11,
+        max_size=30,
+    )
+)
+def test_condensed_counters_never_go_down(raw: list[list[tuple[float, float]]]) -> None:
+    """Many counters, each sampled at its own times: p10, median and p90 per time bin
+    are each non-decreasing, because every counter is."""
+    series = {}
+    for i, samples in enumerate(raw):
+        total, points = 0.0, []
+        for t, inc in sorted(samples):
+            total += inc
+            points.append((t, total))
+        series[f"i/{i}"] = points
+    condensed = _condense(series, kind="counter")
+    assert len(condensed) == 3
+    for line in condensed.values():
+        values = [v for _, v in line]
+        assert values == sorted(values), line
