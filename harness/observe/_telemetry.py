@@ -128,6 +128,20 @@ async def sample_tcp(netns: str | None, address: str | None = None) -> list[dict
     return parse_ss(proc.stdout.decode(errors="replace"))
 
 
+CPU_PRESSURE = Path("/proc/pressure/cpu")
+
+
+def cpu_wait_us_total(path: Path = CPU_PRESSURE) -> int | None:
+    """Microseconds in which some runnable task of the host waited for a CPU, since boot
+    (Linux PSI, the `some total=` of /proc/pressure/cpu); None where PSI is missing."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    m = re.search(r"^some .*\btotal=(\d+)", text, re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
 def _stat(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
@@ -136,7 +150,8 @@ class TelemetrySampler:
     """Samples TCP statistics per instance and shaping counters per link into
     `<run_dir>/telemetry.jsonl`: lines of kind "tcp" (`instance`, `local`, `peer`, `rtt_ms`,
     `cwnd`, `retrans_total`, ...), "link" (`src`, `dst`, `packets`, `bytes`, `drops`,
-    `queue_delay_ms`) and "error" (a failed sample, recorded once per problem).
+    `queue_delay_ms`), "cpu" (`wait_us_total`: the host's CPU pressure, see
+    `cpu_wait_us_total`) and "error" (a failed sample, recorded once per problem).
 
     `instances` maps instance id -> (network namespace or None, data address or None).
     """
@@ -173,6 +188,9 @@ class TelemetrySampler:
         async with trio.open_nursery() as nursery:
             for iid, (netns, address) in self.instances.items():
                 nursery.start_soon(self._sample_instance, iid, netns, address)
+        waited = cpu_wait_us_total()
+        if waited is not None:
+            self._writer.write({"kind": "cpu", "wait_us_total": waited})
         if self.link_stats is not None:
             try:
                 stats = await trio.to_thread.run_sync(self.link_stats)

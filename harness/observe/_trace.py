@@ -19,6 +19,7 @@ from harness.observe._telemetry import read_telemetry
 
 TRACE_FILE = "trace.jsonl"
 MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
+BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,14 +123,32 @@ class _Telemetry:
     def __init__(self, records: list[dict[str, Any]], tl: ShapeTimeline) -> None:
         self.link: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self.tcp: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.cpu: list[dict[str, Any]] = []
         for r in records:
-            if r.get("kind") == "link":
+            if r.get("kind") == "cpu" and isinstance(r.get("wait_us_total"), int | float):
+                self.cpu.append(r)
+            elif r.get("kind") == "link":
                 self.link[(tl.name(r.get("src")), tl.name(r.get("dst")))].append(r)
             elif r.get("kind") == "tcp" and isinstance(r.get("peer"), str):
                 peer_ip = r["peer"].rsplit(":", 1)[0].strip("[]")
                 self.tcp[(str(r.get("instance")), tl.name(peer_ip))].append(r)
-        for series in (*self.link.values(), *self.tcp.values()):
+        for series in (*self.link.values(), *self.tcp.values(), self.cpu):
             series.sort(key=lambda r: float(r["mono"]))
+
+    def observed(self, key: tuple[str, str]) -> bool:
+        """Whether the link or TCP connection src -> dst was sampled at all."""
+        return bool(self.link.get(key) or self.tcp.get(key))
+
+    def cpu_wait(self, t0: float, t1: float) -> float | None:
+        """The share of the time around [t0, t1] in which some runnable task of the host
+        waited for a CPU (Linux PSI, /proc/pressure/cpu); None without samples."""
+        window = self._window(self.cpu, t0, t1)
+        if len(window) < 2:
+            return None
+        a, b = window[0], window[-1]
+        span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
+        waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
+        return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
 
     @staticmethod
     def _window(series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
@@ -211,10 +230,21 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
         return "queueing", f"TCP RTT {rtt:.1f} ms against {base_rtt:.1f} ms configured"
     if shape.get("bandwidth_bps"):
         return "queueing", f"bandwidth cap {shape['bandwidth_bps']} bit/s (likely a backlog)"
-    if excess >= 0.75 * MIN_RTO_MS:
+    waited = tel.cpu_wait(t0, t1)
+    if waited is not None and waited >= BUSY_CPU_SHARE:
+        return (
+            "busy CPU",
+            f"runnable tasks waited for a CPU {waited:.0%} of the time around this hop",
+        )
+    if excess >= 0.75 * MIN_RTO_MS and not tel.observed(key):
         return (
             "loss and retransmit",
-            f"excess {excess:.0f} ms is near a TCP RTO; no drop or retransmit sampled",
+            f"excess {excess:.0f} ms is near a TCP RTO (this link was not sampled)",
+        )
+    if excess >= 0.75 * MIN_RTO_MS:
+        return (
+            "unexplained",
+            f"excess {excess:.0f} ms is near a TCP RTO, yet no drop or retransmit was sampled",
         )
     return "unexplained", "no telemetry points to a cause"
 

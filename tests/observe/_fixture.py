@@ -35,6 +35,9 @@ class FixtureSpec:
     lossy: tuple[int, int] | None = None  # (src, dst): hops pay an RTO and retransmit
     queued: tuple[int, int] | None = None  # (src, dst): hops wait `queue_ms` in the link queue
     queue_ms: float = 40.0
+    stalled: tuple[int, int] | None = None  # (src, dst): hops take `stall_ms` more, unseen
+    stall_ms: float = 150.0
+    cpu_busy: bool = False  # the host's CPU pressure: 60% of the time waiting, else 2%
     rto_ms: float = 204.0
     change_at: float | None = 6.0  # seconds: single/1 -> single/2 becomes `changed_ms`
     changed_ms: float = 100.0
@@ -151,6 +154,8 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
                     lossy_windows.append((have[src], t))
                 if spec.queued == (src, node):
                     t += spec.queue_ms / 1000
+                if spec.stalled == (src, node):
+                    t += spec.stall_ms / 1000
                 traces[node].append(
                     {
                         **_at(t),
@@ -185,7 +190,10 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
     # telemetry every 0.5 s: TCP of every pair, link counters
     sec = 0.5
     held: dict[tuple[int, int], float] = {}  # total hold time, 20 packets per 0.5 s
+    cpu_wait = 0.0
     while sec < duration:
+        cpu_wait += 0.5e6 * (0.6 if spec.cpu_busy else 0.02)
+        telemetry.append({**_at(sec), "kind": "cpu", "wait_us_total": int(cpu_wait)})
         for a in range(n):
             for b in range(n):
                 if a == b:

@@ -17,6 +17,7 @@ import trio
 
 from harness._errors import EnvironmentProblem
 from harness.observe import TelemetrySampler, parse_ss, read_telemetry, sample_tcp
+from harness.observe._telemetry import cpu_wait_us_total
 
 # Captured from `ss -tinH` on the development machine (two ends of a loopback connection).
 SS_OUTPUT = """\
@@ -161,5 +162,31 @@ def test_sampler_survives_a_failing_link_stats_callable(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
-    (err,) = read_telemetry(tmp_path)
+    (err,) = [r for r in read_telemetry(tmp_path) if r["kind"] != "cpu"]
     assert err["kind"] == "error" and "backend closed" in err["error"]
+
+
+@pytest.mark.skipif(cpu_wait_us_total() is None, reason="this kernel has no PSI (/proc/pressure)")
+def test_sampler_records_the_hosts_cpu_pressure(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            s = TelemetrySampler(tmp_path, {})
+            await nursery.start(s.run, 0.05)
+            end = trio.current_time() + 0.3
+            while trio.current_time() < end:  # keep a CPU busy meanwhile
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    cpu = [r["wait_us_total"] for r in read_telemetry(tmp_path) if r["kind"] == "cpu"]
+    assert len(cpu) >= 3 and cpu == sorted(cpu)
+
+
+def test_cpu_pressure_is_read_from_psi(tmp_path: Path) -> None:
+    psi = tmp_path / "cpu"
+    psi.write_text(
+        "some avg10=38.68 avg60=41.05 avg300=34.65 total=2429959303\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    )
+    assert cpu_wait_us_total(psi) == 2429959303
+    assert cpu_wait_us_total(tmp_path / "missing") is None

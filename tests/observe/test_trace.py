@@ -85,6 +85,26 @@ def test_loss_without_telemetry_is_recognised_by_the_rto(run_factory: Callable[.
     assert "near a TCP RTO" in a.outliers[0].evidence
 
 
+def test_a_busy_cpu_explains_slow_hops_nothing_else_explains(
+    run_factory: Callable[..., Path],
+) -> None:
+    run_dir = run_factory(stalled=(1, 2), cpu_busy=True, change_at=None)
+    causes = {h.cause for h in analyse_traces(run_dir).outliers if (h.src, h.dst) == (
+        "single/1", "single/2")}  # fmt: skip
+    assert causes == {"busy CPU"}
+
+
+def test_an_rto_sized_delay_is_not_called_loss_when_the_link_showed_none(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Telemetry sampled the link and saw no drop or retransmit, and the CPU was idle."""
+    run_dir = run_factory(stalled=(1, 2), stall_ms=200.0, change_at=None)
+    stalled = [h for h in analyse_traces(run_dir).outliers if (h.src, h.dst) == (
+        "single/1", "single/2")]  # fmt: skip
+    assert stalled and {h.cause for h in stalled} == {"unexplained"}
+    assert "no drop or retransmit was sampled" in stalled[0].evidence
+
+
 def test_shape_timeline_reads_requests() -> None:
     run = {
         "instances": [{"id": f"g/{i}", "ip": f"198.18.0.{i + 2}"} for i in range(3)],
