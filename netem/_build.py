@@ -26,6 +26,10 @@ from netem._hosts import Host
 
 # The host end of a veth is created with this index: in a fresh namespace only lo (1) exists.
 _HOST_IFINDEX = 2
+STATIC_NEIGHBOURS_MAX = 300
+"""Up to this many hosts, each knows every other's MAC from the start (permanent entries,
+n * (n - 1) of them); beyond, hosts learn them by ARP, and the kernel's shared table of
+1024 learned entries bounds how many peers all hosts together can reach at once."""
 
 
 def _quiet_namespace(_: str) -> socket.socket:
@@ -89,8 +93,9 @@ def add_hosts(
     socks = ns.create_namespaces([h.netns for h in hosts], _quiet_namespace, created)
     try:
         _link_hosts(prefix, hosts)
+        peers = hosts if len(hosts) <= STATIC_NEIGHBOURS_MAX else []
         for host, sock in zip(hosts, socks, strict=True):
-            _configure_host(host, sock)
+            _configure_host(host, sock, peers)
     finally:
         for sock in socks:
             if sock.fileno() >= 0:
@@ -111,11 +116,19 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
             for h in chunk:  # one by one, so that an interruption leaves them in `fds`
                 fds.append(os.open(h.netns_path, os.O_RDONLY))
             requests = [
-                nl.add_veth(h.hub_ifname, bridge, h.ifname, fd, _HOST_IFINDEX)
+                nl.add_veth(h.hub_ifname, bridge, h.ifname, fd, _HOST_IFINDEX, names.host_mac(h.ip))
                 for h, fd in zip(chunk, fds, strict=True)
             ]
             nl.send_batch(sock, requests)
             _close_all(fds)
+        # The bridge knows every host's port from the start: it would otherwise flood a
+        # frame for a host it has not heard from yet to every port, and at a few hundred
+        # hosts those copies overflow the kernel's receive backlog and drop packets.
+        with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
+            ports = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+        fdb = [nl.add_fdb(ports[h.hub_ifname], names.host_mac(h.ip)) for h in hosts]
+        for start in range(0, len(fdb), nl.BATCH):
+            nl.send_batch(sock, fdb[start : start + nl.BATCH])
     finally:
         _close_all(fds)
         sock.close()
@@ -128,18 +141,29 @@ def _close_all(fds: list[int]) -> None:
         os.close(fds.pop())
 
 
-def _configure_host(host: Host, sock: socket.socket) -> None:
+def _configure_host(host: Host, sock: socket.socket, peers: Sequence[Host]) -> None:
     # Index 2 was asked for at creation: in a fresh namespace it is our veth or nothing.
     # Naming it in the request makes the kernel refuse, rather than touch another link.
     up = [nl.link_up(1), nl.link_up(_HOST_IFINDEX, host.ifname)]
     address = nl.add_address(_HOST_IFINDEX, host.ip, host.network.prefixlen)
     try:
-        nl.send_batch(sock, [*up, address])
-    except NetlinkError:
-        with _route(sock) as ipr:
-            index = ipr.link("get", ifname=host.ifname)[0]["index"]
-            ipr.link("set", index=index, state="up")
-            ipr.addr("add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen)
+        index = _HOST_IFINDEX
+        try:
+            nl.send_batch(sock, [*up, address])
+        except NetlinkError:
+            with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
+                index = ipr.link("get", ifname=host.ifname)[0]["index"]
+                ipr.link("set", index=index, state="up")
+                ipr.addr(
+                    "add", index=index, address=str(host.ip), prefixlen=host.network.prefixlen
+                )
+        # Every peer's MAC, as a permanent entry: the kernel's neighbour table is shared by
+        # all namespaces and holds 1024 learned entries (gc_thresh3, settable only in the
+        # host's namespace); permanent ones do not count, and no ARP is needed at all.
+        neighbours = [nl.add_neighbour(index, p.ip, names.host_mac(p.ip)) for p in peers
+                      if p.ip != host.ip]  # fmt: skip
+        for start in range(0, len(neighbours), nl.BATCH):
+            nl.send_batch(sock, neighbours[start : start + nl.BATCH])
     finally:
         if sock.fileno() >= 0:
             sock.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from ipaddress import IPv4Address
 
 from netem._build_errors import RequestError
 
@@ -49,6 +50,12 @@ def hub_netns(prefix: str) -> str:
 
 def host_name(number: int) -> str:
     return f"h{number}"
+
+
+def host_mac(ip: IPv4Address) -> str:
+    """A host's MAC address, from its data address: locally administered, unique within
+    one network (so hosts can know each other's without ARP)."""
+    return "02:00:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
 def host_netns(prefix: str, number: int) -> str:

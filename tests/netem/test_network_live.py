@@ -191,3 +191,28 @@ def test_replay_into_a_live_network(prefix: str, live: None, tmp_path: Path) -> 
             "-A NETEM-DROP -s 198.18.0.3/32 -j NETEM-D-c6120003",
             "-A NETEM-DROP -s 198.18.0.4/32 -j NETEM-D-c6120004",
         ]
+
+
+def test_hosts_know_each_other_without_arp(prefix: str, live: None) -> None:
+    """Every host has a permanent neighbour entry for every other, with the MAC its peer
+    really has, and the bridge knows every host's port: no ARP and no flooding, so the
+    kernel's shared table of 1024 learned neighbours does not bound the run."""
+    with Network(prefix=prefix, backend="none") as net:
+        hosts = net.build(60)  # 60 * 59 = 3540 entries, well over the 1024 learnable
+        macs = {
+            str(h.ip): json.loads(in_ns(h.netns, "-j", "link", "show", h.ifname))[0]["address"]
+            for h in hosts
+        }
+        for h in (hosts[0], hosts[-1]):
+            neigh = json.loads(in_ns(h.netns, "-j", "neigh", "show"))
+            assert {(n["dst"], n["lladdr"]) for n in neigh} == {
+                (ip, mac) for ip, mac in macs.items() if ip != str(h.ip)
+            }
+            assert all(n["state"] == ["PERMANENT"] for n in neigh)
+        fdb = json.loads(subprocess.run(
+            ["ip", "netns", "exec", net.hub_netns, "bridge", "-j", "fdb", "show", "br",
+             f"{prefix}-br"], capture_output=True, text=True, check=True,
+        ).stdout)  # fmt: skip
+        static = {(e["mac"], e["ifname"]) for e in fdb if "static" in e.get("state", "")}
+        assert static == {(macs[str(h.ip)], h.hub_ifname) for h in hosts}
+        assert ping(hosts[0].netns, hosts[-1].ip).returncode == 0
