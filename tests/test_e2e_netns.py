@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, harness_cli, host_network_state, only_run_dir
+from .spacemesh.logs import check_run_logs, run_logs
 
 pytestmark = [
     pytest.mark.live,
@@ -40,7 +41,7 @@ async def forever(env):
 def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
     before = host_network_state()
     r = harness_cli("run", "pingpong", "-i", "50", "-p", "latency=10ms", "-p", "fanout=3",
-                    "--runner", "local:netns", "--outputs", str(tmp_path), "-q", timeout=300)
+                    "--runner", "local:netns", "--outputs", str(tmp_path), "-q", timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     # the plan itself fails any instance whose fastest ping beat twice the latency
     run_dir = only_run_dir(tmp_path)
@@ -68,7 +69,7 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
         [sys.executable, "-m", "harness", "run", "hang:py", "--plans", str(root),
          "--runner", "local:netns", "--outputs", str(out), "-q"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         shaped = 0
@@ -78,7 +79,8 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
                 shaped = sum('"state":"shaped"' in line for line in events.read_text().splitlines())
         assert shaped == 3, "instances did not come up"
         run_dir = only_run_dir(out)
-        prefix = json.loads((run_dir / "network.jsonl").read_text().splitlines()[0])["applied"]["prefix"]
+        first = json.loads((run_dir / "network.jsonl").read_text().splitlines()[0])
+        prefix = first["applied"]["prefix"]
         assert [n for n in _netns() if n.startswith(prefix)]
         proc.send_signal(sig)
         code = proc.wait(timeout=30)
@@ -101,20 +103,44 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
 
 
 def test_spacemesh_start_on_its_defaults(tmp_path: Path) -> None:
-    """The main job: PoET, a gateway and 4 miners in namespaces over 50 ms links."""
+    """The main job: PoET, a gateway and 4 miners in namespaces over 50 ms links, in at
+    most a minute; its logs tell the story (nodes started, ATXs published, layers verified)."""
+    wall = time.monotonic()
     r = harness_cli("run", "spacemesh:start", "--outputs", str(tmp_path), "-q", timeout=240)
+    wall = time.monotonic() - wall
     assert r.returncode == 0, r.stdout + r.stderr
+    print(r.stdout.splitlines()[0], f"({wall:.1f} s wall)")
+    assert wall <= 60, f"spacemesh:start took {wall:.1f} s, over the 60 s limit"
     run_dir = only_run_dir(tmp_path)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["runner"] == "local:netns" and len(run["instances"]) == 6
     assert sorted(i["role"] for i in run["instances"]) == ["gateway"] + ["miner"] * 4 + ["poet"]
-    print(r.stdout.splitlines()[0])  # "run ...: PASSED in N s": the wall time, for the record
+    logs = check_run_logs(run_dir, target=8)  # the plan's default `layers`
+    # Readable: per layer and per epoch, not per message (8 layers, 3 epochs here).
+    assert max(len(records) for records in logs.values()) < 100
+
+
+def test_spacemesh_poet_unreachable_by_a_drop_rule_fails_and_says_why(tmp_path: Path) -> None:
+    """On local:netns "unreachable" is a drop rule towards the PoETs (not a closed port)."""
+    r = harness_cli("run", "spacemesh:start", "-i", "3", "-p", "layers=4",
+                    "-p", "layer_duration=1s", "-p", "genesis_offset=3s",
+                    "-p", "poet_unreachable=true", "--outputs", str(tmp_path), "-q")  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    run_dir = only_run_dir(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["runner"] == "local:netns" and summary["outcome"] == "failed"
+    (miner,) = [f for f in summary["failures"] if f["instance"] == "single/2"]
+    assert "miner published no ATX in epoch 0" in miner["reason"]
+    assert "PoET 198.1" in miner["reason"] and "unreachable" in miner["reason"]
+    assert "unreachable" in summary["reason"] and "unreachable" in r.stdout
+    (warned,) = [x for x in run_logs(run_dir)["single/2"] if x["event"] == "poet unreachable"]
+    assert warned["level"] == "warning" and warned["poet"].endswith(":7000")
 
 
 def test_spacemesh_20_instances_over_jittery_lossy_links(tmp_path: Path) -> None:
     r = harness_cli("run", "spacemesh:start", "-i", "20", "-p", "latency=100ms",
                     "-p", "jitter=10ms", "-p", "loss=1", "--outputs", str(tmp_path), "-q",
-                    timeout=300)
+                    timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     print(r.stdout.splitlines()[0])
 
@@ -128,6 +154,6 @@ def test_a_long_outputs_path_leaves_no_socket_directory_behind(tmp_path: Path) -
     temp = Path(tempfile.gettempdir())
     before = set(temp.glob("harness-*"))
     r = harness_cli("run", "pingpong", "-i", "2", "--runner", "local:netns",
-                    "--outputs", str(outputs), "-q")
+                    "--outputs", str(outputs), "-q")  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert set(temp.glob("harness-*")) == before

@@ -1,14 +1,18 @@
-"""Shared command-line plumbing: one-line errors, clean exit on SIGINT/SIGTERM."""
+"""Shared command-line plumbing: one-line errors, logs on stderr, clean exit on signals."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 import anyio
+import structlog
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -24,6 +28,24 @@ def address(value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected host:port, got {value!r}")
     return value
+
+
+def configure_logging(level: str) -> None:
+    """Log lines on stderr from ``level`` up; a call below it is a no-op (cheap).
+
+    Only the command-line programs call this; under the harness an instance's logs are set
+    up by the harness (JSON lines in its outputs).
+    """
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
 
 
 def run_until_signalled(main: Callable[[], Awaitable[None]], prog: str) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import anyio
 import orjson
+import structlog
 from anyio.abc import ObjectReceiveStream, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -32,6 +33,8 @@ _HELLO_TIMEOUT = 5.0
 _SEEN_LIMIT = 200_000
 _QUEUE = 2000
 _BACKOFF = 10.0
+
+_log = structlog.get_logger("spacemesh.gossip")
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -91,6 +94,7 @@ class Gossip:
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
+        self._log = _log.bind(node=node_id)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -184,7 +188,8 @@ class Gossip:
         self._dialing.add(address)
         try:
             conn = await self._transport.dial(address)
-        except (OSError, TimeoutError, anyio.BrokenResourceError):
+        except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
+            self._log.debug("dial failed", address=address, error=repr(exc))
             self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
             return
         finally:
@@ -224,8 +229,17 @@ class Gossip:
             send, receive = anyio.create_memory_object_stream[bytes](_QUEUE)
             peer = _Peer(peer_id, peer_addr, outbound, send)
             self._peers[peer_id] = peer
+            if existing is None:  # a replaced duplicate is the same peer, still connected
+                self._log.info(
+                    "peer connected",
+                    peer=peer_id,
+                    address=peer_addr,
+                    outbound=outbound,
+                    peers=len(self._peers),
+                )
             if self._metrics is not None:
                 self._metrics.peers.set(len(self._peers))
+            ended = False  # stays False when this node is stopping (cancelled): no line
             try:
                 async with anyio.create_task_group() as tg:
                     peer.scope = tg.cancel_scope
@@ -233,9 +247,12 @@ class Gossip:
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     await self._reader(conn, peer)
                     tg.cancel_scope.cancel()
+                ended = True
             finally:
                 if self._peers.get(peer_id) is peer:
                     del self._peers[peer_id]
+                    if ended:
+                        self._log.info("peer lost", peer=peer_id, peers=len(self._peers))
                 send.close()
                 if self._metrics is not None:
                     self._metrics.peers.set(len(self._peers))

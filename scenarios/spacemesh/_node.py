@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import anyio
+import structlog
 
 from ._clock import Clock
 from ._codec import Json, decode, h, hash_json
@@ -44,6 +45,8 @@ _KIND = {
     "hare": "vote",
     "certificate": "certificate",
 }
+
+_log = structlog.get_logger("spacemesh.node")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +119,9 @@ class Node:
         self._proof_arrived = anyio.Event()
         self._atx_for_epoch: dict[int, str] = {}
         self._cache: tuple[tuple[int, int], list[LayerState]] | None = None
+        self._log = _log.bind(node=self.node_id)
+        self._challenge = ""
+        self._logged_layers: dict[int, tuple[LayerStatus, str]] = {}
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -173,8 +179,10 @@ class Node:
             proof = decode(data)
         except ValueError as exc:
             return False, f"proof is not JSON: {exc}"
+        before = len(self.mesh.poet_proofs)
         if not self.mesh.add("poet", proof):
             return False, "invalid PoET proof"
+        self._proof_stored(before, proof, "poet")
         self.gossip.publish("poet", proof)
         return True, ""
 
@@ -184,6 +192,13 @@ class Node:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Gossip, the layer loop and (when smeshing) the smeshing loop, until cancelled."""
+        self._log.info(
+            "node started",
+            role="miner" if self.config.smeshing else "gateway",
+            address=self.config.listen,
+            bootnodes=list(self.config.bootnodes),
+            poets=[p.address for p in self._poets],
+        )
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.gossip.run)
@@ -197,15 +212,28 @@ class Node:
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool:
             before = len(self.mesh.atxs)
+            proofs = len(self.mesh.poet_proofs)
             ok = self.mesh.add(kind, data)
             if len(self.mesh.atxs) > before:
                 self.metrics.atxs.inc(len(self.mesh.atxs) - before)
             if ok and kind == "poet":
+                self._proof_stored(proofs, data, "gossip")
                 self._proof_arrived.set()
                 self._proof_arrived = anyio.Event()
             return ok
 
         return handle
+
+    def _proof_stored(self, before: int, proof: Json, source: str) -> None:
+        if len(self.mesh.poet_proofs) > before:  # new, not a copy of one already held
+            self._log.info(
+                "poet proof received",
+                round=int(proof["round"]),
+                poet=str(proof["service_pubkey"])[:16],
+                members=int(proof["leaf_count"]),
+                mine=self._challenge in proof["members"],
+                source=source,
+            )
 
     async def _layer_loop(self) -> None:
         layer = self.current_layer()
@@ -214,13 +242,61 @@ class Node:
             start = self.layer_start(layer)
             await self._clock.sleep_until(start)
             self.gossip.request_sync()
+            self._log_layers()
             self._propose(layer)
             await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
             self._vote(layer)
             await self._clock.sleep_until(start + self.config.hare_cert_at * duration)
             self._certify(layer)
             self._update_metrics()
+            self._check_hare(layer - 1)
             layer += 1
+
+    def _log_layers(self) -> None:
+        """A line when a layer is verified (at a layer's start, when the API's answer changes
+        too); a warning when a decided layer's block changes."""
+        params = self.config.mesh
+        states = self.layers()
+        for s in states[max(0, len(states) - params.window - params.hdist - 1) :]:
+            logged = self._logged_layers.get(s.number)
+            if logged == (s.status, s.block_id):
+                continue
+            self._logged_layers[s.number] = (s.status, s.block_id)
+            hash_prefix = s.hash.hex()[:12]
+            if logged is not None and logged[1] != s.block_id:
+                self._log.warning(
+                    "layer hash changed",
+                    layer=s.number,
+                    block_was=logged[1][:12] or "empty",
+                    block=s.block_id[:12] or "empty",
+                    hash=hash_prefix,
+                    status=s.status.name.lower(),
+                )
+            if s.status is LayerStatus.VERIFIED:
+                if logged is None or logged[0] is not LayerStatus.VERIFIED:
+                    certified = self.mesh.certified_block(s.number)
+                    agreed = certified is not None and hash_json(certified) == s.block_id
+                    self._log.info(
+                        "layer verified",
+                        layer=s.number,
+                        hash=hash_prefix,
+                        block=s.block_id[:12] or "empty",
+                        via="hare" if agreed else "tortoise",
+                    )
+            elif logged is None:
+                self._log.debug("layer applied", layer=s.number, hash=hash_prefix)
+
+    def _check_hare(self, layer: int) -> None:
+        """Warn when a layer with proposals got no hare certificate (checked a layer later)."""
+        proposals = self.mesh.layer_proposals(layer) if layer >= 0 else {}
+        if proposals and self.mesh.certified_block(layer) is None:
+            self._log.warning(
+                "hare timeout",
+                layer=layer,
+                proposals=len(proposals),
+                votes=len(self.mesh.layer_votes(layer)),
+                certificates=len(self.mesh.layer_certificates(layer)),
+            )
 
     def _my_atx(self, layer: int) -> str | None:
         atx_id = self._atx_for_epoch.get(self.config.mesh.epoch(layer))
@@ -337,6 +413,15 @@ class Node:
                 self.metrics.atxs_published.inc()
                 self.last_error = ""
                 prev = atx_id
+                self._log.info(
+                    "atx published",
+                    target_epoch=target,
+                    atx=atx_id[:12],
+                    poet_round=atx["poet"]["round"],
+                    units=self.config.num_units,
+                )
+            else:
+                self._log.warning("atx not published", target_epoch=target, reason=self.last_error)
             epoch = max(epoch + 1, params.epoch(self.layer_at(self._clock.now())))
             await self._clock.sleep_until(self.config.genesis + epoch * epoch_len)
 
@@ -344,10 +429,12 @@ class Node:
         self, target: int, prev: str, commitment: bytes, deadline: float
     ) -> dict[str, Any] | None:
         challenge = atx_challenge(self.smesher_id, target, prev)
+        self._challenge = challenge.hex()
         if not self._poets:
             self.last_error = "no PoET configured"
             return None
         rounds: dict[str, int] = {}
+        warned: set[str] = set()
         while not rounds:
             errors = []
             for poet in self._poets:
@@ -355,7 +442,12 @@ class Node:
                     rounds[poet.address] = await poet.submit(challenge)
                 except OSError as exc:
                     errors.append(f"PoET {poet.address} unreachable: {exc}")
+                    # Retried every 0.5 s: one warning per PoET and epoch, the rest debug.
+                    level = self._log.debug if poet.address in warned else self._log.warning
+                    level("poet unreachable", poet=poet.address, error=str(exc))
+                    warned.add(poet.address)
             if rounds:
+                self._log.info("poet challenge submitted", target_epoch=target, rounds=rounds)
                 break
             self.last_error = "; ".join(errors)
             if self._clock.now() + 0.5 > deadline:

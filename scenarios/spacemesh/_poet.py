@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import structlog
 
 from ._clock import Clock
 from ._codec import Json, canonical, h
@@ -20,6 +21,8 @@ Broadcaster = Callable[[str, bytes], Awaitable[bool]]
 
 MAX_CHAIN_LENGTH = 10_000_000
 _CHUNK = 20_000
+
+_log = structlog.get_logger("spacemesh.poet")
 
 
 class PoetError(ValueError):
@@ -133,7 +136,11 @@ class PoetService:
         if len(challenge) != 32:
             raise PoetError(f"challenge must be 32 bytes, not {len(challenge)}")
         round_id = self.open_round_id()
-        members = self._members.setdefault(round_id, [])
+        members = self._members.get(round_id)
+        if members is None:
+            members = self._members[round_id] = []
+            closes_in = round(self.round_end(round_id) - self._clock.now(), 2)
+            _log.info("poet round opened", round=round_id, closes_in=closes_in)
         if challenge not in members:
             members.append(challenge)
         return round_id
@@ -159,11 +166,20 @@ class PoetService:
         """Close rounds on schedule once started, until cancelled."""
         await self._started.wait()
         round_id = self.open_round_id()
+        _log.info(
+            "poet started",
+            pubkey=self.public_key[:16],
+            gateways=self.gateways,
+            round_duration=self.config.round_duration,
+            chain_length=self.config.chain_length,
+            open_round=round_id,
+        )
         async with anyio.create_task_group() as tg:
             while True:
                 await self._clock.sleep_until(self.round_end(round_id))
                 members = self._members.pop(round_id, [])
-                if members:
+                if members:  # an empty round has no proof and is not worth a line
+                    _log.info("poet round closed", round=round_id, members=len(members))
                     tg.start_soon(self._execute, round_id, members)
                 round_id += 1
 
@@ -216,3 +232,10 @@ class PoetService:
                 tg.start_soon(one, gateway)
         needed = min(self.config.ack_threshold, len(self.gateways))
         result.delivered = len(result.acks) >= needed
+        (_log.info if result.delivered else _log.warning)(
+            "poet proof broadcast",
+            round=round_id,
+            acked=sorted(result.acks),
+            failed=result.errors,
+            delivered=result.delivered,
+        )

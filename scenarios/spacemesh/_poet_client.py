@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import httpx
 
 from ._codec import Json
 from ._poet import PoetError, PoetService
+
+# httpx logs every request at info; the node logs what matters ("poet challenge submitted").
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class PoetClient(Protocol):

@@ -8,7 +8,7 @@ import time
 import anyio
 import orjson
 
-from ._cli import ArgumentParser, address, run_until_signalled
+from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
 from ._mesh import MeshParams
 from ._node import NodeConfig
 from ._services import serve_node
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-peers", type=int, default=6)
     p.add_argument("--outputs", default=None, help="directory for trace.jsonl")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = p.parse_args(argv)
+    configure_logging(args.log_level)
     try:
         params = MeshParams(
             layers_per_epoch=args.layers_per_epoch,

@@ -8,7 +8,7 @@ import time
 import anyio
 import orjson
 
-from ._cli import ArgumentParser, address, run_until_signalled
+from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
 from ._poet import PoetConfig, PoetError
 from ._services import serve_poet
 
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ack-threshold", type=int, default=1, help="gateways that must ack")
     parser.add_argument("--key-seed", default="poet-0", help="seed of the service key")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(argv)
+    configure_logging(args.log_level)
     try:
         config = PoetConfig(
             genesis=args.genesis if args.genesis is not None else time.time(),

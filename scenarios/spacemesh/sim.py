@@ -13,7 +13,7 @@ import time
 import anyio
 import trio.testing
 
-from ._cli import ArgumentParser
+from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", type=float, default=0.0, help="frame loss, 0..1")
     p.add_argument("--target-peers", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
     args = p.parse_args(argv)
+    configure_logging(args.log_level)
     try:
         params = MeshParams(
             layers_per_epoch=args.layers_per_epoch, eligibility=args.eligibility, pow_bits=4

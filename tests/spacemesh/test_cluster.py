@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
 from scenarios.spacemesh import LayerStatus, MemoryLink, MeshParams, memory_cluster
+
+from .logs import EVENTS
 
 pytestmark = pytest.mark.anyio
 
 TARGET = 10
 
 
-async def test_poet_gateway_and_four_miners_agree() -> None:
+async def test_poet_gateway_and_four_miners_agree(logs: list[dict[str, Any]]) -> None:
     wall = time.perf_counter()
     params = MeshParams(layers_per_epoch=3, pow_bits=4)
     async with memory_cluster(miners=4, seed=11, layer_duration=2.0, params=params) as c:
@@ -38,6 +42,20 @@ async def test_poet_gateway_and_four_miners_agree() -> None:
     assert all(smeshers <= atxs for atxs in atx_sets)
     assert all(p >= 3 for p in published) and errors == ["", "", "", ""]
     assert c.poet.broadcasts and all(b.delivered for b in c.poet.broadcasts.values())
+    # The logs tell the same story, without warnings and with nothing per message.
+    events = Counter(e["event"] for e in logs)
+    assert set(events) <= EVENTS and not [e for e in logs if e["log_level"] != "info"]
+    assert events["node started"] == 5 and events["poet started"] == 1
+    assert events["atx published"] == sum(published)
+    assert events["poet proof broadcast"] == len(c.poet.broadcasts)
+    hashes: dict[int, set[str]] = defaultdict(set)
+    for e in logs:
+        if e["event"] == "layer verified":
+            hashes[e["layer"]].add(e["hash"])
+    assert all(len(h) == 1 for h in hashes.values()) and len(hashes) >= TARGET + 1
+    assert events["layer verified"] == 5 * len(hashes)  # once per node and layer
+    assert {e["via"] for e in logs if e["event"] == "layer verified"} == {"hare", "tortoise"}
+    assert len(logs) < 5 * 40  # a few lines per node and epoch, one per layer
 
 
 async def test_agreement_over_lossy_jittery_links() -> None:
@@ -50,7 +68,9 @@ async def test_agreement_over_lossy_jittery_links() -> None:
     assert all(h == hashes[0] for h in hashes)
 
 
-async def test_unreachable_poet_leaves_miners_without_atxs_and_says_why() -> None:
+async def test_unreachable_poet_leaves_miners_without_atxs_and_says_why(
+    logs: list[dict[str, Any]],
+) -> None:
     params = MeshParams(layers_per_epoch=3, pow_bits=4)
     async with memory_cluster(
         miners=2, seed=3, layer_duration=1.0, params=params, poet_reachable=False
@@ -62,9 +82,15 @@ async def test_unreachable_poet_leaves_miners_without_atxs_and_says_why() -> Non
     assert all("unreachable" in e for e in errors), errors
     assert atxs == [0, 0, 0]
     assert blocks and all(b is None for b in blocks)
+    # Retried every 0.5 s, but warned once per miner and epoch, with the error.
+    warned = [e for e in logs if e["event"] == "poet unreachable"]
+    assert warned and all("unreachable" in e["error"] for e in warned)
+    assert len(warned) <= 2 * 3  # 2 miners, at most 3 epochs begun in 7 layers
+    assert {e["log_level"] for e in warned} == {"warning"}
+    assert "atx not published" in {e["event"] for e in logs}
 
 
-async def test_a_healed_partition_converges() -> None:
+async def test_a_healed_partition_converges(logs: list[dict[str, Any]]) -> None:
     """Cut the miners in two for a few layers; afterwards every node agrees again."""
     params = MeshParams(layers_per_epoch=4, pow_bits=4, window=12)
     async with memory_cluster(miners=5, seed=9, layer_duration=2.0, params=params) as c:
@@ -84,6 +110,11 @@ async def test_a_healed_partition_converges() -> None:
     assert all(status is not LayerStatus.APPLIED for status, _ in minority[5:])
     assert len(hashes[0]) == 13
     assert all(h == hashes[0] for h in hashes)
+    # The minority's nodes said so: no hare output, then their decisions flipped.
+    minority_ids = {n.node_id for n in c.miners[3:]}
+    warnings = {(e["event"], e["node"]) for e in logs if e["log_level"] == "warning"}
+    assert {("hare timeout", n) for n in minority_ids} <= warnings
+    assert {("layer hash changed", n) for n in minority_ids} <= warnings
 
 
 async def test_a_sampled_hare_committee_still_certifies_and_agrees() -> None:

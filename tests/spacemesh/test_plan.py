@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 
 import scenarios.spacemesh as spacemesh
 from scenarios.spacemesh.plan import Report, compare_reports
+
+from ..conftest import only_run_dir
+from .logs import check_run_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,6 +91,35 @@ def test_plan_passes_with_three_instances(tmp_path: Path) -> None:
     assert "PASSED" in out.stdout
     traces = list(tmp_path.glob("*/single/*/trace.jsonl"))
     assert len(traces) == 2  # the gateway's and the miner's
+    check_run_logs(only_run_dir(tmp_path), target=4)
+
+
+@pytest.mark.slow
+def test_plan_passes_with_two_poets_and_two_gateways(tmp_path: Path) -> None:
+    out = _run("-i", "8", "-p", "poets=2", "-p", "gateways=2", "-p", "layers=4",
+               "-p", "layer_duration=1s", "-p", "genesis_offset=3s", outputs=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = only_run_dir(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    roles = {i["id"]: i["role"] for i in run["instances"]}
+    assert sorted(roles.values()) == ["gateway"] * 2 + ["miner"] * 4 + ["poet"] * 2
+    logs = check_run_logs(run_dir, target=4)
+    gateways = {f"{i['ip']}:9092" for i in run["instances"] if i["role"] == "gateway"}
+    keys = set()
+    for instance, records in logs.items():
+        if roles[instance] == "poet":
+            (started,) = [r for r in records if r["event"] == "poet started"]
+            assert set(started["gateways"]) == gateways
+            keys.add(started["pubkey"])
+            broadcasts = [r for r in records if r["event"] == "poet proof broadcast"]
+            assert broadcasts and all(set(r["acked"]) == gateways for r in broadcasts)
+        elif roles[instance] == "miner":
+            submitted = [r for r in records if r["event"] == "poet challenge submitted"]
+            assert all(len(r["rounds"]) == 2 for r in submitted)  # to both PoETs
+    for instance, role in roles.items():
+        if role == "gateway":  # each gateway was handed proofs by both PoETs
+            handed = {r["poet"] for r in logs[instance] if r.get("source") == "poet"}
+            assert handed == keys, instance
 
 
 @pytest.mark.slow
