@@ -120,7 +120,12 @@ instances = { percentage = 70 }
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',
          "add up to 4 instances, not the 5"),
         ('[[groups]]\nid = "a/b"\ninstances = { count = 4 }', "without '/'"),
-        ("[globl]\n", "unknown section"),
+        ("[globl]\n", "unknown key globl; known: global, groups"),
+        # typos must not pass silently (the run would use the defaults and pass)
+        ('[[groups]]\nid = "a"\ninstances = { count = 4 }\n[groups.parms]\nspeed = 2',
+         "\\[\\[groups\\]\\]: unknown key parms"),
+        ("[global]\ntotal_instance = 4\n", "\\[global\\]: unknown key total_instance"),
+        ('[[groups]]\nid = "a"\ninstances = { cout = 4 }', "unknown key cout"),
         ("[[groups]\n", "composition"),
     ],
 )
@@ -147,6 +152,10 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
         ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
          'entrypoint = "a:b"\n[testcases.params]\nn = { type = "int", default = "x" }',
          "param 'n' \\(int\\)"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\ntimout = 5', "\\[a\\]: unknown key timout"),
+        ('name = "x"\ndescripton = "y"\n[[testcases]]\nname = "a"\n'
+         'instances = { min = 1, max = 1 }\nentrypoint = "a:b"', "unknown key descripton"),
     ],
 )
 def test_bad_manifests(make_plan: Callable[..., Path], manifest: str, message: str) -> None:

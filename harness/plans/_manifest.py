@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,19 @@ def is_argv(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(a, str) for a in value)
 
 
+def check_keys(table: Any, known: Iterable[str], where: str) -> None:
+    """A misspelt key (`timout`, `[groups.parms]`) is an error, never silently ignored: the
+    run would go on with the defaults and pass for the wrong reason."""
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: expected a table, not {table!r}")
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
 def load_manifest(path: Path) -> Plan:
     """Read and check `<plan dir>/manifest.toml`."""
     where = str(path)
@@ -65,9 +78,11 @@ def load_manifest(path: Path) -> Plan:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"{where}: {e}") from None
+    check_keys(data, ("name", "description", "defaults", "testcases"), where)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: 'name' is missing")
+    check_keys(data.get("defaults", {}), ("runner",), f"{where} [defaults]")
     runner = data.get("defaults", {}).get("runner", "local:netns")
     if runner not in RUNNERS:
         raise UsageError(f"{where}: unknown runner {runner!r}; known: {', '.join(RUNNERS)}")
@@ -83,12 +98,19 @@ def load_manifest(path: Path) -> Plan:
     return Plan(name, path.parent, runner, cases, str(data.get("description", "")))
 
 
+_CASE_KEYS = (
+    "name", "description", "instances", "entrypoint", "program", "backend", "params", "roles"
+)
+
+
 def _load_case(raw: Any, where: str) -> TestCase:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise UsageError(f"{where}: every [[testcases]] needs a name")
     name = raw["name"]
     where = f"{where} [{name}]"
+    check_keys(raw, _CASE_KEYS, where)
     inst = raw.get("instances", {})
+    check_keys(inst, ("min", "max", "default"), f"{where} instances")
     try:
         lo, hi = int(inst["min"]), int(inst["max"])
         default = int(inst.get("default", lo))
@@ -113,6 +135,7 @@ def _load_case(raw: Any, where: str) -> TestCase:
         for r in raw["roles"]:
             if not isinstance(r, dict) or not isinstance(r.get("name"), str):
                 raise UsageError(f"{where}: every [[testcases.roles]] needs a name")
+            check_keys(r, ("name", "count", "rest", "min"), f"{where} role {r['name']!r}")
             count = r.get("count")
             if isinstance(count, str) and (count not in params or params[count].type != "int"):
                 raise UsageError(f"{where}: role {r['name']!r}: count {count!r} is no int param")

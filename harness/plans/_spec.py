@@ -11,7 +11,7 @@ from typing import Any
 
 from harness._errors import UsageError
 from harness.plans._discovery import get_plan
-from harness.plans._manifest import RUNNERS, Plan, TestCase, is_argv
+from harness.plans._manifest import RUNNERS, Plan, TestCase, check_keys, is_argv
 from harness.plans._params import parse_duration, resolve
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -129,9 +129,16 @@ def _read_composition(path: Path) -> dict[str, Any]:
         raise UsageError(f"composition {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"composition {path}: {e}") from None
-    unknown = set(data) - {"global", "groups"}
-    if unknown:
-        raise UsageError(f"composition {path}: unknown section(s) {', '.join(sorted(unknown))}")
+    where = f"composition {path}"
+    check_keys(data, ("global", "groups"), where)
+    check_keys(
+        data.get("global", {}),
+        ("plan", "case", "params", "runner", "timeout", "total_instances"),
+        f"{where} [global]",
+    )
+    for raw in data.get("groups", []):
+        check_keys(raw, ("id", "instances", "params", "program"), f"{where} [[groups]]")
+        check_keys(raw.get("instances", {}), ("count", "percentage"), f"{where} group instances")
     return data
 
 
