@@ -183,3 +183,35 @@ def test_non_root_without_user_namespaces_skips_the_trials(monkeypatch: pytest.M
     assert rows[0].ok is None and "user namespaces are disabled (test)" in rows[0].detail
     assert all(r.ok is None for r in rows)  # nothing tried, so nothing claimed to work
     assert doctor.can_run([doctor.Check("privileges", True), *rows]) is False
+
+
+@pytest.mark.parametrize(
+    ("c_problem", "python_engine", "ok", "detail"),
+    [
+        (None, False, True, "C engine built"),  # the engine runs use: no NetfilterQueue needed
+        ("no C compiler", True, True, "only the slower Python engine (no C compiler)"),
+        ("no C compiler", False, False, "no engine: no C compiler"),
+    ],
+)
+def test_userspace_backend_is_judged_by_the_engines_it_can_run(
+    c_problem: str | None, python_engine: bool, ok: bool, detail: str
+) -> None:
+    _, user = doctor._backends(False, True, c_problem, python_engine)
+    assert (user.ok, user.package) == (ok, "gcc libnetfilter-queue-dev")
+    assert detail in user.detail
+
+
+def test_engines_reports_why_the_c_engine_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-cache")  # nothing built before
+    c_problem, _ = doctor._engines()
+    assert c_problem is not None and "no-such-cc" in c_problem
+
+
+def test_fix_installs_each_package_of_a_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = doctor.Check("backend userspace", False, package="gcc libnetfilter-queue-dev")
+    monkeypatch.setattr(doctor, "collect_checks", lambda: [failing])
+    asked: list[Sequence[str]] = []
+    monkeypatch.setattr(doctor, "install", lambda packages: asked.append(packages))
+    assert main(["doctor", "--fix"]) == EnvironmentProblem.exit_code  # still failing
+    assert asked == [["gcc", "libnetfilter-queue-dev"]]

@@ -53,7 +53,7 @@ class Check:
     ok: bool | None  # None: not checked (skipped)
     detail: str = ""
     fix: str = ""  # what to do when not ok
-    package: str | None = None  # the Debian package that fixes it
+    package: str | None = None  # the Debian package(s) that fix it, space-separated
     required: bool = True  # when False, a failure alone does not stop the runner
 
     @property
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     checks = collect_checks()
     if args.fix:
-        packages = sorted({c.package for c in checks if c.ok is False and c.package})
+        packages = sorted({p for c in checks if c.ok is False and c.package for p in c.package.split()})
         if packages:
             install(packages)
             checks = collect_checks()
@@ -204,7 +204,7 @@ _TRIALS = ("netns + veth + bridge", "iptables in a namespace", "qdisc htb", "qdi
 
 
 def _skipped(why: str) -> list[Check]:
-    return [Check(n, None, why) for n in _TRIALS] + _backends(None, None, None)
+    return [Check(n, None, why) for n in _TRIALS] + _backends(None, None, None, None)
 
 
 def _kernel_in_userns() -> list[Check]:
@@ -270,11 +270,11 @@ def _kernel_trials() -> list[Check]:
                 net.hub_netns_path,
                 "-A FORWARD -p udp --dport 9 -j NFQUEUE --queue-num 4242 --queue-bypass",
             )
-            checks += _backends(netem_ok, nfqueue_ok, _imports("netfilterqueue"))
+            checks += _backends(netem_ok, nfqueue_ok, *_engines())
     except netem.NetemError as e:
         checks = [Check(names[0], False, str(e), "see the message")]
         checks += [Check(n, None, "network could not be built") for n in names[1:]]
-        checks += _backends(None, None, None)
+        checks += _backends(None, None, None, None)
     return checks
 
 
@@ -334,7 +334,26 @@ def _imports(module: str) -> bool:
     return True
 
 
-def _backends(netem_ok: bool | None, nfqueue_ok: bool | None, nfq_lib: bool | None) -> list[Check]:
+def _engines() -> tuple[str | None, bool]:
+    """Why the userspace backend's C engine cannot be built here (None: it can; it is
+    built now, once, into its cache), and whether the slower Python engine can run."""
+    from netem._userspace._build import BuildError, build_engine
+
+    try:
+        build_engine()
+    except BuildError as e:
+        c_problem: str | None = str(e)
+    else:
+        c_problem = None
+    return c_problem, _imports("netfilterqueue")
+
+
+def _backends(
+    netem_ok: bool | None,
+    nfqueue_ok: bool | None,
+    c_problem: str | None,
+    python_engine: bool | None,
+) -> list[Check]:
     kernel = Check(
         "backend kernel",
         netem_ok,
@@ -345,23 +364,21 @@ def _backends(netem_ok: bool | None, nfqueue_ok: bool | None, nfq_lib: bool | No
     if nfqueue_ok is None:
         user_ok = None
         detail = ""
+    elif not nfqueue_ok:
+        user_ok, detail = False, "the iptables NFQUEUE target does not work"
+    elif c_problem is None:
+        user_ok, detail = True, "NFQUEUE works, C engine built"
+    elif python_engine:
+        user_ok = True
+        detail = f"NFQUEUE works; only the slower Python engine ({c_problem})"
     else:
-        user_ok = bool(nfqueue_ok and nfq_lib)
-        lacks = [
-            n
-            for n, ok in (
-                ("iptables NFQUEUE target", nfqueue_ok),
-                ("python NetfilterQueue", nfq_lib),
-            )
-            if not ok
-        ]
-        detail = "NFQUEUE and NetfilterQueue work" if user_ok else f"lacks {', '.join(lacks)}"
+        user_ok, detail = False, f"no engine: {c_problem}; no Python NetfilterQueue either"
     user = Check(
         "backend userspace",
         user_ok,
         detail,
-        "apt-get install libnetfilter-queue1; pip install NetfilterQueue",
-        "libnetfilter-queue1",
+        "apt-get install gcc libnetfilter-queue-dev (the C engine)",
+        "gcc libnetfilter-queue-dev",
         required=False,
     )
     return [kernel, user]
