@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import anyio
@@ -159,25 +160,38 @@ def test_every_subscriber_sees_each_topic_in_publish_order(
 
 
 @settings(max_examples=30, deadline=None)
-@given(target=st.integers(1, 12), order=st.permutations(list(range(12))))
-def test_barrier_releases_exactly_when_target_is_reached(target: int, order: list[int]) -> None:
+@given(
+    target=st.integers(1, 6),
+    order=st.permutations(list(range(6))),
+    waiting=st.sets(st.integers(0, 5), min_size=1),
+)
+def test_barrier_releases_exactly_when_target_is_reached(
+    target: int, order: list[int], waiting: set[int]
+) -> None:
+    """Six instances signal in any order; some of them (any) wait for the barrier: each
+    arrival gets the next number, and every waiter is released at the target-th arrival,
+    never before, whoever arrives."""
+
     async def main() -> None:
-        async with running_server() as (path, state, _):
-            released_at: list[int] = []
-            async with connect_unix(path) as c, trio.open_nursery() as n:
+        ids = [f"g/{i}" for i in range(6)]
+        async with running_server(ids) as (path, _, events), contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(connect_unix(path, i)) for i in ids]
+            released: list[str] = []
 
-                async def waiter() -> None:
-                    await c.barrier("b", target)
-                    released_at.append(state.snapshot()["b"])
+            async def waiter(i: int) -> None:
+                await clients[i].barrier("b", target)
+                released.append(ids[i])
 
-                n.start_soon(waiter)
-                await trio.sleep(0.01)
-                for _ in order:
-                    await c.signal_entry("b")
-                    await trio.sleep(0)
-                    if not released_at:
-                        assert state.snapshot()["b"] < target
-            assert released_at and released_at[0] == target
+            async with trio.open_nursery() as n:
+                for i in sorted(waiting):
+                    n.start_soon(waiter, i)
+                await trio.sleep(0.02)  # every barrier request is in
+                seqs = [await clients[i].signal_entry("b") for i in order]
+            assert seqs == list(range(1, 7))
+            assert sorted(released) == sorted(ids[i] for i in waiting)
+            log = [(e["kind"], e.get("seq") or e.get("status")) for e in events
+                   if e.get("state") == "b" and e.get("status") != "waiting"]  # fmt: skip
+            assert log.index(("barrier", "released")) == log.index(("signal", target)) + 1
 
     run(main)
 
