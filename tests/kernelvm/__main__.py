@@ -6,6 +6,7 @@ Exits with COMMAND's exit code; 125 when the VM itself failed, 2 for bad usage.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given; usage: python -m tests.kernelvm -- COMMAND...")
+    # SIGTERM (a `timeout`, a CI runner) unwinds like Ctrl-C: qemu is stopped and the
+    # VM's temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         result = run_in_vm(
             command,

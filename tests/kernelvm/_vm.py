@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from harness._linux import die_with_parent
 from tests.kernelvm._initramfs import DEFAULT_MODULES, build_initramfs
 
 
@@ -162,6 +163,7 @@ def run_in_vm(
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=die_with_parent,  # even if this process is SIGKILLed
         )
         timer = threading.Timer(timeout, proc.kill)
         timer.start()

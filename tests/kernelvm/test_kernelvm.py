@@ -85,3 +85,47 @@ def test_boot_runs_the_command_and_brings_back_output_and_exit_code() -> None:
     )
     assert result.returncode == 3
     assert "netem-ok" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_qemu_and_removes_the_vms_files(tmp_path: Path) -> None:
+    """`timeout` (or a CI runner) sends SIGTERM: no qemu may be left running, nor its files."""
+    _kernel()
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    import os
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    vm = subprocess.Popen(
+        [sys.executable, "-m", "tests.kernelvm", "--quiet", "--", "sleep", "60"],
+        cwd=Path(__file__).resolve().parents[2], env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (qemu := _children(vm.pid)):  # the initramfs is built, qemu started
+        assert vm.poll() is None and time.monotonic() < deadline, "qemu never started"
+        time.sleep(0.1)
+    vm.send_signal(signal.SIGTERM)
+    assert vm.wait(timeout=20) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while _alive(qemu[0]):
+        assert time.monotonic() < deadline, "qemu outlived the runner"
+        time.sleep(0.1)
+    assert list(tmp_path.iterdir()) == []  # the VM's temporary directory is gone
