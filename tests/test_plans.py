@@ -198,6 +198,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -
 def test_list_and_describe_show_the_example_plan() -> None:
     r = harness_cli("list")
     assert r.returncode == 0 and "pingpong:ping" in r.stdout
+    lines = r.stdout.splitlines()
+    assert len({line.index(" instances ") for line in lines}) == 1, lines  # one column
     r = harness_cli("describe", "pingpong")
     assert r.returncode == 0 and "rounds" in r.stdout and "int" in r.stdout
 

@@ -18,8 +18,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per test case."""
-    for plan in find_plans(args.plans).values():
-        for case in plan.cases.values():
-            counts = f"{case.min_instances}-{case.max_instances} (default {case.default_instances})"
-            print(f"{plan.name}:{case.name:<16} instances {counts:<24} {case.description}")
+    rows = [
+        (
+            f"{plan.name}:{case.name}",
+            f"{case.min_instances}-{case.max_instances} (default {case.default_instances})",
+            case.description,
+        )
+        for plan in find_plans(args.plans).values()
+        for case in plan.cases.values()
+    ]
+    width = max((len(target) for target, _, _ in rows), default=0)
+    for target, counts, description in rows:
+        print(f"{target:<{width}}  instances {counts:<20}  {description}")
     return 0
