@@ -478,7 +478,7 @@ class Supervisor:
             "outcome": result.outcome if result else ("error" if error else "running"),
             "exit_code": result.exit_code if result else None,
             "reason": result.reason if result else error,
-            "params": dict(spec.groups[0].params) if spec.groups else {},
+            "params": _shared_params(spec),
             "composition": str(spec.composition) if spec.composition else None,
             "timeout_s": spec.timeout_s if math.isfinite(spec.timeout_s) else None,
             "groups": [
@@ -491,3 +491,11 @@ class Supervisor:
             "metrics_url": self.metrics_url,
         }
         write_json(self.run_dir / "run.json", data)
+
+
+def _shared_params(spec: RunSpec) -> dict[str, Any]:
+    """The params every group runs with (each group's own are under `groups`)."""
+    if not spec.groups:
+        return {}
+    first, *rest = spec.groups
+    return {k: v for k, v in first.params.items() if all(g.params.get(k) == v for g in rest)}

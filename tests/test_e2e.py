@@ -242,4 +242,5 @@ def test_the_example_composition_runs_two_groups(tmp_path: Path) -> None:
     groups = {g["id"]: (g["count"], g["params"]["rounds"], g["params"]["fanout"])
               for g in run["groups"]}
     assert groups == {"light": (6, 2, 4), "heavy": (4, 20, 4)}
+    assert run["params"]["fanout"] == 4 and "rounds" not in run["params"]  # shared ones only
     assert [i["id"] for i in run["instances"]][5:7] == ["light/5", "heavy/0"]
