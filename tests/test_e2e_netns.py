@@ -53,6 +53,17 @@ def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
     assert not [n for n in _netns() if n.startswith(run["network"]["prefix"])]
 
 
+def test_pingpong_200_instances(tmp_path: Path) -> None:
+    """The example plan's top count on the default runner, every instance pinging 8 peers:
+    more neighbours than the kernel's shared table learns (1024), and 200 processes on
+    however few cores."""
+    r = harness_cli("run", "pingpong", "-i", "200", "--runner", "local:netns",
+                    "--outputs", str(tmp_path), "-q", timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run = json.loads((only_run_dir(tmp_path) / "run.json").read_text())
+    assert sum(i["outcome"] == "passed" for i in run["instances"]) == 200
+
+
 def _netns() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]

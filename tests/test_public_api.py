@@ -32,3 +32,18 @@ def test_netem_imports_nothing_from_harness() -> None:
     code = "import sys, netem, netem.topology; print(any(m.startswith('harness') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sdk_metrics_do_not_import_the_report() -> None:
+    """`env.metrics` imports harness.observe in every instance that records one: that must
+    not pull in the report and the trace analysis (~180 ms of CPU each; 200 instances on
+    2 cores stalled pings for 10 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, harness.sdk; from harness.observe import Metrics; "
+        "print(sorted(m for m in sys.modules if m.startswith('harness.observe.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['harness.observe._jsonl', 'harness.observe._metrics']"

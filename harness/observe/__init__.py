@@ -6,44 +6,112 @@ The supervisor's hooks: `configure_logging`, `observe_run` (metrics) and
 `TelemetrySampler` during a run; `write_report` and `record_run` at its end.
 """
 
-from harness._logging import LEVELS, configure_logging, get_logger
-from harness.observe._history import (
-    HISTORY_FILE,
-    RunRow,
-    instance_rows,
-    list_runs,
-    record_run,
-    sync_history,
-)
-from harness.observe._jsonl import JsonlWriter, read_jsonl
-from harness.observe._logmerge import LogFilter, LogLine, follow_lines, format_line, merged_lines
-from harness.observe._metrics import Metrics, read_metrics
-from harness.observe._report import render_html, summary, write_junit, write_report
-from harness.observe._rundir import (
-    DEFAULT_OUTPUTS,
-    InstanceDir,
-    instance_dirs,
-    list_run_dirs,
-    load_run,
-    resolve_run,
-)
-from harness.observe._scrape import ObserveHandle, Scraper, observe_run, read_scraped, serve_metrics
-from harness.observe._shapes import ShapeTimeline
-from harness.observe._telemetry import (
-    LinkStatsFn,
-    TelemetrySampler,
-    parse_ss,
-    read_telemetry,
-    sample_tcp,
-)
-from harness.observe._trace import (
-    Hop,
-    LinkDelay,
-    MessageDelay,
-    TopicStats,
-    TraceAnalysis,
-    analyse_traces,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness._logging import LEVELS, configure_logging, get_logger
+    from harness.observe._history import (
+        HISTORY_FILE,
+        RunRow,
+        instance_rows,
+        list_runs,
+        record_run,
+        sync_history,
+    )
+    from harness.observe._jsonl import JsonlWriter, read_jsonl
+    from harness.observe._logmerge import (
+        LogFilter,
+        LogLine,
+        follow_lines,
+        format_line,
+        merged_lines,
+    )
+    from harness.observe._metrics import Metrics, read_metrics
+    from harness.observe._report import render_html, summary, write_junit, write_report
+    from harness.observe._rundir import (
+        DEFAULT_OUTPUTS,
+        InstanceDir,
+        instance_dirs,
+        list_run_dirs,
+        load_run,
+        resolve_run,
+    )
+    from harness.observe._scrape import (
+        ObserveHandle,
+        Scraper,
+        observe_run,
+        read_scraped,
+        serve_metrics,
+    )
+    from harness.observe._shapes import ShapeTimeline
+    from harness.observe._telemetry import (
+        LinkStatsFn,
+        TelemetrySampler,
+        parse_ss,
+        read_telemetry,
+        sample_tcp,
+    )
+    from harness.observe._trace import (
+        Hop,
+        LinkDelay,
+        MessageDelay,
+        TopicStats,
+        TraceAnalysis,
+        analyse_traces,
+    )
+
+# Imported on first use: an instance recording metrics (`env.metrics`) must not pay for the
+# report, the trace analysis and their dependencies (about 180 ms of CPU per process).
+_WHERE = {
+    "DEFAULT_OUTPUTS": "harness.observe._rundir",
+    "HISTORY_FILE": "harness.observe._history",
+    "Hop": "harness.observe._trace",
+    "InstanceDir": "harness.observe._rundir",
+    "JsonlWriter": "harness.observe._jsonl",
+    "LEVELS": "harness._logging",
+    "LinkDelay": "harness.observe._trace",
+    "LinkStatsFn": "harness.observe._telemetry",
+    "LogFilter": "harness.observe._logmerge",
+    "LogLine": "harness.observe._logmerge",
+    "MessageDelay": "harness.observe._trace",
+    "Metrics": "harness.observe._metrics",
+    "ObserveHandle": "harness.observe._scrape",
+    "RunRow": "harness.observe._history",
+    "Scraper": "harness.observe._scrape",
+    "ShapeTimeline": "harness.observe._shapes",
+    "TelemetrySampler": "harness.observe._telemetry",
+    "TopicStats": "harness.observe._trace",
+    "TraceAnalysis": "harness.observe._trace",
+    "analyse_traces": "harness.observe._trace",
+    "configure_logging": "harness._logging",
+    "follow_lines": "harness.observe._logmerge",
+    "format_line": "harness.observe._logmerge",
+    "get_logger": "harness._logging",
+    "instance_dirs": "harness.observe._rundir",
+    "instance_rows": "harness.observe._history",
+    "list_run_dirs": "harness.observe._rundir",
+    "list_runs": "harness.observe._history",
+    "load_run": "harness.observe._rundir",
+    "merged_lines": "harness.observe._logmerge",
+    "observe_run": "harness.observe._scrape",
+    "parse_ss": "harness.observe._telemetry",
+    "read_jsonl": "harness.observe._jsonl",
+    "read_metrics": "harness.observe._metrics",
+    "read_scraped": "harness.observe._scrape",
+    "read_telemetry": "harness.observe._telemetry",
+    "record_run": "harness.observe._history",
+    "render_html": "harness.observe._report",
+    "resolve_run": "harness.observe._rundir",
+    "sample_tcp": "harness.observe._telemetry",
+    "serve_metrics": "harness.observe._scrape",
+    "summary": "harness.observe._report",
+    "sync_history": "harness.observe._history",
+    "write_junit": "harness.observe._report",
+    "write_report": "harness.observe._report",
+}
 
 __all__ = [
     "DEFAULT_OUTPUTS",
@@ -92,3 +160,11 @@ __all__ = [
     "write_junit",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'harness.observe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
