@@ -8,8 +8,9 @@ The supervisor's hooks: `configure_logging`, `observe_run` (metrics) and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from harness._logging import LEVELS, configure_logging, get_logger
@@ -162,9 +163,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'harness.observe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())
