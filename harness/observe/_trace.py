@@ -157,23 +157,22 @@ class _Telemetry:
         hi = bisect.bisect_left(monos, t1) + 1  # the first sample after t1
         return series[lo:hi]
 
-    def increase(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
+    def _values(
+        self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float
+    ) -> list[float]:
         series = (self.link if kind == "link" else self.tcp).get(key, [])
-        vals = [
+        return [
             float(r[field])
             for r in self._window(series, t0, t1)
             if isinstance(r.get(field), int | float)
         ]
+
+    def increase(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
+        vals = self._values(kind, key, field, t0, t1)
         return max(vals) - min(vals) if len(vals) >= 2 else 0.0
 
     def peak(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
-        series = (self.link if kind == "link" else self.tcp).get(key, [])
-        vals = [
-            float(r[field])
-            for r in self._window(series, t0, t1)
-            if isinstance(r.get(field), int | float)
-        ]
-        return max(vals, default=0.0)
+        return max(self._values(kind, key, field, t0, t1), default=0.0)
 
     def hold_ms(self, key: tuple[str, str], t0: float, t1: float) -> float | None:
         """The highest mean time packets of a link were held between samples around
