@@ -417,7 +417,9 @@ class Mesh:
                 block = known_blocks.get(block_id) if block_id else None
                 status = LayerStatus.VERIFIED
             elif (certified := self.certified_block(layer)) is not None:
-                block, block_id, status = certified, hash_json(certified), LayerStatus.APPLIED
+                # Past hdist nothing can overturn the hare's output: it is final then too.
+                status = LayerStatus.VERIFIED if mature else LayerStatus.APPLIED
+                block, block_id = certified, hash_json(certified)
             elif mature:
                 block = self.local_block(layer)
                 block_id = hash_json(block) if block is not None else EMPTY_BLOCK

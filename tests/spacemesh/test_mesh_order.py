@@ -103,3 +103,17 @@ def test_messages_wait_for_their_dependencies(kind: str) -> None:
     for m in late:
         mesh.add(*m)
     assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(1, CURRENT))
+def test_a_layer_past_hdist_is_verified_whatever_arrived(rnd: Any, last: int) -> None:
+    """Even a certified layer that no later proposal voted on (e.g. its only miner was not
+    eligible afterwards) is final once hdist layers have passed."""
+    messages, _, keys = recorded()
+    kept = [m for m in messages if m[0] in ("poet", "atx") or m[1]["layer"] <= last]
+    kept = [m for m in kept if m[0] != "proposal" or m[1]["layer"] < last or rnd.random() < 0.5]
+    states = replay(kept, keys).decide(CURRENT)
+    assert len(states) >= CURRENT - PARAMS.hdist + 1
+    for s in states[: CURRENT - PARAMS.hdist + 1]:
+        assert s.status is LayerStatus.VERIFIED, s
