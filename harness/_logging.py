@@ -100,6 +100,8 @@ def configure_logging(
 
     structlog.configure(
         processors=[
+            # First, so a call below the level costs one check, not the processors after it.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

@@ -7,10 +7,12 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+import harness._logging
 from harness._cli import main
 from harness._errors import UsageError
 from harness.observe import (
@@ -63,6 +65,22 @@ def test_configure_logging_level_filters_and_replaces_outputs(
     get_logger().info("second file")
     assert [json.loads(x)["event"] for x in a.read_text().splitlines()] == ["shown"]
     assert [json.loads(x)["event"] for x in b.read_text().splitlines()] == ["second file"]
+
+
+def test_a_call_below_the_level_runs_no_processor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reset_logging: None
+) -> None:
+    stamped: list[str] = []
+
+    def counting_clock(logger: Any, method: str, event_dict: Any) -> Any:
+        stamped.append(event_dict["event"])
+        return event_dict
+
+    monkeypatch.setattr(harness._logging, "_add_clock", counting_clock)
+    configure_logging(json_path=tmp_path / "log.jsonl", console=False, level="info")
+    get_logger("plan").debug("per message")
+    get_logger("plan").info("kept")
+    assert stamped == ["kept"]
 
 
 def test_configure_logging_rejects_unknown_level() -> None:
