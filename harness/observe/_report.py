@@ -358,10 +358,9 @@ def _network(r: _Run) -> str:
         if common
         else "No link is shaped."
     )
-    if len(hosts) > 40:
-        topo = f'<p class="note">{len(hosts)} hosts: too many to draw.</p>'
-    else:
-        topo = _svg.topology(hosts, edges, hub_label=str(net.get("backend") or "hub"))
+    if len(edges) > _svg.TOPOLOGY_MAX_EDGES:
+        caption += f" The first {_svg.TOPOLOGY_MAX_EDGES} of {len(edges)} others are drawn."
+    topo = _svg.topology(hosts, edges, hub_label=str(net.get("backend") or "hub"))
     rows = "".join(
         f"<tr><td class='num'>{_num(r.rel(c), 2)} s</td><td>{escape(str(c.get('asked_by')))}</td>"
         f"<td><code>{escape(_change_text(c)[:300])}</code></td></tr>"

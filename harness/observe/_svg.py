@@ -322,18 +322,32 @@ def _label_rows(markers: Sequence[tuple[float, str, str]], fr: _Frame) -> list[i
     return rows
 
 
+TOPOLOGY_LABELLED_HOSTS = 40  # above this, hosts are dots named by their tooltips
+TOPOLOGY_MAX_EDGES = 400
+
+
 def topology(
     hosts: Sequence[tuple[str, str, str]],
     edges: Sequence[tuple[str, str, str, str]],
     *,
     hub_label: str = "hub",
-    size: int = 440,
 ) -> str:
     """Hosts (name, address, colour) on a circle around the hub they are joined by, and
-    shaped directions (src, dst, label, colour) as curved arrows between them."""
+    shaped directions (src, dst, label, colour) as arrows between them (the first
+    TOPOLOGY_MAX_EDGES). Up to TOPOLOGY_LABELLED_HOSTS hosts are labelled and arrows carry
+    their shape; above that hosts are small dots and arrows plain lines, each named by its
+    tooltip, so that a 200-host run still shows who failed and which links were shaped."""
     n = max(1, len(hosts))
+    compact = n > TOPOLOGY_LABELLED_HOSTS
+    size = 560 if compact else 440
     cx = cy = size / 2
-    radius = size / 2 - 70
+    radius = size / 2 - (30 if compact else 70)
+    node_r, gap = (6, 9) if compact else (13, 16)
+    edge_style = (
+        'stroke-width="0.8" opacity="0.6"'
+        if compact
+        else 'stroke-width="1.5" marker-end="url(#arr)"'
+    )
     pos = {}
     body = [
         '<defs><marker id="arr" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="6" '
@@ -345,9 +359,9 @@ def topology(
         pos[name] = (cx + radius * math.cos(a), cy + radius * math.sin(a))
         body.append(
             f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{pos[name][0]:.1f}" '
-            f'y2="{pos[name][1]:.1f}" stroke="#dee2e6" stroke-width="2"/>'
+            f'y2="{pos[name][1]:.1f}" stroke="#dee2e6" stroke-width="{1 if compact else 2}"/>'
         )
-    for src, dst, label, c in edges[:200]:
+    for src, dst, label, c in edges[:TOPOLOGY_MAX_EDGES]:
         if src not in pos or dst not in pos:
             continue
         (x1, y1), (x2, y2) = pos[src], pos[dst]
@@ -355,18 +369,20 @@ def topology(
         # bend to the left of the direction, so a -> b and b -> a do not overlap
         dx, dy = x2 - x1, y2 - y1
         length = math.hypot(dx, dy) or 1
-        bx, by = mx - dy / length * 22, my + dx / length * 22
-        sx, sy = x1 + dx / length * 16, y1 + dy / length * 16
-        ex, ey = x2 - dx / length * 16, y2 - dy / length * 16
+        bend = 8 if compact else 22
+        bx, by = mx - dy / length * bend, my + dx / length * bend
+        sx, sy = x1 + dx / length * gap, y1 + dy / length * gap
+        ex, ey = x2 - dx / length * gap, y2 - dy / length * gap
         body.append(
             f'<path d="M{sx:.1f},{sy:.1f} Q{bx:.1f},{by:.1f} {ex:.1f},{ey:.1f}" '
-            f'fill="none" stroke="{c}" stroke-width="1.5" marker-end="url(#arr)">'
+            f'fill="none" stroke="{c}" {edge_style}>'
             f"<title>{escape(src)} → {escape(dst)}: {escape(label)}</title></path>"
         )
-        body.append(
-            f'<text x="{(bx + mx) / 2:.1f}" y="{(by + my) / 2:.1f}" text-anchor="middle" '
-            f'fill="{c}" font-size="10">{escape(label)}</text>'
-        )
+        if not compact:
+            body.append(
+                f'<text x="{(bx + mx) / 2:.1f}" y="{(by + my) / 2:.1f}" text-anchor="middle" '
+                f'fill="{c}" font-size="10">{escape(label)}</text>'
+            )
     body.append(f'<circle cx="{cx}" cy="{cy}" r="20" fill="#f8f9fa" stroke="#adb5bd"/>')
     body.append(
         f'<text x="{cx}" y="{cy + 4}" text-anchor="middle" fill="#495057">'
@@ -375,9 +391,12 @@ def topology(
     for name, addr, c in hosts:
         x, y = pos[name]
         body.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="13" fill="{c}" stroke="#fff" '
-            f'stroke-width="2"><title>{escape(name)} {escape(addr)}</title></circle>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{node_r}" fill="{c}" stroke="#fff" '
+            f'stroke-width="{1 if compact else 2}"><title>{escape(name)} {escape(addr)}</title>'
+            "</circle>"
         )
+        if compact:
+            continue
         ty = y - 19 if y < cy else y + 27
         body.append(
             f'<text x="{x:.1f}" y="{ty:.1f}" text-anchor="middle" fill="#212529">'

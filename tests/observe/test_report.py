@@ -155,10 +155,16 @@ def test_timeline_labels_do_not_overlap() -> None:
     markers = [(1.0 + 0.01 * k, "#7048e8", f"barrier-{k} released") for k in range(8)]
     markers.append((9.0, "#1c7ed6", "phase late"))
     svg = _svg.timeline([("i/0", [(0.0, 10.0, "#2b8a3e", "i/0")])], markers, end=10.0)
-    texts = re.findall(r'<text x="([\d.]+)" y="(\d+)" fill="#(?:7048e8|1c7ed6)">([^<]*)</text>', svg)
+    texts = re.findall(
+        r'<text x="([\d.]+)" y="(\d+)" fill="#(?:7048e8|1c7ed6)">([^<]*)</text>', svg
+    )
     assert svg.count('stroke-dasharray="3 2"') == len(markers)  # every marker keeps its line
-    assert [t[2] for t in texts] == ["barrier-0 released", "barrier-1 released",
-                                     "barrier-2 released", "phase late"]
+    assert [t[2] for t in texts] == [
+        "barrier-0 released",
+        "barrier-1 released",
+        "barrier-2 released",
+        "phase late",
+    ]
     spans: dict[str, list[tuple[float, float]]] = {}
     for x, y, label in texts:
         spans.setdefault(y, []).append((float(x), float(x) + 6 * len(label)))
@@ -216,3 +222,27 @@ def test_condensed_counters_never_go_down(raw: list[list[tuple[float, float]]]) 
     for line in condensed.values():
         values = [v for _, v in line]
         assert values == sorted(values), line
+
+
+def test_topology_of_a_large_network_is_drawn_compact() -> None:
+    """Above 40 hosts every host is still a dot (coloured by outcome, named by its tooltip)
+    and shaped directions are plain lines, at most TOPOLOGY_MAX_EDGES of them."""
+    hosts = [
+        (f"g/{i}", f"198.18.0.{i + 1}", "#e03131" if i == 7 else "#2b8a3e") for i in range(200)
+    ]
+    edges = [
+        (f"g/{i}", f"g/{j}", "drop", "#e03131") for i in range(0, 100) for j in range(100, 105)
+    ]
+    svg = _svg.topology(hosts, edges)
+    titles = re.findall(r'<circle [^>]*fill="(#\w+)"[^>]*><title>(g/\d+) ', svg)
+    assert len(titles) == 200 and ("#e03131", "g/7") in titles
+    assert len(re.findall(r"<path d=\"M[^\"]* Q", svg)) == _svg.TOPOLOGY_MAX_EDGES < len(edges)
+    assert "g/3</text>" not in svg and "drop</text>" not in svg  # no text to overlap
+    small = _svg.topology(hosts[:5], [("g/0", "g/3", "drop", "#e03131")])
+    assert "g/3</text>" in small and "drop</text>" in small and 'marker-end="url(#arr)"' in small
+
+
+def test_report_draws_the_topology_of_a_60_instance_run(run_factory: Callable[..., Path]) -> None:
+    html = write_report(run_factory(instances=60, messages=2, log_lines=2)).read_text()
+    section = html[html.index('<section id="network">') :]
+    assert section.count("<title>single/") >= 60 and "too many" not in section
