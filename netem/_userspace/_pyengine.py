@@ -82,7 +82,6 @@ class _QueueOutput:
     """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket."""
 
     def __init__(self) -> None:
-        self.macs: dict[bytes, bytes] = {}
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
 
     def accept(self, handle: Any, payload: bytes | None, now_ns: int) -> None:
@@ -94,7 +93,7 @@ class _QueueOutput:
         handle.drop()
 
     def duplicate(self, handle: Any, payload: bytes, ifindex: int, now_ns: int) -> None:
-        mac = self.macs.get(payload[16:20], b"\xff" * 6)
+        mac = b"\x02\x00" + payload[16:20]  # netem's hosts' MACs: see netem._names.host_mac
         # a duplicate that cannot be sent is a duplicate not made
         with contextlib.suppress(OSError):
             self._sock.sendto(payload, (socket.if_indextoname(ifindex), 0x0800, 0, 0, mac))
@@ -112,9 +111,6 @@ def _live(queue: int, seed: int, normal: bool) -> int:
 
     def on_packet(pkt: Any) -> None:
         payload = pkt.get_payload()
-        hw = pkt.get_hw()
-        if hw is not None and len(payload) >= 20:
-            out.macs[payload[12:16]] = hw[:6]
         # arrival: the kernel's receive timestamp, when there is one (see engine.c)
         now = time.monotonic_ns()
         age = time.time() - pkt.get_timestamp()

@@ -14,6 +14,7 @@ import subprocess
 from ipaddress import IPv4Address
 from types import TracebackType
 
+from netem._names import host_mac
 from netem._userspace._rules import NETNS_DIR
 
 
@@ -57,7 +58,7 @@ class Testbed:
             self._netns(host)
             port = f"p{i + 1}"
             _ip("-n", self.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                "netns", host)  # fmt: skip
+                "address", host_mac(ip), "netns", host)  # fmt: skip
             _ip("-n", self.hub, "link", "set", port, "master", "br0", "up")
             _ip("-n", host, "addr", "add", f"{ip}/24", "dev", "eth0")
             _ip("-n", host, "link", "set", "eth0", "up")

@@ -193,29 +193,6 @@ static void tab_clear(struct table *t)
 	t->count = 0;
 }
 
-/* ---- learned MAC addresses (for sending duplicates) ---- */
-#define MAC_SLOTS 4096
-static struct {
-	uint32_t ip;
-	uint8_t mac[6];
-} macs[MAC_SLOTS];
-
-static void mac_learn(uint32_t ip, const uint8_t *mac)
-{
-	size_t i = (ip * 2654435761u) >> 20 & (MAC_SLOTS - 1);
-	macs[i].ip = ip;
-	memcpy(macs[i].mac, mac, 6);
-}
-
-static void mac_lookup(uint32_t ip, uint8_t *out)
-{
-	size_t i = (ip * 2654435761u) >> 20 & (MAC_SLOTS - 1);
-	if (macs[i].ip == ip && ip)
-		memcpy(out, macs[i].mac, 6);
-	else
-		memset(out, 0xff, 6); /* unknown: broadcast; Linux accepts unicast IP in it */
-}
-
 /* ---- held packets: binary min-heap on (due, seq) ---- */
 enum kind { K_ACCEPT, K_CORRUPT, K_DUP };
 
@@ -366,9 +343,10 @@ static void send_dup(const struct item *it)
 				  .sll_protocol = htons(ETH_P_IP),
 				  .sll_ifindex = it->ifindex,
 				  .sll_halen = 6};
-	uint32_t dst;
-	memcpy(&dst, it->data + 16, 4);
-	mac_lookup(dst, sll.sll_addr);
+	/* netem derives every host's MAC from its address: 02:00 and the four address bytes */
+	sll.sll_addr[0] = 0x02;
+	sll.sll_addr[1] = 0x00;
+	memcpy(sll.sll_addr + 2, it->data + 16, 4);
 	sendto(packet_fd, it->data, it->len, MSG_DONTWAIT, (struct sockaddr *)&sll, sizeof sll);
 }
 
@@ -421,8 +399,7 @@ static int64_t sample_delay(const struct shape *s)
 }
 
 /* One queued packet: decide its fate, verdict now or hold it. */
-static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, const uint8_t *hw,
-		      int64_t now)
+static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, int64_t now)
 {
 	if (len < 20 || (data[0] >> 4) != 4) {
 		verdict(id, NF_ACCEPT, 0, NULL, "accept");
@@ -431,8 +408,6 @@ static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, co
 	uint32_t src, dst;
 	memcpy(&src, data + 12, 4);
 	memcpy(&dst, data + 16, 4);
-	if (hw)
-		mac_learn(src, hw);
 	struct shape *s = tab_find(&live_tab, pair_key(src, dst));
 	if (!s) {
 		verdict(id, NF_ACCEPT, 0, NULL, "accept");
@@ -498,8 +473,6 @@ static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data
 	int ifindex = (int)nfq_get_physoutdev(nfa);
 	if (!ifindex)
 		ifindex = (int)nfq_get_outdev(nfa);
-	struct nfqnl_msg_packet_hw *hw = nfq_get_packet_hw(nfa);
-	const uint8_t *mac = hw && ntohs(hw->hw_addrlen) == 6 ? hw->hw_addr : NULL;
 	/* The packet arrived when the hub's interface took it (the kernel's timestamp), not
 	   when this loop got round to reading it: a busy moment must not add to its delay. */
 	int64_t now = now_ns(), arrival = now;
@@ -512,7 +485,7 @@ static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data
 		if (age > 0 && age < 1000000000)
 			arrival = now - age;
 	}
-	on_packet(id, data, len, ifindex, mac, arrival);
+	on_packet(id, data, len, ifindex, arrival);
 	return 0;
 }
 
@@ -650,7 +623,7 @@ static void control_line(char *line)
 		pkt[3] = (uint8_t)len;
 		memcpy(pkt + 12, &src, 4);
 		memcpy(pkt + 16, &dst, 4);
-		on_packet(id, pkt, len, 1, NULL, t);
+		on_packet(id, pkt, len, 1, t);
 		free(pkt);
 	} else if (simulate && !strcmp(cmd, "advance") && argc == 2) {
 		int64_t t = strtoll(argv[1], NULL, 10) * 1000;
