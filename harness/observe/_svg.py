@@ -344,7 +344,7 @@ def topology(
     radius = size / 2 - (30 if compact else 70)
     node_r, gap = (6, 9) if compact else (13, 16)
     edge_style = (
-        'stroke-width="0.8" opacity="0.6"'
+        'stroke-width="1.2" opacity="0.8"'
         if compact
         else 'stroke-width="1.5" marker-end="url(#arr)"'
     )
