@@ -23,6 +23,7 @@ import trio
 
 import harness
 from harness._errors import HarnessError, UsageError, single_cause
+from harness._listen import Listen
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import new_run_id, write_json
@@ -56,9 +57,9 @@ class RunOptions:
     outputs: Path = Path("outputs")
     fail_fast: bool = True  # stop the others soon after the first instance fails
     grace_s: float = 1.0  # how long the others may go on after the first failure
-    sync_tcp: tuple[str, int] | None = None  # serve the sync protocol over TCP here too
+    sync_tcp: Listen | None = None  # serve the sync protocol over TCP here too
     progress: bool = True
-    metrics_listen: tuple[str, int] | None = ("127.0.0.1", 0)  # the aggregated /metrics
+    metrics_listen: Listen | None = ("127.0.0.1", 0)  # the aggregated /metrics
     scrape_interval: float = 2.0
     telemetry_interval: float = 1.0  # at least; longer for large runs (ss per instance)
     on_run_dir: Callable[[Path], None] | None = None  # told the run dir once it exists
@@ -212,7 +213,7 @@ class Supervisor:
                 sock = await nursery.start(server.serve_unix, sock_dir / "sync.sock")
                 tcp = None
                 if self.options.sync_tcp:
-                    bound = await nursery.start(server.serve_tcp, *self.options.sync_tcp)
+                    bound = await nursery.start(server.serve_tcp, self.options.sync_tcp)
                     tcp = f"{bound[0]}:{bound[1]}"
                 nursery.start_soon(self._tick)
                 runner = get_runner(self.spec.runner)
@@ -268,10 +269,9 @@ class Supervisor:
         handle = await nursery.start(functools.partial(
             observe_run, self.run_dir, {}, interval=self.options.scrape_interval,
             listen=self.options.metrics_listen, run_id=self.run_id, client=client))
-        if handle.port is not None and self.options.metrics_listen:
-            self.metrics_url = f"http://{self.options.metrics_listen[0]}:{handle.port}/metrics"
-            if self.progress:
-                self.progress.note(f"metrics of every instance: {self.metrics_url}")
+        self.metrics_url = handle.url
+        if self.metrics_url and self.progress:
+            self.progress.note(f"metrics of every instance: {self.metrics_url}")
 
         def announced(frame: bytes) -> None:
             item = orjson.loads(frame).get("item")

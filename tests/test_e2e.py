@@ -244,3 +244,23 @@ def test_the_example_composition_runs_two_groups(tmp_path: Path) -> None:
     assert groups == {"light": (6, 2, 4), "heavy": (4, 20, 4)}
     assert run["params"]["fanout"] == 4 and "rounds" not in run["params"]  # shared ones only
     assert [i["id"] for i in run["instances"]][5:7] == ["light/5", "heavy/0"]
+
+
+@pytest.mark.parametrize("option", ["--metrics-listen", "--sync-tcp"])
+def test_a_port_that_cannot_be_had_is_a_one_line_error_before_anything_runs(
+    option: str, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        where = f"127.0.0.1:{taken.getsockname()[1]}"
+        r = harness_cli("run", "pingpong", "-i", "2", "--runner", "local:exec", "-q",
+                        "--outputs", str(tmp_path / "out"), option, where)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"harness: error: {option} {where}: Address already in use\n"
+    assert not (tmp_path / "out").exists()  # nothing was started
+    r = harness_cli("run", "pingpong", "--outputs", str(tmp_path / "out"), option, "here")
+    expected = f"harness: error: {option} 'here': expected HOST:PORT or off\n"
+    assert (r.returncode, r.stderr) == (2, expected)

@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import ROOT, only_run_dir
 
@@ -64,3 +69,58 @@ def test_run_as_nobody_reexecs_into_a_user_namespace(
     # Everything lived in the private namespaces: the host's list did not change.
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_rootless_endpoints_are_on_the_users_network(
+    world_readable_venv: Path, tmp_path: Path, make_plan: Callable[..., Path]
+) -> None:
+    """The aggregated /metrics and the sync service's TCP port of a rootless run listen in
+    the user's network namespace (sockets bound before the re-exec), not in the run's own."""
+    from tests.test_run_observe import CODE, MANIFEST
+
+    root = make_plan("metered", MANIFEST, CODE.replace("trio.sleep(3)", "trio.sleep(6)"))
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    tmp_path.chmod(0o755)
+    metrics_port, sync_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/tmp",
+         str(world_readable_venv / "bin" / "python"), "-m", "harness", "run", "metered",
+         "--plans", str(root), "--runner", "local:netns", "--outputs", str(out), "-q",
+         "--metrics-listen", f"127.0.0.1:{metrics_port}", "--sync-tcp", f"127.0.0.1:{sync_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp",
+    )  # fmt: skip
+    try:
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 2 and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "work_done_total":
+                        seen[sample.labels["instance"]] = sample.value
+        with socket.create_connection(("127.0.0.1", sync_port), timeout=5) as s:
+            s.sendall(b"not json\n")
+            assert b"error" in s.makefile("rb").readline()  # the sync service answered
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stdout + stderr
+        assert seen == {"single/0": 1.0, "single/1": 2.0}
+        run = json.loads((only_run_dir(out) / "run.json").read_text())
+        assert run["runner"] == "local:netns"
+        assert run["metrics_url"] == f"http://127.0.0.1:{metrics_port}/metrics"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

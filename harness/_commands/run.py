@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import netem
+from harness import _listen as listen
 from harness._commands._args import add_outputs
-from harness._errors import EnvironmentProblem, UsageError
+from harness._errors import EnvironmentProblem
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import build_run_spec, parse_assignments
@@ -54,9 +55,21 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         plan_roots=args.plans,
     )
+    wanted = {
+        "metrics": (listen.parse(args.metrics_listen, "--metrics-listen"), "--metrics-listen"),
+        "sync_tcp": (listen.parse(args.sync_tcp, "--sync-tcp") if args.sync_tcp else None,
+                     "--sync-tcp"),
+    }  # fmt: skip
+    # Bound now, so a taken port is a one-line error before anything is built. A re-executed
+    # rootless run was handed the sockets its parent bound in the user's network namespace
+    # (an inherited socket stays in the namespace it was made in).
+    sockets = listen.inherited() or {
+        name: listen.bind(*where, option) for name, (where, option) in wanted.items() if where
+    }
     if spec.runner == "local:netns" and netem.needs_userns():
         problem = netem.rootless_problem()
         if problem is None:
+            listen.hand_over(sockets)
             netem.reexec_in_userns()  # the same command, as root of a new user namespace
         if args.runner:
             raise EnvironmentProblem(f"local:netns needs root or user namespaces: {problem}")
@@ -66,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(
         outputs=args.outputs,
         fail_fast=not args.no_fail_fast,
-        sync_tcp=_listen(args.sync_tcp, '--sync-tcp') if args.sync_tcp else None,
+        sync_tcp=sockets.get("sync_tcp"),
         progress=not args.quiet,
-        metrics_listen=_listen(args.metrics_listen, '--metrics-listen'),
+        metrics_listen=sockets.get("metrics"),
     )
     if not args.quiet:
         print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
@@ -79,14 +92,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.summary())
     return result.exit_code
-
-
-
-
-def _listen(text: str, option: str) -> tuple[str, int] | None:
-    if text == "off":
-        return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
-    return host or "127.0.0.1", int(port)

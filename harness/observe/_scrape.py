@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from harness._listen import Listen, address, open_listeners
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
 from harness.observe._rundir import load_run
 
@@ -211,15 +212,16 @@ def _instance_dirs_of(run_dir: Path, targets: Mapping[str, str]) -> Iterator[tup
 
 async def serve_metrics(
     scraper: Scraper,
-    host: str,
-    port: int,
+    listen: Listen,
     *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `GET /metrics` (the aggregated view) over HTTP/1.0 at host:port until
-    cancelled; reports the bound port (useful with port 0) through `task_status`."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound: int = listeners[0].socket.getsockname()[1]
+    """Serve `GET /metrics` (the aggregated view) over HTTP/1.0 at `listen` (host, port),
+    or on a listening socket, until cancelled; reports the endpoint's URL (its real port
+    when port 0 was asked for) through `task_status`."""
+    listeners = await open_listeners(listen)
+    host, port = address(listeners[0])
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -248,7 +250,7 @@ async def serve_metrics(
         finally:
             await stream.aclose()
 
-    task_status.started(bound)
+    task_status.started(url)
     await trio.serve_listeners(handle, listeners)
 
 
@@ -257,7 +259,7 @@ class ObserveHandle:
     """What `observe_run` reports once started."""
 
     scraper: Scraper
-    port: int | None  # the aggregated endpoint's port, when listening
+    url: str | None  # the aggregated endpoint, when listening
 
 
 async def observe_run(
@@ -265,26 +267,28 @@ async def observe_run(
     targets: Mapping[str, str],
     *,
     interval: float = 5.0,
-    listen: tuple[str, int] | None = None,
+    listen: Listen | None = None,
     run_id: str | None = None,
     client: httpx.AsyncClient | None = None,
     task_status: trio.TaskStatus[ObserveHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Scrape `targets` ({instance id: metrics URL}) every `interval` s into the run
-    directory and, with `listen=(host, port)`, serve the aggregated /metrics there.
+    directory and, with `listen` ((host, port) or a listening socket), serve the aggregated
+    /metrics there.
 
     `client` replaces the default httpx client (e.g. one whose transport reaches the data
     network through a relay). Start it in the supervisor's nursery with
-    `handle = await nursery.start(observe_run, ...)` and cancel the nursery (or its scope) at the run's end; a last scrape is made then.
+    `handle = await nursery.start(observe_run, ...)` and cancel the nursery (or its scope)
+    at the run's end; a last scrape is made then.
     """
     if interval <= 0:
         raise ValueError(f"scrape interval must be > 0 s, not {interval!r}")
     scraper = Scraper(run_dir, targets, run_id=run_id, client=client)
     try:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve_metrics, scraper, *listen) if listen else None
+            url = await nursery.start(serve_metrics, scraper, listen) if listen else None
             await nursery.start(scraper.run, interval)
-            task_status.started(ObserveHandle(scraper, port))
+            task_status.started(ObserveHandle(scraper, url))
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(scraper.timeout + 0.5):
             await scraper.scrape_once()

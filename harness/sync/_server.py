@@ -11,6 +11,7 @@ import orjson
 import structlog
 import trio
 
+from harness._listen import Listen, address, open_listeners
 from harness.sync._protocol import MAX_FRAME, ProtocolError, decode_request, encode
 from harness.sync._state import SyncState
 
@@ -47,16 +48,15 @@ class SyncServer:
 
     async def serve_tcp(
         self,
-        host: str,
-        port: int,
+        listen: Listen,
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on TCP (for instances that cannot reach the Unix socket)."""
-        listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
-        bound = listeners[0].socket.getsockname()
+        """Listen on TCP (for clients that cannot reach the Unix socket) at `listen`, an
+        address or a listening socket; reports the (host, port) it is reachable at."""
+        listeners = await open_listeners(listen)
         async with trio.open_nursery() as nursery:
-            task_status.started((bound[0], bound[1]))
+            task_status.started(address(listeners[0]))
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:

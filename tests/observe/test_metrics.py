@@ -103,9 +103,10 @@ def test_observe_run_scrapes_stores_and_serves(
                 )
             )
             await trio.sleep(0.3)
+            assert handle.url.startswith("http://127.0.0.1:") and handle.url.endswith("/metrics")
             async with httpx.AsyncClient() as client:
-                resp = await client.get(f"http://127.0.0.1:{handle.port}/metrics")
-                missing = await client.get(f"http://127.0.0.1:{handle.port}/other")
+                resp = await client.get(handle.url)
+                missing = await client.get(handle.url.replace("/metrics", "/other"))
             assert resp.status_code == 200 and missing.status_code == 404
             assert resp.headers["content-type"].startswith("text/plain")
             nursery.cancel_scope.cancel()

@@ -276,7 +276,7 @@ def test_tcp_transport_serves_the_same_protocol() -> None:
     async def main() -> None:
         server = SyncServer(SyncState())
         async with trio.open_nursery() as n:
-            host, port = await n.start(server.serve_tcp, "127.0.0.1", 0)
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
             async with connect_tcp(host, port, "x/0") as c:
                 assert await c.publish("t", 1) == 1
                 assert await c.signal_and_wait("s", 1) == 1
