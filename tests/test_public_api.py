@@ -8,7 +8,7 @@ import typing
 import pytest
 
 PACKAGES = ["harness", "harness.sdk", "harness.sync", "harness.plans", "harness.runners",
-            "harness.observe", "netem", "netem.topology"]
+            "harness.observe", "harness.faults", "netem", "netem.topology"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

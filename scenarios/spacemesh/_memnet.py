@@ -131,6 +131,10 @@ class MemoryNetwork:
         if both:
             self._links[(_host(dst), _host(src))] = link
 
+    def reset_link(self, src: str, dst: str) -> None:
+        """Give the ``src`` -> ``dst`` direction the default shape again."""
+        self._links.pop((_host(src), _host(dst)), None)
+
     def partition(self, side_a: list[str], side_b: list[str], *, cut: bool = True) -> None:
         """Cut (or restore) every link between two groups of hosts."""
         for a in side_a:

@@ -18,6 +18,7 @@ import anyio
 from grpclib.client import Channel
 
 from harness import sdk
+from harness.faults import FaultSchedule, FaultScheduleError, play
 
 from ._keys import Signer
 from ._mesh import MeshParams
@@ -71,10 +72,19 @@ class Report:
     """Why this node failed its own checks (it stops right after publishing this)."""
 
 
+@dataclasses.dataclass
+class NodeAddr:
+    """A node's number in a fault schedule (gateways, then miners) and its data address."""
+
+    index: int
+    ip: str
+
+
 GENESIS = sdk.Topic("genesis", float)
 POETS = sdk.Topic("poets", PoetAddr)
 GATEWAYS = sdk.Topic("gateways", GatewayAddr)
 REPORTS = sdk.Topic("reports", Report)
+NODES = sdk.Topic("nodes", NodeAddr)
 
 
 def poet_key_seed(seq: int) -> str:
@@ -147,15 +157,21 @@ async def start(env: sdk.RunEnv) -> None:
         await GATEWAYS.publish(env.sync, gw)
     poets = await POETS.collect(env.sync, int(p["poets"]))
     gateways = await GATEWAYS.collect(env.sync, int(p["gateways"]))
+    schedule = _fault_schedule(env, nodes)
+    node_ips: dict[int, str] = {}
+    if schedule is not None:
+        if role != "poet":
+            await NODES.publish(env.sync, NodeAddr(env.global_seq - int(p["poets"]), ip))
+        node_ips = {a.index: a.ip for a in await NODES.collect(env.sync, nodes)}
 
-    cut = role == "miner" and bool(p["poet_unreachable"])
+    cut = role == "miner" and bool(p.get("poet_unreachable"))
+    rules = [{"peers": [x.ip for x in poets], "drop": True}] if cut else []
+    shape = sdk.LinkShape(
+        latency_ms=float(p["latency"]) * 1000,
+        jitter_ms=float(p["jitter"]) * 1000,
+        loss_pct=float(p["loss"]),
+    )
     if env.network.configurable:
-        rules = [{"peers": [x.ip for x in poets], "drop": True}] if cut else []
-        shape = sdk.LinkShape(
-            latency_ms=float(p["latency"]) * 1000,
-            jitter_ms=float(p["jitter"]) * 1000,
-            loss_pct=float(p["loss"]),
-        )
         await env.network.configure(shape, rules=rules, callback_state="shaped", callback_target=n)
         await env.sync.barrier("shaped", n)
     poet_addresses = [x.address for x in poets]
@@ -203,6 +219,10 @@ async def start(env: sdk.RunEnv) -> None:
                 )
             )
             await env.expose_metrics(METRICS_PORT)  # scraped into the run's outputs
+            if schedule is not None:
+                me = env.global_seq - int(p["poets"])
+                tg.start_soon(lambda: play(env, schedule, me, node_ips, t0=genesis,
+                                           default=shape, rules=rules))  # fmt: skip
             deadline = genesis + (target + params.hdist + 1) * layer_duration
             deadline += float(p["check_slack"])
             mine = await _watch_own_node(env, ip, role, target, genesis, epoch_duration, deadline)
@@ -217,6 +237,21 @@ async def start(env: sdk.RunEnv) -> None:
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+
+
+def _fault_schedule(env: sdk.RunEnv, nodes: int) -> FaultSchedule | None:
+    """The case's fault schedule (None without one); a TestFailure if it cannot be played."""
+    text = str(env.params.get("schedule") or "")
+    if not text:
+        return None
+    if not env.network.configurable:
+        raise sdk.TestFailure("a fault schedule needs a runner that shapes links (local:netns)")
+    try:
+        schedule = FaultSchedule.from_json(text)
+        schedule.check(nodes)
+    except FaultScheduleError as exc:
+        raise sdk.TestFailure(str(exc)) from None
+    return schedule
 
 
 async def _watch_own_node(

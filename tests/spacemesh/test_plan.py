@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import scenarios.spacemesh as spacemesh
+from scenarios.spacemesh.faults import Setup, search
 from scenarios.spacemesh.plan import Report, compare_reports
 
 from ..conftest import only_run_dir
@@ -73,9 +75,10 @@ def test_public_api_exports_exist() -> None:
     assert sorted(spacemesh.__all__) == sorted(set(spacemesh.__all__))
 
 
-def _run(*args: str, outputs: Path, runner: str = "local:exec") -> subprocess.CompletedProcess[str]:
+def _run(*args: str, outputs: Path, runner: str = "local:exec",
+         target: str = "spacemesh:start") -> subprocess.CompletedProcess[str]:  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", "spacemesh:start", "--runner", runner,
+        [sys.executable, "-m", "harness", "run", target, "--runner", runner,
          "-q", "--outputs", str(outputs), *args],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )  # fmt: skip
@@ -140,3 +143,36 @@ def test_plan_passes_in_network_namespaces_with_latency(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     (network,) = tmp_path.glob("*/network.jsonl")
     assert '"latency_ms":50.0' in network.read_text()  # the default shape was asked for
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_a_schedule_found_in_simulation_fails_the_same_way_in_namespaces(tmp_path: Path) -> None:
+    """Search in simulation, shrink, replay the printed command in network namespaces: the
+    real network breaks the way the simulated one did (a node's layer hashes diverge)."""
+    setup = Setup(miners=2, layers=4, layer_duration=1.0)
+    found = search(setup, examples=20, heal=False, seed=1)
+    assert found is not None and any("has hash" in p for p in found.problems)
+    command = shlex.split(setup.replay_command(found.schedule))
+    assert command[:3] == ["harness", "run", "spacemesh:faults"]
+    out = _run(*command[3:], "-p", "genesis_offset=3s", outputs=tmp_path, runner="local:netns",
+               target="spacemesh:faults")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "has hash" in out.stdout, out.stdout
+    (network,) = tmp_path.glob("*/network.jsonl")
+    assert '"drop":true' in network.read_text()  # the nodes asked for their cuts
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_the_faults_case_passes_with_a_cut_that_heals(tmp_path: Path) -> None:
+    schedule = '{"cuts": [{"start_s": 3, "end_s": 5, "a": [0], "b": [1, 2]}]}'
+    out = _run("-i", "4", "-p", "layers=4", "-p", "layer_duration=1s", "-p", "genesis_offset=3s",
+               "-p", f"schedule={schedule}", outputs=tmp_path, runner="local:netns",
+               target="spacemesh:faults")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    changes = [json.loads(line) for line in (only_run_dir(tmp_path) / "network.jsonl").open()]
+    cuts = [c for c in changes if '"drop": true' in json.dumps(c.get("asked"))]
+    assert sorted(c["asked_by"] for c in cuts) == ["single/1", "single/2", "single/3"]

@@ -1,0 +1,219 @@
+"""Fault schedules: timed cuts between groups of instances, as plain data.
+
+One schedule drives both worlds: a simulation applies it to its in-memory network, and in a
+real run every instance plays its own part of it through ``env.network`` (`play`), so a
+failure that a property-based search found (and shrank) in simulation can be replayed in
+network namespaces to confirm it::
+
+    schedule = FaultSchedule.from_json('{"cuts": [{"start_s": 6, "end_s": 10, "a": [0, 1], "b": [2, 3]}]}')
+    schedule.dropped(me=0, t=7.0)  # -> [2, 3]: instance 0 sends nothing to 2 and 3 then
+
+Instances are numbered 0..n-1 by the plan (e.g. its nodes in sequence order); times are
+seconds from a moment the plan fixes (e.g. genesis). `schedules()` is the hypothesis
+strategy that generates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+    from harness.sdk import LinkShape, RunEnv
+
+
+class FaultScheduleError(ValueError):
+    """A schedule that cannot be played (one line, naming the problem)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cut:
+    """From `start_s` until `end_s` (None: to the end) no packet goes from a member of `a`
+    to a member of `b`, nor back unless `one_way`."""
+
+    start_s: float
+    end_s: float | None
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+    one_way: bool = False
+
+    def active(self, t: float) -> bool:
+        """True while the cut holds at time `t`."""
+        return self.start_s <= t and (self.end_s is None or t < self.end_s)
+
+    def directions(self) -> set[tuple[int, int]]:
+        """The (src, dst) directions it cuts."""
+        out = {(x, y) for x in self.a for y in self.b}
+        if not self.one_way:
+            out |= {(y, x) for x, y in out}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Its JSON form (`one_way` only when set)."""
+        d: dict[str, Any] = {"start_s": self.start_s, "end_s": self.end_s, "a": list(self.a),
+                             "b": list(self.b)}  # fmt: skip
+        if self.one_way:
+            d["one_way"] = True
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultSchedule:
+    """A set of cuts; they may overlap."""
+
+    cuts: tuple[Cut, ...] = ()
+
+    @classmethod
+    def from_json(cls, text: str) -> FaultSchedule:
+        """Parse `{"cuts": [{"start_s", "end_s", "a", "b", "one_way"?}, ...]}` (a missing or
+        null `end_s`: the cut lasts to the end)."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FaultScheduleError(f"fault schedule is not JSON: {exc}") from None
+        if not isinstance(raw, dict) or set(raw) - {"cuts"}:
+            raise FaultScheduleError('fault schedule must be an object {"cuts": [...]}')
+        cuts = []
+        for i, c in enumerate(raw.get("cuts", [])):
+            where = f"fault schedule cut {i}"
+            if not isinstance(c, dict):
+                raise FaultScheduleError(f"{where}: must be an object")
+            unknown = set(c) - {"start_s", "end_s", "a", "b", "one_way"}
+            if unknown:
+                raise FaultScheduleError(f"{where}: unknown keys {sorted(unknown)}")
+            try:
+                start, end = c["start_s"], c.get("end_s")
+                a, b = c["a"], c["b"]
+            except KeyError as exc:
+                raise FaultScheduleError(f"{where}: {exc.args[0]} is missing") from None
+            if not _number(start) or not (end is None or _number(end)):
+                raise FaultScheduleError(
+                    f"{where}: start_s and end_s must be numbers (end_s may be null)"
+                )
+            if not (_indices(a) and _indices(b)):
+                raise FaultScheduleError(f"{where}: a and b must be lists of instance numbers")
+            cuts.append(Cut(float(start), None if end is None else float(end), tuple(a),
+                            tuple(b), bool(c.get("one_way", False))))  # fmt: skip
+        return cls(tuple(cuts))
+
+    def to_json(self) -> str:
+        """The form `from_json` reads, on one line."""
+        return json.dumps({"cuts": [c.to_dict() for c in self.cuts]}, separators=(",", ":"))
+
+    def check(self, count: int) -> None:
+        """Raise FaultScheduleError unless every cut fits `count` instances (0..count-1)."""
+        for i, c in enumerate(self.cuts):
+            where = f"fault schedule cut {i}"
+            if not c.a or not c.b:
+                raise FaultScheduleError(f"{where}: a and b must not be empty")
+            if set(c.a) & set(c.b):
+                raise FaultScheduleError(f"{where}: {sorted(set(c.a) & set(c.b))} on both sides")
+            outside = [x for x in (*c.a, *c.b) if not 0 <= x < count]
+            if outside:
+                raise FaultScheduleError(f"{where}: no instance {outside[0]} (there are {count})")
+            if c.start_s < 0 or (c.end_s is not None and c.end_s <= c.start_s):
+                raise FaultScheduleError(f"{where}: needs 0 <= start_s < end_s")
+
+    def changes(self) -> list[float]:
+        """The times at which the set of cut directions changes, in order."""
+        times = {c.start_s for c in self.cuts} | {c.end_s for c in self.cuts if c.end_s is not None}
+        return sorted(times)
+
+    def cut_at(self, t: float) -> set[tuple[int, int]]:
+        """Every (src, dst) direction cut at time `t`."""
+        out: set[tuple[int, int]] = set()
+        for c in self.cuts:
+            if c.active(t):
+                out |= c.directions()
+        return out
+
+    def dropped(self, me: int, t: float) -> list[int]:
+        """The instances `me` cannot send to at time `t`."""
+        return sorted(dst for src, dst in self.cut_at(t) if src == me)
+
+    def healed_by(self) -> float | None:
+        """When the last cut ends (0 with no cuts); None if one never ends."""
+        if any(c.end_s is None for c in self.cuts):
+            return None
+        return max((c.end_s for c in self.cuts if c.end_s is not None), default=0.0)
+
+
+async def play(
+    env: RunEnv,
+    schedule: FaultSchedule,
+    me: int,
+    addresses: Mapping[int, str],
+    *,
+    t0: float,
+    default: LinkShape | None = None,
+    rules: Sequence[Mapping[str, Any]] = (),
+    now: Callable[[], float] = time.time,
+) -> None:
+    """Play instance `me`'s part of `schedule` through `env.network`: at each change, from
+    `t0` (a `now()` time) on, drop what `me` sends to the instances cut off from it
+    (`addresses` maps instance numbers to data addresses), keeping `default` and `rules`
+    otherwise. Returns after the last change; cancel it to stop early."""
+    peers: list[int] = []
+    for t in schedule.changes():
+        if schedule.dropped(me, t) == peers:
+            continue  # a change between others
+        delay = t0 + t - now()
+        if delay > 0:
+            await anyio.sleep(delay)
+        peers = schedule.dropped(me, t)
+        cut = [{"peers": [addresses[p] for p in peers], "drop": True}] if peers else []
+        await env.network.configure(default, rules=[*rules, *cut])
+
+
+def schedules(
+    count: int,
+    *,
+    start: tuple[float, float],
+    length: tuple[float, float],
+    max_cuts: int = 3,
+    heal: bool = True,
+    one_way: bool = True,
+) -> SearchStrategy[FaultSchedule]:
+    """A hypothesis strategy of schedules over `count` instances: up to `max_cuts` cuts,
+    each starting within `start` (seconds) and lasting within `length`, or for ever when not
+    `heal`. Failures shrink toward fewer, earlier, shorter cuts between fewer instances."""
+    from hypothesis import strategies as st
+
+    if count < 2:
+        raise ValueError("a cut needs at least 2 instances")
+
+    @st.composite
+    def cut(draw: Callable[..., Any]) -> Cut:
+        members = draw(st.permutations(range(count)))
+        split = draw(st.integers(1, count - 1))
+        a = tuple(sorted(members[:split]))
+        rest = members[split:]
+        b = tuple(sorted(rest[: draw(st.integers(1, len(rest)))]))
+        begin = draw(st.floats(*start, allow_nan=False))
+        lasts = draw(st.floats(*length, allow_nan=False))
+        ends = begin + lasts if heal or draw(st.booleans()) else None
+        return Cut(round(begin, 3), None if ends is None else round(ends, 3), a, b,
+                   draw(st.booleans()) if one_way else False)  # fmt: skip
+
+    return st.lists(cut(), min_size=1, max_size=max_cuts).map(
+        lambda cuts: FaultSchedule(tuple(cuts))
+    )
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _indices(x: object) -> bool:
+    return isinstance(x, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in x)
+
+
+__all__ = ["Cut", "FaultSchedule", "FaultScheduleError", "play", "schedules"]

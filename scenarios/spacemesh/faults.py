@@ -1,0 +1,254 @@
+"""``python -m scenarios.spacemesh.faults``: search fault schedules in simulation, then replay.
+
+hypothesis draws schedules of cuts between the network's nodes (`harness.faults`), each one
+is played on the in-memory network of a whole simulated cluster in virtual time, and the
+nodes' end state is judged by the very check the ``spacemesh:faults`` test case makes through
+the nodes' gRPC APIs (`plan.compare_reports`). The first failing schedule is shrunk to a
+minimal one and printed with the command that replays it in network namespaces::
+
+    python -m scenarios.spacemesh.faults --miners 3 --examples 30 --no-heal
+    harness run spacemesh:faults -i 5 -p schedule='{"cuts": [...]}' ...
+
+Nodes are numbered as the plan numbers them: gateways first, then miners (the PoET is not
+cut). Times are seconds from genesis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+import time
+from typing import Any
+
+import anyio
+import trio.testing
+
+from harness.faults import FaultSchedule, schedules
+
+from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
+from ._cluster import MemoryCluster, memory_cluster
+from ._memnet import MemoryLink
+from ._mesh import MeshParams
+from .plan import Report, compare_reports
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """The network a schedule is played on (the ``spacemesh:faults`` params it replays as)."""
+
+    miners: int = 3
+    gateways: int = 1
+    layers: int = 8
+    layer_duration: float = 2.0
+    layers_per_epoch: int = 3
+    latency: float = 0.05
+    eligibility: float = 0.8
+    pow_bits: int = 6
+    target_peers: int = 6
+    check_slack: float = 20.0
+    seed: int = 0
+
+    @property
+    def nodes(self) -> int:
+        """Gateways and miners: the instances a schedule numbers."""
+        return self.gateways + self.miners
+
+    def params(self) -> MeshParams:
+        """The mesh parameters the plan derives from the same params."""
+        return MeshParams(
+            layers_per_epoch=self.layers_per_epoch,
+            pow_bits=self.pow_bits,
+            eligibility=self.eligibility,
+        )
+
+    def replay_command(self, schedule: FaultSchedule) -> str:
+        """The `harness run` that plays `schedule` in namespaces on the same network."""
+        words = ["harness", "run", "spacemesh:faults", "-i", str(self.nodes + 1)]
+        for name, value in (
+            ("gateways", self.gateways),
+            ("layers", self.layers),
+            ("layer_duration", f"{self.layer_duration:g}s"),
+            ("layers_per_epoch", self.layers_per_epoch),
+            ("latency", f"{self.latency * 1000:g}ms"),
+            ("eligibility", self.eligibility),
+            ("pow_bits", self.pow_bits),
+            ("target_peers", self.target_peers),
+            ("schedule", schedule.to_json()),
+        ):
+            words += ["-p", f"{name}={value}"]
+        return shlex.join(words)
+
+
+def simulate(setup: Setup, schedule: FaultSchedule) -> list[str]:
+    """Play `schedule` on a simulated cluster; the problems the plan's check finds (none:
+    the network survived it)."""
+    schedule.check(setup.nodes)
+    params = setup.params()
+    out: list[Report] = []
+
+    async def run() -> None:
+        async with memory_cluster(
+            miners=setup.miners,
+            gateways=setup.gateways,
+            seed=setup.seed,
+            layer_duration=setup.layer_duration,
+            params=params,
+            link=MemoryLink(setup.latency),
+            target_peers=setup.target_peers,
+        ) as c:
+            genesis = c.gateways[0].config.genesis
+            epoch = params.layers_per_epoch * setup.layer_duration
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_play, c, schedule, genesis)
+                # the plan fails a miner without an ATX one epoch after genesis
+                await c.clock.sleep_until(genesis + epoch)
+                no_atx = {n.smesher_id for n in c.miners if n.atxs_published == 0}
+                # every node must verify `layers` by this time (plan: `deadline`)
+                end = genesis + (setup.layers + params.hdist + 1) * setup.layer_duration
+                await c.clock.sleep_until(end + setup.check_slack)
+                out.extend(_report(i, n, setup.layers, no_atx) for i, n in enumerate(c.nodes))
+                tg.cancel_scope.cancel()
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    anyio.run(run, backend="trio", backend_options={"clock": clock})
+    return compare_reports(out, setup.layers)
+
+
+async def _play(c: MemoryCluster, schedule: FaultSchedule, genesis: float) -> None:
+    hosts = [n.config.listen for n in c.nodes]
+    cut: set[tuple[int, int]] = set()
+    for t in schedule.changes():
+        await c.clock.sleep_until(genesis + t)
+        now = schedule.cut_at(t)
+        for src, dst in cut - now:
+            c.net.reset_link(hosts[src], hosts[dst])
+        for src, dst in now - cut:
+            c.net.set_link(hosts[src], hosts[dst], MemoryLink(down=True), both=False)
+        cut = now
+
+
+def _report(index: int, node: Any, target: int, no_atx: set[str]) -> Report:
+    """What the plan's `_watch_own_node` would publish for this node."""
+    status = node.status()
+    role = "miner" if node.config.smeshing else "gateway"
+    error = ""
+    if node.smesher_id in no_atx:
+        error = f"miner published no ATX in epoch 0: {node.last_error or 'no PoET proof arrived'}"
+    elif status["verified_layer"] < target:
+        error = f"node verified layer {status['verified_layer']}, not {target}, by the deadline"
+    return Report(
+        seq=index,
+        instance=f"node/{index}",
+        role=role,
+        smesher=node.smesher_id,
+        is_smeshing=node.config.smeshing,
+        verified_layer=status["verified_layer"],
+        hashes=[s.hash.hex() for s in node.layers()[: target + 1]],
+        atx_smeshers=sorted({a["smesher"] for a in node.mesh.atxs.values()}),
+        smeshing_error=node.last_error,
+        error=error,
+    )
+
+
+@dataclasses.dataclass
+class Found:
+    """A failing schedule, shrunk, with what the check said about it."""
+
+    schedule: FaultSchedule
+    problems: list[str]
+
+
+def search(
+    setup: Setup,
+    *,
+    examples: int = 30,
+    heal: bool = True,
+    max_cuts: int = 2,
+    seed: int = 0,
+) -> Found | None:
+    """Look for a schedule the network does not survive; the shrunk one, or None."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Flaky
+
+    epoch = setup.layers_per_epoch * setup.layer_duration
+    last = setup.layers * setup.layer_duration
+    strategy = schedules(
+        setup.nodes,
+        start=(epoch, max(epoch, last - 3 * setup.layer_duration)),
+        length=(setup.layer_duration, 3 * setup.layer_duration),
+        max_cuts=max_cuts,
+        heal=heal,
+    )
+    found: dict[str, Found] = {}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
+    @given(strategy)
+    def property_holds(schedule: FaultSchedule) -> None:
+        problems = simulate(setup, schedule)
+        if problems:
+            found["last"] = Found(schedule, problems)  # hypothesis ends on the minimal one
+        assert not problems, problems
+
+    try:
+        hypothesis.seed(seed)(property_holds)()
+    except (AssertionError, Flaky):
+        return found.get("last")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Search, print the minimal failing schedule and its replay command; exit 1 if found."""
+    p = ArgumentParser(prog="spacemesh-faults", description=__doc__)
+    d = Setup()
+    p.add_argument("--miners", type=int, default=d.miners)
+    p.add_argument("--gateways", type=int, default=d.gateways)
+    p.add_argument("--layers", type=int, default=d.layers)
+    p.add_argument("--examples", type=int, default=30, help="schedules to try")
+    p.add_argument("--max-cuts", type=int, default=2)
+    p.add_argument("--no-heal", action="store_true", help="cuts may last to the end")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", help="simulate this one schedule (JSON) instead of searching")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="error")
+    args = p.parse_args(argv)
+    configure_logging(args.log_level)
+    if args.miners < 1 or args.gateways < 1 or args.layers < 1 or args.examples < 1:
+        p.error("--miners, --gateways, --layers and --examples must be >= 1")
+    setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
+    wall = time.perf_counter()
+    if args.schedule is not None:
+        from harness.faults import FaultScheduleError
+
+        try:
+            schedule = FaultSchedule.from_json(args.schedule)
+            problems = simulate(setup, schedule)
+        except FaultScheduleError as exc:
+            p.error(str(exc))
+        print("survived" if not problems else "failed: " + "; ".join(problems))
+        return 1 if problems else 0
+    found = search(
+        setup, examples=args.examples, heal=not args.no_heal, max_cuts=args.max_cuts,
+        seed=args.seed,
+    )  # fmt: skip
+    wall = time.perf_counter() - wall
+    if found is None:
+        print(f"no failing schedule in {args.examples} tries ({wall:.0f}s)")
+        return 0
+    print(f"failing schedule after {wall:.0f}s, shrunk: {found.schedule.to_json()}")
+    print("the check said: " + "; ".join(found.problems[:3]))
+    print("replay it in network namespaces:")
+    print("  " + setup.replay_command(found.schedule))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
