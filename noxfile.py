@@ -103,8 +103,17 @@ def scenario(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """Every example scenario end to end, each on its defaults."""
     _install(session, "userspace")
-    for target in ("pingpong", "spacemesh:start"):
+    for target in ("pingpong", "spacemesh:start", "spacemesh:faults"):
         session.run("python", "-m", "harness", "run", target, "-q")
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Property-based fault injection: search fault schedules on the simulated Spacemesh
+    network; fails, printing the shrunk schedule and its replay command, if one breaks it."""
+    _install(session)
+    args = session.posargs or ["--examples", "50"]
+    session.run("python", "-m", "scenarios.spacemesh.faults", *args)
 
 
 @nox.session
