@@ -23,21 +23,19 @@ _ENV = "HARNESS_LISTEN_FDS"  # "name=fd,name=fd": sockets handed over by the par
 _BACKLOG = 4096
 
 
-def parse(text: str, option: str) -> tuple[str, int] | None:
-    """HOST:PORT (HOST defaults to 127.0.0.1), or None for "off"; a UsageError naming
-    `option` otherwise."""
+def bind(text: str, option: str) -> socket.socket | None:
+    """A listening TCP socket at `text`, HOST:PORT (HOST defaults to 127.0.0.1; port 0: any
+    free one), or None for "off"; a one-line UsageError naming `option` if it cannot be."""
     if text == "off":
         return None
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def bind(host: str, port: int, option: str) -> socket.socket:
-    """A listening TCP socket at host:port; a one-line UsageError naming `option` if not."""
+    host = host.strip("[]") or "127.0.0.1"
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:

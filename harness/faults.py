@@ -163,12 +163,12 @@ async def play(
     otherwise. Returns after the last change; cancel it to stop early."""
     peers: list[int] = []
     for t in schedule.changes():
-        if schedule.dropped(me, t) == peers:
+        if (cut_off := schedule.dropped(me, t)) == peers:
             continue  # a change between others
+        peers = cut_off
         delay = t0 + t - now()
         if delay > 0:
             await anyio.sleep(delay)
-        peers = schedule.dropped(me, t)
         cut = [{"peers": [addresses[p] for p in peers], "drop": True}] if peers else []
         await env.network.configure(default, rules=[*rules, *cut])
 

@@ -55,17 +55,15 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         plan_roots=args.plans,
     )
-    wanted = {
-        "metrics": (listen.parse(args.metrics_listen, "--metrics-listen"), "--metrics-listen"),
-        "sync_tcp": (listen.parse(args.sync_tcp, "--sync-tcp") if args.sync_tcp else None,
-                     "--sync-tcp"),
-    }  # fmt: skip
     # Bound now, so a taken port is a one-line error before anything is built. A re-executed
     # rootless run was handed the sockets its parent bound in the user's network namespace
     # (an inherited socket stays in the namespace it was made in).
     sockets = listen.inherited() or {
-        name: listen.bind(*where, option) for name, (where, option) in wanted.items() if where
-    }
+        name: sock
+        for name, text, option in (("metrics", args.metrics_listen, "--metrics-listen"),
+                                   ("sync_tcp", args.sync_tcp or "off", "--sync-tcp"))
+        if (sock := listen.bind(text, option)) is not None
+    }  # fmt: skip
     if spec.runner == "local:netns" and netem.needs_userns():
         problem = netem.rootless_problem()
         if problem is None:
