@@ -63,6 +63,13 @@ class Testbed:
             _ip("-n", host, "addr", "add", f"{ip}/24", "dev", "eth0")
             _ip("-n", host, "link", "set", "eth0", "up")
             _ip("-n", host, "link", "set", "lo", "up")
+        # Permanent neighbours, as netem.Network gives its hosts: no ARP, and no entry in the
+        # kernel's neighbour table that every namespace shares (other runs may have filled it).
+        for host, ip in zip(self.hosts, self.ips, strict=True):
+            for peer in self.ips:
+                if peer != ip:
+                    _ip("-n", host, "neigh", "replace", str(peer), "lladdr", host_mac(peer),
+                        "dev", "eth0", "nud", "permanent")  # fmt: skip
 
     def exec(self, netns: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a command in one of the namespaces and wait for it."""

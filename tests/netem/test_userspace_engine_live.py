@@ -359,3 +359,13 @@ def test_a_killed_engine_is_reported_and_stop_still_cleans_up(
         engine.update({(a, b): LinkShape(latency_ms=30)})
     engine.stop()
     assert iptables_save(tb) == before
+
+
+def test_testbed_hosts_know_each_other_without_arp(tb: Testbed) -> None:
+    """Permanent entries, as netem.Network's hosts get: the live tests do not depend on the
+    kernel's neighbour table, which every namespace shares (a big run beside may fill it)."""
+    from netem._names import host_mac
+
+    for host, peer in ((0, 1), (1, 0)):
+        out = tb.exec(tb.hosts[host], ["ip", "neigh", "show", str(tb.ips[peer])]).stdout
+        assert f"lladdr {host_mac(tb.ips[peer])} PERMANENT" in out, out
