@@ -81,6 +81,8 @@ class FaultSchedule:
             raise FaultScheduleError(f"fault schedule is not JSON: {exc}") from None
         if not isinstance(raw, dict) or set(raw) - {"cuts"}:
             raise FaultScheduleError('fault schedule must be an object {"cuts": [...]}')
+        if not isinstance(raw.get("cuts", []), list):
+            raise FaultScheduleError("fault schedule: cuts must be a list")
         cuts = []
         for i, c in enumerate(raw.get("cuts", [])):
             where = f"fault schedule cut {i}"
@@ -100,6 +102,8 @@ class FaultSchedule:
                 )
             if not (_indices(a) and _indices(b)):
                 raise FaultScheduleError(f"{where}: a and b must be lists of instance numbers")
+            if not isinstance(c.get("one_way", False), bool):
+                raise FaultScheduleError(f"{where}: one_way must be true or false")
             cuts.append(Cut(float(start), None if end is None else float(end), tuple(a),
                             tuple(b), bool(c.get("one_way", False))))  # fmt: skip
         return cls(tuple(cuts))
@@ -122,10 +126,10 @@ class FaultSchedule:
             if c.start_s < 0 or (c.end_s is not None and c.end_s <= c.start_s):
                 raise FaultScheduleError(f"{where}: needs 0 <= start_s < end_s")
 
-    def changes(self) -> list[float]:
-        """The times at which the set of cut directions changes, in order."""
+    def steps(self) -> list[tuple[float, set[tuple[int, int]]]]:
+        """(time, every direction cut from then on) at each start or end of a cut, in order."""
         times = {c.start_s for c in self.cuts} | {c.end_s for c in self.cuts if c.end_s is not None}
-        return sorted(times)
+        return [(t, self.cut_at(t)) for t in sorted(times)]
 
     def cut_at(self, t: float) -> set[tuple[int, int]]:
         """Every (src, dst) direction cut at time `t`."""
@@ -161,16 +165,20 @@ async def play(
     `t0` (a `now()` time) on, drop what `me` sends to the instances cut off from it
     (`addresses` maps instance numbers to data addresses), keeping `default` and `rules`
     otherwise. Returns after the last change; cancel it to stop early."""
-    peers: list[int] = []
-    for t in schedule.changes():
-        if (cut_off := schedule.dropped(me, t)) == peers:
+    applied: list[int] = []
+    steps = [(t, sorted(d for s, d in cut if s == me)) for t, cut in schedule.steps()]
+    # Started late, it goes straight to the state of now, not through every change missed.
+    while len(steps) > 1 and steps[1][0] <= now() - t0:
+        steps.pop(0)
+    for t, peers in steps:
+        if peers == applied:
             continue  # a change between others
-        peers = cut_off
         delay = t0 + t - now()
         if delay > 0:
             await anyio.sleep(delay)
         cut = [{"peers": [addresses[p] for p in peers], "drop": True}] if peers else []
         await env.network.configure(default, rules=[*rules, *cut])
+        applied = peers
 
 
 def schedules(
@@ -180,15 +188,23 @@ def schedules(
     length: tuple[float, float],
     max_cuts: int = 3,
     heal: bool = True,
+    heal_by: float | None = None,
     one_way: bool = True,
 ) -> SearchStrategy[FaultSchedule]:
     """A hypothesis strategy of schedules over `count` instances: up to `max_cuts` cuts,
-    each starting within `start` (seconds) and lasting within `length`, or for ever when not
-    `heal`. Failures shrink toward fewer, earlier, shorter cuts between fewer instances."""
+    each starting within `start` (seconds) and lasting within `length` but ending by
+    `heal_by` when given, or (some of them) for ever when not `heal`. Failures shrink
+    toward fewer, earlier, shorter cuts between fewer instances."""
     from hypothesis import strategies as st
 
     if count < 2:
         raise ValueError("a cut needs at least 2 instances")
+    if not 0 <= start[0] <= start[1] or not 0.001 <= length[0] <= length[1] or max_cuts < 1:
+        raise ValueError(
+            "schedules() needs 0 <= start, 0.001 <= length (low <= high), max_cuts >= 1"
+        )
+    if heal_by is not None and start[1] + length[0] > heal_by:
+        raise ValueError("schedules(): a cut starting last and lasting least ends after heal_by")
 
     @st.composite
     def cut(draw: Callable[..., Any]) -> Cut:
@@ -198,7 +214,8 @@ def schedules(
         rest = members[split:]
         b = tuple(sorted(rest[: draw(st.integers(1, len(rest)))]))
         begin = draw(st.floats(*start, allow_nan=False))
-        lasts = draw(st.floats(*length, allow_nan=False))
+        longest = length[1] if heal_by is None else min(length[1], heal_by - begin)
+        lasts = draw(st.floats(length[0], longest, allow_nan=False))
         ends = begin + lasts if heal or draw(st.booleans()) else None
         return Cut(round(begin, 3), None if ends is None else round(ends, 3), a, b,
                    draw(st.booleans()) if one_way else False)  # fmt: skip

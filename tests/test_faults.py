@@ -23,7 +23,8 @@ TWO_CUTS = FaultSchedule(
 
 def test_json_round_trip_and_semantics() -> None:
     assert FaultSchedule.from_json(TWO_CUTS.to_json()) == TWO_CUTS
-    assert TWO_CUTS.changes() == [2.0, 4.0, 6.0]
+    assert [t for t, _ in TWO_CUTS.steps()] == [2.0, 4.0, 6.0]
+    assert TWO_CUTS.steps()[-1][1] == {(3, 1)}  # after the heal only the one-way cut is left
     assert TWO_CUTS.cut_at(1.9) == set()
     assert TWO_CUTS.dropped(0, 2.0) == [2, 3] and TWO_CUTS.dropped(2, 2.0) == [0, 1]
     assert TWO_CUTS.dropped(3, 5.0) == [0, 1]  # both cuts: 3 -> 1 twice over
@@ -44,6 +45,8 @@ def test_json_round_trip_and_semantics() -> None:
          "cut 0: unknown keys ['oneway']"),
         ('{"cuts": [{"start_s": "1", "end_s": 2, "a": [0], "b": [1]}]}', "must be numbers"),
         ('{"cuts": [{"start_s": 1, "end_s": 2, "a": [true], "b": [1]}]}', "lists of instance"),
+        ('{"cuts": 5}', "cuts must be a list"),
+        ('{"cuts": [{"start_s": 1, "a": [0], "b": [1], "one_way": "no"}]}', "true or false"),
     ],
 )  # fmt: skip
 def test_bad_json_is_one_line_naming_the_problem(text: str, message: str) -> None:
@@ -75,9 +78,11 @@ def test_generated_schedules_are_playable(data: Any, count: int, heal: bool) -> 
     assert FaultSchedule.from_json(schedule.to_json()) == schedule
     if heal:
         assert schedule.healed_by() is not None
-    for t in schedule.changes():
-        for src, dst in schedule.cut_at(t):
-            assert dst in schedule.dropped(src, t)
+    for c in schedule.cuts:  # every cut holds while it lasts, and only it ends when it ends
+        assert c.directions() <= schedule.cut_at(c.start_s)
+        if c.end_s is not None:
+            others = set().union(*(o.directions() for o in schedule.cuts if o.active(c.end_s)))
+            assert schedule.cut_at(c.end_s) & c.directions() == others & c.directions()
 
 
 class _Env:
@@ -107,3 +112,31 @@ def test_play_configures_at_each_change_of_its_own_part() -> None:
         (102.0, "shape", [*base, {"peers": ["198.18.0.3", "198.18.0.4"], "drop": True}]),
         (106.0, "shape", base),
     ]
+
+
+def test_play_started_late_goes_straight_to_the_state_of_now() -> None:
+    env = _Env()
+    ips = {i: f"198.18.0.{i + 1}" for i in range(4)}
+
+    async def main() -> None:
+        await trio.sleep(107.0)  # t0 + 7: the first cut (2..6) is over, the one-way one holds
+        await play(env, TWO_CUTS, 3, ips, t0=100.0, now=trio.current_time)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert env.calls == [(107.0, None, [{"peers": ["198.18.0.2"], "drop": True}])]
+
+
+def test_strategy_refuses_bounds_it_cannot_meet() -> None:
+    with pytest.raises(ValueError, match="max_cuts >= 1"):
+        schedules(4, start=(1, 2), length=(1, 2), max_cuts=0)
+    with pytest.raises(ValueError, match=r"0\.001 <= length"):
+        schedules(4, start=(1, 2), length=(0, 2))
+    with pytest.raises(ValueError, match="ends after heal_by"):
+        schedules(4, start=(1, 5), length=(1, 2), heal_by=5.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_healed_cuts_end_by_heal_by(data: Any) -> None:
+    schedule = data.draw(schedules(5, start=(2, 6), length=(1, 4), heal_by=7.0))
+    assert all(c.end_s is not None and c.end_s <= 7.0 for c in schedule.cuts)

@@ -197,7 +197,12 @@ class MemoryNetwork:
 
     def _connect(self, src_host: str, address: str) -> Connection:
         listener = self._listeners.get(address)
-        if listener is None or self.link(src_host, address).down:
+        # a handshake needs both directions (TCP's SYN-ACK goes back)
+        if (
+            listener is None
+            or self.link(src_host, address).down
+            or self.link(address, src_host).down
+        ):
             raise ConnectionRefusedError(f"nothing reachable listens on {address}")
         if not self._running:
             raise RuntimeError("MemoryNetwork.run() must be started before dialing")

@@ -19,7 +19,6 @@ import dataclasses
 import shlex
 import sys
 import time
-from typing import Any
 
 import anyio
 import trio.testing
@@ -30,7 +29,8 @@ from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
-from .plan import Report, compare_reports
+from ._node import Node
+from .plan import POLL_S, Report, Watch, compare_reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Setup:
     pow_bits: int = 6
     target_peers: int = 6
     check_slack: float = 20.0
+    chain_length: int = 1000
     seed: int = 0
 
     @property
@@ -74,6 +75,8 @@ class Setup:
             ("eligibility", self.eligibility),
             ("pow_bits", self.pow_bits),
             ("target_peers", self.target_peers),
+            ("check_slack", f"{self.check_slack:g}s"),
+            ("chain_length", self.chain_length),
             ("schedule", schedule.to_json()),
         ):
             words += ["-p", f"{name}={value}"]
@@ -82,69 +85,86 @@ class Setup:
 
 def simulate(setup: Setup, schedule: FaultSchedule) -> list[str]:
     """Play `schedule` on a simulated cluster; the problems the plan's check finds (none:
-    the network survived it)."""
+    the network survived it). Each node is watched as its instance watches it in a real run
+    (`plan.Watch`, every `plan.POLL_S`), so its report is taken at the same moment."""
     schedule.check(setup.nodes)
     params = setup.params()
-    out: list[Report] = []
+    reports: list[Report] = []
 
     async def run() -> None:
-        async with memory_cluster(
-            miners=setup.miners,
-            gateways=setup.gateways,
-            seed=setup.seed,
-            layer_duration=setup.layer_duration,
-            params=params,
-            link=MemoryLink(setup.latency),
-            target_peers=setup.target_peers,
-        ) as c:
-            genesis = c.gateways[0].config.genesis
-            epoch = params.layers_per_epoch * setup.layer_duration
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_play, c, schedule, genesis)
-                # the plan fails a miner without an ATX one epoch after genesis
-                await c.clock.sleep_until(genesis + epoch)
-                no_atx = {n.smesher_id for n in c.miners if n.atxs_published == 0}
-                # every node must verify `layers` by this time (plan: `deadline`)
-                end = genesis + (setup.layers + params.hdist + 1) * setup.layer_duration
-                await c.clock.sleep_until(end + setup.check_slack)
-                out.extend(_report(i, n, setup.layers, no_atx) for i, n in enumerate(c.nodes))
-                tg.cancel_scope.cancel()
+        async with (
+            memory_cluster(
+                miners=setup.miners,
+                gateways=setup.gateways,
+                seed=setup.seed,
+                layer_duration=setup.layer_duration,
+                params=params,
+                link=MemoryLink(setup.latency),
+                poet_chain_length=setup.chain_length,
+                target_peers=setup.target_peers,
+            ) as c,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(_play, c, schedule)
+            reports.extend(await _watch(c, setup, schedule))
+            tg.cancel_scope.cancel()
 
     clock = trio.testing.MockClock(autojump_threshold=0)
     anyio.run(run, backend="trio", backend_options={"clock": clock})
-    return compare_reports(out, setup.layers)
+    return compare_reports(reports, setup.layers)
 
 
-async def _play(c: MemoryCluster, schedule: FaultSchedule, genesis: float) -> None:
+async def _play(c: MemoryCluster, schedule: FaultSchedule) -> None:
+    genesis = c.gateways[0].config.genesis
     hosts = [n.config.listen for n in c.nodes]
     cut: set[tuple[int, int]] = set()
-    for t in schedule.changes():
+    for t, now_cut in schedule.steps():
         await c.clock.sleep_until(genesis + t)
-        now = schedule.cut_at(t)
-        for src, dst in cut - now:
+        for src, dst in cut - now_cut:
             c.net.reset_link(hosts[src], hosts[dst])
-        for src, dst in now - cut:
+        for src, dst in now_cut - cut:
             c.net.set_link(hosts[src], hosts[dst], MemoryLink(down=True), both=False)
-        cut = now
+        cut = now_cut
 
 
-def _report(index: int, node: Any, target: int, no_atx: set[str]) -> Report:
-    """What the plan's `_watch_own_node` would publish for this node."""
-    status = node.status()
-    role = "miner" if node.config.smeshing else "gateway"
-    error = ""
-    if node.smesher_id in no_atx:
-        error = f"miner published no ATX in epoch 0: {node.last_error or 'no PoET proof arrived'}"
-    elif status["verified_layer"] < target:
-        error = f"node verified layer {status['verified_layer']}, not {target}, by the deadline"
+async def _watch(c: MemoryCluster, setup: Setup, schedule: FaultSchedule) -> list[Report]:
+    """Every node's report, each taken when the plan's `Watch` would stop polling it."""
+    watches = [
+        Watch.of(
+            "miner" if n.config.smeshing else "gateway",
+            target=setup.layers,
+            genesis=c.gateways[0].config.genesis,
+            layer_duration=setup.layer_duration,
+            params=setup.params(),
+            check_slack=setup.check_slack,
+            healed_at=schedule.healed_by(),
+        )
+        for n in c.nodes
+    ]
+    done: dict[int, Report] = {}
+    while len(done) < len(c.nodes):
+        now = c.clock.now()
+        for i, (node, watch) in enumerate(zip(c.nodes, watches, strict=True)):
+            if i in done:
+                continue
+            atx = (node.atxs_published, node.last_error) if watch.wants_atx_status(now) else None
+            error = watch.step(now, node.status(), atx)
+            if error is not None:
+                done[i] = _report(i, node, watch, error)
+        await anyio.sleep(POLL_S)
+    return [done[i] for i in sorted(done)]
+
+
+def _report(index: int, node: Node, watch: Watch, error: str) -> Report:
+    """What the plan's `_watch_own_node` publishes, from the node itself."""
     return Report(
         seq=index,
         instance=f"node/{index}",
-        role=role,
+        role=watch.role,
         smesher=node.smesher_id,
         is_smeshing=node.config.smeshing,
-        verified_layer=status["verified_layer"],
-        hashes=[s.hash.hex() for s in node.layers()[: target + 1]],
+        verified_layer=node.status()["verified_layer"],
+        hashes=[s.hash.hex() for s in node.layers()[: watch.target + 1]],
         atx_smeshers=sorted({a["smesher"] for a in node.mesh.atxs.values()}),
         smeshing_error=node.last_error,
         error=error,
@@ -172,14 +192,17 @@ def search(
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Flaky
 
-    epoch = setup.layers_per_epoch * setup.layer_duration
-    last = setup.layers * setup.layer_duration
+    layer = setup.layer_duration
+    epoch = setup.layers_per_epoch * layer
     strategy = schedules(
         setup.nodes,
-        start=(epoch, max(epoch, last - 3 * setup.layer_duration)),
-        length=(setup.layer_duration, 3 * setup.layer_duration),
+        start=(epoch, max(epoch, (setup.layers - 1) * layer)),
+        length=(layer, 3 * layer),
         max_cuts=max_cuts,
         heal=heal,
+        # One way on TCP stalls both ways (the ACKs are lost too), which the in-memory
+        # network does not model: cuts here are both ways.
+        one_way=False,
     )
     found: dict[str, Found] = {}
 
@@ -221,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", choices=LOG_LEVELS, default="error")
     args = p.parse_args(argv)
     configure_logging(args.log_level)
-    if args.miners < 1 or args.gateways < 1 or args.layers < 1 or args.examples < 1:
-        p.error("--miners, --gateways, --layers and --examples must be >= 1")
+    if min(args.miners, args.gateways, args.layers, args.examples, args.max_cuts) < 1:
+        p.error("--miners, --gateways, --layers, --examples and --max-cuts must be >= 1")
     setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
     wall = time.perf_counter()
     if args.schedule is not None:
@@ -235,10 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(str(exc))
         print("survived" if not problems else "failed: " + "; ".join(problems))
         return 1 if problems else 0
-    found = search(
-        setup, examples=args.examples, heal=not args.no_heal, max_cuts=args.max_cuts,
-        seed=args.seed,
-    )  # fmt: skip
+    found = search(setup, examples=args.examples, heal=not args.no_heal,
+                   max_cuts=args.max_cuts, seed=args.seed)  # fmt: skip
     wall = time.perf_counter() - wall
     if found is None:
         print(f"no failing schedule in {args.examples} tries ({wall:.0f}s)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -32,7 +33,8 @@ POET_PORT = 7000
 GOSSIP_PORT = 7513
 GRPC_PORT = 9092
 METRICS_PORT = 9100
-_POLL = 0.5
+POLL_S = 0.5  # how often a node instance asks its node how far it got
+SETTLE_LAYERS = 2  # after a fault schedule's last heal, before the nodes are judged
 
 
 @dataclasses.dataclass
@@ -143,6 +145,8 @@ async def start(env: sdk.RunEnv) -> None:
     )
     epoch_duration = params.layers_per_epoch * layer_duration
     target = int(p["layers"])
+    schedule = _fault_schedule(env, nodes)  # checked before anything starts
+    node_index = env.global_seq - int(p["poets"])  # in a schedule: gateways, then miners
 
     await env.network.wait_initialized()
     if env.global_seq == 0:
@@ -157,11 +161,10 @@ async def start(env: sdk.RunEnv) -> None:
         await GATEWAYS.publish(env.sync, gw)
     poets = await POETS.collect(env.sync, int(p["poets"]))
     gateways = await GATEWAYS.collect(env.sync, int(p["gateways"]))
-    schedule = _fault_schedule(env, nodes)
     node_ips: dict[int, str] = {}
     if schedule is not None:
         if role != "poet":
-            await NODES.publish(env.sync, NodeAddr(env.global_seq - int(p["poets"]), ip))
+            await NODES.publish(env.sync, NodeAddr(node_index, ip))
         node_ips = {a.index: a.ip for a in await NODES.collect(env.sync, nodes)}
 
     cut = role == "miner" and bool(p.get("poet_unreachable"))
@@ -220,12 +223,18 @@ async def start(env: sdk.RunEnv) -> None:
             )
             await env.expose_metrics(METRICS_PORT)  # scraped into the run's outputs
             if schedule is not None:
-                me = env.global_seq - int(p["poets"])
-                tg.start_soon(lambda: play(env, schedule, me, node_ips, t0=genesis,
+                tg.start_soon(lambda: play(env, schedule, node_index, node_ips, t0=genesis,
                                            default=shape, rules=rules))  # fmt: skip
-            deadline = genesis + (target + params.hdist + 1) * layer_duration
-            deadline += float(p["check_slack"])
-            mine = await _watch_own_node(env, ip, role, target, genesis, epoch_duration, deadline)
+            watch = Watch.of(
+                role,
+                target=target,
+                genesis=genesis,
+                layer_duration=layer_duration,
+                params=params,
+                check_slack=float(p["check_slack"]),
+                healed_at=schedule.healed_by() if schedule else None,
+            )
+            mine = await _watch_own_node(env, ip, watch)
             await REPORTS.publish(env.sync, mine)
             if mine.error:
                 raise sdk.TestFailure(mine.error)
@@ -254,61 +263,115 @@ def _fault_schedule(env: sdk.RunEnv, nodes: int) -> FaultSchedule | None:
     return schedule
 
 
-async def _watch_own_node(
-    env: sdk.RunEnv,
-    ip: str,
-    role: str,
-    target: int,
-    genesis: float,
-    epoch_duration: float,
-    deadline: float,
-) -> Report:
-    """Poll this instance's node through its gRPC API until it verified ``target``."""
+@dataclasses.dataclass
+class Watch:
+    """When a node instance stops watching its node, and why: the plan's rule, which the
+    fault search's simulation applies too (`scenarios.spacemesh.faults`)."""
+
+    role: str
+    target: int
+    genesis: float
+    epoch_duration: float
+    deadline: float
+    not_before: float = 0.0  # judged no earlier: after a fault schedule's last heal
+    atx_checked: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        role: str,
+        *,
+        target: int,
+        genesis: float,
+        layer_duration: float,
+        params: MeshParams,
+        check_slack: float,
+        healed_at: float | None = None,
+    ) -> Watch:
+        """The watch of one node: verified `target` by `hdist + 1` layers later (plus
+        `check_slack`); with `healed_at` (seconds from genesis when a fault schedule's last
+        cut ends), judged only `SETTLE_LAYERS` layers after it, once the network had the
+        time to converge again."""
+        deadline = genesis + (target + params.hdist + 1) * layer_duration + check_slack
+        not_before = 0.0
+        if healed_at:
+            not_before = genesis + healed_at + SETTLE_LAYERS * layer_duration
+            deadline = max(deadline, not_before + check_slack)
+        epoch = params.layers_per_epoch * layer_duration
+        return cls(role, target, genesis, epoch, deadline, not_before)
+
+    def wants_atx_status(self, now: float) -> bool:
+        """True once for a miner, one epoch after genesis: one epoch is enough for a PoET
+        round and an ATX, so a miner without one fails early, with the reason."""
+        return (
+            self.role == "miner"
+            and not self.atx_checked
+            and now > self.genesis + self.epoch_duration
+        )
+
+    def step(
+        self,
+        now: float,
+        status: Mapping[str, Any],
+        atx_status: tuple[int, str] | None = None,
+    ) -> str | None:
+        """After one poll (`status` as NodeService.Status; `atx_status` = (atxs published,
+        last error) when `wants_atx_status` asked for it): None to poll again, else the
+        error to report ("" when the node verified the target)."""
+        if status["verified_layer"] >= self.target and now >= self.not_before:
+            return ""
+        if atx_status is not None:
+            self.atx_checked = True
+            if atx_status[0] == 0:
+                return (
+                    f"miner published no ATX in epoch 0: {atx_status[1] or 'no PoET proof arrived'}"
+                )
+        if now > self.deadline:
+            return (
+                f"node verified layer {status['verified_layer']}, not {self.target}, by the "
+                f"deadline (top layer {status['top_layer']}, {status['connected_peers']} peers)"
+            )
+        return None
+
+
+async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch) -> Report:
+    """Poll this instance's node through its gRPC API until `watch` says stop; its report."""
     channel = Channel(ip, GRPC_PORT)
-    error = ""
     try:
         node = rpc.NodeServiceStub(channel)
         mesh = rpc.MeshServiceStub(channel)
         smesher = rpc.SmesherServiceStub(channel)
         atxs = rpc.ActivationServiceStub(channel)
-        first_epoch_checked = False
         while True:
-            status = await node.Status(pb.Empty(), timeout=5)
-            if status.verified_layer >= target:
-                break
+            st = await node.Status(pb.Empty(), timeout=5)
+            status = {"verified_layer": st.verified_layer, "top_layer": st.top_layer,
+                      "connected_peers": st.connected_peers}  # fmt: skip
             now = time.time()
-            if role == "miner" and not first_epoch_checked and now > genesis + epoch_duration:
-                # One epoch is enough for a PoET round and an ATX: fail early, with the reason.
-                first_epoch_checked = True
-                st = await smesher.SmeshingStatus(pb.Empty(), timeout=5)
-                if st.atxs_published == 0:
-                    error = (
-                        f"miner published no ATX in epoch 0: "
-                        f"{st.last_error or 'no PoET proof arrived'}"
-                    )
-                    break
-            if now > deadline:
-                error = (
-                    f"node verified layer {status.verified_layer}, not {target}, by the deadline "
-                    f"(top layer {status.top_layer}, {status.connected_peers} peers)"
-                )
+            atx_status = None
+            if watch.wants_atx_status(now):
+                sm = await smesher.SmeshingStatus(pb.Empty(), timeout=5)
+                atx_status = (sm.atxs_published, sm.last_error)
+            error = watch.step(now, status, atx_status)
+            if error is not None:
                 break
-            await anyio.sleep(_POLL)
-        layers = await mesh.LayersQuery(pb.LayersQueryRequest(start_layer=0, end_layer=target))
+            await anyio.sleep(POLL_S)
+        layers = await mesh.LayersQuery(
+            pb.LayersQueryRequest(start_layer=0, end_layer=watch.target)
+        )
         ident = await smesher.SmesherID(pb.Empty())
         smeshing = await smesher.IsSmeshing(pb.Empty())
-        st = await smesher.SmeshingStatus(pb.Empty())
+        sm = await smesher.SmeshingStatus(pb.Empty())
         known = await atxs.Query(pb.ActivationsQueryRequest(all_epochs=True))
         return Report(
             seq=env.global_seq,
             instance=env.instance_id,
-            role=role,
+            role=watch.role,
             smesher=ident.public_key.hex(),
             is_smeshing=smeshing.is_smeshing,
-            verified_layer=status.verified_layer,
+            verified_layer=status["verified_layer"],
             hashes=[layer.hash.hex() for layer in layers.layers],
             atx_smeshers=sorted({a.smesher_id.hex() for a in known.activations}),
-            smeshing_error=st.last_error,
+            smeshing_error=sm.last_error,
             error=error,
         )
     finally:
