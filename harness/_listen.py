@@ -32,6 +32,7 @@ def bind(text: str, option: str) -> socket.socket | None:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
     host = host.strip("[]") or "127.0.0.1"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(
             host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -39,14 +40,14 @@ def bind(text: str, option: str) -> socket.socket | None:
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise UsageError(f"{option} {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(f"{option} {where}: {exc.strerror or exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise UsageError(f"{option} {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(f"{option} {where}: {exc.strerror or exc}") from None
     return sock
 
 

@@ -174,5 +174,10 @@ def test_the_faults_case_passes_with_a_cut_that_heals(tmp_path: Path) -> None:
                target="spacemesh:faults")  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     changes = [json.loads(line) for line in (only_run_dir(tmp_path) / "network.jsonl").open()]
-    cuts = [c for c in changes if '"drop": true' in json.dumps(c.get("asked"))]
+    asks = [c for c in changes if c.get("op") == "request"]
+    cuts = [c for c in asks if '"drop": true' in json.dumps(c["asked"])]
     assert sorted(c["asked_by"] for c in cuts) == ["single/1", "single/2", "single/3"]
+    heals = [c for c in asks if c["mono"] > cuts[-1]["mono"]]
+    assert sorted(c["asked_by"] for c in heals) == ["single/1", "single/2", "single/3"]
+    cut_for = heals[0]["mono"] - cuts[0]["mono"]
+    assert 1.5 < cut_for < 2.5, cut_for  # the schedule's 2 s, give or take a poll
