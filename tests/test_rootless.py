@@ -8,15 +8,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ROOT, only_run_dir
+from .conftest import ROOT, free_port, only_run_dir
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a root-owned pyenv
 
@@ -76,7 +73,7 @@ def test_rootless_endpoints_are_on_the_users_network(
 ) -> None:
     """The aggregated /metrics and the sync service's TCP port of a rootless run listen in
     the user's network namespace (sockets bound before the re-exec), not in the run's own."""
-    from tests.test_run_observe import CODE, MANIFEST
+    from tests.test_run_observe import CODE, MANIFEST, work_done_during
 
     root = make_plan("metered", MANIFEST, CODE.replace("trio.sleep(3)", "trio.sleep(6)"))
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
@@ -84,7 +81,7 @@ def test_rootless_endpoints_are_on_the_users_network(
     out.mkdir()
     out.chmod(0o777)
     tmp_path.chmod(0o755)
-    metrics_port, sync_port = _free_port(), _free_port()
+    metrics_port, sync_port = free_port(), free_port()
     proc = subprocess.Popen(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/tmp",
          str(world_readable_venv / "bin" / "python"), "-m", "harness", "run", "metered",
@@ -93,24 +90,15 @@ def test_rootless_endpoints_are_on_the_users_network(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp",
     )  # fmt: skip
     try:
-        seen: dict[str, float] = {}
-        answer = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(seen) < 2 and proc.poll() is None:
-            time.sleep(0.5)
-            try:
-                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
-            except httpx.HTTPError:
-                continue
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "work_done_total":
-                        seen[sample.labels["instance"]] = sample.value
-            if not answer:  # the run is up: its sync service answers a bad frame too
-                with socket.create_connection(("127.0.0.1", sync_port), timeout=5) as s:
-                    s.sendall(b"not json\n")
-                    answer = s.makefile("rb").readline()
-        assert b"error" in answer, answer
+        answer: list[bytes] = []
+
+        def probe_sync() -> None:  # the run is up: its sync service answers a bad frame too
+            with socket.create_connection(("127.0.0.1", sync_port), timeout=5) as s:
+                s.sendall(b"not json\n")
+                answer.append(s.makefile("rb").readline())
+
+        seen = work_done_during(proc, metrics_port, once_up=probe_sync)
+        assert answer and b"error" in answer[0], answer
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stdout + stderr
         assert seen == {"single/0": 1.0, "single/1": 2.0}
@@ -122,8 +110,3 @@ def test_rootless_endpoints_are_on_the_users_network(
             proc.kill()
             proc.wait()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

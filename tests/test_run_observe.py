@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import harness_cli, only_run_dir
+from .conftest import ROOT, free_port, harness_cli, only_run_dir
 
 MANIFEST = """
 name = "metered"
@@ -68,61 +73,49 @@ def test_metrics_are_scraped_through_the_relay_on_local_netns(
     _check(tmp_path / "out")
 
 
+def work_done_during(
+    proc: subprocess.Popen[str],
+    port: int,
+    *,
+    timeout: float = 60,
+    once_up: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Each instance's `work_done_total` as the aggregated /metrics on `port` serves it while
+    `proc` (a run of the plan above) goes on, polled until both instances show or the run
+    ends; `once_up` is called after the endpoint's first answer."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(seen) < 2 and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "work_done_total":
+                    seen[sample.labels["instance"]] = sample.value
+                    assert sample.labels["group"] == "single" and sample.labels["run"]
+        if once_up is not None:
+            once_up()
+            once_up = None
+    return seen
+
+
 def test_aggregated_endpoint_serves_every_instance_during_the_run(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from .conftest import ROOT
-
     root = make_plan("metered", MANIFEST, CODE.replace("trio.sleep(3)", "trio.sleep(8)"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "metered", "--plans", str(root), "--runner",
          "local:exec", "--outputs", str(tmp_path / "out"), "-q",
          "--metrics-listen", f"127.0.0.1:{port}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    )  # fmt: skip
     try:
-        seen: dict[str, float] = {}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(seen) < 2:
-            time.sleep(0.5)
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except httpx.HTTPError:
-                continue
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "work_done_total":
-                        seen[sample.labels["instance"]] = sample.value
-                        assert sample.labels["group"] == "single"
-                        assert sample.labels["run"]
-        assert seen == {"single/0": 1.0, "single/1": 2.0}
+        assert work_done_during(proc, port, timeout=30) == {"single/0": 1.0, "single/1": 2.0}
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def test_sdk_metrics_reach_the_outputs_and_the_report(tmp_path: Path) -> None:
-    """pingpong records each ping's RTT with `env.metrics`."""
-    r = harness_cli("run", "pingpong:ping", "-i", "3", "-p", "rounds=4", "--runner",
-                    "local:exec", "--outputs", str(tmp_path / "out"), "-q")  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    run_dir = only_run_dir(tmp_path / "out")
-    for seq in range(3):
-        records = [json.loads(x) for x in (run_dir / f"single/{seq}/metrics.jsonl").open()]
-        assert {(m["name"], m["kind"]) for m in records} == {("ping_rtt_ms", "histogram")}
-        assert len(records) == 2 * 4  # two peers, four rounds each
-        assert all(m["value"] > 0 for m in records)
-        assert {m["labels"]["peer"] for m in records} == {str(p) for p in range(3) if p != seq}
-    assert "ping_rtt_ms" in (run_dir / "report.html").read_text()
