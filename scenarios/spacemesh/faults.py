@@ -1,9 +1,9 @@
 """``python -m scenarios.spacemesh.faults``: search fault schedules in simulation, then replay.
 
 hypothesis draws schedules of cuts between the network's nodes (`harness.faults`), each one
-is played on the in-memory network of a whole simulated cluster in virtual time, and the
-nodes' end state is judged by the very check the ``spacemesh:faults`` test case makes through
-the nodes' gRPC APIs (`plan.compare_reports`). The first failing schedule is shrunk to a
+is played on the in-memory network of a whole simulated cluster in virtual time, and each
+node is judged when and as the ``spacemesh:faults`` test case judges it through its gRPC
+API (`plan.Watch`, `plan.compare_reports`). The first failing schedule is shrunk to a
 minimal one and printed with the command that replays it in network namespaces::
 
     python -m scenarios.spacemesh.faults --miners 3 --examples 30 --no-heal
@@ -23,7 +23,7 @@ import time
 import anyio
 import trio.testing
 
-from harness.faults import FaultSchedule, schedules
+from harness.faults import FaultSchedule, FaultScheduleError, schedules
 
 from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, memory_cluster
@@ -249,8 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
     wall = time.perf_counter()
     if args.schedule is not None:
-        from harness.faults import FaultScheduleError
-
         try:
             schedule = FaultSchedule.from_json(args.schedule)
             problems = simulate(setup, schedule)

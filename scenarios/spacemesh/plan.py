@@ -232,7 +232,7 @@ async def start(env: sdk.RunEnv) -> None:
                 layer_duration=layer_duration,
                 params=params,
                 check_slack=float(p["check_slack"]),
-                healed_at=schedule.healed_by() if schedule else None,
+                healed_at=schedule.healed_by() if schedule is not None else None,
             )
             mine = await _watch_own_node(env, ip, watch)
             await REPORTS.publish(env.sync, mine)
