@@ -119,3 +119,18 @@ def test_aggregated_endpoint_serves_every_instance_during_the_run(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sdk_metrics_reach_the_outputs_and_the_report(tmp_path: Path) -> None:
+    """pingpong records each ping's RTT with `env.metrics`."""
+    r = harness_cli("run", "pingpong:ping", "-i", "3", "-p", "rounds=4", "--runner",
+                    "local:exec", "--outputs", str(tmp_path / "out"), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(tmp_path / "out")
+    for seq in range(3):
+        records = [json.loads(x) for x in (run_dir / f"single/{seq}/metrics.jsonl").open()]
+        assert {(m["name"], m["kind"]) for m in records} == {("ping_rtt_ms", "histogram")}
+        assert len(records) == 2 * 4  # two peers, four rounds each
+        assert all(m["value"] > 0 for m in records)
+        assert {m["labels"]["peer"] for m in records} == {str(p) for p in range(3) if p != seq}
+    assert "ping_rtt_ms" in (run_dir / "report.html").read_text()
