@@ -1,0 +1,305 @@
+"""Per-instance cgroups: freeze and thaw a process tree, cap its CPU, limit its memory.
+
+Works on cgroup v1, v2 or a mix of both (a hybrid machine binds some controllers to v1
+hierarchies and leaves the rest to the unified one). Each controller is served by the
+hierarchy the kernel has it in: a v1 mount that names it, else the unified (v2) hierarchy if
+its `cgroup.controllers` lists it. Freezing needs no controller on v2 (`cgroup.freeze`).
+
+A run's groups live in one directory per hierarchy, `harness-<run id>`, below the cgroup
+this process is in (on v2 as root: below the hierarchy's root, since a v2 cgroup that holds
+processes cannot give controllers to its children). `remove()` kills what is left and
+removes every directory; `leftovers()` finds the directories of runs whose owner died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+CONTROLLERS = ("cpu", "memory", "freezer")
+"""What a fault may need: a CPU quota, a memory limit, freezing."""
+
+_PERIOD_US = 100_000  # the CFS period a quota is a share of
+_PREFIX = "harness-"
+
+
+class CgroupError(RuntimeError):
+    """A cgroup operation failed; the message names the file and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hierarchy:
+    """One mounted hierarchy and the directory where this process's cgroup is in it."""
+
+    version: int  # 1 or 2
+    mount: Path
+    own: Path  # this process's cgroup, as a directory under `mount`
+
+    def base(self) -> Path:
+        """Where a run's directory goes (see the module's docstring)."""
+        if self.version == 2 and os.geteuid() == 0 and os.access(self.mount, os.W_OK):
+            return self.mount
+        return self.own
+
+
+def hierarchies(
+    mountinfo: str | None = None, proc_cgroup: str | None = None
+) -> dict[str, Hierarchy]:
+    """Which hierarchy serves each controller of CONTROLLERS on this machine (the missing
+    ones are absent). The arguments stand in for /proc/self/{mountinfo,cgroup} in tests."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    if proc_cgroup is None:
+        proc_cgroup = Path("/proc/self/cgroup").read_text()
+    own: dict[str, str] = {}  # controller (or "" for v2) -> path
+    for line in proc_cgroup.splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(",") if names else [""]:
+            own[name] = path
+    found: dict[str, Hierarchy] = {}
+    unified: Path | None = None
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        mount, fstype, options = Path(fields[4]), tail[0], tail[2].split(",")
+        if fstype == "cgroup2":
+            unified = mount
+        elif fstype == "cgroup":
+            for controller in CONTROLLERS:
+                if controller in options and controller in own:
+                    found[controller] = Hierarchy(1, mount, _under(mount, own[controller]))
+    if unified is not None and "" in own:
+        v2 = Hierarchy(2, unified, _under(unified, own[""]))
+        try:
+            offered = set((v2.base() / "cgroup.controllers").read_text().split())
+        except OSError:
+            offered = set()
+        for controller in CONTROLLERS:
+            if controller not in found and (controller in offered or controller == "freezer"):
+                found[controller] = v2
+    return found
+
+
+def _under(mount: Path, path: str) -> Path:
+    return mount / path.lstrip("/")
+
+
+class RunCgroups:
+    """The cgroups of one run: `group(name)` makes one per instance in every hierarchy."""
+
+    def __init__(self, run_id: str, found: dict[str, Hierarchy] | None = None) -> None:
+        self.serving = hierarchies() if found is None else found
+        self.name = _PREFIX + run_id
+        self._dirs: list[Path] = []  # the run's directory in each hierarchy, made lazily
+        self.groups: dict[str, InstanceCgroup] = {}
+
+    def missing(self, controller: str) -> str | None:
+        """Why `controller` cannot be used here, or None if it can."""
+        if controller in self.serving:
+            return None
+        return f"no cgroup hierarchy on this machine offers the {controller} controller"
+
+    def group(self, name: str) -> InstanceCgroup:
+        """The cgroup of instance `name` (made on first use, in each hierarchy)."""
+        if name in self.groups:
+            return self.groups[name]
+        safe = name.replace("/", "-")
+        dirs: dict[str, Path] = {}
+        for controller, h in self.serving.items():
+            run_dir = h.base() / self.name
+            if run_dir not in self._dirs:
+                _mkdir(run_dir)
+                if h.version == 2:
+                    _enable(run_dir.parent, [c for c, x in self.serving.items() if x == h])
+                    _enable(run_dir, [c for c, x in self.serving.items() if x == h])
+                self._dirs.append(run_dir)
+            dirs[controller] = _mkdir(run_dir / safe)
+        group = InstanceCgroup(name, dirs, {c: h.version for c, h in self.serving.items()})
+        self.groups[name] = group
+        return group
+
+    def remove(self) -> None:
+        """Kill whatever is left in the run's groups and remove them all."""
+        for group in self.groups.values():
+            group.remove()
+        for run_dir in self._dirs:
+            _rmdir(run_dir)
+        self._dirs.clear()
+        self.groups.clear()
+
+
+@dataclasses.dataclass
+class InstanceCgroup:
+    """One instance's cgroup, one directory per controller's hierarchy."""
+
+    name: str
+    dirs: dict[str, Path]  # controller -> directory
+    versions: dict[str, int]
+
+    def add(self, pid: int) -> None:
+        """Move process `pid` (its later children follow) into every hierarchy's group."""
+        for path in dict.fromkeys(self.dirs.values()):
+            _write(path / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        """The processes in the group."""
+        return sorted(_procs(self.dirs.values()))
+
+    def set_cpu(self, cores: float | None) -> None:
+        """Cap the group at `cores` CPUs' worth of time (0.5: half of one); None lifts it."""
+        path = self._dir("cpu")
+        quota = -1 if cores is None else max(1000, round(cores * _PERIOD_US))
+        if self.versions["cpu"] == 2:
+            _write(path / "cpu.max", f"{'max' if quota < 0 else quota} {_PERIOD_US}")
+        else:
+            _write(path / "cpu.cfs_period_us", str(_PERIOD_US))
+            _write(path / "cpu.cfs_quota_us", str(quota))
+
+    def set_memory(self, limit: int | None) -> None:
+        """Limit the group's memory to `limit` bytes (the kernel's OOM killer acts within
+        the group past it; swap is not allowed as a way out); None lifts it."""
+        path = self._dir("memory")
+        if self.versions["memory"] == 2:
+            _write(path / "memory.max", "max" if limit is None else str(limit))
+            if (path / "memory.swap.max").exists():
+                _write(path / "memory.swap.max", "max" if limit is None else "0")
+            return
+        value = "-1" if limit is None else str(limit)
+        both = path / "memory.memsw.limit_in_bytes"
+        # memsw must stay >= the memory limit: raise the memory limit first when lifting.
+        order = [path / "memory.limit_in_bytes"] + ([both] if both.exists() else [])
+        for file in order if limit is not None else reversed(order):
+            _write(file, value)
+
+    def freeze(self) -> None:
+        """Stop every process of the group (they notice nothing) until `thaw`."""
+        self._freeze(True)
+
+    def thaw(self) -> None:
+        """Let a frozen group run again."""
+        self._freeze(False)
+
+    def frozen(self) -> bool:
+        """True once every process of the group is frozen."""
+        path = self._dir("freezer")
+        if self.versions["freezer"] == 2:
+            return "frozen 1" in (path / "cgroup.events").read_text().splitlines()
+        return (path / "freezer.state").read_text().strip() == "FROZEN"
+
+    def _freeze(self, on: bool, timeout_s: float = 5.0) -> None:
+        path = self._dir("freezer")
+        if self.versions["freezer"] == 2:
+            _write(path / "cgroup.freeze", "1" if on else "0")
+        else:
+            _write(path / "freezer.state", "FROZEN" if on else "THAWED")
+        deadline = time.monotonic() + timeout_s
+        while self.frozen() != on:  # freezing takes each task to a safe point
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{self.name}: not {'frozen' if on else 'thawed'} "
+                                  f"after {timeout_s:g} s")
+            time.sleep(0.001)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the group."""
+        _empty_and_remove(list(dict.fromkeys(self.dirs.values())))
+
+    def _dir(self, controller: str) -> Path:
+        if controller not in self.dirs:
+            raise CgroupError(f"no cgroup hierarchy on this machine offers the "
+                              f"{controller} controller")
+        return self.dirs[controller]
+
+
+def leftovers(alive: Iterable[str], found: dict[str, Hierarchy] | None = None) -> list[Path]:
+    """The run directories (`harness-<run id>`) in every hierarchy whose run id is not in
+    `alive`; the caller decides which runs still live."""
+    keep = {_PREFIX + run for run in alive}
+    out: list[Path] = []
+    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
+        try:
+            entries = list(h.base().iterdir())
+        except OSError:
+            continue
+        out += [p for p in entries if p.name.startswith(_PREFIX) and p.name not in keep]
+    return sorted(out)
+
+
+def remove_tree(run_dir: Path) -> None:
+    """Remove a run directory left behind: kill its processes, remove its groups."""
+    _empty_and_remove([p for p in run_dir.iterdir() if p.is_dir()])
+    _rmdir(run_dir)
+
+
+def _empty_and_remove(paths: list[Path]) -> None:
+    """Thaw the groups (a frozen task cannot die, and one frozen in the freezer's hierarchy
+    keeps its groups in the others busy), kill their processes, remove them."""
+    paths = [p for p in paths if p.exists()]
+    for path in paths:
+        for file, value in (("cgroup.freeze", "0"), ("freezer.state", "THAWED")):
+            if (path / file).exists():
+                _write(path / file, value)
+    for _ in range(500):
+        pids = _procs(paths)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    for path in paths:
+        _rmdir(path)
+
+
+def _procs(paths: Iterable[Path]) -> set[int]:
+    found: set[int] = set()
+    for path in dict.fromkeys(paths):
+        with contextlib.suppress(FileNotFoundError):
+            found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+    return found
+
+
+def _mkdir(path: Path) -> Path:
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as e:
+        raise CgroupError(f"cannot create cgroup {path}: {e.strerror}") from None
+    return path
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(250):  # a killed task leaves the group a moment after it died
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise CgroupError(f"cannot remove cgroup {path}: {e.strerror}") from None
+            time.sleep(0.02)
+    raise CgroupError(f"cannot remove cgroup {path}: still busy")
+
+
+def _enable(path: Path, controllers: list[str]) -> None:
+    wanted = [c for c in controllers if c != "freezer"]  # v2 freezing is not a controller
+    if not wanted:
+        return
+    current = set((path / "cgroup.subtree_control").read_text().split())
+    if set(wanted) <= current:
+        return
+    _write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as e:
+        raise CgroupError(f"cannot write {value!r} to {path}: {e.strerror}") from None

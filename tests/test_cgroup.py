@@ -1,0 +1,190 @@
+"""Per-instance cgroups: which hierarchy serves what, and live freeze, CPU and memory limits."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import _cgroup as cg
+
+HYBRID_MOUNTS = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+HYBRID_CGROUP = "6:freezer:/\n4:memory:/box/1\n1:cpu:/\n0::/\n"
+UNIFIED_MOUNTS = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+
+
+def test_a_hybrid_machine_uses_each_v1_controller_where_it_is_mounted() -> None:
+    found = cg.hierarchies(HYBRID_MOUNTS, HYBRID_CGROUP)
+    assert found["memory"] == cg.Hierarchy(1, Path("/sys/fs/cgroup/memory"),
+                                           Path("/sys/fs/cgroup/memory/box/1"))
+    assert found["cpu"].version == 1 and found["freezer"].version == 1
+
+
+def test_a_unified_machine_uses_v2_for_what_it_offers(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    mounts = UNIFIED_MOUNTS.replace("/sys/fs/cgroup", str(tmp_path))
+    found = cg.hierarchies(mounts, "0::/\n")
+    assert {c: h.version for c, h in found.items()} == {"cpu": 2, "memory": 2, "freezer": 2}
+
+
+def test_v2_freezes_without_a_controller_but_offers_nothing_else_unlisted(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("hugetlb\n")
+    found = cg.hierarchies(UNIFIED_MOUNTS.replace("/sys/fs/cgroup", str(tmp_path)), "0::/\n")
+    assert set(found) == {"freezer"}
+    groups = cg.RunCgroups("x", found)
+    assert groups.missing("memory") == ("no cgroup hierarchy on this machine offers the "
+                                        "memory controller")
+
+
+# -- live ------------------------------------------------------------------------------------
+
+live = pytest.mark.skipif(os.geteuid() != 0, reason="creating cgroups needs root")
+
+
+@pytest.fixture
+def groups() -> Iterator[cg.RunCgroups]:
+    run = cg.RunCgroups("test-" + secrets.token_hex(3))
+    yield run
+    run.remove()
+    assert run.name not in {p.name for p in cg.leftovers(alive=[])}, "remove() left groups"
+
+
+def _spawn(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _need(groups: cg.RunCgroups, controller: str) -> None:
+    if (why := groups.missing(controller)) is not None:
+        pytest.skip(why)
+
+
+COUNTER = """
+import time
+n = 0
+while True:
+    n += 1
+    open({path!r}, "w").write(str(n))
+    time.sleep(0.005)
+"""
+
+
+def _count(path: Path) -> int:
+    for _ in range(100):
+        text = path.read_text() if path.exists() else ""
+        if text:
+            return int(text)
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never written")
+
+
+@live
+def test_a_frozen_group_makes_no_progress_until_thawed(groups: cg.RunCgroups,
+                                                       tmp_path: Path) -> None:
+    _need(groups, "freezer")
+    counter = tmp_path / "n"
+    proc = _spawn(COUNTER.format(path=str(counter)))
+    try:
+        group = groups.group("single/1")
+        group.add(proc.pid)
+        assert proc.pid in group.pids()
+        _count(counter)
+        group.freeze()
+        assert group.frozen()
+        before = _count(counter)
+        time.sleep(0.3)
+        assert _count(counter) == before, "a frozen process went on counting"
+        group.thaw()
+        assert not group.frozen()
+        deadline = time.monotonic() + 5
+        while _count(counter) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _count(counter) > before, "a thawed process did not resume"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@live
+def test_a_memory_limit_kills_a_hog_inside_the_group(groups: cg.RunCgroups) -> None:
+    _need(groups, "memory")
+    group = groups.group("hog/1")
+    group.set_memory(64 * 2**20)
+    # The hog waits for its move into the group before it allocates (a pipe says when).
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import os; os.read({read}, 1); b = [bytearray(2**20) for _ in range(400)]"],
+        pass_fds=(read,))
+    group.add(proc.pid)
+    os.write(write, b"x")
+    assert proc.wait(timeout=60) == -9, "the hog was not OOM-killed inside its group"
+    os.close(read)
+    os.close(write)
+
+
+@live
+def test_a_cpu_quota_caps_a_busy_loop(groups: cg.RunCgroups) -> None:
+    _need(groups, "cpu")
+    group = groups.group("busy/1")
+    group.set_cpu(0.2)
+    proc = _spawn("while True: pass")
+    try:
+        group.add(proc.pid)
+        start_cpu, start = _cpu_s(proc.pid), time.monotonic()
+        time.sleep(1.5)
+        share = (_cpu_s(proc.pid) - start_cpu) / (time.monotonic() - start)
+        assert share < 0.35, f"a loop capped at 0.2 CPU used {share:.2f}"
+        group.set_cpu(None)
+        start_cpu, start = _cpu_s(proc.pid), time.monotonic()
+        time.sleep(1.0)
+        share = (_cpu_s(proc.pid) - start_cpu) / (time.monotonic() - start)
+        assert share > 0.3, f"the lifted cap still held the loop to {share:.2f} CPU"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@live
+def test_remove_kills_what_is_left_even_frozen_and_leaves_nothing(groups: cg.RunCgroups) -> None:
+    _need(groups, "freezer")
+    group = groups.group("left/1")
+    proc = _spawn("import time; time.sleep(600)")
+    group.add(proc.pid)
+    group.freeze()
+    dirs = list(group.dirs.values())
+    groups.remove()
+    assert proc.wait(timeout=10) == -9
+    assert not any(d.exists() for d in dirs)
+
+
+@live
+def test_leftovers_of_a_dead_owner_are_found_and_removed(groups: cg.RunCgroups) -> None:
+    group = groups.group("orphan/1")
+    proc = _spawn("import time; time.sleep(600)")
+    group.add(proc.pid)
+    mine = groups.name.removeprefix("harness-")
+    found = [p for p in cg.leftovers(alive=[]) if p.name == groups.name]
+    assert found, "the run's directories are not listed as leftovers"
+    assert groups.name not in {p.name for p in cg.leftovers(alive=[mine])}
+    for path in found:
+        cg.remove_tree(path)
+    assert proc.wait(timeout=10) == -9
+    assert not any(p.exists() for p in found)
+    groups.groups.clear()  # removed above, by the leftover path
