@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from harness._logging import LEVELS, configure_logging, get_logger
+    from harness.observe._logging import LEVELS, configure_logging, get_logger
     from harness.observe._history import (
         HISTORY_FILE,
         RunRow,
@@ -72,7 +72,7 @@ _WHERE = {
     "Hop": "harness.observe._trace",
     "InstanceDir": "harness.observe._rundir",
     "JsonlWriter": "harness.observe._jsonl",
-    "LEVELS": "harness._logging",
+    "LEVELS": "harness.observe._logging",
     "LinkDelay": "harness.observe._trace",
     "LinkStatsFn": "harness.observe._telemetry",
     "LogFilter": "harness.observe._logmerge",
@@ -87,10 +87,10 @@ _WHERE = {
     "TopicStats": "harness.observe._trace",
     "TraceAnalysis": "harness.observe._trace",
     "analyse_traces": "harness.observe._trace",
-    "configure_logging": "harness._logging",
+    "configure_logging": "harness.observe._logging",
     "follow_lines": "harness.observe._logmerge",
     "format_line": "harness.observe._logmerge",
-    "get_logger": "harness._logging",
+    "get_logger": "harness.observe._logging",
     "instance_dirs": "harness.observe._rundir",
     "instance_rows": "harness.observe._history",
     "list_run_dirs": "harness.observe._rundir",

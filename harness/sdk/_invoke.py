@@ -13,7 +13,7 @@ import anyio
 import structlog
 
 from harness._errors import single_cause
-from harness._logging import configure_logging
+from harness.observe._logging import configure_logging
 from harness.sdk._network import NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
 from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-import harness._logging
+import harness.observe._logging
 from harness._cli import main
 from harness._errors import UsageError
 from harness.observe import (
@@ -76,7 +76,7 @@ def test_a_call_below_the_level_runs_no_processor(
         stamped.append(event_dict["event"])
         return event_dict
 
-    monkeypatch.setattr(harness._logging, "_add_clock", counting_clock)
+    monkeypatch.setattr(harness.observe._logging, "_add_clock", counting_clock)
     configure_logging(json_path=tmp_path / "log.jsonl", console=False, level="info")
     get_logger("plan").debug("per message")
     get_logger("plan").info("kept")
