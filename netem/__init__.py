@@ -8,50 +8,50 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from netem._backend import Backend, HostInfo, LinkStats, Pair
-from netem._build_errors import NetemError, NetworkError, RequestError
+from netem._backends._base import Backend, HostInfo, LinkStats, Pair
+from netem._errors import NetemError, NetworkError, RequestError
 from netem._shape import IDENTITY, LinkShape, ShapeError
 
 if TYPE_CHECKING:
     from netem import topology
+    from netem._backends._kernel import KernelBackend
+    from netem._backends._select import BACKEND_NAMES, NullBackend, select_backend
+    from netem._backends._userspace import UserspaceBackend
     from netem._cleanup import cleanup
     from netem._hosts import Host
-    from netem._hosts_policy import Policy, Request
-    from netem._kernel import KernelBackend
     from netem._network import DEFAULT_SUBNET, HostRef, Network
+    from netem._policy import Policy, Request
     from netem._probe import ProbeResult, has_sch_netem, probe_all
-    from netem._record_replay import replay, replay_states
+    from netem._record._replay import replay, replay_states
     from netem._rootless import needs_userns, reexec_in_userns, rootless_problem, userns_command
-    from netem._select import BACKEND_NAMES, NullBackend, select_backend
-    from netem._topology import PairMatrix, TopologyError, pair_matrix
-    from netem._userspace_backend import UserspaceBackend
+    from netem.topology._matrix import PairMatrix, TopologyError, pair_matrix
 
 # The rest is imported on first use: `netem.LinkShape` alone (as an instance's SDK needs it)
 # must not cost the netlink, iptables and networkx code.
 _LAZY = {
-    "BACKEND_NAMES": "netem._select",
+    "BACKEND_NAMES": "netem._backends._select",
     "DEFAULT_SUBNET": "netem._network",
     "Host": "netem._hosts",
     "HostRef": "netem._network",
-    "KernelBackend": "netem._kernel",
+    "KernelBackend": "netem._backends._kernel",
     "Network": "netem._network",
-    "NullBackend": "netem._select",
-    "PairMatrix": "netem._topology",
-    "Policy": "netem._hosts_policy",
+    "NullBackend": "netem._backends._select",
+    "PairMatrix": "netem.topology._matrix",
+    "Policy": "netem._policy",
     "ProbeResult": "netem._probe",
-    "Request": "netem._hosts_policy",
-    "TopologyError": "netem._topology",
-    "UserspaceBackend": "netem._userspace_backend",
+    "Request": "netem._policy",
+    "TopologyError": "netem.topology._matrix",
+    "UserspaceBackend": "netem._backends._userspace",
     "cleanup": "netem._cleanup",
     "has_sch_netem": "netem._probe",
     "needs_userns": "netem._rootless",
-    "pair_matrix": "netem._topology",
+    "pair_matrix": "netem.topology._matrix",
     "probe_all": "netem._probe",
     "reexec_in_userns": "netem._rootless",
-    "replay": "netem._record_replay",
-    "replay_states": "netem._record_replay",
+    "replay": "netem._record._replay",
+    "replay_states": "netem._record._replay",
     "rootless_problem": "netem._rootless",
-    "select_backend": "netem._select",
+    "select_backend": "netem._backends._select",
     "topology": "netem.topology",
     "userns_command": "netem._rootless",
 }

@@ -16,9 +16,9 @@ import subprocess
 from collections.abc import Iterable
 from ipaddress import IPv4Address
 
-from netem._backend import Pair
-from netem._build_errors import NetworkError
-from netem._hosts_policy import grouped
+from netem._backends._base import Pair
+from netem._errors import NetworkError
+from netem._policy import grouped
 
 DROP_CHAIN = "NETEM-DROP"
 QUEUE_CHAIN = "NETEM-QUEUE"  # owned by the userspace backend; named here only to document it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from ipaddress import IPv4Address, IPv4Network
 
-from netem._backend import HostInfo
+from netem._backends._base import HostInfo
 from netem._names import netns_path
 
 

@@ -16,7 +16,7 @@ import re
 import secrets
 from ipaddress import IPv4Address
 
-from netem._build_errors import RequestError
+from netem._errors import RequestError
 
 IFNAMSIZ = 15
 NETNS_DIR = "/run/netns"

@@ -13,17 +13,17 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netem import _build as build
-from netem import _build_ns as ns
-from netem import _cleanup_manifest as manifests
 from netem import _names as names
-from netem._backend import Backend, LinkStats, Pair
-from netem._build_errors import NetemError, NetworkError, RequestError
+from netem._backends._base import Backend, LinkStats, Pair
+from netem._backends._select import select_backend
+from netem._build import _ns as ns
+from netem._cleanup import _manifest as manifests
+from netem._errors import NetemError, NetworkError, RequestError
 from netem._firewall import Firewall
 from netem._hosts import Host
-from netem._hosts_policy import Policy, Request, grouped, parse_request
+from netem._policy import Policy, Request, grouped, parse_request
 from netem._record import Recorder, shape_json
 from netem._rootless import rootless_problem
-from netem._select import select_backend
 from netem._shape import LinkShape
 
 HostRef = Host | str | IPv4Address

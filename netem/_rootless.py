@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from netem._build_errors import NetworkError
+from netem._errors import NetworkError
 
 MARKER = "NETEM_IN_USERNS"
 """Set in the environment of a process re-executed into its own user namespace."""

@@ -142,7 +142,7 @@ def test_doctor_tries_the_kernel_for_real(capsys: pytest.CaptureFixture[str]) ->
 def test_clean_prints_what_it_removed(capsys: pytest.CaptureFixture[str]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to make a leftover namespace")
-    from netem._build_ns import create_namespaces, netlink_socket
+    from netem._build._ns import create_namespaces, netlink_socket
 
     orphan = f"ht{os.urandom(3).hex()}"
     for sock in create_namespaces([f"{orphan}-h1"], lambda _: netlink_socket(), []):

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from harness.observe._logging import LEVELS, configure_logging, get_logger
     from harness.observe._history import (
         HISTORY_FILE,
         RunRow,
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
         sync_history,
     )
     from harness.observe._jsonl import JsonlWriter, read_jsonl
+    from harness.observe._logging import LEVELS, configure_logging, get_logger
     from harness.observe._logmerge import (
         LogFilter,
         LogLine,

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 from types import TracebackType
 from typing import Literal
 
-from netem._backend import LinkStats, Pair
+from netem._backends._base import LinkStats, Pair
 from netem._shape import LinkShape, ShapeError
 from netem._userspace import _rules
 from netem._userspace._build import BuildError, build_engine

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 
-from netem._backend import LinkStats, Pair
+from netem._backends._base import LinkStats, Pair
 from netem._shape import LinkShape
 
 

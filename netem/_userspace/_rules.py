@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netem._backend import Pair
+from netem._backends._base import Pair
 
 CHAIN = "NETEM-QUEUE"
 NETNS_DIR = Path("/run/netns")

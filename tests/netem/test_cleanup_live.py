@@ -16,7 +16,7 @@ import pytest
 import netem
 from netem import Network
 from netem import _build as build
-from netem import _build_ns as build_ns
+from netem._build import _ns as build_ns
 
 pytestmark = pytest.mark.live
 
@@ -198,7 +198,7 @@ def test_cleanup_spares_live_owners(prefix: str, live: None) -> None:
 
 def test_cleanup_removes_orphan_namespaces(live: None) -> None:
     """A generated-prefix namespace that no manifest claims is a leftover."""
-    from netem._build_ns import create_namespaces, netlink_socket
+    from netem._build._ns import create_namespaces, netlink_socket
 
     orphan = f"ht{os.urandom(3).hex()}"
     created: list[str] = []

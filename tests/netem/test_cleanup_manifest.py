@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from netem import _cleanup_manifest as manifests
 from netem import _names as names
+from netem._cleanup import _manifest as manifests
 
 
 @pytest.fixture

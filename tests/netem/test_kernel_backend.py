@@ -14,10 +14,11 @@ from ipaddress import IPv4Address
 import pytest
 
 import netem
-from netem import KernelBackend, LinkShape, Network, NetworkError, RequestError, _tc_netlink
-from netem import _kernel as kernel_module
+from netem import KernelBackend, LinkShape, Network, NetworkError, RequestError
+from netem._backends import _kernel as kernel_module
+from netem._backends import _tc_netlink
+from netem._backends._tc_spec import DstFilter, Op, Request, request
 from netem._probe import ProbeResult
-from netem._tc_spec import DstFilter, Op, Request, request
 
 
 def _no_netem() -> ProbeResult:

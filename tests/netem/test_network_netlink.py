@@ -12,8 +12,8 @@ from ipaddress import IPv4Address
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netem import _build_netlink as nl
-from netem import _build_ns as ns
+from netem._build import _netlink as nl
+from netem._build import _ns as ns
 
 pytestmark = pytest.mark.live
 

@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from netem import NetworkError, NullBackend, RequestError, _select, select_backend
+from netem import NetworkError, NullBackend, RequestError, select_backend
+from netem._backends import _select
 
 
 def test_none_gives_null_backend() -> None:

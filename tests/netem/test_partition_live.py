@@ -10,7 +10,7 @@ import pytest
 
 import netem
 from netem import Host, LinkShape, Network
-from netem._build_ns import run_in_netns
+from netem._build._ns import run_in_netns
 
 pytestmark = pytest.mark.live
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from netem._firewall import render, sub_chain
-from netem._hosts_policy import grouped
+from netem._policy import grouped
 
 
 def ip(n: int) -> IPv4Address:

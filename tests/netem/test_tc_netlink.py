@@ -7,7 +7,7 @@ import os
 import pytest
 
 from netem import LinkShape, Network, NetworkError
-from netem import _tc_netlink as tcn
+from netem._backends import _tc_netlink as tcn
 
 
 def test_soft_file_limit_is_raised_when_the_sockets_would_not_fit(
@@ -22,8 +22,8 @@ def test_soft_file_limit_is_raised_when_the_sockets_would_not_fit(
     def setrlimit(_: int, limits: tuple[int, int]) -> None:
         calls.append(limits)
 
-    monkeypatch.setattr("netem._tc_netlink.resource.getrlimit", getrlimit)
-    monkeypatch.setattr("netem._tc_netlink.resource.setrlimit", setrlimit)
+    monkeypatch.setattr("netem._backends._tc_netlink.resource.getrlimit", getrlimit)
+    monkeypatch.setattr("netem._backends._tc_netlink.resource.setrlimit", setrlimit)
     tcn._ensure_fd_room(4)  # fits, with the 64 spare
     assert calls == []
     tcn._ensure_fd_room(400)
@@ -39,8 +39,8 @@ def test_a_hard_limit_too_low_is_a_one_line_error(monkeypatch: pytest.MonkeyPatc
     def setrlimit(_: int, limits: tuple[int, int]) -> None:
         pytest.fail("the limit must not change")
 
-    monkeypatch.setattr("netem._tc_netlink.resource.getrlimit", getrlimit)
-    monkeypatch.setattr("netem._tc_netlink.resource.setrlimit", setrlimit)
+    monkeypatch.setattr("netem._backends._tc_netlink.resource.getrlimit", getrlimit)
+    monkeypatch.setattr("netem._backends._tc_netlink.resource.setrlimit", setrlimit)
     with pytest.raises(NetworkError, match="hard limit is 60") as info:
         tcn._ensure_fd_room(4000)
     assert "\n" not in str(info.value)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netem import LinkShape
-from netem._tc_spec import (
+from netem._backends._tc_spec import (
     DEFAULT_MINOR,
     ROOT,
     UNCAPPED_BPS,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netem import LinkShape
-from netem._backend import LinkStats
+from netem._backends._base import LinkStats
 from netem._userspace import BuildError, Engine, EngineError, _rules, build_engine
 from netem._userspace._protocol import ProtocolError, pair_line, parse_stats, update_lines
 from netem._userspace._pycore import Core

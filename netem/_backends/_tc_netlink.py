@@ -18,12 +18,8 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netem._backend import HostInfo, LinkStats, Pair
-from netem._build_errors import NetworkError, RequestError
-from netem._build_ns import netlink_socket, run_in_netns
-from netem._names import netns_path
-from netem._shape import LinkShape
-from netem._tc_spec import (
+from netem._backends._base import HostInfo, LinkStats, Pair
+from netem._backends._tc_spec import (
     DEFAULT_MINOR,
     FIRST_SLOT,
     MAX_SLOT,
@@ -36,6 +32,10 @@ from netem._tc_spec import (
     render,
     request,
 )
+from netem._build._ns import netlink_socket, run_in_netns
+from netem._errors import NetworkError, RequestError
+from netem._names import netns_path
+from netem._shape import LinkShape
 
 T = TypeVar("T")
 

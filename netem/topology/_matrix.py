@@ -25,7 +25,7 @@ from typing import Any
 
 import networkx as nx
 
-from netem._build_errors import RequestError
+from netem._errors import RequestError
 from netem._shape import LinkShape, ShapeError
 
 Node = Hashable

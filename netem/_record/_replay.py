@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netem._backend import Backend, Pair
-from netem._build_errors import RequestError
+from netem._backends._base import Backend, Pair
+from netem._errors import RequestError
 from netem._shape import LinkShape
 
 if TYPE_CHECKING:

@@ -18,10 +18,10 @@ from ipaddress import IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netem import _build_netlink as nl
-from netem import _build_ns as ns
+from netem._build import _netlink as nl
+from netem._build import _ns as ns
 from netem import _names as names
-from netem._build_errors import NetworkError
+from netem._errors import NetworkError
 from netem._hosts import Host
 
 # The host end of a veth is created with this index: in a fresh namespace only lo (1) exists.

@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from netem._backend import HostInfo, LinkStats, Pair
-from netem._build_errors import NetworkError, RequestError
+from netem._backends._base import HostInfo, LinkStats, Pair
+from netem._backends._tc_netlink import HtbShaper
+from netem._errors import NetworkError, RequestError
 from netem._shape import LinkShape
-from netem._tc_netlink import HtbShaper
 
 if TYPE_CHECKING:
     from netem._userspace import Engine

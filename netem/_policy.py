@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from ipaddress import AddressValueError, IPv4Address
 from typing import Any
 
-from netem._backend import Pair
-from netem._build_errors import RequestError
+from netem._backends._base import Pair
+from netem._errors import RequestError
 from netem._shape import IDENTITY, LinkShape, ShapeError
 
 

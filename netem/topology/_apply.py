@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import networkx as nx
 
 from netem._shape import LinkShape
-from netem._topology import PairMatrix, TopologyError, pair_matrix
+from netem.topology._matrix import PairMatrix, TopologyError, pair_matrix
 
 
 class _HasIp(Protocol):

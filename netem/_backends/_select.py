@@ -6,15 +6,15 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from netem._backend import Backend, HostInfo, LinkStats, Pair
-from netem._build_errors import NetworkError, RequestError
+from netem._backends._base import Backend, HostInfo, LinkStats, Pair
+from netem._errors import NetworkError, RequestError
 from netem._shape import LinkShape
 
 BACKEND_NAMES = ("auto", "kernel", "userspace", "none")
 
 _MODULES = {
-    "kernel": ("netem._kernel", "KernelBackend"),
-    "userspace": ("netem._userspace_backend", "UserspaceBackend"),
+    "kernel": ("netem._backends._kernel", "KernelBackend"),
+    "userspace": ("netem._backends._userspace", "UserspaceBackend"),
 }
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from netem import _build as build
-from netem import _cleanup_manifest as manifests
 from netem import _names as names
+from netem._cleanup import _manifest as manifests
 
 
 def owned_namespaces(prefix: str) -> list[str]:

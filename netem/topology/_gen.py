@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from netem._shape import LinkShape, ShapeError
-from netem._topology import TopologyError
+from netem.topology._matrix import TopologyError
 
 Latency = float | tuple[float, float]
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from netem._build_errors import NetworkError
+from netem._errors import NetworkError
 from netem._names import NETNS_DIR
 
 T = TypeVar("T")

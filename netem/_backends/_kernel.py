@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from netem._backend import HostInfo, LinkStats, Pair
-from netem._build_errors import NetworkError
+from netem._backends._base import HostInfo, LinkStats, Pair
+from netem._backends._tc_netlink import HtbShaper
+from netem._errors import NetworkError
 from netem._probe import probe_sch_netem
 from netem._shape import LinkShape
-from netem._tc_netlink import HtbShaper
 
 
 class KernelBackend:
     """Shapes with the kernel's tc: on each source host's interface (inside its namespace)
     an htb root, one class per shaped destination (rate = bandwidth_bps, or 10 Gbit/s when
     uncapped) with a netem qdisc under it, and a u32 filter on the destination address.
-    Unshaped destinations fall to a default class without netem. See `netem._tc_spec`.
+    Unshaped destinations fall to a default class without netem. See `netem._backends._tc_spec`.
 
     Needs sch_netem; `attach` says so in one line when the kernel lacks it.
     """

@@ -6,9 +6,8 @@ m = topology.pair_matrix(g)          # shortest-latency path between every two n
 net_matrix = m.by_address({i: host.ip for i, host in enumerate(hosts)})
 """
 
-from netem._topology import PairMatrix, TopologyError, combine, pair_matrix
-from netem._topology_apply import apply_topology, requests_for
-from netem._topology_gen import (
+from netem.topology._apply import apply_topology, requests_for
+from netem.topology._gen import (
     CONTINENTS,
     full_mesh,
     random_regular,
@@ -17,6 +16,7 @@ from netem._topology_gen import (
     scale_free,
     small_world,
 )
+from netem.topology._matrix import PairMatrix, TopologyError, combine, pair_matrix
 
 __all__ = [
     "CONTINENTS",
