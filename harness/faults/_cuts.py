@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from harness.faults._errors import FaultError
+from harness.faults._values import is_number
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -30,8 +32,8 @@ if TYPE_CHECKING:
     from harness.sdk import LinkShape, RunEnv
 
 
-class FaultScheduleError(ValueError):
-    """A schedule that cannot be played (one line, naming the problem)."""
+class FaultScheduleError(FaultError):
+    """A schedule of cuts that cannot be played (one line, naming the problem)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,7 @@ class FaultSchedule:
                 a, b = c["a"], c["b"]
             except KeyError as exc:
                 raise FaultScheduleError(f"{where}: {exc.args[0]} is missing") from None
-            if not _number(start) or not (end is None or _number(end)):
+            if not is_number(start) or not (end is None or is_number(end)):
                 raise FaultScheduleError(
                     f"{where}: start_s and end_s must be numbers (end_s may be null)"
                 )
@@ -225,12 +227,6 @@ def schedules(
     )
 
 
-def _number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _indices(x: object) -> bool:
     return isinstance(x, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in x)
 
-
-__all__ = ["Cut", "FaultSchedule", "FaultScheduleError", "play", "schedules"]

@@ -1,0 +1,318 @@
+"""The fault vocabulary: what a fault does, to whom, and when, as plain data.
+
+One form serves a composition's `[[faults]]` tables, `harness fault` on the command line,
+`--faults FILE` and the run's record (`faults.jsonl`): a table per fault,
+
+    at = "20s"                                  # or {state = "layer-5", count = 10}
+    duration = "10s"                            # optional: then the fault is undone
+    action = "kill"
+    targets = {group = "miners", percentage = 60, seed = 1}
+
+plus the action's own arguments (see ACTIONS). `Fault.from_data` checks everything that can
+be checked without the run (names, types, ranges); `Fault.resolve` checks the rest against
+the run's instances and draws the random choices, before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.faults._errors import FaultError
+from harness.faults._select import EVERYONE, Member, Selector
+from harness.faults._values import is_int, is_number, seconds, size
+
+NETWORK = ("shape", "partition", "isolate", "heal")
+PROCESS = ("kill", "stop", "pause", "resume", "restart")
+TIME = ("skew",)
+RESOURCE = ("limit", "hog")
+
+ACTIONS: dict[str, dict[str, str]] = {
+    "shape": {"shape": "a link shape: latency_ms, jitter_ms, loss_pct, bandwidth_bps, ...",
+              "to": "a selector: the directions from the targets to these (default: all)"},
+    "partition": {"kind": "sides (default), halves, majority, ring or bridge",
+                  "others": "with sides: the other side (default: every other instance)",
+                  "one_way": "with sides: cut only what the targets send (default false)"},
+    "isolate": {},
+    "heal": {},
+    "kill": {},
+    "stop": {"grace": "how long after SIGTERM before SIGKILL (default 3s)"},
+    "pause": {},
+    "resume": {},
+    "restart": {"grace": "how long after SIGTERM before SIGKILL (default 3s)"},
+    "skew": {"offset": "the clock's offset, a signed duration (e.g. -300ms)",
+             "drift": "extra seconds per second (e.g. 0.001: 1 ms a second fast)"},
+    "limit": {"cpu": "CPUs' worth of time (e.g. 0.5)", "memory": "bytes, or e.g. \"64MiB\""},
+    "hog": {"cpu": "busy loops beside the instance, in its cgroup (default 1)"},
+}
+"""Every action and its own arguments (beyond at, duration, action, targets, expect)."""
+
+PARTITION_KINDS = ("sides", "halves", "majority", "ring", "bridge")
+EXPECTATIONS = ("recover", "may_die")
+_COMMON = {"at", "duration", "action", "targets", "expect"}
+_UNDOABLE = {"shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit", "hog"}
+_NO_TARGETS = {"heal"}
+_ALL_BY_DEFAULT = {"shape", "partition"}
+
+
+@dataclasses.dataclass(frozen=True)
+class When:
+    """A sync condition: once `count` instances signalled `state`."""
+
+    state: str
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One fault: `action` on `targets` at `at` (seconds after the instances start, or a
+    sync condition), undone after `duration` when given."""
+
+    action: str
+    at: float | When
+    targets: Selector = EVERYONE
+    duration: float | None = None
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    expect: str | None = None  # None: the action's default (see `expectation`)
+
+    @classmethod
+    def from_data(cls, data: Any, where: str = "fault") -> Fault:
+        """Parse and check one fault's table; FaultError names the first problem."""
+        if not isinstance(data, Mapping):
+            raise FaultError(f"{where}: must be a table")
+        action = data.get("action")
+        if action not in ACTIONS:
+            raise FaultError(f"{where}: action must be one of {', '.join(ACTIONS)}, "
+                             f"not {action!r}")
+        where = f"{where} ({action})"
+        unknown = set(data) - _COMMON - set(ACTIONS[action])
+        if unknown:
+            known = ", ".join(sorted(_COMMON | set(ACTIONS[action])))
+            raise FaultError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {known})")
+        if "at" not in data:
+            raise FaultError(f"{where}: 'at' is missing (a duration such as \"20s\", or "
+                             f"{{state = NAME, count = N}})")
+        at = _trigger(data["at"], f"{where}: at")
+        duration = None
+        if data.get("duration") is not None:
+            if action not in _UNDOABLE:
+                raise FaultError(f"{where}: has no duration ({action} is not undone)")
+            duration = seconds(data["duration"], f"{where}: duration", positive=True)
+        if action in _NO_TARGETS:
+            if "targets" in data:
+                raise FaultError(f"{where}: takes no targets")
+            targets = EVERYONE
+        elif "targets" in data:
+            targets = Selector.from_data(data["targets"], f"{where}: targets")
+        elif action in _ALL_BY_DEFAULT:
+            targets = EVERYONE
+        else:
+            raise FaultError(f"{where}: 'targets' is missing, e.g. {{group = \"miners\", "
+                             f"count = 1}}")
+        expect = data.get("expect")
+        if expect is not None and (action not in PROCESS or expect not in EXPECTATIONS):
+            raise FaultError(f"{where}: expect must be one of {', '.join(EXPECTATIONS)}, "
+                             f"and only process faults take it")
+        args = _args(action, data, where)
+        return cls(action, at, targets, duration, args, expect)
+
+    def to_data(self) -> dict[str, Any]:
+        """The table `from_data` reads (JSON- and TOML-ready)."""
+        out: dict[str, Any] = {"action": self.action}
+        out["at"] = (self.at if isinstance(self.at, float)
+                     else {"state": self.at.state, "count": self.at.count})  # fmt: skip
+        if self.duration is not None:
+            out["duration"] = self.duration
+        if self.action not in _NO_TARGETS and (
+            self.targets != EVERYONE or self.action not in _ALL_BY_DEFAULT
+        ):
+            out["targets"] = self.targets.to_data()
+        if self.expect is not None:
+            out["expect"] = self.expect
+        for key, value in self.args.items():
+            out[key] = value.to_data() if isinstance(value, Selector) else value
+        return out
+
+    def expectation(self) -> str | None:
+        """What a process fault expects of its targets: 'recover' (they must still pass:
+        restarted, resumed, or stopped and started again after `duration`) or 'may_die'
+        (killed or stopped for good: they do not fail the run for that alone)."""
+        if self.action not in PROCESS:
+            return None
+        if self.expect is not None:
+            return self.expect
+        if self.action in ("kill", "stop") and self.duration is None:
+            return "may_die"
+        return "recover"
+
+    def resolve(self, members: Sequence[Member], where: str = "fault") -> Resolved:
+        """Choose the instances (random choices drawn with the selectors' seeds) and, for a
+        network cut, the directions it cuts; FaultError if the run cannot meet it."""
+        where = f"{where} ({self.action})"
+        if isinstance(self.at, When) and self.at.count > len(members):
+            raise FaultError(f"{where}: at: waits for {self.at.count} signals of "
+                             f"{self.at.state!r} but the run has {len(members)} instances")
+        chosen = () if self.action in _NO_TARGETS else self.targets.resolve(
+            members, f"{where}: targets")
+        ids = [m.id for m in members]
+        cut: frozenset[tuple[str, str]] = frozenset()
+        if self.action == "isolate":
+            cut = frozenset((a, b) for a in chosen for b in ids if a != b)
+            cut |= {(b, a) for a, b in cut}
+        elif self.action == "partition":
+            cut = _partition(self, chosen, members, where)
+        elif self.action == "shape":
+            to = self.args.get("to", EVERYONE)
+            dests = to.resolve(members, f"{where}: to")
+            cut = frozenset((a, b) for a in chosen for b in dests if a != b)
+            if not cut:
+                raise FaultError(f"{where}: shapes no direction (targets and 'to' are "
+                                 f"the same single instance)")
+        return Resolved(self, chosen, cut)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A fault with its choices made: the instances, and for shape, partition and isolate
+    the (source, destination) directions it acts on."""
+
+    fault: Fault
+    instances: tuple[str, ...]
+    directions: frozenset[tuple[str, str]] = frozenset()
+
+    def to_data(self) -> dict[str, Any]:
+        """The fault plus what was chosen, for the run's record."""
+        out = self.fault.to_data()
+        out["chosen"] = list(self.instances)
+        if self.directions:
+            out["directions"] = sorted([a, b] for a, b in self.directions)
+        return out
+
+
+def parse_faults(data: Any, where: str = "faults") -> tuple[Fault, ...]:
+    """A list of fault tables (a composition's `[[faults]]`, a --faults file's `faults`)."""
+    if not isinstance(data, list):
+        raise FaultError(f"{where}: must be a list of tables ([[faults]])")
+    return tuple(Fault.from_data(f, f"{where}[{i}]") for i, f in enumerate(data))
+
+
+def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member],
+               where: str) -> frozenset[tuple[str, str]]:
+    kind = fault.args.get("kind", "sides")
+    if kind == "sides":
+        others = fault.args.get("others")
+        rest = (others.resolve(members, f"{where}: others") if others is not None
+                else tuple(m.id for m in members if m.id not in chosen))  # fmt: skip
+        both = set(chosen) & set(rest)
+        if both:
+            raise FaultError(f"{where}: {sorted(both)[0]} is on both sides")
+        if not rest:
+            raise FaultError(f"{where}: the other side is empty (the targets are everyone)")
+        cut = frozenset((a, b) for a in chosen for b in rest)
+        return cut if fault.args.get("one_way") else cut | {(b, a) for a, b in cut}
+    if len(chosen) < (3 if kind in ("ring", "bridge") else 2):
+        raise FaultError(f"{where}: a {kind} partition needs more instances than "
+                         f"{len(chosen)}")
+    nodes = list(chosen)
+    if kind == "majority":
+        random.Random(fault.targets.seed).shuffle(nodes)
+    if kind in ("halves", "majority"):
+        half = len(nodes) // 2 + (1 if kind == "majority" else 0)
+        sides = [(nodes[:half], nodes[half:])]
+    elif kind == "bridge":  # two halves that reach each other only through the middle one
+        mid = len(nodes) // 2
+        sides = [(nodes[:mid], nodes[mid + 1:])]
+    else:  # ring: each talks to its two neighbours only
+        n = len(nodes)
+        near = {(nodes[i], nodes[(i + d) % n]) for i in range(n) for d in (1, -1)}
+        return frozenset((a, b) for a in nodes for b in nodes
+                         if a != b and (a, b) not in near)  # fmt: skip
+    cut = frozenset((a, b) for left, right in sides for a in left for b in right)
+    return cut | {(b, a) for a, b in cut}
+
+
+def _args(action: str, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if action == "shape":
+        args["shape"] = _shape(data.get("shape"), f"{where}: shape")
+        if "to" in data:
+            args["to"] = Selector.from_data(data["to"], f"{where}: to")
+    elif action == "partition":
+        kind = data.get("kind", "sides")
+        if kind not in PARTITION_KINDS:
+            raise FaultError(f"{where}: kind must be one of {', '.join(PARTITION_KINDS)}, "
+                             f"not {kind!r}")
+        if kind != "sides" and ("others" in data or "one_way" in data):
+            raise FaultError(f"{where}: others and one_way go only with kind = \"sides\"")
+        if kind != "sides":
+            args["kind"] = kind
+        if "others" in data:
+            args["others"] = Selector.from_data(data["others"], f"{where}: others")
+        if data.get("one_way") not in (None, False, True):
+            raise FaultError(f"{where}: one_way must be true or false")
+        if data.get("one_way"):
+            args["one_way"] = True
+    elif action in ("stop", "restart") and "grace" in data:
+        args["grace"] = seconds(data["grace"], f"{where}: grace", positive=False)
+    elif action == "skew":
+        if "offset" not in data and "drift" not in data:
+            raise FaultError(f"{where}: give offset, drift or both")
+        if "offset" in data:
+            args["offset"] = seconds(data["offset"], f"{where}: offset", signed=True)
+        if "drift" in data:
+            drift = data["drift"]
+            if not is_number(drift) or not -0.5 <= drift <= 0.5:
+                raise FaultError(f"{where}: drift must be a number in [-0.5, 0.5] "
+                                 f"(seconds gained per second), not {drift!r}")
+            args["drift"] = float(drift)
+    elif action == "limit":
+        if "cpu" not in data and "memory" not in data:
+            raise FaultError(f"{where}: give cpu, memory or both")
+        if "cpu" in data:
+            cpu = data["cpu"]
+            if not is_number(cpu) or not 0.01 <= cpu <= 1024:
+                raise FaultError(f"{where}: cpu must be a number of CPUs in [0.01, 1024], "
+                                 f"not {cpu!r}")
+            args["cpu"] = float(cpu)
+        if "memory" in data:
+            args["memory"] = size(data["memory"], f"{where}: memory")
+    elif action == "hog":
+        cpu = data.get("cpu", 1)
+        if not is_int(cpu) or not 1 <= cpu <= 64:
+            raise FaultError(f"{where}: cpu must be a whole number of busy loops in [1, 64], "
+                             f"not {cpu!r}")
+        args["cpu"] = cpu
+    return args
+
+
+def _shape(data: Any, where: str) -> dict[str, Any]:
+    from netem import LinkShape, ShapeError  # only faults that shape pay for netem
+
+    if not isinstance(data, Mapping) or not data:
+        raise FaultError(f"{where}: must be a table of link shape fields, e.g. "
+                         f"{{latency_ms = 100, loss_pct = 5}}")
+    fields = {f.name for f in dataclasses.fields(LinkShape)}
+    unknown = set(data) - fields
+    if unknown:
+        raise FaultError(f"{where}: unknown field {sorted(unknown)[0]!r} "
+                         f"(fields: {', '.join(sorted(fields))})")
+    try:
+        LinkShape(**data)
+    except ShapeError as e:
+        raise FaultError(f"{where}: {e}") from None
+    return dict(data)
+
+
+def _trigger(value: Any, where: str) -> float | When:
+    if isinstance(value, Mapping):
+        if set(value) != {"state", "count"}:
+            raise FaultError(f"{where}: a sync condition is {{state = NAME, count = N}}")
+        state, count = value["state"], value["count"]
+        if not isinstance(state, str) or not state:
+            raise FaultError(f"{where}: state must be a name, not {state!r}")
+        if not is_int(count) or count < 1:
+            raise FaultError(f"{where}: count must be a whole number >= 1, not {count!r}")
+        return When(state, count)
+    return seconds(value, where, positive=False)

@@ -1,0 +1,129 @@
+"""Which instances a fault hits: a selector by group, role, ids, count or percentage."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.faults._errors import FaultError
+from harness.faults._values import is_int, is_number
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """What a selector can see of one instance."""
+
+    id: str
+    group: str
+    role: str = ""
+
+
+_KEYS = {"group", "role", "instances", "count", "percentage", "seed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Selector:
+    """Instances of `groups` (any, if empty) with `roles` (any, if empty) among `instances`
+    (any, if empty); of those, `count` of them or `percentage` percent (rounded up, at least
+    one), drawn at random with `seed`; all of them when neither is given."""
+
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
+    count: int | None = None
+    percentage: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_data(cls, data: Any, where: str) -> Selector:
+        """Parse a selector's table (`group` and `role` may be one name or a list)."""
+        if not isinstance(data, Mapping):
+            raise FaultError(f"{where}: must be a table, e.g. {{group = \"miners\", count = 2}}")
+        unknown = set(data) - _KEYS
+        if unknown:
+            raise FaultError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                             f"(known: {', '.join(sorted(_KEYS))})")
+        count, percentage, seed = data.get("count"), data.get("percentage"), data.get("seed", 0)
+        if count is not None and percentage is not None:
+            raise FaultError(f"{where}: give count or percentage, not both")
+        if count is not None and (not is_int(count) or count < 1):
+            raise FaultError(f"{where}: count must be a whole number >= 1, not {count!r}")
+        if percentage is not None and not (
+            is_number(percentage) and 0 < percentage <= 100
+        ):
+            raise FaultError(f"{where}: percentage must be a number in (0, 100], "
+                             f"not {percentage!r}")
+        if not is_int(seed):
+            raise FaultError(f"{where}: seed must be a whole number, not {seed!r}")
+        return cls(
+            groups=_names(data.get("group", ()), f"{where}: group"),
+            roles=_names(data.get("role", ()), f"{where}: role"),
+            instances=_names(data.get("instances", ()), f"{where}: instances"),
+            count=count,
+            percentage=None if percentage is None else float(percentage),
+            seed=seed,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        """The table `from_data` reads (only what is set)."""
+        out: dict[str, Any] = {}
+        for key, value in (("group", self.groups), ("role", self.roles),
+                           ("instances", self.instances)):  # fmt: skip
+            if value:
+                out[key] = list(value)
+        if self.count is not None:
+            out["count"] = self.count
+        if self.percentage is not None:
+            out["percentage"] = self.percentage
+        if self.seed:
+            out["seed"] = self.seed
+        return out
+
+    def resolve(self, members: Sequence[Member], where: str) -> tuple[str, ...]:
+        """The chosen instance ids, in the order of `members`; FaultError naming what does
+        not exist or cannot be met."""
+        known_groups = {m.group for m in members}
+        known_roles = {m.role for m in members if m.role}
+        known_ids = {m.id for m in members}
+        for kind, wanted, known in (("group", self.groups, known_groups),
+                                    ("role", self.roles, known_roles),
+                                    ("instance", self.instances, known_ids)):  # fmt: skip
+            missing = [w for w in wanted if w not in known]
+            if missing:
+                listing = ", ".join(sorted(known)[:12]) or "none"
+                raise FaultError(f"{where}: no {kind} {missing[0]!r} (there are: {listing})")
+        pool = [
+            m.id for m in members
+            if (not self.groups or m.group in self.groups)
+            and (not self.roles or m.role in self.roles)
+            and (not self.instances or m.id in self.instances)
+        ]  # fmt: skip
+        if not pool:
+            raise FaultError(f"{where}: selects no instance")
+        want = len(pool)
+        if self.count is not None:
+            if self.count > len(pool):
+                raise FaultError(f"{where}: count {self.count} but only {len(pool)} "
+                                 f"instance(s) match")
+            want = self.count
+        elif self.percentage is not None:
+            want = max(1, math.ceil(len(pool) * self.percentage / 100))
+        if want == len(pool):
+            return tuple(pool)
+        chosen = set(random.Random(self.seed).sample(pool, want))
+        return tuple(i for i in pool if i in chosen)
+
+
+EVERYONE = Selector()
+"""Every instance of the run."""
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise FaultError(f"{where}: must be a name or a list of names, not {value!r}")
+    return tuple(value)

@@ -1,0 +1,98 @@
+"""Hypothesis strategies over the fault vocabulary, for searches and for tests.
+
+Earlier draws shrink first, so what matters most to a failure comes first: the action, then
+when it happens, then whom it hits, then how long it lasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from harness.faults._fault import ACTIONS, PARTITION_KINDS, Fault
+from harness.faults._select import Member, Selector
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+
+def faults(
+    members: Sequence[Member],
+    *,
+    actions: Sequence[str] = tuple(ACTIONS),
+    at: tuple[float, float] = (0.0, 60.0),
+    duration: tuple[float, float] = (0.5, 30.0),
+    states: Sequence[str] = (),
+) -> SearchStrategy[Fault]:
+    """Faults that `Fault.resolve` accepts for `members`: one of `actions`, at a time in
+    `at` (or, with `states`, sometimes once some instances signalled one of them), undone
+    after a time in `duration` where the action can be undone (or not)."""
+    from hypothesis import strategies as st
+
+    if len(members) < 3:
+        raise ValueError("faults() needs at least 3 members (a ring partition needs 3)")
+    groups = sorted({m.group for m in members})
+    ids = [m.id for m in members]
+
+    def selector(draw: Callable[..., Any], limit: int) -> Selector:
+        how = draw(st.sampled_from(["all", "group", "count", "percentage", "instances"]))
+        if how == "group":
+            return Selector(groups=(draw(st.sampled_from(groups)),))
+        if how == "count":
+            return Selector(count=draw(st.integers(1, limit)), seed=draw(st.integers(0, 9)))
+        if how == "percentage":
+            return Selector(percentage=draw(st.integers(1, 100)), seed=draw(st.integers(0, 9)))
+        if how == "instances":
+            some = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=limit, unique=True))
+            return Selector(instances=tuple(some))
+        return Selector()
+
+    @st.composite
+    def fault(draw: Callable[..., Any]) -> Fault:
+        action = draw(st.sampled_from(list(actions)))
+        when: Any = round(draw(st.floats(*at, allow_nan=False)), 3)
+        if states and draw(st.booleans()):
+            when = {"state": draw(st.sampled_from(list(states))),
+                    "count": draw(st.integers(1, len(members)))}  # fmt: skip
+        data: dict[str, Any] = {"action": action, "at": when}
+        if action != "heal":
+            kind = draw(st.sampled_from(PARTITION_KINDS)) if action == "partition" else None
+            if kind == "sides":  # leave someone on the other side
+                data["targets"] = Selector(count=draw(st.integers(1, len(members) - 1)),
+                                           seed=draw(st.integers(0, 9))).to_data()
+            elif kind is not None:
+                data["targets"] = {}  # every instance takes part
+                data["kind"] = kind
+            else:
+                data["targets"] = selector(draw, len(members)).to_data()
+        if action in ("shape", "partition", "isolate", "kill", "stop", "pause", "skew",
+                      "limit", "hog") and draw(st.booleans()):  # fmt: skip
+            data["duration"] = round(draw(st.floats(*duration, allow_nan=False)), 3)
+        data.update(draw(_arguments(action)))
+        if action == "shape" and len(members) > 1:
+            data["to"] = Selector(count=len(members)).to_data()
+        return Fault.from_data(data)
+
+    return fault()
+
+
+def _arguments(action: str) -> SearchStrategy[dict[str, Any]]:
+    from hypothesis import strategies as st
+
+    if action == "shape":
+        return st.fixed_dictionaries({"shape": st.fixed_dictionaries(
+            {"latency_ms": st.integers(0, 500)},
+            optional={"loss_pct": st.integers(0, 100), "jitter_ms": st.integers(0, 50)})})
+    if action in ("stop", "restart"):
+        return st.fixed_dictionaries({}, optional={"grace": st.sampled_from([0, 1, "500ms"])})
+    if action == "skew":
+        return st.fixed_dictionaries({"offset": st.integers(-5000, 5000).map(lambda ms: f"{ms}ms")},
+                                     optional={"drift": st.sampled_from([-0.01, 0.0, 0.001])})
+    if action == "limit":
+        return st.one_of(
+            st.fixed_dictionaries({"cpu": st.sampled_from([0.1, 0.5, 1.0])}),
+            st.fixed_dictionaries({"memory": st.sampled_from(["16MiB", 2**26])}),
+        )
+    if action == "hog":
+        return st.fixed_dictionaries({"cpu": st.integers(1, 4)})
+    return st.just({})

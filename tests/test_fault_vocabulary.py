@@ -1,0 +1,189 @@
+"""The fault vocabulary: parsing, checking, selectors, partitions, the JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from harness.faults import (
+    EVERYONE,
+    Fault,
+    FaultError,
+    Member,
+    Selector,
+    When,
+    faults,
+    parse_faults,
+)
+
+MEMBERS = [Member("gw/0", "gw", "gateway")] + [
+    Member(f"miners/{i}", "miners", "miner") for i in range(9)
+]
+
+
+def test_a_kill_of_sixty_percent_of_the_miners_chooses_them_with_its_seed() -> None:
+    fault = Fault.from_data({"at": "20s", "action": "kill",
+                             "targets": {"group": "miners", "percentage": 60, "seed": 4}})
+    assert fault.at == 20.0 and fault.expectation() == "may_die"
+    chosen = fault.resolve(MEMBERS).instances
+    assert len(chosen) == 6 and all(c.startswith("miners/") for c in chosen)
+    assert fault.resolve(MEMBERS).instances == chosen, "the same seed chose differently"
+    other = Fault.from_data({**fault.to_data(), "targets": {"group": "miners",
+                                                            "percentage": 60, "seed": 5}})
+    assert other.resolve(MEMBERS).instances != chosen
+
+
+def test_sync_conditions_durations_and_undo_expectations() -> None:
+    fault = Fault.from_data({"at": {"state": "layer-5", "count": 10}, "action": "kill",
+                             "duration": "500ms", "targets": {"role": "gateway"}})
+    assert fault.at == When("layer-5", 10) and fault.duration == 0.5
+    assert fault.expectation() == "recover"  # killed, then started again after 0.5 s
+    assert fault.resolve(MEMBERS).instances == ("gw/0",)
+    pause = Fault.from_data({"at": 1, "action": "pause", "targets": {"count": 1},
+                             "expect": "may_die"})
+    assert pause.expectation() == "may_die"
+    assert Fault.from_data({"at": 1, "action": "heal"}).expectation() is None
+
+
+def test_skew_limit_and_hog_arguments() -> None:
+    skew = Fault.from_data({"at": 0, "action": "skew", "offset": "-300ms", "drift": 0.001,
+                            "targets": {"instances": ["miners/1"]}})
+    assert skew.args == {"offset": -0.3, "drift": 0.001}
+    limit = Fault.from_data({"at": 0, "action": "limit", "memory": "64MiB", "cpu": 0.5,
+                             "targets": {"group": "gw"}})
+    assert limit.args == {"memory": 64 * 2**20, "cpu": 0.5}
+    assert Fault.from_data({"at": 0, "action": "hog", "targets": {"count": 1}}).args == {
+        "cpu": 1}
+
+
+def _cut(data: dict[str, Any]) -> set[tuple[str, str]]:
+    return set(Fault.from_data({"at": 0, **data}).resolve(MEMBERS).directions)
+
+
+def test_partitions_by_kind() -> None:
+    ids = [m.id for m in MEMBERS]
+    sides = _cut({"action": "partition", "targets": {"group": "gw"}})
+    assert sides == {(a, b) for a in ["gw/0"] for b in ids[1:]} | {
+        (b, "gw/0") for b in ids[1:]}
+    one_way = _cut({"action": "partition", "targets": {"group": "gw"}, "one_way": True})
+    assert one_way == {("gw/0", b) for b in ids[1:]}
+    halves = _cut({"action": "partition", "kind": "halves"})
+    assert len(halves) == 2 * 5 * 5 and ("gw/0", "miners/3") not in halves
+    assert ("gw/0", "miners/4") in halves
+    majority = _cut({"action": "partition", "kind": "majority"})
+    reach = {i: {b for b in ids if b != i and (i, b) not in majority} for i in ids}
+    assert sorted(len(r) + 1 for r in reach.values()) == [4] * 4 + [6] * 6
+    ring = _cut({"action": "partition", "kind": "ring"})
+    assert all(len([b for b in ids if b != a and (a, b) not in ring]) == 2 for a in ids)
+    bridge = _cut({"action": "partition", "kind": "bridge"})
+    middle = ids[len(ids) // 2]
+    assert not any(middle in pair for pair in bridge)
+    assert ("gw/0", ids[-1]) in bridge and (ids[-1], "gw/0") in bridge
+    isolate = _cut({"action": "isolate", "targets": {"instances": ["miners/3"]}})
+    assert isolate == {("miners/3", b) for b in ids if b != "miners/3"} | {
+        (b, "miners/3") for b in ids if b != "miners/3"}
+
+
+def test_shape_takes_the_directions_from_its_targets_to_its_destinations() -> None:
+    cut = _cut({"action": "shape", "shape": {"latency_ms": 100},
+                "targets": {"group": "gw"}, "to": {"instances": ["miners/0", "miners/1"]}})
+    assert cut == {("gw/0", "miners/0"), ("gw/0", "miners/1")}
+
+
+BAD: list[tuple[Any, str]] = [
+    ({"at": 1, "action": "explode", "targets": {}}, "action must be one of"),
+    ({"action": "kill", "targets": {}}, "'at' is missing"),
+    ({"at": 1, "action": "kill"}, "'targets' is missing"),
+    ({"at": 1, "action": "kill", "targets": {}, "grace": 1}, "unknown key 'grace'"),
+    ({"at": 1, "action": "kill", "targets": {"count": 2, "percentage": 5}}, "not both"),
+    ({"at": 1, "action": "kill", "targets": {"count": 2.5}}, "count must be a whole number"),
+    ({"at": 1, "action": "kill", "targets": {"count": True}}, "count must be a whole number"),
+    ({"at": 1, "action": "kill", "targets": {"percentage": 0}}, "percentage must be"),
+    ({"at": 1, "action": "kill", "targets": {"colour": "red"}}, "unknown key 'colour'"),
+    ({"at": 1, "action": "kill", "targets": {"group": 3}}, "must be a name or a list"),
+    ({"at": True, "action": "heal"}, "must be a duration"),
+    ({"at": "soon", "action": "heal"}, "is not a duration"),
+    ({"at": -1, "action": "heal"}, "must not be negative"),
+    ({"at": {"state": "x"}, "action": "heal"}, "a sync condition is"),
+    ({"at": {"state": "x", "count": 0}, "action": "heal"}, "count must be a whole number"),
+    ({"at": 1, "action": "heal", "targets": {}}, "takes no targets"),
+    ({"at": 1, "action": "heal", "duration": 2}, "has no duration"),
+    ({"at": 1, "action": "restart", "targets": {}, "duration": 2}, "has no duration"),
+    ({"at": 1, "action": "kill", "targets": {}, "duration": 0}, "longer than 0"),
+    ({"at": 1, "action": "kill", "targets": {}, "duration": "9999h"}, "longer than a week"),
+    ({"at": 1, "action": "kill", "targets": {}, "expect": "maybe"}, "expect must be"),
+    ({"at": 1, "action": "skew", "targets": {}, "expect": "recover", "offset": 1},
+     "only process faults"),
+    ({"at": 1, "action": "shape", "shape": {"latency_ms": -5}}, "latency_ms must be"),
+    ({"at": 1, "action": "shape", "shape": {"latncy_ms": 5}}, "unknown field 'latncy_ms'"),
+    ({"at": 1, "action": "shape"}, "must be a table of link shape fields"),
+    ({"at": 1, "action": "partition", "kind": "star"}, "kind must be one of"),
+    ({"at": 1, "action": "partition", "kind": "ring", "one_way": True}, "only with kind"),
+    ({"at": 1, "action": "partition", "one_way": "yes"}, "one_way must be true or false"),
+    ({"at": 1, "action": "skew", "targets": {}}, "give offset, drift or both"),
+    ({"at": 1, "action": "skew", "targets": {}, "drift": 2}, "drift must be a number"),
+    ({"at": 1, "action": "limit", "targets": {}}, "give cpu, memory or both"),
+    ({"at": 1, "action": "limit", "targets": {}, "cpu": 0}, "cpu must be a number of CPUs"),
+    ({"at": 1, "action": "limit", "targets": {}, "memory": "12 apples"}, "is not a size"),
+    ({"at": 1, "action": "limit", "targets": {}, "memory": 1000}, "at least 1MiB"),
+    ({"at": 1, "action": "hog", "targets": {}, "cpu": 0.5}, "busy loops"),
+    ("kill", "must be a table"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BAD)
+def test_bad_faults_are_one_line_errors_naming_the_problem(data: Any, message: str) -> None:
+    with pytest.raises(FaultError) as caught:
+        parse_faults([data])
+    text = str(caught.value)
+    assert message in text and "\n" not in text and text.startswith("faults[0]")
+
+
+RESOLVE_BAD: list[tuple[dict[str, Any], str]] = [
+    ({"action": "kill", "targets": {"group": "minerz"}}, "no group 'minerz'"),
+    ({"action": "kill", "targets": {"role": "poet"}}, "no role 'poet'"),
+    ({"action": "kill", "targets": {"instances": ["miners/99"]}}, "no instance 'miners/99'"),
+    ({"action": "kill", "targets": {"group": "gw", "count": 2}}, "only 1 instance(s) match"),
+    ({"action": "kill", "targets": {"group": "gw", "role": "miner"}}, "selects no instance"),
+    ({"action": "partition", "targets": {}}, "the other side is empty"),
+    ({"action": "partition", "targets": {"group": "gw"}, "others": {"role": "gateway"}},
+     "on both sides"),
+    ({"action": "partition", "kind": "ring", "targets": {"count": 2}}, "needs more"),
+    ({"action": "shape", "shape": {"latency_ms": 1}, "targets": {"group": "gw"},
+      "to": {"group": "gw"}}, "shapes no direction"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), RESOLVE_BAD)
+def test_faults_the_run_cannot_meet_are_refused_before_it_starts(
+    data: dict[str, Any], message: str
+) -> None:
+    fault = Fault.from_data({"at": 0, **data})
+    with pytest.raises(FaultError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fault.resolve(MEMBERS)
+    when = Fault.from_data({"at": {"state": "s", "count": 11}, "action": "heal"})
+    with pytest.raises(FaultError, match="the run has 10 instances"):
+        when.resolve(MEMBERS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(faults(MEMBERS, states=("ready", "layer-5")))
+def test_any_fault_round_trips_through_json_and_resolves(fault: Fault) -> None:
+    text = json.dumps(fault.to_data())
+    again = Fault.from_data(json.loads(text))
+    assert again == fault
+    resolved = fault.resolve(MEMBERS)
+    assert set(resolved.instances) <= {m.id for m in MEMBERS}
+    json.loads(json.dumps(resolved.to_data()))  # the record's form is JSON too
+    if fault.action in ("partition", "isolate", "shape"):
+        assert resolved.directions, f"{fault.action} cut nothing"
+
+
+def test_selector_defaults_and_its_table() -> None:
+    assert EVERYONE.resolve(MEMBERS, "x") == tuple(m.id for m in MEMBERS)
+    sel = Selector.from_data({"group": ["gw", "miners"], "count": 3, "seed": 2}, "x")
+    assert Selector.from_data(sel.to_data(), "x") == sel
+    assert len(sel.resolve(MEMBERS, "x")) == 3
