@@ -66,8 +66,13 @@ class _Reader:
         return None if v is None else dict(v)
 
     def items(self, key: str, item: Callable[[Any, str], _T]) -> tuple[_T, ...]:
+        return self.optional_items(key, item) or ()
+
+    def optional_items(self, key: str, item: Callable[[Any, str], _T]) -> tuple[_T, ...] | None:
         v = self._get(key, lambda v: isinstance(v, list), "a list")
-        return tuple(item(x, f"{self.where}: {key}[{n}]") for n, x in enumerate(v or []))
+        if v is None:
+            return None
+        return tuple(item(x, f"{self.where}: {key}[{n}]") for n, x in enumerate(v))
 
     def extra(self) -> dict[str, Any]:
         return {k: v for k, v in self.data.items() if k not in self.used}
@@ -117,7 +122,7 @@ class GroupRecord:
         gid = r.text("id")
         if gid is None:
             raise RecordError(f"{where} has no 'id'")
-        program = r.items("program", _program_arg) if r.data.get("program") is not None else None
+        program = r.optional_items("program", _program_arg)
         return cls(gid, r.integer("count"), r.mapping("params") or {}, program, r.extra())
 
     def to_json(self) -> dict[str, Any]:
@@ -179,9 +184,10 @@ class InstanceRecord:
         iid = r.text("id")
         if iid is None:
             raise RecordError(f"{where} has no 'id'")
+        group = r.text("group")
         return cls(
             id=iid,
-            group=r.text("group") or iid.split("/")[0],
+            group=iid.split("/")[0] if group is None else group,
             group_seq=r.integer("group_seq"),
             global_seq=r.integer("global_seq"),
             role=r.text("role"),
