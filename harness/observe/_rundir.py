@@ -1,4 +1,4 @@
-"""Finding a run's directory and reading what the supervisor wrote there."""
+"""Finding run directories (by id, prefix, "latest" or path) and their instances' directories."""
 
 from __future__ import annotations
 
