@@ -6,6 +6,7 @@ import dataclasses
 import signal
 from typing import Any
 
+from harness._runrecord import InstanceRecord
 from harness.plans import InstanceSpec
 
 
@@ -63,22 +64,22 @@ class InstanceState:
             return False, "exited 0 without recording success"
         return True, None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_record(self) -> InstanceRecord:
         """The instance's entry in run.json."""
         passed, reason = self.verdict()
         s = self.spec
-        return {
-            "id": s.id,
-            "group": s.group,
-            "group_seq": s.group_seq,
-            "global_seq": s.global_seq,
-            "role": s.role,
-            "ip": self.ip,
-            "pid": self.pid,
-            "outcome": "passed" if passed else "failed",
-            "reason": reason,
-            "exit_code": self.status,
-            "started": self.started,
-            "ended": self.ended,
-            "dir": s.id,
-        }
+        return InstanceRecord(
+            id=s.id,
+            group=s.group,
+            group_seq=s.group_seq,
+            global_seq=s.global_seq,
+            role=s.role,
+            ip=self.ip,
+            pid=self.pid,
+            outcome="passed" if passed else "failed",
+            reason=reason,
+            exit_code=self.status,
+            started=self.started,
+            ended=self.ended,
+            dir=s.id,
+        )

@@ -1,19 +1,12 @@
-"""A run's output directory: its id and run.json (docs/contracts.md, 7)."""
+"""Writing a run directory's JSON files (its id: `harness._runid`; run.json: `harness._runrecord`)."""
 
 from __future__ import annotations
 
 import os
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-
-def new_run_id() -> str:
-    """'YYYYmmdd-HHMMSS-<6 hex>', sortable by start time."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -26,7 +26,9 @@ from harness._errors import HarnessError, UsageError, single_cause
 from harness._listen import Listen
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
-from harness._rundir import new_run_id, write_json
+from harness._rundir import write_json
+from harness._runid import new_run_id
+from harness._runrecord import GroupRecord, RunRecord, write_run
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -468,29 +470,28 @@ class Supervisor:
         self, ended: bool, result: RunResult | None = None, error: str | None = None
     ) -> None:
         spec = self.spec
-        data: dict[str, Any] = {
-            "run_id": self.run_id,
-            "plan": spec.plan.name,
-            "case": spec.case.name,
-            "runner": spec.runner,
-            "started": self.started_at,
-            "ended": time.time() if ended else None,
-            "outcome": result.outcome if result else ("error" if error else "running"),
-            "exit_code": result.exit_code if result else None,
-            "reason": result.reason if result else error,
-            "params": _shared_params(spec),
-            "composition": str(spec.composition) if spec.composition else None,
-            "timeout_s": spec.timeout_s if math.isfinite(spec.timeout_s) else None,
-            "groups": [
-                {"id": g.id, "count": g.count, "params": dict(g.params),
-                 "program": list(g.program) if g.program else None}
+        record = RunRecord(
+            run_id=self.run_id,
+            plan=spec.plan.name,
+            case=spec.case.name,
+            runner=spec.runner,
+            started=self.started_at,
+            ended=time.time() if ended else None,
+            outcome=result.outcome if result else ("error" if error else "running"),
+            exit_code=result.exit_code if result else None,
+            reason=result.reason if result else error,
+            params=_shared_params(spec),
+            composition=str(spec.composition) if spec.composition else None,
+            timeout_s=spec.timeout_s if math.isfinite(spec.timeout_s) else None,
+            groups=tuple(
+                GroupRecord(g.id, g.count, dict(g.params), tuple(g.program) if g.program else None)
                 for g in spec.groups
-            ],
-            "instances": [s.to_json() for s in self.states.values()],
-            "network": self.deployment.info if self.deployment else None,
-            "metrics_url": self.metrics_url,
-        }
-        write_json(self.run_dir / "run.json", data)
+            ),
+            instances=tuple(s.to_record() for s in self.states.values()),
+            network=self.deployment.info if self.deployment else None,
+            metrics_url=self.metrics_url,
+        )
+        write_run(self.run_dir, record)
 
 
 def _shared_params(spec: RunSpec) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report and print its path; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
     path = write_report(run_dir)
-    if load_run(run_dir).get("ended") is not None:
+    if load_run(run_dir).is_over:
         record_run(run_dir)
     print(path)
     return 0

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    run_data = load_run(run_dir)
+    record = load_run(run_dir)
     dur = f"{info['duration_s']:.1f} s" if info["duration_s"] is not None else "still running"
     print(f"run      {info['run_id']}  ({run_dir})")
     print(f"plan     {info['plan']}:{info['case']}  runner {info['runner']}  {dur}")
@@ -39,16 +39,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  {'INSTANCE':<16} {'ROLE':<10} {'ADDRESS':<15} {'OUTCOME':<8} {'EXIT':>4} {'TIME':>8}  REASON"
     )
-    for i in run_data.get("instances") or []:
-        t = (
-            f"{i['ended'] - i['started']:.1f}s"
-            if isinstance(i.get("started"), int | float) and isinstance(i.get("ended"), int | float)
-            else "-"
-        )
+    for i in record.instances:
+        t = f"{i.duration_s:.1f}s" if i.duration_s is not None else "-"
+        exit_code = i.exit_code if i.exit_code is not None else "-"
         print(
-            f"  {i.get('id', '?'):<16} {i.get('role') or '-':<10} {i.get('ip') or '-':<15} "
-            f"{i.get('outcome') or '-':<8} {i.get('exit_code') if i.get('exit_code') is not None else '-':>4} "
-            f"{t:>8}  {i.get('reason') or ''}"
+            f"  {i.id:<16} {i.role or '-':<10} {i.ip or '-':<15} "
+            f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {i.reason or ''}"
         )
     if info["failures"]:
         print("\nfailures:")

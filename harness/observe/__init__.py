@@ -1,6 +1,6 @@
 """Observability of a run: structured logs and the merged log view, metrics (SDK side,
 scraping and an aggregated Prometheus endpoint), message tracing analysis, link and TCP
-telemetry, the run history and the run report.
+telemetry, the run history and the run report; the run record (run.json) they all read.
 
 The supervisor's hooks: `configure_logging`, `observe_run` (metrics) and
 `TelemetrySampler` during a run; `write_report` and `record_run` at its end.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from harness._runrecord import GroupRecord, InstanceRecord, RunRecord, load_run
     from harness.observe._history import (
         HISTORY_FILE,
         RunRow,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
         InstanceDir,
         instance_dirs,
         list_run_dirs,
-        load_run,
         resolve_run,
     )
     from harness.observe._scrape import (
@@ -69,8 +69,10 @@ if TYPE_CHECKING:
 _WHERE = {
     "DEFAULT_OUTPUTS": "harness.observe._rundir",
     "HISTORY_FILE": "harness.observe._history",
+    "GroupRecord": "harness._runrecord",
     "Hop": "harness.observe._trace",
     "InstanceDir": "harness.observe._rundir",
+    "InstanceRecord": "harness._runrecord",
     "JsonlWriter": "harness.observe._jsonl",
     "LEVELS": "harness.observe._logging",
     "LinkDelay": "harness.observe._trace",
@@ -80,6 +82,7 @@ _WHERE = {
     "MessageDelay": "harness.observe._trace",
     "Metrics": "harness.observe._metrics",
     "ObserveHandle": "harness.observe._scrape",
+    "RunRecord": "harness._runrecord",
     "RunRow": "harness.observe._history",
     "Scraper": "harness.observe._scrape",
     "ShapeTimeline": "harness.observe._shapes",
@@ -95,7 +98,7 @@ _WHERE = {
     "instance_rows": "harness.observe._history",
     "list_run_dirs": "harness.observe._rundir",
     "list_runs": "harness.observe._history",
-    "load_run": "harness.observe._rundir",
+    "load_run": "harness._runrecord",
     "merged_lines": "harness.observe._logmerge",
     "observe_run": "harness.observe._scrape",
     "parse_ss": "harness.observe._telemetry",
@@ -118,8 +121,10 @@ __all__ = [
     "DEFAULT_OUTPUTS",
     "HISTORY_FILE",
     "LEVELS",
+    "GroupRecord",
     "Hop",
     "InstanceDir",
+    "InstanceRecord",
     "JsonlWriter",
     "LinkDelay",
     "LinkStatsFn",
@@ -128,6 +133,7 @@ __all__ = [
     "MessageDelay",
     "Metrics",
     "ObserveHandle",
+    "RunRecord",
     "RunRow",
     "Scraper",
     "ShapeTimeline",

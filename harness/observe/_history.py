@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 from harness._errors import UsageError
-from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs, load_run
+from harness._runrecord import read_run
+from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs
 
 HISTORY_FILE = "history.sqlite"
 _SCHEMA = """
@@ -77,44 +78,33 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _dur(a: Any, b: Any) -> float | None:
-    x, y = _num(a), _num(b)
-    return None if x is None or y is None else y - x
-
-
 def record_run(run_dir: Path, db: Path | None = None) -> None:
     """Store (or update) the run of `run_dir` in the history, by default
     `<run_dir>/../history.sqlite`. Needs run.json."""
-    run = load_run(run_dir)
-    if not run:
+    run = read_run(run_dir)
+    if run is None:
         raise UsageError(f"{run_dir} has no run.json; nothing to record")
     db = db or run_dir.parent / HISTORY_FILE
-    run_id = str(run.get("run_id") or run_dir.name)
-    insts = [i for i in run.get("instances") or [] if isinstance(i, dict) and "id" in i]
-    params: dict[str, Any] = run["params"] if isinstance(run.get("params"), dict) else {}
+    insts = run.instances
     report = run_dir / "report.html"
     with _connect(db) as conn:
-        conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
         conn.execute(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                run_id,
-                run.get("plan"),
-                run.get("case"),
-                run.get("runner"),
-                _num(run.get("started")),
-                _num(run.get("ended")),
-                _dur(run.get("started"), run.get("ended")),
-                run.get("outcome"),
-                run.get("exit_code"),
-                run.get("reason"),
+                run.run_id,
+                run.plan,
+                run.case,
+                run.runner,
+                run.started,
+                run.ended,
+                run.duration_s,
+                run.outcome,
+                run.exit_code,
+                run.reason,
                 len(insts),
-                sum(1 for i in insts if i.get("outcome") not in ("passed", None)),
-                orjson.dumps(params).decode(),
+                sum(1 for i in insts if i.outcome not in ("passed", None)),
+                orjson.dumps(run.params).decode(),
                 str(run_dir.resolve()),
                 str(report.resolve()) if report.exists() else None,
             ),
@@ -123,24 +113,24 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
             "INSERT INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
-                    run_id,
-                    str(i["id"]),
-                    i.get("group"),
-                    i.get("role"),
-                    i.get("ip"),
-                    i.get("outcome"),
-                    i.get("reason"),
-                    i.get("exit_code"),
-                    _num(i.get("started")),
-                    _num(i.get("ended")),
-                    _dur(i.get("started"), i.get("ended")),
+                    run.run_id,
+                    i.id,
+                    i.group,
+                    i.role,
+                    i.ip,
+                    i.outcome,
+                    i.reason,
+                    i.exit_code,
+                    i.started,
+                    i.ended,
+                    i.duration_s,
                 )
                 for i in insts
             ],
         )
         conn.executemany(
             "INSERT INTO params VALUES (?,?,?)",
-            [(run_id, str(k), orjson.dumps(v).decode()) for k, v in params.items()],
+            [(run.run_id, str(k), orjson.dumps(v).decode()) for k, v in run.params.items()],
         )
 
 
@@ -155,10 +145,10 @@ def sync_history(outputs: Path = DEFAULT_OUTPUTS, db: Path | None = None) -> int
         if run_dir.name in known:
             continue
         try:
-            run = load_run(run_dir)
+            run = read_run(run_dir)
         except UsageError:
             continue
-        if run.get("ended") is not None:
+        if run is not None and run.is_over:
             record_run(run_dir, db)
             added += 1
     return added

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import Tail, parse_line, read_jsonl
-from harness.observe._rundir import instance_dirs, load_run, run_ended
+from harness.observe._rundir import instance_dirs, run_ended
 
 SUPERVISOR = "supervisor"
 LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
@@ -102,15 +103,12 @@ def _clock_offset(run_dir: Path) -> float | None:
     return None
 
 
-def _sources(run_dir: Path, run: dict[str, Any], flt: LogFilter) -> list[_Source]:
+def _sources(run_dir: Path, run: RunRecord | None, flt: LogFilter) -> list[_Source]:
     out: list[_Source] = []
     if flt.wants_source(SUPERVISOR):
         out.append(_Source(SUPERVISOR, "log", run_dir / "supervisor.jsonl", "info"))
-    starts = {
-        str(i.get("id")): float(i["started"])
-        for i in run.get("instances") or []
-        if isinstance(i, dict) and isinstance(i.get("started"), int | float)
-    }
+    starts = {i.id: i.started for i in run.instances if i.started is not None} if run else {}
+    run = run or RunRecord(run_dir.name)  # a live run that has not written run.json yet
     for inst in instance_dirs(run_dir, run):
         if flt.wants_source(inst.id):
             has_json = (inst.path / "log.jsonl").exists()
@@ -208,13 +206,9 @@ def merged_lines(run_dir: Path, flt: LogFilter = LogFilter()) -> Iterator[LogLin
 
     Each file is read lazily and merged with a heap, so memory stays flat on large logs.
     """
-    run = load_run(run_dir)
+    run = read_run(run_dir)
     clock = _Clock(_clock_offset(run_dir))
-    start = (
-        clock.to_mono(float(run["started"]))
-        if isinstance(run.get("started"), int | float)
-        else None
-    )
+    start = clock.to_mono(run.started) if run and run.started is not None else None
     parsers = [_Parser(s, clock, start or float("-inf")) for s in _sources(run_dir, run, flt)]
     streams: Iterable[Iterator[LogLine]] = [_read_source(p) for p in parsers]
     for line in heapq.merge(*streams, key=lambda ln: ln.mono):
@@ -239,7 +233,7 @@ def follow_lines(
         )  # read before the files, so no line written before the end is missed
         if clock.offset is None:
             clock.offset = _clock_offset(run_dir)
-        run = load_run(run_dir)
+        run = read_run(run_dir)
         for src in _sources(run_dir, run, flt):
             if src.path not in tails:
                 tails[src.path] = (Tail(src.path), _Parser(src, clock, float("-inf")))

@@ -1,17 +1,14 @@
-"""Finding a run's directory and reading what the supervisor wrote there."""
+"""Finding run directories (by id, prefix, "latest" or path) and their instances' directories."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from harness._errors import UsageError
+from harness._runid import is_run_id
+from harness._runrecord import RUN_FILE, RecordError, RunRecord, read_run
 
-RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 DEFAULT_OUTPUTS = Path("outputs")
 
 
@@ -19,7 +16,7 @@ def list_run_dirs(outputs: Path) -> list[Path]:
     """The run directories under `outputs`, oldest first (run ids sort by time)."""
     if not outputs.is_dir():
         return []
-    return sorted(p for p in outputs.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name))
+    return sorted(p for p in outputs.iterdir() if p.is_dir() and is_run_id(p.name))
 
 
 def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
@@ -30,7 +27,7 @@ def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
             raise UsageError(f"no runs under {outputs}")
         return runs[-1]
     as_path = Path(spec)
-    if (as_path / "run.json").is_file() or (as_path.is_dir() and RUN_ID_RE.match(as_path.name)):
+    if (as_path / RUN_FILE).is_file() or (as_path.is_dir() and is_run_id(as_path.name)):
         return as_path
     matches = [p for p in list_run_dirs(outputs) if p.name.startswith(spec)]
     if len(matches) == 1:
@@ -45,20 +42,6 @@ def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
     )
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """run.json as a dict; {} while a live run has not written it yet."""
-    path = run_dir / "run.json"
-    try:
-        data = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except orjson.JSONDecodeError as e:
-        raise UsageError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a JSON object")
-    return data
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class InstanceDir:
     """One instance's id, group and output directory."""
@@ -68,16 +51,13 @@ class InstanceDir:
     path: Path
 
 
-def instance_dirs(run_dir: Path, run: dict[str, Any] | None = None) -> list[InstanceDir]:
-    """The instances of a run: from run.json when it lists them, else from the directories
-    `<group>/<seq>/` that exist (a live run)."""
-    run = load_run(run_dir) if run is None else run
+def instance_dirs(run_dir: Path, run: RunRecord | None = None) -> list[InstanceDir]:
+    """The instances of a run: from run.json when it lists them, plus the directories
+    `<group>/<seq>/` that exist (a live run). `run` is run_dir's record if already read."""
+    run = read_run(run_dir) if run is None else run
     found: dict[str, InstanceDir] = {}
-    for inst in run.get("instances") or []:
-        if isinstance(inst, dict) and isinstance(inst.get("id"), str):
-            iid = inst["id"]
-            group = str(inst.get("group") or iid.split("/")[0])
-            found[iid] = InstanceDir(iid, group, run_dir / str(inst.get("dir") or iid))
+    for inst in run.instances if run else ():
+        found[inst.id] = InstanceDir(inst.id, inst.group, inst.path(run_dir))
     for group_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()) if run_dir.is_dir() else []:
         for d in group_dir.iterdir():
             if d.is_dir() and d.name.isdigit():
@@ -94,6 +74,7 @@ def _instance_sort_key(i: InstanceDir) -> tuple[str, int, str]:
 def run_ended(run_dir: Path) -> bool:
     """True once run.json records the run's end."""
     try:
-        return load_run(run_dir).get("ended") is not None
-    except UsageError:
+        run = read_run(run_dir)
+    except RecordError:
         return False  # being rewritten right now
+    return run is not None and run.is_over

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from harness._listen import Listen, address, open_listeners
+from harness._runrecord import read_run
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
-from harness.observe._rundir import load_run
 
 SCRAPED_FILE = "scraped.jsonl"
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
@@ -59,7 +59,7 @@ class Scraper(Collector):
     ) -> None:
         self.run_dir = run_dir
         self.targets = dict(targets)
-        self.run_id = run_id or str(load_run(run_dir).get("run_id") or run_dir.name)
+        self.run_id = run_id or (rec.run_id if (rec := read_run(run_dir)) else run_dir.name)
         self.timeout = timeout
         self._client = client
         self._latest: dict[str, list[Metric]] = {}

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import read_jsonl
-from harness.observe._rundir import load_run
 
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
 DROP: Shape = {"drop": True}
 _ANY = "*"
 
 
-def host_names(run: Mapping[str, Any]) -> dict[str, str]:
+def host_names(run: RunRecord) -> dict[str, str]:
     """Address -> instance id, from run.json (instances' ip and network.hosts)."""
     names: dict[str, str] = {}
-    net = run.get("network") or {}
+    net = run.network or {}
     for iid, ip in (net.get("hosts") or {}).items():
         names[str(ip)] = str(iid)
-    for inst in run.get("instances") or []:
-        if isinstance(inst, dict) and inst.get("ip") and inst.get("id"):
-            names[str(inst["ip"])] = str(inst["id"])
+    for inst in run.instances:
+        if inst.ip:
+            names[inst.ip] = inst.id
     return names
 
 
@@ -37,13 +38,10 @@ class ShapeTimeline:
     Hosts may be named by instance id or data address.
     """
 
-    def __init__(self, run: Mapping[str, Any], changes: list[dict[str, Any]]) -> None:
+    def __init__(self, run: RunRecord, changes: list[dict[str, Any]]) -> None:
         self.names = host_names(run)
-        self.hosts = sorted(
-            {str(i["id"]) for i in run.get("instances") or [] if isinstance(i, dict) and "id" in i}
-            | set(self.names.values())
-        )
-        net = run.get("network") or {}
+        self.hosts = sorted({i.id for i in run.instances} | set(self.names.values()))
+        net = run.network or {}
         state: dict[tuple[str, str], Shape] = {}
         if isinstance(net.get("default_shape"), dict):
             state[(_ANY, _ANY)] = dict(net["default_shape"])
@@ -81,9 +79,18 @@ class ShapeTimeline:
             self.changes.append(line)
 
     @classmethod
-    def from_run_dir(cls, run_dir: Path) -> ShapeTimeline:
-        """Read run.json and network.jsonl of `run_dir`."""
-        return cls(load_run(run_dir), list(read_jsonl(run_dir / "network.jsonl")))
+    def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None) -> ShapeTimeline:
+        """Read network.jsonl of `run_dir` and, unless `run` is its record already read,
+        run.json (if there is one yet)."""
+        run = run or read_run(run_dir) or RunRecord(run_dir.name)
+        return cls(run, list(read_jsonl(run_dir / "network.jsonl")))
+
+    def copy(self) -> ShapeTimeline:
+        """The same timeline (the states are shared, not replayed again), with a `names`
+        of its own, so that names taught to the copy do not change this one."""
+        twin = copy.copy(self)
+        twin.names = dict(self.names)
+        return twin
 
     def name(self, host: Any) -> str:
         """An instance id for an address or id."""

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import read_jsonl
-from harness.observe._rundir import InstanceDir, instance_dirs, load_run
+from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._shapes import ShapeTimeline, expected_delay_ms
 from harness.observe._telemetry import read_telemetry
 
@@ -266,16 +267,34 @@ def analyse_traces(
     """Read every instance's trace.jsonl and compute per-topic propagation delays and
     per-hop delays; a hop is out of line when its delay exceeds the configured latency
     (+ serialisation) by more than `abs_tol_ms + rel_tol * latency + 2 * jitter`."""
-    run = load_run(run_dir)
-    tl = ShapeTimeline.from_run_dir(run_dir)
-    tel = _Telemetry(read_telemetry(run_dir), tl)
+    run = read_run(run_dir) or RunRecord(run_dir.name)
+    return analyse_loaded(
+        instance_dirs(run_dir, run),
+        ShapeTimeline.from_run_dir(run_dir, run),
+        read_telemetry(run_dir),
+        abs_tol_ms=abs_tol_ms,
+        rel_tol=rel_tol,
+    )
+
+
+def analyse_loaded(
+    dirs: list[InstanceDir],
+    shapes: ShapeTimeline,
+    telemetry: list[dict[str, Any]],
+    *,
+    abs_tol_ms: float = 5.0,
+    rel_tol: float = 0.25,
+) -> TraceAnalysis:
+    """`analyse_traces` of a run whose instances, shapes and telemetry are already read
+    (`shapes` is left as it is: the node ids learnt from the traces go into a copy)."""
+    tl = shapes.copy()
+    tel = _Telemetry(telemetry, tl)
     publish: dict[str, tuple[float, str, str, int | None]] = {}  # msg -> mono, origin, topic, size
     first_recv: dict[tuple[str, str], float] = {}  # (msg, node) -> mono
     first_deliver: dict[tuple[str, str], float] = {}
     receipts: dict[tuple[str, str, str], tuple[float, int | None]] = {}  # (msg, src, dst)
     topics: dict[str, str] = {}
     nodes: list[str] = []
-    dirs = instance_dirs(run_dir, run)
     _learn_node_ids(tl, dirs)
     for inst in dirs:
         path = inst.path / TRACE_FILE

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from harness._cli import main
 from harness._errors import UsageError
 from harness.observe import _svg, render_html, write_report
-from harness.observe._report import _condense
+from harness.observe._report._charts import condense as _condense
 from tests.observe import _chromium
 from tests.observe._fixture import RUN_ID
 

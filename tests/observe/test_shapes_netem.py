@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import netem
-from harness.observe import ShapeTimeline
+from harness.observe import RunRecord, ShapeTimeline
 from harness.observe._jsonl import read_jsonl
 
 
@@ -22,7 +22,7 @@ def test_timeline_replays_netems_record(tmp_path: Path) -> None:
     names = {str(h.ip): f"i/{h.number - 1}" for h in (a, b, c)}
     run = {"network": {"hosts": {v: k for k, v in names.items()}},
            "instances": [{"id": i, "ip": ip} for ip, i in names.items()]}
-    timeline = ShapeTimeline(run, list(read_jsonl(record)))
+    timeline = ShapeTimeline(RunRecord.from_json(run), list(read_jsonl(record)))
     expected = {(names[str(s)], names[str(d)]): sh.to_dict() for (s, d), sh in final_matrix.items()}
     for s, d in final_drops:
         expected[(names[str(s)], names[str(d)])] = {"drop": True}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.observe import ShapeTimeline, analyse_traces
+from harness.observe import RunRecord, ShapeTimeline, analyse_traces
 
 # The fixture's hops take the configured latency plus 0.2-1.5 ms (+ the sender's 0.1-0.5 ms
 # validation): a hop's measured delay must match its configured latency within this.
@@ -131,7 +131,7 @@ def test_shape_timeline_reads_requests() -> None:
         },
         {"mono": 50, "asked_by": "g/2", "request": {"nonsense": 1}},
     ]
-    tl = ShapeTimeline(run, changes)
+    tl = ShapeTimeline(RunRecord.from_json(run), changes)
     assert tl.at("g/0", "g/1", 5) == {"latency_ms": 5}
     assert tl.at("g/0", "g/1", 10) == {"latency_ms": 80}
     assert tl.at("198.18.0.2", "g/2", 15) == {"drop": True}

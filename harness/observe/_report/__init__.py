@@ -1,0 +1,50 @@
+"""The run report: a self-contained report.html, junit.xml and summary.json for CI.
+
+The run directory is read once (`RunData`) and handed to each writer: the page
+(`_page`, with `report.css` and `report.js` shipped beside it), JUnit (`_junit`) and the
+summary (`_summary`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.observe._report._data import RunData
+from harness.observe._report._junit import write_junit_file
+from harness.observe._report._page import render_page
+from harness.observe._report._summary import run_summary
+
+
+def render_html(run_dir: Path) -> str:
+    """The report of `run_dir` as one self-contained HTML document."""
+    return render_page(RunData.load(run_dir))
+
+
+def write_junit(run_dir: Path) -> Path:
+    """junit.xml: one testcase per instance, a failure element with the reason."""
+    return write_junit_file(RunData.load(run_dir))
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    """The machine-readable summary of a run (what summary.json holds)."""
+    return run_summary(RunData.load(run_dir))
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write report.html, junit.xml and summary.json into `run_dir`; returns report.html."""
+    data = RunData.load(run_dir)
+    path = run_dir / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_page(data), encoding="utf-8")
+    tmp.replace(path)
+    write_junit_file(data)
+    (run_dir / "summary.json").write_bytes(
+        orjson.dumps(run_summary(data), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
+    return path
+
+
+__all__ = ["RunData", "render_html", "summary", "write_junit", "write_report"]

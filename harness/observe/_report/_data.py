@@ -1,0 +1,84 @@
+"""`RunData`: everything the report reads from a run directory, each input read once."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from harness._runrecord import InstanceRecord, RunRecord, load_run
+from harness.observe._jsonl import read_jsonl
+from harness.observe._rundir import instance_dirs
+from harness.observe._shapes import ShapeTimeline
+from harness.observe._telemetry import read_telemetry
+from harness.observe._trace import TraceAnalysis, analyse_loaded
+
+
+class RunData:
+    """A run directory loaded for the report: its record and events now, the rest (link
+    shapes, telemetry, trace analysis) on first use, each once for every writer."""
+
+    def __init__(self, run_dir: Path, record: RunRecord) -> None:
+        self.dir = run_dir
+        self.run = record
+        self.events = list(read_jsonl(run_dir / "events.jsonl"))
+        self.instances: tuple[InstanceRecord, ...] = record.instances
+        self.dirs = instance_dirs(run_dir, record)
+        self.inst_dirs = {d.id: d.path for d in self.dirs}
+        monos = [float(e["mono"]) for e in self.events if isinstance(e.get("mono"), int | float)]
+        offsets = [
+            float(e["ts"]) - float(e["mono"])
+            for e in self.events
+            if isinstance(e.get("ts"), int | float) and isinstance(e.get("mono"), int | float)
+        ]
+        self.offset = offsets[0] if offsets else None
+        if record.started is not None and self.offset is not None:
+            self.mono0 = record.started - self.offset
+        else:
+            self.mono0 = min(monos) if monos else 0.0
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunData:
+        """Read `run_dir`; a UsageError when it holds no run record."""
+        return cls(run_dir, load_run(run_dir))
+
+    def rel(self, rec: dict[str, Any]) -> float | None:
+        """Seconds since the run's start of a record with mono (or ts)."""
+        if isinstance(rec.get("mono"), int | float):
+            return float(rec["mono"]) - self.mono0
+        if isinstance(rec.get("ts"), int | float) and self.offset is not None:
+            return float(rec["ts"]) - self.offset - self.mono0
+        return None
+
+    def rel_ts(self, ts: float | None) -> float | None:
+        """Seconds since the run's start of a Unix time."""
+        if ts is None:
+            return None
+        if self.offset is None:
+            return ts - self.run.started if self.run.started is not None else None
+        return ts - self.offset - self.mono0
+
+    def inst_dir(self, iid: str) -> Path:
+        """The output directory of instance `iid`."""
+        return self.inst_dirs.get(iid, self.dir / iid)
+
+    def link(self, iid: str, name: str) -> str | None:
+        """The path of an instance's file relative to the run directory, if it exists."""
+        path = self.inst_dir(iid) / name
+        return os.path.relpath(path, self.dir) if path.exists() else None
+
+    @functools.cached_property
+    def shapes(self) -> ShapeTimeline:
+        """The run's link shapes over time (run.json and network.jsonl)."""
+        return ShapeTimeline.from_run_dir(self.dir, self.run)
+
+    @functools.cached_property
+    def telemetry(self) -> list[dict[str, Any]]:
+        """The records of telemetry.jsonl."""
+        return read_telemetry(self.dir)
+
+    @functools.cached_property
+    def analysis(self) -> TraceAnalysis:
+        """The trace analysis (propagation and per-hop delays)."""
+        return analyse_loaded(self.dirs, self.shapes, self.telemetry)

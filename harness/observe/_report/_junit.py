@@ -1,0 +1,51 @@
+"""junit.xml: one testcase per instance, a failure element with the reason, for CI."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.observe._report._data import RunData
+
+
+def junit_tree(r: RunData) -> ET.ElementTree:
+    """The JUnit XML document of a loaded run."""
+    run = r.run
+    failed = [i for i in r.instances if not i.passed]
+    name = f"{run.plan or '?'}:{run.case or '?'}"
+    suite = ET.Element(
+        "testsuite",
+        name=name,
+        tests=str(len(r.instances)),
+        failures=str(len(failed)),
+        errors="0",
+        timestamp=datetime.fromtimestamp(run.started or 0, UTC).isoformat(timespec="seconds"),
+        time=f"{run.duration_s or 0:.3f}",
+    )
+    props = ET.SubElement(suite, "properties")
+    for k, v in (("run_id", run.run_id), ("runner", run.runner), ("outcome", run.outcome)):
+        ET.SubElement(props, "property", name=k, value=str(v))
+    for inst in r.instances:
+        case = ET.SubElement(
+            suite, "testcase", classname=name, name=inst.id, time=f"{inst.duration_s or 0:.3f}"
+        )
+        if not inst.passed:
+            reason = inst.reason or inst.outcome or "no outcome recorded"
+            fail = ET.SubElement(case, "failure", message=reason, type=str(inst.outcome))
+            fail.text = f"{inst.id}: {reason} (exit code {inst.exit_code})"
+        out = inst.path(r.dir) / "stdout.log"
+        if out.exists():
+            ET.SubElement(case, "system-out").text = f"[[ATTACHMENT|{out.resolve()}]]"
+    root = ET.Element("testsuites")
+    root.append(suite)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    return tree
+
+
+def write_junit_file(r: RunData) -> Path:
+    """Write junit.xml into the run directory; returns its path."""
+    path = r.dir / "junit.xml"
+    junit_tree(r).write(path, encoding="utf-8", xml_declaration=True)
+    return path

@@ -1,0 +1,218 @@
+"""report.html: one self-contained page (styles, script and charts inline)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+
+import orjson
+
+from harness.observe import _svg
+from harness.observe._jsonl import read_jsonl
+from harness.observe._report._assets import asset
+from harness.observe._report._charts import metrics_section, telemetry_section
+from harness.observe._report._data import RunData
+from harness.observe._report._format import num, ts
+from harness.observe._report._network import MARK, network_markers, network_section
+from harness.observe._report._propagation import propagation_section
+
+_NAV = (
+    ("instances-sec", "Instances"),
+    ("timeline", "Timeline"),
+    ("network", "Network"),
+    ("metrics", "Metrics"),
+    ("propagation", "Propagation"),
+    ("telemetry", "Telemetry"),
+    ("params", "Parameters"),
+)
+
+
+def render_page(r: RunData) -> str:
+    """The report of a loaded run as one HTML document."""
+    run = r.run
+    outcome = run.outcome or "unknown"
+    title = f"{run.plan or '?'}:{run.case or '?'}"
+    nav = "".join(f'<a href="#{a}">{b}</a>' for a, b in _NAV)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)} — {escape(run.run_id)}</title>"
+        f'<link rel="icon" href="data:,"><style>\n{asset("report.css")}</style></head><body>'
+        f'<header><h1>{escape(title)}<span class="badge {escape(outcome)}">'
+        f"{escape(outcome)}</span></h1>"
+        f'<div class="sub">run <code>{escape(run.run_id)}</code>'
+        f"{' — ' + escape(run.reason) if run.reason else ''}</div>"
+        f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
+        + _failures(r)
+        + _instances_table(r)
+        + _timeline(r)
+        + network_section(r)
+        + metrics_section(r)
+        + propagation_section(r.analysis)
+        + telemetry_section(r)
+        + _params(r)
+        + f'<p class="sub">Written {ts(time.time())} by harness report.</p>'
+        f"</main><script>\n{asset('report.js')}</script></body></html>"
+    )
+
+
+def _summary_cards(r: RunData) -> str:
+    passed = sum(1 for i in r.instances if i.passed)
+    duration = r.run.duration_s
+    exit_code = r.run.exit_code
+    cards = [
+        (f"{passed}/{len(r.instances)}", "instances passed"),
+        (num(duration) + " s" if duration is not None else "—", "duration"),
+        (r.run.runner or "—", "runner"),
+        (str(exit_code) if exit_code is not None else "—", "exit code"),
+        (ts(r.run.started), "started"),
+    ]
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><b>{escape(a)}</b><span>{escape(b)}</span></div>' for a, b in cards
+        )
+        + "</div>"
+    )
+
+
+def _failures(r: RunData) -> str:
+    failed = [i for i in r.instances if i.outcome not in ("passed", None)]
+    if not failed and r.run.outcome in ("passed", None):
+        return ""
+    parts = ['<section class="fails" id="failures"><h2>Failures</h2>']
+    if r.run.reason:
+        parts.append(f"<p><b>Run:</b> {escape(r.run.reason)}</p>")
+    for inst in failed:
+        iid = inst.id
+        parts.append(f"<h3>{escape(iid)} — {escape(inst.reason or 'failed')}</h3>")
+        errors = [
+            f"{num(r.rel(rec), 3)} s  {rec.get('level', '')}  {rec.get('event', '')}"
+            for rec in read_jsonl(r.inst_dir(iid) / "log.jsonl")
+            if str(rec.get("level", "")).lower() in ("error", "critical")
+        ][-8:]
+        tail = _tail(r.inst_dir(iid) / "stderr.log", 8)
+        if errors:
+            parts.append("<pre>" + escape("\n".join(errors)) + "</pre>")
+        if tail:
+            parts.append(
+                f'<div class="sub">last lines of '
+                f'<a href="{escape(r.link(iid, "stderr.log") or "")}">'
+                f"stderr.log</a></div><pre>{escape(tail)}</pre>"
+            )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _instances_table(r: RunData) -> str:
+    rows = []
+    for inst in r.instances:
+        iid = inst.id
+        outcome = inst.outcome
+        links = " ".join(
+            f'<a href="{escape(href)}">{name}</a>'
+            for name in ("log.jsonl", "stdout.log", "stderr.log", "metrics.jsonl", "trace.jsonl")
+            if (href := r.link(iid, name))
+        )
+        exit_code = str(inst.exit_code) if inst.exit_code is not None else ""
+        rows.append(
+            f'<tr class="{"fail" if outcome == "failed" else ""}"><td><b>{escape(iid)}</b></td>'
+            f"<td>{escape(inst.role or '')}</td>"
+            f"<td><code>{escape(inst.ip or '')}</code></td>"
+            f'<td><span class="badge {escape(outcome or "unknown")}">'
+            f"{escape(outcome or '?')}</span></td>"
+            f'<td class="num">{escape(exit_code)}</td>'
+            f'<td class="num">{num(inst.duration_s)} s</td><td>{escape(inst.reason or "")}</td>'
+            f"<td>{links}</td></tr>"
+        )
+    return (
+        '<section id="instances-sec"><h2>Instances</h2>'
+        '<input id="flt" placeholder="filter instances…" aria-label="filter instances">'
+        '<div class="scroll"><table id="instances"><thead><tr><th>instance</th><th>role</th><th>address</th>'
+        "<th>outcome</th><th>exit</th><th>ran for</th><th>reason</th><th>logs</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
+
+
+def _timeline(r: RunData) -> str:
+    start: dict[str, float] = {}
+    end: dict[str, float] = {}
+    outcome = {i.id: i.outcome for i in r.instances}
+    markers: list[tuple[float, str, str]] = []
+    points: dict[str, list[tuple[float, float, str, str]]] = defaultdict(list)
+    for e in r.events:
+        t = r.rel(e)
+        if t is None:
+            continue
+        kind, iid = e.get("kind"), str(e.get("instance") or "")
+        if kind == "instance" and e.get("status") == "started":
+            start[iid] = t
+        elif kind == "instance" and e.get("status") == "exited":
+            end[iid] = t
+        elif kind == "phase":
+            markers.append((t, MARK["phase"], f"phase {e.get('name')}"))
+        elif kind == "barrier" and e.get("status") in ("released", "failed"):
+            c = MARK["barrier"] if e.get("status") == "released" else "#e03131"
+            markers.append((t, c, f"{e.get('state')} {e.get('status')}"))
+        elif kind == "event" and e.get("type") in ("success", "failure", "crash"):
+            c = "#2b8a3e" if e.get("type") == "success" else "#c92a2a"
+            tip = f"{iid} {e.get('type')} {e.get('error') or ''}".strip()
+            points[iid].append((t, t + 0.0001, c, tip))
+    for inst in r.instances:
+        start.setdefault(inst.id, r.rel_ts(inst.started) or 0.0)
+        if inst.id not in end and (t := r.rel_ts(inst.ended)) is not None:
+            end[inst.id] = t
+    total = r.run.duration_s or max([*end.values(), *(m[0] for m in markers), 1.0])
+    markers += network_markers(r, total)
+    lanes = []
+    for inst in r.instances:
+        iid = inst.id
+        c = _svg.OUTCOME_COLOURS.get(outcome.get(iid), "#868e96")
+        a, b = start.get(iid, 0.0), end.get(iid, total)
+        bars = [
+            (a, b, c + "55", f"{iid}: {num(a, 2)} to {num(b, 2)} s, {outcome.get(iid) or '?'}"),
+            *points.get(iid, []),
+        ]
+        lanes.append((iid, bars))
+    note = (
+        '<p class="sub">Bars: each instance from start to exit (green passed, orange failed); '
+        'dark ticks: success/failure events. Dashed lines: <span style="color:#1c7ed6">phases'
+        '</span>, <span style="color:#7048e8">barrier releases</span>, '
+        '<span style="color:#e8590c">network changes</span>. Hover for details.</p>'
+    )
+    return (
+        '<section id="timeline"><h2>Timeline</h2>'
+        + note
+        + _svg.timeline(lanes[:60], markers, end=total)
+        + "</section>"
+    )
+
+
+def _params(r: RunData) -> str:
+    params = orjson.dumps(r.run.params, option=orjson.OPT_INDENT_2).decode()
+    groups = "".join(
+        f"<tr><td>{escape(g.id)}</td><td class='num'>{escape(str(g.count))}</td>"
+        f"<td><code>{escape(orjson.dumps(g.params).decode())}</code></td>"
+        f"<td><code>{escape(' '.join(g.program or []) or '(plan entrypoint)')}</code>"
+        "</td></tr>"
+        for g in r.run.groups
+    )
+    return (
+        '<section id="params"><h2>Parameters</h2><div class="grid"><div><h3>Run</h3>'
+        f"<pre>{escape(params)}</pre></div><div><h3>Groups</h3><table><thead><tr><th>group</th>"
+        f"<th>count</th><th>params</th><th>program</th></tr></thead><tbody>{groups}</tbody>"
+        "</table></div></div></section>"
+    )

@@ -1,0 +1,101 @@
+"""The report's propagation section: delays per topic and per hop, and out-of-line hops."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from html import escape
+
+from harness.observe import _svg
+from harness.observe._report._format import num
+from harness.observe._trace import Hop, TraceAnalysis
+
+_CAUSE_TAG = {"loss and retransmit": "loss", "queueing": "queue", "slow handler": "slow"}
+
+def propagation_section(a: TraceAnalysis) -> str:
+    """The Message propagation section."""
+    if not a.messages:
+        return (
+            '<section id="propagation"><h2>Message propagation</h2>'
+            '<p class="note">No message traces (trace.jsonl) in this run.</p></section>'
+        )
+    rows = "".join(
+        f"<tr><td><b>{escape(t.topic)}</b></td><td class='num'>{t.messages}</td>"
+        f"<td class='num'>{num(t.p50_ms)}</td><td class='num'>{num(t.p90_ms)}</td>"
+        f"<td class='num'>{num(t.p99_ms)}</td><td class='num'>{num(t.max_ms)}</td>"
+        f"<td class='num'>{t.coverage * 100:.0f}%</td></tr>"
+        for t in a.topics
+    )
+    lat = [h.expected_ms for h in a.hops]
+    ref = sorted(lat)[len(lat) // 2] if lat else None
+    box = _svg.box_strip(
+        {t.topic: t.samples_ms for t in a.topics},
+        x_label="ms after publish",
+        reference=ref,
+        reference_label=f"one hop ≈ {num(ref)} ms" if ref else "",
+    )
+    hop_box = _svg.box_strip(
+        {
+            f"{ln.src}→{ln.dst}": [h.hop_ms for h in a.hops if (h.src, h.dst) == (ln.src, ln.dst)]
+            for ln in a.links[:24]
+        },
+        x_label="hop delay, ms",
+    )
+    links = "".join(
+        f"<tr class='{'fail' if ln.out_of_line * 2 > ln.hops else ''}'>"
+        f"<td>{escape(ln.src)} → {escape(ln.dst)}</td>"
+        f"<td class='num'>{ln.hops}</td><td class='num'>{num(ln.expected_ms)}</td>"
+        f"<td class='num'>{num(ln.median_ms)}</td><td class='num'>{num(ln.median_excess_ms)}</td>"
+        f"<td class='num'>{ln.out_of_line}</td></tr>"
+        for ln in a.links
+    )
+    out = a.outliers
+    by_cause: dict[tuple[str, str, str], list[Hop]] = defaultdict(list)
+    for h in out:
+        by_cause[(h.src, h.dst, h.cause or "")].append(h)
+    grouped = "".join(
+        f"<tr><td>{escape(src)} → {escape(dst)}</td>"
+        f"<td><span class='tag {_CAUSE_TAG.get(cause, '')}'>{escape(cause)}</span></td>"
+        f"<td class='num'>{len(hs)}</td>"
+        f"<td class='num'>+{num(sorted(h.excess_ms for h in hs)[len(hs) // 2])}</td>"
+        f"<td class='num'>+{num(max(h.excess_ms for h in hs))}</td>"
+        f"<td class='sub'>{escape(hs[0].evidence)}</td></tr>"
+        for (src, dst, cause), hs in sorted(by_cause.items(), key=lambda kv: -len(kv[1]))
+    )
+    orows = "".join(
+        f"<tr><td>{escape(h.msg_id)}</td><td>{escape(h.topic)}</td>"
+        f"<td>{escape(h.src)} → {escape(h.dst)}</td>"
+        f"<td class='num'>{num(h.hop_ms)}</td><td class='num'>{num(h.expected_ms)}</td>"
+        f"<td class='num'>+{num(h.excess_ms)}</td>"
+        f"<td><span class='tag {_CAUSE_TAG.get(h.cause or '', '')}'>{escape(h.cause or '')}</span> "
+        f"<span class='sub'>{escape(h.evidence)}</span></td></tr>"
+        for h in out[:300]
+    )
+    outliers = (
+        (
+            "<table><thead><tr><th>link</th><th>likely cause</th><th>hops</th>"
+            "<th>median excess ms</th><th>max excess ms</th><th>evidence (first hop)</th></tr>"
+            f"</thead><tbody>{grouped}</tbody></table>"
+            f"<details><summary>every out-of-line hop ({min(len(out), 300)} worst)</summary>"
+            "<table><thead><tr><th>message</th><th>topic</th><th>hop</th><th>delay ms</th>"
+            "<th>configured</th><th>excess</th><th>likely cause</th></tr></thead>"
+            f"<tbody>{orows}</tbody></table></details>"
+        )
+        if out
+        else '<p class="note">Every hop took what its configured link explains.</p>'
+    )
+    return (
+        '<section id="propagation"><h2>Message propagation</h2>'
+        "<p class=\"sub\">Propagation delay: from a message's publication to each node's first "
+        "receipt. A hop is out of line when it exceeds the configured latency (+ serialisation) "
+        "by more than 5 ms + 25% of the latency + 2 x jitter.</p>"
+        "<table><thead><tr><th>topic</th><th>messages</th><th>p50 ms</th><th>p90 ms</th>"
+        "<th>p99 ms</th>"
+        f"<th>max ms</th><th>reached</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<h3>Delay distribution per topic</h3>{box}"
+        f'<div class="grid"><div><h3>Hop delay per link</h3>{hop_box}</div>'
+        "<div><h3>Links</h3><table><thead><tr><th>link</th><th>hops</th><th>configured ms</th>"
+        "<th>median ms</th><th>excess ms</th><th>out of line</th></tr></thead>"
+        f"<tbody>{links}</tbody>"
+        f"</table></div></div><h3>Out-of-line hops ({len(out)})</h3>{outliers}</section>"
+    )
+

@@ -1,0 +1,51 @@
+"""summary.json: the machine-readable summary of a run (also what `harness show` prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness._runrecord import InstanceRecord
+from harness.observe._report._data import RunData
+
+
+def _failed(inst: InstanceRecord, run_ended: bool) -> bool:
+    """Failed, or (once the run has ended) without a passing outcome; running is neither."""
+    return inst.outcome == "failed" or (run_ended and not inst.passed)
+
+
+def run_summary(r: RunData) -> dict[str, Any]:
+    """The summary of a loaded run."""
+    run = r.run
+    a = r.analysis
+    failed = [i for i in r.instances if _failed(i, run.is_over)]
+    return {
+        "run_id": run.run_id,
+        "plan": run.plan,
+        "case": run.case,
+        "runner": run.runner,
+        "outcome": run.outcome,
+        "exit_code": run.exit_code,
+        "reason": run.reason,
+        "duration_s": run.duration_s,
+        "instances": {
+            "total": len(r.instances),
+            "passed": sum(i.passed for i in r.instances),
+            "failed": len(failed),
+        },
+        "failures": [
+            {"instance": i.id, "reason": i.reason, "exit_code": i.exit_code} for i in failed
+        ],
+        "propagation": {
+            t.topic: {
+                "messages": t.messages,
+                "p50_ms": t.p50_ms,
+                "p90_ms": t.p90_ms,
+                "p99_ms": t.p99_ms,
+                "max_ms": t.max_ms,
+                "coverage": t.coverage,
+            }
+            for t in a.topics
+        },
+        "out_of_line_hops": len(a.outliers),
+        "report": "report.html",
+    }

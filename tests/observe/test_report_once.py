@@ -1,0 +1,84 @@
+"""The report reads its run once, and its output is what it was before the report became a
+package (golden files of a fixture run; `HARNESS_UPDATE_GOLDEN=1` rewrites them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.observe import render_html, write_report
+
+GOLDEN = Path(__file__).parent / "golden"
+_opened: list[str] | None = None  # the files opened while a test listens
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], str | Path):
+        _opened.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed: this one only listens inside `_opens`
+
+
+def _opens(fn: Callable[[], object], run_dir: Path) -> Counter[str]:
+    global _opened
+    _opened = []
+    try:
+        fn()
+    finally:
+        seen, _opened = _opened, None
+    return Counter(
+        os.path.relpath(p, run_dir) for p in seen if Path(p).is_relative_to(run_dir)
+    )
+
+
+def test_the_report_reads_each_input_once(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(failed=(2,), lossy=(0, 1), slow_handler=3)
+    opened = _opens(lambda: write_report(run_dir), run_dir)
+    for name in ("run.json", "events.jsonl", "network.jsonl", "telemetry.jsonl",
+                 "single/0/metrics.jsonl", "single/2/stderr.log"):
+        assert opened[name] == 1, (name, opened)
+    # the trace analysis peeks at each trace's first line (node ids), then reads it
+    assert all(opened[f"single/{i}/trace.jsonl"] <= 2 for i in range(4)), opened
+
+
+def _normalised(run_dir: Path, name: str) -> str:
+    text = (run_dir / name).read_text(encoding="utf-8").replace(str(run_dir.resolve()), "RUN_DIR")
+    return re.sub(r"Written [^<]* by harness report", "Written (when) by harness report", text)
+
+
+def test_the_report_is_what_it_was(run_factory: Callable[..., Path]) -> None:
+    run_dir = run_factory(
+        instances=5, failed=(2,), lossy=(0, 1), slow_handler=3, messages=10, queued=(1, 2),
+        stalled=(2, 3), cpu_busy=True,
+    )
+    write_report(run_dir)
+    for name in ("report.html", "junit.xml", "summary.json"):
+        got, golden = _normalised(run_dir, name), GOLDEN / f"rich.{name}"
+        if os.environ.get("HARNESS_UPDATE_GOLDEN"):
+            golden.write_text(got, encoding="utf-8")
+        assert got == golden.read_text(encoding="utf-8"), f"{name} differs from {golden}"
+
+
+def test_a_running_instance_has_no_exit_code_shown(run_factory: Callable[..., Path]) -> None:
+    """run.json has exit_code null until an instance exits: the table shows nothing, not None."""
+    html = render_html(run_factory(ended=False))
+    cells = re.findall(r'<td class="num">([^<]*)</td><td class="num">[^<]* s</td>', html)
+    assert cells == ["", "", "", ""]
+
+
+@pytest.mark.parametrize("asset", ["report.css", "report.js"])
+def test_the_styles_and_script_are_inlined_from_their_files(
+    run_factory: Callable[..., Path], asset: str
+) -> None:
+    from importlib import resources
+
+    text = resources.files("harness.observe._report").joinpath(asset).read_text()
+    assert len(text) > 200 and text in render_html(run_factory())

@@ -1,0 +1,221 @@
+"""run.json: one typed RunRecord written by the supervisor and read by everything else."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness._cli import main
+from harness._runrecord import (
+    OUTCOMES,
+    GroupRecord,
+    InstanceRecord,
+    RecordError,
+    RunRecord,
+    SupervisorRecord,
+    load_run,
+    read_run,
+    write_run,
+)
+
+_text = st.text(max_size=12)
+_opt_text = st.none() | _text
+_opt_int = st.none() | st.integers(-(2**31), 2**31)
+_opt_float = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+_json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=6,
+)
+# Keys a newer harness might add: never one of this version's own.
+_extra = st.dictionaries(st.text(min_size=1, max_size=8).map(lambda k: "x-" + k), _json_value, max_size=3)
+
+_instances = st.builds(
+    InstanceRecord,
+    id=_text,
+    group=_text,
+    group_seq=_opt_int,
+    global_seq=_opt_int,
+    role=_opt_text,
+    ip=_opt_text,
+    pid=_opt_int,
+    outcome=st.none() | st.sampled_from(["passed", "failed"]),
+    reason=_opt_text,
+    exit_code=_opt_int,
+    started=_opt_float,
+    ended=_opt_float,
+    dir=_opt_text,
+    extra=_extra,
+)
+_groups = st.builds(
+    GroupRecord,
+    id=_text,
+    count=_opt_int,
+    params=st.dictionaries(_text, _json_value, max_size=3),
+    program=st.none() | st.lists(_text, max_size=3).map(tuple),
+    extra=_extra,
+)
+_records = st.builds(
+    RunRecord,
+    run_id=st.text(min_size=1, max_size=24),
+    plan=_opt_text,
+    case=_opt_text,
+    runner=_opt_text,
+    started=_opt_float,
+    ended=_opt_float,
+    outcome=st.none() | st.sampled_from(OUTCOMES),
+    exit_code=_opt_int,
+    reason=_opt_text,
+    params=st.dictionaries(_text, _json_value, max_size=3),
+    composition=_opt_text,
+    timeout_s=_opt_float,
+    groups=st.lists(_groups, max_size=3).map(tuple),
+    instances=st.lists(_instances, max_size=4).map(tuple),
+    network=st.none() | st.dictionaries(_text, _json_value, max_size=3),
+    metrics_url=_opt_text,
+    supervisor=st.none() | st.builds(SupervisorRecord, st.integers(1, 2**22), st.integers(0, 2**40)),
+    last_seen=_opt_float,
+    sock_dir=_opt_text,
+    extra=_extra,
+)
+
+
+@given(_records)
+def test_a_record_survives_writing_and_reading(record: RunRecord) -> None:
+    data = orjson.loads(orjson.dumps(record.to_json()))
+    assert RunRecord.from_json(data) == record
+    assert RunRecord.from_json(data).to_json() == data
+
+
+@given(_records)
+def test_write_then_read_through_the_file(record: RunRecord) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_run(Path(tmp), record)
+        assert read_run(Path(tmp)) == record
+        assert [p.name for p in Path(tmp).iterdir()] == ["run.json"]  # no .tmp left behind
+
+
+# What a run.json written before the record existed looks like (keys only some versions had).
+OLD_RUN: dict[str, Any] = {
+    "run_id": "20261126-031500-a1b2c3",
+    "plan": "pingpong",
+    "case": "ping",
+    "runner": "local:exec",
+    "started": 1795000000,
+    "ended": 1795000012.5,
+    "outcome": "failed",
+    "exit_code": 1,
+    "reason": "1 of 2 failed",
+    "params": {"rounds": 3},
+    "groups": [{"id": "single", "count": 2, "params": {}, "program": None}],
+    "instances": [
+        {"id": "single/0", "outcome": "passed", "exit_code": 0, "started": 1795000000.1,
+         "ended": 1795000011.0, "metrics_url": "http://198.18.0.2:9090/metrics"},
+        {"id": "single/1", "outcome": "failed", "reason": "boom", "exit_code": 1},
+    ],
+    "network": None,
+}
+
+
+def test_an_older_run_json_reads_with_defaults_and_keeps_what_it_does_not_know(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "run.json").write_text(json.dumps(OLD_RUN))
+    run = load_run(tmp_path)
+    assert (run.composition, run.timeout_s, run.metrics_url, run.supervisor) == (None,) * 4
+    assert run.started == 1795000000.0 and run.duration_s == 12.5 and run.is_over
+    first, second = run.instances
+    assert (first.group, first.dir, first.path(tmp_path)) == ("single", None, tmp_path / "single/0")
+    assert first.extra == {"metrics_url": "http://198.18.0.2:9090/metrics"}
+    assert first.duration_s == pytest.approx(10.9) and second.duration_s is None
+    assert [i.passed for i in run.instances] == [True, False]
+    # rewritten, the unknown key is still there and nothing known is lost
+    write_run(tmp_path, run)
+    again = orjson.loads((tmp_path / "run.json").read_bytes())
+    assert again["instances"][0]["metrics_url"] == "http://198.18.0.2:9090/metrics"
+    assert {k: v for k, v in again.items() if k in OLD_RUN} == OLD_RUN | {
+        "instances": [i | {"group": "single", "group_seq": None, "global_seq": None,
+                           "role": None, "ip": None, "pid": None, "reason": i.get("reason"),
+                           "started": i.get("started"), "ended": i.get("ended"), "dir": None}
+                      for i in OLD_RUN["instances"]]
+    }
+
+
+def test_a_run_without_a_run_id_takes_its_directorys_name(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"plan": "p", "instances": []}))
+    assert load_run(tmp_path).run_id == tmp_path.name
+
+
+def test_the_lifecycle_fields(tmp_path: Path) -> None:
+    """The fields a supervisor's liveness check needs: optional, typed, round-tripped."""
+    data = {**OLD_RUN, "outcome": "aborted", "supervisor": {"pid": 4242, "start_ticks": 987654},
+            "last_seen": 1795000005.25, "sock_dir": "/tmp/harness-x"}
+    run = RunRecord.from_json(data)
+    assert run.supervisor == SupervisorRecord(4242, 987654)
+    assert (run.outcome, run.last_seen, run.sock_dir) == ("aborted", 1795000005.25, "/tmp/harness-x")
+    assert run.extra == {}
+    assert RunRecord.from_json(run.to_json()) == run
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[1, 2]", "is not a run record"),
+        (b'{"kind": "event", "ts": 1}', "is not a run record"),
+        (b"{}", "is not a run record"),
+        (b'{"run_id": "r", "started": "yesterday"}', "'started' must be a number"),
+        (b'{"run_id": "r", "started": true}', "'started' must be a number"),
+        (b'{"run_id": "r", "exit_code": 1.5}', "'exit_code' must be an integer"),
+        (b'{"run_id": "r", "instances": {"a": 1}}', "'instances' must be a list"),
+        (b'{"run_id": "r", "instances": [{"outcome": "passed"}]}', r"instances\[0\] has no 'id'"),
+        (b'{"run_id": "r", "instances": [7]}', r"instances\[0\] must be an object"),
+        (b'{"run_id": "r", "groups": [{"id": "g", "program": [1]}]}', r"program\[0\] must be a string"),
+        (b'{"run_id": "r", "supervisor": {"pid": 1}}', "needs 'pid' and 'start_ticks'"),
+        (b"\x89PNG\r\n", "is not valid JSON"),
+    ],
+)
+def test_what_is_not_a_run_record_is_named(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "run.json").write_bytes(content)
+    with pytest.raises(RecordError, match=message):
+        load_run(tmp_path)
+
+
+def test_no_run_json(tmp_path: Path) -> None:
+    assert read_run(tmp_path) is None
+    with pytest.raises(RecordError, match=r"has no run\.json"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["show", "report"])
+def test_the_cli_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    (tmp_path / "run.json").write_text('{"run_id": "r", "instances": [{"id": 3}]}')
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error: ") and "'id' must be a string" in err
+    assert "\n" not in err
+
+
+def test_the_supervisor_writes_what_the_record_reads(tmp_path: Path) -> None:
+    """InstanceState writes its entry as an InstanceRecord (the verdict filled in)."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    state = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), ip="198.18.0.2", pid=9)
+    state.status = 0
+    state.record({"type": "success"})
+    entry = state.to_record()
+    assert (entry.outcome, entry.reason, entry.dir, entry.exit_code) == ("passed", None, "g/0", 0)
+    record = RunRecord("20261126-031500-a1b2c3", instances=(entry,))
+    assert RunRecord.from_json(orjson.loads(orjson.dumps(record.to_json()))) == record
+    assert dataclasses.replace(entry, extra={}) == entry
