@@ -6,7 +6,7 @@ import dataclasses
 import signal
 from typing import Any
 
-from harness._runrecord import InstanceRecord
+from harness.observe._runrecord import InstanceRecord
 from harness.plans import InstanceSpec
 
 

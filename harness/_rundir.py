@@ -1,4 +1,4 @@
-"""Writing a run directory's JSON files (its id: `harness._runid`; run.json: `harness._runrecord`)."""
+"""Writing a run directory's JSON files (its id: `harness._runid`; run.json: `harness.observe._runrecord`)."""
 
 from __future__ import annotations
 

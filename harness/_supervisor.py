@@ -28,7 +28,6 @@ from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
-from harness._runrecord import GroupRecord, RunRecord, write_run
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -37,6 +36,7 @@ from harness.observe import (
     record_run,
     write_report,
 )
+from harness.observe._runrecord import GroupRecord, RunRecord, write_run
 from harness.plans import InstanceSpec, RunSpec
 from harness.runners import (
     Deployment,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness._cli import main
-from harness._runrecord import (
+from harness.observe._runrecord import (
     OUTCOMES,
     GroupRecord,
     InstanceRecord,

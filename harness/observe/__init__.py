@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from harness._runrecord import GroupRecord, InstanceRecord, RunRecord, load_run
     from harness.observe._history import (
         HISTORY_FILE,
         RunRow,
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
         list_run_dirs,
         resolve_run,
     )
+    from harness.observe._runrecord import GroupRecord, InstanceRecord, RunRecord, load_run
     from harness.observe._scrape import (
         ObserveHandle,
         Scraper,
@@ -69,10 +69,10 @@ if TYPE_CHECKING:
 _WHERE = {
     "DEFAULT_OUTPUTS": "harness.observe._rundir",
     "HISTORY_FILE": "harness.observe._history",
-    "GroupRecord": "harness._runrecord",
+    "GroupRecord": "harness.observe._runrecord",
     "Hop": "harness.observe._trace",
     "InstanceDir": "harness.observe._rundir",
-    "InstanceRecord": "harness._runrecord",
+    "InstanceRecord": "harness.observe._runrecord",
     "JsonlWriter": "harness.observe._jsonl",
     "LEVELS": "harness.observe._logging",
     "LinkDelay": "harness.observe._trace",
@@ -82,7 +82,7 @@ _WHERE = {
     "MessageDelay": "harness.observe._trace",
     "Metrics": "harness.observe._metrics",
     "ObserveHandle": "harness.observe._scrape",
-    "RunRecord": "harness._runrecord",
+    "RunRecord": "harness.observe._runrecord",
     "RunRow": "harness.observe._history",
     "Scraper": "harness.observe._scrape",
     "ShapeTimeline": "harness.observe._shapes",
@@ -98,7 +98,7 @@ _WHERE = {
     "instance_rows": "harness.observe._history",
     "list_run_dirs": "harness.observe._rundir",
     "list_runs": "harness.observe._history",
-    "load_run": "harness._runrecord",
+    "load_run": "harness.observe._runrecord",
     "merged_lines": "harness.observe._logmerge",
     "observe_run": "harness.observe._scrape",
     "parse_ss": "harness.observe._telemetry",

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from harness._errors import UsageError
-from harness._runrecord import read_run
 from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs
+from harness.observe._runrecord import read_run
 
 HISTORY_FILE = "history.sqlite"
 _SCHEMA = """

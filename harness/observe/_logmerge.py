@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import Tail, parse_line, read_jsonl
 from harness.observe._rundir import instance_dirs, run_ended
+from harness.observe._runrecord import RunRecord, read_run
 
 SUPERVISOR = "supervisor"
 LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}

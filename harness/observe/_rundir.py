@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness._errors import UsageError
 from harness._runid import is_run_id
-from harness._runrecord import RUN_FILE, RecordError, RunRecord, read_run
+from harness.observe._runrecord import RUN_FILE, RecordError, RunRecord, read_run
 
 DEFAULT_OUTPUTS = Path("outputs")
 

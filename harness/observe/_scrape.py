@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from harness._listen import Listen, address, open_listeners
-from harness._runrecord import read_run
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
+from harness.observe._runrecord import read_run
 
 SCRAPED_FILE = "scraped.jsonl"
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")

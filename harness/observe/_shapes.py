@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import read_jsonl
+from harness.observe._runrecord import RunRecord, read_run
 
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
 DROP: Shape = {"drop": True}

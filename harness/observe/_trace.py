@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness._runrecord import RunRecord, read_run
 from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import InstanceDir, instance_dirs
+from harness.observe._runrecord import RunRecord, read_run
 from harness.observe._shapes import ShapeTimeline, expected_delay_ms
 from harness.observe._telemetry import read_telemetry
 

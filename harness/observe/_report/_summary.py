@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness._runrecord import InstanceRecord
 from harness.observe._report._data import RunData
+from harness.observe._runrecord import InstanceRecord
 
 
 def _failed(inst: InstanceRecord, run_ended: bool) -> bool:
