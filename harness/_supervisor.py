@@ -24,8 +24,8 @@ import trio
 import harness
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._listen import Listen
-from harness._outputs import check_outputs, is_disk_full, outputs_error
 from harness._outcome import InstanceState
+from harness._outputs import check_outputs, is_disk_full, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import new_run_id, write_json
 from harness.observe import (

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from harness._errors import UsageError
-from harness.plans._discovery import get_plan
 from harness.plans._checks import (
     check_keys,
     is_argv,
@@ -20,6 +19,7 @@ from harness.plans._checks import (
     text,
     whole,
 )
+from harness.plans._discovery import get_plan
 from harness.plans._entrypoint import entrypoint_problem, instance_path
 from harness.plans._manifest import RUNNERS, Plan, TestCase
 from harness.plans._params import parse_duration, resolve
