@@ -25,6 +25,7 @@ import harness
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._listen import Listen
 from harness._outcome import InstanceState
+from harness._outputs import check_outputs, is_disk_full, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
@@ -37,7 +38,7 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._runrecord import GroupRecord, RunRecord, write_run
-from harness.plans import InstanceSpec, RunSpec
+from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
     Deployment,
     Launch,
@@ -93,12 +94,17 @@ class RunResult:
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
     _check_programs(spec)
+    options = options or RunOptions()
+    check_outputs(options.outputs)
+    supervisor = Supervisor(spec, options)
     try:
-        result = trio.run(Supervisor(spec, options or RunOptions()).supervise)
-    except BaseExceptionGroup as group:
-        cause = single_cause(group)
-        if isinstance(cause, HarnessError):
+        result = trio.run(supervisor.supervise)
+    except BaseException as error:
+        cause = single_cause(error)
+        if isinstance(cause, HarnessError) and cause is not error:
             raise cause from None
+        if isinstance(cause, OSError) and is_disk_full(cause):  # e.g. events.jsonl, mid-run
+            raise outputs_error(cause, supervisor.run_dir) from None
         raise
     _finish(result.run_dir)
     return result
@@ -193,17 +199,22 @@ class Supervisor:
 
     async def supervise(self) -> RunResult:
         """The whole run; returns once everything it created is gone."""
-        for inst in self.spec.instances:
-            (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
-        configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
-        # httpx logs every request at info: every metrics scrape would bury the run's log.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        _log.info("run starting", run=self.run_id, plan=self.spec.plan.name,
-                  case=self.spec.case.name, instances=self.spec.total, runner=self.spec.runner)
+        try:
+            for inst in self.spec.instances:
+                (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
+            configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
+            # httpx logs every request at info: every metrics scrape would bury the run's log.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+            _log.info("run starting", run=self.run_id, plan=self.spec.plan.name,
+                      case=self.spec.case.name, instances=self.spec.total,
+                      runner=self.spec.runner)
+            self._events = JsonlWriter(self.run_dir / "events.jsonl", flush_each=False)
+            self._write_run_json(ended=False)
+        except OSError as e:  # nothing has started: leave no half-made run behind
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise outputs_error(e, self.options.outputs) from None
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
-        self._events = JsonlWriter(self.run_dir / "events.jsonl", flush_each=False)
-        self._write_run_json(ended=False)
         sock_dir = self.sock_dir = self.run_dir
         if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
             sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
@@ -409,8 +420,7 @@ class Supervisor:
         env = dict(os.environ)
         # Entrypoints are imported as "<plan dir>.module" or with the plans' root's parent
         # as package root (scenarios.<plan>.module); the project itself comes last.
-        plan_dir = self.spec.plan.path
-        paths = [str(plan_dir.parent), str(plan_dir.parent.parent), str(self._project_root())]
+        paths = [str(p) for p in import_roots(self.spec.plan.path)]
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

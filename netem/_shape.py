@@ -14,14 +14,27 @@ class ShapeError(ValueError):
 
 _PERCENT_FIELDS = ("loss_pct", "corrupt_pct", "duplicate_pct", "reorder_pct")
 
+# The limits are what both backends can apply (a shape must not depend on which one runs):
+MAX_DELAY_MS = 250_000.0
+"""Longest latency or jitter: netem's delay and jitter are u32 counts of 64 ns ticks
+(pyroute2 encodes microseconds x 15.625), so 2^32 ticks is 274.9 s; the userspace engine
+(int64 nanoseconds) takes more."""
+MIN_BANDWIDTH_BPS = 60
+"""Lowest rate cap: pyroute2 encodes htb's rate table as 256 u32 transmit times (in the same
+ticks) of cells up to 2048 bytes; below 60 bit/s (7.5 bytes/s) the slowest cell overflows."""
+MAX_BANDWIDTH_BPS = 2**53
+"""Highest rate cap (9 Pbit/s): pyroute2 turns bit/s into bytes/s as a float, exact up to
+2^53; the kernel holds bytes/s in a u64 (TCA_HTB_RATE64) and bit/s wrap at 2^64."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LinkShape:
     """One direction of a link, in the units people use for tc netem.
 
-    latency_ms, jitter_ms: added one-way delay and its spread (milliseconds).
+    latency_ms, jitter_ms: added one-way delay and its spread (milliseconds), 0 to 250 000.
     loss_pct, corrupt_pct, duplicate_pct, reorder_pct: percentages of packets, 0 to 100.
-    bandwidth_bps: rate cap in bits per second, or None for no cap.
+    bandwidth_bps: rate cap in bits per second (a whole number, 60 to 2^53), or None.
+    A value out of range raises ShapeError naming the field, the value and the range.
     """
 
     latency_ms: float = 0.0
@@ -35,18 +48,20 @@ class LinkShape:
     def __post_init__(self) -> None:
         for name in ("latency_ms", "jitter_ms", *_PERCENT_FIELDS):
             value = getattr(self, name)
+            top = 100.0 if name in _PERCENT_FIELDS else MAX_DELAY_MS
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ShapeError(f"{name} must be a number, not {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ShapeError(f"{name} must be a finite number >= 0, not {value!r}")
-        for name in _PERCENT_FIELDS:
-            if getattr(self, name) > 100:
-                raise ShapeError(f"{name} is a percentage (0 to 100), not {getattr(self, name)!r}")
-        if self.latency_ms > 3_600_000:
-            raise ShapeError(f"latency_ms {self.latency_ms!r} is over an hour")
+                raise ShapeError(f"{name} must be a number from 0 to {top:g}, not {value!r}")
+            if not (math.isfinite(value) and 0 <= value <= top):
+                raise ShapeError(f"{name} {value!r} is out of range: 0 to {top:g}")
         bw = self.bandwidth_bps
-        if bw is not None and (isinstance(bw, bool) or not isinstance(bw, int) or bw < 8):
-            raise ShapeError(f"bandwidth_bps must be a whole number of bits/s >= 8, not {bw!r}")
+        if bw is not None:
+            if isinstance(bw, bool) or not isinstance(bw, int):
+                raise ShapeError(f"bandwidth_bps must be a whole number of bits/s, not {bw!r}")
+            if not MIN_BANDWIDTH_BPS <= bw <= MAX_BANDWIDTH_BPS:
+                raise ShapeError(
+                    f"bandwidth_bps {bw} is out of range: {MIN_BANDWIDTH_BPS} to "
+                    f"{MAX_BANDWIDTH_BPS} (2^53) bits/s"
+                )
         if self.reorder_pct and not self.latency_ms:
             raise ShapeError("reorder_pct needs latency_ms > 0 (reordered packets skip the delay)")
 

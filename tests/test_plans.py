@@ -35,10 +35,11 @@ entrypoint = "demo.plan:main"
   rest = true
   min = 1
 """
+PLAN_PY = "async def main(env):\n    pass\n"
 
 
 def test_params_are_typed_and_defaulted(make_plan: Callable[..., Path]) -> None:
-    root = make_plan("demo", MANIFEST)
+    root = make_plan("demo", MANIFEST, PLAN_PY)
     spec = build_run_spec("demo", params={"speed": "2", "verbose": "yes", "wait": "2s"},
                           plan_roots=[root])
     assert spec.total == 4
@@ -86,7 +87,7 @@ def test_every_count_in_range_gets_a_valid_role_assignment() -> None:
 def test_composition_groups_with_counts_percentages_and_programs(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:
-    root = make_plan("demo", MANIFEST)
+    root = make_plan("demo", MANIFEST, PLAN_PY)
     comp = tmp_path / "c.toml"
     comp.write_text("""
 [global]
@@ -115,11 +116,11 @@ instances = { percentage = 70 }
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[[groups]]\nid = "a"\ninstances = { count = 0 }', "has 0 instances"),
+        ('[[groups]]\nid = "a"\ninstances = { count = 0 }', "count must be at least 1, not 0"),
         ('[[groups]]\nid = "a"\ninstances = { percentage = 50 }', "uses a percentage"),
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',
          "add up to 4 instances, not the 5"),
-        ('[[groups]]\nid = "a/b"\ninstances = { count = 4 }', "without '/'"),
+        ('[[groups]]\nid = "a/b"\ninstances = { count = 4 }', "'a/b' is not a safe name"),
         ("[globl]\n", "unknown key globl; known: global, groups"),
         # typos must not pass silently (the run would use the defaults and pass)
         ('[[groups]]\nid = "a"\ninstances = { count = 4 }\n[groups.parms]\nspeed = 2',

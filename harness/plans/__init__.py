@@ -1,6 +1,7 @@
 """Plans, test cases, typed params, compositions and roles; all checked before a run starts."""
 
 from harness.plans._discovery import default_roots, find_plans, get_plan
+from harness.plans._entrypoint import import_roots
 from harness.plans._manifest import Plan, TestCase, load_manifest
 from harness.plans._params import ParamSpec, parse_assignments, parse_duration
 from harness.plans._roles import RoleAllocator, RoleSpec
@@ -19,6 +20,7 @@ __all__ = [
     "default_roots",
     "find_plans",
     "get_plan",
+    "import_roots",
     "load_manifest",
     "parse_assignments",
     "parse_duration",

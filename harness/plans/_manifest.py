@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness._errors import UsageError
+from harness.plans._checks import check_keys, is_argv, read_toml, table, text, whole
 from harness.plans._params import ParamSpec, parse_spec
 from harness.plans._roles import RoleAllocator, RoleSpec
 
@@ -53,31 +53,10 @@ class Plan:
         return self.cases[name]
 
 
-def is_argv(value: Any) -> bool:
-    """True for a non-empty list of strings (a program and its arguments)."""
-    return isinstance(value, list) and bool(value) and all(isinstance(a, str) for a in value)
-
-
-def check_keys(table: Any, known: Iterable[str], where: str) -> None:
-    """A misspelt key (`timout`, `[groups.parms]`) is an error, never silently ignored: the
-    run would go on with the defaults and pass for the wrong reason."""
-    if not isinstance(table, dict):
-        raise UsageError(f"{where}: expected a table, not {table!r}")
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-
-
 def load_manifest(path: Path) -> Plan:
     """Read and check `<plan dir>/manifest.toml`."""
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"{where}: {e}") from None
+    data = read_toml(path, "manifest")
     check_keys(data, ("name", "description", "defaults", "testcases"), where)
     name = data.get("name")
     if not isinstance(name, str) or not name:
@@ -111,11 +90,11 @@ def _load_case(raw: Any, where: str) -> TestCase:
     check_keys(raw, _CASE_KEYS, where)
     inst = raw.get("instances", {})
     check_keys(inst, ("min", "max", "default"), f"{where} instances")
-    try:
-        lo, hi = int(inst["min"]), int(inst["max"])
-        default = int(inst.get("default", lo))
-    except (KeyError, TypeError, ValueError):
-        raise UsageError(f"{where}: instances = {{ min, max, default }} must be numbers") from None
+    if "min" not in inst or "max" not in inst:
+        raise UsageError(f"{where}: instances = {{ min, max, default }} needs min and max")
+    lo = whole(inst["min"], f"{where} instances.min", least=1)
+    hi = whole(inst["max"], f"{where} instances.max", least=1)
+    default = whole(inst.get("default", lo), f"{where} instances.default", least=1)
     if not 1 <= lo <= default <= hi:
         raise UsageError(f"{where}: instances must satisfy 1 <= min <= default <= max")
     entry, program = raw.get("entrypoint"), raw.get("program")
@@ -128,20 +107,11 @@ def _load_case(raw: Any, where: str) -> TestCase:
     backend = raw.get("backend", "trio")
     if backend not in BACKENDS:
         raise UsageError(f"{where}: backend must be one of {', '.join(BACKENDS)}")
-    params = {k: parse_spec(k, v, where) for k, v in raw.get("params", {}).items()}
+    raw_params = table(raw.get("params", {}), f"{where} params")
+    params = {k: parse_spec(k, v, where) for k, v in raw_params.items()}
     roles = None
     if raw.get("roles"):
-        specs = []
-        for r in raw["roles"]:
-            if not isinstance(r, dict) or not isinstance(r.get("name"), str):
-                raise UsageError(f"{where}: every [[testcases.roles]] needs a name")
-            check_keys(r, ("name", "count", "rest", "min"), f"{where} role {r['name']!r}")
-            count = r.get("count")
-            if isinstance(count, str) and (count not in params or params[count].type != "int"):
-                raise UsageError(f"{where}: role {r['name']!r}: count {count!r} is no int param")
-            rest, least = bool(r.get("rest", False)), int(r.get("min", 0))
-            specs.append(RoleSpec(r["name"], count, rest, least))
-        roles = RoleAllocator(specs)
+        roles = RoleAllocator(_load_roles(raw["roles"], params, where))
         defaults = {k: p.default for k, p in params.items()}
         roles.counts(default, defaults)  # the defaults themselves must fit
     return TestCase(
@@ -156,3 +126,26 @@ def _load_case(raw: Any, where: str) -> TestCase:
         roles=roles,
         description=str(raw.get("description", "")),
     )
+
+
+def _load_roles(raw: Any, params: Mapping[str, ParamSpec], where: str) -> list[RoleSpec]:
+    if not isinstance(raw, list):
+        raise UsageError(f"{where}: roles must be a list of [[testcases.roles]] tables")
+    specs = []
+    for r in raw:
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+            raise UsageError(f"{where}: every [[testcases.roles]] needs a name")
+        at = f"{where} role {r['name']!r}"
+        check_keys(r, ("name", "count", "rest", "min"), at)
+        count = r.get("count")
+        if isinstance(count, str):
+            if count not in params or params[count].type != "int":
+                raise UsageError(f"{at}: count {count!r} is no int param")
+        elif count is not None:
+            count = whole(count, f"{at}: count")
+        rest = r.get("rest", False)
+        if not isinstance(rest, bool):
+            raise UsageError(f"{at}: rest must be true or false, not {rest!r}")
+        least = whole(r.get("min", 0), f"{at}: min")
+        specs.append(RoleSpec(text(r["name"], f"{at}: name"), count, rest, least))
+    return specs

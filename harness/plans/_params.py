@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness._errors import UsageError
+from harness.plans._checks import number, whole
 
 TYPES = ("int", "float", "bool", "str", "duration")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -97,10 +98,31 @@ def parse_spec(name: str, raw: Any, where: str) -> ParamSpec:
         type=ptype,
         default=None,
         description=str(raw.get("description", raw.get("desc", ""))),
-        min=raw.get("min"),
-        max=raw.get("max"),
+        min=_bound(raw, "min", name, ptype, where),
+        max=_bound(raw, "max", name, ptype, where),
     )
+    if spec.min is not None and spec.max is not None and spec.min > spec.max:
+        raise UsageError(f"{where}: param {name!r} has min {spec.min} above its max {spec.max}")
     return dataclasses.replace(spec, default=spec.coerce(raw["default"], f"{where} (default)"))
+
+
+def _bound(raw: Mapping[str, Any], key: str, name: str, ptype: str, where: str) -> float | None:
+    """A param's min or max: of the param's own type, as TOML typed it (no numerals in
+    text, no booleans); a duration's may also be a duration like "250ms"."""
+    if key not in raw:
+        return None
+    value = raw[key]
+    at = f"{where}: param {name!r} ({ptype}) {key}"
+    if ptype not in ("int", "float", "duration"):
+        raise UsageError(f"{at}: only int, float and duration params have a {key}")
+    if ptype == "duration" and isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise UsageError(f"{at}: {e}") from None
+    if ptype == "int":
+        return whole(value, at, least=None)
+    return number(value, at)
 
 
 def resolve(

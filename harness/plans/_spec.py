@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness._errors import UsageError
+from harness.plans._checks import (
+    check_keys,
+    is_argv,
+    number,
+    read_toml,
+    safe_name,
+    table,
+    text,
+    whole,
+)
 from harness.plans._discovery import get_plan
-from harness.plans._manifest import RUNNERS, Plan, TestCase, check_keys, is_argv
+from harness.plans._entrypoint import entrypoint_problem, instance_path
+from harness.plans._manifest import RUNNERS, Plan, TestCase
 from harness.plans._params import parse_duration, resolve
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -106,16 +116,21 @@ def build_run_spec(
             iid = f"{gs.id}/{seq}"
             out.append(InstanceSpec(iid, gs.id, seq, gseq, role, gs.params, gs.program))
 
+    if case.entrypoint and any(i.program is None for i in out):
+        problem = entrypoint_problem(case.entrypoint, instance_path(plan.path))
+        if problem:
+            raise UsageError(f"{where}: {problem}")
     run_runner = runner or g.get("runner") or plan.runner
     if run_runner not in RUNNERS:
         raise UsageError(f"unknown runner {run_runner!r}; known: {', '.join(RUNNERS)}")
     timeout = timeout_s
     if timeout is None and "timeout" in g:
         raw = g["timeout"]
+        where_t = f"composition {composition} [global] timeout"
         try:
-            timeout = parse_duration(raw) if isinstance(raw, str) else float(raw)
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"{composition}: timeout: {e}") from None
+            timeout = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
+        except ValueError as e:
+            raise UsageError(f"{where_t}: {e}") from None
     timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -123,22 +138,25 @@ def build_run_spec(
 
 
 def _read_composition(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"composition {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"composition {path}: {e}") from None
+    data = read_toml(path, "composition")
     where = f"composition {path}"
     check_keys(data, ("global", "groups"), where)
-    check_keys(
-        data.get("global", {}),
-        ("plan", "case", "params", "runner", "timeout", "total_instances"),
-        f"{where} [global]",
-    )
-    for raw in data.get("groups", []):
+    g = data.get("global", {})
+    check_keys(g, ("plan", "case", "params", "runner", "timeout", "total_instances"),
+               f"{where} [global]")
+    for key in ("plan", "case", "runner"):
+        if key in g:
+            text(g[key], f"{where} [global] {key}")
+    table(g.get("params", {}), f"{where} [global.params]")
+    if "total_instances" in g:
+        whole(g["total_instances"], f"{where} [global] total_instances", least=1)
+    groups = data.get("groups", [])
+    if not isinstance(groups, list):
+        raise UsageError(f"{where}: groups must be [[groups]] tables, not {groups!r}")
+    for raw in groups:
         check_keys(raw, ("id", "instances", "params", "program"), f"{where} [[groups]]")
         check_keys(raw.get("instances", {}), ("count", "percentage"), f"{where} group instances")
+        table(raw.get("params", {}), f"{where} group {raw.get('id')!r} params")
     return data
 
 
@@ -150,33 +168,34 @@ def _groups(
     path: Path | None,
 ) -> list[tuple[str, int, Mapping[str, Any], tuple[str, ...] | None]]:
     raw_groups = comp.get("groups")
-    if not raw_groups:
-        n = instances if instances is not None else comp.get("global", {}).get(
-            "total_instances", case.default_instances
-        )
-        return [("single", int(n), {}, None)]
     total = instances if instances is not None else comp.get("global", {}).get("total_instances")
+    if not raw_groups:
+        return [("single", case.default_instances if total is None else total, {}, None)]
     out: list[tuple[str, int, Mapping[str, Any], tuple[str, ...] | None]] = []
     for raw in raw_groups:
-        gid = raw.get("id")
-        if not isinstance(gid, str) or not gid or "/" in gid:
-            raise UsageError(f"composition {path}: every group needs an id without '/'")
+        if "id" not in raw:
+            raise UsageError(f"composition {path}: every group needs an id")
+        gid = safe_name(raw["id"], f"composition {path}: group id")
         if any(gid == o[0] for o in out):
             raise UsageError(f"composition {path}: group id {gid!r} appears twice")
         inst = raw.get("instances", {})
+        at = f"composition {path}: group {gid!r} instances"
+        if ("count" in inst) == ("percentage" in inst):
+            raise UsageError(f"{at}: give exactly one of count and percentage")
         if "count" in inst:
-            count = inst["count"]
-        elif "percentage" in inst:
+            count = whole(inst["count"], f"{at}.count", least=1)
+        else:
+            pct = number(inst["percentage"], f"{at}.percentage")
+            if not 0 < pct <= 100:
+                raise UsageError(f"{at}.percentage must be above 0 and at most 100, not {pct!r}")
             if total is None:
                 raise UsageError(
                     f"composition {path}: group {gid!r} uses a percentage; "
                     "set [global] total_instances or -i"
                 )
-            count = round(total * float(inst["percentage"]) / 100)
-        else:
-            raise UsageError(f"composition {path}: group {gid!r}: no instances count or percentage")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise UsageError(f"composition {path}: group {gid!r} has {count!r} instances")
+            count = round(total * pct / 100)
+            if count < 1:
+                raise UsageError(f"{at}: {pct}% of {total} is {count} instances")
         program = raw.get("program")
         if program is not None and not is_argv(program):
             raise UsageError(f"composition {path}: group {gid!r}: program is a list of strings")

@@ -28,7 +28,6 @@ from netem._backends._tc_spec import (
     Op,
     Spec,
     diff,
-    kernel_problem,
     render,
     request,
 )
@@ -150,10 +149,6 @@ class HtbShaper:
                 raise RequestError(f"pair {src} -> {dst} names the same host twice")
             if not isinstance(shape, LinkShape):
                 raise RequestError(f"the shape of {src} -> {dst} is not a LinkShape: {shape!r}")
-            if self.leaves:
-                problem = kernel_problem(shape)
-                if problem:
-                    raise RequestError(f"{src} -> {dst}: {problem}")
 
     def desired(self, matrix: Mapping[Pair, LinkShape]) -> dict[IPv4Address, tuple[Spec, ...]]:
         """The specs per host for `matrix` (every attached host, shaped or not)."""

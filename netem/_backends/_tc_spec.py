@@ -30,8 +30,6 @@ ROOT = 0x10000  # handle 1:
 DEFAULT_MINOR = 1  # class 1:1
 FIRST_SLOT = 0x10
 MAX_SLOT = 0xFFFF
-MAX_DELAY_MS = 250_000.0
-"""Longest delay or jitter netem takes here (its 32-bit field counts 1/64 us ticks)."""
 
 ETH_P_IP = 0x0800
 _MTU = 1514
@@ -94,15 +92,6 @@ def netem_limit(shape: LinkShape) -> int:
     rate = shape.bandwidth_bps or UNCAPPED_BPS
     in_flight = rate / 8 / 1500 * (shape.latency_ms + shape.jitter_ms) / 1000
     return min(_BASE_LIMIT + math.ceil(in_flight), 2**31 - 1)
-
-
-def kernel_problem(shape: LinkShape) -> str | None:
-    """Why netem cannot carry `shape`, or None."""
-    for name in ("latency_ms", "jitter_ms"):
-        value = getattr(shape, name)
-        if value > MAX_DELAY_MS:
-            return f"{name} {value:g} is over the kernel backend's limit of {MAX_DELAY_MS:g}"
-    return None
 
 
 def render(

@@ -117,7 +117,7 @@ def test_request_disabled_cuts_host_both_ways(net: Network) -> None:
 BAD_REQUESTS: list[tuple[Any, str]] = [
     ([], "must be an object"),
     ({"colour": "red"}, "unknown network config key(s) colour"),
-    ({"default": {"latency_ms": -1}}, "default: latency_ms must be a finite number >= 0"),
+    ({"default": {"latency_ms": -1}}, "default: latency_ms -1 is out of range: 0 to 250000"),
     ({"default": {"latency": 5}}, "default: unknown link shape field(s) latency"),
     ({"default": [1]}, "default: a link shape is an object"),
     ({"enabled": "yes"}, "enabled must be true or false"),
@@ -145,7 +145,7 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
             "default": {"latency_ms": 5},
             "rules": [{"peers": ["198.18.0.2"], "shape": {"loss_pct": 200}}],
         },
-        "rules[0].shape: loss_pct is a percentage",
+        "rules[0].shape: loss_pct 200 is out of range: 0 to 100",
     ),
     ({"rules": [{"peers": ["198.18.0.2"], "drop": 1}]}, "rules[0].drop must be true or false"),
 ]

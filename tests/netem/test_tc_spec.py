@@ -19,7 +19,6 @@ from netem._backends._tc_spec import (
     NetemLeaf,
     Op,
     diff,
-    kernel_problem,
     netem_limit,
     render,
     request,
@@ -79,12 +78,6 @@ def test_netem_limit_covers_what_the_delay_holds_in_flight() -> None:
     assert netem_limit(LinkShape()) == 1000
     # 100 Mbit/s for 200 ms is 2.5 MB, about 1667 packets of 1500 bytes
     assert netem_limit(LinkShape(latency_ms=200, bandwidth_bps=100_000_000)) == 1000 + 1667
-
-
-def test_kernel_problem_names_the_field() -> None:
-    assert kernel_problem(LinkShape(latency_ms=100)) is None
-    problem = kernel_problem(LinkShape(latency_ms=300_000))
-    assert problem is not None and "latency_ms" in problem
 
 
 def test_diff_of_equal_layouts_is_empty() -> None:

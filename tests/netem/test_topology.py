@@ -109,8 +109,8 @@ def test_by_address_maps_nodes_to_hosts() -> None:
     ("graph", "message"),
     [
         (nx.Graph([(0, 1)]), "has no latency_ms"),
-        (nx.Graph([(0, 1, {"latency_ms": -1})]), "latency_ms must be"),
-        (nx.Graph([(0, 1, {"latency_ms": 1, "loss_pct": 200})]), "percentage"),
+        (nx.Graph([(0, 1, {"latency_ms": -1})]), "latency_ms -1 is out of range"),
+        (nx.Graph([(0, 1, {"latency_ms": 1, "loss_pct": 200})]), "loss_pct 200 is out of range: 0 to 100"),
         (nx.MultiGraph([(0, 1, {"latency_ms": 1})]), "multigraphs"),
         ("not a graph", "networkx graph"),
     ],

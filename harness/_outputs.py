@@ -1,0 +1,43 @@
+"""The outputs root: checked before a run starts, and a failed write into it as one line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from harness._errors import EnvironmentProblem, HarnessError, UsageError
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True for an OSError saying the file system (or the user's quota) is full."""
+    return isinstance(error, OSError) and error.errno in _DISK_FULL
+
+
+def outputs_error(error: OSError, where: Path) -> HarnessError:
+    """The one-line error for `error`, met writing a run's outputs under `where`: a full disk
+    is the machine's problem (exit 3), any other refusal a bad outputs path (exit 2)."""
+    reason = error.strerror or str(error)
+    if is_disk_full(error):
+        return EnvironmentProblem(f"cannot write the run's outputs in {where}: {reason}")
+    return UsageError(f"outputs {where} cannot hold a run: {reason}")
+
+
+def check_outputs(outputs: Path) -> None:
+    """Create the outputs root if need be and prove a file can be written in it: a path
+    that is a file, under /proc, immutable, read-only or full is refused before the run."""
+    if outputs.exists() and not outputs.is_dir():
+        raise UsageError(f"outputs {outputs} cannot hold a run: it is not a directory")
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=outputs, prefix=".harness-probe-")
+        try:
+            os.write(fd, b"x")  # a full file system refuses the first block, not the name
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as e:
+        raise outputs_error(e, outputs) from None

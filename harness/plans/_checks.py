@@ -1,0 +1,90 @@
+"""Typed reads of manifest and composition values: each wrong type or range is a UsageError
+naming where it is and what it holds, never a TypeError or ValueError from deep inside."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness._errors import UsageError
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""Group ids and the like: they name directories, so no '/', no leading '.', no '..'."""
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file at `path`; unreadable, not UTF-8 or not TOML is one UsageError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{what} {path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{what} {path}: {e}") from None
+
+
+def is_argv(value: Any) -> bool:
+    """True for a non-empty list of strings (a program and its arguments)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(a, str) for a in value)
+
+
+def table(value: Any, where: str) -> Mapping[str, Any]:
+    """`value` if it is a TOML table (a dict)."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected a table, not {value!r}")
+    return value
+
+
+def check_keys(value: Any, known: Iterable[str], where: str) -> None:
+    """A misspelt key (`timout`, `[groups.parms]`) is an error, never silently ignored: the
+    run would go on with the defaults and pass for the wrong reason."""
+    unknown = sorted(set(table(value, where)) - set(known))
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+def whole(value: Any, where: str, *, least: int | None = 0) -> int:
+    """`value` if it is an integer >= `least` (not a bool, a float or a numeral in text)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{where} must be a whole number, not {value!r}")
+    if least is not None and value < least:
+        raise UsageError(f"{where} must be at least {least}, not {value!r}")
+    return value
+
+
+def number(value: Any, where: str) -> float:
+    """`value` if it is a finite int or float (not a bool or text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{where} must be a finite number, not {value!r}")
+    return value
+
+
+def text(value: Any, where: str) -> str:
+    """`value` if it is a string."""
+    if not isinstance(value, str):
+        raise UsageError(f"{where} must be text, not {value!r}")
+    return value
+
+
+def safe_name(value: Any, where: str) -> str:
+    """`value` if it is a name safe as one path component (see SAFE_NAME)."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise UsageError(
+            f"{where} {value!r} is not a safe name: a letter or digit, then letters, digits, "
+            "'_', '.' or '-'"
+        )
+    return value

@@ -1,0 +1,271 @@
+"""Bad manifests, compositions, entrypoints and outputs: a one-line error and exit 2 (3 for a
+full disk) before anything starts, never a traceback, never a value silently bent."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._errors import UsageError
+from harness.plans import build_run_spec
+from harness.plans._entrypoint import entrypoint_problem
+
+from .conftest import ROOT
+
+MANIFEST = """
+name = "tiny"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "ok"
+instances = { min = 1, max = 10, default = 2 }
+entrypoint = "tiny.plan:ok"
+  [testcases.params]
+  n = { type = "int", default = 1, min = 0, max = 5 }
+"""
+PLAN_PY = "async def ok(env):\n    pass\n"
+
+
+@pytest.fixture
+def tiny(make_plan: Callable[..., Path]) -> Path:
+    return make_plan("tiny", MANIFEST, PLAN_PY)
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
+    )
+
+
+def assert_one_line(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness: error: "), r.stderr
+    return lines[0]
+
+
+GROUP = '[[groups]]\nid = "a"\ninstances = { count = 2 }\n'
+BAD_COMPOSITIONS = [
+    # 4: tracebacks before
+    (b"\xff\xfe\x00\x01binary", r"not UTF-8 text \(byte 0xff at offset 0\)"),
+    (b'plan = "\xe9t\xe9"', "not UTF-8 text"),
+    (b"[global]\nparams = 5\n", r"\[global.params\]: expected a table, not 5"),
+    (GROUP.encode() + b"params = 5\n", "group 'a' params: expected a table, not 5"),
+    (b'[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\ninstances = { percentage = "abc" }',
+     "instances.percentage must be a finite number, not 'abc'"),
+    (b'[global]\ntotal_instances = "ten"\n', "total_instances must be a whole number, not 'ten'"),
+    (b'[global]\ntotal_instances = "10"\n', "total_instances must be a whole number, not '10'"),
+    (b"groups = 5\n", "groups must be \\[\\[groups\\]\\] tables"),
+    # 5: silently accepted before
+    (b'[[groups]]\nid = ".."\ninstances = { count = 2 }', "group id '..' is not a safe name"),
+    (b'[[groups]]\nid = "."\ninstances = { count = 2 }', "group id '.' is not a safe name"),
+    (b'[[groups]]\nid = ".x"\ninstances = { count = 2 }', "group id '.x' is not a safe name"),
+    (b'[[groups]]\nid = "a b"\ninstances = { count = 2 }', "group id 'a b' is not a safe name"),
+    (b"[global]\ntimeout = true\n", "timeout must be a finite number, not True"),
+    (b"[global]\ntotal_instances = 3.7\n", "total_instances must be a whole number, not 3.7"),
+    (b"[global]\ntotal_instances = true\n", "total_instances must be a whole number, not True"),
+    (b'[global]\ntotal_instances = 10\n[[groups]]\nid = "a"\n'
+     b"instances = { count = 2, percentage = 90 }", "exactly one of count and percentage"),
+    (b'[[groups]]\nid = "a"\ninstances = { count = 2.0 }', "count must be a whole number"),
+    (b'[[groups]]\nid = "a"\ninstances = { count = true }', "count must be a whole number"),
+    (b'[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\ninstances = { percentage = true }',
+     "percentage must be a finite number, not True"),
+    (b'[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\ninstances = { percentage = 150 }',
+     "percentage must be above 0 and at most 100"),
+    (b'[global]\nplan = 5\n', r"\[global\] plan must be text, not 5"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_COMPOSITIONS)
+def test_bad_compositions_are_usage_errors(
+    tiny: Path, tmp_path: Path, body: bytes, message: str
+) -> None:
+    comp = tmp_path / "c.toml"
+    comp.write_bytes(body)
+    with pytest.raises(UsageError, match=message):
+        build_run_spec("tiny", composition=comp, plan_roots=[tiny])
+
+
+@pytest.mark.parametrize("gid", ["old", "v1.2", "a_b-c", "9", "A..b"])
+def test_safe_group_ids_are_accepted(tiny: Path, tmp_path: Path, gid: str) -> None:
+    comp = tmp_path / "c.toml"
+    comp.write_text(f'[[groups]]\nid = "{gid}"\ninstances = {{ count = 2 }}\n')
+    spec = build_run_spec("tiny", composition=comp, plan_roots=[tiny])
+    assert [i.id for i in spec.instances] == [f"{gid}/0", f"{gid}/1"]
+
+
+CASE = '[[testcases]]\nname = "ok"\nentrypoint = "tiny.plan:ok"\n'
+BAD_MANIFESTS = [
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     'n = { type = "int", default = 1, min = "1" }', "param 'n' \\(int\\) min must be a whole"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     'n = { type = "int", default = 3, min = 2.9, max = "4" }', "min must be a whole number"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     'x = { type = "float", default = 3, max = "4" }', "max must be a finite number"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     'x = { type = "float", default = 3, min = true }', "min must be a finite number, not True"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     'x = { type = "int", default = 3, min = 5, max = 4 }', "min 5 above its max 4"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+     's = { type = "str", default = "a", min = 1 }', "only int, float and duration"),
+    (CASE + "instances = { min = 1, max = 2 }\nparams = 5", "params: expected a table, not 5"),
+    (CASE + 'instances = { min = 2.9, max = "4" }', "instances.min must be a whole number"),
+    (CASE + "instances = { min = true, max = 4 }", "instances.min must be a whole number"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[[testcases.roles]]\nname = "r"\nrest = true\n'
+     'min = "x"', "role 'r': min must be a whole number, not 'x'"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[[testcases.roles]]\nname = "r"\nrest = "no"',
+     "rest must be true or false"),
+    (CASE + 'instances = { min = 1, max = 2 }\n[[testcases.roles]]\nname = "r"\ncount = 1.5',
+     "count must be a whole number"),
+    (CASE + "instances = { min = 1, max = 2 }\nroles = 5", "roles must be a list"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_MANIFESTS)
+def test_bad_manifests_are_usage_errors(
+    make_plan: Callable[..., Path], body: str, message: str
+) -> None:
+    root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
+    with pytest.raises(UsageError, match=message):
+        build_run_spec("tiny", plan_roots=[root])
+
+
+def test_a_manifest_that_is_not_utf8(make_plan: Callable[..., Path]) -> None:
+    root = make_plan("tiny", MANIFEST, PLAN_PY)
+    (root / "tiny" / "manifest.toml").write_bytes(b'name = "\xff"\n')
+    with pytest.raises(UsageError, match="manifest .*: not UTF-8 text"):
+        build_run_spec("tiny", plan_roots=[root])
+
+
+def test_duration_bounds_may_be_durations(make_plan: Callable[..., Path]) -> None:
+    body = (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
+            'd = { type = "duration", default = "2s", min = "1s", max = 10 }')
+    root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
+    assert build_run_spec("tiny", params={"d": "3s"}, plan_roots=[root]).groups[0].params == {
+        "d": 3.0}
+    with pytest.raises(UsageError, match="below its min 1.0"):
+        build_run_spec("tiny", params={"d": "500ms"}, plan_roots=[root])
+
+
+def test_entrypoint_static_check(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise SystemExit('a package __init__ must not run')\n")
+    (pkg / "good.py").write_text(
+        "import os\nif os.sep:\n    async def main(env): pass\nelse:\n    main = None\n"
+        "class K:\n    def method(self): pass\n"
+        "def _later():\n    global made\n    made = 1\n"
+    )
+    (pkg / "star.py").write_text("from os.path import *\n")
+    (pkg / "broken.py").write_text("def main(:\n")
+    path = [str(tmp_path)]
+    assert entrypoint_problem("pkg.good:main", path) is None
+    assert entrypoint_problem("pkg.good:made", path) is None  # bound through `global`
+    assert entrypoint_problem("pkg.star:anything", path) is None  # undecidable: accepted
+    assert "defines no 'method'" in (entrypoint_problem("pkg.good:method", path) or "")
+    assert "no module pkg.nope" in (entrypoint_problem("pkg.nope:main", path) or "")
+    assert "no module pkg.good.x" in (entrypoint_problem("pkg.good.x:main", path) or "")
+    assert "line 1" in (entrypoint_problem("pkg.broken:main", path) or "")
+    assert "is not 'package.module:function'" in (entrypoint_problem("pkg.good:a.b", path) or "")
+
+
+@pytest.mark.parametrize(
+    ("composition", "manifest_edit", "message"),
+    [
+        (b"\x00\x01\x02binary\xff", None, "not UTF-8 text"),
+        (b"[global]\nparams = 5\n", None, "expected a table, not 5"),
+        (b'[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\n'
+         b'instances = { percentage = "abc" }', None, "percentage must be a finite number"),
+        (b'[global]\ntotal_instances = "ten"\n', None, "total_instances must be a whole number"),
+        (b'[[groups]]\nid = ".."\ninstances = { count = 2 }', None, "not a safe name"),
+        (b"[global]\ntimeout = true\n", None, "timeout must be a finite number"),
+        (None, ("min = 0,", 'min = "1",'), "min must be a whole number"),
+        (None, ("tiny.plan:ok", "tiny.plan:nosuch"), "tiny.plan (") ,
+        (None, ("tiny.plan:ok", "tiny.nosuch:ok"), "no module tiny.nosuch"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_starts_nothing(
+    tiny: Path, tmp_path: Path, composition: bytes | None,
+    manifest_edit: tuple[str, str] | None, message: str,
+) -> None:
+    args = ["tiny", "--plans", str(tiny), "--outputs", str(tmp_path / "out")]
+    if composition is not None:
+        (tmp_path / "c.toml").write_bytes(composition)
+        args += ["--composition", str(tmp_path / "c.toml")]
+    if manifest_edit is not None:
+        manifest = tiny / "tiny" / "manifest.toml"
+        manifest.write_text(manifest.read_text().replace(*manifest_edit))
+    line = assert_one_line(run_cli(*args))
+    assert message in line
+    assert not (tmp_path / "out").exists()  # nothing was started or written
+
+
+def test_cli_outputs_that_cannot_hold_a_run(tiny: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for outputs, reason in [
+        (a_file, "it is not a directory"),
+        (a_file / "sub", "Not a directory"),
+        (Path("/proc/harness-outputs"), "No such file or directory"),
+    ]:
+        line = assert_one_line(run_cli("tiny", "--plans", str(tiny), "--outputs", str(outputs)))
+        assert line.endswith(f"outputs {outputs} cannot hold a run: {reason}"), line
+
+
+@pytest.fixture
+def immutable_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "immutable"
+    path.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(
+        ["chattr", "+i", str(path)], capture_output=True, check=False
+    ).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    yield path
+    subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_cli_immutable_outputs(tiny: Path, immutable_dir: Path) -> None:
+    line = assert_one_line(run_cli("tiny", "--plans", str(tiny), "--outputs", str(immutable_dir)))
+    assert line.endswith("cannot hold a run: Operation not permitted"), line
+
+
+def in_private_tmpfs(tmp_path: Path, options: str, command: str) -> subprocess.CompletedProcess[str]:
+    """Run `command` with a tmpfs (mount `options`) on tmp_path/mnt, in a private mount
+    namespace: the host's mounts are untouched and the tmpfs goes with the namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) not found")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = f"mount --make-rprivate / && mount -t tmpfs -o {options} tmpfs {mnt} && {command}"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+def harness_run_line(tiny: Path, outputs: Path) -> str:
+    return (f"{sys.executable} -m harness run -q --metrics-listen off tiny --plans {tiny} "
+            f"--outputs {outputs}")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux's")
+def test_cli_read_only_outputs(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mnt" / "out"
+    r = in_private_tmpfs(tmp_path, "size=1m,ro", harness_run_line(tiny, out))
+    line = assert_one_line(r)
+    assert line.endswith("cannot hold a run: Read-only file system"), line
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux's")
+@pytest.mark.parametrize("size", ["4k", "16k"])
+def test_cli_full_disk_is_one_line(tiny: Path, tmp_path: Path, size: str) -> None:
+    """4k fills before the run starts, 16k while it runs (events, run.json)."""
+    out = tmp_path / "mnt" / "out"
+    r = in_private_tmpfs(tmp_path, f"size={size}", harness_run_line(tiny, out))
+    line = assert_one_line(r, code=3)
+    assert "cannot write the run's outputs in" in line and "No space left on device" in line
