@@ -27,6 +27,7 @@ from harness._listen import Listen
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import new_run_id, write_json
+from harness._runparams import RunParams
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -421,28 +422,30 @@ class Supervisor:
         st.ip = place.data_ip
         out = self.run_dir / inst.id
         group_size = next(g.count for g in self.spec.groups if g.id == inst.group)
-        env = self._base_env()
-        env.update({
-            "TEST_PLAN": self.spec.plan.name,
-            "TEST_CASE": self.spec.case.name,
-            "TEST_RUN": self.run_id,
-            "TEST_INSTANCE_COUNT": str(self.spec.total),
-            "TEST_GROUP_ID": inst.group,
-            "TEST_GROUP_INSTANCE_COUNT": str(group_size),
-            "TEST_GLOBAL_SEQ": str(inst.global_seq),
-            "TEST_GROUP_SEQ": str(inst.group_seq),
-            "TEST_INSTANCE_ID": inst.id,
-            "TEST_INSTANCE_ROLE": inst.role,
-            "TEST_INSTANCE_PARAMS": orjson.dumps(dict(inst.params)).decode(),
-            "TEST_OUTPUTS_PATH": str(out),
-            "TEST_SYNC_SOCKET": sock,
-            "TEST_SYNC_TCP": tcp or "",
-            "TEST_RUNNER": self.spec.runner,
-            "TEST_DATA_NETWORK": self.deployment.data_network,
-            "TEST_DATA_IP": place.data_ip,
-            "TEST_SIDECAR": "true" if self.deployment.network else "false",
-            "TEST_START_TIME": repr(self.started_at),
-        })
+        params = RunParams(
+            plan=self.spec.plan.name,
+            case=self.spec.case.name,
+            run_id=self.run_id,
+            instance_count=self.spec.total,
+            group_id=inst.group,
+            group_instance_count=group_size,
+            global_seq=inst.global_seq,
+            group_seq=inst.group_seq,
+            instance_id=inst.id,
+            role=inst.role,
+            params=dict(inst.params),
+            outputs_path=out,
+            sync_socket=sock,
+            sync_tcp=tcp,
+            runner=self.spec.runner,
+            data_network=self.deployment.data_network,
+            data_ip=place.data_ip,
+            sidecar=bool(self.deployment.network),
+            start_time=self.started_at,
+        )
+        contract = RunParams.variables()  # none inherited: only what this run sets
+        env = {k: v for k, v in self._base_env().items() if k not in contract}
+        env.update(params.to_environ())
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
         return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program)

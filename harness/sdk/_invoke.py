@@ -14,8 +14,9 @@ import structlog
 
 from harness._errors import single_cause
 from harness._logging import configure_logging
+from harness._runparams import RunEnvError
 from harness.sdk._network import NetworkClient
-from harness.sdk._runenv import RunEnv, RunEnvError
+from harness.sdk._runenv import RunEnv
 from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix
 
 TestFunction = Callable[[RunEnv], Awaitable[None]]
