@@ -44,8 +44,8 @@ from harness.runners import (
     get_runner,
     signal_group,
 )
-from harness.sdk._runenv import METRICS_TOPIC
-from harness.sync import SyncServer, SyncState
+from harness.sync import METRICS_TOPIC, SyncServer, SyncState
+from harness.sync._protocol import FAILING_EVENTS
 
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
@@ -164,7 +164,7 @@ class Supervisor:
         inst = self.states.get(event.get("instance") or "")
         if kind == "event" and inst is not None:
             inst.record(event)
-            if event.get("type") in ("failure", "crash"):
+            if event.get("type") in FAILING_EVENTS:
                 self._note_failure(inst)
         elif kind == "signal" and self.progress:
             self.progress.phase = f"{event.get('state')} {event.get('seq')}/{self.spec.total}"
@@ -182,7 +182,7 @@ class Supervisor:
             ended = [s.verdict()[0] for s in self.states.values() if s.status is not None]
             still_running_failed = sum(
                 1 for s in self.states.values()
-                if s.status is None and s.recorded in ("failure", "crash")
+                if s.status is None and s.recorded in FAILING_EVENTS
             )
             self.progress.passed = sum(ended)
             self.progress.failed = len(ended) - sum(ended) + still_running_failed

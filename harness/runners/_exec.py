@@ -10,8 +10,7 @@ from typing import ClassVar
 
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
-from harness.sdk import INITIALIZED
-from harness.sync import SyncState
+from harness.sync import NETWORK_INITIALIZED, SyncState
 
 LOOPBACK_NET = ipaddress.IPv4Network("127.18.0.0/16")
 
@@ -31,5 +30,5 @@ class ExecRunner:
             for inst in spec.instances
         }
         for inst in spec.instances:
-            state.signal_entry(INITIALIZED, inst.id)
+            state.signal_entry(NETWORK_INITIALIZED, inst.id)
         yield Deployment(placements, str(LOOPBACK_NET), None, {"runner": self.name})

@@ -15,8 +15,7 @@ import netem
 from harness._errors import EnvironmentProblem
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
-from harness.sdk import INITIALIZED
-from harness.sync import SyncState
+from harness.sync import NETWORK_INITIALIZED, SyncState
 
 _log = structlog.get_logger("harness.netns")
 
@@ -59,7 +58,7 @@ class NetnsRunner:
                     state.signal_entry(config["callback_state"], instance)
 
             for inst in spec.instances:
-                state.signal_entry(INITIALIZED, inst.id)
+                state.signal_entry(NETWORK_INITIALIZED, inst.id)
             info = {
                 "runner": self.name,
                 "backend": net.backend.name,

@@ -7,6 +7,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from harness._runparams import RunParams
+from harness.sync._protocol import METRICS_TOPIC, EventType
 
 if TYPE_CHECKING:
     import structlog
@@ -15,8 +16,6 @@ if TYPE_CHECKING:
     from harness.sdk._network import NetworkClient
     from harness.sync import SyncClient
 
-METRICS_TOPIC = "harness:metrics"
-"""Where instances announce their metrics endpoints ({"instance", "url"})."""
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -42,16 +41,16 @@ class RunEnv(RunParams):
     async def record_message(self, message: str, **fields: Any) -> None:
         """Log a line and send it to the run's event record."""
         self.log.info(message, **fields)
-        await self.sync.signal_event({"type": "message", "message": message})
+        await self.sync.signal_event({"type": EventType.MESSAGE, "message": message})
 
     async def record_success(self) -> None:
         """This instance passed (it must still exit cleanly)."""
-        await self.sync.signal_event({"type": "success"})
+        await self.sync.signal_event({"type": EventType.SUCCESS})
 
     async def record_failure(self, error: str) -> None:
         """This instance failed, for `error`."""
         self.log.error("failure", error=error)
-        await self._signal_end("failure", error)
+        await self._signal_end(EventType.FAILURE, error)
 
     @functools.cached_property
     def metrics(self) -> Metrics:
@@ -71,10 +70,10 @@ class RunEnv(RunParams):
     async def record_crash(self, error: str, stacktrace: str = "") -> None:
         """This instance crashed (an unexpected exception)."""
         self.log.error("crash", error=error)
-        await self._signal_end("crash", error, stacktrace)
+        await self._signal_end(EventType.CRASH, error, stacktrace)
 
-    async def _signal_end(self, kind: str, error: str, stacktrace: str = "") -> None:
+    async def _signal_end(self, kind: EventType, error: str, stacktrace: str = "") -> None:
         event = {"type": kind, "error": error}
-        if kind == "crash":
+        if kind == EventType.CRASH:
             event["stacktrace"] = stacktrace
         await self.sync.signal_event(event)
