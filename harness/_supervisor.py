@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ import trio
 
 import harness
 from harness._errors import HarnessError, UsageError, single_cause
-from harness._listen import Listen
+from harness._listen import Listen, bind, inherited
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._rundir import new_run_id, write_json
@@ -42,6 +43,7 @@ from harness.runners import (
     Launch,
     ProcessHost,
     get_runner,
+    runnable_here,
     signal_group,
 )
 from harness.sync import METRICS_TOPIC, SyncServer, SyncState
@@ -90,8 +92,14 @@ class RunResult:
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
-    """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
+    """Run `spec` to its end and return the result (blocking; starts its own Trio loop).
+
+    As `harness run` does: without root, a local:netns run re-executes this program from its
+    start as root of a user namespace, or goes on local:exec where it cannot
+    (`harness.runners.runnable_here`)."""
+    options = _take_handed_over(options or RunOptions())
     _check_programs(spec)
+    spec = runnable_here(spec, lambda: _listening(options))
     try:
         result = trio.run(Supervisor(spec, options or RunOptions()).supervise)
     except BaseExceptionGroup as group:
@@ -101,6 +109,27 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
         raise
     _finish(result.run_dir)
     return result
+
+
+def _listening(options: RunOptions) -> dict[str, socket.socket]:
+    """The run's listening sockets by name, bound now in this network namespace."""
+    out = {}
+    for name, where in (("metrics", options.metrics_listen), ("sync_tcp", options.sync_tcp)):
+        if isinstance(where, tuple):
+            where = bind(f"[{where[0]}]:{where[1]}", name)
+        if where is not None:
+            out[name] = where
+    return out
+
+
+def _take_handed_over(options: RunOptions) -> RunOptions:
+    """In a program re-executed into a user namespace: the sockets its first run bound."""
+    handed = inherited()
+    if not handed:
+        return options
+    return dataclasses.replace(
+        options, metrics_listen=handed.get("metrics"), sync_tcp=handed.get("sync_tcp")
+    )
 
 
 def _finish(run_dir: Path) -> None:

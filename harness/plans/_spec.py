@@ -11,8 +11,9 @@ from typing import Any
 
 from harness._errors import UsageError
 from harness.plans._discovery import get_plan
-from harness.plans._manifest import RUNNERS, Plan, TestCase, check_keys, is_argv
+from harness.plans._manifest import Plan, TestCase, check_keys, is_argv
 from harness.plans._params import parse_duration, resolve
+from harness.runners._registry import check_runner_name
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -51,6 +52,7 @@ class RunSpec:
     runner: str
     timeout_s: float
     composition: Path | None = None
+    runner_pinned: bool = False  # asked for by name: never replaced (harness.runners.runnable_here)
 
     @property
     def total(self) -> int:
@@ -106,9 +108,7 @@ def build_run_spec(
             iid = f"{gs.id}/{seq}"
             out.append(InstanceSpec(iid, gs.id, seq, gseq, role, gs.params, gs.program))
 
-    run_runner = runner or g.get("runner") or plan.runner
-    if run_runner not in RUNNERS:
-        raise UsageError(f"unknown runner {run_runner!r}; known: {', '.join(RUNNERS)}")
+    run_runner = check_runner_name(runner or g.get("runner") or plan.runner)
     timeout = timeout_s
     if timeout is None and "timeout" in g:
         raw = g["timeout"]
@@ -119,7 +119,8 @@ def build_run_spec(
     timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition)
+    return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
+                   runner_pinned=runner is not None)
 
 
 def _read_composition(path: Path) -> dict[str, Any]:

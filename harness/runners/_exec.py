@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
+from harness.runners._registry import LOCAL_EXEC
 from harness.sync import NETWORK_INITIALIZED, SyncState
 
 LOOPBACK_NET = ipaddress.IPv4Network("127.18.0.0/16")
@@ -19,7 +20,7 @@ class ExecRunner:
     """No privileges needed: all of 127.0.0.0/8 reaches `lo`, so every instance can bind
     the same port on its own address. Links cannot be shaped."""
 
-    name: ClassVar[str] = "local:exec"
+    name: ClassVar[str] = LOCAL_EXEC
 
     @asynccontextmanager
     async def deploy(

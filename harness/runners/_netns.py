@@ -15,6 +15,7 @@ import netem
 from harness._errors import EnvironmentProblem
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
+from harness.runners._registry import LOCAL_NETNS
 from harness.sync import NETWORK_INITIALIZED, SyncState
 
 _log = structlog.get_logger("harness.netns")
@@ -24,7 +25,7 @@ class NetnsRunner:
     """Builds a `netem.Network` with one host per instance and applies the instances'
     network requests to it; the record of every change goes to `network.jsonl`."""
 
-    name: ClassVar[str] = "local:netns"
+    name: ClassVar[str] = LOCAL_NETNS
 
     def __init__(self, backend: str | None = None, subnet: str | None = None) -> None:
         self.backend = backend or os.environ.get("HARNESS_NETEM_BACKEND", "auto")
