@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness import _listen as listen
-from harness._commands._args import add_outputs
+from harness._commands._args import add_outputs, add_plans
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import build_run_spec, parse_assignments
@@ -28,8 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
     add_outputs(parser)
-    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
-                        help="look for plans in DIR instead of scenarios/ (repeatable)")
+    add_plans(parser)
     parser.add_argument("--sync-tcp", metavar="HOST:PORT",
                         help="also serve the sync service over TCP (port 0: any)")
     parser.add_argument("--metrics-listen", default="127.0.0.1:0", metavar="HOST:PORT",
