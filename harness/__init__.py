@@ -18,6 +18,7 @@ from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from harness._errors import EnvironmentProblem, HarnessError, UsageError
+    from harness._runparams import RunEnvError, RunParams
     from harness._supervisor import RunOptions, RunResult, Supervisor, run
     from harness.plans import RunSpec, build_run_spec, find_plans, get_plan
 
@@ -27,6 +28,8 @@ _WHERE = {
     "EnvironmentProblem": "harness._errors",
     "HarnessError": "harness._errors",
     "UsageError": "harness._errors",
+    "RunEnvError": "harness._runparams",
+    "RunParams": "harness._runparams",
     "RunOptions": "harness._supervisor",
     "RunResult": "harness._supervisor",
     "Supervisor": "harness._supervisor",
@@ -40,7 +43,9 @@ _WHERE = {
 __all__ = [
     "EnvironmentProblem",
     "HarnessError",
+    "RunEnvError",
     "RunOptions",
+    "RunParams",
     "RunResult",
     "RunSpec",
     "Supervisor",

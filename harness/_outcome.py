@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.observe._runrecord import InstanceRecord
 from harness.plans import InstanceSpec
+from harness.sync._protocol import OUTCOME_EVENTS, EventType
 
 
 @dataclasses.dataclass
@@ -33,18 +34,20 @@ class InstanceState:
     def record(self, event: dict[str, Any]) -> None:
         """Take in one of the instance's own events."""
         kind = event.get("type")
-        if kind not in ("success", "failure", "crash"):
+        if kind not in OUTCOME_EVENTS:
             return
         # A failure after a success still fails the instance; nothing undoes a failure.
-        if self.recorded is None or (self.recorded == "success" and kind != "success"):
+        if self.recorded is None or (
+            self.recorded == EventType.SUCCESS and kind != EventType.SUCCESS
+        ):
             self.recorded = kind
             self.error = event.get("error") or None
 
     def verdict(self) -> tuple[bool, str | None]:
         """(passed, why not): passed only with success recorded and a clean exit."""
-        if self.recorded == "crash":
+        if self.recorded == EventType.CRASH:
             return False, f"crashed: {self.error or 'no detail'}"
-        if self.recorded == "failure":
+        if self.recorded == EventType.FAILURE:
             return False, f"failed: {self.error or 'no detail'}"
         if self.start_error:
             return False, f"did not start: {self.start_error}"
@@ -60,7 +63,7 @@ class InstanceState:
             return False, f"killed by {name}"
         if self.status > 0:
             return False, f"exit code {self.status}"
-        if self.recorded != "success":
+        if self.recorded != EventType.SUCCESS:
             return False, "exited 0 without recording success"
         return True, None
 

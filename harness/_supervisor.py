@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -23,12 +24,13 @@ import trio
 
 import harness
 from harness._errors import HarnessError, UsageError, single_cause
-from harness._listen import Listen
+from harness._listen import Listen, bind, inherited
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, is_disk_full, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
+from harness._runparams import RunParams
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -44,10 +46,11 @@ from harness.runners import (
     Launch,
     ProcessHost,
     get_runner,
+    runnable_here,
     signal_group,
 )
-from harness.sdk._runenv import METRICS_TOPIC
-from harness.sync import SyncServer, SyncState
+from harness.sync import METRICS_TOPIC, SyncServer, SyncState
+from harness.sync._protocol import FAILING_EVENTS
 
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
@@ -92,9 +95,14 @@ class RunResult:
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
-    """Run `spec` to its end and return the result (blocking; starts its own Trio loop)."""
+    """Run `spec` to its end and return the result (blocking; starts its own Trio loop).
+
+    As `harness run` does: without root, a local:netns run re-executes this program from its
+    start as root of a user namespace, or goes on local:exec where it cannot
+    (`harness.runners.runnable_here`)."""
+    options = _take_handed_over(options or RunOptions())
     _check_programs(spec)
-    options = options or RunOptions()
+    spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)
     supervisor = Supervisor(spec, options)
     try:
@@ -108,6 +116,27 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
         raise
     _finish(result.run_dir)
     return result
+
+
+def _listening(options: RunOptions) -> dict[str, socket.socket]:
+    """The run's listening sockets by name, bound now in this network namespace."""
+    out = {}
+    for name, where in (("metrics", options.metrics_listen), ("sync_tcp", options.sync_tcp)):
+        if isinstance(where, tuple):
+            where = bind(f"[{where[0]}]:{where[1]}", name)
+        if where is not None:
+            out[name] = where
+    return out
+
+
+def _take_handed_over(options: RunOptions) -> RunOptions:
+    """In a program re-executed into a user namespace: the sockets its first run bound."""
+    handed = inherited()
+    if not handed:
+        return options
+    return dataclasses.replace(
+        options, metrics_listen=handed.get("metrics"), sync_tcp=handed.get("sync_tcp")
+    )
 
 
 def _finish(run_dir: Path) -> None:
@@ -171,7 +200,7 @@ class Supervisor:
         inst = self.states.get(event.get("instance") or "")
         if kind == "event" and inst is not None:
             inst.record(event)
-            if event.get("type") in ("failure", "crash"):
+            if event.get("type") in FAILING_EVENTS:
                 self._note_failure(inst)
         elif kind == "signal" and self.progress:
             self.progress.phase = f"{event.get('state')} {event.get('seq')}/{self.spec.total}"
@@ -189,7 +218,7 @@ class Supervisor:
             ended = [s.verdict()[0] for s in self.states.values() if s.status is not None]
             still_running_failed = sum(
                 1 for s in self.states.values()
-                if s.status is None and s.recorded in ("failure", "crash")
+                if s.status is None and s.recorded in FAILING_EVENTS
             )
             self.progress.passed = sum(ended)
             self.progress.failed = len(ended) - sum(ended) + still_running_failed
@@ -433,28 +462,30 @@ class Supervisor:
         st.ip = place.data_ip
         out = self.run_dir / inst.id
         group_size = next(g.count for g in self.spec.groups if g.id == inst.group)
-        env = self._base_env()
-        env.update({
-            "TEST_PLAN": self.spec.plan.name,
-            "TEST_CASE": self.spec.case.name,
-            "TEST_RUN": self.run_id,
-            "TEST_INSTANCE_COUNT": str(self.spec.total),
-            "TEST_GROUP_ID": inst.group,
-            "TEST_GROUP_INSTANCE_COUNT": str(group_size),
-            "TEST_GLOBAL_SEQ": str(inst.global_seq),
-            "TEST_GROUP_SEQ": str(inst.group_seq),
-            "TEST_INSTANCE_ID": inst.id,
-            "TEST_INSTANCE_ROLE": inst.role,
-            "TEST_INSTANCE_PARAMS": orjson.dumps(dict(inst.params)).decode(),
-            "TEST_OUTPUTS_PATH": str(out),
-            "TEST_SYNC_SOCKET": sock,
-            "TEST_SYNC_TCP": tcp or "",
-            "TEST_RUNNER": self.spec.runner,
-            "TEST_DATA_NETWORK": self.deployment.data_network,
-            "TEST_DATA_IP": place.data_ip,
-            "TEST_SIDECAR": "true" if self.deployment.network else "false",
-            "TEST_START_TIME": repr(self.started_at),
-        })
+        params = RunParams(
+            plan=self.spec.plan.name,
+            case=self.spec.case.name,
+            run_id=self.run_id,
+            instance_count=self.spec.total,
+            group_id=inst.group,
+            group_instance_count=group_size,
+            global_seq=inst.global_seq,
+            group_seq=inst.group_seq,
+            instance_id=inst.id,
+            role=inst.role,
+            params=dict(inst.params),
+            outputs_path=out,
+            sync_socket=sock,
+            sync_tcp=tcp,
+            runner=self.spec.runner,
+            data_network=self.deployment.data_network,
+            data_ip=place.data_ip,
+            sidecar=bool(self.deployment.network),
+            start_time=self.started_at,
+        )
+        contract = RunParams.variables()  # none inherited: only what this run sets
+        env = {k: v for k, v in self._base_env().items() if k not in contract}
+        env.update(params.to_environ())
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
         return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program)

@@ -91,6 +91,11 @@ def has_sch_netem() -> bool:
     return probe_sch_netem().ok
 
 
-def probe_all() -> list[ProbeResult]:
-    """Every probe, for a doctor command."""
-    return [probe_sch_netem(), probe_htb_u32(), probe_tbf(), probe_nfqueue()]
+def probe_all(*, fresh: bool = False) -> list[ProbeResult]:
+    """Every probe, for a doctor command; `fresh` tries again rather than answer from the
+    cache (after something was installed)."""
+    probes = (probe_sch_netem, probe_htb_u32, probe_tbf, probe_nfqueue)
+    if fresh:
+        for probe in probes:
+            probe.cache_clear()
+    return [probe() for probe in probes]

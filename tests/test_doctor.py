@@ -215,3 +215,33 @@ def test_fix_installs_each_package_of_a_check(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(doctor, "install", lambda packages: asked.append(packages))
     assert main(["doctor", "--fix"]) == EnvironmentProblem.exit_code  # still failing
     assert asked == [["gcc", "libnetfilter-queue-dev"]]
+
+
+def test_the_kernel_rows_are_netems_own_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netem
+    from netem import ProbeResult
+
+    answers = [
+        ProbeResult("sch_netem", True),
+        ProbeResult("htb+u32", False, "RTNETLINK answers: No such file or directory (test)"),
+        ProbeResult("tbf", True),
+        ProbeResult("nfqueue", False, "iptables not found"),
+    ]
+    asked: list[dict[str, object]] = []
+
+    def probe_all(**options: object) -> list[ProbeResult]:
+        asked.append(options)
+        return answers
+
+    monkeypatch.setattr(netem, "probe_all", probe_all)
+    monkeypatch.setattr(doctor, "_network_trial", lambda: [])
+    monkeypatch.setattr(doctor, "_engines", lambda: (None, False))
+    rows = {c.name: c for c in doctor._kernel_trials()}
+    assert asked == [{"fresh": True}]  # tried again after --fix, not answered from a cache
+    htb = rows["qdisc htb"]
+    assert (htb.ok, htb.fix) == (False, "a kernel with sch_htb (CONFIG_NET_SCH_HTB)")
+    assert htb.detail == "RTNETLINK answers: No such file or directory (test)"
+    assert (rows["qdisc tbf"].ok, rows["qdisc tbf"].detail) == (True, "works")
+    assert rows["backend kernel"].ok is True
+    assert rows["backend userspace"].ok is False  # NFQUEUE does not work
+    assert "NFQUEUE" in rows["backend userspace"].detail

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.observe import DEFAULT_OUTPUTS
+from harness.plans import PLANS_ENV
 
 
 def add_outputs(parser: argparse.ArgumentParser) -> None:
@@ -27,3 +28,15 @@ def add_run(parser: argparse.ArgumentParser) -> None:
         help="run id, a unique prefix of one, 'latest' (default) or a path",
     )
     add_outputs(parser)
+
+
+def add_plans(parser: argparse.ArgumentParser) -> None:
+    """--plans: where to look for plans, before $HARNESS_PLANS and scenarios/."""
+    parser.add_argument(
+        "--plans",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help=f"look for plans in DIR (repeatable) instead of ${PLANS_ENV} "
+        "(DIR:DIR...) or the project's scenarios/",
+    )

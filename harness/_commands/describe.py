@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from harness._commands._args import add_plans
 from harness.plans import get_plan
 
 HELP = "describe a plan: its test cases, params and roles"
@@ -13,8 +13,7 @@ HELP = "describe a plan: its test cases, params and roles"
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of `harness describe`."""
     parser.add_argument("plan", help="plan name")
-    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
-                        help="look for plans in DIR instead of scenarios/")
+    add_plans(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -236,16 +236,26 @@ def _userns_failed(why: str) -> list[Check]:
 
 
 def _kernel_trials() -> list[Check]:
+    """A throw-away network built and pinged, then netem's own probes (`netem.probe_all`)."""
+    probes = {p.name: p for p in netem.probe_all(fresh=True)}  # fresh: after --fix installs
+    return [
+        *_network_trial(),
+        _qdisc("htb", probes["htb+u32"]),
+        _qdisc("tbf", probes["tbf"]),
+        *_backends(probes["sch_netem"].ok, probes["nfqueue"].ok, *_engines()),
+    ]
+
+
+def _network_trial() -> list[Check]:
     names = _TRIALS
     prefix = f"dr{secrets.token_hex(3)}"
-    checks: list[Check] = []
     try:
         with netem.Network(prefix=prefix, backend="none", subnet="198.18.0.0/29") as net:
             h1, h2 = net.build(2)
             ping = _run(
                 ["nsenter", f"--net={h1.netns_path}", "ping", "-c", "1", "-W", "2", str(h2.ip)]
             )
-            checks.append(
+            return [
                 Check(
                     names[0],
                     ping.returncode == 0,
@@ -253,77 +263,23 @@ def _kernel_trials() -> list[Check]:
                     if ping.returncode == 0
                     else "built, but ping failed",
                     "check that the bridge module works",
-                )
-            )
-            checks.append(Check(names[1], True, "NETEM-DROP chain installed in the hub"))
-            dev = ["dev", h1.ifname]
-            checks.append(_tc(h1.netns_path, "htb", [*dev, "root", "handle", "1:", "htb"]))
-            checks.append(
-                _tc(
-                    h1.netns_path,
-                    "tbf",
-                    [*dev, "root", "tbf", "rate", "1mbit", "burst", "32kbit", "latency", "50ms"],
-                )
-            )
-            netem_ok = _has_netem(h1.netns_path, dev)
-            nfqueue_ok = _iptables_rule(
-                net.hub_netns_path,
-                "-A FORWARD -p udp --dport 9 -j NFQUEUE --queue-num 4242 --queue-bypass",
-            )
-            checks += _backends(netem_ok, nfqueue_ok, *_engines())
+                ),
+                Check(names[1], True, "NETEM-DROP chain installed in the hub"),
+            ]
     except netem.NetemError as e:
-        checks = [Check(names[0], False, str(e), "see the message")]
-        checks += [Check(n, None, "network could not be built") for n in names[1:]]
-        checks += _backends(None, None, None, None)
-    return checks
+        return [
+            Check(names[0], False, str(e), "see the message"),
+            Check(names[1], None, "network could not be built"),
+        ]
 
 
-def _tc(netns_path: str, name: str, args: list[str]) -> Check:
-    proc = _run(["nsenter", f"--net={netns_path}", "tc", "qdisc", "replace", *args])
-    if proc.returncode == 0:
-        _run(["nsenter", f"--net={netns_path}", "tc", "qdisc", "del", *args[:3]])
-        return Check(f"qdisc {name}", True, "works")
+def _qdisc(name: str, probe: netem.ProbeResult) -> Check:
     return Check(
         f"qdisc {name}",
-        False,
-        proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed",
+        probe.ok,
+        "works" if probe.ok else probe.detail or "failed",
         f"a kernel with sch_{name} (CONFIG_NET_SCH_{name.upper()})",
     )
-
-
-def _has_netem(netns_path: str, dev: list[str]) -> bool:
-    try:
-        probe = importlib.import_module("netem._probe")
-        return bool(probe.has_sch_netem())
-    except ImportError:
-        proc = _run(
-            [
-                "nsenter",
-                f"--net={netns_path}",
-                "tc",
-                "qdisc",
-                "replace",
-                *dev,
-                "root",
-                "netem",
-                "delay",
-                "1ms",
-            ]
-        )
-        return proc.returncode == 0
-
-
-def _iptables_rule(netns_path: str, rule: str) -> bool:
-    script = f"*filter\n{rule}\nCOMMIT\n"
-    proc = subprocess.run(
-        ["nsenter", f"--net={netns_path}", "iptables-restore", "--noflush"],
-        input=script,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    return proc.returncode == 0
 
 
 def _imports(module: str) -> bool:

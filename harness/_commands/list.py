@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from harness._commands._args import add_plans
 from harness.plans import find_plans
 
 HELP = "list plans and their test cases"
@@ -12,8 +12,7 @@ HELP = "list plans and their test cases"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of `harness list`."""
-    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
-                        help="look for plans in DIR instead of scenarios/")
+    add_plans(parser)
 
 
 def run(args: argparse.Namespace) -> int:

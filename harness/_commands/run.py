@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-import netem
 from harness import _listen as listen
-from harness._commands._args import add_outputs
-from harness._errors import EnvironmentProblem
+from harness._commands._args import add_outputs, add_plans
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import build_run_spec, parse_assignments
+from harness.runners import RUNNERS, runnable_here
 
 HELP = "run a test case of a plan"
 
@@ -26,12 +24,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="set a test param (repeatable)")
     parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
-    parser.add_argument("--runner", choices=["local:exec", "local:netns"],
+    parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
     add_outputs(parser)
-    parser.add_argument("--plans", type=Path, action="append", metavar="DIR",
-                        help="look for plans in DIR instead of scenarios/ (repeatable)")
+    add_plans(parser)
     parser.add_argument("--sync-tcp", metavar="HOST:PORT",
                         help="also serve the sync service over TCP (port 0: any)")
     parser.add_argument("--metrics-listen", default="127.0.0.1:0", metavar="HOST:PORT",
@@ -64,16 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                    ("sync_tcp", args.sync_tcp or "off", "--sync-tcp"))
         if (sock := listen.bind(text, option)) is not None
     }  # fmt: skip
-    if spec.runner == "local:netns" and netem.needs_userns():
-        problem = netem.rootless_problem()
-        if problem is None:
-            listen.hand_over(sockets)
-            netem.reexec_in_userns()  # the same command, as root of a new user namespace
-        if args.runner:
-            raise EnvironmentProblem(f"local:netns needs root or user namespaces: {problem}")
-        print(f"harness: note: running on local:exec (no shaping): local:netns needs root "
-              f"or user namespaces ({problem})", file=sys.stderr)
-        spec = dataclasses.replace(spec, runner="local:exec")
+    spec = runnable_here(spec, lambda: sockets)
     options = RunOptions(
         outputs=args.outputs,
         fail_fast=not args.no_fail_fast,

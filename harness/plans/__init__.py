@@ -1,6 +1,6 @@
 """Plans, test cases, typed params, compositions and roles; all checked before a run starts."""
 
-from harness.plans._discovery import default_roots, find_plans, get_plan
+from harness.plans._discovery import PLANS_ENV, default_roots, find_plans, get_plan
 from harness.plans._entrypoint import import_roots
 from harness.plans._manifest import Plan, TestCase, load_manifest
 from harness.plans._params import ParamSpec, parse_assignments, parse_duration
@@ -8,6 +8,7 @@ from harness.plans._roles import RoleAllocator, RoleSpec
 from harness.plans._spec import GroupSpec, InstanceSpec, RunSpec, build_run_spec
 
 __all__ = [
+    "PLANS_ENV",
     "GroupSpec",
     "InstanceSpec",
     "ParamSpec",

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from harness._errors import UsageError
 from harness.plans._manifest import Plan, load_manifest
 
+PLANS_ENV = "HARNESS_PLANS"
+"""The environment variable naming plan roots (os.pathsep-separated) when --plans does not."""
+
+PROJECT_PLANS = Path(__file__).resolve().parents[2] / "scenarios"
+"""The project's own plans, found beside the `harness` package, not imported."""
+
 
 def default_roots() -> list[Path]:
-    """The project's own `scenarios/` directory."""
-    import scenarios
-
-    return [Path(p) for p in scenarios.__path__]
+    """The plan roots when none are given: those in $HARNESS_PLANS, else the project's own
+    `scenarios/` directory."""
+    configured = [Path(p) for p in os.environ.get(PLANS_ENV, "").split(os.pathsep) if p]
+    for root in configured:
+        if not root.is_dir():
+            raise UsageError(f"{PLANS_ENV}: plan directory {root} does not exist")
+    return configured or [PROJECT_PLANS]
 
 
 def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
-    """All plans under `roots` (default: scenarios/), by name."""
+    """All plans under `roots` (default: `default_roots()`), by name."""
     plans: dict[str, Plan] = {}
     for root in roots if roots is not None else default_roots():
         if not root.is_dir():

@@ -11,8 +11,8 @@ from harness._errors import UsageError
 from harness.plans._checks import check_keys, is_argv, read_toml, table, text, whole
 from harness.plans._params import ParamSpec, parse_spec
 from harness.plans._roles import RoleAllocator, RoleSpec
+from harness.runners._registry import DEFAULT_RUNNER, check_runner_name
 
-RUNNERS = ("local:exec", "local:netns")
 BACKENDS = ("trio", "asyncio")
 
 
@@ -62,9 +62,7 @@ def load_manifest(path: Path) -> Plan:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: 'name' is missing")
     check_keys(data.get("defaults", {}), ("runner",), f"{where} [defaults]")
-    runner = data.get("defaults", {}).get("runner", "local:netns")
-    if runner not in RUNNERS:
-        raise UsageError(f"{where}: unknown runner {runner!r}; known: {', '.join(RUNNERS)}")
+    runner = check_runner_name(data.get("defaults", {}).get("runner", DEFAULT_RUNNER), where)
     raw_cases = data.get("testcases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise UsageError(f"{where}: no [[testcases]]")

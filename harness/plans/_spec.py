@@ -21,8 +21,9 @@ from harness.plans._checks import (
 )
 from harness.plans._discovery import get_plan
 from harness.plans._entrypoint import entrypoint_problem, instance_path
-from harness.plans._manifest import RUNNERS, Plan, TestCase
+from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
+from harness.runners._registry import check_runner_name
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -61,6 +62,7 @@ class RunSpec:
     runner: str
     timeout_s: float
     composition: Path | None = None
+    runner_pinned: bool = False  # asked for by name: never replaced (harness.runners.runnable_here)
 
     @property
     def total(self) -> int:
@@ -120,9 +122,7 @@ def build_run_spec(
         problem = entrypoint_problem(case.entrypoint, instance_path(plan.path))
         if problem:
             raise UsageError(f"{where}: {problem}")
-    run_runner = runner or g.get("runner") or plan.runner
-    if run_runner not in RUNNERS:
-        raise UsageError(f"unknown runner {run_runner!r}; known: {', '.join(RUNNERS)}")
+    run_runner = check_runner_name(runner or g.get("runner") or plan.runner)
     timeout = timeout_s
     if timeout is None and "timeout" in g:
         raw = g["timeout"]
@@ -134,7 +134,8 @@ def build_run_spec(
     timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition)
+    return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
+                   runner_pinned=runner is not None)
 
 
 def _read_composition(path: Path) -> dict[str, Any]:

@@ -1,24 +1,50 @@
 """Runners place a run's instances: on this host's loopback, or in network namespaces."""
 
-from harness._errors import UsageError
-from harness.runners._base import Deployment, Placement, Runner
-from harness.runners._exec import ExecRunner
-from harness.runners._process import Launch, Process, ProcessHost, signal_group
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def get_runner(name: str) -> Runner:
-    """The runner called `name`."""
-    if name == "local:exec":
-        return ExecRunner()
-    if name == "local:netns":
-        from harness.runners._netns import NetnsRunner
+from harness._lazy import lazy_attributes
 
-        runner: Runner = NetnsRunner()
-        return runner
-    raise UsageError(f"unknown runner {name!r}; known: local:exec, local:netns")
+if TYPE_CHECKING:
+    from harness.runners._base import Deployment, Placement, Runner
+    from harness.runners._exec import ExecRunner
+    from harness.runners._fallback import runnable_here
+    from harness.runners._process import Launch, Process, ProcessHost, signal_group
+    from harness.runners._registry import (
+        DEFAULT_RUNNER,
+        LOCAL_EXEC,
+        LOCAL_NETNS,
+        RUNNERS,
+        check_runner_name,
+        get_runner,
+    )
 
+# Imported on first use: the plan loader (which instances import too) checks runner names
+# here, and must not pay for the runners themselves.
+_WHERE = {
+    "DEFAULT_RUNNER": "harness.runners._registry",
+    "LOCAL_EXEC": "harness.runners._registry",
+    "LOCAL_NETNS": "harness.runners._registry",
+    "RUNNERS": "harness.runners._registry",
+    "Deployment": "harness.runners._base",
+    "ExecRunner": "harness.runners._exec",
+    "Launch": "harness.runners._process",
+    "Placement": "harness.runners._base",
+    "Process": "harness.runners._process",
+    "ProcessHost": "harness.runners._process",
+    "Runner": "harness.runners._base",
+    "check_runner_name": "harness.runners._registry",
+    "get_runner": "harness.runners._registry",
+    "runnable_here": "harness.runners._fallback",
+    "signal_group": "harness.runners._process",
+}
 
 __all__ = [
+    "DEFAULT_RUNNER",
+    "LOCAL_EXEC",
+    "LOCAL_NETNS",
+    "RUNNERS",
     "Deployment",
     "ExecRunner",
     "Launch",
@@ -26,6 +52,11 @@ __all__ = [
     "Process",
     "ProcessHost",
     "Runner",
+    "check_runner_name",
     "get_runner",
+    "runnable_here",
     "signal_group",
 ]
+
+
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())

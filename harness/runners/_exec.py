@@ -10,8 +10,8 @@ from typing import ClassVar
 
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
-from harness.sdk import INITIALIZED
-from harness.sync import SyncState
+from harness.runners._registry import LOCAL_EXEC
+from harness.sync import NETWORK_INITIALIZED, SyncState
 
 LOOPBACK_NET = ipaddress.IPv4Network("127.18.0.0/16")
 
@@ -20,7 +20,7 @@ class ExecRunner:
     """No privileges needed: all of 127.0.0.0/8 reaches `lo`, so every instance can bind
     the same port on its own address. Links cannot be shaped."""
 
-    name: ClassVar[str] = "local:exec"
+    name: ClassVar[str] = LOCAL_EXEC
 
     @asynccontextmanager
     async def deploy(
@@ -31,5 +31,5 @@ class ExecRunner:
             for inst in spec.instances
         }
         for inst in spec.instances:
-            state.signal_entry(INITIALIZED, inst.id)
+            state.signal_entry(NETWORK_INITIALIZED, inst.id)
         yield Deployment(placements, str(LOOPBACK_NET), None, {"runner": self.name})

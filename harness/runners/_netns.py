@@ -15,8 +15,8 @@ import netem
 from harness._errors import EnvironmentProblem
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
-from harness.sdk import INITIALIZED
-from harness.sync import SyncState
+from harness.runners._registry import LOCAL_NETNS
+from harness.sync import NETWORK_INITIALIZED, SyncState
 
 _log = structlog.get_logger("harness.netns")
 
@@ -25,7 +25,7 @@ class NetnsRunner:
     """Builds a `netem.Network` with one host per instance and applies the instances'
     network requests to it; the record of every change goes to `network.jsonl`."""
 
-    name: ClassVar[str] = "local:netns"
+    name: ClassVar[str] = LOCAL_NETNS
 
     def __init__(self, backend: str | None = None, subnet: str | None = None) -> None:
         self.backend = backend or os.environ.get("HARNESS_NETEM_BACKEND", "auto")
@@ -59,7 +59,7 @@ class NetnsRunner:
                     state.signal_entry(config["callback_state"], instance)
 
             for inst in spec.instances:
-                state.signal_entry(INITIALIZED, inst.id)
+                state.signal_entry(NETWORK_INITIALIZED, inst.id)
             info = {
                 "runner": self.name,
                 "backend": net.backend.name,

@@ -9,10 +9,11 @@
 Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
 """
 
+from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
 from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
 from harness.sdk._network import INITIALIZED, NetworkClient
-from harness.sdk._runenv import RunEnv, RunEnvError
+from harness.sdk._runenv import RunEnv
 from harness.sdk._topic import Topic
 from harness.sync import BarrierFailed, Message, SyncClient, SyncError
 from netem._shape import LinkShape
@@ -27,6 +28,7 @@ __all__ = [
     "RoleSpec",
     "RunEnv",
     "RunEnvError",
+    "RunParams",
     "SyncClient",
     "SyncError",
     "TestFailure",

@@ -13,10 +13,11 @@ import anyio
 import structlog
 
 from harness._errors import single_cause
+from harness._runparams import RunEnvError
 from harness.observe._logging import configure_logging
 from harness.sdk._network import NetworkClient
-from harness.sdk._runenv import RunEnv, RunEnvError
-from harness.sync import BarrierFailed, SyncError, connect_tcp, connect_unix
+from harness.sdk._runenv import RunEnv
+from harness.sync import BarrierFailed, EventType, SyncError, connect_tcp, connect_unix
 
 TestFunction = Callable[[RunEnv], Awaitable[None]]
 """`async def case(env: RunEnv) -> None`: returning records success, raising a failure."""
@@ -70,15 +71,15 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         env.sync = sync
         env.network = NetworkClient(env)
         env.log = structlog.get_logger("instance")
-        await sync.signal_event({"type": "start"})
+        await sync.signal_event({"type": EventType.START})
         try:
             await fn(env)
         except Exception as group:
             e = single_cause(group)
             error = f"{type(e).__name__}: {e}"
             # A failed check is the test failing; any other exception is a crash.
-            kind = "failure" if isinstance(e, _FAILURES) else "crash"
-            env.log.error(kind, error=error)  # as record_failure / record_crash log it
+            kind = EventType.FAILURE if isinstance(e, _FAILURES) else EventType.CRASH
+            env.log.error(kind.value, error=error)  # as record_failure / record_crash log it
             traceback.print_exc()  # after the record: `harness logs` shows it in its place
             report = env._signal_end(kind, error, traceback.format_exc())
             with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness.sync._protocol import NETWORK_INITIALIZED
 from netem._shape import LinkShape  # not `netem`: instances need no netlink code
 
 if TYPE_CHECKING:
     from harness.sdk._runenv import RunEnv
 
-INITIALIZED = "network-initialized"
+INITIALIZED = NETWORK_INITIALIZED  # the SDK's name for it
 
 
 class NetworkClient:

@@ -14,12 +14,20 @@ from harness.sync._client import (
     connect_tcp,
     connect_unix,
 )
-from harness.sync._protocol import ProtocolError
+from harness.sync._protocol import (
+    METRICS_TOPIC,
+    NETWORK_INITIALIZED,
+    EventType,
+    ProtocolError,
+)
 from harness.sync._server import NetworkHandler, SyncServer
 from harness.sync._state import SyncState
 
 __all__ = [
+    "METRICS_TOPIC",
+    "NETWORK_INITIALIZED",
     "BarrierFailed",
+    "EventType",
     "Message",
     "NetworkHandler",
     "ProtocolError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import orjson
@@ -22,7 +23,32 @@ OPS = frozenset(
         "network",
     }
 )
-EVENT_TYPES = frozenset({"start", "message", "success", "failure", "crash", "metric"})
+
+
+class EventType(enum.StrEnum):
+    """What an instance reports with `signal_event` (`{"type": ..., ...}`)."""
+
+    START = "start"
+    MESSAGE = "message"  # "message": str
+    SUCCESS = "success"
+    FAILURE = "failure"  # "error": str
+    CRASH = "crash"  # "error": str, "stacktrace": str
+    METRIC = "metric"  # "name", "value", "kind"
+
+
+EVENT_TYPES = frozenset(EventType)
+OUTCOME_EVENTS = frozenset({EventType.SUCCESS, EventType.FAILURE, EventType.CRASH})
+"""The events that settle an instance's outcome (with how its process exits)."""
+FAILING_EVENTS = frozenset({EventType.FAILURE, EventType.CRASH})
+"""The events that fail an instance, whatever else it records."""
+
+NETWORK_INITIALIZED = "network-initialized"
+"""The state the runner signals once for each instance whose network is up."""
+HARNESS_TOPIC_PREFIX = "harness:"
+"""Topics whose names start with this are the harness's own."""
+METRICS_TOPIC = f"{HARNESS_TOPIC_PREFIX}metrics"
+"""Where instances announce their metrics endpoints ({"instance", "url"}), for the
+supervisor to scrape."""
 
 
 class ProtocolError(ValueError):

@@ -53,3 +53,26 @@ def test_a_missing_tool_is_a_failed_probe_with_the_reason(monkeypatch: pytest.Mo
 def test_a_refused_command_reports_its_error(live: None) -> None:
     result = _probe._in_scratch_namespace("bogus", "tc qdisc add dev p0 root no_such_qdisc_kind")
     assert not result.ok and result.detail and "\n" not in result.detail
+
+
+def test_fresh_probes_try_again_instead_of_answering_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried: list[str] = []
+
+    def trial(name: str, script: str) -> _probe.ProbeResult:
+        tried.append(name)
+        return _probe.ProbeResult(name, True)
+
+    probes = (_probe.probe_sch_netem, _probe.probe_htb_u32, _probe.probe_tbf, _probe.probe_nfqueue)
+    monkeypatch.setattr(_probe, "_in_scratch_namespace", trial)
+    monkeypatch.setattr(_probe.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    try:
+        netem.probe_all(fresh=True)
+        netem.probe_all()
+        assert sorted(tried) == ["htb+u32", "nfqueue", "sch_netem", "tbf"]  # cached
+        netem.probe_all(fresh=True)
+        assert len(tried) == 8
+    finally:
+        for probe in probes:  # the fake answers must not outlive this test
+            probe.cache_clear()

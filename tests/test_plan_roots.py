@@ -1,0 +1,77 @@
+"""Where plans are found: --plans, else $HARNESS_PLANS, else the project's scenarios/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._cli import main
+from harness.plans import PLANS_ENV, default_roots, find_plans
+
+from .conftest import ROOT
+
+MANIFEST = """
+name = "{name}"
+[[testcases]]
+name = "main"
+instances = {{ min = 1, max = 2 }}
+program = ["true"]
+"""
+
+
+@pytest.fixture
+def two_roots(tmp_path: Path, make_plan: Callable[..., Path]) -> tuple[Path, Path]:
+    first = make_plan("alpha", MANIFEST.format(name="alpha"))
+    second = tmp_path / "more"
+    (second / "beta").mkdir(parents=True)
+    (second / "beta" / "manifest.toml").write_text(MANIFEST.format(name="beta"))
+    return first, second
+
+
+def test_the_default_is_the_projects_scenarios_found_without_importing_them() -> None:
+    code = (
+        "import sys; from harness.plans import find_plans; plans = find_plans(); "
+        "print('pingpong' in plans, any(m.split('.')[0] == 'scenarios' for m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != PLANS_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env, cwd="/")
+    assert out.stdout.split() == ["True", "False"]
+
+
+def test_the_environment_variable_names_the_roots(
+    monkeypatch: pytest.MonkeyPatch, two_roots: tuple[Path, Path]
+) -> None:
+    monkeypatch.setenv(PLANS_ENV, os.pathsep.join(map(str, two_roots)) + os.pathsep)
+    assert default_roots() == list(two_roots)
+    assert sorted(find_plans()) == ["alpha", "beta"]  # instead of scenarios/, not beside it
+    monkeypatch.setenv(PLANS_ENV, "")
+    assert default_roots() == [ROOT / "scenarios"]
+
+
+def test_plans_option_comes_before_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    two_roots: tuple[Path, Path],
+) -> None:
+    first, second = two_roots
+    monkeypatch.setenv(PLANS_ENV, str(second))
+    assert main(["list", "--plans", str(first)]) == 0
+    listed = capsys.readouterr().out
+    assert "alpha:main" in listed and "beta" not in listed
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "beta:main" in listed and "alpha" not in listed and "pingpong" not in listed
+
+
+def test_a_missing_root_in_the_variable_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv(PLANS_ENV, str(tmp_path / "nowhere"))
+    assert main(["describe", "pingpong"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"harness: error: {PLANS_ENV}: plan directory {tmp_path / 'nowhere'} does not exist\n"
