@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from netem._backend import HostInfo, LinkStats, Pair
+from netem._backend import BackendFailure, HostInfo, LinkStats, Pair
 from netem._build_errors import NetworkError
 from netem._probe import probe_sch_netem
 from netem._shape import LinkShape
@@ -43,6 +43,10 @@ class KernelBackend:
     def stats(self) -> Mapping[Pair, LinkStats]:
         """Packets and bytes through each shaped direction's class; drops incl. netem loss."""
         return self._shaper.stats()
+
+    def failure(self) -> BackendFailure | None:
+        """None: the kernel's qdiscs have no process that could die."""
+        return None
 
     def close(self) -> None:
         """Remove the root qdisc from every host; safe to call twice."""
