@@ -1,7 +1,7 @@
 """Telling a live run from one whose supervisor is gone (docs/contracts.md, 7).
 
 While it runs, the supervisor's run.json says who it is, `"supervisor": {"pid",
-"start_ticks", "boot_id"}` (the start time in clock ticks since boot, field 22 of
+"start_ticks", "boot_id", "host"}` (the start time in clock ticks since boot, field 22 of
 /proc/PID/stat, so a reused pid is not taken for the supervisor), refreshes `"last_seen"`
 every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A SIGKILL
 leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import stat
 import time
 from collections.abc import Mapping
@@ -41,7 +42,8 @@ def _boot_id() -> str:
 def identity() -> dict[str, Any]:
     """This process as run.json's `supervisor` records it."""
     pid = os.getpid()
-    return {"pid": pid, "start_ticks": int(process_start(pid) or 0), "boot_id": _boot_id()}
+    return {"pid": pid, "start_ticks": int(process_start(pid) or 0), "boot_id": _boot_id(),
+            "host": socket.gethostname()}
 
 
 def supervisor_alive(who: Mapping[str, Any]) -> bool | None:
@@ -50,6 +52,8 @@ def supervisor_alive(who: Mapping[str, Any]) -> bool | None:
     pid, ticks = who.get("pid"), who.get("start_ticks")
     if not isinstance(pid, int) or not isinstance(ticks, int) or isinstance(pid, bool):
         return None
+    if who.get("host") != socket.gethostname():
+        return None  # outputs shared with another machine: its processes are not ours to see
     if who.get("boot_id") and who["boot_id"] != _boot_id():
         return False  # the machine rebooted since
     start = process_start(pid)
