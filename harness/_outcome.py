@@ -25,6 +25,7 @@ class InstanceState:
     error: str | None = None
     stopped: str | None = None  # why the supervisor stopped it, if it did
     start_error: str | None = None
+    not_started: str | None = None  # why the supervisor never started it (e.g. interrupted)
 
     @property
     def running(self) -> bool:
@@ -51,6 +52,8 @@ class InstanceState:
             return False, f"failed: {self.error or 'no detail'}"
         if self.start_error:
             return False, f"did not start: {self.start_error}"
+        if self.not_started:
+            return False, f"not started ({self.not_started})"
         if self.stopped:
             return False, self.stopped
         if self.status is None:

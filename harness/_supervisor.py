@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -13,9 +14,9 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ import trio
 import harness
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._listen import Listen, bind, inherited
+from harness._liveness import LAST_SEEN_EVERY_S, identity, mark_aborted_runs
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, is_disk_full, outputs_error
 from harness._progress import Progress, summary_table
@@ -52,8 +54,12 @@ from harness.runners import (
 from harness.sync import METRICS_TOPIC, SyncServer, SyncState
 from harness.sync._protocol import FAILING_EVENTS
 
+if TYPE_CHECKING:
+    from netem import BackendFailure
+
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
+_NETWORK_CHECK_S = 0.1  # how often the network's health is polled (a waitpid, no I/O)
 
 
 @dataclasses.dataclass
@@ -69,6 +75,9 @@ class RunOptions:
     scrape_interval: float = 2.0
     telemetry_interval: float = 1.0  # at least; longer for large runs (ss per instance)
     on_run_dir: Callable[[Path], None] | None = None  # told the run dir once it exists
+    # A network that stops shaping mid-run (the userspace engine died) fails the run unless
+    # this is set; either way it is recorded.
+    allow_unshaped: bool = False
 
 
 @dataclasses.dataclass
@@ -82,12 +91,14 @@ class RunResult:
     reason: str | None
     instances: list[InstanceState]
     duration_s: float
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. the network's failure
 
     def summary(self) -> str:
         """The table printed at the end of a run."""
         head = f"run {self.run_id}: {self.outcome.upper()} in {self.duration_s:.1f} s"
         if self.reason:
             head += f" ({self.reason})"
+        head += "".join(f"\nnote: {n}" for n in self.notes if n != self.reason)
         tail = f"outputs: {self.run_dir}"
         if (self.run_dir / "report.html").exists():
             tail += f"\nreport:  {self.run_dir / 'report.html'}"
@@ -189,6 +200,12 @@ class Supervisor:
         self._events: JsonlWriter | None = None
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
+        self._spawning = 0  # instances asked of the process host and not yet started
+        self._settled = trio.Event()  # set whenever an instance starts or exits
+        self.network_events: list[dict[str, Any]] = []
+        self.network_failure: str | None = None  # why the network failed the run, if it did
+        self._last_seen = 0.0
+        self._identity = identity()
 
     # -- events --------------------------------------------------------------------------
 
@@ -227,7 +244,23 @@ class Supervisor:
     # -- the run -------------------------------------------------------------------------
 
     async def supervise(self) -> RunResult:
-        """The whole run; returns once everything it created is gone."""
+        """The whole run; returns once everything it created is gone. Whatever ends it,
+        run.json records how it ended (never "running")."""
+        # From the first moment: SIGINT/SIGTERM must never find the default handlers.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            try:
+                await self._supervise(signals)
+            except BaseException as e:
+                with contextlib.suppress(OSError):  # what failed may be the disk
+                    self._write_run_json(ended=True, error=_describe(e))
+                raise
+        result = self._result()
+        self._write_run_json(ended=True, result=result)
+        _log.info("run ended", outcome=result.outcome, reason=result.reason)
+        return result
+
+    async def _supervise(self, signals: AsyncIterator[int]) -> None:
+        await trio.to_thread.run_sync(self._mark_aborted_runs)
         try:
             for inst in self.spec.instances:
                 (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
@@ -238,20 +271,20 @@ class Supervisor:
                       case=self.spec.case.name, instances=self.spec.total,
                       runner=self.spec.runner)
             self._events = JsonlWriter(self.run_dir / "events.jsonl", flush_each=False)
+            sock_dir = self.sock_dir = self.run_dir
+            if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
+                sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
             self._write_run_json(ended=False)
         except OSError as e:  # nothing has started: leave no half-made run behind
             shutil.rmtree(self.run_dir, ignore_errors=True)
             raise outputs_error(e, self.options.outputs) from None
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
-        sock_dir = self.sock_dir = self.run_dir
-        if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
-            sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
         server = SyncServer(state)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
                 sock = await nursery.start(server.serve_unix, sock_dir / "sync.sock")
                 tcp = None
                 if self.options.sync_tcp:
@@ -261,30 +294,34 @@ class Supervisor:
                 runner = get_runner(self.spec.runner)
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:
                     self.deployment = dep
+                    self._write_run_json(ended=False)  # with the network: what to clean
                     server.network = dep.network
                     async with trio.open_nursery() as host_scope:
                         processes = await self._start_host(host_scope)
                         async with trio.open_nursery() as observers:
+                            if dep.network_failure is not None:
+                                observers.start_soon(self._watch_network, dep.network_failure)
                             await self._observe(observers, state, processes)
                             await self._run_instances(processes, state, str(sock), tcp)
                             observers.cancel_scope.cancel()
                         host_scope.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
-        except BaseException as e:
-            cause = single_cause(e)
-            if isinstance(cause, HarnessError):  # e.g. the network could not be built
-                self._write_run_json(ended=True, error=str(cause))
-            raise
         finally:
             if sock_dir != self.run_dir:
                 shutil.rmtree(sock_dir, ignore_errors=True)
+            if self.interrupted:
+                self._never_started("interrupted")
             if self.progress:
                 self.progress.finish()
             self._events.close()
-        result = self._result()
-        self._write_run_json(ended=True, result=result)
-        _log.info("run ended", outcome=result.outcome, reason=result.reason)
-        return result
+
+    def _mark_aborted_runs(self) -> None:
+        """Runs under the same outputs whose supervisor died (SIGKILL) become "aborted"."""
+        try:
+            for run_dir in mark_aborted_runs(self.options.outputs, "the next run"):
+                _log.warning("marked a run whose supervisor is gone as aborted", run=run_dir.name)
+        except OSError as e:
+            _log.warning("could not check earlier runs", error=str(e))
 
     async def _start_host(self, nursery: trio.Nursery) -> ProcessHost:
         case = self.spec.case
@@ -357,7 +394,12 @@ class Supervisor:
         state: SyncState,
     ) -> None:
         st = self.states[inst.id]
+        if self.interrupted:  # nothing starts once the run is stopping
+            self._never_started("interrupted", [st])
+            self._exited(st, state)
+            return
         st.started = time.time()
+        self._spawning += 1
         try:
             proc = await host.spawn(launch)
         except OSError as e:
@@ -367,10 +409,16 @@ class Supervisor:
                          "error": str(e)})
             self._exited(st, state)
             return
+        finally:
+            self._spawning -= 1
+            self._settle()
         st.pid = proc.pid
         self.record({"kind": "instance", "instance": inst.id, "status": "started", "pid": proc.pid})
         if self.progress:
             self.progress.started += 1
+        if self.interrupted:  # asked for before the signal came: stopped at once
+            st.stopped = "interrupted"
+            signal_group(proc.pid, signal.SIGTERM)
         try:
             st.status = await proc.wait()
         finally:
@@ -384,19 +432,37 @@ class Supervisor:
     def _exited(self, st: InstanceState, state: SyncState) -> None:
         passed, reason = st.verdict()
         state.instance_ended(st.spec.id, "passed" if passed else reason or "ended")
-        if not passed:
+        if not passed and not st.not_started:
             self._note_failure(st)
         self.exited += 1
         self._count()
+        self._settle()
         if self.exited == len(self.states):
             self.all_exited.set()
+
+    def _never_started(self, why: str, states: Sequence[InstanceState] | None = None) -> None:
+        """Record the instances that were never started, and why."""
+        for st in self.states.values() if states is None else states:
+            if st.pid is None and st.start_error is None and st.not_started is None:
+                st.not_started = why
+                self.record({"kind": "instance", "instance": st.spec.id,
+                             "status": "not started", "reason": why})
+
+    def _settle(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
+
+    async def _wait_none_running(self) -> None:
+        """Until no instance runs and none is being started."""
+        while self._spawning or any(s.running for s in self.states.values()):
+            await self._settled.wait()
 
     async def _stop_after_failure(self) -> None:
         await self.failed.wait()
         await trio.sleep(self.options.grace_s)
         first = self.first_failure
-        assert first is not None
-        self._stop_all(f"stopped after {first.spec.id} failed")
+        self._stop_all(f"stopped after {first.spec.id} failed" if first is not None
+                       else f"stopped: {self.network_failure}")
 
     def _stop_all(self, reason: str) -> None:
         running = [s for s in self.states.values() if s.running]
@@ -417,21 +483,47 @@ class Supervisor:
 
             trio.lowlevel.spawn_system_task(kill_later)
 
-    async def _watch_signals(self, scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                self.interrupted = True
-                if self.progress:
-                    self.progress.note(f"{signal.Signals(signum).name}: stopping every instance")
-                self._stop_all("interrupted")
-                # Give instances their SIGTERM before the nursery's cancellation kills them.
-                with trio.move_on_after(_KILL_AFTER_S):
-                    await self.all_exited.wait()
-                scope.cancel()
-                return
+    async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+        """On SIGINT/SIGTERM: start nothing more, SIGTERM what runs, then end the run (the
+        set-up, if it is still going, at once)."""
+        async for signum in signals:
+            self.interrupted = True
+            name = signal.Signals(signum).name
+            if self.progress:
+                self.progress.note(f"{name}: stopping every instance")
+            self.record({"kind": "phase", "name": "interrupted", "signal": name})
+            self._stop_all("interrupted")
+            # Give instances their SIGTERM before the nursery's cancellation kills them.
+            with trio.move_on_after(_KILL_AFTER_S):
+                await self._wait_none_running()
+            scope.cancel()
+            return
+
+    async def _watch_network(self, failure: Callable[[], BackendFailure | None]) -> None:
+        """Notice at once when the network stops shaping on its own (the userspace engine
+        died: its links then pass unshaped)."""
+        while True:  # a poll: the engine is another thread's child, with no fd to wait on
+            found = failure()
+            if found is not None:
+                break
+            await trio.sleep(_NETWORK_CHECK_S)
+        at = time.time() - self.started_at
+        message = f"{found.describe()} at {at:.1f} s: links passed unshaped from then on"
+        allowed = self.options.allow_unshaped
+        event = {"kind": "network", "event": "backend-failed", **found.to_dict(),
+                 "message": message, "at_s": round(at, 3), "allowed": allowed}
+        self.record(event)
+        self.network_events.append({k: v for k, v in event.items() if k != "kind"})
+        _log.warning("the network stopped shaping", message=message, allowed=allowed)
+        if self.progress:
+            self.progress.note(message + ("" if allowed else ": the run fails"))
+        if not allowed:
+            self.network_failure = message
+            self.failed.set()
 
     async def _tick(self) -> None:
-        """Redraw progress; flush events.jsonl so `harness logs --follow` sees them."""
+        """Redraw progress; flush events.jsonl so `harness logs --follow` sees them; show
+        in run.json that the supervisor is alive (`last_seen`)."""
         interval = self.progress.interval if self.progress else 0.5
         while True:
             await trio.sleep(interval)
@@ -439,6 +531,8 @@ class Supervisor:
                 self.progress.update()
             if self._events is not None:
                 self._events.flush()
+            if time.time() - self._last_seen >= LAST_SEEN_EVERY_S:
+                self._write_run_json(ended=False)
 
     # -- instance set-up -----------------------------------------------------------------
 
@@ -497,6 +591,11 @@ class Supervisor:
         failed = [s for s in instances if not s.verdict()[0]]
         if self.interrupted:
             outcome, code, reason = "interrupted", 130, "interrupted"
+        elif self.network_failure:
+            outcome, code, reason = "failed", 1, self.network_failure
+            own = [s for s in failed if not s.stopped]  # not those it stopped
+            if own:
+                reason += f"; {len(own)} of {len(instances)} instances failed"
         elif failed:
             first = self.first_failure or failed[0]
             outcome, code = "failed", 1
@@ -505,12 +604,14 @@ class Supervisor:
         else:
             outcome, code, reason = "passed", 0, None
         return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances,
-                         time.time() - self.started_at)
+                         time.time() - self.started_at,
+                         [str(e["message"]) for e in self.network_events])
 
     def _write_run_json(
         self, ended: bool, result: RunResult | None = None, error: str | None = None
     ) -> None:
         spec = self.spec
+        self._last_seen = time.time()
         record = RunRecord(
             run_id=self.run_id,
             plan=spec.plan.name,
@@ -531,8 +632,24 @@ class Supervisor:
             instances=tuple(s.to_record() for s in self.states.values()),
             network=self.deployment.info if self.deployment else None,
             metrics_url=self.metrics_url,
+            # Who runs it and when it was last seen alive (harness._liveness), and where
+            # its Unix sockets are: what `harness clean` needs after a SIGKILL.
+            supervisor=self._identity,
+            last_seen=self._last_seen,
+            sock_dir=str(self.sock_dir),
+            network_events=tuple(self.network_events),
         )
         write_run(self.run_dir, record)
+
+
+def _describe(error: BaseException) -> str:
+    """run.json's reason for a run that ended by an exception."""
+    cause = single_cause(error)
+    if isinstance(cause, HarnessError):  # e.g. the network could not be built
+        return str(cause)
+    if isinstance(cause, KeyboardInterrupt | trio.Cancelled):
+        return "the supervisor was stopped before the run ended"
+    return f"the supervisor failed: {type(cause).__name__}: {cause}"
 
 
 def _shared_params(spec: RunSpec) -> dict[str, Any]:

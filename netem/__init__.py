@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from netem._backends._base import Backend, HostInfo, LinkStats, Pair
+from netem._backends._base import Backend, BackendFailure, HostInfo, LinkStats, Pair
 from netem._errors import NetemError, NetworkError, RequestError
 from netem._shape import IDENTITY, LinkShape, ShapeError
 
@@ -71,6 +71,7 @@ __all__ = [
     "DEFAULT_SUBNET",
     "IDENTITY",
     "Backend",
+    "BackendFailure",
     "Host",
     "HostInfo",
     "HostRef",

@@ -14,7 +14,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netem import _build as build
 from netem import _names as names
-from netem._backends._base import Backend, LinkStats, Pair
+from netem._backends._base import Backend, BackendFailure, LinkStats, Pair
 from netem._backends._select import select_backend
 from netem._build import _ns as ns
 from netem._cleanup import _manifest as manifests
@@ -72,6 +72,8 @@ class Network:
         self._attached = False
         self._closed = False
         self._recorder = Recorder(record)
+        self._failure_lock = threading.Lock()
+        self._failure_recorded = False
 
     # -- building ---------------------------------------------------------------------
 
@@ -325,6 +327,20 @@ class Network:
             if self._closed or not self._attached:
                 return {}
             return self.backend.stats()
+
+    def backend_failure(self) -> BackendFailure | None:
+        """Why the backend no longer shapes as asked (e.g. the userspace engine died), once
+        that is so; None while it works. Cheap and never waits for a change in progress, so
+        it can be polled. The first time a failure is seen it is recorded (op
+        "backend-failed", `applied`: `BackendFailure.to_dict()`)."""
+        failure = getattr(self.backend, "failure", None)  # backends written before it
+        found: BackendFailure | None = failure() if failure is not None else None
+        if found is not None:
+            with self._failure_lock:
+                if not self._failure_recorded:
+                    self._failure_recorded = True
+                    self._recorder.write("backend-failed", "netem", {}, found.to_dict())
+        return found
 
     # -- ending -----------------------------------------------------------------------
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import netem
+from harness._commands._args import add_outputs
 from harness._errors import EnvironmentProblem, UsageError
+from harness._liveness import mark_aborted_runs
 
-HELP = "remove leftover network namespaces and manifests of runs that are no longer alive"
+HELP = (
+    "remove leftover network namespaces and manifests of runs that are no longer alive; "
+    "mark runs whose supervisor was killed as aborted and remove their sockets"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,19 +24,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="remove the network with this prefix even if its owner still runs",
     )
+    add_outputs(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Remove leftovers and print one line per thing removed."""
-    if os.geteuid() != 0:
+    """Remove leftovers and print one line per thing removed or run marked."""
+    removed: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            removed = netem.cleanup(args.prefix)  # checks the prefix before anything
+        except netem.RequestError as e:
+            raise UsageError(str(e)) from None
+        except (netem.NetemError, OSError) as e:
+            raise EnvironmentProblem(f"clean-up failed: {e}") from None
+    elif args.prefix is not None:
         raise EnvironmentProblem("removing network namespaces needs root")
+    else:  # a rootless run's namespaces live in a user namespace that died with it
+        print("harness: note: network namespaces not checked (that needs root)", file=sys.stderr)
     try:
-        removed = netem.cleanup(args.prefix)
-    except netem.RequestError as e:
-        raise UsageError(str(e)) from None
-    except (netem.NetemError, OSError) as e:
-        raise EnvironmentProblem(f"clean-up failed: {e}") from None
+        aborted = mark_aborted_runs(args.outputs, "harness clean")
+    except OSError as e:
+        raise EnvironmentProblem(f"marking the runs under {args.outputs} failed: {e}") from None
     for item in removed:
         print(f"removed {item}")
+    for run_dir in aborted:
+        print(f"marked run {run_dir.name} aborted (its supervisor is gone); removed its sockets")
     print(f"{len(removed)} item(s) removed" if removed else "nothing to remove")
     return 0

@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: a free port on 127.0.0.1; 'off' to disable)")
     parser.add_argument("--no-fail-fast", action="store_true",
                         help="let the other instances run on after one fails")
+    parser.add_argument("--allow-unshaped", action="store_true",
+                        help="do not fail the run if its links stop being shaped mid-run (the "
+                             "userspace shaping engine died); it is recorded either way")
     parser.add_argument("--json", action="store_true",
                         help="print run.json to stdout at the end instead of the table")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         sync_tcp=sockets.get("sync_tcp"),
         progress=not args.quiet,
         metrics_listen=sockets.get("metrics"),
+        allow_unshaped=args.allow_unshaped,
     )
     if not args.quiet:
         print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "

@@ -10,6 +10,7 @@ import orjson
 
 from harness._commands._args import add_outputs
 from harness._errors import UsageError
+from harness._liveness import mark_aborted_runs
 from harness.observe import list_runs, sync_history
 
 HELP = "list past runs (newest first) from the run history"
@@ -20,7 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_outputs(parser)
     parser.add_argument("--plan", help="only runs of this plan")
     parser.add_argument(
-        "--outcome", choices=["passed", "failed", "interrupted"], help="only runs with this outcome"
+        "--outcome",
+        choices=["passed", "failed", "interrupted", "aborted", "error"],
+        help="only runs with this outcome",
     )
     parser.add_argument("-n", "--limit", type=int, default=50, help="at most N runs (default 50)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -32,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be at least 1, not {args.limit}")
     if not args.outputs.is_dir():
         raise UsageError(f"no outputs directory {args.outputs}")
+    mark_aborted_runs(args.outputs, "harness runs")  # then recorded as ended
     sync_history(args.outputs)
     rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
     if args.json:

@@ -8,6 +8,7 @@ import sys
 import orjson
 
 from harness._commands._args import add_run
+from harness._liveness import mark_aborted
 from harness.observe import load_run, resolve_run, summary
 
 HELP = "summarise one run: outcome, per-instance table, failures, where the report is"
@@ -22,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the summary; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
+    mark_aborted(run_dir, "harness show")  # a run whose supervisor is gone is not running
     info = summary(run_dir)
     if args.json:
         sys.stdout.write(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
             f"  {i.id:<16} {i.role or '-':<10} {i.ip or '-':<15} "
             f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {i.reason or ''}"
         )
+    events = record.network_events
+    if events:
+        print("\nnetwork:")
+        for e in events:
+            allowed = "  (allowed: --allow-unshaped)" if e.get("allowed") else ""
+            print(f"  {e.get('message') or e.get('event')}{allowed}")
     if info["failures"]:
         print("\nfailures:")
         for f in info["failures"]:

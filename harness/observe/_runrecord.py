@@ -90,6 +90,8 @@ class SupervisorRecord:
 
     pid: int
     start_ticks: int  # the process's start time in clock ticks since boot (/proc/PID/stat)
+    boot_id: str = ""  # the kernel's boot id: a reboot since means the process is gone
+    host: str = ""  # whose processes these are (outputs may be shared between machines)
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> SupervisorRecord:
@@ -98,11 +100,11 @@ class SupervisorRecord:
         pid, ticks = r.integer("pid"), r.integer("start_ticks")
         if pid is None or ticks is None:
             raise RecordError(f"{where} needs 'pid' and 'start_ticks'")
-        return cls(pid, ticks)
+        return cls(pid, ticks, r.text("boot_id") or "", r.text("host") or "")
 
     def to_json(self) -> dict[str, Any]:
         """The `supervisor` object of run.json."""
-        return {"pid": self.pid, "start_ticks": self.start_ticks}
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,6 +136,10 @@ class GroupRecord:
             "program": list(self.program) if self.program is not None else None,
             **{k: v for k, v in self.extra.items() if k not in _GROUP_KEYS},
         }
+
+
+def _object_item(value: Any, where: str) -> dict[str, Any]:
+    return dict(_object(value, where))
 
 
 def _program_arg(value: Any, where: str) -> str:
@@ -231,6 +237,8 @@ class RunRecord:
     supervisor: SupervisorRecord | None = None
     last_seen: float | None = None  # Unix seconds the supervisor was last known alive
     sock_dir: str | None = None  # where the run's Unix sockets are
+    network_events: tuple[dict[str, Any], ...] = ()  # what the network did on its own
+    aborted: dict[str, Any] | None = None  # {found, found_by}: who found the supervisor dead
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -275,12 +283,15 @@ class RunRecord:
             supervisor=None if sup is None else SupervisorRecord.from_json(sup, f"{where}: supervisor"),
             last_seen=r.number("last_seen"),
             sock_dir=r.text("sock_dir"),
+            network_events=r.items("network_events", _object_item),
+            aborted=r.mapping("aborted"),
             extra=r.extra(),
         )
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: every key this version knows, then the others it read."""
         out: dict[str, Any] = {f: getattr(self, f) for f in _RUN_KEYS}
+        out["network_events"] = list(self.network_events)
         out["groups"] = [g.to_json() for g in self.groups]
         out["instances"] = [i.to_json() for i in self.instances]
         out["params"] = dict(self.params)

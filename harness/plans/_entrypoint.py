@@ -71,14 +71,16 @@ def _locate(module: str, path: Sequence[str]) -> ModuleSpec | None:
     search: list[str] | None = list(path)
     spec = None
     for i in range(len(parts)):
-        name = ".".join(parts[: i + 1])
         if search is None:
             return None  # the parent is a module, not a package
-        spec = PathFinder.find_spec(name, search)
+        # Each part is looked up by its own name in its parent's directories: under a
+        # dotted name the path finder would look the parent up in sys.modules (a namespace
+        # package), and nothing here is imported.
+        spec = PathFinder.find_spec(parts[i], search)
         if spec is None and i == 0:
             # an import hook (an editable install's finder, say); for a top-level name
             # find_spec runs the finders only and imports nothing
-            spec = importlib.util.find_spec(name)
+            spec = importlib.util.find_spec(parts[0])
         if spec is None:
             return None
         locations = spec.submodule_search_locations

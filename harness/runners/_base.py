@@ -6,10 +6,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from harness.plans import RunSpec
 from harness.sync import NetworkHandler, SyncState
+
+if TYPE_CHECKING:
+    from netem import BackendFailure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Deployment:
     network: NetworkHandler | None = None  # None: links cannot be shaped by this runner
     info: dict[str, Any] | None = None  # what run.json records under "network"
     link_stats: Callable[[], Mapping[Any, Any]] | None = None  # shaping counters per link
+    # Why the network stopped shaping on its own (the userspace engine died), once it has;
+    # polled by the supervisor, so cheap and never blocking.
+    network_failure: Callable[[], BackendFailure | None] | None = None
 
 
 class Runner(Protocol):

@@ -198,6 +198,8 @@ def main() -> None:
         anyio.run(_warm, backend=backend)
     try:
         _serve(control, entrypoint, backend)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the supervisor went away (e.g. interrupted while this started)
     finally:
         _kill_everything()
 

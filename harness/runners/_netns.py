@@ -68,7 +68,7 @@ class NetnsRunner:
                 "hosts": {i: str(h.ip) for i, h in by_instance.items()},
             }
             yield Deployment(placements, str(net.subnet), configure, info,
-                             link_stats=net.link_stats)
+                             link_stats=net.link_stats, network_failure=net.backend_failure)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(net.close)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from netem._shape import LinkShape
 
@@ -34,6 +35,44 @@ class LinkStats:
     queue_delay_ms: float | None = None  # mean time a packet waited, where measured
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BackendFailure:
+    """A backend that stopped shaping on its own, e.g. its engine process died."""
+
+    backend: str  # the backend's name, e.g. "userspace"
+    component: str  # what died, e.g. "the userspace shaping engine"
+    pid: int | None
+    status: int | None  # its exit code, or minus the signal that ended it
+    effect: str  # what traffic does since, e.g. "links pass unshaped"
+
+    @property
+    def signal(self) -> str | None:
+        """The name of the signal that ended it, if one did (e.g. "SIGKILL")."""
+        if self.status is None or self.status >= 0:
+            return None
+        try:
+            return signal.Signals(-self.status).name
+        except ValueError:
+            return f"signal {-self.status}"
+
+    def describe(self) -> str:
+        """One line: what died and how, e.g. "the userspace shaping engine died (SIGKILL)"."""
+        how = self.signal or (f"exit code {self.status}" if self.status is not None else "gone")
+        return f"{self.component} died ({how})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in network.jsonl (op "backend-failed")."""
+        return {
+            "backend": self.backend,
+            "component": self.component,
+            "pid": self.pid,
+            "status": self.status,
+            "signal": self.signal,
+            "effect": self.effect,
+            "message": self.describe(),
+        }
+
+
 class Backend(Protocol):
     """Shapes the traffic between hosts; drops for partitions are not its job."""
 
@@ -48,6 +87,10 @@ class Backend(Protocol):
 
     def stats(self) -> Mapping[Pair, LinkStats]:
         """Current counters per shaped direction."""
+
+    def failure(self) -> BackendFailure | None:
+        """Why the backend no longer shapes as asked, once that is so (cheap, never
+        blocks); None while it works."""
 
     def close(self) -> None:
         """Remove everything the backend created; safe to call twice."""

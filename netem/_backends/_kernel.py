@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from netem._backends._base import HostInfo, LinkStats, Pair
+from netem._backends._base import BackendFailure, HostInfo, LinkStats, Pair
 from netem._backends._tc_netlink import HtbShaper
 from netem._errors import NetworkError
 from netem._probe import probe_sch_netem
@@ -43,6 +43,10 @@ class KernelBackend:
     def stats(self) -> Mapping[Pair, LinkStats]:
         """Packets and bytes through each shaped direction's class; drops incl. netem loss."""
         return self._shaper.stats()
+
+    def failure(self) -> BackendFailure | None:
+        """None: the kernel's qdiscs have no process that could die."""
+        return None
 
     def close(self) -> None:
         """Remove the root qdisc from every host; safe to call twice."""

@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from netem._backends._base import Backend, HostInfo, LinkStats, Pair
+from netem._backends._base import Backend, BackendFailure, HostInfo, LinkStats, Pair
 from netem._errors import NetworkError, RequestError
 from netem._shape import LinkShape
 
@@ -38,6 +38,9 @@ class NullBackend:
 
     def stats(self) -> Mapping[Pair, LinkStats]:
         return {}
+
+    def failure(self) -> BackendFailure | None:
+        return None
 
     def close(self) -> None:
         self.closed = True

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from netem._backends._base import HostInfo, LinkStats, Pair
+from netem._backends._base import BackendFailure, HostInfo, LinkStats, Pair
 from netem._backends._tc_netlink import HtbShaper
 from netem._errors import NetworkError, RequestError
 from netem._shape import LinkShape
@@ -117,6 +117,18 @@ class UserspaceBackend:
                     st = dataclasses.replace(st, drops=st.drops + cap.drops)
                 out[pair] = st
         return out
+
+    def failure(self) -> BackendFailure | None:
+        """The engine's death, once its process has ended on its own (killed, crashed):
+        from then on the kernel lets the shaped pairs' packets pass unshaped
+        (--queue-bypass). The htb bandwidth caps still hold."""
+        engine = self._engine
+        status = engine.exit_status() if engine is not None else None
+        if engine is None or status is None:
+            return None
+        return BackendFailure(self.name, "the userspace shaping engine", engine.pid, status,
+                              "links pass unshaped (no delay, jitter, loss, corruption, "
+                              "duplication or reordering)")
 
     def close(self) -> None:
         """Stop the engine (removing its rules) and the htb layouts; safe to call twice."""

@@ -113,7 +113,7 @@ def _apply(net: Network, line: dict[str, Any]) -> None:
         net.heal(None if a is None else set(a), None if b is None else set(b), asked_by=who)
     elif op == "request":
         net.apply_request(asked["host"], asked["config"], asked_by=who)
-    elif op == "close":
+    elif op in ("close", "backend-failed"):  # no change of the policy
         pass
     else:
         raise RequestError(f"unknown op {op!r}")

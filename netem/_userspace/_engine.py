@@ -227,6 +227,13 @@ class Engine:
         """The engine process's id while it runs."""
         return self._proc.pid if self._proc is not None else None
 
+    def exit_status(self) -> int | None:
+        """How the engine process ended if it ended on its own (killed, crashed): its exit
+        code, or minus the signal that ended it. None while it runs, and after `stop()`.
+        Never blocks."""
+        proc = self._proc
+        return None if proc is None else proc.poll()
+
     # -- control ---------------------------------------------------------------------------
     def _read_line(self, timeout: float) -> str:
         proc = self._proc

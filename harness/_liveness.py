@@ -1,0 +1,121 @@
+"""Telling a live run from one whose supervisor is gone (docs/contracts.md, 7).
+
+While it runs, the supervisor's run.json says who it is, `"supervisor": {"pid",
+"start_ticks", "boot_id", "host"}` (the start time in clock ticks since boot, field 22 of
+/proc/PID/stat, so a reused pid is not taken for the supervisor), refreshes `"last_seen"`
+every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A SIGKILL
+leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
+was last seen, and removes the sockets it left. `harness clean`, the start of every run
+and the commands that read runs (`show`, `runs`) call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import stat
+import time
+from pathlib import Path
+
+from harness._errors import UsageError
+from harness.observe import list_run_dirs, load_run
+from harness.observe._runrecord import RunRecord, SupervisorRecord, write_run
+from netem._cleanup._manifest import process_start
+
+LAST_SEEN_EVERY_S = 5.0
+"""How often a live supervisor refreshes run.json's `last_seen`."""
+
+SOCKETS = ("sync.sock", "relay.sock")
+"""The Unix sockets a run makes in its `sock_dir`."""
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def identity() -> SupervisorRecord:
+    """This process as run.json's `supervisor` records it."""
+    pid = os.getpid()
+    return SupervisorRecord(pid, int(process_start(pid) or 0), _boot_id(), socket.gethostname())
+
+
+def supervisor_alive(who: SupervisorRecord) -> bool | None:
+    """Whether the process `who` still runs; None if this machine cannot tell (it ran on
+    another host sharing the outputs)."""
+    if who.host != socket.gethostname():
+        return None  # outputs shared with another machine: its processes are not ours to see
+    if who.boot_id and who.boot_id != _boot_id():
+        return False  # the machine rebooted since
+    start = process_start(who.pid)
+    return start is not None and int(start) == who.start_ticks
+
+
+def is_orphaned(run: RunRecord) -> bool:
+    """True if run.json says "running" but its supervisor is gone (a run.json written
+    before supervisors recorded themselves cannot be judged)."""
+    return (run.outcome == "running" and run.supervisor is not None
+            and supervisor_alive(run.supervisor) is False)  # fmt: skip
+
+
+def mark_aborted(run_dir: Path, found_by: str) -> bool:
+    """If `run_dir`'s supervisor died without recording the run's end, record it as
+    "aborted" (ended when last seen) and remove its sockets. True if it did."""
+    try:
+        if not is_orphaned(load_run(run_dir)):
+            return False
+        # Read again now that it is known dead: a supervisor that recorded its end and
+        # exited between the first read and the check is seen with its end.
+        run = load_run(run_dir)
+    except UsageError:
+        return False  # not readable: not ours to rewrite
+    if run.outcome != "running":
+        return False
+    last_seen = run.last_seen if run.last_seen is not None else run.started
+    instances = tuple(
+        i if i.ended is not None
+        else dataclasses.replace(i, outcome="failed", reason="aborted with the supervisor")
+        for i in run.instances
+    )
+    write_run(run_dir, dataclasses.replace(
+        run, outcome="aborted", ended=last_seen, exit_code=None,
+        reason=_reason(run, last_seen), aborted={"found": time.time(), "found_by": found_by},
+        instances=instances))  # fmt: skip
+    remove_sockets(run_dir, run.sock_dir)
+    return True
+
+
+def _reason(run: RunRecord, last_seen: float | None) -> str:
+    pid = run.supervisor.pid if run.supervisor else None
+    text = f"the supervisor (pid {pid}) ended without recording the run's end"
+    if last_seen is None:
+        return text
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_seen))
+    into = f", {last_seen - run.started:.1f} s into the run" if run.started is not None else ""
+    return f"{text}; last seen {when}{into}"
+
+
+def remove_sockets(run_dir: Path, sock_dir: str | None) -> list[Path]:
+    """Remove the run's Unix sockets (only sockets, only by their names), and their
+    directory if it is a temporary one that is left empty."""
+    where = Path(sock_dir) if sock_dir else run_dir
+    removed = []
+    for name in SOCKETS:
+        path = where / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(path.lstat().st_mode):
+                path.unlink()
+                removed.append(path)
+    if where.resolve() != run_dir.resolve():
+        with contextlib.suppress(OSError):
+            where.rmdir()  # only if empty
+    return removed
+
+
+def mark_aborted_runs(outputs: Path, found_by: str) -> list[Path]:
+    """`mark_aborted` for every run under `outputs`; returns the runs it marked."""
+    return [d for d in list_run_dirs(outputs) if mark_aborted(d, found_by)]

@@ -1,0 +1,375 @@
+"""A run's lifecycle at its edges: a signal during set-up, the shaping engine dying mid-run,
+the supervisor itself killed (docs/harness.md, "The supervisor")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from harness._errors import single_cause
+from harness.plans import build_run_spec
+
+from .conftest import ROOT, harness_cli, only_run_dir
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root")
+
+HANG = """
+name = "hang"
+[[testcases]]
+name = "py"
+instances = { min = 1, max = 50, default = 3 }
+entrypoint = "hang.plan:forever"
+[[testcases]]
+name = "shaped_for"
+instances = { min = 1, max = 50, default = 2 }
+entrypoint = "hang.plan:shaped_for"
+params = { seconds = { type = "int", default = 6 } }
+[[testcases]]
+name = "sleep"
+instances = { min = 1, max = 50, default = 3 }
+entrypoint = "hang.plan:sleep"
+[[testcases]]
+name = "ok"
+instances = { min = 1, max = 50, default = 1 }
+entrypoint = "hang.plan:ok"
+"""
+HANG_CODE = """
+import trio
+
+async def forever(env):
+    await env.network.configure({"latency_ms": 5})
+    await env.sync.signal_entry("shaped")
+    await trio.sleep(1000)
+
+async def shaped_for(env):
+    await env.network.configure({"latency_ms": 5})
+    await env.sync.signal_entry("shaped")
+    await trio.sleep(int(env.params["seconds"]))
+
+async def sleep(env):
+    await trio.sleep(1000)
+
+async def ok(env):
+    pass
+"""
+
+
+def _start(root: Path, out: Path, case: str, *args: str,
+           runner: str = "local:netns", env: dict[str, str] | None = None,
+           ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", f"hang:{case}", "--plans", str(root),
+         "--runner", runner, "--outputs", str(out), "-q", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(what: str, found: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"{what}: not seen within {timeout} s")
+
+
+def _children(pid: int) -> set[int]:
+    """Every process below `pid` right now."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            found.add(kid)
+            todo.append(kid)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _owned_prefix(pid: int) -> str | None:
+    """The prefix of the network whose manifest names `pid` as its owner, once it exists."""
+    try:
+        entries = os.listdir("/run/netem")
+    except FileNotFoundError:
+        return None
+    for entry in entries:
+        try:
+            manifest = json.loads(Path("/run/netem", entry).read_text())
+        except (OSError, ValueError):
+            continue
+        if manifest.get("pid") == pid:
+            return str(manifest["prefix"])
+    return None
+
+
+def _netns(prefix: str) -> list[str]:
+    try:
+        return [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+# -- 7: a signal during set-up ----------------------------------------------------------
+
+
+def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], Any]:
+    """When to send the signal: as soon as the run directory exists, while the network is
+    being built (its manifest names the supervisor), or while the process host starts."""
+    if name == "run-dir":
+        return lambda: list(out.glob("*/run.json"))
+    if name == "network":
+        return lambda: _owned_prefix(proc.pid)
+    return lambda: [p for p in _children(proc.pid) if "_forkserver" in _cmdline(p)]
+
+
+@needs_root
+@pytest.mark.live
+@pytest.mark.parametrize("moment", ["run-dir", "network", "host"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
+    make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = _start(root, out, "py", "-i", "20")
+    seen: set[int] = set()
+    with _reaped(proc):
+        _wait_for(moment, _moment(moment, proc, out))
+        prefix = _owned_prefix(proc.pid)
+        seen |= _children(proc.pid)
+        proc.send_signal(sig)
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen |= _children(proc.pid)
+            prefix = prefix or _owned_prefix(proc.pid)
+            time.sleep(0.01)
+        code = proc.wait(timeout=1)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    run_dir = only_run_dir(out)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["outcome"] == "interrupted" and run["exit_code"] == 130
+    events = _events(run_dir)
+    started = {e["instance"]: e["pid"] for e in events if e.get("status") == "started"}
+    stopped = {e["instance"] for e in events if e.get("status") == "exited"}
+    never = {e["instance"] for e in events if e.get("status") == "not started"}
+    assert set(started) == stopped, "an instance started and was not seen to end"
+    if moment != "host":  # before the process host exists, nothing may start at all
+        assert not started, f"{len(started)} instances started after the signal"
+    for inst in run["instances"]:
+        if inst["id"] in started:  # the truth: started, with its pid, then stopped
+            assert inst["pid"] == started[inst["id"]]
+            assert inst["reason"] == "interrupted", inst
+        else:
+            assert inst["id"] in never and inst["pid"] is None, inst
+            assert inst["reason"] == "not started (interrupted)", inst
+    # nothing leaked: processes, namespaces, sockets
+    time.sleep(0.2)
+    assert not [p for p in seen if Path(f"/proc/{p}").exists() and _cmdline(p)], "processes left"
+    if prefix is not None:
+        assert not _netns(prefix), "namespaces left"
+    assert not list(run_dir.glob("*.sock"))
+    assert not Path(run["sock_dir"]).joinpath("sync.sock").exists()
+
+
+def test_any_exception_ending_the_supervisor_ends_run_json_too(
+    make_plan: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a HarnessError: a bug. run.json still records the end, never "running"."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    spec = build_run_spec("hang:py", runner="local:exec", plan_roots=[root])
+
+    class Broken:
+        name = "local:exec"
+
+        def deploy(self, *args: object) -> object:
+            raise RuntimeError("a bug in the runner")
+
+    monkeypatch.setattr("harness._supervisor.get_runner", lambda name: Broken())
+    options = harness.RunOptions(outputs=tmp_path / "out", progress=False, metrics_listen=None)
+    with pytest.raises(BaseException) as caught:
+        harness.run(spec, options)
+    assert str(single_cause(caught.value)) == "a bug in the runner"
+    run = json.loads((only_run_dir(tmp_path / "out") / "run.json").read_text())
+    assert run["outcome"] == "error"
+    assert run["ended"] is not None
+    assert run["reason"] == "the supervisor failed: RuntimeError: a bug in the runner"
+
+
+# -- 8: the userspace shaping engine dies mid-run ----------------------------------------
+
+
+def _engine_pid(run_dir: Path) -> int | None:
+    """The process in the run's hub namespace: the userspace engine, once it runs."""
+    from netem import _names as names
+    from netem._build._ns import netns_inode, pids_in
+
+    record = run_dir / "network.jsonl"
+    if not record.exists() or not record.read_text():
+        return None
+    prefix = json.loads(record.read_text().splitlines()[0])["applied"]["prefix"]
+    inode = netns_inode(names.hub_netns(prefix))
+    pids = list(pids_in([inode])) if inode is not None else []
+    return pids[0] if len(pids) == 1 else None
+
+
+@needs_root
+@pytest.mark.live
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_death_of_the_shaping_engine_is_recorded_and_fails_the_run_unless_allowed(
+    make_plan: Callable[..., Path], tmp_path: Path, allowed: bool
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    args = ["-p", "seconds=6"] + (["--allow-unshaped"] if allowed else [])
+    proc = _start(root, out, "shaped_for", *args, env={"HARNESS_NETEM_BACKEND": "userspace"})
+    with _reaped(proc):
+        run_dir = _wait_for("the run directory", lambda: list(out.glob("*/run.json")))[0].parent
+        _wait_for("both instances shaped", lambda: sum(
+            '"state":"shaped"' in line
+            for line in (run_dir / "events.jsonl").read_text().splitlines()) == 2)
+        engine = _wait_for("the engine", lambda: _engine_pid(run_dir))
+        os.kill(engine, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    run = json.loads((run_dir / "run.json").read_text())
+    died = "the userspace shaping engine died (SIGKILL) at "
+    if allowed:
+        assert proc.returncode == 0, stdout + stderr
+        assert run["outcome"] == "passed"
+        assert f"note: {died}" in stdout
+    else:
+        assert proc.returncode == 1, stdout + stderr
+        assert run["outcome"] == "failed"
+        assert run["reason"].startswith(died), run["reason"]
+        assert run["reason"].endswith(": links passed unshaped from then on"), run["reason"]
+        assert died in stdout
+    # recorded either way: in the network's record, the events and run.json
+    (line,) = [json.loads(ln) for ln in (run_dir / "network.jsonl").read_text().splitlines()
+               if '"backend-failed"' in ln]
+    assert line["op"] == "backend-failed"
+    assert line["applied"]["pid"] == engine and line["applied"]["signal"] == "SIGKILL"
+    (event,) = [e for e in _events(run_dir) if e.get("kind") == "network"]
+    assert event["event"] == "backend-failed" and event["pid"] == engine
+    assert event["allowed"] is allowed and event["message"].startswith(died)
+    assert [e["message"] for e in run["network_events"]] == [event["message"]]
+    shown = harness_cli("show", str(run_dir))
+    assert shown.returncode == 0, shown.stderr
+    assert died in shown.stdout
+
+
+# -- 9: the supervisor itself is killed ----------------------------------------------------
+
+
+def _kill_supervisor_mid_run(root: Path, out: Path, runner: str) -> tuple[Path, dict[str, Any]]:
+    proc = _start(root, out, "sleep", runner=runner)
+    with _reaped(proc):
+        run_dir = _wait_for("the run directory", lambda: list(out.glob("*/run.json")))[0].parent
+        _wait_for("three instances", lambda: sum(
+            e.get("status") == "started" for e in _events(run_dir)) == 3)
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["supervisor"]["pid"] == proc.pid
+        assert (Path(run["sock_dir"]) / "sync.sock").exists()
+        proc.kill()
+        proc.wait()
+    return run_dir, run
+
+
+def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["outcome"] == "aborted"
+    assert run["ended"] == before["last_seen"]  # it ended, as far as anyone knows, then
+    assert "last seen" in run["reason"]
+    assert not (Path(before["sock_dir"]) / "sync.sock").exists()
+    assert not (Path(before["sock_dir"]) / "relay.sock").exists()
+    assert not Path(before["sock_dir"]).exists() or Path(before["sock_dir"]) == run_dir
+    shown = harness_cli("show", str(run_dir))
+    assert shown.returncode == 0, shown.stderr
+    assert "still running" not in shown.stdout
+    assert "ABORTED" in shown.stdout and "last seen" in shown.stdout
+
+
+@needs_root
+@pytest.mark.live
+@pytest.mark.parametrize("long_path", [False, True])
+def test_a_killed_supervisors_run_is_marked_aborted_by_harness_clean(
+    make_plan: Callable[..., Path], tmp_path: Path, long_path: bool
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    # A long outputs path puts the sockets in a temporary directory (AF_UNIX paths are short).
+    out = tmp_path / ("o" * 90 if long_path else "out")
+    run_dir, before = _kill_supervisor_mid_run(root, out, "local:netns")
+    assert (Path(before["sock_dir"]) == run_dir) is not long_path
+    after_kill = json.loads((run_dir / "run.json").read_text())
+    assert after_kill["outcome"] == "running"  # nobody has looked yet
+    r = harness_cli("clean", "--prefix", before["network"]["prefix"], "--outputs", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"marked run {run_dir.name} aborted" in r.stdout
+    _assert_aborted(run_dir, before)
+
+
+def test_a_killed_supervisors_run_is_marked_aborted_by_the_next_run(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    run_dir, before = _kill_supervisor_mid_run(root, out, "local:exec")
+    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
+    r = harness_cli("run", "hang:ok", "--plans", str(root), "--runner", "local:exec",
+                    "--outputs", str(out), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    _assert_aborted(run_dir, before)
+
+
+def test_a_live_run_is_not_marked_aborted(make_plan: Callable[..., Path], tmp_path: Path) -> None:
+    """The check is of the supervisor's process, not of how old `last_seen` is."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = _start(root, out, "sleep", runner="local:exec")
+    with _reaped(proc):
+        run_dir = _wait_for("the run directory", lambda: list(out.glob("*/run.json")))[0].parent
+        _wait_for("three instances", lambda: sum(
+            e.get("status") == "started" for e in _events(run_dir)) == 3)
+        r = harness_cli("show", str(run_dir))
+        assert "still running" in r.stdout, r.stdout + r.stderr
+        assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
