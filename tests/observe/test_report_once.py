@@ -82,3 +82,20 @@ def test_the_styles_and_script_are_inlined_from_their_files(
 
     text = resources.files("harness.observe._report").joinpath(asset).read_text()
     assert len(text) > 200 and text in render_html(run_factory())
+
+
+def test_the_death_of_the_shaping_engine_is_drawn_and_explained(tmp_path: Path) -> None:
+    import dataclasses
+
+    from harness.observe import load_run
+    from harness.observe._runrecord import write_run
+    from tests.observe._fixture import make_run
+
+    run_dir = make_run(tmp_path)
+    message = "the userspace shaping engine died (SIGKILL) at 1.5 s: links passed unshaped"
+    event = {"event": "backend-failed", "backend": "userspace", "message": message,
+             "at_s": 1.5, "allowed": False}
+    write_run(run_dir, dataclasses.replace(load_run(run_dir), network_events=(event,)))
+    page = render_html(run_dir)
+    assert f'<p class="alert"><b>{message}</b> (this failed the run)</p>' in page
+    assert f"net: {message}" in page, "no timeline marker for the engine's death"

@@ -10,7 +10,8 @@ from harness.observe._report._data import RunData
 from harness.observe._report._format import num, to_json
 
 #: Colours of the timeline's markers.
-MARK = {"phase": "#1c7ed6", "barrier": "#7048e8", "network": "#e8590c"}
+MARK = {"phase": "#1c7ed6", "barrier": "#7048e8", "network": "#e8590c", "failure": "#e03131"}
+
 
 def network_markers(r: RunData, total: float) -> list[tuple[float, str, str]]:
     """One marker per burst of network changes (every instance shaping its link at the
@@ -33,7 +34,22 @@ def network_markers(r: RunData, total: float) -> list[tuple[float, str, str]]:
         if len(burst) > 1:
             label += f" ({', '.join(who[:3])}{', …' if len(who) > 3 else ''})"
         markers.append((burst[0][0], MARK["network"], label))
+    for event in r.run.network_events:  # e.g. the shaping engine died
+        at = event.get("at_s")
+        if isinstance(at, int | float):
+            markers.append((float(at), MARK["failure"], f"net: {event.get('message')}"))
     return markers
+
+
+def _event_alerts(r: RunData) -> str:
+    """What the network did on its own (the shaping engine died), above everything else."""
+    alerts = []
+    for event in r.run.network_events:
+        verdict = ("allowed by --allow-unshaped" if event.get("allowed")
+                   else "this failed the run")  # fmt: skip
+        alerts.append(f'<p class="alert"><b>{escape(str(event.get("message")))}</b> '
+                      f"({escape(verdict)})</p>")
+    return "".join(alerts)
 
 def _shape_label(shape: dict[str, Any]) -> str:
     if shape.get("drop"):
@@ -99,7 +115,8 @@ def network_section(r: RunData) -> str:
     subnet = escape(str(net.get("subnet") or "—"))
     return (
         '<section id="network"><h2>Network</h2>'
-        f'<p class="sub">Backend <b>{escape(str(net.get("backend") or "none"))}</b>, data subnet '
+        + _event_alerts(r)
+        + f'<p class="sub">Backend <b>{escape(str(net.get("backend") or "none"))}</b>, data subnet '
         f"<code>{subnet}</code>. Shapes at the end of the run (egress, per direction). "
         f"{caption}</p>"
         f'<div class="grid"><div>{topo}</div><div><h3>Changes</h3>{changes}</div></div></section>'
