@@ -269,6 +269,54 @@ class Network:
             },
         )
 
+    def cut(
+        self, pairs: Iterable[tuple[HostRef, HostRef]], *, asked_by: str = "netem"
+    ) -> None:
+        """Drop the traffic of each (source, destination) direction of `pairs`, one change
+        for all of them (`partition` for two sides; this for any shape: a ring, a bridge)."""
+        cut = self._pairs(pairs)
+        self._change(lambda policy: policy.with_partition(cut), "cut", asked_by,
+                     {"pairs": _pair_list(cut)})  # fmt: skip
+
+    def uncut(
+        self, pairs: Iterable[tuple[HostRef, HostRef]], *, asked_by: str = "netem"
+    ) -> None:
+        """Let the directions of `pairs` through again (what `cut` or `partition` dropped)."""
+        healed = self._pairs(pairs)
+        self._change(lambda policy: policy.healed(healed), "uncut", asked_by,
+                     {"pairs": _pair_list(healed)})  # fmt: skip
+
+    def override(
+        self,
+        shapes: Mapping[tuple[HostRef, HostRef], LinkShape | None],
+        *,
+        asked_by: str = "netem",
+    ) -> None:
+        """Shape directions over whatever the hosts asked for (None: remove the override,
+        so their own shapes apply again); one change for all of them."""
+        resolved: dict[Pair, LinkShape | None] = {}
+        for (src, dst), shape in shapes.items():
+            (pair,) = self._pairs([(src, dst)])
+            _check_shape(shape)
+            resolved[pair] = shape
+        self._change(
+            lambda policy: policy.with_overrides(resolved),
+            "override",
+            asked_by,
+            {"shapes": [[str(a), str(b), shape_json(s)] for (a, b), s in sorted(resolved.items())]},
+        )
+
+    def _pairs(self, pairs: Iterable[tuple[HostRef, HostRef]]) -> frozenset[Pair]:
+        out = set()
+        for src, dst in pairs:
+            s, d = self.host(src).ip, self.host(dst).ip
+            if s == d:
+                raise RequestError(f"a direction needs two different hosts, not {src} twice")
+            out.add((s, d))
+        if not out:
+            raise RequestError("no direction given")
+        return frozenset(out)
+
     def apply_request(self, host: HostRef, config: Mapping[str, Any], asked_by: str) -> Request:
         """Apply a host's `network` request (docs/contracts.md section 6): its default
         shape, per-peer rules (shape or drop) and `enabled`, replacing its earlier request.
@@ -433,3 +481,7 @@ def _pairs(pairs: Iterable[Pair]) -> dict[str, list[str]]:
         str(src): [str(a) if a == b else f"{a}-{b}" for a, b in runs]
         for src, runs in grouped(pairs).items()
     }
+
+
+def _pair_list(pairs: Iterable[Pair]) -> list[list[str]]:
+    return [[str(a), str(b)] for a, b in sorted(pairs)]

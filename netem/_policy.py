@@ -36,6 +36,8 @@ class Policy:
     partitions: directions cut by `Network.partition`; `heal` removes them.
     request_drops: directions cut by a host's own `network` request.
     disabled: hosts whose request said `enabled: false`: cut from everyone, both ways.
+    overrides: shapes of directions set from outside the hosts (a fault), over everything
+        else; removing one brings back what the hosts asked for.
     """
 
     defaults: Mapping[IPv4Address, LinkShape] = dataclasses.field(default_factory=dict)
@@ -43,6 +45,7 @@ class Policy:
     partitions: frozenset[Pair] = frozenset()
     request_drops: frozenset[Pair] = frozenset()
     disabled: frozenset[IPv4Address] = frozenset()
+    overrides: Mapping[Pair, LinkShape] = dataclasses.field(default_factory=dict)
 
     def with_default(self, host: IPv4Address, shape: LinkShape | None) -> Policy:
         defaults = dict(self.defaults)
@@ -59,6 +62,16 @@ class Policy:
         else:
             rules[pair] = shape
         return dataclasses.replace(self, rules=rules)
+
+    def with_overrides(self, shapes: Mapping[Pair, LinkShape | None]) -> Policy:
+        """Override the shape of each direction of `shapes` (None: remove its override)."""
+        overrides = dict(self.overrides)
+        for pair, shape in shapes.items():
+            if shape is None:
+                overrides.pop(pair, None)
+            else:
+                overrides[pair] = shape
+        return dataclasses.replace(self, overrides=overrides)
 
     def with_partition(self, pairs: Iterable[Pair]) -> Policy:
         return dataclasses.replace(self, partitions=self.partitions | frozenset(pairs))
@@ -92,7 +105,7 @@ class Policy:
             for dst in ips:
                 if dst != src:
                     out[(src, dst)] = shape
-        for pair, shape in self.rules.items():
+        for pair, shape in (*self.rules.items(), *self.overrides.items()):
             if shape.is_identity:
                 out.pop(pair, None)
             else:

@@ -111,6 +111,12 @@ def _apply(net: Network, line: dict[str, Any]) -> None:
     elif op == "heal":
         a, b = asked.get("a"), asked.get("b")
         net.heal(None if a is None else set(a), None if b is None else set(b), asked_by=who)
+    elif op == "cut":
+        net.cut([tuple(p) for p in asked["pairs"]], asked_by=who)
+    elif op == "uncut":
+        net.uncut([tuple(p) for p in asked["pairs"]], asked_by=who)
+    elif op == "override":
+        net.override({(a, b): _shape(s) for a, b, s in asked["shapes"]}, asked_by=who)
     elif op == "request":
         net.apply_request(asked["host"], asked["config"], asked_by=who)
     elif op in ("close", "backend-failed"):  # no change of the policy

@@ -292,3 +292,41 @@ def test_backend_close_failure_still_tears_down(recording: Any) -> None:
     net.close()  # closed anyway; a second close does nothing
     with pytest.raises(RequestError, match="is closed"):
         net.heal()
+
+
+def test_cut_and_uncut_any_set_of_directions_in_one_change(
+    net: Network, recording: Any, tmp_path: Path
+) -> None:
+    ring_gaps = [("h1", "h3"), ("h3", "h1"), ("h2", "h4"), ("h4", "h2")]
+    calls = len(recording.calls)
+    net.cut(ring_gaps, asked_by="fault 0")
+    assert len(recording.calls) == calls + 1, "one change for every direction"
+    assert net.drops() == {(ip(1), ip(3)), (ip(3), ip(1)), (ip(2), ip(4)), (ip(4), ip(2))}
+    net.uncut([("h1", "h3")], asked_by="fault 0")
+    assert net.drops() == {(ip(3), ip(1)), (ip(2), ip(4)), (ip(4), ip(2))}
+    replayed = netem.replay(tmp_path / "network.jsonl", dry_run=True)
+    assert replayed.drops() == net.drops()
+    replayed.close()
+    with pytest.raises(RequestError, match="two different hosts"):
+        net.cut([("h1", "h1")])
+
+
+def test_an_override_shapes_over_the_hosts_own_and_its_removal_restores_them(
+    net: Network, tmp_path: Path
+) -> None:
+    h1, h2, h3, _ = net.hosts
+    net.set_default(h1, SLOW)
+    net.apply_request(h2, {"rules": [{"peers": [str(ip(3))], "shape": {"loss_pct": 10}}]}, "h2")
+    before = net.matrix()
+    net.override({("h1", "h2"): LOSSY, ("h2", "h3"): SLOW}, asked_by="fault 1")
+    assert net.matrix()[(ip(1), ip(2))] == LOSSY and net.matrix()[(ip(2), ip(3))] == SLOW
+    assert net.matrix()[(ip(1), ip(3))] == SLOW, "an override touches only its directions"
+    # A host changing its own shape meanwhile does not undo the fault's override.
+    net.apply_request(h2, {"default": {"latency_ms": 5}}, "h2")
+    assert net.matrix()[(ip(2), ip(3))] == SLOW
+    net.override({("h1", "h2"): None, ("h2", "h3"): None}, asked_by="fault 1")
+    assert net.matrix()[(ip(1), ip(2))] == before[(ip(1), ip(2))]
+    assert net.matrix()[(ip(2), ip(3))] == LinkShape(latency_ms=5)
+    replayed = netem.replay(tmp_path / "network.jsonl", dry_run=True)
+    assert replayed.matrix() == net.matrix()
+    replayed.close()
