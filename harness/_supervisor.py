@@ -44,7 +44,7 @@ from harness.runners import (
     signal_group,
 )
 from harness.sdk._runenv import METRICS_TOPIC
-from harness.sync import SyncServer, SyncState
+from harness.sync import SyncServer, SyncState, Tokens
 
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
@@ -152,6 +152,7 @@ class Supervisor:
         self._events: JsonlWriter | None = None
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
+        self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
 
     # -- events --------------------------------------------------------------------------
 
@@ -206,7 +207,7 @@ class Supervisor:
         if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
             sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
-        server = SyncServer(state)
+        server = SyncServer(state, tokens=self.tokens)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
@@ -275,7 +276,7 @@ class Supervisor:
 
         def announced(frame: bytes) -> None:
             item = orjson.loads(frame).get("item")
-            if isinstance(item, dict) and item.get("instance") in self.states:
+            if isinstance(item, dict) and str(item.get("instance")) in self.states:
                 handle.scraper.targets[item["instance"]] = str(item["url"])
 
         state.subscribe(METRICS_TOPIC, "supervisor", announced)
@@ -437,6 +438,7 @@ class Supervisor:
             "TEST_OUTPUTS_PATH": str(out),
             "TEST_SYNC_SOCKET": sock,
             "TEST_SYNC_TCP": tcp or "",
+            "TEST_SYNC_TOKEN": self.tokens.for_instance(inst.id),
             "TEST_RUNNER": self.spec.runner,
             "TEST_DATA_NETWORK": self.deployment.data_network,
             "TEST_DATA_IP": place.data_ip,

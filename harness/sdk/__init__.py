@@ -14,7 +14,7 @@ from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoi
 from harness.sdk._network import INITIALIZED, NetworkClient
 from harness.sdk._runenv import RunEnv, RunEnvError
 from harness.sdk._topic import Topic
-from harness.sync import BarrierFailed, Message, SyncClient, SyncError
+from harness.sync import BarrierFailed, Message, SubscriptionFailed, SyncClient, SyncError
 from netem._shape import LinkShape
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "RoleSpec",
     "RunEnv",
     "RunEnvError",
+    "SubscriptionFailed",
     "SyncClient",
     "SyncError",
     "TestFailure",

@@ -48,6 +48,7 @@ class RunEnv:
     outputs_path: Path
     sync_socket: str | None
     sync_tcp: str | None
+    sync_token: str | None
     runner: str
     data_network: str | None
     data_ip: str | None
@@ -92,6 +93,7 @@ class RunEnv:
             outputs_path=Path(need("TEST_OUTPUTS_PATH")),
             sync_socket=env.get("TEST_SYNC_SOCKET") or None,
             sync_tcp=env.get("TEST_SYNC_TCP") or None,
+            sync_token=env.get("TEST_SYNC_TOKEN") or None,
             runner=env.get("TEST_RUNNER", ""),
             data_network=env.get("TEST_DATA_NETWORK") or None,
             data_ip=env.get("TEST_DATA_IP") or None,

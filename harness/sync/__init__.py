@@ -9,6 +9,7 @@ from harness.sync._client import (
     BarrierFailed,
     Message,
     Subscription,
+    SubscriptionFailed,
     SyncClient,
     SyncError,
     connect_tcp,
@@ -17,6 +18,7 @@ from harness.sync._client import (
 from harness.sync._protocol import ProtocolError
 from harness.sync._server import NetworkHandler, SyncServer
 from harness.sync._state import SyncState
+from harness.sync._tokens import Tokens
 
 __all__ = [
     "BarrierFailed",
@@ -24,10 +26,12 @@ __all__ = [
     "NetworkHandler",
     "ProtocolError",
     "Subscription",
+    "SubscriptionFailed",
     "SyncClient",
     "SyncError",
     "SyncServer",
     "SyncState",
+    "Tokens",
     "connect_tcp",
     "connect_unix",
 ]
