@@ -86,8 +86,10 @@ class Connection:
                 sent = os.write(self._fd, frame)  # the socket is non-blocking (trio's)
             except BlockingIOError:
                 sent = 0
-            except OSError as e:
-                self._close("lost", f"cannot write to it: {e.strerror or e}", farewell=False)
+            except OSError:
+                # The client has gone (it need not wait for the reply to its last cancel):
+                # only this frame is lost, nothing was queued. The reader sees the end.
+                self._closed = True
                 return
             if sent == len(frame):
                 return
@@ -123,8 +125,8 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        _log.warning("sync connection closed", status=status, reason=reason,
-                     instance=self.instance)
+        log = _log.info if status == "lost" else _log.warning
+        log("sync connection closed", status=status, reason=reason, instance=self.instance)
         self.state.connection_event(status, reason, self.instance)
         if farewell:
             queued = [f for f in self._outbox if isinstance(f, bytes)]
