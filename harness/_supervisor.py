@@ -51,7 +51,7 @@ from harness.runners import (
     runnable_here,
     signal_group,
 )
-from harness.sync import METRICS_TOPIC, SyncServer, SyncState
+from harness.sync import METRICS_TOPIC, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ class Supervisor:
         self.network_failure: str | None = None  # why the network failed the run, if it did
         self._last_seen = 0.0
         self._identity = identity()
+        self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
 
     # -- events --------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class Supervisor:
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
-        server = SyncServer(state)
+        server = SyncServer(state, tokens=self.tokens)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
@@ -354,7 +355,7 @@ class Supervisor:
 
         def announced(frame: bytes) -> None:
             item = orjson.loads(frame).get("item")
-            if isinstance(item, dict) and item.get("instance") in self.states:
+            if isinstance(item, dict) and str(item.get("instance")) in self.states:
                 handle.scraper.targets[item["instance"]] = str(item["url"])
 
         state.subscribe(METRICS_TOPIC, "supervisor", announced)
@@ -571,6 +572,7 @@ class Supervisor:
             outputs_path=out,
             sync_socket=sock,
             sync_tcp=tcp,
+            sync_token=self.tokens.for_instance(inst.id),
             runner=self.spec.runner,
             data_network=self.deployment.data_network,
             data_ip=place.data_ip,

@@ -93,6 +93,21 @@ def test_crash_fails_the_run_within_2s_naming_the_instance(tmp_path: Path) -> No
     assert "single/5" in run["reason"]
 
 
+def test_peers_waiting_for_a_crashed_instances_address_fail_naming_it(tmp_path: Path) -> None:
+    """Without fail-fast, nothing stops the others: their wait for every address must
+    itself fail once the crashed instance can no longer publish (not at the timeout)."""
+    r = harness_cli("run", "pingpong:crash", "-i", "10", "--no-fail-fast", "--timeout", "60",
+                    "--runner", "local:exec", "--outputs", str(tmp_path), "-q", timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "still running at the run's timeout" not in r.stdout
+    run = _run_json(tmp_path)
+    waiting = [i for i in run["instances"] if i["id"] != "single/9"]
+    assert len(waiting) == 9
+    for inst in waiting:
+        assert inst["reason"].startswith("failed: SubscriptionFailed: subscription to 'peers'")
+        assert "single/9 (exit code 13)" in inst["reason"]
+
+
 def test_exit_0_without_success_fails(tmp_path: Path) -> None:
     r = harness_cli("run", "pingpong:silent", "--runner", "local:exec",
                     "--outputs", str(tmp_path), "-q")
@@ -185,14 +200,21 @@ def _descendants(pid: int) -> set[int]:
 RAW_NODE = """#!/usr/bin/env python3
 # An instance that knows nothing of the harness's Python code: the wire protocol alone.
 import json, os, socket
-s = socket.socket(socket.AF_UNIX)
-s.connect(os.environ["TEST_SYNC_SOCKET"])
-f = s.makefile("rwb")
+def connect():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["TEST_SYNC_SOCKET"])
+    return s.makefile("rwb")
 def call(i, **req):
     f.write(json.dumps({"id": i, **req}).encode() + b"\\n"); f.flush()
     return json.loads(f.readline())
+me = os.environ["TEST_INSTANCE_ID"]
+f = connect()  # without the token, nothing is accepted
+assert "no token" in call(1, op="hello", instance=me)["error"]
+f = connect()
+assert "wrong token" in call(1, op="hello", instance=me, token="0" * 64)["error"]
+f = connect()
 n = int(os.environ["TEST_INSTANCE_COUNT"])
-assert call(1, op="hello", instance=os.environ["TEST_INSTANCE_ID"])["ok"]
+assert call(1, op="hello", instance=me, token=os.environ["TEST_SYNC_TOKEN"])["ok"]
 assert call(2, op="signal_and_wait", state="ready", target=n)["ok"]
 assert call(3, op="signal_event", event={"type": "success"})["ok"]
 """

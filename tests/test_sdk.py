@@ -20,6 +20,7 @@ ENV = {
     "TEST_GROUP_SEQ": "2", "TEST_INSTANCE_ID": "g/2", "TEST_INSTANCE_ROLE": "miner",
     "TEST_INSTANCE_PARAMS": '{"n": 5}', "TEST_OUTPUTS_PATH": "/tmp/x",
     "TEST_SYNC_SOCKET": "/tmp/s.sock", "TEST_SIDECAR": "true", "TEST_DATA_IP": "198.18.0.3",
+    "TEST_SYNC_TOKEN": "t0k",
 }
 
 
@@ -28,6 +29,7 @@ def test_runenv_reads_the_contract() -> None:
     assert (env.instance_count, env.global_seq, env.role, env.data_ip) == (3, 2, "miner",
                                                                             "198.18.0.3")
     assert env.param("n") == 5 and env.sidecar and env.outputs_path == Path("/tmp/x")
+    assert env.sync_token == "t0k"
     with pytest.raises(KeyError, match="no param 'm'"):
         env.param("m")
 

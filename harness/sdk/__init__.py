@@ -15,7 +15,7 @@ from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoi
 from harness.sdk._network import INITIALIZED, NetworkClient
 from harness.sdk._runenv import RunEnv
 from harness.sdk._topic import Topic
-from harness.sync import BarrierFailed, Message, SyncClient, SyncError
+from harness.sync import BarrierFailed, Message, SubscriptionFailed, SyncClient, SyncError
 from netem._shape import LinkShape
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "RunEnv",
     "RunEnvError",
     "RunParams",
+    "SubscriptionFailed",
     "SyncClient",
     "SyncError",
     "TestFailure",

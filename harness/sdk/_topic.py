@@ -38,9 +38,12 @@ class Topic(Generic[T]):
         return await sync.publish(self.name, self.encode(value))
 
     @asynccontextmanager
-    async def subscribe(self, sync: SyncClient) -> AsyncIterator[AsyncIterator[T]]:
-        """Every message of the topic, decoded, from the first."""
-        async with sync.subscribe(self.name) as sub:
+    async def subscribe(
+        self, sync: SyncClient, *, expect: int | None = None
+    ) -> AsyncIterator[AsyncIterator[T]]:
+        """Every message of the topic, decoded, from the first; `expect` as in
+        `SyncClient.subscribe`."""
+        async with sync.subscribe(self.name, expect=expect) as sub:
 
             async def items() -> AsyncIterator[T]:
                 async for payload in sub:
@@ -48,12 +51,18 @@ class Topic(Generic[T]):
 
             yield items()
 
-    async def collect(self, sync: SyncClient, count: int) -> list[T]:
-        """The first `count` messages (waits for them)."""
+    async def collect(
+        self, sync: SyncClient, count: int, *, one_per_instance: bool = False
+    ) -> list[T]:
+        """The first `count` messages (waits for them).
+
+        `one_per_instance`: each instance publishes at most one message here, so waiting
+        fails with SubscriptionFailed, naming the instances that ended without publishing,
+        as soon as too few are left to make up `count`."""
         out: list[T] = []
         if count <= 0:
             return out
-        async with self.subscribe(sync) as items:
+        async with self.subscribe(sync, expect=count if one_per_instance else None) as items:
             async for item in items:
                 out.append(item)
                 if len(out) >= count:

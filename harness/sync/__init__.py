@@ -9,6 +9,7 @@ from harness.sync._client import (
     BarrierFailed,
     Message,
     Subscription,
+    SubscriptionFailed,
     SyncClient,
     SyncError,
     connect_tcp,
@@ -22,6 +23,7 @@ from harness.sync._protocol import (
 )
 from harness.sync._server import NetworkHandler, SyncServer
 from harness.sync._state import SyncState
+from harness.sync._tokens import Tokens
 
 __all__ = [
     "METRICS_TOPIC",
@@ -32,10 +34,12 @@ __all__ = [
     "NetworkHandler",
     "ProtocolError",
     "Subscription",
+    "SubscriptionFailed",
     "SyncClient",
     "SyncError",
     "SyncServer",
     "SyncState",
+    "Tokens",
     "connect_tcp",
     "connect_unix",
 ]

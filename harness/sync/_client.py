@@ -24,6 +24,11 @@ class BarrierFailed(SyncError):
     """A barrier that can no longer be met (a participant ended without signalling)."""
 
 
+class SubscriptionFailed(SyncError):
+    """A subscription that expected more items than can still come (instances that would
+    have published ended first); the message names them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One subscription item: its 1-based position in the topic and its payload."""
@@ -57,13 +62,14 @@ class _Pending(_Slot):
 class Subscription(_Slot):
     """The messages of one topic, from the first, in order; iterate with `async for`."""
 
-    __slots__ = ("_client", "_closed", "_items")
+    __slots__ = ("_client", "_closed", "_error", "_items")
 
     def __init__(self, client: SyncClient) -> None:
         super().__init__()
         self._client = client
         self._items: deque[Message] = deque()
         self._closed = False
+        self._error: str | None = None
 
     def _push(self, message: Message) -> None:
         self._items.append(message)
@@ -73,6 +79,10 @@ class Subscription(_Slot):
         self._closed = True
         self.set()
 
+    def _fail(self, error: str) -> None:
+        self._error = error
+        self._close()
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -81,10 +91,13 @@ class Subscription(_Slot):
         return (await self.next_message()).payload
 
     async def next_message(self) -> Message:
-        """The next item with its position; raises SyncError if the connection is lost."""
+        """The next item with its position; raises SubscriptionFailed if the items it
+        expects can no longer come, SyncError if the connection is lost."""
         await self._client._wait(self, lambda: bool(self._items) or self._closed)
         if not self._items:
-            raise SyncError("the sync service closed the subscription")
+            if self._error is not None:
+                raise SubscriptionFailed(self._error)
+            raise SyncError(f"the subscription ended: {self._client._closed or 'cancelled'}")
         return self._items.popleft()
 
 
@@ -158,19 +171,31 @@ class SyncClient:
         return int((await self.request("publish", topic=topic, payload=payload))["seq"])
 
     @asynccontextmanager
-    async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
-        """Every message of `topic` from the first, then live, until the block ends."""
+    async def subscribe(
+        self, topic: str, *, expect: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Every message of `topic` from the first, then live, until the block ends.
+
+        With `expect`, reading fails with SubscriptionFailed as soon as that many items
+        can no longer come: the items published so far plus one from each running instance
+        that has not published to `topic` yet are too few (docs/contracts.md, 4)."""
         rid = next(self._ids)
         subscription = self._subs[rid] = Subscription(self)
         pending = _Pending()
         self._pending[rid] = pending
+        request: dict[str, Any] = {"id": rid, "op": "subscribe", "topic": topic}
+        if expect is not None:
+            request["expect"] = expect
         try:
-            await self._send({"id": rid, "op": "subscribe", "topic": topic})
+            await self._send(request)
             await self._wait(pending, lambda: pending.frame is not None)
             if pending.frame is None:
                 raise SyncError(f"not connected to the sync service: {self._closed}")
             if "error" in pending.frame:
-                raise SyncError(str(pending.frame["error"]))
+                error = str(pending.frame["error"])
+                failed = expect is not None and self._closed is None
+                raise (SubscriptionFailed if failed else SyncError)(error)
+            del self._pending[rid]  # an error from now on fails the subscription
             yield subscription
         finally:
             self._pending.pop(rid, None)
@@ -242,8 +267,15 @@ class SyncClient:
         buffer += data
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
-            self._deliver(orjson.loads(buffer[start:end]))
+            try:
+                frame = orjson.loads(buffer[start:end])
+            except orjson.JSONDecodeError:
+                # A frame cut short (or a blank line) where the service dropped this
+                # connection: its last frame, next, says why.
+                frame = None
             start = end + 1
+            if isinstance(frame, dict):
+                self._deliver(frame)
         del buffer[:start]
         if len(buffer) > MAX_FRAME:
             self._lost(f"the sync service sent a frame longer than {MAX_FRAME} bytes")
@@ -259,6 +291,10 @@ class SyncClient:
         if pending is not None:
             pending.frame = frame
             pending.set()
+        elif rid is None and frame.get("closed"):  # the service's last word
+            self._lost(f"the sync service closed the connection: {frame.get('error')}")
+        elif "error" in frame and (sub := self._subs.get(rid)) is not None:  # type: ignore[arg-type]
+            sub._fail(str(frame["error"]))
 
     def _lost(self, why: str) -> None:
         if self._closed is not None:
@@ -273,33 +309,42 @@ class SyncClient:
 
 
 @asynccontextmanager
-async def _open(stream: anyio.abc.ByteStream, instance: str | None) -> AsyncIterator[SyncClient]:
+async def _open(
+    stream: anyio.abc.ByteStream, instance: str | None, token: str | None
+) -> AsyncIterator[SyncClient]:
     client = SyncClient(stream, instance)
     async with stream:
         if instance is not None:
-            await client.request("hello", instance=instance)
+            hello: dict[str, Any] = {"instance": instance}
+            if token is not None:
+                hello["token"] = token
+            await client.request("hello", **hello)
         yield client
 
 
 @asynccontextmanager
-async def connect_unix(path: str, instance: str | None = None) -> AsyncIterator[SyncClient]:
-    """Connect over the run's Unix socket; `instance` names this client in every event."""
+async def connect_unix(
+    path: str, instance: str | None = None, token: str | None = None
+) -> AsyncIterator[SyncClient]:
+    """Connect over the run's Unix socket; `instance` names this client in every event,
+    `token` (the instance's TEST_SYNC_TOKEN) proves it is that instance."""
     try:
         stream = await anyio.connect_unix(path)
     except OSError as e:
         raise SyncError(f"cannot reach the sync service at {path}: {e.strerror or e}") from None
-    async with _open(stream, instance) as client:
+    async with _open(stream, instance, token) as client:
         yield client
 
 
 @asynccontextmanager
 async def connect_tcp(
-    host: str, port: int, instance: str | None = None
+    host: str, port: int, instance: str | None = None, token: str | None = None
 ) -> AsyncIterator[SyncClient]:
-    """Connect over TCP; `instance` names this client in every event."""
+    """Connect over TCP; `instance` names this client in every event, `token` (the
+    instance's TEST_SYNC_TOKEN) proves it is that instance."""
     try:
         stream = await anyio.connect_tcp(host, port)
     except OSError as e:
         raise SyncError(f"cannot reach the sync service at {host}:{port}: {e}") from None
-    async with _open(stream, instance) as client:
+    async with _open(stream, instance, token) as client:
         yield client

@@ -10,6 +10,11 @@ import orjson
 MAX_FRAME = 16 * 1024 * 1024
 """The longest frame either side accepts, in bytes (a frame is one line)."""
 
+MAX_QUEUED = 8 * 1024 * 1024
+"""The most bytes of replies the service holds for one connection that does not read them
+(or one frame of any size, when nothing else is held); past it, the connection is dropped
+with a last `{"id": null, "error": ..., "closed": true}` frame saying why."""
+
 OPS = frozenset(
     {
         "hello",
@@ -97,6 +102,10 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
             raise ProtocolError(f"{op}: target must be >= 0", rid)
     if op in ("publish", "subscribe"):
         _require(frame, "topic", str, rid)
+    if op == "subscribe" and frame.get("expect") is not None:
+        _require(frame, "expect", int, rid)
+        if frame["expect"] < 0:
+            raise ProtocolError("subscribe: expect must be >= 0", rid)
     if op == "publish" and "payload" not in frame:
         raise ProtocolError("publish: field 'payload' is missing", rid)
     if op == "cancel":
@@ -105,6 +114,8 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
             raise ProtocolError("cancel: field 'target' (a request id) is missing", rid)
     if op == "hello":
         _require(frame, "instance", str, rid)
+        if frame.get("token") is not None:
+            _require(frame, "token", str, rid)
     if op == "signal_event":
         event = frame.get("event")
         if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:

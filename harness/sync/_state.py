@@ -19,9 +19,19 @@ Reply = Callable[[bytes], None]
 Recorder = Callable[[dict[str, Any]], None]
 """Receives every event worth keeping (events.jsonl, progress, outcomes)."""
 
+Backlog = Callable[[bytes, list[bytes], int], None]
+"""Takes a new subscription's backlog instead of one reply per item: the frame prefix, the
+topic's encoded payloads (shared, append-only) and how many of them to send."""
 
-def _frame_prefix(request_id: Any) -> bytes:
+
+def frame_prefix(request_id: Any) -> bytes:
+    """The start of every frame that answers `request_id`."""
     return b'{"id":' + orjson.dumps(request_id)
+
+
+def item_tail(seq: int, encoded: bytes) -> bytes:
+    """The rest of a subscription item frame after its prefix."""
+    return b',"seq":%d,"item":%b}\n' % (seq, encoded)
 
 
 @dataclasses.dataclass(eq=False)
@@ -29,12 +39,16 @@ class _Subscriber:
     request_id: Any
     reply: Reply
     prefix: bytes
+    expect: int | None = None
+    instance: str | None = None
 
 
 @dataclasses.dataclass
 class _Topic:
     payloads: list[bytes] = dataclasses.field(default_factory=list)  # encoded once
     subscribers: list[_Subscriber] = dataclasses.field(default_factory=list)
+    published_by: set[str] = dataclasses.field(default_factory=set)
+    expecting: list[_Subscriber] = dataclasses.field(default_factory=list)  # not yet met
 
 
 @dataclasses.dataclass(eq=False)
@@ -95,7 +109,7 @@ class SyncState:
         if st.count >= target:
             self._succeed(waiter)
             return
-        reason = self._unmeetable(state, st, target)
+        reason = self._barrier_unmeetable(state, st, target)
         if reason:
             self._fail(waiter, reason)
             return
@@ -114,7 +128,8 @@ class SyncState:
         return False
 
     def instance_ended(self, instance: str, how: str) -> None:
-        """`instance` stopped (`how` says why); barriers that needed it fail at once."""
+        """`instance` stopped (`how` says why); barriers that needed it fail at once, and
+        so do subscriptions that expected more items than can still come."""
         if self._running is None or instance not in self._running:
             return
         self._running.discard(instance)
@@ -123,10 +138,13 @@ class SyncState:
             if not st.waiters:
                 continue
             for waiter in list(st.waiters):
-                reason = self._unmeetable(state, st, waiter.target)
+                reason = self._barrier_unmeetable(state, st, waiter.target)
                 if reason:
                     st.waiters.remove(waiter)
                     self._fail(waiter, reason)
+        for name, t in self._topics.items():
+            if t.expecting:
+                t.expecting = [s for s in t.expecting if not self._check_expectation(name, t, s)]
 
     def drop_connection(self, reply: Reply) -> None:
         """Forget the waiters and subscriptions of a closed connection."""
@@ -134,20 +152,30 @@ class SyncState:
             st.waiters = [w for w in st.waiters if w.reply is not reply]
         for topic in self._topics.values():
             topic.subscribers = [s for s in topic.subscribers if s.reply is not reply]
+            topic.expecting = [s for s in topic.expecting if s.reply is not reply]
 
-    def _unmeetable(self, state: str, st: _State, target: int) -> str | None:
+    def _barrier_unmeetable(self, state: str, st: _State, target: int) -> str | None:
+        return self._unmeetable(
+            f"barrier {state!r}", st.count, "arrived", st.signalled_by, "signalling", target
+        )
+
+    def _unmeetable(
+        self, what: str, count: int, counted: str, done_by: set[str], doing: str, target: int
+    ) -> str | None:
+        """Why `target` can no longer be reached, or None: `count` so far, plus at most
+        one more from each running instance not in `done_by`, is too few."""
         if self._running is None:
             return None
-        can_still_come = len(self._running - st.signalled_by)
-        if st.count + can_still_come >= target:
+        can_still_come = len(self._running - done_by)
+        if count + can_still_come >= target:
             return None
         why = (
-            f"barrier {state!r} can no longer reach {target}: {st.count} arrived, at most "
+            f"{what} can no longer reach {target}: {count} {counted}, at most "
             f"{can_still_come} more can"
         )
-        gone = sorted(i for i in self._ended if i not in st.signalled_by)
+        gone = sorted(i for i in self._ended if i not in done_by)
         if gone:
-            why += "; ended without signalling: " + "; ".join(
+            why += f"; ended without {doing}: " + "; ".join(
                 f"{i} ({self._ended[i]})" for i in gone[:10]
             )
             why += f" and {len(gone) - 10} more" if len(gone) > 10 else ""
@@ -170,10 +198,14 @@ class SyncState:
     @staticmethod
     def _succeed(waiter: _Waiter) -> None:
         tail = b',"ok":true}\n' if waiter.seq is None else b',"ok":true,"seq":%d}\n' % waiter.seq
-        waiter.reply(_frame_prefix(waiter.request_id) + tail)
+        waiter.reply(frame_prefix(waiter.request_id) + tail)
+
+    @staticmethod
+    def _fail_reply(reply: Reply, request_id: Any, reason: str) -> None:
+        reply(orjson.dumps({"id": request_id, "error": reason}) + b"\n")
 
     def _fail(self, waiter: _Waiter, reason: str, record: bool = True) -> None:
-        waiter.reply(orjson.dumps({"id": waiter.request_id, "error": reason}) + b"\n")
+        self._fail_reply(waiter.reply, waiter.request_id, reason)
         if record:
             self._record({"kind": "barrier", "target": waiter.target, "status": "failed",
                           "instance": waiter.instance, "reason": reason})
@@ -185,21 +217,64 @@ class SyncState:
         t = self._topics.setdefault(topic, _Topic())
         encoded = orjson.dumps(payload)
         t.payloads.append(encoded)
+        if instance is not None:
+            t.published_by.add(instance)
         seq = len(t.payloads)
-        tail = b',"seq":%d,"item":%b}\n' % (seq, encoded)
+        tail = item_tail(seq, encoded)
         for sub in t.subscribers:
             sub.reply(sub.prefix + tail)
         self._record({"kind": "publish", "topic": topic, "seq": seq, "instance": instance})
         return seq
 
-    def subscribe(self, topic: str, request_id: Any, reply: Reply) -> None:
-        """Send every message of `topic` so far, in order, then each new one."""
+    def subscribe(
+        self,
+        topic: str,
+        request_id: Any,
+        reply: Reply,
+        *,
+        expect: int | None = None,
+        instance: str | None = None,
+        backlog: Backlog | None = None,
+    ) -> None:
+        """Send every message of `topic` so far, in order, then each new one.
+
+        With `expect`, the subscription waits for that many items and fails with an error
+        reply as soon as they can no longer come: the items published so far plus one from
+        each running instance that has not published to `topic` yet are too few (as a
+        barrier fails). `backlog`, if given, takes the items so far in one call."""
         t = self._topics.setdefault(topic, _Topic())
-        sub = _Subscriber(request_id, reply, _frame_prefix(request_id))
+        sub = _Subscriber(request_id, reply, frame_prefix(request_id), expect, instance)
+        if expect is not None and len(t.payloads) < expect and self._check_expectation(
+            topic, t, sub
+        ):
+            return  # failed
         reply(sub.prefix + b',"ok":true}\n')
-        for seq, encoded in enumerate(t.payloads, 1):
-            reply(sub.prefix + b',"seq":%d,"item":%b}\n' % (seq, encoded))
+        if backlog is not None:
+            backlog(sub.prefix, t.payloads, len(t.payloads))
+        else:
+            for seq, encoded in enumerate(t.payloads, 1):
+                reply(sub.prefix + item_tail(seq, encoded))
         t.subscribers.append(sub)
+        if expect is not None and len(t.payloads) < expect:
+            t.expecting.append(sub)
+
+    def _check_expectation(self, topic: str, t: _Topic, sub: _Subscriber) -> bool:
+        """True if `sub` is done expecting: met, or failed just now (and told so)."""
+        assert sub.expect is not None
+        if len(t.payloads) >= sub.expect:
+            return True
+        reason = self._unmeetable(
+            f"subscription to {topic!r}", len(t.payloads), "published", t.published_by,
+            "publishing", sub.expect,
+        )
+        if reason is None:
+            return False
+        if sub in t.subscribers:
+            t.subscribers.remove(sub)
+        self._fail_reply(sub.reply, sub.request_id, reason)
+        self._record({"kind": "subscription", "topic": topic, "expect": sub.expect,
+                      "status": "failed", "instance": sub.instance, "reason": reason})
+        return True
 
     def unsubscribe(self, request_id: Any, reply: Reply) -> bool:
         """End a subscription of this connection; True if there was one."""
@@ -207,6 +282,8 @@ class SyncState:
             for sub in t.subscribers:
                 if sub.request_id == request_id and sub.reply is reply:
                     t.subscribers.remove(sub)
+                    if sub in t.expecting:
+                        t.expecting.remove(sub)
                     return True
         return False
 
@@ -215,6 +292,11 @@ class SyncState:
     def signal_event(self, instance: str | None, event: dict[str, Any]) -> None:
         """Record an instance's event (start, message, success, failure, crash, metric)."""
         self._record({**event, "kind": "event", "instance": instance})
+
+    def connection_event(self, status: str, reason: str, instance: str | None) -> None:
+        """Record what happened to a connection the service closed or lost (and why)."""
+        self._record({"kind": "connection", "status": status, "instance": instance,
+                      "reason": reason})
 
     def snapshot(self) -> dict[str, int]:
         """Arrival counts per state (for progress and reports)."""

@@ -15,18 +15,25 @@ from harness.sync import NetworkHandler, SyncServer, SyncState
 
 
 @asynccontextmanager
+async def serving(server: SyncServer) -> AsyncIterator[str]:
+    """`server` on a temporary Unix socket; yields its path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sync.sock"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve_unix, path)
+            yield str(path)
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
 async def running_server(
     instances: list[str] | None = None,
     network: NetworkHandler | None = None,
 ) -> AsyncIterator[tuple[str, SyncState, list[dict[str, Any]]]]:
     events: list[dict[str, Any]] = []
     state = SyncState(instances, record=events.append)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sync.sock"
-        async with trio.open_nursery() as nursery:
-            await nursery.start(SyncServer(state, network).serve_unix, path)
-            yield str(path), state, events
-            nursery.cancel_scope.cancel()
+    async with serving(SyncServer(state, network)) as path:
+        yield path, state, events
 
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:

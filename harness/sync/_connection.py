@@ -1,0 +1,320 @@
+"""One connection to the sync service: requests in, replies out, and how it ends.
+
+Whatever goes wrong in a connection (the peer leaves with replies queued, it stops reading,
+it fails to authenticate, a request meets a bug) closes that connection alone, with a
+`{"kind": "connection", ...}` event saying why; the service goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+import trio
+
+from harness.sync._protocol import MAX_FRAME, MAX_QUEUED, ProtocolError, decode_request, encode
+from harness.sync._state import SyncState, item_tail
+from harness.sync._tokens import Tokens
+
+NetworkHandler = Callable[[str | None, dict[str, Any]], Awaitable[None]]
+"""Applies a `network` request of an instance (the runner's); raises ValueError if invalid."""
+
+FAREWELL_S = 2.0
+"""How long the last frame of a connection the service closes may take to leave."""
+
+_BATCH = 1 << 20  # bytes of a subscription's backlog turned into frames per write
+
+_log = structlog.get_logger("harness.sync")
+
+
+@dataclasses.dataclass(eq=False)
+class _Backlog:
+    """A new subscription's items so far, sent as the socket takes them: they stay in the
+    topic (shared by every subscriber), not copied into the connection's queue."""
+
+    prefix: bytes
+    payloads: list[bytes]
+    next: int
+    end: int
+
+
+class Connection:
+    """Serves one client: a reader task that dispatches requests and a writer task that
+    sends what the socket did not take at once."""
+
+    def __init__(
+        self,
+        state: SyncState,
+        stream: trio.abc.Stream,
+        tokens: Tokens | None,
+        network: Callable[[], NetworkHandler | None],
+    ) -> None:
+        self.state = state
+        self.stream = stream
+        self.instance: str | None = None
+        self.queued = 0
+        """Bytes of replies held for this connection, queued or being sent."""
+        self._tokens = tokens
+        self._network_handler = network
+        # A reply goes straight to the socket when nothing is queued before it: a publish to
+        # N subscribers costs N system calls, not N task switches. What the socket does not
+        # take at once queues here, and one writer task sends the queue in batches.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._outbox: list[bytes | _Backlog] = []
+        self._backlogs = 0  # _Backlog entries in the outbox
+        self._writing = False
+        self._writer_idle = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._farewell: bytes | None = None  # the last bytes to send, when the service closes
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self.reply = self._reply  # one bound method, so identity checks work
+        self._dispatch = self._serve if tokens is None else self._hello_first
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _reply(self, frame: bytes) -> None:
+        if self._closed:
+            return  # the connection is gone; nothing waits for this reply any more
+        if not self._outbox and not self._writing and self._fd >= 0:
+            try:
+                sent = os.write(self._fd, frame)  # the socket is non-blocking (trio's)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                # The client has gone (it need not wait for the reply to its last cancel):
+                # only this frame is lost, nothing was queued. The reader sees the end.
+                self._closed = True
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        self.queued += len(frame)
+        if self.queued > MAX_QUEUED and self.queued > len(frame):
+            self._drop_slow_reader()
+            return
+        self._outbox.append(frame)
+        if len(self._outbox) == 1:
+            self._writer_idle.unpark()
+
+    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> None:
+        if end and not self._closed:
+            self._outbox.append(_Backlog(prefix, payloads, 0, end))
+            self._backlogs += 1
+            if len(self._outbox) == 1:
+                self._writer_idle.unpark()
+
+    def _drop_slow_reader(self) -> None:
+        self._outbox.clear()
+        self._backlogs = 0
+        self.queued = 0
+        self._close(
+            "dropped",
+            f"dropped by the sync service: more than {MAX_QUEUED} bytes of replies were "
+            "queued for this connection and it was not reading them",
+        )
+
+    def _close(self, status: str, reason: str, *, farewell: bool = True) -> None:
+        """Close this connection for `reason`, recorded; with `farewell`, the replies
+        still queued and a last `{"id": null, "error": reason, "closed": true}` go first."""
+        if self._closed:
+            return
+        self._closed = True
+        log = _log.info if status == "lost" else _log.warning
+        log("sync connection closed", status=status, reason=reason, instance=self.instance)
+        self.state.connection_event(status, reason, self.instance)
+        if farewell:
+            queued = [f for f in self._outbox if isinstance(f, bytes)]
+            last = encode({"id": None, "error": reason, "closed": True})
+            # The newline ends a frame the writer may have been cut off in.
+            self._farewell = b"".join([b"\n", *queued, last])
+        self._scope.cancel()
+
+    # -- the tasks -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until the client leaves or the service closes the connection."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._write)
+                    await self._read()
+                    if self.queued and not self._closed:
+                        self._close("lost", f"the client left with {self.queued} bytes of "
+                                            "replies queued for it", farewell=False)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._closed = True
+            self.state.drop_connection(self.reply)
+            with trio.CancelScope(shield=True):
+                if self._farewell is not None:
+                    with (
+                        trio.move_on_after(FAREWELL_S),
+                        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                    ):
+                        await self.stream.send_all(self._farewell)
+                await trio.aclose_forcefully(self.stream)
+
+    async def _write(self) -> None:
+        while True:
+            if not self._outbox:
+                await self._writer_idle.park()
+            data, counted = self._next_batch()
+            self._writing = True
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                self._close("lost", f"the connection broke with {self.queued} bytes of "
+                                    f"replies queued for it: {e}", farewell=False)
+                return
+            if self._closed:
+                return
+            self._writing = False
+            self.queued -= counted
+
+    def _next_batch(self) -> tuple[bytes, int]:
+        """The bytes to send next, and how many of them count as queued."""
+        if not self._backlogs:
+            batch, self._outbox = self._outbox, []
+            return b"".join(batch), self.queued  # type: ignore[arg-type]
+        out: list[bytes] = []
+        size = counted = taken = 0
+        for entry in self._outbox:
+            if size >= _BATCH:
+                break
+            if isinstance(entry, bytes):
+                out.append(entry)
+                size += len(entry)
+                counted += len(entry)
+                taken += 1
+                continue
+            while entry.next < entry.end and size < _BATCH:
+                frame = entry.prefix + item_tail(entry.next + 1, entry.payloads[entry.next])
+                out.append(frame)
+                size += len(frame)
+                entry.next += 1
+            if entry.next < entry.end:
+                break
+            taken += 1
+            self._backlogs -= 1
+        del self._outbox[:taken]
+        return b"".join(out), counted
+
+    async def _read(self) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            buffer += data
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                line = bytes(buffer[start:end])
+                start = end + 1
+                if line.strip():
+                    try:
+                        self._dispatch(line)
+                    except Exception as e:  # a bug: this connection ends, not the service
+                        _log.exception("sync request failed", instance=self.instance)
+                        self._close("failed", f"internal error of the sync service: "
+                                              f"{type(e).__name__}: {e}")
+                    if self._closed:
+                        return
+            del buffer[:start]
+            if len(buffer) > MAX_FRAME:
+                self._close("refused", f"frame longer than {MAX_FRAME} bytes")
+                return
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _hello_first(self, line: bytes) -> None:
+        """Until a `hello` with the right token, nothing else is served."""
+        try:
+            frame = decode_request(line)
+        except ProtocolError as e:
+            self.reply(encode({"id": e.request_id, "error": str(e)}))
+            return
+        if frame["op"] == "hello":
+            self._hello(frame["id"], frame)
+            return
+        why = ("not authenticated: the first request must be hello with the instance's id "
+               "and its token (TEST_SYNC_TOKEN)")
+        self.reply(encode({"id": frame["id"], "error": why}))
+        self._close("refused", f"{frame['op']} before hello")
+
+    def _hello(self, rid: Any, frame: dict[str, Any]) -> None:
+        instance, token = frame["instance"], frame.get("token")
+        if self._tokens is not None and not (
+            isinstance(token, str) and self._tokens.check(instance, token)
+        ):
+            why = (f"hello refused: no token for instance {instance!r} (TEST_SYNC_TOKEN)"
+                   if token is None else f"hello refused: wrong token for instance {instance!r}")
+            self.reply(encode({"id": rid, "error": why}))
+            self._close("refused", why)
+            return
+        self.instance = instance
+        self._dispatch = self._serve
+        self.reply(encode({"id": rid, "ok": True}))
+
+    def _serve(self, line: bytes) -> None:
+        try:
+            frame = decode_request(line)
+        except ProtocolError as e:
+            self.reply(encode({"id": e.request_id, "error": str(e)}))
+            return
+        rid = frame["id"]
+        op = frame["op"]
+        st = self.state
+        if op == "publish":
+            seq = st.publish(frame["topic"], frame["payload"], self.instance)
+            self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
+        elif op == "signal_entry":
+            seq = st.signal_entry(frame["state"], self.instance)
+            self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
+        elif op == "barrier":
+            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance)
+        elif op == "signal_and_wait":
+            seq = st.signal_entry(frame["state"], self.instance)
+            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance, seq)
+        elif op == "subscribe":
+            st.subscribe(frame["topic"], rid, self.reply, expect=frame.get("expect"),
+                         instance=self.instance, backlog=self._backlog)
+        elif op == "cancel":
+            target = frame["target"]
+            if st.unsubscribe(target, self.reply) or st.cancel_barrier(target, self.reply):
+                self.reply(encode({"id": rid, "ok": True}))
+            else:
+                self.reply(encode({"id": rid, "error": f"no subscription or barrier {target!r}"}))
+        elif op == "signal_event":
+            st.signal_event(self.instance, frame["event"])
+            self.reply(encode({"id": rid, "ok": True}))
+        elif op == "hello":
+            self._hello(rid, frame)
+        elif op == "network":
+            assert self._nursery is not None
+            self._nursery.start_soon(self._network, rid, frame["config"])
+
+    async def _network(self, rid: Any, config: dict[str, Any]) -> None:
+        handler = self._network_handler()
+        if handler is None:
+            self.reply(encode({"id": rid, "error": "this runner cannot shape the network "
+                                                  "(use the local:netns runner)"}))
+            return
+        try:
+            await handler(self.instance, config)
+        except ValueError as e:
+            self.reply(encode({"id": rid, "error": f"network request refused: {e}"}))
+        except Exception as e:  # the run goes on; the instance learns what went wrong
+            _log.exception("network request failed", instance=self.instance)
+            self.reply(encode({"id": rid, "error": f"network request failed: {e}"}))
+        else:
+            self.reply(encode({"id": rid, "ok": True}))

@@ -1,0 +1,143 @@
+"""One connection's fault closes that connection, is recorded, and the service goes on."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+import pytest
+import trio
+
+from harness.sync import SyncError, SyncServer, SyncState, connect_unix
+from harness.sync import _protocol
+
+from ._util import run, running_server, serving
+
+MB = b"x" * (1 << 20)
+
+
+def _raw(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+async def _queued_for(path: str, state: SyncState, sub: socket.socket) -> None:
+    """Subscribe `sub` to 'busy' and wait until the service has its reply."""
+    sub.sendall(b'{"id": 1, "op": "subscribe", "topic": "busy"}\n')
+    while not any(t.subscribers for t in state._topics.values()):
+        await trio.sleep(0.01)
+
+
+def test_a_subscriber_that_leaves_with_replies_queued_does_not_end_the_service() -> None:
+    async def main() -> None:
+        async with running_server() as (path, state, events):
+            sub = _raw(path)
+            await _queued_for(path, state, sub)
+            async with connect_unix(path, "pub/0") as pub:
+                for _ in range(4):  # more than the socket takes: the rest is queued
+                    await pub.publish("busy", MB.decode())
+                sub.close()  # gone, with about 3 MB queued for it
+                for _ in range(4):
+                    await pub.publish("busy", MB.decode())
+                await trio.sleep(0.1)  # the writer meets the closed socket
+                assert await pub.publish("other", 1) == 1  # the service goes on
+            async with connect_unix(path) as later:
+                assert await later.signal_entry("s") == 1
+        lost = [e for e in events if e["kind"] == "connection"]
+        assert lost and lost[0]["status"] == "lost" and "queued" in lost[0]["reason"]
+
+    run(main)
+
+
+def test_an_error_inside_a_request_closes_only_that_connection() -> None:
+    def broken(frame: bytes) -> None:
+        if b'"item"' in frame:
+            raise RuntimeError("a subscriber that breaks")
+
+    async def main() -> None:
+        async with running_server() as (path, state, events):
+            state.subscribe("t", "internal", broken)
+            async with connect_unix(path, "a/0") as a:
+                with pytest.raises(SyncError, match="internal error"):
+                    await a.publish("t", 1)
+            async with connect_unix(path, "b/0") as b:  # others are served as before
+                assert await b.signal_entry("s") == 1
+        failed = [e for e in events if e["kind"] == "connection"]
+        assert failed[0]["status"] == "failed" and "a subscriber that breaks" in failed[0]["reason"]
+        assert failed[0]["instance"] == "a/0"
+
+    run(main)
+
+
+def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
+    """100 x 1 MB to a subscriber that never reads: what is queued for it stays bounded,
+    it is dropped with a recorded reason, and the last frame it gets says why."""
+
+    async def main() -> None:
+        events: list[dict[str, object]] = []
+        state = SyncState(record=events.append)
+        server = SyncServer(state)
+        async with serving(server) as path:
+            sub = _raw(path)
+            await _queued_for(path, state, sub)
+            most = 0
+            async with connect_unix(path, "pub/0") as pub:
+                for _ in range(100):
+                    await pub.publish("busy", MB.decode())
+                    most = max(most, server.queued())
+            assert most <= _protocol.MAX_QUEUED + len(MB) + 100
+            dropped = [e for e in events if e["kind"] == "connection"]
+            assert dropped and dropped[0]["status"] == "dropped"
+            assert f"{_protocol.MAX_QUEUED}" in dropped[0]["reason"]
+            # The dropped reader reads what was on its way, then the reason, then the end.
+            data = b""
+            sub.settimeout(5)
+            while chunk := await trio.to_thread.run_sync(sub.recv, 1 << 20):
+                data += chunk
+            sub.close()
+            last = orjson.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            assert last["id"] is None and last["closed"] is True
+            assert "bytes" in last["error"] and "not reading" in last["error"]
+
+    run(main)
+
+
+def test_the_sdk_names_the_bound_when_it_is_dropped() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _):
+            async with connect_unix(path, "slow/0") as slow, slow.subscribe("busy") as items:
+                async with connect_unix(path, "pub/0") as pub:
+                    for _ in range(_protocol.MAX_QUEUED // len(MB) + 4):
+                        await pub.publish("busy", MB.decode())
+                with pytest.raises(SyncError, match="not reading"):
+                    while True:
+                        await items.__anext__()
+
+    run(main)
+
+
+def test_the_service_itself_is_not_ended_by_a_closed_stream() -> None:
+    """A SyncServer whose handler meets any error in a connection keeps serving."""
+
+    async def main() -> None:
+        server = SyncServer(SyncState())
+
+        class Broken(trio.abc.Stream):
+            async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+                raise trio.ClosedResourceError
+
+            async def wait_send_all_might_not_block(self) -> None:
+                pass
+
+            async def receive_some(self, max_bytes: int | None = None) -> bytes:
+                await trio.lowlevel.checkpoint()
+                return b'{"id": 1, "op": "publish", "topic": "t", "payload": 1}\n'
+
+            async def aclose(self) -> None:
+                pass
+
+        with trio.fail_after(5):
+            await server._handle(Broken())
+
+    run(main)
