@@ -144,6 +144,10 @@ class InstanceCgroup:
     dirs: dict[str, Path]  # controller -> directory
     versions: dict[str, int]
 
+    def paths(self) -> tuple[str, ...]:
+        """Its directories, one per hierarchy: what a process joins to be in the group."""
+        return tuple(str(p) for p in dict.fromkeys(self.dirs.values()))
+
     def add(self, pid: int) -> None:
         """Move process `pid` (its later children follow) into every hierarchy's group."""
         for path in dict.fromkeys(self.dirs.values()):

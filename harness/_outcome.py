@@ -26,6 +26,10 @@ class InstanceState:
     stopped: str | None = None  # why the supervisor stopped it, if it did
     start_error: str | None = None
     not_started: str | None = None  # why the supervisor never started it (e.g. interrupted)
+    restarts: int = 0  # how many times a fault started it again
+    ended_by: str | None = None  # the fault that ended its process, while it stays down
+    expect: str | None = None  # what its faults expect: "may_die" or "recover" (the stronger)
+    paused: bool = False
 
     @property
     def running(self) -> bool:
@@ -44,12 +48,30 @@ class InstanceState:
             self.recorded = kind
             self.error = event.get("error") or None
 
+    def expecting(self, expect: str) -> None:
+        """A process fault hit it, expecting `expect`; "recover" outweighs "may_die"."""
+        if self.expect != "recover":
+            self.expect = expect
+
+    def restarted(self) -> None:
+        """A fault starts it again: the new process must record success anew."""
+        self.restarts += 1
+        self.ended_by = None
+        self.status = None
+        if self.recorded == EventType.SUCCESS:
+            self.recorded = None
+
     def verdict(self) -> tuple[bool, str | None]:
-        """(passed, why not): passed only with success recorded and a clean exit."""
+        """(passed, why not): passed only with success recorded and a clean exit, or, for
+        one a fault ended and whose faults allow it ("may_die"), without a failure."""
         if self.recorded == EventType.CRASH:
             return False, f"crashed: {self.error or 'no detail'}"
         if self.recorded == EventType.FAILURE:
             return False, f"failed: {self.error or 'no detail'}"
+        if self.ended_by is not None and self.status is not None:
+            if self.expect == "may_die":
+                return True, None
+            return False, f"{self.ended_by}, and it was expected to recover but never did"
         if self.start_error:
             return False, f"did not start: {self.start_error}"
         if self.not_started:
@@ -88,4 +110,14 @@ class InstanceState:
             started=self.started,
             ended=self.ended,
             dir=s.id,
+            restarts=self.restarts,
+            note=self.note(),
         )
+
+    def note(self) -> str | None:
+        """What a fault did to it that is worth saying next to a pass."""
+        if self.ended_by is not None and self.verdict()[0]:
+            return f"{self.ended_by} (it may die: expected)"
+        if self.restarts:
+            return f"restarted {self.restarts} time(s) by faults"
+        return None

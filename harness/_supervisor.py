@@ -24,7 +24,10 @@ import structlog
 import trio
 
 import harness
+from harness._cgroup import CgroupError, RunCgroups
+from harness._conductor import Conductor
 from harness._errors import HarnessError, UsageError, single_cause
+from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, identity, mark_aborted_runs
 from harness._outcome import InstanceState
@@ -33,6 +36,7 @@ from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
 from harness._runparams import RunParams
+from harness.faults import FaultError, Member
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -46,6 +50,7 @@ from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
     Deployment,
     Launch,
+    Process,
     ProcessHost,
     get_runner,
     runnable_here,
@@ -203,7 +208,13 @@ class Supervisor:
         self._spawning = 0  # instances asked of the process host and not yet started
         self._settled = trio.Event()  # set whenever an instance starts or exits
         self.network_events: list[dict[str, Any]] = []
-        self.network_failure: str | None = None  # why the network failed the run, if it did
+        self.run_failure: str | None = None  # why the run failed apart from its instances
+        self.cgroups: RunCgroups | None = None  # per-instance cgroups, where they can be made
+        self.conductor: Conductor | None = None
+        self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
+        self._procs: trio.Nursery | None = None
+        self._launches: dict[str, Launch] = {}
+        self.host: ProcessHost | None = None  # starts every process of the run
         self._last_seen = 0.0
         self._identity = identity()
         self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
@@ -303,11 +314,16 @@ class Supervisor:
                             if dep.network_failure is not None:
                                 observers.start_soon(self._watch_network, dep.network_failure)
                             await self._observe(observers, state, processes)
-                            await self._run_instances(processes, state, str(sock), tcp)
+                            self.conductor = self._conductor(state)
+                            await self._run_instances(processes, state, str(sock), tcp,
+                                                      observers)
                             observers.cancel_scope.cancel()
                         host_scope.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         finally:
+            if self.cgroups is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._remove_cgroups)
             if sock_dir != self.run_dir:
                 shutil.rmtree(sock_dir, ignore_errors=True)
             if self.interrupted:
@@ -368,14 +384,24 @@ class Supervisor:
         await nursery.start(sampler.run, interval)
 
     async def _run_instances(
-        self, host: ProcessHost, state: SyncState, sock: str, tcp: str | None
+        self, host: ProcessHost, state: SyncState, sock: str, tcp: str | None,
+        observers: trio.Nursery,
     ) -> None:
-        assert self.deployment is not None
+        assert self.deployment is not None and self.conductor is not None
+        self.host = host
+        await trio.to_thread.run_sync(self._make_cgroups)
         async with trio.open_nursery() as procs:
+            self._procs = procs
             for inst in self.spec.instances:
-                launch = self._launch(inst, sock, tcp)
+                launch = self._launches[inst.id] = self._launch(inst, sock, tcp)
                 procs.start_soon(self._instance, inst, launch, host, state)
                 await trio.lowlevel.checkpoint()
+            # The faults' time 0: every instance started (or failed to).
+            while self._spawning or not all(
+                s.pid is not None or s.start_error or s.not_started for s in self.states.values()
+            ):
+                await self._settled.wait()
+            await observers.start(self.conductor.run)
             if self.options.fail_fast:
                 procs.start_soon(self._stop_after_failure)
             with trio.move_on_after(self.spec.timeout_s):
@@ -399,40 +425,77 @@ class Supervisor:
             self._never_started("interrupted", [st])
             self._exited(st, state)
             return
-        st.started = time.time()
+        while True:
+            proc = await self._spawn(st, launch, host)
+            if proc is None:
+                break
+            try:
+                st.status = await proc.wait()
+            finally:
+                if st.status is None:  # cancelled: the run is over and this one must go too
+                    signal_group(proc.pid, signal.SIGKILL)
+            st.ended = time.time()
+            self.record({"kind": "instance", "instance": inst.id, "status": "exited",
+                         "exit_code": st.status, "by": st.ended_by})
+            back = self.comeback.get(inst.id)
+            if back is None:
+                break
+            await back.wait()  # a fault ended it, and starts it again when it is undone
+            del self.comeback[inst.id]
+            if self.interrupted or st.stopped:
+                break
+            st.restarted()
+            launch = self._launches[inst.id] = _restart(launch, st.restarts)
+            self.record({"kind": "instance", "instance": inst.id, "status": "restarting",
+                         "restarts": st.restarts})
+        self._exited(st, state)
+
+    async def _spawn(
+        self, st: InstanceState, launch: Launch, host: ProcessHost
+    ) -> Process | None:
+        """Start the instance's process; None (recorded) if it could not be started."""
+        st.started = st.started or time.time()
         self._spawning += 1
         try:
             proc = await host.spawn(launch)
         except OSError as e:
             st.start_error = str(e)
             st.ended = time.time()
-            self.record({"kind": "instance", "instance": inst.id, "status": "failed to start",
-                         "error": str(e)})
-            self._exited(st, state)
-            return
+            self.record({"kind": "instance", "instance": st.spec.id,
+                         "status": "failed to start", "error": str(e)})
+            return None
         finally:
             self._spawning -= 1
             self._settle()
         st.pid = proc.pid
-        self.record({"kind": "instance", "instance": inst.id, "status": "started", "pid": proc.pid})
-        if self.progress:
+        self.record({"kind": "instance", "instance": st.spec.id, "status": "started",
+                     "pid": proc.pid})
+        if self.progress and not st.restarts:
             self.progress.started += 1
         if self.interrupted:  # asked for before the signal came: stopped at once
             st.stopped = "interrupted"
             signal_group(proc.pid, signal.SIGTERM)
-        try:
-            st.status = await proc.wait()
-        finally:
-            if st.status is None:  # cancelled: the run is over and this one must go too
-                signal_group(proc.pid, signal.SIGKILL)
-        st.ended = time.time()
-        self.record({"kind": "instance", "instance": inst.id, "status": "exited",
-                     "exit_code": st.status})
-        self._exited(st, state)
+        return proc
+
+    def revive(self, instance: str) -> None:
+        """Start again an instance whose process a fault ended for good (a later `restart`
+        or `start`); FaultError once the run is over."""
+        st = self.states[instance]
+        if self.all_exited.is_set() or self._procs is None or self.interrupted:
+            raise FaultError(f"{instance} cannot be started again: the run is ending")
+        assert self.host is not None and self.conductor is not None
+        self.exited -= 1
+        self.conductor.state.instance_revived(instance)
+        st.restarted()
+        launch = self._launches[instance] = _restart(self._launches[instance], st.restarts)
+        self.record({"kind": "instance", "instance": instance, "status": "restarting",
+                     "restarts": st.restarts})
+        self._procs.start_soon(self._instance, st.spec, launch, self.host,
+                               self.conductor.state)
 
     def _exited(self, st: InstanceState, state: SyncState) -> None:
         passed, reason = st.verdict()
-        state.instance_ended(st.spec.id, "passed" if passed else reason or "ended")
+        state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else reason or "ended"))
         if not passed and not st.not_started:
             self._note_failure(st)
         self.exited += 1
@@ -463,9 +526,15 @@ class Supervisor:
         await trio.sleep(self.options.grace_s)
         first = self.first_failure
         self._stop_all(f"stopped after {first.spec.id} failed" if first is not None
-                       else f"stopped: {self.network_failure}")
+                       else f"stopped: {self.run_failure}")
 
     def _stop_all(self, reason: str) -> None:
+        for st in self.states.values():
+            if st.spec.id in self.comeback:  # down for a fault: it stays down now
+                st.stopped = st.stopped or reason
+                self.comeback[st.spec.id].set()
+            if st.paused and st.pid is not None:  # a frozen process cannot take its SIGTERM
+                self.thaw(st)
         running = [s for s in self.states.values() if s.running]
         for st in running:
             st.stopped = st.stopped or reason
@@ -500,6 +569,11 @@ class Supervisor:
             scope.cancel()
             return
 
+    def fail_run(self, message: str) -> None:
+        """The run fails for `message`, whatever its instances do (the first reason stays)."""
+        self.run_failure = self.run_failure or message
+        self.failed.set()
+
     async def _watch_network(self, failure: Callable[[], BackendFailure | None]) -> None:
         """Notice at once when the network stops shaping on its own (the userspace engine
         died: its links then pass unshaped)."""
@@ -519,8 +593,7 @@ class Supervisor:
         if self.progress:
             self.progress.note(message + ("" if allowed else ": the run fails"))
         if not allowed:
-            self.network_failure = message
-            self.failed.set()
+            self.fail_run(message)
 
     async def _tick(self) -> None:
         """Redraw progress; flush events.jsonl so `harness logs --follow` sees them; show
@@ -534,6 +607,45 @@ class Supervisor:
                 self._events.flush()
             if time.time() - self._last_seen >= LAST_SEEN_EVERY_S:
                 self._write_run_json(ended=False)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _conductor(self, state: SyncState) -> Conductor:
+        members = [Member(i.id, i.group, i.role) for i in self.spec.instances]
+        return Conductor(self.spec.faults, members, FaultActions(self), state, self.record,
+                         JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run)
+
+    def _make_cgroups(self) -> None:
+        """One cgroup per instance (pause, CPU and memory faults), where this process may
+        make them: as root. Elsewhere pausing falls back to SIGSTOP."""
+        if os.geteuid() != 0:
+            return
+        try:
+            cgroups = RunCgroups(self.run_id)
+            for inst in self.spec.instances:
+                cgroups.group(inst.id)
+        except CgroupError as e:
+            _log.warning("no per-instance cgroups", error=str(e))
+            with contextlib.suppress(CgroupError):
+                cgroups.remove()
+            return
+        self.cgroups = cgroups
+
+    def _remove_cgroups(self) -> None:
+        assert self.cgroups is not None
+        try:
+            self.cgroups.remove()
+        except CgroupError as e:
+            _log.warning("could not remove the run's cgroups", error=str(e))
+
+    def thaw(self, st: InstanceState) -> None:
+        """Let a paused instance run again."""
+        st.paused = False
+        if self.cgroups is not None:
+            with contextlib.suppress(CgroupError):
+                self.cgroups.group(st.spec.id).thaw()
+        elif st.pid is not None:
+            signal_group(st.pid, signal.SIGCONT)
 
     # -- instance set-up -----------------------------------------------------------------
 
@@ -584,7 +696,9 @@ class Supervisor:
         env.update(params.to_environ())
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
-        return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program)
+        groups = self.cgroups.group(inst.id).paths() if self.cgroups is not None else ()
+        return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program,
+                      groups)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -593,8 +707,8 @@ class Supervisor:
         failed = [s for s in instances if not s.verdict()[0]]
         if self.interrupted:
             outcome, code, reason = "interrupted", 130, "interrupted"
-        elif self.network_failure:
-            outcome, code, reason = "failed", 1, self.network_failure
+        elif self.run_failure:
+            outcome, code, reason = "failed", 1, self.run_failure
             own = [s for s in failed if not s.stopped]  # not those it stopped
             if own:
                 reason += f"; {len(own)} of {len(instances)} instances failed"
@@ -652,6 +766,11 @@ def _describe(error: BaseException) -> str:
     if isinstance(cause, KeyboardInterrupt | trio.Cancelled):
         return "the supervisor was stopped before the run ended"
     return f"the supervisor failed: {type(cause).__name__}: {cause}"
+
+
+def _restart(launch: Launch, restarts: int) -> Launch:
+    """The same launch, telling the instance how many times it was started again."""
+    return dataclasses.replace(launch, env={**launch.env, "TEST_RESTARTS": str(restarts)})
 
 
 def _shared_params(spec: RunSpec) -> dict[str, Any]:

@@ -117,7 +117,7 @@ BAD: list[tuple[Any, str]] = [
     ({"at": 1, "action": "kill", "targets": {}, "expect": "maybe"}, "expect must be"),
     ({"at": 1, "action": "skew", "targets": {}, "expect": "recover", "offset": 1},
      "only process faults"),
-    ({"at": 1, "action": "shape", "shape": {"latency_ms": -5}}, "latency_ms must be"),
+    ({"at": 1, "action": "shape", "shape": {"latency_ms": -5}}, "latency_ms -5 is out of range"),
     ({"at": 1, "action": "shape", "shape": {"latncy_ms": 5}}, "unknown field 'latncy_ms'"),
     ({"at": 1, "action": "shape"}, "must be a table of link shape fields"),
     ({"at": 1, "action": "partition", "kind": "star"}, "kind must be one of"),
@@ -187,3 +187,20 @@ def test_selector_defaults_and_its_table() -> None:
     sel = Selector.from_data({"group": ["gw", "miners"], "count": 3, "seed": 2}, "x")
     assert Selector.from_data(sel.to_data(), "x") == sel
     assert len(sel.resolve(MEMBERS, "x")) == 3
+
+
+def test_a_topic_names_who_is_hit_when_the_fault_fires() -> None:
+    fault = Fault.from_data({"at": 5, "action": "kill", "targets": {"topic": "leader"}})
+    assert fault.resolve(MEMBERS).instances == tuple(m.id for m in MEMBERS), (
+        "before the run, a topic may name anyone")
+    latest = {"leader": "miners/4"}
+    assert fault.resolve(MEMBERS, topics=latest.get).instances == ("miners/4",)
+    latest["leader"] = ["miners/1", "gw/0"]
+    assert fault.resolve(MEMBERS, topics=latest.get).instances == ("gw/0", "miners/1")
+    for item, message in ((None, "nothing was published"), (5, "must name an instance id"),
+                          ("miners/77", "no instance of the run")):
+        with pytest.raises(FaultError, match=message):
+            fault.resolve(MEMBERS, topics={"leader": item}.get)
+    away = Fault.from_data({"at": 5, "action": "partition", "targets": {"topic": "leader"}})
+    assert away.resolve(MEMBERS, topics={"leader": "gw/0"}.get).directions == frozenset(
+        {("gw/0", m.id) for m in MEMBERS[1:]} | {(m.id, "gw/0") for m in MEMBERS[1:]})

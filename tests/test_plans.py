@@ -121,7 +121,7 @@ instances = { percentage = 70 }
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',
          "add up to 4 instances, not the 5"),
         ('[[groups]]\nid = "a/b"\ninstances = { count = 4 }', "'a/b' is not a safe name"),
-        ("[globl]\n", "unknown key globl; known: global, groups"),
+        ("[globl]\n", "unknown key globl; known: faults, global, groups"),
         # typos must not pass silently (the run would use the defaults and pass)
         ('[[groups]]\nid = "a"\ninstances = { count = 4 }\n[groups.parms]\nspeed = 2',
          "\\[\\[groups\\]\\]: unknown key parms"),

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="set a test param (repeatable)")
     parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
+    parser.add_argument("--faults", type=Path, metavar="FILE",
+                        help="faults to play (TOML [[faults]] or JSON {\"faults\": [...]}), "
+                             "after the composition's own")
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         runner=args.runner,
         timeout_s=args.timeout,
         plan_roots=args.plans,
+        faults=args.faults,
     )
     # Bound now, so a taken port is a one-line error before anything is built. A re-executed
     # rootless run was handed the sockets its parent bound in the user's network namespace

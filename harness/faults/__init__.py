@@ -3,9 +3,10 @@ hypothesis search and the run's record share.
 
 Two layers, the second older and narrower:
 
-- the vocabulary (`Fault`, `Selector`, `parse_faults`, the strategy `faults`): network, process, time and
-  resource faults on chosen instances, at a time or on a sync condition, undone after a
-  duration; checked before a run starts, resolved against its instances with seeded choices;
+- the vocabulary (`Fault`, `Selector`, `parse_faults`, `load_faults`, the strategy `faults`):
+  network, process, time and resource faults on chosen instances, at a time or on a sync
+  condition, undone after a duration; checked before a run starts, resolved against its
+  instances with seeded choices;
 - timed cuts a plan plays on itself (`FaultSchedule`, `Cut`, `play`, `schedules`): the
   Spacemesh plan's search in simulation, replayed in namespaces through `env.network`.
 
@@ -25,6 +26,7 @@ from harness.faults._fault import (
     Fault,
     Resolved,
     When,
+    load_faults,
     parse_faults,
 )
 from harness.faults._select import EVERYONE, Member, Selector
@@ -49,6 +51,7 @@ __all__ = [
     "Selector",
     "When",
     "faults",
+    "load_faults",
     "parse_faults",
     "play",
     "schedules",

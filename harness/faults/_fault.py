@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.faults._errors import FaultError
@@ -147,25 +148,33 @@ class Fault:
             return "may_die"
         return "recover"
 
-    def resolve(self, members: Sequence[Member], where: str = "fault") -> Resolved:
+    def resolve(
+        self,
+        members: Sequence[Member],
+        where: str = "fault",
+        topics: Callable[[str], Any] | None = None,
+    ) -> Resolved:
         """Choose the instances (random choices drawn with the selectors' seeds) and, for a
-        network cut, the directions it cuts; FaultError if the run cannot meet it."""
+        network cut, the directions it cuts; FaultError if the run cannot meet it.
+
+        `topics(name)` gives the latest item of a sync topic (None if none yet), for
+        selectors by topic; without it (before the run) they may name any instance."""
         where = f"{where} ({self.action})"
         if isinstance(self.at, When) and self.at.count > len(members):
             raise FaultError(f"{where}: at: waits for {self.at.count} signals of "
                              f"{self.at.state!r} but the run has {len(members)} instances")
         chosen = () if self.action in _NO_TARGETS else self.targets.resolve(
-            members, f"{where}: targets")
+            members, f"{where}: targets", _named(self.targets, topics, f"{where}: targets"))
         ids = [m.id for m in members]
         cut: frozenset[tuple[str, str]] = frozenset()
         if self.action == "isolate":
             cut = frozenset((a, b) for a in chosen for b in ids if a != b)
             cut |= {(b, a) for a, b in cut}
         elif self.action == "partition":
-            cut = _partition(self, chosen, members, where)
+            cut = _partition(self, chosen, members, where, topics)
         elif self.action == "shape":
             to = self.args.get("to", EVERYONE)
-            dests = to.resolve(members, f"{where}: to")
+            dests = to.resolve(members, f"{where}: to", _named(to, topics, f"{where}: to"))
             cut = frozenset((a, b) for a in chosen for b in dests if a != b)
             if not cut:
                 raise FaultError(f"{where}: shapes no direction (targets and 'to' are "
@@ -198,12 +207,48 @@ def parse_faults(data: Any, where: str = "faults") -> tuple[Fault, ...]:
     return tuple(Fault.from_data(f, f"{where}[{i}]") for i, f in enumerate(data))
 
 
-def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member],
-               where: str) -> frozenset[tuple[str, str]]:
+def load_faults(path: Path) -> tuple[Fault, ...]:
+    """The faults of a file: TOML (`[[faults]]` tables) or JSON (`{"faults": [...]}`, as
+    a search prints it and the run's record keeps it)."""
+    import json
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FaultError(f"faults file {path}: cannot be read ({e})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise FaultError(f"faults file {path}: not {'JSON' if path.suffix == '.json' else 'TOML'}"
+                         f" ({e})") from None
+    if not isinstance(data, dict) or set(data) != {"faults"}:
+        raise FaultError(f"faults file {path}: must hold exactly one key, faults (a list)")
+    return parse_faults(data["faults"], f"faults file {path}: faults")
+
+
+def _named(selector: Selector, topics: Callable[[str], Any] | None,
+           where: str) -> tuple[str, ...] | None:
+    """The instance ids the selector's topic names now (None: no topic, or before the run)."""
+    if selector.topic is None or topics is None:
+        return None
+    item = topics(selector.topic)
+    if item is None:
+        raise FaultError(f"{where}: nothing was published on topic {selector.topic!r} yet")
+    ids = [item] if isinstance(item, str) else item
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise FaultError(f"{where}: topic {selector.topic!r} must name an instance id or a "
+                         f"list of them, not {item!r}")
+    return tuple(ids)
+
+
+def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member], where: str,
+               topics: Callable[[str], Any] | None) -> frozenset[tuple[str, str]]:
     kind = fault.args.get("kind", "sides")
     if kind == "sides":
         others = fault.args.get("others")
-        rest = (others.resolve(members, f"{where}: others") if others is not None
+        rest = (others.resolve(members, f"{where}: others", _named(others, topics, where))
+                if others is not None
                 else tuple(m.id for m in members if m.id not in chosen))  # fmt: skip
         both = set(chosen) & set(rest)
         if both:

@@ -21,18 +21,21 @@ class Member:
     role: str = ""
 
 
-_KEYS = {"group", "role", "instances", "count", "percentage", "seed"}
+_KEYS = {"group", "role", "instances", "topic", "count", "percentage", "seed"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Selector:
     """Instances of `groups` (any, if empty) with `roles` (any, if empty) among `instances`
-    (any, if empty); of those, `count` of them or `percentage` percent (rounded up, at least
-    one), drawn at random with `seed`; all of them when neither is given."""
+    (any, if empty) and among those the latest item published on sync `topic` names when the
+    fault fires (an instance id or a list of them: who holds a role that moves, such as a
+    leader); of those, `count` of them or `percentage` percent (rounded up, at least one),
+    drawn at random with `seed`; all of them when neither is given."""
 
     groups: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     instances: tuple[str, ...] = ()
+    topic: str | None = None
     count: int | None = None
     percentage: float | None = None
     seed: int = 0
@@ -58,10 +61,14 @@ class Selector:
                              f"not {percentage!r}")
         if not is_int(seed):
             raise FaultError(f"{where}: seed must be a whole number, not {seed!r}")
+        topic = data.get("topic")
+        if topic is not None and (not isinstance(topic, str) or not topic):
+            raise FaultError(f"{where}: topic must be a sync topic's name, not {topic!r}")
         return cls(
             groups=_names(data.get("group", ()), f"{where}: group"),
             roles=_names(data.get("role", ()), f"{where}: role"),
             instances=_names(data.get("instances", ()), f"{where}: instances"),
+            topic=topic,
             count=count,
             percentage=None if percentage is None else float(percentage),
             seed=seed,
@@ -74,6 +81,8 @@ class Selector:
                            ("instances", self.instances)):  # fmt: skip
             if value:
                 out[key] = list(value)
+        if self.topic is not None:
+            out["topic"] = self.topic
         if self.count is not None:
             out["count"] = self.count
         if self.percentage is not None:
@@ -82,9 +91,12 @@ class Selector:
             out["seed"] = self.seed
         return out
 
-    def resolve(self, members: Sequence[Member], where: str) -> tuple[str, ...]:
+    def resolve(
+        self, members: Sequence[Member], where: str, named: Sequence[str] | None = None
+    ) -> tuple[str, ...]:
         """The chosen instance ids, in the order of `members`; FaultError naming what does
-        not exist or cannot be met."""
+        not exist or cannot be met. `named`: the ids the selector's topic names now (None
+        before the run, when any instance may be named)."""
         known_groups = {m.group for m in members}
         known_roles = {m.role for m in members if m.role}
         known_ids = {m.id for m in members}
@@ -95,14 +107,21 @@ class Selector:
             if missing:
                 listing = ", ".join(sorted(known)[:12]) or "none"
                 raise FaultError(f"{where}: no {kind} {missing[0]!r} (there are: {listing})")
+        if named is not None:
+            unknown = [n for n in named if n not in known_ids]
+            if unknown:
+                raise FaultError(f"{where}: topic {self.topic!r} names {unknown[0]!r}, "
+                                 f"which is no instance of the run")
         pool = [
             m.id for m in members
             if (not self.groups or m.group in self.groups)
             and (not self.roles or m.role in self.roles)
             and (not self.instances or m.id in self.instances)
+            and (named is None or m.id in named)
         ]  # fmt: skip
         if not pool:
-            raise FaultError(f"{where}: selects no instance")
+            raise FaultError(f"{where}: selects no instance"
+                             + (f" (topic {self.topic!r} names {list(named)})" if named else ""))
         want = len(pool)
         if self.count is not None:
             if self.count > len(pool):
@@ -111,6 +130,8 @@ class Selector:
             want = self.count
         elif self.percentage is not None:
             want = max(1, math.ceil(len(pool) * self.percentage / 100))
+        if named is None and self.topic is not None:
+            return tuple(pool)  # before the run: who the topic will name is not known yet
         if want == len(pool):
             return tuple(pool)
         chosen = set(random.Random(self.seed).sample(pool, want))

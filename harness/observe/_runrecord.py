@@ -165,6 +165,8 @@ class InstanceRecord:
     started: float | None = None
     ended: float | None = None
     dir: str | None = None  # its output directory, relative to the run's
+    restarts: int = 0  # how many times a fault started it again
+    note: str | None = None  # what a fault did to it that did not fail it (e.g. killed, as expected)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -205,6 +207,8 @@ class InstanceRecord:
             started=r.number("started"),
             ended=r.number("ended"),
             dir=r.text("dir"),
+            restarts=r.integer("restarts") or 0,
+            note=r.text("note"),
             extra=r.extra(),
         )
 

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness._errors import UsageError
 from harness.plans._checks import (
@@ -24,6 +24,9 @@ from harness.plans._entrypoint import entrypoint_problem, instance_path
 from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
 from harness.runners._registry import check_runner_name
+
+if TYPE_CHECKING:
+    from harness.faults import Fault
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -63,6 +66,7 @@ class RunSpec:
     timeout_s: float
     composition: Path | None = None
     runner_pinned: bool = False  # asked for by name: never replaced (harness.runners.runnable_here)
+    faults: tuple[Fault, ...] = ()  # the composition's [[faults]], then --faults FILE's
 
     @property
     def total(self) -> int:
@@ -79,8 +83,12 @@ def build_run_spec(
     runner: str | None = None,
     timeout_s: float | None = None,
     plan_roots: Sequence[Path] | None = None,
+    faults: Path | None = None,
 ) -> RunSpec:
-    """Resolve `PLAN[:CASE]` (and an optional composition file) into a checked RunSpec."""
+    """Resolve `PLAN[:CASE]` (and an optional composition file, and a file of faults to
+    play) into a checked RunSpec; every fault is checked against the run's instances."""
+    from harness.faults import FaultError, Member, load_faults, parse_faults
+
     comp = _read_composition(composition) if composition else {}
     g = comp.get("global", {})
     plan_name, _, case_name = target.partition(":") if target else ("", "", "")
@@ -134,14 +142,24 @@ def build_run_spec(
     timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]") if (
+        "faults" in comp) else ()
+    if faults is not None:
+        planned += load_faults(faults)
+    members = [Member(i.id, i.group, i.role) for i in out]
+    for n, fault in enumerate(planned):
+        try:
+            fault.resolve(members, f"fault {n}")
+        except FaultError as e:
+            raise FaultError(f"{where}: {e}") from None
     return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
-                   runner_pinned=runner is not None)
+                   runner_pinned=runner is not None, faults=planned)
 
 
 def _read_composition(path: Path) -> dict[str, Any]:
     data = read_toml(path, "composition")
     where = f"composition {path}"
-    check_keys(data, ("global", "groups"), where)
+    check_keys(data, ("global", "groups", "faults"), where)
     g = data.get("global", {})
     check_keys(g, ("plan", "case", "params", "runner", "timeout", "total_instances"),
                f"{where} [global]")

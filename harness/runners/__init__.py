@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from harness.runners._base import Deployment, Placement, Runner
+    from harness.runners._base import Deployment, NetworkFaults, Placement, Runner
     from harness.runners._exec import ExecRunner
     from harness.runners._fallback import runnable_here
     from harness.runners._process import Launch, Process, ProcessHost, signal_group
@@ -30,6 +30,7 @@ _WHERE = {
     "Deployment": "harness.runners._base",
     "ExecRunner": "harness.runners._exec",
     "Launch": "harness.runners._process",
+    "NetworkFaults": "harness.runners._base",
     "Placement": "harness.runners._base",
     "Process": "harness.runners._process",
     "ProcessHost": "harness.runners._process",
@@ -48,6 +49,7 @@ __all__ = [
     "Deployment",
     "ExecRunner",
     "Launch",
+    "NetworkFaults",
     "Placement",
     "Process",
     "ProcessHost",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -12,7 +12,7 @@ from harness.plans import RunSpec
 from harness.sync import NetworkHandler, SyncState
 
 if TYPE_CHECKING:
-    from netem import BackendFailure
+    from netem import BackendFailure, LinkShape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,19 @@ class Placement:
 
     data_ip: str
     netns: str | None = None  # path, e.g. /run/netns/NAME
+
+
+class NetworkFaults(Protocol):
+    """How faults change a runner's network: by instance id, over what instances asked."""
+
+    async def cut(self, pairs: Collection[tuple[str, str]], on: bool, by: str) -> None:
+        """Drop (on) or let through again (off) each (source, destination) direction."""
+        ...
+
+    async def override(self, shapes: Mapping[tuple[str, str], LinkShape | None],
+                       by: str) -> None:
+        """Shape directions over the instances' own shapes (None: remove the override)."""
+        ...
 
 
 @dataclasses.dataclass
@@ -35,6 +48,7 @@ class Deployment:
     # Why the network stopped shaping on its own (the userspace engine died), once it has;
     # polled by the supervisor, so cheap and never blocking.
     network_failure: Callable[[], BackendFailure | None] | None = None
+    faults: NetworkFaults | None = None  # None: this runner cannot shape or cut links
 
 
 class Runner(Protocol):

@@ -159,6 +159,9 @@ def _child(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
     for fd in wake:
         os.close(fd)
     os.setsid()
+    for group in req.get("cgroups") or ():  # before anything else runs: its children follow
+        with open(os.path.join(group, "cgroup.procs"), "w") as procs:
+            procs.write(str(os.getpid()))
     _linux.die_with_parent(signal.SIGKILL)
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,7 +68,29 @@ class NetnsRunner:
                 "hosts": {i: str(h.ip) for i, h in by_instance.items()},
             }
             yield Deployment(placements, str(net.subnet), configure, info,
-                             link_stats=net.link_stats, network_failure=net.backend_failure)
+                             link_stats=net.link_stats, network_failure=net.backend_failure,
+                             faults=_Faults(net, by_instance))
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(net.close)
+
+
+class _Faults:
+    """Faults' cuts and shapes, applied to the run's `netem.Network` by instance id."""
+
+    def __init__(self, net: netem.Network, hosts: Mapping[str, netem.Host]) -> None:
+        self.net = net
+        self.hosts = hosts
+
+    async def cut(self, pairs: Collection[tuple[str, str]], on: bool, by: str) -> None:
+        """Drop (on) or let through again (off) each direction."""
+        hosts = [(self.hosts[a], self.hosts[b]) for a, b in pairs]
+        change = self.net.cut if on else self.net.uncut
+        await trio.to_thread.run_sync(lambda: change(hosts, asked_by=by))
+
+    async def override(self, shapes: Mapping[tuple[str, str], netem.LinkShape | None],
+                       by: str) -> None:
+        """Shape directions over the instances' own (None: remove the override)."""
+        by_host: dict[tuple[netem.HostRef, netem.HostRef], netem.LinkShape | None] = {
+            (self.hosts[a], self.hosts[b]): s for (a, b), s in shapes.items()}
+        await trio.to_thread.run_sync(lambda: self.net.override(by_host, asked_by=by))

@@ -26,6 +26,7 @@ class Launch:
     stderr: Path
     netns: str | None = None  # a path such as /run/netns/NAME
     argv: Sequence[str] | None = None  # a program; None: the case's Python entrypoint
+    cgroups: Sequence[str] = ()  # directories whose cgroup.procs it joins before it starts
 
 
 class Process(Protocol):
@@ -150,7 +151,8 @@ class ProcessHost:
         self._pending[key] = (event, box)
         request = {"spawn": key, "env": dict(launch.env), "cwd": str(launch.cwd),
                    "stdout": str(launch.stdout), "stderr": str(launch.stderr),
-                   "netns": launch.netns, "argv": list(launch.argv) if launch.argv else None}
+                   "netns": launch.netns, "argv": list(launch.argv) if launch.argv else None,
+                   "cgroups": list(launch.cgroups)}
         async with self._lock:
             await self._stream.send_all(orjson.dumps(request) + b"\n")
         await event.wait()

@@ -146,6 +146,12 @@ class SyncState:
             if t.expecting:
                 t.expecting = [s for s in t.expecting if not self._check_expectation(name, t, s)]
 
+    def instance_revived(self, instance: str) -> None:
+        """`instance` runs again (restarted by a fault): it counts as able to arrive."""
+        if self._running is not None and instance in self._ended:
+            del self._ended[instance]
+            self._running.add(instance)
+
     def drop_connection(self, reply: Reply) -> None:
         """Forget the waiters and subscriptions of a closed connection."""
         for st in self._states.values():
@@ -275,6 +281,11 @@ class SyncState:
         self._record({"kind": "subscription", "topic": topic, "expect": sub.expect,
                       "status": "failed", "instance": sub.instance, "reason": reason})
         return True
+
+    def last_item(self, topic: str) -> Any:
+        """The latest item published on `topic` (None if nothing was)."""
+        t = self._topics.get(topic)
+        return orjson.loads(t.payloads[-1]) if t is not None and t.payloads else None
 
     def unsubscribe(self, request_id: Any, reply: Reply) -> bool:
         """End a subscription of this connection; True if there was one."""

@@ -99,7 +99,6 @@ def test_bad_matrix_is_refused_before_anything_changes(
     for matrix, message in [
         ({(a.ip, stranger): LinkShape(bandwidth_bps=8000)}, "not an attached host"),
         ({(a.ip, a.ip): LinkShape(bandwidth_bps=8000)}, "same host twice"),
-        ({(a.ip, c.ip): LinkShape(latency_ms=300_000)}, "over the kernel backend's limit"),
         ({(a.ip, c.ip): "fast"}, "not a LinkShape"),
     ]:
         with pytest.raises(RequestError, match=message) as info:

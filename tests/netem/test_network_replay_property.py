@@ -20,7 +20,7 @@ shapes = st.none() | st.builds(
     LinkShape,
     latency_ms=st.sampled_from([0, 10, 50.5]),
     loss_pct=st.sampled_from([0, 1, 100]),
-    bandwidth_bps=st.none() | st.sampled_from([8, 1_000_000]),
+    bandwidth_bps=st.none() | st.sampled_from([60, 1_000_000]),
 )
 peers = st.lists(st.sampled_from([f"198.18.0.{i}" for i in range(1, 6)]), min_size=1, unique=True)
 rules = st.lists(

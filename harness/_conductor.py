@@ -1,0 +1,272 @@
+"""The conductor: plays a run's faults, and those asked for live, on the supervisor's side.
+
+Each fault waits for its time (seconds after the instances start) or its sync condition,
+chooses its instances (`Fault.resolve`, with the topics' latest items), acts through the
+`Actions` the supervisor gives it, and is undone after its duration. Every step is recorded
+(`faults.jsonl`, and as `{"kind": "fault"}` events); a fault that cannot be played fails the
+run with its reason, since a test whose fault never happened proves nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+import structlog
+import trio
+
+from harness.faults import Fault, FaultError, Member, Resolved, When
+from harness.observe import JsonlWriter
+from harness.sync import SyncState
+
+_log = structlog.get_logger("harness.faults")
+
+Pair = tuple[str, str]
+
+
+class Actions(Protocol):
+    """What the supervisor does for the conductor; each raises FaultError when it cannot."""
+
+    async def cut(self, pairs: frozenset[Pair], on: bool, by: str) -> None:
+        """Drop (on) or let through again (off) the traffic of these directions."""
+        ...
+
+    async def override(self, shapes: dict[Pair, dict[str, Any] | None], by: str) -> None:
+        """Shape directions over the instances' own shapes (None: remove the override)."""
+        ...
+
+    async def end(
+        self, instance: str, why: str, grace: float | None, comeback: str | None, expect: str
+    ) -> bool:
+        """Stop an instance on purpose: SIGKILL (grace None) or SIGTERM then SIGKILL after
+        `grace`. `comeback` "now": it starts again at once with the same identity; "later":
+        it stays down until `start`; None: for good (unless a later fault starts it).
+        `expect` ("may_die" or "recover") is what its outcome is judged by. False if it was
+        not running (nothing done)."""
+        ...
+
+    async def start(self, instance: str, why: str) -> bool:
+        """Start again an instance a fault stopped; False if it was running."""
+        ...
+
+    async def pause(self, instance: str, on: bool) -> bool:
+        """Freeze (on) or thaw (off) the instance's whole process tree; False if it was not
+        running or already so (nothing done)."""
+        ...
+
+    async def skew(self, instance: str, offset: float, drift: float) -> None:
+        """Set the instance's clock offset and drift."""
+        ...
+
+    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> None:
+        """Cap the instance's CPU and memory (None: lift that cap)."""
+        ...
+
+    async def hog(self, instance: str, loops: int) -> None:
+        """Run `loops` busy loops beside the instance, in its cgroup (0: stop them)."""
+        ...
+
+
+@dataclasses.dataclass
+class _Active:
+    name: str
+    resolved: Resolved
+    undo: Callable[[], Any] | None = None
+
+
+class Conductor:
+    """Plays `faults` over `members`; `inject` plays one more, live."""
+
+    def __init__(
+        self,
+        faults: Sequence[Fault],
+        members: Sequence[Member],
+        actions: Actions,
+        state: SyncState,
+        record: Callable[[dict[str, Any]], None],
+        log: JsonlWriter,
+        fail: Callable[[str], None],
+    ) -> None:
+        self.faults = tuple(faults)
+        self.members = list(members)
+        self.actions = actions
+        self.state = state
+        self._record = record
+        self._log = log
+        self._fail = fail
+        self._active: dict[str, _Active] = {}
+        self._live = itertools.count()
+        self._nursery: trio.Nursery | None = None
+        self.t0 = 0.0  # trio's clock at the fault schedule's time 0
+        self.played = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Play the planned faults from now on (time 0); serve live ones until cancelled."""
+        self.t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for n, fault in enumerate(self.faults):
+                nursery.start_soon(self._planned, f"fault {n}", fault)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def inject(self, fault: Fault, asked_by: str) -> dict[str, Any]:
+        """Play `fault` now (its `at` is from now: seconds, or a sync condition) and return
+        what it chose; FaultError if it cannot be played."""
+        name = f"live {next(self._live)} ({asked_by})"
+        if self._nursery is None:
+            raise FaultError("the run has not started its instances yet")
+        if fault.at == 0.0:
+            resolved = self._resolve(name, fault)
+            await self._apply(name, resolved)
+            self._nursery.start_soon(self._later, name, resolved)
+            return resolved.to_data()
+        self._nursery.start_soon(self._planned, name, fault, trio.current_time())
+        return fault.to_data()
+
+    def at_s(self) -> float:
+        """Seconds since time 0 (every instance started)."""
+        return trio.current_time() - self.t0
+
+    async def _planned(self, name: str, fault: Fault, since: float | None = None) -> None:
+        try:
+            if isinstance(fault.at, When):
+                if not await self._condition(name, fault.at):
+                    return
+            else:
+                await trio.sleep_until((since or self.t0) + fault.at)
+            resolved = self._resolve(name, fault)
+            await self._apply(name, resolved)
+            await self._later(name, resolved)
+        except FaultError as e:
+            self._failed(name, fault, str(e))
+
+    async def _later(self, name: str, resolved: Resolved) -> None:
+        """Undo after the fault's duration."""
+        if resolved.fault.duration is None:
+            return
+        await trio.sleep(resolved.fault.duration)
+        try:
+            await self._undo(name)
+        except FaultError as e:
+            self._failed(name, resolved.fault, f"could not be undone: {e}")
+
+    async def _condition(self, name: str, when: When) -> bool:
+        """Wait until `when.count` instances signalled `when.state`; False (and the run
+        fails) once that can no longer happen."""
+        done = trio.Event()
+        answer: dict[str, Any] = {}
+
+        def reply(frame: bytes) -> None:
+            answer.update(orjson.loads(frame))
+            done.set()
+
+        self.state.barrier(when.state, when.count, name, reply, None)
+        await done.wait()
+        if "error" in answer:
+            self._failed(name, None, f"never fired: {answer['error']}")
+            return False
+        return True
+
+    def _resolve(self, name: str, fault: Fault) -> Resolved:
+        return fault.resolve(self.members, name, self.state.last_item)
+
+    async def _apply(self, name: str, resolved: Resolved) -> None:
+        fault, chosen = resolved.fault, resolved.instances
+        action, args = fault.action, fault.args
+        active = _Active(name, resolved)
+        missed: list[str] = []
+        if action in ("partition", "isolate"):
+            await self.actions.cut(resolved.directions, True, name)
+            active.undo = lambda: self._uncut(name)
+        elif action == "heal":
+            await self._heal(name)
+        elif action == "shape":
+            await self.actions.override({p: args["shape"] for p in resolved.directions}, name)
+            active.undo = lambda: self._unshape(name)
+        elif action in ("kill", "stop", "restart"):
+            grace = None if action == "kill" else float(args.get("grace", 3.0))
+            why = f"{'killed' if action == 'kill' else 'stopped'} by {name} ({action})"
+            comeback = "now" if action == "restart" else (
+                "later" if fault.duration is not None else None)
+            expect = fault.expectation() or "recover"
+            missed = [iid for iid in chosen
+                      if not await self.actions.end(iid, why, grace, comeback, expect)]
+            if fault.duration is not None:
+                active.undo = lambda: self._each(chosen, self.actions.start, f"{name} undone")
+        elif action in ("pause", "resume"):
+            missed = [iid for iid in chosen if not await self.actions.pause(iid, action == "pause")]
+            if fault.duration is not None:
+                active.undo = lambda: self._each(chosen, self.actions.pause, False)
+        elif action == "skew":
+            for iid in chosen:
+                await self.actions.skew(iid, args.get("offset", 0.0), args.get("drift", 0.0))
+            active.undo = lambda: self._each(chosen, self.actions.skew, 0.0, 0.0)
+        elif action == "limit":
+            for iid in chosen:
+                await self.actions.limit(iid, args.get("cpu"), args.get("memory"))
+            active.undo = lambda: self._each(chosen, self.actions.limit, None, None)
+        elif action == "hog":
+            for iid in chosen:
+                await self.actions.hog(iid, args["cpu"])
+            active.undo = lambda: self._each(chosen, self.actions.hog, 0)
+        self._active[name] = active
+        self.played += 1
+        # What it chose, and whom it found not running (a process fault does nothing there).
+        self._write(name, "applied", {**resolved.to_data(), **({"missed": missed} if missed else {})})
+
+    async def _undo(self, name: str) -> None:
+        active = self._active.get(name)
+        if active is None or active.undo is None:
+            return  # healed already, or nothing to undo
+        await active.undo()
+        del self._active[name]
+        self._write(name, "undone", {"action": active.resolved.fault.action})
+
+    async def _each(self, instances: Sequence[str], act: Callable[..., Any], *args: Any) -> None:
+        for iid in instances:
+            await act(iid, *args)
+
+    def _cut_by_others(self, name: str) -> set[Pair]:
+        return {p for n, a in self._active.items() if n != name
+                and a.resolved.fault.action in ("partition", "isolate")
+                for p in a.resolved.directions}  # fmt: skip
+
+    async def _uncut(self, name: str) -> None:
+        # A direction another fault still cuts stays cut.
+        left = self._active[name].resolved.directions - self._cut_by_others(name)
+        if left:
+            await self.actions.cut(frozenset(left), False, f"{name} undone")
+
+    async def _heal(self, name: str) -> None:
+        cuts = [n for n, a in self._active.items()
+                if a.resolved.fault.action in ("partition", "isolate")]  # fmt: skip
+        pairs = frozenset(p for n in cuts for p in self._active[n].resolved.directions)
+        for n in cuts:
+            del self._active[n]
+        if pairs:
+            await self.actions.cut(pairs, False, name)
+
+    async def _unshape(self, name: str) -> None:
+        mine = self._active[name].resolved.directions
+        back: dict[Pair, dict[str, Any] | None] = dict.fromkeys(mine)
+        for n, a in self._active.items():  # the latest other override of a direction wins
+            if n != name and a.resolved.fault.action == "shape":
+                for p in mine & a.resolved.directions:
+                    back[p] = a.resolved.fault.args["shape"]
+        await self.actions.override(back, f"{name} undone")
+
+    def _failed(self, name: str, fault: Fault | None, reason: str) -> None:
+        text = f"{name} could not be played: {reason}"
+        self._write(name, "failed", {"reason": text, **(fault.to_data() if fault else {})})
+        _log.error("fault failed", fault=name, reason=reason)
+        self._fail(text)
+
+    def _write(self, name: str, step: str, data: dict[str, Any]) -> None:
+        entry = {"fault": name, "step": step, "at_s": round(self.at_s(), 3), **data}
+        self._log.write(entry)
+        self._log.flush()
+        self._record({"kind": "fault", **entry})

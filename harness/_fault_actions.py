@@ -1,0 +1,158 @@
+"""What faults do to a run's instances and links: the supervisor's side of the conductor.
+
+Process faults signal the instance's whole process group; pausing freezes its cgroup (its
+whole tree, and it notices nothing) where the run has per-instance cgroups, else it sends
+SIGSTOP and SIGCONT to the group. CPU and memory limits and CPU hogs need the cgroups.
+Network faults go through the runner (`Deployment.faults`).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from harness.faults import FaultError
+from harness.runners import Launch, signal_group
+
+if TYPE_CHECKING:
+    from harness._cgroup import InstanceCgroup
+    from harness._supervisor import Supervisor
+
+_HOG = "while True: pass"
+
+
+class FaultActions:
+    """The `harness._conductor.Actions` of one supervisor."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        self.hogs: dict[str, list[int]] = {}  # instance -> pids of its busy loops
+
+    # -- network ---------------------------------------------------------------------------
+
+    async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:
+        """Drop (on) or let through again (off) these directions."""
+        await self._network().cut(pairs, on, by)
+
+    async def override(self, shapes: dict[tuple[str, str], dict[str, Any] | None],
+                       by: str) -> None:
+        """Shape directions over the instances' own shapes (None: remove the override)."""
+        from netem import LinkShape
+
+        await self._network().override(
+            {p: None if s is None else LinkShape(**s) for p, s in shapes.items()}, by)
+
+    def _network(self) -> Any:
+        dep = self.sup.deployment
+        if dep is None or dep.faults is None:
+            raise FaultError(f"the {self.sup.spec.runner} runner cannot shape or cut links "
+                             f"(use local:netns)")
+        return dep.faults
+
+    # -- processes -------------------------------------------------------------------------
+
+    async def end(
+        self, instance: str, why: str, grace: float | None, comeback: str | None, expect: str
+    ) -> bool:
+        """Stop the instance on purpose (see `harness._conductor.Actions.end`)."""
+        st = self.sup.states[instance]
+        if not st.running:
+            if comeback == "now":  # a restart of an instance that is not running starts it
+                return await self.start(instance, why)
+            return False
+        st.expecting(expect)
+        st.ended_by = why
+        if comeback is not None:
+            back = self.sup.comeback[instance] = trio.Event()
+            if comeback == "now":
+                back.set()
+        if st.paused:
+            self.sup.thaw(st)  # a frozen process cannot take its signal
+        assert st.pid is not None
+        pid = st.pid
+        if grace is None:
+            signal_group(pid, signal.SIGKILL)
+            return True
+        signal_group(pid, signal.SIGTERM)
+
+        async def kill_later() -> None:
+            await trio.sleep(grace)
+            if st.running and st.pid == pid:
+                signal_group(pid, signal.SIGKILL)
+
+        trio.lowlevel.spawn_system_task(kill_later)
+        return True
+
+    async def start(self, instance: str, why: str) -> bool:
+        """Start again an instance a fault ended; False if it was running (nothing done)."""
+        st = self.sup.states[instance]
+        back = self.sup.comeback.get(instance)
+        if back is not None:
+            back.set()
+            return True
+        if not st.running and st.pid is not None:
+            st.expecting("recover")
+            self.sup.revive(instance)
+            return True
+        return False
+
+    async def pause(self, instance: str, on: bool) -> bool:
+        """Freeze (on) or thaw (off) the instance's whole process tree."""
+        st = self.sup.states[instance]
+        if not st.running or st.paused == on:
+            return False
+        assert st.pid is not None
+        if on:
+            st.expecting("recover")
+        group = self._group(instance, None)
+        if group is None:
+            signal_group(st.pid, signal.SIGSTOP if on else signal.SIGCONT)
+        else:
+            await trio.to_thread.run_sync(group.freeze if on else group.thaw)
+        st.paused = on
+        return True
+
+    # -- time ------------------------------------------------------------------------------
+
+    async def skew(self, instance: str, offset: float, drift: float) -> None:
+        """Set the instance's clock offset and drift."""
+        raise FaultError("clock faults are not available yet")
+
+    # -- resources -------------------------------------------------------------------------
+
+    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> None:
+        """Cap the instance's CPU and memory (None: lift that cap)."""
+        group = self._group(instance, "limit")
+        assert group is not None
+        try:
+            if cpu is not None or "cpu" in group.dirs:
+                await trio.to_thread.run_sync(group.set_cpu, cpu)
+            if memory is not None or "memory" in group.dirs:
+                await trio.to_thread.run_sync(group.set_memory, memory)
+        except Exception as e:
+            raise FaultError(f"limit on {instance}: {e}") from None
+
+    async def hog(self, instance: str, loops: int) -> None:
+        """Run `loops` busy loops in the instance's cgroup (0: stop them)."""
+        group = self._group(instance, "hog")
+        assert group is not None and self.sup.host is not None
+        for pid in self.hogs.pop(instance, []):
+            signal_group(pid, signal.SIGKILL)
+        out = self.sup.run_dir / instance / "hog.log"
+        for _ in range(loops):
+            proc = await self.sup.host.spawn(Launch(
+                {}, out.parent, out, out, None, [sys.executable, "-c", _HOG], group.paths()))
+            self.hogs.setdefault(instance, []).append(proc.pid)
+
+    def _group(self, instance: str, needs: str | None) -> InstanceCgroup | None:
+        """The instance's cgroup; without one, None for a pause, a FaultError otherwise."""
+        cgroups = self.sup.cgroups
+        if cgroups is None:
+            if needs is None:
+                return None
+            raise FaultError(f"{needs} needs per-instance cgroups, which this run could not "
+                             f"make (they need root)")
+        return cgroups.group(instance)

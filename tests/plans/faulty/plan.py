@@ -1,0 +1,74 @@
+"""Instances for the harness's own fault tests: what they wrote shows what a fault did."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import trio
+
+from harness import sdk
+
+
+def _until(env: sdk.RunEnv) -> float:
+    return env.start_time + float(env.param("seconds"))
+
+
+async def beat(env: sdk.RunEnv) -> None:
+    """A line per 20 ms: wall time, restarts, data address."""
+    restarts = int(os.environ.get("TEST_RESTARTS", "0"))
+    with (env.outputs_path / "beats.log").open("a", buffering=1) as out:
+        while time.time() < _until(env):
+            out.write(f"{time.time():.3f} {restarts} {env.data_ip}\n")
+            await trio.sleep(0.02)
+
+
+async def talk(env: sdk.RunEnv) -> None:
+    """Answer UDP on the data address; ask every other instance every 20 ms."""
+    await env.network.wait_initialized()
+    await env.sync.publish("talk:address", {"id": env.instance_id, "ip": env.data_ip})
+    peers: dict[str, str] = {}
+    async with env.sync.subscribe("talk:address", expect=env.instance_count) as sub:
+        async for item in sub:
+            peers[item["id"]] = item["ip"]
+            if len(peers) == env.instance_count:
+                break
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind((env.data_ip or "127.0.0.1", 7777))
+    others = {i: ip for i, ip in peers.items() if i != env.instance_id}
+    with (env.outputs_path / "talk.log").open("a", buffering=1) as out:
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                while True:
+                    data, addr = await sock.recvfrom(512)
+                    if data == b"ask":
+                        await sock.sendto(b"ans " + env.instance_id.encode(), addr)
+                    elif data.startswith(b"ans "):
+                        out.write(f"{time.time():.3f} {data[4:].decode()}\n")
+
+            nursery.start_soon(serve)
+            while time.time() < _until(env):
+                for ip in others.values():
+                    await sock.sendto(b"ask", (ip, 7777))
+                await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    sock.close()
+
+
+async def eat(env: sdk.RunEnv) -> None:
+    """Busy-loop in slices, writing the CPU share of each 250 ms; allocate when told."""
+    eat_at = env.start_time + float(env.param("eat_at"))
+    hoard = []
+    with (env.outputs_path / "cpu.log").open("a", buffering=1) as out:
+        while time.time() < _until(env):
+            wall, cpu = time.monotonic(), time.process_time()
+            while time.monotonic() - wall < 0.25:
+                sum(range(2000))
+            share = (time.process_time() - cpu) / (time.monotonic() - wall)
+            out.write(f"{time.time():.3f} {share:.3f}\n")
+            if time.time() >= eat_at and not hoard and env.param("megabytes"):
+                hoard = [bytearray(2**20) for _ in range(int(env.param("megabytes")))]
+                out.write(f"{time.time():.3f} ate {len(hoard)}\n")
+            await trio.sleep(0)

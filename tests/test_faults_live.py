@@ -1,0 +1,258 @@
+"""Faults played by the supervisor on real runs: each action really happened, the record says
+so, and outcomes stay honest (tests/plans/faulty is the plan whose files show it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import harness_cli, only_run_dir
+
+PLANS = Path(__file__).parent / "plans"
+root = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and cgroups need root")
+
+
+def _run(tmp_path: Path, target: str, faults: str, *args: str) -> tuple[int, Path, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    file = tmp_path / "faults.toml"
+    file.write_text(textwrap.dedent(faults))
+    out = tmp_path / "out"
+    r = harness_cli("run", target, "--plans", str(PLANS), "--outputs", str(out), "-q",
+                    "--faults", str(file), *args, timeout=180)
+    return r.returncode, only_run_dir(out), r.stdout + r.stderr
+
+
+def _faults(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+
+
+def _run_json(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((run_dir / "run.json").read_text()))
+
+
+def _instance(run_dir: Path, iid: str) -> dict[str, Any]:
+    return next(i for i in _run_json(run_dir)["instances"] if i["id"] == iid)
+
+
+def _beats(run_dir: Path, iid: str) -> list[tuple[float, int, str]]:
+    lines = (run_dir / iid / "beats.log").read_text().split("\n")
+    return [(float(t), int(n), ip) for t, n, ip in (ln.split() for ln in lines if ln)]
+
+
+@root
+def test_a_killed_instance_comes_back_after_the_duration_with_the_same_identity(
+    tmp_path: Path,
+) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "1s"
+        action = "kill"
+        duration = "700ms"
+        targets = {instances = ["single/1"]}
+        """, "--runner", "local:netns", "-p", "seconds=4")
+    assert code == 0, out
+    applied, undone = _faults(run_dir)
+    assert (applied["step"], applied["chosen"], undone["step"]) == ("applied", ["single/1"],
+                                                                   "undone")
+    beats = _beats(run_dir, "single/1")
+    before = [b for b in beats if b[1] == 0]
+    after = [b for b in beats if b[1] == 1]
+    assert before and after, "it beat only before or only after its restart"
+    assert after[0][0] - before[-1][0] >= 0.6, "no gap while it was down"
+    assert {ip for _, _, ip in beats} == {_instance(run_dir, "single/1")["ip"]}, (
+        "the restarted instance has another address")
+    record = _instance(run_dir, "single/1")
+    assert record["restarts"] == 1 and record["outcome"] == "passed"
+    assert _instance(run_dir, "single/0")["restarts"] == 0
+
+
+def test_killed_for_good_passes_only_where_the_plan_allows_it(tmp_path: Path) -> None:
+    fault = """
+        [[faults]]
+        at = "500ms"
+        action = "kill"
+        targets = {{instances = ["single/1"]}}
+        {expect}
+        """
+    code, run_dir, out = _run(tmp_path / "a", "faulty:beat", fault.format(expect=""))
+    assert code == 0, out  # kill without a duration: it may die
+    assert "it may die: expected" in _instance(run_dir, "single/1")["note"]
+    code, run_dir, out = _run(tmp_path / "b", "faulty:beat",
+                              fault.format(expect='expect = "recover"'))
+    assert code == 1, out
+    assert "expected to recover but never did" in _instance(run_dir, "single/1")["reason"]
+
+
+def test_a_restart_starts_it_again_at_once(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "800ms"
+        action = "restart"
+        grace = "1s"
+        targets = {group = "single", count = 1, seed = 3}
+        """)
+    assert code == 0, out
+    (chosen,) = _faults(run_dir)[0]["chosen"]
+    assert _instance(run_dir, chosen)["restarts"] == 1
+    assert {n for _, n, _ in _beats(run_dir, chosen)} == {0, 1}
+
+
+@root
+def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "1s"
+        action = "pause"
+        duration = "800ms"
+        targets = {instances = ["single/0"]}
+        """)
+    assert code == 0, out
+    applied, undone = _faults(run_dir)
+    times = [t for t, _, _ in _beats(run_dir, "single/0")]
+    during = [t for t in times if applied["ts"] + 0.05 < t < undone["ts"] - 0.05]
+    assert not during, f"it beat {len(during)} times while paused"
+    assert any(t > undone["ts"] for t in times), "it did not resume"
+
+
+@root
+def test_a_partition_cuts_the_traffic_between_its_sides_until_healed(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:talk", """
+        [[faults]]
+        at = "1s"
+        action = "partition"
+        duration = "1s"
+        targets = {instances = ["single/0"]}
+        """, "--runner", "local:netns", "-p", "seconds=3.5")
+    assert code == 0, out
+    applied, undone = _faults(run_dir)
+    assert sorted(map(tuple, applied["directions"])) == sorted(
+        [("single/0", "single/1"), ("single/0", "single/2"),
+         ("single/1", "single/0"), ("single/2", "single/0")])
+
+    def answers(iid: str) -> list[tuple[float, str]]:
+        text = (run_dir / iid / "talk.log").read_text()
+        return [(float(t), who) for t, who in (ln.split() for ln in text.splitlines())]
+
+    cut = (applied["ts"] + 0.1, undone["ts"] - 0.1)
+    heard = answers("single/1")
+    assert not [w for t, w in heard if cut[0] < t < cut[1] and w == "single/0"], (
+        "single/1 heard single/0 through the partition")
+    assert [w for t, w in heard if cut[0] < t < cut[1] and w == "single/2"], (
+        "the partition cut the side that should still talk")
+    assert [w for t, w in heard if t > undone["ts"] + 0.2 and w == "single/0"], "not healed"
+    ops = [json.loads(line)["op"] for line in (run_dir / "network.jsonl").read_text().splitlines()
+           if line]
+    assert "cut" in ops and "uncut" in ops
+
+
+@root
+def test_a_memory_limit_kills_an_instance_that_eats_past_it(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:eat", """
+        [[faults]]
+        at = "200ms"
+        action = "limit"
+        memory = "100MiB"
+        targets = {instances = ["single/0"]}
+        """, "-p", "eat_at=1", "-p", "megabytes=400", "-p", "seconds=3")
+    assert code == 1, out
+    assert _instance(run_dir, "single/0")["reason"] == "killed by SIGKILL"
+
+
+@root
+def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:eat", """
+        [[faults]]
+        at = "1s"
+        action = "limit"
+        cpu = 0.3
+        targets = {instances = ["single/0"]}
+
+        [[faults]]
+        at = "2.5s"
+        action = "hog"
+        cpu = 1
+        duration = "1.5s"
+        targets = {instances = ["single/0"]}
+        """, "-p", "seconds=4.5")
+    assert code == 0, out
+    log = [ln.split() for ln in (run_dir / "single/0/cpu.log").read_text().splitlines()]
+    shares = [(float(t), float(s)) for t, s in log]
+    faults = {f["fault"]: f for f in _faults(run_dir) if f["step"] == "applied"}
+    t_limit, t_hog = faults["fault 0"]["ts"], faults["fault 1"]["ts"]
+    free = [s for t, s in shares if t < t_limit]
+    capped = [s for t, s in shares if t_limit + 0.5 < t < t_hog]
+    hogged = [s for t, s in shares if t_hog + 0.5 < t < t_hog + 1.5]
+    assert free and capped and hogged, shares
+    assert max(capped) < 0.42, f"capped at 0.3 CPU, it still had {max(capped):.2f}"
+    assert sum(hogged) / len(hogged) < 0.75 * sum(capped) / len(capped), (
+        "a hog in its cgroup took nothing from it")
+
+
+def test_a_composition_plays_its_faults_on_a_sync_condition(tmp_path: Path) -> None:
+    comp = tmp_path / "c.toml"
+    comp.write_text(textwrap.dedent("""
+        [global]
+        plan = "faulty"
+        case = "beat"
+        total_instances = 3
+
+        [[faults]]
+        at = {state = "network-initialized", count = 3}
+        action = "restart"
+        targets = {instances = ["single/2"]}
+        """))
+    out = tmp_path / "out"
+    r = harness_cli("run", "--composition", str(comp), "--plans", str(PLANS), "--outputs",
+                    str(out), "-q", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(out)
+    assert _faults(run_dir)[0]["chosen"] == ["single/2"]
+    assert _instance(run_dir, "single/2")["restarts"] == 1
+
+
+def test_a_fault_that_never_fires_fails_the_run(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = {state = "never-signalled", count = 2}
+        action = "kill"
+        targets = {instances = ["single/0"]}
+        """, "-p", "seconds=1")
+    assert code == 1, out
+    failed = [f for f in _faults(run_dir) if f["step"] == "failed"]
+    assert failed and "never fired" in failed[0]["reason"]
+    assert "fault 0 could not be played" in _run_json(run_dir)["reason"]
+
+
+def test_network_faults_on_a_runner_without_a_network_fail_the_run(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "200ms"
+        action = "isolate"
+        targets = {instances = ["single/0"]}
+        """, "-p", "seconds=1")
+    assert code == 1, out
+    assert "cannot shape or cut links" in _run_json(run_dir)["reason"]
+
+
+@pytest.mark.parametrize(("faults", "message"), [
+    ('[[faults]]\nat = 1\naction = "kill"\ntargets = {group = "nobody"}\n', "no group 'nobody'"),
+    ('[[faults]]\nat = 1\naction = "kil"\n', "action must be one of"),
+    ('[[faults]]\nat = 1\naction = "kill"\ntargets = {count = 5}\n', "count 5 but only 2"),
+    ('faults = 3\n', "must be a list"),
+    ('[[faults]]\nat = "soon"\naction = "heal"\n', "is not a duration"),
+])
+def test_bad_faults_are_refused_before_anything_starts(
+    tmp_path: Path, faults: str, message: str
+) -> None:
+    file = tmp_path / "f.toml"
+    file.write_text(faults)
+    r = harness_cli("run", "faulty:beat", "--plans", str(PLANS), "--outputs",
+                    str(tmp_path / "out"), "--faults", str(file))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
