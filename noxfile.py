@@ -23,7 +23,7 @@ RUNTIME_DEBS = [
     "libnetfilter-queue-dev", "gcc", "libc6-dev",
 ]
 TEST_DEBS = [
-    "iputils-ping", "iperf3", "chromium", "redis-server",
+    "iputils-ping", "iperf3", "chromium", "redis-server", "nats-server",
     "python3-venv",  # the rootless test builds a venv that an unprivileged user can read
 ]
 KERNEL_DEBS = ["qemu-system-x86", "linux-image-amd64", "busybox-static", "xz-utils", "cpio"]

@@ -11,6 +11,7 @@ Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "a
 
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
+from harness.sdk._connect import connect
 from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
 from harness.sdk._network import INITIALIZED, NetworkClient
 from harness.sdk._runenv import RunEnv
@@ -35,6 +36,7 @@ __all__ = [
     "TestFailure",
     "TestFunction",
     "Topic",
+    "connect",
     "invoke",
     "load_entrypoint",
     "run_instance",

@@ -15,16 +15,10 @@ import structlog
 from harness._errors import single_cause
 from harness._runparams import RunEnvError
 from harness.observe._logging import configure_logging
+from harness.sdk._connect import connect
 from harness.sdk._network import NetworkClient
 from harness.sdk._runenv import RunEnv
-from harness.sync import (
-    BarrierFailed,
-    EventType,
-    SubscriptionFailed,
-    SyncError,
-    connect_tcp,
-    connect_unix,
-)
+from harness.sync import BarrierFailed, EventType, SubscriptionFailed, SyncError
 
 TestFunction = Callable[[RunEnv], Awaitable[None]]
 """`async def case(env: RunEnv) -> None`: returning records success, raising a failure."""
@@ -67,14 +61,7 @@ _FAILURES = (TestFailure, AssertionError, BarrierFailed, SubscriptionFailed)
 
 
 async def _run(fn: TestFunction, env: RunEnv) -> int:
-    if env.sync_socket:
-        connection = connect_unix(env.sync_socket, env.instance_id, env.sync_token)
-    elif env.sync_tcp:
-        host, _, port = env.sync_tcp.rpartition(":")
-        connection = connect_tcp(host, int(port), env.instance_id, env.sync_token)
-    else:
-        raise SyncError("neither TEST_SYNC_SOCKET nor TEST_SYNC_TCP is set")
-    async with connection as sync:
+    async with connect(env) as sync:
         env.sync = sync
         env.network = NetworkClient(env)
         env.log = structlog.get_logger("instance")

@@ -1,0 +1,184 @@
+"""The nats plan: a NATS JetStream cluster (Debian's nats-server) checked through NATS.
+
+The live tests run it at 3 servers + 2 clients: it passes without faults, and a client whose
+read-back is broken on purpose (`lose_one`) fails the run naming the message it lost."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import sdk
+from harness.faults import parse_faults
+from scenarios.nats import _names, server
+from scenarios.nats._check import lost_messages, summarize
+from scenarios.nats._config import server_config
+
+from .conftest import ROOT, harness_cli, only_run_dir
+
+PLAN = ROOT / "scenarios" / "nats"
+NATS_SERVER = shutil.which("nats-server")
+PEERS = {"servers/0": "198.18.0.1", "servers/1": "198.18.0.2", "servers/2": "198.18.0.3"}
+
+
+def test_the_config_routes_to_the_other_servers_and_listens_on_its_own_address_only(
+    tmp_path: Path,
+) -> None:
+    text = server_config("servers/1", "198.18.0.2", PEERS, tmp_path / "js")
+    assert 'server_name: "servers/1"' in text
+    assert re.findall(r'nats-route://[\d.]+:\d+', text) == [
+        "nats-route://198.18.0.1:6222", "nats-route://198.18.0.3:6222"]
+    listens = re.findall(r'(?:listen|http): "([\d.]+):', text)
+    assert listens == ["198.18.0.2"] * 3  # clients, monitoring, routes: never 0.0.0.0
+    assert f'store_dir: "{tmp_path / "js"}"' in text
+
+
+@pytest.mark.skipif(NATS_SERVER is None, reason="nats-server not installed (apt-get install nats-server)")
+def test_nats_server_accepts_the_config(tmp_path: Path) -> None:
+    conf = tmp_path / "nats.conf"
+    conf.write_text(server_config("servers/0", "127.0.0.1", PEERS, tmp_path / "js"))
+    check = subprocess.run([NATS_SERVER, "-t", "-c", str(conf)], capture_output=True,
+                           text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_check_names_lost_and_changed_messages() -> None:
+    acked = {1: "c#0", 2: "c#1", 3: "c#2", 7: "c#3"}
+    assert lost_messages(acked, {1: "c#0", 2: "c#1", 3: "c#2", 7: "c#3", 8: "x"}) == []
+    problems = lost_messages(acked, {1: "c#0", 2: None, 3: "other#9"})
+    assert problems == [
+        "acknowledged message 'c#1' (stream seq 2) is missing from the stream",
+        "stream seq 3 holds 'other#9', not the acknowledged 'c#2'",
+        "acknowledged message 'c#3' (stream seq 7) is missing from the stream",
+    ]
+    line = summarize(problems, len(acked), shown=1)
+    assert line.startswith("3 of 4 acknowledged messages lost: acknowledged message 'c#1'")
+    assert line.endswith("(and 2 more)")
+
+
+def _params(tmp_path: Path, **params: Any) -> sdk.RunParams:
+    return sdk.RunParams(
+        plan="nats", case="jetstream", run_id="r", instance_count=5, group_id="servers",
+        group_instance_count=3, global_seq=1, group_seq=1, instance_id="servers/1",
+        role="server", params={"servers": 3, "startup_timeout": 1.0, **params},
+        outputs_path=tmp_path, sync_socket=str(tmp_path / "no-such.sock"))
+
+
+def test_a_restarted_launcher_reads_its_peers_without_the_sync_service(tmp_path: Path) -> None:
+    (tmp_path / "peers.json").write_text(json.dumps(PEERS))
+    assert server._peers(_params(tmp_path), "198.18.0.2") == PEERS  # no socket to reach
+
+
+def test_a_first_start_without_a_sync_service_cannot_learn_its_peers(tmp_path: Path) -> None:
+    with pytest.raises(sdk.SyncError):
+        server._peers(_params(tmp_path), "198.18.0.2")
+    assert not (tmp_path / "peers.json").exists()
+
+
+def _states_the_plan_signals(params: dict[str, Any]) -> set[str]:
+    every, total = params["milestone"], params["messages"]
+    return ({_names.published(k) for k in range(every, total + 1, every)}
+            | {_names.STREAM_READY, _names.CLIENTS_DONE}
+            | {f(n) for f in (_names.outage, _names.recovered) for n in range(1, 10)})
+
+
+def _without_topics(table: Any, topics: list[str]) -> Any:
+    """The table with each `{topic = ...}` selector replaced by everyone (`{}`): what
+    today's vocabulary parses, with the topics set aside for the caller to check."""
+    if isinstance(table, dict):
+        if "topic" in table:
+            topics.append(table["topic"])
+            return {k: v for k, v in table.items() if k != "topic"}
+        return {k: _without_topics(v, topics) for k, v in table.items()}
+    return table
+
+
+@pytest.mark.parametrize("name", ["leader-faults", "live"])
+def test_the_compositions_use_only_states_and_topics_the_plan_signals(name: str) -> None:
+    comp = tomllib.loads((PLAN / "compositions" / f"{name}.toml").read_text())
+    manifest = tomllib.loads((PLAN / "manifest.toml").read_text())
+    params = {k: v["default"] for k, v in manifest["testcases"][0]["params"].items()}
+    params |= comp["global"]["params"]
+    servers = sum(g["instances"]["count"] for g in comp["groups"] if g["id"] == "servers")
+    assert servers == params["servers"]  # so the group "servers" is the role "server"
+    topics: list[str] = []
+    faults = parse_faults([_without_topics(f, topics) for f in comp.get("faults", [])])
+    assert len(faults) == (3 if name == "leader-faults" else 0)
+    signalled = _states_the_plan_signals(params)
+    for f in faults:
+        assert not isinstance(f.at, float) and f.at.state in signalled, f.at
+    assert set(topics) <= {_names.LEADER_TOPIC, _names.FOLLOWERS_TOPIC, _names.FOLLOWER_TOPIC}
+    if name == "leader-faults":
+        assert [f.action for f in faults] == ["kill", "pause", "partition"]
+        assert all(f.expectation() in (None, "recover") for f in faults)  # all are undone
+
+
+def _live_skip() -> None:
+    if NATS_SERVER is None:
+        pytest.skip("nats-server not installed (apt-get install nats-server)")
+    if importlib.util.find_spec("nats") is None or importlib.util.find_spec("nats.js") is None:
+        pytest.skip("nats-py not installed (pip install -e '.[nats]')")
+    if os.geteuid() != 0:
+        pytest.skip("local:netns needs root here")
+
+
+def _run(tmp_path: Path, *params: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    args = [a for p in params for a in ("-p", p)]
+    r = harness_cli("run", "nats", "-i", "5", "-p", "messages=120", "-p", "rate=100",
+                    "-p", "milestone=40", *args, "--outputs", str(tmp_path), "-q",
+                    timeout=240)
+    run = json.loads((only_run_dir(tmp_path) / "run.json").read_text())
+    return r, run
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_the_cluster_passes_without_faults(tmp_path: Path) -> None:
+    _live_skip()
+    r, run = _run(tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [(i["role"], i["outcome"]) for i in run["instances"]] == (
+        [("server", "passed")] * 3 + [("client", "passed")] * 2)
+    events = (only_run_dir(tmp_path) / "events.jsonl").read_text()
+    assert events.count("all 120 acknowledged messages are in the stream") == 2
+    assert '"stream leader: single/' in events  # the leader was found and reported
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_a_lost_acknowledged_message_fails_the_run_naming_it(tmp_path: Path) -> None:
+    _live_skip()
+    r, run = _run(tmp_path, "lose_one=true")
+    assert r.returncode == 1, r.stdout + r.stderr
+    clients = [i for i in run["instances"] if i["role"] == "client"]
+    for c in clients:
+        assert c["outcome"] == "failed"
+        assert re.search(rf"1 of 120 acknowledged messages lost: acknowledged message "
+                         rf"'{c['id']}#\d+' \(stream seq \d+\) is missing from the stream",
+                         c["reason"]), c["reason"]
+    # The servers end cleanly all the same: only the check failed.
+    assert [i["outcome"] for i in run["instances"] if i["role"] == "server"] == ["passed"] * 3
+
+
+def test_the_plan_is_unshadowed_from_nats_py() -> None:
+    """The plan's directory is named like nats-py's package; a client must import the real
+    one (the harness puts the plan's parent directory on the import path)."""
+    code = ("import sys; sys.path.insert(0, 'scenarios'); "
+            "from scenarios.nats import node; node._unshadow(); import nats; "
+            "print(nats.__file__)")
+    if importlib.util.find_spec("nats.js") is None:
+        pytest.skip("nats-py not installed")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0 and "scenarios" not in out.stdout, out.stdout + out.stderr
+
