@@ -72,7 +72,7 @@ def test_a_bad_skew_is_refused_and_changes_nothing(tmp_path: Path, offset: float
     clock = InstanceClock(tmp_path, "unit-0")
     clock.set(1.0, 0.0, now=5.0)
     before = clock.path.read_text()
-    with pytest.raises(ValueError, match="drift|finite"):
+    with pytest.raises(ValueError, match=r"drift|finite"):
         clock.set(offset, drift)
     assert clock.path.read_text() == before and clock.skew == Skew(1.0, 0.0, 5.0)
 
@@ -176,7 +176,7 @@ def test_leftovers_of_a_killed_supervisor_are_removed_by_prefix(tmp_path: Path) 
 
 def test_a_missing_libfaketime_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_clock, "LIBRARY", "libfaketimeMT-absent.so.1")
-    with pytest.raises(EnvironmentProblem, match="libfaketime is not installed.*apt-get install"):
+    with pytest.raises(EnvironmentProblem, match=r"libfaketime is not installed.*apt-get install"):
         find_libfaketime()
 
 
