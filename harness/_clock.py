@@ -12,6 +12,7 @@ anchor) makes every process of the instance, children and restarts included, rea
 `Skew.at(t)` as the SDK. It also means no process creates its own segment, which
 libfaketime 0.9.10 (Debian's) leaves in /dev/shm whenever a process is killed: that version
 has no FAKETIME_DISABLE_SHM (0.9.11 added it; set, it would also drop the shared start).
+This is how libfaketime's own `faketime` wrapper runs a program: it makes the pair itself.
 """
 
 from __future__ import annotations
