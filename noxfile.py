@@ -21,6 +21,7 @@ nox.options.default_venv_backend = "venv"
 RUNTIME_DEBS = [
     "iproute2", "iptables", "nftables", "procps", "util-linux", "kmod",
     "libnetfilter-queue-dev", "gcc", "libc6-dev",
+    "faketime", "libfaketime",  # clock faults on non-Python programs (harness/_clock.py)
 ]
 TEST_DEBS = [
     "iputils-ping", "iperf3", "chromium", "redis-server", "nats-server",

@@ -61,6 +61,8 @@ class RunParams:
     data_ip: str | None = _var("TEST_DATA_IP", "optional", default=None)
     sidecar: bool = _var("TEST_SIDECAR", "bool", default=False)
     start_time: float = _var("TEST_START_TIME", "float", default=0.0)
+    clock_file: str | None = _var("TEST_CLOCK_FILE", "optional", default=None)
+    restarts: int = _var("TEST_RESTARTS", "int", default=0)
 
     def __post_init__(self) -> None:
         for f in _carried():

@@ -39,6 +39,7 @@ def _fields(cls: type[RunParams]) -> st.SearchStrategy[RunParams]:
         sync_socket=st.none() | _text, sync_tcp=st.none() | _text, sync_token=st.none() | _text,
         runner=_text, data_network=st.none() | _text, data_ip=st.none() | _text,
         sidecar=st.booleans(), start_time=st.floats(allow_nan=False, allow_infinity=False),
+        clock_file=st.none() | _text, restarts=st.integers(),
     )  # fmt: skip
 
 

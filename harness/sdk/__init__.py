@@ -6,11 +6,13 @@
         seq = await env.sync.signal_entry("ready")
         await env.sync.barrier("ready", env.instance_count)
 
+Wall time is `env.clock.time()`, not `time.time()`: the run's clock faults skew it.
 Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
 """
 
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
+from harness.sdk._clock import Clock
 from harness.sdk._connect import connect
 from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
 from harness.sdk._network import INITIALIZED, NetworkClient
@@ -22,6 +24,7 @@ from netem._shape import LinkShape
 __all__ = [
     "INITIALIZED",
     "BarrierFailed",
+    "Clock",
     "LinkShape",
     "Message",
     "NetworkClient",

@@ -7,6 +7,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from harness._runparams import RunParams
+from harness.sdk._clock import Clock
 from harness.sync._protocol import METRICS_TOPIC, EventType
 
 if TYPE_CHECKING:
@@ -35,6 +36,19 @@ class RunEnv(RunParams):
         if name not in self.params:
             raise KeyError(f"no param {name!r} (params: {', '.join(sorted(self.params))})")
         return self.params[name]
+
+    @functools.cached_property
+    def clock(self) -> Clock:
+        """This instance's wall clock, skewed by the run's clock faults (`clock.time()`
+        instead of `time.time()`; `clock.sleep_until(t)`). The real clock when nothing
+        skews it."""
+        return Clock(self.clock_file)
+
+    @property
+    def is_restart(self) -> bool:
+        """True when the supervisor restarted this instance (`restarts` times so far): the
+        test function runs again, with the same id, address, outputs and environment."""
+        return self.restarts > 0
 
     # -- events --------------------------------------------------------------------------
 

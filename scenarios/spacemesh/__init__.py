@@ -10,7 +10,7 @@ Processes: ``python -m scenarios.spacemesh.poet`` and ``python -m scenarios.spac
 The harness plan is ``manifest.toml`` / :mod:`scenarios.spacemesh.plan`.
 """
 
-from ._clock import Clock, LoopClock, WallClock
+from ._clock import Clock, HarnessClock, LoopClock, WallClock
 from ._cluster import MemoryCluster, memory_cluster
 from ._gossip import Gossip, message_id
 from ._grpc import GrpcGatewayBroadcaster, node_services, serve_grpc
@@ -33,6 +33,7 @@ __all__ = [
     "Connection",
     "Gossip",
     "GrpcGatewayBroadcaster",
+    "HarnessClock",
     "HttpPoetClient",
     "LayerState",
     "LayerStatus",

@@ -1,11 +1,15 @@
-"""Clocks injected into the protocol code: real wall time or the event loop's (virtual) time."""
+"""Clocks injected into the protocol code: wall time (as the harness skews it, under the
+harness) or the event loop's (virtual) time."""
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
+
+if TYPE_CHECKING:
+    from harness import sdk
 
 
 class Clock(Protocol):
@@ -30,6 +34,28 @@ class WallClock:
         # Loop: the event loop sleeps on the monotonic clock, which may drift from wall time.
         while (left := deadline - time.time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(left)
+
+
+class HarnessClock:
+    """The instance's wall clock under the harness (`env.clock`, or `sdk.Clock.from_environ()`
+    in a program): real time plus the skew of the run's clock faults, so a skew fault
+    reaches the node's protocol. Outside the harness it is the real clock."""
+
+    def __init__(self, clock: sdk.Clock) -> None:
+        self._clock = clock
+
+    @classmethod
+    def from_environ(cls) -> HarnessClock:
+        """The clock the harness gave this process (TEST_CLOCK_FILE), else the real one."""
+        from harness import sdk  # only real processes pay for it, not the simulation
+
+        return cls(sdk.Clock.from_environ())
+
+    def now(self) -> float:
+        return self._clock.time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        await self._clock.sleep_until(deadline)
 
 
 class LoopClock:

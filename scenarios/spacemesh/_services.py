@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from ._clock import WallClock
+from ._clock import Clock, WallClock
 from ._grpc import GrpcGatewayBroadcaster, serve_grpc
 from ._http import metrics_app, poet_app, serve_http
 from ._node import Node, NodeConfig
@@ -18,11 +18,13 @@ async def serve_poet(
     listen: str,
     gateways: list[str] | None = None,
     *,
+    clock: Clock | None = None,
     task_status: anyio.abc.TaskStatus[PoetService] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a PoET with its HTTP API on ``listen``; started at once when ``gateways`` is given."""
+    """Run a PoET with its HTTP API on ``listen``; started at once when ``gateways`` is given.
+    Its time is ``clock`` (default: Unix time)."""
     broadcaster = GrpcGatewayBroadcaster()
-    service = PoetService(config, WallClock(), broadcaster)
+    service = PoetService(config, clock or WallClock(), broadcaster)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(serve_http, listen, poet_app(service))
@@ -40,11 +42,14 @@ async def serve_node(
     grpc_address: str,
     metrics_address: str | None = None,
     poets: list[str] = (),  # type: ignore[assignment]
+    clock: Clock | None = None,
     task_status: anyio.abc.TaskStatus[Node] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a node: TCP gossip on ``config.listen``, its gRPC API and its metrics endpoint."""
+    """Run a node: TCP gossip on ``config.listen``, its gRPC API and its metrics endpoint.
+    Its time is ``clock`` (default: Unix time)."""
     clients = [HttpPoetClient(p) for p in poets]
-    node = Node(config, transport=TcpTransport(), clock=WallClock(), poets=list(clients))
+    node = Node(config, transport=TcpTransport(), clock=clock or WallClock(),
+                poets=list(clients))
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(serve_grpc, node, grpc_address)

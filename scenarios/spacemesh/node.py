@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import anyio
 import orjson
 
 from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
+from ._clock import HarnessClock
 from ._mesh import MeshParams
 from ._node import NodeConfig
 from ._services import serve_node
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = p.parse_args(argv)
     configure_logging(args.log_level)
+    clock = HarnessClock.from_environ()  # the real clock outside the harness
     try:
         params = MeshParams(
             layers_per_epoch=args.layers_per_epoch,
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         config = NodeConfig(
             identity=args.identity,
             listen=args.listen,
-            genesis=args.genesis if args.genesis is not None else time.time(),
+            genesis=args.genesis if args.genesis is not None else clock.now(),
             layer_duration=args.layer_duration,
             mesh=params,
             bootnodes=tuple(args.bootnode),
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     grpc_address=args.grpc,
                     metrics_address=args.metrics,
                     poets=args.poet,
+                    clock=clock,
                     task_status=task_status,
                 )
             )

@@ -6,6 +6,10 @@ Each node instance queries its own node's gRPC API and publishes what it saw; ev
 instance then checks the reports (same layer hashes everywhere, every miner smeshing and
 its ATX known to every node). A PoET instance checks all reports, so the run's verdict
 does not depend on any node's own view.
+
+The nodes and PoETs read time through `env.clock`, so a clock fault on an instance skews its
+node's protocol; the plan's own deadlines (genesis, the watch) stay on real time: the judge
+of a skewed node is not skewed with it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from grpclib.client import Channel
 from harness import sdk
 from harness.faults import FaultSchedule, FaultScheduleError, play
 
+from ._clock import HarnessClock
 from ._keys import Signer
 from ._mesh import MeshParams
 from ._node import NodeConfig
@@ -192,7 +197,10 @@ async def start(env: sdk.RunEnv) -> None:
                 key_seed=poet_key_seed(env.global_seq),
             )
             service = await tg.start(
-                serve_poet, config, f"{ip}:{POET_PORT}", [g.grpc for g in gateways]
+                lambda task_status: serve_poet(
+                    config, f"{ip}:{POET_PORT}", [g.grpc for g in gateways],
+                    clock=HarnessClock(env.clock), task_status=task_status,
+                )
             )
             reports = await REPORTS.collect(env.sync, nodes)
             problems = compare_reports(reports, target)
@@ -218,6 +226,7 @@ async def start(env: sdk.RunEnv) -> None:
                     grpc_address=f"{ip}:{GRPC_PORT}",
                     metrics_address=f"{ip}:{METRICS_PORT}",
                     poets=poet_addresses,
+                    clock=HarnessClock(env.clock),  # a skew fault reaches the node
                     task_status=task_status,
                 )
             )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import anyio
 import orjson
 
 from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
+from ._clock import HarnessClock
 from ._poet import PoetConfig, PoetError
 from ._services import serve_poet
 
@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    clock = HarnessClock.from_environ()  # the real clock outside the harness
     try:
         config = PoetConfig(
-            genesis=args.genesis if args.genesis is not None else time.time(),
+            genesis=args.genesis if args.genesis is not None else clock.now(),
             round_duration=args.round_duration,
             chain_length=args.chain_length,
             ack_threshold=args.ack_threshold,
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:
-            service = await tg.start(serve_poet, config, args.listen, args.gateway or None)
+            service = await tg.start(
+                lambda task_status: serve_poet(config, args.listen, args.gateway or None,
+                                               clock=clock, task_status=task_status)
+            )
             ready = {"event": "ready", "listen": args.listen, "pubkey": service.public_key}
             sys.stdout.write(orjson.dumps(ready).decode() + "\n")
             sys.stdout.flush()

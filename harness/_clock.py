@@ -1,0 +1,185 @@
+"""One instance's clock, which the supervisor can skew at any moment of the run.
+
+`InstanceClock` owns what carries the skew to the instance: the clock file
+`<run dir>/<instance id>/clock` (harness._clockfile: read by the SDK's `env.clock` and by
+libfaketime) and, once a non-Python program needs it (`environ`), libfaketime's shared
+memory and semaphore in /dev/shm, which it removes in `close`.
+
+Why the supervisor makes libfaketime's shared memory itself: libfaketime runs a drifting
+clock (its `x` rate) from a start time, which each process takes at its own start unless
+processes share one through FAKETIME_SHARED. Presetting that start time (the clock's
+anchor) makes every process of the instance, children and restarts included, read the same
+`Skew.at(t)` as the SDK. It also means no process creates its own segment, which
+libfaketime 0.9.10 (Debian's) leaves in /dev/shm whenever a process is killed: that version
+has no FAKETIME_DISABLE_SHM (0.9.11 added it; set, it would also drop the shared start).
+This is how libfaketime's own `faketime` wrapper runs a program: it makes the pair itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import re
+import struct
+import sysconfig
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from harness._clockfile import REAL, Skew
+from harness._errors import EnvironmentProblem
+
+FILE_NAME = "clock"
+SHM_DIR = Path("/dev/shm")  # where glibc's shm_open and sem_open keep their objects
+SHM_PREFIX = "harness-ft-"  # + key: the shared memory; "sem." + the same: the semaphore
+LIBRARY = "libfaketimeMT.so.1"  # the thread-safe build
+_KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
+# libfaketime's struct ft_shared_s (0.9.10 and later, 64-bit): ticks, file_idx, then the
+# start time of CLOCK_REALTIME, _MONOTONIC, _MONOTONIC_RAW and _BOOTTIME as (sec, nsec).
+_SHARED = struct.Struct("=QQ8q")
+_SHARED_SIZE = 4096  # a page: room should a later version grow the struct
+# libfaketime holds the semaphore only while a process reads the preset start time. A
+# process killed in between would leave a binary semaphore taken and the instance's next
+# process hanging at start; with this many permits, that takes a billion such kills.
+_PERMITS = 1 << 30
+
+
+def find_libfaketime() -> Path:
+    """libfaketime's preload library (Debian: /usr/lib/<multiarch>/faketime/); an
+    EnvironmentProblem naming the package when it is not installed."""
+    places = [Path("/usr/lib", arch, "faketime") for arch in
+              [sysconfig.get_config_var("MULTIARCH")] if arch]  # fmt: skip
+    places += [Path(p) for p in ("/usr/lib64/faketime", "/usr/lib/faketime",
+                                 "/usr/local/lib/faketime")]  # fmt: skip
+    for place in places:
+        if (place / LIBRARY).is_file():
+            return place / LIBRARY
+    raise EnvironmentProblem(
+        f"libfaketime is not installed: no {LIBRARY} in {', '.join(map(str, places))} "
+        f"(Debian: apt-get install libfaketime faketime); a clock fault cannot reach a "
+        f"non-Python program without it")
+
+
+class InstanceClock:
+    """The clock of one instance: `set` skews it at any moment; the SDK sees a change within
+    `harness.sdk.Clock`'s check interval (0.1 s), a program under `environ` within 1 s.
+
+    `key` names the instance's objects in /dev/shm (`harness-ft-<key>`) and must be unique
+    on the host while the run lives, e.g. f"{run_id}-{global_seq}".
+    """
+
+    def __init__(self, directory: Path, key: str) -> None:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"a clock key is 1 to 200 of A-Z a-z 0-9 . _ -, not {key!r}")
+        self.path = directory / FILE_NAME
+        self.key = key
+        self._anchor = [time.clock_gettime_ns(c) for c in (
+            time.CLOCK_REALTIME, time.CLOCK_MONOTONIC, time.CLOCK_MONOTONIC_RAW,
+            time.CLOCK_BOOTTIME)]  # fmt: skip
+        self._shared = False
+        self._skew = REAL
+        self._write()
+
+    @property
+    def skew(self) -> Skew:
+        """The skew in force."""
+        return self._skew
+
+    def set(self, offset: float, drift: float = 0.0, *, now: float | None = None) -> Skew:
+        """From now on the instance's clock reads `t + offset + drift * (t - now)` at real
+        time t: a jump to `offset` now, then `drift` seconds gained per second. `set(0, 0)`
+        gives the real clock back. ValueError for a drift outside [-0.5, 0.5]."""
+        skew = Skew(float(offset), float(drift), time.time() if now is None else now)
+        self._skew = skew
+        self._write()
+        return skew
+
+    def offset_at(self, t: float | None = None) -> float:
+        """The clock's offset at real time `t` (default: now): pass it to `set` to change
+        the drift without a jump."""
+        return self._skew.offset_at(time.time() if t is None else t)
+
+    def environ(self, base: Mapping[str, str], library: Path | None = None) -> dict[str, str]:
+        """`base` (the instance's environment) for a program whose clock libfaketime skews:
+        without any FAKETIME* variable of its own, plus LD_PRELOAD (libfaketime first),
+        FAKETIME_TIMESTAMP_FILE (the clock file), FAKETIME_CACHE_DURATION=0 (read again at
+        each new second), FAKETIME_DONT_FAKE_MONOTONIC=1 and FAKETIME_SHARED (the anchor).
+        Must be in place when the program starts. EnvironmentProblem without libfaketime."""
+        lib = library or find_libfaketime()
+        self._share()
+        env = {k: v for k, v in base.items() if not k.startswith("FAKETIME")}
+        others = [p for p in re.split(r"[: ]", base.get("LD_PRELOAD", "")) if p and p != str(lib)]
+        env.update(
+            LD_PRELOAD=":".join([str(lib), *others]),
+            FAKETIME_TIMESTAMP_FILE=str(self.path),
+            FAKETIME_CACHE_DURATION="0",
+            FAKETIME_DONT_FAKE_MONOTONIC="1",
+            FAKETIME_SHARED=f"/{SHM_PREFIX}{self.key} /{SHM_PREFIX}{self.key}",
+        )
+        return env
+
+    def close(self) -> None:
+        """Remove the objects in /dev/shm (the clock file stays with the run's outputs)."""
+        if self._shared:
+            for name in (f"{SHM_PREFIX}{self.key}", f"sem.{SHM_PREFIX}{self.key}"):
+                with contextlib.suppress(FileNotFoundError):
+                    (SHM_DIR / name).unlink()
+            self._shared = False
+
+    def __enter__(self) -> InstanceClock:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(f".{FILE_NAME}.tmp")
+        tmp.write_text(self._skew.render(self._anchor[0] / 1e9))
+        os.replace(tmp, self.path)  # readers see the old file or the new, never half
+
+    def _share(self) -> None:
+        if self._shared:
+            return
+        name = f"{SHM_PREFIX}{self.key}"
+        stamps = [v for ns in self._anchor for v in divmod(ns, 1_000_000_000)]
+        data = _SHARED.pack(0, 0, *stamps).ljust(_SHARED_SIZE, b"\0")
+        fd = os.open(SHM_DIR / name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._shared = True  # from here on, close() removes what exists
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        _sem_create(f"/{name}")
+
+
+def remove_shared(prefix: str) -> list[str]:
+    """Remove the /dev/shm objects of every clock whose key starts with `prefix` (a run id:
+    what a supervisor killed before `close` left behind); the names removed."""
+    removed = []
+    for name in (f"{SHM_PREFIX}{prefix}", f"sem.{SHM_PREFIX}{prefix}"):
+        for path in SHM_DIR.glob(f"{glob.escape(name)}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path.name)
+    return sorted(removed)
+
+
+def _sem_create(name: str) -> None:
+    """A named POSIX semaphore (glibc: /dev/shm/sem.<name>) with `_PERMITS` permits."""
+    lib = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(lib, "sem_open"):  # glibc before 2.34 keeps it in libpthread
+        lib = ctypes.CDLL("libpthread.so.0", use_errno=True)
+    sem_open = lib.sem_open
+    sem_open.restype = ctypes.c_void_p
+    flags = os.O_CREAT | os.O_EXCL
+    sem = sem_open(name.encode(), ctypes.c_int(flags), ctypes.c_uint(0o600),
+                   ctypes.c_uint(_PERMITS))
+    if sem is None or sem == ctypes.c_void_p(-1).value:  # SEM_FAILED
+        err = ctypes.get_errno()
+        raise EnvironmentProblem(f"cannot create the semaphore {name} for libfaketime: "
+                                 f"{os.strerror(err)}")
+    lib.sem_close(ctypes.c_void_p(sem))
