@@ -118,8 +118,12 @@ class FaultActions:
     # -- time ------------------------------------------------------------------------------
 
     async def skew(self, instance: str, offset: float, drift: float) -> None:
-        """Set the instance's clock offset and drift."""
-        raise FaultError("clock faults are not available yet")
+        """Set the instance's clock offset and drift (from now: a jump, then the drift)."""
+        launch = self.sup.launches.get(instance)
+        if launch is not None and launch.argv and "LD_PRELOAD" not in launch.env:
+            raise FaultError(f"{instance} is a program started without libfaketime: a clock "
+                             f"fault reaches it only if the run plans one from the start")
+        self.sup.clocks[instance].set(offset, drift)
 
     # -- resources -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import stat
 import time
 from pathlib import Path
 
+from harness._clock import remove_shared
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
 from harness.observe._runrecord import RunRecord, SupervisorRecord, write_run
@@ -86,6 +87,7 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         reason=_reason(run, last_seen), aborted={"found": time.time(), "found_by": found_by},
         instances=instances))  # fmt: skip
     remove_sockets(run_dir, run.sock_dir)
+    remove_shared(run.run_id)  # its instances' clocks in /dev/shm
     return True
 
 

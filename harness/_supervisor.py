@@ -25,6 +25,7 @@ import trio
 
 import harness
 from harness._cgroup import CgroupError, RunCgroups
+from harness._clock import InstanceClock, find_libfaketime
 from harness._conductor import Conductor
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
@@ -174,6 +175,8 @@ def _check_programs(spec: RunSpec) -> None:
         if shutil.which(program) is None:
             where = "not found on PATH" if "/" not in program else "not an executable file"
             raise UsageError(f"program {argv[0]!r} cannot be run ({where})")
+    if programs and any(f.action == "skew" for f in spec.faults):
+        find_libfaketime()  # EnvironmentProblem, before anything starts, if it is missing
 
 
 def _program(argv: Sequence[str], plan_dir: Path) -> str:
@@ -213,8 +216,12 @@ class Supervisor:
         self.conductor: Conductor | None = None
         self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
         self._procs: trio.Nursery | None = None
-        self._launches: dict[str, Launch] = {}
+        self.launches: dict[str, Launch] = {}  # how each instance was (or is again) started
         self.host: ProcessHost | None = None  # starts every process of the run
+        self.clocks: dict[str, InstanceClock] = {}  # each instance's, skewed by faults
+        # Programs (not Python instances, which read env.clock) run under libfaketime when
+        # the run plans a clock fault: it must be preloaded when they start.
+        self._faketime = any(f.action == "skew" for f in spec.faults)
         self._last_seen = 0.0
         self._identity = identity()
         self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
@@ -321,6 +328,8 @@ class Supervisor:
                         host_scope.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         finally:
+            for clock in self.clocks.values():
+                clock.close()
             if self.cgroups is not None:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self._remove_cgroups)
@@ -393,7 +402,7 @@ class Supervisor:
         async with trio.open_nursery() as procs:
             self._procs = procs
             for inst in self.spec.instances:
-                launch = self._launches[inst.id] = self._launch(inst, sock, tcp)
+                launch = self.launches[inst.id] = self._launch(inst, sock, tcp)
                 procs.start_soon(self._instance, inst, launch, host, state)
                 await trio.lowlevel.checkpoint()
             # The faults' time 0: every instance started (or failed to).
@@ -445,7 +454,7 @@ class Supervisor:
             if self.interrupted or st.stopped:
                 break
             st.restarted()
-            launch = self._launches[inst.id] = _restart(launch, st.restarts)
+            launch = self.launches[inst.id] = _restart(launch, st.restarts)
             self.record({"kind": "instance", "instance": inst.id, "status": "restarting",
                          "restarts": st.restarts})
         self._exited(st, state)
@@ -487,7 +496,7 @@ class Supervisor:
         self.exited -= 1
         self.conductor.state.instance_revived(instance)
         st.restarted()
-        launch = self._launches[instance] = _restart(self._launches[instance], st.restarts)
+        launch = self.launches[instance] = _restart(self.launches[instance], st.restarts)
         self.record({"kind": "instance", "instance": instance, "status": "restarting",
                      "restarts": st.restarts})
         self._procs.start_soon(self._instance, st.spec, launch, self.host,
@@ -668,6 +677,7 @@ class Supervisor:
         st = self.states[inst.id]
         st.ip = place.data_ip
         out = self.run_dir / inst.id
+        clock = self.clocks[inst.id] = InstanceClock(out, key=f"{self.run_id}-{inst.global_seq}")
         group_size = next(g.count for g in self.spec.groups if g.id == inst.group)
         params = RunParams(
             plan=self.spec.plan.name,
@@ -690,12 +700,15 @@ class Supervisor:
             data_ip=place.data_ip,
             sidecar=bool(self.deployment.network),
             start_time=self.started_at,
+            clock_file=str(clock.path),
         )
         contract = RunParams.variables()  # none inherited: only what this run sets
         env = {k: v for k, v in self._base_env().items() if k not in contract}
         env.update(params.to_environ())
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
+        if program and self._faketime:
+            env = clock.environ(env)
         groups = self.cgroups.group(inst.id).paths() if self.cgroups is not None else ()
         return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program,
                       groups)

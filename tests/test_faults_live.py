@@ -256,3 +256,44 @@ def test_bad_faults_are_refused_before_anything_starts(
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_skew_reaches_python_instances_and_programs_and_is_undone(tmp_path: Path) -> None:
+    comp = tmp_path / "clock.toml"
+    comp.write_text(textwrap.dedent("""
+        [global]
+        plan = "faulty"
+        case = "clock"
+
+        [[groups]]
+        id = "py"
+        instances = { count = 1 }
+
+        [[groups]]
+        id = "prog"  # exec'd, not forked: its clock is libfaketime's
+        instances = { count = 1 }
+        program = ["python", "-m", "harness.sdk", "faulty.plan:clock"]
+
+        [[faults]]
+        at = "1s"
+        action = "skew"
+        offset = "-2s"
+        duration = "2s"
+        targets = {}
+        """))
+    out = tmp_path / "out"
+    # A relative --plans: programs run in their outputs directory, yet find the plan.
+    r = harness_cli("run", "--composition", str(comp), "--plans", "tests/plans",
+                    "--outputs", str(out), "-q", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(out)
+    applied, undone = _faults(run_dir)
+    for iid, lag in (("py/0", 0.3), ("prog/0", 1.3)):  # libfaketime reads its file each second
+        lines = (run_dir / iid / "skew.log").read_text().splitlines()
+        samples = [(float(t), float(s)) for t, s in (ln.split() for ln in lines)]
+        before = [s for t, s in samples if t < applied["ts"] - 0.1]
+        during = [s for t, s in samples if applied["ts"] + lag < t < undone["ts"] - 0.1]
+        after = [s for t, s in samples if t > undone["ts"] + lag]
+        assert before and during and after, (iid, samples)
+        assert all(abs(s) < 0.05 for s in before + after), (iid, "skewed outside the fault")
+        assert all(abs(s + 2) < 0.05 for s in during), (iid, "not skewed by -2 s", during)

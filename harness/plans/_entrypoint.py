@@ -29,7 +29,9 @@ def project_root() -> Path:
 
 def import_roots(plan_dir: Path) -> list[Path]:
     """Where an instance's Python finds plan code, before its own PYTHONPATH: the plan's
-    parent (`<plan>.module`), its grandparent (`scenarios.<plan>.module`), the project."""
+    parent (`<plan>.module`), its grandparent (`scenarios.<plan>.module`), the project.
+    Absolute: a program runs in its outputs directory, not where `--plans` was relative to."""
+    plan_dir = plan_dir.resolve()
     return [plan_dir.parent, plan_dir.parent.parent, project_root()]
 
 

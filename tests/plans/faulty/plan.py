@@ -72,3 +72,15 @@ async def eat(env: sdk.RunEnv) -> None:
                 hoard = [bytearray(2**20) for _ in range(int(env.param("megabytes")))]
                 out.write(f"{time.time():.3f} ate {len(hoard)}\n")
             await trio.sleep(0)
+
+
+async def clock(env: sdk.RunEnv) -> None:
+    """Every 50 ms, how far `env.clock` is from the real time (measured from the monotonic
+    clock, which no skew touches, and the wall clock at the start, before any fault)."""
+    real0, mono0 = env.clock.time(), time.monotonic()
+    with (env.outputs_path / "skew.log").open("a", buffering=1) as out:
+        while time.time() < _until(env) + 5 and time.monotonic() - mono0 < float(
+                env.param("seconds")):
+            real = real0 + time.monotonic() - mono0
+            out.write(f"{real:.3f} {env.clock.time() - real:.3f}\n")
+            await trio.sleep(0.05)
