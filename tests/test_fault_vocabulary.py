@@ -204,3 +204,15 @@ def test_a_topic_names_who_is_hit_when_the_fault_fires() -> None:
     away = Fault.from_data({"at": 5, "action": "partition", "targets": {"topic": "leader"}})
     assert away.resolve(MEMBERS, topics={"leader": "gw/0"}.get).directions == frozenset(
         {("gw/0", m.id) for m in MEMBERS[1:]} | {(m.id, "gw/0") for m in MEMBERS[1:]})
+
+
+def test_sides_named_by_topics_are_checked_when_the_fault_fires() -> None:
+    fault = Fault.from_data({"at": 1, "action": "partition", "targets": {"topic": "leader"},
+                             "others": {"topic": "followers"}})
+    assert fault.resolve(MEMBERS).directions == frozenset(), "nothing is known before the run"
+    latest = {"leader": "gw/0", "followers": ["miners/0", "miners/1"]}
+    assert fault.resolve(MEMBERS, topics=latest.get).directions == frozenset(
+        {("gw/0", "miners/0"), ("gw/0", "miners/1"), ("miners/0", "gw/0"), ("miners/1", "gw/0")})
+    latest["followers"] = ["gw/0"]
+    with pytest.raises(FaultError, match="on both sides"):
+        fault.resolve(MEMBERS, topics=latest.get)

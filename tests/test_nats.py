@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness import sdk
-from harness.faults import parse_faults
+from harness.faults import Selector, parse_faults
 from scenarios.nats import _names, server
 from scenarios.nats._check import lost_messages, summarize
 from scenarios.nats._config import server_config
@@ -92,17 +92,6 @@ def _states_the_plan_signals(params: dict[str, Any]) -> set[str]:
             | {f(n) for f in (_names.outage, _names.recovered) for n in range(1, 10)})
 
 
-def _without_topics(table: Any, topics: list[str]) -> Any:
-    """The table with each `{topic = ...}` selector replaced by everyone (`{}`): what
-    today's vocabulary parses, with the topics set aside for the caller to check."""
-    if isinstance(table, dict):
-        if "topic" in table:
-            topics.append(table["topic"])
-            return {k: v for k, v in table.items() if k != "topic"}
-        return {k: _without_topics(v, topics) for k, v in table.items()}
-    return table
-
-
 @pytest.mark.parametrize("name", ["leader-faults", "live"])
 def test_the_compositions_use_only_states_and_topics_the_plan_signals(name: str) -> None:
     comp = tomllib.loads((PLAN / "compositions" / f"{name}.toml").read_text())
@@ -111,8 +100,9 @@ def test_the_compositions_use_only_states_and_topics_the_plan_signals(name: str)
     params |= comp["global"]["params"]
     servers = sum(g["instances"]["count"] for g in comp["groups"] if g["id"] == "servers")
     assert servers == params["servers"]  # so the group "servers" is the role "server"
-    topics: list[str] = []
-    faults = parse_faults([_without_topics(f, topics) for f in comp.get("faults", [])])
+    faults = parse_faults(comp.get("faults", []))
+    topics = [sel.topic for f in faults for sel in (f.targets, *f.args.values())
+              if isinstance(sel, Selector) and sel.topic]
     assert len(faults) == (3 if name == "leader-faults" else 0)
     signalled = _states_the_plan_signals(params)
     for f in faults:
@@ -168,6 +158,28 @@ def test_a_lost_acknowledged_message_fails_the_run_naming_it(tmp_path: Path) -> 
                          c["reason"]), c["reason"]
     # The servers end cleanly all the same: only the check failed.
     assert [i["outcome"] for i in run["instances"] if i["role"] == "server"] == ["passed"] * 3
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_the_cluster_loses_nothing_under_leader_faults(tmp_path: Path) -> None:
+    """The leader killed and started again, a follower paused, the leader partitioned away:
+    every acknowledged message is still there and the cluster served after each."""
+    _live_skip()
+    r = harness_cli("run", "--composition", str(PLAN / "compositions" / "leader-faults.toml"),
+                    "--outputs", str(tmp_path), "-q", timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(tmp_path)
+    steps = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    applied = [s for s in steps if s["step"] == "applied"]
+    assert [s["action"] for s in applied] == ["kill", "pause", "partition"]
+    assert [s["step"] for s in steps].count("undone") == 3
+    killed = applied[0]["chosen"]
+    assert len(killed) == 1 and killed[0].startswith("servers/")
+    run = json.loads((run_dir / "run.json").read_text())
+    assert next(i for i in run["instances"] if i["id"] == killed[0])["restarts"] == 1
+    events = (run_dir / "events.jsonl").read_text()
+    assert events.count("acknowledged messages are in the stream") == 2
 
 
 def test_the_plan_is_unshadowed_from_nats_py() -> None:

@@ -167,6 +167,11 @@ class Fault:
             members, f"{where}: targets", _named(self.targets, topics, f"{where}: targets"))
         ids = [m.id for m in members]
         cut: frozenset[tuple[str, str]] = frozenset()
+        others = [v for v in self.args.values() if isinstance(v, Selector)]
+        if topics is None and any(sel.topic for sel in [self.targets, *others]):
+            for sel in others:  # who a topic will name is known only when the fault fires
+                sel.resolve(members, f"{where}: {'to' if self.action == 'shape' else 'others'}")
+            return Resolved(self, chosen, cut)
         if self.action == "isolate":
             cut = frozenset((a, b) for a in chosen for b in ids if a != b)
             cut |= {(b, a) for a, b in cut}
