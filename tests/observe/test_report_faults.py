@@ -66,6 +66,7 @@ def test_the_faults_section_lists_each_fault(run_factory: Callable[..., Path]) -
     assert "3.00 s|fault 0|process| kill|single/1|4.00 s|" in text[0]
     assert "5.00 s|fault 1|network| partition|single/0|7.00 s|" in text[1]
     assert "8.00 s|live 0 (cli)|time| skew|single/2|—|" in text[2]
+    assert "9.00 s (failed)|fault 2|" in text[3]
     assert "fault 2 could not be played: no cgroup for single/3" in text[3]
     assert "fault 3|process| pause|" in text[4] and "not played" in text[4]
 
@@ -93,6 +94,6 @@ def test_show_lists_the_faults_and_the_notes(
     out = capsys.readouterr().out
     assert "  single/1: restarted 1 time(s) by faults\n" in out
     assert "     3.00 s  fault 0 (kill) on single/1, undone at 4.00 s\n" in out
-    assert ("never applied  fault 2 (limit); FAILED: fault 2 could not be played: "
+    assert ("     9.00 s  fault 2 (limit); FAILED: fault 2 could not be played: "
             "no cgroup for single/3\n") in out
     assert "fault 3 (pause): not played (the run ended before its time)\n" in out

@@ -47,6 +47,7 @@ class FaultRow:
         return {"fault": self.name, "action": self.action, "kind": self.kind,
                 "applied_s": self.applied, "undone_s": self.undone, "chosen": list(self.chosen),
                 "missed": list(self.missed), "failures": self.failures,
+                "failed_s": self.failed_at,
                 "played": self.played}  # fmt: skip
 
 
@@ -55,8 +56,10 @@ def fault_line(entry: dict[str, Any]) -> str:
     name, action = entry.get("fault"), entry.get("action")
     if not entry.get("played", True):
         return f"{name} ({action}): not played (the run ended before its time)"
-    applied, undone = entry.get("applied_s"), entry.get("undone_s")
-    text = f"{num(applied, 2) + ' s' if applied is not None else 'never applied':>9}  "
+    applied, undone, failed = entry.get("applied_s"), entry.get("undone_s"), entry.get("failed_s")
+    when = (f"{num(applied, 2)} s" if applied is not None
+            else f"{num(failed, 2)} s" if failed is not None else "never")  # fmt: skip
+    text = f"{when:>9}  "
     text += f"{name} ({action})"
     if entry.get("chosen"):
         text += " on " + ", ".join(entry["chosen"])
@@ -127,6 +130,14 @@ def _until(row: FaultRow, rows: Sequence[FaultRow], end: float) -> float | None:
     return min(later, default=end)
 
 
+def _when(row: FaultRow) -> str:
+    if row.applied is not None:
+        return f"{num(row.applied, 2)} s"
+    if row.failed_at is not None:
+        return f"{num(row.failed_at, 2)} s (failed)"
+    return "—"
+
+
 def faults_section(rows: Sequence[FaultRow]) -> str:
     """The Faults section (empty when the run had none)."""
     if not rows:
@@ -137,8 +148,7 @@ def faults_section(rows: Sequence[FaultRow]) -> str:
         state = "" if row.played else "not played (the run ended before its time)"
         body.append(
             f"<tr class='{'fail' if row.failures else ''}'>"
-            f"<td class='num'>{num(row.applied, 2) + ' s' if row.applied is not None else '—'}"
-            f"</td><td><b>{escape(row.name)}</b></td>"
+            f"<td class='num'>{_when(row)}</td><td><b>{escape(row.name)}</b></td>"
             f"<td><span class='tag' style='background:{colour}22;color:{colour}'>"
             f"{escape(row.kind)}</span> {escape(row.action)}</td>"
             f"<td>{escape(', '.join(row.chosen))}</td>"
