@@ -14,6 +14,7 @@ from harness._errors import HarnessError
 # Each module defines HELP, configure(parser) and run(args) -> exit code.
 COMMANDS: tuple[str, ...] = (
     "run",
+    "replay",
     "list",
     "describe",
     "logs",

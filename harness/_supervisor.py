@@ -752,7 +752,7 @@ class Supervisor:
             exit_code=result.exit_code if result else None,
             reason=result.reason if result else error,
             params=_shared_params(spec),
-            composition=str(spec.composition) if spec.composition else None,
+            composition=str(spec.composition.resolve()) if spec.composition else None,
             timeout_s=spec.timeout_s if math.isfinite(spec.timeout_s) else None,
             groups=tuple(
                 GroupRecord(g.id, g.count, dict(g.params), tuple(g.program) if g.program else None)
@@ -767,6 +767,9 @@ class Supervisor:
             last_seen=self._last_seen,
             sock_dir=str(self.sock_dir),
             network_events=tuple(self.network_events),
+            # What `harness replay` needs besides the groups, runner and timeout above.
+            plan_dir=str(spec.plan.path.resolve()),
+            faults=tuple(f.to_data() for f in spec.faults),
         )
         write_run(self.run_dir, record)
 

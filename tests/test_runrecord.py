@@ -83,6 +83,9 @@ _records = st.builds(
     supervisor=st.none() | st.builds(SupervisorRecord, st.integers(1, 2**22), st.integers(0, 2**40)),
     last_seen=_opt_float,
     sock_dir=_opt_text,
+    plan_dir=_opt_text,
+    faults=st.none() | st.lists(st.dictionaries(_text, _json_value, max_size=3),
+                                max_size=3).map(tuple),
     extra=_extra,
 )
 
@@ -145,9 +148,26 @@ def test_an_older_run_json_reads_with_defaults_and_keeps_what_it_does_not_know(
     assert {k: v for k, v in again.items() if k in OLD_RUN} == OLD_RUN | {
         "instances": [i | {"group": "single", "group_seq": None, "global_seq": None,
                            "role": None, "ip": None, "pid": None, "reason": i.get("reason"),
-                           "started": i.get("started"), "ended": i.get("ended"), "dir": None}
+                           "started": i.get("started"), "ended": i.get("ended"), "dir": None,
+                           "restarts": 0, "note": None}
                       for i in OLD_RUN["instances"]]
     }
+
+
+def test_what_a_replay_needs_is_recorded_and_an_older_run_json_says_it_lacks_it() -> None:
+    old = RunRecord.from_json(OLD_RUN)
+    assert (old.plan_dir, old.faults) == (None, None)
+    assert old.missing_for_replay == "plan_dir, faults, timeout_s"
+    faults = ({"action": "kill", "at": 0.7, "duration": 0.4,
+               "targets": {"group": ["single"], "count": 1, "seed": 5}},)
+    data = {**OLD_RUN, "timeout_s": 30.0, "plan_dir": "/plans/pingpong", "faults": list(faults)}
+    run = RunRecord.from_json(orjson.loads(orjson.dumps(RunRecord.from_json(data).to_json())))
+    assert (run.plan_dir, run.faults, run.extra) == ("/plans/pingpong", faults, {})
+    assert run.missing_for_replay is None
+    # no faults planned is not the same as none recorded
+    assert RunRecord.from_json({**data, "faults": []}).missing_for_replay is None
+    with pytest.raises(RecordError, match=r"faults\[0\] must be an object"):
+        RunRecord.from_json({**data, "faults": ["kill"]})
 
 
 def test_a_run_without_a_run_id_takes_its_directorys_name(tmp_path: Path) -> None:

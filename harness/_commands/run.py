@@ -10,7 +10,7 @@ from harness import _listen as listen
 from harness._commands._args import add_outputs, add_plans
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
-from harness.plans import build_run_spec, parse_assignments
+from harness.plans import RunSpec, build_run_spec, parse_assignments
 from harness.runners import RUNNERS, runnable_here
 
 HELP = "run a test case of a plan"
@@ -32,6 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
     add_outputs(parser)
     add_plans(parser)
+    add_how(parser)
+
+
+def add_how(parser: argparse.ArgumentParser) -> None:
+    """How to run, as opposed to what (shared with `harness replay`)."""
     parser.add_argument("--sync-tcp", metavar="HOST:PORT",
                         help="also serve the sync service over TCP (port 0: any)")
     parser.add_argument("--metrics-listen", default="127.0.0.1:0", metavar="HOST:PORT",
@@ -59,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
         plan_roots=args.plans,
         faults=args.faults,
     )
+    return start(spec, args, args.outputs)
+
+
+def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running") -> int:
+    """Run `spec` into `outputs` as `args` (the options of `add_how`) say; print the
+    summary (or run.json); the run's exit code."""
     # Bound now, so a taken port is a one-line error before anything is built. A re-executed
     # rootless run was handed the sockets its parent bound in the user's network namespace
     # (an inherited socket stays in the namespace it was made in).
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     spec = runnable_here(spec, lambda: sockets)
     options = RunOptions(
-        outputs=args.outputs,
+        outputs=outputs,
         fail_fast=not args.no_fail_fast,
         sync_tcp=sockets.get("sync_tcp"),
         progress=not args.quiet,
@@ -78,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         allow_unshaped=args.allow_unshaped,
     )
     if not args.quiet:
-        print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
+        print(f"{what} {spec.plan.name}:{spec.case.name} with {spec.total} instances "
               f"on {spec.runner}", file=sys.stderr)
     result = run_spec(spec, options)
     if args.json:

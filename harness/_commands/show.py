@@ -10,6 +10,7 @@ import orjson
 from harness._commands._args import add_run
 from harness._liveness import mark_aborted
 from harness.observe import load_run, resolve_run, summary
+from harness.observe._report._faults import fault_line
 
 HELP = "summarise one run: outcome, per-instance table, failures, where the report is"
 
@@ -48,6 +49,17 @@ def run(args: argparse.Namespace) -> int:
             f"  {i.id:<16} {i.role or '-':<10} {i.ip or '-':<15} "
             f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {i.reason or ''}"
         )
+    if info["notes"]:
+        print("\nnotes:")
+        for n in info["notes"]:
+            text = n["note"] or f"restarted {n['restarts']} time(s) by faults"
+            if n["restarts"] and not text.startswith("restarted"):
+                text += f"; restarted {n['restarts']} time(s) before"
+            print(f"  {n['instance']}: {text}")
+    if info["faults"]:
+        print("\nfaults (seconds since the run's start):")
+        for entry in info["faults"]:
+            print(f"  {fault_line(entry)}")
     events = record.network_events
     if events:
         print("\nnetwork:")

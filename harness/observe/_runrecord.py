@@ -243,7 +243,20 @@ class RunRecord:
     sock_dir: str | None = None  # where the run's Unix sockets are
     network_events: tuple[dict[str, Any], ...] = ()  # what the network did on its own
     aborted: dict[str, Any] | None = None  # {found, found_by}: who found the supervisor dead
+    # What `harness replay` needs beyond the groups, runner and timeout: where the plan is
+    # (absolute), and the planned fault schedule, each fault as `Fault.to_data()` (None: a
+    # run.json written before faults were recorded).
+    plan_dir: str | None = None
+    faults: tuple[dict[str, Any], ...] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def missing_for_replay(self) -> str | None:
+        """What run.json lacks to be run again (None: nothing)."""
+        missing = [k for k, v in (("plan_dir", self.plan_dir), ("faults", self.faults),
+                                  ("runner", self.runner), ("timeout_s", self.timeout_s),
+                                  ("groups", self.groups or None)) if v is None]  # fmt: skip
+        return ", ".join(missing) or None
 
     @property
     def is_over(self) -> bool:
@@ -289,6 +302,8 @@ class RunRecord:
             sock_dir=r.text("sock_dir"),
             network_events=r.items("network_events", _object_item),
             aborted=r.mapping("aborted"),
+            plan_dir=r.text("plan_dir"),
+            faults=r.optional_items("faults", _object_item),
             extra=r.extra(),
         )
 
@@ -300,6 +315,7 @@ class RunRecord:
         out["instances"] = [i.to_json() for i in self.instances]
         out["params"] = dict(self.params)
         out["supervisor"] = self.supervisor.to_json() if self.supervisor else None
+        out["faults"] = None if self.faults is None else list(self.faults)
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
 

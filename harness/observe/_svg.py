@@ -259,13 +259,22 @@ def timeline(
     *,
     end: float,
     width: int = 920,
+    spans: Sequence[tuple[float, float, str, str]] = (),
 ) -> str:
     """Horizontal lanes of bars (start, end, colour, tooltip) under vertical markers
-    (time, colour, label) such as phases, barrier releases and network changes."""
+    (time, colour, label) such as phases, barrier releases and network changes, over shaded
+    spans (start, end, colour, tooltip) across every lane, such as a fault's."""
     row, top, left = 18, 34, 110
     height = top + row * len(lanes) + 30
     fr = _Frame(width, height, (0.0, max(end, 0.001)), (0, 1), left=left, top=top)
     body = []
+    for a, b, c, tip in spans:
+        w = max(2.0, fr.x(b) - fr.x(a))
+        body.append(
+            f'<rect class="span" x="{fr.x(a):.1f}" y="{top - 4}" width="{w:.1f}" '
+            f'height="{height - 24 - top}" fill="{c}" fill-opacity="0.12">'
+            f"<title>{escape(tip)}</title></rect>"
+        )
     for t in fr.xt:
         x = fr.x(t)
         body.append(

@@ -87,7 +87,7 @@ def build_run_spec(
 ) -> RunSpec:
     """Resolve `PLAN[:CASE]` (and an optional composition file, and a file of faults to
     play) into a checked RunSpec; every fault is checked against the run's instances."""
-    from harness.faults import FaultError, Member, load_faults, parse_faults
+    from harness.faults import load_faults, parse_faults
 
     comp = _read_composition(composition) if composition else {}
     g = comp.get("global", {})
@@ -112,6 +112,64 @@ def build_run_spec(
         layers.append(("-p", cli))
         group_specs.append(GroupSpec(gid, count, resolve(case.params, layers), program))
 
+    timeout = timeout_s
+    if timeout is None and "timeout" in g:
+        raw = g["timeout"]
+        where_t = f"composition {composition} [global] timeout"
+        try:
+            timeout = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
+        except ValueError as e:
+            raise UsageError(f"{where_t}: {e}") from None
+    planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]") if (
+        "faults" in comp) else ()
+    if faults is not None:
+        planned += load_faults(faults)
+    return _checked(plan, case, group_specs, runner or g.get("runner") or plan.runner,
+                    DEFAULT_TIMEOUT_S if timeout is None else timeout, planned,
+                    composition=composition, pinned=runner is not None)
+
+
+def spec_from_groups(
+    plan: Plan,
+    case_name: str | None,
+    groups: Sequence[GroupSpec],
+    *,
+    runner: str,
+    timeout_s: float,
+    faults: Sequence[Fault] = (),
+    composition: Path | None = None,
+    where: str = "groups",
+) -> RunSpec:
+    """A run of `plan` with its groups given as resolved (a recorded run's, to run it
+    again), checked as `build_run_spec` checks a run: each group's params against the case's
+    params as they are now, and every fault against the instances. The runner is pinned."""
+    case = plan.case(case_name)
+    specs = []
+    for gs in groups:
+        gid = safe_name(gs.id, f"{where}: group id")
+        count = whole(gs.count, f"{where}: group {gid!r} count", least=1)
+        params = resolve(case.params, [(f"{where}: group {gid!r} params", gs.params)])
+        specs.append(GroupSpec(gid, count, params, gs.program))
+    return _checked(plan, case, specs, runner, timeout_s, tuple(faults), composition=composition,
+                    pinned=True)
+
+
+def _checked(
+    plan: Plan,
+    case: TestCase,
+    group_specs: Sequence[GroupSpec],
+    runner: str,
+    timeout: float,
+    planned: tuple[Fault, ...],
+    *,
+    composition: Path | None,
+    pinned: bool,
+) -> RunSpec:
+    """The run's instances (roles assigned), its entrypoint, runner, timeout and faults
+    checked: the RunSpec."""
+    from harness.faults import FaultError, Member
+
+    where = f"{plan.name}:{case.name}"
     total = sum(gs.count for gs in group_specs)
     if not case.min_instances <= total <= case.max_instances:
         raise UsageError(
@@ -130,22 +188,9 @@ def build_run_spec(
         problem = entrypoint_problem(case.entrypoint, instance_path(plan.path))
         if problem:
             raise UsageError(f"{where}: {problem}")
-    run_runner = check_runner_name(runner or g.get("runner") or plan.runner)
-    timeout = timeout_s
-    if timeout is None and "timeout" in g:
-        raw = g["timeout"]
-        where_t = f"composition {composition} [global] timeout"
-        try:
-            timeout = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
-        except ValueError as e:
-            raise UsageError(f"{where_t}: {e}") from None
-    timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+    run_runner = check_runner_name(runner)
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]") if (
-        "faults" in comp) else ()
-    if faults is not None:
-        planned += load_faults(faults)
     members = [Member(i.id, i.group, i.role) for i in out]
     for n, fault in enumerate(planned):
         try:
@@ -153,7 +198,7 @@ def build_run_spec(
         except FaultError as e:
             raise FaultError(f"{where}: {e}") from None
     return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
-                   runner_pinned=runner is not None, faults=planned)
+                   runner_pinned=pinned, faults=planned)
 
 
 def _read_composition(path: Path) -> dict[str, Any]:

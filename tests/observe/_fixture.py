@@ -45,6 +45,29 @@ class FixtureSpec:
     run_id: str = RUN_ID
     seed: int = 7
     ended: bool = True
+    faults: bool = False  # faults.jsonl: a kill undone, a partition, a live skew, a failed limit
+
+
+# What the conductor would write (faults.jsonl) for the planned faults of `PLANNED_FAULTS`
+# and one injected live: (run seconds, step); at_s counts from 0.2 s (every instance started).
+PLANNED_FAULTS = [
+    {"action": "kill", "at": 2.8, "duration": 1.0, "targets": {"group": ["single"], "count": 1,
+                                                                 "seed": 4}},
+    {"action": "partition", "at": 4.8, "duration": 2.0, "targets": {"instances": ["single/0"]}},
+    {"action": "limit", "at": 8.8, "cpu": 0.5, "targets": {"instances": ["single/3"]}},
+    {"action": "pause", "at": 60.0, "targets": {"instances": ["single/2"]}},
+]
+FAULT_STEPS: list[tuple[float, dict[str, Any]]] = [
+    (3.0, {"fault": "fault 0", "step": "applied", **PLANNED_FAULTS[0], "chosen": ["single/1"]}),
+    (4.0, {"fault": "fault 0", "step": "undone", "action": "kill"}),
+    (5.0, {"fault": "fault 1", "step": "applied", **PLANNED_FAULTS[1], "chosen": ["single/0"],
+           "directions": [["single/0", "single/1"], ["single/1", "single/0"]]}),
+    (7.0, {"fault": "fault 1", "step": "undone", "action": "partition"}),
+    (8.0, {"fault": "live 0 (cli)", "step": "applied", "action": "skew", "at": 0.0,
+           "offset": -0.3, "targets": {"instances": ["single/2"]}, "chosen": ["single/2"]}),
+    (9.0, {"fault": "fault 2", "step": "failed", **PLANNED_FAULTS[2],
+           "reason": "fault 2 could not be played: no cgroup for single/3"}),
+]
 
 
 def _w(path: Path, records: list[dict[str, Any]]) -> None:
@@ -374,6 +397,11 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
             "default_shape": default,
         },
     }
+    if spec.faults:
+        run["faults"] = PLANNED_FAULTS
+        run["instances"][1].update(restarts=1, note="restarted 1 time(s) by faults")
+        _w(run_dir / "faults.jsonl",
+           [{**_at(sec), "at_s": round(sec - 0.2, 3), **step} for sec, step in FAULT_STEPS])
     if not spec.ended:
         for inst in run["instances"]:
             inst.update(outcome=None, ended=None, exit_code=None)

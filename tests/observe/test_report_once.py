@@ -40,9 +40,9 @@ def _opens(fn: Callable[[], object], run_dir: Path) -> Counter[str]:
 
 
 def test_the_report_reads_each_input_once(run_factory: Callable[..., Path]) -> None:
-    run_dir = run_factory(failed=(2,), lossy=(0, 1), slow_handler=3)
+    run_dir = run_factory(failed=(2,), lossy=(0, 1), slow_handler=3, faults=True)
     opened = _opens(lambda: write_report(run_dir), run_dir)
-    for name in ("run.json", "events.jsonl", "network.jsonl", "telemetry.jsonl",
+    for name in ("run.json", "events.jsonl", "network.jsonl", "telemetry.jsonl", "faults.jsonl",
                  "single/0/metrics.jsonl", "single/2/stderr.log"):
         assert opened[name] == 1, (name, opened)
     # the trace analysis peeks at each trace's first line (node ids), then reads it
@@ -57,7 +57,7 @@ def _normalised(run_dir: Path, name: str) -> str:
 def test_the_report_is_what_it_was(run_factory: Callable[..., Path]) -> None:
     run_dir = run_factory(
         instances=5, failed=(2,), lossy=(0, 1), slow_handler=3, messages=10, queued=(1, 2),
-        stalled=(2, 3), cpu_busy=True,
+        stalled=(2, 3), cpu_busy=True, faults=True,
     )
     write_report(run_dir)
     for name in ("report.html", "junit.xml", "summary.json"):

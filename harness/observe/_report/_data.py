@@ -74,6 +74,11 @@ class RunData:
         return ShapeTimeline.from_run_dir(self.dir, self.run)
 
     @functools.cached_property
+    def fault_steps(self) -> list[dict[str, Any]]:
+        """The records of faults.jsonl: each step of each fault the supervisor played."""
+        return list(read_jsonl(self.dir / "faults.jsonl"))
+
+    @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
         """The records of telemetry.jsonl."""
         return read_telemetry(self.dir)

@@ -15,6 +15,13 @@ from harness.observe._jsonl import read_jsonl
 from harness.observe._report._assets import asset
 from harness.observe._report._charts import metrics_section, telemetry_section
 from harness.observe._report._data import RunData
+from harness.observe._report._faults import (
+    FAULT_COLOURS,
+    FaultRow,
+    fault_marks,
+    fault_rows,
+    faults_section,
+)
 from harness.observe._report._format import num, ts
 from harness.observe._report._network import MARK, network_markers, network_section
 from harness.observe._report._propagation import propagation_section
@@ -22,6 +29,7 @@ from harness.observe._report._propagation import propagation_section
 _NAV = (
     ("instances-sec", "Instances"),
     ("timeline", "Timeline"),
+    ("faults", "Faults"),
     ("network", "Network"),
     ("metrics", "Metrics"),
     ("propagation", "Propagation"),
@@ -35,7 +43,8 @@ def render_page(r: RunData) -> str:
     run = r.run
     outcome = run.outcome or "unknown"
     title = f"{run.plan or '?'}:{run.case or '?'}"
-    nav = "".join(f'<a href="#{a}">{b}</a>' for a, b in _NAV)
+    faults = fault_rows(r)
+    nav = "".join(f'<a href="#{a}">{b}</a>' for a, b in _NAV if faults or a != "faults")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -48,7 +57,8 @@ def render_page(r: RunData) -> str:
         f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
         + _failures(r)
         + _instances_table(r)
-        + _timeline(r)
+        + _timeline(r, faults)
+        + faults_section(faults)
         + network_section(r)
         + metrics_section(r)
         + propagation_section(r.analysis)
@@ -135,19 +145,28 @@ def _instances_table(r: RunData) -> str:
             f'<td><span class="badge {escape(outcome or "unknown")}">'
             f"{escape(outcome or '?')}</span></td>"
             f'<td class="num">{escape(exit_code)}</td>'
-            f'<td class="num">{num(inst.duration_s)} s</td><td>{escape(inst.reason or "")}</td>'
-            f"<td>{links}</td></tr>"
+            f'<td class="num">{num(inst.duration_s)} s</td>'
+            f'<td class="num">{inst.restarts or ""}</td><td>{escape(inst.reason or "")}'
+            f"{_note(inst.note, bool(inst.reason))}</td><td>{links}</td></tr>"
         )
     return (
         '<section id="instances-sec"><h2>Instances</h2>'
         '<input id="flt" placeholder="filter instances…" aria-label="filter instances">'
         '<div class="scroll"><table id="instances"><thead><tr><th>instance</th><th>role</th><th>address</th>'
-        "<th>outcome</th><th>exit</th><th>ran for</th><th>reason</th><th>logs</th></tr></thead>"
+        "<th>outcome</th><th>exit</th><th>ran for</th><th>restarts</th><th>reason / note</th>"
+        "<th>logs</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
 
 
-def _timeline(r: RunData) -> str:
+def _note(note: str | None, after_reason: bool) -> str:
+    """What a fault did to an instance that did not fail it (e.g. killed, as expected)."""
+    if not note:
+        return ""
+    return f'{"<br>" if after_reason else ""}<span class="sub">{escape(note)}</span>'
+
+
+def _timeline(r: RunData, faults: list[FaultRow]) -> str:
     start: dict[str, float] = {}
     end: dict[str, float] = {}
     outcome = {i.id: i.outcome for i in r.instances}
@@ -177,6 +196,8 @@ def _timeline(r: RunData) -> str:
             end[inst.id] = t
     total = r.run.duration_s or max([*end.values(), *(m[0] for m in markers), 1.0])
     markers += network_markers(r, total)
+    fault_markers, spans = fault_marks(faults, total)
+    markers += fault_markers
     lanes = []
     for inst in r.instances:
         iid = inst.id
@@ -193,10 +214,16 @@ def _timeline(r: RunData) -> str:
         '</span>, <span style="color:#7048e8">barrier releases</span>, '
         '<span style="color:#e8590c">network changes</span>. Hover for details.</p>'
     )
+    if faults:
+        kinds = ", ".join(f'<span style="color:{FAULT_COLOURS[k]}">{k}</span>'
+                          for k in ("network", "process", "time", "resource"))
+        note += (f'<p class="sub">Faults: a dashed line when each was applied and a shaded span '
+                 f'until it was undone, by kind ({kinds}); '
+                 f'<span style="color:{FAULT_COLOURS["failed"]}">red</span>: it failed.</p>')
     return (
         '<section id="timeline"><h2>Timeline</h2>'
         + note
-        + _svg.timeline(lanes[:60], markers, end=total)
+        + _svg.timeline(lanes[:60], markers, end=total, spans=spans)
         + "</section>"
     )
 

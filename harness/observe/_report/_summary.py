@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.observe._report._data import RunData
+from harness.observe._report._faults import fault_rows
 from harness.observe._runrecord import InstanceRecord
 
 
@@ -34,6 +35,11 @@ def run_summary(r: RunData) -> dict[str, Any]:
         },
         "failures": [
             {"instance": i.id, "reason": i.reason, "exit_code": i.exit_code} for i in failed
+        ],
+        "faults": [f.to_json() for f in fault_rows(r)],
+        "notes": [
+            {"instance": i.id, "note": i.note, "restarts": i.restarts}
+            for i in r.instances if i.note or i.restarts
         ],
         "propagation": {
             t.topic: {

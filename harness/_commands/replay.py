@@ -1,0 +1,51 @@
+"""`harness replay RUN`: run a recorded run again, its fault schedule included."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from harness._commands._args import add_run
+from harness._commands.run import add_how, start
+from harness._replay import replay_spec, schedule
+from harness.observe import resolve_run
+from harness.runners import RUNNERS
+
+HELP = "run a recorded run again: the same plan, groups, params, runner, timeout and faults"
+
+_DESCRIPTION = f"""{HELP}.
+
+A new run (its own id and times) of the same plan and case, with the same groups and each
+group's params as the run resolved them, the same runner and timeout, and the same fault
+schedule: the planned faults (the composition's and --faults FILE's) with their seeds, and
+the faults injected live during the run, each at the time it was applied and on the
+instances it chose (targets = {{instances = [...]}}). The new run is written beside the
+recorded one; the exit code is that of `harness run`."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness replay`."""
+    parser.description = _DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_run(parser)
+    parser.add_argument("--runner", choices=list(RUNNERS),
+                        help="run it on this runner instead of the recorded one")
+    parser.add_argument("--print-faults", action="store_true",
+                        help="print the fault schedule it would play as JSON "
+                             "({\"faults\": [...]}: what `harness run --faults FILE.json` "
+                             "reads) and run nothing")
+    add_how(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay it; the exit code is 0 (passed), 1 (failed), 2 (bad input, or a run that
+    cannot be replayed) or 130 (interrupted)."""
+    run_dir = resolve_run(args.run, args.outputs)
+    spec = replay_spec(run_dir, args.runner)
+    if args.print_faults:
+        text = orjson.dumps(schedule(spec.faults), option=orjson.OPT_INDENT_2).decode()
+        sys.stdout.write(text + "\n")
+        return 0
+    return start(spec, args, run_dir.parent, what=f"replaying {run_dir.name}:")
