@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "list",
     "describe",
     "logs",
+    "events",
+    "fault",
     "runs",
     "show",
     "report",
