@@ -10,7 +10,6 @@ run with its reason, since a test whose fault never happened proves nothing.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -98,7 +97,7 @@ class Conductor:
         self._log = log
         self._fail = fail
         self._active: dict[str, _Active] = {}
-        self._live = itertools.count()
+        self._live = 0  # live faults played so far: the next one's number
         self._asked_by: dict[str, str] = {}  # live faults' names: who asked
         self._nursery: trio.Nursery | None = None
         self.t0 = 0.0  # trio's clock at the fault schedule's time 0
@@ -120,14 +119,18 @@ class Conductor:
         FaultError if it cannot be played."""
         if self._nursery is None:
             raise FaultError("the run has not started its instances yet")
-        name = f"live {next(self._live)} ({asked_by})"
-        self._asked_by[name] = asked_by
+        name = f"live {self._live} ({asked_by})"
         head = {"fault": name, "asked_by": asked_by}
         if fault.at == 0.0:
-            resolved = self._resolve(name, fault)
+            resolved = self._resolve(name, fault)  # a refusal here leaves no trace
+            self._live += 1
+            self._asked_by[name] = asked_by
             await self._apply(name, resolved)
             self._nursery.start_soon(self._later, name, resolved)
             return {**head, **resolved.to_data()}
+        fault.resolve(self.members, name)  # what can be checked now is, as for planned ones
+        self._live += 1
+        self._asked_by[name] = asked_by
         self._nursery.start_soon(self._planned, name, fault, trio.current_time())
         return {**head, **fault.to_data()}
 
