@@ -34,6 +34,7 @@ _LEAD = {
     "network": ("op", "event", "asked_by", "message"),
 }
 _HIDDEN = {"ts", "mono", "kind", "instance", "stacktrace"}
+_HIDDEN_BY_KIND = {"network": {"asked"}}  # what was asked: `applied` says what was done
 
 
 def _network(line: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,8 +100,9 @@ def format_event(event: dict[str, Any], start: float | None) -> str:
     kind = str(event.get("kind", "?"))
     lead = _LEAD.get(kind, ())
     parts = [_text(event[k]) for k in lead if event.get(k) is not None]
+    hidden = _HIDDEN | _HIDDEN_BY_KIND.get(kind, set())
     parts += [f"{k}={_text(v)}" for k, v in event.items()
-              if k not in _HIDDEN and k not in lead and v is not None]  # fmt: skip
+              if k not in hidden and k not in lead and v is not None]  # fmt: skip
     return f"{when} {kind:<12} {event.get('instance') or '-':<14} {' '.join(parts)}".rstrip()
 
 
