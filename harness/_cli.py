@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "list",
     "describe",
     "logs",
+    "events",
+    "fault",
     "runs",
     "show",
     "report",

@@ -10,7 +10,6 @@ run with its reason, since a test whose fault never happened proves nothing.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -98,7 +97,8 @@ class Conductor:
         self._log = log
         self._fail = fail
         self._active: dict[str, _Active] = {}
-        self._live = itertools.count()
+        self._live = 0  # live faults played so far: the next one's number
+        self._asked_by: dict[str, str] = {}  # live faults' names: who asked
         self._nursery: trio.Nursery | None = None
         self.t0 = 0.0  # trio's clock at the fault schedule's time 0
         self.played = 0
@@ -115,17 +115,24 @@ class Conductor:
 
     async def inject(self, fault: Fault, asked_by: str) -> dict[str, Any]:
         """Play `fault` now (its `at` is from now: seconds, or a sync condition) and return
-        what it chose; FaultError if it cannot be played."""
-        name = f"live {next(self._live)} ({asked_by})"
+        what it chose, with its name (`fault`) and `asked_by`, as its record has them;
+        FaultError if it cannot be played."""
         if self._nursery is None:
             raise FaultError("the run has not started its instances yet")
+        name = f"live {self._live} ({asked_by})"
+        head = {"fault": name, "asked_by": asked_by}
         if fault.at == 0.0:
-            resolved = self._resolve(name, fault)
+            resolved = self._resolve(name, fault)  # a refusal here leaves no trace
+            self._live += 1
+            self._asked_by[name] = asked_by
             await self._apply(name, resolved)
             self._nursery.start_soon(self._later, name, resolved)
-            return resolved.to_data()
+            return {**head, **resolved.to_data()}
+        fault.resolve(self.members, name)  # what can be checked now is, as for planned ones
+        self._live += 1
+        self._asked_by[name] = asked_by
         self._nursery.start_soon(self._planned, name, fault, trio.current_time())
-        return fault.to_data()
+        return {**head, **fault.to_data()}
 
     def at_s(self) -> float:
         """Seconds since time 0 (every instance started)."""
@@ -267,6 +274,8 @@ class Conductor:
 
     def _write(self, name: str, step: str, data: dict[str, Any]) -> None:
         entry = {"fault": name, "step": step, "at_s": round(self.at_s(), 3), **data}
+        if name in self._asked_by:
+            entry["asked_by"] = self._asked_by[name]
         self._log.write(entry)
         self._log.flush()
         self._record({"kind": "fault", **entry})

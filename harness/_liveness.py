@@ -5,8 +5,9 @@ While it runs, the supervisor's run.json says who it is, `"supervisor": {"pid",
 /proc/PID/stat, so a reused pid is not taken for the supervisor), refreshes `"last_seen"`
 every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A SIGKILL
 leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
-was last seen, and removes the sockets it left. `harness clean`, the start of every run
-and the commands that read runs (`show`, `runs`) call it.
+was last seen, and removes the sockets and the control token it left. `harness clean`, the
+start of every run and the commands that read runs (`show`, `runs`, `fault`, `events
+--follow`: `run_over`) call it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import time
 from pathlib import Path
 
 from harness._clock import remove_shared
+from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
+from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RunRecord, SupervisorRecord, write_run
 from netem._cleanup._manifest import process_start
 
@@ -88,7 +91,14 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         instances=instances))  # fmt: skip
     remove_sockets(run_dir, run.sock_dir)
     remove_shared(run.run_id)  # its instances' clocks in /dev/shm
+    remove_token(run_dir)
     return True
+
+
+def run_over(run_dir: Path, found_by: str) -> bool:
+    """True once the run has ended: run.json records its end, or its supervisor is gone
+    (the run is then marked aborted, by `found_by`)."""
+    return run_ended(run_dir) or mark_aborted(run_dir, found_by)
 
 
 def _reason(run: RunRecord, last_seen: float | None) -> str:

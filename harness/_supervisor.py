@@ -27,6 +27,7 @@ import harness
 from harness._cgroup import CgroupError, RunCgroups
 from harness._clock import InstanceClock, find_libfaketime
 from harness._conductor import Conductor
+from harness._control import remove_token, write_token
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
@@ -290,6 +291,7 @@ class Supervisor:
                       case=self.spec.case.name, instances=self.spec.total,
                       runner=self.spec.runner)
             self._events = JsonlWriter(self.run_dir / "events.jsonl", flush_each=False)
+            write_token(self.run_dir, self.tokens.control())  # for `harness fault`
             sock_dir = self.sock_dir = self.run_dir
             if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
                 sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
@@ -300,7 +302,7 @@ class Supervisor:
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
-        server = SyncServer(state, tokens=self.tokens)
+        server = SyncServer(state, tokens=self.tokens)  # takes faults once there are instances
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
@@ -322,14 +324,17 @@ class Supervisor:
                                 observers.start_soon(self._watch_network, dep.network_failure)
                             await self._observe(observers, state, processes)
                             self.conductor = self._conductor(state)
+                            server.faults = self.conductor.inject
                             await self._run_instances(processes, state, str(sock), tcp,
                                                       observers)
+                            server.faults = None
                             observers.cancel_scope.cancel()
                         host_scope.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         finally:
             for clock in self.clocks.values():
                 clock.close()
+            remove_token(self.run_dir)
             if self.cgroups is not None:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self._remove_cgroups)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from harness.observe._events import follow_events, format_event, run_events, started_at
     from harness.observe._history import (
         HISTORY_FILE,
         RunRow,
@@ -91,7 +92,9 @@ _WHERE = {
     "TraceAnalysis": "harness.observe._trace",
     "analyse_traces": "harness.observe._trace",
     "configure_logging": "harness.observe._logging",
+    "follow_events": "harness.observe._events",
     "follow_lines": "harness.observe._logmerge",
+    "format_event": "harness.observe._events",
     "format_line": "harness.observe._logmerge",
     "get_logger": "harness.observe._logging",
     "instance_dirs": "harness.observe._rundir",
@@ -109,8 +112,10 @@ _WHERE = {
     "record_run": "harness.observe._history",
     "render_html": "harness.observe._report",
     "resolve_run": "harness.observe._rundir",
+    "run_events": "harness.observe._events",
     "sample_tcp": "harness.observe._telemetry",
     "serve_metrics": "harness.observe._scrape",
+    "started_at": "harness.observe._events",
     "summary": "harness.observe._report",
     "sync_history": "harness.observe._history",
     "write_junit": "harness.observe._report",
@@ -142,7 +147,9 @@ __all__ = [
     "TraceAnalysis",
     "analyse_traces",
     "configure_logging",
+    "follow_events",
     "follow_lines",
+    "format_event",
     "format_line",
     "get_logger",
     "instance_dirs",
@@ -160,8 +167,10 @@ __all__ = [
     "record_run",
     "render_html",
     "resolve_run",
+    "run_events",
     "sample_tcp",
     "serve_metrics",
+    "started_at",
     "summary",
     "sync_history",
     "write_junit",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.observe._jsonl import Tail, parse_line, read_jsonl
-from harness.observe._rundir import instance_dirs, run_ended
+from harness.observe._rundir import follow_run, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
 
 SUPERVISOR = "supervisor"
@@ -227,10 +227,8 @@ def follow_lines(
     records its end. Lines that arrive in one poll are ordered among themselves."""
     clock = _Clock(None)
     tails: dict[Path, tuple[Tail, _Parser]] = {}
-    while True:
-        ended = run_ended(
-            run_dir
-        )  # read before the files, so no line written before the end is missed
+
+    def read() -> list[LogLine]:
         if clock.offset is None:
             clock.offset = _clock_offset(run_dir)
         run = read_run(run_dir)
@@ -244,10 +242,9 @@ def follow_lines(
                 if line is not None and flt(line):
                     batch.append(line)
         batch.sort(key=lambda ln: ln.mono)
-        yield from batch
-        if ended:
-            return
-        sleep(poll)
+        return batch
+
+    return follow_run(run_dir, read, poll=poll, sleep=sleep)
 
 
 # Foreground colours that read on dark and light terminals.

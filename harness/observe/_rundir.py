@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from harness._errors import UsageError
 from harness._runid import is_run_id
 from harness.observe._runrecord import RUN_FILE, RecordError, RunRecord, read_run
 
 DEFAULT_OUTPUTS = Path("outputs")
+T = TypeVar("T")
 
 
 def list_run_dirs(outputs: Path) -> list[Path]:
@@ -78,3 +82,21 @@ def run_ended(run_dir: Path) -> bool:
     except RecordError:
         return False  # being rewritten right now
     return run is not None and run.is_over
+
+
+def follow_run(
+    run_dir: Path,
+    read: Callable[[], Iterable[T]],
+    *,
+    ended: Callable[[Path], bool] = run_ended,
+    poll: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[T]:
+    """What `read()` gives, again every `poll` seconds, until `ended(run_dir)`: what was
+    written before the end is read once more after it, so nothing is missed."""
+    while True:
+        over = ended(run_dir)  # before reading, so no line written before the end is missed
+        yield from read()
+        if over:
+            return
+        sleep(poll)

@@ -16,20 +16,23 @@ from harness.sync._client import (
     connect_unix,
 )
 from harness.sync._protocol import (
+    CONTROL,
     METRICS_TOPIC,
     NETWORK_INITIALIZED,
     EventType,
     ProtocolError,
 )
-from harness.sync._server import NetworkHandler, SyncServer
+from harness.sync._server import FaultHandler, NetworkHandler, SyncServer
 from harness.sync._state import SyncState
 from harness.sync._tokens import Tokens
 
 __all__ = [
+    "CONTROL",
     "METRICS_TOPIC",
     "NETWORK_INITIALIZED",
     "BarrierFailed",
     "EventType",
+    "FaultHandler",
     "Message",
     "NetworkHandler",
     "ProtocolError",

@@ -11,18 +11,32 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 import trio
 
-from harness.sync._protocol import MAX_FRAME, MAX_QUEUED, ProtocolError, decode_request, encode
+from harness.sync._protocol import (
+    CONTROL,
+    MAX_FRAME,
+    MAX_QUEUED,
+    ProtocolError,
+    decode_request,
+    encode,
+)
 from harness.sync._state import SyncState, item_tail
 from harness.sync._tokens import Tokens
 
+if TYPE_CHECKING:
+    from harness.faults import Fault
+
 NetworkHandler = Callable[[str | None, dict[str, Any]], Awaitable[None]]
 """Applies a `network` request of an instance (the runner's); raises ValueError if invalid."""
+
+FaultHandler = Callable[["Fault", str], Awaitable[dict[str, Any]]]
+"""Plays a fault the run's control connection asked for, naming who asked (the
+conductor's `inject`); returns what it chose, raises FaultError if the run refuses it."""
 
 FAREWELL_S = 2.0
 """How long the last frame of a connection the service closes may take to leave."""
@@ -53,14 +67,18 @@ class Connection:
         stream: trio.abc.Stream,
         tokens: Tokens | None,
         network: Callable[[], NetworkHandler | None],
+        faults: Callable[[], FaultHandler | None] = lambda: None,
     ) -> None:
         self.state = state
         self.stream = stream
         self.instance: str | None = None
+        self.control = False
+        """Authenticated as the run's operator (CONTROL): it may send `fault`, only that."""
         self.queued = 0
         """Bytes of replies held for this connection, queued or being sent."""
         self._tokens = tokens
         self._network_handler = network
+        self._fault_handler = faults
         # A reply goes straight to the socket when nothing is queued before it: a publish to
         # N subscribers costs N system calls, not N task switches. What the socket does not
         # take at once queues here, and one writer task sends the queue in batches.
@@ -262,6 +280,8 @@ class Connection:
             self._close("refused", why)
             return
         self.instance = instance
+        # Only a checked token makes the operator: an open service (no tokens) has none.
+        self.control = instance == CONTROL and self._tokens is not None
         self._dispatch = self._serve
         self.reply(encode({"id": rid, "ok": True}))
 
@@ -274,6 +294,10 @@ class Connection:
         rid = frame["id"]
         op = frame["op"]
         st = self.state
+        if self.control and op not in ("fault", "hello"):
+            self.reply(encode({"id": rid, "error": f"{op}: the control connection may only "
+                                                  "send fault"}))
+            return
         if op == "publish":
             seq = st.publish(frame["topic"], frame["payload"], self.instance)
             self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
@@ -302,6 +326,14 @@ class Connection:
         elif op == "network":
             assert self._nursery is not None
             self._nursery.start_soon(self._network, rid, frame["config"])
+        elif op == "fault":
+            if not self.control:
+                self.reply(encode({"id": rid, "error": (
+                    f"fault refused: only the run's control connection may inject faults "
+                    f"(hello as {CONTROL} with the run's control token)")}))
+                return
+            assert self._nursery is not None
+            self._nursery.start_soon(self._fault, rid, frame["fault"], frame.get("by"))
 
     async def _network(self, rid: Any, config: dict[str, Any]) -> None:
         handler = self._network_handler()
@@ -318,3 +350,21 @@ class Connection:
             self.reply(encode({"id": rid, "error": f"network request failed: {e}"}))
         else:
             self.reply(encode({"id": rid, "ok": True}))
+
+    async def _fault(self, rid: Any, table: dict[str, Any], by: str | None) -> None:
+        from harness.faults import Fault, FaultError  # the supervisor's side only
+
+        handler = self._fault_handler()
+        try:
+            fault = Fault.from_data(table)
+            if handler is None:
+                raise FaultError("the run takes no faults now (its instances have not all "
+                                 "started yet, or it is ending)")
+            chosen = await handler(fault, by or CONTROL)
+        except FaultError as e:
+            self.reply(encode({"id": rid, "error": f"fault refused: {e}"}))
+        except Exception as e:  # the run goes on; the operator learns what went wrong
+            _log.exception("fault request failed", by=by)
+            self.reply(encode({"id": rid, "error": f"fault failed: {type(e).__name__}: {e}"}))
+        else:
+            self.reply(encode({"id": rid, "ok": True, "fault": chosen}))

@@ -26,8 +26,18 @@ OPS = frozenset(
         "cancel",
         "signal_event",
         "network",
+        "fault",
     }
 )
+
+CONTROL = "harness:control"
+"""The identity of the run's operator on the sync service: a connection that says `hello`
+with it and the run's control token (`Tokens.control`, in the run directory's
+`control.token`) may send `fault` requests, and nothing else. No instance id has this form
+(they are `<group>/<seq>`)."""
+
+MAX_ASKED_BY = 200
+"""The longest `by` label a `fault` request may carry (who asked, for the record)."""
 
 
 class EventType(enum.StrEnum):
@@ -126,3 +136,9 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
             )
     if op == "network":
         _require(frame, "config", dict, rid)
+    if op == "fault":
+        _require(frame, "fault", dict, rid)
+        by = frame.get("by")
+        if by is not None and (not isinstance(by, str) or not 0 < len(by) <= MAX_ASKED_BY):
+            raise ProtocolError(f"fault: 'by' must be a label of 1 to {MAX_ASKED_BY} "
+                                "characters", rid)

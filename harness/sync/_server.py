@@ -9,11 +9,11 @@ import structlog
 import trio
 
 from harness._listen import Listen, address, open_listeners
-from harness.sync._connection import Connection, NetworkHandler
+from harness.sync._connection import Connection, FaultHandler, NetworkHandler
 from harness.sync._state import SyncState
 from harness.sync._tokens import Tokens
 
-__all__ = ["NetworkHandler", "SyncServer"]
+__all__ = ["FaultHandler", "NetworkHandler", "SyncServer"]
 
 _log = structlog.get_logger("harness.sync")
 
@@ -25,6 +25,10 @@ class SyncServer:
     with its instance's token (TEST_SYNC_TOKEN); anything else, or a wrong token, is
     refused and the connection closed. Without, the service is open to whoever can reach
     its socket: for library use and benchmarks only.
+
+    With tokens, a connection that says `hello` as CONTROL with `tokens.control()` is the
+    run's operator: its `fault` requests go to `faults` (none: refused), and it may send
+    nothing else. No other connection may send `fault`.
     """
 
     def __init__(
@@ -32,10 +36,12 @@ class SyncServer:
         state: SyncState,
         network: NetworkHandler | None = None,
         tokens: Tokens | None = None,
+        faults: FaultHandler | None = None,
     ) -> None:
         self.state = state
         self.network = network
         self.tokens = tokens
+        self.faults = faults
         self._connections: set[Connection] = set()
 
     @property
@@ -83,7 +89,8 @@ class SyncServer:
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
-        connection = Connection(self.state, stream, self.tokens, lambda: self.network)
+        connection = Connection(self.state, stream, self.tokens, lambda: self.network,
+                                lambda: self.faults)
         self._connections.add(connection)
         try:
             await connection.run()

@@ -1,0 +1,57 @@
+"""`harness events RUN`: everything that happens in a run, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+import orjson
+
+from harness._commands._args import add_run
+from harness._liveness import run_over
+from harness.observe import follow_events, format_event, resolve_run, run_events, started_at
+
+HELP = ("show what happens in a run, one event a line: instance states, signals, barriers, "
+        "topics, network changes, faults (--follow: as it happens, until the run ends)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `harness events`."""
+    add_run(parser)
+    parser.add_argument(
+        "-f", "--follow", action="store_true",
+        help="keep printing a live run's events until it ends (or its supervisor is gone)",
+    )
+    parser.add_argument("--json", action="store_true",
+                        help="print each event as its JSON line (events.jsonl, network.jsonl)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the events; 0 on success."""
+    run_dir = resolve_run(args.run, args.outputs)
+    if args.follow:
+        events = follow_events(run_dir, ended=functools.partial(run_over,
+                                                                found_by="harness events"))
+    else:
+        events = run_events(run_dir)
+    start = started_at(run_dir)
+    try:
+        for event in events:
+            if args.json:
+                line = orjson.dumps(event, default=str).decode()
+            else:
+                if start is None:  # a run that has just begun: run.json comes soon
+                    start = started_at(run_dir) or event.get("ts")
+                line = format_event(event, start)
+            sys.stdout.write(line + "\n")
+            if args.follow:
+                sys.stdout.flush()
+    except BrokenPipeError:  # `harness events | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        if args.follow:
+            return 0
+        raise
+    return 0

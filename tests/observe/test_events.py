@@ -1,0 +1,65 @@
+"""`harness events`' reading: events.jsonl and network.jsonl merged in time order, followed
+until the run ends, one line each for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.observe import follow_events, format_event, run_events
+
+
+def _write(path: Path, *records: dict[str, Any]) -> None:
+    with path.open("ab") as f:
+        for rec in records:
+            f.write(orjson.dumps(rec) + b"\n")
+
+
+def _run(tmp_path: Path) -> Path:
+    _write(tmp_path / "events.jsonl",
+           {"ts": 100.0, "mono": 1.0, "kind": "instance", "instance": "g/0", "status": "started"},
+           {"ts": 100.5, "mono": 1.5, "kind": "network", "event": "backend-failed"},
+           {"ts": 102.0, "mono": 3.0, "kind": "fault", "fault": "live 0 (me)", "step": "applied",
+            "action": "isolate", "chosen": ["g/0"], "asked_by": "me"})  # fmt: skip
+    _write(tmp_path / "network.jsonl",
+           {"ts": 101.0, "mono": 2.0, "op": "configure", "asked_by": "g/0", "asked": {},
+            "applied": {}},
+           {"ts": 101.5, "mono": 1.5, "op": "backend-failed", "asked_by": "netem"})  # fmt: skip
+    return tmp_path
+
+
+def test_the_network_changes_come_in_time_order_and_once(tmp_path: Path) -> None:
+    events = list(run_events(_run(tmp_path)))
+    assert [(e["kind"], e.get("op") or e.get("event") or e.get("status") or e.get("step"))
+            for e in events] == [
+        ("instance", "started"), ("network", "backend-failed"), ("network", "configure"),
+        ("fault", "applied")]  # fmt: skip
+
+
+def test_following_reads_until_the_run_ends_and_once_more_after(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path)
+    over = [False, False, True]
+    polls: list[float] = []
+
+    def sleep(s: float) -> None:
+        polls.append(s)
+        _write(run_dir / "events.jsonl",
+               {"ts": 103.0 + len(polls), "mono": 4.0 + len(polls), "kind": "phase",
+                "name": f"poll {len(polls)}"})  # fmt: skip
+
+    events = list(follow_events(run_dir, ended=lambda _: over.pop(0), sleep=sleep))
+    assert [e.get("name") for e in events if e["kind"] == "phase"] == ["poll 1", "poll 2"]
+    assert len(events) == 4 + 2 and len(polls) == 2
+
+
+def test_a_line_for_people_leads_with_the_time_since_the_start_and_the_essentials() -> None:
+    line = format_event({"ts": 102.25, "mono": 3.0, "kind": "fault", "fault": "live 0 (me)",
+                         "step": "applied", "action": "kill", "chosen": ["g/0", "g/1"],
+                         "duration": 1.0, "asked_by": "me"}, start=100.0)  # fmt: skip
+    assert line == ("    +2.250s fault        -              live 0 (me) applied kill g/0,g/1 "
+                    "duration=1.0 asked_by=me")
+    line = format_event({"ts": 100.5, "kind": "event", "instance": "g/0", "type": "failure",
+                         "error": "boom"}, start=100.0)
+    assert line.split() == ["+0.500s", "event", "g/0", "failure", "boom"]
