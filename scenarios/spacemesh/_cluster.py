@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import anyio
+import trio
 from anyio.abc import TaskGroup
 
 from ._clock import Clock, LoopClock, SkewClock
@@ -203,6 +204,22 @@ async def _run(proc: SimProcess, *, task_status: anyio.abc.TaskStatus[None]) -> 
             await proc.part.run()
 
 
+def seed_trio_scheduler(seed: int) -> None:
+    """Make the order in which trio runs the tasks woken at the same moment a function of
+    `seed`. Left alone, trio randomly reverses each batch of woken tasks with its own
+    unseeded random, and timers due at the same instant (the rule in virtual time) wake
+    in the order of their objects' addresses; in its deterministic mode (the one its
+    hypothesis plugin turns on) it sorts each batch by task creation, then shuffles it
+    with that random, which is seeded here."""
+    scheduler = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(scheduler, "_r", None)
+    if scheduler is None or rng is None or not hasattr(scheduler, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        raise RuntimeError("this trio has no deterministic scheduling mode to turn on: "
+                           "the simulation cannot be made deterministic")  # fmt: skip
+    scheduler._ALLOW_DETERMINISTIC_SCHEDULING = True
+    rng.seed(f"spacemesh-cluster/{seed}")
+
+
 @contextlib.asynccontextmanager
 async def memory_cluster(
     *,
@@ -220,11 +237,13 @@ async def memory_cluster(
 ) -> AsyncIterator[MemoryCluster]:
     """Start a PoET, ``gateways`` gateway nodes and ``miners`` smeshing nodes; stop on exit.
 
-    Time is the event loop's, so under trio's ``MockClock`` the network runs virtually.
-    Instance ids are ``{group}/{seq}``: the PoET 0, then the gateways, then the miners.
+    Time is the event loop's, so under trio's ``MockClock`` the network runs virtually, and
+    with the same ``seed`` the same way every time (the scheduler is seeded too; on
+    asyncio, which cannot be, a simulation is not deterministic). Instance ids are ``{group}/{seq}``: the PoET 0, then the gateways, then the miners.
     """
     if miners < 1 or gateways < 1:
         raise ValueError("a cluster needs at least one gateway and one miner")
+    seed_trio_scheduler(seed)
     params = params or MeshParams()
     clock = LoopClock()
     genesis = clock.now() + genesis_delay

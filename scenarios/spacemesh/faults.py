@@ -58,6 +58,7 @@ SEARCHED = ("partition", "isolate", "shape", "heal", "kill", "restart", "pause",
 """What a search draws by default: every action the simulation models, less `stop` (here
 the same as kill) and `resume` (a no-op unless something is paused)."""
 MODELLED = tuple(a for a in ACTIONS if a not in UNMODELLED)
+ROLES = ("poet", "gateway", "miner")
 _UNDOABLE = ("shape", "partition", "isolate", "kill", "stop", "pause", "skew")
 
 
@@ -200,21 +201,9 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
             tg.cancel_scope.cancel()
 
     clock = trio.testing.MockClock(autojump_threshold=0)
-    _seed_trio_scheduler(setup.seed)
     anyio.run(run, backend="trio", backend_options={"clock": clock})
     return compare_reports(reports, setup.layers)
 
-
-def _seed_trio_scheduler(seed: int) -> None:
-    """Make the order in which trio runs the tasks woken at the same moment a function of
-    `seed`: trio shuffles (or, outside hypothesis, randomly reverses) each batch with its
-    own unseeded `random.Random`, so two runs of one schedule could otherwise differ."""
-    scheduler = getattr(getattr(trio, "_core", None), "_run", None)
-    rng = getattr(scheduler, "_r", None)
-    if rng is None:
-        raise RuntimeError("this trio has no scheduler random (trio._core._run._r) to seed: "
-                           "the simulation cannot be made deterministic")  # fmt: skip
-    rng.seed(f"spacemesh-faults/{seed}")
 
 
 async def _play_cuts(c: MemoryCluster, schedule: FaultSchedule, genesis: float) -> None:
@@ -283,14 +272,14 @@ class _Judge:
         return [r for r in done.values() if r is not None]
 
     def _dead(self, seq: int, proc: SimProcess) -> Report | None:
-        """None for a node that may die; a failed report for one meant to recover."""
-        if self.dead_at_end.get(proc.id) != "recover":
+        """None for a node that may die; a failed report for any other."""
+        if self.dead_at_end.get(proc.id) == "may_die":
             return None
         node = proc.part
         assert isinstance(node, Node)
         return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
-                      node.last_error, "killed and never restarted, but its fault expected it "
-                      "to recover")  # fmt: skip
+                      node.last_error, "dead at the end, but nothing allowed it to die "
+                      "(a fault expected it to recover, or it never came back)")  # fmt: skip
 
 
 def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
@@ -311,12 +300,30 @@ def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
     )
 
 
+def takes_down_one_of(faults: Sequence[Fault], members: Sequence[Member],
+                      roles: Sequence[str]) -> bool:  # fmt: skip
+    """True when every kill, stop and restart in `faults` hits one instance, of `roles`."""
+    for f in faults:
+        if f.action in ("kill", "stop", "restart"):
+            chosen = f.resolve(members).instances
+            role = {m.id: m.role for m in members}
+            if len(chosen) > 1 or any(role[i] not in roles for i in chosen):
+                return False
+    return True
+
+
 def fault_lists(
-    setup: Setup, *, actions: Sequence[str] = SEARCHED, heal: bool = True, max_faults: int = 2
+    setup: Setup,
+    *,
+    actions: Sequence[str] = SEARCHED,
+    heal: bool = True,
+    max_faults: int = 2,
+    one_down: Sequence[str] | None = None,
 ) -> Any:
     """The hypothesis strategy of fault lists a search draws: one to `max_faults` faults
     of `actions` between one epoch after genesis and the target layer, each undone one to
-    three layers later (with `heal`, every fault that can be undone is)."""
+    three layers later (with `heal`, every fault that can be undone is); with `one_down`,
+    every kill, stop and restart takes down one instance of those roles."""
     from hypothesis import strategies as st
 
     from harness.faults import faults
@@ -329,7 +336,11 @@ def fault_lists(
     if heal:  # the shortest undo is what an undrawn duration shrinks to
         one = one.map(lambda f: f if f.duration is not None or f.action not in _UNDOABLE
                       else dataclasses.replace(f, duration=layer))  # fmt: skip
-    return st.lists(one, min_size=1, max_size=max_faults).map(tuple)
+    lists = st.lists(one, min_size=1, max_size=max_faults).map(tuple)
+    if one_down is not None:
+        roles, everyone = tuple(one_down), setup.members()
+        lists = lists.filter(lambda fs: takes_down_one_of(fs, everyone, roles))
+    return lists
 
 
 @dataclasses.dataclass
@@ -377,14 +388,17 @@ def search(
     actions: Sequence[str] = SEARCHED,
     heal: bool = True,
     max_faults: int = 2,
+    one_down: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Found | None:
-    """Look for a fault list the network does not survive; the shrunk one, or None."""
+    """Look for a fault list the network does not survive; the shrunk one, or None
+    (`fault_lists` says what is drawn)."""
     bad = [a for a in actions if a not in MODELLED]
     if bad or not actions:
         raise FaultError(f"actions: the simulation models {', '.join(MODELLED)}, "
                          f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
-    strategy = fault_lists(setup, actions=actions, heal=heal, max_faults=max_faults)
+    strategy = fault_lists(setup, actions=actions, heal=heal, max_faults=max_faults,
+                           one_down=one_down)  # fmt: skip
     return _search(strategy, setup, examples, seed)
 
 
@@ -424,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, of: {', '.join(MODELLED)}")  # fmt: skip
     p.add_argument("--max-faults", type=int, default=2, help="faults per schedule, at most")
     p.add_argument("--no-heal", action="store_true", help="faults may last to the end")
+    p.add_argument("--one-down", metavar="ROLES",
+                   help="kill, stop and restart take down one instance at a time, of these "
+                   "roles (comma-separated: poet, gateway, miner)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("outputs/spacemesh-faults"),
                    help="where the shrunk fault list is written")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
@@ -443,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not actions:
         p.error(f"--actions: the simulation models {', '.join(MODELLED)}, "
                 f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
+    one_down = None
+    if args.one_down is not None:
+        one_down = tuple(r.strip() for r in args.one_down.split(",") if r.strip())
+        wrong = [r for r in one_down if r not in ROLES]
+        if wrong or not one_down:
+            p.error(f"--one-down: roles are {', '.join(ROLES)}, not {wrong[0] if wrong else 'none'!r}")
     setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
     wall = time.perf_counter()
     if args.schedule is not None or args.faults is not None:
@@ -460,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                             max_cuts=args.max_cuts, seed=args.seed)  # fmt: skip
     else:
         found = search(setup, examples=args.examples, actions=actions, heal=not args.no_heal,
-                       max_faults=args.max_faults, seed=args.seed)  # fmt: skip
+                       max_faults=args.max_faults, one_down=one_down, seed=args.seed)  # fmt: skip
     wall = time.perf_counter() - wall
     if found is None:
         print(f"no failing schedule in {args.examples} tries ({wall:.0f}s)")
