@@ -197,11 +197,13 @@ def _poet_id(cluster: MemoryCluster) -> str:
 async def _run(proc: SimProcess, *, task_status: anyio.abc.TaskStatus[None]) -> None:
     with anyio.CancelScope() as scope:
         proc.scope = scope
-        if isinstance(proc.part, Node):
-            await proc.part.run(task_status=task_status)
+        part = proc.part
+        if isinstance(part, Node):
+            await part.run(task_status=task_status)
         else:
+            assert part is not None
             task_status.started()
-            await proc.part.run()
+            await part.run()
 
 
 def seed_trio_scheduler(seed: int) -> None:

@@ -218,7 +218,8 @@ class MemoryNetwork:
                 now = anyio.current_time()
                 while self._heap and self._heap[0][0] <= now:
                     _, _, sink, frame, dst = heapq.heappop(self._heap)
-                    if dst in self._held or self.gate(dst).paused:
+                    gate = self._gates.get(dst)
+                    if dst in self._held or (gate is not None and gate.paused):
                         self._held.setdefault(dst, []).append((sink, frame))
                     else:
                         self._deliver(sink, frame)

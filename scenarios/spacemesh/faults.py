@@ -116,11 +116,12 @@ class Setup:
             ("target_peers", self.target_peers),
             ("check_slack", f"{self.check_slack:g}s"),
             ("chain_length", self.chain_length),
-            ("genesis_offset", f"{self.genesis_offset:g}s"),
-            # A fault list replaces the case's default cut schedule: none.
-            ("schedule", schedule.to_json() if isinstance(schedule, FaultSchedule) else ""),
         ):
             words += ["-p", f"{name}={value}"]
+        if isinstance(schedule, FaultSchedule):  # times from genesis: the offset is free
+            words += ["-p", f"schedule={schedule.to_json()}"]
+        else:  # times from the start: genesis as simulated; the default cuts off
+            words += ["-p", f"genesis_offset={self.genesis_offset:g}s", "-p", "schedule="]
         return shlex.join(words)
 
 

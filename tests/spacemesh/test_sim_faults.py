@@ -71,7 +71,8 @@ async def test_a_paused_host_gets_its_frames_in_order_on_resume_and_sends_nothin
             await b.send(b"x")
         assert frozen.cancelled_caught  # ...and it sends nothing
         net.resume("10.0.0.2")
-        assert [await b.receive() for _ in range(3)] == [b"0", b"1", b"2"]
+        with anyio.fail_after(0.1):  # due long ago: delivered at once
+            assert [await b.receive() for _ in range(3)] == [b"0", b"1", b"2"]
         tg.cancel_scope.cancel()
 
 
