@@ -73,3 +73,70 @@ class LoopClock:
 
     async def sleep_until(self, deadline: float) -> None:
         await anyio.sleep_until(deadline - self._offset)
+
+
+class Gate:
+    """Whether a simulated process runs: a paused one is frozen (SIGSTOP) until resumed."""
+
+    def __init__(self) -> None:
+        self._resumed: anyio.Event | None = None
+
+    @property
+    def paused(self) -> bool:
+        """True between `pause` and `resume`."""
+        return self._resumed is not None
+
+    def pause(self) -> None:
+        """Freeze: whoever waits on the gate blocks until `resume`."""
+        if self._resumed is None:
+            self._resumed = anyio.Event()
+
+    def resume(self) -> None:
+        """Thaw: everything that waited goes on at once, as a SIGCONTed process does."""
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    async def wait(self) -> None:
+        """Return at once when running, else once resumed (no checkpoint when running)."""
+        while self._resumed is not None:
+            await self._resumed.wait()
+
+
+class SkewClock:
+    """A simulated process's clock: the loop's (virtual) time plus an offset and a drift
+    that a fault can change at any moment (`skew`), behind the process's `Gate`.
+
+    It reads ``t + offset + drift * (t - t0)``, ``t0`` being when the skew was set. A sleep
+    wakes when the clock *as it reads then* reaches the deadline, so a skew set during the
+    sleep moves the wake-up, as a timer on a jumped wall clock would; and a paused process
+    wakes only once resumed (late, as a SIGCONTed process's overdue timers fire)."""
+
+    def __init__(self, gate: Gate | None = None) -> None:
+        self.gate = gate or Gate()
+        self.offset = 0.0
+        self.drift = 0.0
+        self._t0 = 0.0
+        self._changed = anyio.Event()
+
+    def skew(self, offset: float = 0.0, drift: float = 0.0) -> None:
+        """Read `offset` seconds ahead from now on, gaining `drift` seconds per second."""
+        if not -0.5 <= drift <= 0.5:
+            raise ValueError(f"drift must be in [-0.5, 0.5], not {drift!r}")
+        self._t0 = anyio.current_time()
+        self.offset, self.drift = offset, drift
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def now(self) -> float:
+        t = anyio.current_time()
+        return t + self.offset + self.drift * (t - self._t0)
+
+    async def sleep_until(self, deadline: float) -> None:
+        # A tolerance: the loop time that solves now() == deadline may round a hair short.
+        while self.now() < deadline - 1e-9:
+            changed = self._changed
+            t = (deadline - self.offset + self.drift * self._t0) / (1 + self.drift)
+            with anyio.move_on_after(max(0.0, t - anyio.current_time())):
+                await changed.wait()
+        await self.gate.wait()

@@ -1,36 +1,225 @@
-"""A whole network in one process over the in-memory transport (tests, simulation)."""
+"""A whole network in one process over the in-memory transport (tests, simulation).
+
+Each part is a simulated process (`SimProcess`) that faults act on as on a real one: killed
+(its tasks cancelled, its listener and connections gone), restarted with the same identity
+and address but none of its state (nodes keep nothing on disk: a restarted node syncs from
+its peers as a late joiner does), paused and resumed (`Gate`), its clock skewed
+(`SkewClock`). Instance ids are those `harness run` gives the plan's instances in one
+group: ``single/0`` the PoET, then the gateways, then the miners.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import anyio
+import trio
+from anyio.abc import TaskGroup
 
-from ._clock import Clock, LoopClock
+from ._clock import Clock, LoopClock, SkewClock
+from ._codec import Json
+from ._keys import Signer
 from ._memnet import MemoryLink, MemoryNetwork
 from ._mesh import MeshParams
 from ._node import Node, NodeConfig
-from ._poet import PoetConfig, PoetService
-from ._poet_client import LocalPoetClient
+from ._poet import PoetConfig, PoetError, PoetService
+
+POET_HOST = "poet"
+CALL_TIMEOUT = 3.0
+"""How long the real clients wait for an answer (HTTP to the PoET, gRPC to a gateway)."""
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class SimProcess:
+    """One simulated instance: its host, its clock, and what runs while it is alive."""
+
+    id: str
+    role: str
+    host: str
+    clock: SkewClock
+    part: Node | PoetService | None = None
+    """What runs in it (a new one at each start); None before the first."""
+    scope: anyio.CancelScope | None = None
+    """Cancels its tasks; None while it is dead."""
+    restarts: int = 0
+    started_at: float | None = None
+    """When it was last started (true time); None before the first start."""
+
+    @property
+    def alive(self) -> bool:
+        """Started and not killed since."""
+        return self.scope is not None
+
+    @property
+    def paused(self) -> bool:
+        """Frozen (and alive)."""
+        return self.alive and self.clock.gate.paused
 
 
 @dataclasses.dataclass
 class MemoryCluster:
-    """The running parts of an in-memory network."""
+    """The running parts of an in-memory network, and what faults do to them."""
 
     net: MemoryNetwork
-    poet: PoetService
-    poet_client: LocalPoetClient
-    gateways: list[Node]
-    miners: list[Node]
+    processes: dict[str, SimProcess]
+    """By instance id, in sequence order: the PoET, the gateways, the miners."""
     clock: Clock
+    """True time: what an observer outside the processes reads."""
+    _tg: TaskGroup
+    _build: Callable[[SimProcess], Node | PoetService]
+
+    @property
+    def poet(self) -> PoetService:
+        """The PoET service (a new one after each restart)."""
+        part = self.processes[_poet_id(self)].part
+        assert isinstance(part, PoetService)
+        return part
+
+    def _nodes(self, role: str) -> list[Node]:
+        return [p.part for p in self.processes.values()
+                if p.role == role and isinstance(p.part, Node)]  # fmt: skip
+
+    @property
+    def gateways(self) -> list[Node]:
+        """The gateway nodes (the current incarnation of each)."""
+        return self._nodes("gateway")
+
+    @property
+    def miners(self) -> list[Node]:
+        """The smeshing nodes (the current incarnation of each)."""
+        return self._nodes("miner")
 
     @property
     def nodes(self) -> list[Node]:
         """Gateways first, then miners."""
         return [*self.gateways, *self.miners]
+
+    def node_processes(self) -> list[SimProcess]:
+        """The processes of `nodes`, in the same order."""
+        return [p for p in self.processes.values() if isinstance(p.part, Node)]
+
+    def kill(self, instance: str) -> None:
+        """SIGKILL: its tasks stop, nothing listens at its address, peers see its
+        connections end; what it held in memory is gone. A dead one stays dead."""
+        proc = self.processes[instance]
+        if proc.scope is None:
+            return
+        proc.scope.cancel()
+        proc.scope = None
+        self.net.close_host(proc.host)
+
+    async def start(self, instance: str) -> None:
+        """Start it afresh (a restart, when it ran before): same identity and address,
+        none of the old state; killed first if it is still alive."""
+        proc = self.processes[instance]
+        if proc.alive:
+            self.kill(instance)
+            proc.restarts += 1
+        elif proc.started_at is not None:
+            proc.restarts += 1
+        await anyio.lowlevel.checkpoint()  # the old incarnation's tasks end first
+        proc.part = self._build(proc)
+        proc.started_at = self.clock.now()
+        await self._tg.start(_run, proc)
+
+    def pause(self, instance: str) -> None:
+        """SIGSTOP: its tasks make no progress; what peers send it waits in its socket
+        buffers (TCP keeps receiving for a stopped process) and arrives on `resume`."""
+        proc = self.processes[instance]
+        if proc.alive:
+            self.net.pause(proc.host)
+
+    def resume(self, instance: str) -> None:
+        """SIGCONT: it goes on, its overdue timers fire at once, its inbox is delivered."""
+        self.net.resume(self.processes[instance].host)
+
+    def skew(self, instance: str, offset: float = 0.0, drift: float = 0.0) -> None:
+        """Its clock reads `offset` seconds ahead (and gains `drift` s/s) from now on."""
+        self.processes[instance].clock.skew(offset, drift)
+
+    async def request(self, src_host: str, instance: str, handle: Callable[[], T]) -> T:
+        """One request/response exchange with `instance`, as a client with the real
+        clients' timeout sees it: refused when it is dead, timed out when a link either way
+        is cut or it is paused past the timeout, else `handle()`'s answer a round trip later.
+        Raises OSError subclasses, as the real clients do."""
+        await self.net.gate(src_host).wait()  # a paused caller calls nothing
+        proc = self.processes[instance]
+        there, back = self.net.link(src_host, proc.host), self.net.link(proc.host, src_host)
+        if there.down or back.down:
+            await anyio.sleep(CALL_TIMEOUT)
+            raise TimeoutError(f"{proc.host} unreachable: connect timed out")
+        await anyio.sleep(there.delay)
+        if not proc.alive:
+            await anyio.sleep(back.delay)
+            raise ConnectionRefusedError(f"{proc.host}: connection refused")
+        with anyio.move_on_after(max(0.0, CALL_TIMEOUT - there.delay)):
+            await proc.clock.gate.wait()
+        if proc.paused:
+            raise TimeoutError(f"{proc.host}: no answer (read timed out)")
+        if not proc.alive:
+            raise ConnectionResetError(f"{proc.host}: connection reset")
+        answer = handle()
+        await anyio.sleep(back.delay)
+        return answer
+
+
+class SimPoetClient:
+    """A node's PoET client in a simulation: HTTP to the PoET process, as `request`s."""
+
+    def __init__(self, cluster: MemoryCluster, host: str) -> None:
+        self.address = f"{POET_HOST}:80"
+        self._cluster = cluster
+        self._host = host
+
+    async def submit(self, challenge: bytes) -> int:
+        def handle() -> int:
+            try:
+                return self._cluster.poet.submit(challenge)
+            except PoetError as exc:
+                raise OSError(str(exc)) from None
+
+        return await self._cluster.request(self._host, _poet_id(self._cluster), handle)
+
+    async def info(self) -> dict[str, Json]:
+        return await self._cluster.request(self._host, _poet_id(self._cluster),
+                                           lambda: self._cluster.poet.info())  # fmt: skip
+
+
+def _poet_id(cluster: MemoryCluster) -> str:
+    return next(i for i, p in cluster.processes.items() if p.role == "poet")
+
+
+async def _run(proc: SimProcess, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    with anyio.CancelScope() as scope:
+        proc.scope = scope
+        part = proc.part
+        if isinstance(part, Node):
+            await part.run(task_status=task_status)
+        else:
+            assert part is not None
+            task_status.started()
+            await part.run()
+
+
+def seed_trio_scheduler(seed: int) -> None:
+    """Make the order in which trio runs the tasks woken at the same moment a function of
+    `seed`. Left alone, trio randomly reverses each batch of woken tasks with its own
+    unseeded random, and timers due at the same instant (the rule in virtual time) wake
+    in the order of their objects' addresses; in its deterministic mode (the one its
+    hypothesis plugin turns on) it sorts each batch by task creation, then shuffles it
+    with that random, which is seeded here."""
+    scheduler = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(scheduler, "_r", None)
+    if scheduler is None or rng is None or not hasattr(scheduler, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        raise RuntimeError("this trio has no deterministic scheduling mode to turn on: "
+                           "the simulation cannot be made deterministic")  # fmt: skip
+    scheduler._ALLOW_DETERMINISTIC_SCHEDULING = True
+    rng.seed(f"spacemesh-cluster/{seed}")
 
 
 @contextlib.asynccontextmanager
@@ -46,26 +235,21 @@ async def memory_cluster(
     poet_chain_length: int = 100,
     poet_reachable: bool = True,
     target_peers: int = 4,
+    group: str = "single",
 ) -> AsyncIterator[MemoryCluster]:
     """Start a PoET, ``gateways`` gateway nodes and ``miners`` smeshing nodes; stop on exit.
 
-    Time is the event loop's, so under trio's ``MockClock`` the network runs virtually.
+    Time is the event loop's, so under trio's ``MockClock`` the network runs virtually, and
+    with the same ``seed`` the same way every time (the scheduler is seeded too; on
+    asyncio, which cannot be, a simulation is not deterministic). Instance ids are ``{group}/{seq}``: the PoET 0, then the gateways, then the miners.
     """
     if miners < 1 or gateways < 1:
         raise ValueError("a cluster needs at least one gateway and one miner")
+    seed_trio_scheduler(seed)
     params = params or MeshParams()
     clock = LoopClock()
     genesis = clock.now() + genesis_delay
     net = MemoryNetwork(seed, link or MemoryLink(delay=0.01))
-    gateway_nodes: dict[str, Node] = {}
-
-    async def broadcast(address: str, data: bytes) -> bool:
-        node = gateway_nodes.get(address)
-        if node is None:
-            raise ConnectionRefusedError(f"no gateway at {address}")
-        await anyio.sleep(net.link("poet", address).delay)
-        return node.broadcast_poet(data)[0]
-
     epoch = params.layers_per_epoch * layer_duration
     poet_config = PoetConfig(
         genesis=genesis,
@@ -73,8 +257,8 @@ async def memory_cluster(
         chain_length=poet_chain_length,
         key_seed=f"poet/{seed}",
     )
-    poet = PoetService(poet_config, clock, broadcast)
-    poet_client = LocalPoetClient(poet, "poet:80", reachable=poet_reachable)
+
+    poet_key = Signer(poet_config.key_seed).public_hex
 
     def config(i: int, *, smeshing: bool, bootnodes: tuple[str, ...]) -> NodeConfig:
         return NodeConfig(
@@ -86,27 +270,54 @@ async def memory_cluster(
             bootnodes=bootnodes,
             smeshing=smeshing,
             target_peers=target_peers,
-            poet_keys=(poet.public_key,),
+            poet_keys=(poet_key,),
             seed=seed,
         )
 
     gw = [config(i, smeshing=False, bootnodes=()) for i in range(gateways)]
     boot = tuple(c.listen for c in gw)
-    gws = [Node(c, transport=net.transport(c.listen), clock=clock, poets=[poet_client]) for c in gw]
-    for node in gws:
-        gateway_nodes[node.config.listen] = node
-    mns = []
-    for i in range(miners):
-        cfg = config(gateways + i, smeshing=True, bootnodes=boot)
-        node = Node(cfg, transport=net.transport(cfg.listen), clock=clock, poets=[poet_client])
-        mns.append(node)
+    configs = {
+        **{c.listen.rpartition(":")[0]: c for c in gw},
+        **{(c := config(gateways + i, smeshing=True, bootnodes=boot)).listen.rpartition(":")[0]: c
+           for i in range(miners)},
+    }  # fmt: skip
+    roles = ["poet"] + ["gateway"] * gateways + ["miner"] * miners
+    hosts = [POET_HOST, *configs]
+
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
-        for node in gws:
-            await tg.start(node.run)
-        for node in mns:
-            await tg.start(node.run)
-        poet.start(list(boot))
-        tg.start_soon(poet.run)
-        yield MemoryCluster(net, poet, poet_client, gws, mns, clock)
+
+        def build(proc: SimProcess) -> Node | PoetService:
+            if proc.role == "poet":
+                poet = PoetService(poet_config, proc.clock, broadcast)
+                poet.start(list(boot))
+                return poet
+            cfg = configs[proc.host]
+            return Node(cfg, transport=net.transport(cfg.listen), clock=proc.clock,
+                        poets=[SimPoetClient(cluster, proc.host)])  # fmt: skip
+
+        async def broadcast(address: str, data: bytes) -> bool:
+            host = address.rpartition(":")[0]
+            instance = next(i for i, p in cluster.processes.items() if p.host == host)
+
+            def handle() -> bool:
+                node = cluster.processes[instance].part
+                assert isinstance(node, Node)
+                return node.broadcast_poet(data)[0]
+
+            return await cluster.request(POET_HOST, instance, handle)
+
+        processes = {
+            f"{group}/{seq}": SimProcess(f"{group}/{seq}", role, host, SkewClock(net.gate(host)))
+            for seq, (role, host) in enumerate(zip(roles, hosts, strict=True))
+        }  # fmt: skip
+        cluster = MemoryCluster(net, processes, clock, tg, build)
+        if not poet_reachable:
+            for host in hosts[1 + gateways:]:
+                net.set_link(host, POET_HOST, MemoryLink(down=True))
+        for instance in processes:  # the PoET last, as before: it needs the gateways
+            if processes[instance].role != "poet":
+                await cluster.start(instance)
+        await cluster.start(_poet_id(cluster))
+        yield cluster
         tg.cancel_scope.cancel()

@@ -1,7 +1,10 @@
 """An in-memory network: the same transport interface, seeded delays, loss and partitions.
 
 Delays are slept on the event loop's clock, so under trio's ``MockClock`` a whole network
-runs in virtual time.
+runs in virtual time. A host can be paused (its process frozen, `Gate`): what is sent to it
+waits in its socket buffers, as the kernel's TCP keeps receiving for a stopped process,
+and is delivered when it resumes; it sends and dials nothing meanwhile. `close_host` is
+what the kernel does when a host's process dies: its listener is gone.
 """
 
 from __future__ import annotations
@@ -17,17 +20,25 @@ import anyio
 from anyio.abc import Listener, ObjectStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._clock import Gate
 from ._transport import Connection
+
+RTO = 0.2
+"""TCP's minimum retransmission timeout (Linux): what a lost segment costs a stream."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MemoryLink:
-    """One direction of a link: one-way delay with jitter (seconds), frame loss, cut."""
+    """One direction of a link: one-way delay with jitter (seconds), frame loss, cut.
+
+    With ``retransmit`` a lost frame is not lost but late, as on TCP: each loss costs a
+    retransmission timeout, doubling (``RTO``, 2 ``RTO``, ...); a loss of 1 is a cut."""
 
     delay: float = 0.0
     jitter: float = 0.0
     loss: float = 0.0
     down: bool = False
+    retransmit: bool = False
 
     def __post_init__(self) -> None:
         for name in ("delay", "jitter", "loss"):
@@ -60,13 +71,15 @@ class _Half(ObjectStream[bytes]):
     async def send(self, item: bytes) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        # No checkpoint: queuing a frame never blocks, and the caller's loop checkpoints.
+        # No checkpoint: queuing a frame never blocks (unless this host is paused: then
+        # the sender is frozen), and the caller's loop checkpoints.
+        await self._net.gate(self._local).wait()
         due = self._net.due_time(self._local, self._remote)
         if due is None:
             return  # lost or cut: the frame silently disappears, as on a lossy link
         # A stream delivers in order (as TCP does), whatever the jitter.
         self._last_due = max(due, self._last_due)
-        self._net._schedule(self._last_due, self._sink, item)
+        self._net._schedule(self._last_due, self._sink, item, self._remote)
 
     async def receive(self) -> bytes:
         try:
@@ -78,7 +91,7 @@ class _Half(ObjectStream[bytes]):
         if not self._closed:
             self._closed = True
             # The end of stream arrives after the frames already on the way.
-            self._net._schedule(self._last_due, self._sink, None)
+            self._net._schedule(self._last_due, self._sink, None, self._remote)
 
     async def aclose(self) -> None:
         await self.send_eof()
@@ -121,9 +134,35 @@ class MemoryNetwork:
         self._links: dict[tuple[str, str], MemoryLink] = {}
         self._listeners: dict[str, _MemoryListener] = {}
         self._running = False
-        self._heap: list[tuple[float, int, MemoryObjectSendStream[bytes], bytes | None]] = []
+        self._heap: list[tuple[float, int, MemoryObjectSendStream[bytes], bytes | None, str]] = []
         self._seq = 0
         self._wake = anyio.Event()
+        self._gates: dict[str, Gate] = {}
+        self._held: dict[str, list[tuple[MemoryObjectSendStream[bytes], bytes | None]]] = {}
+
+    def gate(self, host: str) -> Gate:
+        """The gate of ``host``'s process (running unless `pause`d)."""
+        return self._gates.setdefault(_host(host), Gate())
+
+    def pause(self, host: str) -> None:
+        """Freeze ``host``: frames to it wait (in order) until `resume`; it sends nothing."""
+        self.gate(host).pause()
+
+    def resume(self, host: str) -> None:
+        """Thaw ``host``: what waited for it is delivered now, in the order it arrived."""
+        host = _host(host)
+        self.gate(host).resume()
+        for sink, frame in self._held.pop(host, []):
+            self._deliver(sink, frame)
+
+    def close_host(self, host: str) -> None:
+        """``host``'s process died: nothing listens there any more, nothing waits for it."""
+        host = _host(host)
+        for address in [a for a in self._listeners if _host(a) == host]:
+            listener = self._listeners.pop(address)
+            listener._accept_send.close()
+        self._held.pop(host, None)
+        self.gate(host).resume()
 
     def set_link(self, src: str, dst: str, link: MemoryLink, *, both: bool = True) -> None:
         """Shape the traffic from ``src``'s host to ``dst``'s host (and back when ``both``)."""
@@ -148,10 +187,17 @@ class MemoryNetwork:
     def due_time(self, src: str, dst: str) -> float | None:
         """When a frame sent now arrives, or None when it is lost."""
         link = self.link(src, dst)
-        if link.down or (link.loss and self._rng.random() < link.loss):
+        if link.down or (link.retransmit and link.loss >= 1):
+            return None
+        late = 0.0
+        if link.loss and link.retransmit:
+            rto = RTO
+            while self._rng.random() < link.loss:
+                late, rto = late + rto, 2 * rto
+        elif link.loss and self._rng.random() < link.loss:
             return None
         jitter = self._rng.uniform(-link.jitter, link.jitter) if link.jitter else 0.0
-        return anyio.current_time() + max(0.0, link.delay + jitter)
+        return anyio.current_time() + max(0.0, link.delay + jitter) + late
 
     def transport(self, host: str) -> MemoryTransport:
         """The transport of a host; connections it dials come from ``host``."""
@@ -171,12 +217,12 @@ class MemoryNetwork:
             while True:
                 now = anyio.current_time()
                 while self._heap and self._heap[0][0] <= now:
-                    _, _, sink, frame = heapq.heappop(self._heap)
-                    if frame is None:
-                        sink.close()
-                        continue
-                    with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                        sink.send_nowait(frame)
+                    _, _, sink, frame, dst = heapq.heappop(self._heap)
+                    gate = self._gates.get(dst)
+                    if dst in self._held or (gate is not None and gate.paused):
+                        self._held.setdefault(dst, []).append((sink, frame))
+                    else:
+                        self._deliver(sink, frame)
                 self._wake = anyio.Event()
                 if self._heap:
                     with anyio.move_on_after(self._heap[0][0] - now):
@@ -186,12 +232,20 @@ class MemoryNetwork:
         finally:
             self._running = False
 
+    @staticmethod
+    def _deliver(sink: MemoryObjectSendStream[bytes], frame: bytes | None) -> None:
+        if frame is None:
+            sink.close()
+            return
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            sink.send_nowait(frame)
+
     def _schedule(
-        self, due: float, sink: MemoryObjectSendStream[bytes], frame: bytes | None
+        self, due: float, sink: MemoryObjectSendStream[bytes], frame: bytes | None, dst: str
     ) -> None:
         first = not self._heap or due < self._heap[0][0]
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, sink, frame))
+        heapq.heappush(self._heap, (due, self._seq, sink, frame, _host(dst)))
         if first:
             self._wake.set()
 
@@ -225,7 +279,9 @@ class MemoryTransport:
         self.host = host
 
     async def dial(self, address: str) -> Connection:
-        # A connection set-up costs one round trip, as TCP's handshake does.
+        # A connection set-up costs one round trip, as TCP's handshake does; a paused
+        # process dials nothing.
+        await self._net.gate(self.host).wait()
         link = self._net.link(self.host, address)
         await anyio.sleep(2 * link.delay)
         return self._net._connect(self.host, address)

@@ -1,36 +1,65 @@
 """``python -m scenarios.spacemesh.faults``: search fault schedules in simulation, then replay.
 
-hypothesis draws schedules of cuts between the network's nodes (`harness.faults`), each one
-is played on the in-memory network of a whole simulated cluster in virtual time, and each
-node is judged when and as the ``spacemesh:faults`` test case judges it through its gRPC
-API (`plan.Watch`, `plan.compare_reports`). The first failing schedule is shrunk to a
-minimal one and printed with the command that replays it in network namespaces::
+hypothesis draws lists of faults from the harness's whole vocabulary (`harness.faults`:
+partitions, isolation, link shapes, heal, kill, stop, restart, pause, resume, clock skew),
+each list is played on a whole simulated cluster in virtual time, and each node is judged
+when and as the ``spacemesh:faults`` test case judges it through its gRPC API
+(`plan.Watch`, `plan.compare_reports`). The first failing list is shrunk to a minimal one,
+written to a file in the form ``harness run --faults FILE`` reads, and printed with the
+command that replays it in network namespaces::
 
     python -m scenarios.spacemesh.faults --miners 3 --examples 30 --no-heal
-    harness run spacemesh:faults -i 5 -p schedule='{"cuts": [...]}' ...
+    harness run spacemesh:faults -i 5 --faults outputs/spacemesh-faults/found-....json ...
 
-Nodes are numbered as the plan numbers them: gateways first, then miners (the PoET is not
-cut). Times are seconds from genesis.
+Instances are named as that run names them: ``single/0`` the PoET, then the gateways, then
+the miners; `at` is seconds after the instances start (genesis `genesis_offset` later).
+
+``--cuts`` searches the older, narrower schedules of timed cuts between nodes instead
+(numbered gateways first, then miners, the PoET not cut; times in seconds from genesis),
+replayed with ``-p schedule=...``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shlex
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import anyio
 import trio.testing
 
-from harness.faults import FaultSchedule, FaultScheduleError, schedules
+from harness.faults import (
+    ACTIONS,
+    Fault,
+    FaultError,
+    FaultSchedule,
+    FaultScheduleError,
+    Member,
+    parse_faults,
+    schedules,
+)
 
 from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
-from ._cluster import MemoryCluster, memory_cluster
+from ._cluster import MemoryCluster, SimProcess, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
 from ._node import Node
+from ._simfaults import UNMODELLED, Plan, Player, members
 from .plan import POLL_S, Report, Watch, compare_reports
+
+Faults = tuple[Fault, ...]
+SEARCHED = ("partition", "isolate", "shape", "heal", "kill", "restart", "pause", "skew")
+"""What a search draws by default: every action the simulation models, less `stop` (here
+the same as kill) and `resume` (a no-op unless something is paused)."""
+MODELLED = tuple(a for a in ACTIONS if a not in UNMODELLED)
+ROLES = ("poet", "gateway", "miner")
+_UNDOABLE = ("shape", "partition", "isolate", "kill", "stop", "pause", "skew")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +77,17 @@ class Setup:
     target_peers: int = 6
     check_slack: float = 20.0
     chain_length: int = 1000
+    genesis_offset: float = 4.0
     seed: int = 0
 
     @property
     def nodes(self) -> int:
-        """Gateways and miners: the instances a schedule numbers."""
+        """Gateways and miners: the instances a cut schedule numbers."""
         return self.gateways + self.miners
+
+    def members(self) -> list[Member]:
+        """The instances of the replay run, as fault selectors see them."""
+        return members(self.gateways, self.miners)
 
     def params(self) -> MeshParams:
         """The mesh parameters the plan derives from the same params."""
@@ -63,9 +97,14 @@ class Setup:
             eligibility=self.eligibility,
         )
 
-    def replay_command(self, schedule: FaultSchedule) -> str:
-        """The `harness run` that plays `schedule` in namespaces on the same network."""
+    def replay_command(self, schedule: FaultSchedule | Faults, file: Path | None = None) -> str:
+        """The `harness run` that plays `schedule` in namespaces on the same network: cuts
+        as the `schedule` param, a fault list from `file` (written by `write_faults`)."""
         words = ["harness", "run", "spacemesh:faults", "-i", str(self.nodes + 1)]
+        if not isinstance(schedule, FaultSchedule):
+            if file is None:
+                raise ValueError("a fault list replays from a file: give `file`")
+            words += ["--faults", str(file)]
         for name, value in (
             ("gateways", self.gateways),
             ("layers", self.layers),
@@ -77,18 +116,60 @@ class Setup:
             ("target_peers", self.target_peers),
             ("check_slack", f"{self.check_slack:g}s"),
             ("chain_length", self.chain_length),
-            ("schedule", schedule.to_json()),
         ):
             words += ["-p", f"{name}={value}"]
+        if isinstance(schedule, FaultSchedule):  # times from genesis: the offset is free
+            words += ["-p", f"schedule={schedule.to_json()}"]
+        else:  # times from the start: genesis as simulated; the default cuts off
+            words += ["-p", f"genesis_offset={self.genesis_offset:g}s", "-p", "schedule="]
         return shlex.join(words)
 
 
-def simulate(setup: Setup, schedule: FaultSchedule) -> list[str]:
+def faults_json(faults: Sequence[Fault]) -> str:
+    """The ``--faults FILE`` form: ``{"faults": [...]}`` of `Fault.to_data` tables."""
+    return json.dumps({"faults": [f.to_data() for f in faults]}, indent=2) + "\n"
+
+
+def write_faults(faults: Sequence[Fault], directory: Path) -> Path:
+    """Write `faults` to a file named after its content in `directory`; its path."""
+    text = faults_json(faults)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"found-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    path.write_text(text)
+    return path
+
+
+def read_faults(path: Path) -> Faults:
+    """A ``--faults`` file (JSON, or TOML by its suffix); FaultError naming the problem."""
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise FaultError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data: Any = tomllib.loads(raw)
+        else:
+            data = json.loads(raw)
+    except ValueError as exc:
+        raise FaultError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict) or "faults" not in data:
+        raise FaultError(f"{path}: needs a top-level 'faults' list")
+    return parse_faults(data["faults"], f"{path}: faults")
+
+
+def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     """Play `schedule` on a simulated cluster; the problems the plan's check finds (none:
     the network survived it). Each node is watched as its instance watches it in a real run
-    (`plan.Watch`, every `plan.POLL_S`), so its report is taken at the same moment."""
-    schedule.check(setup.nodes)
-    params = setup.params()
+    (`plan.Watch`, every `plan.POLL_S`), so its report is taken at the same moment; a node
+    killed for good is not judged when its fault allowed it to die ('may_die'), and fails
+    when it was meant to recover. A FaultError (one line) when it cannot be played."""
+    if isinstance(schedule, FaultSchedule):
+        schedule.check(setup.nodes)
+        plan = None
+    else:
+        plan = Plan.of(schedule, setup.members())
     reports: list[Report] = []
 
     async def run() -> None:
@@ -98,15 +179,26 @@ def simulate(setup: Setup, schedule: FaultSchedule) -> list[str]:
                 gateways=setup.gateways,
                 seed=setup.seed,
                 layer_duration=setup.layer_duration,
-                params=params,
+                genesis_delay=setup.genesis_offset,
+                params=setup.params(),
                 link=MemoryLink(setup.latency),
                 poet_chain_length=setup.chain_length,
                 target_peers=setup.target_peers,
             ) as c,
             anyio.create_task_group() as tg,
         ):
-            tg.start_soon(_play, c, schedule)
-            reports.extend(await _watch(c, setup, schedule))
+            t0 = c.clock.now()
+            genesis = t0 + setup.genesis_offset
+            if plan is None:
+                assert isinstance(schedule, FaultSchedule)
+                tg.start_soon(_play_cuts, c, schedule, genesis)
+                judge = _Judge(c, setup, genesis, schedule.healed_by(), None, {})
+            else:
+                player = Player(c, plan, t0)
+                tg.start_soon(player.run)
+                healed = max(0.0, plan.settled_at() - setup.genesis_offset)
+                judge = _Judge(c, setup, genesis, healed, player, plan.dead_at_end())
+            reports.extend(await judge.run())
             tg.cancel_scope.cancel()
 
     clock = trio.testing.MockClock(autojump_threshold=0)
@@ -114,8 +206,8 @@ def simulate(setup: Setup, schedule: FaultSchedule) -> list[str]:
     return compare_reports(reports, setup.layers)
 
 
-async def _play(c: MemoryCluster, schedule: FaultSchedule) -> None:
-    genesis = c.gateways[0].config.genesis
+
+async def _play_cuts(c: MemoryCluster, schedule: FaultSchedule, genesis: float) -> None:
     hosts = [n.config.listen for n in c.nodes]
     cut: set[tuple[int, int]] = set()
     for t, now_cut in schedule.steps():
@@ -127,39 +219,77 @@ async def _play(c: MemoryCluster, schedule: FaultSchedule) -> None:
         cut = now_cut
 
 
-async def _watch(c: MemoryCluster, setup: Setup, schedule: FaultSchedule) -> list[Report]:
-    """Every node's report, each taken when the plan's `Watch` would stop polling it."""
-    watches = [
-        Watch.of(
-            "miner" if n.config.smeshing else "gateway",
-            target=setup.layers,
-            genesis=c.gateways[0].config.genesis,
-            layer_duration=setup.layer_duration,
-            params=setup.params(),
-            check_slack=setup.check_slack,
-            healed_at=schedule.healed_by(),
+@dataclasses.dataclass
+class _Judge:
+    """Every node instance's watch, as the plan runs it inside the instance: a dead or
+    paused instance watches nothing, a restarted one starts a new watch."""
+
+    c: MemoryCluster
+    setup: Setup
+    genesis: float
+    healed_at: float | None
+    player: Player | None
+    """What plays the fault list (None: cuts, which kill nobody)."""
+    dead_at_end: dict[str, str]
+
+    def watch(self, proc: SimProcess) -> Watch:
+        return Watch.of(
+            proc.role,
+            target=self.setup.layers,
+            genesis=self.genesis,
+            layer_duration=self.setup.layer_duration,
+            params=self.setup.params(),
+            check_slack=self.setup.check_slack,
+            healed_at=self.healed_at,
+            restarted_at=proc.started_at if proc.restarts else None,
         )
-        for n in c.nodes
-    ]
-    done: dict[int, Report] = {}
-    while len(done) < len(c.nodes):
-        now = c.clock.now()
-        for i, (node, watch) in enumerate(zip(c.nodes, watches, strict=True)):
-            if i in done:
-                continue
-            atx = (node.atxs_published, node.last_error) if watch.wants_atx_status(now) else None
-            error = watch.step(now, node.status(), atx)
-            if error is not None:
-                done[i] = _report(i, node, watch, error)
-        await anyio.sleep(POLL_S)
-    return [done[i] for i in sorted(done)]
+
+    async def run(self) -> list[Report]:
+        """The reports of the nodes that are judged, each taken when its watch stops."""
+        procs = self.c.node_processes()
+        watches = {p.id: (p.restarts, self.watch(p)) for p in procs}
+        done: dict[str, Report | None] = {}
+        while len(done) < len(procs):
+            now = self.c.clock.now()
+            for seq, proc in enumerate(procs, start=1):
+                if proc.id in done:
+                    continue
+                if not proc.alive:
+                    if self.player is not None and self.player.finished:
+                        done[proc.id] = self._dead(seq, proc)
+                    continue
+                if proc.paused:
+                    continue
+                if watches[proc.id][0] != proc.restarts:  # the instance re-entered the plan
+                    watches[proc.id] = (proc.restarts, self.watch(proc))
+                watch = watches[proc.id][1]
+                node = proc.part
+                assert isinstance(node, Node)
+                atx = (node.atxs_published, node.last_error) if watch.wants_atx_status(now) else None
+                error = watch.step(now, node.status(), atx)
+                if error is not None:
+                    done[proc.id] = _report(seq, proc, watch, error)
+            await anyio.sleep(POLL_S)
+        return [r for r in done.values() if r is not None]
+
+    def _dead(self, seq: int, proc: SimProcess) -> Report | None:
+        """None for a node that may die; a failed report for any other."""
+        if self.dead_at_end.get(proc.id) == "may_die":
+            return None
+        node = proc.part
+        assert isinstance(node, Node)
+        return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
+                      node.last_error, "dead at the end, but nothing allowed it to die "
+                      "(a fault expected it to recover, or it never came back)")  # fmt: skip
 
 
-def _report(index: int, node: Node, watch: Watch, error: str) -> Report:
+def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
     """What the plan's `_watch_own_node` publishes, from the node itself."""
+    node = proc.part
+    assert isinstance(node, Node)
     return Report(
-        seq=index,
-        instance=f"node/{index}",
+        seq=seq,
+        instance=proc.id,
         role=watch.role,
         smesher=node.smesher_id,
         is_smeshing=node.config.smeshing,
@@ -171,39 +301,62 @@ def _report(index: int, node: Node, watch: Watch, error: str) -> Report:
     )
 
 
+def takes_down_one_of(faults: Sequence[Fault], members: Sequence[Member],
+                      roles: Sequence[str]) -> bool:  # fmt: skip
+    """True when every kill, stop and restart in `faults` hits one instance, of `roles`."""
+    for f in faults:
+        if f.action in ("kill", "stop", "restart"):
+            chosen = f.resolve(members).instances
+            role = {m.id: m.role for m in members}
+            if len(chosen) > 1 or any(role[i] not in roles for i in chosen):
+                return False
+    return True
+
+
+def fault_lists(
+    setup: Setup,
+    *,
+    actions: Sequence[str] = SEARCHED,
+    heal: bool = True,
+    max_faults: int = 2,
+    one_down: Sequence[str] | None = None,
+) -> Any:
+    """The hypothesis strategy of fault lists a search draws: one to `max_faults` faults
+    of `actions` between one epoch after genesis and the target layer, each undone one to
+    three layers later (with `heal`, every fault that can be undone is); with `one_down`,
+    every kill, stop and restart takes down one instance of those roles."""
+    from hypothesis import strategies as st
+
+    from harness.faults import faults
+
+    layer, off = setup.layer_duration, setup.genesis_offset
+    epoch = setup.layers_per_epoch * layer
+    one = faults(setup.members(), actions=actions,
+                 at=(off + epoch, off + max(epoch, (setup.layers - 1) * layer)),
+                 duration=(layer, 3 * layer))  # fmt: skip
+    if heal:  # the shortest undo is what an undrawn duration shrinks to
+        one = one.map(lambda f: f if f.duration is not None or f.action not in _UNDOABLE
+                      else dataclasses.replace(f, duration=layer))  # fmt: skip
+    lists = st.lists(one, min_size=1, max_size=max_faults).map(tuple)
+    if one_down is not None:
+        roles, everyone = tuple(one_down), setup.members()
+        lists = lists.filter(lambda fs: takes_down_one_of(fs, everyone, roles))
+    return lists
+
+
 @dataclasses.dataclass
 class Found:
     """A failing schedule, shrunk, with what the check said about it."""
 
-    schedule: FaultSchedule
+    schedule: FaultSchedule | Faults
     problems: list[str]
 
 
-def search(
-    setup: Setup,
-    *,
-    examples: int = 30,
-    heal: bool = True,
-    max_cuts: int = 2,
-    seed: int = 0,
-) -> Found | None:
-    """Look for a schedule the network does not survive; the shrunk one, or None."""
+def _search(strategy: Any, setup: Setup, examples: int, seed: int) -> Found | None:
     import hypothesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Flaky
 
-    layer = setup.layer_duration
-    epoch = setup.layers_per_epoch * layer
-    strategy = schedules(
-        setup.nodes,
-        start=(epoch, max(epoch, (setup.layers - 1) * layer)),
-        length=(layer, 3 * layer),
-        max_cuts=max_cuts,
-        heal=heal,
-        # One way on TCP stalls both ways (the ACKs are lost too), which the in-memory
-        # network does not model: cuts here are both ways.
-        one_way=False,
-    )
     found: dict[str, Found] = {}
 
     @settings(
@@ -216,7 +369,7 @@ def search(
         print_blob=False,
     )
     @given(strategy)
-    def property_holds(schedule: FaultSchedule) -> None:
+    def property_holds(schedule: FaultSchedule | Faults) -> None:
         problems = simulate(setup, schedule)
         if problems:
             found["last"] = Found(schedule, problems)  # hypothesis ends on the minimal one
@@ -229,6 +382,51 @@ def search(
     return None
 
 
+def search(
+    setup: Setup,
+    *,
+    examples: int = 30,
+    actions: Sequence[str] = SEARCHED,
+    heal: bool = True,
+    max_faults: int = 2,
+    one_down: Sequence[str] | None = None,
+    seed: int = 0,
+) -> Found | None:
+    """Look for a fault list the network does not survive; the shrunk one, or None
+    (`fault_lists` says what is drawn)."""
+    bad = [a for a in actions if a not in MODELLED]
+    if bad or not actions:
+        raise FaultError(f"actions: the simulation models {', '.join(MODELLED)}, "
+                         f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
+    strategy = fault_lists(setup, actions=actions, heal=heal, max_faults=max_faults,
+                           one_down=one_down)  # fmt: skip
+    return _search(strategy, setup, examples, seed)
+
+
+def search_cuts(
+    setup: Setup,
+    *,
+    examples: int = 30,
+    heal: bool = True,
+    max_cuts: int = 2,
+    seed: int = 0,
+) -> Found | None:
+    """Look for a schedule of cuts the network does not survive; the shrunk one, or None."""
+    layer = setup.layer_duration
+    epoch = setup.layers_per_epoch * layer
+    strategy = schedules(
+        setup.nodes,
+        start=(epoch, max(epoch, (setup.layers - 1) * layer)),
+        length=(layer, 3 * layer),
+        max_cuts=max_cuts,
+        heal=heal,
+        # One way on TCP stalls both ways (the ACKs are lost too), which the in-memory
+        # network does not model: cuts here are both ways.
+        one_way=False,
+    )
+    return _search(strategy, setup, examples, seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Search, print the minimal failing schedule and its replay command; exit 1 if found."""
     p = ArgumentParser(prog="spacemesh-faults", description=__doc__)
@@ -237,35 +435,71 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateways", type=int, default=d.gateways)
     p.add_argument("--layers", type=int, default=d.layers)
     p.add_argument("--examples", type=int, default=30, help="schedules to try")
-    p.add_argument("--max-cuts", type=int, default=2)
-    p.add_argument("--no-heal", action="store_true", help="cuts may last to the end")
+    p.add_argument("--actions", default=",".join(SEARCHED),
+                   help=f"comma-separated, of: {', '.join(MODELLED)}")  # fmt: skip
+    p.add_argument("--max-faults", type=int, default=2, help="faults per schedule, at most")
+    p.add_argument("--no-heal", action="store_true", help="faults may last to the end")
+    p.add_argument("--one-down", metavar="ROLES",
+                   help="kill, stop and restart take down one instance at a time, of these "
+                   "roles (comma-separated: poet, gateway, miner)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("outputs/spacemesh-faults"),
+                   help="where the shrunk fault list is written")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--schedule", help="simulate this one schedule (JSON) instead of searching")
+    p.add_argument("--faults", type=Path, help="simulate this --faults file instead of searching")
+    p.add_argument("--cuts", action="store_true", help="search schedules of cuts only (old form)")
+    p.add_argument("--max-cuts", type=int, default=2, help="with --cuts")
+    p.add_argument("--schedule", help="simulate this one schedule of cuts (JSON) instead")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="error")
     args = p.parse_args(argv)
     configure_logging(args.log_level)
-    if min(args.miners, args.gateways, args.layers, args.examples, args.max_cuts) < 1:
-        p.error("--miners, --gateways, --layers, --examples and --max-cuts must be >= 1")
+    if min(args.miners, args.gateways, args.layers, args.examples, args.max_cuts,
+           args.max_faults) < 1:  # fmt: skip
+        p.error("--miners, --gateways, --layers, --examples, --max-faults and --max-cuts "
+                "must be >= 1")  # fmt: skip
+    actions = tuple(a.strip() for a in args.actions.split(",") if a.strip())
+    bad = [a for a in actions if a not in MODELLED]
+    if bad or not actions:
+        p.error(f"--actions: the simulation models {', '.join(MODELLED)}, "
+                f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
+    one_down = None
+    if args.one_down is not None:
+        one_down = tuple(r.strip() for r in args.one_down.split(",") if r.strip())
+        wrong = [r for r in one_down if r not in ROLES]
+        if wrong or not one_down:
+            p.error(f"--one-down: roles are {', '.join(ROLES)}, not {wrong[0] if wrong else 'none'!r}")
     setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
     wall = time.perf_counter()
-    if args.schedule is not None:
+    if args.schedule is not None or args.faults is not None:
         try:
-            schedule = FaultSchedule.from_json(args.schedule)
-            problems = simulate(setup, schedule)
-        except FaultScheduleError as exc:
+            one: FaultSchedule | Faults = (FaultSchedule.from_json(args.schedule)
+                                           if args.schedule is not None
+                                           else read_faults(args.faults))  # fmt: skip
+            problems = simulate(setup, one)
+        except (FaultScheduleError, FaultError) as exc:
             p.error(str(exc))
         print("survived" if not problems else "failed: " + "; ".join(problems))
         return 1 if problems else 0
-    found = search(setup, examples=args.examples, heal=not args.no_heal,
-                   max_cuts=args.max_cuts, seed=args.seed)  # fmt: skip
+    if args.cuts:
+        found = search_cuts(setup, examples=args.examples, heal=not args.no_heal,
+                            max_cuts=args.max_cuts, seed=args.seed)  # fmt: skip
+    else:
+        found = search(setup, examples=args.examples, actions=actions, heal=not args.no_heal,
+                       max_faults=args.max_faults, one_down=one_down, seed=args.seed)  # fmt: skip
     wall = time.perf_counter() - wall
     if found is None:
         print(f"no failing schedule in {args.examples} tries ({wall:.0f}s)")
         return 0
-    print(f"failing schedule after {wall:.0f}s, shrunk: {found.schedule.to_json()}")
     print("the check said: " + "; ".join(found.problems[:3]))
+    if isinstance(found.schedule, FaultSchedule):
+        print(f"failing schedule after {wall:.0f}s, shrunk: {found.schedule.to_json()}")
+        command = setup.replay_command(found.schedule)
+    else:
+        path = write_faults(found.schedule, args.out)
+        print(f"failing schedule after {wall:.0f}s, shrunk, written to {path}:")
+        print(faults_json(found.schedule), end="")
+        command = setup.replay_command(found.schedule, path)
     print("replay it in network namespaces:")
-    print("  " + setup.replay_command(found.schedule))
+    print("  " + command)
     return 1
 
 

@@ -284,6 +284,7 @@ class Watch:
     deadline: float
     not_before: float = 0.0  # judged no earlier: after a fault schedule's last heal
     atx_checked: bool = False
+    atx_after: float = 0.0  # when a miner without an ATX fails (0: one epoch after genesis)
 
     @classmethod
     def of(
@@ -296,27 +297,30 @@ class Watch:
         params: MeshParams,
         check_slack: float,
         healed_at: float | None = None,
+        restarted_at: float | None = None,
     ) -> Watch:
         """The watch of one node: verified `target` by `hdist + 1` layers later (plus
         `check_slack`); with `healed_at` (seconds from genesis when a fault schedule's last
         cut ends), judged only `SETTLE_LAYERS` layers after it, once the network had the
-        time to converge again."""
+        time to converge again. A node restarted at `restarted_at` (a time) starts its
+        smeshing over: a miner has two epochs from then to publish an ATX (a PoET round
+        it joins late may close too late for the epoch it targets)."""
         deadline = genesis + (target + params.hdist + 1) * layer_duration + check_slack
         not_before = 0.0
         if healed_at:
             not_before = genesis + healed_at + SETTLE_LAYERS * layer_duration
             deadline = max(deadline, not_before + check_slack)
         epoch = params.layers_per_epoch * layer_duration
-        return cls(role, target, genesis, epoch, deadline, not_before)
+        atx_after = genesis + epoch
+        if restarted_at is not None:
+            atx_after = max(atx_after, restarted_at + 2 * epoch)
+        return cls(role, target, genesis, epoch, deadline, not_before, atx_after=atx_after)
 
     def wants_atx_status(self, now: float) -> bool:
         """True once for a miner, one epoch after genesis: one epoch is enough for a PoET
         round and an ATX, so a miner without one fails early, with the reason."""
-        return (
-            self.role == "miner"
-            and not self.atx_checked
-            and now > self.genesis + self.epoch_duration
-        )
+        after = self.atx_after or self.genesis + self.epoch_duration
+        return self.role == "miner" and not self.atx_checked and now > after
 
     def step(
         self,
@@ -332,9 +336,10 @@ class Watch:
         if atx_status is not None:
             self.atx_checked = True
             if atx_status[0] == 0:
-                return (
-                    f"miner published no ATX in epoch 0: {atx_status[1] or 'no PoET proof arrived'}"
-                )
+                why = atx_status[1] or "no PoET proof arrived"
+                if self.atx_after > self.genesis + self.epoch_duration:
+                    return f"restarted miner published no ATX in two epochs: {why}"
+                return f"miner published no ATX in epoch 0: {why}"
         if now > self.deadline:
             return (
                 f"node verified layer {status['verified_layer']}, not {self.target}, by the "

@@ -6,7 +6,7 @@ import pytest
 
 from harness.faults import Cut, FaultSchedule
 from scenarios.spacemesh import faults
-from scenarios.spacemesh.faults import Setup, search, simulate
+from scenarios.spacemesh.faults import Setup, search_cuts, simulate
 from scenarios.spacemesh.plan import SETTLE_LAYERS, Watch
 
 QUICK = Setup(miners=2, layers=4, layer_duration=1.0)
@@ -22,7 +22,7 @@ def test_a_gateway_cut_off_for_good_is_caught_by_the_plans_check() -> None:
 
 
 def test_search_finds_and_shrinks_a_cut_that_never_heals() -> None:
-    found = search(QUICK, examples=20, heal=False, seed=1)
+    found = search_cuts(QUICK, examples=20, heal=False, seed=1)
     assert found is not None and found.problems
     (cut,) = found.schedule.cuts  # shrunk to a single cut...
     assert cut.end_s is None  # ...that never heals
@@ -36,7 +36,7 @@ def test_the_network_survives_cuts_that_heal() -> None:
     """The property itself: after any cuts of one to three layers heal, every node agrees
     again within `SETTLE_LAYERS` layers, because gossip's digest sync repairs what a cut-off
     node missed (flooding never resends). With that sync switched off it fails."""
-    assert search(QUICK, examples=12, seed=2) is None
+    assert search_cuts(QUICK, examples=12, seed=2) is None
 
 
 def test_nodes_are_judged_only_once_the_network_had_time_to_settle() -> None:
@@ -53,7 +53,8 @@ def test_nodes_are_judged_only_once_the_network_had_time_to_settle() -> None:
 
 
 def test_cli_prints_the_replay_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert faults.main(["--miners", "2", "--layers", "4", "--no-heal", "--examples", "10"]) == 1
+    argv = ["--miners", "2", "--layers", "4", "--no-heal", "--examples", "10", "--cuts"]
+    assert faults.main(argv) == 1
     out = capsys.readouterr().out
     assert "failing schedule" in out and "harness run spacemesh:faults -i 4 " in out
     assert faults.main(["--schedule", '{"cuts": []}', "--miners", "2", "--layers", "4"]) == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import scenarios.spacemesh as spacemesh
-from scenarios.spacemesh.faults import Setup, search
+from scenarios.spacemesh.faults import Setup, search_cuts
 from scenarios.spacemesh.plan import Report, compare_reports
 
 from ..conftest import only_run_dir
@@ -152,7 +152,7 @@ def test_a_schedule_found_in_simulation_fails_the_same_way_in_namespaces(tmp_pat
     """Search in simulation, shrink, replay the printed command in network namespaces: the
     real network breaks the way the simulated one did (a node's layer hashes diverge)."""
     setup = Setup(miners=2, layers=4, layer_duration=1.0)
-    found = search(setup, examples=20, heal=False, seed=1)
+    found = search_cuts(setup, examples=20, heal=False, seed=1)
     assert found is not None and any("has hash" in p for p in found.problems)
     command = shlex.split(setup.replay_command(found.schedule))
     assert command[:3] == ["harness", "run", "spacemesh:faults"]
