@@ -242,6 +242,8 @@ async def start(env: sdk.RunEnv) -> None:
                 params=params,
                 check_slack=float(p["check_slack"]),
                 healed_at=schedule.healed_by() if schedule is not None else None,
+                # Started again by a fault: it syncs back, and publishes its next ATX later.
+                restarted_at=time.time() if env.is_restart else None,
             )
             mine = await _watch_own_node(env, ip, watch)
             await REPORTS.publish(env.sync, mine)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import scenarios.spacemesh as spacemesh
-from scenarios.spacemesh.faults import Setup, search_cuts
+from harness.faults import FaultSchedule
+from scenarios.spacemesh.faults import Setup, search, search_cuts, write_faults
 from scenarios.spacemesh.plan import Report, compare_reports
 
 from ..conftest import only_run_dir
@@ -181,3 +182,47 @@ def test_the_faults_case_passes_with_a_cut_that_heals(tmp_path: Path) -> None:
     assert sorted(c["asked_by"] for c in heals) == ["single/1", "single/2", "single/3"]
     cut_for = heals[0]["mono"] - cuts[0]["mono"]
     assert 1.5 < cut_for < 2.5, cut_for  # the schedule's 2 s, give or take a poll
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_a_process_fault_found_in_simulation_fails_in_namespaces_too(tmp_path: Path) -> None:
+    """The search over the fault vocabulary finds a kill the network does not survive (a
+    node restarted with nothing), shrinks it, and the printed command replays it in network
+    namespaces, where the supervisor plays it: the real network fails too."""
+    setup = Setup(miners=3, layers=6)
+    found = search(setup, actions=["kill"], examples=15, seed=0)
+    assert found is not None and not isinstance(found.schedule, FaultSchedule)
+    (fault,) = found.schedule
+    assert fault.action == "kill"
+    path = write_faults(found.schedule, tmp_path / "found")
+    command = shlex.split(setup.replay_command(found.schedule, path))
+    assert command[:3] == ["harness", "run", "spacemesh:faults"] and "--faults" in command
+    out = _run(*command[3:], outputs=tmp_path / "out", runner="local:netns",
+               target="spacemesh:faults")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    run_dir = only_run_dir(tmp_path / "out")
+    steps = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    assert steps[0]["step"] == "applied" and steps[0]["action"] == "kill"
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_the_network_survives_miners_killed_and_started_again_and_a_skewed_clock(
+    tmp_path: Path,
+) -> None:
+    composition = ROOT / "scenarios/spacemesh/compositions/process-faults.toml"
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--composition", str(composition), "-q",
+         "--outputs", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = json.loads((only_run_dir(tmp_path) / "run.json").read_text())
+    restarted = [i["id"] for i in run["instances"] if i["restarts"] == 1]
+    assert len(restarted) == 2 and all(
+        i["role"] == "miner" for i in run["instances"] if i["id"] in restarted)
+    steps = (only_run_dir(tmp_path) / "faults.jsonl").read_text()
+    assert '"action":"skew"' in steps and '"step":"undone"' in steps
