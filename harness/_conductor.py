@@ -102,6 +102,7 @@ class Conductor:
         self._nursery: trio.Nursery | None = None
         self.t0 = 0.0  # trio's clock at the fault schedule's time 0
         self.played = 0
+        self._waiting: dict[str, Fault] = {}  # faults whose time has not come yet
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Play the planned faults from now on (time 0); serve live ones until cancelled."""
@@ -138,17 +139,28 @@ class Conductor:
         """Seconds since time 0 (every instance started)."""
         return trio.current_time() - self.t0
 
+    def finish(self, failed_already: bool) -> None:
+        """The run's instances have all ended: a fault that never came is recorded, and
+        fails a run that would pass otherwise (a test whose fault did not happen proves
+        nothing)."""
+        for name, fault in list(self._waiting.items()):
+            self._failed(name, fault, "never played: the run's instances ended first",
+                         fail=not failed_already)
+
     async def _planned(self, name: str, fault: Fault, since: float | None = None) -> None:
+        self._waiting[name] = fault
         try:
             if isinstance(fault.at, When):
                 if not await self._condition(name, fault.at):
                     return
             else:
                 await trio.sleep_until((since or self.t0) + fault.at)
+            del self._waiting[name]
             resolved = self._resolve(name, fault)
             await self._apply(name, resolved)
             await self._later(name, resolved)
         except FaultError as e:
+            self._waiting.pop(name, None)
             self._failed(name, fault, str(e))
 
     async def _later(self, name: str, resolved: Resolved) -> None:
@@ -174,6 +186,7 @@ class Conductor:
         self.state.barrier(when.state, when.count, name, reply, None)
         await done.wait()
         if "error" in answer:
+            del self._waiting[name]
             self._failed(name, None, f"never fired: {answer['error']}")
             return False
         return True
@@ -266,11 +279,12 @@ class Conductor:
                     back[p] = a.resolved.fault.args["shape"]
         await self.actions.override(back, f"{name} undone")
 
-    def _failed(self, name: str, fault: Fault | None, reason: str) -> None:
+    def _failed(self, name: str, fault: Fault | None, reason: str, fail: bool = True) -> None:
         text = f"{name} could not be played: {reason}"
         self._write(name, "failed", {"reason": text, **(fault.to_data() if fault else {})})
         _log.error("fault failed", fault=name, reason=reason)
-        self._fail(text)
+        if fail:
+            self._fail(text)
 
     def _write(self, name: str, step: str, data: dict[str, Any]) -> None:
         entry = {"fault": name, "step": step, "at_s": round(self.at_s(), 3), **data}

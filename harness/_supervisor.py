@@ -327,6 +327,7 @@ class Supervisor:
                             server.faults = self.conductor.inject
                             await self._run_instances(processes, state, str(sock), tcp,
                                                       observers)
+                            self.conductor.finish(self.failed.is_set() or self.interrupted)
                             server.faults = None
                             observers.cancel_scope.cancel()
                         host_scope.cancel_scope.cancel()

@@ -228,13 +228,26 @@ def test_a_fault_that_never_fires_fails_the_run(tmp_path: Path) -> None:
     assert "fault 0 could not be played" in _run_json(run_dir)["reason"]
 
 
+def test_a_fault_whose_time_never_comes_fails_the_run(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "60s"
+        action = "kill"
+        targets = {instances = ["single/0"]}
+        """, "-p", "seconds=1")
+    assert code == 1, out
+    (failed,) = _faults(run_dir)
+    assert failed["step"] == "failed" and "never played" in failed["reason"]
+    assert "fault 0 could not be played: never played" in _run_json(run_dir)["reason"]
+
+
 def test_network_faults_on_a_runner_without_a_network_fail_the_run(tmp_path: Path) -> None:
     code, run_dir, out = _run(tmp_path, "faulty:beat", """
         [[faults]]
         at = "200ms"
         action = "isolate"
         targets = {instances = ["single/0"]}
-        """, "-p", "seconds=1")
+        """, "-p", "seconds=5")
     assert code == 1, out
     assert "cannot shape or cut links" in _run_json(run_dir)["reason"]
 
