@@ -54,7 +54,7 @@ def test_a_killed_instance_comes_back_after_the_duration_with_the_same_identity(
         action = "kill"
         duration = "700ms"
         targets = {instances = ["single/1"]}
-        """, "--runner", "local:netns", "-p", "seconds=4")
+        """, "--runner", "local:netns", "-p", "seconds=5")
     assert code == 0, out
     applied, undone = _faults(run_dir)
     assert (applied["step"], applied["chosen"], undone["step"]) == ("applied", ["single/1"],
@@ -110,7 +110,7 @@ def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> No
         action = "pause"
         duration = "800ms"
         targets = {instances = ["single/0"]}
-        """)
+        """, "-p", "seconds=5")
     assert code == 0, out
     applied, undone = _faults(run_dir)
     times = [t for t, _, _ in _beats(run_dir, "single/0")]
@@ -127,7 +127,7 @@ def test_a_partition_cuts_the_traffic_between_its_sides_until_healed(tmp_path: P
         action = "partition"
         duration = "1s"
         targets = {instances = ["single/0"]}
-        """, "--runner", "local:netns", "-p", "seconds=3.5")
+        """, "--runner", "local:netns", "-p", "seconds=6")
     assert code == 0, out
     applied, undone = _faults(run_dir)
     assert sorted(map(tuple, applied["directions"])) == sorted(
@@ -277,6 +277,8 @@ def test_a_skew_reaches_python_instances_and_programs_and_is_undone(tmp_path: Pa
         [global]
         plan = "faulty"
         case = "clock"
+          [global.params]
+          seconds = 7.0
 
         [[groups]]
         id = "py"
