@@ -39,6 +39,12 @@ def _instance(run_dir: Path, iid: str) -> dict[str, Any]:
     return next(i for i in _run_json(run_dir)["instances"] if i["id"] == iid)
 
 
+def _answers(run_dir: Path, iid: str) -> list[tuple[float, str, float]]:
+    """(when, who answered, round trip in ms) of each answer `iid` heard (faulty:talk)."""
+    lines = (run_dir / iid / "talk.log").read_text().splitlines()
+    return [(float(t), who, float(rtt)) for t, who, rtt in (ln.split() for ln in lines)]
+
+
 def _beats(run_dir: Path, iid: str) -> list[tuple[float, int, str]]:
     lines = (run_dir / iid / "beats.log").read_text().split("\n")
     return [(float(t), int(n), ip) for t, n, ip in (ln.split() for ln in lines if ln)]
@@ -134,12 +140,8 @@ def test_a_partition_cuts_the_traffic_between_its_sides_until_healed(tmp_path: P
         [("single/0", "single/1"), ("single/0", "single/2"),
          ("single/1", "single/0"), ("single/2", "single/0")])
 
-    def answers(iid: str) -> list[tuple[float, str]]:
-        text = (run_dir / iid / "talk.log").read_text()
-        return [(float(t), who) for t, who in (ln.split() for ln in text.splitlines())]
-
     cut = (applied["ts"] + 0.1, undone["ts"] - 0.1)
-    heard = answers("single/1")
+    heard = [(t, who) for t, who, _ in _answers(run_dir, "single/1")]
     assert not [w for t, w in heard if cut[0] < t < cut[1] and w == "single/0"], (
         "single/1 heard single/0 through the partition")
     assert [w for t, w in heard if cut[0] < t < cut[1] and w == "single/2"], (
@@ -312,3 +314,71 @@ def test_a_skew_reaches_python_instances_and_programs_and_is_undone(tmp_path: Pa
         assert before and during and after, (iid, samples)
         assert all(abs(s) < 0.05 for s in before + after), (iid, "skewed outside the fault")
         assert all(abs(s + 2) < 0.05 for s in during), (iid, "not skewed by -2 s", during)
+
+
+@root
+def test_isolate_then_heal_and_a_shape_on_some_directions(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:talk", """
+        [[faults]]
+        at = "1s"
+        action = "isolate"
+        targets = {instances = ["single/2"]}
+
+        [[faults]]
+        at = "2s"
+        action = "heal"
+
+        [[faults]]
+        at = "3s"
+        action = "shape"
+        shape = {latency_ms = 80}
+        duration = "1.5s"
+        targets = {instances = ["single/0"]}
+        to = {instances = ["single/1"]}
+        """, "--runner", "local:netns", "-p", "seconds=6")
+    assert code == 0, out
+    steps = {(f["fault"], f["step"]): f for f in _faults(run_dir)}
+    isolated, healed = steps[("fault 0", "applied")]["ts"], steps[("fault 1", "applied")]["ts"]
+    shaped, unshaped = steps[("fault 2", "applied")]["ts"], steps[("fault 2", "undone")]["ts"]
+    heard = _answers(run_dir, "single/0")
+    assert not [w for t, w, _ in heard if isolated + 0.1 < t < healed - 0.1 and w == "single/2"]
+    assert [w for t, w, _ in heard if healed + 0.2 < t < shaped and w == "single/2"], "not healed"
+    slow = [rtt for t, w, rtt in heard if shaped + 0.2 < t < unshaped - 0.1 and w == "single/1"]
+    other = [rtt for t, w, rtt in heard if shaped + 0.2 < t < unshaped - 0.1 and w == "single/2"]
+    after = [rtt for t, w, rtt in heard if t > unshaped + 0.3 and w == "single/1"]
+    assert slow and other and after
+    assert min(slow) >= 78, f"0 -> 1 shaped to 80 ms, round trips {min(slow)} ms"
+    assert max(other) < 60, "the shape reached a direction it does not name"
+    assert min(after) < 60, "the shape was not undone"
+
+
+def test_stop_ends_with_sigterm_and_resume_ends_a_pause(tmp_path: Path) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "500ms"
+        action = "stop"
+        grace = "2s"
+        duration = "500ms"
+        targets = {instances = ["single/0"]}
+
+        [[faults]]
+        at = "1s"
+        action = "pause"
+        targets = {instances = ["single/1"]}
+
+        [[faults]]
+        at = "1.8s"
+        action = "resume"
+        targets = {instances = ["single/1"]}
+        """, "-p", "seconds=5")
+    assert code == 0, out
+    assert _instance(run_dir, "single/0")["restarts"] == 1
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    (stopped,) = [e for e in events if e.get("instance") == "single/0"
+                  and e.get("status") == "exited"][:1]
+    assert stopped["exit_code"] == -15, "stop did not end it with SIGTERM"
+    steps = {f["fault"]: f for f in _faults(run_dir)}
+    paused, resumed = steps["fault 1"]["ts"], steps["fault 2"]["ts"]
+    times = [t for t, _, _ in _beats(run_dir, "single/1")]
+    assert not [t for t in times if paused + 0.05 < t < resumed - 0.05]
+    assert [t for t in times if t > resumed], "resume did not end the pause"

@@ -25,7 +25,8 @@ async def beat(env: sdk.RunEnv) -> None:
 
 
 async def talk(env: sdk.RunEnv) -> None:
-    """Answer UDP on the data address; ask every other instance every 20 ms."""
+    """Answer UDP on the data address; ask every other instance every 20 ms, logging each
+    answer: when, from whom, and the round trip in ms."""
     await env.network.wait_initialized()
     await env.sync.publish("talk:address", {"id": env.instance_id, "ip": env.data_ip})
     peers: dict[str, str] = {}
@@ -43,15 +44,18 @@ async def talk(env: sdk.RunEnv) -> None:
             async def serve() -> None:
                 while True:
                     data, addr = await sock.recvfrom(512)
-                    if data == b"ask":
-                        await sock.sendto(b"ans " + env.instance_id.encode(), addr)
-                    elif data.startswith(b"ans "):
-                        out.write(f"{time.time():.3f} {data[4:].decode()}\n")
+                    kind, _, rest = data.decode().partition(" ")
+                    if kind == "ask":
+                        await sock.sendto(f"ans {env.instance_id} {rest}".encode(), addr)
+                    elif kind == "ans":
+                        who, sent = rest.split()
+                        rtt = (time.monotonic() - float(sent)) * 1000
+                        out.write(f"{time.time():.3f} {who} {rtt:.1f}\n")
 
             nursery.start_soon(serve)
             while time.time() < _until(env):
                 for ip in others.values():
-                    await sock.sendto(b"ask", (ip, 7777))
+                    await sock.sendto(f"ask {time.monotonic():.6f}".encode(), (ip, 7777))
                 await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
     sock.close()
