@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,56 @@ def test_the_plan_is_unshadowed_from_nats_py() -> None:
                          cwd=ROOT, timeout=60)
     assert out.returncode == 0 and "scenarios" not in out.stdout, out.stdout + out.stderr
 
+
+
+def _signalled(run_dir: Path, state: str, timeout: float = 120) -> None:
+    """Wait until some instance of the run signalled `state`."""
+    deadline = time.monotonic() + timeout
+    needle = f'"state":"{state}"'
+    while time.monotonic() < deadline:
+        events = run_dir / "events.jsonl"
+        if events.exists() and needle in events.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no instance signalled {state} in {timeout:g} s")
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_faults_played_live_from_the_command_line_lose_nothing(tmp_path: Path) -> None:
+    """The same leader faults as leader-faults.toml, played by `harness fault` from another
+    process while the run goes on."""
+    _live_skip()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--composition",
+         str(PLAN / "compositions" / "live.toml"), "--outputs", str(tmp_path), "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in tmp_path.iterdir() if p.is_dir()]:
+            assert time.monotonic() < deadline and run.poll() is None, "the run did not start"
+            time.sleep(0.2)
+        run_dir = only_run_dir(tmp_path)
+        for state, args in (
+            ("published-200", ["kill", "--topic", "nats:leader", "--duration", "10s"]),
+            ("published-600", ["pause", "--topic", "nats:follower", "--duration", "8s"]),
+            ("published-1000", ["--json", json.dumps({
+                "action": "partition", "targets": {"topic": "nats:leader"},
+                "others": {"topic": "nats:followers"}, "duration": "10s"})]),
+        ):
+            _signalled(run_dir, state)
+            r = harness_cli("fault", str(run_dir), *args)
+            assert r.returncode == 0, r.stdout + r.stderr
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, output
+    steps = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    applied = [s for s in steps if s["step"] == "applied"]
+    assert [s["action"] for s in applied] == ["kill", "pause", "partition"]
+    assert all(s["asked_by"].startswith("harness fault pid ") for s in applied)
+    assert [s["step"] for s in steps].count("undone") == 3
+    events = (run_dir / "events.jsonl").read_text()
+    assert events.count("acknowledged messages are in the stream") == 2
