@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -28,6 +29,26 @@ def harness_cli(*args: str, timeout: float = 120, cwd: Path | None = None) -> su
         [sys.executable, "-m", "harness", *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
     )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (by parent links in /proc), including other sessions."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
 
 
 _VOLATILE = re.compile(r"^#.*$|valid_lft \S+|preferred_lft \S+", re.MULTILINE)

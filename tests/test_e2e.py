@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, harness_cli, only_run_dir
+from .conftest import ROOT, descendants, harness_cli, only_run_dir
 
 HANG = """
 name = "hang"
@@ -161,8 +161,8 @@ def test_interrupt_or_kill_leaves_no_process_behind(
             if any(out.glob("*/events.jsonl")):
                 pids = [e["pid"] for e in _events(out) if e.get("status") == "started"]
         assert len(pids) == 3, "instances did not start"
-        descendants = _descendants(proc.pid)
-        assert set(pids) <= descendants
+        below = descendants(proc.pid)
+        assert set(pids) <= below
         proc.send_signal(sig)
         code = proc.wait(timeout=15)
     finally:
@@ -172,29 +172,9 @@ def test_interrupt_or_kill_leaves_no_process_behind(
         assert code == 130, proc.stderr.read() if proc.stderr else ""
         assert _run_json(out)["outcome"] == "interrupted"
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(p) for p in descendants):
+    while time.monotonic() < deadline and any(_alive(p) for p in below):
         time.sleep(0.1)
-    assert not [p for p in descendants if _alive(p)], "processes outlived the run"
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below `pid` (by parent links in /proc), including other sessions."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
+    assert not [p for p in below if _alive(p)], "processes outlived the run"
 
 
 RAW_NODE = """#!/usr/bin/env python3

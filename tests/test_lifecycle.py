@@ -20,7 +20,7 @@ import harness
 from harness._errors import single_cause
 from harness.plans import build_run_spec
 
-from .conftest import ROOT, harness_cli, only_run_dir
+from .conftest import ROOT, descendants, harness_cli, only_run_dir
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root")
 
@@ -96,25 +96,6 @@ def _wait_for(what: str, found: Callable[[], Any], timeout: float = 60) -> Any:
     raise AssertionError(f"{what}: not seen within {timeout} s")
 
 
-def _children(pid: int) -> set[int]:
-    """Every process below `pid` right now."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            found.add(kid)
-            todo.append(kid)
-    return found
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -159,7 +140,7 @@ def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], A
         return lambda: list(out.glob("*/run.json"))
     if name == "network":
         return lambda: _owned_prefix(proc.pid)
-    return lambda: [p for p in _children(proc.pid) if "_forkserver" in _cmdline(p)]
+    return lambda: [p for p in descendants(proc.pid) if "_forkserver" in _cmdline(p)]
 
 
 @needs_root
@@ -176,11 +157,11 @@ def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
     with _reaped(proc):
         _wait_for(moment, _moment(moment, proc, out))
         prefix = _owned_prefix(proc.pid)
-        seen |= _children(proc.pid)
+        seen |= descendants(proc.pid)
         proc.send_signal(sig)
         deadline = time.monotonic() + 60  # a guard against a hang, not a timing
         while proc.poll() is None and time.monotonic() < deadline:
-            seen |= _children(proc.pid)
+            seen |= descendants(proc.pid)
             prefix = prefix or _owned_prefix(proc.pid)
             time.sleep(0.01)
         code = proc.wait(timeout=1)

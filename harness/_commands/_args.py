@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.observe import DEFAULT_OUTPUTS
@@ -40,3 +42,19 @@ def add_plans(parser: argparse.ArgumentParser) -> None:
         help=f"look for plans in DIR (repeatable) instead of ${PLANS_ENV} "
         "(DIR:DIR...) or the project's scenarios/",
     )
+
+
+def print_lines(lines: Iterable[str], follow: bool) -> int:
+    """Print `lines` as they come (flushed each, when following a live run); 0 also when
+    the reader goes away (`| head`) or a follower is stopped with Ctrl-C."""
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+            if follow:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+    return 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
+from collections.abc import Iterator
 
 import orjson
 
-from harness._commands._args import add_run
+from harness._commands._args import add_run, print_lines
 from harness._liveness import run_over
 from harness.observe import follow_events, format_event, resolve_run, run_events, started_at
 
@@ -36,22 +36,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         events = run_events(run_dir)
     start = started_at(run_dir)
-    try:
+
+    def lines() -> Iterator[str]:
+        nonlocal start
         for event in events:
             if args.json:
-                line = orjson.dumps(event, default=str).decode()
-            else:
-                if start is None:  # a run that has just begun: run.json comes soon
-                    start = started_at(run_dir) or event.get("ts")
-                line = format_event(event, start)
-            sys.stdout.write(line + "\n")
-            if args.follow:
-                sys.stdout.flush()
-    except BrokenPipeError:  # `harness events | head`
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        if args.follow:
-            return 0
-        raise
-    return 0
+                yield orjson.dumps(event, default=str).decode()
+                continue
+            if start is None:  # a run that has just begun: run.json comes soon
+                start = started_at(run_dir) or event.get("ts")
+            yield format_event(event, start)
+
+    return print_lines(lines(), args.follow)

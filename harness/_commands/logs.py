@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness._commands._args import add_run
+from harness._commands._args import add_run, print_lines
 from harness._errors import UsageError
 from harness.observe import LEVELS, LogFilter, follow_lines, format_line, merged_lines, resolve_run
 
@@ -58,16 +58,4 @@ def run(args: argparse.Namespace) -> int:
     flt = LogFilter(tuple(args.group), tuple(args.instance), args.level, args.grep)
     colour = sys.stdout.isatty() if args.color is None else args.color
     lines = follow_lines(run_dir, flt) if args.follow else merged_lines(run_dir, flt)
-    try:
-        for line in lines:
-            sys.stdout.write(format_line(line, colour=colour) + "\n")
-            if args.follow:
-                sys.stdout.flush()
-    except BrokenPipeError:  # `harness logs | head`
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        if args.follow:
-            return 0
-        raise
-    return 0
+    return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
