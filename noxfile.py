@@ -2,7 +2,7 @@
 
     nox -s tests       unit, property and live tests (root: installs what they need)
     nox -s scenario    the main job: spacemesh:start on its defaults
-    nox -s lint typecheck e2e bench kernel proto
+    nox -s lint typecheck e2e long faults bench kernel proto
 """
 
 from __future__ import annotations
@@ -70,13 +70,24 @@ def tests(session: nox.Session) -> None:
     kernel backend's live tests in a VM whose kernel has sch_netem (this one may not)."""
     _debs(session, TEST_DEBS + KERNEL_DEBS)
     _install(session, "test", "userspace")
-    session.run("pytest", "-p", "no:cacheprovider", *(session.posargs or ["-q", "tests"]))
+    session.run("pytest", "-p", "no:cacheprovider",
+                *(session.posargs or ["-q", "-m", "not long", "tests"]))
     if session.posargs:
         return
     if os.geteuid() != 0:
         session.warn("kernel backend VM tests skipped: booting the VM's shares needs root")
         return
     session.run("python", "-m", "tests.kernelvm", "--", *KERNEL_TESTS)
+
+
+@nox.session
+def long(session: nox.Session) -> None:
+    """The tests that take a minute or more each (`-m long`), which `tests` leaves out:
+    whole clusters under fault schedules."""
+    _debs(session, TEST_DEBS)
+    _install(session, "test", "userspace")
+    session.run("pytest", "-p", "no:cacheprovider", "-q", "-m", "long", *session.posargs,
+                "tests")
 
 
 @nox.session
@@ -102,10 +113,15 @@ def scenario(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Every example scenario end to end, each on its defaults."""
-    _install(session, "userspace")
-    for target in ("pingpong", "spacemesh:start", "spacemesh:faults"):
+    """Every example scenario end to end, each on its defaults, then the example
+    compositions that play faults on them."""
+    _debs(session, ["nats-server"])
+    _install(session, "userspace", "nats")
+    for target in ("pingpong", "spacemesh:start", "spacemesh:faults", "nats"):
         session.run("python", "-m", "harness", "run", target, "-q")
+    for composition in ("scenarios/spacemesh/compositions/process-faults.toml",
+                        "scenarios/nats/compositions/leader-faults.toml"):
+        session.run("python", "-m", "harness", "run", "--composition", composition, "-q")
 
 
 @nox.session

@@ -162,7 +162,7 @@ def test_a_lost_acknowledged_message_fails_the_run_naming_it(tmp_path: Path) -> 
 
 
 @pytest.mark.live
-@pytest.mark.slow
+@pytest.mark.long  # the same faults, played live, run in CI below
 def test_the_cluster_loses_nothing_under_leader_faults(tmp_path: Path) -> None:
     """The leader killed and started again, a follower paused, the leader partitioned away:
     every acknowledged message is still there and the cluster served after each."""
