@@ -236,6 +236,18 @@ def leftovers(alive: Iterable[str], found: dict[str, Hierarchy] | None = None) -
     return sorted(out)
 
 
+def remove_run(run_id: str, found: dict[str, Hierarchy] | None = None) -> list[Path]:
+    """Remove what a run whose supervisor died left in every hierarchy (its processes are
+    killed); the directories removed."""
+    removed = []
+    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
+        path = h.base() / (_PREFIX + run_id)
+        if path.is_dir():
+            remove_tree(path)
+            removed.append(path)
+    return removed
+
+
 def remove_tree(run_dir: Path) -> None:
     """Remove a run directory left behind: kill its processes, remove its groups."""
     _empty_and_remove([p for p in run_dir.iterdir() if p.is_dir()])

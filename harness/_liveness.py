@@ -20,6 +20,7 @@ import stat
 import time
 from pathlib import Path
 
+from harness._cgroup import CgroupError, remove_run
 from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
@@ -91,6 +92,8 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         instances=instances))  # fmt: skip
     remove_sockets(run_dir, run.sock_dir)
     remove_shared(run.run_id)  # its instances' clocks in /dev/shm
+    with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
+        remove_run(run.run_id)
     remove_token(run_dir)
     return True
 

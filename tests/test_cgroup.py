@@ -196,3 +196,13 @@ def test_leftovers_of_a_dead_owner_are_found_and_removed(groups: cg.RunCgroups) 
     assert proc.wait(timeout=10) == -9
     assert not any(p.exists() for p in found)
     groups.groups.clear()  # removed above, by the leftover path
+
+
+@live
+def test_a_dead_runs_groups_are_removed_by_its_run_id() -> None:
+    run = cg.RunCgroups("dead-" + secrets.token_hex(3))
+    proc = _spawn("import time; time.sleep(600)")
+    run.group("single/0").add(proc.pid)
+    removed = cg.remove_run(run.name.removeprefix("harness-"))
+    assert removed and not any(p.exists() for p in removed)
+    assert proc.wait(timeout=10) == -9, "its process outlived its group"

@@ -308,6 +308,13 @@ def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "still running" not in shown.stdout
     assert "ABORTED" in shown.stdout and "last seen" in shown.stdout
+    # Nothing of it is left outside its directory: its clocks, its instances' cgroups.
+    assert not list(Path("/dev/shm").glob(f"*{run_dir.name}*"))
+    if os.geteuid() == 0:
+        from harness import _cgroup
+
+        assert not [h.base() / f"harness-{run_dir.name}" for h in _cgroup.hierarchies().values()
+                    if (h.base() / f"harness-{run_dir.name}").exists()]
 
 
 @needs_root
