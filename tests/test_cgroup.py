@@ -269,30 +269,3 @@ def test_v2_below_a_cgroup_holding_processes_freezes_and_says_why_it_cannot_limi
         sleeper.wait()
         busy.rmdir()
 
-
-@live
-def test_remove_kills_a_group_whose_processes_keep_forking(groups: cg.RunCgroups) -> None:
-    """A chain of processes each forking the next and exiting outruns killing them one pid
-    at a time; v2's cgroup.kill takes the whole group at once."""
-    _v2_group(groups)
-    group = groups.group("forks/1")
-    if not (group.dirs["memory"] / "cgroup.kill").exists():
-        pytest.skip("this kernel has no cgroup.kill (Linux 5.14+)")
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import os; os.read({read}, 1)\nwhile True:\n    if os.fork(): os._exit(0)"],
-        pass_fds=(read,))
-    group.add(proc.pid)
-    os.write(write, b"x")
-    os.close(read)
-    os.close(write)
-    proc.wait()  # the first of the chain; its descendants run on in the group
-    try:
-        groups.remove()
-        assert not any(d.exists() for d in group.dirs.values())
-    finally:
-        for path in group.dirs.values():
-            if path.exists():  # what a failed removal left: stop the chain, remove the group
-                (path / "cgroup.kill").write_text("1")
-                cg._rmdir(path)
