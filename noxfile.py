@@ -62,12 +62,21 @@ KERNEL_TESTS = [
     "tests/netem/test_kernel_probe.py", "tests/netem/test_tc_netlink.py",
     "-k", "kernel or tc_netlink",
 ]
+CGROUP_V2_TESTS = [
+    # The VM mounts only cgroup2 (as most users' machines): per-instance cgroups and the
+    # faults that go through them, on v2. Only these: the VM runs Python slowly.
+    "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "tests/test_cgroup.py",
+    "tests/test_faults_live.py::test_a_paused_instance_makes_no_progress_until_resumed",
+    "tests/test_faults_live.py::test_a_memory_limit_kills_an_instance_that_eats_past_it",
+    "tests/test_faults_live.py::test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it",
+]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """All tests: unit, property-based, end to end and live (namespaces, shaping), then the
-    kernel backend's live tests in a VM whose kernel has sch_netem (this one may not)."""
+    kernel backend's live tests in a VM whose kernel has sch_netem (this one may not), and
+    the cgroup tests in a VM that has cgroup v2 only (this machine may have v1)."""
     _debs(session, TEST_DEBS + KERNEL_DEBS)
     _install(session, "test", "userspace")
     session.run("pytest", "-p", "no:cacheprovider",
@@ -75,9 +84,10 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         return
     if os.geteuid() != 0:
-        session.warn("kernel backend VM tests skipped: booting the VM's shares needs root")
+        session.warn("kernel VM tests skipped: booting the VM's shares needs root")
         return
     session.run("python", "-m", "tests.kernelvm", "--", *KERNEL_TESTS)
+    session.run("python", "-m", "tests.kernelvm", "--", *CGROUP_V2_TESTS)
 
 
 @nox.session
@@ -149,10 +159,12 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def kernel(session: nox.Session) -> None:
-    """Live shaping tests of the kernel (tc netem) backend, in a VM whose kernel has it."""
+    """Live shaping tests of the kernel (tc netem) backend, in a VM whose kernel has it, and
+    the cgroup tests there on cgroup v2 (posargs: one command to run in the VM instead)."""
     _debs(session, KERNEL_DEBS)
     _install(session, "test", "userspace")
-    session.run("python", "-m", "tests.kernelvm", "--", *(session.posargs or KERNEL_TESTS))
+    for command in [session.posargs] if session.posargs else [KERNEL_TESTS, CGROUP_V2_TESTS]:
+        session.run("python", "-m", "tests.kernelvm", "--", *command)
 
 
 @nox.session

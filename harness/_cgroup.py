@@ -7,8 +7,11 @@ its `cgroup.controllers` lists it. Freezing needs no controller on v2 (`cgroup.f
 
 A run's groups live in one directory per hierarchy, `harness-<run id>`, below the cgroup
 this process is in (on v2 as root: below the hierarchy's root, since a v2 cgroup that holds
-processes cannot give controllers to its children). `remove()` kills what is left and
-removes every directory; `leftovers()` finds the directories of runs whose owner died.
+processes cannot give controllers to its children). Where that root is not the machine's
+but a container's cgroup that holds processes, it cannot give them either: v2 then serves
+only freezing and `RunCgroups.missing` says why. `remove()` kills what is left (v2's
+`cgroup.kill` where the kernel has it) and removes every directory; `leftovers()` finds the
+directories of runs whose owner died.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ def hierarchies(
 ) -> dict[str, Hierarchy]:
     """Which hierarchy serves each controller of CONTROLLERS on this machine (the missing
     ones are absent). The arguments stand in for /proc/self/{mountinfo,cgroup} in tests."""
+    return _find(mountinfo, proc_cgroup)[0]
+
+
+def _find(
+    mountinfo: str | None, proc_cgroup: str | None
+) -> tuple[dict[str, Hierarchy], dict[str, str]]:
+    """`hierarchies()`, and why each controller that v2 has but cannot give is left out."""
     if mountinfo is None:
         mountinfo = Path("/proc/self/mountinfo").read_text()
     if proc_cgroup is None:
@@ -76,16 +86,39 @@ def hierarchies(
             for controller in CONTROLLERS:
                 if controller in options and controller in own:
                     found[controller] = Hierarchy(1, mount, _under(mount, own[controller]))
+    withheld: dict[str, str] = {}
     if unified is not None and "" in own:
         v2 = Hierarchy(2, unified, _under(unified, own[""]))
-        try:
-            offered = set((v2.base() / "cgroup.controllers").read_text().split())
-        except OSError:
-            offered = set()
+        offered, why = _v2_offers(v2.base())
         for controller in CONTROLLERS:
-            if controller not in found and (controller in offered or controller == "freezer"):
+            if controller in found:
+                continue
+            if controller in offered or controller == "freezer":
                 found[controller] = v2
-    return found
+            elif why is not None:
+                withheld[controller] = why.format(controller=controller)
+    return found, withheld
+
+
+def _v2_offers(base: Path) -> tuple[set[str], str | None]:
+    """The controllers a run's groups below `base` can have, and (a format string) why the
+    ones `base` has but cannot give its children are missing."""
+    offered, given = _words(base / "cgroup.controllers"), _words(base / "cgroup.subtree_control")
+    holds = bool(_words(base / "cgroup.procs"))
+    # The "no internal processes" rule: a cgroup other than the hierarchy's root (which has
+    # no cgroup.type) cannot enable a controller for its children while it holds processes.
+    if offered - given and holds and (base / "cgroup.type").exists():
+        return given, (f"cgroup v2 cannot give the {{controller}} controller to the run's "
+                       f"groups: {base} holds processes (a v2 cgroup with processes cannot "
+                       f"enable controllers for its children)")
+    return offered, None
+
+
+def _words(path: Path) -> set[str]:
+    try:
+        return set(path.read_text().split())
+    except OSError:
+        return set()
 
 
 def _under(mount: Path, path: str) -> Path:
@@ -96,7 +129,7 @@ class RunCgroups:
     """The cgroups of one run: `group(name)` makes one per instance in every hierarchy."""
 
     def __init__(self, run_id: str, found: dict[str, Hierarchy] | None = None) -> None:
-        self.serving = hierarchies() if found is None else found
+        self.serving, self.withheld = _find(None, None) if found is None else (found, {})
         self.name = _PREFIX + run_id
         self._dirs: list[Path] = []  # the run's directory in each hierarchy, made lazily
         self.groups: dict[str, InstanceCgroup] = {}
@@ -105,7 +138,8 @@ class RunCgroups:
         """Why `controller` cannot be used here, or None if it can."""
         if controller in self.serving:
             return None
-        return f"no cgroup hierarchy on this machine offers the {controller} controller"
+        return self.withheld.get(
+            controller, f"no cgroup hierarchy on this machine offers the {controller} controller")
 
     def group(self, name: str) -> InstanceCgroup:
         """The cgroup of instance `name` (made on first use, in each hierarchy)."""
@@ -122,7 +156,8 @@ class RunCgroups:
                     _enable(run_dir, [c for c, x in self.serving.items() if x == h])
                 self._dirs.append(run_dir)
             dirs[controller] = _mkdir(run_dir / safe)
-        group = InstanceCgroup(name, dirs, {c: h.version for c, h in self.serving.items()})
+        group = InstanceCgroup(name, dirs, {c: h.version for c, h in self.serving.items()},
+                               self.withheld)
         self.groups[name] = group
         return group
 
@@ -142,7 +177,8 @@ class InstanceCgroup:
 
     name: str
     dirs: dict[str, Path]  # controller -> directory
-    versions: dict[str, int]
+    versions: dict[str, int]  # controller -> the version of the hierarchy that serves it
+    withheld: dict[str, str] = dataclasses.field(default_factory=dict)  # controller -> why
 
     def paths(self) -> tuple[str, ...]:
         """Its directories, one per hierarchy: what a process joins to be in the group."""
@@ -217,8 +253,9 @@ class InstanceCgroup:
 
     def _dir(self, controller: str) -> Path:
         if controller not in self.dirs:
-            raise CgroupError(f"no cgroup hierarchy on this machine offers the "
-                              f"{controller} controller")
+            raise CgroupError(self.withheld.get(
+                controller, f"no cgroup hierarchy on this machine offers the {controller} "
+                            f"controller"))
         return self.dirs[controller]
 
 
@@ -262,6 +299,11 @@ def _empty_and_remove(paths: list[Path]) -> None:
         for file, value in (("cgroup.freeze", "0"), ("freezer.state", "THAWED")):
             if (path / file).exists():
                 _write(path / file, value)
+    for path in paths:
+        # v2 (Linux 5.14+) kills the whole group at once, a process forking meanwhile
+        # included; the loop below then only waits (and is the way on v1).
+        if (path / "cgroup.kill").exists():
+            _write(path / "cgroup.kill", "1")
     for _ in range(500):
         pids = _procs(paths)
         if not pids:

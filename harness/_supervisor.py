@@ -644,6 +644,10 @@ class Supervisor:
             with contextlib.suppress(CgroupError):
                 cgroups.remove()
             return
+        # Which hierarchy version served each controller: what a pause or limit went through.
+        _log.info("per-instance cgroups", versions={c: h.version for c, h in
+                                                    cgroups.serving.items()},
+                  withheld=cgroups.withheld)
         self.cgroups = cgroups
 
     def _remove_cgroups(self) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_KERNEL_VM = os.environ.get("KERNELVM") == "1"
+"""True inside the kernel VM (tests/kernelvm): Debian's kernel, cgroup v2 only, emulated."""
 
 
 def free_port() -> int:

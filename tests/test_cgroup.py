@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import _cgroup as cg
+from tests.conftest import IN_KERNEL_VM
 
 HYBRID_MOUNTS = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -48,7 +49,32 @@ def test_v2_freezes_without_a_controller_but_offers_nothing_else_unlisted(tmp_pa
                                         "memory controller")
 
 
+def test_v2_withholds_the_controllers_a_cgroup_holding_processes_cannot_give(
+    tmp_path: Path,
+) -> None:
+    """A container's cgroup namespace: its root is a v2 cgroup that holds processes, so the
+    run's groups below it can freeze but get no CPU or memory controller (and are told why)."""
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("\n")
+    (tmp_path / "cgroup.procs").write_text("1\n7\n")
+    (tmp_path / "cgroup.type").write_text("domain\n")  # not the hierarchy's root
+    mounts = UNIFIED_MOUNTS.replace("/sys/fs/cgroup", str(tmp_path))
+    assert set(cg.hierarchies(mounts, "0::/\n")) == {"freezer"}
+    (tmp_path / "cgroup.subtree_control").write_text("memory\n")  # given already: usable
+    assert set(cg.hierarchies(mounts, "0::/\n")) == {"freezer", "memory"}
+    (tmp_path / "cgroup.type").unlink()  # the hierarchy's root may hold processes
+    assert set(cg.hierarchies(mounts, "0::/\n")) == {"freezer", "memory", "cpu"}
+
+
 # -- live ------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not IN_KERNEL_VM, reason="only the kernel VM is known to be cgroup v2 only")
+def test_in_the_kernel_vm_cgroup_v2_serves_every_controller() -> None:
+    """The VM mounts only cgroup2: the live tests below then test v2, nothing else."""
+    assert {c: h.version for c, h in cg.hierarchies().items()} == {
+        "cpu": 2, "memory": 2, "freezer": 2}
+    assert Path("/proc/self/cgroup").read_text().startswith("0::/")
+    assert len(Path("/proc/self/cgroup").read_text().splitlines()) == 1  # no v1 hierarchy
 
 live = pytest.mark.skipif(os.geteuid() != 0, reason="creating cgroups needs root")
 
@@ -65,23 +91,31 @@ def _spawn(code: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def _need(groups: cg.RunCgroups, controller: str) -> None:
+def _need(groups: cg.RunCgroups, controller: str) -> int:
+    """Skip unless `controller` can be used; its hierarchy's version (2 in the kernel VM)."""
     if (why := groups.missing(controller)) is not None:
+        assert not IN_KERNEL_VM, why
         pytest.skip(why)
+    version = groups.serving[controller].version
+    assert version == 2 or not IN_KERNEL_VM
+    return version
 
 
 COUNTER = """
-import time
+import os, time
 n = 0
 while True:
     n += 1
-    open({path!r}, "w").write(str(n))
+    with open({path!r} + ".new", "w") as f:
+        f.write(str(n))
+    os.replace({path!r} + ".new", {path!r})  # frozen at any point, the count stays readable
     time.sleep(0.005)
 """
 
 
 def _count(path: Path) -> int:
-    for _ in range(100):
+    deadline = time.monotonic() + 30  # an emulated VM starts Python in seconds
+    while time.monotonic() < deadline:
         text = path.read_text() if path.exists() else ""
         if text:
             return int(text)
@@ -206,3 +240,50 @@ def test_a_dead_runs_groups_are_removed_by_its_run_id() -> None:
     removed = cg.remove_run(run.name.removeprefix("harness-"))
     assert removed and not any(p.exists() for p in removed)
     assert proc.wait(timeout=10) == -9, "its process outlived its group"
+
+
+def _v2_group(groups: cg.RunCgroups) -> Path:
+    """Skip unless v2 serves the memory controller; the unified hierarchy's mount."""
+    if _need(groups, "memory") != 2:
+        pytest.skip("the memory controller is not on cgroup v2 here")
+    return groups.serving["memory"].mount
+
+
+@live
+def test_v2_below_a_cgroup_holding_processes_freezes_and_says_why_it_cannot_limit(
+    groups: cg.RunCgroups, tmp_path: Path,
+) -> None:
+    """As in a container whose cgroup namespace's root holds its processes."""
+    mount = _v2_group(groups)
+    busy = mount / f"test-busy-{secrets.token_hex(3)}"
+    busy.mkdir()
+    sleeper = _spawn("import time; time.sleep(600)")
+    run: cg.RunCgroups | None = None
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        found = cg.hierarchies(f"30 23 0:26 / {busy} rw - cgroup2 cgroup2 rw\n", "0::/\n")
+        assert set(found) == {"freezer"} and found["freezer"].base() == busy
+        run = cg.RunCgroups("test-" + secrets.token_hex(3))
+        run.serving, run.withheld = cg._find(  # this machine, seen from inside `busy`
+            f"30 23 0:26 / {busy} rw - cgroup2 cgroup2 rw\n", "0::/\n")
+        assert "holds processes" in (run.missing("memory") or "")
+        group = run.group("single/0")
+        with pytest.raises(cg.CgroupError, match="holds processes"):
+            group.set_memory(2**26)
+        counter = tmp_path / "n"
+        proc = _spawn(COUNTER.format(path=str(counter)))
+        group.add(proc.pid)
+        _count(counter)
+        group.freeze()
+        before = _count(counter)
+        time.sleep(0.3)
+        assert _count(counter) == before, "a frozen process went on counting"
+        run.remove()
+        assert proc.wait(timeout=10) == -9
+    finally:
+        if run is not None:
+            run.remove()
+        sleeper.kill()
+        sleeper.wait()
+        busy.rmdir()
+

@@ -11,10 +11,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import harness_cli, only_run_dir
+from harness import _cgroup
+from tests.conftest import IN_KERNEL_VM, harness_cli, only_run_dir
 
 PLANS = Path(__file__).parent / "plans"
 root = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and cgroups need root")
+SLOW = 4 if IN_KERNEL_VM else 1
+"""How much longer the cgroup faults' timings are in the emulated kernel VM (which runs the
+instances several times slower): `_s(1)` is "1s" here, "4s" there."""
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds * SLOW:g}s"
 
 
 def _run(tmp_path: Path, target: str, faults: str, *args: str) -> tuple[int, Path, str]:
@@ -23,8 +31,21 @@ def _run(tmp_path: Path, target: str, faults: str, *args: str) -> tuple[int, Pat
     file.write_text(textwrap.dedent(faults))
     out = tmp_path / "out"
     r = harness_cli("run", target, "--plans", str(PLANS), "--outputs", str(out), "-q",
-                    "--faults", str(file), *args, timeout=180)
+                    "--faults", str(file), *args, timeout=180 * SLOW)
     return r.returncode, only_run_dir(out), r.stdout + r.stderr
+
+
+def _served_by(run_dir: Path, controller: str) -> int:
+    """The cgroup version that served `controller` in the run (its supervisor's log says),
+    checked against this machine's: v2 in the kernel VM, which mounts only cgroup2."""
+    for line in (run_dir / "supervisor.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "per-instance cgroups":
+            version = int(record["versions"][controller])
+            assert version == (2 if IN_KERNEL_VM else
+                               _cgroup.hierarchies()[controller].version), record
+            return version
+    raise AssertionError("the run made no per-instance cgroups")
 
 
 def _faults(run_dir: Path) -> list[dict[str, Any]]:
@@ -110,17 +131,22 @@ def test_a_restart_starts_it_again_at_once(tmp_path: Path) -> None:
 
 @root
 def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> None:
-    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+    code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
         [[faults]]
-        at = "1s"
+        at = "{_s(1)}"
         action = "pause"
-        duration = "800ms"
-        targets = {instances = ["single/0"]}
-        """, "-p", "seconds=5")
+        duration = "{_s(0.8)}"
+        targets = {{instances = ["single/0"]}}
+        """, "-p", f"seconds={5 * SLOW}")
     assert code == 0, out
+    _served_by(run_dir, "freezer")
     applied, undone = _faults(run_dir)
     times = [t for t, _, _ in _beats(run_dir, "single/0")]
-    during = [t for t in times if applied["ts"] + 0.05 < t < undone["ts"] - 0.05]
+    # Each record is written once its action is done: a beat may fall just before "undone"
+    # (after the thaw), later in the emulated VM.
+    margin = 0.05 * SLOW
+    during = [t for t in times if applied["ts"] + margin < t < undone["ts"] - margin]
+    assert any(t < applied["ts"] for t in times), "it did not beat before the pause"
     assert not during, f"it beat {len(during)} times while paused"
     assert any(t > undone["ts"] for t in times), "it did not resume"
 
@@ -160,35 +186,38 @@ def test_a_memory_limit_kills_an_instance_that_eats_past_it(tmp_path: Path) -> N
         action = "limit"
         memory = "100MiB"
         targets = {instances = ["single/0"]}
-        """, "-p", "eat_at=1", "-p", "megabytes=400", "-p", "seconds=3")
+        """, "-p", f"eat_at={SLOW}", "-p", "megabytes=400", "-p", f"seconds={3 * SLOW}")
     assert code == 1, out
+    _served_by(run_dir, "memory")
+    assert "ate" not in (run_dir / "single/0/cpu.log").read_text(), "it ate past the limit"
     assert _instance(run_dir, "single/0")["reason"] == "killed by SIGKILL"
 
 
 @root
 def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> None:
-    code, run_dir, out = _run(tmp_path, "faulty:eat", """
+    code, run_dir, out = _run(tmp_path, "faulty:eat", f"""
         [[faults]]
-        at = "1s"
+        at = "{_s(1)}"
         action = "limit"
         cpu = 0.3
-        targets = {instances = ["single/0"]}
+        targets = {{instances = ["single/0"]}}
 
         [[faults]]
-        at = "2.5s"
+        at = "{_s(2.5)}"
         action = "hog"
         cpu = 1
-        duration = "1.5s"
-        targets = {instances = ["single/0"]}
-        """, "-p", "seconds=4.5")
+        duration = "{_s(1.5)}"
+        targets = {{instances = ["single/0"]}}
+        """, "-p", f"seconds={4.5 * SLOW}")
     assert code == 0, out
+    _served_by(run_dir, "cpu")
     log = [ln.split() for ln in (run_dir / "single/0/cpu.log").read_text().splitlines()]
     shares = [(float(t), float(s)) for t, s in log]
     faults = {f["fault"]: f for f in _faults(run_dir) if f["step"] == "applied"}
     t_limit, t_hog = faults["fault 0"]["ts"], faults["fault 1"]["ts"]
     free = [s for t, s in shares if t < t_limit]
-    capped = [s for t, s in shares if t_limit + 0.5 < t < t_hog]
-    hogged = [s for t, s in shares if t_hog + 0.5 < t < t_hog + 1.5]
+    capped = [s for t, s in shares if t_limit + 0.5 * SLOW < t < t_hog]
+    hogged = [s for t, s in shares if t_hog + 0.5 * SLOW < t < t_hog + 1.5 * SLOW]
     assert free and capped and hogged, shares
     assert max(capped) < 0.42, f"capped at 0.3 CPU, it still had {max(capped):.2f}"
     assert sum(hogged) / len(hogged) < 0.75 * sum(capped) / len(capped), (

@@ -111,9 +111,20 @@ while read -r mod args; do
     insmod "/modules/$mod" $args || echo "kernelvm: insmod $mod failed" >&2
 done < /modules/order
 mkdir -p /host
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro host /host || poweroff -f
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose host /host || poweroff -f
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
+# cgroup v2 only, as on a modern systemd machine: the unified hierarchy on /sys/fs/cgroup, the
+# controllers the kernel offers given to the root's children, the command in a leaf of its own
+cg=/host/sys/fs/cgroup
+if mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 $cg; then
+    for c in cpu io memory pids; do
+        grep -qw $c $cg/cgroup.controllers && echo "+$c" > $cg/cgroup.subtree_control
+    done
+    mkdir $cg/kernelvm.scope && echo $$ > $cg/kernelvm.scope/cgroup.procs
+else
+    echo "kernelvm: cannot mount cgroup2" >&2
+fi
 mount -o bind /dev /host/dev
 mount -t devpts devpts /host/dev/pts 2>/dev/null
 mount -t tmpfs tmpfs /host/dev/shm 2>/dev/null
@@ -123,7 +134,7 @@ mkdir -p /host/tmp/kernelvm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /host/tmp/kernelvm || poweroff -f
 work=$(cat /host/tmp/kernelvm/workdir)
 mkdir -p "/host$work" 2>/dev/null
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro work "/host$work" \
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose work "/host$work" \
     || echo "kernelvm: cannot mount the working directory $work" >&2
 chroot /host /bin/sh /tmp/kernelvm/run.sh
 sync

@@ -56,6 +56,7 @@ def test_initramfs_holds_init_busybox_and_modules(tmp_path: Path) -> None:
     assert (out / "modules/order").read_text().split() == ["sch_netem.ko", "veth.ko"]
     init = (out / "init").read_text()
     assert "chroot /host /bin/sh /tmp/kernelvm/run.sh" in init and "poweroff -f" in init
+    assert "mount -t cgroup2" in init and "kernelvm.scope/cgroup.procs" in init  # v2 only
 
 
 def test_run_script_quotes_the_command_and_keeps_its_exit_code() -> None:

@@ -11,15 +11,25 @@ import trio
 from harness import sdk
 
 
+def _t0(env: sdk.RunEnv) -> float:
+    """When this instance first started (a restart keeps it): its times count from there,
+    not from the run's start, so that a slow start (an emulated VM's) does not eat them."""
+    first = env.outputs_path / "first-start"
+    if not first.exists():
+        first.write_text(f"{time.time():.6f}")
+    return float(first.read_text())
+
+
 def _until(env: sdk.RunEnv) -> float:
-    return env.start_time + float(env.param("seconds"))
+    return _t0(env) + float(env.param("seconds"))
 
 
 async def beat(env: sdk.RunEnv) -> None:
     """A line per 20 ms: wall time, restarts, data address."""
+    until = _until(env)
     restarts = int(os.environ.get("TEST_RESTARTS", "0"))
     with (env.outputs_path / "beats.log").open("a", buffering=1) as out:
-        while time.time() < _until(env):
+        while time.time() < until:
             out.write(f"{time.time():.3f} {restarts} {env.data_ip}\n")
             await trio.sleep(0.02)
 
@@ -27,6 +37,7 @@ async def beat(env: sdk.RunEnv) -> None:
 async def talk(env: sdk.RunEnv) -> None:
     """Answer UDP on the data address; ask every other instance every 20 ms, logging each
     answer: when, from whom, and the round trip in ms."""
+    until = _until(env)
     await env.network.wait_initialized()
     await env.sync.publish("talk:address", {"id": env.instance_id, "ip": env.data_ip})
     peers: dict[str, str] = {}
@@ -53,7 +64,7 @@ async def talk(env: sdk.RunEnv) -> None:
                         out.write(f"{time.time():.3f} {who} {rtt:.1f}\n")
 
             nursery.start_soon(serve)
-            while time.time() < _until(env):
+            while time.time() < until:
                 for ip in others.values():
                     await sock.sendto(f"ask {time.monotonic():.6f}".encode(), (ip, 7777))
                 await trio.sleep(0.02)
@@ -63,10 +74,10 @@ async def talk(env: sdk.RunEnv) -> None:
 
 async def eat(env: sdk.RunEnv) -> None:
     """Busy-loop in slices, writing the CPU share of each 250 ms; allocate when told."""
-    eat_at = env.start_time + float(env.param("eat_at"))
+    eat_at, until = _t0(env) + float(env.param("eat_at")), _until(env)
     hoard = []
     with (env.outputs_path / "cpu.log").open("a", buffering=1) as out:
-        while time.time() < _until(env):
+        while time.time() < until:
             wall, cpu = time.monotonic(), time.process_time()
             while time.monotonic() - wall < 0.25:
                 sum(range(2000))
