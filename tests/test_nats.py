@@ -162,7 +162,7 @@ def test_a_lost_acknowledged_message_fails_the_run_naming_it(tmp_path: Path) -> 
 
 
 @pytest.mark.live
-@pytest.mark.long  # the same faults, played live, run in CI below
+@pytest.mark.long  # CI plays composition faults on smaller plans (tests/test_faults_live.py)
 def test_the_cluster_loses_nothing_under_leader_faults(tmp_path: Path) -> None:
     """The leader killed and started again, a follower paused, the leader partitioned away:
     every acknowledged message is still there and the cluster served after each."""
@@ -210,7 +210,7 @@ def _signalled(run_dir: Path, state: str, timeout: float = 120) -> None:
 
 
 @pytest.mark.live
-@pytest.mark.slow
+@pytest.mark.long  # CI plays live faults on a smaller plan (tests/test_fault_cli.py)
 def test_faults_played_live_from_the_command_line_lose_nothing(tmp_path: Path) -> None:
     """The same leader faults as leader-faults.toml, played by `harness fault` from another
     process while the run goes on."""
