@@ -68,7 +68,7 @@ class InstanceState:
             return False, f"crashed: {self.error or 'no detail'}"
         if self.recorded == EventType.FAILURE:
             return False, f"failed: {self.error or 'no detail'}"
-        if self.ended_by is not None and self.status is not None:
+        if self.ended_by is not None and self.status is not None and not self.stopped:
             if self.expect == "may_die":
                 return True, None
             return False, f"{self.ended_by}, and it was expected to recover but never did"

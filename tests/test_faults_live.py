@@ -411,3 +411,18 @@ def test_stop_ends_with_sigterm_and_resume_ends_a_pause(tmp_path: Path) -> None:
     times = [t for t, _, _ in _beats(run_dir, "single/1")]
     assert not [t for t in times if paused + 0.05 < t < resumed - 0.05]
     assert [t for t in times if t > resumed], "resume did not end the pause"
+
+
+def test_an_instance_down_for_a_restart_when_the_run_stops_says_why_it_stopped(
+    tmp_path: Path,
+) -> None:
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "300ms"
+        action = "kill"
+        duration = "60s"
+        targets = {instances = ["single/1"]}
+        """, "-p", "seconds=30", "--timeout", "3")
+    assert code == 1, out
+    reason = _instance(run_dir, "single/1")["reason"]
+    assert reason.startswith("still running at the run's timeout"), reason
