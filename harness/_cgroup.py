@@ -30,6 +30,9 @@ CONTROLLERS = ("cpu", "memory", "freezer")
 
 _PERIOD_US = 100_000  # the CFS period a quota is a share of
 _PREFIX = "harness-"
+OWNERS = Path("/run/harness/cgroups")
+"""One file per run with cgroups: its supervisor (pid and start time), so that whoever finds
+a run's groups can tell whether their owner still lives (`cleanup`)."""
 
 
 class CgroupError(RuntimeError):
@@ -147,6 +150,8 @@ class RunCgroups:
             return self.groups[name]
         safe = name.replace("/", "-")
         dirs: dict[str, Path] = {}
+        if not self._dirs:
+            _claim(self.name)  # before any directory: a directory without it is an orphan
         for controller, h in self.serving.items():
             run_dir = h.base() / self.name
             if run_dir not in self._dirs:
@@ -169,6 +174,7 @@ class RunCgroups:
             _rmdir(run_dir)
         self._dirs.clear()
         self.groups.clear()
+        (OWNERS / self.name).unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
@@ -282,7 +288,40 @@ def remove_run(run_id: str, found: dict[str, Hierarchy] | None = None) -> list[P
         if path.is_dir():
             remove_tree(path)
             removed.append(path)
+    (OWNERS / (_PREFIX + run_id)).unlink(missing_ok=True)
     return removed
+
+
+def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
+    """Remove the groups of every run whose supervisor is dead (or never said who it was),
+    killing what is left in them; the directories removed."""
+    from netem._cleanup._manifest import process_start
+
+    removed: list[Path] = []
+    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
+        try:
+            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)]
+        except OSError:
+            continue
+        for path in entries:
+            try:
+                pid, start = (OWNERS / path.name).read_text().split()
+                alive = process_start(int(pid)) == start
+            except (OSError, ValueError):
+                alive = False
+            if not alive:
+                remove_tree(path)
+                removed.append(path)
+    for path in removed:
+        (OWNERS / path.name).unlink(missing_ok=True)
+    return removed
+
+
+def _claim(name: str) -> None:
+    from netem._cleanup._manifest import process_start
+
+    OWNERS.mkdir(parents=True, exist_ok=True)
+    (OWNERS / name).write_text(f"{os.getpid()} {process_start(os.getpid())}")
 
 
 def remove_tree(run_dir: Path) -> None:

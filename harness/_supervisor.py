@@ -25,6 +25,7 @@ import trio
 
 import harness
 from harness._cgroup import CgroupError, RunCgroups
+from harness._cgroup import cleanup as cgroup_cleanup
 from harness._clock import InstanceClock, find_libfaketime
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
@@ -636,6 +637,9 @@ class Supervisor:
         if os.geteuid() != 0:
             return
         try:
+            left = cgroup_cleanup()  # what runs killed with SIGKILL left behind goes first
+            if left:
+                _log.warning("removed cgroups of earlier runs", removed=[str(p) for p in left])
             cgroups = RunCgroups(self.run_id)
             for inst in self.spec.instances:
                 cgroups.group(inst.id)

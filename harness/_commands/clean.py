@@ -7,12 +7,14 @@ import os
 import sys
 
 import netem
+from harness import _cgroup as cgroups
 from harness._commands._args import add_outputs
 from harness._errors import EnvironmentProblem, UsageError
 from harness._liveness import mark_aborted_runs
 
 HELP = (
-    "remove leftover network namespaces and manifests of runs that are no longer alive; "
+    "remove leftover network namespaces, manifests and cgroups of runs that are no longer "
+    "alive; "
     "mark runs whose supervisor was killed as aborted and remove their sockets"
 )
 
@@ -33,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() == 0:
         try:
             removed = netem.cleanup(args.prefix)  # checks the prefix before anything
+            if args.prefix is None:  # the cgroups of runs whose supervisor is dead
+                removed += [str(p) for p in cgroups.cleanup()]
         except netem.RequestError as e:
             raise UsageError(str(e)) from None
-        except (netem.NetemError, OSError) as e:
+        except (netem.NetemError, cgroups.CgroupError, OSError) as e:
             raise EnvironmentProblem(f"clean-up failed: {e}") from None
     elif args.prefix is not None:
         raise EnvironmentProblem("removing network namespaces needs root")
