@@ -10,8 +10,8 @@ this process is in (on v2 as root: below the hierarchy's root, since a v2 cgroup
 processes cannot give controllers to its children). Where that root is not the machine's
 but a container's cgroup that holds processes, it cannot give them either: v2 then serves
 only freezing and `RunCgroups.missing` says why. `remove()` kills what is left (v2's
-`cgroup.kill` where the kernel has it) and removes every directory; `leftovers()` finds the
-directories of runs whose owner died.
+`cgroup.kill` where the kernel has it) and removes every directory; `cleanup()` removes the
+groups of runs whose owner died, `remove_run()` those of one run.
 """
 
 from __future__ import annotations
@@ -263,20 +263,6 @@ class InstanceCgroup:
                 controller, f"no cgroup hierarchy on this machine offers the {controller} "
                             f"controller"))
         return self.dirs[controller]
-
-
-def leftovers(alive: Iterable[str], found: dict[str, Hierarchy] | None = None) -> list[Path]:
-    """The run directories (`harness-<run id>`) in every hierarchy whose run id is not in
-    `alive`; the caller decides which runs still live."""
-    keep = {_PREFIX + run for run in alive}
-    out: list[Path] = []
-    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
-        try:
-            entries = list(h.base().iterdir())
-        except OSError:
-            continue
-        out += [p for p in entries if p.name.startswith(_PREFIX) and p.name not in keep]
-    return sorted(out)
 
 
 def remove_run(run_id: str, found: dict[str, Hierarchy] | None = None) -> list[Path]:
