@@ -20,18 +20,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from grpclib.client import Channel
 
 from harness import sdk
 from harness.faults import FaultSchedule, FaultScheduleError, play
 
+from ._api import NodeApi
 from ._clock import HarnessClock
 from ._keys import Signer
 from ._mesh import MeshParams
 from ._node import NodeConfig
 from ._poet import PoetConfig
-from ._proto import spacemesh_grpc as rpc
-from ._proto import spacemesh_pb2 as pb
 from ._services import serve_node, serve_poet
 
 POET_PORT = 7000
@@ -352,43 +350,39 @@ class Watch:
 
 async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch) -> Report:
     """Poll this instance's node through its gRPC API until `watch` says stop; its report."""
-    channel = Channel(ip, GRPC_PORT)
+    api = NodeApi(ip, GRPC_PORT)
     try:
-        node = rpc.NodeServiceStub(channel)
-        mesh = rpc.MeshServiceStub(channel)
-        smesher = rpc.SmesherServiceStub(channel)
-        atxs = rpc.ActivationServiceStub(channel)
         while True:
-            st = await node.Status(pb.Empty(), timeout=5)
+            st = await api.status()
             status = {"verified_layer": st.verified_layer, "top_layer": st.top_layer,
                       "connected_peers": st.connected_peers}  # fmt: skip
             now = time.time()
             atx_status = None
             if watch.wants_atx_status(now):
-                sm = await smesher.SmeshingStatus(pb.Empty(), timeout=5)
-                atx_status = (sm.atxs_published, sm.last_error)
+                atx_status = await api.smeshing_status()
             error = watch.step(now, status, atx_status)
             if error is not None:
                 break
             await anyio.sleep(POLL_S)
-        layers = await mesh.LayersQuery(
-            pb.LayersQueryRequest(start_layer=0, end_layer=watch.target)
-        )
-        ident = await smesher.SmesherID(pb.Empty())
-        smeshing = await smesher.IsSmeshing(pb.Empty())
-        sm = await smesher.SmeshingStatus(pb.Empty())
-        known = await atxs.Query(pb.ActivationsQueryRequest(all_epochs=True))
-        return Report(
-            seq=env.global_seq,
-            instance=env.instance_id,
-            role=watch.role,
-            smesher=ident.public_key.hex(),
-            is_smeshing=smeshing.is_smeshing,
-            verified_layer=status["verified_layer"],
-            hashes=[layer.hash.hex() for layer in layers.layers],
-            atx_smeshers=sorted({a.smesher_id.hex() for a in known.activations}),
-            smeshing_error=sm.last_error,
-            error=error,
-        )
+        return await observe(env, api, watch, st.verified_layer, error)
     finally:
-        channel.close()
+        api.close()
+
+
+async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
+                  error: str) -> Report:  # fmt: skip
+    """Everything the checks compare, read from one node's API."""
+    layers = await api.layers(0, watch.target)
+    atxs = await api.atxs()
+    return Report(
+        seq=env.global_seq,
+        instance=env.instance_id,
+        role=watch.role,
+        smesher=await api.smesher_id(),
+        is_smeshing=await api.is_smeshing(),
+        verified_layer=verified,
+        hashes=[layer.hash for layer in layers],
+        atx_smeshers=sorted({a.smesher for a in atxs}),
+        smeshing_error=(await api.smeshing_status())[1],
+        error=error,
+    )

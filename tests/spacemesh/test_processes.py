@@ -15,9 +15,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from grpclib.client import Channel
 
-from scenarios.spacemesh._proto import spacemesh_grpc as rpc
+from scenarios.spacemesh._api import NodeApi
 from scenarios.spacemesh._proto import spacemesh_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,35 +85,31 @@ def ready_line(proc: subprocess.Popen[bytes], timeout: float = 20) -> dict[str, 
 
 
 async def _query(host: str) -> dict[str, object]:
-    channel = Channel(host, 9092)
+    api = NodeApi(host, 9092)
     try:
-        status = await rpc.NodeServiceStub(channel).Status(pb.Empty(), timeout=5)
+        status = await api.status()
         if status.verified_layer < TARGET:
             return {"verified": status.verified_layer}
-        mesh = rpc.MeshServiceStub(channel)
-        smesher = rpc.SmesherServiceStub(channel)
-        atxs = rpc.ActivationServiceStub(channel)
-        layers = await mesh.LayersQuery(pb.LayersQueryRequest(start_layer=0, end_layer=TARGET))
-        known = await atxs.Query(pb.ActivationsQueryRequest(all_epochs=True))
-        one = (
-            await atxs.Get(pb.ActivationRequest(id=known.activations[0].id))
-            if known.activations
-            else None
-        )
+        layers = await api.layers(0, TARGET)
+        known = await api.atxs()
+        one = None
+        if known:
+            reply = await api.activation.Get(pb.GetRequest(id=bytes.fromhex(known[0].id)))
+            one = reply.atx.smesher_id.id.hex()
         return {
             "verified": status.verified_layer,
             "peers": status.connected_peers,
-            "current": (await mesh.CurrentLayer(pb.Empty())).layer,
-            "hashes": [layer.hash.hex() for layer in layers.layers],
-            "blocks": sum(len(layer.blocks) for layer in layers.layers),
-            "smeshing": (await smesher.IsSmeshing(pb.Empty())).is_smeshing,
-            "id": (await smesher.SmesherID(pb.Empty())).public_key.hex(),
-            "atx_smeshers": {a.smesher_id.hex() for a in known.activations},
-            "get": one.smesher_id.hex() if one else None,
-            "error": (await smesher.SmeshingStatus(pb.Empty())).last_error,
+            "current": await api.current_layer(),
+            "hashes": [layer.hash for layer in layers],
+            "blocks": sum(1 for layer in layers if layer.block),
+            "smeshing": await api.is_smeshing(),
+            "id": await api.smesher_id(),
+            "atx_smeshers": {a.smesher for a in known},
+            "get": one,
+            "error": (await api.smeshing_status())[1],
         }
     finally:
-        channel.close()
+        api.close()
 
 
 @pytest.mark.slow

@@ -10,13 +10,14 @@ import grpclib.client
 if typing.TYPE_CHECKING:
     import grpclib.server
 
+import google.protobuf.empty_pb2
 import scenarios.spacemesh._proto.spacemesh_pb2
 
 
 class NodeServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def Status(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.StatusResponse]') -> None:
+    async def Status(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.StatusRequest, scenarios.spacemesh._proto.spacemesh_pb2.StatusResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
@@ -24,7 +25,7 @@ class NodeServiceBase(abc.ABC):
             '/spacemesh.v1.NodeService/Status': grpclib.const.Handler(
                 self.Status,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.StatusRequest,
                 scenarios.spacemesh._proto.spacemesh_pb2.StatusResponse,
             ),
         }
@@ -36,7 +37,7 @@ class NodeServiceStub:
         self.Status = grpclib.client.UnaryUnaryMethod(
             channel,
             '/spacemesh.v1.NodeService/Status',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.StatusRequest,
             scenarios.spacemesh._proto.spacemesh_pb2.StatusResponse,
         )
 
@@ -44,7 +45,23 @@ class NodeServiceStub:
 class MeshServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def CurrentLayer(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerResponse]') -> None:
+    async def GenesisTime(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeRequest, scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def CurrentLayer(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerRequest, scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def CurrentEpoch(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochRequest, scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def EpochNumLayers(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersRequest, scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def LayerDuration(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationRequest, scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationResponse]') -> None:
         pass
 
     @abc.abstractmethod
@@ -52,16 +69,52 @@ class MeshServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
-    async def Genesis(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.GenesisResponse]') -> None:
+    async def LayerStream(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamRequest, scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def EpochStream(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamRequest, scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def MalfeasanceQuery(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceRequest, scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def MalfeasanceStream(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamRequest, scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
+            '/spacemesh.v1.MeshService/GenesisTime': grpclib.const.Handler(
+                self.GenesisTime,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeResponse,
+            ),
             '/spacemesh.v1.MeshService/CurrentLayer': grpclib.const.Handler(
                 self.CurrentLayer,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerRequest,
                 scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerResponse,
+            ),
+            '/spacemesh.v1.MeshService/CurrentEpoch': grpclib.const.Handler(
+                self.CurrentEpoch,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochResponse,
+            ),
+            '/spacemesh.v1.MeshService/EpochNumLayers': grpclib.const.Handler(
+                self.EpochNumLayers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersResponse,
+            ),
+            '/spacemesh.v1.MeshService/LayerDuration': grpclib.const.Handler(
+                self.LayerDuration,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationResponse,
             ),
             '/spacemesh.v1.MeshService/LayersQuery': grpclib.const.Handler(
                 self.LayersQuery,
@@ -69,11 +122,29 @@ class MeshServiceBase(abc.ABC):
                 scenarios.spacemesh._proto.spacemesh_pb2.LayersQueryRequest,
                 scenarios.spacemesh._proto.spacemesh_pb2.LayersQueryResponse,
             ),
-            '/spacemesh.v1.MeshService/Genesis': grpclib.const.Handler(
-                self.Genesis,
+            '/spacemesh.v1.MeshService/LayerStream': grpclib.const.Handler(
+                self.LayerStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamResponse,
+            ),
+            '/spacemesh.v1.MeshService/EpochStream': grpclib.const.Handler(
+                self.EpochStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamResponse,
+            ),
+            '/spacemesh.v1.MeshService/MalfeasanceQuery': grpclib.const.Handler(
+                self.MalfeasanceQuery,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-                scenarios.spacemesh._proto.spacemesh_pb2.GenesisResponse,
+                scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceResponse,
+            ),
+            '/spacemesh.v1.MeshService/MalfeasanceStream': grpclib.const.Handler(
+                self.MalfeasanceStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamResponse,
             ),
         }
 
@@ -81,11 +152,35 @@ class MeshServiceBase(abc.ABC):
 class MeshServiceStub:
 
     def __init__(self, channel: grpclib.client.Channel) -> None:
+        self.GenesisTime = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.MeshService/GenesisTime',
+            scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.GenesisTimeResponse,
+        )
         self.CurrentLayer = grpclib.client.UnaryUnaryMethod(
             channel,
             '/spacemesh.v1.MeshService/CurrentLayer',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerRequest,
             scenarios.spacemesh._proto.spacemesh_pb2.CurrentLayerResponse,
+        )
+        self.CurrentEpoch = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.MeshService/CurrentEpoch',
+            scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.CurrentEpochResponse,
+        )
+        self.EpochNumLayers = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.MeshService/EpochNumLayers',
+            scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.EpochNumLayersResponse,
+        )
+        self.LayerDuration = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.MeshService/LayerDuration',
+            scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.LayerDurationResponse,
         )
         self.LayersQuery = grpclib.client.UnaryUnaryMethod(
             channel,
@@ -93,26 +188,180 @@ class MeshServiceStub:
             scenarios.spacemesh._proto.spacemesh_pb2.LayersQueryRequest,
             scenarios.spacemesh._proto.spacemesh_pb2.LayersQueryResponse,
         )
-        self.Genesis = grpclib.client.UnaryUnaryMethod(
+        self.LayerStream = grpclib.client.UnaryStreamMethod(
             channel,
-            '/spacemesh.v1.MeshService/Genesis',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-            scenarios.spacemesh._proto.spacemesh_pb2.GenesisResponse,
+            '/spacemesh.v1.MeshService/LayerStream',
+            scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.LayerStreamResponse,
+        )
+        self.EpochStream = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/spacemesh.v1.MeshService/EpochStream',
+            scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.EpochStreamResponse,
+        )
+        self.MalfeasanceQuery = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.MeshService/MalfeasanceQuery',
+            scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceResponse,
+        )
+        self.MalfeasanceStream = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/spacemesh.v1.MeshService/MalfeasanceStream',
+            scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.MalfeasanceStreamResponse,
+        )
+
+
+class GlobalStateServiceBase(abc.ABC):
+
+    @abc.abstractmethod
+    async def GlobalStateHash(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashRequest, scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Account(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.AccountRequest, scenarios.spacemesh._proto.spacemesh_pb2.AccountResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def AccountDataQuery(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryRequest, scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def AccountDataStream(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamRequest, scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def GlobalStateStream(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamRequest, scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamResponse]') -> None:
+        pass
+
+    def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
+        return {
+            '/spacemesh.v1.GlobalStateService/GlobalStateHash': grpclib.const.Handler(
+                self.GlobalStateHash,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashResponse,
+            ),
+            '/spacemesh.v1.GlobalStateService/Account': grpclib.const.Handler(
+                self.Account,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountResponse,
+            ),
+            '/spacemesh.v1.GlobalStateService/AccountDataQuery': grpclib.const.Handler(
+                self.AccountDataQuery,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryResponse,
+            ),
+            '/spacemesh.v1.GlobalStateService/AccountDataStream': grpclib.const.Handler(
+                self.AccountDataStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamResponse,
+            ),
+            '/spacemesh.v1.GlobalStateService/GlobalStateStream': grpclib.const.Handler(
+                self.GlobalStateStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamResponse,
+            ),
+        }
+
+
+class GlobalStateServiceStub:
+
+    def __init__(self, channel: grpclib.client.Channel) -> None:
+        self.GlobalStateHash = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.GlobalStateService/GlobalStateHash',
+            scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateHashResponse,
+        )
+        self.Account = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.GlobalStateService/Account',
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountResponse,
+        )
+        self.AccountDataQuery = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.GlobalStateService/AccountDataQuery',
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountDataQueryResponse,
+        )
+        self.AccountDataStream = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/spacemesh.v1.GlobalStateService/AccountDataStream',
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountDataStreamResponse,
+        )
+        self.GlobalStateStream = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/spacemesh.v1.GlobalStateService/GlobalStateStream',
+            scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.GlobalStateStreamResponse,
+        )
+
+
+class TransactionServiceBase(abc.ABC):
+
+    @abc.abstractmethod
+    async def SubmitTransaction(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionRequest, scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def TransactionsState(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateRequest, scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateResponse]') -> None:
+        pass
+
+    def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
+        return {
+            '/spacemesh.v1.TransactionService/SubmitTransaction': grpclib.const.Handler(
+                self.SubmitTransaction,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionResponse,
+            ),
+            '/spacemesh.v1.TransactionService/TransactionsState': grpclib.const.Handler(
+                self.TransactionsState,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateResponse,
+            ),
+        }
+
+
+class TransactionServiceStub:
+
+    def __init__(self, channel: grpclib.client.Channel) -> None:
+        self.SubmitTransaction = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.TransactionService/SubmitTransaction',
+            scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.SubmitTransactionResponse,
+        )
+        self.TransactionsState = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.TransactionService/TransactionsState',
+            scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.TransactionsStateResponse,
         )
 
 
 class SmesherServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def IsSmeshing(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.IsSmeshingResponse]') -> None:
+    async def IsSmeshing(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.IsSmeshingResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def SmesherID(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDResponse]') -> None:
+    async def SmesherIDs(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDsResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def SmeshingStatus(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.SmeshingStatusResponse]') -> None:
+    async def Coinbase(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.CoinbaseResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
@@ -120,20 +369,20 @@ class SmesherServiceBase(abc.ABC):
             '/spacemesh.v1.SmesherService/IsSmeshing': grpclib.const.Handler(
                 self.IsSmeshing,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+                google.protobuf.empty_pb2.Empty,
                 scenarios.spacemesh._proto.spacemesh_pb2.IsSmeshingResponse,
             ),
-            '/spacemesh.v1.SmesherService/SmesherID': grpclib.const.Handler(
-                self.SmesherID,
+            '/spacemesh.v1.SmesherService/SmesherIDs': grpclib.const.Handler(
+                self.SmesherIDs,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-                scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDResponse,
+                google.protobuf.empty_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDsResponse,
             ),
-            '/spacemesh.v1.SmesherService/SmeshingStatus': grpclib.const.Handler(
-                self.SmeshingStatus,
+            '/spacemesh.v1.SmesherService/Coinbase': grpclib.const.Handler(
+                self.Coinbase,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-                scenarios.spacemesh._proto.spacemesh_pb2.SmeshingStatusResponse,
+                google.protobuf.empty_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.CoinbaseResponse,
             ),
         }
 
@@ -144,46 +393,46 @@ class SmesherServiceStub:
         self.IsSmeshing = grpclib.client.UnaryUnaryMethod(
             channel,
             '/spacemesh.v1.SmesherService/IsSmeshing',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
+            google.protobuf.empty_pb2.Empty,
             scenarios.spacemesh._proto.spacemesh_pb2.IsSmeshingResponse,
         )
-        self.SmesherID = grpclib.client.UnaryUnaryMethod(
+        self.SmesherIDs = grpclib.client.UnaryUnaryMethod(
             channel,
-            '/spacemesh.v1.SmesherService/SmesherID',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-            scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDResponse,
+            '/spacemesh.v1.SmesherService/SmesherIDs',
+            google.protobuf.empty_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.SmesherIDsResponse,
         )
-        self.SmeshingStatus = grpclib.client.UnaryUnaryMethod(
+        self.Coinbase = grpclib.client.UnaryUnaryMethod(
             channel,
-            '/spacemesh.v1.SmesherService/SmeshingStatus',
-            scenarios.spacemesh._proto.spacemesh_pb2.Empty,
-            scenarios.spacemesh._proto.spacemesh_pb2.SmeshingStatusResponse,
+            '/spacemesh.v1.SmesherService/Coinbase',
+            google.protobuf.empty_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.CoinbaseResponse,
         )
 
 
 class ActivationServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def Query(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryRequest, scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryResponse]') -> None:
+    async def Get(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.GetRequest, scenarios.spacemesh._proto.spacemesh_pb2.GetResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Get(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.ActivationRequest, scenarios.spacemesh._proto.spacemesh_pb2.Activation]') -> None:
+    async def Highest(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.HighestResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
-            '/spacemesh.v1.ActivationService/Query': grpclib.const.Handler(
-                self.Query,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryRequest,
-                scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryResponse,
-            ),
             '/spacemesh.v1.ActivationService/Get': grpclib.const.Handler(
                 self.Get,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.ActivationRequest,
-                scenarios.spacemesh._proto.spacemesh_pb2.Activation,
+                scenarios.spacemesh._proto.spacemesh_pb2.GetRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.GetResponse,
+            ),
+            '/spacemesh.v1.ActivationService/Highest': grpclib.const.Handler(
+                self.Highest,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                google.protobuf.empty_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.HighestResponse,
             ),
         }
 
@@ -191,43 +440,75 @@ class ActivationServiceBase(abc.ABC):
 class ActivationServiceStub:
 
     def __init__(self, channel: grpclib.client.Channel) -> None:
-        self.Query = grpclib.client.UnaryUnaryMethod(
-            channel,
-            '/spacemesh.v1.ActivationService/Query',
-            scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryRequest,
-            scenarios.spacemesh._proto.spacemesh_pb2.ActivationsQueryResponse,
-        )
         self.Get = grpclib.client.UnaryUnaryMethod(
             channel,
             '/spacemesh.v1.ActivationService/Get',
-            scenarios.spacemesh._proto.spacemesh_pb2.ActivationRequest,
-            scenarios.spacemesh._proto.spacemesh_pb2.Activation,
+            scenarios.spacemesh._proto.spacemesh_pb2.GetRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.GetResponse,
+        )
+        self.Highest = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.ActivationService/Highest',
+            google.protobuf.empty_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.HighestResponse,
         )
 
 
-class GatewayServiceBase(abc.ABC):
+class DebugServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def BroadcastPoet(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetRequest, scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetResponse]') -> None:
+    async def Accounts(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.AccountsRequest, scenarios.spacemesh._proto.spacemesh_pb2.AccountsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def ActiveSet(self, stream: 'grpclib.server.Stream[scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetRequest, scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def ProposalsStream(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, scenarios.spacemesh._proto.spacemesh_pb2.Proposal]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
-            '/spacemesh.v1.GatewayService/BroadcastPoet': grpclib.const.Handler(
-                self.BroadcastPoet,
+            '/spacemesh.v1.DebugService/Accounts': grpclib.const.Handler(
+                self.Accounts,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetRequest,
-                scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetResponse,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountsRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.AccountsResponse,
+            ),
+            '/spacemesh.v1.DebugService/ActiveSet': grpclib.const.Handler(
+                self.ActiveSet,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetRequest,
+                scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetResponse,
+            ),
+            '/spacemesh.v1.DebugService/ProposalsStream': grpclib.const.Handler(
+                self.ProposalsStream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                google.protobuf.empty_pb2.Empty,
+                scenarios.spacemesh._proto.spacemesh_pb2.Proposal,
             ),
         }
 
 
-class GatewayServiceStub:
+class DebugServiceStub:
 
     def __init__(self, channel: grpclib.client.Channel) -> None:
-        self.BroadcastPoet = grpclib.client.UnaryUnaryMethod(
+        self.Accounts = grpclib.client.UnaryUnaryMethod(
             channel,
-            '/spacemesh.v1.GatewayService/BroadcastPoet',
-            scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetRequest,
-            scenarios.spacemesh._proto.spacemesh_pb2.BroadcastPoetResponse,
+            '/spacemesh.v1.DebugService/Accounts',
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountsRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.AccountsResponse,
+        )
+        self.ActiveSet = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/spacemesh.v1.DebugService/ActiveSet',
+            scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetRequest,
+            scenarios.spacemesh._proto.spacemesh_pb2.ActiveSetResponse,
+        )
+        self.ProposalsStream = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/spacemesh.v1.DebugService/ProposalsStream',
+            google.protobuf.empty_pb2.Empty,
+            scenarios.spacemesh._proto.spacemesh_pb2.Proposal,
         )
