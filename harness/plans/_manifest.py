@@ -57,7 +57,7 @@ def load_manifest(path: Path) -> Plan:
     """Read and check `<plan dir>/manifest.toml`."""
     where = str(path)
     data = read_toml(path, "manifest")
-    check_keys(data, ("name", "description", "defaults", "testcases"), where)
+    check_keys(data, ("name", "description", "defaults", "params", "roles", "testcases"), where)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: 'name' is missing")
@@ -66,9 +66,11 @@ def load_manifest(path: Path) -> Plan:
     raw_cases = data.get("testcases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise UsageError(f"{where}: no [[testcases]]")
+    shared = table(data.get("params", {}), f"{where} [params]")
+    shared_params = {k: parse_spec(k, v, f"{where} [params]") for k, v in shared.items()}
     cases: dict[str, TestCase] = {}
     for raw in raw_cases:
-        case = _load_case(raw, where)
+        case = _load_case(raw, where, shared_params, data.get("roles"))
         if case.name in cases:
             raise UsageError(f"{where}: test case {case.name!r} appears twice")
         cases[case.name] = case
@@ -80,7 +82,28 @@ _CASE_KEYS = (
 )
 
 
-def _load_case(raw: Any, where: str) -> TestCase:
+def _case_params(
+    raw: Any, shared: Mapping[str, ParamSpec], where: str
+) -> dict[str, ParamSpec]:
+    """The shared `[params]` with the case's own: a table is a whole spec (new, or replacing a
+    shared one); a bare value is a new default for the shared param of that name."""
+    params = dict(shared)
+    for k, v in table(raw, f"{where} params").items():
+        if isinstance(v, dict):
+            params[k] = parse_spec(k, v, where)
+        elif k in shared:
+            params[k] = dataclasses.replace(shared[k], default=shared[k].coerce(v, f"{where} {k}"))
+        else:
+            raise UsageError(f"{where}: param {k!r} is not in [params]: give a full spec table")
+    return params
+
+
+def _load_case(
+    raw: Any,
+    where: str,
+    shared: Mapping[str, ParamSpec] | None = None,
+    shared_roles: Any = None,
+) -> TestCase:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise UsageError(f"{where}: every [[testcases]] needs a name")
     name = raw["name"]
@@ -105,11 +128,11 @@ def _load_case(raw: Any, where: str) -> TestCase:
     backend = raw.get("backend", "trio")
     if backend not in BACKENDS:
         raise UsageError(f"{where}: backend must be one of {', '.join(BACKENDS)}")
-    raw_params = table(raw.get("params", {}), f"{where} params")
-    params = {k: parse_spec(k, v, where) for k, v in raw_params.items()}
+    params = _case_params(raw.get("params", {}), shared or {}, where)
     roles = None
-    if raw.get("roles"):
-        roles = RoleAllocator(_load_roles(raw["roles"], params, where))
+    raw_roles = raw.get("roles") or shared_roles
+    if raw_roles:
+        roles = RoleAllocator(_load_roles(raw_roles, params, where))
         defaults = {k: p.default for k, p in params.items()}
         roles.counts(default, defaults)  # the defaults themselves must fit
     return TestCase(

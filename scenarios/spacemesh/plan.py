@@ -15,16 +15,21 @@ of a skewed node is not skewed with it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
+from google.protobuf import empty_pb2
 
 from harness import sdk
 from harness.faults import FaultSchedule, FaultScheduleError, play
 
+from . import _checks as checks
 from ._api import NodeApi
+from ._checks import Report
 from ._clock import HarnessClock
 from ._keys import Signer
 from ._mesh import MeshParams
@@ -61,23 +66,6 @@ class GatewayAddr:
 
 
 @dataclasses.dataclass
-class Report:
-    """What one node's gRPC API said at the end, published on ``reports``."""
-
-    seq: int
-    instance: str
-    role: str
-    smesher: str
-    is_smeshing: bool
-    verified_layer: int
-    hashes: list[str]
-    atx_smeshers: list[str]
-    smeshing_error: str
-    error: str = ""
-    """Why this node failed its own checks (it stops right after publishing this)."""
-
-
-@dataclasses.dataclass
 class NodeAddr:
     """A node's number in a fault schedule (gateways, then miners) and its data address."""
 
@@ -90,6 +78,7 @@ POETS = sdk.Topic("poets", PoetAddr)
 GATEWAYS = sdk.Topic("gateways", GatewayAddr)
 REPORTS = sdk.Topic("reports", Report)
 NODES = sdk.Topic("nodes", NodeAddr)
+TXS = sdk.Topic("transactions", list)
 
 
 def poet_key_seed(seq: int) -> str:
@@ -98,35 +87,50 @@ def poet_key_seed(seq: int) -> str:
 
 
 def compare_reports(reports: list[Report], target: int) -> list[str]:
-    """Every disagreement between the nodes' reports (empty when the network agrees)."""
-    problems: list[str] = [f"{r.instance}: {r.error}" for r in reports if r.error]
+    """Every disagreement between the nodes' reports (empty when the network agrees): the
+    `start` case's checks, which every case makes."""
     if not reports:
         return ["no node reported"]
-    reports = [r for r in reports if not r.error]
-    miners = [r for r in reports if r.role == "miner"]
-    for r in miners:
-        if not r.is_smeshing:
-            problems.append(f"miner {r.instance} is not smeshing")
-    for r in reports:
-        if r.verified_layer < target or len(r.hashes) < target + 1:
-            problems.append(f"{r.instance} verified layer {r.verified_layer}, not {target}")
-    reference = min(reports, key=lambda r: r.seq)
-    for r in reports:
-        for layer, (mine, theirs) in enumerate(zip(reference.hashes, r.hashes, strict=False)):
-            if layer > target:
-                break
-            if mine != theirs:
-                problems.append(
-                    f"layer {layer}: {r.instance} has hash {theirs[:12]}, "
-                    f"{reference.instance} has {mine[:12]}"
-                )
-                break
-    for miner in miners:
-        missing = [r.instance for r in reports if miner.smesher not in r.atx_smeshers]
-        if missing:
-            why = f" (its node says: {miner.smeshing_error})" if miner.smeshing_error else ""
-            problems.append(f"ATX of miner {miner.instance} unknown to {', '.join(missing)}{why}")
+    return (checks.own_errors(reports) + checks.smeshing(reports)
+            + checks.verified(reports, target) + checks.same_hashes(reports, target)
+            + checks.atxs_known(reports))  # fmt: skip
+
+
+def case_problems(p: Mapping[str, Any], reports: list[Report], target: int,
+                  equivocators: list[str], tx_ids: list[str]) -> list[str]:  # fmt: skip
+    """The checks a case's params ask for, beside `compare_reports`'s."""
+    problems = compare_reports(reports, target)
+    problems += checks.enough_reports(reports, expected_reports(p, len(reports)))
+    epochs = target // int(p["layers_per_epoch"])
+    if p.get("check_atx_epochs"):
+        problems += checks.atx_every_epoch(reports, 1, epochs)
+    if p.get("check_state"):
+        problems += checks.same_state(reports) + checks.rewards_reach_coinbases(reports)
+    if p.get("check_eligibility"):
+        problems += checks.same_eligibilities(reports)
+    if float(p.get("shared_keys", 0)) > 0:
+        problems += checks.malfeasance_detected(reports, equivocators)
+    if int(p.get("transfers", 0)) > 0:
+        problems += checks.transactions_applied(reports, tx_ids)
+    if int(p.get("checkpoint_layer", 0)) > 0:
+        problems += checks.same_checkpoint(reports)
     return problems
+
+
+def expected_reports(p: Mapping[str, Any], nodes: int) -> int:
+    """Nodes that must report: all but the miners a fault may kill for good (`may_fail`
+    percent of the miners, rounded up as the fault selector does)."""
+    miners = nodes - int(p["gateways"])
+    return nodes - math.ceil(miners * float(p.get("may_fail", 0)) / 100)
+
+
+def equivocators(p: Mapping[str, Any], nodes: int) -> dict[int, int]:
+    """Miner node index -> the node index whose key it shares (`shared_keys` percent of the
+    miners, in pairs: the second of each pair signs with the first's key)."""
+    gateways = int(p["gateways"])
+    miners = list(range(gateways, nodes))
+    pairs = int(len(miners) * float(p.get("shared_keys", 0)) / 100) // 2
+    return {miners[2 * i + 1]: miners[2 * i] for i in range(pairs)}
 
 
 async def _first(topic: sdk.Topic[Any], sync: sdk.SyncClient) -> Any:
@@ -150,11 +154,24 @@ async def start(env: sdk.RunEnv) -> None:
     target = int(p["layers"])
     schedule = _fault_schedule(env, nodes)  # checked before anything starts
     node_index = env.global_seq - int(p["poets"])  # in a schedule: gateways, then miners
+    expected = expected_reports(p, nodes)
+    shared = equivocators(p, nodes)
+    first_miner = int(p["gateways"])
+    late_count = int(p.get("late", 0))
+    late_at = float(p["genesis_offset"]) + int(p.get("late_layers", 0)) * layer_duration
+    late_start = {i: 0.0 for i in range(nodes - late_count, nodes)}
+
+    def identity_of(index: int) -> str:
+        # equivocation: the second of a pair signs with the first's key
+        return f"{env.run_id}/node-{shared.get(index, index)}"
+
+    bad_keys = sorted({Signer(identity_of(i)).public_hex for i in shared})
 
     await env.network.wait_initialized()
     if env.global_seq == 0:
         await GENESIS.publish(env.sync, time.time() + float(p["genesis_offset"]))
     genesis = float(await _first(GENESIS, env.sync))
+    late_start = {i: genesis - float(p["genesis_offset"]) + late_at for i in late_start}
     if role == "poet":
         pubkey = Signer(poet_key_seed(env.global_seq)).public_hex
         address = f"{ip}:{POET_PORT}"
@@ -184,12 +201,17 @@ async def start(env: sdk.RunEnv) -> None:
     if cut and not env.network.configurable:
         # Without a configurable network, "unreachable" is a port nothing listens on.
         poet_addresses = [f"{x.ip}:1" for x in poets]
+    my_poets = poet_addresses
+    if p.get("poet_groups") and role == "miner":  # different_poets: one PoET per group
+        my_poets = [poet_addresses[node_index % len(poet_addresses)]]
     await env.record_message(f"{role} at {ip}; genesis in {genesis - time.time():.1f}s")
 
     async with anyio.create_task_group() as tg:
         if role == "poet":
+            # different_poets: each PoET's rounds are phase-shifted by its position.
+            shift = (env.global_seq) * float(p.get("poet_phase_shift", 0))
             config = PoetConfig(
-                genesis=genesis,
+                genesis=genesis + shift,
                 round_duration=epoch_duration / 2,
                 chain_length=int(p["chain_length"]),
                 key_seed=poet_key_seed(env.global_seq),
@@ -200,13 +222,15 @@ async def start(env: sdk.RunEnv) -> None:
                     clock=HarnessClock(env.clock), task_status=task_status,
                 )
             )
-            reports = await REPORTS.collect(env.sync, nodes)
-            problems = compare_reports(reports, target)
+            reports = await REPORTS.collect(env.sync, expected)
+            problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
             delivered = sum(1 for b in service.broadcasts.values() if b.delivered)
             await env.record_message(f"PoET broadcast {delivered} proofs; {len(reports)} reports")
         else:
+            if node_index in late_start:  # add_nodes: this miner joins late, from genesis
+                await anyio.sleep(max(0.0, late_start[node_index] - time.time()))
             config_node = NodeConfig(
-                identity=f"{env.run_id}/{env.instance_id}",
+                identity=identity_of(node_index),
                 listen=f"{ip}:{GOSSIP_PORT}",
                 genesis=genesis,
                 layer_duration=layer_duration,
@@ -223,7 +247,7 @@ async def start(env: sdk.RunEnv) -> None:
                     config_node,
                     grpc_address=f"{ip}:{GRPC_PORT}",
                     metrics_address=f"{ip}:{METRICS_PORT}",
-                    poets=poet_addresses,
+                    poets=my_poets,
                     clock=HarnessClock(env.clock),  # a skew fault reaches the node
                     task_status=task_status,
                 )
@@ -241,17 +265,18 @@ async def start(env: sdk.RunEnv) -> None:
                 check_slack=float(p["check_slack"]),
                 healed_at=schedule.healed_by() if schedule is not None else None,
                 # Started again by a fault: it syncs back, and publishes its next ATX later.
-                restarted_at=time.time() if env.is_restart else None,
+                restarted_at=time.time() if env.is_restart or node_index in late_start else None,
+                judge_after=genesis + float(p.get("judge_after", 0)),
             )
-            mine = await _watch_own_node(env, ip, watch)
+            mine = await _watch_own_node(env, ip, watch, p, role == "miner" and node_index == first_miner)
             await REPORTS.publish(env.sync, mine)
             if mine.error:
                 raise sdk.TestFailure(mine.error)
-            reports = await REPORTS.collect(env.sync, nodes)
-            problems = compare_reports(reports, target)
+            reports = await REPORTS.collect(env.sync, expected)
+            problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
         if not problems:
             # Keep serving until every instance has checked: others may still query us.
-            await env.sync.signal_and_wait("checked", n)
+            await env.sync.signal_and_wait("checked", n - (nodes - expected))
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
@@ -298,6 +323,7 @@ class Watch:
         check_slack: float,
         healed_at: float | None = None,
         restarted_at: float | None = None,
+        judge_after: float = 0.0,
     ) -> Watch:
         """The watch of one node: verified `target` by `hdist + 1` layers later (plus
         `check_slack`); with `healed_at` (seconds from genesis when a fault schedule's last
@@ -306,7 +332,7 @@ class Watch:
         smeshing over: a miner has two epochs from then to publish an ATX (a PoET round
         it joins late may close too late for the epoch it targets)."""
         deadline = genesis + (target + params.hdist + 1) * layer_duration + check_slack
-        not_before = 0.0
+        not_before = judge_after  # a composition's partition: judged after it healed
         if healed_at:
             not_before = genesis + healed_at + SETTLE_LAYERS * layer_duration
             deadline = max(deadline, not_before + check_slack)
@@ -348,9 +374,12 @@ class Watch:
         return None
 
 
-async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch) -> Report:
-    """Poll this instance's node through its gRPC API until `watch` says stop; its report."""
+async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str, Any],
+                          submitter: bool) -> Report:  # fmt: skip
+    """Poll this instance's node through its gRPC API until `watch` says stop; its report.
+    The `submitter` sends the case's transfers through its node's API once it has an ATX."""
     api = NodeApi(ip, GRPC_PORT)
+    transfers = int(p.get("transfers", 0)) if submitter else 0
     try:
         while True:
             st = await api.status()
@@ -360,21 +389,54 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch) -> Report:
             atx_status = None
             if watch.wants_atx_status(now):
                 atx_status = await api.smeshing_status()
+            if transfers and atx_status and atx_status[0]:
+                await TXS.publish(env.sync, await submit_transfers(api, transfers))
+                transfers = 0
             error = watch.step(now, status, atx_status)
             if error is not None:
                 break
             await anyio.sleep(POLL_S)
-        return await observe(env, api, watch, st.verified_layer, error)
+        if transfers and not error:
+            error = "the submitter's node published no ATX: no transfers were sent"
+        return await observe(env, api, watch, st.verified_layer, error, p)
     finally:
         api.close()
 
 
+async def submit_transfers(api: NodeApi, count: int) -> list[str]:
+    """Spawn this node's wallet, then `count` spends to fresh addresses, through
+    TransactionService.SubmitTransaction (S2's `_txs` encoding); the tx ids."""
+    from . import _txs  # type: ignore[attr-defined]  # S2's module (the shared contract)
+
+    signer = Signer(f"wallet/{await api.smesher_id()}")
+    raws = [_txs.spawn_tx(signer, 0, 1)]
+    for i in range(count):
+        to = _txs.address_of(Signer(f"recipient/{i}").public_hex)
+        raws.append(_txs.spend_tx(signer, to, 10 + i, i + 1, 1))
+    ids = []
+    for raw in raws:
+        tx_id, error = await api.submit_tx(raw)
+        if error:
+            raise sdk.TestFailure(f"SubmitTransaction refused a transfer: {error}")
+        ids.append(tx_id)
+    return ids
+
+
+async def _tx_ids(env: sdk.RunEnv) -> list[str]:
+    if int(env.params.get("transfers", 0)) <= 0:
+        return []
+    with anyio.move_on_after(30):  # the submitter failed (and said why) if none came
+        return list(await _first(TXS, env.sync))
+    return []
+
+
 async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
-                  error: str) -> Report:  # fmt: skip
+                  error: str, p: Mapping[str, Any] | None = None) -> Report:  # fmt: skip
     """Everything the checks compare, read from one node's API."""
+    p = p or {}
     layers = await api.layers(0, watch.target)
     atxs = await api.atxs()
-    return Report(
+    report = Report(
         seq=env.global_seq,
         instance=env.instance_id,
         role=watch.role,
@@ -385,4 +447,19 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
         atx_smeshers=sorted({a.smesher for a in atxs}),
         smeshing_error=(await api.smeshing_status())[1],
         error=error,
+        atxs=[[a.smesher, a.target_epoch] for a in atxs],
+        state_roots=[layer.state_root for layer in layers],
     )
+    if p.get("check_state"):
+        report.accounts = {k: list(v) for k, v in (await api.accounts()).items()}
+        report.coinbase = (await api.smesher.Coinbase(empty_pb2.Empty())).account_id.address
+    if p.get("check_eligibility"):
+        last = watch.target // max(1, int(p["layers_per_epoch"]))
+        report.eligibilities = {str(e): await api.eligibilities(e) for e in range(1, last + 1)}
+    if float(p.get("shared_keys", 0)) > 0:
+        report.malicious = sorted({m.smesher for m in await api.malfeasance_known()})
+    if int(p.get("transfers", 0)) > 0:
+        report.tx_states = await api.tx_states(await _tx_ids(env))
+    if (layer := int(p.get("checkpoint_layer", 0))) > 0:
+        report.checkpoint = hashlib.sha256(await api.checkpoint(layer)).hexdigest()
+    return report

@@ -1,0 +1,206 @@
+"""The scenario cases' checks: pure functions over what the nodes' APIs said (their reports).
+
+Each returns the problems it found (empty: the property holds), so a test breaks a property
+in a list of reports and sees the check name it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+
+@dataclasses.dataclass
+class Report:
+    """What one node's API said at the end, published on the ``reports`` topic."""
+
+    seq: int
+    instance: str
+    role: str
+    smesher: str
+    is_smeshing: bool
+    verified_layer: int
+    hashes: list[str]
+    atx_smeshers: list[str]
+    smeshing_error: str
+    error: str = ""
+    """Why this node failed its own checks (it stops right after publishing this)."""
+    atxs: list[list[object]] = dataclasses.field(default_factory=list)
+    """[smesher, target epoch] of every ATX the node knows."""
+    state_roots: list[str] = dataclasses.field(default_factory=list)
+    accounts: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    """address -> [balance, nonce] (DebugService.Accounts)."""
+    coinbase: str = ""
+    eligibilities: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """epoch (str) -> smesher -> slots."""
+    malicious: list[str] = dataclasses.field(default_factory=list)
+    """Smeshers this node serves a malfeasance proof against."""
+    tx_states: dict[str, str] = dataclasses.field(default_factory=dict)
+    checkpoint: str = ""
+    """Hash of the checkpoint the node served (empty: none asked)."""
+
+
+def _ok(reports: Sequence[Report]) -> list[Report]:
+    return [r for r in reports if not r.error]
+
+
+def own_errors(reports: Sequence[Report]) -> list[str]:
+    """Nodes that failed their own watch (did not verify in time, no ATX...)."""
+    return [f"{r.instance}: {r.error}" for r in reports if r.error]
+
+
+def enough_reports(reports: Sequence[Report], expected: int) -> list[str]:
+    """At least `expected` nodes reported (those a fault killed for good do not)."""
+    if len(reports) < expected:
+        return [f"{len(reports)} nodes reported, {expected} expected"]
+    return []
+
+
+def smeshing(reports: Sequence[Report]) -> list[str]:
+    """Every miner says it is smeshing."""
+    return [f"miner {r.instance} is not smeshing" for r in _ok(reports)
+            if r.role == "miner" and not r.is_smeshing]  # fmt: skip
+
+
+def verified(reports: Sequence[Report], target: int) -> list[str]:
+    """Every node verified the target layer."""
+    return [f"{r.instance} verified layer {r.verified_layer}, not {target}"
+            for r in _ok(reports)
+            if r.verified_layer < target or len(r.hashes) < target + 1]  # fmt: skip
+
+
+def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[str]:
+    """Every node has the same layer hashes for layers `first`..`target`."""
+    ok = _ok(reports)
+    if not ok:
+        return []
+    reference = min(ok, key=lambda r: r.seq)
+    problems = []
+    for r in ok:
+        for layer in range(first, target + 1):
+            if layer >= len(r.hashes) or layer >= len(reference.hashes):
+                break
+            if reference.hashes[layer] != r.hashes[layer]:
+                problems.append(f"layer {layer}: {r.instance} has hash {r.hashes[layer][:12]}, "
+                                f"{reference.instance} has {reference.hashes[layer][:12]}")  # fmt: skip
+                break
+    return problems
+
+
+def atxs_known(reports: Sequence[Report]) -> list[str]:
+    """Every reporting miner's ATX is known to every node."""
+    ok, problems = _ok(reports), []
+    for miner in (r for r in ok if r.role == "miner"):
+        missing = [r.instance for r in ok if miner.smesher not in r.atx_smeshers]
+        if missing:
+            why = f" (its node says: {miner.smeshing_error})" if miner.smeshing_error else ""
+            problems.append(f"ATX of miner {miner.instance} unknown to {', '.join(missing)}{why}")
+    return problems
+
+
+def atx_every_epoch(reports: Sequence[Report], first: int, last: int) -> list[str]:
+    """Every miner published an ATX for each target epoch `first`..`last` (as every node
+    knows them)."""
+    ok, problems = _ok(reports), []
+    for r in ok:
+        have = {(str(s), int(e)) for s, e in r.atxs}  # type: ignore[call-overload]
+        for miner in (m for m in ok if m.role == "miner"):
+            gaps = [e for e in range(first, last + 1) if (miner.smesher, e) not in have]
+            if gaps:
+                problems.append(f"{r.instance} knows no ATX of {miner.instance} for epochs {gaps}")
+    return problems
+
+
+def same_state(reports: Sequence[Report]) -> list[str]:
+    """Every node has the same state root per layer and the same accounts."""
+    ok = _ok(reports)
+    if not ok:
+        return []
+    ref = min(ok, key=lambda r: r.seq)
+    problems = []
+    for r in ok:
+        n = min(len(r.state_roots), len(ref.state_roots))
+        for layer in range(n):
+            if r.state_roots[layer] != ref.state_roots[layer]:
+                problems.append(f"layer {layer}: {r.instance} has state root "
+                                f"{r.state_roots[layer][:12]}, {ref.instance} "
+                                f"{ref.state_roots[layer][:12]}")  # fmt: skip
+                break
+        if r.accounts != ref.accounts:
+            diff = sorted(set(r.accounts.items()) ^ set(ref.accounts.items()))  # type: ignore[arg-type]
+            problems.append(f"{r.instance} and {ref.instance} disagree on accounts "
+                            f"{[a for a, _ in diff][:3]}")  # fmt: skip
+    return problems
+
+
+def rewards_reach_coinbases(reports: Sequence[Report]) -> list[str]:
+    """Every miner's coinbase has a balance on every node."""
+    ok, problems = _ok(reports), []
+    for miner in (m for m in ok if m.role == "miner"):
+        poor = [r.instance for r in ok if r.accounts.get(miner.coinbase, [0, 0])[0] <= 0]
+        if poor:
+            problems.append(f"coinbase of {miner.instance} has no reward on {', '.join(poor)}")
+    return problems
+
+
+def same_eligibilities(reports: Sequence[Report]) -> list[str]:
+    """Every node computes the same eligibilities for every epoch it was asked about."""
+    ok = _ok(reports)
+    if not ok:
+        return []
+    ref = min(ok, key=lambda r: r.seq)
+    problems = []
+    if not any(ref.eligibilities.values()):
+        problems.append(f"{ref.instance} reports no eligibility at all")
+    for r in ok:
+        for epoch, slots in ref.eligibilities.items():
+            if r.eligibilities.get(epoch) != slots:
+                problems.append(f"epoch {epoch}: {r.instance} and {ref.instance} compute "
+                                "different eligibilities")  # fmt: skip
+    return problems
+
+
+def malfeasance_detected(reports: Sequence[Report], equivocators: Sequence[str]) -> list[str]:
+    """Every honest node serves a malfeasance proof against every identity that equivocated
+    (and against no honest one)."""
+    ok, problems = _ok(reports), []
+    bad = set(equivocators)
+    if not bad:
+        return ["no identity equivocated: nothing to detect"]
+    for r in ok:
+        if r.smesher in bad:
+            continue
+        missing = sorted(bad - set(r.malicious))
+        if missing:
+            problems.append(f"{r.instance} has no malfeasance proof against "
+                            f"{', '.join(m[:12] for m in missing)}")  # fmt: skip
+        wrong = sorted(set(r.malicious) - bad)
+        if wrong:
+            problems.append(f"{r.instance} accuses honest {', '.join(m[:12] for m in wrong)}")
+    return problems
+
+
+def transactions_applied(reports: Sequence[Report], tx_ids: Sequence[str]) -> list[str]:
+    """Every submitted transaction is applied, as every node says."""
+    problems = []
+    if not tx_ids:
+        return ["no transaction was submitted"]
+    for r in _ok(reports):
+        pending = [t[:12] for t in tx_ids if r.tx_states.get(t) != "applied"]
+        if pending:
+            problems.append(f"{r.instance}: transactions not applied: {', '.join(pending)}")
+    return problems
+
+
+def same_checkpoint(reports: Sequence[Report]) -> list[str]:
+    """Every node serves the same checkpoint (accounts and ATXs) at the checkpoint layer."""
+    ok = _ok(reports)
+    digests = {r.checkpoint for r in ok}
+    if "" in digests:
+        return [f"{r.instance} served no checkpoint" for r in ok if not r.checkpoint]
+    if len(digests) > 1:
+        return [f"nodes serve {len(digests)} different checkpoints"]
+    return []
+
+
+Check = Callable[[Sequence[Report]], list[str]]
