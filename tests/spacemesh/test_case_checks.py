@@ -1,0 +1,140 @@
+"""Each scenario case's check passes on agreeing reports and fails, naming the problem, when
+its property is broken on purpose (the checks are pure functions over API reports)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness._errors import UsageError
+from harness.plans._manifest import load_manifest
+from scenarios.spacemesh import _checks as checks
+from scenarios.spacemesh._checks import Report
+from scenarios.spacemesh.plan import case_problems, equivocators, expected_reports
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ["smeshing", "add_nodes", "failed_nodes", "partition_30_70", "partition_50_50",
+         "poets_failures", "different_poets", "short_timeskew", "equivocation", "checkpoint"]  # fmt: skip
+
+
+def node(seq: int, role: str = "miner", **kw: object) -> Report:
+    smesher = f"{seq:02x}" * 32
+    base: dict[str, object] = dict(
+        seq=seq, instance=f"i{seq}", role=role, smesher=smesher, is_smeshing=role == "miner",
+        verified_layer=6, hashes=["aa", "bb", "cc", "dd", "ee", "ff", "00"],
+        atx_smeshers=[f"{s:02x}" * 32 for s in range(1, 5)], smeshing_error="",
+        atxs=[[f"{s:02x}" * 32, e] for s in range(1, 5) for e in (1, 2)],
+        state_roots=["r0", "r1", "r2", "r3", "r4", "r5", "r6"],
+        accounts={f"{s:02x}" * 32: [100, 0] for s in range(1, 5)},
+        coinbase=smesher, eligibilities={"1": {"a": 3, "b": 2}},
+        tx_states={"t1": "applied"}, checkpoint="c0",
+    )  # fmt: skip
+    base.update(kw)
+    return Report(**base)  # type: ignore[arg-type]
+
+
+def network(**changes: dict[str, object]) -> list[Report]:
+    """A gateway (1) and three miners (2-4) that agree, but for `changes` by seq."""
+    out = [node(1, "gateway")] + [node(s) for s in (2, 3, 4)]
+    return [dataclasses.replace(r, **changes.get(f"n{r.seq}", {})) for r in out]
+
+
+def test_every_case_is_in_the_manifest_with_a_composition() -> None:
+    plan = load_manifest(ROOT / "scenarios/spacemesh/manifest.toml")
+    for case in CASES:
+        assert case in plan.cases and plan.cases[case].description
+        assert (ROOT / f"scenarios/spacemesh/compositions/{case}.toml").exists()
+    # shared params: declared once, a bare value changes a case's default
+    assert plan.cases["smeshing"].params["layers"].default == 9
+    assert plan.cases["start"].params["layers"].default == 8
+    assert plan.cases["failed_nodes"].params["may_fail"].default == 60.0
+
+
+def test_a_bare_value_for_an_undeclared_param_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios/spacemesh/manifest.toml").read_text()
+    (tmp_path / "manifest.toml").write_text(text.replace("  layers = 9\n", "  layerz = 9\n"))
+    with pytest.raises(UsageError, match="'layerz' is not in \\[params\\]"):
+        load_manifest(tmp_path / "manifest.toml")
+
+
+def test_agreeing_reports_pass_every_check() -> None:
+    reports = network()
+    assert checks.atx_every_epoch(reports, 1, 2) == []
+    assert checks.same_state(reports) == []
+    assert checks.rewards_reach_coinbases(reports) == []
+    assert checks.same_eligibilities(reports) == []
+    assert checks.transactions_applied(reports, ["t1"]) == []
+    assert checks.same_checkpoint(reports) == []
+    assert checks.same_hashes(reports, 6) == []
+
+
+def test_smeshing_fails_on_a_missing_atx_diverging_state_eligibility_or_tx() -> None:
+    no_epoch2 = network(n2={"atxs": [[f"{s:02x}" * 32, 1] for s in range(1, 5)]})
+    assert "i2 knows no ATX of i2 for epochs [2]" == checks.atx_every_epoch(no_epoch2, 1, 2)[0]
+    roots = network(n3={"state_roots": ["r0", "r1", "XX"]})
+    assert "layer 2: i3 has state root" in checks.same_state(roots)[0]
+    accounts = network(n4={"accounts": {"02" * 32: [99, 0]}})
+    assert "disagree on accounts" in checks.same_state(accounts)[0]
+    poor = network(n2={"accounts": {}})
+    assert any("has no reward on i2" in p for p in checks.rewards_reach_coinbases(poor))
+    elig = network(n3={"eligibilities": {"1": {"a": 3, "b": 1}}})
+    assert "compute different eligibilities" in checks.same_eligibilities(elig)[0]
+    pending = network(n4={"tx_states": {"t1": "mempool"}})
+    assert "transactions not applied" in checks.transactions_applied(pending, ["t1"])[0]
+    assert checks.transactions_applied(network(), []) == ["no transaction was submitted"]
+
+
+def test_add_nodes_fails_when_a_late_node_did_not_sync_from_genesis() -> None:
+    # A sync that starts late: the joiner lacks (or differs on) the early layers.
+    late = network(n4={"hashes": ["??", "bb", "cc", "dd", "ee", "ff", "00"]})
+    assert "layer 0: i4 has hash" in checks.same_hashes(late, 6)[0]
+    assert "layer 0: i4" in case_problems(_params(), late, 6, [], [])[0]
+
+
+def test_failed_nodes_needs_the_survivors_to_report() -> None:
+    p = _params(may_fail=60.0)
+    # 1 gateway + 9 miners: 6 may die, 4 must report.
+    assert expected_reports(p, 10) == 4
+    assert checks.enough_reports(network()[:3], 4) == ["3 nodes reported, 4 expected"]
+    assert checks.enough_reports(network(), 4) == []
+
+
+def test_partition_fails_when_it_never_healed() -> None:
+    # Two sides that kept deciding on their own: different hashes from the cut on.
+    split = network(n3={"hashes": ["aa", "bb", "cc", "XX", "YY", "ZZ", "WW"]},
+                    n4={"hashes": ["aa", "bb", "cc", "XX", "YY", "ZZ", "WW"]})  # fmt: skip
+    assert [p.split(":")[0] for p in checks.same_hashes(split, 6)] == ["layer 3", "layer 3"]
+    stuck = network(n4={"verified_layer": 2})
+    assert checks.verified(stuck, 6) == ["i4 verified layer 2, not 6"]
+
+
+def test_equivocation_fails_for_a_node_that_skips_the_malfeasance_rule() -> None:
+    bad = ["03" * 32]
+    honest = network(**{f"n{s}": {"malicious": bad} for s in (1, 2, 4)})
+    assert checks.malfeasance_detected(honest, bad) == []
+    lax = network(**{f"n{s}": {"malicious": bad} for s in (1, 2)})  # i4 skips the rule
+    assert checks.malfeasance_detected(lax, bad) == [
+        f"i4 has no malfeasance proof against {bad[0][:12]}"]
+    wrong = network(**{f"n{s}": {"malicious": bad + ["02" * 32]} for s in (1, 2, 4)})
+    assert "accuses honest" in checks.malfeasance_detected(wrong, bad)[0]
+    assert checks.malfeasance_detected(network(), []) != []
+
+
+def test_equivocators_pair_up_the_shared_keys() -> None:
+    # 1 gateway, 10 miners (indices 1..10): 40% share keys, pairwise: 2 pairs.
+    assert equivocators(_params(shared_keys=40.0), 11) == {2: 1, 4: 3}
+    assert equivocators(_params(), 11) == {}
+
+
+def test_checkpoint_fails_when_nodes_serve_different_ones() -> None:
+    differ = network(n3={"checkpoint": "c1"})
+    assert checks.same_checkpoint(differ) == ["nodes serve 2 different checkpoints"]
+    assert checks.same_checkpoint(network(n2={"checkpoint": ""})) == ["i2 served no checkpoint"]
+
+
+def _params(**kw: object) -> dict[str, object]:
+    p: dict[str, object] = {"gateways": 1, "layers_per_epoch": 3}
+    p.update(kw)
+    return p
