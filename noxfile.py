@@ -2,6 +2,7 @@
 
     nox -s tests       unit, property and live tests (root: installs what they need)
     nox -s scenario    the main job: spacemesh:start on its defaults
+    nox -s systest     the go-spacemesh system-test scenarios at 30 nodes
     nox -s lint typecheck e2e long faults bench kernel proto
 """
 
@@ -121,13 +122,32 @@ def scenario(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "run", *(session.posargs or ["spacemesh:start"]))
 
 
+# The go-spacemesh system-test scenarios (scenarios/spacemesh, docs/spacemesh.md).
+SYSTEST_CASES = ("smeshing", "add_nodes", "failed_nodes", "partition_30_70", "partition_50_50",
+                 "poets_failures", "different_poets", "short_timeskew", "equivocation",
+                 "checkpoint")  # fmt: skip
+# Those CI runs at the manifest's small default size (no composition, so no fault: their
+# checks, not the fault's outcome); the faulty ones run in `systest`.
+SYSTEST_FAST = ("spacemesh:add_nodes", "spacemesh:different_poets")
+
+
+@nox.session
+def systest(session: nox.Session) -> None:
+    """Every go-spacemesh system-test scenario at 30 nodes, each from its composition (its
+    faults declared there): `nox -s systest -- failed_nodes equivocation` runs some."""
+    _install(session, "userspace")
+    for case in session.posargs or SYSTEST_CASES:
+        session.run("python", "-m", "harness", "run", "--composition",
+                    f"scenarios/spacemesh/compositions/{case}.toml", "-q")
+
+
 @nox.session
 def e2e(session: nox.Session) -> None:
     """Every example scenario end to end, each on its defaults, then the example
     compositions that play faults on them."""
     _debs(session, ["nats-server"])
     _install(session, "userspace", "nats")
-    for target in ("pingpong", "spacemesh:start", "spacemesh:faults", "nats"):
+    for target in ("pingpong", "spacemesh:start", "spacemesh:faults", "nats", *SYSTEST_FAST):
         session.run("python", "-m", "harness", "run", target, "-q")
     for composition in ("scenarios/spacemesh/compositions/process-faults.toml",
                         "scenarios/nats/compositions/leader-faults.toml"):
