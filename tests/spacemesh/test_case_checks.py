@@ -72,7 +72,7 @@ def test_agreeing_reports_pass_every_check() -> None:
 
 def test_smeshing_fails_on_a_missing_atx_diverging_state_eligibility_or_tx() -> None:
     no_epoch2 = network(n2={"atxs": [[f"{s:02x}" * 32, 1] for s in range(1, 5)]})
-    assert "i2 knows no ATX of i2 for epochs [2]" == checks.atx_every_epoch(no_epoch2, 1, 2)[0]
+    assert checks.atx_every_epoch(no_epoch2, 1, 2)[0] == "i2 knows no ATX of i2 for epochs [2]"
     roots = network(n3={"state_roots": ["r0", "r1", "XX"]})
     assert "layer 2: i3 has state root" in checks.same_state(roots)[0]
     accounts = network(n4={"accounts": {"02" * 32: [99, 0]}})
@@ -117,7 +117,7 @@ def test_equivocation_fails_for_a_node_that_skips_the_malfeasance_rule() -> None
     lax = network(**{f"n{s}": {"malicious": bad} for s in (1, 2)})  # i4 skips the rule
     assert checks.malfeasance_detected(lax, bad) == [
         f"i4 has no malfeasance proof against {bad[0][:12]}"]
-    wrong = network(**{f"n{s}": {"malicious": bad + ["02" * 32]} for s in (1, 2, 4)})
+    wrong = network(**{f"n{s}": {"malicious": [*bad, "02" * 32]} for s in (1, 2, 4)})
     assert "accuses honest" in checks.malfeasance_detected(wrong, bad)[0]
     assert checks.malfeasance_detected(network(), []) != []
 
