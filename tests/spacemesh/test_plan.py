@@ -226,3 +226,27 @@ def test_the_network_survives_miners_killed_and_started_again_and_a_skewed_clock
         i["role"] == "miner" for i in run["instances"] if i["id"] in restarted)
     steps = (only_run_dir(tmp_path) / "faults.jsonl").read_text()
     assert '"action":"skew"' in steps and '"step":"undone"' in steps
+
+
+def _faults(tmp_path: Path, partition_s: float | None) -> Path:
+    """A halves partition at 8 s, for `partition_s` (None: never healed)."""
+    until = f'duration = "{partition_s}s"\n' if partition_s else ""
+    path = tmp_path / "faults.toml"
+    path.write_text('[[faults]]\nat = "8s"\naction = "partition"\nkind = "halves"\n' + until
+                    + 'targets = { role = ["gateway", "miner"] }\n')  # fmt: skip
+    return path
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+@pytest.mark.parametrize(("partition_s", "passes"), [(8.0, True), (None, False)])
+def test_partition_50_50_agrees_after_the_heal_and_fails_when_it_never_heals(
+    tmp_path: Path, partition_s: float | None, passes: bool
+) -> None:
+    out = _run("-i", "8", "-p", "layers=12", "-p", "judge_after=18s", "-p", "check_slack=8s",
+               "--faults", str(_faults(tmp_path, partition_s)), outputs=tmp_path / "out",
+               runner="local:netns", target="spacemesh:partition_50_50")  # fmt: skip
+    assert (out.returncode == 0) is passes, out.stdout + out.stderr
+    if not passes:
+        assert "has hash" in out.stdout  # the check names the diverging layer
