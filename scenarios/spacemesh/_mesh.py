@@ -42,6 +42,9 @@ class MeshParams:
     """Expected number of nodes that publish a layer's hare certificate."""
     committee: int = 50
     """Expected hare committee size (ATXs); with fewer active ATXs every smesher votes."""
+    # S2
+    genesis_accounts: tuple[tuple[str, int], ...] = ()
+    """(address hex, balance) funded before layer 0."""
 
     def __post_init__(self) -> None:
         if self.layers_per_epoch < 1 or self.hdist < 1 or self.window < self.hdist:
@@ -135,11 +138,18 @@ def in_committee(params: MeshParams, atx_id: str, layer: int, active: int) -> bo
 
 
 def make_proposal(
-    signer: Signer, layer: int, atx_id: str, opinion: dict[str, str]
+    signer: Signer, layer: int, atx_id: str, opinion: dict[str, str], txs: list[str] | None = None
 ) -> dict[str, Any]:
-    """A signed proposal; ``opinion`` maps earlier layer numbers (str) to block ids."""
+    """A signed proposal; ``opinion`` maps earlier layer numbers (str) to block ids, ``txs``
+    are the ids of the transactions it offers for the layer's block."""
     body = {"layer": layer, "smesher": signer.public_hex, "atx": atx_id, "opinion": opinion}
+    if txs:
+        body["txs"] = sorted(txs)
     return _signed(body, signer)
+
+
+def _tx_ids_ok(txs: Any) -> bool:
+    return isinstance(txs, list) and all(isinstance(t, str) and len(t) == 64 for t in txs)
 
 
 def make_vote(signer: Signer, layer: int, atx_id: str, proposals: list[str]) -> dict[str, Any]:
@@ -156,12 +166,16 @@ def make_vote(signer: Signer, layer: int, atx_id: str, proposals: list[str]) -> 
 def make_block(
     layer: int, proposals: list[dict[str, Any]], weights: dict[str, int]
 ) -> dict[str, Any]:
-    """The block of a set of proposals: their ids and the rewards they earn."""
+    """The block of a set of proposals: their ids, their transactions and the rewards."""
     ids = sorted(hash_json(p) for p in proposals)
+    txs = sorted({str(t) for p in proposals for t in p.get("txs", [])})
     rewards: dict[str, int] = defaultdict(int)
     for p in proposals:
         rewards[p["smesher"]] += REWARD_PER_UNIT * weights.get(p["atx"], 0)
-    return {"layer": layer, "proposals": ids, "rewards": sorted([k, v] for k, v in rewards.items())}
+    block = {"layer": layer, "proposals": ids, "rewards": sorted([k, v] for k, v in rewards.items())}
+    if txs:
+        block["txs"] = txs
+    return block
 
 
 def make_certificate(
@@ -253,7 +267,7 @@ class Mesh:
             if not self._sig_ok(msg):
                 return False
             if kind == "proposal":
-                if not isinstance(msg["opinion"], dict):
+                if not isinstance(msg["opinion"], dict) or not _tx_ids_ok(msg.get("txs", [])):
                     return False
                 return eligible(self.params, msg["atx"], layer, int(atx["num_units"]))
             return isinstance(msg["proposals"], list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import random
 from collections import defaultdict
@@ -11,6 +12,7 @@ from typing import Any
 import anyio
 import structlog
 
+from ._checkpoint import load_checkpoint, make_checkpoint
 from ._clock import Clock
 from ._codec import Json, decode, h, hash_json
 from ._gossip import Gossip
@@ -34,8 +36,12 @@ from ._mesh import (
 from ._metrics import NodeMetrics
 from ._poet_client import PoetClient
 from ._post import post_commitment, prove_post
+from ._state import Account, Base, Ledger, genesis_accounts
+from ._store import Store
+from ._sync import Syncer
 from ._trace import Tracer
 from ._transport import Transport
+from ._txs import Mempool, parse_tx
 
 TOPICS = ("poet", "atx", "proposal", "hare", "certificate")
 _KIND = {
@@ -68,6 +74,11 @@ class NodeConfig:
     seed: int = 0
     hare_vote_at: float = 0.4
     hare_cert_at: float = 0.75
+    # S2
+    data_dir: str | None = None
+    """SQLite persistence directory; None keeps everything in memory (the simulation)."""
+    checkpoint: str | None = None
+    """A checkpoint file to recover from (accounts and ATXs at its layer)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.layer_duration) and self.layer_duration > 0):
@@ -118,10 +129,11 @@ class Node:
         self.last_poet_round = 0
         self._proof_arrived = anyio.Event()
         self._atx_for_epoch: dict[int, str] = {}
-        self._cache: tuple[tuple[int, int], list[LayerState]] | None = None
+        self._cache: tuple[tuple[int, ...], list[LayerState]] | None = None
         self._log = _log.bind(node=self.node_id)
         self._challenge = ""
         self._logged_layers: dict[int, tuple[LayerStatus, str]] = {}
+        self._init_state()
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -146,9 +158,9 @@ class Node:
 
     def layers(self) -> list[LayerState]:
         """Decided layers up to the current one (cached until something changes)."""
-        key = (self.mesh.version, self.current_layer())
+        key = (self.mesh.version, self.current_layer(), len(self.mempool.txs))
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.mesh.decide(key[1]))
+            self._cache = (key, self._apply_state(self.mesh.decide(key[1])))
         return self._cache[1]
 
     def status(self) -> dict[str, Any]:
@@ -208,12 +220,14 @@ class Node:
                 task_status.started()
         finally:
             self.tracer.close()
+            self._close_state()
 
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool:
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
             ok = self.mesh.add(kind, data)
+            self._persist(kind, data, ok)
             if len(self.mesh.atxs) > before:
                 self.metrics.atxs.inc(len(self.mesh.atxs) - before)
             if ok and kind == "poet":
@@ -309,7 +323,8 @@ class Node:
         if not eligible(self.config.mesh, atx_id, layer, self.mesh.atx_weight(atx_id)):
             return
         opinion = opinion_for(self.layers(), self.mesh, layer)
-        self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion))
+        txs = self._offer_txs()
+        self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion, txs))
 
     def _vote(self, layer: int) -> None:
         atx_id = self._my_atx(layer)
@@ -399,13 +414,16 @@ class Node:
         params = self.config.mesh
         epoch_len = params.layers_per_epoch * self.config.layer_duration
         commitment = post_commitment(self.smesher_id, self.config.num_units, params.labels_per_unit)
-        prev = ""
+        prev = self._last_own_atx()
         epoch = params.epoch(self.current_layer())
         while True:
             epoch_end = self.config.genesis + (epoch + 1) * epoch_len
             target = epoch + 1
-            atx = await self._build_atx(target, prev, commitment, epoch_end)
+            atx = self._own_atx(target)  # published before a restart: that one, not a second
+            if atx is None:
+                atx = await self._build_atx(target, prev, commitment, epoch_end)
             if atx is not None:
+                self._keep_own_atx(target, atx)  # on disk before it is gossiped
                 atx_id = hash_json(atx)
                 self._atx_for_epoch[target] = atx_id
                 self.gossip.publish("atx", atx)
@@ -484,3 +502,146 @@ class Node:
         nonce = prove_post(challenge, statement, commitment, self.config.mesh.pow_bits)
         post = {"commitment": commitment.hex(), "nonce": nonce}
         return make_atx(self.signer, target, prev, poet, post, self.config.num_units)
+
+    # -- state: transactions, accounts, persistence, checkpoints (S2) ---------------------
+
+    def _init_state(self) -> None:
+        self.mempool = Mempool()
+        self._rejected: dict[str, str] = {}
+        self._own_atxs: dict[int, dict[str, Any]] = {}
+        """The node's ATX per target epoch, from its store or a checkpoint."""
+        base = Base(-1, genesis_accounts(self.config.mesh.genesis_accounts))
+        if self.config.checkpoint is not None:
+            cp = load_checkpoint(self.config.checkpoint)
+            base = Base(cp.layer, cp.accounts)
+            for kind, msg in cp.messages():
+                self.mesh.add(kind, msg)
+            for atx in cp.atxs:
+                if atx.get("smesher") == self.smesher_id:
+                    self._own_atxs[int(atx["target_epoch"])] = atx
+        self.ledger = Ledger(base)
+        self._saved_layer = base.layer
+        self.syncer = Syncer(self)
+        self.gossip.subscribe("tx", self._on_tx)
+        self.gossip.set_sync(self.syncer.digests, self.syncer.holdings)
+        self.store = Store(self.config.data_dir) if self.config.data_dir is not None else None
+        if self.store is not None:
+            for kind, msg in self.store.messages():
+                if kind == "tx":
+                    self.mempool.add(msg)
+                else:
+                    self.mesh.add(kind, msg)
+            self._own_atxs.update(self.store.own_atxs())
+        for target, atx in self._own_atxs.items():
+            self._atx_for_epoch[target] = hash_json(atx)
+
+    def _close_state(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _persist(self, kind: str, msg: Json, ok: bool) -> None:
+        if ok and self.store is not None:
+            self.store.add_message(kind, msg)
+
+    def _own_atx(self, target: int) -> dict[str, Any] | None:
+        """The ATX this node already published for ``target`` (kept across restarts)."""
+        return self._own_atxs.get(target)
+
+    def _keep_own_atx(self, target: int, atx: dict[str, Any]) -> None:
+        self._own_atxs[target] = atx
+        if self.store is not None:
+            self.store.keep_own_atx(target, atx)
+
+    def _last_own_atx(self) -> str:
+        """Id of the newest ATX this node published (the next one's ``prev``)."""
+        return self._atx_for_epoch[max(self._atx_for_epoch)] if self._atx_for_epoch else ""
+
+    def _apply_state(self, states: list[LayerState]) -> list[LayerState]:
+        """Execute the decided layers; their state roots then cover the accounts."""
+        applied = self.ledger.apply(states, self.mempool.get)
+        if self.store is not None and self.ledger.applied_layer != self._saved_layer:
+            accounts = {a: (x.balance, x.nonce, x.public) for a, x in self.ledger.accounts.items()}
+            self.store.save_accounts(self.ledger.applied_layer, accounts)
+            self._saved_layer = self.ledger.applied_layer
+        return applied
+
+    def _on_tx(self, data: Json) -> bool:
+        if not self.mempool.add(data):
+            return False
+        self._persist("tx", data, True)
+        return True
+
+    def _pending_txs(self) -> set[str]:
+        """Txs proposed for layers not applied yet (they may still land in a block)."""
+        first = self.ledger.applied_layer + 1
+        return {
+            str(t)
+            for layer in range(first, self.current_layer() + 1)
+            for p in self.mesh.layer_proposals(layer).values()
+            for t in p.get("txs", [])
+        }
+
+    def _offer_txs(self) -> list[str]:
+        """What this node's proposal offers: held txs neither applied nor pending in a
+        proposal, whose nonce is not already used."""
+        self.layers()
+        done = {i for i, (_, r) in self.ledger.results.items() if r != "skipped"}
+        done |= self._pending_txs()
+        accounts = self.ledger.accounts
+        return [
+            i
+            for i in self.mempool.pending(done)
+            if int(self.mempool.txs[i]["nonce"])
+            >= accounts.get(self.mempool.txs[i]["principal"], Account()).nonce
+        ]
+
+    def submit_tx(self, raw: bytes) -> tuple[str, str | None]:
+        """Validate a transaction, add it to the mempool and gossip it: (id hex, error)."""
+        try:
+            tx_id, tx = parse_tx(raw)
+        except ValueError as exc:
+            tx_id = hashlib.sha256(raw).hexdigest()
+            self._rejected[tx_id] = str(exc)
+            return tx_id, str(exc)
+        nonce = self.account(tx["principal"])[1]
+        if int(tx["nonce"]) < nonce and tx_id not in self.ledger.results:
+            self._rejected[tx_id] = f"nonce {tx['nonce']} already used (next is {nonce})"
+            return tx_id, self._rejected[tx_id]
+        self.gossip.publish("tx", tx)
+        return tx_id, None
+
+    def tx_state(self, tx_id: str) -> str:
+        """unknown, rejected, mempool, included (in a proposal or a block not applied yet)
+        or applied (executed, possibly as failed: it paid its fee)."""
+        self.layers()
+        result = self.ledger.results.get(tx_id)
+        if result is not None and result[1] != "skipped":
+            return "applied"
+        if tx_id in self._pending_txs():
+            return "included"
+        tx = self.mempool.get(tx_id)
+        if tx is not None:
+            if int(tx["nonce"]) < self.account(tx["principal"])[1]:
+                return "rejected"  # its nonce was used by another tx
+            return "mempool"
+        return "rejected" if tx_id in self._rejected else "unknown"
+
+    def account(self, address: str) -> tuple[int, int]:
+        """(balance, nonce) of an account (hex address) after the last applied layer."""
+        self.layers()
+        account = self.ledger.accounts.get(address, Account())
+        return account.balance, account.nonce
+
+    def accounts(self) -> dict[str, tuple[int, int]]:
+        """Every account after the last applied layer: address -> (balance, nonce)."""
+        self.layers()
+        return {a: (x.balance, x.nonce) for a, x in sorted(self.ledger.accounts.items())}
+
+    def checkpoint(self, layer: int) -> dict[str, Any]:
+        """The accounts and ATXs at an applied ``layer`` (JSON-able); ``ValueError`` when the
+        layer is not applied here."""
+        self.layers()
+        accounts = self.ledger.accounts_after(layer)
+        if accounts is None:
+            raise ValueError(f"layer {layer} is not applied (applied: {self.ledger.applied_layer})")
+        return make_checkpoint(self.mesh, layer, accounts)

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
 import orjson
 
+from ._checkpoint import load_checkpoint
 from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
 from ._clock import HarnessClock
 from ._mesh import MeshParams
 from ._node import NodeConfig
 from ._services import serve_node
+from ._store import Store
 
 PROG = "spacemesh-node"
+
+
+def data_dir(explicit: str | None, outputs: str | None) -> str | None:
+    """Where the node keeps its state: ``--data-dir``, else ``data`` in its outputs (which
+    the harness keeps across an instance's restarts), else nowhere (memory only)."""
+    if explicit is not None:
+        return explicit
+    return os.path.join(outputs, "data") if outputs is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-units", type=int, default=1)
     p.add_argument("--target-peers", type=int, default=6)
     p.add_argument("--outputs", default=None, help="directory for trace.jsonl")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="SQLite state directory, kept across restarts (default: OUTPUTS/data with "
+        "--outputs, else memory only)",
+    )
+    p.add_argument("--checkpoint", default=None, help="checkpoint file to recover from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = p.parse_args(argv)
@@ -62,7 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             poet_keys=tuple(args.poet_key),
             outputs=args.outputs,
             seed=args.seed,
+            data_dir=data_dir(args.data_dir, args.outputs),
+            checkpoint=args.checkpoint,
         )
+        if config.checkpoint is not None:
+            load_checkpoint(config.checkpoint)  # bad input: a one-line error before starting
+        if config.data_dir is not None:
+            Store(config.data_dir).close()
     except ValueError as exc:
         p.error(str(exc))
 

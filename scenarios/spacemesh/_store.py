@@ -1,0 +1,97 @@
+"""A node's data directory: its messages, own ATXs and accounts in SQLite (as go-spacemesh).
+
+Messages (PoET proofs, ATXs, proposals, hare votes, certificates, transactions) are kept in
+arrival order; a restarted node feeds them to its mesh again and so decides the same layers
+(the mesh is a pure function of its messages). The node's own ATX for each epoch is written
+*before* it is gossiped, so a node restarted in the same epoch publishes that one again
+instead of building a second, conflicting ATX. The accounts of the last applied layer are
+kept too, for inspection and for the restart to check itself against.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from ._codec import Json, canonical, decode, hash_json
+
+FILENAME = "state.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS own_atxs (epoch INTEGER PRIMARY KEY, id TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    address TEXT PRIMARY KEY, balance INTEGER NOT NULL, nonce INTEGER NOT NULL, public TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    """The SQLite database in ``data_dir`` (created when missing)."""
+
+    def __init__(self, data_dir: str) -> None:
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+            self._db = sqlite3.connect(os.path.join(data_dir, FILENAME), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ValueError(f"data_dir {data_dir!r} unusable: {exc}") from None
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        self._db.close()
+
+    def add_message(self, kind: str, msg: Json) -> None:
+        """Keep a message (again: no-op)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO messages (id, kind, body) VALUES (?, ?, ?)",
+            (hash_json([kind, msg]), kind, canonical(msg)),
+        )
+
+    def messages(self) -> Iterator[tuple[str, Json]]:
+        """(kind, message) of every kept message, in arrival order."""
+        for kind, body in self._db.execute("SELECT kind, body FROM messages ORDER BY seq"):
+            yield str(kind), decode(body)
+
+    def keep_own_atx(self, epoch: int, atx: dict[str, Any]) -> None:
+        """Record the node's ATX targeting ``epoch`` (durably, before it is published)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO own_atxs (epoch, id, body) VALUES (?, ?, ?)",
+            (epoch, hash_json(atx), canonical(atx)),
+        )
+
+    def own_atxs(self) -> dict[int, dict[str, Any]]:
+        """The node's ATXs by target epoch."""
+        rows = self._db.execute("SELECT epoch, body FROM own_atxs ORDER BY epoch")
+        return {int(epoch): decode(body) for epoch, body in rows}
+
+    def save_accounts(self, layer: int, accounts: dict[str, tuple[int, int, str]]) -> None:
+        """Replace the kept accounts with those after ``layer``: address -> (balance, nonce,
+        owner key)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM accounts")
+            self._db.executemany(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                [(a, b, n, p) for a, (b, n, p) in sorted(accounts.items())],
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('accounts_layer', ?)", (str(layer),)
+            )
+
+    def load_accounts(self) -> tuple[int, dict[str, tuple[int, int, str]]] | None:
+        """The kept accounts and their layer (None: never saved)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'accounts_layer'").fetchone()
+        if row is None:
+            return None
+        rows = self._db.execute("SELECT address, balance, nonce, public FROM accounts")
+        return int(row[0]), {str(a): (int(b), int(n), str(p)) for a, b, n, p in rows}

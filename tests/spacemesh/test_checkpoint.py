@@ -1,0 +1,68 @@
+"""Checkpoint: a network restarted from the accounts and ATXs at a layer goes on from there."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import orjson
+import pytest
+
+from scenarios.spacemesh import MeshParams, NodeConfig, _cluster, memory_cluster
+from scenarios.spacemesh._checkpoint import parse_checkpoint
+from scenarios.spacemesh._keys import Signer
+from scenarios.spacemesh._txs import address_of, spawn_tx, spend_tx
+
+ALICE = Signer("alice")
+A, B = address_of(ALICE.public_hex), address_of(Signer("bob").public_hex)
+PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4, genesis_accounts=((A, 1_000_000),))
+AT = 10
+
+
+def test_a_tampered_checkpoint_is_refused() -> None:
+    cp = {"version": 1, "layer": 3, "state_root": "00", "accounts": {}, "atxs": [], "poets": []}
+    with pytest.raises(ValueError, match="state_root does not match"):
+        parse_checkpoint(cp)
+    with pytest.raises(ValueError, match="version 1"):
+        parse_checkpoint({"layer": 3})
+
+
+@pytest.mark.anyio
+async def test_network_restarted_from_a_checkpoint_keeps_its_state_and_goes_on(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with memory_cluster(miners=4, seed=8, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        await c.clock.sleep_until(gw.layer_start(4))
+        gw.submit_tx(spawn_tx(ALICE, 0, 100))
+        gw.submit_tx(spend_tx(ALICE, B, 7000, 1, 10))
+        await c.clock.sleep_until(gw.layer_start(AT + 4))
+        checkpoint = gw.checkpoint(AT)
+        root = gw.layers()[AT].state_root
+        with pytest.raises(ValueError, match="not applied"):
+            gw.checkpoint(AT + 100)
+    assert checkpoint["accounts"][A]["nonce"] == 2 and checkpoint["atxs"]
+    assert checkpoint["state_root"] == root.hex()
+    path = tmp_path / "checkpoint.json"
+    path.write_bytes(orjson.dumps(checkpoint))
+
+    def config(**kwargs: Any) -> NodeConfig:
+        return NodeConfig(**kwargs, checkpoint=str(path))
+
+    monkeypatch.setattr(_cluster, "NodeConfig", config)
+    async with memory_cluster(miners=4, seed=8, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        await c.clock.sleep_until(gw.layer_start(AT + 1))
+        spent = gw.submit_tx(spend_tx(ALICE, B, 500, 2, 10))
+        await c.clock.sleep_until(gw.layer_start(AT + 8))
+        roots = [[s.state_root for s in n.layers()[: AT + 5]] for n in c.nodes]
+        accounts = [n.accounts() for n in c.nodes]
+        tx_state = gw.tx_state(spent[0])
+        blocks_after = [s for s in gw.layers()[AT + 1 :] if s.block is not None]
+    assert all(r == roots[0] for r in roots) and len(roots[0]) == AT + 5
+    assert roots[0][AT] == root  # the same state at the checkpoint's layer
+    assert all(a == accounts[0] for a in accounts)
+    alice = checkpoint["accounts"][A]
+    assert tx_state == "applied" and accounts[0][A] == (alice["balance"] - 510, 3)
+    supply = sum(x["balance"] for x in checkpoint["accounts"].values())
+    assert blocks_after and sum(b for b, _ in accounts[0].values()) > supply  # it went on

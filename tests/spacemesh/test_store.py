@@ -1,0 +1,122 @@
+"""Persistence: a node with a data directory resumes after a restart, and keeps its ATX."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any
+
+import pytest
+
+from scenarios.spacemesh import MeshParams, NodeConfig, _cluster, memory_cluster
+from scenarios.spacemesh._codec import hash_json
+from scenarios.spacemesh._store import Store
+from scenarios.spacemesh.node import data_dir
+from scenarios.spacemesh.node import main as node_main
+
+PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
+
+
+@pytest.fixture
+def data_dirs(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """Every node memory_cluster builds gets a data directory of its own."""
+
+    def config(**kwargs: Any) -> NodeConfig:
+        name = str(kwargs["identity"]).replace("/", "_")
+        return NodeConfig(**kwargs, data_dir=str(tmp_path / name))
+
+    monkeypatch.setattr(_cluster, "NodeConfig", config)
+    return tmp_path
+
+
+def test_store_keeps_messages_in_order_and_own_atxs(tmp_path: pathlib.Path) -> None:
+    store = Store(str(tmp_path / "d"))
+    store.add_message("atx", {"a": 1})
+    store.add_message("proposal", {"b": 2})
+    store.add_message("atx", {"a": 1})
+    store.keep_own_atx(3, {"x": 1})
+    store.keep_own_atx(3, {"x": 2})  # a second ATX for the same epoch never replaces the first
+    store.save_accounts(7, {"ab": (5, 1, "k")})
+    store.close()
+    again = Store(str(tmp_path / "d"))
+    assert list(again.messages()) == [("atx", {"a": 1}), ("proposal", {"b": 2})]
+    assert again.own_atxs() == {3: {"x": 1}}
+    assert again.load_accounts() == (7, {"ab": (5, 1, "k")})
+
+
+def test_unusable_data_dir_is_a_value_error(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="unusable"):
+        Store(str(tmp_path / "file"))
+
+
+@pytest.mark.anyio
+async def test_restarted_node_resumes_its_mesh_and_accounts(data_dirs: pathlib.Path) -> None:
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+        miner = next(i for i, p in c.processes.items() if p.role == "miner")
+        await c.clock.sleep_until(c.gateways[0].layer_start(9) + 0.1)
+        before = c.processes[miner].part
+        assert before is not None and not isinstance(before, _cluster.PoetService)
+        layers = [(s.hash, s.state_root) for s in before.layers()]
+        accounts = before.accounts()
+        c.kill(miner)
+        await c.start(miner)  # no time passes: nothing could come from peers yet
+        after = c.processes[miner].part
+        assert after is not None and after is not before
+        resumed = [(s.hash, s.state_root) for s in after.layers()]  # type: ignore[union-attr]
+        resumed_accounts = after.accounts()  # type: ignore[union-attr]
+    assert len(layers) >= 8 and resumed == layers
+    assert accounts and resumed_accounts == accounts
+
+
+@pytest.mark.anyio
+async def test_restart_in_the_same_epoch_does_not_build_a_second_atx(
+    data_dirs: pathlib.Path,
+) -> None:
+    async with memory_cluster(miners=3, seed=6, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        miner = next(i for i, p in c.processes.items() if p.role == "miner")
+        node: Any = c.processes[miner].part
+        # Wait until the miner has published its ATX for the next epoch, mid-epoch.
+        target = 0
+        while target == 0:
+            await c.clock.sleep_until(c.clock.now() + 0.2)
+            epoch = PARAMS.epoch(gw.current_layer())
+            if epoch >= 2 and epoch + 1 in node._atx_for_epoch:
+                target = epoch + 1
+        published = node._atx_for_epoch[target]
+        c.kill(miner)
+        await c.start(miner)
+        node = c.processes[miner].part
+        await c.clock.sleep_until(c.clock.now() + 0.1)
+        # It gossips the ATX it kept, without registering a new challenge with the PoET.
+        republished, challenge = node.atxs_published, node._challenge
+        await c.clock.sleep_until(gw.layer_start(target * PARAMS.layers_per_epoch) + 0.5)
+        mine = {i for i, a in gw.mesh.atxs.items() if a["smesher"] == node.smesher_id}
+        theirs = node._atx_for_epoch.get(target)
+        epoch_atxs = {i for i in mine if gw.mesh.atxs[i]["target_epoch"] == target}
+        stored = Store(str(data_dirs / node.config.identity.replace("/", "_"))).own_atxs()
+    assert republished == 1 and challenge == ""
+    assert theirs == published and epoch_atxs == {published}
+    assert hash_json(stored[target]) == published
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"), [("--checkpoint", "checkpoint .*missing"), ("--data-dir", "unusable")]
+)
+def test_node_command_refuses_bad_state_paths(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], flag: str, message: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    path = str(tmp_path / ("missing" if flag == "--checkpoint" else "file"))
+    base = ["--identity", "x", "--listen", "127.0.0.1:1", "--grpc", "127.0.0.1:2"]
+    with pytest.raises(SystemExit) as exit_info:
+        node_main([*base, flag, path])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(message, err)
+
+
+def test_data_dir_defaults_to_the_outputs_kept_across_restarts() -> None:
+    assert data_dir(None, "/o") == "/o/data" and data_dir("/d", "/o") == "/d"
+    assert data_dir(None, None) is None

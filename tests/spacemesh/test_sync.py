@@ -1,0 +1,43 @@
+"""Sync from genesis: a node that joins long after genesis gets the whole history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scenarios.spacemesh import MeshParams, memory_cluster
+
+pytestmark = pytest.mark.anyio
+PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4, window=6, hdist=2)
+JOIN = 24
+
+
+async def test_late_joiner_syncs_layers_atxs_and_txs_from_genesis() -> None:
+    async with memory_cluster(miners=4, seed=9, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        late = [i for i, p in c.processes.items() if p.role == "miner"][-1]
+        c.kill(late)  # it never ran: it starts long after genesis, with nothing
+        await c.clock.sleep_until(gw.layer_start(JOIN))
+        await c.start(late)
+        await c.clock.sleep_until(gw.layer_start(JOIN + 3) + 0.5)
+        joiner: Any = c.processes[late].part
+        others = [n for n in c.nodes if n is not joiner]
+        mine = [(s.hash, s.state_root) for s in joiner.layers()[:JOIN]]
+        theirs = [[(s.hash, s.state_root) for s in n.layers()[:JOIN]] for n in others]
+        old_atxs = {i for i, a in gw.mesh.atxs.items() if a["target_epoch"] <= 2}
+        first = min((int(p["layer"]) for p in joiner.mesh.proposals.values()), default=None)
+    assert all(t == theirs[0] for t in theirs) and len(theirs[0]) == JOIN
+    assert mine == theirs[0]
+    assert old_atxs and old_atxs <= set(joiner.mesh.atxs)
+    assert first is not None and first <= PARAMS.layers_per_epoch + 1
+
+
+async def test_a_hook_adds_messages_to_the_sync() -> None:
+    async with memory_cluster(miners=1, seed=2, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        proof = {"smesher": "ab", "kind": "atx"}
+        gw.syncer.add_source("malfeasance", lambda: {"p1": ("malfeasance", proof)})
+        digests = gw.syncer.digests()
+        held = gw.syncer.holdings("malfeasance")
+    assert "malfeasance" in digests and held == [("malfeasance", proof)]
