@@ -566,7 +566,10 @@ class _HarnessService(hrpc.HarnessServiceBase):
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
-        data = canonical(self._node.checkpoint(request.layer))
+        try:
+            data = canonical(self._node.checkpoint(request.layer))
+        except ValueError as exc:  # the layer is not applied yet: the caller may retry
+            raise GRPCError(Code.FAILED_PRECONDITION, str(exc)) from None
         await stream.send_message(hpb.CheckpointResponse(data=data))
 
 

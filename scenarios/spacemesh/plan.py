@@ -19,10 +19,13 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
 from google.protobuf import empty_pb2
+from grpclib.const import Status as Code
+from grpclib.exceptions import GRPCError
 
 from harness import sdk
 from harness.faults import FaultSchedule, FaultScheduleError, play
@@ -42,6 +45,7 @@ GOSSIP_PORT = 7513
 GRPC_PORT = 9092
 METRICS_PORT = 9100
 POLL_S = 0.5  # how often a node instance asks its node how far it got
+CHECKPOINT_WAIT_S = 60  # a restarted miner waits this long for a gateway's checkpoint
 SETTLE_LAYERS = 2  # after a fault schedule's last heal, before the nodes are judged
 
 
@@ -105,7 +109,8 @@ def case_problems(p: Mapping[str, Any], reports: list[Report], target: int,
     if p.get("check_atx_epochs"):
         problems += checks.atx_every_epoch(reports, 1, epochs)
     if p.get("check_state"):
-        problems += checks.same_state(reports) + checks.rewards_reach_coinbases(reports)
+        problems += checks.same_state(reports, int(p.get("checkpoint_layer", 0)))
+        problems += checks.rewards_reach_coinbases(reports)
     if p.get("check_eligibility"):
         problems += checks.same_eligibilities(reports)
     if float(p.get("shared_keys", 0)) > 0:
@@ -229,6 +234,10 @@ async def start(env: sdk.RunEnv) -> None:
         else:
             if node_index in late_start:  # add_nodes: this miner joins late, from genesis
                 await anyio.sleep(max(0.0, late_start[node_index] - time.time()))
+            data_dir, checkpoint = env.outputs_path / "data", None
+            if env.is_restart and (layer := int(p.get("checkpoint_layer", 0))) > 0:
+                data_dir = env.outputs_path / f"data-{env.restarts}"
+                checkpoint = await _fetch_checkpoint(gateways[0], layer, env.outputs_path)
             config_node = NodeConfig(
                 identity=identity_of(node_index),
                 listen=f"{ip}:{GOSSIP_PORT}",
@@ -241,6 +250,8 @@ async def start(env: sdk.RunEnv) -> None:
                 poet_keys=tuple(x.pubkey for x in poets),
                 outputs=str(env.outputs_path),
                 seed=env.global_seq,
+                data_dir=str(data_dir),
+                checkpoint=checkpoint,
             )
             await tg.start(
                 lambda task_status: serve_node(
@@ -280,6 +291,31 @@ async def start(env: sdk.RunEnv) -> None:
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+
+
+async def _fetch_checkpoint(gateway: GatewayAddr, layer: int, outputs: Path) -> str:
+    """checkpoint: a restarted miner recovers from a checkpoint a gateway serves, as
+    go-spacemesh's TestCheckpoint restarts nodes from one taken over its API; the file."""
+    api = NodeApi(gateway.ip, GRPC_PORT)
+    try:
+        with anyio.fail_after(CHECKPOINT_WAIT_S):
+            while True:
+                try:
+                    data = await api.checkpoint(layer)
+                    break
+                except GRPCError as exc:
+                    if exc.status is not Code.FAILED_PRECONDITION:  # not just "not yet"
+                        raise sdk.TestFailure(f"the gateway served no checkpoint: {exc}") from None
+                    await anyio.sleep(POLL_S)
+    except TimeoutError:
+        raise sdk.TestFailure(
+            f"the gateway had not applied layer {layer} {CHECKPOINT_WAIT_S} s after the restart"
+        ) from None
+    finally:
+        api.close()
+    path = outputs / f"checkpoint-{layer}.json"
+    path.write_bytes(data)
+    return str(path)
 
 
 def _fault_schedule(env: sdk.RunEnv, nodes: int) -> FaultSchedule | None:
