@@ -21,6 +21,7 @@ delivers on a 100 ms tick.) Writes its figures to outputs/bench/sync.json (_figu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -38,10 +39,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _figures import Figure, write  # noqa: E402
-from _resp import Resp  # noqa: E402
+from _figures import Figure, write
+from _resp import Resp
 
-from harness.sync import SyncServer, SyncState, connect_unix  # noqa: E402
+from harness.sync import SyncServer, SyncState, connect_unix
 
 BARRIER_ROUNDS = 20
 LATENCY_MESSAGES = 200  # paced, for delivery latency
@@ -161,8 +162,9 @@ async def redis_clients(
             for cmd, sub in zip(cmds, subs, strict=True):
                 sn.start_soon(subscriber, cmd, sub, topic, count, sink if topic == "lat" else None)
             if k == 0:
-                while int(await publisher.command("GET", f"subscribed-{topic}") or 0) < n:
-                    await anyio.sleep(0.001)  # set-up, not measured: a poll will do
+                # Set-up, not measured: a poll will do.
+                while int(await publisher.command("GET", f"subscribed-{topic}") or 0) < n:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
                 if topic == "burst":
                     out["burst_start"] = time.monotonic()
                 for _ in range(count):
@@ -205,8 +207,8 @@ async def _start_redis(tmp: Path, nursery: trio.Nursery) -> str:
     sock = tmp / "redis.sock"
     argv = [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
             "--save", "", "--appendonly", "no", "--dir", str(tmp), "--maxclients", "10000"]
-    await nursery.start(lambda task_status: trio.run_process(
-        argv, stdout=subprocess.DEVNULL, check=False, task_status=task_status))
+    await nursery.start(functools.partial(trio.run_process, argv, stdout=subprocess.DEVNULL,
+                                          check=False))
     with trio.fail_after(10):
         while True:
             try:

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _figures import OUTPUTS, Figure, FiguresError, load  # noqa: E402
+from _figures import OUTPUTS, Figure, FiguresError, load
 
 THRESHOLD = 0.10
 """A change worse than this fraction is flagged (a shared 2-core machine is noisy)."""
