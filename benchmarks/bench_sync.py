@@ -278,12 +278,13 @@ def _row(who: str, n: int, r: dict[str, Any]) -> str:
             f"{pct(r['p2p'], .99) * ms:>8.3f}ms {rate:>10,.0f}")
 
 
-def _figures(n: int, ours: dict[str, Any], peer: dict[str, Any] | None) -> list[Figure]:
+def _figures(n: int, ours: dict[str, Any], peer: dict[str, Any] | None,
+             load: float) -> list[Figure]:
     """This size's figures for the report, each with Redis's from the same run."""
     def fig(name: str, unit: str, of: Any, target: str | None = None) -> Figure:
         return Figure(f"sync {name}, N={n}", of(ours), unit,
                       "Redis pub/sub" if peer is not None else None,
-                      of(peer) if peer is not None else None, target=target)
+                      of(peer) if peer is not None else None, target=target, load=load)
 
     def rate(r: dict[str, Any]) -> float:
         return float(r["burst"]["delivered"] / r["burst"]["seconds"])
@@ -329,12 +330,13 @@ def main() -> None:
     for n in args.sizes:
         burst = max(100, 100_000 // n)
         pace = max(PACE_S, n / DELIVERY_RATE)
+        load = os.getloadavg()[0]  # before: the clients' own load is not the machine's
         result = trio.run(serve_and_measure, n, args.procs, burst, pace, args.backend, redis)
         ours, peer = result["ours"], result["redis"]
         print(_row("ours", n, ours))
         if peer is not None:
             print(_row("redis", n, peer))
-        figures += _figures(n, ours, peer)
+        figures += _figures(n, ours, peer, load)
         for f in figures[-5:]:
             if f.ratio is not None:
                 print(f"       {f.name}: ours / Redis = {f.ratio:.2f}x")

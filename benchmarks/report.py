@@ -97,6 +97,15 @@ def _num(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def measured_load(report: dict[str, Any]) -> str:
+    """The range of the 1-minute load averages the figures were measured at."""
+    loads = [f["load"] for f in report["figures"] if isinstance(f.get("load"), int | float)]
+    if not loads:
+        return "unknown"
+    low, high = min(loads), max(loads)
+    return f"{low:.1f}" if high - low < 0.05 else f"{low:.1f} to {high:.1f}"
+
+
 def table(report: dict[str, Any]) -> str:
     """The figures as one Markdown table, regressions flagged."""
     lines = [
@@ -127,7 +136,8 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"# Benchmark report, {report['written']}",
         "",
-        f"Machine: {m['cores']} cores, load average {load_avg} (1, 5, 15 min) when written; "
+        f"Machine: {m['cores']} cores, load average {load_avg} (1, 5, 15 min) when written, "
+        f"{measured_load(report)} (1 min) when the figures were measured; "
         f"{m['host']}, Linux {m['kernel']}. Previous report: {prev}. "
         f"{regressed} regression(s) beyond {report['threshold'] * 100:.0f}%.",
         "",
@@ -148,8 +158,8 @@ def update_readme(readme: Path, report: dict[str, Any]) -> bool:
     if start < 0 or end < start:
         return False
     m = report["machine"]
-    block = (f"{BEGIN}\nMeasured {report['written']} on {m['cores']} cores, load average "
-             f"{m['load'][0]:.2f} (`nox -s bench`; outputs/bench-report.md):\n\n"
+    block = (f"{BEGIN}\nMeasured by {report['written']} on {m['cores']} cores, at load average "
+             f"{measured_load(report)} (`nox -s bench`; outputs/bench-report.md):\n\n"
              f"{table(report)}\n")
     readme.write_text(text[:start] + block + text[end:])
     return True
