@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import nox
 
@@ -167,14 +168,19 @@ def faults(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks; each prints its figures (and a peer's from the same run where named)."""
-    _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3"])
+    """Benchmarks; each prints its figures (and a peer's from the same run where named) and
+    writes them to outputs/bench/; then one report of them all (outputs/bench-report.md and
+    .json, against the previous report) whose table goes into the README."""
+    _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3", "redis-server"])
     _install(session, "test", "userspace")
+    started = time.time()
     scripts = session.posargs or sorted(
         f"benchmarks/{f}" for f in os.listdir("benchmarks") if f.startswith("bench_")
     )
     for script in scripts:
         session.run("python", script)
+    session.run("python", "benchmarks/report.py", "--since", str(started),
+                "--readme", "README.md")
 
 
 @nox.session

@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _figures import Figure, write
+
 import netem
 
 MININET_PYTHON = "/usr/bin/python3"
@@ -119,21 +121,27 @@ def main() -> int:
     )
     print(header)
     print("-" * len(header))
+    figures: list[Figure] = []
     for n in sizes:
         ours = bench_netem(n)
         total = ours["build"] + ours["stop"]
         row = f"{n:>5}  {ours['build']:>10.3f}s  {ours['stop']:>9.3f}s  {total:>10.3f}s"
         theirs = problem or bench_mininet(n, args.mininet_timeout)
+        name = f"netem build + tear-down, {n} hosts"
         if isinstance(theirs, str):
             print(f"{row}  mininet: {theirs}", flush=True)
+            figures.append(Figure(name, total, "s", target="<= 0.25x Mininet's"))
             continue
         their_total = theirs["build"] + theirs["stop"]
+        figures.append(Figure(name, total, "s", "Mininet", their_total,
+                              target="<= 0.25x Mininet's"))
         print(
             f"{row}  {theirs['build']:>12.3f}s  {theirs['stop']:>11.3f}s  {their_total:>12.3f}s"
             f"  {total / their_total:>5.2f}x",
             flush=True,
         )
     print("\nratio = netem total / Mininet total (target <= 0.25x)")
+    write("netem_build", figures)
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _figures import Figure, write
+
 from netem import LinkShape, Network, NetworkError, has_sch_netem, probe_all
 
 _TIME = re.compile(r"time=([\d.]+) ms")
@@ -41,9 +43,11 @@ def rtts(netns: str, dst: str, count: int, interval: float) -> list[float]:
     return [float(x) for x in _TIME.findall(proc.stdout)]
 
 
-def latency_table(backend: str, latencies: list[float], count: int, interval: float) -> None:
+def latency_table(backend: str, latencies: list[float], count: int,
+                  interval: float) -> list[Figure]:
     print(f"\n{backend} backend: RTT of ping a->b with a->b shaped (b->a unshaped)")
     print(f"{'configured ms':>14} {'n':>5} {'min':>8} {'p50':>8} {'p99':>8} {'late p50':>9}")
+    figures = []
     with Network(prefix=f"bsl{backend[:2]}", backend=backend) as net:
         a, b = net.build(2)
         base = rtts(a.netns, str(b.ip), 50, 0.01)
@@ -58,9 +62,12 @@ def latency_table(backend: str, latencies: list[float], count: int, interval: fl
             p50 = statistics.median(got)
             print(f"{lat:>14g} {len(got):>5} {min(got):>8.3f} {p50:>8.3f} "
                   f"{percentile(got, 99):>8.3f} {p50 - lat:>+9.3f}")  # fmt: skip
+            figures.append(Figure(f"shaping ({backend}): RTT p50 over the configured {lat:g} ms",
+                                  p50 - lat, "ms"))
+    return figures
 
 
-def apply_timing(backend: str, hosts: int) -> None:
+def apply_timing(backend: str, hosts: int) -> list[Figure]:
     with Network(prefix=f"bsa{backend[:2]}", backend=backend) as net:
         t0 = time.perf_counter()
         built = net.build(hosts)
@@ -85,6 +92,9 @@ def apply_timing(backend: str, hosts: int) -> None:
     print(f"  apply full matrix         {t_first * 1000:9.1f} ms")
     print(f"  change 10% of directions  {t_change * 1000:9.1f} ms")
     print(f"  apply the same again      {t_same * 1000:9.1f} ms")
+    return [Figure(f"shaping ({backend}): apply a full {hosts}-host matrix", t_first * 1000, "ms"),
+            Figure(f"shaping ({backend}): change 10% of a {hosts}-host matrix", t_change * 1000,
+                   "ms")]
 
 
 def main() -> int:
@@ -99,16 +109,18 @@ def main() -> int:
         latencies = [float(x) for x in args.latencies.split(",")]
     except ValueError:
         parser.error(f"--latencies is a comma-separated list of numbers, not {args.latencies!r}")
+    figures: list[Figure] = []
     print("probes: " + ", ".join(f"{p.name}={'yes' if p.ok else 'no'}" for p in probe_all()))
     for backend in args.backends.split(","):
         if backend == "kernel" and not has_sch_netem():
             print("\nkernel backend: skipped, no sch_netem here (run it in the kernel VM)")
             continue
         try:
-            latency_table(backend, latencies, args.count, args.interval)
-            apply_timing(backend, args.hosts)
+            figures += latency_table(backend, latencies, args.count, args.interval)
+            figures += apply_timing(backend, args.hosts)
         except NetworkError as exc:
             print(f"\n{backend} backend: {exc}")
+    write("shaping", figures)
     return 0
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _figures import Figure, write
+
 from netem import LinkShape
 from netem._userspace import Engine, EngineError, Timing
 from netem._userspace._testbed import Testbed
@@ -196,6 +198,22 @@ def print_row(
     )
 
 
+def _figures(impl: str, rate: int, r: dict[str, float],
+             floor: dict[str, float] | None) -> list[Figure]:
+    """The engine's throughput and added error at one offered rate; the peer is the same
+    path with no engine, at the same rate, in the same run (the noise floor)."""
+    def through(x: dict[str, float]) -> float:
+        return x["received"] / x["send_s"]
+
+    peer = "no engine (the path alone)" if floor is not None else None
+    return [
+        Figure(f"userspace engine ({impl}): through at {rate:,}/s offered", through(r),
+               "pkts/s", peer, through(floor) if floor else None),
+        Figure(f"userspace engine ({impl}): error p50 at {rate:,}/s", r["p50_ms"] or 0.0,
+               "ms", peer, (floor["p50_ms"] or 0.0) if floor else None),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="10000,30000,50000")
@@ -224,11 +242,14 @@ def main() -> int:
             f"{'cpu us':>7}"
         )
         print(header)
+        figures: list[Figure] = []
+        floor: dict[int, dict[str, float]] = {}  # rate -> the unshaped path's figures
         for impl in args.impl.split(","):
             for rate in rates:
                 if impl == "none":  # the path itself at this rate, unshaped: the noise floor
                     r = run_flow(tb, sender, rate, args.seconds, args.size, 0.0)
                     print_row(impl, rate, r, None, None)
+                    floor[rate] = r
                     continue
                 try:
                     engine = Engine(tb.hub, seed=1, implementation=impl)  # type: ignore[arg-type]
@@ -246,10 +267,12 @@ def main() -> int:
                 finally:
                     engine.stop()
                 print_row(impl, rate, r, timing, cpu_us)
+                figures += _figures(impl, rate, r, floor.get(rate))
                 time.sleep(0.5)
         print("err: received - sent - delay (ms, kernel rx timestamps); "
               "late: engine release - due (ms); "
               "cpu us: engine CPU time per packet (user + system, incl. the re-injection)")  # fmt: skip
+    write("userspace_engine", figures)
     return 0
 
 

@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,6 +216,7 @@ class Supervisor:
         self.run_failure: str | None = None  # why the run failed apart from its instances
         self.cgroups: RunCgroups | None = None  # per-instance cgroups, where they can be made
         self.conductor: Conductor | None = None
+        self._sampler: Callable[[], Awaitable[object]] | None = None  # starts the telemetry
         self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
         self._procs: trio.Nursery | None = None
         self.launches: dict[str, Launch] = {}  # how each instance was (or is again) started
@@ -397,7 +398,10 @@ class Supervisor:
         }
         sampler = TelemetrySampler(self.run_dir, places, link_stats=dep.link_stats)
         interval = max(self.options.telemetry_interval, self.spec.total / 25)
-        await nursery.start(sampler.run, interval)
+        # The first sample once every instance has started: before, there are no sockets
+        # to see, and a sample costs a process per instance (`ss` in its namespace) that
+        # would take the CPU from the instances starting (at 1,000 most of the start-up).
+        self._sampler = functools.partial(nursery.start, sampler.run, interval)
 
     async def _run_instances(
         self, host: ProcessHost, state: SyncState, sock: str, tcp: str | None,
@@ -418,6 +422,8 @@ class Supervisor:
             ):
                 await self._settled.wait()
             await observers.start(self.conductor.run)
+            if self._sampler is not None:
+                await self._sampler()
             if self.options.fail_fast:
                 procs.start_soon(self._stop_after_failure)
             with trio.move_on_after(self.spec.timeout_s):

@@ -134,3 +134,39 @@ def test_sdk_metrics_reach_the_outputs_and_the_report(tmp_path: Path) -> None:
         assert all(m["value"] > 0 for m in records)
         assert {m["labels"]["peer"] for m in records} == {str(p) for p in range(3) if p != seq}
     assert "ping_rtt_ms" in (run_dir / "report.html").read_text()
+
+
+STARTUP_CODE = """
+from harness import sdk
+
+async def main(env):
+    await env.sync.signal_entry("registered")
+"""
+
+
+def test_telemetry_samples_only_once_every_instance_has_started(
+    make_plan: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample costs a process per instance: taken while instances start, it takes the
+    CPU from them (most of the start of 1,000 instances), and there is nothing to see."""
+    from harness import _supervisor
+    from harness.observe import TelemetrySampler
+    from harness.plans import build_run_spec
+
+    sampled: list[float] = []
+    real = TelemetrySampler.sample_once
+
+    async def sample_once(self: TelemetrySampler) -> None:
+        sampled.append(time.monotonic())
+        await real(self)
+
+    monkeypatch.setattr(TelemetrySampler, "sample_once", sample_once)
+    root = make_plan("metered", MANIFEST,
+                     STARTUP_CODE)
+    spec = build_run_spec("metered", instances=4, runner="local:exec", plan_roots=[root])
+    result = _supervisor.run(spec, _supervisor.RunOptions(outputs=tmp_path, progress=False))
+    assert result.exit_code == 0, result.reason
+    events = [json.loads(x) for x in (result.run_dir / "events.jsonl").open()]
+    started = [e["mono"] for e in events if e.get("status") == "started"]
+    assert len(started) == 4 and sampled
+    assert min(sampled) >= max(started)

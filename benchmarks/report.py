@@ -1,0 +1,195 @@
+"""The one benchmark report: every benchmark's figures, their peers', the previous report's.
+
+    python benchmarks/report.py [--outputs DIR] [--since UNIX_TIME] [--threshold 0.10]
+        [--readme README.md]
+
+Reads every `<outputs>/bench/*.json` (the schema: benchmarks/_figures.py, docs/benchmarks.md)
+and the previous `<outputs>/bench-report.json`; writes `bench-report.json` and
+`bench-report.md` there, and, with --readme, the table into the README between its
+`<!-- bench-report -->` and `<!-- /bench-report -->` lines. A figure worse than the previous
+report's by more than --threshold (a fraction) is flagged as a regression; a file older
+than --since (`nox -s bench` passes its own start) is flagged as not measured in this run.
+Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _figures import OUTPUTS, Figure, FiguresError, load
+
+THRESHOLD = 0.10
+"""A change worse than this fraction is flagged (a shared 2-core machine is noisy)."""
+BEGIN, END = "<!-- bench-report -->", "<!-- /bench-report -->"
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _previous(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def gather(outputs: Path, since: float | None, threshold: float) -> dict[str, Any]:
+    """The report's content: machine, figures with ratio and previous, problems."""
+    previous = _previous(outputs / "bench-report.json")
+    before = {f.get("name"): f for f in previous.get("figures", []) if isinstance(f, dict)}
+    figures: list[dict[str, Any]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for path in sorted((outputs / "bench").glob("*.json")):
+        try:
+            found = load(path)
+        except FiguresError as e:
+            problems.append(str(e))
+            continue
+        measured = path.stat().st_mtime
+        for fig in found:
+            if fig.name in seen:
+                problems.append(f"{path.name}: figure {fig.name!r} also in another file; "
+                                "this one left out")
+                continue
+            seen.add(fig.name)
+            figures.append(_row(fig, path.stem, measured, since, before.get(fig.name),
+                                threshold))
+    load_avg = os.getloadavg()
+    return {
+        "written": _iso(datetime.datetime.now(datetime.UTC).timestamp()),
+        "machine": {"cores": os.cpu_count(), "load": [round(x, 2) for x in load_avg],
+                    "host": os.uname().nodename, "kernel": os.uname().release},
+        "threshold": threshold,
+        "previous": {"written": previous.get("written"), "machine": previous.get("machine")},
+        "figures": figures,
+        "problems": problems,
+    }
+
+
+def _row(fig: Figure, source: str, measured: float, since: float | None,
+         prev: dict[str, Any] | None, threshold: float) -> dict[str, Any]:
+    row = fig.as_item()
+    row.update(source=source, measured=_iso(measured), ratio=fig.ratio,
+               stale=since is not None and measured < since, previous=None, change=None,
+               regressed=False)
+    old = prev.get("value") if prev else None
+    if isinstance(old, int | float) and not isinstance(old, bool) and old != 0:
+        change = (fig.value - old) / abs(old)  # positive: the figure grew
+        row.update(previous=old, change=change,
+                   regressed=(change if fig.lower_is_better else -change) > threshold)
+    return row
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def measured_load(report: dict[str, Any]) -> str:
+    """The range of the 1-minute load averages the figures were measured at."""
+    loads = [f["load"] for f in report["figures"] if isinstance(f.get("load"), int | float)]
+    if not loads:
+        return "unknown"
+    low, high = min(loads), max(loads)
+    return f"{low:.1f}" if high - low < 0.05 else f"{low:.1f} to {high:.1f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    """The figures as one Markdown table, regressions flagged."""
+    lines = [
+        "| figure | ours | peer | peer's | ours / peer | previous | change | target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in report["figures"]:
+        unit = f" {f['unit']}" if f["unit"] else ""
+        change = "-" if f["change"] is None else f"{f['change'] * 100:+.0f}%"
+        if f["regressed"]:
+            change += " **regressed**"
+        name = f["name"] + (" (not measured in this run)" if f["stale"] else "")
+        peer_value = "-" if f.get("peer_value") is None else _num(f["peer_value"]) + unit
+        ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
+        previous = "-" if f["previous"] is None else _num(f["previous"]) + unit
+        lines.append(f"| {name} | {_num(f['value'])}{unit} | {f.get('peer') or '-'} | "
+                     f"{peer_value} | {ratio} | {previous} | {change} | "
+                     f"{f.get('target') or ''} |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The whole report in Markdown: machine, table, problems."""
+    m = report["machine"]
+    load_avg = ", ".join(f"{x:.2f}" for x in m["load"])
+    prev = report["previous"]["written"] or "none"
+    regressed = sum(1 for f in report["figures"] if f["regressed"])
+    out = [
+        f"# Benchmark report, {report['written']}",
+        "",
+        f"Machine: {m['cores']} cores, load average {load_avg} (1, 5, 15 min) when written, "
+        f"{measured_load(report)} (1 min) when the figures were measured; "
+        f"{m['host']}, Linux {m['kernel']}. Previous report: {prev}. "
+        f"{regressed} regression(s) beyond {report['threshold'] * 100:.0f}%.",
+        "",
+        table(report),
+        "",
+        "ours / peer: our figure over the peer's from the same run (for times, below 1 is "
+        "faster). Each figure's load average when measured is in bench-report.json.",
+    ]
+    if report["problems"]:
+        out += ["", "Problems:", *[f"- {p}" for p in report["problems"]]]
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme: Path, report: dict[str, Any]) -> bool:
+    """Put the table between the README's markers; False if it has none."""
+    text = readme.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return False
+    m = report["machine"]
+    block = (f"{BEGIN}\nMeasured by {report['written']} on {m['cores']} cores, at load average "
+             f"{measured_load(report)} (`nox -s bench`; outputs/bench-report.md):\n\n"
+             f"{table(report)}\n")
+    readme.write_text(text[:start] + block + text[end:])
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS)
+    parser.add_argument("--since", type=float, default=None)
+    parser.add_argument("--threshold", type=float, default=THRESHOLD)
+    parser.add_argument("--readme", type=Path, default=None)
+    args = parser.parse_args()
+    if not 0 <= args.threshold < 10:
+        print(f"report: --threshold is a fraction such as 0.1, not {args.threshold}",
+              file=sys.stderr)
+        return 2
+    if args.readme is not None and not args.readme.is_file():
+        print(f"report: no README at {args.readme}", file=sys.stderr)
+        return 2
+    report = gather(args.outputs, args.since, args.threshold)
+    args.outputs.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (args.outputs / "bench-report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.outputs / "bench-report.md").write_text(text)
+    print(text)
+    if args.readme is not None and not update_readme(args.readme, report):
+        print(f"report: {args.readme} has no {BEGIN} ... {END} block; not updated",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

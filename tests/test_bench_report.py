@@ -1,0 +1,129 @@
+"""The one benchmark report: its figures files (the schema other benchmarks write), the
+ratio to the peer, the previous report beside each figure, regressions, the README table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _figures  # noqa: E402
+import report  # noqa: E402
+
+
+def _write(dir: Path, name: str, items: object) -> Path:
+    path = dir / "bench" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_a_list_of_items_in_the_agreed_schema_is_read_with_the_optional_fields() -> None:
+    figs = _figures.parse([
+        {"name": "a", "value": 2, "unit": "ms", "peer": "Redis", "peer_value": 4},
+        {"name": "b", "value": 10, "unit": "msgs/s", "peer": None, "peer_value": None,
+         "target": ">= 5", "better": "higher"},
+    ])
+    assert [(f.name, f.value, f.peer, f.peer_value, f.ratio) for f in figs] == [
+        ("a", 2.0, "Redis", 4.0, 0.5), ("b", 10.0, None, None, None)]
+    assert figs[0].lower_is_better and not figs[1].lower_is_better
+    assert figs[1].target == ">= 5"
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    ({"name": "a"}, "not a JSON list"),
+    (["x"], "item 0 is not an object"),
+    ([{"value": 1, "unit": "s"}], "item 0: 'name'"),
+    ([{"name": "a", "value": "1", "unit": "s"}], "'value'"),
+    ([{"name": "a", "value": float("nan"), "unit": "s"}], "'value'"),
+    ([{"name": "a", "value": 1}], "'unit'"),
+    ([{"name": "a", "value": 1, "unit": "s", "peer_value": "2"}], "'peer_value'"),
+    ([{"name": "a", "value": 1, "unit": "s", "better": "more"}], "'better'"),
+])
+def test_a_figure_that_breaks_the_schema_is_named(items: object, message: str) -> None:
+    with pytest.raises(_figures.FiguresError, match=message):
+        _figures.parse(items)
+
+
+def test_write_then_load_gives_the_same_figures_with_the_load_average(tmp_path: Path) -> None:
+    figs = [_figures.Figure("x", 1.5, "s", "peer", 3.0, target="<= 2 s")]
+    path = _figures.write("mine", figs, tmp_path)
+    assert path == tmp_path / "bench" / "mine.json"
+    [back] = _figures.load(path)
+    assert back.load is not None
+    assert (back.name, back.value, back.peer_value, back.target) == ("x", 1.5, 3.0, "<= 2 s")
+
+
+def test_every_file_is_gathered_and_a_bad_one_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    _write(tmp_path, "report", [{"name": "report s", "value": 4, "unit": "s",
+                                 "peer": None, "peer_value": None}])
+    _write(tmp_path, "sync", [{"name": "fan-out", "value": 1, "unit": "ms",
+                               "peer": "Redis", "peer_value": 2}])
+    _write(tmp_path, "broken", {"not": "a list"})
+    got = report.gather(tmp_path, None, 0.1)
+    assert [(f["name"], f["source"], f["ratio"]) for f in got["figures"]] == [
+        ("report s", "report", None), ("fan-out", "sync", 0.5)]
+    assert len(got["problems"]) == 1 and "broken.json" in got["problems"][0]
+    assert got["machine"]["cores"] == os.cpu_count() and len(got["machine"]["load"]) == 3
+
+
+def test_the_previous_reports_figures_stand_beside_and_regressions_are_flagged(
+    tmp_path: Path,
+) -> None:
+    def run(fan_out: float, rate: float) -> dict[str, dict[str, object]]:
+        _write(tmp_path, "sync", [
+            {"name": "fan-out", "value": fan_out, "unit": "ms", "peer": None, "peer_value": None},
+            {"name": "rate", "value": rate, "unit": "msgs/s", "peer": None, "peer_value": None}])
+        got = report.gather(tmp_path, None, 0.1)
+        (tmp_path / "bench-report.json").write_text(json.dumps(got))
+        return {f["name"]: f for f in got["figures"]}
+
+    first = run(1.0, 1000)
+    assert first["fan-out"]["previous"] is None and not first["fan-out"]["regressed"]
+    second = run(1.5, 1050)  # slower fan-out (lower is better), a better rate
+    assert second["fan-out"]["previous"] == 1.0 and second["fan-out"]["regressed"]
+    assert second["rate"]["previous"] == 1000 and not second["rate"]["regressed"]
+    third = run(1.5, 800)  # the same fan-out, a lower rate (higher is better)
+    assert not third["fan-out"]["regressed"] and third["rate"]["regressed"]
+    md = report.markdown(report.gather(tmp_path, None, 0.1))  # compared with the third
+    assert "| rate | 800 msgs/s | - | - | - | 800 msgs/s | +0% |" in md
+    regressed = report.table({"figures": [third["rate"]]})
+    assert "| 1,050 msgs/s | -24% **regressed** |" in regressed
+
+
+def test_a_file_older_than_the_run_is_marked_as_not_measured_in_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, "old", [{"name": "o", "value": 1, "unit": "s",
+                                     "peer": None, "peer_value": None}])
+    os.utime(path, (1000, 1000))
+    [row] = report.gather(tmp_path, 2000, 0.1)["figures"]
+    assert row["stale"]
+    assert "not measured in this run" in report.table({"figures": [row]})
+
+
+def test_the_command_writes_both_reports_and_the_readme_table(tmp_path: Path) -> None:
+    _write(tmp_path, "sync", [{"name": "fan-out", "value": 1, "unit": "ms",
+                               "peer": "Redis", "peer_value": 2}])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold table\n{report.END}\noutro\n")
+    cmd = [sys.executable, str(BENCH / "report.py"), "--outputs", str(tmp_path),
+           "--readme", str(readme)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| fan-out | 1 ms | Redis | 2 ms | 0.50x |" in text
+    data = json.loads((tmp_path / "bench-report.json").read_text())
+    assert data["figures"][0]["peer_value"] == 2
+    assert "| fan-out |" in (tmp_path / "bench-report.md").read_text()
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(BENCH / "report.py"), "--outputs", str(tmp_path),
+                        "--readme", str(tmp_path / "nope.md")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope.md" in r.stderr
