@@ -86,10 +86,10 @@ class ShapeTimeline:
                 by_src.setdefault(self._cached_name(names, src), {})[
                     self._cached_name(names, dst)] = drop
             state = dict(base)
-            for src, row in by_src.items():
-                prev = rows.get(src)
+            for source, row in by_src.items():
+                prev = rows.get(source)
                 if prev is None or prev[0] != row:
-                    prev = rows[src] = (row, self._compact_row(src, row))
+                    prev = rows[source] = (row, self._compact_row(source, row))
                 state.update(prev[1])
             self._monos.append(float(line["mono"]))
             self._states.append(state)
@@ -130,6 +130,11 @@ class ShapeTimeline:
         twin = copy.copy(self)
         twin.names = dict(self.names)
         return twin
+
+    @property
+    def state_monos(self) -> list[float]:
+        """When each state began (the first: -inf); `at` of a time in [k, k+1) is state k's."""
+        return self._monos
 
     def name(self, host: Any) -> str:
         """An instance id for an address or id."""
