@@ -49,13 +49,14 @@ class ShapeTimeline:
         self._monos: list[float] = [float("-inf")]
         self._states: list[dict[tuple[str, str], Shape]] = [dict(state)]
         self.changes: list[dict[str, Any]] = []
-        if any("op" in rec for rec in changes):  # netem's own record: replay it exactly
+        netem_record = any("op" in rec for rec in changes)
+        if netem_record and not _requests_only(changes):  # netem's own record: replay it
             self._replay_netem(state, changes)
             return
         for rec in sorted(changes, key=lambda r: float(r.get("mono") or 0)):
             if not isinstance(rec.get("mono"), int | float):
                 continue
-            if self._apply(state, rec):
+            if self._apply(state, _as_config(rec) if netem_record else rec):
                 self._monos.append(float(rec["mono"]))
                 self._states.append(dict(state))
                 self.changes.append(rec)
@@ -66,17 +67,55 @@ class ShapeTimeline:
         import netem
 
         lines = sorted(changes, key=lambda r: float(r.get("mono") or 0))
+        as_dict: dict[Any, Shape] = {}  # one dict per distinct LinkShape, shared by the states
+        drop = dict(DROP)
+        names: dict[Any, str] = {}  # address -> name (str() of an address is slow)
+        # each source's egress at the last line, and its compact form: most lines change one
+        rows: dict[str, tuple[dict[str, Shape], dict[tuple[str, str], Shape]]] = {}
         for line, matrix, drops in netem.replay_states(lines):
             if line.get("op") in ("build", "close") or not isinstance(line.get("mono"), int | float):
                 continue
-            state = dict(base)
+            by_src: dict[str, dict[str, Shape]] = {}
             for (src, dst), shape in matrix.items():
-                state[(self.name(src), self.name(dst))] = shape.to_dict()
+                d = as_dict.get(shape)
+                if d is None:
+                    d = as_dict[shape] = shape.to_dict()
+                by_src.setdefault(self._cached_name(names, src), {})[
+                    self._cached_name(names, dst)] = d
             for src, dst in drops:
-                state[(self.name(src), self.name(dst))] = dict(DROP)
+                by_src.setdefault(self._cached_name(names, src), {})[
+                    self._cached_name(names, dst)] = drop
+            state = dict(base)
+            for source, row in by_src.items():
+                prev = rows.get(source)
+                if prev is None or prev[0] != row:
+                    prev = rows[source] = (row, self._compact_row(source, row))
+                state.update(prev[1])
             self._monos.append(float(line["mono"]))
             self._states.append(state)
             self.changes.append(line)
+
+    def _cached_name(self, names: dict[Any, str], host: Any) -> str:
+        name = names.get(host)
+        if name is None:
+            name = names[host] = self.name(host)
+        return name
+
+    def _compact_row(self, src: str, row: dict[str, Shape]) -> dict[tuple[str, str], Shape]:
+        """A source's egress as few entries: (src, *) for the shape most of its directions
+        have when every other host is in the row (a 100-host run has 9,900 directions per
+        state), plus the exceptions."""
+        others = len(self.hosts) - (src in self.hosts)
+        if len(row) < others or not all(h in row for h in self.hosts if h != src):
+            return {(src, dst): shape for dst, shape in row.items()}
+        counts: dict[int, int] = {}
+        for shape in row.values():
+            counts[id(shape)] = counts.get(id(shape), 0) + 1
+        common_id = max(counts, key=lambda k: counts[k])
+        common = next(s for s in row.values() if id(s) == common_id)
+        out = {(src, _ANY): common}
+        out.update({(src, dst): s for dst, s in row.items() if s is not common})
+        return out
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None) -> ShapeTimeline:
@@ -91,6 +130,11 @@ class ShapeTimeline:
         twin = copy.copy(self)
         twin.names = dict(self.names)
         return twin
+
+    @property
+    def state_monos(self) -> list[float]:
+        """When each state began (the first: -inf); `at` of a time in [k, k+1) is state k's."""
+        return self._monos
 
     def name(self, host: Any) -> str:
         """An instance id for an address or id."""
@@ -153,6 +197,28 @@ class ShapeTimeline:
                     if shape and any(v for v in shape.values()):
                         out[(a, b)] = shape
         return out
+
+
+def _requests_only(lines: list[dict[str, Any]]) -> bool:
+    """A netem record of requests alone (no partition, cut, override...), none disabling
+    a host: each request replaces its host's egress, which `_apply` does without replaying
+    netem (a replay derives 2 x hosts^2 directions per line: seconds at 100 hosts)."""
+    for line in lines:
+        op = line.get("op")
+        if op in ("build", "close"):
+            continue
+        config = (line.get("asked") or {}).get("config") if op == "request" else None
+        if not isinstance(config, dict) or config.get("enabled") is False:
+            return False
+    return True
+
+
+def _as_config(line: dict[str, Any]) -> dict[str, Any]:
+    """A netem `request` line as a config line asked by its host (build/close: nothing)."""
+    asked = line.get("asked") or {}
+    if line.get("op") != "request":
+        return {}
+    return {"mono": line.get("mono"), "asked_by": asked.get("host"), "applied": asked["config"]}
 
 
 def _is_config(d: Mapping[str, Any]) -> bool:

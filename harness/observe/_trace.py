@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import itertools
 import statistics
+from array import array
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
-from harness.observe._shapes import ShapeTimeline, expected_delay_ms
+from harness.observe._shapes import Shape, ShapeTimeline, expected_delay_ms
 from harness.observe._telemetry import read_telemetry
+from harness.observe._tracefile import TRACE_FILE, first_record, read_trace
 
-TRACE_FILE = "trace.jsonl"
+__all__ = ["TRACE_FILE", "Hop", "LinkDelay", "MessageDelay", "TopicStats", "TraceAnalysis",
+           "analyse_loaded", "analyse_traces"]
 MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
 BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
 
@@ -90,25 +93,74 @@ class LinkDelay:
     out_of_line: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class TraceAnalysis:
-    """Everything derived from a run's traces."""
+    """Everything derived from a run's traces. The hops are kept as columns (a 100-node
+    run has close to a million): `hops` makes them objects on first use; the report reads
+    `links`, `outliers` and `link_hop_ms` instead."""
 
     messages: list[MessageDelay]
     topics: list[TopicStats]
-    hops: list[Hop]
     links: list[LinkDelay]
     nodes: list[str]
+    outliers: list[Hop]  # the out-of-line hops, worst first
+    link_hop_ms: dict[tuple[str, str], array[float]]  # every hop's delay per link
+    _hop_columns: _HopColumns = dataclasses.field(repr=False, compare=False)
 
-    @property
-    def outliers(self) -> list[Hop]:
-        """The out-of-line hops, worst first."""
-        return sorted((h for h in self.hops if h.out_of_line), key=lambda h: -h.excess_ms)
+    @functools.cached_property
+    def hops(self) -> list[Hop]:
+        """Every hop, by the time it was sent (out-of-line ones with their cause)."""
+        return self._hop_columns.hops(self.outliers)
 
     @property
     def slow_links(self) -> list[LinkDelay]:
         """Links whose typical (median) hop is out of line."""
         return [ln for ln in self.links if ln.out_of_line * 2 > ln.hops]
+
+
+class _HopColumns:
+    """Every hop as columns of numbers (names and messages by index)."""
+
+    def __init__(self, msgs: list[str], topics: list[str], names: list[str]) -> None:
+        self.msgs, self.topics, self.names = msgs, topics, names
+        self.msg = array("l")
+        self.src = array("l")
+        self.dst = array("l")
+        self.sent = array("d")
+        self.recv = array("d")
+        self.size = array("q")  # -1: unknown
+        self.expected = array("d")
+        self.handler = array("d")
+        self.tol = array("d")
+
+    def add(self, msg: int, src: int, dst: int, sent: float, recv: float, size: int | None,
+            expected: float, handler: float, tol: float) -> int:
+        self.msg.append(msg)
+        self.src.append(src)
+        self.dst.append(dst)
+        self.sent.append(sent)
+        self.recv.append(recv)
+        self.size.append(-1 if size is None else size)
+        self.expected.append(expected)
+        self.handler.append(handler)
+        self.tol.append(tol)
+        return len(self.msg) - 1
+
+    def hop(self, i: int) -> Hop:
+        size = self.size[i]
+        return Hop(self.msgs[self.msg[i]], self.topics[self.msg[i]], self.names[self.src[i]],
+                   self.names[self.dst[i]], self.sent[i], self.recv[i],
+                   None if size < 0 else size, (self.recv[i] - self.sent[i]) * 1000,
+                   self.expected[i], self.handler[i], self.tol[i])
+
+    def hops(self, outliers: list[Hop]) -> list[Hop]:
+        diagnosed = {(h.msg_id, h.src, h.dst): h for h in outliers}
+        out = []
+        for i in range(len(self.msg)):
+            h = self.hop(i)
+            out.append(diagnosed.get((h.msg_id, h.src, h.dst), h))
+        out.sort(key=lambda h: (h.sent_mono, h.src, h.dst))
+        return out
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -254,11 +306,12 @@ def _learn_node_ids(tl: ShapeTimeline, dirs: list[InstanceDir]) -> None:
     instance id or address: an instance's own id is the `to` of what it received and the
     `from` of what it published. Teach the timeline those names."""
     for inst in dirs:
-        for r in read_jsonl(inst.path / TRACE_FILE):
-            own = r.get("to") if r.get("kind") in ("receive", "deliver") else r.get("from")
-            if own is not None and str(own) not in tl.names:
-                tl.names[str(own)] = inst.id
-            break  # one line tells
+        r = first_record(inst.path)  # one line tells
+        if r is None:
+            continue
+        own = r.get("to") if r.get("kind") in ("receive", "deliver") else r.get("from")
+        if own is not None and str(own) not in tl.names:
+            tl.names[str(own)] = inst.id
 
 
 def analyse_traces(
@@ -289,90 +342,166 @@ def analyse_loaded(
     (`shapes` is left as it is: the node ids learnt from the traces go into a copy)."""
     tl = shapes.copy()
     tel = _Telemetry(telemetry, tl)
-    publish: dict[str, tuple[float, str, str, int | None]] = {}  # msg -> mono, origin, topic, size
-    first_recv: dict[tuple[str, str], float] = {}  # (msg, node) -> mono
-    first_deliver: dict[tuple[str, str], float] = {}
-    receipts: dict[tuple[str, str, str], tuple[float, int | None]] = {}  # (msg, src, dst)
-    topics: dict[str, str] = {}
-    nodes: list[str] = []
     _learn_node_ids(tl, dirs)
-    for inst in dirs:
-        path = inst.path / TRACE_FILE
-        if path.exists():
-            nodes.append(inst.id)
-        for r in read_jsonl(path):
-            kind, msg, mono = r.get("kind"), r.get("msg_id"), r.get("mono")
-            if msg is None or not isinstance(mono, int | float):
-                continue
-            msg, mono = str(msg), float(mono)
-            size = r.get("size") if isinstance(r.get("size"), int) else None
-            topics.setdefault(msg, str(r.get("topic") or ""))
-            if kind == "publish":
-                origin = tl.name(r.get("from") or inst.id)
-                if msg not in publish or mono < publish[msg][0]:
-                    publish[msg] = (mono, origin, topics[msg], size)
-            elif kind in ("receive", "deliver"):
-                node = tl.name(r.get("to") or inst.id)
-                table = first_recv if kind == "receive" else first_deliver
-                table[(msg, node)] = min(mono, table.get((msg, node), mono))
-                if kind == "receive" and r.get("from") is not None:
-                    key = (msg, tl.name(r["from"]), node)
-                    if key not in receipts or mono < receipts[key][0]:
-                        receipts[key] = (mono, size)
+    # Names and messages become indexes, and keys ints: a 100-node run has ~1M records.
+    names: list[str] = []
+    name_ix: dict[Any, int] = {}  # a record's from/to as written -> index of its name
+    by_name: dict[str, int] = {}
 
-    def had_at(msg: str, node: str) -> float | None:
-        pub = publish.get(msg)
+    def ix(host: Any) -> int:
+        i = name_ix.get(host)
+        if i is None:
+            name = tl.name(host)
+            i = by_name.get(name)
+            if i is None:
+                i = by_name[name] = len(names)
+                names.append(name)
+            name_ix[host] = i
+        return i
+
+    msgs: list[str] = []
+    msg_ix: dict[str, int] = {}
+    msg_topic: list[str] = []
+    publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
+    first_recv: dict[int, float] = {}  # msg << 20 | node -> mono
+    first_deliver: dict[int, float] = {}
+    # receipts: (msg, src, dst, mono, size) as columns, the first of each (msg, src, dst)
+    r_msg, r_src, r_dst, r_mono, r_size = (array("l"), array("l"), array("l"), array("d"),
+                                           array("q"))
+    nodes: list[str] = []
+    for inst in dirs:
+        records = read_trace(inst.path)
+        first = next(records, None)
+        if first is None:
+            continue
+        nodes.append(inst.id)
+        own = ix(inst.id)
+        seen: dict[int, int] = {}  # this file's (msg, src, dst) -> its receipt's row
+        for r in itertools.chain((first,), records):
+            msg_id, mono = r.get("msg_id"), r.get("mono")
+            if msg_id is None or not isinstance(mono, int | float):
+                continue
+            if not isinstance(msg_id, str):
+                msg_id = str(msg_id)
+            kind = r.get("kind")
+            m = msg_ix.get(msg_id)
+            if m is None:
+                m = msg_ix[msg_id] = len(msgs)
+                msgs.append(str(msg_id))
+                msg_topic.append(str(r.get("topic") or ""))
+            size = r.get("size")
+            if not isinstance(size, int):
+                size = None
+            if kind == "publish":
+                frm = r.get("from")
+                origin = own if frm is None else ix(frm)
+                pub = publish.get(m)
+                if pub is None or mono < pub[0]:
+                    publish[m] = (float(mono), origin, size)
+            elif kind == "receive" or kind == "deliver":
+                to = r.get("to")
+                node = own if to is None else ix(to)
+                key = m << 20 | node
+                table = first_recv if kind == "receive" else first_deliver
+                t = table.get(key)
+                if t is None or mono < t:
+                    table[key] = float(mono)
+                frm = r.get("from")
+                if kind == "receive" and frm is not None:
+                    src = ix(frm)
+                    rkey = (m << 20 | src) << 20 | node
+                    row = seen.get(rkey)
+                    if row is None:
+                        seen[rkey] = len(r_msg)
+                        r_msg.append(m)
+                        r_src.append(src)
+                        r_dst.append(node)
+                        r_mono.append(float(mono))
+                        r_size.append(-1 if size is None else size)
+                    elif mono < r_mono[row]:
+                        r_mono[row] = float(mono)
+                        r_size[row] = -1 if size is None else size
+
+    def had_at(m: int, node: int) -> float | None:
+        pub = publish.get(m)
         if pub is not None and pub[1] == node:
             return pub[0]
-        return first_recv.get((msg, node), first_deliver.get((msg, node)))
+        key = m << 20 | node
+        t = first_recv.get(key)
+        return first_deliver.get(key) if t is None else t
 
+    node_ix = [ix(n) for n in nodes]
     messages: list[MessageDelay] = []
-    for msg, (mono, origin, topic, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
-        delays = {}
-        for node in nodes:
-            if node == origin:
+    for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
+        delays: dict[str, float] = {}
+        for node_name, i in zip(nodes, node_ix, strict=True):
+            if i == origin:
                 continue
-            t = first_recv.get((msg, node), first_deliver.get((msg, node)))
+            key = m << 20 | i
+            t = first_recv.get(key)
+            if t is None:
+                t = first_deliver.get(key)
             if t is not None:
-                delays[node] = (t - mono) * 1000
-        messages.append(MessageDelay(msg, topic, origin, mono, delays))
+                delays[node_name] = (t - mono) * 1000
+        messages.append(MessageDelay(msgs[m], msg_topic[m], names[origin], mono, delays))
 
-    hops: list[Hop] = []
-    for (msg, src, dst), (recv, size) in receipts.items():
-        sent = had_at(msg, src)
+    cols = _HopColumns(msgs, msg_topic, names)
+    shape_at: dict[tuple[int, int, int], tuple[Shape, float]] = {}  # (state, src, dst)
+    monos = tl.state_monos
+    link_rows: dict[tuple[int, int], list[int]] = defaultdict(list)
+    out_rows: list[int] = []
+    shapes_of_out: list[Shape] = []
+    for row in range(len(r_msg)):
+        m, src, dst, recv = r_msg[row], r_src[row], r_dst[row], r_mono[row]
+        sent = had_at(m, src)
         if sent is None or recv < sent:
             continue
-        shape = tl.at(src, dst, sent)
+        state = bisect.bisect_right(monos, sent) - 1
+        cached = shape_at.get((state, src, dst))
+        if cached is None:
+            shape = tl.at(names[src], names[dst], sent)
+            latency = float(shape.get("latency_ms") or 0)
+            tol = abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0)
+            cached = shape_at[(state, src, dst)] = (shape, tol)
+        shape, tol = cached
         if shape.get("drop"):
             continue
         handler = 0.0
-        pub = publish.get(msg)
-        if not (pub and pub[1] == src) and (msg, src) in first_deliver and (msg, src) in first_recv:
-            handler = max(0.0, (first_deliver[(msg, src)] - first_recv[(msg, src)]) * 1000)
-            handler = handler if first_deliver[(msg, src)] <= recv else 0.0
-        size = size if size is not None else (pub[3] if pub else None)
-        latency = float(shape.get("latency_ms") or 0)
-        tol = abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0)
-        hop = Hop(
-            msg,
-            topics.get(msg, ""),
-            src,
-            dst,
-            sent,
-            recv,
-            size,
-            (recv - sent) * 1000,
-            expected_delay_ms(shape, size),
-            handler,
-            tol,
-        )
-        if hop.out_of_line:
-            cause, evidence = _diagnose(hop, shape, tel)
-            hop = dataclasses.replace(hop, cause=cause, evidence=evidence)
-        hops.append(hop)
-    hops.sort(key=lambda h: (h.sent_mono, h.src, h.dst))
+        pub = publish.get(m)
+        skey = m << 20 | src
+        if not (pub and pub[1] == src) and skey in first_deliver and skey in first_recv:
+            delivered = first_deliver[skey]
+            handler = max(0.0, (delivered - first_recv[skey]) * 1000) if delivered <= recv else 0.0
+        hop_size: int | None = r_size[row]
+        if hop_size is None or hop_size < 0:
+            hop_size = pub[2] if pub else None
+        expected = expected_delay_ms(shape, hop_size)
+        i = cols.add(m, src, dst, sent, recv, hop_size, expected, handler, tol)
+        link_rows[(src, dst)].append(i)
+        if (recv - sent) * 1000 - expected > tol:
+            out_rows.append(i)
+            shapes_of_out.append(shape)
 
-    return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), hops, _links(hops), nodes)
+    outliers = []
+    for i, shape in zip(out_rows, shapes_of_out, strict=True):
+        hop = cols.hop(i)
+        cause, evidence = _diagnose(hop, shape, tel)
+        outliers.append(dataclasses.replace(hop, cause=cause, evidence=evidence))
+    outliers.sort(key=lambda h: -h.excess_ms)
+    link_hop_ms: dict[tuple[str, str], array[float]] = {}
+    links = []
+    for (src, dst), rows in sorted(link_rows.items(), key=lambda kv: (names[kv[0][0]],
+                                                                      names[kv[0][1]])):
+        hop_ms = array("d", ((cols.recv[i] - cols.sent[i]) * 1000 for i in rows))
+        configured = [cols.expected[i] for i in rows]
+        excess = [h - e for h, e in zip(hop_ms, configured, strict=True)]
+        out_of_line = sum(1 for i, x in zip(rows, excess, strict=True) if x > cols.tol[i])
+        link_hop_ms[(names[src], names[dst])] = hop_ms
+        links.append(LinkDelay(names[src], names[dst], len(rows), statistics.median(hop_ms),
+                               statistics.median(configured), statistics.median(excess),
+                               out_of_line))
+    return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes, outliers,
+                         link_hop_ms, cols)
 
 
 def _topic_stats(messages: list[MessageDelay], n_nodes: int) -> list[TopicStats]:
@@ -397,21 +526,3 @@ def _topic_stats(messages: list[MessageDelay], n_nodes: int) -> list[TopicStats]
             )
         )
     return out
-
-
-def _links(hops: list[Hop]) -> list[LinkDelay]:
-    by_link: dict[tuple[str, str], list[Hop]] = defaultdict(list)
-    for h in hops:
-        by_link[(h.src, h.dst)].append(h)
-    return [
-        LinkDelay(
-            src,
-            dst,
-            len(hs),
-            statistics.median(h.hop_ms for h in hs),
-            statistics.median(h.expected_ms for h in hs),
-            statistics.median(h.excess_ms for h in hs),
-            sum(h.out_of_line for h in hs),
-        )
-        for (src, dst), hs in sorted(by_link.items())
-    ]

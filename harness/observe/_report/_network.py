@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.observe import _svg
 from harness.observe._report._data import RunData
-from harness.observe._report._format import num, to_json
+from harness.observe._report._format import folded_table, num, to_json
 
 #: Colours of the timeline's markers.
 MARK = {"phase": "#1c7ed6", "barrier": "#7048e8", "network": "#e8590c", "failure": "#e03131"}
@@ -52,26 +52,105 @@ def _event_alerts(r: RunData) -> str:
     return "".join(alerts)
 
 def _shape_label(shape: dict[str, Any]) -> str:
+    """A shape as people say it: "100 ms ±10 ms, 1% loss", "cut", "unshaped"."""
     if shape.get("drop"):
         return "cut"
     parts = []
     if shape.get("latency_ms"):
         parts.append(f"{shape['latency_ms']:g} ms")
-    if shape.get("jitter_ms"):
-        parts.append(f"±{shape['jitter_ms']:g}")
-    if shape.get("loss_pct"):
-        parts.append(f"{shape['loss_pct']:g}% loss")
+        if shape.get("jitter_ms"):
+            parts[-1] += f" ±{shape['jitter_ms']:g} ms"
+    elif shape.get("jitter_ms"):
+        parts.append(f"±{shape['jitter_ms']:g} ms")
+    for key, what in (("loss_pct", "loss"), ("corrupt_pct", "corrupt"),
+                      ("duplicate_pct", "duplicate"), ("reorder_pct", "reorder")):
+        if shape.get(key):
+            parts.append(f"{shape[key]:g}% {what}")
     if shape.get("bandwidth_bps"):
         parts.append(f"{shape['bandwidth_bps'] / 1e6:g} Mbit/s")
     return ", ".join(parts) or "unshaped"
 
-def _change_text(change: dict[str, Any]) -> str:
-    """What a network change asked for: netem's record says it under `asked` (with `op`)."""
+
+def _severity(shape: Any) -> tuple[int, float, float]:
+    if not isinstance(shape, dict):
+        return (0, 0.0, 0.0)
+    return (1 if shape.get("drop") else 0, float(shape.get("loss_pct") or 0),
+            float(shape.get("latency_ms") or 0) + float(shape.get("jitter_ms") or 0))
+
+
+def _config_words(config: dict[str, Any], name: Any) -> tuple[str, tuple[int, float, float]]:
+    """A sync-protocol config as words ("default 100 ms, 1% loss; to single/8: cut") and
+    how bad the worst shape it asks for is."""
+    if config.get("enabled") is False:
+        return "off (every direction cut)", (1, 0.0, 0.0)
+    words, worst = [], (0, 0.0, 0.0)
+    if isinstance(config.get("default"), dict):
+        words.append(f"default {_shape_label(config['default'])}")
+        worst = _severity(config["default"])
+    for rule in config.get("rules") or []:
+        if not isinstance(rule, dict):
+            continue
+        shape = {"drop": True} if rule.get("drop") else rule.get("shape")
+        peers = [str(name(p)) for p in rule.get("peers") or []]
+        shown = ", ".join(peers[:3]) + (f" and {len(peers) - 3} more" if len(peers) > 3 else "")
+        words.append(f"to {shown}: {_shape_label(shape) if isinstance(shape, dict) else '?'}")
+        worst = max(worst, _severity(shape))
+    for link in config.get("links") or []:
+        if isinstance(link, dict):
+            shape = {"drop": True} if link.get("drop") else link.get("shape")
+            words.append(f"{name(link.get('src'))} → {name(link.get('dst'))}: "
+                         f"{_shape_label(shape) if isinstance(shape, dict) else '?'}")
+            worst = max(worst, _severity(shape))
+    return "; ".join(words) or "no change", worst
+
+
+def _change_words(change: dict[str, Any], name: Any) -> tuple[str, str, tuple[int, float, float]]:
+    """(whose egress, what, how bad) of one network change, netem's record (with `op`)
+    or a config line."""
     if "op" in change:
         asked = dict(change.get("asked") or {})
-        config = asked.pop("config", None)
-        return f"{change['op']} {to_json(config if config is not None else asked)}"
-    return to_json(change.get("applied") or change.get("request"))
+        if change["op"] == "request" and isinstance(asked.get("config"), dict):
+            what, worst = _config_words(asked["config"], name)
+            return str(name(asked.get("host"))), what, worst
+        if change["op"] in ("default", "rule") and isinstance(asked.get("shape"), dict):
+            where = (name(asked.get("host")) if change["op"] == "default"
+                     else f"{name(asked.get('src'))} → {name(asked.get('dst'))}")
+            return str(where), _shape_label(asked["shape"]), _severity(asked["shape"])
+        severity = (1, 0.0, 0.0) if change["op"] in ("partition", "cut") else (0, 0.0, 0.0)
+        return str(change.get("asked_by") or "?"), f"{change['op']} {to_json(asked)}", severity
+    config = change.get("applied") if isinstance(change.get("applied"), dict) else None
+    config = config or change.get("request")
+    if not isinstance(config, dict):
+        return str(change.get("asked_by") or "?"), to_json(config), (0, 0.0, 0.0)
+    what, worst = _config_words(config, name)
+    return str(change.get("asked_by") or "everyone"), what, worst
+
+
+def _changes_table(r: RunData) -> str:
+    """Network changes as sentences, the same change asked by many hosts on one row, the
+    worst (cuts, then loss, then delay) first, the rest folded."""
+    groups: dict[str, list[tuple[float | None, str]]] = {}
+    worst: dict[str, tuple[int, float, float]] = {}
+    for change in r.shapes.changes:
+        who, what, bad = _change_words(change, r.shapes.name)
+        groups.setdefault(what, []).append((r.rel(change), who))
+        worst[what] = bad
+    rows = []
+    for what in sorted(groups, key=lambda w: (tuple(-x for x in worst[w]), w)):
+        items = groups[what]
+        times = [t for t, _ in items if t is not None]
+        at = "—"
+        if times:
+            span = f"-{num(max(times), 2)}" if max(times) > min(times) else ""
+            at = f"{num(min(times), 2)}{span} s"
+        hosts = sorted({w for _, w in items})
+        sentence = (f"{hosts[0]}: {what}" if len(hosts) == 1
+                    else f"{len(hosts)} hosts ({', '.join(hosts[:3])}, …): {what}")
+        rows.append(f"<tr><td class='num'>{at}</td><td>{escape(sentence)}</td></tr>")
+    if not rows:
+        return '<p class="note">No network changes.</p>'
+    return folded_table("<th>at</th><th>change</th>", rows, "changes")
+
 
 def network_section(r: RunData) -> str:
     """The Network section."""
@@ -99,19 +178,7 @@ def network_section(r: RunData) -> str:
     if len(edges) > _svg.TOPOLOGY_MAX_EDGES:
         caption += f" The first {_svg.TOPOLOGY_MAX_EDGES} of {len(edges)} others are drawn."
     topo = _svg.topology(hosts, edges, hub_label=str(net.get("backend") or "hub"))
-    rows = "".join(
-        f"<tr><td class='num'>{num(r.rel(c), 2)} s</td><td>{escape(str(c.get('asked_by')))}</td>"
-        f"<td><code>{escape(_change_text(c)[:300])}</code></td></tr>"
-        for c in tl.changes
-    )
-    changes = (
-        (
-            "<table><thead><tr><th>at</th><th>asked by</th><th>applied</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-        )
-        if rows
-        else '<p class="note">No network changes.</p>'
-    )
+    changes = _changes_table(r)
     subnet = escape(str(net.get("subnet") or "—"))
     return (
         '<section id="network"><h2>Network</h2>'
@@ -119,6 +186,6 @@ def network_section(r: RunData) -> str:
         + f'<p class="sub">Backend <b>{escape(str(net.get("backend") or "none"))}</b>, data subnet '
         f"<code>{subnet}</code>. Shapes at the end of the run (egress, per direction). "
         f"{caption}</p>"
-        f'<div class="grid"><div>{topo}</div><div><h3>Changes</h3>{changes}</div></div></section>'
+        f'<div class="grid"><div>{topo}</div><div><h3>Changes (worst first)</h3>{changes}</div></div></section>'
     )
 

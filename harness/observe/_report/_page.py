@@ -134,7 +134,8 @@ def _instances_table(r: RunData) -> str:
         outcome = inst.outcome
         links = " ".join(
             f'<a href="{escape(href)}">{name}</a>'
-            for name in ("log.jsonl", "stdout.log", "stderr.log", "metrics.jsonl", "trace.jsonl")
+            for name in ("log.jsonl", "stdout.log", "stderr.log", "metrics.jsonl", "trace.jsonl",
+                         "trace.jsonl.gz")
             if (href := r.link(iid, name))
         )
         exit_code = str(inst.exit_code) if inst.exit_code is not None else ""

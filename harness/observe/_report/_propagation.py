@@ -6,10 +6,15 @@ from collections import defaultdict
 from html import escape
 
 from harness.observe import _svg
-from harness.observe._report._format import num
-from harness.observe._trace import Hop, TraceAnalysis
+from harness.observe._report._format import folded_table, num
+from harness.observe._trace import Hop, LinkDelay, TraceAnalysis
 
 _CAUSE_TAG = {"loss and retransmit": "loss", "queueing": "queue", "slow handler": "slow"}
+
+def _badness(ln: LinkDelay) -> tuple[float, float, str, str]:
+    """Worst first: the larger share of out-of-line hops, then the larger median excess."""
+    return (-ln.out_of_line / max(1, ln.hops), -ln.median_excess_ms, ln.src, ln.dst)
+
 
 def propagation_section(a: TraceAnalysis) -> str:
     """The Message propagation section."""
@@ -25,8 +30,8 @@ def propagation_section(a: TraceAnalysis) -> str:
         f"<td class='num'>{t.coverage * 100:.0f}%</td></tr>"
         for t in a.topics
     )
-    lat = [h.expected_ms for h in a.hops]
-    ref = sorted(lat)[len(lat) // 2] if lat else None
+    lat = sorted(ln.expected_ms for ln in a.links)
+    ref = lat[len(lat) // 2] if lat else None
     box = _svg.box_strip(
         {t.topic: t.samples_ms for t in a.topics},
         x_label="ms after publish",
@@ -35,24 +40,33 @@ def propagation_section(a: TraceAnalysis) -> str:
     )
     hop_box = _svg.box_strip(
         {
-            f"{ln.src}→{ln.dst}": [h.hop_ms for h in a.hops if (h.src, h.dst) == (ln.src, ln.dst)]
-            for ln in a.links[:24]
+            f"{ln.src}→{ln.dst}": list(a.link_hop_ms[(ln.src, ln.dst)])
+            for ln in sorted(a.links, key=_badness)[:24]
         },
         x_label="hop delay, ms",
     )
-    links = "".join(
-        f"<tr class='{'fail' if ln.out_of_line * 2 > ln.hops else ''}'>"
-        f"<td>{escape(ln.src)} → {escape(ln.dst)}</td>"
-        f"<td class='num'>{ln.hops}</td><td class='num'>{num(ln.expected_ms)}</td>"
-        f"<td class='num'>{num(ln.median_ms)}</td><td class='num'>{num(ln.median_excess_ms)}</td>"
-        f"<td class='num'>{ln.out_of_line}</td></tr>"
-        for ln in a.links
+    links = folded_table(
+        "<th>link</th><th>hops</th><th>configured ms</th><th>median ms</th><th>excess ms</th>"
+        "<th>out of line</th>",
+        [
+            f"<tr class='{'fail' if ln.out_of_line * 2 > ln.hops else ''}'>"
+            f"<td>{escape(ln.src)} → {escape(ln.dst)}</td>"
+            f"<td class='num'>{ln.hops}</td><td class='num'>{num(ln.expected_ms)}</td>"
+            f"<td class='num'>{num(ln.median_ms)}</td>"
+            f"<td class='num'>{num(ln.median_excess_ms)}</td>"
+            f"<td class='num'>{ln.out_of_line}</td></tr>"
+            for ln in sorted(a.links, key=_badness)
+        ],
+        "links",
     )
     out = a.outliers
     by_cause: dict[tuple[str, str, str], list[Hop]] = defaultdict(list)
     for h in out:
         by_cause[(h.src, h.dst, h.cause or "")].append(h)
-    grouped = "".join(
+    grouped = folded_table(
+        "<th>link</th><th>likely cause</th><th>hops</th><th>median excess ms</th>"
+        "<th>max excess ms</th><th>evidence (first hop)</th>",
+        [
         f"<tr><td>{escape(src)} → {escape(dst)}</td>"
         f"<td><span class='tag {_CAUSE_TAG.get(cause, '')}'>{escape(cause)}</span></td>"
         f"<td class='num'>{len(hs)}</td>"
@@ -60,6 +74,8 @@ def propagation_section(a: TraceAnalysis) -> str:
         f"<td class='num'>+{num(max(h.excess_ms for h in hs))}</td>"
         f"<td class='sub'>{escape(hs[0].evidence)}</td></tr>"
         for (src, dst, cause), hs in sorted(by_cause.items(), key=lambda kv: -len(kv[1]))
+        ],
+        "links with out-of-line hops",
     )
     orows = "".join(
         f"<tr><td>{escape(h.msg_id)}</td><td>{escape(h.topic)}</td>"
@@ -72,9 +88,8 @@ def propagation_section(a: TraceAnalysis) -> str:
     )
     outliers = (
         (
-            "<table><thead><tr><th>link</th><th>likely cause</th><th>hops</th>"
-            "<th>median excess ms</th><th>max excess ms</th><th>evidence (first hop)</th></tr>"
-            f"</thead><tbody>{grouped}</tbody></table>"
+            grouped
+            +
             f"<details><summary>every out-of-line hop ({min(len(out), 300)} worst)</summary>"
             "<table><thead><tr><th>message</th><th>topic</th><th>hop</th><th>delay ms</th>"
             "<th>configured</th><th>excess</th><th>likely cause</th></tr></thead>"
@@ -93,9 +108,6 @@ def propagation_section(a: TraceAnalysis) -> str:
         f"<th>max ms</th><th>reached</th></tr></thead><tbody>{rows}</tbody></table>"
         f"<h3>Delay distribution per topic</h3>{box}"
         f'<div class="grid"><div><h3>Hop delay per link</h3>{hop_box}</div>'
-        "<div><h3>Links</h3><table><thead><tr><th>link</th><th>hops</th><th>configured ms</th>"
-        "<th>median ms</th><th>excess ms</th><th>out of line</th></tr></thead>"
-        f"<tbody>{links}</tbody>"
-        f"</table></div></div><h3>Out-of-line hops ({len(out)})</h3>{outliers}</section>"
+        f"<div><h3>Links ({len(a.links)}, worst first)</h3>{links}</div></div><h3>Out-of-line hops ({len(out)})</h3>{outliers}</section>"
     )
 
