@@ -146,7 +146,7 @@ async def start(env: sdk.RunEnv) -> None:
     params = MeshParams(
         layers_per_epoch=int(p["layers_per_epoch"]),
         pow_bits=int(p["pow_bits"]),
-        eligibility=float(p["eligibility"]),
+        proposals_per_layer=int(p["proposals_per_layer"]),
     )
     epoch_duration = params.layers_per_epoch * layer_duration
     target = int(p["layers"])

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, default=10, help="every node must verify this layer")
     p.add_argument("--layer-duration", type=float, default=2.0)
     p.add_argument("--layers-per-epoch", type=int, default=3)
-    p.add_argument("--eligibility", type=float, default=0.2, help="per unit and layer")
+    p.add_argument(
+        "--proposals-per-layer", type=int, default=50, help="expected proposals per layer"
+    )
     p.add_argument("--delay-ms", type=float, default=50.0)
     p.add_argument("--jitter-ms", type=float, default=0.0)
     p.add_argument("--loss", type=float, default=0.0, help="frame loss, 0..1")
@@ -38,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         params = MeshParams(
-            layers_per_epoch=args.layers_per_epoch, eligibility=args.eligibility, pow_bits=4
+            layers_per_epoch=args.layers_per_epoch,
+            proposals_per_layer=args.proposals_per_layer,
+            pow_bits=4,
         )
         link = MemoryLink(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss)
         if args.miners < 1 or args.gateways < 1 or args.layers < 1:
