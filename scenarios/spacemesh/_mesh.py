@@ -114,8 +114,11 @@ def make_atx(
     poet: dict[str, Any],
     post: dict[str, Any],
     num_units: int,
+    coinbase: str = "",
 ) -> dict[str, Any]:
-    """A signed ATX. ``poet``: key, round, index, leaf_count, path; ``post``: commitment, nonce."""
+    """A signed ATX. ``poet``: key, round, index, leaf_count, path; ``post``: commitment,
+    nonce; ``coinbase``: where the node wants its rewards (two nodes sharing one key
+    publish two different ATXs: a double ATX)."""
     body = {
         "smesher": signer.public_hex,
         "target_epoch": target_epoch,
@@ -123,6 +126,7 @@ def make_atx(
         "poet": poet,
         "post": post,
         "num_units": num_units,
+        "coinbase": coinbase,
     }
     return _signed(body, signer)
 

@@ -499,7 +499,8 @@ class Node:
         }
         nonce = prove_post(challenge, statement, commitment, self.config.mesh.pow_bits)
         post = {"commitment": commitment.hex(), "nonce": nonce}
-        return make_atx(self.signer, target, prev, poet, post, self.config.num_units)
+        coinbase = self.node_id  # S2's accounts may name a real coinbase address here
+        return make_atx(self.signer, target, prev, poet, post, self.config.num_units, coinbase)
 
     # -- eligibility and malfeasance (S1) ----------------------------------------------------
 
