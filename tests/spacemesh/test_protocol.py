@@ -107,7 +107,7 @@ def hash_of(msg: dict[str, Any]) -> str:
 def test_a_layer_needs_a_weighted_majority_to_be_verified() -> None:
     """With only one ballot after it, a layer is applied, not verified: one vote is far
     below a third of the weight expected from the layers after it."""
-    messages, hashes, keys = recorded()
+    messages, _, keys = recorded()
     target = 6
     later = [
         m
