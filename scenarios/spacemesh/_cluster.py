@@ -228,11 +228,7 @@ def seed_trio_scheduler(seed: int) -> None:
     with that random, which is seeded here."""
     scheduler = getattr(getattr(trio, "_core", None), "_run", None)
     rng = getattr(scheduler, "_r", None)
-    if (
-        scheduler is None
-        or rng is None
-        or not hasattr(scheduler, "_ALLOW_DETERMINISTIC_SCHEDULING")
-    ):
+    if scheduler is None or rng is None or not hasattr(scheduler, "_ALLOW_DETERMINISTIC_SCHEDULING"):
         raise RuntimeError("this trio has no deterministic scheduling mode to turn on: "
                            "the simulation cannot be made deterministic")  # fmt: skip
     scheduler._ALLOW_DETERMINISTIC_SCHEDULING = True
@@ -340,7 +336,7 @@ async def memory_cluster(
         cluster = MemoryCluster(net, processes, clock, tg, build)
         poet_ids = [i for i, p in processes.items() if p.role == "poet"]
         if not poet_reachable:
-            for host in hosts[poets + gateways :]:
+            for host in hosts[poets + gateways:]:
                 for poet_at in poet_configs:
                     net.set_link(host, poet_at, MemoryLink(down=True))
         for instance in processes:  # the PoETs last, as before: they need the gateways

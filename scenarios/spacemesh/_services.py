@@ -48,7 +48,8 @@ async def serve_node(
     """Run a node: TCP gossip on ``config.listen``, its gRPC API and its metrics endpoint.
     Its time is ``clock`` (default: Unix time)."""
     clients = [HttpPoetClient(p) for p in poets]
-    node = Node(config, transport=TcpTransport(), clock=clock or WallClock(), poets=list(clients))
+    node = Node(config, transport=TcpTransport(), clock=clock or WallClock(),
+                poets=list(clients))
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(serve_grpc, node, grpc_address)

@@ -206,6 +206,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     return compare_reports(reports, setup.layers)
 
 
+
 async def _play_cuts(c: MemoryCluster, schedule: FaultSchedule, genesis: float) -> None:
     hosts = [n.config.listen for n in c.nodes]
     cut: set[tuple[int, int]] = set()
@@ -264,9 +265,7 @@ class _Judge:
                 watch = watches[proc.id][1]
                 node = proc.part
                 assert isinstance(node, Node)
-                atx = (
-                    (node.atxs_published, node.last_error) if watch.wants_atx_status(now) else None
-                )
+                atx = (node.atxs_published, node.last_error) if watch.wants_atx_status(now) else None
                 error = watch.step(now, node.status(), atx)
                 if error is not None:
                     done[proc.id] = _report(seq, proc, watch, error)
@@ -467,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         one_down = tuple(r.strip() for r in args.one_down.split(",") if r.strip())
         wrong = [r for r in one_down if r not in ROLES]
         if wrong or not one_down:
-            p.error(
-                f"--one-down: roles are {', '.join(ROLES)}, not {wrong[0] if wrong else 'none'!r}"
-            )
+            p.error(f"--one-down: roles are {', '.join(ROLES)}, not {wrong[0] if wrong else 'none'!r}")
     setup = Setup(miners=args.miners, gateways=args.gateways, layers=args.layers, seed=args.seed)
     wall = time.perf_counter()
     if args.schedule is not None or args.faults is not None:

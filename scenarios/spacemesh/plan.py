@@ -198,11 +198,8 @@ async def start(env: sdk.RunEnv) -> None:
             )
             service = await tg.start(
                 lambda task_status: serve_poet(
-                    config,
-                    f"{ip}:{POET_PORT}",
-                    [g.grpc for g in gateways],
-                    clock=HarnessClock(env.clock),
-                    task_status=task_status,
+                    config, f"{ip}:{POET_PORT}", [g.grpc for g in gateways],
+                    clock=HarnessClock(env.clock), task_status=task_status,
                 )
             )
             reports = await REPORTS.collect(env.sync, nodes)

@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         async with anyio.create_task_group() as tg:
             service = await tg.start(
-                lambda task_status: serve_poet(
-                    config, args.listen, args.gateway or None, clock=clock, task_status=task_status
-                )
+                lambda task_status: serve_poet(config, args.listen, args.gateway or None,
+                                               clock=clock, task_status=task_status)
             )
             ready = {"event": "ready", "listen": args.listen, "pubkey": service.public_key}
             sys.stdout.write(orjson.dumps(ready).decode() + "\n")
