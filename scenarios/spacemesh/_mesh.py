@@ -97,6 +97,13 @@ def _signed(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "sig": signer.sign(canonical(body))}
 
 
+_VERIFIED: dict[str, bool] = {}
+"""Signature verdicts by message id, shared by every mesh of the process: a pure function
+of the message, so the nodes of a simulation verify each signature once between them
+(one node per process pays the same as its own cache did)."""
+_VERIFIED_LIMIT = 500_000
+
+
 def _signature_valid(msg: dict[str, Any]) -> bool:
     body = {k: v for k, v in msg.items() if k != "sig"}
     return verify_signature(str(msg["smesher"]), canonical(body), str(msg["sig"]))
@@ -216,7 +223,6 @@ class Mesh:
         self._atx_by_smesher_epoch: dict[tuple[str, int], str] = {}
         self._signed_once: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._signatures: dict[str, bool] = {}
         self._epochs: dict[int, EpochInfo] = {}
         self.version = 0
 
@@ -225,9 +231,11 @@ class Mesh:
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
         key = hash_json(msg)  # the whole message: a signature is only valid with its body
-        known = self._signatures.get(key)
+        known = _VERIFIED.get(key)
         if known is None:
-            known = self._signatures[key] = _signature_valid(msg)
+            if len(_VERIFIED) >= _VERIFIED_LIMIT:
+                _VERIFIED.clear()
+            known = _VERIFIED[key] = _signature_valid(msg)
         return known
 
     def add(self, kind: str, msg: Json) -> bool:
