@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from ._memnet import MemoryLink, MemoryNetwork
 from ._mesh import MeshParams
 from ._node import Node, NodeConfig
 from ._poet import PoetConfig, PoetError, PoetService
+from ._poet_client import PoetClient
 
 POET_HOST = "poet"
 CALL_TIMEOUT = 3.0
@@ -169,29 +171,40 @@ class MemoryCluster:
 
 
 class SimPoetClient:
-    """A node's PoET client in a simulation: HTTP to the PoET process, as `request`s."""
+    """A node's PoET client in a simulation: HTTP to a PoET process, as `request`s."""
 
-    def __init__(self, cluster: MemoryCluster, host: str) -> None:
-        self.address = f"{POET_HOST}:80"
+    def __init__(self, cluster: MemoryCluster, host: str, instance: str | None = None) -> None:
         self._cluster = cluster
         self._host = host
+        self._instance = instance or _poet_id(cluster)
+        self.address = f"{cluster.processes[self._instance].host}:80"
+
+    def _service(self) -> PoetService:
+        part = self._cluster.processes[self._instance].part
+        assert isinstance(part, PoetService)
+        return part
 
     async def submit(self, challenge: bytes) -> int:
         def handle() -> int:
             try:
-                return self._cluster.poet.submit(challenge)
+                return self._service().submit(challenge)
             except PoetError as exc:
                 raise OSError(str(exc)) from None
 
-        return await self._cluster.request(self._host, _poet_id(self._cluster), handle)
+        return await self._cluster.request(self._host, self._instance, handle)
 
     async def info(self) -> dict[str, Json]:
-        return await self._cluster.request(self._host, _poet_id(self._cluster),
-                                           lambda: self._cluster.poet.info())  # fmt: skip
+        return await self._cluster.request(self._host, self._instance,
+                                           lambda: self._service().info())  # fmt: skip
 
 
 def _poet_id(cluster: MemoryCluster) -> str:
     return next(i for i, p in cluster.processes.items() if p.role == "poet")
+
+
+def poet_host(index: int) -> str:
+    """The host of the ``index``-th PoET of a memory cluster (``poet``, ``poet1``, ...)."""
+    return POET_HOST if index == 0 else f"{POET_HOST}{index}"
 
 
 async def _run(proc: SimProcess, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -236,32 +249,38 @@ async def memory_cluster(
     poet_reachable: bool = True,
     target_peers: int = 4,
     group: str = "single",
+    poets: int = 1,
+    node_config: Callable[[int, NodeConfig], NodeConfig] | None = None,
 ) -> AsyncIterator[MemoryCluster]:
-    """Start a PoET, ``gateways`` gateway nodes and ``miners`` smeshing nodes; stop on exit.
+    """Start ``poets`` PoETs, ``gateways`` gateway nodes and ``miners`` smeshing nodes;
+    stop on exit. Every node registers with every PoET. ``node_config(i, config)`` may
+    change node ``i``'s config (gateways first), e.g. give two miners one identity.
 
     Time is the event loop's, so under trio's ``MockClock`` the network runs virtually, and
     with the same ``seed`` the same way every time (the scheduler is seeded too; on
     asyncio, which cannot be, a simulation is not deterministic). Instance ids are ``{group}/{seq}``: the PoET 0, then the gateways, then the miners.
     """
-    if miners < 1 or gateways < 1:
-        raise ValueError("a cluster needs at least one gateway and one miner")
+    if miners < 1 or gateways < 1 or poets < 1:
+        raise ValueError("a cluster needs at least one PoET, one gateway and one miner")
     seed_trio_scheduler(seed)
     params = params or MeshParams()
     clock = LoopClock()
     genesis = clock.now() + genesis_delay
     net = MemoryNetwork(seed, link or MemoryLink(delay=0.01))
     epoch = params.layers_per_epoch * layer_duration
-    poet_config = PoetConfig(
-        genesis=genesis,
-        round_duration=epoch / 2,
-        chain_length=poet_chain_length,
-        key_seed=f"poet/{seed}",
-    )
-
-    poet_key = Signer(poet_config.key_seed).public_hex
+    poet_configs = {
+        poet_host(k): PoetConfig(
+            genesis=genesis,
+            round_duration=epoch / 2,
+            chain_length=poet_chain_length,
+            key_seed=f"poet/{seed}" if k == 0 else f"poet/{seed}/{k}",
+        )
+        for k in range(poets)
+    }
+    poet_keys = tuple(Signer(c.key_seed).public_hex for c in poet_configs.values())
 
     def config(i: int, *, smeshing: bool, bootnodes: tuple[str, ...]) -> NodeConfig:
-        return NodeConfig(
+        made = NodeConfig(
             identity=f"{seed}/node/{i}",
             listen=f"10.0.{i // 250}.{i % 250 + 1}:7513",
             genesis=genesis,
@@ -270,9 +289,10 @@ async def memory_cluster(
             bootnodes=bootnodes,
             smeshing=smeshing,
             target_peers=target_peers,
-            poet_keys=(poet_key,),
+            poet_keys=poet_keys,
             seed=seed,
         )
+        return node_config(i, made) if node_config is not None else made
 
     gw = [config(i, smeshing=False, bootnodes=()) for i in range(gateways)]
     boot = tuple(c.listen for c in gw)
@@ -281,22 +301,24 @@ async def memory_cluster(
         **{(c := config(gateways + i, smeshing=True, bootnodes=boot)).listen.rpartition(":")[0]: c
            for i in range(miners)},
     }  # fmt: skip
-    roles = ["poet"] + ["gateway"] * gateways + ["miner"] * miners
-    hosts = [POET_HOST, *configs]
+    roles = ["poet"] * poets + ["gateway"] * gateways + ["miner"] * miners
+    hosts = [*poet_configs, *configs]
 
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
 
         def build(proc: SimProcess) -> Node | PoetService:
             if proc.role == "poet":
-                poet = PoetService(poet_config, proc.clock, broadcast)
+                poet = PoetService(poet_configs[proc.host], proc.clock,
+                                   functools.partial(broadcast, proc.id))  # fmt: skip
                 poet.start(list(boot))
                 return poet
             cfg = configs[proc.host]
+            clients: list[PoetClient] = [SimPoetClient(cluster, proc.host, i) for i in poet_ids]
             return Node(cfg, transport=net.transport(cfg.listen), clock=proc.clock,
-                        poets=[SimPoetClient(cluster, proc.host)])  # fmt: skip
+                        poets=clients)  # fmt: skip
 
-        async def broadcast(address: str, data: bytes) -> bool:
+        async def broadcast(poet: str, address: str, data: bytes) -> bool:
             host = address.rpartition(":")[0]
             instance = next(i for i, p in cluster.processes.items() if p.host == host)
 
@@ -305,19 +327,22 @@ async def memory_cluster(
                 assert isinstance(node, Node)
                 return node.broadcast_poet(data)[0]
 
-            return await cluster.request(POET_HOST, instance, handle)
+            return await cluster.request(cluster.processes[poet].host, instance, handle)
 
         processes = {
             f"{group}/{seq}": SimProcess(f"{group}/{seq}", role, host, SkewClock(net.gate(host)))
             for seq, (role, host) in enumerate(zip(roles, hosts, strict=True))
         }  # fmt: skip
         cluster = MemoryCluster(net, processes, clock, tg, build)
+        poet_ids = [i for i, p in processes.items() if p.role == "poet"]
         if not poet_reachable:
-            for host in hosts[1 + gateways:]:
-                net.set_link(host, POET_HOST, MemoryLink(down=True))
-        for instance in processes:  # the PoET last, as before: it needs the gateways
+            for host in hosts[poets + gateways:]:
+                for poet_at in poet_configs:
+                    net.set_link(host, poet_at, MemoryLink(down=True))
+        for instance in processes:  # the PoETs last, as before: they need the gateways
             if processes[instance].role != "poet":
                 await cluster.start(instance)
-        await cluster.start(_poet_id(cluster))
+        for instance in poet_ids:
+            await cluster.start(instance)
         yield cluster
         tg.cancel_scope.cancel()

@@ -18,7 +18,6 @@ from grpclib.const import Status as Code
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server, Stream
 
-from . import _node_api_stub
 from ._codec import canonical
 from ._mesh import LayerState
 from ._node import Node
@@ -27,8 +26,7 @@ from ._proto import harness_pb2 as hpb
 from ._proto import spacemesh_grpc as rpc
 from ._proto import spacemesh_pb2 as pb
 from ._transport import split_address
-
-_node_api_stub.install()  # S1/S2's Node methods where missing (dropped at merge)
+from ._txs import address_of
 
 STREAM_POLL_S = 0.2
 LAYER = pb.Layer
@@ -48,15 +46,6 @@ MALFEASANCE_KINDS = {
     "hare": pb.MalfeasanceProof.MALFEASANCE_HARE,
 }
 FLAG_REWARD, FLAG_ACCOUNT, FLAG_HASH = 2, 4, 8  # GlobalStateDataFlag / AccountDataFlag bits
-
-
-def address_of(smesher: str) -> str:
-    """A smesher's coinbase account address (S2's `_txs.address_of` once merged)."""
-    try:
-        from ._txs import address_of as real  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return smesher
-    return str(real(smesher))
 
 
 def api_status(state: LayerState) -> int:

@@ -14,7 +14,9 @@ from collections import defaultdict
 from typing import Any
 
 from ._codec import Json, canonical, h, hash_json
+from ._eligibility import SCALE, ballot_weight, beacon, hare_seats, num_slots, slot_counts
 from ._keys import Signer, verify_signature
+from ._malfeasance import check_proof, conflict_key, make_proof
 from ._merkle import merkle_root, verify_merkle_proof
 from ._poet import verify_poet_proof
 from ._post import verify_post
@@ -33,30 +35,39 @@ class MeshParams:
     window: int = 10
     """How many past layers a proposal votes on (reaches back over a partition)."""
     hare_threshold: float = 0.5
-    """Fraction of the epoch's ATX weight a certificate's votes must exceed."""
-    eligibility: float = 0.8
-    """Chance that one unit of ATX weight makes its smesher eligible in a layer."""
+    """Fraction of the expected hare committee's seats a certificate's votes must exceed."""
+    proposals_per_layer: int = 50
+    """Expected proposals per layer (go-spacemesh's layer size, 50): a smesher's slots in
+    an epoch are its share of the epoch's weight times this times layers_per_epoch."""
+    tortoise_threshold: float = 1 / 3
+    """Margin (support minus the rest) a block needs, as a fraction of the weight expected
+    from the layers voting on it, for the tortoise to verify it (go-spacemesh's global
+    threshold is a third of the expected weight plus a local one)."""
     labels_per_unit: int = 16
     pow_bits: int = 6
     certifiers: int = 4
     """Expected number of nodes that publish a layer's hare certificate."""
     committee: int = 50
-    """Expected hare committee size (ATXs); with fewer active ATXs every smesher votes."""
-    # S2
+    """Expected hare committee size (seats, one per sampled unit of weight); with fewer
+    units in the epoch every unit sits."""
     genesis_accounts: tuple[tuple[str, int], ...] = ()
     """(address hex, balance) funded before layer 0."""
 
     def __post_init__(self) -> None:
         if self.layers_per_epoch < 1 or self.hdist < 1 or self.window < self.hdist:
             raise ValueError("need layers_per_epoch >= 1, hdist >= 1, window >= hdist")
-        if self.certifiers < 1 or self.committee < 1:
-            raise ValueError("certifiers and committee must be >= 1")
-        if not 0 < self.hare_threshold < 1 or not 0 < self.eligibility <= 1:
-            raise ValueError("hare_threshold must be in (0, 1) and eligibility in (0, 1]")
+        if self.certifiers < 1 or self.committee < 1 or self.proposals_per_layer < 1:
+            raise ValueError("certifiers, committee and proposals_per_layer must be >= 1")
+        if not 0 < self.hare_threshold < 1 or not 0 < self.tortoise_threshold < 1:
+            raise ValueError("hare_threshold and tortoise_threshold must be in (0, 1)")
 
     def epoch(self, layer: int) -> int:
         """The epoch a layer belongs to."""
         return layer // self.layers_per_epoch
+
+    def first_layer(self, epoch: int) -> int:
+        """The first layer of an epoch."""
+        return epoch * self.layers_per_epoch
 
 
 class LayerStatus(enum.IntEnum):
@@ -88,6 +99,13 @@ def _signed(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "sig": signer.sign(canonical(body))}
 
 
+_VERIFIED: dict[str, bool] = {}
+"""Signature verdicts by message id, shared by every mesh of the process: a pure function
+of the message, so the nodes of a simulation verify each signature once between them
+(one node per process pays the same as its own cache did)."""
+_VERIFIED_LIMIT = 500_000
+
+
 def _signature_valid(msg: dict[str, Any]) -> bool:
     body = {k: v for k, v in msg.items() if k != "sig"}
     return verify_signature(str(msg["smesher"]), canonical(body), str(msg["sig"]))
@@ -105,8 +123,11 @@ def make_atx(
     poet: dict[str, Any],
     post: dict[str, Any],
     num_units: int,
+    coinbase: str = "",
 ) -> dict[str, Any]:
-    """A signed ATX. ``poet``: key, round, index, leaf_count, path; ``post``: commitment, nonce."""
+    """A signed ATX. ``poet``: key, round, index, leaf_count, path; ``post``: commitment,
+    nonce; ``coinbase``: where the node wants its rewards (two nodes sharing one key
+    publish two different ATXs: a double ATX)."""
     body = {
         "smesher": signer.public_hex,
         "target_epoch": target_epoch,
@@ -114,27 +135,9 @@ def make_atx(
         "poet": poet,
         "post": post,
         "num_units": num_units,
+        "coinbase": coinbase,
     }
     return _signed(body, signer)
-
-
-def eligible(params: MeshParams, atx_id: str, layer: int, weight: int) -> bool:
-    """Whether an ATX of ``weight`` units may propose in ``layer`` (anyone can check it)."""
-    ticket = int.from_bytes(h(b"eligibility", atx_id, layer)[:8], "big") / 2**64
-    return ticket < 1 - (1 - params.eligibility) ** weight
-
-
-def committee_share(params: MeshParams, active: int) -> float:
-    """The chance of one ATX to sit on a layer's hare committee, given ``active`` ATXs."""
-    return min(1.0, params.committee / active) if active else 1.0
-
-
-def in_committee(params: MeshParams, atx_id: str, layer: int, active: int) -> bool:
-    """Whether an ATX's smesher votes in ``layer``'s hare (anyone can check it)."""
-    share = committee_share(params, active)
-    if share >= 1.0:
-        return True
-    return int.from_bytes(h(b"hare-committee", atx_id, layer)[:8], "big") / 2**64 < share
 
 
 def make_proposal(
@@ -188,23 +191,52 @@ def make_certificate(
 # -- the mesh --------------------------------------------------------------------------------
 
 
-class Mesh:
-    """The validated messages of one node and the decisions they imply."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class EpochInfo:
+    """What every node derives from an epoch's ATXs (one per smesher, the smaller id)."""
 
-    def __init__(self, params: MeshParams, poet_keys: set[str] | None = None) -> None:
+    beacon: bytes
+    total: int
+    """Units of the epoch's ATXs (malicious identities included: the set is fixed)."""
+    atx_of: dict[str, str]
+    """Smesher -> its ATX id for the epoch."""
+    weight: dict[str, int]
+    """Smesher -> its ATX's units."""
+    slots: dict[str, int]
+    """Smesher -> its proposal slots in the epoch."""
+    counts: dict[str, list[int]]
+    """Smesher -> its slots in each layer of the epoch."""
+
+
+class Mesh:
+    """The validated messages of one node and the decisions they imply.
+
+    ``malfeasance=False`` is a node that skips the malfeasance rule: it builds no proofs,
+    ignores the proofs it receives and keeps counting equivocating identities.
+    """
+
+    def __init__(
+        self, params: MeshParams, poet_keys: set[str] | None = None, *, malfeasance: bool = True
+    ) -> None:
         self.params = params
         self.poet_keys = poet_keys
+        self.malfeasance = malfeasance
         self.poet_proofs: dict[tuple[str, int], dict[str, Any]] = {}
         self.atxs: dict[str, dict[str, Any]] = {}
         self.proposals: dict[str, dict[str, Any]] = {}
         self.votes: dict[str, dict[str, Any]] = {}
         self.certificates: dict[str, dict[str, Any]] = {}
+        self.malicious: dict[str, dict[str, Any]] = {}
+        """Smesher -> the (first, by id) proof that convicts it."""
+        self.new_proofs: list[dict[str, Any]] = []
+        """Proofs this mesh built or accepted since the owner last took them (to gossip)."""
         self._proposals_by_layer: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._votes_by_layer: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._certs_by_layer: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._atx_by_smesher_epoch: dict[tuple[str, int], str] = {}
+        self._signed_once: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._signatures: dict[str, bool] = {}
+        self._epochs: dict[int, EpochInfo] = {}
         self.version = 0
 
     # -- intake ------------------------------------------------------------------------
@@ -212,16 +244,20 @@ class Mesh:
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
         key = hash_json(msg)  # the whole message: a signature is only valid with its body
-        known = self._signatures.get(key)
+        known = _VERIFIED.get(key)
         if known is None:
-            known = self._signatures[key] = _signature_valid(msg)
+            if len(_VERIFIED) >= _VERIFIED_LIMIT:
+                _VERIFIED.clear()
+            known = _VERIFIED[key] = _signature_valid(msg)
         return known
 
     def add(self, kind: str, msg: Json) -> bool:
-        """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate).
+        """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate,
+        malfeasance).
 
-        Returns False for an invalid message, True when it was stored or is waiting for a
-        dependency (both are worth relaying).
+        Returns False for an invalid message (or an ineligible proposal: stored, so that
+        the decisions stay a function of the set of messages, but not worth relaying),
+        True when it was stored or is waiting for a dependency (both are worth relaying).
         """
         try:
             verdict = self._check(kind, msg)
@@ -234,6 +270,8 @@ class Mesh:
             return True
         self._store(kind, msg)
         self._drain()
+        if kind == "proposal":
+            return self.ballot_weight(msg) > 0
         return True
 
     def _drain(self) -> None:
@@ -267,9 +305,7 @@ class Mesh:
             if not self._sig_ok(msg):
                 return False
             if kind == "proposal":
-                if not isinstance(msg["opinion"], dict) or not _tx_ids_ok(msg.get("txs", [])):
-                    return False
-                return eligible(self.params, msg["atx"], layer, int(atx["num_units"]))
+                return isinstance(msg["opinion"], dict) and _tx_ids_ok(msg.get("txs", []))
             return isinstance(msg["proposals"], list)
         if kind == "certificate":
             layer = int(msg["layer"])
@@ -282,6 +318,8 @@ class Mesh:
                 if hash_json(vote) not in self.votes and not self._sig_ok(vote):
                     return False
             return True
+        if kind == "malfeasance":
+            return self.malfeasance and check_proof(msg, self._sig_ok) is not None
         return False
 
     def _check_atx(self, atx: dict[str, Any]) -> bool | None:
@@ -316,6 +354,14 @@ class Mesh:
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
         mid = hash_json(msg)
         self.version += 1
+        if kind == "malfeasance":
+            self._convict(msg)
+            return
+        once = conflict_key(kind, msg)
+        if once is not None:
+            first = self._signed_once.setdefault(once, msg)
+            if first is not msg and first != msg and self.malfeasance:
+                self._convict(make_proof(kind, first, msg))
         if kind == "poet":
             self.poet_proofs[(msg["service_pubkey"], int(msg["round"]))] = msg
         elif kind == "atx":
@@ -328,6 +374,7 @@ class Mesh:
                 del self.atxs[old]
             self.atxs[mid] = msg
             self._atx_by_smesher_epoch[key] = mid
+            self._epochs.clear()
         elif kind == "proposal":
             self.proposals[mid] = msg
             self._proposals_by_layer[int(msg["layer"])][mid] = msg
@@ -338,6 +385,74 @@ class Mesh:
             self.certificates[mid] = msg
             self._certs_by_layer[int(msg["layer"])].append(msg)
 
+    def _convict(self, proof: dict[str, Any]) -> None:
+        verdict = check_proof(proof, self._sig_ok)
+        if verdict is None:
+            return
+        smesher = verdict[0]
+        old = self.malicious.get(smesher)
+        if old is None or hash_json(proof) < hash_json(old):
+            self.malicious[smesher] = proof
+            self.version += 1
+            if old is None:
+                self.new_proofs.append(proof)
+
+    # -- eligibility ---------------------------------------------------------------------
+
+    def epoch_info(self, epoch: int) -> EpochInfo:
+        """Beacon, weights and proposal slots of ``epoch`` (cached until an ATX arrives)."""
+        info = self._epochs.get(epoch)
+        if info is None:
+            info = self._epochs[epoch] = self._epoch_info(epoch)
+        return info
+
+    def _epoch_info(self, epoch: int) -> EpochInfo:
+        atx_of = {s: i for (s, e), i in self._atx_by_smesher_epoch.items() if e == epoch}
+        previous = [i for (_, e), i in self._atx_by_smesher_epoch.items() if e == epoch - 1]
+        weight = {s: int(self.atxs[i]["num_units"]) for s, i in atx_of.items()}
+        total = sum(weight.values())
+        lpe = self.params.layers_per_epoch
+        seed = beacon(epoch, previous)
+        slots = {
+            s: num_slots(w, total, self.params.proposals_per_layer, lpe) for s, w in weight.items()
+        }
+        counts = {s: slot_counts(seed, epoch, s, n, lpe) for s, n in slots.items()}
+        return EpochInfo(seed, total, atx_of, weight, slots, counts)
+
+    def eligibilities(self, epoch: int) -> dict[str, int]:
+        """Smesher -> proposal slots in ``epoch``; convicted identities have none."""
+        info = self.epoch_info(epoch)
+        return {s: n for s, n in info.slots.items() if not self.is_malicious(s)}
+
+    def is_malicious(self, smesher: str) -> bool:
+        """Whether a proof convicts ``smesher`` (never, for a node that skips the rule)."""
+        return self.malfeasance and smesher in self.malicious
+
+    def eligible_count(self, smesher: str, layer: int) -> int:
+        """How many of its slots ``smesher`` holds in ``layer`` (0: it may not propose)."""
+        info = self.epoch_info(self.params.epoch(layer))
+        counts = info.counts.get(smesher)
+        if counts is None or self.is_malicious(smesher):
+            return 0
+        return counts[layer % self.params.layers_per_epoch]
+
+    def ballot_weight(self, proposal: dict[str, Any]) -> int:
+        """The weight (x SCALE) a proposal's votes carry; 0 when it is not eligible."""
+        smesher, layer = str(proposal["smesher"]), int(proposal["layer"])
+        info = self.epoch_info(self.params.epoch(layer))
+        if info.atx_of.get(smesher) != proposal["atx"]:
+            return 0
+        count = self.eligible_count(smesher, layer)
+        return ballot_weight(info.weight[smesher], count, info.slots[smesher]) if count else 0
+
+    def hare_seats(self, layer: int, smesher: str) -> int:
+        """``smesher``'s seats on ``layer``'s hare committee (0: it does not vote)."""
+        info = self.epoch_info(self.params.epoch(layer))
+        weight = info.weight.get(smesher, 0)
+        if not weight or self.is_malicious(smesher):
+            return 0
+        return hare_seats(info.beacon, layer, smesher, weight, info.total, self.params.committee)
+
     # -- queries -----------------------------------------------------------------------
 
     def atx_weight(self, atx_id: str) -> int:
@@ -347,15 +462,19 @@ class Mesh:
 
     def atxs_for_epoch(self, epoch: int) -> dict[str, dict[str, Any]]:
         """ATXs that make their smeshers active in ``epoch``."""
-        return {k: a for k, a in self.atxs.items() if a["target_epoch"] == epoch}
+        return {i: self.atxs[i] for i in self.epoch_info(epoch).atx_of.values()}
 
     def epoch_weight(self, epoch: int) -> int:
         """Total units of the epoch's ATXs."""
-        return sum(int(a["num_units"]) for a in self.atxs_for_epoch(epoch).values())
+        return self.epoch_info(epoch).total
 
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
-        """Valid proposals of a layer, by id."""
-        return dict(self._proposals_by_layer.get(layer, {}))
+        """Eligible proposals of a layer from identities not convicted, by id."""
+        return {
+            i: p
+            for i, p in self._proposals_by_layer.get(layer, {}).items()
+            if self.ballot_weight(p)
+        }
 
     def layer_votes(self, layer: int) -> list[dict[str, Any]]:
         """Valid hare votes of a layer."""
@@ -367,51 +486,68 @@ class Mesh:
 
     def local_block(self, layer: int) -> dict[str, Any] | None:
         """The block made of every proposal of the layer known here (None: empty layer)."""
-        proposals = list(self._proposals_by_layer.get(layer, {}).values())
+        proposals = list(self.layer_proposals(layer).values())
         if not proposals:
             return None
         weights = {p["atx"]: self.atx_weight(p["atx"]) for p in proposals}
         return make_block(layer, proposals, weights)
 
     def hare_needed(self, layer: int) -> float:
-        """The committee weight a certificate's votes must exceed (0: nobody is active)."""
-        epoch = self.params.epoch(layer)
-        share = committee_share(self.params, len(self.atxs_for_epoch(epoch)))
-        return self.params.hare_threshold * share * self.epoch_weight(epoch)
+        """The seats a certificate's votes must exceed (0: nobody is active)."""
+        total = self.epoch_weight(self.params.epoch(layer))
+        return self.params.hare_threshold * min(self.params.committee, total)
 
     def certified_block(self, layer: int) -> dict[str, Any] | None:
-        """The hare's output: the certified block whose voters hold enough weight."""
+        """The hare's output: the certified block whose voters hold enough seats."""
         needed = self.hare_needed(layer)
-        active = len(self.atxs_for_epoch(self.params.epoch(layer)))
         best: tuple[str, dict[str, Any]] | None = None
         for cert in self._certs_by_layer.get(layer, []):
             voters: dict[str, int] = {}
             for vote in cert["votes"]:
                 atx = self.atxs.get(vote["atx"])
-                if (
-                    atx is not None
-                    and atx["smesher"] == vote["smesher"]
-                    and in_committee(self.params, vote["atx"], layer, active)
-                ):
-                    voters[vote["smesher"]] = int(atx["num_units"])
+                if atx is not None and atx["smesher"] == vote["smesher"]:
+                    voters[vote["smesher"]] = self.hare_seats(layer, vote["smesher"])
             if needed and sum(voters.values()) > needed:
                 block_id = hash_json(cert["block"])
                 if best is None or block_id < best[0]:
                     best = (block_id, cert["block"])
         return best[1] if best is not None else None
 
-    def _tortoise(self, layer: int) -> dict[str, int]:
+    def _tortoise(self, layer: int, current: int) -> tuple[dict[str, int], bool]:
+        """The weight (x SCALE) of the votes on each block of ``layer`` from the layers after
+        it up to ``current``, and whether the heaviest block crossed the threshold: over
+        the layers from ``layer + 1`` to some layer past hdist, its margin exceeds
+        ``tortoise_threshold`` of the weight those layers are expected to carry (or none is
+        expected: nobody was active). Checking every such prefix keeps a verified layer
+        verified while the next layer's ballots are still arriving."""
         tally: dict[str, int] = defaultdict(int)
+        expected = 0
+        crossed = False
         key = str(layer)
-        for later in range(layer + 1, layer + self.params.window + 1):
+        params = self.params
+        lpe = params.layers_per_epoch
+        for later in range(layer + 1, min(current, layer + params.window) + 1):
+            expected += self.epoch_info(params.epoch(later)).total * SCALE // lpe
             for proposal in self._proposals_by_layer.get(later, {}).values():
                 vote = proposal["opinion"].get(key)
-                if isinstance(vote, str):
-                    tally[vote] += self.atx_weight(proposal["atx"])
-        return tally
+                if isinstance(vote, str) and (weight := self.ballot_weight(proposal)):
+                    tally[vote] += weight
+            if later >= layer + params.hdist and not crossed:
+                top = max(tally.values(), default=0)
+                margin = 2 * top - sum(tally.values())
+                crossed = expected == 0 or margin > params.tortoise_threshold * expected
+        return tally, crossed
 
     def decide(self, current_layer: int) -> list[LayerState]:
-        """Decided layers 0..n (n <= current_layer), stopping at the first undecided one."""
+        """Decided layers 0..n (n <= current_layer), stopping at the first undecided one.
+
+        Past hdist the tortoise decides: the heaviest block by the later ballots' votes,
+        verified only when its margin over the rest exceeds ``tortoise_threshold`` of the
+        weight expected from the voting layers (so one vote cannot flip it), or once the
+        layer is older than the vote window (nothing more will be counted), or when no
+        weight is expected at all (nobody active). A mature layer short of the threshold
+        is applied with the tortoise's (or else the hare's) block and stays open.
+        """
         known_blocks: dict[str, dict[str, Any]] = {}
         for certs in self._certs_by_layer.values():
             for cert in certs:
@@ -419,9 +555,11 @@ class Mesh:
         result: list[LayerState] = []
         prev_hash = bytes(32)
         balances: dict[str, int] = {}
+        params = self.params
         for layer in range(current_layer + 1):
-            mature = layer + self.params.hdist <= current_layer
-            tally = self._tortoise(layer) if mature else {}
+            mature = layer + params.hdist <= current_layer
+            tally, crossed = self._tortoise(layer, current_layer) if mature else ({}, False)
+            final = crossed or layer + params.window < current_layer
             block: dict[str, Any] | None
             if tally:
                 block_id = min(tally, key=lambda b: (-tally[b], b))
@@ -429,15 +567,15 @@ class Mesh:
                 if local is not None:
                     known_blocks.setdefault(hash_json(local), local)
                 block = known_blocks.get(block_id) if block_id else None
-                status = LayerStatus.VERIFIED
+                status = LayerStatus.VERIFIED if final else LayerStatus.APPLIED
             elif (certified := self.certified_block(layer)) is not None:
-                # Past hdist nothing can overturn the hare's output: it is final then too.
-                status = LayerStatus.VERIFIED if mature else LayerStatus.APPLIED
+                # Past hdist with no votes to overturn it, the hare's output is final then.
+                status = LayerStatus.VERIFIED if mature and final else LayerStatus.APPLIED
                 block, block_id = certified, hash_json(certified)
             elif mature:
                 block = self.local_block(layer)
                 block_id = hash_json(block) if block is not None else EMPTY_BLOCK
-                status = LayerStatus.VERIFIED
+                status = LayerStatus.VERIFIED if final else LayerStatus.APPLIED
             else:
                 break
             if block is not None:

@@ -24,8 +24,6 @@ from ._mesh import (
     Mesh,
     MeshParams,
     atx_challenge,
-    eligible,
-    in_committee,
     make_atx,
     make_block,
     make_certificate,
@@ -43,13 +41,14 @@ from ._trace import Tracer
 from ._transport import Transport
 from ._txs import Mempool, parse_tx
 
-TOPICS = ("poet", "atx", "proposal", "hare", "certificate")
+TOPICS = ("poet", "atx", "proposal", "hare", "certificate", "malfeasance")
 _KIND = {
     "poet": "poet",
     "atx": "atx",
     "proposal": "proposal",
     "hare": "vote",
     "certificate": "certificate",
+    "malfeasance": "malfeasance",
 }
 
 _log = structlog.get_logger("spacemesh.node")
@@ -74,11 +73,15 @@ class NodeConfig:
     seed: int = 0
     hare_vote_at: float = 0.4
     hare_cert_at: float = 0.75
-    # S2
     data_dir: str | None = None
     """SQLite persistence directory; None keeps everything in memory (the simulation)."""
     checkpoint: str | None = None
     """A checkpoint file to recover from (accounts and ATXs at its layer)."""
+    honest_malfeasance: bool = True
+    """False: a node that skips the malfeasance rule (builds and accepts no proofs)."""
+    clock_tolerance: float = 0.5
+    """Layers by which a message may be early (its sender's clock ahead of ours) and
+    still be accepted; later ones are dropped, as go-spacemesh drops early messages."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.layer_duration) and self.layer_duration > 0):
@@ -89,6 +92,8 @@ class NodeConfig:
             raise ValueError(f"num_units must be >= 1, not {self.num_units}")
         if not 0 < self.hare_vote_at < self.hare_cert_at < 1:
             raise ValueError("need 0 < hare_vote_at < hare_cert_at < 1")
+        if not (math.isfinite(self.clock_tolerance) and self.clock_tolerance >= 0):
+            raise ValueError(f"clock_tolerance must be >= 0 layers, not {self.clock_tolerance!r}")
 
 
 class Node:
@@ -106,10 +111,13 @@ class Node:
         self._clock = clock
         self._poets = list(poets or [])
         self.signer = Signer(config.identity)
-        self.node_id = self.signer.public_hex[:16]
+        # Not the key alone: two miners may share one identity (an equivocation test).
+        self.node_id = h(b"node", self.signer.public_hex, config.listen).hex()[:16]
         self.metrics = NodeMetrics()
         self.tracer = Tracer(config.outputs)
-        self.mesh = Mesh(config.mesh, set(config.poet_keys) or None)
+        self.mesh = Mesh(
+            config.mesh, set(config.poet_keys) or None, malfeasance=config.honest_malfeasance
+        )
         self.gossip = Gossip(
             node_id=self.node_id,
             listen_address=config.listen,
@@ -134,6 +142,7 @@ class Node:
         self._challenge = ""
         self._logged_layers: dict[int, tuple[LayerStatus, str]] = {}
         self._init_state()
+        self._proofs_received: dict[str, float] = {}
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -224,10 +233,14 @@ class Node:
 
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool:
+            if kind in ("proposal", "vote", "certificate") and self._too_early(data):
+                return False
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
             ok = self.mesh.add(kind, data)
             self._persist(kind, data, ok)
+            if self.mesh.new_proofs:
+                self._publish_proofs()
             if len(self.mesh.atxs) > before:
                 self.metrics.atxs.inc(len(self.mesh.atxs) - before)
             if ok and kind == "poet":
@@ -320,7 +333,7 @@ class Node:
         atx_id = self._my_atx(layer)
         if atx_id is None:
             return
-        if not eligible(self.config.mesh, atx_id, layer, self.mesh.atx_weight(atx_id)):
+        if not self.mesh.eligible_count(self.smesher_id, layer):
             return
         opinion = opinion_for(self.layers(), self.mesh, layer)
         txs = self._offer_txs()
@@ -330,8 +343,7 @@ class Node:
         atx_id = self._my_atx(layer)
         if atx_id is None:
             return
-        active = len(self.mesh.atxs_for_epoch(self.config.mesh.epoch(layer)))
-        if not in_committee(self.config.mesh, atx_id, layer, active):
+        if not self.mesh.hare_seats(layer, self.smesher_id):
             return
         ids = sorted(self.mesh.layer_proposals(layer))
         self.gossip.publish("hare", make_vote(self.signer, layer, atx_id, ids))
@@ -349,7 +361,7 @@ class Node:
             return
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for vote in self.mesh.layer_votes(layer):
-            if in_committee(params, vote["atx"], layer, active):
+            if self.mesh.hare_seats(layer, vote["smesher"]):
                 groups[tuple(vote["proposals"])].append(vote)
         needed = self.mesh.hare_needed(layer)
         known = self.mesh.layer_proposals(layer)
@@ -362,7 +374,7 @@ class Node:
             weight = 0
             for vote in sorted(votes, key=lambda v: str(v["smesher"])):
                 chosen.append(vote)
-                weight += self.mesh.atx_weight(vote["atx"])
+                weight += self.mesh.hare_seats(layer, vote["smesher"])
                 if weight > needed:
                     break
             if needed and weight > needed:
@@ -375,7 +387,7 @@ class Node:
     def _sync_keys(self) -> list[str]:
         layer = self.current_layer()
         epoch = self.config.mesh.epoch(layer)
-        keys = ["poet", f"atx:{epoch}", f"atx:{epoch + 1}"]
+        keys = ["poet", f"atx:{epoch}", f"atx:{epoch + 1}", "malfeasance"]
         for past in range(max(0, layer - self.config.mesh.window), layer):
             keys += [f"proposal:{past}", f"certificate:{past}"]
         return keys
@@ -395,6 +407,8 @@ class Node:
         if kind == "certificate":
             certs = mesh.layer_certificates(int(arg))
             return {hash_json(m): ("certificate", m) for m in certs}
+        if kind == "malfeasance":
+            return {hash_json(m): ("malfeasance", m) for m in mesh.malicious.values()}
         return {}
 
     def _sync_ids(self, key: str) -> list[str]:
@@ -501,7 +515,10 @@ class Node:
         }
         nonce = prove_post(challenge, statement, commitment, self.config.mesh.pow_bits)
         post = {"commitment": commitment.hex(), "nonce": nonce}
-        return make_atx(self.signer, target, prev, poet, post, self.config.num_units)
+        # Distinct per node, so two nodes sharing a key publish different ATXs (and the
+        # network convicts the identity); rewards go to the smesher's own address.
+        coinbase = self.node_id
+        return make_atx(self.signer, target, prev, poet, post, self.config.num_units, coinbase)
 
     # -- state: transactions, accounts, persistence, checkpoints (S2) ---------------------
 
@@ -645,3 +662,51 @@ class Node:
         if accounts is None:
             raise ValueError(f"layer {layer} is not applied (applied: {self.ledger.applied_layer})")
         return make_checkpoint(self.mesh, layer, accounts)
+
+    # -- eligibility and malfeasance (S1) ----------------------------------------------------
+
+    def eligibilities(self, epoch: int) -> dict[str, int]:
+        """Smesher id -> proposal slots in ``epoch``, as every node that holds the same ATXs
+        computes them (convicted identities have none)."""
+        return self.mesh.eligibilities(epoch)
+
+    def malfeasance_proofs(self) -> list[dict[str, Any]]:
+        """The proof convicting each malicious identity known here: ``smesher``, ``kind``
+        (atx, ballot, hare), ``layer`` (an ATX's: its target epoch's first layer),
+        ``proof`` (the two signed messages) and when it was ``received``."""
+        out = []
+        for smesher, proof in sorted(self.mesh.malicious.items()):
+            first = proof["messages"][0]
+            if proof["kind"] == "atx":
+                layer = self.config.mesh.first_layer(int(first["target_epoch"]))
+            else:
+                layer = int(first["layer"])
+            received = self._proofs_received.get(smesher, 0.0)
+            out.append(
+                {
+                    "smesher": smesher,
+                    "kind": proof["kind"],
+                    "layer": layer,
+                    "proof": {"messages": proof["messages"]},
+                    "received": received,
+                }
+            )
+        return out
+
+    def _publish_proofs(self) -> None:
+        proofs, self.mesh.new_proofs = self.mesh.new_proofs, []
+        for proof in proofs:
+            smesher = str(proof["messages"][0]["smesher"])
+            self._proofs_received.setdefault(smesher, self._clock.now())
+            self._log.warning("malfeasance", smesher=smesher[:16], kind=proof["kind"])
+            self.gossip.publish("malfeasance", proof)
+
+    def _too_early(self, msg: Json) -> bool:
+        """A message for a layer that starts more than ``clock_tolerance`` layers from now:
+        its sender's clock is too far ahead (slightly skewed ones are tolerated)."""
+        try:
+            layer = int(msg["layer"])
+        except (KeyError, TypeError, ValueError):
+            return False  # the mesh rejects it
+        slack = self.config.clock_tolerance * self.config.layer_duration
+        return self.layer_start(layer) > self._clock.now() + slack

@@ -72,7 +72,7 @@ class Setup:
     layer_duration: float = 2.0
     layers_per_epoch: int = 3
     latency: float = 0.05
-    eligibility: float = 0.8
+    proposals_per_layer: int = 50
     pow_bits: int = 6
     target_peers: int = 6
     check_slack: float = 20.0
@@ -94,7 +94,7 @@ class Setup:
         return MeshParams(
             layers_per_epoch=self.layers_per_epoch,
             pow_bits=self.pow_bits,
-            eligibility=self.eligibility,
+            proposals_per_layer=self.proposals_per_layer,
         )
 
     def replay_command(self, schedule: FaultSchedule | Faults, file: Path | None = None) -> str:
@@ -111,7 +111,7 @@ class Setup:
             ("layer_duration", f"{self.layer_duration:g}s"),
             ("layers_per_epoch", self.layers_per_epoch),
             ("latency", f"{self.latency * 1000:g}ms"),
-            ("eligibility", self.eligibility),
+            ("proposals_per_layer", self.proposals_per_layer),
             ("pow_bits", self.pow_bits),
             ("target_peers", self.target_peers),
             ("check_slack", f"{self.check_slack:g}s"),

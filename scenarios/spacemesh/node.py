@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers-per-epoch", type=int, default=3)
     p.add_argument("--hdist", type=int, default=2)
     p.add_argument("--pow-bits", type=int, default=6)
-    p.add_argument("--eligibility", type=float, default=0.8, help="per ATX unit and layer")
+    p.add_argument("--proposals-per-layer", type=int, default=50, help="expected per layer")
     p.add_argument("--no-smeshing", action="store_true", help="gateway/bootnode only")
     p.add_argument("--num-units", type=int, default=1)
     p.add_argument("--target-peers", type=int, default=6)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             hdist=args.hdist,
             window=max(10, args.hdist),
             pow_bits=args.pow_bits,
-            eligibility=args.eligibility,
+            proposals_per_layer=args.proposals_per_layer,
         )
         config = NodeConfig(
             identity=args.identity,

@@ -31,6 +31,7 @@ from harness import sdk
 from harness.faults import FaultSchedule, FaultScheduleError, play
 
 from . import _checks as checks
+from . import _txs
 from ._api import NodeApi
 from ._checks import Report
 from ._clock import HarnessClock
@@ -153,7 +154,7 @@ async def start(env: sdk.RunEnv) -> None:
     params = MeshParams(
         layers_per_epoch=int(p["layers_per_epoch"]),
         pow_bits=int(p["pow_bits"]),
-        eligibility=float(p["eligibility"]),
+        proposals_per_layer=int(p["proposals_per_layer"]),
     )
     epoch_duration = params.layers_per_epoch * layer_duration
     target = int(p["layers"])
@@ -441,9 +442,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
 
 async def submit_transfers(api: NodeApi, count: int) -> list[str]:
     """Spawn this node's wallet, then `count` spends to fresh addresses, through
-    TransactionService.SubmitTransaction (S2's `_txs` encoding); the tx ids."""
-    from . import _txs  # type: ignore[attr-defined]  # S2's module (the shared contract)
-
+    TransactionService.SubmitTransaction; the tx ids."""
     signer = Signer(f"wallet/{await api.smesher_id()}")
     raws = [_txs.spawn_tx(signer, 0, 1)]
     for i in range(count):

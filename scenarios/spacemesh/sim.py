@@ -7,8 +7,10 @@ under trio's ``MockClock``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import trio.testing
@@ -27,18 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, default=10, help="every node must verify this layer")
     p.add_argument("--layer-duration", type=float, default=2.0)
     p.add_argument("--layers-per-epoch", type=int, default=3)
-    p.add_argument("--eligibility", type=float, default=0.2, help="per unit and layer")
+    p.add_argument(
+        "--proposals-per-layer", type=int, default=50, help="expected proposals per layer"
+    )
     p.add_argument("--delay-ms", type=float, default=50.0)
     p.add_argument("--jitter-ms", type=float, default=0.0)
     p.add_argument("--loss", type=float, default=0.0, help="frame loss, 0..1")
     p.add_argument("--target-peers", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    p.add_argument("--json", metavar="PATH", help="also write the figures there (benchmark form)")
     args = p.parse_args(argv)
     configure_logging(args.log_level)
     try:
         params = MeshParams(
-            layers_per_epoch=args.layers_per_epoch, eligibility=args.eligibility, pow_bits=4
+            layers_per_epoch=args.layers_per_epoch,
+            proposals_per_layer=args.proposals_per_layer,
+            pow_bits=4,
         )
         link = MemoryLink(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss)
         if args.miners < 1 or args.gateways < 1 or args.layers < 1:
@@ -81,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         f"wall={wall:.2f}s speedup={float(result['virtual']) / wall:.1f}x "  # type: ignore[arg-type]
         f"min_atxs_known={result['atxs']} agree={result['agree']}"
     )
+    if args.json:
+        speedup = float(result["virtual"]) / wall  # type: ignore[arg-type]
+        figures = [
+            {"name": f"sim {nodes} nodes x {args.layers} layers: virtual/wall",
+             "value": round(speedup, 2), "unit": "x", "peer": None, "peer_value": None},
+            {"name": f"sim {nodes} nodes x {args.layers} layers: wall",
+             "value": round(wall, 2), "unit": "s", "peer": None, "peer_value": None},
+        ]  # fmt: skip
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if result["agree"] else 1
 
 

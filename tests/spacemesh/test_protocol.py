@@ -1,0 +1,255 @@
+"""Spacemesh protocol rules: eligibility by epoch weight, the hare committee by weight, the
+tortoise's threshold, malfeasance proofs, several PoETs, clock-skew tolerance."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from scenarios.spacemesh import LayerStatus, Mesh, MeshParams, NodeConfig, memory_cluster
+from scenarios.spacemesh._eligibility import beacon, hare_seats, num_slots, slot_counts
+from scenarios.spacemesh._keys import Signer
+from scenarios.spacemesh._malfeasance import check_proof
+from scenarios.spacemesh._mesh import make_proposal, make_vote
+
+from .test_mesh_order import CURRENT, PARAMS, recorded, replay
+
+pytestmark = pytest.mark.anyio
+
+SIM = MeshParams(layers_per_epoch=3, pow_bits=4, proposals_per_layer=6)
+
+
+# -- eligibility -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [5, 20, 60])
+def test_expected_proposals_per_layer_do_not_grow_with_the_network(n: int) -> None:
+    """Each smesher's slots are its share of the epoch's weight: about
+    ``proposals_per_layer`` per layer whatever the number of smeshers."""
+    per_layer, lpe = 20, 4
+    weights = {f"s{i}": 1 + i % 3 for i in range(n)}
+    total = sum(weights.values())
+    seed = beacon(5, ["a", "b"])
+    layers = [0] * lpe
+    for smesher, weight in weights.items():
+        slots = num_slots(weight, total, per_layer, lpe)
+        for k, count in enumerate(slot_counts(seed, 5, smesher, slots, lpe)):
+            layers[k] += count
+    # floor() loses at most one slot per smesher; the min of 1 adds at most one
+    assert per_layer * lpe - n <= sum(layers) <= per_layer * lpe + n
+    assert sum(layers) / lpe <= per_layer + n / lpe
+    assert num_slots(4, 100, 50, 3) == 6 and num_slots(1, 10_000, 50, 3) == 1
+
+
+def test_the_beacon_draws_different_layers() -> None:
+    a = slot_counts(beacon(3, ["x"]), 3, "s", 30, 3)
+    b = slot_counts(beacon(3, ["y"]), 3, "s", 30, 3)
+    assert sum(a) == sum(b) == 30 and a != b
+
+
+def test_every_node_computes_the_same_eligibilities_and_proposals_follow_them() -> None:
+    messages, _, keys = recorded()
+    mesh = replay(messages, keys)
+    reverse = replay(list(reversed(messages)), keys)
+    for epoch in (1, 2, 3):
+        assert mesh.eligibilities(epoch) == reverse.eligibilities(epoch)
+    assert len(mesh.eligibilities(2)) == 4
+    proposals = [m for k, m in messages if k == "proposal"]
+    assert proposals and all(mesh.eligible_count(p["smesher"], p["layer"]) for p in proposals)
+
+
+def test_a_proposal_without_a_slot_is_not_counted() -> None:
+    messages, hashes, keys = recorded()
+    mesh = replay(messages, keys)
+    signer = next(s for s in _signers(4) if s.public_hex in mesh.eligibilities(2))
+    layer = next(
+        x for x in range(6, 9) if mesh.eligible_count(signer.public_hex, x) == 0
+    )  # a layer of epoch 2 where this smesher holds no slot (3 layers, few slots: exists)
+    atx = mesh.epoch_info(2).atx_of[signer.public_hex]
+    forged = make_proposal(signer, layer, atx, {})
+    assert not mesh.add("proposal", forged)  # not relayed
+    assert mesh.ballot_weight(forged) == 0
+    assert hash_of(forged) not in mesh.layer_proposals(layer)
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+
+
+# -- hare committee and tortoise ------------------------------------------------------------
+
+
+def test_the_hare_committee_is_sampled_by_weight() -> None:
+    seed = beacon(2, [])
+    weights = {f"s{i}": 1 + 3 * (i % 2) for i in range(200)}  # half weigh 1, half 4
+    total = sum(weights.values())
+    light = heavy = 0
+    for layer in range(20):
+        for smesher, weight in weights.items():
+            seats = hare_seats(seed, layer, smesher, weight, total, 50)
+            light += seats if weight == 1 else 0
+            heavy += seats if weight == 4 else 0
+    assert 40 * 20 <= light + heavy <= 60 * 20  # about 50 seats per layer
+    assert 3 < heavy / light < 5.5  # proportional to weight, not one per ATX
+    assert hare_seats(seed, 0, "s", 3, 10, 50) == 3  # a small network: every unit sits
+
+
+def _signers(n: int) -> list[Signer]:
+    return [Signer(f"7/node/{i}") for i in range(1, n + 1)]  # memory_cluster seed 7: miners
+
+
+def hash_of(msg: dict[str, Any]) -> str:
+    from scenarios.spacemesh._codec import hash_json
+
+    return hash_json(msg)
+
+
+def test_a_layer_needs_a_weighted_majority_to_be_verified() -> None:
+    """With only one ballot after it, a layer is applied, not verified: one vote is far
+    below a third of the weight expected from the layers after it."""
+    messages, _, keys = recorded()
+    target = 6
+    later = [
+        m
+        for m in messages
+        if m[0] == "proposal" and target < m[1]["layer"] <= target + PARAMS.hdist
+    ]
+    one = min(later, key=lambda m: hash_of(m[1]))
+    kept = [m for m in messages if m not in later and m[0] != "certificate"] + [one]
+    kept = [m for m in kept if m[0] in ("poet", "atx") or m[1]["layer"] <= target + PARAMS.hdist]
+    states = replay(kept, keys).decide(target + PARAMS.hdist)
+    assert states[target].status is LayerStatus.APPLIED
+    full = replay([m for m in messages if m[0] != "certificate"], keys).decide(CURRENT)
+    assert full[target].status is LayerStatus.VERIFIED
+
+
+def test_an_old_layer_without_enough_votes_is_final_after_the_window() -> None:
+    messages, _, keys = recorded()
+    kept = [m for m in messages if m[0] in ("poet", "atx") or m[1]["layer"] <= 4]
+    mesh = replay(kept, keys)
+    assert mesh.decide(8)[4].status is LayerStatus.APPLIED  # nobody voted on it yet
+    late = 4 + PARAMS.window + 1
+    assert mesh.decide(late)[4].status is LayerStatus.VERIFIED
+
+
+# -- malfeasance --------------------------------------------------------------------------
+
+
+def _equivocate(kind: str) -> tuple[Mesh, Mesh, str]:
+    """A replayed mesh (and one that skips the rule) given a second, conflicting message
+    of ``kind`` from an honest-looking smesher."""
+    messages, _, keys = recorded()
+    honest = replay(messages, keys)
+    lax = Mesh(PARAMS, keys, malfeasance=False)
+    for m in messages:
+        lax.add(*m)
+    if kind == "ballot":
+        signer = next(s for s in _signers(4) if s.public_hex in honest.eligibilities(2))
+        layer = next(x for x in range(6, 9) if honest.eligible_count(signer.public_hex, x))
+    else:  # a smesher that voted in a layer of epoch 2
+        voted = {(v["smesher"], v["layer"]) for k, v in messages if k == "vote"}
+        signer, layer = next(
+            (s, x) for s in _signers(4) for x in range(6, 9) if (s.public_hex, x) in voted
+        )
+    me = signer.public_hex
+    atx = honest.epoch_info(2).atx_of[me]
+    if kind == "ballot":
+        msg = make_proposal(signer, layer, atx, {"0": "forged"})
+        mkind = "proposal"
+    else:
+        msg = make_vote(signer, layer, atx, ["forged"])
+        mkind = "vote"
+    for mesh in (honest, lax):
+        mesh.add(mkind, msg)
+    return honest, lax, me
+
+
+@pytest.mark.parametrize("kind", ["ballot", "hare"])
+def test_a_double_message_convicts_its_identity(kind: str) -> None:
+    honest, lax, me = _equivocate(kind)
+    assert me in honest.malicious and honest.malicious[me]["kind"] == kind
+    proof = honest.malicious[me]
+    assert check_proof(proof, honest._sig_ok) is not None
+    assert me not in honest.eligibilities(2)
+    assert honest.hare_seats(7, me) == 0
+    assert all(p["smesher"] != me for x in range(6, 9) for p in honest.layer_proposals(x).values())
+    # A node that skips the rule neither convicts nor excludes.
+    assert not lax.malicious and me in lax.eligibilities(2)
+    # The proof alone convinces another node; a tampered one does not.
+    messages, _, keys = recorded()
+    other = replay(messages, keys)
+    bad = {**proof, "messages": [proof["messages"][0], {**proof["messages"][1], "sig": "00" * 64}]}
+    assert not other.add("malfeasance", bad) and not other.malicious
+    assert other.add("malfeasance", proof) and me in other.malicious
+    assert not lax.add("malfeasance", proof) and not lax.malicious
+
+
+def _shared_key(pair: tuple[int, int]) -> Callable[[int, NodeConfig], NodeConfig]:
+    def change(i: int, config: NodeConfig) -> NodeConfig:
+        if i == pair[1]:
+            return dataclasses.replace(config, identity=f"{config.seed}/node/{pair[0]}")
+        return config
+
+    return change
+
+
+async def test_two_miners_sharing_a_key_are_convicted_and_the_rest_agree() -> None:
+    async with memory_cluster(miners=5, seed=3, layer_duration=1.0, params=SIM,
+                              node_config=_shared_key((1, 2))) as c:  # fmt: skip
+        await c.clock.sleep_until(c.gateways[0].layer_start(10) + 0.9)
+        shared = c.miners[0].smesher_id
+        assert c.miners[1].smesher_id == shared
+        proofs = [n.malfeasance_proofs() for n in c.nodes]
+        hashes = [[s.hash for s in n.layers()[:8]] for n in c.nodes]
+        eligible = [n.eligibilities(3) for n in c.nodes]
+    for node_proofs in proofs:
+        assert [p["smesher"] for p in node_proofs] == [shared]
+        assert node_proofs[0]["kind"] in ("atx", "ballot", "hare")
+        assert len(node_proofs[0]["proof"]["messages"]) == 2
+    assert all(e == eligible[0] for e in eligible) and shared not in eligible[0]
+    assert len(hashes[0]) == 8 and all(h == hashes[0] for h in hashes)
+
+
+async def test_a_node_that_skips_the_malfeasance_rule_has_no_proof() -> None:
+    def change(i: int, config: NodeConfig) -> NodeConfig:
+        config = _shared_key((1, 2))(i, config)
+        return dataclasses.replace(config, honest_malfeasance=i != 0)  # the gateway skips
+
+    async with memory_cluster(miners=4, seed=3, layer_duration=1.0, params=SIM,
+                              node_config=change) as c:  # fmt: skip
+        await c.clock.sleep_until(c.gateways[0].layer_start(7) + 0.9)
+        lax = c.gateways[0]
+        shared = c.miners[0].smesher_id
+        assert lax.malfeasance_proofs() == []
+        assert shared in lax.eligibilities(3)
+        assert [p["smesher"] for p in c.miners[2].malfeasance_proofs()] == [shared]
+
+
+# -- PoETs and clocks ---------------------------------------------------------------------
+
+
+async def test_miners_registered_with_several_poets_survive_an_outage() -> None:
+    async with memory_cluster(miners=3, seed=2, layer_duration=1.0, params=SIM, poets=3) as c:
+        await c.clock.sleep_until(c.gateways[0].layer_start(4))
+        c.kill("single/0")
+        c.kill("single/2")
+        before = [m.atxs_published for m in c.miners]
+        await c.clock.sleep_until(c.gateways[0].layer_start(13))
+        after = [m.atxs_published for m in c.miners]
+        hashes = [[s.hash for s in n.layers()[:10]] for n in c.nodes]
+    assert all(a >= b + 2 for a, b in zip(after, before, strict=True)), (before, after)
+    assert len(hashes[0]) == 10 and all(h == hashes[0] for h in hashes)
+
+
+async def test_a_slightly_skewed_node_keeps_proposing_a_far_skewed_one_is_ignored() -> None:
+    async with memory_cluster(miners=4, seed=6, layer_duration=1.0, params=SIM) as c:
+        procs = [p for p in c.node_processes() if p.role == "miner"]
+        c.skew(procs[0].id, offset=0.3)  # within the default tolerance of half a layer
+        c.skew(procs[1].id, offset=2.0)  # two layers ahead
+        await c.clock.sleep_until(c.gateways[0].layer_start(10) + 0.9)
+        gw = c.gateways[0].mesh
+        near, far = c.miners[0].smesher_id, c.miners[1].smesher_id
+        by = {p["smesher"] for x in range(3, 10) for p in gw.layer_proposals(x).values()}
+        hashes = [[s.hash for s in n.layers()[:8]] for n in (c.gateways[0], *c.miners[2:])]
+    assert near in by and far not in by
+    assert all(h == hashes[0] for h in hashes)
