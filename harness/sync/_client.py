@@ -300,13 +300,14 @@ class SyncClient:
 
         sock = self._raw
         assert sock is not None
-        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self._drained:
-                try:
+            try:
+                if self._drained:
                     await trio.lowlevel.wait_readable(sock)
-                except (trio.ClosedResourceError, OSError):
-                    return b""
+                else:  # a full read: more may be there at once, but others get a turn
+                    await trio.lowlevel.checkpoint()
+            except (trio.ClosedResourceError, OSError):
+                return b""
             try:
                 data = sock.recv(_READ)
             except BlockingIOError:
