@@ -186,8 +186,13 @@ async def redis_clients(
 async def both(sock: str, redis: str, n: int, k: int, procs: int, burst: int,
                pace: float) -> dict[str, Any]:
     """Ours, then the peer's (if `redis` is a socket path, not "-"), in this one process."""
+    cpu0 = time.process_time()
     ours = await clients(sock, n, k, procs, burst, pace)
+    cpu1 = time.process_time()
+    ours["cpu"] = cpu1 - cpu0
     peer = None if redis == "-" else await redis_clients(redis, n, k, procs, burst, pace)
+    if peer is not None:
+        peer["cpu"] = time.process_time() - cpu1
     return {"ours": ours, "redis": peer}
 
 
@@ -200,20 +205,27 @@ async def _hold(path: str, name: str, task_status: anyio.abc.TaskStatus[Any]) ->
 # -- the server's process --------------------------------------------------------------
 
 
-async def _start_redis(tmp: Path, nursery: trio.Nursery) -> str:
-    """redis-server on a Unix socket in `tmp` (no TCP, nothing saved); its socket path."""
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _start_redis(tmp: Path, nursery: trio.Nursery) -> tuple[str, int]:
+    """redis-server on a Unix socket in `tmp` (no TCP, nothing saved): its socket path
+    and pid."""
     server = shutil.which("redis-server")
     assert server is not None
     sock = tmp / "redis.sock"
     argv = [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
             "--save", "", "--appendonly", "no", "--dir", str(tmp), "--maxclients", "10000"]
-    await nursery.start(functools.partial(trio.run_process, argv, stdout=subprocess.DEVNULL,
-                                          check=False))
+    proc = await nursery.start(functools.partial(trio.run_process, argv,
+                                                 stdout=subprocess.DEVNULL, check=False))
     with trio.fail_after(10):
         while True:
             try:
                 await (await trio.open_unix_socket(str(sock))).aclose()
-                return str(sock)
+                return str(sock), proc.pid
             except OSError:
                 await trio.sleep(0.01)
 
@@ -228,6 +240,7 @@ def _summary(results: list[dict[str, Any]], last: dict[int, float], n: int,
         "latency": [x for r in results for x in r["latency"]],
         "p2p": [x for r in results for x in r["p2p"]],
         "burst": {"delivered": burst * n, "seconds": max(r["burst_end"] for r in results) - start},
+        "client_cpu": sum(r["cpu"] for r in results),
     }
 
 
@@ -243,11 +256,14 @@ async def serve_and_measure(
 
     state = SyncState(None, record=record)
     results: list[dict[str, Any]] = []
+    server_cpu = redis_cpu = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "sync.sock"
         async with trio.open_nursery() as nursery:
             await nursery.start(SyncServer(state).serve_unix, sock)
-            redis_sock = await _start_redis(Path(tmp), nursery) if redis else "-"
+            redis_sock, redis_pid = await _start_redis(Path(tmp), nursery) if redis else ("-", 0)
+            redis_cpu0 = _proc_cpu(redis_pid) if redis else 0.0
+            cpu0 = time.process_time()
 
             async def client_proc(k: int) -> None:
                 proc = await trio.run_process(
@@ -260,13 +276,19 @@ async def serve_and_measure(
             async with trio.open_nursery() as clients_nursery:
                 for k in range(procs):
                     clients_nursery.start_soon(client_proc, k)
+            # This process serves ours only (idle while the clients use Redis).
+            server_cpu = time.process_time() - cpu0
+            redis_cpu = _proc_cpu(redis_pid) - redis_cpu0 if redis else 0.0
             nursery.cancel_scope.cancel()
     ours = _summary([r["ours"] for r in results], last_signal, n, burst)
+    ours["server_cpu"] = server_cpu
     if not redis:
         return {"ours": ours, "redis": None}
     peer = [r["redis"] for r in results]
     last = {int(r): t for res in peer for r, t in res["barrier_last"].items()}
-    return {"ours": ours, "redis": _summary(peer, last, n, burst)}
+    theirs = _summary(peer, last, n, burst)
+    theirs["server_cpu"] = redis_cpu
+    return {"ours": ours, "redis": theirs}
 
 
 def _row(who: str, n: int, r: dict[str, Any]) -> str:
@@ -275,7 +297,8 @@ def _row(who: str, n: int, r: dict[str, Any]) -> str:
     return (f"{who:<6} {n:>6} {pct(r['barrier'], .5) * ms:>10.3f}ms "
             f"{pct(r['barrier'], .99) * ms:>10.3f}ms {pct(r['latency'], .5) * ms:>10.3f}ms "
             f"{pct(r['latency'], .99) * ms:>10.3f}ms {pct(r['p2p'], .5) * ms:>8.3f}ms "
-            f"{pct(r['p2p'], .99) * ms:>8.3f}ms {rate:>10,.0f}")
+            f"{pct(r['p2p'], .99) * ms:>8.3f}ms {rate:>10,.0f} "
+            f"{r['server_cpu']:>7.2f}s {r['client_cpu']:>7.2f}s")
 
 
 def _figures(n: int, ours: dict[str, Any], peer: dict[str, Any] | None,
@@ -298,6 +321,8 @@ def _figures(n: int, ours: dict[str, Any], peer: dict[str, Any] | None,
         fig("1:1 delivery p50", "ms", lambda r: pct(r["p2p"], .5) * 1000,
             "<= 1 ms" if n == 100 else None),
         fig("burst delivery", "msgs/s", rate, ">= 20,000 msgs/s"),
+        fig("service CPU (user+sys)", "s", lambda r: r["server_cpu"]),
+        fig("clients' CPU (user+sys)", "s", lambda r: r["client_cpu"]),
     ]
 
 
@@ -325,7 +350,8 @@ def main() -> None:
                                     "redis-server is not installed: apt-get install "
                                     "redis-server") + ")")
     print(f"{'':<6} {'N':>6} {'barrier p50':>12} {'barrier p99':>12} {'fan-out p50':>12} "
-          f"{'fan-out p99':>12} {'1:1 p50':>10} {'1:1 p99':>10} {'msgs/s':>10}")
+          f"{'fan-out p99':>12} {'1:1 p50':>10} {'1:1 p99':>10} {'msgs/s':>10} "
+          f"{'srv cpu':>8} {'cli cpu':>8}")
     figures: list[Figure] = []
     for n in args.sizes:
         burst = max(100, 100_000 // n)
@@ -337,7 +363,7 @@ def main() -> None:
         if peer is not None:
             print(_row("redis", n, peer))
         figures += _figures(n, ours, peer, load)
-        for f in figures[-5:]:
+        for f in figures[-7:]:
             if f.ratio is not None:
                 print(f"       {f.name}: ours / Redis = {f.ratio:.2f}x")
         print(f"       ({len(ours['barrier'])} barrier releases over {BARRIER_ROUNDS} rounds; "

@@ -290,3 +290,26 @@ def test_cleanup_removes_the_groups_of_dead_owners_only(groups: cg.RunCgroups) -
     assert proc.wait(timeout=10) == -9, "a process outlived its dead run's group"
     assert all(d.exists() for d in mine.dirs.values())
     assert not (cg.OWNERS / dead.name).exists()
+
+
+@live
+def test_remove_waits_for_all_groups_at_once_not_one_group_after_another(
+    groups: cg.RunCgroups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 1,000 instances a wait per group that still held a process added up to seconds."""
+    procs = []
+    for i in range(6):
+        group = groups.group(f"many/{i}")
+        procs.append(_spawn("import time; time.sleep(600)"))
+        group.add(procs[-1].pid)
+    waits: list[float] = []
+    real_sleep = cg.time.sleep
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        real_sleep(s)
+
+    monkeypatch.setattr(cg.time, "sleep", sleep)
+    groups.remove()
+    assert all(p.wait(timeout=10) == -9 for p in procs)
+    assert len(waits) < 6  # one pass: the kills of all six groups share their waits

@@ -42,6 +42,7 @@ FAREWELL_S = 2.0
 """How long the last frame of a connection the service closes may take to leave."""
 
 _BATCH = 1 << 20  # bytes of a subscription's backlog turned into frames per write
+_READ = 65536  # bytes per read
 
 _log = structlog.get_logger("harness.sync")
 
@@ -86,6 +87,7 @@ class Connection:
         self._outbox: list[bytes | _Backlog] = []
         self._backlogs = 0  # _Backlog entries in the outbox
         self._writing = False
+        self._drained = False  # the last read took all the socket held
         self._writer_idle = trio.lowlevel.ParkingLot()
         self._closed = False
         self._farewell: bytes | None = None  # the last bytes to send, when the service closes
@@ -224,11 +226,32 @@ class Connection:
         del self._outbox[:taken]
         return b"".join(out), counted
 
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the client (b"" at its end). Straight from the socket where
+        there is one: once a read took all there was, wait until it is readable, then one
+        read (the stream's way tries a read first, which fails after nearly every request)."""
+        if self._fd < 0:
+            return await self.stream.receive_some(_READ)
+        while True:
+            if self._drained:
+                await trio.lowlevel.wait_readable(self._fd)
+            else:  # a full read: more may be there at once, but others get a turn
+                await trio.lowlevel.checkpoint()
+            try:
+                data = os.read(self._fd, _READ)
+            except BlockingIOError:
+                self._drained = True
+                continue
+            except OSError:
+                return b""  # reset by the client: its end
+            self._drained = len(data) < _READ
+            return data
+
     async def _read(self) -> None:
         buffer = bytearray()
         while True:
             try:
-                data = await self.stream.receive_some(65536)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:

@@ -1,7 +1,7 @@
 """`HtbShaper`: keeps each host's egress tc layout (see `_tc_spec`) equal to a pair matrix.
 
-One rtnetlink socket per host namespace, opened at attach and kept; no process is started
-per change. A change the kernel refuses is rolled back on every host it had touched, so a
+One rtnetlink socket per host namespace, opened when a shape first needs it and kept; no
+process is started per change. A change the kernel refuses is rolled back on every host it had touched, so a
 failed `apply` leaves the previous state in place.
 """
 
@@ -100,7 +100,8 @@ class HtbShaper:
 
     def __init__(self, *, leaves: bool) -> None:
         self.leaves = leaves
-        self._egress: dict[IPv4Address, _Egress] = {}
+        self._hosts: dict[IPv4Address, HostInfo] = {}  # attached
+        self._egress: dict[IPv4Address, _Egress] = {}  # opened (a shape has needed them)
         self._slots: dict[IPv4Address, int] = {}
         # pyroute2 binds a socket made from a file descriptor to the thread that made it, so
         # every netlink call of this shaper runs on one thread of its own, whichever thread
@@ -113,35 +114,35 @@ class HtbShaper:
     @property
     def hosts(self) -> list[HostInfo]:
         """The attached hosts."""
-        return [e.host for e in self._egress.values()]
+        return list(self._hosts.values())
 
     def attach(self, hosts: Sequence[HostInfo]) -> None:
-        """Open each host's namespace and put the empty layout (root + default) on it."""
+        """Take `hosts` on. A host's namespace is opened, and its layout (root + default)
+        put on, when a shape first needs it: a network that never shapes a host costs it
+        nothing (at 1,000 hosts that was half of building the network)."""
         return self._confined(self._attach, hosts)
 
     def _attach(self, hosts: Sequence[HostInfo]) -> None:
-        new = [h for h in hosts if h.ip not in self._egress]
+        new = [h for h in hosts if h.ip not in self._hosts]
         if len(self._slots) + len(new) > MAX_SLOT - FIRST_SLOT + 1:
             raise RequestError(f"the tc layout has room for {MAX_SLOT - FIRST_SLOT + 1} hosts")
-        _ensure_fd_room(_FDS_PER_HOST * len(new))
-        opened: list[_Egress] = []
-        try:
-            for host in new:
-                egress = _Egress(host)
-                opened.append(egress)
-                egress.reset(render({}, {}, leaves=self.leaves))
-        except BaseException:
-            for egress in opened:
-                egress.close()
-            raise
-        for egress in opened:
-            self._egress[egress.host.ip] = egress
-            self._slots[egress.host.ip] = FIRST_SLOT + len(self._slots)
+        for host in new:
+            self._hosts[host.ip] = host
+            self._slots[host.ip] = FIRST_SLOT + len(self._slots)
+
+    def _open(self, host: HostInfo) -> _Egress:
+        """The host's egress, opened now if it was not yet (with no layout on it)."""
+        egress = self._egress.get(host.ip)
+        if egress is None:
+            egress = self._egress[host.ip] = _Egress(host)
+            with contextlib.suppress(NetworkError):  # a fresh namespace has none
+                egress.run([Op("delete", HtbRoot())])
+        return egress
 
     def validate(self, matrix: Mapping[Pair, LinkShape]) -> None:
         """Raise `RequestError` (changing nothing) if `matrix` cannot be applied."""
         for (src, dst), shape in matrix.items():
-            if src not in self._egress:
+            if src not in self._hosts:
                 raise RequestError(f"source {src} is not an attached host")
             if dst not in self._slots:
                 raise RequestError(f"destination {dst} is not an attached host")
@@ -151,12 +152,15 @@ class HtbShaper:
                 raise RequestError(f"the shape of {src} -> {dst} is not a LinkShape: {shape!r}")
 
     def desired(self, matrix: Mapping[Pair, LinkShape]) -> dict[IPv4Address, tuple[Spec, ...]]:
-        """The specs per host for `matrix` (every attached host, shaped or not)."""
-        per_src: dict[IPv4Address, dict[IPv4Address, LinkShape]] = {ip: {} for ip in self._egress}
+        """The specs per host for `matrix` (every attached host, shaped or not; none for
+        an unshaped host that no shape has needed yet)."""
+        per_src: dict[IPv4Address, dict[IPv4Address, LinkShape]] = {ip: {} for ip in self._hosts}
         for (src, dst), shape in matrix.items():
             per_src[src][dst] = shape
         return {
-            src: render(shapes, self._slots, leaves=self.leaves) for src, shapes in per_src.items()
+            src: render(shapes, self._slots, leaves=self.leaves)
+            if shapes or src in self._egress else ()
+            for src, shapes in per_src.items()
         }
 
     def apply(self, matrix: Mapping[Pair, LinkShape]) -> None:
@@ -167,8 +171,17 @@ class HtbShaper:
         self.validate(matrix)
         wanted = self.desired(matrix)
         done: list[tuple[_Egress, tuple[Spec, ...]]] = []
+        opening = sum(1 for src, specs in wanted.items() if specs and src not in self._egress)
+        if opening:
+            _ensure_fd_room(_FDS_PER_HOST * opening)
         for src, specs in wanted.items():
-            egress = self._egress[src]
+            if not specs and src not in self._egress:
+                continue
+            try:
+                egress = self._open(self._hosts[src])
+            except BaseException:
+                self._roll_back(None, (), done)
+                raise
             old = egress.specs
             if old == specs:
                 continue
@@ -182,12 +195,13 @@ class HtbShaper:
 
     def _roll_back(
         self,
-        failed: _Egress,
+        failed: _Egress | None,
         old: tuple[Spec, ...],
         done: list[tuple[_Egress, tuple[Spec, ...]]],
     ) -> None:
         # the failing host is half-changed, and what the kernel holds is unknown: rebuild it
-        for egress, specs in [(failed, old), *done]:
+        undo = done if failed is None else [(failed, old), *done]
+        for egress, specs in undo:
             try:
                 egress.reset(specs)
             except NetworkError:
@@ -236,6 +250,7 @@ class HtbShaper:
     def _close(self) -> None:
         egresses, self._egress = list(self._egress.values()), {}
         self._slots = {}
+        self._hosts = {}
         for egress in egresses:
             egress.close()
 

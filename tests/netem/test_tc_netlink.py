@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -62,3 +63,31 @@ def test_one_socket_per_host_and_all_closed_after(prefix: str, live: None) -> No
         shaper.close()
         assert len(os.listdir("/proc/self/fd")) == during
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_host_is_opened_only_when_a_shape_needs_it_and_keeps_its_layout_after(
+    prefix: str, live: None
+) -> None:
+    """Attaching 1,000 hosts opened 1,000 namespaces and put a layout on each, for a run
+    that never shapes: now a host costs nothing until a shape of its own needs it."""
+    with Network(prefix=prefix, backend="none") as net:
+        hosts = net.build(3)
+        a, b, c = (h.ip for h in hosts)
+        shaper = tcn.HtbShaper(leaves=False)
+        during = len(os.listdir("/proc/self/fd"))
+        shaper.attach([h.info() for h in hosts])
+        shaper.apply({})
+        assert len(os.listdir("/proc/self/fd")) == during  # nothing opened
+        assert {h.name for h in shaper.hosts} == {h.name for h in hosts}
+        cap = LinkShape(bandwidth_bps=1_000_000)
+        shaper.apply({(a, b): cap})
+        assert set(shaper._egress) == {a}  # the shaped source only
+        assert shaper.stats().keys() == {(a, b)}
+        shaper.apply({(c, a): cap})  # a goes back to its empty layout, c is opened
+        assert set(shaper._egress) == {a, c}
+        assert shaper.stats().keys() == {(c, a)}
+        with pytest.raises(Exception, match="not an attached host"):
+            shaper.apply({(a, IPv4Address("198.51.100.1")): cap})
+        assert shaper.stats().keys() == {(c, a)}  # refused whole: nothing changed
+        shaper.close()
+        assert len(os.listdir("/proc/self/fd")) == during

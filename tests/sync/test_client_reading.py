@@ -178,3 +178,22 @@ def test_every_waiting_task_learns_that_the_connection_is_lost(
         anyio.run(main, backend=backend)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_under_trio_the_client_reads_its_socket_itself_and_under_asyncio_its_stream(
+    backend: str,
+) -> None:
+    """Trio lets the reader wait on the socket the stream writes to (one recv per frame,
+    not a failed one first); asyncio's transport owns its socket's reading."""
+    async def main(path: str) -> None:
+        async with connect_unix(path) as c, connect_unix(path) as other:
+            assert (c._raw is not None) == (backend == "trio")
+            async with c.subscribe("t") as sub:
+                for i in range(50):
+                    await other.publish("t", i)
+                assert [(await sub.next_message()).payload for _ in range(50)] == list(range(50))
+                await other.publish("t", "after a wait")
+                assert await sub.__anext__() == "after a wait"
+
+    run_clients(backend, main)
