@@ -292,10 +292,7 @@ def _analyse(
     for inst in dirs:
         g.add_instance(inst)
     names, nodes, publish = g.names, g.nodes, g.publish
-    first_recv, first_deliver = g.first_recv, g.first_deliver
-
-    received = dict(first_deliver)
-    received.update(first_recv)  # a node's first receipt, else its first delivery
+    received = g.had_at()  # for nodes but the origin: the first receipt, else delivery
     node_ix = [(name, g.ix(name)) for name in nodes]
     messages: list[MessageDelay] = []
     for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
@@ -318,7 +315,7 @@ def _analyse(
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    excess_col = list(map(operator.sub, hop_col, cols.expected))
+    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
         hop_ms = array("d", _take(hop_col, rows))
         excess = _take(excess_col, rows)

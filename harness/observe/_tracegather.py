@@ -68,6 +68,7 @@ class Gathered:
         self.r_msg, self.r_src, self.r_dst = array("l"), array("l"), array("l")
         self.r_mono, self.r_size = array("d"), array("q")  # size -1: unknown
         self.nodes: list[str] = []  # instances with a trace
+        self._had: dict[int, float] | None = None
 
     def ix(self, host: Hashable) -> int:
         """The index of the name of a host as a record writes it."""
@@ -145,8 +146,10 @@ class Gathered:
 
     def had_at(self) -> dict[int, float]:
         """When each node first had each message (by key): its publication, else its first
-        receipt, else its first delivery."""
-        had = dict(self.first_deliver)
-        had.update(self.first_recv)
-        had.update({m << SHIFT | origin: mono for m, (mono, origin, _) in self.publish.items()})
-        return had
+        receipt, else its first delivery (computed once)."""
+        if self._had is None:
+            self._had = dict(self.first_deliver)
+            self._had.update(self.first_recv)
+            self._had.update({m << SHIFT | origin: mono
+                              for m, (mono, origin, _) in self.publish.items()})
+        return self._had

@@ -12,10 +12,12 @@ import itertools
 import operator
 from array import array
 from itertools import compress, repeat
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.observe._shapes import Shape, ShapeTimeline
-from harness.observe._tracegather import SHIFT, Gathered, _take, keys
+from harness.observe._tracegather import SHIFT, Gathered, keys
+
+T = TypeVar("T", int, float)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +49,10 @@ class Hop:
         return self.excess_ms > self.tolerance_ms
 
 
+def _keep(col: array[T], ok: list[bool]) -> array[T]:
+    return array(col.typecode, compress(col, ok))  # type: ignore[arg-type]
+
+
 class HopColumns:
     """Every hop as columns of numbers (names and messages by index into the `Gathered`).
 
@@ -57,81 +63,76 @@ class HopColumns:
         self.msgs, self.topics, self.names = g.msgs, g.msg_topic, g.names
         self._publish, self._recv, self._deliver = g.publish, g.first_recv, g.first_deliver
         had = g.had_at()
-        sent: list[Any] = list(map(had.get, keys(g.r_msg, g.r_src)))
-        recv: list[float] = g.r_mono.tolist()
-        rows: list[int] | None = None  # all
+        sent: list[Any] = list(map(had.get, keys(g.r_msg, g.r_src)))  # had's own floats
+        msg, src, dst, recv, size = g.r_msg, g.r_src, g.r_dst, g.r_mono, g.r_size
         if None in sent or not all(map(operator.ge, recv, sent)):
             # a receipt from a node that never had the message, or before it had it
-            rows = [i for i, (r, s) in enumerate(zip(recv, sent, strict=True))
-                    if s is not None and r >= s]
-        msg, src, dst = g.r_msg.tolist(), g.r_src.tolist(), g.r_dst.tolist()
-        size = g.r_size.tolist()
-        if rows is not None:
-            msg, src, dst, size, sent, recv = (
-                _take(c, rows) for c in (msg, src, dst, size, sent, recv))
+            ok = [s is not None and r >= s for r, s in zip(recv, sent, strict=True)]
+            msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
+            recv, sent = _keep(recv, ok), list(compress(sent, ok))
+
         # the shape of each hop: by (network state when sent, src, dst)
-        states = map(functools.partial(bisect.bisect_right, tl.state_monos), sent)
-        link = list(keys(src, dst))
-        state_link = list(map(operator.or_, map(operator.lshift, states, repeat(2 * SHIFT)),
-                              link))
-        some_row = dict(zip(state_link, range(len(state_link)), strict=True))
+        def state_links() -> map[int]:
+            states = map(functools.partial(bisect.bisect_right, tl.state_monos), sent)
+            at = map(operator.lshift, states, repeat(2 * SHIFT))
+            return map(operator.or_, at, keys(src, dst))  # state, src, dst
+
         self.shape_list: list[Shape] = []
         shape_ix: dict[int, int] = {}
         tol_of: list[float] = []
         latency_of: list[float] = []
         bandwidth_of: list[float] = []
         dropped: set[int] = set()
-        for k, row in some_row.items():
-            i = len(self.shape_list)
-            s_, d_ = k >> SHIFT & (1 << SHIFT) - 1, k & (1 << SHIFT) - 1
-            shape = tl.at(self.names[s_], self.names[d_], sent[row])
+        mask = (1 << SHIFT) - 1
+        for k, row in dict(zip(state_links(), itertools.count())).items():
+            shape = tl.at(self.names[k >> SHIFT & mask], self.names[k & mask], sent[row])
             latency = float(shape.get("latency_ms") or 0)
             bw = shape.get("bandwidth_bps")
-            shape_ix[k] = i
+            shape_ix[k] = len(self.shape_list)
+            if shape.get("drop"):
+                dropped.add(len(self.shape_list))
             self.shape_list.append(shape)
             tol_of.append(abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0))
             latency_of.append(latency)
             bandwidth_of.append(float(bw) if isinstance(bw, int | float) and bw > 0 else 0.0)
-            if shape.get("drop"):
-                dropped.add(i)
-        shape_col = list(map(shape_ix.__getitem__, state_link))
-        if dropped:  # a hop over a cut link: a message sent before the cut
-            rows = [i for i, s in enumerate(shape_col) if s not in dropped]
-            msg, src, dst, size, sent, recv, shape_col, link = (
-                _take(c, rows) for c in (msg, src, dst, size, sent, recv, shape_col, link))
+        shape_col = array("l", map(shape_ix.__getitem__, state_links()))
+        if dropped:  # hops over a cut link (sent before the cut)
+            ok = [s not in dropped for s in shape_col]
+            msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
+            recv, sent, shape_col = _keep(recv, ok), list(compress(sent, ok)), _keep(shape_col, ok)
         if -1 in size:  # unknown: the size published
             pub_size = {m: -1 if p[2] is None else p[2] for m, p in self._publish.items()}
-            size = [s if s >= 0 else pub_size.get(m, -1) for m, s in zip(msg, size, strict=True)]
-        expected = list(map(latency_of.__getitem__, shape_col))
+            size = array("q", [s if s >= 0 else pub_size.get(m, -1)
+                               for m, s in zip(msg, size, strict=True)])
+        self.expected = array("d", map(latency_of.__getitem__, shape_col))
         if any(bandwidth_of):  # + serialisation
             bws = map(bandwidth_of.__getitem__, shape_col)
-            expected = [e + s * 8 / b * 1000 if b and s > 0 else e
-                        for e, s, b in zip(expected, size, bws, strict=True)]
-        self.msg, self.src, self.dst = array("l", msg), array("l", src), array("l", dst)
-        self.sent, self.recv = array("d", sent), array("d", recv)
-        self.size = array("q", size)  # -1: unknown
-        self.expected = array("d", expected)
+            self.expected = array("d", [e + s * 8 / b * 1000 if b and s > 0 else e
+                                        for e, s, b in zip(self.expected, size, bws, strict=True)])
+        self.msg, self.src, self.dst, self.recv, self.size = msg, src, dst, recv, size
+        self.sent = array("d", sent)
         self.tol = array("d", map(tol_of.__getitem__, shape_col))
-        self.shape = array("l", shape_col)
-        self.link = link  # src << SHIFT | dst
+        self.shape = shape_col
 
     def __len__(self) -> int:
         return len(self.msg)
 
-    def hop_ms(self) -> list[float]:
+    def hop_ms(self) -> array[float]:
         """Every hop's delay."""
-        return list(map(operator.mul, map(operator.sub, self.recv, self.sent), repeat(1000.0)))
+        return array("d", map(operator.mul, map(operator.sub, self.recv, self.sent),
+                              repeat(1000.0)))
 
-    def out_of_line(self, hop_ms: list[float]) -> list[int]:
+    def out_of_line(self, hop_ms: array[float]) -> list[int]:
         """The hops whose excess over the configured delay is beyond the tolerance."""
         excess = map(operator.sub, hop_ms, self.expected)
         return list(compress(range(len(hop_ms)), map(operator.gt, excess, self.tol)))
 
     def by_link(self) -> list[tuple[int, int, list[int]]]:
         """(src, dst, the hops' indexes in order) of each link."""
-        order = sorted(range(len(self.link)), key=self.link.__getitem__)
+        link = list(keys(self.src, self.dst))
+        order = sorted(range(len(link)), key=link.__getitem__)
         return [(k >> SHIFT, k & (1 << SHIFT) - 1, list(rows))
-                for k, rows in itertools.groupby(order, key=self.link.__getitem__)]
+                for k, rows in itertools.groupby(order, key=link.__getitem__)]
 
     def handler_ms(self, i: int) -> float:
         """The time hop i's sender took from its first receipt to its delivery (validation)
