@@ -158,20 +158,25 @@ def _header(item: Any) -> list[str] | None:
 
 def _add(cols: dict[str, list[Any]], items: list[Any]) -> None:
     """Add a file's lines: objects (the older form) and, after each header, its rows."""
-    objects = itertools.compress(range(len(items)), map(isinstance, items, repeat(dict)))
+    objects = list(itertools.compress(range(len(items)),
+                                      map(isinstance, items, repeat(dict))))
     headers = [i for i in objects if _header(items[i]) is not None]
     _add_records(cols, items[: headers[0]] if headers else items)
+    records = len(objects) > len(headers)  # objects among the rows: both forms in one file
     for i, end in zip(headers, [*headers[1:], len(items)], strict=False):
         segment = items[i + 1 : end]
         _add_rows(cols, _header(items[i]) or [], segment)
-        _add_records(cols, segment)  # objects among the rows: both forms in one file
+        if records:
+            _add_records(cols, segment)
 
 
-def read_trace_columns(inst_dir: Path) -> dict[str, list[Any]]:
-    """Every trace event of an instance as columns (`COLUMNS`, a missing value None), from
-    both files when both exist (an instance upgraded mid-run); lines that are not events
-    are skipped."""
-    cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+def read_trace_columns(
+    inst_dir: Path, columns: tuple[str, ...] = COLUMNS
+) -> dict[str, list[Any]]:
+    """Every trace event of an instance as columns (those named, by default `COLUMNS`; a
+    missing value None), from both files when both exist (an instance upgraded mid-run);
+    lines that are not events are skipped."""
+    cols: dict[str, list[Any]] = {name: [] for name in columns}
     for path in trace_paths(inst_dir):
         data = path.read_bytes()
         _add(cols, _items(_gunzip(data) if path.name.endswith(".gz") else data))

@@ -18,6 +18,7 @@ from harness.observe._shapes import ShapeTimeline
 from harness.observe._tracefile import read_trace_columns
 
 T = TypeVar("T")
+_NEEDED = ("mono", "kind", "msg_id", "topic", "from", "to", "size")
 SHIFT = 20  # a key of (message, node) is message << SHIFT | node: a 100-node run has ~1M
 
 
@@ -84,7 +85,7 @@ class Gathered:
 
     def add_instance(self, inst: InstanceDir) -> None:
         """Read one instance's traces into the columns."""
-        cols = read_trace_columns(inst.path)
+        cols = read_trace_columns(inst.path, _NEEDED)
         msg, mono = cols["msg_id"], cols["mono"]
         if not msg:
             return
@@ -97,6 +98,8 @@ class Gathered:
             msg, mono = cols["msg_id"], cols["mono"]
         if not msg:
             return
+        if set(map(type, mono)) != {float}:
+            mono = cols["mono"] = list(map(float, mono))
         if not all(map(operator.le, mono, itertools.islice(mono, 1, None))):
             # out of time order: sort (stably), so that a key's first row is its earliest
             order = sorted(range(len(mono)), key=mono.__getitem__)
@@ -108,12 +111,17 @@ class Gathered:
         if set(map(type, size)) != {int}:
             size = [s if isinstance(s, int) else -1 for s in size]
 
-        topic_of = dict(zip(reversed(msg), reversed(cols["topic"]), strict=True))
-        for m_id in dict.fromkeys(msg):
-            if m_id not in self._msg_ix:
+        new = [m_id for m_id in dict.fromkeys(msg) if m_id not in self._msg_ix]
+        if new:  # each message is new in one instance's trace only
+            topics = cols["topic"]
+            if len(new) < 64:
+                first = {m_id: msg.index(m_id) for m_id in new}
+            else:
+                first = dict(zip(reversed(msg), range(len(msg) - 1, -1, -1), strict=True))
+            for m_id in new:
                 self._msg_ix[m_id] = len(self.msgs)
                 self.msgs.append(m_id)
-                self.msg_topic.append(str(topic_of[m_id] or ""))
+                self.msg_topic.append(str(topics[first[m_id]] or ""))
         m = list(map(self._msg_ix.__getitem__, msg))
         hosts = {h: self.ix(h) for h in set(frm) | set(to) if h is not None}
         src = list(map(({**hosts, None: -1}).__getitem__, frm))  # -1: not said
@@ -128,7 +136,7 @@ class Gathered:
         for mask, table in ((is_recv, self.first_recv),
                             (list(map(operator.eq, kind, repeat("deliver"))), self.first_deliver)):
             _firsts(list(keys(compress(m, mask), compress(dst, mask))),
-                    list(map(float, compress(mono, mask))), table)
+                    list(compress(mono, mask)), table)
         # the first receipt of each (message, from, to) said
         hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
         hop_keys = list(keys(keys(compress(m, hop), compress(src, hop)), compress(dst, hop)))
@@ -141,7 +149,7 @@ class Gathered:
         self.r_msg.extend(compress(m, hop))
         self.r_src.extend(compress(src, hop))
         self.r_dst.extend(compress(dst, hop))
-        self.r_mono.extend(map(float, compress(mono, hop)))
+        self.r_mono.extend(compress(mono, hop))
         self.r_size.extend(compress(size, hop))
 
     def had_at(self) -> dict[int, float]:

@@ -84,7 +84,8 @@ class HopColumns:
         bandwidth_of: list[float] = []
         dropped: set[int] = set()
         mask = (1 << SHIFT) - 1
-        for k, row in dict(zip(state_links(), itertools.count())).items():
+        state_link = array("q", state_links())
+        for k, row in dict(zip(state_link, itertools.count())).items():
             shape = tl.at(self.names[k >> SHIFT & mask], self.names[k & mask], sent[row])
             latency = float(shape.get("latency_ms") or 0)
             bw = shape.get("bandwidth_bps")
@@ -95,7 +96,8 @@ class HopColumns:
             tol_of.append(abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0))
             latency_of.append(latency)
             bandwidth_of.append(float(bw) if isinstance(bw, int | float) and bw > 0 else 0.0)
-        shape_col = array("l", map(shape_ix.__getitem__, state_links()))
+        shape_col = array("l", map(shape_ix.__getitem__, state_link))
+        del state_link
         if dropped:  # hops over a cut link (sent before the cut)
             ok = [s not in dropped for s in shape_col]
             msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
