@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         TraceAnalysis,
         analyse_traces,
     )
+    from harness.observe._tracefile import TraceWriter, read_trace, read_trace_columns
 
 # Imported on first use: an instance recording metrics (`env.metrics`) must not pay for the
 # report, the trace analysis and their dependencies (about 180 ms of CPU per process).
@@ -90,6 +91,7 @@ _WHERE = {
     "TelemetrySampler": "harness.observe._telemetry",
     "TopicStats": "harness.observe._trace",
     "TraceAnalysis": "harness.observe._trace",
+    "TraceWriter": "harness.observe._tracefile",
     "analyse_traces": "harness.observe._trace",
     "configure_logging": "harness.observe._logging",
     "follow_events": "harness.observe._events",
@@ -109,6 +111,8 @@ _WHERE = {
     "read_metrics": "harness.observe._metrics",
     "read_scraped": "harness.observe._scrape",
     "read_telemetry": "harness.observe._telemetry",
+    "read_trace": "harness.observe._tracefile",
+    "read_trace_columns": "harness.observe._tracefile",
     "record_run": "harness.observe._history",
     "render_html": "harness.observe._report",
     "resolve_run": "harness.observe._rundir",
@@ -145,6 +149,7 @@ __all__ = [
     "TelemetrySampler",
     "TopicStats",
     "TraceAnalysis",
+    "TraceWriter",
     "analyse_traces",
     "configure_logging",
     "follow_events",
@@ -164,6 +169,8 @@ __all__ = [
     "read_metrics",
     "read_scraped",
     "read_telemetry",
+    "read_trace",
+    "read_trace_columns",
     "record_run",
     "render_html",
     "resolve_run",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bisect
 import copy
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,17 @@ class ShapeTimeline:
                 return state[key]
         return {}
 
+    def directions(
+        self, key: Callable[[Shape], str], mono: float | None = None
+    ) -> DirectionSummary:
+        """The shaped directions between known hosts at `mono` (latest when None), counted
+        by `key` of their shape, without visiting every one of the hosts^2 directions."""
+        i = len(self._states) - 1 if mono is None else bisect.bisect_right(self._monos, mono) - 1
+        return DirectionSummary(self.hosts, self._states[max(i, 0)], key)
+
     def matrix(self, mono: float | None = None) -> dict[tuple[str, str], Shape]:
-        """Every shaped direction between known hosts at `mono` (latest when None)."""
+        """Every shaped direction between known hosts at `mono` (latest when None): hosts^2
+        entries (`directions` summarises them instead)."""
         out: dict[tuple[str, str], Shape] = {}
         for a in self.hosts:
             for b in self.hosts:
@@ -197,6 +207,101 @@ class ShapeTimeline:
                     if shape and any(v for v in shape.values()):
                         out[(a, b)] = shape
         return out
+
+
+def _shaped(shape: Shape | None) -> bool:
+    return bool(shape) and any(v for v in shape.values())  # type: ignore[union-attr]
+
+
+class DirectionSummary:
+    """The shaped directions a -> b (a != b) between hosts in one network state, by class:
+    a direction's shape is its own entry, else its source's (a, *), else its destination's
+    (*, b), else the default (*, *). `counts` is computed from the entries, in
+    O(hosts + entries); `others` lists only what differs from a given class."""
+
+    def __init__(self, hosts: list[str], state: Mapping[tuple[str, str], Shape],
+                 key: Callable[[Shape], str]) -> None:
+        self._hosts, self._key = hosts, key
+        known = set(hosts)
+        self._own: dict[str, dict[str, Shape]] = {}  # a -> b -> its own entry
+        self._row: dict[str, Shape] = {}
+        self._col: dict[str, Shape] = {}
+        for (a, b), shape in state.items():
+            if a in known and b in known and a != b:
+                self._own.setdefault(a, {})[b] = shape
+            elif a in known and b == _ANY:
+                self._row[a] = shape
+            elif a == _ANY and b in known:
+                self._col[b] = shape
+        self._default = state.get((_ANY, _ANY))
+        self.counts: dict[str, int] = {}
+        self.shapes: dict[str, Shape] = {}  # a shape of each class
+        n = len(hosts)
+
+        def add(shape: Shape | None, count: int) -> None:
+            if count > 0 and shape is not None and _shaped(shape):
+                k = key(shape)
+                self.counts[k] = self.counts.get(k, 0) + count
+                self.shapes.setdefault(k, shape)
+
+        for own in self._own.values():
+            for shape in own.values():
+                add(shape, 1)
+        rest = 0  # directions from hosts without a row entry, to hosts without a column one
+        for a in hosts:
+            own = self._own.get(a, {})
+            if a in self._row:
+                add(self._row[a], n - 1 - len(own))
+            else:
+                cols = sum(1 for b in self._col if b != a and b not in own)
+                rest += n - 1 - len(own) - cols
+        for b, shape in self._col.items():
+            add(shape, sum(1 for a in hosts
+                           if a != b and a not in self._row and b not in self._own.get(a, {})))
+        add(self._default, rest)
+
+    def shape(self, a: str, b: str) -> Shape | None:
+        """The shape of a -> b (None: unshaped)."""
+        own = self._own.get(a, {})
+        for shape in (own.get(b), self._row.get(a), self._col.get(b), self._default):
+            if shape is not None:
+                return shape
+        return None
+
+    def others(self, common: str | None, limit: int) -> list[tuple[str, str, Shape]]:
+        """The first `limit` shaped directions (by source, then destination) whose class is
+        not `common`, visiting only the hosts that can have one."""
+        out: list[tuple[str, str, Shape]] = []
+        key = self._key
+
+        def differs(shape: Shape | None) -> bool:
+            return shape is not None and _shaped(shape) and key(shape) != common
+
+        cols_differ = [b for b, s in self._col.items() if differs(s)]
+        everyone = self._hosts
+        for a in self._hosts:
+            own = self._own.get(a, {})
+            if differs(self._row.get(a, self._default)):
+                candidates = everyone
+            else:
+                cands = set(own)
+                if a not in self._row:
+                    cands.update(cols_differ)
+                candidates = sorted(cands, key=self._order)
+            for b in candidates:
+                shape = self.shape(a, b) if b != a else None
+                if differs(shape):
+                    out.append((a, b, shape))  # type: ignore[arg-type]
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {h: i for i, h in enumerate(self._hosts)}
+
+    def _order(self, host: str) -> int:
+        return self._index[host]
 
 
 def _requests_only(lines: list[dict[str, Any]]) -> bool:

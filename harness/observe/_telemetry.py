@@ -1,10 +1,11 @@
 """Link and transport telemetry sampled during a run: TCP statistics of each instance's
-connections (`ss -tin` in its network namespace) and the shaping counters per link."""
+connections (what `ss -tin` shows in its network namespace, read through sock_diag for
+every namespace from one thread: harness.observe._sockdiag) and the shaping counters per
+link."""
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import trio
 
 from harness._errors import EnvironmentProblem
 from harness.observe._jsonl import JsonlWriter, read_jsonl
+from harness.observe._sockdiag import tcp_sockets
 
 TELEMETRY_FILE = "telemetry.jsonl"
 LinkStatsFn = Callable[[], Mapping[tuple[Any, Any], Any]]
@@ -107,25 +109,36 @@ def parse_ss(text: str) -> list[dict[str, Any]]:
     return out
 
 
+def _in_address(sockets: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
+    """The sockets bound to `address` (what `ss src ADDRESS` shows)."""
+    return [s for s in sockets if str(s["local"]).rsplit(":", 1)[0].strip("[]") == address]
+
+
+def sample_many(
+    places: Mapping[str, tuple[str | None, str | None]],
+) -> dict[str, list[dict[str, Any]] | OSError]:
+    """The TCP sockets of every instance (`places`: id -> (network namespace or None, data
+    address or None), as `sample_tcp` takes them) from one thread of this process: each
+    namespace is read once (sock_diag netlink), whatever the number of instances."""
+    got = tcp_sockets(ns for ns, _ in places.values())
+    out: dict[str, list[dict[str, Any]] | OSError] = {}
+    for iid, (ns, address) in places.items():
+        sockets = got[ns]
+        if isinstance(sockets, OSError) or ns is not None or address is None:
+            out[iid] = sockets
+        else:
+            out[iid] = _in_address(sockets, address)
+    return out
+
+
 async def sample_tcp(netns: str | None, address: str | None = None) -> list[dict[str, Any]]:
     """The TCP sockets of an instance: all of namespace `netns` or, without a namespace
-    (`local:exec`), the host's sockets bound to `address`."""
-    ss = shutil.which("ss")
-    if ss is None:
-        raise EnvironmentProblem("`ss` (iproute2) is not installed; TCP telemetry needs it")
-    cmd = [ss, "-tinH"]
-    if address is not None:
-        cmd += ["src", address]
-    if netns is not None:
-        ip = shutil.which("ip")
-        if ip is None:
-            raise EnvironmentProblem("`ip` (iproute2) is not installed")
-        cmd = [ip, "netns", "exec", netns, *cmd]
-    proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise EnvironmentProblem(f"{' '.join(cmd)} failed: {err[-1] if err else proc.returncode}")
-    return parse_ss(proc.stdout.decode(errors="replace"))
+    (`local:exec`), the host's sockets bound to `address`; EnvironmentProblem naming the
+    namespace if it cannot be read."""
+    got = (await trio.to_thread.run_sync(sample_many, {"": (netns, address)}))[""]
+    if isinstance(got, OSError):
+        raise EnvironmentProblem(str(got))
+    return got
 
 
 CPU_PRESSURE = Path("/proc/pressure/cpu")
@@ -174,20 +187,16 @@ class TelemetrySampler:
             self._errors.add(text)
             self._writer.write({"kind": "error", "source": source, "error": str(err)})
 
-    async def _sample_instance(self, iid: str, netns: str | None, address: str | None) -> None:
-        try:
-            sockets = await sample_tcp(netns, address)
-        except (EnvironmentProblem, OSError) as e:
-            self._error(iid, e)
-            return
-        for sock in sockets:
-            self._writer.write({"kind": "tcp", "instance": iid, **sock})
-
     async def sample_once(self) -> None:
-        """One sample of every instance (concurrently) and of the link counters."""
-        async with trio.open_nursery() as nursery:
-            for iid, (netns, address) in self.instances.items():
-                nursery.start_soon(self._sample_instance, iid, netns, address)
+        """One sample of every instance (from one thread, no process: `sample_many`) and
+        of the link counters."""
+        got = await trio.to_thread.run_sync(sample_many, self.instances)
+        for iid, sockets in got.items():
+            if isinstance(sockets, OSError):
+                self._error(iid, EnvironmentProblem(str(sockets)))
+                continue
+            for sock in sockets:
+                self._writer.write({"kind": "tcp", "instance": iid, **sock})
         waited = cpu_wait_us_total()
         if waited is not None:
             self._writer.write({"kind": "cpu", "wait_us_total": waited})

@@ -7,6 +7,7 @@ import bisect
 import dataclasses
 import functools
 import itertools
+import operator
 import statistics
 from array import array
 from collections import defaultdict
@@ -16,9 +17,11 @@ from typing import Any
 
 from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
-from harness.observe._shapes import Shape, ShapeTimeline, expected_delay_ms
+from harness.observe._shapes import ShapeTimeline
 from harness.observe._telemetry import read_telemetry
-from harness.observe._tracefile import TRACE_FILE, first_record, read_trace
+from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
+from harness.observe._tracegather import SHIFT, Gathered, _take
+from harness.observe._tracehops import Hop, HopColumns
 
 __all__ = ["TRACE_FILE", "Hop", "LinkDelay", "MessageDelay", "TopicStats", "TraceAnalysis",
            "analyse_loaded", "analyse_traces"]
@@ -52,35 +55,6 @@ class TopicStats:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Hop:
-    """One transfer src -> dst of a message, against what the configured link explains."""
-
-    msg_id: str
-    topic: str
-    src: str
-    dst: str
-    sent_mono: float  # when src had the message (published or first received)
-    recv_mono: float
-    size: int | None
-    hop_ms: float
-    expected_ms: float  # configured latency + serialisation at the configured bandwidth
-    handler_ms: float  # src's time from receipt to delivery (validation) before forwarding
-    tolerance_ms: float
-    cause: str | None = None  # for out-of-line hops: "queueing", "loss and retransmit", ...
-    evidence: str = ""
-
-    @property
-    def excess_ms(self) -> float:
-        """Delay the configured link does not explain."""
-        return self.hop_ms - self.expected_ms
-
-    @property
-    def out_of_line(self) -> bool:
-        """Whether the excess is beyond the tolerance."""
-        return self.excess_ms > self.tolerance_ms
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class LinkDelay:
     """The hops of one direction src -> dst, summarised."""
 
@@ -105,7 +79,7 @@ class TraceAnalysis:
     nodes: list[str]
     outliers: list[Hop]  # the out-of-line hops, worst first
     link_hop_ms: dict[tuple[str, str], array[float]]  # every hop's delay per link
-    _hop_columns: _HopColumns = dataclasses.field(repr=False, compare=False)
+    _hop_columns: HopColumns = dataclasses.field(repr=False, compare=False)
 
     @functools.cached_property
     def hops(self) -> list[Hop]:
@@ -116,51 +90,6 @@ class TraceAnalysis:
     def slow_links(self) -> list[LinkDelay]:
         """Links whose typical (median) hop is out of line."""
         return [ln for ln in self.links if ln.out_of_line * 2 > ln.hops]
-
-
-class _HopColumns:
-    """Every hop as columns of numbers (names and messages by index)."""
-
-    def __init__(self, msgs: list[str], topics: list[str], names: list[str]) -> None:
-        self.msgs, self.topics, self.names = msgs, topics, names
-        self.msg = array("l")
-        self.src = array("l")
-        self.dst = array("l")
-        self.sent = array("d")
-        self.recv = array("d")
-        self.size = array("q")  # -1: unknown
-        self.expected = array("d")
-        self.handler = array("d")
-        self.tol = array("d")
-
-    def add(self, msg: int, src: int, dst: int, sent: float, recv: float, size: int | None,
-            expected: float, handler: float, tol: float) -> int:
-        self.msg.append(msg)
-        self.src.append(src)
-        self.dst.append(dst)
-        self.sent.append(sent)
-        self.recv.append(recv)
-        self.size.append(-1 if size is None else size)
-        self.expected.append(expected)
-        self.handler.append(handler)
-        self.tol.append(tol)
-        return len(self.msg) - 1
-
-    def hop(self, i: int) -> Hop:
-        size = self.size[i]
-        return Hop(self.msgs[self.msg[i]], self.topics[self.msg[i]], self.names[self.src[i]],
-                   self.names[self.dst[i]], self.sent[i], self.recv[i],
-                   None if size < 0 else size, (self.recv[i] - self.sent[i]) * 1000,
-                   self.expected[i], self.handler[i], self.tol[i])
-
-    def hops(self, outliers: list[Hop]) -> list[Hop]:
-        diagnosed = {(h.msg_id, h.src, h.dst): h for h in outliers}
-        out = []
-        for i in range(len(self.msg)):
-            h = self.hop(i)
-            out.append(diagnosed.get((h.msg_id, h.src, h.dst), h))
-        out.sort(key=lambda h: (h.sent_mono, h.src, h.dst))
-        return out
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -185,8 +114,10 @@ class _Telemetry:
             elif r.get("kind") == "tcp" and isinstance(r.get("peer"), str):
                 peer_ip = r["peer"].rsplit(":", 1)[0].strip("[]")
                 self.tcp[(str(r.get("instance")), tl.name(peer_ip))].append(r)
+        self._monos: dict[int, list[float]] = {}  # by id() of a series: its samples' mono
         for series in (*self.link.values(), *self.tcp.values(), self.cpu):
             series.sort(key=lambda r: float(r["mono"]))
+            self._monos[id(series)] = [float(r["mono"]) for r in series]
 
     def observed(self, key: tuple[str, str]) -> bool:
         """Whether the link or TCP connection src -> dst was sampled at all."""
@@ -203,9 +134,10 @@ class _Telemetry:
         waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
         return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
 
-    @staticmethod
-    def _window(series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
-        monos = [float(r["mono"]) for r in series]
+    def _window(self, series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
+        monos = self._monos.get(id(series))
+        if monos is None:
+            monos = [float(r["mono"]) for r in series]
         lo = max(0, bisect.bisect_right(monos, t0) - 1)  # the last sample before t0
         hi = bisect.bisect_left(monos, t1) + 1  # the first sample after t1
         return series[lo:hi]
@@ -340,166 +272,58 @@ def analyse_loaded(
 ) -> TraceAnalysis:
     """`analyse_traces` of a run whose instances, shapes and telemetry are already read
     (`shapes` is left as it is: the node ids learnt from the traces go into a copy)."""
+    # A 100-node run makes millions of objects, none in a reference cycle: the cyclic GC
+    # would walk them over and over (a quarter of the time).
+    with no_gc():
+        return _analyse(dirs, shapes, telemetry, abs_tol_ms, rel_tol)
+
+
+def _analyse(
+    dirs: list[InstanceDir],
+    shapes: ShapeTimeline,
+    telemetry: list[dict[str, Any]],
+    abs_tol_ms: float,
+    rel_tol: float,
+) -> TraceAnalysis:
     tl = shapes.copy()
     tel = _Telemetry(telemetry, tl)
     _learn_node_ids(tl, dirs)
-    # Names and messages become indexes, and keys ints: a 100-node run has ~1M records.
-    names: list[str] = []
-    name_ix: dict[Any, int] = {}  # a record's from/to as written -> index of its name
-    by_name: dict[str, int] = {}
-
-    def ix(host: Any) -> int:
-        i = name_ix.get(host)
-        if i is None:
-            name = tl.name(host)
-            i = by_name.get(name)
-            if i is None:
-                i = by_name[name] = len(names)
-                names.append(name)
-            name_ix[host] = i
-        return i
-
-    msgs: list[str] = []
-    msg_ix: dict[str, int] = {}
-    msg_topic: list[str] = []
-    publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
-    first_recv: dict[int, float] = {}  # msg << 20 | node -> mono
-    first_deliver: dict[int, float] = {}
-    # receipts: (msg, src, dst, mono, size) as columns, the first of each (msg, src, dst)
-    r_msg, r_src, r_dst, r_mono, r_size = (array("l"), array("l"), array("l"), array("d"),
-                                           array("q"))
-    nodes: list[str] = []
+    g = Gathered(tl)
     for inst in dirs:
-        records = read_trace(inst.path)
-        first = next(records, None)
-        if first is None:
-            continue
-        nodes.append(inst.id)
-        own = ix(inst.id)
-        seen: dict[int, int] = {}  # this file's (msg, src, dst) -> its receipt's row
-        for r in itertools.chain((first,), records):
-            msg_id, mono = r.get("msg_id"), r.get("mono")
-            if msg_id is None or not isinstance(mono, int | float):
-                continue
-            if not isinstance(msg_id, str):
-                msg_id = str(msg_id)
-            kind = r.get("kind")
-            m = msg_ix.get(msg_id)
-            if m is None:
-                m = msg_ix[msg_id] = len(msgs)
-                msgs.append(str(msg_id))
-                msg_topic.append(str(r.get("topic") or ""))
-            size = r.get("size")
-            if not isinstance(size, int):
-                size = None
-            if kind == "publish":
-                frm = r.get("from")
-                origin = own if frm is None else ix(frm)
-                pub = publish.get(m)
-                if pub is None or mono < pub[0]:
-                    publish[m] = (float(mono), origin, size)
-            elif kind == "receive" or kind == "deliver":
-                to = r.get("to")
-                node = own if to is None else ix(to)
-                key = m << 20 | node
-                table = first_recv if kind == "receive" else first_deliver
-                t = table.get(key)
-                if t is None or mono < t:
-                    table[key] = float(mono)
-                frm = r.get("from")
-                if kind == "receive" and frm is not None:
-                    src = ix(frm)
-                    rkey = (m << 20 | src) << 20 | node
-                    row = seen.get(rkey)
-                    if row is None:
-                        seen[rkey] = len(r_msg)
-                        r_msg.append(m)
-                        r_src.append(src)
-                        r_dst.append(node)
-                        r_mono.append(float(mono))
-                        r_size.append(-1 if size is None else size)
-                    elif mono < r_mono[row]:
-                        r_mono[row] = float(mono)
-                        r_size[row] = -1 if size is None else size
-
-    def had_at(m: int, node: int) -> float | None:
-        pub = publish.get(m)
-        if pub is not None and pub[1] == node:
-            return pub[0]
-        key = m << 20 | node
-        t = first_recv.get(key)
-        return first_deliver.get(key) if t is None else t
-
-    node_ix = [ix(n) for n in nodes]
+        g.add_instance(inst)
+    names, nodes, publish = g.names, g.nodes, g.publish
+    received = g.had_at()  # for nodes but the origin: the first receipt, else delivery
+    node_ix = [(name, g.ix(name)) for name in nodes]
     messages: list[MessageDelay] = []
     for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
         delays: dict[str, float] = {}
-        for node_name, i in zip(nodes, node_ix, strict=True):
-            if i == origin:
-                continue
-            key = m << 20 | i
-            t = first_recv.get(key)
-            if t is None:
-                t = first_deliver.get(key)
-            if t is not None:
+        for node_name, i in node_ix:
+            t = received.get(m << SHIFT | i)
+            if t is not None and i != origin:
                 delays[node_name] = (t - mono) * 1000
-        messages.append(MessageDelay(msgs[m], msg_topic[m], names[origin], mono, delays))
+        messages.append(MessageDelay(g.msgs[m], g.msg_topic[m], names[origin], mono, delays))
 
-    cols = _HopColumns(msgs, msg_topic, names)
-    shape_at: dict[tuple[int, int, int], tuple[Shape, float]] = {}  # (state, src, dst)
-    monos = tl.state_monos
-    link_rows: dict[tuple[int, int], list[int]] = defaultdict(list)
-    out_rows: list[int] = []
-    shapes_of_out: list[Shape] = []
-    for row in range(len(r_msg)):
-        m, src, dst, recv = r_msg[row], r_src[row], r_dst[row], r_mono[row]
-        sent = had_at(m, src)
-        if sent is None or recv < sent:
-            continue
-        state = bisect.bisect_right(monos, sent) - 1
-        cached = shape_at.get((state, src, dst))
-        if cached is None:
-            shape = tl.at(names[src], names[dst], sent)
-            latency = float(shape.get("latency_ms") or 0)
-            tol = abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0)
-            cached = shape_at[(state, src, dst)] = (shape, tol)
-        shape, tol = cached
-        if shape.get("drop"):
-            continue
-        handler = 0.0
-        pub = publish.get(m)
-        skey = m << 20 | src
-        if not (pub and pub[1] == src) and skey in first_deliver and skey in first_recv:
-            delivered = first_deliver[skey]
-            handler = max(0.0, (delivered - first_recv[skey]) * 1000) if delivered <= recv else 0.0
-        hop_size: int | None = r_size[row]
-        if hop_size is None or hop_size < 0:
-            hop_size = pub[2] if pub else None
-        expected = expected_delay_ms(shape, hop_size)
-        i = cols.add(m, src, dst, sent, recv, hop_size, expected, handler, tol)
-        link_rows[(src, dst)].append(i)
-        if (recv - sent) * 1000 - expected > tol:
-            out_rows.append(i)
-            shapes_of_out.append(shape)
-
+    cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
+    hop_col = cols.hop_ms()
     outliers = []
-    for i, shape in zip(out_rows, shapes_of_out, strict=True):
-        hop = cols.hop(i)
-        cause, evidence = _diagnose(hop, shape, tel)
-        outliers.append(dataclasses.replace(hop, cause=cause, evidence=evidence))
+    for i in cols.out_of_line(hop_col):
+        h = cols.hop(i)
+        cause, evidence = _diagnose(h, cols.shape_list[cols.shape[i]], tel)
+        outliers.append(Hop(h.msg_id, h.topic, h.src, h.dst, h.sent_mono, h.recv_mono, h.size,
+                            h.hop_ms, h.expected_ms, h.handler_ms, h.tolerance_ms, cause,
+                            evidence))
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    for (src, dst), rows in sorted(link_rows.items(), key=lambda kv: (names[kv[0][0]],
-                                                                      names[kv[0][1]])):
-        hop_ms = array("d", ((cols.recv[i] - cols.sent[i]) * 1000 for i in rows))
-        configured = [cols.expected[i] for i in rows]
-        excess = [h - e for h, e in zip(hop_ms, configured, strict=True)]
-        out_of_line = sum(1 for i, x in zip(rows, excess, strict=True) if x > cols.tol[i])
+    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
+    for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
+        hop_ms = array("d", _take(hop_col, rows))
+        excess = _take(excess_col, rows)
+        out_of_line = sum(map(operator.gt, excess, _take(cols.tol, rows)))
         link_hop_ms[(names[src], names[dst])] = hop_ms
         links.append(LinkDelay(names[src], names[dst], len(rows), statistics.median(hop_ms),
-                               statistics.median(configured), statistics.median(excess),
-                               out_of_line))
+                               statistics.median(_take(cols.expected, rows)),
+                               statistics.median(excess), out_of_line))
     return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes, outliers,
                          link_hop_ms, cols)
 

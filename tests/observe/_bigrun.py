@@ -16,6 +16,7 @@ single/3 and single/7 change their egress mid-run (100 ms ±10 ms, 1% loss; a cu
 hops from `slow_nodes` take `slow_ms` longer.
 
     python -m tests.observe._bigrun OUTPUTS [--instances 100] [--messages 1700]
+        [--gzip-traces] [--compact-traces]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from harness.observe._tracefile import HEADER
 
 T0 = 1795000000.0  # run start, Unix seconds
 M0 = 5000.0  # run start, monotonic seconds
@@ -57,8 +60,11 @@ def make_big_run(
     seed: int = 11,
     run_id: str = RUN_ID,
     gzip_traces: bool = False,
+    compact_traces: bool = False,
 ) -> Path:
-    """Write the run directory under `outputs` and return it."""
+    """Write the run directory under `outputs` and return it: traces as JSON objects in
+    `trace.jsonl` (the older form), gzip-compressed with `gzip_traces`, in the compact form
+    nodes write (a header, then arrays; harness.observe._tracefile) with `compact_traces`."""
     rng = random.Random(seed)
     run_dir = outputs / run_id
     run_dir.mkdir(parents=True)
@@ -113,6 +119,8 @@ def make_big_run(
     for i in nodes:
         (run_dir / ids[i]).mkdir(parents=True, exist_ok=True)
         files[i] = open_trace(run_dir / ids[i] / name, "wb")  # type: ignore[assignment]
+        if compact_traces:
+            files[i].write(orjson.dumps(HEADER) + b"\n")
     topics = [t for t, _ in TOPICS]
     weights = [w for _, w in TOPICS]
     start, end = 8.0, duration - 4.0
@@ -120,6 +128,9 @@ def make_big_run(
     lines: dict[int, list[tuple[float, bytes]]] = {i: [] for i in nodes}
 
     def line(sec: float, kind: str, msg: str, topic: str, frm: int, to: int, size: int) -> bytes:
+        if compact_traces:
+            return orjson.dumps([T0 + sec, M0 + sec, kind, msg, topic, node_ids[frm],
+                                 node_ids[to], size])
         return orjson.dumps({**_at(sec), "kind": kind, "msg_id": msg, "topic": topic,
                              "from": node_ids[frm], "to": node_ids[to], "size": size})
 
@@ -154,11 +165,12 @@ def make_big_run(
                         lines[dst].append((recv + handler, line(recv + handler, "deliver", msg,
                                                                 topic, src, dst, size)))
                         frontier.append((recv + handler, dst, src))
-        if m % 50 == 49:  # keep memory flat: write what is written so far, in time order
+        if m % 50 == 49:  # keep memory flat: write, in time order, what no flood still adds to
             for i in nodes:
                 lines[i].sort(key=lambda x: x[0])
-                files[i].write(b"\n".join(b for _, b in lines[i]) + b"\n" if lines[i] else b"")
-                lines[i] = []
+                done = [b for t, b in lines[i] if t < pub - 10]
+                lines[i] = lines[i][len(done):]
+                files[i].write(b"\n".join(done) + b"\n" if done else b"")
     for i in nodes:
         lines[i].sort(key=lambda x: x[0])
         files[i].write(b"\n".join(b for _, b in lines[i]) + b"\n" if lines[i] else b"")
@@ -278,9 +290,10 @@ def main() -> None:
     p.add_argument("--instances", type=int, default=100)
     p.add_argument("--messages", type=int, default=1700)
     p.add_argument("--gzip-traces", action="store_true")
+    p.add_argument("--compact-traces", action="store_true", help="the form nodes write")
     a = p.parse_args()
     print(make_big_run(a.outputs, instances=a.instances, messages=a.messages,
-                       gzip_traces=a.gzip_traces))
+                       gzip_traces=a.gzip_traces, compact_traces=a.compact_traces))
 
 
 if __name__ == "__main__":

@@ -71,3 +71,36 @@ def test_traces_that_name_nodes_by_their_own_ids_are_mapped_to_instances(tmp_pat
     assert hop.expected_ms == 40 and abs(hop.hop_ms - 41) < 0.01
     (atx,) = analysis.topics
     assert (atx.topic, atx.coverage) == ("atx", 1.0)
+
+
+def test_directions_counts_and_others_match_every_direction_visited() -> None:
+    """`directions` counts classes from the entries (no hosts^2 walk): it must agree with
+    `matrix`, which visits every direction, for entries of every kind."""
+    import random
+    from collections import Counter
+
+    from harness.observe import RunRecord, ShapeTimeline
+
+    rng = random.Random(7)
+    hosts = [f"h{i}" for i in range(9)]
+    shapes = [{"latency_ms": 10.0}, {"latency_ms": 50.0}, {"drop": True}, {"latency_ms": 0.0}]
+    for _ in range(30):
+        tl = ShapeTimeline(RunRecord("r"), [])
+        tl.hosts = hosts
+        state: dict[tuple[str, str], dict[str, object]] = {}
+        if rng.random() < 0.8:
+            state[("*", "*")] = rng.choice(shapes)
+        for _ in range(rng.randrange(4)):
+            state[(rng.choice(hosts), "*")] = rng.choice(shapes)
+        for _ in range(rng.randrange(4)):
+            state[("*", rng.choice(hosts))] = rng.choice(shapes)
+        for _ in range(rng.randrange(8)):
+            state[(rng.choice(hosts), rng.choice(hosts))] = rng.choice(shapes)
+        tl._states = [state]
+        matrix = tl.matrix()
+        d = tl.directions(str)
+        assert d.counts == dict(Counter(str(s) for s in matrix.values()))
+        for common in [None, *d.counts]:
+            want = [(a, b, s) for (a, b), s in matrix.items() if str(s) != common]
+            assert d.others(common, 5) == want[:5]
+            assert d.others(common, 1000) == want

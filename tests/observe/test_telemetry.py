@@ -190,3 +190,37 @@ def test_cpu_pressure_is_read_from_psi(tmp_path: Path) -> None:
     )
     assert cpu_wait_us_total(psi) == 2429959303
     assert cpu_wait_us_total(tmp_path / "missing") is None
+
+
+def test_sampler_reads_sockets_without_running_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One `ss` per instance per sample was a thousand processes a sample at 1,000
+    instances: the sampler now reads every namespace's sockets from one thread."""
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the sampler started a process")
+
+    monkeypatch.setattr(trio, "run_process", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    addr = f"127.0.0.{100 + os.getpid() % 100}"
+    srv = socket.create_server((addr, 0))
+    port = srv.getsockname()[1]
+    cli = socket.create_connection((addr, port), source_address=(addr, 0))
+    conn, _ = srv.accept()
+    try:
+        cli.sendall(b"x" * 20_000)
+        conn.recv(65536)
+        sampler = TelemetrySampler(tmp_path, {"a/0": (None, addr), "a/1": (None, "127.0.0.254"),
+                                              "a/2": ("obs-no-such-ns", None)})
+        trio.run(sampler.sample_once)
+        sampler.close()
+    finally:
+        for s in (cli, conn, srv):
+            s.close()
+    recs = read_telemetry(tmp_path)
+    tcp = [r for r in recs if r["kind"] == "tcp"]
+    assert {r["instance"] for r in tcp} == {"a/0"} and len(tcp) == 2
+    assert all(r["local"].startswith(f"{addr}:") and r["rtt_ms"] > 0 for r in tcp)
+    errors = [r for r in recs if r["kind"] == "error"]
+    assert [e["source"] for e in errors] == ["a/2"] and "obs-no-such-ns" in errors[0]["error"]

@@ -11,6 +11,7 @@ import anyio
 import orjson
 import pytest
 
+from harness.observe import read_trace
 from scenarios.spacemesh import Gossip, LoopClock, MemoryLink, MemoryNetwork, Tracer, message_id
 from scenarios.spacemesh._codec import Json
 
@@ -74,11 +75,9 @@ async def test_each_message_is_delivered_once(tmp_path: Path) -> None:
     for node_id, items in got.items():
         assert sorted(i["x"] for i in items) == [1, 2], node_id
     # Every node received duplicates (a mesh floods) but delivered each message once.
-    lines = [
-        orjson.loads(line)
-        for n in nodes
-        for line in (tmp_path / n.node_id / "trace.jsonl").read_bytes().splitlines()
-    ]
+    for n in nodes:
+        n._tracer.close()  # writes what the tracer buffers
+    lines = [line for n in nodes for line in read_trace(tmp_path / n.node_id)]
     kinds = Counter(line["kind"] for line in lines)
     assert kinds["deliver"] == 2 * 6 - 3  # publishers deliver locally, not from a peer
     assert kinds["receive"] > kinds["deliver"]

@@ -93,7 +93,7 @@ def test_plan_passes_with_three_instances(tmp_path: Path) -> None:
     print(f"harness run spacemesh:start -i 3: {time.perf_counter() - wall:.1f}s wall")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PASSED" in out.stdout
-    traces = list(tmp_path.glob("*/single/*/trace.jsonl"))
+    traces = list(tmp_path.glob("*/single/*/trace.jsonl.gz"))
     assert len(traces) == 2  # the gateway's and the miner's
     check_run_logs(only_run_dir(tmp_path), target=4)
 

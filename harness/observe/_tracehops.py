@@ -1,0 +1,166 @@
+"""The hops of a run's traces (a `receive` at B `from` A) as columns: each hop's delay
+against the configured shape of A -> B when A had the message. A 100-node run has close to
+a million hops: they are computed with C-level builtins over whole columns, and made into
+`Hop` objects only when asked for."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import itertools
+import operator
+from array import array
+from itertools import compress, repeat
+from typing import Any, TypeVar
+
+from harness.observe._shapes import Shape, ShapeTimeline
+from harness.observe._tracegather import SHIFT, Gathered, keys
+
+T = TypeVar("T", int, float)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hop:
+    """One transfer src -> dst of a message, against what the configured link explains."""
+
+    msg_id: str
+    topic: str
+    src: str
+    dst: str
+    sent_mono: float  # when src had the message (published or first received)
+    recv_mono: float
+    size: int | None
+    hop_ms: float
+    expected_ms: float  # configured latency + serialisation at the configured bandwidth
+    handler_ms: float  # src's time from receipt to delivery (validation) before forwarding
+    tolerance_ms: float
+    cause: str | None = None  # for out-of-line hops: "queueing", "loss and retransmit", ...
+    evidence: str = ""
+
+    @property
+    def excess_ms(self) -> float:
+        """Delay the configured link does not explain."""
+        return self.hop_ms - self.expected_ms
+
+    @property
+    def out_of_line(self) -> bool:
+        """Whether the excess is beyond the tolerance."""
+        return self.excess_ms > self.tolerance_ms
+
+
+def _keep(col: array[T], ok: list[bool]) -> array[T]:
+    return array(col.typecode, compress(col, ok))  # type: ignore[arg-type]
+
+
+class HopColumns:
+    """Every hop as columns of numbers (names and messages by index into the `Gathered`).
+
+    `shapes[i]` is the shape hop i went through (by index into `shape_list`)."""
+
+    def __init__(self, g: Gathered, tl: ShapeTimeline, abs_tol_ms: float,
+                 rel_tol: float) -> None:
+        self.msgs, self.topics, self.names = g.msgs, g.msg_topic, g.names
+        self._publish, self._recv, self._deliver = g.publish, g.first_recv, g.first_deliver
+        had = g.had_at()
+        sent: list[Any] = list(map(had.get, keys(g.r_msg, g.r_src)))  # had's own floats
+        msg, src, dst, recv, size = g.r_msg, g.r_src, g.r_dst, g.r_mono, g.r_size
+        if None in sent or not all(map(operator.ge, recv, sent)):
+            # a receipt from a node that never had the message, or before it had it
+            ok = [s is not None and r >= s for r, s in zip(recv, sent, strict=True)]
+            msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
+            recv, sent = _keep(recv, ok), list(compress(sent, ok))
+
+        # the shape of each hop: by (network state when sent, src, dst)
+        def state_links() -> map[int]:
+            states = map(functools.partial(bisect.bisect_right, tl.state_monos), sent)
+            at = map(operator.lshift, states, repeat(2 * SHIFT))
+            return map(operator.or_, at, keys(src, dst))  # state, src, dst
+
+        self.shape_list: list[Shape] = []
+        shape_ix: dict[int, int] = {}
+        tol_of: list[float] = []
+        latency_of: list[float] = []
+        bandwidth_of: list[float] = []
+        dropped: set[int] = set()
+        mask = (1 << SHIFT) - 1
+        state_link = array("q", state_links())
+        for k, row in dict(zip(state_link, itertools.count())).items():
+            shape = tl.at(self.names[k >> SHIFT & mask], self.names[k & mask], sent[row])
+            latency = float(shape.get("latency_ms") or 0)
+            bw = shape.get("bandwidth_bps")
+            shape_ix[k] = len(self.shape_list)
+            if shape.get("drop"):
+                dropped.add(len(self.shape_list))
+            self.shape_list.append(shape)
+            tol_of.append(abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0))
+            latency_of.append(latency)
+            bandwidth_of.append(float(bw) if isinstance(bw, int | float) and bw > 0 else 0.0)
+        shape_col = array("l", map(shape_ix.__getitem__, state_link))
+        del state_link
+        if dropped:  # hops over a cut link (sent before the cut)
+            ok = [s not in dropped for s in shape_col]
+            msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
+            recv, sent, shape_col = _keep(recv, ok), list(compress(sent, ok)), _keep(shape_col, ok)
+        if -1 in size:  # unknown: the size published
+            pub_size = {m: -1 if p[2] is None else p[2] for m, p in self._publish.items()}
+            size = array("q", [s if s >= 0 else pub_size.get(m, -1)
+                               for m, s in zip(msg, size, strict=True)])
+        self.expected = array("d", map(latency_of.__getitem__, shape_col))
+        if any(bandwidth_of):  # + serialisation
+            bws = map(bandwidth_of.__getitem__, shape_col)
+            self.expected = array("d", [e + s * 8 / b * 1000 if b and s > 0 else e
+                                        for e, s, b in zip(self.expected, size, bws, strict=True)])
+        self.msg, self.src, self.dst, self.recv, self.size = msg, src, dst, recv, size
+        self.sent = array("d", sent)
+        self.tol = array("d", map(tol_of.__getitem__, shape_col))
+        self.shape = shape_col
+
+    def __len__(self) -> int:
+        return len(self.msg)
+
+    def hop_ms(self) -> array[float]:
+        """Every hop's delay."""
+        return array("d", map(operator.mul, map(operator.sub, self.recv, self.sent),
+                              repeat(1000.0)))
+
+    def out_of_line(self, hop_ms: array[float]) -> list[int]:
+        """The hops whose excess over the configured delay is beyond the tolerance."""
+        excess = map(operator.sub, hop_ms, self.expected)
+        return list(compress(range(len(hop_ms)), map(operator.gt, excess, self.tol)))
+
+    def by_link(self) -> list[tuple[int, int, list[int]]]:
+        """(src, dst, the hops' indexes in order) of each link."""
+        link = list(keys(self.src, self.dst))
+        order = sorted(range(len(link)), key=link.__getitem__)
+        return [(k >> SHIFT, k & (1 << SHIFT) - 1, list(rows))
+                for k, rows in itertools.groupby(order, key=link.__getitem__)]
+
+    def handler_ms(self, i: int) -> float:
+        """The time hop i's sender took from its first receipt to its delivery (validation)
+        before it forwarded the message (0 for its publisher)."""
+        m, src = self.msg[i], self.src[i]
+        pub = self._publish.get(m)
+        key = m << SHIFT | src
+        delivered, got = self._deliver.get(key), self._recv.get(key)
+        if (pub and pub[1] == src) or delivered is None or got is None:
+            return 0.0
+        return max(0.0, (delivered - got) * 1000) if delivered <= self.recv[i] else 0.0
+
+    def hop(self, i: int, cause: str | None = None, evidence: str = "") -> Hop:
+        """Hop i as an object."""
+        size, m = self.size[i], self.msg[i]
+        return Hop(self.msgs[m], self.topics[m], self.names[self.src[i]],
+                   self.names[self.dst[i]], self.sent[i], self.recv[i],
+                   None if size < 0 else size, (self.recv[i] - self.sent[i]) * 1000,
+                   self.expected[i], self.handler_ms(i), self.tol[i], cause, evidence)
+
+    def hops(self, outliers: list[Hop]) -> list[Hop]:
+        """Every hop, by the time it was sent (the out-of-line ones as diagnosed)."""
+        diagnosed = {(h.msg_id, h.src, h.dst): h for h in outliers}
+        out = []
+        for i in range(len(self.msg)):
+            h = self.hop(i)
+            out.append(diagnosed.get((h.msg_id, h.src, h.dst), h))
+        out.sort(key=lambda h: (h.sent_mono, h.src, h.dst))
+        return out

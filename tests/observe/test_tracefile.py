@@ -1,0 +1,80 @@
+"""Trace files: the compact form `TraceWriter` writes (a header naming the columns, then
+one array per event, gzip-compressed), read back whole, with the older object-per-line
+form, mixed forms, a restarted writer and a writer killed mid-way."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+
+from harness.observe import _tracefile, analyse_traces
+from harness.observe._tracefile import (
+    COLUMNS,
+    TRACE_FILE,
+    TRACE_GZ_FILE,
+    TraceWriter,
+    first_record,
+    read_trace,
+    read_trace_columns,
+)
+from tests.observe._bigrun import make_big_run
+
+
+def _event(i: int, kind: str = "receive") -> tuple[object, ...]:
+    return (1e9 + i, 100.0 + i, kind, f"m{i}", "t", "a", "b", 10 + i)
+
+
+def test_the_compact_form_gives_the_same_analysis_as_objects(tmp_path: Path) -> None:
+    objects = make_big_run(tmp_path / "a", instances=12, messages=6, degree=4)
+    compact = make_big_run(tmp_path / "b", instances=12, messages=6, degree=4,
+                           gzip_traces=True, compact_traces=True)
+    head = gzip.decompress((compact / "single" / "1" / TRACE_GZ_FILE).read_bytes())
+    assert head.startswith(orjson.dumps(_tracefile.HEADER) + b"\n[")
+    a, b = analyse_traces(objects), analyse_traces(compact)
+    assert a.hops and [(h.msg_id, h.src, h.dst, h.hop_ms) for h in a.hops] == [
+        (h.msg_id, h.src, h.dst, h.hop_ms) for h in b.hops
+    ]
+    assert a.topics == b.topics and a.links == b.links and a.outliers == b.outliers
+
+
+def test_the_writer_writes_what_the_reader_reads(tmp_path: Path) -> None:
+    w = TraceWriter(tmp_path)
+    for i in range(3):
+        w.write(_event(i))
+    w.close()
+    w = TraceWriter(tmp_path)  # a restarted instance appends a member of its own
+    w.write(_event(3, "deliver"))
+    w.close()
+    w.write(_event(4))  # closed: ignored
+    assert [r["msg_id"] for r in read_trace(tmp_path)] == ["m0", "m1", "m2", "m3"]
+    assert next(read_trace(tmp_path)) == dict(zip(COLUMNS, _event(0), strict=True))
+    assert first_record(tmp_path) == dict(zip(COLUMNS, _event(0), strict=True))
+
+
+def test_a_killed_writer_loses_only_what_came_after_its_last_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(_tracefile.time, "monotonic", lambda: now[0])
+    w = TraceWriter(tmp_path)
+    w.write(_event(0))
+    assert read_trace_columns(tmp_path)["msg_id"] == []  # buffered
+    now[0] += _tracefile.FLUSH_S  # a second later, the next event flushes both
+    w.write(_event(1))
+    w.write(_event(2))  # buffered; the process is killed now (no close)
+    assert read_trace_columns(tmp_path)["msg_id"] == ["m0", "m1"]
+
+
+def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Path) -> None:
+    old = orjson.dumps(dict(zip(COLUMNS, _event(0), strict=True)))
+    header = orjson.dumps({"trace": 2, "columns": ["mono", "msg_id", "kind", "extra"]})
+    lines = [old, b"not json", header, b'[101.0, "m1", "receive", 1]', b"[1, 2]",
+             b'{"trace": 2, "columns": ["msg_id"]}', b'["m2"]', b'["m3"', b""]
+    (tmp_path / TRACE_FILE).write_bytes(b"\n".join(lines))
+    cols = read_trace_columns(tmp_path)
+    assert cols["msg_id"] == ["m0", "m1", "m2"]
+    assert cols["mono"] == [100.0, 101.0, None]
+    assert cols["size"] == [10, None, None]
