@@ -60,6 +60,7 @@ def run_document(spec: RunSpec, plan_dir: str) -> dict[str, Any]:
         "plan_dir": plan_dir,
         "entrypoint": spec.case.entrypoint,
         "program": list(spec.case.program) if spec.case.program else None,
+        "backend": spec.case.backend,
         "timeout_s": spec.timeout_s,
         "groups": [{"id": g.id, "count": g.count, "params": dict(g.params),
                     "program": list(g.program) if g.program else None} for g in spec.groups],

@@ -1,0 +1,67 @@
+"""One pod's egress, shaped from inside the pod: the netem policy of the run's hosts (pure),
+narrowed to this pod as source, made true on its interface with netem's tc layout (kernel
+backend: htb + netem leaves per destination) and its drops as iptables rules in OUTPUT."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from ipaddress import IPv4Address
+from typing import Any
+
+from netem import LinkShape
+from netem._backends._tc_spec import FIRST_SLOT, Spec, diff, render, request
+from netem._policy import Policy, parse_request
+
+DROP_CHAIN = "HARNESS-DROP"
+
+
+def egress_specs(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]
+                 ) -> tuple[Spec, ...]:
+    """The tc layout making `policy` true on `me`'s egress; `hosts` maps every known pod's
+    address to its instance's global seq (its fixed slot)."""
+    shapes: dict[IPv4Address, LinkShape] = {
+        dst: s for (src, dst), s in policy.matrix(hosts).items() if src == me}
+    slots = {ip: FIRST_SLOT + seq for ip, seq in hosts.items()}
+    return render(shapes, slots, leaves=True)
+
+
+def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]) -> str:
+    """iptables-restore text making exactly `me`'s dropped destinations dropped."""
+    lines = ["*filter", f":{DROP_CHAIN} - [0:0]"]
+    lines += [f"-A {DROP_CHAIN} -d {dst}/32 -j DROP"
+              for src, dst in sorted(policy.drops(hosts)) if src == me]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+class PodEgress:
+    """This pod's interface, changed only where the wanted layout differs."""
+
+    def __init__(self, me: IPv4Address, ifname: str = "eth0") -> None:
+        from pyroute2 import IPRoute
+
+        self.me = me
+        self.ipr = IPRoute()
+        self.index = self.ipr.link_lookup(ifname=ifname)[0]
+        self.specs: tuple[Spec, ...] = ()
+        self.policy = Policy()
+        self.hosts: dict[IPv4Address, int] = {}
+        subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
+                       input=f"*filter\n:{DROP_CHAIN} - [0:0]\n-I OUTPUT 1 -j {DROP_CHAIN}\n"
+                             "COMMIT\n")
+
+    def request(self, config: Any) -> None:
+        """The instance's `network` request (RequestError if it is bad)."""
+        self.policy = self.policy.with_request(
+            self.me, parse_request(config, self.me, dict.fromkeys(self.hosts)))
+        self.apply()
+
+    def apply(self) -> None:
+        """Make the policy over the hosts known now true."""
+        wanted = egress_specs(self.me, self.policy, self.hosts)
+        for op in diff(self.specs, wanted):
+            command, kind, handle, kwargs = request(op)
+            self.ipr.tc(command, kind, self.index, handle, **kwargs)
+        self.specs = wanted
+        subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
+                       input=drop_script(self.me, self.policy, self.hosts))

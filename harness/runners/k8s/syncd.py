@@ -1,0 +1,56 @@
+"""`python -m harness.runners.k8s.syncd RUN_JSON PORT`: a run's sync service in the cluster.
+
+Serves the sync protocol over TCP on PORT to the run's instances (each proves itself with
+its token, an HMAC under the key in $HARNESS_SYNC_KEY) and prints every event as one JSON
+line on stdout, which the runner reads back as the run's events. An instance's `network`
+request is published on `network/<instance>` for that instance's shaper, which applies it
+in the pod and signals the request's `callback_state` itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from harness.sync import SyncServer, SyncState, Tokens
+
+NETWORK_TOPIC = "network/{instance}"
+
+
+def network_topic(instance: str) -> str:
+    """Where an instance's network requests go for its shaper."""
+    return NETWORK_TOPIC.format(instance=instance)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
+    sys.stdout.flush()
+
+
+async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
+    """Serve the run's sync state until cancelled."""
+    state = SyncState([i["id"] for i in run["instances"]], record=_emit)
+    server = SyncServer(state, tokens=Tokens(key))
+
+    async def forward(instance: str | None, config: dict[str, Any]) -> None:
+        if instance is None:
+            raise ValueError("say hello with your instance id before asking for a network")
+        state.publish(network_topic(instance), config, instance)
+
+    server.network = forward
+    await server.serve_tcp(("0.0.0.0", port))
+
+
+def main() -> None:
+    """Entry point of the sync service's container."""
+    run = orjson.loads(Path(sys.argv[1]).read_bytes())
+    key = bytes.fromhex(os.environ["HARNESS_SYNC_KEY"])
+    trio.run(serve, run, key, int(sys.argv[2]))
+
+
+if __name__ == "__main__":
+    main()
