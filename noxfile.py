@@ -146,6 +146,17 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session
+def k8s(session: nox.Session) -> None:
+    """cluster:k8s without a cluster: every rendered manifest validated strictly against
+    the Kubernetes schema, the pods' shaping layout, and the API path on the API's documented
+    objects (its live test runs when KUBECONFIG names a cluster). Running the pods under
+    `podman kube play` is not here yet (docs/k8s.md)."""
+    _install(session, "test", "k8s")
+    session.run("pytest", "-p", "no:cacheprovider", "-q", "-rs", *(session.posargs or
+                                                                   ["tests/k8s"]))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures (and a peer's from the same run where named)."""
     _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3"])
