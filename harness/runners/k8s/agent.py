@@ -15,6 +15,8 @@ import orjson
 
 from harness.runners.k8s._render import DONE
 
+__all__ = ["main"]
+
 
 def main() -> int:
     """Entry point of the instance container."""

@@ -19,6 +19,8 @@ from harness.runners.k8s._podnet import PodEgress
 from harness.runners.k8s.syncd import network_topic
 from harness.sync import connect_tcp
 
+__all__ = ["HOSTS_TOPIC", "main", "shape"]
+
 HOSTS_TOPIC = "k8s/hosts"
 
 

@@ -18,6 +18,8 @@ import trio
 
 from harness.sync import SyncServer, SyncState, Tokens
 
+__all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
+
 NETWORK_TOPIC = "network/{instance}"
 
 
