@@ -104,8 +104,10 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
     sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
     for sync_pod in await api.pods(run.namespace, sync):
         text = await api.logs(run.namespace, sync_pod["metadata"]["name"], "sync")
-        (run_dir / "events.jsonl").write_text(text)
-        for line in text.splitlines():
+        # only the events: the kubelet merges the container's stderr into its log
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        (run_dir / "events.jsonl").write_text("".join(f"{line}\n" for line in lines))
+        for line in lines:
             event = orjson.loads(line)
             st = states.get(event.get("instance") or "")
             if event.get("kind") == "event" and st is not None:
@@ -165,15 +167,18 @@ class Kr8sApi:
         return count
 
 
-def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool) -> int:
-    """Run `spec` on the cluster into `outputs/<run id>`; 0 if every instance passed."""
+def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool,
+                   api: ClusterApi | None = None) -> int:
+    """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`; 0 if
+    every instance passed."""
     run = render_run(spec, options, new_run_id(), secrets.token_bytes(32))
     run_dir = outputs.resolve() / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     if not quiet:
         print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances on "
               f"cluster:k8s (namespace {run.namespace}, run {run.run_id})", file=sys.stderr)
-    states = asyncio.run(follow(Kr8sApi(options), spec, run, run_dir, timeout_s=spec.timeout_s))
+    states = asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
+                                timeout_s=spec.timeout_s))
     failed = [s for s in states if not s.verdict()[0]]
     (run_dir / "k8s.json").write_bytes(orjson.dumps({
         "run_id": run.run_id, "namespace": run.namespace,

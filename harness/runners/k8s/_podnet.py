@@ -1,29 +1,39 @@
 """One pod's egress, shaped from inside the pod: the netem policy of the run's hosts (pure),
 narrowed to this pod as source, made true on its interface with netem's tc layout (kernel
-backend: htb + netem leaves per destination) and its drops as iptables rules in OUTPUT."""
+backend: htb + netem leaves per destination; userspace: htb caps only, the rest held by
+netem's userspace engine on the pod's OUTPUT hook) and its drops as iptables rules in
+OUTPUT."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
 from ipaddress import IPv4Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netem import LinkShape
 from netem._backends._tc_spec import FIRST_SLOT, Spec, diff, render, request
 from netem._policy import Policy, parse_request
 
+if TYPE_CHECKING:
+    from netem._userspace import Engine
+
 DROP_CHAIN = "HARNESS-DROP"
 
 
-def egress_specs(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]
-                 ) -> tuple[Spec, ...]:
+def egress_shapes(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]
+                  ) -> dict[IPv4Address, LinkShape]:
+    """`policy` narrowed to `me` as source: each destination pod's shape."""
+    return {dst: s for (src, dst), s in policy.matrix(hosts).items() if src == me}
+
+
+def egress_specs(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int],
+                 *, leaves: bool = True) -> tuple[Spec, ...]:
     """The tc layout making `policy` true on `me`'s egress; `hosts` maps every known pod's
-    address to its instance's global seq (its fixed slot)."""
-    shapes: dict[IPv4Address, LinkShape] = {
-        dst: s for (src, dst), s in policy.matrix(hosts).items() if src == me}
+    address to its instance's global seq (its fixed slot). Without `leaves` only the
+    bandwidth caps (the userspace engine does the rest)."""
     slots = {ip: FIRST_SLOT + seq for ip, seq in hosts.items()}
-    return render(shapes, slots, leaves=True)
+    return render(egress_shapes(me, policy, hosts), slots, leaves=leaves)
 
 
 def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]) -> str:
@@ -35,12 +45,15 @@ def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int
 
 
 class PodEgress:
-    """This pod's interface, changed only where the wanted layout differs."""
+    """This pod's interface, changed only where the wanted layout differs; with `engine`
+    (started, on this namespace's OUTPUT hook) delays and losses are the engine's."""
 
-    def __init__(self, me: IPv4Address, ifname: str = "eth0") -> None:
+    def __init__(self, me: IPv4Address, ifname: str = "eth0",
+                 engine: Engine | None = None) -> None:
         from pyroute2 import IPRoute
 
         self.me = me
+        self.engine = engine
         self.ipr = IPRoute()
         self.index = self.ipr.link_lookup(ifname=ifname)[0]
         self.specs: tuple[Spec, ...] = ()
@@ -58,10 +71,13 @@ class PodEgress:
 
     def apply(self) -> None:
         """Make the policy over the hosts known now true."""
-        wanted = egress_specs(self.me, self.policy, self.hosts)
+        wanted = egress_specs(self.me, self.policy, self.hosts, leaves=self.engine is None)
         for op in diff(self.specs, wanted):
             command, kind, handle, kwargs = request(op)
             self.ipr.tc(command, kind, self.index, handle, **kwargs)
         self.specs = wanted
+        if self.engine is not None:
+            shapes = egress_shapes(self.me, self.policy, self.hosts)
+            self.engine.update({(self.me, dst): s for dst, s in shapes.items()})
         subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
                        input=drop_script(self.me, self.policy, self.hosts))

@@ -1,5 +1,9 @@
 """`python -m harness.runners.k8s.shaper MODE ENDED_FILE`: the shaping sidecar of a pod.
 
+MODE is `kernel` (tc netem on the pod's eth0), `userspace` (netem's userspace engine on the
+pod's OUTPUT hook, htb for bandwidth caps) or `auto` (kernel where this node's kernel has
+sch_netem, found by trying it on the pod's own loopback).
+
 Connects to the run's sync service as the pod's instance, announces the pod's address on
 `k8s/hosts`, learns every other pod's, applies the instance's network requests (published
 by the sync service on `network/<instance>`) to the pod's egress and signals each request's
@@ -7,8 +11,10 @@ by the sync service on `network/<instance>`) to the pod's egress and signals eac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -24,11 +30,40 @@ __all__ = ["HOSTS_TOPIC", "main", "shape"]
 HOSTS_TOPIC = "k8s/hosts"
 
 
-async def shape(params: RunParams, ended: Path) -> None:
+def kernel_has_netem() -> bool:
+    """Whether a netem qdisc can be made here (tried on this pod's loopback, then removed)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        try:
+            ipr.tc("add", "netem", lo, 0x10000, delay=0)
+        except NetlinkError:
+            return False
+        ipr.tc("del", "netem", lo, 0x10000)
+        return True
+
+
+@contextlib.contextmanager
+def egress_for(mode: str, me: IPv4Address) -> Iterator[PodEgress]:
+    """The pod's egress shaped in `mode`; the userspace engine stopped at the end."""
+    if mode == "auto":
+        mode = "kernel" if kernel_has_netem() else "userspace"
+    if mode != "userspace":
+        yield PodEgress(me)
+        return
+    from netem._userspace import Engine
+
+    with Engine(None, hook="OUTPUT") as engine:
+        print(f"shaper: userspace engine ({engine.implementation}) on OUTPUT", file=sys.stderr)
+        yield PodEgress(me, engine=engine)
+
+
+async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
     """Serve the instance's network until it ends."""
     assert params.sync_tcp is not None and params.data_ip is not None
-    me = IPv4Address(params.data_ip)
-    egress = PodEgress(me)
+    me = egress.me
     host, _, port = params.sync_tcp.rpartition(":")
     async with connect_tcp(host, int(port), params.instance_id, params.sync_token) as client, \
             anyio.create_task_group() as tasks:
@@ -57,9 +92,13 @@ async def shape(params: RunParams, ended: Path) -> None:
 def main() -> None:
     """Entry point of the shaper container."""
     mode, ended = sys.argv[1], Path(sys.argv[2])
-    if mode == "userspace":
-        sys.exit("harness: shaper: the userspace engine inside pods is not supported yet")
-    anyio.run(shape, RunParams.from_environ(os.environ), ended)
+    if mode not in ("auto", "kernel", "userspace"):
+        sys.exit(f"harness: shaper: unknown mode {mode!r} (auto, kernel or userspace)")
+    params = RunParams.from_environ(os.environ)
+    if params.data_ip is None:
+        sys.exit("harness: shaper: TEST_DATA_IP is not set (the pod's address)")
+    with egress_for(mode, IPv4Address(params.data_ip)) as egress:
+        anyio.run(shape, params, ended, egress)
 
 
 if __name__ == "__main__":

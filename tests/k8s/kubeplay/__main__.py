@@ -1,0 +1,127 @@
+"""`python -m tests.k8s.kubeplay [TARGET ...]`: cluster:k8s runs for real under podman.
+
+For each target (default: pingpong with a latency on every link), render the run as
+cluster:k8s does, play its pods with `podman kube play` (tests.k8s.kubeplay._podman) and
+follow them with the runner's own code (`run_on_cluster`: the same outcome logic, logs and
+events collected, everything deleted however the run ends). Then check that the run passed
+and, where the plan logs its round trips, that the shaping inside the pods held: every
+round trip at least twice the asked latency (each pod delays its own egress), and the
+median within a bound. Prints the image build time, each run's time and its round trips.
+
+Needs root, podman, runc and debootstrap (nox -s k8s installs them). The image is built
+without any registry and kept in /var/tmp/harness-k8s (its store) for the next session;
+the session's namespace, network, pods and containers are removed however it ends."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.plans import build_run_spec
+from harness.runners.k8s import load_options
+from harness.runners.k8s._cluster import run_on_cluster
+from tests.k8s.kubeplay._image import build_image
+from tests.k8s.kubeplay._podman import SUBNET, Podman, PodmanApi
+
+CACHE = Path("/var/tmp/harness-k8s")
+RUNROOT = Path("/run/harness-k8s")
+NETWORK = "hk8s"
+TARGETS = {
+    # target -> (params, the latency asked of every link in ms, or 0)
+    "pingpong": (["latency=40ms", "rounds=5"], 40.0),
+}
+RTT = re.compile(r'"rtt_p50_ms":\s*([0-9.]+)')
+
+
+def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
+    """Each instance's median round trip from its log; SystemExit if one is missing or
+    shows the links unshaped (below 2 x latency) or far off (above 2 x latency + 250 ms)."""
+    medians = []
+    for log in sorted(run_dir.glob("*/stdout.log")):
+        found = RTT.findall(log.read_text())
+        if not found:
+            raise SystemExit(f"kubeplay: no round trips in {log}")
+        medians.append(float(found[-1]))
+    if not medians:
+        raise SystemExit(f"kubeplay: no instance logs in {run_dir}")
+    low, high = 2 * latency_ms, 2 * latency_ms + 250
+    bad = [m for m in medians if not low <= m <= high]
+    if bad:
+        raise SystemExit(f"kubeplay: round trips {bad} ms outside [{low:g}, {high:g}] ms: "
+                         "the pods' shaping did not hold")
+    return medians
+
+
+def run_target(podman: Podman, image: str, target: str, outputs: Path) -> int:
+    """One cluster:k8s run of `target` under kube play; its exit code."""
+    params, latency_ms = TARGETS.get(target, ([], 0.0))
+    spec = build_run_spec(target, params=dict(p.split("=", 1) for p in params),
+                          runner="cluster:k8s", timeout_s=300)
+    options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
+                                  "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
+    t0 = time.monotonic()
+    code = run_on_cluster(spec, options, outputs, quiet=False,
+                          api=PodmanApi(podman, NETWORK))
+    took = time.monotonic() - t0
+    run_dir = max(outputs.iterdir(), key=lambda p: p.stat().st_mtime)
+    print(f"kubeplay: {target}: {'passed' if code == 0 else 'FAILED'} in {took:.1f} s "
+          f"({run_dir})")
+    if code != 0:
+        for log in sorted(run_dir.glob("*/stdout.log")):
+            print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
+        return code
+    if latency_ms:
+        medians = check_rtts(run_dir, latency_ms)
+        print(f"kubeplay: {target}: asked {latency_ms:g} ms each way; median round trips "
+              f"{', '.join(f'{m:.1f}' for m in medians)} ms")
+    return 0
+
+
+def main() -> int:
+    """Build the image, run each target, remove the session's pods, network, namespace."""
+    parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
+    parser.add_argument("targets", nargs="*", default=["pingpong"])
+    parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("kubeplay: needs root (podman's pods with NET_ADMIN, a netns)")
+    missing = [c for c in ("podman", "runc", "debootstrap") if shutil.which(c) is None]
+    if missing:
+        raise SystemExit(f"kubeplay: missing {' '.join(missing)} (apt install them)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = (CACHE / "lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one session at a time owns the store
+    netns = f"hk8s-{os.getpid()}"
+    store = CACHE / "store"
+    with tempfile.TemporaryDirectory(prefix="hk8s-") as tmp:
+        work = Path(tmp)
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        podman = Podman(work, netns, store, RUNROOT)
+        try:
+            # whatever a killed session left in the store goes first
+            podman("pod", "rm", "--all", "--force", check=False)
+            podman("network", "create", "--subnet", str(SUBNET), "--disable-dns", NETWORK)
+            image, took = build_image(podman, CACHE)
+            print(f"kubeplay: image {image} ready in {took:.1f} s")
+            outputs = work / "outputs"
+            outputs.mkdir()
+            codes = [run_target(podman, image, t, outputs) for t in args.targets]
+            if args.keep_outputs:
+                shutil.copytree(outputs, args.keep_outputs, dirs_exist_ok=True)
+            return max(codes)
+        finally:
+            podman("pod", "rm", "--all", "--force", check=False)
+            podman("network", "rm", "--force", NETWORK, check=False)
+            subprocess.run(["ip", "netns", "delete", netns], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
