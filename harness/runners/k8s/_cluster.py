@@ -21,6 +21,7 @@ from harness._runid import new_run_id
 from harness.plans import RunSpec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s._options import K8sOptions
+from harness.runners.k8s._outputs import unpack
 from harness.runners.k8s._render import RenderedRun, render_run
 
 POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
@@ -95,12 +96,17 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
 
 async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
                    states: dict[str, InstanceState], run_dir: Path) -> None:
-    """Each instance's log, and the sync service's events (which the instances' outcomes
-    take in, as the local supervisor's do)."""
+    """Each instance's log and output files (and its shaper's log), and the sync service's events (which the
+    instances' outcomes take in, as the local supervisor's do)."""
+    shaped = {p["metadata"]["name"] for p in run.by_kind("Pod")
+              if any(c["name"] == "shaper" for c in p["spec"]["containers"])}
     for pod, iid in by_pod.items():
         out = run_dir / iid
         out.mkdir(parents=True, exist_ok=True)
-        (out / "stdout.log").write_text(await api.logs(run.namespace, pod, "instance"))
+        log = unpack(await api.logs(run.namespace, pod, "instance"), out)
+        (out / "stdout.log").write_text(log)
+        if pod in shaped:
+            (out / "shaper.log").write_text(await api.logs(run.namespace, pod, "shaper"))
     sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
     for sync_pod in await api.pods(run.namespace, sync):
         text = await api.logs(run.namespace, sync_pod["metadata"]["name"], "sync")

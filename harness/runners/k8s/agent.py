@@ -1,8 +1,10 @@
 """`python -m harness.runners.k8s.agent RUN_JSON PLAN_DIR`: one instance in its pod.
 
 Runs the instance as locally (the case's Python entrypoint, or the group's program) with
-the TEST_* variables the pod was given, then writes its exit status where the pod's shaper
-sees it (so the pod ends), and exits with it: the pod's phase is the instance's outcome."""
+the TEST_* variables the pod was given, then prints its output files at the end of its log
+(`_outputs`: the runner collects them from there), writes its exit status where the pod's
+shaper sees it (so the pod ends), and exits with it: the pod's phase is the instance's
+outcome."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from harness.runners.k8s._outputs import pack
 from harness.runners.k8s._render import DONE
 
 __all__ = ["main"]
@@ -27,7 +30,8 @@ def main() -> int:
         "program"]
     roots = [str(plan_dir.parent), str(plan_dir.parent.parent), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in roots if p)
-    Path(os.environ["TEST_OUTPUTS_PATH"]).mkdir(parents=True, exist_ok=True)
+    outputs = Path(os.environ["TEST_OUTPUTS_PATH"])
+    outputs.mkdir(parents=True, exist_ok=True)
     if program:
         argv = [str(plan_dir / program[0]) if "/" in program[0] and not program[0].startswith(
             "/") else program[0], *program[1:]]
@@ -35,6 +39,8 @@ def main() -> int:
     else:
         code = subprocess.run([sys.executable, "-c", _RUN_ENTRYPOINT, run["entrypoint"],
                                run.get("backend") or "trio"], check=False).returncode
+    sys.stdout.write(pack(outputs))
+    sys.stdout.flush()
     Path(DONE).mkdir(parents=True, exist_ok=True)
     (Path(DONE) / "ended").write_text(str(code))
     return 0 if code == 0 else 1

@@ -7,7 +7,8 @@ sch_netem, found by trying it on the pod's own loopback).
 Connects to the run's sync service as the pod's instance, announces the pod's address on
 `k8s/hosts`, learns every other pod's, applies the instance's network requests (published
 by the sync service on `network/<instance>`) to the pod's egress and signals each request's
-`callback_state`; exits once the instance has ended (ENDED_FILE exists)."""
+`callback_state`; signals `network-initialized` for the instance once every pod's address
+is known; exits once the instance has ended (ENDED_FILE exists)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import anyio
 from harness._runparams import RunParams
 from harness.runners.k8s._podnet import PodEgress
 from harness.runners.k8s.syncd import network_topic
-from harness.sync import connect_tcp
+from harness.sync import NETWORK_INITIALIZED, connect_tcp
 
 __all__ = ["HOSTS_TOPIC", "main", "shape"]
 
@@ -74,6 +75,9 @@ async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
                 async for item in sub:
                     egress.hosts[IPv4Address(item["ip"])] = int(item["seq"])
                     egress.apply()
+                    if len(egress.hosts) == params.instance_count:
+                        # every peer known: the instance's requests can name any of them
+                        await client.signal_entry(NETWORK_INITIALIZED)
 
         async def requests() -> None:
             async with client.subscribe(network_topic(params.instance_id)) as sub:
@@ -98,7 +102,9 @@ def main() -> None:
     if params.data_ip is None:
         sys.exit("harness: shaper: TEST_DATA_IP is not set (the pod's address)")
     with egress_for(mode, IPv4Address(params.data_ip)) as egress:
-        anyio.run(shape, params, ended, egress)
+        # trio: pyroute2's synchronous calls run an asyncio loop of their own, which a
+        # running asyncio loop forbids
+        anyio.run(shape, params, ended, egress, backend="trio")
 
 
 if __name__ == "__main__":

@@ -42,11 +42,12 @@ RTT = re.compile(r'"rtt_p50_ms":\s*([0-9.]+)')
 
 
 def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
-    """Each instance's median round trip from its log; SystemExit if one is missing or
-    shows the links unshaped (below 2 x latency) or far off (above 2 x latency + 250 ms)."""
+    """Each instance's median round trip from its log (log.jsonl, collected from the pod);
+    SystemExit if one is missing or shows the links unshaped (below 2 x latency) or far off
+    (above 2 x latency + 250 ms)."""
     medians = []
-    for log in sorted(run_dir.glob("*/stdout.log")):
-        found = RTT.findall(log.read_text())
+    for log in sorted(p.parent / "log.jsonl" for p in run_dir.rglob("stdout.log")):
+        found = RTT.findall(log.read_text()) if log.exists() else []
         if not found:
             raise SystemExit(f"kubeplay: no round trips in {log}")
         medians.append(float(found[-1]))
@@ -60,11 +61,12 @@ def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
     return medians
 
 
-def run_target(podman: Podman, image: str, target: str, outputs: Path) -> int:
+def run_target(podman: Podman, image: str, target: str, outputs: Path,
+               keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
     params, latency_ms = TARGETS.get(target, ([], 0.0))
     spec = build_run_spec(target, params=dict(p.split("=", 1) for p in params),
-                          runner="cluster:k8s", timeout_s=300)
+                          runner="cluster:k8s", timeout_s=180)
     options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
                                   "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
     t0 = time.monotonic()
@@ -72,10 +74,13 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path) -> int:
                           api=PodmanApi(podman, NETWORK))
     took = time.monotonic() - t0
     run_dir = max(outputs.iterdir(), key=lambda p: p.stat().st_mtime)
+    if keep:
+        shutil.copytree(run_dir, keep / run_dir.name)
+        run_dir = keep / run_dir.name
     print(f"kubeplay: {target}: {'passed' if code == 0 else 'FAILED'} in {took:.1f} s "
           f"({run_dir})")
     if code != 0:
-        for log in sorted(run_dir.glob("*/stdout.log")):
+        for log in sorted(run_dir.rglob("stdout.log")):
             print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
         return code
     if latency_ms:
@@ -113,10 +118,12 @@ def main() -> int:
             print(f"kubeplay: image {image} ready in {took:.1f} s")
             outputs = work / "outputs"
             outputs.mkdir()
-            codes = [run_target(podman, image, t, outputs) for t in args.targets]
-            if args.keep_outputs:
-                shutil.copytree(outputs, args.keep_outputs, dirs_exist_ok=True)
+            codes = [run_target(podman, image, t, outputs, args.keep_outputs)
+                     for t in args.targets]
             return max(codes)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            print(f"kubeplay: {e}", file=sys.stderr)
+            return 1
         finally:
             podman("pod", "rm", "--all", "--force", check=False)
             podman("network", "rm", "--force", NETWORK, check=False)

@@ -43,7 +43,7 @@ class Podman:
         conf = work / "containers.conf"
         conf.write_text(CONTAINERS_CONF.format(cni=work / "cni"))
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.argv = ["ip", "netns", "exec", netns, "podman", "--root", str(store),
+        self.argv = ["nsenter", f"--net=/run/netns/{netns}", "podman", "--root", str(store),
                      "--runroot", str(runroot)]
 
     def __call__(self, *args: str, check: bool = True,
@@ -69,7 +69,7 @@ class PodmanApi:
         self.podman, self.network = podman, network
         self.addresses = iter(list(SUBNET.hosts())[9:])
         self.configmaps: list[Path] = []
-        self.pods: dict[str, dict[str, str]] = {}  # podman pod name -> labels
+        self.played: dict[str, dict[str, str]] = {}  # podman pod name -> labels
         self.hosts: dict[str, str] = {}  # a Service's DNS name -> its pod's address
         self.by_selector: list[tuple[dict[str, str], str]] = []  # pod labels -> address
 
@@ -107,7 +107,7 @@ class PodmanApi:
         self.podman("kube", "play", "--network", self.network, "--ip", ip,
                     *[f"--configmap={c}" for c in self.configmaps], str(path))
         pod_name = name if kind == "Pod" else f"{name}-pod-0"
-        self.pods[pod_name] = {**labels, **(obj["metadata"].get("labels") or {})}
+        self.played[pod_name] = {**labels, **(obj["metadata"].get("labels") or {})}
 
     def _containers(self, pod: str) -> list[dict[str, Any]]:
         out = self.podman("ps", "-a", "--filter", f"pod={pod}", "--format", "json").stdout
@@ -117,7 +117,7 @@ class PodmanApi:
     async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """The pods of the session matching `selector`, as v1 Pod objects say it."""
         out = []
-        for pod, labels in self.pods.items():
+        for pod, labels in self.played.items():
             if not _matches(labels, selector):
                 continue
             statuses = []
@@ -138,8 +138,8 @@ class PodmanApi:
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
         """Remove the session's pods matching `selector` (with their containers)."""
-        gone = [p for p, labels in self.pods.items() if _matches(labels, selector)]
+        gone = [p for p, labels in self.played.items() if _matches(labels, selector)]
         for pod in gone:
             self.podman("pod", "rm", "--force", "--time", "2", pod, check=False)
-            del self.pods[pod]
+            del self.played[pod]
         return len(gone)
