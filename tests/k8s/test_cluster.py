@@ -4,9 +4,12 @@ objects as the API documents them), and against a real cluster when a kubeconfig
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
 from harness.runners.k8s._cluster import follow, pod_exit, run_on_cluster
+from harness.runners.k8s._outputs import MARKER, pack, unpack
 
 RUN_ID = "20260101-000000-abcdef"
 
@@ -102,6 +106,52 @@ def test_a_run_passes_when_every_pod_exits_0_after_success_and_leaves_nothing(
     assert (tmp_path / "single/0/stdout.log").read_text() == f"log of h-{RUN_ID}-0\n"
     assert orjson.loads((tmp_path / "events.jsonl").read_text().splitlines()[0]) == success(
         "single/0")
+
+
+class ChattyCluster(FakeCluster):
+    """The kubelet's logs as they come: the sync container's stderr among its events, and
+    each instance's log ending with its output files as the agent packs them."""
+
+    def __init__(self, outputs: Path, *args: Any) -> None:
+        super().__init__(*args)
+        self.packed = pack(outputs)
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        text = await super().logs(namespace, pod, container)
+        if container == "sync":
+            return "Traceback? no: a warning on stderr\n" + text
+        return text + self.packed if container == "instance" else text
+
+
+def test_output_files_come_back_through_the_log_and_stderr_is_no_event(
+        spec: RunSpec, tmp_path: Path) -> None:
+    files = tmp_path / "in-pod"
+    (files / "sub").mkdir(parents=True)
+    (files / "log.jsonl").write_text('{"event": "pinged"}\n')
+    (files / "sub/metrics.jsonl").write_text("{}\n")
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = ChattyCluster(files, {0: 0, 1: 0}, [success("single/0"), success("single/1")])
+    out = tmp_path / "run"
+    states = asyncio.run(follow(cluster, spec, run, out, timeout_s=60, poll_s=0))
+    assert [s.verdict()[0] for s in states] == [True, True]
+    assert (out / "single/1/log.jsonl").read_text() == '{"event": "pinged"}\n'
+    assert (out / "single/1/sub/metrics.jsonl").read_text() == "{}\n"
+    assert (out / "single/1/stdout.log").read_text() == f"log of h-{RUN_ID}-1\n"
+    assert [orjson.loads(x) for x in (out / "events.jsonl").read_text().splitlines()] == [
+        success("single/0"), success("single/1")]
+
+
+def test_packed_outputs_never_land_outside_the_instance_directory(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    log = f"{MARKER}\n{base64.b64encode(buf.getvalue()).decode()}\n"
+    (tmp_path / "inst").mkdir()
+    with pytest.raises(tarfile.OutsideDestinationError):
+        unpack(log, tmp_path / "inst")
+    assert not (tmp_path / "escaped").exists()
 
 
 def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
