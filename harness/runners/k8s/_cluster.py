@@ -113,11 +113,39 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
         # only the events: the kubelet merges the container's stderr into its log
         lines = [line for line in text.splitlines() if line.startswith("{")]
         (run_dir / "events.jsonl").write_text("".join(f"{line}\n" for line in lines))
+        faults = []
         for line in lines:
             event = orjson.loads(line)
             st = states.get(event.get("instance") or "")
             if event.get("kind") == "event" and st is not None:
                 st.record(event)
+            elif event.get("kind") in ("fault", "run-failed"):
+                faults.append(line)
+                fault_outcome(event, states)
+        (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
+
+
+def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
+    """What a played process fault means for its instances' outcomes, as locally: ended on
+    purpose (judged by what the fault expects), or started again (must pass anew)."""
+    action = entry.get("action")
+    if action not in ("kill", "stop", "restart") or entry.get("step") not in ("applied",
+                                                                               "undone"):
+        return
+    expect = entry.get("expect") or (
+        "may_die" if action in ("kill", "stop") and "duration" not in entry else "recover")
+    hit = [i for i in entry.get("chosen", ()) if i not in entry.get("missed", ())]
+    for iid in hit if entry["step"] == "applied" else ():
+        st = states[iid]
+        st.expecting(expect)
+        if action == "restart":
+            st.restarted()
+        else:
+            st.ended_by = f"{'killed' if action == 'kill' else 'stopped'} by {entry['fault']}"
+    if entry["step"] == "undone":  # a kill or stop with a duration: started again
+        for st in states.values():
+            if st.ended_by is not None and entry["fault"] in st.ended_by:
+                st.restarted()
 
 
 class Kr8sApi:
@@ -186,14 +214,21 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     states = asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
                                 timeout_s=spec.timeout_s))
     failed = [s for s in states if not s.verdict()[0]]
+    faults = run_dir / "faults.jsonl"
+    lines = faults.read_text().splitlines() if faults.exists() else []
+    # a fault that could not be played fails the run: a test whose fault never happened
+    # proves nothing (harness._conductor)
+    unplayed = [e["reason"] for e in map(orjson.loads, lines) if e["kind"] == "run-failed"]
     (run_dir / "k8s.json").write_bytes(orjson.dumps({
-        "run_id": run.run_id, "namespace": run.namespace,
+        "run_id": run.run_id, "namespace": run.namespace, "faults_failed": unplayed,
         "instances": {s.spec.id: {"status": s.status, "passed": s.verdict()[0],
                                   "reason": s.verdict()[1]} for s in states}},
         option=orjson.OPT_INDENT_2))
-    print(f"run {run.run_id}: {'FAILED' if failed else 'PASSED'} "
-          f"({len(states) - len(failed)} of {len(states)} passed)\noutputs: {run_dir}")
-    return 1 if failed else 0
+    ok = not failed and not unplayed
+    print(f"run {run.run_id}: {'PASSED' if ok else 'FAILED'} "
+          f"({len(states) - len(failed)} of {len(states)} passed)"
+          + "".join(f"\n{reason}" for reason in unplayed) + f"\noutputs: {run_dir}")
+    return 0 if ok else 1
 
 
 def clean_run(options: K8sOptions, run_id: str) -> int:

@@ -7,7 +7,7 @@ OUTPUT."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +36,13 @@ def egress_specs(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, in
     return render(egress_shapes(me, policy, hosts), slots, leaves=leaves)
 
 
-def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]) -> str:
-    """iptables-restore text making exactly `me`'s dropped destinations dropped."""
+def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int],
+                cut: Iterable[IPv4Address] = ()) -> str:
+    """iptables-restore text making exactly `me`'s dropped destinations dropped: the
+    policy's, and those a fault `cut`."""
+    dsts = {dst for src, dst in policy.drops(hosts) if src == me} | set(cut)
     lines = ["*filter", f":{DROP_CHAIN} - [0:0]"]
-    lines += [f"-A {DROP_CHAIN} -d {dst}/32 -j DROP"
-              for src, dst in sorted(policy.drops(hosts)) if src == me]
+    lines += [f"-A {DROP_CHAIN} -d {dst}/32 -j DROP" for dst in sorted(dsts)]
     return "\n".join([*lines, "COMMIT", ""])
 
 
@@ -59,6 +61,7 @@ class PodEgress:
         self.specs: tuple[Spec, ...] = ()
         self.policy = Policy()
         self.hosts: dict[IPv4Address, int] = {}
+        self.cut: set[IPv4Address] = set()  # destinations a fault cut off
         subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
                        input=f"*filter\n:{DROP_CHAIN} - [0:0]\n-I OUTPUT 1 -j {DROP_CHAIN}\n"
                              "COMMIT\n")
@@ -80,4 +83,4 @@ class PodEgress:
             shapes = egress_shapes(self.me, self.policy, self.hosts)
             self.engine.update({(self.me, dst): s for dst, s in shapes.items()})
         subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
-                       input=drop_script(self.me, self.policy, self.hosts))
+                       input=drop_script(self.me, self.policy, self.hosts, self.cut))

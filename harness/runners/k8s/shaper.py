@@ -7,7 +7,7 @@ sch_netem, found by trying it on the pod's own loopback).
 Connects to the run's sync service as the pod's instance, announces the pod's address on
 `k8s/hosts`, learns every other pod's, applies the instance's network requests (published
 by the sync service on `network/<instance>`) to the pod's egress and signals each request's
-`callback_state`; signals `network-initialized` for the instance once every pod's address
+`callback_state`; drops what a fault cuts (`fault/<instance>`); signals `network-initialized` for the instance once every pod's address
 is known; exits once the instance has ended (ENDED_FILE exists)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from harness._runparams import RunParams
+from harness.runners.k8s._actions import fault_topic
 from harness.runners.k8s._podnet import PodEgress
 from harness.runners.k8s.syncd import network_topic
 from harness.sync import NETWORK_INITIALIZED, connect_tcp
@@ -68,12 +69,15 @@ async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
     host, _, port = params.sync_tcp.rpartition(":")
     async with connect_tcp(host, int(port), params.instance_id, params.sync_token) as client, \
             anyio.create_task_group() as tasks:
-        await client.publish(HOSTS_TOPIC, {"ip": str(me), "seq": params.global_seq})
+        await client.publish(HOSTS_TOPIC, {"ip": str(me), "seq": params.global_seq,
+                                           "instance": params.instance_id})
+        ips: dict[str, IPv4Address] = {}
 
         async def hosts() -> None:
             async with client.subscribe(HOSTS_TOPIC) as sub:
                 async for item in sub:
                     egress.hosts[IPv4Address(item["ip"])] = int(item["seq"])
+                    ips[item["instance"]] = IPv4Address(item["ip"])
                     egress.apply()
                     if len(egress.hosts) == params.instance_count:
                         # every peer known: the instance's requests can name any of them
@@ -86,7 +90,16 @@ async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
                     if isinstance(config.get("callback_state"), str):
                         await client.signal_entry(config["callback_state"])
 
+        async def faults() -> None:
+            async with client.subscribe(fault_topic(params.instance_id)) as sub:
+                async for fault in sub:
+                    if "cut" in fault:  # all pods are known: faults start after they all did
+                        dsts = {ips[d] for d in fault["cut"]}
+                        egress.cut = egress.cut | dsts if fault["on"] else egress.cut - dsts
+                        egress.apply()
+
         tasks.start_soon(hosts)
+        tasks.start_soon(faults)
         tasks.start_soon(requests)
         while not await anyio.Path(ended).exists():  # noqa: ASYNC110 (the other container writes it: no event to wait on)
             await anyio.sleep(0.5)

@@ -4,18 +4,25 @@ Serves the sync protocol over TCP on PORT to the run's instances (each proves it
 its token, an HMAC under the key in $HARNESS_SYNC_KEY) and prints every event as one JSON
 line on stdout, which the runner reads back as the run's events. An instance's `network`
 request is published on `network/<instance>` for that instance's shaper, which applies it
-in the pod and signals the request's `callback_state` itself."""
+in the pod and signals the request's `callback_state` itself. Once every instance has
+started, it plays the run's faults with the local runs' conductor, through the pods
+(`_actions.ClusterActions`); each step is an event of kind "fault", as locally."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import trio
 
+from harness._conductor import Conductor
+from harness.faults import Fault, Member
+from harness.observe import JsonlWriter
+from harness.runners.k8s._actions import ClusterActions
 from harness.sync import SyncServer, SyncState, Tokens
 
 __all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
@@ -29,13 +36,24 @@ def network_topic(instance: str) -> str:
 
 
 def _emit(event: dict[str, Any]) -> None:
+    event.setdefault("ts", round(time.time(), 6))  # as the local event log stamps them
     sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
     sys.stdout.flush()
 
 
 async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
-    """Serve the run's sync state until cancelled."""
-    state = SyncState([i["id"] for i in run["instances"]], record=_emit)
+    """Serve the run's sync state, and play its faults, until cancelled."""
+    started: set[str] = set()
+    everyone = trio.Event()
+
+    def record(event: dict[str, Any]) -> None:
+        _emit(event)
+        if event.get("kind") == "event" and event.get("type") == "start":
+            started.add(event.get("instance") or "")
+            if len(started) >= len(run["instances"]):
+                everyone.set()
+
+    state = SyncState([i["id"] for i in run["instances"]], record=record)
     server = SyncServer(state, tokens=Tokens(key))
 
     async def forward(instance: str | None, config: dict[str, Any]) -> None:
@@ -44,7 +62,18 @@ async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
         state.publish(network_topic(instance), config, instance)
 
     server.network = forward
-    await server.serve_tcp(("0.0.0.0", port))
+    faults = [Fault.from_data(f) for f in run.get("faults") or ()]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_tcp, ("0.0.0.0", port))
+        if faults:
+            await everyone.wait()
+            members = [Member(i["id"], i["group"], i.get("role") or "")
+                       for i in run["instances"]]
+            conductor = Conductor(
+                faults, members, ClusterActions(state), state, _emit,
+                JsonlWriter(Path("/tmp/faults.jsonl")),
+                lambda reason: _emit({"kind": "run-failed", "reason": reason}))
+            nursery.start_soon(conductor.run)
 
 
 def main() -> None:

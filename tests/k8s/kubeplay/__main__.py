@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -38,6 +39,8 @@ TARGETS = {
     # target -> (params, the latency asked of every link in ms, or 0)
     "pingpong": (["latency=40ms", "rounds=5"], 40.0),
 }
+FAULTS = Path(__file__).with_name("faults.toml")  # the target "faults"
+PLANS = Path(__file__).resolve().parents[2] / "plans"
 RTT = re.compile(r'"rtt_p50_ms":\s*([0-9.]+)')
 
 
@@ -61,12 +64,40 @@ def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
     return medians
 
 
+def check_faults(run_dir: Path) -> str:
+    """The partition held (single/1 heard nothing from single/0 while it was on, and heard
+    it again after) and the kill ended single/2 for good; SystemExit if not."""
+    entries = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines()]
+    steps = {(e["action"], e["step"]): e["ts"] for e in entries if e.get("kind") == "fault"}
+    cut_on, cut_off = steps[("partition", "applied")], steps[("partition", "undone")]
+    killed = steps[("kill", "applied")]
+    heard = [(float(t), who) for t, who, _ in (
+        line.split() for line in (run_dir / "single/1/talk.log").read_text().splitlines())]
+    during = [t for t, w in heard if cut_on + 0.2 < t < cut_off - 0.2 and w == "single/0"]
+    if during:
+        raise SystemExit(f"kubeplay: single/1 heard single/0 {len(during)} times through "
+                         "the partition")
+    if not [t for t, w in heard if cut_on + 0.2 < t < cut_off - 0.2 and w == "single/2"]:
+        raise SystemExit("kubeplay: the partition cut single/1 from single/2 too")
+    if not [t for t, w in heard if t > cut_off + 0.5 and w == "single/0"]:
+        raise SystemExit("kubeplay: single/0 was not heard again after the partition")
+    late = [t for t, w in heard if t > killed + 1.0 and w == "single/2"]
+    if late:
+        raise SystemExit(f"kubeplay: single/2 answered {len(late)} times after its kill")
+    return (f"partition held {cut_off - cut_on:.1f} s and healed; single/2 silent after "
+            "its kill")
+
+
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
                keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
     params, latency_ms = TARGETS.get(target, ([], 0.0))
-    spec = build_run_spec(target, params=dict(p.split("=", 1) for p in params),
-                          runner="cluster:k8s", timeout_s=180)
+    if target == "faults":
+        spec = build_run_spec("faulty:talk", composition=FAULTS, runner="cluster:k8s",
+                              timeout_s=180, plan_roots=[PLANS])
+    else:
+        spec = build_run_spec(target, params=dict(p.split("=", 1) for p in params),
+                              runner="cluster:k8s", timeout_s=180)
     options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
                                   "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
     t0 = time.monotonic()
@@ -83,6 +114,8 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
         for log in sorted(run_dir.rglob("stdout.log")):
             print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
         return code
+    if target == "faults":
+        print(f"kubeplay: faults: {check_faults(run_dir)}")
     if latency_ms:
         medians = check_rtts(run_dir, latency_ms)
         print(f"kubeplay: {target}: asked {latency_ms:g} ms each way; median round trips "

@@ -26,7 +26,7 @@ DEBS = ("python3", "iproute2", "iptables", "libnetfilter-queue1", "iputils-ping"
 library of the userspace engine; ping to look at a pod's round trips by hand."""
 SITE = "usr/local/lib/python3.11/dist-packages"  # bookworm's python3 reads it
 EXTRAS = ("userspace",)
-PROJECT_DIRS = ("harness", "netem", "scenarios")
+PROJECT_DIRS = ("harness", "netem", "scenarios", "tests/plans")  # tests/plans: faulty
 
 Podman = Callable[..., subprocess.CompletedProcess[str]]
 
