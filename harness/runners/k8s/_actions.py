@@ -1,7 +1,8 @@
-"""The conductor's `Actions` on a cluster: each fault becomes an item on the target
-instance's `fault/<instance>` topic, which its pod acts on (the shaper drops or lets
-through the cut directions; the agent ends, restarts or starts again the instance's
-process). Faults the pods cannot play yet are refused, which fails the run with the reason."""
+"""The conductor's `Actions` on a cluster: each fault becomes an item on a pod's
+`fault/<instance>` topic, which that pod acts on (the shaper drops on arrival, or lets
+through again, what the cut sources send; the agent ends, restarts or starts again the
+instance's process). Faults the pods cannot play yet are refused, which fails the run with
+the reason."""
 
 from __future__ import annotations
 
@@ -27,12 +28,14 @@ class ClusterActions:
         self.down: set[str] = set()  # instances a fault ended, until started again
 
     async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:
-        """Each source's pod drops (or lets through again) its cut destinations."""
-        by_src: dict[str, list[str]] = defaultdict(list)
+        """Each destination's pod drops (or lets through again) what its cut sources send
+        it: silent for the sender, as a cut in the hub is."""
+        by_dst: dict[str, list[str]] = defaultdict(list)
         for src, dst in pairs:
-            by_src[src].append(dst)
-        for src, dsts in sorted(by_src.items()):
-            self.state.publish(fault_topic(src), {"cut": sorted(dsts), "on": on, "by": by})
+            by_dst[dst].append(src)
+        for dst, srcs in sorted(by_dst.items()):
+            self.state.publish(fault_topic(dst), {"cut_from": sorted(srcs), "on": on,
+                                                  "by": by})
 
     async def end(self, instance: str, why: str, grace: float | None, comeback: str | None,
                   expect: str) -> bool:

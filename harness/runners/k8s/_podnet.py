@@ -18,7 +18,8 @@ from netem._policy import Policy, parse_request
 if TYPE_CHECKING:
     from netem._userspace import Engine
 
-DROP_CHAIN = "HARNESS-DROP"
+DROP_CHAIN = "HARNESS-DROP"  # in OUTPUT: the instance's own requests' drops
+CUT_CHAIN = "HARNESS-CUT"  # in INPUT: faults' cuts, silent for the sender as in the hub
 
 
 def egress_shapes(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int]
@@ -37,12 +38,14 @@ def egress_specs(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, in
 
 
 def drop_script(me: IPv4Address, policy: Policy, hosts: Mapping[IPv4Address, int],
-                cut: Iterable[IPv4Address] = ()) -> str:
-    """iptables-restore text making exactly `me`'s dropped destinations dropped: the
-    policy's, and those a fault `cut`."""
-    dsts = {dst for src, dst in policy.drops(hosts) if src == me} | set(cut)
-    lines = ["*filter", f":{DROP_CHAIN} - [0:0]"]
-    lines += [f"-A {DROP_CHAIN} -d {dst}/32 -j DROP" for dst in sorted(dsts)]
+                cut_from: Iterable[IPv4Address] = ()) -> str:
+    """iptables-restore text making exactly `me`'s dropped destinations dropped (the
+    policy's) and the sources a fault cut off from `me` dropped on arrival. (A drop in
+    OUTPUT fails the sender's send with EPERM; a cut must look like a silent network.)"""
+    lines = ["*filter", f":{DROP_CHAIN} - [0:0]", f":{CUT_CHAIN} - [0:0]"]
+    lines += [f"-A {DROP_CHAIN} -d {dst}/32 -j DROP"
+              for src, dst in sorted(policy.drops(hosts)) if src == me]
+    lines += [f"-A {CUT_CHAIN} -s {src}/32 -j DROP" for src in sorted(set(cut_from))]
     return "\n".join([*lines, "COMMIT", ""])
 
 
@@ -61,9 +64,10 @@ class PodEgress:
         self.specs: tuple[Spec, ...] = ()
         self.policy = Policy()
         self.hosts: dict[IPv4Address, int] = {}
-        self.cut: set[IPv4Address] = set()  # destinations a fault cut off
+        self.cut_from: set[IPv4Address] = set()  # sources a fault cut off from this pod
         subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
-                       input=f"*filter\n:{DROP_CHAIN} - [0:0]\n-I OUTPUT 1 -j {DROP_CHAIN}\n"
+                       input=f"*filter\n:{DROP_CHAIN} - [0:0]\n:{CUT_CHAIN} - [0:0]\n"
+                             f"-I OUTPUT 1 -j {DROP_CHAIN}\n-I INPUT 1 -j {CUT_CHAIN}\n"
                              "COMMIT\n")
 
     def request(self, config: Any) -> None:
@@ -83,4 +87,4 @@ class PodEgress:
             shapes = egress_shapes(self.me, self.policy, self.hosts)
             self.engine.update({(self.me, dst): s for dst, s in shapes.items()})
         subprocess.run(["iptables-restore", "--noflush"], check=True, text=True,
-                       input=drop_script(self.me, self.policy, self.hosts, self.cut))
+                       input=drop_script(self.me, self.policy, self.hosts, self.cut_from))

@@ -7,7 +7,7 @@ sch_netem, found by trying it on the pod's own loopback).
 Connects to the run's sync service as the pod's instance, announces the pod's address on
 `k8s/hosts`, learns every other pod's, applies the instance's network requests (published
 by the sync service on `network/<instance>`) to the pod's egress and signals each request's
-`callback_state`; drops what a fault cuts (`fault/<instance>`); signals `network-initialized` for the instance once every pod's address
+`callback_state`; drops on arrival what a fault cuts (`fault/<instance>`); signals `network-initialized` for the instance once every pod's address
 is known; exits once the instance has ended (ENDED_FILE exists)."""
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
         async def faults() -> None:
             async with client.subscribe(fault_topic(params.instance_id)) as sub:
                 async for fault in sub:
-                    if "cut" in fault:  # all pods are known: faults start after they all did
-                        dsts = {ips[d] for d in fault["cut"]}
-                        egress.cut = egress.cut | dsts if fault["on"] else egress.cut - dsts
+                    if "cut_from" in fault:  # every pod is known: faults start after that
+                        srcs = {ips[i] for i in fault["cut_from"]}
+                        egress.cut_from = (egress.cut_from | srcs if fault["on"]
+                                           else egress.cut_from - srcs)
                         egress.apply()
 
         tasks.start_soon(hosts)

@@ -23,7 +23,7 @@ from harness._conductor import Conductor
 from harness.faults import Fault, Member
 from harness.observe import JsonlWriter
 from harness.runners.k8s._actions import ClusterActions
-from harness.sync import SyncServer, SyncState, Tokens
+from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 
 __all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
 
@@ -43,15 +43,20 @@ def _emit(event: dict[str, Any]) -> None:
 
 async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
     """Serve the run's sync state, and play its faults, until cancelled."""
+    # time 0 of the faults: every instance started and every pod's shaper knows every pod
     started: set[str] = set()
+    shaped: set[str] = set()
     everyone = trio.Event()
 
     def record(event: dict[str, Any]) -> None:
         _emit(event)
+        who = event.get("instance") or ""
         if event.get("kind") == "event" and event.get("type") == "start":
-            started.add(event.get("instance") or "")
-            if len(started) >= len(run["instances"]):
-                everyone.set()
+            started.add(who)
+        elif event.get("kind") == "signal" and event.get("state") == NETWORK_INITIALIZED:
+            shaped.add(who)
+        if len(started) == len(shaped) == len(run["instances"]):
+            everyone.set()
 
     state = SyncState([i["id"] for i in run["instances"]], record=record)
     server = SyncServer(state, tokens=Tokens(key))

@@ -154,7 +154,7 @@ def main() -> int:
             codes = [run_target(podman, image, t, outputs, args.keep_outputs)
                      for t in args.targets]
             return max(codes)
-        except (RuntimeError, subprocess.CalledProcessError) as e:
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
             print(f"kubeplay: {e}", file=sys.stderr)
             return 1
         finally:

@@ -3,9 +3,10 @@ network namespace of its own (the pods' bridge, its addresses and any published 
 there, never in the host's), with its own store, containers.conf and CNI directory.
 
 What the kubelet would do and `kube play` does not, done here: each pod gets its address
-from the session's subnet (`--ip`), which replaces the downward API's `status.podIP`, and
-each Service's DNS name resolves to its pod's address through `hostAliases` (`kube play`
-ignores Services)."""
+from the session's subnet (`--ip`), which replaces the downward API's `status.podIP`; each
+Service's DNS name resolves to its pod's address through `hostAliases` (`kube play`
+ignores Services); each pod's emptyDir is a directory of its own (`kube play` shares one
+named volume between all pods)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,14 @@ class PodmanApi:
                 if ref == "status.podIP":
                     env.pop("valueFrom")
                     env["value"] = ip
+        for volume in spec.get("volumes", []):
+            # kube play makes an emptyDir a named volume that every pod naming it shares;
+            # the kubelet gives each pod its own: so does a directory per pod here
+            if "emptyDir" in volume:
+                private = self.podman.work / "volumes" / name / volume["name"]
+                private.mkdir(parents=True)
+                del volume["emptyDir"]
+                volume["hostPath"] = {"path": str(private), "type": "Directory"}
         if self.hosts:
             spec["hostAliases"] = [{"ip": a, "hostnames": [h]} for h, a in self.hosts.items()]
         labels = dict(pod["metadata"].get("labels") or {})
