@@ -154,6 +154,27 @@ def test_packed_outputs_never_land_outside_the_instance_directory(tmp_path: Path
     assert not (tmp_path / "escaped").exists()
 
 
+def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_run(
+        spec: RunSpec, tmp_path: Path) -> None:
+    kill = {"kind": "fault", "fault": "fault 0", "step": "applied", "action": "kill",
+            "chosen": ["single/1"], "at_s": 1.0}
+    # single/1 killed for good exits 1 without success: a kill without duration may die
+    events = [success("single/0"), kill]
+    code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, events))
+    run_dir = next(tmp_path.iterdir())
+    assert code == 0, (run_dir / "k8s.json").read_text()
+    assert orjson.loads((run_dir / "faults.jsonl").read_text()) == kill
+    unplayed = {"kind": "run-failed", "reason": "fault 1 could not be played: no"}
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "b", quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, [*events, unplayed]))
+    assert code == 1
+    recover = {**kill, "expect": "recover"}
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "c", quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, [success("single/0"), recover]))
+    assert code == 1
+
+
 def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

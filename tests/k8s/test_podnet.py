@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from harness.runners.k8s._podnet import drop_script, egress_specs
+import trio
+
+from harness.runners.k8s._actions import ClusterActions, fault_topic
+from harness.runners.k8s._podnet import CUT_CHAIN, DROP_CHAIN, drop_script, egress_specs
+from harness.sync import SyncState
 from netem._backends._tc_spec import FIRST_SLOT, DstFilter, NetemLeaf
 from netem._policy import Policy, parse_request
 
@@ -35,3 +39,25 @@ def test_drops_become_output_rules_of_this_pod_only() -> None:
     script = drop_script(ME, policy, HOSTS)
     assert f"-d {A}/32 -j DROP" in script
     assert str(ME) + "/32" not in script and script.rstrip().endswith("COMMIT")
+
+
+def test_a_faults_cut_drops_on_arrival_only_what_the_cut_sources_send() -> None:
+    # in OUTPUT the sender's send would fail (EPERM); a cut must be a silent network
+    script = drop_script(ME, Policy(), HOSTS, cut_from=[A])
+    assert f"-A {CUT_CHAIN} -s {A}/32 -j DROP" in script
+    assert f"-A {DROP_CHAIN}" not in script and str(B) not in script
+
+
+def test_cluster_actions_send_each_cut_to_the_destinations_pod() -> None:
+    state = SyncState(["g/0", "g/1", "g/2"])
+    actions = ClusterActions(state)
+    trio.run(actions.cut, frozenset({("g/0", "g/1"), ("g/2", "g/1"), ("g/1", "g/0")}), True,
+             "fault 0")
+    assert state.last_item(fault_topic("g/1"))["cut_from"] == ["g/0", "g/2"]
+    assert state.last_item(fault_topic("g/0"))["cut_from"] == ["g/1"]
+    assert state.last_item(fault_topic("g/2")) is None
+    # an instance a fault ended is not ended twice, and is started again only once
+    assert trio.run(actions.end, "g/2", "killed", None, None, "may_die") is True
+    assert trio.run(actions.end, "g/2", "killed", None, None, "may_die") is False
+    assert trio.run(actions.start, "g/2", "undone") is True
+    assert trio.run(actions.start, "g/2", "undone") is False
