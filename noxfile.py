@@ -155,8 +155,9 @@ def k8s(session: nox.Session) -> None:
     objects (its live test runs when KUBECONFIG names a cluster); then, as root, the rendered
     pods run for real under `podman kube play` in an image built without any registry
     (debootstrap + podman import, cached in /var/tmp/harness-k8s): pingpong with 40 ms on
-    every link must pass with round trips of 80 ms and more (tests/k8s/kubeplay). About a
-    minute and a half with the image cached, two to three more to build it the first time."""
+    every link (round trips must be 80 ms and more), a partition and a kill played through
+    the pods (faulty:talk), and a small Spacemesh network (spacemesh:start, 4 instances).
+    About four minutes with the image cached; the first build adds two to three."""
     _debs(session, K8S_DEBS)
     _install(session, "test", "k8s", "userspace")
     session.run("pytest", "-p", "no:cacheprovider", "-q", "-rs", *(session.posargs or
@@ -166,7 +167,7 @@ def k8s(session: nox.Session) -> None:
     if os.geteuid() != 0:
         session.warn("the podman kube play run skipped: it needs root")
         return
-    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong")
+    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong", "faults", "spacemesh:start")
 
 
 @nox.session

@@ -36,8 +36,9 @@ CACHE = Path("/var/tmp/harness-k8s")
 RUNROOT = Path("/run/harness-k8s")
 NETWORK = "hk8s"
 TARGETS = {
-    # target -> (params, the latency asked of every link in ms, or 0)
-    "pingpong": (["latency=40ms", "rounds=5"], 40.0),
+    # target -> (instances, params, the latency asked of every link in ms, or 0)
+    "pingpong": (4, ["latency=40ms", "rounds=5"], 40.0),
+    "spacemesh:start": (4, [], 0.0),  # a small Spacemesh network: 1 PoET, 3 nodes
 }
 FAULTS = Path(__file__).with_name("faults.toml")  # the target "faults"
 PLANS = Path(__file__).resolve().parents[2] / "plans"
@@ -91,13 +92,13 @@ def check_faults(run_dir: Path) -> str:
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
                keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
-    params, latency_ms = TARGETS.get(target, ([], 0.0))
+    instances, params, latency_ms = TARGETS.get(target, (None, [], 0.0))
     if target == "faults":
         spec = build_run_spec("faulty:talk", composition=FAULTS, runner="cluster:k8s",
                               timeout_s=180, plan_roots=[PLANS])
     else:
-        spec = build_run_spec(target, params=dict(p.split("=", 1) for p in params),
-                              runner="cluster:k8s", timeout_s=180)
+        spec = build_run_spec(target, instances=instances, runner="cluster:k8s",
+                              params=dict(p.split("=", 1) for p in params), timeout_s=180)
     options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
                                   "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
     t0 = time.monotonic()
@@ -126,7 +127,8 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
 def main() -> int:
     """Build the image, run each target, remove the session's pods, network, namespace."""
     parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
-    parser.add_argument("targets", nargs="*", default=["pingpong"])
+    parser.add_argument("targets", nargs="*", default=["pingpong"],
+                        help="plan[:case] (pingpong, spacemesh:start, ...) or 'faults'")
     parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
     args = parser.parse_args()
     if os.geteuid() != 0:
