@@ -309,6 +309,7 @@ def test_engine_without_c_and_without_netfilterqueue_explains_both(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty-cache"))  # no engine built before
     monkeypatch.setattr(_rules, "NETNS_DIR", tmp_path)
     (tmp_path / "hub").touch()
     monkeypatch.setitem(sys.modules, "netfilterqueue", None)
