@@ -175,6 +175,30 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     assert code == 1
 
 
+class BrokenShaper(FakeCluster):
+    """Pod 1's shaper fails at once while its instance waits (for a network that never
+    comes)."""
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if pod["metadata"]["name"].endswith("-1"):
+                pod["status"]["containerStatuses"] = [
+                    {"name": "instance", "state": {"running": {}}},
+                    {"name": "shaper", "state": {"terminated": {"exitCode": 1}}}]
+        return out
+
+
+def test_a_failed_shaper_fails_its_instance_at_once_not_at_the_timeout(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = BrokenShaper({0: 0, 1: 0}, [success("single/0")], ends_after=3)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=5, poll_s=0.01))
+    assert states[0].verdict() == (True, None)
+    assert states[1].verdict() == (False, "its pod's shaper failed (exit code 1; shaper.log)")
+    assert cluster.objects == []
+
+
 def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

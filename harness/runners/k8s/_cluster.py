@@ -48,13 +48,21 @@ class ClusterApi(Protocol):
         ...
 
 
-def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
-    """The container's exit code once it has terminated (None while it has not)."""
+def container_exit(pod: dict[str, Any], container: str) -> int | None:
+    """One container's exit code once it has terminated (None while it has not)."""
     for status in pod.get("status", {}).get("containerStatuses") or ():
         if status.get("name") == container:
             terminated = (status.get("state") or {}).get("terminated")
             if terminated is not None:
                 return int(terminated.get("exitCode", 1))
+    return None
+
+
+def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
+    """The container's exit code once it has terminated (None while it has not)."""
+    code = container_exit(pod, container)
+    if code is not None:
+        return code
     if pod.get("status", {}).get("phase") == "Failed":  # e.g. evicted before it ran
         return 1
     return None
@@ -76,9 +84,16 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             for pod in await api.pods(run.namespace, selector):
                 iid = by_pod.get(pod["metadata"]["name"])
                 code = pod_exit(pod)
-                if iid is not None and code is not None and states[iid].status is None:
+                if iid is None or states[iid].status is not None:
+                    continue
+                if code is not None:
                     states[iid].pid = 0  # started: it has exited
                     states[iid].status = code
+                elif container_exit(pod, "shaper") not in (None, 0):
+                    # it ends only after the instance: its network is gone, do not wait on
+                    states[iid].stopped = (f"its pod's shaper failed (exit code "
+                                           f"{container_exit(pod, 'shaper')}; shaper.log)")
+                    states[iid].status = -9
             if all(s.status is not None for s in states.values()):
                 break
             if time.monotonic() > deadline:
