@@ -169,6 +169,13 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     code = run_on_cluster(spec, load_options(spec), tmp_path / "b", quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, [*events, unplayed]))
     assert code == 1
+    # a restart: the instance must record success anew, after it
+    restart = {**kill, "action": "restart"}
+    assert run_on_cluster(spec, load_options(spec), tmp_path / "d", quiet=True, api=FakeCluster(
+        {0: 0, 1: 0}, [success("single/0"), success("single/1"), restart, success("single/1")]
+    )) == 0
+    assert run_on_cluster(spec, load_options(spec), tmp_path / "e", quiet=True, api=FakeCluster(
+        {0: 0, 1: 0}, [success("single/0"), success("single/1"), restart])) == 1
     recover = {**kill, "expect": "recover"}
     code = run_on_cluster(spec, load_options(spec), tmp_path / "c", quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, [success("single/0"), recover]))

@@ -154,13 +154,20 @@ def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> No
         st = states[iid]
         st.expecting(expect)
         if action == "restart":
-            st.restarted()
+            _started_again(st)
         else:
             st.ended_by = f"{'killed' if action == 'kill' else 'stopped'} by {entry['fault']}"
     if entry["step"] == "undone":  # a kill or stop with a duration: started again
         for st in states.values():
             if st.ended_by is not None and entry["fault"] in st.ended_by:
-                st.restarted()
+                _started_again(st)
+
+
+def _started_again(st: InstanceState) -> None:
+    """`restarted()`, keeping the exit status: the pod's is the last process's already."""
+    status = st.status
+    st.restarted()
+    st.status = status
 
 
 class Kr8sApi:
