@@ -129,6 +129,12 @@ def build_image(podman: Podman, cache: Path) -> tuple[str, float]:
             (context / "Containerfile").write_text("\n".join(lines) + "\n")
             podman("build", "--quiet", "--pull=never", "--network=none", "-t", image,
                    str(context))
+    # the cache keeps one project layer: earlier ones go (the Debian base stays)
+    names = podman("images", "--format", "{{.Repository}}:{{.Tag}}",
+                   "--filter", "reference=localhost/harness").stdout.split()
+    old = [n for n in names if n != image]
+    if old:
+        podman("rmi", *old, check=False)
     return image, time.monotonic() - t0
 
 
