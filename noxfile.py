@@ -166,6 +166,31 @@ def faults(session: nox.Session) -> None:
     session.run("python", "-m", "scenarios.spacemesh.faults", *args)
 
 
+K8S_DEBS = ["podman", "runc", "catatonit", "debootstrap", "iputils-ping"]
+
+
+@nox.session
+def k8s(session: nox.Session) -> None:
+    """cluster:k8s: every rendered manifest validated strictly against the Kubernetes
+    schema, the pods' shaping layout and live shaping, the API path on the API's documented
+    objects (its live test runs when KUBECONFIG names a cluster); then, as root, the rendered
+    pods run for real under `podman kube play` in an image built without any registry
+    (debootstrap + podman import, cached in /var/tmp/harness-k8s): pingpong with 40 ms on
+    every link (round trips must be 80 ms and more), a partition and a kill played through
+    the pods (faulty:talk), and a small Spacemesh network (spacemesh:start, 4 instances).
+    About four minutes with the image cached; the first build adds two to three."""
+    _debs(session, K8S_DEBS)
+    _install(session, "test", "k8s", "userspace")
+    session.run("pytest", "-p", "no:cacheprovider", "-q", "-rs", *(session.posargs or
+                                                                   ["tests/k8s"]))
+    if session.posargs:
+        return
+    if os.geteuid() != 0:
+        session.warn("the podman kube play run skipped: it needs root")
+        return
+    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong", "faults", "spacemesh:start")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures (and a peer's from the same run where named) and

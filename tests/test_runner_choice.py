@@ -34,10 +34,11 @@ async def main(env):
 
 
 def test_every_registered_runner_is_the_class_of_that_name() -> None:
-    assert list(runners.RUNNERS) == [runners.LOCAL_EXEC, runners.LOCAL_NETNS]
+    assert list(runners.RUNNERS) == [runners.LOCAL_EXEC, runners.LOCAL_NETNS,
+                                     runners.CLUSTER_K8S]
     for name in runners.RUNNERS:
         assert runners.get_runner(name).name == name
-    with pytest.raises(UsageError, match=r"unknown runner 'k8s'; known: local:exec, local:netns"):
+    with pytest.raises(UsageError, match=r"unknown runner 'k8s'; known: local:exec, local:netns, cluster:k8s"):
         runners.get_runner("k8s")
 
 

@@ -26,11 +26,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="remove the network with this prefix even if its owner still runs",
     )
+    parser.add_argument("--runner", choices=["cluster:k8s"],
+                        help="cluster:k8s: delete the objects of the run given with --run")
+    parser.add_argument("--run", metavar="RUN_ID", help="with --runner cluster:k8s: the run")
+    parser.add_argument("--k8s", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --runner cluster:k8s: namespace, kubeconfig, context")
     add_outputs(parser)
+
+
+def _clean_cluster(args: argparse.Namespace) -> int:
+    """Delete exactly one cluster:k8s run's objects, selected by its run label."""
+    from harness._runid import is_run_id
+    from harness.runners.k8s import parse_options
+    from harness.runners.k8s._cluster import clean_run
+
+    if args.run is None or not is_run_id(args.run):
+        raise UsageError(f"--runner cluster:k8s needs --run RUN_ID (a run id), not {args.run!r}")
+    raw = dict(item.partition("=")[::2] for item in args.k8s)
+    removed = clean_run(parse_options(raw, set(), "--k8s"), args.run)
+    print(f"{removed} object(s) of run {args.run} deleted")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Remove leftovers and print one line per thing removed or run marked."""
+    if args.runner is not None or args.run is not None:
+        return _clean_cluster(args)
     removed: list[str] = []
     if os.geteuid() == 0:
         try:

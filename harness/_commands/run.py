@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from pathlib import Path
 
 from harness import _listen as listen
 from harness._commands._args import add_outputs, add_plans
+from harness._errors import UsageError
+from harness._runid import new_run_id
 from harness._supervisor import RunOptions
 from harness._supervisor import run as run_spec
 from harness.plans import RunSpec, build_run_spec, parse_assignments
-from harness.runners import RUNNERS, runnable_here
+from harness.runners import CLUSTER_K8S, RUNNERS, runnable_here
 
 HELP = "run a test case of a plan"
 
@@ -30,6 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
+    parser.add_argument("--render", type=Path, metavar="DIR",
+                        help="cluster:k8s: write the run's manifests to DIR and stop "
+                             "(no cluster needed)")
+    parser.add_argument("--k8s", action="append", default=[], metavar="KEY=VALUE",
+                        help="a cluster:k8s option over the composition's [runner.k8s] "
+                             "(repeatable; docs/k8s.md)")
     add_outputs(parser)
     add_plans(parser)
     add_how(parser)
@@ -64,7 +73,27 @@ def run(args: argparse.Namespace) -> int:
         plan_roots=args.plans,
         faults=args.faults,
     )
+    if spec.runner == CLUSTER_K8S or args.render or args.k8s:
+        return _on_cluster(spec, args)
     return start(spec, args, args.outputs)
+
+
+def _on_cluster(spec: RunSpec, args: argparse.Namespace) -> int:
+    """A cluster:k8s run: its manifests written (--render), or the run on the cluster."""
+    if spec.runner != CLUSTER_K8S:
+        option = "--render" if args.render else "--k8s"
+        raise UsageError(f"{option} is for {CLUSTER_K8S} runs: add --runner {CLUSTER_K8S}")
+    from harness.runners import k8s
+
+    options = k8s.load_options(spec, args.k8s)
+    if args.render is None:
+        from harness.runners.k8s._cluster import run_on_cluster
+
+        return run_on_cluster(spec, options, args.outputs, quiet=args.quiet)
+    rendered = k8s.render_run(spec, options, new_run_id(), secrets.token_bytes(32))
+    path = k8s.write_manifests(rendered, args.render)
+    print(f"{len(rendered.objects)} objects of run {rendered.run_id} written to {path}")
+    return 0
 
 
 def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running") -> int:

@@ -204,7 +204,9 @@ def _checked(
 def _read_composition(path: Path) -> dict[str, Any]:
     data = read_toml(path, "composition")
     where = f"composition {path}"
-    check_keys(data, ("global", "groups", "faults"), where)
+    check_keys(data, ("global", "groups", "faults", "runner"), where)
+    # [runner.<name>]: options of one runner, which that runner checks (cluster:k8s's: k8s)
+    check_keys(table(data.get("runner", {}), f"{where} [runner]"), ("k8s",), f"{where} [runner]")
     g = data.get("global", {})
     check_keys(g, ("plan", "case", "params", "runner", "timeout", "total_instances"),
                f"{where} [global]")

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from harness.runners._fallback import runnable_here
     from harness.runners._process import Launch, Process, ProcessHost, signal_group
     from harness.runners._registry import (
+        CLUSTER_K8S,
         DEFAULT_RUNNER,
         LOCAL_EXEC,
         LOCAL_NETNS,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 # Imported on first use: the plan loader (which instances import too) checks runner names
 # here, and must not pay for the runners themselves.
 _WHERE = {
+    "CLUSTER_K8S": "harness.runners._registry",
     "DEFAULT_RUNNER": "harness.runners._registry",
     "LOCAL_EXEC": "harness.runners._registry",
     "LOCAL_NETNS": "harness.runners._registry",
@@ -42,6 +44,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "CLUSTER_K8S",
     "DEFAULT_RUNNER",
     "LOCAL_EXEC",
     "LOCAL_NETNS",

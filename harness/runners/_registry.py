@@ -17,12 +17,15 @@ LOCAL_EXEC = "local:exec"
 """Plain processes on this host's loopback; needs no privilege; cannot shape links."""
 LOCAL_NETNS = "local:netns"
 """One network namespace per instance on an emulated network; needs root or a user namespace."""
+CLUSTER_K8S = "cluster:k8s"
+"""One Pod per instance on a Kubernetes cluster (docs/k8s.md)."""
 DEFAULT_RUNNER = LOCAL_NETNS
 """A plan's runner when its manifest names none."""
 
 RUNNERS: Mapping[str, str] = MappingProxyType({
     LOCAL_EXEC: "harness.runners._exec:ExecRunner",
     LOCAL_NETNS: "harness.runners._netns:NetnsRunner",
+    CLUSTER_K8S: "harness.runners.k8s:K8sRunner",
 })
 """Every runner's name and the class that implements it (imported on first use)."""
 

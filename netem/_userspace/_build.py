@@ -48,13 +48,14 @@ def _compiler() -> str:
 
 
 def build_engine(directory: Path | None = None) -> Path:
-    """Return the path of the compiled engine, building it if this source is not cached."""
+    """Return the path of the compiled engine, building it if this source is not cached
+    (an engine built elsewhere and put in the cache needs no compiler here: a pod's image)."""
     source = engine_source()
-    cc = _compiler()
     key = hashlib.sha256(source + " ".join((*_CFLAGS, *_LIBS)).encode()).hexdigest()[:16]
     target = (directory or cache_dir()) / f"netem-engine-{key}"
     if os.access(target, os.X_OK):
         return target
+    cc = _compiler()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

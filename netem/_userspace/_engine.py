@@ -43,7 +43,8 @@ class Engine:
     """Holds, drops, corrupts, duplicates and reorders packets between hosts in a hub.
 
     `netns` is the hub namespace (a name under /run/netns) whose FORWARD chain the hosts'
-    traffic crosses. Packets of the pairs given to `update` are queued (NFQUEUE number
+    traffic crosses; or None for this process's own namespace with `hook="OUTPUT"`: the
+    egress of a host shaped from inside it (a pod's shaping sidecar, which may not setns). Packets of the pairs given to `update` are queued (NFQUEUE number
     `queue_num`, with --queue-bypass: if the engine is gone they pass unshaped) and each is
     let go at its due time; other traffic is not queued at all.
 
@@ -58,7 +59,7 @@ class Engine:
 
     def __init__(
         self,
-        netns: str,
+        netns: str | None,
         queue_num: int = 0,
         *,
         seed: int | None = None,
@@ -66,6 +67,7 @@ class Engine:
         implementation: Implementation = "auto",
         max_queue: int = 65536,
         realtime_priority: int = 10,
+        hook: Literal["FORWARD", "OUTPUT"] = "FORWARD",
     ) -> None:
         if isinstance(queue_num, bool) or not isinstance(queue_num, int):
             raise EngineError(f"queue_num must be an integer, not {queue_num!r}")
@@ -83,7 +85,10 @@ class Engine:
             raise EngineError(f"max_queue must be a positive integer, not {max_queue!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise EngineError(f"seed must be a non-negative integer, not {seed!r}")
+        if hook not in ("FORWARD", "OUTPUT"):
+            raise EngineError(f"hook must be 'FORWARD' or 'OUTPUT', not {hook!r}")
         self.netns = netns
+        self.hook = hook
         self.queue_num = queue_num
         self.seed = seed if seed is not None else secrets.randbits(63)
         self.distribution: Distribution = distribution
@@ -104,7 +109,7 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _command_line(self) -> list[str]:
-        netns_path = str(_rules.netns_path(self.netns))
+        netns_path = None if self.netns is None else str(_rules.netns_path(self.netns))
         common = ["--queue", str(self.queue_num), "--seed", str(self.seed)]
         common += ["--realtime", str(self.realtime_priority)]
         if self.distribution == "normal":
@@ -121,8 +126,7 @@ class Engine:
                 self.implementation = "c"
                 return [
                     str(binary),
-                    "--netns",
-                    netns_path,
+                    *(["--netns", netns_path] if netns_path else []),
                     "--maxlen",
                     str(self.max_queue),
                     *common,
@@ -133,13 +137,13 @@ class Engine:
             raise EngineError(f"no userspace engine available: {prefix}{missing}")
         self.implementation = "python"
         self.fallback_reason = c_error
+        python = [sys.executable, "-m", "netem._userspace._pyengine", *common]
+        if netns_path is None:
+            return python
         nsenter = shutil.which("nsenter")
         if nsenter is None:
             raise EngineError("nsenter (util-linux) not found")
-        return [
-            nsenter, f"--net={netns_path}", sys.executable, "-m",
-            "netem._userspace._pyengine", *common,
-        ]  # fmt: skip
+        return [nsenter, f"--net={netns_path}", *python]
 
     def start(self) -> None:
         """Start the engine process and install the queue chain; idempotent."""
@@ -162,7 +166,7 @@ class Engine:
                 )
             self._had_filter_table = _rules.filter_table_exists(self.netns)
             # one iptables-restore transaction: made whole or not at all
-            self._created = _rules.ensure_chain(self.netns)
+            self._created = _rules.ensure_chain(self.netns, self.hook)
             self._rules_live = True
         except BaseException as exc:
             self.stop()
@@ -180,10 +184,9 @@ class Engine:
         if self._rules_live:
             self._rules_live = False
             try:
-                if _rules.NETNS_DIR.joinpath(self.netns).exists():
-                    _rules.restore(
-                        self.netns, _rules.render_teardown(self._sources, *self._created)
-                    )
+                if self.netns is None or _rules.NETNS_DIR.joinpath(self.netns).exists():
+                    teardown = _rules.render_teardown(self._sources, *self._created, self.hook)
+                    _rules.restore(self.netns, teardown)
                     if not self._had_filter_table:
                         _rules.drop_filter_table_if_empty(self.netns)
             except _rules.RulesError as exc:

@@ -53,14 +53,16 @@ def render_update(
     return "\n".join(lines) + "\n", set(by_src)
 
 
-def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_chain: bool) -> str:
-    """The iptables-restore text that removes every rule and chain the engine made."""
+def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_chain: bool,
+                    hook: str = "FORWARD") -> str:
+    """The iptables-restore text that removes every rule and chain the engine made (`hook`:
+    the built-in chain that jumps to NETEM-QUEUE)."""
     srcs = sorted(set(sources))
     lines = ["*filter", f":{CHAIN} - [0:0]"]
     lines += [f":{sub_chain(src)} - [0:0]" for src in srcs]
     lines += [f"-X {sub_chain(src)}" for src in srcs]
     if remove_jump:
-        lines.append(f"-D FORWARD -j {CHAIN}")
+        lines.append(f"-D {hook} -j {CHAIN}")
     if remove_chain:
         lines.append(f"-X {CHAIN}")
     lines.append("COMMIT")
@@ -78,14 +80,16 @@ def netns_path(netns: str) -> Path:
 
 
 def run_in(
-    netns: str, argv: list[str], stdin: str | None = None
+    netns: str | None, argv: list[str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command inside the namespace (through nsenter)."""
-    nsenter = shutil.which("nsenter")
-    if nsenter is None:
-        raise RulesError("nsenter (util-linux) not found")
+    """Run a command inside the namespace (through nsenter; None: this process's own)."""
+    if netns is not None:
+        nsenter = shutil.which("nsenter")
+        if nsenter is None:
+            raise RulesError("nsenter (util-linux) not found")
+        argv = [nsenter, f"--net={netns_path(netns)}", *argv]
     return subprocess.run(
-        [nsenter, f"--net={netns_path(netns)}", *argv],
+        argv,
         input=stdin,
         capture_output=True,
         text=True,
@@ -94,22 +98,22 @@ def run_in(
     )
 
 
-def restore(netns: str, text: str) -> None:
+def restore(netns: str | None, text: str) -> None:
     """Apply an iptables-restore --noflush transaction in the namespace."""
     proc = run_in(netns, ["iptables-restore", "--noflush", "--wait", "10"], text)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        raise RulesError(f"iptables-restore in {netns}: {msg}")
+        raise RulesError(f"iptables-restore in {netns or 'this namespace'}: {msg}")
 
 
-def filter_table_exists(netns: str) -> bool:
+def filter_table_exists(netns: str | None) -> bool:
     """Whether the namespace has an iptables filter table yet (nf_tables creates it lazily)."""
     # not `-t filter`: that prints an empty filter table even where there is none
     proc = run_in(netns, ["iptables-save"])
     return proc.returncode == 0 and "*filter" in proc.stdout.splitlines()
 
 
-def drop_filter_table_if_empty(netns: str) -> None:
+def drop_filter_table_if_empty(netns: str | None) -> None:
     """Delete the filter table this engine brought into being, if nothing else uses it now.
 
     Only iptables-nft creates tables on demand, so only there is one deleted (with nft).
@@ -124,20 +128,20 @@ def drop_filter_table_if_empty(netns: str) -> None:
         run_in(netns, ["nft", "delete", "table", "ip", "filter"])
 
 
-def ensure_chain(netns: str) -> tuple[bool, bool]:
-    """Create NETEM-QUEUE and FORWARD's jump to it where missing.
+def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
+    """Create NETEM-QUEUE and `hook`'s jump to it where missing.
 
     Returns (created the jump, created the chain), for the teardown to undo just that.
     """
     has_chain = run_in(netns, ["iptables", "-S", CHAIN]).returncode == 0
     has_jump = (
-        has_chain and run_in(netns, ["iptables", "-C", "FORWARD", "-j", CHAIN]).returncode == 0
+        has_chain and run_in(netns, ["iptables", "-C", hook, "-j", CHAIN]).returncode == 0
     )
     if has_chain and has_jump:
         return False, False
     lines = ["*filter"]
     if not has_chain:
         lines.append(f":{CHAIN} - [0:0]")
-    lines += [f"-A FORWARD -j {CHAIN}", "COMMIT"]
+    lines += [f"-A {hook} -j {CHAIN}", "COMMIT"]
     restore(netns, "\n".join(lines) + "\n")
     return True, not has_chain

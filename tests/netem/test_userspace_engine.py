@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from netem import LinkShape
 from netem._backends._base import LinkStats
 from netem._userspace import BuildError, Engine, EngineError, _rules, build_engine
+from netem._userspace._build import CACHE_ENV
 from netem._userspace._protocol import ProtocolError, pair_line, parse_stats, update_lines
 from netem._userspace._pycore import Core
 
@@ -281,10 +283,33 @@ def test_build_without_compiler_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_cached_engine_needs_no_compiler(tmp_path: Path, c_engine: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pod's image carries the engine built on the machine that made the image, no gcc
+    shutil.copy2(c_engine, tmp_path / c_engine.name)
+    monkeypatch.setenv("CC", "no-such-cc")
+    assert build_engine(tmp_path) == tmp_path / c_engine.name
+
+
+def test_the_own_namespace_engine_hooks_output_and_enters_no_namespace(
+    monkeypatch: pytest.MonkeyPatch, c_engine: Path
+) -> None:
+    # a pod's sidecar shapes its own egress: it may not setns, and its packets leave by OUTPUT
+    monkeypatch.setenv(CACHE_ENV, str(c_engine.parent))
+    engine = Engine(None, hook="OUTPUT")
+    argv = engine._command_line()
+    assert argv[0] == str(c_engine) and "--netns" not in argv
+    text = _rules.render_teardown([A], remove_jump=True, remove_chain=True, hook="OUTPUT")
+    assert "-D OUTPUT -j NETEM-QUEUE" in text and "FORWARD" not in text
+    with pytest.raises(EngineError, match="hook must be 'FORWARD' or 'OUTPUT'"):
+        Engine(None, hook="INPUT")  # type: ignore[arg-type]
+
+
 def test_engine_without_c_and_without_netfilterqueue_explains_both(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty-cache"))  # no engine built before
     monkeypatch.setattr(_rules, "NETNS_DIR", tmp_path)
     (tmp_path / "hub").touch()
     monkeypatch.setitem(sys.modules, "netfilterqueue", None)

@@ -1,0 +1,258 @@
+"""A cluster:k8s run through the Kubernetes API: create the run's objects, follow its pods
+into the same outcome logic as local runs (`InstanceState`: exit status plus the events the
+instance signalled), collect each instance's logs and the sync service's events into the
+local run directory, and delete everything by the run's labels however the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from harness._errors import EnvironmentProblem
+from harness._outcome import InstanceState
+from harness._runid import new_run_id
+from harness.plans import RunSpec
+from harness.runners.k8s import _labels as L
+from harness.runners.k8s._options import K8sOptions
+from harness.runners.k8s._outputs import unpack
+from harness.runners.k8s._render import RenderedRun, render_run
+
+POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
+KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
+
+
+class ClusterApi(Protocol):
+    """What a run needs of the API (kr8s below; a fake in the tests)."""
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """Create one object."""
+        ...
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods matching `selector`, as the API returns them (v1 Pod)."""
+        ...
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        """A container's log."""
+        ...
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        """Delete every object of `kinds` matching `selector`; how many there were."""
+        ...
+
+
+def container_exit(pod: dict[str, Any], container: str) -> int | None:
+    """One container's exit code once it has terminated (None while it has not)."""
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        if status.get("name") == container:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated is not None:
+                return int(terminated.get("exitCode", 1))
+    return None
+
+
+def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
+    """The container's exit code once it has terminated (None while it has not)."""
+    code = container_exit(pod, container)
+    if code is not None:
+        return code
+    if pod.get("status", {}).get("phase") == "Failed":  # e.g. evicted before it ran
+        return 1
+    return None
+
+
+async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path,
+                 *, timeout_s: float, poll_s: float = POLL_S) -> list[InstanceState]:
+    """Create the run, wait for every instance to end (or the timeout), collect, delete.
+
+    The delete runs whatever happens here (an error, a cancellation, Ctrl-C)."""
+    states = {i.id: InstanceState(i) for i in spec.instances}
+    by_pod = {L.pod_name(run.run_id, i.global_seq): i.id for i in spec.instances}
+    selector = L.run_selector(run.run_id)
+    try:
+        for obj in run.objects:
+            await api.create(obj)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for pod in await api.pods(run.namespace, selector):
+                iid = by_pod.get(pod["metadata"]["name"])
+                code = pod_exit(pod)
+                if iid is None or states[iid].status is not None:
+                    continue
+                if code is not None:
+                    states[iid].pid = 0  # started: it has exited
+                    states[iid].status = code
+                elif container_exit(pod, "shaper") not in (None, 0):
+                    # it ends only after the instance: its network is gone, do not wait on
+                    states[iid].stopped = (f"its pod's shaper failed (exit code "
+                                           f"{container_exit(pod, 'shaper')}; shaper.log)")
+                    states[iid].status = -9
+            if all(s.status is not None for s in states.values()):
+                break
+            if time.monotonic() > deadline:
+                for st in states.values():
+                    if st.status is None:
+                        st.stopped = f"the run's timeout ({timeout_s:g} s) passed"
+                        st.status = -9
+                break
+            await asyncio.sleep(poll_s)
+        await _collect(api, run, by_pod, states, run_dir)
+    finally:
+        await asyncio.shield(api.delete(run.namespace, KINDS, selector))
+    return list(states.values())
+
+
+async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
+                   states: dict[str, InstanceState], run_dir: Path) -> None:
+    """Each instance's log and output files (and its shaper's log), and the sync service's events (which the
+    instances' outcomes take in, as the local supervisor's do)."""
+    shaped = {p["metadata"]["name"] for p in run.by_kind("Pod")
+              if any(c["name"] == "shaper" for c in p["spec"]["containers"])}
+    for pod, iid in by_pod.items():
+        out = run_dir / iid
+        out.mkdir(parents=True, exist_ok=True)
+        log = unpack(await api.logs(run.namespace, pod, "instance"), out)
+        (out / "stdout.log").write_text(log)
+        if pod in shaped:
+            (out / "shaper.log").write_text(await api.logs(run.namespace, pod, "shaper"))
+    sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
+    for sync_pod in await api.pods(run.namespace, sync):
+        text = await api.logs(run.namespace, sync_pod["metadata"]["name"], "sync")
+        # only the events: the kubelet merges the container's stderr into its log
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        (run_dir / "events.jsonl").write_text("".join(f"{line}\n" for line in lines))
+        faults = []
+        for line in lines:
+            event = orjson.loads(line)
+            st = states.get(event.get("instance") or "")
+            if event.get("kind") == "event" and st is not None:
+                st.record(event)
+            elif event.get("kind") in ("fault", "run-failed"):
+                faults.append(line)
+                fault_outcome(event, states)
+        (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
+
+
+def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
+    """What a played process fault means for its instances' outcomes, as locally: ended on
+    purpose (judged by what the fault expects), or started again (must pass anew)."""
+    action = entry.get("action")
+    if action not in ("kill", "stop", "restart") or entry.get("step") not in ("applied",
+                                                                               "undone"):
+        return
+    expect = entry.get("expect") or (
+        "may_die" if action in ("kill", "stop") and "duration" not in entry else "recover")
+    hit = [i for i in entry.get("chosen", ()) if i not in entry.get("missed", ())]
+    for iid in hit if entry["step"] == "applied" else ():
+        st = states[iid]
+        st.expecting(expect)
+        if action == "restart":
+            _started_again(st)
+        else:
+            st.ended_by = f"{'killed' if action == 'kill' else 'stopped'} by {entry['fault']}"
+    if entry["step"] == "undone":  # a kill or stop with a duration: started again
+        for st in states.values():
+            if st.ended_by is not None and entry["fault"] in st.ended_by:
+                _started_again(st)
+
+
+def _started_again(st: InstanceState) -> None:
+    """`restarted()`, keeping the exit status: the pod's is the last process's already."""
+    status = st.status
+    st.restarted()
+    st.status = status
+
+
+class Kr8sApi:
+    """`ClusterApi` on kr8s (asyncio), from a kubeconfig and context."""
+
+    def __init__(self, options: K8sOptions) -> None:
+        self.options = options
+        self._api: Any = None
+
+    async def _client(self) -> Any:
+        if self._api is None:
+            try:
+                import kr8s.asyncio
+            except ImportError:
+                raise EnvironmentProblem("cluster:k8s needs kr8s: pip install "
+                                         "'p2p-harness[k8s]'") from None
+            kubeconfig = str(self.options.kubeconfig) if self.options.kubeconfig else None
+            try:
+                self._api = await kr8s.asyncio.api(kubeconfig=kubeconfig,
+                                                   context=self.options.context)
+            except Exception as e:  # kr8s says ValueError, OSError, its own errors
+                raise EnvironmentProblem(f"cluster:k8s: no usable kubeconfig ({e}); give "
+                                         "one with --k8s kubeconfig=PATH") from None
+        return self._api
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """Create one object."""
+        from kr8s.asyncio.objects import object_from_spec
+
+        await object_from_spec(obj, api=await self._client()).create()
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods matching `selector`."""
+        api = await self._client()
+        return [p.raw async for p in api.get("pods", namespace=namespace,
+                                             label_selector=selector)]
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        """A container's log."""
+        from kr8s.asyncio.objects import Pod
+
+        found = await Pod.get(pod, namespace=namespace, api=await self._client())
+        return "".join([line + "\n" async for line in found.logs(container=container)])
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        """Delete every object of `kinds` matching `selector`."""
+        api = await self._client()
+        count = 0
+        for kind in kinds:
+            async for obj in api.get(kind, namespace=namespace, label_selector=selector):
+                await obj.delete(propagation_policy="Foreground")
+                count += 1
+        return count
+
+
+def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool,
+                   api: ClusterApi | None = None) -> int:
+    """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`; 0 if
+    every instance passed."""
+    run = render_run(spec, options, new_run_id(), secrets.token_bytes(32))
+    run_dir = outputs.resolve() / run.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances on "
+              f"cluster:k8s (namespace {run.namespace}, run {run.run_id})", file=sys.stderr)
+    states = asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
+                                timeout_s=spec.timeout_s))
+    failed = [s for s in states if not s.verdict()[0]]
+    faults = run_dir / "faults.jsonl"
+    lines = faults.read_text().splitlines() if faults.exists() else []
+    # a fault that could not be played fails the run: a test whose fault never happened
+    # proves nothing (harness._conductor)
+    unplayed = [e["reason"] for e in map(orjson.loads, lines) if e["kind"] == "run-failed"]
+    (run_dir / "k8s.json").write_bytes(orjson.dumps({
+        "run_id": run.run_id, "namespace": run.namespace, "faults_failed": unplayed,
+        "instances": {s.spec.id: {"status": s.status, "passed": s.verdict()[0],
+                                  "reason": s.verdict()[1]} for s in states}},
+        option=orjson.OPT_INDENT_2))
+    ok = not failed and not unplayed
+    print(f"run {run.run_id}: {'PASSED' if ok else 'FAILED'} "
+          f"({len(states) - len(failed)} of {len(states)} passed)"
+          + "".join(f"\n{reason}" for reason in unplayed) + f"\noutputs: {run_dir}")
+    return 0 if ok else 1
+
+
+def clean_run(options: K8sOptions, run_id: str) -> int:
+    """Delete one run's objects (`harness clean --runner cluster:k8s --run ID`)."""
+    return asyncio.run(Kr8sApi(options).delete(options.namespace, KINDS, L.run_selector(run_id)))

@@ -1,0 +1,181 @@
+"""`python -m tests.k8s.kubeplay [TARGET ...]`: cluster:k8s runs for real under podman.
+
+For each target (default: pingpong with 40 ms on every link), render the run as
+cluster:k8s does, play its pods with `podman kube play` (tests.k8s.kubeplay._podman) and
+follow them with the runner's own code (`run_on_cluster`: the same outcome logic, logs,
+output files and events collected, everything deleted however the run ends). Then check
+that the run passed and, for pingpong, that the shaping inside the pods held: the plan
+fails itself if its fastest ping is under twice the latency, and each instance's median
+round trip must lie within [2 x latency, 2 x latency + 250 ms]. The target `faults` plays
+faults.toml (a partition, then a kill) on faulty:talk and checks what each instance heard.
+Prints the image build time, each run's time and its round trips.
+
+Needs root, podman, runc, catatonit and debootstrap (nox -s k8s installs them). The image
+is built without any registry and kept in /var/tmp/harness-k8s (its store) for the next
+session; the session's namespace, network, pods and containers are removed however it
+ends."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.plans import build_run_spec
+from harness.runners.k8s import load_options
+from harness.runners.k8s._cluster import run_on_cluster
+from tests.k8s.kubeplay._image import build_image
+from tests.k8s.kubeplay._podman import SUBNET, Podman, PodmanApi
+
+CACHE = Path("/var/tmp/harness-k8s")
+RUNROOT = Path("/run/harness-k8s")
+NETWORK = "hk8s"
+TARGETS = {
+    # target -> (instances, params, the latency asked of every link in ms, or 0)
+    "pingpong": (4, ["latency=40ms", "rounds=5"], 40.0),
+    "spacemesh:start": (4, [], 0.0),  # a small Spacemesh network: 1 PoET, 3 nodes
+}
+FAULTS = Path(__file__).with_name("faults.toml")  # the target "faults"
+PLANS = Path(__file__).resolve().parents[2] / "plans"
+RTT = re.compile(r'"rtt_p50_ms":\s*([0-9.]+)')
+
+
+def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
+    """Each instance's median round trip from its log (log.jsonl, collected from the pod);
+    SystemExit if one is missing or shows the links unshaped (below 2 x latency) or far off
+    (above 2 x latency + 250 ms)."""
+    medians = []
+    for log in sorted(p.parent / "log.jsonl" for p in run_dir.rglob("stdout.log")):
+        found = RTT.findall(log.read_text()) if log.exists() else []
+        if not found:
+            raise SystemExit(f"kubeplay: no round trips in {log}")
+        medians.append(float(found[-1]))
+    if not medians:
+        raise SystemExit(f"kubeplay: no instance logs in {run_dir}")
+    low, high = 2 * latency_ms, 2 * latency_ms + 250
+    bad = [m for m in medians if not low <= m <= high]
+    if bad:
+        raise SystemExit(f"kubeplay: round trips {bad} ms outside [{low:g}, {high:g}] ms: "
+                         "the pods' shaping did not hold")
+    return medians
+
+
+def check_faults(run_dir: Path) -> str:
+    """The partition held (single/1 heard nothing from single/0 while it was on, and heard
+    it again after), the kill ended single/2 for good, and single/1 started again after its
+    restart and recorded success anew; SystemExit if not."""
+    entries = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines()]
+    steps = {(e["action"], e["step"]): e["ts"] for e in entries if e.get("kind") == "fault"}
+    cut_on, cut_off = steps[("partition", "applied")], steps[("partition", "undone")]
+    killed = steps[("kill", "applied")]
+    heard = [(float(t), who) for t, who, _ in (
+        line.split() for line in (run_dir / "single/1/talk.log").read_text().splitlines())]
+    during = [t for t, w in heard if cut_on + 0.2 < t < cut_off - 0.2 and w == "single/0"]
+    if during:
+        raise SystemExit(f"kubeplay: single/1 heard single/0 {len(during)} times through "
+                         "the partition")
+    if not [t for t, w in heard if cut_on + 0.2 < t < cut_off - 0.2 and w == "single/2"]:
+        raise SystemExit("kubeplay: the partition cut single/1 from single/2 too")
+    if not [t for t, w in heard if t > cut_off + 0.5 and w == "single/0"]:
+        raise SystemExit("kubeplay: single/0 was not heard again after the partition")
+    late = [t for t, w in heard if t > killed + 1.0 and w == "single/2"]
+    if late:
+        raise SystemExit(f"kubeplay: single/2 answered {len(late)} times after its kill")
+    # its talk may be over by then (it counts from its first start): its events tell
+    restarted = steps[("restart", "applied")]
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    again = [e["type"] for e in events if e.get("kind") == "event"
+             and e.get("instance") == "single/1" and e["ts"] > restarted]
+    if again[:1] != ["start"] or "success" not in again:
+        raise SystemExit(f"kubeplay: single/1 after its restart: {again} (not started again "
+                         "and passed)")
+    return (f"partition held {cut_off - cut_on:.1f} s and healed; single/2 silent after "
+            "its kill; single/1 started again and passed")
+
+
+def run_target(podman: Podman, image: str, target: str, outputs: Path,
+               keep: Path | None) -> int:
+    """One cluster:k8s run of `target` under kube play; its exit code."""
+    instances, params, latency_ms = TARGETS.get(target, (None, [], 0.0))
+    if target == "faults":
+        spec = build_run_spec("faulty:talk", composition=FAULTS, runner="cluster:k8s",
+                              timeout_s=180, plan_roots=[PLANS])
+    else:
+        spec = build_run_spec(target, instances=instances, runner="cluster:k8s",
+                              params=dict(p.split("=", 1) for p in params), timeout_s=180)
+    options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
+                                  "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
+    t0 = time.monotonic()
+    code = run_on_cluster(spec, options, outputs, quiet=False,
+                          api=PodmanApi(podman, NETWORK))
+    took = time.monotonic() - t0
+    run_dir = max(outputs.iterdir(), key=lambda p: p.stat().st_mtime)
+    if keep:
+        shutil.copytree(run_dir, keep / run_dir.name)
+        run_dir = keep / run_dir.name
+    print(f"kubeplay: {target}: {'passed' if code == 0 else 'FAILED'} in {took:.1f} s "
+          f"({run_dir})")
+    if code != 0:
+        for log in sorted(run_dir.rglob("stdout.log")):
+            print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
+        return code
+    if target == "faults":
+        print(f"kubeplay: faults: {check_faults(run_dir)}")
+    if latency_ms:
+        medians = check_rtts(run_dir, latency_ms)
+        print(f"kubeplay: {target}: asked {latency_ms:g} ms each way; median round trips "
+              f"{', '.join(f'{m:.1f}' for m in medians)} ms")
+    return 0
+
+
+def main() -> int:
+    """Build the image, run each target, remove the session's pods, network, namespace."""
+    parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
+    parser.add_argument("targets", nargs="*", default=["pingpong"],
+                        help="plan[:case] (pingpong, spacemesh:start, ...) or 'faults'")
+    parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("kubeplay: needs root (podman's pods with NET_ADMIN, a netns)")
+    missing = [c for c in ("podman", "runc", "debootstrap") if shutil.which(c) is None]
+    if missing:
+        raise SystemExit(f"kubeplay: missing {' '.join(missing)} (apt install them)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = (CACHE / "lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one session at a time owns the store
+    netns = f"hk8s-{os.getpid()}"
+    store = CACHE / "store"
+    with tempfile.TemporaryDirectory(prefix="hk8s-") as tmp:
+        work = Path(tmp)
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        podman = Podman(work, netns, store, RUNROOT)
+        try:
+            # whatever a killed session left in the store goes first
+            podman("pod", "rm", "--all", "--force", check=False)
+            podman("network", "create", "--subnet", str(SUBNET), "--disable-dns", NETWORK)
+            image, took = build_image(podman, CACHE)
+            print(f"kubeplay: image {image} ready in {took:.1f} s")
+            outputs = work / "outputs"
+            outputs.mkdir()
+            codes = [run_target(podman, image, t, outputs, args.keep_outputs)
+                     for t in args.targets]
+            return max(codes)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+            print(f"kubeplay: {e}", file=sys.stderr)
+            return 1
+        finally:
+            podman("pod", "rm", "--all", "--force", check=False)
+            podman("network", "rm", "--force", NETWORK, check=False)
+            subprocess.run(["ip", "netns", "delete", netns], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

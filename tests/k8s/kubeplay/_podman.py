@@ -1,0 +1,154 @@
+"""podman as the cluster: `ClusterApi` on `podman kube play`, everything of the session in a
+network namespace of its own (the pods' bridge, its addresses and any published port live
+there, never in the host's), with its own store, containers.conf and CNI directory.
+
+What the kubelet would do and `kube play` does not, done here: each pod gets its address
+from the session's subnet (`--ip`), which replaces the downward API's `status.podIP`; each
+Service's DNS name resolves to its pod's address through `hostAliases` (`kube play`
+ignores Services); each pod's emptyDir is a directory of its own (`kube play` shares one
+named volume between all pods)."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SUBNET = ipaddress.IPv4Network("198.19.254.0/24")  # the run's range (198.18.0.0/15)
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+log_driver = "k8s-file"
+[engine]
+runtime = "runc"
+events_logger = "file"
+cgroup_manager = "cgroupfs"
+[network]
+network_config_dir = "{cni}"
+"""
+
+
+class Podman:
+    """The podman command of one session: its namespace, store and configuration."""
+
+    def __init__(self, work: Path, netns: str, store: Path, runroot: Path) -> None:
+        self.work, self.netns = work, netns
+        (work / "cni").mkdir(parents=True, exist_ok=True)
+        conf = work / "containers.conf"
+        conf.write_text(CONTAINERS_CONF.format(cni=work / "cni"))
+        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        self.argv = ["nsenter", f"--net=/run/netns/{netns}", "podman", "--root", str(store),
+                     "--runroot", str(runroot)]
+
+    def __call__(self, *args: str, check: bool = True,
+                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run `podman ARGS` in the session; a failure is one line naming the command."""
+        proc = subprocess.run([*self.argv, *args], env=self.env, capture_output=True,
+                              text=True, check=False, timeout=timeout)
+        if check and proc.returncode != 0:
+            err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            raise RuntimeError(f"podman {' '.join(args[:3])}: {err}")
+        return proc
+
+
+def _matches(labels: dict[str, str], selector: str) -> bool:
+    pairs = [term.split("=", 1) for term in selector.split(",") if term]
+    return all(labels.get(k) == v for k, v in pairs)
+
+
+class PodmanApi:
+    """`ClusterApi` (harness.runners.k8s._cluster) on `podman kube play`."""
+
+    def __init__(self, podman: Podman, network: str) -> None:
+        self.podman, self.network = podman, network
+        self.addresses = iter(list(SUBNET.hosts())[9:])
+        self.configmaps: list[Path] = []
+        self.played: dict[str, dict[str, str]] = {}  # podman pod name -> labels
+        self.hosts: dict[str, str] = {}  # a Service's DNS name -> its pod's address
+        self.by_selector: list[tuple[dict[str, str], str]] = []  # pod labels -> address
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """Play one object (a ConfigMap is kept for the pods that mount it)."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        path = self.podman.work / f"{kind.lower()}-{name}.json"
+        if kind == "ConfigMap":
+            path.write_bytes(orjson.dumps(obj))
+            self.configmaps.append(path)
+            return
+        if kind == "Service":
+            ns = obj["metadata"].get("namespace", "default")
+            for labels, ip in self.by_selector:
+                if all(labels.get(k) == v for k, v in obj["spec"]["selector"].items()):
+                    self.hosts[f"{name}.{ns}.svc"] = ip
+            return
+        if kind not in ("Pod", "Deployment"):
+            raise RuntimeError(f"kube play cannot run a {kind}")
+        ip = str(next(self.addresses))
+        obj = copy.deepcopy(obj)
+        pod = obj if kind == "Pod" else obj["spec"]["template"]
+        spec = pod["spec"]
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                if ref == "status.podIP":
+                    env.pop("valueFrom")
+                    env["value"] = ip
+        for volume in spec.get("volumes", []):
+            # kube play makes an emptyDir a named volume that every pod naming it shares;
+            # the kubelet gives each pod its own: so does a directory per pod here
+            if "emptyDir" in volume:
+                private = self.podman.work / "volumes" / name / volume["name"]
+                private.mkdir(parents=True)
+                del volume["emptyDir"]
+                volume["hostPath"] = {"path": str(private), "type": "Directory"}
+        if self.hosts:
+            spec["hostAliases"] = [{"ip": a, "hostnames": [h]} for h, a in self.hosts.items()]
+        labels = dict(pod["metadata"].get("labels") or {})
+        self.by_selector.append((labels, ip))
+        path.write_bytes(orjson.dumps(obj))
+        self.podman("kube", "play", "--network", self.network, "--ip", ip,
+                    *[f"--configmap={c}" for c in self.configmaps], str(path))
+        pod_name = name if kind == "Pod" else f"{name}-pod-0"
+        self.played[pod_name] = {**labels, **(obj["metadata"].get("labels") or {})}
+
+    def _containers(self, pod: str) -> list[dict[str, Any]]:
+        out = self.podman("ps", "-a", "--filter", f"pod={pod}", "--format", "json").stdout
+        found: list[dict[str, Any]] = json.loads(out or "[]")
+        return found
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods of the session matching `selector`, as v1 Pod objects say it."""
+        out = []
+        for pod, labels in self.played.items():
+            if not _matches(labels, selector):
+                continue
+            statuses = []
+            for c in self._containers(pod):
+                cname = c["Names"][0].removeprefix(f"{pod}-")
+                state: dict[str, Any] = {"running": {}}
+                if c["State"] == "exited":
+                    state = {"terminated": {"exitCode": c["ExitCode"]}}
+                statuses.append({"name": cname, "state": state})
+            out.append({"metadata": {"name": pod, "namespace": namespace, "labels": labels},
+                        "status": {"containerStatuses": statuses}})
+        return out
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        """A container's log (stdout and stderr, as the kubelet keeps them)."""
+        proc = self.podman("logs", f"{pod}-{container}", check=False)
+        return proc.stdout + proc.stderr
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        """Remove the session's pods matching `selector` (with their containers)."""
+        gone = [p for p, labels in self.played.items() if _matches(labels, selector)]
+        for pod in gone:
+            self.podman("pod", "rm", "--force", "--time", "2", pod, check=False)
+            del self.played[pod]
+        return len(gone)

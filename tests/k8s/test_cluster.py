@@ -1,0 +1,268 @@
+"""The API path against the API's documented objects (a fake cluster answering with v1 Pod
+objects as the API documents them), and against a real cluster when a kubeconfig is given."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from harness.plans import RunSpec, build_run_spec
+from harness.runners.k8s import _labels as L
+from harness.runners.k8s import load_options, render_run
+from harness.runners.k8s._cluster import follow, pod_exit, run_on_cluster
+from harness.runners.k8s._outputs import MARKER, pack, unpack
+
+RUN_ID = "20260101-000000-abcdef"
+
+
+def pod_status(name: str, labels: dict[str, str], exit_code: int | None) -> dict[str, Any]:
+    """A v1 Pod as `GET /api/v1/namespaces/NS/pods` returns it (the fields we read)."""
+    state = ({"running": {"startedAt": "2026-01-01T00:00:01Z"}} if exit_code is None else
+             {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0
+                             else "Error", "finishedAt": "2026-01-01T00:00:09Z"}})
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "status": {"phase": "Running" if exit_code is None else
+                       ("Succeeded" if exit_code == 0 else "Failed"),
+                       "containerStatuses": [{"name": "instance", "ready": False,
+                                              "restartCount": 0, "image": "x",
+                                              "imageID": "", "state": state}]}}
+
+
+class FakeCluster:
+    """Holds what was created; pods end after `ends_after` lists with `exit_codes`."""
+
+    def __init__(self, exit_codes: dict[int, int], events: list[dict[str, Any]],
+                 ends_after: int = 2, fail_on_list: bool = False) -> None:
+        self.objects: list[dict[str, Any]] = []
+        self.exit_codes = exit_codes
+        self.events = events
+        self.lists = 0
+        self.ends_after = ends_after
+        self.fail_on_list = fail_on_list
+        self.deleted: list[tuple[str, tuple[str, ...], str]] = []
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        self.objects.append(obj)
+
+    def _matching(self, selector: str) -> list[dict[str, Any]]:
+        want = dict(s.split("=") for s in selector.split(","))
+        return [o for o in self.objects if want.items() <= o["metadata"]["labels"].items()]
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        if self.fail_on_list:
+            raise ConnectionError("the API server went away")
+        self.lists += 1
+        out = []
+        for o in self._matching(selector):
+            if o["kind"] == "Pod":
+                seq = int(o["metadata"]["name"].rsplit("-", 1)[1])
+                code = self.exit_codes[seq] if self.lists > self.ends_after else None
+                out.append(pod_status(o["metadata"]["name"], o["metadata"]["labels"], code))
+            elif o["kind"] == "Deployment":  # its pod, labelled as its template says
+                out.append(pod_status(o["metadata"]["name"] + "-5d8f-x2x",
+                                      o["spec"]["template"]["metadata"]["labels"], None))
+        return out
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        if container == "sync":
+            return "".join(orjson.dumps(e).decode() + "\n" for e in self.events)
+        return f"log of {pod}\n"
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        self.deleted.append((namespace, tuple(kinds), selector))
+        gone = self._matching(selector)
+        self.objects = [o for o in self.objects if o not in gone]
+        return len(gone)
+
+
+@pytest.fixture
+def spec() -> RunSpec:
+    return build_run_spec("pingpong", instances=2, runner="cluster:k8s")
+
+
+def success(iid: str) -> dict[str, Any]:
+    return {"kind": "event", "instance": iid, "type": "success"}
+
+
+def test_a_run_passes_when_every_pod_exits_0_after_success_and_leaves_nothing(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = FakeCluster({0: 0, 1: 0}, [success("single/0"), success("single/1")])
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=60, poll_s=0))
+    assert [s.verdict()[0] for s in states] == [True, True]
+    assert cluster.objects == [] and cluster.deleted[0][2] == L.run_selector(RUN_ID)
+    assert (tmp_path / "single/0/stdout.log").read_text() == f"log of h-{RUN_ID}-0\n"
+    assert orjson.loads((tmp_path / "events.jsonl").read_text().splitlines()[0]) == success(
+        "single/0")
+
+
+class ChattyCluster(FakeCluster):
+    """The kubelet's logs as they come: the sync container's stderr among its events, and
+    each instance's log ending with its output files as the agent packs them."""
+
+    def __init__(self, outputs: Path, *args: Any) -> None:
+        super().__init__(*args)
+        self.packed = pack(outputs)
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        text = await super().logs(namespace, pod, container)
+        if container == "sync":
+            return "Traceback? no: a warning on stderr\n" + text
+        # stderr may follow the pack (a warning as the agent's interpreter exits)
+        return text + self.packed + "a warning at exit\n" if container == "instance" else text
+
+
+def test_output_files_come_back_through_the_log_and_stderr_is_no_event(
+        spec: RunSpec, tmp_path: Path) -> None:
+    files = tmp_path / "in-pod"
+    (files / "sub").mkdir(parents=True)
+    (files / "log.jsonl").write_text('{"event": "pinged"}\n')
+    (files / "sub/metrics.jsonl").write_text("{}\n")
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = ChattyCluster(files, {0: 0, 1: 0}, [success("single/0"), success("single/1")])
+    out = tmp_path / "run"
+    states = asyncio.run(follow(cluster, spec, run, out, timeout_s=60, poll_s=0))
+    assert [s.verdict()[0] for s in states] == [True, True]
+    assert (out / "single/1/log.jsonl").read_text() == '{"event": "pinged"}\n'
+    assert (out / "single/1/sub/metrics.jsonl").read_text() == "{}\n"
+    assert (out / "single/1/stdout.log").read_text() == (f"log of h-{RUN_ID}-1\n"
+                                                          "a warning at exit\n")
+    assert [orjson.loads(x) for x in (out / "events.jsonl").read_text().splitlines()] == [
+        success("single/0"), success("single/1")]
+
+
+def test_packed_outputs_never_land_outside_the_instance_directory(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    log = f"{MARKER}\n{base64.b64encode(buf.getvalue()).decode()}\n"
+    (tmp_path / "inst").mkdir()
+    kept = unpack(log, tmp_path / "inst")
+    assert not (tmp_path / "escaped").exists()
+    assert kept.startswith(log) and "could not be unpacked" in kept
+    # a damaged pack (a line lost) is kept in the log with the reason, not a crash
+    assert "could not be unpacked" in unpack(log[:-10] + "\n", tmp_path / "inst")
+
+
+def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_run(
+        spec: RunSpec, tmp_path: Path) -> None:
+    kill = {"kind": "fault", "fault": "fault 0", "step": "applied", "action": "kill",
+            "chosen": ["single/1"], "at_s": 1.0}
+    # single/1 killed for good exits 1 without success: a kill without duration may die
+    events = [success("single/0"), kill]
+    code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, events))
+    run_dir = next(tmp_path.iterdir())
+    assert code == 0, (run_dir / "k8s.json").read_text()
+    assert orjson.loads((run_dir / "faults.jsonl").read_text()) == kill
+    unplayed = {"kind": "run-failed", "reason": "fault 1 could not be played: no"}
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "b", quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, [*events, unplayed]))
+    assert code == 1
+    # a restart: the instance must record success anew, after it
+    restart = {**kill, "action": "restart"}
+    assert run_on_cluster(spec, load_options(spec), tmp_path / "d", quiet=True, api=FakeCluster(
+        {0: 0, 1: 0}, [success("single/0"), success("single/1"), restart, success("single/1")]
+    )) == 0
+    assert run_on_cluster(spec, load_options(spec), tmp_path / "e", quiet=True, api=FakeCluster(
+        {0: 0, 1: 0}, [success("single/0"), success("single/1"), restart])) == 1
+    recover = {**kill, "expect": "recover"}
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "c", quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, [success("single/0"), recover]))
+    assert code == 1
+
+
+class BrokenShaper(FakeCluster):
+    """Pod 1's shaper fails at once while its instance waits (for a network that never
+    comes)."""
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if pod["metadata"]["name"].endswith("-1"):
+                pod["status"]["containerStatuses"] = [
+                    {"name": "instance", "state": {"running": {}}},
+                    {"name": "shaper", "state": {"terminated": {"exitCode": 1}}}]
+        return out
+
+
+def test_a_failed_shaper_fails_its_instance_at_once_not_at_the_timeout(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = BrokenShaper({0: 0, 1: 0}, [success("single/0")], ends_after=3)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=5, poll_s=0.01))
+    assert states[0].verdict() == (True, None)
+    assert states[1].verdict() == (False, "its pod's shaper failed (exit code 1; shaper.log)")
+    assert cluster.objects == []
+
+
+def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = FakeCluster({0: 1, 1: 0}, [success("single/0")])  # 1 exits 0, never succeeded
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=60, poll_s=0))
+    assert [s.verdict()[0] for s in states] == [False, False]
+    assert [s.status for s in states] == [1, 0]
+
+
+def test_the_timeout_stops_waiting_and_everything_is_still_deleted(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = FakeCluster({0: 0, 1: 0}, [], ends_after=10**6)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=0, poll_s=0))
+    assert all(s.stopped and not s.verdict()[0] for s in states)
+    assert cluster.objects == []
+
+
+def test_an_api_failure_mid_run_still_deletes_the_runs_objects(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = FakeCluster({0: 0, 1: 0}, [], fail_on_list=True)
+    with pytest.raises(ConnectionError):
+        asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=60, poll_s=0))
+    assert cluster.objects == [] and len(cluster.deleted) == 1
+
+
+def test_pod_exit_reads_the_documented_container_states() -> None:
+    assert pod_exit(pod_status("p", {}, None)) is None
+    assert pod_exit(pod_status("p", {}, 0)) == 0
+    assert pod_exit(pod_status("p", {}, 3)) == 3
+    assert pod_exit({"status": {"phase": "Failed", "reason": "Evicted"}}) == 1
+    assert pod_exit({"status": {"phase": "Pending"}}) is None
+
+
+@pytest.mark.skipif(not os.environ.get("KUBECONFIG"),
+                    reason="no cluster: set KUBECONFIG (and an image with the harness) to run")
+def test_pingpong_passes_on_a_real_cluster(spec: RunSpec, tmp_path: Path) -> None:
+    image = os.environ.get("HARNESS_K8S_IMAGE", "localhost/harness:latest")
+    options = load_options(spec, [f"image={image}", "namespace=" +
+                                  os.environ.get("HARNESS_K8S_NAMESPACE", "default")])
+    assert run_on_cluster(spec, options, tmp_path, quiet=True) == 0
+
+
+def test_clean_without_a_cluster_or_with_bad_input_is_one_line(tmp_path: Path) -> None:
+    env_home = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
+    for args, code, problem in [
+        (["--run", "nope"], 2, "needs --run RUN_ID"),
+        (["--run", RUN_ID, "--k8s", "namespace=BAD"], 2, "is not a DNS label"),
+        (["--run", RUN_ID], 3, "no usable kubeconfig"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "harness", "clean", "--runner",
+                               "cluster:k8s", *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, **env_home})
+        assert done.returncode == code and problem in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -1,0 +1,209 @@
+"""cluster:k8s manifests: every object valid against the Kubernetes schema (strict, offline),
+one labelled Pod per instance carrying the instance's RunParams, the run's options applied,
+and bad options refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness._errors import UsageError
+from harness._runparams import RunParams
+from harness.plans import RunSpec, build_run_spec
+from harness.runners.k8s import K8sOptions, RenderedRun, load_options, render_run
+from harness.runners.k8s import _labels as L
+from harness.sync import Tokens
+
+from ..conftest import harness_cli
+
+kv = pytest.importorskip("kubernetes_validate", reason="the test extra's kubernetes-validate")
+K8S_VERSION = "1.33.0"  # a current release; validated strictly (no unknown fields)
+KEY = bytes(range(32))
+
+MANIFEST = """
+name = "duo"
+[defaults]
+runner = "local:netns"
+[[testcases]]
+name = "ok"
+instances = { min = 1, max = 50, default = 3 }
+entrypoint = "duo.plan:ok"
+  [testcases.params]
+  n = { type = "int", default = 1, min = 0, max = 5 }
+"""
+
+COMPOSITION = """
+[global]
+plan = "duo"
+case = "ok"
+total_instances = 5
+[[groups]]
+id = "Seeders_"
+instances = { count = 2 }
+params = { n = 2 }
+[[groups]]
+id = "leechers"
+instances = { count = 3 }
+[runner.k8s]
+namespace = "p2p-tests"
+image = "registry.example/harness:1"
+cpu = "250m"
+memory = "128Mi"
+node_selector = { "kubernetes.io/arch" = "amd64" }
+[runner.k8s.groups.Seeders_]
+cpu = "2"
+memory = "1Gi"
+node_selector = { "node.example/pool" = "big" }
+"""
+
+
+def validate_all(run: RenderedRun) -> None:
+    for obj in run.objects:
+        kv.validate(obj, K8S_VERSION, strict=True)  # raises on any schema error
+
+
+def rendered(spec: RunSpec, options: K8sOptions | None = None, run_id: str = "20260101-000000-abcdef") -> RenderedRun:
+    return render_run(spec, options or load_options(spec), run_id, KEY)
+
+
+def env_of(pod: dict[str, Any], container: str = "instance") -> dict[str, str]:
+    """The container's env as the instance sees it (a fieldRef as the kubelet fills it)."""
+    c = next(c for c in pod["spec"]["containers"] if c["name"] == container)
+    out = {}
+    for var in c["env"]:
+        out[var["name"]] = var.get("value", "10.1.2.3" if "fieldRef" in var.get("valueFrom", {})
+                                   else "<secret>")
+    return out
+
+
+@pytest.fixture
+def duo(make_plan: Callable[..., Path], tmp_path: Path) -> RunSpec:
+    roots = make_plan("duo", MANIFEST, "async def ok(env):\n    pass\n")
+    comp = tmp_path / "comp.toml"
+    comp.write_text(textwrap.dedent(COMPOSITION))
+    return build_run_spec("", composition=comp, runner="cluster:k8s", plan_roots=[roots])
+
+
+@pytest.mark.parametrize("target,instances", [("pingpong", None), ("pingpong", 7),
+                                              ("spacemesh:start", 6), ("spacemesh:faults", None)])
+def test_example_plans_render_to_valid_objects(target: str, instances: int | None) -> None:
+    spec = build_run_spec(target, instances=instances, runner="cluster:k8s")
+    run = rendered(spec)
+    validate_all(run)
+    assert len(run.by_kind("Pod")) == spec.total
+    assert [o["kind"] for o in run.objects[:4]] == ["ConfigMap", "Secret", "Deployment", "Service"]
+
+
+def test_a_composition_with_groups_and_placement_renders_valid_objects(duo: RunSpec) -> None:
+    run = rendered(duo)
+    validate_all(run)
+    pods = {p["metadata"]["annotations"][L.INSTANCE]: p for p in run.by_kind("Pod")}
+    assert set(pods) == {i.id for i in duo.instances}
+    seeder, leecher = pods["Seeders_/1"], pods["leechers/0"]
+    assert seeder["metadata"]["namespace"] == "p2p-tests"
+    res = seeder["spec"]["containers"][0]["resources"]
+    assert res["limits"] == {"cpu": "2", "memory": "1Gi"} == res["requests"]
+    assert seeder["spec"]["nodeSelector"] == {"node.example/pool": "big"}
+    assert leecher["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "250m",
+                                                                        "memory": "128Mi"}
+    assert leecher["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert seeder["spec"]["containers"][0]["image"] == "registry.example/harness:1"
+    # a group id that is no label value gets a stand-in label, the exact id an annotation
+    labels = seeder["metadata"]["labels"]
+    assert labels[L.GROUP] != "Seeders_" and labels[L.GROUP] == L.label_value("Seeders_")
+    assert labels[L.SEQ] == "1" and labels[L.RUN] == "20260101-000000-abcdef"
+    assert pods["leechers/2"]["metadata"]["labels"][L.GROUP] == "leechers"
+
+
+def test_each_pod_carries_its_instances_runparams_and_token(duo: RunSpec) -> None:
+    run = rendered(duo, load_options(duo, ["secrets=inline"]))
+    tokens = Tokens(KEY)
+    for inst, pod in zip(duo.instances, run.by_kind("Pod"), strict=True):
+        params = RunParams.from_environ(env_of(pod))
+        assert (params.instance_id, params.group_id, params.group_seq, params.global_seq) == (
+            inst.id, inst.group, inst.group_seq, inst.global_seq)
+        assert params.params == dict(inst.params) and params.instance_count == 5
+        assert params.runner == "cluster:k8s" and params.data_ip == "10.1.2.3"
+        assert params.sync_tcp == "h-20260101-000000-abcdef-sync.p2p-tests.svc:5050"
+        assert params.sync_token is not None and tokens.check(inst.id, params.sync_token)
+    assert {p.params["n"] for p in (RunParams.from_environ(env_of(p)) for p in run.by_kind("Pod"))} == {1, 2}
+
+
+def test_the_run_selector_picks_exactly_one_runs_objects(duo: RunSpec) -> None:
+    a, b = rendered(duo, run_id="20260101-000000-aaaaaa"), rendered(duo, run_id="20260101-000000-bbbbbb")
+
+    def selected(selector: str, objs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+        want = dict(s.split("=") for s in selector.split(","))
+        return [o for o in objs if want.items() <= o["metadata"]["labels"].items()]
+
+    both = a.objects + b.objects
+    assert selected(L.run_selector(a.run_id), both) == list(a.objects)
+    assert selected(L.run_selector(b.run_id), both) == list(b.objects)
+
+
+def test_shaping_off_leaves_no_privileged_sidecar(duo: RunSpec) -> None:
+    on = rendered(duo).by_kind("Pod")[0]["spec"]["containers"]
+    off = rendered(duo, load_options(duo, ["shaping=off"])).by_kind("Pod")[0]["spec"]["containers"]
+    assert [c["name"] for c in on] == ["instance", "shaper"]
+    assert on[1]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
+    assert [c["name"] for c in off] == ["instance"]
+
+
+def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:
+    """The schema check can fail: a misspelt field is refused in strict mode."""
+    pod = rendered(duo).by_kind("Pod")[0]
+    pod["spec"]["restartPolicyy"] = "Never"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(pod, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("option,problem", [
+    ("cpu=lots", "'lots' is not a resource quantity"),
+    ("namespace=Not_A_Label", "namespace 'Not_A_Label' is not a DNS label"),
+    ("shaping=tc", "shaping must be one of auto, kernel, userspace, off"),
+    ("sync_port=99999", "sync_port must be at most 65535"),
+    ("imag=x", "unknown key imag"),
+    ("node_selector=a=b=c,bad", "expected KEY=VALUE"),
+    ("noequals", "expected KEY=VALUE"),
+])
+def test_bad_options_are_one_line_errors(duo: RunSpec, option: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        load_options(duo, [option])
+
+
+def test_the_composition_names_only_its_own_groups(duo: RunSpec, tmp_path: Path) -> None:
+    assert duo.composition is not None
+    text = duo.composition.read_text() + '\n[runner.k8s.groups.nobody]\ncpu = "1"\n'
+    duo.composition.write_text(text)
+    with pytest.raises(UsageError, match="no group 'nobody'"):
+        load_options(duo)
+
+
+def test_render_cli_writes_valid_manifests_and_refuses_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "manifests"
+    done = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--render", str(out),
+                       "--k8s", "namespace=pp")
+    assert done.returncode == 0, done.stderr
+    [path] = out.glob("*.yaml")
+    # the validator's own command line, as a reviewer would run it on the file
+    check = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"),
+                            "--strict", "-k", K8S_VERSION, str(path)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("passed") == 8  # ConfigMap, Secret, Deployment, Service, 4 Pods
+    assert "namespace" in path.read_text() and '"namespace": "pp"' in path.read_text()
+    for args, problem in [
+        (["--k8s", "memory=much"], "'much' is not a resource quantity"),
+        (["--runner", "local:exec"], "--render is for cluster:k8s runs"),
+    ]:
+        bad = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--render",
+                          str(tmp_path / "bad"), *args)
+        assert bad.returncode == 2 and problem in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
