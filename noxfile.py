@@ -77,9 +77,10 @@ CGROUP_V2_TESTS = [
 @nox.session
 def tests(session: nox.Session) -> None:
     """All tests: unit, property-based, end to end and live (namespaces, shaping), then the
-    kernel backend's live tests in a VM whose kernel has sch_netem (this one may not), and
-    the cgroup tests in a VM that has cgroup v2 only (this machine may have v1)."""
-    _debs(session, TEST_DEBS + KERNEL_DEBS)
+    kernel backend's live tests in a VM whose kernel has sch_netem (this one may not), the
+    cgroup tests in a VM that has cgroup v2 only (this machine may have v1), and the small
+    version of `k8s`: pingpong's rendered pods under `podman kube play`, shaped."""
+    _debs(session, TEST_DEBS + KERNEL_DEBS + K8S_DEBS)
     _install(session, "test", "userspace")
     session.run("pytest", "-p", "no:cacheprovider",
                 *(session.posargs or ["-q", "-m", "not long", "tests"]))
@@ -90,6 +91,7 @@ def tests(session: nox.Session) -> None:
         return
     session.run("python", "-m", "tests.kernelvm", "--", *KERNEL_TESTS)
     session.run("python", "-m", "tests.kernelvm", "--", *CGROUP_V2_TESTS)
+    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong")
 
 
 @nox.session
