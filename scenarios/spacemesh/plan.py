@@ -257,6 +257,7 @@ async def start(env: sdk.RunEnv) -> None:
                 seed=env.global_seq,
                 data_dir=str(data_dir),
                 checkpoint=checkpoint,
+                honest_malfeasance=node_index >= int(p.get("dishonest", 0)),
             )
             await tg.start(
                 lambda task_status: serve_node(
