@@ -218,3 +218,16 @@ def test_output_cut_short_by_the_reader_is_no_error() -> None:
     )
     assert r.stdout.startswith("plan spacemesh")
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr
+
+
+def test_describe_prints_the_params_every_case_shares_once() -> None:
+    """A plan whose cases share params (spacemesh's [params]) lists them once; each case
+    then says only what it sets."""
+    r = harness_cli("describe", "spacemesh")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.count("genesis_offset ") == 1, out  # declared once, not once per case
+    assert out.count("\ncase ") >= 12
+    smeshing = out.split("\ncase smeshing:")[1].split("\ncase ")[0]
+    assert "transfers=3" in smeshing and "check_state=True" in smeshing
+    assert "genesis_offset" not in smeshing

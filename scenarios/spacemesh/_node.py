@@ -656,11 +656,14 @@ class Node:
 
     def checkpoint(self, layer: int) -> dict[str, Any]:
         """The accounts and ATXs at an applied ``layer`` (JSON-able); ``ValueError`` when the
-        layer is not applied here."""
-        self.layers()
+        layer is not applied here, or not yet verified (an applied layer the tortoise has not
+        confirmed may still change its block, and the checkpoint with it)."""
+        verified = self.status()["verified_layer"]
         accounts = self.ledger.accounts_after(layer)
         if accounts is None:
             raise ValueError(f"layer {layer} is not applied (applied: {self.ledger.applied_layer})")
+        if verified < layer:
+            raise ValueError(f"layer {layer} is applied but not verified yet (verified: {verified})")
         return make_checkpoint(self.mesh, layer, accounts)
 
     # -- eligibility and malfeasance (S1) ----------------------------------------------------

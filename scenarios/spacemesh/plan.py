@@ -48,6 +48,7 @@ METRICS_PORT = 9100
 POLL_S = 0.5  # how often a node instance asks its node how far it got
 CHECKPOINT_WAIT_S = 60  # a restarted miner waits this long for a gateway's checkpoint
 SETTLE_LAYERS = 2  # after a fault schedule's last heal, before the nodes are judged
+WALLET_FUNDS = 10**9  # the genesis balance of the wallet the transfers are sent from
 
 
 @dataclasses.dataclass
@@ -155,6 +156,9 @@ async def start(env: sdk.RunEnv) -> None:
         layers_per_epoch=int(p["layers_per_epoch"]),
         pow_bits=int(p["pow_bits"]),
         proposals_per_layer=int(p["proposals_per_layer"]),
+        # smeshing: the submitter's wallet is funded at genesis, as the system tests' are
+        genesis_accounts=((wallet_of(env.run_id).address, WALLET_FUNDS),)
+        if int(p.get("transfers", 0)) > 0 else (),
     )
     epoch_duration = params.layers_per_epoch * layer_duration
     target = int(p["layers"])
@@ -253,6 +257,7 @@ async def start(env: sdk.RunEnv) -> None:
                 seed=env.global_seq,
                 data_dir=str(data_dir),
                 checkpoint=checkpoint,
+                honest_malfeasance=node_index >= int(p.get("dishonest", 0)),
             )
             await tg.start(
                 lambda task_status: serve_node(
@@ -427,7 +432,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
             if watch.wants_atx_status(now):
                 atx_status = await api.smeshing_status()
             if transfers and atx_status and atx_status[0]:
-                await TXS.publish(env.sync, await submit_transfers(api, transfers))
+                await TXS.publish(env.sync, await submit_transfers(api, transfers, wallet_of(env.run_id)))
                 transfers = 0
             error = watch.step(now, status, atx_status)
             if error is not None:
@@ -440,10 +445,26 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
         api.close()
 
 
-async def submit_transfers(api: NodeApi, count: int) -> list[str]:
-    """Spawn this node's wallet, then `count` spends to fresh addresses, through
+@dataclasses.dataclass(frozen=True)
+class Wallet:
+    """The account the case's transfers are sent from (funded at genesis)."""
+
+    signer: Signer
+
+    @property
+    def address(self) -> str:
+        return _txs.address_of(self.signer.public_hex)
+
+
+def wallet_of(run_id: str) -> Wallet:
+    """The run's wallet: every node funds it at genesis, the submitter signs with it."""
+    return Wallet(Signer(f"{run_id}/wallet"))
+
+
+async def submit_transfers(api: NodeApi, count: int, wallet: Wallet) -> list[str]:
+    """Spawn `wallet`, then `count` spends to fresh addresses, through
     TransactionService.SubmitTransaction; the tx ids."""
-    signer = Signer(f"wallet/{await api.smesher_id()}")
+    signer = wallet.signer
     raws = [_txs.spawn_tx(signer, 0, 1)]
     for i in range(count):
         to = _txs.address_of(Signer(f"recipient/{i}").public_hex)

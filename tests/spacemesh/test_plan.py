@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import scenarios.spacemesh as spacemesh
-from harness.faults import FaultSchedule
-from scenarios.spacemesh.faults import Setup, search, search_cuts, write_faults
+from harness.faults import parse_faults
+from scenarios.spacemesh.faults import Setup, search_cuts, simulate, write_faults
 from scenarios.spacemesh.plan import Report, compare_reports
 
 from ..conftest import only_run_dir
@@ -188,20 +188,23 @@ def test_the_faults_case_passes_with_a_cut_that_heals(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
 def test_a_process_fault_found_in_simulation_fails_in_namespaces_too(tmp_path: Path) -> None:
-    """The search over the fault vocabulary finds a kill the network does not survive (a
-    node restarted with nothing), shrinks it, and the printed command replays it in network
-    namespaces, where the supervisor plays it: the real network fails too."""
+    """A process fault the network does not survive (its only PoET killed for good before
+    the first round: no miner can publish an ATX; a killed node now syncs back from
+    genesis, so killing nodes is survived), judged in simulation, then replayed by the
+    printed command in network namespaces, where the supervisor plays it: the real network
+    fails the same way."""
     setup = Setup(miners=3, layers=6)
-    found = search(setup, actions=["kill"], examples=15, seed=0)
-    assert found is not None and not isinstance(found.schedule, FaultSchedule)
-    (fault,) = found.schedule
-    assert fault.action == "kill"
-    path = write_faults(found.schedule, tmp_path / "found")
-    command = shlex.split(setup.replay_command(found.schedule, path))
+    # at 5 s: after the set-up (the PoET published its address), before its round closes
+    faults = parse_faults([{"at": "5s", "action": "kill", "targets": {"instances": ["single/0"]}}])
+    problems = simulate(setup, faults)
+    assert problems and all("published no ATX in epoch 0" in p for p in problems), problems
+    path = write_faults(faults, tmp_path / "found")
+    command = shlex.split(setup.replay_command(faults, path))
     assert command[:3] == ["harness", "run", "spacemesh:faults"] and "--faults" in command
     out = _run(*command[3:], outputs=tmp_path / "out", runner="local:netns",
                target="spacemesh:faults")  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
+    assert "published no ATX in epoch 0" in out.stdout, out.stdout
     run_dir = only_run_dir(tmp_path / "out")
     steps = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
     assert steps[0]["step"] == "applied" and steps[0]["action"] == "kill"
