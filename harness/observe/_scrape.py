@@ -109,7 +109,11 @@ class Scraper(Collector):
         for inst_dir in _instance_dirs_of(self.run_dir, self.targets):
             iid, path = inst_dir
             tail = self._sdk_tails.setdefault(iid, Tail(path))
-            for raw in tail.read_lines():
+            try:
+                lines = tail.read_lines()
+            except OSError:  # unreadable for now (e.g. mid-creation by another user): next scrape
+                continue
+            for raw in lines:
                 rec = parse_line(raw)
                 if rec is None or not isinstance(rec.get("value"), int | float):
                     continue

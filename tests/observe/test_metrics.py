@@ -168,3 +168,17 @@ def test_scraper_survives_garbage(tmp_path: Path) -> None:
 def test_interval_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="interval must be > 0"):
         trio.run(lambda: observe_run(tmp_path, {}, interval=0))
+
+
+def test_an_unreadable_metrics_file_is_skipped_not_the_end_of_the_run(tmp_path: Path) -> None:
+    # A directory where the file should be: an OSError even for root (a chmod is not).
+    (tmp_path / "g" / "0" / "metrics.jsonl").mkdir(parents=True)
+
+    async def main() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+        s = Scraper(tmp_path, {"g/0": "http://x/err"}, client=client)
+        await s.scrape_once()
+        await client.aclose()
+        s.close()
+
+    trio.run(main)
