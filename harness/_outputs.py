@@ -17,6 +17,17 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in _DISK_FULL
 
 
+def disk_full_in(error: BaseException) -> OSError | None:
+    """The first full-disk OSError in `error` or, for an exception group, in any of its
+    leaves (a full disk fails every writer at once, so it rarely comes alone)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := disk_full_in(inner)) is not None:
+                return found
+        return None
+    return error if isinstance(error, OSError) and is_disk_full(error) else None
+
+
 def outputs_error(error: OSError, where: Path) -> HarnessError:
     """The one-line error for `error`, met writing a run's outputs under `where`: a full disk
     is the machine's problem (exit 3), any other refusal a bad outputs path (exit 2)."""

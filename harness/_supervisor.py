@@ -34,7 +34,7 @@ from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, identity, mark_aborted_runs
 from harness._outcome import InstanceState
-from harness._outputs import check_outputs, is_disk_full, outputs_error
+from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
@@ -130,8 +130,8 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
         cause = single_cause(error)
         if isinstance(cause, HarnessError) and cause is not error:
             raise cause from None
-        if isinstance(cause, OSError) and is_disk_full(cause):  # e.g. events.jsonl, mid-run
-            raise outputs_error(cause, supervisor.run_dir) from None
+        if (full := disk_full_in(error)) is not None:  # e.g. events.jsonl, mid-run
+            raise outputs_error(full, supervisor.run_dir) from None
         raise
     _finish(result.run_dir)
     return result

@@ -3,6 +3,7 @@ full disk) before anything starts, never a traceback, never a value silently ben
 
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness._errors import UsageError
+from harness._outputs import disk_full_in
 from harness.plans import build_run_spec
 from harness.plans._entrypoint import entrypoint_problem
 
@@ -269,3 +271,13 @@ def test_cli_full_disk_is_one_line(tiny: Path, tmp_path: Path, size: str) -> Non
     r = in_private_tmpfs(tmp_path, f"size={size}", harness_run_line(tiny, out))
     line = assert_one_line(r, code=3)
     assert "cannot write the run's outputs in" in line and "No space left on device" in line
+
+
+def test_a_full_disk_is_found_among_the_writers_it_failed_at_once() -> None:
+    """A full disk fails every writer at once: the supervisor's nursery raises a group of
+    ENOSPC errors (seen: the tick's flush and an instance's log), still exit 3."""
+    full = OSError(errno.ENOSPC, "No space left on device")
+    group = BaseExceptionGroup("nursery", [ValueError("other"),
+                                           ExceptionGroup("inner", [full, OSError(errno.ENOSPC, "x")])])  # fmt: skip
+    assert disk_full_in(group) is full
+    assert disk_full_in(ExceptionGroup("g", [OSError(errno.EACCES, "no")])) is None
