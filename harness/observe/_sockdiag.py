@@ -61,6 +61,11 @@ def _tcp_info(data: bytes) -> dict[str, Any]:
             out[name] = round(v * scale, 3) if scale is not None else v
     if out.get("ssthresh", 0) >= 0x7FFFFFFF:  # "infinite": `ss` leaves it out
         del out["ssthresh"]
+    if out.get("rtt_ms") == 0:  # no round trip measured yet (e.g. SYN-SENT): `ss` says none
+        out.pop("rtt_ms")
+        out.pop("rttvar_ms", None)
+    if out.get("minrtt_ms", 0) >= 0xFFFFFFFF * 1e-3:  # ~0U: unset, `ss` leaves it out too
+        del out["minrtt_ms"]
     return out
 
 

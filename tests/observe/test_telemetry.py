@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import uuid
@@ -224,3 +225,19 @@ def test_sampler_reads_sockets_without_running_a_process(
     assert all(r["local"].startswith(f"{addr}:") and r["rtt_ms"] > 0 for r in tcp)
     errors = [r for r in recs if r["kind"] == "error"]
     assert [e["source"] for e in errors] == ["a/2"] and "obs-no-such-ns" in errors[0]["error"]
+
+
+def test_a_socket_with_no_round_trip_yet_has_no_rtt() -> None:
+    """A SYN-SENT socket's tcp_info holds rtt 0 and min_rtt ~0U (unset); `ss` prints neither,
+    and a sample must not report a 0 ms (or 4295 s) round trip for it."""
+    from harness.observe._sockdiag import _tcp_info
+
+    info = bytearray(232)
+    struct.pack_into("=I", info, 72, 250_000)  # rttvar: the kernel's initial 250 ms
+    struct.pack_into("=I", info, 148, 0xFFFFFFFF)  # min_rtt unset
+    out = _tcp_info(bytes(info))
+    assert "rtt_ms" not in out and "rttvar_ms" not in out and "minrtt_ms" not in out
+    struct.pack_into("=I", info, 68, 51_000)
+    struct.pack_into("=I", info, 148, 50_500)
+    out = _tcp_info(bytes(info))
+    assert (out["rtt_ms"], out["minrtt_ms"]) == (51.0, 50.5)
