@@ -124,3 +124,33 @@ def test_a_layer_past_hdist_is_decided_whatever_arrived(rnd: Any, last: int) -> 
     for s in final[: CURRENT - PARAMS.hdist + 1]:
         assert s.status is LayerStatus.VERIFIED, s
     assert [s.hash for s in final[: len(states)]] == [s.hash for s in states]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_deciding_as_messages_arrive_equals_deciding_once(rnd: Any) -> None:
+    """`Mesh.decide` keeps per-layer tallies and the hash chain between calls: asked after
+    arrivals in any order and at any current layer (the clock may even be read behind),
+    it answers what a mesh that received the same messages decides from scratch."""
+    messages, _, keys = recorded()
+    shuffled = list(messages)
+    rnd.shuffle(shuffled)
+    incremental = Mesh(PARAMS, keys)
+    late = CURRENT + PARAMS.window + 2
+    for n, (kind, msg) in enumerate(shuffled, 1):
+        incremental.add(kind, msg)
+        if rnd.random() < 0.3:
+            current = rnd.randint(0, late)
+            got = incremental.decide(current)
+            if rnd.random() < 0.15:
+                assert got == replay_all(shuffled[:n], keys).decide(current)
+    for current in (CURRENT, late, rnd.randint(0, late)):
+        assert incremental.decide(current) == replay_all(shuffled, keys).decide(current)
+
+
+def replay_all(messages: list[Message], keys: set[str]) -> Mesh:
+    """A fresh mesh fed ``messages`` (proposals may wait for their ATX)."""
+    mesh = Mesh(PARAMS, keys)
+    for kind, msg in messages:
+        mesh.add(kind, msg)
+    return mesh
