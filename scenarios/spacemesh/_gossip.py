@@ -11,14 +11,14 @@ from collections.abc import Callable
 import anyio
 import orjson
 import structlog
-from anyio.abc import ObjectReceiveStream, TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock
 from ._codec import Json, hash_json
 from ._metrics import NodeMetrics
 from ._trace import Tracer
-from ._transport import Connection, Transport
+from ._transport import Connection, Transport, receive_frames, send_frames
 
 Handler = Callable[[Json], bool]
 """Delivers one message's data to the protocol; True accepts it (and lets it be relayed)."""
@@ -269,12 +269,23 @@ class Gossip:
         return True
 
     async def _writer(
-        self, conn: Connection, queue: ObjectReceiveStream[bytes], scope: anyio.CancelScope
+        self,
+        conn: Connection,
+        queue: MemoryObjectReceiveStream[bytes],
+        scope: anyio.CancelScope,
     ) -> None:
         try:
             async with queue:
                 async for frame in queue:
-                    await conn.send(frame)
+                    # Everything queued meanwhile goes in the same send: one task switch
+                    # (and one write, or one scheduled delivery) per burst, not per frame.
+                    frames = [frame]
+                    while True:
+                        try:
+                            frames.append(queue.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await send_frames(conn, frames)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         scope.cancel()
@@ -282,23 +293,33 @@ class Gossip:
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
         while True:
             try:
-                frame = await conn.receive()
-                if self._duplicate(frame, peer):
-                    continue
-                item = orjson.loads(frame)
-                kind = item["t"]
+                frames = await receive_frames(conn)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
-            except (OSError, ValueError, KeyError, TypeError):
-                return  # a peer speaking garbage is dropped
-            if kind == "msg":
-                self._on_message(item, frame, peer)
-            elif kind == "getpeers":
-                self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
-            elif kind == "peers":
-                self._known.update(str(a) for a in item.get("addrs", [])[:100])
-            elif kind == "sync":
-                self._on_sync(item, peer)
+            except OSError:
+                return
+            for frame in frames:
+                if not self._on_frame(frame, peer):
+                    return  # a peer speaking garbage is dropped
+
+    def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
+        """Handle one frame; False when it is garbage (the peer is then dropped)."""
+        try:
+            if self._duplicate(frame, peer):
+                return True
+            item = orjson.loads(frame)
+            kind = item["t"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        if kind == "msg":
+            self._on_message(item, frame, peer)
+        elif kind == "getpeers":
+            self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+        elif kind == "peers":
+            self._known.update(str(a) for a in item.get("addrs", [])[:100])
+        elif kind == "sync":
+            self._on_sync(item, peer)
+        return True
 
     def _on_sync(self, item: dict[str, Json], peer: _Peer) -> None:
         if self._digests is None or self._holdings is None:
@@ -347,7 +368,7 @@ class Gossip:
         topic = _topic_of(frame)
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.received.labels(topic).inc()
+            self._metrics.received_by(topic).inc()
         return True
 
     def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
@@ -358,7 +379,7 @@ class Gossip:
             return  # the id must be the content's hash
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.received.labels(topic).inc()
+            self._metrics.received_by(topic).inc()
         if not self._mark_seen(mid):
             return
         handler = self._handlers.get(topic)
@@ -366,10 +387,10 @@ class Gossip:
             return
         self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.delivered.labels(topic).inc()
+            self._metrics.delivered_by(topic).inc()
             ts = item.get("ts")
             if isinstance(ts, int | float):
-                self._metrics.latency.labels(topic).observe(max(0.0, self._clock.now() - ts))
+                self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other is not peer:
                 self._enqueue(other, frame)

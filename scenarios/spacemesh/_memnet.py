@@ -14,6 +14,7 @@ import dataclasses
 import heapq
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -49,39 +50,77 @@ class MemoryLink:
             raise ValueError(f"loss is a fraction (0 to 1), not {self.loss!r}")
 
 
+Batch = list[bytes]
+"""Frames of one connection due at the same moment: delivered as one item."""
+
+
 class _Half(ObjectStream[bytes]):
-    """One end of an in-memory connection; frames travel through the network's scheduler."""
+    """One end of an in-memory connection; frames travel through the network's scheduler.
+
+    Frames due at the same moment on a connection travel as one batch (one heap entry,
+    one wake-up of the receiver), which is what a simulation of hundreds of nodes pays
+    for: with fixed delays a whole burst of gossip is due at once."""
 
     def __init__(
         self,
         net: MemoryNetwork,
         local: str,
         remote: str,
-        sink: MemoryObjectSendStream[bytes],
-        incoming: MemoryObjectReceiveStream[bytes],
+        sink: MemoryObjectSendStream[Batch],
+        incoming: MemoryObjectReceiveStream[Batch],
     ) -> None:
         self._net = net
         self._local = local
         self._remote = remote
         self._sink = sink  # the other end's incoming stream
         self._in = incoming
+        self._buffer: deque[bytes] = deque()
         self._last_due = 0.0
+        self._open: Batch | None = None
+        """The batch scheduled last and not delivered yet (due at ``_last_due``)."""
         self._closed = False
 
     async def send(self, item: bytes) -> None:
+        await self.send_many([item])
+
+    async def send_many(self, items: list[bytes]) -> None:
+        """Queue frames in order (each lost, delayed or jittered on its own)."""
         if self._closed:
             raise anyio.ClosedResourceError
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
         await self._net.gate(self._local).wait()
-        due = self._net.due_time(self._local, self._remote)
-        if due is None:
-            return  # lost or cut: the frame silently disappears, as on a lossy link
-        # A stream delivers in order (as TCP does), whatever the jitter.
-        self._last_due = max(due, self._last_due)
-        self._net._schedule(self._last_due, self._sink, item, self._remote)
+        for item in items:
+            due = self._net.due_time(self._local, self._remote)
+            if due is None:
+                continue  # lost or cut: the frame silently disappears, as on a lossy link
+            # A stream delivers in order (as TCP does), whatever the jitter.
+            if due <= self._last_due and self._open is not None:
+                self._open.append(item)
+                continue
+            self._last_due = max(due, self._last_due)
+            self._open = [item]
+            self._net._schedule(self._last_due, self, self._open, self._remote)
 
     async def receive(self) -> bytes:
+        if not self._buffer:
+            self._buffer.extend(await self._receive_batch())
+        return self._buffer.popleft()
+
+    async def receive_many(self) -> list[bytes]:
+        """Every frame arrived so far (waiting for at least one)."""
+        if not self._buffer:
+            self._buffer.extend(await self._receive_batch())
+        while True:
+            try:
+                self._buffer.extend(self._in.receive_nowait())
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.EndOfStream):
+                break
+        frames = list(self._buffer)
+        self._buffer.clear()
+        return frames
+
+    async def _receive_batch(self) -> Batch:
         try:
             return await self._in.receive()
         except (anyio.ClosedResourceError, anyio.EndOfStream):
@@ -90,8 +129,9 @@ class _Half(ObjectStream[bytes]):
     async def send_eof(self) -> None:
         if not self._closed:
             self._closed = True
+            self._open = None
             # The end of stream arrives after the frames already on the way.
-            self._net._schedule(self._last_due, self._sink, None, self._remote)
+            self._net._schedule(self._last_due, self, None, self._remote)
 
     async def aclose(self) -> None:
         await self.send_eof()
@@ -134,11 +174,11 @@ class MemoryNetwork:
         self._links: dict[tuple[str, str], MemoryLink] = {}
         self._listeners: dict[str, _MemoryListener] = {}
         self._running = False
-        self._heap: list[tuple[float, int, MemoryObjectSendStream[bytes], bytes | None, str]] = []
+        self._heap: list[tuple[float, int, _Half, Batch | None, str]] = []
         self._seq = 0
         self._wake = anyio.Event()
         self._gates: dict[str, Gate] = {}
-        self._held: dict[str, list[tuple[MemoryObjectSendStream[bytes], bytes | None]]] = {}
+        self._held: dict[str, list[tuple[_Half, Batch | None]]] = {}
 
     def gate(self, host: str) -> Gate:
         """The gate of ``host``'s process (running unless `pause`d)."""
@@ -152,8 +192,8 @@ class MemoryNetwork:
         """Thaw ``host``: what waited for it is delivered now, in the order it arrived."""
         host = _host(host)
         self.gate(host).resume()
-        for sink, frame in self._held.pop(host, []):
-            self._deliver(sink, frame)
+        for half, batch in self._held.pop(host, []):
+            self._deliver(half, batch)
 
     def close_host(self, host: str) -> None:
         """``host``'s process died: nothing listens there any more, nothing waits for it."""
@@ -217,12 +257,14 @@ class MemoryNetwork:
             while True:
                 now = anyio.current_time()
                 while self._heap and self._heap[0][0] <= now:
-                    _, _, sink, frame, dst = heapq.heappop(self._heap)
+                    _, _, half, batch, dst = heapq.heappop(self._heap)
+                    if half._open is batch:
+                        half._open = None  # on its way: later frames start a new batch
                     gate = self._gates.get(dst)
                     if dst in self._held or (gate is not None and gate.paused):
-                        self._held.setdefault(dst, []).append((sink, frame))
+                        self._held.setdefault(dst, []).append((half, batch))
                     else:
-                        self._deliver(sink, frame)
+                        self._deliver(half, batch)
                 self._wake = anyio.Event()
                 if self._heap:
                     with anyio.move_on_after(self._heap[0][0] - now):
@@ -233,19 +275,17 @@ class MemoryNetwork:
             self._running = False
 
     @staticmethod
-    def _deliver(sink: MemoryObjectSendStream[bytes], frame: bytes | None) -> None:
-        if frame is None:
-            sink.close()
+    def _deliver(half: _Half, batch: Batch | None) -> None:
+        if batch is None:
+            half._sink.close()
             return
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            sink.send_nowait(frame)
+            half._sink.send_nowait(batch)
 
-    def _schedule(
-        self, due: float, sink: MemoryObjectSendStream[bytes], frame: bytes | None, dst: str
-    ) -> None:
+    def _schedule(self, due: float, half: _Half, batch: Batch | None, dst: str) -> None:
         first = not self._heap or due < self._heap[0][0]
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, sink, frame, _host(dst)))
+        heapq.heappush(self._heap, (due, self._seq, half, batch, _host(dst)))
         if first:
             self._wake.set()
 
@@ -260,8 +300,8 @@ class MemoryNetwork:
             raise ConnectionRefusedError(f"nothing reachable listens on {address}")
         if not self._running:
             raise RuntimeError("MemoryNetwork.run() must be started before dialing")
-        to_acceptor, acceptor_in = anyio.create_memory_object_stream[bytes](math.inf)
-        to_dialer, dialer_in = anyio.create_memory_object_stream[bytes](math.inf)
+        to_acceptor, acceptor_in = anyio.create_memory_object_stream[Batch](math.inf)
+        to_dialer, dialer_in = anyio.create_memory_object_stream[Batch](math.inf)
         dialer = _Half(self, src_host, address, to_acceptor, dialer_in)
         acceptor = _Half(self, address, src_host, to_dialer, acceptor_in)
         try:
