@@ -12,10 +12,10 @@ import anyio
 import orjson
 import structlog
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock
 from ._codec import Json, hash_json
+from ._mailbox import Mailbox
 from ._metrics import NodeMetrics
 from ._trace import Tracer
 from ._transport import Connection, Transport, receive_frames, send_frames
@@ -57,7 +57,7 @@ class _Peer:
     node_id: str
     address: str
     outbound: bool
-    queue: MemoryObjectSendStream[bytes]
+    queue: Mailbox[bytes]
     scope: anyio.CancelScope | None = None
 
 
@@ -236,8 +236,8 @@ class Gossip:
                 return False
             if existing is not None and existing.scope is not None:
                 existing.scope.cancel()
-            send, receive = anyio.create_memory_object_stream[bytes](_QUEUE)
-            peer = _Peer(peer_id, peer_addr, outbound, send)
+            queue: Mailbox[bytes] = Mailbox(_QUEUE)
+            peer = _Peer(peer_id, peer_addr, outbound, queue)
             self._peers[peer_id] = peer
             if existing is None:  # a replaced duplicate is the same peer, still connected
                 self._log.info(
@@ -253,7 +253,7 @@ class Gossip:
             try:
                 async with anyio.create_task_group() as tg:
                     peer.scope = tg.cancel_scope
-                    tg.start_soon(self._writer, conn, receive, tg.cancel_scope)
+                    tg.start_soon(self._writer, conn, queue, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     await self._reader(conn, peer)
                     tg.cancel_scope.cancel()
@@ -263,30 +263,20 @@ class Gossip:
                     del self._peers[peer_id]
                     if ended:
                         self._log.info("peer lost", peer=peer_id, peers=len(self._peers))
-                send.close()
+                queue.close()
                 if self._metrics is not None:
                     self._metrics.peers.set(len(self._peers))
         return True
 
     async def _writer(
-        self,
-        conn: Connection,
-        queue: MemoryObjectReceiveStream[bytes],
-        scope: anyio.CancelScope,
+        self, conn: Connection, queue: Mailbox[bytes], scope: anyio.CancelScope
     ) -> None:
         try:
-            async with queue:
-                async for frame in queue:
-                    # Everything queued meanwhile goes in the same send: one task switch
-                    # (and one write, or one scheduled delivery) per burst, not per frame.
-                    frames = [frame]
-                    while True:
-                        try:
-                            frames.append(queue.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
-                    await send_frames(conn, frames)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            while True:
+                # Everything queued meanwhile goes in the same send: one task switch (and
+                # one write, or one scheduled delivery) per burst, not per frame.
+                await send_frames(conn, await queue.take_all())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         scope.cancel()
 
@@ -341,10 +331,7 @@ class Gossip:
         return sorted({p.address for p in self._peers.values()})
 
     def _enqueue(self, peer: _Peer, frame: bytes) -> None:
-        with contextlib.suppress(
-            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
-        ):
-            peer.queue.send_nowait(frame)
+        peer.queue.put(frame)  # dropped when the peer's queue is full or closed
 
     # -- messages -------------------------------------------------------------------------
 

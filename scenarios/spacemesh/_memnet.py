@@ -9,7 +9,6 @@ what the kernel does when a host's process dies: its listener is gone.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import heapq
 import math
@@ -19,9 +18,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import Listener, ObjectStream, TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Gate
+from ._mailbox import Mailbox
 from ._transport import Connection
 
 RTO = 0.2
@@ -66,14 +65,15 @@ class _Half(ObjectStream[bytes]):
         net: MemoryNetwork,
         local: str,
         remote: str,
-        sink: MemoryObjectSendStream[Batch],
-        incoming: MemoryObjectReceiveStream[Batch],
+        sink: Mailbox[Batch],
+        incoming: Mailbox[Batch],
     ) -> None:
         self._net = net
         self._local = local
         self._remote = remote
-        self._sink = sink  # the other end's incoming stream
+        self._sink = sink  # the other end's incoming batches
         self._in = incoming
+        self._link_key = (_host(local), _host(remote))
         self._buffer: deque[bytes] = deque()
         self._last_due = 0.0
         self._open: Batch | None = None
@@ -90,8 +90,11 @@ class _Half(ObjectStream[bytes]):
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
         await self._net.gate(self._local).wait()
+        net = self._net
+        link = net._links.get(self._link_key, net.default)
+        now = anyio.current_time()
         for item in items:
-            due = self._net.due_time(self._local, self._remote)
+            due = net._due(link, now)
             if due is None:
                 continue  # lost or cut: the frame silently disappears, as on a lossy link
             # A stream delivers in order (as TCP does), whatever the jitter.
@@ -103,28 +106,19 @@ class _Half(ObjectStream[bytes]):
             self._net._schedule(self._last_due, self, self._open, self._remote)
 
     async def receive(self) -> bytes:
-        if not self._buffer:
-            self._buffer.extend(await self._receive_batch())
+        while not self._buffer:
+            for batch in await self._in.take_all():
+                self._buffer.extend(batch)
         return self._buffer.popleft()
 
     async def receive_many(self) -> list[bytes]:
         """Every frame arrived so far (waiting for at least one)."""
-        if not self._buffer:
-            self._buffer.extend(await self._receive_batch())
-        while True:
-            try:
-                self._buffer.extend(self._in.receive_nowait())
-            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.EndOfStream):
-                break
+        while not self._buffer:
+            for batch in await self._in.take_all():
+                self._buffer.extend(batch)
         frames = list(self._buffer)
         self._buffer.clear()
         return frames
-
-    async def _receive_batch(self) -> Batch:
-        try:
-            return await self._in.receive()
-        except (anyio.ClosedResourceError, anyio.EndOfStream):
-            raise anyio.EndOfStream from None
 
     async def send_eof(self) -> None:
         if not self._closed:
@@ -226,7 +220,9 @@ class MemoryNetwork:
 
     def due_time(self, src: str, dst: str) -> float | None:
         """When a frame sent now arrives, or None when it is lost."""
-        link = self.link(src, dst)
+        return self._due(self.link(src, dst), anyio.current_time())
+
+    def _due(self, link: MemoryLink, now: float) -> float | None:
         if link.down or (link.retransmit and link.loss >= 1):
             return None
         late = 0.0
@@ -237,7 +233,7 @@ class MemoryNetwork:
         elif link.loss and self._rng.random() < link.loss:
             return None
         jitter = self._rng.uniform(-link.jitter, link.jitter) if link.jitter else 0.0
-        return anyio.current_time() + max(0.0, link.delay + jitter) + late
+        return now + max(0.0, link.delay + jitter) + late
 
     def transport(self, host: str) -> MemoryTransport:
         """The transport of a host; connections it dials come from ``host``."""
@@ -278,9 +274,8 @@ class MemoryNetwork:
     def _deliver(half: _Half, batch: Batch | None) -> None:
         if batch is None:
             half._sink.close()
-            return
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            half._sink.send_nowait(batch)
+        else:
+            half._sink.put(batch)  # dropped when the receiving end is closed
 
     def _schedule(self, due: float, half: _Half, batch: Batch | None, dst: str) -> None:
         first = not self._heap or due < self._heap[0][0]
@@ -300,10 +295,10 @@ class MemoryNetwork:
             raise ConnectionRefusedError(f"nothing reachable listens on {address}")
         if not self._running:
             raise RuntimeError("MemoryNetwork.run() must be started before dialing")
-        to_acceptor, acceptor_in = anyio.create_memory_object_stream[Batch](math.inf)
-        to_dialer, dialer_in = anyio.create_memory_object_stream[Batch](math.inf)
-        dialer = _Half(self, src_host, address, to_acceptor, dialer_in)
-        acceptor = _Half(self, address, src_host, to_dialer, acceptor_in)
+        acceptor_in: Mailbox[Batch] = Mailbox()
+        dialer_in: Mailbox[Batch] = Mailbox()
+        dialer = _Half(self, src_host, address, acceptor_in, dialer_in)
+        acceptor = _Half(self, address, src_host, dialer_in, acceptor_in)
         try:
             listener._accept_send.send_nowait(acceptor)
         except (anyio.WouldBlock, anyio.ClosedResourceError):
