@@ -39,12 +39,6 @@ _log = structlog.get_logger("spacemesh.gossip")
 _MSG_PREFIX = b'{"t":"msg","id":"'
 """How every message frame starts (orjson keeps the keys in the order they were written)."""
 _ID_AT = len(_MSG_PREFIX)
-_TOPIC_KEY = b'","topic":"'
-
-
-def _topic_of(frame: bytes) -> str:
-    start = _ID_AT + 64 + len(_TOPIC_KEY)
-    return frame[start : frame.find(b'"', start)].decode("ascii", "replace")
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -100,7 +94,10 @@ class Gossip:
         self._known: set[str] = set(self._bootnodes)
         self._dialing: set[str] = set()
         self._backoff: dict[str, float] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        """Message id -> its topic, for the last ``_SEEN_LIMIT`` messages."""
+        self._received: dict[str, int] = {}
+        """Frames received per topic since the metric was last updated (once per batch)."""
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
@@ -141,7 +138,7 @@ class Gossip:
     def publish(self, topic: str, data: Json) -> str:
         """Deliver ``data`` locally and flood it to every peer; returns the message id."""
         mid = message_id(topic, data)
-        if not self._mark_seen(mid):
+        if not self._mark_seen(mid, topic):
             return mid
         handler = self._handlers.get(topic)
         if handler is not None:
@@ -288,9 +285,12 @@ class Gossip:
                 return
             except OSError:
                 return
-            for frame in frames:
-                if not self._on_frame(frame, peer):
-                    return  # a peer speaking garbage is dropped
+            try:
+                for frame in frames:
+                    if not self._on_frame(frame, peer):
+                        return  # a peer speaking garbage is dropped
+            finally:
+                self._count_received()
 
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
         """Handle one frame; False when it is garbage (the peer is then dropped)."""
@@ -335,10 +335,10 @@ class Gossip:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _mark_seen(self, mid: str) -> bool:
+    def _mark_seen(self, mid: str, topic: str) -> bool:
         if mid in self._seen:
             return False
-        self._seen[mid] = None
+        self._seen[mid] = topic
         if len(self._seen) > _SEEN_LIMIT:
             self._seen.popitem(last=False)
         return True
@@ -350,13 +350,20 @@ class Gossip:
         if not frame.startswith(_MSG_PREFIX):
             return False
         mid = frame[_ID_AT : _ID_AT + 64].decode("ascii", "replace")
-        if mid not in self._seen:
+        topic = self._seen.get(mid)
+        if topic is None:
             return False
-        topic = _topic_of(frame)
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        if self._metrics is not None:
-            self._metrics.received_by(topic).inc()
+        self._received[topic] = self._received.get(topic, 0) + 1
         return True
+
+    def _count_received(self) -> None:
+        """Add the frames counted since the last call to the metric (one ``inc`` per topic
+        and batch instead of one per frame)."""
+        if self._metrics is not None:
+            for topic, count in self._received.items():
+                self._metrics.received_by(topic).inc(count)
+        self._received.clear()
 
     def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
         topic = str(item.get("topic"))
@@ -365,9 +372,8 @@ class Gossip:
         if mid != item.get("id"):
             return  # the id must be the content's hash
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        if self._metrics is not None:
-            self._metrics.received_by(topic).inc()
-        if not self._mark_seen(mid):
+        self._received[topic] = self._received.get(topic, 0) + 1
+        if not self._mark_seen(mid, topic):
             return
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
