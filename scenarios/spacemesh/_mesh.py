@@ -22,6 +22,7 @@ from ._poet import verify_poet_proof
 from ._post import verify_post
 
 EMPTY_BLOCK = ""
+_NOTHING_CHANGED = 1 << 62
 REWARD_PER_UNIT = 1000
 
 
@@ -175,7 +176,11 @@ def make_block(
     rewards: dict[str, int] = defaultdict(int)
     for p in proposals:
         rewards[p["smesher"]] += REWARD_PER_UNIT * weights.get(p["atx"], 0)
-    block = {"layer": layer, "proposals": ids, "rewards": sorted([k, v] for k, v in rewards.items())}
+    block = {
+        "layer": layer,
+        "proposals": ids,
+        "rewards": sorted([k, v] for k, v in rewards.items()),
+    }
     if txs:
         block["txs"] = txs
     return block
@@ -252,6 +257,13 @@ class Mesh:
         self._certified: dict[int, tuple[tuple[int, int], dict[str, Any] | None]] = {}
         self._opinions: dict[int, tuple[tuple[int, int], dict[int, dict[str, int]]]] = {}
         self._chain: list[LayerState] = []
+        self._chain_local: list[str] = []
+        """Per layer of the chain: the id of its local block when deciding it made that
+        block one a later layer's votes may name, else empty."""
+        self._dirty_from = 0
+        """The first layer whose decision may have changed since the last `decide`."""
+        self._decided_at: int | None = None
+        """The current layer of the last `decide`."""
 
     # -- intake ------------------------------------------------------------------------
 
@@ -392,12 +404,15 @@ class Mesh:
         elif kind == "proposal":
             self.proposals[mid] = msg
             self._proposals_by_layer[int(msg["layer"])][mid] = msg
+            # Its votes reach back ``window`` layers.
+            self._dirty_from = min(self._dirty_from, int(msg["layer"]) - self.params.window)
         elif kind == "vote":
             self.votes[mid] = msg
             self._votes_by_layer[int(msg["layer"])][mid] = msg
         elif kind == "certificate":
             self.certificates[mid] = msg
             self._certs_by_layer[int(msg["layer"])].append(msg)
+            self._dirty_from = min(self._dirty_from, int(msg["layer"]))
             self._cert_blocks.setdefault(hash_json(msg["block"]), msg["block"])
 
     def _convict(self, proof: dict[str, Any]) -> None:
@@ -414,6 +429,7 @@ class Mesh:
                 self.new_proofs.append(proof)
 
     def _changed_weights(self) -> None:
+        self._dirty_from = 0
         self._gen += 1
         self._epochs.clear()
         self._ballot_weights.clear()
@@ -680,8 +696,25 @@ class Mesh:
         prev_hash = bytes(32)
         balances: dict[str, int] | None = None
         known_local: dict[str, dict[str, Any]] = {}
+        local_ids: list[str] = []
+        # Below ``settled`` nothing a decision depends on changed since the last call: no
+        # message of its layer or of the layers that vote on it, the same weights, and a
+        # current layer past its window both times (so it no longer depends on it).
+        last = current_layer if self._decided_at is None else self._decided_at
+        settled = min(self._dirty_from, min(last, current_layer) - self.params.window - 1)
         for layer in range(current_layer + 1):
+            if layer < settled and layer < len(old):
+                local_id = self._chain_local[layer]
+                local = self.local_block(layer) if local_id else None
+                if local is not None:
+                    known_local.setdefault(local_id, local)
+                local_ids.append(local_id)
+                result.append(old[layer])
+                prev_hash = old[layer].hash
+                continue
+            before = len(known_local)
             decision = self._decision(layer, current_layer, known_local)
+            local_ids.append(self._local_id(layer) if len(known_local) > before else "")
             if decision is None:
                 break
             status, block_id, block = decision
@@ -700,7 +733,8 @@ class Mesh:
             prev_hash = h(b"layer", prev_hash, layer, block_id)
             root = merkle_root([h(b"account", k, v) for k, v in sorted(balances.items())])
             result.append(LayerState(layer, status, block_id, block, prev_hash, root))
-        self._chain = result
+        self._chain, self._chain_local = result, local_ids
+        self._dirty_from, self._decided_at = _NOTHING_CHANGED, current_layer
         return list(result)
 
     @staticmethod
