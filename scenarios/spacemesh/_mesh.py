@@ -525,6 +525,11 @@ class Mesh:
         """What a layer's cached proposal-derived values depend on."""
         return (self._gen, len(self._proposals_by_layer.get(layer, ())))
 
+    def layer_stamp(self, layer: int) -> tuple[int, int, int]:
+        """Changes whenever the layer's eligible proposals or certificates may have (the
+        weights' generation, the counts of its proposals and certificates)."""
+        return (self._gen, *self._layer_key(layer)[1:], len(self._certs_by_layer.get(layer, ())))
+
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
         """Eligible proposals of a layer from identities not convicted, by id."""
         return dict(self._eligible_proposals(layer))

@@ -44,6 +44,8 @@ class Syncer:
         self._node = node
         self._sources: dict[str, Source] = {}
         self._budget = BUDGET
+        self._history_digests: dict[str, tuple[tuple[object, ...], str]] = {}
+        """A history chunk's digest and what it was computed from (it changes rarely)."""
 
     def add_source(self, key: str, source: Source) -> None:
         """Sync another set of messages under ``key`` (e.g. ``"malfeasance"``)."""
@@ -94,8 +96,25 @@ class Syncer:
         self._budget = BUDGET  # one exchange starts with a digest computation
         digests = self._node._sync_digests()
         for key in [*self._history_keys(), "txs:recent", *self._sources]:
+            stamp = self._history_stamp(key)
+            cached = self._history_digests.get(key)
+            if stamp is not None and cached is not None and cached[0] == stamp:
+                digests[key] = cached[1]
+                continue
             digests[key] = hash_json(sorted(self._messages(key)))
+            if stamp is not None:
+                self._history_digests[key] = (stamp, digests[key])
         return digests
+
+    def _history_stamp(self, key: str) -> tuple[object, ...] | None:
+        """What a history chunk's messages depend on (None: not a history key): without
+        it every exchange re-hashes the whole history, a cost growing with the layers."""
+        if not key.startswith("history:"):
+            return None
+        first, end = (int(x) for x in key.partition(":")[2].split("-"))
+        mesh = self._node.mesh
+        layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
+        return (layers, len(self._node.mempool.txs))
 
     def holdings(self, key: str) -> list[tuple[str, Json]]:
         """What this node holds under ``key`` (ATXs and history within the budget)."""
