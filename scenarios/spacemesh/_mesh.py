@@ -525,6 +525,11 @@ class Mesh:
         """What a layer's cached proposal-derived values depend on."""
         return (self._gen, len(self._proposals_by_layer.get(layer, ())))
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever an ATX is stored or replaced or an identity is convicted."""
+        return self._gen
+
     def layer_stamp(self, layer: int) -> tuple[int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
