@@ -248,14 +248,20 @@ class Mesh:
         # (weights, slots and seats of every epoch may change), and a layer's proposals
         # and certificates only grow, so their counts tell a stale entry from a fresh one.
         self._gen = 0
-        self._ballot_weights: dict[str, int] = {}
-        self._seats: dict[tuple[int, str], int] = {}
-        self._eligible: dict[int, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
-        self._local: dict[int, tuple[tuple[int, int], dict[str, Any] | None, str]] = {}
+        self._all_gen = 0
+        """Changes when every epoch's weights may have (a conviction, a replaced ATX)."""
+        self._epoch_gen: dict[int, int] = defaultdict(int)
+        """Per epoch: changes when its ATXs (weights, slots) or its beacon may have."""
+        self._atx_index: dict[int, dict[str, str]] = defaultdict(dict)
+        """Target epoch -> smesher -> its ATX id."""
+        self._ballot_weights: dict[int, dict[str, int]] = defaultdict(dict)
+        self._seats: dict[int, dict[tuple[int, str], int]] = defaultdict(dict)
+        self._eligible: dict[int, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
+        self._local: dict[int, tuple[tuple[int, ...], dict[str, Any] | None, str]] = {}
         self._cert_blocks: dict[str, dict[str, Any]] = {}
         """Every certified block by id (what a ballot's vote may name)."""
-        self._certified: dict[int, tuple[tuple[int, int], dict[str, Any] | None]] = {}
-        self._opinions: dict[int, tuple[tuple[int, int], dict[int, dict[str, int]]]] = {}
+        self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
+        self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
         self._chain: list[LayerState] = []
         self._chain_local: list[str] = []
         """Per layer of the chain: the id of its local block when deciding it made that
@@ -400,7 +406,10 @@ class Mesh:
                 del self.atxs[old]
             self.atxs[mid] = msg
             self._atx_by_smesher_epoch[key] = mid
-            self._changed_weights()
+            self._atx_index[key[1]][key[0]] = mid
+            # A new ATX changes its epoch's weights and the next epoch's beacon; a replaced
+            # one may be named anywhere (rare: an equivocation), so everything is redone.
+            self._changed_weights(None if old is not None else key[1])
         elif kind == "proposal":
             self.proposals[mid] = msg
             self._proposals_by_layer[int(msg["layer"])][mid] = msg
@@ -424,16 +433,27 @@ class Mesh:
         if old is None or hash_json(proof) < hash_json(old):
             self.malicious[smesher] = proof
             self.version += 1
-            self._changed_weights()
+            self._changed_weights(None)
             if old is None:
                 self.new_proofs.append(proof)
 
-    def _changed_weights(self) -> None:
-        self._dirty_from = 0
+    def _changed_weights(self, epoch: int | None) -> None:
+        """The ATXs of ``epoch`` changed (None: anything may have)."""
         self._gen += 1
-        self._epochs.clear()
-        self._ballot_weights.clear()
-        self._seats.clear()
+        if epoch is None:
+            self._all_gen += 1
+            self._dirty_from = 0
+            self._epochs.clear()
+            self._ballot_weights.clear()
+            self._seats.clear()
+            return
+        for e in (epoch, epoch + 1):
+            self._epoch_gen[e] += 1
+            self._epochs.pop(e, None)
+            self._ballot_weights.pop(e, None)
+            self._seats.pop(e, None)
+        first = self.params.first_layer(epoch) - self.params.window - 1
+        self._dirty_from = min(self._dirty_from, first)
 
     # -- eligibility ---------------------------------------------------------------------
 
@@ -445,8 +465,8 @@ class Mesh:
         return info
 
     def _epoch_info(self, epoch: int) -> EpochInfo:
-        atx_of = {s: i for (s, e), i in self._atx_by_smesher_epoch.items() if e == epoch}
-        previous = [i for (_, e), i in self._atx_by_smesher_epoch.items() if e == epoch - 1]
+        atx_of = dict(self._atx_index.get(epoch, {}))
+        previous = list(self._atx_index.get(epoch - 1, {}).values())
         weight = {s: int(self.atxs[i]["num_units"]) for s, i in atx_of.items()}
         total = sum(weight.values())
         lpe = self.params.layers_per_epoch
@@ -479,9 +499,10 @@ class Mesh:
         ``pid``: the proposal's id when the caller knows it (then the weight is cached)."""
         if pid is None:
             return self._ballot_weight(proposal)
-        weight = self._ballot_weights.get(pid)
+        cache = self._ballot_weights[self.params.epoch(int(proposal["layer"]))]
+        weight = cache.get(pid)
         if weight is None:
-            weight = self._ballot_weights[pid] = self._ballot_weight(proposal)
+            weight = cache[pid] = self._ballot_weight(proposal)
         return weight
 
     def _ballot_weight(self, proposal: dict[str, Any]) -> int:
@@ -494,9 +515,10 @@ class Mesh:
 
     def hare_seats(self, layer: int, smesher: str) -> int:
         """``smesher``'s seats on ``layer``'s hare committee (0: it does not vote)."""
-        seats = self._seats.get((layer, smesher))
+        cache = self._seats[self.params.epoch(layer)]
+        seats = cache.get((layer, smesher))
         if seats is None:
-            seats = self._seats[(layer, smesher)] = self._hare_seats(layer, smesher)
+            seats = cache[(layer, smesher)] = self._hare_seats(layer, smesher)
         return seats
 
     def _hare_seats(self, layer: int, smesher: str) -> int:
@@ -521,19 +543,24 @@ class Mesh:
         """Total units of the epoch's ATXs."""
         return self.epoch_info(epoch).total
 
-    def _layer_key(self, layer: int) -> tuple[int, int]:
+    def _layer_key(self, layer: int) -> tuple[int, int, int]:
         """What a layer's cached proposal-derived values depend on."""
-        return (self._gen, len(self._proposals_by_layer.get(layer, ())))
+        epoch = self.params.epoch(layer)
+        return (
+            self._all_gen,
+            self._epoch_gen.get(epoch, 0),
+            len(self._proposals_by_layer.get(layer, ())),
+        )
 
     @property
     def generation(self) -> int:
         """Changes whenever an ATX is stored or replaced or an identity is convicted."""
         return self._gen
 
-    def layer_stamp(self, layer: int) -> tuple[int, int, int]:
+    def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
-        return (self._gen, *self._layer_key(layer)[1:], len(self._certs_by_layer.get(layer, ())))
+        return (*self._layer_key(layer), len(self._certs_by_layer.get(layer, ())))
 
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
         """Eligible proposals of a layer from identities not convicted, by id."""
@@ -567,7 +594,7 @@ class Mesh:
         """The id of `local_block` (empty when there is none)."""
         return self._local_entry(layer)[2]
 
-    def _local_entry(self, layer: int) -> tuple[tuple[int, int], dict[str, Any] | None, str]:
+    def _local_entry(self, layer: int) -> tuple[tuple[int, ...], dict[str, Any] | None, str]:
         key = self._layer_key(layer)
         cached = self._local.get(layer)
         if cached is None or cached[0] != key:
@@ -588,7 +615,7 @@ class Mesh:
     def certified_block(self, layer: int) -> dict[str, Any] | None:
         """The hare's output: the certified block whose voters hold enough seats."""
         certs = self._certs_by_layer.get(layer, [])
-        key = (self._gen, len(certs))
+        key = (*self._layer_key(layer)[:2], len(certs))
         cached = self._certified.get(layer)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -597,8 +624,14 @@ class Mesh:
         for cert in certs:
             voters: dict[str, int] = {}
             for vote in cert["votes"]:
+                # A vote counts with its smesher's ATX for the layer's epoch, as a hare
+                # vote on its own must (so only that epoch's ATXs matter here).
                 atx = self.atxs.get(vote["atx"])
-                if atx is not None and atx["smesher"] == vote["smesher"]:
+                if (
+                    atx is not None
+                    and atx["smesher"] == vote["smesher"]
+                    and atx["target_epoch"] == self.params.epoch(layer)
+                ):
                     voters[vote["smesher"]] = self.hare_seats(layer, vote["smesher"])
             if needed and sum(voters.values()) > needed:
                 block_id = hash_json(cert["block"])
