@@ -15,6 +15,7 @@ every node that follows the network holds the same set.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from ._codec import h
@@ -40,11 +41,20 @@ def slot_counts(
     epoch_beacon: bytes, epoch: int, smesher: str, slots: int, layers_per_epoch: int
 ) -> list[int]:
     """How many of a smesher's slots fall in each layer of the epoch (index: layer in epoch)."""
+    return list(_slot_counts(epoch_beacon, epoch, smesher, slots, layers_per_epoch))
+
+
+# Pure functions of their arguments, cached per process: every node of a simulation draws
+# the same tickets, so they are drawn once between them.
+@functools.lru_cache(maxsize=1 << 16)
+def _slot_counts(
+    epoch_beacon: bytes, epoch: int, smesher: str, slots: int, layers_per_epoch: int
+) -> tuple[int, ...]:
     counts = [0] * layers_per_epoch
     for slot in range(slots):
         ticket = int.from_bytes(h(b"proposal", epoch_beacon, epoch, smesher, slot)[:8], "little")
         counts[ticket % layers_per_epoch] += 1
-    return counts
+    return tuple(counts)
 
 
 def ballot_weight(atx_weight: int, count: int, slots: int) -> int:
@@ -52,6 +62,7 @@ def ballot_weight(atx_weight: int, count: int, slots: int) -> int:
     return atx_weight * count * SCALE // slots
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def hare_seats(
     epoch_beacon: bytes, layer: int, smesher: str, weight: int, total: int, committee: int
 ) -> int:

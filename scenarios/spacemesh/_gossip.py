@@ -11,14 +11,14 @@ from collections.abc import Callable
 import anyio
 import orjson
 import structlog
-from anyio.abc import ObjectReceiveStream, TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.abc import TaskGroup
 
 from ._clock import Clock
 from ._codec import Json, hash_json
+from ._mailbox import Mailbox
 from ._metrics import NodeMetrics
 from ._trace import Tracer
-from ._transport import Connection, Transport
+from ._transport import Connection, Transport, receive_frames, send_frames
 
 Handler = Callable[[Json], bool]
 """Delivers one message's data to the protocol; True accepts it (and lets it be relayed)."""
@@ -39,12 +39,6 @@ _log = structlog.get_logger("spacemesh.gossip")
 _MSG_PREFIX = b'{"t":"msg","id":"'
 """How every message frame starts (orjson keeps the keys in the order they were written)."""
 _ID_AT = len(_MSG_PREFIX)
-_TOPIC_KEY = b'","topic":"'
-
-
-def _topic_of(frame: bytes) -> str:
-    start = _ID_AT + 64 + len(_TOPIC_KEY)
-    return frame[start : frame.find(b'"', start)].decode("ascii", "replace")
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -57,7 +51,7 @@ class _Peer:
     node_id: str
     address: str
     outbound: bool
-    queue: MemoryObjectSendStream[bytes]
+    queue: Mailbox[bytes]
     scope: anyio.CancelScope | None = None
 
 
@@ -100,7 +94,10 @@ class Gossip:
         self._known: set[str] = set(self._bootnodes)
         self._dialing: set[str] = set()
         self._backoff: dict[str, float] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        """Message id -> its topic, for the last ``_SEEN_LIMIT`` messages."""
+        self._received: dict[str, int] = {}
+        """Frames received per topic since the metric was last updated (once per batch)."""
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
@@ -141,7 +138,7 @@ class Gossip:
     def publish(self, topic: str, data: Json) -> str:
         """Deliver ``data`` locally and flood it to every peer; returns the message id."""
         mid = message_id(topic, data)
-        if not self._mark_seen(mid):
+        if not self._mark_seen(mid, topic):
             return mid
         handler = self._handlers.get(topic)
         if handler is not None:
@@ -236,8 +233,8 @@ class Gossip:
                 return False
             if existing is not None and existing.scope is not None:
                 existing.scope.cancel()
-            send, receive = anyio.create_memory_object_stream[bytes](_QUEUE)
-            peer = _Peer(peer_id, peer_addr, outbound, send)
+            queue: Mailbox[bytes] = Mailbox(_QUEUE)
+            peer = _Peer(peer_id, peer_addr, outbound, queue)
             self._peers[peer_id] = peer
             if existing is None:  # a replaced duplicate is the same peer, still connected
                 self._log.info(
@@ -253,7 +250,7 @@ class Gossip:
             try:
                 async with anyio.create_task_group() as tg:
                     peer.scope = tg.cancel_scope
-                    tg.start_soon(self._writer, conn, receive, tg.cancel_scope)
+                    tg.start_soon(self._writer, conn, queue, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     await self._reader(conn, peer)
                     tg.cancel_scope.cancel()
@@ -263,42 +260,56 @@ class Gossip:
                     del self._peers[peer_id]
                     if ended:
                         self._log.info("peer lost", peer=peer_id, peers=len(self._peers))
-                send.close()
+                queue.close()
                 if self._metrics is not None:
                     self._metrics.peers.set(len(self._peers))
         return True
 
     async def _writer(
-        self, conn: Connection, queue: ObjectReceiveStream[bytes], scope: anyio.CancelScope
+        self, conn: Connection, queue: Mailbox[bytes], scope: anyio.CancelScope
     ) -> None:
         try:
-            async with queue:
-                async for frame in queue:
-                    await conn.send(frame)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            while True:
+                # Everything queued meanwhile goes in the same send: one task switch (and
+                # one write, or one scheduled delivery) per burst, not per frame.
+                await send_frames(conn, await queue.take_all())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         scope.cancel()
 
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
         while True:
             try:
-                frame = await conn.receive()
-                if self._duplicate(frame, peer):
-                    continue
-                item = orjson.loads(frame)
-                kind = item["t"]
+                frames = await receive_frames(conn)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
-            except (OSError, ValueError, KeyError, TypeError):
-                return  # a peer speaking garbage is dropped
-            if kind == "msg":
-                self._on_message(item, frame, peer)
-            elif kind == "getpeers":
-                self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
-            elif kind == "peers":
-                self._known.update(str(a) for a in item.get("addrs", [])[:100])
-            elif kind == "sync":
-                self._on_sync(item, peer)
+            except OSError:
+                return
+            try:
+                for frame in frames:
+                    if not self._on_frame(frame, peer):
+                        return  # a peer speaking garbage is dropped
+            finally:
+                self._count_received()
+
+    def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
+        """Handle one frame; False when it is garbage (the peer is then dropped)."""
+        try:
+            if self._duplicate(frame, peer):
+                return True
+            item = orjson.loads(frame)
+            kind = item["t"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        if kind == "msg":
+            self._on_message(item, frame, peer)
+        elif kind == "getpeers":
+            self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+        elif kind == "peers":
+            self._known.update(str(a) for a in item.get("addrs", [])[:100])
+        elif kind == "sync":
+            self._on_sync(item, peer)
+        return True
 
     def _on_sync(self, item: dict[str, Json], peer: _Peer) -> None:
         if self._digests is None or self._holdings is None:
@@ -320,17 +331,14 @@ class Gossip:
         return sorted({p.address for p in self._peers.values()})
 
     def _enqueue(self, peer: _Peer, frame: bytes) -> None:
-        with contextlib.suppress(
-            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
-        ):
-            peer.queue.send_nowait(frame)
+        peer.queue.put(frame)  # dropped when the peer's queue is full or closed
 
     # -- messages -------------------------------------------------------------------------
 
-    def _mark_seen(self, mid: str) -> bool:
+    def _mark_seen(self, mid: str, topic: str) -> bool:
         if mid in self._seen:
             return False
-        self._seen[mid] = None
+        self._seen[mid] = topic
         if len(self._seen) > _SEEN_LIMIT:
             self._seen.popitem(last=False)
         return True
@@ -342,13 +350,20 @@ class Gossip:
         if not frame.startswith(_MSG_PREFIX):
             return False
         mid = frame[_ID_AT : _ID_AT + 64].decode("ascii", "replace")
-        if mid not in self._seen:
+        topic = self._seen.get(mid)
+        if topic is None:
             return False
-        topic = _topic_of(frame)
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        if self._metrics is not None:
-            self._metrics.received.labels(topic).inc()
+        self._received[topic] = self._received.get(topic, 0) + 1
         return True
+
+    def _count_received(self) -> None:
+        """Add the frames counted since the last call to the metric (one ``inc`` per topic
+        and batch instead of one per frame)."""
+        if self._metrics is not None:
+            for topic, count in self._received.items():
+                self._metrics.received_by(topic).inc(count)
+        self._received.clear()
 
     def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
         topic = str(item.get("topic"))
@@ -357,19 +372,18 @@ class Gossip:
         if mid != item.get("id"):
             return  # the id must be the content's hash
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        if self._metrics is not None:
-            self._metrics.received.labels(topic).inc()
-        if not self._mark_seen(mid):
+        self._received[topic] = self._received.get(topic, 0) + 1
+        if not self._mark_seen(mid, topic):
             return
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
             return
         self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.delivered.labels(topic).inc()
+            self._metrics.delivered_by(topic).inc()
             ts = item.get("ts")
             if isinstance(ts, int | float):
-                self._metrics.latency.labels(topic).observe(max(0.0, self._clock.now() - ts))
+                self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other is not peer:
                 self._enqueue(other, frame)

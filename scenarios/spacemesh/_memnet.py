@@ -9,18 +9,18 @@ what the kernel does when a host's process dies: its listener is gone.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import heapq
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import Listener, ObjectStream, TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Gate
+from ._mailbox import Mailbox
 from ._transport import Connection
 
 RTO = 0.2
@@ -49,49 +49,83 @@ class MemoryLink:
             raise ValueError(f"loss is a fraction (0 to 1), not {self.loss!r}")
 
 
+Batch = list[bytes]
+"""Frames of one connection due at the same moment: delivered as one item."""
+
+
 class _Half(ObjectStream[bytes]):
-    """One end of an in-memory connection; frames travel through the network's scheduler."""
+    """One end of an in-memory connection; frames travel through the network's scheduler.
+
+    Frames due at the same moment on a connection travel as one batch (one heap entry,
+    one wake-up of the receiver), which is what a simulation of hundreds of nodes pays
+    for: with fixed delays a whole burst of gossip is due at once."""
 
     def __init__(
         self,
         net: MemoryNetwork,
         local: str,
         remote: str,
-        sink: MemoryObjectSendStream[bytes],
-        incoming: MemoryObjectReceiveStream[bytes],
+        sink: Mailbox[Batch],
+        incoming: Mailbox[Batch],
     ) -> None:
         self._net = net
         self._local = local
         self._remote = remote
-        self._sink = sink  # the other end's incoming stream
+        self._sink = sink  # the other end's incoming batches
         self._in = incoming
+        self._link_key = (_host(local), _host(remote))
+        self._buffer: deque[bytes] = deque()
         self._last_due = 0.0
+        self._open: Batch | None = None
+        """The batch scheduled last and not delivered yet (due at ``_last_due``)."""
         self._closed = False
 
     async def send(self, item: bytes) -> None:
+        await self.send_many([item])
+
+    async def send_many(self, items: list[bytes]) -> None:
+        """Queue frames in order (each lost, delayed or jittered on its own)."""
         if self._closed:
             raise anyio.ClosedResourceError
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
         await self._net.gate(self._local).wait()
-        due = self._net.due_time(self._local, self._remote)
-        if due is None:
-            return  # lost or cut: the frame silently disappears, as on a lossy link
-        # A stream delivers in order (as TCP does), whatever the jitter.
-        self._last_due = max(due, self._last_due)
-        self._net._schedule(self._last_due, self._sink, item, self._remote)
+        net = self._net
+        link = net._links.get(self._link_key, net.default)
+        now = anyio.current_time()
+        for item in items:
+            due = net._due(link, now)
+            if due is None:
+                continue  # lost or cut: the frame silently disappears, as on a lossy link
+            # A stream delivers in order (as TCP does), whatever the jitter.
+            if due <= self._last_due and self._open is not None:
+                self._open.append(item)
+                continue
+            self._last_due = max(due, self._last_due)
+            self._open = [item]
+            self._net._schedule(self._last_due, self, self._open, self._remote)
 
     async def receive(self) -> bytes:
-        try:
-            return await self._in.receive()
-        except (anyio.ClosedResourceError, anyio.EndOfStream):
-            raise anyio.EndOfStream from None
+        while not self._buffer:
+            for batch in await self._in.take_all():
+                self._buffer.extend(batch)
+        return self._buffer.popleft()
+
+    async def receive_many(self) -> list[bytes]:
+        """Every frame arrived so far (waiting for at least one)."""
+        while not self._buffer:
+            for batch in await self._in.take_all():
+                self._buffer.extend(batch)
+        frames = list(self._buffer)
+        self._buffer.clear()
+        return frames
 
     async def send_eof(self) -> None:
         if not self._closed:
             self._closed = True
+            self._open = None
             # The end of stream arrives after the frames already on the way.
-            self._net._schedule(self._last_due, self._sink, None, self._remote)
+            self._net._schedule(self._last_due, self, None, self._remote)
 
     async def aclose(self) -> None:
         await self.send_eof()
@@ -134,11 +168,11 @@ class MemoryNetwork:
         self._links: dict[tuple[str, str], MemoryLink] = {}
         self._listeners: dict[str, _MemoryListener] = {}
         self._running = False
-        self._heap: list[tuple[float, int, MemoryObjectSendStream[bytes], bytes | None, str]] = []
+        self._heap: list[tuple[float, int, _Half, Batch | None, str]] = []
         self._seq = 0
         self._wake = anyio.Event()
         self._gates: dict[str, Gate] = {}
-        self._held: dict[str, list[tuple[MemoryObjectSendStream[bytes], bytes | None]]] = {}
+        self._held: dict[str, list[tuple[_Half, Batch | None]]] = {}
 
     def gate(self, host: str) -> Gate:
         """The gate of ``host``'s process (running unless `pause`d)."""
@@ -152,8 +186,8 @@ class MemoryNetwork:
         """Thaw ``host``: what waited for it is delivered now, in the order it arrived."""
         host = _host(host)
         self.gate(host).resume()
-        for sink, frame in self._held.pop(host, []):
-            self._deliver(sink, frame)
+        for half, batch in self._held.pop(host, []):
+            self._deliver(half, batch)
 
     def close_host(self, host: str) -> None:
         """``host``'s process died: nothing listens there any more, nothing waits for it."""
@@ -186,7 +220,9 @@ class MemoryNetwork:
 
     def due_time(self, src: str, dst: str) -> float | None:
         """When a frame sent now arrives, or None when it is lost."""
-        link = self.link(src, dst)
+        return self._due(self.link(src, dst), anyio.current_time())
+
+    def _due(self, link: MemoryLink, now: float) -> float | None:
         if link.down or (link.retransmit and link.loss >= 1):
             return None
         late = 0.0
@@ -197,7 +233,7 @@ class MemoryNetwork:
         elif link.loss and self._rng.random() < link.loss:
             return None
         jitter = self._rng.uniform(-link.jitter, link.jitter) if link.jitter else 0.0
-        return anyio.current_time() + max(0.0, link.delay + jitter) + late
+        return now + max(0.0, link.delay + jitter) + late
 
     def transport(self, host: str) -> MemoryTransport:
         """The transport of a host; connections it dials come from ``host``."""
@@ -217,12 +253,14 @@ class MemoryNetwork:
             while True:
                 now = anyio.current_time()
                 while self._heap and self._heap[0][0] <= now:
-                    _, _, sink, frame, dst = heapq.heappop(self._heap)
+                    _, _, half, batch, dst = heapq.heappop(self._heap)
+                    if half._open is batch:
+                        half._open = None  # on its way: later frames start a new batch
                     gate = self._gates.get(dst)
                     if dst in self._held or (gate is not None and gate.paused):
-                        self._held.setdefault(dst, []).append((sink, frame))
+                        self._held.setdefault(dst, []).append((half, batch))
                     else:
-                        self._deliver(sink, frame)
+                        self._deliver(half, batch)
                 self._wake = anyio.Event()
                 if self._heap:
                     with anyio.move_on_after(self._heap[0][0] - now):
@@ -233,19 +271,16 @@ class MemoryNetwork:
             self._running = False
 
     @staticmethod
-    def _deliver(sink: MemoryObjectSendStream[bytes], frame: bytes | None) -> None:
-        if frame is None:
-            sink.close()
-            return
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            sink.send_nowait(frame)
+    def _deliver(half: _Half, batch: Batch | None) -> None:
+        if batch is None:
+            half._sink.close()
+        else:
+            half._sink.put(batch)  # dropped when the receiving end is closed
 
-    def _schedule(
-        self, due: float, sink: MemoryObjectSendStream[bytes], frame: bytes | None, dst: str
-    ) -> None:
+    def _schedule(self, due: float, half: _Half, batch: Batch | None, dst: str) -> None:
         first = not self._heap or due < self._heap[0][0]
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, sink, frame, _host(dst)))
+        heapq.heappush(self._heap, (due, self._seq, half, batch, _host(dst)))
         if first:
             self._wake.set()
 
@@ -260,10 +295,10 @@ class MemoryNetwork:
             raise ConnectionRefusedError(f"nothing reachable listens on {address}")
         if not self._running:
             raise RuntimeError("MemoryNetwork.run() must be started before dialing")
-        to_acceptor, acceptor_in = anyio.create_memory_object_stream[bytes](math.inf)
-        to_dialer, dialer_in = anyio.create_memory_object_stream[bytes](math.inf)
-        dialer = _Half(self, src_host, address, to_acceptor, dialer_in)
-        acceptor = _Half(self, address, src_host, to_dialer, acceptor_in)
+        acceptor_in: Mailbox[Batch] = Mailbox()
+        dialer_in: Mailbox[Batch] = Mailbox()
+        dialer = _Half(self, src_host, address, acceptor_in, dialer_in)
+        acceptor = _Half(self, address, src_host, dialer_in, acceptor_in)
         try:
             listener._accept_send.send_nowait(acceptor)
         except (anyio.WouldBlock, anyio.ClosedResourceError):

@@ -22,6 +22,7 @@ from ._poet import verify_poet_proof
 from ._post import verify_post
 
 EMPTY_BLOCK = ""
+_NOTHING_CHANGED = 1 << 62
 REWARD_PER_UNIT = 1000
 
 
@@ -175,7 +176,11 @@ def make_block(
     rewards: dict[str, int] = defaultdict(int)
     for p in proposals:
         rewards[p["smesher"]] += REWARD_PER_UNIT * weights.get(p["atx"], 0)
-    block = {"layer": layer, "proposals": ids, "rewards": sorted([k, v] for k, v in rewards.items())}
+    block = {
+        "layer": layer,
+        "proposals": ids,
+        "rewards": sorted([k, v] for k, v in rewards.items()),
+    }
     if txs:
         block["txs"] = txs
     return block
@@ -238,6 +243,33 @@ class Mesh:
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
         self._epochs: dict[int, EpochInfo] = {}
         self.version = 0
+        # Incremental decisions. Everything below is a cache of pure functions of the
+        # stored messages: ``_gen`` changes when the ATXs or the convicted identities do
+        # (weights, slots and seats of every epoch may change), and a layer's proposals
+        # and certificates only grow, so their counts tell a stale entry from a fresh one.
+        self._gen = 0
+        self._all_gen = 0
+        """Changes when every epoch's weights may have (a conviction, a replaced ATX)."""
+        self._epoch_gen: dict[int, int] = defaultdict(int)
+        """Per epoch: changes when its ATXs (weights, slots) or its beacon may have."""
+        self._atx_index: dict[int, dict[str, str]] = defaultdict(dict)
+        """Target epoch -> smesher -> its ATX id."""
+        self._ballot_weights: dict[int, dict[str, int]] = defaultdict(dict)
+        self._seats: dict[int, dict[tuple[int, str], int]] = defaultdict(dict)
+        self._eligible: dict[int, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
+        self._local: dict[int, tuple[tuple[int, ...], dict[str, Any] | None, str]] = {}
+        self._cert_blocks: dict[str, dict[str, Any]] = {}
+        """Every certified block by id (what a ballot's vote may name)."""
+        self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
+        self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
+        self._chain: list[LayerState] = []
+        self._chain_local: list[str] = []
+        """Per layer of the chain: the id of its local block when deciding it made that
+        block one a later layer's votes may name, else empty."""
+        self._dirty_from = 0
+        """The first layer whose decision may have changed since the last `decide`."""
+        self._decided_at: int | None = None
+        """The current layer of the last `decide`."""
 
     # -- intake ------------------------------------------------------------------------
 
@@ -374,16 +406,23 @@ class Mesh:
                 del self.atxs[old]
             self.atxs[mid] = msg
             self._atx_by_smesher_epoch[key] = mid
-            self._epochs.clear()
+            self._atx_index[key[1]][key[0]] = mid
+            # A new ATX changes its epoch's weights and the next epoch's beacon; a replaced
+            # one may be named anywhere (rare: an equivocation), so everything is redone.
+            self._changed_weights(None if old is not None else key[1])
         elif kind == "proposal":
             self.proposals[mid] = msg
             self._proposals_by_layer[int(msg["layer"])][mid] = msg
+            # Its votes reach back ``window`` layers.
+            self._dirty_from = min(self._dirty_from, int(msg["layer"]) - self.params.window)
         elif kind == "vote":
             self.votes[mid] = msg
             self._votes_by_layer[int(msg["layer"])][mid] = msg
         elif kind == "certificate":
             self.certificates[mid] = msg
             self._certs_by_layer[int(msg["layer"])].append(msg)
+            self._dirty_from = min(self._dirty_from, int(msg["layer"]))
+            self._cert_blocks.setdefault(hash_json(msg["block"]), msg["block"])
 
     def _convict(self, proof: dict[str, Any]) -> None:
         verdict = check_proof(proof, self._sig_ok)
@@ -394,8 +433,27 @@ class Mesh:
         if old is None or hash_json(proof) < hash_json(old):
             self.malicious[smesher] = proof
             self.version += 1
+            self._changed_weights(None)
             if old is None:
                 self.new_proofs.append(proof)
+
+    def _changed_weights(self, epoch: int | None) -> None:
+        """The ATXs of ``epoch`` changed (None: anything may have)."""
+        self._gen += 1
+        if epoch is None:
+            self._all_gen += 1
+            self._dirty_from = 0
+            self._epochs.clear()
+            self._ballot_weights.clear()
+            self._seats.clear()
+            return
+        for e in (epoch, epoch + 1):
+            self._epoch_gen[e] += 1
+            self._epochs.pop(e, None)
+            self._ballot_weights.pop(e, None)
+            self._seats.pop(e, None)
+        first = self.params.first_layer(epoch) - self.params.window - 1
+        self._dirty_from = min(self._dirty_from, first)
 
     # -- eligibility ---------------------------------------------------------------------
 
@@ -407,8 +465,8 @@ class Mesh:
         return info
 
     def _epoch_info(self, epoch: int) -> EpochInfo:
-        atx_of = {s: i for (s, e), i in self._atx_by_smesher_epoch.items() if e == epoch}
-        previous = [i for (_, e), i in self._atx_by_smesher_epoch.items() if e == epoch - 1]
+        atx_of = dict(self._atx_index.get(epoch, {}))
+        previous = list(self._atx_index.get(epoch - 1, {}).values())
         weight = {s: int(self.atxs[i]["num_units"]) for s, i in atx_of.items()}
         total = sum(weight.values())
         lpe = self.params.layers_per_epoch
@@ -436,8 +494,18 @@ class Mesh:
             return 0
         return counts[layer % self.params.layers_per_epoch]
 
-    def ballot_weight(self, proposal: dict[str, Any]) -> int:
-        """The weight (x SCALE) a proposal's votes carry; 0 when it is not eligible."""
+    def ballot_weight(self, proposal: dict[str, Any], pid: str | None = None) -> int:
+        """The weight (x SCALE) a proposal's votes carry; 0 when it is not eligible.
+        ``pid``: the proposal's id when the caller knows it (then the weight is cached)."""
+        if pid is None:
+            return self._ballot_weight(proposal)
+        cache = self._ballot_weights[self.params.epoch(int(proposal["layer"]))]
+        weight = cache.get(pid)
+        if weight is None:
+            weight = cache[pid] = self._ballot_weight(proposal)
+        return weight
+
+    def _ballot_weight(self, proposal: dict[str, Any]) -> int:
         smesher, layer = str(proposal["smesher"]), int(proposal["layer"])
         info = self.epoch_info(self.params.epoch(layer))
         if info.atx_of.get(smesher) != proposal["atx"]:
@@ -447,6 +515,13 @@ class Mesh:
 
     def hare_seats(self, layer: int, smesher: str) -> int:
         """``smesher``'s seats on ``layer``'s hare committee (0: it does not vote)."""
+        cache = self._seats[self.params.epoch(layer)]
+        seats = cache.get((layer, smesher))
+        if seats is None:
+            seats = cache[(layer, smesher)] = self._hare_seats(layer, smesher)
+        return seats
+
+    def _hare_seats(self, layer: int, smesher: str) -> int:
         info = self.epoch_info(self.params.epoch(layer))
         weight = info.weight.get(smesher, 0)
         if not weight or self.is_malicious(smesher):
@@ -468,13 +543,40 @@ class Mesh:
         """Total units of the epoch's ATXs."""
         return self.epoch_info(epoch).total
 
+    def _layer_key(self, layer: int) -> tuple[int, int, int]:
+        """What a layer's cached proposal-derived values depend on."""
+        epoch = self.params.epoch(layer)
+        return (
+            self._all_gen,
+            self._epoch_gen.get(epoch, 0),
+            len(self._proposals_by_layer.get(layer, ())),
+        )
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever an ATX is stored or replaced or an identity is convicted."""
+        return self._gen
+
+    def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
+        """Changes whenever the layer's eligible proposals or certificates may have (the
+        weights' generation, the counts of its proposals and certificates)."""
+        return (*self._layer_key(layer), len(self._certs_by_layer.get(layer, ())))
+
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
         """Eligible proposals of a layer from identities not convicted, by id."""
-        return {
-            i: p
-            for i, p in self._proposals_by_layer.get(layer, {}).items()
-            if self.ballot_weight(p)
-        }
+        return dict(self._eligible_proposals(layer))
+
+    def _eligible_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
+        key = self._layer_key(layer)
+        cached = self._eligible.get(layer)
+        if cached is None or cached[0] != key:
+            found = {
+                i: p
+                for i, p in self._proposals_by_layer.get(layer, {}).items()
+                if self.ballot_weight(p, i)
+            }
+            cached = self._eligible[layer] = (key, found)
+        return cached[1]
 
     def layer_votes(self, layer: int) -> list[dict[str, Any]]:
         """Valid hare votes of a layer."""
@@ -486,11 +588,24 @@ class Mesh:
 
     def local_block(self, layer: int) -> dict[str, Any] | None:
         """The block made of every proposal of the layer known here (None: empty layer)."""
-        proposals = list(self.layer_proposals(layer).values())
-        if not proposals:
-            return None
-        weights = {p["atx"]: self.atx_weight(p["atx"]) for p in proposals}
-        return make_block(layer, proposals, weights)
+        return self._local_entry(layer)[1]
+
+    def _local_id(self, layer: int) -> str:
+        """The id of `local_block` (empty when there is none)."""
+        return self._local_entry(layer)[2]
+
+    def _local_entry(self, layer: int) -> tuple[tuple[int, ...], dict[str, Any] | None, str]:
+        key = self._layer_key(layer)
+        cached = self._local.get(layer)
+        if cached is None or cached[0] != key:
+            proposals = list(self._eligible_proposals(layer).values())
+            block, block_id = None, ""
+            if proposals:
+                weights = {p["atx"]: self.atx_weight(p["atx"]) for p in proposals}
+                block = make_block(layer, proposals, weights)
+                block_id = hash_json(block)
+            cached = self._local[layer] = (key, block, block_id)
+        return cached
 
     def hare_needed(self, layer: int) -> float:
         """The seats a certificate's votes must exceed (0: nobody is active)."""
@@ -499,19 +614,57 @@ class Mesh:
 
     def certified_block(self, layer: int) -> dict[str, Any] | None:
         """The hare's output: the certified block whose voters hold enough seats."""
+        certs = self._certs_by_layer.get(layer, [])
+        key = (*self._layer_key(layer)[:2], len(certs))
+        cached = self._certified.get(layer)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         needed = self.hare_needed(layer)
         best: tuple[str, dict[str, Any]] | None = None
-        for cert in self._certs_by_layer.get(layer, []):
+        for cert in certs:
             voters: dict[str, int] = {}
             for vote in cert["votes"]:
+                # A vote counts with its smesher's ATX for the layer's epoch, as a hare
+                # vote on its own must (so only that epoch's ATXs matter here).
                 atx = self.atxs.get(vote["atx"])
-                if atx is not None and atx["smesher"] == vote["smesher"]:
+                if (
+                    atx is not None
+                    and atx["smesher"] == vote["smesher"]
+                    and atx["target_epoch"] == self.params.epoch(layer)
+                ):
                     voters[vote["smesher"]] = self.hare_seats(layer, vote["smesher"])
             if needed and sum(voters.values()) > needed:
                 block_id = hash_json(cert["block"])
                 if best is None or block_id < best[0]:
                     best = (block_id, cert["block"])
-        return best[1] if best is not None else None
+        block = best[1] if best is not None else None
+        self._certified[layer] = (key, block)
+        return block
+
+    def _opinions_of(self, later: int) -> dict[int, dict[str, int]]:
+        """What the eligible ballots of layer ``later`` vote: earlier layer -> block id ->
+        weight (x SCALE), summed over the layer's ballots (cached per layer)."""
+        key = self._layer_key(later)
+        cached = self._opinions.get(later)
+        if cached is None or cached[0] != key:
+            votes: dict[int, dict[str, int]] = {}
+            for pid, proposal in self._proposals_by_layer.get(later, {}).items():
+                weight = self.ballot_weight(proposal, pid)
+                if not weight:
+                    continue
+                for layer_key, vote in proposal["opinion"].items():
+                    if not isinstance(vote, str):
+                        continue
+                    try:
+                        layer = int(layer_key)
+                    except (TypeError, ValueError):
+                        continue
+                    if str(layer) != layer_key:
+                        continue  # "007" is not how layer 7 is named: the old tally skipped it
+                    per_block = votes.setdefault(layer, {})
+                    per_block[vote] = per_block.get(vote, 0) + weight
+            cached = self._opinions[later] = (key, votes)
+        return cached[1]
 
     def _tortoise(self, layer: int, current: int) -> tuple[dict[str, int], bool]:
         """The weight (x SCALE) of the votes on each block of ``layer`` from the layers after
@@ -520,23 +673,51 @@ class Mesh:
         ``tortoise_threshold`` of the weight those layers are expected to carry (or none is
         expected: nobody was active). Checking every such prefix keeps a verified layer
         verified while the next layer's ballots are still arriving."""
-        tally: dict[str, int] = defaultdict(int)
+        tally: dict[str, int] = {}
         expected = 0
         crossed = False
-        key = str(layer)
         params = self.params
         lpe = params.layers_per_epoch
         for later in range(layer + 1, min(current, layer + params.window) + 1):
             expected += self.epoch_info(params.epoch(later)).total * SCALE // lpe
-            for proposal in self._proposals_by_layer.get(later, {}).values():
-                vote = proposal["opinion"].get(key)
-                if isinstance(vote, str) and (weight := self.ballot_weight(proposal)):
-                    tally[vote] += weight
+            votes = self._opinions_of(later).get(layer)
+            if votes:
+                for block_id, weight in votes.items():
+                    tally[block_id] = tally.get(block_id, 0) + weight
             if later >= layer + params.hdist and not crossed:
                 top = max(tally.values(), default=0)
                 margin = 2 * top - sum(tally.values())
                 crossed = expected == 0 or margin > params.tortoise_threshold * expected
         return tally, crossed
+
+    def _decision(
+        self, layer: int, current_layer: int, known_local: dict[str, dict[str, Any]]
+    ) -> tuple[LayerStatus, str, dict[str, Any] | None] | None:
+        """Status, block id and block of one layer (None: undecided). A block voted for is
+        looked up among the certified blocks and the local blocks of the layers decided by
+        votes so far (``known_local``, which this extends)."""
+        params = self.params
+        mature = layer + params.hdist <= current_layer
+        tally, crossed = self._tortoise(layer, current_layer) if mature else ({}, False)
+        final = crossed or layer + params.window < current_layer
+        if tally:
+            block_id = min(tally, key=lambda b: (-tally[b], b))
+            local = self.local_block(layer)
+            if local is not None:
+                known_local.setdefault(self._local_id(layer), local)
+            block = None
+            if block_id:
+                block = self._cert_blocks.get(block_id) or known_local.get(block_id)
+            return (LayerStatus.VERIFIED if final else LayerStatus.APPLIED), block_id, block
+        if (certified := self.certified_block(layer)) is not None:
+            # Past hdist with no votes to overturn it, the hare's output is final then.
+            status = LayerStatus.VERIFIED if mature and final else LayerStatus.APPLIED
+            return status, hash_json(certified), certified
+        if mature:
+            block = self.local_block(layer)
+            block_id = self._local_id(layer) if block is not None else EMPTY_BLOCK
+            return (LayerStatus.VERIFIED if final else LayerStatus.APPLIED), block_id, block
+        return None
 
     def decide(self, current_layer: int) -> list[LayerState]:
         """Decided layers 0..n (n <= current_layer), stopping at the first undecided one.
@@ -547,44 +728,67 @@ class Mesh:
         layer is older than the vote window (nothing more will be counted), or when no
         weight is expected at all (nobody active). A mature layer short of the threshold
         is applied with the tortoise's (or else the hare's) block and stays open.
+
+        Incremental: the ballots' votes, eligible proposals, local and certified blocks are
+        cached per layer (recomputed only when the layer gains a message or the weights
+        change), and the hash chain is reused up to the first layer whose decision changed;
+        the result is the same as deciding from scratch over the same messages.
         """
-        known_blocks: dict[str, dict[str, Any]] = {}
-        for certs in self._certs_by_layer.values():
-            for cert in certs:
-                known_blocks[hash_json(cert["block"])] = cert["block"]
         result: list[LayerState] = []
+        old = self._chain
         prev_hash = bytes(32)
-        balances: dict[str, int] = {}
-        params = self.params
+        balances: dict[str, int] | None = None
+        known_local: dict[str, dict[str, Any]] = {}
+        local_ids: list[str] = []
+        # Below ``settled`` nothing a decision depends on changed since the last call: no
+        # message of its layer or of the layers that vote on it, the same weights, and a
+        # current layer past its window both times (so it no longer depends on it).
+        last = current_layer if self._decided_at is None else self._decided_at
+        settled = min(self._dirty_from, min(last, current_layer) - self.params.window - 1)
         for layer in range(current_layer + 1):
-            mature = layer + params.hdist <= current_layer
-            tally, crossed = self._tortoise(layer, current_layer) if mature else ({}, False)
-            final = crossed or layer + params.window < current_layer
-            block: dict[str, Any] | None
-            if tally:
-                block_id = min(tally, key=lambda b: (-tally[b], b))
-                local = self.local_block(layer)
+            if layer < settled and layer < len(old):
+                local_id = self._chain_local[layer]
+                local = self.local_block(layer) if local_id else None
                 if local is not None:
-                    known_blocks.setdefault(hash_json(local), local)
-                block = known_blocks.get(block_id) if block_id else None
-                status = LayerStatus.VERIFIED if final else LayerStatus.APPLIED
-            elif (certified := self.certified_block(layer)) is not None:
-                # Past hdist with no votes to overturn it, the hare's output is final then.
-                status = LayerStatus.VERIFIED if mature and final else LayerStatus.APPLIED
-                block, block_id = certified, hash_json(certified)
-            elif mature:
-                block = self.local_block(layer)
-                block_id = hash_json(block) if block is not None else EMPTY_BLOCK
-                status = LayerStatus.VERIFIED if final else LayerStatus.APPLIED
-            else:
+                    known_local.setdefault(local_id, local)
+                local_ids.append(local_id)
+                result.append(old[layer])
+                prev_hash = old[layer].hash
+                continue
+            before = len(known_local)
+            decision = self._decision(layer, current_layer, known_local)
+            local_ids.append(self._local_id(layer) if len(known_local) > before else "")
+            if decision is None:
                 break
+            status, block_id, block = decision
+            kept = old[layer] if balances is None and layer < len(old) else None
+            if kept is not None and kept.block_id == block_id and kept.block == block:
+                # Same block on the same chain: the same hash and accounts.
+                same = kept.status is status
+                result.append(kept if same else dataclasses.replace(kept, status=status))
+                prev_hash = kept.hash
+                continue
+            if balances is None:
+                balances = self._balances(result)
             if block is not None:
                 for smesher, amount in block["rewards"]:
                     balances[smesher] = balances.get(smesher, 0) + int(amount)
             prev_hash = h(b"layer", prev_hash, layer, block_id)
             root = merkle_root([h(b"account", k, v) for k, v in sorted(balances.items())])
             result.append(LayerState(layer, status, block_id, block, prev_hash, root))
-        return result
+        self._chain, self._chain_local = result, local_ids
+        self._dirty_from, self._decided_at = _NOTHING_CHANGED, current_layer
+        return list(result)
+
+    @staticmethod
+    def _balances(states: list[LayerState]) -> dict[str, int]:
+        """The rewards paid by the blocks of ``states``, by smesher."""
+        balances: dict[str, int] = {}
+        for s in states:
+            if s.block is not None:
+                for smesher, amount in s.block["rewards"]:
+                    balances[smesher] = balances.get(smesher, 0) + int(amount)
+        return balances
 
 
 def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, str]:

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class ByTopic(Generic[M]):
+    """A labelled metric's child per topic, looked up once (``labels()`` costs a lock, a
+    tuple and a dict lookup on every call: too much for a per-frame counter)."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[str, M] = {}
+
+    def __call__(self, topic: str) -> M:
+        child = self._children.get(topic)
+        if child is None:
+            child = self._children[topic] = self.metric.labels(topic)
+        return child
 
 
 class NodeMetrics:
@@ -40,6 +59,10 @@ class NodeMetrics:
         self.atxs_published = Counter(
             "spacemesh_atxs_published", "ATXs this node published", registry=r
         )
+
+        self.received_by = ByTopic(self.received)
+        self.delivered_by = ByTopic(self.delivered)
+        self.latency_by = ByTopic(self.latency)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ._codec import h
 from ._merkle import merkle_root
 
@@ -9,8 +11,10 @@ MAX_POW_BITS = 24
 MAX_LABELS = 1 << 16
 
 
+@functools.lru_cache(maxsize=4096)
 def post_commitment(smesher: str, num_units: int, labels_per_unit: int) -> bytes:
-    """The Merkle root over the smesher's labels ("initialised storage")."""
+    """The Merkle root over the smesher's labels ("initialised storage"). Pure, so cached:
+    the nodes of a simulation verify a smesher's commitment once between them."""
     count = num_units * labels_per_unit
     if not 0 < count <= MAX_LABELS:
         raise ValueError(f"label count {count} out of range 1..{MAX_LABELS}")

@@ -44,6 +44,8 @@ class Syncer:
         self._node = node
         self._sources: dict[str, Source] = {}
         self._budget = BUDGET
+        self._digests: dict[str, tuple[tuple[object, ...], str]] = {}
+        """A key's digest and what it was computed from (most change rarely)."""
 
     def add_source(self, key: str, source: Source) -> None:
         """Sync another set of messages under ``key`` (e.g. ``"malfeasance"``)."""
@@ -92,10 +94,38 @@ class Syncer:
     def digests(self) -> dict[str, str]:
         """Every key's digest: the node's recent window, then history, txs and hooks."""
         self._budget = BUDGET  # one exchange starts with a digest computation
-        digests = self._node._sync_digests()
-        for key in [*self._history_keys(), "txs:recent", *self._sources]:
+        node = self._node
+        keys = [*node._sync_keys(), *self._history_keys(), "txs:recent", *self._sources]
+        digests: dict[str, str] = {}
+        for key in keys:
+            stamp = self._stamp(key)
+            cached = self._digests.get(key)
+            if stamp is not None and cached is not None and cached[0] == stamp:
+                digests[key] = cached[1]
+                continue
             digests[key] = hash_json(sorted(self._messages(key)))
+            if stamp is not None:
+                self._digests[key] = (stamp, digests[key])
         return digests
+
+    def _stamp(self, key: str) -> tuple[object, ...] | None:
+        """What the messages under ``key`` depend on (None: not known, always hash them).
+        Without it every exchange (two per node and layer) re-hashed the whole history."""
+        mesh = self._node.mesh
+        kind, _, arg = key.partition(":")
+        if key in self._sources:
+            return None
+        if kind in ("proposal", "certificate"):
+            return (kind, mesh.layer_stamp(int(arg)))
+        if kind in ("atx", "malfeasance"):
+            return (kind, mesh.generation)
+        if kind == "poet":
+            return (kind, len(mesh.poet_proofs))
+        if kind == "history":
+            first, end = (int(x) for x in arg.split("-"))
+            layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
+            return (layers, len(self._node.mempool.txs))
+        return None
 
     def holdings(self, key: str) -> list[tuple[str, Json]]:
         """What this node holds under ``key`` (ATXs and history within the budget)."""

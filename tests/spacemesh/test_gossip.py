@@ -14,6 +14,7 @@ import pytest
 from harness.observe import read_trace
 from scenarios.spacemesh import Gossip, LoopClock, MemoryLink, MemoryNetwork, Tracer, message_id
 from scenarios.spacemesh._codec import Json
+from scenarios.spacemesh._metrics import NodeMetrics
 
 pytestmark = pytest.mark.anyio
 
@@ -216,3 +217,28 @@ async def test_simultaneous_dials_leave_one_lasting_connection() -> None:
         tg.cancel_scope.cancel()
     assert set(counts) == {(1, 1)}
     assert got == [{"x": 1}]
+
+
+async def test_the_received_metric_counts_every_frame_duplicates_included(tmp_path: Path) -> None:
+    """Counted once per batch, not per frame: the sum is still one per received frame."""
+    net = MemoryNetwork(seed=2, default=MemoryLink(delay=0.01))
+    nodes = make_nodes(net, 5, tmp_path)
+    for n in nodes:
+        n._metrics = NodeMetrics()
+        n.subscribe("t", lambda data: True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 2)
+        for i in range(10):
+            nodes[i % 5].publish("t", {"i": i})
+        await anyio.sleep(1)
+        tg.cancel_scope.cancel()
+    for n in nodes:
+        trace = (tmp_path / n.node_id / "trace.jsonl").read_bytes().splitlines()
+        received = sum(orjson.loads(line)["kind"] == "receive" for line in trace)
+        assert n._metrics is not None
+        (metric,) = [m for m in n._metrics.received.collect()]
+        counted = sum(s.value for s in metric.samples if s.name.endswith("_total"))
+        assert counted == received > 10, n.node_id

@@ -124,3 +124,53 @@ def test_a_layer_past_hdist_is_decided_whatever_arrived(rnd: Any, last: int) -> 
     for s in final[: CURRENT - PARAMS.hdist + 1]:
         assert s.status is LayerStatus.VERIFIED, s
     assert [s.hash for s in final[: len(states)]] == [s.hash for s in states]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_deciding_as_messages_arrive_equals_deciding_once(rnd: Any) -> None:
+    """`Mesh.decide` keeps per-layer tallies and the hash chain between calls: asked after
+    arrivals in any order and at any current layer (the clock may even be read behind),
+    it answers what a mesh that received the same messages decides from scratch."""
+    messages, _, keys = recorded()
+    shuffled = list(messages)
+    rnd.shuffle(shuffled)
+    incremental = Mesh(PARAMS, keys)
+    late = CURRENT + PARAMS.window + 2
+    for n, (kind, msg) in enumerate(shuffled, 1):
+        incremental.add(kind, msg)
+        if rnd.random() < 0.3:
+            # Mostly long after the messages' layers (a node syncing the past), where the
+            # decided layers are kept between calls; sometimes any layer.
+            current = rnd.choice([late, late - 1, rnd.randint(0, late)])
+            got = incremental.decide(current)
+            if rnd.random() < 0.15:
+                assert got == replay_all(shuffled[:n], keys).decide(current)
+    for current in (late, CURRENT, rnd.randint(0, late)):
+        assert incremental.decide(current) == replay_all(shuffled, keys).decide(current)
+
+
+def replay_all(messages: list[Message], keys: set[str]) -> Mesh:
+    """A fresh mesh fed ``messages`` (proposals may wait for their ATX)."""
+    mesh = Mesh(PARAMS, keys)
+    for kind, msg in messages:
+        mesh.add(kind, msg)
+    return mesh
+
+
+def test_a_certificate_for_a_layer_kept_between_calls_is_counted() -> None:
+    """A layer no later ballot votes on is decided by its certificate or else by the
+    proposals known; a certificate that arrives after the layer was decided (and kept)
+    from a partial set of proposals must change it, as it would from scratch."""
+    messages, _, keys = recorded()
+    last = max(m["layer"] for k, m in messages if k == "proposal")
+    dropped = [m for m in messages if m[0] == "proposal" and m[1]["layer"] == last][:1]
+    early = [m for m in messages if m[0] != "certificate" and m not in dropped]
+    certs = [m for m in messages if m[0] == "certificate" and m[1]["layer"] == last]
+    assert certs and dropped
+    late = CURRENT + PARAMS.window + 2
+    incremental = replay_all(early, keys)
+    incremental.decide(late)
+    for cert in certs:
+        incremental.add(*cert)
+    assert incremental.decide(late) == replay_all(early + certs, keys).decide(late)
