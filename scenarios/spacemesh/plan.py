@@ -178,10 +178,6 @@ async def start(env: sdk.RunEnv) -> None:
     bad_keys = sorted({Signer(identity_of(i)).public_hex for i in shared})
 
     await env.network.wait_initialized()
-    if env.global_seq == 0:
-        await GENESIS.publish(env.sync, time.time() + float(p["genesis_offset"]))
-    genesis = float(await _first(GENESIS, env.sync))
-    late_start = {i: genesis - float(p["genesis_offset"]) + late_at for i in late_start}
     if role == "poet":
         pubkey = Signer(poet_key_seed(env.global_seq)).public_hex
         address = f"{ip}:{POET_PORT}"
@@ -207,6 +203,11 @@ async def start(env: sdk.RunEnv) -> None:
     if env.network.configurable:
         await env.network.configure(shape, rules=rules, callback_state="shaped", callback_target=n)
         await env.sync.barrier("shaped", n)
+    # Genesis counts from when every link is shaped (shaping 100 instances takes seconds).
+    if env.global_seq == 0:
+        await GENESIS.publish(env.sync, time.time() + float(p["genesis_offset"]))
+    genesis = float(await _first(GENESIS, env.sync))
+    late_start = {i: genesis - float(p["genesis_offset"]) + late_at for i in late_start}
     poet_addresses = [x.address for x in poets]
     if cut and not env.network.configurable:
         # Without a configurable network, "unreachable" is a port nothing listens on.
