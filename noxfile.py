@@ -114,7 +114,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy (strict) on harness/ and netem/."""
-    _install(session, "dev")
+    _install(session, "dev", "k8s")  # k8s: kr8s, which cluster:k8s imports
     session.run("mypy", "harness", "netem")
 
 
