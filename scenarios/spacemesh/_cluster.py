@@ -2,7 +2,7 @@
 
 Each part is a simulated process (`SimProcess`) that faults act on as on a real one: killed
 (its tasks cancelled, its listener and connections gone), restarted with the same identity
-and address but none of its state (nodes keep nothing on disk: a restarted node syncs from
+and address but none of its state (simulated nodes have no data directory: a restarted node syncs from
 its peers as a late joiner does), paused and resumed (`Gate`), its clock skewed
 (`SkewClock`). Instance ids are those `harness run` gives the plan's instances in one
 group: ``single/0`` the PoET, then the gateways, then the miners.

@@ -201,10 +201,10 @@ def test_the_network_survives_healed_faults_that_restart_one_miner_at_a_time(
     node after its duration, a pause resumes, a skew and a cut end), every node agrees and
     every miner's ATX is known, as long as a process fault takes down one miner at a time.
     Pauses (which keep memory), skews and cuts may hit anyone, the PoET included. It meets
-    no more: nodes keep nothing on disk, so a restarted node knows only what its peers
-    sync to it (the current and next epoch's ATXs, the last `window` layers); restarting
-    the only gateway (the PoET's only way in, every node's bootnode) or every node at once
-    loses state the others needed (the searches below find such schedules)."""
+    no more: simulated nodes keep nothing on disk, so a restarted node knows only what its
+    peers sync to it (from genesis); restarting the only gateway (the PoET's only way in,
+    every node's bootnode) or every node at once loses state the others needed (the
+    searches below find such schedules)."""
     assert simulate(SMALL, faults) == []
 
 
