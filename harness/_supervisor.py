@@ -133,7 +133,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
         if (full := disk_full_in(error)) is not None:  # e.g. events.jsonl, mid-run
             raise outputs_error(full, supervisor.run_dir) from None
         raise
-    _finish(result.run_dir)
+    finish_run(result.run_dir)
     return result
 
 
@@ -158,8 +158,9 @@ def _take_handed_over(options: RunOptions) -> RunOptions:
     )
 
 
-def _finish(run_dir: Path) -> None:
-    """The report and the history entry; a failure here is a warning, not the run's verdict."""
+def finish_run(run_dir: Path) -> None:
+    """The report and the history entry (after a local or a cluster:k8s run); a failure
+    here is a warning, not the run's verdict."""
     for what, write in (("report", write_report), ("history", record_run)):
         try:
             write(run_dir)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
@@ -30,10 +31,12 @@ def pod_status(name: str, labels: dict[str, str], exit_code: int | None) -> dict
     """A v1 Pod as `GET /api/v1/namespaces/NS/pods` returns it (the fields we read)."""
     state = ({"running": {"startedAt": "2026-01-01T00:00:01Z"}} if exit_code is None else
              {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0
-                             else "Error", "finishedAt": "2026-01-01T00:00:09Z"}})
+                             else "Error", "startedAt": "2026-01-01T00:00:01Z",
+                             "finishedAt": "2026-01-01T00:00:09Z"}})
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": labels},
-            "status": {"phase": "Running" if exit_code is None else
+            "status": {"podIP": f"10.244.0.{10 + len(name) % 100}",
+                       "phase": "Running" if exit_code is None else
                        ("Succeeded" if exit_code == 0 else "Failed"),
                        "containerStatuses": [{"name": "instance", "ready": False,
                                               "restartCount": 0, "image": "x",
@@ -167,7 +170,7 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, events))
     run_dir = next(tmp_path.iterdir())
-    assert code == 0, (run_dir / "k8s.json").read_text()
+    assert code == 0, (run_dir / "run.json").read_text()
     assert orjson.loads((run_dir / "faults.jsonl").read_text()) == kill
     unplayed = {"kind": "run-failed", "reason": "fault 1 could not be played: no"}
     code = run_on_cluster(spec, load_options(spec), tmp_path / "b", quiet=True,
@@ -184,6 +187,49 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     code = run_on_cluster(spec, load_options(spec), tmp_path / "c", quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, [success("single/0"), recover]))
     assert code == 1
+
+
+def test_a_cluster_run_writes_run_json_the_report_and_the_history_as_a_local_run(
+        spec: RunSpec, tmp_path: Path) -> None:
+    kill = {"kind": "fault", "fault": "fault 0", "step": "applied", "action": "kill",
+            "chosen": ["single/0"], "at_s": 1.0, "expect": "recover"}
+    # single/0 is killed and expected to recover, but its pod exits 1: the run fails
+    code = run_on_cluster(spec, load_options(spec, ["namespace=p2p"]), tmp_path, quiet=True,
+                          api=FakeCluster({0: 1, 1: 0}, [success("single/1"), kill]))
+    assert code == 1
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    run = load_run(run_dir)
+    assert (run.run_id, run.plan, run.case, run.runner) == (run_dir.name, "pingpong", "ping",
+                                                           "cluster:k8s")
+    assert run.outcome == "failed" and run.exit_code == 1
+    assert run.reason and run.reason.startswith("1 of 2 failed; first: single/0: ")
+    assert run.started is not None and run.ended is not None and run.ended >= run.started
+    assert [(i.id, i.outcome, i.exit_code) for i in run.instances] == [
+        ("single/0", "failed", 1), ("single/1", "passed", 0)]
+    one = run.instances[1]
+    assert one.ip and one.ip.startswith("10.244.0.") and one.duration_s == 8.0
+    assert [g.id for g in run.groups] == ["single"] and run.groups[0].count == 2
+    assert run.network is not None and run.network["runner"] == "cluster:k8s"
+    assert run.network["namespace"] == "p2p"
+    assert run.faults == () and run.plan_dir and run.timeout_s == spec.timeout_s
+    assert not (run_dir / "k8s.json").exists()
+    assert "single/0" in (run_dir / "report.html").read_text()
+    assert (run_dir / "summary.json").exists() and (tmp_path / "history.sqlite").exists()
+    shown = subprocess.run([sys.executable, "-m", "harness", "show", str(run_dir)],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "runner cluster:k8s" in shown.stdout and "FAILED" in shown.stdout
+    assert "single/0" in shown.stdout
+
+
+def test_a_cluster_run_the_api_fails_records_an_error_in_run_json(
+        spec: RunSpec, tmp_path: Path) -> None:
+    with pytest.raises(ConnectionError):
+        run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
+                       api=FakeCluster({0: 0, 1: 0}, [], fail_on_list=True))
+    run = load_run(next(p for p in tmp_path.iterdir() if p.is_dir()))
+    assert run.outcome == "error" and run.ended is not None
+    assert run.reason == "cluster:k8s: ConnectionError: the API server went away"
 
 
 class BrokenShaper(FakeCluster):

@@ -1,27 +1,33 @@
 """A cluster:k8s run through the Kubernetes API: create the run's objects, follow its pods
 into the same outcome logic as local runs (`InstanceState`: exit status plus the events the
 instance signalled), collect each instance's logs and the sync service's events into the
-local run directory, and delete everything by the run's labels however the run ends."""
+local run directory, and delete everything by the run's labels however the run ends. The run
+directory then holds run.json and the report, as a local run's does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from harness._errors import EnvironmentProblem
+from harness._errors import EnvironmentProblem, HarnessError
 from harness._outcome import InstanceState
 from harness._runid import new_run_id
+from harness.observe._runrecord import write_run
 from harness.plans import RunSpec
+from harness.runners._registry import CLUSTER_K8S
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
+from harness.runners.k8s._record import Outcome, judge, run_record
 from harness.runners.k8s._render import RenderedRun, render_run
 
 POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
@@ -48,14 +54,30 @@ class ClusterApi(Protocol):
         ...
 
 
-def container_exit(pod: dict[str, Any], container: str) -> int | None:
-    """One container's exit code once it has terminated (None while it has not)."""
+def terminated(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+    """One container's `state.terminated` (exitCode, startedAt, finishedAt) once it has
+    terminated (None while it has not)."""
     for status in pod.get("status", {}).get("containerStatuses") or ():
         if status.get("name") == container:
-            terminated = (status.get("state") or {}).get("terminated")
-            if terminated is not None:
-                return int(terminated.get("exitCode", 1))
+            done = (status.get("state") or {}).get("terminated")
+            return None if done is None else dict(done)
     return None
+
+
+def container_exit(pod: dict[str, Any], container: str) -> int | None:
+    """One container's exit code once it has terminated (None while it has not)."""
+    done = terminated(pod, container)
+    return None if done is None else int(done.get("exitCode", 1))
+
+
+def api_time(value: Any) -> float | None:
+    """An API timestamp ("2026-01-01T00:00:09Z") in Unix seconds; None if there is none."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
@@ -69,11 +91,14 @@ def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
 
 
 async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path,
-                 *, timeout_s: float, poll_s: float = POLL_S) -> list[InstanceState]:
-    """Create the run, wait for every instance to end (or the timeout), collect, delete.
+                 *, timeout_s: float, poll_s: float = POLL_S,
+                 states: dict[str, InstanceState] | None = None) -> list[InstanceState]:
+    """Create the run, wait for every instance to end (or the timeout), collect, delete;
+    each instance's state in `states` (new ones if not given).
 
     The delete runs whatever happens here (an error, a cancellation, Ctrl-C)."""
-    states = {i.id: InstanceState(i) for i in spec.instances}
+    if states is None:
+        states = {i.id: InstanceState(i) for i in spec.instances}
     by_pod = {L.pod_name(run.run_id, i.global_seq): i.id for i in spec.instances}
     selector = L.run_selector(run.run_id)
     try:
@@ -86,9 +111,13 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 code = pod_exit(pod)
                 if iid is None or states[iid].status is not None:
                     continue
+                states[iid].ip = pod.get("status", {}).get("podIP") or states[iid].ip
                 if code is not None:
                     states[iid].pid = 0  # started: it has exited
                     states[iid].status = code
+                    done = terminated(pod, "instance") or {}
+                    states[iid].started = api_time(done.get("startedAt"))
+                    states[iid].ended = api_time(done.get("finishedAt"))
                 elif container_exit(pod, "shaper") not in (None, 0):
                     # it ends only after the instance: its network is gone, do not wait on
                     states[iid].stopped = (f"its pod's shaper failed (exit code "
@@ -225,32 +254,51 @@ class Kr8sApi:
 
 def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool,
                    api: ClusterApi | None = None) -> int:
-    """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`; 0 if
-    every instance passed."""
+    """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`, with its
+    run.json and report as a local run's; 0 if every instance passed."""
+    from harness._progress import summary_table
+    from harness._supervisor import finish_run
+
     run = render_run(spec, options, new_run_id(), secrets.token_bytes(32))
     run_dir = outputs.resolve() / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     if not quiet:
         print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances on "
               f"cluster:k8s (namespace {run.namespace}, run {run.run_id})", file=sys.stderr)
-    states = asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
-                                timeout_s=spec.timeout_s))
-    failed = [s for s in states if not s.verdict()[0]]
+    states = {i.id: InstanceState(i) for i in spec.instances}
+    started = time.time()
+
+    def write(outcome: Outcome) -> None:
+        record = run_record(spec, run, options, list(states.values()), started=started,
+                            ended=time.time(), outcome=outcome)
+        write_run(run_dir, record)
+
+    try:
+        asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
+                           timeout_s=spec.timeout_s, states=states))
+    except BaseException as e:  # run.json says how it ended, never nothing (as locally)
+        with contextlib.suppress(OSError):  # what failed may be the disk
+            if isinstance(e, KeyboardInterrupt):
+                write(Outcome("interrupted", 130, "interrupted (its objects were deleted)"))
+            else:
+                write(Outcome("error", 1, str(e) if isinstance(e, HarnessError) else
+                              f"{CLUSTER_K8S}: {type(e).__name__}: {e}"))
+        raise
     faults = run_dir / "faults.jsonl"
     lines = faults.read_text().splitlines() if faults.exists() else []
     # a fault that could not be played fails the run: a test whose fault never happened
     # proves nothing (harness._conductor)
     unplayed = [e["reason"] for e in map(orjson.loads, lines) if e["kind"] == "run-failed"]
-    (run_dir / "k8s.json").write_bytes(orjson.dumps({
-        "run_id": run.run_id, "namespace": run.namespace, "faults_failed": unplayed,
-        "instances": {s.spec.id: {"status": s.status, "passed": s.verdict()[0],
-                                  "reason": s.verdict()[1]} for s in states}},
-        option=orjson.OPT_INDENT_2))
-    ok = not failed and not unplayed
-    print(f"run {run.run_id}: {'PASSED' if ok else 'FAILED'} "
-          f"({len(states) - len(failed)} of {len(states)} passed)"
-          + "".join(f"\n{reason}" for reason in unplayed) + f"\noutputs: {run_dir}")
-    return 0 if ok else 1
+    outcome = judge(list(states.values()), unplayed)
+    write(outcome)
+    finish_run(run_dir)
+    passed = sum(1 for s in states.values() if s.verdict()[0])
+    print(f"run {run.run_id}: {outcome.outcome.upper()} ({passed} of {len(states)} passed)"
+          + (f"\n{outcome.reason}" if outcome.reason else "")
+          + f"\n{summary_table(list(states.values()))}\noutputs: {run_dir}"
+          + (f"\nreport:  {run_dir / 'report.html'}" if (run_dir / "report.html").exists()
+             else ""))
+    return outcome.exit_code
 
 
 def clean_run(options: K8sOptions, run_id: str) -> int:
