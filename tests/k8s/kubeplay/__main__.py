@@ -117,7 +117,9 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     code = run_on_cluster(spec, options, outputs, quiet=False,
                           api=PodmanApi(podman, NETWORK))
     took = time.monotonic() - t0
-    run_dir = max(outputs.iterdir(), key=lambda p: p.stat().st_mtime)
+    # the newest run directory (outputs also holds history.sqlite)
+    run_dir = max((p for p in outputs.iterdir() if p.is_dir()),
+                  key=lambda p: p.stat().st_mtime)
     if keep:
         shutil.copytree(run_dir, keep / run_dir.name)
         run_dir = keep / run_dir.name
