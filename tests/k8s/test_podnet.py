@@ -61,3 +61,17 @@ def test_cluster_actions_send_each_cut_to_the_destinations_pod() -> None:
     assert trio.run(actions.end, "g/2", "killed", None, None, "may_die") is False
     assert trio.run(actions.start, "g/2", "undone") is True
     assert trio.run(actions.start, "g/2", "undone") is False
+
+
+def test_cluster_actions_pause_and_resume_through_the_instances_pod() -> None:
+    state = SyncState(["g/0", "g/1"])
+    actions = ClusterActions(state)
+    assert trio.run(actions.pause, "g/1", True) is True
+    assert state.last_item(fault_topic("g/1")) == {"pause": True}
+    assert trio.run(actions.pause, "g/1", True) is False  # already paused: nothing sent
+    assert trio.run(actions.pause, "g/1", False) is True
+    assert state.last_item(fault_topic("g/1")) == {"pause": False}
+    assert trio.run(actions.pause, "g/1", False) is False
+    # an instance a fault ended cannot be paused
+    assert trio.run(actions.end, "g/0", "killed", None, None, "may_die") is True
+    assert trio.run(actions.pause, "g/0", True) is False

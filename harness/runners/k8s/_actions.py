@@ -1,8 +1,8 @@
 """The conductor's `Actions` on a cluster: each fault becomes an item on a pod's
 `fault/<instance>` topic, which that pod acts on (the shaper drops on arrival, or lets
 through again, what the cut sources send; the agent ends, restarts or starts again the
-instance's process). Faults the pods cannot play yet are refused, which fails the run with
-the reason."""
+instance's process, or stops and continues its process group). Faults the pods cannot play
+yet are refused, which fails the run with the reason."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class ClusterActions:
     def __init__(self, state: SyncState) -> None:
         self.state = state
         self.down: set[str] = set()  # instances a fault ended, until started again
+        self.paused: set[str] = set()
 
     async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:
         """Each destination's pod drops (or lets through again) what its cut sources send
@@ -45,6 +46,7 @@ class ClusterActions:
             return False
         if comeback != "now":
             self.down.add(instance)
+        self.paused.discard(instance)  # a kill or stop ends a pause (the agent continues it)
         self.state.publish(fault_topic(instance), {"end": why, "grace": grace,
                                                    "comeback": comeback, "expect": expect})
         return True
@@ -57,8 +59,16 @@ class ClusterActions:
         self.state.publish(fault_topic(instance), {"start": why})
         return True
 
+    async def pause(self, instance: str, on: bool) -> bool:
+        """The agent stops (SIGSTOP) or continues (SIGCONT) the instance's process group."""
+        if instance in self.down or (instance in self.paused) == on:
+            return False
+        (self.paused.add if on else self.paused.discard)(instance)
+        self.state.publish(fault_topic(instance), {"pause": on})
+        return True
+
     async def _refused(self, *_: Any) -> Any:
         raise FaultError("not played on cluster:k8s yet (partition, isolate, heal, kill, "
-                         "stop and restart are)")
+                         "stop, restart, pause and resume are)")
 
-    override = pause = skew = limit = hog = _refused
+    override = skew = limit = hog = _refused

@@ -8,7 +8,9 @@ outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +69,7 @@ async def supervise(argv: list[str], params: RunParams) -> int:
 
         async def listen() -> None:
             async for fault in sub:
-                if "end" in fault or "start" in fault:
+                if "end" in fault or "start" in fault or "pause" in fault:
                     await send.send(fault)
 
         nursery.start_soon(listen)
@@ -92,14 +94,17 @@ async def _run_once(argv: list[str], env: dict[str, str],
                     faults: trio.MemoryReceiveChannel[dict[str, Any]]
                     ) -> tuple[int, dict[str, Any] | None]:
     """One life of the instance's process: its exit status, and the fault that ended it."""
-    proc = await trio.lowlevel.open_process(argv, env=env)
+    # Its own process group: a pause stops the instance's whole tree, never this agent.
+    proc = await trio.lowlevel.open_process(argv, env=env, start_new_session=True)
     ended: dict[str, Any] | None = None
     async with trio.open_nursery() as watch:
 
         async def wait_fault() -> None:
             nonlocal ended
             async for fault in faults:
-                if "end" in fault:
+                if "pause" in fault:
+                    _signal_group(proc, signal.SIGSTOP if fault["pause"] else signal.SIGCONT)
+                elif "end" in fault:
                     ended = fault
                     await _end(proc, fault.get("grace"))
                     return
@@ -110,15 +115,19 @@ async def _run_once(argv: list[str], env: dict[str, str],
     return code, ended
 
 
+def _signal_group(proc: trio.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.killpg(proc.pid, sig)
+
+
 async def _end(proc: trio.Process, grace: float | None) -> None:
-    if grace is None:
-        proc.kill()
-        return
-    proc.terminate()
-    with trio.move_on_after(grace):
-        await proc.wait()
-        return
-    proc.kill()
+    """End the instance's whole process group, as a local kill or stop does."""
+    if grace is not None:
+        _signal_group(proc, signal.SIGTERM)
+        _signal_group(proc, signal.SIGCONT)  # a paused group acts on SIGTERM once continued
+        with trio.move_on_after(grace):
+            await proc.wait()
+    _signal_group(proc, signal.SIGKILL)  # what is left (the instance's children too)
 
 
 _RUN_ENTRYPOINT = """
