@@ -251,10 +251,14 @@ async def memory_cluster(
     group: str = "single",
     poets: int = 1,
     node_config: Callable[[int, NodeConfig], NodeConfig] | None = None,
+    poet_groups: bool = False,
+    poet_phase_shift: float = 0.0,
 ) -> AsyncIterator[MemoryCluster]:
     """Start ``poets`` PoETs, ``gateways`` gateway nodes and ``miners`` smeshing nodes;
-    stop on exit. Every node registers with every PoET. ``node_config(i, config)`` may
-    change node ``i``'s config (gateways first), e.g. give two miners one identity.
+    stop on exit. Every node registers with every PoET; with ``poet_groups`` miner ``j``
+    registers with PoET ``(gateways + j) % poets`` only (the plan's ``poet_groups``), and PoET ``k``'s
+    rounds start ``k * poet_phase_shift`` later. ``node_config(i, config)`` may change node
+    ``i``'s config (gateways first), e.g. give two miners one identity.
 
     Time is the event loop's, so under trio's ``MockClock`` the network runs virtually, and
     with the same ``seed`` the same way every time (the scheduler is seeded too; on
@@ -270,7 +274,7 @@ async def memory_cluster(
     epoch = params.layers_per_epoch * layer_duration
     poet_configs = {
         poet_host(k): PoetConfig(
-            genesis=genesis,
+            genesis=genesis + k * poet_phase_shift,
             round_duration=epoch / 2,
             chain_length=poet_chain_length,
             key_seed=f"poet/{seed}" if k == 0 else f"poet/{seed}/{k}",
@@ -303,6 +307,7 @@ async def memory_cluster(
     }  # fmt: skip
     roles = ["poet"] * poets + ["gateway"] * gateways + ["miner"] * miners
     hosts = [*poet_configs, *configs]
+    miner_index = {host: gateways + j for j, host in enumerate(hosts[poets + gateways:])}
 
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
@@ -314,7 +319,10 @@ async def memory_cluster(
                 poet.start(list(boot))
                 return poet
             cfg = configs[proc.host]
-            clients: list[PoetClient] = [SimPoetClient(cluster, proc.host, i) for i in poet_ids]
+            mine = poet_ids
+            if poet_groups and proc.role == "miner":
+                mine = [poet_ids[miner_index[proc.host] % len(poet_ids)]]
+            clients: list[PoetClient] = [SimPoetClient(cluster, proc.host, i) for i in mine]
             return Node(cfg, transport=net.transport(cfg.listen), clock=proc.clock,
                         poets=clients)  # fmt: skip
 

@@ -13,6 +13,7 @@ from scenarios.spacemesh import LayerStatus, Mesh, MeshParams, NodeConfig, memor
 from scenarios.spacemesh._eligibility import beacon, hare_seats, num_slots, slot_counts
 from scenarios.spacemesh._keys import Signer
 from scenarios.spacemesh._malfeasance import check_proof
+from scenarios.spacemesh._memnet import MemoryLink
 from scenarios.spacemesh._mesh import make_proposal, make_vote
 
 from .test_mesh_order import CURRENT, PARAMS, recorded, replay
@@ -191,6 +192,45 @@ def _shared_key(pair: tuple[int, int]) -> Callable[[int, NodeConfig], NodeConfig
         return config
 
     return change
+
+
+async def test_votes_that_reach_the_certifiers_after_their_tally_still_certify() -> None:
+    """On a loaded network votes may reach the certifiers after their tally at
+    ``hare_cert_at`` (different_poets at 30 instances: every vote arrived, no certificate
+    from layer 5 on). Here the tally comes too soon after the vote for any other vote to
+    arrive: the certifiers tally again a layer later and certify every layer."""
+
+    def hasty(i: int, config: NodeConfig) -> NodeConfig:
+        return dataclasses.replace(config, hare_vote_at=0.4, hare_cert_at=0.45)
+
+    link = MemoryLink(delay=0.1)
+    async with memory_cluster(miners=6, seed=3, layer_duration=1.0, params=SIM, link=link,
+                              node_config=hasty) as c:  # fmt: skip
+        await c.clock.sleep_until(c.gateways[0].layer_start(10) + 0.9)
+        meshes = [n.mesh for n in c.nodes]
+        uncertified = [x for x in range(3, 9) if any(m.certified_block(x) is None for m in meshes)]
+        hashes = [[s.hash for s in n.layers()[:8]] for n in c.nodes]
+    assert uncertified == []
+    assert all(h == hashes[0] for h in hashes)
+
+
+async def test_miners_split_between_phase_shifted_poets_agree() -> None:
+    """different_poets in memory: each miner registers with one of two PoETs whose rounds
+    are a second apart; every miner still publishes an ATX each epoch and the hare
+    certifies every layer."""
+    async with memory_cluster(miners=8, seed=4, layer_duration=2.0, params=SIM, poets=2,
+                              poet_groups=True, poet_phase_shift=1.0) as c:  # fmt: skip
+        await c.clock.sleep_until(c.gateways[0].layer_start(10) + 1.9)
+        poets = [[p.address for p in m._poets] for m in c.miners]
+        gw = c.gateways[0].mesh
+        hashes = [[s.hash for s in n.layers()[:9]] for n in c.nodes]
+        ids = {m.smesher_id for m in c.miners}
+        active = [{a["smesher"] for a in gw.atxs_for_epoch(e).values()} for e in (1, 2, 3)]
+        uncertified = [x for x in range(3, 9) if gw.certified_block(x) is None]
+    assert all(len(p) == 1 for p in poets) and len({p[0] for p in poets}) == 2
+    assert active == [ids, ids, ids]
+    assert uncertified == []
+    assert all(h == hashes[0] for h in hashes)
 
 
 async def test_two_miners_sharing_a_key_are_convicted_and_the_rest_agree() -> None:
