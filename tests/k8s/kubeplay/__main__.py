@@ -70,8 +70,9 @@ def check_rtts(run_dir: Path, latency_ms: float) -> list[float]:
 
 def check_faults(run_dir: Path) -> str:
     """The partition held (single/1 heard nothing from single/0 while it was on, and heard
-    it again after), the kill ended single/2 for good, and single/1 started again after its
-    restart and recorded success anew; SystemExit if not."""
+    it again after), the kill ended single/2 for good, single/1 started again after its
+    restart and recorded success anew, and single/0 said nothing while paused and spoke
+    again after; SystemExit if not."""
     entries = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines()]
     steps = {(e["action"], e["step"]): e["ts"] for e in entries if e.get("kind") == "fault"}
     cut_on, cut_off = steps[("partition", "applied")], steps[("partition", "undone")]
@@ -97,8 +98,15 @@ def check_faults(run_dir: Path) -> str:
     if again[:1] != ["start"] or "success" not in again:
         raise SystemExit(f"kubeplay: single/1 after its restart: {again} (not started again "
                          "and passed)")
+    paused, resumed = steps[("pause", "applied")], steps[("pause", "undone")]
+    asleep = [t for t, w in heard if paused + 0.3 < t < resumed - 0.2 and w == "single/0"]
+    if asleep:
+        raise SystemExit(f"kubeplay: single/0 answered {len(asleep)} times while paused")
+    if not [t for t, w in heard if t > resumed + 0.5 and w == "single/0"]:
+        raise SystemExit("kubeplay: single/0 was not heard again after its resume")
     return (f"partition held {cut_off - cut_on:.1f} s and healed; single/2 silent after "
-            "its kill; single/1 started again and passed")
+            "its kill; single/1 started again and passed; single/0 silent while paused "
+            f"{resumed - paused:.1f} s, then heard again")
 
 
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
