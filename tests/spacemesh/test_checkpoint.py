@@ -76,11 +76,6 @@ async def test_network_restarted_from_a_checkpoint_keeps_its_state_and_goes_on(
     assert blocks_after and sum(b for b, _ in accounts[0].values()) > supply  # it went on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: without certificates a layer's block is decided by id (the voters' local "
-    "blocks) and a recovered node cannot rebuild or fetch it, so it runs the layer as empty",
-)
 @pytest.mark.anyio
 async def test_miners_recovered_from_a_checkpoint_in_a_running_network_reach_its_state(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
