@@ -133,9 +133,9 @@ class Ledger:
     block id, and by whether its block is known. A changed decision anywhere re-executes
     from there (the later hashes change), and so does a layer whose block arrives after its
     id was decided, with every layer after it: the layer ran as empty meanwhile, and the
-    hashes, over block ids, do not change then. (A node recovered from a checkpoint decides
-    the first layers after it from the votes before it holds the ATXs to rebuild their
-    blocks.) Nothing else re-executes.
+    hashes, over block ids, do not change then (a node recovered from a checkpoint may
+    decide a layer from the votes before the block they name reaches it). Nothing else
+    re-executes.
     """
 
     def __init__(self, base: Base) -> None:
