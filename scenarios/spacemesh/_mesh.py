@@ -186,6 +186,9 @@ def make_block(
     return block
 
 
+_BLOCK_FIELDS = {"layer", "proposals", "rewards", "txs"}
+
+
 def make_certificate(
     layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -259,6 +262,8 @@ class Mesh:
         self._eligible: dict[int, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
         self._local: dict[int, tuple[tuple[int, ...], dict[str, Any] | None, str]] = {}
         self._cert_blocks: dict[str, dict[str, Any]] = {}
+        self._blocks_by_layer: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+        """Blocks published on their own (a voter's local block), by layer and id."""
         """Every certified block by id (what a ballot's vote may name)."""
         self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
         self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
@@ -285,7 +290,7 @@ class Mesh:
 
     def add(self, kind: str, msg: Json) -> bool:
         """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate,
-        malfeasance).
+        block, malfeasance).
 
         Returns False for an invalid message (or an ineligible proposal: stored, so that
         the decisions stay a function of the set of messages, but not worth relaying),
@@ -339,6 +344,8 @@ class Mesh:
             if kind == "proposal":
                 return isinstance(msg["opinion"], dict) and _tx_ids_ok(msg.get("txs", []))
             return isinstance(msg["proposals"], list)
+        if kind == "block":
+            return self._check_block(msg)
         if kind == "certificate":
             layer = int(msg["layer"])
             block = msg["block"]
@@ -353,6 +360,22 @@ class Mesh:
         if kind == "malfeasance":
             return self.malfeasance and check_proof(msg, self._sig_ok) is not None
         return False
+
+    def _check_block(self, block: dict[str, Any]) -> bool:
+        """A block published on its own needs only its shape: a tortoise vote names a
+        block by its id, a hash of its content, so no other content can pass for the block
+        the votes decide (and one nobody votes for decides nothing). Its proposals may be
+        some this node will never hold (of an identity convicted since), so they are not
+        looked up."""
+        ids, rewards = block["proposals"], block["rewards"]
+        ok = int(block["layer"]) >= 0 and isinstance(ids, list) and bool(ids)
+        ok = ok and all(isinstance(i, str) for i in ids) and ids == sorted(set(ids))
+        ok = ok and isinstance(rewards, list) and all(
+            isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
+            and isinstance(r[1], int) and r[1] >= 0
+            for r in rewards
+        )  # fmt: skip
+        return ok and _tx_ids_ok(block.get("txs", [])) and set(block) <= _BLOCK_FIELDS
 
     def _check_atx(self, atx: dict[str, Any]) -> bool | None:
         poet = atx["poet"]
@@ -418,6 +441,10 @@ class Mesh:
         elif kind == "vote":
             self.votes[mid] = msg
             self._votes_by_layer[int(msg["layer"])][mid] = msg
+        elif kind == "block":
+            self._blocks_by_layer[int(msg["layer"])][mid] = msg
+            self._cert_blocks.setdefault(mid, msg)
+            self._dirty_from = min(self._dirty_from, int(msg["layer"]))
         elif kind == "certificate":
             self.certificates[mid] = msg
             self._certs_by_layer[int(msg["layer"])].append(msg)
@@ -560,7 +587,11 @@ class Mesh:
     def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
-        return (*self._layer_key(layer), len(self._certs_by_layer.get(layer, ())))
+        return (
+            *self._layer_key(layer),
+            len(self._certs_by_layer.get(layer, ())),
+            len(self._blocks_by_layer.get(layer, ())),
+        )
 
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
         """Eligible proposals of a layer from identities not convicted, by id."""
@@ -581,6 +612,14 @@ class Mesh:
     def layer_votes(self, layer: int) -> list[dict[str, Any]]:
         """Valid hare votes of a layer."""
         return list(self._votes_by_layer.get(layer, {}).values())
+
+    def layer_blocks(self, layer: int) -> list[dict[str, Any]]:
+        """Blocks of a layer published on their own (voters' local blocks)."""
+        return list(self._blocks_by_layer.get(layer, {}).values())
+
+    def has_block(self, block_id: str) -> bool:
+        """Whether a block with this id is held as a message (certified or published)."""
+        return block_id in self._cert_blocks
 
     def layer_certificates(self, layer: int) -> list[dict[str, Any]]:
         """Stored hare certificates of a layer."""

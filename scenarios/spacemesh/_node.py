@@ -41,13 +41,14 @@ from ._trace import Tracer
 from ._transport import Transport
 from ._txs import Mempool, parse_tx
 
-TOPICS = ("poet", "atx", "proposal", "hare", "certificate", "malfeasance")
+TOPICS = ("poet", "atx", "proposal", "hare", "certificate", "block", "malfeasance")
 _KIND = {
     "poet": "poet",
     "atx": "atx",
     "proposal": "proposal",
     "hare": "vote",
     "certificate": "certificate",
+    "block": "block",
     "malfeasance": "malfeasance",
 }
 
@@ -233,7 +234,7 @@ class Node:
 
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool:
-            if kind in ("proposal", "vote", "certificate") and self._too_early(data):
+            if kind in ("proposal", "vote", "certificate", "block") and self._too_early(data):
                 return False
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
@@ -342,7 +343,20 @@ class Node:
             return
         opinion = opinion_for(self.layers(), self.mesh, layer)
         txs = self._offer_txs()
+        self._publish_voted_blocks(opinion)
         self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion, txs))
+
+    def _publish_voted_blocks(self, opinion: dict[str, str]) -> None:
+        """Publish the local blocks ``opinion`` votes for that are no message yet: once the
+        layer's last proposals arrive no node rebuilds them, yet the tortoise may decide
+        one (without a certificate), and a node that never built it, such as one recovered
+        from a checkpoint, must still get it to execute the layer."""
+        for earlier, block_id in opinion.items():
+            if not block_id or self.mesh.has_block(block_id):
+                continue
+            local = self.mesh.local_block(int(earlier))
+            if local is not None and hash_json(local) == block_id:
+                self.gossip.publish("block", local)
 
     def _vote(self, layer: int) -> None:
         atx_id = self._my_atx(layer)
@@ -394,7 +408,7 @@ class Node:
         epoch = self.config.mesh.epoch(layer)
         keys = ["poet", f"atx:{epoch}", f"atx:{epoch + 1}", "malfeasance"]
         for past in range(max(0, layer - self.config.mesh.window), layer):
-            keys += [f"proposal:{past}", f"certificate:{past}"]
+            keys += [f"proposal:{past}", f"certificate:{past}", f"block:{past}"]
         return keys
 
     def _sync_digests(self) -> dict[str, str]:
@@ -409,6 +423,8 @@ class Node:
             return {i: ("atx", m) for i, m in mesh.atxs_for_epoch(int(arg)).items()}
         if kind == "proposal":
             return {i: ("proposal", m) for i, m in mesh.layer_proposals(int(arg)).items()}
+        if kind == "block":
+            return {hash_json(m): ("block", m) for m in mesh.layer_blocks(int(arg))}
         if kind == "certificate":
             certs = mesh.layer_certificates(int(arg))
             return {hash_json(m): ("certificate", m) for m in certs}

@@ -130,18 +130,26 @@ class Ledger:
     """Applies a node's decided layers in order and remembers the results.
 
     The state after a layer is cached by the layer's hash, which chains every earlier
-    block id: a changed decision anywhere re-executes from there, nothing else does.
+    block id, and by whether its block is known. A changed decision anywhere re-executes
+    from there (the later hashes change), and so does a layer whose block arrives after its
+    id was decided, with every layer after it: the layer ran as empty meanwhile, and the
+    hashes, over block ids, do not change then (a node recovered from a checkpoint may
+    decide a layer from the votes before the block they name reaches it). Nothing else
+    re-executes.
     """
 
     def __init__(self, base: Base) -> None:
         self.base = base
-        self._after: dict[bytes, tuple[Accounts, dict[str, str], bytes]] = {}
+        self._after: dict[tuple[bytes, bool], tuple[Accounts, dict[str, str], bytes]] = {}
         self._base_root = state_root(base.accounts)
         self.accounts: Accounts = dict(base.accounts)
         self.applied_layer = base.layer
         self.results: dict[str, tuple[int, str]] = {}
         """tx id -> (layer, result) over the applied layers."""
         self._by_layer: dict[int, Accounts] = {}
+        self._blocks: dict[str, dict[str, Any]] = {}
+        """Every block held once, by id: its content cannot change, but the mesh may hold
+        it no longer (a voted local block that later proposals changed)."""
 
     def accounts_after(self, layer: int) -> Accounts | None:
         """The accounts after an applied layer (None: not applied)."""
@@ -155,13 +163,20 @@ class Ledger:
         accounts = self.base.accounts
         out: list[LayerState] = []
         root = self._base_root
-        after: dict[bytes, tuple[Accounts, dict[str, str], bytes]] = {}
+        after: dict[tuple[bytes, bool], tuple[Accounts, dict[str, str], bytes]] = {}
         results: dict[str, tuple[int, str]] = {}
         by_layer: dict[int, Accounts] = {}
+        reuse = True  # until a layer executes: those after it start from other accounts
         for s in states:
             if s.number > self.base.layer:
-                cached = self._after.get(s.hash)
+                if s.block is not None:
+                    self._blocks.setdefault(s.block_id, s.block)
+                elif s.block_id in self._blocks:
+                    s = dataclasses.replace(s, block=self._blocks[s.block_id])
+                key = (s.hash, s.block is not None)
+                cached = self._after.get(key) if reuse else None
                 if cached is None:
+                    reuse = False
                     ids = s.block.get("txs", []) if s.block is not None else []
                     bodies = {i: lookup(i) for i in ids}
                     if any(b is None for b in bodies.values()):
@@ -169,7 +184,7 @@ class Ledger:
                     held = {i: b for i, b in bodies.items() if b is not None}
                     new, done = apply_block(accounts, s.block, held)
                     cached = (new, done, state_root(new))
-                after[s.hash] = cached
+                after[key] = cached
                 accounts, done, root = cached
                 results.update({i: (s.number, r) for i, r in done.items()})
             by_layer[s.number] = accounts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from scenarios.spacemesh import MeshParams, NodeConfig, _cluster, memory_cluster
 from scenarios.spacemesh._checkpoint import parse_checkpoint
 from scenarios.spacemesh._keys import Signer
+from scenarios.spacemesh._mesh import Mesh
+from scenarios.spacemesh._node import Node
 from scenarios.spacemesh._txs import address_of, spawn_tx, spend_tx
 
 ALICE = Signer("alice")
@@ -71,3 +74,60 @@ async def test_network_restarted_from_a_checkpoint_keeps_its_state_and_goes_on(
     assert tx_state == "applied" and accounts[0][A] == (alice["balance"] - 510, 3)
     supply = sum(x["balance"] for x in checkpoint["accounts"].values())
     assert blocks_after and sum(b for b, _ in accounts[0].values()) > supply  # it went on
+
+
+@pytest.mark.anyio
+async def test_miners_recovered_from_a_checkpoint_in_a_running_network_reach_its_state(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 30-instance case in small: a checkpoint at layer 4 (epoch 1) from the gateway,
+    # half the miners restarted from it with no state while the others go on.
+    at, path = 4, tmp_path / "checkpoint.json"
+    recovering: set[str] = set()
+
+    class Recovering(Node):
+        def __init__(self, config: NodeConfig, **kwargs: Any) -> None:
+            if config.listen in recovering:
+                config = dataclasses.replace(config, checkpoint=str(path))
+            super().__init__(config, **kwargs)
+
+    monkeypatch.setattr(_cluster, "Node", Recovering)
+    # No certificate counts (as at 30 instances, where the hare's votes differ): every block
+    # comes from the tortoise's votes and each node's own local block of the layer.
+    mesh_add = Mesh.add
+
+    def no_certificates(self: Mesh, kind: str, msg: Any) -> bool:
+        return kind != "certificate" and mesh_add(self, kind, msg)
+
+    monkeypatch.setattr(Mesh, "add", no_certificates)
+    async with memory_cluster(miners=6, seed=3, layer_duration=2.0, params=PARAMS) as c:
+        gw = c.gateways[0]
+        while True:
+            await c.clock.sleep_until(c.clock.now() + 0.5)
+            if gw.status()["verified_layer"] >= at:
+                break
+        path.write_bytes(orjson.dumps(gw.checkpoint(at)))
+        restarted = [p for p in c.node_processes() if p.role == "miner"][:3]
+        for proc in restarted:
+            recovering.add(_cluster_listen(proc.part))
+            await c.start(proc.id)
+        # Their API is polled meanwhile (as the plan's watch does): they decide and
+        # execute layers while the sync still brings in what they lack.
+        while c.clock.now() < gw.layer_start(at + 12):
+            for n in c.nodes:
+                n.layers()
+            await c.clock.sleep_until(c.clock.now() + 0.05)
+        states = [n.layers() for n in c.nodes]
+        accounts = [n.accounts() for n in c.nodes]
+    assert [p.part.config.checkpoint for p in restarted] == [str(path)] * 3
+    n = min(len(s) for s in states)
+    assert n > at + 8
+    for s in states:
+        assert [x.block_id for x in s[at:n]] == [x.block_id for x in states[0][at:n]]
+        assert [x.state_root for x in s[at:n]] == [x.state_root for x in states[0][at:n]]
+    assert all(a == accounts[0] for a in accounts)
+
+
+def _cluster_listen(node: Any) -> str:
+    assert isinstance(node, Node)
+    return node.config.listen

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from scenarios.spacemesh import MeshParams, memory_cluster
-from scenarios.spacemesh._codec import canonical, decode
+from scenarios.spacemesh._codec import canonical, decode, h, hash_json
 from scenarios.spacemesh._keys import Signer
-from scenarios.spacemesh._state import Account, apply_block, state_root
+from scenarios.spacemesh._mesh import LayerState, LayerStatus
+from scenarios.spacemesh._state import Account, Base, Ledger, apply_block, state_root
 from scenarios.spacemesh._txs import address_of, check_tx, parse_tx, spawn_tx, spend_tx
 
 ALICE, BOB = Signer("alice"), Signer("bob")
@@ -64,6 +65,32 @@ def test_state_root_covers_balances_nonces_and_owners() -> None:
         for x in ({A: Account(1)}, {A: Account(2)}, {A: Account(1, 1)}, {A: Account(1, 0, "k")})
     }
     assert len(roots) == 4
+
+
+def test_a_layer_whose_block_arrives_later_is_executed_again_with_those_after_it() -> None:
+    # A node recovered from a checkpoint (base: layer 4) decides layer 5's block id from
+    # the votes before it can rebuild the block (it lacked ATXs the beacon needs): the
+    # layer runs as empty. Once the block is known the layers' hashes (over block ids) are
+    # the same, yet layer 5's reward must now be paid, and count in layer 6's state.
+    block, txs = _block()
+    block_id, base = hash_json(block), {A: Account(1000)}
+    hash5 = h(b"layer", bytes(32), 5, block_id)
+    layer6 = LayerState(6, LayerStatus.APPLIED, "", None, h(b"layer", hash5, 6, ""), b"")
+
+    def states(known: bool) -> list[LayerState]:
+        five = LayerState(5, LayerStatus.VERIFIED, block_id, block if known else None,
+                          hash5, b"")  # fmt: skip
+        return [five, layer6]
+
+    ledger = Ledger(Base(4, base))
+    assert [s.state_root for s in ledger.apply(states(False), txs.get)] == [state_root(base)] * 2
+    roots = [s.state_root for s in ledger.apply(states(True), txs.get)]
+    assert ledger.accounts[address_of(MINER)] == Account(1000)
+    assert ledger.accounts_after(5) == ledger.accounts_after(6) == ledger.accounts
+    assert roots == [state_root(apply_block(base, block, txs)[0])] * 2 != [state_root(base)] * 2
+    # The mesh may lose the block again (later proposals change its local block): the
+    # ledger keeps what it held under that id, so a decided layer's state stays.
+    assert [s.state_root for s in ledger.apply(states(False), txs.get)] == roots
 
 
 @pytest.mark.anyio
