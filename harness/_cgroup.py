@@ -297,7 +297,10 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
             except (OSError, ValueError):
                 alive = False
             if not alive:
-                remove_tree(path)
+                try:
+                    remove_tree(path)
+                except PermissionError:  # not ours to remove (e.g. a rootless run's "root")
+                    continue
                 removed.append(path)
     for path in removed:
         (OWNERS / path.name).unlink(missing_ok=True)

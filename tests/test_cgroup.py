@@ -313,3 +313,18 @@ def test_remove_waits_for_all_groups_at_once_not_one_group_after_another(
     groups.remove()
     assert all(p.wait(timeout=10) == -9 for p in procs)
     assert len(waits) < 6  # one pass: the kills of all six groups share their waits
+
+
+def test_cleanup_leaves_alone_what_it_may_not_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rootless run is "root" only in its user namespace: a dead run's group whose
+    processes belong to the real root cannot be emptied, and must not end this run."""
+    (tmp_path / (cg._PREFIX + "20261129-000000-dead00")).mkdir()
+
+    def refused(path: Path) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(cg, "remove_tree", refused)
+    h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
+    assert cg.cleanup({"cpu": h}) == []
