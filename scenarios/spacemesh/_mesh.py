@@ -17,7 +17,7 @@ from ._codec import Json, canonical, h, hash_json
 from ._eligibility import SCALE, ballot_weight, beacon, hare_seats, num_slots, slot_counts
 from ._keys import Signer, verify_signature
 from ._malfeasance import check_proof, conflict_key, make_proof
-from ._merkle import merkle_root, verify_merkle_proof
+from ._merkle import verify_merkle_proof
 from ._poet import verify_poet_proof
 from ._post import verify_post
 
@@ -91,6 +91,7 @@ class LayerState:
     block: dict[str, Any] | None
     hash: bytes
     state_root: bytes
+    """The accounts after the layer (set by the node's ledger; empty from `Mesh.decide`)."""
 
 
 # -- message construction -------------------------------------------------------------------
@@ -776,7 +777,7 @@ class Mesh:
         result: list[LayerState] = []
         old = self._chain
         prev_hash = bytes(32)
-        balances: dict[str, int] | None = None
+        diverged = False  # from the first changed decision on, nothing old is reused
         known_local: dict[str, dict[str, Any]] = {}
         local_ids: list[str] = []
         # Below ``settled`` nothing a decision depends on changed since the last call: no
@@ -800,34 +801,20 @@ class Mesh:
             if decision is None:
                 break
             status, block_id, block = decision
-            kept = old[layer] if balances is None and layer < len(old) else None
+            kept = old[layer] if not diverged and layer < len(old) else None
             if kept is not None and kept.block_id == block_id and kept.block == block:
-                # Same block on the same chain: the same hash and accounts.
+                # Same block on the same chain: the same hash.
                 same = kept.status is status
                 result.append(kept if same else dataclasses.replace(kept, status=status))
                 prev_hash = kept.hash
                 continue
-            if balances is None:
-                balances = self._balances(result)
-            if block is not None:
-                for smesher, amount in block["rewards"]:
-                    balances[smesher] = balances.get(smesher, 0) + int(amount)
+            diverged = True
             prev_hash = h(b"layer", prev_hash, layer, block_id)
-            root = merkle_root([h(b"account", k, v) for k, v in sorted(balances.items())])
-            result.append(LayerState(layer, status, block_id, block, prev_hash, root))
+            # The node's ledger (`_state.Ledger`) executes the layer and sets its state root.
+            result.append(LayerState(layer, status, block_id, block, prev_hash, b""))
         self._chain, self._chain_local = result, local_ids
         self._dirty_from, self._decided_at = _NOTHING_CHANGED, current_layer
         return list(result)
-
-    @staticmethod
-    def _balances(states: list[LayerState]) -> dict[str, int]:
-        """The rewards paid by the blocks of ``states``, by smesher."""
-        balances: dict[str, int] = {}
-        for s in states:
-            if s.block is not None:
-                for smesher, amount in s.block["rewards"]:
-                    balances[smesher] = balances.get(smesher, 0) + int(amount)
-        return balances
 
 
 def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, str]:
