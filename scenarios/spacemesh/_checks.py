@@ -77,14 +77,18 @@ def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[
     reference = min(ok, key=lambda r: r.seq)
     problems = []
     for r in ok:
-        for layer in range(first, target + 1):
-            if layer >= len(r.hashes) or layer >= len(reference.hashes):
-                break
-            if reference.hashes[layer] != r.hashes[layer]:
-                problems.append(f"layer {layer}: {r.instance} has hash {r.hashes[layer][:12]}, "
-                                f"{reference.instance} has {reference.hashes[layer][:12]}")  # fmt: skip
-                break
+        layer = _first_difference(r.hashes, reference.hashes, first, target)
+        if layer is not None:
+            problems.append(f"layer {layer}: {r.instance} has hash {r.hashes[layer][:12]}, "
+                            f"{reference.instance} has {reference.hashes[layer][:12]}")  # fmt: skip
     return problems
+
+
+def _first_difference(mine: Sequence[str], theirs: Sequence[str], first: int,
+                      last: int | None = None) -> int | None:  # fmt: skip
+    """The first layer from `first` (to `last`) that both lists hold and where they differ."""
+    end = min(len(mine), len(theirs)) if last is None else min(len(mine), len(theirs), last + 1)
+    return next((n for n in range(first, end) if mine[n] != theirs[n]), None)
 
 
 def atxs_known(reports: Sequence[Report]) -> list[str]:
@@ -120,13 +124,11 @@ def same_state(reports: Sequence[Report], first: int = 0) -> list[str]:
     ref = min(ok, key=lambda r: r.seq)
     problems = []
     for r in ok:
-        n = min(len(r.state_roots), len(ref.state_roots))
-        for layer in range(first, n):
-            if r.state_roots[layer] != ref.state_roots[layer]:
-                problems.append(f"layer {layer}: {r.instance} has state root "
-                                f"{r.state_roots[layer][:12]}, {ref.instance} "
-                                f"{ref.state_roots[layer][:12]}")  # fmt: skip
-                break
+        layer = _first_difference(r.state_roots, ref.state_roots, first)
+        if layer is not None:
+            problems.append(f"layer {layer}: {r.instance} has state root "
+                            f"{r.state_roots[layer][:12]}, {ref.instance} "
+                            f"{ref.state_roots[layer][:12]}")  # fmt: skip
         if r.accounts != ref.accounts:
             diff = sorted(a for a in r.accounts.keys() | ref.accounts.keys()
                           if r.accounts.get(a) != ref.accounts.get(a))  # fmt: skip
