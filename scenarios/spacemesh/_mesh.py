@@ -113,6 +113,35 @@ def _signature_valid(msg: dict[str, Any]) -> bool:
     return verify_signature(str(msg["smesher"]), canonical(body), str(msg["sig"]))
 
 
+_ATX_PROOFS: dict[tuple[str, str, int, int, int], bool] = {}
+"""An ATX's PoET membership and PoST verdicts, by the ATX's id, the proof's statement and
+leaf count and the parameters they are checked with: shared by every mesh of the process,
+as `_VERIFIED` is (every node of a simulation checks each ATX)."""
+
+
+def _atx_proofs_valid(atx: dict[str, Any], proof: dict[str, Any], params: MeshParams) -> bool:
+    poet, post = atx["poet"], atx["post"]
+    smesher = str(atx["smesher"])
+    units = int(atx["num_units"])
+    challenge = atx_challenge(smesher, int(atx["target_epoch"]), str(atx["prev"]))
+    statement = bytes.fromhex(proof["statement"])
+    path = [bytes.fromhex(x) for x in poet["path"]]
+    if int(poet["leaf_count"]) != int(proof["leaf_count"]) or not verify_merkle_proof(
+        statement, challenge, int(poet["index"]), int(poet["leaf_count"]), path
+    ):
+        return False
+    return verify_post(
+        smesher,
+        units,
+        params.labels_per_unit,
+        challenge,
+        statement,
+        bytes.fromhex(post["commitment"]),
+        int(post["nonce"]),
+        params.pow_bits,
+    )
+
+
 def atx_challenge(smesher: str, target_epoch: int, prev: str) -> bytes:
     """What a smesher submits to the PoET for its ATX targeting ``target_epoch``."""
     return h(b"atx-challenge", smesher, target_epoch, prev)
@@ -385,27 +414,16 @@ class Mesh:
             return None if self._sig_ok(atx) else False
         if not self._sig_ok(atx):
             return False
-        smesher, epoch, units = str(atx["smesher"]), int(atx["target_epoch"]), int(atx["num_units"])
-        if units < 1 or epoch < 1:
+        if int(atx["num_units"]) < 1 or int(atx["target_epoch"]) < 1:
             return False
-        challenge = atx_challenge(smesher, epoch, str(atx["prev"]))
-        statement = bytes.fromhex(proof["statement"])
-        path = [bytes.fromhex(x) for x in poet["path"]]
-        if int(poet["leaf_count"]) != int(proof["leaf_count"]) or not verify_merkle_proof(
-            statement, challenge, int(poet["index"]), int(poet["leaf_count"]), path
-        ):
-            return False
-        post = atx["post"]
-        return verify_post(
-            smesher,
-            units,
-            self.params.labels_per_unit,
-            challenge,
-            statement,
-            bytes.fromhex(post["commitment"]),
-            int(post["nonce"]),
-            self.params.pow_bits,
-        )
+        key = (hash_json(atx), str(proof["statement"]), int(proof["leaf_count"]),
+               self.params.labels_per_unit, self.params.pow_bits)  # fmt: skip
+        known = _ATX_PROOFS.get(key)
+        if known is None:
+            if len(_ATX_PROOFS) >= _VERIFIED_LIMIT:
+                _ATX_PROOFS.clear()
+            known = _ATX_PROOFS[key] = _atx_proofs_valid(atx, proof, self.params)
+        return known
 
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
         mid = hash_json(msg)

@@ -293,3 +293,21 @@ async def test_a_slightly_skewed_node_keeps_proposing_a_far_skewed_one_is_ignore
         hashes = [[s.hash for s in n.layers()[:8]] for n in (c.gateways[0], *c.miners[2:])]
     assert near in by and far not in by
     assert all(h == hashes[0] for h in hashes)
+
+
+def test_every_mesh_of_a_process_verifies_an_atx_s_proofs_once(monkeypatch: Any) -> None:
+    """What a simulation's nodes check of the same ATX is checked once between them."""
+    import scenarios.spacemesh._mesh as mesh_module
+
+    messages, _, keys = recorded()
+    proofs = [m for m in messages if m[0] == "poet"]
+    atxs = [m for m in messages if m[0] == "atx"]
+    calls: list[int] = []
+    real = mesh_module.verify_post
+    monkeypatch.setattr(mesh_module, "verify_post", lambda *a: calls.append(1) or real(*a))
+    mesh_module._ATX_PROOFS.clear()
+    first, second = Mesh(PARAMS, keys), Mesh(PARAMS, keys)
+    for mesh in (first, second):
+        for kind, msg in proofs + atxs:
+            assert mesh.add(kind, msg), kind
+    assert len(calls) == len(atxs)
