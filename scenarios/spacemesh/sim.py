@@ -7,11 +7,10 @@ under trio's ``MockClock``.
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import anyio
 import trio.testing
@@ -20,6 +19,72 @@ from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
+
+
+@dataclasses.dataclass(frozen=True)
+class SimResult:
+    """What one simulation measured."""
+
+    nodes: int
+    layers: int
+    virtual: float
+    """Seconds of virtual time the network ran."""
+    wall: float
+    cpu: float
+    agree: bool
+    """Every node holds the same hash for every layer up to ``layers``."""
+    atxs: int
+    """The fewest ATXs any node knows."""
+
+    def line(self) -> str:
+        """The one line the command prints."""
+        return (
+            f"nodes={self.nodes} layers={self.layers} virtual={self.virtual:.1f}s "
+            f"wall={self.wall:.2f}s speedup={self.virtual / self.wall:.1f}x "
+            f"cpu={self.cpu:.2f}s speedup_cpu={self.virtual / self.cpu:.1f}x "
+            f"min_atxs_known={self.atxs} agree={self.agree}"
+        )
+
+
+def simulate(
+    *,
+    miners: int,
+    gateways: int,
+    layers: int,
+    layer_duration: float,
+    params: MeshParams,
+    link: MemoryLink,
+    target_peers: int,
+    seed: int,
+) -> SimResult:
+    """Run a network until every node should have verified ``layers``; measure it."""
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with memory_cluster(
+            miners=miners,
+            gateways=gateways,
+            seed=seed,
+            layer_duration=layer_duration,
+            params=params,
+            link=link,
+            target_peers=target_peers,
+        ) as c:
+            start = c.clock.now()
+            end_layer = layers + params.hdist
+            await c.clock.sleep_until(c.gateways[0].layer_start(end_layer) + 0.5)
+            views = [[s.hash for s in n.layers()[: layers + 1]] for n in c.nodes]
+            out["virtual"] = c.clock.now() - start
+            out["agree"] = all(v == views[0] for v in views) and len(views[0]) > layers
+            out["atxs"] = min(len(n.mesh.atxs) for n in c.nodes)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    anyio.run(run, backend="trio", backend_options={"clock": clock})
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return SimResult(
+        miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-peers", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
-    p.add_argument("--json", metavar="PATH", help="also write the figures there (benchmark form)")
     args = p.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -53,61 +117,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--miners, --gateways and --layers must be >= 1")
     except ValueError as exc:
         p.error(str(exc))
-    result: dict[str, object] = {}
-
-    async def run() -> None:
-        async with memory_cluster(
-            miners=args.miners,
-            gateways=args.gateways,
-            seed=args.seed,
-            layer_duration=args.layer_duration,
-            params=params,
-            link=link,
-            target_peers=args.target_peers,
-        ) as c:
-            start = c.clock.now()
-            end_layer = args.layers + params.hdist
-            await c.clock.sleep_until(c.gateways[0].layer_start(end_layer) + 0.5)
-            views = [[s.hash for s in n.layers()[: args.layers + 1]] for n in c.nodes]
-            result["virtual"] = c.clock.now() - start
-            result["agree"] = all(v == views[0] for v in views) and len(views[0]) > args.layers
-            result["atxs"] = min(len(n.mesh.atxs) for n in c.nodes)
-            result["msgs"] = sum(
-                m.samples[0].value
-                for n in c.nodes
-                for m in n.metrics.delivered.collect()
-                if m.samples
-            )
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    anyio.run(run, backend="trio", backend_options={"clock": clock})
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    nodes = args.miners + args.gateways
-    print(
-        f"nodes={nodes} layers={args.layers} virtual={result['virtual']:.1f}s "
-        f"wall={wall:.2f}s speedup={float(result['virtual']) / wall:.1f}x "  # type: ignore[arg-type]
-        f"cpu={cpu:.2f}s speedup_cpu={float(result['virtual']) / cpu:.1f}x "  # type: ignore[arg-type]
-        f"min_atxs_known={result['atxs']} agree={result['agree']}"
+    result = simulate(
+        miners=args.miners,
+        gateways=args.gateways,
+        layers=args.layers,
+        layer_duration=args.layer_duration,
+        params=params,
+        link=link,
+        target_peers=args.target_peers,
+        seed=args.seed,
     )
-    if args.json:
-        virtual = float(result["virtual"])  # type: ignore[arg-type]
-        speedup = virtual / wall
-        figures = [
-            {"name": f"sim {nodes} nodes x {args.layers} layers: virtual/wall",
-             "value": round(speedup, 2), "unit": "x", "peer": None, "peer_value": None},
-            {"name": f"sim {nodes} nodes x {args.layers} layers: wall",
-             "value": round(wall, 2), "unit": "s", "peer": None, "peer_value": None},
-            {"name": f"sim {nodes} nodes x {args.layers} layers: virtual/cpu",
-             "value": round(virtual / cpu, 2), "unit": "x", "peer": None, "peer_value": None},
-        ]  # fmt: skip
-        load = round(os.getloadavg()[0], 2)  # the schema's optional field: a loaded machine
-        for figure in figures:
-            figure["load"] = load
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if result["agree"] else 1
+    print(result.line())
+    return 0 if result.agree else 1
 
 
 if __name__ == "__main__":
