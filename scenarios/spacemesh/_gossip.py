@@ -31,6 +31,7 @@ Holdings = Callable[[str], list[tuple[str, Json]]]
 
 _HELLO_TIMEOUT = 5.0
 _SEEN_LIMIT = 200_000
+_SENT_LIMIT = 4096
 _QUEUE = 2000
 _BACKOFF = 10.0
 
@@ -53,6 +54,14 @@ class _Peer:
     outbound: bool
     queue: Mailbox[bytes]
     scope: anyio.CancelScope | None = None
+    sent_me: OrderedDict[bytes, None] = dataclasses.field(default_factory=OrderedDict)
+    """Ids of the last messages this peer sent us: relaying them back would be a duplicate."""
+
+    def has_sent(self, mid: bytes) -> None:
+        sent = self.sent_me
+        sent[mid] = None
+        if len(sent) > _SENT_LIMIT:
+            sent.popitem(last=False)
 
 
 class Gossip:
@@ -250,7 +259,7 @@ class Gossip:
             try:
                 async with anyio.create_task_group() as tg:
                     peer.scope = tg.cancel_scope
-                    tg.start_soon(self._writer, conn, queue, tg.cancel_scope)
+                    tg.start_soon(self._writer, conn, peer, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     await self._reader(conn, peer)
                     tg.cancel_scope.cancel()
@@ -265,14 +274,21 @@ class Gossip:
                     self._metrics.peers.set(len(self._peers))
         return True
 
-    async def _writer(
-        self, conn: Connection, queue: Mailbox[bytes], scope: anyio.CancelScope
-    ) -> None:
+    async def _writer(self, conn: Connection, peer: _Peer, scope: anyio.CancelScope) -> None:
+        sent_me = peer.sent_me
         try:
             while True:
                 # Everything queued meanwhile goes in the same send: one task switch (and
-                # one write, or one scheduled delivery) per burst, not per frame.
-                await send_frames(conn, await queue.take_all())
+                # one write, or one scheduled delivery) per burst, not per frame. A message
+                # the peer has sent us since it was queued would only be its duplicate.
+                frames = await peer.queue.take_all()
+                if sent_me:
+                    frames = [
+                        f for f in frames
+                        if f[_ID_AT : _ID_AT + 64] not in sent_me or not f.startswith(_MSG_PREFIX)
+                    ]  # fmt: skip
+                if frames:
+                    await send_frames(conn, frames)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         scope.cancel()
@@ -349,10 +365,12 @@ class Gossip:
         frame changes nothing, since it would be dropped anyway)."""
         if not frame.startswith(_MSG_PREFIX):
             return False
-        mid = frame[_ID_AT : _ID_AT + 64].decode("ascii", "replace")
+        raw = frame[_ID_AT : _ID_AT + 64]
+        mid = raw.decode("ascii", "replace")
         topic = self._seen.get(mid)
         if topic is None:
             return False
+        peer.has_sent(raw)
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         self._received[topic] = self._received.get(topic, 0) + 1
         return True
@@ -375,6 +393,7 @@ class Gossip:
         self._received[topic] = self._received.get(topic, 0) + 1
         if not self._mark_seen(mid, topic):
             return
+        peer.has_sent(mid.encode())
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
             return

@@ -242,3 +242,33 @@ async def test_the_received_metric_counts_every_frame_duplicates_included(tmp_pa
         (metric,) = [m for m in n._metrics.received.collect()]
         counted = sum(s.value for s in metric.samples if s.name.endswith("_total"))
         assert counted == received > 10, n.node_id
+
+
+async def test_a_message_the_peer_sent_meanwhile_is_not_sent_back() -> None:
+    """Relayed frames wait in the peer's queue; one whose message that peer has sent us by
+    the time the writer runs would only be a duplicate there, and is not sent."""
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    (node,) = make_nodes(MemoryNetwork(seed=5), 1)
+    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+
+    def frame(data: Json) -> bytes:
+        mid = message_id("t", data)
+        return orjson.dumps({"t": "msg", "id": mid, "topic": "t", "data": data, "ts": None})
+
+    sent: list[bytes] = []
+
+    class Conn:
+        async def send_many(self, frames: list[bytes]) -> None:
+            sent.extend(frames)
+
+    queued = [frame({"x": 1}), frame({"x": 2}), orjson.dumps({"t": "getpeers"})]
+    for f in queued:
+        peer.queue.put(f)
+    node._duplicate(queued[0], peer)  # not seen: no duplicate, nothing recorded
+    node._mark_seen(message_id("t", {"x": 1}), "t")
+    assert node._duplicate(queued[0], peer)  # the peer sent message 1 meanwhile
+    peer.queue.close()
+    await node._writer(Conn(), peer, anyio.CancelScope())  # type: ignore[arg-type]
+    assert sent == queued[1:]
