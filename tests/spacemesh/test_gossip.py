@@ -242,3 +242,51 @@ async def test_the_received_metric_counts_every_frame_duplicates_included(tmp_pa
         (metric,) = [m for m in n._metrics.received.collect()]
         counted = sum(s.value for s in metric.samples if s.name.endswith("_total"))
         assert counted == received > 10, n.node_id
+
+
+async def test_a_crowd_starting_at_once_joins_through_one_bootnode_in_one_round() -> None:
+    """The bootnode sheds most of a crowd that dials it at once; with the addresses of the
+    others that dialed in (not only its own, full, peers) each finds peers with free slots
+    at its first try, instead of churning through full nodes for seconds."""
+    net = MemoryNetwork(seed=8, default=MemoryLink(delay=0.05))
+    nodes = make_nodes(net, 60, target=6)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        # Virtual time: one maintenance tick (0.5-1.5 s) and a few round trips.
+        await anyio.sleep(1.0)
+        counts = sorted(n.peer_count for n in nodes)
+        tg.cancel_scope.cancel()
+    assert counts[0] >= 2, counts
+
+
+async def test_a_node_gets_what_was_flooded_before_it_connected() -> None:
+    """A new connection starts with a digest exchange: a message flooded while the node was
+    still looking for peers arrives at once, not at the next periodic sync."""
+    net = MemoryNetwork(seed=9, default=MemoryLink(delay=0.01))
+    a, b = make_nodes(net, 2, target=1)
+    held: dict[str, list[Json]] = {"a": [], "b": []}
+
+    def wire(node: Gossip, name: str) -> None:
+        def handle(data: Json) -> bool:
+            held[name].append(data)
+            return True
+
+        node.subscribe("t", handle)
+        node.set_sync(
+            lambda: {"t": str(sorted(d["n"] for d in held[name]))},
+            lambda key: [("t", d) for d in held[name]],
+        )
+
+    wire(a, "a")
+    wire(b, "b")
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        await tg.start(a.run)
+        a.publish("t", {"n": 1})
+        await tg.start(b.run)
+        await settle([a, b], 1)
+        await anyio.sleep(0.5)
+        tg.cancel_scope.cancel()
+    assert [d["n"] for d in held["b"]] == [1]
