@@ -193,8 +193,11 @@ class Gossip:
             candidates = sorted(
                 self._known - connected - self._dialing - waiting - {self.listen_address}
             )
-            if not self._peers:
-                candidates = sorted(set(candidates) | set(self._bootnodes))
+            if not self._peers and not candidates:
+                # Nothing else known: back to the bootnodes, even those backing off. A node
+                # that knows others leaves a bootnode that shed it alone: a crowd re-dialing
+                # it every tick keeps it too busy to answer anyone's handshake in time.
+                candidates = sorted(set(self._bootnodes) - self._dialing)
             self._rng.shuffle(candidates)
             assert self._tg is not None
             for address in candidates[: self.target_peers - len(self._peers)]:
@@ -244,8 +247,9 @@ class Gossip:
             other = peer_id if outbound else self.node_id
             replaces = existing is not None and dialer < other and existing.outbound != outbound
             if peer_id == self.node_id or full or (existing is not None and not replaces):
+                shed = {"t": "peers", "addrs": self._addresses(), "full": True}
                 with contextlib.suppress(Exception):
-                    await conn.send(orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+                    await conn.send(orjson.dumps(shed))
                 return False
             if existing is not None and existing.scope is not None:
                 existing.scope.cancel()
@@ -330,6 +334,9 @@ class Gossip:
             self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
         elif kind == "peers":
             self._known.update(str(a) for a in item.get("addrs", [])[:100])
+            if item.get("full"):  # it is shedding us: try the others before it again
+                until = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
+                self._backoff[peer.address] = until
         elif kind == "sync":
             self._on_sync(item, peer)
         return True
