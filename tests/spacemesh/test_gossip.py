@@ -15,6 +15,7 @@ from harness.observe import read_trace
 from scenarios.spacemesh import Gossip, LoopClock, MemoryLink, MemoryNetwork, Tracer, message_id
 from scenarios.spacemesh._codec import Json
 from scenarios.spacemesh._metrics import NodeMetrics
+from scenarios.spacemesh._transport import Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -290,3 +291,31 @@ async def test_a_node_gets_what_was_flooded_before_it_connected() -> None:
         await anyio.sleep(0.5)
         tg.cancel_scope.cancel()
     assert [d["n"] for d in held["b"]] == [1]
+
+
+async def test_a_bootnode_that_shed_a_dialer_is_left_alone_for_a_while() -> None:
+    """A dialer shed by a full bootnode (told so) backs off from it and uses the addresses
+    it was given: a crowd re-dialing a loaded bootnode at every tick kept it too busy to
+    answer anyone's handshake in time (the 100-instance run)."""
+    net = MemoryNetwork(seed=10, default=MemoryLink(delay=0.05))
+    nodes = make_nodes(net, 40, target=6)
+    boot = nodes[0]
+    served: list[str] = []
+    inbound = boot._serve_inbound
+
+    async def counted(conn: Connection) -> None:
+        served.append("x")
+        await inbound(conn)
+
+    boot._serve_inbound = counted  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await anyio.sleep(10.0)
+        counts = sorted(n.peer_count for n in nodes)
+        tg.cancel_scope.cancel()
+    assert counts[0] >= 2, counts
+    # Each of the 39 others dials it once; a shed one comes back only after backing off
+    # and only when it ran out of others (before: 56 handshakes in these 10 s).
+    assert len(served) <= len(nodes) - 1 + 4, len(served)
