@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import anyio
@@ -34,6 +34,10 @@ _SEEN_LIMIT = 200_000
 _SENT_LIMIT = 4096
 _QUEUE = 2000
 _BACKOFF = 10.0
+_RECENT = 32
+"""Addresses of the last nodes that dialed in, handed out by peer exchange."""
+_HAND_OUT = 24
+"""At most this many addresses in one peer exchange answer."""
 
 _log = structlog.get_logger("spacemesh.gossip")
 
@@ -101,6 +105,10 @@ class Gossip:
         self._handlers: dict[str, Handler] = {}
         self._peers: dict[str, _Peer] = {}
         self._known: set[str] = set(self._bootnodes)
+        self._recent: deque[str] = deque(maxlen=_RECENT)
+        """Who dialed in lately (newest last), accepted or not: nodes that are joining."""
+        self._wake = anyio.Event()
+        """Set when a peer is lost: `_maintain` looks for others now, not at its next tick."""
         self._dialing: set[str] = set()
         self._backoff: dict[str, float] = {}
         self._seen: OrderedDict[str, str] = OrderedDict()
@@ -131,8 +139,12 @@ class Gossip:
         """Compare digests with one random peer; both sides then send what differs."""
         if self._digests is None or not self._peers:
             return
-        peer = self._rng.choice(sorted(self._peers.values(), key=lambda p: p.node_id))
-        self._enqueue(peer, orjson.dumps({"t": "sync", "digests": self._digests(), "reply": True}))
+        self._request_sync(self._rng.choice(sorted(self._peers.values(), key=lambda p: p.node_id)))
+
+    def _request_sync(self, peer: _Peer) -> None:
+        if self._digests is not None:
+            frame = orjson.dumps({"t": "sync", "digests": self._digests(), "reply": True})
+            self._enqueue(peer, frame)
 
     @property
     def peer_count(self) -> int:
@@ -177,7 +189,9 @@ class Gossip:
 
     async def _maintain(self) -> None:
         while True:
-            await anyio.sleep(0.5 + self._rng.random())
+            with anyio.move_on_after(0.5 + self._rng.random()):
+                await self._wake.wait()
+            self._wake = anyio.Event()
             if self._metrics is not None:
                 self._metrics.peers.set(len(self._peers))
             if len(self._peers) >= self.target_peers:
@@ -188,8 +202,11 @@ class Gossip:
             candidates = sorted(
                 self._known - connected - self._dialing - waiting - {self.listen_address}
             )
-            if not self._peers:
-                candidates = sorted(set(candidates) | set(self._bootnodes))
+            if not self._peers and not candidates:
+                # Nothing else known: back to the bootnodes, even those backing off. A node
+                # that knows others leaves a bootnode that shed it alone: a crowd re-dialing
+                # it every tick keeps it too busy to answer anyone's handshake in time.
+                candidates = sorted(set(self._bootnodes) - self._dialing)
             self._rng.shuffle(candidates)
             assert self._tg is not None
             for address in candidates[: self.target_peers - len(self._peers)]:
@@ -229,6 +246,8 @@ class Gossip:
             except (Exception, anyio.EndOfStream):
                 return False
             self._known.add(peer_addr)
+            if not outbound and peer_addr != self.listen_address:
+                self._recent.append(peer_addr)
             full = not outbound and len(self._peers) >= self.max_peers
             existing = self._peers.get(peer_id)
             # Two nodes dialing each other at once: both ends keep the connection dialed
@@ -237,8 +256,9 @@ class Gossip:
             other = peer_id if outbound else self.node_id
             replaces = existing is not None and dialer < other and existing.outbound != outbound
             if peer_id == self.node_id or full or (existing is not None and not replaces):
+                shed = {"t": "peers", "addrs": self._addresses(), "full": True}
                 with contextlib.suppress(Exception):
-                    await conn.send(orjson.dumps({"t": "peers", "addrs": self._addresses()}))
+                    await conn.send(orjson.dumps(shed))
                 return False
             if existing is not None and existing.scope is not None:
                 existing.scope.cancel()
@@ -261,6 +281,11 @@ class Gossip:
                     peer.scope = tg.cancel_scope
                     tg.start_soon(self._writer, conn, peer, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
+                    if outbound:
+                        # Whatever was flooded before this connection (a PoET proof while
+                        # this node was still looking for peers) comes now, not at the next
+                        # periodic exchange, which may be too late to use it.
+                        self._request_sync(peer)
                     await self._reader(conn, peer)
                     tg.cancel_scope.cancel()
                 ended = True
@@ -269,6 +294,8 @@ class Gossip:
                     del self._peers[peer_id]
                     if ended:
                         self._log.info("peer lost", peer=peer_id, peers=len(self._peers))
+                    if len(self._peers) < self.target_peers:
+                        self._wake.set()
                 queue.close()
                 if self._metrics is not None:
                     self._metrics.peers.set(len(self._peers))
@@ -323,6 +350,9 @@ class Gossip:
             self._enqueue(peer, orjson.dumps({"t": "peers", "addrs": self._addresses()}))
         elif kind == "peers":
             self._known.update(str(a) for a in item.get("addrs", [])[:100])
+            if item.get("full"):  # it is shedding us: try the others before it again
+                until = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
+                self._backoff[peer.address] = until
         elif kind == "sync":
             self._on_sync(item, peer)
         return True
@@ -344,7 +374,14 @@ class Gossip:
             self._enqueue(peer, orjson.dumps({"t": "sync", "digests": mine, "reply": False}))
 
     def _addresses(self) -> list[str]:
-        return sorted({p.address for p in self._peers.values()})
+        """What peer exchange hands out: the connected peers and the nodes that dialed in
+        lately. A bootnode sheds most of a crowd that starts at once; telling each of them
+        about the others (which have free slots) lets them connect to each other at once
+        instead of all trying the bootnode's few, full, peers in turn."""
+        connected = sorted({p.address for p in self._peers.values()})
+        recent = [a for a in dict.fromkeys(reversed(self._recent)) if a not in connected]
+        room = max(0, _HAND_OUT - len(connected))
+        return connected[:_HAND_OUT] + recent[:room]
 
     def _enqueue(self, peer: _Peer, frame: bytes) -> None:
         peer.queue.put(frame)  # dropped when the peer's queue is full or closed

@@ -130,3 +130,23 @@ async def test_a_sampled_hare_committee_still_certifies_and_agrees() -> None:
     assert 0 < sum(voters) / len(voters) < 8  # about 4 of 12 vote, not all of them
     assert sum(certified) >= len(certified) / 3
     assert len(hashes[0]) == TARGET + 1 and all(h == hashes[0] for h in hashes)
+
+
+async def test_a_miner_that_finds_peers_late_in_epoch_zero_still_publishes_its_atx() -> None:
+    """A miner registered with the PoET in round 0 but found no gossip peer until after the
+    round's proof was flooded and after the last layer-start sync of epoch 0 (a crowd at a
+    single bootnode, a loaded machine). The digest exchange that starts every connection
+    brings it the proof at once, so it still builds its epoch-1 ATX before epoch 0 ends."""
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(miners=3, seed=12, layer_duration=3.0, params=params) as c:
+        gw, late = c.gateways[0], c.miners[-1]
+        others = [n.config.listen for n in c.nodes if n is not late]
+        c.net.partition([late.config.listen], others)  # before its first dial lands
+        await c.clock.sleep_until(gw.layer_start(2) + 0.3)
+        held_proof = bool(late.mesh.poet_proofs)
+        c.net.partition([late.config.listen], others, cut=False)
+        await c.clock.sleep_until(gw.layer_start(3) + 1.0)
+        smeshers = {a["smesher"] for a in gw.mesh.atxs.values() if a["target_epoch"] == 1}
+        error = late.last_error
+    assert not held_proof  # cut off while the proof was flooded and at layer 2's sync
+    assert late.smesher_id in smeshers, error

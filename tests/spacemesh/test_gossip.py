@@ -15,6 +15,7 @@ from harness.observe import read_trace
 from scenarios.spacemesh import Gossip, LoopClock, MemoryLink, MemoryNetwork, Tracer, message_id
 from scenarios.spacemesh._codec import Json
 from scenarios.spacemesh._metrics import NodeMetrics
+from scenarios.spacemesh._transport import Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +273,79 @@ async def test_a_message_the_peer_sent_meanwhile_is_not_sent_back() -> None:
     peer.queue.close()
     await node._writer(Conn(), peer, anyio.CancelScope())  # type: ignore[arg-type]
     assert sent == queued[1:]
+
+
+async def test_a_crowd_starting_at_once_joins_through_one_bootnode_in_one_round() -> None:
+    """The bootnode sheds most of a crowd that dials it at once; with the addresses of the
+    others that dialed in (not only its own, full, peers) each finds peers with free slots
+    at its first try, instead of churning through full nodes for seconds."""
+    net = MemoryNetwork(seed=8, default=MemoryLink(delay=0.05))
+    nodes = make_nodes(net, 60, target=6)
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        # Virtual time: one maintenance tick (0.5-1.5 s) and a few round trips.
+        await anyio.sleep(1.0)
+        counts = sorted(n.peer_count for n in nodes)
+        tg.cancel_scope.cancel()
+    assert counts[0] >= 2, counts
+
+
+async def test_a_node_gets_what_was_flooded_before_it_connected() -> None:
+    """A new connection starts with a digest exchange: a message flooded while the node was
+    still looking for peers arrives at once, not at the next periodic sync."""
+    net = MemoryNetwork(seed=9, default=MemoryLink(delay=0.01))
+    a, b = make_nodes(net, 2, target=1)
+    held: dict[str, list[Json]] = {"a": [], "b": []}
+
+    def wire(node: Gossip, name: str) -> None:
+        def handle(data: Json) -> bool:
+            held[name].append(data)
+            return True
+
+        node.subscribe("t", handle)
+        node.set_sync(
+            lambda: {"t": str(sorted(d["n"] for d in held[name]))},
+            lambda key: [("t", d) for d in held[name]],
+        )
+
+    wire(a, "a")
+    wire(b, "b")
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        await tg.start(a.run)
+        a.publish("t", {"n": 1})
+        await tg.start(b.run)
+        await settle([a, b], 1)
+        await anyio.sleep(0.5)
+        tg.cancel_scope.cancel()
+    assert [d["n"] for d in held["b"]] == [1]
+
+
+async def test_a_bootnode_that_shed_a_dialer_is_left_alone_for_a_while() -> None:
+    """A dialer shed by a full bootnode (told so) backs off from it and uses the addresses
+    it was given: a crowd re-dialing a loaded bootnode at every tick kept it too busy to
+    answer anyone's handshake in time (the 100-instance run)."""
+    net = MemoryNetwork(seed=10, default=MemoryLink(delay=0.05))
+    nodes = make_nodes(net, 40, target=6)
+    boot = nodes[0]
+    served: list[str] = []
+    inbound = boot._serve_inbound
+
+    async def counted(conn: Connection) -> None:
+        served.append("x")
+        await inbound(conn)
+
+    boot._serve_inbound = counted  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await anyio.sleep(10.0)
+        counts = sorted(n.peer_count for n in nodes)
+        tg.cancel_scope.cancel()
+    assert counts[0] >= 2, counts
+    # Each of the 39 others dials it once; a shed one comes back only after backing off
+    # and only when it ran out of others (before: 56 handshakes in these 10 s).
+    assert len(served) <= len(nodes) - 1 + 4, len(served)

@@ -253,3 +253,43 @@ def test_partition_50_50_agrees_after_the_heal_and_fails_when_it_never_heals(
     assert (out.returncode == 0) is passes, out.stdout + out.stderr
     if not passes:
         assert "has hash" in out.stdout  # the check names the diverging layer
+
+
+def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hundred instances on two cores: a node's own API can miss a call's deadline. The
+    watch asks again; only its own deadline fails the node."""
+    import types
+
+    import anyio
+
+    from scenarios.spacemesh import plan
+
+    calls: list[str] = []
+
+    class SlowApi:
+        def __init__(self, ip: str, port: int) -> None:
+            pass
+
+        async def status(self) -> types.SimpleNamespace:
+            calls.append("status")
+            if len(calls) == 1:
+                raise TimeoutError("Deadline exceeded")
+            return types.SimpleNamespace(verified_layer=3, top_layer=4, connected_peers=2)
+
+        def close(self) -> None:
+            pass
+
+    async def observe(env: object, api: object, watch: object, verified: int,
+                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
+        return verified, error
+
+    monkeypatch.setattr(plan, "NodeApi", SlowApi)
+    monkeypatch.setattr(plan, "observe", observe)
+    monkeypatch.setattr(plan, "POLL_S", 0.0)
+    now = time.time()
+    watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
+                       deadline=now + 60)  # fmt: skip
+    result = anyio.run(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    assert result == (3, "") and calls == ["status", "status"]
