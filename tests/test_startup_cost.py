@@ -63,3 +63,32 @@ def test_the_inherited_environment_is_worked_out_once_per_run(
     assert len(paths) == 1 and str(root.resolve()) in paths.pop().split(":")
     assert all(e.get("TEST_INSTANCE_ROLE") != "stale, from the caller" for e in envs)
     assert sorted(e["TEST_INSTANCE_ID"] for e in envs) == [f"single/{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_process_hosts_warm_up_runs_start_ups_and_leaves_nothing_behind(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round is a whole start-up against the stand-in service (hello, start, a
+    signal, success); afterwards no thread, socket or directory of it is left."""
+    import tempfile
+    import threading
+
+    from harness.runners import _warmup
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    served: list[str] = []
+    real = _warmup.orjson.loads
+
+    def seen(line: bytes) -> Any:
+        frame = real(line)
+        if isinstance(frame, dict) and "op" in frame:  # a request (the client reads replies)
+            served.append(frame["op"])
+        return frame
+
+    monkeypatch.setattr(_warmup.orjson, "loads", seen)
+    threads = threading.active_count()
+    _warmup.warm_up(backend, rounds=3)
+    assert served == ["hello", "signal_event", "signal_entry", "signal_event"] * 3
+    assert threading.active_count() == threads
+    assert list(tmp_path.iterdir()) == []

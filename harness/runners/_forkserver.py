@@ -191,14 +191,13 @@ def main() -> None:
     # The supervisor may already be gone when this runs; then the socket reads EOF at once.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our end comes through the socket
     if entrypoint:
-        # One empty run of the event loop imports and sets up what every instance's first
-        # run would (anyio's backend module among them): children start warm.
-        import anyio
+        # An instance's start-up, run here first: children start warm (_warmup says why).
+        from harness.runners._warmup import warm_up
 
-        async def _warm() -> None:
-            pass
-
-        anyio.run(_warm, backend=backend)
+        try:
+            warm_up(backend)
+        except Exception as e:  # only slower instances: say so, and go on
+            print(f"harness: process host: the warm-up failed: {e}", file=sys.stderr)
     try:
         _serve(control, entrypoint, backend)
     except (BrokenPipeError, ConnectionResetError):
