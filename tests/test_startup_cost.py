@@ -92,3 +92,44 @@ def test_the_process_hosts_warm_up_runs_start_ups_and_leaves_nothing_behind(
     assert served == ["hello", "signal_event", "signal_entry", "signal_event"] * 3
     assert threading.active_count() == threads
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forked_instances_environment_is_exactly_the_one_asked_for() -> None:
+    """The host changes only what differs, yet the result is the asked-for environment:
+    the host's own variables that are not in it are gone, changed ones changed (checked
+    in a forked child, in os.environ and in what a program it starts sees)."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.runners._forkserver import replace_environ
+
+    os.environ.setdefault("PATH", "/usr/bin:/bin")
+    asked = {k: v for k, v in os.environ.items() if k != "PATH"}
+    asked.update(PATH=os.environ["PATH"] + ":/nowhere", HARNESS_NEW="1")
+    asked.pop(next(k for k in asked if k not in ("PATH", "HARNESS_NEW")), None)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            replace_environ(asked)
+            seen = subprocess.run([sys.executable, "-c", "import os, json; "
+                                   "print(json.dumps(dict(os.environ)))"],
+                                  capture_output=True, text=True, env=None).stdout
+            os.write(write, (repr(dict(os.environ) == asked) + " " + seen).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        answer = f.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    same, _, seen = answer.partition(" ")
+    assert same == "True"
+    child = json.loads(seen)
+    assert child["PATH"] == asked["PATH"] and child["HARNESS_NEW"] == "1"
+    assert set(asked) <= set(child)
+    # Nothing os.environ held survives unasked (the C environment may hold more that
+    # os.environ never knew of, e.g. what a terminal library set: neither way touches it).
+    assert not (set(child) - set(asked)) & set(os.environ)
