@@ -322,8 +322,10 @@ def remove_tree(run_dir: Path) -> None:
 
 def _empty_and_remove(paths: list[Path]) -> None:
     """Thaw the groups (a frozen task cannot die, and one frozen in the freezer's hierarchy
-    keeps its groups in the others busy), kill their processes, remove them."""
-    paths = [p for p in paths if p.exists()]
+    keeps its groups in the others busy), kill their processes, remove them. A group that
+    holds no process (at a run's end, nearly all) goes at its first rmdir; only the others
+    take the steps below: at 1,000 instances, 20,000 system calls fewer."""
+    paths = [p for p in paths if not _removed_at_once(p)]
     for path in paths:
         for file, value in (("cgroup.freeze", "0"), ("freezer.state", "THAWED")):
             if (path / file).exists():
@@ -343,6 +345,20 @@ def _empty_and_remove(paths: list[Path]) -> None:
         time.sleep(0.01)
     for path in paths:
         _rmdir(path)
+
+
+def _removed_at_once(path: Path) -> bool:
+    """Remove `path` if it can go now (no process in it, nor a group below it); False if
+    it is busy. Gone already counts as removed."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise CgroupError(f"cannot remove cgroup {path}: {e.strerror}") from None
+        return False
+    return True
 
 
 def _procs(paths: Iterable[Path]) -> set[int]:

@@ -229,6 +229,8 @@ class Supervisor:
         self._last_seen = 0.0
         self._identity = identity()
         self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
+        self._env: dict[str, str] | None = None  # _base_env(), made at its first use
+        self._inherited: dict[str, str] | None = None  # _inherited_env(), likewise
 
     # -- events --------------------------------------------------------------------------
 
@@ -683,6 +685,13 @@ class Supervisor:
         return Path(harness.__file__).resolve().parent.parent
 
     def _base_env(self) -> dict[str, str]:
+        """The environment every process of the run starts from (a copy: callers add to
+        it). Made once per run: at 1,000 instances, once per instance cost a second."""
+        if self._env is None:
+            self._env = self._make_base_env()
+        return dict(self._env)
+
+    def _make_base_env(self) -> dict[str, str]:
         env = dict(os.environ)
         # Entrypoints are imported as "<plan dir>.module" or with the plans' root's parent
         # as package root (scenarios.<plan>.module); the project itself comes last.
@@ -691,6 +700,14 @@ class Supervisor:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
+
+    def _inherited_env(self) -> dict[str, str]:
+        """What an instance inherits: the base environment without any of the contract's
+        variables (only what this run sets). A copy, made once per run."""
+        if self._inherited is None:
+            contract = set(RunParams.variables())
+            self._inherited = {k: v for k, v in self._base_env().items() if k not in contract}
+        return dict(self._inherited)
 
     def _launch(self, inst: InstanceSpec, sock: str, tcp: str | None) -> Launch:
         assert self.deployment is not None
@@ -723,8 +740,7 @@ class Supervisor:
             start_time=self.started_at,
             clock_file=str(clock.path),
         )
-        contract = RunParams.variables()  # none inherited: only what this run sets
-        env = {k: v for k, v in self._base_env().items() if k not in contract}
+        env = self._inherited_env()
         env.update(params.to_environ())
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None

@@ -7,7 +7,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -328,3 +328,30 @@ def test_cleanup_leaves_alone_what_it_may_not_remove(
     monkeypatch.setattr(cg, "remove_tree", refused)
     h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
     assert cg.cleanup({"cpu": h}) == []
+
+
+@live
+def test_remove_takes_empty_groups_at_once_and_kills_only_in_busy_ones(
+    groups: cg.RunCgroups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a run's end nearly every group is empty: those are removed without thawing,
+    killing or reading their processes; a busy one still has its process killed."""
+    busy = groups.group("ends/busy")
+    for i in range(3):
+        groups.group(f"ends/{i}")
+    proc = _spawn("import time; time.sleep(600)")
+    busy.add(proc.pid)
+    read: list[Path] = []
+    real_procs = cg._procs
+
+    def procs(paths: Iterable[Path]) -> set[int]:
+        paths = list(paths)
+        read.extend(paths)
+        return real_procs(paths)
+
+    monkeypatch.setattr(cg, "_procs", procs)
+    dirs = [d for g in groups.groups.values() for d in g.dirs.values()]
+    groups.remove()
+    assert proc.wait(timeout=10) == -9
+    assert not any(d.exists() for d in dirs)
+    assert read and set(read) == set(busy.dirs.values())

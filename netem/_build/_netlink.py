@@ -1,6 +1,7 @@
 """Batched rtnetlink: several requests in one datagram, one pass over the acks.
 
-pyroute2's message classes encode the requests; sending them together over a socket that
+The requests are encoded by hand (pyroute2's message classes, still accepted by
+`send_batch`, cost ~0.4 ms each); sending them together over a socket that
 belongs to the target namespace costs one system call pair per namespace instead of a
 round trip (and an event-loop turn) per request.
 """
@@ -22,25 +23,43 @@ from pyroute2.netlink import (
 )
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
-_NLMSG_ERROR = 2
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLM_F_DUMP = 0x300
+_RTM_GETLINK = 18
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _ERRNO = struct.Struct("=i")
 
 
-def link_up(index: int, ifname: str | None = None) -> nlmsg_base:
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 1, 3, 10, 18, 28
+_IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute: its header, `payload`, and padding to 4 bytes."""
+    size = 4 + len(payload)
+    return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
+
+
+def _message(kind: int, flags: int, body: bytes) -> bytes:
+    """A request with sequence number 0 (`send_batch` numbers them)."""
+    return _HEADER.pack(_HEADER.size + len(body), kind, flags, 0, 0) + body
+
+
+# The requests below are encoded by hand, as pyroute2 encodes them (the tests hold the two
+# side by side): pyroute2 costs ~0.4 ms a request, and a network of 1,000 hosts sends 4,000.
+
+
+def link_up(index: int, ifname: str | None = None) -> bytes:
     """Set link `index` up; with `ifname`, also (re)name it, which fails if it is missing."""
-    msg = ifinfmsg()
-    msg["index"] = index
-    msg["flags"] = IFF_UP
-    msg["change"] = IFF_UP
+    body = _IFINFOMSG.pack(0, 0, index, IFF_UP, IFF_UP)
     if ifname is not None:
-        msg["attrs"] = [("IFLA_IFNAME", ifname)]
-    msg["header"]["type"] = RTM_NEWLINK
-    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
-    return msg
+        body += _attr(_IFLA_IFNAME, ifname.encode() + b"\0")
+    return _message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, body)
 
 
 def add_veth(
@@ -50,49 +69,35 @@ def add_veth(
     peer_netns_fd: int,
     peer_index: int,
     peer_mac: str,
-) -> nlmsg_base:
+) -> bytes:
     """A veth pair: `ifname` here, up and enslaved to `master`; its peer `peer_ifname`
     created directly in the namespace of `peer_netns_fd`, with ifindex `peer_index` and
     MAC address `peer_mac`."""
-    peer = {
-        "index": peer_index,
-        "attrs": [
-            ("IFLA_IFNAME", peer_ifname),
-            ("IFLA_NET_NS_FD", peer_netns_fd),
-            ("IFLA_ADDRESS", peer_mac),
-        ],
-    }
-    msg = ifinfmsg()
-    msg["flags"] = IFF_UP
-    msg["change"] = IFF_UP
-    msg["attrs"] = [
-        ("IFLA_IFNAME", ifname),
-        ("IFLA_MASTER", master),
-        (
-            "IFLA_LINKINFO",
-            {
-                "attrs": [
-                    ("IFLA_INFO_KIND", "veth"),
-                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
-                ]
-            },
-        ),
-    ]
-    msg["header"]["type"] = RTM_NEWLINK
-    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-    return msg
+    peer = (
+        _IFINFOMSG.pack(0, 0, peer_index, 0, 0)
+        + _attr(_IFLA_IFNAME, peer_ifname.encode() + b"\0")
+        + _attr(_IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+        + _attr(_IFLA_ADDRESS, bytes.fromhex(peer_mac.replace(":", "")))
+    )
+    info = _attr(_IFLA_INFO_KIND, b"veth\0") + _attr(
+        _IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer))
+    body = (
+        _IFINFOMSG.pack(0, 0, 0, IFF_UP, IFF_UP)
+        + _attr(_IFLA_IFNAME, ifname.encode() + b"\0")
+        + _attr(_IFLA_MASTER, struct.pack("=I", master))
+        + _attr(_IFLA_LINKINFO, info)
+    )
+    return _message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
 
-def add_address(index: int, ip: IPv4Address, prefixlen: int) -> nlmsg_base:
+def add_address(index: int, ip: IPv4Address, prefixlen: int) -> bytes:
     """Add ip/prefixlen to link `index` (the kernel adds the prefix route with it)."""
-    msg = ifaddrmsg()
-    msg["family"] = socket.AF_INET
-    msg["prefixlen"] = prefixlen
-    msg["index"] = index
-    msg["attrs"] = [("IFA_LOCAL", str(ip)), ("IFA_ADDRESS", str(ip))]
-    msg["header"]["type"] = RTM_NEWADDR
-    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-    return msg
+    body = (
+        _IFADDRMSG.pack(socket.AF_INET, prefixlen, 0, 0, index)
+        + _attr(_IFA_LOCAL, ip.packed)
+        + _attr(_IFA_ADDRESS, ip.packed)
+    )
+    return _message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
 
 _NDMSG = struct.Struct("=BBHiHBB")  # family, pad, pad, ifindex, state, flags, type
@@ -162,3 +167,45 @@ def send_batch(sock: socket.socket, messages: Sequence[nlmsg_base | bytes]) -> N
             offset += (length + 3) & ~3
     if first_error is not None:
         raise NetlinkError(first_error[1])
+
+
+def link_indexes(sock: socket.socket) -> dict[str, int]:
+    """Every link of the namespace `sock` belongs to, by name: its ifindex (`ip link`).
+    Read by hand: pyroute2 decodes every attribute of every link, ~2 ms a link."""
+    seq = 0x4C494E4B  # any number: the dump's replies carry it
+    request = _HEADER.pack(_HEADER.size + _IFINFOMSG.size, _RTM_GETLINK,
+                           NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + _IFINFOMSG.pack(0, 0, 0, 0, 0)
+    sock.send(request)
+    links: dict[str, int] = {}
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, _, got, _ = _HEADER.unpack_from(data, offset)
+            if length < _HEADER.size:
+                break
+            if got == seq:
+                if kind == _NLMSG_DONE:
+                    return links
+                if kind == _NLMSG_ERROR:
+                    (code,) = _ERRNO.unpack_from(data, offset + _HEADER.size)
+                    raise NetlinkError(-code)
+                if kind == RTM_NEWLINK:
+                    name, index = _link_name(data, offset, length)
+                    if name is not None:
+                        links[name] = index
+            offset += (length + 3) & ~3
+
+
+def _link_name(data: bytes, offset: int, length: int) -> tuple[str | None, int]:
+    """The IFLA_IFNAME and the ifindex of the RTM_NEWLINK message at `offset`."""
+    _, _, index, _, _ = _IFINFOMSG.unpack_from(data, offset + _HEADER.size)
+    at, end = offset + _HEADER.size + _IFINFOMSG.size, offset + length
+    while at + 4 <= end:
+        size, kind = struct.unpack_from("=HH", data, at)
+        if size < 4:
+            break
+        if kind & 0x3FFF == _IFLA_IFNAME:  # without the nested and byte-order flags
+            return data[at + 4 : at + size].split(b"\0", 1)[0].decode(), index
+        at += (size + 3) & ~3
+    return None, index
