@@ -11,7 +11,7 @@ import operator
 import statistics
 from array import array
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,65 +118,84 @@ class _Telemetry:
         for series in (*self.link.values(), *self.tcp.values(), self.cpu):
             series.sort(key=lambda r: float(r["mono"]))
             self._monos[id(series)] = [float(r["mono"]) for r in series]
+        self._memo: dict[tuple[Any, ...], Any] = {}
 
     def observed(self, key: tuple[str, str]) -> bool:
         """Whether the link or TCP connection src -> dst was sampled at all."""
         return bool(self.link.get(key) or self.tcp.get(key))
 
+    def _around(self, what: tuple[str, ...], kind: str, key: tuple[str, str], t0: float,
+                t1: float, compute: Callable[[list[dict[str, Any]]], Any]) -> Any:
+        """`compute` of the samples of a series around [t0, t1] (from the last sample before
+        t0 to the first after t1), once per series and window: the out-of-line hops of a
+        link mostly fall between the same few samples."""
+        if kind == "cpu":
+            series = self.cpu
+        else:
+            series = (self.link if kind == "link" else self.tcp).get(key, [])
+        monos = self._monos.get(id(series)) or [float(r["mono"]) for r in series]
+        lo = max(0, bisect.bisect_right(monos, t0) - 1)
+        hi = bisect.bisect_left(monos, t1) + 1
+        memo = (*what, kind, key, lo, hi)
+        if memo not in self._memo:
+            self._memo[memo] = compute(series[lo:hi])
+        return self._memo[memo]
+
     def cpu_wait(self, t0: float, t1: float) -> float | None:
         """The share of the time around [t0, t1] in which some runnable task of the host
         waited for a CPU (Linux PSI, /proc/pressure/cpu); None without samples."""
-        window = self._window(self.cpu, t0, t1)
-        if len(window) < 2:
-            return None
-        a, b = window[0], window[-1]
-        span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
-        waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
-        return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
-
-    def _window(self, series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
-        monos = self._monos.get(id(series))
-        if monos is None:
-            monos = [float(r["mono"]) for r in series]
-        lo = max(0, bisect.bisect_right(monos, t0) - 1)  # the last sample before t0
-        hi = bisect.bisect_left(monos, t1) + 1  # the first sample after t1
-        return series[lo:hi]
-
-    def _values(
-        self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float
-    ) -> list[float]:
-        series = (self.link if kind == "link" else self.tcp).get(key, [])
-        return [
-            float(r[field])
-            for r in self._window(series, t0, t1)
-            if isinstance(r.get(field), int | float)
-        ]
+        return self._around(("cpu_wait",), "cpu", ("", ""), t0, t1, _cpu_wait)  # type: ignore[no-any-return]
 
     def increase(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
-        vals = self._values(kind, key, field, t0, t1)
-        return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+        """How much a counter rose around [t0, t1]."""
+        return self._around(("increase", field), kind, key, t0, t1,  # type: ignore[no-any-return]
+                            functools.partial(_increase, field))
 
     def peak(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
-        return max(self._values(kind, key, field, t0, t1), default=0.0)
+        """The highest value of a gauge around [t0, t1]."""
+        return self._around(("peak", field), kind, key, t0, t1,  # type: ignore[no-any-return]
+                            functools.partial(_peak, field))
 
     def hold_ms(self, key: tuple[str, str], t0: float, t1: float) -> float | None:
         """The highest mean time packets of a link were held between samples around
         [t0, t1]. `queue_delay_ms` is a mean since the link was first shaped (netem's
         userspace engine), so each interval's mean comes from the packet counts."""
-        window = [
-            r
-            for r in self._window(self.link.get(key, []), t0, t1)
-            if isinstance(r.get("queue_delay_ms"), int | float)
-        ]
-        best: float | None = None
-        for a, b in itertools.pairwise(window):
-            pa, pb = a.get("packets"), b.get("packets")
-            if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
-                mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
-                best = mean if best is None else max(best, mean)
-        if best is None and window:
-            best = max(float(r["queue_delay_ms"]) for r in window)
-        return best
+        return self._around(("hold_ms",), "link", key, t0, t1, _hold_ms)  # type: ignore[no-any-return]
+
+
+def _numbers(window: list[dict[str, Any]], field: str) -> list[float]:
+    return [float(r[field]) for r in window if isinstance(r.get(field), int | float)]
+
+
+def _increase(field: str, window: list[dict[str, Any]]) -> float:
+    vals = _numbers(window, field)
+    return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+
+
+def _peak(field: str, window: list[dict[str, Any]]) -> float:
+    return max(_numbers(window, field), default=0.0)
+
+
+def _cpu_wait(window: list[dict[str, Any]]) -> float | None:
+    if len(window) < 2:
+        return None
+    a, b = window[0], window[-1]
+    span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
+    waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
+    return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
+
+
+def _hold_ms(samples: list[dict[str, Any]]) -> float | None:
+    window = [r for r in samples if isinstance(r.get("queue_delay_ms"), int | float)]
+    best: float | None = None
+    for a, b in itertools.pairwise(window):
+        pa, pb = a.get("packets"), b.get("packets")
+        if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
+            mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
+            best = mean if best is None else max(best, mean)
+    if best is None and window:
+        best = max(float(r["queue_delay_ms"]) for r in window)
+    return best
 
 
 def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str, str]:

@@ -118,17 +118,19 @@ def _loads(line: bytes) -> Any:
 
 def _items(data: bytes) -> list[Any]:
     """The JSON value of each line (None for a line that is not JSON)."""
-    lines = list(filter(None, data.split(b"\n")))
-    if not lines:
+    body = data.strip(b"\n")
+    if b"\n\n" in body:  # blank lines between
+        body = b"\n".join(filter(None, body.split(b"\n")))
+    if not body:
         return []
     with no_gc():
         try:
-            items = orjson.loads(b"[" + b",".join(lines) + b"]")
-            if len(items) == len(lines):
+            items = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+            if len(items) == body.count(b"\n") + 1:
                 return items  # type: ignore[no-any-return]
         except orjson.JSONDecodeError:
             pass  # some line is cut short or not JSON: take them one by one
-        return list(map(_loads, lines))
+        return list(map(_loads, body.split(b"\n")))
 
 
 def _add_rows(cols: dict[str, list[Any]], names: list[Any], rows: list[Any]) -> None:
