@@ -1,5 +1,6 @@
 """`harness COMMAND` imports only that command's module: `harness report` does not pay for
-the supervisor (trio, pyroute2, ...) that only `harness run` needs."""
+the supervisor (trio, pyroute2, ...) that only `harness run` needs, nor for the samplers
+(trio, httpx, prometheus_client) whose files it only reads."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def test_report_does_not_import_the_other_commands(tmp_path: Path) -> None:
     assert "harness._commands.report" in mods
     assert "harness._commands.run" not in mods
     assert "harness._supervisor" not in mods
+    assert "harness.observe._report._charts" in mods  # the report's modules are imported...
+    assert not mods & {"trio", "httpx", "prometheus_client"}  # ...without the samplers'
 
 
 def test_help_and_a_misspelt_command_still_name_every_command() -> None:

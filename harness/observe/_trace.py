@@ -18,7 +18,7 @@ from typing import Any
 from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._telemetry import read_telemetry
+from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
 from harness.observe._tracegather import SHIFT, Gathered, _take
 from harness.observe._tracehops import Hop, HopColumns

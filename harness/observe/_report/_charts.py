@@ -8,7 +8,7 @@ from html import escape
 from harness.observe import _svg
 from harness.observe._metrics import read_metrics
 from harness.observe._report._data import RunData
-from harness.observe._scrape import read_scraped
+from harness.observe._stored import read_scraped
 
 Series = dict[str, list[tuple[float, float]]]
 
