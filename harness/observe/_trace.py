@@ -12,6 +12,7 @@ import statistics
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -312,20 +313,19 @@ def _analyse(
         g.add_instance(inst)
     names, nodes, publish = g.names, g.nodes, g.publish
     received = g.had_at()  # for nodes but the origin: the first receipt, else delivery
-    node_ix = [(name, g.ix(name)) for name in nodes]
+    node_ix = [g.ix(name) for name in nodes]
     messages: list[MessageDelay] = []
     for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
-        delays: dict[str, float] = {}
-        for node_name, i in node_ix:
-            t = received.get(m << SHIFT | i)
-            if t is not None and i != origin:
-                delays[node_name] = (t - mono) * 1000
+        had = map(received.get, map(operator.or_, repeat(m << SHIFT), node_ix))
+        delays = {name: (t - mono) * 1000 for name, i, t in zip(nodes, node_ix, had, strict=True)
+                  if t is not None and i != origin}
         messages.append(MessageDelay(g.msgs[m], g.msg_topic[m], names[origin], mono, delays))
 
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
     hop_col = cols.hop_ms()
+    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     outliers = []
-    for i in cols.out_of_line(hop_col):
+    for i in cols.out_of_line(excess_col):
         h = cols.hop(i)
         cause, evidence = _diagnose(h, cols.shape_list[cols.shape[i]], tel)
         outliers.append(Hop(h.msg_id, h.topic, h.src, h.dst, h.sent_mono, h.recv_mono, h.size,
@@ -334,7 +334,6 @@ def _analyse(
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
         hop_ms = array("d", _take(hop_col, rows))
         excess = _take(excess_col, rows)

@@ -119,17 +119,19 @@ def _loads(line: bytes) -> Any:
 def _items(data: bytes) -> list[Any]:
     """The JSON value of each line (None for a line that is not JSON)."""
     body = data.strip(b"\n")
-    if b"\n\n" in body:  # blank lines between
-        body = b"\n".join(filter(None, body.split(b"\n")))
     if not body:
         return []
     with no_gc():
-        try:
-            items = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
-            if len(items) == body.count(b"\n") + 1:
-                return items  # type: ignore[no-any-return]
-        except orjson.JSONDecodeError:
-            pass  # some line is cut short or not JSON: take them one by one
+        for _ in range(2):
+            try:
+                items = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+                if len(items) == body.count(b"\n") + 1:
+                    return items  # type: ignore[no-any-return]
+            except orjson.JSONDecodeError:
+                pass
+            if b"\n\n" not in body:
+                break  # some line is cut short or not JSON: take them one by one
+            body = b"\n".join(filter(None, body.split(b"\n")))  # blank lines between
         return list(map(_loads, body.split(b"\n")))
 
 

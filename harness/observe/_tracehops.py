@@ -142,10 +142,10 @@ class HopColumns:
         return array("d", map(operator.mul, map(operator.sub, self.recv, self.sent),
                               repeat(1000.0)))
 
-    def out_of_line(self, hop_ms: array[float]) -> list[int]:
-        """The hops whose excess over the configured delay is beyond the tolerance."""
-        excess = map(operator.sub, hop_ms, self.expected)
-        return list(compress(range(len(hop_ms)), map(operator.gt, excess, self.tol)))
+    def out_of_line(self, excess_ms: array[float]) -> list[int]:
+        """The hops whose excess over the configured delay (`excess_ms`, each hop's delay
+        minus `expected`) is beyond the tolerance."""
+        return list(compress(range(len(excess_ms)), map(operator.gt, excess_ms, self.tol)))
 
     def by_link(self) -> list[tuple[int, int, list[int]]]:
         """(src, dst, the hops' indexes in order) of each link."""
