@@ -199,13 +199,18 @@ def _hold_ms(samples: list[dict[str, Any]]) -> float | None:
     return best
 
 
-def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str, str]:
-    excess, tol = hop.excess_ms, hop.tolerance_ms
-    t0, t1, key = hop.sent_mono, hop.recv_mono, (hop.src, hop.dst)
-    if hop.handler_ms > tol and hop.handler_ms >= 0.5 * excess:
+def _diagnose(cols: HopColumns, i: int, excess: float, tel: _Telemetry) -> tuple[str, str]:
+    """The likely cause of hop i's excess delay, and the evidence (read from the columns:
+    tens of thousands of out-of-line hops are each made into a `Hop` once, with the cause)."""
+    tol, t0, t1 = cols.tol[i], cols.sent[i], cols.recv[i]
+    src, dst = cols.names[cols.src[i]], cols.names[cols.dst[i]]
+    shape: Mapping[str, Any] = cols.shape_list[cols.shape[i]]
+    key = (src, dst)
+    handler_ms = cols.handler_ms(i)
+    if handler_ms > tol and handler_ms >= 0.5 * excess:
         return (
             "slow handler",
-            f"{hop.src} took {hop.handler_ms:.1f} ms to validate before forwarding",
+            f"{src} took {handler_ms:.1f} ms to validate before forwarding",
         )
     drops = tel.increase("link", key, "drops", t0, t1)
     retrans = tel.increase("tcp", key, "retrans_total", t0, t1)
@@ -216,7 +221,7 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
         ]
         return "loss and retransmit", " and ".join(
             p for p in parts if p
-        ) + f" on {hop.src}->{hop.dst}"
+        ) + f" on {src}->{dst}"
     loss = float(shape.get("loss_pct") or 0)
     if loss > 0 and excess >= 0.75 * MIN_RTO_MS:
         return (
@@ -326,11 +331,7 @@ def _analyse(
     excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     outliers = []
     for i in cols.out_of_line(excess_col):
-        h = cols.hop(i)
-        cause, evidence = _diagnose(h, cols.shape_list[cols.shape[i]], tel)
-        outliers.append(Hop(h.msg_id, h.topic, h.src, h.dst, h.sent_mono, h.recv_mono, h.size,
-                            h.hop_ms, h.expected_ms, h.handler_ms, h.tolerance_ms, cause,
-                            evidence))
+        outliers.append(cols.hop(i, *_diagnose(cols, i, excess_col[i], tel)))
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
