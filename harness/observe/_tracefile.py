@@ -162,6 +162,10 @@ def _header(item: Any) -> list[str] | None:
 
 def _add(cols: dict[str, list[Any]], items: list[Any]) -> None:
     """Add a file's lines: objects (the older form) and, after each header, its rows."""
+    names = _header(items[0]) if items else None
+    if names is not None and dict not in set(map(type, itertools.islice(items, 1, None))):
+        _add_rows(cols, names, items[1:])  # the usual: one writer's header, then its rows
+        return
     objects = list(itertools.compress(range(len(items)),
                                       map(isinstance, items, repeat(dict))))
     headers = [i for i in objects if _header(items[i]) is not None]
