@@ -199,14 +199,15 @@ def _hold_ms(samples: list[dict[str, Any]]) -> float | None:
     return best
 
 
-def _diagnose(cols: HopColumns, i: int, excess: float, tel: _Telemetry) -> tuple[str, str]:
+def _diagnose(
+    cols: HopColumns, i: int, excess: float, handler_ms: float, tel: _Telemetry
+) -> tuple[str, str]:
     """The likely cause of hop i's excess delay, and the evidence (read from the columns:
     tens of thousands of out-of-line hops are each made into a `Hop` once, with the cause)."""
     tol, t0, t1 = cols.tol[i], cols.sent[i], cols.recv[i]
     src, dst = cols.names[cols.src[i]], cols.names[cols.dst[i]]
     shape: Mapping[str, Any] = cols.shape_list[cols.shape[i]]
     key = (src, dst)
-    handler_ms = cols.handler_ms(i)
     if handler_ms > tol and handler_ms >= 0.5 * excess:
         return (
             "slow handler",
@@ -331,7 +332,9 @@ def _analyse(
     excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     outliers = []
     for i in cols.out_of_line(excess_col):
-        outliers.append(cols.hop(i, *_diagnose(cols, i, excess_col[i], tel)))
+        handler_ms = cols.handler_ms(i)
+        cause, evidence = _diagnose(cols, i, excess_col[i], handler_ms, tel)
+        outliers.append(cols.hop(i, cause, evidence, handler_ms))
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []

@@ -165,13 +165,16 @@ class HopColumns:
             return 0.0
         return max(0.0, (delivered - got) * 1000) if delivered <= self.recv[i] else 0.0
 
-    def hop(self, i: int, cause: str | None = None, evidence: str = "") -> Hop:
-        """Hop i as an object."""
+    def hop(self, i: int, cause: str | None = None, evidence: str = "",
+            handler_ms: float | None = None) -> Hop:
+        """Hop i as an object (`handler_ms`: its sender's, when known already)."""
         size, m = self.size[i], self.msg[i]
+        if handler_ms is None:
+            handler_ms = self.handler_ms(i)
         return Hop(self.msgs[m], self.topics[m], self.names[self.src[i]],
                    self.names[self.dst[i]], self.sent[i], self.recv[i],
                    None if size < 0 else size, (self.recv[i] - self.sent[i]) * 1000,
-                   self.expected[i], self.handler_ms(i), self.tol[i], cause, evidence)
+                   self.expected[i], handler_ms, self.tol[i], cause, evidence)
 
     def hops(self, outliers: list[Hop]) -> list[Hop]:
         """Every hop, by the time it was sent (the out-of-line ones as diagnosed)."""
