@@ -138,8 +138,8 @@ class Gathered:
         # the first receipt of each (message, to, from) said
         hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
         hop_keys = list(keys(compress(md, hop), compress(src, hop)))
+        rows = list(compress(range(len(hop)), hop))
         if len(set(hop_keys)) < len(hop_keys):
-            rows = list(compress(range(len(hop)), hop))
             rows = sorted(dict(zip(reversed(hop_keys), reversed(rows), strict=True)).values())
             hop = [False] * len(hop)
             for i in rows:
