@@ -43,14 +43,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser for every subcommand (exposed for tests and docs)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every subcommand (exposed for tests and docs), or for `only` that one:
+    the other subcommands' modules are not imported (`run`'s imports the supervisor, trio,
+    pyroute2...: half a second a command such as `harness report` need not spend)."""
     parser = _Parser(
         prog="harness",
         description="Run peer-to-peer test plans over emulated networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         module = cast(_Command, importlib.import_module(f"harness._commands.{name}"))
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
@@ -60,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `harness` and `python -m harness`; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # a known subcommand first: only its module is needed (anything else, e.g. --help or a
+    # typo, gets the whole parser and its usage)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         code: int = args._run(args)

@@ -45,15 +45,14 @@ if TYPE_CHECKING:
         ObserveHandle,
         Scraper,
         observe_run,
-        read_scraped,
         serve_metrics,
     )
     from harness.observe._shapes import ShapeTimeline
+    from harness.observe._stored import read_scraped, read_telemetry
     from harness.observe._telemetry import (
         LinkStatsFn,
         TelemetrySampler,
         parse_ss,
-        read_telemetry,
         sample_tcp,
     )
     from harness.observe._trace import (
@@ -109,8 +108,8 @@ _WHERE = {
     "parse_ss": "harness.observe._telemetry",
     "read_jsonl": "harness.observe._jsonl",
     "read_metrics": "harness.observe._metrics",
-    "read_scraped": "harness.observe._scrape",
-    "read_telemetry": "harness.observe._telemetry",
+    "read_scraped": "harness.observe._stored",
+    "read_telemetry": "harness.observe._stored",
     "read_trace": "harness.observe._tracefile",
     "read_trace_columns": "harness.observe._tracefile",
     "record_run": "harness.observe._history",

@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from harness._listen import Listen, address, open_listeners
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
 from harness.observe._runrecord import read_run
+from harness.observe._stored import SCRAPED_FILE
 
-SCRAPED_FILE = "scraped.jsonl"
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
 
 
@@ -297,12 +297,3 @@ async def observe_run(
         with trio.CancelScope(shield=True), trio.move_on_after(scraper.timeout + 0.5):
             await scraper.scrape_once()
         scraper.close()
-
-
-def read_scraped(run_dir: Path) -> Iterator[dict[str, Any]]:
-    """The stored samples of scraped.jsonl."""
-    from harness.observe._jsonl import read_jsonl
-
-    for rec in read_jsonl(run_dir / SCRAPED_FILE):
-        if isinstance(rec.get("value"), int | float) and isinstance(rec.get("instance"), str):
-            yield rec

@@ -13,10 +13,10 @@ from typing import Any
 import trio
 
 from harness._errors import EnvironmentProblem
-from harness.observe._jsonl import JsonlWriter, read_jsonl
+from harness.observe._jsonl import JsonlWriter
 from harness.observe._sockdiag import tcp_sockets
+from harness.observe._stored import TELEMETRY_FILE
 
-TELEMETRY_FILE = "telemetry.jsonl"
 LinkStatsFn = Callable[[], Mapping[tuple[Any, Any], Any]]
 """Returns the shaping counters per direction: {(src, dst): {packets, drops, queue_delay_ms}}
 (a mapping or an object with those attributes, such as netem's LinkStats)."""
@@ -229,10 +229,3 @@ class TelemetrySampler:
     def close(self) -> None:
         """Close telemetry.jsonl; safe to call twice."""
         self._writer.close()
-
-
-def read_telemetry(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of telemetry.jsonl, in file order."""
-    return [
-        r for r in read_jsonl(run_dir / TELEMETRY_FILE) if isinstance(r.get("mono"), int | float)
-    ]

@@ -11,14 +11,15 @@ import operator
 import statistics
 from array import array
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._telemetry import read_telemetry
+from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
 from harness.observe._tracegather import SHIFT, Gathered, _take
 from harness.observe._tracehops import Hop, HopColumns
@@ -118,74 +119,99 @@ class _Telemetry:
         for series in (*self.link.values(), *self.tcp.values(), self.cpu):
             series.sort(key=lambda r: float(r["mono"]))
             self._monos[id(series)] = [float(r["mono"]) for r in series]
+        self._memo: dict[tuple[Any, ...], Any] = {}
 
     def observed(self, key: tuple[str, str]) -> bool:
         """Whether the link or TCP connection src -> dst was sampled at all."""
         return bool(self.link.get(key) or self.tcp.get(key))
 
+    def _around(self, what: tuple[str, ...], kind: str, key: tuple[str, str], t0: float,
+                t1: float, compute: Callable[[list[dict[str, Any]]], Any]) -> Any:
+        """`compute` of the samples of a series around [t0, t1] (from the last sample before
+        t0 to the first after t1), once per series and window: the out-of-line hops of a
+        link mostly fall between the same few samples."""
+        if kind == "cpu":
+            series = self.cpu
+        else:
+            series = (self.link if kind == "link" else self.tcp).get(key, [])
+        monos = self._monos.get(id(series)) or [float(r["mono"]) for r in series]
+        lo = max(0, bisect.bisect_right(monos, t0) - 1)
+        hi = bisect.bisect_left(monos, t1) + 1
+        memo = (*what, kind, key, lo, hi)
+        if memo not in self._memo:
+            self._memo[memo] = compute(series[lo:hi])
+        return self._memo[memo]
+
     def cpu_wait(self, t0: float, t1: float) -> float | None:
         """The share of the time around [t0, t1] in which some runnable task of the host
         waited for a CPU (Linux PSI, /proc/pressure/cpu); None without samples."""
-        window = self._window(self.cpu, t0, t1)
-        if len(window) < 2:
-            return None
-        a, b = window[0], window[-1]
-        span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
-        waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
-        return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
-
-    def _window(self, series: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
-        monos = self._monos.get(id(series))
-        if monos is None:
-            monos = [float(r["mono"]) for r in series]
-        lo = max(0, bisect.bisect_right(monos, t0) - 1)  # the last sample before t0
-        hi = bisect.bisect_left(monos, t1) + 1  # the first sample after t1
-        return series[lo:hi]
-
-    def _values(
-        self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float
-    ) -> list[float]:
-        series = (self.link if kind == "link" else self.tcp).get(key, [])
-        return [
-            float(r[field])
-            for r in self._window(series, t0, t1)
-            if isinstance(r.get(field), int | float)
-        ]
+        return self._around(("cpu_wait",), "cpu", ("", ""), t0, t1, _cpu_wait)  # type: ignore[no-any-return]
 
     def increase(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
-        vals = self._values(kind, key, field, t0, t1)
-        return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+        """How much a counter rose around [t0, t1]."""
+        return self._around(("increase", field), kind, key, t0, t1,  # type: ignore[no-any-return]
+                            functools.partial(_increase, field))
 
     def peak(self, kind: str, key: tuple[str, str], field: str, t0: float, t1: float) -> float:
-        return max(self._values(kind, key, field, t0, t1), default=0.0)
+        """The highest value of a gauge around [t0, t1]."""
+        return self._around(("peak", field), kind, key, t0, t1,  # type: ignore[no-any-return]
+                            functools.partial(_peak, field))
 
     def hold_ms(self, key: tuple[str, str], t0: float, t1: float) -> float | None:
         """The highest mean time packets of a link were held between samples around
         [t0, t1]. `queue_delay_ms` is a mean since the link was first shaped (netem's
         userspace engine), so each interval's mean comes from the packet counts."""
-        window = [
-            r
-            for r in self._window(self.link.get(key, []), t0, t1)
-            if isinstance(r.get("queue_delay_ms"), int | float)
-        ]
-        best: float | None = None
-        for a, b in itertools.pairwise(window):
-            pa, pb = a.get("packets"), b.get("packets")
-            if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
-                mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
-                best = mean if best is None else max(best, mean)
-        if best is None and window:
-            best = max(float(r["queue_delay_ms"]) for r in window)
-        return best
+        return self._around(("hold_ms",), "link", key, t0, t1, _hold_ms)  # type: ignore[no-any-return]
 
 
-def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str, str]:
-    excess, tol = hop.excess_ms, hop.tolerance_ms
-    t0, t1, key = hop.sent_mono, hop.recv_mono, (hop.src, hop.dst)
-    if hop.handler_ms > tol and hop.handler_ms >= 0.5 * excess:
+def _numbers(window: list[dict[str, Any]], field: str) -> list[float]:
+    return [float(r[field]) for r in window if isinstance(r.get(field), int | float)]
+
+
+def _increase(field: str, window: list[dict[str, Any]]) -> float:
+    vals = _numbers(window, field)
+    return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+
+
+def _peak(field: str, window: list[dict[str, Any]]) -> float:
+    return max(_numbers(window, field), default=0.0)
+
+
+def _cpu_wait(window: list[dict[str, Any]]) -> float | None:
+    if len(window) < 2:
+        return None
+    a, b = window[0], window[-1]
+    span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
+    waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
+    return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else None
+
+
+def _hold_ms(samples: list[dict[str, Any]]) -> float | None:
+    window = [r for r in samples if isinstance(r.get("queue_delay_ms"), int | float)]
+    best: float | None = None
+    for a, b in itertools.pairwise(window):
+        pa, pb = a.get("packets"), b.get("packets")
+        if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
+            mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
+            best = mean if best is None else max(best, mean)
+    if best is None and window:
+        best = max(float(r["queue_delay_ms"]) for r in window)
+    return best
+
+
+def _diagnose(
+    cols: HopColumns, i: int, excess: float, handler_ms: float, tel: _Telemetry
+) -> tuple[str, str]:
+    """The likely cause of hop i's excess delay, and the evidence (read from the columns:
+    tens of thousands of out-of-line hops are each made into a `Hop` once, with the cause)."""
+    tol, t0, t1 = cols.tol[i], cols.sent[i], cols.recv[i]
+    src, dst = cols.names[cols.src[i]], cols.names[cols.dst[i]]
+    shape: Mapping[str, Any] = cols.shape_list[cols.shape[i]]
+    key = (src, dst)
+    if handler_ms > tol and handler_ms >= 0.5 * excess:
         return (
             "slow handler",
-            f"{hop.src} took {hop.handler_ms:.1f} ms to validate before forwarding",
+            f"{src} took {handler_ms:.1f} ms to validate before forwarding",
         )
     drops = tel.increase("link", key, "drops", t0, t1)
     retrans = tel.increase("tcp", key, "retrans_total", t0, t1)
@@ -196,7 +222,7 @@ def _diagnose(hop: Hop, shape: Mapping[str, Any], tel: _Telemetry) -> tuple[str,
         ]
         return "loss and retransmit", " and ".join(
             p for p in parts if p
-        ) + f" on {hop.src}->{hop.dst}"
+        ) + f" on {src}->{dst}"
     loss = float(shape.get("loss_pct") or 0)
     if loss > 0 and excess >= 0.75 * MIN_RTO_MS:
         return (
@@ -293,29 +319,25 @@ def _analyse(
         g.add_instance(inst)
     names, nodes, publish = g.names, g.nodes, g.publish
     received = g.had_at()  # for nodes but the origin: the first receipt, else delivery
-    node_ix = [(name, g.ix(name)) for name in nodes]
+    node_ix = [g.ix(name) for name in nodes]
     messages: list[MessageDelay] = []
     for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
-        delays: dict[str, float] = {}
-        for node_name, i in node_ix:
-            t = received.get(m << SHIFT | i)
-            if t is not None and i != origin:
-                delays[node_name] = (t - mono) * 1000
+        had = map(received.get, map(operator.or_, repeat(m << SHIFT), node_ix))
+        delays = {name: (t - mono) * 1000 for name, i, t in zip(nodes, node_ix, had, strict=True)
+                  if t is not None and i != origin}
         messages.append(MessageDelay(g.msgs[m], g.msg_topic[m], names[origin], mono, delays))
 
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
     hop_col = cols.hop_ms()
+    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     outliers = []
-    for i in cols.out_of_line(hop_col):
-        h = cols.hop(i)
-        cause, evidence = _diagnose(h, cols.shape_list[cols.shape[i]], tel)
-        outliers.append(Hop(h.msg_id, h.topic, h.src, h.dst, h.sent_mono, h.recv_mono, h.size,
-                            h.hop_ms, h.expected_ms, h.handler_ms, h.tolerance_ms, cause,
-                            evidence))
+    for i in cols.out_of_line(excess_col):
+        handler_ms = cols.handler_ms(i)
+        cause, evidence = _diagnose(cols, i, excess_col[i], handler_ms, tel)
+        outliers.append(cols.hop(i, cause, evidence, handler_ms))
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
     for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
         hop_ms = array("d", _take(hop_col, rows))
         excess = _take(excess_col, rows)

@@ -118,17 +118,21 @@ def _loads(line: bytes) -> Any:
 
 def _items(data: bytes) -> list[Any]:
     """The JSON value of each line (None for a line that is not JSON)."""
-    lines = list(filter(None, data.split(b"\n")))
-    if not lines:
+    body = data.strip(b"\n")
+    if not body:
         return []
     with no_gc():
-        try:
-            items = orjson.loads(b"[" + b",".join(lines) + b"]")
-            if len(items) == len(lines):
-                return items  # type: ignore[no-any-return]
-        except orjson.JSONDecodeError:
-            pass  # some line is cut short or not JSON: take them one by one
-        return list(map(_loads, lines))
+        for _ in range(2):
+            try:
+                items = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+                if len(items) == body.count(b"\n") + 1:
+                    return items  # type: ignore[no-any-return]
+            except orjson.JSONDecodeError:
+                pass
+            if b"\n\n" not in body:
+                break  # some line is cut short or not JSON: take them one by one
+            body = b"\n".join(filter(None, body.split(b"\n")))  # blank lines between
+        return list(map(_loads, body.split(b"\n")))
 
 
 def _add_rows(cols: dict[str, list[Any]], names: list[Any], rows: list[Any]) -> None:
@@ -158,6 +162,10 @@ def _header(item: Any) -> list[str] | None:
 
 def _add(cols: dict[str, list[Any]], items: list[Any]) -> None:
     """Add a file's lines: objects (the older form) and, after each header, its rows."""
+    names = _header(items[0]) if items else None
+    if names is not None and dict not in set(map(type, itertools.islice(items, 1, None))):
+        _add_rows(cols, names, items[1:])  # the usual: one writer's header, then its rows
+        return
     objects = list(itertools.compress(range(len(items)),
                                       map(isinstance, items, repeat(dict))))
     headers = [i for i in objects if _header(items[i]) is not None]

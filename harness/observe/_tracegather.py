@@ -46,10 +46,6 @@ def _firsts(ks: list[int], monos: list[float], into: dict[int, float]) -> None:
     into.update(first)
 
 
-def _numbers(col: list[Any]) -> bool:
-    return set(map(type, col)) <= {float, int}
-
-
 class Gathered:
     """Every instance's trace records as columns. Names and messages are indexes into
     `names` and `msgs`; a receipt row is the first receipt of (message, from, to) in one
@@ -91,21 +87,23 @@ class Gathered:
             return
         self.nodes.append(inst.id)
         own = self.ix(inst.id)
-        if None in msg or not _numbers(mono):
+        msg_types, mono_types = set(map(type, msg)), set(map(type, mono))
+        if type(None) in msg_types or not mono_types <= {float, int}:
             keep = [i for i, (m, t) in enumerate(zip(msg, mono, strict=True))
                     if m is not None and isinstance(t, int | float)]
             cols = {k: _take(col, keep) for k, col in cols.items()}
             msg, mono = cols["msg_id"], cols["mono"]
+            msg_types, mono_types = set(map(type, msg)), set(map(type, mono))
         if not msg:
             return
-        if set(map(type, mono)) != {float}:
+        if mono_types != {float}:
             mono = cols["mono"] = list(map(float, mono))
         if not all(map(operator.le, mono, itertools.islice(mono, 1, None))):
             # out of time order: sort (stably), so that a key's first row is its earliest
             order = sorted(range(len(mono)), key=mono.__getitem__)
             cols = {k: _take(col, order) for k, col in cols.items()}
             msg, mono = cols["msg_id"], cols["mono"]
-        if set(map(type, msg)) != {str}:
+        if msg_types != {str}:
             msg = list(map(str, msg))
         kind, frm, to, size = cols["kind"], cols["from"], cols["to"], cols["size"]
         if set(map(type, size)) != {int}:
@@ -132,14 +130,14 @@ class Gathered:
             pub = self.publish.get(m[i])
             if pub is None or mono[i] < pub[0]:
                 self.publish[m[i]] = (float(mono[i]), origin, None if size[i] < 0 else size[i])
+        md = list(keys(m, dst))  # (message, the node that had it) of every row
         is_recv = list(map(operator.eq, kind, repeat("receive")))
         for mask, table in ((is_recv, self.first_recv),
                             (list(map(operator.eq, kind, repeat("deliver"))), self.first_deliver)):
-            _firsts(list(keys(compress(m, mask), compress(dst, mask))),
-                    list(compress(mono, mask)), table)
-        # the first receipt of each (message, from, to) said
+            _firsts(list(compress(md, mask)), list(compress(mono, mask)), table)
+        # the first receipt of each (message, to, from) said
         hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
-        hop_keys = list(keys(keys(compress(m, hop), compress(src, hop)), compress(dst, hop)))
+        hop_keys = list(keys(compress(md, hop), compress(src, hop)))
         rows = list(compress(range(len(hop)), hop))
         if len(set(hop_keys)) < len(hop_keys):
             rows = sorted(dict(zip(reversed(hop_keys), reversed(rows), strict=True)).values())

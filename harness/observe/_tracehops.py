@@ -6,13 +6,15 @@ a million hops: they are computed with C-level builtins over whole columns, and 
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import functools
 import itertools
+import math
 import operator
 from array import array
 from itertools import compress, repeat
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from harness.observe._shapes import Shape, ShapeTimeline
 from harness.observe._tracegather import SHIFT, Gathered, keys
@@ -62,20 +64,37 @@ class HopColumns:
                  rel_tol: float) -> None:
         self.msgs, self.topics, self.names = g.msgs, g.msg_topic, g.names
         self._publish, self._recv, self._deliver = g.publish, g.first_recv, g.first_deliver
+        # (message, node) as a flat index m * n + node: a list lookup where a dict of a
+        # hundred thousand keys would miss the cache on every one of close to a million hops;
+        # NaN where the node never had the message (no receipt is >= NaN)
+        n, mask = len(self.names), (1 << SHIFT) - 1
         had = g.had_at()
-        sent: list[Any] = list(map(had.get, keys(g.r_msg, g.r_src)))  # had's own floats
+        had_keys = list(had)
+        had_ix = list(map(operator.add, map(operator.mul, map(operator.rshift, had_keys,
+                                                              repeat(SHIFT)), repeat(n)),
+                          map(operator.and_, had_keys, repeat(mask))))
+        had_at = [math.nan] * (len(self.msgs) * n)
+        collections.deque(map(had_at.__setitem__, had_ix, had.values()), maxlen=0)
+        # each sender's (network state when it had the message, itself) as the high bits of
+        # a key (state, src, dst): per (message, node), not per hop (hops share a sender)
+        state_src = [0] * len(had_at)
+        states = map(functools.partial(bisect.bisect_right, tl.state_monos), had.values())
+        collections.deque(map(state_src.__setitem__, had_ix, map(
+            operator.or_, map(operator.lshift, states, repeat(2 * SHIFT)),
+            map(operator.lshift, map(operator.and_, had_keys, repeat(mask)), repeat(SHIFT)))),
+            maxlen=0)
+        del had_keys, had_ix
         msg, src, dst, recv, size = g.r_msg, g.r_src, g.r_dst, g.r_mono, g.r_size
-        if None in sent or not all(map(operator.ge, recv, sent)):
+        sender = list(map(operator.add, map(operator.mul, msg, repeat(n)), src))
+        sent = list(map(had_at.__getitem__, sender))  # had's own floats
+        if not all(map(operator.ge, recv, sent)):
             # a receipt from a node that never had the message, or before it had it
-            ok = [s is not None and r >= s for r, s in zip(recv, sent, strict=True)]
+            ok = list(map(operator.ge, recv, sent))
             msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
             recv, sent = _keep(recv, ok), list(compress(sent, ok))
-
-        # the shape of each hop: by (network state when sent, src, dst)
-        def state_links() -> map[int]:
-            states = map(functools.partial(bisect.bisect_right, tl.state_monos), sent)
-            at = map(operator.lshift, states, repeat(2 * SHIFT))
-            return map(operator.or_, at, keys(src, dst))  # state, src, dst
+            sender = list(compress(sender, ok))
+        state_link = array("q", map(operator.or_, map(state_src.__getitem__, sender), dst))
+        del sender, state_src, had_at
 
         self.shape_list: list[Shape] = []
         shape_ix: dict[int, int] = {}
@@ -83,8 +102,6 @@ class HopColumns:
         latency_of: list[float] = []
         bandwidth_of: list[float] = []
         dropped: set[int] = set()
-        mask = (1 << SHIFT) - 1
-        state_link = array("q", state_links())
         for k, row in dict(zip(state_link, itertools.count())).items():
             shape = tl.at(self.names[k >> SHIFT & mask], self.names[k & mask], sent[row])
             latency = float(shape.get("latency_ms") or 0)
@@ -101,7 +118,8 @@ class HopColumns:
         if dropped:  # hops over a cut link (sent before the cut)
             ok = [s not in dropped for s in shape_col]
             msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
-            recv, sent, shape_col = _keep(recv, ok), list(compress(sent, ok)), _keep(shape_col, ok)
+            recv, sent = _keep(recv, ok), list(compress(sent, ok))
+            shape_col = _keep(shape_col, ok)
         if -1 in size:  # unknown: the size published
             pub_size = {m: -1 if p[2] is None else p[2] for m, p in self._publish.items()}
             size = array("q", [s if s >= 0 else pub_size.get(m, -1)
@@ -112,7 +130,7 @@ class HopColumns:
             self.expected = array("d", [e + s * 8 / b * 1000 if b and s > 0 else e
                                         for e, s, b in zip(self.expected, size, bws, strict=True)])
         self.msg, self.src, self.dst, self.recv, self.size = msg, src, dst, recv, size
-        self.sent = array("d", sent)
+        self.sent = sent  # a list: had's own floats, shared rather than copied
         self.tol = array("d", map(tol_of.__getitem__, shape_col))
         self.shape = shape_col
 
@@ -124,10 +142,10 @@ class HopColumns:
         return array("d", map(operator.mul, map(operator.sub, self.recv, self.sent),
                               repeat(1000.0)))
 
-    def out_of_line(self, hop_ms: array[float]) -> list[int]:
-        """The hops whose excess over the configured delay is beyond the tolerance."""
-        excess = map(operator.sub, hop_ms, self.expected)
-        return list(compress(range(len(hop_ms)), map(operator.gt, excess, self.tol)))
+    def out_of_line(self, excess_ms: array[float]) -> list[int]:
+        """The hops whose excess over the configured delay (`excess_ms`, each hop's delay
+        minus `expected`) is beyond the tolerance."""
+        return list(compress(range(len(excess_ms)), map(operator.gt, excess_ms, self.tol)))
 
     def by_link(self) -> list[tuple[int, int, list[int]]]:
         """(src, dst, the hops' indexes in order) of each link."""
@@ -147,13 +165,16 @@ class HopColumns:
             return 0.0
         return max(0.0, (delivered - got) * 1000) if delivered <= self.recv[i] else 0.0
 
-    def hop(self, i: int, cause: str | None = None, evidence: str = "") -> Hop:
-        """Hop i as an object."""
+    def hop(self, i: int, cause: str | None = None, evidence: str = "",
+            handler_ms: float | None = None) -> Hop:
+        """Hop i as an object (`handler_ms`: its sender's, when known already)."""
         size, m = self.size[i], self.msg[i]
+        if handler_ms is None:
+            handler_ms = self.handler_ms(i)
         return Hop(self.msgs[m], self.topics[m], self.names[self.src[i]],
                    self.names[self.dst[i]], self.sent[i], self.recv[i],
                    None if size < 0 else size, (self.recv[i] - self.sent[i]) * 1000,
-                   self.expected[i], self.handler_ms(i), self.tol[i], cause, evidence)
+                   self.expected[i], handler_ms, self.tol[i], cause, evidence)
 
     def hops(self, outliers: list[Hop]) -> list[Hop]:
         """Every hop, by the time it was sent (the out-of-line ones as diagnosed)."""

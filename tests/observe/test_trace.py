@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -141,3 +142,28 @@ def test_shape_timeline_reads_requests() -> None:
     assert tl.at("g/2", "g/0", 45) == {"latency_ms": 9}
     assert len(tl.changes) == 4  # the malformed request is ignored
     assert tl.matrix()[("g/2", "g/0")] == {"latency_ms": 9}
+
+
+def test_a_receipt_from_a_node_that_never_had_the_message_or_not_yet_or_again_is_no_hop(
+    run_factory: Callable[..., Path],
+) -> None:
+    run_dir = run_factory(instances=4, messages=2, change_at=None)
+    before = {(h.msg_id, h.src, h.dst) for h in analyse_traces(run_dir).hops}
+    trace = run_dir / "single" / "3" / "trace.jsonl"
+    recs = [json.loads(line) for line in trace.read_text().splitlines()]
+    got = next(r for r in recs if r["kind"] == "receive" and r["msg_id"] == "m000")
+    published = next(json.loads(line) for line in
+                     (run_dir / "single" / "0" / "trace.jsonl").read_text().splitlines()
+                     if '"publish"' in line)
+    extra = [
+        {**got, "from": "ghost"},  # a sender with no trace: it never had m000
+        {**got, "from": published["from"], "mono": published["mono"] - 0.5,
+         "ts": published["ts"] - 0.5},  # from m000's origin, before it published it
+        {**got, "mono": got["mono"] + 0.5, "ts": got["ts"] + 0.5},  # again: not a hop again
+    ]
+    trace.write_text(trace.read_text() + "".join(json.dumps(r) + "\n" for r in extra))
+    a = analyse_traces(run_dir)
+    assert ("m000", "single/0", "single/3") not in before
+    assert sorted((h.msg_id, h.src, h.dst) for h in a.hops) == sorted(before)
+    assert got["mono"] in {h.recv_mono for h in a.hops if h.msg_id == "m000"}  # the first kept
+    assert "ghost" not in {ln.src for ln in a.links}

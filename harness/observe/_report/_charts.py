@@ -8,7 +8,7 @@ from html import escape
 from harness.observe import _svg
 from harness.observe._metrics import read_metrics
 from harness.observe._report._data import RunData
-from harness.observe._scrape import read_scraped
+from harness.observe._stored import read_scraped
 
 Series = dict[str, list[tuple[float, float]]]
 
@@ -122,24 +122,32 @@ def telemetry_section(r: RunData) -> str:
     rtt: dict[str, list[tuple[float, float]]] = defaultdict(list)
     retrans: dict[str, list[tuple[float, float]]] = defaultdict(list)
     errors = []
+    # the series' names, by the raw values they come from (tens of thousands of samples
+    # over a few hundred links and connections)
+    link_keys: dict[tuple[str, str], str] = {}
+    tcp_keys: dict[tuple[str, str], str] = {}
     for rec in recs:
         t = r.rel(rec)
         if t is None:
             continue
-        if rec.get("kind") == "link":
-            key = f"{tl_names.name(rec.get('src'))}→{tl_names.name(rec.get('dst'))}"
+        kind = rec.get("kind")
+        if kind == "link":
+            raw = (str(rec.get("src")), str(rec.get("dst")))
+            key = link_keys.get(raw) or link_keys.setdefault(
+                raw, f"{tl_names.name(raw[0])}→{tl_names.name(raw[1])}")
             if isinstance(rec.get("queue_delay_ms"), int | float):
                 queue[key].append((t, float(rec["queue_delay_ms"])))
             if isinstance(rec.get("drops"), int | float):
                 drops[key].append((t, float(rec["drops"])))
-        elif rec.get("kind") == "tcp":
-            peer = tl_names.name(str(rec.get("peer", "")).rsplit(":", 1)[0])
-            key = f"{rec.get('instance')}→{peer}"
+        elif kind == "tcp":
+            raw = (str(rec.get("instance")), str(rec.get("peer", "")))
+            key = tcp_keys.get(raw) or tcp_keys.setdefault(
+                raw, f"{raw[0]}→{tl_names.name(raw[1].rsplit(':', 1)[0])}")
             if isinstance(rec.get("rtt_ms"), int | float):
                 rtt[key].append((t, float(rec["rtt_ms"])))
             if isinstance(rec.get("retrans_total"), int | float):
                 retrans[key].append((t, float(rec["retrans_total"])))
-        elif rec.get("kind") == "error":
+        elif kind == "error":
             errors.append(f"{rec.get('source')}: {rec.get('error')}")
     if not (queue or rtt or errors):
         return (

@@ -11,7 +11,7 @@ from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import instance_dirs
 from harness.observe._runrecord import InstanceRecord, RunRecord, load_run
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._telemetry import read_telemetry
+from harness.observe._stored import read_telemetry
 from harness.observe._trace import TraceAnalysis, analyse_loaded
 
 
