@@ -66,6 +66,9 @@ class Network:
         self._by_name: dict[str, Host] = {}
         self._policy = Policy()
         self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Change] = []
+        """Changes asked for and not applied yet (`_change`)."""
         self._firewall: Firewall | None = None
         self._created: list[str] = []
         self._manifest = False
@@ -342,32 +345,76 @@ class Network:
     def _change(
         self, update: Callable[[Policy], Policy], op: str, asked_by: str, asked: dict[str, Any]
     ) -> None:
-        # The new policy is derived under the lock: changes asked for from several threads
-        # at once (one per instance's request) must build on each other, not on a stale copy.
+        # Changes asked for from several threads at once (one per instance's request) build
+        # on each other under the lock, never on a stale copy. They are applied in batches:
+        # whoever takes the lock applies every change queued by then, in order, with one
+        # backend update, since each update costs about the whole matrix (a hundred hosts
+        # asking for their shape at start-up: a few updates, not a hundred).
+        change = _Change(update, op, asked_by, asked)
+        with self._queue_lock:
+            self._queue.append(change)
         with self._lock:
+            if not change.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._apply_batch(batch)
+        if change.error is not None:
+            raise change.error
+
+    def _apply_batch(self, batch: list[_Change]) -> None:
+        """Apply `batch` in order: a change that is refused (bad input) fails alone; if
+        the backend or the firewall fails, every change of the batch fails and nothing of
+        it is applied."""
+        try:
             self._check_open()
             if not self._hosts:
                 raise RequestError("build the network before changing it")
-            old = self._policy
-            new = update(old)
-            old_drops, new_drops = old.drops(self._by_ip), new.drops(self._by_ip)
-            firewall_changed = False
+        except BaseException as exc:
+            for change in batch:
+                change.finish(exc)
+            raise
+        try:
+            self._apply_steps(batch)
+        finally:
+            for change in batch:  # reached only if something unexpected broke off the batch
+                if not change.done:
+                    change.finish(NetworkError("not applied: the batch it was in broke off"))
+
+    def _apply_steps(self, batch: list[_Change]) -> None:
+        old = policy = self._policy
+        steps: list[tuple[_Change, Policy, Policy]] = []
+        for change in batch:
             try:
-                if self._firewall is not None and new_drops != old_drops:
-                    firewall_changed = True
-                    self._firewall.apply(new_drops)
-                self.backend.apply(new.matrix(self._by_ip))
-            except BaseException:
-                if firewall_changed and self._firewall is not None:
-                    self._firewall.apply(old_drops)
-                raise
-            self._policy = new
+                new = change.update(policy)
+            except Exception as exc:  # its own bad input: the others go on
+                change.finish(exc)
+                continue
+            steps.append((change, policy, new))
+            policy = new
+        old_drops, new_drops = old.drops(self._by_ip), policy.drops(self._by_ip)
+        firewall_changed = False
+        try:
+            if self._firewall is not None and new_drops != old_drops:
+                firewall_changed = True
+                self._firewall.apply(new_drops)
+            matrix = policy.matrix(self._by_ip)
+            self.backend.apply(matrix)
+        except BaseException as exc:
+            if firewall_changed and self._firewall is not None:
+                self._firewall.apply(old_drops)
+            for change, _, _ in steps:
+                change.finish(exc)
+            raise
+        self._policy = policy
+        for change, before, after in steps:
+            drops_before, drops_after = before.drops(self._by_ip), after.drops(self._by_ip)
             applied = {
-                "cut": _pairs(new_drops - old_drops),
-                "restored": _pairs(old_drops - new_drops),
-                "shaped": len(new.matrix(self._by_ip)),
+                "cut": _pairs(drops_after - drops_before),
+                "restored": _pairs(drops_before - drops_after),
+                "shaped": len(matrix),  # once its whole batch is applied
             }
-            self._recorder.write(op, asked_by, asked, applied)
+            self._recorder.write(change.op, change.asked_by, change.asked, applied)
+            change.finish(None)
 
     def link_stats(self) -> Mapping[Pair, LinkStats]:
         """The backend's counters per shaped direction (safe while others change the net)."""
@@ -442,6 +489,23 @@ class Network:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._hosts)} hosts"
         return f"<Network {self.prefix} {self.subnet} {state}>"
+
+
+class _Change:
+    """One change asked for: how it derives the policy, what the record says, and how it
+    ended (``done``; ``error`` None when it was applied)."""
+
+    __slots__ = ("asked", "asked_by", "done", "error", "op", "update")
+
+    def __init__(
+        self, update: Callable[[Policy], Policy], op: str, asked_by: str, asked: dict[str, Any]
+    ) -> None:
+        self.update, self.op, self.asked_by, self.asked = update, op, asked_by, asked
+        self.done = False
+        self.error: BaseException | None = None
+
+    def finish(self, error: BaseException | None) -> None:
+        self.done, self.error = True, error
 
 
 def _check_privileges() -> None:

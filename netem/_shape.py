@@ -73,7 +73,11 @@ class LinkShape:
     @property
     def needs_delay_engine(self) -> bool:
         """True when the shape needs more than a rate limiter (delay, loss, ...)."""
-        return dataclasses.replace(self, bandwidth_bps=None) != IDENTITY
+        # Called for every direction of a matrix at every change: the fields, not a copy.
+        return bool(
+            self.latency_ms or self.jitter_ms or self.loss_pct or self.corrupt_pct
+            or self.duplicate_pct or self.reorder_pct
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every field."""

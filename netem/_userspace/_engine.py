@@ -302,7 +302,7 @@ class Engine:
             # the table first, so a newly queued packet always finds its shape
             self._request([*lines, "commit"], until="ok")
             if pairs != self._pairs:
-                text, sources = _rules.render_update(pairs, self.queue_num, self._sources)
+                text, sources = _rules.render_update(pairs, self.queue_num, self._pairs)
                 try:
                     _rules.restore(self.netns, text)
                 except _rules.RulesError as exc:

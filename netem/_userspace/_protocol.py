@@ -13,6 +13,7 @@ Shared by the C engine (engine.c) and the Python engine (_pyengine.py):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 
@@ -37,24 +38,33 @@ def _num(value: float) -> str:
 def pair_line(pair: Pair, shape: LinkShape) -> str:
     """The `pair` command for one direction (bandwidth is not the engine's job)."""
     src, dst = pair
+    return f"pair {src} {dst} {_shape_fields(shape)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_fields(shape: LinkShape) -> str:
+    # A matrix holds a few distinct shapes over many directions: each is written once.
     return " ".join(
-        (
-            "pair",
-            str(src),
-            str(dst),
-            _num(shape.latency_ms * 1000),
-            _num(shape.jitter_ms * 1000),
-            _num(shape.loss_pct),
-            _num(shape.corrupt_pct),
-            _num(shape.duplicate_pct),
-            _num(shape.reorder_pct),
+        _num(v)
+        for v in (
+            shape.latency_ms * 1000,
+            shape.jitter_ms * 1000,
+            shape.loss_pct,
+            shape.corrupt_pct,
+            shape.duplicate_pct,
+            shape.reorder_pct,
         )
     )
 
 
 def update_lines(matrix: Mapping[Pair, LinkShape]) -> list[str]:
     """The commands that make `matrix` the engine's whole table."""
-    return [pair_line(pair, shape) for pair, shape in matrix.items() if shape.needs_delay_engine]
+    text = {ip: str(ip) for pair in matrix for ip in pair}  # str() of an address is slow
+    return [
+        f"pair {text[src]} {text[dst]} {_shape_fields(shape)}"
+        for (src, dst), shape in matrix.items()
+        if shape.needs_delay_engine
+    ]
 
 
 class ProtocolError(RuntimeError):

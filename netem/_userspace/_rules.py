@@ -29,28 +29,44 @@ def sub_chain(src: IPv4Address) -> str:
 
 
 def render_update(
-    pairs: Iterable[Pair], queue_num: int, old_sources: Iterable[IPv4Address]
+    pairs: Iterable[Pair], queue_num: int, old_pairs: Iterable[Pair] = ()
 ) -> tuple[str, set[IPv4Address]]:
-    """The iptables-restore text that makes NETEM-QUEUE queue exactly `pairs`.
+    """The iptables-restore text that makes NETEM-QUEUE queue exactly `pairs`, when it
+    queues `old_pairs` now (what the last update made it queue).
 
-    Returns the text and the set of sources that now have a chain.
+    Only the chains of sources whose destinations changed are written again (a host's
+    request changes its own source's chain, not the other N - 1), and NETEM-QUEUE's jumps
+    only when the set of sources changes. Returns the text and the sources that now have
+    a chain.
     """
-    by_src: dict[IPv4Address, list[IPv4Address]] = {}
-    for src, dst in sorted(set(pairs)):
-        by_src.setdefault(src, []).append(dst)
-    gone = sorted(set(old_sources) - set(by_src))
-    lines = ["*filter", f":{CHAIN} - [0:0]"]
+    by_src = _by_source(pairs)
+    old_by_src = _by_source(old_pairs)
+    gone = sorted(set(old_by_src) - set(by_src))
+    changed = [src for src, dsts in by_src.items() if old_by_src.get(src) != dsts]
+    lines = ["*filter"]
+    jumps = set(by_src) != set(old_by_src) or not old_by_src
+    if jumps:
+        lines.append(f":{CHAIN} - [0:0]")
     # declaring an existing chain under --noflush flushes it
-    lines += [f":{sub_chain(src)} - [0:0]" for src in [*by_src, *gone]]
-    for src, dsts in by_src.items():
-        lines.append(f"-A {CHAIN} -s {src}/32 -j {sub_chain(src)}")
+    lines += [f":{sub_chain(src)} - [0:0]" for src in [*changed, *gone]]
+    if jumps:
+        lines += [f"-A {CHAIN} -s {src}/32 -j {sub_chain(src)}" for src in by_src]
+    for src in changed:
         lines += [
             f"-A {sub_chain(src)} -d {dst}/32 -j NFQUEUE --queue-num {queue_num} --queue-bypass"
-            for dst in dsts
+            for dst in by_src[src]
         ]
     lines += [f"-X {sub_chain(src)}" for src in gone]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n", set(by_src)
+
+
+def _by_source(pairs: Iterable[Pair]) -> dict[IPv4Address, list[IPv4Address]]:
+    by_src: dict[IPv4Address, set[IPv4Address]] = {}
+    for src, dst in pairs:
+        by_src.setdefault(src, set()).add(dst)
+    # sorted by the addresses' numbers: comparing IPv4Address objects is slow
+    return {src: sorted(by_src[src], key=int) for src in sorted(by_src, key=int)}
 
 
 def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_chain: bool,

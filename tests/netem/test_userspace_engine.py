@@ -249,7 +249,7 @@ def test_parse_stats() -> None:
 
 
 def test_rules_queue_per_source_chain_and_delete_stale_ones() -> None:
-    text, sources = _rules.render_update([(A, B), (A, C), (B, A)], 3, old_sources=[A, C])
+    text, sources = _rules.render_update([(A, B), (A, C), (B, A)], 3, old_pairs=[(A, B), (C, A)])
     lines = text.splitlines()
     assert sources == {A, B}
     assert lines[0] == "*filter" and lines[-1] == "COMMIT"
@@ -261,6 +261,25 @@ def test_rules_queue_per_source_chain_and_delete_stale_ones() -> None:
     assert sum(queue in ln for ln in lines) == 3
     # C's chain is flushed (declared) before it is deleted
     assert lines.index(":NETEM-Q-c6120003 - [0:0]") < lines.index("-X NETEM-Q-c6120003")
+
+
+def test_rules_rewrite_only_the_chains_of_sources_whose_destinations_changed() -> None:
+    """A host's own request changes its source's chain: the other chains and the jumps to
+    them stay as they are (at 100 hosts, 99 rules per request instead of 9,900)."""
+    old = [(A, B), (A, C), (B, A)]
+    text, sources = _rules.render_update([*old, (C, A)], 3, old_pairs=old)
+    lines = text.splitlines()
+    assert sources == {A, B, C}
+    assert [ln for ln in lines if ln.startswith(":")] == [":NETEM-QUEUE - [0:0]",
+                                                          ":NETEM-Q-c6120003 - [0:0]"]
+    assert sum("NFQUEUE" in ln for ln in lines) == 1  # C -> A, not A's or B's again
+    assert "-A NETEM-QUEUE -s 198.18.0.1/32 -j NETEM-Q-c6120001" in lines  # jumps, rebuilt
+    text, _ = _rules.render_update([(A, B), (B, A), (C, A)], 3, old_pairs=[*old, (C, A)])
+    lines = text.splitlines()
+    assert [ln for ln in lines if ln.startswith(":")] == [":NETEM-Q-c6120001 - [0:0]"]
+    assert lines[1:-1] == [":NETEM-Q-c6120001 - [0:0]",
+                           "-A NETEM-Q-c6120001 -d 198.18.0.2/32 -j NFQUEUE --queue-num 3 "
+                           "--queue-bypass"]  # the same sources: NETEM-QUEUE untouched
 
 
 def test_teardown_removes_only_what_was_created() -> None:
