@@ -218,7 +218,9 @@ async def _start_redis(tmp: Path, nursery: trio.Nursery) -> tuple[str, int]:
     assert server is not None
     sock = tmp / "redis.sock"
     argv = [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(tmp), "--maxclients", "10000"]
+            "--save", "", "--appendonly", "no", "--dir", str(tmp), "--maxclients", "10000",
+            # 1,000 clients connect at once: a backlog of 511 (the default) refuses some
+            "--tcp-backlog", "4096"]
     proc = await nursery.start(functools.partial(trio.run_process, argv,
                                                  stdout=subprocess.DEVNULL, check=False))
     with trio.fail_after(10):
