@@ -145,24 +145,26 @@ async def test_garbage_from_a_peer_is_dropped() -> None:
         tg.cancel_scope.cancel()
 
 
+def _hold_and_sync(node: Gossip) -> list[Json]:
+    """What `node` is given on topic "t", which it also offers to sync (digest: the items)."""
+    held: list[Json] = []
+
+    def handle(data: Json) -> bool:
+        held.append(data)
+        return True
+
+    node.subscribe("t", handle)
+    node.set_sync(
+        lambda: {"t": str(sorted(d["n"] for d in held))},
+        lambda key: [("t", d) for d in held],
+    )
+    return held
+
+
 async def test_sync_repairs_what_a_cut_link_lost() -> None:
     net = MemoryNetwork(seed=5, default=MemoryLink(delay=0.01))
     a, b = make_nodes(net, 2, target=1)
-    held: dict[str, list[Json]] = {"a": [], "b": []}
-
-    def wire(node: Gossip, name: str) -> None:
-        def handle(data: Json) -> bool:
-            held[name].append(data)
-            return True
-
-        node.subscribe("t", handle)
-        node.set_sync(
-            lambda: {"t": str(sorted(d["n"] for d in held[name]))},
-            lambda key: [("t", d) for d in held[name]],
-        )
-
-    wire(a, "a")
-    wire(b, "b")
+    held = {"a": _hold_and_sync(a), "b": _hold_and_sync(b)}
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
         await tg.start(a.run)
@@ -297,21 +299,7 @@ async def test_a_node_gets_what_was_flooded_before_it_connected() -> None:
     still looking for peers arrives at once, not at the next periodic sync."""
     net = MemoryNetwork(seed=9, default=MemoryLink(delay=0.01))
     a, b = make_nodes(net, 2, target=1)
-    held: dict[str, list[Json]] = {"a": [], "b": []}
-
-    def wire(node: Gossip, name: str) -> None:
-        def handle(data: Json) -> bool:
-            held[name].append(data)
-            return True
-
-        node.subscribe("t", handle)
-        node.set_sync(
-            lambda: {"t": str(sorted(d["n"] for d in held[name]))},
-            lambda key: [("t", d) for d in held[name]],
-        )
-
-    wire(a, "a")
-    wire(b, "b")
+    held = {"a": _hold_and_sync(a), "b": _hold_and_sync(b)}
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
         await tg.start(a.run)
