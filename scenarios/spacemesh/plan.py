@@ -82,6 +82,8 @@ class NodeAddr:
 GENESIS = sdk.Topic("genesis", float)
 POETS = sdk.Topic("poets", PoetAddr)
 GATEWAYS = sdk.Topic("gateways", GatewayAddr)
+POETS_SERVING = "poets-serving"
+"""The state each PoET signals once it answers submissions."""
 REPORTS = sdk.Topic("reports", Report)
 NODES = sdk.Topic("nodes", NodeAddr)
 TXS = sdk.Topic("transactions", list)
@@ -233,6 +235,7 @@ async def start(env: sdk.RunEnv) -> None:
                     clock=HarnessClock(env.clock), task_status=task_status,
                 )
             )
+            await env.sync.signal_entry(POETS_SERVING)
             reports = await REPORTS.collect(env.sync, expected)
             problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
             delivered = sum(1 for b in service.broadcasts.values() if b.delivered)
@@ -240,6 +243,10 @@ async def start(env: sdk.RunEnv) -> None:
         else:
             if node_index in late_start:  # add_nodes: this miner joins late, from genesis
                 await anyio.sleep(max(0.0, late_start[node_index] - time.time()))
+            if role == "miner":
+                # A miner registers with every PoET at its first try: each must be serving
+                # by then (a node that starts first would register with fewer).
+                await env.sync.barrier(POETS_SERVING, int(p["poets"]))
             data_dir, checkpoint = env.outputs_path / "data", None
             if env.is_restart and (layer := int(p.get("checkpoint_layer", 0))) > 0:
                 data_dir = env.outputs_path / f"data-{env.restarts}"
