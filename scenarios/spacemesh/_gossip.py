@@ -61,7 +61,8 @@ class _Peer:
     sent_me: OrderedDict[bytes, None] = dataclasses.field(default_factory=OrderedDict)
     """Ids of the last messages this peer sent us: relaying them back would be a duplicate."""
 
-    def has_sent(self, mid: bytes) -> None:
+    def sent_us(self, mid: bytes) -> None:
+        """Note that this peer sent us message `mid` (the last `_SENT_LIMIT` are kept)."""
         sent = self.sent_me
         sent[mid] = None
         if len(sent) > _SENT_LIMIT:
@@ -407,7 +408,7 @@ class Gossip:
         topic = self._seen.get(mid)
         if topic is None:
             return False
-        peer.has_sent(raw)
+        peer.sent_us(raw)
         self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         self._received[topic] = self._received.get(topic, 0) + 1
         return True
@@ -430,7 +431,7 @@ class Gossip:
         self._received[topic] = self._received.get(topic, 0) + 1
         if not self._mark_seen(mid, topic):
             return
-        peer.has_sent(mid.encode())
+        peer.sent_us(mid.encode())
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
             return
