@@ -124,7 +124,8 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
         # The bridge knows every host's port from the start: it would otherwise flood a
         # frame for a host it has not heard from yet to every port, and at a few hundred
         # hosts those copies overflow the kernel's receive backlog and drop packets.
-        ports = nl.link_indexes(sock)
+        with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
+            ports = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
         fdb = [nl.add_fdb(ports[h.hub_ifname], names.host_mac(h.ip)) for h in hosts]
         for start in range(0, len(fdb), nl.BATCH):
             nl.send_batch(sock, fdb[start : start + nl.BATCH])

@@ -25,9 +25,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_NLM_F_DUMP = 0x300
-_RTM_GETLINK = 18
+_NLMSG_ERROR = 2
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _ERRNO = struct.Struct("=i")
 
@@ -167,45 +165,3 @@ def send_batch(sock: socket.socket, messages: Sequence[nlmsg_base | bytes]) -> N
             offset += (length + 3) & ~3
     if first_error is not None:
         raise NetlinkError(first_error[1])
-
-
-def link_indexes(sock: socket.socket) -> dict[str, int]:
-    """Every link of the namespace `sock` belongs to, by name: its ifindex (`ip link`).
-    Read by hand: pyroute2 decodes every attribute of every link, ~2 ms a link."""
-    seq = 0x4C494E4B  # any number: the dump's replies carry it
-    request = _HEADER.pack(_HEADER.size + _IFINFOMSG.size, _RTM_GETLINK,
-                           NLM_F_REQUEST | _NLM_F_DUMP, seq, 0) + _IFINFOMSG.pack(0, 0, 0, 0, 0)
-    sock.send(request)
-    links: dict[str, int] = {}
-    while True:
-        data = sock.recv(1 << 20)
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, kind, _, got, _ = _HEADER.unpack_from(data, offset)
-            if length < _HEADER.size:
-                break
-            if got == seq:
-                if kind == _NLMSG_DONE:
-                    return links
-                if kind == _NLMSG_ERROR:
-                    (code,) = _ERRNO.unpack_from(data, offset + _HEADER.size)
-                    raise NetlinkError(-code)
-                if kind == RTM_NEWLINK:
-                    name, index = _link_name(data, offset, length)
-                    if name is not None:
-                        links[name] = index
-            offset += (length + 3) & ~3
-
-
-def _link_name(data: bytes, offset: int, length: int) -> tuple[str | None, int]:
-    """The IFLA_IFNAME and the ifindex of the RTM_NEWLINK message at `offset`."""
-    _, _, index, _, _ = _IFINFOMSG.unpack_from(data, offset + _HEADER.size)
-    at, end = offset + _HEADER.size + _IFINFOMSG.size, offset + length
-    while at + 4 <= end:
-        size, kind = struct.unpack_from("=HH", data, at)
-        if size < 4:
-            break
-        if kind & 0x3FFF == _IFLA_IFNAME:  # without the nested and byte-order flags
-            return data[at + 4 : at + size].split(b"\0", 1)[0].decode(), index
-        at += (size + 3) & ~3
-    return None, index

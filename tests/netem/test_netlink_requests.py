@@ -82,16 +82,3 @@ def test_a_veth_is_encoded_as_pyroute2_does(names: tuple[str, str]) -> None:
 def test_an_address_is_encoded_as_pyroute2_does(ip: str, prefixlen: int) -> None:
     address = IPv4Address(ip)
     assert nl.add_address(2, address, prefixlen) == _add_address(2, address, prefixlen)
-
-
-def test_the_links_by_name_are_what_pyroute2_reads() -> None:
-    """Read from this namespace (reading changes nothing): the same names and indexes."""
-    from pyroute2 import IPRoute
-
-    from netem._build._ns import netlink_socket
-
-    with IPRoute() as ipr:
-        expected = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
-    with netlink_socket() as sock:
-        assert nl.link_indexes(sock) == expected
-    assert "lo" in expected
