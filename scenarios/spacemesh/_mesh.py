@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from ._codec import Json, canonical, h, hash_json
 from ._eligibility import SCALE, ballot_weight, beacon, hare_seats, num_slots, slot_counts
@@ -101,6 +102,8 @@ def _signed(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "sig": signer.sign(canonical(body))}
 
 
+K = TypeVar("K", bound=Hashable)
+
 _VERIFIED: dict[str, bool] = {}
 """Signature verdicts by message id, shared by every mesh of the process: a pure function
 of the message, so the nodes of a simulation verify each signature once between them
@@ -117,6 +120,17 @@ _ATX_PROOFS: dict[tuple[str, str, int, int, int], bool] = {}
 """An ATX's PoET membership and PoST verdicts, by the ATX's id, the proof's statement and
 leaf count and the parameters they are checked with: shared by every mesh of the process,
 as `_VERIFIED` is (every node of a simulation checks each ATX)."""
+
+
+def _verdict(cache: dict[K, bool], key: K, check: Callable[[], bool]) -> bool:
+    """`check()`'s verdict for `key`, computed once per process (the cache is emptied when
+    it reaches `_VERIFIED_LIMIT`)."""
+    known = cache.get(key)
+    if known is None:
+        if len(cache) >= _VERIFIED_LIMIT:
+            cache.clear()
+        known = cache[key] = check()
+    return known
 
 
 def _atx_proofs_valid(atx: dict[str, Any], proof: dict[str, Any], params: MeshParams) -> bool:
@@ -311,12 +325,7 @@ class Mesh:
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
         key = hash_json(msg)  # the whole message: a signature is only valid with its body
-        known = _VERIFIED.get(key)
-        if known is None:
-            if len(_VERIFIED) >= _VERIFIED_LIMIT:
-                _VERIFIED.clear()
-            known = _VERIFIED[key] = _signature_valid(msg)
-        return known
+        return _verdict(_VERIFIED, key, lambda: _signature_valid(msg))
 
     def add(self, kind: str, msg: Json) -> bool:
         """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate,
@@ -418,12 +427,7 @@ class Mesh:
             return False
         key = (hash_json(atx), str(proof["statement"]), int(proof["leaf_count"]),
                self.params.labels_per_unit, self.params.pow_bits)  # fmt: skip
-        known = _ATX_PROOFS.get(key)
-        if known is None:
-            if len(_ATX_PROOFS) >= _VERIFIED_LIMIT:
-                _ATX_PROOFS.clear()
-            known = _ATX_PROOFS[key] = _atx_proofs_valid(atx, proof, self.params)
-        return known
+        return _verdict(_ATX_PROOFS, key, lambda: _atx_proofs_valid(atx, proof, self.params))
 
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
         mid = hash_json(msg)
