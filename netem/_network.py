@@ -381,17 +381,19 @@ class Network:
                     change.finish(NetworkError("not applied: the batch it was in broke off"))
 
     def _apply_steps(self, batch: list[_Change]) -> None:
-        old = policy = self._policy
-        steps: list[tuple[_Change, Policy, Policy]] = []
+        policy = self._policy
+        old_drops = new_drops = policy.drops(self._by_ip)
+        # each applied change, with the drops before and after it (each policy's once)
+        steps: list[tuple[_Change, frozenset[Pair], frozenset[Pair]]] = []
         for change in batch:
             try:
-                new = change.update(policy)
+                policy = change.update(policy)
             except Exception as exc:  # its own bad input: the others go on
                 change.finish(exc)
                 continue
-            steps.append((change, policy, new))
-            policy = new
-        old_drops, new_drops = old.drops(self._by_ip), policy.drops(self._by_ip)
+            drops = policy.drops(self._by_ip)
+            steps.append((change, new_drops, drops))
+            new_drops = drops
         firewall_changed = False
         try:
             if self._firewall is not None and new_drops != old_drops:
@@ -406,8 +408,7 @@ class Network:
                 change.finish(exc)
             raise
         self._policy = policy
-        for change, before, after in steps:
-            drops_before, drops_after = before.drops(self._by_ip), after.drops(self._by_ip)
+        for change, drops_before, drops_after in steps:
             applied = {
                 "cut": _pairs(drops_after - drops_before),
                 "restored": _pairs(drops_before - drops_after),
