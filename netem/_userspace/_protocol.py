@@ -38,6 +38,10 @@ def _num(value: float) -> str:
 def pair_line(pair: Pair, shape: LinkShape) -> str:
     """The `pair` command for one direction (bandwidth is not the engine's job)."""
     src, dst = pair
+    return _line(str(src), str(dst), shape)
+
+
+def _line(src: str, dst: str, shape: LinkShape) -> str:
     return f"pair {src} {dst} {_shape_fields(shape)}"
 
 
@@ -61,7 +65,7 @@ def update_lines(matrix: Mapping[Pair, LinkShape]) -> list[str]:
     """The commands that make `matrix` the engine's whole table."""
     text = {ip: str(ip) for pair in matrix for ip in pair}  # str() of an address is slow
     return [
-        f"pair {text[src]} {text[dst]} {_shape_fields(shape)}"
+        _line(text[src], text[dst], shape)
         for (src, dst), shape in matrix.items()
         if shape.needs_delay_engine
     ]
