@@ -18,10 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _figures import Figure, write
 
-from scenarios.spacemesh._cli import configure_logging
-from scenarios.spacemesh._memnet import MemoryLink
-from scenarios.spacemesh._mesh import MeshParams
-from scenarios.spacemesh.sim import simulate
+from scenarios.spacemesh.sim import options, simulate
 
 
 def main() -> None:
@@ -30,11 +27,8 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--layers", type=int, default=50)
     args = parser.parse_args()
-    configure_logging("warning")
-    r = simulate(
-        miners=args.miners, gateways=args.gateways, layers=args.layers, layer_duration=2.0,
-        params=MeshParams(pow_bits=4), link=MemoryLink(0.05), target_peers=6, seed=0,
-    )  # fmt: skip
+    r = simulate(**options([f"--miners={args.miners}", f"--gateways={args.gateways}",
+                            f"--layers={args.layers}"]))  # the simulation's own defaults
     print(r.line())
     if not r.agree:
         raise SystemExit("the simulated nodes disagree: no figures written")

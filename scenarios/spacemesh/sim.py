@@ -87,8 +87,9 @@ def simulate(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one simulation and print its figures; exit code 1 when the nodes disagree."""
+def options(argv: list[str] | None = None) -> dict[str, Any]:
+    """The command line's options as `simulate`'s keyword arguments (its defaults for
+    anything not given; a one-line error and exit 2 on bad input). Logging is set up."""
     p = ArgumentParser(prog="spacemesh-sim", description=__doc__)
     p.add_argument("--miners", type=int, default=50)
     p.add_argument("--gateways", type=int, default=2)
@@ -117,16 +118,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--miners, --gateways and --layers must be >= 1")
     except ValueError as exc:
         p.error(str(exc))
-    result = simulate(
-        miners=args.miners,
-        gateways=args.gateways,
-        layers=args.layers,
-        layer_duration=args.layer_duration,
-        params=params,
-        link=link,
-        target_peers=args.target_peers,
-        seed=args.seed,
-    )
+    return {
+        "miners": args.miners,
+        "gateways": args.gateways,
+        "layers": args.layers,
+        "layer_duration": args.layer_duration,
+        "params": params,
+        "link": link,
+        "target_peers": args.target_peers,
+        "seed": args.seed,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one simulation and print its figures; exit code 1 when the nodes disagree."""
+    result = simulate(**options(argv))
     print(result.line())
     return 0 if result.agree else 1
 
