@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,20 +50,28 @@ def test_parse_ss_tolerates_noise() -> None:
     assert s["cwnd"] == 5 and "rtt_ms" not in s
 
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
-def test_sample_tcp_sees_a_loopback_connection() -> None:
+@contextlib.contextmanager
+def _loopback_connection(sent: int) -> Iterator[tuple[str, int]]:
+    """A TCP connection on a loopback address of its own (address, server port), with
+    `sent` bytes sent through it, open while the block runs."""
     addr = f"127.0.0.{100 + os.getpid() % 100}"
     srv = socket.create_server((addr, 0))
     port = srv.getsockname()[1]
     cli = socket.create_connection((addr, port), source_address=(addr, 0))
     conn, _ = srv.accept()
     try:
-        cli.sendall(b"x" * 50_000)
+        cli.sendall(b"x" * sent)
         conn.recv(65536)
-        sockets = trio.run(sample_tcp, None, addr)
+        yield addr, port
     finally:
         for s in (cli, conn, srv):
             s.close()
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
+def test_sample_tcp_sees_a_loopback_connection() -> None:
+    with _loopback_connection(50_000) as (addr, port):
+        sockets = trio.run(sample_tcp, None, addr)
     mine = [s for s in sockets if s["local"] == f"{addr}:{port}" or s["peer"] == f"{addr}:{port}"]
     assert len(mine) == 2
     assert all(s["rtt_ms"] > 0 and s["cwnd"] > 0 for s in mine)
@@ -204,21 +214,11 @@ def test_sampler_reads_sockets_without_running_a_process(
 
     monkeypatch.setattr(trio, "run_process", no_process)
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    addr = f"127.0.0.{100 + os.getpid() % 100}"
-    srv = socket.create_server((addr, 0))
-    port = srv.getsockname()[1]
-    cli = socket.create_connection((addr, port), source_address=(addr, 0))
-    conn, _ = srv.accept()
-    try:
-        cli.sendall(b"x" * 20_000)
-        conn.recv(65536)
+    with _loopback_connection(20_000) as (addr, _):
         sampler = TelemetrySampler(tmp_path, {"a/0": (None, addr), "a/1": (None, "127.0.0.254"),
                                               "a/2": ("obs-no-such-ns", None)})
         trio.run(sampler.sample_once)
         sampler.close()
-    finally:
-        for s in (cli, conn, srv):
-            s.close()
     recs = read_telemetry(tmp_path)
     tcp = [r for r in recs if r["kind"] == "tcp"]
     assert {r["instance"] for r in tcp} == {"a/0"} and len(tcp) == 2
