@@ -6,6 +6,12 @@ arrival order; a restarted node feeds them to its mesh again and so decides the 
 *before* it is gossiped, so a node restarted in the same epoch publishes that one again
 instead of building a second, conflicting ATX. The accounts of the last applied layer are
 kept too, for inspection and for the restart to check itself against.
+
+As go-spacemesh, the database runs in WAL mode with ``synchronous=NORMAL``: a commit is
+written to the WAL but not flushed to the disk, so a killed process loses nothing (the
+kernel holds what it wrote) and only a crash of the machine could lose the last
+commits. With the default (``FULL``), every message cost an fsync that stalled the
+node's event loop: 0.65 ms alone, far more with a hundred nodes sharing one disk.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Store:
             os.makedirs(data_dir, exist_ok=True)
             self._db = sqlite3.connect(os.path.join(data_dir, FILENAME), isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ValueError(f"data_dir {data_dir!r} unusable: {exc}") from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import signal
 from typing import Any
 
 import pytest
@@ -120,3 +122,37 @@ def test_node_command_refuses_bad_state_paths(
 def test_data_dir_defaults_to_the_outputs_kept_across_restarts() -> None:
     assert data_dir(None, "/o") == "/o/data" and data_dir("/d", "/o") == "/d"
     assert data_dir(None, None) is None
+
+
+def test_store_commits_without_an_fsync_per_message(tmp_path: pathlib.Path) -> None:
+    """WAL with synchronous=NORMAL, as go-spacemesh: FULL (SQLite's default) flushes the
+    disk at every message, which stalls the node's event loop."""
+    store = Store(str(tmp_path / "d"))
+    try:
+        assert store._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert store._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    finally:
+        store.close()
+
+
+def test_a_killed_node_loses_none_of_the_messages_it_kept(tmp_path: pathlib.Path) -> None:
+    """What a process committed survives its SIGKILL (the kernel holds the WAL's writes),
+    which is what the kill and restart faults rely on."""
+    directory = str(tmp_path / "d")
+    pid = os.fork()
+    if pid == 0:  # the node: keep messages, then die without closing anything
+        try:
+            store = Store(directory)
+            for i in range(50):
+                store.add_message("proposal", {"i": i})
+            store.keep_own_atx(2, {"x": 1})
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    again = Store(directory)
+    try:
+        assert list(again.messages()) == [("proposal", {"i": i}) for i in range(50)]
+        assert again.own_atxs() == {2: {"x": 1}}
+    finally:
+        again.close()
