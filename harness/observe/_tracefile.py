@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from isal import isal_zlib
 
 TRACE_FILE = "trace.jsonl"
 TRACE_GZ_FILE = "trace.jsonl.gz"
@@ -86,6 +85,8 @@ def _gunzip(data: bytes) -> bytes:
     cut short (a killed writer) ends where it ends. Whole members go through ISA-L's
     inflate (`isal`: a third of zlib's time); a member cut short or corrupt through
     zlib's, which gives every byte it can of it (ISA-L may keep back the last)."""
+    from isal import isal_zlib  # here: the writers (every traced node) need none of it
+
     out = []
     while data:
         z = isal_zlib.decompressobj(wbits=31)
