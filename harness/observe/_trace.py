@@ -21,7 +21,7 @@ from harness.observe._runrecord import RunRecord, read_run
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
-from harness.observe._tracegather import SHIFT, Gathered, _take
+from harness.observe._tracegather import SHIFT, Gathered, _taker, _where
 from harness.observe._tracehops import Hop, HopColumns
 
 __all__ = ["TRACE_FILE", "Hop", "LinkDelay", "MessageDelay", "TopicStats", "TraceAnalysis",
@@ -322,9 +322,16 @@ def _analyse(
     node_ix = [g.ix(name) for name in nodes]
     messages: list[MessageDelay] = []
     for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
-        had = map(received.get, map(operator.or_, repeat(m << SHIFT), node_ix))
-        delays = {name: (t - mono) * 1000 for name, i, t in zip(nodes, node_ix, had, strict=True)
-                  if t is not None and i != origin}
+        had = list(map(received.get, map(operator.or_, repeat(m << SHIFT), node_ix)))
+        if None in had:  # some node never had it
+            delays = {name: (t - mono) * 1000
+                      for name, i, t in zip(nodes, node_ix, had, strict=True)
+                      if t is not None and i != origin}
+        else:  # the usual: every node had it (the same sums, in C)
+            delays = dict(zip(nodes, map(operator.mul, map(operator.sub, had, repeat(mono)),
+                                         repeat(1000)), strict=True))
+            for j in _where(node_ix, origin):
+                delays.pop(nodes[j], None)
         messages.append(MessageDelay(g.msgs[m], g.msg_topic[m], names[origin], mono, delays))
 
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
@@ -339,12 +346,13 @@ def _analyse(
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
     for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
-        hop_ms = array("d", _take(hop_col, rows))
-        excess = _take(excess_col, rows)
-        out_of_line = sum(map(operator.gt, excess, _take(cols.tol, rows)))
+        take = _taker(rows)  # one for the four columns
+        hop_ms = array("d", take(hop_col))
+        excess = take(excess_col)
+        out_of_line = sum(map(operator.gt, excess, take(cols.tol)))
         link_hop_ms[(names[src], names[dst])] = hop_ms
         links.append(LinkDelay(names[src], names[dst], len(rows), statistics.median(hop_ms),
-                               statistics.median(_take(cols.expected, rows)),
+                               statistics.median(take(cols.expected)),
                                statistics.median(excess), out_of_line))
     return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes, outliers,
                          link_hop_ms, cols)

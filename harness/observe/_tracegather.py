@@ -6,10 +6,10 @@ columns with C-level builtins (map, zip, dict, itemgetter) rather than one at a 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
-from array import array
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from itertools import compress, repeat
 from typing import Any, TypeVar
 
@@ -33,8 +33,21 @@ def _take(col: Sequence[T], rows: Sequence[int]) -> list[T]:
     return [col[rows[0]]] if rows else []
 
 
-def _where(col: Sequence[Any], value: Any) -> list[int]:
-    return list(compress(range(len(col)), map(operator.eq, col, repeat(value))))
+def _taker(rows: Sequence[int]) -> Callable[[Sequence[T]], Sequence[T]]:
+    """What `_take` of `rows` does, for several columns of the same rows (one itemgetter)."""
+    if len(rows) > 1:
+        return operator.itemgetter(*rows)
+    return functools.partial(_take, rows=rows)
+
+
+def _where(col: list[Any], value: Any) -> list[int]:
+    """The indexes of `value` in `col` (a few: one search from each to the next)."""
+    out: list[int] = []
+    i = -1
+    for _ in range(col.count(value)):
+        i = col.index(value, i + 1)
+        out.append(i)
+    return out
 
 
 def _firsts(ks: list[int], monos: list[float], into: dict[int, float]) -> None:
@@ -62,8 +75,13 @@ class Gathered:
         self.publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
         self.first_recv: dict[int, float] = {}
         self.first_deliver: dict[int, float] = {}
-        self.r_msg, self.r_src, self.r_dst = array("l"), array("l"), array("l")
-        self.r_mono, self.r_size = array("d"), array("q")  # size -1: unknown
+        # lists, not arrays: their values are the objects the columns hold already (an
+        # array would convert each value in and make a new object of it on each read)
+        self.r_msg: list[int] = []
+        self.r_src: list[int] = []
+        self.r_dst: list[int] = []
+        self.r_mono: list[float] = []
+        self.r_size: list[int] = []  # -1: unknown
         self.nodes: list[str] = []  # instances with a trace
         self._had: dict[int, float] | None = None
 
@@ -107,7 +125,7 @@ class Gathered:
             msg = list(map(str, msg))
         kind, frm, to, size = cols["kind"], cols["from"], cols["to"], cols["size"]
         if set(map(type, size)) != {int}:
-            size = [s if isinstance(s, int) else -1 for s in size]
+            size = [int(s) if isinstance(s, int) else -1 for s in size]  # a bool as 0 or 1
 
         new = [m_id for m_id in dict.fromkeys(msg) if m_id not in self._msg_ix]
         if new:  # each message is new in one instance's trace only
@@ -132,23 +150,30 @@ class Gathered:
                 self.publish[m[i]] = (float(mono[i]), origin, None if size[i] < 0 else size[i])
         md = list(keys(m, dst))  # (message, the node that had it) of every row
         is_recv = list(map(operator.eq, kind, repeat("receive")))
-        for mask, table in ((is_recv, self.first_recv),
-                            (list(map(operator.eq, kind, repeat("deliver"))), self.first_deliver)):
-            _firsts(list(compress(md, mask)), list(compress(mono, mask)), table)
+        recv_md = list(compress(md, is_recv))
+        _firsts(recv_md, list(compress(mono, is_recv)), self.first_recv)
+        is_deliver = list(map(operator.eq, kind, repeat("deliver")))
+        _firsts(list(compress(md, is_deliver)), list(compress(mono, is_deliver)),
+                self.first_deliver)
         # the first receipt of each (message, to, from) said
-        hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
-        hop_keys = list(keys(compress(md, hop), compress(src, hop)))
-        rows = list(compress(range(len(hop)), hop))
-        if len(set(hop_keys)) < len(hop_keys):
-            rows = sorted(dict(zip(reversed(hop_keys), reversed(rows), strict=True)).values())
-            hop = [False] * len(hop)
-            for i in rows:
-                hop[i] = True
-        self.r_msg.extend(compress(m, hop))
-        self.r_src.extend(compress(src, hop))
-        self.r_dst.extend(compress(dst, hop))
-        self.r_mono.extend(compress(mono, hop))
-        self.r_size.extend(compress(size, hop))
+        if -1 in src:  # some receipt does not say from whom
+            hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
+            hop_md = list(compress(md, hop))
+        else:
+            hop, hop_md = is_recv, recv_md
+        hop_keys = list(keys(hop_md, compress(src, hop)))
+        if len(set(hop_keys)) < len(hop_keys):  # a message received twice from one peer
+            rows = list(compress(range(len(hop)), hop))
+            take = _taker(sorted(dict(zip(reversed(hop_keys), reversed(rows),
+                                          strict=True)).values()))
+            columns: list[Iterable[Any]] = [take(m), take(src), take(dst), take(mono),
+                                            take(size)]
+        else:
+            columns = [compress(col, hop) for col in (m, src, dst, mono, size)]
+        into: tuple[list[Any], ...] = (self.r_msg, self.r_src, self.r_dst, self.r_mono,
+                                       self.r_size)
+        for r_col, col in zip(into, columns, strict=True):
+            r_col.extend(col)
 
     def had_at(self) -> dict[int, float]:
         """When each node first had each message (by key): its publication, else its first

@@ -17,7 +17,7 @@ from itertools import compress, repeat
 from typing import TypeVar
 
 from harness.observe._shapes import Shape, ShapeTimeline
-from harness.observe._tracegather import SHIFT, Gathered, keys
+from harness.observe._tracegather import SHIFT, Gathered
 
 T = TypeVar("T", int, float)
 
@@ -51,8 +51,8 @@ class Hop:
         return self.excess_ms > self.tolerance_ms
 
 
-def _keep(col: array[T], ok: list[bool]) -> array[T]:
-    return array(col.typecode, compress(col, ok))  # type: ignore[arg-type]
+def _keep(col: list[T], ok: list[bool]) -> list[T]:
+    return list(compress(col, ok))
 
 
 class HopColumns:
@@ -87,13 +87,18 @@ class HopColumns:
         msg, src, dst, recv, size = g.r_msg, g.r_src, g.r_dst, g.r_mono, g.r_size
         sender = list(map(operator.add, map(operator.mul, msg, repeat(n)), src))
         sent = list(map(had_at.__getitem__, sender))  # had's own floats
-        if not all(map(operator.ge, recv, sent)):
+        # each hop's delay (s), kept for hop_ms. All >= 0 implies recv >= sent for all, so
+        # the exact test runs only when some is not (a pass over `sent`, floats all over
+        # the heap, costs more than one over these)
+        delay = array("d", map(operator.sub, recv, sent))
+        if not all(map(operator.ge, delay, repeat(0.0))):
             # a receipt from a node that never had the message, or before it had it
             ok = list(map(operator.ge, recv, sent))
             msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
             recv, sent = _keep(recv, ok), list(compress(sent, ok))
             sender = list(compress(sender, ok))
-        state_link = array("q", map(operator.or_, map(state_src.__getitem__, sender), dst))
+            delay = array("d", compress(delay, ok))
+        state_link = list(map(operator.or_, map(state_src.__getitem__, sender), dst))
         del sender, state_src, had_at
 
         self.shape_list: list[Shape] = []
@@ -113,25 +118,27 @@ class HopColumns:
             tol_of.append(abs_tol_ms + rel_tol * latency + 2 * float(shape.get("jitter_ms") or 0))
             latency_of.append(latency)
             bandwidth_of.append(float(bw) if isinstance(bw, int | float) and bw > 0 else 0.0)
-        shape_col = array("l", map(shape_ix.__getitem__, state_link))
+        shape_col = list(map(shape_ix.__getitem__, state_link))
         del state_link
         if dropped:  # hops over a cut link (sent before the cut)
             ok = [s not in dropped for s in shape_col]
             msg, src, dst, size = _keep(msg, ok), _keep(src, ok), _keep(dst, ok), _keep(size, ok)
             recv, sent = _keep(recv, ok), list(compress(sent, ok))
             shape_col = _keep(shape_col, ok)
+            delay = array("d", compress(delay, ok))
         if -1 in size:  # unknown: the size published
             pub_size = {m: -1 if p[2] is None else p[2] for m, p in self._publish.items()}
-            size = array("q", [s if s >= 0 else pub_size.get(m, -1)
-                               for m, s in zip(msg, size, strict=True)])
-        self.expected = array("d", map(latency_of.__getitem__, shape_col))
+            size = [s if s >= 0 else pub_size.get(m, -1) for m, s in zip(msg, size, strict=True)]
+        # lists of the shapes' own floats (shared, as the hop columns' values are)
+        self.expected = list(map(latency_of.__getitem__, shape_col))
         if any(bandwidth_of):  # + serialisation
             bws = map(bandwidth_of.__getitem__, shape_col)
-            self.expected = array("d", [e + s * 8 / b * 1000 if b and s > 0 else e
-                                        for e, s, b in zip(self.expected, size, bws, strict=True)])
+            self.expected = [e + s * 8 / b * 1000 if b and s > 0 else e
+                             for e, s, b in zip(self.expected, size, bws, strict=True)]
         self.msg, self.src, self.dst, self.recv, self.size = msg, src, dst, recv, size
         self.sent = sent  # a list: had's own floats, shared rather than copied
-        self.tol = array("d", map(tol_of.__getitem__, shape_col))
+        self._delay_s = delay
+        self.tol = list(map(tol_of.__getitem__, shape_col))
         self.shape = shape_col
 
     def __len__(self) -> int:
@@ -139,8 +146,7 @@ class HopColumns:
 
     def hop_ms(self) -> array[float]:
         """Every hop's delay."""
-        return array("d", map(operator.mul, map(operator.sub, self.recv, self.sent),
-                              repeat(1000.0)))
+        return array("d", map(operator.mul, self._delay_s, repeat(1000.0)))
 
     def out_of_line(self, excess_ms: array[float]) -> list[int]:
         """The hops whose excess over the configured delay (`excess_ms`, each hop's delay
@@ -148,11 +154,14 @@ class HopColumns:
         return list(compress(range(len(excess_ms)), map(operator.gt, excess_ms, self.tol)))
 
     def by_link(self) -> list[tuple[int, int, list[int]]]:
-        """(src, dst, the hops' indexes in order) of each link."""
-        link = list(keys(self.src, self.dst))
-        order = sorted(range(len(link)), key=link.__getitem__)
-        return [(k >> SHIFT, k & (1 << SHIFT) - 1, list(rows))
-                for k, rows in itertools.groupby(order, key=link.__getitem__)]
+        """(src, dst, the hops' indexes in order) of each link, by (src, dst): the hops are
+        put in one list per (src, dst) in one pass (no sort of close to a million)."""
+        n = len(self.names)
+        buckets: list[list[int]] = [[] for _ in range(n * n)]
+        link = map(operator.add, map(operator.mul, self.src, repeat(n)), self.dst)
+        collections.deque(map(list.append, map(buckets.__getitem__, link),
+                              range(len(self.src))), maxlen=0)
+        return [(k // n, k % n, rows) for k, rows in enumerate(buckets) if rows]
 
     def handler_ms(self, i: int) -> float:
         """The time hop i's sender took from its first receipt to its delivery (validation)

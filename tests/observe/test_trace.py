@@ -167,3 +167,26 @@ def test_a_receipt_from_a_node_that_never_had_the_message_or_not_yet_or_again_is
     assert sorted((h.msg_id, h.src, h.dst) for h in a.hops) == sorted(before)
     assert got["mono"] in {h.recv_mono for h in a.hops if h.msg_id == "m000"}  # the first kept
     assert "ghost" not in {ln.src for ln in a.links}
+
+
+def test_each_links_statistics_are_those_of_its_hops(run_factory: Callable[..., Path]) -> None:
+    # the hops are put per link in one pass (HopColumns.by_link): each link's figures must
+    # be those of exactly its hops, in the order of the links' names
+    run_dir = run_factory(instances=6, messages=5, queued=(1, 2), slow_handler=3)
+    a = analyse_traces(run_dir)
+    hops: dict[tuple[str, str], list] = {}  # type: ignore[type-arg]
+    for h in a.hops:
+        hops.setdefault((h.src, h.dst), []).append(h)
+    assert len(hops) > 10 and [(ln.src, ln.dst) for ln in a.links] == sorted(hops)
+    assert any(ln.out_of_line for ln in a.links)
+    for ln in a.links:
+        hs = hops[(ln.src, ln.dst)]
+        assert ln.hops == len(hs)
+        assert ln.median_ms == statistics.median(h.hop_ms for h in hs)
+        assert ln.expected_ms == statistics.median(h.expected_ms for h in hs)
+        assert ln.median_excess_ms == statistics.median(h.excess_ms for h in hs)
+        assert ln.out_of_line == sum(h.out_of_line for h in hs)
+        assert sorted(a.link_hop_ms[(ln.src, ln.dst)]) == sorted(h.hop_ms for h in hs)
+    # the link's hop delays are in the order the hops were gathered (by receiver, then time)
+    by_recv = sorted(hops[("single/1", "single/2")], key=lambda h: h.recv_mono)
+    assert list(a.link_hop_ms[("single/1", "single/2")]) == [h.hop_ms for h in by_recv]

@@ -5,6 +5,7 @@ form, mixed forms, a restarted writer and a writer killed mid-way."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import orjson
@@ -78,3 +79,32 @@ def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Pat
     assert cols["msg_id"] == ["m0", "m1", "m2"]
     assert cols["mono"] == [100.0, 101.0, None]
     assert cols["size"] == [10, None, None]
+
+
+def _zlib_gunzip(data: bytes) -> bytes:
+    """The reader's gunzip as it was with zlib's inflate (the reference for ISA-L's)."""
+    out = []
+    while data:
+        z = zlib.decompressobj(wbits=31)
+        try:
+            out.append(z.decompress(data))
+        except zlib.error:
+            break
+        if not z.eof:
+            out.append(z.flush())
+            break
+        data = z.unused_data
+    return b"".join(out)
+
+
+def test_gunzip_reads_members_cut_streams_and_junk_as_zlib_does() -> None:
+    lines = b"".join(orjson.dumps(_event(i)) + b"\n" for i in range(400))
+    whole = gzip.compress(lines, compresslevel=1)
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # a killed writer: flushed, no trailer
+    killed = z.compress(lines[:5000]) + z.flush(zlib.Z_SYNC_FLUSH) + z.compress(lines[5000:])
+    data = whole + whole + killed
+    assert _tracefile._gunzip(data) == lines + lines + lines[:5000]
+    cases = [data[:cut] for cut in range(0, len(data), 7)]
+    cases += [whole + b"junk", whole + b"\x1f\x8b\x08junk", b"junk" + whole]
+    for case in cases:
+        assert _tracefile._gunzip(case) == _zlib_gunzip(case), len(case)
