@@ -112,8 +112,9 @@ class Gossip:
         """Set when a peer is lost: `_maintain` looks for others now, not at its next tick."""
         self._dialing: set[str] = set()
         self._backoff: dict[str, float] = {}
-        self._seen: OrderedDict[str, str] = OrderedDict()
-        """Message id -> its topic, for the last ``_SEEN_LIMIT`` messages."""
+        self._seen: OrderedDict[bytes, str] = OrderedDict()
+        """Message id (its hex digits as bytes, as a frame carries it) -> its topic, for
+        the last ``_SEEN_LIMIT`` messages."""
         self._received: dict[str, int] = {}
         """Frames received per topic since the metric was last updated (once per batch)."""
         self._tg: TaskGroup | None = None
@@ -322,6 +323,7 @@ class Gossip:
         scope.cancel()
 
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
+        duplicate = self._duplicate
         while True:
             try:
                 frames = await receive_frames(conn)
@@ -331,16 +333,19 @@ class Gossip:
                 return
             try:
                 for frame in frames:
+                    # Most frames are copies of a message already held (one per
+                    # neighbour): those cost one lookup here, nothing more.
+                    if duplicate(frame, peer):
+                        continue
                     if not self._on_frame(frame, peer):
                         return  # a peer speaking garbage is dropped
             finally:
                 self._count_received()
 
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
-        """Handle one frame; False when it is garbage (the peer is then dropped)."""
+        """Handle one frame that is not a duplicate (`_duplicate`); False when it is
+        garbage (the peer is then dropped)."""
         try:
-            if self._duplicate(frame, peer):
-                return True
             item = orjson.loads(frame)
             kind = item["t"]
         except (ValueError, KeyError, TypeError):
@@ -390,11 +395,13 @@ class Gossip:
     # -- messages -------------------------------------------------------------------------
 
     def _mark_seen(self, mid: str, topic: str) -> bool:
-        if mid in self._seen:
+        key = mid.encode()
+        seen = self._seen
+        if key in seen:
             return False
-        self._seen[mid] = topic
-        if len(self._seen) > _SEEN_LIMIT:
-            self._seen.popitem(last=False)
+        seen[key] = topic
+        if len(seen) > _SEEN_LIMIT:
+            seen.popitem(last=False)
         return True
 
     def _duplicate(self, frame: bytes, peer: _Peer) -> bool:
@@ -404,13 +411,18 @@ class Gossip:
         if not frame.startswith(_MSG_PREFIX):
             return False
         raw = frame[_ID_AT : _ID_AT + 64]
-        mid = raw.decode("ascii", "replace")
-        topic = self._seen.get(mid)
+        topic = self._seen.get(raw)
         if topic is None:
             return False
-        peer.sent_us(raw)
-        self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        self._received[topic] = self._received.get(topic, 0) + 1
+        sent = peer.sent_me  # `_Peer.sent_us`, inline: this runs for most frames
+        sent[raw] = None
+        if len(sent) > _SENT_LIMIT:
+            sent.popitem(last=False)
+        if self._tracer.enabled:
+            mid = raw.decode("ascii")
+            self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
+        received = self._received
+        received[topic] = received.get(topic, 0) + 1
         return True
 
     def _count_received(self) -> None:
@@ -443,4 +455,4 @@ class Gossip:
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other is not peer:
-                self._enqueue(other, frame)
+                other.queue.put(frame)  # `_enqueue`
