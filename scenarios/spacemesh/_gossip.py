@@ -46,6 +46,15 @@ _MSG_PREFIX = b'{"t":"msg","id":"'
 _ID_AT = len(_MSG_PREFIX)
 
 
+_CHECKED: dict[bytes, str] = {}
+"""Message frames whose id was checked against their content, and that id: shared by every
+gossip endpoint of the process (a pure function of the frame's bytes), so the nodes of a
+simulation, which relay the very same frame object, hash each message once between them.
+A frame is checked once per node anyway (its copies are duplicates): one node per process
+pays a lookup per message and keeps the last few frames."""
+_CHECKED_LIMIT = 2048
+
+
 def message_id(topic: str, data: Json) -> str:
     """The id that de-duplicates a message: the hash of its topic and canonical data."""
     return hash_json({"topic": topic, "data": data})
@@ -117,6 +126,8 @@ class Gossip:
         the last ``_SEEN_LIMIT`` messages."""
         self._received: dict[str, int] = {}
         """Frames received per topic since the metric was last updated (once per batch)."""
+        self._delivered: dict[str, int] = {}
+        """Messages delivered per topic since the metric was last updated (likewise)."""
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
@@ -426,20 +437,30 @@ class Gossip:
         return True
 
     def _count_received(self) -> None:
-        """Add the frames counted since the last call to the metric (one ``inc`` per topic
-        and batch instead of one per frame)."""
+        """Add the frames received and messages delivered since the last call to the
+        metrics (one ``inc`` per topic and batch instead of one per frame)."""
         if self._metrics is not None:
             for topic, count in self._received.items():
                 self._metrics.received_by(topic).inc(count)
+            for topic, count in self._delivered.items():
+                self._metrics.delivered_by(topic).inc(count)
         self._received.clear()
+        self._delivered.clear()
 
     def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
         topic = str(item.get("topic"))
         data = item.get("data")
-        mid = message_id(topic, data)
-        if mid != item.get("id"):
-            return  # the id must be the content's hash
-        self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
+        mid = _CHECKED.get(frame)
+        if mid is None:
+            mid = message_id(topic, data)
+            if mid != item.get("id"):
+                return  # the id must be the content's hash
+            if len(_CHECKED) >= _CHECKED_LIMIT:
+                _CHECKED.clear()
+            _CHECKED[frame] = mid
+        tracing = self._tracer.enabled
+        if tracing:
+            self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         self._received[topic] = self._received.get(topic, 0) + 1
         if not self._mark_seen(mid, topic):
             return
@@ -447,9 +468,10 @@ class Gossip:
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
             return
-        self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
+        if tracing:
+            self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.delivered_by(topic).inc()
+            self._delivered[topic] = self._delivered.get(topic, 0) + 1
             ts = item.get("ts")
             if isinstance(ts, int | float):
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))

@@ -319,12 +319,27 @@ class Mesh:
         """The first layer whose decision may have changed since the last `decide`."""
         self._decided_at: int | None = None
         """The current layer of the last `decide`."""
+        self._id_memo: tuple[dict[str, Any], str] | None = None
+        """The last message `_id` hashed, and its id (while `add` runs)."""
+        self._adding = False
 
     # -- intake ------------------------------------------------------------------------
 
+    def _id(self, msg: dict[str, Any]) -> str:
+        """``hash_json(msg)``, computed once per message while `add` handles it (checking
+        a message and storing it both need its id)."""
+        if not self._adding:
+            return hash_json(msg)
+        memo = self._id_memo
+        if memo is not None and memo[0] is msg:
+            return memo[1]
+        mid = hash_json(msg)
+        self._id_memo = (msg, mid)
+        return mid
+
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
-        key = hash_json(msg)  # the whole message: a signature is only valid with its body
+        key = self._id(msg)  # the whole message: a signature is only valid with its body
         return _verdict(_VERIFIED, key, lambda: _signature_valid(msg))
 
     def add(self, kind: str, msg: Json) -> bool:
@@ -335,17 +350,22 @@ class Mesh:
         the decisions stay a function of the set of messages, but not worth relaying),
         True when it was stored or is waiting for a dependency (both are worth relaying).
         """
+        self._adding = True
         try:
-            verdict = self._check(kind, msg)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return False
-        if verdict is False:
-            return False
-        if verdict is None:
-            self._pending[hash_json(msg)] = (kind, msg)
-            return True
-        self._store(kind, msg)
-        self._drain()
+            try:
+                verdict = self._check(kind, msg)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return False
+            if verdict is False:
+                return False
+            if verdict is None:
+                self._pending[self._id(msg)] = (kind, msg)
+                return True
+            self._store(kind, msg)
+            self._drain()
+        finally:
+            self._adding = False
+            self._id_memo = None  # the caller may change the message once it is handled
         if kind == "proposal":
             return self.ballot_weight(msg) > 0
         return True
@@ -393,7 +413,7 @@ class Mesh:
             for vote in msg["votes"]:
                 if int(vote["layer"]) != layer or vote["proposals"] != block["proposals"]:
                     return False
-                if hash_json(vote) not in self.votes and not self._sig_ok(vote):
+                if self._id(vote) not in self.votes and not self._sig_ok(vote):
                     return False
             return True
         if kind == "malfeasance":
@@ -425,12 +445,12 @@ class Mesh:
             return False
         if int(atx["num_units"]) < 1 or int(atx["target_epoch"]) < 1:
             return False
-        key = (hash_json(atx), str(proof["statement"]), int(proof["leaf_count"]),
+        key = (self._id(atx), str(proof["statement"]), int(proof["leaf_count"]),
                self.params.labels_per_unit, self.params.pow_bits)  # fmt: skip
         return _verdict(_ATX_PROOFS, key, lambda: _atx_proofs_valid(atx, proof, self.params))
 
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
-        mid = hash_json(msg)
+        mid = self._id(msg)
         self.version += 1
         if kind == "malfeasance":
             self._convict(msg)
@@ -607,7 +627,7 @@ class Mesh:
         """Changes whenever an ATX is stored or replaced or an identity is convicted."""
         return self._gen
 
-    def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
+    def layer_stamp(self, layer: int) -> tuple[int, int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
         return (

@@ -429,3 +429,29 @@ def test_a_mailbox_works_on_asyncio_too() -> None:
         return out
 
     assert anyio.run(main, backend="asyncio") == [1]
+
+
+async def test_a_frame_checked_by_one_node_is_not_hashed_again_by_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nodes of a simulation relay the very same frame: its id is checked against its
+    content once per process. A frame whose id is wrong is never taken as checked."""
+    from scenarios.spacemesh import _gossip
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    hashed: list[str] = []
+    real = _gossip.message_id
+    monkeypatch.setattr(_gossip, "message_id", lambda t, d: hashed.append(t) or real(t, d))
+    a, b = make_nodes(MemoryNetwork(seed=5), 2)
+    got: list[Json] = []
+    for n in (a, b):
+        n.subscribe("t", lambda data: got.append(data) or True)
+    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+    data = {"x": 42}
+    frame = orjson.dumps({"t": "msg", "id": real("t", data), "topic": "t", "data": data})
+    forged = orjson.dumps({"t": "msg", "id": real("t", {"x": 1}), "topic": "t", "data": data})
+    for n in (a, b):
+        assert n._on_frame(forged, peer) and n._on_frame(frame, peer)
+    assert got == [data, data]
+    assert hashed == ["t", "t", "t"]  # the forged frame by each node, the good one once

@@ -174,3 +174,25 @@ def test_a_certificate_for_a_layer_kept_between_calls_is_counted() -> None:
     for cert in certs:
         incremental.add(*cert)
     assert incremental.decide(late) == replay_all(early + certs, keys).decide(late)
+
+
+def test_a_message_is_hashed_once_while_added_and_anew_once_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checking a message and storing it both need its id: `add` hashes it once. A
+    message changed after `add` returned is a new message (hashed again, its signature
+    checked again)."""
+    from scenarios.spacemesh import _mesh
+
+    messages, _, keys = recorded()
+    mesh = replay([m for m in messages if m[0] in ("poet", "atx")], keys)
+    proposal = dict(next(m for k, m in messages if k == "proposal"))
+    hashed: list[object] = []
+    real = _mesh.hash_json
+    monkeypatch.setattr(_mesh, "hash_json", lambda v: hashed.append(v) or real(v))
+    mesh.add("proposal", proposal)
+    assert sum(v is proposal for v in hashed) == 1
+    assert real(proposal) in mesh.proposals
+    proposal["sig"] = "00" * 64  # the same dict, now forged: not the id of the stored one
+    assert not mesh.add("proposal", proposal)
+    assert real(proposal) not in mesh.proposals
