@@ -127,7 +127,7 @@ async def test_transfers_through_the_api_are_applied_and_every_node_agrees() -> 
     assert sum(b for b, _ in accounts[0].values()) == 1_000_000 + subsidy
 
 
-def test_the_ledger_hands_back_what_it_returned_for_the_same_states_and_redoes_a_filled_block() -> None:
+def test_the_ledger_reuses_its_last_answers_and_redoes_a_layer_whose_block_it_learnt() -> None:
     """Given the very states of its last call (the mesh hands back the objects of the layers
     it did not redo), the ledger returns its last answers for them instead of rebuilding
     every layer since genesis; a layer whose block it learnt meanwhile is executed again."""
