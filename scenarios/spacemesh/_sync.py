@@ -126,6 +126,13 @@ class Syncer:
             first, end = (int(x) for x in arg.split("-"))
             layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
             return (layers, len(self._node.mempool.txs))
+        if key == "txs:recent":
+            # The txs the window's proposals name and the mempool holds: they change when
+            # a proposal of the window does (its layer's stamp), the window moves, or a tx
+            # arrives (the mempool only grows).
+            first, end = self._recent_start(), self._node.current_layer() + 1
+            layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
+            return ("txs", first, layers, len(self._node.mempool.txs))
         return None
 
     def holdings(self, key: str) -> list[tuple[str, Json]]:
