@@ -312,9 +312,9 @@ class Mesh:
         self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
         self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
         self._chain: list[LayerState] = []
-        self._chain_local: list[str] = []
-        """Per layer of the chain: the id of its local block when deciding it made that
-        block one a later layer's votes may name, else empty."""
+        self._chain_local: list[tuple[str, dict[str, Any] | None]] = []
+        """Per layer of the chain: the id of its local block and the block when deciding it
+        made that block one a later layer's votes may name, else empty and None."""
         self._dirty_from = 0
         """The first layer whose decision may have changed since the last `decide`."""
         self._decided_at: int | None = None
@@ -821,7 +821,7 @@ class Mesh:
         prev_hash = bytes(32)
         diverged = False  # from the first changed decision on, nothing old is reused
         known_local: dict[str, dict[str, Any]] = {}
-        local_ids: list[str] = []
+        local_ids: list[tuple[str, dict[str, Any] | None]] = []
         # Below ``settled`` nothing a decision depends on changed since the last call: no
         # message of its layer or of the layers that vote on it, the same weights, and a
         # current layer past its window both times (so it no longer depends on it).
@@ -829,17 +829,21 @@ class Mesh:
         settled = min(self._dirty_from, min(last, current_layer) - self.params.window - 1)
         for layer in range(current_layer + 1):
             if layer < settled and layer < len(old):
-                local_id = self._chain_local[layer]
-                local = self.local_block(layer) if local_id else None
+                # Its local block is the one kept (nothing of its layer changed): not
+                # looked up again, layer after layer of the whole history, at every call.
+                local_id, local = self._chain_local[layer]
                 if local is not None:
                     known_local.setdefault(local_id, local)
-                local_ids.append(local_id)
+                local_ids.append((local_id, local))
                 result.append(old[layer])
                 prev_hash = old[layer].hash
                 continue
             before = len(known_local)
             decision = self._decision(layer, current_layer, known_local)
-            local_ids.append(self._local_id(layer) if len(known_local) > before else "")
+            if len(known_local) > before:
+                local_ids.append((self._local_id(layer), self.local_block(layer)))
+            else:
+                local_ids.append(("", None))
             if decision is None:
                 break
             status, block_id, block = decision
