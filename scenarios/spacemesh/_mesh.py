@@ -627,6 +627,11 @@ class Mesh:
         """Changes whenever an ATX is stored or replaced or an identity is convicted."""
         return self._gen
 
+    def epoch_stamp(self, epoch: int) -> tuple[int, int]:
+        """Changes whenever `atxs_for_epoch` may have: an ATX targeting the epoch is stored
+        (or anything that changes every epoch: a replaced ATX, a conviction)."""
+        return (self._all_gen, self._epoch_gen.get(epoch, 0))
+
     def layer_stamp(self, layer: int) -> tuple[int, int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""

@@ -118,7 +118,11 @@ class Syncer:
             return None
         if kind in ("proposal", "certificate", "block"):
             return (kind, mesh.layer_stamp(int(arg)))
-        if kind in ("atx", "malfeasance"):
+        if kind == "atx":
+            # Per epoch: a new ATX of the coming epoch left every older epoch's digest
+            # to be hashed again (all of them: a cost growing with the history).
+            return (kind, mesh.epoch_stamp(int(arg)))
+        if kind == "malfeasance":
             return (kind, mesh.generation)
         if kind == "poet":
             return (kind, len(mesh.poet_proofs))
