@@ -46,6 +46,15 @@ _MSG_PREFIX = b'{"t":"msg","id":"'
 _ID_AT = len(_MSG_PREFIX)
 
 
+_CHECKED: dict[bytes, str] = {}
+"""Message frames whose id was checked against their content, and that id: shared by every
+gossip endpoint of the process (a pure function of the frame's bytes), so the nodes of a
+simulation, which relay the very same frame object, hash each message once between them.
+A frame is checked once per node anyway (its copies are duplicates): one node per process
+pays a lookup per message and keeps the last few frames."""
+_CHECKED_LIMIT = 2048
+
+
 def message_id(topic: str, data: Json) -> str:
     """The id that de-duplicates a message: the hash of its topic and canonical data."""
     return hash_json({"topic": topic, "data": data})
@@ -112,10 +121,13 @@ class Gossip:
         """Set when a peer is lost: `_maintain` looks for others now, not at its next tick."""
         self._dialing: set[str] = set()
         self._backoff: dict[str, float] = {}
-        self._seen: OrderedDict[str, str] = OrderedDict()
-        """Message id -> its topic, for the last ``_SEEN_LIMIT`` messages."""
+        self._seen: OrderedDict[bytes, str] = OrderedDict()
+        """Message id (its hex digits as bytes, as a frame carries it) -> its topic, for
+        the last ``_SEEN_LIMIT`` messages."""
         self._received: dict[str, int] = {}
         """Frames received per topic since the metric was last updated (once per batch)."""
+        self._delivered: dict[str, int] = {}
+        """Messages delivered per topic since the metric was last updated (likewise)."""
         self._tg: TaskGroup | None = None
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
@@ -322,6 +334,7 @@ class Gossip:
         scope.cancel()
 
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
+        duplicate = self._duplicate
         while True:
             try:
                 frames = await receive_frames(conn)
@@ -331,16 +344,19 @@ class Gossip:
                 return
             try:
                 for frame in frames:
+                    # Most frames are copies of a message already held (one per
+                    # neighbour): those cost one lookup here, nothing more.
+                    if duplicate(frame, peer):
+                        continue
                     if not self._on_frame(frame, peer):
                         return  # a peer speaking garbage is dropped
             finally:
                 self._count_received()
 
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
-        """Handle one frame; False when it is garbage (the peer is then dropped)."""
+        """Handle one frame that is not a duplicate (`_duplicate`); False when it is
+        garbage (the peer is then dropped)."""
         try:
-            if self._duplicate(frame, peer):
-                return True
             item = orjson.loads(frame)
             kind = item["t"]
         except (ValueError, KeyError, TypeError):
@@ -390,11 +406,13 @@ class Gossip:
     # -- messages -------------------------------------------------------------------------
 
     def _mark_seen(self, mid: str, topic: str) -> bool:
-        if mid in self._seen:
+        key = mid.encode()
+        seen = self._seen
+        if key in seen:
             return False
-        self._seen[mid] = topic
-        if len(self._seen) > _SEEN_LIMIT:
-            self._seen.popitem(last=False)
+        seen[key] = topic
+        if len(seen) > _SEEN_LIMIT:
+            seen.popitem(last=False)
         return True
 
     def _duplicate(self, frame: bytes, peer: _Peer) -> bool:
@@ -404,30 +422,45 @@ class Gossip:
         if not frame.startswith(_MSG_PREFIX):
             return False
         raw = frame[_ID_AT : _ID_AT + 64]
-        mid = raw.decode("ascii", "replace")
-        topic = self._seen.get(mid)
+        topic = self._seen.get(raw)
         if topic is None:
             return False
-        peer.sent_us(raw)
-        self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
-        self._received[topic] = self._received.get(topic, 0) + 1
+        sent = peer.sent_me  # `_Peer.sent_us`, inline: this runs for most frames
+        sent[raw] = None
+        if len(sent) > _SENT_LIMIT:
+            sent.popitem(last=False)
+        if self._tracer.enabled:
+            mid = raw.decode("ascii")
+            self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
+        received = self._received
+        received[topic] = received.get(topic, 0) + 1
         return True
 
     def _count_received(self) -> None:
-        """Add the frames counted since the last call to the metric (one ``inc`` per topic
-        and batch instead of one per frame)."""
+        """Add the frames received and messages delivered since the last call to the
+        metrics (one ``inc`` per topic and batch instead of one per frame)."""
         if self._metrics is not None:
             for topic, count in self._received.items():
                 self._metrics.received_by(topic).inc(count)
+            for topic, count in self._delivered.items():
+                self._metrics.delivered_by(topic).inc(count)
         self._received.clear()
+        self._delivered.clear()
 
     def _on_message(self, item: dict[str, Json], frame: bytes, peer: _Peer) -> None:
         topic = str(item.get("topic"))
         data = item.get("data")
-        mid = message_id(topic, data)
-        if mid != item.get("id"):
-            return  # the id must be the content's hash
-        self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
+        mid = _CHECKED.get(frame)
+        if mid is None:
+            mid = message_id(topic, data)
+            if mid != item.get("id"):
+                return  # the id must be the content's hash
+            if len(_CHECKED) >= _CHECKED_LIMIT:
+                _CHECKED.clear()
+            _CHECKED[frame] = mid
+        tracing = self._tracer.enabled
+        if tracing:
+            self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         self._received[topic] = self._received.get(topic, 0) + 1
         if not self._mark_seen(mid, topic):
             return
@@ -435,12 +468,13 @@ class Gossip:
         handler = self._handlers.get(topic)
         if handler is None or not handler(data):
             return
-        self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
+        if tracing:
+            self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
-            self._metrics.delivered_by(topic).inc()
+            self._delivered[topic] = self._delivered.get(topic, 0) + 1
             ts = item.get("ts")
             if isinstance(ts, int | float):
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other is not peer:
-                self._enqueue(other, frame)
+                other.queue.put(frame)  # `_enqueue`

@@ -1,17 +1,32 @@
 """A queue with one consumer that takes everything queued at once.
 
 Cheaper than an anyio memory stream for a flood of small items: putting one is a deque
-append (and, when the box was empty, one event set), and the consumer wakes once per burst.
+append (and, when the consumer waits, one wake-up), and the consumer wakes once per burst.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 T = TypeVar("T")
+
+
+def trio_task() -> Any:
+    """The current trio task, or None when trio is not what runs this code (asyncio, or
+    no event loop). Under trio, waking a task directly (`trio.lowlevel.reschedule`) is the
+    same scheduling step as setting an ``anyio.Event`` it waits on (trio's ``Event.set``
+    reschedules each waiter), without creating two event objects per wait."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return None
+    try:
+        return trio.lowlevel.current_task()
+    except RuntimeError:
+        return None
 
 
 class Mailbox(Generic[T]):
@@ -21,30 +36,62 @@ class Mailbox(Generic[T]):
     def __init__(self, limit: int | None = None) -> None:
         self._items: deque[T] = deque()
         self._limit = limit
-        self._wake = anyio.Event()
         self._closed = False
+        self._waiter: Any = None
+        """The trio task parked in `take_all` (trio only)."""
+        self._wake: anyio.Event | None = None
+        """What `take_all` waits on (other event loops)."""
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False when it was dropped (full or closed)."""
-        if self._closed or (self._limit is not None and len(self._items) >= self._limit):
+        items = self._items
+        if self._closed or (self._limit is not None and len(items) >= self._limit):
             return False
-        self._items.append(item)
-        if len(self._items) == 1:
-            self._wake.set()
+        items.append(item)
+        if len(items) == 1:
+            self._notify()
         return True
 
     def close(self) -> None:
         """No more items; the consumer gets what is queued, then ``EndOfStream``."""
         self._closed = True
-        self._wake.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            sys.modules["trio"].lowlevel.reschedule(waiter)
+        elif self._wake is not None:
+            self._wake.set()
+
+    @property
+    def waiting(self) -> bool:
+        """True while the consumer waits in `take_all`."""
+        return self._waiter is not None or (self._wake is not None and not self._wake.is_set())
 
     async def take_all(self) -> list[T]:
         """Every queued item (waiting for one); ``anyio.EndOfStream`` once closed and empty."""
         while not self._items:
             if self._closed:
                 raise anyio.EndOfStream
-            self._wake = anyio.Event()
-            await self._wake.wait()
+            task = trio_task()
+            if task is not None:
+                await self._park(task)
+            else:
+                self._wake = anyio.Event()
+                await self._wake.wait()
         items = list(self._items)
         self._items.clear()
         return items
+
+    async def _park(self, task: Any) -> None:
+        lowlevel = sys.modules["trio"].lowlevel
+        self._waiter = task
+
+        def abort(_: Any) -> Any:
+            if self._waiter is task:
+                self._waiter = None
+            return lowlevel.Abort.SUCCEEDED
+
+        await lowlevel.wait_task_rescheduled(abort)

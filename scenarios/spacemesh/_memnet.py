@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import Listener, ObjectStream, TaskGroup
 
-from ._clock import Gate
+from ._clock import Gate, loop_time
 from ._mailbox import Mailbox
 from ._transport import Connection
 
@@ -74,6 +74,7 @@ class _Half(ObjectStream[bytes]):
         self._sink = sink  # the other end's incoming batches
         self._in = incoming
         self._link_key = (_host(local), _host(remote))
+        self._gate = net.gate(local)  # a host's gate is never replaced
         self._buffer: deque[bytes] = deque()
         self._last_due = 0.0
         self._open: Batch | None = None
@@ -89,10 +90,22 @@ class _Half(ObjectStream[bytes]):
             raise anyio.ClosedResourceError
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
-        await self._net.gate(self._local).wait()
+        if self._gate.paused:
+            await self._gate.wait()
         net = self._net
         link = net._links.get(self._link_key, net.default)
-        now = anyio.current_time()
+        now = loop_time()
+        if items and not (link.down or link.loss or link.jitter):
+            # Every frame is due at the same moment (what `_due` computes for such a link,
+            # drawing nothing from the generator): they travel as one batch.
+            at = now + max(0.0, link.delay)
+            if at <= self._last_due and self._open is not None:
+                self._open.extend(items)
+            else:
+                self._last_due = max(at, self._last_due)
+                self._open = list(items)
+                net._schedule(self._last_due, self, self._open, self._remote)
+            return
         for item in items:
             due = net._due(link, now)
             if due is None:
@@ -251,7 +264,7 @@ class MemoryNetwork:
         task_status.started()
         try:
             while True:
-                now = anyio.current_time()
+                now = loop_time()
                 while self._heap and self._heap[0][0] <= now:
                     _, _, half, batch, dst = heapq.heappop(self._heap)
                     if half._open is batch:

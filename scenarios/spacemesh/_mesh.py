@@ -312,19 +312,34 @@ class Mesh:
         self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
         self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
         self._chain: list[LayerState] = []
-        self._chain_local: list[str] = []
-        """Per layer of the chain: the id of its local block when deciding it made that
-        block one a later layer's votes may name, else empty."""
+        self._chain_local: list[tuple[str, dict[str, Any] | None]] = []
+        """Per layer of the chain: the id of its local block and the block when deciding it
+        made that block one a later layer's votes may name, else empty and None."""
         self._dirty_from = 0
         """The first layer whose decision may have changed since the last `decide`."""
         self._decided_at: int | None = None
         """The current layer of the last `decide`."""
+        self._id_memo: tuple[dict[str, Any], str] | None = None
+        """The last message `_id` hashed, and its id (while `add` runs)."""
+        self._adding = False
 
     # -- intake ------------------------------------------------------------------------
 
+    def _id(self, msg: dict[str, Any]) -> str:
+        """``hash_json(msg)``, computed once per message while `add` handles it (checking
+        a message and storing it both need its id)."""
+        if not self._adding:
+            return hash_json(msg)
+        memo = self._id_memo
+        if memo is not None and memo[0] is msg:
+            return memo[1]
+        mid = hash_json(msg)
+        self._id_memo = (msg, mid)
+        return mid
+
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
-        key = hash_json(msg)  # the whole message: a signature is only valid with its body
+        key = self._id(msg)  # the whole message: a signature is only valid with its body
         return _verdict(_VERIFIED, key, lambda: _signature_valid(msg))
 
     def add(self, kind: str, msg: Json) -> bool:
@@ -335,17 +350,22 @@ class Mesh:
         the decisions stay a function of the set of messages, but not worth relaying),
         True when it was stored or is waiting for a dependency (both are worth relaying).
         """
+        self._adding = True
         try:
-            verdict = self._check(kind, msg)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return False
-        if verdict is False:
-            return False
-        if verdict is None:
-            self._pending[hash_json(msg)] = (kind, msg)
-            return True
-        self._store(kind, msg)
-        self._drain()
+            try:
+                verdict = self._check(kind, msg)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return False
+            if verdict is False:
+                return False
+            if verdict is None:
+                self._pending[self._id(msg)] = (kind, msg)
+                return True
+            self._store(kind, msg)
+            self._drain()
+        finally:
+            self._adding = False
+            self._id_memo = None  # the caller may change the message once it is handled
         if kind == "proposal":
             return self.ballot_weight(msg) > 0
         return True
@@ -393,7 +413,7 @@ class Mesh:
             for vote in msg["votes"]:
                 if int(vote["layer"]) != layer or vote["proposals"] != block["proposals"]:
                     return False
-                if hash_json(vote) not in self.votes and not self._sig_ok(vote):
+                if self._id(vote) not in self.votes and not self._sig_ok(vote):
                     return False
             return True
         if kind == "malfeasance":
@@ -425,12 +445,12 @@ class Mesh:
             return False
         if int(atx["num_units"]) < 1 or int(atx["target_epoch"]) < 1:
             return False
-        key = (hash_json(atx), str(proof["statement"]), int(proof["leaf_count"]),
+        key = (self._id(atx), str(proof["statement"]), int(proof["leaf_count"]),
                self.params.labels_per_unit, self.params.pow_bits)  # fmt: skip
         return _verdict(_ATX_PROOFS, key, lambda: _atx_proofs_valid(atx, proof, self.params))
 
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
-        mid = hash_json(msg)
+        mid = self._id(msg)
         self.version += 1
         if kind == "malfeasance":
             self._convict(msg)
@@ -607,7 +627,12 @@ class Mesh:
         """Changes whenever an ATX is stored or replaced or an identity is convicted."""
         return self._gen
 
-    def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
+    def epoch_stamp(self, epoch: int) -> tuple[int, int]:
+        """Changes whenever `atxs_for_epoch` may have: an ATX targeting the epoch is stored
+        (or anything that changes every epoch: a replaced ATX, a conviction)."""
+        return (self._all_gen, self._epoch_gen.get(epoch, 0))
+
+    def layer_stamp(self, layer: int) -> tuple[int, int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
         return (
@@ -801,7 +826,7 @@ class Mesh:
         prev_hash = bytes(32)
         diverged = False  # from the first changed decision on, nothing old is reused
         known_local: dict[str, dict[str, Any]] = {}
-        local_ids: list[str] = []
+        local_ids: list[tuple[str, dict[str, Any] | None]] = []
         # Below ``settled`` nothing a decision depends on changed since the last call: no
         # message of its layer or of the layers that vote on it, the same weights, and a
         # current layer past its window both times (so it no longer depends on it).
@@ -809,17 +834,21 @@ class Mesh:
         settled = min(self._dirty_from, min(last, current_layer) - self.params.window - 1)
         for layer in range(current_layer + 1):
             if layer < settled and layer < len(old):
-                local_id = self._chain_local[layer]
-                local = self.local_block(layer) if local_id else None
+                # Its local block is the one kept (nothing of its layer changed): not
+                # looked up again, layer after layer of the whole history, at every call.
+                local_id, local = self._chain_local[layer]
                 if local is not None:
                     known_local.setdefault(local_id, local)
-                local_ids.append(local_id)
+                local_ids.append((local_id, local))
                 result.append(old[layer])
                 prev_hash = old[layer].hash
                 continue
             before = len(known_local)
             decision = self._decision(layer, current_layer, known_local)
-            local_ids.append(self._local_id(layer) if len(known_local) > before else "")
+            if len(known_local) > before:
+                local_ids.append((self._local_id(layer), self.local_block(layer)))
+            else:
+                local_ids.append(("", None))
             if decision is None:
                 break
             status, block_id, block = decision

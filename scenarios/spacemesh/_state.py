@@ -60,11 +60,24 @@ def genesis_accounts(allocations: Iterable[tuple[str, int]]) -> Accounts:
     return accounts
 
 
+_ROOTS: dict[tuple[tuple[str, Account], ...], bytes] = {}
+"""State roots by the accounts they cover, shared by every ledger of the process: a pure
+function of the accounts, so the nodes of a simulation, which reach the same accounts,
+compute each root once between them."""
+_ROOTS_LIMIT = 4096
+
+
 def state_root(accounts: Accounts) -> bytes:
     """Merkle root over every account (address, balance, nonce, owner key), by address."""
-    return merkle_root(
-        [h(b"account", a, x.balance, x.nonce, x.public) for a, x in sorted(accounts.items())]
-    )
+    key = tuple(sorted(accounts.items()))
+    root = _ROOTS.get(key)
+    if root is None:
+        if len(_ROOTS) >= _ROOTS_LIMIT:
+            _ROOTS.clear()
+        root = _ROOTS[key] = merkle_root(
+            [h(b"account", a, x.balance, x.nonce, x.public) for a, x in key]
+        )
+    return root
 
 
 def _execute(accounts: Accounts, tx: dict[str, Any]) -> tuple[str, int]:
@@ -150,6 +163,9 @@ class Ledger:
         self._blocks: dict[str, dict[str, Any]] = {}
         """Every block held once, by id: its content cannot change, but the mesh may hold
         it no longer (a voted local block that later proposals changed)."""
+        self._last: list[tuple[LayerState, bool, LayerState]] = []
+        """Per layer of the last `apply`: the state it was given, whether its block was
+        filled in from ``_blocks``, and what it returned for it."""
 
     def accounts_after(self, layer: int) -> Accounts | None:
         """The accounts after an applied layer (None: not applied)."""
@@ -167,7 +183,25 @@ class Ledger:
         results: dict[str, tuple[int, str]] = {}
         by_layer: dict[int, Accounts] = {}
         reuse = True  # until a layer executes: those after it start from other accounts
-        for s in states:
+        last = self._last
+        remember: list[tuple[LayerState, bool, LayerState]] = []
+        cached: tuple[Accounts, dict[str, str], bytes] | None
+        for n, given in enumerate(states):
+            s = given
+            filled = s.block is None and s.block_id in self._blocks
+            if reuse and n < len(last) and last[n][0] is given and last[n][1] == filled:
+                # The same state as last time, after the same layers: the same result
+                # (the mesh hands back the very objects of the layers it did not redo).
+                # Without this, each call rebuilt every layer's state since genesis.
+                if s.number > self.base.layer:
+                    key = (s.hash, s.block is not None or filled)
+                    after[key] = self._after[key]
+                    accounts, done, root = after[key]
+                    results.update({i: (s.number, r) for i, r in done.items()})
+                by_layer[s.number] = accounts
+                out.append(last[n][2])
+                remember.append(last[n])
+                continue
             if s.number > self.base.layer:
                 if s.block is not None:
                     self._blocks.setdefault(s.block_id, s.block)
@@ -189,6 +223,8 @@ class Ledger:
                 results.update({i: (s.number, r) for i, r in done.items()})
             by_layer[s.number] = accounts
             out.append(dataclasses.replace(s, state_root=root))
+            remember.append((given, filled, out[-1]))
+        self._last = remember
         self._after = after
         self.accounts = accounts
         self.applied_layer = out[-1].number if out else self.base.layer

@@ -118,7 +118,11 @@ class Syncer:
             return None
         if kind in ("proposal", "certificate", "block"):
             return (kind, mesh.layer_stamp(int(arg)))
-        if kind in ("atx", "malfeasance"):
+        if kind == "atx":
+            # Per epoch: a new ATX of the coming epoch left every older epoch's digest
+            # to be hashed again (all of them: a cost growing with the history).
+            return (kind, mesh.epoch_stamp(int(arg)))
+        if kind == "malfeasance":
             return (kind, mesh.generation)
         if kind == "poet":
             return (kind, len(mesh.poet_proofs))
@@ -126,6 +130,13 @@ class Syncer:
             first, end = (int(x) for x in arg.split("-"))
             layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
             return (layers, len(self._node.mempool.txs))
+        if key == "txs:recent":
+            # The txs the window's proposals name and the mempool holds: they change when
+            # a proposal of the window does (its layer's stamp), the window moves, or a tx
+            # arrives (the mempool only grows).
+            first, end = self._recent_start(), self._node.current_layer() + 1
+            layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
+            return ("txs", first, layers, len(self._node.mempool.txs))
         return None
 
     def holdings(self, key: str) -> list[tuple[str, Json]]:

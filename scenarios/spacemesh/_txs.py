@@ -9,6 +9,7 @@ canonical JSON (our stand-in for SCALE); a transaction's id is the SHA-256 of th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ._codec import Json, canonical, decode, h, hash_json
@@ -20,6 +21,7 @@ MAX_TXS_PER_PROPOSAL = 100
 TX_KINDS = ("spawn", "spend")
 
 
+@functools.lru_cache(maxsize=65536)
 def address_of(public_hex: str) -> str:
     """The wallet address (hex) of the account owned by public key ``public_hex``."""
     return (bytes(4) + h(b"wallet", bytes.fromhex(public_hex))[-20:]).hex()

@@ -337,3 +337,121 @@ async def test_a_bootnode_that_shed_a_dialer_is_left_alone_for_a_while() -> None
     # Each of the 39 others dials it once; a shed one comes back only after backing off
     # and only when it ran out of others (before: 56 handshakes in these 10 s).
     assert len(served) <= len(nodes) - 1 + 4, len(served)
+
+
+async def test_a_duplicate_frame_is_dropped_without_decoding_or_the_handler() -> None:
+    """A copy of a message already held costs one lookup in the reader: it is counted and
+    remembered as sent by that peer, but not decoded (`_on_frame`) nor handed to the node."""
+    from scenarios.spacemesh._gossip import _ID_AT, _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    (node,) = make_nodes(MemoryNetwork(seed=5), 1)
+    node.subscribe("t", lambda data: pytest.fail("handler called for a duplicate"))
+    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+    data = {"x": 1}
+    mid = message_id("t", data)
+    dup = orjson.dumps({"t": "msg", "id": mid, "topic": "t", "data": data, "ts": None})
+    node._mark_seen(mid, "t")
+    decoded: list[bytes] = []
+    on_frame = node._on_frame
+
+    def spy(frame: bytes, p: _Peer) -> bool:
+        decoded.append(frame)
+        return on_frame(frame, p)
+
+    node._on_frame = spy  # type: ignore[method-assign]
+    getpeers = orjson.dumps({"t": "getpeers"})
+    batches = [[dup, dup, getpeers]]
+
+    class Conn:
+        async def receive_many(self) -> list[bytes]:
+            if not batches:
+                raise anyio.EndOfStream
+            return batches.pop(0)
+
+    await node._reader(Conn(), peer)  # type: ignore[arg-type]
+    assert decoded == [getpeers]  # only the frame that is not a duplicate was decoded
+    assert list(peer.sent_me) == [dup[_ID_AT : _ID_AT + 64]]
+    assert node._received == {}  # counted, then added to the metric at the batch's end
+
+
+async def test_a_mailbox_consumer_is_woken_by_put_and_close_and_survives_a_cancel() -> None:
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    box: Mailbox[int] = Mailbox(limit=3)
+    got: list[list[int]] = []
+    async with anyio.create_task_group() as tg:
+
+        async def consume() -> None:
+            got.append(await box.take_all())
+
+        tg.start_soon(consume)
+        await anyio.sleep(0.1)
+        assert box.waiting
+        assert box.put(1) and box.put(2)
+        await anyio.sleep(0.1)
+    assert got == [[1, 2]] and not box.waiting
+    with anyio.move_on_after(0.1):  # cancelled while waiting: the next put wakes no one
+        await box.take_all()
+    assert not box.waiting
+    assert box.put(3) and box.put(4) and box.put(5) and not box.put(6)  # full: dropped
+    assert await box.take_all() == [3, 4, 5]
+    ended: list[bool] = []
+
+    async def consume_to_the_end() -> None:
+        with pytest.raises(anyio.EndOfStream):
+            await box.take_all()
+        ended.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume_to_the_end)
+        await anyio.sleep(0.1)
+        box.close()
+    assert ended == [True] and not box.put(7)
+
+
+def test_a_mailbox_works_on_asyncio_too() -> None:
+    """The real processes' event loop: the same behaviour, with an ``anyio.Event``."""
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    async def main() -> list[int]:
+        box: Mailbox[int] = Mailbox()
+        async with anyio.create_task_group() as tg:
+            out: list[int] = []
+
+            async def consume() -> None:
+                out.extend(await box.take_all())
+
+            tg.start_soon(consume)
+            await anyio.sleep(0.01)
+            assert box.waiting
+            box.put(1)
+        return out
+
+    assert anyio.run(main, backend="asyncio") == [1]
+
+
+async def test_a_frame_checked_by_one_node_is_not_hashed_again_by_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nodes of a simulation relay the very same frame: its id is checked against its
+    content once per process. A frame whose id is wrong is never taken as checked."""
+    from scenarios.spacemesh import _gossip
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    hashed: list[str] = []
+    real = _gossip.message_id
+    monkeypatch.setattr(_gossip, "message_id", lambda t, d: hashed.append(t) or real(t, d))
+    a, b = make_nodes(MemoryNetwork(seed=5), 2)
+    got: list[Json] = []
+    for n in (a, b):
+        n.subscribe("t", lambda data: got.append(data) or True)
+    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+    data = {"x": 42}
+    frame = orjson.dumps({"t": "msg", "id": real("t", data), "topic": "t", "data": data})
+    forged = orjson.dumps({"t": "msg", "id": real("t", {"x": 1}), "topic": "t", "data": data})
+    for n in (a, b):
+        assert n._on_frame(forged, peer) and n._on_frame(frame, peer)
+    assert got == [data, data]
+    assert hashed == ["t", "t", "t"]  # the forged frame by each node, the good one once

@@ -174,3 +174,49 @@ def test_a_certificate_for_a_layer_kept_between_calls_is_counted() -> None:
     for cert in certs:
         incremental.add(*cert)
     assert incremental.decide(late) == replay_all(early + certs, keys).decide(late)
+
+
+def test_a_message_is_hashed_once_while_added_and_anew_once_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checking a message and storing it both need its id: `add` hashes it once. A
+    message changed after `add` returned is a new message (hashed again, its signature
+    checked again)."""
+    from scenarios.spacemesh import _mesh
+
+    messages, _, keys = recorded()
+    mesh = replay([m for m in messages if m[0] in ("poet", "atx")], keys)
+    proposal = dict(next(m for k, m in messages if k == "proposal"))
+    hashed: list[object] = []
+    real = _mesh.hash_json
+    monkeypatch.setattr(_mesh, "hash_json", lambda v: hashed.append(v) or real(v))
+    mesh.add("proposal", proposal)
+    assert sum(v is proposal for v in hashed) == 1
+    assert real(proposal) in mesh.proposals
+    proposal["sig"] = "00" * 64  # the same dict, now forged: not the id of the stored one
+    assert not mesh.add("proposal", proposal)
+    assert real(proposal) not in mesh.proposals
+
+
+def test_an_epoch_s_stamp_changes_with_its_own_atxs_only() -> None:
+    """The sync digest of ``atx:{e}`` is cached by `epoch_stamp(e)`: an ATX of another
+    epoch leaves it alone (every old epoch's ATXs were hashed again for each new ATX),
+    one of its own epoch changes it."""
+    messages, _, keys = recorded()
+    atxs = [m for k, m in messages if k == "atx"]
+    by_epoch = sorted({int(a["target_epoch"]) for a in atxs})
+    assert len(by_epoch) >= 2
+    first, last = by_epoch[0], by_epoch[-1]
+    mesh = replay([m for m in messages if m[0] == "poet"], keys)
+    for atx in atxs:
+        if int(atx["target_epoch"]) != last:
+            mesh.add("atx", atx)
+    held = {e: mesh.epoch_stamp(e) for e in by_epoch}
+    digest = {e: sorted(mesh.atxs_for_epoch(e)) for e in by_epoch}
+    for atx in atxs:
+        if int(atx["target_epoch"]) == last:
+            mesh.add("atx", atx)
+    assert mesh.epoch_stamp(first) == held[first] or last == first + 1
+    assert sorted(mesh.atxs_for_epoch(first)) == digest[first]
+    assert mesh.epoch_stamp(last) != held[last]
+    assert sorted(mesh.atxs_for_epoch(last)) != digest[last]

@@ -125,3 +125,39 @@ async def test_transfers_through_the_api_are_applied_and_every_node_agrees() -> 
     coinbases = {address_of(m.smesher_id) for m in c.miners}
     assert coinbases <= set(accounts[0])
     assert sum(b for b, _ in accounts[0].values()) == 1_000_000 + subsidy
+
+
+def test_the_ledger_reuses_its_last_answers_and_redoes_a_layer_whose_block_it_learnt() -> None:
+    """Given the very states of its last call (the mesh hands back the objects of the layers
+    it did not redo), the ledger returns its last answers for them instead of rebuilding
+    every layer since genesis; a layer whose block it learnt meanwhile is executed again."""
+    block, txs = _block()
+    block_id, base = hash_json(block), {A: Account(1000)}
+    hash5 = h(b"layer", bytes(32), 5, block_id)
+    five = LayerState(5, LayerStatus.VERIFIED, block_id, None, hash5, b"")
+    six = LayerState(6, LayerStatus.APPLIED, "", None, h(b"layer", hash5, 6, ""), b"")
+    ledger = Ledger(Base(4, base))
+    first = ledger.apply([five, six], txs.get)
+    again = ledger.apply([five, six], txs.get)
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert [s.state_root for s in again] == [state_root(base)] * 2
+    ledger._blocks[block_id] = block  # as if a state carrying the block had passed through
+    paid = ledger.apply([five, six], txs.get)
+    executed = state_root(apply_block(base, block, txs)[0])
+    assert [s.state_root for s in paid] == [executed] * 2
+    assert ledger.accounts[address_of(MINER)] == Account(1000)
+
+
+def test_a_state_root_is_computed_once_for_the_same_accounts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scenarios.spacemesh import _state
+
+    calls: list[int] = []
+    real = _state.merkle_root
+    monkeypatch.setattr(_state, "merkle_root", lambda leaves: calls.append(1) or real(leaves))
+    accounts = {A: Account(7, 1), B: Account(3)}
+    root = state_root(accounts)
+    assert state_root(dict(reversed(accounts.items()))) == root  # another dict, same accounts
+    assert state_root({A: Account(7, 2), B: Account(3)}) != root
+    assert len(calls) <= 2  # at most once each (once cached, zero: another test's accounts)

@@ -63,3 +63,32 @@ async def test_cached_digests_always_equal_a_fresh_hash() -> None:
                 assert digest == hash_json(sorted(node.syncer._messages(key))), (step, key)
                 checked += 1
     assert checked > 40 * 10
+
+
+async def test_the_recent_txs_digest_is_cached_and_follows_proposals_and_txs() -> None:
+    """``txs:recent`` was hashed anew at every exchange; cached, it must still change when
+    a proposal of the window names a tx, or a named tx's body arrives."""
+    from scenarios.spacemesh._codec import hash_json
+    from scenarios.spacemesh._keys import Signer
+    from scenarios.spacemesh._txs import address_of, spawn_tx, spend_tx
+
+    alice = Signer("alice")
+    a, b = address_of(alice.public_hex), address_of(Signer("bob").public_hex)
+    params = MeshParams(layers_per_epoch=3, pow_bits=4, genesis_accounts=((a, 1_000_000),))
+    async with memory_cluster(miners=3, seed=3, layer_duration=2.0, params=params) as c:
+        node: Any = c.nodes[-1]
+        await c.clock.sleep_until(node.layer_start(4))
+        fresh = {hash_json(sorted(node.syncer._messages("txs:recent")))}
+        c.gateways[0].submit_tx(spawn_tx(alice, 0, 100))
+        c.gateways[0].submit_tx(spend_tx(alice, b, 10, 1, 5))
+        for _ in range(30):
+            await c.clock.sleep_until(c.clock.now() + 0.25)
+            held = node.syncer._messages("txs:recent")
+            assert node.syncer.digests()["txs:recent"] == hash_json(sorted(held))
+            fresh.add(hash_json(sorted(held)))
+        asked: list[str] = []
+        messages = node.syncer._messages
+        node.syncer._messages = lambda key: asked.append(key) or messages(key)
+        node.syncer.digests()  # nothing changed since the last exchange: nothing hashed
+    assert "txs:recent" not in asked
+    assert len(fresh) > 1  # the txs arrived within the window: the digest changed
