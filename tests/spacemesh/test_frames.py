@@ -59,3 +59,66 @@ async def test_a_burst_over_tcp_is_one_write_and_arrives_in_order() -> None:
         assert got == frames
         await conn.aclose()
         tg.cancel_scope.cancel()
+
+
+async def test_a_burst_over_tcp_is_read_in_a_few_reads_not_two_per_frame() -> None:
+    """The frames a read brought are all handed over at once: a burst of 200 frames
+    (13 KB) sent in one write takes a few `receive_frames` calls, not one per frame."""
+    tcp = TcpTransport()
+    listener = await tcp.listen("127.0.0.1:0")
+    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    calls: list[int] = []
+    done = anyio.Event()
+
+    async def serve(conn: object) -> None:
+        got = 0
+        while got < 200:
+            got += len(await receive_frames(conn))  # type: ignore[arg-type]
+            calls.append(got)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        conn = await tcp.dial(f"127.0.0.1:{port}")
+        await send_frames(conn, [bytes([i % 256]) * 64 for i in range(200)])
+        with anyio.fail_after(10):
+            await done.wait()
+        assert calls[-1] == 200 and len(calls) <= 4, calls
+        await conn.aclose()
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ((5).to_bytes(4, "big") + b"ab", anyio.EndOfStream),  # cut inside a frame
+        ((4 * 1024 * 1024 + 1).to_bytes(4, "big"), anyio.BrokenResourceError),  # too long
+    ],
+)
+async def test_a_cut_or_oversized_frame_ends_the_connection(
+    data: bytes, error: type[Exception]
+) -> None:
+    tcp = TcpTransport()
+    listener = await tcp.listen("127.0.0.1:0")
+    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    outcome: list[object] = []
+    done = anyio.Event()
+
+    async def serve(conn: object) -> None:
+        try:
+            outcome.append(await receive_frames(conn))  # type: ignore[arg-type]
+            outcome.append(await receive_frames(conn))  # type: ignore[arg-type]
+        except Exception as exc:  # what ended it is the point
+            outcome.append(exc)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        raw = await anyio.connect_tcp("127.0.0.1", port)
+        await raw.send((1).to_bytes(4, "big") + b"x" + data)
+        await raw.send_eof()
+        with anyio.fail_after(10):
+            await done.wait()
+        assert outcome[0] == [b"x"] and isinstance(outcome[1], error), outcome
+        await raw.aclose()
+        tg.cancel_scope.cancel()
