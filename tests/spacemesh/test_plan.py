@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -293,3 +294,53 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
                        deadline=now + 60)  # fmt: skip
     result = anyio.run(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
     assert result == (3, "") and calls == ["status", "status"]
+
+
+@pytest.mark.parametrize("late", [1, 2, 3])
+def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_crash(
+    monkeypatch: pytest.MonkeyPatch, late: int
+) -> None:
+    """The final checks read the node's API too: on a starved machine a call misses its
+    deadline. They are asked again (`OBSERVE_TRIES` in all); past that the instance fails
+    naming what the watch found and the API's silence (it crashed on the first miss)."""
+    import types
+
+    import anyio
+
+    from harness.sdk import TestFailure
+    from scenarios.spacemesh import plan
+
+    class Api:
+        def __init__(self, ip: str, port: int) -> None:
+            pass
+
+        async def status(self) -> types.SimpleNamespace:
+            return types.SimpleNamespace(verified_layer=2, top_layer=9, connected_peers=2)
+
+        def close(self) -> None:
+            pass
+
+    observed: list[str] = []
+
+    async def observe(env: object, api: object, watch: object, verified: int,
+                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
+        observed.append(error)
+        if len(observed) <= late:
+            raise TimeoutError("Deadline exceeded")
+        return verified, error
+
+    monkeypatch.setattr(plan, "NodeApi", Api)
+    monkeypatch.setattr(plan, "observe", observe)
+    now = time.time()
+    watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
+                       deadline=now - 1)  # fmt: skip  (past: the watch stops at once)
+    run = functools.partial(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    if late < plan.OBSERVE_TRIES:
+        verified, error = anyio.run(run)
+        assert verified == 2 and "not 3, by the deadline" in error
+        assert len(observed) == late + 1
+    else:
+        with pytest.raises(TestFailure, match=r"not 3, by the deadline .*; the node's API "
+                           r"did not answer the final checks \(3 tries\)"):  # fmt: skip
+            anyio.run(run)
+        assert len(observed) == plan.OBSERVE_TRIES
