@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -9,6 +11,14 @@ from scenarios.spacemesh import MemoryLink, MemoryNetwork
 from scenarios.spacemesh._transport import TcpTransport, receive_frames, send_frames
 
 pytestmark = pytest.mark.anyio
+
+
+async def _listen() -> tuple[TcpTransport, Any, int]:
+    """The TCP transport, a listener of it on a free loopback port, and that port."""
+    tcp = TcpTransport()
+    listener = await tcp.listen("127.0.0.1:0")
+    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    return tcp, listener, port
 
 
 async def test_a_burst_on_a_memory_link_arrives_as_one_batch_in_order() -> None:
@@ -38,9 +48,7 @@ async def test_a_burst_on_a_memory_link_arrives_as_one_batch_in_order() -> None:
 
 
 async def test_a_burst_over_tcp_is_one_write_and_arrives_in_order() -> None:
-    tcp = TcpTransport()
-    listener = await tcp.listen("127.0.0.1:0")
-    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    tcp, listener, port = await _listen()
     got: list[bytes] = []
     done = anyio.Event()
 
@@ -64,9 +72,7 @@ async def test_a_burst_over_tcp_is_one_write_and_arrives_in_order() -> None:
 async def test_a_burst_over_tcp_is_read_in_a_few_reads_not_two_per_frame() -> None:
     """The frames a read brought are all handed over at once: a burst of 200 frames
     (13 KB) sent in one write takes a few `receive_frames` calls, not one per frame."""
-    tcp = TcpTransport()
-    listener = await tcp.listen("127.0.0.1:0")
-    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    tcp, listener, port = await _listen()
     calls: list[int] = []
     done = anyio.Event()
 
@@ -98,9 +104,7 @@ async def test_a_burst_over_tcp_is_read_in_a_few_reads_not_two_per_frame() -> No
 async def test_a_cut_or_oversized_frame_ends_the_connection(
     data: bytes, error: type[Exception]
 ) -> None:
-    tcp = TcpTransport()
-    listener = await tcp.listen("127.0.0.1:0")
-    port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
+    _, listener, port = await _listen()
     outcome: list[object] = []
     done = anyio.Event()
 
