@@ -425,10 +425,7 @@ class Gossip:
         topic = self._seen.get(raw)
         if topic is None:
             return False
-        sent = peer.sent_me  # `_Peer.sent_us`, inline: this runs for most frames
-        sent[raw] = None
-        if len(sent) > _SENT_LIMIT:
-            sent.popitem(last=False)
+        peer.sent_us(raw)
         if self._tracer.enabled:
             mid = raw.decode("ascii")
             self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
@@ -477,4 +474,4 @@ class Gossip:
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other is not peer:
-                other.queue.put(frame)  # `_enqueue`
+                self._enqueue(other, frame)

@@ -90,22 +90,10 @@ class _Half(ObjectStream[bytes]):
             raise anyio.ClosedResourceError
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
-        if self._gate.paused:
-            await self._gate.wait()
+        await self._gate.wait()
         net = self._net
         link = net._links.get(self._link_key, net.default)
         now = loop_time()
-        if items and not (link.down or link.loss or link.jitter):
-            # Every frame is due at the same moment (what `_due` computes for such a link,
-            # drawing nothing from the generator): they travel as one batch.
-            at = now + max(0.0, link.delay)
-            if at <= self._last_due and self._open is not None:
-                self._open.extend(items)
-            else:
-                self._last_due = max(at, self._last_due)
-                self._open = list(items)
-                net._schedule(self._last_due, self, self._open, self._remote)
-            return
         for item in items:
             due = net._due(link, now)
             if due is None:
