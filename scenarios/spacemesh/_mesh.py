@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import defaultdict
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any
 
 from ._codec import Json, canonical, h, hash_json
 from ._eligibility import SCALE, ballot_weight, beacon, hare_seats, num_slots, slot_counts
 from ._keys import Signer, verify_signature
 from ._malfeasance import check_proof, conflict_key, make_proof
+from ._memo import once
 from ._merkle import verify_merkle_proof
 from ._poet import verify_poet_proof
 from ._post import verify_post
@@ -102,8 +102,6 @@ def _signed(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "sig": signer.sign(canonical(body))}
 
 
-K = TypeVar("K", bound=Hashable)
-
 _VERIFIED: dict[str, bool] = {}
 """Signature verdicts by message id, shared by every mesh of the process: a pure function
 of the message, so the nodes of a simulation verify each signature once between them
@@ -120,17 +118,6 @@ _ATX_PROOFS: dict[tuple[str, str, int, int, int], bool] = {}
 """An ATX's PoET membership and PoST verdicts, by the ATX's id, the proof's statement and
 leaf count and the parameters they are checked with: shared by every mesh of the process,
 as `_VERIFIED` is (every node of a simulation checks each ATX)."""
-
-
-def _verdict(cache: dict[K, bool], key: K, check: Callable[[], bool]) -> bool:
-    """`check()`'s verdict for `key`, computed once per process (the cache is emptied when
-    it reaches `_VERIFIED_LIMIT`)."""
-    known = cache.get(key)
-    if known is None:
-        if len(cache) >= _VERIFIED_LIMIT:
-            cache.clear()
-        known = cache[key] = check()
-    return known
 
 
 def _atx_proofs_valid(atx: dict[str, Any], proof: dict[str, Any], params: MeshParams) -> bool:
@@ -340,7 +327,7 @@ class Mesh:
     def _sig_ok(self, msg: dict[str, Any]) -> bool:
         # Pending messages are re-checked whenever something arrives: verify each once.
         key = self._id(msg)  # the whole message: a signature is only valid with its body
-        return _verdict(_VERIFIED, key, lambda: _signature_valid(msg))
+        return once(_VERIFIED, key, lambda: _signature_valid(msg), _VERIFIED_LIMIT)
 
     def add(self, kind: str, msg: Json) -> bool:
         """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate,
@@ -447,7 +434,9 @@ class Mesh:
             return False
         key = (self._id(atx), str(proof["statement"]), int(proof["leaf_count"]),
                self.params.labels_per_unit, self.params.pow_bits)  # fmt: skip
-        return _verdict(_ATX_PROOFS, key, lambda: _atx_proofs_valid(atx, proof, self.params))
+        return once(
+            _ATX_PROOFS, key, lambda: _atx_proofs_valid(atx, proof, self.params), _VERIFIED_LIMIT
+        )
 
     def _store(self, kind: str, msg: dict[str, Any]) -> None:
         mid = self._id(msg)

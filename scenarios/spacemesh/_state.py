@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._codec import h
+from ._memo import once
 from ._merkle import merkle_root
 from ._mesh import LayerState
 from ._txs import address_of, execution_order
@@ -70,14 +71,12 @@ _ROOTS_LIMIT = 4096
 def state_root(accounts: Accounts) -> bytes:
     """Merkle root over every account (address, balance, nonce, owner key), by address."""
     key = tuple(sorted(accounts.items()))
-    root = _ROOTS.get(key)
-    if root is None:
-        if len(_ROOTS) >= _ROOTS_LIMIT:
-            _ROOTS.clear()
-        root = _ROOTS[key] = merkle_root(
-            [h(b"account", a, x.balance, x.nonce, x.public) for a, x in key]
-        )
-    return root
+    return once(
+        _ROOTS,
+        key,
+        lambda: merkle_root([h(b"account", a, x.balance, x.nonce, x.public) for a, x in key]),
+        _ROOTS_LIMIT,
+    )
 
 
 def _execute(accounts: Accounts, tx: dict[str, Any]) -> tuple[str, int]:
