@@ -24,6 +24,8 @@ from harness.runners.k8s import load_options, render_run
 from harness.runners.k8s._cluster import follow, pod_exit, run_on_cluster
 from harness.runners.k8s._outputs import MARKER, pack, unpack
 
+from ..conftest import only_run_dir
+
 RUN_ID = "20260101-000000-abcdef"
 
 
@@ -169,7 +171,7 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     events = [success("single/0"), kill]
     code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, events))
-    run_dir = next(tmp_path.iterdir())
+    run_dir = only_run_dir(tmp_path)
     assert code == 0, (run_dir / "run.json").read_text()
     assert orjson.loads((run_dir / "faults.jsonl").read_text()) == kill
     unplayed = {"kind": "run-failed", "reason": "fault 1 could not be played: no"}
@@ -197,7 +199,7 @@ def test_a_cluster_run_writes_run_json_the_report_and_the_history_as_a_local_run
     code = run_on_cluster(spec, load_options(spec, ["namespace=p2p"]), tmp_path, quiet=True,
                           api=FakeCluster({0: 1, 1: 0}, [success("single/1"), kill]))
     assert code == 1
-    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    run_dir = only_run_dir(tmp_path)
     run = load_run(run_dir)
     assert (run.run_id, run.plan, run.case, run.runner) == (run_dir.name, "pingpong", "ping",
                                                            "cluster:k8s")
@@ -227,7 +229,7 @@ def test_a_cluster_run_the_api_fails_records_an_error_in_run_json(
     with pytest.raises(ConnectionError):
         run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
                        api=FakeCluster({0: 0, 1: 0}, [], fail_on_list=True))
-    run = load_run(next(p for p in tmp_path.iterdir() if p.is_dir()))
+    run = load_run(only_run_dir(tmp_path))
     assert run.outcome == "error" and run.ended is not None
     assert run.reason == "cluster:k8s: ConnectionError: the API server went away"
 
