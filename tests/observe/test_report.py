@@ -242,6 +242,22 @@ def test_topology_of_a_large_network_is_drawn_compact() -> None:
     assert "g/3</text>" in small and "drop</text>" in small and 'marker-end="url(#arr)"' in small
 
 
+def test_a_strip_of_many_values_draws_its_tail_in_few_elements() -> None:
+    """10,000 samples with a slow tail: the tail's dots are there (the chart once drew only
+    the 400 smallest), each position is one titled group counting its values, and the row
+    costs a bounded number of elements, not one titled circle per sample."""
+    fast = [50.0 + (i % 100) / 100 for i in range(9_990)]
+    slow = [200.0 + i for i in range(10)]
+    svg = _svg.box_strip({"a→b": fast + slow}, x_label="ms")
+    titles = re.findall(r'<g class="pt"[^>]*><title>([^<]*)</title>', svg)
+    counted = [int(t.split()[0]) if "values" in t else 1 for t in titles]
+    assert sum(counted) == 10_000
+    assert "209 ms" in titles and any(t.endswith("to 50.99 ms") for t in titles)
+    circles = svg.count("<circle")
+    assert len(titles) <= circles <= len(titles) + _svg.STRIP_DOTS
+    assert circles < 500
+
+
 def test_report_draws_the_topology_of_a_60_instance_run(run_factory: Callable[..., Path]) -> None:
     html = write_report(run_factory(instances=60, messages=2, log_lines=2)).read_text()
     section = html[html.index('<section id="network">') :]
