@@ -65,10 +65,19 @@ def _has_sch_netem() -> bool:
     return bool(probe.has_sch_netem())
 
 
+_BACKEND_METHODS = ("attach", "apply", "stats", "failure", "close")  # Backend's
+
+
 def select_backend(choice: Backend | str) -> Backend:
     """A backend object for `choice`: one of BACKEND_NAMES, or a backend to use as it is.
     "auto" is the kernel backend where sch_netem exists, else the userspace one."""
     if not isinstance(choice, str):
+        missing = [m for m in _BACKEND_METHODS if not callable(getattr(choice, m, None))]
+        if missing:
+            raise RequestError(
+                f"backend must be one of {', '.join(BACKEND_NAMES)} or a backend object, "
+                f"not {choice!r} (it has no {', '.join(missing)})"
+            )
         return choice
     if choice not in BACKEND_NAMES:
         raise RequestError(f"unknown backend {choice!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -20,6 +20,15 @@ def test_object_passes_through() -> None:
     assert select_backend(backend) is backend
 
 
+@pytest.mark.parametrize("choice", [None, 3, object()])
+def test_what_is_no_backend_is_refused_in_one_line(choice: object) -> None:
+    """Not a name and not a backend (e.g. None): refused before anything is built, where
+    it used to pass through and fail in `build` with an AttributeError."""
+    with pytest.raises(RequestError, match="backend must be one of auto, kernel") as info:
+        select_backend(choice)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value) and "no attach, apply" in str(info.value)
+
+
 def test_unknown_name() -> None:
     with pytest.raises(RequestError, match="unknown backend 'tc'; choose one of auto, kernel"):
         select_backend("tc")
