@@ -111,15 +111,15 @@ class ProcessHost:
     async def _read(self, task_status: trio.TaskStatus[None]) -> None:
         assert self._stream is not None
         buffer = b""
+        started = False
         while data := await _receive(self._stream):
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 msg = orjson.loads(line)
-                if "ready" in msg:
-                    task_status.started()
-                elif "fatal" in msg:
-                    self.error = msg["fatal"]
+                if "ready" in msg or "fatal" in msg:
+                    self.error = msg.get("fatal")
+                    started = True
                     task_status.started()
                 elif "exited" in msg:
                     proc = self._procs.get(msg["exited"])
@@ -138,6 +138,8 @@ class ProcessHost:
         for event, box in self._pending.values():
             box["error"] = self.error
             event.set()
+        if not started:  # it died before it was ready: every spawn fails with why
+            task_status.started()
         await trio.sleep_forever()  # spawn() reports the error for every instance
 
     async def spawn(self, launch: Launch) -> Process:
