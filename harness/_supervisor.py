@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +191,39 @@ def _program(argv: Sequence[str], plan_dir: Path) -> str:
     return argv[0]
 
 
+class _HostTask:
+    """The run's process host as a task of its own: started early, awaited when the first
+    instance is due, and stopped (with every process under it) at a moment of the run's
+    choosing rather than at the end of a nursery."""
+
+    def __init__(self, host: ProcessHost) -> None:
+        self.host = host
+        self._started = trio.Event()
+        self._ended = trio.Event()
+        self._scope = trio.CancelScope()
+
+    async def run(self, cwd: Path, env: Mapping[str, str]) -> None:
+        """Serve the host until `stop`; `ready` returns once it serves."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.host.run, cwd, env)
+                    self._started.set()
+        finally:
+            self._ended.set()
+
+    async def ready(self) -> ProcessHost:
+        """The host, once it takes spawn requests (its `error` says if it never will)."""
+        await self._started.wait()
+        return self.host
+
+    async def stop(self) -> None:
+        """End the host and everything it started; returns when they are gone."""
+        self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._ended.wait()
+
+
 class Supervisor:
     """Runs one RunSpec. Use `run()` unless you are already inside Trio."""
 
@@ -216,6 +249,7 @@ class Supervisor:
         self.network_events: list[dict[str, Any]] = []
         self.run_failure: str | None = None  # why the run failed apart from its instances
         self.cgroups: RunCgroups | None = None  # per-instance cgroups, where they can be made
+        self._cgroups_made = trio.Event()
         self.conductor: Conductor | None = None
         self._sampler: Callable[[], Awaitable[object]] | None = None  # starts the telemetry
         self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
@@ -318,12 +352,17 @@ class Supervisor:
                     tcp = f"{bound[0]}:{bound[1]}"
                 nursery.start_soon(self._tick)
                 runner = get_runner(self.spec.runner)
+                # The process host starts (an interpreter, imports, its warm-up) while the
+                # runner builds the network: neither needs the other.
+                host = _HostTask(self._new_host())
+                nursery.start_soon(host.run, self._project_root(), self._base_env())
+                nursery.start_soon(self._make_cgroups_soon)  # nor do the cgroups
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:
                     self.deployment = dep
                     self._write_run_json(ended=False)  # with the network: what to clean
                     server.network = dep.network
-                    async with trio.open_nursery() as host_scope:
-                        processes = await self._start_host(host_scope)
+                    try:
+                        processes = await host.ready()
                         async with trio.open_nursery() as observers:
                             if dep.network_failure is not None:
                                 observers.start_soon(self._watch_network, dep.network_failure)
@@ -335,7 +374,8 @@ class Supervisor:
                             self.conductor.finish(self.failed.is_set() or self.interrupted)
                             server.faults = None
                             observers.cancel_scope.cancel()
-                        host_scope.cancel_scope.cancel()
+                    finally:
+                        await host.stop()  # every process gone before the network goes
                 nursery.cancel_scope.cancel()
         finally:
             for clock in self.clocks.values():
@@ -360,12 +400,10 @@ class Supervisor:
         except OSError as e:
             _log.warning("could not check earlier runs", error=str(e))
 
-    async def _start_host(self, nursery: trio.Nursery) -> ProcessHost:
+    def _new_host(self) -> ProcessHost:
         case = self.spec.case
         python = case.entrypoint and any(i.program is None for i in self.spec.instances)
-        host = ProcessHost(case.entrypoint if python else None, case.backend)
-        await nursery.start(host.run, self._project_root(), self._base_env())
-        return host
+        return ProcessHost(case.entrypoint if python else None, case.backend)
 
     async def _observe(self, nursery: trio.Nursery, state: SyncState, host: ProcessHost) -> None:
         """Metrics scrapes (of the endpoints instances announce), the aggregated /metrics
@@ -412,7 +450,7 @@ class Supervisor:
     ) -> None:
         assert self.deployment is not None and self.conductor is not None
         self.host = host
-        await trio.to_thread.run_sync(self._make_cgroups)
+        await self._cgroups_made.wait()
         async with trio.open_nursery() as procs:
             self._procs = procs
             for inst in self.spec.instances:
@@ -639,6 +677,12 @@ class Supervisor:
         members = [Member(i.id, i.group, i.role) for i in self.spec.instances]
         return Conductor(self.spec.faults, members, FaultActions(self), state, self.record,
                          JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run)
+
+    async def _make_cgroups_soon(self) -> None:
+        try:
+            await trio.to_thread.run_sync(self._make_cgroups)  # runs to its end, whatever comes
+        finally:
+            self._cgroups_made.set()
 
     def _make_cgroups(self) -> None:
         """One cgroup per instance (pause, CPU and memory faults), where this process may
