@@ -127,3 +127,33 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, str(BENCH / "report.py"), "--outputs", str(tmp_path),
                         "--readme", str(tmp_path / "nope.md")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope.md" in r.stderr
+
+
+def test_the_wait_for_a_quiet_machine_reads_proc_stat_and_gives_up_after_its_patience() -> None:
+    """Busy share from /proc/stat's first line (iowait counts as idle); the wait returns at
+    the first quiet second, or after its patience with the machine still busy."""
+    import _quiet
+
+    stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n"
+    assert _quiet.cpu_times(stat) == (850, 1000)
+    assert _quiet.busy_share((850, 1000), (850 + 150, 1000 + 200)) == pytest.approx(0.25)
+    assert _quiet.busy_share((5, 10), (5, 10)) == 0.0
+
+    def machine(busy_seconds: int) -> tuple[object, object]:
+        clock = {"t": 0}
+
+        def sample() -> tuple[int, int]:  # 100 jiffies a second, all busy until busy_seconds
+            t = clock["t"]
+            busy = min(t, busy_seconds)
+            return 100 * t - 100 * busy, 100 * t
+
+        def sleep(s: float) -> None:
+            clock["t"] += int(s)
+
+        return sample, sleep
+
+    sample, sleep = machine(3)
+    assert _quiet.wait_quiet(0.15, 90, sample, sleep) == (True, 4.0, 0.0)  # type: ignore[arg-type]
+    sample, sleep = machine(1000)
+    ok, waited, share = _quiet.wait_quiet(0.15, 5, sample, sleep)  # type: ignore[arg-type]
+    assert (ok, waited, share) == (False, 5.0, 1.0)
