@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 
@@ -257,15 +257,19 @@ def _dots(values: Sequence[float], fr: _Frame, cy: float, c: str, label: str) ->
     as high as its share of the values (STRIP_DEPTH at most), titled with its count and
     range. Every position is drawn, the tail included, yet a row costs at most a dot per
     column plus STRIP_DOTS: thousands of titled circles made the page slow to open."""
-    cols: dict[float, list[float]] = defaultdict(list)
-    for v in values:
-        cols[round(fr.x(v) / 2) * 2].append(v)
+    per_px = ((fr.x1 - fr.x0) or 1) / (fr.w - fr.l - fr.r)  # value per pixel
     scale = min(1.0, STRIP_DOTS / len(values))
-    for x, vs in cols.items():
+    i = 0
+    while i < len(values):
+        col = int(fr.x(values[i]) // 2)  # pixels 2 * col up to 2 * col + 2
+        # sorted: the column's values end where its right edge's value would go
+        end = max(i + 1, bisect_left(values, fr.x0 + (2 * col + 2 - fr.l) * per_px, i))
+        vs, i = values[i:end], end
         n = min(STRIP_DEPTH, max(1, round(len(vs) * scale)))
         # 7919 is prime to STRIP_DEPTH, so a column's dots take distinct rows
         dots = "".join(
-            f'<circle cx="{x:.0f}" cy="{cy + ((j * 7919) % STRIP_DEPTH - 6) * 0.9:.1f}" r="1.7"/>'
+            f'<circle cx="{2 * col + 1}" cy="{cy + ((j * 7919) % STRIP_DEPTH - 6) * 0.9:.1f}" '
+            'r="1.7"/>'
             for j in range(n)
         )
         what = (
