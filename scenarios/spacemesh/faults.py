@@ -45,13 +45,14 @@ from harness.faults import (
     schedules,
 )
 
+from ._checks import Report
 from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, SimProcess, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
 from ._node import Node
 from ._simfaults import UNMODELLED, Plan, Player, members
-from .plan import POLL_S, Report, Watch, compare_reports
+from .plan import POLL_S, Watch, compare_reports
 
 Faults = tuple[Fault, ...]
 SEARCHED = ("partition", "isolate", "shape", "heal", "kill", "restart", "pause", "skew")

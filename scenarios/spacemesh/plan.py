@@ -432,6 +432,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
     api = NodeApi(ip, GRPC_PORT)
     transfers = int(p.get("transfers", 0)) if submitter else 0
     verified = -1
+    error: str | None = None
     try:
         while True:
             try:
