@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import socket
 import threading
@@ -55,17 +56,25 @@ def ensure_netns_dir() -> None:
         raise NetworkError(f"cannot make {NETNS_DIR} a shared mount: {os.strerror(err)}")
 
 
-def _in_thread(work: Callable[[], T], on_interrupt: Callable[[], None] | None = None) -> T:
-    """Run `work` in a fresh thread that may change its own network namespace.
+WORKERS = 2
+"""Threads making namespaces at once: the kernel makes them in parallel (1,000 took 0.73 to
+0.94 s with two threads against 1.04 to 1.30 s with one)."""
 
-    If the caller is interrupted (Ctrl-C), even while the thread is being started,
+
+def _in_threads(
+    works: Sequence[Callable[[], T]], on_interrupt: Callable[[], None] | None = None
+) -> list[T]:
+    """Run each of `works` in a fresh thread that may change its own network namespace,
+    and return their results in order; the first error is raised once all have ended.
+
+    If the caller is interrupted (Ctrl-C), even while a thread is being started,
     `on_interrupt` is called before the interruption goes up: it must leave the caller
-    knowing everything the thread made or will make.
+    knowing everything the threads made or will make.
     """
-    box: dict[str, object] = {}
-    done = threading.Event()
+    boxes: list[dict[str, object]] = [{} for _ in works]
+    done = [threading.Event() for _ in works]
 
-    def main() -> None:
+    def main(work: Callable[[], T], box: dict[str, object], finished: threading.Event) -> None:
         original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
             box["result"] = work()
@@ -75,61 +84,80 @@ def _in_thread(work: Callable[[], T], on_interrupt: Callable[[], None] | None = 
             # The thread ends right after this; a failed restore cannot leak anywhere.
             _libc.setns(original, CLONE_NEWNET)
             os.close(original)
-            done.set()
+            finished.set()
 
     try:
-        threading.Thread(target=main, name="netem-netns", daemon=True).start()
-        done.wait()
+        for work, box, finished in zip(works, boxes, done, strict=True):
+            threading.Thread(
+                target=main, args=(work, box, finished), name="netem-netns", daemon=True
+            ).start()
+        for finished in done:
+            finished.wait()
     except BaseException:
         if on_interrupt is not None:
             on_interrupt()
         raise
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    for box in boxes:
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+    return [box["result"] for box in boxes]  # type: ignore[misc]
 
 
 def create_namespaces(
     names: Sequence[str], setup: Callable[[str], T], created: list[str]
 ) -> list[T]:
     """Create a namespace bound at /run/netns/<name> for each name, calling `setup(name)`
-    while inside it (sysctls, sockets that belong to it). Each name is appended to `created`
-    as soon as it exists, so the caller can remove the ones made before a failure; once an
-    interruption has gone up, no namespace is made that is not in `created`."""
-
-    # Held while a namespace is made, and by the interrupted caller while it sets `stop`:
-    # after that the thread makes nothing more, whether it had started yet or not.
-    gate = threading.Lock()
+    while inside it (sysctls, sockets that belong to it); returns the results in the order
+    of `names`. Each name is appended to `created` as soon as it exists, so the caller can
+    remove the ones made before a failure; once an interruption has gone up, no namespace
+    is made that is not in `created`. Up to WORKERS threads make them, each every WORKERS-th
+    name; one failing stops the others."""
+    workers = max(1, min(WORKERS, len(names)))
+    # Each thread holds its gate while it makes a namespace; the interrupted caller (or a
+    # failing thread) holds them all while it sets `stop`: after that no thread makes
+    # anything more, whether it had started yet or not.
+    gates = [threading.Lock() for _ in range(workers)]
     stop = False
 
-    def interrupted() -> None:
+    def stop_all() -> None:
         nonlocal stop
-        with gate:
-            stop = True
+        for gate in gates:
+            gate.acquire()
+        stop = True
+        for gate in gates:
+            gate.release()
 
-    def work() -> list[T]:
+    def work(k: int) -> list[T]:
         out: list[T] = []
-        for name in names:
-            path = f"{NETNS_DIR}/{name}"
-            with gate:
-                if stop:
-                    break
-                try:
-                    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-                except FileExistsError:
-                    raise NetworkError(f"network namespace {name} exists already") from None
-                created.append(name)
-                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-                _check(
-                    _libc.mount(
-                        b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None
-                    ),
-                    f"bind mount of {path}",
-                )
-            out.append(setup(name))
+        try:
+            for name in names[k::workers]:
+                path = f"{NETNS_DIR}/{name}"
+                with gates[k]:
+                    if stop:
+                        break
+                    try:
+                        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+                    except FileExistsError:
+                        raise NetworkError(f"network namespace {name} exists already") from None
+                    created.append(name)
+                    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+                    _check(
+                        _libc.mount(
+                            b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None
+                        ),
+                        f"bind mount of {path}",
+                    )
+                out.append(setup(name))
+        except BaseException:
+            stop_all()
+            raise
         return out
 
-    return _in_thread(work, interrupted)
+    parts = _in_threads([functools.partial(work, k) for k in range(workers)], stop_all)
+    results: list[T] = [None] * len(names)  # type: ignore[list-item]
+    for k, part in enumerate(parts):
+        results[k::workers] = part
+    return results
 
 
 def run_in_netns(path: str, fn: Callable[[], T]) -> T:
@@ -143,7 +171,7 @@ def run_in_netns(path: str, fn: Callable[[], T]) -> T:
             os.close(fd)
         return fn()
 
-    return _in_thread(work)
+    return _in_threads([work])[0]
 
 
 def netlink_socket() -> socket.socket:

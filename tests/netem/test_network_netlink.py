@@ -55,3 +55,45 @@ def test_batch_reports_the_first_refusal(scratch: tuple[str, socket.socket]) -> 
 def test_batch_size_is_bounded() -> None:
     with socket.socket() as sock, pytest.raises(ValueError, match="at most 100 messages"):
         nl.send_batch(sock, [nl.link_up(1)] * 101)
+
+
+def test_namespaces_made_by_several_threads_come_back_in_order_each_set_up_inside_its_own(
+    live: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WORKERS threads share the names; each result is `setup` run inside the namespace of
+    the name at its place, and a failure in one thread stops the others, every namespace
+    made is in `created`."""
+    import os
+
+    def inode_here(_: str) -> int:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+
+    prefix = f"tn{secrets.token_hex(3)}"
+    names = [f"{prefix}-h{i}" for i in range(7)]
+    created: list[str] = []
+    try:
+        inodes = ns.create_namespaces(names, inode_here, created)
+        assert sorted(created) == sorted(names)
+        assert inodes == [ns.netns_inode(n) for n in names]
+        assert len(set(inodes)) == 7
+    finally:
+        for n in created:
+            ns.remove_namespace(n)
+
+    def fails_on_the_third(name: str) -> int:
+        if name.endswith("-f2"):
+            raise OSError("setup failed")
+        return 0
+
+    monkeypatch.setattr(ns, "WORKERS", 2)
+    created = []
+    try:
+        with pytest.raises(OSError, match="setup failed"):
+            ns.create_namespaces([f"{prefix}-f{i}" for i in range(40)], fails_on_the_third,
+                                 created)  # fmt: skip
+        # f2 belongs to the first thread; the second stops soon after, not at its end
+        assert f"{prefix}-f2" in created and len(created) < 40
+        assert all(os.path.exists(f"/run/netns/{n}") for n in created)
+    finally:
+        for n in created:
+            ns.remove_namespace(n)
