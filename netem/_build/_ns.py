@@ -1,6 +1,6 @@
 """Network namespaces through the kernel's own calls (unshare, setns, bind mounts).
 
-Namespaces are made from a short-lived worker thread: `unshare(CLONE_NEWNET)` and `setns`
+Namespaces are made from short-lived worker threads: `unshare(CLONE_NEWNET)` and `setns`
 change only the calling thread, so the process's other threads, and the host's network
 namespace, are never touched. Creating them this way costs tens of microseconds each, where
 pyroute2's `netns.create` forks a child per namespace.
