@@ -460,20 +460,17 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
             await anyio.sleep(POLL_S)
         if transfers and not error:
             error = "the submitter's node published no ATX: no transfers were sent"
-        tries = 1
-        while True:
+        for _ in range(OBSERVE_TRIES):
             try:
                 return await observe(env, api, watch, verified, error, p)
             except TimeoutError:
                 # As above: a starved machine answers late. Ask again a few times, then
                 # fail with what the watch found, not crash on one call's deadline.
-                if tries == OBSERVE_TRIES:
-                    found = f"{error}; " if error else ""
-                    raise sdk.TestFailure(
-                        f"{found}the node's API did not answer the final checks "
-                        f"({OBSERVE_TRIES} tries)"
-                    ) from None
-                tries += 1
+                continue
+        found = f"{error}; " if error else ""
+        raise sdk.TestFailure(
+            f"{found}the node's API did not answer the final checks ({OBSERVE_TRIES} tries)"
+        )
     finally:
         api.close()
 
