@@ -71,6 +71,11 @@ class _Frame:
         span = (self.x1 - self.x0) or 1
         return self.l + (v - self.x0) / span * (self.w - self.l - self.r)
 
+    def x_value(self, px: float) -> float:
+        """The value at horizontal pixel `px` (`x` inverted)."""
+        span = (self.x1 - self.x0) or 1
+        return self.x0 + (px - self.l) * span / (self.w - self.l - self.r)
+
     def y(self, v: float) -> float:
         span = (self.y1 - self.y0) or 1
         return self.h - self.b - (v - self.y0) / span * (self.h - self.t - self.b)
@@ -257,13 +262,12 @@ def _dots(values: Sequence[float], fr: _Frame, cy: float, c: str, label: str) ->
     as high as its share of the values (STRIP_DEPTH at most), titled with its count and
     range. Every position is drawn, the tail included, yet a row costs at most a dot per
     column plus STRIP_DOTS: thousands of titled circles made the page slow to open."""
-    per_px = ((fr.x1 - fr.x0) or 1) / (fr.w - fr.l - fr.r)  # value per pixel
     scale = min(1.0, STRIP_DOTS / len(values))
     i = 0
     while i < len(values):
         col = int(fr.x(values[i]) // 2)  # pixels 2 * col up to 2 * col + 2
         # sorted: the column's values end where its right edge's value would go
-        end = max(i + 1, bisect_left(values, fr.x0 + (2 * col + 2 - fr.l) * per_px, i))
+        end = max(i + 1, bisect_left(values, fr.x_value(2 * col + 2), i))
         vs, i = values[i:end], end
         n = min(STRIP_DEPTH, max(1, round(len(vs) * scale)))
         # 7919 is prime to STRIP_DEPTH, so a column's dots take distinct rows
