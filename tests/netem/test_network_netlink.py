@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import secrets
 import socket
 import subprocess
@@ -63,7 +64,6 @@ def test_namespaces_made_by_several_threads_come_back_in_order_each_set_up_insid
     """WORKERS threads share the names; each result is `setup` run inside the namespace of
     the name at its place, and a failure in one thread stops the others, every namespace
     made is in `created`."""
-    import os
 
     def inode_here(_: str) -> int:
         return os.stat("/proc/thread-self/ns/net").st_ino
