@@ -349,7 +349,9 @@ def test_jitter_spreads_the_delay(network: Network) -> None:
     assert statistics.median(rtts) <= 20 + LATE_MS
     assert statistics.pstdev(rtts) >= 1.5, f"stdev {statistics.pstdev(rtts):.2f} ms: no jitter"
     if not IN_VM:
-        assert max(rtts) <= 25 + LATE_MS
+        # a busy host can hold back a sample or two; a jitter wider than configured moves many
+        beyond = [r for r in rtts if r > 25 + LATE_MS]
+        assert len(beyond) <= 3, f"{len(beyond)} RTTs above {25 + LATE_MS} ms: {sorted(beyond)}"
 
 
 def test_duplicates(network: Network) -> None:
