@@ -440,8 +440,8 @@ class Supervisor:
         sampler = TelemetrySampler(self.run_dir, places, link_stats=dep.link_stats)
         interval = max(self.options.telemetry_interval, self.spec.total / 25)
         # The first sample once every instance has started: before, there are no sockets
-        # to see, and a sample costs a process per instance (`ss` in its namespace) that
-        # would take the CPU from the instances starting (at 1,000 most of the start-up).
+        # to see, and a sample (sock_diag in every namespace) would take the CPU from the
+        # instances starting.
         self._sampler = functools.partial(nursery.start, sampler.run, interval)
 
     async def _run_instances(

@@ -103,6 +103,31 @@ def _in_threads(
     return [box["result"] for box in boxes]  # type: ignore[misc]
 
 
+TCP_TABLE_SIZE = 1024
+"""Buckets of each namespace's own TCP socket table (`tcp_child_ehash_entries`)."""
+
+
+def _private_tables_parent() -> int | None:
+    """A descriptor of a new anonymous namespace whose children get their own TCP socket
+    table of TCP_TABLE_SIZE buckets, with the calling thread moved into it; None, and the
+    thread left where it was, where the kernel (before 6.1) or its owner refuses.
+
+    Why: a namespace made from the host's shares the host's table (262,144 buckets with
+    24 GiB), which the kernel walks whole for every namespace whose sockets it lists
+    (telemetry: 0.45 s of CPU for 1,000 namespaces, 0.05 s with their own tables)."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        try:
+            write_sysctl("net/ipv4/tcp_child_ehash_entries", str(TCP_TABLE_SIZE))
+        except OSError:
+            _check(_libc.setns(original, CLONE_NEWNET), "setns(back)")
+            return None
+        return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    finally:
+        os.close(original)
+
+
 def create_namespaces(
     names: Sequence[str], setup: Callable[[str], T], created: list[str]
 ) -> list[T]:
@@ -129,12 +154,16 @@ def create_namespaces(
 
     def work(k: int) -> list[T]:
         out: list[T] = []
+        parent = None
         try:
+            parent = _private_tables_parent()
             for name in names[k::workers]:
                 path = f"{NETNS_DIR}/{name}"
                 with gates[k]:
                     if stop:
                         break
+                    if parent is not None:
+                        _check(_libc.setns(parent, CLONE_NEWNET), "setns(parent)")
                     try:
                         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
                     except FileExistsError:
@@ -151,6 +180,9 @@ def create_namespaces(
         except BaseException:
             stop_all()
             raise
+        finally:
+            if parent is not None:
+                os.close(parent)
         return out
 
     parts = _in_threads([functools.partial(work, k) for k in range(workers)], stop_all)

@@ -97,3 +97,38 @@ def test_namespaces_made_by_several_threads_come_back_in_order_each_set_up_insid
     finally:
         for n in created:
             ns.remove_namespace(n)
+
+
+def _tcp_table_size(_: str) -> int:
+    return int(ns.read_sysctl("net/ipv4/tcp_ehash_entries") or 0)
+
+
+def test_each_namespace_has_its_own_tcp_table_or_shares_the_hosts_where_refused(
+    live: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A namespace gets a table of TCP_TABLE_SIZE buckets of its own (a negative size is
+    the host's, shared); where the kernel refuses the setting it shares the host's and is
+    made all the same, and the thread's own namespace is the one it started in."""
+    if ns.read_sysctl("net/ipv4/tcp_child_ehash_entries") is None:
+        pytest.skip("kernel before 6.1: no net.ipv4.tcp_child_ehash_entries")
+    prefix = f"tn{secrets.token_hex(3)}"
+    host = os.stat("/proc/self/ns/net").st_ino
+    for refused in (False, True):
+        if refused:
+            def refuse(name: str, value: str) -> None:
+                raise PermissionError(errno.EPERM, "refused")
+
+            monkeypatch.setattr(ns, "write_sysctl", refuse)
+        names = [f"{prefix}-{int(refused)}{i}" for i in range(4)]
+        created: list[str] = []
+        try:
+            sizes = ns.create_namespaces(names, _tcp_table_size, created)
+            assert sorted(created) == sorted(names)
+            if refused:
+                assert all(size < 0 for size in sizes), sizes
+            else:
+                assert sizes == [ns.TCP_TABLE_SIZE] * 4
+        finally:
+            for n in created:
+                ns.remove_namespace(n)
+        assert os.stat("/proc/self/ns/net").st_ino == host
