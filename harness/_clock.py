@@ -2,7 +2,8 @@
 
 `InstanceClock` owns what carries the skew to the instance: the clock file
 `<run dir>/<instance id>/clock` (harness._clockfile: read by the SDK's `env.clock` and by
-libfaketime) and, once a non-Python program needs it (`environ`), libfaketime's shared
+libfaketime; written once there is a skew or a program under libfaketime, no file is the
+real time) and, once a non-Python program needs it (`environ`), libfaketime's shared
 memory and semaphore in /dev/shm, which it removes in `close`.
 
 Why the supervisor makes libfaketime's shared memory itself: libfaketime runs a drifting
@@ -81,7 +82,10 @@ class InstanceClock:
             time.CLOCK_BOOTTIME)]  # fmt: skip
         self._shared = False
         self._skew = REAL
-        self._write()
+        # No file means real time to both readers; it is written at the first `set`, or for
+        # libfaketime (`environ`), which needs one: most runs skew nothing, and at 1,000
+        # instances 1,000 files are not free.
+        self._written = False
 
     @property
     def skew(self) -> Skew:
@@ -109,6 +113,8 @@ class InstanceClock:
         each new second), FAKETIME_DONT_FAKE_MONOTONIC=1 and FAKETIME_SHARED (the anchor).
         Must be in place when the program starts. EnvironmentProblem without libfaketime."""
         lib = library or find_libfaketime()
+        if not self._written:
+            self._write()
         self._share()
         env = {k: v for k, v in base.items() if not k.startswith("FAKETIME")}
         others = [p for p in re.split(r"[: ]", base.get("LD_PRELOAD", "")) if p and p != str(lib)]
@@ -140,6 +146,7 @@ class InstanceClock:
         tmp = self.path.with_name(f".{FILE_NAME}.tmp")
         tmp.write_text(self._skew.render(self._anchor[0] / 1e9))
         os.replace(tmp, self.path)  # readers see the old file or the new, never half
+        self._written = True
 
     def _share(self) -> None:
         if self._shared:

@@ -77,11 +77,24 @@ def test_a_bad_skew_is_refused_and_changes_nothing(tmp_path: Path, offset: float
     assert clock.path.read_text() == before and clock.skew == Skew(1.0, 0.0, 5.0)
 
 
-def test_the_clock_file_is_there_from_the_start_and_says_real_time(tmp_path: Path) -> None:
+def test_the_clock_file_is_written_at_the_first_skew_and_until_then_reads_real_time(
+        tmp_path: Path) -> None:
     clock = InstanceClock(tmp_path, "unit-0")
+    sdk = Clock(clock.path, check_every=0)
     assert clock.path == tmp_path / "clock"
-    assert Skew.parse(clock.path.read_text()) == REAL
+    assert list(tmp_path.iterdir()) == [] and sdk.skew() == REAL
+    clock.set(3.0, 0.0, now=7.0)
+    assert Skew.parse(clock.path.read_text()) == Skew(3.0, 0.0, 7.0) == sdk.skew()
     assert [p.name for p in tmp_path.iterdir()] == ["clock"]  # no temporary file left
+    clock.set(0.0, 0.0, now=8.0)
+    assert Skew.parse(clock.path.read_text()) == sdk.skew() == Skew(0.0, 0.0, 8.0)
+
+
+def test_a_program_under_libfaketime_has_a_clock_file_from_its_start(tmp_path: Path) -> None:
+    with InstanceClock(tmp_path, f"unit-{os.getpid()}-file") as clock:
+        env = clock.environ({}, library=tmp_path / "libfaketimeMT.so.1")
+        assert env["FAKETIME_TIMESTAMP_FILE"] == str(clock.path)
+        assert Skew.parse(clock.path.read_text()) == REAL
 
 
 def test_a_key_that_cannot_name_a_shared_object_is_refused(tmp_path: Path) -> None:
