@@ -1,7 +1,8 @@
 """Start-up benchmark: from the first spawn to the last instance registered, for 100 Python
 instances, forked from the process host (ours) and one interpreter each (the naive way, the
 peer); then a whole run of 1,000 of them on local:netns (namespaces, links, instances, the
-end and the report), as root.
+end and the report), as root, with its outputs on a tmpfs (MEMORY says why), then the
+same with its outputs on disk.
 
     python benchmarks/bench_start.py [-n 100] [--runner local:exec|local:netns] [--netns 1000]
 
@@ -29,10 +30,24 @@ from harness.plans import build_run_spec
 PLANS = Path(__file__).resolve().parent / "plans"
 
 
-def measure(case: str, n: int, runner: str) -> tuple[float, float]:
-    """(seconds from the first spawn to the last 'registered', wall seconds of the run)."""
+MEMORY = Path("/dev/shm")
+"""Where the 1,000-instance run keeps its outputs: a tmpfs, so that the figure is the
+harness's. This VM's disk is ext4 without a journal, where a new file scans past every
+inode deleted in the last minutes (`recently_deleted`): after a bench's own clean-ups, up
+to 0.8 ms a file against 20 us on a journaled disk. The same run on disk is printed too."""
+
+
+RUNS = 3
+"""Runs of 1,000 instances with their outputs in memory; the median is the figure (from one
+run to the next on this VM the wall time varies by 30 %)."""
+
+
+def measure(case: str, n: int, runner: str, outputs_in: Path | None = None
+            ) -> tuple[float, float]:
+    """(seconds from the first spawn to the last 'registered', wall seconds of the run),
+    with the run's outputs in a new directory in `outputs_in` (default: the temp dir)."""
     spec = build_run_spec(f"startup:{case}", instances=n, runner=runner, plan_roots=[PLANS])
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory(dir=outputs_in) as out:
         t0 = time.monotonic()
         result = run(spec, RunOptions(outputs=Path(out), progress=False))
         wall = time.monotonic() - t0
@@ -64,19 +79,30 @@ def main() -> None:
                       took["forked"], "s", "one interpreter each", took["exec"],
                       target="<= 1 s" if args.n == 100 else None)]
     if args.netns and os.geteuid() == 0:
-        before = os.times()
-        registered, wall = measure("forked", args.netns, "local:netns")
-        after = os.times()
-        # On a shared machine the wall time follows the load; the CPU time much less.
-        own = after.user - before.user + after.system - before.system
-        children = (after.children_user - before.children_user
-                    + after.children_system - before.children_system)
-        print(f"{args.netns} instances on local:netns: whole run {wall:.2f} s, first spawn to "
-              f"all registered {registered:.3f} s (target: whole run <= 10 s); CPU: supervisor "
-              f"{own:.2f} s, its children (instances, tools) {children:.2f} s")
+        memory = MEMORY if MEMORY.is_dir() else None
+        tries = []  # (wall, registered, supervisor CPU, children's CPU): the median wall's
+        for _ in range(RUNS):
+            before = os.times()
+            registered, wall = measure("forked", args.netns, "local:netns", memory)
+            after = os.times()
+            # On a shared machine the wall time follows the load; the CPU time much less.
+            tries.append((wall, registered,
+                          after.user - before.user + after.system - before.system,
+                          after.children_user - before.children_user
+                          + after.children_system - before.children_system))
+        wall, registered, own, children = sorted(tries)[len(tries) // 2]
+        print(f"{args.netns} instances on local:netns, outputs in {memory or 'the temp dir'}: "
+              f"whole run {wall:.2f} s (median of {', '.join(f'{t[0]:.2f}' for t in tries)}), "
+              f"first spawn to all registered {registered:.3f} s (target: whole run <= 10 s); "
+              f"CPU: supervisor {own:.2f} s, its children (instances, tools) {children:.2f} s")
+        _, on_disk = measure("forked", args.netns, "local:netns")
+        print(f"  the same with its outputs in {tempfile.gettempdir()}: whole run "
+              f"{on_disk:.2f} s")
         figures += [
             Figure(f"{args.netns} trivial instances on local:netns, whole run", wall, "s",
                    target="<= 10 s" if args.netns == 1000 else None),
+            Figure(f"{args.netns} trivial instances on local:netns, whole run, outputs on "
+                   f"disk ({tempfile.gettempdir()})", on_disk, "s"),
             Figure(f"{args.netns} trivial instances on local:netns, spawn to registered",
                    registered, "s"),
             Figure(f"{args.netns} trivial instances on local:netns, supervisor CPU (user+sys)",
