@@ -21,4 +21,3 @@ def test_the_collector_is_tuned_during_a_run_and_given_back_after(fails: bool) -
                 raise RuntimeError("the run failed")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
-

@@ -115,6 +115,7 @@ def test_each_namespace_has_its_own_tcp_table_or_shares_the_hosts_where_refused(
     host = os.stat("/proc/self/ns/net").st_ino
     for refused in (False, True):
         if refused:
+
             def refuse(name: str, value: str) -> None:
                 raise PermissionError(errno.EPERM, "refused")
 
