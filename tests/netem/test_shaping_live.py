@@ -177,7 +177,8 @@ def test_latency_each_direction(network: Network) -> None:
     assert_rtt(ping_rtts(a, c), 20, "a->c->a")
     assert_rtt(ping_rtts(c, a), 20, "c->a->c")
     # b <-> c is not shaped at all
-    assert max(ping_rtts(b, c, count=5)) < (20 if IN_VM else 5)
+    # the median: one late echo on a busy host is not a shape (the nearest adds 10 ms)
+    assert statistics.median(ping_rtts(b, c, count=5)) < (20 if IN_VM else 5)
 
 
 def test_default_shape_and_stats(network: Network) -> None:

@@ -254,7 +254,8 @@ def test_stop_removes_rules_and_process(
     engine.stop()
     assert iptables_save(tb) == before
     assert not Path(f"/proc/{pid}").exists()
-    assert max(ping(tb, 0, 1, 5).rtts.values()) < 10  # unshaped again
+    # the median: one late echo on a busy host is not a shape left behind (that adds 60 ms)
+    assert statistics.median(ping(tb, 0, 1, 5).rtts.values()) < 10  # unshaped again
 
 
 def test_the_engine_dies_with_its_parent_and_traffic_still_flows(tb: Testbed) -> None:
@@ -360,7 +361,7 @@ def test_a_killed_engine_is_reported_and_stop_still_cleans_up(
     assert engine.pid is not None
     os.kill(engine.pid, signal.SIGKILL)
     time.sleep(0.2)
-    assert max(ping(tb, 0, 1, 3).rtts.values()) < 10  # fail-open: --queue-bypass
+    assert statistics.median(ping(tb, 0, 1, 3).rtts.values()) < 10  # fail-open: --queue-bypass
     with pytest.raises(EngineError, match="the engine has died"):
         engine.update({(a, b): LinkShape(latency_ms=30)})
     engine.stop()
