@@ -34,7 +34,8 @@ MEMORY = Path("/dev/shm")
 """Where the 1,000-instance run keeps its outputs: a tmpfs, so that the figure is the
 harness's. This VM's disk is ext4 without a journal, where a new file scans past every
 inode deleted in the last minutes (`recently_deleted`): after a bench's own clean-ups, up
-to 0.8 ms a file against 20 us on a journaled disk. The same run on disk is printed too."""
+to 0.8 ms a file against about 20 us where nothing was deleted lately (a journaled ext4
+does not scan). The same run on disk is printed too."""
 
 
 RUNS = 3
