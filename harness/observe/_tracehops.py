@@ -155,13 +155,14 @@ class HopColumns:
 
     def by_link(self) -> list[tuple[int, int, list[int]]]:
         """(src, dst, the hops' indexes in order) of each link, by (src, dst): the hops are
-        put in one list per (src, dst) in one pass (no sort of close to a million)."""
+        put in one list per (src, dst) in one pass (no sort of close to a million), and
+        only the links that carried a hop get one (not n * n)."""
         n = len(self.names)
-        buckets: list[list[int]] = [[] for _ in range(n * n)]
+        buckets: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
         link = map(operator.add, map(operator.mul, self.src, repeat(n)), self.dst)
         collections.deque(map(list.append, map(buckets.__getitem__, link),
                               range(len(self.src))), maxlen=0)
-        return [(k // n, k % n, rows) for k, rows in enumerate(buckets) if rows]
+        return [(k // n, k % n, buckets[k]) for k in sorted(buckets)]
 
     def handler_ms(self, i: int) -> float:
         """The time hop i's sender took from its first receipt to its delivery (validation)
