@@ -108,7 +108,7 @@ def test_each_namespace_has_its_own_tcp_table_or_shares_the_hosts_where_refused(
 ) -> None:
     """A namespace gets a table of TCP_TABLE_SIZE buckets of its own (a negative size is
     the host's, shared); where the kernel refuses the setting it shares the host's and is
-    made all the same, and the thread's own namespace is the one it started in."""
+    made all the same; the caller's namespace is never changed."""
     if ns.read_sysctl("net/ipv4/tcp_child_ehash_entries") is None:
         pytest.skip("kernel before 6.1: no net.ipv4.tcp_child_ehash_entries")
     prefix = f"tn{secrets.token_hex(3)}"
