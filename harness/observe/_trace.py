@@ -7,21 +7,21 @@ import bisect
 import dataclasses
 import functools
 import itertools
-import operator
 import statistics
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.observe._rundir import InstanceDir, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
-from harness.observe._tracegather import SHIFT, Gathered, _taker, _where
+from harness.observe._tracegather import Gathered
 from harness.observe._tracehops import Hop, HopColumns
 
 __all__ = ["TRACE_FILE", "Hop", "LinkDelay", "MessageDelay", "TopicStats", "TraceAnalysis",
@@ -200,13 +200,11 @@ def _hold_ms(samples: list[dict[str, Any]]) -> float | None:
 
 
 def _diagnose(
-    cols: HopColumns, i: int, excess: float, handler_ms: float, tel: _Telemetry
+    src: str, dst: str, shape: Mapping[str, Any], t0: float, t1: float, excess: float,
+    tol: float, handler_ms: float, tel: _Telemetry,
 ) -> tuple[str, str]:
-    """The likely cause of hop i's excess delay, and the evidence (read from the columns:
-    tens of thousands of out-of-line hops are each made into a `Hop` once, with the cause)."""
-    tol, t0, t1 = cols.tol[i], cols.sent[i], cols.recv[i]
-    src, dst = cols.names[cols.src[i]], cols.names[cols.dst[i]]
-    shape: Mapping[str, Any] = cols.shape_list[cols.shape[i]]
+    """The likely cause of the excess delay of a hop src -> dst sent at t0 and received at
+    t1 over a link of `shape`, and the evidence."""
     key = (src, dst)
     if handler_ms > tol and handler_ms >= 0.5 * excess:
         return (
@@ -317,43 +315,50 @@ def _analyse(
     g = Gathered(tl)
     for inst in dirs:
         g.add_instance(inst)
-    names, nodes, publish = g.names, g.nodes, g.publish
-    received = g.had_at()  # for nodes but the origin: the first receipt, else delivery
-    node_ix = [g.ix(name) for name in nodes]
+    g.finish()
+    names, nodes = g.names, g.nodes
     messages: list[MessageDelay] = []
-    for m, (mono, origin, _size) in sorted(publish.items(), key=lambda kv: kv[1][0]):
-        had = list(map(received.get, map(operator.or_, repeat(m << SHIFT), node_ix)))
-        if None in had:  # some node never had it
-            delays = {name: (t - mono) * 1000
-                      for name, i, t in zip(nodes, node_ix, had, strict=True)
-                      if t is not None and i != origin}
-        else:  # the usual: every node had it (the same sums, in C)
-            delays = dict(zip(nodes, map(operator.mul, map(operator.sub, had, repeat(mono)),
-                                         repeat(1000)), strict=True))
-            for j in _where(node_ix, origin):
-                delays.pop(nodes[j], None)
-        messages.append(MessageDelay(g.msgs[m], g.msg_topic[m], names[origin], mono, delays))
+    if nodes:
+        node_ix = [g.ix(name) for name in nodes]
+        had = g.had_at[:, node_ix]  # for nodes but the origin: the first receipt, else delivery
+        for m, (mono, origin, _size) in sorted(g.publish.items(), key=lambda kv: kv[1][0]):
+            delays = (had[m] - mono) * 1000
+            keep = ~np.isnan(delays)
+            keep[[j for j, i in enumerate(node_ix) if i == origin]] = False
+            messages.append(MessageDelay(
+                g.msgs[m], g.msg_topic[m], names[origin], mono,
+                dict(zip(itertools.compress(nodes, keep.tolist()), delays[keep].tolist(),
+                         strict=True))))
 
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
     hop_col = cols.hop_ms()
-    excess_col = array("d", map(operator.sub, hop_col, cols.expected))
-    outliers = []
-    for i in cols.out_of_line(excess_col):
-        handler_ms = cols.handler_ms(i)
-        cause, evidence = _diagnose(cols, i, excess_col[i], handler_ms, tel)
-        outliers.append(cols.hop(i, cause, evidence, handler_ms))
+    excess_col = hop_col - cols.expected
+    rows = cols.out_of_line(excess_col)
+    handler_ms = cols.handler_ms(rows)
+    causes: list[str | None] = []
+    evidence: list[str] = []
+    for src, dst, shape, t0, t1, excess, tol, handler in zip(
+        [names[s] for s in cols.src[rows].tolist()], [names[d] for d in cols.dst[rows].tolist()],
+        [cols.shape_list[k] for k in cols.shape[rows].tolist()], cols.sent[rows].tolist(),
+        cols.recv[rows].tolist(), excess_col[rows].tolist(), cols.tol[rows].tolist(),
+        handler_ms.tolist(), strict=True,
+    ):
+        cause, why = _diagnose(src, dst, shape, t0, t1, excess, tol, handler, tel)
+        causes.append(cause)
+        evidence.append(why)
+    outliers = cols.hops_at(rows, causes, evidence, handler_ms)
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    for src, dst, rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
-        take = _taker(rows)  # one for the four columns
-        hop_ms = array("d", take(hop_col))
-        excess = take(excess_col)
-        out_of_line = sum(map(operator.gt, excess, take(cols.tol)))
-        link_hop_ms[(names[src], names[dst])] = hop_ms
-        links.append(LinkDelay(names[src], names[dst], len(rows), statistics.median(hop_ms),
-                               statistics.median(take(cols.expected)),
-                               statistics.median(excess), out_of_line))
+    for src, dst, link_rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
+        hop_ms = hop_col[link_rows]
+        link_hop_ms[(names[src], names[dst])] = array("d", hop_ms.tobytes())
+        excess = excess_col[link_rows]
+        out_of_line = int(np.count_nonzero(excess > cols.tol[link_rows]))
+        links.append(LinkDelay(names[src], names[dst], len(link_rows),
+                               float(np.median(hop_ms)),
+                               float(np.median(cols.expected[link_rows])),
+                               float(np.median(excess)), out_of_line))
     return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes, outliers,
                          link_hop_ms, cols)
 

@@ -1,30 +1,31 @@
 """The trace records of every instance gathered into columns: who published each message
 when, each node's first receipt and delivery, and each first receipt from a peer (a hop).
 
-A 100-node run has close to a million records: each instance's records are turned into
-columns with C-level builtins (map, zip, dict, itemgetter) rather than one at a time."""
+A 100-node run has close to a million records: each instance's records become numpy
+columns (its strings mapped to indexes with C-level builtins), and what joins instances
+(first times per message and node) is computed once, over all of them, in `finish`."""
 
 from __future__ import annotations
 
-import functools
-import itertools
 import operator
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from itertools import compress, repeat
+from collections.abc import Hashable, Sequence
+from itertools import repeat
 from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from harness.observe._rundir import InstanceDir
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._tracefile import read_trace_columns
 
 T = TypeVar("T")
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 _NEEDED = ("mono", "kind", "msg_id", "topic", "from", "to", "size")
-SHIFT = 20  # a key of (message, node) is message << SHIFT | node: a 100-node run has ~1M
-
-
-def keys(a: Sequence[int] | Iterable[int], b: Sequence[int] | Iterable[int]) -> map[int]:
-    """The keys a << SHIFT | b, pairwise."""
-    return map(operator.or_, map(operator.lshift, a, repeat(SHIFT)), b)
+_KINDS = {"publish": 1, "receive": 2, "deliver": 3}  # any other kind: 0
+_PUBLISH, _RECEIVE, _DELIVER = 1, 2, 3
+SHIFT = 20  # a hop's key (message, from, to) packs the two nodes in SHIFT bits each
 
 
 def _take(col: Sequence[T], rows: Sequence[int]) -> list[T]:
@@ -33,36 +34,26 @@ def _take(col: Sequence[T], rows: Sequence[int]) -> list[T]:
     return [col[rows[0]]] if rows else []
 
 
-def _taker(rows: Sequence[int]) -> Callable[[Sequence[T]], Sequence[T]]:
-    """What `_take` of `rows` does, for several columns of the same rows (one itemgetter)."""
-    if len(rows) > 1:
-        return operator.itemgetter(*rows)
-    return functools.partial(_take, rows=rows)
+def _ints(values: Any, count: int) -> Ints:
+    return np.fromiter(values, np.int64, count)
 
 
-def _where(col: list[Any], value: Any) -> list[int]:
-    """The indexes of `value` in `col` (a few: one search from each to the next)."""
-    out: list[int] = []
-    i = -1
-    for _ in range(col.count(value)):
-        i = col.index(value, i + 1)
-        out.append(i)
-    return out
-
-
-def _firsts(ks: list[int], monos: list[float], into: dict[int, float]) -> None:
-    """Merge each key's first mono (the columns are in time order) into `into`, keeping the
-    earlier where a key is there already."""
-    first = dict(zip(reversed(ks), reversed(monos), strict=True))
-    for k in first.keys() & into.keys():
-        first[k] = min(first[k], into[k])
-    into.update(first)
+def _first_at(parts: list[tuple[Ints, Ints, Floats]], shape: tuple[int, int]) -> Floats:
+    """The earliest time of each (message, node) in `parts` as a dense array of `shape`,
+    NaN where there is none."""
+    at = np.full(shape, np.inf)
+    if parts:
+        m, node, mono = (np.concatenate(col) for col in zip(*parts, strict=True))
+        np.minimum.at(at, (m, node), mono)
+    at[at == np.inf] = np.nan
+    return at
 
 
 class Gathered:
     """Every instance's trace records as columns. Names and messages are indexes into
-    `names` and `msgs`; a receipt row is the first receipt of (message, from, to) in one
-    instance's trace. Keys of (message, node) are `keys` (ints)."""
+    `names` and `msgs`; a receipt row (`r_*`) is the first receipt of (message, from, to)
+    in one instance's trace. Call `finish` once every instance is added: it fills the
+    columns and the (message, node) arrays."""
 
     def __init__(self, tl: ShapeTimeline) -> None:
         self._tl = tl
@@ -73,17 +64,21 @@ class Gathered:
         self.msg_topic: list[str] = []
         self._msg_ix: dict[str, int] = {}
         self.publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
-        self.first_recv: dict[int, float] = {}
-        self.first_deliver: dict[int, float] = {}
-        # lists, not arrays: their values are the objects the columns hold already (an
-        # array would convert each value in and make a new object of it on each read)
-        self.r_msg: list[int] = []
-        self.r_src: list[int] = []
-        self.r_dst: list[int] = []
-        self.r_mono: list[float] = []
-        self.r_size: list[int] = []  # -1: unknown
         self.nodes: list[str] = []  # instances with a trace
-        self._had: dict[int, float] | None = None
+        # per instance, until `finish`: (message, node, mono) of receipts and deliveries,
+        # and its hops' (message, from, to, mono, size)
+        self._recv: list[tuple[Ints, Ints, Floats]] = []
+        self._deliver: list[tuple[Ints, Ints, Floats]] = []
+        self._hops: list[tuple[Ints, Ints, Ints, Floats, Ints]] = []
+        # what `finish` makes
+        self.r_msg = self.r_src = self.r_dst = self.r_size = np.zeros(0, np.int64)
+        self.r_mono = np.zeros(0)
+        self.recv_at = self.deliver_at = self.had_at = np.zeros((0, 0))
+        """(message, node): the first receipt, the first delivery, and when the node first
+        had the message (its publication, else its first receipt, else its first
+        delivery); NaN: never."""
+        self.pub_origin = np.zeros(0, np.int64)
+        """Each message's publisher (-1: its publication is not in any trace)."""
 
     def ix(self, host: Hashable) -> int:
         """The index of the name of a host as a record writes it."""
@@ -111,18 +106,18 @@ class Gathered:
                     if m is not None and isinstance(t, int | float)]
             cols = {k: _take(col, keep) for k, col in cols.items()}
             msg, mono = cols["msg_id"], cols["mono"]
-            msg_types, mono_types = set(map(type, msg)), set(map(type, mono))
+            msg_types = set(map(type, msg))
         if not msg:
             return
-        if mono_types != {float}:
-            mono = cols["mono"] = list(map(float, mono))
-        if not all(map(operator.le, mono, itertools.islice(mono, 1, None))):
+        mono_a = np.array(mono, dtype=np.float64)
+        if np.any(mono_a[1:] < mono_a[:-1]):
             # out of time order: sort (stably), so that a key's first row is its earliest
-            order = sorted(range(len(mono)), key=mono.__getitem__)
-            cols = {k: _take(col, order) for k, col in cols.items()}
-            msg, mono = cols["msg_id"], cols["mono"]
+            order = np.argsort(mono_a, kind="stable")
+            cols = {k: _take(col, order.tolist()) for k, col in cols.items()}
+            msg, mono_a = cols["msg_id"], mono_a[order]
         if msg_types != {str}:
             msg = list(map(str, msg))
+        count = len(msg)
         kind, frm, to, size = cols["kind"], cols["from"], cols["to"], cols["size"]
         if set(map(type, size)) != {int}:
             size = [int(s) if isinstance(s, int) else -1 for s in size]  # a bool as 0 or 1
@@ -133,54 +128,50 @@ class Gathered:
             if len(new) < 64:
                 first = {m_id: msg.index(m_id) for m_id in new}
             else:
-                first = dict(zip(reversed(msg), range(len(msg) - 1, -1, -1), strict=True))
+                first = dict(zip(reversed(msg), range(count - 1, -1, -1), strict=True))
             for m_id in new:
                 self._msg_ix[m_id] = len(self.msgs)
                 self.msgs.append(m_id)
                 self.msg_topic.append(str(topics[first[m_id]] or ""))
-        m = list(map(self._msg_ix.__getitem__, msg))
+        m = _ints(map(self._msg_ix.__getitem__, msg), count)
         hosts = {h: self.ix(h) for h in set(frm) | set(to) if h is not None}
-        src = list(map(({**hosts, None: -1}).__getitem__, frm))  # -1: not said
-        dst = list(map(({**hosts, None: own}).__getitem__, to))
+        src = _ints(map(({**hosts, None: -1}).__getitem__, frm), count)  # -1: not said
+        dst = _ints(map(({**hosts, None: own}).__getitem__, to), count)
+        kinds = np.fromiter(map(_KINDS.get, kind, repeat(0)), np.int8, count)
+        size_a = np.array(size, dtype=np.int64)
 
-        for i in _where(kind, "publish"):
-            origin = own if src[i] < 0 else src[i]
-            pub = self.publish.get(m[i])
-            if pub is None or mono[i] < pub[0]:
-                self.publish[m[i]] = (float(mono[i]), origin, None if size[i] < 0 else size[i])
-        md = list(keys(m, dst))  # (message, the node that had it) of every row
-        is_recv = list(map(operator.eq, kind, repeat("receive")))
-        recv_md = list(compress(md, is_recv))
-        _firsts(recv_md, list(compress(mono, is_recv)), self.first_recv)
-        is_deliver = list(map(operator.eq, kind, repeat("deliver")))
-        _firsts(list(compress(md, is_deliver)), list(compress(mono, is_deliver)),
-                self.first_deliver)
+        for i in np.flatnonzero(kinds == _PUBLISH).tolist():
+            origin = own if src[i] < 0 else int(src[i])
+            pub = self.publish.get(int(m[i]))
+            if pub is None or mono_a[i] < pub[0]:
+                self.publish[int(m[i])] = (float(mono_a[i]), origin,
+                                           None if size_a[i] < 0 else int(size_a[i]))
+        is_recv = kinds == _RECEIVE
+        self._recv.append((m[is_recv], dst[is_recv], mono_a[is_recv]))
+        is_deliver = kinds == _DELIVER
+        self._deliver.append((m[is_deliver], dst[is_deliver], mono_a[is_deliver]))
         # the first receipt of each (message, to, from) said
-        if -1 in src:  # some receipt does not say from whom
-            hop = list(map(operator.and_, is_recv, map(operator.ge, src, repeat(0))))
-            hop_md = list(compress(md, hop))
-        else:
-            hop, hop_md = is_recv, recv_md
-        hop_keys = list(keys(hop_md, compress(src, hop)))
-        if len(set(hop_keys)) < len(hop_keys):  # a message received twice from one peer
-            rows = list(compress(range(len(hop)), hop))
-            take = _taker(sorted(dict(zip(reversed(hop_keys), reversed(rows),
-                                          strict=True)).values()))
-            columns: list[Iterable[Any]] = [take(m), take(src), take(dst), take(mono),
-                                            take(size)]
-        else:
-            columns = [compress(col, hop) for col in (m, src, dst, mono, size)]
-        into: tuple[list[Any], ...] = (self.r_msg, self.r_src, self.r_dst, self.r_mono,
-                                       self.r_size)
-        for r_col, col in zip(into, columns, strict=True):
-            r_col.extend(col)
+        hop = np.flatnonzero(is_recv & (src >= 0))
+        keys = m[hop] << 2 * SHIFT | src[hop] << SHIFT | dst[hop]
+        first_rows = np.unique(keys, return_index=True)[1]
+        if len(first_rows) < len(hop):  # a message received twice from one peer
+            hop = hop[np.sort(first_rows)]
+        self._hops.append((m[hop], src[hop], dst[hop], mono_a[hop], size_a[hop]))
 
-    def had_at(self) -> dict[int, float]:
-        """When each node first had each message (by key): its publication, else its first
-        receipt, else its first delivery (computed once)."""
-        if self._had is None:
-            self._had = dict(self.first_deliver)
-            self._had.update(self.first_recv)
-            self._had.update({m << SHIFT | origin: mono
-                              for m, (mono, origin, _) in self.publish.items()})
-        return self._had
+    def finish(self) -> None:
+        """Gather what every instance added into the columns and (message, node) arrays."""
+        shape = (len(self.msgs), len(self.names))
+        self.recv_at = _first_at(self._recv, shape)
+        self.deliver_at = _first_at(self._deliver, shape)
+        self.had_at = np.where(np.isnan(self.recv_at), self.deliver_at, self.recv_at)
+        self.pub_origin = np.full(len(self.msgs), -1, np.int64)
+        if self.publish:
+            pub_m = _ints(self.publish, len(self.publish))
+            origin = _ints((p[1] for p in self.publish.values()), len(self.publish))
+            self.had_at[pub_m, origin] = [p[0] for p in self.publish.values()]
+            self.pub_origin[pub_m] = origin
+        if self._hops:
+            self.r_msg, self.r_src, self.r_dst, self.r_mono, self.r_size = (
+                np.concatenate(col) for col in zip(*self._hops, strict=True))
+        self._recv, self._deliver, self._hops = [], [], []
+

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import instance_dirs
 from harness.observe._runrecord import InstanceRecord, RunRecord, load_run
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._stored import read_telemetry
-from harness.observe._trace import TraceAnalysis, analyse_loaded
+
+if TYPE_CHECKING:  # the analysis (and numpy) is imported by a report that needs it
+    from harness.observe._trace import TraceAnalysis
 
 
 class RunData:
@@ -86,4 +88,6 @@ class RunData:
     @functools.cached_property
     def analysis(self) -> TraceAnalysis:
         """The trace analysis (propagation and per-hop delays)."""
+        from harness.observe._trace import analyse_loaded
+
         return analyse_loaded(self.dirs, self.shapes, self.telemetry)

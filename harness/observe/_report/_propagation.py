@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from html import escape
+from typing import TYPE_CHECKING
 
 from harness.observe import _svg
 from harness.observe._report._format import folded_table, num
-from harness.observe._trace import Hop, LinkDelay, TraceAnalysis
+
+if TYPE_CHECKING:
+    from harness.observe._trace import Hop, LinkDelay, TraceAnalysis
 
 _CAUSE_TAG = {"loss and retransmit": "loss", "queueing": "queue", "slow handler": "slow"}
 
