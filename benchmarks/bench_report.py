@@ -1,5 +1,5 @@
 """Report benchmark: `harness report` of a synthetic 100-instance spacemesh:start run
-directory (tests/observe/_bigrun.py, traces in the compact gzip form nodes write), its wall
+directory (tests/observe/_bigrun.py, traces in the gzip block form nodes write), its wall
 and CPU time (user + sys) and peak RSS (of the child process), how long headless Chromium
 takes to open the page, and the time from a run's end (its last instance exited) to the
 `harness run` command's exit (teardown, report, history) for a 100-instance run of the

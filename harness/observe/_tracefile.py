@@ -1,12 +1,14 @@
 """An instance's message traces, written and read: `trace.jsonl.gz`, gzip-compressed
 lines, the form `TraceWriter` writes, and `trace.jsonl` (the older, plain form).
 
-The compact form (docs/contracts.md, 7) is a header naming the columns,
-`{"trace": 2, "columns": ["ts", "mono", "kind", ...]}`, then one JSON array per event;
-the older form is one JSON object per event. Readers take both, even mixed in one file,
-several gzip members (a restarted writer appends one) and a file cut short (a killed
-writer): what was written before the cut is kept. A file is parsed in one call (a 100-node
-run has close to a million lines), line by line only when some line is not JSON."""
+The block form (docs/contracts.md, 7) is a header naming the columns,
+`{"trace": 3, "columns": ["ts", "mono", "kind", ...]}`, then blocks of events, one JSON
+array per column, `{"block": [[ts, ...], [mono, ...], ...]}`. Two older forms are read
+too: the compact form (`"trace": 2`, one JSON array per event after the header) and one
+JSON object per event. Readers take every form, even mixed in one file, several gzip
+members (a restarted writer appends one) and a file cut short (a killed writer): what was
+written before the cut is kept. A file is parsed in one call (a 100-node run has close to
+a million events), line by line only when some line is not JSON."""
 
 from __future__ import annotations
 
@@ -27,16 +29,19 @@ TRACE_FILE = "trace.jsonl"
 TRACE_GZ_FILE = "trace.jsonl.gz"
 COLUMNS = ("ts", "mono", "kind", "msg_id", "topic", "from", "to", "size")
 """The columns of a trace event, in the order `TraceWriter` writes them."""
-HEADER = {"trace": 2, "columns": list(COLUMNS)}
+HEADER = {"trace": 3, "columns": list(COLUMNS)}
 FLUSH_S = 1.0  # a killed writer loses at most about this much
+BLOCK_ROWS = 256
+"""Events per block at most: a block is one line, and a reader that wants the first event
+reads no more than a file's first 64 KiB (`first_record`)."""
 _NL = ord("\n")
 
 
 class TraceWriter:
-    """Appends trace events to `<dir>/trace.jsonl.gz` in the compact form: buffered, gzip
-    level 1, made readable (Z_SYNC_FLUSH) at least every `FLUSH_S` seconds of events and
-    on `flush()`/`close()`. Each writer (a process, a restart) appends its own gzip member,
-    starting with the header."""
+    """Appends trace events to `<dir>/trace.jsonl.gz` in the block form: columns of up to
+    `BLOCK_ROWS` events a line, gzip level 1, made readable (Z_SYNC_FLUSH) at least every
+    `FLUSH_S` seconds of events and on `flush()`/`close()`. Each writer (a process, a
+    restart) appends its own gzip member, starting with the header."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         path = Path(directory) / TRACE_GZ_FILE
@@ -44,20 +49,33 @@ class TraceWriter:
         self._file: IO[bytes] | None = path.open("ab")
         self._z = zlib.compressobj(1, zlib.DEFLATED, 31)
         self._buf: list[bytes] = [orjson.dumps(HEADER) + b"\n"]
+        self._rows: list[tuple[Any, ...] | list[Any]] = []
         self._flushed = time.monotonic()
 
     def write(self, row: tuple[Any, ...] | list[Any]) -> None:
         """Append one event, its values in `COLUMNS` order."""
         if self._file is None:
             return
-        self._buf.append(orjson.dumps(row) + b"\n")
+        if len(row) != len(COLUMNS):
+            raise ValueError(f"a trace event has {len(COLUMNS)} values ({', '.join(COLUMNS)}), "
+                             f"not {len(row)}")
+        self._rows.append(row)
+        if len(self._rows) >= BLOCK_ROWS:
+            self._block()
         if time.monotonic() - self._flushed >= FLUSH_S:
             self.flush()
+
+    def _block(self) -> None:
+        if self._rows:
+            self._buf.append(orjson.dumps({"block": list(zip(*self._rows, strict=True))})
+                             + b"\n")
+            self._rows.clear()
 
     def flush(self) -> None:
         """Write what is buffered, readable up to here even if the process is killed next."""
         if self._file is None:
             return
+        self._block()
         data = self._z.compress(b"".join(self._buf)) + self._z.flush(zlib.Z_SYNC_FLUSH)
         self._buf.clear()
         self._file.write(data)
@@ -68,6 +86,7 @@ class TraceWriter:
         """Write the rest and the gzip trailer (idempotent)."""
         if self._file is None:
             return
+        self._block()
         data = self._z.compress(b"".join(self._buf)) + self._z.flush(zlib.Z_FINISH)
         self._buf.clear()
         self._file.write(data)
@@ -185,7 +204,7 @@ def _add_rows(cols: dict[str, list[Any]], names: list[Any], rows: list[Any], *,
 
 
 def _add_records(cols: dict[str, list[Any]], recs: list[Any]) -> None:
-    recs = [r for r in recs if type(r) is dict and "columns" not in r]
+    recs = [r for r in recs if type(r) is dict and "columns" not in r and "block" not in r]
     for name, col in cols.items():
         col.extend(map(dict.get, recs, repeat(name)))
 
@@ -198,24 +217,49 @@ def _header(item: Any) -> list[str] | None:
     return None
 
 
+def _block(item: Any, width: int) -> list[list[Any]] | None:
+    """The columns of a block line (`{"block": [[...], ...]}`: `width` lists of one
+    length), or None if `item` is not one."""
+    block = item.get("block") if type(item) is dict else None
+    if (type(block) is list and len(block) == width and set(map(type, block)) == {list}
+            and len(set(map(len, block))) == 1):
+        return block
+    return None
+
+
+def _add_blocks(cols: dict[str, list[Any]], names: list[str], blocks: list[Any]) -> None:
+    """Add blocks of the columns `names` (those that are not blocks are skipped)."""
+    given = [b for b in map(_block, blocks, repeat(len(names))) if b is not None]
+    where = {name: j for j, name in enumerate(names)}
+    for name, col in cols.items():
+        j = where.get(name)
+        for block in given:
+            col.extend(repeat(None, len(block[0])) if j is None else block[j])
+
+
 def _add(cols: dict[str, list[Any]], items: list[Any]) -> None:
-    """Add a file's lines: objects (the older form) and, after each header, its rows."""
+    """Add a file's lines: objects (the oldest form) and, after each header, its rows or
+    blocks."""
     names = _header(items[0]) if items else None
     types = set(map(type, itertools.islice(items, 1, None))) if names is not None else set()
     if names is not None and dict not in types:
-        # the usual: one writer's header, then its rows
+        # the compact form: one writer's header, then its rows
         _add_rows(cols, names, items[1:], lists=types == {list})
+        return
+    if names is not None and types == {dict} and all("block" in b for b in items[1:]):
+        # the usual (the block form): one writer's header, then its blocks
+        _add_blocks(cols, names, items[1:])
         return
     objects = list(itertools.compress(range(len(items)),
                                       map(isinstance, items, repeat(dict))))
     headers = [i for i in objects if _header(items[i]) is not None]
     _add_records(cols, items[: headers[0]] if headers else items)
-    records = len(objects) > len(headers)  # objects among the rows: both forms in one file
     for i, end in zip(headers, [*headers[1:], len(items)], strict=False):
         segment = items[i + 1 : end]
-        _add_rows(cols, _header(items[i]) or [], segment)
-        if records:
-            _add_records(cols, segment)
+        names = _header(items[i]) or []
+        _add_rows(cols, names, [r for r in segment if type(r) is list])
+        _add_blocks(cols, names, [r for r in segment if type(r) is dict and "block" in r])
+        _add_records(cols, segment)  # objects among the rows: the forms mixed in one file
 
 
 def read_trace_columns(
@@ -254,9 +298,12 @@ def first_record(inst_dir: Path) -> dict[str, Any] | None:
             item = _loads(line)
             if _header(item) is not None:
                 names = _header(item)
-            elif isinstance(item, dict):
-                return item  # the older form
-            elif names is not None and isinstance(item, list) and len(item) == len(names):
+                continue
+            if names is not None and (block := _block(item, len(names))) is not None:
+                item = [col[0] for col in block]  # its first event
+            if isinstance(item, dict) and "block" not in item:
+                return item  # the oldest form
+            if names is not None and isinstance(item, list) and len(item) == len(names):
                 event = dict(zip(names, item, strict=True))
                 return {name: event.get(name) for name in COLUMNS}
     return next(read_trace(inst_dir), None)

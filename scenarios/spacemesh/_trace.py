@@ -1,5 +1,5 @@
-"""Message tracing: one event per gossip publish, receipt and delivery, in the compact,
-gzip-compressed trace form the harness reads (harness.observe._tracefile)."""
+"""Message tracing: one event per gossip publish, receipt and delivery, in the block form,
+gzip-compressed, that the harness reads (harness.observe._tracefile)."""
 
 from __future__ import annotations
 

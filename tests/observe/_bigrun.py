@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import orjson
 
-from harness.observe._tracefile import HEADER
+from harness.observe._tracefile import BLOCK_ROWS, HEADER
 
 T0 = 1795000000.0  # run start, Unix seconds
 M0 = 5000.0  # run start, monotonic seconds
@@ -63,8 +63,9 @@ def make_big_run(
     compact_traces: bool = False,
 ) -> Path:
     """Write the run directory under `outputs` and return it: traces as JSON objects in
-    `trace.jsonl` (the older form), gzip-compressed with `gzip_traces`, in the compact form
-    nodes write (a header, then arrays; harness.observe._tracefile) with `compact_traces`."""
+    `trace.jsonl` (the older form), gzip-compressed with `gzip_traces`, in the block form
+    nodes write (a header, then blocks of columns; harness.observe._tracefile) with
+    `compact_traces`."""
     rng = random.Random(seed)
     run_dir = outputs / run_id
     run_dir.mkdir(parents=True)
@@ -125,14 +126,19 @@ def make_big_run(
     weights = [w for _, w in TOPICS]
     start, end = 8.0, duration - 4.0
     pubs = sorted(rng.uniform(start, end) for _ in range(messages))
-    lines: dict[int, list[tuple[float, bytes]]] = {i: [] for i in nodes}
+    lines: dict[int, list[tuple[float, Any]]] = {i: [] for i in nodes}
 
-    def line(sec: float, kind: str, msg: str, topic: str, frm: int, to: int, size: int) -> bytes:
-        if compact_traces:
-            return orjson.dumps([T0 + sec, M0 + sec, kind, msg, topic, node_ids[frm],
-                                 node_ids[to], size])
+    def line(sec: float, kind: str, msg: str, topic: str, frm: int, to: int, size: int) -> Any:
+        if compact_traces:  # a row, written in blocks
+            return (T0 + sec, M0 + sec, kind, msg, topic, node_ids[frm], node_ids[to], size)
         return orjson.dumps({**_at(sec), "kind": kind, "msg_id": msg, "topic": topic,
                              "from": node_ids[frm], "to": node_ids[to], "size": size})
+
+    def write(f: IO[bytes], done: list[Any]) -> None:
+        if compact_traces:
+            done = [orjson.dumps({"block": list(zip(*done[k:k + BLOCK_ROWS], strict=True))})
+                    for k in range(0, len(done), BLOCK_ROWS)]
+        f.write(b"\n".join(done) + b"\n" if done else b"")
 
     for m, pub in enumerate(pubs):
         origin = rng.choice(nodes)
@@ -170,10 +176,10 @@ def make_big_run(
                 lines[i].sort(key=lambda x: x[0])
                 done = [b for t, b in lines[i] if t < pub - 10]
                 lines[i] = lines[i][len(done):]
-                files[i].write(b"\n".join(done) + b"\n" if done else b"")
+                write(files[i], done)
     for i in nodes:
         lines[i].sort(key=lambda x: x[0])
-        files[i].write(b"\n".join(b for _, b in lines[i]) + b"\n" if lines[i] else b"")
+        write(files[i], [b for _, b in lines[i]])
         files[i].close()
 
     # telemetry.jsonl: cpu, link counters and TCP of each peer connection, every 2 s

@@ -1,6 +1,7 @@
-"""Trace files: the compact form `TraceWriter` writes (a header naming the columns, then
-one array per event, gzip-compressed), read back whole, with the older object-per-line
-form, mixed forms, a restarted writer and a writer killed mid-way."""
+"""Trace files: the block form `TraceWriter` writes (a header naming the columns, then
+blocks of events, a JSON array per column, gzip-compressed), read back whole, with the older
+forms (an array per event, an object per event), mixed forms, a restarted writer and a
+writer killed mid-way."""
 
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ def _event(i: int, kind: str = "receive") -> tuple[object, ...]:
     return (1e9 + i, 100.0 + i, kind, f"m{i}", "t", "a", "b", 10 + i)
 
 
-def test_the_compact_form_gives_the_same_analysis_as_objects(tmp_path: Path) -> None:
+def test_the_block_form_gives_the_same_analysis_as_objects(tmp_path: Path) -> None:
     objects = make_big_run(tmp_path / "a", instances=12, messages=6, degree=4)
     compact = make_big_run(tmp_path / "b", instances=12, messages=6, degree=4,
                            gzip_traces=True, compact_traces=True)
     head = gzip.decompress((compact / "single" / "1" / TRACE_GZ_FILE).read_bytes())
-    assert head.startswith(orjson.dumps(_tracefile.HEADER) + b"\n[")
+    assert head.startswith(orjson.dumps(_tracefile.HEADER) + b'\n{"block":[[')
     a, b = analyse_traces(objects), analyse_traces(compact)
     assert a.hops and [(h.msg_id, h.src, h.dst, h.hop_ms) for h in a.hops] == [
         (h.msg_id, h.src, h.dst, h.hop_ms) for h in b.hops
@@ -55,6 +56,44 @@ def test_the_writer_writes_what_the_reader_reads(tmp_path: Path) -> None:
     assert first_record(tmp_path) == dict(zip(COLUMNS, _event(0), strict=True))
 
 
+def test_the_writer_writes_blocks_of_at_most_block_rows_events(tmp_path: Path) -> None:
+    w = TraceWriter(tmp_path)
+    count = 2 * _tracefile.BLOCK_ROWS + 3
+    for i in range(count):
+        w.write(_event(i))
+    w.close()
+    lines = gzip.decompress((tmp_path / TRACE_GZ_FILE).read_bytes()).splitlines()
+    blocks = [orjson.loads(line)["block"] for line in lines[1:]]
+    assert [len(b[0]) for b in blocks] == [_tracefile.BLOCK_ROWS, _tracefile.BLOCK_ROWS, 3]
+    assert all(len(b) == len(COLUMNS) for b in blocks)
+    assert read_trace_columns(tmp_path)["msg_id"] == [f"m{i}" for i in range(count)]
+    assert first_record(tmp_path) == dict(zip(COLUMNS, _event(0), strict=True))
+    with pytest.raises(ValueError, match="8 values"):
+        TraceWriter(tmp_path).write(("a", "b"))
+
+
+def test_every_form_gives_the_same_columns(tmp_path: Path) -> None:
+    """The block form, the compact form (`"trace": 2`, an array per event) and the oldest
+    (an object per event) of the same events read the same."""
+    events = [_event(i, ("publish", "receive", "deliver")[i % 3]) for i in range(10)]
+    header = orjson.dumps({"trace": 2, "columns": list(COLUMNS)})
+    forms = {
+        "blocks": [orjson.dumps(_tracefile.HEADER),
+                   orjson.dumps({"block": list(zip(*events[:4], strict=True))}),
+                   orjson.dumps({"block": list(zip(*events[4:], strict=True))})],
+        "rows": [header, *map(orjson.dumps, events)],
+        "objects": [orjson.dumps(dict(zip(COLUMNS, e, strict=True))) for e in events],
+    }
+    got = {}
+    for form, lines in forms.items():
+        (tmp_path / form).mkdir()
+        (tmp_path / form / TRACE_FILE).write_bytes(b"\n".join(lines) + b"\n")
+        got[form] = read_trace_columns(tmp_path / form)
+        assert first_record(tmp_path / form) == dict(zip(COLUMNS, events[0], strict=True))
+    assert got["blocks"] == got["rows"] == got["objects"]
+    assert got["blocks"]["size"] == [e[-1] for e in events]
+
+
 def test_a_killed_writer_loses_only_what_came_after_its_last_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -72,13 +111,17 @@ def test_a_killed_writer_loses_only_what_came_after_its_last_flush(
 def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Path) -> None:
     old = orjson.dumps(dict(zip(COLUMNS, _event(0), strict=True)))
     header = orjson.dumps({"trace": 2, "columns": ["mono", "msg_id", "kind", "extra"]})
+    blocks = orjson.dumps({"trace": 3, "columns": ["msg_id", "mono"]})
     lines = [old, b"not json", header, b'[101.0, "m1", "receive", 1]', b"[1, 2]",
-             b'{"trace": 2, "columns": ["msg_id"]}', b'["m2"]', b'["m3"', b""]
+             b'{"trace": 2, "columns": ["msg_id"]}', b'["m2"]', b'["m3"',
+             blocks, b'{"block": [["m4", "m5"], [104.0, 105.0]]}',
+             b'{"block": [["m6", "m7"], [106.0]]}',  # columns of different lengths
+             b'{"block": [["m8"]]}', b'{"block": [["m9"], [109.0]]', b""]  # one column; cut
     (tmp_path / TRACE_FILE).write_bytes(b"\n".join(lines))
     cols = read_trace_columns(tmp_path)
-    assert cols["msg_id"] == ["m0", "m1", "m2"]
-    assert cols["mono"] == [100.0, 101.0, None]
-    assert cols["size"] == [10, None, None]
+    assert cols["msg_id"] == ["m0", "m1", "m2", "m4", "m5"]
+    assert cols["mono"] == [100.0, 101.0, None, 104.0, 105.0]
+    assert cols["size"] == [10, None, None, None, None]
 
 
 def _zlib_gunzip(data: bytes) -> bytes:
