@@ -23,8 +23,8 @@ T = TypeVar("T")
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 _NEEDED = ("mono", "kind", "msg_id", "topic", "from", "to", "size")
-_KINDS = {"publish": 1, "receive": 2, "deliver": 3}  # any other kind: 0
 _PUBLISH, _RECEIVE, _DELIVER = 1, 2, 3
+_KINDS = {"publish": _PUBLISH, "receive": _RECEIVE, "deliver": _DELIVER}  # any other: 0
 SHIFT = 20  # a hop's key (message, from, to) packs the two nodes in SHIFT bits each
 
 

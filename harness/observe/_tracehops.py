@@ -66,7 +66,6 @@ class HopColumns:
         state_link = state[sender] << 2 * SHIFT | src << SHIFT | dst
         del sender, state
         keys, shape_col = np.unique(state_link, return_inverse=True)
-        shape_col = shape_col.reshape(-1)  # numpy 2.0 shaped it as the input; later, 1-d
         row_of = np.empty(len(keys), np.int64)
         row_of[shape_col] = np.arange(len(shape_col))  # a row of each key
         mask = (1 << SHIFT) - 1
