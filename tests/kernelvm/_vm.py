@@ -53,11 +53,17 @@ def _kvm_usable() -> bool:
     return True
 
 
+CPU = "Nehalem"
+"""The guest's CPU model: x86-64-v2 (SSE4.2, POPCNT), which wheels built for it assume
+(numpy 2.4's code dies with SIGILL on qemu's default qemu64, which lacks them); `max` makes
+qemu abort on the development machines."""
+
+
 def _accel_args(accel: str) -> list[str]:
     if accel == "kvm" and not _kvm_usable():
         raise VmError("accel kvm asked for but /dev/kvm cannot be opened")
     if accel in ("kvm", "tcg"):
-        return ["-accel", accel]
+        return ["-accel", accel, "-cpu", CPU]
     raise VmError(f"accel must be kvm or tcg, not {accel!r}")
 
 
