@@ -219,10 +219,10 @@ def _header(item: Any) -> list[str] | None:
 
 def _block(item: Any, width: int) -> list[list[Any]] | None:
     """The columns of a block line (`{"block": [[...], ...]}`: `width` lists of one
-    length), or None if `item` is not one."""
+    length, not 0), or None if `item` is not one."""
     block = item.get("block") if type(item) is dict else None
     if (type(block) is list and len(block) == width and set(map(type, block)) == {list}
-            and len(set(map(len, block))) == 1):
+            and len(set(map(len, block))) == 1 and block[0]):
         return block
     return None
 

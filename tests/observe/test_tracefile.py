@@ -114,7 +114,7 @@ def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Pat
     blocks = orjson.dumps({"trace": 3, "columns": ["msg_id", "mono"]})
     lines = [old, b"not json", header, b'[101.0, "m1", "receive", 1]', b"[1, 2]",
              b'{"trace": 2, "columns": ["msg_id"]}', b'["m2"]', b'["m3"',
-             blocks, b'{"block": [["m4", "m5"], [104.0, 105.0]]}',
+             blocks, b'{"block": [[], []]}', b'{"block": [["m4", "m5"], [104.0, 105.0]]}',
              b'{"block": [["m6", "m7"], [106.0]]}',  # columns of different lengths
              b'{"block": [["m8"]]}', b'{"block": [["m9"], [109.0]]', b""]  # one column; cut
     (tmp_path / TRACE_FILE).write_bytes(b"\n".join(lines))
@@ -122,6 +122,9 @@ def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Pat
     assert cols["msg_id"] == ["m0", "m1", "m2", "m4", "m5"]
     assert cols["mono"] == [100.0, 101.0, None, 104.0, 105.0]
     assert cols["size"] == [10, None, None, None, None]
+    # an empty block first: the first event is the next block's
+    (tmp_path / TRACE_FILE).write_bytes(b"\n".join([blocks, b'{"block": [[], []]}', *lines[-5:]]))
+    assert first_record(tmp_path) == {**dict.fromkeys(COLUMNS), "msg_id": "m4", "mono": 104.0}
 
 
 def _zlib_gunzip(data: bytes) -> bytes:
