@@ -350,12 +350,12 @@ def _analyse(
     outliers.sort(key=lambda h: -h.excess_ms)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
-    for src, dst, link_rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
+    for a, b, link_rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
         hop_ms = hop_col[link_rows]
-        link_hop_ms[(names[src], names[dst])] = array("d", hop_ms.tobytes())
+        link_hop_ms[(names[a], names[b])] = array("d", hop_ms.tobytes())
         excess = excess_col[link_rows]
         out_of_line = int(np.count_nonzero(excess > cols.tol[link_rows]))
-        links.append(LinkDelay(names[src], names[dst], len(link_rows),
+        links.append(LinkDelay(names[a], names[b], len(link_rows),
                                float(np.median(hop_ms)),
                                float(np.median(cols.expected[link_rows])),
                                float(np.median(excess)), out_of_line))
