@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _dies_within(pid: int, seconds: float) -> bool:
+    """Whether `pid` is gone (or a zombie) within `seconds`: a SIGKILL is delivered at
+    once, but a busy machine may run the process's exit a moment later."""
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None:
     states: list[tuple[str, ...]] = []
     tree: list[int] = []
@@ -70,4 +82,4 @@ def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None
     assert states[0] == ("T", "T")  # both stopped
     assert "T" not in states[1]  # both going again
     assert ended is not None and ended["end"] == "killed" and code != 0
-    assert not _alive(tree[1])  # the kill took the instance's child too
+    assert _dies_within(tree[1], 5)  # the kill took the instance's child too (else: 60 s)
