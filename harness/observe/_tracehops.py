@@ -143,11 +143,11 @@ class HopColumns:
         if handler_ms is None:
             handler_ms = self.handler_ms(rows)
         count = len(rows)
-        recv, sent = self.recv[rows], self.sent[rows]
+        recv, sent, msg = self.recv[rows], self.sent[rows], self.msg[rows].tolist()
         return list(map(
             Hop,
-            [self.msgs[m] for m in self.msg[rows].tolist()],
-            [self.topics[m] for m in self.msg[rows].tolist()],
+            [self.msgs[m] for m in msg],
+            [self.topics[m] for m in msg],
             [self.names[s] for s in self.src[rows].tolist()],
             [self.names[d] for d in self.dst[rows].tolist()],
             sent.tolist(), recv.tolist(),
