@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import logging
 import math
 import os
@@ -15,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ import harness
 from harness._cgroup import CgroupError, RunCgroups
 from harness._cgroup import cleanup as cgroup_cleanup
 from harness._clock import InstanceClock, find_libfaketime
+from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import HarnessError, UsageError, single_cause
@@ -126,7 +126,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     check_outputs(options.outputs)
     supervisor = Supervisor(spec, options)
     try:
-        with _fewer_collections():
+        with fewer_collections():
             result = trio.run(supervisor.supervise)
     except BaseException as error:
         cause = single_cause(error)
@@ -137,25 +137,6 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
         raise
     finish_run(result.run_dir)
     return result
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """While a run lives: what exists at its start (the modules, ~80,000 objects) is left out
-    of the cycle collector's walks, and a young collection comes every 10,000 allocations
-    instead of 700. At 1,000 instances the collector took 0.5 to 0.7 s of the supervisor's
-    CPU, which is what paces the start of the instances; this way 0.2 to 0.3 s."""
-    threshold = gc.get_threshold()
-    ours = gc.get_freeze_count() == 0  # a program that froze objects itself keeps them so
-    if ours:
-        gc.freeze()
-    gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        if ours:
-            gc.unfreeze()
 
 
 def _listening(options: RunOptions) -> dict[str, socket.socket]:

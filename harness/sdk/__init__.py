@@ -10,6 +10,7 @@ Wall time is `env.clock.time()`, not `time.time()`: the run's clock faults skew 
 Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
 """
 
+from harness._collector import fewer_collections
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
 from harness.sdk._clock import Clock
@@ -40,6 +41,7 @@ __all__ = [
     "TestFunction",
     "Topic",
     "connect",
+    "fewer_collections",
     "invoke",
     "load_entrypoint",
     "run_instance",

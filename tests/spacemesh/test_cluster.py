@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -150,3 +151,12 @@ async def test_a_miner_that_finds_peers_late_in_epoch_zero_still_publishes_its_a
         error = late.last_error
     assert not held_proof  # cut off while the proof was flooded and at layer 2's sync
     assert late.smesher_id in smeshers, error
+
+
+async def test_a_cluster_walks_the_cycle_collector_less_while_it_lives() -> None:
+    before = gc.get_threshold()
+    async with memory_cluster(miners=1, seed=1) as c:
+        await c.clock.sleep_until(c.clock.now() + 0.5)
+        assert gc.get_threshold()[0] >= 50_000
+        assert gc.get_freeze_count() > 0  # what existed before it: the modules
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
