@@ -14,12 +14,11 @@ from harness.sdk import fewer_collections
 def test_the_collector_is_tuned_during_a_run_and_given_back_after(fails: bool) -> None:
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
-    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
-        with fewer_collections():
-            assert gc.get_threshold()[0] >= 10_000
-            assert gc.get_freeze_count() > 1000  # what existed at the start
-            if fails:
-                raise RuntimeError("the run failed")
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext(), fewer_collections():
+        assert gc.get_threshold()[0] >= 10_000
+        assert gc.get_freeze_count() > 1000  # what existed at the start
+        if fails:
+            raise RuntimeError("the run failed")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
 
