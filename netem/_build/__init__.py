@@ -26,6 +26,9 @@ from netem._hosts import Host
 
 # The host end of a veth is created with this index: in a fresh namespace only lo (1) exists.
 _HOST_IFINDEX = 2
+# The hub's end of host n's veth has index _HUB_PORT_BASE + n: the hub holds lo and the
+# bridge before them, and knowing the indexes spares a dump of every link to learn them.
+_HUB_PORT_BASE = 16
 STATIC_NEIGHBOURS_MAX = 300
 """Up to this many hosts, each knows every other's MAC from the start (permanent entries,
 n * (n - 1) of them); beyond, hosts learn them by ARP, and the kernel's shared table of
@@ -116,17 +119,16 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
             for h in chunk:  # one by one, so that an interruption leaves them in `fds`
                 fds.append(os.open(h.netns_path, os.O_RDONLY))
             requests = [
-                nl.add_veth(h.hub_ifname, bridge, h.ifname, fd, _HOST_IFINDEX, names.host_mac(h.ip))
+                nl.add_veth(h.hub_ifname, _HUB_PORT_BASE + h.number, bridge, h.ifname, fd,
+                            _HOST_IFINDEX, names.host_mac(h.ip))
                 for h, fd in zip(chunk, fds, strict=True)
-            ]
+            ]  # fmt: skip
             nl.send_batch(sock, requests)
             _close_all(fds)
         # The bridge knows every host's port from the start: it would otherwise flood a
         # frame for a host it has not heard from yet to every port, and at a few hundred
         # hosts those copies overflow the kernel's receive backlog and drop packets.
-        with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
-            ports = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
-        fdb = [nl.add_fdb(ports[h.hub_ifname], names.host_mac(h.ip)) for h in hosts]
+        fdb = [nl.add_fdb(_HUB_PORT_BASE + h.number, names.host_mac(h.ip)) for h in hosts]
         for start in range(0, len(fdb), nl.BATCH):
             nl.send_batch(sock, fdb[start : start + nl.BATCH])
     finally:

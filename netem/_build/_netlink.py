@@ -45,15 +45,16 @@ def link_up(index: int, ifname: str | None = None) -> nlmsg_base:
 
 def add_veth(
     ifname: str,
+    index: int,
     master: int,
     peer_ifname: str,
     peer_netns_fd: int,
     peer_index: int,
     peer_mac: str,
 ) -> nlmsg_base:
-    """A veth pair: `ifname` here, up and enslaved to `master`; its peer `peer_ifname`
-    created directly in the namespace of `peer_netns_fd`, with ifindex `peer_index` and
-    MAC address `peer_mac`."""
+    """A veth pair: `ifname` here, with ifindex `index`, up and enslaved to `master`; its
+    peer `peer_ifname` created directly in the namespace of `peer_netns_fd`, with ifindex
+    `peer_index` and MAC address `peer_mac`. The kernel refuses an index already taken."""
     peer = {
         "index": peer_index,
         "attrs": [
@@ -63,6 +64,7 @@ def add_veth(
         ],
     }
     msg = ifinfmsg()
+    msg["index"] = index
     msg["flags"] = IFF_UP
     msg["change"] = IFF_UP
     msg["attrs"] = [
