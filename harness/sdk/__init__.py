@@ -10,10 +10,10 @@ Wall time is `env.clock.time()`, not `time.time()`: the run's clock faults skew 
 Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
 """
 
-from harness._collector import fewer_collections
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
 from harness.sdk._clock import Clock
+from harness.sdk._collector import fewer_collections
 from harness.sdk._connect import connect
 from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
 from harness.sdk._network import INITIALIZED, NetworkClient
