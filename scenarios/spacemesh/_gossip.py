@@ -54,6 +54,12 @@ A frame is checked once per node anyway (its copies are duplicates): one node pe
 pays a lookup per message and keeps the last few frames."""
 _CHECKED_LIMIT = 2048
 
+_DECODED: dict[bytes, dict[str, Json]] = {}
+"""Message frames and what they decode to, for the nodes of a transport that shares frames
+(`Transport.shares_frames`: a simulation): each message is decoded once for all of them, and
+they hold one copy of it, not one each. What a handler is given is read-only."""
+_DECODED_LIMIT = 4096
+
 
 def message_id(topic: str, data: Json) -> str:
     """The id that de-duplicates a message: the hash of its topic and canonical data."""
@@ -356,11 +362,20 @@ class Gossip:
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
         """Handle one frame that is not a duplicate (`_duplicate`); False when it is
         garbage (the peer is then dropped)."""
-        try:
-            item = orjson.loads(frame)
-            kind = item["t"]
-        except (ValueError, KeyError, TypeError):
-            return False
+        shared = self._transport.shares_frames
+        item = _DECODED.get(frame) if shared else None
+        if item is None:
+            try:
+                item = orjson.loads(frame)
+                kind = item["t"]
+            except (ValueError, KeyError, TypeError):
+                return False
+            if shared and kind == "msg":
+                if len(_DECODED) >= _DECODED_LIMIT:
+                    _DECODED.clear()
+                _DECODED[frame] = item
+        else:
+            kind = "msg"
         if kind == "msg":
             self._on_message(item, frame, peer)
         elif kind == "getpeers":

@@ -310,6 +310,8 @@ class MemoryNetwork:
 class MemoryTransport:
     """A host's view of a :class:`MemoryNetwork` (implements the transport protocol)."""
 
+    shares_frames = True
+
     def __init__(self, net: MemoryNetwork, host: str) -> None:
         self._net = net
         self.host = host

@@ -41,6 +41,10 @@ async def receive_frames(conn: Connection) -> list[bytes]:
 class Transport(Protocol):
     """How the protocol code reaches peers: dial an address, listen on one."""
 
+    shares_frames: bool
+    """Every node of the process receives the very frame object its sender sent (the
+    memory network), so what is decoded from a frame may be shared between them."""
+
     async def dial(self, address: str) -> Connection:
         """Open a connection to ``address`` (``host:port``); raises ``OSError`` if refused."""
         ...
@@ -141,6 +145,8 @@ class _FramedListener(Listener[Connection]):
 
 class TcpTransport:
     """Real sockets (anyio), each frame prefixed with its 4-byte length."""
+
+    shares_frames = False
 
     def __init__(self, connect_timeout: float = 3.0) -> None:
         self._connect_timeout = connect_timeout

@@ -455,3 +455,32 @@ async def test_a_frame_checked_by_one_node_is_not_hashed_again_by_another(
         assert n._on_frame(forged, peer) and n._on_frame(frame, peer)
     assert got == [data, data]
     assert hashed == ["t", "t", "t"]  # the forged frame by each node, the good one once
+
+
+async def test_the_nodes_of_a_simulation_share_what_a_frame_decodes_to() -> None:
+    """Over the memory network every node receives the very frame its sender sent: it is
+    decoded once, and every node is handed (and keeps) the same message, not a copy each.
+    Over TCP, one node per process, nothing is kept for that."""
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+    from scenarios.spacemesh._transport import TcpTransport
+
+    def received(nodes: list[Gossip], data: Json) -> list[Json]:
+        got: list[Json] = []
+        for n in nodes:
+            n.subscribe("t", lambda d: got.append(d) or True)
+        frame = orjson.dumps({"t": "msg", "id": message_id("t", data), "topic": "t", "data": data})
+        peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+        for n in nodes:
+            assert n._on_frame(frame, peer)
+        return got
+
+    shared = received(make_nodes(MemoryNetwork(seed=6), 3), {"x": 43})
+    assert shared == [{"x": 43}] * 3 and shared[0] is shared[1] is shared[2]
+    tcp = [
+        Gossip(node_id=f"t{i}", listen_address=f"10.1.0.{i + 1}:7513", transport=TcpTransport(),
+               clock=LoopClock(), rng=random.Random(i))
+        for i in range(2)
+    ]  # fmt: skip
+    apart = received(tcp, {"x": 44})
+    assert apart == [{"x": 44}] * 2 and apart[0] is not apart[1]
