@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from harness._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from harness._collector import fewer_collections
     from harness._errors import EnvironmentProblem, HarnessError, UsageError
     from harness._runparams import RunEnvError, RunParams
     from harness._supervisor import RunOptions, RunResult, Supervisor, run
@@ -38,6 +39,7 @@ _WHERE = {
     "build_run_spec": "harness.plans",
     "find_plans": "harness.plans",
     "get_plan": "harness.plans",
+    "fewer_collections": "harness._collector",
 }
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Supervisor",
     "UsageError",
     "build_run_spec",
+    "fewer_collections",
     "find_plans",
     "get_plan",
     "run",

@@ -27,6 +27,7 @@ import harness
 from harness._cgroup import CgroupError, RunCgroups
 from harness._cgroup import cleanup as cgroup_cleanup
 from harness._clock import InstanceClock, find_libfaketime
+from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import HarnessError, UsageError, single_cause
@@ -59,7 +60,6 @@ from harness.runners import (
     runnable_here,
     signal_group,
 )
-from harness.sdk._collector import fewer_collections
 from harness.sync import METRICS_TOPIC, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 

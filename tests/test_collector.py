@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from harness.sdk import fewer_collections
+from harness import fewer_collections
 
 
 @pytest.mark.parametrize("fails", [False, True])

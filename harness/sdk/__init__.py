@@ -13,7 +13,6 @@ Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "a
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
 from harness.sdk._clock import Clock
-from harness.sdk._collector import fewer_collections
 from harness.sdk._connect import connect
 from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
 from harness.sdk._network import INITIALIZED, NetworkClient
@@ -41,7 +40,6 @@ __all__ = [
     "TestFunction",
     "Topic",
     "connect",
-    "fewer_collections",
     "invoke",
     "load_entrypoint",
     "run_instance",

@@ -20,7 +20,7 @@ import anyio
 import trio
 from anyio.abc import TaskGroup
 
-from harness.sdk import fewer_collections
+from harness import fewer_collections
 
 from ._clock import Clock, LoopClock, SkewClock
 from ._codec import Json
