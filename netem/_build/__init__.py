@@ -26,13 +26,17 @@ from netem._hosts import Host
 
 # The host end of a veth is created with this index: in a fresh namespace only lo (1) exists.
 _HOST_IFINDEX = 2
-# The hub's end of host n's veth has index _HUB_PORT_BASE + n: the hub holds lo and the
-# bridge before them, and knowing the indexes spares a dump of every link to learn them.
 _HUB_PORT_BASE = 16
 STATIC_NEIGHBOURS_MAX = 300
 """Up to this many hosts, each knows every other's MAC from the start (permanent entries,
 n * (n - 1) of them); beyond, hosts learn them by ARP, and the kernel's shared table of
 1024 learned entries bounds how many peers all hosts together can reach at once."""
+
+
+def _hub_port(host: Host) -> int:
+    """The ifindex of the hub's end of `host`'s veth, asked for when it is made: the hub
+    holds only lo and the bridge below it, and knowing it spares a dump of every link."""
+    return _HUB_PORT_BASE + host.number
 
 
 def _quiet_namespace(_: str) -> socket.socket:
@@ -119,7 +123,7 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
             for h in chunk:  # one by one, so that an interruption leaves them in `fds`
                 fds.append(os.open(h.netns_path, os.O_RDONLY))
             requests = [
-                nl.add_veth(h.hub_ifname, _HUB_PORT_BASE + h.number, bridge, h.ifname, fd,
+                nl.add_veth(h.hub_ifname, _hub_port(h), bridge, h.ifname, fd,
                             _HOST_IFINDEX, names.host_mac(h.ip))
                 for h, fd in zip(chunk, fds, strict=True)
             ]  # fmt: skip
@@ -128,7 +132,7 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
         # The bridge knows every host's port from the start: it would otherwise flood a
         # frame for a host it has not heard from yet to every port, and at a few hundred
         # hosts those copies overflow the kernel's receive backlog and drop packets.
-        fdb = [nl.add_fdb(_HUB_PORT_BASE + h.number, names.host_mac(h.ip)) for h in hosts]
+        fdb = [nl.add_fdb(_hub_port(h), names.host_mac(h.ip)) for h in hosts]
         for start in range(0, len(fdb), nl.BATCH):
             nl.send_batch(sock, fdb[start : start + nl.BATCH])
     finally:
