@@ -4,6 +4,8 @@ benchmarks/bench_start.py, prints what it costs; nothing here is timed)."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 import harness
+from harness.observe import configure_logging
 from harness.plans import build_run_spec
 
 from .conftest import only_run_dir
@@ -88,10 +91,24 @@ def test_the_process_hosts_warm_up_runs_start_ups_and_leaves_nothing_behind(
 
     monkeypatch.setattr(_warmup.orjson, "loads", seen)
     threads = threading.active_count()
-    _warmup.warm_up(backend, rounds=3)
-    assert served == ["hello", "signal_event", "signal_entry", "signal_event"] * 3
-    assert threading.active_count() == threads
-    assert list(tmp_path.iterdir()) == []
+    try:
+        _warmup.warm_up(backend, rounds=3)
+        assert served == ["hello", "signal_event", "signal_entry", "signal_event"] * 3
+        assert threading.active_count() == threads
+        assert list(tmp_path.iterdir()) == []
+        # Logging is left as an instance sets it up, so an instance's own call only
+        # re-points it (and holds no file of the warm-up's).
+        from harness.observe import _logging
+
+        assert _logging._setup is not None
+        ours = list(_logging._setup.handlers)
+        files = [h.stream.name for h in ours if isinstance(h, logging.FileHandler)]
+        assert files == [os.devnull]
+        handlers = list(logging.getLogger().handlers)
+        configure_logging(json_path=tmp_path / "o" / "log.jsonl", instance="single/1")
+        assert logging.getLogger().handlers == handlers
+    finally:
+        configure_logging(json_path=None, console=False)
 
 
 def test_a_forked_instances_environment_is_exactly_the_one_asked_for() -> None:

@@ -15,6 +15,7 @@ directory, removed before the first fork, and answers every request with success
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import tempfile
 import threading
@@ -56,8 +57,11 @@ def warm_up(backend: str, rounds: int = ROUNDS) -> None:
             )  # fmt: skip
             for _ in range(rounds):
                 env = RunEnv.from_environ(params.to_environ())
-                configure_logging(json_path=None, console=False, instance=env.instance_id)
+                # As an instance configures it: the instances' own calls then only re-point
+                # the file and the name (`configure_logging` keeps the rest).
+                configure_logging(json_path=Path(tmp) / "log.jsonl", instance=env.instance_id)
                 anyio.run(_run, _register, env, backend=backend)
+            configure_logging(json_path=Path(os.devnull), instance=env.instance_id)  # no file kept
         finally:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes the server if it still waits

@@ -67,6 +67,43 @@ def test_configure_logging_level_filters_and_replaces_outputs(
     assert [json.loads(x)["event"] for x in b.read_text().splitlines()] == ["second file"]
 
 
+def test_a_call_that_changes_only_the_outputs_repoints_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reset_logging: None
+) -> None:
+    """A forked instance's call (its own file and name, all else as the process host set
+    it up) keeps the handlers and formatters and re-points them."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b" / "b.jsonl"
+    configure_logging(json_path=a, instance="single/1")
+    handlers = list(logging.getLogger().handlers)
+    get_logger("plan").info("first")
+    configure_logging(json_path=b, instance="single/2")
+    assert logging.getLogger().handlers == handlers
+    get_logger("plan").info("second")
+    logging.getLogger("foreign").warning("from stdlib")
+
+    def records(path: Path) -> list[tuple[str, str]]:
+        return [(r["event"], r["instance"]) for r in map(json.loads, path.read_text().splitlines())]
+
+    assert records(a) == [("first", "single/1")]
+    assert records(b) == [("second", "single/2"), ("from stdlib", "single/2")]
+    err = capsys.readouterr().err
+    assert "first" in err and "second" in err
+
+
+def test_a_set_up_changed_since_is_built_again(tmp_path: Path, reset_logging: None) -> None:
+    import structlog
+
+    configure_logging(json_path=tmp_path / "a.jsonl", console=False)
+    before = list(logging.getLogger().handlers)
+    structlog.configure(processors=[structlog.processors.KeyValueRenderer()])  # someone else
+    configure_logging(json_path=tmp_path / "b.jsonl", console=False)
+    assert logging.getLogger().handlers != before
+    get_logger().info("kept")
+    assert [json.loads(x)["event"] for x in (tmp_path / "b.jsonl").read_text().splitlines()] == [
+        "kept"
+    ]
+
+
 def test_a_call_below_the_level_runs_no_processor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reset_logging: None
 ) -> None:
