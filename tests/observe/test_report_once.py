@@ -49,6 +49,35 @@ def test_the_report_reads_each_input_once(run_factory: Callable[..., Path]) -> N
     assert all(opened[f"single/{i}/trace.jsonl"] <= 2 for i in range(4)), opened
 
 
+def test_the_report_lists_each_instance_directory_once_and_stats_none_of_its_files(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which of an instance's files exist (the links, junit's stdout, whether it has
+    traces) comes from one listing of its directory: at 1,000 instances, 15,000 look-ups
+    took 0.1 s."""
+    run_dir = run_factory(failed=(2,), lossy=(0, 1), faults=True)
+    instance_dirs = {run_dir / "single" / str(i) for i in range(4)}
+    listed: Counter[Path] = Counter()
+    statted: list[Path] = []
+    real_listdir, real_stat = os.listdir, os.stat
+
+    def listdir(path: Any = ".") -> list[str]:
+        listed[Path(path)] += 1
+        return real_listdir(path)
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path).parent in instance_dirs:
+            statted.append(Path(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat)
+    write_report(run_dir)
+    assert all(listed[d] == 1 for d in instance_dirs), listed
+    # Only the trace reader looks its files up again, and only where the listing has them.
+    assert {p.name for p in statted} <= {"trace.jsonl", "trace.jsonl.gz"}, statted
+
+
 def _normalised(run_dir: Path, name: str) -> str:
     text = (run_dir / name).read_text(encoding="utf-8").replace(str(run_dir.resolve()), "RUN_DIR")
     return re.sub(r"Written [^<]* by harness report", "Written (when) by harness report", text)

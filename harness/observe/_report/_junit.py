@@ -26,6 +26,7 @@ def junit_tree(r: RunData) -> ET.ElementTree:
     props = ET.SubElement(suite, "properties")
     for k, v in (("run_id", run.run_id), ("runner", run.runner), ("outcome", run.outcome)):
         ET.SubElement(props, "property", name=k, value=str(v))
+    run_dir = r.dir.resolve()  # once: resolving each instance's file looks up every part
     for inst in r.instances:
         case = ET.SubElement(
             suite, "testcase", classname=name, name=inst.id, time=f"{inst.duration_s or 0:.3f}"
@@ -34,9 +35,8 @@ def junit_tree(r: RunData) -> ET.ElementTree:
             reason = inst.reason or inst.outcome or "no outcome recorded"
             fail = ET.SubElement(case, "failure", message=reason, type=str(inst.outcome))
             fail.text = f"{inst.id}: {reason} (exit code {inst.exit_code})"
-        out = inst.path(r.dir) / "stdout.log"
-        if out.exists():
-            ET.SubElement(case, "system-out").text = f"[[ATTACHMENT|{out.resolve()}]]"
+        if (out := r.link(inst.id, "stdout.log")) is not None:
+            ET.SubElement(case, "system-out").text = f"[[ATTACHMENT|{run_dir / out}]]"
     root = ET.Element("testsuites")
     root.append(suite)
     tree = ET.ElementTree(root)
