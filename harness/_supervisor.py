@@ -198,8 +198,9 @@ class _HostTask:
     instance is due, and stopped (with every process under it) at a moment of the run's
     choosing rather than at the end of a nursery."""
 
-    def __init__(self, host: ProcessHost) -> None:
+    def __init__(self, host: ProcessHost, instances: int = 0) -> None:
         self.host = host
+        self.instances = instances  # forked ahead once it serves
         self._started = trio.Event()
         self._ended = trio.Event()
         self._scope = trio.CancelScope()
@@ -211,6 +212,7 @@ class _HostTask:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.host.run, cwd, env)
                     self._started.set()
+                    await self.host.prefork(self.instances)
         finally:
             self._ended.set()
 
@@ -356,7 +358,7 @@ class Supervisor:
                 runner = get_runner(self.spec.runner)
                 # The process host starts (an interpreter, imports, its warm-up) while the
                 # runner builds the network: neither needs the other.
-                host = _HostTask(self._new_host())
+                host = _HostTask(self._new_host(), self.spec.total)
                 nursery.start_soon(host.run, self._project_root(), self._base_env())
                 nursery.start_soon(self._make_cgroups_soon)  # nor do the cgroups
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:

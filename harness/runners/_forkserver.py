@@ -12,6 +12,7 @@ included: the kernel closes the socket), the host kills everything below it and 
 It speaks JSON lines over a socket pair with the supervisor:
 
     <- {"ready": true}  or  {"fatal": TEXT} (the entrypoint could not be imported)
+    -> {"prefork": N}  (optional: the instances to come, see `_Pool`)
     -> {"spawn": KEY, "env": {...}, "cwd", "stdout", "stderr", "netns": path | null,
         "argv": [...] | null (null: the Python entrypoint)}
     <- {"spawned": KEY, "pid": PID}  or  {"failed": KEY, "error": TEXT}
@@ -20,8 +21,11 @@ It speaks JSON lines over a socket pair with the supervisor:
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import gc
+import mmap
 import os
 import selectors
 import signal
@@ -29,7 +33,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -62,12 +66,21 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    # A pool child waits for this signal; blocked from here on, so that one sent before
+    # the child waits is kept for it (children unblock it before they run anything).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {_ASSIGN})
     sel = selectors.DefaultSelector()
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "child")
+    detach = functools.partial(_detach, control, (wake_r, wake_w))
+    pool: _Pool | None = None
     buffer = b""
     while True:
-        for key, _ in sel.select():
+        # With pool children still to make, only look: make one whenever nothing waits.
+        events = sel.select(0 if pool is not None and pool.wanted else None)
+        if not events and pool is not None and pool.wanted:
+            pool.make_one(fn, backend, detach)
+        for key, _ in events:
             if key.data == "child":
                 os.read(wake_r, 4096)
                 _reap(send)
@@ -79,8 +92,11 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 req = orjson.loads(line)
+                if "prefork" in req:
+                    pool = _Pool(min(int(req["prefork"]), _POOL_MAX))
+                    continue
                 try:
-                    pid = _fork(req, fn, backend, control, (wake_r, wake_w))
+                    pid = _spawn(req, fn, backend, detach, pool)
                 except OSError as e:
                     send({"failed": req["spawn"], "error": str(e)})
                 else:
@@ -126,43 +142,121 @@ def _kill_everything() -> None:
         _reap(None)
 
 
-def _fork(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
-          wake: tuple[int, int]) -> int:
-    stdout = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    stderr = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
+_ASSIGN = signal.SIGUSR1
+"""Tells a pool child that its slot holds its instance's request."""
+_SLOT = 1 << 18
+"""Bytes of a pool child's slot: a request (its environment, mostly) that does not fit is
+forked for, as without a pool."""
+_POOL_MAX = 4096
+
+
+class _Pool:
+    """Children forked ahead of their instances, while the run still builds its network.
+
+    A fork (the host's page tables copied, then Python's after-fork work in the child)
+    is a fifth of a forked instance's start-up; made while the network builds, on a core
+    the build leaves idle, it is off the run's critical path. Each pool child waits for
+    `_ASSIGN`, then reads its request from its slot of memory shared with the host and
+    starts as a directly forked child would. Those never asked for die with the host."""
+
+    def __init__(self, count: int) -> None:
+        self.wanted = count  # children still to make
+        self._memory = mmap.mmap(-1, max(count, 1) * _SLOT)  # shared, anonymous
+        self._free = list(range(count))  # slots no child has
+        self._waiting: collections.deque[tuple[int, int]] = collections.deque()  # pid, slot
+
+    def make_one(self, fn: Any, backend: str, detach: Callable[[], None]) -> None:
+        self.wanted -= 1
+        slot = self._free.pop()
         pid = os.fork()
         if pid == 0:
-            code = 70
+            _exit_with(lambda: self._wait_and_run(slot, fn, backend, detach))
+        self._waiting.append((pid, slot))
+
+    def _wait_and_run(self, slot: int, fn: Any, backend: str, detach: Callable[[], None]) -> int:
+        detach()
+        signal.sigwait({_ASSIGN})
+        view = memoryview(self._memory)[slot * _SLOT : (slot + 1) * _SLOT]
+        req = orjson.loads(view[4 : 4 + int.from_bytes(view[:4], "little")])
+        stdout, stderr = _open_outputs(req)
+        return _child(req, fn, backend, stdout, stderr)
+
+    def assign(self, data: bytes) -> int | None:
+        """The pid of a pool child now running the request `data`; None if none can."""
+        while self._waiting and len(data) + 4 <= _SLOT:
+            pid, slot = self._waiting.popleft()
+            self._memory[slot * _SLOT : slot * _SLOT + 4 + len(data)] = (
+                len(data).to_bytes(4, "little") + data
+            )
             try:
-                code = _child(req, fn, backend, control, wake, stdout, stderr)
-            except BaseException as e:
-                print(f"harness: cannot start the instance: {e}", file=sys.stderr)
-                code = 127 if isinstance(e, FileNotFoundError) else 70
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                os.kill(pid, _ASSIGN)
+            except ProcessLookupError:  # killed from outside while it waited: the next
+                continue
+            return pid  # (a slot is never used twice: its child may read it any time)
+        if self.wanted:
+            self.wanted -= 1  # forked for directly: one pool child fewer to make
+        return None
+
+
+def _spawn(req: dict[str, Any], fn: Any, backend: str, detach: Callable[[], None],
+           pool: _Pool | None) -> int:
+    """Start `req`'s instance: on a pool child if one waits, else on a new fork."""
+    stdout, stderr = _open_outputs(req)  # here, so that a bad path fails the request
+    try:
+        if pool is not None and (pid := pool.assign(orjson.dumps(req))) is not None:
+            return pid  # it opens them again itself
+        pid = os.fork()
+        if pid == 0:
+            detach()
+            _exit_with(lambda: _child(req, fn, backend, stdout, stderr))
         return pid
     finally:
         os.close(stdout)
         os.close(stderr)
 
 
-def _child(req: dict[str, Any], fn: Any, backend: str, control: socket.socket,
-           wake: tuple[int, int], stdout: int, stderr: int) -> int:
+def _open_outputs(req: dict[str, Any]) -> tuple[int, int]:
+    stdout = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        return stdout, os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        os.close(stdout)
+        raise
+
+
+def _exit_with(run: Callable[[], int]) -> NoReturn:
+    """In a child: run, then exit with its code (70, or 127 for a missing program, if it
+    could not start)."""
+    code = 70
+    try:
+        code = run()
+    except BaseException as e:
+        print(f"harness: cannot start the instance: {e}", file=sys.stderr)
+        code = 127 if isinstance(e, FileNotFoundError) else 70
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _detach(control: socket.socket, wake: tuple[int, int]) -> None:
+    """In a child: nothing of the host's serving is kept, and it dies with the host."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the host ignores it; instances must not
     control.close()
     for fd in wake:
         os.close(fd)
+    _linux.die_with_parent(signal.SIGKILL)
+
+
+def _child(req: dict[str, Any], fn: Any, backend: str, stdout: int, stderr: int) -> int:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {_ASSIGN})
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the host ignores it; instances must not
     os.setsid()
     for group in req.get("cgroups") or ():  # before anything else runs: its children follow
         with open(os.path.join(group, "cgroup.procs"), "w") as procs:
             procs.write(str(os.getpid()))
-    _linux.die_with_parent(signal.SIGKILL)
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -142,6 +142,15 @@ class ProcessHost:
             task_status.started()
         await trio.sleep_forever()  # spawn() reports the error for every instance
 
+    async def prefork(self, count: int) -> None:
+        """Have the host fork `count` children ahead, in its idle moments, for the next
+        `spawn`s to start on (while the network builds, say); those never used die with
+        it. A spawn with none ready forks as before."""
+        assert self._stream is not None, "ForkServer.run has not started"
+        if count > 0 and not self.error:
+            async with self._lock:
+                await self._stream.send_all(orjson.dumps({"prefork": count}) + b"\n")
+
     async def spawn(self, launch: Launch) -> Process:
         """Start one instance: fork the Python entrypoint, or fork and exec `launch.argv`."""
         assert self._stream is not None, "ForkServer.run has not started"

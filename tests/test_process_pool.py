@@ -1,0 +1,159 @@
+"""The process host's pool: children forked ahead of their instances (`prefork`), which
+start exactly as directly forked ones do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from harness.runners._process import Launch, ProcessHost
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What an instance program sees of itself: its environment, directory, session, and
+# whether SIGUSR1 (what a pool child waits for) is blocked.
+REPORT = """
+import json, os, sys
+blocked = int(next(l for l in open('/proc/self/status') if l.startswith('SigBlk')).split()[1], 16)
+print(json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
+                  "sid": os.getsid(0), "usr1_blocked": bool(blocked >> 9 & 1)}))
+print("to stderr", file=sys.stderr)
+"""
+
+
+# (with a UTF-8 LC_CTYPE given, Python adds none of its own to the environment it reports)
+BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_CTYPE": "C.UTF-8"}
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _with_host(tmp_path: Path, body: Callable[[ProcessHost, int], Awaitable[None]]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    host = ProcessHost(None)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):  # guards against a hang, not a timing
+                await nursery.start(host.run, tmp_path, env)
+                assert host._proc is not None
+                await body(host, host._proc.pid)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def _pool_of(host_pid: int, count: int) -> set[int]:
+    while len(kids := _children(host_pid)) < count:  # noqa: ASYNC110 (another process)
+        await trio.sleep(0.01)
+    return kids
+
+
+def _launch(tmp_path: Path, name: str, env: dict[str, str] | None = None) -> Launch:
+    cwd = tmp_path / name
+    cwd.mkdir()
+    asked = env if env is not None else {**BASE_ENV, "INSTANCE": name}
+    return Launch(asked, cwd, cwd / "stdout.log", cwd / "stderr.log", None,
+                  [sys.executable, "-c", REPORT])
+
+
+async def _run(host: ProcessHost, launch: Launch) -> dict[str, Any]:
+    proc = await host.spawn(launch)
+    assert await proc.wait() == 0, launch.stderr.read_text()
+    report: dict[str, Any] = json.loads(launch.stdout.read_text())
+    assert report["pid"] == proc.pid
+    assert launch.stderr.read_text() == "to stderr\n"
+    return report
+
+
+def test_an_instance_started_on_a_pool_child_is_as_one_forked_for_it(tmp_path: Path) -> None:
+    async def body(host: ProcessHost, host_pid: int) -> None:
+        await host.prefork(2)
+        pool = await _pool_of(host_pid, 2)
+        seen = []
+        for name in ("a", "b", "c"):  # the third finds the pool empty: forked for
+            launch = _launch(tmp_path, name)
+            report = await _run(host, launch)
+            assert report["env"] == launch.env
+            assert report["cwd"] == str(launch.cwd)
+            assert report["sid"] == report["pid"]  # leads its own session
+            assert not report["usr1_blocked"]
+            seen.append(report["pid"])
+        assert set(seen[:2]) == pool and seen[2] not in pool
+
+    _with_host(tmp_path, body)
+
+
+def test_a_request_too_large_for_a_slot_is_forked_for(tmp_path: Path) -> None:
+    async def body(host: ProcessHost, host_pid: int) -> None:
+        await host.prefork(1)
+        pool = await _pool_of(host_pid, 1)
+        # (one variable may hold 128 KiB at most, for exec)
+        big = BASE_ENV | {
+            f"BIG{i}": "x" * 100_000 for i in range(3)}
+        report = await _run(host, _launch(tmp_path, "big", big))
+        assert report["env"] == big and report["pid"] not in pool
+        assert _children(host_pid) == pool  # still waiting, and taken next
+        assert (await _run(host, _launch(tmp_path, "small")))["pid"] in pool
+
+    _with_host(tmp_path, body)
+
+
+def test_a_pool_child_killed_while_it_waits_is_passed_over(tmp_path: Path) -> None:
+    async def body(host: ProcessHost, host_pid: int) -> None:
+        await host.prefork(2)
+        first, second = sorted(await _pool_of(host_pid, 2))
+        os.kill(first, signal.SIGKILL)
+        while first in _children(host_pid):  # noqa: ASYNC110 (reaped by the host)
+            await trio.sleep(0.01)
+        assert (await _run(host, _launch(tmp_path, "a")))["pid"] == second
+
+    _with_host(tmp_path, body)
+
+
+def test_pool_children_never_asked_for_end_with_the_host(tmp_path: Path) -> None:
+    pool: set[int] = set()
+
+    async def body(host: ProcessHost, host_pid: int) -> None:
+        await host.prefork(4)
+        pool.update(await _pool_of(host_pid, 4))
+        await _run(host, _launch(tmp_path, "a"))
+
+    _with_host(tmp_path, body)
+    alive = [pid for pid in pool if Path(f"/proc/{pid}").exists()
+             and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    assert alive == []
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_a_run_of_python_instances_passes_with_and_without_a_pool(
+    count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor asks for a pool child per instance; without one (count 0: none asked
+    for) the same run passes the same way."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    asked: list[int] = []
+    real = ProcessHost.prefork
+
+    async def prefork(self: ProcessHost, n: int) -> None:
+        asked.append(n)
+        await real(self, n if count else 0)
+
+    monkeypatch.setattr(ProcessHost, "prefork", prefork)
+    spec = build_run_spec("startup:forked", instances=3, runner="local:exec",
+                          plan_roots=[ROOT / "benchmarks" / "plans"])
+    result = _supervisor.run(spec, harness.RunOptions(outputs=tmp_path, progress=False))
+    assert result.exit_code == 0, result.reason
+    assert asked == [3]
