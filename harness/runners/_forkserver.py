@@ -72,7 +72,7 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
     sel = selectors.DefaultSelector()
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "child")
-    detach = functools.partial(_detach, control, (wake_r, wake_w))
+    detach = functools.partial(_detach, control, (wake_r, wake_w), os.getpid())
     pool: _Pool | None = None
     buffer = b""
     while True:
@@ -160,14 +160,13 @@ class _Pool:
     starts as a directly forked child would. Those never asked for die with the host."""
 
     def __init__(self, count: int) -> None:
-        self.wanted = count  # children still to make
+        self.wanted = count  # children still to make; the next one's slot is `wanted - 1`
         self._memory = mmap.mmap(-1, max(count, 1) * _SLOT)  # shared, anonymous
-        self._free = list(range(count))  # slots no child has
         self._waiting: collections.deque[tuple[int, int]] = collections.deque()  # pid, slot
 
     def make_one(self, fn: Any, backend: str, detach: Callable[[], None]) -> None:
         self.wanted -= 1
-        slot = self._free.pop()
+        slot = self.wanted
         pid = os.fork()
         if pid == 0:
             _exit_with(lambda: self._wait_and_run(slot, fn, backend, detach))
@@ -240,14 +239,17 @@ def _exit_with(run: Callable[[], int]) -> NoReturn:
         os._exit(code)
 
 
-def _detach(control: socket.socket, wake: tuple[int, int]) -> None:
-    """In a child: nothing of the host's serving is kept, and it dies with the host."""
+def _detach(control: socket.socket, wake: tuple[int, int], host: int) -> None:
+    """In a child of `host`: nothing of the host's serving is kept, and it dies with the
+    host (at once, if the host is gone already)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     control.close()
     for fd in wake:
         os.close(fd)
     _linux.die_with_parent(signal.SIGKILL)
+    if os.getppid() != host:  # it died before the request: no signal will come
+        os._exit(70)
 
 
 def _child(req: dict[str, Any], fn: Any, backend: str, stdout: int, stderr: int) -> int:
