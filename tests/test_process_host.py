@@ -27,6 +27,7 @@ def test_a_host_that_dies_before_it_is_ready_fails_every_spawn_and_does_not_hang
         async with trio.open_nursery() as nursery:
             with trio.fail_after(60):  # a guard against the hang, not a timing
                 await nursery.start(host.run, tmp_path, env)
+            await host.prefork(3)  # asks nothing of a dead host, and does not raise
             with pytest.raises(OSError, match=r"the process host exited \(status 3\)"):
                 await host.spawn(Launch(env, tmp_path, out, out))
             nursery.cancel_scope.cancel()

@@ -149,7 +149,9 @@ class ProcessHost:
         assert self._stream is not None, "ForkServer.run has not started"
         if count > 0 and not self.error:
             async with self._lock:
-                await self._stream.send_all(orjson.dumps({"prefork": count}) + b"\n")
+                # A host that died meanwhile is reported by every spawn, with its status.
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._stream.send_all(orjson.dumps({"prefork": count}) + b"\n")
 
     async def spawn(self, launch: Launch) -> Process:
         """Start one instance: fork the Python entrypoint, or fork and exec `launch.argv`."""

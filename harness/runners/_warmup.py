@@ -61,7 +61,7 @@ def warm_up(backend: str, rounds: int = ROUNDS) -> None:
                 # the file and the name (`configure_logging` keeps the rest).
                 configure_logging(json_path=Path(tmp) / "log.jsonl", instance=env.instance_id)
                 anyio.run(_run, _register, env, backend=backend)
-            configure_logging(json_path=Path(os.devnull), instance=env.instance_id)  # no file kept
+            configure_logging(json_path=Path(os.devnull), instance=params.instance_id)  # no file kept
         finally:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes the server if it still waits
