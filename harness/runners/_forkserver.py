@@ -93,7 +93,8 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
             for line in lines:
                 req = orjson.loads(line)
                 if "prefork" in req:
-                    pool = _Pool(min(int(req["prefork"]), _POOL_MAX))
+                    with contextlib.suppress(OSError):  # no memory for it: no pool
+                        pool = _Pool(min(int(req["prefork"]), _POOL_MAX))
                     continue
                 try:
                     pid = _spawn(req, fn, backend, detach, pool)
@@ -144,9 +145,9 @@ def _kill_everything() -> None:
 
 _ASSIGN = signal.SIGUSR1
 """Tells a pool child that its slot holds its instance's request."""
-_SLOT = 1 << 18
-"""Bytes of a pool child's slot: a request (its environment, mostly) that does not fit is
-forked for, as without a pool."""
+_SLOT = 1 << 16
+"""Bytes of a pool child's slot: a request (its environment, mostly: a few KiB) that does
+not fit is forked for, as without a pool."""
 _POOL_MAX = 4096
 
 
