@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup
 from ._clock import Clock
 from ._codec import Json, hash_json
 from ._mailbox import Mailbox
+from ._memo import once
 from ._metrics import NodeMetrics
 from ._trace import Tracer
 from ._transport import Connection, Transport, receive_frames, send_frames
@@ -362,20 +363,14 @@ class Gossip:
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
         """Handle one frame that is not a duplicate (`_duplicate`); False when it is
         garbage (the peer is then dropped)."""
-        shared = self._transport.shares_frames
-        item = _DECODED.get(frame) if shared else None
-        if item is None:
-            try:
+        try:
+            if self._transport.shares_frames and frame.startswith(_MSG_PREFIX):
+                item = once(_DECODED, frame, lambda: orjson.loads(frame), _DECODED_LIMIT)
+            else:
                 item = orjson.loads(frame)
-                kind = item["t"]
-            except (ValueError, KeyError, TypeError):
-                return False
-            if shared and kind == "msg":
-                if len(_DECODED) >= _DECODED_LIMIT:
-                    _DECODED.clear()
-                _DECODED[frame] = item
-        else:
-            kind = "msg"
+            kind = item["t"]
+        except (ValueError, KeyError, TypeError):
+            return False
         if kind == "msg":
             self._on_message(item, frame, peer)
         elif kind == "getpeers":
@@ -466,7 +461,7 @@ class Gossip:
         if mid is None:
             mid = message_id(topic, data)
             if mid != item.get("id"):
-                return  # the id must be the content's hash
+                return  # the id must be the content's hash (a forged frame is never kept)
             if len(_CHECKED) >= _CHECKED_LIMIT:
                 _CHECKED.clear()
             _CHECKED[frame] = mid
