@@ -78,6 +78,8 @@ def configure_logging(
     colours = console and sys.stderr.isatty()
     shape = (json_path is not None, console, colours, level, instance is not None)
     number = getattr(logging, level.upper())
+    if json_path is not None:  # first: a directory that cannot be made changes nothing
+        json_path.parent.mkdir(parents=True, exist_ok=True)
     if _setup is not None and _setup.shape == shape and _setup.intact(number):
         _repoint(_setup, json_path, instance)
         return
@@ -98,7 +100,6 @@ def configure_logging(
     installed: list[logging.Handler] = []
 
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(json_path, encoding="utf-8")
         fh.setFormatter(
             structlog.stdlib.ProcessorFormatter(
@@ -153,7 +154,6 @@ def _repoint(setup: _Setup, json_path: Path | None, instance: str | None) -> Non
     setup.instance[0] = instance
     for h in setup.handlers:
         if isinstance(h, logging.FileHandler) and json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
             h.baseFilename = os.path.abspath(json_path)
             old = h.setStream(open(json_path, "a", encoding="utf-8"))  # noqa: SIM115
             if old is not None:
