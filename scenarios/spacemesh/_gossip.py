@@ -127,6 +127,7 @@ class Gossip:
         self._wake = anyio.Event()
         """Set when a peer is lost: `_maintain` looks for others now, not at its next tick."""
         self._dialing: set[str] = set()
+        """Addresses of this node's outbound connections, from the dial until they end."""
         self._backoff: dict[str, float] = {}
         self._seen: OrderedDict[bytes, str] = OrderedDict()
         """Message id (its hex digits as bytes, as a frame carries it) -> its topic, for
@@ -238,17 +239,21 @@ class Gossip:
     async def _dial(self, address: str) -> None:
         if address in self._dialing:
             return
+        # Kept until the connection ends, handshake included: a starved node may take
+        # seconds to answer a hello, and dialing it again meanwhile only adds to its load.
         self._dialing.add(address)
         try:
-            conn = await self._transport.dial(address)
-        except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
-            self._log.debug("dial failed", address=address, error=repr(exc))
-            self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
-            return
+            try:
+                conn = await self._transport.dial(address)
+            except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
+                self._log.debug("dial failed", address=address, error=repr(exc))
+                refused = True
+            else:
+                # Refused (full, or a duplicate): try others before this one again.
+                refused = not await self._session(conn, outbound=True)
         finally:
             self._dialing.discard(address)
-        if not await self._session(conn, outbound=True):
-            # Refused (full, or a duplicate): try others before this one again.
+        if refused:
             self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
 
     async def _serve_inbound(self, conn: Connection) -> None:

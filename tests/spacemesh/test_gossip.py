@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -337,6 +338,41 @@ async def test_a_bootnode_that_shed_a_dialer_is_left_alone_for_a_while() -> None
     # Each of the 39 others dials it once; a shed one comes back only after backing off
     # and only when it ran out of others (before: 56 handshakes in these 10 s).
     assert len(served) <= len(nodes) - 1 + 4, len(served)
+
+
+async def test_a_dialer_waits_for_its_handshake_with_an_address_before_dialing_it_again(
+) -> None:
+    """A bootnode too starved to answer handshakes in time (100 node processes on 2 cores)
+    must not be dialed again by a node whose last handshake with it is still pending: before,
+    each maintenance tick (0.5-1.5 s) added one within the 5 s the hello may take, and a
+    dozen stranded nodes kept the bootnode busy with ~50 handshakes a second, none of them
+    answered in time, so they never joined."""
+    net = MemoryNetwork(seed=11, default=MemoryLink(delay=0.05))
+    (node,) = make_nodes(net, 2)[1:]  # n1, whose bootnode is 10.1.0.1, which is silent
+    open_now, most, total = 0, 0, 0
+
+    async def silent(conn: Connection) -> None:
+        nonlocal open_now, most, total
+        open_now += 1
+        total += 1
+        most = max(most, open_now)
+        try:
+            async with conn:
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                    while True:
+                        await conn.receive()  # never answers the hello
+        finally:
+            open_now -= 1
+
+    listener = await net.transport("10.1.0.1:7513").listen("10.1.0.1:7513")
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        tg.start_soon(listener.serve, silent)
+        await tg.start(node.run)
+        await anyio.sleep(30.0)
+        tg.cancel_scope.cancel()
+    assert most == 1, most  # one handshake at a time
+    assert 3 <= total <= 7, total  # one per hello timeout (5 s) or so, and still trying
 
 
 async def test_a_duplicate_frame_is_dropped_without_decoding_or_the_handler() -> None:
