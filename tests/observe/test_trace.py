@@ -78,6 +78,36 @@ def test_outliers_and_their_causes(run_factory: Callable[..., Path]) -> None:
     assert a.outliers == sorted(a.outliers, key=lambda h: -h.excess_ms)
 
 
+def test_only_the_worst_outliers_are_objects_and_the_groups_count_every_one(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run on a starved machine has hundreds of thousands of late hops: the analysis
+    keeps the worst as `Hop`s and sums every one up by link and cause, the same as
+    grouping them all would (`hops` still diagnoses each)."""
+    from harness.observe import _trace
+
+    run_dir = run_factory(
+        instances=5, messages=10, lossy=(0, 1), slow_handler=3, queued=(2, 3), change_at=None
+    )
+    monkeypatch.setattr(_trace, "OUTLIERS_KEPT", 5)
+    a = analyse_traces(run_dir)
+    every = sorted((h for h in a.hops if h.out_of_line), key=lambda h: -h.excess_ms)
+    assert len(every) > 5 and a.out_of_line == len(every)
+    assert a.outliers == every[:5]
+    assert all(h.cause and h.evidence for h in every)
+    by_link: dict[tuple[str, str, str | None], list[float]] = {}
+    worst: dict[tuple[str, str, str | None], str] = {}
+    for h in every:
+        by_link.setdefault((h.src, h.dst, h.cause), []).append(h.excess_ms)
+        worst.setdefault((h.src, h.dst, h.cause), h.evidence)
+    assert len(by_link) >= 3
+    assert {(g.src, g.dst, g.cause): (g.hops, g.max_excess_ms, g.evidence)
+            for g in a.outlier_groups} == {
+        k: (len(v), max(v), worst[k]) for k, v in by_link.items()}
+    assert [g.hops for g in a.outlier_groups] == sorted(
+        (g.hops for g in a.outlier_groups), reverse=True)
+
+
 def test_loss_without_telemetry_is_recognised_by_the_rto(run_factory: Callable[..., Path]) -> None:
     run_dir = run_factory(lossy=(0, 1), change_at=None)
     (run_dir / "telemetry.jsonl").unlink()

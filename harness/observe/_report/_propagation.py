@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -10,7 +9,7 @@ from harness.observe import _svg
 from harness.observe._report._format import folded_table, num
 
 if TYPE_CHECKING:
-    from harness.observe._trace import Hop, LinkDelay, TraceAnalysis
+    from harness.observe._trace import LinkDelay, TraceAnalysis
 
 _CAUSE_TAG = {"loss and retransmit": "loss", "queueing": "queue", "slow handler": "slow"}
 
@@ -63,20 +62,17 @@ def propagation_section(a: TraceAnalysis) -> str:
         "links",
     )
     out = a.outliers
-    by_cause: dict[tuple[str, str, str], list[Hop]] = defaultdict(list)
-    for h in out:
-        by_cause[(h.src, h.dst, h.cause or "")].append(h)
     grouped = folded_table(
         "<th>link</th><th>likely cause</th><th>hops</th><th>median excess ms</th>"
         "<th>max excess ms</th><th>evidence (first hop)</th>",
         [
-        f"<tr><td>{escape(src)} → {escape(dst)}</td>"
-        f"<td><span class='tag {_CAUSE_TAG.get(cause, '')}'>{escape(cause)}</span></td>"
-        f"<td class='num'>{len(hs)}</td>"
-        f"<td class='num'>+{num(sorted(h.excess_ms for h in hs)[len(hs) // 2])}</td>"
-        f"<td class='num'>+{num(max(h.excess_ms for h in hs))}</td>"
-        f"<td class='sub'>{escape(hs[0].evidence)}</td></tr>"
-        for (src, dst, cause), hs in sorted(by_cause.items(), key=lambda kv: -len(kv[1]))
+        f"<tr><td>{escape(g.src)} → {escape(g.dst)}</td>"
+        f"<td><span class='tag {_CAUSE_TAG.get(g.cause, '')}'>{escape(g.cause)}</span></td>"
+        f"<td class='num'>{g.hops}</td>"
+        f"<td class='num'>+{num(g.median_excess_ms)}</td>"
+        f"<td class='num'>+{num(g.max_excess_ms)}</td>"
+        f"<td class='sub'>{escape(g.evidence)}</td></tr>"
+        for g in a.outlier_groups
         ],
         "links with out-of-line hops",
     )
@@ -111,6 +107,6 @@ def propagation_section(a: TraceAnalysis) -> str:
         f"<th>max ms</th><th>reached</th></tr></thead><tbody>{rows}</tbody></table>"
         f"<h3>Delay distribution per topic</h3>{box}"
         f'<div class="grid"><div><h3>Hop delay per link</h3>{hop_box}</div>'
-        f"<div><h3>Links ({len(a.links)}, worst first)</h3>{links}</div></div><h3>Out-of-line hops ({len(out)})</h3>{outliers}</section>"
+        f"<div><h3>Links ({len(a.links)}, worst first)</h3>{links}</div></div><h3>Out-of-line hops ({a.out_of_line})</h3>{outliers}</section>"
     )
 

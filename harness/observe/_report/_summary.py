@@ -52,6 +52,6 @@ def run_summary(r: RunData) -> dict[str, Any]:
             }
             for t in a.topics
         },
-        "out_of_line_hops": len(a.outliers),
+        "out_of_line_hops": a.out_of_line,
         "report": "report.html",
     }

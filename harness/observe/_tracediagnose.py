@@ -1,0 +1,268 @@
+"""The likely cause of each out-of-line hop, from the telemetry sampled around it.
+
+A run on a starved machine has hundreds of thousands of late hops. They are diagnosed over
+numpy columns: what telemetry saw is computed once per link and window of samples (most
+late hops of a link fall between the same few samples), the causes are one vectorised
+choice, and the evidence (a sentence with the hop's own figures) is written only for the
+hops someone reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.observe._shapes import Shape, ShapeTimeline
+from harness.observe._tracegather import Floats, Ints
+
+MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
+BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
+
+_CAUSES = (
+    "slow handler",
+    "loss and retransmit",  # drops or retransmits sampled
+    "loss and retransmit",  # a lossy link and an excess near an RTO
+    "queueing",  # packets held on the link
+    "queueing",  # TCP RTT
+    "queueing",  # a bandwidth cap
+    "busy CPU",
+    "loss and retransmit",  # near an RTO on a link never sampled
+    "unexplained",  # near an RTO, nothing sampled
+    "unexplained",
+)
+"""The cause each branch of the diagnosis names (`_branches`), in the order tried."""
+
+
+def _increase(field: str, window: list[dict[str, Any]]) -> float:
+    vals = _numbers(window, field)
+    return max(vals) - min(vals) if len(vals) >= 2 else 0.0
+
+
+def _peak(field: str, window: list[dict[str, Any]]) -> float:
+    return max(_numbers(window, field), default=0.0)
+
+
+def _numbers(window: list[dict[str, Any]], field: str) -> list[float]:
+    return [float(r[field]) for r in window if isinstance(r.get(field), int | float)]
+
+
+def _cpu_wait(window: list[dict[str, Any]]) -> float:
+    if len(window) < 2:
+        return np.nan
+    a, b = window[0], window[-1]
+    span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
+    waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
+    return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else np.nan
+
+
+def _hold_ms(samples: list[dict[str, Any]]) -> float:
+    """The highest mean time packets of a link were held between samples.
+    `queue_delay_ms` is a mean since the link was first shaped (netem's userspace
+    engine), so each interval's mean comes from the packet counts."""
+    window = [r for r in samples if isinstance(r.get("queue_delay_ms"), int | float)]
+    best: float | None = None
+    for a, b in itertools.pairwise(window):
+        pa, pb = a.get("packets"), b.get("packets")
+        if isinstance(pa, int) and isinstance(pb, int) and pb > pa:
+            mean = (b["queue_delay_ms"] * pb - a["queue_delay_ms"] * pa) / (pb - pa)
+            best = mean if best is None else max(best, mean)
+    if best is None and window:
+        best = max(float(r["queue_delay_ms"]) for r in window)
+    return np.nan if best is None else best
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What telemetry saw around each hop, from the last sample before it was sent to the
+    first after it arrived, as columns (NaN: nothing to tell)."""
+
+    drops: Floats  # the link's drops rose by this much
+    retrans: Floats  # the TCP connection's retransmits
+    hold_ms: Floats  # the most the link's packets were held on average between samples
+    rtt_ms: Floats  # the TCP connection's highest RTT
+    cpu_wait: Floats  # the share of the time some runnable task waited for a CPU
+    observed: np.ndarray  # bool: the link or connection was sampled at all
+
+
+class Telemetry:
+    """A run's telemetry samples, indexed by link and time."""
+
+    def __init__(self, records: list[dict[str, Any]], tl: ShapeTimeline) -> None:
+        self.link: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.tcp: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.cpu: list[dict[str, Any]] = []
+        for r in records:
+            if r.get("kind") == "cpu" and isinstance(r.get("wait_us_total"), int | float):
+                self.cpu.append(r)
+            elif r.get("kind") == "link":
+                self.link[(tl.name(r.get("src")), tl.name(r.get("dst")))].append(r)
+            elif r.get("kind") == "tcp" and isinstance(r.get("peer"), str):
+                peer_ip = r["peer"].rsplit(":", 1)[0].strip("[]")
+                self.tcp[(str(r.get("instance")), tl.name(peer_ip))].append(r)
+        self._monos: dict[int, Floats] = {}  # by id() of a series: its samples' mono
+        for series in (*self.link.values(), *self.tcp.values(), self.cpu):
+            series.sort(key=lambda r: float(r["mono"]))
+            self._monos[id(series)] = np.array([float(r["mono"]) for r in series])
+
+    def seen(self, keys: Sequence[tuple[str, str]], t0: Floats, t1: Floats) -> Seen:
+        """What was seen around each hop (over link `keys[i]`, sent at `t0[i]`, received
+        at `t1[i]`)."""
+        n = len(keys)
+        drops, retrans, rtt = np.zeros(n), np.zeros(n), np.zeros(n)
+        hold, observed = np.full(n, np.nan), np.zeros(n, bool)
+        rows: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, key in enumerate(keys):
+            rows[key].append(i)
+        for key, idx in rows.items():
+            at = np.array(idx)
+            link, tcp = self.link.get(key, []), self.tcp.get(key, [])
+            if link:
+                drops[at], hold[at] = self._per_window(
+                    link, t0[at], t1[at], functools.partial(_increase, "drops"), _hold_ms)
+            if tcp:
+                retrans[at], rtt[at] = self._per_window(
+                    tcp, t0[at], t1[at], functools.partial(_increase, "retrans_total"),
+                    functools.partial(_peak, "rtt_ms"))
+            observed[at] = bool(link or tcp)
+        (cpu,) = self._per_window(self.cpu, t0, t1, _cpu_wait)
+        return Seen(drops, retrans, hold, rtt, cpu, observed)
+
+    def _per_window(self, series: list[dict[str, Any]], t0: Floats, t1: Floats,
+                    *fns: Callable[[list[dict[str, Any]]], float]) -> list[Floats]:
+        """For each [t0, t1], each of `fns` of the samples of `series` around it (from the
+        last one before t0 to the first after t1), computed once per distinct window."""
+        monos = self._monos.get(id(series), np.empty(0))
+        span = len(monos) + 2
+        lo = np.maximum(0, np.searchsorted(monos, t0, "right") - 1)
+        hi = np.searchsorted(monos, t1, "left") + 1
+        windows, inverse = np.unique(lo * span + hi, return_inverse=True)
+        slices = [series[w // span:w % span] for w in windows.tolist()]
+        return [np.array([fn(s) for s in slices], float)[inverse.ravel()] for fn in fns]
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    """The out-of-line hops (`rows` of the hop columns, worst first), each hop's branch of
+    the diagnosis and the figures its evidence quotes."""
+
+    rows: Ints
+    branch: Ints
+    src: list[str]
+    dst: list[str]
+    shape_of: list[int]  # each hop's shape, by index into `shape_list`
+    shape_list: list[Shape]
+    excess: Floats
+    handler: Floats
+    seen: Seen
+
+    def causes(self) -> list[str | None]:
+        """Each hop's likely cause."""
+        return [_CAUSES[b] for b in self.branch.tolist()]
+
+    def evidence(self, i: int) -> str:
+        """Why hop `i` (of `rows`) got its cause, in its own figures."""
+        src, dst, s = self.src[i], self.dst[i], self.seen
+        shape = self.shape_list[self.shape_of[i]]
+        excess, branch = float(self.excess[i]), int(self.branch[i])
+        latency = float(shape.get("latency_ms") or 0)
+        if branch == 0:
+            return f"{src} took {float(self.handler[i]):.1f} ms to validate before forwarding"
+        if branch == 1:
+            drops, retrans = float(s.drops[i]), float(s.retrans[i])
+            parts = [f"{drops:.0f} link drops" if drops else "",
+                     f"{retrans:.0f} TCP retransmits" if retrans else ""]
+            return " and ".join(p for p in parts if p) + f" on {src}->{dst}"
+        if branch == 2:
+            loss = float(shape.get("loss_pct") or 0)
+            return f"link loss {loss:g}% and an excess near a TCP RTO ({excess:.0f} ms)"
+        if branch == 3:
+            return (f"packets held {float(s.hold_ms[i]):.1f} ms on the link, {latency:g} ms "
+                    "configured")
+        if branch == 4:
+            return (f"TCP RTT {float(s.rtt_ms[i]):.1f} ms against {2 * latency:.1f} ms "
+                    "configured")
+        if branch == 5:
+            return f"bandwidth cap {shape['bandwidth_bps']} bit/s (likely a backlog)"
+        if branch == 6:
+            return (f"runnable tasks waited for a CPU {float(s.cpu_wait[i]):.0%} of the time "
+                    "around this hop")
+        if branch == 7:
+            return f"excess {excess:.0f} ms is near a TCP RTO (this link was not sampled)"
+        if branch == 8:
+            return (f"excess {excess:.0f} ms is near a TCP RTO, yet no drop or retransmit was "
+                    "sampled")
+        return "no telemetry points to a cause"
+
+
+def diagnose(rows: Ints, src: list[str], dst: list[str], shape_of: Ints,
+             shape_list: list[Shape], t0: Floats, t1: Floats, excess: Floats, tol: Floats,
+             handler: Floats, tel: Telemetry) -> Diagnosis:
+    """Diagnose the hops `rows` (worst first) from src[i] to dst[i] over a link of shape
+    shape_list[shape_of[i]], sent at t0[i] and received at t1[i], `excess[i]` ms beyond
+    what the link explains (tolerance tol[i]), after their sender took handler[i] ms to
+    validate them."""
+    seen = tel.seen(list(zip(src, dst, strict=True)), t0, t1)
+
+    def field(name: str) -> Floats:
+        return np.array([float(s.get(name) or 0) for s in shape_list] or [0.0])[shape_of]
+
+    latency = field("latency_ms")
+    near_rto = excess >= 0.75 * MIN_RTO_MS
+    with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
+        tests = [
+            (handler > tol) & (handler >= 0.5 * excess),
+            (seen.drops > 0) | (seen.retrans > 0),
+            (field("loss_pct") > 0) & near_rto,
+            seen.hold_ms - latency > tol / 2,
+            seen.rtt_ms > 2 * latency + tol,
+            field("bandwidth_bps") > 0,
+            seen.cpu_wait >= BUSY_CPU_SHARE,
+            near_rto & ~seen.observed,
+            near_rto,
+        ]
+    branch = np.select(tests, np.arange(len(tests)), default=len(tests))
+    return Diagnosis(rows, branch, src, dst, shape_of.tolist(), shape_list, excess, handler,
+                     seen)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutlierGroup:
+    """The out-of-line hops of one link with one likely cause."""
+
+    src: str
+    dst: str
+    cause: str
+    hops: int
+    median_excess_ms: float  # the upper median
+    max_excess_ms: float
+    evidence: str  # the worst hop's
+
+
+def groups(d: Diagnosis) -> list[OutlierGroup]:
+    """The diagnosed hops by link and cause, the largest groups first (then the worst)."""
+    if not len(d.rows):
+        return []
+    cause_ix = {c: i for i, c in enumerate(dict.fromkeys(_CAUSES))}
+    code = np.array([cause_ix[c] for c in _CAUSES])[d.branch]
+    names = {n: i for i, n in enumerate(dict.fromkeys(d.src + d.dst))}
+    src = np.fromiter((names[n] for n in d.src), np.int64, len(d.src))
+    dst = np.fromiter((names[n] for n in d.dst), np.int64, len(d.dst))
+    key = (src * len(names) + dst) * len(cause_ix) + code
+    order = np.lexsort((d.excess, key))  # by group, then by excess ascending
+    starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    out = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        worst = int(order[b - 1])
+        out.append(OutlierGroup(
+            d.src[worst], d.dst[worst], _CAUSES[int(d.branch[worst])], b - a,
+            float(d.excess[order[a + (b - a) // 2]]), float(d.excess[worst]),
+            d.evidence(worst)))
+    out.sort(key=lambda g: (-g.hops, -g.max_excess_ms))
+    return out
