@@ -206,8 +206,13 @@ class TelemetrySampler:
             except Exception as e:  # the lead's callable: a failure must not end the run
                 self._error("link_stats", e)
                 return
+            text: dict[Any, str] = {}  # str() of an address is slow; there are few
             for (src, dst), st in stats.items():
-                rec: dict[str, Any] = {"kind": "link", "src": str(src), "dst": str(dst)}
+                if src not in text:
+                    text[src] = str(src)
+                if dst not in text:
+                    text[dst] = str(dst)
+                rec: dict[str, Any] = {"kind": "link", "src": text[src], "dst": text[dst]}
                 for name in ("packets", "bytes", "drops", "queue_delay_ms"):
                     rec[name] = _stat(st, name)
                 self._writer.write(rec)
