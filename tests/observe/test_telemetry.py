@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 import os
 import shutil
 import socket
@@ -159,6 +160,37 @@ def test_sampler_writes_link_and_tcp_records(tmp_path: Path) -> None:
         isinstance(json.loads(x), dict)
         for x in (tmp_path / "telemetry.jsonl").read_text().splitlines()
     )
+
+
+def test_a_link_is_written_from_the_sample_before_its_first_packet(tmp_path: Path) -> None:
+    """Most directions of a large network never carry a packet: they are not written, but
+    the last all-zero sample before a link's first packet is, with its own time, so the
+    analysis still finds a sample before any hop on it."""
+    counts = {"a": [0, 0, 0, 5, 5, 7], "b": [0] * 6}  # a: used from the 4th sample on
+    sample = iter(range(6))
+
+    def stats() -> dict[tuple[str, str], dict[str, object]]:
+        i = next(sample)
+        return {(f"198.18.0.{n}", "198.18.0.9"): {"packets": c[i], "bytes": c[i] * 100,
+                                                  "drops": 0, "queue_delay_ms": None}
+                for n, c in ((2, counts["a"]), (3, counts["b"]))}
+
+    sampler = TelemetrySampler(tmp_path, {}, link_stats=stats)
+    after = []  # when each sample was done
+
+    async def main() -> None:
+        for _ in range(6):
+            await sampler.sample_once()
+            after.append(time.clock_gettime(time.CLOCK_MONOTONIC))
+            await trio.sleep(0.01)
+        sampler.close()
+
+    trio.run(main)
+    links = [r for r in read_telemetry(tmp_path) if r["kind"] == "link"]
+    assert all(r["src"] == "198.18.0.2" for r in links)  # b never carried a packet
+    assert [r["packets"] for r in links] == [0, 5, 5, 7]
+    assert after[1] < links[0]["mono"] < after[2] < links[1]["mono"]  # the 3rd, written late
+    assert [r["mono"] for r in links] == sorted(r["mono"] for r in links)
 
 
 def test_sampler_survives_a_failing_link_stats_callable(tmp_path: Path) -> None:
