@@ -163,8 +163,9 @@ class TelemetrySampler:
     """Samples TCP statistics per instance and shaping counters per link into
     `<run_dir>/telemetry.jsonl`: lines of kind "tcp" (`instance`, `local`, `peer`, `rtt_ms`,
     `cwnd`, `retrans_total`, ...), "link" (`src`, `dst`, `packets`, `bytes`, `drops`,
-    `queue_delay_ms`; a link from the sample before its first packet on), "cpu" (`wait_us_total`: the host's CPU pressure, see
-    `cpu_wait_us_total`) and "error" (a failed sample, recorded once per problem).
+    `queue_delay_ms`; a link from the sample before its first packet on), "cpu"
+    (`wait_us_total`: the host's CPU pressure, see `cpu_wait_us_total`) and "error" (a
+    failed sample, recorded once per problem).
 
     `instances` maps instance id -> (network namespace or None, data address or None).
     """

@@ -249,11 +249,10 @@ class Gossip:
                 self._log.debug("dial failed", address=address, error=repr(exc))
                 refused = True
             else:
-                # Refused (full, or a duplicate): try others before this one again.
                 refused = not await self._session(conn, outbound=True)
         finally:
             self._dialing.discard(address)
-        if refused:
+        if refused:  # unreachable, full, or a duplicate: try others before this one again
             self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
 
     async def _serve_inbound(self, conn: Connection) -> None:
