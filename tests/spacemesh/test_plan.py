@@ -296,6 +296,47 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
     assert result == (3, "") and calls == ["status", "status"]
 
 
+def test_final_checks_are_asked_again_until_the_watch_s_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that verified its target early has until the watch's deadline to answer the
+    final checks, not only `OBSERVE_TRIES` calls: on a starved machine (100 nodes on 2
+    cores) one node answering late failed the whole run."""
+    import types
+
+    import anyio
+
+    from scenarios.spacemesh import plan
+
+    class Api:
+        def __init__(self, ip: str, port: int) -> None:
+            pass
+
+        async def status(self) -> types.SimpleNamespace:
+            return types.SimpleNamespace(verified_layer=3, top_layer=9, connected_peers=2)
+
+        def close(self) -> None:
+            pass
+
+    observed: list[str] = []
+
+    async def observe(env: object, api: object, watch: object, verified: int,
+                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
+        observed.append(error)
+        if len(observed) <= 2 * plan.OBSERVE_TRIES:
+            raise TimeoutError("Deadline exceeded")
+        return verified, error
+
+    monkeypatch.setattr(plan, "NodeApi", Api)
+    monkeypatch.setattr(plan, "observe", observe)
+    now = time.time()
+    watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
+                       deadline=now + 60)  # fmt: skip  (verified: the watch stops at once)
+    run = functools.partial(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    assert anyio.run(run) == (3, "")
+    assert len(observed) == 2 * plan.OBSERVE_TRIES + 1
+
+
 @pytest.mark.parametrize("late", [1, 2, 3])
 def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_crash(
     monkeypatch: pytest.MonkeyPatch, late: int
