@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -296,12 +297,11 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
     assert result == (3, "") and calls == ["status", "status"]
 
 
-def test_final_checks_are_asked_again_until_the_watch_s_deadline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A node that verified its target early has until the watch's deadline to answer the
-    final checks, not only `OBSERVE_TRIES` calls: on a starved machine (100 nodes on 2
-    cores) one node answering late failed the whole run."""
+def _late_final_checks(monkeypatch: pytest.MonkeyPatch, verified: int, deadline_in: float,
+                       late: int) -> tuple[Callable[[], tuple[int, str]], list[str]]:
+    """A gateway's watch (target 3, its deadline `deadline_in` s from now) over a node that
+    has verified layer `verified` and whose final checks miss their deadline `late` times:
+    the watch to run, and what each final check was given."""
     import types
 
     import anyio
@@ -313,50 +313,8 @@ def test_final_checks_are_asked_again_until_the_watch_s_deadline(
             pass
 
         async def status(self) -> types.SimpleNamespace:
-            return types.SimpleNamespace(verified_layer=3, top_layer=9, connected_peers=2)
-
-        def close(self) -> None:
-            pass
-
-    observed: list[str] = []
-
-    async def observe(env: object, api: object, watch: object, verified: int,
-                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
-        observed.append(error)
-        if len(observed) <= 2 * plan.OBSERVE_TRIES:
-            raise TimeoutError("Deadline exceeded")
-        return verified, error
-
-    monkeypatch.setattr(plan, "NodeApi", Api)
-    monkeypatch.setattr(plan, "observe", observe)
-    now = time.time()
-    watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
-                       deadline=now + 60)  # fmt: skip  (verified: the watch stops at once)
-    run = functools.partial(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
-    assert anyio.run(run) == (3, "")
-    assert len(observed) == 2 * plan.OBSERVE_TRIES + 1
-
-
-@pytest.mark.parametrize("late", [1, 2, 3])
-def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_crash(
-    monkeypatch: pytest.MonkeyPatch, late: int
-) -> None:
-    """The final checks read the node's API too: on a starved machine a call misses its
-    deadline. They are asked again (`OBSERVE_TRIES` in all); past that the instance fails
-    naming what the watch found and the API's silence (it crashed on the first miss)."""
-    import types
-
-    import anyio
-
-    from harness.sdk import TestFailure
-    from scenarios.spacemesh import plan
-
-    class Api:
-        def __init__(self, ip: str, port: int) -> None:
-            pass
-
-        async def status(self) -> types.SimpleNamespace:
-            return types.SimpleNamespace(verified_layer=2, top_layer=9, connected_peers=2)
+            return types.SimpleNamespace(verified_layer=verified, top_layer=9,
+                                         connected_peers=2)
 
         def close(self) -> None:
             pass
@@ -374,14 +332,42 @@ def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_cra
     monkeypatch.setattr(plan, "observe", observe)
     now = time.time()
     watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
-                       deadline=now - 1)  # fmt: skip  (past: the watch stops at once)
+                       deadline=now + deadline_in)  # fmt: skip
     run = functools.partial(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    return functools.partial(anyio.run, run), observed
+
+
+def test_final_checks_are_asked_again_until_the_watch_s_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that verified its target early has until the watch's deadline to answer the
+    final checks, not only `OBSERVE_TRIES` calls: on a starved machine (100 nodes on 2
+    cores) one node answering late failed the whole run."""
+    from scenarios.spacemesh import plan
+
+    late = 2 * plan.OBSERVE_TRIES
+    run, observed = _late_final_checks(monkeypatch, 3, 60, late)  # verified: stops at once
+    assert run() == (3, "")
+    assert len(observed) == late + 1
+
+
+@pytest.mark.parametrize("late", [1, 2, 3])
+def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_crash(
+    monkeypatch: pytest.MonkeyPatch, late: int
+) -> None:
+    """The final checks read the node's API too: on a starved machine a call misses its
+    deadline. They are asked again (`OBSERVE_TRIES` in all); past that the instance fails
+    naming what the watch found and the API's silence (it crashed on the first miss)."""
+    from harness.sdk import TestFailure
+    from scenarios.spacemesh import plan
+
+    run, observed = _late_final_checks(monkeypatch, 2, -1, late)  # past: stops at once
     if late < plan.OBSERVE_TRIES:
-        verified, error = anyio.run(run)
+        verified, error = run()
         assert verified == 2 and "not 3, by the deadline" in error
         assert len(observed) == late + 1
     else:
         with pytest.raises(TestFailure, match=r"not 3, by the deadline .*; the node's API "
                            r"did not answer the final checks \(3 tries\)"):  # fmt: skip
-            anyio.run(run)
+            run()
         assert len(observed) == plan.OBSERVE_TRIES
