@@ -189,8 +189,7 @@ def _analyse(
     rows = cols.out_of_line(excess_col)
     rows = rows[np.argsort(-excess_col[rows], kind="stable")]  # worst first
     diagnosis = diagnose(
-        rows, [names[s] for s in cols.src[rows].tolist()],
-        [names[d] for d in cols.dst[rows].tolist()], cols.shape[rows], cols.shape_list,
+        rows, cols.src[rows], cols.dst[rows], names, cols.shape[rows], cols.shape_list,
         cols.sent[rows], cols.recv[rows], excess_col[rows], cols.tol[rows],
         cols.handler_ms(rows), tel)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}

@@ -36,7 +36,7 @@ _CAUSES = (
     "unexplained",  # near an RTO, nothing sampled
     "unexplained",
 )
-"""The cause each branch of the diagnosis names (`_branches`), in the order tried."""
+"""The cause each branch of the diagnosis names (`diagnose`), in the order tried."""
 
 
 def _increase(field: str, window: list[dict[str, Any]]) -> float:
@@ -110,17 +110,15 @@ class Telemetry:
             series.sort(key=lambda r: float(r["mono"]))
             self._monos[id(series)] = np.array([float(r["mono"]) for r in series])
 
-    def seen(self, keys: Sequence[tuple[str, str]], t0: Floats, t1: Floats) -> Seen:
-        """What was seen around each hop (over link `keys[i]`, sent at `t0[i]`, received
-        at `t1[i]`)."""
-        n = len(keys)
+    def seen(self, src: Ints, dst: Ints, names: Sequence[str], t0: Floats, t1: Floats
+             ) -> Seen:
+        """What was seen around each hop (from names[src[i]] to names[dst[i]], sent at
+        `t0[i]`, received at `t1[i]`)."""
+        n = len(src)
         drops, retrans, rtt = np.zeros(n), np.zeros(n), np.zeros(n)
         hold, observed = np.full(n, np.nan), np.zeros(n, bool)
-        rows: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, key in enumerate(keys):
-            rows[key].append(i)
-        for key, idx in rows.items():
-            at = np.array(idx)
+        for at in _by_link(src, dst, len(names)):
+            key = (names[int(src[at[0]])], names[int(dst[at[0]])])
             link, tcp = self.link.get(key, []), self.tcp.get(key, [])
             if link:
                 drops[at], hold[at] = self._per_window(
@@ -146,6 +144,14 @@ class Telemetry:
         return [np.array([fn(s) for s in slices], float)[inverse.ravel()] for fn in fns]
 
 
+def _by_link(src: Ints, dst: Ints, n: int) -> list[Ints]:
+    """The indexes of the hops of each link (src, dst), a group per link."""
+    code = np.asarray(src, np.int64) * n + np.asarray(dst, np.int64)
+    order = np.argsort(code, kind="stable")
+    starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
+    return np.split(order, starts[1:]) if len(order) else []
+
+
 @dataclasses.dataclass(frozen=True)
 class Diagnosis:
     """The out-of-line hops (`rows` of the hop columns, worst first), each hop's branch of
@@ -153,8 +159,9 @@ class Diagnosis:
 
     rows: Ints
     branch: Ints
-    src: list[str]
-    dst: list[str]
+    src: Ints  # each hop's sender, by index into `names`
+    dst: Ints
+    names: Sequence[str]
     shape_of: list[int]  # each hop's shape, by index into `shape_list`
     shape_list: list[Shape]
     excess: Floats
@@ -167,7 +174,7 @@ class Diagnosis:
 
     def evidence(self, i: int) -> str:
         """Why hop `i` (of `rows`) got its cause, in its own figures."""
-        src, dst, s = self.src[i], self.dst[i], self.seen
+        src, dst, s = self.names[int(self.src[i])], self.names[int(self.dst[i])], self.seen
         shape = self.shape_list[self.shape_of[i]]
         excess, branch = float(self.excess[i]), int(self.branch[i])
         latency = float(shape.get("latency_ms") or 0)
@@ -200,14 +207,14 @@ class Diagnosis:
         return "no telemetry points to a cause"
 
 
-def diagnose(rows: Ints, src: list[str], dst: list[str], shape_of: Ints,
+def diagnose(rows: Ints, src: Ints, dst: Ints, names: Sequence[str], shape_of: Ints,
              shape_list: list[Shape], t0: Floats, t1: Floats, excess: Floats, tol: Floats,
              handler: Floats, tel: Telemetry) -> Diagnosis:
-    """Diagnose the hops `rows` (worst first) from src[i] to dst[i] over a link of shape
-    shape_list[shape_of[i]], sent at t0[i] and received at t1[i], `excess[i]` ms beyond
-    what the link explains (tolerance tol[i]), after their sender took handler[i] ms to
-    validate them."""
-    seen = tel.seen(list(zip(src, dst, strict=True)), t0, t1)
+    """Diagnose the hops `rows` (worst first) from names[src[i]] to names[dst[i]] over a
+    link of shape shape_list[shape_of[i]], sent at t0[i] and received at t1[i], `excess[i]`
+    ms beyond what the link explains (tolerance tol[i]), after their sender took
+    handler[i] ms to validate them."""
+    seen = tel.seen(src, dst, names, t0, t1)
 
     def field(name: str) -> Floats:
         return np.array([float(s.get(name) or 0) for s in shape_list] or [0.0])[shape_of]
@@ -227,8 +234,8 @@ def diagnose(rows: Ints, src: list[str], dst: list[str], shape_of: Ints,
             near_rto,
         ]
     branch = np.select(tests, np.arange(len(tests)), default=len(tests))
-    return Diagnosis(rows, branch, src, dst, shape_of.tolist(), shape_list, excess, handler,
-                     seen)
+    return Diagnosis(rows, branch, src, dst, names, shape_of.tolist(), shape_list, excess,
+                     handler, seen)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,10 +257,8 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
         return []
     cause_ix = {c: i for i, c in enumerate(dict.fromkeys(_CAUSES))}
     code = np.array([cause_ix[c] for c in _CAUSES])[d.branch]
-    names = {n: i for i, n in enumerate(dict.fromkeys(d.src + d.dst))}
-    src = np.fromiter((names[n] for n in d.src), np.int64, len(d.src))
-    dst = np.fromiter((names[n] for n in d.dst), np.int64, len(d.dst))
-    key = (src * len(names) + dst) * len(cause_ix) + code
+    link = np.asarray(d.src, np.int64) * len(d.names) + np.asarray(d.dst, np.int64)
+    key = link * len(cause_ix) + code
     order = np.lexsort((d.excess, key))  # by group, then by excess ascending
     starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
     ends = np.r_[starts[1:], len(order)]
@@ -261,7 +266,8 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         worst = int(order[b - 1])
         out.append(OutlierGroup(
-            d.src[worst], d.dst[worst], _CAUSES[int(d.branch[worst])], b - a,
+            d.names[int(d.src[worst])], d.names[int(d.dst[worst])],
+            _CAUSES[int(d.branch[worst])], b - a,
             float(d.excess[order[a + (b - a) // 2]]), float(d.excess[worst]),
             d.evidence(worst)))
     out.sort(key=lambda g: (-g.hops, -g.max_excess_ms))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Mapping
@@ -460,9 +461,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
             await anyio.sleep(POLL_S)
         if transfers and not error:
             error = "the submitter's node published no ATX: no transfers were sent"
-        tries = 0
-        while True:
-            tries += 1
+        for tries in itertools.count(1):
             try:
                 return await observe(env, api, watch, verified, error, p)
             except TimeoutError:
