@@ -41,6 +41,9 @@ class Mailbox(Generic[T]):
         """The trio task parked in `take_all` (trio only)."""
         self._wake: anyio.Event | None = None
         """What `take_all` waits on (other event loops)."""
+        self._trio = True
+        """False once `take_all` found it runs on another event loop (asking trio for the
+        current task there raises, which costs more than the rest of a wake-up)."""
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False when it was dropped (full or closed)."""
@@ -75,10 +78,11 @@ class Mailbox(Generic[T]):
         while not self._items:
             if self._closed:
                 raise anyio.EndOfStream
-            task = trio_task()
+            task = trio_task() if self._trio else None
             if task is not None:
                 await self._park(task)
             else:
+                self._trio = False
                 self._wake = anyio.Event()
                 await self._wake.wait()
         items = list(self._items)

@@ -35,7 +35,7 @@ from ._metrics import NodeMetrics
 from ._poet_client import PoetClient
 from ._post import post_commitment, prove_post
 from ._state import Account, Base, Ledger, genesis_accounts
-from ._store import Store
+from ._store import FLUSH_S, Store
 from ._sync import Syncer
 from ._trace import Tracer
 from ._transport import Transport
@@ -227,6 +227,8 @@ class Node:
                 tg.start_soon(self._layer_loop)
                 if self.config.smeshing:
                     tg.start_soon(self._smeshing_loop)
+                if self.store is not None:
+                    tg.start_soon(self._commit_loop, self.store)
                 task_status.started()
         finally:
             self.tracer.close()
@@ -576,6 +578,12 @@ class Node:
     def _close_state(self) -> None:
         if self.store is not None:
             self.store.close()
+
+    async def _commit_loop(self, store: Store) -> None:
+        """Commit the messages kept, every `FLUSH_S` seconds (`Store`: in batches)."""
+        while True:
+            await anyio.sleep(FLUSH_S)
+            store.flush()
 
     def _persist(self, kind: str, msg: Json, ok: bool) -> None:
         if ok and self.store is not None:

@@ -6,13 +6,14 @@ import os
 import pathlib
 import re
 import signal
+import sqlite3
 from typing import Any
 
 import pytest
 
 from scenarios.spacemesh import MeshParams, NodeConfig, _cluster, memory_cluster
 from scenarios.spacemesh._codec import hash_json
-from scenarios.spacemesh._store import Store
+from scenarios.spacemesh._store import FLUSH_ROWS, FLUSH_S, Store
 from scenarios.spacemesh.node import data_dir
 from scenarios.spacemesh.node import main as node_main
 
@@ -46,6 +47,33 @@ def test_store_keeps_messages_in_order_and_own_atxs(tmp_path: pathlib.Path) -> N
     assert again.load_accounts() == (7, {"ab": (5, 1, "k")})
 
 
+def _committed(directory: pathlib.Path) -> int:
+    """The messages another process would see in a store's database."""
+    db = sqlite3.connect(directory / "state.sqlite")
+    try:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_kept_messages_are_committed_together(tmp_path: pathlib.Path) -> None:
+    store = Store(str(tmp_path))
+    try:
+        store.add_message("atx", {"a": 1})
+        store.add_message("proposal", {"b": 2})
+        assert _committed(tmp_path) == 0
+        store.flush()
+        assert _committed(tmp_path) == 2
+        for i in range(FLUSH_ROWS):  # a full batch is committed without waiting for a flush
+            store.add_message("hare", {"i": i})
+        assert _committed(tmp_path) == 2 + FLUSH_ROWS
+        store.add_message("atx", {"a": 1})  # kept already: still one row
+        store.flush()
+        assert _committed(tmp_path) == 2 + FLUSH_ROWS
+    finally:
+        store.close()
+
+
 def test_unusable_data_dir_is_a_value_error(tmp_path: pathlib.Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="unusable"):
@@ -69,6 +97,22 @@ async def test_restarted_node_resumes_its_mesh_and_accounts(data_dirs: pathlib.P
         resumed_accounts = after.accounts()  # type: ignore[union-attr]
     assert len(layers) >= 8 and resumed == layers
     assert accounts and resumed_accounts == accounts
+
+
+@pytest.mark.anyio
+async def test_a_node_commits_what_it_kept_within_the_flush_interval(
+    data_dirs: pathlib.Path,
+) -> None:
+    """A node killed with SIGKILL loses at most its last `FLUSH_S` of messages."""
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+        miner = next(i for i, p in c.processes.items() if p.role == "miner")
+        node: Any = c.processes[miner].part
+        directory = data_dirs / node.config.identity.replace("/", "_")
+        for layer in (3, 5, 7):
+            await c.clock.sleep_until(c.gateways[0].layer_start(layer) + 0.3)
+            kept = _committed(directory) + len(node.store._pending)
+            await c.clock.sleep_until(c.clock.now() + FLUSH_S + 0.01)
+            assert _committed(directory) >= kept > 0
 
 
 @pytest.mark.anyio
