@@ -8,15 +8,29 @@ import anyio
 import pytest
 
 from scenarios.spacemesh import MemoryLink, MemoryNetwork
-from scenarios.spacemesh._transport import TcpTransport, receive_frames, send_frames
+from scenarios.spacemesh._transport import (
+    TcpTransport,
+    _AsyncioListener,
+    receive_frames,
+    send_frames,
+)
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Both: the TCP transport is anyio's streams on trio, asyncio's protocols on asyncio
+    (the real nodes' loop)."""
+    return str(request.param)
 
 
 async def _listen() -> tuple[TcpTransport, Any, int]:
     """The TCP transport, a listener of it on a free loopback port, and that port."""
     tcp = TcpTransport()
     listener = await tcp.listen("127.0.0.1:0")
+    if isinstance(listener, _AsyncioListener):
+        return tcp, listener, listener.port
     port = listener._inner.listeners[0].extra(anyio.abc.SocketAttribute.local_port)  # type: ignore[attr-defined]
     return tcp, listener, port
 
@@ -125,4 +139,58 @@ async def test_a_cut_or_oversized_frame_ends_the_connection(
             await done.wait()
         assert outcome[0] == [b"x"] and isinstance(outcome[1], error), outcome
         await raw.aclose()
+        tg.cancel_scope.cancel()
+
+
+async def test_a_frame_longer_than_one_read_arrives_whole() -> None:
+    tcp, listener, port = await _listen()
+    got: list[bytes] = []
+    done = anyio.Event()
+    big = bytes(range(256)) * 4096  # 1 MiB: four reads' worth
+
+    async def serve(conn: object) -> None:
+        while len(got) < 2:
+            got.extend(await receive_frames(conn))  # type: ignore[arg-type]
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        conn = await tcp.dial(f"127.0.0.1:{port}")
+        await send_frames(conn, [big, b"after"])
+        with anyio.fail_after(10):
+            await done.wait()
+        assert got == [big, b"after"]
+        await conn.aclose()
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's stream reads on demand
+async def test_frames_the_reader_has_not_taken_pause_reading() -> None:
+    """On asyncio, at most one read's worth of frames waits for a slow reader: then the
+    socket is not read, and TCP slows the sender (as anyio's stream does on trio)."""
+    tcp, listener, port = await _listen()
+    accepted: list[Any] = []
+
+    async def keep(conn: object) -> None:
+        accepted.append(conn)
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, keep)
+        conn = await tcp.dial(f"127.0.0.1:{port}")
+        frame = b"x" * 1000
+        await send_frames(conn, [frame] * 600)  # 600 KB: over one read (256 KiB)
+        await anyio.sleep(0.3)
+        (acceptor,) = accepted
+        protocol = acceptor._p
+        assert not protocol.transport.is_reading()
+        waiting = len(protocol.frames)
+        assert 256 <= waiting < 600
+        taken = await receive_frames(acceptor)  # type: ignore[arg-type]
+        assert protocol.transport.is_reading()
+        with anyio.fail_after(10):
+            while len(taken) < 600:
+                taken += await receive_frames(acceptor)  # type: ignore[arg-type]
+        assert taken == [frame] * 600
+        await conn.aclose()
         tg.cancel_scope.cancel()
