@@ -15,9 +15,9 @@ which its restart gets back from its peers by sync as it gets the rest of what i
 The node's own ATX is never among them: `keep_own_atx` commits what is pending, then it.
 
 As go-spacemesh, the database runs in WAL mode with ``synchronous=NORMAL``: a commit is
-written to the WAL but not flushed to the disk, so a killed process loses nothing (the
-kernel holds what it wrote) and only a crash of the machine could lose the last
-commits. With the default (``FULL``), every message cost an fsync that stalled the
+written to the WAL but not flushed to the disk, so a killed process loses nothing it
+committed (the kernel holds what it wrote) and only a crash of the machine could lose the
+last commits. With the default (``FULL``), every message cost an fsync that stalled the
 node's event loop: 0.65 ms alone, far more with a hundred nodes sharing one disk.
 """
 

@@ -179,9 +179,10 @@ def test_store_commits_without_an_fsync_per_message(tmp_path: pathlib.Path) -> N
         store.close()
 
 
-def test_a_killed_node_loses_none_of_the_messages_it_kept(tmp_path: pathlib.Path) -> None:
+def test_a_killed_node_loses_none_of_the_messages_it_committed(tmp_path: pathlib.Path) -> None:
     """What a process committed survives its SIGKILL (the kernel holds the WAL's writes),
-    which is what the kill and restart faults rely on."""
+    which is what the kill and restart faults rely on; keeping its own ATX commits the
+    messages kept before it."""
     directory = str(tmp_path / "d")
     pid = os.fork()
     if pid == 0:  # the node: keep messages, then die without closing anything
