@@ -7,6 +7,7 @@ values (hex strings, ints, small dataclasses) that the checks in `_checks` compa
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -78,9 +79,17 @@ def _malfeasance(msg: pb.MalfeasanceProof) -> Malfeasance:
 
 
 class NodeApi:
-    """One node's API over one channel (asyncio only, as grpclib)."""
+    """One node's API over one channel (asyncio only, as grpclib).
 
-    def __init__(self, host: str, port: int) -> None:
+    Each call waits `TIMEOUT_S` for its answer, or until ``until`` (a time) when that is
+    later: a node starved of CPU (a hundred on two cores) may take longer than any fixed
+    deadline to answer, and a call abandoned at its deadline and asked again only adds
+    work the node does twice, so it never catches up.
+    """
+
+    def __init__(self, host: str, port: int, *, until: float | None = None) -> None:
+        self.until = until
+        """Calls wait for their answers until this time (``time.time()``), if later."""
         self._channel = Channel(host, port)
         self.node = rpc.NodeServiceStub(self._channel)
         self.mesh = rpc.MeshServiceStub(self._channel)
@@ -95,20 +104,26 @@ class NodeApi:
         """Close the channel."""
         self._channel.close()
 
+    def timeout(self) -> float:
+        """How long the next call waits for its answer."""
+        if self.until is None:
+            return TIMEOUT_S
+        return max(TIMEOUT_S, self.until - time.time())
+
     async def status(self) -> NodeStatus:
         """NodeService.Status."""
-        st = (await self.node.Status(pb.StatusRequest(), timeout=TIMEOUT_S)).status
+        st = (await self.node.Status(pb.StatusRequest(), timeout=self.timeout())).status
         return NodeStatus(int(st.connected_peers), st.is_synced, st.synced_layer.number,
                           st.top_layer.number, st.verified_layer.number)  # fmt: skip
 
     async def genesis_time(self) -> int:
         """MeshService.GenesisTime (unix seconds)."""
-        reply = await self.mesh.GenesisTime(pb.GenesisTimeRequest(), timeout=TIMEOUT_S)
+        reply = await self.mesh.GenesisTime(pb.GenesisTimeRequest(), timeout=self.timeout())
         return int(reply.unixtime.value)
 
     async def current_layer(self) -> int:
         """MeshService.CurrentLayer."""
-        reply = await self.mesh.CurrentLayer(pb.CurrentLayerRequest(), timeout=TIMEOUT_S)
+        reply = await self.mesh.CurrentLayer(pb.CurrentLayerRequest(), timeout=self.timeout())
         return int(reply.layernum.number)
 
     async def layers(self, start: int, end: int) -> list[LayerView]:
@@ -116,7 +131,7 @@ class NodeApi:
         request = pb.LayersQueryRequest(
             start_layer=pb.LayerNumber(number=start), end_layer=pb.LayerNumber(number=end)
         )
-        reply = await self.mesh.LayersQuery(request, timeout=TIMEOUT_S)
+        reply = await self.mesh.LayersQuery(request, timeout=self.timeout())
         return [_layer(m) for m in reply.layer]
 
     @asynccontextmanager
@@ -133,49 +148,49 @@ class NodeApi:
 
     async def smesher_id(self) -> str:
         """SmesherService.SmesherIDs: this node's (first) identity, hex."""
-        reply = await self.smesher.SmesherIDs(empty_pb2.Empty(), timeout=TIMEOUT_S)
+        reply = await self.smesher.SmesherIDs(empty_pb2.Empty(), timeout=self.timeout())
         return reply.public_keys[0].hex() if reply.public_keys else ""
 
     async def is_smeshing(self) -> bool:
         """SmesherService.IsSmeshing."""
-        reply = await self.smesher.IsSmeshing(empty_pb2.Empty(), timeout=TIMEOUT_S)
+        reply = await self.smesher.IsSmeshing(empty_pb2.Empty(), timeout=self.timeout())
         return bool(reply.is_smeshing)
 
     async def smeshing_status(self) -> tuple[int, str]:
         """(ATXs published, why the last failed or "") from our SmeshingStatus extra."""
-        reply = await self.harness.SmeshingStatus(empty_pb2.Empty(), timeout=TIMEOUT_S)
+        reply = await self.harness.SmeshingStatus(empty_pb2.Empty(), timeout=self.timeout())
         return int(reply.atxs_published), str(reply.last_error)
 
     async def atxs(self) -> list[AtxView]:
         """Every ATX the node knows (our ActivationsQuery extra)."""
         request = hpb.ActivationsQueryRequest(all_epochs=True)
-        reply = await self.harness.ActivationsQuery(request, timeout=TIMEOUT_S)
+        reply = await self.harness.ActivationsQuery(request, timeout=self.timeout())
         return [AtxView(a.atx.id.id.hex(), a.atx.smesher_id.id.hex(), a.target_epoch,
                         a.poet_round) for a in reply.activations]  # fmt: skip
 
     async def eligibilities(self, epoch: int) -> dict[str, int]:
         """Proposal slots per smesher in `epoch` (our Eligibilities extra)."""
         request = hpb.EligibilitiesRequest(epoch=epoch)
-        reply = await self.harness.Eligibilities(request, timeout=TIMEOUT_S)
+        reply = await self.harness.Eligibilities(request, timeout=self.timeout())
         return {k: int(v) for k, v in reply.slots.items()}
 
     async def accounts(self) -> dict[str, tuple[int, int]]:
         """DebugService.Accounts: address -> (balance, nonce)."""
-        reply = await self.debug.Accounts(pb.AccountsRequest(), timeout=TIMEOUT_S)
+        reply = await self.debug.Accounts(pb.AccountsRequest(), timeout=self.timeout())
         return {a.account_id.address: (a.state_current.balance.value, a.state_current.counter)
                 for a in reply.account_wrapper}  # fmt: skip
 
     async def account(self, address: str) -> tuple[int, int]:
         """GlobalStateService.Account: (balance, nonce)."""
         request = pb.AccountRequest(account_id=pb.AccountId(address=address))
-        reply = await self.state.Account(request, timeout=TIMEOUT_S)
+        reply = await self.state.Account(request, timeout=self.timeout())
         st = reply.account_wrapper.state_current
         return int(st.balance.value), int(st.counter)
 
     async def submit_tx(self, raw: bytes) -> tuple[str, str]:
         """TransactionService.SubmitTransaction: (tx id hex, error or "")."""
         request = pb.SubmitTransactionRequest(transaction=raw)
-        reply = await self.txs.SubmitTransaction(request, timeout=TIMEOUT_S)
+        reply = await self.txs.SubmitTransaction(request, timeout=self.timeout())
         return reply.txstate.id.id.hex(), reply.status.message if reply.status.code else ""
 
     async def tx_states(self, ids: list[str]) -> dict[str, str]:
@@ -183,14 +198,14 @@ class NodeApi:
         request = pb.TransactionsStateRequest(
             transaction_id=[pb.TransactionId(id=bytes.fromhex(i)) for i in ids]
         )
-        reply = await self.txs.TransactionsState(request, timeout=TIMEOUT_S)
+        reply = await self.txs.TransactionsState(request, timeout=self.timeout())
         return {s.id.id.hex(): TX_STATE_NAMES.get(int(s.state), "unknown")
                 for s in reply.transactions_state}  # fmt: skip
 
     async def malfeasance(self, smesher: str) -> Malfeasance | None:
         """MeshService.MalfeasanceQuery: the node's proof against `smesher`, if any."""
         request = pb.MalfeasanceRequest(smesher_hex=smesher, include_proof=True)
-        reply = await self.mesh.MalfeasanceQuery(request, timeout=TIMEOUT_S)
+        reply = await self.mesh.MalfeasanceQuery(request, timeout=self.timeout())
         return _malfeasance(reply.proof) if reply.HasField("proof") else None
 
     async def malfeasance_known(self, listen_s: float = 1.0) -> list[Malfeasance]:
@@ -207,5 +222,5 @@ class NodeApi:
     async def checkpoint(self, layer: int) -> bytes:
         """A checkpoint at `layer` (our Checkpoint extra), canonical JSON."""
         reply = await self.harness.Checkpoint(hpb.CheckpointRequest(layer=layer),
-                                              timeout=TIMEOUT_S)  # fmt: skip
+                                              timeout=self.timeout())  # fmt: skip
         return bytes(reply.data)

@@ -431,7 +431,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
                           submitter: bool) -> Report:  # fmt: skip
     """Poll this instance's node through its gRPC API until `watch` says stop; its report.
     The `submitter` sends the case's transfers through its node's API once it has an ATX."""
-    api = NodeApi(ip, GRPC_PORT)
+    api = NodeApi(ip, GRPC_PORT, until=watch.deadline)
     transfers = int(p.get("transfers", 0)) if submitter else 0
     verified = -1
     error: str | None = None
@@ -444,8 +444,9 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
                 if watch.wants_atx_status(now):
                     atx_status = await api.smeshing_status()
             except TimeoutError:
-                # A starved machine (a hundred instances on two cores) answers late: ask
-                # again; the watch's deadline, not one call's, says when it is too late.
+                # A starved machine (a hundred instances on two cores) answers late: each
+                # call waits until the watch's deadline (`NodeApi.until`), which says
+                # when it is too late.
                 if time.time() > watch.deadline:
                     error = "the node's API did not answer by the deadline"
                     break
@@ -559,7 +560,9 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
     )
     if p.get("check_state"):
         report.accounts = {k: list(v) for k, v in (await _answer(api.accounts, by)).items()}
-        coinbase = await _answer(lambda: api.smesher.Coinbase(empty_pb2.Empty()), by)
+        coinbase = await _answer(
+            lambda: api.smesher.Coinbase(empty_pb2.Empty(), timeout=api.timeout()), by
+        )
         report.coinbase = coinbase.account_id.address
     if p.get("check_eligibility"):
         last = watch.target // max(1, int(p["layers_per_epoch"]))

@@ -269,10 +269,11 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
     from scenarios.spacemesh import plan
 
     calls: list[str] = []
+    waits_until: list[float | None] = []
 
     class SlowApi:
-        def __init__(self, ip: str, port: int) -> None:
-            pass
+        def __init__(self, ip: str, port: int, until: float | None = None) -> None:
+            waits_until.append(until)
 
         async def status(self) -> types.SimpleNamespace:
             calls.append("status")
@@ -295,6 +296,26 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
                        deadline=now + 60)  # fmt: skip
     result = anyio.run(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
     assert result == (3, "") and calls == ["status", "status"]
+    assert waits_until == [watch.deadline]  # each call may wait for its answer until then
+
+
+def test_a_node_api_call_waits_until_the_given_time_and_at_least_the_fixed_timeout() -> None:
+    import anyio
+
+    from scenarios.spacemesh._api import TIMEOUT_S, NodeApi
+
+    async def timeouts() -> list[float]:
+        now = time.time()
+        apis = [NodeApi("127.0.0.1", 1), NodeApi("127.0.0.1", 1, until=now + 40),
+                NodeApi("127.0.0.1", 1, until=now - 5)]  # fmt: skip
+        try:
+            return [api.timeout() for api in apis]
+        finally:
+            for api in apis:
+                api.close()
+
+    fixed, later, past = anyio.run(timeouts)
+    assert fixed == TIMEOUT_S and past == TIMEOUT_S and 39 < later <= 40
 
 
 def _late_final_checks(monkeypatch: pytest.MonkeyPatch, verified: int, deadline_in: float,
@@ -309,7 +330,7 @@ def _late_final_checks(monkeypatch: pytest.MonkeyPatch, verified: int, deadline_
     from scenarios.spacemesh import plan
 
     class Api:
-        def __init__(self, ip: str, port: int) -> None:
+        def __init__(self, ip: str, port: int, until: float | None = None) -> None:
             pass
 
         async def status(self) -> types.SimpleNamespace:
