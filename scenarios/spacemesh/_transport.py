@@ -171,8 +171,8 @@ class _FrameProtocol(asyncio.Protocol):
         self.ended = False
         self.lost: Exception | None = None
         self.arrived: asyncio.Future[None] | None = None
-        self.drained: asyncio.Future[None] | None = None
-        self.paused = False
+        self.writable = asyncio.Event()
+        self.writable.set()
         self.held = 0
         """Bytes of whole frames (with their prefixes) the reader has not taken yet."""
 
@@ -206,12 +206,10 @@ class _FrameProtocol(asyncio.Protocol):
         self.resume_writing()
 
     def pause_writing(self) -> None:
-        self.paused = True
+        self.writable.clear()
 
     def resume_writing(self) -> None:
-        self.paused = False
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
+        self.writable.set()
 
     def _wake(self) -> None:
         if self.arrived is not None and not self.arrived.done():
@@ -242,9 +240,8 @@ class _AsyncioFramed(ObjectStream[bytes]):
         if transport is None or transport.is_closing():
             raise anyio.BrokenResourceError("the connection is closed")
         transport.write(b"".join(len(item).to_bytes(4, "big") + item for item in items))
-        while p.paused and not transport.is_closing():
-            p.drained = asyncio.get_running_loop().create_future()
-            await p.drained
+        if not p.writable.is_set():
+            await p.writable.wait()  # the kernel's buffer and the transport's are full
 
     async def receive_many(self) -> list[bytes]:
         """Every whole frame arrived so far (waiting for at least one)."""
