@@ -68,8 +68,7 @@ class Store:
 
     def close(self) -> None:
         """Commit what is pending and close the database (idempotent)."""
-        if self._pending:
-            self.flush()
+        self.flush()
         self._db.close()
 
     def add_message(self, kind: str, msg: Json) -> None:

@@ -15,14 +15,13 @@ of a skewed node is not skewed with it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from google.protobuf import empty_pb2
@@ -521,62 +520,37 @@ async def _tx_ids(env: sdk.RunEnv) -> list[str]:
     return []
 
 
-T = TypeVar("T")
-
-
-async def _answer(call: Callable[[], Awaitable[T]], deadline: float) -> T:
-    """What `call` answers, asked again after each timeout until `deadline` (a time), then
-    the TimeoutError: a starved node answers late, and one late call no longer costs the
-    answers of the calls before it."""
-    while True:
-        try:
-            return await call()
-        except TimeoutError:
-            if time.time() > deadline:
-                raise
-
-
 async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
                   error: str, p: Mapping[str, Any] | None = None) -> Report:  # fmt: skip
-    """Everything the checks compare, read from one node's API (each call asked again
-    until the watch's deadline if the node does not answer it in time)."""
+    """Everything the checks compare, read from one node's API."""
     p = p or {}
-    by = watch.deadline
-    layers = await _answer(lambda: api.layers(0, watch.target), by)
-    atxs = await _answer(api.atxs, by)
+    layers = await api.layers(0, watch.target)
+    atxs = await api.atxs()
     report = Report(
         seq=env.global_seq,
         instance=env.instance_id,
         role=watch.role,
-        smesher=await _answer(api.smesher_id, by),
-        is_smeshing=await _answer(api.is_smeshing, by),
+        smesher=await api.smesher_id(),
+        is_smeshing=await api.is_smeshing(),
         verified_layer=verified,
         hashes=[layer.hash for layer in layers],
         atx_smeshers=sorted({a.smesher for a in atxs}),
-        smeshing_error=(await _answer(api.smeshing_status, by))[1],
+        smeshing_error=(await api.smeshing_status())[1],
         error=error,
         atxs=[[a.smesher, a.target_epoch] for a in atxs],
         state_roots=[layer.state_root for layer in layers],
     )
     if p.get("check_state"):
-        report.accounts = {k: list(v) for k, v in (await _answer(api.accounts, by)).items()}
-        coinbase = await _answer(
-            lambda: api.smesher.Coinbase(empty_pb2.Empty(), timeout=api.timeout()), by
-        )
+        report.accounts = {k: list(v) for k, v in (await api.accounts()).items()}
+        coinbase = await api.smesher.Coinbase(empty_pb2.Empty(), timeout=api.timeout())
         report.coinbase = coinbase.account_id.address
     if p.get("check_eligibility"):
         last = watch.target // max(1, int(p["layers_per_epoch"]))
-        report.eligibilities = {
-            str(e): await _answer(functools.partial(api.eligibilities, e), by)
-            for e in range(1, last + 1)
-        }
+        report.eligibilities = {str(e): await api.eligibilities(e) for e in range(1, last + 1)}
     if float(p.get("shared_keys", 0)) > 0:
-        known = await _answer(api.malfeasance_known, by)
-        report.malicious = sorted({m.smesher for m in known})
+        report.malicious = sorted({m.smesher for m in await api.malfeasance_known()})
     if int(p.get("transfers", 0)) > 0:
-        ids = await _tx_ids(env)
-        report.tx_states = await _answer(lambda: api.tx_states(ids), by)
+        report.tx_states = await api.tx_states(await _tx_ids(env))
     if (layer := int(p.get("checkpoint_layer", 0))) > 0:
-        data = await _answer(lambda: api.checkpoint(layer), by)
-        report.checkpoint = hashlib.sha256(data).hexdigest()
+        report.checkpoint = hashlib.sha256(await api.checkpoint(layer)).hexdigest()
     return report

@@ -372,52 +372,6 @@ def test_final_checks_are_asked_again_until_the_watch_s_deadline(
     assert len(observed) == late + 1
 
 
-@pytest.mark.parametrize("deadline_in", [60, -1])
-def test_each_final_check_is_asked_again_alone_until_the_deadline(deadline_in: float) -> None:
-    """A call the node answers late is asked again by itself, keeping the answers before
-    it: on a starved machine each try of all the calls together missed one and the node
-    never got through (100 nodes on 2 cores). Past the deadline, the first miss ends it."""
-    import types
-
-    import anyio
-
-    from scenarios.spacemesh import plan
-    from scenarios.spacemesh._api import AtxView, LayerView
-
-    asked: dict[str, int] = {}
-
-    def late_once(name: str, answer: object) -> Callable[..., object]:
-        async def call(*_: object) -> object:
-            asked[name] = asked.get(name, 0) + 1
-            if asked[name] == 1:
-                raise TimeoutError("Deadline exceeded")
-            return answer
-
-        return call
-
-    api = types.SimpleNamespace(
-        layers=late_once("layers", [LayerView(1, 3, "h1", "r1", "b1")]),
-        atxs=late_once("atxs", [AtxView("a", "s", 1, 0)]),
-        smesher_id=late_once("smesher_id", "s"),
-        is_smeshing=late_once("is_smeshing", True),
-        smeshing_status=late_once("smeshing_status", (1, "")),
-    )
-    env = types.SimpleNamespace(global_seq=3, instance_id="single/3")
-    now = time.time()
-    watch = plan.Watch("miner", target=1, genesis=now - 10, epoch_duration=6.0,
-                       deadline=now + deadline_in)  # fmt: skip
-    run = functools.partial(plan.observe, env, api, watch, 1, "")  # type: ignore[arg-type]
-    if deadline_in < 0:
-        with pytest.raises(TimeoutError):
-            anyio.run(run)
-        assert asked == {"layers": 1}
-        return
-    report = anyio.run(run)
-    assert asked == dict.fromkeys(["layers", "atxs", "smesher_id", "is_smeshing",
-                                   "smeshing_status"], 2)  # fmt: skip
-    assert report.hashes == ["h1"] and report.atxs == [["s", 1]] and report.smesher == "s"
-
-
 @pytest.mark.parametrize("late", [1, 2, 3])
 def test_final_checks_that_miss_their_deadline_are_asked_again_then_fail_not_crash(
     monkeypatch: pytest.MonkeyPatch, late: int
