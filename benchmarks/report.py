@@ -4,7 +4,8 @@
         [--readme README.md]
 
 Reads every `<outputs>/bench/*.json` (the schema: benchmarks/_figures.py, docs/benchmarks.md)
-and the previous `<outputs>/bench-report.json`; writes `bench-report.json` and
+and the previous `<outputs>/bench-report.json` (where there is none, as on a fresh checkout,
+the table in --readme is the previous report); writes `bench-report.json` and
 `bench-report.md` there, and, with --readme, the table into the README between its
 `<!-- bench-report -->` and `<!-- /bench-report -->` lines. A figure worse than the previous
 report's by more than --threshold (a fraction) is flagged as a regression; a file older
@@ -29,6 +30,7 @@ from _figures import OUTPUTS, Figure, FiguresError, load
 THRESHOLD = 0.10
 """A change worse than this fraction is flagged (a shared 2-core machine is noisy)."""
 BEGIN, END = "<!-- bench-report -->", "<!-- /bench-report -->"
+STALE = " (not measured in this run)"
 
 
 def _iso(t: float) -> str:
@@ -43,9 +45,35 @@ def _previous(path: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def gather(outputs: Path, since: float | None, threshold: float) -> dict[str, Any]:
-    """The report's content: machine, figures with ratio and previous, problems."""
+def readme_report(readme: Path) -> dict[str, Any]:
+    """The report whose table `update_readme` put in `readme`, as far as the table tells:
+    when it was written and each figure's value ({} if the README has no table)."""
+    text = readme.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return {}
+    block = text[start:end]
+    written = block.partition("Measured by ")[2].partition(" on ")[0] or None
+    figures = []
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or cells[0] in ("figure", "---"):
+            continue
+        try:
+            value = float(cells[1].split(" ")[0].replace(",", ""))
+        except ValueError:
+            continue
+        figures.append({"name": cells[0].removesuffix(STALE), "value": value})
+    return {"written": written, "machine": None, "figures": figures}
+
+
+def gather(outputs: Path, since: float | None, threshold: float,
+           readme: Path | None = None) -> dict[str, Any]:
+    """The report's content: machine, figures with ratio and previous, problems. The
+    previous report is `outputs`' one, else the table in `readme`."""
     previous = _previous(outputs / "bench-report.json")
+    if not previous and readme is not None:
+        previous = readme_report(readme)
     before = {f.get("name"): f for f in previous.get("figures", []) if isinstance(f, dict)}
     figures: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -117,7 +145,7 @@ def table(report: dict[str, Any]) -> str:
         change = "-" if f["change"] is None else f"{f['change'] * 100:+.0f}%"
         if f["regressed"]:
             change += " **regressed**"
-        name = f["name"] + (" (not measured in this run)" if f["stale"] else "")
+        name = f["name"] + (STALE if f["stale"] else "")
         peer_value = "-" if f.get("peer_value") is None else _num(f["peer_value"]) + unit
         ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
         previous = "-" if f["previous"] is None else _num(f["previous"]) + unit
@@ -179,7 +207,7 @@ def main() -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"report: no README at {args.readme}", file=sys.stderr)
         return 2
-    report = gather(args.outputs, args.since, args.threshold)
+    report = gather(args.outputs, args.since, args.threshold, args.readme)
     args.outputs.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     (args.outputs / "bench-report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -98,6 +98,36 @@ def test_the_previous_reports_figures_stand_beside_and_regressions_are_flagged(
     assert "| 1,050 msgs/s | -24% **regressed** |" in regressed
 
 
+def test_without_a_previous_report_the_readmes_table_is_the_previous_one(
+    tmp_path: Path,
+) -> None:
+    """A fresh checkout has no outputs/bench-report.json: the figures the README shows
+    (written there by the last report) stand beside the new ones instead."""
+    _write(tmp_path, "sync", [
+        {"name": "fan-out", "value": 1.25, "unit": "ms", "peer": None, "peer_value": None},
+        {"name": "rate", "value": 41245, "unit": "msgs/s", "peer": None, "peer_value": None}])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\n{report.END}\n")
+    first = report.gather(tmp_path, None, 0.1, readme)
+    assert first["previous"]["written"] is None
+    first["figures"][0]["stale"] = True  # its name in the table is marked; still found
+    assert report.update_readme(readme, first)
+    assert report.readme_report(readme)["figures"] == [
+        {"name": "fan-out", "value": 1.25}, {"name": "rate", "value": 41245.0}]
+    _write(tmp_path, "sync", [
+        {"name": "fan-out", "value": 2.5, "unit": "ms", "peer": None, "peer_value": None},
+        {"name": "rate", "value": 41245, "unit": "msgs/s", "peer": None, "peer_value": None}])
+    second = report.gather(tmp_path, None, 0.1, readme)
+    assert second["previous"]["written"] == first["written"]
+    rows = {f["name"]: f for f in second["figures"]}
+    assert rows["fan-out"]["previous"] == 1.25 and rows["fan-out"]["regressed"]
+    assert rows["rate"]["previous"] == 41245 and not rows["rate"]["regressed"]
+    (tmp_path / "bench-report.json").write_text(json.dumps(first | {"written": "before"}))
+    assert report.gather(tmp_path, None, 0.1, readme)["previous"]["written"] == "before"
+    readme.write_text("no table\n")
+    assert report.readme_report(readme) == {}
+
+
 def test_a_file_older_than_the_run_is_marked_as_not_measured_in_it(tmp_path: Path) -> None:
     path = _write(tmp_path, "old", [{"name": "o", "value": 1, "unit": "s",
                                      "peer": None, "peer_value": None}])
