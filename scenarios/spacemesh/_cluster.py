@@ -328,8 +328,9 @@ async def memory_cluster(
                 if poet_groups and proc.role == "miner":
                     mine = [poet_ids[miner_index[proc.host] % len(poet_ids)]]
                 clients: list[PoetClient] = [SimPoetClient(cluster, proc.host, i) for i in mine]
+                # Nobody scrapes a simulated node: no Prometheus series to count into.
                 return Node(cfg, transport=net.transport(cfg.listen), clock=proc.clock,
-                            poets=clients)  # fmt: skip
+                            poets=clients, metrics=False)  # fmt: skip
 
             async def broadcast(poet: str, address: str, data: bytes) -> bool:
                 host = address.rpartition(":")[0]

@@ -107,14 +107,17 @@ class Node:
         transport: Transport,
         clock: Clock,
         poets: list[PoetClient] | None = None,
+        metrics: bool = True,
     ) -> None:
+        """With ``metrics=False`` the node keeps no Prometheus series (`metrics` is None):
+        a simulation, which nobody scrapes, saves their cost on every frame."""
         self.config = config
         self._clock = clock
         self._poets = list(poets or [])
         self.signer = Signer(config.identity)
         # Not the key alone: two miners may share one identity (an equivocation test).
         self.node_id = h(b"node", self.signer.public_hex, config.listen).hex()[:16]
-        self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics() if metrics else None
         self.tracer = Tracer(config.outputs)
         self.mesh = Mesh(
             config.mesh, set(config.poet_keys) or None, malfeasance=config.honest_malfeasance
@@ -134,6 +137,9 @@ class Node:
             self.gossip.subscribe(topic, self._handler(_KIND[topic]))
         self.gossip.set_sync(self._sync_digests, self._sync_holdings)
         self.atxs_published = 0
+        self.layers_done = -1
+        """The last layer the layer loop went through to its end (a frozen or dead node's
+        stays where it was)."""
         self.last_error = ""
         self.last_poet_round = 0
         self._proof_arrived = anyio.Event()
@@ -244,7 +250,7 @@ class Node:
             self._persist(kind, data, ok)
             if self.mesh.new_proofs:
                 self._publish_proofs()
-            if len(self.mesh.atxs) > before:
+            if len(self.mesh.atxs) > before and self.metrics is not None:
                 self.metrics.atxs.inc(len(self.mesh.atxs) - before)
             if ok and kind == "poet":
                 self._proof_stored(proofs, data, "gossip")
@@ -285,6 +291,7 @@ class Node:
             self._certify(layer)
             self._update_metrics()
             self._check_hare(layer - 1)
+            self.layers_done = layer
             layer += 1
 
     def _log_layers(self) -> None:
@@ -442,6 +449,8 @@ class Node:
         return list(self._sync_messages(key).values())
 
     def _update_metrics(self) -> None:
+        if self.metrics is None:
+            return
         st = self.status()
         self.metrics.layer_current.set(st["top_layer"])
         self.metrics.layer_applied.set(st["applied_layer"])
@@ -465,7 +474,8 @@ class Node:
                 self._atx_for_epoch[target] = atx_id
                 self.gossip.publish("atx", atx)
                 self.atxs_published += 1
-                self.metrics.atxs_published.inc()
+                if self.metrics is not None:
+                    self.metrics.atxs_published.inc()
                 self.last_error = ""
                 prev = atx_id
                 self._log.info(

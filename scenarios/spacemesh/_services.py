@@ -54,6 +54,7 @@ async def serve_node(
         async with anyio.create_task_group() as tg:
             await tg.start(serve_grpc, node, grpc_address)
             if metrics_address:
+                assert node.metrics is not None  # a node keeps them unless told not to
                 await tg.start(serve_http, metrics_address, metrics_app(node.metrics))
             await tg.start(node.run)
             task_status.started(node)

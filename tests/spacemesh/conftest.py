@@ -19,8 +19,16 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_logs() -> Iterator[None]:
-    """In-process networks log below warning as cheap no-ops; the old setup comes back after."""
+def _quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process networks log below warning as cheap no-ops; the old setup comes back after.
+    No logger keeps its setup past a test: a command's `configure_logging` asks loggers to
+    cache theirs on first use, and a module's logger would then keep it in later tests."""
+    configure = structlog.configure
+
+    def uncached(**settings: Any) -> None:
+        configure(**(settings | {"cache_logger_on_first_use": False}))
+
+    monkeypatch.setattr(structlog, "configure", uncached)
     saved = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
