@@ -106,9 +106,9 @@ def long(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the code."""
+    """ruff on the code, its tests and benchmarks."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "harness", "netem", "scenarios")
+    session.run("ruff", "check", "harness", "netem", "scenarios", "tests", "benchmarks")
 
 
 @nox.session

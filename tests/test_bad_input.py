@@ -142,7 +142,7 @@ def test_bad_manifests_are_usage_errors(
 def test_a_manifest_that_is_not_utf8(make_plan: Callable[..., Path]) -> None:
     root = make_plan("tiny", MANIFEST, PLAN_PY)
     (root / "tiny" / "manifest.toml").write_bytes(b'name = "\xff"\n')
-    with pytest.raises(UsageError, match="manifest .*: not UTF-8 text"):
+    with pytest.raises(UsageError, match=r"manifest .*: not UTF-8 text"):
         build_run_spec("tiny", plan_roots=[root])
 
 
@@ -152,7 +152,7 @@ def test_duration_bounds_may_be_durations(make_plan: Callable[..., Path]) -> Non
     root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
     assert build_run_spec("tiny", params={"d": "3s"}, plan_roots=[root]).groups[0].params == {
         "d": 3.0}
-    with pytest.raises(UsageError, match="below its min 1.0"):
+    with pytest.raises(UsageError, match=r"below its min 1\.0"):
         build_run_spec("tiny", params={"d": "500ms"}, plan_roots=[root])
 
 

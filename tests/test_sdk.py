@@ -81,18 +81,17 @@ def test_network_configure_sends_a_checked_request_and_gets_the_callback() -> No
             raise ValueError("too slow")
 
     async def main() -> None:
-        async with running_server(network=handler) as (path, _, _):
-            async with connect_unix(path, "g/2") as c:
-                env = sdk.RunEnv.from_environ(ENV)
-                env.sync = c
-                env.network = sdk.NetworkClient(env)
-                await env.network.configure(sdk.LinkShape(latency_ms=20),
-                                            rules=[{"peers": ["198.18.0.4"], "drop": True}],
-                                            callback_state="shaped")
-                with pytest.raises(sdk.SyncError, match="refused: too slow"):
-                    await env.network.configure({"latency_ms": 5000})
-                with pytest.raises(ValueError, match="loss_pct"):  # checked before it travels
-                    await env.network.configure({"loss_pct": 200})
+        async with running_server(network=handler) as (path, _, _), connect_unix(path, "g/2") as c:
+            env = sdk.RunEnv.from_environ(ENV)
+            env.sync = c
+            env.network = sdk.NetworkClient(env)
+            await env.network.configure(sdk.LinkShape(latency_ms=20),
+                                        rules=[{"peers": ["198.18.0.4"], "drop": True}],
+                                        callback_state="shaped")
+            with pytest.raises(sdk.SyncError, match="refused: too slow"):
+                await env.network.configure({"latency_ms": 5000})
+            with pytest.raises(ValueError, match="loss_pct"):  # checked before it travels
+                await env.network.configure({"loss_pct": 200})
         (who, config), _ = applied
         assert who == "g/2"
         assert config["default"]["latency_ms"] == 20

@@ -314,7 +314,7 @@ def test_cut_and_uncut_any_set_of_directions_in_one_change(
 def test_an_override_shapes_over_the_hosts_own_and_its_removal_restores_them(
     net: Network, tmp_path: Path
 ) -> None:
-    h1, h2, h3, _ = net.hosts
+    h1, h2, _, _ = net.hosts
     net.set_default(h1, SLOW)
     net.apply_request(h2, {"rules": [{"peers": [str(ip(3))], "shape": {"loss_pct": 10}}]}, "h2")
     before = net.matrix()

@@ -15,8 +15,8 @@ from pyroute2.iproute.linux import get_arguments_processor, get_dump_filter
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from netem import LinkShape, ShapeError
-from netem._shape import MAX_BANDWIDTH_BPS, MAX_DELAY_MS, MIN_BANDWIDTH_BPS
 from netem._backends._tc_spec import HtbClass, Op, Request, render, request
+from netem._shape import MAX_BANDWIDTH_BPS, MAX_DELAY_MS, MIN_BANDWIDTH_BPS
 from netem._userspace._protocol import pair_line
 
 from .test_userspace_engine import Simulate, c_engine, simulate  # noqa: F401  (fixtures)

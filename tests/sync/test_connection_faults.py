@@ -8,8 +8,7 @@ import orjson
 import pytest
 import trio
 
-from harness.sync import SyncError, SyncServer, SyncState, connect_unix
-from harness.sync import _protocol
+from harness.sync import SyncError, SyncServer, SyncState, _protocol, connect_unix
 
 from ._util import run, running_server, serving
 
@@ -25,8 +24,8 @@ def _raw(path: str) -> socket.socket:
 async def _queued_for(path: str, state: SyncState, sub: socket.socket) -> None:
     """Subscribe `sub` to 'busy' and wait until the service has its reply."""
     sub.sendall(b'{"id": 1, "op": "subscribe", "topic": "busy"}\n')
-    while not any(t.subscribers for t in state._topics.values()):
-        await trio.sleep(0.01)
+    while not any(t.subscribers for t in state._topics.values()):  # noqa: ASYNC110
+        await trio.sleep(0.01)  # the service's state has no event to wait on
 
 
 def test_a_subscriber_that_leaves_with_replies_queued_does_not_end_the_service() -> None:
@@ -105,14 +104,17 @@ def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
 
 def test_the_sdk_names_the_bound_when_it_is_dropped() -> None:
     async def main() -> None:
-        async with running_server() as (path, _, _):
-            async with connect_unix(path, "slow/0") as slow, slow.subscribe("busy") as items:
-                async with connect_unix(path, "pub/0") as pub:
-                    for _ in range(_protocol.MAX_QUEUED // len(MB) + 4):
-                        await pub.publish("busy", MB.decode())
-                with pytest.raises(SyncError, match="not reading"):
-                    while True:
-                        await items.__anext__()
+        async with (
+            running_server() as (path, _, _),
+            connect_unix(path, "slow/0") as slow,
+            slow.subscribe("busy") as items,
+        ):
+            async with connect_unix(path, "pub/0") as pub:
+                for _ in range(_protocol.MAX_QUEUED // len(MB) + 4):
+                    await pub.publish("busy", MB.decode())
+            with pytest.raises(SyncError, match="not reading"):
+                while True:
+                    await items.__anext__()
 
     run(main)
 

@@ -9,6 +9,7 @@ import anyio
 import orjson
 import pytest
 import trio
+import trio.lowlevel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,49 +63,58 @@ def test_barrier_already_met_returns_at_once() -> None:
 def test_barrier_fails_at_once_when_a_participant_ends() -> None:
     async def main() -> None:
         ids = ["g/0", "g/1", "g/2"]
-        async with running_server(ids) as (path, state, _):
-            async with connect_unix(path, "g/0") as c0, connect_unix(path, "g/1") as c1:
-                await c1.signal_entry("phase")
-                with trio.fail_after(1):
-                    async with trio.open_nursery() as n:
+        async with (
+            running_server(ids) as (path, state, _),
+            connect_unix(path, "g/0") as c0,
+            connect_unix(path, "g/1") as c1,
+        ):
+            await c1.signal_entry("phase")
+            with trio.fail_after(1):
+                async with trio.open_nursery() as n:
 
-                        async def end_later() -> None:
-                            await trio.sleep(0.05)
-                            state.instance_ended("g/2", "exit code 1")
+                    async def end_later() -> None:
+                        await trio.sleep(0.05)
+                        state.instance_ended("g/2", "exit code 1")
 
-                        n.start_soon(end_later)
-                        with pytest.raises(BarrierFailed, match=r"g/2 \(exit code 1\)"):
-                            await c0.signal_and_wait("phase", 3)
+                    n.start_soon(end_later)
+                    with pytest.raises(BarrierFailed, match=r"g/2 \(exit code 1\)"):
+                        await c0.signal_and_wait("phase", 3)
 
     run(main)
 
 
 def test_barrier_met_before_participant_ends_is_unaffected() -> None:
     async def main() -> None:
-        async with running_server(["a", "b"]) as (path, state, _):
-            async with connect_unix(path, "a") as a, connect_unix(path, "b") as b:
-                await b.signal_entry("x")
-                state.instance_ended("b", "exited 0")
-                with trio.fail_after(1):
-                    assert await a.signal_and_wait("x", 2) == 2
-                with pytest.raises(BarrierFailed, match="can no longer reach 3"):
-                    await a.barrier("x", 3)
+        async with (
+            running_server(["a", "b"]) as (path, state, _),
+            connect_unix(path, "a") as a,
+            connect_unix(path, "b") as b,
+        ):
+            await b.signal_entry("x")
+            state.instance_ended("b", "exited 0")
+            with trio.fail_after(1):
+                assert await a.signal_and_wait("x", 2) == 2
+            with pytest.raises(BarrierFailed, match="can no longer reach 3"):
+                await a.barrier("x", 3)
 
     run(main)
 
 
 def test_subscribe_replays_then_goes_live_in_order() -> None:
     async def main() -> None:
-        async with running_server() as (path, _, _):
-            async with connect_unix(path) as pub, connect_unix(path) as sub:
-                assert await pub.publish("t", {"n": 1}) == 1
-                assert await pub.publish("t", {"n": 2}) == 2
-                async with sub.subscribe("t") as items:
-                    got = [await items.__anext__(), await items.__anext__()]
-                    await pub.publish("t", {"n": 3})
-                    msg = await items.next_message()
-                assert got == [{"n": 1}, {"n": 2}]
-                assert (msg.seq, msg.payload) == (3, {"n": 3})
+        async with (
+            running_server() as (path, _, _),
+            connect_unix(path) as pub,
+            connect_unix(path) as sub,
+        ):
+            assert await pub.publish("t", {"n": 1}) == 1
+            assert await pub.publish("t", {"n": 2}) == 2
+            async with sub.subscribe("t") as items:
+                got = [await items.__anext__(), await items.__anext__()]
+                await pub.publish("t", {"n": 3})
+                msg = await items.next_message()
+            assert got == [{"n": 1}, {"n": 2}]
+            assert (msg.seq, msg.payload) == (3, {"n": 3})
 
     run(main)
 
@@ -132,7 +142,7 @@ def test_every_subscriber_sees_each_topic_in_publish_order(
                         if p == who:
                             seq = await c.publish(topic, [who, i])
                             expected[topic].append((seq, [who, i]))
-                            await trio.sleep(0)
+                            await trio.lowlevel.checkpoint()
 
                 async def subscriber(topic: str, delay: float) -> None:
                     await trio.sleep(delay)
