@@ -29,7 +29,8 @@ print("uid_map", " ".join(uid_map), flush=True)
 with netem.Network(backend="none") as net:
     print("prefix", net.prefix, flush=True)
     h1, h2 = net.build(2)
-    ping = ["nsenter", f"--net={h1.netns_path}", "ping", "-c1", "-W1", str(h2.ip)]
+    # Three tries: the first may wait for ARP on a loaded machine; 0 = a reply was heard.
+    ping = ["nsenter", f"--net={h1.netns_path}", "ping", "-c3", "-i0.2", "-W1", str(h2.ip)]
     print("ping", subprocess.run(ping, capture_output=True).returncode, flush=True)
     net.partition([h1], [h2])
     print("cut", subprocess.run(ping, capture_output=True).returncode, flush=True)
