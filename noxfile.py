@@ -81,10 +81,11 @@ CGROUP_V2_TESTS = [
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """All tests: unit, property-based, end to end and live (namespaces, shaping), then the
-    kernel backend's live tests in a VM whose kernel has sch_netem (this one may not), the
-    cgroup tests in a VM that has cgroup v2 only (this machine may have v1), and the small
-    version of `k8s`: pingpong's rendered pods under `podman kube play`, shaped."""
+    """All tests: unit, property-based, end to end and live (namespaces, shaping); beside
+    them (`_VmSuites`) the kernel backend's live tests in a VM whose kernel has sch_netem
+    (this one may not) and the cgroup tests in a VM that has cgroup v2 only (this machine
+    may have v1); then the small version of `k8s`: pingpong's rendered pods under
+    `podman kube play`, shaped."""
     _debs(session, TEST_DEBS + KERNEL_DEBS + K8S_DEBS)
     _install(session, "test", "userspace")
     if session.posargs:
