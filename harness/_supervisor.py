@@ -81,7 +81,7 @@ class RunOptions:
     sync_tcp: Listen | None = None  # serve the sync protocol over TCP here too
     progress: bool = True
     metrics_listen: Listen | None = ("127.0.0.1", 0)  # the aggregated /metrics
-    scrape_interval: float = 2.0
+    scrape_interval: float = 2.0  # at least; longer for large runs (instances / 25 s)
     telemetry_interval: float = 1.0  # at least; longer for large runs (ss per instance)
     on_run_dir: Callable[[Path], None] | None = None  # told the run dir once it exists
     # A network that stops shaping mid-run (the userspace engine died) fails the run unless
@@ -424,8 +424,11 @@ class Supervisor:
                 sys.executable, "-m", "harness.runners._relay", str(relay), str(hosts)]))
             client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(relay)),
                                        timeout=5)
+        # Longer for large runs, as telemetry's: each scrape costs the instance a render of
+        # its series and the supervisor a parse (a 100-node run: a twentieth of its CPU).
+        scrape_every = max(self.options.scrape_interval, self.spec.total / 25)
         handle = await nursery.start(functools.partial(
-            observe_run, self.run_dir, {}, interval=self.options.scrape_interval,
+            observe_run, self.run_dir, {}, interval=scrape_every,
             listen=self.options.metrics_listen, run_id=self.run_id, client=client))
         self.metrics_url = handle.url
         if self.metrics_url and self.progress:

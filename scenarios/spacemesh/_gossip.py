@@ -67,6 +67,28 @@ def message_id(topic: str, data: Json) -> str:
     return hash_json({"topic": topic, "data": data})
 
 
+_SYNC_FRAMES: dict[tuple[str, int], tuple[Json, bytes]] = {}
+"""The frame a held message is sent in by sync, by its topic and object (kept alive with
+it, so the object's id cannot name another): a sync exchange whose digests differ sends
+everything held under the key, the same messages to peer after peer and layer after layer,
+and hashing and encoding each anew was most of a lagging node's sync work."""
+_SYNC_FRAMES_LIMIT = 8192
+
+
+def _sync_frame(topic: str, data: Json) -> bytes:
+    key = (topic, id(data))
+    hit = _SYNC_FRAMES.get(key)
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    frame = orjson.dumps(
+        {"t": "msg", "id": message_id(topic, data), "topic": topic, "data": data, "ts": None}
+    )
+    if len(_SYNC_FRAMES) >= _SYNC_FRAMES_LIMIT:
+        _SYNC_FRAMES.clear()
+    _SYNC_FRAMES[key] = (data, frame)
+    return frame
+
+
 @dataclasses.dataclass(eq=False)
 class _Peer:
     node_id: str
@@ -398,9 +420,7 @@ class Gossip:
         for key, digest in mine.items():
             if key in theirs and theirs[key] != digest:
                 for topic, data in self._holdings(key):
-                    mid = message_id(topic, data)
-                    frame = {"t": "msg", "id": mid, "topic": topic, "data": data, "ts": None}
-                    self._enqueue(peer, orjson.dumps(frame))
+                    self._enqueue(peer, _sync_frame(topic, data))
         if item.get("reply"):
             self._enqueue(peer, orjson.dumps({"t": "sync", "digests": mine, "reply": False}))
 

@@ -6,6 +6,7 @@ append (and, when the consumer waits, one wake-up), and the consumer wakes once 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections import deque
 from typing import Any, Generic, TypeVar
@@ -39,8 +40,9 @@ class Mailbox(Generic[T]):
         self._closed = False
         self._waiter: Any = None
         """The trio task parked in `take_all` (trio only)."""
-        self._wake: anyio.Event | None = None
-        """What `take_all` waits on (other event loops)."""
+        self._wake: asyncio.Future[None] | None = None
+        """What `take_all` waits on under asyncio: a future of the loop's own, not an
+        ``anyio.Event`` (two objects and a look-up of the backend per wait)."""
         self._trio = True
         """False once `take_all` found it runs on another event loop (asking trio for the
         current task there raises, which costs more than the rest of a wake-up)."""
@@ -65,13 +67,13 @@ class Mailbox(Generic[T]):
         if waiter is not None:
             self._waiter = None
             sys.modules["trio"].lowlevel.reschedule(waiter)
-        elif self._wake is not None:
-            self._wake.set()
+        elif self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     @property
     def waiting(self) -> bool:
         """True while the consumer waits in `take_all`."""
-        return self._waiter is not None or (self._wake is not None and not self._wake.is_set())
+        return self._waiter is not None or (self._wake is not None and not self._wake.done())
 
     async def take_all(self) -> list[T]:
         """Every queued item (waiting for one); ``anyio.EndOfStream`` once closed and empty."""
@@ -83,8 +85,8 @@ class Mailbox(Generic[T]):
                 await self._park(task)
             else:
                 self._trio = False
-                self._wake = anyio.Event()
-                await self._wake.wait()
+                self._wake = asyncio.get_running_loop().create_future()
+                await self._wake
         items = list(self._items)
         self._items.clear()
         return items

@@ -32,8 +32,9 @@ from typing import Any
 from ._codec import Json, canonical, decode, hash_json
 
 FILENAME = "state.sqlite"
-FLUSH_S = 0.25
-"""How often a node commits the messages it kept since the last commit."""
+FLUSH_S = 1.0
+"""How often a node commits the messages it kept since the last commit (every 0.25 s, the
+commits were 3 % of the node CPU of a 40-node run at 4 s layers)."""
 FLUSH_ROWS = 256
 """Messages kept before they are committed without waiting for `FLUSH_S`."""
 

@@ -163,7 +163,7 @@ def read_faults(path: Path) -> Faults:
 def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     """Play `schedule` on a simulated cluster; the problems the plan's check finds (none:
     the network survived it). Each node is watched as its instance watches it in a real run
-    (`plan.Watch`, every `plan.POLL_S`), so its report is taken at the same moment; a node
+    (`plan.Watch`, every `Watch.poll`), so its report is taken at the same moment; a node
     killed for good is not judged when its fault allowed it to die ('may_die'), and fails
     when it was meant to recover. A FaultError (one line) when it cannot be played."""
     if isinstance(schedule, FaultSchedule):
@@ -270,7 +270,7 @@ class _Judge:
                 error = watch.step(now, node.status(), atx)
                 if error is not None:
                     done[proc.id] = _report(seq, proc, watch, error)
-            await anyio.sleep(POLL_S)
+            await anyio.sleep(min((w.poll for _, w in watches.values()), default=POLL_S))
         return [r for r in done.values() if r is not None]
 
     def _dead(self, seq: int, proc: SimProcess) -> Report | None:

@@ -7,7 +7,7 @@ import pytest
 from harness.faults import Cut, FaultSchedule
 from scenarios.spacemesh import faults
 from scenarios.spacemesh.faults import Setup, search_cuts, simulate
-from scenarios.spacemesh.plan import SETTLE_LAYERS, Watch
+from scenarios.spacemesh.plan import POLL_S, SETTLE_LAYERS, Watch
 
 QUICK = Setup(miners=2, layers=4, layer_duration=1.0)
 
@@ -50,6 +50,16 @@ def test_nodes_are_judged_only_once_the_network_had_time_to_settle() -> None:
     assert Watch.of("gateway", target=4, genesis=100.0, layer_duration=1.0,
                     params=QUICK.params(), check_slack=20.0).step(104.5, status) == ""  # fmt: skip
     assert simulate(QUICK, FaultSchedule((Cut(3.0, 6.0, (0,), (1, 2)),))) == []
+
+
+def test_a_node_is_watched_twice_a_layer_and_at_least_every_half_second() -> None:
+    """Each look is a gRPC call into the node's process: at 4 s layers, every 2 s."""
+    def poll(layer_duration: float) -> float:
+        return Watch.of("miner", target=4, genesis=100.0, layer_duration=layer_duration,
+                        params=QUICK.params(), check_slack=20.0).poll  # fmt: skip
+
+    assert poll(4.0) == 2.0 and poll(2.0) == 1.0
+    assert poll(0.5) == POLL_S == 0.5
 
 
 def test_cli_prints_the_replay_command(capsys: pytest.CaptureFixture[str]) -> None:

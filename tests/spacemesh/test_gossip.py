@@ -447,13 +447,16 @@ async def test_a_mailbox_consumer_is_woken_by_put_and_close_and_survives_a_cance
 
 
 def test_a_mailbox_works_on_asyncio_too() -> None:
-    """The real processes' event loop: the same behaviour, with an ``anyio.Event``."""
+    """The real processes' event loop: the same behaviour (woken by `put` and by `close`, a
+    cancelled wait leaves the mailbox usable), waiting on a future of the loop's."""
     from scenarios.spacemesh._mailbox import Mailbox
 
-    async def main() -> list[int]:
+    async def main() -> tuple[list[int], list[int], bool]:
         box: Mailbox[int] = Mailbox()
+        out: list[int] = []
+        with anyio.move_on_after(0.01):
+            await box.take_all()
         async with anyio.create_task_group() as tg:
-            out: list[int] = []
 
             async def consume() -> None:
                 out.extend(await box.take_all())
@@ -462,9 +465,28 @@ def test_a_mailbox_works_on_asyncio_too() -> None:
             await anyio.sleep(0.01)
             assert box.waiting
             box.put(1)
-        return out
+        assert not box.waiting
+        rest: list[int] = []
+        ended = False
+        async with anyio.create_task_group() as tg:
 
-    assert anyio.run(main, backend="asyncio") == [1]
+            async def to_the_end() -> None:
+                nonlocal ended
+                while True:
+                    try:
+                        rest.extend(await box.take_all())
+                    except anyio.EndOfStream:
+                        ended = True
+                        return
+
+            tg.start_soon(to_the_end)
+            await anyio.sleep(0.01)
+            box.put(2)
+            await anyio.sleep(0.01)
+            box.close()
+        return out, rest, ended
+
+    assert anyio.run(main, backend="asyncio") == ([1], [2], True)
 
 
 async def test_a_frame_checked_by_one_node_is_not_hashed_again_by_another(
@@ -520,3 +542,31 @@ async def test_the_nodes_of_a_simulation_share_what_a_frame_decodes_to() -> None
     ]  # fmt: skip
     apart = received(tcp, {"x": 44})
     assert apart == [{"x": 44}] * 2 and apart[0] is not apart[1]
+
+
+def test_sync_sends_a_held_message_in_the_frame_it_encoded_for_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sync resends what a key holds, to peer after peer: each held message object is hashed
+    and encoded once; another object, even an equal one, gets a frame of its own."""
+    from scenarios.spacemesh import _gossip
+
+    hashed: list[str] = []
+    real = _gossip.message_id
+
+    def counting(topic: str, data: object) -> str:
+        hashed.append(topic)
+        return real(topic, data)
+
+    monkeypatch.setattr(_gossip, "message_id", counting)
+    monkeypatch.setattr(_gossip, "_SYNC_FRAMES", {})
+    atx = {"epoch": 2, "smesher": "ab"}
+    first = _gossip._sync_frame("atx", atx)
+    assert _gossip._sync_frame("atx", atx) is first and hashed == ["atx"]
+    assert orjson.loads(first) == {"t": "msg", "id": real("atx", atx), "topic": "atx",
+                                   "data": atx, "ts": None}  # fmt: skip
+    assert _gossip._sync_frame("atx", dict(atx)) == first and hashed == ["atx", "atx"]
+    assert orjson.loads(_gossip._sync_frame("proposal", atx))["topic"] == "proposal"
+    monkeypatch.setattr(_gossip, "_SYNC_FRAMES_LIMIT", 2)
+    _gossip._sync_frame("tx", {"n": 1})  # over the limit: the cache starts again
+    assert len(_gossip._SYNC_FRAMES) == 1

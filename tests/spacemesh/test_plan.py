@@ -290,10 +290,9 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
 
     monkeypatch.setattr(plan, "NodeApi", SlowApi)
     monkeypatch.setattr(plan, "observe", observe)
-    monkeypatch.setattr(plan, "POLL_S", 0.0)
     now = time.time()
     watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
-                       deadline=now + 60)  # fmt: skip
+                       deadline=now + 60, poll=0.0)  # fmt: skip
     result = anyio.run(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
     assert result == (3, "") and calls == ["status", "status"]
     assert waits_until == [watch.deadline]  # each call may wait for its answer until then
