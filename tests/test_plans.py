@@ -157,6 +157,8 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
          'entrypoint = "a:b"\ntimout = 5', "\\[a\\]: unknown key timout"),
         ('name = "x"\ndescripton = "y"\n[[testcases]]\nname = "a"\n'
          'instances = { min = 1, max = 1 }\nentrypoint = "a:b"', "unknown key descripton"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\nbackend = "curio"', "backend must be one of trio, asyncio, uvloop"),
     ],
 )
 def test_bad_manifests(make_plan: Callable[..., Path], manifest: str, message: str) -> None:

@@ -99,3 +99,22 @@ def test_network_configure_sends_a_checked_request_and_gets_the_callback() -> No
         assert config["callback_state"] == "shaped"
 
     trio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("backend", "loop"), [("trio", None), ("asyncio", "asyncio"), ("uvloop", "uvloop")]
+)
+def test_run_on_runs_on_the_backend_a_plan_names(backend: str, loop: str | None) -> None:
+    """A case's `backend`: trio, asyncio's own event loop, or asyncio on uvloop's."""
+    import asyncio
+
+    import sniffio
+
+    async def where(tag: str) -> tuple[str, str | None, str]:
+        library = sniffio.current_async_library()
+        if library != "asyncio":
+            return library, None, tag
+        return library, type(asyncio.get_running_loop()).__module__.split(".")[0], tag
+
+    library = "trio" if backend == "trio" else "asyncio"
+    assert sdk.run_on(backend, where, "x") == (library, loop, "x")

@@ -68,7 +68,7 @@ def test_the_inherited_environment_is_worked_out_once_per_run(
     assert sorted(e["TEST_INSTANCE_ID"] for e in envs) == [f"single/{i}" for i in range(4)]
 
 
-@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+@pytest.mark.parametrize("backend", ["trio", "asyncio", "uvloop"])
 def test_the_process_hosts_warm_up_runs_start_ups_and_leaves_nothing_behind(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

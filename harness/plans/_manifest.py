@@ -13,7 +13,8 @@ from harness.plans._params import ParamSpec, parse_spec
 from harness.plans._roles import RoleAllocator, RoleSpec
 from harness.runners._registry import DEFAULT_RUNNER, check_runner_name
 
-BACKENDS = ("trio", "asyncio")
+BACKENDS = ("trio", "asyncio", "uvloop")
+"""What a case's `backend` may name (`harness.sdk.run_on`)."""
 
 
 @dataclasses.dataclass(frozen=True)

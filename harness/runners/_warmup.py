@@ -21,12 +21,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-import anyio
 import orjson
 
 from harness._runparams import RunParams
 from harness.observe._logging import configure_logging
-from harness.sdk._invoke import _run
+from harness.sdk._invoke import _run, run_on
 from harness.sdk._runenv import RunEnv
 
 ROUNDS = 12
@@ -60,7 +59,7 @@ def warm_up(backend: str, rounds: int = ROUNDS) -> None:
                 # As an instance configures it: the instances' own calls then only re-point
                 # the file and the name (`configure_logging` keeps the rest).
                 configure_logging(json_path=Path(tmp) / "log.jsonl", instance=env.instance_id)
-                anyio.run(_run, _register, env, backend=backend)
+                run_on(backend, _run, _register, env)
             configure_logging(json_path=Path(os.devnull), instance=params.instance_id)  # no file kept
         finally:
             with contextlib.suppress(OSError):

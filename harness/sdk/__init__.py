@@ -7,14 +7,22 @@
         await env.sync.barrier("ready", env.instance_count)
 
 Wall time is `env.clock.time()`, not `time.time()`: the run's clock faults skew it.
-Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`).
+Works under Trio and asyncio (`backend` in the manifest, or `sdk.invoke(case, "asyncio")`;
+"uvloop" is asyncio on uvloop's event loop).
 """
 
 from harness._runparams import RunEnvError, RunParams
 from harness.plans import RoleAllocator, RoleSpec
 from harness.sdk._clock import Clock
 from harness.sdk._connect import connect
-from harness.sdk._invoke import TestFailure, TestFunction, invoke, load_entrypoint, run_instance
+from harness.sdk._invoke import (
+    TestFailure,
+    TestFunction,
+    invoke,
+    load_entrypoint,
+    run_instance,
+    run_on,
+)
 from harness.sdk._network import INITIALIZED, NetworkClient
 from harness.sdk._runenv import RunEnv
 from harness.sdk._topic import Topic
@@ -43,4 +51,5 @@ __all__ = [
     "invoke",
     "load_entrypoint",
     "run_instance",
+    "run_on",
 ]

@@ -65,7 +65,8 @@ def run_until_signalled(main: Callable[[], Awaitable[None]], prog: str) -> int:
             tg.cancel_scope.cancel()
 
     try:
-        anyio.run(runner, backend="asyncio")
+        # On uvloop, as the plan's nodes (manifest.toml: backend = "uvloop").
+        anyio.run(runner, backend="asyncio", backend_options={"use_uvloop": True})
     except (OSError, ValueError, BaseExceptionGroup) as exc:
         cause = first_error(exc)
         if cause is None:

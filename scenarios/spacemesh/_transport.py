@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 import anyio
 from anyio.abc import Listener, ObjectStream, SocketStream
@@ -177,8 +177,8 @@ class _FrameProtocol(asyncio.Protocol):
         """Bytes of whole frames (with their prefixes) the reader has not taken yet."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not always a subclass of asyncio's (uvloop's are not).
+        self.transport = cast(asyncio.Transport, transport)
         if self._accepted is not None:
             self._accepted.put_nowait(_AsyncioFramed(self))
 

@@ -18,11 +18,14 @@ from scenarios.spacemesh._transport import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["trio", "asyncio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Both: the TCP transport is anyio's streams on trio, asyncio's protocols on asyncio
-    (the real nodes' loop)."""
-    return str(request.param)
+_UVLOOP = ("asyncio", {"use_uvloop": True})
+
+
+@pytest.fixture(params=["trio", "asyncio", _UVLOOP], ids=["trio", "asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Each: the TCP transport is anyio's streams on trio, asyncio's protocols on asyncio,
+    and on uvloop (the real nodes' loop), whose transports are not asyncio's classes."""
+    return request.param
 
 
 async def _listen() -> tuple[TcpTransport, Any, int]:
@@ -149,7 +152,8 @@ async def test_a_cut_or_oversized_frame_ends_the_connection(
         tg.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's stream reads on demand
+@pytest.mark.parametrize("anyio_backend", ["asyncio", _UVLOOP], ids=["asyncio", "uvloop"])
+# (not trio: its stream reads on demand)
 async def test_frames_the_reader_has_not_taken_pause_reading() -> None:
     """On asyncio, at most one read's worth of frames waits for a slow reader: then the
     socket is not read, and TCP slows the sender (as anyio's stream does on trio)."""
