@@ -52,7 +52,7 @@ def test_nodes_are_judged_only_once_the_network_had_time_to_settle() -> None:
     assert simulate(QUICK, FaultSchedule((Cut(3.0, 6.0, (0,), (1, 2)),))) == []
 
 
-def test_a_node_is_watched_twice_a_layer_and_at_least_every_half_second() -> None:
+def test_a_node_is_watched_twice_a_layer_and_no_more_often_than_every_half_second() -> None:
     """Each look is a gRPC call into the node's process: at 4 s layers, every 2 s."""
     def poll(layer_duration: float) -> float:
         return Watch.of("miner", target=4, genesis=100.0, layer_duration=layer_duration,
