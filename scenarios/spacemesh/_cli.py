@@ -65,8 +65,9 @@ def run_until_signalled(main: Callable[[], Awaitable[None]], prog: str) -> int:
             tg.cancel_scope.cancel()
 
     try:
-        # On uvloop, as the plan's nodes (manifest.toml: backend = "uvloop").
-        anyio.run(runner, backend="asyncio", backend_options={"use_uvloop": True})
+        from harness.sdk import run_on  # imported anyway: the clock (HarnessClock)
+
+        run_on("uvloop", runner)  # as the plan's nodes (manifest.toml)
     except (OSError, ValueError, BaseExceptionGroup) as exc:
         cause = first_error(exc)
         if cause is None:

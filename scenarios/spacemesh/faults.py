@@ -249,6 +249,7 @@ class _Judge:
         """The reports of the nodes that are judged, each taken when its watch stops."""
         procs = self.c.node_processes()
         watches = {p.id: (p.restarts, self.watch(p)) for p in procs}
+        poll = min((w.poll for _, w in watches.values()), default=POLL_S)  # one layer length
         done: dict[str, Report | None] = {}
         while len(done) < len(procs):
             now = self.c.clock.now()
@@ -270,7 +271,7 @@ class _Judge:
                 error = watch.step(now, node.status(), atx)
                 if error is not None:
                     done[proc.id] = _report(seq, proc, watch, error)
-            await anyio.sleep(min((w.poll for _, w in watches.values()), default=POLL_S))
+            await anyio.sleep(poll)
         return [r for r in done.values() if r is not None]
 
     def _dead(self, seq: int, proc: SimProcess) -> Report | None:
