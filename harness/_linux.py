@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The interpreter's own symbols include libc's. ctypes.util.find_library would run
+# `ldconfig -p` in a child process at every import.
+_libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -17,11 +18,16 @@ def setns(path: str, nstype: int = CLONE_NEWNET) -> None:
     """Move the calling thread into the namespace at `path` (e.g. /run/netns/NAME)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.setns(fd, nstype) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+        setns_fd(fd, nstype, what=path)
     finally:
         os.close(fd)
+
+
+def setns_fd(fd: int, nstype: int = CLONE_NEWNET, *, what: str = "") -> None:
+    """Move the calling thread into the namespace open at `fd`."""
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({what or fd}): {os.strerror(err)}")
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

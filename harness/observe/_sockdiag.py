@@ -5,8 +5,6 @@ which ends with the sample). The records are those `parse_ss` makes of `ss -tinH
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import socket
 import struct
@@ -14,12 +12,13 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from harness._linux import setns_fd
+
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _INET_DIAG_INFO = 2
-_CLONE_NEWNET = 0x40000000
 # TCP states (include/net/tcp_states.h) as `ss` names them
 _STATE_NAMES = {1: "ESTAB", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
                 6: "TIME-WAIT", 7: "UNCONN", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN",
@@ -37,13 +36,6 @@ _TCP_INFO = (("rto_ms", 8, "I", 1e-3), ("mss", 16, "I", None), ("unacked", 24, "
              ("bytes_received", 128, "Q", None), ("segs_out", 136, "I", None),
              ("segs_in", 140, "I", None), ("minrtt_ms", 148, "I", 1e-3),
              ("bytes_sent", 200, "Q", None), ("bytes_retrans", 208, "Q", None))  # fmt: skip
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _address(family: int, raw: bytes, port: bytes) -> str:
@@ -135,7 +127,7 @@ def tcp_sockets(namespaces: Iterable[str | None]) -> dict[str | None, list[dict[
                 try:
                     fd = os.open(os.path.join("/run/netns", ns), os.O_RDONLY)
                     try:
-                        _setns(fd)
+                        setns_fd(fd)
                     finally:
                         os.close(fd)
                     result[ns] = _sockets_here()
@@ -143,7 +135,7 @@ def tcp_sockets(namespaces: Iterable[str | None]) -> dict[str | None, list[dict[
                     result[ns] = OSError(e.errno, f"network namespace {ns!r}: {e.strerror}")
         finally:
             try:
-                _setns(home)  # the thread ends next anyway
+                setns_fd(home)  # the thread ends next anyway
             finally:
                 os.close(home)
 

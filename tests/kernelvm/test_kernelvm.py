@@ -88,12 +88,20 @@ def test_boot_runs_the_command_and_brings_back_output_and_exit_code() -> None:
     assert "netem-ok" in result.output
 
 
-def _children(pid: int) -> list[int]:
+def _qemu_children(pid: int) -> list[int]:
+    """The qemu processes among `pid`'s children (not, say, the initramfs builder's tools)."""
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
         return []
-    return [int(c) for c in text.split()]
+    found = []
+    for child in text.split():
+        try:
+            if Path(f"/proc/{child}/comm").read_text().startswith("qemu"):
+                found.append(int(child))
+        except OSError:
+            continue
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -120,7 +128,7 @@ def test_sigterm_stops_qemu_and_removes_the_vms_files(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2], env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not (qemu := _children(vm.pid)):  # the initramfs is built, qemu started
+    while not (qemu := _qemu_children(vm.pid)):  # the initramfs is built, qemu started
         assert vm.poll() is None and time.monotonic() < deadline, "qemu never started"
         time.sleep(0.1)
     vm.send_signal(signal.SIGTERM)
