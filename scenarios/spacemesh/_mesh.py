@@ -187,13 +187,24 @@ def _tx_ids_ok(txs: Any) -> bool:
     return isinstance(txs, list) and all(isinstance(t, str) and len(t) == 64 for t in txs)
 
 
+COMPACT_ID = 16
+"""Hex digits of a proposal id in a hare vote (8 bytes, as go-spacemesh's hare sends
+compact ids of 4): a vote is sent to every peer of every node, and a layer's full ids
+made it two or three packets."""
+
+
+def compact_id(proposal_id: str) -> str:
+    """How a hare vote names a proposal."""
+    return proposal_id[:COMPACT_ID]
+
+
 def make_vote(signer: Signer, layer: int, atx_id: str, proposals: list[str]) -> dict[str, Any]:
-    """A signed hare vote for the set of proposals seen in ``layer``."""
+    """A signed hare vote for the set of proposals (by id) seen in ``layer``."""
     body = {
         "layer": layer,
         "smesher": signer.public_hex,
         "atx": atx_id,
-        "proposals": sorted(proposals),
+        "proposals": sorted(compact_id(p) for p in proposals),
     }
     return _signed(body, signer)
 
@@ -223,8 +234,21 @@ _BLOCK_FIELDS = {"layer", "proposals", "rewards", "txs"}
 def make_certificate(
     layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A hare certificate: the block and the votes that certify it."""
-    return {"layer": layer, "block": block, "votes": sorted(votes, key=lambda v: v["smesher"])}
+    """A hare certificate: the block and the votes that certify it. The votes name the
+    block's proposals, so they travel without them (`certificate_vote` puts them back), as
+    a go-spacemesh certificate holds the signatures and not the hare messages."""
+    ids = [compact_id(i) for i in block["proposals"]]
+    compact = []
+    for vote in sorted(votes, key=lambda v: v["smesher"]):
+        if vote["proposals"] != ids:
+            raise ValueError("a certificate's votes must name its block's proposals")
+        compact.append({k: v for k, v in vote.items() if k != "proposals"})
+    return {"layer": layer, "block": block, "votes": compact}
+
+
+def certificate_vote(certificate: dict[str, Any], vote: dict[str, Any]) -> dict[str, Any]:
+    """A vote of ``certificate`` as it was signed: with the block's proposals."""
+    return {**vote, "proposals": [compact_id(i) for i in certificate["block"]["proposals"]]}
 
 
 # -- the mesh --------------------------------------------------------------------------------
@@ -397,8 +421,11 @@ class Mesh:
             block = msg["block"]
             if int(block["layer"]) != layer or not msg["votes"]:
                 return False
-            for vote in msg["votes"]:
-                if int(vote["layer"]) != layer or vote["proposals"] != block["proposals"]:
+            for compact in msg["votes"]:
+                if "proposals" in compact:
+                    return False  # a certificate's votes name its block's proposals
+                vote = certificate_vote(msg, compact)
+                if int(vote["layer"]) != layer:
                     return False
                 if self._id(vote) not in self.votes and not self._sig_ok(vote):
                     return False

@@ -24,6 +24,7 @@ from ._mesh import (
     Mesh,
     MeshParams,
     atx_challenge,
+    compact_id,
     make_atx,
     make_block,
     make_certificate,
@@ -392,7 +393,7 @@ class Node:
             if self.mesh.hare_seats(layer, vote["smesher"]):
                 groups[tuple(vote["proposals"])].append(vote)
         needed = self.mesh.hare_needed(layer)
-        known = self.mesh.layer_proposals(layer)
+        known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
         for ids, votes in groups.items():
             if not ids or not all(i in known for i in ids):
                 continue  # an empty layer needs no certificate; a block we cannot build, none

@@ -14,7 +14,13 @@ from scenarios.spacemesh._eligibility import beacon, hare_seats, num_slots, slot
 from scenarios.spacemesh._keys import Signer
 from scenarios.spacemesh._malfeasance import check_proof
 from scenarios.spacemesh._memnet import MemoryLink
-from scenarios.spacemesh._mesh import make_proposal, make_vote
+from scenarios.spacemesh._mesh import (
+    COMPACT_ID,
+    certificate_vote,
+    compact_id,
+    make_proposal,
+    make_vote,
+)
 
 from .test_mesh_order import CURRENT, PARAMS, recorded, replay
 
@@ -131,6 +137,34 @@ def test_an_old_layer_without_enough_votes_is_final_after_the_window() -> None:
     assert mesh.decide(8)[4].status is LayerStatus.APPLIED  # nobody voted on it yet
     late = 4 + PARAMS.window + 1
     assert mesh.decide(late)[4].status is LayerStatus.VERIFIED
+
+
+def test_hare_votes_name_proposals_by_compact_id_and_certificates_carry_no_ids_twice() -> None:
+    """A vote names each proposal by its id's first `COMPACT_ID` digits, and a certificate's
+    votes travel without the ids its block holds; a fresh node still checks every vote's
+    signature against them, and a certificate whose votes were signed for another set, or
+    that carries the ids again, is refused."""
+    messages, hashes, keys = recorded()
+    certs = [m for k, m in messages if k == "certificate"]
+    votes = [m for k, m in messages if k == "vote"]
+    assert certs and votes
+    assert all(len(i) == COMPACT_ID for v in votes for i in v["proposals"])
+    for cert in certs:
+        ids = [compact_id(i) for i in cert["block"]["proposals"]]
+        assert all("proposals" not in v for v in cert["votes"])
+        assert all(certificate_vote(cert, v)["proposals"] == ids for v in cert["votes"])
+    # Without the votes on their own, every certificate is checked by its signatures alone.
+    mesh = replay([m for m in messages if m[0] != "vote"], keys)
+    assert len(mesh.certificates) == len(certs)
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+    fresh = replay([m for m in messages if m[0] in ("poet", "atx", "proposal")], keys)
+    cert = certs[0]
+    other = sorted(cert["block"]["proposals"])[1:] or ["0" * 64]
+    moved = {**cert, "block": {**cert["block"], "proposals": other}}
+    assert not fresh.add("certificate", moved)  # the votes were signed for another set
+    spelled = {**cert, "votes": [certificate_vote(cert, v) for v in cert["votes"]]}
+    assert not fresh.add("certificate", spelled)
+    assert fresh.add("certificate", cert)
 
 
 # -- malfeasance --------------------------------------------------------------------------
