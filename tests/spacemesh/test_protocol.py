@@ -248,6 +248,41 @@ async def test_votes_that_reach_the_certifiers_after_their_tally_still_certify()
     assert all(h == hashes[0] for h in hashes)
 
 
+async def test_without_the_hare_a_block_is_published_once_decided_and_every_node_holds_it() -> None:
+    """No certificate can pass (the hare's threshold is out of reach) and links are slow
+    and uneven, so miners vote for different local blocks and the tortoise decides every
+    layer. A node publishes a block it voted for only once it decides it (not every block
+    it voted for: as views differ under load, that flooded up to one per proposer and
+    layer), and every node still ends with the same layers and state roots, holding each
+    decided block."""
+    params = dataclasses.replace(SIM, hare_threshold=0.99)
+    link = MemoryLink(delay=0.5, jitter=0.5)
+    published: list[tuple[str, str]] = []  # (block id, the publisher's decision then)
+    async with memory_cluster(miners=12, seed=5, layer_duration=1.0, params=params,
+                              link=link) as c:  # fmt: skip
+        for node in c.nodes:
+            publish = node.gossip.publish
+
+            def watched(topic: str, data: Any, node: Any = node, publish: Any = publish) -> str:
+                if topic == "block":
+                    states = node.layers()
+                    decided = states[data["layer"]].block_id if len(states) > data["layer"] else ""
+                    published.append((hash_of(data), decided))
+                return str(publish(topic, data))
+
+            node.gossip.publish = watched
+        await c.clock.sleep_until(c.gateways[0].layer_start(12) + 0.9)
+        states = [n.layers()[:9] for n in c.nodes]
+        meshes = [n.mesh for n in c.nodes]
+        certified = [x for x in range(9) if any(m.certified_block(x) for m in meshes)]
+    assert certified == []
+    assert published and all(block_id == decided for block_id, decided in published)
+    assert all(len(s) == 9 for s in states)
+    assert all([x.hash for x in s] == [x.hash for x in states[0]] for s in states)
+    assert all([x.state_root for x in s] == [x.state_root for x in states[0]] for s in states)
+    assert all(x.block is not None for s in states for x in s if x.block_id)
+
+
 async def test_miners_split_between_phase_shifted_poets_agree() -> None:
     """different_poets in memory: each miner registers with one of two PoETs whose rounds
     are a second apart; every miner still publishes an ATX each epoch and the hare
