@@ -412,8 +412,10 @@ class Node:
         needed = self.mesh.hare_needed(layer)
         known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
         for ids, votes in groups.items():
-            if not ids or not all(i in known for i in ids):
-                continue  # an empty layer needs no certificate; a block we cannot build, none
+            if not ids or len(set(ids)) < len(ids) or not all(i in known for i in ids):
+                # An empty layer needs no certificate; a block we cannot build (or two
+                # proposals sharing a compact id: a forged collision), none.
+                continue
             # The fewest votes that pass, taken in a fixed order, so that certifiers who
             # saw the same votes publish the same certificate (one message, de-duplicated).
             chosen: list[dict[str, Any]] = []
