@@ -19,6 +19,12 @@ import orjson
 _Kind = Literal["str", "int", "float", "bool", "path", "json", "optional"]
 
 
+PROFILE_ENV = "HARNESS_PROFILE_CPU"
+"""Not a `TEST_*` variable: set (to seconds of CPU between samples) by `harness run
+--profile-cpu`, it has the SDK write a CPU-time profile of each instance
+(`harness.sdk._profile`)."""
+
+
 class RunEnvError(RuntimeError):
     """The process was not started by the harness (or with a broken environment)."""
 

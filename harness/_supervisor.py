@@ -39,7 +39,7 @@ from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import write_json
 from harness._runid import new_run_id
-from harness._runparams import RunParams
+from harness._runparams import PROFILE_ENV, RunParams
 from harness.faults import FaultError, Member
 from harness.observe import (
     JsonlWriter,
@@ -87,6 +87,7 @@ class RunOptions:
     # A network that stops shaping mid-run (the userspace engine died) fails the run unless
     # this is set; either way it is recorded.
     allow_unshaped: bool = False
+    profile_cpu: float | None = None  # seconds of CPU between samples (harness.sdk._profile)
 
 
 @dataclasses.dataclass
@@ -750,6 +751,8 @@ class Supervisor:
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        if self.options.profile_cpu is not None:
+            env[PROFILE_ENV] = repr(self.options.profile_cpu)
         return env
 
     def _inherited_env(self) -> dict[str, str]:

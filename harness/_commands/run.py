@@ -56,6 +56,10 @@ def add_how(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unshaped", action="store_true",
                         help="do not fail the run if its links stop being shaped mid-run (the "
                              "userspace shaping engine died); it is recorded either way")
+    parser.add_argument("--profile-cpu", nargs="?", const=5.0, type=_positive_ms, metavar="MS",
+                        help="each instance on the SDK writes a CPU-time profile "
+                             "(cpu-PID.folded in its outputs): a sample every MS "
+                             "milliseconds of its CPU (default 5)")
     parser.add_argument("--json", action="store_true",
                         help="print run.json to stdout at the end instead of the table")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
@@ -96,6 +100,16 @@ def _on_cluster(spec: RunSpec, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 ms, not {text}")
+    return value
+
+
 def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running") -> int:
     """Run `spec` into `outputs` as `args` (the options of `add_how`) say; print the
     summary (or run.json); the run's exit code."""
@@ -116,6 +130,7 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
         progress=not args.quiet,
         metrics_listen=sockets.get("metrics"),
         allow_unshaped=args.allow_unshaped,
+        profile_cpu=args.profile_cpu / 1000 if args.profile_cpu else None,
     )
     if not args.quiet:
         print(f"{what} {spec.plan.name}:{spec.case.name} with {spec.total} instances "

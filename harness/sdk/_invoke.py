@@ -17,6 +17,7 @@ from harness._runparams import RunEnvError
 from harness.observe._logging import configure_logging
 from harness.sdk._connect import connect
 from harness.sdk._network import NetworkClient
+from harness.sdk._profile import profiler_from_environ
 from harness.sdk._runenv import RunEnv
 from harness.sync import BarrierFailed, EventType, SubscriptionFailed, SyncError
 
@@ -52,10 +53,20 @@ def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = N
         return 3
     configure_logging(json_path=env.outputs_path / "log.jsonl", instance=env.instance_id)
     try:
+        profiler = profiler_from_environ(env.outputs_path)
+    except ValueError as e:
+        print(f"harness.sdk: {e}", file=sys.stderr)
+        return 3
+    if profiler is not None:
+        profiler.start()
+    try:
         return run_on(backend, _run, fn, env)
     except SyncError as e:
         print(f"harness.sdk: {e}", file=sys.stderr)
         return 3
+    finally:
+        if profiler is not None:
+            profiler.stop()
 
 
 def invoke(fn: TestFunction, backend: str = "trio") -> NoReturn:

@@ -1,0 +1,87 @@
+"""The CPU-time profile of an instance (`harness run --profile-cpu`, harness.sdk._profile)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from harness._runparams import PROFILE_ENV
+from harness.sdk._profile import CpuProfiler, profiler_from_environ
+
+from .conftest import harness_cli, only_run_dir
+
+
+def _burn(seconds: float) -> int:
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def _read(path: Path) -> dict[str, int]:
+    counts = {}
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        counts[stack] = int(n)
+    return counts
+
+
+def test_a_profile_counts_the_stacks_that_use_the_cpu_and_not_a_sleep(tmp_path: Path) -> None:
+    path = tmp_path / "cpu.folded"
+    profiler = CpuProfiler(path, interval=0.002)
+    profiler.start()
+    try:
+        time.sleep(0.4)  # no CPU: no samples
+        _burn(0.4)
+    finally:
+        profiler.stop()
+    counts = _read(path)
+    total = sum(counts.values())
+    burning = sum(n for stack, n in counts.items() if "_burn (test_profile.py:" in stack)
+    assert 100 <= total <= 300  # about 0.4 s of CPU at one sample per 2 ms
+    assert burning >= 0.8 * total
+    # Root first: the test function calls _burn, so it comes before it on each line.
+    stack = max(counts, key=lambda s: counts[s])
+    assert stack.index("test_a_profile_counts") < stack.index("_burn (")
+
+
+def test_the_profile_is_asked_for_by_the_environment(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert profiler_from_environ(tmp_path) is None
+    monkeypatch.setenv(PROFILE_ENV, "0.01")
+    profiler = profiler_from_environ(tmp_path)
+    assert profiler is not None and profiler.interval == 0.01
+    assert profiler.path.parent == tmp_path and profiler.path.name.endswith(".folded")
+    monkeypatch.setenv(PROFILE_ENV, "often")
+    with pytest.raises(ValueError, match=PROFILE_ENV):
+        profiler_from_environ(tmp_path)
+    with pytest.raises(ValueError, match="> 0"):
+        CpuProfiler(tmp_path / "x", interval=0)
+
+
+def test_run_with_profile_cpu_leaves_a_profile_in_every_instance_s_outputs(
+    tmp_path: Path,
+) -> None:
+    r = harness_cli("run", "pingpong", "-i", "3", "--runner", "local:exec", "--outputs",
+                    str(tmp_path), "-q", "--profile-cpu", "0.2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    instances = [d for d in (only_run_dir(tmp_path) / "single").iterdir() if d.is_dir()]
+    assert len(instances) == 3
+    for inst in instances:
+        (profile,) = inst.glob("cpu-*.folded")
+        counts = _read(profile)
+        assert sum(counts.values()) > 0
+        assert any("_invoke.py" in stack for stack in counts)
+
+
+def test_a_bad_profile_interval_is_a_one_line_error(tmp_path: Path) -> None:
+    r = harness_cli("run", "pingpong", "--runner", "local:exec", "--outputs", str(tmp_path),
+                    "--profile-cpu", "0")
+    assert r.returncode == 2
+    assert "--profile-cpu" in r.stderr and "> 0 ms" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())
