@@ -37,6 +37,10 @@ def main() -> None:
         Figure(f"{what}: virtual/wall", round(r.virtual / r.wall, 2), "x", target=">= 20x"),
         Figure(f"{what}: virtual/CPU", round(r.virtual / r.cpu, 2), "x"),
         Figure(f"{what}: wall", round(r.wall, 2), "s"),
+        # What a node sends a layer, every copy: the wire's size, which a real run's
+        # shaping engine pays by the packet.
+        Figure(f"{what}: gossip sent per node and layer", round(r.megabytes * 1000 / r.nodes / r.layers, 1), "kB"),
+        Figure(f"{what}: frames sent per node and layer", round(r.frames / r.nodes / r.layers), "frames"),
     ])  # fmt: skip
 
 

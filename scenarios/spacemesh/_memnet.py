@@ -92,6 +92,8 @@ class _Half(ObjectStream[bytes]):
         # the sender is frozen), and the caller's loop checkpoints.
         await self._gate.wait()
         net = self._net
+        net.frames_sent += len(items)
+        net.bytes_sent += sum(map(len, items))
         link = net._links.get(self._link_key, net.default)
         now = loop_time()
         for item in items:
@@ -174,6 +176,10 @@ class MemoryNetwork:
         self._wake = anyio.Event()
         self._gates: dict[str, Gate] = {}
         self._held: dict[str, list[tuple[_Half, Batch | None]]] = {}
+        self.frames_sent = 0
+        """Frames handed to the network so far (lost ones too)."""
+        self.bytes_sent = 0
+        """Their bytes: what TCP would carry, less its framing and headers."""
 
     def gate(self, host: str) -> Gate:
         """The gate of ``host``'s process (running unless `pause`d)."""

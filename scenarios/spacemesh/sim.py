@@ -35,6 +35,10 @@ class SimResult:
     """Every node holds the same hash for every layer up to ``layers``."""
     atxs: int
     """The fewest ATXs any node knows."""
+    frames: int
+    """Frames the nodes sent each other (every copy)."""
+    megabytes: float
+    """Their size."""
 
     def line(self) -> str:
         """The one line the command prints."""
@@ -42,7 +46,8 @@ class SimResult:
             f"nodes={self.nodes} layers={self.layers} virtual={self.virtual:.1f}s "
             f"wall={self.wall:.2f}s speedup={self.virtual / self.wall:.1f}x "
             f"cpu={self.cpu:.2f}s speedup_cpu={self.virtual / self.cpu:.1f}x "
-            f"min_atxs_known={self.atxs} agree={self.agree}"
+            f"min_atxs_known={self.atxs} frames={self.frames} mb={self.megabytes:.1f} "
+            f"agree={self.agree}"
         )
 
 
@@ -77,13 +82,15 @@ def simulate(
             out["virtual"] = c.clock.now() - start
             out["agree"] = all(v == views[0] for v in views) and len(views[0]) > layers
             out["atxs"] = min(len(n.mesh.atxs) for n in c.nodes)
+            out["frames"], out["bytes"] = c.net.frames_sent, c.net.bytes_sent
 
     wall, cpu = time.perf_counter(), time.process_time()
     clock = trio.testing.MockClock(autojump_threshold=0)
     anyio.run(run, backend="trio", backend_options={"clock": clock})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return SimResult(
-        miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"]
+        miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"],
+        out["frames"], out["bytes"] / 1e6,
     )
 
 

@@ -206,7 +206,9 @@ def test_simulation_runner_reports_agreement() -> None:
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "nodes=6 layers=5" in out.stdout  # 2 gateways by default and "agree=True" in out.stdout
+    assert "nodes=6 layers=5" in out.stdout and "agree=True" in out.stdout  # 2 gateways
+    figures = dict(f.split("=", 1) for f in out.stdout.split())
+    assert int(figures["frames"]) > 6 * 5 and float(figures["mb"]) > 0  # what the nodes sent
     bad = subprocess.run(
         [sys.executable, "-m", "scenarios.spacemesh.sim", "--loss", "2"],
         capture_output=True, text=True, env=env, timeout=60,
