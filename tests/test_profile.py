@@ -85,3 +85,10 @@ def test_a_bad_profile_interval_is_a_one_line_error(tmp_path: Path) -> None:
     assert "--profile-cpu" in r.stderr and "> 0 ms" in r.stderr
     assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_profile_cpu_is_refused_on_the_cluster_runner(tmp_path: Path) -> None:
+    r = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--outputs", str(tmp_path),
+                    "--profile-cpu")
+    assert r.returncode == 2
+    assert "--profile-cpu is for local runs" in r.stderr and "Traceback" not in r.stderr
