@@ -235,9 +235,9 @@ def make_certificate(
     layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """A hare certificate: the block and the votes that certify it. The votes name the
-    block's proposals, so they travel without them (`certificate_vote` puts them back), as
+    block's proposals, so they travel without them (`certificate_votes` puts them back), as
     a go-spacemesh certificate holds the signatures and not the hare messages."""
-    ids = [compact_id(i) for i in block["proposals"]]
+    ids = _vote_ids(block)
     compact = []
     for vote in sorted(votes, key=lambda v: v["smesher"]):
         if vote["proposals"] != ids:
@@ -246,9 +246,15 @@ def make_certificate(
     return {"layer": layer, "block": block, "votes": compact}
 
 
-def certificate_vote(certificate: dict[str, Any], vote: dict[str, Any]) -> dict[str, Any]:
-    """A vote of ``certificate`` as it was signed: with the block's proposals."""
-    return {**vote, "proposals": [compact_id(i) for i in certificate["block"]["proposals"]]}
+def _vote_ids(block: dict[str, Any]) -> list[str]:
+    """How a vote for ``block`` names its proposals."""
+    return [compact_id(i) for i in block["proposals"]]
+
+
+def certificate_votes(certificate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The votes of ``certificate`` as they were signed: with the block's proposals."""
+    ids = _vote_ids(certificate["block"])
+    return [{**vote, "proposals": ids} for vote in certificate["votes"]]
 
 
 # -- the mesh --------------------------------------------------------------------------------
@@ -421,10 +427,9 @@ class Mesh:
             block = msg["block"]
             if int(block["layer"]) != layer or not msg["votes"]:
                 return False
-            for compact in msg["votes"]:
-                if "proposals" in compact:
-                    return False  # a certificate's votes name its block's proposals
-                vote = certificate_vote(msg, compact)
+            if any("proposals" in vote for vote in msg["votes"]):
+                return False  # a certificate's votes name its block's proposals
+            for vote in certificate_votes(msg):
                 if int(vote["layer"]) != layer:
                     return False
                 if self._id(vote) not in self.votes and not self._sig_ok(vote):

@@ -16,7 +16,7 @@ from scenarios.spacemesh._malfeasance import check_proof
 from scenarios.spacemesh._memnet import MemoryLink
 from scenarios.spacemesh._mesh import (
     COMPACT_ID,
-    certificate_vote,
+    certificate_votes,
     compact_id,
     make_proposal,
     make_vote,
@@ -152,7 +152,7 @@ def test_hare_votes_name_proposals_by_compact_id_and_certificates_carry_no_ids_t
     for cert in certs:
         ids = [compact_id(i) for i in cert["block"]["proposals"]]
         assert all("proposals" not in v for v in cert["votes"])
-        assert all(certificate_vote(cert, v)["proposals"] == ids for v in cert["votes"])
+        assert [v["proposals"] for v in certificate_votes(cert)] == [ids] * len(cert["votes"])
     # Without the votes on their own, every certificate is checked by its signatures alone.
     mesh = replay([m for m in messages if m[0] != "vote"], keys)
     assert len(mesh.certificates) == len(certs)
@@ -162,7 +162,7 @@ def test_hare_votes_name_proposals_by_compact_id_and_certificates_carry_no_ids_t
     other = sorted(cert["block"]["proposals"])[1:] or ["0" * 64]
     moved = {**cert, "block": {**cert["block"], "proposals": other}}
     assert not fresh.add("certificate", moved)  # the votes were signed for another set
-    spelled = {**cert, "votes": [certificate_vote(cert, v) for v in cert["votes"]]}
+    spelled = {**cert, "votes": certificate_votes(cert)}
     assert not fresh.add("certificate", spelled)
     assert fresh.add("certificate", cert)
 
