@@ -96,6 +96,8 @@ class _Peer:
     outbound: bool
     queue: Mailbox[bytes]
     scope: anyio.CancelScope | None = None
+    mesh: bool = False
+    """Messages this node accepts are relayed to this peer (`Gossip` says which are)."""
     sent_me: OrderedDict[bytes, None] = dataclasses.field(default_factory=OrderedDict)
     """Ids of the last messages this peer sent us: relaying them back would be a duplicate."""
 
@@ -111,8 +113,12 @@ class Gossip:
     """One node's gossip endpoint.
 
     Dials the bootnodes, learns more addresses by peer exchange and keeps ``target_peers``
-    connections. A message is delivered to the topic's handler once (by message id) and
-    relayed to every other peer when the handler accepts it.
+    connections. A message is delivered to the topic's handler once (by message id); when
+    the handler accepts it, it is relayed to the peers of the relay mesh, as gossipsub
+    does: a symmetric subset of the connections, ``mesh_degree`` of them (gossipsub's D,
+    kept between D - 1 and 2 D by GRAFT and PRUNE), so that the copies a node receives
+    of each message follow the mesh's degree, not its number of connections. A node's
+    own messages go to every peer (gossipsub's flood publishing).
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class Gossip:
         bootnodes: list[str] | tuple[str, ...] = (),
         target_peers: int = 6,
         max_peers: int | None = None,
+        mesh_degree: int = 6,
         tracer: Tracer | None = None,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -139,6 +146,9 @@ class Gossip:
         self._bootnodes = [b for b in bootnodes if b != listen_address]
         self.target_peers = target_peers
         self.max_peers = max_peers or max(2 * target_peers, 8)
+        if mesh_degree < 1:
+            raise ValueError(f"mesh_degree must be >= 1, not {mesh_degree}")
+        self._mesh = mesh_degree
         self._tracer = tracer or Tracer(None)
         self._metrics = metrics
         self._handlers: dict[str, Handler] = {}
@@ -199,6 +209,11 @@ class Gossip:
         """Ids of the connected peers."""
         return sorted(self._peers)
 
+    @property
+    def mesh_ids(self) -> list[str]:
+        """Ids of the peers in the relay mesh."""
+        return sorted(p.node_id for p in self._peers.values() if p.mesh)
+
     def publish(self, topic: str, data: Json) -> str:
         """Deliver ``data`` locally and flood it to every peer; returns the message id."""
         mid = message_id(topic, data)
@@ -237,6 +252,7 @@ class Gossip:
             self._wake = anyio.Event()
             if self._metrics is not None:
                 self._metrics.peers.set(len(self._peers))
+            self._keep_mesh()
             if len(self._peers) >= self.target_peers:
                 continue
             connected = {p.address for p in self._peers.values()}
@@ -321,6 +337,8 @@ class Gossip:
                 )
             if self._metrics is not None:
                 self._metrics.peers.set(len(self._peers))
+            if self._mesh_size() < self._mesh:
+                self._graft(peer)
             ended = False  # stays False when this node is stopping (cancelled): no line
             try:
                 async with anyio.create_task_group() as tg:
@@ -408,7 +426,36 @@ class Gossip:
                 self._backoff[peer.address] = until
         elif kind == "sync":
             self._on_sync(item, peer)
+        elif kind == "graft":
+            peer.mesh = True  # one too many is pruned by the next `_keep_mesh`
+        elif kind == "prune":
+            peer.mesh = False
         return True
+
+    # -- the relay mesh -------------------------------------------------------------------
+
+    def _mesh_size(self) -> int:
+        return sum(p.mesh for p in self._peers.values())
+
+    def _graft(self, peer: _Peer) -> None:
+        peer.mesh = True
+        self._enqueue(peer, b'{"t":"graft"}')
+
+    def _keep_mesh(self) -> None:
+        """Gossipsub's heartbeat: graft peers while the mesh has fewer than D - 1, prune
+        some while it has more than 2 D, back to D either way."""
+        peers = sorted(self._peers.values(), key=lambda p: p.node_id)
+        mesh = [p for p in peers if p.mesh]
+        if len(mesh) < self._mesh - 1:
+            others = [p for p in peers if not p.mesh]
+            self._rng.shuffle(others)
+            for peer in others[: self._mesh - len(mesh)]:
+                self._graft(peer)
+        elif len(mesh) > 2 * self._mesh:
+            self._rng.shuffle(mesh)
+            for peer in mesh[: len(mesh) - self._mesh]:
+                peer.mesh = False
+                self._enqueue(peer, b'{"t":"prune"}')
 
     def _on_sync(self, item: dict[str, Json], peer: _Peer) -> None:
         if self._digests is None or self._holdings is None:
@@ -507,5 +554,5 @@ class Gossip:
             if isinstance(ts, int | float):
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
-            if other is not peer:
+            if other.mesh and other is not peer:
                 self._enqueue(other, frame)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 
 def make_nodes(
-    net: MemoryNetwork, count: int, tmp: Path | None = None, target: int = 4
+    net: MemoryNetwork, count: int, tmp: Path | None = None, target: int = 4, mesh: int = 6
 ) -> list[Gossip]:
     clock = LoopClock()
     first = "10.1.0.1:7513"
@@ -38,6 +38,7 @@ def make_nodes(
                 rng=random.Random(i),
                 bootnodes=[first] if i else [],
                 target_peers=target,
+                mesh_degree=mesh,
                 tracer=Tracer(tmp / f"n{i}" if tmp else None),
             )
         )
@@ -87,6 +88,52 @@ async def test_each_message_is_delivered_once(tmp_path: Path) -> None:
     assert kinds["publish"] > 0
     assert all({"ts", "mono", "msg_id", "topic", "from", "to", "size"} <= set(x) for x in lines)
     assert all(x["to"] != x["from"] for x in lines)
+
+
+async def test_a_message_is_relayed_along_the_mesh_only_and_reaches_every_node(
+    tmp_path: Path,
+) -> None:
+    """Eight nodes all connected to each other, a mesh of degree 2 (kept between 1 and 4):
+    a node relays what it accepts to its mesh peers, not to its other connections, and
+    every message still reaches every node."""
+    net = MemoryNetwork(seed=3, default=MemoryLink(delay=0.01))
+    nodes = make_nodes(net, 8, tmp_path, target=7, mesh=2)
+    got: Counter[str] = Counter()
+
+    def handler(node_id: str) -> Callable[[Json], bool]:
+        def handle(data: Json) -> bool:
+            got[node_id] += 1
+            return True
+
+        return handle
+
+    for n in nodes:
+        n.subscribe("t", handler(n.node_id))
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 7)
+        await anyio.sleep(4)  # a few heartbeats: the mesh is pruned to its bounds
+        meshes = {n.node_id: n.mesh_ids for n in nodes}
+        for i in range(10):
+            nodes[i % 8].publish("t", {"i": i})
+        await anyio.sleep(2)
+        assert {n.node_id: n.mesh_ids for n in nodes} == meshes  # stable meanwhile
+        tg.cancel_scope.cancel()
+    assert got == {n.node_id: 10 for n in nodes}
+    assert all(1 <= len(m) <= 4 for m in meshes.values()), meshes
+    assert all(a in meshes[b] for a, mesh in meshes.items() for b in mesh)  # symmetric
+    for n in nodes:
+        n._tracer.close()
+    publisher = {message_id("t", {"i": i}): f"n{i % 8}" for i in range(10)}
+    relayed = [
+        x for n in nodes for x in read_trace(tmp_path / n.node_id)
+        if x["kind"] == "receive" and x["from"] != publisher[x["msg_id"]]
+    ]  # fmt: skip
+    assert relayed and all(x["to"] in meshes[x["from"]] for x in relayed)
+    # Flooding would have sent each message over all 28 links, both ways but the first.
+    assert len(relayed) < 10 * (56 - 7 - 7)
 
 
 async def test_rejected_messages_are_not_relayed() -> None:
