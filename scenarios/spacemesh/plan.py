@@ -367,6 +367,9 @@ class Watch:
     """Seconds between two looks at the node: twice a layer (`POLLS_PER_LAYER`), every
     `POLL_S` at most. Each look is a unary gRPC call that costs the node's process a
     millisecond or two of CPU: every 0.5 s at 4 s layers, they took a sixth of it."""
+    earliest: float = 0.0
+    """When the target layer starts: no node verifies it before, so no look before it can
+    pass the watch (`wait`)."""
 
     @classmethod
     def of(
@@ -399,13 +402,26 @@ class Watch:
             atx_after = max(atx_after, restarted_at + 2 * epoch)
         poll = max(POLL_S, layer_duration / POLLS_PER_LAYER)
         return cls(role, target, genesis, epoch, deadline, not_before, atx_after=atx_after,
-                   poll=poll)  # fmt: skip
+                   poll=poll, earliest=genesis + target * layer_duration)  # fmt: skip
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next look: `poll`, or longer while no look could end the
+        watch (before `earliest` and `not_before`, but for a miner's ATX check). At 100
+        nodes the looks of the layers before the target cost the network a few percent
+        of its CPU and told nothing."""
+        until = max(self.earliest, self.not_before)
+        if self.role == "miner" and not self.atx_checked:
+            until = min(until, self._atx_at)
+        return max(self.poll, until - now)
 
     def wants_atx_status(self, now: float) -> bool:
         """True once for a miner, one epoch after genesis: one epoch is enough for a PoET
         round and an ATX, so a miner without one fails early, with the reason."""
-        after = self.atx_after or self.genesis + self.epoch_duration
-        return self.role == "miner" and not self.atx_checked and now > after
+        return self.role == "miner" and not self.atx_checked and now > self._atx_at
+
+    @property
+    def _atx_at(self) -> float:
+        return self.atx_after or self.genesis + self.epoch_duration
 
     def step(
         self,
@@ -466,7 +482,7 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
             error = watch.step(now, status, atx_status)
             if error is not None:
                 break
-            await anyio.sleep(watch.poll)
+            await anyio.sleep(watch.wait(time.time()))
         if transfers and not error:
             error = "the submitter's node published no ATX: no transfers were sent"
         for tries in itertools.count(1):
