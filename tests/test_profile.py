@@ -53,6 +53,24 @@ def test_a_profile_counts_the_stacks_that_use_the_cpu_and_not_a_sleep(tmp_path: 
     assert stack.index("test_a_profile_counts") < stack.index("_burn (")
 
 
+def test_a_sample_taken_while_the_profile_is_written_does_not_break_the_write(
+    tmp_path: Path,
+) -> None:
+    """The signal handler may run inside `write` (a 100-node run's instance crashed with
+    "dictionary changed size during iteration"): many stacks make each write long, and a
+    timer at its finest fires during most of them."""
+    profiler = CpuProfiler(tmp_path / "cpu.folded", interval=0.0001)
+    profiler.counts.update({f"stack{i}": 1 for i in range(20_000)})
+    profiler.start()
+    try:
+        for _ in range(30):
+            profiler.write()
+    finally:
+        profiler.stop()
+    written = _read(tmp_path / "cpu.folded")
+    assert sum(written.values()) > 20_000  # samples came meanwhile, and were written
+
+
 def test_the_profile_is_asked_for_by_the_environment(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PROFILE_ENV, raising=False)

@@ -69,7 +69,10 @@ class CpuProfiler:
     def write(self) -> None:
         """Replace the file with the counts so far (a reader never sees half of it)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(f"{stack} {n}\n" for stack, n in self.counts.items()))
+        # A sample may come (a nested signal handler) while the text is built: it works on
+        # a copy, which `dict` makes in C, between two samples.
+        counts = dict(self.counts)
+        tmp.write_text("".join(f"{stack} {n}\n" for stack, n in counts.items()))
         tmp.replace(self.path)
 
 
