@@ -14,11 +14,11 @@ import httpx
 import trio
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from harness._listen import Listen, address, open_listeners
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
+from harness.observe._promtext import TextParser
 from harness.observe._runrecord import read_run
 from harness.observe._stored import SCRAPED_FILE
 
@@ -63,6 +63,7 @@ class Scraper(Collector):
         self.timeout = timeout
         self._client = client
         self._latest: dict[str, list[Metric]] = {}
+        self._parsers: dict[str, TextParser] = {}
         self._up: dict[str, bool] = {}
         self._writer = JsonlWriter(run_dir / SCRAPED_FILE)
         self._sdk_tails: dict[str, Tail] = {}
@@ -86,7 +87,7 @@ class Scraper(Collector):
         try:
             resp = await client.get(url, timeout=self.timeout)
             resp.raise_for_status()
-            families = list(text_string_to_metric_families(resp.text))
+            families = self._parsers.setdefault(iid, TextParser()).parse(resp.text)
         except (httpx.HTTPError, ValueError):
             self._up[iid] = False
             return
