@@ -82,3 +82,4 @@ async def test_metrics_endpoint_uses_its_own_registry() -> None:
     assert 'spacemesh_messages_delivered_total{topic="atx"} 1.0' in text
     assert 'spacemesh_message_latency_seconds_bucket{le="0.05",topic="atx"} 1.0' in text
     assert 'spacemesh_message_latency_seconds_bucket{le="0.025",topic="atx"} 0.0' in text
+    assert "_created" not in text  # as go-spacemesh's: a fifth fewer lines to render and parse
