@@ -37,7 +37,7 @@ class NodeMetrics:
     def __init__(self) -> None:
         # No `_created` series (go-spacemesh's Go client has none): they were a fifth of
         # the lines every scrape renders and parses. A switch for the whole process.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.peers = Gauge("spacemesh_peers", "Connected gossip peers", registry=r)
