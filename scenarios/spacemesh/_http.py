@@ -89,7 +89,8 @@ async def serve_http(
     async def handler(stream: SocketStream) -> None:
         await _handle(stream, app)
 
-    await listener.serve(handler)
+    async with listener:  # closed when cancelled: the port is free again, nothing accepts
+        await listener.serve(handler)
 
 
 def poet_app(service: PoetService) -> App:

@@ -1,18 +1,19 @@
-"""How a node reaches a PoET: over HTTP (httpx), or directly in the same process."""
+"""How a node reaches a PoET: over HTTP (h11, as the server), or directly in the same
+process."""
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
-import httpcore  # noqa: F401  (httpx imports it at a first client; now, before genesis is set)
-import httpx
+import anyio
+import h11
+import orjson
 
 from ._codec import Json
 from ._poet import PoetError, PoetService
+from ._transport import split_address
 
-# httpx logs every request at info; the node logs what matters ("poet challenge submitted").
-logging.getLogger("httpx").setLevel(logging.WARNING)
+_MAX_ANSWER = 1 << 20
 
 
 class PoetClient(Protocol):
@@ -30,42 +31,81 @@ class PoetClient(Protocol):
 
 
 class HttpPoetClient:
-    """The PoET's HTTP API (``POST /v1/submit``, ``GET /v1/info``)."""
+    """The PoET's HTTP API (``POST /v1/submit``, ``GET /v1/info``) at ``host:port``.
+
+    One HTTP/1.1 request per connection, framed by h11 as the server's are: a smesher asks
+    about once an epoch, so there is no pool to keep. The client's CPU a submission: 1.3 ms,
+    against 2.2 ms through a pooled httpx client (on a VM running at half its usual speed;
+    the PoET client was 4.5 % of a 100-node run's node CPU with httpx). Every failure, the
+    PoET's refusals included, is an ``OSError`` saying what happened.
+    """
 
     def __init__(self, address: str, timeout: float = 3.0) -> None:
         self.address = address
-        base = address if "://" in address else f"http://{address}"
-        # Plain HTTP: no TLS context with the CA bundle loaded (a tenth of a second of
-        # CPU per node, paid by a hundred nodes at once between genesis and their start).
-        verify = base.startswith("https://")
-        self._client = httpx.AsyncClient(base_url=base, timeout=timeout, verify=verify)
+        self._host, self._port = split_address(address)
+        self.timeout = timeout
 
     async def submit(self, challenge: bytes) -> int:
+        body = orjson.dumps({"challenge": challenge.hex()})
+        answer = await self._request("POST", "/v1/submit", body)
         try:
-            resp = await self._client.post("/v1/submit", json={"challenge": challenge.hex()})
-        except httpx.TransportError as exc:
-            raise OSError(_describe(exc)) from None
-        if resp.status_code != 200:
-            raise OSError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-        return int(resp.json()["roundId"])
+            return int(answer["roundId"])
+        except (KeyError, TypeError, ValueError):
+            raise OSError(f"no round in the PoET's answer: {str(answer)[:200]}") from None
 
     async def info(self) -> dict[str, Json]:
-        try:
-            resp = await self._client.get("/v1/info")
-        except httpx.TransportError as exc:
-            raise OSError(_describe(exc)) from None
-        resp.raise_for_status()
-        result: dict[str, Json] = resp.json()
-        return result
+        return await self._request("GET", "/v1/info", b"")
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+        """Nothing to close: no connection outlives its request."""
 
-
-def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    async def _request(self, method: str, path: str, body: bytes) -> dict[str, Json]:
+        """The JSON object a 200 answer holds; OSError for anything else."""
+        try:
+            with anyio.fail_after(self.timeout):
+                stream = await anyio.connect_tcp(self._host, self._port)
+        except TimeoutError:
+            raise OSError(f"ConnectTimeout: no connection in {self.timeout:g} s") from None
+        except OSError as exc:
+            raise OSError(f"ConnectError: {exc}") from None
+        conn = h11.Connection(h11.CLIENT)
+        headers = [("host", self.address), ("content-length", str(len(body))),
+                   ("content-type", "application/json"), ("connection", "close")]  # fmt: skip
+        status, answer = 0, b""
+        try:
+            async with stream:
+                with anyio.fail_after(self.timeout):
+                    request = h11.Request(method=method, target=path, headers=headers)
+                    await stream.send(conn.send(request) + conn.send(h11.Data(data=body))
+                                      + conn.send(h11.EndOfMessage()))  # fmt: skip
+                    while True:
+                        event = conn.next_event()
+                        if event is h11.NEED_DATA:
+                            try:
+                                conn.receive_data(await stream.receive())
+                            except anyio.EndOfStream:
+                                conn.receive_data(b"")
+                        elif isinstance(event, h11.Response):
+                            status = event.status_code
+                        elif isinstance(event, h11.Data):
+                            answer += event.data
+                            if len(answer) > _MAX_ANSWER:
+                                raise OSError("the PoET's answer is too large")
+                        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                            break
+        except TimeoutError:
+            raise OSError(f"ReadTimeout: no answer in {self.timeout:g} s") from None
+        except (h11.ProtocolError, anyio.BrokenResourceError) as exc:
+            raise OSError(f"the PoET's answer broke off: {exc or type(exc).__name__}") from None
+        if status != 200:
+            raise OSError(f"HTTP {status}: {answer[:200].decode(errors='replace')}")
+        try:
+            result = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            result = None
+        if not isinstance(result, dict):
+            raise OSError(f"the PoET's answer is not a JSON object: {answer[:200]!r}")
+        return result
 
 
 class LocalPoetClient:

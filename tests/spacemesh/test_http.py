@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from scenarios.spacemesh import (
+    HttpPoetClient,
     NodeMetrics,
     PoetConfig,
     PoetService,
@@ -64,6 +65,31 @@ async def test_poet_http_api() -> None:
             assert started.status_code == 200 and service.gateways == ["10.0.0.1:9092"]
             assert (await client.get("/nope")).status_code == 404
         tg.cancel_scope.cancel()
+
+
+async def test_the_node_s_poet_client_submits_asks_and_says_what_went_wrong() -> None:
+    """`HttpPoetClient` against the PoET's server: a submission's round and the info; and
+    every failure an OSError naming it (refused, a 400, no server, no answer)."""
+    service = PoetService(PoetConfig(genesis=0.0, round_duration=1000.0), WallClock(), _never)
+    address = _addr(3)
+    async with anyio.create_task_group() as tg:
+        await tg.start(serve_http, address, poet_app(service))
+        client = HttpPoetClient(address)
+        assert await client.submit(b"\xab" * 32) == service.open_round_id()
+        assert (await client.info())["servicePubKey"] == service.public_key
+        with pytest.raises(OSError, match=r"HTTP 400: .*32 bytes"):
+            await client.submit(b"\xab")
+        tg.cancel_scope.cancel()
+    with pytest.raises(OSError, match="ConnectError"):
+        await HttpPoetClient(address).submit(b"\xab" * 32)  # nobody listens any more
+    silent = _addr(4)
+    host, port = silent.rsplit(":", 1)
+    async with await anyio.create_tcp_listener(local_host=host, local_port=int(port)):
+        # The kernel accepts the connection; nobody reads or answers.
+        with pytest.raises(OSError, match=r"ReadTimeout: no answer in 0\.3 s"):
+            await HttpPoetClient(silent, timeout=0.3).submit(b"\xab" * 32)
+    with pytest.raises(ValueError, match="host:port"):
+        HttpPoetClient("poet-without-a-port")
 
 
 async def test_metrics_endpoint_uses_its_own_registry() -> None:

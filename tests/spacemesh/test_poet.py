@@ -128,16 +128,3 @@ def test_bad_input_is_refused() -> None:
         PoetConfig(genesis=0.0, round_duration=0)
     with pytest.raises(PoetError, match="chain_length"):
         PoetConfig(genesis=0.0, chain_length=-1)
-
-
-def test_a_plain_http_poet_client_loads_no_ca_bundle() -> None:
-    """A hundred nodes create their PoET clients at once, right after genesis is set:
-    plain HTTP needs no TLS context with the system's CA certificates loaded."""
-    from scenarios.spacemesh._poet_client import HttpPoetClient
-
-    def ca_certs(client: HttpPoetClient) -> int:
-        context = client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
-        return int(context.cert_store_stats()["x509_ca"])
-
-    assert ca_certs(HttpPoetClient("127.0.0.1:7000")) == 0
-    assert ca_certs(HttpPoetClient("https://poet.example:443")) > 0  # TLS still verifies
