@@ -12,6 +12,8 @@ from typing import NoReturn
 import anyio
 import structlog
 
+from ._transport import split_address
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -23,10 +25,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def address(value: str) -> str:
-    """argparse type for ``host:port``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected host:port, got {value!r}")
+    """argparse type for ``host:port`` (`split_address`'s rule)."""
+    try:
+        split_address(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return value
 
 

@@ -77,7 +77,8 @@ def _cut_frames(buffer: bytearray, frames: deque[bytes]) -> str | None:
 def split_address(address: str) -> tuple[str, int]:
     """``"host:port"`` -> ``(host, port)``; a one-line ``ValueError`` when malformed."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    bad_host = not host or "/" in host  # a URL ("http://poet:7000") is not an address
+    if not sep or bad_host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"address must be host:port, not {address!r}")
     return host, int(port)
 

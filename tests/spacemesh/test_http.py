@@ -88,8 +88,9 @@ async def test_the_node_s_poet_client_submits_asks_and_says_what_went_wrong() ->
         # The kernel accepts the connection; nobody reads or answers.
         with pytest.raises(OSError, match=r"ReadTimeout: no answer in 0\.3 s"):
             await HttpPoetClient(silent, timeout=0.3).submit(b"\xab" * 32)
-    with pytest.raises(ValueError, match="host:port"):
-        HttpPoetClient("poet-without-a-port")
+    for bad in ("poet-without-a-port", "http://poet:7000"):
+        with pytest.raises(ValueError, match="host:port"):
+            HttpPoetClient(bad)
 
 
 async def test_metrics_endpoint_uses_its_own_registry() -> None:
