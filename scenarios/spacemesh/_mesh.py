@@ -228,9 +228,6 @@ def make_block(
     return block
 
 
-_BLOCK_FIELDS = {"layer", "proposals", "rewards", "txs"}
-
-
 def make_certificate(
     layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -321,17 +318,11 @@ class Mesh:
         self._ballot_weights: dict[int, dict[str, int]] = defaultdict(dict)
         self._seats: dict[int, dict[tuple[int, str], int]] = defaultdict(dict)
         self._eligible: dict[int, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
-        self._local: dict[int, tuple[tuple[int, ...], dict[str, Any] | None, str]] = {}
         self._cert_blocks: dict[str, dict[str, Any]] = {}
-        self._blocks_by_layer: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
-        """Blocks published on their own (a voter's local block), by layer and id."""
         """Every certified block by id (what a ballot's vote may name)."""
         self._certified: dict[int, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
         self._opinions: dict[int, tuple[tuple[int, ...], dict[int, dict[str, int]]]] = {}
         self._chain: list[LayerState] = []
-        self._chain_local: list[tuple[str, dict[str, Any] | None]] = []
-        """Per layer of the chain: the id of its local block and the block when deciding it
-        made that block one a later layer's votes may name, else empty and None."""
         self._dirty_from = 0
         """The first layer whose decision may have changed since the last `decide`."""
         self._decided_at: int | None = None
@@ -361,7 +352,7 @@ class Mesh:
 
     def add(self, kind: str, msg: Json) -> bool:
         """Validate and store a message of ``kind`` (poet, atx, proposal, vote, certificate,
-        block, malfeasance).
+        malfeasance).
 
         Returns False for an invalid message (or an ineligible proposal: stored, so that
         the decisions stay a function of the set of messages, but not worth relaying),
@@ -420,8 +411,6 @@ class Mesh:
             if kind == "proposal":
                 return isinstance(msg["opinion"], dict) and _tx_ids_ok(msg.get("txs", []))
             return isinstance(msg["proposals"], list)
-        if kind == "block":
-            return self._check_block(msg)
         if kind == "certificate":
             layer = int(msg["layer"])
             block = msg["block"]
@@ -438,22 +427,6 @@ class Mesh:
         if kind == "malfeasance":
             return self.malfeasance and check_proof(msg, self._sig_ok) is not None
         return False
-
-    def _check_block(self, block: dict[str, Any]) -> bool:
-        """A block published on its own needs only its shape: a tortoise vote names a
-        block by its id, a hash of its content, so no other content can pass for the block
-        the votes decide (and one nobody votes for decides nothing). Its proposals may be
-        some this node will never hold (of an identity convicted since), so they are not
-        looked up."""
-        ids, rewards = block["proposals"], block["rewards"]
-        ok = int(block["layer"]) >= 0 and isinstance(ids, list) and bool(ids)
-        ok = ok and all(isinstance(i, str) for i in ids) and ids == sorted(set(ids))
-        ok = ok and isinstance(rewards, list) and all(
-            isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
-            and isinstance(r[1], int) and r[1] >= 0
-            for r in rewards
-        )  # fmt: skip
-        return ok and _tx_ids_ok(block.get("txs", [])) and set(block) <= _BLOCK_FIELDS
 
     def _check_atx(self, atx: dict[str, Any]) -> bool | None:
         poet = atx["poet"]
@@ -505,10 +478,6 @@ class Mesh:
         elif kind == "vote":
             self.votes[mid] = msg
             self._votes_by_layer[int(msg["layer"])][mid] = msg
-        elif kind == "block":
-            self._blocks_by_layer[int(msg["layer"])][mid] = msg
-            self._cert_blocks.setdefault(mid, msg)
-            self._dirty_from = min(self._dirty_from, int(msg["layer"]))
         elif kind == "certificate":
             self.certificates[mid] = msg
             self._certs_by_layer[int(msg["layer"])].append(msg)
@@ -653,14 +622,10 @@ class Mesh:
         (or anything that changes every epoch: a replaced ATX, a conviction)."""
         return (self._all_gen, self._epoch_gen.get(epoch, 0))
 
-    def layer_stamp(self, layer: int) -> tuple[int, int, int, int, int]:
+    def layer_stamp(self, layer: int) -> tuple[int, int, int, int]:
         """Changes whenever the layer's eligible proposals or certificates may have (the
         weights' generation, the counts of its proposals and certificates)."""
-        return (
-            *self._layer_key(layer),
-            len(self._certs_by_layer.get(layer, ())),
-            len(self._blocks_by_layer.get(layer, ())),
-        )
+        return (*self._layer_key(layer), len(self._certs_by_layer.get(layer, ())))
 
     def layer_proposals(self, layer: int) -> dict[str, dict[str, Any]]:
         """Eligible proposals of a layer from identities not convicted, by id."""
@@ -682,38 +647,9 @@ class Mesh:
         """Valid hare votes of a layer."""
         return list(self._votes_by_layer.get(layer, {}).values())
 
-    def layer_blocks(self, layer: int) -> list[dict[str, Any]]:
-        """Blocks of a layer published on their own (voters' local blocks)."""
-        return list(self._blocks_by_layer.get(layer, {}).values())
-
-    def has_block(self, block_id: str) -> bool:
-        """Whether a block with this id is held as a message (certified or published)."""
-        return block_id in self._cert_blocks
-
     def layer_certificates(self, layer: int) -> list[dict[str, Any]]:
         """Stored hare certificates of a layer."""
         return list(self._certs_by_layer.get(layer, []))
-
-    def local_block(self, layer: int) -> dict[str, Any] | None:
-        """The block made of every proposal of the layer known here (None: empty layer)."""
-        return self._local_entry(layer)[1]
-
-    def _local_id(self, layer: int) -> str:
-        """The id of `local_block` (empty when there is none)."""
-        return self._local_entry(layer)[2]
-
-    def _local_entry(self, layer: int) -> tuple[tuple[int, ...], dict[str, Any] | None, str]:
-        key = self._layer_key(layer)
-        cached = self._local.get(layer)
-        if cached is None or cached[0] != key:
-            proposals = list(self._eligible_proposals(layer).values())
-            block, block_id = None, ""
-            if proposals:
-                weights = {p["atx"]: self.atx_weight(p["atx"]) for p in proposals}
-                block = make_block(layer, proposals, weights)
-                block_id = hash_json(block)
-            cached = self._local[layer] = (key, block, block_id)
-        return cached
 
     def hare_needed(self, layer: int) -> float:
         """The seats a certificate's votes must exceed (0: nobody is active)."""
@@ -799,32 +735,24 @@ class Mesh:
         return tally, crossed
 
     def _decision(
-        self, layer: int, current_layer: int, known_local: dict[str, dict[str, Any]]
+        self, layer: int, current_layer: int
     ) -> tuple[LayerStatus, str, dict[str, Any] | None] | None:
         """Status, block id and block of one layer (None: undecided). A block voted for is
-        looked up among the certified blocks and the local blocks of the layers decided by
-        votes so far (``known_local``, which this extends)."""
+        looked up among the certified blocks (None until its certificate arrives)."""
         params = self.params
         mature = layer + params.hdist <= current_layer
         tally, crossed = self._tortoise(layer, current_layer) if mature else ({}, False)
         final = crossed or layer + params.window < current_layer
         if tally:
             block_id = min(tally, key=lambda b: (-tally[b], b))
-            local = self.local_block(layer)
-            if local is not None:
-                known_local.setdefault(self._local_id(layer), local)
-            block = None
-            if block_id:
-                block = self._cert_blocks.get(block_id) or known_local.get(block_id)
+            block = self._cert_blocks.get(block_id) if block_id else None
             return (LayerStatus.VERIFIED if final else LayerStatus.APPLIED), block_id, block
         if (certified := self.certified_block(layer)) is not None:
             # Past hdist with no votes to overturn it, the hare's output is final then.
             status = LayerStatus.VERIFIED if mature and final else LayerStatus.APPLIED
             return status, hash_json(certified), certified
         if mature:
-            block = self.local_block(layer)
-            block_id = self._local_id(layer) if block is not None else EMPTY_BLOCK
-            return (LayerStatus.VERIFIED if final else LayerStatus.APPLIED), block_id, block
+            return (LayerStatus.VERIFIED if final else LayerStatus.APPLIED), EMPTY_BLOCK, None
         return None
 
     def decide(self, current_layer: int) -> list[LayerState]:
@@ -835,9 +763,11 @@ class Mesh:
         weight expected from the voting layers (so one vote cannot flip it), or once the
         layer is older than the vote window (nothing more will be counted), or when no
         weight is expected at all (nobody active). A mature layer short of the threshold
-        is applied with the tortoise's (or else the hare's) block and stays open.
+        is applied with the tortoise's block and stays open. A mature layer no ballot
+        votes on gets the hare's block, or else none (go-spacemesh: a layer the hare did
+        not certify is empty). A younger layer is decided only by a certificate.
 
-        Incremental: the ballots' votes, eligible proposals, local and certified blocks are
+        Incremental: the ballots' votes, eligible proposals and certified blocks are
         cached per layer (recomputed only when the layer gains a message or the weights
         change), and the hash chain is reused up to the first layer whose decision changed;
         the result is the same as deciding from scratch over the same messages.
@@ -846,8 +776,6 @@ class Mesh:
         old = self._chain
         prev_hash = bytes(32)
         diverged = False  # from the first changed decision on, nothing old is reused
-        known_local: dict[str, dict[str, Any]] = {}
-        local_ids: list[tuple[str, dict[str, Any] | None]] = []
         # Below ``settled`` nothing a decision depends on changed since the last call: no
         # message of its layer or of the layers that vote on it, the same weights, and a
         # current layer past its window both times (so it no longer depends on it).
@@ -855,21 +783,10 @@ class Mesh:
         settled = min(self._dirty_from, min(last, current_layer) - self.params.window - 1)
         for layer in range(current_layer + 1):
             if layer < settled and layer < len(old):
-                # Its local block is the one kept (nothing of its layer changed): not
-                # looked up again, layer after layer of the whole history, at every call.
-                local_id, local = self._chain_local[layer]
-                if local is not None:
-                    known_local.setdefault(local_id, local)
-                local_ids.append((local_id, local))
                 result.append(old[layer])
                 prev_hash = old[layer].hash
                 continue
-            before = len(known_local)
-            decision = self._decision(layer, current_layer, known_local)
-            if len(known_local) > before:
-                local_ids.append((self._local_id(layer), self.local_block(layer)))
-            else:
-                local_ids.append(("", None))
+            decision = self._decision(layer, current_layer)
             if decision is None:
                 break
             status, block_id, block = decision
@@ -884,19 +801,24 @@ class Mesh:
             prev_hash = h(b"layer", prev_hash, layer, block_id)
             # The node's ledger (`_state.Ledger`) executes the layer and sets its state root.
             result.append(LayerState(layer, status, block_id, block, prev_hash, b""))
-        self._chain, self._chain_local = result, local_ids
+        self._chain = result
         self._dirty_from, self._decided_at = _NOTHING_CHANGED, current_layer
         return list(result)
 
 
 def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, str]:
-    """What a proposal in ``layer`` votes on the ``window`` layers before it."""
+    """What a proposal in ``layer`` votes on the ``window`` layers before it: each decided
+    layer's block (empty included), else a younger layer's certified block, else nothing.
+    Without a certificate, as go-spacemesh, a ballot never votes for a block of its own
+    making: each node would name the proposals it happened to see, and under load the
+    votes on a layer split over dozens of blocks. It abstains while the hare may still
+    certify the layer (a second tally runs at 75 % of the next layer), and once the layer
+    is mature the tortoise (or the lack of votes) makes it empty."""
     decided = {s.number: s.block_id for s in states}
     opinion: dict[str, str] = {}
     for earlier in range(max(0, layer - mesh.params.window), layer):
         if earlier in decided:
             opinion[str(earlier)] = decided[earlier]
-        else:
-            local = mesh.local_block(earlier)
-            opinion[str(earlier)] = hash_json(local) if local is not None else EMPTY_BLOCK
+        elif (certified := mesh.certified_block(earlier)) is not None:
+            opinion[str(earlier)] = hash_json(certified)
     return opinion

@@ -42,14 +42,13 @@ from ._trace import Tracer
 from ._transport import Transport
 from ._txs import Mempool, parse_tx
 
-TOPICS = ("poet", "atx", "proposal", "hare", "certificate", "block", "malfeasance")
+TOPICS = ("poet", "atx", "proposal", "hare", "certificate", "malfeasance")
 _KIND = {
     "poet": "poet",
     "atx": "atx",
     "proposal": "proposal",
     "hare": "vote",
     "certificate": "certificate",
-    "block": "block",
     "malfeasance": "malfeasance",
 }
 
@@ -149,8 +148,6 @@ class Node:
         self._log = _log.bind(node=self.node_id)
         self._challenge = ""
         self._logged_layers: dict[int, tuple[LayerStatus, str]] = {}
-        self._voted_blocks: dict[str, dict[str, Any]] = {}
-        """Block id -> the local block this node's proposals voted for (no message yet)."""
         self._init_state()
         self._proofs_received: dict[str, float] = {}
 
@@ -245,7 +242,7 @@ class Node:
 
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool:
-            if kind in ("proposal", "vote", "certificate", "block") and self._too_early(data):
+            if kind in ("proposal", "vote", "certificate") and self._too_early(data):
                 return False
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
@@ -282,7 +279,6 @@ class Node:
             await self._clock.sleep_until(start)
             self.gossip.request_sync()
             self._log_layers()
-            self._publish_decided_blocks(self.layers())
             self._propose(layer)
             await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
             self._vote(layer)
@@ -356,34 +352,7 @@ class Node:
             return
         opinion = opinion_for(self.layers(), self.mesh, layer)
         txs = self._offer_txs()
-        self._keep_voted_blocks(layer, opinion)
         self.gossip.publish("proposal", make_proposal(self.signer, layer, atx_id, opinion, txs))
-
-    def _keep_voted_blocks(self, layer: int, opinion: dict[str, str]) -> None:
-        """Keep the local blocks ``opinion`` votes for that are no message yet: once the
-        layer's last proposals arrive no node rebuilds them, yet the tortoise may decide
-        one (without a certificate), and a node that never built it, such as one recovered
-        from a checkpoint, must still get it to execute the layer
-        (`_publish_decided_blocks`)."""
-        for earlier, block_id in opinion.items():
-            if not block_id or block_id in self._voted_blocks or self.mesh.has_block(block_id):
-                continue
-            local = self.mesh.local_block(int(earlier))
-            if local is not None and hash_json(local) == block_id:
-                self._voted_blocks[block_id] = local
-        oldest = layer - self.config.mesh.window - self.config.mesh.hdist
-        for block_id in [b for b, v in self._voted_blocks.items() if v["layer"] < oldest]:
-            del self._voted_blocks[block_id]
-
-    def _publish_decided_blocks(self, states: list[LayerState]) -> None:
-        """Publish each block this node voted for once the tortoise decides it and no
-        message holds it yet. Only the decided block of a layer travels: publishing every
-        block voted for, as views differ in a loaded network, flooded up to one per
-        proposer and layer (two fifths of a 100-node run's bytes)."""
-        for s in states[max(0, len(states) - self.config.mesh.window - 1) :]:
-            block = self._voted_blocks.get(s.block_id)
-            if block is not None and not self.mesh.has_block(s.block_id):
-                self.gossip.publish("block", block)
 
     def _vote(self, layer: int) -> None:
         atx_id = self._my_atx(layer)
@@ -437,7 +406,7 @@ class Node:
         epoch = self.config.mesh.epoch(layer)
         keys = ["poet", f"atx:{epoch}", f"atx:{epoch + 1}", "malfeasance"]
         for past in range(max(0, layer - self.config.mesh.window), layer):
-            keys += [f"proposal:{past}", f"certificate:{past}", f"block:{past}"]
+            keys += [f"proposal:{past}", f"certificate:{past}"]
         return keys
 
     def _sync_digests(self) -> dict[str, str]:
@@ -452,8 +421,6 @@ class Node:
             return {i: ("atx", m) for i, m in mesh.atxs_for_epoch(int(arg)).items()}
         if kind == "proposal":
             return {i: ("proposal", m) for i, m in mesh.layer_proposals(int(arg)).items()}
-        if kind == "block":
-            return {hash_json(m): ("block", m) for m in mesh.layer_blocks(int(arg))}
         if kind == "certificate":
             certs = mesh.layer_certificates(int(arg))
             return {hash_json(m): ("certificate", m) for m in certs}

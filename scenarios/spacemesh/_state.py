@@ -145,9 +145,8 @@ class Ledger:
     block id, and by whether its block is known. A changed decision anywhere re-executes
     from there (the later hashes change), and so does a layer whose block arrives after its
     id was decided, with every layer after it: the layer ran as empty meanwhile, and the
-    hashes, over block ids, do not change then (a node recovered from a checkpoint may
-    decide a layer from the votes before the block they name reaches it). Nothing else
-    re-executes.
+    hashes, over block ids, do not change then (the votes that decide a layer may reach a
+    node before the certificate that holds the block). Nothing else re-executes.
     """
 
     def __init__(self, base: Base) -> None:
@@ -159,12 +158,8 @@ class Ledger:
         self.results: dict[str, tuple[int, str]] = {}
         """tx id -> (layer, result) over the applied layers."""
         self._by_layer: dict[int, Accounts] = {}
-        self._blocks: dict[str, dict[str, Any]] = {}
-        """Every block held once, by id: its content cannot change, but the mesh may hold
-        it no longer (a voted local block that later proposals changed)."""
-        self._last: list[tuple[LayerState, bool, LayerState]] = []
-        """Per layer of the last `apply`: the state it was given, whether its block was
-        filled in from ``_blocks``, and what it returned for it."""
+        self._last: list[tuple[LayerState, LayerState]] = []
+        """Per layer of the last `apply`: the state it was given and what it returned."""
 
     def accounts_after(self, layer: int) -> Accounts | None:
         """The accounts after an applied layer (None: not applied)."""
@@ -183,29 +178,23 @@ class Ledger:
         by_layer: dict[int, Accounts] = {}
         reuse = True  # until a layer executes: those after it start from other accounts
         last = self._last
-        remember: list[tuple[LayerState, bool, LayerState]] = []
+        remember: list[tuple[LayerState, LayerState]] = []
         cached: tuple[Accounts, dict[str, str], bytes] | None
-        for n, given in enumerate(states):
-            s = given
-            filled = s.block is None and s.block_id in self._blocks
-            if reuse and n < len(last) and last[n][0] is given and last[n][1] == filled:
+        for n, s in enumerate(states):
+            if reuse and n < len(last) and last[n][0] is s:
                 # The same state as last time, after the same layers: the same result
                 # (the mesh hands back the very objects of the layers it did not redo).
                 # Without this, each call rebuilt every layer's state since genesis.
                 if s.number > self.base.layer:
-                    key = (s.hash, s.block is not None or filled)
+                    key = (s.hash, s.block is not None)
                     after[key] = self._after[key]
                     accounts, done, root = after[key]
                     results.update({i: (s.number, r) for i, r in done.items()})
                 by_layer[s.number] = accounts
-                out.append(last[n][2])
+                out.append(last[n][1])
                 remember.append(last[n])
                 continue
             if s.number > self.base.layer:
-                if s.block is not None:
-                    self._blocks.setdefault(s.block_id, s.block)
-                elif s.block_id in self._blocks:
-                    s = dataclasses.replace(s, block=self._blocks[s.block_id])
                 key = (s.hash, s.block is not None)
                 cached = self._after.get(key) if reuse else None
                 if cached is None:
@@ -222,7 +211,7 @@ class Ledger:
                 results.update({i: (s.number, r) for i, r in done.items()})
             by_layer[s.number] = accounts
             out.append(dataclasses.replace(s, state_root=root))
-            remember.append((given, filled, out[-1]))
+            remember.append((s, out[-1]))
         self._last = remember
         self._after = after
         self.accounts = accounts

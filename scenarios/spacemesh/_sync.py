@@ -85,7 +85,6 @@ class Syncer:
             for layer in range(first, end):
                 held.update(node._sync_messages(f"proposal:{layer}"))
                 held.update(node._sync_messages(f"certificate:{layer}"))
-                held.update(node._sync_messages(f"block:{layer}"))
             held.update(self._txs_of(first, end))
             return held
         if key == "txs:recent":
@@ -116,7 +115,7 @@ class Syncer:
         kind, _, arg = key.partition(":")
         if key in self._sources:
             return None
-        if kind in ("proposal", "certificate", "block"):
+        if kind in ("proposal", "certificate"):
             return (kind, mesh.layer_stamp(int(arg)))
         if kind == "atx":
             # Per epoch: a new ATX of the coming epoch left every older epoch's digest

@@ -92,8 +92,8 @@ async def test_miners_recovered_from_a_checkpoint_in_a_running_network_reach_its
             super().__init__(config, **kwargs)
 
     monkeypatch.setattr(_cluster, "Node", Recovering)
-    # No certificate counts (as at 30 instances, where the hare's votes differ): every block
-    # comes from the tortoise's votes and each node's own local block of the layer.
+    # No certificate counts (as under load, where the hare's votes differ): the tortoise
+    # alone decides every layer after the checkpoint, from the votes of the ATXs it holds.
     mesh_add = Mesh.add
 
     def no_certificates(self: Mesh, kind: str, msg: Any) -> bool:

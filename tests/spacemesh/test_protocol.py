@@ -16,10 +16,12 @@ from scenarios.spacemesh._malfeasance import check_proof
 from scenarios.spacemesh._memnet import MemoryLink
 from scenarios.spacemesh._mesh import (
     COMPACT_ID,
+    EMPTY_BLOCK,
     certificate_votes,
     compact_id,
     make_proposal,
     make_vote,
+    opinion_for,
 )
 
 from .test_mesh_order import CURRENT, PARAMS, recorded, replay
@@ -139,6 +141,29 @@ def test_an_old_layer_without_enough_votes_is_final_after_the_window() -> None:
     assert mesh.decide(late)[4].status is LayerStatus.VERIFIED
 
 
+def test_without_a_certificate_a_ballot_votes_for_no_block_of_its_own_making() -> None:
+    """As go-spacemesh's tortoise: a ballot supports only certified blocks. Two nodes that
+    saw different proposals of the last layer, without its certificate, vote alike: they
+    abstain on it (its hare may still certify it). A mature layer no ballot votes on and
+    no certificate decides is empty. With the certificates, the ballot names them."""
+    messages, _, keys = recorded()
+    layer = 8
+    kept = [m for m in messages if m[0] in ("poet", "atx") or m[1]["layer"] < layer]
+    uncertified = [m for m in kept if m[0] != "certificate"]
+    last = [m for m in uncertified if m[0] == "proposal" and m[1]["layer"] == layer - 1]
+    assert len(last) >= 2
+    views = [replay([m for m in uncertified if m is not p], keys) for p in last[:2]]
+    opinions = [opinion_for(v.decide(layer), v, layer) for v in views]
+    assert opinions[0] == opinions[1] and str(layer - 1) not in opinions[0]
+    early = [m for m in uncertified if m[0] in ("poet", "atx") or m[1]["layer"] <= 4]
+    assert any(m[0] == "proposal" and m[1]["layer"] == 4 for m in early)
+    assert replay(early, keys).decide(8)[4].block_id == EMPTY_BLOCK
+    certified = replay(kept, keys)
+    opinion = opinion_for(certified.decide(layer), certified, layer)
+    block = certified.certified_block(layer - 1)
+    assert block is not None and opinion[str(layer - 1)] == hash_of(block)
+
+
 def test_hare_votes_name_proposals_by_compact_id_and_certificates_carry_no_ids_twice() -> None:
     """A vote names each proposal by its id's first `COMPACT_ID` digits, and a certificate's
     votes travel without the ids its block holds; a fresh node still checks every vote's
@@ -248,39 +273,27 @@ async def test_votes_that_reach_the_certifiers_after_their_tally_still_certify()
     assert all(h == hashes[0] for h in hashes)
 
 
-async def test_without_the_hare_a_block_is_published_once_decided_and_every_node_holds_it() -> None:
+async def test_without_the_hare_every_layer_is_empty_and_verified_alike() -> None:
     """No certificate can pass (the hare's threshold is out of reach) and links are slow
-    and uneven, so miners vote for different local blocks and the tortoise decides every
-    layer. A node publishes a block it voted for only once it decides it (not every block
-    it voted for: as views differ under load, that flooded up to one per proposer and
-    layer), and every node still ends with the same layers and state roots, holding each
-    decided block."""
+    and uneven, so the miners see different proposals of each layer. No ballot votes for
+    a block of its own making, so the votes on a layer do not split over the nodes' views:
+    every layer is empty and verified hdist layers later, the same on every node."""
     params = dataclasses.replace(SIM, hare_threshold=0.99)
     link = MemoryLink(delay=0.5, jitter=0.5)
-    published: list[tuple[str, str]] = []  # (block id, the publisher's decision then)
     async with memory_cluster(miners=12, seed=5, layer_duration=1.0, params=params,
                               link=link) as c:  # fmt: skip
-        for node in c.nodes:
-            publish = node.gossip.publish
-
-            def watched(topic: str, data: Any, node: Any = node, publish: Any = publish) -> str:
-                if topic == "block":
-                    states = node.layers()
-                    decided = states[data["layer"]].block_id if len(states) > data["layer"] else ""
-                    published.append((hash_of(data), decided))
-                return str(publish(topic, data))
-
-            node.gossip.publish = watched
         await c.clock.sleep_until(c.gateways[0].layer_start(12) + 0.9)
         states = [n.layers()[:9] for n in c.nodes]
         meshes = [n.mesh for n in c.nodes]
         certified = [x for x in range(9) if any(m.certified_block(x) for m in meshes)]
+        votes = {v for m in meshes for p in m.proposals.values() for v in p["opinion"].values()}
+        views = [{tuple(v["proposals"]) for v in meshes[0].layer_votes(x)} for x in range(3, 9)]
     assert certified == []
-    assert published and all(block_id == decided for block_id, decided in published)
+    assert any(len(v) > 1 for v in views)  # the hare's voters saw different proposals
+    assert votes == {EMPTY_BLOCK}
     assert all(len(s) == 9 for s in states)
+    assert all(x.status is LayerStatus.VERIFIED and x.block is None for s in states for x in s)
     assert all([x.hash for x in s] == [x.hash for x in states[0]] for s in states)
-    assert all([x.state_root for x in s] == [x.state_root for x in states[0]] for s in states)
-    assert all(x.block is not None for s in states for x in s if x.block_id)
 
 
 async def test_miners_split_between_phase_shifted_poets_agree() -> None:
