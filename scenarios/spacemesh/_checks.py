@@ -28,6 +28,8 @@ class Report:
     atxs: list[list[object]] = dataclasses.field(default_factory=list)
     """[smesher, target epoch] of every ATX the node knows."""
     state_roots: list[str] = dataclasses.field(default_factory=list)
+    blocks: list[str] = dataclasses.field(default_factory=list)
+    """Each layer's block id from layer 0 (empty: the layer has no block)."""
     accounts: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     """address -> [balance, nonce] (DebugService.Accounts)."""
     coinbase: str = ""
@@ -208,3 +210,15 @@ def same_checkpoint(reports: Sequence[Report]) -> list[str]:
 
 
 Check = Callable[[Sequence[Report]], list[str]]
+
+
+def blocks_made(reports: Sequence[Report], first: int, last: int) -> str:
+    """How many of layers ``first``..``last`` have a block, by the first node that reported
+    without an error (not a check: a layer the hare did not certify is empty by the
+    protocol, but a run whose layers are all empty is worth a look)."""
+    ok = _ok(reports)
+    if not ok or last < first:
+        return "no layer to count blocks in"
+    blocks = ok[0].blocks[first : last + 1]
+    made = sum(1 for b in blocks if b)
+    return f"layers {first}-{last} with a block: {made} of {last - first + 1}"

@@ -242,7 +242,10 @@ async def start(env: sdk.RunEnv) -> None:
             reports = await REPORTS.collect(env.sync, expected)
             problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
             delivered = sum(1 for b in service.broadcasts.values() if b.delivered)
-            await env.record_message(f"PoET broadcast {delivered} proofs; {len(reports)} reports")
+            made = checks.blocks_made(reports, params.layers_per_epoch, target)
+            await env.record_message(
+                f"PoET broadcast {delivered} proofs; {len(reports)} reports; {made}"
+            )
         else:
             if node_index in late_start:  # add_nodes: this miner joins late, from genesis
                 await anyio.sleep(max(0.0, late_start[node_index] - time.time()))
@@ -562,6 +565,7 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
         error=error,
         atxs=[[a.smesher, a.target_epoch] for a in atxs],
         state_roots=[layer.state_root for layer in layers],
+        blocks=[layer.block for layer in layers],
     )
     if p.get("check_state"):
         report.accounts = {k: list(v) for k, v in (await api.accounts()).items()}

@@ -138,3 +138,10 @@ def _params(**kw: object) -> dict[str, object]:
     p: dict[str, object] = {"gateways": 1, "layers_per_epoch": 3}
     p.update(kw)
     return p
+
+
+def test_the_blocks_made_are_counted_by_a_node_that_reported_without_an_error() -> None:
+    failed = dataclasses.replace(node(1, "gateway"), error="late", blocks=["b"] * 7)
+    fine = node(2, blocks=["", "", "", "b3", "", "b5", ""])
+    assert checks.blocks_made([failed, fine], 3, 6) == "layers 3-6 with a block: 2 of 4"
+    assert checks.blocks_made([failed], 3, 6) == "no layer to count blocks in"
