@@ -115,8 +115,9 @@ class Gossip:
     Dials the bootnodes, learns more addresses by peer exchange and keeps ``target_peers``
     connections. A message is delivered to the topic's handler once (by message id); when
     the handler accepts it, it is relayed to the peers of the relay mesh, as gossipsub
-    does: a symmetric subset of the connections, ``mesh_degree`` of them (gossipsub's D,
-    kept between D - 1 and 2 D by GRAFT and PRUNE), so that the copies a node receives
+    does: a symmetric subset of the connections, ``mesh_degree`` of them (gossipsub's D),
+    kept within ``mesh_bounds`` by GRAFT and PRUNE (go-spacemesh's Dlo = 4 and Dhi = 8;
+    libp2p's defaults, 5 and 12, let a 100-node mesh average 7.4), so that the copies a node receives
     of each message follow the mesh's degree, not its number of connections. A node's
     own messages go to every peer (gossipsub's flood publishing).
     """
@@ -133,6 +134,7 @@ class Gossip:
         target_peers: int = 6,
         max_peers: int | None = None,
         mesh_degree: int = 6,
+        mesh_bounds: tuple[int, int] = (4, 8),
         tracer: Tracer | None = None,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -146,9 +148,13 @@ class Gossip:
         self._bootnodes = [b for b in bootnodes if b != listen_address]
         self.target_peers = target_peers
         self.max_peers = max_peers or max(2 * target_peers, 8)
-        if mesh_degree < 1:
-            raise ValueError(f"mesh_degree must be >= 1, not {mesh_degree}")
+        if not 1 <= mesh_bounds[0] <= mesh_degree <= mesh_bounds[1]:
+            raise ValueError(
+                f"need 1 <= low <= mesh_degree <= high, not {mesh_bounds[0]}, {mesh_degree},"
+                f" {mesh_bounds[1]}"
+            )
         self._mesh = mesh_degree
+        self._mesh_low, self._mesh_high = mesh_bounds
         self._tracer = tracer or Tracer(None)
         self._metrics = metrics
         self._handlers: dict[str, Handler] = {}
@@ -442,16 +448,16 @@ class Gossip:
         self._enqueue(peer, b'{"t":"graft"}')
 
     def _keep_mesh(self) -> None:
-        """Gossipsub's heartbeat: graft peers while the mesh has fewer than D - 1, prune
-        some while it has more than 2 D, back to D either way."""
+        """Gossipsub's heartbeat: graft peers while the mesh is below its low bound, prune
+        some while it is above its high bound, back to D either way."""
         peers = sorted(self._peers.values(), key=lambda p: p.node_id)
         mesh = [p for p in peers if p.mesh]
-        if len(mesh) < self._mesh - 1:
+        if len(mesh) < self._mesh_low:
             others = [p for p in peers if not p.mesh]
             self._rng.shuffle(others)
             for peer in others[: self._mesh - len(mesh)]:
                 self._graft(peer)
-        elif len(mesh) > 2 * self._mesh:
+        elif len(mesh) > self._mesh_high:
             self._rng.shuffle(mesh)
             for peer in mesh[: len(mesh) - self._mesh]:
                 peer.mesh = False

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.anyio
 
 
 def make_nodes(
-    net: MemoryNetwork, count: int, tmp: Path | None = None, target: int = 4, mesh: int = 6
+    net: MemoryNetwork, count: int, tmp: Path | None = None, target: int = 4, mesh: int = 6,
+    bounds: tuple[int, int] = (4, 8),
 ) -> list[Gossip]:
     clock = LoopClock()
     first = "10.1.0.1:7513"
@@ -39,6 +40,7 @@ def make_nodes(
                 bootnodes=[first] if i else [],
                 target_peers=target,
                 mesh_degree=mesh,
+                mesh_bounds=bounds,
                 tracer=Tracer(tmp / f"n{i}" if tmp else None),
             )
         )
@@ -99,11 +101,11 @@ async def test_each_message_is_delivered_once(tmp_path: Path) -> None:
 async def test_a_message_is_relayed_along_the_mesh_only_and_reaches_every_node(
     tmp_path: Path,
 ) -> None:
-    """Eight nodes all connected to each other, a mesh of degree 2 (kept between 1 and 4):
+    """Eight nodes all connected to each other, a mesh of degree 2 (kept between 1 and 3):
     a node relays what it accepts to its mesh peers, not to its other connections, and
     every message still reaches every node."""
     net = MemoryNetwork(seed=3, default=MemoryLink(delay=0.01))
-    nodes = make_nodes(net, 8, tmp_path, target=7, mesh=2)
+    nodes = make_nodes(net, 8, tmp_path, target=7, mesh=2, bounds=(1, 3))
     got = collect(nodes, "t")
     async with anyio.create_task_group() as tg:
         await tg.start(net.run)
@@ -118,7 +120,7 @@ async def test_a_message_is_relayed_along_the_mesh_only_and_reaches_every_node(
         assert {n.node_id: n.mesh_ids for n in nodes} == meshes  # stable meanwhile
         tg.cancel_scope.cancel()
     assert {node: len(items) for node, items in got.items()} == {n.node_id: 10 for n in nodes}
-    assert all(1 <= len(m) <= 4 for m in meshes.values()), meshes
+    assert all(1 <= len(m) <= 3 for m in meshes.values()), meshes
     assert all(a in meshes[b] for a, mesh in meshes.items() for b in mesh)  # symmetric
     for n in nodes:
         n._tracer.close()
@@ -289,6 +291,26 @@ async def test_the_received_metric_counts_every_frame_duplicates_included(tmp_pa
         (metric,) = [m for m in n._metrics.received.collect()]
         counted = sum(s.value for s in metric.samples if s.name.endswith("_total"))
         assert counted == received > 10, n.node_id
+
+
+@pytest.mark.parametrize(("in_mesh", "after"), [(3, 6), (4, 4), (8, 8), (9, 6), (12, 6)])
+def test_the_heartbeat_keeps_the_mesh_within_go_spacemesh_s_bounds(in_mesh: int, after: int) -> None:
+    """D = 6 between Dlo = 4 and Dhi = 8, as go-spacemesh sets gossipsub: a mesh below 4 is
+    grafted up to 6, one above 8 pruned down to 6, one within the bounds left alone; each
+    change is sent to the peer it concerns."""
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    (node,) = make_nodes(MemoryNetwork(seed=5), 1)
+    peers = [_Peer(f"p{i:02}", f"10.1.0.{i + 9}:7513", True, Mailbox(), mesh=i < in_mesh)
+             for i in range(14)]  # fmt: skip
+    node._peers.update((p.node_id, p) for p in peers)
+    node._keep_mesh()
+    assert len(node.mesh_ids) == after
+    changed = [p for p in peers if p.mesh != (int(p.node_id[1:]) < in_mesh)]
+    assert len(changed) == abs(after - in_mesh)
+    assert all(list(p.queue._items) == [b'{"t":"graft"}' if p.mesh else b'{"t":"prune"}']
+               for p in changed)  # fmt: skip
 
 
 async def test_a_message_the_peer_sent_meanwhile_is_not_sent_back() -> None:
