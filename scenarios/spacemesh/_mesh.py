@@ -231,15 +231,20 @@ def make_block(
 def make_certificate(
     layer: int, block: dict[str, Any], votes: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A hare certificate: the block and the votes that certify it. The votes name the
-    block's proposals, so they travel without them (`certificate_votes` puts them back), as
-    a go-spacemesh certificate holds the signatures and not the hare messages."""
+    """A hare certificate: the block and the votes that certify it. Every vote names each of
+    the block's proposals (and maybe more: `hare_output`), so a vote travels without them,
+    with only the ids it names beyond the block as ``extra`` (`certificate_votes` puts them
+    back), as a go-spacemesh certificate holds the signatures and not the hare messages."""
     ids = _vote_ids(block)
     compact = []
     for vote in sorted(votes, key=lambda v: v["smesher"]):
-        if vote["proposals"] != ids:
-            raise ValueError("a certificate's votes must name its block's proposals")
-        compact.append({k: v for k, v in vote.items() if k != "proposals"})
+        extra = sorted(set(vote["proposals"]) - set(ids))
+        if sorted(ids + extra) != vote["proposals"]:
+            raise ValueError("a certificate's votes must name every proposal of its block")
+        entry = {k: v for k, v in vote.items() if k != "proposals"}
+        if extra:
+            entry["extra"] = extra
+        compact.append(entry)
     return {"layer": layer, "block": block, "votes": compact}
 
 
@@ -249,9 +254,41 @@ def _vote_ids(block: dict[str, Any]) -> list[str]:
 
 
 def certificate_votes(certificate: dict[str, Any]) -> list[dict[str, Any]]:
-    """The votes of ``certificate`` as they were signed: with the block's proposals."""
+    """The votes of ``certificate`` as they were signed: with the block's proposals and
+    their own ``extra`` ones."""
     ids = _vote_ids(certificate["block"])
-    return [{**vote, "proposals": ids} for vote in certificate["votes"]]
+    return [
+        {**{k: v for k, v in vote.items() if k != "extra"},
+         "proposals": sorted(ids + [str(x) for x in vote.get("extra", [])])}
+        for vote in certificate["votes"]
+    ]  # fmt: skip
+
+
+def hare_output(
+    votes: list[dict[str, Any]], seats: dict[str, int], needed: float, known: set[str]
+) -> list[str]:
+    """What a certifier certifies from a layer's hare votes: the compact ids of the largest
+    set of proposals (among those it holds, ``known``) that votes of more than ``needed``
+    seats all name, grown one proposal at a time by the seats naming it (ties: the smaller
+    id), so certifiers holding the same votes certify the same block. A vote supports every
+    subset of what its voter saw: when the proposals reached the voters unevenly, the ones
+    a majority saw still make a block, where one set named by a majority exactly seldom
+    exists (hare3 grades each proposal over several rounds to the same end). ``seats``: a
+    voter's seats, one vote each."""
+    backing = [(set(v["proposals"]), seats.get(str(v["smesher"]), 0)) for v in votes]
+    support: dict[str, int] = defaultdict(int)
+    for names, weight in backing:
+        for name in names & known:
+            support[name] += weight
+    chosen: list[str] = []
+    for name in sorted(support, key=lambda n: (-support[n], n)):
+        if support[name] <= needed:
+            break
+        narrower = [(names, weight) for names, weight in backing if name in names]
+        if sum(weight for _, weight in narrower) > needed:
+            chosen.append(name)
+            backing = narrower
+    return sorted(chosen)
 
 
 # -- the mesh --------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import math
 import random
-from collections import defaultdict
 from typing import Any
 
 import anyio
@@ -25,6 +24,7 @@ from ._mesh import (
     MeshParams,
     atx_challenge,
     compact_id,
+    hare_output,
     make_atx,
     make_block,
     make_certificate,
@@ -374,32 +374,35 @@ class Node:
         ticket = int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big") / 2**64
         if ticket >= params.certifiers / max(active, 1):
             return
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for vote in self.mesh.layer_votes(layer):
-            if self.mesh.hare_seats(layer, vote["smesher"]):
-                groups[tuple(vote["proposals"])].append(vote)
+        votes: dict[str, dict[str, Any]] = {}  # one per voter (a second is an equivocation)
+        seats: dict[str, int] = {}
+        for vote in sorted(self.mesh.layer_votes(layer), key=hash_json):
+            names = vote["proposals"]
+            voter = str(vote["smesher"])
+            # A vote naming one compact id twice (a forged collision) certifies nothing.
+            if voter in votes or len(set(names)) < len(names):
+                continue
+            if weight := self.mesh.hare_seats(layer, voter):
+                votes[voter], seats[voter] = vote, weight
         needed = self.mesh.hare_needed(layer)
         known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
-        for ids, votes in groups.items():
-            if not ids or len(set(ids)) < len(ids) or not all(i in known for i in ids):
-                # An empty layer needs no certificate; a block we cannot build (or two
-                # proposals sharing a compact id: a forged collision), none.
-                continue
-            # The fewest votes that pass, taken in a fixed order, so that certifiers who
-            # saw the same votes publish the same certificate (one message, de-duplicated).
-            chosen: list[dict[str, Any]] = []
-            weight = 0
-            for vote in sorted(votes, key=lambda v: str(v["smesher"])):
-                chosen.append(vote)
-                weight += self.mesh.hare_seats(layer, vote["smesher"])
+        ids = hare_output(list(votes.values()), seats, needed, set(known))
+        if not needed or not ids:
+            return  # an empty layer needs no certificate
+        # The fewest votes that pass, taken in a fixed order, so that certifiers who saw the
+        # same votes publish the same certificate (one message, de-duplicated).
+        chosen: list[dict[str, Any]] = []
+        weight = 0
+        for voter in sorted(votes):
+            if set(ids) <= set(votes[voter]["proposals"]):
+                chosen.append(votes[voter])
+                weight += seats[voter]
                 if weight > needed:
                     break
-            if needed and weight > needed:
-                proposals = [known[i] for i in ids]
-                weights = {p["atx"]: self.mesh.atx_weight(p["atx"]) for p in proposals}
-                block = make_block(layer, proposals, weights)
-                self.gossip.publish("certificate", make_certificate(layer, block, chosen))
-                return
+        proposals = [known[i] for i in ids]
+        weights = {p["atx"]: self.mesh.atx_weight(p["atx"]) for p in proposals}
+        block = make_block(layer, proposals, weights)
+        self.gossip.publish("certificate", make_certificate(layer, block, chosen))
 
     def _sync_keys(self) -> list[str]:
         layer = self.current_layer()

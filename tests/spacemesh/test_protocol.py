@@ -19,6 +19,8 @@ from scenarios.spacemesh._mesh import (
     EMPTY_BLOCK,
     certificate_votes,
     compact_id,
+    hare_output,
+    make_certificate,
     make_proposal,
     make_vote,
     opinion_for,
@@ -192,6 +194,45 @@ def test_hare_votes_name_proposals_by_compact_id_and_certificates_carry_no_ids_t
     assert fresh.add("certificate", cert)
 
 
+def test_the_hare_certifies_what_a_majority_saw_when_no_set_was_named_exactly() -> None:
+    """Four voters of one seat each, more than two seats needed: no set of proposals is
+    named by three voters exactly, yet a and b are named together by three: the block."""
+    names = [["a", "b", "c"], ["a", "b", "d"], ["a", "b"], ["a", "c"]]
+    votes = [{"smesher": f"v{i}", "proposals": n} for i, n in enumerate(names)]
+    seats = {f"v{i}": 1 for i in range(4)}
+    assert hare_output(votes, seats, 2, {"a", "b", "c", "d"}) == ["a", "b"]
+    assert hare_output(votes, seats, 2, {"b", "c", "d"}) == ["b"]  # only what it holds
+    assert hare_output(votes, seats, 3, {"a", "b", "c", "d"}) == ["a"]
+    assert hare_output(votes, {**seats, "v3": 0}, 3, {"a", "b", "c", "d"}) == []
+
+
+def test_a_certificate_s_votes_carry_only_the_ids_beyond_its_block() -> None:
+    """Votes that named more proposals than the certified block travel with only those
+    (``extra``); a fresh node puts each vote back as signed and accepts the certificate."""
+    messages, _, keys = recorded()
+    layer = 7
+    proposals = sorted(
+        (hash_of(m), m) for k, m in messages if k == "proposal" and m["layer"] == layer
+    )
+    assert len(proposals) >= 2
+    ids = [i for i, _ in proposals]
+    atxs = {m["smesher"]: hash_of(m) for k, m in messages
+            if k == "atx" and m["target_epoch"] == PARAMS.epoch(layer)}  # fmt: skip
+    voters = [s for s in _signers(4) if s.public_hex in atxs]
+    votes = [make_vote(s, layer, atxs[s.public_hex], ids if i % 2 else ids[:-1])
+             for i, s in enumerate(voters)]  # fmt: skip
+    block = {"layer": layer, "proposals": ids[:-1], "rewards": []}
+    cert = make_certificate(layer, block, votes)
+    assert [bool(v.get("extra")) for v in cert["votes"]] == [
+        bool(i % 2) for i, _ in sorted(enumerate(voters), key=lambda x: x[1].public_hex)
+    ]
+    assert sorted(map(hash_of, certificate_votes(cert))) == sorted(map(hash_of, votes))
+    fresh = replay([m for m in messages if m[0] in ("poet", "atx", "proposal")], keys)
+    assert fresh.add("certificate", cert)
+    with pytest.raises(ValueError):  # a vote that did not name all of the block's proposals
+        make_certificate(layer, {**block, "proposals": ids}, votes)
+
+
 # -- malfeasance --------------------------------------------------------------------------
 
 
@@ -294,6 +335,25 @@ async def test_without_the_hare_every_layer_is_empty_and_verified_alike() -> Non
     assert all(len(s) == 9 for s in states)
     assert all(x.status is LayerStatus.VERIFIED and x.block is None for s in states for x in s)
     assert all([x.hash for x in s] == [x.hash for x in states[0]] for s in states)
+
+
+async def test_the_hare_certifies_every_layer_over_uneven_links() -> None:
+    """Links of 0.2 s +- 0.2 s and 1 s layers: the hare's voters hold different proposals
+    at 40 % of the layer. Certifying only a set named exactly by a majority, two layers of
+    seven were certified; certifying the proposals a majority named, every layer is, the
+    same everywhere."""
+    link = MemoryLink(delay=0.2, jitter=0.2)
+    async with memory_cluster(miners=12, seed=5, layer_duration=1.0, params=SIM,
+                              link=link) as c:  # fmt: skip
+        await c.clock.sleep_until(c.gateways[0].layer_start(12) + 0.9)
+        meshes = [n.mesh for n in c.nodes]
+        uncertified = [x for x in range(3, 10) if any(m.certified_block(x) is None for m in meshes)]
+        certs = meshes[0].certificates.values()
+        wider = [v for cert in certs for v in cert["votes"] if "extra" in v]
+        chains = {tuple(s.hash for s in n.layers()[:10]) for n in c.nodes}
+    assert uncertified == []
+    assert wider  # some voters had seen proposals the block leaves out
+    assert len(chains) == 1
 
 
 async def test_miners_split_between_phase_shifted_poets_agree() -> None:
