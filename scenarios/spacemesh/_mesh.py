@@ -684,6 +684,26 @@ class Mesh:
         """Valid hare votes of a layer."""
         return list(self._votes_by_layer.get(layer, {}).values())
 
+    def hare_votes(self, layer: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The layer's hare votes a tally counts, one per voter with seats (the smaller id:
+        a second is an equivocation), none naming a compact id twice (a forged collision),
+        and each voter's seats."""
+        votes: dict[str, dict[str, Any]] = {}
+        seats: dict[str, int] = {}
+        for _, vote in sorted(self._votes_by_layer.get(layer, {}).items()):
+            voter, names = str(vote["smesher"]), vote["proposals"]
+            if voter in votes or len(set(names)) < len(names):
+                continue
+            if weight := self.hare_seats(layer, voter):
+                votes[voter], seats[voter] = vote, weight
+        return list(votes.values()), seats
+
+    def hare_output(self, layer: int) -> list[str]:
+        """What the votes held for ``layer`` certify (`hare_output`), by compact id."""
+        votes, seats = self.hare_votes(layer)
+        known = {compact_id(i) for i in self._eligible_proposals(layer)}
+        return hare_output(votes, seats, self.hare_needed(layer), known)
+
     def layer_certificates(self, layer: int) -> list[dict[str, Any]]:
         """Stored hare certificates of a layer."""
         return list(self._certs_by_layer.get(layer, []))
@@ -848,9 +868,12 @@ def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, s
     layer's block (empty included), else a younger layer's certified block, else nothing.
     Without a certificate, as go-spacemesh, a ballot never votes for a block of its own
     making: each node would name the proposals it happened to see, and under load the
-    votes on a layer split over dozens of blocks. It abstains while the hare may still
-    certify the layer (a second tally runs at 75 % of the next layer), and once the layer
-    is mature the tortoise (or the lack of votes) makes it empty."""
+    votes on a layer split over dozens of blocks. On the last layer it abstains while its
+    hare may still certify it: the votes it holds already certify a block, whose
+    certificate may be on its way (a second tally runs at 75 % of the next layer). When
+    they do not, it votes the layer empty at once, as go-spacemesh votes against every
+    block of a layer whose hare ended without output: had it abstained, a layer whose next
+    epoch has no ATX (no ballots) would stay unverified until its window passed."""
     decided = {s.number: s.block_id for s in states}
     opinion: dict[str, str] = {}
     for earlier in range(max(0, layer - mesh.params.window), layer):
@@ -858,4 +881,6 @@ def opinion_for(states: list[LayerState], mesh: Mesh, layer: int) -> dict[str, s
             opinion[str(earlier)] = decided[earlier]
         elif (certified := mesh.certified_block(earlier)) is not None:
             opinion[str(earlier)] = hash_json(certified)
+        elif not mesh.hare_output(earlier):
+            opinion[str(earlier)] = EMPTY_BLOCK  # no certificate can come of the votes held
     return opinion

@@ -24,7 +24,6 @@ from ._mesh import (
     MeshParams,
     atx_challenge,
     compact_id,
-    hare_output,
     make_atx,
     make_block,
     make_certificate,
@@ -374,29 +373,20 @@ class Node:
         ticket = int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big") / 2**64
         if ticket >= params.certifiers / max(active, 1):
             return
-        votes: dict[str, dict[str, Any]] = {}  # one per voter (a second is an equivocation)
-        seats: dict[str, int] = {}
-        for vote in sorted(self.mesh.layer_votes(layer), key=hash_json):
-            names = vote["proposals"]
-            voter = str(vote["smesher"])
-            # A vote naming one compact id twice (a forged collision) certifies nothing.
-            if voter in votes or len(set(names)) < len(names):
-                continue
-            if weight := self.mesh.hare_seats(layer, voter):
-                votes[voter], seats[voter] = vote, weight
+        ids = self.mesh.hare_output(layer)
         needed = self.mesh.hare_needed(layer)
-        known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
-        ids = hare_output(list(votes.values()), seats, needed, set(known))
         if not needed or not ids:
             return  # an empty layer needs no certificate
+        votes, seats = self.mesh.hare_votes(layer)
+        known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
         # The fewest votes that pass, taken in a fixed order, so that certifiers who saw the
         # same votes publish the same certificate (one message, de-duplicated).
         chosen: list[dict[str, Any]] = []
         weight = 0
-        for voter in sorted(votes):
-            if set(ids) <= set(votes[voter]["proposals"]):
-                chosen.append(votes[voter])
-                weight += seats[voter]
+        for vote in sorted(votes, key=lambda v: str(v["smesher"])):
+            if set(ids) <= set(vote["proposals"]):
+                chosen.append(vote)
+                weight += seats[str(vote["smesher"])]
                 if weight > needed:
                     break
         proposals = [known[i] for i in ids]

@@ -146,8 +146,10 @@ def test_an_old_layer_without_enough_votes_is_final_after_the_window() -> None:
 def test_without_a_certificate_a_ballot_votes_for_no_block_of_its_own_making() -> None:
     """As go-spacemesh's tortoise: a ballot supports only certified blocks. Two nodes that
     saw different proposals of the last layer, without its certificate, vote alike: they
-    abstain on it (its hare may still certify it). A mature layer no ballot votes on and
-    no certificate decides is empty. With the certificates, the ballot names them."""
+    abstain on it, as the votes they hold certify a block (its certificate may come).
+    Without those votes no certificate can come: the ballot votes the layer empty. A
+    mature layer no ballot votes on and no certificate decides is empty. With the
+    certificates, the ballot names them."""
     messages, _, keys = recorded()
     layer = 8
     kept = [m for m in messages if m[0] in ("poet", "atx") or m[1]["layer"] < layer]
@@ -157,6 +159,9 @@ def test_without_a_certificate_a_ballot_votes_for_no_block_of_its_own_making() -
     views = [replay([m for m in uncertified if m is not p], keys) for p in last[:2]]
     opinions = [opinion_for(v.decide(layer), v, layer) for v in views]
     assert opinions[0] == opinions[1] and str(layer - 1) not in opinions[0]
+    hare = [m for m in uncertified if m[0] == "vote" and m[1]["layer"] == layer - 1]
+    unvoted = replay([m for m in uncertified if m not in hare], keys)
+    assert hare and opinion_for(unvoted.decide(layer), unvoted, layer)[str(layer - 1)] == ""
     early = [m for m in uncertified if m[0] in ("poet", "atx") or m[1]["layer"] <= 4]
     assert any(m[0] == "proposal" and m[1]["layer"] == 4 for m in early)
     assert replay(early, keys).decide(8)[4].block_id == EMPTY_BLOCK
