@@ -24,6 +24,7 @@ from ._mesh import (
     MeshParams,
     atx_challenge,
     compact_id,
+    hare_output,
     make_atx,
     make_block,
     make_certificate,
@@ -373,12 +374,12 @@ class Node:
         ticket = int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big") / 2**64
         if ticket >= params.certifiers / max(active, 1):
             return
-        ids = self.mesh.hare_output(layer)
+        votes, seats = self.mesh.hare_votes(layer)
         needed = self.mesh.hare_needed(layer)
+        known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
+        ids = hare_output(votes, seats, needed, set(known))
         if not needed or not ids:
             return  # an empty layer needs no certificate
-        votes, seats = self.mesh.hare_votes(layer)
-        known = {compact_id(i): p for i, p in self.mesh.layer_proposals(layer).items()}
         # The fewest votes that pass, taken in a fixed order, so that certifiers who saw the
         # same votes publish the same certificate (one message, de-duplicated).
         chosen: list[dict[str, Any]] = []
