@@ -21,8 +21,10 @@ from ._metrics import NodeMetrics
 from ._trace import Tracer
 from ._transport import Connection, Transport, receive_frames, send_frames
 
-Handler = Callable[[Json], bool]
-"""Delivers one message's data to the protocol; True accepts it (and lets it be relayed)."""
+Handler = Callable[[Json], bool | None]
+"""Delivers one message's data to the protocol; True accepts it (and lets it be relayed),
+False rejects it, None defers it: it cannot be judged yet (its layer has not begun here),
+so a later copy of it, relayed or synced, is judged again instead of dropped as seen."""
 
 Digests = Callable[[], dict[str, str]]
 """Sync: a digest per key (say ``proposal:12``) of what this node holds."""
@@ -550,7 +552,10 @@ class Gossip:
             return
         peer.sent_us(mid.encode())
         handler = self._handlers.get(topic)
-        if handler is None or not handler(data):
+        verdict = None if handler is None else handler(data)
+        if not verdict:
+            if verdict is None and handler is not None:
+                del self._seen[mid.encode()]
             return
         if tracing:
             self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))

@@ -241,9 +241,9 @@ class Node:
             self._close_state()
 
     def _handler(self, kind: str) -> Any:
-        def handle(data: Json) -> bool:
+        def handle(data: Json) -> bool | None:
             if kind in ("proposal", "vote", "certificate") and self._too_early(data):
-                return False
+                return None  # judged again when a copy comes once its layer is near
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
             ok = self.mesh.add(kind, data)

@@ -476,6 +476,44 @@ async def test_a_duplicate_frame_is_dropped_without_decoding_or_the_handler() ->
     assert node._received == {}  # counted, then added to the metric at the batch's end
 
 
+async def test_a_deferred_message_is_judged_again_when_a_copy_comes_and_a_rejected_one_not(
+) -> None:
+    """A handler that cannot judge a message yet (None: say, its layer has not begun on this
+    node's clock) leaves it unseen, so the next copy (relayed or synced) reaches the
+    handler again; a rejected one (False) is seen, and its copies are dropped unread."""
+    from scenarios.spacemesh._gossip import _Peer
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    (node,) = make_nodes(MemoryNetwork(seed=5), 1)
+    answers = {"deferred": [None, True], "rejected": [False, True]}
+    calls: list[str] = []
+
+    def handle(data: Json) -> bool | None:
+        assert isinstance(data, dict)
+        calls.append(str(data["case"]))
+        return answers[str(data["case"])].pop(0)
+
+    node.subscribe("t", handle)
+    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+    frames = []
+    for case in answers:
+        data = {"case": case}
+        mid = message_id("t", data)
+        frames.append(orjson.dumps({"t": "msg", "id": mid, "topic": "t", "data": data,
+                                    "ts": None}))  # fmt: skip
+    batches = [frames, frames, frames]
+
+    class Conn:
+        async def receive_many(self) -> list[bytes]:
+            if not batches:
+                raise anyio.EndOfStream
+            return batches.pop(0)
+
+    await node._reader(Conn(), peer)  # type: ignore[arg-type]
+    # Deferred, then accepted (its third copy is a duplicate); rejected once, for good.
+    assert calls == ["deferred", "rejected", "deferred"]
+
+
 async def test_a_mailbox_consumer_is_woken_by_put_and_close_and_survives_a_cancel() -> None:
     from scenarios.spacemesh._mailbox import Mailbox
 
