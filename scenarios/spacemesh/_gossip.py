@@ -23,8 +23,9 @@ from ._transport import Connection, Transport, receive_frames, send_frames
 
 Handler = Callable[[Json], bool | None]
 """Delivers one message's data to the protocol; True accepts it (and lets it be relayed),
-False rejects it, None defers it: it cannot be judged yet (its layer has not begun here),
-so a later copy of it, relayed or synced, is judged again instead of dropped as seen."""
+False rejects it, None defers it: it cannot be judged yet (its layer has not begun here).
+A deferred message is kept (`Gossip.retry_deferred` offers it again) and not marked seen,
+so a later copy of it, relayed or synced, is judged again instead of dropped."""
 
 Digests = Callable[[], dict[str, str]]
 """Sync: a digest per key (say ``proposal:12``) of what this node holds."""
@@ -34,6 +35,7 @@ Holdings = Callable[[str], list[tuple[str, Json]]]
 
 _HELLO_TIMEOUT = 5.0
 _SEEN_LIMIT = 200_000
+_DEFERRED_LIMIT = 4096
 _SENT_LIMIT = 4096
 _QUEUE = 2000
 _BACKOFF = 10.0
@@ -172,6 +174,9 @@ class Gossip:
         self._seen: OrderedDict[bytes, str] = OrderedDict()
         """Message id (its hex digits as bytes, as a frame carries it) -> its topic, for
         the last ``_SEEN_LIMIT`` messages."""
+        self._deferred: OrderedDict[str, tuple[str, Json, bytes, Json, _Peer]] = OrderedDict()
+        """Message id -> (topic, data, frame, its "ts", the peer it came from) of the
+        messages their handler deferred (the last ``_DEFERRED_LIMIT``)."""
         self._received: dict[str, int] = {}
         """Frames received per topic since the metric was last updated (once per batch)."""
         self._delivered: dict[str, int] = {}
@@ -551,19 +556,42 @@ class Gossip:
         if not self._mark_seen(mid, topic):
             return
         peer.sent_us(mid.encode())
+        self._deliver(mid, topic, data, frame, item.get("ts"), peer)
+
+    def _deliver(
+        self, mid: str, topic: str, data: Json, frame: bytes, ts: Json, peer: _Peer
+    ) -> None:
+        """Hand a message just marked seen to its handler; relay it if accepted, keep it
+        unseen for `retry_deferred` if deferred."""
         handler = self._handlers.get(topic)
-        verdict = None if handler is None else handler(data)
-        if not verdict:
-            if verdict is None and handler is not None:
-                del self._seen[mid.encode()]
+        if handler is None:
             return
-        if tracing:
+        verdict = handler(data)
+        if verdict is None:
+            del self._seen[mid.encode()]
+            self._deferred[mid] = (topic, data, frame, ts, peer)
+            self._deferred.move_to_end(mid)
+            if len(self._deferred) > _DEFERRED_LIMIT:
+                self._deferred.popitem(last=False)
+            return
+        self._deferred.pop(mid, None)
+        if not verdict:
+            return
+        if self._tracer.enabled:
             self._tracer.record("deliver", mid, topic, peer.node_id, self.node_id, len(frame))
         if self._metrics is not None:
             self._delivered[topic] = self._delivered.get(topic, 0) + 1
-            ts = item.get("ts")
             if isinstance(ts, int | float):
                 self._metrics.latency_by(topic).observe(max(0.0, self._clock.now() - ts))
         for other in list(self._peers.values()):
             if other.mesh and other is not peer:
                 self._enqueue(other, frame)
+
+    def retry_deferred(self) -> None:
+        """Offer the deferred messages to their handlers again (the node calls this as its
+        clock moves on); one accepted now is relayed as if it had just arrived."""
+        for mid, (topic, data, frame, ts, peer) in list(self._deferred.items()):
+            if self._mark_seen(mid, topic):
+                self._deliver(mid, topic, data, frame, ts, peer)
+            else:
+                del self._deferred[mid]  # a copy was accepted meanwhile

@@ -243,7 +243,7 @@ class Node:
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool | None:
             if kind in ("proposal", "vote", "certificate") and self._too_early(data):
-                return None  # judged again when a copy comes once its layer is near
+                return None  # deferred: gossip offers it again as the clock moves on
             before = len(self.mesh.atxs)
             proofs = len(self.mesh.poet_proofs)
             ok = self.mesh.add(kind, data)
@@ -277,12 +277,14 @@ class Node:
         while True:
             start = self.layer_start(layer)
             await self._clock.sleep_until(start)
+            self.gossip.retry_deferred()
             self.gossip.request_sync()
             self._log_layers()
             self._propose(layer)
             await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
             self._vote(layer)
             await self._clock.sleep_until(start + self.config.hare_cert_at * duration)
+            self.gossip.retry_deferred()  # the next layer's early messages may be due now
             # Votes or proposals that came after the last tally (a loaded network) get a
             # second one a layer later: one tally at 75 % would leave the layer to the
             # tortoise, and a node that lags keeps lagging.

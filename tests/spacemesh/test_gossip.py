@@ -476,16 +476,16 @@ async def test_a_duplicate_frame_is_dropped_without_decoding_or_the_handler() ->
     assert node._received == {}  # counted, then added to the metric at the batch's end
 
 
-async def test_a_deferred_message_is_judged_again_when_a_copy_comes_and_a_rejected_one_not(
-) -> None:
+async def test_a_deferred_message_is_offered_again_and_relayed_once_accepted() -> None:
     """A handler that cannot judge a message yet (None: say, its layer has not begun on this
-    node's clock) leaves it unseen, so the next copy (relayed or synced) reaches the
-    handler again; a rejected one (False) is seen, and its copies are dropped unread."""
+    node's clock) gets it again from `retry_deferred` and from any later copy, relayed or
+    synced; accepted at last, it is relayed. A rejected one (False) is seen for good: its
+    copies are dropped unread and it is not offered again."""
     from scenarios.spacemesh._gossip import _Peer
     from scenarios.spacemesh._mailbox import Mailbox
 
     (node,) = make_nodes(MemoryNetwork(seed=5), 1)
-    answers = {"deferred": [None, True], "rejected": [False, True]}
+    answers = {"early": [None, None, True], "bad": [False], "late": [None, True]}
     calls: list[str] = []
 
     def handle(data: Json) -> bool | None:
@@ -494,14 +494,14 @@ async def test_a_deferred_message_is_judged_again_when_a_copy_comes_and_a_reject
         return answers[str(data["case"])].pop(0)
 
     node.subscribe("t", handle)
-    peer = _Peer("p", "10.1.0.9:7513", True, Mailbox())
-    frames = []
+    sender = _Peer("p", "10.1.0.9:7513", True, Mailbox())
+    relay = node._peers["q"] = _Peer("q", "10.1.0.8:7513", True, Mailbox(), mesh=True)
+    frames = {}
     for case in answers:
         data = {"case": case}
-        mid = message_id("t", data)
-        frames.append(orjson.dumps({"t": "msg", "id": mid, "topic": "t", "data": data,
-                                    "ts": None}))  # fmt: skip
-    batches = [frames, frames, frames]
+        frames[case] = orjson.dumps({"t": "msg", "id": message_id("t", data), "topic": "t",
+                                     "data": data, "ts": None})  # fmt: skip
+    batches = [list(frames.values())]
 
     class Conn:
         async def receive_many(self) -> list[bytes]:
@@ -509,9 +509,16 @@ async def test_a_deferred_message_is_judged_again_when_a_copy_comes_and_a_reject
                 raise anyio.EndOfStream
             return batches.pop(0)
 
-    await node._reader(Conn(), peer)  # type: ignore[arg-type]
-    # Deferred, then accepted (its third copy is a duplicate); rejected once, for good.
-    assert calls == ["deferred", "rejected", "deferred"]
+    await node._reader(Conn(), sender)  # type: ignore[arg-type]
+    assert calls == ["early", "bad", "late"] and not relay.queue._items  # nothing relayed
+    node.retry_deferred()  # "late" is accepted now, and relayed; "early" still waits
+    assert calls[3:] == ["early", "late"] and list(relay.queue._items) == [frames["late"]]
+    batches.append(list(frames.values()))
+    await node._reader(Conn(), sender)  # type: ignore[arg-type]
+    assert calls[5:] == ["early"]  # a copy of "early" is judged again, and accepted
+    node.retry_deferred()
+    assert calls[6:] == []  # nothing is left to offer
+    assert list(relay.queue._items) == [frames["late"], frames["early"]]
 
 
 async def test_a_mailbox_consumer_is_woken_by_put_and_close_and_survives_a_cancel() -> None:

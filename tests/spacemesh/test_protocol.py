@@ -428,17 +428,27 @@ async def test_miners_registered_with_several_poets_survive_an_outage() -> None:
     assert len(hashes[0]) == 10 and all(h == hashes[0] for h in hashes)
 
 
-async def test_a_slightly_skewed_node_keeps_proposing_a_far_skewed_one_is_ignored() -> None:
+async def test_a_slightly_skewed_node_keeps_proposing_a_far_skewed_one_waits_for_its_layers(
+) -> None:
+    """A node two layers ahead sends its proposals two layers early: the others hold them
+    back until their layer is due (half a layer before it starts), then count them like
+    anyone's, and they agree."""
     async with memory_cluster(miners=4, seed=6, layer_duration=1.0, params=SIM) as c:
         procs = [p for p in c.node_processes() if p.role == "miner"]
         c.skew(procs[0].id, offset=0.3)  # within the default tolerance of half a layer
         c.skew(procs[1].id, offset=2.0)  # two layers ahead
-        await c.clock.sleep_until(c.gateways[0].layer_start(10) + 0.9)
-        gw = c.gateways[0].mesh
+        gw = c.gateways[0]
         near, far = c.miners[0].smesher_id, c.miners[1].smesher_id
-        by = {p["smesher"] for x in range(3, 10) for p in gw.layer_proposals(x).values()}
-        hashes = [[s.hash for s in n.layers()[:8]] for n in (c.gateways[0], *c.miners[2:])]
-    assert near in by and far not in by
+        early = []
+        for layer in range(3, 10):
+            await c.clock.sleep_until(gw.layer_start(layer) + 0.4)
+            early += [(layer, later) for later in range(layer + 1, layer + 4)
+                      for p in gw.mesh.layer_proposals(later).values() if p["smesher"] == far]
+        await c.clock.sleep_until(gw.layer_start(10) + 0.9)
+        by = {p["smesher"] for x in range(3, 10) for p in gw.mesh.layer_proposals(x).values()}
+        hashes = [[s.hash for s in n.layers()[:8]] for n in (gw, *c.miners[2:])]
+    assert early == []  # nothing of the far node's before its layer was due...
+    assert near in by and far in by  # ...and then it counted
     assert all(h == hashes[0] for h in hashes)
 
 

@@ -194,10 +194,14 @@ def _faults(*tables: dict[str, object]) -> tuple[Fault, ...]:
 @example(_faults({"action": "restart", "at": 8, "targets": {"instances": ["single/4"]}},
                  {"action": "skew", "at": 7, "duration": 3, "offset": "-800ms", "drift": 0.01,
                   "targets": {"role": "gateway"}}))  # fmt: skip
-# Two miners' clocks jump 1.75 s ahead within layer 3: their proposals of layers 4 and 5
-# came too early for the others, who once dropped every later copy of them, synced ones too.
+# Clocks that jump ahead: what they send comes too early for the others, who once dropped
+# every later copy of it, synced ones too (the first), and with nobody relaying it, got it
+# only when a sync happened to pick its sender, too late to be judged (the second).
 @example(_faults({"action": "skew", "at": 7.25, "duration": 1, "offset": 1.751,
                   "targets": {"percentage": 21}}))  # fmt: skip
+@example(_faults({"action": "kill", "at": 8, "duration": 1, "targets": {"count": 1}},
+                 {"action": "skew", "at": 9, "duration": 1, "offset": 2.051,
+                  "targets": {"count": 2}}))  # fmt: skip
 def test_the_network_survives_healed_faults_that_restart_one_miner_at_a_time(
     faults: tuple[Fault, ...],
 ) -> None:
