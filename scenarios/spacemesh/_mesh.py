@@ -415,6 +415,11 @@ class Mesh:
             return self.ballot_weight(msg) > 0
         return True
 
+    @property
+    def waiting(self) -> int:
+        """Messages held until what they refer to (an ATX) arrives."""
+        return len(self._pending)
+
     def _drain(self) -> None:
         progress = True
         while progress and self._pending:

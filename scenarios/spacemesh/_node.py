@@ -285,6 +285,8 @@ class Node:
             self._vote(layer)
             await self._clock.sleep_until(start + self.config.hare_cert_at * duration)
             self.gossip.retry_deferred()  # the next layer's early messages may be due now
+            if self._lacks_messages():
+                self.gossip.request_sync()  # a second exchange: another peer may hold them
             # Votes or proposals that came after the last tally (a loaded network) get a
             # second one a layer later: one tally at 75 % would leave the layer to the
             # tortoise, and a node that lags keeps lagging.
@@ -295,6 +297,16 @@ class Node:
             self._check_hare(layer - 1)
             self.layers_done = layer
             layer += 1
+
+    def _lacks_messages(self) -> bool:
+        """Whether the node knows it misses messages that peers hold: some wait for an ATX
+        it lacks, or the ballots vote for a block of the last window whose certificate
+        it lacks (one exchange a layer with a random peer can take several layers to
+        bring them after a partition heals)."""
+        if self.mesh.waiting:
+            return True
+        recent = self.layers()[-self.config.mesh.window :]
+        return any(s.block_id and s.block is None for s in recent)
 
     def _log_layers(self) -> None:
         """A line when a layer is verified (at a layer's start, when the API's answer changes
