@@ -415,10 +415,21 @@ class Mesh:
             return self.ballot_weight(msg) > 0
         return True
 
-    @property
-    def waiting(self) -> int:
-        """Messages held until what they refer to (an ATX) arrives."""
-        return len(self._pending)
+    def waiting_since(self, layer: int) -> bool:
+        """Whether a message of ``layer`` or later is held until what it refers to arrives
+        (a proposal's or vote's ATX; an ATX's PoET proof: ATXs for ``layer``'s epoch or
+        later). Older ones may wait for good, on a dependency nobody holds."""
+        epoch = self.params.epoch(layer)
+        for kind, msg in self._pending.values():
+            try:
+                recent = (
+                    int(msg["target_epoch"]) >= epoch if kind == "atx" else int(msg["layer"]) >= layer
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if recent:
+                return True
+        return False
 
     def _drain(self) -> None:
         progress = True

@@ -299,13 +299,14 @@ class Node:
             layer += 1
 
     def _lacks_messages(self) -> bool:
-        """Whether the node knows it misses messages that peers hold: some wait for an ATX
-        it lacks, or the ballots vote for a block of the last window whose certificate
-        it lacks (one exchange a layer with a random peer can take several layers to
-        bring them after a partition heals)."""
-        if self.mesh.waiting:
+        """Whether the node knows it misses messages that peers hold: some of the last
+        window wait for an ATX it lacks, or the ballots vote for a block of the window
+        whose certificate it lacks (one exchange a layer with a random peer can take
+        several layers to bring them after a partition heals)."""
+        window = self.config.mesh.window
+        if self.mesh.waiting_since(self.current_layer() - window):
             return True
-        recent = self.layers()[-self.config.mesh.window :]
+        recent = self.layers()[-window:]
         return any(s.block_id and s.block is None for s in recent)
 
     def _log_layers(self) -> None:

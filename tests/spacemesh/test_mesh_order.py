@@ -220,3 +220,28 @@ def test_an_epoch_s_stamp_changes_with_its_own_atxs_only() -> None:
     assert sorted(mesh.atxs_for_epoch(first)) == digest[first]
     assert mesh.epoch_stamp(last) != held[last]
     assert sorted(mesh.atxs_for_epoch(last)) != digest[last]
+
+
+def test_a_mesh_says_which_layers_hold_messages_waiting_for_what_they_refer_to() -> None:
+    """Proposals and votes that came before their ATX, and ATXs before their PoET proof,
+    wait; `waiting_since` tells a node whether any of the recent ones do (it then syncs once
+    more), and forgets those older than asked, which may wait for good."""
+    messages, _, keys = recorded()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for kind, msg in messages:
+        by_kind.setdefault(kind, []).append(msg)
+    mesh = Mesh(PARAMS, keys)
+    assert not mesh.waiting_since(0)
+    proposal = max(by_kind["proposal"], key=lambda p: int(p["layer"]))
+    layer = int(proposal["layer"])
+    mesh.add("proposal", proposal)  # its ATX is not here: it waits
+    assert mesh.waiting_since(layer) and not mesh.waiting_since(layer + 1)
+    atx = max(by_kind["atx"], key=lambda a: int(a["target_epoch"]))
+    early = Mesh(PARAMS, keys)
+    early.add("atx", atx)  # its PoET proof is not here: it waits
+    first = PARAMS.first_layer(int(atx["target_epoch"]))
+    assert early.waiting_since(first + PARAMS.layers_per_epoch - 1)  # its epoch's last layer
+    assert not early.waiting_since(first + PARAMS.layers_per_epoch)  # the next epoch's first
+    for kind, msg in messages:  # everything arrives: nothing waits any more
+        mesh.add(kind, msg)
+    assert not mesh.waiting_since(0)
