@@ -47,6 +47,18 @@ def make_nodes(
     return nodes
 
 
+class Batches:
+    """A connection that hands a reader these batches of frames (taking them), then ends."""
+
+    def __init__(self, batches: list[list[bytes]]) -> None:
+        self.batches = batches
+
+    async def receive_many(self) -> list[bytes]:
+        if not self.batches:
+            raise anyio.EndOfStream
+        return self.batches.pop(0)
+
+
 async def settle(nodes: list[Gossip], want: int) -> None:
     with anyio.fail_after(30):
         while min(n.peer_count for n in nodes) < want:  # noqa: ASYNC110 (polling a count)
@@ -464,13 +476,7 @@ async def test_a_duplicate_frame_is_dropped_without_decoding_or_the_handler() ->
     getpeers = orjson.dumps({"t": "getpeers"})
     batches = [[dup, dup, getpeers]]
 
-    class Conn:
-        async def receive_many(self) -> list[bytes]:
-            if not batches:
-                raise anyio.EndOfStream
-            return batches.pop(0)
-
-    await node._reader(Conn(), peer)  # type: ignore[arg-type]
+    await node._reader(Batches(batches), peer)  # type: ignore[arg-type]
     assert decoded == [getpeers]  # only the frame that is not a duplicate was decoded
     assert list(peer.sent_me) == [dup[_ID_AT : _ID_AT + 64]]
     assert node._received == {}  # counted, then added to the metric at the batch's end
@@ -503,18 +509,12 @@ async def test_a_deferred_message_is_offered_again_and_relayed_once_accepted() -
                                      "data": data, "ts": None})  # fmt: skip
     batches = [list(frames.values())]
 
-    class Conn:
-        async def receive_many(self) -> list[bytes]:
-            if not batches:
-                raise anyio.EndOfStream
-            return batches.pop(0)
-
-    await node._reader(Conn(), sender)  # type: ignore[arg-type]
+    await node._reader(Batches(batches), sender)  # type: ignore[arg-type]
     assert calls == ["early", "bad", "late"] and not relay.queue._items  # nothing relayed
     node.retry_deferred()  # "late" is accepted now, and relayed; "early" still waits
     assert calls[3:] == ["early", "late"] and list(relay.queue._items) == [frames["late"]]
     batches.append(list(frames.values()))
-    await node._reader(Conn(), sender)  # type: ignore[arg-type]
+    await node._reader(Batches(batches), sender)  # type: ignore[arg-type]
     assert calls[5:] == ["early"]  # a copy of "early" is judged again, and accepted
     node.retry_deferred()
     assert calls[6:] == []  # nothing is left to offer
