@@ -549,8 +549,7 @@ class Gossip:
             if len(_CHECKED) >= _CHECKED_LIMIT:
                 _CHECKED.clear()
             _CHECKED[frame] = mid
-        tracing = self._tracer.enabled
-        if tracing:
+        if self._tracer.enabled:
             self._tracer.record("receive", mid, topic, peer.node_id, self.node_id, len(frame))
         self._received[topic] = self._received.get(topic, 0) + 1
         if not self._mark_seen(mid, topic):

@@ -399,8 +399,9 @@ class Node:
         # same votes publish the same certificate (one message, de-duplicated).
         chosen: list[dict[str, Any]] = []
         weight = 0
+        wanted = set(ids)
         for vote in sorted(votes, key=lambda v: str(v["smesher"])):
-            if set(ids) <= set(vote["proposals"]):
+            if wanted <= set(vote["proposals"]):
                 chosen.append(vote)
                 weight += seats[str(vote["smesher"])]
                 if weight > needed:
