@@ -119,6 +119,7 @@ class Node:
         self.node_id = h(b"node", self.signer.public_hex, config.listen).hex()[:16]
         self.metrics = NodeMetrics() if metrics else None
         self.tracer = Tracer(config.outputs)
+        self._protocol: anyio.CancelScope | None = None  # run's, once running
         self.mesh = Mesh(
             config.mesh, set(config.poet_keys) or None, malfeasance=config.honest_malfeasance
         )
@@ -229,6 +230,7 @@ class Node:
         )
         try:
             async with anyio.create_task_group() as tg:
+                self._protocol = tg.cancel_scope
                 await tg.start(self.gossip.run)
                 tg.start_soon(self._layer_loop)
                 if self.config.smeshing:
@@ -239,6 +241,12 @@ class Node:
         finally:
             self.tracer.close()
             self._close_state()
+
+    def stop(self) -> None:
+        """End `run`: no more gossip, layers or smeshing. The API adapters go on answering
+        from the state the node holds."""
+        if self._protocol is not None:
+            self._protocol.cancel()
 
     def _handler(self, kind: str) -> Any:
         def handle(data: Json) -> bool | None:

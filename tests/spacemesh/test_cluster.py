@@ -160,3 +160,22 @@ async def test_a_cluster_walks_the_cycle_collector_less_while_it_lives() -> None
         assert gc.get_threshold()[0] >= 50_000
         assert gc.get_freeze_count() > 0  # what existed before it: the modules
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_stopped_node_leaves_the_network_and_still_answers_from_what_it_holds() -> None:
+    """`Node.stop` (a plan's node once every node has reported) ends gossip, layers and
+    smeshing; the API's view of it stays readable, and the others go on without it."""
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(miners=3, seed=11, layer_duration=2.0, params=params) as c:
+        stopped, other = c.miners[0], c.miners[1]
+        stopped.stop()  # not running yet (it is: the cluster started it), then for real
+        await c.clock.sleep_until(c.gateways[0].layer_start(6))
+        stopped.stop()
+        held = [s.hash for s in stopped.layers()]
+        version, published = stopped.mesh.version, stopped.atxs_published
+        await c.clock.sleep_until(c.gateways[0].layer_start(12))
+        assert stopped.mesh.version == version and stopped.atxs_published == published
+        assert [s.hash for s in stopped.layers()][: len(held)] == held  # still answers
+        assert stopped.status()["connected_peers"] == 0
+        assert other.status()["verified_layer"] >= 10
+        assert [s.hash for s in other.layers()][: len(held) - 2] == held[:-2]
