@@ -4,7 +4,7 @@ the report, which only reads them, does not import what only a live run needs.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,15 @@ TELEMETRY_FILE = "telemetry.jsonl"
 SCRAPED_FILE = "scraped.jsonl"
 
 
-def read_telemetry(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of telemetry.jsonl, in file order."""
-    return [
-        r for r in read_jsonl(run_dir / TELEMETRY_FILE) if isinstance(r.get("mono"), int | float)
-    ]
+def read_telemetry(run_dir: Path, fields: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The records of telemetry.jsonl, in file order; with `fields`, each keeps only those
+    of its keys (a reader that needs a few: a 100-instance run's 49,000 records took 55 MB
+    whole, a TCP sample has 24 keys)."""
+    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE)
+               if isinstance(r.get("mono"), int | float))
+    if fields is None:
+        return list(records)
+    return [{k: v for k, v in r.items() if k in fields} for r in records]
 
 
 def read_scraped(run_dir: Path) -> Iterator[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.observe._shapes import Shape, ShapeTimeline
-from harness.observe._tracegather import Floats, Ints
+from harness.observe._tracegather import Floats, Index, Ints
 
 MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
 BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
@@ -90,6 +90,10 @@ class Seen:
     observed: np.ndarray  # bool: the link or connection was sampled at all
 
 
+_DENSE = 1 << 20
+"""The most windows (samples + 2, squared) `Telemetry._per_window` tabulates."""
+
+
 class Telemetry:
     """A run's telemetry samples, indexed by link and time."""
 
@@ -110,7 +114,7 @@ class Telemetry:
             series.sort(key=lambda r: float(r["mono"]))
             self._monos[id(series)] = np.array([float(r["mono"]) for r in series])
 
-    def seen(self, src: Ints, dst: Ints, names: Sequence[str], t0: Floats, t1: Floats
+    def seen(self, src: Index, dst: Index, names: Sequence[str], t0: Floats, t1: Floats
              ) -> Seen:
         """What was seen around each hop (from names[src[i]] to names[dst[i]], sent at
         `t0[i]`, received at `t1[i]`)."""
@@ -139,12 +143,25 @@ class Telemetry:
         span = len(monos) + 2
         lo = np.maximum(0, np.searchsorted(monos, t0, "right") - 1)
         hi = np.searchsorted(monos, t1, "left") + 1
-        windows, inverse = np.unique(lo * span + hi, return_inverse=True)
+        code = lo * span + hi
+        del lo, hi
+        if span * span <= _DENSE:
+            # Few samples (a series has one every few seconds): a table of every window
+            # finds the distinct ones without sorting the hops (np.unique's sort took 44 MB
+            # for the CPU's windows of a 100-node run's 500,000 hops).
+            present = np.zeros(span * span, bool)
+            present[code] = True
+            windows = np.flatnonzero(present)
+            slot = np.zeros(span * span, np.intp)
+            slot[windows] = np.arange(len(windows))
+            inverse = slot[code]
+        else:
+            windows, inverse = np.unique(code, return_inverse=True)
         slices = [series[w // span:w % span] for w in windows.tolist()]
         return [np.array([fn(s) for s in slices], float)[inverse.ravel()] for fn in fns]
 
 
-def _by_link(src: Ints, dst: Ints, n: int) -> list[Ints]:
+def _by_link(src: Index, dst: Index, n: int) -> list[Ints]:
     """The indexes of the hops of each link (src, dst), a group per link."""
     code = np.asarray(src, np.int64) * n + np.asarray(dst, np.int64)
     order = np.argsort(code, kind="stable")
@@ -159,10 +176,10 @@ class Diagnosis:
 
     rows: Ints
     branch: Ints
-    src: Ints  # each hop's sender, by index into `names`
-    dst: Ints
+    src: Index  # each hop's sender, by index into `names`
+    dst: Index
     names: Sequence[str]
-    shape_of: list[int]  # each hop's shape, by index into `shape_list`
+    shape_of: Index  # each hop's shape, by index into `shape_list`
     shape_list: list[Shape]
     excess: Floats
     handler: Floats
@@ -175,7 +192,7 @@ class Diagnosis:
     def evidence(self, i: int) -> str:
         """Why hop `i` (of `rows`) got its cause, in its own figures."""
         src, dst, s = self.names[int(self.src[i])], self.names[int(self.dst[i])], self.seen
-        shape = self.shape_list[self.shape_of[i]]
+        shape = self.shape_list[int(self.shape_of[i])]
         excess, branch = float(self.excess[i]), int(self.branch[i])
         latency = float(shape.get("latency_ms") or 0)
         if branch == 0:
@@ -207,7 +224,7 @@ class Diagnosis:
         return "no telemetry points to a cause"
 
 
-def diagnose(rows: Ints, src: Ints, dst: Ints, names: Sequence[str], shape_of: Ints,
+def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of: Index,
              shape_list: list[Shape], t0: Floats, t1: Floats, excess: Floats, tol: Floats,
              handler: Floats, tel: Telemetry) -> Diagnosis:
     """Diagnose the hops `rows` (worst first) from names[src[i]] to names[dst[i]] over a
@@ -234,7 +251,7 @@ def diagnose(rows: Ints, src: Ints, dst: Ints, names: Sequence[str], shape_of: I
             near_rto,
         ]
     branch = np.select(tests, np.arange(len(tests)), default=len(tests))
-    return Diagnosis(rows, branch, src, dst, names, shape_of.tolist(), shape_list, excess,
+    return Diagnosis(rows, branch, src, dst, names, shape_of, shape_list, excess,
                      handler, seen)
 
 
@@ -256,11 +273,13 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
     if not len(d.rows):
         return []
     cause_ix = {c: i for i, c in enumerate(dict.fromkeys(_CAUSES))}
-    code = np.array([cause_ix[c] for c in _CAUSES])[d.branch]
-    link = np.asarray(d.src, np.int64) * len(d.names) + np.asarray(d.dst, np.int64)
-    key = link * len(cause_ix) + code
+    link = np.asarray(d.src, np.int64) * len(d.names) + d.dst
+    key = link * len(cause_ix) + np.array([cause_ix[c] for c in _CAUSES])[d.branch]
+    del link  # (a 100-node run diagnoses 500,000 hops: each column is 4 MB)
     order = np.lexsort((d.excess, key))  # by group, then by excess ascending
-    starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    del key
     ends = np.r_[starts[1:], len(order)]
     out = []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):

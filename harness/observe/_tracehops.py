@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from harness.observe._shapes import Shape, ShapeTimeline
-from harness.observe._tracegather import SHIFT, Floats, Gathered, Ints
+from harness.observe._tracegather import SHIFT, Floats, Gathered, Index, Ints
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class HopColumns:
         had = g.had_at.ravel()  # (message, node) at m * n + node; NaN: never had it
         # the network's state when each sender had each message
         state = np.searchsorted(np.array(tl.state_monos), had, side="right")
-        msg, src, dst, recv, size = g.r_msg, g.r_src, g.r_dst, g.r_mono, g.r_size
+        msg, src, dst, recv, size = g.take_hops()
         sender = msg * n + src
         sent = had[sender]
         ok = recv >= sent  # not: a receipt from a node that never had it, or before it had it
@@ -94,14 +94,14 @@ class HopColumns:
             bw = np.array(bandwidth_of)[shape_col]
             some = (bw > 0) & (size > 0)
             self.expected[some] += size[some] * 8 / bw[some] * 1000
-        self.msg: Ints = msg
-        self.src: Ints = src
-        self.dst: Ints = dst
+        self.msg: Index = msg.astype(np.int32)
+        self.src: Index = src.astype(np.int32)
+        self.dst: Index = dst.astype(np.int32)
         self.recv: Floats = recv
         self.sent: Floats = sent
         self.size: Ints = size
         self.tol: Floats = np.array(tol_of)[shape_col]
-        self.shape: Ints = shape_col
+        self.shape: Index = shape_col.astype(np.int32)
 
     def __len__(self) -> int:
         return len(self.msg)

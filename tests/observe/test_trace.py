@@ -242,3 +242,34 @@ def test_hops_are_grouped_by_link_without_a_list_for_every_pair_of_nodes() -> No
     assert [(s, d, rows.tolist()) for s, d, rows in links] == [
         (0, 1999, [3]), (5, 7, [0, 2]), (1999, 0, [1, 4])]
     assert peak < 1_000_000, f"{peak} bytes"
+
+
+def test_the_diagnosis_is_the_same_whether_windows_are_tabulated_or_sorted(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Telemetry` finds each hop's window of samples by a table when the series is short
+    (every series, in practice) and by np.unique otherwise: the same hops, causes and
+    evidence either way."""
+    from harness.observe import _tracediagnose
+
+    run_dir = run_factory(
+        instances=5, messages=10, lossy=(0, 1), slow_handler=3, queued=(2, 3), change_at=None
+    )
+    tabulated = analyse_traces(run_dir)
+    monkeypatch.setattr(_tracediagnose, "_DENSE", 0)
+    sorted_ = analyse_traces(run_dir)
+    assert {h.cause for h in tabulated.outliers} >= {"loss and retransmit", "queueing"}
+    assert tabulated.outliers == sorted_.outliers
+    assert tabulated.outlier_groups == sorted_.outlier_groups
+
+
+def test_telemetry_read_with_fields_keeps_only_those(tmp_path: Path) -> None:
+    from harness.observe import read_telemetry
+
+    lines = [{"ts": 1.0, "mono": 2.0, "kind": "tcp", "rtt_ms": 3.0, "cwnd": 10},
+             {"ts": 1.5, "kind": "link"},  # no mono: not a sample
+             {"ts": 2.0, "mono": 3.0, "kind": "link", "drops": 1}]
+    (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert read_telemetry(tmp_path) == [lines[0], lines[2]]
+    assert read_telemetry(tmp_path, {"mono", "kind", "rtt_ms"}) == [
+        {"mono": 2.0, "kind": "tcp", "rtt_ms": 3.0}, {"mono": 3.0, "kind": "link"}]

@@ -15,6 +15,14 @@ from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, TRACE_GZ_FILE
 
 _TRACE_NAMES = frozenset({TRACE_FILE, TRACE_GZ_FILE})
+_TELEMETRY = frozenset({
+    "ts", "mono", "kind",
+    "src", "dst", "packets", "queue_delay_ms", "drops",  # a link's sample
+    "instance", "peer", "rtt_ms", "retrans_total",  # a TCP connection's
+    "wait_us_total",  # the CPU's
+    "source", "error",  # a sampler's error
+})
+"""The telemetry keys the report reads (the charts' section and the hops' diagnosis)."""
 
 if TYPE_CHECKING:  # the analysis (and numpy) is imported by a report that needs it
     from harness.observe._trace import TraceAnalysis
@@ -98,8 +106,8 @@ class RunData:
 
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
-        """The records of telemetry.jsonl."""
-        return read_telemetry(self.dir)
+        """The records of telemetry.jsonl, with the keys the report reads (`_TELEMETRY`)."""
+        return read_telemetry(self.dir, _TELEMETRY)
 
     @functools.cached_property
     def analysis(self) -> TraceAnalysis:
