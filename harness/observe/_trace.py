@@ -188,10 +188,10 @@ def _analyse(
     excess_col = hop_col - cols.expected
     rows = cols.out_of_line(excess_col)
     rows = rows[np.argsort(-excess_col[rows], kind="stable")]  # worst first
-    handler = cols.handler_ms(rows)  # first: its temporaries go before the diagnosis' peak
     diagnosis = diagnose(
         rows, cols.src[rows], cols.dst[rows], names, cols.shape[rows], cols.shape_list,
-        cols.sent[rows], cols.recv[rows], excess_col[rows], cols.tol[rows], handler, tel)
+        cols.sent[rows], cols.recv[rows], excess_col[rows], cols.tol[rows],
+        cols.handler_ms(rows), tel)
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
     for a, b, link_rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):

@@ -570,7 +570,7 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
     if p.get("check_eligibility"):
         last = watch.target // max(1, int(p["layers_per_epoch"]))
         for e in range(1, last + 1):
-            calls[f"eligibilities {e}"] = functools.partial(api.eligibilities, e)
+            calls[f"eligibilities:{e}"] = functools.partial(api.eligibilities, e)
     if float(p.get("shared_keys", 0)) > 0:
         calls["malicious"] = api.malfeasance_known
     if int(p.get("transfers", 0)) > 0:
@@ -600,7 +600,8 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
     if "accounts" in got:
         report.accounts = {k: list(v) for k, v in got["accounts"].items()}
         report.coinbase = got["coinbase"].account_id.address
-    report.eligibilities = {k.split()[1]: v for k, v in got.items() if k.startswith("elig")}
+    report.eligibilities = {k.partition(":")[2]: v for k, v in got.items()
+                            if k.startswith("eligibilities:")}
     if "malicious" in got:
         report.malicious = sorted({m.smesher for m in got["malicious"]})
     report.tx_states = got.get("tx_states", {})
