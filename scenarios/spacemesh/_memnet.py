@@ -31,8 +31,10 @@ RTO = 0.2
 class MemoryLink:
     """One direction of a link: one-way delay with jitter (seconds), frame loss, cut.
 
-    With ``retransmit`` a lost frame is not lost but late, as on TCP: each loss costs a
-    retransmission timeout, doubling (``RTO``, 2 ``RTO``, ...); a loss of 1 is a cut."""
+    With ``retransmit`` a lost frame is not lost but late, as on TCP: it is sent again a
+    retransmission timeout later, doubling each time (``RTO``, 2 ``RTO``, ...), and each
+    try meets the link as it is then (a loss that has ended loses no more tries). The
+    frames sent after it wait behind it, as a stream's do."""
 
     delay: float = 0.0
     jitter: float = 0.0
@@ -51,6 +53,17 @@ class MemoryLink:
 
 Batch = list[bytes]
 """Frames of one connection due at the same moment: delivered as one item."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Retry:
+    """A lost frame of a retransmitting link and the frames queued behind it: tried again
+    when its timeout (``rto``) runs out, then again at twice the timeout, until a try
+    gets through."""
+
+    frames: Batch
+    rto: float
+    eof: bool = False  # the stream ends after them
 
 
 class _Half(ObjectStream[bytes]):
@@ -79,6 +92,8 @@ class _Half(ObjectStream[bytes]):
         self._last_due = 0.0
         self._open: Batch | None = None
         """The batch scheduled last and not delivered yet (due at ``_last_due``)."""
+        self._retry: _Retry | None = None
+        """A lost frame being sent again, and what waits behind it."""
         self._closed = False
 
     async def send(self, item: bytes) -> None:
@@ -97,9 +112,15 @@ class _Half(ObjectStream[bytes]):
         link = net._links.get(self._link_key, net.default)
         now = loop_time()
         for item in items:
+            if self._retry is not None:  # behind a lost frame, as on a stream
+                self._retry.frames.append(item)
+                continue
             due = net._due(link, now)
             if due is None:
-                continue  # lost or cut: the frame silently disappears, as on a lossy link
+                if link.retransmit:
+                    self._retry = _Retry([item], RTO)
+                    net._schedule(now + RTO, self, self._retry, self._remote)
+                continue  # else lost or cut: the frame disappears, as on a lossy link
             # A stream delivers in order (as TCP does), whatever the jitter.
             if due <= self._last_due and self._open is not None:
                 self._open.append(item)
@@ -127,8 +148,29 @@ class _Half(ObjectStream[bytes]):
         if not self._closed:
             self._closed = True
             self._open = None
+            if self._retry is not None:
+                self._retry.eof = True  # after the frames being sent again
+                return
             # The end of stream arrives after the frames already on the way.
             self._net._schedule(self._last_due, self, None, self._remote)
+
+    def _try_again(self, retry: _Retry, now: float) -> None:
+        """The timeout of the lost frame at the head of `retry` ran out: send it again
+        over the link as it is now (lost again: wait twice as long)."""
+        net = self._net
+        link = net._links.get(self._link_key, net.default)
+        due = net._due(link, now)
+        if due is None:
+            retry.rto *= 2
+            net._schedule(now + retry.rto, self, retry, self._remote)
+            return
+        self._retry = None
+        self._last_due = max(due, self._last_due)
+        self._open = retry.frames
+        net._schedule(self._last_due, self, retry.frames, self._remote)
+        if retry.eof:
+            self._open = None
+            net._schedule(self._last_due, self, None, self._remote)
 
     async def aclose(self) -> None:
         await self.send_eof()
@@ -171,7 +213,7 @@ class MemoryNetwork:
         self._links: dict[tuple[str, str], MemoryLink] = {}
         self._listeners: dict[str, _MemoryListener] = {}
         self._running = False
-        self._heap: list[tuple[float, int, _Half, Batch | None, str]] = []
+        self._heap: list[tuple[float, int, _Half, Batch | _Retry | None, str]] = []
         self._seq = 0
         self._wake = anyio.Event()
         self._gates: dict[str, Gate] = {}
@@ -230,17 +272,11 @@ class MemoryNetwork:
         return self._due(self.link(src, dst), anyio.current_time())
 
     def _due(self, link: MemoryLink, now: float) -> float | None:
-        if link.down or (link.retransmit and link.loss >= 1):
-            return None
-        late = 0.0
-        if link.loss and link.retransmit:
-            rto = RTO
-            while self._rng.random() < link.loss:
-                late, rto = late + rto, 2 * rto
-        elif link.loss and self._rng.random() < link.loss:
+        """When a frame sent now over `link` arrives; None when this try is lost."""
+        if link.down or (link.loss and self._rng.random() < link.loss):
             return None
         jitter = self._rng.uniform(-link.jitter, link.jitter) if link.jitter else 0.0
-        return now + max(0.0, link.delay + jitter) + late
+        return now + max(0.0, link.delay + jitter)
 
     def transport(self, host: str) -> MemoryTransport:
         """The transport of a host; connections it dials come from ``host``."""
@@ -261,6 +297,9 @@ class MemoryNetwork:
                 now = loop_time()
                 while self._heap and self._heap[0][0] <= now:
                     _, _, half, batch, dst = heapq.heappop(self._heap)
+                    if isinstance(batch, _Retry):
+                        half._try_again(batch, now)
+                        continue
                     if half._open is batch:
                         half._open = None  # on its way: later frames start a new batch
                     gate = self._gates.get(dst)
@@ -284,7 +323,8 @@ class MemoryNetwork:
         else:
             half._sink.put(batch)  # dropped when the receiving end is closed
 
-    def _schedule(self, due: float, half: _Half, batch: Batch | None, dst: str) -> None:
+    def _schedule(self, due: float, half: _Half, batch: Batch | _Retry | None, dst: str) -> None:
+        """Deliver `batch` (None: the end of the stream) at `due`, or try `_Retry` again."""
         first = not self._heap or due < self._heap[0][0]
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, half, batch, _host(dst)))
