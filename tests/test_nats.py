@@ -250,3 +250,76 @@ def test_faults_played_live_from_the_command_line_lose_nothing(tmp_path: Path) -
     assert [s["step"] for s in steps].count("undone") == 3
     events = (run_dir / "events.jsonl").read_text()
     assert events.count("acknowledged messages are in the stream") == 2
+
+
+class _Info:
+    def __init__(self, leader: str | None) -> None:
+        self.cluster = type("C", (), {"leader": leader})()
+
+
+class _SlowCluster:
+    """Answers `stream_info` with a timeout `fails` times, then names servers/1."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+        self.asked = 0
+
+    async def connect(self) -> _SlowCluster:
+        return self
+
+    async def stream_info(self, stream: str) -> _Info:
+        self.asked += 1
+        if self.asked <= self.fails:
+            raise TimeoutError("nats: timeout")
+        return _Info("servers/1")
+
+
+class _Env:
+    def __init__(self) -> None:
+        self.params = {"stream": "S", "leader_poll": 0.01, "publish_timeout": 0.1}
+        self.global_seq = 4
+        self.published: list[tuple[str, Any]] = []
+        self.messages: list[str] = []
+        self.sync = self
+
+    async def publish(self, topic: str, value: Any) -> None:
+        self.published.append((topic, value))
+
+    async def record_message(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def _report_leader(fails: int) -> tuple[_Env, _SlowCluster]:
+    import asyncio
+
+    from scenarios.nats.client import Publisher
+
+    env, cluster = _Env(), _SlowCluster(fails)
+    me = Publisher(env, cluster, sorted(PEERS))  # type: ignore[arg-type]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop.set()  # the client was done before the cluster first answered
+        await asyncio.wait_for(me.report_leader(stop), 5)
+
+    asyncio.run(main())
+    return env, cluster
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nats") is None, reason="nats-py not installed")
+def test_the_leader_is_reported_once_even_if_the_cluster_answers_only_after_the_checks() -> None:
+    env, cluster = _report_leader(fails=3)
+    assert env.published == [(_names.LEADER_TOPIC, "servers/1"),
+                              (_names.FOLLOWERS_TOPIC, ["servers/0", "servers/2"]),
+                              (_names.FOLLOWER_TOPIC, "servers/0")]
+    assert env.messages == ["stream leader: servers/1"]
+    assert cluster.asked == 4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nats") is None, reason="nats-py not installed")
+def test_a_leader_never_named_is_said_so_after_three_publish_timeouts() -> None:
+    env, cluster = _report_leader(fails=10**6)
+    assert env.published == []
+    assert env.messages == ["stream leader: never seen (the cluster did not answer a stream "
+                            "info request naming one)"]
+    assert 2 <= cluster.asked <= 40  # 10 ms polls for 0.3 s, however loaded the machine

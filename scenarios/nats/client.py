@@ -173,9 +173,13 @@ class Publisher:
                 await asyncio.sleep(slot - time.monotonic())
 
     async def report_leader(self, stop: asyncio.Event) -> None:
-        """Publish the stream leader's instance id on `nats:leader` whenever it changes."""
+        """Publish the stream leader's instance id on `nats:leader` whenever it changes.
+
+        After `stop`, it keeps asking (for up to three `publish_timeout`s) until it has
+        seen a leader once: a loaded cluster may not have answered a run's first polls."""
         leader = None
-        while not stop.is_set():
+        poll, give_up = float(self.p["leader_poll"]), None
+        while True:
             try:
                 js = await self.cluster.connect()
                 info = await js.stream_info(self.stream)
@@ -191,8 +195,19 @@ class Publisher:
                 if followers:
                     await sync.publish(_names.FOLLOWER_TOPIC, followers[0])
                 await self.env.record_message(f"stream leader: {now}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), float(self.p["leader_poll"]))
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll)
+                continue
+            if leader is not None:
+                return
+            if give_up is None:
+                give_up = time.monotonic() + 3 * float(self.p["publish_timeout"])
+            elif time.monotonic() >= give_up:
+                await self.env.record_message("stream leader: never seen (the cluster did "
+                                              "not answer a stream info request naming one)")
+                return
+            await asyncio.sleep(poll)
 
     async def settle(self) -> None:
         """Wait until the stream has a leader and every replica is current and online."""
