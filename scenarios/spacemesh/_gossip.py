@@ -164,6 +164,8 @@ class Gossip:
         self._handlers: dict[str, Handler] = {}
         self._peers: dict[str, _Peer] = {}
         self._known: set[str] = set(self._bootnodes)
+        self._reconnect: list[str] = []
+        """Addresses a kept address book says this node was connected to: dialed at start."""
         self._recent: deque[str] = deque(maxlen=_RECENT)
         """Who dialed in lately (newest last), accepted or not: nodes that are joining."""
         self._wake = anyio.Event()
@@ -212,6 +214,18 @@ class Gossip:
             frame = orjson.dumps({"t": "sync", "digests": self._digests(), "reply": True})
             self._enqueue(peer, frame)
 
+    def learn(self, known: list[str], connected: list[str]) -> None:
+        """Take in a kept address book (a restart): every address becomes known, and those
+        the node was connected to are dialed at start, as the bootnodes are. Without it a
+        restarted node that has no bootnode (a gateway) would wait for its peers to dial it
+        again, and they back off from an address that refused them while it was down."""
+        self._known.update(a for a in known if a != self.listen_address)
+        self._reconnect = [a for a in connected if a != self.listen_address]
+
+    def address_book(self) -> tuple[set[str], set[str]]:
+        """(every address this node knows, those of its connected peers), to keep."""
+        return set(self._known), {p.address for p in self._peers.values()}
+
     @property
     def peer_count(self) -> int:
         """Connected peers."""
@@ -252,7 +266,7 @@ class Gossip:
             self._tg = tg
             tg.start_soon(listener.serve, self._serve_inbound)
             task_status.started()
-            for address in self._bootnodes:
+            for address in dict.fromkeys([*self._bootnodes, *self._reconnect]):
                 tg.start_soon(self._dial, address)
             await self._maintain()
 

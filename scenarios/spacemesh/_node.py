@@ -587,6 +587,8 @@ class Node:
                 else:
                     self.mesh.add(kind, msg)
             self._own_atxs.update(self.store.own_atxs())
+            self.gossip.learn(*self.store.peers())
+        self._kept_book: tuple[set[str], set[str]] = (set(), set())
         for target, atx in self._own_atxs.items():
             self._atx_for_epoch[target] = hash_json(atx)
 
@@ -595,10 +597,15 @@ class Node:
             self.store.close()
 
     async def _commit_loop(self, store: Store) -> None:
-        """Commit the messages kept, every `FLUSH_S` seconds (`Store`: in batches)."""
+        """Commit the messages kept, every `FLUSH_S` seconds (`Store`: in batches), and the
+        address book when it changed."""
         while True:
             await anyio.sleep(FLUSH_S)
             store.flush()
+            book = self.gossip.address_book()
+            if book != self._kept_book:
+                store.save_peers(*book)
+                self._kept_book = book
 
     def _persist(self, kind: str, msg: Json, ok: bool) -> None:
         if ok and self.store is not None:

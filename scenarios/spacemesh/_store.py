@@ -1,11 +1,14 @@
-"""A node's data directory: its messages, own ATXs and accounts in SQLite (as go-spacemesh).
+"""A node's data directory: its messages, own ATXs, accounts and address book in SQLite
+(as go-spacemesh).
 
 Messages (PoET proofs, ATXs, proposals, hare votes, certificates, transactions) are kept in
 arrival order; a restarted node feeds them to its mesh again and so decides the same layers
 (the mesh is a pure function of its messages). The node's own ATX for each epoch is written
 *before* it is gossiped, so a node restarted in the same epoch publishes that one again
 instead of building a second, conflicting ATX. The accounts of the last applied layer are
-kept too, for inspection and for the restart to check itself against.
+kept too, for inspection and for the restart to check itself against, and so is the
+address book (every address the node knows, and which it was connected to): a restarted
+node dials its old peers at once, as a go-spacemesh node does from its persisted book.
 
 Messages are committed in batches, one transaction each, at least every `FLUSH_S` seconds
 (the node calls `flush`) or `FLUSH_ROWS` messages: a commit per message cost about 60 us
@@ -50,6 +53,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     address TEXT PRIMARY KEY, balance INTEGER NOT NULL, nonce INTEGER NOT NULL, public TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (address TEXT PRIMARY KEY, connected INTEGER NOT NULL);
 """
 
 
@@ -125,6 +129,21 @@ class Store:
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('accounts_layer', ?)", (str(layer),)
             )
+
+    def save_peers(self, known: set[str], connected: set[str]) -> None:
+        """Replace the kept address book: every address the node knows, and which of them
+        it was connected to (go-spacemesh keeps its address book on disk likewise)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM peers")
+            self._db.executemany(
+                "INSERT INTO peers VALUES (?, ?)", [(a, a in connected) for a in sorted(known)]
+            )
+
+    def peers(self) -> tuple[list[str], list[str]]:
+        """The kept address book: (every known address, those it was connected to)."""
+        rows = self._db.execute("SELECT address, connected FROM peers ORDER BY address").fetchall()
+        return [str(a) for a, _ in rows], [str(a) for a, c in rows if c]
 
     def load_accounts(self) -> tuple[int, dict[str, tuple[int, int, str]]] | None:
         """The kept accounts and their layer (None: never saved)."""

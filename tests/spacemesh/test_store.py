@@ -47,6 +47,15 @@ def test_store_keeps_messages_in_order_and_own_atxs(tmp_path: pathlib.Path) -> N
     assert again.load_accounts() == (7, {"ab": (5, 1, "k")})
 
 
+def test_store_keeps_the_address_book_it_was_last_given(tmp_path: pathlib.Path) -> None:
+    store = Store(str(tmp_path / "d"))
+    assert store.peers() == ([], [])
+    store.save_peers({"a:1", "b:1", "c:1"}, {"b:1"})
+    store.save_peers({"b:1", "c:1", "d:1"}, {"c:1", "d:1"})  # replaces, not adds
+    store.close()
+    assert Store(str(tmp_path / "d")).peers() == (["b:1", "c:1", "d:1"], ["c:1", "d:1"])
+
+
 def _committed(directory: pathlib.Path) -> int:
     """The messages another process would see in a store's database."""
     db = sqlite3.connect(directory / "state.sqlite")
@@ -145,6 +154,28 @@ async def test_restart_in_the_same_epoch_does_not_build_a_second_atx(
     assert republished == 1 and challenge == ""
     assert theirs == published and epoch_atxs == {published}
     assert hash_json(stored[target]) == published
+
+
+@pytest.mark.anyio
+async def test_a_restarted_gateway_dials_the_peers_its_address_book_kept(
+    data_dirs: pathlib.Path,
+) -> None:
+    """The gateway has no bootnode, and the miners back off from it (their dials failed
+    while it was down): only its kept address book gets it peers again at once."""
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+        gateway = next(i for i, p in c.processes.items() if p.role == "gateway")
+        await c.clock.sleep_until(c.gateways[0].layer_start(3))
+        before: Any = c.processes[gateway].part
+        peers = set(before.gossip.peer_ids)
+        c.kill(gateway)
+        await c.clock.sleep_until(c.clock.now() + 2.0)
+        await c.start(gateway)
+        await c.clock.sleep_until(c.clock.now() + 1.0)
+        after: Any = c.processes[gateway].part
+        assert after is not before
+        reconnected = set(after.gossip.peer_ids)
+    assert len(peers) == 3
+    assert reconnected == peers
 
 
 @pytest.mark.parametrize(
