@@ -1,0 +1,75 @@
+"""The floor under `bench_sync.py`'s fan-out figure on this machine: no service, no JSON.
+
+One socket pair per subscriber; N Trio tasks in `procs` processes (as `bench_sync.py`
+spreads its clients) each wait until their socket is readable and read it; this process
+stamps CLOCK_MONOTONIC and writes the stamp to every socket, one publish every `pace`
+seconds. The delivery latency of such a fan-out has nothing in it but the kernel's
+wake-ups and Trio's scheduling: a sync service, which adds the publisher's request and the
+wake-up of its own process, cannot deliver faster on the same machine.
+
+    python benchmarks/_fanout_floor.py [N ...]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import time
+
+import trio
+
+
+def _subscribers(socks: list[socket.socket], publishes: int,
+                 out: multiprocessing.Queue[list[float]]) -> None:
+    async def main() -> None:
+        latencies: list[float] = []
+
+        async def one(s: socket.socket) -> None:
+            for _ in range(publishes):
+                await trio.lowlevel.wait_readable(s)
+                data = os.read(s.fileno(), 65536)
+                latencies.append(time.monotonic() - float(data.split(b"\n", 1)[0]))
+
+        async with trio.open_nursery() as nursery:
+            for s in socks:
+                nursery.start_soon(one, s)
+        out.put(latencies)
+
+    trio.run(main)
+
+
+def floor(n: int, procs: int = 2, pace: float = 0.01,
+          publishes: int = 200) -> tuple[float, float]:
+    """(p50, p99) delivery latency in seconds of a raw fan-out to `n` subscribers."""
+    pairs = [socket.socketpair() for _ in range(n)]
+    out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
+    children = [multiprocessing.Process(
+        target=_subscribers, args=([pairs[i][1] for i in range(k, n, procs)], publishes, out))
+        for k in range(procs)]
+    for p in children:
+        p.start()
+    time.sleep(1.0)  # every subscriber waits on its socket
+    for _ in range(publishes):
+        stamp = b"%f\n" % time.monotonic()
+        for ours, _theirs in pairs:
+            os.write(ours.fileno(), stamp)
+        time.sleep(pace)
+    latencies = sorted(x for _ in children for x in out.get())
+    for p in children:
+        p.join()
+    for a, b in pairs:
+        a.close()
+        b.close()
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
+def main() -> None:
+    for n in [int(a) for a in sys.argv[1:]] or [100, 1000]:
+        p50, p99 = floor(n, pace=0.01 if n <= 100 else 0.1)
+        print(f"raw fan-out floor, N={n}: p50 {p50 * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
