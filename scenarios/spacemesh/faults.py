@@ -24,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +52,7 @@ from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, SimProcess, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
-from ._node import Node
+from ._node import Node, NodeConfig
 from ._simfaults import UNMODELLED, Plan, Player, members
 from .plan import POLL_S, Watch, compare_reports
 
@@ -165,7 +167,10 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     the network survived it). Each node is watched as its instance watches it in a real run
     (`plan.Watch`, every `Watch.poll`), so its report is taken at the same moment; a node
     killed for good is not judged when its fault allowed it to die ('may_die'), and fails
-    when it was meant to recover. A FaultError (one line) when it cannot be played."""
+    when it was meant to recover. A FaultError (one line) when it cannot be played.
+
+    Every node has a data directory (a temporary one), as a node of the plan has: a
+    restarted node resumes what it kept and dials the peers it was connected to."""
     if isinstance(schedule, FaultSchedule):
         schedule.check(setup.nodes)
         plan = None
@@ -173,7 +178,11 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
         plan = Plan.of(schedule, setup.members())
     reports: list[Report] = []
 
-    async def run() -> None:
+    async def run(data: str) -> None:
+        def keep(_: int, config: NodeConfig) -> NodeConfig:
+            name = config.identity.replace("/", "_")
+            return dataclasses.replace(config, data_dir=str(Path(data) / name))
+
         async with (
             memory_cluster(
                 miners=setup.miners,
@@ -185,6 +194,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
                 link=MemoryLink(setup.latency),
                 poet_chain_length=setup.chain_length,
                 target_peers=setup.target_peers,
+                node_config=keep,
             ) as c,
             anyio.create_task_group() as tg,
         ):
@@ -203,7 +213,11 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
             tg.cancel_scope.cancel()
 
     clock = trio.testing.MockClock(autojump_threshold=0)
-    anyio.run(run, backend="trio", backend_options={"clock": clock})
+    # In memory where there is a tmpfs: the nodes' databases are created, committed to
+    # and closed in every one of a search's runs (on a disk, a third of its time).
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="spacemesh-sim-", dir=shm) as data:
+        anyio.run(run, data, backend="trio", backend_options={"clock": clock})
     return compare_reports(reports, setup.layers)
 
 

@@ -165,18 +165,17 @@ async def test_a_skewed_node_reads_the_offset_and_drift_and_its_layers_follow() 
 
 
 def test_a_fault_list_plays_the_same_way_every_time() -> None:
-    """One seed, one result: trio's scheduler runs in its deterministic mode, seeded
-    (without that, this schedule's layer hashes differ between two runs in one process)."""
-    gateway_restarted = (Fault.from_data({"action": "kill", "at": 7, "duration": 1,
-                                          "targets": {"instances": ["single/1"]}}),)  # fmt: skip
-    first = simulate(SMALL, gateway_restarted)
-    assert any("has hash" in p for p in first), first
-    assert simulate(SMALL, gateway_restarted) == first
+    """One seed, one result: trio's scheduler runs in its deterministic mode, seeded."""
+    poet_down_in_epoch_0 = (Fault.from_data({"action": "kill", "at": 5, "duration": 1,
+                                             "targets": {"instances": ["single/0"]}}),)  # fmt: skip
+    first = simulate(SMALL, poet_down_in_epoch_0)
+    assert any("published no ATX in epoch 0" in p for p in first), first
+    assert simulate(SMALL, poet_down_in_epoch_0) == first
 
 
 def test_a_search_with_one_seed_finds_the_same_schedule() -> None:
-    a = search(SMALL, examples=10, actions=("kill",), seed=3)
-    b = search(SMALL, examples=10, actions=("kill",), seed=3)
+    a = search(SMALL, examples=10, actions=("kill",), heal=False, seed=3)
+    b = search(SMALL, examples=10, actions=("kill",), heal=False, seed=3)
     assert a is not None and b is not None
     assert (a.schedule, a.problems) == (b.schedule, b.problems)
 
@@ -188,7 +187,7 @@ def _faults(*tables: dict[str, object]) -> tuple[Fault, ...]:
 @settings(max_examples=15, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(fault_lists(SMALL, actions=("kill", "restart", "pause", "skew", "partition", "isolate"),
-                   heal=True, one_down=("miner",)))  # fmt: skip
+                   heal=True))  # fmt: skip
 @example(_faults({"action": "kill", "at": 7, "duration": 2, "targets": {"instances": ["single/3"]}},
                  {"action": "pause", "at": 8, "duration": 2, "targets": {"instances": ["single/2"]}}))
 @example(_faults({"action": "restart", "at": 8, "targets": {"instances": ["single/4"]}},
@@ -209,38 +208,33 @@ def _faults(*tables: dict[str, object]) -> tuple[Fault, ...]:
 @example(_faults({"action": "partition", "at": 7, "duration": 3, "kind": "majority"},
                  {"action": "skew", "at": 7, "duration": 3, "offset": 1.001,
                   "targets": {"group": ["single"]}}))  # fmt: skip
-def test_the_network_survives_healed_faults_that_restart_one_miner_at_a_time(
-    faults: tuple[Fault, ...],
-) -> None:
+def test_the_network_survives_healed_faults(faults: tuple[Fault, ...]) -> None:
     """The property the protocol meets: once every fault is undone (a kill restarts the
-    node after its duration, a pause resumes, a skew and a cut end), every node agrees and
-    every miner's ATX is known, as long as a process fault takes down one miner at a time.
-    Pauses (which keep memory), skews and cuts may hit anyone, the PoET included. It meets
-    no more: simulated nodes keep nothing on disk, so a restarted node knows only what its
-    peers sync to it (from genesis); restarting the only gateway (the PoET's only way in,
-    every node's bootnode) or every node at once loses state the others needed (the
-    searches below find such schedules)."""
+    process after its duration, a pause resumes, a skew and a cut end), every node agrees
+    and every miner's ATX is known. Any instance may be hit, several at once, the PoET and
+    the only gateway included: a restarted node resumes from its data directory and dials
+    the peers it kept. (The strategy draws faults from one epoch after genesis on: a PoET
+    down in epoch 0 costs every miner its first ATX.)"""
     assert simulate(SMALL, faults) == []
 
 
 def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A failure that is real for this protocol: the only gateway (the PoET's only way in)
-    down for two seconds as a round's proof is pushed loses it, so the miners miss an epoch
-    (nodes sync back from genesis now, so most kills are survived: the search needs more
-    tries than it did), and the search shrinks it to that one kill."""
-    argv = ["--miners", "3", "--layers", "6", "--actions", "kill", "--examples", "40",
-            "--out", str(tmp_path)]  # fmt: skip
+    """Healed kills are survived (the property above), so this search lets them last: it
+    finds lists that leave no node running, and shrinks one to a single kill of everyone."""
+    argv = ["--miners", "3", "--layers", "6", "--actions", "kill", "--no-heal",
+            "--examples", "40", "--out", str(tmp_path)]  # fmt: skip
     assert cli.main(argv) == 1
     out = capsys.readouterr().out
     (path,) = tmp_path.glob("found-*.json")
     (fault,) = read_faults(path)  # shrunk to one fault...
     assert parse_faults(json.loads(path.read_text())["faults"]) == (fault,)  # round trip
-    assert fault.action == "kill" and fault.duration is not None  # ...a kill, then a restart
+    assert fault.action == "kill" and fault.duration is None  # ...a kill for good
     assert f"harness run spacemesh:faults -i 5 --faults {path} " in out
     assert out.rstrip().endswith(" -p schedule=")  # the case's default cuts are off
     said = out.split("the check said: ")[1].splitlines()[0]
+    assert said == "no node reported"
     # The file replays in simulation with the same verdict.
     assert cli.main(["--miners", "3", "--layers", "6", "--faults", str(path)]) == 1
     assert capsys.readouterr().out.startswith("failed: " + said)
