@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -162,6 +164,10 @@ def read_faults(path: Path) -> Faults:
     return parse_faults(data["faults"], f"{path}: faults")
 
 
+_LIVE: set[str] = set()
+"""The data directories of the simulated runs in progress (removed on an interrupt)."""
+
+
 def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     """Play `schedule` on a simulated cluster; the problems the plan's check finds (none:
     the network survived it). Each node is watched as its instance watches it in a real run
@@ -217,7 +223,11 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     # and closed in every one of a search's runs (on a disk, a third of its time).
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="spacemesh-sim-", dir=shm) as data:
-        anyio.run(run, data, backend="trio", backend_options={"clock": clock})
+        _LIVE.add(data)
+        try:
+            anyio.run(run, data, backend="trio", backend_options={"clock": clock})
+        finally:
+            _LIVE.discard(data)
     return compare_reports(reports, setup.layers)
 
 
@@ -519,5 +529,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
+def _leave(signum: int, _: object) -> None:
+    """Ctrl-C or SIGTERM: remove the simulated nodes' data directories and exit at once
+    (an interrupt unwound through the simulation's tasks would print their traceback)."""
+    for data in list(_LIVE):
+        shutil.rmtree(data, ignore_errors=True)
+    os.write(2, b"spacemesh-faults: interrupted\n")
+    os._exit(128 + signum)
+
+
+def _cli() -> int:
+    signal.signal(signal.SIGINT, _leave)
+    signal.signal(signal.SIGTERM, _leave)
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())

@@ -4,6 +4,10 @@ virtual time, the fault vocabulary searched over them, and one seed giving one r
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -238,6 +242,29 @@ def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     # The file replays in simulation with the same verdict.
     assert cli.main(["--miners", "3", "--layers", "6", "--faults", str(path)]) == 1
     assert capsys.readouterr().out.startswith("failed: " + said)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_search_exits_at_once_and_leaves_no_data_directory(sig: int) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm: the simulated nodes' data directories are in the temp dir")
+    before = set(shm.glob("spacemesh-sim-*"))
+    search_ = subprocess.Popen(
+        [sys.executable, "-m", "scenarios.spacemesh.faults", "--examples", "1000"],
+        cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not set(shm.glob("spacemesh-sim-*")) - before:  # a simulated run is on
+            assert time.monotonic() < deadline and search_.poll() is None
+            time.sleep(0.05)
+        search_.send_signal(sig)
+        _, err = search_.communicate(timeout=10)
+    finally:
+        search_.kill()
+    assert search_.returncode == 128 + sig
+    assert err == "spacemesh-faults: interrupted\n"
+    assert set(shm.glob("spacemesh-sim-*")) - before == set()
 
 
 def test_cli_refuses_what_the_simulation_cannot_model(
