@@ -10,7 +10,8 @@ How each action is modelled (docs/spacemesh.md says where it differs from a real
 partition and isolate cut the chosen directions; shape gives them latency, jitter and loss
 (TCP-like: a loss delays by retransmission timeouts); heal undoes every network fault;
 kill and stop end the process (a SIGTERM is no gentler here); restart, or a kill or stop
-with a duration, starts it again with the same identity and an empty memory; pause and
+with a duration, starts it again with the same identity and data directory, if the
+cluster gives its nodes one (`faults.simulate` does), and an empty memory; pause and
 resume freeze and thaw it; skew sets its clock's offset and drift. limit and hog (CPU,
 memory) have no meaning in virtual time and are refused.
 """

@@ -13,6 +13,8 @@ command that replays it in network namespaces::
 
 Instances are named as that run names them: ``single/0`` the PoET, then the gateways, then
 the miners; `at` is seconds after the instances start (genesis `genesis_offset` later).
+Every simulated node has a data directory (temporary, on /dev/shm), as the plan's nodes
+have, so a restarted node resumes what it kept.
 
 ``--cuts`` searches the older, narrower schedules of timed cuts between nodes instead
 (numbered gateways first, then miners, the PoET not cut; times in seconds from genesis),
