@@ -2,9 +2,9 @@
 
 Each part is a simulated process (`SimProcess`) that faults act on as on a real one: killed
 (its tasks cancelled, its listener and connections gone), restarted with the same identity
-and address but none of its state (simulated nodes have no data directory: a restarted node syncs from
-its peers as a late joiner does), paused and resumed (`Gate`), its clock skewed
-(`SkewClock`). Instance ids are those `harness run` gives the plan's instances in one
+and address and, given a ``data_root``, its data directory (without, it has none of its
+state: a restarted node syncs from its peers as a late joiner does), paused and resumed
+(`Gate`), its clock skewed (`SkewClock`). Instance ids are those `harness run` gives the plan's instances in one
 group: ``single/0`` the PoET, then the gateways, then the miners.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -255,12 +256,15 @@ async def memory_cluster(
     node_config: Callable[[int, NodeConfig], NodeConfig] | None = None,
     poet_groups: bool = False,
     poet_phase_shift: float = 0.0,
+    data_root: str | None = None,
 ) -> AsyncIterator[MemoryCluster]:
     """Start ``poets`` PoETs, ``gateways`` gateway nodes and ``miners`` smeshing nodes;
     stop on exit. Every node registers with every PoET; with ``poet_groups`` miner ``j``
     registers with PoET ``(gateways + j) % poets`` only (the plan's ``poet_groups``), and PoET ``k``'s
     rounds start ``k * poet_phase_shift`` later. ``node_config(i, config)`` may change node
-    ``i``'s config (gateways first), e.g. give two miners one identity.
+    ``i``'s config (gateways first), e.g. give two miners one identity. With ``data_root``
+    every node and PoET keeps its state in a directory of its own there, so a restarted one
+    resumes it (as the plan's processes do); without, a restart starts from nothing.
 
     Time is the event loop's, so under trio's ``MockClock`` the network runs virtually, and
     with the same ``seed`` the same way every time (the scheduler is seeded too; on
@@ -280,6 +284,7 @@ async def memory_cluster(
             round_duration=epoch / 2,
             chain_length=poet_chain_length,
             key_seed=f"poet/{seed}" if k == 0 else f"poet/{seed}/{k}",
+            data_dir=None if data_root is None else os.path.join(data_root, f"poet-{k}"),
         )
         for k in range(poets)
     }
@@ -297,6 +302,7 @@ async def memory_cluster(
             target_peers=target_peers,
             poet_keys=poet_keys,
             seed=seed,
+            data_dir=None if data_root is None else os.path.join(data_root, f"node-{i}"),
         )
         return node_config(i, made) if node_config is not None else made
 

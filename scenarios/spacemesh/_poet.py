@@ -15,6 +15,7 @@ from ._clock import Clock
 from ._codec import Json, canonical, h
 from ._keys import Signer, verify_signature
 from ._merkle import hash_chain, merkle_root
+from ._poet_store import PoetStore
 
 Broadcaster = Callable[[str, bytes], Awaitable[bool]]
 """Hands a proof to one gateway; True when it accepted. Raises ``OSError`` when unreachable."""
@@ -45,6 +46,8 @@ class PoetConfig:
     broadcast_attempts: int = 5
     retry_interval: float = 0.5
     key_seed: str = "poet-0"
+    data_dir: str | None = None
+    """Where the rounds and proofs are kept across restarts (`PoetStore`); None: nowhere."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.genesis):
@@ -116,6 +119,12 @@ class PoetService:
         self._started = anyio.Event()
         self.proofs: dict[int, dict[str, Any]] = {}
         self.broadcasts: dict[int, BroadcastResult] = {}
+        self._store = PoetStore(config.data_dir) if config.data_dir is not None else None
+        if self._store is not None:
+            self.proofs = self._store.proofs()
+            self._members = {
+                r: m for r, m in self._store.members().items() if r not in self.proofs
+            }
 
     @property
     def public_key(self) -> str:
@@ -143,6 +152,8 @@ class PoetService:
             _log.info("poet round opened", round=round_id, closes_in=closes_in)
         if challenge not in members:
             members.append(challenge)
+            if self._store is not None:
+                self._store.add_member(round_id, challenge)
         return round_id
 
     def start(self, gateways: list[str]) -> None:
@@ -164,6 +175,13 @@ class PoetService:
 
     async def run(self) -> None:
         """Close rounds on schedule once started, until cancelled."""
+        try:
+            await self._run()
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    async def _run(self) -> None:
         await self._started.wait()
         round_id = self.open_round_id()
         _log.info(
@@ -175,6 +193,11 @@ class PoetService:
             open_round=round_id,
         )
         async with anyio.create_task_group() as tg:
+            # Rounds kept open across a restart that closed meanwhile: their proofs now.
+            for closed in sorted(r for r in self._members if r < round_id):
+                members = self._members.pop(closed)
+                _log.info("poet round closed while down", round=closed, members=len(members))
+                tg.start_soon(self._execute, closed, members)
             while True:
                 await self._clock.sleep_until(self.round_end(round_id))
                 members = self._members.pop(round_id, [])
@@ -205,6 +228,8 @@ class PoetService:
             }
             proof["signature"] = self._signer.sign(_unsigned(proof))
             self.proofs[round_id] = proof
+            if self._store is not None:
+                self._store.keep_proof(round_id, proof)
         finally:
             self._executing.discard(round_id)
         await self._broadcast_proof(round_id, canonical(proof))

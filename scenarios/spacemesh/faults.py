@@ -13,8 +13,8 @@ command that replays it in network namespaces::
 
 Instances are named as that run names them: ``single/0`` the PoET, then the gateways, then
 the miners; `at` is seconds after the instances start (genesis `genesis_offset` later).
-Every simulated node has a data directory (temporary, on /dev/shm), as the plan's nodes
-have, so a restarted node resumes what it kept.
+Every simulated node and PoET has a data directory (temporary, on /dev/shm), as the plan's
+have, so a restarted one resumes what it kept.
 
 ``--cuts`` searches the older, narrower schedules of timed cuts between nodes instead
 (numbered gateways first, then miners, the PoET not cut; times in seconds from genesis),
@@ -56,7 +56,7 @@ from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, SimProcess, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
-from ._node import Node, NodeConfig
+from ._node import Node
 from ._simfaults import UNMODELLED, Plan, Player, members
 from .plan import POLL_S, Watch, compare_reports
 
@@ -177,8 +177,9 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     killed for good is not judged when its fault allowed it to die ('may_die'), and fails
     when it was meant to recover. A FaultError (one line) when it cannot be played.
 
-    Every node has a data directory (a temporary one), as a node of the plan has: a
-    restarted node resumes what it kept and dials the peers it was connected to."""
+    Every node and PoET has a data directory (a temporary one), as the plan's have: a
+    restarted node resumes what it kept and dials the peers it was connected to, a
+    restarted PoET closes the rounds it had open."""
     if isinstance(schedule, FaultSchedule):
         schedule.check(setup.nodes)
         plan = None
@@ -187,10 +188,6 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     reports: list[Report] = []
 
     async def run(data: str) -> None:
-        def keep(_: int, config: NodeConfig) -> NodeConfig:
-            name = config.identity.replace("/", "_")
-            return dataclasses.replace(config, data_dir=str(Path(data) / name))
-
         async with (
             memory_cluster(
                 miners=setup.miners,
@@ -202,7 +199,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
                 link=MemoryLink(setup.latency),
                 poet_chain_length=setup.chain_length,
                 target_peers=setup.target_peers,
-                node_config=keep,
+                data_root=data,
             ) as c,
             anyio.create_task_group() as tg,
         ):

@@ -232,6 +232,7 @@ async def start(env: sdk.RunEnv) -> None:
                 round_duration=epoch_duration / 2,
                 chain_length=int(p["chain_length"]),
                 key_seed=poet_key_seed(env.global_seq),
+                data_dir=str(env.outputs_path / "data"),  # its rounds outlive a restart
             )
             service = await tg.start(
                 lambda task_status: serve_poet(

@@ -10,6 +10,7 @@ import orjson
 from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
 from ._clock import HarnessClock
 from ._poet import PoetConfig, PoetError
+from ._poet_store import PoetStore
 from ._services import serve_poet
 
 PROG = "spacemesh-poet"
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ack-threshold", type=int, default=1, help="gateways that must ack")
     parser.add_argument("--key-seed", default="poet-0", help="seed of the service key")
+    parser.add_argument("--data-dir", help="keep rounds and proofs here across restarts "
+                        "(default: memory only)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -42,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             chain_length=args.chain_length,
             ack_threshold=args.ack_threshold,
             key_seed=args.key_seed,
+            data_dir=args.data_dir,
         )
-    except PoetError as exc:
+        if args.data_dir is not None:
+            PoetStore(args.data_dir).close()  # an unusable one is refused here, in one line
+    except (PoetError, ValueError) as exc:
         parser.error(str(exc))
 
     async def run() -> None:

@@ -170,10 +170,10 @@ async def test_a_skewed_node_reads_the_offset_and_drift_and_its_layers_follow() 
 
 def test_a_fault_list_plays_the_same_way_every_time() -> None:
     """One seed, one result: trio's scheduler runs in its deterministic mode, seeded."""
-    poet_down_in_epoch_0 = (Fault.from_data({"action": "kill", "at": 5, "duration": 1,
+    poet_down_in_epoch_0 = (Fault.from_data({"action": "kill", "at": 5, "duration": 3,
                                              "targets": {"instances": ["single/0"]}}),)  # fmt: skip
     first = simulate(SMALL, poet_down_in_epoch_0)
-    assert any("published no ATX in epoch 0" in p for p in first), first
+    assert any("published no ATX in epoch 0: PoET poet:80 unreachable" in p for p in first), first
     assert simulate(SMALL, poet_down_in_epoch_0) == first
 
 
@@ -191,7 +191,7 @@ def _faults(*tables: dict[str, object]) -> tuple[Fault, ...]:
 @settings(max_examples=15, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(fault_lists(SMALL, actions=("kill", "restart", "pause", "skew", "partition", "isolate"),
-                   heal=True))  # fmt: skip
+                   heal=True, one_down=("miner",)))  # fmt: skip
 @example(_faults({"action": "kill", "at": 7, "duration": 2, "targets": {"instances": ["single/3"]}},
                  {"action": "pause", "at": 8, "duration": 2, "targets": {"instances": ["single/2"]}}))
 @example(_faults({"action": "restart", "at": 8, "targets": {"instances": ["single/4"]}},
@@ -212,13 +212,16 @@ def _faults(*tables: dict[str, object]) -> tuple[Fault, ...]:
 @example(_faults({"action": "partition", "at": 7, "duration": 3, "kind": "majority"},
                  {"action": "skew", "at": 7, "duration": 3, "offset": 1.001,
                   "targets": {"group": ["single"]}}))  # fmt: skip
-def test_the_network_survives_healed_faults(faults: tuple[Fault, ...]) -> None:
+def test_the_network_survives_healed_faults_that_restart_one_miner_at_a_time(
+    faults: tuple[Fault, ...],
+) -> None:
     """The property the protocol meets: once every fault is undone (a kill restarts the
     process after its duration, a pause resumes, a skew and a cut end), every node agrees
-    and every miner's ATX is known. Any instance may be hit, several at once, the PoET and
-    the only gateway included: a restarted node resumes from its data directory and dials
-    the peers it kept. (The strategy draws faults from one epoch after genesis on: a PoET
-    down in epoch 0 costs every miner its first ATX.)"""
+    and every miner's ATX is known, as long as a process fault takes down one miner at a
+    time. Pauses, skews and cuts may hit anyone, the PoET included. A restarted node resumes
+    from its data directory and dials the peers it kept; a restarted PoET closes the round
+    it had open. It meets no more: two miners of three killed for 1 s at 7 s, during a 1 s
+    majority cut, leave layer 5's hash different (docs/spacemesh.md)."""
     assert simulate(SMALL, faults) == []
 
 

@@ -1,4 +1,5 @@
-"""Persistence: a node with a data directory resumes after a restart, and keeps its ATX."""
+"""Persistence: a node with a data directory resumes after a restart, and keeps its ATX;
+a PoET with one closes the rounds it had open."""
 
 from __future__ import annotations
 
@@ -11,25 +12,15 @@ from typing import Any
 
 import pytest
 
-from scenarios.spacemesh import MeshParams, NodeConfig, _cluster, memory_cluster
+from scenarios.spacemesh import MeshParams, _cluster, memory_cluster
 from scenarios.spacemesh._codec import hash_json
+from scenarios.spacemesh._poet_store import PoetStore
 from scenarios.spacemesh._store import FLUSH_ROWS, FLUSH_S, Store
 from scenarios.spacemesh.node import data_dir
 from scenarios.spacemesh.node import main as node_main
+from scenarios.spacemesh.poet import main as poet_main
 
 PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
-
-
-@pytest.fixture
-def data_dirs(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
-    """Every node memory_cluster builds gets a data directory of its own."""
-
-    def config(**kwargs: Any) -> NodeConfig:
-        name = str(kwargs["identity"]).replace("/", "_")
-        return NodeConfig(**kwargs, data_dir=str(tmp_path / name))
-
-    monkeypatch.setattr(_cluster, "NodeConfig", config)
-    return tmp_path
 
 
 def test_store_keeps_messages_in_order_and_own_atxs(tmp_path: pathlib.Path) -> None:
@@ -90,8 +81,9 @@ def test_unusable_data_dir_is_a_value_error(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_restarted_node_resumes_its_mesh_and_accounts(data_dirs: pathlib.Path) -> None:
-    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+async def test_restarted_node_resumes_its_mesh_and_accounts(tmp_path: pathlib.Path) -> None:
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS,
+                              data_root=str(tmp_path)) as c:
         miner = next(i for i, p in c.processes.items() if p.role == "miner")
         await c.clock.sleep_until(c.gateways[0].layer_start(9) + 0.1)
         before = c.processes[miner].part
@@ -110,13 +102,14 @@ async def test_restarted_node_resumes_its_mesh_and_accounts(data_dirs: pathlib.P
 
 @pytest.mark.anyio
 async def test_a_node_commits_what_it_kept_within_the_flush_interval(
-    data_dirs: pathlib.Path,
+    tmp_path: pathlib.Path,
 ) -> None:
     """A node killed with SIGKILL loses at most its last `FLUSH_S` of messages."""
-    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS,
+                              data_root=str(tmp_path)) as c:
         miner = next(i for i, p in c.processes.items() if p.role == "miner")
         node: Any = c.processes[miner].part
-        directory = data_dirs / node.config.identity.replace("/", "_")
+        directory = pathlib.Path(node.config.data_dir)
         for layer in (3, 5, 7):
             await c.clock.sleep_until(c.gateways[0].layer_start(layer) + 0.3)
             kept = _committed(directory) + len(node.store._pending)
@@ -126,9 +119,10 @@ async def test_a_node_commits_what_it_kept_within_the_flush_interval(
 
 @pytest.mark.anyio
 async def test_restart_in_the_same_epoch_does_not_build_a_second_atx(
-    data_dirs: pathlib.Path,
+    tmp_path: pathlib.Path,
 ) -> None:
-    async with memory_cluster(miners=3, seed=6, layer_duration=2.0, params=PARAMS) as c:
+    async with memory_cluster(miners=3, seed=6, layer_duration=2.0, params=PARAMS,
+                              data_root=str(tmp_path)) as c:
         gw = c.gateways[0]
         miner = next(i for i, p in c.processes.items() if p.role == "miner")
         node: Any = c.processes[miner].part
@@ -150,7 +144,7 @@ async def test_restart_in_the_same_epoch_does_not_build_a_second_atx(
         mine = {i for i, a in gw.mesh.atxs.items() if a["smesher"] == node.smesher_id}
         theirs = node._atx_for_epoch.get(target)
         epoch_atxs = {i for i in mine if gw.mesh.atxs[i]["target_epoch"] == target}
-        stored = Store(str(data_dirs / node.config.identity.replace("/", "_"))).own_atxs()
+        stored = Store(node.config.data_dir).own_atxs()
     assert republished == 1 and challenge == ""
     assert theirs == published and epoch_atxs == {published}
     assert hash_json(stored[target]) == published
@@ -158,11 +152,12 @@ async def test_restart_in_the_same_epoch_does_not_build_a_second_atx(
 
 @pytest.mark.anyio
 async def test_a_restarted_gateway_dials_the_peers_its_address_book_kept(
-    data_dirs: pathlib.Path,
+    tmp_path: pathlib.Path,
 ) -> None:
     """The gateway has no bootnode, and the miners back off from it (their dials failed
     while it was down): only its kept address book gets it peers again at once."""
-    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS) as c:
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS,
+                              data_root=str(tmp_path)) as c:
         gateway = next(i for i, p in c.processes.items() if p.role == "gateway")
         await c.clock.sleep_until(c.gateways[0].layer_start(3))
         before: Any = c.processes[gateway].part
@@ -176,6 +171,43 @@ async def test_a_restarted_gateway_dials_the_peers_its_address_book_kept(
         reconnected = set(after.gossip.peer_ids)
     assert len(peers) == 3
     assert reconnected == peers
+
+
+def test_poet_store_keeps_each_round_s_members_in_order_and_its_proofs(
+    tmp_path: pathlib.Path,
+) -> None:
+    store = PoetStore(str(tmp_path))
+    for r, m in ((1, b"b"), (1, b"a"), (2, b"c"), (1, b"b")):  # the second b is one member
+        store.add_member(r, m)
+    store.keep_proof(1, {"round": 1, "members": ["62", "61"]})
+    store.close()
+    again = PoetStore(str(tmp_path))
+    assert again.members() == {1: [b"b", b"a"], 2: [b"c"]}
+    assert again.proofs() == {1: {"round": 1, "members": ["62", "61"]}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("down_past_the_round_end", [False, True])
+async def test_a_restarted_poet_closes_the_round_it_had_open_with_its_members(
+    tmp_path: pathlib.Path, down_past_the_round_end: bool
+) -> None:
+    async with memory_cluster(miners=3, seed=4, layer_duration=2.0, params=PARAMS,
+                              data_root=str(tmp_path)) as c:  # fmt: skip
+        (poet_id,) = (i for i, p in c.processes.items() if p.role == "poet")
+        poet: Any = c.processes[poet_id].part
+        while not poet._members.get(poet.open_round_id()):
+            await c.clock.sleep_until(c.clock.now() + 0.1)
+        round_id = poet.open_round_id()
+        joined = [m.hex() for m in poet._members[round_id]]
+        c.kill(poet_id)
+        if down_past_the_round_end:
+            await c.clock.sleep_until(poet.round_end(round_id) + 0.5)
+        await c.start(poet_id)
+        again: Any = c.processes[poet_id].part
+        await c.clock.sleep_until(max(c.clock.now(), poet.round_end(round_id)) + 1.0)
+        assert again is not poet and round_id not in poet.proofs
+        proof = again.proofs.get(round_id)
+    assert proof is not None and proof["members"][: len(joined)] == joined
 
 
 @pytest.mark.parametrize(
@@ -192,6 +224,17 @@ def test_node_command_refuses_bad_state_paths(
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert re.search(message, err)
+
+
+def test_poet_command_refuses_an_unusable_data_dir(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        poet_main(["--listen", "127.0.0.1:1", "--data-dir", str(tmp_path / "file")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "unusable" in err
 
 
 def test_data_dir_defaults_to_the_outputs_kept_across_restarts() -> None:
