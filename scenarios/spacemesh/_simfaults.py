@@ -41,6 +41,9 @@ def members(gateways: int, miners: int, poets: int = 1) -> list[Member]:
     return [Member(f"{GROUP}/{seq}", GROUP, role) for seq, role in enumerate(roles)]
 
 
+_NETWORK = ("shape", "partition", "isolate")
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A fault list checked against the members, with the times everything happens."""
@@ -72,8 +75,15 @@ class Plan:
             steps.append((at, i, True))
             if fault.duration is not None:
                 steps.append((at + fault.duration, i, False))
-        # At the same moment: in list order, each undo before the next fault's apply.
-        return cls(tuple(resolved), tuple(sorted(steps, key=lambda s: (s[0], s[1], s[2]))))
+        # At the same moment: links healed first (a process restarted then boots before it
+        # can dial: its first dials must not meet a cut that ends at that very moment),
+        # then in list order, each undo before the next fault's apply.
+        def order(step: tuple[float, int, bool]) -> tuple[float, bool, int, bool]:
+            t, i, apply = step
+            heals = faults[i].action == "heal" or (not apply and faults[i].action in _NETWORK)
+            return t, not heals, i, apply
+
+        return cls(tuple(resolved), tuple(sorted(steps, key=order)))
 
     def settled_at(self) -> float:
         """When the last fault happens or is undone (0 without faults): after it the
@@ -117,7 +127,7 @@ class Player:
     async def step(self, r: Resolved, index: int, apply: bool) -> None:
         """Apply (or undo) one resolved fault now."""
         c, action = self.cluster, r.fault.action
-        if action in ("shape", "partition", "isolate"):
+        if action in _NETWORK:
             self._network(r, index, apply)
         elif action == "heal":
             touched = list(self._links)
