@@ -8,11 +8,10 @@ statement's), and each proof once made, so that a restart makes none twice.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from typing import Any
 
 from ._codec import canonical, decode
+from ._store import open_database
 
 FILENAME = "poet.sqlite"
 
@@ -31,15 +30,8 @@ class PoetStore:
     """The SQLite database in ``data_dir`` (created when missing)."""
 
     def __init__(self, data_dir: str) -> None:
-        try:
-            os.makedirs(data_dir, exist_ok=True)
-            self._db = sqlite3.connect(os.path.join(data_dir, FILENAME), isolation_level=None)
-            # As the node's store: a killed process loses nothing it committed.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ValueError(f"data_dir {data_dir!r} unusable: {exc}") from None
+        # As the node's store (WAL): a killed process loses nothing it committed.
+        self._db = open_database(data_dir, FILENAME, _SCHEMA)
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -57,18 +57,25 @@ CREATE TABLE IF NOT EXISTS peers (address TEXT PRIMARY KEY, connected INTEGER NO
 """
 
 
+def open_database(data_dir: str, filename: str, schema: str) -> sqlite3.Connection:
+    """``filename`` in ``data_dir`` (both created when missing), in WAL mode with
+    ``synchronous=NORMAL`` and ``schema`` applied; ValueError if it cannot be."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        db = sqlite3.connect(os.path.join(data_dir, filename), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+    except (OSError, sqlite3.Error) as exc:
+        raise ValueError(f"data_dir {data_dir!r} unusable: {exc}") from None
+    return db
+
+
 class Store:
     """The SQLite database in ``data_dir`` (created when missing)."""
 
     def __init__(self, data_dir: str) -> None:
-        try:
-            os.makedirs(data_dir, exist_ok=True)
-            self._db = sqlite3.connect(os.path.join(data_dir, FILENAME), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ValueError(f"data_dir {data_dir!r} unusable: {exc}") from None
+        self._db = open_database(data_dir, FILENAME, _SCHEMA)
         self._pending: list[tuple[str, str, bytes]] = []
 
     def close(self) -> None:
