@@ -4,8 +4,8 @@ Each part is a simulated process (`SimProcess`) that faults act on as on a real 
 (its tasks cancelled, its listener and connections gone), restarted with the same identity
 and address and, given a ``data_root``, its data directory (without, it has none of its
 state: a restarted node syncs from its peers as a late joiner does), paused and resumed
-(`Gate`), its clock skewed (`SkewClock`). Instance ids are those `harness run` gives the plan's instances in one
-group: ``single/0`` the PoET, then the gateways, then the miners.
+(`Gate`), its clock skewed (`SkewClock`). Instance ids are those `harness run` gives the
+plan's instances in one group: ``single/0`` the PoET, then the gateways, then the miners.
 """
 
 from __future__ import annotations
