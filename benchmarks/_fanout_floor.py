@@ -5,9 +5,8 @@ spreads its clients) each wait until their socket is readable and read it; this 
 stamps CLOCK_MONOTONIC and writes the stamp to every socket, one publish every `pace`
 seconds. The delivery latency of such a fan-out has nothing in it but the kernel's
 wake-ups and Trio's scheduling: a sync service, which adds the publisher's request and the
-wake-up of its own process, cannot deliver faster on the same machine.
-
-    python benchmarks/_fanout_floor.py [N ...]
+wake-up of its own process, cannot deliver faster on the same machine. `bench_sync.py`
+measures it beside each of its sizes.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
-import sys
 import time
 
 import trio
@@ -40,9 +38,8 @@ def _subscribers(socks: list[socket.socket], publishes: int,
     trio.run(main)
 
 
-def floor(n: int, procs: int = 2, pace: float = 0.01,
-          publishes: int = 200) -> tuple[float, float]:
-    """(p50, p99) delivery latency in seconds of a raw fan-out to `n` subscribers."""
+def floor(n: int, procs: int, pace: float, publishes: int) -> list[float]:
+    """Every delivery's latency in seconds in a raw fan-out to `n` subscribers."""
     pairs = [socket.socketpair() for _ in range(n)]
     out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
     children = [multiprocessing.Process(
@@ -56,20 +53,10 @@ def floor(n: int, procs: int = 2, pace: float = 0.01,
         for ours, _theirs in pairs:
             os.write(ours.fileno(), stamp)
         time.sleep(pace)
-    latencies = sorted(x for _ in children for x in out.get())
+    latencies = [x for _ in children for x in out.get()]
     for p in children:
         p.join()
     for a, b in pairs:
         a.close()
         b.close()
-    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
-
-
-def main() -> None:
-    for n in [int(a) for a in sys.argv[1:]] or [100, 1000]:
-        p50, p99 = floor(n, pace=0.01 if n <= 100 else 0.1)
-        print(f"raw fan-out floor, N={n}: p50 {p50 * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms")
-
-
-if __name__ == "__main__":
-    main()
+    return latencies
