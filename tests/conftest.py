@@ -93,3 +93,14 @@ def make_plan(tmp_path: Path) -> Callable[[str, str, str], Path]:
         return root
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why each measured-again test (tests/netem/_timing.py) failed its first attempt."""
+    reruns = terminalreporter.stats.get("rerun", [])
+    if reruns:
+        terminalreporter.section("measured again after a failed first attempt")
+        for report in reruns:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            reason = crash.message.splitlines()[0] if crash is not None else "(no message)"
+            terminalreporter.write_line(f"{report.nodeid}: {reason}")

@@ -30,6 +30,8 @@ import pytest
 import netem
 from netem import Host, LinkShape, Network, topology
 
+from ._timing import remeasured
+
 pytestmark = pytest.mark.live
 
 IN_VM = os.environ.get("KERNELVM") == "1"
@@ -167,6 +169,7 @@ def goodput_bps(src: Host, dst: Host, seconds: int = 3) -> float:
 # -- tests -------------------------------------------------------------------------------
 
 
+@remeasured
 def test_latency_each_direction(network: Network) -> None:
     a, b, c = network.build(3)
     network.set_rule(a, b, LinkShape(latency_ms=30))
@@ -181,6 +184,7 @@ def test_latency_each_direction(network: Network) -> None:
     assert statistics.median(ping_rtts(b, c, count=5)) < (20 if IN_VM else 5)
 
 
+@remeasured
 def test_default_shape_and_stats(network: Network) -> None:
     a, b, c = network.build(3)
     network.set_default(a, LinkShape(latency_ms=15))
@@ -204,6 +208,7 @@ def test_loss_rate(network: Network) -> None:
     assert abs(drops - lost) <= 5, f"backend counted {drops} drops, ping saw {lost} lost"
 
 
+@remeasured
 def test_bandwidth_cap(network: Network) -> None:
     a, b = network.build(2)
     cap = 10_000_000
@@ -215,6 +220,7 @@ def test_bandwidth_cap(network: Network) -> None:
     assert goodput_bps(b, a, seconds=2) > 3 * cap
 
 
+@remeasured
 def test_four_hosts_each_pair_its_own_latency(network: Network) -> None:
     hosts = network.build(4)
     one_way = {}
@@ -253,6 +259,7 @@ def test_four_hosts_each_pair_its_own_latency(network: Network) -> None:
         assert_rtt(rtts, one_way[(i, j)] + one_way[(j, i)], f"h{i + 1}<->h{j + 1}")
 
 
+@remeasured
 def test_shape_changed_mid_run_takes_effect(network: Network) -> None:
     a, b = network.build(2)
     network.set_rule(a, b, LinkShape(latency_ms=10))
@@ -340,6 +347,7 @@ def test_close_removes_everything(
     assert host_state() == before
 
 
+@remeasured
 def test_jitter_spreads_the_delay(network: Network) -> None:
     a, b = network.build(2)
     network.set_rule(a, b, LinkShape(latency_ms=20, jitter_ms=5))
@@ -382,6 +390,7 @@ def test_corruption_loses_replies(network: Network) -> None:
     assert 0.15 * n <= lost <= 0.40 * n, f"lost {lost} of {n}"
 
 
+@remeasured
 def test_reordering(network: Network) -> None:
     a, b = network.build(2)
     network.set_rule(a, b, LinkShape(latency_ms=20, reorder_pct=50))
@@ -402,6 +411,7 @@ def test_reordering(network: Network) -> None:
     assert fast, "no packet skipped the delay"
 
 
+@remeasured
 def test_ring_topology_is_measured_as_its_shortest_paths(network: Network) -> None:
     hosts = network.build(5)
     graph = topology.ring(5, latency_ms=8)  # one-way per hop; opposite hosts are 2 hops

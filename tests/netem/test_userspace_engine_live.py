@@ -23,6 +23,8 @@ from netem import LinkShape
 from netem._userspace import Engine, EngineError, _rules
 from netem._userspace._testbed import Testbed
 
+from ._timing import remeasured
+
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,6 +111,7 @@ def iptables_save(tb: Testbed) -> str:
     return "\n".join(ln for ln in out.splitlines() if not ln.startswith("#"))
 
 
+@remeasured
 @pytest.mark.parametrize("implementation", ["c", "python"])
 def test_rtt_holds_the_set_latency_both_ways(
     tb: Testbed, make_engine: EngineFactory, implementation: str
@@ -141,6 +144,7 @@ def test_rtt_holds_the_set_latency_both_ways(
     assert timing.max_us < 250_000, timing
 
 
+@remeasured
 def test_jitter_spreads_within_bounds(tb: Testbed, make_engine: EngineFactory) -> None:
     a, b = tb.ips
     engine = make_engine()
@@ -199,6 +203,7 @@ def test_corrupted_packets_fail_the_receivers_checksum(
     assert engine.stats()[(a, b)].drops == 0  # not lost by the engine: spoiled
 
 
+@remeasured
 def test_reorder_sends_a_share_without_delay(tb: Testbed, make_engine: EngineFactory) -> None:
     a, b = tb.ips
     engine = make_engine()
@@ -209,6 +214,7 @@ def test_reorder_sends_a_share_without_delay(tb: Testbed, make_engine: EngineFac
     assert all(r >= 30 for r in rtts if r >= 5)
 
 
+@remeasured
 def test_a_change_mid_run_takes_effect(tb: Testbed, make_engine: EngineFactory) -> None:
     a, b = tb.ips
     engine = make_engine()
@@ -333,6 +339,7 @@ def test_failed_rules_leave_the_previous_state_whole(
     assert min(rtts) >= 20 and statistics.median(rtts) <= 21  # 20 ms one way, as before
 
 
+@remeasured
 def test_a_full_matrix_of_many_hosts(tb: Testbed, make_engine: EngineFactory) -> None:
     hosts = [IPv4Address("198.18.0.0") + i for i in range(1, 61)]
     matrix = {(s, d): LinkShape(latency_ms=1 + i % 9) for i, (s, d) in
