@@ -107,6 +107,9 @@ _VERIFIED: dict[str, bool] = {}
 of the message, so the nodes of a simulation verify each signature once between them
 (one node per process pays the same as its own cache did)."""
 _VERIFIED_LIMIT = 500_000
+PENDING_LIMIT = 20_000
+"""Messages a mesh holds for a dependency; beyond it the oldest is dropped. A peer can sign
+any number of proposals that name an ATX nobody has: without a bound they pile up forever."""
 
 
 def _signature_valid(msg: dict[str, Any]) -> bool:
@@ -339,6 +342,12 @@ class Mesh:
         self._atx_by_smesher_epoch: dict[tuple[str, int], str] = {}
         self._signed_once: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Message id -> (kind, message) of those waiting for a dependency, oldest first."""
+        self._waiting: dict[tuple[Any, ...], dict[str, None]] = defaultdict(dict)
+        """Dependency (`_dependency`) -> ids of the pending messages waiting for it."""
+        self._arrived: list[tuple[Any, ...]] = []
+        """Dependencies stored since `_drain` last looked: only their waiters are checked
+        again (checking every pending message at every arrival grows with the pool)."""
         self._epochs: dict[int, EpochInfo] = {}
         self.version = 0
         # Incremental decisions. Everything below is a cache of pure functions of the
@@ -404,7 +413,7 @@ class Mesh:
             if verdict is False:
                 return False
             if verdict is None:
-                self._pending[self._id(msg)] = (kind, msg)
+                self._hold(self._id(msg), kind, msg)
                 return True
             self._store(kind, msg)
             self._drain()
@@ -431,18 +440,47 @@ class Mesh:
                 return True
         return False
 
+    @staticmethod
+    def _dependency(kind: str, msg: dict[str, Any]) -> tuple[Any, ...]:
+        """What a pending message waits for: its ATX (a proposal, a vote) or its PoET proof
+        (an ATX), as `_store` names what it stores."""
+        if kind == "atx":
+            return ("poet", str(msg["poet"]["key"]), int(msg["poet"]["round"]))
+        return ("atx", msg["atx"])
+
+    def _hold(self, mid: str, kind: str, msg: dict[str, Any]) -> None:
+        if mid in self._pending:
+            return
+        self._pending[mid] = (kind, msg)
+        self._waiting[self._dependency(kind, msg)][mid] = None
+        if len(self._pending) > PENDING_LIMIT:
+            old = next(iter(self._pending))
+            old_kind, old_msg = self._pending.pop(old)
+            self._unwait(self._dependency(old_kind, old_msg), old)
+
+    def _unwait(self, dependency: tuple[Any, ...], mid: str) -> None:
+        waiters = self._waiting.get(dependency)
+        if waiters is not None:
+            waiters.pop(mid, None)
+            if not waiters:
+                del self._waiting[dependency]
+
     def _drain(self) -> None:
-        progress = True
-        while progress and self._pending:
-            progress = False
-            for key, (kind, msg) in list(self._pending.items()):
-                verdict = self._check(kind, msg)
-                if verdict is None:
-                    continue
-                del self._pending[key]
-                if verdict:
+        """Check again the messages waiting for what was just stored (and so on)."""
+        while self._arrived:
+            for mid in self._waiting.pop(self._arrived.pop(), {}):
+                held = self._pending.pop(mid, None)
+                if held is None:
+                    continue  # dropped for a newer one while this drain ran
+                kind, msg = held
+                try:
+                    verdict = self._check(kind, msg)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    continue  # malformed past its dependency: invalid, as in `add`
+                if verdict is None:  # waits for something else now
+                    self._hold(mid, kind, msg)
+                elif verdict:
                     self._store(kind, msg)
-                    progress = True
 
     def _check(self, kind: str, msg: Any) -> bool | None:
         """True valid, False invalid, None waiting for a dependency."""
@@ -509,6 +547,7 @@ class Mesh:
                 self._convict(make_proof(kind, first, msg))
         if kind == "poet":
             self.poet_proofs[(msg["service_pubkey"], int(msg["round"]))] = msg
+            self._arrived.append(("poet", str(msg["service_pubkey"]), int(msg["round"])))
         elif kind == "atx":
             key = (msg["smesher"], int(msg["target_epoch"]))
             # One ATX per smesher and epoch; of two, the smaller id wins on every node.
@@ -518,6 +557,7 @@ class Mesh:
             if old is not None:
                 del self.atxs[old]
             self.atxs[mid] = msg
+            self._arrived.append(("atx", mid))
             self._atx_by_smesher_epoch[key] = mid
             self._atx_index[key[1]][key[0]] = mid
             # A new ATX changes its epoch's weights and the next epoch's beacon; a replaced

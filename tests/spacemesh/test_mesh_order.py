@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenarios.spacemesh import LayerStatus, Mesh, MeshParams, memory_cluster
+from scenarios.spacemesh._codec import hash_json
 
 PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4, committee=3, proposals_per_layer=4)
 CURRENT = 9
@@ -245,3 +246,47 @@ def test_a_mesh_says_which_layers_hold_messages_waiting_for_what_they_refer_to()
     for kind, msg in messages:  # everything arrives: nothing waits any more
         mesh.add(kind, msg)
     assert not mesh.waiting_since(0)
+
+
+def test_a_held_message_is_checked_again_only_when_what_it_waits_for_arrives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every proposal arrives before any ATX: each is checked once on arrival and once
+    more when its own ATX is stored, not again at every other arrival (a cost that grew
+    with the pool)."""
+    messages, hashes, keys = recorded()
+    first = [m for m in messages if m[0] == "proposal"]
+    mesh = Mesh(PARAMS, keys)
+    checks: list[str] = []
+    check = Mesh._check
+
+    def counted(self: Mesh, kind: str, msg: Any) -> bool | None:
+        checks.append(kind)
+        return check(self, kind, msg)
+
+    monkeypatch.setattr(Mesh, "_check", counted)
+    for kind, msg in first + [m for m in messages if m[0] != "proposal"]:
+        mesh.add(kind, msg)
+    assert checks.count("proposal") == 2 * len(first)
+    assert len(mesh.proposals) == len(first)
+    assert [s.hash for s in mesh.decide(CURRENT)] == hashes
+
+
+def test_the_messages_held_for_a_dependency_are_bounded_oldest_dropped_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proposals that name an ATX nobody sent would pile up forever: beyond
+    `PENDING_LIMIT` the oldest held one goes."""
+    from scenarios.spacemesh import _mesh
+
+    messages, _, keys = recorded()
+    proposals = [m for k, m in messages if k == "proposal"][:5]
+    monkeypatch.setattr(_mesh, "PENDING_LIMIT", 3)
+    mesh = Mesh(PARAMS, keys)
+    for proposal in proposals:
+        mesh.add("proposal", proposal)
+    for kind, msg in messages:
+        if kind in ("poet", "atx"):
+            mesh.add(kind, msg)
+    kept = [p for p in proposals if hash_json(p) in mesh.proposals]
+    assert kept == proposals[2:]
