@@ -38,7 +38,6 @@ _SEEN_LIMIT = 200_000
 _DEFERRED_LIMIT = 4096
 _SENT_LIMIT = 4096
 _QUEUE = 2000
-_BACKOFF = 10.0
 _RECENT = 32
 """Addresses of the last nodes that dialed in, handed out by peer exchange."""
 _HAND_OUT = 24
@@ -139,6 +138,7 @@ class Gossip:
         max_peers: int | None = None,
         mesh_degree: int = 6,
         mesh_bounds: tuple[int, int] = (4, 8),
+        backoff: float = 10.0,
         tracer: Tracer | None = None,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -157,6 +157,11 @@ class Gossip:
                 f"need 1 <= low <= mesh_degree <= high, not {mesh_bounds[0]}, {mesh_degree},"
                 f" {mesh_bounds[1]}"
             )
+        if not backoff > 0:
+            raise ValueError(f"backoff must be > 0 seconds, not {backoff!r}")
+        self._backoff_s = backoff
+        """An address that refused or shed this node is left alone for this long (times a
+        random 0.5 to 1.5) while others are known."""
         self._mesh = mesh_degree
         self._mesh_low, self._mesh_high = mesh_bounds
         self._tracer = tracer or Tracer(None)
@@ -318,7 +323,11 @@ class Gossip:
         finally:
             self._dialing.discard(address)
         if refused:  # unreachable, full, or a duplicate: try others before this one again
-            self._backoff[address] = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
+            self._back_off(address)
+
+    def _back_off(self, address: str) -> None:
+        until = anyio.current_time() + self._backoff_s * (0.5 + self._rng.random())
+        self._backoff[address] = until
 
     async def _serve_inbound(self, conn: Connection) -> None:
         await self._session(conn, outbound=False)
@@ -449,8 +458,7 @@ class Gossip:
         elif kind == "peers":
             self._known.update(str(a) for a in item.get("addrs", [])[:100])
             if item.get("full"):  # it is shedding us: try the others before it again
-                until = anyio.current_time() + _BACKOFF * (0.5 + self._rng.random())
-                self._backoff[peer.address] = until
+                self._back_off(peer.address)
         elif kind == "sync":
             self._on_sync(item, peer)
         elif kind == "graft":

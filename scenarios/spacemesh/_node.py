@@ -97,6 +97,15 @@ class NodeConfig:
             raise ValueError(f"clock_tolerance must be >= 0 layers, not {self.clock_tolerance!r}")
 
 
+def dial_backoff(layer_duration: float) -> float:
+    """Seconds a node leaves alone an address that refused it: two layers, within 1-10 s.
+
+    libp2p backs a failed dial off for seconds, which go-spacemesh's five-minute layers never
+    notice. A test network's layers last 1-8 s: a fixed 10 s kept the two sides of a healed
+    cut, or nodes restarted into it, apart for many layers."""
+    return min(10.0, max(1.0, 2 * layer_duration))
+
+
 class Node:
     """One node. ``run()`` serves until cancelled; the API adapters read its state."""
 
@@ -131,6 +140,7 @@ class Node:
             rng=random.Random(f"{config.seed}/{config.identity}"),
             bootnodes=list(config.bootnodes),
             target_peers=config.target_peers,
+            backoff=dial_backoff(config.layer_duration),
             tracer=self.tracer,
             metrics=self.metrics,
         )
