@@ -46,6 +46,9 @@ class Syncer:
         self._budget = BUDGET
         self._digests: dict[str, tuple[tuple[object, ...], str]] = {}
         """A key's digest and what it was computed from (most change rarely)."""
+        self._named: dict[str, tuple[tuple[object, ...], set[str], int]] = {}
+        """A history chunk -> (its layers' stamps, the txs its proposals name, how many of
+        them the mempool held when last counted)."""
 
     def add_source(self, key: str, source: Source) -> None:
         """Sync another set of messages under ``key`` (e.g. ``"malfeasance"``)."""
@@ -128,7 +131,7 @@ class Syncer:
         if kind == "history":
             first, end = (int(x) for x in arg.split("-"))
             layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
-            return (layers, len(self._node.mempool.txs))
+            return (layers, self._held_txs(key, layers, first, end))
         if key == "txs:recent":
             # The txs the window's proposals name and the mempool holds: they change when
             # a proposal of the window does (its layer's stamp), the window moves, or a tx
@@ -137,6 +140,28 @@ class Syncer:
             layers = tuple(mesh.layer_stamp(layer) for layer in range(first, end))
             return ("txs", first, layers, len(self._node.mempool.txs))
         return None
+
+    def _held_txs(self, key: str, layers: tuple[object, ...], first: int, end: int) -> int:
+        """How many of the txs named by the proposals of layers [first, end) the mempool
+        holds. Not the mempool's size: every tx that arrived made every chunk of the
+        history be hashed again (its certificates included), a cost growing with the
+        history. Once a chunk's txs are all held they stay held (the mempool only grows),
+        so a complete chunk is not counted again."""
+        node = self._node
+        named = self._named.get(key)
+        if named is None or named[0] != layers:
+            ids = {
+                tx_id
+                for layer in range(first, end)
+                for proposal in node.mesh.layer_proposals(layer).values()
+                for tx_id in proposal.get("txs", [])
+            }
+            named = (layers, ids, -1)
+        _, ids, held = named
+        if held != len(ids):
+            held = sum(tx_id in node.mempool.txs for tx_id in ids)
+            self._named[key] = (layers, ids, held)
+        return held
 
     def holdings(self, key: str) -> list[tuple[str, Json]]:
         """What this node holds under ``key`` (ATXs and history within the budget)."""

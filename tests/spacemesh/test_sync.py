@@ -92,3 +92,42 @@ async def test_the_recent_txs_digest_is_cached_and_follows_proposals_and_txs() -
         node.syncer.digests()  # nothing changed since the last exchange: nothing hashed
     assert "txs:recent" not in asked
     assert len(fresh) > 1  # the txs arrived within the window: the digest changed
+
+
+async def test_a_new_tx_leaves_the_digests_of_complete_history_chunks_cached() -> None:
+    """A history chunk's digest depended on the mempool's size: every tx that arrived made
+    every chunk be hashed again, certificates included (a cost growing with the history).
+    Once the txs a chunk's proposals name are all held, a new tx changes nothing there."""
+    from scenarios.spacemesh._codec import hash_json
+    from scenarios.spacemesh._keys import Signer
+    from scenarios.spacemesh._txs import address_of, parse_tx, spawn_tx, spend_tx
+
+    alice = Signer("alice")
+    a, b = address_of(alice.public_hex), address_of(Signer("bob").public_hex)
+    params = MeshParams(layers_per_epoch=3, pow_bits=4, window=6, hdist=2,
+                        genesis_accounts=((a, 1_000_000),))  # fmt: skip
+    async with memory_cluster(miners=3, seed=3, layer_duration=2.0, params=params) as c:
+        node: Any = c.nodes[-1]
+        gateway = c.gateways[0]
+        await c.clock.sleep_until(node.layer_start(3))
+        gateway.submit_tx(spawn_tx(alice, 0, 100))
+        for nonce in range(1, 6):  # txs in the layers that become history
+            await c.clock.sleep_until(c.clock.now() + 2.0)
+            gateway.submit_tx(spend_tx(alice, b, 10, nonce, 5))
+        await c.clock.sleep_until(node.layer_start(params.window + 12))
+        digests = node.syncer.digests()
+        history = [k for k in digests if k.startswith("history:")]
+        named = {t for p in node.mesh.proposals.values()
+                 if int(p["layer"]) < node.current_layer() - params.window
+                 for t in p.get("txs", [])}  # fmt: skip
+        node.mempool.add(parse_tx(spend_tx(alice, b, 10, 6, 5))[1])  # a tx arrives
+        asked: list[str] = []
+        messages = node.syncer._messages
+        node.syncer._messages = lambda key: asked.append(key) or messages(key)
+        after = node.syncer.digests()
+        node.syncer._messages = messages
+        fresh = {k: hash_json(sorted(messages(k))) for k in history}
+    assert history and named  # the history holds proposals that carry txs
+    assert len(node.mempool.txs) == 7
+    assert not [k for k in asked if k.startswith("history:")], asked
+    assert {k: after[k] for k in history} == fresh
