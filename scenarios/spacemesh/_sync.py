@@ -22,7 +22,7 @@ exchange (one per layer) sends the next part.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ._codec import Json, hash_json
@@ -66,15 +66,19 @@ class Syncer:
         keys += [f"history:{a}-{min(a + CHUNK, end)}" for a in range(0, end, CHUNK)]
         return keys
 
-    def _txs_of(self, first: int, end: int) -> dict[str, tuple[str, Json]]:
-        node = self._node
-        held: dict[str, tuple[str, Json]] = {}
+    def _named_txs(self, first: int, end: int) -> Iterator[str]:
+        """The ids of the txs the proposals of layers [first, end) name, in order."""
         for layer in range(first, end):
-            for proposal in node.mesh.layer_proposals(layer).values():
-                for tx_id in proposal.get("txs", []):
-                    tx = node.mempool.get(tx_id)
-                    if tx is not None:
-                        held[tx_id] = ("tx", tx)
+            for proposal in self._node.mesh.layer_proposals(layer).values():
+                yield from proposal.get("txs", [])
+
+    def _txs_of(self, first: int, end: int) -> dict[str, tuple[str, Json]]:
+        mempool = self._node.mempool
+        held: dict[str, tuple[str, Json]] = {}
+        for tx_id in self._named_txs(first, end):
+            tx = mempool.get(tx_id)
+            if tx is not None:
+                held[tx_id] = ("tx", tx)
         return held
 
     def _messages(self, key: str) -> dict[str, tuple[str, Json]]:
@@ -147,19 +151,12 @@ class Syncer:
         history be hashed again (its certificates included), a cost growing with the
         history. Once a chunk's txs are all held they stay held (the mempool only grows),
         so a complete chunk is not counted again."""
-        node = self._node
         named = self._named.get(key)
         if named is None or named[0] != layers:
-            ids = {
-                tx_id
-                for layer in range(first, end)
-                for proposal in node.mesh.layer_proposals(layer).values()
-                for tx_id in proposal.get("txs", [])
-            }
-            named = (layers, ids, -1)
+            named = (layers, set(self._named_txs(first, end)), -1)
         _, ids, held = named
         if held != len(ids):
-            held = sum(tx_id in node.mempool.txs for tx_id in ids)
+            held = sum(tx_id in self._node.mempool.txs for tx_id in ids)
             self._named[key] = (layers, ids, held)
         return held
 
