@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             f"  {i.id:<16} {i.role or '-':<10} {i.ip or '-':<15} "
             f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {i.reason or ''}"
         )
+    for warning in info.get("warnings", []):
+        print(f"\nwarning: {warning}")
     if info["notes"]:
         print("\nnotes:")
         for n in info["notes"]:

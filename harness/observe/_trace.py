@@ -8,7 +8,7 @@ import functools
 import itertools
 import statistics
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,14 @@ class TraceAnalysis:
     def hops(self) -> list[Hop]:
         """Every hop, by the time it was sent (out-of-line ones with their cause)."""
         return self._hop_columns.hops(_diagnosed(self._hop_columns, self._diagnosis, None))
+
+    @property
+    def causes(self) -> dict[str, int]:
+        """How many out-of-line hops each likely cause accounts for, the most first."""
+        counts: Counter[str] = Counter()
+        for g in self.outlier_groups:
+            counts[g.cause] += g.hops
+        return dict(counts.most_common())
 
     @property
     def slow_links(self) -> list[LinkDelay]:

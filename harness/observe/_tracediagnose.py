@@ -23,6 +23,10 @@ from harness.observe._tracegather import Floats, Index, Ints
 
 MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
 BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
+EXPLAINS_SHARE = 0.25
+"""A link's queueing is a hop's likely cause only when what it held the link's packets
+beyond the configured latency is at least this share of the hop's excess: 19 ms more on
+the link does not explain a hop 20 s late."""
 
 _CAUSES = (
     "slow handler",
@@ -238,13 +242,14 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
 
     latency = field("latency_ms")
     near_rto = excess >= 0.75 * MIN_RTO_MS
+    explains = EXPLAINS_SHARE * excess
     with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
         tests = [
             (handler > tol) & (handler >= 0.5 * excess),
             (seen.drops > 0) | (seen.retrans > 0),
             (field("loss_pct") > 0) & near_rto,
-            seen.hold_ms - latency > tol / 2,
-            seen.rtt_ms > 2 * latency + tol,
+            (seen.hold_ms - latency > tol / 2) & (seen.hold_ms - latency >= explains),
+            (seen.rtt_ms > 2 * latency + tol) & (seen.rtt_ms - 2 * latency >= explains),
             field("bandwidth_bps") > 0,
             seen.cpu_wait >= BUSY_CPU_SHARE,
             near_rto & ~seen.observed,

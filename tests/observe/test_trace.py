@@ -125,6 +125,21 @@ def test_a_busy_cpu_explains_slow_hops_nothing_else_explains(
     assert causes == {"busy CPU"}
 
 
+def test_a_link_queue_that_explains_little_of_a_hops_delay_is_not_its_cause(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Packets held 40 ms longer on the link do not explain a hop 2 s late: on a busy host
+    the CPU does. The 40 ms alone still read as queueing."""
+    late = run_factory(queued=(1, 2), stalled=(1, 2), stall_ms=2000.0, cpu_busy=True,
+                       change_at=None)
+    hops = [h for h in analyse_traces(late).outliers if (h.src, h.dst) == ("single/1", "single/2")]
+    assert hops and {h.cause for h in hops} == {"busy CPU"}
+    queued = run_factory(queued=(1, 2), cpu_busy=True, change_at=None, run_id="queued")
+    hops = [h for h in analyse_traces(queued).outliers
+            if (h.src, h.dst) == ("single/1", "single/2")]  # fmt: skip
+    assert hops and {h.cause for h in hops} == {"queueing"}
+
+
 def test_an_rto_sized_delay_is_not_called_loss_when_the_link_showed_none(
     run_factory: Callable[..., Path],
 ) -> None:

@@ -110,6 +110,13 @@ class RunData:
         return read_telemetry(self.dir, _TELEMETRY)
 
     @functools.cached_property
+    def warnings(self) -> list[str]:
+        """What weakens the run's figures, a sentence each (`run_warnings`)."""
+        from harness.observe._report._warnings import run_warnings
+
+        return run_warnings(self)
+
+    @functools.cached_property
     def analysis(self) -> TraceAnalysis:
         """The trace analysis (propagation and per-hop delays)."""
         from harness.observe._trace import analyse_loaded

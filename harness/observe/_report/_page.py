@@ -54,7 +54,8 @@ def render_page(r: RunData) -> str:
         f"{escape(outcome)}</span></h1>"
         f'<div class="sub">run <code>{escape(run.run_id)}</code>'
         f"{' — ' + escape(run.reason) if run.reason else ''}</div>"
-        f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
+        + "".join(f'<p class="warn">{escape(w[:1].upper() + w[1:])}</p>' for w in r.warnings)
+        + f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
         + _failures(r)
         + _instances_table(r)
         + _timeline(r, faults)

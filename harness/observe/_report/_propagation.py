@@ -97,6 +97,7 @@ def propagation_section(a: TraceAnalysis) -> str:
         if out
         else '<p class="note">Every hop took what its configured link explains.</p>'
     )
+    by_cause = "".join(f", {escape(c)} {n:,}" for c, n in a.causes.items())
     return (
         '<section id="propagation"><h2>Message propagation</h2>'
         "<p class=\"sub\">Propagation delay: from a message's publication to each node's first "
@@ -107,6 +108,7 @@ def propagation_section(a: TraceAnalysis) -> str:
         f"<th>max ms</th><th>reached</th></tr></thead><tbody>{rows}</tbody></table>"
         f"<h3>Delay distribution per topic</h3>{box}"
         f'<div class="grid"><div><h3>Hop delay per link</h3>{hop_box}</div>'
-        f"<div><h3>Links ({len(a.links)}, worst first)</h3>{links}</div></div><h3>Out-of-line hops ({a.out_of_line})</h3>{outliers}</section>"
+        f"<div><h3>Links ({len(a.links)}, worst first)</h3>{links}</div></div>"
+        f"<h3>Out-of-line hops ({a.out_of_line:,}{by_cause})</h3>{outliers}</section>"
     )
 

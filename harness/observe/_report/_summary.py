@@ -36,6 +36,7 @@ def run_summary(r: RunData) -> dict[str, Any]:
         "failures": [
             {"instance": i.id, "reason": i.reason, "exit_code": i.exit_code} for i in failed
         ],
+        "warnings": r.warnings,
         "faults": [f.to_json() for f in fault_rows(r)],
         "notes": [
             {"instance": i.id, "note": i.note, "restarts": i.restarts}
