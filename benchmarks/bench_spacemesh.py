@@ -31,6 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _figures import Figure, write  # noqa: E402
 from bench_report import _report  # noqa: E402
 
+from harness.observe._report._warnings import cpu_load  # noqa: E402
+from harness.observe._stored import read_telemetry  # noqa: E402
+
 _BLOCKS = re.compile(r"layers (\d+)-(\d+) with a block: (\d+) of (\d+)")
 
 
@@ -74,6 +77,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         r = run(a.instances, a.layer_duration, Path(tmp))
         report_s, report_cpu, rss_mb = _report(r["run_dir"])
+        load_seen = cpu_load(read_telemetry(r["run_dir"], {"kind", "mono", "wait_us_total"}))
+        warnings = json.loads((r["run_dir"] / "summary.json").read_bytes())["warnings"]
     blocks = r["blocks"]
     print(f"{what}: passed in {r['wall']:.1f} s end to end (target <= 120 s); "
           f"{blocks[0] if blocks else 'no PoET message on the blocks'}; CPU of the whole "
@@ -81,10 +86,15 @@ def main() -> None:
           f"{r['end_to_exit']:.2f} s")
     print(f"  harness report of it: {report_s:.2f} s wall, {report_cpu:.2f} s CPU, "
           f"{rss_mb:.0f} MB peak RSS (target <= 5 s, <= 300 MB)")
+    for warning in warnings:
+        print(f"  its warning: {warning}")
     figures = [Figure(f"{what}: end to end", r["wall"], "s", target="<= 120 s", load=load)]
     if blocks:
         figures.append(Figure(f"{what}: layers {blocks[1]}-{blocks[2]} with a block",
                               int(blocks[3]), f"of {blocks[4]}", better="higher", load=load))
+    if load_seen is not None:
+        figures.append(Figure(f"{what}: share of the run some task waited for a CPU",
+                              round(100 * load_seen.waited), "%", load=load))
     write("spacemesh", [
         *figures,
         Figure(f"{what}: CPU of the whole run (user+sys)", r["cpu"], "s", load=load),
