@@ -27,6 +27,11 @@ EXPLAINS_SHARE = 0.25
 """A link's queueing is a hop's likely cause only when what it held the link's packets
 beyond the configured latency is at least this share of the hop's excess: 19 ms more on
 the link does not explain a hop 20 s late."""
+RTO_SLACK = 4
+"""Drops or retransmits are a hop's likely cause only when its excess is within this many
+times what as many timeouts in a row would take, each twice the last from `MIN_RTO_MS`
+(a connection's timeout grows with its RTT and their spread): one retransmit does not
+explain a hop 20 s late."""
 
 _CAUSES = (
     "slow handler",
@@ -243,10 +248,12 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
     latency = field("latency_ms")
     near_rto = excess >= 0.75 * MIN_RTO_MS
     explains = EXPLAINS_SHARE * excess
+    retries = np.minimum(np.maximum(seen.drops, seen.retrans), 16)
+    timeouts_ms = RTO_SLACK * MIN_RTO_MS * (np.exp2(retries) - 1)
     with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
         tests = [
             (handler > tol) & (handler >= 0.5 * excess),
-            (seen.drops > 0) | (seen.retrans > 0),
+            ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms),
             (field("loss_pct") > 0) & near_rto,
             (seen.hold_ms - latency > tol / 2) & (seen.hold_ms - latency >= explains),
             (seen.rtt_ms > 2 * latency + tol) & (seen.rtt_ms - 2 * latency >= explains),

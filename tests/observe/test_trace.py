@@ -140,6 +140,21 @@ def test_a_link_queue_that_explains_little_of_a_hops_delay_is_not_its_cause(
     assert hops and {h.cause for h in hops} == {"queueing"}
 
 
+def test_a_retransmit_does_not_explain_a_hop_seconds_late(
+    run_factory: Callable[..., Path],
+) -> None:
+    """A few timeouts and retransmits explain a second or so, not 10 s: on a busy host
+    the CPU does. The timeout alone still reads as loss."""
+    late = run_factory(lossy=(1, 2), stalled=(1, 2), stall_ms=10_000.0, cpu_busy=True,
+                       messages=2, change_at=None)
+    hops = [h for h in analyse_traces(late).outliers if (h.src, h.dst) == ("single/1", "single/2")]
+    assert hops and {h.cause for h in hops} == {"busy CPU"}
+    lossy = run_factory(lossy=(1, 2), cpu_busy=True, messages=2, change_at=None,
+                        run_id="lossy")
+    hops = [h for h in analyse_traces(lossy).outliers if (h.src, h.dst) == ("single/1", "single/2")]
+    assert hops and {h.cause for h in hops} == {"loss and retransmit"}
+
+
 def test_an_rto_sized_delay_is_not_called_loss_when_the_link_showed_none(
     run_factory: Callable[..., Path],
 ) -> None:
