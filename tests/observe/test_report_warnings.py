@@ -54,6 +54,19 @@ def test_a_run_on_a_saturated_host_is_warned_about_everywhere_it_is_read(
     assert f"\nwarning: {warning}\n" in result.summary()
 
 
+def test_a_saturated_run_without_traces_is_warned_about_without_hops(
+    run_factory: Callable[..., Path],
+) -> None:
+    run_dir = run_factory(stalled=(1, 2), cpu_busy=True, change_at=None)
+    traces = list(run_dir.glob("*/*/trace.jsonl*"))
+    assert traces
+    for trace in traces:
+        trace.unlink()
+    write_report(run_dir)
+    (warning,) = json.loads((run_dir / "summary.json").read_text())["warnings"]
+    assert "waited for a CPU 60% of the time" in warning and "hops" not in warning
+
+
 def test_a_run_on_a_quiet_host_has_no_warning(
     run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str],
 ) -> None:
