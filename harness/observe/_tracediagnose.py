@@ -248,20 +248,28 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
     latency = field("latency_ms")
     near_rto = excess >= 0.75 * MIN_RTO_MS
     explains = EXPLAINS_SHARE * excess
-    retries = np.minimum(np.maximum(seen.drops, seen.retrans), 16)
-    timeouts_ms = RTO_SLACK * MIN_RTO_MS * (np.exp2(retries) - 1)
+    # (Columns of a starved run's 600,000 hops: each temporary is 5 MB of the peak.)
+    timeouts_ms = np.minimum(np.maximum(seen.drops, seen.retrans), 16)
+    np.exp2(timeouts_ms, out=timeouts_ms)
+    timeouts_ms -= 1
+    timeouts_ms *= RTO_SLACK * MIN_RTO_MS
+    lost = ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms)
+    del timeouts_ms
     with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
+        held = seen.hold_ms - latency  # beyond the configured latency
+        rtt = seen.rtt_ms - 2 * latency
         tests = [
             (handler > tol) & (handler >= 0.5 * excess),
-            ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms),
+            lost,
             (field("loss_pct") > 0) & near_rto,
-            (seen.hold_ms - latency > tol / 2) & (seen.hold_ms - latency >= explains),
-            (seen.rtt_ms > 2 * latency + tol) & (seen.rtt_ms - 2 * latency >= explains),
+            (held > tol / 2) & (held >= explains),
+            (rtt > tol) & (rtt >= explains),
             field("bandwidth_bps") > 0,
             seen.cpu_wait >= BUSY_CPU_SHARE,
             near_rto & ~seen.observed,
             near_rto,
         ]
+    del held, rtt, explains, latency
     branch = np.select(tests, np.arange(len(tests)), default=len(tests))
     return Diagnosis(rows, branch, src, dst, names, shape_of, shape_list, excess,
                      handler, seen)
