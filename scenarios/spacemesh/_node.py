@@ -279,7 +279,10 @@ class Node:
         return handle
 
     def _proof_stored(self, before: int, proof: Json, source: str) -> None:
-        if len(self.mesh.poet_proofs) > before:  # new, not a copy of one already held
+        new = len(self.mesh.poet_proofs) > before
+        # A copy gossip brings is not worth a line; the PoET's own hand-off to a gateway
+        # is, even when gossip from another gateway brought the proof first.
+        if new or source == "poet":
             self._log.info(
                 "poet proof received",
                 round=int(proof["round"]),
@@ -287,6 +290,7 @@ class Node:
                 members=int(proof["leaf_count"]),
                 mine=self._challenge in proof["members"],
                 source=source,
+                new=new,
             )
 
     async def _layer_loop(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from scenarios.spacemesh import LayerStatus, MemoryLink, MeshParams, memory_cluster
+from scenarios.spacemesh._codec import canonical
 
 from .logs import EVENTS
 
@@ -57,6 +58,25 @@ async def test_poet_gateway_and_four_miners_agree(logs: list[dict[str, Any]]) ->
     assert events["layer verified"] == 5 * len(hashes)  # once per node and layer
     assert {e["via"] for e in logs if e["event"] == "layer verified"} == {"hare", "tortoise"}
     assert len(logs) < 5 * 40  # a few lines per node and epoch, one per layer
+
+
+async def test_a_gateway_logs_every_hand_off_by_the_poet_not_only_new_proofs(
+    logs: list[dict[str, Any]],
+) -> None:
+    """Gossip from another gateway may bring a PoET's proof before the PoET's own call
+    does: the hand-off is still logged (new=False), a gossiped copy is not."""
+    params = MeshParams(layers_per_epoch=3, pow_bits=4)
+    async with memory_cluster(miners=2, seed=3, layer_duration=1.0, params=params) as c:
+        await c.clock.sleep_until(c.poet.round_end(0) + 1.0)
+        (proof,) = c.poet.proofs.values()
+        gateway = c.gateways[0]
+        logs.clear()
+        assert gateway.broadcast_poet(canonical(proof)) == (True, "")
+        for miner in c.miners:  # a gossiped copy of a proof already held
+            assert miner._handler("poet")(proof) is True
+    (handed,) = [e for e in logs if e["event"] == "poet proof received"]
+    assert (handed["source"], handed["new"]) == ("poet", False)
+    assert handed["poet"] == c.poet.public_key[:16] and handed["round"] == 0
 
 
 async def test_agreement_over_lossy_jittery_links() -> None:
