@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _figures import Figure, write  # noqa: E402
 from bench_report import _report  # noqa: E402
 
-from harness.observe._report._warnings import cpu_load  # noqa: E402
+from harness.observe._cpuload import cpu_load  # noqa: E402
 from harness.observe._stored import read_telemetry  # noqa: E402
 
 _BLOCKS = re.compile(r"layers (\d+)-(\d+) with a block: (\d+) of (\d+)")

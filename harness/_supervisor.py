@@ -49,6 +49,7 @@ from harness.observe import (
     record_run,
     write_report,
 )
+from harness.observe._cpuload import SaturationWatch
 from harness.observe._runrecord import GroupRecord, RunRecord, write_run
 from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
@@ -455,12 +456,25 @@ class Supervisor:
             i: (Path(p.netns).name if p.netns else None, p.data_ip)
             for i, p in dep.placements.items()
         }
-        sampler = TelemetrySampler(self.run_dir, places, link_stats=dep.link_stats)
+        sampler = TelemetrySampler(self.run_dir, places, link_stats=dep.link_stats,
+                                   on_cpu=self._watch_cpu(SaturationWatch()))
         interval = max(self.options.telemetry_interval, self.spec.total / 25)
         # The first sample once every instance has started: before, there are no sockets
         # to see, and a sample (sock_diag in every namespace) would take the CPU from the
         # instances starting.
         self._sampler = functools.partial(nursery.start, sampler.run, interval)
+
+    def _watch_cpu(self, watch: SaturationWatch) -> Callable[[float, int], None]:
+        """What the telemetry tells each CPU sample: said once, in the supervisor's log and
+        on the progress lines, when the host has been saturated for a while."""
+
+        def sample(mono: float, wait_us_total: int) -> None:
+            if (text := watch.add(mono, wait_us_total)) is not None:
+                _log.warning("host cpu saturated", message=text)
+                if self.progress:
+                    self.progress.note(f"warning: {text}")
+
+        return sample
 
     async def _run_instances(
         self, host: ProcessHost, state: SyncState, sock: str, tcp: str | None,

@@ -170,3 +170,35 @@ def test_telemetry_samples_only_once_every_instance_has_started(
     started = [e["mono"] for e in events if e.get("status") == "started"]
     assert len(started) == 4 and sampled
     assert min(sampled) >= max(started)
+
+
+SLEEPER = """
+import trio
+
+async def main(env):
+    await trio.sleep(3)
+"""
+
+
+def test_a_run_on_a_saturated_host_says_so_while_it_runs_and_at_its_end(
+    make_plan: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The host's CPU pressure, made to read 90 % waiting: a progress line and the
+    supervisor's log say so once, mid-run; the summary at the end says it too."""
+    from harness._supervisor import RunOptions, run
+    from harness.observe import _cpuload, _telemetry
+    from harness.plans import build_run_spec
+
+    monkeypatch.setattr(_telemetry, "cpu_wait_us_total", lambda: int(time.monotonic() * 0.9e6))
+    monkeypatch.setattr(_cpuload, "SATURATED_NOTICE_S", 1.0)
+    root = make_plan("sleeper", MANIFEST.replace("metered", "sleeper"), SLEEPER)
+    spec = build_run_spec("sleeper:main", instances=1, runner="local:exec", plan_roots=[root])
+    result = run(spec, RunOptions(outputs=tmp_path / "out", telemetry_interval=0.25))
+    assert result.outcome == "passed", result.reason
+    err = capsys.readouterr().err
+    assert err.count("warning: the host's CPU has been saturated for ") == 1, err
+    logged = [json.loads(x) for x in (result.run_dir / "supervisor.jsonl").open()]
+    assert [r["event"] for r in logged].count("host cpu saturated") == 1
+    assert "\nwarning: the host's CPU was saturated: runnable tasks waited for a CPU 90%" in (
+        result.summary())

@@ -181,7 +181,9 @@ class TelemetrySampler:
     (`wait_us_total`: the host's CPU pressure, see `cpu_wait_us_total`) and "error" (a
     failed sample, recorded once per problem).
 
-    `instances` maps instance id -> (network namespace or None, data address or None).
+    `instances` maps instance id -> (network namespace or None, data address or None);
+    `on_cpu`, if given, is told each CPU sample (its CLOCK_MONOTONIC time and
+    `wait_us_total`) as it is taken.
     """
 
     def __init__(
@@ -190,9 +192,11 @@ class TelemetrySampler:
         instances: Mapping[str, tuple[str | None, str | None]],
         *,
         link_stats: LinkStatsFn | None = None,
+        on_cpu: Callable[[float, int], None] | None = None,
     ) -> None:
         self.instances = dict(instances)
         self.link_stats = link_stats
+        self.on_cpu = on_cpu
         self._writer = JsonlWriter(run_dir / TELEMETRY_FILE)
         self._errors: set[str] = set()
         # A link is written from the sample before its first packet on: a network of N
@@ -222,7 +226,10 @@ class TelemetrySampler:
                 self._writer.write({"kind": "tcp", "instance": iid, **sock})
         waited = cpu_wait_us_total()
         if waited is not None:
-            self._writer.write({"kind": "cpu", "wait_us_total": waited})
+            now = stamp()
+            self._writer.write({**now, "kind": "cpu", "wait_us_total": waited})
+            if self.on_cpu is not None:
+                self.on_cpu(now["mono"], waited)
         if self.link_stats is not None:
             try:
                 stats = await trio.to_thread.run_sync(self.link_stats)

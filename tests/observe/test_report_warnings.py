@@ -12,28 +12,7 @@ import pytest
 from harness._cli import main
 from harness._supervisor import RunResult
 from harness.observe import write_report
-from harness.observe._report._warnings import SATURATED_SHARE, cpu_load
 from tests.observe._fixture import RUN_ID
-
-
-def _cpu(*points: tuple[float, float]) -> list[dict[str, object]]:
-    """"cpu" records at (seconds, microseconds waited so far), out of order on purpose."""
-    return [{"kind": "cpu", "mono": 100 + t, "wait_us_total": int(w)} for t, w in reversed(points)]
-
-
-def test_the_cpu_load_is_the_share_waited_and_the_seconds_of_saturated_stretches() -> None:
-    # 0-4 s: 10 % waited; 4-6 s: 90 %; 6-10 s: exactly the threshold; 10-12 s: none.
-    points = _cpu((0, 0), (4, 0.4e6), (6, 2.2e6), (10, 2.2e6 + SATURATED_SHARE * 4e6), (12, 4.2e6))
-    load = cpu_load([*points, {"kind": "link", "mono": 105}])
-    assert load is not None
-    assert load.sampled_s == 12 and load.saturated_s == 6
-    assert load.waited == pytest.approx(4.2 / 12)
-
-
-def test_without_two_cpu_samples_there_is_no_load() -> None:
-    assert cpu_load([]) is None
-    assert cpu_load(_cpu((0, 0))) is None
-    assert cpu_load(_cpu((3, 0), (3, 5))) is None
 
 
 def test_a_run_on_a_saturated_host_is_warned_about_everywhere_it_is_read(
