@@ -32,8 +32,16 @@ class CpuLoad:
                 or self.saturated_s >= SATURATED_PART * self.sampled_s)
 
 
+def wait_share(t0: float, w0: float, t1: float, w1: float) -> float:
+    """The share of [t0, t1] (seconds) in which some runnable task waited for a CPU, from
+    `cpu_wait_us_total` read at each end (w0, w1); NaN for an empty or reversed span."""
+    if t1 <= t0:
+        return float("nan")
+    return max(0.0, min(1.0, (w1 - w0) / ((t1 - t0) * 1e6)))
+
+
 def _saturated_stretch(t0: float, w0: float, t1: float, w1: float) -> bool:
-    return t1 > t0 and w1 - w0 >= SATURATED_SHARE * (t1 - t0) * 1e6
+    return wait_share(t0, w0, t1, w1) >= SATURATED_SHARE  # NaN compares false
 
 
 def cpu_load(records: list[dict[str, Any]]) -> CpuLoad | None:
@@ -47,13 +55,12 @@ def cpu_load(records: list[dict[str, Any]]) -> CpuLoad | None:
     )
     if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
         return None
-    span = samples[-1][0] - samples[0][0]
     saturated = sum(
         t1 - t0 for (t0, w0), (t1, w1) in itertools.pairwise(samples)
         if _saturated_stretch(t0, w0, t1, w1)
     )
-    waited = max(0.0, min(1.0, (samples[-1][1] - samples[0][1]) / (span * 1e6)))
-    return CpuLoad(waited, saturated, span)
+    waited = wait_share(*samples[0], *samples[-1])
+    return CpuLoad(waited, saturated, samples[-1][0] - samples[0][0])
 
 
 class SaturationWatch:

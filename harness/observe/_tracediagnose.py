@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.observe._cpuload import wait_share
 from harness.observe._shapes import Shape, ShapeTimeline
 from harness.observe._tracegather import Floats, Index, Ints
 
@@ -65,9 +66,8 @@ def _cpu_wait(window: list[dict[str, Any]]) -> float:
     if len(window) < 2:
         return np.nan
     a, b = window[0], window[-1]
-    span_us = (float(b["mono"]) - float(a["mono"])) * 1e6
-    waited = float(b["wait_us_total"]) - float(a["wait_us_total"])
-    return max(0.0, min(1.0, waited / span_us)) if span_us > 0 else np.nan
+    return wait_share(float(a["mono"]), float(a["wait_us_total"]),
+                      float(b["mono"]), float(b["wait_us_total"]))
 
 
 def _hold_ms(samples: list[dict[str, Any]]) -> float:
