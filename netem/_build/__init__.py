@@ -42,9 +42,10 @@ def _hub_port(host: Host) -> int:
 def _quiet_namespace(_: str) -> socket.socket:
     """Inside a new namespace: no IPv6 (nothing but the data network reaches a host, and
     partitions are IPv4 rules), then a netlink socket bound to the namespace."""
-    for scope in ("all", "default"):
-        with contextlib.suppress(FileNotFoundError):  # a kernel booted without IPv6
-            ns.write_sysctl(f"net/ipv6/conf/{scope}/disable_ipv6", "1")
+    # `all` sets `default` too (addrconf_disable_ipv6): one write, as each costs a walk
+    # past every namespace's entry of the same name (at 1,000 hosts, 13 % of the build).
+    with contextlib.suppress(FileNotFoundError):  # a kernel booted without IPv6
+        ns.write_sysctl("net/ipv6/conf/all/disable_ipv6", "1")
     return ns.netlink_socket()
 
 
@@ -71,7 +72,10 @@ def create_hub(prefix: str, created: list[str]) -> None:
 
     (sock,) = ns.create_namespaces([hub], setup, created)
     with _route(sock) as ipr:
-        ipr.link("add", ifname=names.bridge_ifname(prefix), kind="bridge", state="up")
+        # No multicast snooping: the hosts join no groups, and with it every port's coming
+        # and going arms and stops the bridge's multicast timers (5 % of building 1,000).
+        ipr.link("add", ifname=names.bridge_ifname(prefix), kind="bridge", state="up",
+                 br_mcast_snooping=0)
         ipr.link("set", index=1, state="up")
 
 
