@@ -21,6 +21,7 @@ from netem._cleanup import _manifest as manifests
 from netem._errors import NetemError, NetworkError, RequestError
 from netem._firewall import Firewall
 from netem._hosts import Host
+from netem._interrupts import held_back
 from netem._policy import Policy, Request, grouped, parse_request
 from netem._record import Recorder, shape_json
 from netem._rootless import rootless_problem
@@ -141,8 +142,8 @@ class Network:
             ]
         else:
             _check_privileges()
+            self._manifest = True  # first: an interruption may land right after the write
             manifests.write(self.prefix, str(self.subnet))
-            self._manifest = True
             ns.ensure_netns_dir()
             build.create_hub(self.prefix, self._created)
             self._firewall = Firewall(self.hub_netns_path)
@@ -452,6 +453,10 @@ class Network:
                 self._teardown()
 
     def _teardown(self) -> None:
+        with held_back():
+            self._remove_all()
+
+    def _remove_all(self) -> None:
         errors: list[BaseException] = []
         if self._attached:
             self._attached = False

@@ -62,6 +62,10 @@ def write(prefix: str, subnet: str) -> Manifest:
             # Another network removed the empty directory in between: make it again.
             if attempt == 4:
                 raise
+        except BaseException:  # interrupted: no temporary file left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     raise AssertionError("unreachable")
 
 

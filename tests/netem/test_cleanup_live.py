@@ -161,6 +161,32 @@ def test_ctrl_c_between_two_closes_is_not_turned_into_ebadf(
     assert host_state() == before
 
 
+def test_ctrl_c_while_the_network_is_removed_still_removes_all_of_it(
+    prefix: str, monkeypatch: pytest.MonkeyPatch, host_state: Callable[[], dict[str, str]]
+) -> None:
+    """Ctrl-C lands between two namespaces' removals: the rest are removed too, and the
+    interruption goes up once they are."""
+    before = host_state()
+    remove = build_ns.remove_namespace
+    removed: list[str] = []
+
+    def remove_then_interrupt(name: str) -> bool:
+        done = remove(name)
+        removed.append(name)
+        if len(removed) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return done
+
+    monkeypatch.setattr(build_ns, "remove_namespace", remove_then_interrupt)
+    net = Network(prefix=prefix, backend="none")
+    net.build(4)
+    with pytest.raises(KeyboardInterrupt):
+        net.close()
+    assert len(removed) == 5  # all four hosts and the hub, after the interruption came
+    assert leftovers(prefix) == []
+    assert host_state() == before
+
+
 def test_sigkill_then_cleanup(prefix: str, host_state: Callable[[], dict[str, str]]) -> None:
     before = host_state()
     child = start_child(prefix)
