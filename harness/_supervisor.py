@@ -51,6 +51,7 @@ from harness.observe import (
 )
 from harness.observe._cpuload import SaturationWatch
 from harness.observe._runrecord import GroupRecord, RunRecord, write_run
+from harness.observe._summaryfile import read_warnings
 from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
     Deployment,
@@ -110,20 +111,11 @@ class RunResult:
         if self.reason:
             head += f" ({self.reason})"
         head += "".join(f"\nnote: {n}" for n in self.notes if n != self.reason)
-        head += "".join(f"\nwarning: {w}" for w in _warnings(self.run_dir))
+        head += "".join(f"\nwarning: {w}" for w in read_warnings(self.run_dir))
         tail = f"outputs: {self.run_dir}"
         if (self.run_dir / "report.html").exists():
             tail += f"\nreport:  {self.run_dir / 'report.html'}"
         return f"{head}\n{summary_table(self.instances)}\n{tail}"
-
-
-def _warnings(run_dir: Path) -> list[str]:
-    """The report's warnings (summary.json's), if the report was written."""
-    try:
-        warnings = orjson.loads((run_dir / "summary.json").read_bytes()).get("warnings")
-    except (OSError, orjson.JSONDecodeError, AttributeError):
-        return []
-    return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:

@@ -57,5 +57,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{r.run_id:<24} {f'{r.plan}:{r.case}':<24} {r.outcome or '-':<11} "
             f"{r.instances:>5} {r.failed:>5} {dur:>8}  {started}"
+            + "".join(f"  warning: {_gist(w)}" for w in r.warnings)
         )
     return 0
+
+
+def _gist(warning: str) -> str:
+    """A warning's head, before its figures ("the host's CPU was saturated: ...")."""
+    return warning.split(":", 1)[0]

@@ -14,13 +14,14 @@ import orjson
 from harness._errors import UsageError
 from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs
 from harness.observe._runrecord import read_run
+from harness.observe._summaryfile import read_warnings
 
 HISTORY_FILE = "history.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, plan TEXT, "case" TEXT, runner TEXT,
     started REAL, ended REAL, duration_s REAL, outcome TEXT, exit_code INTEGER, reason TEXT,
-    instances INTEGER, failed INTEGER, params TEXT, dir TEXT, report TEXT
+    instances INTEGER, failed INTEGER, params TEXT, dir TEXT, report TEXT, warnings TEXT
 );
 CREATE TABLE IF NOT EXISTS instances (
     run_id TEXT REFERENCES runs(run_id) ON DELETE CASCADE, id TEXT, "group" TEXT, role TEXT,
@@ -54,6 +55,8 @@ class RunRow:
     params: dict[str, Any]
     dir: str
     report: str | None
+    warnings: list[str]
+    """The report's warnings (summary.json's): conditions that weaken the run's figures."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -71,11 +74,26 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.executescript(_SCHEMA)
         with conn:
+            _migrate(conn)
             yield conn
     except sqlite3.DatabaseError as e:
         raise UsageError(f"run history {db} is unusable: {e}") from None
     finally:
         conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a history written by an older harness up to this schema: runs recorded
+    before their warnings were kept get them from their run directories, once."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "warnings" in columns:
+        return
+    conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+    rows = conn.execute("SELECT run_id, dir FROM runs").fetchall()
+    conn.executemany(
+        "UPDATE runs SET warnings = ? WHERE run_id = ?",
+        [(orjson.dumps(read_warnings(Path(d))).decode(), run_id) for run_id, d in rows if d],
+    )
 
 
 def record_run(run_dir: Path, db: Path | None = None) -> None:
@@ -90,7 +108,7 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
     with _connect(db) as conn:
         conn.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run.run_id,
                 run.plan,
@@ -107,6 +125,7 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
                 orjson.dumps(run.params).decode(),
                 str(run_dir.resolve()),
                 str(report.resolve()) if report.exists() else None,
+                orjson.dumps(read_warnings(run_dir)).decode(),
             ),
         )
         conn.executemany(
@@ -178,7 +197,13 @@ def list_runs(
     with _connect(db) as conn:
         rows = conn.execute(sql, args).fetchall()
     return [
-        RunRow(*r[:12], params=orjson.loads(r[12] or "{}"), dir=r[13], report=r[14])  # type: ignore[misc]
+        RunRow(
+            *r[:12],  # type: ignore[misc]
+            params=orjson.loads(r[12] or "{}"),
+            dir=r[13],
+            report=r[14],
+            warnings=orjson.loads(r[15] or "[]"),
+        )
         for r in rows
     ]
 

@@ -4,6 +4,7 @@ and the end of `harness run`."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from harness._cli import main
 from harness._supervisor import RunResult
-from harness.observe import write_report
+from harness.observe import list_runs, record_run, write_report
 from tests.observe._fixture import RUN_ID
 
 
@@ -31,6 +32,13 @@ def test_a_run_on_a_saturated_host_is_warned_about_everywhere_it_is_read(
     assert f"warning: {warning}" in capsys.readouterr().out
     result = RunResult(RUN_ID, run_dir, "passed", 0, None, [], 12.0)
     assert f"\nwarning: {warning}\n" in result.summary()
+    record_run(run_dir)  # as the end of a run does, after the report
+    assert [r.warnings for r in list_runs(run_dir.parent)] == [[warning]]
+    assert main(["runs", "--outputs", str(run_dir.parent)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()[1:]
+    assert line.endswith("  warning: the host's CPU was saturated")
+    assert main(["runs", "--outputs", str(run_dir.parent), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["warnings"] == [warning]
 
 
 def test_a_saturated_run_without_traces_is_warned_about_without_hops(
@@ -56,3 +64,34 @@ def test_a_run_on_a_quiet_host_has_no_warning(
     assert main(["show", str(run_dir)]) == 0
     assert "warning" not in capsys.readouterr().out
     assert "warning" not in RunResult(RUN_ID, run_dir, "passed", 0, None, [], 12.0).summary()
+    record_run(run_dir)
+    assert [r.warnings for r in list_runs(run_dir.parent)] == [[]]
+    assert main(["runs", "--outputs", str(run_dir.parent)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_a_history_written_before_warnings_were_kept_gets_them_from_the_run_dirs(
+    run_factory: Callable[..., Path],
+) -> None:
+    """An older harness's history.sqlite has no warnings column: the first look at it adds
+    the column and fills it from each recorded run's summary.json."""
+    run_dir = run_factory(stalled=(1, 2), cpu_busy=True, change_at=None)
+    write_report(run_dir)
+    (warning,) = json.loads((run_dir / "summary.json").read_text())["warnings"]
+    db = run_dir.parent / "history.sqlite"
+    with sqlite3.connect(db) as conn:  # the schema before the column, and one run in it
+        conn.execute(
+            "CREATE TABLE runs (run_id TEXT PRIMARY KEY, plan TEXT, \"case\" TEXT, runner TEXT,"
+            " started REAL, ended REAL, duration_s REAL, outcome TEXT, exit_code INTEGER,"
+            " reason TEXT, instances INTEGER, failed INTEGER, params TEXT, dir TEXT,"
+            " report TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_dir.name, "pingpong", "ping", "local:exec", 1.0, 13.0, 12.0, "passed", 0,
+             None, 4, 0, "{}", str(run_dir), None),
+        )  # fmt: skip
+    (row,) = list_runs(run_dir.parent)
+    assert (row.run_id, row.warnings) == (run_dir.name, [warning])
+    record_run(run_dir)  # and the new schema takes new records
+    assert [r.warnings for r in list_runs(run_dir.parent)] == [[warning]]
