@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from harness.observe._cpuload import wait_share
 from harness.observe._shapes import Shape, ShapeTimeline
@@ -33,6 +34,11 @@ RTO_SLACK = 4
 times what as many timeouts in a row would take, each twice the last from `MIN_RTO_MS`
 (a connection's timeout grows with its RTT and their spread): one retransmit does not
 explain a hop 20 s late."""
+RARE = 1e-6
+"""A link's configured loss explains a hop near a TCP timeout only up to as many timeouts
+in a row (each twice the last, `RTO_SLACK` times over) as losses in a row are likelier
+than this: at 1 % loss, three (5.6 s); at 10 %, six (50 s). A hop 20 s late on a 1 % link
+is something else."""
 
 _CAUSES = (
     "slow handler",
@@ -255,13 +261,14 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
     timeouts_ms *= RTO_SLACK * MIN_RTO_MS
     lost = ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms)
     del timeouts_ms
+    lossy = _lossy_link_explains(field("loss_pct"), excess) & near_rto
     with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
         held = seen.hold_ms - latency  # beyond the configured latency
         rtt = seen.rtt_ms - 2 * latency
         tests = [
             (handler > tol) & (handler >= 0.5 * excess),
             lost,
-            (field("loss_pct") > 0) & near_rto,
+            lossy,
             (held > tol / 2) & (held >= explains),
             (rtt > tol) & (rtt >= explains),
             field("bandwidth_bps") > 0,
@@ -269,10 +276,23 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
             near_rto & ~seen.observed,
             near_rto,
         ]
-    del held, rtt, explains, latency
+    del held, rtt, explains, latency, lossy
     branch = np.select(tests, np.arange(len(tests)), default=len(tests))
     return Diagnosis(rows, branch, src, dst, names, shape_of, shape_list, excess,
                      handler, seen)
+
+
+def _lossy_link_explains(loss_pct: Floats, excess: Floats) -> npt.NDArray[np.bool_]:
+    """Per hop: its link's configured loss makes a run of timeouts as long as its excess
+    plausible (`RARE`)."""
+    p = np.clip(loss_pct / 100, 0.0, 1.0)
+    in_a_row = np.full(p.shape, 16.0)
+    partial = (p > 0) & (p < 1)
+    in_a_row[partial] = np.floor(np.log(RARE) / np.log(p[partial]))
+    in_a_row[p == 0] = 0
+    np.minimum(in_a_row, 16, out=in_a_row)
+    explains: npt.NDArray[np.bool_] = excess <= RTO_SLACK * MIN_RTO_MS * (np.exp2(in_a_row) - 1)
+    return explains
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

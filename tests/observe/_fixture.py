@@ -27,6 +27,7 @@ class FixtureSpec:
 
     instances: int = 4
     latency_ms: float = 50.0
+    loss_pct: float = 0.0  # every link's configured loss (drops not sampled: telemetry's own)
     messages: int = 6
     topics: tuple[str, ...] = ("blocks", "atxs")
     failed: tuple[int, ...] = ()  # global seqs that fail
@@ -93,7 +94,8 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
     duration = 12.0
 
     # network: the supervisor sets the default at 0.5 s, single/1 changes its link to single/2
-    default = {"latency_ms": spec.latency_ms, "jitter_ms": 0, "loss_pct": 0, "bandwidth_bps": None}
+    default = {"latency_ms": spec.latency_ms, "jitter_ms": 0, "loss_pct": spec.loss_pct,
+               "bandwidth_bps": None}
     net = [
         {
             **_at(0.5),

@@ -155,6 +155,22 @@ def test_a_retransmit_does_not_explain_a_hop_seconds_late(
     assert hops and {h.cause for h in hops} == {"loss and retransmit"}
 
 
+def test_a_lossy_links_loss_does_not_explain_a_hop_seconds_late(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Every link loses 1 %, nothing was sampled dropping: a hop 300 ms late may have paid a
+    timeout; one 20 s late on a busy host did not pay a hundred of them in a row."""
+    near = run_factory(loss_pct=1.0, stalled=(1, 2), stall_ms=300.0, messages=2,
+                       change_at=None)  # fmt: skip
+    hops = [h for h in analyse_traces(near).outliers if (h.src, h.dst) == ("single/1", "single/2")]
+    assert hops and {h.cause for h in hops} == {"loss and retransmit"}
+    assert "link loss 1% and an excess near a TCP RTO" in hops[0].evidence
+    late = run_factory(loss_pct=1.0, stalled=(1, 2), stall_ms=20_000.0, cpu_busy=True,
+                       messages=2, change_at=None, run_id="late")  # fmt: skip
+    hops = [h for h in analyse_traces(late).outliers if (h.src, h.dst) == ("single/1", "single/2")]
+    assert hops and {h.cause for h in hops} == {"busy CPU"}
+
+
 def test_an_rto_sized_delay_is_not_called_loss_when_the_link_showed_none(
     run_factory: Callable[..., Path],
 ) -> None:
