@@ -102,7 +102,8 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
                     send({"failed": req["spawn"], "error": str(e)})
                 else:
                     send({"spawned": req["spawn"], "pid": pid})
-        _reap(send)
+        # Children are reaped on SIGCHLD's wake-up only: each `waitpid` scans every child,
+        # and with 1,000 pool children a reap per turn of this loop was quadratic.
 
 
 def _reap(send: Send | None) -> None:
