@@ -14,11 +14,13 @@ def held_back() -> Iterator[None]:
     for the handler that was there before. An interruption halfway through a clean-up would
     leave the rest of the network behind (only the main thread ever sees SIGINT in Python;
     elsewhere this does nothing)."""
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    # None: a handler installed outside Python, which could not be put back.
+    if threading.current_thread() is not threading.main_thread() or previous is None:
         yield
         return
     came: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _: came.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: came.append(signum))
     try:
         yield
     finally:

@@ -88,7 +88,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     if "warnings" in columns:
         return
-    conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+    try:
+        conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+    except sqlite3.OperationalError as e:
+        if "duplicate column" in str(e):
+            return  # another process migrated it meanwhile
+        raise
     rows = conn.execute("SELECT run_id, dir FROM runs").fetchall()
     conn.executemany(
         "UPDATE runs SET warnings = ? WHERE run_id = ?",
