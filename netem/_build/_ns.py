@@ -27,6 +27,8 @@ _MS_REC = 0x4000
 _MS_BIND = 0x1000
 _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
 _NETLINK_ROUTE = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -155,6 +157,7 @@ def create_namespaces(
     def work(k: int) -> list[T]:
         out: list[T] = []
         parent = None
+        template = None  # this thread's first mount point's file (`_mount_point`)
         try:
             parent = _private_tables_parent()
             for name in names[k::workers]:
@@ -165,7 +168,7 @@ def create_namespaces(
                     if parent is not None:
                         _check(_libc.setns(parent, CLONE_NEWNET), "setns(parent)")
                     try:
-                        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+                        template = _mount_point(path, template)
                     except FileExistsError:
                         raise NetworkError(f"network namespace {name} exists already") from None
                     created.append(name)
@@ -181,8 +184,9 @@ def create_namespaces(
             stop_all()
             raise
         finally:
-            if parent is not None:
-                os.close(parent)
+            for fd in (parent, template):
+                if fd is not None:
+                    os.close(fd)
         return out
 
     parts = _in_threads([functools.partial(work, k) for k in range(workers)], stop_all)
@@ -190,6 +194,24 @@ def create_namespaces(
     for k, part in enumerate(parts):
         results[k::workers] = part
     return results
+
+
+def _mount_point(path: str, template: int | None) -> int:
+    """Create the empty file `path` that a namespace is bound on: a hard link of `template`
+    (a descriptor of an earlier one's file, opened before its mount) where the kernel
+    allows it, else a new file; returns the descriptor to link the next one from.
+
+    A new name instead of a new inode: on an ext4 without a journal each new inode is
+    looked for past every inode deleted in the last minutes, and a run's 1,000 namespace
+    files, made after the last run's were deleted, spent a fifth of the build there."""
+    if template is not None:
+        if _libc.linkat(template, b"", _AT_FDCWD, path.encode(), _AT_EMPTY_PATH) == 0:
+            return template
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), path)
+        os.close(template)  # not allowed here (it needs CAP_DAC_READ_SEARCH): new files
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
 
 
 def run_in_netns(path: str, fn: Callable[[], T]) -> T:

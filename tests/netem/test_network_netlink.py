@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import secrets
@@ -97,6 +98,60 @@ def test_namespaces_made_by_several_threads_come_back_in_order_each_set_up_insid
     finally:
         for n in created:
             ns.remove_namespace(n)
+
+
+def _file_under_mount(name: str) -> tuple[int, int]:
+    """(inode, link count) of the plain file a namespace is bound on, seen from a private
+    mount namespace where the bind mount is undone (the host's mounts are left alone)."""
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         f"umount -l /run/netns/{name} && stat -c '%i %h' /run/netns/{name}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return int(out[0]), int(out[1])
+
+
+@pytest.mark.parametrize("linkable", [True, False])
+def test_a_builds_namespaces_are_bound_on_hard_links_of_few_files(
+    live: None, monkeypatch: pytest.MonkeyPatch, linkable: bool
+) -> None:
+    """Each worker thread makes one file and binds its later namespaces on hard links of it
+    (no new inode each); where the kernel refuses the link, each gets a file of its own.
+    Either way each name holds a namespace of its own, and removal leaves nothing."""
+    if not linkable:
+        monkeypatch.setattr(ns, "_libc", _RefusingLinkat(ns._libc))
+    monkeypatch.setattr(ns, "WORKERS", 2)
+    prefix = f"tn{secrets.token_hex(3)}"
+    names = [f"{prefix}-h{i}" for i in range(6)]
+    created: list[str] = []
+    try:
+        ns.create_namespaces(names, str, created)
+        assert len({ns.netns_inode(n) for n in names}) == 6
+        files = [_file_under_mount(n) for n in names]
+    finally:
+        for n in created:
+            ns.remove_namespace(n)
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+    if linkable:  # names 0, 2, 4 from one thread, 1, 3, 5 from the other
+        assert len({inode for inode, _ in files}) == 2
+        assert all(links == 3 for _, links in files)
+    else:
+        assert len({inode for inode, _ in files}) == 6
+        assert all(links == 1 for _, links in files)
+
+
+class _RefusingLinkat:
+    """libc, but `linkat` fails as without CAP_DAC_READ_SEARCH."""
+
+    def __init__(self, libc: object) -> None:
+        self._libc = libc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._libc, name)
+
+    def linkat(self, *_: object) -> int:
+        ctypes.set_errno(errno.EPERM)
+        return -1
 
 
 def _tcp_table_size(_: str) -> int:
