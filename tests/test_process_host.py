@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import trio
 
@@ -33,3 +42,53 @@ def test_a_host_that_dies_before_it_is_ready_fails_every_spawn_and_does_not_hang
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_no_reply_of_the_host_is_lost_while_the_supervisor_lags(tmp_path: Path) -> None:
+    """1,000 spawns of a program that exits at once, their replies read only 3 s later:
+    2,000 replies, far more than the socket holds meanwhile. The supervisor's end is
+    non-blocking, as Trio's is; every `spawned` and `exited` must still arrive (a dropped
+    `exited` left its instance waiting for the run's timeout)."""
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)  # as trio.socket.socketpair() hands it over
+    host = subprocess.Popen(
+        [sys.executable, "-m", "harness.runners._forkserver", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    theirs.close()
+    count = 1000
+    out = str(tmp_path / "out.log")
+    requests = b"".join(
+        orjson.dumps({"spawn": key, "env": {}, "cwd": str(tmp_path), "stdout": out,
+                      "stderr": out, "netns": None, "argv": ["true"]}) + b"\n"
+        for key in range(count)
+    )  # fmt: skip
+    replies: list[dict[str, Any]] = []
+    try:
+        ours.settimeout(20)  # a guard against a lost reply, not a timing
+        buffer = b""
+
+        def read_until(done: Callable[[], bool]) -> None:
+            nonlocal buffer
+            while not done():
+                data = ours.recv(1 << 16)
+                assert data, "the host went away"
+                buffer += data
+                *lines, buffer = buffer.split(b"\n")
+                replies.extend(orjson.loads(line) for line in lines)
+
+        read_until(lambda: bool(replies))
+        assert replies == [{"ready": True}]
+        # Sent from a thread: the host stops reading requests while it waits to reply.
+        sender = threading.Thread(target=ours.sendall, args=(requests,), daemon=True)
+        sender.start()
+        time.sleep(3)  # the supervisor lags; children exit meanwhile
+        with contextlib.suppress(TimeoutError):
+            read_until(lambda: sum("exited" in r for r in replies) >= count)
+        sender.join(timeout=20)
+    finally:
+        ours.close()
+        host.wait(timeout=30)
+    spawned = {r["pid"] for r in replies if "spawned" in r}
+    exited = {r["exited"] for r in replies if "exited" in r}
+    assert len(spawned) == count and exited == spawned

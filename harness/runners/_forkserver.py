@@ -43,10 +43,13 @@ Send = Callable[[dict[str, Any]], None]
 
 
 def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None:
-    out = control.makefile("wb", buffering=0)
+    # The supervisor's end is Trio's, so this one came non-blocking: a reply sent while the
+    # supervisor lagged behind (a burst of 1,000 exits) was dropped, and its instance
+    # waited for the run's timeout. Blocking, and every byte sent.
+    control.setblocking(True)
 
     def send(msg: dict[str, Any]) -> None:
-        out.write(orjson.dumps(msg) + b"\n")
+        control.sendall(orjson.dumps(msg) + b"\n")
 
     fn = None
     if entrypoint:
