@@ -42,14 +42,55 @@ from harness import _linux
 Send = Callable[[dict[str, Any]], None]
 
 
-def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None:
-    # The supervisor's end is Trio's, so this one came non-blocking: a reply sent while the
-    # supervisor lagged behind (a burst of 1,000 exits) was dropped, and its instance
-    # waited for the run's timeout. Blocking, and every byte sent.
-    control.setblocking(True)
+class _Outbox:
+    """Replies to the supervisor, kept until its socket takes them: when the supervisor
+    lags behind (a burst of 1,000 exits) the host goes on forking and reaping.
 
-    def send(msg: dict[str, Any]) -> None:
-        control.sendall(orjson.dumps(msg) + b"\n")
+    Written straight to the non-blocking socket (the supervisor's end is Trio's, so this
+    one came non-blocking), a reply that did not fit was dropped whole, and its instance
+    waited for the run's timeout."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self._control = control
+        self._pending = bytearray()
+        self._selector: selectors.BaseSelector | None = None
+        self._writing = False  # the selector also waits for the socket to take more
+
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """From now on, let `selector` (where the socket is registered as "control") say
+        when the socket takes more; until then, every reply is sent whole, blocking."""
+        self._control.setblocking(False)
+        self._selector = selector
+        self.flush()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Send `msg`, or as much as the socket takes now and the rest later."""
+        self._pending += orjson.dumps(msg) + b"\n"
+        if self._selector is None:
+            self._control.sendall(self._pending)
+            self._pending.clear()
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what the socket takes now."""
+        while self._pending:
+            try:
+                sent = self._control.send(self._pending)
+            except BlockingIOError:
+                break
+            del self._pending[:sent]
+        writing = bool(self._pending)
+        if self._selector is not None and writing != self._writing:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+            self._selector.modify(self._control, events, "control")
+            self._writing = writing
+
+
+def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None:
+    control.setblocking(True)
+    outbox = _Outbox(control)
+    send = outbox.send
 
     fn = None
     if entrypoint:
@@ -75,6 +116,7 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
     sel = selectors.DefaultSelector()
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "child")
+    outbox.watch(sel)
     detach = functools.partial(_detach, control, (wake_r, wake_w), os.getpid())
     pool: _Pool | None = None
     buffer = b""
@@ -83,10 +125,14 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
         events = sel.select(0 if pool is not None and pool.wanted else None)
         if not events and pool is not None and pool.wanted:
             pool.make_one(fn, backend, detach)
-        for key, _ in events:
+        for key, mask in events:
             if key.data == "child":
                 os.read(wake_r, 4096)
                 _reap(send)
+                continue
+            if mask & selectors.EVENT_WRITE:
+                outbox.flush()
+            if not mask & selectors.EVENT_READ:
                 continue
             data = control.recv(1 << 20)
             if not data:
