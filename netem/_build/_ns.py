@@ -210,8 +210,11 @@ def _mount_point(path: str, template: int | None) -> int:
         err = ctypes.get_errno()
         if err == errno.EEXIST:
             raise FileExistsError(err, os.strerror(err), path)
-        os.close(template)  # not allowed here (it needs CAP_DAC_READ_SEARCH): new files
-    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    # New files from here on: the link is not allowed here (it needs CAP_DAC_READ_SEARCH).
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    if template is not None:
+        os.close(template)  # only now: on a failure above the caller still holds it
+    return fd
 
 
 def run_in_netns(path: str, fn: Callable[[], T]) -> T:
