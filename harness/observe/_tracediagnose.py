@@ -254,11 +254,7 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
     latency = field("latency_ms")
     near_rto = excess >= 0.75 * MIN_RTO_MS
     explains = EXPLAINS_SHARE * excess
-    # (Columns of a starved run's 600,000 hops: each temporary is 5 MB of the peak.)
-    timeouts_ms = np.minimum(np.maximum(seen.drops, seen.retrans), 16)
-    np.exp2(timeouts_ms, out=timeouts_ms)
-    timeouts_ms -= 1
-    timeouts_ms *= RTO_SLACK * MIN_RTO_MS
+    timeouts_ms = _timeouts_ms(np.maximum(seen.drops, seen.retrans))
     lost = ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms)
     del timeouts_ms
     lossy = _lossy_link_explains(field("loss_pct"), excess) & near_rto
@@ -282,16 +278,26 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
                      handler, seen)
 
 
+def _timeouts_ms(in_a_row: Floats) -> Floats:
+    """Per hop, `RTO_SLACK` times what `in_a_row` TCP timeouts in a row take (each twice
+    the last from `MIN_RTO_MS`, at most 16 counted), computed in place of `in_a_row`
+    (columns of a starved run's 600,000 hops: each temporary is 5 MB of the peak)."""
+    np.minimum(in_a_row, 16, out=in_a_row)
+    np.exp2(in_a_row, out=in_a_row)
+    in_a_row -= 1
+    in_a_row *= RTO_SLACK * MIN_RTO_MS
+    return in_a_row
+
+
 def _lossy_link_explains(loss_pct: Floats, excess: Floats) -> npt.NDArray[np.bool_]:
     """Per hop: its link's configured loss makes a run of timeouts as long as its excess
     plausible (`RARE`)."""
     p = np.clip(loss_pct / 100, 0.0, 1.0)
-    in_a_row = np.full(p.shape, 16.0)
+    in_a_row = np.zeros(p.shape)
+    in_a_row[p >= 1] = 16
     partial = (p > 0) & (p < 1)
     in_a_row[partial] = np.floor(np.log(RARE) / np.log(p[partial]))
-    in_a_row[p == 0] = 0
-    np.minimum(in_a_row, 16, out=in_a_row)
-    explains: npt.NDArray[np.bool_] = excess <= RTO_SLACK * MIN_RTO_MS * (np.exp2(in_a_row) - 1)
+    explains: npt.NDArray[np.bool_] = excess <= _timeouts_ms(in_a_row)
     return explains
 
 
