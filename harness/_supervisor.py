@@ -343,9 +343,13 @@ class Supervisor:
             if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
                 sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
             self._write_run_json(ended=False)
-        except OSError as e:  # nothing has started: leave no half-made run behind
+        except BaseException as e:  # nothing has started: leave no half-made run behind
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise outputs_error(e, self.options.outputs) from None
+            if self.sock_dir != self.run_dir:
+                shutil.rmtree(self.sock_dir, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise outputs_error(e, self.options.outputs) from None
+            raise
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
@@ -394,6 +398,8 @@ class Supervisor:
                     await trio.to_thread.run_sync(self._remove_cgroups)
             if sock_dir != self.run_dir:
                 shutil.rmtree(sock_dir, ignore_errors=True)
+            else:
+                (sock_dir / "relay.sock").unlink(missing_ok=True)
             if self.interrupted:
                 self._never_started("interrupted")
             if self.progress:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -281,3 +282,56 @@ def test_a_full_disk_is_found_among_the_writers_it_failed_at_once() -> None:
                                            ExceptionGroup("inner", [full, OSError(errno.ENOSPC, "x")])])  # fmt: skip
     assert disk_full_in(group) is full
     assert disk_full_in(ExceptionGroup("g", [OSError(errno.EACCES, "no")])) is None
+
+
+BIG = str(2**64)
+DEEP = "[" * 100_000
+
+
+@pytest.mark.parametrize(("extra", "files", "message"), [
+    (["-p", f"big={BIG}"], {}, f"param 'big' (int): {BIG} does not fit in 64 bits"),
+    ([], {"c.toml": f"[global]\nparams = {{ big = {BIG} }}\n"}, "does not fit in 64 bits"),
+    ([], {"f.json": '{"faults": [{"action": "kill", "at": "1s", "targets": '
+                    f'{{"group": "single", "count": 1, "seed": {BIG}}}}}]}}'},
+     "seed must be a 64-bit whole number"),
+    ([], {"f.json": DEEP}, "nested too deeply to read"),
+    ([], {"f.toml": f"x = {DEEP}"}, "nested too deeply to read"),
+    ([], {"c.toml": f"x = {DEEP}"}, "nested too deeply to read"),
+])  # fmt: skip
+def test_cli_numbers_beyond_64_bits_and_deep_nesting_are_one_line(
+    tiny: Path, tmp_path: Path, extra: list[str], files: dict[str, str], message: str
+) -> None:
+    """A whole number that a run's JSON records cannot carry was a traceback, and left a
+    run directory without its run.json; deep nesting was a RecursionError."""
+    manifest = tiny / "tiny" / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace(
+        "  n = {", '  big = { type = "int", default = 0 }\n  n = {'))
+    args = ["tiny", "--plans", str(tiny), "--outputs", str(tmp_path / "out"), *extra]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        args += ["--composition" if name.startswith("c.") else "--faults", str(tmp_path / name)]
+    line = assert_one_line(run_cli(*args))
+    assert message in line, line
+    assert not (tmp_path / "out").exists()  # nothing was started or written
+
+
+def test_a_run_that_fails_while_it_sets_up_leaves_no_run_directory(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only an OSError: whatever stops the set-up before anything runs."""
+    from harness import RunOptions, run
+    from harness._supervisor import Supervisor
+
+    write = Supervisor._write_run_json
+
+    def broken(self: Supervisor, *, ended: bool, **how: Any) -> None:
+        if not ended:  # the record of how the run ended is written as before
+            raise TypeError("Integer exceeds 64-bit range")
+        write(self, ended=ended, **how)
+
+    monkeypatch.setattr(Supervisor, "_write_run_json", broken)
+    spec = build_run_spec("tiny", plan_roots=[tiny])
+    outputs = tmp_path / "out"
+    with pytest.raises(TypeError, match="64-bit"):
+        run(spec, RunOptions(outputs=outputs, progress=False, metrics_listen=None))
+    assert [p.name for p in outputs.iterdir() if p.is_dir()] == []

@@ -49,6 +49,7 @@ def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
     assert run["network"]["backend"] in ("kernel", "userspace")
     assert len(set(run["network"]["hosts"].values())) == 50
     assert all(ip.startswith("198.1") for ip in run["network"]["hosts"].values())
+    assert not list(run_dir.glob("*.sock"))  # the sync and relay sockets went with the run
     assert host_network_state() == before
     assert not [n for n in _netns() if n.startswith(run["network"]["prefix"])]
 

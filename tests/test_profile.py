@@ -101,11 +101,13 @@ def test_run_with_profile_cpu_leaves_a_profile_in_every_instance_s_outputs(
         assert any("_invoke.py" in stack for stack in counts)
 
 
-def test_a_bad_profile_interval_is_a_one_line_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interval", ["0", "inf", "1e20", "nan"])
+def test_a_bad_profile_interval_is_a_one_line_error(tmp_path: Path, interval: str) -> None:
+    """inf and 1e20 failed every instance (setitimer's time_t), exit 1."""
     r = harness_cli("run", "pingpong", "--runner", "local:exec", "--outputs", str(tmp_path),
-                    "--profile-cpu", "0")
+                    "--profile-cpu", interval)
     assert r.returncode == 2
-    assert "--profile-cpu" in r.stderr and "> 0 ms" in r.stderr
+    assert "--profile-cpu" in r.stderr and "must be > 0 ms and at most 60000 ms" in r.stderr
     assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())
 

@@ -107,8 +107,8 @@ def _positive_ms(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 ms, not {text}")
+    if not 0 < value <= 60_000:  # beyond a minute of CPU a sample would hardly ever come
+        raise argparse.ArgumentTypeError(f"must be > 0 ms and at most 60000 ms, not {text}")
     return value
 
 

@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
-    if args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {args.limit}")
+    if not 1 <= args.limit < 2**63:
+        raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
     if not args.outputs.is_dir():
         raise UsageError(f"no outputs directory {args.outputs}")
     mark_aborted_runs(args.outputs, "harness runs")  # then recorded as ended
@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
             datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
         )
         dur = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+        target = f"{r.plan or '-'}:{r.case or '-'}"
         print(
-            f"{r.run_id:<24} {f'{r.plan}:{r.case}':<24} {r.outcome or '-':<11} "
+            f"{r.run_id:<24} {target:<24} {r.outcome or '-':<11} "
             f"{r.instances:>5} {r.failed:>5} {dur:>8}  {started}"
             + "".join(f"  warning: {_gist(w)}" for w in r.warnings)
         )

@@ -227,6 +227,8 @@ def load_faults(path: Path) -> tuple[Fault, ...]:
     except (ValueError, tomllib.TOMLDecodeError) as e:
         raise FaultError(f"faults file {path}: not {'JSON' if path.suffix == '.json' else 'TOML'}"
                          f" ({e})") from None
+    except RecursionError:
+        raise FaultError(f"faults file {path}: nested too deeply to read") from None
     if not isinstance(data, dict) or set(data) != {"faults"}:
         raise FaultError(f"faults file {path}: must hold exactly one key, faults (a list)")
     return parse_faults(data["faults"], f"faults file {path}: faults")

@@ -60,7 +60,7 @@ class Selector:
             raise FaultError(f"{where}: percentage must be a number in (0, 100], "
                              f"not {percentage!r}")
         if not is_int(seed):
-            raise FaultError(f"{where}: seed must be a whole number, not {seed!r}")
+            raise FaultError(f"{where}: seed must be a 64-bit whole number, not {seed!r}")
         topic = data.get("topic")
         if topic is not None and (not isinstance(topic, str) or not topic):
             raise FaultError(f"{where}: topic must be a sync topic's name, not {topic!r}")

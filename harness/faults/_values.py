@@ -16,8 +16,8 @@ _SIZE_UNITS = {None: 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
 
 
 def is_int(x: object) -> bool:
-    """A whole number, and not a boolean."""
-    return isinstance(x, int) and not isinstance(x, bool)
+    """A whole number within 64 bits (what a run's JSON records carry), not a boolean."""
+    return isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63
 
 
 def is_number(x: object) -> bool:

@@ -201,16 +201,33 @@ def list_runs(
         sql += f" LIMIT {int(limit)}"
     with _connect(db) as conn:
         rows = conn.execute(sql, args).fetchall()
-    return [
-        RunRow(
-            *r[:12],  # type: ignore[misc]
-            params=orjson.loads(r[12] or "{}"),
-            dir=r[13],
-            report=r[14],
-            warnings=orjson.loads(r[15] or "[]"),
-        )
-        for r in rows
-    ]
+    return [row for r in rows if (row := _run_row(r)) is not None]
+
+
+def _run_row(r: tuple[Any, ...]) -> RunRow | None:
+    """A `runs` row as a RunRow; a value of the wrong type (a history edited by hand, or
+    written by something else) reads as missing, and a row without a run id is left out,
+    so that one bad row does not hide the others."""
+    if not isinstance(r[0], str):
+        return None
+    text = [v if isinstance(v, str) else None for v in r]
+    number = [float(v) if isinstance(v, int | float) else None for v in r]
+    count = [v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0 for v in r]
+    return RunRow(
+        r[0], text[1], text[2], text[3], number[4], number[5], number[6], text[7],
+        r[8] if isinstance(r[8], int) else None, text[9], count[10], count[11],
+        params=_json(r[12], dict), dir=text[13] or r[0], report=text[14],
+        warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
+    )
+
+
+def _json(value: object, kind: type[Any]) -> Any:
+    """A JSON column's value, or an empty `kind` when it holds none or something else."""
+    try:
+        out = orjson.loads(value) if isinstance(value, str | bytes) else None
+    except orjson.JSONDecodeError:
+        out = None
+    return out if isinstance(out, kind) else kind()
 
 
 def instance_rows(

@@ -32,6 +32,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{what} {path}: {e}") from None
+    except RecursionError:
+        raise UsageError(f"{what} {path}: nested too deeply to read") from None
 
 
 def is_argv(value: Any) -> bool:

@@ -65,11 +65,13 @@ class ParamSpec:
         if isinstance(value, bool):
             raise TypeError(f"expected a number, got {value!r}")
         if t == "int":
-            if isinstance(value, int):
-                return value
             if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-                return int(value)
-            raise ValueError(f"expected a whole number, got {value!r}")
+                value = int(value)
+            if not isinstance(value, int):
+                raise ValueError(f"expected a whole number, got {value!r}")
+            if not -(2**63) <= value < 2**63:  # what the instances' JSON carries
+                raise ValueError(f"{value} does not fit in 64 bits")
+            return value
         if t == "duration" and isinstance(value, str):
             return parse_duration(value)
         if isinstance(value, str):

@@ -149,9 +149,11 @@ def write_faults(faults: Sequence[Fault], directory: Path) -> Path:
 def read_faults(path: Path) -> Faults:
     """A ``--faults`` file (JSON, or TOML by its suffix); FaultError naming the problem."""
     try:
-        raw = path.read_text()
+        raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FaultError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise FaultError(f"{path}: not UTF-8 text (byte at offset {exc.start})") from None
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -161,6 +163,8 @@ def read_faults(path: Path) -> Faults:
             data = json.loads(raw)
     except ValueError as exc:
         raise FaultError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    except RecursionError:
+        raise FaultError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict) or "faults" not in data:
         raise FaultError(f"{path}: needs a top-level 'faults' list")
     return parse_faults(data["faults"], f"{path}: faults")

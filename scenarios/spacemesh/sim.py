@@ -20,6 +20,10 @@ from ._cluster import memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
 
+MAX_NODES = 10_000
+MAX_LAYERS = 100_000
+MIN_LAYER_S, MAX_LAYER_S = 0.1, 86_400.0
+
 
 @dataclasses.dataclass(frozen=True)
 class SimResult:
@@ -121,8 +125,17 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
             pow_bits=4,
         )
         link = MemoryLink(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss)
-        if args.miners < 1 or args.gateways < 1 or args.layers < 1:
-            raise ValueError("--miners, --gateways and --layers must be >= 1")
+        if args.miners < 1 or args.gateways < 1 or args.layers < 1 or args.target_peers < 1:
+            raise ValueError("--miners, --gateways, --layers and --target-peers must be >= 1")
+        # Beyond these a run would not end in any useful time (or at all: layers shorter
+        # than a round trip never settle).
+        if args.miners + args.gateways > MAX_NODES or args.layers > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_NODES} nodes and {MAX_LAYERS} layers")
+        if not MIN_LAYER_S <= args.layer_duration <= MAX_LAYER_S:  # False for NaN too
+            raise ValueError(f"--layer-duration must be {MIN_LAYER_S:g} to {MAX_LAYER_S:g} "
+                             f"seconds, not {args.layer_duration!r}")
+        if max(args.delay_ms, args.jitter_ms) > 1000 * args.layer_duration:
+            raise ValueError("--delay-ms and --jitter-ms must be shorter than a layer")
     except ValueError as exc:
         p.error(str(exc))
     return {

@@ -89,3 +89,38 @@ def test_cli_runs_and_show(
     assert "harness report" in out  # no report yet: says how to write one
     assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
     assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2
+
+
+def test_rows_of_the_wrong_types_read_as_missing_and_the_others_still_list(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "outputs"
+    good = run_factory(run_id="20261126-031500-aaaaaa")
+    record_run(good)
+    with sqlite3.connect(outputs / "history.sqlite") as conn:  # as a hand's edit leaves it
+        conn.execute("INSERT INTO runs (run_id, started, duration_s, params, warnings, failed) "
+                     "VALUES ('20261126-041500-bbbbbb', 'abc', 'x', '{bad', '[1, \"w: 2\"]', -3)")
+        conn.execute("INSERT INTO runs (run_id) VALUES ('20261126-051500-cccccc')")
+        conn.execute("INSERT INTO runs (run_id, plan) VALUES (NULL, 'pingpong')")
+    rows = {r.run_id: r for r in list_runs(outputs)}
+    assert set(rows) == {good.name, "20261126-041500-bbbbbb", "20261126-051500-cccccc"}
+    bad = rows["20261126-041500-bbbbbb"]
+    assert (bad.started, bad.duration_s, bad.params, bad.failed) == (None, None, {}, 0)
+    assert bad.warnings == ["w: 2"]
+    assert rows[good.name].params["rounds"] == 3
+    assert main(["runs", "--outputs", str(outputs)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines.keys() == rows.keys()
+    assert lines["20261126-051500-cccccc"].split() == ["20261126-051500-cccccc", "-:-", "-",
+                                                       "0", "0", "-", "-"]
+    assert lines["20261126-041500-bbbbbb"].endswith("  warning: w")
+
+
+def test_runs_limit_beyond_64_bits_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "outputs").mkdir()
+    assert main(["runs", "--outputs", str(tmp_path / "outputs"), "-n", str(2**64)]) == 2
+    assert capsys.readouterr().err == (
+        "harness: error: --limit must be a whole number from 1 to 2**63 - 1, "
+        f"not {2**64}\n")

@@ -19,6 +19,7 @@ import pytest
 from harness.observe import read_trace_columns
 from scenarios.spacemesh._api import NodeApi
 from scenarios.spacemesh._proto import spacemesh_pb2 as pb
+from scenarios.spacemesh.sim import options
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 6
@@ -215,3 +216,23 @@ def test_simulation_runner_reports_agreement() -> None:
     )  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "loss" in bad.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--layer-duration", "0"], "--layer-duration must be 0.1 to 86400 seconds, not 0.0"),
+    (["--layer-duration", "nan"], "--layer-duration must be 0.1 to 86400 seconds, not nan"),
+    (["--layer-duration", "1e300"], "must be 0.1 to 86400 seconds"),
+    (["--target-peers", "0"], "--target-peers must be >= 1"),
+    (["--layers", "1000000000"], "at most 10000 nodes and 100000 layers"),
+    (["--gateways", "100000"], "at most 10000 nodes and 100000 layers"),
+    (["--delay-ms", "1e300"], "--delay-ms and --jitter-ms must be shorter than a layer"),
+    (["--jitter-ms", "2500"], "--delay-ms and --jitter-ms must be shorter than a layer"),
+])  # fmt: skip
+def test_simulation_options_out_of_range_are_one_line_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each of these was a traceback or a run that never ended."""
+    with pytest.raises(SystemExit) as exit_:
+        options(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and message in err, err

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from harness.faults import Fault, Member, parse_faults
+from harness.faults import Fault, FaultError, Member, parse_faults
 from scenarios.spacemesh import MeshParams, memory_cluster
 from scenarios.spacemesh import faults as cli
 from scenarios.spacemesh._cluster import MemoryCluster
@@ -312,3 +312,19 @@ def test_cli_refuses_what_the_simulation_cannot_model(
             cli.main(argv)
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "suffix", "message"), [
+    (b"\xff\xfe{}", ".json", "not UTF-8 text"),
+    (b"[" * 100_000, ".json", "nested too deeply to read"),
+    (b"x = " + b"[" * 100_000, ".toml", "nested too deeply to read"),
+    (b'{"faults": 5', ".json", "not valid json"),
+])  # fmt: skip
+def test_a_faults_file_that_cannot_be_read_is_a_fault_error(
+    tmp_path: Path, content: bytes, suffix: str, message: str
+) -> None:
+    """The first three were tracebacks (UnicodeDecodeError, RecursionError)."""
+    path = tmp_path / f"f{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(FaultError, match=message):
+        read_faults(path)
