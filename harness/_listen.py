@@ -28,10 +28,19 @@ def bind(text: str, option: str) -> socket.socket | None:
     free one), or None for "off"; a one-line UsageError naming `option` if it cannot be."""
     if text == "off":
         return None
-    host, sep, port = text.rpartition(":")
+    if text.startswith("["):  # [IPv6]:PORT
+        host, closed, rest = text[1:].partition("]")
+        sep, port = rest[:1], rest[1:]
+        if not closed or sep != ":":
+            raise UsageError(f"{option} {text!r}: expected [IPv6]:PORT")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise UsageError(f"{option} {text!r}: an IPv6 address goes in brackets, "
+                             "e.g. [::1]:9090")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
-    host = host.strip("[]") or "127.0.0.1"
+    host = host or "127.0.0.1"
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(

@@ -297,12 +297,19 @@ DEEP = "[" * 100_000
     ([], {"f.json": DEEP}, "nested too deeply to read"),
     ([], {"f.toml": f"x = {DEEP}"}, "nested too deeply to read"),
     ([], {"c.toml": f"x = {DEEP}"}, "nested too deeply to read"),
+    (["--timeout", "30"], {"f.json": '{"faults": [{"action": "kill", "at": "100s", '
+                                     '"targets": {"group": "single", "count": 1}}]}'},
+     "fault 0 is at 100s, not before the run's timeout (30s): it would never be played"),
+    (["--timeout", "30"], {"c.toml": "[global]\ntimeout = true\n"},
+     "timeout must be a finite number, not True"),  # was hidden by --timeout
+    ([], {"c.toml": "[runner.k8s]\nbogus = 1\n"}, "[runner.k8s]: unknown key bogus"),
 ])  # fmt: skip
-def test_cli_numbers_beyond_64_bits_and_deep_nesting_are_one_line(
+def test_cli_bad_numbers_and_files_are_one_line_and_start_nothing(
     tiny: Path, tmp_path: Path, extra: list[str], files: dict[str, str], message: str
 ) -> None:
     """A whole number that a run's JSON records cannot carry was a traceback, and left a
-    run directory without its run.json; deep nesting was a RecursionError."""
+    run directory without its run.json; deep nesting was a RecursionError; a fault after
+    the timeout failed the run once it had run."""
     manifest = tiny / "tiny" / "manifest.toml"
     manifest.write_text(manifest.read_text().replace(
         "  n = {", '  big = { type = "int", default = 0 }\n  n = {'))

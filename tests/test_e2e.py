@@ -266,3 +266,23 @@ def test_a_port_that_cannot_be_had_is_a_one_line_error_before_anything_runs(
     r = harness_cli("run", "pingpong", "--outputs", str(tmp_path / "out"), option, "here")
     expected = f"harness: error: {option} 'here': expected HOST:PORT or off\n"
     assert (r.returncode, r.stderr) == (2, expected)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[::1", "'[::1': expected [IPv6]:PORT"),  # was "[:]:1: Name or service not known"
+    ("[::1]9090", "'[::1]9090': expected [IPv6]:PORT"),
+    ("::1:9090", "'::1:9090': an IPv6 address goes in brackets, e.g. [::1]:9090"),
+    ("[::1]:http", "'[::1]:http': expected HOST:PORT or off"),
+    ("127.0.0.1:65536", "'127.0.0.1:65536': expected HOST:PORT or off"),
+])  # fmt: skip
+def test_listen_addresses_are_read_as_written(text: str, message: str) -> None:
+    from harness._errors import UsageError
+    from harness._listen import bind
+
+    with pytest.raises(UsageError) as error:
+        bind(text, "--metrics-listen")
+    assert str(error.value) == f"--metrics-listen {message}"
+    for good, family in [("127.0.0.1:0", "AF_INET"), (":0", "AF_INET")]:
+        sock = bind(good, "--metrics-listen")
+        assert sock is not None and sock.family.name == family
+        sock.close()

@@ -75,3 +75,13 @@ def test_a_missing_root_in_the_variable_is_a_one_line_error(
     assert main(["describe", "pingpong"]) == 2
     err = capsys.readouterr().err
     assert err == f"harness: error: {PLANS_ENV}: plan directory {tmp_path / 'nowhere'} does not exist\n"
+
+
+def test_a_plans_root_that_is_a_file_is_called_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "plans.txt"
+    a_file.write_text("")
+    assert main(["list", "--plans", str(a_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"harness: error: plan directory {a_file} is not a directory\n")

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from harness._commands._args import add_run, print_lines
 from harness._errors import UsageError
-from harness.observe import LEVELS, LogFilter, follow_lines, format_line, merged_lines, resolve_run
+from harness.observe import (
+    LEVELS,
+    LogFilter,
+    follow_lines,
+    format_line,
+    load_run,
+    merged_lines,
+    resolve_run,
+)
 
 HELP = "show the logs of a run's instances and supervisor, merged in time order"
 
@@ -55,7 +64,27 @@ def run(args: argparse.Namespace) -> int:
     for iid in args.instance:
         if iid != "supervisor" and "/" not in iid:
             raise UsageError(f"--instance {iid!r}: an instance id is <group>/<seq>, e.g. single/0")
+    _check_named(run_dir, args.group, args.instance)
     flt = LogFilter(tuple(args.group), tuple(args.instance), args.level, args.grep)
     colour = sys.stdout.isatty() if args.color is None else args.color
     lines = follow_lines(run_dir, flt) if args.follow else merged_lines(run_dir, flt)
     return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
+
+
+def _check_named(run_dir: Path, groups: list[str], instances: list[str]) -> None:
+    """A group or instance the run does not have is a typo: an empty output would hide it.
+    (Not checked while the run's record is missing or unreadable: its logs still are.)"""
+    try:
+        record = load_run(run_dir)
+    except UsageError:
+        return
+    known = {g.id for g in record.groups}
+    for gid in groups:
+        if gid not in known:
+            raise UsageError(f"run {record.run_id} has no group {gid!r} "
+                             f"(its groups: {', '.join(sorted(known)) or 'none'})")
+    ids = {i.id for i in record.instances}
+    for iid in instances:
+        if iid != "supervisor" and iid not in ids:
+            raise UsageError(f"run {record.run_id} has no instance {iid!r} "
+                             f"({len(ids)} instances, e.g. {min(ids, default='none')})")

@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if spec.runner == CLUSTER_K8S or args.render or args.k8s:
         return _on_cluster(spec, args)
+    if spec.composition is not None:  # its [runner.k8s] is checked on every runner
+        from harness.runners import k8s
+
+        k8s.load_options(spec)
     return start(spec, args, args.outputs)
 
 

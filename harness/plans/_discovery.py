@@ -22,8 +22,12 @@ def default_roots() -> list[Path]:
     configured = [Path(p) for p in os.environ.get(PLANS_ENV, "").split(os.pathsep) if p]
     for root in configured:
         if not root.is_dir():
-            raise UsageError(f"{PLANS_ENV}: plan directory {root} does not exist")
+            raise UsageError(f"{PLANS_ENV}: plan directory {root} {_not_a_dir(root)}")
     return configured or [PROJECT_PLANS]
+
+
+def _not_a_dir(path: Path) -> str:
+    return "is not a directory" if path.exists() else "does not exist"
 
 
 def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
@@ -31,7 +35,7 @@ def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
     plans: dict[str, Plan] = {}
     for root in roots if roots is not None else default_roots():
         if not root.is_dir():
-            raise UsageError(f"plan directory {root} does not exist")
+            raise UsageError(f"plan directory {root} {_not_a_dir(root)}")
         for manifest in sorted(root.glob("*/manifest.toml")):
             plan = load_manifest(manifest)
             if plan.name in plans:

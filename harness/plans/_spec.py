@@ -113,13 +113,14 @@ def build_run_spec(
         group_specs.append(GroupSpec(gid, count, resolve(case.params, layers), program))
 
     timeout = timeout_s
-    if timeout is None and "timeout" in g:
+    if "timeout" in g:  # checked even where --timeout overrides it: the file is wrong
         raw = g["timeout"]
         where_t = f"composition {composition} [global] timeout"
         try:
-            timeout = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
+            written = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
         except ValueError as e:
             raise UsageError(f"{where_t}: {e}") from None
+        timeout = written if timeout is None else timeout
     planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]") if (
         "faults" in comp) else ()
     if faults is not None:
@@ -197,6 +198,10 @@ def _checked(
             fault.resolve(members, f"fault {n}")
         except FaultError as e:
             raise FaultError(f"{where}: {e}") from None
+        # Both count from the moment every instance has started.
+        if isinstance(fault.at, int | float) and fault.at >= timeout:
+            raise FaultError(f"{where}: fault {n} is at {fault.at:g}s, not before the run's "
+                             f"timeout ({timeout:g}s): it would never be played")
     return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
                    runner_pinned=pinned, faults=planned)
 

@@ -174,6 +174,12 @@ async def start(env: sdk.RunEnv) -> None:
     shared = equivocators(p, nodes)
     first_miner = int(p["gateways"])
     late_count = int(p.get("late", 0))
+    # Counts beyond the network would be bent silently (late gateways; every node dishonest).
+    if late_count > nodes - first_miner:
+        raise sdk.TestFailure(f"late={late_count}: the network has only "
+                              f"{nodes - first_miner} miners")
+    if int(p.get("dishonest", 0)) > nodes:
+        raise sdk.TestFailure(f"dishonest={p['dishonest']}: the network has only {nodes} nodes")
     late_at = float(p["genesis_offset"]) + int(p.get("late_layers", 0)) * layer_duration
     late_start = {i: 0.0 for i in range(nodes - late_count, nodes)}
 

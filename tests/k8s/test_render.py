@@ -165,6 +165,8 @@ def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:
 
 @pytest.mark.parametrize("option,problem", [
     ("cpu=lots", "'lots' is not a resource quantity"),
+    ("cpu=-1", "cpu '-1' is negative"),
+    ("memory=-64Mi", "memory '-64Mi' is negative"),
     ("namespace=Not_A_Label", "namespace 'Not_A_Label' is not a DNS label"),
     ("shaping=tc", "shaping must be one of auto, kernel, userspace, off"),
     ("sync_port=99999", "sync_port must be at most 65535"),

@@ -261,6 +261,12 @@ def test_cli_logs(
     assert main(["logs", "latest", "--outputs", outputs, "--instance", "bogus"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "instance id is <group>/<seq>" in err
+    # A group or instance the run does not have printed nothing, exit 0.
+    for option, name, message in [("--instance", "single/9", "has no instance 'single/9'"),
+                                  ("--group", "nosuch", "has no group 'nosuch'")]:
+        assert main(["logs", "latest", "--outputs", outputs, option, name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"run {RUN_ID} {message}" in err, err
 
 
 def test_console_renderings_of_json_records_are_not_shown_twice(

@@ -137,6 +137,8 @@ def quantity(value: Any, where: str) -> str:
         value = str(value)
     if not isinstance(value, str) or not QUANTITY.match(value):
         raise UsageError(f"{where} {value!r} is not a resource quantity (e.g. 500m, 2, 1Gi)")
+    if value.startswith("-"):  # the API server refuses a negative request or limit
+        raise UsageError(f"{where} {value!r} is negative")
     return value
 
 
