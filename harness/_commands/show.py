@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     record = load_run(run_dir)
     dur = f"{info['duration_s']:.1f} s" if info["duration_s"] is not None else "still running"
     print(f"run      {info['run_id']}  ({run_dir})")
-    print(f"plan     {info['plan']}:{info['case']}  runner {info['runner']}  {dur}")
+    target = f"{info['plan'] or '-'}:{info['case'] or '-'}"  # a record may lack them
+    print(f"plan     {target}  runner {info['runner'] or '-'}  {dur}")
     n = info["instances"]
     print(
         f"outcome  {(info['outcome'] or 'running').upper()}  {n['passed']}/{n['total']} passed"

@@ -89,6 +89,10 @@ def test_cli_runs_and_show(
     assert "harness report" in out  # no report yet: says how to write one
     assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
     assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2
+    run_json = next((tmp_path / "outputs").glob("*/run.json"))
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "plan": None}))
+    assert main(["show", "latest", "--outputs", outputs]) == 0
+    assert "plan     -:ping  runner" in capsys.readouterr().out  # was "None:ping"
 
 
 def test_rows_of_the_wrong_types_read_as_missing_and_the_others_still_list(
