@@ -103,7 +103,8 @@ def format_event(event: dict[str, Any], start: float | None) -> str:
     hidden = _HIDDEN | _HIDDEN_BY_KIND.get(kind, set())
     parts += [f"{k}={_text(v)}" for k, v in event.items()
               if k not in hidden and k not in lead and v is not None]  # fmt: skip
-    return f"{when} {kind:<12} {event.get('instance') or '-':<14} {' '.join(parts)}".rstrip()
+    instance = _text(event.get("instance") or "-")
+    return f"{when} {kind:<12} {instance:<14} {' '.join(parts)}".rstrip()
 
 
 def _text(value: Any) -> str:

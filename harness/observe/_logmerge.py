@@ -189,13 +189,21 @@ def _leading_time(text: str) -> float | None:
     return dt.astimezone(UTC).timestamp()
 
 
+_MAX_LINE = 1 << 20
+"""Bytes of a line shown at most: a program that writes hundreds of MB without a newline
+would otherwise be held whole."""
+
+
 def _read_source(parser: _Parser) -> Iterator[LogLine]:
     try:
         f = parser.src.path.open("rb")
     except FileNotFoundError:
         return
     with f:
-        for raw in f:
+        while raw := f.readline(_MAX_LINE):
+            if len(raw) == _MAX_LINE and not raw.endswith(b"\n"):
+                f.readline()  # the rest of an overlong line is not shown (nor held)
+                raw += b"\n"
             line = parser.parse(raw)
             if line is not None:
                 yield line
@@ -262,13 +270,16 @@ def colour_for(source: str, order: Sequence[str] = ()) -> int:
     return _PALETTE[sum(source.encode()) % len(_PALETTE)]
 
 
+def _clock_time(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+    except (OverflowError, OSError, ValueError):  # a damaged record's time
+        return "??:??:??.???"
+
+
 def format_line(line: LogLine, *, colour: bool, width: int = 12) -> str:
     """`HH:MM:SS.mmm source LEVEL message key=value ...` for a terminal."""
-    when = (
-        datetime.fromtimestamp(line.ts).strftime("%H:%M:%S.%f")[:-3]
-        if line.ts is not None
-        else f"{line.mono:12.3f}"
-    )
+    when = _clock_time(line.ts) if line.ts is not None else f"{line.mono:12.3f}"
     extras = " ".join(f"{k}={v}" for k, v in line.fields.items() if k != "logger")
     who = line.source if line.stream in ("log",) else f"{line.source}:{line.stream[3:]}"
     msg = f"{line.message} {extras}".rstrip()

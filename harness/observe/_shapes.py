@@ -54,7 +54,7 @@ class ShapeTimeline:
         if netem_record and not _requests_only(changes):  # netem's own record: replay it
             self._replay_netem(state, changes)
             return
-        for rec in sorted(changes, key=lambda r: float(r.get("mono") or 0)):
+        for rec in sorted(changes, key=_mono):
             if not isinstance(rec.get("mono"), int | float):
                 continue
             if self._apply(state, _as_config(rec) if netem_record else rec):
@@ -67,7 +67,7 @@ class ShapeTimeline:
     ) -> None:
         import netem
 
-        lines = sorted(changes, key=lambda r: float(r.get("mono") or 0))
+        lines = sorted(changes, key=_mono)
         as_dict: dict[Any, Shape] = {}  # one dict per distinct LinkShape, shared by the states
         drop = dict(DROP)
         names: dict[Any, str] = {}  # address -> name (str() of an address is slow)
@@ -304,6 +304,12 @@ class DirectionSummary:
         return self._index[host]
 
 
+def _mono(rec: dict[str, Any]) -> float:
+    """A record's `mono` to order by (0 where it has none, or a damaged one)."""
+    mono = rec.get("mono")
+    return float(mono) if isinstance(mono, int | float) else 0.0
+
+
 def _requests_only(lines: list[dict[str, Any]]) -> bool:
     """A netem record of requests alone (no partition, cut, override...), none disabling
     a host: each request replaces its host's egress, which `_apply` does without replaying
@@ -312,7 +318,8 @@ def _requests_only(lines: list[dict[str, Any]]) -> bool:
         op = line.get("op")
         if op in ("build", "close"):
             continue
-        config = (line.get("asked") or {}).get("config") if op == "request" else None
+        asked = line.get("asked")
+        config = asked.get("config") if op == "request" and isinstance(asked, dict) else None
         if not isinstance(config, dict) or config.get("enabled") is False:
             return False
     return True

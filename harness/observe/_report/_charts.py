@@ -82,9 +82,11 @@ def metrics_section(r: RunData) -> str:
             continue
         if str(rec.get("sample")).endswith("_created"):
             continue  # prometheus_client's creation timestamps: nothing to plot
-        labels = rec.get("labels") or {}
+        labels, value = rec.get("labels") or {}, rec.get("value")
+        if not isinstance(labels, dict) or not isinstance(value, int | float):
+            continue  # a damaged record
         key = str(rec["instance"]) + "".join(f" {k}={v}" for k, v in sorted(labels.items()))
-        scraped[str(rec.get("sample"))][key].append((t, float(rec["value"])))
+        scraped[str(rec.get("sample"))][key].append((t, float(value)))
         scraped_kind[str(rec.get("sample"))] = str(rec["type"])
     charts = []
     for name in sorted(by_name)[:12]:

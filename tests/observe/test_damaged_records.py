@@ -1,0 +1,45 @@
+"""A run directory with damaged records (a hand's edit, a full disk, another program's
+writes): the commands that read it show what they can, without a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness._cli import main
+
+from ._fixture import M0, T0
+
+
+def _append(path: Path, *records: dict[str, object]) -> None:
+    with path.open("a") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+
+
+def test_damaged_records_do_not_stop_show_report_logs_or_events(
+    run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = run_factory()
+    # Each of these was a traceback (found by fuzzing a real run's files).
+    _append(run_dir / "events.jsonl",  # a time no clock reaches, an instance that is a list
+            {"ts": 1e300, "mono": 1e300, "kind": "signal", "instance": [1, [2]], "state": "s"})
+    _append(run_dir / "supervisor.jsonl",
+            {"ts": 1e300, "mono": M0 + 1, "level": "info", "event": "far in the future"})
+    _append(run_dir / "network.jsonl",
+            {"ts": T0 + 1, "mono": M0 + 1, "op": "request", "asked": "x"},
+            {"ts": T0 + 1, "mono": "x", "asked_by": "supervisor", "request": {"default": {}}})
+    _append(run_dir / "scraped.jsonl",
+            {"ts": T0 + 1, "mono": M0 + 1, "instance": "single/0", "metric": "m",
+             "type": "gauge", "sample": "m", "labels": "x", "value": 1.0})
+    # A program that wrote 3 MB without a newline: shown cut at 1 MiB, not held whole.
+    (run_dir / "single" / "0" / "stdout.log").write_bytes(b"x" * (3 << 20))
+    outputs = str(run_dir.parent)
+    for command in (["show"], ["report"], ["logs"], ["events"]):
+        assert main([*command, "latest", "--outputs", outputs]) == 0, command
+    out = capsys.readouterr().out
+    assert "??:??:??.??? supervisor" in out  # the log line whose time is out of range
+    assert max(len(line) for line in out.splitlines()) < (1 << 20) + 200
