@@ -32,6 +32,7 @@ from types import TracebackType
 
 from harness._clockfile import REAL, Skew
 from harness._errors import EnvironmentProblem
+from harness._runid import is_run_id
 
 FILE_NAME = "clock"
 SHM_DIR = Path("/dev/shm")  # where glibc's shm_open and sem_open keep their objects
@@ -163,11 +164,14 @@ class InstanceClock:
         _sem_create(f"/{name}")
 
 
-def remove_shared(prefix: str) -> list[str]:
-    """Remove the /dev/shm objects of every clock whose key starts with `prefix` (a run id:
-    what a supervisor killed before `close` left behind); the names removed."""
+def remove_shared(run_id: str) -> list[str]:
+    """Remove the /dev/shm objects of the run's clocks (keys `<run_id>-<seq>`: what a
+    supervisor killed before `close` left behind); the names removed. Nothing for what is
+    not a run id: a damaged run record must not name other runs' clocks."""
+    if not is_run_id(run_id):
+        return []
     removed = []
-    for name in (f"{SHM_PREFIX}{prefix}", f"sem.{SHM_PREFIX}{prefix}"):
+    for name in (f"{SHM_PREFIX}{run_id}-", f"sem.{SHM_PREFIX}{run_id}-"):
         for path in SHM_DIR.glob(f"{glob.escape(name)}*"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -95,6 +95,9 @@ class InstanceState:
     def to_record(self) -> InstanceRecord:
         """The instance's entry in run.json."""
         passed, reason = self.verdict()
+        outcome: str | None = "passed" if passed else "failed"
+        if self.running and self.recorded not in (EventType.CRASH, EventType.FAILURE):
+            outcome = reason = None  # not known while it runs (it did start)
         s = self.spec
         return InstanceRecord(
             id=s.id,
@@ -104,7 +107,7 @@ class InstanceState:
             role=s.role,
             ip=self.ip,
             pid=self.pid,
-            outcome="passed" if passed else "failed",
+            outcome=outcome,
             reason=reason,
             exit_code=self.status,
             started=self.started,

@@ -303,6 +303,8 @@ DEEP = "[" * 100_000
     (["--timeout", "30"], {"c.toml": "[global]\ntimeout = true\n"},
      "timeout must be a finite number, not True"),  # was hidden by --timeout
     ([], {"c.toml": "[runner.k8s]\nbogus = 1\n"}, "[runner.k8s]: unknown key bogus"),
+    ([], {"f.json": '{"faults": [{"action": ["kill"], "at": "1s"}]}'},
+     "action must be one of"),  # was "unhashable type: 'list'"
 ])  # fmt: skip
 def test_cli_bad_numbers_and_files_are_one_line_and_start_nothing(
     tiny: Path, tmp_path: Path, extra: list[str], files: dict[str, str], message: str

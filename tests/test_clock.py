@@ -15,6 +15,7 @@ from harness import _clock
 from harness._clock import InstanceClock, find_libfaketime
 from harness._clockfile import REAL, Skew
 from harness._errors import EnvironmentProblem
+from harness._runid import new_run_id
 from harness.sdk import Clock, RunEnv
 
 _t = st.floats(1e9, 3e9)
@@ -173,17 +174,19 @@ def test_the_shared_start_time_is_the_anchor_the_file_is_relative_to(tmp_path: P
         assert o == pytest.approx(skew.offset_at(sec + nsec / 1e9), abs=1e-6)
 
 
-def test_leftovers_of_a_killed_supervisor_are_removed_by_prefix(tmp_path: Path) -> None:
-    prefix = f"unit{os.getpid()}-run"
+def test_leftovers_of_a_killed_supervisor_are_removed_by_run_id(tmp_path: Path) -> None:
+    run_id = new_run_id()
     for i in range(2):
         (tmp_path / str(i)).mkdir()
-        InstanceClock(tmp_path / str(i), f"{prefix}-{i}").environ({}, library=tmp_path / "lib")
-    other = InstanceClock(tmp_path, f"unit{os.getpid()}-other")
+        InstanceClock(tmp_path / str(i), f"{run_id}-{i}").environ({}, library=tmp_path / "lib")
+    other = InstanceClock(tmp_path, f"{run_id}0-1")  # another run's id that starts the same
     other.environ({}, library=tmp_path / "lib.so")
-    removed = _clock.remove_shared(prefix)
-    assert removed == sorted(f"{s}harness-ft-{prefix}-{i}" for i in range(2)
+    # A damaged run record's id names nothing: "2" was every clock of 2026's runs.
+    assert _clock.remove_shared(run_id[:1]) == _clock.remove_shared("") == []
+    removed = _clock.remove_shared(run_id)
+    assert removed == sorted(f"{s}harness-ft-{run_id}-{i}" for i in range(2)
                              for s in ("", "sem."))  # fmt: skip
-    assert (Path("/dev/shm") / f"harness-ft-unit{os.getpid()}-other").exists()
+    assert (Path("/dev/shm") / f"harness-ft-{run_id}0-1").exists()
     other.close()
 
 

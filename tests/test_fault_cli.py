@@ -213,6 +213,21 @@ def test_a_fault_from_the_command_line_is_played_recorded_and_streamed(tmp_path:
     assert all(t.lstrip().startswith("+") for t in text)
 
 
+def test_a_fault_that_reaches_none_of_its_instances_says_so_and_fails(tmp_path: Path) -> None:
+    """It printed the instances it chose and exited 0, as if they had been hit."""
+    out = tmp_path / "out"
+    run = _start(out, seconds=20)
+    with _reaped(run):
+        run_dir = _run_dir(out)
+        first = _fault_now(run_dir, "kill", "--instance", "single/1")  # for good
+        assert first.returncode == 0 and "missed" not in first.stdout, first.stdout
+        again = harness_cli("fault", str(run_dir), "kill", "--instance", "single/1")
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert again.stdout.strip().endswith("kill single/1; missed (not running): single/1")
+        run.send_signal(signal.SIGINT)  # the run has nothing more to show: it cleans up
+        run.wait(timeout=60)
+
+
 def test_events_follow_ends_when_the_supervisor_is_gone(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = _start(out, seconds=30)

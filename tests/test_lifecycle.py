@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -361,3 +362,16 @@ def test_a_live_run_is_not_marked_aborted(make_plan: Callable[..., Path], tmp_pa
         r = harness_cli("show", str(run_dir))
         assert "still running" in r.stdout, r.stdout + r.stderr
         assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
+
+
+def test_a_damaged_records_socket_directory_is_not_removed(tmp_path: Path) -> None:
+    """Only a directory the supervisor made for its sockets goes with them."""
+    from harness._liveness import remove_sockets
+
+    victim = tmp_path / "victim_empty"
+    victim.mkdir()
+    remove_sockets(tmp_path / "run", str(victim))
+    assert victim.is_dir()
+    made = Path(tempfile.mkdtemp(prefix="harness-"))
+    remove_sockets(tmp_path / "run", str(made))
+    assert not made.exists()

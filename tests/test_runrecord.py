@@ -239,3 +239,17 @@ def test_the_supervisor_writes_what_the_record_reads(tmp_path: Path) -> None:
     record = RunRecord("20261126-031500-a1b2c3", instances=(entry,))
     assert RunRecord.from_json(orjson.loads(orjson.dumps(record.to_json()))) == record
     assert dataclasses.replace(entry, extra={}) == entry
+
+
+def test_a_running_instance_is_recorded_without_an_outcome_until_it_ends() -> None:
+    """`harness show` of a live run said every running instance had failed: did not start."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    state = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), ip="198.18.0.2", pid=9)
+    assert (state.to_record().outcome, state.to_record().reason) == (None, None)
+    state.record({"type": "failure", "error": "height mismatch"})  # known before it exits
+    assert (state.to_record().outcome, state.to_record().reason) == (
+        "failed", "failed: height mismatch")
+    never = InstanceState(InstanceSpec("g/1", "g", 1, 1, "", {}, None), ip="198.18.0.3")
+    assert (never.to_record().outcome, never.to_record().reason) == ("failed", "did not start")

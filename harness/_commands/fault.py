@@ -126,7 +126,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Play the fault; 0 once the run has played (or scheduled) it."""
+    """Play the fault; 0 once the run has played (or scheduled) it, 1 when it reached none
+    of the instances it chose (none was running)."""
     if args.action is None and args.run in ACTIONS:  # `harness fault kill ...`
         args.action, args.run = args.run, "latest"
     table = _table(args)
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(chosen).decode() + "\n")
     else:
         print(_summary(chosen))
-    return 0
+    return 1 if _reached_nobody(chosen) else 0
 
 
 def _running(run_dir: Path) -> RunRecord:
@@ -277,4 +278,13 @@ def _summary(rec: dict[str, Any]) -> str:
         text += f", scheduled in {at:g} s"
     if rec.get("duration") is not None:
         text += f", undone after {rec['duration']:g} s"
+    missed = rec.get("missed")
+    if missed:  # chosen, but not running when it came: nothing was done to them
+        text += f"; missed (not running): {', '.join(map(str, missed))}"
     return text
+
+
+def _reached_nobody(rec: dict[str, Any]) -> bool:
+    """Every instance the fault chose was missed (none was running)."""
+    chosen, missed = rec.get("chosen") or [], rec.get("missed") or []
+    return bool(chosen) and set(map(str, chosen)) <= set(map(str, missed))

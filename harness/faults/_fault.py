@@ -84,7 +84,7 @@ class Fault:
         if not isinstance(data, Mapping):
             raise FaultError(f"{where}: must be a table")
         action = data.get("action")
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:  # a list is not hashable
             raise FaultError(f"{where}: action must be one of {', '.join(ACTIONS)}, "
                              f"not {action!r}")
         where = f"{where} ({action})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,15 +18,29 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
     A missing file yields nothing: an instance that never logged is not an error.
     """
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
+    f = open_regular(path)
+    if f is None:
         return
     with f:
         for line in f:
             obj = parse_line(line)
             if obj is not None:
                 yield obj
+
+
+def open_regular(path: Path) -> IO[bytes] | None:
+    """`path` opened for reading if it is a regular file; None if it is missing or is not
+    one (a directory, a FIFO whose reads would never end, a device, a symlink loop): a
+    run's file that is not what it should be is read as absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def parse_line(line: bytes | str) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import Tail, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, open_regular, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, instance_dirs
 from harness.observe._runrecord import RunRecord, read_run
 
@@ -195,9 +195,8 @@ would otherwise be held whole."""
 
 
 def _read_source(parser: _Parser) -> Iterator[LogLine]:
-    try:
-        f = parser.src.path.open("rb")
-    except FileNotFoundError:
+    f = open_regular(parser.src.path)
+    if f is None:
         return
     with f:
         while raw := f.readline(_MAX_LINE):

@@ -4,6 +4,7 @@ writes): the commands that read it show what they can, without a traceback."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from harness._cli import main
 
+from ..conftest import harness_cli
 from ._fixture import M0, T0
 
 
@@ -32,6 +34,9 @@ def test_damaged_records_do_not_stop_show_report_logs_or_events(
     _append(run_dir / "network.jsonl",
             {"ts": T0 + 1, "mono": M0 + 1, "op": "request", "asked": "x"},
             {"ts": T0 + 1, "mono": "x", "asked_by": "supervisor", "request": {"default": {}}})
+    _append(run_dir / "faults.jsonl",
+            {"ts": T0 + 1, "mono": M0 + 1, "at_s": 1.0, "fault": "fault 0", "step": "applied",
+             "action": "kill", "chosen": 5, "missed": True})
     _append(run_dir / "scraped.jsonl",
             {"ts": T0 + 1, "mono": M0 + 1, "instance": "single/0", "metric": "m",
              "type": "gauge", "sample": "m", "labels": "x", "value": 1.0})
@@ -43,3 +48,21 @@ def test_damaged_records_do_not_stop_show_report_logs_or_events(
     out = capsys.readouterr().out
     assert "??:??:??.??? supervisor" in out  # the log line whose time is out of range
     assert max(len(line) for line in out.splitlines()) < (1 << 20) + 200
+
+
+def test_run_files_that_are_not_regular_files_read_as_absent(
+    run_factory: Callable[..., Path],
+) -> None:
+    """A FIFO made every reader wait for ever; a directory or a symlink loop was a
+    traceback."""
+    run_dir = run_factory()
+    for name in ("events.jsonl", "supervisor.jsonl"):
+        (run_dir / name).unlink()
+        os.mkfifo(run_dir / name)
+    (run_dir / "network.jsonl").unlink()
+    (run_dir / "network.jsonl").mkdir()
+    (run_dir / "single" / "0" / "log.jsonl").unlink()
+    (run_dir / "single" / "0" / "log.jsonl").symlink_to("log.jsonl")  # a loop
+    for command in ("show", "report", "logs", "events"):
+        r = harness_cli(command, str(run_dir), timeout=60)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)

@@ -81,8 +81,7 @@ def fault_rows(r: RunData) -> list[FaultRow]:
         kind = step.get("step")
         if kind == "applied":
             row.applied = t
-            row.chosen = tuple(str(i) for i in step.get("chosen") or ())
-            row.missed = tuple(str(i) for i in step.get("missed") or ())
+            row.chosen, row.missed = _ids(step.get("chosen")), _ids(step.get("missed"))
         elif kind == "undone":
             row.undone = t
         elif kind == "failed":
@@ -164,3 +163,8 @@ def faults_section(rows: Sequence[FaultRow]) -> str:
         "<th>fault</th><th>action</th><th>chosen</th><th>undone</th><th>missed</th>"
         f"<th>failures</th></tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
     )
+
+
+def _ids(value: object) -> tuple[str, ...]:
+    """A step's instance ids (none where a damaged record holds something else)."""
+    return tuple(str(i) for i in value) if isinstance(value, list) else ()
