@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_named(run_dir: Path, groups: list[str], instances: list[str]) -> None:
     """A group or instance the run does not have is a typo: an empty output would hide it.
-    (Not checked while the run's record is missing or unreadable: its logs still are.)"""
+    (Not checked while the run's record is missing: a run that has not written it yet.)"""
     try:
         record = load_run(run_dir)
     except UsageError:
