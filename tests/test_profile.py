@@ -89,8 +89,10 @@ def test_the_profile_is_asked_for_by_the_environment(tmp_path: Path,
 def test_run_with_profile_cpu_leaves_a_profile_in_every_instance_s_outputs(
     tmp_path: Path,
 ) -> None:
-    r = harness_cli("run", "pingpong", "-i", "3", "--runner", "local:exec", "--outputs",
-                    str(tmp_path), "-q", "--profile-cpu", "0.2")
+    # 1,000 rounds: about 15 ms of CPU an instance, some 75 samples. With the default 3, an
+    # instance forked from the process host used under 2 ms, and one took no sample (in CI).
+    r = harness_cli("run", "pingpong", "-i", "3", "-p", "rounds=1000", "--runner", "local:exec",
+                    "--outputs", str(tmp_path), "-q", "--profile-cpu", "0.2")
     assert r.returncode == 0, r.stdout + r.stderr
     instances = [d for d in (only_run_dir(tmp_path) / "single").iterdir() if d.is_dir()]
     assert len(instances) == 3
