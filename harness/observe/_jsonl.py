@@ -110,12 +110,12 @@ class Tail:
 
     def read_lines(self) -> list[bytes]:
         """The new complete lines (without the newline); a partial last line waits."""
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._pos)
-                data = f.read()
-        except FileNotFoundError:
+        f = open_regular(self.path)
+        if f is None:
             return []
+        with f:
+            f.seek(self._pos)
+            data = f.read()
         self._pos += len(data)
         data = self._buf + data
         *lines, self._buf = data.split(b"\n")

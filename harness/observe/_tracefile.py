@@ -98,8 +98,9 @@ class TraceWriter:
 
 
 def trace_paths(inst_dir: Path) -> list[Path]:
-    """The trace files of an instance that exist, compressed first."""
-    return [p for p in (inst_dir / TRACE_GZ_FILE, inst_dir / TRACE_FILE) if p.exists()]
+    """The trace files of an instance that exist as regular files (not a directory or a
+    FIFO in their place), compressed first."""
+    return [p for p in (inst_dir / TRACE_GZ_FILE, inst_dir / TRACE_FILE) if p.is_file()]
 
 
 def _gunzip(data: bytes) -> bytes:

@@ -63,6 +63,9 @@ def test_run_files_that_are_not_regular_files_read_as_absent(
     (run_dir / "network.jsonl").mkdir()
     (run_dir / "single" / "0" / "log.jsonl").unlink()
     (run_dir / "single" / "0" / "log.jsonl").symlink_to("log.jsonl")  # a loop
+    trace = run_dir / "single" / "1" / "trace.jsonl.gz"
+    trace.unlink(missing_ok=True)
+    trace.mkdir()
     for command in ("show", "report", "logs", "events"):
         r = harness_cli(command, str(run_dir), timeout=60)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
