@@ -126,9 +126,9 @@ class Conductor:
             resolved = self._resolve(name, fault)  # a refusal here leaves no trace
             self._live += 1
             self._asked_by[name] = asked_by
-            missed = await self._apply(name, resolved)
+            applied = await self._apply(name, resolved)
             self._nursery.start_soon(self._later, name, resolved)
-            return {**head, **resolved.to_data(), **({"missed": missed} if missed else {})}
+            return {**head, **applied}
         fault.resolve(self.members, name)  # what can be checked now is, as for planned ones
         self._live += 1
         self._asked_by[name] = asked_by
@@ -194,9 +194,9 @@ class Conductor:
     def _resolve(self, name: str, fault: Fault) -> Resolved:
         return fault.resolve(self.members, name, self.state.last_item)
 
-    async def _apply(self, name: str, resolved: Resolved) -> list[str]:
-        """Play the fault; the chosen instances it missed (a process fault on one that was
-        not running does nothing there)."""
+    async def _apply(self, name: str, resolved: Resolved) -> dict[str, Any]:
+        """Play the fault; what it recorded as applied: what it chose, and whom it missed (a
+        process fault on one that was not running does nothing there)."""
         fault, chosen = resolved.fault, resolved.instances
         action, args = fault.action, fault.args
         active = _Active(name, resolved)
@@ -238,8 +238,9 @@ class Conductor:
         self._active[name] = active
         self.played += 1
         # What it chose, and whom it found not running (a process fault does nothing there).
-        self._write(name, "applied", {**resolved.to_data(), **({"missed": missed} if missed else {})})
-        return missed
+        applied = {**resolved.to_data(), **({"missed": missed} if missed else {})}
+        self._write(name, "applied", applied)
+        return applied
 
     async def _undo(self, name: str) -> None:
         active = self._active.get(name)

@@ -115,6 +115,11 @@ def _reason(run: RunRecord, last_seen: float | None) -> str:
     return f"{text}; last seen {when}{into}"
 
 
+SOCK_DIR_PREFIX = "harness-"
+"""The prefix of a temporary directory for a run's sockets (where its own path is too long
+for AF_UNIX)."""
+
+
 def remove_sockets(run_dir: Path, sock_dir: str | None) -> list[Path]:
     """Remove the run's Unix sockets (only sockets, only by their names), and their
     directory if it is a temporary one that is left empty."""
@@ -126,8 +131,8 @@ def remove_sockets(run_dir: Path, sock_dir: str | None) -> list[Path]:
             if stat.S_ISSOCK(path.lstat().st_mode):
                 path.unlink()
                 removed.append(path)
-    # Only a directory the supervisor made (mkdtemp "harness-"): a damaged record may name any
-    if where.name.startswith("harness-") and where.parent == Path(tempfile.gettempdir()):
+    # Only a directory the supervisor made: a damaged record may name any
+    if where.name.startswith(SOCK_DIR_PREFIX) and where.parent == Path(tempfile.gettempdir()):
         with contextlib.suppress(OSError):
             where.rmdir()  # only if empty
     return removed

@@ -33,7 +33,7 @@ from harness._control import remove_token, write_token
 from harness._errors import HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
-from harness._liveness import LAST_SEEN_EVERY_S, identity, mark_aborted_runs
+from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
@@ -341,7 +341,7 @@ class Supervisor:
             write_token(self.run_dir, self.tokens.control())  # for `harness fault`
             sock_dir = self.sock_dir = self.run_dir
             if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
-                sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix="harness-"))
+                sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix=SOCK_DIR_PREFIX))
             self._write_run_json(ended=False)
         except BaseException as e:  # nothing has started: leave no half-made run behind
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ from harness._commands._args import add_outputs
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness.observe import list_runs, sync_history
+from harness.plans._checks import INT64
 
 HELP = "list past runs (newest first) from the run history"
 
@@ -31,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
-    if not 1 <= args.limit < 2**63:
+    if args.limit < 1 or args.limit not in INT64:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
     if not args.outputs.is_dir():
         raise UsageError(f"no outputs directory {args.outputs}")

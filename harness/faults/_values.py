@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.faults._errors import FaultError
 from harness.plans import parse_duration
+from harness.plans._checks import INT64
 
 _MAX_S = 7 * 24 * 3600.0
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
@@ -17,7 +18,7 @@ _SIZE_UNITS = {None: 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
 
 def is_int(x: object) -> bool:
     """A whole number within 64 bits (what a run's JSON records carry), not a boolean."""
-    return isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63
+    return isinstance(x, int) and not isinstance(x, bool) and x in INT64
 
 
 def is_number(x: object) -> bool:

@@ -210,15 +210,24 @@ def _run_row(r: tuple[Any, ...]) -> RunRow | None:
     so that one bad row does not hide the others."""
     if not isinstance(r[0], str):
         return None
-    text = [v if isinstance(v, str) else None for v in r]
-    number = [float(v) if isinstance(v, int | float) else None for v in r]
-    count = [v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0 for v in r]
     return RunRow(
-        r[0], text[1], text[2], text[3], number[4], number[5], number[6], text[7],
-        r[8] if isinstance(r[8], int) else None, text[9], count[10], count[11],
-        params=_json(r[12], dict), dir=text[13] or r[0], report=text[14],
-        warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
+        r[0], _text(r[1]), _text(r[2]), _text(r[3]), _number(r[4]), _number(r[5]),
+        _number(r[6]), _text(r[7]), r[8] if isinstance(r[8], int) else None, _text(r[9]),
+        _count(r[10]), _count(r[11]), params=_json(r[12], dict), dir=_text(r[13]) or r[0],
+        report=_text(r[14]), warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
     )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _json(value: object, kind: type[Any]) -> Any:

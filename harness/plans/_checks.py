@@ -59,6 +59,10 @@ def check_keys(value: Any, known: Iterable[str], where: str) -> None:
         )
 
 
+INT64 = range(-(2**63), 2**63)
+"""The whole numbers a run's JSON records (orjson) and its history (SQLite) carry."""
+
+
 def whole(value: Any, where: str, *, least: int | None = 0) -> int:
     """`value` if it is an integer >= `least` (not a bool, a float or a numeral in text)."""
     if isinstance(value, bool) or not isinstance(value, int):

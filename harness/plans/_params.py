@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness._errors import UsageError
-from harness.plans._checks import number, whole
+from harness.plans._checks import INT64, number, whole
 
 TYPES = ("int", "float", "bool", "str", "duration")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -69,7 +69,7 @@ class ParamSpec:
                 value = int(value)
             if not isinstance(value, int):
                 raise ValueError(f"expected a whole number, got {value!r}")
-            if not -(2**63) <= value < 2**63:  # what the instances' JSON carries
+            if value not in INT64:  # what the instances' JSON carries
                 raise ValueError(f"{value} does not fit in 64 bits")
             return value
         if t == "duration" and isinstance(value, str):
