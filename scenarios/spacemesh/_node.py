@@ -184,10 +184,12 @@ class Node:
         return self.signer.public_hex
 
     def layers(self) -> list[LayerState]:
-        """Decided layers up to the current one (cached until something changes)."""
+        """Decided layers up to the current one (cached until something changes). Each new
+        answer is logged before anyone reads it, so the log never lags the API."""
         key = (self.mesh.version, self.current_layer(), len(self.mempool.txs))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._apply_state(self.mesh.decide(key[1])))
+            self._log_layers(self._cache[1])
         return self._cache[1]
 
     def status(self) -> dict[str, Any]:
@@ -301,7 +303,7 @@ class Node:
             await self._clock.sleep_until(start)
             self.gossip.retry_deferred()
             self.gossip.request_sync()
-            self._log_layers()
+            self.layers()  # decides (and logs) what changed since the last layer
             self._propose(layer)
             await self._clock.sleep_until(start + self.config.hare_vote_at * duration)
             self._vote(layer)
@@ -331,11 +333,9 @@ class Node:
         recent = self.layers()[-window:]
         return any(s.block_id and s.block is None for s in recent)
 
-    def _log_layers(self) -> None:
-        """A line when a layer is verified (at a layer's start, when the API's answer changes
-        too); a warning when a decided layer's block changes."""
+    def _log_layers(self, states: list[LayerState]) -> None:
+        """A line when a layer is verified; a warning when a decided layer's block changes."""
         params = self.config.mesh
-        states = self.layers()
         for s in states[max(0, len(states) - params.window - params.hdist - 1) :]:
             logged = self._logged_layers.get(s.number)
             if logged == (s.status, s.block_id):
