@@ -97,12 +97,17 @@ class Subscription(_Slot):
     async def next_message(self) -> Message:
         """The next item with its position; raises SubscriptionFailed if the items it
         expects can no longer come, SyncError if the connection is lost."""
-        await self._client._wait(self, lambda: bool(self._items) or self._closed)
-        if not self._items:
-            if self._error is not None:
-                raise SubscriptionFailed(self._error)
-            raise SyncError(f"the subscription ended: {self._client._closed or 'cancelled'}")
-        return self._items.popleft()
+        items = self._items
+        if not items:  # else no wait: a read brought several items at once
+            await self._client._wait(self, self._ready)
+            if not items:
+                if self._error is not None:
+                    raise SubscriptionFailed(self._error)
+                raise SyncError(f"the subscription ended: {self._client._closed or 'cancelled'}")
+        return items.popleft()
+
+    def _ready(self) -> bool:
+        return bool(self._items) or self._closed
 
 
 class SyncClient:
@@ -126,6 +131,11 @@ class SyncClient:
         self._reading = False
         self._sleeping: dict[anyio.Event, None] = {}  # in the order they fell asleep
         self._raw = _trio_socket(stream)
+        self._trio: Any = None  # the trio module, where there is a raw socket
+        if self._raw is not None:
+            import trio
+
+            self._trio = trio
         self._drained = False  # the last read took all the socket held
 
     # -- requests ------------------------------------------------------------------------
@@ -239,11 +249,14 @@ class SyncClient:
             if not self._reading:
                 self._reading = True
                 try:
-                    while not done() and self._closed is None:
+                    while True:
                         await self._receive()
+                        if done() or self._closed is not None:
+                            break
                 finally:
                     self._reading = False
-                    self._hand_over()
+                    if self._sleeping:
+                        self._hand_over()
                 return
             wake = anyio.Event()
             slot.wakes.append(wake)
@@ -264,11 +277,51 @@ class SyncClient:
                 return
 
     async def _receive(self) -> None:
-        data = await (self._receive_raw() if self._raw is not None else self._receive_stream())
+        """Read once and deliver the frames read. Under Trio straight from the socket:
+        once the last read took all there was, wait until it is readable, then one recv
+        (the stream's way tries a recv first, which fails after every frame a subscriber
+        waits for, and passes through three layers: at N subscribers per process that was
+        a third of the client's CPU; the loop is inline for the same reason)."""
+        sock, trio = self._raw, self._trio
+        if sock is None:
+            self._take(await self._receive_stream())
+            return
+        while True:
+            try:
+                if self._drained:
+                    await trio.lowlevel.wait_readable(sock)
+                else:  # a full read: more may be there at once, but others get a turn
+                    await trio.lowlevel.checkpoint()
+                data = sock.recv(_READ)
+            except BlockingIOError:
+                self._drained = True
+                continue
+            except (trio.ClosedResourceError, OSError):
+                data = b""
+            self._drained = len(data) < _READ
+            self._take(data)
+            return
+
+    async def _receive_stream(self) -> bytes:
+        try:
+            return await self._stream.receive(_READ)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return b""
+
+    def _take(self, data: bytes) -> None:
+        """Deliver the whole frames of `data` (b"": the connection's end)."""
         if not data:
             self._lost("the sync service closed the connection")
             return
         buffer = self._buffer
+        if not buffer and data.find(b"\n") == len(data) - 1:  # one whole frame: most reads
+            try:
+                frame = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return  # as below
+            if isinstance(frame, dict):
+                self._deliver(frame)
+            return
         buffer += data
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
@@ -284,39 +337,6 @@ class SyncClient:
         del buffer[:start]
         if len(buffer) > MAX_FRAME:
             self._lost(f"the sync service sent a frame longer than {MAX_FRAME} bytes")
-
-    async def _receive_stream(self) -> bytes:
-        try:
-            return await self._stream.receive(_READ)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return b""
-
-    async def _receive_raw(self) -> bytes:
-        """Under Trio, straight from the socket: once the last read took all there was,
-        wait until it is readable, then one recv. (The stream's way tries a recv first,
-        which fails after every frame a subscriber waits for, and passes through three
-        layers: at N subscribers per process that was a third of the client's CPU.)"""
-        import trio  # only ever here under Trio
-
-        sock = self._raw
-        assert sock is not None
-        while True:
-            try:
-                if self._drained:
-                    await trio.lowlevel.wait_readable(sock)
-                else:  # a full read: more may be there at once, but others get a turn
-                    await trio.lowlevel.checkpoint()
-            except (trio.ClosedResourceError, OSError):
-                return b""
-            try:
-                data = sock.recv(_READ)
-            except BlockingIOError:
-                self._drained = True
-                continue
-            except OSError:
-                return b""
-            self._drained = len(data) < _READ
-            return data
 
     def _deliver(self, frame: dict[str, Any]) -> None:
         rid = frame.get("id")
@@ -343,7 +363,6 @@ class SyncClient:
             pending.set()
         for sub in self._subs.values():
             sub._close()
-
 
 
 def _trio_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:

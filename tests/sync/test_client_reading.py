@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -197,3 +199,41 @@ def test_under_trio_the_client_reads_its_socket_itself_and_under_asyncio_its_str
                 assert await sub.__anext__() == "after a wait"
 
     run_clients(backend, main)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frames_are_delivered_however_the_reads_cut_them(backend: str, tmp_path: Path) -> None:
+    """One whole frame per read (the common case, parsed without buffering), a frame cut
+    over two reads, several frames in one read, a blank line and a junk line alone: every
+    item arrives, in order."""
+    path = tmp_path / "fake.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    reads = [b'{"id":1,"ok":true}\n', b'{"id":1,"seq":1,"item":"a"}\n', b"\n",
+             b'{"id":1,"seq":2,', b'"item":"b"}\n', b"junk\n",
+             b'{"id":1,"seq":3,"item":"c"}\n{"id":1,"seq":4,"item":"d"}\n{"id":1,"se',
+             b'q":5,"item":"e"}\n']  # fmt: skip
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the subscribe request
+            for chunk in reads:
+                conn.sendall(chunk)
+                time.sleep(0.02)  # each its own read
+            conn.recv(65536)  # until the client leaves
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        async with connect_unix(str(path)) as c, c.subscribe("t") as sub:
+            got = [await sub.next_message() for _ in range(5)]
+        assert [(m.seq, m.payload) for m in got] == list(enumerate("abcde", 1))
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        listener.close()
+        thread.join(5)
