@@ -1,7 +1,8 @@
 """Sync service benchmark: barrier release latency, pub/sub delivery latency and throughput.
 
-The server runs in this process (Trio, as in the supervisor); N clients run in other
-processes (2 by default, one per core) over the Unix socket, as instances would. Both read CLOCK_MONOTONIC, which every
+The server runs in this process (Trio, and the collector's setting, of the supervisor); N
+clients run in other processes (2 by default, one per core) over the Unix socket, as
+instances would (their imports frozen out of the collector, as the process host leaves them). Both read CLOCK_MONOTONIC, which every
 process on the host shares, so latencies are measured across the process boundary.
 
 The peer: redis-server (Testground's sync service was built on Redis), started by this
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
 import shutil
@@ -45,6 +47,7 @@ from _fanout_floor import floor
 from _figures import Figure, write
 from _resp import Resp
 
+from harness import fewer_collections
 from harness.sync import SyncServer, SyncState, connect_unix
 
 BARRIER_ROUNDS = 20
@@ -343,6 +346,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         sock, redis, n, k, procs, burst, pace, backend = args.client
+        # As an instance starts: the process host froze what it imported before forking it
+        # (runners/_forkserver.py), so the collector does not walk the imports.
+        gc.collect()
+        gc.freeze()
         print(json.dumps(anyio.run(both, sock, redis, int(n), int(k), int(procs), int(burst),
                                    float(pace), backend=backend)))
         return
@@ -362,7 +369,8 @@ def main() -> None:
         burst = max(100, 100_000 // n)
         pace = max(PACE_S, n / DELIVERY_RATE)
         load = os.getloadavg()[0]  # before: the clients' own load is not the machine's
-        result = trio.run(serve_and_measure, n, args.procs, burst, pace, args.backend, redis)
+        with fewer_collections():  # as the supervisor runs the service
+            result = trio.run(serve_and_measure, n, args.procs, burst, pace, args.backend, redis)
         ours, peer = result["ours"], result["redis"]
         print(_row("ours", n, ours))
         if peer is not None:
