@@ -2,8 +2,9 @@
 
 The server runs in this process (Trio, and the collector's setting, of the supervisor); N
 clients run in other processes (2 by default, one per core) over the Unix socket, as
-instances would (their imports frozen out of the collector, as the process host leaves them). Both read CLOCK_MONOTONIC, which every
-process on the host shares, so latencies are measured across the process boundary.
+instances would (their imports frozen out of the collector, as the process host leaves
+them). Both read CLOCK_MONOTONIC, which every process on the host shares, so latencies are
+measured across the process boundary.
 
 The peer: redis-server (Testground's sync service was built on Redis), started by this
 script on a Unix socket, measured in the same run by the same client processes, right after
