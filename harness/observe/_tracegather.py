@@ -37,6 +37,14 @@ def _take(col: Sequence[T], rows: Sequence[int]) -> list[T]:
     return [col[rows[0]]] if rows else []
 
 
+def _names(col: list[Any]) -> list[Any]:
+    """`col` with what cannot be a kind or a host's name (a list, a dict: a damaged record)
+    as None, which reads as not said."""
+    if set(map(type, col)) <= {str, type(None)}:
+        return col
+    return [v if isinstance(v, str | int | float) else None for v in col]
+
+
 def _ints(values: Any, count: int) -> Ints:
     return np.fromiter(values, np.int64, count)
 
@@ -121,7 +129,8 @@ class Gathered:
         if msg_types != {str}:
             msg = list(map(str, msg))
         count = len(msg)
-        kind, frm, to, size = cols["kind"], cols["from"], cols["to"], cols["size"]
+        kind, frm, to = (_names(cols[k]) for k in ("kind", "from", "to"))
+        size = cols["size"]
         if set(map(type, size)) != {int}:
             size = [int(s) if isinstance(s, int) else -1 for s in size]  # a bool as 0 or 1
 

@@ -40,6 +40,11 @@ def test_damaged_records_do_not_stop_show_report_logs_or_events(
     _append(run_dir / "scraped.jsonl",
             {"ts": T0 + 1, "mono": M0 + 1, "instance": "single/0", "metric": "m",
              "type": "gauge", "sample": "m", "labels": "x", "value": 1.0})
+    _append(run_dir / "single" / "0" / "trace.jsonl",  # names that are lists, a dict kind
+            {"ts": T0 + 1, "mono": M0 + 1, "kind": "receive", "msg_id": "m-x", "topic": "t",
+             "from": ["a"], "to": {"b": 1}, "size": 1},
+            {"ts": T0 + 1, "mono": M0 + 1, "kind": {"k": 1}, "msg_id": "m-y", "topic": [],
+             "from": None, "to": None, "size": 1})
     # A program that wrote 3 MB without a newline: shown cut at 1 MiB, not held whole.
     (run_dir / "single" / "0" / "stdout.log").write_bytes(b"x" * (3 << 20))
     outputs = str(run_dir.parent)
