@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `harness` and `python -m harness`; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: "—" as \u2014
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     # a known subcommand first: only its module is needed (anything else, e.g. --help or a
     # typo, gets the whole parser and its usage)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)

@@ -3,8 +3,10 @@ writes): the commands that read it show what they can, without a traceback."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +76,17 @@ def test_run_files_that_are_not_regular_files_read_as_absent(
     for command in ("show", "report", "logs", "events"):
         r = harness_cli(command, str(run_dir), timeout=60)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
+
+
+def test_what_the_terminal_cannot_encode_is_escaped_not_a_traceback(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under PYTHONIOENCODING=ascii (or a C locale's terminal), `show` of a failed run
+    printed half its table and a UnicodeEncodeError."""
+    run_dir = run_factory(failed=(3,))
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["show", str(run_dir)]) == 0
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")
+    assert "\\u2014 1 instance(s) failed" in text
