@@ -10,6 +10,7 @@ run with its reason, since a test whose fault never happened proves nothing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -88,8 +89,11 @@ class Conductor:
         record: Callable[[dict[str, Any]], None],
         log: JsonlWriter,
         fail: Callable[[str], None],
+        timeout_s: float = math.inf,
     ) -> None:
         self.faults = tuple(faults)
+        self.timeout_s = timeout_s
+        """The run's timeout, from time 0: a live fault due later is refused."""
         self.members = list(members)
         self.actions = actions
         self.state = state
@@ -129,6 +133,10 @@ class Conductor:
             applied = await self._apply(name, resolved)
             self._nursery.start_soon(self._later, name, resolved)
             return {**head, **applied}
+        if not isinstance(fault.at, When) and self.at_s() + fault.at >= self.timeout_s:
+            left = max(0.0, self.timeout_s - self.at_s())
+            raise FaultError(f"at {fault.at:g}s from now is past the run's timeout "
+                             f"({self.timeout_s:g}s, {left:.0f}s left)")
         fault.resolve(self.members, name)  # what can be checked now is, as for planned ones
         self._live += 1
         self._asked_by[name] = asked_by

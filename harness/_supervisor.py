@@ -706,7 +706,8 @@ class Supervisor:
     def _conductor(self, state: SyncState) -> Conductor:
         members = [Member(i.id, i.group, i.role) for i in self.spec.instances]
         return Conductor(self.spec.faults, members, FaultActions(self), state, self.record,
-                         JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run)
+                         JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run,
+                         self.spec.timeout_s)
 
     async def _make_cgroups_soon(self) -> None:
         try:

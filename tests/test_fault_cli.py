@@ -177,6 +177,11 @@ def test_a_fault_from_the_command_line_is_played_recorded_and_streamed(tmp_path:
                                 "--at", "200ms", "--duration", "300ms", "--json")
             assert later.returncode == 0, later.stdout + later.stderr
             assert json.loads(later.stdout)["fault"].startswith("live 1 (harness fault pid ")
+            # Due after the run's timeout (the default 300 s): refused now, not failed later.
+            never = harness_cli("fault", str(run_dir), "pause", "--instance", "single/0",
+                                "--at", "1h")
+            assert never.returncode == 1, never.stdout + never.stderr
+            assert "at 3600s from now is past the run's timeout (300s, " in never.stderr
             assert run.wait(timeout=120) == 0, run.communicate()
             streamed, errors = events.communicate(timeout=60)  # it ends with the run
             assert events.returncode == 0, errors
