@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import re
@@ -41,6 +42,36 @@ def test_report_files(run_factory: Callable[..., Path]) -> None:
         {"instance": "single/2", "reason": "height mismatch at layer 7", "exit_code": 1}
     ]
     assert set(s["propagation"]) == {"atxs", "blocks"} and s["out_of_line_hops"] > 0
+
+
+def test_a_report_that_cannot_be_written_leaves_the_last_one_whole(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the second of the three files is written: the three files of
+    the last report stay as they were (none half-written, none new beside old ones), and
+    no temporary file is left."""
+    run_dir = run_factory(failed=(2,))
+    write_report(run_dir)
+    names = ("report.html", "junit.xml", "summary.json")
+    before = {n: (run_dir / n).read_bytes() for n in names}
+    (run_dir / "single" / "2" / "log.jsonl").write_text("")  # the next report differs
+    real = Path.write_bytes
+    calls = []
+
+    def full_disk(self: Path, data: bytes) -> int:  # type: ignore[override]
+        calls.append(self.name)
+        if len(calls) == 2:
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError):
+        write_report(run_dir)
+    monkeypatch.undo()
+    assert calls[:2] == ["report.html.tmp", "junit.xml.tmp"]
+    assert {n: (run_dir / n).read_bytes() for n in names} == before
+    assert not list(run_dir.glob("*.tmp"))
 
 
 def test_report_is_self_contained(run_factory: Callable[..., Path]) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
+from harness._rundir import write_files
 from harness.observe._report._data import RunData
-from harness.observe._report._junit import write_junit_file
+from harness.observe._report._junit import junit_bytes, write_junit_file
 from harness.observe._report._page import render_page
 from harness.observe._report._summary import run_summary
 from harness.observe._tracefile import no_gc
@@ -46,13 +47,12 @@ def write_report(run_dir: Path) -> Path:
 def _write_report(run_dir: Path) -> Path:
     data = RunData.load(run_dir)
     path = run_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_page(data), encoding="utf-8")
-    tmp.replace(path)
-    write_junit_file(data)
-    (run_dir / "summary.json").write_bytes(
-        orjson.dumps(run_summary(data), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    summary_json = orjson.dumps(
+        run_summary(data), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
     )
+    # The three together or none: a CI job never reads a new summary beside an old junit.xml.
+    write_files({path: render_page(data).encode(), run_dir / "junit.xml": junit_bytes(data),
+                 run_dir / "summary.json": summary_json})  # fmt: skip
     return path
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness._rundir import write_files
 from harness.observe._report._data import RunData
 
 
@@ -44,8 +46,15 @@ def junit_tree(r: RunData) -> ET.ElementTree:
     return tree
 
 
+def junit_bytes(r: RunData) -> bytes:
+    """junit.xml's content for a loaded run."""
+    out = io.BytesIO()
+    junit_tree(r).write(out, encoding="utf-8", xml_declaration=True)
+    return out.getvalue()
+
+
 def write_junit_file(r: RunData) -> Path:
-    """Write junit.xml into the run directory; returns its path."""
+    """Write junit.xml into the run directory (whole or not at all); returns its path."""
     path = r.dir / "junit.xml"
-    junit_tree(r).write(path, encoding="utf-8", xml_declaration=True)
+    write_files({path: junit_bytes(r)})
     return path
