@@ -159,6 +159,7 @@ class Node:
         self._log = _log.bind(node=self.node_id)
         self._challenge = ""
         self._logged_layers: dict[int, tuple[LayerStatus, str]] = {}
+        self._verified_logged: set[int] = set()
         self._init_state()
         self._proofs_received: dict[str, float] = {}
 
@@ -334,7 +335,8 @@ class Node:
         return any(s.block_id and s.block is None for s in recent)
 
     def _log_layers(self, states: list[LayerState]) -> None:
-        """A line when a layer is verified; a warning when a decided layer's block changes."""
+        """A line when a layer is first verified; a warning when a decided layer's block
+        changes."""
         params = self.config.mesh
         for s in states[max(0, len(states) - params.window - params.hdist - 1) :]:
             logged = self._logged_layers.get(s.number)
@@ -352,7 +354,10 @@ class Node:
                     status=s.status.name.lower(),
                 )
             if s.status is LayerStatus.VERIFIED:
-                if logged is None or logged[0] is not LayerStatus.VERIFIED:
+                # Once: a layer that is decided again later (its block changed: warned
+                # above) or verified anew after a heal is not a new line.
+                if s.number not in self._verified_logged:
+                    self._verified_logged.add(s.number)
                     certified = self.mesh.certified_block(s.number)
                     agreed = certified is not None and hash_json(certified) == s.block_id
                     self._log.info(
