@@ -5,7 +5,7 @@
 
 Reads every `<outputs>/bench/*.json` (the schema: benchmarks/_figures.py, docs/benchmarks.md)
 and the previous `<outputs>/bench-report.json` (where there is none, as on a fresh checkout,
-the table in --readme is the previous report); writes `bench-report.json` and
+or it lacks a figure, the table in --readme is the previous report); writes `bench-report.json` and
 `bench-report.md` there, and, with --readme, the table into the README between its
 `<!-- bench-report -->` and `<!-- /bench-report -->` lines. A figure worse than the previous
 report's by more than --threshold (a fraction) is flagged as a regression; a file older
@@ -70,11 +70,15 @@ def readme_report(readme: Path) -> dict[str, Any]:
 def gather(outputs: Path, since: float | None, threshold: float,
            readme: Path | None = None) -> dict[str, Any]:
     """The report's content: machine, figures with ratio and previous, problems. The
-    previous report is `outputs`' one, else the table in `readme`."""
+    previous report is `outputs`' one, else the table in `readme`; a figure the previous
+    report lacks (it measured one benchmark, e.g. `nox -s bench -- benchmarks/X.py`) is
+    compared with the README's table."""
     previous = _previous(outputs / "bench-report.json")
-    if not previous and readme is not None:
-        previous = readme_report(readme)
-    before = {f.get("name"): f for f in previous.get("figures", []) if isinstance(f, dict)}
+    shown = readme_report(readme) if readme is not None else {}
+    before = {f.get("name"): f for report in (shown, previous)
+              for f in report.get("figures", []) if isinstance(f, dict)}  # fmt: skip
+    if not previous:
+        previous = shown
     figures: list[dict[str, Any]] = []
     problems: list[str] = []
     seen: set[str] = set()

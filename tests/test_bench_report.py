@@ -124,6 +124,11 @@ def test_without_a_previous_report_the_readmes_table_is_the_previous_one(
     assert rows["rate"]["previous"] == 41245 and not rows["rate"]["regressed"]
     (tmp_path / "bench-report.json").write_text(json.dumps(first | {"written": "before"}))
     assert report.gather(tmp_path, None, 0.1, readme)["previous"]["written"] == "before"
+    # A previous report of one benchmark only: the others' figures come from the README.
+    (tmp_path / "bench-report.json").write_text(json.dumps(
+        first | {"written": "partial", "figures": [{"name": "rate", "value": 40000}]}))
+    third = {f["name"]: f for f in report.gather(tmp_path, None, 0.1, readme)["figures"]}
+    assert third["rate"]["previous"] == 40000 and third["fan-out"]["previous"] == 1.25
     readme.write_text("no table\n")
     assert report.readme_report(readme) == {}
 
