@@ -19,9 +19,12 @@ LATENCY_MS = 25.0
 # Per hop on top of the latency: the userspace engine's hold (~0.3 ms), TCP and two Python
 # processes. The median hop must be this close; single hops can be late when the shared
 # 2-core machine is busy (seen: +30 ms at a load average of 30, which the analysis then
-# attributes to the engine holding packets: "queueing").
-MEDIAN_TOLERANCE_MS = 3.0
-TOLERANCE_MS = 5.0
+# attributes to the engine holding packets: "queueing"; a link's median +5.3 ms in CI).
+# What this test guards, the analysis, errs by a link's latency or more (a hop put on the
+# wrong link, a latency counted twice or not at all, two processes' clocks mixed); the
+# engine's own precision is bench_shaping_latency's figure.
+MEDIAN_TOLERANCE_MS = 8.0
+TOLERANCE_MS = 10.0
 RELAY = Path(__file__).with_name("_relay.py")
 
 
