@@ -57,12 +57,17 @@ class InstanceDir:
 
 def instance_dirs(run_dir: Path, run: RunRecord | None = None) -> list[InstanceDir]:
     """The instances of a run: from run.json when it lists them, plus the directories
-    `<group>/<seq>/` that exist (a live run). `run` is run_dir's record if already read."""
+    `<group>/<seq>/` that exist (a live run) in the groups it names (in any group where it
+    names none: another directory, such as `notes/1`, is no instance). `run` is run_dir's
+    record if already read."""
     run = read_run(run_dir) if run is None else run
     found: dict[str, InstanceDir] = {}
     for inst in run.instances if run else ():
         found[inst.id] = InstanceDir(inst.id, inst.group, inst.path(run_dir))
+    groups = {i.group for i in found.values()}
     for group_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()) if run_dir.is_dir() else []:
+        if groups and group_dir.name not in groups:
+            continue
         for d in group_dir.iterdir():
             if d.is_dir() and d.name.isdigit():
                 iid = f"{group_dir.name}/{d.name}"

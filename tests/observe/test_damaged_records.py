@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness._cli import main
+from harness.observe._rundir import instance_dirs
 
 from ..conftest import harness_cli
 from ._fixture import M0, T0
@@ -90,3 +91,17 @@ def test_what_the_terminal_cannot_encode_is_escaped_not_a_traceback(
     out.flush()
     text = out.buffer.getvalue().decode("ascii")
     assert "\\u2014 1 instance(s) failed" in text
+
+
+def test_a_directory_that_is_no_instance_is_not_listed_as_one(
+    run_factory: Callable[..., Path],
+) -> None:
+    """`notes/1/` beside the groups was an instance "notes/1" in show, logs and the report;
+    a live run's own group directories still count before run.json lists them."""
+    run_dir = run_factory()
+    (run_dir / "notes" / "1").mkdir(parents=True)
+    (run_dir / "single" / "9").mkdir()  # an instance of a group the run has
+    ids = [i.id for i in instance_dirs(run_dir)]
+    assert "notes/1" not in ids and "single/9" in ids
+    (run_dir / "run.json").unlink()  # no record: every <group>/<seq>/ is all there is
+    assert "notes/1" in [i.id for i in instance_dirs(run_dir)]
