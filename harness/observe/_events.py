@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from harness.observe._jsonl import Tail, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, number, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, run_ended
 from harness.observe._runrecord import RecordError, read_run
 
@@ -46,8 +46,8 @@ def _network(line: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _mono(event: dict[str, Any]) -> float:
-    mono = event.get("mono")
-    return float(mono) if isinstance(mono, int | float) else float("-inf")
+    mono = number(event.get("mono"))
+    return float("-inf") if mono is None else mono
 
 
 def run_events(run_dir: Path) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from harness._errors import UsageError
+from harness.observe._jsonl import number
 from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs
 from harness.observe._runrecord import read_run
 from harness.observe._summaryfile import read_warnings
@@ -211,8 +212,8 @@ def _run_row(r: tuple[Any, ...]) -> RunRow | None:
     if not isinstance(r[0], str):
         return None
     return RunRow(
-        r[0], _text(r[1]), _text(r[2]), _text(r[3]), _number(r[4]), _number(r[5]),
-        _number(r[6]), _text(r[7]), r[8] if isinstance(r[8], int) else None, _text(r[9]),
+        r[0], _text(r[1]), _text(r[2]), _text(r[3]), number(r[4]), number(r[5]),
+        number(r[6]), _text(r[7]), r[8] if isinstance(r[8], int) else None, _text(r[9]),
         _count(r[10]), _count(r[11]), params=_json(r[12], dict), dir=_text(r[13]) or r[0],
         report=_text(r[14]), warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
     )
@@ -220,10 +221,6 @@ def _run_row(r: tuple[Any, ...]) -> RunRow | None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _count(value: object) -> int:

@@ -28,6 +28,11 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield obj
 
 
+def number(value: object) -> float | None:
+    """A record's value as a float; None where it is no number (missing, or damaged)."""
+    return float(value) if isinstance(value, int | float) else None
+
+
 def open_regular(path: Path) -> IO[bytes] | None:
     """`path` opened for reading if it is a regular file; None if it is missing or is not
     one (a directory, a FIFO whose reads would never end, a device, a symlink loop): a

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import number, read_jsonl
 from harness.observe._runrecord import RunRecord, read_run
 
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
@@ -306,8 +306,8 @@ class DirectionSummary:
 
 def _mono(rec: dict[str, Any]) -> float:
     """A record's `mono` to order by (0 where it has none, or a damaged one)."""
-    mono = rec.get("mono")
-    return float(mono) if isinstance(mono, int | float) else 0.0
+    mono = number(rec.get("mono"))
+    return 0.0 if mono is None else mono
 
 
 def _requests_only(lines: list[dict[str, Any]]) -> bool:
