@@ -26,6 +26,8 @@ from scenarios.spacemesh._node import Node, NodeConfig
 from scenarios.spacemesh._proto import spacemesh_pb2 as pb
 from scenarios.spacemesh._transport import TcpTransport
 
+from .clocks import FixedClock
+
 REAL = Path(__file__).parent / "real_api"
 # Our name for a message the real API takes from another package (same wire shape).
 RENAMED = {"spacemesh.v1.RpcStatus": "google.rpc.Status"}
@@ -157,24 +159,13 @@ def test_the_comparison_catches_a_renumbered_field(real_pool: Any) -> None:
     ]
 
 
-class _FixedClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep_until(self, deadline: float) -> None:
-        await asyncio.sleep(0)
-
-
 def _node() -> Node:
     """A node (not running) whose clock is 6 layers past genesis: hdist-old layers are
     decided, empty, with hashes."""
     genesis = time.time() - 100
     config = NodeConfig(identity="wire", listen="127.0.0.1:0", genesis=genesis,
                         layer_duration=10.0, mesh=MeshParams(layers_per_epoch=3))  # fmt: skip
-    return Node(config, transport=TcpTransport(), clock=_FixedClock(genesis + 65))
+    return Node(config, transport=TcpTransport(), clock=FixedClock(genesis + 65))
 
 
 def test_a_client_built_from_the_real_protos_talks_to_our_node(real_pool: Any) -> None:

@@ -8,23 +8,14 @@ from typing import Any
 from scenarios.spacemesh import Node, NodeConfig
 from scenarios.spacemesh._memnet import MemoryNetwork
 
-
-class _Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep_until(self, deadline: float) -> None:
-        raise AssertionError("the layer loop is not running in this test")
+from .clocks import FixedClock
 
 
 def test_a_layer_the_api_reports_verified_is_logged_before_the_reply(
     logs: list[dict[str, Any]],
 ) -> None:
     genesis = time.time() - 100
-    clock = _Clock(genesis + 3 * 2.0 + 0.5)
+    clock = FixedClock(genesis + 3 * 2.0 + 0.5)
     config = NodeConfig(identity="n0", listen="n0:1", genesis=genesis, layer_duration=2.0)
     node = Node(config, transport=MemoryNetwork().transport(config.listen), clock=clock,
                 poets=[])  # fmt: skip
