@@ -1,6 +1,7 @@
 """``python -m scenarios.spacemesh.sim``: a whole network in one process, in virtual time.
 
-Prints the wall time, the virtual time and whether every node agrees on every layer hash.
+Prints the wall time, the virtual time, whether every node agrees on every layer hash and
+how many layers have a block (agreeing on empty layers only is a failure too).
 The same protocol code as the real processes runs here over the in-memory transport,
 under trio's ``MockClock``.
 """
@@ -43,6 +44,22 @@ class SimResult:
     """Frames the nodes sent each other (every copy)."""
     megabytes: float
     """Their size."""
+    blocks: int = 0
+    """Layers with a block among those that can have one (from the first epoch's first
+    layer to the last one decided), in the first node's view."""
+    block_layers: int = 0
+    """How many layers that is."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the run failed, or None: the nodes disagree, or they agree only on empty
+        layers (no layer that could have a block has one: nothing got through)."""
+        if not self.agree:
+            return f"the nodes disagree on the hashes of layers 0-{self.layers}"
+        if self.block_layers and not self.blocks:
+            return (f"none of the {self.block_layers} layers that could have a block has "
+                    "one: the nodes agree only on empty layers")
+        return None
 
     def line(self) -> str:
         """The one line the command prints."""
@@ -51,7 +68,7 @@ class SimResult:
             f"wall={self.wall:.2f}s speedup={self.virtual / self.wall:.1f}x "
             f"cpu={self.cpu:.2f}s speedup_cpu={self.virtual / self.cpu:.1f}x "
             f"min_atxs_known={self.atxs} frames={self.frames} mb={self.megabytes:.1f} "
-            f"agree={self.agree}"
+            f"blocks={self.blocks}/{self.block_layers} agree={self.agree}"
         )
 
 
@@ -86,6 +103,8 @@ def simulate(
             out["virtual"] = c.clock.now() - start
             out["agree"] = all(v == views[0] for v in views) and len(views[0]) > layers
             out["atxs"] = min(len(n.mesh.atxs) for n in c.nodes)
+            decided = c.nodes[0].layers()[params.layers_per_epoch :]
+            out["blocks"] = (sum(1 for s in decided if s.block_id), len(decided))
             out["frames"], out["bytes"] = c.net.frames_sent, c.net.bytes_sent
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -94,7 +113,7 @@ def simulate(
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return SimResult(
         miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"],
-        out["frames"], out["bytes"] / 1e6,
+        out["frames"], out["bytes"] / 1e6, *out["blocks"],
     )
 
 
@@ -151,10 +170,14 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one simulation and print its figures; exit code 1 when the nodes disagree."""
+    """Run one simulation and print its figures; exit code 1, and why on stderr, when the
+    nodes disagree or made no block."""
     result = simulate(**options(argv))
     print(result.line())
-    return 0 if result.agree else 1
+    if result.problem:
+        print(f"spacemesh-sim: {result.problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -210,6 +210,17 @@ def test_simulation_runner_reports_agreement() -> None:
     assert "nodes=6 layers=5" in out.stdout and "agree=True" in out.stdout  # 2 gateways
     figures = dict(f.split("=", 1) for f in out.stdout.split())
     assert int(figures["frames"]) > 6 * 5 and float(figures["mb"]) > 0  # what the nodes sent
+    made, could = map(int, figures["blocks"].split("/"))
+    assert 0 < made <= could
+    # Nothing gets through: every node holds the same empty layers, which is no success.
+    cut = subprocess.run(
+        [sys.executable, "-m", "scenarios.spacemesh.sim", "--miners", "4", "--layers", "5",
+         "--loss", "1", "--log-level", "error"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert cut.returncode == 1 and "agree=True" in cut.stdout and "blocks=0/" in cut.stdout
+    assert cut.stderr.strip() == ("spacemesh-sim: none of the 3 layers that could have a "
+                                  "block has one: the nodes agree only on empty layers")
     bad = subprocess.run(
         [sys.executable, "-m", "scenarios.spacemesh.sim", "--loss", "2"],
         capture_output=True, text=True, env=env, timeout=60,
