@@ -43,28 +43,31 @@ def instance_path(plan_dir: Path) -> list[str]:
     return list(dict.fromkeys(str(p) for p in paths))
 
 
-def entrypoint_problem(entrypoint: str, path: Sequence[str]) -> str | None:
-    """Why `entrypoint` cannot be loaded from `path`, or None if it can (or may)."""
+def entrypoint_problem(
+    entrypoint: str, path: Sequence[str], what: str = "entrypoint"
+) -> str | None:
+    """Why `entrypoint` cannot be loaded from `path`, or None if it can (or may); the
+    message calls it `what` (a case's `check` is found the same way)."""
     module, _, function = entrypoint.partition(":")
     if not all(p.isidentifier() for p in module.split(".")) or not function.isidentifier():
-        return f"entrypoint {entrypoint!r} is not 'package.module:function'"
+        return f"{what} {entrypoint!r} is not 'package.module:function'"
     spec = _locate(module, path)
     if spec is None:
-        return f"entrypoint {entrypoint!r}: no module {module} on the plan's import path"
+        return f"{what} {entrypoint!r}: no module {module} on the plan's import path"
     origin = spec.origin
     if not origin or not origin.endswith(".py"):
         return None  # compiled or namespace package: only importing it would tell
     try:
         tree = ast.parse(Path(origin).read_bytes(), origin)
     except SyntaxError as e:
-        return f"entrypoint {entrypoint!r}: {origin}, line {e.lineno}: {e.msg}"
+        return f"{what} {entrypoint!r}: {origin}, line {e.lineno}: {e.msg}"
     except (OSError, ValueError):
         return None  # unreadable here: leave it to the import
     found = _Bindings()
     found.visit(tree)
     if function in found.names or found.undecidable:
         return None
-    return f"entrypoint {entrypoint!r}: {module} ({origin}) defines no {function!r}"
+    return f"{what} {entrypoint!r}: {module} ({origin}) defines no {function!r}"
 
 
 def _locate(module: str, path: Sequence[str]) -> ModuleSpec | None:

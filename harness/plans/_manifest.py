@@ -31,6 +31,9 @@ class TestCase:
     backend: str = "trio"
     roles: RoleAllocator | None = None
     description: str = ""
+    check: str | None = None
+    """"package.module:function" that checks a run's params before anything starts
+    (harness.plans._plancheck); None: only the manifest's own checks."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +65,9 @@ def load_manifest(path: Path) -> Plan:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: 'name' is missing")
-    check_keys(data.get("defaults", {}), ("runner",), f"{where} [defaults]")
-    runner = check_runner_name(data.get("defaults", {}).get("runner", DEFAULT_RUNNER), where)
+    defaults = data.get("defaults", {})
+    check_keys(defaults, ("runner", "check"), f"{where} [defaults]")
+    runner = check_runner_name(defaults.get("runner", DEFAULT_RUNNER), where)
     raw_cases = data.get("testcases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise UsageError(f"{where}: no [[testcases]]")
@@ -71,7 +75,7 @@ def load_manifest(path: Path) -> Plan:
     shared_params = {k: parse_spec(k, v, f"{where} [params]") for k, v in shared.items()}
     cases: dict[str, TestCase] = {}
     for raw in raw_cases:
-        case = _load_case(raw, where, shared_params, data.get("roles"))
+        case = _load_case(raw, where, shared_params, data.get("roles"), defaults.get("check"))
         if case.name in cases:
             raise UsageError(f"{where}: test case {case.name!r} appears twice")
         cases[case.name] = case
@@ -79,7 +83,8 @@ def load_manifest(path: Path) -> Plan:
 
 
 _CASE_KEYS = (
-    "name", "description", "instances", "entrypoint", "program", "backend", "params", "roles"
+    "name", "description", "instances", "entrypoint", "program", "backend", "params", "roles",
+    "check",
 )
 
 
@@ -104,6 +109,7 @@ def _load_case(
     where: str,
     shared: Mapping[str, ParamSpec] | None = None,
     shared_roles: Any = None,
+    shared_check: Any = None,
 ) -> TestCase:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise UsageError(f"{where}: every [[testcases]] needs a name")
@@ -126,6 +132,9 @@ def _load_case(
         raise UsageError(f"{where}: entrypoint must look like 'package.module:function'")
     if program is not None and not is_argv(program):
         raise UsageError(f"{where}: program must be a non-empty list of strings")
+    check = raw.get("check", shared_check)
+    if check is not None and (not isinstance(check, str) or ":" not in check):
+        raise UsageError(f"{where}: check must look like 'package.module:function'")
     backend = raw.get("backend", "trio")
     if backend not in BACKENDS:
         raise UsageError(f"{where}: backend must be one of {', '.join(BACKENDS)}")
@@ -147,6 +156,7 @@ def _load_case(
         backend=backend,
         roles=roles,
         description=str(raw.get("description", "")),
+        check=check,
     )
 
 

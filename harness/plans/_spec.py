@@ -23,6 +23,7 @@ from harness.plans._discovery import get_plan
 from harness.plans._entrypoint import entrypoint_problem, instance_path
 from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
+from harness.plans._plancheck import plan_check_problem
 from harness.runners._registry import check_runner_name
 
 if TYPE_CHECKING:
@@ -192,6 +193,12 @@ def _checked(
     run_runner = check_runner_name(runner)
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if case.check:  # last: the one check that starts a process
+        problem = (entrypoint_problem(case.check, instance_path(plan.path), "check")
+                   or plan_check_problem(case.check, plan.path,
+                                         [(gs.id, gs.params) for gs in group_specs], total))
+        if problem:
+            raise UsageError(f"{where}: {problem}")
     members = [Member(i.id, i.group, i.role) for i in out]
     for n, fault in enumerate(planned):
         try:

@@ -1,0 +1,24 @@
+"""What a Spacemesh run's params must satisfy together, checked before anything starts
+(the manifest's `check`, harness.plans._plancheck) and again by every instance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from harness.faults import FaultSchedule
+
+
+def check(p: Mapping[str, Any], instances: int) -> None:
+    """ValueError naming the first param the run's `instances` cannot satisfy: a fault
+    schedule that is malformed or names nodes the network lacks, more late miners or
+    dishonest nodes than there are (they would be bent silently)."""
+    nodes = instances - int(p["poets"])
+    schedule = str(p.get("schedule") or "")
+    if schedule:
+        FaultSchedule.from_json(schedule).check(nodes)  # FaultScheduleError: a ValueError
+    miners = nodes - int(p["gateways"])
+    if int(p.get("late", 0)) > miners:
+        raise ValueError(f"late={p['late']}: the network has only {miners} miners")
+    if int(p.get("dishonest", 0)) > nodes:
+        raise ValueError(f"dishonest={p['dishonest']}: the network has only {nodes} nodes")
