@@ -58,6 +58,9 @@ class FakeCluster:
         self.fail_on_list = fail_on_list
         self.deleted: list[tuple[str, tuple[str, ...], str]] = []
 
+    async def ready(self) -> None:
+        pass
+
     async def create(self, obj: dict[str, Any]) -> None:
         self.objects.append(obj)
 
@@ -300,6 +303,37 @@ def test_pingpong_passes_on_a_real_cluster(spec: RunSpec, tmp_path: Path) -> Non
     options = load_options(spec, [f"image={image}", "namespace=" +
                                   os.environ.get("HARNESS_K8S_NAMESPACE", "default")])
     assert run_on_cluster(spec, options, tmp_path, quiet=True) == 0
+
+
+KUBECONFIG_NOBODY_ANSWERS = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+def test_a_run_on_a_cluster_that_cannot_be_used_is_one_line_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    """No kubeconfig, or an API server that does not answer (loopback's discard port):
+    exit 3 and one line, before any run directory (this once recorded an error run)."""
+    config = tmp_path / "kubeconfig"
+    config.write_text(KUBECONFIG_NOBODY_ANSWERS)
+    outputs = tmp_path / "outputs"
+    for kubeconfig, problem in [
+        (tmp_path / "none", "harness: error: cluster:k8s: no usable kubeconfig ("),
+        (config, "harness: error: cluster:k8s: the kubeconfig's API server does not answer "
+                 "(ConnectError: "),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "harness", "run", "pingpong", "--runner",
+                               "cluster:k8s", "--outputs", str(outputs)],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "HOME": str(tmp_path),
+                                   "KUBECONFIG": str(kubeconfig)})
+        assert done.returncode == 3 and done.stderr.startswith(problem), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not outputs.exists() or not any(outputs.iterdir())
 
 
 def test_clean_without_a_cluster_or_with_bad_input_is_one_line(tmp_path: Path) -> None:

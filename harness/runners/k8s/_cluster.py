@@ -37,6 +37,11 @@ KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
 class ClusterApi(Protocol):
     """What a run needs of the API (kr8s below; a fake in the tests)."""
 
+    async def ready(self) -> None:
+        """EnvironmentProblem, in one line, if the cluster cannot be used (no kubeconfig,
+        an API server that does not answer); before a run writes or creates anything."""
+        ...
+
     async def create(self, obj: dict[str, Any]) -> None:
         """Create one object."""
         ...
@@ -209,18 +214,26 @@ class Kr8sApi:
     async def _client(self) -> Any:
         if self._api is None:
             try:
+                import httpx
                 import kr8s.asyncio
             except ImportError:
                 raise EnvironmentProblem("cluster:k8s needs kr8s: pip install "
                                          "'p2p-harness[k8s]'") from None
             kubeconfig = str(self.options.kubeconfig) if self.options.kubeconfig else None
-            try:
+            try:  # kr8s asks the API server its version before it returns
                 self._api = await kr8s.asyncio.api(kubeconfig=kubeconfig,
                                                    context=self.options.context)
+            except (httpx.TransportError, kr8s.APITimeoutError) as e:
+                raise EnvironmentProblem(f"cluster:k8s: the kubeconfig's API server does "
+                                         f"not answer ({type(e).__name__}: {e})") from None
             except Exception as e:  # kr8s says ValueError, OSError, its own errors
                 raise EnvironmentProblem(f"cluster:k8s: no usable kubeconfig ({e}); give "
                                          "one with --k8s kubeconfig=PATH") from None
         return self._api
+
+    async def ready(self) -> None:
+        """The kubeconfig loads and its API server answers."""
+        await self._client()
 
     async def create(self, obj: dict[str, Any]) -> None:
         """Create one object."""
@@ -259,14 +272,20 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     from harness._progress import summary_table
     from harness._supervisor import finish_run
 
+    client = api or Kr8sApi(options)
     run = render_run(spec, options, new_run_id(), secrets.token_bytes(32))
     run_dir = outputs.resolve() / run.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not quiet:
-        print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances on "
-              f"cluster:k8s (namespace {run.namespace}, run {run.run_id})", file=sys.stderr)
     states = {i.id: InstanceState(i) for i in spec.instances}
     started = time.time()
+
+    async def run_it() -> None:
+        await client.ready()  # a cluster that cannot be used leaves no run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not quiet:
+            print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
+                  f"on cluster:k8s (namespace {run.namespace}, run {run.run_id})",
+                  file=sys.stderr)
+        await follow(client, spec, run, run_dir, timeout_s=spec.timeout_s, states=states)
 
     def write(outcome: Outcome) -> None:
         record = run_record(spec, run, options, list(states.values()), started=started,
@@ -274,9 +293,10 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
         write_run(run_dir, record)
 
     try:
-        asyncio.run(follow(api or Kr8sApi(options), spec, run, run_dir,
-                           timeout_s=spec.timeout_s, states=states))
+        asyncio.run(run_it())
     except BaseException as e:  # run.json says how it ended, never nothing (as locally)
+        if not run_dir.is_dir():
+            raise  # it never started
         with contextlib.suppress(OSError):  # what failed may be the disk
             if isinstance(e, KeyboardInterrupt):
                 write(Outcome("interrupted", 130, "interrupted (its objects were deleted)"))
