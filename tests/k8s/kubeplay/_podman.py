@@ -74,6 +74,9 @@ class PodmanApi:
         self.hosts: dict[str, str] = {}  # a Service's DNS name -> its pod's address
         self.by_selector: list[tuple[dict[str, str], str]] = []  # pod labels -> address
 
+    async def ready(self) -> None:
+        """Nothing to ask: podman built this run's image already."""
+
     async def create(self, obj: dict[str, Any]) -> None:
         """Play one object (a ConfigMap is kept for the pods that mount it)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
