@@ -36,6 +36,10 @@ BLOCK_ROWS = 256
 """Events per block at most: a block is one line, and a reader that wants the first event
 reads no more than a file's first 64 KiB (`first_record`)."""
 _NL = ord("\n")
+MAX_TRACE_BYTES = 256 << 20
+"""What a reader takes of one trace file, decompressed: about 3 million events, several
+times a busy node's hour. More (a runaway writer, or a small file that inflates to
+gigabytes) would only exhaust the report's memory."""
 
 
 class TraceWriter:
@@ -103,32 +107,43 @@ def trace_paths(inst_dir: Path) -> list[Path]:
     return [p for p in (inst_dir / TRACE_GZ_FILE, inst_dir / TRACE_FILE) if p.is_file()]
 
 
-def _gunzip(data: bytes) -> bytes:
-    """The decompressed bytes of every gzip member of `data`, as far as they go: a stream
-    cut short (a killed writer) ends where it ends. Whole members go through ISA-L's
-    inflate (`isal`: a third of zlib's time); a member cut short or corrupt through
-    zlib's, which gives every byte it can of it (ISA-L may keep back the last)."""
-    out = []
+def _gunzip(data: bytes, limit: int) -> tuple[bytes, bool]:
+    """The decompressed bytes of every gzip member of `data`, as far as they go, and at most
+    `limit` of them (True with them if there was more): a stream cut short (a killed
+    writer) ends where it ends. Whole members go through ISA-L's inflate (`isal`: a third
+    of zlib's time); a member cut short or corrupt through zlib's, which gives every byte
+    it can of it (ISA-L may keep back the last)."""
+    out: list[bytes] = []
+    left = limit
     while data:
+        if left <= 0:
+            return b"".join(out), True
         z = isal_zlib.decompressobj(wbits=31)
         try:
-            chunk = z.decompress(data)
+            chunk = z.decompress(data, left)
         except isal_zlib.error:  # type: ignore[misc]  # isal's stub types it as an instance
             chunk = None
-        if chunk is not None and z.eof:
+        if chunk is not None and (z.eof or z.unconsumed_tail):
             out.append(chunk)
+            if not z.eof:
+                return b"".join(out), True  # the limit, inside this member
+            left -= len(chunk)
             data = z.unused_data
             continue
         zz = zlib.decompressobj(wbits=31)
         try:
-            out.append(zz.decompress(data))
+            part = zz.decompress(data, left)
         except zlib.error:
             break  # corrupt from here on: keep what came before
+        out.append(part)
+        left -= len(part)
+        if zz.unconsumed_tail:
+            return b"".join(out), True
         if not zz.eof:
-            out.append(zz.flush())
+            out.append(zz.flush()[: max(0, left)])
             break
         data = zz.unused_data
-    return b"".join(out)
+    return b"".join(out), False
 
 
 @contextlib.contextmanager
@@ -269,12 +284,28 @@ def read_trace_columns(
 ) -> dict[str, list[Any]]:
     """Every trace event of an instance as columns (those named, by default `COLUMNS`; a
     missing value None), from both files when both exist (an instance upgraded mid-run);
-    lines that are not events are skipped."""
+    lines that are not events are skipped. At most `MAX_TRACE_BYTES` of each file are read
+    (`read_trace_columns_capped` says when that cut one short)."""
+    return read_trace_columns_capped(inst_dir, columns)[0]
+
+
+def read_trace_columns_capped(
+    inst_dir: Path, columns: tuple[str, ...] = COLUMNS, limit: int | None = None
+) -> tuple[dict[str, list[Any]], bool]:
+    """`read_trace_columns`, and True if a file held more than `limit` bytes (by default
+    `MAX_TRACE_BYTES`) once decompressed: its events past those were not read."""
+    limit = MAX_TRACE_BYTES if limit is None else limit
     cols: dict[str, list[Any]] = {name: [] for name in columns}
+    cut = False
     for path in trace_paths(inst_dir):
-        data = path.read_bytes()
-        _add(cols, _items(_gunzip(data) if path.name.endswith(".gz") else data))
-    return cols
+        with path.open("rb") as f:  # compressed, a file this long inflates to more anyway
+            data = f.read(limit)
+            cut |= bool(f.read(1))
+        if path.name.endswith(".gz"):
+            data, more = _gunzip(data, limit)
+            cut |= more
+        _add(cols, _items(data))
+    return cols, cut
 
 
 def read_trace(inst_dir: Path) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from harness.observe._rundir import InstanceDir
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._tracefile import read_trace_columns
+from harness.observe._tracefile import read_trace_columns_capped
 
 T = TypeVar("T")
 Ints = npt.NDArray[np.int64]
@@ -76,6 +76,7 @@ class Gathered:
         self._msg_ix: dict[str, int] = {}
         self.publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
         self.nodes: list[str] = []  # instances with a trace
+        self.cut: list[str] = []  # instances whose trace was read only up to MAX_TRACE_BYTES
         # per instance, until `finish`: (message, node, mono) of receipts and deliveries,
         # and its hops' (message, from, to, mono, size)
         self._recv: list[tuple[Ints, Ints, Floats]] = []
@@ -105,7 +106,9 @@ class Gathered:
 
     def add_instance(self, inst: InstanceDir) -> None:
         """Read one instance's traces into the columns."""
-        cols = read_trace_columns(inst.path, _NEEDED)
+        cols, cut = read_trace_columns_capped(inst.path, _NEEDED)
+        if cut:
+            self.cut.append(inst.id)
         msg, mono = cols["msg_id"], cols["mono"]
         if not msg:
             return

@@ -3,6 +3,7 @@ and the end of `harness run`."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 
 from harness._cli import main
 from harness._supervisor import RunResult
-from harness.observe import list_runs, record_run, write_report
+from harness.observe import _tracefile, list_runs, record_run, write_report
 from tests.observe._fixture import RUN_ID
 
 
@@ -95,3 +96,21 @@ def test_a_history_written_before_warnings_were_kept_gets_them_from_the_run_dirs
     assert (row.run_id, row.warnings) == (run_dir.name, [warning])
     record_run(run_dir)  # and the new schema takes new records
     assert [r.warnings for r in list_runs(run_dir.parent)] == [[warning]]
+
+
+def test_a_trace_read_only_up_to_the_cap_is_warned_about(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trace that inflates past what a reader takes (a runaway writer, a gzip bomb) is
+    read up to the cap, and the report says whose was cut."""
+    monkeypatch.setattr(_tracefile, "MAX_TRACE_BYTES", 1 << 20)
+    run_dir = run_factory(change_at=None)
+    trace = sorted(run_dir.glob("*/*/trace.jsonl*"))[0]
+    with trace.open("ab") as f:  # 2 MiB more: blank lines, or zeros in a gzip member
+        f.write(gzip.compress(bytes(2 << 20)) if trace.suffix == ".gz" else b"\n" * (2 << 20))
+    write_report(run_dir)
+    (warning,) = json.loads((run_dir / "summary.json").read_text())["warnings"]
+    who = f"{trace.parent.parent.name}/{trace.parent.name}"
+    assert warning.startswith(f"the message traces of {who} hold more than 1 MiB once "
+                              "decompressed: only that much of each was read")
+    assert '<p class="warn">The message traces of' in (run_dir / "report.html").read_text()

@@ -149,8 +149,45 @@ def test_gunzip_reads_members_cut_streams_and_junk_as_zlib_does() -> None:
     z = zlib.compressobj(1, zlib.DEFLATED, 31)  # a killed writer: flushed, no trailer
     killed = z.compress(lines[:5000]) + z.flush(zlib.Z_SYNC_FLUSH) + z.compress(lines[5000:])
     data = whole + whole + killed
-    assert _tracefile._gunzip(data) == lines + lines + lines[:5000]
+    assert _tracefile._gunzip(data, 1 << 30) == (lines + lines + lines[:5000], False)
     cases = [data[:cut] for cut in range(0, len(data), 7)]
     cases += [whole + b"junk", whole + b"\x1f\x8b\x08junk", b"junk" + whole]
     for case in cases:
-        assert _tracefile._gunzip(case) == _zlib_gunzip(case), len(case)
+        assert _tracefile._gunzip(case, 1 << 30) == (_zlib_gunzip(case), False), len(case)
+
+
+def test_gunzip_stops_at_its_limit_and_says_there_was_more() -> None:
+    lines = b"".join(orjson.dumps(_event(i)) + b"\n" for i in range(400))
+    whole = gzip.compress(lines, compresslevel=1)
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    killed = z.compress(lines[:5000]) + z.flush(zlib.Z_SYNC_FLUSH) + z.compress(lines[5000:])
+    data = whole + whole + killed
+    full = _zlib_gunzip(data)
+    for limit in [*range(0, len(full) + 50, 997), len(lines), 2 * len(lines), len(full)]:
+        assert _tracefile._gunzip(data, limit) == (full[:limit], len(full) > limit), limit
+
+
+def test_a_trace_that_inflates_past_the_cap_is_read_up_to_it_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip bomb (here 64 MiB of zeros in 64 KiB after the real events) must not be
+    inflated whole: the reader stops at MAX_TRACE_BYTES and says it did."""
+    monkeypatch.setattr(_tracefile, "MAX_TRACE_BYTES", 1 << 20)
+    w = TraceWriter(tmp_path)
+    for i in range(100):
+        w.write(_event(i))
+    w.close()
+    cols, cut = _tracefile.read_trace_columns_capped(tmp_path)
+    assert len(cols["msg_id"]) == 100 and not cut
+    with (tmp_path / TRACE_GZ_FILE).open("ab") as f:
+        f.write(gzip.compress(bytes(64 << 20), compresslevel=9))
+    cols, cut = _tracefile.read_trace_columns_capped(tmp_path)
+    assert cols["msg_id"] == [f"m{i}" for i in range(100)] and cut
+    assert read_trace_columns(tmp_path)["msg_id"] == cols["msg_id"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    events = b"".join(orjson.dumps(dict(zip(COLUMNS, _event(i), strict=True))) + b"\n"
+                      for i in range(3))
+    (plain / TRACE_FILE).write_bytes(events + b" " * (2 << 20))
+    cols, cut = _tracefile.read_trace_columns_capped(plain)
+    assert cols["msg_id"] == ["m0", "m1", "m2"] and cut

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.observe import _tracefile
 from harness.observe._cpuload import SATURATED_SHARE, cpu_load
 
 if TYPE_CHECKING:
@@ -13,6 +14,20 @@ if TYPE_CHECKING:
 
 def run_warnings(r: RunData) -> list[str]:
     """One sentence per condition that weakens the run's figures (none: an empty list)."""
+    return _cut_traces(r) + _saturated_cpu(r)
+
+
+def _cut_traces(r: RunData) -> list[str]:
+    cut = r.analysis.cut
+    if not cut:
+        return []
+    who = ", ".join(cut[:5]) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+    return [f"the message traces of {who} hold more than {_tracefile.MAX_TRACE_BYTES >> 20} MiB once "
+            "decompressed: only that much of each was read, so the propagation and hop "
+            "figures leave out their later events."]
+
+
+def _saturated_cpu(r: RunData) -> list[str]:
     load = cpu_load(r.telemetry)
     if load is None or not load.saturated:
         return []
