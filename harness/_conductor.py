@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -57,16 +57,19 @@ class Actions(Protocol):
         running or already so (nothing done)."""
         ...
 
-    async def skew(self, instance: str, offset: float, drift: float) -> None:
-        """Set the instance's clock offset and drift."""
+    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+        """Set the instance's clock offset and drift; False if it was not running (nothing
+        done)."""
         ...
 
-    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> None:
-        """Cap the instance's CPU and memory (None: lift that cap)."""
+    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+        """Cap the instance's CPU and memory (None: lift that cap); False if it was not
+        running (nothing done)."""
         ...
 
-    async def hog(self, instance: str, loops: int) -> None:
-        """Run `loops` busy loops beside the instance, in its cgroup (0: stop them)."""
+    async def hog(self, instance: str, loops: int) -> bool:
+        """Run `loops` busy loops beside the instance, in its cgroup (0: stop them); False
+        if it was not running and was to get some (nothing done)."""
         ...
 
 
@@ -204,7 +207,7 @@ class Conductor:
 
     async def _apply(self, name: str, resolved: Resolved) -> dict[str, Any]:
         """Play the fault; what it recorded as applied: what it chose, and whom it missed (a
-        process fault on one that was not running does nothing there)."""
+        process, clock or resource fault on one that was not running does nothing there)."""
         fault, chosen = resolved.fault, resolved.instances
         action, args = fault.action, fault.args
         active = _Active(name, resolved)
@@ -232,20 +235,18 @@ class Conductor:
             if fault.duration is not None:
                 active.undo = lambda: self._each(chosen, self.actions.pause, False)
         elif action == "skew":
-            for iid in chosen:
-                await self.actions.skew(iid, args.get("offset", 0.0), args.get("drift", 0.0))
-            active.undo = lambda: self._each(chosen, self.actions.skew, 0.0, 0.0)
+            missed, active.undo = await self._each_running(
+                chosen, self.actions.skew, (args.get("offset", 0.0), args.get("drift", 0.0)),
+                (0.0, 0.0))
         elif action == "limit":
-            for iid in chosen:
-                await self.actions.limit(iid, args.get("cpu"), args.get("memory"))
-            active.undo = lambda: self._each(chosen, self.actions.limit, None, None)
+            missed, active.undo = await self._each_running(
+                chosen, self.actions.limit, (args.get("cpu"), args.get("memory")), (None, None))
         elif action == "hog":
-            for iid in chosen:
-                await self.actions.hog(iid, args["cpu"])
-            active.undo = lambda: self._each(chosen, self.actions.hog, 0)
+            missed, active.undo = await self._each_running(
+                chosen, self.actions.hog, (args["cpu"],), (0,))
         self._active[name] = active
         self.played += 1
-        # What it chose, and whom it found not running (a process fault does nothing there).
+        # What it chose, and whom it found not running (nothing was done there).
         applied = {**resolved.to_data(), **({"missed": missed} if missed else {})}
         self._write(name, "applied", applied)
         return applied
@@ -261,6 +262,16 @@ class Conductor:
     async def _each(self, instances: Sequence[str], act: Callable[..., Any], *args: Any) -> None:
         for iid in instances:
             await act(iid, *args)
+
+    async def _each_running(
+        self, chosen: Sequence[str], act: Callable[..., Awaitable[bool]], on: tuple[Any, ...],
+        off: tuple[Any, ...],
+    ) -> tuple[list[str], Callable[[], Awaitable[None]]]:
+        """`act(iid, *on)` on each chosen instance: those it missed (not running), and the
+        undo, `act(iid, *off)` on the others."""
+        missed = [iid for iid in chosen if not await act(iid, *on)]
+        hit = [iid for iid in chosen if iid not in missed]
+        return missed, lambda: self._each(hit, act, *off)
 
     def _cut_by_others(self, name: str) -> set[Pair]:
         return {p for n, a in self._active.items() if n != name

@@ -117,18 +117,28 @@ class FaultActions:
 
     # -- time ------------------------------------------------------------------------------
 
-    async def skew(self, instance: str, offset: float, drift: float) -> None:
-        """Set the instance's clock offset and drift (from now: a jump, then the drift)."""
+    def _running(self, instance: str) -> bool:
+        return self.sup.states[instance].running
+
+    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+        """Set the instance's clock offset and drift (from now: a jump, then the drift);
+        False if it was not running (nothing done)."""
+        if not self._running(instance):
+            return False
         launch = self.sup.launches.get(instance)
         if launch is not None and launch.argv and "LD_PRELOAD" not in launch.env:
             raise FaultError(f"{instance} is a program started without libfaketime: a clock "
                              f"fault reaches it only if the run plans one from the start")
         self.sup.clocks[instance].set(offset, drift)
+        return True
 
     # -- resources -------------------------------------------------------------------------
 
-    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> None:
-        """Cap the instance's CPU and memory (None: lift that cap)."""
+    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+        """Cap the instance's CPU and memory (None: lift that cap); False if it was not
+        running (nothing done)."""
+        if not self._running(instance):
+            return False
         group = self._group(instance, "limit")
         assert group is not None
         try:
@@ -138,18 +148,23 @@ class FaultActions:
                 await trio.to_thread.run_sync(group.set_memory, memory)
         except Exception as e:
             raise FaultError(f"limit on {instance}: {e}") from None
+        return True
 
-    async def hog(self, instance: str, loops: int) -> None:
-        """Run `loops` busy loops in the instance's cgroup (0: stop them)."""
+    async def hog(self, instance: str, loops: int) -> bool:
+        """Run `loops` busy loops in the instance's cgroup (0: stop them); False if it was
+        not running and was to get some (nothing done: they would only load the host)."""
         group = self._group(instance, "hog")
         assert group is not None and self.sup.host is not None
         for pid in self.hogs.pop(instance, []):
             signal_group(pid, signal.SIGKILL)
+        if loops and not self._running(instance):
+            return False
         out = self.sup.run_dir / instance / "hog.log"
         for _ in range(loops):
             proc = await self.sup.host.spawn(Launch(
                 {}, out.parent, out, out, None, [sys.executable, "-c", _HOG], group.paths()))
             self.hogs.setdefault(instance, []).append(proc.pid)
+        return True
 
     def _group(self, instance: str, needs: str | None) -> InstanceCgroup | None:
         """The instance's cgroup; without one, None for a pause, a FaultError otherwise."""

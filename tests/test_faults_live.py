@@ -224,6 +224,45 @@ def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> N
         "a hog in its cgroup took nothing from it")
 
 
+@root
+def test_clock_and_resource_faults_miss_an_instance_that_has_exited(tmp_path: Path) -> None:
+    """A skew, a limit or a hog on an instance that has ended does nothing there and says
+    so (`missed`), as a process fault does: once, a hog ran busy loops for a dead instance."""
+    both = 'targets = {instances = ["single/0", "single/1"]}'
+    code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
+        [[faults]]
+        at = "500ms"
+        action = "kill"
+        targets = {{instances = ["single/1"]}}
+
+        [[faults]]
+        at = "{_s(1)}"
+        action = "skew"
+        offset = "2s"
+        {both}
+
+        [[faults]]
+        at = "{_s(1)}"
+        action = "limit"
+        cpu = 0.5
+        {both}
+
+        [[faults]]
+        at = "{_s(1)}"
+        action = "hog"
+        cpu = 1
+        duration = "500ms"
+        {both}
+        """, "-p", f"seconds={2.5 * SLOW}")
+    assert code == 0, out
+    applied = {f["action"]: f for f in _faults(run_dir) if f["step"] == "applied"}
+    for action in ("skew", "limit", "hog"):
+        assert applied[action]["chosen"] == ["single/0", "single/1"], applied[action]
+        assert applied[action]["missed"] == ["single/1"], applied[action]
+    assert (run_dir / "single/0/hog.log").exists()
+    assert not (run_dir / "single/1/hog.log").exists()
+
+
 def test_a_composition_plays_its_faults_on_a_sync_condition(tmp_path: Path) -> None:
     comp = tmp_path / "c.toml"
     comp.write_text(textwrap.dedent("""
