@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -29,6 +29,10 @@ Pair = tuple[str, str]
 
 class Actions(Protocol):
     """What the supervisor does for the conductor; each raises FaultError when it cannot."""
+
+    def running(self) -> Collection[str] | None:
+        """The instances whose process runs now (a paused one too); None if not known."""
+        ...
 
     async def cut(self, pairs: frozenset[Pair], on: bool, by: str) -> None:
         """Drop (on) or let through again (off) the traffic of these directions."""
@@ -203,7 +207,7 @@ class Conductor:
         return True
 
     def _resolve(self, name: str, fault: Fault) -> Resolved:
-        return fault.resolve(self.members, name, self.state.last_item)
+        return fault.resolve(self.members, name, self.state.last_item, self.actions.running())
 
     async def _apply(self, name: str, resolved: Resolved) -> dict[str, Any]:
         """Play the fault; what it recorded as applied: what it chose, and whom it missed (a

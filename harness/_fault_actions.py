@@ -31,6 +31,10 @@ class FaultActions:
         self.sup = supervisor
         self.hogs: dict[str, list[int]] = {}  # instance -> pids of its busy loops
 
+    def running(self) -> set[str]:
+        """The instances whose process runs now (a paused one too)."""
+        return {iid for iid, st in self.sup.states.items() if st.running}
+
     # -- network ---------------------------------------------------------------------------
 
     async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:

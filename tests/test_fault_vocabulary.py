@@ -36,6 +36,37 @@ def test_a_kill_of_sixty_percent_of_the_miners_chooses_them_with_its_seed() -> N
     assert other.resolve(MEMBERS).instances != chosen
 
 
+def test_a_count_on_processes_is_drawn_from_the_running_instances() -> None:
+    """Three of the miners have exited: 60 % is 4 of the 6 left, never a dead one; named
+    instances, restart and network faults still take whom they select."""
+    dead = {"miners/0", "miners/3", "miners/7"}
+    running = {m.id for m in MEMBERS} - dead
+    for action in ("kill", "stop", "pause", "skew", "limit", "hog"):
+        extra = {"skew": {"offset": "1s"}, "limit": {"cpu": 0.5}, "hog": {"cpu": 1}}
+        fault = Fault.from_data({"at": 1, "action": action, **extra.get(action, {}),
+                                 "targets": {"group": "miners", "percentage": 60}})
+        chosen = fault.resolve(MEMBERS, running=running).instances
+        assert len(chosen) == 4 and not dead & set(chosen), (action, chosen)
+    for seed in range(20):  # whichever the seed draws
+        one = Fault.from_data({"at": 1, "action": "kill",
+                               "targets": {"group": "miners", "count": 6, "seed": seed}})
+        assert set(one.resolve(MEMBERS, running=running).instances) == running - {"gw/0"}
+    named = Fault.from_data({"at": 1, "action": "kill",
+                             "targets": {"instances": ["miners/0", "miners/1"]}})
+    assert named.resolve(MEMBERS, running=running).instances == ("miners/0", "miners/1")
+    for action in ("restart", "partition", "isolate"):
+        every = Fault.from_data({"at": 1, "action": action,
+                                 "targets": {"group": "miners", "count": 9}})
+        assert len(every.resolve(MEMBERS, running=running).instances) == 9, action
+    too_many = Fault.from_data({"at": 1, "action": "kill",
+                                "targets": {"group": "miners", "count": 7}})
+    with pytest.raises(FaultError, match="count 7 but only 6 of the instances it selects "
+                                         "are running"):
+        too_many.resolve(MEMBERS, running=running)
+    with pytest.raises(FaultError, match="none of the instances it selects is running"):
+        too_many.resolve(MEMBERS, running={"gw/0"})
+
+
 def test_sync_conditions_durations_and_undo_expectations() -> None:
     fault = Fault.from_data({"at": {"state": "layer-5", "count": 10}, "action": "kill",
                              "duration": "500ms", "targets": {"role": "gateway"}})

@@ -225,9 +225,10 @@ def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> N
 
 
 @root
-def test_clock_and_resource_faults_miss_an_instance_that_has_exited(tmp_path: Path) -> None:
+def test_faults_on_processes_miss_or_pass_over_an_instance_that_has_exited(tmp_path: Path) -> None:
     """A skew, a limit or a hog on an instance that has ended does nothing there and says
-    so (`missed`), as a process fault does: once, a hog ran busy loops for a dead instance."""
+    so (`missed`), as a process fault does: once, a hog ran busy loops for a dead instance.
+    A count is drawn from the instances still running."""
     both = 'targets = {instances = ["single/0", "single/1"]}'
     code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
         [[faults]]
@@ -253,12 +254,20 @@ def test_clock_and_resource_faults_miss_an_instance_that_has_exited(tmp_path: Pa
         cpu = 1
         duration = "500ms"
         {both}
+
+        [[faults]]
+        at = "{_s(1)}"
+        action = "pause"
+        duration = "300ms"
+        targets = {{group = "single", count = 1, seed = 0}}
         """, "-p", f"seconds={2.5 * SLOW}")
     assert code == 0, out
     applied = {f["action"]: f for f in _faults(run_dir) if f["step"] == "applied"}
     for action in ("skew", "limit", "hog"):
         assert applied[action]["chosen"] == ["single/0", "single/1"], applied[action]
         assert applied[action]["missed"] == ["single/1"], applied[action]
+    # Seed 0 draws single/1 of the two; of those running, it can only draw single/0.
+    assert applied["pause"]["chosen"] == ["single/0"] and "missed" not in applied["pause"]
     assert (run_dir / "single/0/hog.log").exists()
     assert not (run_dir / "single/1/hog.log").exists()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ EXPECTATIONS = ("recover", "may_die")
 _COMMON = {"at", "duration", "action", "targets", "expect"}
 _UNDOABLE = {"shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit", "hog"}
 _NO_TARGETS = {"heal"}
+_ON_RUNNING = {"kill", "stop", "pause", "skew", "limit", "hog"}
+"""Actions that do something only to a running process: their `count` or `percentage` is
+drawn from the instances running when they fire (restart also starts a dead one)."""
 _ALL_BY_DEFAULT = {"shape", "partition"}
 
 
@@ -153,18 +156,22 @@ class Fault:
         members: Sequence[Member],
         where: str = "fault",
         topics: Callable[[str], Any] | None = None,
+        running: Collection[str] | None = None,
     ) -> Resolved:
         """Choose the instances (random choices drawn with the selectors' seeds) and, for a
         network cut, the directions it cuts; FaultError if the run cannot meet it.
 
         `topics(name)` gives the latest item of a sync topic (None if none yet), for
-        selectors by topic; without it (before the run) they may name any instance."""
+        selectors by topic; without it (before the run) they may name any instance.
+        `running`: the instances running now (None: unknown, as before the run); a kill,
+        stop, pause, skew, limit or hog draws its count or percentage from them."""
         where = f"{where} ({self.action})"
         if isinstance(self.at, When) and self.at.count > len(members):
             raise FaultError(f"{where}: at: waits for {self.at.count} signals of "
                              f"{self.at.state!r} but the run has {len(members)} instances")
         chosen = () if self.action in _NO_TARGETS else self.targets.resolve(
-            members, f"{where}: targets", _named(self.targets, topics, f"{where}: targets"))
+            members, f"{where}: targets", _named(self.targets, topics, f"{where}: targets"),
+            running if self.action in _ON_RUNNING else None)
         ids = [m.id for m in members]
         cut: frozenset[tuple[str, str]] = frozenset()
         others = [v for v in self.args.values() if isinstance(v, Selector)]

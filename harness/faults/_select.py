@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from harness.faults._errors import FaultError
@@ -92,11 +92,17 @@ class Selector:
         return out
 
     def resolve(
-        self, members: Sequence[Member], where: str, named: Sequence[str] | None = None
+        self,
+        members: Sequence[Member],
+        where: str,
+        named: Sequence[str] | None = None,
+        running: Collection[str] | None = None,
     ) -> tuple[str, ...]:
         """The chosen instance ids, in the order of `members`; FaultError naming what does
         not exist or cannot be met. `named`: the ids the selector's topic names now (None
-        before the run, when any instance may be named)."""
+        before the run, when any instance may be named). `running`: the instances running
+        now, for a fault that acts on processes; a `count` or `percentage` is then drawn
+        from those of the matching ones (a dead one would only be missed)."""
         known_groups = {m.group for m in members}
         known_roles = {m.role for m in members if m.role}
         known_ids = {m.id for m in members}
@@ -122,11 +128,17 @@ class Selector:
         if not pool:
             raise FaultError(f"{where}: selects no instance"
                              + (f" (topic {self.topic!r} names {list(named)})" if named else ""))
+        drawn = self.count is not None or self.percentage is not None
+        if drawn and running is not None:
+            pool = [i for i in pool if i in running]
+            if not pool:
+                raise FaultError(f"{where}: none of the instances it selects is running")
         want = len(pool)
         if self.count is not None:
             if self.count > len(pool):
                 raise FaultError(f"{where}: count {self.count} but only {len(pool)} "
-                                 f"instance(s) match")
+                                 + ("instance(s) match" if running is None else
+                                    "of the instances it selects are running"))
             want = self.count
         elif self.percentage is not None:
             want = max(1, math.ceil(len(pool) * self.percentage / 100))
