@@ -54,9 +54,9 @@ class Plan:
 
     @classmethod
     def of(cls, faults: Sequence[Fault], members: Sequence[Member]) -> Plan:
-        """Resolve `faults` (the selectors' seeded choices) and check that the simulation
-        can play them; FaultError naming the first that it cannot."""
-        resolved = []
+        """Resolve `faults` (the selectors' seeded choices, a count on processes from the
+        instances running when the fault fires, as a run's conductor draws it) and check
+        that the simulation can play them; FaultError naming the first that it cannot."""
         for i, fault in enumerate(faults):
             where = f"faults[{i}] ({fault.action})"
             if not isinstance(fault.at, float | int):
@@ -68,7 +68,6 @@ class Plan:
             extra = set(fault.args.get("shape", {})) - _SHAPE_FIELDS
             if extra:
                 raise FaultError(f"{where}: the simulation cannot model {sorted(extra)[0]}")
-            resolved.append(fault.resolve(members, f"faults[{i}]"))
         steps = []
         for i, fault in enumerate(faults):
             at = float(fault.at)  # type: ignore[arg-type]
@@ -83,7 +82,20 @@ class Plan:
             heals = faults[i].action == "heal" or (not apply and faults[i].action in _NETWORK)
             return t, not heals, i, apply
 
-        return cls(tuple(resolved), tuple(sorted(steps, key=order)))
+        steps.sort(key=order)
+        resolved: dict[int, Resolved] = {}
+        everyone = {m.id for m in members}
+        down: set[str] = set()
+        for _, i, apply in steps:
+            if apply:
+                resolved[i] = faults[i].resolve(members, f"faults[{i}]",
+                                                running=everyone - down)
+            action, hit = faults[i].action, resolved[i].instances
+            if action in ("kill", "stop"):
+                (down.update if apply else down.difference_update)(hit)
+            elif action == "restart":
+                down.difference_update(hit)
+        return cls(tuple(resolved[i] for i in range(len(faults))), tuple(steps))
 
     def settled_at(self) -> float:
         """When the last fault happens or is undone (0 without faults): after it the

@@ -253,6 +253,20 @@ def test_at_one_moment_links_heal_before_a_process_restarts() -> None:
     assert simulate(SMALL, faults) == []
 
 
+def test_a_count_on_processes_is_drawn_from_those_still_running_as_in_a_run() -> None:
+    """As the run's conductor draws it: a miner killed for good is not drawn again by a
+    later kill's count, and is drawn again once a restart brought it back."""
+    members = SMALL.members()
+    again = {"action": "kill", "at": 9, "targets": {"role": "miner", "count": 1, "seed": 0}}
+    (first,) = Fault.from_data(again).resolve(members).instances  # seed 0's of them all
+    plan = Plan.of(_faults({"action": "kill", "at": 8, "targets": {"instances": [first]}},
+                           again), members)
+    assert first not in plan.resolved[1].instances and len(plan.resolved[1].instances) == 1
+    back = Plan.of(_faults({"action": "kill", "at": 8, "duration": 0.5,
+                            "targets": {"instances": [first]}}, again), members)
+    assert back.resolved[1].instances == (first,)
+
+
 def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
