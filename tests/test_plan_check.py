@@ -31,9 +31,10 @@ check = "demo.plan:{own}"
 """
 
 PLAN_PY = """
-import sys, time
+import os, sys, time
 
 print("plan code may print on stdout")
+os.write(1, b"or write to it\\n")
 
 async def main(env):
     pass

@@ -46,7 +46,10 @@ def plan_check_problem(
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return f"check {check} failed: {lines[-1] if lines else f'exit code {done.returncode}'}"
-    problem = json.loads(done.stdout)["problem"]
+    try:  # the answer is the last line: plan code may write to the descriptor itself
+        problem = json.loads(done.stdout.splitlines()[-1])["problem"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return f"check {check} gave no answer (its stdout: {done.stdout[-200:]!r})"
     return None if problem is None else str(problem)
 
 

@@ -193,12 +193,6 @@ def _checked(
     run_runner = check_runner_name(runner)
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if case.check:  # last: the one check that starts a process
-        problem = (entrypoint_problem(case.check, instance_path(plan.path), "check")
-                   or plan_check_problem(case.check, plan.path,
-                                         [(gs.id, gs.params) for gs in group_specs], total))
-        if problem:
-            raise UsageError(f"{where}: {problem}")
     members = [Member(i.id, i.group, i.role) for i in out]
     for n, fault in enumerate(planned):
         try:
@@ -209,6 +203,12 @@ def _checked(
         if isinstance(fault.at, int | float) and fault.at >= timeout:
             raise FaultError(f"{where}: fault {n} is at {fault.at:g}s, not before the run's "
                              f"timeout ({timeout:g}s): it would never be played")
+    if case.check:  # last: the one check that starts a process
+        problem = (entrypoint_problem(case.check, instance_path(plan.path), "check")
+                   or plan_check_problem(case.check, plan.path,
+                                         [(gs.id, gs.params) for gs in group_specs], total))
+        if problem:
+            raise UsageError(f"{where}: {problem}")
     return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,
                    runner_pinned=pinned, faults=planned)
 

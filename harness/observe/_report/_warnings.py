@@ -22,9 +22,10 @@ def _cut_traces(r: RunData) -> list[str]:
     if not cut:
         return []
     who = ", ".join(cut[:5]) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
-    return [f"the message traces of {who} hold more than {_tracefile.MAX_TRACE_BYTES >> 20} MiB once "
-            "decompressed: only that much of each was read, so the propagation and hop "
-            "figures leave out their later events."]
+    cap = _tracefile.MAX_TRACE_BYTES >> 20
+    return [f"the message traces of {who} hold more than {cap} MiB once decompressed: only "
+            "that much of each was read, so the propagation and hop figures leave out their "
+            "later events."]
 
 
 def _saturated_cpu(r: RunData) -> list[str]:
