@@ -102,7 +102,8 @@ class Selector:
         not exist or cannot be met. `named`: the ids the selector's topic names now (None
         before the run, when any instance may be named). `running`: the instances running
         now, for a fault that acts on processes; a `count` or `percentage` is then drawn
-        from those of the matching ones (a dead one would only be missed)."""
+        from those of the matching ones (a dead one would only be missed), the others
+        drawn only when too few run."""
         known_groups = {m.group for m in members}
         known_roles = {m.role for m in members if m.role}
         known_ids = {m.id for m in members}
@@ -128,25 +129,26 @@ class Selector:
         if not pool:
             raise FaultError(f"{where}: selects no instance"
                              + (f" (topic {self.topic!r} names {list(named)})" if named else ""))
-        drawn = self.count is not None or self.percentage is not None
-        if drawn and running is not None:
-            pool = [i for i in pool if i in running]
-            if not pool:
-                raise FaultError(f"{where}: none of the instances it selects is running")
+        # A fault on processes draws from the instances running, and from the others only
+        # when too few run (those are then missed). With all running, the draw is the one
+        # made without `running`.
+        live = pool if running is None else [i for i in pool if i in running]
         want = len(pool)
         if self.count is not None:
             if self.count > len(pool):
                 raise FaultError(f"{where}: count {self.count} but only {len(pool)} "
-                                 + ("instance(s) match" if running is None else
-                                    "of the instances it selects are running"))
+                                 f"instance(s) match")
             want = self.count
         elif self.percentage is not None:
-            want = max(1, math.ceil(len(pool) * self.percentage / 100))
+            want = max(1, math.ceil(len(live or pool) * self.percentage / 100))
         if named is None and self.topic is not None:
             return tuple(pool)  # before the run: who the topic will name is not known yet
         if want == len(pool):
             return tuple(pool)
-        chosen = set(random.Random(self.seed).sample(pool, want))
+        rng = random.Random(self.seed)
+        chosen = set(rng.sample(live, min(want, len(live))))
+        if want > len(live):
+            chosen |= set(rng.sample([i for i in pool if i not in chosen], want - len(live)))
         return tuple(i for i in pool if i in chosen)
 
 
