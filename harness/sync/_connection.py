@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,19 @@ class _Backlog:
     end: int
 
 
+def _peer_pid(stream: trio.abc.Stream) -> int | None:
+    """The process at the other end of a Unix socket (SO_PEERCRED), None for others."""
+    if not isinstance(stream, trio.SocketStream) or stream.socket.family != socket.AF_UNIX:
+        return None
+    try:
+        creds = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                         struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid or None
+
+
 class Connection:
     """Serves one client: a reader task that dispatches requests and a writer task that
     sends what the socket did not take at once."""
@@ -84,6 +99,9 @@ class Connection:
         # N subscribers costs N system calls, not N task switches. What the socket does not
         # take at once queues here, and one writer task sends the queue in batches.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self.peer = _peer_pid(stream)
+        """The client's process (Unix sockets), None if not known: replies to many clients
+        take turns by it (`harness.sync._state.in_turns`)."""
         self._outbox: list[bytes | _Backlog] = []
         self._backlogs = 0  # _Backlog entries in the outbox
         self._writing = False
@@ -328,13 +346,15 @@ class Connection:
             seq = st.signal_entry(frame["state"], self.instance)
             self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
         elif op == "barrier":
-            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance)
+            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance,
+                       peer=self.peer)
         elif op == "signal_and_wait":
             seq = st.signal_entry(frame["state"], self.instance)
-            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance, seq)
+            st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance, seq,
+                       self.peer)
         elif op == "subscribe":
             st.subscribe(frame["topic"], rid, self.reply, expect=frame.get("expect"),
-                         instance=self.instance, backlog=self._backlog)
+                         instance=self.instance, backlog=self._backlog, peer=self.peer)
         elif op == "cancel":
             target = frame["target"]
             if st.unsubscribe(target, self.reply) or st.cancel_barrier(target, self.reply):

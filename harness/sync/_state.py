@@ -8,8 +8,8 @@ when an instance ends, never on a tick.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Hashable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -34,6 +34,34 @@ def item_tail(seq: int, encoded: bytes) -> bytes:
     return b',"seq":%d,"item":%b}\n' % (seq, encoded)
 
 
+_T = TypeVar("_T", "_Subscriber", "_Waiter")
+TURN = 32
+"""Replies a client process gets in a row before the next process's turn (`in_turns`)."""
+
+
+def in_turns(items: Sequence[_T]) -> Sequence[_T]:
+    """`items` (each with a `peer`: the client process, None if not known) with the peers
+    taking turns of `TURN` items: each peer's first `TURN`, then each one's next... A
+    process holding many clients then gets its first replies as early as one holding a
+    few, instead of waiting until another process's clients have all had theirs, and the
+    receivers of a fan-out work in parallel. Turns of one reply each wake every process
+    once per reply, which cost more than it saved when each holds only tens of clients.
+    In benchmarks/bench_sync.py (1,000 clients in 2 processes, this 2-core machine) the
+    fan-out's median delivery went from 10.2-12.5 ms to 8.8-9.6 ms."""
+    turn: dict[Hashable, int] = {}
+    ranks = []
+    for item in items:
+        if item.peer is None:
+            ranks.append(0)
+        else:
+            n = turn.get(item.peer, 0)
+            ranks.append(n // TURN)
+            turn[item.peer] = n + 1
+    if not any(ranks):
+        return items
+    return [items[i] for i in sorted(range(len(items)), key=ranks.__getitem__)]
+
+
 @dataclasses.dataclass(eq=False)
 class _Subscriber:
     request_id: Any
@@ -41,6 +69,7 @@ class _Subscriber:
     prefix: bytes
     expect: int | None = None
     instance: str | None = None
+    peer: Hashable | None = None
 
 
 @dataclasses.dataclass
@@ -49,6 +78,17 @@ class _Topic:
     subscribers: list[_Subscriber] = dataclasses.field(default_factory=list)
     published_by: set[str] = dataclasses.field(default_factory=set)
     expecting: list[_Subscriber] = dataclasses.field(default_factory=list)  # not yet met
+    _turns: Sequence[_Subscriber] | None = None  # `subscribers` in turns, until they change
+
+    def changed(self) -> None:
+        """`subscribers` changed."""
+        self._turns = None
+
+    def in_turns(self) -> Sequence[_Subscriber]:
+        """The subscribers in the order a publish replies to them (`in_turns`)."""
+        if self._turns is None:
+            self._turns = in_turns(self.subscribers)
+        return self._turns
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,6 +98,7 @@ class _Waiter:
     reply: Reply
     instance: str | None
     seq: int | None = None  # set for signal_and_wait
+    peer: Hashable | None = None
 
 
 @dataclasses.dataclass
@@ -106,10 +147,12 @@ class SyncState:
         reply: Reply,
         instance: str | None = None,
         seq: int | None = None,
+        peer: Hashable | None = None,
     ) -> None:
-        """Reply once `state` has `target` arrivals, or fail as soon as it cannot."""
+        """Reply once `state` has `target` arrivals, or fail as soon as it cannot. `peer`:
+        the requesting client's process, if known (replies to many take turns by it)."""
         st = self._states.setdefault(state, _State())
-        waiter = _Waiter(request_id, target, reply, instance, seq)
+        waiter = _Waiter(request_id, target, reply, instance, seq, peer)
         if st.count >= target:
             self._succeed(waiter)
             return
@@ -163,6 +206,7 @@ class SyncState:
             st.waiters = [w for w in st.waiters if w.reply is not reply]
         for topic in self._topics.values():
             topic.subscribers = [s for s in topic.subscribers if s.reply is not reply]
+            topic.changed()
             topic.expecting = [s for s in topic.expecting if s.reply is not reply]
 
     def _barrier_unmeetable(self, state: str, st: _State, target: int) -> str | None:
@@ -193,14 +237,16 @@ class SyncState:
         return why
 
     def _release(self, state: str, st: _State) -> None:
-        keep = []
+        keep, going = [], []
         released: dict[int, int] = {}  # target -> waiters released: one event each, not N
         for waiter in st.waiters:
             if st.count >= waiter.target:
-                self._succeed(waiter)
+                going.append(waiter)
                 released[waiter.target] = released.get(waiter.target, 0) + 1
             else:
                 keep.append(waiter)
+        for waiter in in_turns(going):
+            self._succeed(waiter)
         st.waiters = keep
         st.lowest = min((w.target for w in keep), default=0)
         for target, waiters in released.items():
@@ -233,7 +279,7 @@ class SyncState:
             t.published_by.add(instance)
         seq = len(t.payloads)
         tail = item_tail(seq, encoded)
-        for sub in t.subscribers:
+        for sub in t.in_turns():
             sub.reply(sub.prefix + tail)
         self._record({"kind": "publish", "topic": topic, "seq": seq, "instance": instance})
         return seq
@@ -247,15 +293,17 @@ class SyncState:
         expect: int | None = None,
         instance: str | None = None,
         backlog: Backlog | None = None,
+        peer: Hashable | None = None,
     ) -> None:
         """Send every message of `topic` so far, in order, then each new one.
 
         With `expect`, the subscription waits for that many items and fails with an error
         reply as soon as they can no longer come: the items published so far plus one from
         each running instance that has not published to `topic` yet are too few (as a
-        barrier fails). `backlog`, if given, takes the items so far in one call."""
+        barrier fails). `backlog`, if given, takes the items so far in one call. `peer`:
+        the subscribing client's process, if known (a publish's replies take turns by it)."""
         t = self._topics.setdefault(topic, _Topic())
-        sub = _Subscriber(request_id, reply, frame_prefix(request_id), expect, instance)
+        sub = _Subscriber(request_id, reply, frame_prefix(request_id), expect, instance, peer)
         if expect is not None and len(t.payloads) < expect and self._check_expectation(
             topic, t, sub
         ):
@@ -267,6 +315,7 @@ class SyncState:
             for seq, encoded in enumerate(t.payloads, 1):
                 reply(sub.prefix + item_tail(seq, encoded))
         t.subscribers.append(sub)
+        t.changed()
         if expect is not None and len(t.payloads) < expect:
             t.expecting.append(sub)
 
@@ -283,6 +332,7 @@ class SyncState:
             return False
         if sub in t.subscribers:
             t.subscribers.remove(sub)
+            t.changed()
         self._fail_reply(sub.reply, sub.request_id, reason)
         self._record({"kind": "subscription", "topic": topic, "expect": sub.expect,
                       "status": "failed", "instance": sub.instance, "reason": reason})
@@ -299,6 +349,7 @@ class SyncState:
             for sub in t.subscribers:
                 if sub.request_id == request_id and sub.reply is reply:
                     t.subscribers.remove(sub)
+                    t.changed()
                     if sub in t.expecting:
                         t.expecting.remove(sub)
                     return True
