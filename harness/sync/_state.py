@@ -46,8 +46,8 @@ def in_turns(items: Sequence[_T]) -> Sequence[_T]:
     few, instead of waiting until another process's clients have all had theirs, and the
     receivers of a fan-out work in parallel. Turns of one reply each wake every process
     once per reply, which cost more than it saved when each holds only tens of clients.
-    In benchmarks/bench_sync.py (1,000 clients in 2 processes, this 2-core machine) the
-    fan-out's median delivery went from 10.2-12.5 ms to 8.8-9.6 ms."""
+    In benchmarks/bench_sync.py (1,000 clients in 2 processes, on 2 cores) the fan-out's
+    median delivery came 1.1 ms sooner on average (docs/benchmarks.md)."""
     turn: dict[Hashable, int] = {}
     ranks = []
     for item in items:
