@@ -290,11 +290,11 @@ def read_trace_columns(
 
 
 def read_trace_columns_capped(
-    inst_dir: Path, columns: tuple[str, ...] = COLUMNS, limit: int | None = None
+    inst_dir: Path, columns: tuple[str, ...] = COLUMNS
 ) -> tuple[dict[str, list[Any]], bool]:
-    """`read_trace_columns`, and True if a file held more than `limit` bytes (by default
-    `MAX_TRACE_BYTES`) once decompressed: its events past those were not read."""
-    limit = MAX_TRACE_BYTES if limit is None else limit
+    """`read_trace_columns`, and True if a file held more than `MAX_TRACE_BYTES` once
+    decompressed: its events past those were not read."""
+    limit = MAX_TRACE_BYTES
     cols: dict[str, list[Any]] = {name: [] for name in columns}
     cut = False
     for path in trace_paths(inst_dir):
