@@ -36,6 +36,28 @@ def h(*parts: bytes | str | int) -> bytes:
     return digest.digest()
 
 
+_SHARED: dict[int, list[Any]] = {}
+"""Values declared `share`d, by their ``id()``: [the value (kept alive, so that its id
+names no other object), its hash once computed]."""
+_SHARED_LIMIT = 8192
+
+
+def share(value: Json) -> Json:
+    """Declare ``value`` (a decoded message) held by many and never changed again, so that
+    `hash_json` hashes it once for all of them: the nodes of a simulation are each handed
+    the very same decoded message, and each hashed it to check and to store it."""
+    if isinstance(value, dict | list):
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        _SHARED.setdefault(id(value), [value, None])
+    return value
+
+
 def hash_json(value: Json) -> str:
     """Hex id of a JSON value: the SHA-256 of its canonical encoding."""
-    return hashlib.sha256(canonical(value)).hexdigest()
+    entry = _SHARED.get(id(value))
+    if entry is None or entry[0] is not value:
+        return hashlib.sha256(canonical(value)).hexdigest()
+    if entry[1] is None:
+        entry[1] = hashlib.sha256(canonical(value)).hexdigest()
+    return str(entry[1])

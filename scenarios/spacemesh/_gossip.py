@@ -14,7 +14,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from ._clock import Clock
-from ._codec import Json, hash_json
+from ._codec import Json, hash_json, share
 from ._mailbox import Mailbox
 from ._memo import once
 from ._metrics import NodeMetrics
@@ -63,6 +63,14 @@ _DECODED: dict[bytes, dict[str, Json]] = {}
 (`Transport.shares_frames`: a simulation): each message is decoded once for all of them, and
 they hold one copy of it, not one each. What a handler is given is read-only."""
 _DECODED_LIMIT = 4096
+
+
+def _decode_shared(frame: bytes) -> dict[str, Json]:
+    """A message frame decoded for every node of the process: its data is `share`d."""
+    item = orjson.loads(frame)
+    if isinstance(item, dict):
+        share(item.get("data"))
+    return item  # type: ignore[no-any-return]
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -421,7 +429,10 @@ class Gossip:
         scope.cancel()
 
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
-        duplicate = self._duplicate
+        consume = getattr(conn, "consume", None)
+        if consume is not None:  # the memory network: batches handed over as delivered
+            await consume(lambda frames: self._on_frames(frames, peer))
+            return
         while True:
             try:
                 frames = await receive_frames(conn)
@@ -429,23 +440,31 @@ class Gossip:
                 return
             except OSError:
                 return
-            try:
-                for frame in frames:
-                    # Most frames are copies of a message already held (one per
-                    # neighbour): those cost one lookup here, nothing more.
-                    if duplicate(frame, peer):
-                        continue
-                    if not self._on_frame(frame, peer):
-                        return  # a peer speaking garbage is dropped
-            finally:
-                self._count_received()
+            if not self._on_frames(frames, peer):
+                return
+
+    def _on_frames(self, frames: list[bytes], peer: _Peer) -> bool:
+        """Handle a batch of frames from ``peer``; False when one is garbage (the peer is
+        then dropped)."""
+        duplicate = self._duplicate
+        try:
+            for frame in frames:
+                # Most frames are copies of a message already held (one per neighbour):
+                # those cost one lookup here, nothing more.
+                if duplicate(frame, peer):
+                    continue
+                if not self._on_frame(frame, peer):
+                    return False
+        finally:
+            self._count_received()
+        return True
 
     def _on_frame(self, frame: bytes, peer: _Peer) -> bool:
         """Handle one frame that is not a duplicate (`_duplicate`); False when it is
         garbage (the peer is then dropped)."""
         try:
             if self._transport.shares_frames and frame.startswith(_MSG_PREFIX):
-                item = once(_DECODED, frame, lambda: orjson.loads(frame), _DECODED_LIMIT)
+                item = once(_DECODED, frame, lambda: _decode_shared(frame), _DECODED_LIMIT)
             else:
                 item = orjson.loads(frame)
             kind = item["t"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -46,16 +47,33 @@ class Mailbox(Generic[T]):
         self._trio = True
         """False once `take_all` found it runs on another event loop (asking trio for the
         current task there raises, which costs more than the rest of a wake-up)."""
+        self._consumer: Callable[[T], bool] | None = None
+        """What `consume` hands each item to as it is put."""
+        self._failure: Exception | None = None
+        """What the consumer raised, for `consume` to raise."""
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False when it was dropped (full or closed)."""
         items = self._items
         if self._closed or (self._limit is not None and len(items) >= self._limit):
             return False
+        consumer = self._consumer
+        if consumer is not None:
+            self._hand(consumer, item)
+            return True
         items.append(item)
         if len(items) == 1:
             self._notify()
         return True
+
+    def _hand(self, consumer: Callable[[T], bool], item: T) -> None:
+        try:
+            keep = consumer(item)
+        except Exception as exc:  # raised in `consume`, the consumer's own task
+            self._failure, keep = exc, False
+        if not keep:
+            self._consumer = None
+            self._notify()
 
     def close(self) -> None:
         """No more items; the consumer gets what is queued, then ``EndOfStream``."""
@@ -91,6 +109,41 @@ class Mailbox(Generic[T]):
         self._items.clear()
         return items
 
+    async def consume(self, handle: Callable[[T], bool]) -> None:
+        """Hand every item to ``handle`` (what is queued first), until the mailbox is
+        closed or ``handle`` returns False; what ``handle`` raises is raised here.
+
+        Under trio each item is handed over inside `put`, in the putter's task, while
+        the consumer stays parked: no task switch per item. Once the consumer's task is
+        cancelled nothing more is handed over (the cancellation stops it at once, not when
+        the task next runs). Elsewhere it takes the items as `take_all` does."""
+        task = trio_task() if self._trio else None
+        while task is None or self._items:
+            try:
+                items = await self.take_all()
+            except anyio.EndOfStream:
+                return
+            for at, item in enumerate(items):
+                keep = False
+                try:
+                    keep = handle(item)
+                finally:
+                    if not keep:  # stopped or raised: what was not handed stays queued
+                        self._items.extendleft(reversed(items[at + 1 :]))
+                if not keep:
+                    return
+        if self._closed:
+            return
+        self._consumer = handle
+        try:
+            while self._consumer is not None and not self._closed:
+                await self._park(task)
+        finally:
+            self._consumer = None
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
     async def _park(self, task: Any) -> None:
         lowlevel = sys.modules["trio"].lowlevel
         self._waiter = task
@@ -98,6 +151,7 @@ class Mailbox(Generic[T]):
         def abort(_: Any) -> Any:
             if self._waiter is task:
                 self._waiter = None
+                self._consumer = None  # a cancelled consumer takes nothing more
             return lowlevel.Abort.SUCCEEDED
 
         await lowlevel.wait_task_rescheduled(abort)

@@ -144,6 +144,17 @@ class _Half(ObjectStream[bytes]):
         self._buffer.clear()
         return frames
 
+    async def consume(self, handle: Callable[[Batch], bool]) -> None:
+        """Hand each batch of frames to ``handle`` as the network delivers it, until the
+        stream ends or ``handle`` returns False (`Mailbox.consume`): under trio, inside
+        the network's delivery, with no task switch per batch."""
+        if self._buffer:  # what `receive` left
+            frames = list(self._buffer)
+            self._buffer.clear()
+            if not handle(frames):
+                return
+        await self._in.consume(handle)
+
     async def send_eof(self) -> None:
         if not self._closed:
             self._closed = True

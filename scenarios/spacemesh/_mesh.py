@@ -310,8 +310,23 @@ class EpochInfo:
     """Smesher -> its ATX's units."""
     slots: dict[str, int]
     """Smesher -> its proposal slots in the epoch."""
-    counts: dict[str, list[int]]
-    """Smesher -> its slots in each layer of the epoch."""
+    epoch: int
+    layers_per_epoch: int
+    _counts: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    def counts(self, smesher: str) -> list[int] | None:
+        """``smesher``'s slots in each layer of the epoch (None: it has no ATX for it).
+        Drawn when first asked: the info is built again for each ATX that arrives, and
+        drawing every smesher's slots each time cost a node O(N) per ATX."""
+        counts = self._counts.get(smesher)
+        if counts is None:
+            slots = self.slots.get(smesher)
+            if slots is None:
+                return None
+            counts = self._counts[smesher] = slot_counts(
+                self.beacon, self.epoch, smesher, slots, self.layers_per_epoch
+            )
+        return counts
 
 
 class Mesh:
@@ -627,8 +642,7 @@ class Mesh:
         slots = {
             s: num_slots(w, total, self.params.proposals_per_layer, lpe) for s, w in weight.items()
         }
-        counts = {s: slot_counts(seed, epoch, s, n, lpe) for s, n in slots.items()}
-        return EpochInfo(seed, total, atx_of, weight, slots, counts)
+        return EpochInfo(seed, total, atx_of, weight, slots, epoch, lpe)
 
     def eligibilities(self, epoch: int) -> dict[str, int]:
         """Smesher -> proposal slots in ``epoch``; convicted identities have none."""
@@ -642,7 +656,7 @@ class Mesh:
     def eligible_count(self, smesher: str, layer: int) -> int:
         """How many of its slots ``smesher`` holds in ``layer`` (0: it may not propose)."""
         info = self.epoch_info(self.params.epoch(layer))
-        counts = info.counts.get(smesher)
+        counts = info.counts(smesher)
         if counts is None or self.is_malicious(smesher):
             return 0
         return counts[layer % self.params.layers_per_epoch]

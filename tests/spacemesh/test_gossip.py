@@ -652,6 +652,27 @@ async def test_the_nodes_of_a_simulation_share_what_a_frame_decodes_to() -> None
     ]  # fmt: skip
     apart = received(tcp, {"x": 44})
     assert apart == [{"x": 44}] * 2 and apart[0] is not apart[1]
+    # and what they share is hashed once between them (`share`), what they don't is not
+    from scenarios.spacemesh._codec import _SHARED
+
+    assert _SHARED[id(shared[0])][0] is shared[0]
+    assert id(apart[0]) not in _SHARED and id(apart[1]) not in _SHARED
+
+
+def test_a_shared_value_is_hashed_once_for_all_its_holders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`share` declares a decoded message read-only: `hash_json` then encodes and hashes it
+    once, however many nodes ask. An equal value that is not shared is hashed each time."""
+    from scenarios.spacemesh import _codec
+
+    encoded: list[object] = []
+    real = _codec.canonical
+    monkeypatch.setattr(_codec, "canonical", lambda v: encoded.append(v) or real(v))
+    shared = _codec.share({"x": [1, 2]})
+    other = {"x": [1, 2]}
+    ids = {_codec.hash_json(v) for v in (shared, shared, other, other, shared)}
+    assert len(ids) == 1
+    assert sum(v is shared for v in encoded) == 1 and sum(v is other for v in encoded) == 2
+    assert _codec.share(5) == 5 and id(5) not in _codec._SHARED  # only containers are kept
 
 
 def test_sync_sends_a_held_message_in_the_frame_it_encoded_for_it_once(
@@ -680,3 +701,80 @@ def test_sync_sends_a_held_message_in_the_frame_it_encoded_for_it_once(
     monkeypatch.setattr(_gossip, "_SYNC_FRAMES_LIMIT", 2)
     _gossip._sync_frame("tx", {"n": 1})  # over the limit: the cache starts again
     assert len(_gossip._SYNC_FRAMES) == 1
+
+
+async def test_a_mailbox_hands_items_to_its_consumer_inside_put() -> None:
+    """`consume` under trio: what was queued first, then each item inside the `put` that
+    brings it (the consumer's task stays parked: no task switch per item); it stops when
+    the handler says so, raises in its own task what the handler raised, ends at `close`,
+    and takes nothing more once its task is cancelled (the items queue again)."""
+    import trio
+
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    box: Mailbox[int] = Mailbox()
+    box.put(1)
+    got: list[tuple[int, object]] = []
+
+    def handle(item: int) -> bool:
+        got.append((item, trio.lowlevel.current_task()))
+        if item == 99:
+            raise ValueError("bad item")
+        return item != 0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(box.consume, handle)
+        await anyio.sleep(0.01)
+        me = trio.lowlevel.current_task()
+        assert box.put(2) and got[-1] == (2, me)  # handed over in this task, at once
+        assert box.put(0)  # the handler stops the consumer
+    assert [item for item, _ in got] == [1, 2, 0] and got[0][1] is not me
+    assert box.put(5) and await box.take_all() == [5]  # no consumer: queued again
+
+    failed: list[BaseException] = []
+
+    async def consume_until_it_fails() -> None:
+        try:
+            await box.consume(handle)
+        except ValueError as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume_until_it_fails)
+        await anyio.sleep(0.01)
+        box.put(99)  # raised in the consumer's task, not in this one
+    assert [str(e) for e in failed] == ["bad item"]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(box.consume, handle)
+        await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+        assert box.put(6)  # cancelled (not yet unwound): not handed to it
+    assert got[-1][0] == 99 and await box.take_all() == [6]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(box.consume, handle)
+        await anyio.sleep(0.01)
+        box.close()  # consume returns
+    assert not box.put(7)
+
+
+def test_a_mailbox_consumer_on_asyncio_takes_items_as_take_all_does() -> None:
+    """Off trio `consume` waits for items in its own task: the same items, in order."""
+    from scenarios.spacemesh._mailbox import Mailbox
+
+    async def main() -> list[int]:
+        box: Mailbox[int] = Mailbox()
+        box.put(1)
+        got: list[int] = []
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(box.consume, lambda item: got.append(item) or item != 0)
+                await anyio.sleep(0.01)
+                box.put(2)
+                box.put(0)
+                box.put(3)  # after the handler stopped: queued
+            assert await box.take_all() == [3]
+        return got
+
+    assert anyio.run(main, backend="asyncio") == [1, 2, 0]

@@ -290,3 +290,27 @@ def test_the_messages_held_for_a_dependency_are_bounded_oldest_dropped_first(
             mesh.add(kind, msg)
     kept = [p for p in proposals if hash_json(p) in mesh.proposals]
     assert kept == proposals[2:]
+
+
+def test_an_epoch_s_slots_per_layer_are_drawn_for_the_smeshers_asked_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An epoch's info is built again for each ATX that arrives: a smesher's slots per
+    layer are drawn when its eligibility is first asked for, not for every smesher at
+    each rebuild (a node's work per ATX grew with the number of smeshers)."""
+    from scenarios.spacemesh import _mesh
+
+    messages, _, keys = recorded()
+    mesh = replay([m for m in messages if m[0] in ("poet", "atx")], keys)
+    drawn: list[str] = []
+    real = _mesh.slot_counts
+    monkeypatch.setattr(_mesh, "slot_counts", lambda *a: drawn.append(a[2]) or real(*a))
+    epoch = max(int(m["target_epoch"]) for k, m in messages if k == "atx")
+    info = mesh.epoch_info(epoch)
+    assert drawn == [] and len(info.slots) >= 2
+    smesher = sorted(info.slots)[0]
+    expected = real(info.beacon, epoch, smesher, info.slots[smesher], PARAMS.layers_per_epoch)
+    assert sum(expected) == info.slots[smesher]
+    assert info.counts(smesher) == info.counts(smesher) == expected and drawn == [smesher]
+    assert mesh.eligible_count(smesher, PARAMS.first_layer(epoch)) == expected[0]
+    assert info.counts("nobody") is None and mesh.eligible_count("nobody", 0) == 0
