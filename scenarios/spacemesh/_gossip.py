@@ -7,6 +7,7 @@ import dataclasses
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import orjson
@@ -71,6 +72,22 @@ def _decode_shared(frame: bytes) -> dict[str, Json]:
     if isinstance(item, dict):
         share(item.get("data"))
     return item  # type: ignore[no-any-return]
+
+
+_SEND_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+"""What ends a connection's sending: the connection is then closed."""
+
+
+def _unsent(frames: list[bytes], peer: _Peer) -> list[bytes]:
+    """``frames`` less the messages ``peer`` has sent us since they were queued: they would
+    only be duplicates there."""
+    sent_me = peer.sent_me
+    if not sent_me:
+        return frames
+    return [
+        f for f in frames
+        if f[_ID_AT : _ID_AT + 64] not in sent_me or not f.startswith(_MSG_PREFIX)
+    ]  # fmt: skip
 
 
 def message_id(topic: str, data: Json) -> str:
@@ -197,6 +214,8 @@ class Gossip:
         self._delivered: dict[str, int] = {}
         """Messages delivered per topic since the metric was last updated (likewise)."""
         self._tg: TaskGroup | None = None
+        self._flush: Mailbox[tuple[_Peer, Any]] | None = None
+        """Peers with frames queued, for `_flusher`, and how to send them (`send_now`)."""
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
         self._log = _log.bind(node=node_id)
@@ -370,6 +389,8 @@ class Gossip:
                 existing.scope.cancel()
             queue: Mailbox[bytes] = Mailbox(_QUEUE)
             peer = _Peer(peer_id, peer_addr, outbound, queue)
+            if hasattr(conn, "send_now"):  # the memory network: one writer for all peers
+                queue.on_first = self._flusher_for(conn, peer)
             self._peers[peer_id] = peer
             if existing is None:  # a replaced duplicate is the same peer, still connected
                 self._log.info(
@@ -387,7 +408,8 @@ class Gossip:
             try:
                 async with anyio.create_task_group() as tg:
                     peer.scope = tg.cancel_scope
-                    tg.start_soon(self._writer, conn, peer, tg.cancel_scope)
+                    if queue.on_first is None:
+                        tg.start_soon(self._writer, conn, peer, tg.cancel_scope)
                     self._enqueue(peer, orjson.dumps({"t": "getpeers"}))
                     if outbound:
                         # Whatever was flooded before this connection (a PoET proof while
@@ -410,23 +432,42 @@ class Gossip:
         return True
 
     async def _writer(self, conn: Connection, peer: _Peer, scope: anyio.CancelScope) -> None:
-        sent_me = peer.sent_me
         try:
             while True:
                 # Everything queued meanwhile goes in the same send: one task switch (and
-                # one write, or one scheduled delivery) per burst, not per frame. A message
-                # the peer has sent us since it was queued would only be its duplicate.
-                frames = await peer.queue.take_all()
-                if sent_me:
-                    frames = [
-                        f for f in frames
-                        if f[_ID_AT : _ID_AT + 64] not in sent_me or not f.startswith(_MSG_PREFIX)
-                    ]  # fmt: skip
+                # one write) per burst, not per frame.
+                frames = _unsent(await peer.queue.take_all(), peer)
                 if frames:
                     await send_frames(conn, frames)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except _SEND_ERRORS:
             pass
         scope.cancel()
+
+    def _flusher_for(self, conn: Any, peer: _Peer) -> Callable[[], object]:
+        """What tells `_flusher` that ``peer``'s queue is no longer empty (it starts the
+        flusher with the first connection that has one)."""
+        if self._flush is None:
+            self._flush = Mailbox()
+            assert self._tg is not None
+            self._tg.start_soon(self._flusher, self._flush)
+        flush, entry = self._flush, (peer, conn)
+        return lambda: flush.put(entry)
+
+    async def _flusher(self, flush: Mailbox[tuple[_Peer, Any]]) -> None:
+        """The memory network's writer: one task of the node sends what is queued for any
+        of its peers, woken once per burst as each peer's `_writer` would be, at the same
+        moment (a simulation's nodes then wake once per burst, not once per peer)."""
+        while True:
+            for peer, conn in await flush.take_all():
+                frames = _unsent(peer.queue.take_now(), peer)
+                if not frames:
+                    continue
+                await conn.gate.wait()  # a paused process sends nothing until resumed
+                try:
+                    conn.send_now(frames)
+                except _SEND_ERRORS:
+                    if peer.scope is not None:
+                        peer.scope.cancel()
 
     async def _reader(self, conn: Connection, peer: _Peer) -> None:
         consume = getattr(conn, "consume", None)

@@ -38,6 +38,9 @@ class Mailbox(Generic[T]):
     def __init__(self, limit: int | None = None) -> None:
         self._items: deque[T] = deque()
         self._limit = limit
+        self.on_first: Callable[[], object] | None = None
+        """Called, instead of waking a consumer, when an item arrives in the empty mailbox:
+        for a consumer that drains many mailboxes (`take_now`) in one task."""
         self._closed = False
         self._waiter: Any = None
         """The trio task parked in `take_all` (trio only)."""
@@ -63,7 +66,10 @@ class Mailbox(Generic[T]):
             return True
         items.append(item)
         if len(items) == 1:
-            self._notify()
+            if self.on_first is not None:
+                self.on_first()
+            else:
+                self._notify()
         return True
 
     def _hand(self, consumer: Callable[[T], bool], item: T) -> None:
@@ -105,6 +111,10 @@ class Mailbox(Generic[T]):
                 self._trio = False
                 self._wake = asyncio.get_running_loop().create_future()
                 await self._wake
+        return self.take_now()
+
+    def take_now(self) -> list[T]:
+        """Every queued item, without waiting (none: an empty list)."""
         items = list(self._items)
         self._items.clear()
         return items

@@ -778,3 +778,36 @@ def test_a_mailbox_consumer_on_asyncio_takes_items_as_take_all_does() -> None:
         return got
 
     assert anyio.run(main, backend="asyncio") == [1, 2, 0]
+
+
+async def test_over_the_memory_network_one_task_per_node_writes_to_every_peer() -> None:
+    """A node of the memory network has no writer task per peer: one flusher sends what
+    is queued for any of its peers, once per burst. A paused process's flusher sends
+    nothing until it is resumed, then what was queued meanwhile."""
+    import trio
+
+    net = MemoryNetwork(seed=3, default=MemoryLink(delay=0.01))
+    nodes = make_nodes(net, 4)
+    got = collect(nodes, "t")
+    steps: Counter[str] = Counter()
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps[task.name.rsplit(".", 1)[-1]] += 1
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(net.run)
+        for n in nodes:
+            await tg.start(n.run)
+        await settle(nodes, 2)
+        trio.lowlevel.add_instrument(Steps())
+        paused = nodes[1].listen_address.rpartition(":")[0]
+        net.pause(paused)
+        nodes[1].publish("t", {"x": 1})  # queued for its peers; the process is frozen
+        await anyio.sleep(1)
+        assert got["n1"] and not got["n0"] and not got["n2"] and not got["n3"]
+        net.resume(paused)
+        await anyio.sleep(1)
+        tg.cancel_scope.cancel()
+    assert all(items == [{"x": 1}] for items in got.values())
+    assert steps["_flusher"] > 0 and steps["_writer"] == 0
