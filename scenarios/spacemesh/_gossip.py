@@ -215,7 +215,7 @@ class Gossip:
         """Messages delivered per topic since the metric was last updated (likewise)."""
         self._tg: TaskGroup | None = None
         self._flush: Mailbox[tuple[_Peer, Any]] | None = None
-        """Peers with frames queued, for `_flusher`, and how to send them (`send_now`)."""
+        """Peers with frames queued, for `_flusher`, and their connections."""
         self._digests: Digests | None = None
         self._holdings: Holdings | None = None
         self._log = _log.bind(node=node_id)
@@ -389,7 +389,7 @@ class Gossip:
                 existing.scope.cancel()
             queue: Mailbox[bytes] = Mailbox(_QUEUE)
             peer = _Peer(peer_id, peer_addr, outbound, queue)
-            if hasattr(conn, "send_now"):  # the memory network: one writer for all peers
+            if hasattr(conn, "consume"):  # the memory network: one writer for all peers
                 queue.on_first = self._flusher_for(conn, peer)
             self._peers[peer_id] = peer
             if existing is None:  # a replaced duplicate is the same peer, still connected
@@ -462,9 +462,8 @@ class Gossip:
                 frames = _unsent(peer.queue.take_now(), peer)
                 if not frames:
                     continue
-                await conn.gate.wait()  # a paused process sends nothing until resumed
                 try:
-                    conn.send_now(frames)
+                    await send_frames(conn, frames)  # a paused process waits here
                 except _SEND_ERRORS:
                     if peer.scope is not None:
                         peer.scope.cancel()

@@ -106,16 +106,7 @@ class _Half(ObjectStream[bytes]):
         # No checkpoint: queuing a frame never blocks (unless this host is paused: then
         # the sender is frozen), and the caller's loop checkpoints.
         await self._gate.wait()
-        self.send_now(items)
-
-    @property
-    def gate(self) -> Gate:
-        """The sending host's gate: `send_now` is for when it is open."""
-        return self._gate
-
-    def send_now(self, items: list[bytes]) -> None:
-        """`send_many` for a sender that has waited for its `gate` itself."""
-        if self._closed:
+        if self._closed:  # closed while this host was paused
             raise anyio.ClosedResourceError
         net = self._net
         net.frames_sent += len(items)
