@@ -11,7 +11,10 @@ from typing import Any
 
 import trio
 
-from harness.runners.k8s.agent import _run_once
+from harness._runparams import RunParams
+from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
+from harness.runners.k8s.agent import _run_once, supervise
+from harness.sync import SyncServer, SyncState, Tokens
 
 # The instance starts a child of its own: faults must reach both (its whole tree).
 INSTANCE = [sys.executable, "-c",
@@ -83,3 +86,44 @@ def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None
     assert "T" not in states[1]  # both going again
     assert ended is not None and ended["end"] == "killed" and code != 0
     assert _dies_within(tree[1], 5)  # the kill took the instance's child too (else: 60 s)
+
+
+def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> None:
+    """Over TCP, as in a pod: started, killed by a fault (for good), exit status on record;
+    the cluster's conductor then no longer counts it as running."""
+    tokens = Tokens()
+    lives: list[Any] = []
+    started = trio.Event()
+
+    def record(event: dict[str, Any]) -> None:
+        if event.get("kind") == "publish" and event["topic"] == life_topic("g/0"):
+            lives.append(state.last_item(life_topic("g/0")))
+            started.set()
+
+    state = SyncState(["g/0"], record=record)
+
+    async def main() -> int:
+        server = SyncServer(state, tokens=tokens)
+        async with trio.open_nursery() as n:
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
+            params = RunParams(
+                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
+                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
+                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
+                sync_token=tokens.for_instance("g/0"))
+
+            async def kill_once_started() -> None:
+                await started.wait()
+                state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
+                                                   "comeback": None, "expect": "fail"})
+
+            n.start_soon(kill_once_started)
+            with trio.fail_after(20):
+                code = await supervise([sys.executable, "-c", "import time; time.sleep(60)"],
+                                       params)
+            n.cancel_scope.cancel()
+        return code
+
+    code = trio.run(main)
+    assert lives == [{"running": True}, {"running": False, "code": code}] and code != 0
+    assert ClusterActions(state, ["g/0"]).running() == set()

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 
 import trio
 
-from harness.runners.k8s._actions import ClusterActions, fault_topic
+from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.runners.k8s._podnet import CUT_CHAIN, DROP_CHAIN, drop_script, egress_specs
 from harness.sync import SyncState
 from netem._backends._tc_spec import FIRST_SLOT, DstFilter, NetemLeaf
@@ -50,7 +50,7 @@ def test_a_faults_cut_drops_on_arrival_only_what_the_cut_sources_send() -> None:
 
 def test_cluster_actions_send_each_cut_to_the_destinations_pod() -> None:
     state = SyncState(["g/0", "g/1", "g/2"])
-    actions = ClusterActions(state)
+    actions = ClusterActions(state, ["g/0", "g/1", "g/2"])
     trio.run(actions.cut, frozenset({("g/0", "g/1"), ("g/2", "g/1"), ("g/1", "g/0")}), True,
              "fault 0")
     assert state.last_item(fault_topic("g/1"))["cut_from"] == ["g/0", "g/2"]
@@ -63,9 +63,19 @@ def test_cluster_actions_send_each_cut_to_the_destinations_pod() -> None:
     assert trio.run(actions.start, "g/2", "undone") is False
 
 
+def test_cluster_actions_draw_from_the_instances_their_agents_say_run() -> None:
+    state = SyncState(["a/0", "a/1", "a/2"])
+    actions = ClusterActions(state, ["a/0", "a/1", "a/2"])
+    assert actions.running() == {"a/0", "a/1", "a/2"}  # no agent has spoken: all started
+    state.publish(life_topic("a/1"), {"running": False, "code": 1})
+    assert actions.running() == {"a/0", "a/2"}  # exited on its own: no fault picks it
+    state.publish(life_topic("a/1"), {"running": True})
+    assert actions.running() == {"a/0", "a/1", "a/2"}
+
+
 def test_cluster_actions_pause_and_resume_through_the_instances_pod() -> None:
     state = SyncState(["g/0", "g/1"])
-    actions = ClusterActions(state)
+    actions = ClusterActions(state, ["g/0", "g/1"])
     assert trio.run(actions.pause, "g/1", True) is True
     assert state.last_item(fault_topic("g/1")) == {"pause": True}
     assert trio.run(actions.pause, "g/1", True) is False  # already paused: nothing sent

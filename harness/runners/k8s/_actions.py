@@ -7,12 +7,14 @@ yet are refused, which fails the run with the reason."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from harness.faults import FaultError
 from harness.sync import SyncState
 
 FAULT_TOPIC = "fault/{instance}"
+LIFE_TOPIC = "life/{instance}"
 
 
 def fault_topic(instance: str) -> str:
@@ -20,18 +22,31 @@ def fault_topic(instance: str) -> str:
     return FAULT_TOPIC.format(instance=instance)
 
 
+def life_topic(instance: str) -> str:
+    """Where an instance's agent says when its process starts (``{"running": true}``) and
+    when it exits (``{"running": false, "code": N}``)."""
+    return LIFE_TOPIC.format(instance=instance)
+
+
 class ClusterActions:
     """`harness._conductor.Actions` through the sync service's topics."""
 
-    def __init__(self, state: SyncState) -> None:
+    def __init__(self, state: SyncState, instances: Iterable[str]) -> None:
         self.state = state
+        self.instances = list(instances)
         self.down: set[str] = set()  # instances a fault ended, until started again
         self.paused: set[str] = set()
 
-    def running(self) -> None:
-        """Not known here (a pod's process may have ended on its own): a count is drawn
-        from every matching instance."""
-        return None
+    def running(self) -> set[str]:
+        """The instances whose process runs now (a paused one too), as their agents last
+        said on `life_topic`; one whose agent has said nothing yet counts as running (the
+        faults begin once every instance has started)."""
+        out = set()
+        for instance in self.instances:
+            life = self.state.last_item(life_topic(instance))
+            if not isinstance(life, dict) or life.get("running", True):
+                out.add(instance)
+        return out
 
     async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:
         """Each destination's pod drops (or lets through again) what its cut sources send

@@ -20,7 +20,7 @@ import orjson
 import trio
 
 from harness._runparams import RunParams
-from harness.runners.k8s._actions import fault_topic
+from harness.runners.k8s._actions import fault_topic, life_topic
 from harness.runners.k8s._outputs import pack
 from harness.runners.k8s._render import DONE
 from harness.sync import connect_tcp
@@ -58,7 +58,8 @@ def main() -> int:
 
 async def supervise(argv: list[str], params: RunParams) -> int:
     """Run the instance, ending it, starting it again or not as the run's faults say on
-    `fault/<instance>`; the last exit status (minus the signal that ended it)."""
+    `fault/<instance>`, and say on `life/<instance>` each time its process starts and
+    exits; the last exit status (minus the signal that ended it)."""
     assert params.sync_tcp is not None
     host, _, port = params.sync_tcp.rpartition(":")
     restarts = 0
@@ -73,9 +74,12 @@ async def supervise(argv: list[str], params: RunParams) -> int:
                     await send.send(fault)
 
         nursery.start_soon(listen)
+        life = life_topic(params.instance_id)
         while True:
             env = {**os.environ, "TEST_RESTARTS": str(restarts)}
+            await client.publish(life, {"running": True})  # what the conductor draws from
             code, ended = await _run_once(argv, env, receive)
+            await client.publish(life, {"running": False, "code": code})
             if ended is None:
                 break
             print(f"agent: {ended['end']} (exit {code})", file=sys.stderr, flush=True)

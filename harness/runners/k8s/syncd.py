@@ -74,8 +74,9 @@ async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
             await everyone.wait()
             members = [Member(i["id"], i["group"], i.get("role") or "")
                        for i in run["instances"]]
+            actions = ClusterActions(state, [m.id for m in members])
             conductor = Conductor(
-                faults, members, ClusterActions(state), state, _emit,
+                faults, members, actions, state, _emit,
                 JsonlWriter(Path("/tmp/faults.jsonl")),
                 lambda reason: _emit({"kind": "run-failed", "reason": reason}))
             nursery.start_soon(conductor.run)
