@@ -1,4 +1,5 @@
-"""Who may propose and who sits on the hare committee: pure functions of an epoch's ATXs.
+"""Who may propose, who sits on the hare committee and who certifies: pure functions of an
+epoch's ATXs.
 
 As in go-spacemesh (``proposals/util``): a smesher's slots in an epoch are
 ``weight * proposals_per_layer * layers_per_epoch // total_weight`` (at least 1), each slot
@@ -79,3 +80,25 @@ def hare_seats(
         if int.from_bytes(h(b"hare", epoch_beacon, layer, smesher, unit)[:8], "big") < bound:
             seats += 1
     return seats
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def certifier_ticket(atx_id: str, layer: int) -> int:
+    """An ATX's draw for certifying ``layer``; the lowest draws among the epoch's active
+    ATXs certify it (`is_certifier`)."""
+    return int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big")
+
+
+def is_certifier(atx_id: str, layer: int, active: Iterable[str], certifiers: int) -> bool:
+    """Whether ``atx_id`` draws one of the ``certifiers`` lowest tickets for ``layer`` among
+    the ``active`` ATXs of its epoch: every node that holds the same ATXs picks the same
+    certifiers, and a layer always has some (independent draws of chance
+    ``certifiers / len(active)`` each left about one layer in 60 with none at 100 nodes)."""
+    mine = certifier_ticket(atx_id, layer)
+    below = 0
+    for other in active:
+        if certifier_ticket(other, layer) < mine:
+            below += 1
+            if below >= certifiers:
+                return False
+    return True

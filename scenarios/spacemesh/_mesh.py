@@ -48,7 +48,9 @@ class MeshParams:
     labels_per_unit: int = 16
     pow_bits: int = 6
     certifiers: int = 4
-    """Expected number of nodes that publish a layer's hare certificate."""
+    """How many nodes tally a layer's hare votes and publish its certificate: the active
+    smeshers with the lowest certifier tickets for the layer (twice as many in the second
+    tally, a layer later, when the layer has no certificate yet)."""
     committee: int = 50
     """Expected hare committee size (seats, one per sampled unit of weight); with fewer
     units in the epoch every unit sits."""

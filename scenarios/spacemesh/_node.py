@@ -14,6 +14,7 @@ import structlog
 from ._checkpoint import load_checkpoint, make_checkpoint
 from ._clock import Clock
 from ._codec import Json, decode, h, hash_json
+from ._eligibility import is_certifier
 from ._gossip import Gossip
 from ._keys import Signer
 from ._merkle import merkle_proof
@@ -315,9 +316,11 @@ class Node:
             # Votes or proposals that came after the last tally (a loaded network) get a
             # second one a layer later: one tally at 75 % would leave the layer to the
             # tortoise, and a node that lags keeps lagging.
+            # Twice as many certifiers then: one drawn the first time may be down.
+            certifiers = self.config.mesh.certifiers
             if layer > 0 and self.mesh.certified_block(layer - 1) is None:
-                self._certify(layer - 1)
-            self._certify(layer)
+                self._certify(layer - 1, 2 * certifiers)
+            self._certify(layer, certifiers)
             self._update_metrics()
             self._check_hare(layer - 1)
             self.layers_done = layer
@@ -405,16 +408,15 @@ class Node:
         ids = sorted(self.mesh.layer_proposals(layer))
         self.gossip.publish("hare", make_vote(self.signer, layer, atx_id, ids))
 
-    def _certify(self, layer: int) -> None:
+    def _certify(self, layer: int, certifiers: int) -> None:
+        """Tally the layer's hare votes and publish the certificate, if this node's ATX is
+        among the ``certifiers`` the layer draws (a few, not every node: a certificate
+        carries its votes)."""
         atx_id = self._my_atx(layer)
         if atx_id is None:
             return
-        params = self.config.mesh
-        epoch = params.epoch(layer)
-        active = len(self.mesh.atxs_for_epoch(epoch))
-        # A few certifiers per layer, not every node: a certificate carries its votes.
-        ticket = int.from_bytes(h(b"certifier", atx_id, layer)[:8], "big") / 2**64
-        if ticket >= params.certifiers / max(active, 1):
+        active = self.mesh.epoch_info(self.config.mesh.epoch(layer)).atx_of.values()
+        if not is_certifier(atx_id, layer, active, certifiers):
             return
         votes, seats = self.mesh.hare_votes(layer)
         needed = self.mesh.hare_needed(layer)
