@@ -343,6 +343,11 @@ class SyncState:
         t = self._topics.get(topic)
         return orjson.loads(t.payloads[-1]) if t is not None and t.payloads else None
 
+    def subscribers(self, topic: str) -> int:
+        """How many subscriptions `topic` has now (a closed connection's are gone)."""
+        t = self._topics.get(topic)
+        return len(t.subscribers) if t is not None else 0
+
     def unsubscribe(self, request_id: Any, reply: Reply) -> bool:
         """End a subscription of this connection; True if there was one."""
         for t in self._topics.values():

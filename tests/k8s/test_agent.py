@@ -3,9 +3,11 @@ instance's real process tree (here children of the test)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import trio
 from harness._runparams import RunParams
 from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.runners.k8s.agent import _run_once, supervise
-from harness.sync import SyncServer, SyncState, Tokens
+from harness.sync import SyncServer, SyncState, Tokens, connect_tcp
 
 # The instance starts a child of its own: faults must reach both (its whole tree).
 INSTANCE = [sys.executable, "-c",
@@ -127,3 +129,43 @@ def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> No
     code = trio.run(main)
     assert lives == [{"running": True}, {"running": False, "code": code}] and code != 0
     assert ClusterActions(state, ["g/0"]).running() == set()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds; fail after 10 s."""
+    with trio.fail_after(10):
+        for _ in itertools.count():
+            if condition():
+                return
+            await trio.sleep(0.01)
+
+
+def test_an_agent_gone_without_a_word_no_longer_counts_as_running() -> None:
+    """Over TCP: an agent that said its process runs and then lost its connection (its pod
+    evicted) is not drawn by faults any more; one still connected is."""
+    tokens = Tokens()
+    state = SyncState(["g/0", "g/1"])
+    actions = ClusterActions(state, ["g/0", "g/1"])
+
+    async def main() -> None:
+        server = SyncServer(state, tokens=tokens)
+        async with trio.open_nursery() as n:
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
+
+            async def agent(instance: str, leave: trio.Event) -> None:
+                async with connect_tcp(host, port, instance, tokens.for_instance(instance)) \
+                        as client, client.subscribe(fault_topic(instance)):
+                    await client.publish(life_topic(instance), {"running": True})
+                    await leave.wait()
+
+            stay, go = trio.Event(), trio.Event()
+            n.start_soon(agent, "g/0", stay)
+            n.start_soon(agent, "g/1", go)
+            await _until(lambda: state.last_item(life_topic("g/1")) is not None)
+            assert actions.running() == {"g/0", "g/1"}
+            go.set()  # g/1's connection closes with no exit said
+            await _until(lambda: actions.running() == {"g/0"})
+            assert state.last_item(life_topic("g/1")) == {"running": True}
+            n.cancel_scope.cancel()
+
+    trio.run(main)

@@ -3,6 +3,7 @@ peer pod fixed by its seq, drops as OUTPUT rules of that pod only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import trio
@@ -67,10 +68,19 @@ def test_cluster_actions_draw_from_the_instances_their_agents_say_run() -> None:
     state = SyncState(["a/0", "a/1", "a/2"])
     actions = ClusterActions(state, ["a/0", "a/1", "a/2"])
     assert actions.running() == {"a/0", "a/1", "a/2"}  # no agent has spoken: all started
+    agents: dict[str, Callable[[bytes], None]] = {}
+    for instance in ("a/0", "a/1", "a/2"):  # each agent listens for its faults, then says so
+        agents[instance] = [].append  # its connection (the service replies through it)
+        state.subscribe(fault_topic(instance), 1, agents[instance])
+        state.publish(life_topic(instance), {"running": True})
+    assert actions.running() == {"a/0", "a/1", "a/2"}
     state.publish(life_topic("a/1"), {"running": False, "code": 1})
     assert actions.running() == {"a/0", "a/2"}  # exited on its own: no fault picks it
     state.publish(life_topic("a/1"), {"running": True})
     assert actions.running() == {"a/0", "a/1", "a/2"}
+    # a/2's pod went (evicted) and took its agent's connection along, with no last word
+    state.drop_connection(agents["a/2"])
+    assert actions.running() == {"a/0", "a/1"}
 
 
 def test_cluster_actions_pause_and_resume_through_the_instances_pod() -> None:

@@ -40,11 +40,15 @@ class ClusterActions:
     def running(self) -> set[str]:
         """The instances whose process runs now (a paused one too), as their agents last
         said on `life_topic`; one whose agent has said nothing yet counts as running (the
-        faults begin once every instance has started)."""
+        faults begin once every instance has started). An agent holds its subscription to
+        `fault_topic` for as long as it lives: one that said its process runs and no longer
+        holds it went with its pod (evicted, out of memory) without saying so."""
         out = set()
         for instance in self.instances:
             life = self.state.last_item(life_topic(instance))
-            if not isinstance(life, dict) or life.get("running", True):
+            if not isinstance(life, dict) or (
+                life.get("running", True) and self.state.subscribers(fault_topic(instance))
+            ):
                 out.add(instance)
         return out
 
