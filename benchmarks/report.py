@@ -8,7 +8,9 @@ and the previous `<outputs>/bench-report.json` (where there is none, as on a fre
 or it lacks a figure, the table in --readme is the previous report); writes `bench-report.json` and
 `bench-report.md` there, and, with --readme, the table into the README between its
 `<!-- bench-report -->` and `<!-- /bench-report -->` lines. A figure worse than the previous
-report's by more than --threshold (a fraction) is flagged as a regression; a file older
+report's by more than --threshold (a fraction), and worse than each of the last `RECENT`
+reports' (kept in bench-report.json: a figure that this machine's noise has moved as far
+before is not flagged), is flagged as a regression; a file older
 than --since (`nox -s bench` passes its own start) is flagged as not measured in this run.
 Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input.
 """
@@ -29,6 +31,8 @@ from _figures import OUTPUTS, Figure, FiguresError, load
 
 THRESHOLD = 0.10
 """A change worse than this fraction is flagged (a shared 2-core machine is noisy)."""
+RECENT = 5
+"""Reports whose figures a new one must be worse than, each, to be flagged."""
 BEGIN, END = "<!-- bench-report -->", "<!-- /bench-report -->"
 STALE = " (not measured in this run)"
 
@@ -112,15 +116,22 @@ def gather(outputs: Path, since: float | None, threshold: float,
 def _row(fig: Figure, source: str, measured: float, since: float | None,
          prev: dict[str, Any] | None, threshold: float) -> dict[str, Any]:
     row = fig.as_item()
-    row.update(source=source, measured=_iso(measured), ratio=fig.ratio,
-               stale=since is not None and measured < since, previous=None, change=None,
-               regressed=False)
+    stale = since is not None and measured < since
+    row.update(source=source, measured=_iso(measured), ratio=fig.ratio, stale=stale,
+               previous=None, change=None, regressed=False, recent=[fig.value])
     old = prev.get("value") if prev else None
-    if isinstance(old, int | float) and not isinstance(old, bool) and old != 0:
+    if prev and _is_number(old) and old != 0:
         change = (fig.value - old) / abs(old)  # positive: the figure grew
-        row.update(previous=old, change=change,
-                   regressed=(change if fig.lower_is_better else -change) > threshold)
+        recent = [v for v in prev.get("recent") or [old] if _is_number(v)][-RECENT:] or [old]
+        worse = (fig.value > max(recent)) if fig.lower_is_better else (fig.value < min(recent))
+        row.update(previous=old, change=change, recent=recent if stale else
+                   [*recent, fig.value][-RECENT:],
+                   regressed=worse and (change if fig.lower_is_better else -change) > threshold)
     return row
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _num(value: float | None) -> str:
@@ -171,7 +182,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores, load average {load_avg} (1, 5, 15 min) when written, "
         f"{measured_load(report)} (1 min) when the figures were measured; "
         f"{m['host']}, Linux {m['kernel']}. Previous report: {prev}. "
-        f"{regressed} regression(s) beyond {report['threshold'] * 100:.0f}%.",
+        f"{regressed} regression(s): worse than the previous report by more than "
+        f"{report['threshold'] * 100:.0f}% and than each of the last {RECENT} reports.",
         "",
         table(report),
         "",

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,33 @@ def test_the_wait_for_a_quiet_machine_reads_proc_stat_and_gives_up_after_its_pat
     sample, sleep = machine(1000)
     ok, waited, share = _quiet.wait_quiet(0.15, 5, sample, sleep)  # type: ignore[arg-type]
     assert (ok, waited, share) == (False, 5.0, 1.0)
+
+
+def test_a_figure_within_what_the_last_reports_saw_is_not_flagged(tmp_path: Path) -> None:
+    """Worse than the previous report, but no worse than one of the last `RECENT`: this
+    machine's noise, not flagged; worse than all of them: flagged. Each report keeps the
+    last `RECENT` values; a figure not measured in a run adds nothing to them."""
+    def run(fan_out: float, rate: float, since: float | None = None
+            ) -> dict[str, dict[str, object]]:
+        _write(tmp_path, "sync", [
+            {"name": "fan-out", "value": fan_out, "unit": "ms", "peer": None, "peer_value": None},
+            {"name": "rate", "value": rate, "unit": "msgs/s", "peer": None, "peer_value": None}])
+        got = report.gather(tmp_path, since, 0.1)
+        (tmp_path / "bench-report.json").write_text(json.dumps(got))
+        return {f["name"]: f for f in got["figures"]}
+
+    run(2.0, 1000)
+    run(1.0, 1500)
+    rows = run(1.5, 1200)  # 50 % slower and 20 % fewer than the previous: as seen before
+    assert rows["fan-out"]["change"] == 0.5 and not rows["fan-out"]["regressed"]
+    assert not rows["rate"]["regressed"]
+    assert rows["fan-out"]["recent"] == [2.0, 1.0, 1.5]
+    rows = run(2.2, 900)  # beyond everything the last reports saw
+    assert rows["fan-out"]["regressed"] and rows["rate"]["regressed"]
+    for _ in range(report.RECENT):
+        rows = run(1.0, 1500)
+    assert rows["fan-out"]["recent"] == [1.0] * report.RECENT  # 2.0 and 2.2 have left
+    rows = run(1.5, 1500)
+    assert rows["fan-out"]["regressed"]
+    rows = run(1.5, 1500, since=time.time() + 60)  # files older than the run: stale
+    assert rows["fan-out"]["stale"] and rows["fan-out"]["recent"] == [1.0] * 4 + [1.5]
