@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from harness._outcome import InstanceState
@@ -14,15 +14,20 @@ class Progress:
     """One status line: instances started, passed, failed, and the latest phase.
 
     On a terminal the line is redrawn in place; elsewhere (CI logs) a line is printed when
-    something changed, at most every `interval` seconds.
+    something changed, at most every `interval` seconds, and at least every `heartbeat`
+    seconds while nothing changes (a long phase then does not read as a hang).
     """
 
-    def __init__(self, total: int, out: TextIO | None = None, interval: float = 2.0) -> None:
+    def __init__(self, total: int, out: TextIO | None = None, interval: float = 2.0,
+                 heartbeat: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.out = out or sys.stderr
         self.tty = self.out.isatty()
         self.interval = 0.2 if self.tty else interval
-        self.t0 = time.monotonic()
+        self.heartbeat = heartbeat
+        self._clock = clock
+        self.t0 = clock()
         self.started = self.passed = self.failed = 0
         self.phase = ""
         self._last_line = ""
@@ -32,18 +37,20 @@ class Progress:
         """The current status line."""
         phase = f"  phase: {self.phase}" if self.phase else ""
         return (
-            f"[{time.monotonic() - self.t0:6.1f}s] started {self.started}/{self.total}"
+            f"[{self._clock() - self.t0:6.1f}s] started {self.started}/{self.total}"
             f"  passed {self.passed}  failed {self.failed}{phase}"
         )
 
     def update(self, force: bool = False) -> None:
-        """Show the line if it changed and enough time passed (or `force`)."""
-        now = time.monotonic()
+        """Show the line if it changed and enough time passed, or `heartbeat` passed
+        (outside a terminal), or `force`."""
+        now = self._clock()
         if not force and now - self._last_print < self.interval:
             return
         text = self.line()
         body = text.split("] ", 1)[1]
-        if not force and body == self._last_line.split("] ", 1)[-1]:
+        unchanged = body == self._last_line.split("] ", 1)[-1]
+        if not force and unchanged and (self.tty or now - self._last_print < self.heartbeat):
             return
         self._last_line, self._last_print = text, now
         if self.tty:

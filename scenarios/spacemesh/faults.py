@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import trio.testing
@@ -381,12 +381,24 @@ class Found:
     problems: list[str]
 
 
-def _search(strategy: Any, setup: Setup, examples: int, seed: int) -> Found | None:
+def _brief(schedule: FaultSchedule | Faults, width: int = 100) -> str:
+    """A schedule on one line, cut to `width` characters."""
+    text = (schedule.to_json() if isinstance(schedule, FaultSchedule)
+            else json.dumps([f.to_data() for f in schedule], separators=(",", ":")))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _search(strategy: Any, setup: Setup, examples: int, seed: int,
+            progress: TextIO | None = None) -> Found | None:
+    """Hypothesis over `strategy`; with `progress`, a line there for each schedule tried
+    (a search of 30 takes minutes, and shrinking a failure as long again)."""
     import hypothesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Flaky
 
     found: dict[str, Found] = {}
+    tries: list[float] = []  # when each began
+    tries_to_fail: list[int] = []  # how many tries the first failure took
 
     @settings(
         max_examples=examples,
@@ -399,7 +411,16 @@ def _search(strategy: Any, setup: Setup, examples: int, seed: int) -> Found | No
     )
     @given(strategy)
     def property_holds(schedule: FaultSchedule | Faults) -> None:
+        tries.append(time.perf_counter())
         problems = simulate(setup, schedule)
+        if progress is not None:
+            step = (f"shrinking, try {len(tries) - tries_to_fail[0]}" if tries_to_fail
+                    else f"schedule {len(tries)} of {examples}")
+            print(f"spacemesh-faults: {step}: {_brief(schedule)}: "
+                  f"{'failed' if problems else 'survived'} "
+                  f"({time.perf_counter() - tries[-1]:.1f} s)", file=progress, flush=True)
+        if problems and not tries_to_fail:
+            tries_to_fail.append(len(tries))
         if problems:
             found["last"] = Found(schedule, problems)  # hypothesis ends on the minimal one
         assert not problems, problems
@@ -420,16 +441,17 @@ def search(
     max_faults: int = 2,
     one_down: Sequence[str] | None = None,
     seed: int = 0,
+    progress: TextIO | None = None,
 ) -> Found | None:
     """Look for a fault list the network does not survive; the shrunk one, or None
-    (`fault_lists` says what is drawn)."""
+    (`fault_lists` says what is drawn). With `progress`, a line there per schedule tried."""
     bad = [a for a in actions if a not in MODELLED]
     if bad or not actions:
         raise FaultError(f"actions: the simulation models {', '.join(MODELLED)}, "
                          f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
     strategy = fault_lists(setup, actions=actions, heal=heal, max_faults=max_faults,
                            one_down=one_down)  # fmt: skip
-    return _search(strategy, setup, examples, seed)
+    return _search(strategy, setup, examples, seed, progress)
 
 
 def search_cuts(
@@ -439,8 +461,10 @@ def search_cuts(
     heal: bool = True,
     max_cuts: int = 2,
     seed: int = 0,
+    progress: TextIO | None = None,
 ) -> Found | None:
-    """Look for a schedule of cuts the network does not survive; the shrunk one, or None."""
+    """Look for a schedule of cuts the network does not survive; the shrunk one, or None.
+    With `progress`, a line there per schedule tried."""
     layer = setup.layer_duration
     epoch = setup.layers_per_epoch * layer
     strategy = schedules(
@@ -453,7 +477,7 @@ def search_cuts(
         # network does not model: cuts here are both ways.
         one_way=False,
     )
-    return _search(strategy, setup, examples, seed)
+    return _search(strategy, setup, examples, seed, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,10 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if args.cuts:
         found = search_cuts(setup, examples=args.examples, heal=not args.no_heal,
-                            max_cuts=args.max_cuts, seed=args.seed)  # fmt: skip
+                            max_cuts=args.max_cuts, seed=args.seed,
+                            progress=sys.stderr)  # fmt: skip
     else:
         found = search(setup, examples=args.examples, actions=actions, heal=not args.no_heal,
-                       max_faults=args.max_faults, one_down=one_down, seed=args.seed)  # fmt: skip
+                       max_faults=args.max_faults, one_down=one_down, seed=args.seed,
+                       progress=sys.stderr)  # fmt: skip
     wall = time.perf_counter() - wall
     if found is None:
         print(f"no failing schedule in {args.examples} tries ({wall:.0f}s)")

@@ -463,6 +463,9 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
     api = NodeApi(ip, GRPC_PORT, until=watch.deadline)
     transfers = int(p.get("transfers", 0)) if submitter else 0
     verified = -1
+    # The run's progress line shows the latest layer nodes verified ("layer 5 verified
+    # 63/100"). A restarted instance says nothing: it would count its layers twice.
+    said = 1 << 30 if env.is_restart else -1
     error: str | None = None
     try:
         while True:
@@ -481,6 +484,9 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
                     break
                 continue
             verified = st.verified_layer
+            if verified > said:
+                said = verified
+                await env.sync.signal_entry(f"layer {verified} verified")
             status = {"verified_layer": st.verified_layer, "top_layer": st.top_layer,
                       "connected_peers": st.connected_peers}  # fmt: skip
             if transfers and atx_status and atx_status[0]:

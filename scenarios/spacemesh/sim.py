@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import trio.testing
@@ -24,6 +24,7 @@ from ._mesh import MeshParams
 MAX_NODES = 10_000
 MAX_LAYERS = 100_000
 MIN_LAYER_S, MAX_LAYER_S = 0.1, 86_400.0
+PROGRESS_EVERY_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,43 @@ class SimResult:
         )
 
 
+class _Progress(trio.abc.Instrument):
+    """Says how far a long simulation got, every `every` seconds of wall time. An
+    instrument, not a task: a task waking in virtual time would join the batches of woken
+    tasks whose seeded order makes the run what it is, and change it."""
+
+    def __init__(self, out: TextIO, clock: trio.testing.MockClock, every: float) -> None:
+        self.out, self.clock, self.every = out, clock, every
+        self.wall0 = time.perf_counter()
+        self.next = self.wall0 + every
+        self.virtual0 = 0.0  # the nodes' clock when tracked
+        self.offset = 0.0  # the loop's clock minus the nodes'
+        self.genesis = self.layer_duration = self.end = 0.0
+        self.tracking = False
+
+    def track(self, virtual_now: float, genesis: float, layer_duration: float,
+              end: float) -> None:
+        """From now on the run goes on until `end` (by the nodes' clock, which reads
+        `virtual_now` now), in layers of `layer_duration` from `genesis`."""
+        self.virtual0, self.offset = virtual_now, self.clock.current_time() - virtual_now
+        self.genesis, self.layer_duration = genesis, layer_duration
+        self.end = end
+        self.tracking = True
+
+    def after_io_wait(self, timeout: float) -> None:
+        now = time.perf_counter()
+        if not self.tracking or now < self.next:
+            return
+        self.next = now + self.every
+        virtual = self.clock.current_time() - self.offset
+        layer = max(0, int((virtual - self.genesis) // self.layer_duration))
+        wall = now - self.wall0
+        print(f"spacemesh-sim: layer {layer}, {virtual - self.virtual0:.1f} of "
+              f"{self.end - self.virtual0:.1f} virtual s after {wall:.1f} s "
+              f"({(virtual - self.virtual0) / wall:.1f}x real time)", file=self.out,
+              flush=True)
+
+
 def simulate(
     *,
     miners: int,
@@ -82,8 +120,10 @@ def simulate(
     link: MemoryLink,
     target_peers: int,
     seed: int,
+    progress: TextIO | None = None,
 ) -> SimResult:
-    """Run a network until every node should have verified ``layers``; measure it."""
+    """Run a network until every node should have verified ``layers``; measure it. With
+    `progress`, a line there every 5 s of wall time says how far it got."""
     out: dict[str, Any] = {}
 
     async def run() -> None:
@@ -98,7 +138,10 @@ def simulate(
         ) as c:
             start = c.clock.now()
             end_layer = layers + params.hdist
-            await c.clock.sleep_until(c.gateways[0].layer_start(end_layer) + 0.5)
+            end = c.gateways[0].layer_start(end_layer) + 0.5
+            if instrument is not None:
+                instrument.track(start, c.gateways[0].layer_start(0), layer_duration, end)
+            await c.clock.sleep_until(end)
             views = [[s.hash for s in n.layers()[: layers + 1]] for n in c.nodes]
             out["virtual"] = c.clock.now() - start
             out["agree"] = all(v == views[0] for v in views) and len(views[0]) > layers
@@ -109,7 +152,9 @@ def simulate(
 
     wall, cpu = time.perf_counter(), time.process_time()
     clock = trio.testing.MockClock(autojump_threshold=0)
-    anyio.run(run, backend="trio", backend_options={"clock": clock})
+    instrument = _Progress(progress, clock, PROGRESS_EVERY_S) if progress else None
+    anyio.run(run, backend="trio", backend_options={
+        "clock": clock, "instruments": [instrument] if instrument else []})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return SimResult(
         miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"],
@@ -172,7 +217,7 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one simulation and print its figures; exit code 1, and why on stderr, when the
     nodes disagree or made no block."""
-    result = simulate(**options(argv))
+    result = simulate(**options(argv), progress=sys.stderr)
     print(result.line())
     if result.problem:
         print(f"spacemesh-sim: {result.problem}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from harness.faults import Cut, FaultSchedule
@@ -22,8 +24,18 @@ def test_a_gateway_cut_off_for_good_is_caught_by_the_plans_check() -> None:
 
 
 def test_search_finds_and_shrinks_a_cut_that_never_heals() -> None:
-    found = search_cuts(QUICK, examples=20, heal=False, seed=1)
+    progress = io.StringIO()
+    found = search_cuts(QUICK, examples=20, heal=False, seed=1, progress=progress)
     assert found is not None and found.problems
+    # A line per schedule tried: those drawn until one failed, then the shrinking.
+    lines = progress.getvalue().splitlines()
+    drawn = [line for line in lines if " of 20: " in line]
+    shrunk = [line for line in lines if ": shrinking, try " in line]
+    assert drawn and shrunk and len(drawn) + len(shrunk) == len(lines)
+    assert lines[: len(drawn)] == drawn and drawn[-1].split(": ")[-1].startswith("failed (")
+    assert all(line.startswith("spacemesh-faults: schedule ") for line in drawn)
+    assert shrunk[0].startswith("spacemesh-faults: shrinking, try 1: ")
+    assert found.schedule.to_json() in progress.getvalue()
     (cut,) = found.schedule.cuts  # shrunk to a single cut...
     assert cut.end_s is None  # ...that never heals
     assert simulate(QUICK, found.schedule) == found.problems  # deterministic: replays exactly

@@ -257,6 +257,64 @@ def test_partition_50_50_agrees_after_the_heal_and_fails_when_it_never_heals(
         assert "has hash" in out.stdout  # the check names the diverging layer
 
 
+class _Sync:
+    def __init__(self) -> None:
+        self.signalled: list[str] = []
+
+    async def signal_entry(self, state: str) -> int:
+        self.signalled.append(state)
+        return len(self.signalled)
+
+
+class _Env:
+    """What `_watch_own_node` reads of its instance's RunEnv."""
+
+    def __init__(self, is_restart: bool = False) -> None:
+        self.is_restart = is_restart
+        self.sync = _Sync()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_the_watch_signals_each_new_layer_its_node_verified(
+    monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    """The run's progress line shows how far the nodes got: each instance signals a layer
+    its node verified for the first time, once (skipped layers are not made up); a
+    restarted instance signals nothing (it would count its layers again)."""
+    import types
+
+    import anyio
+
+    from scenarios.spacemesh import plan
+
+    layers = iter([-1, 1, 1, 2, 5, 5, 6])
+
+    class Api:
+        def __init__(self, ip: str, port: int, until: float | None = None) -> None:
+            pass
+
+        async def status(self) -> types.SimpleNamespace:
+            return types.SimpleNamespace(verified_layer=next(layers), top_layer=7,
+                                         connected_peers=2)
+
+        def close(self) -> None:
+            pass
+
+    async def observe(env: object, api: object, watch: object, verified: int,
+                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
+        return verified, error
+
+    monkeypatch.setattr(plan, "NodeApi", Api)
+    monkeypatch.setattr(plan, "observe", observe)
+    now = time.time()
+    watch = plan.Watch("gateway", target=6, genesis=now - 10, epoch_duration=6.0,
+                       deadline=now + 60, poll=0.0)  # fmt: skip
+    env = _Env(is_restart=restart)
+    assert anyio.run(plan._watch_own_node, env, "127.0.0.1", watch, {}, False) == (6, "")
+    assert env.sync.signalled == ([] if restart else [
+        "layer 1 verified", "layer 2 verified", "layer 5 verified", "layer 6 verified"])
+
+
 def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -293,7 +351,7 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
     now = time.time()
     watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
                        deadline=now + 60, poll=0.0)  # fmt: skip
-    result = anyio.run(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    result = anyio.run(plan._watch_own_node, _Env(), "127.0.0.1", watch, {}, False)
     assert result == (3, "") and calls == ["status", "status"]
     assert waits_until == [watch.deadline]  # each call may wait for its answer until then
 
@@ -353,7 +411,7 @@ def _late_final_checks(monkeypatch: pytest.MonkeyPatch, verified: int, deadline_
     now = time.time()
     watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
                        deadline=now + deadline_in)  # fmt: skip
-    run = functools.partial(plan._watch_own_node, None, "127.0.0.1", watch, {}, False)
+    run = functools.partial(plan._watch_own_node, _Env(), "127.0.0.1", watch, {}, False)
     return functools.partial(anyio.run, run), observed
 
 

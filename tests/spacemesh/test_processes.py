@@ -229,6 +229,35 @@ def test_simulation_runner_reports_agreement() -> None:
     assert "loss" in bad.stderr
 
 
+def test_a_simulation_says_how_far_it_got_and_runs_the_same_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Progress lines (every 5 s of wall time; here at every turn of the event loop) come
+    from an instrument, so the seeded run is the same with them as without."""
+    import io
+    import re
+
+    from scenarios.spacemesh import sim
+
+    args = options(["--miners", "4", "--layers", "4", "--layer-duration", "1"])
+    quiet = sim.simulate(**args)
+    monkeypatch.setattr(sim, "PROGRESS_EVERY_S", 0.0)
+    out = io.StringIO()
+    loud = sim.simulate(**args, progress=out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 10
+    pattern = re.compile(r"spacemesh-sim: layer (\d+), ([\d.]+) of ([\d.]+) virtual s after "
+                         r"[\d.]+ s \([\d.]+x real time\)")
+    seen = [m for m in map(pattern.fullmatch, lines) if m]
+    assert len(seen) == len(lines), lines[:3]
+    layers = [int(m[1]) for m in seen]
+    virtual = [float(m[2]) for m in seen]
+    assert layers == sorted(layers) and layers[-1] >= 6  # 4 + hdist
+    assert virtual == sorted(virtual) and virtual[-1] <= float(seen[0][3])
+    assert (loud.frames, loud.megabytes, loud.blocks, loud.agree) == (
+        quiet.frames, quiet.megabytes, quiet.blocks, quiet.agree)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--layer-duration", "0"], "--layer-duration must be 0.1 to 86400 seconds, not 0.0"),
     (["--layer-duration", "nan"], "--layer-duration must be 0.1 to 86400 seconds, not nan"),

@@ -1,0 +1,63 @@
+"""The live progress line: printed when something changed, and now and then when nothing did."""
+
+from __future__ import annotations
+
+import io
+
+from harness._progress import Progress
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_outside_a_terminal_a_line_comes_on_change_and_on_a_heartbeat() -> None:
+    out, clock = io.StringIO(), _Clock()
+    progress = Progress(3, out, interval=2.0, heartbeat=15.0, clock=clock)
+    progress.started = 3
+    progress.update()
+    assert out.getvalue().splitlines() == ["[   0.0s] started 3/3  passed 0  failed 0"]
+    clock.now += 1.0
+    progress.passed = 1
+    progress.update()  # changed, but within `interval` of the last line
+    assert len(out.getvalue().splitlines()) == 1
+    clock.now += 1.5
+    progress.update()
+    assert out.getvalue().splitlines()[-1] == "[   2.5s] started 3/3  passed 1  failed 0"
+    for _ in range(6):  # 12 s with nothing new: silent
+        clock.now += 2.0
+        progress.update()
+    assert len(out.getvalue().splitlines()) == 2
+    clock.now += 3.0  # 15 s since the last line
+    progress.update()
+    assert out.getvalue().splitlines()[-1] == "[  17.5s] started 3/3  passed 1  failed 0"
+    progress.phase = "checked 2/3"
+    progress.update()  # changed, but the heartbeat line was just printed
+    clock.now += 2.0
+    progress.update()
+    assert out.getvalue().splitlines()[-1].endswith("phase: checked 2/3")
+    assert len(out.getvalue().splitlines()) == 4
+
+
+def test_on_a_terminal_the_line_is_redrawn_only_when_it_changed() -> None:
+    out, clock = _Tty(), _Clock()
+    progress = Progress(2, out, heartbeat=15.0, clock=clock)
+    progress.update()
+    clock.now += 60.0
+    progress.update()  # unchanged: a terminal shows the line already
+    assert out.getvalue().count("\r\x1b[2K") == 1
+    progress.started = 2
+    progress.update()
+    assert out.getvalue().endswith("\r\x1b[2K[  60.0s] started 2/2  passed 0  failed 0")
+    progress.note("instance a/0 failed: boom")  # above the line, which is drawn again
+    assert out.getvalue().endswith("instance a/0 failed: boom\n[  60.0s] started 2/2  passed 0  "
+                                   "failed 0")
