@@ -348,3 +348,26 @@ def test_clean_without_a_cluster_or_with_bad_input_is_one_line(tmp_path: Path) -
                               timeout=60, env={**os.environ, **env_home})
         assert done.returncode == code and problem in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_the_progress_line_follows_the_pods(spec: RunSpec, tmp_path: Path) -> None:
+    """Started once a pod left Pending, then ended by exit code, list by list."""
+    from harness._progress import Progress
+
+    class Scheduling(FakeCluster):
+        async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+            pods = await super().pods(namespace, selector)
+            for pod in pods:  # at the first list, instance 1's pod is still pending
+                if self.lists == 1 and pod["metadata"]["name"] == f"h-{RUN_ID}-1":
+                    pod["status"]["phase"] = "Pending"
+            return pods
+
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = Scheduling({0: 0, 1: 3}, [success("single/0")], ends_after=2)
+    out = io.StringIO()
+    progress = Progress(spec.total, out, interval=0.0, heartbeat=3600)
+    asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=60, poll_s=0,
+                       progress=progress))
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["started 1/2  passed 0  failed 0", "started 2/2  passed 0  failed 0",
+                     "started 2/2  passed 1  failed 1"]

@@ -20,6 +20,7 @@ import orjson
 
 from harness._errors import EnvironmentProblem, HarnessError
 from harness._outcome import InstanceState
+from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
 from harness.observe._runrecord import write_run
 from harness.plans import RunSpec
@@ -97,9 +98,12 @@ def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
 
 async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path,
                  *, timeout_s: float, poll_s: float = POLL_S,
-                 states: dict[str, InstanceState] | None = None) -> list[InstanceState]:
+                 states: dict[str, InstanceState] | None = None,
+                 progress: Progress | None = None) -> list[InstanceState]:
     """Create the run, wait for every instance to end (or the timeout), collect, delete;
-    each instance's state in `states` (new ones if not given).
+    each instance's state in `states` (new ones if not given). `progress` is kept at each
+    list of the pods: started (a container ran), and ended with exit code 0 or another
+    (the verdicts come once the sync service's events are collected).
 
     The delete runs whatever happens here (an error, a cancellation, Ctrl-C)."""
     if states is None:
@@ -111,9 +115,12 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             await api.create(obj)
         deadline = time.monotonic() + timeout_s
         while True:
+            started = 0
             for pod in await api.pods(run.namespace, selector):
                 iid = by_pod.get(pod["metadata"]["name"])
                 code = pod_exit(pod)
+                if iid is not None and pod.get("status", {}).get("phase") != "Pending":
+                    started += 1
                 if iid is None or states[iid].status is not None:
                     continue
                 states[iid].ip = pod.get("status", {}).get("podIP") or states[iid].ip
@@ -128,6 +135,12 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     states[iid].stopped = (f"its pod's shaper failed (exit code "
                                            f"{container_exit(pod, 'shaper')}; shaper.log)")
                     states[iid].status = -9
+            if progress is not None:
+                ended = [s.status for s in states.values() if s.status is not None]
+                progress.started = max(progress.started, started)
+                progress.passed = ended.count(0)
+                progress.failed = len(ended) - progress.passed
+                progress.update()
             if all(s.status is not None for s in states.values()):
                 break
             if time.monotonic() > deadline:
@@ -269,7 +282,6 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
                    api: ClusterApi | None = None) -> int:
     """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`, with its
     run.json and report as a local run's; 0 if every instance passed."""
-    from harness._progress import summary_table
     from harness._supervisor import finish_run
 
     client = api or Kr8sApi(options)
@@ -285,7 +297,11 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
             print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
                   f"on cluster:k8s (namespace {run.namespace}, run {run.run_id})",
                   file=sys.stderr)
-        await follow(client, spec, run, run_dir, timeout_s=spec.timeout_s, states=states)
+        progress = None if quiet else Progress(spec.total)
+        await follow(client, spec, run, run_dir, timeout_s=spec.timeout_s, states=states,
+                     progress=progress)
+        if progress is not None:
+            progress.finish()
 
     def write(outcome: Outcome) -> None:
         record = run_record(spec, run, options, list(states.values()), started=started,
