@@ -5,8 +5,10 @@ Each benchmark writes one file, `outputs/bench/<source>.json`: a JSON list of it
     {"name": str, "value": number, "unit": str, "peer": str | null, "peer_value": number | null}
 
 with optional "better" ("lower" or "higher"; default: "higher" for rates, units ending in
-"/s" or equal to "x", else "lower"), "target" (text, e.g. "<= 1 ms") and "load" (the 1-minute
-load average when it was measured). `benchmarks/report.py` gathers every such file.
+"/s" or equal to "x", else "lower"), "target" (text, e.g. "<= 1 ms"), "load" (the 1-minute
+load average when it was measured) and "speed" (the CPU seconds `_speed.workload` took when
+the file was written: how fast the machine was then). `benchmarks/report.py` gathers every
+such file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from _speed import speed
 
 OUTPUTS = Path(os.environ.get("BENCH_OUTPUTS", Path(__file__).resolve().parents[1] / "outputs"))
 """Where the report and `bench/` go (BENCH_OUTPUTS overrides; default: the checkout's)."""
@@ -35,6 +39,7 @@ class Figure:
     better: str | None = None
     target: str | None = None
     load: float | None = None
+    speed: float | None = None
 
     @property
     def lower_is_better(self) -> bool:
@@ -53,7 +58,7 @@ class Figure:
     def as_item(self) -> dict[str, Any]:
         """The item as written to a figures file (optional fields only when set)."""
         item = dataclasses.asdict(self)
-        for key in ("better", "target", "load"):
+        for key in ("better", "target", "load", "speed"):
             if item[key] is None:
                 del item[key]
         return item
@@ -86,7 +91,7 @@ def parse(items: Any) -> list[Figure]:
         for key in ("peer", "target"):
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise FiguresError(f"{where}: {key!r} must be a string or null")
-        for key in ("peer_value", "load"):
+        for key in ("peer_value", "load", "speed"):
             if item.get(key) is not None and not _number(item[key]):
                 raise FiguresError(f"{where}: {key!r} must be a finite number or null")
         if item.get("better") not in (None, "lower", "higher"):
@@ -94,7 +99,8 @@ def parse(items: Any) -> list[Figure]:
         out.append(Figure(item["name"], float(item["value"]), item["unit"], item.get("peer"),
                           None if item.get("peer_value") is None else float(item["peer_value"]),
                           item.get("better"), item.get("target"),
-                          None if item.get("load") is None else float(item["load"])))
+                          None if item.get("load") is None else float(item["load"]),
+                          None if item.get("speed") is None else float(item["speed"])))
     return out
 
 
@@ -108,9 +114,11 @@ def load(path: Path) -> list[Figure]:
 
 def write(source: str, figures: Iterable[Figure], outputs: Path | None = None) -> Path:
     """Write a benchmark's figures to `<outputs>/bench/<source>.json` (replacing the file
-    its last run wrote); each gets the load average now unless it has one."""
-    load_now = os.getloadavg()[0]
-    items = [(f if f.load is not None else dataclasses.replace(f, load=load_now)).as_item()
+    its last run wrote); each gets the load average and the machine's speed now (`_speed`)
+    unless it has them."""
+    load_now, speed_now = os.getloadavg()[0], speed()
+    items = [dataclasses.replace(f, load=f.load if f.load is not None else load_now,
+                                 speed=f.speed if f.speed is not None else speed_now).as_item()
              for f in figures]
     path = (outputs or OUTPUTS) / "bench" / f"{source}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,6 @@ Writes outputs/bench/calibrate.json (_figures.py).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import mmap
 import os
 import statistics
@@ -31,22 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _figures import Figure, write
-
-
-def workload() -> int:
-    """A fixed amount of work; returns a checksum so none of it can be skipped."""
-    total = 0
-    rows = [{"i": i, "name": f"n{i % 97}", "v": (i * 7919) % 1000 / 7} for i in range(40_000)]
-    for r in sorted(rows, key=lambda r: (r["name"], r["v"])):
-        total += r["i"] % 13
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["name"]] = counts.get(r["name"], 0) + 1
-    text = json.dumps(rows)
-    total += len(json.loads(text))
-    for i in range(20_000):
-        total += hashlib.sha256(i.to_bytes(4, "little")).digest()[0]
-    return total + len(counts)
+from _speed import workload
 
 
 def fork_exit(count: int = 200) -> float:

@@ -8,9 +8,10 @@ and the previous `<outputs>/bench-report.json` (where there is none, as on a fre
 or it lacks a figure, the table in --readme is the previous report); writes `bench-report.json` and
 `bench-report.md` there, and, with --readme, the table into the README between its
 `<!-- bench-report -->` and `<!-- /bench-report -->` lines. A figure worse than the previous
-report's by more than --threshold (a fraction), and worse than each of the last `RECENT`
-reports' (kept in bench-report.json: a figure that this machine's noise has moved as far
-before is not flagged), is flagged as a regression; a file older
+report's by more than --threshold (a fraction) plus however much slower the machine was
+(the `speed` each figures file carries, against the previous figure's), and worse than each
+of the last `RECENT` reports' (kept in bench-report.json: a figure that this machine's
+noise has moved as far before is not flagged), is flagged as a regression; a file older
 than --since (`nox -s bench` passes its own start) is flagged as not measured in this run.
 Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input.
 """
@@ -31,6 +32,8 @@ from _figures import OUTPUTS, Figure, FiguresError, load
 
 THRESHOLD = 0.10
 """A change worse than this fraction is flagged (a shared 2-core machine is noisy)."""
+MACHINE_SHOWN = 0.05
+"""A change of the machine's speed (`_speed`) from the previous figure's this large is shown."""
 RECENT = 5
 """Reports whose figures a new one must be worse than, each, to be flagged."""
 BEGIN, END = "<!-- bench-report -->", "<!-- /bench-report -->"
@@ -118,15 +121,21 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
     row = fig.as_item()
     stale = since is not None and measured < since
     row.update(source=source, measured=_iso(measured), ratio=fig.ratio, stale=stale,
-               previous=None, change=None, regressed=False, recent=[fig.value])
+               previous=None, change=None, regressed=False, recent=[fig.value], machine=None)
     old = prev.get("value") if prev else None
     if prev and _is_number(old) and old != 0:
         change = (fig.value - old) / abs(old)  # positive: the figure grew
         recent = [v for v in prev.get("recent") or [old] if _is_number(v)][-RECENT:] or [old]
         worse = (fig.value > max(recent)) if fig.lower_is_better else (fig.value < min(recent))
-        row.update(previous=old, change=change, recent=recent if stale else
-                   [*recent, fig.value][-RECENT:],
-                   regressed=worse and (change if fig.lower_is_better else -change) > threshold)
+        # How much slower the machine was than when the previous figure was measured:
+        # that much more of a change is the machine's, not the code's.
+        before = prev.get("speed")
+        machine = (fig.speed / before - 1 if fig.speed is not None and _is_number(before)
+                   and before > 0 else None)
+        allowed = threshold + max(0.0, machine or 0.0)
+        row.update(previous=old, change=change, machine=machine,
+                   recent=recent if stale else [*recent, fig.value][-RECENT:],
+                   regressed=worse and (change if fig.lower_is_better else -change) > allowed)
     return row
 
 
@@ -158,6 +167,9 @@ def table(report: dict[str, Any]) -> str:
     for f in report["figures"]:
         unit = f" {f['unit']}" if f["unit"] else ""
         change = "-" if f["change"] is None else f"{f['change'] * 100:+.0f}%"
+        if f.get("machine") is not None and abs(f["machine"]) >= MACHINE_SHOWN:
+            change += f" (machine {'slower' if f['machine'] > 0 else 'faster'} by " \
+                      f"{abs(f['machine']) * 100:.0f}%)"
         if f["regressed"]:
             change += " **regressed**"
         name = f["name"] + (STALE if f["stale"] else "")
@@ -183,7 +195,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{measured_load(report)} (1 min) when the figures were measured; "
         f"{m['host']}, Linux {m['kernel']}. Previous report: {prev}. "
         f"{regressed} regression(s): worse than the previous report by more than "
-        f"{report['threshold'] * 100:.0f}% and than each of the last {RECENT} reports.",
+        f"{report['threshold'] * 100:.0f}% (plus however much slower the machine ran the "
+        f"calibration workload as the figure was written) and than each of the last "
+        f"{RECENT} reports.",
         "",
         table(report),
         "",

@@ -223,3 +223,34 @@ def test_a_figure_within_what_the_last_reports_saw_is_not_flagged(tmp_path: Path
     assert rows["fan-out"]["regressed"]
     rows = run(1.5, 1500, since=time.time() + 60)  # files older than the run: stale
     assert rows["fan-out"]["stale"] and rows["fan-out"]["recent"] == [1.0] * 4 + [1.5]
+
+
+def test_a_figure_worse_by_no_more_than_the_machine_got_slower_is_not_flagged(
+    tmp_path: Path,
+) -> None:
+    """Each figures file carries how long the calibration workload took when written: a
+    figure 30 % worse while the machine ran 36 % slower is the machine's, and said so."""
+    def run(value: float, speed: float) -> dict[str, object]:
+        _write(tmp_path, "sim", [{"name": "sim wall", "value": value, "unit": "s",
+                                  "peer": None, "peer_value": None, "speed": speed}])
+        got = report.gather(tmp_path, None, 0.1)
+        (tmp_path / "bench-report.json").write_text(json.dumps(got))
+        row: dict[str, object] = got["figures"][0]
+        return row
+
+    run(10.0, 0.14)
+    slower = run(13.0, 0.19)
+    assert slower["machine"] == pytest.approx(0.19 / 0.14 - 1) and not slower["regressed"]
+    assert "| +30% (machine slower by 36%) |" in report.table({"figures": [slower]})
+    worse = run(16.0, 0.19)  # 23 % worse again on a machine as fast as last time
+    assert worse["machine"] == pytest.approx(0.0) and worse["regressed"]
+    assert "| +23% **regressed** |" in report.table({"figures": [worse]})
+    [item] = json.loads((tmp_path / "bench" / "sim.json").read_text())
+    assert _figures.parse([item])[0].speed == 0.19
+
+
+def test_writing_figures_measures_the_machine_s_speed(tmp_path: Path) -> None:
+    [back] = _figures.load(_figures.write("mine", [_figures.Figure("x", 1.0, "s")], tmp_path))
+    assert back.speed is not None and 0 < back.speed < 60
+    with pytest.raises(_figures.FiguresError, match="'speed'"):
+        _figures.parse([{"name": "a", "value": 1, "unit": "s", "speed": "fast"}])

@@ -397,8 +397,7 @@ def _search(strategy: Any, setup: Setup, examples: int, seed: int,
     from hypothesis.errors import Flaky
 
     found: dict[str, Found] = {}
-    tries: list[float] = []  # when each began
-    tries_to_fail: list[int] = []  # how many tries the first failure took
+    tried = failed_at = 0  # schedules tried; how many it took to find the first failure
 
     @settings(
         max_examples=examples,
@@ -411,16 +410,18 @@ def _search(strategy: Any, setup: Setup, examples: int, seed: int,
     )
     @given(strategy)
     def property_holds(schedule: FaultSchedule | Faults) -> None:
-        tries.append(time.perf_counter())
+        nonlocal tried, failed_at
+        tried += 1
+        began = time.perf_counter()
         problems = simulate(setup, schedule)
         if progress is not None:
-            step = (f"shrinking, try {len(tries) - tries_to_fail[0]}" if tries_to_fail
-                    else f"schedule {len(tries)} of {examples}")
+            step = (f"shrinking, try {tried - failed_at}" if failed_at
+                    else f"schedule {tried} of {examples}")
             print(f"spacemesh-faults: {step}: {_brief(schedule)}: "
                   f"{'failed' if problems else 'survived'} "
-                  f"({time.perf_counter() - tries[-1]:.1f} s)", file=progress, flush=True)
-        if problems and not tries_to_fail:
-            tries_to_fail.append(len(tries))
+                  f"({time.perf_counter() - began:.1f} s)", file=progress, flush=True)
+        if problems and not failed_at:
+            failed_at = tried
         if problems:
             found["last"] = Found(schedule, problems)  # hypothesis ends on the minimal one
         assert not problems, problems
