@@ -5,7 +5,8 @@ Each benchmark writes one file, `outputs/bench/<source>.json`: a JSON list of it
     {"name": str, "value": number, "unit": str, "peer": str | null, "peer_value": number | null}
 
 with optional "better" ("lower" or "higher"; default: "higher" for rates, units ending in
-"/s" or equal to "x", else "lower"), "target" (text, e.g. "<= 1 ms"), "load" (the 1-minute
+"/s" or equal to "x", else "lower"; "none" for a figure that measures the machine, not the
+code, and is never flagged), "target" (text, e.g. "<= 1 ms"), "load" (the 1-minute
 load average when it was measured) and "speed" (the CPU seconds `_speed.workload` took when
 the file was written: how fast the machine was then). `benchmarks/report.py` gathers every
 such file.
@@ -47,6 +48,12 @@ class Figure:
         if self.better is not None:
             return self.better == "lower"
         return not (self.unit.endswith("/s") or self.unit == "x")
+
+    @property
+    def judged(self) -> bool:
+        """Whether a change of this figure can be a regression (not for the machine's own
+        figures, `better = "none"`)."""
+        return self.better != "none"
 
     @property
     def ratio(self) -> float | None:
@@ -94,8 +101,8 @@ def parse(items: Any) -> list[Figure]:
         for key in ("peer_value", "load", "speed"):
             if item.get(key) is not None and not _number(item[key]):
                 raise FiguresError(f"{where}: {key!r} must be a finite number or null")
-        if item.get("better") not in (None, "lower", "higher"):
-            raise FiguresError(f"{where}: 'better' must be \"lower\" or \"higher\"")
+        if item.get("better") not in (None, "lower", "higher", "none"):
+            raise FiguresError(f"{where}: 'better' must be \"lower\", \"higher\" or \"none\"")
         out.append(Figure(item["name"], float(item["value"]), item["unit"], item.get("peer"),
                           None if item.get("peer_value") is None else float(item["peer_value"]),
                           item.get("better"), item.get("target"),

@@ -135,7 +135,8 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
         allowed = threshold + max(0.0, machine or 0.0)
         row.update(previous=old, change=change, machine=machine,
                    recent=recent if stale else [*recent, fig.value][-RECENT:],
-                   regressed=worse and (change if fig.lower_is_better else -change) > allowed)
+                   regressed=fig.judged and worse
+                   and (change if fig.lower_is_better else -change) > allowed)
     return row
 
 

@@ -254,3 +254,20 @@ def test_writing_figures_measures_the_machine_s_speed(tmp_path: Path) -> None:
     assert back.speed is not None and 0 < back.speed < 60
     with pytest.raises(_figures.FiguresError, match="'speed'"):
         _figures.parse([{"name": "a", "value": 1, "unit": "s", "speed": "fast"}])
+
+
+def test_the_machine_s_own_figures_show_their_change_but_are_never_flagged(
+    tmp_path: Path,
+) -> None:
+    def run(value: float) -> dict[str, object]:
+        _write(tmp_path, "calibrate", [{"name": "calibration", "value": value, "unit": "s",
+                                        "peer": None, "peer_value": None, "better": "none"}])
+        got = report.gather(tmp_path, None, 0.1)
+        (tmp_path / "bench-report.json").write_text(json.dumps(got))
+        row: dict[str, object] = got["figures"][0]
+        return row
+
+    run(0.14)
+    slower = run(0.27)
+    assert slower["change"] == pytest.approx(0.27 / 0.14 - 1) and not slower["regressed"]
+    assert "| +93% |" in report.table({"figures": [slower]})
