@@ -4,6 +4,7 @@ in the run directory, and serve one aggregated /metrics endpoint for the whole r
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from harness._listen import Listen, address, open_listeners
 from harness.observe._jsonl import JsonlWriter, Tail, parse_line
 from harness.observe._promtext import TextParser
 from harness.observe._runrecord import read_run
-from harness.observe._stored import SCRAPED_FILE
+from harness.observe._stored import SCRAPED_FILE, SCRAPES_FILE, ScrapeTally
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_:]")
 
@@ -68,6 +69,8 @@ class Scraper(Collector):
         self._writer = JsonlWriter(run_dir / SCRAPED_FILE)
         self._sdk_tails: dict[str, Tail] = {}
         self._sdk: dict[tuple[str, str, tuple[tuple[str, str], ...]], _SdkSeries] = {}
+        self.tally: dict[str, ScrapeTally] = {}
+        """Each target's scrapes so far: what became of them (`scrapes.json` at close)."""
 
     # -- scraping ---------------------------------------------------------------------------
 
@@ -84,13 +87,25 @@ class Scraper(Collector):
         self._read_sdk_metrics()
 
     async def _scrape_target(self, client: httpx.AsyncClient, iid: str, url: str) -> None:
+        tally = self.tally.setdefault(iid, ScrapeTally())
+        tally.asked += 1
         try:
             resp = await client.get(url, timeout=self.timeout)
-            resp.raise_for_status()
+            if resp.is_error:  # the relay says why in its body
+                raise ValueError(f"HTTP {resp.status_code}: "
+                                 f"{resp.text.strip().splitlines()[0][:200] if resp.text else ''}")
             families = self._parsers.setdefault(iid, TextParser()).parse(resp.text)
-        except (httpx.HTTPError, ValueError):
+        except httpx.TimeoutException:
+            tally.timed_out += 1
             self._up[iid] = False
             return
+        except (httpx.HTTPError, ValueError) as e:
+            tally.failed += 1
+            tally.last_error = f"{type(e).__name__}: {e}" if isinstance(e, httpx.HTTPError) \
+                else str(e)
+            self._up[iid] = False
+            return
+        tally.answered += 1
         self._up[iid] = True
         self._latest[iid] = families
         for fam in families:
@@ -149,8 +164,12 @@ class Scraper(Collector):
             await trio.sleep(interval)
 
     def close(self) -> None:
-        """Close scraped.jsonl."""
+        """Close scraped.jsonl; write what became of each target's scrapes (`SCRAPES_FILE`)."""
         self._writer.close()
+        (self.run_dir / SCRAPES_FILE).write_text(json.dumps({
+            "timeout_s": self.timeout,
+            "instances": {iid: dataclasses.asdict(t) for iid, t in sorted(self.tally.items())},
+        }, indent=1) + "\n")
 
     # -- the aggregated view ----------------------------------------------------------------
 

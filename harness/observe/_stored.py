@@ -4,6 +4,8 @@ the report, which only reads them, does not import what only a live run needs.""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,33 @@ from harness.observe._jsonl import read_jsonl
 
 TELEMETRY_FILE = "telemetry.jsonl"
 SCRAPED_FILE = "scraped.jsonl"
+SCRAPES_FILE = "scrapes.json"
+"""What became of each instance's scrapes (`ScrapeTally` by instance, and the timeout)."""
+
+
+@dataclasses.dataclass
+class ScrapeTally:
+    """One instance's metrics scrapes: asked, answered, timed out or failed (and why, last)."""
+
+    asked: int = 0
+    answered: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    last_error: str | None = None
+
+
+def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
+    """The scrape timeout and each instance's `ScrapeTally` (None: no scrapes.json, or one
+    that cannot be read)."""
+    try:
+        data = json.loads((run_dir / SCRAPES_FILE).read_text())
+        fields = {f.name for f in dataclasses.fields(ScrapeTally)}
+        return float(data["timeout_s"]), {
+            str(iid): ScrapeTally(**{k: v for k, v in t.items() if k in fields})
+            for iid, t in data["instances"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def read_telemetry(run_dir: Path, fields: Collection[str] | None = None) -> list[dict[str, Any]]:

@@ -182,3 +182,49 @@ def test_an_unreadable_metrics_file_is_skipped_not_the_end_of_the_run(tmp_path: 
         s.close()
 
     trio.run(main)
+
+
+def test_what_became_of_each_scrape_is_kept_and_the_report_says_when_some_went_unanswered(
+    tmp_path: Path,
+) -> None:
+    """Answered, timed out, failed (with the relay's reason): counted per instance into
+    scrapes.json, and the report's Metrics section names the shortfall."""
+    import types
+
+    from harness.observe._report._charts import scrape_note
+    from harness.observe._stored import read_scrapes
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "slow" in str(request.url):
+            raise httpx.ReadTimeout("no answer", request=request)
+        if "gone" in str(request.url):
+            return httpx.Response(502, text="relay: 198.18.0.3:9100: [Errno 111] refused\n")
+        return httpx.Response(200, text="peers 3\n")
+
+    async def main() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        s = Scraper(tmp_path, {"g/0": "http://x/ok", "g/1": "http://x/slow",
+                               "g/2": "http://x/gone"}, client=client)  # fmt: skip
+        for _ in range(3):
+            await s.scrape_once()
+        await client.aclose()
+        s.close()
+
+    trio.run(main)
+    got = read_scrapes(tmp_path)
+    assert got is not None
+    timeout, tallies = got
+    assert timeout == 2.0
+    assert [(t.asked, t.answered, t.timed_out, t.failed) for t in tallies.values()] == [
+        (3, 3, 0, 0), (3, 0, 3, 0), (3, 0, 0, 3)]
+    assert tallies["g/2"].last_error == "HTTP 502: relay: 198.18.0.3:9100: [Errno 111] refused"
+    note = scrape_note(types.SimpleNamespace(dir=tmp_path))  # type: ignore[arg-type]
+    assert note.startswith('<p class="note">Scrapes answered: 3 of 9 (3 timed out after 2 s, '
+                           "3 failed)")
+    assert "g/1: 0 of 3; g/2: 0 of 3 (last error: HTTP 502: relay:" in note
+    assert "g/0" not in note
+    (tmp_path / "scrapes.json").write_text('{"timeout_s": 2, "instances": {"g/0": '
+                                           '{"asked": 2, "answered": 2}}}')
+    assert scrape_note(types.SimpleNamespace(dir=tmp_path)) == ""  # type: ignore[arg-type]
+    (tmp_path / "scrapes.json").write_text("garbage")
+    assert read_scrapes(tmp_path) is None

@@ -8,7 +8,7 @@ from html import escape
 from harness.observe import _svg
 from harness.observe._metrics import read_metrics
 from harness.observe._report._data import RunData
-from harness.observe._stored import read_scraped
+from harness.observe._stored import read_scraped, read_scrapes
 
 Series = dict[str, list[tuple[float, float]]]
 
@@ -113,7 +113,32 @@ def metrics_section(r: RunData) -> str:
         if charts
         else '<p class="note">No metrics were recorded (metrics.jsonl, scraped.jsonl).</p>'
     )
-    return f'<section id="metrics"><h2>Metrics</h2>{body}</section>'
+    return f'<section id="metrics"><h2>Metrics</h2>{scrape_note(r)}{body}</section>'
+
+
+def scrape_note(r: RunData, worst: int = 3) -> str:
+    """A note when some scrapes went unanswered (the scraped charts have gaps there): how
+    many, why, and the instances answered least."""
+    got = read_scrapes(r.dir)
+    if got is None:
+        return ""
+    timeout, tallies = got
+    asked = sum(t.asked for t in tallies.values())
+    answered = sum(t.answered for t in tallies.values())
+    if asked == answered:
+        return ""
+    timed_out = sum(t.timed_out for t in tallies.values())
+    failed = sum(t.failed for t in tallies.values())
+    least = sorted(tallies.items(), key=lambda kv: (kv[1].answered / max(1, kv[1].asked), kv[0]))
+    names = "; ".join(
+        f"{iid}: {t.answered} of {t.asked}" + (f" (last error: {t.last_error})"
+                                               if t.last_error else "")
+        for iid, t in least[:worst] if t.answered < t.asked
+    )
+    text = (f"Scrapes answered: {answered:,} of {asked:,} ({timed_out:,} timed out after "
+            f"{timeout:g} s, {failed:,} failed); the scraped charts hold the answered ones. "
+            f"Answered least: {names}.")
+    return f'<p class="note">{escape(text)}</p>'
 
 def telemetry_section(r: RunData) -> str:
     """The Link and TCP telemetry section."""
