@@ -74,21 +74,22 @@ class Scraper(Collector):
 
     # -- scraping ---------------------------------------------------------------------------
 
-    async def scrape_once(self) -> None:
-        """Scrape every target once (concurrently) and read new SDK metric lines."""
+    async def scrape_once(self, *, last: bool = False) -> None:
+        """Scrape every target once (concurrently) and read new SDK metric lines. The
+        `last` scrape, at the run's end, tallies only what it got: an instance that has
+        exited by then cannot answer, and that is no missed scrape."""
         client = self._client or httpx.AsyncClient(timeout=self.timeout)
         try:
             async with trio.open_nursery() as nursery:
                 for iid, url in self.targets.items():
-                    nursery.start_soon(self._scrape_target, client, iid, url)
+                    nursery.start_soon(self._scrape_target, client, iid, url, last)
         finally:
             if self._client is None:
                 await client.aclose()
         self._read_sdk_metrics()
 
-    async def _scrape_target(self, client: httpx.AsyncClient, iid: str, url: str) -> None:
-        tally = self.tally.setdefault(iid, ScrapeTally())
-        tally.asked += 1
+    async def _scrape_target(self, client: httpx.AsyncClient, iid: str, url: str,
+                             last: bool = False) -> None:
         try:
             resp = await client.get(url, timeout=self.timeout)
             if resp.is_error:  # the relay says why in its body
@@ -96,17 +97,13 @@ class Scraper(Collector):
                                  f"{resp.text.strip().splitlines()[0][:200] if resp.text else ''}")
             families = self._parsers.setdefault(iid, TextParser()).parse(resp.text)
         except httpx.TimeoutException:
-            tally.timed_out += 1
-            self._up[iid] = False
+            self._tally(iid, "timed_out", last)
             return
         except (httpx.HTTPError, ValueError) as e:
-            tally.failed += 1
-            tally.last_error = f"{type(e).__name__}: {e}" if isinstance(e, httpx.HTTPError) \
-                else str(e)
-            self._up[iid] = False
+            self._tally(iid, "failed", last,
+                        f"{type(e).__name__}: {e}" if isinstance(e, httpx.HTTPError) else str(e))
             return
-        tally.answered += 1
-        self._up[iid] = True
+        self._tally(iid, "answered", last)
         self._latest[iid] = families
         for fam in families:
             for s in fam.samples:
@@ -120,6 +117,18 @@ class Scraper(Collector):
                         "value": s.value if math.isfinite(s.value) else str(s.value),
                     }
                 )
+
+    def _tally(self, iid: str, outcome: str, last: bool, error: str | None = None) -> None:
+        """Count one scrape of `iid` as `outcome` (a `ScrapeTally` field); the `last`
+        scrape's are counted only if answered."""
+        self._up[iid] = outcome == "answered"
+        if last and outcome != "answered":
+            return
+        tally = self.tally.setdefault(iid, ScrapeTally())
+        tally.asked += 1
+        setattr(tally, outcome, getattr(tally, outcome) + 1)
+        if error is not None:
+            tally.last_error = error
 
     def _read_sdk_metrics(self) -> None:
         for inst_dir in _instance_dirs_of(self.run_dir, self.targets):
@@ -315,5 +324,5 @@ async def observe_run(
             task_status.started(ObserveHandle(scraper, url))
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(scraper.timeout + 0.5):
-            await scraper.scrape_once()
+            await scraper.scrape_once(last=True)
         scraper.close()
