@@ -30,11 +30,16 @@ def workload() -> int:
     return total + len(counts)
 
 
-def speed(rounds: int = 3) -> float:
-    """The median CPU seconds of `rounds` runs of `workload` in this process."""
+def timings(rounds: int) -> list[float]:
+    """The CPU seconds of each of `rounds` runs of `workload` in this process."""
     times = []
     for _ in range(max(1, rounds)):
         t0 = time.process_time()
         workload()
         times.append(time.process_time() - t0)
-    return statistics.median(times)
+    return times
+
+
+def speed(rounds: int = 3) -> float:
+    """The median of `timings`."""
+    return statistics.median(timings(rounds))

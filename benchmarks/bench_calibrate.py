@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _figures import Figure, write
-from _speed import workload
+from _speed import timings
 
 
 def fork_exit(count: int = 200) -> float:
@@ -48,13 +48,13 @@ def page_fault(pages: int = 16_384) -> float:
     which fault no more: the loop's own cost)."""
     size = mmap.PAGESIZE
     with mmap.mmap(-1, pages * size) as mem:
-        timings = []
+        passes = []
         for _ in range(2):
             t0 = time.perf_counter()
             for offset in range(0, pages * size, size):
                 mem[offset] = 1
-            timings.append(time.perf_counter() - t0)
-    return max(0.0, timings[0] - timings[1]) / pages
+            passes.append(time.perf_counter() - t0)
+    return max(0.0, passes[0] - passes[1]) / pages
 
 
 def main() -> None:
@@ -65,11 +65,7 @@ def main() -> None:
     # Forks first, while this process is small (about 10 MB): the workload grows it.
     forks = statistics.median(fork_exit() for _ in range(max(1, args.rounds)))
     faults = statistics.median(page_fault() for _ in range(max(1, args.rounds)))
-    times = []
-    for _ in range(max(1, args.rounds)):
-        t0 = time.process_time()
-        workload()
-        times.append(time.process_time() - t0)
+    times = timings(args.rounds)
     median = statistics.median(times)
     print("calibration: a fixed Python workload took", " ".join(f"{t:.3f}" for t in times),
           f"s of CPU (median {median:.3f} s)")
