@@ -92,9 +92,9 @@ class Scraper(Collector):
                              last: bool = False) -> None:
         try:
             resp = await client.get(url, timeout=self.timeout)
-            if resp.is_error:  # the relay says why in its body
-                raise ValueError(f"HTTP {resp.status_code}: "
-                                 f"{resp.text.strip().splitlines()[0][:200] if resp.text else ''}")
+            if resp.is_error:  # the relay says why in its body's first line
+                why = (resp.text.strip().splitlines() or [""])[0][:200]
+                raise ValueError(f"HTTP {resp.status_code}: {why}")
             families = self._parsers.setdefault(iid, TextParser()).parse(resp.text)
         except httpx.TimeoutException:
             self._tally(iid, "timed_out", last)

@@ -199,12 +199,15 @@ def test_what_became_of_each_scrape_is_kept_and_the_report_says_when_some_went_u
             raise httpx.ReadTimeout("no answer", request=request)
         if "gone" in str(request.url):
             return httpx.Response(502, text="relay: 198.18.0.3:9100: [Errno 111] refused\n")
+        if "blank" in str(request.url):  # an error with a blank body is a failure too
+            return httpx.Response(500, text="\n")
         return httpx.Response(200, text="peers 3\n")
 
     async def main() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         s = Scraper(tmp_path, {"g/0": "http://x/ok", "g/1": "http://x/slow",
-                               "g/2": "http://x/gone"}, client=client)  # fmt: skip
+                               "g/2": "http://x/gone", "g/3": "http://x/blank"},
+                    client=client)  # fmt: skip
         for _ in range(3):
             await s.scrape_once()
         await s.scrape_once(last=True)  # at the run's end: only answers count
@@ -217,11 +220,12 @@ def test_what_became_of_each_scrape_is_kept_and_the_report_says_when_some_went_u
     timeout, tallies = got
     assert timeout == 2.0
     assert [(t.asked, t.answered, t.timed_out, t.failed) for t in tallies.values()] == [
-        (4, 4, 0, 0), (3, 0, 3, 0), (3, 0, 0, 3)]
+        (4, 4, 0, 0), (3, 0, 3, 0), (3, 0, 0, 3), (3, 0, 0, 3)]
     assert tallies["g/2"].last_error == "HTTP 502: relay: 198.18.0.3:9100: [Errno 111] refused"
+    assert tallies["g/3"].last_error == "HTTP 500: "
     note = scrape_note(types.SimpleNamespace(dir=tmp_path))  # type: ignore[arg-type]
-    assert note.startswith('<p class="note">Scrapes answered: 4 of 10 (3 timed out after 2 s, '
-                           "3 failed)")
+    assert note.startswith('<p class="note">Scrapes answered: 4 of 13 (3 timed out after 2 s, '
+                           "6 failed)")
     assert "g/1: 0 of 3; g/2: 0 of 3 (last error: HTTP 502: relay:" in note
     assert "g/0" not in note
     (tmp_path / "scrapes.json").write_text('{"timeout_s": 2, "instances": {"g/0": '
