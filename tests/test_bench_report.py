@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,22 @@ def _write(dir: Path, name: str, items: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(items))
     return path
+
+
+def _report(dir: Path, source: str, items: list[dict[str, object]],
+            since: float | None = None) -> dict[str, dict[str, Any]]:
+    """Write `source`'s figures, gather a report and keep it as the next one's previous;
+    its rows by name."""
+    _write(dir, source, items)
+    got = report.gather(dir, since, 0.1)
+    (dir / "bench-report.json").write_text(json.dumps(got))
+    return {f["name"]: f for f in got["figures"]}
+
+
+def _sync(fan_out: float, rate: float) -> list[dict[str, object]]:
+    return [
+        {"name": "fan-out", "value": fan_out, "unit": "ms", "peer": None, "peer_value": None},
+        {"name": "rate", "value": rate, "unit": "msgs/s", "peer": None, "peer_value": None}]
 
 
 def test_a_list_of_items_in_the_agreed_schema_is_read_with_the_optional_fields() -> None:
@@ -78,13 +95,8 @@ def test_every_file_is_gathered_and_a_bad_one_is_a_problem_not_a_crash(tmp_path:
 def test_the_previous_reports_figures_stand_beside_and_regressions_are_flagged(
     tmp_path: Path,
 ) -> None:
-    def run(fan_out: float, rate: float) -> dict[str, dict[str, object]]:
-        _write(tmp_path, "sync", [
-            {"name": "fan-out", "value": fan_out, "unit": "ms", "peer": None, "peer_value": None},
-            {"name": "rate", "value": rate, "unit": "msgs/s", "peer": None, "peer_value": None}])
-        got = report.gather(tmp_path, None, 0.1)
-        (tmp_path / "bench-report.json").write_text(json.dumps(got))
-        return {f["name"]: f for f in got["figures"]}
+    def run(fan_out: float, rate: float) -> dict[str, dict[str, Any]]:
+        return _report(tmp_path, "sync", _sync(fan_out, rate))
 
     first = run(1.0, 1000)
     assert first["fan-out"]["previous"] is None and not first["fan-out"]["regressed"]
@@ -104,9 +116,7 @@ def test_without_a_previous_report_the_readmes_table_is_the_previous_one(
 ) -> None:
     """A fresh checkout has no outputs/bench-report.json: the figures the README shows
     (written there by the last report) stand beside the new ones instead."""
-    _write(tmp_path, "sync", [
-        {"name": "fan-out", "value": 1.25, "unit": "ms", "peer": None, "peer_value": None},
-        {"name": "rate", "value": 41245, "unit": "msgs/s", "peer": None, "peer_value": None}])
+    _write(tmp_path, "sync", _sync(1.25, 41245))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.BEGIN}\n{report.END}\n")
     first = report.gather(tmp_path, None, 0.1, readme)
@@ -115,9 +125,7 @@ def test_without_a_previous_report_the_readmes_table_is_the_previous_one(
     assert report.update_readme(readme, first)
     assert report.readme_report(readme)["figures"] == [
         {"name": "fan-out", "value": 1.25}, {"name": "rate", "value": 41245.0}]
-    _write(tmp_path, "sync", [
-        {"name": "fan-out", "value": 2.5, "unit": "ms", "peer": None, "peer_value": None},
-        {"name": "rate", "value": 41245, "unit": "msgs/s", "peer": None, "peer_value": None}])
+    _write(tmp_path, "sync", _sync(2.5, 41245))
     second = report.gather(tmp_path, None, 0.1, readme)
     assert second["previous"]["written"] == first["written"]
     rows = {f["name"]: f for f in second["figures"]}
@@ -200,13 +208,8 @@ def test_a_figure_within_what_the_last_reports_saw_is_not_flagged(tmp_path: Path
     machine's noise, not flagged; worse than all of them: flagged. Each report keeps the
     last `RECENT` values; a figure not measured in a run adds nothing to them."""
     def run(fan_out: float, rate: float, since: float | None = None
-            ) -> dict[str, dict[str, object]]:
-        _write(tmp_path, "sync", [
-            {"name": "fan-out", "value": fan_out, "unit": "ms", "peer": None, "peer_value": None},
-            {"name": "rate", "value": rate, "unit": "msgs/s", "peer": None, "peer_value": None}])
-        got = report.gather(tmp_path, since, 0.1)
-        (tmp_path / "bench-report.json").write_text(json.dumps(got))
-        return {f["name"]: f for f in got["figures"]}
+            ) -> dict[str, dict[str, Any]]:
+        return _report(tmp_path, "sync", _sync(fan_out, rate), since)
 
     run(2.0, 1000)
     run(1.0, 1500)
@@ -230,13 +233,10 @@ def test_a_figure_worse_by_no_more_than_the_machine_got_slower_is_not_flagged(
 ) -> None:
     """Each figures file carries how long the calibration workload took when written: a
     figure 30 % worse while the machine ran 36 % slower is the machine's, and said so."""
-    def run(value: float, speed: float) -> dict[str, object]:
-        _write(tmp_path, "sim", [{"name": "sim wall", "value": value, "unit": "s",
-                                  "peer": None, "peer_value": None, "speed": speed}])
-        got = report.gather(tmp_path, None, 0.1)
-        (tmp_path / "bench-report.json").write_text(json.dumps(got))
-        row: dict[str, object] = got["figures"][0]
-        return row
+    def run(value: float, speed: float) -> dict[str, Any]:
+        return _report(tmp_path, "sim", [{"name": "sim wall", "value": value, "unit": "s",
+                                          "peer": None, "peer_value": None,
+                                          "speed": speed}])["sim wall"]
 
     run(10.0, 0.14)
     slower = run(13.0, 0.19)
@@ -259,13 +259,10 @@ def test_writing_figures_measures_the_machine_s_speed(tmp_path: Path) -> None:
 def test_the_machine_s_own_figures_show_their_change_but_are_never_flagged(
     tmp_path: Path,
 ) -> None:
-    def run(value: float) -> dict[str, object]:
-        _write(tmp_path, "calibrate", [{"name": "calibration", "value": value, "unit": "s",
-                                        "peer": None, "peer_value": None, "better": "none"}])
-        got = report.gather(tmp_path, None, 0.1)
-        (tmp_path / "bench-report.json").write_text(json.dumps(got))
-        row: dict[str, object] = got["figures"][0]
-        return row
+    def run(value: float) -> dict[str, Any]:
+        return _report(tmp_path, "calibrate", [{"name": "calibration", "value": value,
+                                                "unit": "s", "peer": None, "peer_value": None,
+                                                "better": "none"}])["calibration"]
 
     run(0.14)
     slower = run(0.27)
