@@ -266,6 +266,12 @@ class _Sync:
         return len(self.signalled)
 
 
+async def _observe_as_is(env: object, api: object, watch: object, verified: int,
+                         error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
+    """`plan.observe` without a node: what the watch found, as it found it."""
+    return verified, error
+
+
 class _Env:
     """What `_watch_own_node` reads of its instance's RunEnv."""
 
@@ -300,12 +306,8 @@ def test_the_watch_signals_each_new_layer_its_node_verified(
         def close(self) -> None:
             pass
 
-    async def observe(env: object, api: object, watch: object, verified: int,
-                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
-        return verified, error
-
     monkeypatch.setattr(plan, "NodeApi", Api)
-    monkeypatch.setattr(plan, "observe", observe)
+    monkeypatch.setattr(plan, "observe", _observe_as_is)
     now = time.time()
     watch = plan.Watch("gateway", target=6, genesis=now - 10, epoch_duration=6.0,
                        deadline=now + 60, poll=0.0)  # fmt: skip
@@ -342,12 +344,8 @@ def test_a_late_answer_from_the_node_is_asked_again_not_a_crash(
         def close(self) -> None:
             pass
 
-    async def observe(env: object, api: object, watch: object, verified: int,
-                      error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
-        return verified, error
-
     monkeypatch.setattr(plan, "NodeApi", SlowApi)
-    monkeypatch.setattr(plan, "observe", observe)
+    monkeypatch.setattr(plan, "observe", _observe_as_is)
     now = time.time()
     watch = plan.Watch("gateway", target=3, genesis=now - 10, epoch_duration=6.0,
                        deadline=now + 60, poll=0.0)  # fmt: skip
