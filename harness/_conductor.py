@@ -214,6 +214,7 @@ class Conductor:
         process, clock or resource fault on one that was not running does nothing there)."""
         fault, chosen = resolved.fault, resolved.instances
         action, args = fault.action, fault.args
+        begun = self.at_s()
         active = _Active(name, resolved)
         missed: list[str] = []
         if action in ("partition", "isolate"):
@@ -252,16 +253,17 @@ class Conductor:
         self.played += 1
         # What it chose, and whom it found not running (nothing was done there).
         applied = {**resolved.to_data(), **({"missed": missed} if missed else {})}
-        self._write(name, "applied", applied)
+        self._write(name, "applied", applied, begun)
         return applied
 
     async def _undo(self, name: str) -> None:
         active = self._active.get(name)
         if active is None or active.undo is None:
             return  # healed already, or nothing to undo
+        begun = self.at_s()
         await active.undo()
         del self._active[name]
-        self._write(name, "undone", {"action": active.resolved.fault.action})
+        self._write(name, "undone", {"action": active.resolved.fault.action}, begun)
 
     async def _each(self, instances: Sequence[str], act: Callable[..., Any], *args: Any) -> None:
         for iid in instances:
@@ -313,8 +315,12 @@ class Conductor:
         if fail:
             self._fail(text)
 
-    def _write(self, name: str, step: str, data: dict[str, Any]) -> None:
-        entry = {"fault": name, "step": step, "at_s": round(self.at_s(), 3), **data}
+    def _write(self, name: str, step: str, data: dict[str, Any],
+               begun: float | None = None) -> None:
+        now = self.at_s()
+        entry = {"fault": name, "step": step, "at_s": round(now, 3), **data}
+        if begun is not None:  # the action's own span: the record is written once it is done
+            entry["took_s"] = round(now - begun, 3)
         if name in self._asked_by:
             entry["asked_by"] = self._asked_by[name]
         self._log.write(entry)
