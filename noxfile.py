@@ -3,7 +3,7 @@
     nox -s tests       unit, property and live tests (root: installs what they need)
     nox -s scenario    the main job: spacemesh:start on its defaults
     nox -s systest     the go-spacemesh system-test scenarios at 30 nodes
-    nox -s lint typecheck e2e long faults bench kernel proto
+    nox -s lint typecheck e2e long faults bench kernel proto k8s
 """
 
 from __future__ import annotations
@@ -250,8 +250,8 @@ def k8s(session: nox.Session) -> None:
     objects (its live test runs when KUBECONFIG names a cluster); then, as root, the rendered
     pods run for real under `podman kube play` in an image built without any registry
     (debootstrap + podman import, cached in /var/tmp/harness-k8s): pingpong with 40 ms on
-    every link (round trips must be 80 ms and more), a partition and a kill played through
-    the pods (faulty:talk), and a small Spacemesh network (spacemesh:start, 4 instances).
+    every link (round trips must be 80 ms and more), a partition, a kill, a restart and a
+    pause played through the pods (faulty:talk), and a small Spacemesh network (spacemesh:start, 4 instances).
     About four minutes with the image cached; the first build adds two to three."""
     _debs(session, K8S_DEBS)
     _install(session, "test", "k8s", "userspace")

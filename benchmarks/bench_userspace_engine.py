@@ -198,19 +198,26 @@ def print_row(
     )
 
 
-def _figures(impl: str, rate: int, r: dict[str, float],
-             floor: dict[str, float] | None) -> list[Figure]:
-    """The engine's throughput and added error at one offered rate; the peer is the same
-    path with no engine, at the same rate, in the same run (the noise floor)."""
+def _figures(impl: str, rate: int, r: dict[str, float], floor: dict[str, float] | None,
+             cpu_us: float) -> list[Figure]:
+    """The engine's throughput, added error (p50 and p99: a median alone hides a tail of
+    tens of ms) and CPU per packet at one offered rate; the peer is the same path with no
+    engine, at the same rate, in the same run (the noise floor)."""
     def through(x: dict[str, float]) -> float:
         return x["received"] / x["send_s"]
+
+    def error(q: str) -> Figure:
+        return Figure(f"userspace engine ({impl}): error {q} at {rate:,}/s", r[f"{q}_ms"] or 0.0,
+                      "ms", peer, (floor[f"{q}_ms"] or 0.0) if floor else None)
 
     peer = "no engine (the path alone)" if floor is not None else None
     return [
         Figure(f"userspace engine ({impl}): through at {rate:,}/s offered", through(r),
                "pkts/s", peer, through(floor) if floor else None),
-        Figure(f"userspace engine ({impl}): error p50 at {rate:,}/s", r["p50_ms"] or 0.0,
-               "ms", peer, (floor["p50_ms"] or 0.0) if floor else None),
+        error("p50"),
+        error("p99"),
+        Figure(f"userspace engine ({impl}): CPU per packet at {rate:,}/s", round(cpu_us, 1),
+               "us"),
     ]
 
 
@@ -267,7 +274,7 @@ def main() -> int:
                 finally:
                     engine.stop()
                 print_row(impl, rate, r, timing, cpu_us)
-                figures += _figures(impl, rate, r, floor.get(rate))
+                figures += _figures(impl, rate, r, floor.get(rate), cpu_us)
                 time.sleep(0.5)
         print("err: received - sent - delay (ms, kernel rx timestamps); "
               "late: engine release - due (ms); "

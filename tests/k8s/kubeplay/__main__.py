@@ -7,7 +7,7 @@ output files and events collected, everything deleted however the run ends). The
 that the run passed and, for pingpong, that the shaping inside the pods held: the plan
 fails itself if its fastest ping is under twice the latency, and each instance's median
 round trip must lie within [2 x latency, 2 x latency + 250 ms]. The target `faults` plays
-faults.toml (a partition, then a kill) on faulty:talk and checks what each instance heard.
+faults.toml (a partition, a kill, a restart and a pause) on faulty:talk and checks what each instance heard.
 Prints the image build time, each run's time and its round trips.
 
 Needs root, podman, runc, catatonit and debootstrap (nox -s k8s installs them). The image
