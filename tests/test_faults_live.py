@@ -52,6 +52,11 @@ def _faults(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
 
 
+def _began(step: dict[str, Any]) -> float:
+    """When a step's action began: its record is written once the action is done."""
+    return float(step["ts"]) - float(step["took_s"])
+
+
 def _run_json(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads((run_dir / "run.json").read_text()))
 
@@ -142,8 +147,7 @@ def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> No
     _served_by(run_dir, "freezer")
     applied, undone = _faults(run_dir)
     times = [t for t, _, _ in _beats(run_dir, "single/0")]
-    # Each record is written once its action is done: the thaw began `took_s` before it.
-    thaw = undone["ts"] - undone["took_s"]
+    thaw = _began(undone)
     margin = 0.05 * SLOW
     during = [t for t in times if applied["ts"] + margin < t < thaw - margin]
     assert any(t < applied["ts"] for t in times), "it did not beat before the pause"
@@ -166,7 +170,7 @@ def test_a_partition_cuts_the_traffic_between_its_sides_until_healed(tmp_path: P
         [("single/0", "single/1"), ("single/0", "single/2"),
          ("single/1", "single/0"), ("single/2", "single/0")])
 
-    cut = (applied["ts"] + 0.1, undone["ts"] - 0.1)
+    cut = (applied["ts"] + 0.1, _began(undone) - 0.1)
     heard = [(t, who) for t, who, _ in _answers(run_dir, "single/1")]
     assert not [w for t, w in heard if cut[0] < t < cut[1] and w == "single/0"], (
         "single/1 heard single/0 through the partition")
@@ -415,14 +419,17 @@ def test_isolate_then_heal_and_a_shape_on_some_directions(tmp_path: Path) -> Non
         """, "--runner", "local:netns", "-p", "seconds=6")
     assert code == 0, out
     steps = {(f["fault"], f["step"]): f for f in _faults(run_dir)}
-    isolated, healed = steps[("fault 0", "applied")]["ts"], steps[("fault 1", "applied")]["ts"]
-    shaped, unshaped = steps[("fault 2", "applied")]["ts"], steps[("fault 2", "undone")]["ts"]
+    isolated, healed = steps[("fault 0", "applied")]["ts"], steps[("fault 1", "applied")]
+    shaped, unshaped = steps[("fault 2", "applied")]["ts"], steps[("fault 2", "undone")]
     heard = _answers(run_dir, "single/0")
-    assert not [w for t, w, _ in heard if isolated + 0.1 < t < healed - 0.1 and w == "single/2"]
-    assert [w for t, w, _ in heard if healed + 0.2 < t < shaped and w == "single/2"], "not healed"
-    slow = [rtt for t, w, rtt in heard if shaped + 0.2 < t < unshaped - 0.1 and w == "single/1"]
-    other = [rtt for t, w, rtt in heard if shaped + 0.2 < t < unshaped - 0.1 and w == "single/2"]
-    after = [rtt for t, w, rtt in heard if t > unshaped + 0.3 and w == "single/1"]
+    isolation = (isolated + 0.1, _began(healed) - 0.1)
+    assert not [w for t, w, _ in heard if isolation[0] < t < isolation[1] and w == "single/2"]
+    assert [w for t, w, _ in heard if healed["ts"] + 0.2 < t < shaped and w == "single/2"], (
+        "not healed")
+    during = (shaped + 0.2, _began(unshaped) - 0.1)
+    slow = [rtt for t, w, rtt in heard if during[0] < t < during[1] and w == "single/1"]
+    other = [rtt for t, w, rtt in heard if during[0] < t < during[1] and w == "single/2"]
+    after = [rtt for t, w, rtt in heard if t > unshaped["ts"] + 0.3 and w == "single/1"]
     assert slow and other and after
     assert min(slow) >= 78, f"0 -> 1 shaped to 80 ms, round trips {min(slow)} ms"
     assert max(other) < 60, "the shape reached a direction it does not name"
