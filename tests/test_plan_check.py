@@ -127,8 +127,14 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
         ("late=9", "harness: error: spacemesh:faults: late=9: the network has only 4 miners"),
         ("dishonest=6", "harness: error: spacemesh:faults: dishonest=6: the network has only "
                         "5 nodes"),
+        # These two started and failed: at the timeout, or every instance at its check.
+        ("late=1\nlate_layers=8", "harness: error: spacemesh:faults: late_layers=8: the late "
+                                    "miners must start before the last layer to verify"),
+        ("checkpoint_layer=9", "harness: error: spacemesh:faults: checkpoint_layer=9: past the "
+                               "last layer to verify (layers=8)"),
     ]:
-        r = harness_cli("run", "spacemesh:faults", "-p", param, "--outputs", str(tmp_path))
+        ps = [arg for each in param.split("\n") for arg in ("-p", each)]
+        r = harness_cli("run", "spacemesh:faults", *ps, "--outputs", str(tmp_path))
         assert r.returncode == 2 and r.stderr.startswith(message), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert not any(tmp_path.iterdir())  # nothing was started or written

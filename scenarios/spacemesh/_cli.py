@@ -16,6 +16,25 @@ from ._transport import split_address
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+MAX_NODES = 10_000
+MAX_LAYERS = 100_000
+"""A node walks every layer from genesis to now: beyond these a run would not end in any
+useful time (or at all)."""
+MIN_LAYER_S, MAX_LAYER_S = 0.1, 86_400.0
+MAX_PROPOSALS_PER_LAYER = 1000
+"""As the plan's own param (manifest.toml): each expected proposal costs every node work."""
+
+
+def check_layers(layer_duration: float, proposals_per_layer: int) -> None:
+    """ValueError naming the option when a layer's length or its expected proposals are
+    out of range (NaN included)."""
+    if not MIN_LAYER_S <= layer_duration <= MAX_LAYER_S:
+        raise ValueError(f"--layer-duration must be {MIN_LAYER_S:g} to {MAX_LAYER_S:g} "
+                         f"seconds, not {layer_duration!r}")
+    if not 1 <= proposals_per_layer <= MAX_PROPOSALS_PER_LAYER:
+        raise ValueError(f"--proposals-per-layer must be 1 to {MAX_PROPOSALS_PER_LAYER}, "
+                         f"not {proposals_per_layer}")
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line on stderr and exit code 2."""

@@ -35,7 +35,7 @@ from ._mesh import (
 )
 from ._metrics import NodeMetrics
 from ._poet_client import PoetClient
-from ._post import post_commitment, prove_post
+from ._post import MAX_LABELS, post_commitment, prove_post
 from ._state import Account, Base, Ledger, genesis_accounts
 from ._store import FLUSH_S, Store
 from ._sync import Syncer
@@ -90,8 +90,12 @@ class NodeConfig:
             raise ValueError(f"layer_duration must be > 0 seconds, not {self.layer_duration!r}")
         if not math.isfinite(self.genesis):
             raise ValueError(f"genesis must be a finite time, not {self.genesis!r}")
-        if self.num_units < 1:
-            raise ValueError(f"num_units must be >= 1, not {self.num_units}")
+        if not 1 <= self.num_units * self.mesh.labels_per_unit <= MAX_LABELS:
+            raise ValueError(f"num_units must be 1 to {MAX_LABELS // self.mesh.labels_per_unit}"
+                             f" ({self.mesh.labels_per_unit} labels each), not {self.num_units}")
+        for key in self.poet_keys:
+            if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+                raise ValueError(f"a PoET key is 64 lowercase hex digits, not {key!r}")
         if not 0 < self.hare_vote_at < self.hare_cert_at < 1:
             raise ValueError("need 0 < hare_vote_at < hare_cert_at < 1")
         if not (math.isfinite(self.clock_tolerance) and self.clock_tolerance >= 0):

@@ -12,7 +12,9 @@ from harness.faults import FaultSchedule
 def check(p: Mapping[str, Any], instances: int) -> None:
     """ValueError naming the first param the run's `instances` cannot satisfy: a fault
     schedule that is malformed or names nodes the network lacks, more late miners or
-    dishonest nodes than there are (they would be bent silently)."""
+    dishonest nodes than there are (they would be bent silently); or params that cannot
+    hold together: late miners that start after the last layer to verify (the run would
+    wait for its timeout), a checkpoint past it (no node applies that layer)."""
     nodes = instances - int(p["poets"])
     schedule = str(p.get("schedule") or "")
     if schedule:
@@ -22,3 +24,10 @@ def check(p: Mapping[str, Any], instances: int) -> None:
         raise ValueError(f"late={p['late']}: the network has only {miners} miners")
     if int(p.get("dishonest", 0)) > nodes:
         raise ValueError(f"dishonest={p['dishonest']}: the network has only {nodes} nodes")
+    layers = int(p["layers"])
+    if int(p.get("late", 0)) and int(p.get("late_layers", 0)) >= layers:
+        raise ValueError(f"late_layers={p['late_layers']}: the late miners must start before "
+                         f"the last layer to verify (layers={layers})")
+    if int(p.get("checkpoint_layer", 0)) > layers:
+        raise ValueError(f"checkpoint_layer={p['checkpoint_layer']}: past the last layer to "
+                         f"verify (layers={layers})")

@@ -52,7 +52,7 @@ from harness.faults import (
 )
 
 from ._checks import Report
-from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
+from ._cli import LOG_LEVELS, MAX_LAYERS, MAX_NODES, ArgumentParser, configure_logging
 from ._cluster import MemoryCluster, SimProcess, memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
@@ -510,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
            args.max_faults) < 1:  # fmt: skip
         p.error("--miners, --gateways, --layers, --examples, --max-faults and --max-cuts "
                 "must be >= 1")  # fmt: skip
+    if args.miners + args.gateways > MAX_NODES or args.layers > MAX_LAYERS:
+        p.error(f"at most {MAX_NODES} nodes (--miners and --gateways together) and "
+                f"{MAX_LAYERS} --layers")  # fmt: skip
     actions = tuple(a.strip() for a in args.actions.split(",") if a.strip())
     bad = [a for a in actions if a not in MODELLED]
     if bad or not actions:

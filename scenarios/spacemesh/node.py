@@ -9,7 +9,15 @@ import anyio
 import orjson
 
 from ._checkpoint import load_checkpoint
-from ._cli import LOG_LEVELS, ArgumentParser, address, configure_logging, run_until_signalled
+from ._cli import (
+    LOG_LEVELS,
+    MAX_LAYERS,
+    ArgumentParser,
+    address,
+    check_layers,
+    configure_logging,
+    run_until_signalled,
+)
 from ._clock import HarnessClock
 from ._mesh import MeshParams
 from ._node import NodeConfig
@@ -60,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     clock = HarnessClock.from_environ()  # the real clock outside the harness
     try:
+        check_layers(args.layer_duration, args.proposals_per_layer)
+        genesis = args.genesis if args.genesis is not None else clock.now()
+        if (clock.now() - genesis) / args.layer_duration > MAX_LAYERS:  # False for NaN
+            raise ValueError(f"--genesis {args.genesis!r} is more than {MAX_LAYERS} layers "
+                             "ago: the node would walk every layer since")
         params = MeshParams(
             layers_per_epoch=args.layers_per_epoch,
             hdist=args.hdist,
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         config = NodeConfig(
             identity=args.identity,
             listen=args.listen,
-            genesis=args.genesis if args.genesis is not None else clock.now(),
+            genesis=genesis,
             layer_duration=args.layer_duration,
             mesh=params,
             bootnodes=tuple(args.bootnode),

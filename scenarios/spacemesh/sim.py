@@ -16,14 +16,18 @@ from typing import Any, TextIO
 import anyio
 import trio.testing
 
-from ._cli import LOG_LEVELS, ArgumentParser, configure_logging
+from ._cli import (
+    LOG_LEVELS,
+    MAX_LAYERS,
+    MAX_NODES,
+    ArgumentParser,
+    check_layers,
+    configure_logging,
+)
 from ._cluster import memory_cluster
 from ._memnet import MemoryLink
 from ._mesh import MeshParams
 
-MAX_NODES = 10_000
-MAX_LAYERS = 100_000
-MIN_LAYER_S, MAX_LAYER_S = 0.1, 86_400.0
 PROGRESS_EVERY_S = 5.0
 
 
@@ -57,7 +61,9 @@ class SimResult:
         layers (no layer that could have a block has one: nothing got through)."""
         if not self.agree:
             return f"the nodes disagree on the hashes of layers 0-{self.layers}"
-        if self.block_layers and not self.blocks:
+        if not self.block_layers:
+            return "no layer past the first epoch was judged (epoch 0 can have no block)"
+        if not self.blocks:
             return (f"none of the {self.block_layers} layers that could have a block has "
                     "one: the nodes agree only on empty layers")
         return None
@@ -183,23 +189,31 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     configure_logging(args.log_level)
     try:
+        for name in ("miners", "gateways", "layers", "layers_per_epoch", "target_peers"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, not "
+                                 f"{getattr(args, name)}")
+        nodes = args.miners + args.gateways
+        if nodes > MAX_NODES:
+            raise ValueError(f"at most {MAX_NODES} nodes, --miners and --gateways together, "
+                             f"not {nodes}")
+        if args.layers > MAX_LAYERS:
+            raise ValueError(f"--layers must be at most {MAX_LAYERS}, not {args.layers}")
+        if args.layers < args.layers_per_epoch:
+            # Epoch 0 has no ATXs, so no proposals: only later layers can hold a block.
+            raise ValueError(f"--layers ({args.layers}) must reach past the first epoch "
+                             f"(--layers-per-epoch {args.layers_per_epoch}): nothing to judge")
+        check_layers(args.layer_duration, args.proposals_per_layer)
+        for name in ("delay_ms", "jitter_ms"):  # False for NaN too
+            if not 0 <= getattr(args, name) <= 1000 * args.layer_duration:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0 to a layer "
+                                 f"({1000 * args.layer_duration:g} ms), not {getattr(args, name)!r}")
         params = MeshParams(
             layers_per_epoch=args.layers_per_epoch,
             proposals_per_layer=args.proposals_per_layer,
             pow_bits=4,
         )
         link = MemoryLink(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss)
-        if args.miners < 1 or args.gateways < 1 or args.layers < 1 or args.target_peers < 1:
-            raise ValueError("--miners, --gateways, --layers and --target-peers must be >= 1")
-        # Beyond these a run would not end in any useful time (or at all: layers shorter
-        # than a round trip never settle).
-        if args.miners + args.gateways > MAX_NODES or args.layers > MAX_LAYERS:
-            raise ValueError(f"at most {MAX_NODES} nodes and {MAX_LAYERS} layers")
-        if not MIN_LAYER_S <= args.layer_duration <= MAX_LAYER_S:  # False for NaN too
-            raise ValueError(f"--layer-duration must be {MIN_LAYER_S:g} to {MAX_LAYER_S:g} "
-                             f"seconds, not {args.layer_duration!r}")
-        if max(args.delay_ms, args.jitter_ms) > 1000 * args.layer_duration:
-            raise ValueError("--delay-ms and --jitter-ms must be shorter than a layer")
     except ValueError as exc:
         p.error(str(exc))
     return {

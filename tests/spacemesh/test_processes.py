@@ -174,7 +174,17 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     cases = [
         (["scenarios.spacemesh.node", "--identity", "x", "--listen", "nohost", "--grpc", "a:1"], "host:port"),
         (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
-          "--grpc", "127.0.0.1:2", "--layer-duration", "-1"], "layer_duration"),
+          "--grpc", "127.0.0.1:2", "--layer-duration", "-1"], "--layer-duration must be 0.1"),
+        # a genesis long ago: the node walked every layer since, growing without bound and
+        # deaf to SIGTERM (it ran into the OOM killer)
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
+          "--grpc", "127.0.0.1:2", "--genesis", "0"], "is more than 100000 layers ago"),
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
+          "--grpc", "127.0.0.1:2", "--proposals-per-layer", "0"], "--proposals-per-layer must"),
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
+          "--grpc", "127.0.0.1:2", "--num-units", "100000"], "num_units must be 1 to 4096"),
+        (["scenarios.spacemesh.node", "--identity", "x", "--listen", "127.0.0.1:1",
+          "--grpc", "127.0.0.1:2", "--poet-key", "nothex"], "64 lowercase hex digits"),
         (["scenarios.spacemesh.poet", "--listen", "127.0.0.1:1", "--round-duration", "0"], "round_duration"),
         (["scenarios.spacemesh.poet"], "--listen"),
     ]  # fmt: skip
@@ -262,11 +272,18 @@ def test_a_simulation_says_how_far_it_got_and_runs_the_same_for_it(
     (["--layer-duration", "0"], "--layer-duration must be 0.1 to 86400 seconds, not 0.0"),
     (["--layer-duration", "nan"], "--layer-duration must be 0.1 to 86400 seconds, not nan"),
     (["--layer-duration", "1e300"], "must be 0.1 to 86400 seconds"),
-    (["--target-peers", "0"], "--target-peers must be >= 1"),
-    (["--layers", "1000000000"], "at most 10000 nodes and 100000 layers"),
-    (["--gateways", "100000"], "at most 10000 nodes and 100000 layers"),
-    (["--delay-ms", "1e300"], "--delay-ms and --jitter-ms must be shorter than a layer"),
-    (["--jitter-ms", "2500"], "--delay-ms and --jitter-ms must be shorter than a layer"),
+    (["--target-peers", "0"], "--target-peers must be >= 1, not 0"),
+    (["--layers-per-epoch", "0"], "--layers-per-epoch must be >= 1, not 0"),
+    (["--layers", "1000000000"], "--layers must be at most 100000, not 1000000000"),
+    (["--gateways", "100000"], "at most 10000 nodes, --miners and --gateways together, not 100050"),
+    (["--miners", "9999"], "at most 10000 nodes, --miners and --gateways together, not 10001"),
+    (["--delay-ms", "1e300"], "--delay-ms must be 0 to a layer (2000 ms), not 1e+300"),
+    (["--delay-ms", "-5"], "--delay-ms must be 0 to a layer (2000 ms), not -5.0"),
+    (["--jitter-ms", "2500"], "--jitter-ms must be 0 to a layer (2000 ms), not 2500.0"),
+    # these ran without end (a node's work grows with the expected proposals) or judged
+    # nothing and passed ("blocks=0/0")
+    (["--proposals-per-layer", "100000000"], "--proposals-per-layer must be 1 to 1000"),
+    (["--layers-per-epoch", "100000000"], "must reach past the first epoch"),
 ])  # fmt: skip
 def test_simulation_options_out_of_range_are_one_line_errors(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -321,6 +321,7 @@ def test_cli_refuses_what_the_simulation_cannot_model(
         (["--faults", str(hog)], "the simulation cannot model hog"),
         (["--actions", "kill,limit"], "--actions: the simulation models"),
         (["--faults", str(tmp_path / "nope.json")], "cannot read it"),
+        (["--layers", "99999999"], "at most 10000 nodes"),  # it ran without end
     ):
         with pytest.raises(SystemExit) as exit_:
             cli.main(argv)
