@@ -8,9 +8,12 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, NoReturn, Protocol, cast
 
 from harness._errors import HarnessError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # Each module defines HELP, configure(parser) and run(args) -> exit code.
 COMMANDS: tuple[str, ...] = (
@@ -61,25 +64,73 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+STDOUT = "<stdout>"
+"""The file name a failed write to standard output carries (`_Stdout`)."""
+
+
+class _Stdout(io.FileIO):
+    """Standard output, whose failed writes say so: a reader gone away (`| head`) or a full
+    device is told from any other OSError."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, STDOUT) from None  # BrokenPipeError stays one
+
+
+def _own_stdout() -> None:
+    """sys.stdout over `_Stdout`, buffered as it was (PYTHONUNBUFFERED: not); not when
+    something else has replaced it (a test capturing it)."""
+    old = sys.stdout
+    if old is not sys.__stdout__ or not isinstance(old, io.TextIOWrapper):
+        return
+    old.flush()
+    raw = _Stdout(old.fileno(), "w", closefd=False)
+    buffered = isinstance(old.buffer, io.BufferedWriter)
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw) if buffered else raw,
+                                  encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering,
+                                  write_through=old.write_through)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `harness` and `python -m harness`; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: "—" as \u2014
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
-    # a known subcommand first: only its module is needed (anything else, e.g. --help or a
-    # typo, gets the whole parser and its usage)
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
+    code: int = 0  # a command cut short by a reader gone away (`harness runs | head`): done
+    # All in the try: Ctrl-C while the command's modules are imported is an interruption too
     try:
-        code: int = args._run(args)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: "—" as \u2014
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="backslashreplace")
+        _own_stdout()
+        # a known subcommand first: only its module is needed (anything else, e.g. --help or
+        # a typo, gets the whole parser and its usage)
+        parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+        args = parser.parse_args(argv)
+        code = args._run(args)
+        if sys.stdout is not None:  # None: started with stdout closed
+            sys.stdout.flush()  # a gone or full stdout is found here, not at exit
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `harness runs | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except OSError as e:
+        if e.filename == STDOUT:  # what is left for it goes nowhere, not to the flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if isinstance(e, BrokenPipeError):  # the reader has what it wanted
+                return code
+        print(f"harness: error: {_what_failed(e)}: {e.strerror or e}", file=sys.stderr)
+        return 3
     return code
+
+
+def _what_failed(error: OSError) -> str:
+    """The file(s) an OSError names, stdout, or else its kind."""
+    if error.filename == STDOUT:
+        return "writing to stdout"
+    if error.filename is None:
+        return type(error).__name__
+    return str(error.filename) + (f" -> {error.filename2}" if error.filename2 else "")

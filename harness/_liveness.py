@@ -7,7 +7,7 @@ every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A 
 leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
 was last seen, and removes the sockets and the control token it left. `harness clean`, the
 start of every run and the commands that read runs (`show`, `runs`, `fault`, `events
---follow`: `run_over`) call it.
+--follow` and `logs --follow`: `run_over`) call it.
 """
 
 from __future__ import annotations
@@ -61,10 +61,16 @@ def supervisor_alive(who: SupervisorRecord) -> bool | None:
     return start is not None and int(start) == who.start_ticks
 
 
+def _unended(run: RunRecord) -> bool:
+    """run.json says the run goes on: "running", or no outcome and no end (a damaged
+    record, or one written before "running" was)."""
+    return run.outcome == "running" or (run.outcome is None and not run.is_over)
+
+
 def is_orphaned(run: RunRecord) -> bool:
-    """True if run.json says "running" but its supervisor is gone (a run.json written
-    before supervisors recorded themselves cannot be judged)."""
-    return (run.outcome == "running" and run.supervisor is not None
+    """True if run.json says the run goes on but its supervisor is gone (a run.json
+    written before supervisors recorded themselves cannot be judged)."""
+    return (_unended(run) and run.supervisor is not None
             and supervisor_alive(run.supervisor) is False)  # fmt: skip
 
 
@@ -79,7 +85,7 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         run = load_run(run_dir)
     except UsageError:
         return False  # not readable: not ours to rewrite
-    if run.outcome != "running":
+    if not _unended(run):
         return False
     last_seen = run.last_seen if run.last_seen is not None else run.started
     instances = tuple(

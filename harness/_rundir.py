@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ def write_files(files: dict[Path, bytes]) -> None:
             tmps[-1].write_bytes(files[path])
     except BaseException:
         for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # read-only: the first error is the one to tell
+                tmp.unlink(missing_ok=True)
         raise
     for path, tmp in zip(files, tmps, strict=True):
         os.replace(tmp, path)

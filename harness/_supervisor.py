@@ -125,7 +125,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     start as root of a user namespace, or goes on local:exec where it cannot
     (`harness.runners.runnable_here`)."""
     options = _take_handed_over(options or RunOptions())
-    _check_programs(spec)
+    check_programs(spec)
     spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)
     supervisor = Supervisor(spec, options)
@@ -175,7 +175,9 @@ def finish_run(run_dir: Path) -> None:
             print(f"harness: warning: could not write the {what}: {e}", file=sys.stderr)
 
 
-def _check_programs(spec: RunSpec) -> None:
+def check_programs(spec: RunSpec) -> None:
+    """UsageError when a program the run would start cannot be run; EnvironmentProblem when
+    its skew faults need libfaketime and it is missing (both before anything starts)."""
     programs = {g.program for g in spec.groups if g.program} | (
         {spec.case.program} if spec.case.program else set()
     )

@@ -15,11 +15,16 @@ from netem._shape import IDENTITY, LinkShape, ShapeError
 if TYPE_CHECKING:
     from netem import topology
     from netem._backends._kernel import KernelBackend
-    from netem._backends._select import BACKEND_NAMES, NullBackend, select_backend
+    from netem._backends._select import (
+        BACKEND_NAMES,
+        NullBackend,
+        check_backend_name,
+        select_backend,
+    )
     from netem._backends._userspace import UserspaceBackend
     from netem._cleanup import cleanup
     from netem._hosts import Host
-    from netem._network import DEFAULT_SUBNET, HostRef, Network
+    from netem._network import DEFAULT_SUBNET, HostRef, Network, check_subnet
     from netem._policy import Policy, Request
     from netem._probe import ProbeResult, has_sch_netem, probe_all
     from netem._record._replay import replay, replay_states
@@ -42,6 +47,8 @@ _LAZY = {
     "Request": "netem._policy",
     "TopologyError": "netem.topology._matrix",
     "UserspaceBackend": "netem._backends._userspace",
+    "check_backend_name": "netem._backends._select",
+    "check_subnet": "netem._network",
     "cleanup": "netem._cleanup",
     "has_sch_netem": "netem._probe",
     "needs_userns": "netem._rootless",
@@ -91,6 +98,8 @@ __all__ = [
     "ShapeError",
     "TopologyError",
     "UserspaceBackend",
+    "check_backend_name",
+    "check_subnet",
     "cleanup",
     "has_sch_netem",
     "needs_userns",

@@ -98,9 +98,7 @@ class Network:
                 raise RequestError("this network is built already")
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise RequestError(f"host count must be a whole number >= 1, not {count!r}")
-            room = min(self.subnet.num_addresses - 2, names.MAX_HOST_NUMBER)
-            if count > room:
-                raise RequestError(f"subnet {self.subnet} has room for {room} hosts, not {count}")
+            _check_room(self.subnet, count)
             numbers = list(range(1, count + 1))
             try:
                 hosts = self._build_hosts(numbers)
@@ -533,6 +531,20 @@ def _parse_subnet(subnet: str) -> IPv4Network:
         raise RequestError(f"bad subnet {subnet!r}: {e}") from None
     if net.prefixlen > 30:
         raise RequestError(f"subnet {subnet} is too small: at most /30")
+    return net
+
+
+def _check_room(subnet: IPv4Network, hosts: int) -> None:
+    room = min(subnet.num_addresses - 2, names.MAX_HOST_NUMBER)
+    if hosts > room:
+        raise RequestError(f"subnet {subnet} has room for {room} hosts, not {hosts}")
+
+
+def check_subnet(subnet: str, hosts: int) -> IPv4Network:
+    """`subnet` parsed, when a network of `hosts` hosts fits in it; a one-line RequestError
+    otherwise (what `Network` and `build` would refuse, asked before anything is made)."""
+    net = _parse_subnet(subnet)
+    _check_room(net, hosts)
     return net
 
 

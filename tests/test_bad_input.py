@@ -4,6 +4,7 @@ full disk) before anything starts, never a traceback, never a value silently ben
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def test_duration_bounds_may_be_durations(make_plan: Callable[..., Path]) -> Non
     root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
     assert build_run_spec("tiny", params={"d": "3s"}, plan_roots=[root]).groups[0].params == {
         "d": 3.0}
-    with pytest.raises(UsageError, match=r"below its min 1\.0"):
+    with pytest.raises(UsageError, match=r"below its min 1s"):
         build_run_spec("tiny", params={"d": "500ms"}, plan_roots=[root])
 
 
@@ -344,3 +345,213 @@ def test_a_run_that_fails_while_it_sets_up_leaves_no_run_directory(
     with pytest.raises(TypeError, match="64-bit"):
         run(spec, RunOptions(outputs=outputs, progress=False, metrics_listen=None))
     assert [p.name for p in outputs.iterdir() if p.is_dir()] == []
+
+
+# -- the command line's own input and environment: stdout, paths, Ctrl-C ----------------------
+
+
+def cli(*args: str, cwd: Path = ROOT, stdout: Any = subprocess.PIPE,
+        buffered: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS`, stdout where given; PYTHONUNBUFFERED set unless `buffered`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-m", "harness", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=120, cwd=cwd,
+                          env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture
+def failing(tiny: Path) -> Path:
+    """`tiny` with a case `fails` whose instances fail."""
+    plan = tiny / "tiny"
+    (plan / "manifest.toml").write_text((plan / "manifest.toml").read_text() + (
+        '[[testcases]]\nname = "fails"\ninstances = { min = 1, max = 2, default = 1 }\n'
+        'entrypoint = "tiny.plan:fails"\n'))
+    (plan / "plan.py").write_text(PLAN_PY + "async def fails(env):\n    raise SystemExit(3)\n")
+    return tiny
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_run_exits_with_its_own_code_when_the_reader_of_stdout_is_gone(
+    failing: Path, tmp_path: Path, buffered: bool
+) -> None:
+    """`harness run ... | true` exited 0 (unbuffered; buffered: 120) though the run failed;
+    a listing such as `harness runs | head` still exits 0."""
+    out = str(tmp_path / "out")
+    read_end, gone = os.pipe()
+    os.close(read_end)
+    try:
+        for args, code in [
+            (["run", "tiny:fails", "--plans", str(failing), "-q", "--metrics-listen", "off"], 1),
+            (["run", "tiny:fails", "--plans", str(failing), "-q", "--json",
+              "--metrics-listen", "off"], 1),
+            (["replay", "latest", "-q", "--metrics-listen", "off"], 1),
+            (["runs"], 0),
+            (["show"], 0),
+        ]:  # fmt: skip
+            r = cli(*args, "--outputs", out, stdout=gone, buffered=buffered)
+            assert (r.returncode, r.stderr) == (code, ""), args
+    finally:
+        os.close(gone)
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_full_stdout_is_one_line_and_exit_3(tiny: Path, tmp_path: Path, buffered: bool) -> None:
+    """Every command's output to /dev/full was a traceback."""
+    out = str(tmp_path / "out")
+    with open("/dev/full", "w") as full:
+        for args in (["run", "tiny", "--plans", str(tiny), "-q", "--metrics-listen", "off"],
+                     ["runs"], ["show"], ["show", "--json"], ["logs"], ["events"], ["report"],
+                     ["replay", "--print-faults"]):  # fmt: skip
+            r = cli(*args, "--outputs", out, stdout=full, buffered=buffered)
+            assert r.returncode == 3, (args, r.stderr)
+            assert r.stderr == "harness: error: writing to stdout: No space left on device\n"
+
+
+def test_any_other_os_error_is_one_line_and_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness._cli import main
+    from harness._commands import list as list_command
+
+    def broken(args: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error", "/some/file")
+
+    monkeypatch.setattr(list_command, "run", broken)
+    assert main(["list"]) == 3
+    assert capsys.readouterr().err == "harness: error: /some/file: Input/output error\n"
+
+
+INTERRUPTED_WHILE_IMPORTING = """
+import importlib, os, signal, sys
+from harness._cli import main
+imported = importlib.import_module
+def interrupted(name, *args):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the command's modules are imported
+    return imported(name, *args)
+importlib.import_module = interrupted
+sys.exit(main(["run", "pingpong"]))
+"""
+
+
+def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130() -> None:
+    """It was a 30-40 line KeyboardInterrupt traceback."""
+    r = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_IMPORTING], capture_output=True,
+                       text=True, timeout=60, cwd=ROOT)
+    assert (r.returncode, r.stderr) == (130, "harness: interrupted\n")
+
+
+LONG = "d" * 300  # longer than a file name may be (ENAMETOOLONG)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "tiny", "--outputs", f"/tmp/{LONG}"],
+    ["runs", "--outputs", f"/tmp/{LONG}"],
+    ["show", "--outputs", f"/tmp/{LONG}"],
+    ["clean", "--outputs", f"/tmp/{LONG}"],
+    ["show", f"/tmp/{LONG}"],
+    ["report", f"/tmp/{LONG}"],
+    ["events", f"/tmp/{LONG}"],
+    ["logs", f"/tmp/{LONG}"],
+    ["replay", "--print-faults", f"/tmp/{LONG}"],
+    ["fault", f"/tmp/{LONG}", "kill", "--instance", "single/0"],
+])  # fmt: skip
+def test_a_path_the_system_refuses_is_one_line_and_exit_2(tiny: Path, args: list[str]) -> None:
+    r = cli(*args, *(["--plans", str(tiny)] if args[0] == "run" else []))
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(("harness: error: ", f"harness {args[0]}: error: argument --outputs"))
+    assert line.endswith(("File name too long", f"File name too long (see harness {args[0]} --help)"))
+
+
+@pytest.mark.parametrize("command", [["run", "tiny"], ["runs"], ["show"], ["clean"]])
+def test_an_empty_outputs_path_is_refused(tiny: Path, tmp_path: Path, command: list[str]) -> None:
+    """It was the current directory."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    plans = ["--plans", str(tiny)] if command[0] == "run" else []
+    r = cli(*command, "--outputs", "", *plans, cwd=cwd)
+    assert r.returncode == 2
+    assert r.stderr.endswith(f"argument --outputs: an empty path names no directory (see harness "
+                             f"{command[0]} --help)\n")
+    assert not list(cwd.iterdir())
+
+
+def test_a_run_refused_before_it_starts_says_only_why(tiny: Path, tmp_path: Path) -> None:
+    """"running tiny:ok with 2 instances on local:exec" came first, as if it had started."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    comp = tmp_path / "c.toml"
+    comp.write_text('[[groups]]\nid = "a"\ninstances = { count = 1 }\n'
+                    'program = ["/nonexistent/bin/x"]\n')
+    for extra, message in [
+        (["--outputs", str(a_file)], f"outputs {a_file} cannot hold a run: it is not a directory"),
+        (["--outputs", "/dev/null"], "outputs /dev/null cannot hold a run: it is not a directory"),
+        (["--outputs", str(a_file / "sub")],
+         f"outputs {a_file / 'sub'} cannot hold a run: Not a directory"),
+        (["--composition", str(comp), "--outputs", str(tmp_path / "out")],
+         "program '/nonexistent/bin/x' cannot be run (not an executable file)"),
+    ]:  # fmt: skip
+        r = cli("run", "tiny", "--plans", str(tiny), "--metrics-listen", "off", *extra)
+        assert (r.returncode, r.stderr) == (2, f"harness: error: {message}\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--k8s", "namespace=x"], "--k8s is for cluster:k8s runs: add --runner cluster:k8s"),
+    (["--run", "2026"], "--run is for cluster:k8s runs: add --runner cluster:k8s"),
+    (["--runner", "cluster:k8s"], "--runner cluster:k8s needs --run RUN_ID (a run id)"),
+    (["--outputs", "/nonexistent"], "no outputs directory /nonexistent"),
+    (["--outputs", "/dev/null"], "no outputs directory /dev/null"),
+])  # fmt: skip
+def test_clean_refuses_what_it_cannot_use(args: list[str], message: str) -> None:
+    """These said "nothing to remove" (exit 0), or named --runner for --run, or ended
+    "not None"."""
+    r = cli("clean", *args)
+    assert (r.returncode, r.stderr) == (2, f"harness: error: {message}\n")
+
+
+def test_a_failed_write_is_not_hidden_by_its_clean_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a read-only file system the clean-up's unlink fails too: that error was raised."""
+    from harness._rundir import write_files
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(OSError) as raised:
+        write_files({tmp_path / "a.json": b"{}"})
+    assert raised.value.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux's")
+@pytest.mark.parametrize("how", ["ro", "full"])
+@pytest.mark.parametrize(("command", "failed"), [
+    ("report", "writing the report in {run_dir}"),
+    ("show", "marking run {run} aborted (its supervisor is gone)"),
+    ("runs", "marking the runs under {outputs}"),
+])  # fmt: skip
+def test_a_command_that_cannot_write_its_run_says_so_in_one_line(
+    tmp_path: Path, how: str, command: str, failed: str
+) -> None:
+    """report's write, and show's and runs' marking of a run whose supervisor is gone, on a
+    read-only or full file system: each was a traceback."""
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "outputs", FixtureSpec(instances=2))
+    orphan(run_dir)
+    outputs = tmp_path / "mnt" / "outputs"
+    fill = ("mount -o remount,ro tmpfs {mnt}" if how == "ro"
+            else "dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null; true")  # fmt: skip
+    r = in_private_tmpfs(tmp_path, "size=1m", (
+        f"cp -r {tmp_path / 'outputs'} {outputs} && "
+        + fill.format(mnt=tmp_path / "mnt")
+        + f" && {sys.executable} -m harness {command} --outputs {outputs}"
+        + (f" {run_dir.name}" if command != "runs" else "")))
+    reason = "Read-only file system" if how == "ro" else "No space left on device"
+    what = failed.format(run_dir=outputs / run_dir.name, run=run_dir.name, outputs=outputs)
+    assert (r.returncode, r.stderr) == (3, f"harness: error: {what} failed: {reason}\n")

@@ -39,6 +39,22 @@ def dataclass_replace(check: doctor.Check, **changes: object) -> doctor.Check:
     return dataclasses.replace(check, **changes)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("HARNESS_NETEM_BACKEND", "bogus"), ("HARNESS_DATA_SUBNET", "10.0.0.0/31")])
+def test_a_bad_variable_makes_the_machine_not_ready(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Every local:netns run refuses it: the doctor said "ready" all the same."""
+    monkeypatch.setenv(name, value)
+    checks = doctor.collect_checks()
+    (row,) = [c for c in checks if c.name == name]
+    assert row.ok is False and value in row.detail
+    assert not doctor.can_run(checks)
+    monkeypatch.delenv(name)
+    (row,) = [c for c in doctor.collect_checks() if c.name == name]
+    assert row.ok is True
+
+
 def test_render_says_what_to_do() -> None:
     table = doctor.render(
         [

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from harness._cli import build_parser
+from harness._cli import build_parser, main
 from harness._commands import fault as fault_command
+from harness._liveness import identity
 from harness.faults import ACTIONS, Fault, When
 from tests.conftest import ROOT, harness_cli
 
@@ -91,6 +92,7 @@ def test_the_options_become_the_faults_table() -> None:
     ("--json '{bad'", "the fault's table is not JSON"),
     ("--json '[1]'", "must be a JSON object"),
     ("kill --count 0", "count must be a whole number >= 1"),
+    ("kill --group a --at x:abc", "--at 'x:abc': the count after the colon must be a whole"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_run_is_asked(
     tmp_path: Path, argv: str, message: str
@@ -98,6 +100,22 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run_is_asked(
     r = harness_cli("fault", *shlex.split(argv), "--outputs", str(tmp_path / "none"))
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_run_whose_record_holds_no_outcome_is_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "is not running (None)". (Its supervisor, this process, is alive: the run is
+    not marked aborted.)"""
+    run_dir = tmp_path / "20261203-000000-aaaaaa"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps(
+        {"run_id": run_dir.name, "plan": "p", "outcome": None,
+         "supervisor": identity().to_json()}))  # fmt: skip
+    assert main(["fault", str(run_dir), "kill", "--instance", "single/0"]) == 2
+    assert capsys.readouterr().err == (
+        f"harness: error: run {run_dir.name} is not running (its run.json records no "
+        "outcome): faults go only to a live run\n")
 
 
 # -- a live run ----------------------------------------------------------------------------

@@ -324,17 +324,6 @@ def test_a_fault_whose_time_never_comes_fails_the_run(tmp_path: Path) -> None:
     assert "fault 0 could not be played: never played" in _run_json(run_dir)["reason"]
 
 
-def test_network_faults_on_a_runner_without_a_network_fail_the_run(tmp_path: Path) -> None:
-    code, run_dir, out = _run(tmp_path, "faulty:beat", """
-        [[faults]]
-        at = "200ms"
-        action = "isolate"
-        targets = {instances = ["single/0"]}
-        """, "-p", "seconds=5")
-    assert code == 1, out
-    assert "cannot shape or cut links" in _run_json(run_dir)["reason"]
-
-
 @pytest.mark.parametrize(("faults", "message"), [
     ('[[faults]]\nat = 1\naction = "kill"\ntargets = {group = "nobody"}\n', "no group 'nobody'"),
     ('[[faults]]\nat = 1\naction = "kil"\n', "action must be one of"),

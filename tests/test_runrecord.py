@@ -29,6 +29,7 @@ _text = st.text(max_size=12)
 _opt_text = st.none() | _text
 _opt_int = st.none() | st.integers(-(2**31), 2**31)
 _opt_float = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+_opt_time = st.none() | st.floats(0, 253402214400)  # 1970 to 9999
 _json_value = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
@@ -49,8 +50,8 @@ _instances = st.builds(
     outcome=st.none() | st.sampled_from(["passed", "failed"]),
     reason=_opt_text,
     exit_code=_opt_int,
-    started=_opt_float,
-    ended=_opt_float,
+    started=_opt_time,
+    ended=_opt_time,
     dir=_opt_text,
     extra=_extra,
 )
@@ -68,8 +69,8 @@ _records = st.builds(
     plan=_opt_text,
     case=_opt_text,
     runner=_opt_text,
-    started=_opt_float,
-    ended=_opt_float,
+    started=_opt_time,
+    ended=_opt_time,
     outcome=st.none() | st.sampled_from(OUTCOMES),
     exit_code=_opt_int,
     reason=_opt_text,
@@ -81,7 +82,7 @@ _records = st.builds(
     network=st.none() | st.dictionaries(_text, _json_value, max_size=3),
     metrics_url=_opt_text,
     supervisor=st.none() | st.builds(SupervisorRecord, st.integers(1, 2**22), st.integers(0, 2**40)),
-    last_seen=_opt_float,
+    last_seen=_opt_time,
     sock_dir=_opt_text,
     plan_dir=_opt_text,
     faults=st.none() | st.lists(st.dictionaries(_text, _json_value, max_size=3),
@@ -194,6 +195,11 @@ def test_the_lifecycle_fields(tmp_path: Path) -> None:
         (b"{}", "is not a run record"),
         (b'{"run_id": "r", "started": "yesterday"}', "'started' must be a number"),
         (b'{"run_id": "r", "started": true}', "'started' must be a number"),
+        # a time no date can show was an OverflowError in `harness report`
+        (b'{"run_id": "r", "started": 1e300}', "'started' must be a number of Unix seconds"),
+        (b'{"run_id": "r", "last_seen": -1}', "'last_seen' must be a number of Unix seconds"),
+        (b'{"run_id": "r", "instances": [{"id": "a/0", "ended": 1e20}]}',
+         r"instances\[0\]: 'ended' must be a number of Unix seconds \(1970 to 9999\), not 1e\+20"),
         (b'{"run_id": "r", "exit_code": 1.5}', "'exit_code' must be an integer"),
         (b'{"run_id": "r", "instances": {"a": 1}}', "'instances' must be a list"),
         (b'{"run_id": "r", "instances": [{"outcome": "passed"}]}', r"instances\[0\] has no 'id'"),
@@ -216,13 +222,17 @@ def test_no_run_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["show", "report"])
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"run_id": "r", "instances": [{"id": 3}]}', "'id' must be a string"),
+    ('{"run_id": "r", "started": 1e300}', "run.json: 'started' must be a number of Unix"),
+])  # fmt: skip
 def test_the_cli_says_so_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str, message: str
 ) -> None:
-    (tmp_path / "run.json").write_text('{"run_id": "r", "instances": [{"id": 3}]}')
+    (tmp_path / "run.json").write_text(content)
     assert main([command, str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("harness: error: ") and "'id' must be a string" in err
+    assert err.startswith("harness: error: ") and message in err
     assert "\n" not in err
 
 

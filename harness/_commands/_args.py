@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from harness._errors import EnvironmentProblem, UsageError
 from harness.observe import DEFAULT_OUTPUTS
 from harness.plans import PLANS_ENV
 
@@ -15,10 +18,41 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
     """--outputs: the directory holding the runs (and history.sqlite)."""
     parser.add_argument(
         "--outputs",
-        type=Path,
+        type=_outputs_path,
         default=DEFAULT_OUTPUTS,
         help=f"the outputs root holding the runs (default: ./{DEFAULT_OUTPUTS})",
     )
+
+
+def _outputs_path(text: str) -> Path:
+    """--outputs' value: not empty (that would be the current directory), and a path the
+    system can look up (not one with a name too long); whether it exists is each command's
+    business."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no directory")
+    try:
+        os.stat(text)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text}: {e.strerror}") from None
+    return Path(text)
+
+
+def outputs_dir(outputs: Path) -> Path:
+    """`outputs`, which must be a directory: a typo would otherwise read as "no runs"."""
+    if not outputs.is_dir():
+        raise UsageError(f"no outputs directory {outputs}")
+    return outputs
+
+
+@contextlib.contextmanager
+def failing_as(what: str) -> Iterator[None]:
+    """An OSError inside (a full disk, a read-only file system) as one line: `what` failed."""
+    try:
+        yield
+    except OSError as e:
+        raise EnvironmentProblem(f"{what} failed: {e.strerror or e}") from None
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:
@@ -46,14 +80,13 @@ def add_plans(parser: argparse.ArgumentParser) -> None:
 
 def print_lines(lines: Iterable[str], follow: bool) -> int:
     """Print `lines` as they come (flushed each, when following a live run); 0 also when
-    the reader goes away (`| head`) or a follower is stopped with Ctrl-C."""
+    a follower is stopped with Ctrl-C (and, as every command, when the reader goes away:
+    `harness._cli.main`)."""
     try:
         for line in lines:
             sys.stdout.write(line + "\n")
             if follow:
                 sys.stdout.flush()
-    except BrokenPipeError:
-        sys.stderr.close()
     except KeyboardInterrupt:
         if not follow:
             raise

@@ -8,9 +8,10 @@ import sys
 
 import netem
 from harness import _cgroup as cgroups
-from harness._commands._args import add_outputs
+from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import EnvironmentProblem, UsageError
 from harness._liveness import mark_aborted_runs
+from harness.observe import DEFAULT_OUTPUTS
 
 HELP = (
     "remove leftover network namespaces, manifests and cgroups of runs that are no longer "
@@ -32,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k8s", action="append", default=[], metavar="KEY=VALUE",
                         help="with --runner cluster:k8s: namespace, kubeconfig, context")
     add_outputs(parser)
+    # None: ./outputs if there is one; a clean from anywhere still removes the namespaces
+    parser.set_defaults(outputs=None)
 
 
 def _clean_cluster(args: argparse.Namespace) -> int:
@@ -41,7 +44,8 @@ def _clean_cluster(args: argparse.Namespace) -> int:
     from harness.runners.k8s._cluster import clean_run
 
     if args.run is None or not is_run_id(args.run):
-        raise UsageError(f"--runner cluster:k8s needs --run RUN_ID (a run id), not {args.run!r}")
+        given = "" if args.run is None else f", not {args.run!r}"
+        raise UsageError(f"--runner cluster:k8s needs --run RUN_ID (a run id){given}")
     raw = dict(item.partition("=")[::2] for item in args.k8s)
     removed = clean_run(parse_options(raw, set(), "--k8s"), args.run)
     print(f"{removed} object(s) of run {args.run} deleted")
@@ -50,8 +54,12 @@ def _clean_cluster(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Remove leftovers and print one line per thing removed or run marked."""
-    if args.runner is not None or args.run is not None:
+    if args.runner is not None:
         return _clean_cluster(args)
+    if args.run is not None or args.k8s:
+        option = "--run" if args.run is not None else "--k8s"
+        raise UsageError(f"{option} is for cluster:k8s runs: add --runner cluster:k8s")
+    outputs = DEFAULT_OUTPUTS if args.outputs is None else outputs_dir(args.outputs)
     removed: list[str] = []
     if os.geteuid() == 0:
         try:
@@ -66,10 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise EnvironmentProblem("removing network namespaces needs root")
     else:  # a rootless run's namespaces live in a user namespace that died with it
         print("harness: note: network namespaces not checked (that needs root)", file=sys.stderr)
-    try:
-        aborted = mark_aborted_runs(args.outputs, "harness clean")
-    except OSError as e:
-        raise EnvironmentProblem(f"marking the runs under {args.outputs} failed: {e}") from None
+    with failing_as(f"marking the runs under {outputs}"):
+        aborted = mark_aborted_runs(outputs, "harness clean")
     for item in removed:
         print(f"removed {item}")
     for run_dir in aborted:

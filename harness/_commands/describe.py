@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from harness._commands._args import add_plans
-from harness.plans import get_plan
+from harness.plans import format_duration, get_plan
 from harness.plans._manifest import TestCase
 from harness.plans._params import ParamSpec
 
@@ -77,18 +77,13 @@ def _roles(case: TestCase) -> str:
 
 
 def _value(p: ParamSpec) -> str:
-    return _duration(p.default) if p.type == "duration" else repr(p.default)
+    return format_duration(p.default) if p.type == "duration" else repr(p.default)
 
 
 def _print_params(params: Mapping[str, ParamSpec]) -> None:
     width = max(len(n) for n in params)
     for p in params.values():
         bounds = "".join(
-            f", {k} {v:g}" for k, v in (("min", p.min), ("max", p.max)) if v is not None
+            f", {k} {p.show(v)}" for k, v in (("min", p.min), ("max", p.max)) if v is not None
         )
         print(f"    {p.name:<{width}}  {p.type:<8} default {_value(p)}{bounds}  {p.description}")
-
-
-def _duration(seconds: float) -> str:
-    """0.05 -> '50ms', 2.0 -> '2s': how durations are written in manifests and -p."""
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import netem
-from harness._errors import EnvironmentProblem
+from harness._errors import EnvironmentProblem, UsageError
 
 HELP = "check that this machine can run networks, and say what to install (--fix installs it)"
 
@@ -116,9 +116,22 @@ def install(packages: Sequence[str], runner: Runner | None = None) -> None:
             raise EnvironmentProblem(f"{' '.join(cmd[:2])} failed: {last}")
 
 
+def _variables() -> list[Check]:
+    """The environment variables local:netns runs read: a bad one refuses every run."""
+    from harness.runners._netns import BACKEND_ENV, SUBNET_ENV, netns_backend, netns_subnet
+
+    checks = []
+    for name, read in ((BACKEND_ENV, netns_backend), (SUBNET_ENV, lambda: netns_subnet(1))):
+        try:
+            checks.append(Check(name, True, read()))
+        except UsageError as e:
+            checks.append(Check(name, False, str(e), fix=f"unset {name}, or see docs/contracts.md"))
+    return checks
+
+
 def collect_checks() -> list[Check]:
     """Every check, in the order of the table."""
-    checks = [_privilege()]
+    checks = [_privilege(), *_variables()]
     checks += [_program(name, package) for name, package in _PROGRAMS]
     checks += [_python(dist) for dist in _python_deps()]
     checks += _kernel(checks)

@@ -154,8 +154,9 @@ def _running(run_dir: Path) -> RunRecord:
     mark_aborted(run_dir, "harness fault")
     record = load_run(run_dir)
     if record.outcome != "running":
-        raise UsageError(f"run {record.run_id} is not running ({record.outcome}): faults go "
-                         f"only to a live run")
+        state = record.outcome or "its run.json records no outcome"
+        raise UsageError(f"run {record.run_id} is not running ({state}): faults go only to a "
+                         f"live run")
     return record
 
 
@@ -221,9 +222,12 @@ def _at(text: str | None) -> Any:
     if text is None:
         return 0
     state, colon, count = text.rpartition(":")
-    if colon and count.strip().isdigit():
-        return {"state": state, "count": int(count)}
-    return text
+    if not colon:  # no duration holds a colon
+        return text
+    if not count.strip().isdigit():
+        raise UsageError(f"--at {text!r}: the count after the colon must be a whole number "
+                         "(STATE:COUNT)")
+    return {"state": state, "count": int(count)}
 
 
 def _millis(text: str) -> float:

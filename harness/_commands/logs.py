@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from harness._commands._args import add_run, print_lines
 from harness._errors import UsageError
+from harness._liveness import run_over
 from harness.observe import (
     LEVELS,
     LogFilter,
@@ -44,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-f",
         "--follow",
         action="store_true",
-        help="keep following a live run until it ends (or Ctrl-C)",
+        help="keep following a live run until it ends, its supervisor is gone, or Ctrl-C",
     )
     colour = parser.add_mutually_exclusive_group()
     colour.add_argument(
@@ -67,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     _check_named(run_dir, args.group, args.instance)
     flt = LogFilter(tuple(args.group), tuple(args.instance), args.level, args.grep)
     colour = sys.stdout.isatty() if args.color is None else args.color
-    lines = follow_lines(run_dir, flt) if args.follow else merged_lines(run_dir, flt)
+    if args.follow:  # until the run ends, or its supervisor is found gone
+        lines = follow_lines(run_dir, flt, ended=functools.partial(run_over,
+                                                                   found_by="harness logs"))
+    else:
+        lines = merged_lines(run_dir, flt)
     return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
 
 

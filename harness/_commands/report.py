@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness._commands._args import add_run
+from harness._commands._args import add_run, failing_as
 from harness.observe import load_run, record_run, resolve_run, write_report
 
 HELP = "write a run's report: report.html, junit.xml and summary.json"
@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the report and print its path; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
-    path = write_report(run_dir)
+    with failing_as(f"writing the report in {run_dir}"):
+        path = write_report(run_dir)
     if load_run(run_dir).is_over:
         record_run(run_dir)
     print(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from harness import _listen as listen
 from harness._commands._args import add_outputs, add_plans
 from harness._errors import UsageError
+from harness._outputs import check_outputs
 from harness._runid import new_run_id
-from harness._supervisor import RunOptions
+from harness._supervisor import RunOptions, check_programs
 from harness._supervisor import run as run_spec
 from harness.plans import RunSpec, build_run_spec, parse_assignments
 from harness.runners import CLUSTER_K8S, RUNNERS, runnable_here
@@ -138,12 +140,16 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
         allow_unshaped=args.allow_unshaped,
         profile_cpu=args.profile_cpu / 1000 if args.profile_cpu else None,
     )
+    # What the supervisor refuses before it starts, refused before the line that says it runs
+    check_programs(spec)
+    check_outputs(outputs)
     if not args.quiet:
         print(f"{what} {spec.plan.name}:{spec.case.name} with {spec.total} instances "
               f"on {spec.runner}", file=sys.stderr)
     result = run_spec(spec, options)
-    if args.json:
-        sys.stdout.buffer.write((result.run_dir / "run.json").read_bytes() + b"\n")
-    else:
-        print(result.summary())
+    with contextlib.suppress(BrokenPipeError):  # `| true`: the exit code tells the verdict still
+        if args.json:
+            sys.stdout.buffer.write((result.run_dir / "run.json").read_bytes() + b"\n")
+        else:
+            print(result.summary())
     return result.exit_code

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import orjson
 
-from harness._commands._args import add_outputs
+from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness.observe import list_runs, sync_history
@@ -34,9 +34,8 @@ def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
     if args.limit < 1 or args.limit not in INT64:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
-    if not args.outputs.is_dir():
-        raise UsageError(f"no outputs directory {args.outputs}")
-    mark_aborted_runs(args.outputs, "harness runs")  # then recorded as ended
+    with failing_as(f"marking the runs under {args.outputs}"):
+        mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     sync_history(args.outputs)
     rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
     if args.json:

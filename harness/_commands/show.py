@@ -7,7 +7,7 @@ import sys
 
 import orjson
 
-from harness._commands._args import add_run
+from harness._commands._args import add_run, failing_as
 from harness._liveness import mark_aborted
 from harness.observe import load_run, resolve_run, summary
 from harness.observe._report._faults import fault_line
@@ -24,7 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the summary; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
-    mark_aborted(run_dir, "harness show")  # a run whose supervisor is gone is not running
+    with failing_as(f"marking run {run_dir.name} aborted (its supervisor is gone)"):
+        mark_aborted(run_dir, "harness show")  # a run whose supervisor is gone is not running
     info = summary(run_dir)
     if args.json:
         sys.stdout.write(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode() + "\n")

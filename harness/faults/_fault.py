@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.faults._errors import FaultError
 from harness.faults._select import EVERYONE, Member, Selector
-from harness.faults._values import is_int, is_number, seconds, size
+from harness.faults._values import is_int, is_number, seconds, size, whole
 
 NETWORK = ("shape", "partition", "isolate", "heal")
 PROCESS = ("kill", "stop", "pause", "resume", "restart")
@@ -59,6 +59,7 @@ _ON_RUNNING = {"kill", "stop", "pause", "skew", "limit", "hog"}
 """Actions that do something only to a running process: their `count` or `percentage` is
 drawn from the instances running when they fire (restart also starts a dead one)."""
 _ALL_BY_DEFAULT = {"shape", "partition"}
+_CUTS_OR_SHAPES = {"shape", "partition", "isolate"}  # heal only undoes what these did
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +139,11 @@ class Fault:
         for key, value in self.args.items():
             out[key] = value.to_data() if isinstance(value, Selector) else value
         return out
+
+    @property
+    def needs_links(self) -> bool:
+        """True if it shapes or cuts links: only a runner with a network can play it."""
+        return self.action in _CUTS_OR_SHAPES
 
     def expectation(self) -> str | None:
         """What a process fault expects of its targets: 'recover' (they must still pass:
@@ -371,7 +377,5 @@ def _trigger(value: Any, where: str) -> float | When:
         state, count = value["state"], value["count"]
         if not isinstance(state, str) or not state:
             raise FaultError(f"{where}: state must be a name, not {state!r}")
-        if not is_int(count) or count < 1:
-            raise FaultError(f"{where}: count must be a whole number >= 1, not {count!r}")
-        return When(state, count)
+        return When(state, whole(count, f"{where}: count", least=1))
     return seconds(value, where, positive=False)

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from harness.faults._errors import FaultError
-from harness.faults._values import is_int, is_number
+from harness.faults._values import is_int, is_number, whole
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +52,8 @@ class Selector:
         count, percentage, seed = data.get("count"), data.get("percentage"), data.get("seed", 0)
         if count is not None and percentage is not None:
             raise FaultError(f"{where}: give count or percentage, not both")
-        if count is not None and (not is_int(count) or count < 1):
-            raise FaultError(f"{where}: count must be a whole number >= 1, not {count!r}")
+        if count is not None:
+            whole(count, f"{where}: count", least=1)
         if percentage is not None and not (
             is_number(percentage) and 0 < percentage <= 100
         ):

@@ -21,6 +21,15 @@ def is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x in INT64
 
 
+def whole(value: Any, where: str, *, least: int) -> int:
+    """`value` if `is_int` takes it and it is at least `least`; the error names both bounds
+    (a count too large to carry is as wrong as one too small)."""
+    if not is_int(value) or value < least:
+        raise FaultError(f"{where} must be a whole number >= {least} and at most 2**63 - 1, "
+                         f"not {value!r}")
+    return int(value)
+
+
 def is_number(x: object) -> bool:
     """A finite int or float, and not a boolean."""
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

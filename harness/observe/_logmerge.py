@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.observe._jsonl import Tail, open_regular, parse_line, read_jsonl
-from harness.observe._rundir import follow_run, instance_dirs
+from harness.observe._rundir import follow_run, instance_dirs, run_ended
 from harness.observe._runrecord import RunRecord, read_run
 
 SUPERVISOR = "supervisor"
@@ -227,11 +227,12 @@ def follow_lines(
     run_dir: Path,
     flt: LogFilter = LogFilter(),
     *,
+    ended: Callable[[Path], bool] = run_ended,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[LogLine]:
-    """Like `merged_lines`, then keeps yielding new lines of a live run until run.json
-    records its end. Lines that arrive in one poll are ordered among themselves."""
+    """Like `merged_lines`, then keeps yielding new lines of a live run until
+    `ended(run_dir)`. Lines that arrive in one poll are ordered among themselves."""
     clock = _Clock(None)
     tails: dict[Path, tuple[Tail, _Parser]] = {}
 
@@ -251,7 +252,7 @@ def follow_lines(
         batch.sort(key=lambda ln: ln.mono)
         return batch
 
-    return follow_run(run_dir, read, poll=poll, sleep=sleep)
+    return follow_run(run_dir, read, ended=ended, poll=poll, sleep=sleep)
 
 
 # Foreground colours that read on dark and light terminals.

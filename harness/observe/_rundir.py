@@ -25,17 +25,25 @@ def list_run_dirs(outputs: Path) -> list[Path]:
 
 def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
     """The directory of run `spec`: a run id, a unique prefix of one, "latest", or a path."""
+    if not spec:  # as a path, the current directory; as a prefix, any run
+        raise UsageError("an empty run names none (give a run id, a prefix, 'latest' or a path)")
     if spec == "latest":
         runs = list_run_dirs(outputs)
         if not runs:
             raise UsageError(f"no runs under {outputs}")
         return runs[-1]
     as_path = Path(spec)
-    if (as_path / RUN_FILE).is_file() or (as_path.is_dir() and is_run_id(as_path.name)):
-        return as_path
+    try:
+        is_dir = as_path.is_dir()
+        if (as_path / RUN_FILE).is_file() or (is_dir and is_run_id(as_path.name)):
+            return as_path
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise UsageError(f"no run {spec!r}: {e.strerror}") from None
     matches = [p for p in list_run_dirs(outputs) if p.name.startswith(spec)]
     if len(matches) == 1:
         return matches[0]
+    if not matches and is_dir:
+        raise UsageError(f"{as_path} is not a run directory (it has no {RUN_FILE} file)")
     if not matches:
         raise UsageError(
             f"no run {spec!r} under {outputs} (give a run id, a prefix, 'latest' or a path)"

@@ -36,6 +36,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+_LAST_TIME = 253402214400.0  # 9999-12-31 UTC: the last day a date can show
+
+
+def _is_time(v: Any) -> bool:
+    return _is_number(v) and 0 <= v <= _LAST_TIME
+
+
 class _Reader:
     """Takes typed values out of one JSON object, naming where a bad one is."""
 
@@ -59,6 +66,10 @@ class _Reader:
 
     def number(self, key: str) -> float | None:
         v = self._get(key, _is_number, "a number")
+        return None if v is None else float(v)
+
+    def time(self, key: str) -> float | None:
+        v = self._get(key, _is_time, "a number of Unix seconds (1970 to 9999)")
         return None if v is None else float(v)
 
     def mapping(self, key: str) -> dict[str, Any] | None:
@@ -204,8 +215,8 @@ class InstanceRecord:
             outcome=r.text("outcome"),
             reason=r.text("reason"),
             exit_code=r.integer("exit_code"),
-            started=r.number("started"),
-            ended=r.number("ended"),
+            started=r.time("started"),
+            ended=r.time("ended"),
             dir=r.text("dir"),
             restarts=r.integer("restarts") or 0,
             note=r.text("note"),
@@ -285,8 +296,8 @@ class RunRecord:
             plan=r.text("plan"),
             case=r.text("case"),
             runner=r.text("runner"),
-            started=r.number("started"),
-            ended=r.number("ended"),
+            started=r.time("started"),
+            ended=r.time("ended"),
             outcome=r.text("outcome"),
             exit_code=r.integer("exit_code"),
             reason=r.text("reason"),
@@ -298,7 +309,7 @@ class RunRecord:
             network=r.mapping("network"),
             metrics_url=r.text("metrics_url"),
             supervisor=None if sup is None else SupervisorRecord.from_json(sup, f"{where}: supervisor"),
-            last_seen=r.number("last_seen"),
+            last_seen=r.time("last_seen"),
             sock_dir=r.text("sock_dir"),
             network_events=r.items("network_events", _object_item),
             aborted=r.mapping("aborted"),

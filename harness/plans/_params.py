@@ -24,6 +24,13 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """0.05 -> '50ms', 300.0 -> '300s': as manifests and -p write durations (a bare number
+    would read as seconds to some and as milliseconds to others)."""
+    value, unit = (seconds * 1000, "ms") if seconds < 1 else (seconds, "s")
+    return f"{round(value, 6)!r}".removesuffix(".0") + unit
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ParamSpec:
     """One declared parameter."""
@@ -43,10 +50,16 @@ class ParamSpec:
             raise UsageError(f"{where}: param {self.name!r} ({self.type}): {e}") from None
         if isinstance(out, int | float) and not isinstance(out, bool):
             if self.min is not None and out < self.min:
-                raise UsageError(f"{where}: param {self.name!r} is {out}, below its min {self.min}")
+                raise UsageError(f"{where}: param {self.name!r} is {self.show(out)}, "
+                                 f"below its min {self.show(self.min)}")
             if self.max is not None and out > self.max:
-                raise UsageError(f"{where}: param {self.name!r} is {out}, above its max {self.max}")
+                raise UsageError(f"{where}: param {self.name!r} is {self.show(out)}, "
+                                 f"above its max {self.show(self.max)}")
         return out
+
+    def show(self, value: float) -> str:
+        """A value or bound as messages print it: a duration with its unit."""
+        return format_duration(value) if self.type == "duration" else str(value)
 
     def _convert(self, value: Any) -> Any:
         t = self.type
@@ -104,7 +117,8 @@ def parse_spec(name: str, raw: Any, where: str) -> ParamSpec:
         max=_bound(raw, "max", name, ptype, where),
     )
     if spec.min is not None and spec.max is not None and spec.min > spec.max:
-        raise UsageError(f"{where}: param {name!r} has min {spec.min} above its max {spec.max}")
+        raise UsageError(f"{where}: param {name!r} has min {spec.show(spec.min)} above its "
+                         f"max {spec.show(spec.max)}")
     return dataclasses.replace(spec, default=spec.coerce(raw["default"], f"{where} (default)"))
 
 

@@ -24,7 +24,7 @@ from harness.plans._entrypoint import entrypoint_problem, instance_path
 from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
 from harness.plans._plancheck import plan_check_problem
-from harness.runners._registry import check_runner_name
+from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, check_runner_name
 
 if TYPE_CHECKING:
     from harness.faults import Fault
@@ -93,6 +93,11 @@ def build_run_spec(
     comp = _read_composition(composition) if composition else {}
     g = comp.get("global", {})
     plan_name, _, case_name = target.partition(":") if target else ("", "", "")
+    # A composition's groups and params are written for its own plan.
+    if plan_name and g.get("plan", plan_name) != plan_name:
+        raise UsageError(f"the command line names plan {plan_name!r} but composition "
+                         f"{composition} names plan {g['plan']!r}: name the same plan, or "
+                         f"leave PLAN[:CASE] out")
     plan_name = plan_name or g.get("plan", "")
     if not plan_name:
         raise UsageError("no plan given (PLAN[:CASE], or plan in the composition's [global])")
@@ -199,6 +204,9 @@ def _checked(
             fault.resolve(members, f"fault {n}")
         except FaultError as e:
             raise FaultError(f"{where}: {e}") from None
+        if fault.needs_links and run_runner == LOCAL_EXEC:  # it would fail the run once started
+            raise FaultError(f"{where}: fault {n} ({fault.action}): the {LOCAL_EXEC} runner "
+                             f"cannot shape or cut links (use {LOCAL_NETNS})")
         # Both count from the moment every instance has started.
         if isinstance(fault.at, int | float) and fault.at >= timeout:
             raise FaultError(f"{where}: fault {n} is at {fault.at:g}s, not before the run's "

@@ -12,6 +12,7 @@ import netem
 from harness import _listen as listen
 from harness._errors import EnvironmentProblem
 from harness.plans import RunSpec
+from harness.runners._netns import netns_backend, netns_subnet
 from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS
 
 
@@ -26,18 +27,25 @@ def runnable_here(
     this call does not return); `sockets()` is called just before, and what it returns is
     handed over to the new program (`harness._listen.inherited`), since a socket bound in
     there would not be on the user's network. Where user namespaces do not work, the run
-    goes on local:exec (unshaped) with a note on stderr, unless `spec.runner_pinned`: then an
-    EnvironmentProblem says why.
+    goes on local:exec (unshaped) with a note on stderr, unless `spec.runner_pinned` or a
+    planned fault shapes or cuts links: then an EnvironmentProblem says why. A bad
+    $HARNESS_NETEM_BACKEND or $HARNESS_DATA_SUBNET is a UsageError first.
     """
-    if spec.runner != LOCAL_NETNS or not netem.needs_userns():
+    if spec.runner != LOCAL_NETNS:
+        return spec
+    netns_backend()  # a bad $HARNESS_NETEM_BACKEND is refused before anything starts
+    netns_subnet(spec.total)  # as is a bad $HARNESS_DATA_SUBNET
+    if not netem.needs_userns():
         return spec
     problem = netem.rootless_problem()
     if problem is None:
         handed = sockets()  # held here: a socket collected before the exec closes its fd
         listen.hand_over(handed)
         netem.reexec_in_userns()  # the same program, as root of a new user namespace
-    if spec.runner_pinned:
-        raise EnvironmentProblem(f"{LOCAL_NETNS} needs root or user namespaces: {problem}")
+    linked = [f.action for f in spec.faults if f.needs_links]
+    if spec.runner_pinned or linked:
+        why = f" (the run's {linked[0]} fault cannot be played on {LOCAL_EXEC})" if linked else ""
+        raise EnvironmentProblem(f"{LOCAL_NETNS} needs root or user namespaces: {problem}{why}")
     print(f"harness: note: running on {LOCAL_EXEC} (no shaping): {LOCAL_NETNS} needs root "
           f"or user namespaces ({problem})", file=sys.stderr)
     return dataclasses.replace(spec, runner=LOCAL_EXEC)

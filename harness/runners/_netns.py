@@ -12,13 +12,38 @@ import structlog
 import trio
 
 import netem
-from harness._errors import EnvironmentProblem
+from harness._errors import EnvironmentProblem, UsageError
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
 from harness.runners._registry import LOCAL_NETNS
 from harness.sync import NETWORK_INITIALIZED, SyncState
 
 _log = structlog.get_logger("harness.netns")
+
+BACKEND_ENV = "HARNESS_NETEM_BACKEND"
+"""The variable that chooses local:netns runs' shaping backend (`netns_backend`)."""
+SUBNET_ENV = "HARNESS_DATA_SUBNET"
+"""The variable that moves local:netns runs' data network (`netns_subnet`)."""
+
+
+def netns_backend() -> str:
+    """The shaping backend local:netns runs use: $HARNESS_NETEM_BACKEND, or "auto"; a value
+    that is none of `netem.BACKEND_NAMES` is a one-line UsageError naming it."""
+    try:
+        return netem.check_backend_name(os.environ.get(BACKEND_ENV, "auto"), BACKEND_ENV)
+    except netem.RequestError as e:
+        raise UsageError(str(e)) from None
+
+
+def netns_subnet(hosts: int) -> str:
+    """The data network local:netns runs use: $HARNESS_DATA_SUBNET, or netem's default; a
+    value that is no IPv4 subnet, or too small for `hosts`, is a one-line UsageError."""
+    subnet = os.environ.get(SUBNET_ENV, netem.DEFAULT_SUBNET)
+    try:
+        netem.check_subnet(subnet, hosts)
+    except netem.RequestError as e:
+        raise UsageError(f"{SUBNET_ENV}: {e}") from None
+    return subnet
 
 
 class NetnsRunner:
@@ -28,8 +53,8 @@ class NetnsRunner:
     name: ClassVar[str] = LOCAL_NETNS
 
     def __init__(self, backend: str | None = None, subnet: str | None = None) -> None:
-        self.backend = backend or os.environ.get("HARNESS_NETEM_BACKEND", "auto")
-        self.subnet = subnet or os.environ.get("HARNESS_DATA_SUBNET", netem.DEFAULT_SUBNET)
+        self.backend = backend or netns_backend()
+        self.subnet = subnet or os.environ.get(SUBNET_ENV, netem.DEFAULT_SUBNET)
 
     @asynccontextmanager
     async def deploy(

@@ -68,6 +68,16 @@ def _has_sch_netem() -> bool:
 _BACKEND_METHODS = ("attach", "apply", "stats", "close")  # `failure` may be missing (older ones)
 
 
+def check_backend_name(name: object, where: str = "") -> str:
+    """`name` if it is one of BACKEND_NAMES; otherwise a one-line RequestError naming it,
+    the choices and `where` it came from (e.g. an environment variable)."""
+    if not isinstance(name, str) or name not in BACKEND_NAMES:
+        prefix = f"{where}: " if where else ""
+        raise RequestError(f"{prefix}unknown backend {name!r}; "
+                           f"choose one of {', '.join(BACKEND_NAMES)}")
+    return name
+
+
 def select_backend(choice: Backend | str) -> Backend:
     """A backend object for `choice`: one of BACKEND_NAMES, or a backend to use as it is.
     "auto" is the kernel backend where sch_netem exists, else the userspace one."""
@@ -79,9 +89,7 @@ def select_backend(choice: Backend | str) -> Backend:
                 f"not {choice!r} (it has no {', '.join(missing)})"
             )
         return choice
-    if choice not in BACKEND_NAMES:
-        raise RequestError(f"unknown backend {choice!r}; choose one of {', '.join(BACKEND_NAMES)}")
-    if choice == "none":
+    if check_backend_name(choice) == "none":
         return NullBackend()
     if choice == "auto":
         choice = "kernel" if _has_sch_netem() else "userspace"

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from harness._liveness import identity
 
 T0 = 1795000000.0  # run start, Unix seconds
 M0 = 1000.0  # run start, monotonic seconds
@@ -409,3 +412,14 @@ def make_run(outputs: Path, spec: FixtureSpec | None = None) -> Path:
             inst.update(outcome=None, ended=None, exit_code=None)
     (run_dir / "run.json").write_bytes(orjson.dumps(run, option=orjson.OPT_INDENT_2))
     return run_dir
+
+
+def orphan(run_dir: Path, outcome: str | None = "running") -> None:
+    """Make run.json that of a live run whose supervisor was SIGKILLed: no end, `outcome`,
+    and a supervisor of this machine that is gone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    record = orjson.loads((run_dir / "run.json").read_bytes())
+    record.update(ended=None, outcome=outcome, exit_code=None,
+                  supervisor={**identity().to_json(), "pid": gone.pid, "start_ticks": 1})
+    (run_dir / "run.json").write_bytes(orjson.dumps(record))

@@ -24,7 +24,8 @@ from harness.observe import (
     merged_lines,
     resolve_run,
 )
-from tests.observe._fixture import M0, RUN_ID
+from tests.conftest import harness_cli
+from tests.observe._fixture import M0, RUN_ID, orphan
 
 
 @pytest.fixture
@@ -220,6 +221,23 @@ def test_follow_reads_a_live_run_until_it_ends(run_factory: Callable[..., Path])
     assert len(polls) == 4
 
 
+@pytest.mark.parametrize("outcome", ["running", None])
+@pytest.mark.parametrize("command", ["logs", "events"])
+def test_following_a_run_whose_supervisor_is_gone_ends(
+    run_factory: Callable[..., Path], command: str, outcome: str | None
+) -> None:
+    """`logs --follow` waited for run.json to record the end a SIGKILLed supervisor never
+    writes; `events --follow` too when the record held no outcome at all."""
+    run_dir = run_factory(ended=False, instances=2, log_lines=3)
+    orphan(run_dir, outcome)
+    done = harness_cli(command, "--follow", str(run_dir), timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout  # what the run wrote before its supervisor died
+    after = orjson.loads((run_dir / "run.json").read_bytes())
+    assert after["outcome"] == "aborted"
+    assert after["aborted"]["found_by"] == f"harness {command}"
+
+
 def test_resolve_run(tmp_path: Path, run_factory: Callable[..., Path]) -> None:
     outputs = tmp_path / "outputs"
     a = run_factory(run_id="20261126-031500-aaaaaa")
@@ -233,6 +251,14 @@ def test_resolve_run(tmp_path: Path, run_factory: Callable[..., Path]) -> None:
         resolve_run("zzz", outputs)
     with pytest.raises(UsageError, match="no runs under"):
         resolve_run("latest", tmp_path / "empty")
+    # A directory that is no run, an empty name, a name too long to look up: said so
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(UsageError, match=r"notes is not a run directory \(it has no run.json"):
+        resolve_run(str(tmp_path / "notes"), outputs)
+    with pytest.raises(UsageError, match="an empty run names none"):
+        resolve_run("", outputs)
+    with pytest.raises(UsageError, match="File name too long"):
+        resolve_run(str(tmp_path / ("d" * 300)), outputs)
 
 
 def test_cli_logs(
