@@ -336,6 +336,25 @@ def test_a_run_on_a_cluster_that_cannot_be_used_is_one_line_and_leaves_nothing(
         assert not outputs.exists() or not any(outputs.iterdir())
 
 
+def test_a_kubeconfig_that_is_missing_or_not_yaml_is_one_line(tmp_path: Path) -> None:
+    """A YAML error was five lines (its caret drawing); a missing file said only that
+    there were no valid credentials."""
+    broken = tmp_path / "broken"
+    broken.write_text("apiVersion: v1\nclusters: [\n  - {name: x\n")
+    for kubeconfig, code, problem in [
+        (broken, 3, "harness: error: cluster:k8s: no usable kubeconfig ("),
+        (tmp_path / "nope", 2, f"harness: error: --k8s kubeconfig '{tmp_path / 'nope'}': no "
+                               "such file"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "harness", "run", "pingpong", "--runner",
+                               "cluster:k8s", "--k8s", f"kubeconfig={kubeconfig}", "--outputs",
+                               str(tmp_path / "outputs")],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "HOME": str(tmp_path)})
+        assert done.returncode == code and done.stderr.startswith(problem), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_clean_without_a_cluster_or_with_bad_input_is_one_line(tmp_path: Path) -> None:
     env_home = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
     for args, code, problem in [

@@ -209,3 +209,8 @@ def test_render_cli_writes_valid_manifests_and_refuses_bad_input(tmp_path: Path)
         assert bad.returncode == 2 and problem in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+    (tmp_path / "file").write_text("")  # it said only "File exists"
+    bad = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--render",
+                      str(tmp_path / "file"))
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("not a directory (the manifests "
+                                                               "go in one)"), bad.stderr

@@ -240,7 +240,8 @@ class Kr8sApi:
                 raise EnvironmentProblem(f"cluster:k8s: the kubeconfig's API server does "
                                          f"not answer ({type(e).__name__}: {e})") from None
             except Exception as e:  # kr8s says ValueError, OSError, its own errors
-                raise EnvironmentProblem(f"cluster:k8s: no usable kubeconfig ({e}); give "
+                why = " ".join(str(e).split())  # a YAML error draws its place over lines
+                raise EnvironmentProblem(f"cluster:k8s: no usable kubeconfig ({why}); give "
                                          "one with --k8s kubeconfig=PATH") from None
         return self._api
 
@@ -329,11 +330,12 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     write(outcome)
     finish_run(run_dir)
     passed = sum(1 for s in states.values() if s.verdict()[0])
-    print(f"run {run.run_id}: {outcome.outcome.upper()} ({passed} of {len(states)} passed)"
-          + (f"\n{outcome.reason}" if outcome.reason else "")
-          + f"\n{summary_table(list(states.values()))}\noutputs: {run_dir}"
-          + (f"\nreport:  {run_dir / 'report.html'}" if (run_dir / "report.html").exists()
-             else ""))
+    with contextlib.suppress(BrokenPipeError):  # `| true`: the exit code tells the verdict still
+        print(f"run {run.run_id}: {outcome.outcome.upper()} ({passed} of {len(states)} passed)"
+              + (f"\n{outcome.reason}" if outcome.reason else "")
+              + f"\n{summary_table(list(states.values()))}\noutputs: {run_dir}"
+              + (f"\nreport:  {run_dir / 'report.html'}" if (run_dir / "report.html").exists()
+                 else ""))
     return outcome.exit_code
 
 

@@ -100,6 +100,8 @@ def parse_options(raw: Mapping[str, Any], groups: set[str], where: str) -> K8sOp
         out["namespace"] = ns
     if "kubeconfig" in raw:
         out["kubeconfig"] = Path(_nonempty(raw["kubeconfig"], f"{where} kubeconfig"))
+        if not out["kubeconfig"].is_file():  # kr8s would say only "no valid credentials"
+            raise UsageError(f"{where} kubeconfig {str(out['kubeconfig'])!r}: no such file")
     for key in ("cpu", "memory", "sync_cpu", "sync_memory"):
         if key in raw:
             out[key] = quantity(raw[key], f"{where} {key}")

@@ -19,6 +19,8 @@ def manifest_text(run: RenderedRun) -> str:
 
 def write_manifests(run: RenderedRun, directory: Path) -> Path:
     """Write `<directory>/<run id>.yaml` (creating the directory); its path."""
+    if directory.exists() and not directory.is_dir():  # mkdir would say only "File exists"
+        raise UsageError(f"--render {directory}: not a directory (the manifests go in one)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{run.run_id}.yaml"
