@@ -78,6 +78,27 @@ def only_run_dir(outputs: Path) -> Path:
     return run_dir
 
 
+TINY_MANIFEST = """
+name = "tiny"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "ok"
+instances = { min = 1, max = 10, default = 2 }
+entrypoint = "tiny.plan:ok"
+  [testcases.params]
+  d = { type = "duration", default = "50ms", min = "10ms", max = "250s" }
+  n = { type = "int", default = 1, min = 0, max = 5 }
+"""
+TINY_PLAN = "async def ok(env):\n    pass\n"
+
+
+@pytest.fixture
+def tiny(make_plan: Callable[[str, str, str], Path]) -> Path:
+    """A plans root holding `tiny`: one case, `ok`, whose instances pass at once."""
+    return make_plan("tiny", TINY_MANIFEST, TINY_PLAN)
+
+
 @pytest.fixture
 def make_plan(tmp_path: Path) -> Callable[[str, str, str], Path]:
     """make_plan(name, manifest_toml, plan_py) -> the plans root holding it."""

@@ -19,25 +19,7 @@ from harness._outputs import disk_full_in
 from harness.plans import build_run_spec
 from harness.plans._entrypoint import entrypoint_problem
 
-from .conftest import ROOT
-
-MANIFEST = """
-name = "tiny"
-[defaults]
-runner = "local:exec"
-[[testcases]]
-name = "ok"
-instances = { min = 1, max = 10, default = 2 }
-entrypoint = "tiny.plan:ok"
-  [testcases.params]
-  n = { type = "int", default = 1, min = 0, max = 5 }
-"""
-PLAN_PY = "async def ok(env):\n    pass\n"
-
-
-@pytest.fixture
-def tiny(make_plan: Callable[..., Path]) -> Path:
-    return make_plan("tiny", MANIFEST, PLAN_PY)
+from .conftest import ROOT, TINY_MANIFEST, TINY_PLAN
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -136,13 +118,13 @@ BAD_MANIFESTS = [
 def test_bad_manifests_are_usage_errors(
     make_plan: Callable[..., Path], body: str, message: str
 ) -> None:
-    root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
+    root = make_plan("tiny", f'name = "tiny"\n{body}\n', TINY_PLAN)
     with pytest.raises(UsageError, match=message):
         build_run_spec("tiny", plan_roots=[root])
 
 
 def test_a_manifest_that_is_not_utf8(make_plan: Callable[..., Path]) -> None:
-    root = make_plan("tiny", MANIFEST, PLAN_PY)
+    root = make_plan("tiny", TINY_MANIFEST, TINY_PLAN)
     (root / "tiny" / "manifest.toml").write_bytes(b'name = "\xff"\n')
     with pytest.raises(UsageError, match=r"manifest .*: not UTF-8 text"):
         build_run_spec("tiny", plan_roots=[root])
@@ -151,7 +133,7 @@ def test_a_manifest_that_is_not_utf8(make_plan: Callable[..., Path]) -> None:
 def test_duration_bounds_may_be_durations(make_plan: Callable[..., Path]) -> None:
     body = (CASE + 'instances = { min = 1, max = 2 }\n[testcases.params]\n'
             'd = { type = "duration", default = "2s", min = "1s", max = 10 }')
-    root = make_plan("tiny", f'name = "tiny"\n{body}\n', PLAN_PY)
+    root = make_plan("tiny", f'name = "tiny"\n{body}\n', TINY_PLAN)
     assert build_run_spec("tiny", params={"d": "3s"}, plan_roots=[root]).groups[0].params == {
         "d": 3.0}
     with pytest.raises(UsageError, match=r"below its min 1s"):
@@ -366,7 +348,7 @@ def failing(tiny: Path) -> Path:
     (plan / "manifest.toml").write_text((plan / "manifest.toml").read_text() + (
         '[[testcases]]\nname = "fails"\ninstances = { min = 1, max = 2, default = 1 }\n'
         'entrypoint = "tiny.plan:fails"\n'))
-    (plan / "plan.py").write_text(PLAN_PY + "async def fails(env):\n    raise SystemExit(3)\n")
+    (plan / "plan.py").write_text(TINY_PLAN + "async def fails(env):\n    raise SystemExit(3)\n")
     return tiny
 
 

@@ -25,27 +25,9 @@ from harness.plans._params import parse_spec
 from harness.runners import BACKEND_ENV, netns_backend, runnable_here
 from harness.runners._netns import SUBNET_ENV
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_MANIFEST, TINY_PLAN
 
-MANIFEST = """
-name = "tiny"
-[defaults]
-runner = "local:exec"
-[[testcases]]
-name = "ok"
-instances = { min = 1, max = 10, default = 2 }
-entrypoint = "tiny.plan:ok"
-  [testcases.params]
-  d = { type = "duration", default = "50ms", min = "10ms", max = "250s" }
-  n = { type = "int", default = 1, min = 0, max = 5 }
-"""
-PLAN_PY = "async def ok(env):\n    pass\n"
 PLANS = Path(__file__).parent / "plans"
-
-
-@pytest.fixture
-def tiny(make_plan: Callable[..., Path]) -> Path:
-    return make_plan("tiny", MANIFEST, PLAN_PY)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -284,7 +266,7 @@ def test_harness_fault_count_too_large_names_the_upper_bound(
 def test_a_plan_other_than_the_compositions_is_named_as_such(
     tiny: Path, make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:
-    make_plan("other", MANIFEST.replace('"tiny"', '"other"'), PLAN_PY)
+    make_plan("other", TINY_MANIFEST.replace('"tiny"', '"other"'), TINY_PLAN)
     comp = tmp_path / "c.toml"
     comp.write_text('[global]\nplan = "tiny"\ncase = "ok"\n')
     with pytest.raises(UsageError, match=rf"^the command line names plan 'other' but "
