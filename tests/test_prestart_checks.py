@@ -124,6 +124,18 @@ def test_a_planned_network_fault_on_local_exec_is_refused_before_the_run(
     assert not out.exists(), "the run was started"
 
 
+def test_a_fault_the_cluster_does_not_play_yet_is_refused_before_the_run(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """It failed the run once its pods were up."""
+    with pytest.raises(FaultError, match=r"fault 0 \(shape\): the cluster:k8s runner does "
+                                         r"not play shape yet"):
+        build_run_spec("tiny", runner="cluster:k8s", plan_roots=[tiny],
+                       faults=_faults_file(tmp_path, "shape"))
+    assert build_run_spec("tiny", runner="cluster:k8s", plan_roots=[tiny],
+                          faults=_faults_file(tmp_path, "partition")).faults
+
+
 @pytest.mark.parametrize("action", ["heal", "kill"])
 def test_faults_that_need_no_links_are_accepted_on_local_exec(
     tiny: Path, tmp_path: Path, action: str

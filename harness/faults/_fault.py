@@ -59,7 +59,6 @@ _ON_RUNNING = {"kill", "stop", "pause", "skew", "limit", "hog"}
 """Actions that do something only to a running process: their `count` or `percentage` is
 drawn from the instances running when they fire (restart also starts a dead one)."""
 _ALL_BY_DEFAULT = {"shape", "partition"}
-_CUTS_OR_SHAPES = {"shape", "partition", "isolate"}  # heal only undoes what these did
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +138,6 @@ class Fault:
         for key, value in self.args.items():
             out[key] = value.to_data() if isinstance(value, Selector) else value
         return out
-
-    @property
-    def needs_links(self) -> bool:
-        """True if it shapes or cuts links: only a runner with a network can play it."""
-        return self.action in _CUTS_OR_SHAPES
 
     def expectation(self) -> str | None:
         """What a process fault expects of its targets: 'recover' (they must still pass:

@@ -24,7 +24,7 @@ from harness.plans._entrypoint import entrypoint_problem, instance_path
 from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
 from harness.plans._plancheck import plan_check_problem
-from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, check_runner_name
+from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, NOT_PLAYED, check_runner_name
 
 if TYPE_CHECKING:
     from harness.faults import Fault
@@ -204,9 +204,11 @@ def _checked(
             fault.resolve(members, f"fault {n}")
         except FaultError as e:
             raise FaultError(f"{where}: {e}") from None
-        if fault.needs_links and run_runner == LOCAL_EXEC:  # it would fail the run once started
-            raise FaultError(f"{where}: fault {n} ({fault.action}): the {LOCAL_EXEC} runner "
-                             f"cannot shape or cut links (use {LOCAL_NETNS})")
+        if fault.action in NOT_PLAYED.get(run_runner, ()):  # it would fail the run once started
+            why = ("cannot shape or cut links" if run_runner == LOCAL_EXEC
+                   else f"does not play {fault.action} yet")
+            raise FaultError(f"{where}: fault {n} ({fault.action}): the {run_runner} runner "
+                             f"{why} (use {LOCAL_NETNS})")
         # Both count from the moment every instance has started.
         if isinstance(fault.at, int | float) and fault.at >= timeout:
             raise FaultError(f"{where}: fault {n} is at {fault.at:g}s, not before the run's "

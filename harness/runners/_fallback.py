@@ -13,7 +13,7 @@ from harness import _listen as listen
 from harness._errors import EnvironmentProblem
 from harness.plans import RunSpec
 from harness.runners._netns import netns_backend, netns_subnet
-from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS
+from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, NOT_PLAYED
 
 
 def runnable_here(
@@ -42,7 +42,7 @@ def runnable_here(
         handed = sockets()  # held here: a socket collected before the exec closes its fd
         listen.hand_over(handed)
         netem.reexec_in_userns()  # the same program, as root of a new user namespace
-    linked = [f.action for f in spec.faults if f.needs_links]
+    linked = [f.action for f in spec.faults if f.action in NOT_PLAYED[LOCAL_EXEC]]
     if spec.runner_pinned or linked:
         why = f" (the run's {linked[0]} fault cannot be played on {LOCAL_EXEC})" if linked else ""
         raise EnvironmentProblem(f"{LOCAL_NETNS} needs root or user namespaces: {problem}{why}")

@@ -21,6 +21,11 @@ CLUSTER_K8S = "cluster:k8s"
 """One Pod per instance on a Kubernetes cluster (docs/k8s.md)."""
 DEFAULT_RUNNER = LOCAL_NETNS
 """A plan's runner when its manifest names none."""
+NOT_PLAYED: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    LOCAL_EXEC: ("shape", "partition", "isolate"),  # no links to shape or cut
+    CLUSTER_K8S: ("shape", "skew", "limit", "hog"),  # not done there yet (docs/k8s.md)
+})
+"""The fault actions a runner cannot play, refused before a run that plans one starts."""
 
 RUNNERS: Mapping[str, str] = MappingProxyType({
     LOCAL_EXEC: "harness.runners._exec:ExecRunner",

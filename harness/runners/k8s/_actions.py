@@ -92,6 +92,8 @@ class ClusterActions:
         return True
 
     async def _refused(self, *_: Any) -> Any:
+        # A guard: a planned one is refused before the run (NOT_PLAYED), a live one by the
+        # sync service.
         raise FaultError("not played on cluster:k8s yet (partition, isolate, heal, kill, "
                          "stop, restart, pause and resume are)")
 
