@@ -54,7 +54,7 @@ class NetnsRunner:
 
     def __init__(self, backend: str | None = None, subnet: str | None = None) -> None:
         self.backend = backend or netns_backend()
-        self.subnet = subnet or os.environ.get(SUBNET_ENV, netem.DEFAULT_SUBNET)
+        self.subnet = subnet or netns_subnet(1)
 
     @asynccontextmanager
     async def deploy(
