@@ -4,9 +4,12 @@ One socket pair per subscriber; N Trio tasks in `procs` processes (as `bench_syn
 spreads its clients) each wait until their socket is readable and read it; this process
 stamps CLOCK_MONOTONIC and writes the stamp to every socket, one publish every `pace`
 seconds. The delivery latency of such a fan-out has nothing in it but the kernel's
-wake-ups and Trio's scheduling: a sync service, which adds the publisher's request and the
-wake-up of its own process, cannot deliver faster on the same machine. `bench_sync.py`
-measures it beside each of its sizes.
+wake-ups and Trio's scheduling. `bench_sync.py` measures it beside each of its sizes.
+
+With `relay`, the stamp goes first to a relay process (a blocking read, then the same
+writes), as a publish goes through a service's process: the wake-up of that process, idle
+between publishes, is in the figure too. No service whose publisher is another process can
+deliver faster on the same machine.
 """
 
 from __future__ import annotations
@@ -43,26 +46,48 @@ def _subscribers(socks: list[socket.socket], publishes: int,
     trio.run(main)
 
 
-def floor(n: int, procs: int, pace: float, publishes: int) -> list[float]:
-    """Every delivery's latency in seconds in a raw fan-out to `n` subscribers."""
+def _fan_out(fds: list[int], stamp: bytes) -> None:
+    for fd in fds:
+        os.write(fd, stamp)
+
+
+def _relay(source: socket.socket, fds: list[int], publishes: int) -> None:
+    with source:
+        relayed = 0
+        while relayed < publishes:
+            stamps = source.recv(65536)
+            _fan_out(fds, stamps)
+            relayed += stamps.count(b"\n")
+
+
+def floor(n: int, procs: int, pace: float, publishes: int, relay: bool = False) -> list[float]:
+    """Every delivery's latency in seconds in a raw fan-out to `n` subscribers, straight
+    from this process or, with `relay`, through a relay process."""
     pairs = [socket.socketpair() for _ in range(n)]
+    fds = [ours.fileno() for ours, _theirs in pairs]
     out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
     children = [multiprocessing.Process(
         target=_subscribers, args=([pairs[i][1] for i in range(k, n, procs)], publishes, out),
         daemon=True)
         for k in range(procs)]
+    to_relay, relay_end = socket.socketpair()
+    if relay:
+        children.append(multiprocessing.Process(
+            target=_relay, args=(relay_end, fds, publishes), daemon=True))
     for p in children:
         p.start()
     time.sleep(1.0)  # every subscriber waits on its socket
     for _ in range(publishes):
         stamp = b"%.9f\n" % time.monotonic()
-        for ours, _theirs in pairs:
-            os.write(ours.fileno(), stamp)
+        if relay:
+            to_relay.sendall(stamp)
+        else:
+            _fan_out(fds, stamp)
         time.sleep(pace)
-    latencies = [x for _ in children for x in out.get()]
+    latencies = [x for _ in range(procs) for x in out.get()]
     for p in children:
         p.join()
-    for a, b in pairs:
+    for a, b in [*pairs, (to_relay, relay_end)]:
         a.close()
         b.close()
     return latencies

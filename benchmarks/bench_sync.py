@@ -17,8 +17,9 @@ The Redis client (benchmarks/_resp.py) runs on the same event loop as the sync c
 
 Targets on a 2-core machine: barrier release p50 <= 2 ms at N = 100, fan-out p50 <= 1 ms at
 N = 100 and <= 10 ms at N = 1000, >= 20,000 delivered messages/s. (Testground's sync service
-delivers on a 100 ms tick.) Each size also prints the fan-out's floor on this machine
-(`_fanout_floor.py`: the same subscribers as raw sockets, no service in between). Writes
+delivers on a 100 ms tick.) Each size also prints the fan-out's floors on this machine
+(`_fanout_floor.py`: the same subscribers as raw sockets, written to by the publisher
+itself, and through a relay process as a service would be). Writes
 its figures to outputs/bench/sync.json (_figures.py).
 """
 
@@ -386,11 +387,12 @@ def main() -> None:
               f"in {ours['burst']['seconds']:.2f}s; mean barrier "
               f"{statistics.mean(ours['barrier']) * 1000:.3f}ms)")
         # What the machine's wake-ups alone cost a fan-out: the lower bound of the figure.
-        low = floor(n, args.procs, pace, max(20, 20_000 // n))
-        print(f"       raw fan-out floor (no service, no JSON: _fanout_floor.py): p50 "
-              f"{pct(low, .5) * 1000:.3f}ms, p99 {pct(low, .99) * 1000:.3f}ms")
-        figures.append(Figure(f"sync fan-out floor p50 (raw sockets, no service), N={n}",
-                              round(pct(low, .5) * 1000, 3), "ms", load=load))
+        for relay, what in ((False, "no service"), (True, "through a relay process")):
+            low = floor(n, args.procs, pace, max(20, 20_000 // n), relay)
+            print(f"       raw fan-out floor ({what}, no JSON: _fanout_floor.py): p50 "
+                  f"{pct(low, .5) * 1000:.3f}ms, p99 {pct(low, .99) * 1000:.3f}ms")
+            figures.append(Figure(f"sync fan-out floor p50 (raw sockets, {what}), N={n}",
+                                  round(pct(low, .5) * 1000, 3), "ms", load=load))
     print("fan-out: publish -> each of the N subscribers; 1:1: publish -> one subscriber while "
           "all N are connected")
     print("targets: barrier p50 <= 2 ms at N=100, fan-out p50 <= 1 ms at N=100 and <= 10 ms at "

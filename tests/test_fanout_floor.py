@@ -14,8 +14,10 @@ from _fanout_floor import floor
 
 
 @pytest.mark.timeout(60)
-def test_stamps_read_together_each_count() -> None:
-    # No pace: the publishes come faster than the subscribers wake, so reads hold several.
-    latencies = floor(6, 2, 0.0, 50)
+@pytest.mark.parametrize("relay", [False, True])
+def test_stamps_read_together_each_count(relay: bool) -> None:
+    # No pace: the publishes come faster than the subscribers (and the relay) wake, so
+    # reads hold several.
+    latencies = floor(6, 2, 0.0, 50, relay)
     assert len(latencies) == 6 * 50
     assert all(0 <= x < 10 for x in latencies)
