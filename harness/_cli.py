@@ -8,7 +8,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, Protocol, cast
+from typing import IO, TYPE_CHECKING, NoReturn, Protocol, cast
 
 from harness._errors import HarnessError
 
@@ -45,6 +45,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        # argparse's own drops a failed write: `--help` to a full device exited 0
+        if message:
+            (file or sys.stderr).write(message)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -107,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a known subcommand first: only its module is needed (anything else, e.g. --help or
         # a typo, gets the whole parser and its usage)
         parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help or a usage error: what it printed must leave
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            raise
         code = args._run(args)
         if sys.stdout is not None:  # None: started with stdout closed
             sys.stdout.flush()  # a gone or full stdout is found here, not at exit

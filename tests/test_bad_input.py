@@ -387,6 +387,10 @@ def test_a_full_stdout_is_one_line_and_exit_3(tiny: Path, tmp_path: Path, buffer
             r = cli(*args, "--outputs", out, stdout=full, buffered=buffered)
             assert r.returncode == 3, (args, r.stderr)
             assert r.stderr == "harness: error: writing to stdout: No space left on device\n"
+        for args in (["--help"], ["run", "--help"]):  # argparse dropped the error: exit 0
+            r = cli(*args, stdout=full, buffered=buffered)
+            assert r.returncode == 3, (args, r.stderr)
+            assert r.stderr == "harness: error: writing to stdout: No space left on device\n"
 
 
 def test_any_other_os_error_is_one_line_and_exit_3(
