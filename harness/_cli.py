@@ -8,12 +8,12 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, NoReturn, Protocol, cast
 
 from harness._errors import HarnessError
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+    from _typeshed import ReadableBuffer, SupportsWrite
 
 # Each module defines HELP, configure(parser) and run(args) -> exit code.
 COMMANDS: tuple[str, ...] = (
@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse's own drops a failed write: `--help` to a full device exited 0
         if message:
             (file or sys.stderr).write(message)
