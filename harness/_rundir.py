@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,14 @@ from typing import Any
 import orjson
 
 
+def json_bytes(data: Any) -> bytes:
+    """`data` as a run directory's JSON files hold it."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write atomically (readers never see half a file)."""
-    write_files({path: orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)})
+    write_files({path: json_bytes(data)})
 
 
 def write_files(files: dict[Path, bytes]) -> None:
@@ -31,3 +37,47 @@ def write_files(files: dict[Path, bytes]) -> None:
         raise
     for path, tmp in zip(files, tmps, strict=True):
         os.replace(tmp, path)
+
+
+class Reserve:
+    """Disk space set aside for one file's last write, so that a disk that fills during
+    the run cannot keep it from being written: the file is written into the reserved
+    blocks, which need no new space, and renamed into place."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    @classmethod
+    def make(cls, path: Path, size: int) -> Reserve | None:
+        """`size` bytes allocated at `path`; None if the disk has not that much free."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            return None
+        try:
+            os.posix_fallocate(fd, 0, size)  # blocks, not a sparse file
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            return None
+        os.close(fd)
+        return cls(path, size)
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Write `data` as `path`, whole, first as usual and, if the disk is full, into the
+        reserved space (ENOSPC still if `data` is larger than the reserve)."""
+        try:
+            write_files({path: data})
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or len(data) > self.size:
+                raise
+        with open(self.path, "r+b") as f:  # overwrites allocated blocks: no new space
+            f.write(data)
+            f.truncate(len(data))
+        os.replace(self.path, path)
+
+    def release(self) -> None:
+        """Give the space back (the file is gone if `write` used it)."""
+        self.path.unlink(missing_ok=True)

@@ -37,7 +37,7 @@ from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
-from harness._rundir import write_json
+from harness._rundir import Reserve, json_bytes, write_json
 from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, RunParams
 from harness.faults import FaultError, Member
@@ -50,7 +50,7 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._cpuload import SaturationWatch
-from harness.observe._runrecord import GroupRecord, RunRecord, write_run
+from harness.observe._runrecord import RUN_FILE, GroupRecord, RunRecord, write_run
 from harness.observe._summaryfile import read_warnings
 from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
@@ -254,6 +254,7 @@ class Supervisor:
         self._events: JsonlWriter | None = None
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
+        self._reserve: Reserve | None = None  # space for run.json's last write
         self._spawning = 0  # instances asked of the process host and not yet started
         self._settled = trio.Event()  # set whenever an instance starts or exits
         self.network_events: list[dict[str, Any]] = []
@@ -318,13 +319,17 @@ class Supervisor:
         # From the first moment: SIGINT/SIGTERM must never find the default handlers.
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             try:
-                await self._supervise(signals)
-            except BaseException as e:
-                with contextlib.suppress(OSError):  # what failed may be the disk
-                    self._write_run_json(ended=True, error=_describe(e))
-                raise
-        result = self._result()
-        self._write_run_json(ended=True, result=result)
+                try:
+                    await self._supervise(signals)
+                except BaseException as e:
+                    with contextlib.suppress(OSError):  # what failed may be the disk
+                        self._write_run_json(ended=True, error=_describe(e))
+                    raise
+                result = self._result()
+                self._write_run_json(ended=True, result=result)
+            finally:
+                if self._reserve is not None:
+                    self._reserve.release()
         _log.info("run ended", outcome=result.outcome, reason=result.reason)
         return result
 
@@ -345,6 +350,10 @@ class Supervisor:
             if len(str(self.run_dir / "relay.sock")) > 100:  # AF_UNIX paths are short
                 sock_dir = self.sock_dir = Path(tempfile.mkdtemp(prefix=SOCK_DIR_PREFIX))
             self._write_run_json(ended=False)
+            # A disk that fills during the run (its nodes' logs) must not leave run.json
+            # saying "running": its last write goes into space set aside now.
+            size = (self.run_dir / RUN_FILE).stat().st_size
+            self._reserve = Reserve.make(self.run_dir / ".run.json.reserve", (1 << 20) + 4 * size)
         except BaseException as e:  # nothing has started: leave no half-made run behind
             shutil.rmtree(self.run_dir, ignore_errors=True)
             if self.sock_dir != self.run_dir:
@@ -887,7 +896,10 @@ class Supervisor:
             plan_dir=str(spec.plan.path.resolve()),
             faults=tuple(f.to_data() for f in spec.faults),
         )
-        write_run(self.run_dir, record)
+        if ended and self._reserve is not None:
+            self._reserve.write(self.run_dir / RUN_FILE, json_bytes(record.to_json()))
+        else:
+            write_run(self.run_dir, record)
 
 
 def _describe(error: BaseException) -> str:

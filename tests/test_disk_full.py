@@ -1,0 +1,89 @@
+"""A disk that fills during a run still gets the run's last record: run.json says how the
+run ended, not "running" (which `harness show` calls ABORTED)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+MANIFEST = """
+name = "fill"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "fill"
+instances = { min = 1, max = 2, default = 2 }
+entrypoint = "fill.plan:fill"
+"""
+PLAN = """
+import trio
+async def fill(env):
+    if env.global_seq == 0:
+        (env.outputs_path / "fill-now").touch()  # the test's filler takes every free byte
+    await trio.sleep(1.0)
+"""
+
+# In a mount namespace of its own: a small tmpfs as the outputs; once an instance asks,
+# a thread fills it to the last byte and takes any byte freed, until the run has ended.
+SCRIPT = """
+import json, os, subprocess, sys, threading, time
+from pathlib import Path
+out, plans = Path(sys.argv[1]), sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
+stop = threading.Event()
+def filler():
+    while not any(out.glob("*/single/0/fill-now")) and not stop.is_set():
+        time.sleep(0.005)
+    fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    while not stop.is_set():
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"x" * chunk)
+            except OSError:
+                pass
+        time.sleep(0.0002)
+threading.Thread(target=filler, daemon=True).start()
+run = subprocess.run([sys.executable, "-m", "harness", "run", "fill", "--plans", plans,
+                      "--outputs", str(out), "-q", "--metrics-listen", "off"],
+                     capture_output=True, text=True, timeout=120)
+stop.set()
+time.sleep(0.01)
+os.unlink(out / "filler")
+record = json.loads(next(out.glob("*/run.json")).read_text())
+show = subprocess.run([sys.executable, "-m", "harness", "show", "--outputs", str(out)],
+                      capture_output=True, text=True, timeout=60)
+left = sorted(p.name for p in out.glob("*/.*"))
+print(json.dumps({"code": run.returncode, "stderr": run.stderr, "record": record,
+                  "show": show.stdout, "left": left}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="mounting a small tmpfs in a mount namespace needs root and unshare")
+def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
+    make_plan: object, tmp_path: Path
+) -> None:
+    plans = make_plan("fill", MANIFEST, PLAN)  # type: ignore[operator]
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                        "-c", SCRIPT, str(out), str(plans)],
+                       capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["code"] == 3, got["stderr"]
+    assert "No space left on device" in got["stderr"]
+    record = got["record"]
+    assert record["outcome"] == "error" and record["ended"] is not None, record
+    assert "No space left on device" in record["reason"]
+    assert "ABORTED" not in got["show"] and "ERROR" in got["show"], got["show"]
+    assert got["left"] == []  # the reserve is gone
