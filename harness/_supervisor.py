@@ -904,6 +904,8 @@ class Supervisor:
 
 def _describe(error: BaseException) -> str:
     """run.json's reason for a run that ended by an exception."""
+    if (full := disk_full_in(error)) is not None:  # a full disk fails every writer at once
+        return f"cannot write the run's outputs: {full.strerror or full}"
     cause = single_cause(error)
     if isinstance(cause, HarnessError):  # e.g. the network could not be built
         return str(cause)
