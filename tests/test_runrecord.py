@@ -38,9 +38,11 @@ _json_value = st.recursive(
 # Keys a newer harness might add: never one of this version's own.
 _extra = st.dictionaries(st.text(min_size=1, max_size=8).map(lambda k: "x-" + k), _json_value, max_size=3)
 
+# An instance's directory (its `dir`, else its id) lies inside the run's.
+_inside = st.from_regex(r"[\w.-]{0,6}\w(/[\w.-]{0,6}\w)?", fullmatch=True)
 _instances = st.builds(
     InstanceRecord,
-    id=_text,
+    id=_inside,
     group=_text,
     group_seq=_opt_int,
     global_seq=_opt_int,
@@ -52,7 +54,7 @@ _instances = st.builds(
     exit_code=_opt_int,
     started=_opt_time,
     ended=_opt_time,
-    dir=_opt_text,
+    dir=st.none() | _inside,
     extra=_extra,
 )
 _groups = st.builds(
@@ -206,6 +208,12 @@ def test_the_lifecycle_fields(tmp_path: Path) -> None:
         (b'{"run_id": "r", "instances": [7]}', r"instances\[0\] must be an object"),
         (b'{"run_id": "r", "groups": [{"id": "g", "program": [1]}]}', r"program\[0\] must be a string"),
         (b'{"run_id": "r", "supervisor": {"pid": 1}}', "needs 'pid' and 'start_ticks'"),
+        # `report` and `logs` read what an instance's directory holds: never outside the run
+        (b'{"run_id": "r", "instances": [{"id": "a/0", "dir": "../../etc"}]}',
+         r"instances\[0\]: its directory '../../etc' is not inside the run's"),
+        (b'{"run_id": "r", "instances": [{"id": "a/0", "dir": "/etc"}]}', "is not inside"),
+        (b'{"run_id": "r", "instances": [{"id": "../a"}]}', "'../a' is not inside"),
+        (b'{"run_id": "r", "instances": [{"id": ""}]}', "'' is not inside"),
         (b"\x89PNG\r\n", "is not valid JSON"),
     ],
 )

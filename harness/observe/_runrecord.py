@@ -204,6 +204,10 @@ class InstanceRecord:
         if iid is None:
             raise RecordError(f"{where} has no 'id'")
         group = r.text("group")
+        where_to = r.text("dir") or iid
+        parts = Path(where_to).parts
+        if not parts or Path(where_to).is_absolute() or ".." in parts:
+            raise RecordError(f"{where}: its directory {where_to!r} is not inside the run's")
         return cls(
             id=iid,
             group=iid.split("/")[0] if group is None else group,
