@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.faults._errors import FaultError
 from harness.faults._select import EVERYONE, Member, Selector
-from harness.faults._values import is_int, is_number, seconds, size, whole
+from harness.faults._values import int64, is_int, is_number, seconds, size
 
 NETWORK = ("shape", "partition", "isolate", "heal")
 PROCESS = ("kill", "stop", "pause", "resume", "restart")
@@ -371,5 +371,5 @@ def _trigger(value: Any, where: str) -> float | When:
         state, count = value["state"], value["count"]
         if not isinstance(state, str) or not state:
             raise FaultError(f"{where}: state must be a name, not {state!r}")
-        return When(state, whole(count, f"{where}: count", least=1))
+        return When(state, int64(count, f"{where}: count", least=1))
     return seconds(value, where, positive=False)

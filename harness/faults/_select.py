@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from harness.faults._errors import FaultError
-from harness.faults._values import is_int, is_number, whole
+from harness.faults._values import int64, is_int, is_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Selector:
         if count is not None and percentage is not None:
             raise FaultError(f"{where}: give count or percentage, not both")
         if count is not None:
-            whole(count, f"{where}: count", least=1)
+            int64(count, f"{where}: count", least=1)
         if percentage is not None and not (
             is_number(percentage) and 0 < percentage <= 100
         ):

@@ -21,7 +21,7 @@ def is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x in INT64
 
 
-def whole(value: Any, where: str, *, least: int) -> int:
+def int64(value: Any, where: str, *, least: int) -> int:
     """`value` if `is_int` takes it and it is at least `least`; the error names both bounds
     (a count too large to carry is as wrong as one too small)."""
     if not is_int(value) or value < least:
