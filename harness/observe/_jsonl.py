@@ -13,8 +13,10 @@ from typing import IO, Any
 import orjson
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped.
+def read_jsonl(path: Path, damaged: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped,
+    and counted in `damaged[path]` where given (blank lines and a last line without its
+    newline, which a live writer may not have finished, are not damage).
 
     A missing file yields nothing: an instance that never logged is not an error.
     """
@@ -26,6 +28,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             obj = parse_line(line)
             if obj is not None:
                 yield obj
+            elif damaged is not None and line.endswith(b"\n") and line.strip():
+                damaged[path] = damaged.get(path, 0) + 1
 
 
 def number(value: object) -> float | None:

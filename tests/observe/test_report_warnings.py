@@ -114,3 +114,21 @@ def test_a_trace_read_only_up_to_the_cap_is_warned_about(
     assert warning.startswith(f"the message traces of {who} hold more than 1 MiB once "
                               "decompressed: only that much of each was read")
     assert '<p class="warn">The message traces of' in (run_dir / "report.html").read_text()
+
+
+def test_damaged_lines_of_the_runs_own_records_are_warned_about(
+    run_factory: Callable[..., Path],
+) -> None:
+    """They were left out of the report without a word."""
+    run_dir = run_factory(change_at=None)
+    with (run_dir / "events.jsonl").open("ab") as f:
+        f.write(b'{"kind": "signal", cut short\n[1, 2]\n\n')
+    with (run_dir / "faults.jsonl").open("ab") as f:
+        f.write(b"garbage\n{\"kind\": \"app")  # the last line, unfinished: a live writer's
+    write_report(run_dir)
+    warnings = json.loads((run_dir / "summary.json").read_text())["warnings"]
+    end = " (not a JSON object), left out of this report: the record was cut short or edited."
+    assert warnings == [f"the run's events.jsonl has 2 damaged lines{end}",
+                        f"the run's faults.jsonl has 1 damaged line{end}"]
+    page = (run_dir / "report.html").read_text()
+    assert "The run&#x27;s events.jsonl has 2 damaged lines" in page

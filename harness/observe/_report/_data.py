@@ -35,7 +35,9 @@ class RunData:
     def __init__(self, run_dir: Path, record: RunRecord) -> None:
         self.dir = run_dir
         self.run = record
-        self.events = list(read_jsonl(run_dir / "events.jsonl"))
+        self.damaged: dict[Path, int] = {}
+        """Lines of the run's own records that are not JSON objects, by file: left out."""
+        self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged))
         self.instances: tuple[InstanceRecord, ...] = record.instances
         self.dirs = instance_dirs(run_dir, record)
         self.inst_dirs = {d.id: d.path for d in self.dirs}
@@ -102,7 +104,7 @@ class RunData:
     @functools.cached_property
     def fault_steps(self) -> list[dict[str, Any]]:
         """The records of faults.jsonl: each step of each fault the supervisor played."""
-        return list(read_jsonl(self.dir / "faults.jsonl"))
+        return list(read_jsonl(self.dir / "faults.jsonl", self.damaged))
 
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
