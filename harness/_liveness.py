@@ -27,7 +27,7 @@ from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
 from harness.observe._rundir import run_ended
-from harness.observe._runrecord import RunRecord, SupervisorRecord, write_run
+from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from netem._cleanup._manifest import process_start
 
 LAST_SEEN_EVERY_S = 5.0
@@ -102,6 +102,7 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
         remove_run(run.run_id)
     remove_token(run_dir)
+    (run_dir / RESERVE_FILE).unlink(missing_ok=True)  # its space for run.json's end
     return True
 
 

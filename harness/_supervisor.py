@@ -50,7 +50,13 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._cpuload import SaturationWatch
-from harness.observe._runrecord import RUN_FILE, GroupRecord, RunRecord, write_run
+from harness.observe._runrecord import (
+    RESERVE_FILE,
+    RUN_FILE,
+    GroupRecord,
+    RunRecord,
+    write_run,
+)
 from harness.observe._summaryfile import read_warnings
 from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
@@ -353,7 +359,7 @@ class Supervisor:
             # A disk that fills during the run (its nodes' logs) must not leave run.json
             # saying "running": its last write goes into space set aside now.
             size = (self.run_dir / RUN_FILE).stat().st_size
-            self._reserve = Reserve.make(self.run_dir / ".run.json.reserve", (1 << 20) + 4 * size)
+            self._reserve = Reserve.make(self.run_dir / RESERVE_FILE, (1 << 20) + 4 * size)
         except BaseException as e:  # nothing has started: leave no half-made run behind
             shutil.rmtree(self.run_dir, ignore_errors=True)
             if self.sock_dir != self.run_dir:

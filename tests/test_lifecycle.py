@@ -292,6 +292,7 @@ def _kill_supervisor_mid_run(root: Path, out: Path, runner: str) -> tuple[Path, 
         run = json.loads((run_dir / "run.json").read_text())
         assert run["supervisor"]["pid"] == proc.pid
         assert (Path(run["sock_dir"]) / "sync.sock").exists()
+        assert (run_dir / ".run.json.reserve").stat().st_size >= 1 << 20
         proc.kill()
         proc.wait()
     return run_dir, run
@@ -305,6 +306,7 @@ def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
     assert not (Path(before["sock_dir"]) / "sync.sock").exists()
     assert not (Path(before["sock_dir"]) / "relay.sock").exists()
     assert not Path(before["sock_dir"]).exists() or Path(before["sock_dir"]) == run_dir
+    assert not (run_dir / ".run.json.reserve").exists()
     shown = harness_cli("show", str(run_dir))
     assert shown.returncode == 0, shown.stderr
     assert "still running" not in shown.stdout

@@ -20,6 +20,8 @@ from harness._errors import UsageError
 from harness._rundir import write_json
 
 RUN_FILE = "run.json"
+RESERVE_FILE = ".run.json.reserve"
+"""Disk space a running supervisor holds for run.json's last write (`harness._rundir.Reserve`)."""
 
 #: The outcomes a run record may hold; "running" until the supervisor writes the end.
 OUTCOMES = ("running", "passed", "failed", "interrupted", "error", "aborted")
