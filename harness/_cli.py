@@ -47,9 +47,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
-        # argparse's own drops a failed write: `--help` to a full device exited 0
-        if message:
-            (file or sys.stderr).write(message)
+        # argparse's own drops a failed write: `--help` to a full stdout exited 0. One to
+        # stderr (a usage error) stays dropped: there is nowhere left to say it failed.
+        if message and file is not None and file is sys.stdout:
+            file.write(message)
+        else:
+            super()._print_message(message, file)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

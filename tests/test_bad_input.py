@@ -391,6 +391,9 @@ def test_a_full_stdout_is_one_line_and_exit_3(tiny: Path, tmp_path: Path, buffer
             r = cli(*args, stdout=full, buffered=buffered)
             assert r.returncode == 3, (args, r.stderr)
             assert r.stderr == "harness: error: writing to stdout: No space left on device\n"
+        # A usage error to a full stderr: nowhere to say more, the usage error's code stays.
+        r = subprocess.run([sys.executable, "-m", "harness", "bogus"], stderr=full, timeout=60)
+        assert r.returncode == 2
 
 
 def test_any_other_os_error_is_one_line_and_exit_3(
