@@ -102,7 +102,8 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
         remove_run(run.run_id)
     remove_token(run_dir)
-    (run_dir / RESERVE_FILE).unlink(missing_ok=True)  # its space for run.json's end
+    with contextlib.suppress(OSError):  # its space for run.json's end (a read-only dir: kept)
+        (run_dir / RESERVE_FILE).unlink(missing_ok=True)
     return True
 
 
