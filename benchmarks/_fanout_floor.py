@@ -51,7 +51,8 @@ def _fan_out(fds: list[int], stamp: bytes) -> None:
         os.write(fd, stamp)
 
 
-def _relay(source: socket.socket, fds: list[int], publishes: int) -> None:
+def _relay(source: socket.socket, socks: list[socket.socket], publishes: int) -> None:
+    fds = [s.fileno() for s in socks]
     with source:
         relayed = 0
         while relayed < publishes:
@@ -73,7 +74,8 @@ def floor(n: int, procs: int, pace: float, publishes: int, relay: bool = False) 
     to_relay, relay_end = socket.socketpair()
     if relay:
         children.append(multiprocessing.Process(
-            target=_relay, args=(relay_end, fds, publishes), daemon=True))
+            target=_relay, args=(relay_end, [ours for ours, _theirs in pairs], publishes),
+            daemon=True))
     for p in children:
         p.start()
     time.sleep(1.0)  # every subscriber waits on its socket

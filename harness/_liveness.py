@@ -93,6 +93,9 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         else dataclasses.replace(i, outcome="failed", reason="aborted with the supervisor")
         for i in run.instances
     )
+    # Its space for run.json's end first: on a full disk, that is what lets this write in.
+    with contextlib.suppress(OSError):  # a read-only run dir: kept
+        (run_dir / RESERVE_FILE).unlink(missing_ok=True)
     write_run(run_dir, dataclasses.replace(
         run, outcome="aborted", ended=last_seen, exit_code=None,
         reason=_reason(run, last_seen), aborted={"found": time.time(), "found_by": found_by},
@@ -102,8 +105,6 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
         remove_run(run.run_id)
     remove_token(run_dir)
-    with contextlib.suppress(OSError):  # its space for run.json's end (a read-only dir: kept)
-        (run_dir / RESERVE_FILE).unlink(missing_ok=True)
     return True
 
 

@@ -52,7 +52,8 @@ class Reserve:
     def make(cls, path: Path, size: int) -> Reserve | None:
         """`size` bytes allocated at `path`; None if the disk has not that much free."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # 0o666 and the umask, as any run.json: it may become one
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError:
             return None
         try:
@@ -79,5 +80,7 @@ class Reserve:
         os.replace(self.path, path)
 
     def release(self) -> None:
-        """Give the space back (the file is gone if `write` used it)."""
-        self.path.unlink(missing_ok=True)
+        """Give the space back (the file is gone if `write` used it); a file system that
+        refuses (read-only by now) keeps it, and the run's own error is the one told."""
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)

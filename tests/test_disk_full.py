@@ -37,6 +37,7 @@ SCRIPT = """
 import json, os, subprocess, sys, threading, time
 from pathlib import Path
 out, plans = Path(sys.argv[1]), sys.argv[2]
+os.umask(0o022)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
 stop = threading.Event()
 def filler():
@@ -58,12 +59,14 @@ run = subprocess.run([sys.executable, "-m", "harness", "run", "fill", "--plans",
 stop.set()
 time.sleep(0.01)
 os.unlink(out / "filler")
-record = json.loads(next(out.glob("*/run.json")).read_text())
+run_json = next(out.glob("*/run.json"))
+record = json.loads(run_json.read_text())
 show = subprocess.run([sys.executable, "-m", "harness", "show", "--outputs", str(out)],
                       capture_output=True, text=True, timeout=60)
 left = sorted(p.name for p in out.glob("*/.*"))
 print(json.dumps({"code": run.returncode, "stderr": run.stderr, "record": record,
-                  "show": show.stdout, "left": left}))
+                  "show": show.stdout, "left": left,
+                  "mode": oct(run_json.stat().st_mode & 0o777)}))
 """
 
 
@@ -87,3 +90,50 @@ def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
     assert record["reason"] == "cannot write the run's outputs: No space left on device"
     assert "ABORTED" not in got["show"] and "ERROR" in got["show"], got["show"]
     assert got["left"] == []  # the reserve is gone
+    assert got["mode"] == "0o644"  # written into the reserve, still readable by all
+
+
+# A run whose supervisor died, on a disk full by the time it is found: marking it aborted
+# takes the space its reserve held.
+ABORTED_SCRIPT = """
+import json, os, subprocess, sys
+from pathlib import Path
+from harness._liveness import mark_aborted
+from harness._rundir import Reserve
+out, plans = Path(sys.argv[1]), sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
+subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", plans, "--outputs",
+                str(out), "-q", "--metrics-listen", "off"], check=True, capture_output=True)
+run_dir = next(out.glob("*/run.json")).parent
+record = json.loads((run_dir / "run.json").read_text())  # its supervisor has exited
+record.update(outcome="running", ended=None, exit_code=None)
+(run_dir / "run.json").write_text(json.dumps(record))
+assert Reserve.make(run_dir / ".run.json.reserve", 1 << 20) is not None
+fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+for chunk in (65536, 4096, 1):
+    try:
+        while True:
+            os.write(fd, b"x" * chunk)
+    except OSError:
+        pass
+marked = mark_aborted(run_dir, "test")
+print(json.dumps({"marked": marked,
+                  "outcome": json.loads((run_dir / "run.json").read_text())["outcome"],
+                  "reserve": (run_dir / ".run.json.reserve").exists()}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="mounting a small tmpfs in a mount namespace needs root and unshare")
+def test_a_dead_supervisors_run_is_marked_aborted_on_a_full_disk(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """Its reserve was removed only after run.json was written, which the full disk
+    refused: `harness clean` failed and the run stayed "running"."""
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                        "-c", ABORTED_SCRIPT, str(out), str(tiny)],
+                       capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"marked": True, "outcome": "aborted", "reserve": False}

@@ -3,6 +3,7 @@ reads two at once (it used to count one read as one stamp and wait for ever)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,22 @@ def test_stamps_read_together_each_count(relay: bool) -> None:
     latencies = floor(6, 2, 0.0, 50, relay)
     assert len(latencies) == 6 * 50
     assert all(0 <= x < 10 for x in latencies)
+
+
+FORKSERVER = """
+import multiprocessing, sys
+sys.path.insert(0, sys.argv[1])
+from _fanout_floor import floor
+if __name__ == "__main__":
+    multiprocessing.set_start_method("forkserver")  # Python 3.14's default on Linux
+    print(len(floor(4, 2, 0.0, 20, relay=True)))
+"""
+
+
+def test_the_relay_works_where_children_do_not_inherit_file_descriptors() -> None:
+    """The relay got fd numbers, which mean nothing to a forkserver's child: EBADF, and the
+    floor waited for ever."""
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    r = subprocess.run([sys.executable, "-c", FORKSERVER, benchmarks], capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "80\n"), r.stderr
