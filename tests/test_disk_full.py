@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,26 +33,33 @@ async def fill(env):
     await trio.sleep(1.0)
 """
 
-# In a mount namespace of its own: a small tmpfs as the outputs; once an instance asks,
-# a thread fills it to the last byte and takes any byte freed, until the run has ended.
-SCRIPT = """
+# Both scripts run in a mount namespace of their own, with a small tmpfs as the outputs.
+PRELUDE = """
 import json, os, subprocess, sys, threading, time
 from pathlib import Path
 out, plans = Path(sys.argv[1]), sys.argv[2]
 os.umask(0o022)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
+def fill(fd):
+    # to the last byte
+    for chunk in (65536, 4096, 1):
+        try:
+            while True:
+                os.write(fd, b"x" * chunk)
+        except OSError:
+            pass
+"""
+
+# Once an instance asks, a thread fills the tmpfs and takes any byte freed, until the run
+# has ended.
+SCRIPT = PRELUDE + """
 stop = threading.Event()
 def filler():
     while not any(out.glob("*/single/0/fill-now")) and not stop.is_set():
         time.sleep(0.005)
     fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
     while not stop.is_set():
-        for chunk in (65536, 4096, 1):
-            try:
-                while True:
-                    os.write(fd, b"x" * chunk)
-            except OSError:
-                pass
+        fill(fd)
         time.sleep(0.0002)
 threading.Thread(target=filler, daemon=True).start()
 run = subprocess.run([sys.executable, "-m", "harness", "run", "fill", "--plans", plans,
@@ -69,20 +78,47 @@ print(json.dumps({"code": run.returncode, "stderr": run.stderr, "record": record
                   "mode": oct(run_json.stat().st_mode & 0o777)}))
 """
 
+# A run whose supervisor died, on a disk full by the time it is found: marking it aborted
+# takes the space its reserve held.
+ABORTED_SCRIPT = PRELUDE + """
+from harness._liveness import mark_aborted
+from harness._rundir import Reserve
+subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", plans, "--outputs",
+                str(out), "-q", "--metrics-listen", "off"], check=True, capture_output=True)
+run_dir = next(out.glob("*/run.json")).parent
+record = json.loads((run_dir / "run.json").read_text())  # its supervisor has exited
+record.update(outcome="running", ended=None, exit_code=None)
+(run_dir / "run.json").write_text(json.dumps(record))
+assert Reserve.make(run_dir / ".run.json.reserve", 1 << 20) is not None
+fill(os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600))
+marked = mark_aborted(run_dir, "test")
+print(json.dumps({"marked": marked,
+                  "outcome": json.loads((run_dir / "run.json").read_text())["outcome"],
+                  "reserve": (run_dir / ".run.json.reserve").exists()}))
+"""
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="mounting a small tmpfs in a mount namespace needs root and unshare")
-def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
-    make_plan: object, tmp_path: Path
-) -> None:
-    plans = make_plan("fill", MANIFEST, PLAN)  # type: ignore[operator]
+needs_mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="mounting a small tmpfs in a mount namespace needs root and unshare")
+
+
+def _in_own_mounts(script: str, tmp_path: Path, plans: Path) -> dict[str, Any]:
+    """What `script` printed, run in a mount namespace of its own."""
     out = tmp_path / "out"
     out.mkdir()
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
-                        "-c", SCRIPT, str(out), str(plans)],
+                        "-c", script, str(out), str(plans)],
                        capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
+    result: dict[str, Any] = json.loads(r.stdout)
+    return result
+
+
+@needs_mounts
+def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path
+) -> None:
+    got = _in_own_mounts(SCRIPT, tmp_path, make_plan("fill", MANIFEST, PLAN))
     assert got["code"] == 3, got["stderr"]
     assert "No space left on device" in got["stderr"]
     record = got["record"]
@@ -93,47 +129,11 @@ def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
     assert got["mode"] == "0o644"  # written into the reserve, still readable by all
 
 
-# A run whose supervisor died, on a disk full by the time it is found: marking it aborted
-# takes the space its reserve held.
-ABORTED_SCRIPT = """
-import json, os, subprocess, sys
-from pathlib import Path
-from harness._liveness import mark_aborted
-from harness._rundir import Reserve
-out, plans = Path(sys.argv[1]), sys.argv[2]
-subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], check=True)
-subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", plans, "--outputs",
-                str(out), "-q", "--metrics-listen", "off"], check=True, capture_output=True)
-run_dir = next(out.glob("*/run.json")).parent
-record = json.loads((run_dir / "run.json").read_text())  # its supervisor has exited
-record.update(outcome="running", ended=None, exit_code=None)
-(run_dir / "run.json").write_text(json.dumps(record))
-assert Reserve.make(run_dir / ".run.json.reserve", 1 << 20) is not None
-fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-for chunk in (65536, 4096, 1):
-    try:
-        while True:
-            os.write(fd, b"x" * chunk)
-    except OSError:
-        pass
-marked = mark_aborted(run_dir, "test")
-print(json.dumps({"marked": marked,
-                  "outcome": json.loads((run_dir / "run.json").read_text())["outcome"],
-                  "reserve": (run_dir / ".run.json.reserve").exists()}))
-"""
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="mounting a small tmpfs in a mount namespace needs root and unshare")
+@needs_mounts
 def test_a_dead_supervisors_run_is_marked_aborted_on_a_full_disk(
     tiny: Path, tmp_path: Path
 ) -> None:
     """Its reserve was removed only after run.json was written, which the full disk
     refused: `harness clean` failed and the run stayed "running"."""
-    out = tmp_path / "out"
-    out.mkdir()
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
-                        "-c", ABORTED_SCRIPT, str(out), str(tiny)],
-                       capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"marked": True, "outcome": "aborted", "reserve": False}
+    got = _in_own_mounts(ABORTED_SCRIPT, tmp_path, tiny)
+    assert got == {"marked": True, "outcome": "aborted", "reserve": False}
