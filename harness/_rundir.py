@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from harness._outputs import is_disk_full
 
 
 def json_bytes(data: Any) -> bytes:
@@ -59,10 +60,10 @@ class Reserve:
         try:
             os.posix_fallocate(fd, 0, size)  # blocks, not a sparse file
         except OSError:
-            os.close(fd)
             path.unlink(missing_ok=True)
             return None
-        os.close(fd)
+        finally:
+            os.close(fd)
         return cls(path, size)
 
     def write(self, path: Path, data: bytes) -> None:
@@ -72,7 +73,7 @@ class Reserve:
             write_files({path: data})
             return
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or len(data) > self.size:
+            if not is_disk_full(e) or len(data) > self.size:
                 raise
         with open(self.path, "r+b") as f:  # overwrites allocated blocks: no new space
             f.write(data)

@@ -207,8 +207,8 @@ class InstanceRecord:
             raise RecordError(f"{where} has no 'id'")
         group = r.text("group")
         where_to = r.text("dir") or iid
-        parts = Path(where_to).parts
-        if not parts or Path(where_to).is_absolute() or ".." in parts:
+        inside = Path(where_to)
+        if not inside.parts or inside.is_absolute() or ".." in inside.parts:
             raise RecordError(f"{where}: its directory {where_to!r} is not inside the run's")
         return cls(
             id=iid,

@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 def run_warnings(r: RunData) -> list[str]:
     """One sentence per condition that weakens the run's figures (none: an empty list)."""
-    r.fault_steps  # noqa: B018 (read now: its damaged lines are counted below)
     return _damaged(r) + _cut_traces(r) + _saturated_cpu(r)
 
 
 def _damaged(r: RunData) -> list[str]:
+    r.fault_steps  # noqa: B018 (its damaged lines are counted as it is read)
     return [f"the run's {path.name} has {n:,} damaged line{'s' if n > 1 else ''} (not a JSON "
             "object), left out of this report: the record was cut short or edited."
             for path, n in sorted(r.damaged.items())]
