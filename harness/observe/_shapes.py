@@ -119,11 +119,13 @@ class ShapeTimeline:
         return out
 
     @classmethod
-    def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None) -> ShapeTimeline:
-        """Read network.jsonl of `run_dir` and, unless `run` is its record already read,
-        run.json (if there is one yet)."""
+    def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None,
+                     damaged: dict[Path, int] | None = None) -> ShapeTimeline:
+        """Read network.jsonl of `run_dir` (its damaged lines counted in `damaged`, as
+        `read_jsonl` does) and, unless `run` is its record already read, run.json (if there
+        is one yet)."""
         run = run or read_run(run_dir) or RunRecord(run_dir.name)
-        return cls(run, list(read_jsonl(run_dir / "network.jsonl")))
+        return cls(run, list(read_jsonl(run_dir / "network.jsonl", damaged)))
 
     def copy(self) -> ShapeTimeline:
         """The same timeline (the states are shared, not replayed again), with a `names`

@@ -43,11 +43,12 @@ def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
         return None
 
 
-def read_telemetry(run_dir: Path, fields: Collection[str] | None = None) -> list[dict[str, Any]]:
+def read_telemetry(run_dir: Path, fields: Collection[str] | None = None,
+                   damaged: dict[Path, int] | None = None) -> list[dict[str, Any]]:
     """The records of telemetry.jsonl, in file order; with `fields`, each keeps only those
     of its keys (a reader that needs a few: a 100-instance run's 49,000 records took 55 MB
-    whole, a TCP sample has 24 keys)."""
-    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE)
+    whole, a TCP sample has 24 keys). Damaged lines are counted in `damaged` (`read_jsonl`)."""
+    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE, damaged)
                if isinstance(r.get("mono"), int | float))
     if fields is None:
         return list(records)

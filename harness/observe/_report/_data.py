@@ -36,7 +36,8 @@ class RunData:
         self.dir = run_dir
         self.run = record
         self.damaged: dict[Path, int] = {}
-        """Lines of the run's own records that are not JSON objects, by file: left out."""
+        """Lines of the run's own records (events, faults, network changes, telemetry) that
+        are not JSON objects, by file: left out."""
         self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged))
         self.instances: tuple[InstanceRecord, ...] = record.instances
         self.dirs = instance_dirs(run_dir, record)
@@ -99,7 +100,7 @@ class RunData:
     @functools.cached_property
     def shapes(self) -> ShapeTimeline:
         """The run's link shapes over time (run.json and network.jsonl)."""
-        return ShapeTimeline.from_run_dir(self.dir, self.run)
+        return ShapeTimeline.from_run_dir(self.dir, self.run, self.damaged)
 
     @functools.cached_property
     def fault_steps(self) -> list[dict[str, Any]]:
@@ -109,7 +110,7 @@ class RunData:
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
         """The records of telemetry.jsonl, with the keys the report reads (`_TELEMETRY`)."""
-        return read_telemetry(self.dir, _TELEMETRY)
+        return read_telemetry(self.dir, _TELEMETRY, self.damaged)
 
     @functools.cached_property
     def warnings(self) -> list[str]:

@@ -18,7 +18,7 @@ def run_warnings(r: RunData) -> list[str]:
 
 
 def _damaged(r: RunData) -> list[str]:
-    r.fault_steps  # noqa: B018 (its damaged lines are counted as it is read)
+    r.fault_steps, r.shapes, r.telemetry  # noqa: B018 (damaged lines are counted as read)
     return [f"the run's {path.name} has {n:,} damaged line{'s' if n > 1 else ''} (not a JSON "
             "object), left out of this report: the record was cut short or edited."
             for path, n in sorted(r.damaged.items())]
