@@ -394,6 +394,21 @@ def test_a_full_stdout_is_one_line_and_exit_3(tiny: Path, tmp_path: Path, buffer
         # A usage error to a full stderr: nowhere to say more, the usage error's code stays.
         r = subprocess.run([sys.executable, "-m", "harness", "bogus"], stderr=full, timeout=60)
         assert r.returncode == 2
+        # Both full: the error line is lost, its exit code is not (a second error escaping
+        # main made it 1); so for any error with stderr full.
+        for args, code in ((["--help"], 3), (["runs", "--outputs", out], 3),
+                           (["runs", "--outputs", "/nonexist"], 2)):
+            r = subprocess.run([sys.executable, "-m", "harness", *args], stdout=full,
+                               stderr=full, timeout=60)
+            assert r.returncode == code, args
+
+
+def test_an_error_with_stderr_closed_is_not_written_to_stdout(tmp_path: Path) -> None:
+    """print(file=sys.stderr) with fd 2 closed at start (sys.stderr None) wrote it there."""
+    r = subprocess.run([sys.executable, "-m", "harness", "runs", "--outputs", "/nonexist"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60,
+                       preexec_fn=lambda: os.close(2))
+    assert (r.returncode, r.stdout) == (2, b"")
 
 
 def test_any_other_os_error_is_one_line_and_exit_3(
@@ -422,9 +437,22 @@ sys.exit(main(["run", "pingpong"]))
 """
 
 
-def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130() -> None:
+INTERRUPTED_BEFORE_MAIN = """
+import builtins, os, runpy, signal
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "harness._cli":  # Ctrl-C while `python -m harness` imports main itself
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+runpy.run_module("harness", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", [INTERRUPTED_WHILE_IMPORTING, INTERRUPTED_BEFORE_MAIN])
+def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(script: str) -> None:
     """It was a 30-40 line KeyboardInterrupt traceback."""
-    r = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_IMPORTING], capture_output=True,
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True,
                        text=True, timeout=60, cwd=ROOT)
     assert (r.returncode, r.stderr) == (130, "harness: interrupted\n")
 
