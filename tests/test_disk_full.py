@@ -97,6 +97,23 @@ print(json.dumps({"marked": marked,
                   "reserve": (run_dir / ".run.json.reserve").exists()}))
 """
 
+# Two runs, the history lacking the second; then `harness runs` on a full disk.
+HISTORY_SCRIPT = PRELUDE + """
+import sqlite3
+for _ in range(2):
+    subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", plans,
+                    "--outputs", str(out), "-q", "--metrics-listen", "off"], check=True,
+                   capture_output=True)
+with sqlite3.connect(out / "history.sqlite") as db:
+    latest = max(r for (r,) in db.execute("SELECT run_id FROM runs"))
+    db.execute("DELETE FROM runs WHERE run_id = ?", (latest,))
+fill(os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600))
+runs = subprocess.run([sys.executable, "-m", "harness", "runs", "--json", "--outputs", str(out)],
+                      capture_output=True, text=True, timeout=60)
+print(json.dumps({"code": runs.returncode, "stderr": runs.stderr, "latest": latest,
+                  "listed": [r["run_id"] for r in json.loads(runs.stdout or "[]")]}))
+"""
+
 needs_mounts = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="mounting a small tmpfs in a mount namespace needs root and unshare")
@@ -137,3 +154,16 @@ def test_a_dead_supervisors_run_is_marked_aborted_on_a_full_disk(
     refused: `harness clean` failed and the run stayed "running"."""
     got = _in_own_mounts(ABORTED_SCRIPT, tmp_path, tiny)
     assert got == {"marked": True, "outcome": "aborted", "reserve": False}
+
+
+@needs_mounts
+def test_the_runs_the_history_holds_are_listed_on_a_full_disk(tiny: Path, tmp_path: Path) -> None:
+    """`harness runs` failed as a whole ("run history ... is unusable: database or disk is
+    full") when it could not record a run the history lacked."""
+    got = _in_own_mounts(HISTORY_SCRIPT, tmp_path, tiny)
+    assert got["code"] == 0, got["stderr"]
+    assert got["stderr"].startswith("harness: warning: the run history was not brought up to "
+                                    "date (")
+    assert got["stderr"].endswith("history.sqlite: No space left on device): runs it lacks "
+                                  "are not listed\n")
+    assert len(got["listed"]) == 1 and got["latest"] not in got["listed"]

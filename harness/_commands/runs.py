@@ -11,6 +11,7 @@ import orjson
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
+from harness._outputs import is_disk_full
 from harness.observe import list_runs, sync_history
 from harness.plans._checks import INT64
 
@@ -36,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
     with failing_as(f"marking the runs under {args.outputs}"):
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
-    sync_history(args.outputs)
+    try:
+        sync_history(args.outputs)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        # what the history holds can still be listed
+        print(f"harness: warning: the run history was not brought up to date ({e.filename}: "
+              f"{e.strerror}): runs it lacks are not listed", file=sys.stderr)
     rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
     if args.json:
         sys.stdout.write(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,8 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
             _migrate(conn)
             yield conn
     except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the disk, not the history
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(db)) from None
         raise UsageError(f"run history {db} is unusable: {e}") from None
     finally:
         conn.close()
