@@ -146,8 +146,8 @@ def test_doctor_tries_the_kernel_for_real(capsys: pytest.CaptureFixture[str]) ->
     rows = {
         line[:26].strip(): line[26:].split()[0] for line in out.splitlines()[2:] if line[:1].strip()
     }
-    assert rows["netns + veth + bridge"] == "ok"
-    assert rows["qdisc htb"] == "ok"
+    assert rows["netns + veth + bridge"] == "ok", out
+    assert rows["qdisc htb"] == "ok", out
     assert code == (0 if "\nready:" in out else 3)
     assert [n for n in os.listdir("/run/netns") if n.startswith("dr")] == [
         n for n in before if n.startswith("dr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -327,16 +328,21 @@ def test_a_killed_supervisors_run_is_marked_aborted_by_harness_clean(
     make_plan: Callable[..., Path], tmp_path: Path, long_path: bool
 ) -> None:
     root = make_plan("hang", HANG, HANG_CODE)
-    # A long outputs path puts the sockets in a temporary directory (AF_UNIX paths are short).
-    out = tmp_path / ("o" * 90 if long_path else "out")
-    run_dir, before = _kill_supervisor_mid_run(root, out, "local:netns")
-    assert (Path(before["sock_dir"]) == run_dir) is not long_path
-    after_kill = json.loads((run_dir / "run.json").read_text())
-    assert after_kill["outcome"] == "running"  # nobody has looked yet
-    r = harness_cli("clean", "--prefix", before["network"]["prefix"], "--outputs", str(out))
-    assert r.returncode == 0, r.stderr
-    assert f"marked run {run_dir.name} aborted" in r.stdout
-    _assert_aborted(run_dir, before)
+    # A long outputs path puts the sockets in a temporary directory (AF_UNIX paths are
+    # short). The short one is made short: tmp_path may be long already (pytest-xdist).
+    out = tmp_path / ("o" * 90) if long_path else Path(tempfile.mkdtemp(prefix="o", dir="/tmp"))
+    try:
+        run_dir, before = _kill_supervisor_mid_run(root, out, "local:netns")
+        assert (Path(before["sock_dir"]) == run_dir) is not long_path
+        after_kill = json.loads((run_dir / "run.json").read_text())
+        assert after_kill["outcome"] == "running"  # nobody has looked yet
+        r = harness_cli("clean", "--prefix", before["network"]["prefix"], "--outputs", str(out))
+        assert r.returncode == 0, r.stderr
+        assert f"marked run {run_dir.name} aborted" in r.stdout
+        _assert_aborted(run_dir, before)
+    finally:
+        if not long_path:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def test_a_killed_supervisors_run_is_marked_aborted_by_the_next_run(

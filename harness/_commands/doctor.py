@@ -266,7 +266,7 @@ def _network_trial() -> list[Check]:
         with netem.Network(prefix=prefix, backend="none", subnet="198.18.0.0/29") as net:
             h1, h2 = net.build(2)
             ping = _run(
-                ["nsenter", f"--net={h1.netns_path}", "ping", "-c", "1", "-W", "2", str(h2.ip)]
+                ["nsenter", f"--net={h1.netns_path}", "ping", "-c", "1", "-w", "10", str(h2.ip)]
             )
             return [
                 Check(
