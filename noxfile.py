@@ -85,6 +85,13 @@ CGROUP_V2_TESTS = [
 ]
 
 
+TEST_WORKERS = ["-n", "2"]
+"""pytest-xdist workers for the host's tests. Most of their time is waiting on real time
+(run phases, layers, timeouts): one process used 0.6 of a core over 18.6 minutes, two took
+10 minutes (same tests, same machine). More would crowd the timing tests and the VM suites
+that run beside them."""
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """All tests: unit, property-based, end to end and live (namespaces, shaping); beside
@@ -101,10 +108,12 @@ def tests(session: nox.Session) -> None:
         return  # the VM suites start their own processes, which --install-only must not
     if os.geteuid() != 0:
         session.warn("kernel VM tests skipped: booting the VM's shares needs root")
-        session.run("pytest", "-p", "no:cacheprovider", "-q", "-m", "not long", "tests")
+        session.run("pytest", "-p", "no:cacheprovider", "-q", "-m", "not long", *TEST_WORKERS,
+                    "tests")
         return
     with _VmSuites(session, [KERNEL_TESTS, CGROUP_V2_TESTS]) as vms:
-        session.run("pytest", "-p", "no:cacheprovider", "-q", "-m", "not long", "tests")
+        session.run("pytest", "-p", "no:cacheprovider", "-q", "-m", "not long", *TEST_WORKERS,
+                    "tests")
         vms.finish()
     session.run("python", "-m", "tests.k8s.kubeplay", "pingpong")
 
