@@ -281,13 +281,16 @@ def remove_run(run_id: str, found: dict[str, Hierarchy] | None = None) -> list[P
 
 def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     """Remove the groups of every run whose supervisor is dead (or never said who it was),
-    killing what is left in them; the directories removed."""
+    killing what is left in them; the directories removed. Only groups this user owns: a
+    rootless run is "root" in its user namespace, where a tmpfs on /run hides OWNERS and
+    every other run looks dead. A group that cannot be removed is left."""
     from netem._cleanup._manifest import process_start
 
     removed: list[Path] = []
     for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
         try:
-            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)]
+            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)
+                       and p.stat().st_uid == os.geteuid()]
         except OSError:
             continue
         for path in entries:
@@ -299,7 +302,7 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
             if not alive:
                 try:
                     remove_tree(path)
-                except PermissionError:  # not ours to remove (e.g. a rootless run's "root")
+                except (OSError, CgroupError):  # e.g. a process there that is not ours
                     continue
                 removed.append(path)
     for path in removed:

@@ -737,11 +737,11 @@ class Supervisor:
         make them: as root. Elsewhere pausing falls back to SIGSTOP."""
         if os.geteuid() != 0:
             return
+        left = cgroup_cleanup()  # what runs killed with SIGKILL left behind goes first
+        if left:
+            _log.warning("removed cgroups of earlier runs", removed=[str(p) for p in left])
+        cgroups = RunCgroups(self.run_id)
         try:
-            left = cgroup_cleanup()  # what runs killed with SIGKILL left behind goes first
-            if left:
-                _log.warning("removed cgroups of earlier runs", removed=[str(p) for p in left])
-            cgroups = RunCgroups(self.run_id)
             for inst in self.spec.instances:
                 cgroups.group(inst.id)
         except CgroupError as e:

@@ -323,11 +323,26 @@ def test_cleanup_leaves_alone_what_it_may_not_remove(
     (tmp_path / (cg._PREFIX + "20261129-000000-dead00")).mkdir()
 
     def refused(path: Path) -> None:
-        raise PermissionError(1, "Operation not permitted")
+        raise cg.CgroupError(f"cannot remove cgroup {path}: Permission denied")
 
     monkeypatch.setattr(cg, "remove_tree", refused)
     h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
     assert cg.cleanup({"cpu": h}) == []
+
+
+def test_cleanup_does_not_touch_the_groups_of_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rootless run does not see OWNERS (a tmpfs on /run), so every root run's groups
+    looked dead to it: it tried to remove a live run's groups, and failed on them."""
+    (tmp_path / (cg._PREFIX + "20261203-000000-other0") / "single-0").mkdir(parents=True)
+    tried: list[Path] = []
+    monkeypatch.setattr(cg, "remove_tree", tried.append)
+    monkeypatch.setattr(cg.os, "geteuid", lambda: os.stat(tmp_path).st_uid + 1)
+    h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
+    assert cg.cleanup({"cpu": h}) == [] and tried == []
+    monkeypatch.setattr(cg.os, "geteuid", lambda: os.stat(tmp_path).st_uid)  # ours: removed
+    assert [p.name for p in cg.cleanup({"cpu": h})] == [cg._PREFIX + "20261203-000000-other0"]
 
 
 @live
