@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from ipaddress import IPv4Network
 
@@ -111,7 +112,39 @@ def add_hosts(
         for sock in socks:
             if sock.fileno() >= 0:
                 sock.close()
+    _wait_until_up(prefix, hosts)
     return hosts
+
+
+LINKS_UP_TIMEOUT = 30.0
+"""Seconds the hub's ports may take to come up once their hosts' ends are up."""
+
+
+def _wait_until_up(prefix: str, hosts: Sequence[Host], timeout: float = LINKS_UP_TIMEOUT) -> None:
+    """Return once every host's port on the bridge is up. A host's end works as soon as it
+    is set up, but the port at the hub is only enabled, and given a queue that does not
+    drop everything, when the kernel's link watcher gets to its carrier, under the kernel's
+    network configuration lock: while another network is built or removed, that can be
+    long after the build, and the first packets sent were lost (a single ping failed)."""
+    sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
+    try:
+        waiting = {_hub_port(h) for h in hosts}
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            states = nl.operstates(sock)
+            waiting = {i for i in waiting if states.get(i) != nl.IF_OPER_UP}
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise NetworkError(
+                    f"{len(waiting)} of {len(hosts)} hosts' ports on the bridge were not up "
+                    f"{timeout:g} s after their links were made"
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
+    finally:
+        sock.close()
 
 
 def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:

@@ -13,12 +13,19 @@ import struct
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+)
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
-_NLMSG_ERROR = 2
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _ERRNO = struct.Struct("=i")
 _ATTR = struct.Struct("=HH")  # nlattr: len, type
@@ -26,6 +33,8 @@ _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, pad, type, index, flags
 _IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 _IFLA_NUM_TX_QUEUES, _IFLA_NUM_RX_QUEUES = 31, 32
+_IFLA_OPERSTATE = 16
+IF_OPER_UP = 6
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _U32 = struct.Struct("=I")
@@ -166,3 +175,35 @@ def send_batch(sock: socket.socket, messages: Sequence[bytes]) -> None:
             offset += (length + 3) & ~3
     if first_error is not None:
         raise NetlinkError(first_error[1])
+
+
+def operstates(sock: socket.socket) -> dict[int, int]:
+    """The operational state (RFC 2863: `IF_OPER_UP`...) of every link of the socket's
+    namespace, by ifindex: one dump."""
+    sock.send(_message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)))
+    states: dict[int, int] = {}
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
+            if length < _HEADER.size:
+                break
+            if kind == _NLMSG_DONE:
+                return states
+            if kind == _NLMSG_ERROR:
+                (code,) = _ERRNO.unpack_from(data, offset + _HEADER.size)
+                raise NetlinkError(-code)
+            if kind == RTM_NEWLINK:
+                body = offset + _HEADER.size
+                index = _IFINFO.unpack_from(data, body)[2]
+                attr, end = body + _IFINFO.size, offset + length
+                while attr + _ATTR.size <= end:
+                    size, attr_kind = _ATTR.unpack_from(data, attr)
+                    if size < _ATTR.size:
+                        break
+                    if attr_kind == _IFLA_OPERSTATE:
+                        states[index] = data[attr + _ATTR.size]
+                        break
+                    attr += (size + 3) & ~3
+            offset += (length + 3) & ~3

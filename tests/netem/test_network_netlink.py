@@ -54,6 +54,33 @@ def test_batch_reports_the_first_refusal(scratch: tuple[str, socket.socket]) -> 
     assert "198.18.9.9" in out.stdout
 
 
+OPERSTATES = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"]
+"""IF_OPER_* by number, as `ip link` names them."""
+
+
+def test_operstates_reads_each_links_state(scratch: tuple[str, socket.socket]) -> None:
+    """Every link's state, as `ip link` reads it: a veth whose peer is down, then both up."""
+    name, sock = scratch
+    ip = ["ip", "-n", name, "link"]
+
+    def shown() -> dict[int, str]:
+        out = subprocess.run([*ip, "show"], capture_output=True, text=True, check=True).stdout
+        return {int(line.split(":")[0]): line.split(" state ")[1].split()[0]
+                for line in out.splitlines() if line[:1].isdigit()}
+
+    subprocess.run([*ip, "add", "va", "index", "7", "type", "veth", "peer", "name", "vb",
+                    "index", "8"], check=True)  # fmt: skip
+    subprocess.run([*ip, "set", "va", "up"], check=True)
+    states = {i: OPERSTATES[s] for i, s in nl.operstates(sock).items()}
+    assert states == shown() and states[7] != "UP", states
+    subprocess.run([*ip, "set", "vb", "up"], check=True)
+    for _ in range(1000):  # the kernel's link watcher's turn
+        states = {i: OPERSTATES[s] for i, s in nl.operstates(sock).items()}
+        if states[7] == states[8] == "UP":
+            break
+    assert states == shown() and states[7] == states[8] == "UP", states
+
+
 def test_batch_size_is_bounded() -> None:
     with socket.socket() as sock, pytest.raises(ValueError, match="at most 100 messages"):
         nl.send_batch(sock, [nl.link_up(1)] * 101)
