@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 
 from pyroute2.netlink import (
@@ -162,19 +162,26 @@ def send_batch(sock: socket.socket, messages: Sequence[bytes]) -> None:
     first_error: tuple[int, int] | None = None
     while pending:
         data = sock.recv(65536)
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-            if length < _HEADER.size:
-                break
+        for kind, seq, body, _ in _messages(data):
             if kind == _NLMSG_ERROR and seq in pending:
                 pending.discard(seq)
-                (code,) = _ERRNO.unpack_from(data, offset + _HEADER.size)
+                (code,) = _ERRNO.unpack_from(data, body)
                 if code and (first_error is None or seq < first_error[0]):
                     first_error = (seq, -code)
-            offset += (length + 3) & ~3
     if first_error is not None:
         raise NetlinkError(first_error[1])
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(type, sequence number, offset of the body, offset of the end) of each message in a
+    datagram read from a netlink socket."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            return
+        yield kind, seq, offset + _HEADER.size, offset + length
+        offset += (length + 3) & ~3
 
 
 def operstates(sock: socket.socket) -> dict[int, int]:
@@ -184,20 +191,15 @@ def operstates(sock: socket.socket) -> dict[int, int]:
     states: dict[int, int] = {}
     while True:
         data = sock.recv(65536)
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
-            if length < _HEADER.size:
-                break
+        for kind, _, body, end in _messages(data):
             if kind == _NLMSG_DONE:
                 return states
             if kind == _NLMSG_ERROR:
-                (code,) = _ERRNO.unpack_from(data, offset + _HEADER.size)
+                (code,) = _ERRNO.unpack_from(data, body)
                 raise NetlinkError(-code)
             if kind == RTM_NEWLINK:
-                body = offset + _HEADER.size
                 index = _IFINFO.unpack_from(data, body)[2]
-                attr, end = body + _IFINFO.size, offset + length
+                attr = body + _IFINFO.size
                 while attr + _ATTR.size <= end:
                     size, attr_kind = _ATTR.unpack_from(data, attr)
                     if size < _ATTR.size:
@@ -206,4 +208,3 @@ def operstates(sock: socket.socket) -> dict[int, int]:
                         states[index] = data[attr + _ATTR.size]
                         break
                     attr += (size + 3) & ~3
-            offset += (length + 3) & ~3
