@@ -283,17 +283,21 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     """Remove the groups of every run whose supervisor is dead (or never said who it was),
     killing what is left in them; the directories removed. Only groups this user owns: a
     rootless run is "root" in its user namespace, where a tmpfs on /run hides OWNERS and
-    every other run looks dead. A group that cannot be removed is left."""
+    every other run looks dead."""
     from netem._cleanup._manifest import process_start
 
     removed: list[Path] = []
     for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
         try:
-            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)
-                       and p.stat().st_uid == os.geteuid()]
+            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)]
         except OSError:
             continue
         for path in entries:
+            try:
+                if path.stat().st_uid != os.geteuid():
+                    continue
+            except FileNotFoundError:  # its run ended meanwhile
+                continue
             try:
                 pid, start = (OWNERS / path.name).read_text().split()
                 alive = process_start(int(pid)) == start
@@ -302,7 +306,7 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
             if not alive:
                 try:
                     remove_tree(path)
-                except (OSError, CgroupError):  # e.g. a process there that is not ours
+                except PermissionError:  # not ours to remove
                     continue
                 removed.append(path)
     for path in removed:

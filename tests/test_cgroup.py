@@ -323,7 +323,7 @@ def test_cleanup_leaves_alone_what_it_may_not_remove(
     (tmp_path / (cg._PREFIX + "20261129-000000-dead00")).mkdir()
 
     def refused(path: Path) -> None:
-        raise cg.CgroupError(f"cannot remove cgroup {path}: Permission denied")
+        raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(cg, "remove_tree", refused)
     h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
