@@ -126,22 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is not None:  # None: started with stdout closed
             sys.stdout.flush()  # a gone or full stdout is found here, not at exit
     except HarnessError as e:
-        _tell(f"harness: error: {e}")
+        tell(f"harness: error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        _tell("harness: interrupted")
+        tell("harness: interrupted")
         return 130
     except OSError as e:
         if e.filename == STDOUT:  # what is left for it goes nowhere, not to the flush at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             if isinstance(e, BrokenPipeError):  # the reader has what it wanted
                 return code
-        _tell(f"harness: error: {_what_failed(e)}: {e.strerror or e}")
+        tell(f"harness: error: {_what_failed(e)}: {e.strerror or e}")
         return 3
     return code
 
 
-def _tell(line: str) -> None:
+def tell(line: str) -> None:
     """`line` on stderr; dropped if stderr cannot take it (full, closed): the exit code
     still says what happened, where a second error escaping `main` made it 1."""
     if sys.stderr is None:  # started with fd 2 closed; print(file=None) would use stdout

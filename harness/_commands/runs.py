@@ -8,6 +8,7 @@ from datetime import datetime
 
 import orjson
 
+from harness._cli import tell
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
@@ -43,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if not is_disk_full(e):
             raise
         # what the history holds can still be listed
-        print(f"harness: warning: the run history was not brought up to date ({e.filename}: "
-              f"{e.strerror}): runs it lacks are not listed", file=sys.stderr)
+        tell(f"harness: warning: the run history was not brought up to date ({e.filename}: "
+             f"{e.strerror}): runs it lacks are not listed")
     rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
     if args.json:
         sys.stdout.write(

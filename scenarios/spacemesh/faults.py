@@ -225,7 +225,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     # In memory where there is a tmpfs: the nodes' databases are created, committed to
     # and closed in every one of a search's runs (on a disk, a third of its time).
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="spacemesh-sim-", dir=shm) as data:
+    with tempfile.TemporaryDirectory(prefix=f"spacemesh-sim-{os.getpid()}-", dir=shm) as data:
         _LIVE.add(data)
         try:
             anyio.run(run, data, backend="trio", backend_options={"clock": clock})

@@ -294,13 +294,13 @@ def test_an_interrupted_search_exits_at_once_and_leaves_no_data_directory(sig: i
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("no /dev/shm: the simulated nodes' data directories are in the temp dir")
-    before = set(shm.glob("spacemesh-sim-*"))
     search_ = subprocess.Popen(
         [sys.executable, "-m", "scenarios.spacemesh.faults", "--examples", "1000"],
         cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ours = f"spacemesh-sim-{search_.pid}-*"  # not another test's (they run side by side)
     try:
         deadline = time.monotonic() + 60
-        while not set(shm.glob("spacemesh-sim-*")) - before:  # a simulated run is on
+        while not list(shm.glob(ours)):  # a simulated run is on
             assert time.monotonic() < deadline and search_.poll() is None
             time.sleep(0.05)
         search_.send_signal(sig)
@@ -309,7 +309,7 @@ def test_an_interrupted_search_exits_at_once_and_leaves_no_data_directory(sig: i
         search_.kill()
     assert search_.returncode == 128 + sig
     assert err == "spacemesh-faults: interrupted\n"
-    assert set(shm.glob("spacemesh-sim-*")) - before == set()
+    assert not list(shm.glob(ours))
 
 
 def test_cli_refuses_what_the_simulation_cannot_model(
