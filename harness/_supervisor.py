@@ -737,9 +737,13 @@ class Supervisor:
         make them: as root. Elsewhere pausing falls back to SIGSTOP."""
         if os.geteuid() != 0:
             return
-        left = cgroup_cleanup()  # what runs killed with SIGKILL left behind goes first
-        if left:
-            _log.warning("removed cgroups of earlier runs", removed=[str(p) for p in left])
+        try:  # what runs killed with SIGKILL left behind goes first, if it can
+            left = cgroup_cleanup()
+        except CgroupError as e:
+            _log.warning("could not remove the cgroups of earlier runs", error=str(e))
+        else:
+            if left:
+                _log.warning("removed cgroups of earlier runs", removed=[str(p) for p in left])
         cgroups = RunCgroups(self.run_id)
         try:
             for inst in self.spec.instances:
