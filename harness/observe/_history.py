@@ -80,7 +80,8 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
             _migrate(conn)
             yield conn
     except sqlite3.DatabaseError as e:
-        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the disk, not the history
+        # the disk, not the history (errors the module raises itself carry no code)
+        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(db)) from None
         raise UsageError(f"run history {db} is unusable: {e}") from None
     finally:

@@ -192,11 +192,11 @@ def operstates(sock: socket.socket) -> dict[int, int]:
     while True:
         data = sock.recv(65536)
         for kind, _, body, end in _messages(data):
-            if kind == _NLMSG_DONE:
+            if kind in (_NLMSG_DONE, _NLMSG_ERROR):  # both carry an errno (0: none)
+                (code,) = _ERRNO.unpack_from(data, body) if end - body >= 4 else (0,)
+                if code:
+                    raise NetlinkError(-code)
                 return states
-            if kind == _NLMSG_ERROR:
-                (code,) = _ERRNO.unpack_from(data, body)
-                raise NetlinkError(-code)
             if kind == RTM_NEWLINK:
                 index = _IFINFO.unpack_from(data, body)[2]
                 attr = body + _IFINFO.size
