@@ -116,6 +116,25 @@ def make_plan(tmp_path: Path) -> Callable[[str, str, str], Path]:
     return make
 
 
+ALONE = (
+    "tests/spacemesh/test_plan.py", "tests/spacemesh/test_systest_live.py",
+    "tests/spacemesh/test_processes.py", "tests/test_e2e_netns.py", "tests/test_fault_cli.py",
+    "tests/k8s/test_cluster.py", "tests/test_relay.py", "tests/test_faults_live.py",
+    "tests/netem/test_shaping_live.py", "tests/netem/test_userspace_engine_live.py",
+)
+"""Modules marked `alone`: whole Spacemesh or 200-instance runs that load both cores, and
+tests that measure time or CPU shares, which such a run beside them would skew. `nox -s
+tests` runs the rest on two workers, then these one at a time (a relay scrape timed out
+while a 200-instance run went on beside it)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of `ALONE`'s modules `alone`."""
+    for item in items:
+        if Path(str(item.fspath)).relative_to(ROOT).as_posix() in ALONE:
+            item.add_marker(pytest.mark.alone)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Why each measured-again test (tests/netem/_timing.py) failed its first attempt."""
     reruns = terminalreporter.stats.get("rerun", [])
