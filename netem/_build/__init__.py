@@ -103,16 +103,18 @@ def add_hosts(
             )
         )
     socks = ns.create_namespaces([h.netns for h in hosts], _quiet_namespace, created)
+    hub = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
     try:
-        _link_hosts(prefix, hosts)
+        _link_hosts(hub, prefix, hosts)
         peers = hosts if len(hosts) <= STATIC_NEIGHBOURS_MAX else []
         for host, sock in zip(hosts, socks, strict=True):
             _configure_host(host, sock, peers)
+        _wait_until_up(hub, hosts)
     finally:
+        hub.close()
         for sock in socks:
             if sock.fileno() >= 0:
                 sock.close()
-    _wait_until_up(prefix, hosts)
     return hosts
 
 
@@ -120,35 +122,34 @@ LINKS_UP_TIMEOUT = 30.0
 """Seconds the hub's ports may take to come up once their hosts' ends are up."""
 
 
-def _wait_until_up(prefix: str, hosts: Sequence[Host], timeout: float = LINKS_UP_TIMEOUT) -> None:
-    """Return once every host's port on the bridge is up. A host's end works as soon as it
-    is set up, but the port at the hub is only enabled, and given a queue that does not
-    drop everything, when the kernel's link watcher gets to its carrier, under the kernel's
-    network configuration lock: while another network is built or removed, that can be
-    long after the build, and the first packets sent were lost (a single ping failed)."""
-    sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
-    try:
-        waiting = {_hub_port(h) for h in hosts}
-        deadline = time.monotonic() + timeout
-        pause = 0.001
-        while True:
-            states = nl.operstates(sock)
-            waiting = {i for i in waiting if states.get(i) != nl.IF_OPER_UP}
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise NetworkError(
-                    f"{len(waiting)} of {len(hosts)} hosts' ports on the bridge were not up "
-                    f"{timeout:g} s after their links were made"
-                )
-            time.sleep(pause)
-            pause = min(2 * pause, 0.05)
-    finally:
-        sock.close()
+def _wait_until_up(hub: socket.socket, hosts: Sequence[Host],
+                   timeout: float = LINKS_UP_TIMEOUT) -> None:
+    """Return once every host's port on the bridge is up (`hub`: a netlink socket of the
+    hub's namespace). A host's end works as soon as it is set up, but the port at the hub
+    is only enabled, and given a queue that does not drop everything, when the kernel's
+    link watcher gets to its carrier, under the kernel's network configuration lock: while
+    another network is built or removed, that can be long after the build, and the first
+    packets sent were lost (a single ping failed)."""
+    waiting = {_hub_port(h) for h in hosts}
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        states = nl.operstates(hub)
+        waiting = {i for i in waiting if states.get(i) != nl.IF_OPER_UP}
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise NetworkError(
+                f"{len(waiting)} of {len(hosts)} hosts' ports on the bridge were not up "
+                f"{timeout:g} s after their links were made"
+            )
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
-def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
-    sock = ns.run_in_netns(names.netns_path(names.hub_netns(prefix)), ns.netlink_socket)
+def _link_hosts(sock: socket.socket, prefix: str, hosts: Sequence[Host]) -> None:
+    """The hosts' veth pairs, made over `sock` (a netlink socket of the hub's namespace),
+    and the bridge's forwarding entry for each."""
     fds: list[int] = []
     try:
         with _route(socket.socket(fileno=os.dup(sock.fileno()))) as ipr:
@@ -174,7 +175,6 @@ def _link_hosts(prefix: str, hosts: Sequence[Host]) -> None:
             nl.send_batch(sock, fdb[start : start + nl.BATCH])
     finally:
         _close_all(fds)
-        sock.close()
 
 
 def _close_all(fds: list[int]) -> None:
