@@ -33,6 +33,19 @@ def harness_cli(*args: str, timeout: float = 120, cwd: Path | None = None) -> su
     )
 
 
+def unless_raced(attempt: Callable[[], bool], tries: int = 3) -> None:
+    """Run `attempt` until it returns True. It returns False when another process's
+    clean-up removed what it left behind before it could clean that itself: a run starting
+    on the other test worker clears every dead run's leftovers. Fails after `tries` such
+    attempts, so a clean-up that never reports what it removed still fails."""
+    for _ in range(tries):
+        if attempt():
+            return
+    pytest.fail(f"the clean-up did not report removing this test's leftovers, {tries} times "
+                "running: it does not report what it removes, or another clean-up always "
+                "got there first")
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` (by parent links in /proc), including other sessions."""
     children: dict[int, list[int]] = {}

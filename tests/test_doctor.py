@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from harness._cli import main
 from harness._commands import doctor
 from harness._errors import EnvironmentProblem
+
+from .conftest import unless_raced
 
 
 def _hide(monkeypatch: pytest.MonkeyPatch, *programs: str) -> None:
@@ -156,17 +159,22 @@ def test_doctor_tries_the_kernel_for_real(
 
 
 @pytest.mark.live
-def test_clean_prints_what_it_removed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_prints_what_it_removed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to make a leftover namespace")
     from netem._build._ns import create_namespaces, netlink_socket
 
-    orphan = f"ht{os.urandom(3).hex()}"
-    for sock in create_namespaces([f"{orphan}-h1"], lambda _: netlink_socket(), []):
-        sock.close()
-    assert main(["clean"]) == 0
-    assert f"removed {orphan}-h1" in capsys.readouterr().out
-    assert not os.path.exists(f"/run/netns/{orphan}-h1")
+    def attempt() -> bool:
+        orphan = f"ht{os.urandom(3).hex()}"
+        for sock in create_namespaces([f"{orphan}-h1"], lambda _: netlink_socket(), []):
+            sock.close()
+        assert main(["clean", "--outputs", str(tmp_path)]) == 0
+        assert not os.path.exists(f"/run/netns/{orphan}-h1")
+        return f"removed {orphan}-h1" in capsys.readouterr().out
+
+    unless_raced(attempt)
 
 
 def test_clean_rejects_bad_prefix(capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,8 +104,9 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
     if sig == signal.SIGKILL:
         # (what it removed is not asserted: another test's run, starting meanwhile, clears
         # a dead run's leftovers too; test_doctor checks what clean prints)
-        r = harness_cli("clean")
+        r = harness_cli("clean", "--outputs", str(out))
         assert r.returncode == 0, r.stderr
+        assert f"marked run {run_dir.name} aborted" in r.stdout, r.stdout
     else:
         assert code == 130
     deadline = time.monotonic() + 10
