@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from datetime import datetime
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sync_history(args.outputs)
     except OSError as e:
-        if not is_disk_full(e):
+        if not (is_disk_full(e) or e.errno == errno.EIO):
             raise
         # what the history holds can still be listed
         tell(f"harness: warning: the run history was not brought up to date ({e.filename}: "

@@ -81,8 +81,13 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
             yield conn
     except sqlite3.DatabaseError as e:
         # the disk, not the history (errors the module raises itself carry no code)
-        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(db)) from None
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            # SQLite keeps the system's errno to itself: a quota, a file size limit, a
+            # failing disk all read "disk I/O error"
+            raise OSError(errno.EIO, f"{e} (a quota, a file size limit or the disk)", str(db)) from None
         raise UsageError(f"run history {db} is unusable: {e}") from None
     finally:
         conn.close()
@@ -117,7 +122,10 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
     insts = run.instances
     report = run_dir / "report.html"
     with _connect(db) as conn:
-        conn.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
+        # each table by itself: a run deleted by a program that left foreign keys off
+        # (sqlite3's default) leaves its instances and params behind
+        for table in ("params", "instances", "runs"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.run_id,))
         conn.execute(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (

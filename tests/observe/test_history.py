@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +16,8 @@ import pytest
 from harness._cli import main
 from harness._errors import UsageError
 from harness.observe import instance_rows, list_runs, record_run, sync_history
+
+from ..conftest import ROOT
 
 
 def test_record_and_list(run_factory: Callable[..., Path], tmp_path: Path) -> None:
@@ -68,6 +74,43 @@ def test_corrupt_history_is_a_one_line_error(
     assert main(["runs", "--outputs", str(tmp_path / "outputs")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "history.sqlite" in err
+
+
+def test_a_write_the_file_system_refuses_still_lists_what_the_history_holds(
+    run_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """SQLite reports a quota or a file size limit as "disk I/O error", not "disk full";
+    the history was then called unusable. A file size limit of 1 byte stands in here."""
+    old = run_factory(run_id="20261126-031500-aaaaaa")
+    run_factory(run_id="20261126-041500-bbbbbb")
+    record_run(old)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write fails with EFBIG
+
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "runs", "--json", "--outputs", str(tmp_path / "outputs")],
+        capture_output=True, text=True, timeout=60, preexec_fn=limited, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("harness: warning: the run history was not brought up to date (")
+    assert "disk I/O error" in r.stderr and r.stderr.count("\n") == 1
+    assert [row["run_id"] for row in json.loads(r.stdout)] == [old.name]
+
+
+def test_a_run_deleted_without_foreign_keys_is_recorded_again(
+    run_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """sqlite3's shell leaves foreign keys off: deleting a run there leaves its instances,
+    which made recording it again fail ("UNIQUE constraint failed")."""
+    run = run_factory(run_id="20261126-031500-aaaaaa")
+    record_run(run)
+    with sqlite3.connect(tmp_path / "outputs" / "history.sqlite") as conn:
+        conn.execute("DELETE FROM runs")
+    assert sync_history(tmp_path / "outputs") == 1
+    assert [r.run_id for r in list_runs(tmp_path / "outputs")] == [run.name]
+    assert len(instance_rows(run.name, tmp_path / "outputs")) == 4
 
 
 def test_cli_runs_and_show(
