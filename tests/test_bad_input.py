@@ -449,7 +449,25 @@ runpy.run_module("harness", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("script", [INTERRUPTED_WHILE_IMPORTING, INTERRUPTED_BEFORE_MAIN])
+# The `harness` script as pip writes it, for the entry point pyproject.toml names.
+INTERRUPTED_IN_THE_SCRIPT = """
+import builtins, os, signal, sys, tomllib
+with open("pyproject.toml", "rb") as f:
+    module, function = tomllib.load(f)["project"]["scripts"]["harness"].split(":")
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "harness._cli":
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+exec(f"from {module} import {function} as entry")
+sys.exit(entry())
+"""
+
+
+@pytest.mark.parametrize(
+    "script", [INTERRUPTED_WHILE_IMPORTING, INTERRUPTED_BEFORE_MAIN, INTERRUPTED_IN_THE_SCRIPT]
+)
 def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(script: str) -> None:
     """It was a 30-40 line KeyboardInterrupt traceback."""
     r = subprocess.run([sys.executable, "-c", script], capture_output=True,
