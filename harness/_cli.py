@@ -103,12 +103,30 @@ def _own_stdout() -> None:
                                   write_through=old.write_through)
 
 
+def _fill_closed_streams() -> None:
+    """/dev/null on each of fds 0-2 that was closed at start, and a stream over it where
+    Python left sys.stdin, sys.stdout or sys.stderr None. Else the next file the run opens
+    takes that number, a child started with it inherits that file as its stderr, and the
+    progress lines had nowhere to go (the run failed with exit code 1 and no word)."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:  # the lowest free number: `fd`, as 0..fd-1 are open
+                os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
+            except OSError:
+                return  # no /dev/null (a bare chroot): the streams stay None
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `harness` and `python -m harness`; returns the exit code."""
     code: int = 0  # a command cut short by a reader gone away (`harness runs | head`): done
     # All in the try: Ctrl-C while the command's modules are imported is an interruption too
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
+        _fill_closed_streams()
         for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: "—" as \u2014
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="backslashreplace")

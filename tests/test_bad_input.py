@@ -4,6 +4,7 @@ full disk) before anything starts, never a traceback, never a value silently ben
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -409,6 +410,26 @@ def test_an_error_with_stderr_closed_is_not_written_to_stdout(tmp_path: Path) ->
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60,
                        preexec_fn=lambda: os.close(2))
     assert (r.returncode, r.stdout) == (2, b"")
+
+
+@pytest.mark.parametrize("closed", [(2,), (0, 1, 2)])
+def test_a_run_started_with_its_standard_streams_closed_passes(
+    tmp_path: Path, closed: tuple[int, ...]
+) -> None:
+    """With fd 2 closed the run failed, exit code 1 and no word: the progress lines went to
+    a sys.stderr of None, and the process host, started with fd 2 closed, could not start
+    an instance. /dev/null now stands in for each closed one."""
+    def close() -> None:
+        for fd in closed:
+            os.close(fd)
+
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "pingpong", "-i", "2",
+                        "--runner", "local:exec", "--outputs", str(tmp_path)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+                       preexec_fn=close, cwd=ROOT)  # fmt: skip
+    assert r.returncode == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((run / "run.json").read_text())["outcome"] == "passed"
 
 
 def test_any_other_os_error_is_one_line_and_exit_3(
