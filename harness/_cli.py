@@ -64,6 +64,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="harness",
         description="Run peer-to-peer test plans over emulated networks.",
     )
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS if only is None else (only,):
         module = cast(_Command, importlib.import_module(f"harness._commands.{name}"))
@@ -71,6 +72,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         module.configure(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("p2p-harness")
+        except PackageNotFoundError:
+            found = "(not installed: run from a checkout)"
+        print(f"harness {found}")
+        parser.exit()
 
 
 STDOUT = "<stdout>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +42,11 @@ def test_help_and_a_misspelt_command_still_name_every_command() -> None:
                           capture_output=True, text=True, check=False)
     assert typo.returncode == 2
     assert "invalid choice: 'repor'" in typo.stderr and "'report'" in typo.stderr
+
+
+def test_version_is_the_one_pyproject_gives() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    r = subprocess.run([sys.executable, "-m", "harness", "--version"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"harness {version}\n", "")
