@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import io
 import os
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol, cast
 
 from harness._errors import HarnessError
+from harness._tell import tell
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SupportsWrite
@@ -175,15 +175,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         tell(f"harness: error: {_what_failed(e)}: {e.strerror or e}")
         return 3
     return code
-
-
-def tell(line: str) -> None:
-    """`line` on stderr; dropped if stderr cannot take it (full, closed): the exit code
-    still says what happened, where a second error escaping `main` made it 1."""
-    if sys.stderr is None:  # started with fd 2 closed; print(file=None) would use stdout
-        return
-    with contextlib.suppress(OSError, ValueError):  # ValueError: closed meanwhile
-        print(line, file=sys.stderr, flush=True)
 
 
 def _what_failed(error: OSError) -> str:

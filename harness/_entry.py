@@ -4,8 +4,7 @@ run does, not with a traceback."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
+from harness._tell import tell
 
 
 def main() -> int:
@@ -13,8 +12,6 @@ def main() -> int:
     try:
         from harness._cli import main as cli
     except KeyboardInterrupt:
-        if sys.stderr is not None:  # as harness._cli.tell does, which is not imported yet
-            with contextlib.suppress(OSError, ValueError):
-                print("harness: interrupted", file=sys.stderr, flush=True)
+        tell("harness: interrupted")
         return 130
     return cli()

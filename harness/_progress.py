@@ -32,6 +32,7 @@ class Progress:
         self.phase = ""
         self._last_line = ""
         self._last_print = 0.0
+        self._gone = False
 
     def line(self) -> str:
         """The current status line."""
@@ -53,27 +54,29 @@ class Progress:
         if not force and unchanged and (self.tty or now - self._last_print < self.heartbeat):
             return
         self._last_line, self._last_print = text, now
-        if self.tty:
-            self.out.write("\r\x1b[2K" + text)
-        else:
-            self.out.write(text + "\n")
-        self.out.flush()
+        self._write("\r\x1b[2K" + text if self.tty else text + "\n")
 
     def note(self, text: str) -> None:
         """A line of its own (e.g. the first failure), above the status line."""
-        if self.tty:
-            self.out.write("\r\x1b[2K")
-        self.out.write(text + "\n")
-        self.out.flush()
-        if self.tty and self._last_line:
-            self.out.write(self._last_line)
+        last = self._last_line if self.tty else ""
+        self._write(("\r\x1b[2K" if self.tty else "") + text + "\n" + last)
 
     def finish(self) -> None:
         """End the status line."""
         self.update(force=True)
         if self.tty:
-            self.out.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        """`text`, flushed. Once the stream fails (a reader gone away, as in `2>&1 | head`;
+        a hung-up terminal) nothing more is written: progress must not fail the run."""
+        if self._gone:
+            return
+        try:
+            self.out.write(text)
             self.out.flush()
+        except (OSError, ValueError):  # ValueError: closed
+            self._gone = True
 
 
 def summary_table(instances: Iterable[InstanceState], limit: int = 25) -> str:

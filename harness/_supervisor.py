@@ -40,6 +40,7 @@ from harness._progress import Progress, summary_table
 from harness._rundir import Reserve, json_bytes, write_json
 from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, RunParams
+from harness._tell import tell
 from harness.faults import FaultError, Member
 from harness.observe import (
     JsonlWriter,
@@ -178,7 +179,7 @@ def finish_run(run_dir: Path) -> None:
             write(run_dir)
         except Exception as e:
             _log.warning(f"could not write the {what}", error=f"{type(e).__name__}: {e}")
-            print(f"harness: warning: could not write the {what}: {e}", file=sys.stderr)
+            tell(f"harness: warning: could not write the {what}: {e}")
 
 
 def check_programs(spec: RunSpec) -> None:
@@ -322,8 +323,9 @@ class Supervisor:
     async def supervise(self) -> RunResult:
         """The whole run; returns once everything it created is gone. Whatever ends it,
         run.json records how it ended (never "running")."""
-        # From the first moment: SIGINT/SIGTERM must never find the default handlers.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # From the first moment: SIGINT/SIGTERM must never find the default handlers, nor
+        # SIGHUP (the terminal closed, an ssh session lost), which killed it leaving all.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             try:
                 try:
                     await self._supervise(signals)
@@ -664,7 +666,7 @@ class Supervisor:
             trio.lowlevel.spawn_system_task(kill_later)
 
     async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-        """On SIGINT/SIGTERM: start nothing more, SIGTERM what runs, then end the run (the
+        """On SIGINT/SIGTERM/SIGHUP: start nothing more, SIGTERM what runs, then end the run (the
         set-up, if it is still going, at once)."""
         async for signum in signals:
             self.interrupted = True

@@ -377,6 +377,31 @@ def test_a_run_exits_with_its_own_code_when_the_reader_of_stdout_is_gone(
         os.close(gone)
 
 
+@pytest.mark.parametrize(("case", "code"), [("slow", 0), ("slow_fails", 1)])
+def test_a_run_goes_on_when_the_reader_of_stderr_is_gone(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, case: str, code: int
+) -> None:
+    """`harness run ... 2>&1 | head -1`: the next progress line failed the run ("the
+    supervisor failed: BrokenPipeError"), exit 3."""
+    manifest = 'name = "tiny"\n[defaults]\nrunner = "local:exec"\n' + "".join(
+        f'[[testcases]]\nname = "{c}"\ninstances = {{ min = 1, max = 3, default = 3 }}\n'
+        f'entrypoint = "tiny.plan:{c}"\n' for c in ("slow", "slow_fails"))
+    plan = ("import trio\nasync def slow(env):\n    await trio.sleep(1)\n"
+            "async def slow_fails(env):\n    await trio.sleep(1)\n    raise SystemExit(3)\n")
+    plans = make_plan("tiny", manifest, plan)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", f"tiny:{case}", "--plans", str(plans),
+         "--outputs", str(tmp_path / "out"), "--metrics-listen", "off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"running tiny:")
+    proc.stderr.close()  # as `head -1` does
+    assert proc.wait(timeout=60) == code
+    (run,) = (tmp_path / "out").glob("*/run.json")
+    assert json.loads(run.read_text())["exit_code"] == code
+
+
 @pytest.mark.parametrize("buffered", [False, True])
 def test_a_full_stdout_is_one_line_and_exit_3(tiny: Path, tmp_path: Path, buffered: bool) -> None:
     """Every command's output to /dev/full was a traceback."""

@@ -70,7 +70,7 @@ def _netns() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
 def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
     make_plan: Callable[..., Path], tmp_path: Path, sig: signal.Signals
 ) -> None:

@@ -61,3 +61,34 @@ def test_on_a_terminal_the_line_is_redrawn_only_when_it_changed() -> None:
     progress.note("instance a/0 failed: boom")  # above the line, which is drawn again
     assert out.getvalue().endswith("instance a/0 failed: boom\n[  60.0s] started 2/2  passed 0  "
                                    "failed 0")
+
+
+class _Gone(io.StringIO):
+    """A stream whose reader went away after `take` writes."""
+
+    def __init__(self, take: int) -> None:
+        super().__init__()
+        self.take = take
+        self.attempts = 0
+
+    def write(self, text: str) -> int:
+        self.attempts += 1
+        if self.attempts > self.take:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_stream_that_fails_ends_the_progress_not_the_run() -> None:
+    """`harness run ... 2>&1 | head -1`: the run failed ("the supervisor failed:
+    BrokenPipeError") at the next progress line."""
+    out, clock = _Gone(take=1), _Clock()
+    progress = Progress(3, out, clock=clock)
+    progress.note("first")
+    progress.started = 1
+    progress.update(force=True)  # fails: from now on nothing is written
+    progress.note("a failure")
+    clock.now += 30
+    progress.passed = 3
+    progress.update()
+    progress.finish()
+    assert (out.getvalue(), out.attempts) == ("first\n", 2)

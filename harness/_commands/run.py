@@ -15,6 +15,7 @@ from harness._outputs import check_outputs
 from harness._runid import new_run_id
 from harness._supervisor import RunOptions, check_programs
 from harness._supervisor import run as run_spec
+from harness._tell import tell
 from harness.plans import RunSpec, build_run_spec, parse_assignments
 from harness.runners import CLUSTER_K8S, RUNNERS, runnable_here
 
@@ -144,8 +145,8 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
     check_programs(spec)
     check_outputs(outputs)
     if not args.quiet:
-        print(f"{what} {spec.plan.name}:{spec.case.name} with {spec.total} instances "
-              f"on {spec.runner}", file=sys.stderr)
+        tell(f"{what} {spec.plan.name}:{spec.case.name} with {spec.total} instances "
+             f"on {spec.runner}")
     result = run_spec(spec, options)
     with contextlib.suppress(BrokenPipeError):  # `| true`: the exit code tells the verdict still
         if args.json:

@@ -9,11 +9,11 @@ from datetime import datetime
 
 import orjson
 
-from harness._cli import tell
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness._outputs import is_disk_full
+from harness._tell import tell
 from harness.observe import list_runs, sync_history
 from harness.plans._checks import INT64
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import sys
 from collections.abc import Callable, Mapping
 
 import netem
 from harness import _listen as listen
 from harness._errors import EnvironmentProblem
+from harness._tell import tell
 from harness.plans import RunSpec
 from harness.runners._netns import netns_backend, netns_subnet
 from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, NOT_PLAYED
@@ -46,6 +46,6 @@ def runnable_here(
     if spec.runner_pinned or linked:
         why = f" (the run's {linked[0]} fault cannot be played on {LOCAL_EXEC})" if linked else ""
         raise EnvironmentProblem(f"{LOCAL_NETNS} needs root or user namespaces: {problem}{why}")
-    print(f"harness: note: running on {LOCAL_EXEC} (no shaping): {LOCAL_NETNS} needs root "
-          f"or user namespaces ({problem})", file=sys.stderr)
+    tell(f"harness: note: running on {LOCAL_EXEC} (no shaping): {LOCAL_NETNS} needs root "
+         f"or user namespaces ({problem})")
     return dataclasses.replace(spec, runner=LOCAL_EXEC)
