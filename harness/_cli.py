@@ -139,7 +139,8 @@ def _fill_closed_streams() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `harness` and `python -m harness`; returns the exit code."""
+    """The command line on `argv` (default: sys.argv[1:]); returns the exit code. The
+    `harness` script and `python -m harness` reach it through `harness._entry`."""
     code: int = 0  # a command cut short by a reader gone away (`harness runs | head`): done
     # All in the try: Ctrl-C while the command's modules are imported is an interruption too
     try:
