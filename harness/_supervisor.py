@@ -30,7 +30,7 @@ from harness._clock import InstanceClock, find_libfaketime
 from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
-from harness._errors import HarnessError, UsageError, single_cause
+from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
@@ -145,6 +145,10 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
             raise cause from None
         if (full := disk_full_in(error)) is not None:  # e.g. events.jsonl, mid-run
             raise outputs_error(full, supervisor.run_dir) from None
+        if supervisor.made_run_dir and not supervisor.run_dir.is_dir():  # every write failed
+            raise EnvironmentProblem(
+                f"the run's directory {supervisor.run_dir} was removed during the run: the run "
+                "stopped and removed what it had created") from None
         raise
     finish_run(result.run_dir)
     return result
@@ -261,6 +265,7 @@ class Supervisor:
         self._events: JsonlWriter | None = None
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
+        self.made_run_dir = False
         self._reserve: Reserve | None = None  # space for run.json's last write
         self._spawning = 0  # instances asked of the process host and not yet started
         self._settled = trio.Event()  # set whenever an instance starts or exits
@@ -346,6 +351,7 @@ class Supervisor:
         try:
             for inst in self.spec.instances:
                 (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
+            self.made_run_dir = True
             configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
             # httpx logs every request at info: every metrics scrape would bury the run's log.
             logging.getLogger("httpx").setLevel(logging.WARNING)

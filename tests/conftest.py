@@ -46,6 +46,15 @@ def unless_raced(attempt: Callable[[], bool], tries: int = 3) -> None:
                 "got there first")
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` (by parent links in /proc), including other sessions."""
     children: dict[int, list[int]] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, descendants, harness_cli, only_run_dir
+from .conftest import ROOT, alive, descendants, harness_cli, only_run_dir
 
 HANG = """
 name = "hang"
@@ -53,16 +53,6 @@ def _run_json(outputs: Path) -> dict:
 def _events(outputs: Path) -> list[dict]:
     run_dir = only_run_dir(outputs)
     return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is as good as gone
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
 
 
 def test_pingpong_50_instances_pass(tmp_path: Path) -> None:
@@ -172,9 +162,9 @@ def test_interrupt_or_kill_leaves_no_process_behind(
         assert code == 130, proc.stderr.read() if proc.stderr else ""
         assert _run_json(out)["outcome"] == "interrupted"
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(p) for p in below):
+    while time.monotonic() < deadline and any(alive(p) for p in below):
         time.sleep(0.1)
-    assert not [p for p in below if _alive(p)], "processes outlived the run"
+    assert not [p for p in below if alive(p)], "processes outlived the run"
 
 
 RAW_NODE = """#!/usr/bin/env python3

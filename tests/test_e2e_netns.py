@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, descendants, harness_cli, host_network_state, only_run_dir
+from .conftest import ROOT, alive, descendants, harness_cli, host_network_state, only_run_dir
 from .spacemesh.logs import check_run_logs, run_logs
 
 pytestmark = [
@@ -114,16 +114,7 @@ def test_interrupted_or_killed_run_leaves_the_host_as_it_was(
         time.sleep(0.2)
     assert not [n for n in _netns() if n.startswith(prefix)]
     assert host_network_state() == before
-    assert not [pid for pid in ours if _alive(pid)]
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    assert not [pid for pid in ours if alive(pid)]
 
 
 def test_spacemesh_start_on_its_defaults(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import harness
 from harness._errors import single_cause
 from harness.plans import build_run_spec
 
-from .conftest import ROOT, descendants, harness_cli, only_run_dir
+from .conftest import ROOT, alive, descendants, harness_cli, only_run_dir
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root")
 
@@ -218,6 +218,32 @@ def test_any_exception_ending_the_supervisor_ends_run_json_too(
     assert run["outcome"] == "error"
     assert run["ended"] is not None
     assert run["reason"] == "the supervisor failed: RuntimeError: a bug in the runner"
+
+
+@pytest.mark.parametrize("runner", [
+    "local:exec", pytest.param("local:netns", marks=[needs_root, pytest.mark.live])])
+def test_a_run_whose_directory_is_removed_stops_says_so_and_leaves_nothing(
+    make_plan: Callable[..., Path], tmp_path: Path, runner: str
+) -> None:
+    """`rm -rf` of the run's directory mid-run: the writes that failed at once came out as
+    a 160-line exception group, exit code 1."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = _start(root, out, "sleep", runner=runner)
+    with _reaped(proc):
+        _wait_for("every instance running", lambda: len(
+            [e for e in _events(only_run_dir(out)) if e.get("status") == "started"]) == 3
+            if list(out.glob("*/events.jsonl")) else None)
+        run_dir = only_run_dir(out)
+        ours = descendants(proc.pid)
+        prefix = _owned_prefix(proc.pid)
+        shutil.rmtree(run_dir)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    assert err == (f"harness: error: the run's directory {run_dir} was removed during the run: "
+                   "the run stopped and removed what it had created\n")
+    assert not [pid for pid in ours if alive(pid)]
+    assert prefix is None if runner == "local:exec" else not _netns(prefix)
 
 
 # -- 8: the userspace shaping engine dies mid-run ----------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -106,8 +107,12 @@ def follow_run(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[T]:
     """What `read()` gives, again every `poll` seconds, until `ended(run_dir)`: what was
-    written before the end is read once more after it, so nothing is missed."""
+    written before the end is read once more after it, so nothing is missed.
+    FileNotFoundError once `run_dir` is gone (removed meanwhile: its end would never come)."""
     while True:
+        if not run_dir.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "the run's directory was removed while it "
+                                    "was followed", str(run_dir))
         over = ended(run_dir)  # before reading, so no line written before the end is missed
         yield from read()
         if over:

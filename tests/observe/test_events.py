@@ -3,10 +3,12 @@ until the run ends, one line each for people."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from harness.observe import follow_events, format_event, run_events
 
@@ -52,6 +54,19 @@ def test_following_reads_until_the_run_ends_and_once_more_after(tmp_path: Path) 
     events = list(follow_events(run_dir, ended=lambda _: over.pop(0), sleep=sleep))
     assert [e.get("name") for e in events if e["kind"] == "phase"] == ["poll 1", "poll 2"]
     assert len(events) == 4 + 2 and len(polls) == 2
+
+
+def test_following_a_run_whose_directory_is_removed_ends_with_that_error(tmp_path: Path) -> None:
+    """It polled for ever: a removed run never records its end."""
+    (tmp_path / "run").mkdir()
+    run_dir = _run(tmp_path / "run")
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(FileNotFoundError, match="directory was removed") as caught:
+        for event in follow_events(run_dir, ended=lambda _: False,
+                                   sleep=lambda _: shutil.rmtree(run_dir)):
+            seen.append(event)
+    assert caught.value.filename == str(run_dir)
+    assert len(seen) == 4  # what was there before it went
 
 
 def test_a_line_for_people_leads_with_the_time_since_the_start_and_the_essentials() -> None:
