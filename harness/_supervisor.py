@@ -351,7 +351,6 @@ class Supervisor:
         try:
             for inst in self.spec.instances:
                 (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
-            self.made_run_dir = True
             configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
             # httpx logs every request at info: every metrics scrape would bury the run's log.
             logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -375,6 +374,7 @@ class Supervisor:
             if isinstance(e, OSError):
                 raise outputs_error(e, self.options.outputs) from None
             raise
+        self.made_run_dir = True  # and kept from here on, whatever ends the run
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
         state = SyncState([i.id for i in self.spec.instances], record=self.record)
