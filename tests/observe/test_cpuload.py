@@ -62,10 +62,18 @@ def test_the_sampler_tells_each_cpu_sample_as_it_is_taken(
     told: list[tuple[float, int]] = []
 
     async def main() -> None:
+        three = trio.Event()
+
+        def tell(mono: float, waited: int) -> None:
+            told.append((mono, waited))
+            if len(told) == 3:
+                three.set()
+
         async with trio.open_nursery() as nursery:
-            s = TelemetrySampler(tmp_path, {}, on_cpu=lambda m, w: told.append((m, w)))
+            s = TelemetrySampler(tmp_path, {}, on_cpu=tell)
             await nursery.start(s.run, 0.01)
-            await trio.sleep(0.05)
+            with trio.fail_after(30):  # samples, not time: a busy machine delays them
+                await three.wait()
             nursery.cancel_scope.cancel()
 
     trio.run(main)
