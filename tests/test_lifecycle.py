@@ -148,7 +148,7 @@ def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], A
 @needs_root
 @pytest.mark.live
 @pytest.mark.parametrize("moment", ["run-dir", "network", "host"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
     make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals
 ) -> None:
