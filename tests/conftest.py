@@ -142,8 +142,10 @@ ALONE = (
     "tests/spacemesh/test_processes.py", "tests/test_e2e_netns.py", "tests/test_fault_cli.py",
     "tests/k8s/test_cluster.py", "tests/test_relay.py", "tests/test_faults_live.py",
     "tests/netem/test_shaping_live.py", "tests/netem/test_userspace_engine_live.py",
+    "tests/kernelvm/test_kernelvm.py",
 )
-"""Modules marked `alone`: runs that load both cores (200 instances, Spacemesh at 20), and
+"""Modules marked `alone`: runs that load both cores (200 instances, Spacemesh at 20, an
+emulated VM of 2 CPUs booted), and
 tests that measure time or CPU shares, which such a run beside them would skew. `nox -s
 tests` runs the rest on two workers, then these one at a time (a relay scrape timed out
 while a 200-instance run went on beside it). The small Spacemesh runs of
