@@ -145,12 +145,11 @@ ALONE = (
     "tests/kernelvm/test_kernelvm.py",
 )
 """Modules marked `alone`: runs that load both cores (200 instances, Spacemesh at 20, an
-emulated VM of 2 CPUs booted), and
-tests that measure time or CPU shares, which such a run beside them would skew. `nox -s
-tests` runs the rest on two workers, then these one at a time (a relay scrape timed out
-while a 200-instance run went on beside it). The small Spacemesh runs of
-tests/spacemesh/test_plan.py and test_systest_live.py wait on their layers: a quarter of a
-core (53 s of CPU in 200 s), so they run beside the others."""
+emulated VM of 2 CPUs booted), and tests that measure time or CPU shares, which such a run
+beside them would skew. `nox -s tests` runs the rest on two workers, then these one at a
+time (a relay scrape timed out while a 200-instance run went on beside it). The small
+Spacemesh runs of tests/spacemesh/test_plan.py and test_systest_live.py wait on their
+layers: a quarter of a core (53 s of CPU in 200 s), so they run beside the others."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
