@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import _cgroup as cg
+from netem._rootless import MARKER
 from tests.conftest import IN_KERNEL_VM
 
 HYBRID_MOUNTS = """\
@@ -342,9 +343,9 @@ def test_a_rootless_run_cleans_up_no_groups(
     tried: list[Path] = []
     monkeypatch.setattr(cg, "remove_tree", tried.append)
     h = cg.Hierarchy(version=1, mount=tmp_path, own=tmp_path)
-    monkeypatch.setenv("NETEM_IN_USERNS", "1")
+    monkeypatch.setenv(MARKER, "1")
     assert cg.cleanup({"cpu": h}) == [] and tried == []
-    monkeypatch.delenv("NETEM_IN_USERNS")  # the same, outside: its owner is unknown, removed
+    monkeypatch.delenv(MARKER)  # the same, outside: its owner is unknown, removed
     assert [p.name for p in cg.cleanup({"cpu": h})] == [cg._PREFIX + "20261203-000000-other0"]
 
 

@@ -17,6 +17,7 @@ from harness._runparams import RunParams
 from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.runners.k8s.agent import _run_once, supervise
 from harness.sync import SyncServer, SyncState, Tokens, connect_tcp
+from tests.conftest import alive
 
 # The instance starts a child of its own: faults must reach both (its whole tree).
 INSTANCE = [sys.executable, "-c",
@@ -40,18 +41,11 @@ def _children(ppid: int) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return _stat(pid)[0] != "Z"
-    except OSError:
-        return False
-
-
 def _dies_within(pid: int, seconds: float) -> bool:
     """Whether `pid` is gone (or a zombie) within `seconds`: a SIGKILL is delivered at
     once, but a busy machine may run the process's exit a moment later."""
     deadline = time.monotonic() + seconds
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)

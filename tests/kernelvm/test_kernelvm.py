@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import alive
 from tests.kernelvm import VmError, build_initramfs, resolve_modules, run_in_vm
 from tests.kernelvm._initramfs import InitramfsError
 from tests.kernelvm._vm import _run_script, find_kernel
@@ -104,14 +105,6 @@ def _qemu_children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_sigterm_stops_qemu_and_removes_the_vms_files(tmp_path: Path) -> None:
     """`timeout` (or a CI runner) sends SIGTERM: no qemu may be left running, nor its files."""
     _kernel()
@@ -134,7 +127,7 @@ def test_sigterm_stops_qemu_and_removes_the_vms_files(tmp_path: Path) -> None:
     vm.send_signal(signal.SIGTERM)
     assert vm.wait(timeout=20) == 128 + signal.SIGTERM
     deadline = time.monotonic() + 10
-    while _alive(qemu[0]):
+    while alive(qemu[0]):
         assert time.monotonic() < deadline, "qemu outlived the runner"
         time.sleep(0.1)
     assert list(tmp_path.iterdir()) == []  # the VM's temporary directory is gone
