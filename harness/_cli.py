@@ -56,8 +56,8 @@ class _Parser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser for every subcommand (exposed for tests and docs), or for `only` that one:
+def build_parser(only: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser for every subcommand (exposed for tests and docs), or for `only` those:
     the other subcommands' modules are not imported (`run`'s imports the supervisor, trio,
     pyroute2...: half a second a command such as `harness report` need not spend)."""
     parser = _Parser(
@@ -66,7 +66,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS if only is None else (only,):
+    for name in only:
         module = cast(_Command, importlib.import_module(f"harness._commands.{name}"))
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
@@ -150,9 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="backslashreplace")
         _own_stdout()
-        # a known subcommand first: only its module is needed (anything else, e.g. --help or
-        # a typo, gets the whole parser and its usage)
-        parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+        # a known subcommand first: only its module is needed; --version alone needs none
+        # (anything else, e.g. --help or a typo, gets the whole parser and its usage)
+        only = argv[:1] if argv[:1] and argv[0] in COMMANDS else () if argv == ["--version"] \
+            else COMMANDS
+        parser = build_parser(only)
         try:
             args = parser.parse_args(argv)
         except SystemExit:  # --help or a usage error: what it printed must leave
