@@ -68,10 +68,10 @@ def follow_events(
     arrive in one poll are ordered among themselves."""
     tails = [(Tail(run_dir / name), name == SOURCES[1]) for name in SOURCES]
 
-    def read() -> list[dict[str, Any]]:
+    def read(final: bool) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
         for tail, is_network in tails:
-            for raw in tail.read_lines():
+            for raw in tail.lines(final=final):
                 event = parse_line(raw)
                 if event is not None and is_network:
                     event = _network(event)

@@ -106,26 +106,63 @@ class JsonlWriter:
         self.close()
 
 
-class Tail:
-    """Reads the complete lines appended to a file since the last call (for --follow)."""
+MAX_LINE = 1 << 20
+"""Bytes of a line kept at most (`Tail`): a program that writes hundreds of MB without a
+newline (a progress bar redrawn with carriage returns, binary output) is not held whole."""
+CUT = b" [line cut at 1 MiB]"
+"""What ends a line that `Tail` cut."""
+_CHUNK = 1 << 20
 
-    def __init__(self, path: Path, *, from_start: bool = True) -> None:
+
+class Tail:
+    """Reads the lines appended to a file since the last call, a chunk at a time, so memory
+    stays flat on a large file; a line longer than `max_line` bytes is cut there (`CUT`
+    marks it) and the rest of it is dropped."""
+
+    def __init__(self, path: Path, *, from_start: bool = True, max_line: int = MAX_LINE) -> None:
         self.path = path
+        self.max_line = max_line
         self._pos = 0
-        self._buf = b""
+        self._buf = b""  # the start of a line whose newline has not come yet
+        self._cutting = False  # within a line that was cut: drop up to its newline
         if not from_start:
             with contextlib.suppress(FileNotFoundError):
                 self._pos = os.stat(path).st_size
 
-    def read_lines(self) -> list[bytes]:
-        """The new complete lines (without the newline); a partial last line waits."""
+    def lines(self, *, final: bool = False) -> Iterator[bytes]:
+        """The new complete lines (without the newline), read as they are asked for, up to
+        the file's end; a partial last line waits for its newline, unless `final` (the
+        writer is done)."""
         f = open_regular(self.path)
-        if f is None:
-            return []
-        with f:
-            f.seek(self._pos)
-            data = f.read()
-        self._pos += len(data)
-        data = self._buf + data
-        *lines, self._buf = data.split(b"\n")
-        return lines
+        if f is not None:
+            with f:
+                f.seek(self._pos)
+                while chunk := f.read(_CHUNK):
+                    self._pos += len(chunk)
+                    yield from self._split(chunk)
+        if final and self._buf:
+            yield self._buf
+            self._buf = b""
+
+    def read_lines(self) -> list[bytes]:
+        """`lines()`, all of them at once."""
+        return list(self.lines())
+
+    def _split(self, chunk: bytes) -> list[bytes]:
+        pieces = chunk.split(b"\n")
+        last = len(pieces) - 1  # the piece after the chunk's last newline: no line end yet
+        out: list[bytes] = []
+        for i, piece in enumerate(pieces):
+            if self._cutting:
+                self._cutting = i == last
+                continue
+            line = self._buf + piece if i == 0 else piece
+            self._buf = b""
+            if len(line) > self.max_line:
+                out.append(line[: self.max_line] + CUT)
+                self._cutting = i == last
+            elif i < last:
+                out.append(line)
+            else:
+                self._buf = line
+        return out

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import Tail, open_regular, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, instance_dirs, run_ended
 from harness.observe._runrecord import RunRecord, read_run
 
@@ -189,23 +189,11 @@ def _leading_time(text: str) -> float | None:
     return dt.astimezone(UTC).timestamp()
 
 
-_MAX_LINE = 1 << 20
-"""Bytes of a line shown at most: a program that writes hundreds of MB without a newline
-would otherwise be held whole."""
-
-
-def _read_source(parser: _Parser) -> Iterator[LogLine]:
-    f = open_regular(parser.src.path)
-    if f is None:
-        return
-    with f:
-        while raw := f.readline(_MAX_LINE):
-            if len(raw) == _MAX_LINE and not raw.endswith(b"\n"):
-                f.readline()  # the rest of an overlong line is not shown (nor held)
-                raw += b"\n"
-            line = parser.parse(raw)
-            if line is not None:
-                yield line
+def _parsed(parser: _Parser, raws: Iterable[bytes]) -> Iterator[LogLine]:
+    for raw in raws:
+        line = parser.parse(raw)
+        if line is not None:
+            yield line
 
 
 def merged_lines(run_dir: Path, flt: LogFilter = LogFilter()) -> Iterator[LogLine]:
@@ -217,10 +205,14 @@ def merged_lines(run_dir: Path, flt: LogFilter = LogFilter()) -> Iterator[LogLin
     clock = _Clock(_clock_offset(run_dir))
     start = clock.to_mono(run.started) if run and run.started is not None else None
     parsers = [_Parser(s, clock, start or float("-inf")) for s in _sources(run_dir, run, flt)]
-    streams: Iterable[Iterator[LogLine]] = [_read_source(p) for p in parsers]
-    for line in heapq.merge(*streams, key=lambda ln: ln.mono):
+    streams = [_parsed(p, Tail(p.src.path).lines(final=True)) for p in parsers]
+    for line in heapq.merge(*streams, key=_mono):
         if flt(line):
             yield line
+
+
+def _mono(line: LogLine) -> float:
+    return line.mono
 
 
 def follow_lines(
@@ -232,25 +224,20 @@ def follow_lines(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[LogLine]:
     """Like `merged_lines`, then keeps yielding new lines of a live run until
-    `ended(run_dir)`. Lines that arrive in one poll are ordered among themselves."""
+    `ended(run_dir)`. Lines that arrive in one poll are ordered among themselves; each
+    poll's are merged as `merged_lines` merges, a file read as the merge needs it."""
     clock = _Clock(None)
     tails: dict[Path, tuple[Tail, _Parser]] = {}
 
-    def read() -> list[LogLine]:
+    def read(final: bool) -> Iterator[LogLine]:
         if clock.offset is None:
             clock.offset = _clock_offset(run_dir)
         run = read_run(run_dir)
         for src in _sources(run_dir, run, flt):
             if src.path not in tails:
                 tails[src.path] = (Tail(src.path), _Parser(src, clock, float("-inf")))
-        batch: list[LogLine] = []
-        for tail, parser in tails.values():
-            for raw in tail.read_lines():
-                line = parser.parse(raw)
-                if line is not None and flt(line):
-                    batch.append(line)
-        batch.sort(key=lambda ln: ln.mono)
-        return batch
+        streams = [_parsed(parser, tail.lines(final=final)) for tail, parser in tails.values()]
+        return (line for line in heapq.merge(*streams, key=_mono) if flt(line))
 
     return follow_run(run_dir, read, ended=ended, poll=poll, sleep=sleep)
 

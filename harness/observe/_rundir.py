@@ -100,21 +100,22 @@ def run_ended(run_dir: Path) -> bool:
 
 def follow_run(
     run_dir: Path,
-    read: Callable[[], Iterable[T]],
+    read: Callable[[bool], Iterable[T]],
     *,
     ended: Callable[[Path], bool] = run_ended,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[T]:
-    """What `read()` gives, again every `poll` seconds, until `ended(run_dir)`: what was
-    written before the end is read once more after it, so nothing is missed.
+    """What `read(False)` gives, again every `poll` seconds, until `ended(run_dir)`: what
+    was written before the end is read once more after it, by `read(True)` (the writers are
+    done: a last line without its newline is complete), so nothing is missed.
     FileNotFoundError once `run_dir` is gone (removed meanwhile: its end would never come)."""
     while True:
         if not run_dir.is_dir():
             raise FileNotFoundError(errno.ENOENT, "the run's directory was removed while it "
                                     "was followed", str(run_dir))
         over = ended(run_dir)  # before reading, so no line written before the end is missed
-        yield from read()
+        yield from read(over)
         if over:
             return
         sleep(poll)
