@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import re
 import time
@@ -154,7 +155,7 @@ class _Parser:
             rec.pop("instance", None)
             fields = rec
         else:
-            rendered = _MONO_KV.search(text)
+            rendered = _MONO_KV.search(text) if "mono=" in text else None  # a tenth the time
             if rendered is not None:
                 mono = float(rendered.group(1))
             else:
@@ -259,9 +260,17 @@ def colour_for(source: str, order: Sequence[str] = ()) -> int:
 
 def _clock_time(ts: float) -> str:
     try:
-        return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+        second, micros = divmod(round(ts * 1_000_000), 1_000_000)
+        return f"{_local_second(second)}.{micros // 1000:03d}"
     except (OverflowError, OSError, ValueError):  # a damaged record's time
         return "??:??:??.???"
+
+
+@functools.lru_cache(maxsize=64)
+def _local_second(second: int) -> str:
+    """HH:MM:SS of a Unix second in local time: a log's lines share their seconds, and
+    formatting each line's time anew was a third of `format_line`."""
+    return datetime.fromtimestamp(second).strftime("%H:%M:%S")
 
 
 def format_line(line: LogLine, *, colour: bool, width: int = 12) -> str:

@@ -379,3 +379,19 @@ def test_a_crash_is_logged_at_its_time_and_level(
     assert [ln.message for ln in lines].count("crash") == 1  # not again from stderr
     errors = list(merged_lines(only_run_dir(tmp_path / "out"), LogFilter(min_level="warning")))
     assert "crash" in [ln.message for ln in errors]
+
+
+@pytest.mark.parametrize("ts", [1764800000.123, 1764800000.9999996, 1764800000.0004, 0.0, -1.5,
+                                1e20, float("nan"), float("inf")])
+def test_a_line_s_clock_time_is_its_local_time_to_the_millisecond(ts: float) -> None:
+    """Each second is formatted once and cached; the millisecond and a carry into the next
+    second (x.9999996 s shows as x+1.000) are as datetime gives them."""
+    from datetime import datetime
+
+    from harness.observe._logmerge import _clock_time
+
+    try:
+        expected = datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+    except (OverflowError, OSError, ValueError):
+        expected = "??:??:??.???"
+    assert _clock_time(ts) == expected
