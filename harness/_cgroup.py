@@ -150,8 +150,8 @@ class RunCgroups:
             return self.groups[name]
         safe = name.replace("/", "-")
         dirs: dict[str, Path] = {}
-        if not self._dirs:
-            _claim(self.name)  # before any directory: a directory without it is an orphan
+        if not self._dirs:  # the claim first: a directory without it is an orphan
+            _claim(self.name, [h.base() / self.name for h in dict.fromkeys(self.serving.values())])
         for controller, h in self.serving.items():
             run_dir = h.base() / self.name
             if run_dir not in self._dirs:
@@ -269,59 +269,95 @@ class InstanceCgroup:
 def remove_run(run_id: str, found: dict[str, Hierarchy] | None = None) -> list[Path]:
     """Remove what a run whose supervisor died left in every hierarchy (its processes are
     killed); the directories removed."""
-    removed = []
-    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
-        path = h.base() / (_PREFIX + run_id)
-        if path.is_dir():
-            remove_tree(path)
-            removed.append(path)
-    (OWNERS / (_PREFIX + run_id)).unlink(missing_ok=True)
-    return removed
+    name = _PREFIX + run_id
+    hs = found if found is not None else hierarchies()
+    paths = _existing([*(h.base() / name for h in hs.values()), *_claim_of(name, hs)[1]])
+    remove_tree(*paths)
+    (OWNERS / name).unlink(missing_ok=True)
+    return paths
 
 
 def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     """Remove the groups of every run whose supervisor is dead (or never said who it was),
-    killing what is left in them; the directories removed. Nothing in a rootless run's user
-    namespace: a tmpfs on /run hides OWNERS there, so every other run looks dead."""
-    from netem._cleanup._manifest import process_start
+    killing what is left in them; the directories removed. They are found below this
+    process's cgroups and where the run's claim says it made them (from another cgroup).
+    Nothing in a rootless run's user namespace: a tmpfs on /run hides OWNERS there, so
+    every other run looks dead. CgroupError, once every dead run was tried, if any failed."""
     from netem._rootless import MARKER
 
-    removed: list[Path] = []
     if MARKER in os.environ:
-        return removed
-    for h in dict.fromkeys((found if found is not None else hierarchies()).values()):
+        return []
+    hs = found if found is not None else hierarchies()
+    dirs: dict[str, list[Path]] = {}  # a run's directory name -> its directories found
+    for h in dict.fromkeys(hs.values()):
         try:
-            entries = [p for p in h.base().iterdir() if p.name.startswith(_PREFIX)]
+            for path in h.base().iterdir():
+                if path.name.startswith(_PREFIX):
+                    dirs.setdefault(path.name, []).append(path)
         except OSError:
             continue
-        for path in entries:
-            try:
-                pid, start = (OWNERS / path.name).read_text().split()
-                alive = process_start(int(pid)) == start
-            except (OSError, ValueError):
-                alive = False
-            if not alive:
-                try:
-                    remove_tree(path)
-                except PermissionError:  # not ours to remove
-                    continue
-                removed.append(path)
-    for path in removed:
-        (OWNERS / path.name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        for claim in OWNERS.iterdir():
+            dirs.setdefault(claim.name, [])
+    removed: list[Path] = []
+    failed: list[str] = []
+    for name, found_dirs in dirs.items():
+        alive, listed = _claim_of(name, hs)
+        if alive:
+            continue
+        paths = _existing([*found_dirs, *listed])
+        try:
+            remove_tree(*paths)
+        except PermissionError:  # not ours to remove
+            continue
+        except CgroupError as e:
+            failed.append(str(e))
+            continue
+        removed += paths
+        (OWNERS / name).unlink(missing_ok=True)
+    if failed:
+        raise CgroupError("; ".join(failed))
     return removed
 
 
-def _claim(name: str) -> None:
+def _claim(name: str, dirs: list[Path]) -> None:
+    """Say that this process owns the run directories `dirs` (all named `name`)."""
     from netem._cleanup._manifest import process_start
 
     OWNERS.mkdir(parents=True, exist_ok=True)
-    (OWNERS / name).write_text(f"{os.getpid()} {process_start(os.getpid())}")
+    owner = f"{os.getpid()} {process_start(os.getpid())}"
+    (OWNERS / name).write_text("".join(f"{line}\n" for line in (owner, *map(str, dirs))))
 
 
-def remove_tree(run_dir: Path) -> None:
-    """Remove a run directory left behind: kill its processes, remove its groups."""
-    _empty_and_remove([p for p in run_dir.iterdir() if p.is_dir()])
-    _rmdir(run_dir)
+def _claim_of(name: str, found: dict[str, Hierarchy]) -> tuple[bool, list[Path]]:
+    """Whether the owner of run directory `name` lives, and the directories its claim
+    lists that are that run's in a hierarchy of `found` (a claim is not trusted further)."""
+    from netem._cleanup._manifest import process_start
+
+    try:
+        owner, *listed = (OWNERS / name).read_text().splitlines()
+        pid, start = owner.split()
+        alive = process_start(int(pid)) == start
+    except (OSError, ValueError):
+        return False, []
+    mounts = {h.mount for h in found.values()}
+    return alive, [p for p in map(Path, listed) if p.name == name and ".." not in p.parts
+                   and any(p.parent.is_relative_to(m) for m in mounts)]
+
+
+def _existing(paths: Iterable[Path]) -> list[Path]:
+    return [p for p in dict.fromkeys(paths) if p.is_dir()]
+
+
+def remove_tree(*run_dirs: Path) -> None:
+    """Remove the directories a run left, one per hierarchy, in one pass: their groups are
+    all thawed before any is emptied (a task frozen in the freezer's hierarchy keeps its
+    groups in the others busy), and each goes before its run's directory."""
+    groups = []
+    for run_dir in run_dirs:
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another clean-up
+            groups += [p for p in run_dir.iterdir() if p.is_dir()]
+    _empty_and_remove([*groups, *run_dirs])
 
 
 def _empty_and_remove(paths: list[Path]) -> None:

@@ -399,3 +399,52 @@ def test_a_clean_up_that_fails_leaves_the_run_its_own_groups(
     assert result.exit_code == 0, result.reason
     assert "'event': 'could not remove the cgroups of earlier runs'" in caplog.text
     assert "'event': 'per-instance cgroups'" in caplog.text
+
+
+@live
+@pytest.mark.parametrize("how", ["remove_run", "cleanup"])
+def test_a_dead_runs_frozen_groups_are_thawed_killed_and_removed(how: str) -> None:
+    """A run SIGKILLed while an instance was paused: its clean-up went hierarchy by
+    hierarchy, tried to kill the frozen task from the cpu group's side for 10 s, failed
+    "still busy", and never reached the freezer's group that would have thawed it."""
+    run = cg.RunCgroups("frozen-" + secrets.token_hex(3))
+    _need(run, "freezer")
+    group = run.group("single/0")
+    proc = _spawn("import time; time.sleep(600)")
+    group.add(proc.pid)
+    group.freeze()
+    owner = (cg.OWNERS / run.name).read_text().splitlines()
+    (cg.OWNERS / run.name).write_text("\n".join(["999999999 1", *owner[1:]]))  # it died
+    if how == "remove_run":
+        cg.remove_run(run.name.removeprefix(cg._PREFIX))
+    else:
+        cg.cleanup()
+    assert proc.wait(timeout=10) == -9
+    assert not [d for d in group.dirs.values() if d.exists()]
+    assert not (cg.OWNERS / run.name).exists()
+
+
+@live
+def test_cleanup_finds_a_dead_runs_groups_made_from_another_cgroup() -> None:
+    """A run made its groups below its own cgroup (a v1 hierarchy's), and a clean-up from
+    another cgroup looked only below its own: the claim now lists where they are."""
+    here = cg.hierarchies()
+    if "cpu" not in here or here["cpu"].version != 1:
+        pytest.skip("needs the cpu controller on a v1 hierarchy (a hybrid machine)")
+    h = here["cpu"]
+    other = h.base() / f"test-elsewhere-{secrets.token_hex(3)}"
+    other.mkdir()
+    try:
+        run = cg.RunCgroups("elsewhere-" + secrets.token_hex(3),
+                            {"cpu": cg.Hierarchy(1, h.mount, other)})
+        proc = _spawn("import time; time.sleep(600)")
+        run.group("single/0").add(proc.pid)
+        owner = (cg.OWNERS / run.name).read_text().splitlines()
+        assert owner[1:] == [str(other / run.name)]
+        (cg.OWNERS / run.name).write_text("\n".join(["999999999 1", *owner[1:]]))
+        assert not (h.base() / run.name).exists()  # not where this process would look
+        cg.cleanup({"cpu": h})
+        assert proc.wait(timeout=10) == -9
+        assert not (other / run.name).exists()
+    finally:
+        other.rmdir()

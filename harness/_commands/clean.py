@@ -61,15 +61,19 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{option} is for cluster:k8s runs: add --runner cluster:k8s")
     outputs = DEFAULT_OUTPUTS if args.outputs is None else outputs_dir(args.outputs)
     removed: list[str] = []
+    failed: list[str] = []  # what could not be removed: said at the end, after the rest
     if os.geteuid() == 0:
         try:
             removed = netem.cleanup(args.prefix)  # checks the prefix before anything
-            if args.prefix is None:  # the cgroups of runs whose supervisor is dead
-                removed += [str(p) for p in cgroups.cleanup()]
         except netem.RequestError as e:
             raise UsageError(str(e)) from None
-        except (netem.NetemError, cgroups.CgroupError, OSError) as e:
-            raise EnvironmentProblem(f"clean-up failed: {e}") from None
+        except (netem.NetemError, OSError) as e:
+            failed.append(str(e))
+        if args.prefix is None:  # the cgroups of runs whose supervisor is dead
+            try:
+                removed += [str(p) for p in cgroups.cleanup()]
+            except (cgroups.CgroupError, OSError) as e:
+                failed.append(str(e))
     elif args.prefix is not None:
         raise EnvironmentProblem("removing network namespaces needs root")
     else:  # a rootless run's namespaces live in a user namespace that died with it
@@ -80,5 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {item}")
     for run_dir in aborted:
         print(f"marked run {run_dir.name} aborted (its supervisor is gone); removed its sockets")
-    print(f"{len(removed)} item(s) removed" if removed else "nothing to remove")
+    if removed or not failed:
+        print(f"{len(removed)} item(s) removed" if removed else "nothing to remove")
+    if failed:
+        raise EnvironmentProblem(f"clean-up failed: {'; '.join(failed)}")
     return 0

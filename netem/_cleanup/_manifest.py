@@ -30,14 +30,17 @@ class Manifest:
 
 
 def process_start(pid: int) -> str | None:
-    """Start time of process `pid` in clock ticks since boot, or None if it does not exist."""
+    """Start time of process `pid` in clock ticks since boot, or None if it does not exist
+    or has died: a zombie (SIGKILLed, its parent not yet waiting for it) owns nothing more,
+    and `harness clean` right after a `kill -9` took it for a live owner."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ")".
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def write(prefix: str, subnet: str) -> Manifest:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,20 @@ def test_process_start_handles_odd_command_names(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     assert manifests.process_start(child.pid) is None
+
+
+def test_a_killed_process_not_yet_waited_for_is_not_running() -> None:
+    """A SIGKILLed supervisor stays a zombie until its parent waits for it: `harness clean`
+    then took it for alive and left its namespaces (a second clean removed them)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert manifests.process_start(child.pid) is not None
+        child.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.01)
+        assert manifests.process_start(child.pid) is None  # not waited for: still a zombie
+    finally:
+        child.kill()
+        child.wait()
