@@ -409,3 +409,29 @@ def test_a_damaged_records_socket_directory_is_not_removed(tmp_path: Path) -> No
     made = Path(tempfile.mkdtemp(prefix="harness-"))
     remove_sockets(tmp_path / "run", str(made))
     assert not made.exists()
+
+
+def test_clean_marks_dead_runs_aborted_even_when_a_removal_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cgroup that would not go ended `harness clean` before it marked anything: the
+    dead run stayed "running" in the history, however often clean was run."""
+    from harness import _cgroup
+    from harness._cli import main
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=False))
+    orphan(run_dir)
+
+    def busy(*_: object) -> list[Path]:
+        raise _cgroup.CgroupError("cannot remove cgroup /sys/fs/cgroup/cpu/harness-x: still busy")
+
+    monkeypatch.setattr(_cgroup, "cleanup", busy)
+    code = main(["clean", "--outputs", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == (3 if os.geteuid() == 0 else 0)
+    assert f"marked run {run_dir.name} aborted" in out
+    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "aborted"
+    if os.geteuid() == 0:
+        assert err == ("harness: error: clean-up failed: cannot remove cgroup "
+                       "/sys/fs/cgroup/cpu/harness-x: still busy\n")
