@@ -455,10 +455,14 @@ class Supervisor:
             relay = self.sock_dir / "relay.sock"  # removed with it at the run's end
             hosts, out = self.run_dir / "relay.json", self.run_dir / "relay.log"
             write_json(hosts, netns)
-            await host.spawn(Launch(self._base_env(), self.run_dir, out, out, None, [
-                sys.executable, "-m", "harness.runners._relay", str(relay), str(hosts)]))
-            client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(relay)),
-                                       timeout=5)
+            try:
+                await host.spawn(Launch(self._base_env(), self.run_dir, out, out, None, [
+                    sys.executable, "-m", "harness.runners._relay", str(relay), str(hosts)]))
+            except OSError as e:  # the host failed (the plan's module did not load): each
+                _log.warning("no metrics relay", error=str(e))  # instance's start says why
+            else:
+                client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(relay)),
+                                           timeout=5)
         # Longer for large runs, as telemetry's: each scrape costs the instance a render of
         # its series and the supervisor a parse (a 100-node run: a twentieth of its CPU).
         scrape_every = max(self.options.scrape_interval, self.spec.total / 25)

@@ -636,3 +636,25 @@ def test_a_command_that_cannot_write_its_run_says_so_in_one_line(
     reason = "Read-only file system" if how == "ro" else "No space left on device"
     what = failed.format(run_dir=outputs / run_dir.name, run=run_dir.name, outputs=outputs)
     assert (r.returncode, r.stderr) == (3, f"harness: error: {what} failed: {reason}\n")
+
+
+@pytest.mark.parametrize("runner", ["local:exec", "local:netns"])
+def test_a_plan_module_that_fails_to_load_fails_each_instance_not_the_supervisor(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, runner: str
+) -> None:
+    """On local:netns the metrics relay's start failed with the process host and ended the
+    run in a traceback (exit 1, outcome "error"); on local:exec each instance said why."""
+    if runner == "local:netns" and os.geteuid() != 0:
+        pytest.skip("local:netns needs root")
+    manifest = ('name = "boom"\n[[testcases]]\nname = "ok"\n'
+                'instances = { min = 1, max = 3, default = 2 }\nentrypoint = "boom.plan:ok"\n')
+    plans = make_plan("boom", manifest,
+                      'raise RuntimeError("boom at import")\nasync def ok(env):\n    pass\n')
+    r = run_cli("boom", "--plans", str(plans), "--runner", runner,
+                "--outputs", str(tmp_path / "out"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (record,) = (tmp_path / "out").glob("*/run.json")
+    run = json.loads(record.read_text())
+    assert run["outcome"] == "failed"
+    assert [i["reason"] for i in run["instances"]] == [
+        "did not start: cannot load boom.plan:ok: RuntimeError: boom at import"] * 2
