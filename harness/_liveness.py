@@ -61,16 +61,10 @@ def supervisor_alive(who: SupervisorRecord) -> bool | None:
     return start is not None and int(start) == who.start_ticks
 
 
-def _unended(run: RunRecord) -> bool:
-    """run.json says the run goes on: "running", or no outcome and no end (a damaged
-    record, or one written before "running" was)."""
-    return run.outcome == "running" or (run.outcome is None and not run.is_over)
-
-
 def is_orphaned(run: RunRecord) -> bool:
     """True if run.json says the run goes on but its supervisor is gone (a run.json
     written before supervisors recorded themselves cannot be judged)."""
-    return (_unended(run) and run.supervisor is not None
+    return (run.goes_on and run.supervisor is not None
             and supervisor_alive(run.supervisor) is False)  # fmt: skip
 
 
@@ -85,7 +79,7 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         run = load_run(run_dir)
     except UsageError:
         return False  # not readable: not ours to rewrite
-    if not _unended(run):
+    if not run.goes_on:
         return False
     last_seen = run.last_seen if run.last_seen is not None else run.started
     instances = tuple(

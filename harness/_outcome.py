@@ -92,12 +92,16 @@ class InstanceState:
             return False, "exited 0 without recording success"
         return True, None
 
-    def to_record(self) -> InstanceRecord:
-        """The instance's entry in run.json."""
+    def to_record(self, *, final: bool = True) -> InstanceRecord:
+        """The instance's entry in run.json; while the run goes on (not `final`), one that
+        runs or is yet to start has no outcome, unless it has failed already."""
         passed, reason = self.verdict()
         outcome: str | None = "passed" if passed else "failed"
-        if self.running and self.recorded not in (EventType.CRASH, EventType.FAILURE):
-            outcome = reason = None  # not known while it runs (it did start)
+        to_start = (self.pid is None and not final
+                    and not (self.start_error or self.not_started or self.stopped))
+        if (self.running or to_start) and self.recorded not in (EventType.CRASH,
+                                                                EventType.FAILURE):
+            outcome = reason = None  # not known yet
         s = self.spec
         return InstanceRecord(
             id=s.id,

@@ -905,7 +905,7 @@ class Supervisor:
                 GroupRecord(g.id, g.count, dict(g.params), tuple(g.program) if g.program else None)
                 for g in spec.groups
             ),
-            instances=tuple(s.to_record() for s in self.states.values()),
+            instances=tuple(s.to_record(final=ended) for s in self.states.values()),
             network=self.deployment.info if self.deployment else None,
             metrics_url=self.metrics_url,
             # Who runs it and when it was last seen alive (harness._liveness), and where

@@ -271,3 +271,19 @@ def test_a_running_instance_is_recorded_without_an_outcome_until_it_ends() -> No
         "failed", "failed: height mismatch")
     never = InstanceState(InstanceSpec("g/1", "g", 1, 1, "", {}, None), ip="198.18.0.3")
     assert (never.to_record().outcome, never.to_record().reason) == ("failed", "did not start")
+
+
+def test_an_instance_yet_to_start_has_no_outcome_while_the_run_goes_on() -> None:
+    """`harness show` in a run's first seconds said the instances not started yet had
+    failed: did not start (and `harness report` wrote them as failures in junit.xml)."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    def state(**kw: Any) -> InstanceState:
+        return InstanceState(InstanceSpec("g/1", "g", 1, 1, "", {}, None), **kw)
+
+    assert (state().to_record(final=False).outcome, state().to_record().reason) == (
+        None, "did not start")
+    assert state(start_error="no such file").to_record(final=False).reason == (
+        "did not start: no such file")
+    assert state(not_started="interrupted").to_record(final=False).outcome == "failed"

@@ -281,6 +281,12 @@ class RunRecord:
         return self.ended is not None
 
     @property
+    def goes_on(self) -> bool:
+        """run.json says the run goes on: "running", or no outcome and no end (a damaged
+        record, or one written before "running" was)."""
+        return self.outcome == "running" or (self.outcome is None and not self.is_over)
+
+    @property
     def duration_s(self) -> float | None:
         """From start to end, once the run has ended."""
         if self.started is None or self.ended is None:

@@ -19,7 +19,7 @@ from harness._errors import UsageError
 from harness.observe import _svg, render_html, write_report
 from harness.observe._report._charts import condense as _condense
 from tests.observe import _chromium
-from tests.observe._fixture import RUN_ID
+from tests.observe._fixture import RUN_ID, orphan
 
 needs_chromium = pytest.mark.skipif(_chromium.CHROMIUM is None, reason="chromium is not installed")
 
@@ -294,3 +294,24 @@ def test_report_draws_the_topology_of_a_60_instance_run(run_factory: Callable[..
     html = write_report(run_factory(instances=60, messages=2, log_lines=2)).read_text()
     section = html[html.index('<section id="network">') :]
     assert section.count("<title>single/") >= 60 and "too many" not in section
+
+
+def test_a_live_runs_junit_skips_the_instances_without_an_outcome_yet(
+    run_factory: Callable[..., Path],
+) -> None:
+    """`harness report` while a run went on wrote every instance as a failure ("no outcome
+    recorded"), which a CI reading junit.xml took for a failed run."""
+    run_dir = run_factory(ended=False)
+    write_report(run_dir)
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "0", "4")
+    assert all(c.find("skipped") is not None and c.find("failure") is None
+               for c in suite.findall("testcase"))
+    orphan(run_dir, None)  # its supervisor died: now no outcome is a failure
+    record = json.loads((run_dir / "run.json").read_text())
+    record.update(outcome="aborted", ended=record["started"] + 5)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    write_report(run_dir)
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("4", "0")

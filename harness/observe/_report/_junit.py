@@ -9,19 +9,23 @@ from pathlib import Path
 
 from harness._rundir import write_files
 from harness.observe._report._data import RunData
+from harness.observe._report._summary import failed
 
 
 def junit_tree(r: RunData) -> ET.ElementTree:
     """The JUnit XML document of a loaded run."""
     run = r.run
-    failed = [i for i in r.instances if not i.passed]
+    # a live run's report (`harness report` while it runs): who has no outcome yet is skipped
+    failures = [i for i in r.instances if failed(i, run)]
+    pending = {i.id for i in r.instances if not i.passed and not failed(i, run)}
     name = f"{run.plan or '?'}:{run.case or '?'}"
     suite = ET.Element(
         "testsuite",
         name=name,
         tests=str(len(r.instances)),
-        failures=str(len(failed)),
+        failures=str(len(failures)),
         errors="0",
+        skipped=str(len(pending)),
         timestamp=datetime.fromtimestamp(run.started or 0, UTC).isoformat(timespec="seconds"),
         time=f"{run.duration_s or 0:.3f}",
     )
@@ -33,7 +37,9 @@ def junit_tree(r: RunData) -> ET.ElementTree:
         case = ET.SubElement(
             suite, "testcase", classname=name, name=inst.id, time=f"{inst.duration_s or 0:.3f}"
         )
-        if not inst.passed:
+        if inst.id in pending:
+            ET.SubElement(case, "skipped", message="no outcome yet: the run goes on")
+        elif not inst.passed:
             reason = inst.reason or inst.outcome or "no outcome recorded"
             fail = ET.SubElement(case, "failure", message=reason, type=str(inst.outcome))
             fail.text = f"{inst.id}: {reason} (exit code {inst.exit_code})"

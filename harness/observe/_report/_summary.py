@@ -6,19 +6,19 @@ from typing import Any
 
 from harness.observe._report._data import RunData
 from harness.observe._report._faults import fault_rows
-from harness.observe._runrecord import InstanceRecord
+from harness.observe._runrecord import InstanceRecord, RunRecord
 
 
-def _failed(inst: InstanceRecord, run_ended: bool) -> bool:
+def failed(inst: InstanceRecord, run: RunRecord) -> bool:
     """Failed, or (once the run has ended) without a passing outcome; running is neither."""
-    return inst.outcome == "failed" or (run_ended and not inst.passed)
+    return inst.outcome == "failed" or (not run.goes_on and not inst.passed)
 
 
 def run_summary(r: RunData) -> dict[str, Any]:
     """The summary of a loaded run."""
     run = r.run
     a = r.analysis
-    failed = [i for i in r.instances if _failed(i, run.is_over)]
+    failures = [i for i in r.instances if failed(i, run)]
     return {
         "run_id": run.run_id,
         "plan": run.plan,
@@ -31,10 +31,10 @@ def run_summary(r: RunData) -> dict[str, Any]:
         "instances": {
             "total": len(r.instances),
             "passed": sum(i.passed for i in r.instances),
-            "failed": len(failed),
+            "failed": len(failures),
         },
         "failures": [
-            {"instance": i.id, "reason": i.reason, "exit_code": i.exit_code} for i in failed
+            {"instance": i.id, "reason": i.reason, "exit_code": i.exit_code} for i in failures
         ],
         "warnings": r.warnings,
         "faults": [f.to_json() for f in fault_rows(r)],
