@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -658,3 +659,38 @@ def test_a_plan_module_that_fails_to_load_fails_each_instance_not_the_supervisor
     assert run["outcome"] == "failed"
     assert [i["reason"] for i in run["instances"]] == [
         "did not start: cannot load boom.plan:ok: RuntimeError: boom at import"] * 2
+
+
+@pytest.mark.parametrize(("option", "path", "message"), [
+    ("--faults", "/dev/zero", "faults file /dev/zero: larger than 16 MiB"),
+    ("--faults", "/dev/urandom", "faults file /dev/urandom: larger than 16 MiB"),
+    ("--composition", "/dev/zero", "composition /dev/zero: larger than 16 MiB"),
+    ("--faults", "/", "faults file /: Is a directory"),
+])  # fmt: skip
+def test_an_endless_or_odd_input_file_is_refused_without_reading_it_all(
+    tiny: Path, tmp_path: Path, option: str, path: str, message: str
+) -> None:
+    """`--faults /dev/zero` read until the machine ran out of memory (24 GB, then the OOM
+    killer)."""
+    r = subprocess.run(  # capped, so that a regression fails this test, not the machine
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "tiny",
+         "--plans", str(tiny), "--outputs", str(tmp_path / "out"), option, path],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)))
+    assert assert_one_line(r) == f"harness: error: {message}"
+
+
+def test_a_faults_file_from_a_pipe_is_json_when_it_starts_with_a_brace(tmp_path: Path) -> None:
+    """`--faults <(harness replay latest --print-faults)`: /dev/fd/63 has no .json name,
+    and was read as TOML."""
+    from harness.faults import load_faults
+
+    piped = tmp_path / "63"
+    piped.write_text('\n {"faults": [{"action": "kill", "at": "1s", '
+                     '"targets": {"group": "single", "count": 1}}]}')
+    (fault,) = load_faults(piped)
+    assert fault.to_data()["action"] == "kill"
+    toml = tmp_path / "f"
+    toml.write_text('[[faults]]\naction = "kill"\nat = "1s"\n'
+                    'targets = { group = "single", count = 1 }\n')
+    assert load_faults(toml)[0].to_data()["action"] == "kill"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness._errors import UsageError
 from harness.faults._errors import FaultError
 from harness.faults._select import EVERYONE, Member, Selector
 from harness.faults._values import int64, is_int, is_number, seconds, size
@@ -221,19 +222,24 @@ def parse_faults(data: Any, where: str = "faults") -> tuple[Fault, ...]:
 
 def load_faults(path: Path) -> tuple[Fault, ...]:
     """The faults of a file: TOML (`[[faults]]` tables) or JSON (`{"faults": [...]}`, as
-    a search prints it and the run's record keeps it)."""
+    a search prints it and the run's record keeps it): JSON if its name ends in .json, or,
+    unless it ends in .toml, if it starts with "{" (a pipe: `<(harness replay ...)`)."""
     import json
     import tomllib
 
+    from harness.plans._checks import read_input
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FaultError(f"faults file {path}: cannot be read ({e})") from None
+        text = read_input(path, "faults file")
+    except UsageError as e:
+        raise FaultError(str(e)) from None
+    # by its name, else by its first character (`--faults <(harness replay --print-faults)`)
+    is_json = path.suffix == ".json" or (path.suffix != ".toml" and text.lstrip()[:1] == "{")
     try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        data = json.loads(text) if is_json else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise FaultError(f"faults file {path}: not {'JSON' if path.suffix == '.json' else 'TOML'}"
-                         f" ({e})") from None
+        raise FaultError(f"faults file {path}: not {'JSON' if is_json else 'TOML'} ({e})"
+                         ) from None
     except RecursionError:
         raise FaultError(f"faults file {path}: nested too deeply to read") from None
     if not isinstance(data, dict) or set(data) != {"faults"}:

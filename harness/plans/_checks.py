@@ -16,18 +16,32 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """Group ids and the like: they name directories, so no '/', no leading '.', no '..'."""
 
 
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """The TOML file at `path`; unreadable, not UTF-8 or not TOML is one UsageError."""
+MAX_INPUT = 16 << 20
+"""Bytes an input file (a manifest, a composition, a faults file) may hold: /dev/zero given
+as one took all the machine's memory."""
+
+
+def read_input(path: Path, what: str) -> str:
+    """The UTF-8 text of the input file at `path` (a pipe will do: `<(...)`); unreadable,
+    too large or not UTF-8 is one UsageError."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_INPUT + 1)
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_INPUT:
+        raise UsageError(f"{what} {path}: larger than {MAX_INPUT >> 20} MiB")
     try:
-        text = raw.decode()
+        return raw.decode()
     except UnicodeDecodeError as e:
         raise UsageError(
             f"{what} {path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
         ) from None
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML file at `path`; unreadable, not UTF-8 or not TOML is one UsageError."""
+    text = read_input(path, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
