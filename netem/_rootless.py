@@ -78,7 +78,7 @@ def userns_command(argv: Sequence[str]) -> list[str]:
 
 
 def reexec_in_userns(argv: Sequence[str] | None = None) -> NoReturn:
-    """Replace this process with `argv` (default: this Python program and its arguments)
+    """Replace this process with `argv` (default: this Python program as it was started)
     run inside its own user + network + mount namespace, as root there. Raises
     `NetworkError` naming what is missing when the machine does not allow it."""
     if MARKER in os.environ:
@@ -89,8 +89,8 @@ def reexec_in_userns(argv: Sequence[str] | None = None) -> NoReturn:
     problem = rootless_problem()
     if problem is not None:
         raise NetworkError(f"cannot run without root: {problem}")
-    if argv is None:
-        argv = [sys.executable, *sys.argv]
+    if argv is None:  # as it was started: `python -m harness` ran harness/__main__.py as a
+        argv = [sys.executable, *sys.orig_argv[1:]]  # script, without the checkout on its path
     env = dict(os.environ)
     env[MARKER] = "1"
     command = userns_command(argv)

@@ -134,3 +134,26 @@ def test_rootless_endpoints_are_on_the_users_network(
             proc.kill()
             proc.wait()
 
+
+
+def test_the_reexec_runs_python_as_it_was_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m harness run` re-executed `python .../harness/__main__.py run`: a script,
+    whose path holds harness/ and not the checkout (ModuleNotFoundError where the project
+    is not installed, or the installed copy's code instead of the checkout's)."""
+    import sys
+
+    from netem import _rootless
+
+    class Execed(Exception):
+        pass
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        raise Execed(argv)
+
+    monkeypatch.delenv(_rootless.MARKER, raising=False)
+    monkeypatch.setattr(_rootless, "rootless_problem", lambda: None)
+    monkeypatch.setattr(os, "execve", execve)
+    monkeypatch.setattr(sys, "orig_argv", ["python3.11", "-X", "dev", "-m", "harness", "run", "x"])
+    with pytest.raises(Execed) as e:
+        _rootless.reexec_in_userns()
+    assert e.value.args[0][-7:] == [sys.executable, "-X", "dev", "-m", "harness", "run", "x"]
