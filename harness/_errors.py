@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 class HarnessError(Exception):
     """A problem the user can fix; the CLI prints it as one line and exits with `exit_code`."""
@@ -24,3 +26,17 @@ def single_cause(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
+
+
+def os_error_in(error: BaseException, errnos: Collection[int]) -> OSError | None:
+    """The first OSError whose errno is one of `errnos` in `error`, what caused it, or, for
+    an exception group, any of its members (what a machine runs out of fails every task
+    that needs it at once, each its own way)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := os_error_in(inner, errnos)) is not None:
+                return found
+        return None
+    if isinstance(error, OSError) and error.errno in errnos:
+        return error
+    return None if error.__cause__ is None else os_error_in(error.__cause__, errnos)

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from harness._errors import EnvironmentProblem, HarnessError, UsageError
+from harness._errors import EnvironmentProblem, HarnessError, UsageError, os_error_in
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -20,12 +20,7 @@ def is_disk_full(error: BaseException) -> bool:
 def disk_full_in(error: BaseException) -> OSError | None:
     """The first full-disk OSError in `error` or, for an exception group, in any of its
     leaves (a full disk fails every writer at once, so it rarely comes alone)."""
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            if (found := disk_full_in(inner)) is not None:
-                return found
-        return None
-    return error if isinstance(error, OSError) and is_disk_full(error) else None
+    return os_error_in(error, _DISK_FULL)
 
 
 def outputs_error(error: OSError, where: Path) -> HarnessError:

@@ -30,10 +30,11 @@ from harness._clock import InstanceClock, find_libfaketime
 from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
-from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
+from harness._errors import EnvironmentProblem, HarnessError, UsageError, os_error_in, single_cause
 from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
+from harness._openfiles import OUT_OF_FILES, out_of_files, raise_limit
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
@@ -135,11 +136,14 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     check_programs(spec)
     spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)
+    raise_limit(spec.total)
     supervisor = Supervisor(spec, options)
     try:
         with fewer_collections():
             result = trio.run(supervisor.supervise)
     except BaseException as error:
+        if (files := out_of_files(error, spec.total)) is not None:  # says more than the
+            raise files from None  # error of the step that met it ("building the network")
         cause = single_cause(error)
         if isinstance(cause, HarnessError) and cause is not error:
             raise cause from None
@@ -928,6 +932,8 @@ def _describe(error: BaseException) -> str:
     """run.json's reason for a run that ended by an exception."""
     if (full := disk_full_in(error)) is not None:  # a full disk fails every writer at once
         return f"cannot write the run's outputs: {full.strerror or full}"
+    if os_error_in(error, OUT_OF_FILES) is not None:
+        return "too many open files (see the open-file limit: ulimit -n)"
     cause = single_cause(error)
     if isinstance(cause, HarnessError):  # e.g. the network could not be built
         return str(cause)

@@ -104,10 +104,8 @@ class Network:
                 hosts = self._build_hosts(numbers)
             except BaseException as e:
                 self._teardown()
-                if isinstance(e, NetlinkError):
-                    raise NetworkError(f"building the network failed: {e}") from None
-                if isinstance(e, OSError) and not isinstance(e, NetemError):
-                    raise NetworkError(f"building the network failed: {e}") from None
+                if isinstance(e, NetlinkError | OSError) and not isinstance(e, NetemError):
+                    raise NetworkError(f"building the network failed: {e}") from e
                 raise
             self._hosts = hosts
             self._by_ip = {h.ip: h for h in hosts}

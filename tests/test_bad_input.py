@@ -694,3 +694,43 @@ def test_a_faults_file_from_a_pipe_is_json_when_it_starts_with_a_brace(tmp_path:
     toml.write_text('[[faults]]\naction = "kill"\nat = "1s"\n'
                     'targets = { group = "single", count = 1 }\n')
     assert load_faults(toml)[0].to_data()["action"] == "kill"
+
+
+def _nofile(soft: int, hard: int | None = None) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1] if hard is None
+                            else hard))  # fmt: skip
+    return limit
+
+
+@pytest.mark.parametrize("runner", ["local:exec", "local:netns"])
+def test_a_run_short_of_open_files_says_so_in_one_line(
+    tiny: Path, tmp_path: Path, runner: str
+) -> None:
+    """`ulimit -n 16` (soft and hard): an exception group of EMFILEs from wherever they
+    struck, exit 1."""
+    if runner == "local:netns" and os.geteuid() != 0:
+        pytest.skip("local:netns needs root")
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "tiny",
+         "-i", "10", "--plans", str(tiny), "--outputs", str(tmp_path / "out"),
+         "--runner", runner],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, preexec_fn=_nofile(16, 16))
+    line = assert_one_line(r, 3)
+    assert line == ("harness: error: too many open files: this process may open 16 (ulimit -n; "
+                    "hard limit 16), a run of 10 instances needs about 276: raise it "
+                    "(ulimit -n 276) or run fewer instances")
+
+
+def test_a_low_soft_open_file_limit_is_raised_for_the_run(tiny: Path, tmp_path: Path) -> None:
+    """A desktop's soft limit is 1,024: a 1,000-instance run ran out of files at about
+    900. The run raises it toward the hard limit; 100 instances under a soft limit of 64."""
+    manifest = tiny / "tiny" / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace("max = 10,", "max = 100,"))
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "tiny",
+         "-i", "100", "--plans", str(tiny), "--outputs", str(tmp_path / "out"),
+         "--runner", "local:exec"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, preexec_fn=_nofile(64))
+    assert r.returncode == 0, r.stderr

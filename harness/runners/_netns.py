@@ -69,7 +69,7 @@ class NetnsRunner:
                                 record=run_dir / "network.jsonl")
             hosts = await trio.to_thread.run_sync(net.build, spec.total)
         except netem.NetemError as e:
-            raise EnvironmentProblem(f"local:netns: {e} (try: harness doctor)") from None
+            raise EnvironmentProblem(f"local:netns: {e} (try: harness doctor)") from e
         try:
             by_instance = {inst.id: h for inst, h in zip(spec.instances, hosts, strict=True)}
             placements = {i: Placement(str(h.ip), h.netns_path) for i, h in by_instance.items()}

@@ -1,0 +1,45 @@
+"""The open-file limit a run needs: raised where this process may, said where it may not."""
+
+from __future__ import annotations
+
+import errno
+import resource
+
+from harness._errors import EnvironmentProblem, os_error_in
+
+OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def need(instances: int) -> int:
+    """Open files a run of `instances` may need in the supervisor: about one per instance
+    (its sync connection; 119 in all at 100 instances), twice that to spare, and its own."""
+    return 256 + 2 * instances
+
+
+def raise_limit(instances: int) -> None:
+    """Raise this process's soft open-file limit to `need(instances)` (never past the hard
+    limit, never down): a desktop's default soft limit, 1024, is short of a 1,000-instance
+    run. The instances inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need(instances)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    resource.setrlimit(resource.RLIMIT_NOFILE,
+                       (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | None:
+    """The one-line error for a run that ran out of file descriptors somewhere in `error`."""
+    found = os_error_in(error, OUT_OF_FILES)
+    if found is None:
+        return None
+    if found.errno == errno.ENFILE:
+        return EnvironmentProblem("the machine's open-file table is full (ENFILE): "
+                                  "raise fs.file-max, or run fewer instances")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard_text = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    return EnvironmentProblem(
+        f"too many open files: this process may open {soft} (ulimit -n; hard limit "
+        f"{hard_text}), "
+        f"a run of {instances} instances needs about {need(instances)}: "
+        f"raise it (ulimit -n {need(instances)}) or run fewer instances")
