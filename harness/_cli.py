@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, Protocol, cast
 
-from harness._errors import HarnessError
+from harness._errors import HarnessError, UsageError, undecodable
 from harness._tell import tell
 
 if TYPE_CHECKING:
@@ -138,6 +138,14 @@ def _fill_closed_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
+def _refuse_undecodable(argv: Sequence[str]) -> None:
+    """An argument that is not UTF-8 (a path named in another encoding) cannot be recorded in
+    the run's JSON: refused here, before anything, rather than failing deep in the run."""
+    for arg in argv:
+        if (shown := undecodable(arg)) is not None:
+            raise UsageError(f"argument '{shown}' is not UTF-8 text")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line on `argv` (default: sys.argv[1:]); returns the exit code. The
     `harness` script and `python -m harness` reach it through `harness._entry`."""
@@ -146,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         _fill_closed_streams()
+        _refuse_undecodable(argv)
         for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: "—" as \u2014
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="backslashreplace")

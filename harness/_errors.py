@@ -40,3 +40,13 @@ def os_error_in(error: BaseException, errnos: Collection[int]) -> OSError | None
     if isinstance(error, OSError) and error.errno in errnos:
         return error
     return None if error.__cause__ is None else os_error_in(error.__cause__, errnos)
+
+
+def undecodable(text: str) -> str | None:
+    """`text` shown with `\\xNN` for each byte that is not UTF-8 (what an argument or a
+    file name in another encoding carries), or None if it is UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="surrogateescape").decode(errors="backslashreplace")
+    return None

@@ -7,7 +7,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from harness._errors import EnvironmentProblem, HarnessError, UsageError, os_error_in
+from harness._errors import (
+    EnvironmentProblem,
+    HarnessError,
+    UsageError,
+    os_error_in,
+    undecodable,
+)
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -37,6 +43,9 @@ def check_outputs(outputs: Path) -> None:
     that is a file, under /proc, immutable, read-only or full is refused before the run."""
     if outputs.exists() and not outputs.is_dir():
         raise UsageError(f"outputs {outputs} cannot hold a run: it is not a directory")
+    # a run's record names its directory in JSON (the working directory's name counts)
+    if (shown := undecodable(str(outputs.resolve()))) is not None:
+        raise UsageError(f"outputs {shown}: the path is not UTF-8 text")
     try:
         outputs.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=outputs, prefix=".harness-probe-")

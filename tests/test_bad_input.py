@@ -734,3 +734,21 @@ def test_a_low_soft_open_file_limit_is_raised_for_the_run(tiny: Path, tmp_path: 
          "--runner", "local:exec"],
         capture_output=True, text=True, timeout=300, cwd=ROOT, preexec_fn=_nofile(64))
     assert r.returncode == 0, r.stderr
+
+
+def test_a_path_that_is_not_utf8_is_refused_in_one_line(tiny: Path, tmp_path: Path) -> None:
+    """A path in another encoding reached the run's JSON and failed there: "str is not
+    valid UTF-8: surrogates not allowed", a traceback, exit 1."""
+    base = [sys.executable.encode(), b"-m", b"harness", b"run", b"-q", b"--metrics-listen",
+            b"off", b"tiny", b"--plans", bytes(tiny)]
+    r = subprocess.run([*base, b"--outputs", bytes(tmp_path) + b"/out-\xff"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert assert_one_line(r) == (f"harness: error: argument '{tmp_path}/out-\\xff' is not "
+                                  "UTF-8 text")
+    odd = bytes(tmp_path) + b"/d\xff"
+    os.mkdir(odd)
+    r = subprocess.run([*base, b"--outputs", b"out"], capture_output=True, text=True,
+                       timeout=120, cwd=odd)
+    assert assert_one_line(r) == (f"harness: error: outputs {tmp_path}/d\\xff/out: the path "
+                                  "is not UTF-8 text")
+    assert os.listdir(odd) == []
