@@ -529,7 +529,16 @@ def _parse_subnet(subnet: str) -> IPv4Network:
         raise RequestError(f"bad subnet {subnet!r}: {e}") from None
     if net.prefixlen > 30:
         raise RequestError(f"subnet {subnet} is too small: at most /30")
+    for bad, what in _UNUSABLE:
+        if net.overlaps(bad):
+            raise RequestError(f"subnet {subnet} overlaps {bad} ({what}): hosts cannot have "
+                               f"addresses there")
     return net
+
+
+_UNUSABLE = tuple((IPv4Network(n), what) for n, what in (
+    ("0.0.0.0/8", "'this network'"), ("127.0.0.0/8", "loopback"),
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved, and broadcast")))
 
 
 def _check_room(subnet: IPv4Network, hosts: int) -> None:

@@ -97,6 +97,10 @@ def test_harness_run_from_python_refuses_a_bad_backend_variable_before_reexecuti
     ("bogus", "bad subnet 'bogus'"),
     ("10.9.0.0/30", "subnet 10.9.0.0/30 has room for 2 hosts, not 3"),
     ("10.9.0.1/31", "bad subnet '10.9.0.1/31'"),
+    # every instance failed to connect: the hosts' addresses were not theirs to have
+    ("127.0.0.0/8", "subnet 127.0.0.0/8 overlaps 127.0.0.0/8 (loopback)"),
+    ("0.0.0.0/0", "subnet 0.0.0.0/0 overlaps 0.0.0.0/8 ('this network')"),
+    ("239.1.0.0/16", "subnet 239.1.0.0/16 overlaps 224.0.0.0/4 (multicast)"),
 ])  # fmt: skip
 def test_a_bad_subnet_variable_is_refused_before_a_netns_run_starts(
     tiny: Path, tmp_path: Path, value: str, message: str
