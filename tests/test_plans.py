@@ -159,6 +159,11 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
          'instances = { min = 1, max = 1 }\nentrypoint = "a:b"', "unknown key descripton"),
         ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
          'entrypoint = "a:b"\nbackend = "curio"', "backend must be one of trio, asyncio, uvloop"),
+        # listed as "p:q:a", which `harness run p:q` took for plan p, case q
+        ('name = "p:q"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"', "plan name 'p:q' is not a safe name"),
+        ('name = "x"\n[[testcases]]\nname = "a:b"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"', "test case name 'a:b' is not a safe name"),
     ],
 )
 def test_bad_manifests(make_plan: Callable[..., Path], manifest: str, message: str) -> None:
@@ -233,3 +238,12 @@ def test_describe_prints_the_params_every_case_shares_once() -> None:
     smeshing = out.split("\ncase smeshing:")[1].split("\ncase ")[0]
     assert "transfers=3" in smeshing and "check_state=True" in smeshing
     assert "genesis_offset" not in smeshing
+
+
+def test_a_plan_folder_named_twice_is_read_once(make_plan: Callable[..., Path]) -> None:
+    """`--plans p --plans ./p` (or HARNESS_PLANS=/x:/x) said "two plans are named ..."."""
+    root = make_plan("x", 'name = "x"\n[[testcases]]\nname = "a"\n'
+                          'instances = { min = 1, max = 1 }\nentrypoint = "x.plan:a"',
+                     "async def a(env):\n    pass\n")
+    spec = build_run_spec("x", plan_roots=[root, root / ".." / root.name])
+    assert spec.plan.name == "x"

@@ -33,9 +33,13 @@ def _not_a_dir(path: Path) -> str:
 def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
     """All plans under `roots` (default: `default_roots()`), by name."""
     plans: dict[str, Plan] = {}
+    seen: set[Path] = set()
     for root in roots if roots is not None else default_roots():
         if not root.is_dir():
             raise UsageError(f"plan directory {root} {_not_a_dir(root)}")
+        if root.resolve() in seen:  # named twice (--plans x --plans ./x): the same plans
+            continue
+        seen.add(root.resolve())
         for manifest in sorted(root.glob("*/manifest.toml")):
             plan = load_manifest(manifest)
             if plan.name in plans:

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from harness._errors import UsageError
-from harness.plans._checks import check_keys, is_argv, read_toml, table, text, whole
+from harness.plans._checks import (
+    check_keys,
+    is_argv,
+    read_toml,
+    safe_name,
+    table,
+    text,
+    whole,
+)
 from harness.plans._params import ParamSpec, parse_spec
 from harness.plans._roles import RoleAllocator, RoleSpec
 from harness.runners._registry import DEFAULT_RUNNER, check_runner_name
@@ -65,6 +73,7 @@ def load_manifest(path: Path) -> Plan:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: 'name' is missing")
+    safe_name(name, f"{where}: plan name")  # `harness run PLAN:CASE` could not name "p:q"
     defaults = data.get("defaults", {})
     check_keys(defaults, ("runner", "check"), f"{where} [defaults]")
     runner = check_runner_name(defaults.get("runner", DEFAULT_RUNNER), where)
@@ -113,7 +122,7 @@ def _load_case(
 ) -> TestCase:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise UsageError(f"{where}: every [[testcases]] needs a name")
-    name = raw["name"]
+    name = safe_name(raw["name"], f"{where}: test case name")
     where = f"{where} [{name}]"
     check_keys(raw, _CASE_KEYS, where)
     inst = raw.get("instances", {})
