@@ -315,3 +315,27 @@ def test_a_live_runs_junit_skips_the_instances_without_an_outcome_yet(
     write_report(run_dir)
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("4", "0")
+
+
+def test_a_report_reads_the_run_only_once_no_other_writer_holds_it(
+    run_factory: Callable[..., Path],
+) -> None:
+    """`harness report` of a live run that read it before its end and wrote after the
+    supervisor's final report left the live report (summary.json "running") as the last."""
+    import threading
+    import time
+
+    from harness.observe._report import report_lock
+
+    run_dir = run_factory(ended=False)
+    done = threading.Event()
+    with report_lock(run_dir):  # another writer is at work
+        writer = threading.Thread(target=lambda: (write_report(run_dir), done.set()))
+        writer.start()
+        time.sleep(0.3)
+        assert not done.is_set() and not (run_dir / "summary.json").exists()
+        record = json.loads((run_dir / "run.json").read_text())  # the run ends meanwhile
+        record.update(outcome="passed", ended=record["started"] + 12, exit_code=0)
+        (run_dir / "run.json").write_text(json.dumps(record))
+    writer.join(timeout=60)
+    assert json.loads((run_dir / "summary.json").read_text())["outcome"] == "passed"

@@ -7,6 +7,11 @@ summary (`_summary`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +41,35 @@ def summary(run_dir: Path) -> dict[str, Any]:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write report.html, junit.xml and summary.json into `run_dir`; returns report.html."""
+    """Write report.html, junit.xml and summary.json into `run_dir`; returns report.html.
+    One writer at a time per run, each reading the run once it may write: a `harness report`
+    of a live run that read it before the end and wrote after the supervisor's final report
+    would replace that with the live one."""
     # The page is made while the trace analysis (millions of objects, none in a cycle) is
     # alive: the cyclic GC, run by the page's own allocations, would walk them all again
     # and again (0.3 s of a 100-instance run's report). Cycles made meanwhile wait.
-    with no_gc():
+    with report_lock(run_dir), no_gc():
         return _write_report(run_dir)
+
+
+@contextlib.contextmanager
+def report_lock(run_dir: Path, wait: float = 120.0) -> Iterator[None]:
+    """Hold the run's report lock (flock on its directory); after `wait` seconds without it
+    (a writer stopped with SIGSTOP, say), go on without."""
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_report(run_dir: Path) -> Path:
