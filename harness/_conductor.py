@@ -58,7 +58,7 @@ class Actions(Protocol):
 
     async def pause(self, instance: str, on: bool) -> bool:
         """Freeze (on) or thaw (off) the instance's whole process tree; False if it was not
-        running or already so (nothing done)."""
+        running (nothing done). One paused already stays so: True."""
         ...
 
     async def skew(self, instance: str, offset: float, drift: float) -> bool:
@@ -238,7 +238,7 @@ class Conductor:
         elif action in ("pause", "resume"):
             missed = [iid for iid in chosen if not await self.actions.pause(iid, action == "pause")]
             if fault.duration is not None:
-                active.undo = lambda: self._each(chosen, self.actions.pause, False)
+                active.undo = lambda: self._unpause(name)
         elif action == "skew":
             missed, active.undo = await self._each_running(
                 chosen, self.actions.skew, (args.get("offset", 0.0), args.get("drift", 0.0)),
@@ -278,6 +278,13 @@ class Conductor:
         missed = [iid for iid in chosen if not await act(iid, *on)]
         hit = [iid for iid in chosen if iid not in missed]
         return missed, lambda: self._each(hit, act, *off)
+
+    async def _unpause(self, name: str) -> None:
+        # An instance another timed pause still holds stays paused until that one ends.
+        held = {iid for n, a in self._active.items() if n != name and a.undo is not None
+                and a.resolved.fault.action == "pause" for iid in a.resolved.instances}
+        await self._each([i for i in self._active[name].resolved.instances if i not in held],
+                         self.actions.pause, False)
 
     def _cut_by_others(self, name: str) -> set[Pair]:
         return {p for n, a in self._active.items() if n != name

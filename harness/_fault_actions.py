@@ -104,13 +104,16 @@ class FaultActions:
         return False
 
     async def pause(self, instance: str, on: bool) -> bool:
-        """Freeze (on) or thaw (off) the instance's whole process tree."""
+        """Freeze (on) or thaw (off) the instance's whole process tree; False if it was not
+        running (one paused already is held by this pause too)."""
         st = self.sup.states[instance]
-        if not st.running or st.paused == on:
+        if not st.running:
             return False
-        assert st.pid is not None
         if on:
             st.expecting("recover")
+        if st.paused == on:
+            return True
+        assert st.pid is not None
         group = self._group(instance, None)
         if group is None:
             signal_group(st.pid, signal.SIGSTOP if on else signal.SIGCONT)
