@@ -247,3 +247,13 @@ def test_a_plan_folder_named_twice_is_read_once(make_plan: Callable[..., Path]) 
                      "async def a(env):\n    pass\n")
     spec = build_run_spec("x", plan_roots=[root, root / ".." / root.name])
     assert spec.plan.name == "x"
+
+
+def test_a_case_that_is_not_the_compositions_is_refused() -> None:
+    """`run pingpong:crash --composition two-groups.toml` (whose case is ping) ran crash,
+    with groups and params written for ping."""
+    comp = Path(__file__).resolve().parents[1] / "scenarios/pingpong/compositions/two-groups.toml"
+    with pytest.raises(UsageError, match=r"names case 'crash' but composition .* names case "
+                                         r"'ping'"):
+        build_run_spec("pingpong:crash", composition=comp)
+    assert build_run_spec("pingpong:ping", composition=comp).case.name == "ping"

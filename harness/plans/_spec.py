@@ -98,6 +98,10 @@ def build_run_spec(
         raise UsageError(f"the command line names plan {plan_name!r} but composition "
                          f"{composition} names plan {g['plan']!r}: name the same plan, or "
                          f"leave PLAN[:CASE] out")
+    if case_name and g.get("case", case_name) != case_name:  # and for its own case
+        raise UsageError(f"the command line names case {case_name!r} but composition "
+                         f"{composition} names case {g['case']!r}: name the same case, or "
+                         f"leave :CASE out")
     plan_name = plan_name or g.get("plan", "")
     if not plan_name:
         raise UsageError("no plan given (PLAN[:CASE], or plan in the composition's [global])")
