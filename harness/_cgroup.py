@@ -224,7 +224,16 @@ class InstanceCgroup:
         # memsw must stay >= the memory limit: raise the memory limit first when lifting.
         order = [path / "memory.limit_in_bytes"] + ([both] if both.exists() else [])
         for file in order if limit is not None else reversed(order):
-            _write(file, value)
+            try:
+                file.write_text(value)
+            except OSError as e:
+                if e.errno == errno.EBUSY and limit is not None:  # v1 could not reclaim
+                    used = _words(path / "memory.usage_in_bytes") or {"?"}
+                    raise CgroupError(
+                        f"memory limit {limit} bytes is below what {self.name} uses now "
+                        f"({used.pop()} bytes), and the kernel could not take it back"
+                    ) from None
+                raise CgroupError(f"cannot write {value!r} to {file}: {e.strerror}") from None
 
     def freeze(self) -> None:
         """Stop every process of the group (they notice nothing) until `thaw`."""

@@ -171,6 +171,39 @@ def test_a_memory_limit_kills_a_hog_inside_the_group(groups: cg.RunCgroups) -> N
 
 
 @live
+def test_a_memory_limit_below_what_the_group_holds_is_said_so(groups: cg.RunCgroups,
+                                                               tmp_path: Path) -> None:
+    """cgroup v1 refuses such a limit when it cannot reclaim: the fault failed with the raw
+    "Device or resource busy" of memory.limit_in_bytes. (v2 takes it and OOM-kills.)"""
+    if _need(groups, "memory") != 1:
+        pytest.skip("cgroup v2 takes a limit below the usage (and OOM-kills)")
+    group = groups.group("held/1")
+    ready = tmp_path / "ready"
+    read, write = os.pipe()  # it allocates once in the group: charged to it
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"import os, time; os.read({read}, 1); b = b'x' * (64 << 20);"
+         f"open({str(ready)!r}, 'w').close(); time.sleep(600)"], pass_fds=(read,))
+    try:
+        group.add(proc.pid)
+        os.write(write, b"x")
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        try:
+            group.set_memory(2**20)
+        except cg.CgroupError as e:
+            assert "memory limit 1048576 bytes is below what held/1 uses now" in str(e), e
+        else:
+            pytest.skip("the kernel reclaimed it (swap): no refusal to word")
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(read)
+        os.close(write)
+
+
+@live
 def test_a_cpu_quota_caps_a_busy_loop(groups: cg.RunCgroups) -> None:
     _need(groups, "cpu")
     group = groups.group("busy/1")
