@@ -32,7 +32,9 @@ def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
         runs = list_run_dirs(outputs)
         if not runs:
             raise UsageError(f"no runs under {outputs}")
-        return runs[-1]
+        # runs started within the same second sort by their ids' random part: by start then
+        second = runs[-1].name.rpartition("-")[0]
+        return max((r for r in runs if r.name.rpartition("-")[0] == second), key=_started)
     as_path = Path(spec)
     try:
         is_dir = as_path.is_dir()
@@ -53,6 +55,20 @@ def resolve_run(spec: str, outputs: Path = DEFAULT_OUTPUTS) -> Path:
     raise UsageError(
         f"run prefix {spec!r} is ambiguous: {names}{', ...' if len(matches) > 5 else ''}"
     )
+
+
+def _started(run_dir: Path) -> float:
+    """When the run started, as its record says; else when its directory last changed."""
+    try:
+        run = read_run(run_dir)
+    except (RecordError, OSError):
+        run = None
+    if run is not None and run.started is not None:
+        return run.started
+    try:
+        return run_dir.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -395,3 +395,15 @@ def test_a_line_s_clock_time_is_its_local_time_to_the_millisecond(ts: float) -> 
     except (OverflowError, OSError, ValueError):
         expected = "??:??:??.???"
     assert _clock_time(ts) == expected
+
+
+def test_latest_of_two_runs_started_in_the_same_second_is_the_later_one(
+    tmp_path: Path, run_factory: Callable[..., Path]
+) -> None:
+    """Their ids differ only in the random part, which decided."""
+    later = run_factory(run_id="20261126-031500-aaaaaa")
+    earlier = run_factory(run_id="20261126-031500-ffffff")
+    record = orjson.loads((earlier / "run.json").read_bytes())
+    record["started"] -= 0.5
+    (earlier / "run.json").write_bytes(orjson.dumps(record))
+    assert resolve_run("latest", tmp_path / "outputs") == later
