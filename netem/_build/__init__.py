@@ -216,11 +216,19 @@ def remove_namespaces(netns_names: Sequence[str]) -> list[str]:
     """Kill what still runs inside, then unbind each namespace; returns the names removed.
     Hosts go before the hub so no veth is left dangling into a half-removed hub."""
     ordered = sorted(netns_names, key=lambda n: n.endswith("-hub"))
-    inodes = [i for i in (ns.netns_inode(n) for n in ordered) if i is not None]
-    kill_inside(inodes)
-    removed = [name for name in ordered if ns.remove_namespace(name)]
-    # A process that was entering a namespace during the first sweep is inside by now.
-    kill_inside(inodes)
+    # Held open to the end: an unbound namespace with nobody left inside is freed, and a
+    # namespace another run makes meanwhile may get its inode number, and its processes
+    # the second sweep's SIGKILL.
+    held = [fd for fd in map(ns.open_bound, ordered) if fd is not None]
+    try:
+        inodes = [os.fstat(fd).st_ino for fd in held]
+        kill_inside(inodes)
+        removed = [name for name in ordered if ns.remove_namespace(name)]
+        # A process that was entering a namespace during the first sweep is inside by now.
+        kill_inside(inodes)
+    finally:
+        for fd in held:
+            os.close(fd)
     return removed
 
 

@@ -276,6 +276,20 @@ def netns_inode(name: str) -> int | None:
     return st.st_ino if st.st_dev != os.stat(NETNS_DIR).st_dev else None
 
 
+def open_bound(name: str) -> int | None:
+    """A descriptor of the namespace bound at /run/netns/<name>, if it is bound: while it is
+    open, the namespace (and so its inode number) lives on, even once unbound."""
+    path = f"{NETNS_DIR}/{name}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if os.fstat(fd).st_dev == os.stat(NETNS_DIR).st_dev:  # a plain file: not bound
+        os.close(fd)
+        return None
+    return fd
+
+
 def pids_in(inodes: Iterable[int]) -> list[int]:
     """Processes whose network namespace is one of `inodes`."""
     wanted = {f"net:[{ino}]" for ino in inodes}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -222,3 +223,39 @@ def test_each_namespace_has_its_own_tcp_table_or_shares_the_hosts_where_refused(
             for n in created:
                 ns.remove_namespace(n)
         assert os.stat("/proc/self/ns/net").st_ino == host
+
+
+def test_removing_namespaces_keeps_their_inode_numbers_until_the_last_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second sweep kills what is inside by inode number, after the unbind: a freed
+    namespace's number may go to a namespace another run makes meanwhile (the kernel reuses
+    the lowest free number), whose processes the sweep would kill. Held open, the
+    namespaces live, and keep their numbers, until the sweep is done."""
+    import netem._build as build
+
+    if os.geteuid() != 0:
+        pytest.skip("namespaces need root")
+    prefix = f"tn{secrets.token_hex(3)}"
+    names = [f"{prefix}-h{i}" for i in range(3)]
+    created: list[str] = []
+    ns.create_namespaces(names, lambda _: 0, created)
+    ours = {ns.netns_inode(n) for n in names}
+    alive_at_sweep: list[set[int | None]] = []
+
+    def sweep(inodes: list[int]) -> list[int]:
+        held: set[int | None] = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                held.add(os.stat(f"/proc/self/fd/{fd}").st_ino)
+        alive_at_sweep.append(held & ours)
+        return []
+
+    monkeypatch.setattr(build, "kill_inside", sweep)
+    try:
+        assert sorted(build.remove_namespaces(names)) == sorted(names)
+    finally:
+        for n in created:
+            ns.remove_namespace(n)
+    assert not any(os.path.exists(f"/run/netns/{n}") for n in names)
+    assert alive_at_sweep == [ours, ours]  # the second sweep: unbound, not yet freed
