@@ -214,6 +214,10 @@ def _program(argv: Sequence[str], plan_dir: Path) -> str:
     return argv[0]
 
 
+HOST_LOG = "process-host.log"
+"""The process host's own output in the run directory (and the plan module's at import)."""
+
+
 class _HostTask:
     """The run's process host as a task of its own: started early, awaited when the first
     instance is due, and stopped (with every process under it) at a moment of the run's
@@ -226,20 +230,26 @@ class _HostTask:
         self._ended = trio.Event()
         self._scope = trio.CancelScope()
 
-    async def run(self, cwd: Path, env: Mapping[str, str]) -> None:
+    async def run(self, cwd: Path, env: Mapping[str, str], log: Path) -> None:
         """Serve the host until `stop`; `ready` returns once it serves."""
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(self.host.run, cwd, env)
+                    await nursery.start(functools.partial(self.host.run, cwd, env, log=log))
                     self._started.set()
                     await self.host.prefork(self.instances)
         finally:
             self._ended.set()
 
-    async def ready(self) -> ProcessHost:
-        """The host, once it takes spawn requests (its `error` says if it never will)."""
-        await self._started.wait()
+    async def ready(self, within: float) -> ProcessHost:
+        """The host, once it takes spawn requests (its `error` says if it never will), or
+        after `within` seconds: a plan's module whose import never ends must not hold the
+        run past its timeout (its instances then fail to start, saying so)."""
+        with trio.move_on_after(within):
+            await self._started.wait()
+            return self.host
+        self.host.error = (f"the process host was not ready within the run's timeout "
+                           f"({within:g}s): the plan's module was still being imported")
         return self.host
 
     async def stop(self) -> None:
@@ -396,14 +406,15 @@ class Supervisor:
                 # The process host starts (an interpreter, imports, its warm-up) while the
                 # runner builds the network: neither needs the other.
                 host = _HostTask(self._new_host(), self.spec.total)
-                nursery.start_soon(host.run, self._project_root(), self._base_env())
+                nursery.start_soon(host.run, self._project_root(), self._base_env(),
+                                   self.run_dir / HOST_LOG)
                 nursery.start_soon(self._make_cgroups_soon)  # nor do the cgroups
                 async with runner.deploy(self.spec, self.run_dir, state) as dep:
                     self.deployment = dep
                     self._write_run_json(ended=False)  # with the network: what to clean
                     server.network = dep.network
                     try:
-                        processes = await host.ready()
+                        processes = await host.ready(self.spec.timeout_s)
                         async with trio.open_nursery() as observers:
                             if dep.network_failure is not None:
                                 observers.start_soon(self._watch_network, dep.network_failure)

@@ -752,3 +752,55 @@ def test_a_path_that_is_not_utf8_is_refused_in_one_line(tiny: Path, tmp_path: Pa
     assert assert_one_line(r) == (f"harness: error: outputs {tmp_path}/d\\xff/out: the path "
                                   "is not UTF-8 text")
     assert os.listdir(odd) == []
+
+
+IMPORT_MODES = """\
+import os, sys, time
+mode = os.environ.get("IMP_MODE", "")
+if mode == "sleep":
+    time.sleep(1000)
+if mode == "print":
+    print("IMPORT-TIME-OUTPUT")
+if mode == "kbint":
+    raise KeyboardInterrupt
+if mode == "exit":
+    sys.exit(3)
+async def case(env):
+    how = os.environ.get("CASE_MODE", "")
+    if how == "kbint":
+        raise KeyboardInterrupt
+    if how:
+        sys.exit(int(how))
+"""
+
+
+@pytest.mark.parametrize(("imp", "case", "reason"), [
+    # ran until an outer `timeout` killed it: the timeout counted from the instances' start
+    ("sleep", "", "did not start: the process host was not ready within the run's timeout "
+                  "(4s): the plan's module was still being imported"),
+    ("kbint", "", "did not start: cannot load imp.plan:case: KeyboardInterrupt"),  # traceback
+    ("exit", "", "did not start: cannot load imp.plan:case: SystemExit: 3"),
+    # "exit code 70", its stderr "cannot start the instance: 0"
+    ("", "0", "crashed: SystemExit(0): the test function exited instead of returning"),
+    ("", "kbint", "crashed: KeyboardInterrupt"),
+    ("print", "", None),  # printed before the --json document
+])  # fmt: skip
+def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, imp: str, case: str,
+    reason: str | None,
+) -> None:
+    manifest = ('name = "imp"\n[[testcases]]\nname = "case"\n'
+                'instances = { min = 1, max = 3, default = 2 }\nentrypoint = "imp.plan:case"\n')
+    plans = make_plan("imp", manifest, IMPORT_MODES)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "imp",
+         "--plans", str(plans), "--outputs", str(tmp_path / "out"), "--timeout", "4", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "IMP_MODE": imp, "CASE_MODE": case})
+    assert "Traceback" not in r.stderr, r.stderr
+    run = json.loads(r.stdout)  # nothing else on stdout
+    assert [i["reason"] for i in run["instances"]] == [reason] * 2
+    assert r.returncode == (0 if reason is None else 1)
+    if imp == "print":
+        (log,) = (tmp_path / "out").glob("*/process-host.log")
+        assert log.read_text() == "IMPORT-TIME-OUTPUT\n"

@@ -92,3 +92,41 @@ def test_no_reply_of_the_host_is_lost_while_the_supervisor_lags(tmp_path: Path) 
     spawned = {r["pid"] for r in replies if "spawned" in r}
     exited = {r["exited"] for r in replies if "exited" in r}
     assert len(spawned) == count and exited == spawned
+
+
+def test_a_thread_the_plans_module_started_does_not_keep_the_host(tmp_path: Path) -> None:
+    """A non-daemon thread started at import kept the host's interpreter from exiting: the
+    supervisor waited 10 s for it, then killed it, at every run's end."""
+    (tmp_path / "threaded.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "async def case(env):\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    host = ProcessHost("threaded:case")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):
+                await nursery.start(host.run, tmp_path, env)
+            assert host.ready and host.error is None
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert host._proc is not None and host._proc.returncode == 0, "it was killed"
+
+
+def test_a_host_still_importing_is_killed_at_once_and_its_output_kept(tmp_path: Path) -> None:
+    """Stopped while the plan's module sleeps in its import: it was waited for 10 s (it
+    never reads the closed socket), then killed. What it printed goes to its log."""
+    (tmp_path / "slow.py").write_text("import time\nprint('importing', flush=True)\n"
+                                      "time.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    host = ProcessHost("slow:case")
+    log = tmp_path / "host.log"
+
+    async def main() -> None:
+        with trio.move_on_after(3):
+            await host.run(tmp_path, env, log=log)
+
+    trio.run(main)
+    assert host._proc is not None and host._proc.returncode == -9
+    assert log.read_text() == "importing\n"

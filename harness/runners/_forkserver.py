@@ -98,8 +98,9 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
 
         try:
             fn = load_entrypoint(entrypoint)  # the plan's code, imported once before any fork
-        except Exception as e:
-            send({"fatal": f"cannot load {entrypoint}: {type(e).__name__}: {e}"})
+        except BaseException as e:  # SystemExit, KeyboardInterrupt too: the plan's doing
+            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            send({"fatal": f"cannot load {entrypoint}: {what}"})
             return
     # Children share this process's memory copy-on-write; a collection that walks the
     # inherited objects would write to (and so copy) nearly every page of it.
@@ -361,6 +362,9 @@ def main() -> None:
         pass  # the supervisor went away (e.g. interrupted while this started)
     finally:
         _kill_everything()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # not waiting for a thread the plan's module started (a run's end did)
 
 
 if __name__ == "__main__":

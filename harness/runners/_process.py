@@ -77,32 +77,48 @@ class ProcessHost:
         self._proc: trio.Process | None = None
         self._lock = trio.Lock()
         self.error: str | None = None  # why no instance can be forked, once that is so
+        self.ready = False  # it has answered: ready to fork, or why it never will be
+        self._log: Path | None = None
 
     async def run(
-        self, cwd: Path, env: Mapping[str, str], *,
+        self, cwd: Path, env: Mapping[str, str], *, log: Path | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Start the host and serve it until cancelled (then it and every instance end)."""
+        """Start the host and serve it until cancelled (then it and every instance end).
+        Its own output (and what the plan's module prints while imported) goes to `log`,
+        not to this process's terminal, where it would mix with `harness run --json`."""
         ours, theirs = trio.socket.socketpair()
         argv = [sys.executable, "-m", "harness.runners._forkserver", str(theirs.fileno())]
         if self.entrypoint:
             argv += [self.entrypoint, self.backend]
+        self._log = log
+        out = None if log is None else os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                               0o644)
         try:
             self._proc = await trio.lowlevel.open_process(
                 argv, cwd=str(cwd), env=dict(env), pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
             )
             theirs.close()
             self._stream = trio.SocketStream(ours)
             await self._read(task_status)
         finally:
+            if out is not None:
+                os.close(out)
             theirs.close()
             ours.close()  # the host sees EOF, kills every instance left and exits
             if self._proc is not None:
+                if not self.ready:  # still importing the plan's module (which may never
+                    with contextlib.suppress(ProcessLookupError):  # end): no instance yet
+                        os.killpg(self._proc.pid, signal.SIGKILL)
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await self._proc.wait()
                 if self._proc.returncode is None:
                     self._proc.kill()
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    if os.stat(log).st_size == 0:  # it said nothing: no file
+                        os.unlink(log)
             for p in self._procs.values():  # the host killed those still running
                 if p.status is None:
                     p.status = -signal.SIGKILL
@@ -119,7 +135,7 @@ class ProcessHost:
                 msg = orjson.loads(line)
                 if "ready" in msg or "fatal" in msg:
                     self.error = msg.get("fatal")
-                    started = True
+                    self.ready = started = True
                     task_status.started()
                 elif "exited" in msg:
                     proc = self._procs.get(msg["exited"])
@@ -134,7 +150,9 @@ class ProcessHost:
                         self._procs[msg["pid"]] = _ForkedProcess(msg["pid"])
                     event.set()
         code = await self._proc.wait() if self._proc else None
-        self.error = self.error or f"the process host exited (status {code})"
+        if not self.error:
+            output = "" if self._log is None else f"; its output: {self._log}"
+            self.error = f"the process host exited (status {code}){output}"
         for event, box in self._pending.values():
             box["error"] = self.error
             event.set()
@@ -155,9 +173,9 @@ class ProcessHost:
 
     async def spawn(self, launch: Launch) -> Process:
         """Start one instance: fork the Python entrypoint, or fork and exec `launch.argv`."""
-        assert self._stream is not None, "ForkServer.run has not started"
         if self.error:
             raise OSError(self.error)
+        assert self._stream is not None, "ForkServer.run has not started"
         self._ids += 1
         key = self._ids
         event, box = trio.Event(), dict[str, object]()

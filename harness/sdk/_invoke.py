@@ -89,9 +89,14 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         await sync.signal_event({"type": EventType.START})
         try:
             await fn(env)
-        except Exception as group:
+        except BaseException as group:
             e = single_cause(group)
-            error = f"{type(e).__name__}: {e}"
+            if not isinstance(e, Exception | KeyboardInterrupt | SystemExit):
+                raise  # a cancellation: the instance is being stopped, not failing
+            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if isinstance(e, SystemExit):  # `SystemExit: 0` would read as a clean end
+                error = (f"SystemExit({e.code!r}): the test function exited instead of "
+                         f"returning")
             # A failed check is the test failing; any other exception is a crash.
             kind = EventType.FAILURE if isinstance(e, _FAILURES) else EventType.CRASH
             env.log.error(kind.value, error=error)  # as record_failure / record_crash log it
