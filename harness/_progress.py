@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from harness._outcome import InstanceState
+from harness._tell import one_line
 
 
 class Progress:
@@ -36,7 +37,7 @@ class Progress:
 
     def line(self) -> str:
         """The current status line."""
-        phase = f"  phase: {self.phase}" if self.phase else ""
+        phase = f"  phase: {one_line(self.phase, 120)}" if self.phase else ""
         return (
             f"[{self._clock() - self.t0:6.1f}s] started {self.started}/{self.total}"
             f"  passed {self.passed}  failed {self.failed}{phase}"
@@ -59,7 +60,7 @@ class Progress:
     def note(self, text: str) -> None:
         """A line of its own (e.g. the first failure), above the status line."""
         last = self._last_line if self.tty else ""
-        self._write(("\r\x1b[2K" if self.tty else "") + text + "\n" + last)
+        self._write(("\r\x1b[2K" if self.tty else "") + one_line(text, 1000) + "\n" + last)
 
     def finish(self) -> None:
         """End the status line."""
@@ -97,7 +98,7 @@ def summary_table(instances: Iterable[InstanceState], limit: int = 25) -> str:
         rows.append("")
         rows.append("failed instances:")
         w = max(len(i) for i, _ in failures[:limit])
-        rows += [f"  {i:<{w}}  {r}" for i, r in failures[:limit]]
+        rows += [f"  {i:<{w}}  {one_line(r, 1000)}" for i, r in failures[:limit]]
         if len(failures) > limit:
             rows.append(f"  ... and {len(failures) - limit} more (see run.json)")
     return "\n".join(rows)

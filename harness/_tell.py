@@ -1,8 +1,9 @@
-"""One line on stderr that cannot fail what prints it."""
+"""One line on stderr that cannot fail what prints it, and text made one line for a terminal."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 
 
@@ -13,3 +14,14 @@ def tell(line: str) -> None:
         return
     with contextlib.suppress(OSError, ValueError):  # ValueError: closed meanwhile
         print(line, file=sys.stderr, flush=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` as one line of at most `limit` characters for the terminal: what an instance
+    said (a state's name, an error) may hold newlines, escape sequences or megabytes."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)

@@ -92,3 +92,26 @@ def test_a_stream_that_fails_ends_the_progress_not_the_run() -> None:
     progress.update()
     progress.finish()
     assert (out.getvalue(), out.attempts) == ("first\n", 2)
+
+
+def test_what_an_instance_said_is_one_short_line_on_the_terminal() -> None:
+    """A state named "line1\\nFAKE: run PASSED\\x1b[31m..." wrote a newline and an escape
+    sequence to the terminal, and a 1 MB name made each progress line 1 MB."""
+    out = io.StringIO()
+    p = Progress(3, out, clock=_Clock())
+    p.phase = "line1\nFAKE: run PASSED\x1b[31mRED\r 1/3"
+    p.update(force=True)
+    p.note("instance g/0 failed: boom\n  at line 3\x00")
+    p.phase = "x" * 1_000_000
+    p.update(force=True)
+    lines = out.getvalue().split("\n")
+    assert lines[0].endswith(r"phase: line1\nFAKE: run PASSED\x1b[31mRED\r 1/3")
+    assert lines[1] == r"instance g/0 failed: boom\n  at line 3\x00"
+    assert lines[2].endswith("phase: " + "x" * 119 + "…")
+    from harness._outcome import InstanceState
+    from harness._progress import summary_table
+    from harness.plans import InstanceSpec
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None))
+    st.record({"type": "failure", "error": "two\nlines"})
+    assert summary_table([st]).splitlines()[-1] == r"  g/0  failed: two\nlines"

@@ -9,6 +9,7 @@ import orjson
 
 from harness._commands._args import add_run, failing_as
 from harness._liveness import mark_aborted
+from harness._tell import one_line
 from harness.observe import load_run, resolve_run, summary
 from harness.observe._report._faults import fault_line
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     n = info["instances"]
     print(
         f"outcome  {(info['outcome'] or 'running').upper()}  {n['passed']}/{n['total']} passed"
-        + (f"  — {info['reason']}" if info["reason"] else "")
+        + (f"  — {one_line(info['reason'], 1000)}" if info["reason"] else "")
     )
     print()
     print(
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         exit_code = i.exit_code if i.exit_code is not None else "-"
         print(
             f"  {i.id:<16} {i.role or '-':<10} {i.ip or '-':<15} "
-            f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {i.reason or ''}"
+            f"{i.outcome or '-':<8} {exit_code:>4} {t:>8}  {one_line(i.reason or '', 1000)}"
         )
     for warning in info.get("warnings", []):
         print(f"\nwarning: {warning}")
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print("\nfailures:")
         for f in info["failures"]:
             print(
-                f"  {f['instance']}: {f['reason'] or 'no reason recorded'} (exit code {f['exit_code']})"
+                f"  {f['instance']}: {one_line(f['reason'] or 'no reason recorded', 1000)} "
+                f"(exit code {f['exit_code']})"
             )
     if info["propagation"]:
         print("\nmessage propagation (ms):")
