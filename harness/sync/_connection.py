@@ -105,6 +105,7 @@ class Connection:
         self._outbox: list[bytes | _Backlog] = []
         self._backlogs = 0  # _Backlog entries in the outbox
         self._writing = False
+        self._in_flight = 0  # bytes of `queued` in the batch being written
         self._drained = False  # the last read took all the socket held
         self._writer_idle = trio.lowlevel.ParkingLot()
         self._closed = False
@@ -133,7 +134,10 @@ class Connection:
                 return
             frame = frame[sent:]
         self.queued += len(frame)
-        if self.queued > MAX_QUEUED and self.queued > len(frame):
+        # What waits behind the batch being written: a reader that reads is never dropped
+        # for one large item arriving while it takes another (two of 10 MB were, at 8 MiB).
+        waiting = self.queued - self._in_flight
+        if waiting > MAX_QUEUED and waiting > len(frame):
             self._drop_slow_reader()
             return
         self._outbox.append(frame)
@@ -150,7 +154,7 @@ class Connection:
     def _drop_slow_reader(self) -> None:
         self._outbox.clear()
         self._backlogs = 0
-        self.queued = 0
+        self.queued = self._in_flight = 0
         self._close(
             "dropped",
             f"dropped by the sync service: more than {MAX_QUEUED} bytes of replies were "
@@ -205,6 +209,7 @@ class Connection:
                 await self._writer_idle.park()
             data, counted = self._next_batch()
             self._writing = True
+            self._in_flight = counted
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -214,6 +219,7 @@ class Connection:
             if self._closed:
                 return
             self._writing = False
+            self._in_flight = 0
             self.queued -= counted
 
     def _next_batch(self) -> tuple[bytes, int]:

@@ -11,9 +11,10 @@ MAX_FRAME = 16 * 1024 * 1024
 """The longest frame either side accepts, in bytes (a frame is one line)."""
 
 MAX_QUEUED = 8 * 1024 * 1024
-"""The most bytes of replies the service holds for one connection that does not read them
-(or one frame of any size, when nothing else is held); past it, the connection is dropped
-with a last `{"id": null, "error": ..., "closed": true}` frame saying why."""
+"""The most bytes of replies the service holds for one connection that does not read them,
+beyond the batch it is writing to it (or one frame of any size, when nothing else waits);
+past it, the connection is dropped with a last `{"id": null, "error": ..., "closed": true}`
+frame saying why."""
 
 OPS = frozenset(
     {

@@ -85,7 +85,8 @@ def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
                 for _ in range(100):
                     await pub.publish("busy", MB.decode())
                     most = max(most, server.queued())
-            assert most <= _protocol.MAX_QUEUED + len(MB) + 100
+            # what waits (MAX_QUEUED and one item) and the batch being written (as much)
+            assert most <= 2 * (_protocol.MAX_QUEUED + len(MB)) + 100
             dropped = [e for e in events if e["kind"] == "connection"]
             assert dropped and dropped[0]["status"] == "dropped"
             assert f"{_protocol.MAX_QUEUED}" in dropped[0]["reason"]
@@ -143,3 +144,4 @@ def test_the_service_itself_is_not_ended_by_a_closed_stream() -> None:
             await server._handle(Broken())
 
     run(main)
+
