@@ -166,7 +166,7 @@ class Conductor:
         self._waiting[name] = fault
         try:
             if isinstance(fault.at, When):
-                if not await self._condition(name, fault.at):
+                if not await self._condition(name, fault):
                     return
             else:
                 await trio.sleep_until((since or self.t0) + fault.at)
@@ -188,9 +188,11 @@ class Conductor:
         except FaultError as e:
             self._failed(name, resolved.fault, f"could not be undone: {e}")
 
-    async def _condition(self, name: str, when: When) -> bool:
-        """Wait until `when.count` instances signalled `when.state`; False (and the run
-        fails) once that can no longer happen."""
+    async def _condition(self, name: str, fault: Fault) -> bool:
+        """Wait until the fault's `at` (a When): `count` instances signalled `state`; False
+        (and the run fails) once that can no longer happen."""
+        when = fault.at
+        assert isinstance(when, When)
         done = trio.Event()
         answer: dict[str, Any] = {}
 
@@ -202,7 +204,7 @@ class Conductor:
         await done.wait()
         if "error" in answer:
             del self._waiting[name]
-            self._failed(name, None, f"never fired: {answer['error']}")
+            self._failed(name, fault, f"never fired: {answer['error']}")
             return False
         return True
 
@@ -212,10 +214,27 @@ class Conductor:
     async def _apply(self, name: str, resolved: Resolved) -> dict[str, Any]:
         """Play the fault; what it recorded as applied: what it chose, and whom it missed (a
         process, clock or resource fault on one that was not running does nothing there)."""
-        fault, chosen = resolved.fault, resolved.instances
-        action, args = fault.action, fault.args
         begun = self.at_s()
         active = _Active(name, resolved)
+        try:
+            missed = await self._play(name, resolved, active)
+        except FaultError:
+            raise
+        except Exception as e:  # the network or a cgroup refused it: not played, said so
+            raise FaultError(f"{resolved.fault.action} failed: {type(e).__name__}: {e}"
+                             ) from e
+        self._active[name] = active
+        self.played += 1
+        # What it chose, and whom it found not running (nothing was done there).
+        applied = {**resolved.to_data(), **({"missed": missed} if missed else {})}
+        self._write(name, "applied", applied, begun)
+        return applied
+
+    async def _play(self, name: str, resolved: Resolved, active: _Active) -> list[str]:
+        """Act on the fault's instances or directions, setting `active.undo`; whom it
+        missed."""
+        fault, chosen = resolved.fault, resolved.instances
+        action, args = fault.action, fault.args
         missed: list[str] = []
         if action in ("partition", "isolate"):
             await self.actions.cut(resolved.directions, True, name)
@@ -249,12 +268,7 @@ class Conductor:
         elif action == "hog":
             missed, active.undo = await self._each_running(
                 chosen, self.actions.hog, (args["cpu"],), (0,))
-        self._active[name] = active
-        self.played += 1
-        # What it chose, and whom it found not running (nothing was done there).
-        applied = {**resolved.to_data(), **({"missed": missed} if missed else {})}
-        self._write(name, "applied", applied, begun)
-        return applied
+        return missed
 
     async def _undo(self, name: str) -> None:
         active = self._active.get(name)

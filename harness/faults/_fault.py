@@ -262,6 +262,10 @@ def _named(selector: Selector, topics: Callable[[str], Any] | None,
     return tuple(ids)
 
 
+_FEWEST = {"halves": 2, "majority": 3, "bridge": 3, "ring": 4}
+"""The fewest instances a partition of each kind cuts at least one direction between."""
+
+
 def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member], where: str,
                topics: Callable[[str], Any] | None) -> frozenset[tuple[str, str]]:
     kind = fault.args.get("kind", "sides")
@@ -277,9 +281,9 @@ def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member],
             raise FaultError(f"{where}: the other side is empty (the targets are everyone)")
         cut = frozenset((a, b) for a in chosen for b in rest)
         return cut if fault.args.get("one_way") else cut | {(b, a) for a, b in cut}
-    if len(chosen) < (3 if kind in ("ring", "bridge") else 2):
-        raise FaultError(f"{where}: a {kind} partition needs more instances than "
-                         f"{len(chosen)}")
+    if len(chosen) < _FEWEST[kind]:  # fewer cut nothing: a ring of 3 is all neighbours
+        raise FaultError(f"{where}: a {kind} partition needs at least {_FEWEST[kind]} "
+                         f"instances, not {len(chosen)}")
     nodes = list(chosen)
     if kind == "majority":
         random.Random(fault.targets.seed).shuffle(nodes)
