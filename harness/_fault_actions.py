@@ -8,6 +8,7 @@ Network faults go through the runner (`Deployment.faults`).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -148,12 +149,19 @@ class FaultActions:
             return False
         group = self._group(instance, "limit")
         assert group is not None
+        # Memory first: the kernel may refuse it (below what the group holds), and a refused
+        # limit must leave nothing behind (its CPU cap stayed for the rest of the run).
+        memory_set = False
         try:
-            if cpu is not None or "cpu" in group.dirs:
-                await trio.to_thread.run_sync(group.set_cpu, cpu)
             if memory is not None or "memory" in group.dirs:
                 await trio.to_thread.run_sync(group.set_memory, memory)
+                memory_set = memory is not None
+            if cpu is not None or "cpu" in group.dirs:
+                await trio.to_thread.run_sync(group.set_cpu, cpu)
         except Exception as e:
+            if memory_set:
+                with contextlib.suppress(Exception):
+                    await trio.to_thread.run_sync(group.set_memory, None)
             raise FaultError(f"limit on {instance}: {e}") from None
         return True
 

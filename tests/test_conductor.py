@@ -113,3 +113,42 @@ def test_a_fault_whose_condition_never_comes_is_recorded_with_what_it_was(
     _, records = _conduct(tmp_path, [fault], _Paused())
     (failed,) = [r for r in records if r["step"] == "failed"]
     assert failed["action"] == "pause" and failed["targets"] == {"instances": ["g/1"]}
+
+
+def test_a_refused_limit_leaves_no_cap_behind() -> None:
+    """`limit --cpu 0.01 --memory 1MiB` on an instance holding more than 1 MiB: the memory
+    limit was refused after the CPU cap was set, and the cap stayed for the rest of the run,
+    unrecorded."""
+    import types
+
+    import pytest
+
+    from harness._cgroup import CgroupError
+    from harness._fault_actions import FaultActions
+    from harness.faults import FaultError
+
+    class Group:
+        dirs = {"cpu": Path("/x"), "memory": Path("/y")}
+
+        def __init__(self, refuse: str) -> None:
+            self.refuse, self.cpu, self.memory = refuse, None, None
+
+        def set_cpu(self, cpu: float | None) -> None:
+            if cpu is not None and self.refuse == "cpu":
+                raise CgroupError("cannot write the quota")
+            self.cpu = cpu
+
+        def set_memory(self, memory: int | None) -> None:
+            if memory is not None and self.refuse == "memory":
+                raise CgroupError("memory limit 1048576 bytes is below what g/0 uses now")
+            self.memory = memory
+
+    for refuse in ("memory", "cpu"):
+        group = Group(refuse)
+        sup = types.SimpleNamespace(
+            states={"g/0": types.SimpleNamespace(running=True)},
+            cgroups=types.SimpleNamespace(group=lambda _, g=group: g))
+        actions = FaultActions(sup)  # type: ignore[arg-type]
+        with pytest.raises(FaultError, match="limit on g/0: "):
+            trio.run(actions.limit, "g/0", 0.01, 1 << 20)
+        assert (group.cpu, group.memory) == (None, None), refuse
