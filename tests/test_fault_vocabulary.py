@@ -177,6 +177,8 @@ BAD: list[tuple[Any, str]] = [
     ({"at": 1, "action": "limit", "targets": {}, "cpu": 0}, "cpu must be a number of CPUs"),
     ({"at": 1, "action": "limit", "targets": {}, "memory": "12 apples"}, "is not a size"),
     ({"at": 1, "action": "limit", "targets": {}, "memory": 1000}, "at least 1MiB"),
+    # "must be at least 1MiB" for one too large
+    ({"at": 1, "action": "limit", "targets": {}, "memory": 10**23}, "at most 2**63 - 1 bytes"),
     ({"at": 1, "action": "hog", "targets": {}, "cpu": 0.5}, "busy loops"),
     ("kill", "must be a table"),
 ]

@@ -67,5 +67,6 @@ def size(value: Any, where: str) -> int:
             raise FaultError(f"{where}: {value!r} is not a size (e.g. 64MiB, 1GB, 1048576)")
         value = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
     if not is_int(value) or value < 2**20:
-        raise FaultError(f"{where}: must be at least 1MiB, not {value!r}")
+        raise FaultError(f"{where}: must be at least 1MiB and at most 2**63 - 1 bytes, "
+                         f"not {value!r}")
     return int(value)
