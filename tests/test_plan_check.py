@@ -132,6 +132,9 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
                                     "miners must start before the last layer to verify"),
         ("checkpoint_layer=9", "harness: error: spacemesh:faults: checkpoint_layer=9: past the "
                                "last layer to verify (layers=8)"),
+        # Ran 16 s, then every node failed: "no identity equivocated: nothing to detect".
+        ("shared_keys=40", "harness: error: spacemesh:faults: shared_keys=40: 40% of the "
+                           "network's 4 miners makes no pair sharing a key"),
     ]:
         ps = [arg for each in param.split("\n") for arg in ("-p", each)]
         r = harness_cli("run", "spacemesh:faults", *ps, "--outputs", str(tmp_path))

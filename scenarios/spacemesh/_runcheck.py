@@ -12,7 +12,8 @@ from harness.faults import FaultSchedule
 def check(p: Mapping[str, Any], instances: int) -> None:
     """ValueError naming the first param the run's `instances` cannot satisfy: a fault
     schedule that is malformed or names nodes the network lacks, more late miners or
-    dishonest nodes than there are (they would be bent silently); or params that cannot
+    dishonest nodes than there are (they would be bent silently), a `shared_keys` that makes
+    no pair; or params that cannot
     hold together: late miners that start after the last layer to verify (the run would
     wait for its timeout), a checkpoint past it (no node applies that layer)."""
     nodes = instances - int(p["poets"])
@@ -22,6 +23,10 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     miners = nodes - int(p["gateways"])
     if int(p.get("late", 0)) > miners:
         raise ValueError(f"late={p['late']}: the network has only {miners} miners")
+    shared = float(p.get("shared_keys", 0))
+    if shared and not equivocator_pairs(miners, shared):
+        raise ValueError(f"shared_keys={shared:g}: {shared:g}% of the network's {miners} miners "
+                         f"makes no pair sharing a key: nothing to detect (run more miners)")
     if int(p.get("dishonest", 0)) > nodes:
         raise ValueError(f"dishonest={p['dishonest']}: the network has only {nodes} nodes")
     layers = int(p["layers"])
@@ -31,3 +36,8 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     if int(p.get("checkpoint_layer", 0)) > layers:
         raise ValueError(f"checkpoint_layer={p['checkpoint_layer']}: past the last layer to "
                          f"verify (layers={layers})")
+
+
+def equivocator_pairs(miners: int, shared_keys: float) -> int:
+    """How many pairs of `miners` share a key at `shared_keys` percent of them."""
+    return int(miners * shared_keys / 100) // 2

@@ -41,6 +41,7 @@ from ._keys import Signer
 from ._mesh import MeshParams
 from ._node import NodeConfig
 from ._poet import PoetConfig
+from ._runcheck import equivocator_pairs
 from ._services import serve_node, serve_poet
 
 POET_PORT = 7000
@@ -142,7 +143,7 @@ def equivocators(p: Mapping[str, Any], nodes: int) -> dict[int, int]:
     miners, in pairs: the second of each pair signs with the first's key)."""
     gateways = int(p["gateways"])
     miners = list(range(gateways, nodes))
-    pairs = int(len(miners) * float(p.get("shared_keys", 0)) / 100) // 2
+    pairs = equivocator_pairs(len(miners), float(p.get("shared_keys", 0)))
     return {miners[2 * i + 1]: miners[2 * i] for i in range(pairs)}
 
 
