@@ -30,6 +30,7 @@ class InstanceState:
     ended_by: str | None = None  # the fault that ended its process, while it stays down
     expect: str | None = None  # what its faults expect: "may_die" or "recover" (the stronger)
     paused: bool = False
+    sync_closed: str | None = None  # why the sync service closed its connection, if it did
 
     @property
     def running(self) -> bool:
@@ -86,8 +87,9 @@ class InstanceState:
             except ValueError:
                 name = f"signal {-self.status}"
             return False, f"killed by {name}"
-        if self.status > 0:
-            return False, f"exit code {self.status}"
+        if self.status > 0:  # the instance's own reason for it may be this:
+            closed = f" (the sync service had closed its connection: {self.sync_closed})"
+            return False, f"exit code {self.status}" + (closed if self.sync_closed else "")
         if self.recorded != EventType.SUCCESS:
             return False, "exited 0 without recording success"
         return True, None

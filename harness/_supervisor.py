@@ -317,6 +317,8 @@ class Supervisor:
                 self._note_failure(inst)
         elif kind == "signal" and self.progress:
             self.progress.phase = f"{event.get('state')} {event.get('seq')}/{self.spec.total}"
+        elif kind == "connection" and inst is not None and event.get("status") != "lost":
+            inst.sync_closed = str(event.get("reason"))  # refused, failed or dropped by it
 
     def _note_failure(self, inst: InstanceState) -> None:
         if self.first_failure is None:

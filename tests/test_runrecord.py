@@ -287,3 +287,16 @@ def test_an_instance_yet_to_start_has_no_outcome_while_the_run_goes_on() -> None
     assert state(start_error="no such file").to_record(final=False).reason == (
         "did not start: no such file")
     assert state(not_started="interrupted").to_record(final=False).outcome == "failed"
+
+
+def test_an_exit_code_says_when_the_sync_service_had_closed_the_connection() -> None:
+    """A 20 MB frame: the service refused the connection ("frame longer than ..." in
+    events.jsonl), and the instance's reason was a bare "exit code 1"."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=9, status=1)
+    assert st.verdict() == (False, "exit code 1")
+    st.sync_closed = "frame longer than 16777216 bytes"
+    assert st.verdict() == (False, "exit code 1 (the sync service had closed its connection: "
+                                   "frame longer than 16777216 bytes)")
