@@ -547,7 +547,11 @@ class Supervisor:
                 await self.all_exited.wait()
             if not self.all_exited.is_set():
                 if not self.interrupted:
-                    self._stop_all(f"still running at the run's timeout ({self.spec.timeout_s:g}s)")
+                    reason = f"still running at the run's timeout ({self.spec.timeout_s:g}s)"
+                    self._stop_all(reason)
+                    for st in self.states.values():  # what it waited for, where known
+                        if st.stopped == reason and (at := state.waiting_at(st.spec.id)):
+                            st.stopped = f"{reason}, {at}"
                 with trio.move_on_after(_KILL_AFTER_S + 2):
                     await self.all_exited.wait()
             procs.cancel_scope.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +301,30 @@ def test_an_exit_code_says_when_the_sync_service_had_closed_the_connection() -> 
     st.sync_closed = "frame longer than 16777216 bytes"
     assert st.verdict() == (False, "exit code 1 (the sync service had closed its connection: "
                                    "frame longer than 16777216 bytes)")
+
+
+def test_a_timeout_says_at_which_barrier_an_instance_waited(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """It said only "still running at the run's timeout", of instances at a barrier that
+    another instance never reached."""
+    import subprocess
+    import sys
+
+    manifest = ('name = "stuck"\n[[testcases]]\nname = "case"\n'
+                'instances = { min = 1, max = 3, default = 3 }\nentrypoint = "stuck.plan:case"\n')
+    code = ("import trio\nasync def case(env):\n    if env.global_seq == 1:\n"
+            "        await trio.sleep(600)\n"
+            "    await env.sync.signal_and_wait('ready', env.instance_count)\n")
+    plans = make_plan("stuck", manifest, code)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "stuck", "--plans", str(plans), "-q",
+         "--outputs", str(tmp_path / "out"), "--metrics-listen", "off", "--timeout", "3",
+         "--json"], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1])
+    reasons = sorted(i["reason"] for i in json.loads(r.stdout)["instances"])
+    assert reasons == [
+        "still running at the run's timeout (3s)",
+        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
+        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
+    ]

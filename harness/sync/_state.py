@@ -373,6 +373,14 @@ class SyncState:
         self._record({"kind": "connection", "status": status, "instance": instance,
                       "reason": reason})
 
+    def waiting_at(self, instance: str) -> str | None:
+        """Where `instance` waits now, if at a barrier: its state and how many arrived."""
+        for name, st in self._states.items():
+            for w in st.waiters:
+                if w.instance == instance:
+                    return f"waiting at barrier {name!r} ({st.count} of {w.target} arrived)"
+        return None
+
     def snapshot(self) -> dict[str, int]:
         """Arrival counts per state (for progress and reports)."""
         return {name: st.count for name, st in self._states.items()}
