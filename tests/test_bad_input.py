@@ -771,6 +771,9 @@ async def case(env):
         raise KeyboardInterrupt
     if how:
         sys.exit(int(how))
+if mode == "sync":
+    def case(env):
+        pass
 """
 
 
@@ -783,6 +786,9 @@ async def case(env):
     # "exit code 70", its stderr "cannot start the instance: 0"
     ("", "0", "crashed: SystemExit(0): the test function exited instead of returning"),
     ("", "kbint", "crashed: KeyboardInterrupt"),
+    # "TypeError: object NoneType can't be used in 'await' expression"
+    ("sync", "", "crashed: TypeError: the test function 'case' is not async: define it with "
+                 "`async def`"),
     ("print", "", None),  # printed before the --json document
 ])  # fmt: skip
 def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(

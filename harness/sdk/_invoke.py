@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,11 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         env.log = structlog.get_logger("instance")
         await sync.signal_event({"type": EventType.START})
         try:
-            await fn(env)
+            result = fn(env)
+            if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
+                raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
+                                f"async: define it with `async def`")
+            await result
         except BaseException as group:
             e = single_cause(group)
             if not isinstance(e, Exception | KeyboardInterrupt | SystemExit):
