@@ -243,6 +243,19 @@ class InstanceCgroup:
         """Let a frozen group run again."""
         self._freeze(False)
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in this group for its memory limit (0 where
+        the group has no memory controller or the kernel does not count them)."""
+        path = self.dirs.get("memory")
+        if path is None:
+            return 0
+        name = "memory.events" if self.versions["memory"] == 2 else "memory.oom_control"
+        try:
+            lines = (path / name).read_text().splitlines()
+        except OSError:
+            return 0
+        return next((int(line.split()[1]) for line in lines if line.startswith("oom_kill ")), 0)
+
     def frozen(self) -> bool:
         """True once every process of the group is frozen."""
         path = self._dir("freezer")

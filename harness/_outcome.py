@@ -31,6 +31,7 @@ class InstanceState:
     expect: str | None = None  # what its faults expect: "may_die" or "recover" (the stronger)
     paused: bool = False
     sync_closed: str | None = None  # why the sync service closed its connection, if it did
+    oom_killed: bool = False  # its cgroup's memory limit: the kernel killed it
 
     @property
     def running(self) -> bool:
@@ -86,7 +87,8 @@ class InstanceState:
                 name = signal.Signals(-self.status).name
             except ValueError:
                 name = f"signal {-self.status}"
-            return False, f"killed by {name}"
+            oom = ": out of memory (its cgroup's memory limit)" if self.oom_killed else ""
+            return False, f"killed by {name}{oom}"
         if self.status > 0:  # the instance's own reason for it may be this:
             closed = f" (the sync service had closed its connection: {self.sync_closed})"
             return False, f"exit code {self.status}" + (closed if self.sync_closed else "")

@@ -637,6 +637,9 @@ class Supervisor:
                                self.conductor.state)
 
     def _exited(self, st: InstanceState, state: SyncState) -> None:
+        group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
+        if st.status == -signal.SIGKILL and group is not None:  # or a plain SIGKILL?
+            st.oom_killed = group.oom_kills() > 0
         passed, reason = st.verdict()
         state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else reason or "ended"))
         if not passed and not st.not_started:

@@ -166,6 +166,7 @@ def test_a_memory_limit_kills_a_hog_inside_the_group(groups: cg.RunCgroups) -> N
     group.add(proc.pid)
     os.write(write, b"x")
     assert proc.wait(timeout=60) == -9, "the hog was not OOM-killed inside its group"
+    assert group.oom_kills() >= 1  # what tells an OOM kill from another SIGKILL
     os.close(read)
     os.close(write)
 

@@ -328,3 +328,15 @@ def test_a_timeout_says_at_which_barrier_an_instance_waited(
         "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
         "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
     ]
+
+
+def test_a_sigkill_by_the_memory_limit_says_out_of_memory() -> None:
+    """It read "killed by SIGKILL", as any kill does."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=9, status=-9)
+    assert st.verdict() == (False, "killed by SIGKILL")
+    st.oom_killed = True
+    assert st.verdict() == (False, "killed by SIGKILL: out of memory (its cgroup's memory "
+                                   "limit)")
