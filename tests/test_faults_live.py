@@ -194,7 +194,8 @@ def test_a_memory_limit_kills_an_instance_that_eats_past_it(tmp_path: Path) -> N
     assert code == 1, out
     _served_by(run_dir, "memory")
     assert "ate" not in (run_dir / "single/0/cpu.log").read_text(), "it ate past the limit"
-    assert _instance(run_dir, "single/0")["reason"] == "killed by SIGKILL"
+    assert _instance(run_dir, "single/0")["reason"] == ("killed by SIGKILL: out of memory (its "
+                                                     "cgroup's memory limit)")
 
 
 @root
