@@ -7,7 +7,7 @@ import resource
 
 from harness._errors import EnvironmentProblem, os_error_in
 
-OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+_OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def need(instances: int) -> int:
@@ -30,7 +30,7 @@ def raise_limit(instances: int) -> None:
 
 def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | None:
     """The one-line error for a run that ran out of file descriptors somewhere in `error`."""
-    found = os_error_in(error, OUT_OF_FILES)
+    found = os_error_in(error, _OUT_OF_FILES)
     if found is None:
         return None
     if found.errno == errno.ENFILE:

@@ -30,11 +30,11 @@ from harness._clock import InstanceClock, find_libfaketime
 from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
-from harness._errors import EnvironmentProblem, HarnessError, UsageError, os_error_in, single_cause
+from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
-from harness._openfiles import OUT_OF_FILES, out_of_files, raise_limit
+from harness._openfiles import out_of_files, raise_limit
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
@@ -352,7 +352,7 @@ class Supervisor:
                     await self._supervise(signals)
                 except BaseException as e:
                     with contextlib.suppress(OSError):  # what failed may be the disk
-                        self._write_run_json(ended=True, error=_describe(e))
+                        self._write_run_json(ended=True, error=_describe(e, self.spec.total))
                     raise
                 result = self._result()
                 self._write_run_json(ended=True, result=result)
@@ -948,12 +948,12 @@ class Supervisor:
             write_run(self.run_dir, record)
 
 
-def _describe(error: BaseException) -> str:
-    """run.json's reason for a run that ended by an exception."""
+def _describe(error: BaseException, instances: int) -> str:
+    """run.json's reason for a run of `instances` that ended by an exception."""
     if (full := disk_full_in(error)) is not None:  # a full disk fails every writer at once
         return f"cannot write the run's outputs: {full.strerror or full}"
-    if os_error_in(error, OUT_OF_FILES) is not None:
-        return "too many open files (see the open-file limit: ulimit -n)"
+    if (files := out_of_files(error, instances)) is not None:
+        return str(files)
     cause = single_cause(error)
     if isinstance(cause, HarnessError):  # e.g. the network could not be built
         return str(cause)

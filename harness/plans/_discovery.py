@@ -37,9 +37,9 @@ def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
     for root in roots if roots is not None else default_roots():
         if not root.is_dir():
             raise UsageError(f"plan directory {root} {_not_a_dir(root)}")
-        if root.resolve() in seen:  # named twice (--plans x --plans ./x): the same plans
+        if (real := root.resolve()) in seen:  # named twice (--plans x --plans ./x)
             continue
-        seen.add(root.resolve())
+        seen.add(real)
         for manifest in sorted(root.glob("*/manifest.toml")):
             plan = load_manifest(manifest)
             if plan.name in plans:

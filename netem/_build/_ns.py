@@ -268,12 +268,13 @@ def remove_namespace(name: str) -> bool:
 
 def netns_inode(name: str) -> int | None:
     """The inode identifying the namespace bound at /run/netns/<name>, if it is bound."""
-    path = f"{NETNS_DIR}/{name}"
-    try:
-        st = os.stat(path)
-    except OSError:
+    fd = open_bound(name)
+    if fd is None:
         return None
-    return st.st_ino if st.st_dev != os.stat(NETNS_DIR).st_dev else None
+    try:
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
 
 
 def open_bound(name: str) -> int | None:

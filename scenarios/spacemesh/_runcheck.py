@@ -13,9 +13,9 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     """ValueError naming the first param the run's `instances` cannot satisfy: a fault
     schedule that is malformed or names nodes the network lacks, more late miners or
     dishonest nodes than there are (they would be bent silently), a `shared_keys` that makes
-    no pair; or params that cannot
-    hold together: late miners that start after the last layer to verify (the run would
-    wait for its timeout), a checkpoint past it (no node applies that layer)."""
+    no pair; or params that cannot hold together: late miners that start after the last
+    layer to verify (the run would wait for its timeout), a checkpoint past it (no node
+    applies that layer)."""
     nodes = instances - int(p["poets"])
     schedule = str(p.get("schedule") or "")
     if schedule:
