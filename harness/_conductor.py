@@ -9,6 +9,7 @@ run with its reason, since a test whose fault never happened proves nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -82,6 +83,25 @@ class _Active:
     name: str
     resolved: Resolved
     undo: Callable[[], Any] | None = None
+    hit: list[str] = dataclasses.field(default_factory=list)
+    """The instances a pause, skew, limit or hog holds (those it found running)."""
+    at: float = 0.0
+    """trio's clock when it was applied."""
+
+
+def _setting(fault: Fault, elapsed: float) -> tuple[Any, ...]:
+    """What a skew, limit or hog fault sets, `elapsed` seconds after it was applied (a
+    skew's drift has moved its offset on since)."""
+    args = fault.args
+    if fault.action == "skew":
+        drift = args.get("drift", 0.0)
+        return args.get("offset", 0.0) + drift * elapsed, drift
+    if fault.action == "limit":
+        return args.get("cpu"), args.get("memory")
+    return (args["cpu"],)
+
+
+_UNSET: dict[str, tuple[Any, ...]] = {"skew": (0.0, 0.0), "limit": (None, None), "hog": (0,)}
 
 
 class Conductor:
@@ -215,7 +235,7 @@ class Conductor:
         """Play the fault; what it recorded as applied: what it chose, and whom it missed (a
         process, clock or resource fault on one that was not running does nothing there)."""
         begun = self.at_s()
-        active = _Active(name, resolved)
+        active = _Active(name, resolved, at=trio.current_time())
         try:
             missed = await self._play(name, resolved, active)
         except FaultError:
@@ -254,20 +274,17 @@ class Conductor:
                       if not await self.actions.end(iid, why, grace, comeback, expect)]
             if fault.duration is not None:
                 active.undo = lambda: self._each(chosen, self.actions.start, f"{name} undone")
-        elif action in ("pause", "resume"):
-            missed = [iid for iid in chosen if not await self.actions.pause(iid, action == "pause")]
-            if fault.duration is not None:
-                active.undo = lambda: self._unpause(name)
-        elif action == "skew":
-            missed, active.undo = await self._each_running(
-                chosen, self.actions.skew, (args.get("offset", 0.0), args.get("drift", 0.0)),
-                (0.0, 0.0))
-        elif action == "limit":
-            missed, active.undo = await self._each_running(
-                chosen, self.actions.limit, (args.get("cpu"), args.get("memory")), (None, None))
-        elif action == "hog":
-            missed, active.undo = await self._each_running(
-                chosen, self.actions.hog, (args["cpu"],), (0,))
+        elif action == "pause":
+            missed = await self._hold(active, chosen, (True,),
+                                      lambda hit: self._unpause(name, hit))
+        elif action == "resume":
+            missed = [iid for iid in chosen if not await self.actions.pause(iid, False)]
+            for a in self._active.values():  # resumed: no pause holds them any more
+                if a.resolved.fault.action == "pause":
+                    a.hit = [iid for iid in a.hit if iid not in chosen]
+        elif action in _UNSET:
+            missed = await self._hold(active, chosen, _setting(fault, 0.0),
+                                      lambda hit: self._set_back(name, action, hit))
         return missed
 
     async def _undo(self, name: str) -> None:
@@ -283,22 +300,52 @@ class Conductor:
         for iid in instances:
             await act(iid, *args)
 
-    async def _each_running(
-        self, chosen: Sequence[str], act: Callable[..., Awaitable[bool]], on: tuple[Any, ...],
-        off: tuple[Any, ...],
-    ) -> tuple[list[str], Callable[[], Awaitable[None]]]:
-        """`act(iid, *on)` on each chosen instance: those it missed (not running), and the
-        undo, `act(iid, *off)` on the others."""
-        missed = [iid for iid in chosen if not await act(iid, *on)]
-        hit = [iid for iid in chosen if iid not in missed]
-        return missed, lambda: self._each(hit, act, *off)
+    async def _hold(
+        self, active: _Active, chosen: Sequence[str], on: tuple[Any, ...],
+        back: Callable[[list[str]], Awaitable[None]],
+    ) -> list[str]:
+        """The fault's action with arguments `on` on each chosen instance: whom it missed
+        (not running). Those it reached are `active.hit`; a timed fault's undo is
+        `back(active.hit)`. If one refuses, those it reached already are put back first: a
+        refused fault leaves nothing behind."""
+        act = getattr(self.actions, active.resolved.fault.action)
+        missed: list[str] = []
+        try:
+            for iid in chosen:
+                (active.hit if await act(iid, *on) else missed).append(iid)
+        except Exception:
+            with contextlib.suppress(Exception):  # the refusal is what the run is told
+                await back(active.hit)
+            raise
+        if active.resolved.fault.duration is not None:
+            active.undo = lambda: back(active.hit)
+        return missed
 
-    async def _unpause(self, name: str) -> None:
-        # An instance another timed pause still holds stays paused until that one ends.
-        held = {iid for n, a in self._active.items() if n != name and a.undo is not None
-                and a.resolved.fault.action == "pause" for iid in a.resolved.instances}
-        await self._each([i for i in self._active[name].resolved.instances if i not in held],
-                         self.actions.pause, False)
+    def _held_by_others(self, name: str, action: str) -> dict[str, _Active]:
+        """Each instance another fault of `action` in force holds: the latest such fault."""
+        return {iid: a for n, a in self._active.items()
+                if n != name and a.resolved.fault.action == action for iid in a.hit}
+
+    async def _unpause(self, name: str, instances: list[str]) -> None:
+        # An instance another pause still holds stays paused until that one ends.
+        held = self._held_by_others(name, "pause")
+        await self._each([i for i in instances if i not in held], self.actions.pause, False)
+
+    async def _set_back(self, name: str, action: str, instances: list[str]) -> None:
+        """`instances` back to what the latest other `action` (skew, limit or hog) in force
+        on each sets, or to none: overlapping ones stack and the latest wins, so one that
+        ends while a later one holds the instance changes nothing."""
+        held = self._held_by_others(name, action)
+        order = list(self._active)
+        mine = order.index(name) if name in order else len(order)
+        now = trio.current_time()
+        for iid in instances:
+            other = held.get(iid)
+            if other is not None and order.index(other.name) > mine:
+                continue
+            setting = (_UNSET[action] if other is None
+                       else _setting(other.resolved.fault, now - other.at))
+            await getattr(self.actions, action)(iid, *setting)
 
     def _cut_by_others(self, name: str) -> set[Pair]:
         return {p for n, a in self._active.items() if n != name

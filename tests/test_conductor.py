@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 import trio.testing
 
@@ -152,3 +153,94 @@ def test_a_refused_limit_leaves_no_cap_behind() -> None:
         with pytest.raises(FaultError, match="limit on g/0: "):
             trio.run(actions.limit, "g/0", 0.01, 1 << 20)
         assert (group.cpu, group.memory) == (None, None), refuse
+
+
+class _Settings(_Paused):
+    """Actions that record every skew, limit and hog (when, whom, what); those of `refuse`
+    are refused."""
+
+    def __init__(self, refuse: str = "") -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.calls: list[tuple[float, str, str, tuple[Any, ...]]] = []
+
+    async def _set(self, action: str, instance: str, *args: Any) -> bool:
+        from harness.faults import FaultError
+
+        if instance == self.refuse and args not in ((0.0, 0.0), (None, None), (0,)):
+            raise FaultError(f"{action} on {instance}: refused")
+        self.calls.append((trio.current_time(), action, instance, args))
+        return True
+
+    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+        return await self._set("skew", instance, offset, drift)
+
+    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+        return await self._set("limit", instance, cpu, memory)
+
+    async def hog(self, instance: str, loops: int) -> bool:
+        return await self._set("hog", instance, loops)
+
+
+def _timed(action: str, at: float, duration: float, instances: list[str],
+           **args: Any) -> Fault:
+    return Fault.from_data({"action": action, "at": at, "duration": duration,
+                            "targets": {"instances": instances}, **args})
+
+
+def test_overlapping_limits_and_hogs_stack_the_latest_wins_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    """A limit (or hog) that ended lifted the instance's cap while a later one, still in
+    force, had set another: that one's cap was gone for the rest of its time."""
+    faults = [_timed("limit", 1, 3, ["g/0"], cpu=0.5), _timed("limit", 2, 4, ["g/0"], cpu=0.2),
+              _timed("hog", 1, 5, ["g/1"], cpu=1), _timed("hog", 2, 2, ["g/1"], cpu=2)]
+    actions = _Settings()
+    failures, _ = _conduct(tmp_path, faults, actions)
+    assert not failures
+    assert sorted(actions.calls) == [  # at one time, in no order
+        (1, "hog", "g/1", (1,)), (1, "limit", "g/0", (0.5, None)),
+        (2, "hog", "g/1", (2,)), (2, "limit", "g/0", (0.2, None)),
+        (4, "hog", "g/1", (1,)),  # the later hog ended: the earlier one's again
+        # 4: the earlier limit ended while the later one holds g/0: nothing changes
+        (6, "hog", "g/1", (0,)), (6, "limit", "g/0", (None, None)),
+    ]
+
+
+def test_a_skew_that_ends_gives_back_the_earlier_one_with_its_drift_run_on(
+    tmp_path: Path,
+) -> None:
+    faults = [_timed("skew", 1, 5, ["g/0"], offset=10, drift=0.1),
+              _timed("skew", 2, 2, ["g/0"], offset=-3)]
+    actions = _Settings()
+    _conduct(tmp_path, faults, actions)
+    assert [(t, args) for t, _, _, args in actions.calls] == [
+        (1, (10, 0.1)), (2, (-3, 0.0)), (4, (pytest.approx(10.3), 0.1)), (6, (0.0, 0.0))]
+
+
+def test_a_limit_one_instance_refuses_is_taken_back_from_those_it_reached(
+    tmp_path: Path,
+) -> None:
+    """g/0 was limited, g/1 refused: the run failed with the reason and g/0 stayed capped
+    (half the fault applied, and never undone)."""
+    actions = _Settings(refuse="g/1")
+    failures, records = _conduct(tmp_path, [_timed("limit", 1, 3, ["g/0", "g/1"], cpu=0.5)],
+                                 actions)
+    assert failures == ["fault 0 could not be played: limit on g/1: refused"]
+    assert actions.calls == [(1, "limit", "g/0", (0.5, None)),
+                             (1, "limit", "g/0", (None, None))]
+    assert [r["step"] for r in records] == ["failed"]
+
+
+def test_a_pause_for_good_holds_its_instance_past_a_timed_one_until_a_resume(
+    tmp_path: Path,
+) -> None:
+    """A timed pause that ended thawed an instance a pause without a duration held."""
+    faults = [Fault.from_data({"action": "pause", "at": 1, "targets": {"instances": ["g/0"]}}),
+              _timed("pause", 2, 1, ["g/0"]),
+              Fault.from_data({"action": "resume", "at": 5, "targets": {"instances": ["g/0"]}}),
+              _timed("pause", 6, 1, ["g/0"])]
+    actions = _Paused()
+    _conduct(tmp_path, faults, actions)
+    assert actions.changes == [(1, "g/0", True), (5, "g/0", False),
+                               (6, "g/0", True), (7, "g/0", False)]

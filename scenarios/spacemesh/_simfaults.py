@@ -12,14 +12,17 @@ partition and isolate cut the chosen directions; shape gives them latency, jitte
 kill and stop end the process (a SIGTERM is no gentler here); restart, or a kill or stop
 with a duration, starts it again with the same identity and data directory, if the
 cluster gives its nodes one (`faults.simulate` does), and an empty memory; pause and
-resume freeze and thaw it; skew sets its clock's offset and drift. limit and hog (CPU,
-memory) have no meaning in virtual time and are refused.
+resume freeze and thaw it; skew sets its clock's offset and drift. Overlapping pauses and
+skews stack as on real processes: an instance stays paused until the last pause holding
+it ends (or a resume), and a skew that ends gives back the latest one still in force.
+limit and hog (CPU, memory) have no meaning in virtual time and are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.faults import Fault, FaultError, Member, Resolved
 
@@ -128,6 +131,10 @@ class Player:
         """True once every step was played: who is dead then stays dead."""
         # Network faults in force per direction: fault index -> the link it imposes.
         self._links: dict[tuple[str, str], dict[int, MemoryLink]] = {}
+        # Per instance, the pauses that hold it and the skews in force (fault index ->
+        # offset, drift, true time applied), as the real conductor stacks them.
+        self._pauses: dict[str, set[int]] = {}
+        self._skews: dict[str, dict[int, tuple[float, float, float]]] = {}
 
     async def run(self) -> None:
         """Apply and undo every fault when due; returns after the last step."""
@@ -155,13 +162,34 @@ class Player:
             elif action == "restart":
                 await c.start(instance)
             elif action == "pause":
-                (c.pause if apply else c.resume)(instance)
+                holds = self._pauses.setdefault(instance, set())
+                if apply:
+                    holds.add(index)
+                    c.pause(instance)
+                else:
+                    holds.discard(index)
+                    if not holds:
+                        c.resume(instance)
             elif action == "resume":
+                self._pauses.pop(instance, None)
                 c.resume(instance)
             elif action == "skew":
-                args = r.fault.args
-                c.skew(instance, args.get("offset", 0.0) if apply else 0.0,
-                       args.get("drift", 0.0) if apply else 0.0)  # fmt: skip
+                self._skew(instance, index, r.fault.args if apply else None)
+
+    def _skew(self, instance: str, index: int, args: Mapping[str, Any] | None) -> None:
+        """Apply (args) or undo a skew: the latest in force on the instance wins, with its
+        drift's offset gained since it was applied; none, the true clock."""
+        now = self.cluster.clock.now()
+        skews = self._skews.setdefault(instance, {})
+        if args is not None:
+            skews[index] = (args.get("offset", 0.0), args.get("drift", 0.0), now)
+        elif index not in skews or index != list(skews)[-1]:
+            skews.pop(index, None)  # a later skew is in force: nothing changes
+            return
+        else:
+            del skews[index]
+        offset, drift, at = list(skews.values())[-1] if skews else (0.0, 0.0, now)
+        self.cluster.skew(instance, offset + drift * (now - at), drift)
 
     def _network(self, r: Resolved, index: int, apply: bool) -> None:
         link = MemoryLink(down=True)

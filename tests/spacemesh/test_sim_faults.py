@@ -343,3 +343,36 @@ def test_a_faults_file_that_cannot_be_read_is_a_fault_error(
     path.write_bytes(content)
     with pytest.raises(FaultError, match=message):
         read_faults(path)
+
+
+def test_overlapping_pauses_and_skews_stack_as_on_real_processes() -> None:
+    """The first pause's end resumed an instance a later pause still held, and a skew's end
+    gave the true clock back while a later one was in force: a search's verdict on such a
+    schedule was not what its replay on real processes gives (tests/test_conductor.py)."""
+    from types import SimpleNamespace
+
+    from scenarios.spacemesh._simfaults import Player
+
+    now = [0.0]
+    calls: list[tuple[float, str, tuple[float, ...]]] = []
+    cluster = SimpleNamespace(
+        clock=SimpleNamespace(now=lambda: now[0]),
+        pause=lambda i: calls.append((now[0], "pause", ())),
+        resume=lambda i: calls.append((now[0], "resume", ())),
+        skew=lambda i, o, d: calls.append((now[0], "skew", (o, d))))
+    target = {"instances": ["single/2"]}
+    faults = _faults({"action": "pause", "at": 1, "duration": 3, "targets": target},
+                     {"action": "pause", "at": 2, "duration": 4, "targets": target},
+                     {"action": "skew", "at": 1, "duration": 5, "offset": 10, "drift": 0.1,
+                      "targets": target},
+                     {"action": "skew", "at": 2, "duration": 1, "offset": -3, "targets": target})
+    plan = Plan.of(faults, SMALL.members())
+    player = Player(cluster, plan, 0.0)  # type: ignore[arg-type]
+    for t, i, apply in plan.steps:
+        now[0] = t
+        anyio.run(player.step, plan.resolved[i], i, apply)
+    assert sorted(calls) == [
+        (1, "pause", ()), (1, "skew", (10, 0.1)), (2, "pause", ()), (2, "skew", (-3, 0.0)),
+        (3, "skew", (pytest.approx(10.2), 0.1)),  # the earlier skew, its drift run on
+        # 4: the first pause ended; the second holds the instance until 6
+        (6, "resume", ()), (6, "skew", (0.0, 0.0))]
