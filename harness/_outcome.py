@@ -32,6 +32,7 @@ class InstanceState:
     paused: bool = False
     sync_closed: str | None = None  # why the sync service closed its connection, if it did
     oom_killed: bool = False  # its cgroup's memory limit: the kernel killed it
+    oom_seen: int = 0  # its cgroup's count of such kills at its process's last exit
 
     @property
     def running(self) -> bool:
@@ -54,6 +55,13 @@ class InstanceState:
         """A process fault hit it, expecting `expect`; "recover" outweighs "may_die"."""
         if self.expect != "recover":
             self.expect = expect
+
+    def exited_with_oom_kills(self, kills: int) -> None:
+        """Its process has exited (`status` is set) and its cgroup counts `kills` OOM kills:
+        it was killed for the group's memory limit if SIGKILL ended it and the count rose
+        since its last exit (the kernel counts per group, not per process)."""
+        self.oom_killed = self.status == -signal.SIGKILL and kills > self.oom_seen
+        self.oom_seen = kills
 
     def restarted(self) -> None:
         """A fault starts it again: the new process must record success anew."""

@@ -638,8 +638,8 @@ class Supervisor:
 
     def _exited(self, st: InstanceState, state: SyncState) -> None:
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
-        if st.status == -signal.SIGKILL and group is not None:  # or a plain SIGKILL?
-            st.oom_killed = group.oom_kills() > 0
+        if group is not None:  # a SIGKILL: the kernel's, for the memory limit?
+            st.exited_with_oom_kills(group.oom_kills())
         passed, reason = st.verdict()
         state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else reason or "ended"))
         if not passed and not st.not_started:

@@ -340,3 +340,22 @@ def test_a_sigkill_by_the_memory_limit_says_out_of_memory() -> None:
     st.oom_killed = True
     assert st.verdict() == (False, "killed by SIGKILL: out of memory (its cgroup's memory "
                                    "limit)")
+
+
+def test_only_a_sigkill_after_a_new_oom_kill_reads_out_of_memory() -> None:
+    """The kernel counts OOM kills per cgroup: once an instance had been killed for memory,
+    a fault's later SIGKILL of its restarted process read "out of memory" too."""
+    import signal
+
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=9)
+    reasons = []
+    for status, kills in ((-signal.SIGKILL, 1), (-signal.SIGKILL, 1), (1, 2),
+                          (-signal.SIGKILL, 2), (-signal.SIGKILL, 3)):
+        st.status = status
+        st.exited_with_oom_kills(kills)
+        reasons.append(st.verdict()[1])
+        st.restarted()
+    assert ["out of memory" in (r or "") for r in reasons] == [True, False, False, False, True]
