@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -234,7 +235,7 @@ class SyncClient:
     async def _send(self, frame: dict[str, Any]) -> None:
         if self._closed is not None:
             raise SyncError(f"not connected to the sync service: {self._closed}")
-        data = orjson.dumps(frame) + b"\n"
+        data = _encode(frame)
         async with self._send_lock:
             try:
                 await self._stream.send(data)
@@ -417,3 +418,32 @@ async def connect_tcp(
         raise SyncError(f"cannot reach the sync service at {host}:{port}: {e}") from None
     async with _open(stream, instance, token) as client:
         yield client
+
+
+def _encode(frame: dict[str, Any]) -> bytes:
+    """The frame's line; TypeError for a type JSON cannot carry, ValueError for a NaN or an
+    infinity (orjson writes them as null: refused, not changed), each naming the request."""
+    op = frame.get("op", "request")
+    try:
+        data = orjson.dumps(frame)
+    except orjson.JSONEncodeError as e:
+        raise TypeError(f"{op}: cannot send as JSON: {e}") from None
+    if b"null" in data:  # the only place a NaN or an infinity can be
+        where = _non_finite(frame, "")
+        if where is not None:
+            raise ValueError(f"{op}: {where[0]} is {where[1]!r}: JSON has no NaN or infinity "
+                            f"(it would arrive as null)")
+    return data + b"\n"
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """Where in `value` the first NaN or infinity is, and it; None if there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    items: Any = (value.items() if isinstance(value, dict)
+                  else enumerate(value) if isinstance(value, list | tuple) else ())
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key!r}]" if path else str(key))
+        if found is not None:
+            return found
+    return None

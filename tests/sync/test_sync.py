@@ -119,6 +119,26 @@ def test_subscribe_replays_then_goes_live_in_order() -> None:
     run(main)
 
 
+def test_what_json_cannot_carry_is_refused_naming_where_not_sent_as_null() -> None:
+    """A NaN or an infinity was published as null (orjson writes them so), and a set gave
+    orjson's bare "Type is not JSON serializable" with no word of which call."""
+
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            with pytest.raises(ValueError, match=r"^publish: payload\['x'\]\[1\] is nan: "
+                                                 r"JSON has no NaN or infinity"):
+                await c.publish("t", {"x": [None, float("nan")]})
+            with pytest.raises(ValueError, match=r"^publish: payload is -inf"):
+                await c.publish("t", float("-inf"))
+            with pytest.raises(TypeError, match=r"^publish: cannot send as JSON: .*set"):
+                await c.publish("t", {1, 2})
+            assert await c.publish("t", [None, 1.5]) == 1  # nothing was sent before
+            async with c.subscribe("t") as items:
+                assert await items.__anext__() == [None, 1.5]
+
+    run(main)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     plan=st.lists(
