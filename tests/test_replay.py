@@ -78,10 +78,15 @@ def test_a_replay_plays_the_same_faults_on_the_same_instances(tmp_path: Path) ->
         i: int(i in (chosen, other)) for i in ("single/0", "single/1", "single/2")}
 
 
-def test_print_faults_writes_what_run_faults_reads(tmp_path: Path,
+@pytest.mark.parametrize("plan_dir", ["faulty", "gone"])
+def test_print_faults_writes_what_run_faults_reads(tmp_path: Path, plan_dir: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Also when the run's plan is no longer where it was: the schedule is the run's own
+    (it was refused: "cannot be replayed: its plan 'faulty' is no longer at ...")."""
     run_dir = _recorded(tmp_path, faults=[{"action": "kill", "at": 0.7, "duration": 0.4,
-                                           "targets": {"group": ["single"], "count": 1}}])
+                                           "targets": {"group": ["single"], "count": 1}}],
+                        plan_dir=str(tmp_path / plan_dir if plan_dir == "gone"
+                                     else (PLANS / plan_dir).resolve()))
     (run_dir / "faults.jsonl").write_text(json.dumps(
         {"fault": "live 0 (cli)", "step": "applied", "at_s": 2.0, "action": "pause",
          "at": 0.0, "targets": {"group": "single"}, "chosen": ["single/1"]}) + "\n")

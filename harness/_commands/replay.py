@@ -9,8 +9,8 @@ import orjson
 
 from harness._commands._args import add_run
 from harness._commands.run import add_how, start
-from harness._replay import replay_spec, schedule
-from harness.observe import resolve_run
+from harness._replay import replay_faults, replay_spec, schedule
+from harness.observe import load_run, resolve_run
 from harness.runners import RUNNERS
 
 HELP = "run a recorded run again: the same plan, groups, params, runner, timeout and faults"
@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     """Replay it; the exit code is 0 (passed), 1 (failed), 2 (bad input, or a run that
     cannot be replayed) or 130 (interrupted)."""
     run_dir = resolve_run(args.run, args.outputs)
-    spec = replay_spec(run_dir, args.runner)
-    if args.print_faults:
-        text = orjson.dumps(schedule(spec.faults), option=orjson.OPT_INDENT_2).decode()
+    if args.print_faults:  # from the run alone: its plan may be gone or changed since
+        faults = replay_faults(load_run(run_dir), run_dir)
+        text = orjson.dumps(schedule(faults), option=orjson.OPT_INDENT_2).decode()
         sys.stdout.write(text + "\n")
         return 0
+    spec = replay_spec(run_dir, args.runner)
     return start(spec, args, run_dir.parent, what=f"replaying {run_dir.name}:")
