@@ -132,6 +132,9 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
                                     "miners must start before the last layer to verify"),
         ("checkpoint_layer=9", "harness: error: spacemesh:faults: checkpoint_layer=9: past the "
                                "last layer to verify (layers=8)"),
+        # Ran 25 s, then every instance failed: "ATX of miner single/4 unknown to ...".
+        ("layers_per_epoch=10\nlayers=3", "harness: error: spacemesh:faults: layers=3: must "
+                                          "reach past the first epoch (layers_per_epoch=10)"),
         # Ran 16 s, then every node failed: "no identity equivocated: nothing to detect".
         ("shared_keys=40", "harness: error: spacemesh:faults: shared_keys=40: 40% of the "
                            "network's 4 miners makes no pair sharing a key"),

@@ -15,7 +15,8 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     dishonest nodes than there are (they would be bent silently), a `shared_keys` that makes
     no pair; or params that cannot hold together: late miners that start after the last
     layer to verify (the run would wait for its timeout), a checkpoint past it (no node
-    applies that layer)."""
+    applies that layer), `layers` within the first epoch (no layer can have a block, and
+    the ATXs may not have come)."""
     nodes = instances - int(p["poets"])
     schedule = str(p.get("schedule") or "")
     if schedule:
@@ -30,6 +31,12 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     if int(p.get("dishonest", 0)) > nodes:
         raise ValueError(f"dishonest={p['dishonest']}: the network has only {nodes} nodes")
     layers = int(p["layers"])
+    if layers < int(p["layers_per_epoch"]):
+        # Epoch 0 has no ATXs, so no proposals; its miners' first ATXs come once its PoET
+        # round ends. The same rule as the simulation's `--layers`.
+        raise ValueError(f"layers={layers}: must reach past the first epoch "
+                         f"(layers_per_epoch={p['layers_per_epoch']}): no layer before can "
+                         f"have a block, and the ATX check would fail")
     if int(p.get("late", 0)) and int(p.get("late_layers", 0)) >= layers:
         raise ValueError(f"late_layers={p['late_layers']}: the late miners must start before "
                          f"the last layer to verify (layers={layers})")
