@@ -12,6 +12,9 @@ from typing import IO, Any
 
 import orjson
 
+MAX_LINE = 16 << 20
+"""The longest record read (16 MiB); a longer line counts as damaged."""
+
 
 def read_jsonl(path: Path, damaged: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
     """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped,
@@ -24,12 +27,30 @@ def read_jsonl(path: Path, damaged: dict[Path, int] | None = None) -> Iterator[d
     if f is None:
         return
     with f:
-        for line in f:
-            obj = parse_line(line)
+        for line in _lines(f):
+            obj = parse_line(line) if line is not None else None
             if obj is not None:
                 yield obj
-            elif damaged is not None and line.endswith(b"\n") and line.strip():
+            elif damaged is not None and _damage(line):
                 damaged[path] = damaged.get(path, 0) + 1
+
+
+def _damage(line: bytes | None) -> bool:
+    """Whether a line that is no record is damage: one too long is, one blank or without
+    its newline (a live writer's last, maybe unfinished) is not."""
+    return line is None or (line.endswith(b"\n") and bool(line.strip()))
+
+
+def _lines(f: IO[bytes]) -> Iterator[bytes | None]:
+    """Each line of `f`; None for one longer than MAX_LINE, which is skipped unread (a
+    program that logged a gigabyte in one record must not take a gigabyte to read)."""
+    while line := f.readline(MAX_LINE + 1):
+        if len(line) <= MAX_LINE or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def number(value: object) -> float | None:

@@ -105,3 +105,28 @@ def test_a_directory_that_is_no_instance_is_not_listed_as_one(
     assert "notes/1" not in ids and "single/9" in ids
     (run_dir / "run.json").unlink()  # no record: every <group>/<seq>/ is all there is
     assert "notes/1" in [i.id for i in instance_dirs(run_dir)]
+
+
+def test_a_record_longer_than_the_limit_is_damage_read_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One record of a gigabyte (a program that logged a whole buffer) was read whole, then
+    parsed: as much memory as the line, for every command that reads the file."""
+    import tracemalloc
+
+    from harness.observe import _jsonl
+
+    monkeypatch.setattr(_jsonl, "MAX_LINE", 1 << 16)
+    path = tmp_path / "log.jsonl"
+    with path.open("wb") as f:
+        f.write(b'{"n": 1}\n{"big": "' + b"x" * (40 << 20) + b'"}\n{"n": 2}\n{"n": 3}')
+    damaged: dict[Path, int] = {}
+    tracemalloc.start()
+    try:
+        got = list(_jsonl.read_jsonl(path, damaged))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == [{"n": 1}, {"n": 2}, {"n": 3}]  # the unfinished last line read too
+    assert damaged == {path: 1}
+    assert peak < 8 << 20, peak
