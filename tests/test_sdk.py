@@ -49,6 +49,18 @@ def test_runenv_names_what_is_wrong(key: str, value: str | None, message: str) -
         sdk.RunEnv.from_environ(env)
 
 
+@pytest.mark.parametrize(("port", "path", "message"), [
+    (70000, "/metrics", "port must be an int from 1 to 65535, not 70000"),
+    ("9100", "/metrics", "port must be an int from 1 to 65535, not '9100'"),
+    # published as http://...:9100metrics, which ended the supervisor in a traceback
+    (9100, "metrics", "path must start with / and hold no spaces, not 'metrics'"),
+])
+def test_expose_metrics_refuses_what_makes_no_url(port: Any, path: str, message: str) -> None:
+    env = sdk.RunEnv.from_environ(ENV)
+    with pytest.raises(ValueError, match=f"^expose_metrics: {message}$"):
+        trio.run(env.expose_metrics, port, path)  # refused before it touches the sync
+
+
 @dataclasses.dataclass
 class Addr:
     host: str

@@ -99,9 +99,10 @@ class Scraper(Collector):
         except httpx.TimeoutException:
             self._tally(iid, "timed_out", last)
             return
-        except (httpx.HTTPError, ValueError) as e:
-            self._tally(iid, "failed", last,
-                        f"{type(e).__name__}: {e}" if isinstance(e, httpx.HTTPError) else str(e))
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
+            # InvalidURL: what an instance published as its endpoint is no URL at all
+            self._tally(iid, "failed", last, str(e) if type(e) is ValueError
+                        else f"{type(e).__name__}: {e}")
             return
         self._tally(iid, "answered", last)
         self._latest[iid] = families

@@ -77,7 +77,14 @@ class RunEnv(RunParams):
 
     async def expose_metrics(self, port: int, path: str = "/metrics") -> None:
         """Tell the supervisor to scrape this instance's Prometheus endpoint (served on
-        the instance's data address) into the run's outputs and its aggregated /metrics."""
+        the instance's data address) into the run's outputs and its aggregated /metrics.
+        ValueError for a port outside 1-65535 or a path not starting with /."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"expose_metrics: port must be an int from 1 to 65535, not {port!r}")
+        if not isinstance(path, str) or not path.startswith("/") or any(
+                c.isspace() for c in path):
+            raise ValueError(f"expose_metrics: path must start with / and hold no spaces, "
+                             f"not {path!r}")
         url = f"http://{self.data_ip or '127.0.0.1'}:{port}{path}"
         await self.sync.publish(METRICS_TOPIC, {"instance": self.instance_id, "url": url})
 

@@ -151,7 +151,11 @@ def test_scraper_survives_garbage(tmp_path: Path) -> None:
 
     async def main() -> Scraper:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        s = Scraper(tmp_path, {"g/0": "http://x/bad", "g/1": "http://x/err"}, client=client)
+        # g/2 and g/3: what an instance published as its endpoint is no URL (httpx's
+        # InvalidURL, no HTTPError, ended the supervisor in a traceback)
+        s = Scraper(tmp_path, {"g/0": "http://x/bad", "g/1": "http://x/err",
+                               "g/2": "http://127.0.0.1:9100metrics", "g/3": "ftp://[::1"},
+                    client=client)
         await s.scrape_once()
         await client.aclose()
         s.close()
@@ -159,10 +163,9 @@ def test_scraper_survives_garbage(tmp_path: Path) -> None:
 
     s = trio.run(main)
     fams = _families(s.exposition().decode())
-    assert {lab["instance"]: v for _, lab, v in fams["harness_scrape_up"]} == {
-        "g/0": 0.0,
-        "g/1": 0.0,
-    }
+    assert {lab["instance"]: v for _, lab, v in fams["harness_scrape_up"]} == dict.fromkeys(
+        ("g/0", "g/1", "g/2", "g/3"), 0.0)
+    assert "InvalidURL: Invalid port: '9100metrics'" in str(s.tally["g/2"])
 
 
 def test_interval_must_be_positive(tmp_path: Path) -> None:
