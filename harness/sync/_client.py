@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import socket
@@ -17,6 +18,10 @@ import orjson
 import sniffio
 
 from harness.sync._protocol import MAX_FRAME
+
+_WAITS = ("barrier", "signal_and_wait")
+"""The requests whose reply waits on other instances: cancelled on the service if the
+caller gives up."""
 
 _READ = 65536  # bytes per read
 
@@ -148,7 +153,15 @@ class SyncClient:
         self._pending[rid] = pending
         try:
             await self._send({"id": rid, "op": op, **fields})
-            await self._wait(pending, lambda: pending.frame is not None)
+            try:
+                await self._wait(pending, lambda: pending.frame is not None)
+            except anyio.get_cancelled_exc_class():
+                if op in _WAITS and pending.frame is None and self._closed is None:
+                    # Given up: the service must not keep it waiting there (a timeout
+                    # would name that barrier; its end would be recorded as failed).
+                    with anyio.CancelScope(shield=True), contextlib.suppress(SyncError):
+                        await self._send({"id": next(self._ids), "op": "cancel", "target": rid})
+                raise
         finally:
             self._pending.pop(rid, None)
         frame = pending.frame
@@ -238,7 +251,10 @@ class SyncClient:
         data = _encode(frame)
         async with self._send_lock:
             try:
-                await self._stream.send(data)
+                # Whole or not at all: a frame cut by a cancellation would run into the next
+                # one and break the connection for every later call.
+                with anyio.CancelScope(shield=True):
+                    await self._stream.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
                 self._lost(f"connection lost: {e}")
                 raise SyncError(f"not connected to the sync service: {self._closed}") from None

@@ -119,6 +119,45 @@ def test_subscribe_replays_then_goes_live_in_order() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("op", ["barrier", "signal_and_wait"])
+def test_a_wait_the_caller_gave_up_is_cancelled_on_the_service(op: str) -> None:
+    """It stayed registered: a run's timeout named that barrier as where the instance
+    waited, and the barrier's failure at the instance's end was recorded."""
+
+    async def main() -> None:
+        async with running_server(["g/0", "g/1"]) as (path, state, _), \
+                connect_unix(path, "g/0") as c:
+            with anyio.move_on_after(0.2):
+                await getattr(c, op)("phase1", 2)
+            with anyio.fail_after(2):  # served after the cancel, which went first
+                assert await c.signal_entry("next") == 1
+            assert state.waiting_at("g/0") is None
+
+    run(main)
+
+
+def test_a_send_cancelled_midway_does_not_break_the_connection() -> None:
+    """A 15 MB publish cancelled while it was being written left half a frame on the wire:
+    the next request ran into it, and the instance's calls hung or failed from then on."""
+
+    async def main() -> None:
+        big = "q" * 15_000_000
+        for n, after in enumerate((0.005, 0.01, 0.02, 0.04, 0.08)):  # one cuts the send
+            async with running_server() as (path, _, _), connect_unix(path) as c:
+                with anyio.move_on_after(after):
+                    await c.publish("big", big)
+                with anyio.fail_after(10):
+                    assert await c.signal_entry("after") == 1, n
+                    await c.publish("big", "end")
+                    async with c.subscribe("big") as items:
+                        got = [await items.__anext__()]
+                        while got[-1] != "end":
+                            got.append(await items.__anext__())
+                assert got in (["end"], [big, "end"])  # sent whole, or not at all
+
+    run(main)
+
+
 def test_what_json_cannot_carry_is_refused_naming_where_not_sent_as_null() -> None:
     """A NaN or an infinity was published as null (orjson writes them so), and a set gave
     orjson's bare "Type is not JSON serializable" with no word of which call."""
