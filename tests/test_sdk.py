@@ -130,3 +130,41 @@ def test_run_on_runs_on_the_backend_a_plan_names(backend: str, loop: str | None)
 
     library = "trio" if backend == "trio" else "asyncio"
     assert sdk.run_on(backend, where, "x") == (library, loop, "x")
+
+
+@pytest.mark.parametrize(("second", "kind", "error"), [
+    (sdk.TestFailure("peer 3 answered 41"), "failure", "TestFailure: peer 3 answered 41"),
+    (ValueError("bad frame"), "crash", "ValueError: bad frame"),
+])
+def test_failures_of_several_tasks_at_once_are_each_said(
+    second: Exception, kind: str, error: str, tmp_path: Path,
+) -> None:
+    """Two checks failing at once read "crashed: ExceptionGroup: Exceptions from Trio
+    nursery (2 sub-exceptions)": a crash, naming neither."""
+    from harness.sdk._invoke import _run
+
+    async def case(env: sdk.RunEnv) -> None:
+        go = trio.Event()
+
+        async def fail(e: Exception) -> None:
+            await go.wait()  # both wake in one batch: neither is cancelled first
+            raise e
+
+        async with trio.open_nursery() as n:
+            n.start_soon(fail, sdk.TestFailure("peer 3 answered"))
+            n.start_soon(fail, second)
+            await trio.sleep(0.01)
+            go.set()
+
+    async def main() -> None:
+        async with running_server() as (path, _, events):
+            env = sdk.RunEnv.from_environ({**ENV, "TEST_SYNC_SOCKET": path,
+                                           "TEST_OUTPUTS_PATH": str(tmp_path)})
+            del env.sync_token  # type: ignore[attr-defined]
+            assert await _run(case, env) == 1
+        (end,) = [e for e in events if e.get("type") in ("failure", "crash")]
+        head, _, errors = end["error"].partition(": ")
+        assert (end["type"], head) == (kind, "2 errors at once")
+        assert sorted(errors.split("; ")) == sorted(["TestFailure: peer 3 answered", error])
+
+    run(main)

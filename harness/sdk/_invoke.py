@@ -13,7 +13,6 @@ from typing import Any, NoReturn, TypeVar
 import anyio
 import structlog
 
-from harness._errors import single_cause
 from harness._runparams import RunEnvError
 from harness.observe._logging import configure_logging
 from harness.sdk._connect import connect
@@ -82,6 +81,19 @@ class TestFailure(Exception):
 _FAILURES = (TestFailure, AssertionError, BarrierFailed, SubscriptionFailed)
 
 
+def _leaves(e: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, however nested; `[e]` for any other."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):  # `SystemExit: 0` would read as a clean end
+        return f"SystemExit({e.code!r}): the test function exited instead of returning"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 async def _run(fn: TestFunction, env: RunEnv) -> int:
     async with connect(env) as sync:
         env.sync = sync
@@ -95,15 +107,18 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
                                 f"async: define it with `async def`")
             await result
         except BaseException as group:
-            e = single_cause(group)
-            if not isinstance(e, Exception | KeyboardInterrupt | SystemExit):
+            # Several tasks may fail at once: each error is said, in a failure if each is a
+            # failed check, else in a crash.
+            errors = [e for e in _leaves(group)
+                      if isinstance(e, Exception | KeyboardInterrupt | SystemExit)]
+            if not errors:
                 raise  # a cancellation: the instance is being stopped, not failing
-            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            if isinstance(e, SystemExit):  # `SystemExit: 0` would read as a clean end
-                error = (f"SystemExit({e.code!r}): the test function exited instead of "
-                         f"returning")
+            error = "; ".join(map(_describe, errors))
+            if len(errors) > 1:
+                error = f"{len(errors)} errors at once: {error}"
             # A failed check is the test failing; any other exception is a crash.
-            kind = EventType.FAILURE if isinstance(e, _FAILURES) else EventType.CRASH
+            failed = all(isinstance(e, _FAILURES) for e in errors)
+            kind = EventType.FAILURE if failed else EventType.CRASH
             env.log.error(kind.value, error=error)  # as record_failure / record_crash log it
             traceback.print_exc()  # after the record: `harness logs` shows it in its place
             report = env._signal_end(kind, error, traceback.format_exc())
