@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import socket
@@ -456,8 +457,14 @@ def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
     """Where in `value` the first NaN or infinity is, and it; None if there is none."""
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value)
-    items: Any = (value.items() if isinstance(value, dict)
-                  else enumerate(value) if isinstance(value, list | tuple) else ())
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # orjson's too
+        items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    else:
+        return None
     for key, item in items:
         found = _non_finite(item, f"{path}[{key!r}]" if path else str(key))
         if found is not None:

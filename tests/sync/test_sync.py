@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 
 import anyio
@@ -158,6 +159,11 @@ def test_a_send_cancelled_midway_does_not_break_the_connection() -> None:
     run(main)
 
 
+@dataclasses.dataclass
+class Reading:
+    rtt: float
+
+
 def test_what_json_cannot_carry_is_refused_naming_where_not_sent_as_null() -> None:
     """A NaN or an infinity was published as null (orjson writes them so), and a set gave
     orjson's bare "Type is not JSON serializable" with no word of which call."""
@@ -169,6 +175,8 @@ def test_what_json_cannot_carry_is_refused_naming_where_not_sent_as_null() -> No
                 await c.publish("t", {"x": [None, float("nan")]})
             with pytest.raises(ValueError, match=r"^publish: payload is -inf"):
                 await c.publish("t", float("-inf"))
+            with pytest.raises(ValueError, match=r"^publish: payload\[0\]\['rtt'\] is inf"):
+                await c.publish("t", [Reading(float("inf"))])  # orjson encodes dataclasses
             with pytest.raises(TypeError, match=r"^publish: cannot send as JSON: .*set"):
                 await c.publish("t", {1, 2})
             assert await c.publish("t", [None, 1.5]) == 1  # nothing was sent before
