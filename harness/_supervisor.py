@@ -41,7 +41,7 @@ from harness._progress import Progress, summary_table
 from harness._rundir import Reserve, json_bytes, write_json
 from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, RunParams
-from harness._tell import tell
+from harness._tell import one_line, tell
 from harness.faults import FaultError, Member
 from harness.observe import (
     JsonlWriter,
@@ -116,9 +116,9 @@ class RunResult:
     def summary(self) -> str:
         """The table printed at the end of a run."""
         head = f"run {self.run_id}: {self.outcome.upper()} in {self.duration_s:.1f} s"
-        if self.reason:
-            head += f" ({self.reason})"
-        head += "".join(f"\nnote: {n}" for n in self.notes if n != self.reason)
+        if self.reason:  # may quote what an instance said: newlines, escapes
+            head += f" ({one_line(self.reason, 1000)})"
+        head += "".join(f"\nnote: {one_line(n, 1000)}" for n in self.notes if n != self.reason)
         head += "".join(f"\nwarning: {w}" for w in read_warnings(self.run_dir))
         tail = f"outputs: {self.run_dir}"
         if (self.run_dir / "report.html").exists():

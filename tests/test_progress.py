@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from harness._progress import Progress
 
@@ -115,3 +116,15 @@ def test_what_an_instance_said_is_one_short_line_on_the_terminal() -> None:
     st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None))
     st.record({"type": "failure", "error": "two\nlines"})
     assert summary_table([st]).splitlines()[-1] == r"  g/0  failed: two\nlines"
+
+
+def test_the_runs_headline_shows_an_instances_words_on_one_line(tmp_path: Path) -> None:
+    """The reason quotes the first failure: its newline split the headline and its escape
+    sequences reached the terminal."""
+    from harness._supervisor import RunResult
+
+    reason = "1 of 1 failed; first: g/0: failed: TestFailure: first\nsecond\x1b[31mRED\r"
+    result = RunResult("r1", tmp_path, "failed", 1, reason, [], 1.0, notes=["a\nb"])
+    head = result.summary().splitlines()[:2]
+    assert head == ["run r1: FAILED in 1.0 s (1 of 1 failed; first: g/0: failed: TestFailure: "
+                    "first\\nsecond\\x1b[31mRED\\r)", "note: a\\nb"]
