@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -42,6 +43,32 @@ def test_a_host_that_dies_before_it_is_ready_fails_every_spawn_and_does_not_hang
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize(("code", "said"), [
+    ("import os\nos._exit(0)\n", "; it wrote nothing"),
+    ("import os\nprint('bye', flush=True)\nos._exit(0)\n", "; its output: {log}"),
+])
+def test_a_host_that_died_names_its_output_only_if_it_wrote_some(
+    tmp_path: Path, code: str, said: str,
+) -> None:
+    """The reason named process-host.log, which had been removed for being empty."""
+    (tmp_path / "quiet_exit.py").write_text(code)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    host, log = ProcessHost("quiet_exit:case"), tmp_path / "process-host.log"
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):
+                await nursery.start(functools.partial(host.run, tmp_path, env, log=log))
+            with pytest.raises(OSError) as e:
+                await host.spawn(Launch(env, tmp_path, log, log))
+            nursery.cancel_scope.cancel()
+        assert str(e.value).endswith(f"the process host exited (status 0){said}".format(
+            log=log))
+
+    trio.run(main)
+    assert log.exists() == ("output" in said)
 
 
 def test_no_reply_of_the_host_is_lost_while_the_supervisor_lags(tmp_path: Path) -> None:

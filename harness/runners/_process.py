@@ -151,7 +151,10 @@ class ProcessHost:
                     event.set()
         code = await self._proc.wait() if self._proc else None
         if not self.error:
-            output = "" if self._log is None else f"; its output: {self._log}"
+            output = ""
+            if self._log is not None:  # removed once the host is gone, if it said nothing
+                said = self._log.is_file() and self._log.stat().st_size
+                output = f"; its output: {self._log}" if said else "; it wrote nothing"
             self.error = f"the process host exited (status {code}){output}"
         for event, box in self._pending.values():
             box["error"] = self.error
