@@ -831,6 +831,7 @@ class Supervisor:
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env.pop(PROFILE_ENV, None)  # --profile-cpu's to set: one in the caller's is ignored
         if self.options.profile_cpu is not None:
             env[PROFILE_ENV] = repr(self.options.profile_cpu)
         return env

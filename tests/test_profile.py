@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from harness._runparams import PROFILE_ENV
 from harness.sdk._profile import CpuProfiler, profiler_from_environ
 
-from .conftest import harness_cli, only_run_dir
+from .conftest import ROOT, harness_cli, only_run_dir
 
 
 def _burn(seconds: float) -> int:
@@ -101,6 +104,19 @@ def test_run_with_profile_cpu_leaves_a_profile_in_every_instance_s_outputs(
         counts = _read(profile)
         assert sum(counts.values()) > 0
         assert any("_invoke.py" in stack for stack in counts)
+
+
+def test_a_profile_interval_in_the_callers_environment_is_not_passed_on(
+    tmp_path: Path,
+) -> None:
+    """HARNESS_PROFILE_CPU=abc in the shell failed every instance with a bare "exit code 3"
+    (only --profile-cpu sets it, checked)."""
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "pingpong", "-i", "2",
+                        "--runner", "local:exec", "-q", "--outputs", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "HARNESS_PROFILE_CPU": "abc"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not list(tmp_path.glob("*/single/*/cpu-*.folded"))
 
 
 @pytest.mark.parametrize("interval", ["0", "inf", "1e20", "nan"])
