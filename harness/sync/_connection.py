@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,8 @@ class Connection:
         self._farewell: bytes | None = None  # the last bytes to send, when the service closes
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
+        self._network_asked: deque[tuple[Any, dict[str, Any]]] = deque()
+        """Network requests not yet applied, the first being applied (`_networks`)."""
         self.reply = self._reply  # one bound method, so identity checks work
         self._dispatch = self._serve if tokens is None else self._hello_first
 
@@ -373,8 +376,12 @@ class Connection:
         elif op == "hello":
             self._hello(rid, frame)
         elif op == "network":
-            assert self._nursery is not None
-            self._nursery.start_soon(self._network, rid, frame["config"])
+            # Applied one at a time, in the order asked: a later request replaces an
+            # earlier one, so the link must not end on whichever finished last.
+            self._network_asked.append((rid, frame["config"]))
+            if len(self._network_asked) == 1:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._networks)
         elif op == "fault":
             if not self.control:
                 self.reply(encode({"id": rid, "error": (
@@ -383,6 +390,13 @@ class Connection:
                 return
             assert self._nursery is not None
             self._nursery.start_soon(self._fault, rid, frame["fault"], frame.get("by"))
+
+    async def _networks(self) -> None:
+        """Apply the network requests asked, oldest first, until none is left."""
+        asked = self._network_asked
+        while asked:
+            await self._network(*asked[0])
+            asked.popleft()
 
     async def _network(self, rid: Any, config: dict[str, Any]) -> None:
         handler = self._network_handler()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
+from typing import Any
 
 import anyio
 import orjson
@@ -323,6 +324,35 @@ def test_network_request_without_a_network_runner_is_refused() -> None:
                 await c.configure_network({"default": {"latency_ms": 5}})
 
     run(main)
+
+
+def test_network_requests_of_one_connection_are_applied_in_the_order_asked() -> None:
+    """Each was applied in a task of its own: with a runner that takes a varying time, the
+    link ended on whichever request finished last, not on the last asked."""
+    import random
+
+    applied: list[int] = []
+
+    async def handler(instance: str | None, config: dict[str, Any]) -> None:
+        await trio.sleep(random.random() / 100)
+        applied.append(config["default"]["latency_ms"])
+
+    async def main() -> None:
+        async with running_server(network=handler) as (path, _, _):
+            sock = trio.socket.socket(socket.AF_UNIX)
+            await sock.connect(path)
+            await sock.send(b"".join(orjson.dumps(
+                {"id": i, "op": "network", "config": {"default": {"latency_ms": i}}}) + b"\n"
+                for i in range(1, 31)))
+            replies = b""
+            with trio.fail_after(10):
+                while replies.count(b"\n") < 30:
+                    replies += await sock.recv(65536)
+            sock.close()
+        assert [orjson.loads(r)["id"] for r in replies.splitlines()] == list(range(1, 31))
+
+    run(main)
+    assert applied == list(range(1, 31))
 
 
 def test_client_works_under_asyncio() -> None:
