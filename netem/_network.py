@@ -138,6 +138,10 @@ class Network:
             ]
         else:
             _check_privileges()
+            live = manifests.holder(self.prefix)
+            if live is not None:  # its manifest must stay: its namespaces are traced by it
+                raise NetworkError(f"network prefix {self.prefix!r} is in use by process "
+                                   f"{live.pid} (a live network's): choose another prefix")
             self._manifest = True  # first: an interruption may land right after the write
             manifests.write(self.prefix, str(self.subnet))
             ns.ensure_netns_dir()

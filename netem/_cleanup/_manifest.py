@@ -43,6 +43,17 @@ def process_start(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def holder(prefix: str) -> Manifest | None:
+    """The manifest of the live network that holds `prefix`, or None if none does (no
+    manifest, an unreadable one, or one whose owner is dead: leftovers)."""
+    try:
+        with open(names.manifest_path(prefix)) as f:
+            manifest = Manifest(**json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+    return manifest if manifest.owner_alive() else None
+
+
 def write(prefix: str, subnet: str) -> Manifest:
     pid = os.getpid()
     manifest = Manifest(

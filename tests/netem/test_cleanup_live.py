@@ -236,6 +236,21 @@ def test_cleanup_spares_live_owners(prefix: str, live: None) -> None:
     assert leftovers(prefix) == []
 
 
+def test_a_second_network_with_a_live_prefix_is_refused_and_leaves_the_first_whole(
+    prefix: str, live: None,
+) -> None:
+    """Its failed build removed the first network's manifest: killed then, the first one's
+    namespaces were traced by nothing, and `harness clean` found nothing to remove."""
+    with Network(prefix=prefix, backend="none") as net:
+        net.build(2)
+        with pytest.raises(netem.NetworkError, match=f"prefix {prefix!r} is in use by process "
+                                                      f"{os.getpid()}"):
+            Network(prefix=prefix, backend="none").build(2)
+        assert os.path.exists(f"/run/netem/{prefix}.json")
+        assert len(leftovers(prefix)) == 4  # three namespaces and the manifest
+    assert leftovers(prefix) == []
+
+
 def test_cleanup_removes_orphan_namespaces(live: None) -> None:
     """A generated-prefix namespace that no manifest claims is a leftover."""
     from netem._build._ns import create_namespaces, netlink_socket
