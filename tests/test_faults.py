@@ -114,6 +114,27 @@ def test_play_configures_at_each_change_of_its_own_part() -> None:
     ]
 
 
+def test_play_takes_the_cut_peers_out_of_the_instances_own_rules() -> None:
+    """A rule shaping a peer the schedule cuts named it twice: the network refused the
+    request ("peer ... is named by an earlier rule"), and the cut was never made."""
+    env = _Env()
+    ips = {0: "198.18.0.1", 1: "198.18.0.2", 2: "198.18.0.3", 3: "198.18.0.4"}
+    own = [{"peers": ["198.18.0.3"], "shape": {"latency_ms": 20}},
+           {"peers": ["198.18.0.4", "198.18.0.9"], "shape": {"latency_ms": 30}}]
+
+    async def main() -> None:
+        await trio.sleep(99.0)
+        await play(env, TWO_CUTS, 1, ips, t0=100.0, rules=own,  # type: ignore[arg-type]
+                   now=trio.current_time)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert env.calls == [
+        (102.0, None, [{"peers": ["198.18.0.9"], "shape": {"latency_ms": 30}},
+                       {"peers": ["198.18.0.3", "198.18.0.4"], "drop": True}]),
+        (106.0, None, own),  # healed: its own rules whole again
+    ]
+
+
 def test_play_started_late_goes_straight_to_the_state_of_now() -> None:
     env = _Env()
     ips = {i: f"198.18.0.{i + 1}" for i in range(4)}

@@ -166,7 +166,8 @@ async def play(
     """Play instance `me`'s part of `schedule` through `env.network`: at each change, from
     `t0` (a `now()` time) on, drop what `me` sends to the instances cut off from it
     (`addresses` maps instance numbers to data addresses), keeping `default` and `rules`
-    otherwise. Returns after the last change; cancel it to stop early."""
+    otherwise (a peer cut off is taken out of `rules` while it is). Returns after the last
+    change; cancel it to stop early."""
     applied: list[int] = []
     steps = [(t, sorted(d for s, d in cut if s == me)) for t, cut in schedule.steps()]
     # Started late, it goes straight to the state of now, not through every change missed.
@@ -178,9 +179,21 @@ async def play(
         delay = t0 + t - now()
         if delay > 0:
             await anyio.sleep(delay)
-        cut = [{"peers": [addresses[p] for p in peers], "drop": True}] if peers else []
-        await env.network.configure(default, rules=[*rules, *cut])
+        gone = [addresses[p] for p in peers]
+        cut = [{"peers": gone, "drop": True}] if peers else []
+        await env.network.configure(default, rules=[*_without(rules, set(gone)), *cut])
         applied = peers
+
+
+def _without(rules: Sequence[Mapping[str, Any]], gone: set[str]) -> list[Mapping[str, Any]]:
+    """`rules` without the peers in `gone` (a peer may be named by one rule only: the cut's
+    drop rule names those); a rule left with no peer is left out."""
+    out: list[Mapping[str, Any]] = []
+    for rule in rules:
+        peers = [p for p in rule.get("peers", ()) if str(p) not in gone]
+        if peers:
+            out.append({**rule, "peers": peers})
+    return out
 
 
 def schedules(
