@@ -181,9 +181,15 @@ def regions(
     else:
         raise TopologyError(f"regions are a list or a mapping of counts, not {assignment!r}")
     _check_count(len(placed), "the number of hosts")
+    if not isinstance(table, Mapping):
+        raise TopologyError(f"the latency table is a mapping of (region, region) pairs to "
+                            f"ms, not {type(table).__name__}")
     lookup: dict[frozenset[str], float] = {}
-    for (a, b), value in table.items():
-        lookup[frozenset((a, b))] = _check_latency(value)
+    for pair, value in table.items():
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TopologyError(f"the latency table's keys are (region, region) pairs, not "
+                                f"{pair!r}")
+        lookup[frozenset(pair)] = _check_latency(value)
     fields = _check_extra(shape)
     graph = nx.Graph()
     for node, region in enumerate(placed):

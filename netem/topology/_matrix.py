@@ -116,8 +116,9 @@ def pair_matrix(graph: nx.Graph) -> PairMatrix:
         if not graph.is_directed():
             edge_shapes[(v, u)] = shape
 
-    def weight(u: Node, v: Node, _data: Mapping[str, Any]) -> float:
-        return edge_shapes[(u, v)].latency_ms
+    def weight(u: Node, v: Node, _data: Mapping[str, Any]) -> float | None:
+        shape = edge_shapes.get((u, v))
+        return None if shape is None else shape.latency_ms  # None: a self-loop, not taken
 
     shapes: dict[NodePair, LinkShape] = {}
     unreachable: set[NodePair] = set()
@@ -131,5 +132,10 @@ def pair_matrix(graph: nx.Graph) -> PairMatrix:
             if path is None:
                 unreachable.add((src, dst))
                 continue
-            shapes[(src, dst)] = combine(edge_shapes[(a, b)] for a, b in itertools.pairwise(path))
+            try:
+                shapes[(src, dst)] = combine(edge_shapes[(a, b)]
+                                             for a, b in itertools.pairwise(path))
+            except ShapeError as exc:  # each edge fits, their sum may not
+                raise TopologyError(f"path {src!r} -> {dst!r} ({len(path) - 1} edges): "
+                                    f"{exc}") from None
     return PairMatrix(shapes, frozenset(unreachable))

@@ -105,6 +105,12 @@ def test_by_address_maps_nodes_to_hosts() -> None:
         m.by_address({0: ips[0]})
 
 
+def test_a_self_loop_shapes_nothing() -> None:
+    """It was skipped when reading the edges, then looked up as a path step: KeyError."""
+    graph = nx.Graph([(0, 0, {"latency_ms": 5}), (0, 1, {"latency_ms": 7})])
+    assert topo.pair_matrix(graph).latency(0, 1) == 7
+
+
 @pytest.mark.parametrize(
     ("graph", "message"),
     [
@@ -113,6 +119,9 @@ def test_by_address_maps_nodes_to_hosts() -> None:
         (nx.Graph([(0, 1, {"latency_ms": 1, "loss_pct": 200})]), "loss_pct 200 is out of range: 0 to 100"),
         (nx.MultiGraph([(0, 1, {"latency_ms": 1})]), "multigraphs"),
         ("not a graph", "networkx graph"),
+        # each edge fits, their sum does not: a bare ShapeError naming no pair
+        (nx.Graph([(0, 1, {"latency_ms": 200_000}), (1, 2, {"latency_ms": 200_000})]),
+         r"^path 0 -> 2 \(2 edges\): latency_ms 400000.0 is out of range"),
     ],
 )
 def test_bad_graphs_are_one_line_errors(graph: object, message: str) -> None:
@@ -194,6 +203,10 @@ def test_custom_region_table_and_missing_entry() -> None:
         (lambda: topo.small_world(10, 4, 1.5, 5, seed=1), "probability"),
         (lambda: topo.scale_free(5, 5, 5, seed=1), "m must be below"),
         (lambda: topo.scale_free(5, 1, 5, seed="x"), "seed must be"),  # type: ignore[arg-type]
+        # a ValueError or AttributeError of unpacking
+        (lambda: topo.regions(["a", "b"], {"a": 1}), "keys are \\(region, region\\) pairs, not 'a'"),  # type: ignore[dict-item]
+        (lambda: topo.regions(["a", "b"], {("a", "b", "c"): 5}), "pairs, not \\('a', 'b', 'c'\\)"),  # type: ignore[dict-item]
+        (lambda: topo.regions(["a", "b"], [("a", "b")]), "is a mapping of .* not list"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_generator_arguments(call: object, message: str) -> None:
