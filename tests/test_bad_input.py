@@ -810,3 +810,24 @@ def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(
     if imp == "print":
         (log,) = (tmp_path / "out").glob("*/process-host.log")
         assert log.read_text() == "IMPORT-TIME-OUTPUT\n"
+
+
+@pytest.mark.parametrize("shadow", ["random/__init__.py", "select.py"])
+def test_plan_code_named_like_a_standard_module_is_refused_before_the_run(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, shadow: str,
+) -> None:
+    """A plan `random` beside it (its directory is on the instances' import path, ahead of
+    the standard library): every instance of every plan there failed, "the process host
+    exited (status 1)", the ImportError only in process-host.log."""
+    plans = make_plan("tiny", TINY_MANIFEST, TINY_PLAN)
+    (plans / shadow).parent.mkdir(exist_ok=True)
+    (plans / shadow).write_text("")
+    r = run_cli("tiny", "--plans", str(plans), "--outputs", str(tmp_path / "out"))
+    path = plans / (shadow.split("/")[0])
+    name = path.name.removesuffix(".py")
+    assert (f"{path} would be imported as Python's standard module {name!r} in every "
+            f"instance") in assert_one_line(r)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    (plans / shadow).unlink()
+    assert run_cli("tiny", "--plans", str(plans), "--outputs", str(tmp_path / "out")
+                   ).returncode == 0

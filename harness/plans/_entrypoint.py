@@ -35,6 +35,29 @@ def import_roots(plan_dir: Path) -> list[Path]:
     return [plan_dir.parent, plan_dir.parent.parent, project_root()]
 
 
+def shadowed_module(plan_dir: Path) -> str | None:
+    """Why an instance of the plan in `plan_dir` would import plan code for a standard
+    module (its import roots come before the standard library): the first package or .py
+    file in them named like one; None if there is none."""
+    for root in import_roots(plan_dir)[:2]:  # the project's own names are known
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(".py") and entry.is_file():
+                name = entry.name.removesuffix(".py")
+            elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
+                name = entry.name
+            else:
+                continue
+            if name in sys.stdlib_module_names:
+                return (f"{entry.path} would be imported as Python's standard module "
+                        f"{name!r} in every instance ({root} is on their import path, "
+                        f"ahead of the standard library): rename it")
+    return None
+
+
 def instance_path(plan_dir: Path) -> list[str]:
     """The whole import path of an instance (`python -m` puts its working directory first),
     with the PYTHONPATH it inherits and this interpreter's own entries."""

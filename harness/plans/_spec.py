@@ -20,7 +20,7 @@ from harness.plans._checks import (
     whole,
 )
 from harness.plans._discovery import get_plan
-from harness.plans._entrypoint import entrypoint_problem, instance_path
+from harness.plans._entrypoint import entrypoint_problem, instance_path, shadowed_module
 from harness.plans._manifest import Plan, TestCase
 from harness.plans._params import parse_duration, resolve
 from harness.plans._plancheck import plan_check_problem
@@ -196,7 +196,8 @@ def _checked(
             out.append(InstanceSpec(iid, gs.id, seq, gseq, role, gs.params, gs.program))
 
     if case.entrypoint and any(i.program is None for i in out):
-        problem = entrypoint_problem(case.entrypoint, instance_path(plan.path))
+        problem = (shadowed_module(plan.path)
+                   or entrypoint_problem(case.entrypoint, instance_path(plan.path)))
         if problem:
             raise UsageError(f"{where}: {problem}")
     run_runner = check_runner_name(runner)
