@@ -70,6 +70,7 @@ from harness.runners import (
     runnable_here,
     signal_group,
 )
+from harness.runners._forkserver import CANNOT_START
 from harness.sync import METRICS_TOPIC, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
@@ -124,6 +125,20 @@ class RunResult:
         if (self.run_dir / "report.html").exists():
             tail += f"\nreport:  {self.run_dir / 'report.html'}"
         return f"{head}\n{summary_table(self.instances)}\n{tail}"
+
+
+def _cannot_start(stderr: Path) -> str | None:
+    """Why the process host could not start an instance (its exec failed: a program too
+    big for its arguments, say), as the host wrote it last in the instance's stderr; None
+    if it wrote no such line (the program itself exited 70 or 127)."""
+    try:
+        with stderr.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = tail.rstrip("\n").rsplit("\n", 1)
+    return lines[-1].removeprefix(CANNOT_START) if lines[-1].startswith(CANNOT_START) else None
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
@@ -637,6 +652,8 @@ class Supervisor:
                                self.conductor.state)
 
     def _exited(self, st: InstanceState, state: SyncState) -> None:
+        if st.status in (70, 127) and st.recorded is None and st.start_error is None:
+            st.start_error = _cannot_start(self.run_dir / st.spec.id / "stderr.log")
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
         if group is not None:  # a SIGKILL: the kernel's, for the memory limit?
             st.exited_with_oom_kills(group.oom_kills())

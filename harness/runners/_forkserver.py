@@ -275,6 +275,11 @@ def _open_outputs(req: dict[str, Any]) -> tuple[int, int]:
         raise
 
 
+CANNOT_START = "harness: cannot start the instance: "
+"""How a child the host forked says, as its last line on stderr, that it could not start
+(the supervisor reads it for the instance's reason)."""
+
+
 def _exit_with(run: Callable[[], int]) -> NoReturn:
     """In a child: run, then exit with its code (70, or 127 for a missing program, if it
     could not start)."""
@@ -282,7 +287,7 @@ def _exit_with(run: Callable[[], int]) -> NoReturn:
     try:
         code = run()
     except BaseException as e:
-        print(f"harness: cannot start the instance: {e}", file=sys.stderr)
+        print(f"{CANNOT_START}{e}", file=sys.stderr)
         code = 127 if isinstance(e, FileNotFoundError) else 70
     finally:
         with contextlib.suppress(Exception):
