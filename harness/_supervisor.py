@@ -883,7 +883,8 @@ class Supervisor:
             params=dict(inst.params),
             outputs_path=out,
             sync_socket=sock,
-            sync_tcp=tcp,
+            # One in a network namespace of the run cannot reach the host's addresses.
+            sync_tcp=tcp if place.netns is None else None,
             sync_token=self.tokens.for_instance(inst.id),
             runner=self.spec.runner,
             data_network=self.deployment.data_network,

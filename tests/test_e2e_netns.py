@@ -173,3 +173,28 @@ def test_a_long_outputs_path_leaves_no_socket_directory_behind(tmp_path: Path) -
     sock_dir = Path(json.loads((only_run_dir(outputs) / "run.json").read_text())["sock_dir"])
     assert sock_dir.parent == Path(tempfile.gettempdir()) and sock_dir.name.startswith("harness-")
     assert not sock_dir.exists()
+
+
+SYNC_TCP_PLAN = """
+import os
+from harness import sdk
+
+async def ok(env):
+    got = os.environ.get("TEST_SYNC_TCP")
+    if bool(got) != (env.runner == "local:exec"):
+        raise sdk.TestFailure(f"TEST_SYNC_TCP={got!r} on {env.runner}")
+"""
+
+
+@pytest.mark.parametrize("runner", ["local:exec", "local:netns"])
+def test_sync_tcp_is_given_only_to_instances_that_can_reach_it(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, runner: str,
+) -> None:
+    """A local:netns instance got the host's loopback address, which in its own namespace
+    is its own: connecting was refused, and the run said only "exit code 1"."""
+    manifest = ('name = "tcp"\n[[testcases]]\nname = "ok"\n'
+                'instances = { min = 1, max = 2, default = 2 }\nentrypoint = "tcp.plan:ok"\n')
+    plans = make_plan("tcp", manifest, SYNC_TCP_PLAN)
+    r = harness_cli("run", "tcp", "--plans", str(plans), "--runner", runner, "-q",
+                    "--sync-tcp", "127.0.0.1:0", "--outputs", str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
