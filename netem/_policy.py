@@ -157,6 +157,13 @@ def parse_request(config: Any, asker: IPv4Address, known: Mapping[IPv4Address, o
             f"known: {', '.join(sorted(_REQUEST_KEYS))}"
         )
     default = _shape(config.get("default"), "default")
+    state = config.get("callback_state")
+    if state is not None and (not isinstance(state, str) or not state):
+        raise RequestError(f"callback_state must be a state's name, not {state!r}")
+    target = config.get("callback_target")  # the harness's own: its SDK waits for it
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int)
+                               or target < 0):
+        raise RequestError(f"callback_target must be a whole number >= 0, not {target!r}")
     enabled = config.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RequestError(f"enabled must be true or false, not {enabled!r}")

@@ -117,6 +117,11 @@ def test_request_disabled_cuts_host_both_ways(net: Network) -> None:
 BAD_REQUESTS: list[tuple[Any, str]] = [
     ([], "must be an object"),
     ({"colour": "red"}, "unknown network config key(s) colour"),
+    # accepted, with an "ok" reply, and no state signalled: a barrier on it would hang
+    ({"callback_state": 5}, "callback_state must be a state's name, not 5"),
+    ({"callback_state": ""}, "callback_state must be a state's name, not ''"),
+    ({"callback_target": -3}, "callback_target must be a whole number >= 0, not -3"),
+    ({"callback_target": "lots"}, "callback_target must be a whole number >= 0, not 'lots'"),
     ({"default": {"latency_ms": -1}}, "default: latency_ms -1 is out of range: 0 to 250000"),
     ({"default": {"latency": 5}}, "default: unknown link shape field(s) latency"),
     ({"default": [1]}, "default: a link shape is an object"),
