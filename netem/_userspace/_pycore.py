@@ -1,8 +1,9 @@
 """The Python engine's decisions and timer queue, free of any I/O (testable unprivileged).
 
-The same semantics as engine.c: per (src, dst) pair, a packet may be duplicated (the copy
-gets its own delay), lost, corrupted (one bit flipped past the IP header) and then either
-sent at once (reorder) or held for latency +- jitter.
+The same semantics as engine.c: per (src, dst) pair, a packet may be duplicated, lost (a
+duplicated one goes on alone), corrupted (one bit flipped past the IP header) and then
+either sent at once (reorder) or held for latency +- jitter; its copy goes through the same
+shape again, undoubled, as netem's does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class Output(Protocol[H]):  # type: ignore[misc]
 
     def accept(self, handle: H, payload: bytes | None, now_ns: int) -> None: ...
     def drop(self, handle: H, now_ns: int) -> None: ...
-    def duplicate(self, handle: H, payload: bytes, ifindex: int, now_ns: int) -> None: ...
+    def duplicate(self, handle: H, payload: bytes, ifindex: int, now_ns: int,
+                  corrupt: bool) -> None: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,6 +55,7 @@ class _Held(Generic[H]):
     arrival: int
     payload: bytes | None
     dup_ifindex: int  # > 0: this is a duplicate to send out that interface
+    corrupt: bool = False  # a duplicate with a bit flipped
 
 
 class Core(Generic[H]):
@@ -173,23 +176,36 @@ class Core(Generic[H]):
         whole = len(payload) >= tot_len
         p.packets += 1
         p.bytes += tot_len
-        if whole and self._chance(p.dup):
-            held = _Held(handle, key, now_ns, payload[:tot_len], max(ifindex, 1))
-            self._push(now_ns + self._delay(p), held)
+        # As netem: a duplicate is decided first, then loss, which takes one of the two
+        # packets (a duplicated packet lost goes on alone). The copy then goes through the
+        # shape again, undoubled, as netem enqueues it at the root once more.
+        dup = whole and self._chance(p.dup)
         if self._chance(p.loss):
-            p.drops += 1
-            self._out.drop(handle, now_ns)
-            return
-        data: bytes | None = None
-        if whole and self._chance(p.corrupt):
-            buf = bytearray(payload[:tot_len])
-            ihl = (buf[0] & 15) * 4
-            lo = ihl if tot_len > ihl else 0
-            bit = self._rng.randrange((tot_len - lo) * 8)
-            buf[lo + bit // 8] ^= 1 << (bit % 8)
-            data = bytes(buf)
+            if not dup:
+                p.drops += 1
+                self._out.drop(handle, now_ns)
+                return
+            dup = False
+        data = self._corrupted(payload, tot_len) if whole and self._chance(p.corrupt) else None
+        self._hold(_Held(handle, key, now_ns, data, 0), p, now_ns)
+        if dup and not self._chance(p.loss):
+            bad = self._chance(p.corrupt)
+            copy = self._corrupted(payload, tot_len) if bad else payload[:tot_len]
+            self._hold(_Held(handle, key, now_ns, copy, max(ifindex, 1), bad), p, now_ns)
+
+    def _corrupted(self, payload: bytes, tot_len: int) -> bytes:
+        """The packet with one bit flipped past the IP header (it still routes, and the
+        receiver's transport checksum catches it)."""
+        buf = bytearray(payload[:tot_len])
+        ihl = (buf[0] & 15) * 4
+        lo = ihl if tot_len > ihl else 0
+        bit = self._rng.randrange((tot_len - lo) * 8)
+        buf[lo + bit // 8] ^= 1 << (bit % 8)
+        return bytes(buf)
+
+    def _hold(self, held: _Held[H], p: PairState, now_ns: int) -> None:
+        """Reordered (let go at once) or held for the pair's delay."""
         delay = 0 if self._chance(p.reorder) else self._delay(p)
-        held = _Held(handle, key, now_ns, data, 0)
         if delay <= 0:
             self._release(held, now_ns, now_ns)
         else:
@@ -223,6 +239,7 @@ class Core(Generic[H]):
         self._late_max = max(self._late_max, late)
         if held.dup_ifindex:
             assert held.payload is not None
-            self._out.duplicate(held.handle, held.payload, held.dup_ifindex, now_ns)
+            self._out.duplicate(held.handle, held.payload, held.dup_ifindex, now_ns,
+                                held.corrupt)
         else:
             self._out.accept(held.handle, held.payload, now_ns)

@@ -31,8 +31,9 @@ class _SimOutput:
     def drop(self, handle: int, now_ns: int) -> None:
         self.lines.append(f"drop {handle} {now_ns // 1000}")
 
-    def duplicate(self, handle: int, payload: bytes, ifindex: int, now_ns: int) -> None:
-        self.lines.append(f"dup {handle} {now_ns // 1000}")
+    def duplicate(self, handle: int, payload: bytes, ifindex: int, now_ns: int,
+                  corrupt: bool) -> None:
+        self.lines.append(f"{'dup-corrupt' if corrupt else 'dup'} {handle} {now_ns // 1000}")
 
 
 def _simulate(seed: int, normal: bool) -> int:
@@ -92,7 +93,8 @@ class _QueueOutput:
     def drop(self, handle: Any, now_ns: int) -> None:
         handle.drop()
 
-    def duplicate(self, handle: Any, payload: bytes, ifindex: int, now_ns: int) -> None:
+    def duplicate(self, handle: Any, payload: bytes, ifindex: int, now_ns: int,
+                  corrupt: bool) -> None:
         mac = b"\x02\x00" + payload[16:20]  # netem's hosts' MACs: see netem._names.host_mac
         # a duplicate that cannot be sent is a duplicate not made
         with contextlib.suppress(OSError):

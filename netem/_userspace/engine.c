@@ -17,7 +17,8 @@
  * --simulate: no queue, no privileges; a virtual clock driven by input lines
  *   pkt T_US ID SRC DST LEN      a packet arrives at T_US (releases all due <= T_US first)
  *   advance T_US                 releases everything due <= T_US
- * and each packet's fate is printed: "accept|drop|corrupt|dup ID T_US".
+ * and each packet's fate is printed: "accept|drop|corrupt|dup|dup-corrupt ID T_US" (a copy
+ * is printed once sent; a copy lost prints nothing).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -194,7 +195,7 @@ static void tab_clear(struct table *t)
 }
 
 /* ---- held packets: binary min-heap on (due, seq) ---- */
-enum kind { K_ACCEPT, K_CORRUPT, K_DUP };
+enum kind { K_ACCEPT, K_CORRUPT, K_DUP, K_DUP_CORRUPT };
 
 struct item {
 	int64_t due, arrival;
@@ -204,7 +205,7 @@ struct item {
 	uint32_t len;
 	int ifindex;
 	uint8_t kind;
-	uint8_t *data; /* owned copy for K_CORRUPT and K_DUP */
+	uint8_t *data; /* owned copy for K_CORRUPT and the copies */
 };
 
 static struct item *heap;
@@ -334,7 +335,8 @@ static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, c
 static void send_dup(const struct item *it)
 {
 	if (simulate) {
-		printf("dup %" PRIu32 " %" PRId64 "\n", it->id, sim_now / 1000);
+		printf("%s %" PRIu32 " %" PRId64 "\n", it->kind == K_DUP ? "dup" : "dup-corrupt",
+		       it->id, sim_now / 1000);
 		return;
 	}
 	if (packet_fd < 0 || it->ifindex <= 0 || it->len < 20)
@@ -353,7 +355,7 @@ static void send_dup(const struct item *it)
 static void release(struct item *it, int64_t now)
 {
 	struct shape *s = tab_find(&live_tab, it->key);
-	if (s && it->kind != K_DUP) {
+	if (s && it->kind != K_DUP && it->kind != K_DUP_CORRUPT) {
 		s->held_sum_ns += (uint64_t)(now - it->arrival);
 		s->held_n++;
 	}
@@ -372,6 +374,7 @@ static void release(struct item *it, int64_t now)
 		verdict(it->id, NF_ACCEPT, it->len, it->data, "corrupt");
 		break;
 	case K_DUP:
+	case K_DUP_CORRUPT:
 		send_dup(it);
 		break;
 	}
@@ -398,6 +401,32 @@ static int64_t sample_delay(const struct shape *s)
 	return d < 0 ? 0 : d;
 }
 
+/* A copy of the packet with one bit flipped past the IP header, so it still routes and
+   the receiver's transport checksum catches it; NULL if there is no memory. */
+static uint8_t *corrupted(const uint8_t *data, uint32_t tot_len)
+{
+	uint8_t *out = malloc(tot_len);
+	if (!out)
+		return NULL;
+	memcpy(out, data, tot_len);
+	uint32_t ihl = (uint32_t)(data[0] & 15) * 4;
+	uint32_t lo = tot_len > ihl ? ihl : 0;
+	uint32_t bit = (uint32_t)(rng_next() % ((uint64_t)(tot_len - lo) * 8));
+	out[lo + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	return out;
+}
+
+/* Reordered (sent at once) or held for the shape's delay; released now if it cannot wait. */
+static void hold(struct item *it, const struct shape *s, int64_t now)
+{
+	int64_t d = chance(s->reorder) ? 0 : sample_delay(s);
+	it->due = now + d;
+	if (d <= 0 || heap_push(*it)) {
+		it->due = now;
+		release(it, now);
+	}
+}
+
 /* One queued packet: decide its fate, verdict now or hold it. */
 static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, int64_t now)
 {
@@ -417,45 +446,40 @@ static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, in
 	int whole = (uint32_t)len >= tot_len;
 	s->packets++;
 	s->bytes += tot_len;
-	/* as netem: duplicate first (the copy goes through the shape again), then loss */
-	if (whole && chance(s->dup)) {
-		uint8_t *copy = malloc(tot_len);
-		if (copy) {
-			memcpy(copy, data, tot_len);
-			struct item d = {.due = now + sample_delay(s), .arrival = now,
-					 .seq = seq_counter++, .key = s->key, .id = id,
-					 .len = tot_len, .ifindex = ifindex, .kind = K_DUP,
-					 .data = copy};
-			if (heap_push(d))
-				free(copy);
-		}
-	}
+	/* As netem: a duplicate is decided first, then loss, which takes one of the two
+	   packets (a duplicated packet lost goes on alone). The copy then goes through the
+	   shape again, undoubled, as netem enqueues it at the root once more: its own loss,
+	   corruption, reordering and delay. */
+	int dup = whole && chance(s->dup);
 	if (chance(s->loss)) {
-		s->drops++;
-		verdict(id, NF_DROP, 0, NULL, "drop");
-		return;
+		if (!dup) {
+			s->drops++;
+			verdict(id, NF_DROP, 0, NULL, "drop");
+			return;
+		}
+		dup = 0;
 	}
 	struct item it = {.arrival = now, .seq = seq_counter++, .key = s->key, .id = id,
 			  .kind = K_ACCEPT};
 	if (whole && chance(s->corrupt)) {
-		it.data = malloc(tot_len);
+		it.data = corrupted(data, tot_len);
 		if (it.data) {
-			memcpy(it.data, data, tot_len);
-			/* flip one bit past the IP header so the packet still routes and the
-			   receiver's transport checksum catches it */
-			uint32_t ihl = (uint32_t)(data[0] & 15) * 4;
-			uint32_t lo = tot_len > ihl ? ihl : 0;
-			uint32_t bit = (uint32_t)(rng_next() % ((uint64_t)(tot_len - lo) * 8));
-			it.data[lo + bit / 8] ^= (uint8_t)(1u << (bit % 8));
 			it.len = tot_len;
 			it.kind = K_CORRUPT;
 		}
 	}
-	int64_t d = chance(s->reorder) ? 0 : sample_delay(s);
-	it.due = now + d;
-	if (d <= 0 || heap_push(it)) {
-		it.due = now;
-		release(&it, now);
+	hold(&it, s, now);
+	if (dup && !chance(s->loss)) {
+		int bad = chance(s->corrupt);
+		struct item d = {.arrival = now, .seq = seq_counter++, .key = s->key, .id = id,
+				 .len = tot_len, .ifindex = ifindex,
+				 .kind = bad ? K_DUP_CORRUPT : K_DUP};
+		d.data = bad ? corrupted(data, tot_len) : malloc(tot_len);
+		if (d.data) {
+			if (!bad)
+				memcpy(d.data, data, tot_len);
+			hold(&d, s, now);
+		}
 	}
 }
 
@@ -868,7 +892,7 @@ int main(int argc, char **argv)
 	/* leaving: let every held packet go now rather than have the kernel drop them */
 	while (heap_n) {
 		struct item it = heap_pop();
-		if (it.kind == K_DUP)
+		if (it.kind == K_DUP || it.kind == K_DUP_CORRUPT)
 			free(it.data);
 		else
 			release(&it, now_ns());

@@ -71,7 +71,7 @@ def fates(out: list[list[str]]) -> dict[str, list[tuple[int, int]]]:
     """verdict word -> [(packet id, time us)]"""
     result: dict[str, list[tuple[int, int]]] = {}
     for parts in out:
-        if parts[0] in ("accept", "drop", "corrupt", "dup"):
+        if parts[0] in ("accept", "drop", "corrupt", "dup", "dup-corrupt"):
             result.setdefault(parts[0], []).append((int(parts[1]), int(parts[2])))
     return result
 
@@ -132,6 +132,21 @@ def test_duplicates_get_their_own_delay(simulate: Simulate) -> None:
     assert 800 <= len(dups) <= 1000  # 900 expected, sd 25
     assert len(fates(out)["accept"]) == 3000  # the original always goes on
     assert min(dups) >= 8_000 and max(dups) <= 12_000 and len(set(dups)) > 100
+
+
+def test_a_copy_goes_through_the_shape_again_as_netems_does(simulate: Simulate) -> None:
+    """Copies skipped loss and corruption: with duplicate 100 % and corrupt 100 % every
+    packet arrived intact (a copy), and with loss every copy still went."""
+    f = fates(simulate([*shape_lines(LinkShape(latency_ms=1, duplicate_pct=100,
+                                               corrupt_pct=100)), *packets(1000)]))
+    assert len(f["corrupt"]) == len(f["dup-corrupt"]) == 1000
+    assert not f.get("accept") and not f.get("dup")
+    # A loss takes one of a duplicated packet's two: the original goes on alone; else the
+    # copy meets the loss again. Copies: 4000 x 0.5 x 0.5 = 1000 expected, sd 27.
+    f = fates(simulate([*shape_lines(LinkShape(latency_ms=1, duplicate_pct=100,
+                                               loss_pct=50)), *packets(4000)]))
+    assert len(f["accept"]) == 4000 and not f.get("drop")
+    assert 900 <= len(f["dup"]) <= 1100
 
 
 def test_reorder_sends_a_share_at_once(simulate: Simulate) -> None:
@@ -211,7 +226,8 @@ def test_python_core_flips_one_bit_past_the_ip_header() -> None:
         def drop(self, handle: int, now_ns: int) -> None:
             raise AssertionError("nothing is lost here")
 
-        def duplicate(self, handle: int, payload: bytes, ifindex: int, now_ns: int) -> None:
+        def duplicate(self, handle: int, payload: bytes, ifindex: int, now_ns: int,
+                      corrupt: bool) -> None:
             raise AssertionError("nothing is duplicated here")
 
     out = Out()
