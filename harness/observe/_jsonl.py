@@ -73,6 +73,20 @@ def open_regular(path: Path) -> IO[bytes] | None:
     return os.fdopen(fd, "rb")
 
 
+def read_regular(path: Path, limit: int = 64 << 20) -> bytes | None:
+    """The bytes of `path` if it is a regular file; None if it is missing or is not one
+    (`open_regular`). ValueError for one over `limit` bytes (a run's own small file that
+    has grown so is damaged, and must not take the machine's memory)."""
+    f = open_regular(path)
+    if f is None:
+        return None
+    with f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit >> 20} MiB")
+    return data
+
+
 def parse_line(line: bytes | str) -> dict[str, Any] | None:
     """One JSON object, or None when the line is not one."""
     line = line.strip()

@@ -10,6 +10,7 @@ record at all, is a `RecordError` naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ import orjson
 
 from harness._errors import UsageError
 from harness._rundir import write_json
+from harness.observe._jsonl import read_regular
 
 RUN_FILE = "run.json"
 RESERVE_FILE = ".run.json.reserve"
@@ -354,11 +356,14 @@ def read_run(run_dir: Path) -> RunRecord | None:
     record without a run id takes the directory's name."""
     path = run_dir / RUN_FILE
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise RecordError(f"cannot read {path}: {e.strerror or e}") from None
+        raw = read_regular(path)
+    except (OSError, ValueError) as e:
+        raise RecordError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if raw is None:
+        if not os.path.lexists(path):
+            return None
+        # a FIFO would block every command that reads runs; /dev/zero would never end
+        raise RecordError(f"{path} is not a regular file")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import read_jsonl, read_regular
 
 TELEMETRY_FILE = "telemetry.jsonl"
 SCRAPED_FILE = "scraped.jsonl"
@@ -33,7 +33,7 @@ def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
     """The scrape timeout and each instance's `ScrapeTally` (None: no scrapes.json, or one
     that cannot be read)."""
     try:
-        data = json.loads((run_dir / SCRAPES_FILE).read_text())
+        data = json.loads(read_regular(run_dir / SCRAPES_FILE) or b"null")
         fields = {f.name for f in dataclasses.fields(ScrapeTally)}
         return float(data["timeout_s"]), {
             str(iid): ScrapeTally(**{k: v for k, v in t.items() if k in fields})

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import orjson
 
+from harness.observe._jsonl import read_regular
+
 
 def read_warnings(run_dir: Path) -> list[str]:
     """The warnings of the run's report (summary.json's `warnings`); none if no report was
     written or its summary cannot be read."""
     try:
-        warnings = orjson.loads((run_dir / "summary.json").read_bytes()).get("warnings")
-    except (OSError, orjson.JSONDecodeError, AttributeError):
+        warnings = orjson.loads(read_regular(run_dir / "summary.json") or b"{}").get("warnings")
+    except (OSError, ValueError, AttributeError):  # JSONDecodeError is a ValueError
         return []
     return [str(w) for w in warnings] if isinstance(warnings, list) else []

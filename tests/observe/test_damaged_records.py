@@ -63,7 +63,7 @@ def test_run_files_that_are_not_regular_files_read_as_absent(
 ) -> None:
     """A FIFO made every reader wait for ever; a directory or a symlink loop was a
     traceback."""
-    run_dir = run_factory()
+    run_dir = run_factory(failed=(3,))  # the report shows a failed instance's stderr
     for name in ("events.jsonl", "supervisor.jsonl"):
         (run_dir / name).unlink()
         os.mkfifo(run_dir / name)
@@ -74,9 +74,31 @@ def test_run_files_that_are_not_regular_files_read_as_absent(
     trace = run_dir / "single" / "1" / "trace.jsonl.gz"
     trace.unlink(missing_ok=True)
     trace.mkdir()
+    # These hung `harness report` (a FIFO) or took the machine's memory (/dev/zero).
+    os.mkfifo(run_dir / "scrapes.json")
+    (run_dir / "single" / "3" / "stderr.log").unlink(missing_ok=True)
+    (run_dir / "single" / "3" / "stderr.log").symlink_to("/dev/zero")
     for command in ("show", "report", "logs", "events"):
         r = harness_cli(command, str(run_dir), timeout=60)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (command, r.stderr)
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda p: p.symlink_to("/dev/zero")])
+def test_a_run_json_that_is_no_regular_file_is_one_line_not_a_hang(
+    run_factory: Callable[..., Path], tmp_path: Path, make: Callable[[Path], None],
+) -> None:
+    """A FIFO hung every command that reads the runs, `harness run` too (in a thread that
+    ignored SIGTERM and SIGINT); /dev/zero ended in MemoryError."""
+    run_dir = run_factory()
+    (run_dir / "run.json").unlink()
+    make(run_dir / "run.json")
+    for command in (["show", str(run_dir)], ["runs", "--outputs", str(run_dir.parent)],
+                    ["report", str(run_dir)]):
+        r = harness_cli(*command, timeout=60)
+        assert "Traceback" not in r.stderr, (command, r.stderr)
+        if command[0] != "runs":
+            assert (r.returncode, r.stderr) == (
+                2, f"harness: error: {run_dir / 'run.json'} is not a regular file\n"), command
 
 
 def test_what_the_terminal_cannot_encode_is_escaped_not_a_traceback(

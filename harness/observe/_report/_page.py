@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from harness.observe import _svg
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import open_regular, read_jsonl
 from harness.observe._report._assets import asset
 from harness.observe._report._charts import metrics_section, telemetry_section
 from harness.observe._report._data import RunData
@@ -119,12 +119,12 @@ def _failures(r: RunData) -> str:
 
 
 def _tail(path: Path, n: int) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
+    f = open_regular(path)  # a FIFO or a device reads as absent
+    if f is None:
         return ""
+    with f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+        lines = f.read().decode("utf-8", "replace").splitlines()
     return "\n".join(lines[-n:])
 
 
