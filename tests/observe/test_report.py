@@ -317,6 +317,42 @@ def test_a_live_runs_junit_skips_the_instances_without_an_outcome_yet(
     assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("4", "0")
 
 
+@pytest.mark.parametrize(("outcome", "element"), [("failed", "failure"), ("error", "error")])
+def test_junit_shows_a_run_that_failed_with_every_instance_passed(
+    run_factory: Callable[..., Path], outcome: str, element: str,
+) -> None:
+    """A fault never played failed the run (exit 1), and junit.xml had failures="0"
+    errors="0": CI showed it green."""
+    run_dir = run_factory()
+    record = json.loads((run_dir / "run.json").read_text())
+    record.update(outcome=outcome, exit_code=1,
+                  reason="fault 0 could not be played: never played\x1b[31m")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    write_report(run_dir)
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (
+        "5", str(int(element == "failure")), str(int(element == "error")))
+    (run_case,) = [c for c in suite.findall("testcase") if c.get("name") == "run"]
+    found = run_case.find(element)
+    assert found is not None and found.get("message") == (
+        "fault 0 could not be played: never played\\x1b[31m")
+
+
+def test_junit_stays_xml_whatever_an_instance_said(run_factory: Callable[..., Path]) -> None:
+    """A reason holding a terminal escape or a NUL made junit.xml no XML at all ("not
+    well-formed (invalid token)")."""
+    run_dir = run_factory(failed=(2,))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["instances"][2]["reason"] = "\x1b[31mred\x1b[0m \x00 end"
+    record["instances"][2]["exit_code"] = None
+    (run_dir / "run.json").write_text(json.dumps(record))
+    write_report(run_dir)
+    fail = ET.parse(run_dir / "junit.xml").getroot().find("testsuite/testcase/failure")
+    assert fail is not None and fail.get("message") == "\\x1b[31mred\\x1b[0m \\x00 end"
+    assert fail.text is not None and "exit code" not in fail.text  # not "exit code None"
+
+
 def test_a_report_reads_the_run_only_once_no_other_writer_holds_it(
     run_factory: Callable[..., Path],
 ) -> None:
