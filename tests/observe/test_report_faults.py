@@ -88,8 +88,10 @@ def test_show_lists_the_faults_and_the_notes(
     run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = run_factory(faults=True)
-    assert [f["fault"] for f in summary(run_dir)["faults"]] == [
-        "fault 0", "fault 1", "live 0 (cli)", "fault 2", "fault 3"]
+    assert [(f["fault"], f["played"]) for f in summary(run_dir)["faults"]] == [
+        ("fault 0", True), ("fault 1", True), ("live 0 (cli)", True),
+        ("fault 2", False),  # refused: it said played
+        ("fault 3", False)]
     assert main(["show", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "  single/1: restarted 1 time(s) by faults\n" in out

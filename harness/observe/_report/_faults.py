@@ -35,7 +35,7 @@ class FaultRow:
     missed: tuple[str, ...] = ()
     failures: list[str] = dataclasses.field(default_factory=list)
     failed_at: float | None = None  # when it first failed
-    played: bool = True  # False: planned, and the run ended before its time came
+    played: bool = True  # False: never applied (the run ended before its time, or it failed)
 
     @property
     def kind(self) -> str:
@@ -54,7 +54,7 @@ class FaultRow:
 def fault_line(entry: dict[str, Any]) -> str:
     """One line for `harness show`, from a fault's entry in summary.json."""
     name, action = entry.get("fault"), entry.get("action")
-    if not entry.get("played", True):
+    if not entry.get("played", True) and not entry.get("failures"):
         return f"{name} ({action}): not played (the run ended before its time)"
     applied, undone, failed = entry.get("applied_s"), entry.get("undone_s"), entry.get("failed_s")
     when = (f"{num(applied, 2)} s" if applied is not None
@@ -87,6 +87,8 @@ def fault_rows(r: RunData) -> list[FaultRow]:
         elif kind == "failed":
             row.failures.append(str(step.get("reason") or "failed"))
             row.failed_at = row.failed_at if row.failed_at is not None else t
+    for row in rows.values():
+        row.played = row.applied is not None
     for n, planned in enumerate(r.run.faults or ()):
         name = f"fault {n}"
         if name not in rows:
