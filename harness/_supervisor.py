@@ -367,7 +367,8 @@ class Supervisor:
                     await self._supervise(signals)
                 except BaseException as e:
                     with contextlib.suppress(OSError):  # what failed may be the disk
-                        self._write_run_json(ended=True, error=_describe(e, self.spec.total))
+                        self._write_run_json(ended=True, error=_describe(e, self.spec.total),
+                                             error_code=_exit_code_of(e))
                     raise
                 result = self._result()
                 self._write_run_json(ended=True, result=result)
@@ -927,7 +928,8 @@ class Supervisor:
                          [str(e["message"]) for e in self.network_events])
 
     def _write_run_json(
-        self, ended: bool, result: RunResult | None = None, error: str | None = None
+        self, ended: bool, result: RunResult | None = None, error: str | None = None,
+        error_code: int | None = None,
     ) -> None:
         spec = self.spec
         self._last_seen = time.time()
@@ -939,7 +941,7 @@ class Supervisor:
             started=self.started_at,
             ended=time.time() if ended else None,
             outcome=result.outcome if result else ("error" if error else "running"),
-            exit_code=result.exit_code if result else None,
+            exit_code=result.exit_code if result else error_code,
             reason=result.reason if result else error,
             params=_shared_params(spec),
             composition=str(spec.composition.resolve()) if spec.composition else None,
@@ -979,6 +981,19 @@ def _describe(error: BaseException, instances: int) -> str:
     if isinstance(cause, KeyboardInterrupt | trio.Cancelled):
         return "the supervisor was stopped before the run ended"
     return f"the supervisor failed: {type(cause).__name__}: {cause}"
+
+
+def _exit_code_of(error: BaseException) -> int:
+    """The exit code `harness run` ends with when `error` ended the run (as harness._cli
+    maps it): a problem of the machine or the disk 3, bad input 2, an interruption 130,
+    anything else 1."""
+    cause = single_cause(error)
+    if isinstance(cause, HarnessError):
+        return cause.exit_code
+    if isinstance(cause, KeyboardInterrupt | trio.Cancelled):
+        return 130
+    full = disk_full_in(error) is not None or out_of_files(error, 0) is not None
+    return 3 if full or isinstance(cause, OSError) else 1
 
 
 def _restart(launch: Launch, restarts: int) -> Launch:

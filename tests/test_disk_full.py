@@ -140,6 +140,7 @@ def test_a_disk_that_fills_during_the_run_still_gets_its_last_record(
     assert "No space left on device" in got["stderr"]
     record = got["record"]
     assert record["outcome"] == "error" and record["ended"] is not None, record
+    assert record["exit_code"] == 3  # it was null: "only while the run goes on"
     assert record["reason"] == "cannot write the run's outputs: No space left on device"
     assert "ABORTED" not in got["show"] and "ERROR" in got["show"], got["show"]
     assert got["left"] == []  # the reserve is gone

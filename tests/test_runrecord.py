@@ -359,3 +359,17 @@ def test_only_a_sigkill_after_a_new_oom_kill_reads_out_of_memory() -> None:
         reasons.append(st.verdict()[1])
         st.restarted()
     assert ["out of memory" in (r or "") for r in reasons] == [True, False, False, False, True]
+
+
+def test_a_run_ended_by_an_error_records_the_exit_code_the_command_gives() -> None:
+    """run.json had exit_code null for a run that ended in an error, while `harness run`
+    exited 3 (null is for a run that goes on)."""
+    import errno
+
+    from harness._errors import EnvironmentProblem, UsageError
+    from harness._supervisor import _exit_code_of
+
+    nested = ExceptionGroup("nursery", [OSError(errno.ENOSPC, "No space left on device")])
+    assert [_exit_code_of(e) for e in (
+        EnvironmentProblem("no netns"), UsageError("bad"), nested, KeyboardInterrupt(),
+        ExceptionGroup("g", [RuntimeError("bug")]))] == [3, 2, 3, 130, 1]
