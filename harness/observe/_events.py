@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from harness._tell import one_line
 from harness.observe._jsonl import Tail, number, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, run_ended
 from harness.observe._runrecord import RecordError, read_run
@@ -104,7 +105,8 @@ def format_event(event: dict[str, Any], start: float | None) -> str:
     parts += [f"{k}={_text(v)}" for k, v in event.items()
               if k not in hidden and k not in lead and v is not None]  # fmt: skip
     instance = _text(event.get("instance") or "-")
-    return f"{when} {kind:<12} {instance:<14} {' '.join(parts)}".rstrip()
+    # what an instance named a state or said may hold newlines and terminal escapes
+    return one_line(f"{when} {kind:<12} {instance:<14} {' '.join(parts)}".rstrip(), 10_000)
 
 
 def _text(value: Any) -> str:

@@ -78,3 +78,12 @@ def test_a_line_for_people_leads_with_the_time_since_the_start_and_the_essential
     line = format_event({"ts": 100.5, "kind": "event", "instance": "g/0", "type": "failure",
                          "error": "boom"}, start=100.0)
     assert line.split() == ["+0.500s", "event", "g/0", "failure", "boom"]
+
+
+def test_an_event_is_one_line_whatever_an_instance_put_in_it() -> None:
+    """A state's newline made two lines of one event, and its escapes reached the
+    terminal (the run's progress lines escaped them)."""
+    line = format_event({"ts": 100.5, "kind": "signal", "instance": "g/0",
+                         "state": "phase\n\x1b[2Jcleared\x07"}, start=100.0)
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    assert "phase\\n\\x1b[2Jcleared\\x07" in line

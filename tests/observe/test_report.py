@@ -375,3 +375,20 @@ def test_a_report_reads_the_run_only_once_no_other_writer_holds_it(
         (run_dir / "run.json").write_text(json.dumps(record))
     writer.join(timeout=60)
     assert json.loads((run_dir / "summary.json").read_text())["outcome"] == "passed"
+
+
+def test_long_reasons_with_escapes_stay_short_single_lines_in_the_report(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Reasons of 200,000 characters over many lines, in the header and for each of the
+    instances, made a 19 MB page whose cards were pushed off the first screen."""
+    run_dir = run_factory(failed=(1, 2))
+    record = json.loads((run_dir / "run.json").read_text())
+    long = "boom\x1b[31m\n" * 20_000
+    record["reason"] = long
+    for i in (1, 2):
+        record["instances"][i]["reason"] = long
+    (run_dir / "run.json").write_text(json.dumps(record))
+    html = render_html(run_dir)
+    assert len(html) < 200_000 and "\x1b" not in html
+    assert "boom\\x1b[31m\\nboom" in html

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from harness._tell import one_line
 from harness.observe import _svg
 from harness.observe._jsonl import open_regular, read_jsonl
 from harness.observe._report._assets import asset
@@ -53,7 +54,7 @@ def render_page(r: RunData) -> str:
         f'<header><h1>{escape(title)}<span class="badge {escape(outcome)}">'
         f"{escape(outcome)}</span></h1>"
         f'<div class="sub">run <code>{escape(run.run_id)}</code>'
-        f"{' — ' + escape(run.reason) if run.reason else ''}</div>"
+        f"{' — ' + escape(one_line(run.reason, 300)) if run.reason else ''}</div>"
         + "".join(f'<p class="warn">{escape(w[:1].upper() + w[1:])}</p>' for w in r.warnings)
         + f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
         + _failures(r)
@@ -96,10 +97,10 @@ def _failures(r: RunData) -> str:
         return ""
     parts = ['<section class="fails" id="failures"><h2>Failures</h2>']
     if r.run.reason:
-        parts.append(f"<p><b>Run:</b> {escape(r.run.reason)}</p>")
+        parts.append(f"<p><b>Run:</b> {escape(one_line(r.run.reason, 1000))}</p>")
     for inst in failed:
         iid = inst.id
-        parts.append(f"<h3>{escape(iid)} — {escape(inst.reason or 'failed')}</h3>")
+        parts.append(f"<h3>{escape(iid)} — {escape(one_line(inst.reason or 'failed', 1000))}</h3>")
         errors = [
             f"{num(r.rel(rec), 3)} s  {rec.get('level', '')}  {rec.get('event', '')}"
             for rec in read_jsonl(r.inst_dir(iid) / "log.jsonl")
@@ -148,7 +149,7 @@ def _instances_table(r: RunData) -> str:
             f"{escape(outcome or '?')}</span></td>"
             f'<td class="num">{escape(exit_code)}</td>'
             f'<td class="num">{num(inst.duration_s)} s</td>'
-            f'<td class="num">{inst.restarts or ""}</td><td>{escape(inst.reason or "")}'
+            f'<td class="num">{inst.restarts or ""}</td><td>{escape(one_line(inst.reason or "", 1000))}'
             f"{_note(inst.note, bool(inst.reason))}</td><td>{links}</td></tr>"
         )
     return (
