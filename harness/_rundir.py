@@ -24,20 +24,21 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_files(files: dict[Path, bytes]) -> None:
     """Write every file whole or none: each goes to a temporary file first, and only when
-    all are written are they renamed into place. A failure (a full disk) leaves the files
-    as they were, and no temporary file."""
+    all are written are they renamed into place. A failure (a full disk) leaves no
+    temporary file, and the files as they were (but those renamed already, if a later
+    rename fails: a directory in the way)."""
     tmps: list[Path] = []
     try:
         for path in files:
             tmps.append(path.with_suffix(path.suffix + ".tmp"))
             tmps[-1].write_bytes(files[path])
+        for path, tmp in zip(files, tmps, strict=True):  # a rename may fail too (a directory)
+            os.replace(tmp, path)
     except BaseException:
         for tmp in tmps:
             with contextlib.suppress(OSError):  # read-only: the first error is the one to tell
                 tmp.unlink(missing_ok=True)
         raise
-    for path, tmp in zip(files, tmps, strict=True):
-        os.replace(tmp, path)
 
 
 class Reserve:

@@ -56,6 +56,11 @@ BAD_COMPOSITIONS = [
     (b'[[groups]]\nid = "."\ninstances = { count = 2 }', "group id '.' is not a safe name"),
     (b'[[groups]]\nid = ".x"\ninstances = { count = 2 }', "group id '.x' is not a safe name"),
     (b'[[groups]]\nid = "a b"\ninstances = { count = 2 }', "group id 'a b' is not a safe name"),
+    # it took the report's place: "could not write the report: Is a directory", exit 0
+    (b'[[groups]]\nid = "report.html"\ninstances = { count = 2 }',
+     "group id 'report.html' is the name of a file of the run's own directory"),
+    (b'[[groups]]\nid = "run.json.tmp"\ninstances = { count = 2 }',
+     "group id 'run.json.tmp' is the name of a file of the run's own directory"),
     (b"[global]\ntimeout = true\n", "timeout must be a finite number, not True"),
     (b"[global]\ntotal_instances = 3.7\n", "total_instances must be a whole number, not 3.7"),
     (b"[global]\ntotal_instances = true\n", "total_instances must be a whole number, not True"),

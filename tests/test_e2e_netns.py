@@ -198,3 +198,19 @@ def test_sync_tcp_is_given_only_to_instances_that_can_reach_it(
     r = harness_cli("run", "tcp", "--plans", str(plans), "--runner", runner, "-q",
                     "--sync-tcp", "127.0.0.1:0", "--outputs", str(tmp_path), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_run_directory_holds_only_its_groups_and_the_files_group_ids_may_not_take(
+    tmp_path: Path,
+) -> None:
+    """A group may not be named like a file of the run's own (plans._checks.RUN_DIR_FILES):
+    this keeps that list whole as runs write new files."""
+    from harness.plans._checks import RUN_DIR_FILES
+
+    r = harness_cli("run", "pingpong", "-i", "2", "--runner", "local:netns", "-q",
+                    "--outputs", str(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(tmp_path)
+    names = {p.name for p in run_dir.iterdir()} - {"single"}
+    assert names <= RUN_DIR_FILES, names - RUN_DIR_FILES
+    assert {"run.json", "report.html", "network.jsonl"} <= names

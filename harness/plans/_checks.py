@@ -100,6 +100,24 @@ def text(value: Any, where: str) -> str:
     return value
 
 
+RUN_DIR_FILES = frozenset({
+    "run.json", "events.jsonl", "faults.jsonl", "network.jsonl", "supervisor.jsonl",
+    "telemetry.jsonl", "scraped.jsonl", "scrapes.json", "summary.json", "junit.xml",
+    "report.html", "relay.json", "relay.log", "relay.sock", "sync.sock", "control.token",
+    "process-host.log",
+})
+"""The names of a run directory's own files, beside its groups' directories."""
+
+
+def group_id(value: Any, where: str) -> str:
+    """`value` if it can name a group: a safe name that is none of the run directory's own
+    files (a group `report.html` took the report's place)."""
+    gid = safe_name(value, where)
+    if gid in RUN_DIR_FILES or gid.endswith(".tmp"):
+        raise UsageError(f"{where} {gid!r} is the name of a file of the run's own directory")
+    return gid
+
+
 def safe_name(value: Any, where: str) -> str:
     """`value` if it is a name safe as one path component (see SAFE_NAME)."""
     if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from harness._errors import UsageError
 from harness.plans._checks import (
     check_keys,
+    group_id,
     is_argv,
     number,
     read_toml,
-    safe_name,
     table,
     text,
     whole,
@@ -157,7 +157,7 @@ def spec_from_groups(
     case = plan.case(case_name)
     specs = []
     for gs in groups:
-        gid = safe_name(gs.id, f"{where}: group id")
+        gid = group_id(gs.id, f"{where}: group id")
         count = whole(gs.count, f"{where}: group {gid!r} count", least=1)
         params = resolve(case.params, [(f"{where}: group {gid!r} params", gs.params)])
         specs.append(GroupSpec(gid, count, params, gs.program))
@@ -268,7 +268,7 @@ def _groups(
     for raw in raw_groups:
         if "id" not in raw:
             raise UsageError(f"composition {path}: every group needs an id")
-        gid = safe_name(raw["id"], f"composition {path}: group id")
+        gid = group_id(raw["id"], f"composition {path}: group id")
         if any(gid == o[0] for o in out):
             raise UsageError(f"composition {path}: group id {gid!r} appears twice")
         inst = raw.get("instances", {})
