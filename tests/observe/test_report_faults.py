@@ -3,6 +3,7 @@ notes), in summary.json and in `harness show`, from a fixture run's faults.jsonl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -99,3 +100,30 @@ def test_show_lists_the_faults_and_the_notes(
     assert ("     9.00 s  fault 2 (limit); FAILED: fault 2 could not be played: "
             "no cgroup for single/3\n") in out
     assert "fault 3 (pause): not played (the run ended before its time)\n" in out
+
+
+def test_the_timeline_draws_each_life_of_a_restarted_instance(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Only its last life was drawn: killed at 3 s and started again at 4 s, single/1's
+    bar ran from 4 s, while the table said it ran for the whole run."""
+    from tests.observe._fixture import M0, T0
+
+    run_dir = run_factory(faults=True)
+    with (run_dir / "events.jsonl").open("a") as f:
+        for sec, status in ((3.0, "exited"), (4.0, "started")):
+            f.write(json.dumps({"ts": T0 + sec, "mono": M0 + sec, "kind": "instance",
+                                "instance": "single/1", "status": status}) + "\n")
+    timeline = _section(render_html(run_dir), "timeline")
+    lives = re.findall(r"<title>single/1: ([\d.]+) to ([\d.]+) s", timeline)
+    assert [float(a) for a, _ in lives] == [0.11, 4.0] and float(lives[0][1]) == 3.0
+
+
+def test_a_timeline_too_long_to_draw_says_so_and_draws_the_failed_first(
+    run_factory: Callable[..., Path],
+) -> None:
+    """70 instances: 60 bars, no word of the other ten, and single/65, which failed, had
+    none."""
+    timeline = _section(render_html(run_factory(instances=70, failed=(65,))), "timeline")
+    assert "60 of 70 instances are drawn, the failed ones first" in timeline
+    assert "<title>single/65: " in timeline and "<title>single/69: " not in timeline

@@ -169,9 +169,25 @@ def _note(note: str | None, after_reason: bool) -> str:
     return f'{"<br>" if after_reason else ""}<span class="sub">{escape(note)}</span>'
 
 
+_LANES = 60  # the most instances the timeline draws
+
+
+def _lives(changes: list[tuple[float, bool]]) -> list[list[float | None]]:
+    """[start, end] of each life of an instance (a fault's restart starts another) from
+    its starts and exits; None where one was not recorded."""
+    lives: list[list[float | None]] = []
+    for t, started in sorted(changes):
+        if started:
+            lives.append([t, None])
+        elif lives and lives[-1][1] is None:
+            lives[-1][1] = t
+        else:
+            lives.append([None, t])
+    return lives
+
+
 def _timeline(r: RunData, faults: list[FaultRow]) -> str:
-    start: dict[str, float] = {}
-    end: dict[str, float] = {}
+    changes: dict[str, list[tuple[float, bool]]] = defaultdict(list)  # (when, started)
     outcome = {i.id: i.outcome for i in r.instances}
     markers: list[tuple[float, str, str]] = []
     points: dict[str, list[tuple[float, float, str, str]]] = defaultdict(list)
@@ -180,10 +196,8 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
         if t is None:
             continue
         kind, iid = e.get("kind"), str(e.get("instance") or "")
-        if kind == "instance" and e.get("status") == "started":
-            start[iid] = t
-        elif kind == "instance" and e.get("status") == "exited":
-            end[iid] = t
+        if kind == "instance" and e.get("status") in ("started", "exited"):
+            changes[iid].append((t, e.get("status") == "started"))
         elif kind == "phase":
             markers.append((t, MARK["phase"], f"phase {e.get('name')}"))
         elif kind == "barrier" and e.get("status") in ("released", "failed"):
@@ -193,26 +207,33 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
             c = "#2b8a3e" if e.get("type") == "success" else "#c92a2a"
             tip = f"{iid} {e.get('type')} {e.get('error') or ''}".strip()
             points[iid].append((t, t + 0.0001, c, tip))
+    lives = {iid: _lives(each) for iid, each in changes.items()}
     for inst in r.instances:
-        start.setdefault(inst.id, r.rel_ts(inst.started) or 0.0)
-        if inst.id not in end and (t := r.rel_ts(inst.ended)) is not None:
-            end[inst.id] = t
-    total = r.run.duration_s or max([*end.values(), *(m[0] for m in markers), 1.0])
+        if not lives.get(inst.id):
+            lives[inst.id] = [[r.rel_ts(inst.started), r.rel_ts(inst.ended)]]
+    ends = [b for each in lives.values() for _, b in each if b is not None]
+    total = r.run.duration_s or max([*ends, *(m[0] for m in markers), 1.0])
     markers += network_markers(r, total)
     fault_markers, spans = fault_marks(faults, total)
     markers += fault_markers
     lanes = []
-    for inst in r.instances:
+    # Too many to draw: the failed ones first, then in order; the table lists them all.
+    shown = sorted(r.instances, key=lambda i: i.outcome != "failed")
+    for inst in shown[:_LANES]:
         iid = inst.id
         c = _svg.OUTCOME_COLOURS.get(outcome.get(iid), "#868e96")
-        a, b = start.get(iid, 0.0), end.get(iid, total)
-        bars = [
-            (a, b, c + "55", f"{iid}: {num(a, 2)} to {num(b, 2)} s, {outcome.get(iid) or '?'}"),
-            *points.get(iid, []),
-        ]
-        lanes.append((iid, bars))
+        bars = []
+        for a, b in lives[iid]:
+            a, b = a or 0.0, total if b is None else b
+            bars.append((a, b, c + "55",
+                         f"{iid}: {num(a, 2)} to {num(b, 2)} s, {outcome.get(iid) or '?'}"))
+        lanes.append((iid, [*bars, *points.get(iid, [])]))
+    more = len(r.instances) - _LANES
     note = (
-        '<p class="sub">Bars: each instance from start to exit (green passed, orange failed); '
+        (f'<p class="sub">{_LANES} of {len(r.instances)} instances are drawn, the failed ones '
+         f'first; the Instances table lists every one.</p>' if more > 0 else "")
+        + '<p class="sub">Bars: each instance from start to exit, one per life when a fault '
+        'restarted it (green passed, orange failed); '
         'dark ticks: success/failure events. Dashed lines: <span style="color:#1c7ed6">phases'
         '</span>, <span style="color:#7048e8">barrier releases</span>, '
         '<span style="color:#e8590c">network changes</span>. Hover for details.</p>'
@@ -226,7 +247,7 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
     return (
         '<section id="timeline"><h2>Timeline</h2>'
         + note
-        + _svg.timeline(lanes[:60], markers, end=total, spans=spans)
+        + _svg.timeline(lanes, markers, end=total, spans=spans)
         + "</section>"
     )
 
