@@ -217,9 +217,9 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
     fault_markers, spans = fault_marks(faults, total)
     markers += fault_markers
     lanes = []
-    # Too many to draw: the failed ones first, then in order; the table lists them all.
-    shown = sorted(r.instances, key=lambda i: i.outcome != "failed")
-    for inst in shown[:_LANES]:
+    # Too many to draw: the failed ones, then the first others; the table lists them all.
+    chosen = {i.id for i in sorted(r.instances, key=lambda i: i.outcome != "failed")[:_LANES]}
+    for inst in (i for i in r.instances if i.id in chosen):
         iid = inst.id
         c = _svg.OUTCOME_COLOURS.get(outcome.get(iid), "#868e96")
         bars = []
