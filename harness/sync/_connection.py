@@ -28,7 +28,7 @@ from harness.sync._protocol import (
     decode_request,
     encode,
 )
-from harness.sync._state import SyncState, item_tail
+from harness.sync._state import Extend, SyncState, item_tail
 from harness.sync._tokens import Tokens
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class _Backlog:
     payloads: list[bytes]
     next: int
     end: int
+    done: bool = False  # all of it taken into a batch: items published now are replies
 
 
 def _peer_pid(stream: trio.abc.Stream) -> int | None:
@@ -147,12 +148,22 @@ class Connection:
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
 
-    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> None:
-        if end and not self._closed:
-            self._outbox.append(_Backlog(prefix, payloads, 0, end))
-            self._backlogs += 1
-            if len(self._outbox) == 1:
-                self._writer_idle.unpark()
+    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> Extend | None:
+        if not end or self._closed:
+            return None
+        entry = _Backlog(prefix, payloads, 0, end)
+        self._outbox.append(entry)
+        self._backlogs += 1
+        if len(self._outbox) == 1:
+            self._writer_idle.unpark()
+
+        def extend(seq: int) -> bool:
+            if entry.done or seq != entry.end + 1 or self._closed:
+                return False
+            entry.end = seq
+            return True
+
+        return extend
 
     def _drop_slow_reader(self) -> None:
         self._outbox.clear()
@@ -226,21 +237,17 @@ class Connection:
             self.queued -= counted
 
     def _next_batch(self) -> tuple[bytes, int]:
-        """The bytes to send next, and how many of them count as queued."""
+        """The bytes to send next, and how many of them count as queued. Replies go before
+        the backlogs still being sent (a backlog takes its own subscription's live items,
+        so that subscription's order holds), then up to _BATCH bytes of backlog items."""
         if not self._backlogs:
             batch, self._outbox = self._outbox, []
             return b"".join(batch), self.queued  # type: ignore[arg-type]
-        out: list[bytes] = []
-        size = counted = taken = 0
-        for entry in self._outbox:
-            if size >= _BATCH:
-                break
-            if isinstance(entry, bytes):
-                out.append(entry)
-                size += len(entry)
-                counted += len(entry)
-                taken += 1
-                continue
+        out = [entry for entry in self._outbox if isinstance(entry, bytes)]
+        backlogs = [entry for entry in self._outbox if isinstance(entry, _Backlog)]
+        size = counted = sum(map(len, out))
+        taken = 0
+        for entry in backlogs:
             while entry.next < entry.end and size < _BATCH:
                 frame = entry.prefix + item_tail(entry.next + 1, entry.payloads[entry.next])
                 out.append(frame)
@@ -248,9 +255,10 @@ class Connection:
                 entry.next += 1
             if entry.next < entry.end:
                 break
+            entry.done = True
             taken += 1
             self._backlogs -= 1
-        del self._outbox[:taken]
+        self._outbox = backlogs[taken:]  # type: ignore[assignment]
         return b"".join(out), counted
 
     async def _receive(self) -> bytes | bytearray:

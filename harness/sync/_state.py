@@ -19,9 +19,15 @@ Reply = Callable[[bytes], None]
 Recorder = Callable[[dict[str, Any]], None]
 """Receives every event worth keeping (events.jsonl, progress, outcomes)."""
 
-Backlog = Callable[[bytes, list[bytes], int], None]
+Extend = Callable[[int], bool]
+"""Takes item `seq` of a subscription into its backlog still being sent; False once the
+backlog is all sent: from then on each item is a reply of its own."""
+
+Backlog = Callable[[bytes, list[bytes], int], "Extend | None"]
 """Takes a new subscription's backlog instead of one reply per item: the frame prefix, the
-topic's encoded payloads (shared, append-only) and how many of them to send."""
+topic's encoded payloads (shared, append-only) and how many of them to send; returns how
+to extend it with the items published while it is sent (they are in the topic already: a
+reader taking a long backlog is not made to hold the live items behind it too)."""
 
 
 def frame_prefix(request_id: Any) -> bytes:
@@ -70,6 +76,7 @@ class _Subscriber:
     expect: int | None = None
     instance: str | None = None
     peer: Hashable | None = None
+    extend: Extend | None = None  # while its backlog is being sent
 
 
 @dataclasses.dataclass
@@ -282,6 +289,10 @@ class SyncState:
         seq = len(t.payloads)
         tail = item_tail(seq, encoded)
         for sub in t.in_turns():
+            if sub.extend is not None:
+                if sub.extend(seq):
+                    continue
+                sub.extend = None  # for good: a later item must not pass this one
             sub.reply(sub.prefix + tail)
         self._record({"kind": "publish", "topic": topic, "seq": seq, "instance": instance})
         return seq
@@ -312,7 +323,7 @@ class SyncState:
             return  # failed
         reply(sub.prefix + b',"ok":true}\n')
         if backlog is not None:
-            backlog(sub.prefix, t.payloads, len(t.payloads))
+            sub.extend = backlog(sub.prefix, t.payloads, len(t.payloads))
         else:
             for seq, encoded in enumerate(t.payloads, 1):
                 reply(sub.prefix + item_tail(seq, encoded))

@@ -145,3 +145,36 @@ def test_the_service_itself_is_not_ended_by_a_closed_stream() -> None:
 
     run(main)
 
+
+
+def test_a_late_subscriber_reading_a_long_backlog_is_not_dropped_for_live_items() -> None:
+    """300 items of 100 kB there, then 200 more published while the new subscriber read
+    them all: the live ones queued behind its backlog passed 8 MiB, and it was dropped as
+    a reader that does not read (after 186 items). They are in the topic already: the
+    backlog takes them."""
+    item = "y" * 100_000
+
+    async def main() -> None:
+        async with running_server() as (path, _, events), \
+                connect_unix(path, "pub/0") as pub, connect_unix(path, "sub/0") as sub:
+            for _ in range(300):
+                await pub.publish("busy", item)
+            got: list[int] = []
+
+            async def publish_more() -> None:
+                for _ in range(200):
+                    await pub.publish("busy", item)
+
+            async with sub.subscribe("busy") as items, trio.open_nursery() as nursery:
+                nursery.start_soon(publish_more)
+                with trio.fail_after(60):
+                    while len(got) < 500:
+                        msg = await items.next_message()
+                        assert msg.payload == item
+                        got.append(msg.seq)
+                        if len(got) == 50:  # a reply behind the backlog: it waits for no item
+                            assert await sub.signal_entry("midway") == 1
+            assert got == list(range(1, 501))  # in order, once each
+            assert not [e for e in events if e["kind"] == "connection"]
+
+    run(main)
