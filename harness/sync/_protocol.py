@@ -135,6 +135,8 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
                 f"{', '.join(sorted(EVENT_TYPES))}",
                 rid,
             )
+        if not isinstance(event.get("error", ""), str):
+            raise ProtocolError("signal_event: 'error' must be a string", rid)
     if op == "network":
         _require(frame, "config", dict, rid)
     if op == "fault":

@@ -30,6 +30,9 @@ to extend it with the items published while it is sent (they are in the topic al
 reader taking a long backlog is not made to hold the live items behind it too)."""
 
 
+_STAMPS = ("ts", "mono")  # what the run's record stamps every event with
+
+
 def frame_prefix(request_id: Any) -> bytes:
     """The start of every frame that answers `request_id`."""
     return b'{"id":' + orjson.dumps(request_id)
@@ -376,8 +379,10 @@ class SyncState:
     # -- events --------------------------------------------------------------------------
 
     def signal_event(self, instance: str | None, event: dict[str, Any]) -> None:
-        """Record an instance's event (start, message, success, failure, crash, metric)."""
-        self._record({**event, "kind": "event", "instance": instance})
+        """Record an instance's event (start, message, success, failure, crash, metric);
+        its times are the service's, whatever the event says."""
+        self._record({**{k: v for k, v in event.items() if k not in _STAMPS},
+                      "kind": "event", "instance": instance})
 
     def connection_event(self, status: str, reason: str, instance: str | None) -> None:
         """Record what happened to a connection the service closed or lost (and why)."""

@@ -278,7 +278,12 @@ def test_events_are_recorded_with_the_instance_name() -> None:
     async def main() -> None:
         async with running_server() as (path, _, events), connect_unix(path, "grp/4") as c:
             await c.signal_event({"type": "success"})
+            # the record's times are the service's: an event's own took their place
+            await c.signal_event({"type": "message", "message": "m", "ts": 1.0, "mono": 2.0})
+            with pytest.raises(SyncError, match="'error' must be a string"):
+                await c.signal_event({"type": "crash", "error": 5})
         assert {"kind": "event", "type": "success", "instance": "grp/4"} in events
+        assert {"kind": "event", "type": "message", "message": "m", "instance": "grp/4"} in events
 
     run(main)
 
