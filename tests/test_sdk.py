@@ -168,3 +168,21 @@ def test_failures_of_several_tasks_at_once_are_each_said(
         assert sorted(errors.split("; ")) == sorted(["TestFailure: peer 3 answered", error])
 
     run(main)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nope.plan:case"], "harness.sdk: cannot load nope.plan:case: No module named 'nope'"),
+    (["harness.sdk:nothing"], "harness.sdk: cannot load harness.sdk:nothing: entrypoint "),
+    (["a:b", "curio"], "harness.sdk: unknown backend 'curio'"),
+])
+def test_running_an_instance_by_hand_refuses_bad_arguments_in_one_line(
+    args: list[str], message: str,
+) -> None:
+    """A RunEnvError or LookupError traceback."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "harness.sdk", *args], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith(message), r.stderr
+    assert len(r.stderr.splitlines()) == 1
