@@ -52,6 +52,7 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._cpuload import SaturationWatch
+from harness.observe._jsonl import read_tail
 from harness.observe._runrecord import (
     RESERVE_FILE,
     RUN_FILE,
@@ -131,14 +132,8 @@ def _cannot_start(stderr: Path) -> str | None:
     """Why the process host could not start an instance (its exec failed: a program too
     big for its arguments, say), as the host wrote it last in the instance's stderr; None
     if it wrote no such line (the program itself exited 70 or 127)."""
-    try:
-        with stderr.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    lines = tail.rstrip("\n").rsplit("\n", 1)
-    return lines[-1].removeprefix(CANNOT_START) if lines[-1].startswith(CANNOT_START) else None
+    last = read_tail(stderr, 4096).rstrip("\n").rsplit("\n", 1)[-1]
+    return last.removeprefix(CANNOT_START) if last.startswith(CANNOT_START) else None
 
 
 def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:

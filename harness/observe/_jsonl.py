@@ -87,6 +87,16 @@ def read_regular(path: Path, limit: int = 64 << 20) -> bytes | None:
     return data
 
 
+def read_tail(path: Path, size: int) -> str:
+    """The last `size` bytes of `path` as text ("" if it is missing or no regular file)."""
+    f = open_regular(path)
+    if f is None:
+        return ""
+    with f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode("utf-8", "replace")
+
+
 def parse_line(line: bytes | str) -> dict[str, Any] | None:
     """One JSON object, or None when the line is not one."""
     line = line.strip()

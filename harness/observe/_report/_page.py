@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from html import escape
@@ -12,7 +11,7 @@ import orjson
 
 from harness._tell import one_line
 from harness.observe import _svg
-from harness.observe._jsonl import open_regular, read_jsonl
+from harness.observe._jsonl import read_jsonl, read_tail
 from harness.observe._report._assets import asset
 from harness.observe._report._charts import metrics_section, telemetry_section
 from harness.observe._report._data import RunData
@@ -120,13 +119,7 @@ def _failures(r: RunData) -> str:
 
 
 def _tail(path: Path, n: int) -> str:
-    f = open_regular(path)  # a FIFO or a device reads as absent
-    if f is None:
-        return ""
-    with f:
-        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-        lines = f.read().decode("utf-8", "replace").splitlines()
-    return "\n".join(lines[-n:])
+    return "\n".join(read_tail(path, 8192).splitlines()[-n:])
 
 
 def _instances_table(r: RunData) -> str:
