@@ -67,6 +67,20 @@ class Addr:
     port: int
 
 
+def test_a_topic_decodes_json_numbers_as_its_kind_and_names_itself_when_it_cannot() -> None:
+    """A float topic refused the JSON 1 another program published, an int topic took
+    True, and a dataclass topic's error named neither the topic nor the payload."""
+    assert sdk.Topic("t", float).decode(1) == 1.0
+    assert isinstance(sdk.Topic("t", float).decode(1), float)
+    with pytest.raises(TypeError, match=r"^topic 'n' carries int, got True$"):
+        sdk.Topic("n", int).decode(True)
+    with pytest.raises(TypeError, match=r"^topic 'addrs' carries Addr, got \{'host': 'a'\}: "):
+        sdk.Topic("addrs", Addr).decode({"host": "a"})
+    with pytest.raises(TypeError, match=r"^topic 'addrs' carries Addr, got 5: "):
+        sdk.Topic("addrs", Addr).decode(5)
+    assert sdk.Topic("b", bool).decode(True) is True
+
+
 def test_typed_topic_round_trip() -> None:
     topic = sdk.Topic("addrs", Addr)
 
@@ -186,3 +200,27 @@ def test_running_an_instance_by_hand_refuses_bad_arguments_in_one_line(
                        text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith(message), r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_a_value_the_test_function_returns_is_said_to_be_ignored(tmp_path: Path) -> None:
+    """`return False` passed the instance without a word."""
+    import structlog
+
+    from harness.sdk._invoke import _run
+
+    async def case(env: sdk.RunEnv) -> bool:
+        return False
+
+    async def main() -> None:
+        async with running_server() as (path, _, events):
+            env = sdk.RunEnv.from_environ({**ENV, "TEST_SYNC_SOCKET": path,
+                                           "TEST_OUTPUTS_PATH": str(tmp_path)})
+            del env.sync_token  # type: ignore[attr-defined]
+            with structlog.testing.capture_logs() as logs:
+                assert await _run(case, env) == 0  # type: ignore[arg-type]
+        assert [e["type"] for e in events if e.get("kind") == "event"] == ["start", "success"]
+        (warning,) = [r for r in logs if r["log_level"] == "warning"]
+        assert "returned a value, which is ignored" in warning["event"]
+        assert warning["returned"] == "False"
+
+    run(main)

@@ -105,7 +105,10 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
                 raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
                                 f"async: define it with `async def`")
-            await result
+            returned = await result
+            if returned is not None:  # `return False` passes: say so where it is looked for
+                env.log.warning("the test function returned a value, which is ignored: "
+                                "raise sdk.TestFailure to fail", returned=repr(returned)[:200])
         except BaseException as group:
             # Several tasks may fail at once: each error is said, in a failure if each is a
             # failed check, else in a crash.

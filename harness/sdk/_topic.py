@@ -26,11 +26,20 @@ class Topic(Generic[T]):
         return value
 
     def decode(self, payload: Any) -> T:
-        """One message from its JSON form."""
-        if dataclasses.is_dataclass(self.kind):
-            return cast(T, self.kind(**payload))
-        if not isinstance(payload, self.kind):
-            raise TypeError(f"topic {self.name!r} carries {self.kind.__name__}, got {payload!r}")
+        """One message from its JSON form; TypeError naming the topic for one that is not
+        of its kind (JSON has one kind of number: an int is a float's too, a bool is no
+        int)."""
+        kind = self.kind
+        if dataclasses.is_dataclass(kind):
+            try:
+                return cast(T, kind(**payload))
+            except TypeError as e:  # not a mapping, or not the dataclass's fields
+                raise TypeError(f"topic {self.name!r} carries {kind.__name__}, got "
+                                f"{payload!r:.200}: {e}") from None
+        if kind is float and isinstance(payload, int) and not isinstance(payload, bool):
+            return cast(T, float(payload))
+        if not isinstance(payload, kind) or (isinstance(payload, bool) and kind is not bool):
+            raise TypeError(f"topic {self.name!r} carries {kind.__name__}, got {payload!r:.200}")
         return payload
 
     async def publish(self, sync: SyncClient, value: T) -> int:
