@@ -8,7 +8,7 @@ import inspect
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
 import structlog
@@ -105,7 +105,7 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
                 raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
                                 f"async: define it with `async def`")
-            returned = await result
+            returned: object = await cast("Awaitable[object]", result)  # None, typed
             if returned is not None:  # `return False` passes: say so where it is looked for
                 env.log.warning("the test function returned a value, which is ignored: "
                                 "raise sdk.TestFailure to fail", returned=repr(returned)[:200])
