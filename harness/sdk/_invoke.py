@@ -105,7 +105,7 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
                 raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
                                 f"async: define it with `async def`")
-            returned: object = await cast("Awaitable[object]", result)  # None, typed
+            returned: object = await cast("Awaitable[object]", result)  # typed None: any value
             if returned is not None:  # `return False` passes: say so where it is looked for
                 env.log.warning("the test function returned a value, which is ignored: "
                                 "raise sdk.TestFailure to fail", returned=repr(returned)[:200])
