@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from harness._errors import EnvironmentProblem, UsageError
+from harness._tell import tell
 from harness.observe import DEFAULT_OUTPUTS
 from harness.plans import PLANS_ENV
 
@@ -53,6 +54,16 @@ def failing_as(what: str) -> Iterator[None]:
         yield
     except OSError as e:
         raise EnvironmentProblem(f"{what} failed: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def warning_if_failing(what: str) -> Iterator[None]:
+    """An OSError inside (a read-only outputs directory) as a one-line warning: a command
+    that only shows runs goes on with what is recorded."""
+    try:
+        yield
+    except OSError as e:
+        tell(f"harness: warning: {what} failed: {e.strerror or e}; shown as recorded")
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:

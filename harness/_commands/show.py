@@ -7,7 +7,7 @@ import sys
 
 import orjson
 
-from harness._commands._args import add_run, failing_as
+from harness._commands._args import add_run, warning_if_failing
 from harness._liveness import mark_aborted
 from harness._tell import one_line
 from harness.observe import load_run, resolve_run, summary
@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the summary; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
-    with failing_as(f"marking run {run_dir.name} aborted (its supervisor is gone)"):
+    with warning_if_failing(f"marking run {run_dir.name} aborted (its supervisor is gone)"):
         mark_aborted(run_dir, "harness show")  # a run whose supervisor is gone is not running
     info = summary(run_dir)
     if args.json:
