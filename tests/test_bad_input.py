@@ -863,3 +863,19 @@ def test_a_program_the_host_cannot_exec_says_why_not_just_its_exit_code(
     assert r.returncode == 1, r.stderr
     (inst,) = json.loads(r.stdout)["instances"]
     assert inst["reason"].startswith("did not start: [Errno 7] Argument list too long"), inst
+
+
+def test_a_case_that_closed_its_stderr_still_has_its_failure_recorded(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """Printing the traceback to the closed stderr raised: the failure was never sent, and
+    the instance read "exit code 70"."""
+    manifest = ('name = "shut"\n[[testcases]]\nname = "case"\n'
+                'instances = { min = 1, max = 1, default = 1 }\nentrypoint = "shut.plan:case"\n')
+    plans = make_plan("shut", manifest, "import os\nfrom harness import sdk\n"
+                      "async def case(env):\n    os.close(2)\n"
+                      "    raise sdk.TestFailure('peer 3 answered 41')\n")
+    r = run_cli("shut", "--plans", str(plans), "--runner", "local:exec",
+                "--outputs", str(tmp_path / "out"), "--json")
+    (inst,) = json.loads(r.stdout)["instances"]
+    assert inst["reason"] == "failed: TestFailure: peer 3 answered 41", inst

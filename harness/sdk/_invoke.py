@@ -123,7 +123,8 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             failed = all(isinstance(e, _FAILURES) for e in errors)
             kind = EventType.FAILURE if failed else EventType.CRASH
             env.log.error(kind.value, error=error)  # as record_failure / record_crash log it
-            traceback.print_exc()  # after the record: `harness logs` shows it in its place
+            with contextlib.suppress(OSError):  # a case may have closed its stderr
+                traceback.print_exc()  # after the record: `harness logs` shows it in its place
             report = env._signal_end(kind, error, traceback.format_exc())
             with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
                 await report  # if this cannot be sent, the exit code still fails the instance
