@@ -793,8 +793,8 @@ if mode == "sync":
     # ran until an outer `timeout` killed it: the timeout counted from the instances' start
     ("sleep", "", "did not start: the process host was not ready within the run's timeout "
                   "(4s): the plan's module was still being imported"),
-    ("kbint", "", "did not start: cannot load imp.plan:case: KeyboardInterrupt"),  # traceback
-    ("exit", "", "did not start: cannot load imp.plan:case: SystemExit: 3"),
+    ("kbint", "", "did not start: cannot load odd.plan:case: KeyboardInterrupt"),  # traceback
+    ("exit", "", "did not start: cannot load odd.plan:case: SystemExit: 3"),
     # "exit code 70", its stderr "cannot start the instance: 0"
     ("", "0", "crashed: SystemExit(0): the test function exited instead of returning"),
     ("", "kbint", "crashed: KeyboardInterrupt"),
@@ -807,11 +807,11 @@ def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(
     make_plan: Callable[[str, str, str], Path], tmp_path: Path, imp: str, case: str,
     reason: str | None,
 ) -> None:
-    manifest = ('name = "imp"\n[[testcases]]\nname = "case"\n'
-                'instances = { min = 1, max = 3, default = 2 }\nentrypoint = "imp.plan:case"\n')
-    plans = make_plan("imp", manifest, IMPORT_MODES)
+    manifest = ('name = "odd"\n[[testcases]]\nname = "case"\n'
+                'instances = { min = 1, max = 3, default = 2 }\nentrypoint = "odd.plan:case"\n')
+    plans = make_plan("odd", manifest, IMPORT_MODES)
     r = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "imp",
+        [sys.executable, "-m", "harness", "run", "-q", "--metrics-listen", "off", "odd",
          "--plans", str(plans), "--outputs", str(tmp_path / "out"), "--timeout", "4", "--json"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "IMP_MODE": imp, "CASE_MODE": case})
