@@ -72,8 +72,15 @@ def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None
                                for p in (c, *_children(c))]  # fmt: skip
             for pause in (True, False):
                 await send.send({"pause": pause})
-                await trio.sleep(0.3)
-                states.append(tuple(_stat(p)[0] for p in tree))
+                # Until it shows, or 5 s: a process in uninterruptible sleep ("D": a read
+                # under load) stops only when that read is done.
+                with trio.move_on_after(5):
+                    while True:
+                        await trio.sleep(0.1)
+                        now = tuple(_stat(p)[0] for p in tree)
+                        if (set(now) == {"T"}) if pause else ("T" not in now):
+                            break
+                states.append(now)
             await send.send({"end": "killed", "grace": None})
         return result[0]
 
