@@ -108,6 +108,7 @@ class Connection:
         self._backlogs = 0  # _Backlog entries in the outbox
         self._writing = False
         self._in_flight = 0  # bytes of `queued` in the batch being written
+        self._largest = 0  # the largest frame waiting (the next batch takes every one)
         self._drained = False  # the last read took all the socket held
         self._writer_idle = trio.lowlevel.ParkingLot()
         self._closed = False
@@ -138,10 +139,12 @@ class Connection:
                 return
             frame = frame[sent:]
         self.queued += len(frame)
-        # What waits behind the batch being written: a reader that reads is never dropped
-        # for one large item arriving while it takes another (two of 10 MB were, at 8 MiB).
+        self._largest = max(self._largest, len(frame))
+        # What waits behind the batch being written, beyond its largest frame: a reader
+        # that reads is never dropped for one large item arriving while it takes another
+        # (two of 10 MB were, at 8 MiB), nor for the small replies queued after it.
         waiting = self.queued - self._in_flight
-        if waiting > MAX_QUEUED and waiting > len(frame):
+        if waiting - self._largest > MAX_QUEUED:
             self._drop_slow_reader()
             return
         self._outbox.append(frame)
@@ -240,6 +243,7 @@ class Connection:
         """The bytes to send next, and how many of them count as queued. Replies go before
         the backlogs still being sent (a backlog takes its own subscription's live items,
         so that subscription's order holds), then up to _BATCH bytes of backlog items."""
+        self._largest = 0  # every frame waiting goes in this batch
         if not self._backlogs:
             batch, self._outbox = self._outbox, []
             return b"".join(batch), self.queued  # type: ignore[arg-type]

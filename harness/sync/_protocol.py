@@ -12,8 +12,8 @@ MAX_FRAME = 16 * 1024 * 1024
 
 MAX_QUEUED = 8 * 1024 * 1024
 """The most bytes of replies the service holds for one connection that does not read them,
-beyond the batch it is writing to it (or one frame of any size, when nothing else waits);
-past it, the connection is dropped with a last `{"id": null, "error": ..., "closed": true}`
+beyond the batch it is writing to it and the largest frame waiting (which may be of any
+size); past it, the connection is dropped with a last `{"id": null, "error": ..., "closed": true}`
 frame saying why."""
 
 OPS = frozenset(
