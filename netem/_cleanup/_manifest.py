@@ -43,15 +43,20 @@ def process_start(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def _read(path: str) -> Manifest | None:
+    """The manifest at `path`; None if it cannot be read as one."""
+    try:
+        with open(path) as f:
+            return Manifest(**json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def holder(prefix: str) -> Manifest | None:
     """The manifest of the live network that holds `prefix`, or None if none does (no
     manifest, an unreadable one, or one whose owner is dead: leftovers)."""
-    try:
-        with open(names.manifest_path(prefix)) as f:
-            manifest = Manifest(**json.load(f))
-    except (OSError, ValueError, TypeError):
-        return None
-    return manifest if manifest.owner_alive() else None
+    manifest = _read(names.manifest_path(prefix))
+    return manifest if manifest is not None and manifest.owner_alive() else None
 
 
 def write(prefix: str, subnet: str) -> Manifest:
@@ -100,9 +105,5 @@ def read_all() -> Iterator[Manifest | str]:
         for entry in sorted(os.listdir(names.MANIFEST_DIR)):
             if not entry.endswith(".json"):
                 continue
-            prefix = entry.removesuffix(".json")
-            try:
-                with open(os.path.join(names.MANIFEST_DIR, entry)) as f:
-                    yield Manifest(**json.load(f))
-            except (OSError, ValueError, TypeError):
-                yield prefix
+            manifest = _read(os.path.join(names.MANIFEST_DIR, entry))
+            yield manifest if manifest is not None else entry.removesuffix(".json")

@@ -401,14 +401,22 @@ static int64_t sample_delay(const struct shape *s)
 	return d < 0 ? 0 : d;
 }
 
+/* A copy of the packet; NULL if there is no memory. */
+static uint8_t *copied(const uint8_t *data, uint32_t tot_len)
+{
+	uint8_t *out = malloc(tot_len);
+	if (out)
+		memcpy(out, data, tot_len);
+	return out;
+}
+
 /* A copy of the packet with one bit flipped past the IP header, so it still routes and
    the receiver's transport checksum catches it; NULL if there is no memory. */
 static uint8_t *corrupted(const uint8_t *data, uint32_t tot_len)
 {
-	uint8_t *out = malloc(tot_len);
+	uint8_t *out = copied(data, tot_len);
 	if (!out)
 		return NULL;
-	memcpy(out, data, tot_len);
 	uint32_t ihl = (uint32_t)(data[0] & 15) * 4;
 	uint32_t lo = tot_len > ihl ? ihl : 0;
 	uint32_t bit = (uint32_t)(rng_next() % ((uint64_t)(tot_len - lo) * 8));
@@ -474,12 +482,9 @@ static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, in
 		struct item d = {.arrival = now, .seq = seq_counter++, .key = s->key, .id = id,
 				 .len = tot_len, .ifindex = ifindex,
 				 .kind = bad ? K_DUP_CORRUPT : K_DUP};
-		d.data = bad ? corrupted(data, tot_len) : malloc(tot_len);
-		if (d.data) {
-			if (!bad)
-				memcpy(d.data, data, tot_len);
+		d.data = bad ? corrupted(data, tot_len) : copied(data, tot_len);
+		if (d.data)
 			hold(&d, s, now);
-		}
 	}
 }
 
