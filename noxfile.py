@@ -284,7 +284,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures (and a peer's from the same run where named) and
     writes them to outputs/bench/; then one report of them all (outputs/bench-report.md and
     .json, against the previous report) whose table goes into the README."""
-    _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3", "redis-server"])
+    _debs(session, ["mininet", "bridge-utils", "iputils-ping", "iperf3", "redis-server",
+                    "chromium"])
     _install(session, "test", "userspace")
     started = time.time()
     scripts = session.posargs or sorted(

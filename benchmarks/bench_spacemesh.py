@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,14 @@ def run(instances: int, layer_duration: str, outputs: Path) -> dict[str, Any]:
     wall = time.monotonic() - t0
     exited = time.time()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"spacemesh:start -i {instances} failed, no figures written:\n"
-                         + "\n".join(out.strip().splitlines()[-8:]))
+        # Its outputs outlive the temporary folder: a failure here is worth a look.
+        kept = ROOT / "outputs" / "bench-failed"
+        for run_dir in outputs.iterdir():
+            shutil.copytree(run_dir, kept / run_dir.name, dirs_exist_ok=True)
+        lines = out.strip().splitlines()
+        head = next((i for i, line in enumerate(lines) if line.startswith("run ")), 0)
+        raise SystemExit(f"spacemesh:start -i {instances} failed, no figures written "
+                         f"(its outputs: {kept}):\n" + "\n".join(lines[head:head + 12]))
     (run_dir,) = [d for d in outputs.iterdir() if (d / "run.json").exists()]
     events = [json.loads(x) for x in (run_dir / "events.jsonl").open()]
     last = max(e["ts"] for e in events if e.get("status") == "exited")

@@ -104,6 +104,12 @@ def gather(outputs: Path, since: float | None, threshold: float,
             seen.add(fig.name)
             figures.append(_row(fig, path.stem, measured, since, before.get(fig.name),
                                 threshold))
+    # A figure that silently stops being measured (a peer or tool missing on this
+    # machine) would otherwise just vanish from the table.
+    lost = [name for name in before if name not in seen]
+    if lost:
+        problems.append(f"{len(lost)} figure(s) of the previous report not measured this "
+                        f"time: {', '.join(map(repr, lost))}")
     load_avg = os.getloadavg()
     return {
         "written": _iso(datetime.datetime.now(datetime.UTC).timestamp()),
@@ -220,6 +226,8 @@ def update_readme(readme: Path, report: dict[str, Any]) -> bool:
     block = (f"{BEGIN}\nMeasured by {report['written']} on {m['cores']} cores, at load average "
              f"{measured_load(report)} (`nox -s bench`; outputs/bench-report.md):\n\n"
              f"{table(report)}\n")
+    if report["problems"]:
+        block += "\nProblems:\n\n" + "".join(f"- {p}\n" for p in report["problems"])
     readme.write_text(text[:start] + block + text[end:])
     return True
 

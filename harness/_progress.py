@@ -81,24 +81,26 @@ class Progress:
 
 
 def summary_table(instances: Iterable[InstanceState], limit: int = 25) -> str:
-    """Per-group counts, then every failed instance with its reason (the first `limit`)."""
+    """Per-group counts, then every failed instance with its reason (the first `limit`),
+    those that failed of themselves before those stopped because another had."""
     groups: dict[str, list[int]] = {}
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[bool, str, str]] = []
     for inst in instances:
         passed, reason = inst.verdict()
         counts = groups.setdefault(inst.spec.group, [0, 0])
         counts[0 if passed else 1] += 1
         if not passed:
             role = f" [{inst.spec.role}]" if inst.spec.role else ""
-            failures.append((inst.spec.id + role, reason or ""))
+            failures.append((reason == inst.stopped, inst.spec.id + role, reason or ""))
     width = max([len("group"), *map(len, groups)])
     rows = [f"{'group':<{width}}  passed  failed"]
     rows += [f"{g:<{width}}  {p:>6}  {f:>6}" for g, (p, f) in groups.items()]
     if failures:
+        failures.sort(key=lambda f: f[0])  # stable: instance order within each kind
         rows.append("")
         rows.append("failed instances:")
-        w = max(len(i) for i, _ in failures[:limit])
-        rows += [f"  {i:<{w}}  {one_line(r, 1000)}" for i, r in failures[:limit]]
+        w = max(len(i) for _, i, _ in failures[:limit])
+        rows += [f"  {i:<{w}}  {one_line(r, 1000)}" for _, i, r in failures[:limit]]
         if len(failures) > limit:
             rows.append(f"  ... and {len(failures) - limit} more (see run.json)")
     return "\n".join(rows)

@@ -268,3 +268,23 @@ def test_the_machine_s_own_figures_show_their_change_but_are_never_flagged(
     slower = run(0.27)
     assert slower["change"] == pytest.approx(0.27 / 0.14 - 1) and not slower["regressed"]
     assert "| +93% |" in report.table({"figures": [slower]})
+
+
+def test_a_figure_of_the_previous_report_not_measured_now_is_a_problem_in_the_readme_too(
+    tmp_path: Path,
+) -> None:
+    """A benchmark whose peer or tool is missing (no Chromium on a fresh machine) leaves its
+    figure out: the report says so instead of the row just vanishing from the table."""
+    _write(tmp_path, "sync", _sync(1.0, 1000))
+    _report(tmp_path, "report", [{"name": "opens in Chromium", "value": 1.0, "unit": "s",
+                                  "peer": None, "peer_value": None}])
+    (tmp_path / "bench" / "report.json").unlink()
+    got = report.gather(tmp_path, None, 0.1)
+    assert got["problems"] == [
+        "1 figure(s) of the previous report not measured this time: 'opens in Chromium'"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\n{report.END}\n")
+    assert report.update_readme(readme, got)
+    text = readme.read_text()
+    assert "- 1 figure(s) of the previous report not measured this time" in text
+    assert [f["name"] for f in report.readme_report(readme)["figures"]] == ["fan-out", "rate"]

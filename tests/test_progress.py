@@ -128,3 +128,20 @@ def test_the_runs_headline_shows_an_instances_words_on_one_line(tmp_path: Path) 
     head = result.summary().splitlines()[:2]
     assert head == ["run r1: FAILED in 1.0 s (1 of 1 failed; first: g/0: failed: TestFailure: "
                     "first\\nsecond\\x1b[31mRED\\r)", "note: a\\nb"]
+
+
+def test_the_instances_that_failed_of_themselves_are_listed_before_those_stopped_after() -> None:
+    """With 100 instances stopped after one failed, the one that failed came after the
+    first 25 listed and was not shown at all."""
+    from harness._outcome import InstanceState
+    from harness._progress import summary_table
+    from harness.plans import InstanceSpec
+
+    states = [InstanceState(InstanceSpec(f"g/{i}", "g", i, i, "", {}, None)) for i in range(30)]
+    for st in states:
+        st.stopped = "stopped after g/27 failed"
+    states[27].stopped = None
+    states[27].record({"type": "failure", "error": "no PoET proof"})
+    rows = summary_table(states, limit=3).splitlines()
+    assert rows[-4:] == ["  g/27  failed: no PoET proof", "  g/0   stopped after g/27 failed",
+                         "  g/1   stopped after g/27 failed", "  ... and 27 more (see run.json)"]
