@@ -12,6 +12,8 @@ from typing import IO, Any
 
 import orjson
 
+from harness._reading import read_upto
+
 MAX_LINE = 16 << 20
 """The longest record read (16 MiB); a longer line counts as damaged."""
 
@@ -81,7 +83,7 @@ def read_regular(path: Path, limit: int = 64 << 20) -> bytes | None:
     if f is None:
         return None
     with f:
-        data = f.read(limit + 1)
+        data = read_upto(f, limit + 1)
     if len(data) > limit:
         raise ValueError(f"{path} is over {limit >> 20} MiB")
     return data

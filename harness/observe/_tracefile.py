@@ -26,6 +26,8 @@ from typing import IO, Any
 import orjson
 from isal import isal_zlib
 
+from harness._reading import read_upto
+
 TRACE_FILE = "trace.jsonl"
 TRACE_GZ_FILE = "trace.jsonl.gz"
 COLUMNS = ("ts", "mono", "kind", "msg_id", "topic", "from", "to", "size")
@@ -299,7 +301,7 @@ def read_trace_columns_capped(
     cut = False
     for path in trace_paths(inst_dir):
         with path.open("rb") as f:  # compressed, a file this long inflates to more anyway
-            data = f.read(limit)
+            data = read_upto(f, limit)
             cut |= bool(f.read(1))
         if path.name.endswith(".gz"):
             data, more = _gunzip(data, limit)

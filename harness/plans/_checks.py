@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._errors import UsageError
+from harness._reading import read_upto
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """Group ids and the like: they name directories, so no '/', no leading '.', no '..'."""
@@ -26,7 +27,7 @@ def read_input(path: Path, what: str) -> str:
     too large or not UTF-8 is one UsageError."""
     try:
         with path.open("rb") as f:
-            raw = f.read(MAX_INPUT + 1)
+            raw = read_upto(f, MAX_INPUT + 1)
     except OSError as e:
         raise UsageError(f"{what} {path}: {e.strerror or e}") from None
     if len(raw) > MAX_INPUT:
