@@ -589,8 +589,11 @@ class Supervisor:
                 if st.status is None:  # cancelled: the run is over and this one must go too
                     signal_group(proc.pid, signal.SIGKILL)
             st.ended = time.time()
+            if proc.lost is not None:
+                st.stopped = st.stopped or proc.lost
             self.record({"kind": "instance", "instance": inst.id, "status": "exited",
-                         "exit_code": st.status, "by": st.ended_by})
+                         "exit_code": st.status, "by": st.ended_by,
+                         **({"error": proc.lost} if proc.lost else {})})
             back = self.comeback.get(inst.id)
             if back is None:
                 break

@@ -157,3 +157,24 @@ def test_a_host_still_importing_is_killed_at_once_and_its_output_kept(tmp_path: 
     trio.run(main)
     assert host._proc is not None and host._proc.returncode == -9
     assert log.read_text() == "importing\n"
+
+
+def test_the_instances_of_a_host_that_dies_end_with_it_and_say_why(tmp_path: Path) -> None:
+    """A host killed mid-run takes its instances with it (their parent-death signal), but
+    their exits were never reported: the supervisor waited for them until the run's
+    timeout and then blamed them for it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    host, out = ProcessHost(None), tmp_path / "out.log"
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):
+                await nursery.start(host.run, tmp_path, env)
+                proc = await host.spawn(Launch(env, tmp_path, out, out, argv=["sleep", "600"]))
+                assert host._proc is not None
+                os.kill(host._proc.pid, 9)
+                assert await proc.wait() == -9
+            assert proc.lost == "the process host exited (status -9)"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -33,6 +33,8 @@ class Process(Protocol):
     """A started instance."""
 
     pid: int
+    lost: str | None
+    """Why it ended without its exit being seen (its process host died), once that is so."""
 
     async def wait(self) -> int:
         """Its exit status: the exit code, or minus the signal number that ended it."""
@@ -56,6 +58,7 @@ class _ForkedProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.status: int | None = None
+        self.lost: str | None = None
         self.exited = trio.Event()
 
     async def wait(self) -> int:
@@ -159,6 +162,12 @@ class ProcessHost:
         for event, box in self._pending.values():
             box["error"] = self.error
             event.set()
+        # Its instances die with it (their parent-death signal), unseen: they were
+        # waited for until the run's timeout, and blamed for it.
+        for p in self._procs.values():
+            if p.status is None:
+                p.status, p.lost = -signal.SIGKILL, self.error
+                p.exited.set()
         if not started:  # it died before it was ready: every spawn fails with why
             task_status.started()
         await trio.sleep_forever()  # spawn() reports the error for every instance
