@@ -80,6 +80,8 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("harness.supervisor")
 _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
+_REAPED_WITHIN_S = 2.0  # a SIGKILLed instance's exit is seen within this
+_SIGNAL_SETTLES_S = 0.2  # a signal that came with an error is handled within this
 _NETWORK_CHECK_S = 0.1  # how often the network's health is polled (a waitpid, no I/O)
 
 
@@ -360,8 +362,14 @@ class Supervisor:
             try:
                 try:
                     await self._supervise(signals)
+                except Exception as e:
+                    if not await self._interrupted_meanwhile(signals, e):
+                        with contextlib.suppress(OSError):  # what failed may be the disk
+                            self._write_run_json(ended=True, error=_describe(e, self.spec.total),
+                                                 error_code=_exit_code_of(e))
+                        raise
                 except BaseException as e:
-                    with contextlib.suppress(OSError):  # what failed may be the disk
+                    with contextlib.suppress(OSError):
                         self._write_run_json(ended=True, error=_describe(e, self.spec.total),
                                              error_code=_exit_code_of(e))
                     raise
@@ -725,8 +733,10 @@ class Supervisor:
                 self.progress.note(f"{name}: stopping every instance")
             self.record({"kind": "phase", "name": "interrupted", "signal": name})
             self._stop_all("interrupted")
-            # Give instances their SIGTERM before the nursery's cancellation kills them.
-            with trio.move_on_after(_KILL_AFTER_S):
+            # Give instances their SIGTERM before the nursery's cancellation kills them,
+            # and those that ignore it the time to be reaped after their SIGKILL (at
+            # _KILL_AFTER_S exactly, their exits were never recorded).
+            with trio.move_on_after(_KILL_AFTER_S + _REAPED_WITHIN_S):
                 await self._wait_none_running()
             scope.cancel()
             return
@@ -903,6 +913,23 @@ class Supervisor:
                       groups)
 
     # -- the end -------------------------------------------------------------------------
+
+    async def _interrupted_meanwhile(self, signals: AsyncIterator[int], error: Exception) -> bool:
+        """Whether the run was interrupted as `error` ended it: then it ends as interrupted.
+        Ctrl-C signals the whole process group, so the tool a set-up step was running
+        (iptables-restore, say) dies of it too, and its failure may end the run before
+        the signal is handled: that is an interruption, not a broken machine."""
+        if not self.made_run_dir:  # nothing to record it in: the error stands
+            return False
+        if not self.interrupted:
+            with trio.CancelScope(shield=True), trio.move_on_after(_SIGNAL_SETTLES_S):
+                signum = await signals.__anext__()
+                self.interrupted = True
+                _log.info("interrupted", signal=signal.Signals(signum).name)
+        if self.interrupted:
+            _log.info("an error while interrupted", error=_describe(error, self.spec.total))
+            self._never_started("interrupted")
+        return self.interrupted
 
     def _result(self) -> RunResult:
         instances = list(self.states.values())

@@ -45,6 +45,10 @@ entrypoint = "hang.plan:sleep"
 name = "ok"
 instances = { min = 1, max = 50, default = 1 }
 entrypoint = "hang.plan:ok"
+[[testcases]]
+name = "stubborn"
+instances = { min = 1, max = 50, default = 2 }
+program = ["sh", "-c", "trap '' TERM INT HUP; while :; do sleep 0.1; done"]
 """
 HANG_CODE = """
 import trio
@@ -75,6 +79,7 @@ def _start(root: Path, out: Path, case: str, *args: str,
          "--runner", runner, "--outputs", str(out), "-q", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})},
+        start_new_session=True,  # its own process group, as a shell's job: see `to`
     )  # fmt: skip
 
 
@@ -149,9 +154,13 @@ def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], A
 @pytest.mark.live
 @pytest.mark.parametrize("moment", ["run-dir", "network", "host"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.parametrize("to", ["pid", "group"])
 def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
-    make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals
+    make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals, to: str
 ) -> None:
+    """`to`: the supervisor alone, or its whole process group as Ctrl-C or a closed
+    terminal signals it (then the tools building the network die of it too: an
+    iptables-restore killed so was reported as a broken machine, exit 3)."""
     root = make_plan("hang", HANG, HANG_CODE)
     out = tmp_path / "out"
     proc = _start(root, out, "py", "-i", "20")
@@ -160,7 +169,10 @@ def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
         _wait_for(moment, _moment(moment, proc, out))
         prefix = _owned_prefix(proc.pid)
         seen |= descendants(proc.pid)
-        proc.send_signal(sig)
+        if to == "group":
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         deadline = time.monotonic() + 60  # a guard against a hang, not a timing
         while proc.poll() is None and time.monotonic() < deadline:
             seen |= descendants(proc.pid)
@@ -194,6 +206,28 @@ def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
         assert not _netns(prefix), "namespaces left"
     assert not list(run_dir.glob("*.sock"))
     assert not Path(run["sock_dir"]).joinpath("sync.sock").exists()
+
+
+def test_an_instance_that_ignores_sigterm_is_killed_and_its_end_recorded_when_interrupted(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Its SIGKILL came as the run stopped waiting for it: run.json had no outcome for it
+    and events.jsonl no exit."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = _start(root, out, "stubborn", runner="local:exec")
+    with _reaped(proc):
+        _wait_for("both started", lambda: list(out.glob("*/events.jsonl")) and sum(
+            e.get("status") == "started" for e in _events(only_run_dir(out))) == 2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    run_dir = only_run_dir(out)
+    exits = {e["instance"]: e["exit_code"] for e in _events(run_dir)
+             if e.get("status") == "exited"}
+    assert exits == {"single/0": -9, "single/1": -9}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert [(i["outcome"], i["reason"], i["exit_code"]) for i in run["instances"]] == [
+        ("failed", "interrupted", -9)] * 2
 
 
 def test_any_exception_ending_the_supervisor_ends_run_json_too(
