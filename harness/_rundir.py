@@ -52,16 +52,22 @@ class Reserve:
 
     @classmethod
     def make(cls, path: Path, size: int) -> Reserve | None:
-        """`size` bytes allocated at `path`; None if the disk has not that much free."""
+        """`size` bytes allocated at `path`; None where the file system cannot allocate
+        ahead (no reserve then). The OSError if the disk has not that much free: a run
+        that starts so could never record its end (run.json said "running" for good)."""
         try:
             # 0o666 and the umask, as any run.json: it may become one
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        except OSError:
+        except OSError as e:
+            if is_disk_full(e):
+                raise
             return None
         try:
             os.posix_fallocate(fd, 0, size)  # blocks, not a sparse file
-        except OSError:
+        except OSError as e:
             path.unlink(missing_ok=True)
+            if is_disk_full(e):
+                raise
             return None
         finally:
             os.close(fd)

@@ -114,6 +114,18 @@ print(json.dumps({"code": runs.returncode, "stderr": runs.stderr, "latest": late
                   "listed": [r["run_id"] for r in json.loads(runs.stdout or "[]")]}))
 """
 
+# The disk all but full before the run: less free than run.json's reserve.
+NEARLY_FULL_SCRIPT = PRELUDE + """
+fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+fill(fd)
+os.ftruncate(fd, os.fstat(fd).st_size - 300_000)
+run = subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", plans,
+                      "--outputs", str(out), "-q", "--metrics-listen", "off"],
+                     capture_output=True, text=True, timeout=120)
+print(json.dumps({"code": run.returncode, "stderr": run.stderr,
+                  "left": sorted(p.name for p in out.iterdir())}))
+"""
+
 needs_mounts = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="mounting a small tmpfs in a mount namespace needs root and unshare")
@@ -168,3 +180,16 @@ def test_the_runs_the_history_holds_are_listed_on_a_full_disk(tiny: Path, tmp_pa
     assert got["stderr"].endswith("history.sqlite: No space left on device): runs it lacks "
                                   "are not listed\n")
     assert len(got["listed"]) == 1 and got["latest"] not in got["listed"]
+
+
+@needs_mounts
+def test_a_run_on_a_disk_without_room_for_its_last_record_is_refused_before_it_starts(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """Its reserve could not be made and the run went on without it: its end was never
+    written and run.json said "running" for good."""
+    got = _in_own_mounts(NEARLY_FULL_SCRIPT, tmp_path, tiny)
+    assert got["code"] == 3, got["stderr"]
+    assert got["stderr"].startswith("harness: error: cannot write the run's outputs"), got
+    assert "No space left on device" in got["stderr"] and len(got["stderr"].splitlines()) == 1
+    assert got["left"] == ["filler"]  # no run directory half made
