@@ -178,3 +178,36 @@ def test_the_instances_of_a_host_that_dies_end_with_it_and_say_why(tmp_path: Pat
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_a_host_killed_in_its_warm_up_leaves_no_warm_up_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run interrupted while the host warmed up killed it there: its directory (a
+    socket, a log) stayed in /tmp for good."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    (tmp_path / "warming.py").write_text(
+        "import os, tempfile, time\n"
+        "from harness.runners._process import warm_up_prefix\n"
+        "tempfile.mkdtemp(prefix=warm_up_prefix(os.getpid()))\n"
+        "print('warming', flush=True)\n"
+        "time.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+           "TMPDIR": str(tmp)}
+    host = ProcessHost("warming:case")
+    log = tmp_path / "host.log"
+
+    async def main() -> None:
+        with trio.move_on_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(host.run, tmp_path, env, log=log))
+                while not (log.exists() and log.read_text()):  # noqa: ASYNC110 (a file)
+                    await trio.sleep(0.05)
+                assert len(list(tmp.iterdir())) == 1
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert host._proc is not None and host._proc.returncode == -9
+    assert list(tmp.iterdir()) == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +41,18 @@ class Process(Protocol):
     async def wait(self) -> int:
         """Its exit status: the exit code, or minus the signal number that ended it."""
         ...
+
+
+def warm_up_prefix(host_pid: int) -> str:
+    """The name its process host's warm-up directory starts with (`_warmup`), in the
+    temporary directory: the host may die in its warm-up (a SIGKILL if it is not ready when
+    the run ends), and then the supervisor removes it."""
+    return f"harness-warm-{host_pid}-"
+
+
+def _remove_warm_up(host_pid: int) -> None:
+    for left in Path(tempfile.gettempdir()).glob(f"{warm_up_prefix(host_pid)}*"):
+        shutil.rmtree(left, ignore_errors=True)
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -118,6 +132,7 @@ class ProcessHost:
                     await self._proc.wait()
                 if self._proc.returncode is None:
                     self._proc.kill()
+                _remove_warm_up(self._proc.pid)
             if log is not None:
                 with contextlib.suppress(OSError):
                     if os.stat(log).st_size == 0:  # it said nothing: no file

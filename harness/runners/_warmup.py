@@ -25,6 +25,7 @@ import orjson
 
 from harness._runparams import RunParams
 from harness.observe._logging import configure_logging
+from harness.runners._process import warm_up_prefix
 from harness.sdk._invoke import _run, run_on
 from harness.sdk._runenv import RunEnv
 
@@ -40,7 +41,7 @@ async def _register(env: RunEnv) -> None:
 def warm_up(backend: str, rounds: int = ROUNDS) -> None:
     """Run an instance's start-up `rounds` times in this process, with nothing outside it
     told. Call it before the first fork, with no other thread running."""
-    with tempfile.TemporaryDirectory(prefix="harness-warm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=warm_up_prefix(os.getpid())) as tmp:
         path = str(Path(tmp) / "sync.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
