@@ -32,6 +32,7 @@ from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
+from harness._latesignal import LateSignal, late_signals_raise
 from harness._listen import Listen, bind, inherited
 from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
 from harness._openfiles import out_of_files, raise_limit
@@ -166,8 +167,21 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
                 f"the run's directory {supervisor.run_dir} was removed during the run: the run "
                 "stopped and removed what it had created") from None
         raise
-    finish_run(result.run_dir)
+    finish_run(result.run_dir, supervisor.late_signal)
     return result
+
+
+async def _pending_signal(signals: AsyncIterator[int]) -> str | None:
+    """The name of a signal that came but was not handled (a second Ctrl-C during an
+    interrupted run's tear-down, or one after its watcher had stopped): taken, it is not
+    raised again once the receiver closes, which ended the command with 130 and no
+    report."""
+    came = None
+    while True:
+        with trio.move_on_after(_SIGNAL_SETTLES_S / 20) as scope:
+            came = signal.Signals(await signals.__anext__()).name
+        if scope.cancelled_caught:
+            return came
 
 
 def _listening(options: RunOptions) -> dict[str, socket.socket]:
@@ -191,15 +205,25 @@ def _take_handed_over(options: RunOptions) -> RunOptions:
     )
 
 
-def finish_run(run_dir: Path) -> None:
+def finish_run(run_dir: Path, came: str | None = None) -> None:
     """The report and the history entry (after a local or a cluster:k8s run); a failure
-    here is a warning, not the run's verdict."""
-    for what, write in (("report", write_report), ("history", record_run)):
+    here is a warning, not the run's verdict. A signal meanwhile (or `came`, the name of
+    one that came as the run ended) skips what is left, which `harness report` and
+    `harness runs` make later: the run's verdict and exit code stand."""
+    with late_signals_raise():
         try:
-            write(run_dir)
-        except Exception as e:
-            _log.warning(f"could not write the {what}", error=f"{type(e).__name__}: {e}")
-            tell(f"harness: warning: could not write the {what}: {e}")
+            if came is not None:
+                raise LateSignal(came)
+            for what, write in (("report", write_report), ("history", record_run)):
+                try:
+                    write(run_dir)
+                except Exception as e:
+                    _log.warning(f"could not write the {what}", error=f"{type(e).__name__}: {e}")
+                    tell(f"harness: warning: could not write the {what}: {e}")
+        except LateSignal as sig:
+            _log.warning("the report was cut short by a signal", signal=str(sig))
+            tell(f"harness: {sig} after the run had ended: its report was not written "
+                 f"(harness report {run_dir} writes it)")
 
 
 def check_programs(spec: RunSpec) -> None:
@@ -292,6 +316,7 @@ class Supervisor:
         self.metrics_url: str | None = None
         self.sock_dir = self.run_dir  # where the Unix sockets go (short paths only)
         self.made_run_dir = False
+        self.late_signal: str | None = None  # a signal that came as the run ended, unhandled
         self._reserve: Reserve | None = None  # space for run.json's last write
         self._spawning = 0  # instances asked of the process host and not yet started
         self._settled = trio.Event()  # set whenever an instance starts or exits
@@ -375,6 +400,7 @@ class Supervisor:
                     raise
                 result = self._result()
                 self._write_run_json(ended=True, result=result)
+                self.late_signal = await _pending_signal(signals)
             finally:
                 if self._reserve is not None:
                     self._reserve.release()
