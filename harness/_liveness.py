@@ -26,8 +26,10 @@ from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
+from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
+from harness.sync._protocol import FAILING_EVENTS
 from netem._cleanup._manifest import process_start
 
 LAST_SEEN_EVERY_S = 5.0
@@ -82,8 +84,11 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     if not run.goes_on:
         return False
     last_seen = run.last_seen if run.last_seen is not None else run.started
+    passed = _passed_before(run_dir)
     instances = tuple(
         i if i.ended is not None
+        else dataclasses.replace(i, outcome="passed", reason=None, exit_code=0,
+                                 ended=passed[i.id]) if i.id in passed
         else dataclasses.replace(i, outcome="failed", reason="aborted with the supervisor")
         for i in run.instances
     )
@@ -100,6 +105,30 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         remove_run(run.run_id)
     remove_token(run_dir)
     return True
+
+
+def _passed_before(run_dir: Path) -> dict[str, float]:
+    """The instances that events.jsonl says passed (success, then a clean exit, and no
+    failure), by id, with when they exited: a supervisor killed in the run's tear-down
+    had not yet written their outcome, and they were marked failed with it."""
+    succeeded: set[str] = set()
+    failed: set[str] = set()
+    exited: dict[str, float] = {}
+    for e in read_jsonl(run_dir / "events.jsonl"):
+        inst = e.get("instance")
+        if not isinstance(inst, str):
+            continue
+        if e.get("kind") == "event":
+            if e.get("type") == "success":
+                succeeded.add(inst)
+            elif e.get("type") in FAILING_EVENTS:
+                failed.add(inst)
+        elif e.get("kind") == "instance" and e.get("status") == "exited":
+            if e.get("exit_code") == 0 and isinstance(e.get("ts"), int | float):
+                exited[inst] = e["ts"]
+            else:
+                exited.pop(inst, None)
+    return {i: t for i, t in exited.items() if i in succeeded and i not in failed}
 
 
 def run_over(run_dir: Path, found_by: str) -> bool:

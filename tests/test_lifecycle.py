@@ -469,3 +469,27 @@ def test_clean_marks_dead_runs_aborted_even_when_a_removal_fails(
     if os.geteuid() == 0:
         assert err == ("harness: error: clean-up failed: cannot remove cgroup "
                        "/sys/fs/cgroup/cpu/harness-x: still busy\n")
+
+
+def test_instances_that_passed_before_the_supervisor_died_stay_passed(tmp_path: Path) -> None:
+    """Killed in the run's tear-down, the supervisor had not written their outcomes:
+    `harness clean` marked every one "failed: aborted with the supervisor", though
+    events.jsonl held each one's success and clean exit."""
+    from harness._liveness import mark_aborted
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=False, failed=(1,)))
+    events = run_dir / "events.jsonl"
+    kept = [line for line in events.read_text().splitlines()
+            if not ('"single/3"' in line and '"exited"' in line)]  # single/3 still ran
+    events.write_text("\n".join(kept) + "\n")
+    orphan(run_dir)
+    assert mark_aborted(run_dir, "test")
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["outcome"] == "aborted"
+    assert [(i["id"], i["outcome"], i["reason"], i["exit_code"]) for i in run["instances"]] == [
+        ("single/0", "passed", None, 0),
+        ("single/1", "failed", "aborted with the supervisor", None),
+        ("single/2", "passed", None, 0),
+        ("single/3", "failed", "aborted with the supervisor", None)]
+    assert all(i["ended"] for i in run["instances"][::2])
