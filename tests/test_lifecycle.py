@@ -493,3 +493,23 @@ def test_instances_that_passed_before_the_supervisor_died_stay_passed(tmp_path: 
         ("single/2", "passed", None, 0),
         ("single/3", "failed", "aborted with the supervisor", None)]
     assert all(i["ended"] for i in run["instances"][::2])
+
+
+@needs_root
+@pytest.mark.live
+@pytest.mark.alone  # the next run removes every dead run's network: no other test's may be
+def test_the_next_netns_run_removes_a_killed_runs_network_and_says_so(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """It removed them without a word (only supervisor.jsonl knew)."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    run_dir, before = _kill_supervisor_mid_run(root, out, "local:netns")
+    prefix = before["network"]["prefix"]
+    assert _netns(prefix)
+    r = harness_cli("run", "hang:ok", "--plans", str(root), "--outputs", str(out), "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "harness: removed what earlier, killed runs left: " in r.stderr
+    assert f"{prefix}-" in r.stderr
+    assert not _netns(prefix)
+    _assert_aborted(run_dir, before)

@@ -13,6 +13,7 @@ import trio
 
 import netem
 from harness._errors import EnvironmentProblem, UsageError
+from harness._tell import tell
 from harness.plans import RunSpec
 from harness.runners._base import Deployment, Placement
 from harness.runners._registry import LOCAL_NETNS
@@ -65,6 +66,9 @@ class NetnsRunner:
             removed = await trio.to_thread.run_sync(netem.cleanup)
             if removed:
                 _log.warning("removed leftovers of earlier runs", removed=removed)
+                tell(f"harness: removed what earlier, killed runs left: {len(removed)} "
+                     f"namespaces and files ({', '.join(removed[:3])}"
+                     f"{', ...' if len(removed) > 3 else ''})")
             net = netem.Network(subnet=self.subnet, backend=self.backend,
                                 record=run_dir / "network.jsonl")
             hosts = await trio.to_thread.run_sync(net.build, spec.total)
