@@ -113,9 +113,32 @@ instances = { percentage = 70 }
     assert (new.id, new.global_seq, new.program, new.params["verbose"]) == ("new/0", 3, None, False)
 
 
+@pytest.mark.parametrize(("total", "groups", "counts"), [
+    (5, ["percentage = 50", "percentage = 50"], [3, 2]),  # each rounded: 2 and 2, refused
+    (10, ["percentage = 33", "percentage = 33", "percentage = 34"], [3, 3, 4]),
+    (10, ["count = 1", "percentage = 45", "percentage = 45"], [1, 5, 4]),
+    (7, ["percentage = 10", "percentage = 60", "percentage = 30"], [1, 4, 2]),
+])
+def test_percentages_that_add_up_give_every_instance_to_the_largest_remainders(
+    make_plan: Callable[..., Path], tmp_path: Path, total: int, groups: list[str],
+    counts: list[int],
+) -> None:
+    root = make_plan("demo", MANIFEST, PLAN_PY)
+    comp = tmp_path / "c.toml"
+    comp.write_text(f"[global]\nplan = \"demo\"\ntotal_instances = {total}\n" + "".join(
+        f"[[groups]]\nid = \"g{i}\"\ninstances = {{ {g} }}\n" for i, g in enumerate(groups)))
+    spec = build_run_spec("", composition=comp, plan_roots=[root])
+    assert [g.count for g in spec.groups] == counts
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
+        ('[global]\ntotal_instances = 10\n[[groups]]\nid = "a"\ninstances = { percentage = 50 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 60 }',
+         "add up to 11 instances, not the 10"),
+        ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { percentage = 99 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 1 }', "1% of 5 is 0 instances"),
         ('[[groups]]\nid = "a"\ninstances = { count = 0 }', "count must be at least 1, not 0"),
         ('[[groups]]\nid = "a"\ninstances = { percentage = 50 }', "uses a percentage"),
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',

@@ -265,6 +265,7 @@ def _groups(
     if not raw_groups:
         return [("single", case.default_instances if total is None else total, {}, None)]
     out: list[tuple[str, int, Mapping[str, Any], tuple[str, ...] | None]] = []
+    shares: dict[int, tuple[float, str]] = {}  # a percentage group's exact share, by index
     for raw in raw_groups:
         if "id" not in raw:
             raise UsageError(f"composition {path}: every group needs an id")
@@ -286,16 +287,35 @@ def _groups(
                     f"composition {path}: group {gid!r} uses a percentage; "
                     "set [global] total_instances or -i"
                 )
-            count = round(total * pct / 100)
-            if count < 1:
-                raise UsageError(f"{at}: {pct}% of {total} is {count} instances")
+            count = 0  # apportioned below, once every group is known
+            shares[len(out)] = (total * pct / 100, f"{at}: {pct}% of {total}")
         program = raw.get("program")
         if program is not None and not is_argv(program):
             raise UsageError(f"composition {path}: group {gid!r}: program is a list of strings")
         out.append((gid, count, raw.get("params", {}), tuple(program) if program else None))
+    if shares:
+        assert total is not None
+        counts = _apportion(total - sum(o[1] for o in out), [e for e, _ in shares.values()])
+        for (i, (_, said)), count in zip(shares.items(), counts, strict=True):
+            if count < 1:
+                raise UsageError(f"{said} is {count} instances")
+            out[i] = (out[i][0], count, *out[i][2:])
     if total is not None and sum(o[1] for o in out) != total:
         raise UsageError(
             f"composition {path}: groups add up to {sum(o[1] for o in out)} instances, "
             f"not the {total} asked for ({where})"
         )
     return out
+
+
+def _apportion(left: int, exact: list[float]) -> list[int]:
+    """Whole counts for shares `exact` of the `left` instances the counted groups leave:
+    each rounded down, and the ones still left to the largest remainders (50 % and 50 % of
+    5 are 3 and 2; rounding each on its own gave 2 and 2). Shares that do not add up to
+    `left` are each rounded (the sum is then checked, and refused)."""
+    floors = [math.floor(e) for e in exact]
+    extra = left - sum(floors)
+    if not 0 <= extra <= len(exact):
+        return [round(e) for e in exact]
+    largest = sorted(range(len(exact)), key=lambda i: floors[i] - exact[i])[:extra]
+    return [f + (i in largest) for i, f in enumerate(floors)]
