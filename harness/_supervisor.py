@@ -404,7 +404,8 @@ class Supervisor:
             finally:
                 if self._reserve is not None:
                     self._reserve.release()
-        _log.info("run ended", outcome=result.outcome, reason=result.reason)
+        (_log.info if result.outcome == "passed" else _log.warning)(
+            "run ended", outcome=result.outcome, reason=result.reason)
         return result
 
     async def _supervise(self, signals: AsyncIterator[int]) -> None:
@@ -693,6 +694,11 @@ class Supervisor:
         passed, reason = st.verdict()
         state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else reason or "ended"))
         if not passed and not st.not_started:
+            # A warning (`harness logs --level warning` shows failures): the root cause, an
+            # exit code or a timeout, was only in events.jsonl. Those stopped because of it
+            # only follow it.
+            (_log.info if reason == st.stopped else _log.warning)(
+                "instance failed", id=st.spec.id, reason=reason)
             self._note_failure(st)
         self.exited += 1
         self._count()

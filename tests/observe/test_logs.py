@@ -427,3 +427,30 @@ def test_the_merged_view_holds_a_chunk_per_file_not_a_mebibyte(tmp_path: Path) -
         tracemalloc.stop()
     assert count == 40 * 8000
     assert peak < 40 * 300_000, f"{peak / 1e6:.1f} MB for 40 files"
+
+
+def test_level_warning_shows_the_instance_whose_failure_ended_the_run(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path
+) -> None:
+    """An instance that exited 13 (no failure event of its own) was nowhere in
+    `--level warning`: only the run's end, at info, and the instances it left waiting."""
+    from tests.conftest import harness_cli
+
+    root = make_plan("dies", """
+name = "dies"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "one"
+instances = { min = 1, max = 4, default = 3 }
+program = ["sh", "-c", "if [ \\"$TEST_GLOBAL_SEQ\\" = 1 ]; then exit 13; fi; sleep 30"]
+""", "")
+    out = tmp_path / "out"
+    r = harness_cli("run", "dies:one", "--plans", str(root), "--outputs", str(out), "-q")
+    assert r.returncode == 1, r.stderr
+    logs = harness_cli("logs", "latest", "--level", "warning", "--outputs", str(out))
+    assert logs.returncode == 0, logs.stderr
+    warned = [line for line in logs.stdout.splitlines() if "instance failed" in line]
+    assert len(warned) == 1 and "single/1" in warned[0] and "exit code 13" in warned[0], \
+        logs.stdout
+    assert any("run ended" in line and "failed" in line for line in logs.stdout.splitlines())
