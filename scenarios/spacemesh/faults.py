@@ -23,6 +23,7 @@ replayed with ``-p schedule=...``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -288,6 +289,8 @@ class _Judge:
                         done[proc.id] = self._dead(seq, proc)
                     continue
                 if proc.paused:
+                    if self.player is not None and self.player.finished:  # for good
+                        done[proc.id] = _stuck(seq, proc)
                     continue
                 if watches[proc.id][0] != proc.restarts:  # the instance re-entered the plan
                     watches[proc.id] = (proc.restarts, self.watch(proc))
@@ -310,6 +313,16 @@ class _Judge:
         return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
                       node.last_error, "dead at the end, but nothing allowed it to die "
                       "(a fault expected it to recover, or it never came back)")  # fmt: skip
+
+
+def _stuck(seq: int, proc: SimProcess) -> Report:
+    """The failed report of a node paused for good: its instance never ends, and the real
+    run fails it at the run's timeout (the simulation waited for it for ever)."""
+    node = proc.part
+    assert isinstance(node, Node)
+    return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
+                  node.last_error, "paused at the end and never resumed: its instance "
+                  "would still run at the run's timeout")  # fmt: skip
 
 
 def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
@@ -483,7 +496,8 @@ def search_cuts(
 
 def main(argv: list[str] | None = None) -> int:
     """Search, print the minimal failing schedule and its replay command; exit 1 if found."""
-    p = ArgumentParser(prog="spacemesh-faults", description=__doc__)
+    p = ArgumentParser(prog="spacemesh-faults", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # its commands
     d = Setup()
     p.add_argument("--miners", type=int, default=d.miners)
     p.add_argument("--gateways", type=int, default=d.gateways)
@@ -510,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
            args.max_faults) < 1:  # fmt: skip
         p.error("--miners, --gateways, --layers, --examples, --max-faults and --max-cuts "
                 "must be >= 1")  # fmt: skip
+    if args.layers < d.layers_per_epoch:  # the plan's own rule, or the replay is refused
+        p.error(f"--layers ({args.layers}) must reach past the first epoch "
+                f"(layers_per_epoch={d.layers_per_epoch}): nothing to judge")
     if args.miners + args.gateways > MAX_NODES or args.layers > MAX_LAYERS:
         p.error(f"at most {MAX_NODES} nodes (--miners and --gateways together) and "
                 f"{MAX_LAYERS} --layers")  # fmt: skip

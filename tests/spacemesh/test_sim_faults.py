@@ -376,3 +376,16 @@ def test_overlapping_pauses_and_skews_stack_as_on_real_processes() -> None:
         (3, "skew", (pytest.approx(10.2), 0.1)),  # the earlier skew, its drift run on
         # 4: the first pause ended; the second holds the instance until 6
         (6, "resume", ()), (6, "skew", (0.0, 0.0))]
+
+
+def test_a_node_paused_for_good_fails_as_the_real_run_fails_it() -> None:
+    """A pause never undone: the judge skipped the paused node and waited for it for ever,
+    which hung `--no-heal` searches (the README's own command); the real run fails it at
+    its timeout."""
+    problems = simulate(SMALL, _faults({"action": "pause", "at": 8,
+                                        "targets": {"instances": ["single/2"]}}))
+    assert any(p.startswith("single/2") and "paused at the end and never resumed" in p
+               for p in problems), problems
+    resumed = _faults({"action": "pause", "at": 8, "duration": 1,
+                       "targets": {"instances": ["single/2"]}})
+    assert simulate(SMALL, resumed) == []
