@@ -73,7 +73,7 @@ from harness.runners import (
     signal_group,
 )
 from harness.runners._forkserver import CANNOT_START
-from harness.sync import METRICS_TOPIC, SyncServer, SyncState, Tokens
+from harness.sync import METRICS_TOPIC, EventType, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
 if TYPE_CHECKING:
@@ -978,6 +978,11 @@ class Supervisor:
             outcome, code = "failed", 1
             reason = f"{len(failed)} of {len(instances)} failed; first: {first.spec.id}: "
             reason += first.verdict()[1] or ""
+        elif instances and all(s.recorded != EventType.SUCCESS for s in instances):
+            # Each passed only as one a fault may end: nothing checked anything.
+            outcome, code = "failed", 1
+            reason = ("no instance recorded success: faults ended every one "
+                      "(nothing was checked)")
         else:
             outcome, code, reason = "passed", 0, None
         return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances,

@@ -118,6 +118,12 @@ def test_killed_for_good_passes_only_where_the_plan_allows_it(tmp_path: Path) ->
                               fault.format(expect='expect = "recover"'))
     assert code == 1, out
     assert "expected to recover but never did" in _instance(run_dir, "single/1")["reason"]
+    # Every one killed for good: each "may die", yet nothing was checked. It passed.
+    code, run_dir, out = _run(tmp_path / "c", "faulty:beat", fault.format(expect="").replace(
+        'instances = ["single/1"]', 'group = ["single"]'))
+    assert code == 1, out
+    assert _run_json(run_dir)["reason"] == ("no instance recorded success: faults ended every "
+                                            "one (nothing was checked)")
 
 
 def test_a_restart_starts_it_again_at_once(tmp_path: Path) -> None:
