@@ -1009,7 +1009,7 @@ class Supervisor:
             composition=str(spec.composition.resolve()) if spec.composition else None,
             timeout_s=spec.timeout_s if math.isfinite(spec.timeout_s) else None,
             groups=tuple(
-                GroupRecord(g.id, g.count, dict(g.params), tuple(g.program) if g.program else None)
+                GroupRecord(g.id, g.count, dict(g.params), spec.program_of(g))
                 for g in spec.groups
             ),
             instances=tuple(s.to_record(final=ended) for s in self.states.values()),

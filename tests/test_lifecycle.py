@@ -228,6 +228,8 @@ def test_an_instance_that_ignores_sigterm_is_killed_and_its_end_recorded_when_in
     run = json.loads((run_dir / "run.json").read_text())
     assert [(i["outcome"], i["reason"], i["exit_code"]) for i in run["instances"]] == [
         ("failed", "interrupted", -9)] * 2
+    # The case's program, not null (which reads as the plan's entrypoint: the report said so)
+    assert run["groups"][0]["program"][:2] == ["sh", "-c"]
 
 
 def test_any_exception_ending_the_supervisor_ends_run_json_too(

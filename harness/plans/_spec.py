@@ -74,6 +74,12 @@ class RunSpec:
         """Instances in the run."""
         return len(self.instances)
 
+    def program_of(self, group: GroupSpec) -> tuple[str, ...] | None:
+        """The program `group`'s instances run: its own, else the case's; None for the
+        case's Python entrypoint."""
+        program = group.program or self.case.program
+        return tuple(program) if program else None
+
 
 def build_run_spec(
     target: str,

@@ -73,8 +73,7 @@ def run_record(spec: RunSpec, run: RenderedRun, options: K8sOptions,
         params=shared,
         composition=str(spec.composition.resolve()) if spec.composition else None,
         timeout_s=spec.timeout_s if math.isfinite(spec.timeout_s) else None,
-        groups=tuple(GroupRecord(g.id, g.count, dict(g.params),
-                                 tuple(g.program) if g.program else None)
+        groups=tuple(GroupRecord(g.id, g.count, dict(g.params), spec.program_of(g))
                      for g in spec.groups),
         # no process id on this machine: a pod's process is not one
         instances=tuple(dataclasses.replace(s.to_record(), pid=None) for s in states),
