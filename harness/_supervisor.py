@@ -353,7 +353,10 @@ class Supervisor:
             if event.get("type") in FAILING_EVENTS:
                 self._note_failure(inst)
         elif kind == "signal" and self.progress:
-            self.progress.phase = f"{event.get('state')} {event.get('seq')}/{self.spec.total}"
+            # A restarted instance signals a state again: its seq may pass the total.
+            seq = event.get("seq")
+            shown = min(seq, self.spec.total) if isinstance(seq, int) else seq
+            self.progress.phase = f"{event.get('state')} {shown}/{self.spec.total}"
         elif kind == "connection" and inst is not None and event.get("status") != "lost":
             inst.sync_closed = str(event.get("reason"))  # refused, failed or dropped by it
 

@@ -145,3 +145,19 @@ def test_the_instances_that_failed_of_themselves_are_listed_before_those_stopped
     rows = summary_table(states, limit=3).splitlines()
     assert rows[-4:] == ["  g/27  failed: no PoET proof", "  g/0   stopped after g/27 failed",
                          "  g/1   stopped after g/27 failed", "  ... and 27 more (see run.json)"]
+
+
+def test_a_state_signalled_again_by_a_restarted_instance_shows_no_more_than_all(
+    tiny: Path,
+) -> None:
+    """A restarted instance signals its state again: the line read "shaped 5/4"."""
+    from harness._supervisor import RunOptions, Supervisor
+    from harness.plans import build_run_spec
+
+    spec = build_run_spec("tiny", instances=4, plan_roots=[tiny])
+    sup = Supervisor(spec, RunOptions())
+    assert sup.progress is not None
+    sup.record({"kind": "signal", "state": "shaped", "seq": 5})
+    assert sup.progress.phase == "shaped 4/4"
+    sup.record({"kind": "signal", "state": "ready", "seq": 3})
+    assert sup.progress.phase == "ready 3/4"
