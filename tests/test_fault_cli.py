@@ -30,8 +30,7 @@ PLANS = Path(__file__).parent / "plans"
 
 def _table(argv: str) -> dict[str, Any]:
     args = build_parser().parse_args(["fault", *shlex.split(argv)])
-    if args.action is None and args.run in ACTIONS:
-        args.action, args.run = args.run, "latest"
+    fault_command._positionals(args)
     return fault_command._table(args)
 
 
@@ -75,6 +74,11 @@ def test_the_options_become_the_faults_table() -> None:
     assert (limit.args["cpu"], limit.args["memory"]) == (0.5, 64 * 2**20)
     table = '{"action": "pause", "targets": {"instances": ["single/0"]}, "duration": "1s"}'
     assert Fault.from_data(_table(f"--json '{table}'")).duration == 1.0
+    # --json before the action: argparse takes the action for --json's TABLE ("give ACTION
+    # and its options, or --json TABLE, not both")
+    for argv in ("--json pause --instance a/0 --duration 1s",
+                 "--json 2026 pause --instance a/0 --duration 1s"):
+        assert Fault.from_data(_table(argv)).action == "pause"
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -91,6 +95,8 @@ def test_the_options_become_the_faults_table() -> None:
     ("kill --json '{bad'", "not both"),
     ("--json '{bad'", "the fault's table is not JSON"),
     ("--json '[1]'", "must be a JSON object"),
+    ("--json latest", "give [RUN] ACTION"),
+    ("--json a b c", "one RUN and one ACTION at most"),
     ("kill --count 0", "count must be a whole number >= 1"),
     ("kill --group a --at x:abc", "--at 'x:abc': the count after the colon must be a whole"),
 ])

@@ -128,8 +128,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Play the fault; 0 once the run has played (or scheduled) it, 1 when it reached none
     of the instances it chose (none was running)."""
-    if args.action is None and args.run in ACTIONS:  # `harness fault kill ...`
-        args.action, args.run = args.run, "latest"
+    _positionals(args)
     table = _table(args)
     fault = Fault.from_data(table)  # bad input is found here, before the run is asked
     run_dir = resolve_run(args.run, args.outputs)
@@ -146,6 +145,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_summary(chosen))
     return 1 if _reached_nobody(chosen) else 0
+
+
+def _positionals(args: argparse.Namespace) -> None:
+    """RUN and ACTION as meant: `harness fault kill ...` (no RUN), and `harness fault
+    --json kill ...`, where argparse took the word after --json for its TABLE."""
+    if isinstance(args.json, str) and args.json.lstrip()[:1] not in ("{", "["):
+        words = [args.json, *([args.run] if args.run != "latest" else []),
+                 *([args.action] if args.action is not None else [])]
+        if len(words) > 2:
+            raise UsageError(f"one RUN and one ACTION at most, not {' '.join(words)}")
+        args.json = True
+        args.run, args.action = (words if len(words) == 2 else ("latest", words[0])
+                                 if words[0] in ACTIONS else (words[0], None))
+    if args.action is None and args.run in ACTIONS:
+        args.action, args.run = args.run, "latest"
 
 
 def _running(run_dir: Path) -> RunRecord:
