@@ -151,13 +151,20 @@ class Conductor:
         FaultError if it cannot be played."""
         if self._nursery is None:
             raise FaultError("the run has not started its instances yet")
-        name = f"live {self._live} ({asked_by})"
+        number = self._live
+        name = f"live {number} ({asked_by})"
         head = {"fault": name, "asked_by": asked_by}
         if fault.at == 0.0:
             resolved = self._resolve(name, fault)  # a refusal here leaves no trace
             self._live += 1
             self._asked_by[name] = asked_by
-            applied = await self._apply(name, resolved)
+            try:
+                applied = await self._apply(name, resolved)
+            except FaultError:  # refused as it was played (a skew without libfaketime)
+                del self._asked_by[name]
+                if self._live == number + 1:  # unless a later one took the next
+                    self._live -= 1  # its number is the next accepted one's (contracts §4)
+                raise
             self._nursery.start_soon(self._later, name, resolved)
             return {**head, **applied}
         if not isinstance(fault.at, When) and self.at_s() + fault.at >= self.timeout_s:

@@ -244,3 +244,30 @@ def test_a_pause_for_good_holds_its_instance_past_a_timed_one_until_a_resume(
     _conduct(tmp_path, faults, actions)
     assert actions.changes == [(1, "g/0", True), (5, "g/0", False),
                                (6, "g/0", True), (7, "g/0", False)]
+
+
+def test_a_live_fault_refused_as_it_is_played_does_not_use_up_a_number(tmp_path: Path) -> None:
+    """A refused cut took "live 0", and the next accepted fault was "live 1": faults.jsonl
+    held no live 0 (contracts §4: N counts the live faults the run accepted)."""
+    from harness.faults import FaultError
+
+    names: list[str] = []
+
+    async def main() -> None:
+        with JsonlWriter(tmp_path / "faults.jsonl") as log:
+            conductor = Conductor([], [Member("g/0", "g"), Member("g/1", "g")],
+                                  _Refusing(), SyncState(["g/0", "g/1"]),  # type: ignore[arg-type]
+                                  lambda _: None, log, lambda _: None)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conductor.run)
+                with pytest.raises(FaultError, match="no direction given"):
+                    await conductor.inject(Fault.from_data(
+                        {"action": "isolate", "at": 0, "targets": {"instances": ["g/0"]}}), "me")
+                for _ in range(2):
+                    chosen = await conductor.inject(Fault.from_data(
+                        {"action": "pause", "at": 0, "targets": {"instances": ["g/1"]}}), "me")
+                    names.append(chosen["fault"])
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert names == ["live 0 (me)", "live 1 (me)"]
