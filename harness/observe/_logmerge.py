@@ -234,9 +234,14 @@ def follow_lines(
         if clock.offset is None:
             clock.offset = _clock_offset(run_dir)
         run = read_run(run_dir)
+        # An instance's start is in run.json only from its next refresh (5 s): until then
+        # its plain lines take the run's start, as in `merged_lines`, not minus infinity
+        # (shown as ??:??:?? and put before everything else).
+        start = clock.to_mono(run.started) if run and run.started is not None else None
         for src in _sources(run_dir, run, flt):
             if src.path not in tails:
-                tails[src.path] = (Tail(src.path), _Parser(src, clock, float("-inf")))
+                parser = _Parser(src, clock, float("-inf") if start is None else start)
+                tails[src.path] = (Tail(src.path), parser)
         streams = [_parsed(parser, tail.lines(final=final)) for tail, parser in tails.values()]
         return (line for line in heapq.merge(*streams, key=_mono) if flt(line))
 

@@ -454,3 +454,28 @@ program = ["sh", "-c", "if [ \\"$TEST_GLOBAL_SEQ\\" = 1 ]; then exit 13; fi; sle
     assert len(warned) == 1 and "single/1" in warned[0] and "exit code 13" in warned[0], \
         logs.stdout
     assert any("run ended" in line and "failed" in line for line in logs.stdout.splitlines())
+
+
+def test_follow_times_plain_lines_before_run_json_knows_the_instance_started(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Until run.json's next refresh an instance has no `started`: every plain line of its
+    stdout showed as ??:??:??.??? and came before the supervisor's first line."""
+    run_dir = run_factory(ended=False, instances=2)
+    run_json = run_dir / "run.json"
+    run = orjson.loads(run_json.read_bytes())
+    for inst in run["instances"]:
+        inst["started"] = None
+    run_json.write_bytes(orjson.dumps(run))
+    (run_dir / "single" / "1" / "stdout.log").write_text("plain stdout a\nplain stdout b\n")
+
+    def sleep(_: float) -> None:
+        run["ended"] = run["started"] + 40
+        run_json.write_bytes(orjson.dumps(run))
+
+    lines = list(follow_lines(run_dir, LogFilter(instances=("single/1",)), sleep=sleep))
+    plain = [ln for ln in lines if ln.message.startswith("plain stdout")]
+    assert plain
+    for ln in plain:
+        assert ln.ts is not None and ln.ts >= run["started"], format_line(ln, colour=False)
+        assert "??" not in format_line(ln, colour=False)
