@@ -26,7 +26,7 @@ from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.sync._protocol import FAILING_EVENTS
@@ -83,7 +83,8 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         return False  # not readable: not ours to rewrite
     if not run.goes_on:
         return False
-    last_seen = run.last_seen if run.last_seen is not None else run.started
+    last_seen = max((t for t in (run.last_seen, run.started, _last_event_at(run_dir))
+                     if t is not None), default=None)
     passed = _passed_before(run_dir)
     instances = tuple(
         i if i.ended is not None
@@ -105,6 +106,17 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         remove_run(run.run_id)
     remove_token(run_dir)
     return True
+
+
+def _last_event_at(run_dir: Path) -> float | None:
+    """When events.jsonl's last whole line was written (flushed every half second): a
+    truer last sign of life than run.json's `last_seen`, refreshed every 5 s (a run killed
+    4 s in read "last seen 0.1 s into the run")."""
+    for line in reversed(read_tail(run_dir / "events.jsonl", 1 << 16).splitlines()[1:]):
+        rec = parse_line(line)
+        if rec is not None and isinstance(rec.get("ts"), int | float):
+            return float(rec["ts"])
+    return None
 
 
 def _passed_before(run_dir: Path) -> dict[str, float]:

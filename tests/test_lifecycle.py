@@ -364,7 +364,10 @@ def _kill_supervisor_mid_run(root: Path, out: Path, runner: str) -> tuple[Path, 
 def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     assert run["outcome"] == "aborted"
-    assert run["ended"] == before["last_seen"]  # it ended, as far as anyone knows, then
+    # It ended, as far as anyone knows, at its last sign of life: events.jsonl's last line
+    # (flushed every half second), else run.json's last_seen (refreshed every 5 s).
+    last_event = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])["ts"]
+    assert run["ended"] == max(before["last_seen"], last_event)
     assert "last seen" in run["reason"]
     assert not (Path(before["sock_dir"]) / "sync.sock").exists()
     assert not (Path(before["sock_dir"]) / "relay.sock").exists()
