@@ -48,7 +48,7 @@ from harness.faults import (
     FaultSchedule,
     FaultScheduleError,
     Member,
-    parse_faults,
+    load_faults,
     schedules,
 )
 
@@ -145,30 +145,6 @@ def write_faults(faults: Sequence[Fault], directory: Path) -> Path:
     path = directory / f"found-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
     path.write_text(text)
     return path
-
-
-def read_faults(path: Path) -> Faults:
-    """A ``--faults`` file (JSON, or TOML by its suffix); FaultError naming the problem."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FaultError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise FaultError(f"{path}: not UTF-8 text (byte at offset {exc.start})") from None
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(raw)
-        else:
-            data = json.loads(raw)
-    except ValueError as exc:
-        raise FaultError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
-    except RecursionError:
-        raise FaultError(f"{path}: nested too deeply to read") from None
-    if not isinstance(data, dict) or "faults" not in data:
-        raise FaultError(f"{path}: needs a top-level 'faults' list")
-    return parse_faults(data["faults"], f"{path}: faults")
 
 
 _LIVE: set[str] = set()
@@ -547,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             one: FaultSchedule | Faults = (FaultSchedule.from_json(args.schedule)
                                            if args.schedule is not None
-                                           else read_faults(args.faults))  # fmt: skip
+                                           else load_faults(args.faults))  # fmt: skip
             problems = simulate(setup, one)
         except (FaultScheduleError, FaultError) as exc:
             p.error(str(exc))

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from harness.faults import Fault, FaultError, Member, parse_faults
+from harness.faults import Fault, FaultError, Member, load_faults, parse_faults
 from scenarios.spacemesh import MeshParams, memory_cluster
 from scenarios.spacemesh import faults as cli
 from scenarios.spacemesh._cluster import MemoryCluster
@@ -22,7 +22,7 @@ from scenarios.spacemesh._memnet import MemoryLink, MemoryNetwork
 from scenarios.spacemesh._node import Node
 from scenarios.spacemesh._simfaults import Plan
 from scenarios.spacemesh._transport import Connection
-from scenarios.spacemesh.faults import Setup, fault_lists, read_faults, search, simulate
+from scenarios.spacemesh.faults import Setup, fault_lists, search, simulate
 
 PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
 SMALL = Setup(miners=3, layers=6, layer_duration=1.0)
@@ -277,7 +277,7 @@ def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     assert cli.main(argv) == 1
     out = capsys.readouterr().out
     (path,) = tmp_path.glob("found-*.json")
-    (fault,) = read_faults(path)  # shrunk to one fault...
+    (fault,) = load_faults(path)  # shrunk to one fault...
     assert parse_faults(json.loads(path.read_text())["faults"]) == (fault,)  # round trip
     assert fault.action == "kill" and fault.duration is None  # ...a kill for good
     assert f"harness run spacemesh:faults -i 5 --faults {path} " in out
@@ -320,7 +320,7 @@ def test_cli_refuses_what_the_simulation_cannot_model(
     for argv, message in (
         (["--faults", str(hog)], "the simulation cannot model hog"),
         (["--actions", "kill,limit"], "--actions: the simulation models"),
-        (["--faults", str(tmp_path / "nope.json")], "cannot read it"),
+        (["--faults", str(tmp_path / "nope.json")], "No such file or directory"),
         (["--layers", "99999999"], "at most 10000 nodes"),  # it ran without end
     ):
         with pytest.raises(SystemExit) as exit_:
@@ -333,7 +333,12 @@ def test_cli_refuses_what_the_simulation_cannot_model(
     (b"\xff\xfe{}", ".json", "not UTF-8 text"),
     (b"[" * 100_000, ".json", "nested too deeply to read"),
     (b"x = " + b"[" * 100_000, ".toml", "nested too deeply to read"),
-    (b'{"faults": 5', ".json", "not valid json"),
+    (b'{"faults": 5', ".json", "not JSON"),
+    # What `harness run --faults` refuses, the search's --faults refused too (it read its
+    # own way and simulated these).
+    (b'{"faults": [], "extra": 1}', ".json", "must hold exactly one key, faults"),
+    (b'[global]\ntotal_instances = 5\n[[faults]]\nat = 5\naction = "heal"\n', ".toml",
+     "must hold exactly one key, faults"),
 ])  # fmt: skip
 def test_a_faults_file_that_cannot_be_read_is_a_fault_error(
     tmp_path: Path, content: bytes, suffix: str, message: str
@@ -342,7 +347,7 @@ def test_a_faults_file_that_cannot_be_read_is_a_fault_error(
     path = tmp_path / f"f{suffix}"
     path.write_bytes(content)
     with pytest.raises(FaultError, match=message):
-        read_faults(path)
+        load_faults(path)
 
 
 def test_overlapping_pauses_and_skews_stack_as_on_real_processes() -> None:
