@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -130,6 +131,13 @@ class Setup:
             words += ["-p", f"schedule={schedule.to_json()}"]
         else:  # times from the start: genesis as simulated; the default cuts off
             words += ["-p", f"genesis_offset={self.genesis_offset:g}s", "-p", "schedule="]
+            # Miners it may kill for good need not report, as the simulation judged them
+            # (without it the survivors waited for their reports until the timeout).
+            role = {m.id: m.role for m in self.members()}
+            gone = sum(1 for i, expect in Plan.of(schedule, self.members()).dead_at_end().items()
+                       if expect == "may_die" and role[i] == "miner")
+            if gone:
+                words += ["-p", f"may_fail={math.ceil(100 * gone / self.miners)}"]
         return shlex.join(words)
 
 
@@ -167,6 +175,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
     else:
         plan = Plan.of(schedule, setup.members())
     reports: list[Report] = []
+    lost: list[str] = []
 
     async def run(data: str) -> None:
         async with (
@@ -196,6 +205,10 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
                 healed = max(0.0, plan.settled_at() - setup.genesis_offset)
                 judge = _Judge(c, setup, genesis, healed, player, plan.dead_at_end())
             reports.extend(await judge.run())
+            poet = next(p for p in c.processes.values() if p.role == "poet")
+            if not poet.alive:  # killed for good: nothing checks the reports
+                lost.append(f"{poet.id} (the PoET) was dead at the end: it checks every "
+                            "report, so the run could not be judged")
             tg.cancel_scope.cancel()
 
     clock = trio.testing.MockClock(autojump_threshold=0)
@@ -208,7 +221,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
             anyio.run(run, data, backend="trio", backend_options={"clock": clock})
         finally:
             _LIVE.discard(data)
-    return compare_reports(reports, setup.layers)
+    return lost + compare_reports(reports, setup.layers)
 
 
 
@@ -281,14 +294,18 @@ class _Judge:
         return [r for r in done.values() if r is not None]
 
     def _dead(self, seq: int, proc: SimProcess) -> Report | None:
-        """None for a node that may die; a failed report for any other."""
-        if self.dead_at_end.get(proc.id) == "may_die":
+        """None for a miner that may die; a failed report for any other (the plan's
+        `may_fail` spares miners only: it waits for every gateway's report)."""
+        may_die = self.dead_at_end.get(proc.id) == "may_die"
+        if may_die and proc.role == "miner":
             return None
         node = proc.part
         assert isinstance(node, Node)
+        why = (f"a {proc.role} dead at the end: the plan waits for its report (may_fail "
+               "spares miners only)" if may_die else "dead at the end, but nothing allowed "
+               "it to die (a fault expected it to recover, or it never came back)")
         return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
-                      node.last_error, "dead at the end, but nothing allowed it to die "
-                      "(a fault expected it to recover, or it never came back)")  # fmt: skip
+                      node.last_error, why)  # fmt: skip
 
 
 def _stuck(seq: int, proc: SimProcess) -> Report:

@@ -4,6 +4,7 @@ virtual time, the fault vocabulary searched over them, and one seed giving one r
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -281,9 +282,11 @@ def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     assert parse_faults(json.loads(path.read_text())["faults"]) == (fault,)  # round trip
     assert fault.action == "kill" and fault.duration is None  # ...a kill for good
     assert f"harness run spacemesh:faults -i 5 --faults {path} " in out
-    assert out.rstrip().endswith(" -p schedule=")  # the case's default cuts are off
+    assert " -p schedule= " in out  # the case's default cuts are off
+    assert out.rstrip().endswith(" -p may_fail=100")  # the miners it kills need not report
     said = out.split("the check said: ")[1].splitlines()[0]
-    assert said == "no node reported"
+    assert said.startswith("single/0 (the PoET) was dead at the end")
+    assert "single/1: a gateway dead at the end" in said
     # The file replays in simulation with the same verdict.
     assert cli.main(["--miners", "3", "--layers", "6", "--faults", str(path)]) == 1
     assert capsys.readouterr().out.startswith("failed: " + said)
@@ -394,3 +397,25 @@ def test_a_node_paused_for_good_fails_as_the_real_run_fails_it() -> None:
     resumed = _faults({"action": "pause", "at": 8, "duration": 1,
                        "targets": {"instances": ["single/2"]}})
     assert simulate(SMALL, resumed) == []
+
+
+def test_a_kill_for_good_is_judged_as_the_real_plan_judges_it() -> None:
+    """The simulation said "survived" of any kill for good ('may_die'), while the real run
+    failed: the PoET checks every report, the plan waits for every gateway's, and for every
+    miner's unless the replay's `may_fail` spares it, which the replay command lacked."""
+    def kill(instance: str) -> tuple[Fault, ...]:
+        return _faults({"action": "kill", "at": 8, "targets": {"instances": [instance]}})
+
+    members = {m.id: m.role for m in SMALL.members()}
+    poet = next(i for i, r in members.items() if r == "poet")
+    gateway = next(i for i, r in members.items() if r == "gateway")
+    miner = next(i for i, r in members.items() if r == "miner")
+    assert any("(the PoET) was dead at the end" in p for p in simulate(SMALL, kill(poet)))
+    assert any(p.startswith(gateway) and "the plan waits for its report" in p
+               for p in simulate(SMALL, kill(gateway)))
+    assert simulate(SMALL, kill(miner)) == []
+    command = SMALL.replay_command(kill(miner), Path("f.json"))
+    assert command.endswith(f"-p may_fail={math.ceil(100 / SMALL.miners)}")
+    assert "may_fail" not in SMALL.replay_command(
+        _faults({"action": "kill", "at": 8, "duration": 2,
+                 "targets": {"instances": [miner]}}), Path("f.json"))
