@@ -47,7 +47,7 @@ def warm_up_prefix(host_pid: int) -> str:
     """The name its process host's warm-up directory starts with (`_warmup`), in the
     temporary directory: the host may die in its warm-up (a SIGKILL if it is not ready when
     the run ends), and then the supervisor removes it."""
-    return f"harness-warm-{host_pid}-"
+    return f"harness-w{host_pid}-"  # short: its socket's path must fit in AF_UNIX's 108
 
 
 def _remove_warm_up(host_pid: int) -> None:

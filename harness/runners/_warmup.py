@@ -42,7 +42,7 @@ def warm_up(backend: str, rounds: int = ROUNDS) -> None:
     """Run an instance's start-up `rounds` times in this process, with nothing outside it
     told. Call it before the first fork, with no other thread running."""
     with tempfile.TemporaryDirectory(prefix=warm_up_prefix(os.getpid())) as tmp:
-        path = str(Path(tmp) / "sync.sock")
+        path = str(Path(tmp) / "s")  # short: an AF_UNIX path fits 108 bytes, TMPDIR may be long
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
         listener.listen(1)
