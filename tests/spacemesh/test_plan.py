@@ -199,7 +199,8 @@ def test_a_process_fault_found_in_simulation_fails_in_namespaces_too(tmp_path: P
     # at 5 s: after the set-up (the PoET published its address), before its round closes
     faults = parse_faults([{"at": "5s", "action": "kill", "targets": {"instances": ["single/0"]}}])
     problems = simulate(setup, faults)
-    assert problems and all("published no ATX in epoch 0" in p for p in problems), problems
+    assert problems[0].startswith("single/0 (the PoET) was dead at the end"), problems
+    assert problems[1:] and all("published no ATX in epoch 0" in p for p in problems[1:])
     path = write_faults(faults, tmp_path / "found")
     command = shlex.split(setup.replay_command(faults, path))
     assert command[:3] == ["harness", "run", "spacemesh:faults"] and "--faults" in command
