@@ -26,7 +26,7 @@ from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
-from harness.observe._jsonl import parse_line, read_jsonl, read_tail
+from harness.observe._jsonl import read_jsonl
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.sync._protocol import FAILING_EVENTS
@@ -83,9 +83,9 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         return False  # not readable: not ours to rewrite
     if not run.goes_on:
         return False
-    last_seen = max((t for t in (run.last_seen, run.started, _last_event_at(run_dir))
-                     if t is not None), default=None)
-    passed = _passed_before(run_dir)
+    passed, last_event = _read_events(run_dir)
+    last_seen = max((t for t in (run.last_seen, run.started, last_event) if t is not None),
+                    default=None)
     instances = tuple(
         i if i.ended is not None
         else dataclasses.replace(i, outcome="passed", reason=None, exit_code=0,
@@ -108,25 +108,21 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     return True
 
 
-def _last_event_at(run_dir: Path) -> float | None:
-    """When events.jsonl's last whole line was written (flushed every half second): a
-    truer last sign of life than run.json's `last_seen`, refreshed every 5 s (a run killed
-    4 s in read "last seen 0.1 s into the run")."""
-    for line in reversed(read_tail(run_dir / "events.jsonl", 1 << 16).splitlines()[1:]):
-        rec = parse_line(line)
-        if rec is not None and isinstance(rec.get("ts"), int | float):
-            return float(rec["ts"])
-    return None
-
-
-def _passed_before(run_dir: Path) -> dict[str, float]:
-    """The instances that events.jsonl says passed (success, then a clean exit, and no
-    failure), by id, with when they exited: a supervisor killed in the run's tear-down
-    had not yet written their outcome, and they were marked failed with it."""
+def _read_events(run_dir: Path) -> tuple[dict[str, float], float | None]:
+    """From events.jsonl, in one pass: the instances it says passed (success, then a clean
+    exit, and no failure), by id, with when they exited (a supervisor killed in the run's
+    tear-down had not yet written their outcome, and they were marked failed with it); and
+    when its last record was written, flushed every half second: a truer last sign of life
+    than run.json's `last_seen`, refreshed every 5 s (a run killed 4 s in read "last seen
+    0.1 s into the run")."""
     succeeded: set[str] = set()
     failed: set[str] = set()
     exited: dict[str, float] = {}
+    last: float | None = None
     for e in read_jsonl(run_dir / "events.jsonl"):
+        ts = e.get("ts")
+        if isinstance(ts, int | float):
+            last = float(ts)
         inst = e.get("instance")
         if not isinstance(inst, str):
             continue
@@ -136,11 +132,12 @@ def _passed_before(run_dir: Path) -> dict[str, float]:
             elif e.get("type") in FAILING_EVENTS:
                 failed.add(inst)
         elif e.get("kind") == "instance" and e.get("status") == "exited":
-            if e.get("exit_code") == 0 and isinstance(e.get("ts"), int | float):
-                exited[inst] = e["ts"]
+            if e.get("exit_code") == 0 and isinstance(ts, int | float):
+                exited[inst] = ts
             else:
                 exited.pop(inst, None)
-    return {i: t for i, t in exited.items() if i in succeeded and i not in failed}
+    passed = {i: t for i, t in exited.items() if i in succeeded and i not in failed}
+    return passed, last
 
 
 def run_over(run_dir: Path, found_by: str) -> bool:
