@@ -171,17 +171,22 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     return result
 
 
+async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
+    """The name of the next signal the receiver holds or gets within `within` seconds."""
+    with trio.CancelScope(shield=True), trio.move_on_after(within):
+        return signal.Signals(await signals.__anext__()).name
+    return None
+
+
 async def _pending_signal(signals: AsyncIterator[int]) -> str | None:
-    """The name of a signal that came but was not handled (a second Ctrl-C during an
-    interrupted run's tear-down, or one after its watcher had stopped): taken, it is not
-    raised again once the receiver closes, which ended the command with 130 and no
+    """The name of the last signal that came but was not handled (a second Ctrl-C during
+    an interrupted run's tear-down, or one after its watcher had stopped): taken, it is
+    not raised again once the receiver closes, which ended the command with 130 and no
     report."""
     came = None
-    while True:
-        with trio.move_on_after(_SIGNAL_SETTLES_S / 20) as scope:
-            came = signal.Signals(await signals.__anext__()).name
-        if scope.cancelled_caught:
-            return came
+    while (sig := await _next_signal(signals, _SIGNAL_SETTLES_S / 20)) is not None:
+        came = sig
+    return came
 
 
 def _listening(options: RunOptions) -> dict[str, socket.socket]:
@@ -390,17 +395,13 @@ class Supervisor:
             try:
                 try:
                     await self._supervise(signals)
-                except Exception as e:
-                    if not await self._interrupted_meanwhile(signals, e):
+                except BaseException as e:
+                    if not (isinstance(e, Exception)
+                            and await self._interrupted_meanwhile(signals, e)):
                         with contextlib.suppress(OSError):  # what failed may be the disk
                             self._write_run_json(ended=True, error=_describe(e, self.spec.total),
                                                  error_code=_exit_code_of(e))
                         raise
-                except BaseException as e:
-                    with contextlib.suppress(OSError):
-                        self._write_run_json(ended=True, error=_describe(e, self.spec.total),
-                                             error_code=_exit_code_of(e))
-                    raise
                 result = self._result()
                 self._write_run_json(ended=True, result=result)
                 self.late_signal = await _pending_signal(signals)
@@ -956,11 +957,9 @@ class Supervisor:
         the signal is handled: that is an interruption, not a broken machine."""
         if not self.made_run_dir:  # nothing to record it in: the error stands
             return False
-        if not self.interrupted:
-            with trio.CancelScope(shield=True), trio.move_on_after(_SIGNAL_SETTLES_S):
-                signum = await signals.__anext__()
-                self.interrupted = True
-                _log.info("interrupted", signal=signal.Signals(signum).name)
+        if not self.interrupted and (sig := await _next_signal(signals, _SIGNAL_SETTLES_S)):
+            self.interrupted = True
+            _log.info("interrupted", signal=sig)
         if self.interrupted:
             _log.info("an error while interrupted", error=_describe(error, self.spec.total))
             self._never_started("interrupted")
