@@ -299,23 +299,25 @@ class _Judge:
         may_die = self.dead_at_end.get(proc.id) == "may_die"
         if may_die and proc.role == "miner":
             return None
-        node = proc.part
-        assert isinstance(node, Node)
-        why = (f"a {proc.role} dead at the end: the plan waits for its report (may_fail "
-               "spares miners only)" if may_die else "dead at the end, but nothing allowed "
-               "it to die (a fault expected it to recover, or it never came back)")
-        return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
-                      node.last_error, why)  # fmt: skip
+        return _failed(seq, proc, f"a {proc.role} dead at the end: the plan waits for its "
+                       "report (may_fail spares miners only)" if may_die else "dead at the "
+                       "end, but nothing allowed it to die (a fault expected it to recover, "
+                       "or it never came back)")  # fmt: skip
 
 
 def _stuck(seq: int, proc: SimProcess) -> Report:
     """The failed report of a node paused for good: its instance never ends, and the real
     run fails it at the run's timeout (the simulation waited for it for ever)."""
+    return _failed(seq, proc, "paused at the end and never resumed: its instance would "
+                   "still run at the run's timeout")
+
+
+def _failed(seq: int, proc: SimProcess, why: str) -> Report:
+    """The report of a node the judge could not watch to the end: nothing verified."""
     node = proc.part
     assert isinstance(node, Node)
     return Report(seq, proc.id, proc.role, node.smesher_id, node.config.smeshing, 0, [], [],
-                  node.last_error, "paused at the end and never resumed: its instance "
-                  "would still run at the run's timeout")  # fmt: skip
+                  node.last_error, why)  # fmt: skip
 
 
 def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
