@@ -137,10 +137,7 @@ class ProcessHost:
                 with contextlib.suppress(OSError):
                     if os.stat(log).st_size == 0:  # it said nothing: no file
                         os.unlink(log)
-            for p in self._procs.values():  # the host killed those still running
-                if p.status is None:
-                    p.status = -signal.SIGKILL
-                    p.exited.set()
+            self._end_unseen(None)  # the host killed those still running
 
     async def _read(self, task_status: trio.TaskStatus[None]) -> None:
         assert self._stream is not None
@@ -179,13 +176,18 @@ class ProcessHost:
             event.set()
         # Its instances die with it (their parent-death signal), unseen: they were
         # waited for until the run's timeout, and blamed for it.
-        for p in self._procs.values():
-            if p.status is None:
-                p.status, p.lost = -signal.SIGKILL, self.error
-                p.exited.set()
+        self._end_unseen(self.error)
         if not started:  # it died before it was ready: every spawn fails with why
             task_status.started()
         await trio.sleep_forever()  # spawn() reports the error for every instance
+
+    def _end_unseen(self, lost: str | None) -> None:
+        """Every instance whose exit the host did not report ends now, killed with it
+        (`lost`: why its exit was never seen, if the host died)."""
+        for p in self._procs.values():
+            if p.status is None:
+                p.status, p.lost = -signal.SIGKILL, lost
+                p.exited.set()
 
     async def prefork(self, count: int) -> None:
         """Have the host fork `count` children ahead, in its idle moments, for the next
