@@ -24,6 +24,14 @@ from .conftest import ROOT
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the relay's setns needs root")
 
 
+class _Endpoint(http.server.ThreadingHTTPServer):
+    # A class attribute: the backlog is passed to listen() in the constructor, so setting it
+    # on the instance afterwards left the default 5, and a burst of 100 connects had SYNs
+    # dropped and retried past the relay's 5 s timeout on a loaded machine.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class _Metrics(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"up 1\n"
@@ -40,8 +48,7 @@ class _Metrics(http.server.BaseHTTPRequestHandler):
 def _relay(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     """The relay (as the supervisor starts it) in front of a metrics endpoint on loopback,
     "in" this process's own namespace: its socket, the endpoint's port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    server.request_queue_size = 1024
+    server = _Endpoint(("127.0.0.1", 0), _Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hosts = tmp_path / "relay.json"
     hosts.write_text(json.dumps({"127.0.0.1": f"/proc/{os.getpid()}/ns/net"}))
