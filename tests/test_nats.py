@@ -164,6 +164,34 @@ def test_a_lost_acknowledged_message_fails_the_run_naming_it(tmp_path: Path) -> 
 
 
 @pytest.mark.live
+@pytest.mark.slow
+def test_a_client_killed_for_good_fails_the_servers_at_once(tmp_path: Path) -> None:
+    """The servers wait for the clients' `clients-done` as watchers: with one client gone
+    for good they fail naming it instead of waiting to the run's timeout. Then the other
+    client, its servers gone, fails on max_outage (nats-py's first connect retried forever)."""
+    _live_skip()
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[faults]]\nat = { state = "published-40", count = 1 }\n'
+                      'action = "kill"\ntargets = { role = "client", count = 1 }\n')
+    started = time.monotonic()
+    r = harness_cli("run", "nats", "-i", "5", "-p", "messages=120", "-p", "rate=100",
+                    "-p", "milestone=40", "-p", "max_outage=10s", "--faults", str(faults),
+                    "--no-fail-fast",
+                    "--timeout", "200", "--outputs", str(tmp_path / "out"), "-q", timeout=240)
+    took = time.monotonic() - started
+    assert r.returncode == 1, r.stdout + r.stderr
+    run = json.loads((only_run_dir(tmp_path / "out") / "run.json").read_text())
+    servers = [i for i in run["instances"] if i["role"] == "server"]
+    assert [i["outcome"] for i in servers] == ["failed"] * 3
+    for s in servers:
+        assert "the clients ended without 'clients-done'" in s["reason"], s["reason"]
+        assert "killed" in s["reason"], s["reason"]
+    (left,) = [i for i in run["instances"] if i["role"] == "client" and not i["note"]]
+    assert "the cluster did not serve again" in left["reason"], left["reason"]
+    assert took < 150, f"the run waited {took:.0f} s, towards its timeout"
+
+
+@pytest.mark.live
 @pytest.mark.long  # CI plays composition faults on smaller plans (tests/test_faults_live.py)
 def test_the_cluster_loses_nothing_under_leader_faults(tmp_path: Path) -> None:
     """The leader killed and started again, a follower paused, the leader partitioned away:

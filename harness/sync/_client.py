@@ -176,10 +176,14 @@ class SyncClient:
         """Arrive at `state`; returns the 1-based arrival number (the instance's seq there)."""
         return int((await self.request("signal_entry", state=state))["seq"])
 
-    async def barrier(self, state: str, target: int) -> None:
-        """Wait until `target` arrivals at `state`; BarrierFailed if that cannot happen."""
+    async def barrier(self, state: str, target: int, *, watch: bool = False) -> None:
+        """Wait until `target` arrivals at `state`; BarrierFailed if that cannot happen.
+
+        `watch=True` says this instance will not signal `state` itself (it waits for the
+        others, as a server for its clients): the barrier then fails as soon as the others
+        still running are too few, instead of counting on this one."""
         try:
-            await self.request("barrier", state=state, target=target)
+            await self.request("barrier", state=state, target=target, watch=watch)
         except BarrierFailed:
             raise
         except SyncError as e:

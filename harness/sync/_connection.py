@@ -368,7 +368,7 @@ class Connection:
             self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
         elif op == "barrier":
             st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance,
-                       peer=self.peer)
+                       peer=self.peer, watch=frame.get("watch", False))
         elif op == "signal_and_wait":
             seq = st.signal_entry(frame["state"], self.instance)
             st.barrier(frame["state"], frame["target"], rid, self.reply, self.instance, seq,

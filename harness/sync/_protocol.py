@@ -111,6 +111,8 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
         _require(frame, "target", int, rid)
         if frame["target"] < 0:
             raise ProtocolError(f"{op}: target must be >= 0", rid)
+    if op == "barrier" and not isinstance(frame.get("watch", False), bool):
+        raise ProtocolError("barrier: field 'watch' must be true or false", rid)
     if op in ("publish", "subscribe"):
         _require(frame, "topic", str, rid)
     if op == "subscribe" and frame.get("expect") is not None:

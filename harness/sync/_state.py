@@ -115,6 +115,9 @@ class _Waiter:
 class _State:
     count: int = 0
     signalled_by: set[str] = dataclasses.field(default_factory=set)
+    # Instances that waited here saying they will not signal this state themselves (a
+    # server watching its clients arrive): they are not counted among those who can come.
+    watchers: set[str] = dataclasses.field(default_factory=set)
     waiters: list[_Waiter] = dataclasses.field(default_factory=list)
     # The smallest target among `waiters` (or lower, once some have left): an arrival below
     # it releases nobody, and costs no pass over the waiters (N arrivals at a barrier of N
@@ -158,10 +161,14 @@ class SyncState:
         instance: str | None = None,
         seq: int | None = None,
         peer: Hashable | None = None,
+        watch: bool = False,
     ) -> None:
         """Reply once `state` has `target` arrivals, or fail as soon as it cannot. `peer`:
-        the requesting client's process, if known (replies to many take turns by it)."""
+        the requesting client's process, if known (replies to many take turns by it).
+        `watch`: `instance` will not signal `state`, so it is not one who can still come."""
         st = self._states.setdefault(state, _State())
+        if watch and instance is not None:
+            st.watchers.add(instance)
         waiter = _Waiter(request_id, target, reply, instance, seq, peer)
         if st.count >= target:
             self._succeed(waiter)
@@ -220,9 +227,8 @@ class SyncState:
             topic.expecting = [s for s in topic.expecting if s.reply is not reply]
 
     def _barrier_unmeetable(self, state: str, st: _State, target: int) -> str | None:
-        return self._unmeetable(
-            f"barrier {state!r}", st.count, "arrived", st.signalled_by, "signalling", target
-        )
+        return self._unmeetable(f"barrier {state!r}", st.count, "arrived",
+                                st.signalled_by | st.watchers, "signalling", target)
 
     def _unmeetable(
         self, what: str, count: int, counted: str, done_by: set[str], doing: str, target: int

@@ -52,11 +52,14 @@ class Cluster:
         async def quiet(*_: Any) -> None:
             return None  # nats-py logs every error itself otherwise; we count them
 
-        self.nc = await nats.connect(
+        # max_reconnect_attempts=-1 also makes nats-py's first connect try forever: with
+        # every server gone for good the client hung to the run's timeout, never reaching
+        # its max_outage check. A round over the servers is bounded here instead.
+        self.nc = await asyncio.wait_for(nats.connect(
             servers=order, dont_randomize=True, connect_timeout=self.timeout,
             max_reconnect_attempts=-1, reconnect_time_wait=0.5, ping_interval=2,
             max_outstanding_pings=2, error_cb=quiet, disconnected_cb=quiet,
-            reconnected_cb=quiet, closed_cb=quiet)
+            reconnected_cb=quiet, closed_cb=quiet), self.timeout * (len(self.urls) + 1))
         self.js = self.nc.jetstream(timeout=self.timeout)
         return self.js
 

@@ -115,7 +115,7 @@ async def watch(params: sdk.RunParams, pid: int) -> int:
                 async def until_done() -> None:
                     nonlocal outcome
                     try:
-                        await sync.barrier(CLIENTS_DONE, clients)
+                        await sync.barrier(CLIENTS_DONE, clients, watch=True)
                         outcome = {"type": "success"}
                     except sdk.BarrierFailed as e:
                         outcome = {"type": "failure",

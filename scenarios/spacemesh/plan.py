@@ -255,7 +255,7 @@ async def start(env: sdk.RunEnv) -> None:
             if role == "miner":
                 # A miner registers with every PoET at its first try: each must be serving
                 # by then (a node that starts first would register with fewer).
-                await env.sync.barrier(POETS_SERVING, int(p["poets"]))
+                await env.sync.barrier(POETS_SERVING, int(p["poets"]), watch=True)
             data_dir, checkpoint = env.outputs_path / "data", None
             if env.is_restart and (layer := int(p.get("checkpoint_layer", 0))) > 0:
                 data_dir = env.outputs_path / f"data-{env.restarts}"

@@ -102,6 +102,45 @@ def test_barrier_met_before_participant_ends_is_unaffected() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("watch", [True, False])
+def test_a_watcher_that_will_not_signal_is_not_counted_as_one_who_can_come(watch: bool) -> None:
+    """A server waits for its two clients; one ends without signalling. Counted as one who
+    could still arrive, the server kept its own barrier waiting to the run's timeout; with
+    watch=True it fails at once. Without it the waiter may yet signal: it stays waiting."""
+
+    async def main() -> None:
+        async with (
+            running_server(["server", "c1", "c2"]) as (path, state, _),
+            connect_unix(path, "server") as server,
+            connect_unix(path, "c1") as c1,
+        ):
+            await c1.signal_entry("done")
+            with trio.move_on_after(1) as waited:
+                async with trio.open_nursery() as n:
+
+                    async def end_later() -> None:
+                        await trio.sleep(0.05)
+                        state.instance_ended("c2", "killed")
+
+                    n.start_soon(end_later)
+                    if not watch:
+                        await server.barrier("done", 2)
+                    with pytest.raises(BarrierFailed, match=r"1 arrived, at most 0 more.*c2"):
+                        await server.barrier("done", 2, watch=True)
+            assert waited.cancelled_caught is not watch
+
+    run(main)
+
+
+def test_a_watch_that_is_not_a_boolean_is_refused() -> None:
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            with pytest.raises(SyncError, match="'watch' must be true or false"):
+                await c.request("barrier", state="s", target=1, watch="yes")
+
+    run(main)
+
+
 def test_subscribe_replays_then_goes_live_in_order() -> None:
     async def main() -> None:
         async with (
