@@ -28,7 +28,7 @@ from harness.sync._protocol import (
     decode_request,
     encode,
 )
-from harness.sync._state import Extend, SyncState, item_tail
+from harness.sync._state import SyncState, item_tail
 from harness.sync._tokens import Tokens
 
 if TYPE_CHECKING:
@@ -43,6 +43,14 @@ conductor's `inject`); returns what it chose, raises FaultError if the run refus
 
 FAREWELL_S = 2.0
 """How long the last frame of a connection the service closes may take to leave."""
+
+HELLO_FRAME = 65536
+"""The longest frame a connection may send before its `hello` (with tokens): a peer
+without a token must not make the service hold MAX_FRAME bytes per connection."""
+
+HELLO_WITHIN_S = 60.0
+"""How long a connection may stay without a `hello` (with tokens) before it is closed: an
+instance sends it at once, even on a starved machine within seconds."""
 
 _BATCH = 1 << 20  # bytes of a subscription's backlog turned into frames per write
 _READ = 65536  # bytes per read
@@ -60,6 +68,17 @@ class _Backlog:
     next: int
     end: int
     done: bool = False  # all of it taken into a batch: items published now are replies
+
+    def extend(self, seq: int) -> bool:
+        """Take item `seq` too, unless it is all taken (`Backlogged`)."""
+        if self.done or seq != self.end + 1:
+            return False
+        self.end = seq
+        return True
+
+    def stop(self) -> None:
+        """What is not in a batch yet is not sent (`Backlogged`)."""
+        self.end = self.next
 
 
 def _peer_pid(stream: trio.abc.Stream) -> int | None:
@@ -119,6 +138,7 @@ class Connection:
         """Network requests not yet applied, the first being applied (`_networks`)."""
         self.reply = self._reply  # one bound method, so identity checks work
         self._dispatch = self._serve if tokens is None else self._hello_first
+        self._frame_limit = MAX_FRAME if tokens is None else HELLO_FRAME
 
     # -- replies -------------------------------------------------------------------------
 
@@ -151,7 +171,7 @@ class Connection:
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
 
-    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> Extend | None:
+    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> _Backlog | None:
         if not end or self._closed:
             return None
         entry = _Backlog(prefix, payloads, 0, end)
@@ -159,14 +179,7 @@ class Connection:
         self._backlogs += 1
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
-
-        def extend(seq: int) -> bool:
-            if entry.done or seq != entry.end + 1 or self._closed:
-                return False
-            entry.end = seq
-            return True
-
-        return extend
+        return entry
 
     def _drop_slow_reader(self) -> None:
         self._outbox.clear()
@@ -203,6 +216,8 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._write)
+                    if self._tokens is not None:
+                        nursery.start_soon(self._hello_deadline)
                     await self._read()
                     if self.queued and not self._closed:
                         self._close("lost", f"the client left with {self.queued} bytes of "
@@ -219,6 +234,15 @@ class Connection:
                     ):
                         await self.stream.send_all(self._farewell)
                 await trio.aclose_forcefully(self.stream)
+
+    async def _hello_deadline(self) -> None:
+        await trio.sleep(HELLO_WITHIN_S)
+        if self.instance is None:
+            self._close("refused", f"no hello within {HELLO_WITHIN_S:g} s")
+
+    def refuse(self, reason: str) -> None:
+        """Close this connection before serving it, telling the client `reason`."""
+        self._close("refused", reason)
 
     async def _write(self) -> None:
         while True:
@@ -310,8 +334,10 @@ class Connection:
                     if self._closed:
                         return
             del buffer[:start]
-            if len(buffer) > MAX_FRAME:
-                self._close("refused", f"frame longer than {MAX_FRAME} bytes")
+            if len(buffer) > self._frame_limit:
+                before = "" if self.instance is not None or self._tokens is None else (
+                    " before hello")
+                self._close("refused", f"frame longer than {self._frame_limit} bytes{before}")
                 return
 
     # -- requests ------------------------------------------------------------------------
@@ -345,6 +371,7 @@ class Connection:
         # Only a checked token makes the operator: an open service (no tokens) has none.
         self.control = instance == CONTROL and self._tokens is not None
         self._dispatch = self._serve
+        self._frame_limit = MAX_FRAME
         self.reply(encode({"id": rid, "ok": True}))
 
     def _serve(self, line: bytes) -> None:
@@ -361,7 +388,11 @@ class Connection:
                                                   "send fault"}))
             return
         if op == "publish":
-            seq = st.publish(frame["topic"], frame["payload"], self.instance)
+            try:
+                seq = st.publish(frame["topic"], frame["payload"], self.instance)
+            except orjson.JSONEncodeError as e:
+                self._too_deep(rid, op, e)
+                return
             self.reply(b'{"id":%b,"ok":true,"seq":%d}\n' % (orjson.dumps(rid), seq))
         elif op == "signal_entry":
             seq = st.signal_entry(frame["state"], self.instance)
@@ -383,7 +414,11 @@ class Connection:
             else:
                 self.reply(encode({"id": rid, "error": f"no subscription or barrier {target!r}"}))
         elif op == "signal_event":
-            st.signal_event(self.instance, frame["event"])
+            try:
+                st.signal_event(self.instance, frame["event"])
+            except orjson.JSONEncodeError as e:
+                self._too_deep(rid, op, e)
+                return
             self.reply(encode({"id": rid, "ok": True}))
         elif op == "hello":
             self._hello(rid, frame)
@@ -402,6 +437,12 @@ class Connection:
                 return
             assert self._nursery is not None
             self._nursery.start_soon(self._fault, rid, frame["fault"], frame.get("by"))
+
+    def _too_deep(self, rid: Any, op: str, e: orjson.JSONEncodeError) -> None:
+        # orjson reads JSON nested up to 1024 deep but writes at most 254: what the
+        # service keeps (an item, an event) is written again, so deeper is refused.
+        self.reply(encode({"id": rid, "error": f"{op}: {e}: the service keeps JSON nested "
+                                               "at most 254 deep"}))
 
     async def _networks(self) -> None:
         """Apply the network requests asked, oldest first, until none is left."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 import structlog
@@ -49,6 +50,17 @@ class SyncServer:
         """Connections open now."""
         return len(self._connections)
 
+    def _too_many_without_hello(self) -> bool:
+        """Whether unauthenticated connections hold half of this process's open-file limit
+        (with tokens): peers without a token must not take the files the run needs. The
+        supervisor's limit leaves room for two connections per instance (`_openfiles`)."""
+        if self.tokens is None:
+            return False
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        cap = max(64, soft // 2) if soft != resource.RLIM_INFINITY else 1 << 20
+        return len(self._connections) >= cap and sum(
+            c.instance is None for c in self._connections) >= cap
+
     def queued(self) -> int:
         """Bytes of replies held for all connections (queued or being sent): at most
         MAX_QUEUED, or one frame, per connection."""
@@ -91,6 +103,9 @@ class SyncServer:
     async def _handle(self, stream: trio.abc.Stream) -> None:
         connection = Connection(self.state, stream, self.tokens, lambda: self.network,
                                 lambda: self.faults)
+        if self._too_many_without_hello():
+            connection.refuse("refused: too many connections to the sync service have not "
+                              "said hello yet")
         self._connections.add(connection)
         try:
             await connection.run()

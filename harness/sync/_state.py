@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Hashable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -19,15 +19,22 @@ Reply = Callable[[bytes], None]
 Recorder = Callable[[dict[str, Any]], None]
 """Receives every event worth keeping (events.jsonl, progress, outcomes)."""
 
-Extend = Callable[[int], bool]
-"""Takes item `seq` of a subscription into its backlog still being sent; False once the
-backlog is all sent: from then on each item is a reply of its own."""
+class Backlogged(Protocol):
+    """A subscription's backlog still being sent by its connection."""
 
-Backlog = Callable[[bytes, list[bytes], int], "Extend | None"]
+    def extend(self, seq: int) -> bool:
+        """Take item `seq` into the backlog; False once it is all sent: from then on each
+        item is a reply of its own."""
+
+    def stop(self) -> None:
+        """Send nothing more of it (the subscription has ended)."""
+
+
+Backlog = Callable[[bytes, list[bytes], int], "Backlogged | None"]
 """Takes a new subscription's backlog instead of one reply per item: the frame prefix, the
-topic's encoded payloads (shared, append-only) and how many of them to send; returns how
-to extend it with the items published while it is sent (they are in the topic already: a
-reader taking a long backlog is not made to hold the live items behind it too)."""
+topic's encoded payloads (shared, append-only) and how many of them to send; returns the
+backlog, to extend with the items published while it is sent (they are in the topic
+already: a reader taking a long backlog is not made to hold the live items behind it too)."""
 
 
 _STAMPS = ("ts", "mono")  # what the run's record stamps every event with
@@ -79,7 +86,12 @@ class _Subscriber:
     expect: int | None = None
     instance: str | None = None
     peer: Hashable | None = None
-    extend: Extend | None = None  # while its backlog is being sent
+    backlog: Backlogged | None = None  # while its backlog is being sent
+
+    def end(self) -> None:
+        """The subscription has ended: nothing more of its backlog goes out."""
+        if self.backlog is not None:
+            self.backlog.stop()
 
 
 @dataclasses.dataclass
@@ -298,10 +310,10 @@ class SyncState:
         seq = len(t.payloads)
         tail = item_tail(seq, encoded)
         for sub in t.in_turns():
-            if sub.extend is not None:
-                if sub.extend(seq):
+            if sub.backlog is not None:
+                if sub.backlog.extend(seq):
                     continue
-                sub.extend = None  # for good: a later item must not pass this one
+                sub.backlog = None  # for good: a later item must not pass this one
             sub.reply(sub.prefix + tail)
         self._record({"kind": "publish", "topic": topic, "seq": seq, "instance": instance})
         return seq
@@ -332,7 +344,7 @@ class SyncState:
             return  # failed
         reply(sub.prefix + b',"ok":true}\n')
         if backlog is not None:
-            sub.extend = backlog(sub.prefix, t.payloads, len(t.payloads))
+            sub.backlog = backlog(sub.prefix, t.payloads, len(t.payloads))
         else:
             for seq, encoded in enumerate(t.payloads, 1):
                 reply(sub.prefix + item_tail(seq, encoded))
@@ -355,6 +367,7 @@ class SyncState:
         if sub in t.subscribers:
             t.subscribers.remove(sub)
             t.changed()
+        sub.end()
         self._fail_reply(sub.reply, sub.request_id, reason)
         self._record({"kind": "subscription", "topic": topic, "expect": sub.expect,
                       "status": "failed", "instance": sub.instance, "reason": reason})
@@ -377,6 +390,7 @@ class SyncState:
                 if sub.request_id == request_id and sub.reply is reply:
                     t.subscribers.remove(sub)
                     t.changed()
+                    sub.end()
                     if sub in t.expecting:
                         t.expecting.remove(sub)
                     return True

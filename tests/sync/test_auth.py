@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import stat
+import subprocess
+import sys
 from typing import Any
 
 import orjson
 import pytest
 import trio
 
-from harness.sync import SyncError, SyncServer, SyncState, Tokens, connect_tcp, connect_unix
+from harness.sync import (
+    SyncError,
+    SyncServer,
+    SyncState,
+    Tokens,
+    _connection,
+    connect_tcp,
+    connect_unix,
+)
+from harness.sync._connection import HELLO_FRAME
 
 from ._util import run, serving
 
@@ -96,3 +108,76 @@ def test_tokens_are_per_instance_and_per_run() -> None:
     assert a.check("g/0", a.for_instance("g/0"))
     assert not a.check("g/1", a.for_instance("g/0"))
     assert not b.check("g/0", a.for_instance("g/0"))
+
+
+def test_a_long_frame_before_hello_is_refused_at_a_small_size() -> None:
+    """A peer without a token made the service hold up to 16 MiB per connection."""
+
+    async def main() -> None:
+        server, _, _ = _server()
+        async with serving(server) as path:
+            frames = await trio.to_thread.run_sync(_exchange, path, b"x" * (HELLO_FRAME + 1))
+        assert frames == [{"id": None, "closed": True,
+                           "error": f"frame longer than {HELLO_FRAME} bytes before hello"}]
+
+    run(main)
+
+
+def test_a_connection_that_never_says_hello_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_connection, "HELLO_WITHIN_S", 0.2)
+
+    async def main() -> None:
+        server, _, _ = _server()
+        async with serving(server) as path:
+            with trio.fail_after(5):
+                frames = await trio.to_thread.run_sync(_exchange, path, b"")
+        assert frames == [{"id": None, "closed": True, "error": "no hello within 0.2 s"}]
+
+    run(main)
+
+
+def test_connections_without_hello_beyond_half_the_open_file_limit_are_refused() -> None:
+    """A flood of connections that never said hello took every file descriptor: the run's
+    own next open failed and the run ended (about 1,100 at a limit of 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+
+        async def main() -> None:
+            server, _, tokens = _server()
+            async with serving(server) as path:
+                # 128 idle connections (half of 256) from a process of their own
+                flood = await trio.lowlevel.open_process(
+                    [sys.executable, "-c", _FLOOD, path, "128"], stdout=subprocess.PIPE)
+                assert flood.stdout is not None
+                assert await flood.stdout.receive_some() == b"connected\n"
+                await trio.sleep(0.2)
+                try:
+                    with trio.fail_after(5):
+                        frames = await trio.to_thread.run_sync(_exchange, path, b"")
+                    assert "too many connections to the sync service have not said hello" in (
+                        frames[-1]["error"])
+                finally:
+                    flood.kill()
+                    await flood.wait()
+                with trio.fail_after(5):  # room again: an instance with its token gets in
+                    while server.connections:  # noqa: ASYNC110 (a count, no event to wait on)
+                        await trio.sleep(0.05)
+                    async with connect_unix(path, "g/0", tokens.for_instance("g/0")) as c:
+                        await c.signal_event({"type": "success"})
+
+        run(main)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+_FLOOD = """
+import socket, sys, time
+socks = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    socks.append(s)
+print("connected", flush=True)
+time.sleep(60)
+"""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+import orjson
 import pytest
 import trio
 
@@ -67,5 +70,40 @@ def test_an_instance_that_published_is_not_counted_on_again() -> None:
                 state.instance_ended("g/2", "exit code 1")  # 2 + 0 < 3
                 with trio.fail_after(5), pytest.raises(SubscriptionFailed):
                     await items.__anext__()
+
+    run(main)
+
+
+def test_nothing_of_a_subscription_s_backlog_follows_its_cancel_or_its_failure() -> None:
+    """A slow reader of a long backlog: after the expectation's error and after the cancel's
+    ok, the rest of each backlog kept coming (4,000 and 5,000 items)."""
+
+    async def main() -> None:
+        async with running_server(["a/0", "a/1", "a/2"]) as (path, state, _):
+            for _ in range(5000):
+                state.publish("T", "x" * 1000, "a/0")
+            s = trio.socket.socket(socket.AF_UNIX)
+            await s.connect(path)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await s.send(b'{"id":1,"op":"subscribe","topic":"T","expect":5002}\n'
+                         b'{"id":2,"op":"subscribe","topic":"T"}\n')
+            await trio.sleep(0.2)
+            await s.send(b'{"id":3,"op":"cancel","target":2}\n')
+            await trio.sleep(0.2)
+            state.instance_ended("a/1", "killed")  # 5,002 can no longer come
+            data = b""
+            with trio.move_on_after(2):
+                while d := await s.recv(1 << 20):
+                    data += d
+            s.close()
+            frames = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+            failed = next(i for i, f in enumerate(frames) if f["id"] == 1 and "error" in f)
+            cancelled = next(i for i, f in enumerate(frames) if f["id"] == 3)
+            assert "can no longer reach 5002" in frames[failed]["error"]
+            assert [f for f in frames[failed:] if f["id"] == 1 and "item" in f] == []
+            assert [f for f in frames[cancelled:] if f["id"] == 2 and "item" in f] == []
+            # what came before is in order, from the first item
+            seqs = [f["seq"] for f in frames if f["id"] == 2 and "item" in f]
+            assert seqs == list(range(1, len(seqs) + 1))
 
     run(main)

@@ -15,9 +15,9 @@ import trio.lowlevel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.sync import BarrierFailed, SyncError, connect_unix
+from harness.sync import BarrierFailed, SyncError, SyncServer, SyncState, connect_unix
 
-from ._util import run, running_server, server_in_thread
+from ._util import run, running_server, server_in_thread, serving
 
 
 def test_signal_entry_numbers_arrivals_from_one() -> None:
@@ -432,5 +432,38 @@ def test_tcp_transport_serves_the_same_protocol() -> None:
                 assert await c.publish("t", 1) == 1
                 assert await c.signal_and_wait("s", 1) == 1
             n.cancel_scope.cancel()
+
+    run(main)
+
+
+@pytest.mark.parametrize("op", ["publish", "signal_event"])
+def test_json_nested_deeper_than_can_be_kept_is_refused_and_the_connection_goes_on(
+    op: str,
+) -> None:
+    """A payload 300 deep (from a client in another language: the Python one refuses to
+    send it) closed the connection with an internal error (orjson reads 1024 levels,
+    writes 254)."""
+    deep = b"[" * 300 + b"]" * 300
+    request = (b'{"id":1,"op":"publish","topic":"t","payload":%b}\n' % deep if op == "publish"
+               else b'{"id":1,"op":"signal_event","event":{"type":"message","message":%b}}\n'
+               % deep)
+
+    async def main() -> None:
+        # the supervisor writes every event to events.jsonl as JSON
+        state = SyncState(None, record=orjson.dumps)
+        async with serving(SyncServer(state)) as path:
+            s = trio.socket.socket(socket.AF_UNIX)
+            await s.connect(path)
+            await s.send(request + b'{"id":2,"op":"publish","topic":"t","payload":[[1]]}\n')
+            data = b""
+            with trio.fail_after(5):
+                while data.count(b"\n") < 2:
+                    data += await s.recv(65536)
+            s.close()
+            first, second = (orjson.loads(line) for line in data.splitlines())
+            assert first["id"] == 1 and "the service keeps JSON nested at most 254" in (
+                first["error"])
+            assert second == {"id": 2, "ok": True, "seq": 1}  # the connection goes on
+            assert state.last_item("t") == [[1]]
 
     run(main)
