@@ -454,6 +454,9 @@ def _encode(frame: dict[str, Any]) -> bytes:
         if where is not None:
             raise ValueError(f"{op}: {where[0]} is {where[1]!r}: JSON has no NaN or infinity "
                             f"(it would arrive as null)")
+    if len(data) > MAX_FRAME:  # the service would close the connection, unheard of here
+        raise ValueError(f"{op}: a frame of {len(data)} bytes is longer than the sync "
+                         f"service takes ({MAX_FRAME} bytes)")
     return data + b"\n"
 
 

@@ -34,7 +34,8 @@ def _exchange(path: str, data: bytes) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         s.settimeout(5)
-        s.sendall(data)
+        if data:  # (with nothing to send the service may close the connection first)
+            s.sendall(data)
         out = b""
         while chunk := s.recv(65536):
             out += chunk

@@ -467,3 +467,17 @@ def test_json_nested_deeper_than_can_be_kept_is_refused_and_the_connection_goes_
             assert state.last_item("t") == [[1]]
 
     run(main)
+
+
+def test_a_frame_longer_than_the_service_takes_is_refused_by_the_client_naming_the_limit() -> None:
+    """The service closed the connection and its reason was lost in a reset: the client
+    said "connection lost: " and nothing more."""
+
+    async def main() -> None:
+        async with running_server() as (path, _, _), connect_unix(path) as c:
+            with pytest.raises(ValueError, match=r"publish: a frame of \d+ bytes is longer "
+                                                 r"than the sync service takes \(16777216"):
+                await c.publish("t", "x" * (17 << 20))
+            assert await c.publish("t", "x" * (1 << 20)) == 1  # the connection goes on
+
+    run(main)
