@@ -89,8 +89,12 @@ def decode_request(line: bytes) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ProtocolError("frame is not a JSON object")
     request_id = frame.get("id")
-    if request_id is None or isinstance(request_id, bool | list | dict | float):
+    if request_id is None:
         raise ProtocolError("frame has no 'id' (an integer or a string)", None)
+    if isinstance(request_id, bool | list | dict | float):
+        # (a float too: orjson reads an integer beyond 64 bits as one)
+        raise ProtocolError(f"frame's 'id' is {type(request_id).__name__}, not an integer "
+                            "(64 bits) or a string", None)
     op = frame.get("op")
     if op not in OPS:
         raise ProtocolError(f"unknown op {op!r}; known: {', '.join(sorted(OPS))}", request_id)

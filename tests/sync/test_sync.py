@@ -348,13 +348,17 @@ def test_malformed_frames_get_error_replies_and_service_keeps_serving() -> None:
                 b'{"id": 7, "op": "fly"}\n',
                 b'{"id": 8, "op": "barrier", "state": "s", "target": "many"}\n',
                 b'{"id": 9, "op": "signal_event", "event": {"type": "party"}}\n',
+                b'{"id": 99999999999999999999, "op": "publish", "topic": "t", "payload": 1}\n',
                 b'{"id": 10, "op": "publish", "topic": "t", "payload": 5}\n',
             ]
             replies = await trio.to_thread.run_sync(_raw_exchange, path, bad)
-            assert [r["id"] for r in replies] == [None, None, None, 7, 8, 9, 10]
-            assert all("error" in r for r in replies[:6])
+            assert [r["id"] for r in replies] == [None, None, None, 7, 8, 9, None, 10]
+            assert all("error" in r for r in replies[:7])
             assert "unknown op 'fly'" in str(replies[3]["error"])
-            assert replies[6] == {"id": 10, "ok": True, "seq": 1}
+            assert replies[2]["error"] == "frame has no 'id' (an integer or a string)"
+            assert replies[6]["error"] == ("frame's 'id' is float, not an integer (64 bits) or "
+                                           "a string")
+            assert replies[7] == {"id": 10, "ok": True, "seq": 1}
             async with connect_unix(path) as c:  # another client is served as before
                 assert await c.publish("t", 6) == 2
 
