@@ -108,6 +108,16 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run_is_asked(
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.parametrize(("text", "bits"), [
+    ("9007199254740993", 9007199254740993),  # 2**53 + 1: through a float it lost the 1
+    ("99999999999999999999999", 99999999999999999999999),
+    ("1.5kbit", 1500),
+    ("2.000001gbit", 2000001000),
+])
+def test_a_rate_is_read_exactly(text: str, bits: int) -> None:
+    assert fault_command._rate(text) == bits
+
+
 def test_a_run_whose_record_holds_no_outcome_is_said_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -171,6 +171,8 @@ BAD: list[tuple[Any, str]] = [
     ({"at": 1, "action": "partition", "kind": "star"}, "kind must be one of"),
     ({"at": 1, "action": "partition", "kind": "ring", "one_way": True}, "only with kind"),
     ({"at": 1, "action": "partition", "one_way": "yes"}, "one_way must be true or false"),
+    ({"at": 1, "action": "partition", "one_way": 1}, "one_way must be true or false"),
+    ({"at": 1, "action": "partition", "one_way": 0}, "one_way must be true or false"),
     ({"at": 1, "action": "skew", "targets": {}}, "give offset, drift or both"),
     ({"at": 1, "action": "skew", "targets": {}, "drift": 2}, "drift must be a number"),
     ({"at": 1, "action": "limit", "targets": {}}, "give cpu, memory or both"),

@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -263,8 +264,9 @@ def _rate(text: str) -> int:
     if m is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate (e.g. 10mbit, 500kbit, "
                                          f"or bits per second)")
-    bits = float(m.group(1)) * _RATE_UNITS[m.group(2) and m.group(2).lower()]
-    if not bits.is_integer():
+    # exact: a float would turn 9007199254740993 into 9007199254740992 unsaid
+    bits = Fraction(m.group(1)) * _RATE_UNITS[m.group(2) and m.group(2).lower()]
+    if bits.denominator != 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bits per second")
     return int(bits)
 

@@ -319,7 +319,7 @@ def _args(action: str, data: Mapping[str, Any], where: str) -> dict[str, Any]:
             args["kind"] = kind
         if "others" in data:
             args["others"] = Selector.from_data(data["others"], f"{where}: others")
-        if data.get("one_way") not in (None, False, True):
+        if not isinstance(data.get("one_way"), bool | None):  # (1 == True: not `in`)
             raise FaultError(f"{where}: one_way must be true or false")
         if data.get("one_way"):
             args["one_way"] = True
