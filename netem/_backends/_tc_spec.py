@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import Any, Literal
@@ -187,6 +188,12 @@ def _rate(bps: int) -> dict[str, Any]:
     }
 
 
+def filter_info(prio: int) -> int:
+    """tcm_info of a filter at `prio` for IPv4: prio in the high 16 bits, the protocol in
+    network byte order in the low 16 (as the kernel reads them)."""
+    return (prio << 16) | socket.htons(ETH_P_IP)
+
+
 Request = tuple[str, str | None, int, dict[str, Any]]
 """(pyroute2 tc command, kind, handle, keyword arguments)."""
 
@@ -223,8 +230,11 @@ def request(op: Op) -> Request:
             kwargs["prob_reorder"] = spec.reorder_pct
         return ("add" if action == "add" else "replace", "netem", handle, kwargs)
     # DstFilter
-    base = {"parent": ROOT, "prio": spec.minor, "protocol": ETH_P_IP}
     if action == "delete":
-        return ("del-filter", None, 0, base)
+        # pyroute2 packs prio and protocol into tcm_info only for a filter kind it is
+        # given (and u32's needs a target), and the kernel flushes every filter of the
+        # parent when tcm_info's prio is 0: pack it here, so only this prio goes
+        return ("del-filter", None, 0, {"parent": ROOT, "info": filter_info(spec.minor)})
+    base = {"parent": ROOT, "prio": spec.minor, "protocol": ETH_P_IP}
     key = f"0x{int(spec.dst):08x}/0xffffffff+16"  # IPv4 destination address: offset 16
     return ("add-filter", "u32", 0, {**base, "target": ROOT | spec.minor, "keys": [key]})

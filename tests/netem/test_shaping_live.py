@@ -333,6 +333,23 @@ def test_tc_structure_is_exactly_the_layout(network: Network, backend: str) -> N
     assert [q["kind"] for q in _tc_json(a, "qdisc")] == ["htb"]
 
 
+def test_dropping_one_destinations_cap_keeps_the_others(network: Network) -> None:
+    """Deleting one destination's u32 filter went out with prio 0, which the kernel reads
+    as "every filter on the parent": the other destinations' caps stopped holding."""
+    a, _, c = network.build(3)
+    network.apply_request(a, {"default": {"bandwidth_bps": 5_000_000}}, asked_by="t")
+    network.apply_request(
+        a, {"rules": [{"peers": [str(c.ip)], "shape": {"bandwidth_bps": 3_000_000}}]},
+        asked_by="t",
+    )
+    rules = [f["options"] for f in _tc_json(a, "filter") if "flowid" in f.get("options", {})]
+    # c is the third attached host: slot 0x12, class 1:12
+    assert [(r["flowid"], r["match"]["value"]) for r in rules] == [("1:12", f"{int(c.ip):08x}")]
+    assert _tc_classes(a) == [("1:1", "10Gbit"), ("1:12", "3Mbit")]
+    assert len(ping_rtts(a, c, count=5)) == 5
+    assert network.backend.stats()[(a.ip, c.ip)].packets >= 5  # through its class
+
+
 def test_close_removes_everything(
     backend: str, prefix: str, host_state: Callable[[], dict[str, str]]
 ) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pyroute2 import IPRoute
+from pyroute2.netlink import nlsocket
+from pyroute2.netlink.rtnl import RTM_DELTFILTER, RTM_NEWTFILTER
 
 from netem import LinkShape
 from netem._backends._tc_spec import (
     DEFAULT_MINOR,
+    ETH_P_IP,
     ROOT,
     UNCAPPED_BPS,
     DstFilter,
@@ -182,3 +189,42 @@ def test_requests_for_each_spec() -> None:
 def test_rates_give_sane_bursts(bps: int) -> None:
     kwargs = request(Op("add", HtbClass(0x11, bps)))[3]
     assert kwargs["burst"] >= 1514 and kwargs["quantum"] <= 200_000
+
+
+class _Unsent(Exception):
+    pass
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Op], Any]]:
+    """A function giving the message pyroute2's `IPRoute.tc` encodes for an op's request
+    (interface index 2), which it then does not send."""
+    messages: list[Any] = []
+
+    async def keep(self: Any) -> None:
+        self.msg.encode()
+        messages.append(self.msg)
+        raise _Unsent
+
+    monkeypatch.setattr(nlsocket.NetlinkRequest, "send", keep)
+    with IPRoute() as ipr:
+        def send(op: Op) -> Any:
+            command, kind, handle, kwargs = request(op)
+            with pytest.raises(_Unsent):
+                ipr.tc(command, kind, 2, handle, **kwargs)
+            return messages[-1]
+
+        yield send
+
+
+def test_a_filter_is_deleted_by_the_prio_and_protocol_it_was_added_with(
+    sent: Callable[[Op], Any],
+) -> None:
+    """tcm_info with prio 0 asks the kernel to flush every filter on the parent: removing
+    one destination's cap removed every other destination's filter with it."""
+    added = sent(Op("add", DstFilter(0x11, B)))
+    deleted = sent(Op("delete", DstFilter(0x11, B)))
+    assert added["header"]["type"] == RTM_NEWTFILTER
+    assert deleted["header"]["type"] == RTM_DELTFILTER
+    assert deleted["info"] == added["info"] == (0x11 << 16) | socket.htons(ETH_P_IP)
+    assert (deleted["parent"], deleted["index"]) == (ROOT, 2)
