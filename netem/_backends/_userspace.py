@@ -83,19 +83,29 @@ class UserspaceBackend:
 
     def apply(self, matrix: Mapping[Pair, LinkShape]) -> None:
         """Make `matrix` the whole shaping state: caps through htb, the rest in the engine.
-        If the engine refuses, the caps are put back as they were."""
+        The engine is told only when the shapes it holds change, so a change that leaves
+        them as they are (a partition, a cut, a cap where nothing is delayed) applies even
+        after it died. If the engine refuses, the caps are put back as they were."""
         self._shaper.validate(matrix)
         new = dict(matrix)
-        needs_engine = any(s.needs_delay_engine for s in new.values())
         self._shaper.apply(new)
         try:
-            if needs_engine or self._engine is not None:
+            if self._tells_engine(new):
                 engine = self._start_engine()
                 _update(engine, new)
         except BaseException:
             self._shaper.apply(self._matrix)
             raise
         self._matrix = new
+
+    def _tells_engine(self, new: Mapping[Pair, LinkShape]) -> bool:
+        delayed = _delayed(new)
+        if delayed == _delayed(self._matrix):
+            return False
+        if not delayed:
+            # nothing left to delay: a dead engine's packets pass unshaped already
+            return self._engine is not None and self.failure() is None
+        return True
 
     def stats(self) -> Mapping[Pair, LinkStats]:
         """The engine's counters (packets, bytes, loss drops, mean hold time) for delayed
@@ -139,6 +149,11 @@ class UserspaceBackend:
         finally:
             self._shaper.close()
             self._matrix = {}
+
+
+def _delayed(matrix: Mapping[Pair, LinkShape]) -> dict[Pair, LinkShape]:
+    """The directions of `matrix` the engine holds (those that need more than a rate)."""
+    return {pair: shape for pair, shape in matrix.items() if shape.needs_delay_engine}
 
 
 def _update(engine: Engine, matrix: Mapping[Pair, LinkShape]) -> None:

@@ -3,13 +3,16 @@ with the caps put back when the engine refuses a change (live; needs root)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from netem import LinkShape, Network, NetworkError, UserspaceBackend
+from netem import Host, LinkShape, Network, NetworkError, UserspaceBackend
 
 
 def classes(netns: str, ifname: str) -> str:
@@ -30,6 +33,13 @@ def net(prefix: str, live: None) -> Iterator[Network]:
     with Network(prefix=prefix, backend=UserspaceBackend(seed=1)) as network:
         network.build(2)
         yield network
+
+
+def answers(src: Host, dst: Host) -> bool:
+    return subprocess.run(
+        ["ip", "netns", "exec", src.netns, "ping", "-n", "-c", "1", "-W", "1", str(dst.ip)],
+        capture_output=True,
+    ).returncode == 0
 
 
 def _backend(net: Network) -> UserspaceBackend:
@@ -91,3 +101,32 @@ def test_stats_merge_engine_and_caps(net: Network) -> None:
     assert 9.5 <= held.queue_delay_ms <= 20
     capped = stats[(b.ip, a.ip)]
     assert capped.packets >= 5 and capped.queue_delay_ms is None
+
+
+def test_a_dead_engine_fails_only_the_changes_that_need_it(net: Network) -> None:
+    """Every change sends the whole matrix, so with the engine killed (a run with
+    --allow-unshaped goes on) every later change failed, partitions and cuts included."""
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=30))
+    engine = _backend(net).engine
+    assert engine is not None and engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while engine.exit_status() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _backend(net).failure() is not None
+    net.partition([a], [b])  # iptables only
+    assert not answers(a, b)
+    net.heal()
+    net.cut([(b, a)])
+    net.uncut([(b, a)])
+    net.apply_request(b, {"rules": [{"peers": [str(a.ip)], "drop": True}]}, asked_by="t")
+    net.apply_request(b, {"default": {"bandwidth_bps": 3_000_000}}, asked_by="t")  # a cap
+    assert "rate 3Mbit" in classes(b.netns, b.ifname)
+    assert answers(a, b)  # unshaped, with the engine gone (--queue-bypass)
+    with pytest.raises(NetworkError, match="the engine has died") as info:
+        net.set_rule(a, b, LinkShape(latency_ms=60))
+    assert "\n" not in str(info.value)
+    assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=30)
+    net.set_rule(a, b, None)  # nothing left to delay: its packets pass unshaped already
+    assert (a.ip, b.ip) not in net.matrix()
