@@ -38,6 +38,12 @@ def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | N
                                   "raise fs.file-max, or run fewer instances")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard_text = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= need(instances):
+        return EnvironmentProblem(
+            f"too many open files: this process had all the {soft} it may open in use, "
+            f"far more than a run of {instances} instances needs (about {need(instances)}): "
+            "something opened files or connections without end (a flood of connections "
+            "to the sync service?)")
     return EnvironmentProblem(
         f"too many open files: this process may open {soft} (ulimit -n; hard limit "
         f"{hard_text}), "
