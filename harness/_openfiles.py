@@ -20,8 +20,13 @@ def raise_limit(instances: int) -> None:
     """Raise this process's soft open-file limit to `need(instances)` (never past the hard
     limit, never down): a desktop's default soft limit, 1024, is short of a 1,000-instance
     run. The instances inherit it."""
+    raise_to(need(instances))
+
+
+def raise_to(want: int) -> None:
+    """Raise this process's soft open-file limit to `want` (never past the hard limit,
+    never down)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = need(instances)
     if soft == resource.RLIM_INFINITY or soft >= want:
         return
     resource.setrlimit(resource.RLIMIT_NOFILE,
@@ -36,6 +41,13 @@ def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | N
     if found.errno == errno.ENFILE:
         return EnvironmentProblem("the machine's open-file table is full (ENFILE): "
                                   "raise fs.file-max, or run fewer instances")
+    return too_few_files(f"a run of {instances} instances", need(instances),
+                         " or run fewer instances")
+
+
+def too_few_files(what: str, needed: int, otherwise: str = "") -> EnvironmentProblem:
+    """The one-line error for `what`, which needs about `needed` open files, having run out
+    of them (EMFILE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard_text = "unlimited" if hard == resource.RLIM_INFINITY else hard
     if soft == resource.RLIM_INFINITY or soft >= need(instances):
@@ -46,6 +58,4 @@ def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | N
             "to the sync service?)")
     return EnvironmentProblem(
         f"too many open files: this process may open {soft} (ulimit -n; hard limit "
-        f"{hard_text}), "
-        f"a run of {instances} instances needs about {need(instances)}: "
-        f"raise it (ulimit -n {need(instances)}) or run fewer instances")
+        f"{hard_text}), {what} needs about {needed}: raise it (ulimit -n {needed}){otherwise}")

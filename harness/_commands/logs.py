@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from harness._commands._args import add_run, print_lines
 from harness._errors import UsageError
 from harness._liveness import run_over
+from harness._openfiles import raise_to, too_few_files
 from harness.observe import (
     LEVELS,
     LogFilter,
@@ -19,6 +21,9 @@ from harness.observe import (
     merged_lines,
     resolve_run,
 )
+from harness.observe._jsonl import ReadFailed
+from harness.observe._logmerge import INSTANCE_FILES
+from harness.observe._rundir import instance_dirs
 
 HELP = "show the logs of a run's instances and supervisor, merged in time order"
 
@@ -69,12 +74,21 @@ def run(args: argparse.Namespace) -> int:
     _check_named(run_dir, args.group, args.instance)
     flt = LogFilter(tuple(args.group), tuple(args.instance), args.level, args.grep)
     colour = sys.stdout.isatty() if args.color is None else args.color
+    # The merge holds every file open at once: a run of 300 instances merges 901 files
+    instances = len(instance_dirs(run_dir))
+    files = 64 + len(INSTANCE_FILES) * instances
+    raise_to(files)
     if args.follow:  # until the run ends, or its supervisor is found gone
         lines = follow_lines(run_dir, flt, ended=functools.partial(run_over,
                                                                    found_by="harness logs"))
     else:
         lines = merged_lines(run_dir, flt)
-    return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
+    try:
+        return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
+    except ReadFailed as e:
+        if e.errno == errno.EMFILE:  # a line left out would be a log that lies
+            raise too_few_files(f"merging the logs of {instances} instances", files) from None
+        raise
 
 
 def _check_named(run_dir: Path, groups: list[str], instances: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -12,6 +13,7 @@ from typing import IO, Any
 
 import orjson
 
+from harness._errors import EnvironmentProblem
 from harness._reading import read_upto
 
 MAX_LINE = 16 << 20
@@ -60,14 +62,39 @@ def number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.ENODEV})
+"""What opening a file that is not there, or is no file (a symlink loop, a socket, a device
+without its driver), fails with."""
+OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+class ReadFailed(EnvironmentProblem):
+    """A run's file that is there but could not be read (no permission, an I/O error, no
+    file descriptor left): one line naming it. Never the same as a file that is absent."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = Path(path)
+        self.errno = error.errno
+        self.reason = error.strerror or str(error)
+        super().__init__(f"reading {path} failed: {self.reason}")
+
+    @property
+    def out_of_files(self) -> bool:
+        """This process, or the machine, had no file descriptor left: nothing could be read."""
+        return self.errno in OUT_OF_FILES
+
+
 def open_regular(path: Path) -> IO[bytes] | None:
     """`path` opened for reading if it is a regular file; None if it is missing or is not
     one (a directory, a FIFO whose reads would never end, a device, a symlink loop): a
-    run's file that is not what it should be is read as absent."""
+    run's file that is not what it should be is read as absent. `ReadFailed` for one that
+    is there but cannot be opened (no permission, no file descriptor left)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
-    except OSError:
-        return None
+    except OSError as e:
+        if e.errno in _ABSENT:
+            return None
+        raise ReadFailed(path, e) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return None

@@ -19,7 +19,7 @@ from harness.observe._runrecord import RunRecord, read_run
 SUPERVISOR = "supervisor"
 LEVEL_RANK = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 # Files per instance directory, with the level a plain (non-JSON) line gets.
-_INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
+INSTANCE_FILES = (("log.jsonl", "info"), ("stdout.log", "info"), ("stderr.log", "info"))
 # structlog's ConsoleRenderer: "[info     ] event ..." (maybe coloured, maybe time-stamped)
 _CONSOLE_LINE = re.compile(
     r"^(?:\x1b\[[0-9;]*m)*(?:\d[\d:.TZ+-]*(?:\x1b\[[0-9;]*m)* )?(?:\x1b\[[0-9;]*m)*\[(?:\x1b\[[0-9;]*m)*"
@@ -113,7 +113,7 @@ def _sources(run_dir: Path, run: RunRecord | None, flt: LogFilter) -> list[_Sour
     for inst in instance_dirs(run_dir, run):
         if flt.wants_source(inst.id):
             has_json = (inst.path / "log.jsonl").exists()
-            for fname, level in _INSTANCE_FILES:
+            for fname, level in INSTANCE_FILES:
                 out.append(
                     _Source(
                         inst.id,

@@ -19,7 +19,7 @@ import orjson
 
 from harness._errors import UsageError
 from harness._rundir import write_json
-from harness.observe._jsonl import read_regular
+from harness.observe._jsonl import ReadFailed, read_regular
 
 RUN_FILE = "run.json"
 RESERVE_FILE = ".run.json.reserve"
@@ -357,6 +357,10 @@ def read_run(run_dir: Path) -> RunRecord | None:
     path = run_dir / RUN_FILE
     try:
         raw = read_regular(path)
+    except ReadFailed as e:
+        if e.out_of_files:
+            raise
+        raise RecordError(f"cannot read {path}: {e.reason}") from None
     except (OSError, ValueError) as e:
         raise RecordError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     if raw is None:

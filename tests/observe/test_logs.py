@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import resource
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from harness.observe import (
     merged_lines,
     resolve_run,
 )
-from tests.conftest import harness_cli
+from tests.conftest import ROOT, harness_cli
 from tests.observe._fixture import M0, RUN_ID, orphan
 
 
@@ -479,3 +482,30 @@ def test_follow_times_plain_lines_before_run_json_knows_the_instance_started(
     for ln in plain:
         assert ln.ts is not None and ln.ts >= run["started"], format_line(ln, colour=False)
         assert "??" not in format_line(ln, colour=False)
+
+
+def _logs_with_files(run_dir: Path, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
+    """`harness logs RUN` in a process that may open `soft` files (`hard` at most)."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "logs", str(run_dir)], capture_output=True,
+        text=True, timeout=120, cwd=ROOT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+
+
+def test_logs_out_of_file_descriptors_is_an_error_not_lines_left_out(
+    run_factory: Callable[..., Path],
+) -> None:
+    """With 64 files to open, `harness logs` of 40 instances (121 files, merged at once)
+    printed the lines of the files it could open and exited 0: every file it could not open
+    read as absent."""
+    run_dir = run_factory(instances=40, messages=1)
+    whole = harness_cli("logs", str(run_dir))
+    assert whole.returncode == 0 and len(whole.stdout.splitlines()) > 40 * 20
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = _logs_with_files(run_dir, 64, hard)  # it raises its own soft limit
+    assert (raised.returncode, raised.stdout, raised.stderr) == (0, whole.stdout, "")
+    capped = _logs_with_files(run_dir, 64, 64)
+    assert capped.returncode == 3, capped.stderr
+    assert capped.stderr.startswith("harness: error: too many open files: this process may "
+                                    "open 64"), capped.stderr
+    assert "ulimit -n 184" in capped.stderr and len(capped.stderr.splitlines()) == 1
