@@ -8,11 +8,15 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness._errors import EnvironmentProblem, UsageError
 from harness._tell import tell
 from harness.observe import DEFAULT_OUTPUTS
 from harness.plans import PLANS_ENV
+
+if TYPE_CHECKING:
+    from harness.observe._jsonl import ReadFailed
 
 
 def add_outputs(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +68,12 @@ def warning_if_failing(what: str) -> Iterator[None]:
         yield
     except OSError as e:
         tell(f"harness: warning: {what} failed: {e.strerror or e}; shown as recorded")
+
+
+def warn_unreadable(error: ReadFailed) -> None:
+    """A run's file that is there but cannot be read: a one-line warning, and the command
+    goes on without it."""
+    tell(f"harness: warning: {error}; left out")
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:

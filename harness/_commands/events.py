@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from harness._commands._args import add_run, print_lines
+from harness._commands._args import add_run, print_lines, warn_unreadable
 from harness._liveness import run_over
 from harness.observe import follow_events, format_event, resolve_run, run_events, started_at
 
@@ -32,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, args.outputs)
     if args.follow:
         events = follow_events(run_dir, ended=functools.partial(run_over,
-                                                                found_by="harness events"))
+                                                                found_by="harness events"),
+                               unreadable=warn_unreadable)
     else:
-        events = run_events(run_dir)
+        events = run_events(run_dir, warn_unreadable)
     start = started_at(run_dir)
 
     def lines() -> Iterator[str]:

@@ -8,7 +8,7 @@ import functools
 import sys
 from pathlib import Path
 
-from harness._commands._args import add_run, print_lines
+from harness._commands._args import add_run, print_lines, warn_unreadable
 from harness._errors import UsageError
 from harness._liveness import run_over
 from harness._openfiles import raise_to, too_few_files
@@ -80,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
     raise_to(files)
     if args.follow:  # until the run ends, or its supervisor is found gone
         lines = follow_lines(run_dir, flt, ended=functools.partial(run_over,
-                                                                   found_by="harness logs"))
+                                                                   found_by="harness logs"),
+                             unreadable=warn_unreadable)
     else:
-        lines = merged_lines(run_dir, flt)
+        lines = merged_lines(run_dir, flt, warn_unreadable)
     try:
         return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
     except ReadFailed as e:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from harness._tell import one_line
-from harness.observe._jsonl import Tail, number, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, Unreadable, number, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, run_ended
 from harness.observe._runrecord import RecordError, read_run
 
@@ -51,10 +51,12 @@ def _mono(event: dict[str, Any]) -> float:
     return float("-inf") if mono is None else mono
 
 
-def run_events(run_dir: Path) -> Iterator[dict[str, Any]]:
-    """The run's events so far, in time order (by `mono`)."""
-    events = read_jsonl(run_dir / SOURCES[0])
-    network = (e for e in map(_network, read_jsonl(run_dir / SOURCES[1])) if e is not None)
+def run_events(run_dir: Path, unreadable: Unreadable | None = None) -> Iterator[dict[str, Any]]:
+    """The run's events so far, in time order (by `mono`); a file that cannot be read is
+    told to `unreadable` and left out, where it is given (`read_jsonl`)."""
+    events = read_jsonl(run_dir / SOURCES[0], unreadable=unreadable)
+    network = (e for e in map(_network, read_jsonl(run_dir / SOURCES[1], unreadable=unreadable))
+               if e is not None)
     return heapq.merge(events, network, key=_mono)
 
 
@@ -64,10 +66,13 @@ def follow_events(
     ended: Callable[[Path], bool] = run_ended,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
+    unreadable: Unreadable | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The run's events so far, then those that come, until `ended(run_dir)`; those that
-    arrive in one poll are ordered among themselves."""
-    tails = [(Tail(run_dir / name), name == SOURCES[1]) for name in SOURCES]
+    arrive in one poll are ordered among themselves. A file that cannot be read is told to
+    `unreadable` once and left out, where it is given."""
+    tails = [(Tail(run_dir / name, unreadable=unreadable), name == SOURCES[1])
+             for name in SOURCES]
 
     def read(final: bool) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []

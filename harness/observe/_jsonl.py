@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,14 +20,17 @@ MAX_LINE = 16 << 20
 """The longest record read (16 MiB); a longer line counts as damaged."""
 
 
-def read_jsonl(path: Path, damaged: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path, damaged: dict[Path, int] | None = None,
+               unreadable: Unreadable | None = None) -> Iterator[dict[str, Any]]:
     """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped,
     and counted in `damaged[path]` where given (blank lines and a last line without its
     newline, which a live writer may not have finished, are not damage).
 
-    A missing file yields nothing: an instance that never logged is not an error.
+    A missing file yields nothing: an instance that never logged is not an error. One that
+    cannot be read yields nothing either where `unreadable` is given (it is told), and is
+    `ReadFailed` where it is not (`open_or_tell`).
     """
-    f = open_regular(path)
+    f = open_or_tell(path, unreadable)
     if f is None:
         return
     with f:
@@ -102,6 +105,24 @@ def open_regular(path: Path) -> IO[bytes] | None:
     return os.fdopen(fd, "rb")
 
 
+Unreadable = Callable[["ReadFailed"], None]
+"""Told of a run's file that is there but cannot be read, which its reader then leaves out
+(a warning, in the report and the commands): what a reader given none raises."""
+
+
+def open_or_tell(path: Path, unreadable: Unreadable | None) -> IO[bytes] | None:
+    """`open_regular`; a file that cannot be read is told to `unreadable` and read as
+    absent where it is given. Never so when no file descriptor is left: every file would
+    then read as absent, and what is shown would lie."""
+    try:
+        return open_regular(path)
+    except ReadFailed as e:
+        if unreadable is None or e.out_of_files:
+            raise
+        unreadable(e)
+        return None
+
+
 def read_regular(path: Path, limit: int = 64 << 20) -> bytes | None:
     """The bytes of `path` if it is a regular file; None if it is missing or is not one
     (`open_regular`). ValueError for one over `limit` bytes (a run's own small file that
@@ -116,9 +137,10 @@ def read_regular(path: Path, limit: int = 64 << 20) -> bytes | None:
     return data
 
 
-def read_tail(path: Path, size: int) -> str:
-    """The last `size` bytes of `path` as text ("" if it is missing or no regular file)."""
-    f = open_regular(path)
+def read_tail(path: Path, size: int, unreadable: Unreadable | None = None) -> str:
+    """The last `size` bytes of `path` as text ("" if it is missing or no regular file, or
+    cannot be read and `unreadable` is told: `open_or_tell`)."""
+    f = open_or_tell(path, unreadable)
     if f is None:
         return ""
     with f:
@@ -194,11 +216,14 @@ chunks held 0.7 GB for 300 files)."""
 class Tail:
     """Reads the lines appended to a file since the last call, a chunk at a time, so memory
     stays flat on a large file; a line longer than `max_line` bytes is cut there (`CUT`
-    marks it) and the rest of it is dropped."""
+    marks it) and the rest of it is dropped. A file that cannot be read is told to
+    `unreadable` once, and read as absent, where it is given (`open_or_tell`)."""
 
-    def __init__(self, path: Path, *, from_start: bool = True, max_line: int = MAX_LINE) -> None:
+    def __init__(self, path: Path, *, from_start: bool = True, max_line: int = MAX_LINE,
+                 unreadable: Unreadable | None = None) -> None:
         self.path = path
         self.max_line = max_line
+        self._unreadable = unreadable
         self._pos = 0
         self._buf = b""  # the start of a line whose newline has not come yet
         self._cutting = False  # within a line that was cut: drop up to its newline
@@ -210,7 +235,7 @@ class Tail:
         """The new complete lines (without the newline), read as they are asked for, up to
         the file's end; a partial last line waits for its newline, unless `final` (the
         writer is done)."""
-        f = open_regular(self.path)
+        f = open_or_tell(self.path, self._tell_once)
         if f is not None:
             with f:
                 f.seek(self._pos)
@@ -222,6 +247,12 @@ class Tail:
         if final and self._buf:
             yield self._buf
             self._buf = b""
+
+    def _tell_once(self, error: ReadFailed) -> None:
+        if self._unreadable is None:
+            raise error
+        self._unreadable(error)
+        self._unreadable = _ignore  # a follower polls it again and again: once is enough
 
     def read_lines(self) -> list[bytes]:
         """`lines()`, all of them at once."""
@@ -245,3 +276,7 @@ class Tail:
             else:
                 self._buf = line
         return out
+
+
+def _ignore(error: ReadFailed) -> None:
+    """Told nothing more."""

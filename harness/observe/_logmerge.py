@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import Tail, parse_line, read_jsonl
+from harness.observe._jsonl import ReadFailed, Tail, Unreadable, parse_line, read_jsonl
 from harness.observe._rundir import follow_run, instance_dirs, run_ended
 from harness.observe._runrecord import RunRecord, read_run
 
@@ -95,9 +95,9 @@ class _Clock:
         return None if self.offset is None else ts - self.offset
 
 
-def _clock_offset(run_dir: Path) -> float | None:
+def _clock_offset(run_dir: Path, unreadable: Unreadable | None) -> float | None:
     for name in ("events.jsonl", "supervisor.jsonl"):
-        for rec in read_jsonl(run_dir / name):
+        for rec in read_jsonl(run_dir / name, unreadable=unreadable):
             ts, mono = rec.get("ts"), rec.get("mono")
             if isinstance(ts, int | float) and isinstance(mono, int | float):
                 return float(ts) - float(mono)
@@ -197,19 +197,37 @@ def _parsed(parser: _Parser, raws: Iterable[bytes]) -> Iterator[LogLine]:
             yield line
 
 
-def merged_lines(run_dir: Path, flt: LogFilter = LogFilter()) -> Iterator[LogLine]:
-    """Every log line of the run, in order of `mono`, filtered by `flt`.
+def merged_lines(run_dir: Path, flt: LogFilter = LogFilter(),
+                 unreadable: Unreadable | None = None) -> Iterator[LogLine]:
+    """Every log line of the run, in order of `mono`, filtered by `flt`; a file that cannot
+    be read is told to `unreadable` and left out, where it is given (`ReadFailed` where not).
 
     Each file is read lazily and merged with a heap, so memory stays flat on large logs.
     """
     run = read_run(run_dir)
-    clock = _Clock(_clock_offset(run_dir))
+    told = _once(unreadable)  # events.jsonl is read for the clock, then maybe again
+    clock = _Clock(_clock_offset(run_dir, told))
     start = clock.to_mono(run.started) if run and run.started is not None else None
     parsers = [_Parser(s, clock, start or float("-inf")) for s in _sources(run_dir, run, flt)]
-    streams = [_parsed(p, Tail(p.src.path).lines(final=True)) for p in parsers]
+    streams = [_parsed(p, Tail(p.src.path, unreadable=told).lines(final=True))
+               for p in parsers]
     for line in heapq.merge(*streams, key=_mono):
         if flt(line):
             yield line
+
+
+def _once(unreadable: Unreadable | None) -> Unreadable | None:
+    """`unreadable`, told of each file once."""
+    if unreadable is None:
+        return None
+    seen: set[Path] = set()
+
+    def tell(error: ReadFailed) -> None:
+        if error.path not in seen:
+            seen.add(error.path)
+            unreadable(error)
+
+    return tell
 
 
 def _mono(line: LogLine) -> float:
@@ -223,16 +241,19 @@ def follow_lines(
     ended: Callable[[Path], bool] = run_ended,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
+    unreadable: Unreadable | None = None,
 ) -> Iterator[LogLine]:
     """Like `merged_lines`, then keeps yielding new lines of a live run until
     `ended(run_dir)`. Lines that arrive in one poll are ordered among themselves; each
-    poll's are merged as `merged_lines` merges, a file read as the merge needs it."""
+    poll's are merged as `merged_lines` merges, a file read as the merge needs it. A file
+    that cannot be read is told to `unreadable` once, where it is given."""
     clock = _Clock(None)
+    told = _once(unreadable)
     tails: dict[Path, tuple[Tail, _Parser]] = {}
 
     def read(final: bool) -> Iterator[LogLine]:
         if clock.offset is None:
-            clock.offset = _clock_offset(run_dir)
+            clock.offset = _clock_offset(run_dir, told)
         run = read_run(run_dir)
         # An instance's start is in run.json only from its next refresh (5 s): until then
         # its plain lines take the run's start, as in `merged_lines`, not minus infinity
@@ -241,7 +262,7 @@ def follow_lines(
         for src in _sources(run_dir, run, flt):
             if src.path not in tails:
                 parser = _Parser(src, clock, float("-inf") if start is None else start)
-                tails[src.path] = (Tail(src.path), parser)
+                tails[src.path] = (Tail(src.path, unreadable=told), parser)
         streams = [_parsed(parser, tail.lines(final=final)) for tail, parser in tails.values()]
         return (line for line in heapq.merge(*streams, key=_mono) if flt(line))
 

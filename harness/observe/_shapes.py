@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import number, read_jsonl
+from harness.observe._jsonl import Unreadable, number, read_jsonl
 from harness.observe._runrecord import RunRecord, read_run
 
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
@@ -120,12 +120,13 @@ class ShapeTimeline:
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None,
-                     damaged: dict[Path, int] | None = None) -> ShapeTimeline:
-        """Read network.jsonl of `run_dir` (its damaged lines counted in `damaged`, as
-        `read_jsonl` does) and, unless `run` is its record already read, run.json (if there
-        is one yet)."""
+                     damaged: dict[Path, int] | None = None,
+                     unreadable: Unreadable | None = None) -> ShapeTimeline:
+        """Read network.jsonl of `run_dir` (its damaged lines counted in `damaged`, an
+        unreadable file told to `unreadable`, as `read_jsonl` does) and, unless `run` is its
+        record already read, run.json (if there is one yet)."""
         run = run or read_run(run_dir) or RunRecord(run_dir.name)
-        return cls(run, list(read_jsonl(run_dir / "network.jsonl", damaged)))
+        return cls(run, list(read_jsonl(run_dir / "network.jsonl", damaged, unreadable)))
 
     def copy(self) -> ShapeTimeline:
         """The same timeline (the states are shared, not replayed again), with a `names`

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import read_jsonl, read_regular
+from harness.observe._jsonl import Unreadable, read_jsonl, read_regular
 
 TELEMETRY_FILE = "telemetry.jsonl"
 SCRAPED_FILE = "scraped.jsonl"
@@ -44,11 +44,13 @@ def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
 
 
 def read_telemetry(run_dir: Path, fields: Collection[str] | None = None,
-                   damaged: dict[Path, int] | None = None) -> list[dict[str, Any]]:
+                   damaged: dict[Path, int] | None = None,
+                   unreadable: Unreadable | None = None) -> list[dict[str, Any]]:
     """The records of telemetry.jsonl, in file order; with `fields`, each keeps only those
     of its keys (a reader that needs a few: a 100-instance run's 49,000 records took 55 MB
-    whole, a TCP sample has 24 keys). Damaged lines are counted in `damaged` (`read_jsonl`)."""
-    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE, damaged)
+    whole, a TCP sample has 24 keys). Damaged lines are counted in `damaged`, an unreadable
+    file told to `unreadable` (`read_jsonl`)."""
+    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE, damaged, unreadable)
                if isinstance(r.get("mono"), int | float))
     if fields is None:
         return list(records)

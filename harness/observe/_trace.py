@@ -90,6 +90,7 @@ class TraceAnalysis:
     outlier_groups: list[OutlierGroup]  # every out-of-line hop, by link and likely cause
     link_hop_ms: dict[tuple[str, str], array[float]]  # every hop's delay per link
     cut: list[str]  # instances whose trace was longer than a reader takes (MAX_TRACE_BYTES)
+    damaged: dict[str, str]  # instances whose trace was left out (all or part), and why
     _hop_columns: HopColumns = dataclasses.field(repr=False, compare=False)
     _diagnosis: Diagnosis = dataclasses.field(repr=False, compare=False)
 
@@ -214,7 +215,7 @@ def _analyse(
                                float(np.median(excess)), out_of_line))
     return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes,
                          _diagnosed(cols, diagnosis, OUTLIERS_KEPT), len(rows),
-                         groups(diagnosis), link_hop_ms, g.cut, cols, diagnosis)
+                         groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis)
 
 
 def _diagnosed(cols: HopColumns, d: Diagnosis, most: int | None) -> list[Hop]:

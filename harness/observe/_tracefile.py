@@ -27,6 +27,7 @@ import orjson
 from isal import isal_zlib
 
 from harness._reading import read_upto
+from harness.observe._jsonl import ReadFailed, open_regular
 
 TRACE_FILE = "trace.jsonl"
 TRACE_GZ_FILE = "trace.jsonl.gz"
@@ -295,12 +296,16 @@ def read_trace_columns_capped(
     inst_dir: Path, columns: tuple[str, ...] = COLUMNS
 ) -> tuple[dict[str, list[Any]], bool]:
     """`read_trace_columns`, and True if a file held more than `MAX_TRACE_BYTES` once
-    decompressed: its events past those were not read."""
+    decompressed: its events past those were not read. `ReadFailed` for a file that is
+    there but cannot be read."""
     limit = MAX_TRACE_BYTES
     cols: dict[str, list[Any]] = {name: [] for name in columns}
     cut = False
     for path in trace_paths(inst_dir):
-        with path.open("rb") as f:  # compressed, a file this long inflates to more anyway
+        f = open_regular(path)
+        if f is None:  # gone since, or replaced by what is no file
+            continue
+        with f:  # compressed, a file this long inflates to more anyway
             data = read_upto(f, limit)
             cut |= bool(f.read(1))
         if path.name.endswith(".gz"):
@@ -320,8 +325,20 @@ def read_trace(inst_dir: Path) -> Iterator[dict[str, Any]]:
 def first_record(inst_dir: Path) -> dict[str, Any] | None:
     """The first trace event of an instance, reading no more than the file's head (or,
     when no whole event is in it, the whole file)."""
+    try:
+        return _first_record(inst_dir)
+    except ReadFailed as e:
+        if e.out_of_files:
+            raise
+        return None  # the whole read tells (`read_trace_columns_capped`)
+
+
+def _first_record(inst_dir: Path) -> dict[str, Any] | None:
     for path in trace_paths(inst_dir):
-        with path.open("rb") as f:
+        f = open_regular(path)
+        if f is None:
+            continue
+        with f:
             head = f.read(1 << 16)
         if path.name.endswith(".gz"):
             try:

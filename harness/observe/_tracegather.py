@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from harness.observe._jsonl import ReadFailed
 from harness.observe._rundir import InstanceDir
 from harness.observe._shapes import ShapeTimeline
 from harness.observe._tracefile import read_trace_columns_capped
@@ -77,6 +78,7 @@ class Gathered:
         self.publish: dict[int, tuple[float, int, int | None]] = {}  # msg -> mono, origin, size
         self.nodes: list[str] = []  # instances with a trace
         self.cut: list[str] = []  # instances whose trace was read only up to MAX_TRACE_BYTES
+        self.damaged: dict[str, str] = {}  # instances whose trace could not be read, and why
         # per instance, until `finish`: (message, node, mono) of receipts and deliveries,
         # and its hops' (message, from, to, mono, size)
         self._recv: list[tuple[Ints, Ints, Floats]] = []
@@ -105,8 +107,15 @@ class Gathered:
         return i
 
     def add_instance(self, inst: InstanceDir) -> None:
-        """Read one instance's traces into the columns."""
-        cols, cut = read_trace_columns_capped(inst.path, _NEEDED)
+        """Read one instance's traces into the columns (one that cannot be read is left
+        out, and `damaged` says why)."""
+        try:
+            cols, cut = read_trace_columns_capped(inst.path, _NEEDED)
+        except ReadFailed as e:
+            if e.out_of_files:
+                raise
+            self.damaged[inst.id] = f"could not be read ({e.reason})"
+            return
         if cut:
             self.cut.append(inst.id)
         msg, mono = cols["msg_id"], cols["mono"]

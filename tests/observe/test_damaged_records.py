@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +16,9 @@ import pytest
 
 from harness._cli import main
 from harness.observe._rundir import instance_dirs
+from harness.observe._tracefile import TRACE_FILE
 
-from ..conftest import harness_cli
+from ..conftest import ROOT, harness_cli
 from ._fixture import M0, T0
 
 
@@ -152,3 +155,46 @@ def test_a_record_longer_than_the_limit_is_damage_read_in_bounded_memory(
     assert got == [{"n": 1}, {"n": 2}, {"n": 3}]  # the unfinished last line read too
     assert damaged == {path: 1}
     assert peak < 8 << 20, peak
+
+
+def _unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS` without root's bypass of file permissions."""
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    return subprocess.run([*drop, sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) missing")
+def test_a_file_that_cannot_be_read_is_a_warning_naming_it_not_absent(
+    run_factory: Callable[..., Path],
+) -> None:
+    """An unreadable events.jsonl, log.jsonl or stderr.log was read as absent, without a
+    word; an unreadable trace failed the report ("writing the report ... failed") and show."""
+    run_dir = run_factory(failed=(3,))
+    unreadable = [run_dir / "events.jsonl", run_dir / "single" / "1" / "log.jsonl",
+                  run_dir / "single" / "3" / "stderr.log", run_dir / "single" / "2" / TRACE_FILE]
+    for path in unreadable:
+        path.chmod(0)
+    events = _unprivileged("events", str(run_dir))
+    assert events.returncode == 0 and events.stdout  # network.jsonl's
+    assert events.stderr == (f"harness: warning: reading {unreadable[0]} failed: "
+                             "Permission denied; left out\n")
+    logs = _unprivileged("logs", str(run_dir))
+    assert logs.returncode == 0 and "single/0" in logs.stdout
+    assert logs.stderr.splitlines() == [
+        f"harness: warning: reading {path} failed: Permission denied; left out"
+        for path in unreadable[:3]]
+    report = _unprivileged("report", str(run_dir))
+    assert (report.returncode, report.stderr) == (0, ""), report.stderr
+    show = _unprivileged("show", str(run_dir))
+    assert show.returncode == 0, show.stderr
+    assert ("warning: the run's events.jsonl could not be read (Permission denied): left out "
+            "of this report.") in show.stdout
+    assert ("warning: the message trace of single/2 could not be read (Permission denied)"
+            in show.stdout)
+    assert "stderr.log could not be read (Permission denied)" in (
+        run_dir / "report.html").read_text()
+    (run_dir / "run.json").chmod(0)
+    show = _unprivileged("show", str(run_dir))
+    assert (show.returncode, show.stderr) == (
+        2, f"harness: error: cannot read {run_dir / 'run.json'}: Permission denied\n")

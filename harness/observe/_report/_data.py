@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import ReadFailed, read_jsonl
 from harness.observe._rundir import instance_dirs
 from harness.observe._runrecord import InstanceRecord, RunRecord, load_run
 from harness.observe._shapes import ShapeTimeline
@@ -38,7 +38,9 @@ class RunData:
         self.damaged: dict[Path, int] = {}
         """Lines of the run's own records (events, faults, network changes, telemetry) that
         are not JSON objects, by file: left out."""
-        self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged))
+        self.unreadable: dict[Path, str] = {}
+        """The run's files that are there but could not be read, with why: left out."""
+        self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged, self.skip))
         self.instances: tuple[InstanceRecord, ...] = record.instances
         self.dirs = instance_dirs(run_dir, record)
         self.inst_dirs = {d.id: d.path for d in self.dirs}
@@ -54,6 +56,10 @@ class RunData:
             self.mono0 = record.started - self.offset
         else:
             self.mono0 = min(monos) if monos else 0.0
+
+    def skip(self, error: ReadFailed) -> None:
+        """Leave out a file that could not be read (`unreadable` says so)."""
+        self.unreadable[error.path] = error.reason
 
     @classmethod
     def load(cls, run_dir: Path) -> RunData:
@@ -100,17 +106,17 @@ class RunData:
     @functools.cached_property
     def shapes(self) -> ShapeTimeline:
         """The run's link shapes over time (run.json and network.jsonl)."""
-        return ShapeTimeline.from_run_dir(self.dir, self.run, self.damaged)
+        return ShapeTimeline.from_run_dir(self.dir, self.run, self.damaged, self.skip)
 
     @functools.cached_property
     def fault_steps(self) -> list[dict[str, Any]]:
         """The records of faults.jsonl: each step of each fault the supervisor played."""
-        return list(read_jsonl(self.dir / "faults.jsonl", self.damaged))
+        return list(read_jsonl(self.dir / "faults.jsonl", self.damaged, self.skip))
 
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
         """The records of telemetry.jsonl, with the keys the report reads (`_TELEMETRY`)."""
-        return read_telemetry(self.dir, _TELEMETRY, self.damaged)
+        return read_telemetry(self.dir, _TELEMETRY, self.damaged, self.skip)
 
     @functools.cached_property
     def warnings(self) -> list[str]:

@@ -11,7 +11,7 @@ import orjson
 
 from harness._tell import one_line
 from harness.observe import _svg
-from harness.observe._jsonl import read_jsonl, read_tail
+from harness.observe._jsonl import ReadFailed, Unreadable, read_jsonl, read_tail
 from harness.observe._report._assets import asset
 from harness.observe._report._charts import metrics_section, telemetry_section
 from harness.observe._report._data import RunData
@@ -100,12 +100,19 @@ def _failures(r: RunData) -> str:
     for inst in failed:
         iid = inst.id
         parts.append(f"<h3>{escape(iid)} — {escape(one_line(inst.reason or 'failed', 1000))}</h3>")
+        unread: list[str] = []  # read after the warnings are made: said here
+
+        def skip(error: ReadFailed, unread: list[str] = unread) -> None:
+            unread.append(f"{error.path.name} could not be read ({error.reason})")
+
         errors = [
             f"{num(r.rel(rec), 3)} s  {rec.get('level', '')}  {rec.get('event', '')}"
-            for rec in read_jsonl(r.inst_dir(iid) / "log.jsonl")
+            for rec in read_jsonl(r.inst_dir(iid) / "log.jsonl", unreadable=skip)
             if str(rec.get("level", "")).lower() in ("error", "critical")
         ][-8:]
-        tail = _tail(r.inst_dir(iid) / "stderr.log", 8)
+        tail = _tail(r.inst_dir(iid) / "stderr.log", 8, skip)
+        if unread:
+            parts.append(f'<div class="sub">{escape("; ".join(unread))}</div>')
         if errors:
             parts.append("<pre>" + escape("\n".join(errors)) + "</pre>")
         if tail:
@@ -118,8 +125,8 @@ def _failures(r: RunData) -> str:
     return "".join(parts)
 
 
-def _tail(path: Path, n: int) -> str:
-    return "\n".join(read_tail(path, 8192).splitlines()[-n:])
+def _tail(path: Path, n: int, unreadable: Unreadable) -> str:
+    return "\n".join(read_tail(path, 8192, unreadable).splitlines()[-n:])
 
 
 def _instances_table(r: RunData) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from harness.observe import _tracefile
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 def run_warnings(r: RunData) -> list[str]:
     """One sentence per condition that weakens the run's figures (none: an empty list)."""
-    return _damaged(r) + _cut_traces(r) + _saturated_cpu(r)
+    return _damaged(r) + _unreadable(r) + _damaged_traces(r) + _cut_traces(r) + _saturated_cpu(r)
 
 
 def _damaged(r: RunData) -> list[str]:
@@ -22,6 +23,17 @@ def _damaged(r: RunData) -> list[str]:
     return [f"the run's {path.name} has {n:,} damaged line{'s' if n > 1 else ''} (not a JSON "
             "object), left out of this report: the record was cut short or edited."
             for path, n in sorted(r.damaged.items())]
+
+
+def _unreadable(r: RunData) -> list[str]:
+    r.fault_steps, r.shapes, r.telemetry  # noqa: B018 (unreadable files are found as read)
+    return [f"the run's {os.path.relpath(path, r.dir)} could not be read ({why}): left out of "
+            "this report." for path, why in sorted(r.unreadable.items())]
+
+
+def _damaged_traces(r: RunData) -> list[str]:
+    return [f"the message trace of {iid} {why}: left out of the propagation and hop figures."
+            for iid, why in sorted(r.analysis.damaged.items())]
 
 
 def _cut_traces(r: RunData) -> list[str]:
