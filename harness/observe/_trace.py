@@ -213,7 +213,9 @@ def _analyse(
                                float(np.median(hop_ms)),
                                float(np.median(cols.expected[link_rows])),
                                float(np.median(excess)), out_of_line))
-    return TraceAnalysis(messages, _topic_stats(messages, len(nodes)), links, nodes,
+    # Every instance that traced counts, those whose trace is empty or damaged too: left
+    # out, a node that lost its trace would raise the coverage of every topic.
+    return TraceAnalysis(messages, _topic_stats(messages, len(g.traced)), links, nodes,
                          _diagnosed(cols, diagnosis, OUTLIERS_KEPT), len(rows),
                          groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis)
 

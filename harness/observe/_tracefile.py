@@ -110,12 +110,19 @@ def trace_paths(inst_dir: Path) -> list[Path]:
     return [p for p in (inst_dir / TRACE_GZ_FILE, inst_dir / TRACE_FILE) if p.is_file()]
 
 
-def _gunzip(data: bytes, limit: int) -> tuple[bytes, bool]:
+_STEP = 1 << 16
+"""Compressed bytes zlib is given at a time for a member ISA-L refused: what came before a
+corrupt byte is kept."""
+
+
+def _gunzip(data: bytes, limit: int, damage: list[str] | None = None) -> tuple[bytes, bool]:
     """The decompressed bytes of every gzip member of `data`, as far as they go, and at most
     `limit` of them (True with them if there was more): a stream cut short (a killed
-    writer) ends where it ends. Whole members go through ISA-L's inflate (`isal`: a third
-    of zlib's time); a member cut short or corrupt through zlib's, which gives every byte
-    it can of it (ISA-L may keep back the last)."""
+    writer) ends where it ends; one corrupt from some point on (not gzip) ends there too,
+    and `damage`, where given, is told where. Whole members go through ISA-L's inflate
+    (`isal`: a third of zlib's time); a member cut short or corrupt through zlib's, which
+    gives every byte it can of it (ISA-L may keep back the last)."""
+    size = len(data)
     out: list[bytes] = []
     left = limit
     while data:
@@ -134,18 +141,24 @@ def _gunzip(data: bytes, limit: int) -> tuple[bytes, bool]:
             data = z.unused_data
             continue
         zz = zlib.decompressobj(wbits=31)
-        try:
-            part = zz.decompress(data, left)
-        except zlib.error:
-            break  # corrupt from here on: keep what came before
-        out.append(part)
-        left -= len(part)
-        if zz.unconsumed_tail:
-            return b"".join(out), True
+        pos = 0
+        while pos < len(data) and not zz.eof:
+            try:
+                part = zz.decompress(data[pos : pos + _STEP], left)
+            except zlib.error:  # corrupt from here on: keep what came before, and say so
+                if damage is not None:
+                    damage.append(f"could not be decoded past byte {size - len(data) + pos:,} "
+                                  f"of {size:,} (what came before is read)")
+                return b"".join(out), False
+            pos += _STEP
+            out.append(part)
+            left -= len(part)
+            if zz.unconsumed_tail:
+                return b"".join(out), True
         if not zz.eof:
             out.append(zz.flush()[: max(0, left)])
             break
-        data = zz.unused_data
+        data = zz.unused_data + data[pos:]
     return b"".join(out), False
 
 
@@ -293,11 +306,12 @@ def read_trace_columns(
 
 
 def read_trace_columns_capped(
-    inst_dir: Path, columns: tuple[str, ...] = COLUMNS
+    inst_dir: Path, columns: tuple[str, ...] = COLUMNS, damage: list[str] | None = None
 ) -> tuple[dict[str, list[Any]], bool]:
     """`read_trace_columns`, and True if a file held more than `MAX_TRACE_BYTES` once
     decompressed: its events past those were not read. `ReadFailed` for a file that is
-    there but cannot be read."""
+    there but cannot be read; `damage` is told of one corrupt from some point on (what came
+    before is read)."""
     limit = MAX_TRACE_BYTES
     cols: dict[str, list[Any]] = {name: [] for name in columns}
     cut = False
@@ -309,7 +323,7 @@ def read_trace_columns_capped(
             data = read_upto(f, limit)
             cut |= bool(f.read(1))
         if path.name.endswith(".gz"):
-            data, more = _gunzip(data, limit)
+            data, more = _gunzip(data, limit, damage)
             cut |= more
         _add(cols, _items(data))
     return cols, cut

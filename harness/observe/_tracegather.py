@@ -18,7 +18,7 @@ import numpy.typing as npt
 from harness.observe._jsonl import ReadFailed
 from harness.observe._rundir import InstanceDir
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._tracefile import read_trace_columns_capped
+from harness.observe._tracefile import read_trace_columns_capped, trace_paths
 
 T = TypeVar("T")
 Ints = npt.NDArray[np.int64]
@@ -79,6 +79,7 @@ class Gathered:
         self.nodes: list[str] = []  # instances with a trace
         self.cut: list[str] = []  # instances whose trace was read only up to MAX_TRACE_BYTES
         self.damaged: dict[str, str] = {}  # instances whose trace could not be read, and why
+        self.traced: list[str] = []  # instances with a trace file, events or not, read or not
         # per instance, until `finish`: (message, node, mono) of receipts and deliveries,
         # and its hops' (message, from, to, mono, size)
         self._recv: list[tuple[Ints, Ints, Floats]] = []
@@ -108,14 +109,20 @@ class Gathered:
 
     def add_instance(self, inst: InstanceDir) -> None:
         """Read one instance's traces into the columns (one that cannot be read is left
-        out, and `damaged` says why)."""
+        out, and `damaged` says why; one corrupt from some point on is read up to it)."""
+        if not trace_paths(inst.path):
+            return
+        self.traced.append(inst.id)
+        damage: list[str] = []
         try:
-            cols, cut = read_trace_columns_capped(inst.path, _NEEDED)
+            cols, cut = read_trace_columns_capped(inst.path, _NEEDED, damage)
         except ReadFailed as e:
             if e.out_of_files:
                 raise
             self.damaged[inst.id] = f"could not be read ({e.reason})"
             return
+        if damage:
+            self.damaged[inst.id] = "; ".join(damage)
         if cut:
             self.cut.append(inst.id)
         msg, mono = cols["msg_id"], cols["mono"]

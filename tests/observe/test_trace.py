@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness._cli import main
 from harness.observe import RunRecord, ShapeTimeline, analyse_traces
+from harness.observe._tracefile import TRACE_FILE, TRACE_GZ_FILE
 
 # The fixture's hops take the configured latency plus 0.2-1.5 ms (+ the sender's 0.1-0.5 ms
 # validation): a hop's measured delay must match its configured latency within this.
@@ -319,3 +322,24 @@ def test_telemetry_read_with_fields_keeps_only_those(tmp_path: Path) -> None:
     assert read_telemetry(tmp_path) == [lines[0], lines[2]]
     assert read_telemetry(tmp_path, {"mono", "kind", "rtt_ms"}) == [
         {"mono": 2.0, "kind": "tcp", "rtt_ms": 3.0}, {"mono": 3.0, "kind": "link"}]
+
+
+def test_a_trace_that_cannot_be_decoded_is_a_warning_and_its_node_counts_as_not_reached(
+    run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Random bytes in a node's trace.jsonl.gz left it out of the analysis without a word,
+    and out of the coverage's count of nodes: every topic still read "reached 100%"."""
+    run_dir = run_factory(instances=4, messages=2, change_at=None)
+    assert all(t.coverage == 1.0 for t in analyse_traces(run_dir).topics)
+    (run_dir / "single" / "3" / TRACE_FILE).unlink()
+    (run_dir / "single" / "3" / TRACE_GZ_FILE).write_bytes(random.Random(3).randbytes(5000))
+    a = analyse_traces(run_dir)
+    assert a.damaged == {"single/3": "could not be decoded past byte 0 of 5,000 (what came "
+                                     "before is read)"}
+    assert {t.topic: t.coverage for t in a.topics} == {"atxs": 2 / 3, "blocks": 2 / 3}
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: the message trace of single/3 could not be decoded past byte 0 of 5,000 "
+            "(what came before is read): its receipts that were not read are unknown, and "
+            "count as not reached in the propagation figures.") in out
+    assert "reached 67%" in out and "reached 100%" not in out

@@ -6,6 +6,7 @@ writer killed mid-way."""
 from __future__ import annotations
 
 import gzip
+import random
 import zlib
 from pathlib import Path
 
@@ -191,3 +192,19 @@ def test_a_trace_that_inflates_past_the_cap_is_read_up_to_it_and_reported(
     (plain / TRACE_FILE).write_bytes(events + b" " * (2 << 20))
     cols, cut = _tracefile.read_trace_columns_capped(plain)
     assert cols["msg_id"] == ["m0", "m1", "m2"] and cut
+
+
+def test_a_member_corrupt_from_some_point_keeps_what_came_before_and_says_where() -> None:
+    """A corrupt member was dropped whole, without a word (as if the node traced nothing)."""
+    lines = b"".join(orjson.dumps(_event(i)) + b"\n" for i in range(40000))
+    member = gzip.compress(lines, compresslevel=1)
+    assert len(member) > 3 * _tracefile._STEP
+    bad = member[: 2 * _tracefile._STEP] + random.Random(1).randbytes(50_000)
+    damage: list[str] = []
+    out, more = _tracefile._gunzip(gzip.compress(lines[:100]) + bad, 1 << 30, damage)
+    assert not more and out.startswith(lines[:100] + lines[:100_000]) and len(out) < 2 * len(lines)
+    assert len(damage) == 1 and damage[0].startswith("could not be decoded past byte ")
+    junk = random.Random(2).randbytes(5000)
+    damage.clear()
+    assert _tracefile._gunzip(junk, 1 << 30, damage) == (b"", False)
+    assert damage == ["could not be decoded past byte 0 of 5,000 (what came before is read)"]

@@ -32,8 +32,9 @@ def _unreadable(r: RunData) -> list[str]:
 
 
 def _damaged_traces(r: RunData) -> list[str]:
-    return [f"the message trace of {iid} {why}: left out of the propagation and hop figures."
-            for iid, why in sorted(r.analysis.damaged.items())]
+    return [f"the message trace of {iid} {why}: its receipts that were not read are unknown, "
+            "and count as not reached in the propagation figures." for iid, why
+            in sorted(r.analysis.damaged.items())]
 
 
 def _cut_traces(r: RunData) -> list[str]:
