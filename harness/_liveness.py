@@ -64,10 +64,11 @@ def supervisor_alive(who: SupervisorRecord) -> bool | None:
 
 
 def is_orphaned(run: RunRecord) -> bool:
-    """True if run.json says the run goes on but its supervisor is gone (a run.json
-    written before supervisors recorded themselves cannot be judged)."""
-    return (run.goes_on and run.supervisor is not None
-            and supervisor_alive(run.supervisor) is False)  # fmt: skip
+    """True if run.json says the run goes on but its supervisor is gone, or names none: a
+    live supervisor records itself from its first write, so a record without one (written
+    before supervisors did, or damaged) has no one to end it and would read "running", and
+    be followed, for ever."""
+    return run.goes_on and (run.supervisor is None or supervisor_alive(run.supervisor) is False)
 
 
 def mark_aborted(run_dir: Path, found_by: str) -> bool:
@@ -147,8 +148,10 @@ def run_over(run_dir: Path, found_by: str) -> bool:
 
 
 def _reason(run: RunRecord, last_seen: float | None) -> str:
-    pid = run.supervisor.pid if run.supervisor else None
-    text = f"the supervisor (pid {pid}) ended without recording the run's end"
+    if run.supervisor is None:
+        text = "the run's record names no supervisor and no end (an older or damaged record)"
+    else:
+        text = f"the supervisor (pid {run.supervisor.pid}) ended without recording the run's end"
     if last_seen is None:
         return text
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_seen))

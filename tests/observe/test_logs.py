@@ -509,3 +509,26 @@ def test_logs_out_of_file_descriptors_is_an_error_not_lines_left_out(
     assert capped.stderr.startswith("harness: error: too many open files: this process may "
                                     "open 64"), capped.stderr
     assert "ulimit -n 184" in capped.stderr and len(capped.stderr.splitlines()) == 1
+
+
+def test_a_record_with_neither_outcome_nor_end_nor_supervisor_is_aborted_everywhere(
+    run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run.json written before supervisors recorded themselves (no outcome, no end) read
+    "RUNNING" in show, was left out of runs, and `logs --follow` and `events --follow`
+    waited on it for ever: no one will ever end it (docs/contracts.md: aborted)."""
+    run_dir = run_factory()
+    record = json.loads((run_dir / "run.json").read_text())
+    for key in ("outcome", "ended", "exit_code", "supervisor", "last_seen"):
+        record.pop(key, None)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    for command in ("logs", "events"):
+        r = harness_cli(command, str(run_dir), "--follow", timeout=60)
+        assert (r.returncode, r.stderr) == (0, ""), command
+    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "aborted"
+    assert main(["show", str(run_dir)]) == 0
+    assert "outcome  ABORTED" in capsys.readouterr().out
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert main(["runs", "--outputs", str(run_dir.parent), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["outcome"] for r in runs if r["run_id"] == record["run_id"]] == ["aborted"]
