@@ -26,7 +26,7 @@ from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
-from harness.observe._jsonl import read_jsonl
+from harness.observe._jsonl import ignore_unreadable, read_jsonl
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.sync._protocol import FAILING_EVENTS
@@ -120,7 +120,8 @@ def _read_events(run_dir: Path) -> tuple[dict[str, float], float | None]:
     failed: set[str] = set()
     exited: dict[str, float] = {}
     last: float | None = None
-    for e in read_jsonl(run_dir / "events.jsonl"):
+    # unreadable: the run is marked aborted all the same, with no instance judged passed
+    for e in read_jsonl(run_dir / "events.jsonl", unreadable=ignore_unreadable):
         ts = e.get("ts")
         if isinstance(ts, int | float):
             last = float(ts)

@@ -50,12 +50,11 @@ def too_few_files(what: str, needed: int, otherwise: str = "") -> EnvironmentPro
     of them (EMFILE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard_text = "unlimited" if hard == resource.RLIM_INFINITY else hard
-    if soft == resource.RLIM_INFINITY or soft >= need(instances):
+    if soft == resource.RLIM_INFINITY or soft >= needed:
         return EnvironmentProblem(
             f"too many open files: this process had all the {soft} it may open in use, "
-            f"far more than a run of {instances} instances needs (about {need(instances)}): "
-            "something opened files or connections without end (a flood of connections "
-            "to the sync service?)")
+            f"far more than {what} needs (about {needed}): something opened files or "
+            "connections without end (a flood of connections to the sync service?)")
     return EnvironmentProblem(
         f"too many open files: this process may open {soft} (ulimit -n; hard limit "
         f"{hard_text}), {what} needs about {needed}: raise it (ulimit -n {needed}){otherwise}")

@@ -53,7 +53,7 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._cpuload import SaturationWatch
-from harness.observe._jsonl import read_tail
+from harness.observe._jsonl import ignore_unreadable, read_tail
 from harness.observe._runrecord import (
     RESERVE_FILE,
     RUN_FILE,
@@ -135,7 +135,7 @@ def _cannot_start(stderr: Path) -> str | None:
     """Why the process host could not start an instance (its exec failed: a program too
     big for its arguments, say), as the host wrote it last in the instance's stderr; None
     if it wrote no such line (the program itself exited 70 or 127)."""
-    last = read_tail(stderr, 4096).rstrip("\n").rsplit("\n", 1)[-1]
+    last = read_tail(stderr, 4096, ignore_unreadable).rstrip("\n").rsplit("\n", 1)[-1]
     return last.removeprefix(CANNOT_START) if last.startswith(CANNOT_START) else None
 
 

@@ -97,7 +97,7 @@ def open_regular(path: Path) -> IO[bytes] | None:
     except OSError as e:
         if e.errno in _ABSENT:
             return None
-        raise ReadFailed(path, e) from None
+        raise ReadFailed(path, e) from e  # (a run's out-of-files check reads the cause)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return None
@@ -252,7 +252,7 @@ class Tail:
         if self._unreadable is None:
             raise error
         self._unreadable(error)
-        self._unreadable = _ignore  # a follower polls it again and again: once is enough
+        self._unreadable = ignore_unreadable  # a follower polls it again and again: once is enough
 
     def read_lines(self) -> list[bytes]:
         """`lines()`, all of them at once."""
@@ -278,5 +278,6 @@ class Tail:
         return out
 
 
-def _ignore(error: ReadFailed) -> None:
-    """Told nothing more."""
+def ignore_unreadable(error: ReadFailed) -> None:
+    """An `Unreadable` that leaves the file out and tells no one (where a reader has no one
+    to tell, and a file it cannot read must not end what it does)."""

@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from harness._listen import Listen, address, open_listeners
-from harness.observe._jsonl import JsonlWriter, Tail, parse_line
+from harness.observe._jsonl import JsonlWriter, ReadFailed, Tail, parse_line
 from harness.observe._promtext import TextParser
 from harness.observe._runrecord import read_run
 from harness.observe._stored import SCRAPED_FILE, SCRAPES_FILE, ScrapeTally
@@ -137,7 +137,7 @@ class Scraper(Collector):
             tail = self._sdk_tails.setdefault(iid, Tail(path))
             try:
                 lines = tail.read_lines()
-            except OSError:  # unreadable for now (e.g. mid-creation by another user): next scrape
+            except (OSError, ReadFailed):  # unreadable for now (mid-creation?): next scrape
                 continue
             for raw in lines:
                 rec = parse_line(raw)

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import Unreadable, read_jsonl, read_regular
+from harness.observe._jsonl import ReadFailed, Unreadable, read_jsonl, read_regular
 
 TELEMETRY_FILE = "telemetry.jsonl"
 SCRAPED_FILE = "scraped.jsonl"
@@ -39,7 +39,7 @@ def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
             str(iid): ScrapeTally(**{k: v for k, v in t.items() if k in fields})
             for iid, t in data["instances"].items()
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ReadFailed, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from harness.observe._jsonl import read_regular
+from harness.observe._jsonl import ReadFailed, read_regular
 
 
 def read_warnings(run_dir: Path) -> list[str]:
@@ -15,6 +15,6 @@ def read_warnings(run_dir: Path) -> list[str]:
     written or its summary cannot be read."""
     try:
         warnings = orjson.loads(read_regular(run_dir / "summary.json") or b"{}").get("warnings")
-    except (OSError, ValueError, AttributeError):  # JSONDecodeError is a ValueError
+    except (OSError, ReadFailed, ValueError, AttributeError):  # JSONDecodeError: ValueError
         return []
     return [str(w) for w in warnings] if isinstance(warnings, list) else []

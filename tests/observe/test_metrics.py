@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +15,7 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.observe import Metrics, Scraper, observe_run, read_metrics, read_scraped
+from harness.observe import Metrics, Scraper, _jsonl, observe_run, read_metrics, read_scraped
 
 
 def test_metrics_records_json_lines(tmp_path: Path) -> None:
@@ -183,6 +186,37 @@ def test_an_unreadable_metrics_file_is_skipped_not_the_end_of_the_run(tmp_path: 
         await s.scrape_once()
         await client.aclose()
         s.close()
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EMFILE])
+def test_a_metrics_file_that_cannot_be_opened_is_skipped_not_the_end_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int
+) -> None:
+    """A file that is there but cannot be opened is no longer read as absent (`ReadFailed`):
+    the scraper skips it until its next scrape, as for any OSError."""
+    path = tmp_path / "g" / "0" / "metrics.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"name": "m", "kind": "gauge", "value": 1, "mono": 1.0}\n')
+    real_open = os.open
+
+    def refusing_open(p: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(p) == path:
+            raise OSError(err, os.strerror(err))
+        return real_open(p, *args, **kwargs)
+
+    monkeypatch.setattr(_jsonl.os, "open", refusing_open)
+
+    async def main() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+        s = Scraper(tmp_path, {"g/0": "http://x/err"}, client=client)
+        await s.scrape_once()
+        monkeypatch.undo()  # readable again: read at the next scrape
+        await s.scrape_once()
+        await client.aclose()
+        s.close()
+        assert "m" in s.exposition().decode()
 
     trio.run(main)
 
