@@ -143,6 +143,8 @@ def _gunzip(data: bytes, limit: int, damage: list[str] | None = None) -> tuple[b
         zz = zlib.decompressobj(wbits=31)
         pos = 0
         while pos < len(data) and not zz.eof:
+            if left <= 0:  # (a max_length of 0 is no limit to zlib)
+                return b"".join(out), True
             try:
                 part = zz.decompress(data[pos : pos + _STEP], left)
             except zlib.error:  # corrupt from here on: keep what came before, and say so

@@ -208,3 +208,20 @@ def test_a_member_corrupt_from_some_point_keeps_what_came_before_and_says_where(
     damage.clear()
     assert _tracefile._gunzip(junk, 1 << 30, damage) == (b"", False)
     assert damage == ["could not be decoded past byte 0 of 5,000 (what came before is read)"]
+
+
+def test_a_cut_member_over_many_steps_stops_at_the_limit_even_at_a_step_s_end() -> None:
+    """A member zlib inflates a step at a time keeps to the limit wherever it falls, at a
+    step's end too (where a limit used up would leave zlib a max_length of 0: none)."""
+    lines = b"".join(orjson.dumps(_event(i)) + b"\n" for i in range(40000))
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # a killed writer: no trailer
+    killed = z.compress(lines) + z.flush(zlib.Z_SYNC_FLUSH)
+    step = _tracefile._STEP
+    assert len(killed) > 3 * step
+    zz, ends = zlib.decompressobj(wbits=31), []
+    for pos in range(0, len(killed), step):  # what each step's end has given
+        ends.append(len(zz.decompress(killed[pos : pos + step])) + (ends[-1] if ends else 0))
+    for limit in [*ends[:-1], 1, len(lines) - 1]:
+        out, more = _tracefile._gunzip(killed, limit)
+        assert out == lines[:limit] and more, limit
+    assert _tracefile._gunzip(killed, len(lines)) == (lines, False)
