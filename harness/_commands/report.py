@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from harness._commands._args import add_run, failing_as
+from harness._errors import HarnessError
+from harness._tell import tell
 from harness.observe import load_run, record_run, resolve_run, write_report
 
 HELP = "write a run's report: report.html, junit.xml and summary.json"
@@ -21,6 +23,10 @@ def run(args: argparse.Namespace) -> int:
     with failing_as(f"writing the report in {run_dir}"):
         path = write_report(run_dir)
     if load_run(run_dir).is_over:
-        record_run(run_dir)
+        try:
+            record_run(run_dir)
+        except (HarnessError, OSError) as e:  # the report is written all the same
+            tell(f"harness: warning: the run history was not updated: "
+                 f"{getattr(e, 'strerror', None) or e}")
     print(path)
     return 0

@@ -198,3 +198,18 @@ def test_a_file_that_cannot_be_read_is_a_warning_naming_it_not_absent(
     show = _unprivileged("show", str(run_dir))
     assert (show.returncode, show.stderr) == (
         2, f"harness: error: cannot read {run_dir / 'run.json'}: Permission denied\n")
+
+
+def test_a_history_that_is_no_database_leaves_the_report_written_and_says_so(
+    run_factory: Callable[..., Path],
+) -> None:
+    """`harness report` failed with exit 2 after it had written the report, and printed
+    no path."""
+    run_dir = run_factory()
+    (run_dir.parent / "history.sqlite").write_bytes(b"not a database" * 1000)
+    r = harness_cli("report", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(run_dir / "report.html")
+    assert r.stderr.startswith("harness: warning: the run history was not updated: run "
+                               "history ") and "is unusable" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
