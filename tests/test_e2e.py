@@ -207,6 +207,11 @@ program = ["./node.py"]
     r = harness_cli("run", "raw", "--plans", str(root), "--runner", "local:exec",
                     "--outputs", str(tmp_path / "out"), "-q")
     assert r.returncode == 0, r.stdout + r.stderr
+    # a plan root named relatively: every instance failed to start ('plans/raw/node.py'
+    # from its own working directory)
+    r = harness_cli("run", "raw", "--plans", root.name, "--runner", "local:exec",
+                    "--outputs", "rel", "-q", cwd=root.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
     node.unlink()
     r = harness_cli("run", "raw", "--plans", str(root), "--runner", "local:exec",
                     "--outputs", str(tmp_path / "out2"), "-q")

@@ -113,6 +113,23 @@ instances = { percentage = 70 }
     assert (new.id, new.global_seq, new.program, new.params["verbose"]) == ("new/0", 3, None, False)
 
 
+def test_groups_that_disagree_on_a_role_count_are_refused(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Each group's roles were drawn from its own count: with poets = 2 in the second group
+    only, its instances were told of two PoETs and the run had one (old/0), unsaid."""
+    root = make_plan("demo", MANIFEST, PLAN_PY)
+    comp = tmp_path / "c.toml"
+    body = ('[global]\nplan = "demo"\n[[groups]]\nid = "old"\ninstances = { count = 3 }\n'
+            '[[groups]]\nid = "new"\ninstances = { count = 3 }\n')
+    comp.write_text(body + "  [groups.params]\n  poets = 2\n")
+    with pytest.raises(UsageError, match="groups 'old' and 'new' set 'poets' to 1 and 2"):
+        build_run_spec("", composition=comp, plan_roots=[root])
+    comp.write_text(body + "  [groups.params]\n  speed = 2.0\n")  # not a role count: fine
+    spec = build_run_spec("", composition=comp, plan_roots=[root])
+    assert [i.role for i in spec.instances] == ["poet", "gateway"] + ["miner"] * 4
+
+
 @pytest.mark.parametrize(("total", "groups", "counts"), [
     (5, ["percentage = 50", "percentage = 50"], [3, 2]),  # each rounded: 2 and 2, refused
     (10, ["percentage = 33", "percentage = 33", "percentage = 34"], [3, 3, 4]),

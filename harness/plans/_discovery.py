@@ -40,7 +40,9 @@ def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
         if (real := root.resolve()) in seen:  # named twice (--plans x --plans ./x)
             continue
         seen.add(real)
-        for manifest in sorted(root.glob("*/manifest.toml")):
+        # absolute: a program named from its plan's directory ("./node.sh") is started
+        # from the instance's own working directory
+        for manifest in sorted(root.absolute().glob("*/manifest.toml")):
             plan = load_manifest(manifest)
             if plan.name in plans:
                 other = plans[plan.name].path

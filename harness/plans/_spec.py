@@ -171,6 +171,26 @@ def spec_from_groups(
                     pinned=True)
 
 
+def _roles(case: TestCase, group_specs: Sequence[GroupSpec], total: int,
+           where: str) -> list[str] | None:
+    """Each global sequence number's role. The counts run over the whole run, so the groups
+    must agree on the params that give them (each group's own count gave the new group's
+    instances roles from another layout than the old's, unsaid)."""
+    if not case.roles:
+        return None
+    counted = [r.count for r in case.roles.roles if isinstance(r.count, str)]
+    first = group_specs[0]
+    for gs in group_specs[1:]:
+        for name in counted:
+            if gs.params.get(name) != first.params.get(name):
+                raise UsageError(
+                    f"{where}: groups {first.id!r} and {gs.id!r} set {name!r} to "
+                    f"{first.params.get(name)!r} and {gs.params.get(name)!r}: it counts a "
+                    f"role over the whole run, so every group must give it the same value "
+                    f"(set it in [global.params])")
+    return case.roles.assign(total, first.params)
+
+
 def _checked(
     plan: Plan,
     case: TestCase,
@@ -192,9 +212,9 @@ def _checked(
         raise UsageError(
             f"{where} takes {case.min_instances} to {case.max_instances} instances, not {total}"
         )
+    roles = _roles(case, group_specs, total, where)
     out: list[InstanceSpec] = []
     for gs in group_specs:
-        roles = case.roles.assign(total, gs.params) if case.roles else None
         for seq in range(gs.count):
             gseq = len(out)
             role = roles[gseq] if roles else ""
