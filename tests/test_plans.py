@@ -36,6 +36,7 @@ entrypoint = "demo.plan:main"
   min = 1
 """
 PLAN_PY = "async def main(env):\n    pass\n"
+BIG = "1" + "0" * 400  # an integer beyond any float
 
 
 def test_params_are_typed_and_defaulted(make_plan: Callable[..., Path]) -> None:
@@ -113,6 +114,24 @@ instances = { percentage = 70 }
     assert (new.id, new.global_seq, new.program, new.params["verbose"]) == ("new/0", 3, None, False)
 
 
+def test_a_composition_timeout_past_64_bits_is_kept_as_seconds(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An int above 2**63 passed the checks and crashed the run's record (orjson)."""
+    root = make_plan("demo", MANIFEST, PLAN_PY)
+    comp = tmp_path / "c.toml"
+    comp.write_text("[global]\ntimeout = 99999999999999999999\n")
+    spec = build_run_spec("demo", composition=comp, plan_roots=[root])
+    assert spec.timeout_s == 1e20 and isinstance(spec.timeout_s, float)
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + "s", "9" * 400 + "h"])
+def test_a_duration_past_any_float_is_refused(text: str) -> None:
+    """It read as inf: a run started, and an instance crashed on its None (JSON's null)."""
+    with pytest.raises(ValueError, match="is not a finite duration"):
+        parse_duration(text)
+
+
 def test_groups_that_disagree_on_a_role_count_are_refused(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -168,6 +187,15 @@ def test_percentages_that_add_up_give_every_instance_to_the_largest_remainders(
         ("[global]\ntotal_instance = 4\n", "\\[global\\]: unknown key total_instance"),
         ('[[groups]]\nid = "a"\ninstances = { cout = 4 }', "unknown key cout"),
         ("[[groups]\n", "composition"),
+        # integers beyond any float: OverflowError tracebacks
+        (f"[global]\ntimeout = {BIG}\n", r"\[global\] timeout must be a finite number"),
+        (f'[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\ninstances = {{ '
+         f"percentage = {BIG} }}", "percentage must be a finite number"),
+        (f"[global.params]\nspeed = {BIG}\n", "param 'speed' \\(float\\): int too large"),
+        (f'[[faults]]\nat = {BIG}\naction = "kill"\ntargets = {{ role = "miner" }}\n',
+         "at"),
+        ('[global]\ntotal_instances = 1000000\n[[groups]]\nid = "a"\n'
+         "instances = { percentage = 100 }", "takes 3 to 10 instances, not 1000000"),
     ],
 )
 def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: str,

@@ -31,8 +31,13 @@ def int64(value: Any, where: str, *, least: int) -> int:
 
 
 def is_number(x: object) -> bool:
-    """A finite int or float, and not a boolean."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite int or float (an int a float can hold), and not a boolean."""
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def seconds(value: Any, where: str, *, positive: bool = False, signed: bool = False) -> float:

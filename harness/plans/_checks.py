@@ -89,9 +89,17 @@ def whole(value: Any, where: str, *, least: int | None = 0) -> int:
 
 def number(value: Any, where: str) -> float:
     """`value` if it is a finite int or float (not a bool or text)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UsageError(f"{where} must be a finite number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
+        raise UsageError(f"{where} must be a finite number, not {shown}")
     return value
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def text(value: Any, where: str) -> str:

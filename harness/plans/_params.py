@@ -21,7 +21,10 @@ def parse_duration(text: str) -> float:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a duration (e.g. 250ms, 2s, 1m)")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if not math.isfinite(seconds):  # 400 nines: inf, which JSON cannot carry
+        raise ValueError(f"{text!r} is not a finite duration")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -46,7 +49,7 @@ class ParamSpec:
         """Value from TOML (typed) or the command line (text) -> the declared type."""
         try:
             out = self._convert(value)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # Overflow: an int past a float
             raise UsageError(f"{where}: param {self.name!r} ({self.type}): {e}") from None
         if isinstance(out, int | float) and not isinstance(out, bool):
             if self.min is not None and out < self.min:

@@ -133,7 +133,8 @@ def build_run_spec(
         raw = g["timeout"]
         where_t = f"composition {composition} [global] timeout"
         try:
-            written = parse_duration(raw) if isinstance(raw, str) else number(raw, where_t)
+            # a float: an int past 64 bits would not go into run.json
+            written = parse_duration(raw) if isinstance(raw, str) else float(number(raw, where_t))
         except ValueError as e:
             raise UsageError(f"{where_t}: {e}") from None
         timeout = written if timeout is None else timeout
@@ -288,6 +289,10 @@ def _groups(
 ) -> list[tuple[str, int, Mapping[str, Any], tuple[str, ...] | None]]:
     raw_groups = comp.get("groups")
     total = instances if instances is not None else comp.get("global", {}).get("total_instances")
+    if (isinstance(total, int) and not isinstance(total, bool)
+            and not case.min_instances <= total <= case.max_instances):  # before any share
+        raise UsageError(f"{where} takes {case.min_instances} to {case.max_instances} "
+                         f"instances, not {total}")
     if not raw_groups:
         return [("single", case.default_instances if total is None else total, {}, None)]
     out: list[tuple[str, int, Mapping[str, Any], tuple[str, ...] | None]] = []
