@@ -227,6 +227,13 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
          'instances = { min = 1, max = 1 }\nentrypoint = "a:b"', "unknown key descripton"),
         ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
          'entrypoint = "a:b"\nbackend = "curio"', "backend must be one of trio, asyncio, uvloop"),
+        # a param -p could never set
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\n[testcases.params]\n"a=b" = { type = "int", default = 1 }',
+         "param 'a=b' is not a safe name"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\n[testcases.params]\n" sp" = { type = "int", default = 1 }',
+         "param ' sp' is not a safe name"),
         # listed as "p:q:a", which `harness run p:q` took for plan p, case q
         ('name = "p:q"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
          'entrypoint = "a:b"', "plan name 'p:q' is not a safe name"),

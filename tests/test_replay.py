@@ -126,6 +126,8 @@ def _recorded(tmp_path: Path, **fields: Any) -> Path:
          "param 'seconds' is 99.0, above its max 60.0"),
         ({"faults": [{"action": "kill", "at": 1, "targets": {"group": "nope"}}]},
          "no group 'nope'"),
+        ({"groups": [{"id": "single", "count": 1, "params": {}}] * 2},
+         "group id 'single' appears twice"),
     ],
 )
 def test_what_cannot_be_replayed_is_one_line_and_exit_2(

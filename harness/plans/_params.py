@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness._errors import UsageError
-from harness.plans._checks import INT64, number, whole
+from harness.plans._checks import INT64, number, safe_name, whole
 
 TYPES = ("int", "float", "bool", "str", "duration")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -101,6 +101,7 @@ class ParamSpec:
 
 def parse_spec(name: str, raw: Any, where: str) -> ParamSpec:
     """A `[testcases.params]` entry -> ParamSpec, checking its own default."""
+    safe_name(name, f"{where}: param")  # "a=b" or " x" could never be set with -p
     if not isinstance(raw, Mapping):
         raise UsageError(f"{where}: param {name!r} must be a table like {{ type = \"int\" }}")
     unknown = set(raw) - {"type", "default", "description", "desc", "min", "max", "unit"}

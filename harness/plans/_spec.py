@@ -162,9 +162,11 @@ def spec_from_groups(
     again), checked as `build_run_spec` checks a run: each group's params against the case's
     params as they are now, and every fault against the instances. The runner is pinned."""
     case = plan.case(case_name)
-    specs = []
+    specs: list[GroupSpec] = []
     for gs in groups:
         gid = group_id(gs.id, f"{where}: group id")
+        if any(gid == s.id for s in specs):  # (both would name the same instances)
+            raise UsageError(f"{where}: group id {gid!r} appears twice")
         count = whole(gs.count, f"{where}: group {gid!r} count", least=1)
         params = resolve(case.params, [(f"{where}: group {gid!r} params", gs.params)])
         specs.append(GroupSpec(gid, count, params, gs.program))
