@@ -242,8 +242,20 @@ def check_programs(spec: RunSpec) -> None:
         if shutil.which(program) is None:
             where = "not found on PATH" if "/" not in program else "not an executable file"
             raise UsageError(f"program {argv[0]!r} cannot be run ({where})")
+    for g in spec.groups:
+        size = len("TEST_INSTANCE_PARAMS=") + len(orjson.dumps(dict(g.params))) + 1
+        if (g.program or spec.case.program) and size > _MAX_ARG_STRLEN:
+            raise UsageError(
+                f"group {g.id!r}: its params take {size:,} bytes as TEST_INSTANCE_PARAMS, and "
+                f"Linux passes at most {_MAX_ARG_STRLEN:,} in one environment variable: "
+                "give the program a file's path instead")
     if programs and any(f.action == "skew" for f in spec.faults):
         find_libfaketime()  # EnvironmentProblem, before anything starts, if it is missing
+
+
+_MAX_ARG_STRLEN = 32 * 4096
+"""The longest argument or environment string exec takes (each instance failed to start
+with "Argument list too long")."""
 
 
 def _program(argv: Sequence[str], plan_dir: Path) -> str:

@@ -21,7 +21,7 @@ from harness._outputs import disk_full_in
 from harness.plans import build_run_spec
 from harness.plans._entrypoint import entrypoint_problem
 
-from .conftest import ROOT, TINY_MANIFEST, TINY_PLAN
+from .conftest import ROOT, TINY_MANIFEST, TINY_PLAN, only_run_dir
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -879,3 +879,29 @@ def test_a_case_that_closed_its_stderr_still_has_its_failure_recorded(
                 "--outputs", str(tmp_path / "out"), "--json")
     (inst,) = json.loads(r.stdout)["instances"]
     assert inst["reason"] == "failed: TestFailure: peer 3 answered 41", inst
+
+
+def test_params_too_long_for_a_program_s_environment_are_refused_before_the_run(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path
+) -> None:
+    """Every instance failed to start ("Argument list too long"): Linux passes at most
+    128 KiB in one environment variable, and a program's params are one (JSON)."""
+    root = make_plan("prog", 'name = "prog"\n[defaults]\nrunner = "local:exec"\n'
+                     '[[testcases]]\nname = "c"\ninstances = { min = 1, max = 2 }\n'
+                     'program = ["/bin/true"]\n[testcases.params]\n'
+                     'label = { type = "str", default = "" }\n', "")
+    comp = tmp_path / "c.toml"
+    for size, refused in [(200_000, True), (100_000, False)]:
+        comp.write_text(f'[global]\nplan = "prog"\n[global.params]\nlabel = "{"a" * size}"\n')
+        r = cli("run", "--composition", str(comp), "--plans", str(root), "--metrics-listen",
+                "off", "--outputs", str(tmp_path / f"out{size}"), "-q")
+        if refused:
+            assert (r.returncode, r.stderr) == (2, (
+                "harness: error: group 'single': its params take 200,034 bytes as "
+                "TEST_INSTANCE_PARAMS, and Linux passes at most 131,072 in one environment "
+                "variable: give the program a file's path instead\n"))
+            assert not (tmp_path / f"out{size}").exists()
+        else:  # it started (and, saying nothing of success, failed)
+            run = json.loads(only_run_dir(tmp_path / f"out{size}").joinpath("run.json")
+                             .read_text())
+            assert run["instances"][0]["reason"] == "exited 0 without recording success"
