@@ -848,21 +848,19 @@ def test_plan_code_named_like_a_standard_module_is_refused_before_the_run(
 def test_a_program_the_host_cannot_exec_says_why_not_just_its_exit_code(
     make_plan: Callable[[str, str, str], Path], tmp_path: Path,
 ) -> None:
-    """A 200,000-character str param (over Linux's 128 KiB for one environment string):
-    the run said "exit code 70", and only stderr.log "Argument list too long"."""
+    """An executable file exec cannot run (no #! line, no ELF): the run said "exit code 70",
+    and only stderr.log why. (Params too long for exec are refused before the run.)"""
     manifest = ('name = "prog"\n[[testcases]]\nname = "run"\n'
-                'instances = { min = 1, max = 2, default = 1 }\nprogram = ["true"]\n'
-                '  [testcases.params]\n  note = { type = "str", default = "" }\n')
+                'instances = { min = 1, max = 2, default = 1 }\nprogram = ["./junk"]\n')
     plans = make_plan("prog", manifest, "")
-    comp = tmp_path / "comp.toml"
-    comp.write_text(f'[global]\nplan = "prog"\ncase = "run"\ntotal_instances = 1\n'
-                    f'  [global.params]\n  note = "{"x" * 200_000}"\n'
-                    f'[[groups]]\nid = "g"\ninstances = {{ count = 1 }}\n')
-    r = run_cli("--composition", str(comp), "--plans", str(plans), "--runner", "local:exec",
+    junk = plans / "prog" / "junk"
+    junk.write_bytes(b"\x00\x01 not a program\n")
+    junk.chmod(0o755)
+    r = run_cli("prog", "--plans", str(plans), "--runner", "local:exec",
                 "--outputs", str(tmp_path / "out"), "--json")
     assert r.returncode == 1, r.stderr
     (inst,) = json.loads(r.stdout)["instances"]
-    assert inst["reason"].startswith("did not start: [Errno 7] Argument list too long"), inst
+    assert inst["reason"].startswith("did not start: [Errno 8] Exec format error"), inst
 
 
 def test_a_case_that_closed_its_stderr_still_has_its_failure_recorded(
