@@ -62,17 +62,19 @@ class Actions(Protocol):
         running (nothing done). One paused already stays so: True."""
         ...
 
-    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+    async def skew(self, instance: str, offset: float, drift: float, *,
+                   back: bool = False) -> bool:
         """Set the instance's clock offset and drift; False if it was not running (nothing
-        done)."""
+        done). `back`: a fault ends, and the setting holds for its next start too."""
         ...
 
-    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+    async def limit(self, instance: str, cpu: float | None, memory: int | None, *,
+                    back: bool = False) -> bool:
         """Cap the instance's CPU and memory (None: lift that cap); False if it was not
-        running (nothing done)."""
+        running (nothing done). `back`: as for `skew`."""
         ...
 
-    async def hog(self, instance: str, loops: int) -> bool:
+    async def hog(self, instance: str, loops: int, *, back: bool = False) -> bool:
         """Run `loops` busy loops beside the instance, in its cgroup (0: stop them); False
         if it was not running and was to get some (nothing done)."""
         ...
@@ -279,8 +281,9 @@ class Conductor:
             expect = fault.expectation() or "recover"
             missed = [iid for iid in chosen
                       if not await self.actions.end(iid, why, grace, comeback, expect)]
-            if fault.duration is not None:
-                active.undo = lambda: self._each(chosen, self.actions.start, f"{name} undone")
+            if fault.duration is not None:  # those it ended: nothing was done to the missed
+                ended = [iid for iid in chosen if iid not in missed]
+                active.undo = lambda: self._each(ended, self.actions.start, f"{name} undone")
         elif action == "pause":
             missed = await self._hold(active, chosen, (True,),
                                       lambda hit: self._unpause(name, hit))
@@ -352,7 +355,7 @@ class Conductor:
                 continue
             setting = (_UNSET[action] if other is None
                        else _setting(other.resolved.fault, now - other.at))
-            await getattr(self.actions, action)(iid, *setting)
+            await getattr(self.actions, action)(iid, *setting, back=True)
 
     def _cut_by_others(self, name: str) -> set[Pair]:
         return {p for n, a in self._active.items() if n != name

@@ -99,6 +99,8 @@ class FaultActions:
             back.set()
             return True
         if not st.running and st.pid is not None:
+            if st.ended_by is None and not st.verdict()[0]:
+                return False  # it failed of itself: a restart must not wipe that out
             st.expecting("recover")
             self.sup.revive(instance)
             return True
@@ -128,10 +130,12 @@ class FaultActions:
     def _running(self, instance: str) -> bool:
         return self.sup.states[instance].running
 
-    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+    async def skew(self, instance: str, offset: float, drift: float, *,
+                   back: bool = False) -> bool:
         """Set the instance's clock offset and drift (from now: a jump, then the drift);
-        False if it was not running (nothing done)."""
-        if not self._running(instance):
+        False if it was not running (nothing done), unless `back` (a fault ends: its next
+        start must not keep the clock)."""
+        if not back and not self._running(instance):
             return False
         launch = self.sup.launches.get(instance)
         if launch is not None and launch.argv and "LD_PRELOAD" not in launch.env:
@@ -142,10 +146,12 @@ class FaultActions:
 
     # -- resources -------------------------------------------------------------------------
 
-    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+    async def limit(self, instance: str, cpu: float | None, memory: int | None, *,
+                    back: bool = False) -> bool:
         """Cap the instance's CPU and memory (None: lift that cap); False if it was not
-        running (nothing done)."""
-        if not self._running(instance):
+        running (nothing done), unless `back` (a fault ends: its cgroup, which a restart
+        reuses, must not keep the cap)."""
+        if not back and not self._running(instance):
             return False
         group = self._group(instance, "limit")
         assert group is not None
@@ -165,9 +171,10 @@ class FaultActions:
             raise FaultError(f"limit on {instance}: {e}") from None
         return True
 
-    async def hog(self, instance: str, loops: int) -> bool:
+    async def hog(self, instance: str, loops: int, *, back: bool = False) -> bool:
         """Run `loops` busy loops in the instance's cgroup (0: stop them); False if it was
-        not running and was to get some (nothing done: they would only load the host)."""
+        not running and was to get some (nothing done: they would only load the host).
+        (`back` changes nothing: stopping them needs no process.)"""
         group = self._group(instance, "hog")
         assert group is not None and self.sup.host is not None
         for pid in self.hogs.pop(instance, []):
@@ -180,6 +187,12 @@ class FaultActions:
                 {}, out.parent, out, out, None, [sys.executable, "-c", _HOG], group.paths()))
             self.hogs.setdefault(instance, []).append(proc.pid)
         return True
+
+    def hogs_wait(self, instance: str, waiting: bool) -> None:
+        """Stop (waiting) or let go on the busy loops of an instance whose process exited
+        or is started again: beside an exited one they would only load the host."""
+        for pid in self.hogs.get(instance, []):
+            signal_group(pid, signal.SIGSTOP if waiting else signal.SIGCONT)
 
     def _group(self, instance: str, needs: str | None) -> InstanceCgroup | None:
         """The instance's cgroup; without one, None for a pause, a FaultError otherwise."""

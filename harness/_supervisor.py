@@ -342,6 +342,7 @@ class Supervisor:
         self.cgroups: RunCgroups | None = None  # per-instance cgroups, where they can be made
         self._cgroups_made = trio.Event()
         self.conductor: Conductor | None = None
+        self.fault_actions: FaultActions | None = None
         self._sampler: Callable[[], Awaitable[object]] | None = None  # starts the telemetry
         self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
         self._procs: trio.Nursery | None = None
@@ -694,6 +695,8 @@ class Supervisor:
         assert self.host is not None and self.conductor is not None
         self.exited -= 1
         self.conductor.state.instance_revived(instance)
+        if self.fault_actions is not None:
+            self.fault_actions.hogs_wait(instance, False)
         st.restarted()
         launch = self.launches[instance] = _restart(self.launches[instance], st.restarts)
         self.record({"kind": "instance", "instance": instance, "status": "restarting",
@@ -702,6 +705,8 @@ class Supervisor:
                                self.conductor.state)
 
     def _exited(self, st: InstanceState, state: SyncState) -> None:
+        if self.fault_actions is not None:
+            self.fault_actions.hogs_wait(st.spec.id, True)
         if st.status in (70, 127) and st.recorded is None and st.start_error is None:
             st.start_error = _cannot_start(self.run_dir / st.spec.id / "stderr.log")
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
@@ -832,7 +837,8 @@ class Supervisor:
 
     def _conductor(self, state: SyncState) -> Conductor:
         members = [Member(i.id, i.group, i.role) for i in self.spec.instances]
-        return Conductor(self.spec.faults, members, FaultActions(self), state, self.record,
+        self.fault_actions = FaultActions(self)
+        return Conductor(self.spec.faults, members, self.fault_actions, state, self.record,
                          JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run,
                          self.spec.timeout_s)
 

@@ -172,13 +172,15 @@ class _Settings(_Paused):
         self.calls.append((trio.current_time(), action, instance, args))
         return True
 
-    async def skew(self, instance: str, offset: float, drift: float) -> bool:
+    async def skew(self, instance: str, offset: float, drift: float, *,
+                   back: bool = False) -> bool:
         return await self._set("skew", instance, offset, drift)
 
-    async def limit(self, instance: str, cpu: float | None, memory: int | None) -> bool:
+    async def limit(self, instance: str, cpu: float | None, memory: int | None, *,
+                    back: bool = False) -> bool:
         return await self._set("limit", instance, cpu, memory)
 
-    async def hog(self, instance: str, loops: int) -> bool:
+    async def hog(self, instance: str, loops: int, *, back: bool = False) -> bool:
         return await self._set("hog", instance, loops)
 
 
@@ -271,3 +273,107 @@ def test_a_live_fault_refused_as_it_is_played_does_not_use_up_a_number(tmp_path:
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert names == ["live 0 (me)", "live 1 (me)"]
+
+
+class _Ends(_Paused):
+    """Actions where g/1 has exited before any fault: an end or a clock fault misses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+        self.skews: list[tuple[str, float, bool]] = []
+
+    async def end(self, instance: str, why: str, grace: float | None, comeback: str | None,
+                  expect: str) -> bool:
+        return instance != "g/1"
+
+    async def start(self, instance: str, why: str) -> bool:
+        self.started.append(instance)
+        return True
+
+    async def skew(self, instance: str, offset: float, drift: float, *,
+                   back: bool = False) -> bool:
+        self.skews.append((instance, offset, back))
+        return back or instance != "g/1"
+
+
+def _play(faults: list[Fault], actions: _Paused, tmp_path: Path) -> None:
+    async def main() -> None:
+        with JsonlWriter(tmp_path / "faults.jsonl") as log:
+            conductor = Conductor(faults, [Member("g/0", "g"), Member("g/1", "g")],
+                                  actions, SyncState(["g/0", "g/1"]),  # type: ignore[arg-type]
+                                  lambda _: None, log, lambda why: None)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conductor.run)
+                await trio.sleep(10)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.parametrize("action", ["kill", "stop"])
+def test_a_timed_end_starts_again_only_those_it_ended(tmp_path: Path, action: str) -> None:
+    """g/1 had exited (failed) before the fault, which missed it: its end started g/1 again,
+    and a failed run could pass."""
+    actions = _Ends()
+    _play([_timed(action, 1, 2, ["g/0", "g/1"])], actions, tmp_path)
+    assert actions.started == ["g/0"]
+
+
+def test_a_timed_skew_is_set_back_on_an_instance_that_is_down(tmp_path: Path) -> None:
+    """Set back only where the instance ran at the fault's end: one down then (killed, to
+    be restarted) kept the skewed clock in its next process, the fault recorded undone."""
+    actions = _Ends()
+    _play([_timed("skew", 1, 2, ["g/0"], offset=100.0)], actions, tmp_path)
+    assert actions.skews == [("g/0", 100.0, False), ("g/0", 0.0, True)]
+
+
+@pytest.mark.parametrize(("status", "recorded", "ended_by", "revived"), [
+    (1, None, None, False),  # failed of itself: stays failed
+    (0, "success", None, True),  # passed: may run again
+    (-9, None, "killed by fault 0 (kill)", True),  # a fault ended it
+])
+def test_a_restart_starts_again_no_instance_that_failed_of_itself(
+    status: int, recorded: str | None, ended_by: str | None, revived: bool
+) -> None:
+    """An instance that exited 1 before any fault, restarted (or started by a timed kill's
+    end), recorded success in its new process: the failure was gone and the run passed."""
+    import types
+
+    from harness._fault_actions import FaultActions
+    from harness._outcome import InstanceState
+
+    st = InstanceState(spec=None, pid=10, status=status, recorded=recorded,  # type: ignore[arg-type]
+                       ended_by=ended_by)
+    started: list[str] = []
+    sup = types.SimpleNamespace(states={"g/0": st}, comeback={}, revive=started.append)
+    assert trio.run(FaultActions(sup).start, "g/0", "f") is revived  # type: ignore[arg-type]
+    assert started == (["g/0"] if revived else [])
+
+
+def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -> None:
+    import subprocess
+    import time
+    import types
+
+    from harness._fault_actions import FaultActions
+
+    loop = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        actions = FaultActions(types.SimpleNamespace())  # type: ignore[arg-type]
+        actions.hogs["g/0"] = [loop.pid]
+
+        def comes_to(letter: str) -> bool:  # the process's state, /proc/PID/stat
+            for _ in range(50):
+                if Path(f"/proc/{loop.pid}/stat").read_text().split(") ", 1)[1][0] == letter:
+                    return True
+                time.sleep(0.02)
+            return False
+
+        actions.hogs_wait("g/0", True)
+        assert comes_to("T")  # stopped
+        actions.hogs_wait("g/0", False)
+        assert comes_to("S")  # sleeping: going on
+    finally:
+        loop.kill()
+        loop.wait()

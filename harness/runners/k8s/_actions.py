@@ -91,7 +91,7 @@ class ClusterActions:
         self.state.publish(fault_topic(instance), {"pause": on})
         return True
 
-    async def _refused(self, *_: Any) -> Any:
+    async def _refused(self, *_: Any, **__: Any) -> Any:
         # A guard: a planned one is refused before the run (NOT_PLAYED), a live one by the
         # sync service.
         raise FaultError("not played on cluster:k8s yet (partition, isolate, heal, kill, "
