@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 
-from harness._commands._args import add_outputs, failing_as, outputs_dir
+from harness._commands._args import add_outputs, outputs_dir, warning_if_failing
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness._outputs import is_disk_full
 from harness._tell import tell
-from harness.observe import list_runs, sync_history
+from harness.observe import RunRow, list_runs, sync_history
 from harness.plans._checks import INT64
 
 HELP = "list past runs (newest first) from the run history"
@@ -37,17 +39,14 @@ def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
     if args.limit < 1 or args.limit not in INT64:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
-    with failing_as(f"marking the runs under {args.outputs}"):
+    with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only)
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     try:
-        sync_history(args.outputs)
-    except OSError as e:
-        if not (is_disk_full(e) or e.errno == errno.EIO):
-            raise
-        # what the history holds can still be listed
-        tell(f"harness: warning: the run history was not brought up to date ({e.filename}: "
-             f"{e.strerror}): runs it lacks are not listed")
-    rows = list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit)
+        rows = _listed(args, None)
+    except UsageError as e:  # a history that cannot be opened or is no database
+        tell(f"harness: warning: {e}; the runs are read from their directories")
+        with tempfile.TemporaryDirectory(prefix="harness-runs-") as tmp:
+            rows = _listed(args, Path(tmp) / "history.sqlite")
     if args.json:
         sys.stdout.write(
             orjson.dumps([r.to_json() for r in rows], option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -71,6 +70,21 @@ def run(args: argparse.Namespace) -> int:
             + "".join(f"  warning: {_gist(w)}" for w in r.warnings)
         )
     return 0
+
+
+def _listed(args: argparse.Namespace, db: Path | None) -> list[RunRow]:
+    """The runs asked for, from the history `db` (default: the outputs') brought up to
+    date first."""
+    try:
+        sync_history(args.outputs, db)
+    except OSError as e:
+        if not (is_disk_full(e) or e.errno == errno.EIO):
+            raise
+        # what the history holds can still be listed
+        tell(f"harness: warning: the run history was not brought up to date ({e.filename}: "
+             f"{e.strerror}): runs it lacks are not listed")
+    return list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit,
+                     db=db)
 
 
 def _gist(warning: str) -> str:
