@@ -28,7 +28,7 @@ from harness.sync._protocol import (
     decode_request,
     encode,
 )
-from harness.sync._state import SyncState, item_tail
+from harness.sync._state import SHARED, SyncState, item_tail
 from harness.sync._tokens import Tokens
 
 if TYPE_CHECKING:
@@ -81,6 +81,26 @@ class _Backlog:
         self.end = self.next
 
 
+def _coalesced(pieces: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """`pieces` as chunks to send: the small ones joined, each `SHARED`-sized one by itself
+    (a topic's item that many connections send is not copied into each one's batch)."""
+    if all(len(p) < SHARED for p in pieces):
+        return [b"".join(pieces)]
+    out: list[bytes | memoryview] = []
+    small: list[bytes | memoryview] = []
+    for piece in pieces:
+        if len(piece) < SHARED:
+            small.append(piece)
+            continue
+        if small:
+            out.append(b"".join(small))
+            small = []
+        out.append(piece)
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
 def _peer_pid(stream: trio.abc.Stream) -> int | None:
     """The process at the other end of a Unix socket (SO_PEERCRED), None for others."""
     if not isinstance(stream, trio.SocketStream) or stream.socket.family != socket.AF_UNIX:
@@ -123,7 +143,7 @@ class Connection:
         self.peer = _peer_pid(stream)
         """The client's process (Unix sockets), None if not known: replies to many clients
         take turns by it (`harness.sync._state.in_turns`)."""
-        self._outbox: list[bytes | _Backlog] = []
+        self._outbox: list[bytes | memoryview | _Backlog] = []
         self._backlogs = 0  # _Backlog entries in the outbox
         self._writing = False
         self._in_flight = 0  # bytes of `queued` in the batch being written
@@ -142,7 +162,7 @@ class Connection:
 
     # -- replies -------------------------------------------------------------------------
 
-    def _reply(self, frame: bytes) -> None:
+    def _reply(self, frame: bytes | memoryview) -> None:
         if self._closed:
             return  # the connection is gone; nothing waits for this reply any more
         if not self._outbox and not self._writing and self._fd >= 0:
@@ -157,7 +177,7 @@ class Connection:
                 return
             if sent == len(frame):
                 return
-            frame = frame[sent:]
+            frame = frame[sent:] if len(frame) < SHARED else memoryview(frame)[sent:]
         self.queued += len(frame)
         self._largest = max(self._largest, len(frame))
         # What waits behind the batch being written, beyond its largest frame: a reader
@@ -201,7 +221,7 @@ class Connection:
         log("sync connection closed", status=status, reason=reason, instance=self.instance)
         self.state.connection_event(status, reason, self.instance)
         if farewell:
-            queued = [f for f in self._outbox if isinstance(f, bytes)]
+            queued = [f for f in self._outbox if not isinstance(f, _Backlog)]
             last = encode({"id": None, "error": reason, "closed": True})
             # The newline ends a frame the writer may have been cut off in.
             self._farewell = b"".join([b"\n", *queued, last])
@@ -248,11 +268,12 @@ class Connection:
         while True:
             if not self._outbox:
                 await self._writer_idle.park()
-            data, counted = self._next_batch()
+            chunks, counted = self._next_batch()
             self._writing = True
             self._in_flight = counted
             try:
-                await self.stream.send_all(data)
+                for chunk in chunks:
+                    await self.stream.send_all(chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
                 self._close("lost", f"the connection broke with {self.queued} bytes of "
                                     f"replies queued for it: {e}", farewell=False)
@@ -263,23 +284,27 @@ class Connection:
             self._in_flight = 0
             self.queued -= counted
 
-    def _next_batch(self) -> tuple[bytes, int]:
-        """The bytes to send next, and how many of them count as queued. Replies go before
-        the backlogs still being sent (a backlog takes its own subscription's live items,
-        so that subscription's order holds), then up to _BATCH bytes of backlog items."""
+    def _next_batch(self) -> tuple[list[bytes | memoryview], int]:
+        """The bytes to send next, in chunks, and how many of them count as queued. Replies
+        go before the backlogs still being sent (a backlog takes its own subscription's live
+        items, so that subscription's order holds), then up to _BATCH bytes of backlog
+        items."""
         self._largest = 0  # every frame waiting goes in this batch
         if not self._backlogs:
             batch, self._outbox = self._outbox, []
-            return b"".join(batch), self.queued  # type: ignore[arg-type]
-        out = [entry for entry in self._outbox if isinstance(entry, bytes)]
+            return _coalesced(batch), self.queued  # type: ignore[arg-type]
+        out: list[bytes | memoryview] = [
+            entry for entry in self._outbox if not isinstance(entry, _Backlog)]
         backlogs = [entry for entry in self._outbox if isinstance(entry, _Backlog)]
         size = counted = sum(map(len, out))
         taken = 0
         for entry in backlogs:
             while entry.next < entry.end and size < _BATCH:
-                frame = entry.prefix + item_tail(entry.next + 1, entry.payloads[entry.next])
-                out.append(frame)
-                size += len(frame)
+                seq, payload = entry.next + 1, entry.payloads[entry.next]
+                parts = ([entry.prefix + item_tail(seq, payload)] if len(payload) < SHARED
+                         else [entry.prefix + b',"seq":%d,"item":' % seq, payload, b"}\n"])
+                out += parts  # (a large item: the topic's own bytes, not a copy)
+                size += sum(map(len, parts))
                 entry.next += 1
             if entry.next < entry.end:
                 break
@@ -287,7 +312,7 @@ class Connection:
             taken += 1
             self._backlogs -= 1
         self._outbox = backlogs[taken:]  # type: ignore[assignment]
-        return b"".join(out), counted
+        return _coalesced(out), counted
 
     async def _receive(self) -> bytes | bytearray:
         """The next bytes from the client (b"" at its end). Straight from the socket where
