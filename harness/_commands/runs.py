@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     try:
         rows = _listed(args, None)
-    except UsageError as e:  # a history that cannot be opened or is no database
-        tell(f"harness: warning: {e}; the runs are read from their directories")
+    except (UsageError, OSError) as e:  # no database, or one that cannot be opened
+        why = e if isinstance(e, UsageError) else f"run history {e.filename}: {e.strerror}"
+        tell(f"harness: warning: {why}; the runs are read from their directories")
         with tempfile.TemporaryDirectory(prefix="harness-runs-") as tmp:
             rows = _listed(args, Path(tmp) / "history.sqlite")
     if args.json:

@@ -215,19 +215,6 @@ def test_a_history_that_is_no_database_leaves_the_report_written_and_says_so(
     assert len(r.stderr.splitlines()) == 1
 
 
-def test_runs_with_a_history_that_is_no_database_lists_the_run_directories(
-    run_factory: Callable[..., Path],
-) -> None:
-    """It refused to list anything ("run history ... is unusable")."""
-    run_dir = run_factory()
-    (run_dir.parent / "history.sqlite").write_bytes(b"not a database" * 1000)
-    r = harness_cli("runs", "--outputs", str(run_dir.parent), "--json")
-    assert r.returncode == 0, r.stderr
-    assert [row["run_id"] for row in json.loads(r.stdout)] == [run_dir.name]
-    assert r.stderr.startswith("harness: warning: run history ") and r.stderr.endswith(
-        "; the runs are read from their directories\n")
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="a read-only bind mount needs root and unshare")
 def test_runs_on_a_read_only_outputs_directory_lists_them(

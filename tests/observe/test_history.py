@@ -66,14 +66,18 @@ def test_record_needs_run_json(tmp_path: Path) -> None:
         record_run(tmp_path)
 
 
-def test_corrupt_history_is_a_one_line_error(
+def test_a_corrupt_history_is_a_warning_and_the_run_directories_are_listed(
     run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_factory()
+    """It was an error (exit 2), and nothing was listed."""
+    run_dir = run_factory()
     (tmp_path / "outputs" / "history.sqlite").write_bytes(b"not a database at all" * 100)
-    assert main(["runs", "--outputs", str(tmp_path / "outputs")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "history.sqlite" in err
+    assert main(["runs", "--outputs", str(tmp_path / "outputs")]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"harness: warning: run history {tmp_path / 'outputs' / 'history.sqlite'} "
+                   "is unusable: file is not a database; the runs are read from their "
+                   "directories\n")
+    assert run_dir.name in out
 
 
 def test_a_write_the_file_system_refuses_still_lists_what_the_history_holds(
