@@ -7,7 +7,9 @@ import resource
 
 from harness._errors import EnvironmentProblem, os_error_in
 
-_OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+"""What opening a file fails with when no file descriptor is left (the process's, the
+machine's)."""
 
 
 def need(instances: int) -> int:
@@ -35,7 +37,7 @@ def raise_to(want: int) -> None:
 
 def out_of_files(error: BaseException, instances: int) -> EnvironmentProblem | None:
     """The one-line error for a run that ran out of file descriptors somewhere in `error`."""
-    found = os_error_in(error, _OUT_OF_FILES)
+    found = os_error_in(error, OUT_OF_FILES)
     if found is None:
         return None
     if found.errno == errno.ENFILE:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
     if args.limit < 1 or args.limit not in INT64:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
-    with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only)
+    with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only, full)
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     try:
         rows = _listed(args, None)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from harness.faults._errors import FaultError
-from harness.faults._values import is_number
+from harness.plans._checks import is_number
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy

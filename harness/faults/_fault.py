@@ -24,7 +24,8 @@ from typing import Any
 from harness._errors import UsageError
 from harness.faults._errors import FaultError
 from harness.faults._select import EVERYONE, Member, Selector
-from harness.faults._values import int64, is_int, is_number, seconds, size
+from harness.faults._values import int64, is_int, seconds, size
+from harness.plans._checks import is_number
 
 NETWORK = ("shape", "partition", "isolate", "heal")
 PROCESS = ("kill", "stop", "pause", "resume", "restart")

@@ -9,7 +9,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from harness.faults._errors import FaultError
-from harness.faults._values import int64, is_int, is_number
+from harness.faults._values import int64, is_int
+from harness.plans._checks import is_number
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from harness.faults._errors import FaultError
 from harness.plans import parse_duration
-from harness.plans._checks import INT64
+from harness.plans._checks import INT64, is_number
 
 _MAX_S = 7 * 24 * 3600.0
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
@@ -28,16 +27,6 @@ def int64(value: Any, where: str, *, least: int) -> int:
         raise FaultError(f"{where} must be a whole number >= {least} and at most 2**63 - 1, "
                          f"not {value!r}")
     return int(value)
-
-
-def is_number(x: object) -> bool:
-    """A finite int or float (an int a float can hold), and not a boolean."""
-    if not isinstance(x, int | float) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # an int beyond any float
-        return False
 
 
 def seconds(value: Any, where: str, *, positive: bool = False, signed: bool = False) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from harness._tell import one_line
-from harness.observe._jsonl import Tail, Unreadable, number, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, Unreadable, number, parse_line, read_jsonl, told_once
 from harness.observe._rundir import follow_run, run_ended
 from harness.observe._runrecord import RecordError, read_run
 
@@ -71,8 +71,8 @@ def follow_events(
     """The run's events so far, then those that come, until `ended(run_dir)`; those that
     arrive in one poll are ordered among themselves. A file that cannot be read is told to
     `unreadable` once and left out, where it is given."""
-    tails = [(Tail(run_dir / name, unreadable=unreadable), name == SOURCES[1])
-             for name in SOURCES]
+    told = told_once(unreadable)
+    tails = [(Tail(run_dir / name, unreadable=told), name == SOURCES[1]) for name in SOURCES]
 
     def read(final: bool) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []

@@ -14,6 +14,7 @@ from typing import IO, Any
 import orjson
 
 from harness._errors import EnvironmentProblem
+from harness._openfiles import OUT_OF_FILES
 from harness._reading import read_upto
 
 MAX_LINE = 16 << 20
@@ -68,7 +69,6 @@ def number(value: object) -> float | None:
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.ENODEV})
 """What opening a file that is not there, or is no file (a symlink loop, a socket, a device
 without its driver), fails with."""
-OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 class ReadFailed(EnvironmentProblem):
@@ -217,7 +217,8 @@ class Tail:
     """Reads the lines appended to a file since the last call, a chunk at a time, so memory
     stays flat on a large file; a line longer than `max_line` bytes is cut there (`CUT`
     marks it) and the rest of it is dropped. A file that cannot be read is told to
-    `unreadable` once, and read as absent, where it is given (`open_or_tell`)."""
+    `unreadable` at each read, and read as absent, where it is given (`open_or_tell`; a
+    follower tells it once: `told_once`)."""
 
     def __init__(self, path: Path, *, from_start: bool = True, max_line: int = MAX_LINE,
                  unreadable: Unreadable | None = None) -> None:
@@ -235,7 +236,7 @@ class Tail:
         """The new complete lines (without the newline), read as they are asked for, up to
         the file's end; a partial last line waits for its newline, unless `final` (the
         writer is done)."""
-        f = open_or_tell(self.path, self._tell_once)
+        f = open_or_tell(self.path, self._unreadable)
         if f is not None:
             with f:
                 f.seek(self._pos)
@@ -247,12 +248,6 @@ class Tail:
         if final and self._buf:
             yield self._buf
             self._buf = b""
-
-    def _tell_once(self, error: ReadFailed) -> None:
-        if self._unreadable is None:
-            raise error
-        self._unreadable(error)
-        self._unreadable = ignore_unreadable  # a follower polls it again and again: once is enough
 
     def read_lines(self) -> list[bytes]:
         """`lines()`, all of them at once."""
@@ -276,6 +271,20 @@ class Tail:
             else:
                 self._buf = line
         return out
+
+
+def told_once(unreadable: Unreadable | None) -> Unreadable | None:
+    """`unreadable`, told of each file once (a follower reads its files again and again)."""
+    if unreadable is None:
+        return None
+    seen: set[Path] = set()
+
+    def tell(error: ReadFailed) -> None:
+        if error.path not in seen:
+            seen.add(error.path)
+            unreadable(error)
+
+    return tell
 
 
 def ignore_unreadable(error: ReadFailed) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.observe._jsonl import ReadFailed, Tail, Unreadable, parse_line, read_jsonl
+from harness.observe._jsonl import Tail, Unreadable, parse_line, read_jsonl, told_once
 from harness.observe._rundir import follow_run, instance_dirs, run_ended
 from harness.observe._runrecord import RunRecord, read_run
 
@@ -205,7 +205,7 @@ def merged_lines(run_dir: Path, flt: LogFilter = LogFilter(),
     Each file is read lazily and merged with a heap, so memory stays flat on large logs.
     """
     run = read_run(run_dir)
-    told = _once(unreadable)  # events.jsonl is read for the clock, then maybe again
+    told = told_once(unreadable)  # events.jsonl is read for the clock, then maybe again
     clock = _Clock(_clock_offset(run_dir, told))
     start = clock.to_mono(run.started) if run and run.started is not None else None
     parsers = [_Parser(s, clock, start or float("-inf")) for s in _sources(run_dir, run, flt)]
@@ -214,20 +214,6 @@ def merged_lines(run_dir: Path, flt: LogFilter = LogFilter(),
     for line in heapq.merge(*streams, key=_mono):
         if flt(line):
             yield line
-
-
-def _once(unreadable: Unreadable | None) -> Unreadable | None:
-    """`unreadable`, told of each file once."""
-    if unreadable is None:
-        return None
-    seen: set[Path] = set()
-
-    def tell(error: ReadFailed) -> None:
-        if error.path not in seen:
-            seen.add(error.path)
-            unreadable(error)
-
-    return tell
 
 
 def _mono(line: LogLine) -> float:
@@ -248,7 +234,7 @@ def follow_lines(
     poll's are merged as `merged_lines` merges, a file read as the merge needs it. A file
     that cannot be read is told to `unreadable` once, where it is given."""
     clock = _Clock(None)
-    told = _once(unreadable)
+    told = told_once(unreadable)
     tails: dict[Path, tuple[Tail, _Parser]] = {}
 
     def read(final: bool) -> Iterator[LogLine]:

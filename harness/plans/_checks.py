@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from harness._errors import UsageError
 from harness._reading import read_upto
@@ -87,19 +87,23 @@ def whole(value: Any, where: str, *, least: int | None = 0) -> int:
     return value
 
 
-def number(value: Any, where: str) -> float:
-    """`value` if it is a finite int or float (not a bool or text)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
-        raise UsageError(f"{where} must be a finite number, not {shown}")
-    return value
-
-
-def _finite(value: float) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float (an int a float can hold), and not a boolean."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
     try:
         return math.isfinite(value)
     except OverflowError:  # an int beyond any float
         return False
+
+
+def number(value: Any, where: str) -> float:
+    """`value` if it is a finite int or float (not a bool or text)."""
+    if not is_number(value):
+        shown = repr(value)
+        raise UsageError(f"{where} must be a finite number, not "
+                         f"{shown if len(shown) <= 40 else shown[:20] + '...'}")
+    return value
 
 
 def text(value: Any, where: str) -> str:

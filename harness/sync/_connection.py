@@ -360,8 +360,7 @@ class Connection:
                         return
             del buffer[:start]
             if len(buffer) > self._frame_limit:
-                before = "" if self.instance is not None or self._tokens is None else (
-                    " before hello")
+                before = " before hello" if self._frame_limit == HELLO_FRAME else ""
                 self._close("refused", f"frame longer than {self._frame_limit} bytes{before}")
                 return
 
