@@ -183,6 +183,54 @@ def remove_sockets(run_dir: Path, sock_dir: str | None) -> list[Path]:
     return removed
 
 
+STALE_AFTER_S = 60.0
+"""How long a socket must have been there without a listener before `remove_stale_sockets`
+takes it for a dead run's (a live run binds, then listens, within moments)."""
+
+
+def remove_stale_sockets(tmp: Path | None = None) -> list[Path]:
+    """Remove the socket directories that killed runs left in the temporary directory,
+    whatever outputs those runs wrote to: a `harness-*` directory of this user's that holds
+    nothing but the run's sockets, none of them listened on, all older than `STALE_AFTER_S`.
+    Returns the directories removed."""
+    tmp = Path(tempfile.gettempdir()) if tmp is None else tmp
+    removed = []
+    with contextlib.suppress(OSError):
+        for where in tmp.glob(f"{SOCK_DIR_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                stale = _stale(where)
+                for sock in stale:
+                    sock.unlink()
+                if stale:
+                    where.rmdir()
+                    removed.append(where)
+    return removed
+
+
+def _stale(where: Path) -> list[Path]:
+    """The sockets in `where` if it is a dead run's socket directory, else nothing."""
+    info = where.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        return []
+    entries = list(where.iterdir())
+    if not entries or any(e.name not in SOCKETS for e in entries):
+        return []  # not (or not yet) a run's socket directory
+    now = time.time()
+    for entry in entries:
+        sock = entry.lstat()
+        if not stat.S_ISSOCK(sock.st_mode) or now - sock.st_mtime < STALE_AFTER_S:
+            return []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(entry))
+            except ConnectionRefusedError:
+                continue  # nobody listens: the run that made it is gone
+            except OSError:
+                pass
+            return []  # listened on, or not to be judged
+    return entries
+
+
 def mark_aborted_runs(outputs: Path, found_by: str) -> list[Path]:
     """`mark_aborted` for every run under `outputs`; returns the runs it marked."""
     return [d for d in list_run_dirs(outputs) if mark_aborted(d, found_by)]

@@ -34,7 +34,13 @@ from harness._errors import EnvironmentProblem, HarnessError, UsageError, single
 from harness._fault_actions import FaultActions
 from harness._latesignal import LateSignal, late_signals_raise
 from harness._listen import Listen, bind, inherited
-from harness._liveness import LAST_SEEN_EVERY_S, SOCK_DIR_PREFIX, identity, mark_aborted_runs
+from harness._liveness import (
+    LAST_SEEN_EVERY_S,
+    SOCK_DIR_PREFIX,
+    identity,
+    mark_aborted_runs,
+    remove_stale_sockets,
+)
 from harness._openfiles import out_of_files, raise_limit
 from harness._outcome import InstanceState
 from harness._outputs import check_outputs, disk_full_in, outputs_error
@@ -512,12 +518,15 @@ class Supervisor:
             self._events.close()
 
     def _mark_aborted_runs(self) -> None:
-        """Runs under the same outputs whose supervisor died (SIGKILL) become "aborted"."""
+        """Runs under the same outputs whose supervisor died (SIGKILL) become "aborted";
+        the socket directories of any killed run go."""
         try:
             for run_dir in mark_aborted_runs(self.options.outputs, "the next run"):
                 _log.warning("marked a run whose supervisor is gone as aborted", run=run_dir.name)
         except OSError as e:
             _log.warning("could not check earlier runs", error=str(e))
+        for where in remove_stale_sockets():
+            _log.info("removed a killed run's socket directory", path=str(where))
 
     def _new_host(self) -> ProcessHost:
         case = self.spec.case

@@ -165,6 +165,12 @@ def test_interrupt_or_kill_leaves_no_process_behind(
     while time.monotonic() < deadline and any(alive(p) for p in below):
         time.sleep(0.1)
     assert not [p for p in below if alive(p)], "processes outlived the run"
+    if sig == signal.SIGKILL:  # what `harness clean` does for it: its sockets go
+        from harness._liveness import mark_aborted_runs
+
+        sock_dir = Path(_run_json(out)["sock_dir"])
+        assert mark_aborted_runs(out, "test") == [only_run_dir(out)]
+        assert not (sock_dir / "sync.sock").exists()
 
 
 RAW_NODE = """#!/usr/bin/env python3

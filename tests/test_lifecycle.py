@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import pytest
 
 import harness
 from harness._errors import single_cause
+from harness._liveness import mark_aborted_runs
 from harness.plans import build_run_spec
 
 from .conftest import ROOT, alive, descendants, harness_cli, only_run_dir
@@ -435,6 +437,7 @@ def test_a_live_run_is_not_marked_aborted(make_plan: Callable[..., Path], tmp_pa
         r = harness_cli("show", str(run_dir))
         assert "still running" in r.stdout, r.stdout + r.stderr
         assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
+    mark_aborted_runs(out, "test")  # its sockets: the supervisor was SIGKILLed
 
 
 def test_a_damaged_records_socket_directory_is_not_removed(tmp_path: Path) -> None:
@@ -518,3 +521,46 @@ def test_the_next_netns_run_removes_a_killed_runs_network_and_says_so(
     assert f"{prefix}-" in r.stderr
     assert not _netns(prefix)
     _assert_aborted(run_dir, before)
+
+
+def test_clean_removes_killed_runs_socket_directories_and_nothing_else(tmp_path: Path) -> None:
+    """A run SIGKILLed with its sockets in the temporary directory (its own path too long
+    for AF_UNIX) left them there for ever: `harness clean` and the next run only looked at
+    the runs of their own outputs."""
+    from harness._liveness import STALE_AFTER_S, remove_stale_sockets
+
+    old = time.time() - STALE_AFTER_S - 1
+    listening: list[socket.socket] = []
+
+    def made(name: str, *, listen: bool = False, age: float = old, extra: str | None = None) -> Path:
+        where = tmp_path / f"harness-{name}"
+        where.mkdir()
+        for sock_name in ("sync.sock", "relay.sock"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(str(where / sock_name))
+            if listen:
+                sock.listen()
+                listening.append(sock)
+            else:
+                sock.close()  # the file stays, nobody listens: a killed run's
+            os.utime(where / sock_name, (age, age), follow_symlinks=False)
+        if extra:
+            (where / extra).write_text("")
+        return where
+
+    dead = made("dead")
+    live = made("live", listen=True)
+    young = made("young", age=time.time())
+    other = made("other", extra="notes.txt")
+    empty = tmp_path / "harness-empty"  # a run between mkdtemp and bind
+    empty.mkdir()
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    try:
+        assert remove_stale_sockets(tmp_path) == [dead]
+    finally:
+        for sock in listening:
+            sock.close()
+    assert not dead.exists()
+    assert all(p.is_dir() for p in (live, young, other, empty, elsewhere))
+    assert (other / "sync.sock").exists() and (live / "sync.sock").exists()

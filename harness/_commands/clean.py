@@ -10,7 +10,7 @@ import netem
 from harness import _cgroup as cgroups
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import EnvironmentProblem, UsageError
-from harness._liveness import mark_aborted_runs
+from harness._liveness import mark_aborted_runs, remove_stale_sockets
 from harness.observe import DEFAULT_OUTPUTS
 
 HELP = (
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         print("harness: note: network namespaces not checked (that needs root)", file=sys.stderr)
     with failing_as(f"marking the runs under {outputs}"):
         aborted = mark_aborted_runs(outputs, "harness clean")
+    if args.prefix is None:  # killed runs' socket directories, whatever their outputs
+        removed += [str(p) for p in remove_stale_sockets()]
     for item in removed:
         print(f"removed {item}")
     for run_dir in aborted:
