@@ -464,6 +464,27 @@ def test_stop_ends_with_sigterm_and_resume_ends_a_pause(tmp_path: Path) -> None:
     assert [t for t in times if t > resumed], "resume did not end the pause"
 
 
+def test_a_restart_ends_the_pause_that_holds_its_instance(tmp_path: Path) -> None:
+    """The contract (docs/faults.md) the simulation keeps too: the frozen process is thawed to
+    take its signal and what starts again runs, though the pause had no end of its own."""
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "500ms"
+        action = "pause"
+        targets = {instances = ["single/0"]}
+
+        [[faults]]
+        at = "1s"
+        action = "restart"
+        targets = {instances = ["single/0"]}
+        """, "-p", "seconds=4")
+    assert code == 0, out
+    assert _instance(run_dir, "single/0")["restarts"] == 1
+    restarted = {f["fault"]: f for f in _faults(run_dir)}["fault 1"]["ts"]
+    assert [t for t, _, _ in _beats(run_dir, "single/0") if t > restarted + 0.2], (
+        "the restarted instance stayed paused")
+
+
 def test_an_instance_down_for_a_restart_when_the_run_stops_says_why_it_stopped(
     tmp_path: Path,
 ) -> None:
