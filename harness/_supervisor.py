@@ -610,6 +610,7 @@ class Supervisor:
                 s.pid is not None or s.start_error or s.not_started for s in self.states.values()
             ):
                 await self._settled.wait()
+            self._write_run_json(ended=False)  # the instances' pids and addresses, now
             await observers.start(self.conductor.run)
             if self._sampler is not None:
                 await self._sampler()

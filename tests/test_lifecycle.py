@@ -440,6 +440,31 @@ def test_a_live_run_is_not_marked_aborted(make_plan: Callable[..., Path], tmp_pa
     mark_aborted_runs(out, "test")  # its sockets: the supervisor was SIGKILLed
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root")
+def test_a_live_run_json_names_its_instances_pids_and_addresses_once_they_started(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """They came with the first `last_seen` refresh, up to 5 s after the start: `harness show`
+    of a live run had neither."""
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    proc = _start(root, out, "sleep")
+    with _reaped(proc):
+        run_dir = _wait_for("the run directory", lambda: list(out.glob("*/run.json")))[0].parent
+        _wait_for("three instances", lambda: sum(
+            e.get("status") == "started" for e in _events(run_dir)) == 3)
+        started = time.monotonic()
+
+        def recorded() -> list[dict[str, Any]]:
+            found = json.loads((run_dir / "run.json").read_text())["instances"]
+            return found if all(i.get("pid") and i.get("ip") for i in found) else []
+
+        instances = _wait_for("pids and addresses in run.json", recorded, timeout=10)
+        assert time.monotonic() - started < 2, "recorded only by the 5 s refresh"
+        assert all(i["ip"].startswith("198.18.") for i in instances), instances
+    mark_aborted_runs(out, "test")
+
+
 def test_a_damaged_records_socket_directory_is_not_removed(tmp_path: Path) -> None:
     """Only a directory the supervisor made for its sockets goes with them."""
     from harness._liveness import remove_sockets
