@@ -348,7 +348,22 @@ def _claim(name: str, dirs: list[Path]) -> None:
 
     OWNERS.mkdir(parents=True, exist_ok=True)
     owner = f"{os.getpid()} {process_start(os.getpid())}"
-    (OWNERS / name).write_text("".join(f"{line}\n" for line in (owner, *map(str, dirs))))
+    # Whole or not at all: another run's start-up `cleanup` reading it half written takes
+    # its owner for dead, removes the claim, and the next clean-up kills this run's groups.
+    # The temporary file reads as a claim too: a crash's goes as a dead run's, and one a
+    # clean-up removed half written is written again.
+    tmp = OWNERS / f"{name}.{os.getpid()}.tmp"
+    for attempt in range(5):
+        try:
+            tmp.write_text("".join(f"{line}\n" for line in (owner, *map(str, dirs))))
+            tmp.replace(OWNERS / name)
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _claim_of(name: str, found: dict[str, Hierarchy]) -> tuple[bool, list[Path]]:

@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -482,3 +483,36 @@ def test_cleanup_finds_a_dead_runs_groups_made_from_another_cgroup() -> None:
         assert not (other / run.name).exists()
     finally:
         other.rmdir()
+
+
+def test_a_claim_being_written_is_never_taken_for_a_dead_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs starting together: one's clean-up reads the other's claim while it is
+    written. Read half written (empty), the live owner was taken for dead, its claim
+    removed, and its groups killed by the next clean-up."""
+    monkeypatch.setattr(cg, "OWNERS", tmp_path)
+    name = "harness-20261204-000000-abcdef"
+    cg._claim(name, [])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        try:
+            while not stop.is_set():
+                cg._claim(name, [])
+        except BaseException as e:  # the claim's temporary file removed by the clean-up
+            errors.append(e)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        seen_dead = 0
+        for _ in range(500):
+            cg.cleanup({})
+            seen_dead += not cg._claim_of(name, {})[0]
+    finally:
+        stop.set()
+        writer.join()
+    assert (seen_dead, errors) == (0, [])
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
