@@ -26,7 +26,7 @@ from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
 from harness.observe import list_run_dirs, load_run
-from harness.observe._jsonl import ignore_unreadable, read_jsonl
+from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.sync._protocol import FAILING_EVENTS
@@ -85,8 +85,9 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
     if not run.goes_on:
         return False
     passed, last_event = _read_events(run_dir)
-    last_seen = max((t for t in (run.last_seen, run.started, last_event) if t is not None),
-                    default=None)
+    signs = (run.last_seen, run.started, last_event,
+             *(_last_stamp(run_dir / name) for name in SIGNS_OF_LIFE))
+    last_seen = max((t for t in signs if t is not None), default=None)
     instances = tuple(
         i if i.ended is not None
         else dataclasses.replace(i, outcome="passed", reason=None, exit_code=0,
@@ -140,6 +141,24 @@ def _read_events(run_dir: Path) -> tuple[dict[str, float], float | None]:
                 exited.pop(inst, None)
     passed = {i: t for i, t in exited.items() if i in succeeded and i not in failed}
     return passed, last
+
+
+SIGNS_OF_LIFE = ("telemetry.jsonl", "faults.jsonl")
+"""Files besides events.jsonl the supervisor writes to, line by line, while it lives: the
+telemetry every second, the faults as they are played. A quiet run (instances waiting on
+their network) writes no event for long: one killed 4.5 s in read "last seen 0.7 s into the
+run", a fault it played at 3.7 s shown after its end."""
+
+
+def _last_stamp(path: Path) -> float | None:
+    """The `ts` of the last whole record of JSON-lines file `path`, from its tail only (the
+    telemetry of a long run is large); None if it has none."""
+    for line in reversed(read_tail(path, 64 << 10, ignore_unreadable).splitlines()):
+        record = parse_line(line)
+        ts = None if record is None else number(record.get("ts"))
+        if ts is not None:
+            return ts
+    return None
 
 
 def run_over(run_dir: Path, found_by: str) -> bool:

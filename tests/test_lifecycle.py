@@ -366,10 +366,13 @@ def _kill_supervisor_mid_run(root: Path, out: Path, runner: str) -> tuple[Path, 
 def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     assert run["outcome"] == "aborted"
-    # It ended, as far as anyone knows, at its last sign of life: events.jsonl's last line
-    # (flushed every half second), else run.json's last_seen (refreshed every 5 s).
-    last_event = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])["ts"]
-    assert run["ended"] == max(before["last_seen"], last_event)
+    # It ended, as far as anyone knows, at its last sign of life: the last line of
+    # events.jsonl (flushed every half second), telemetry.jsonl (a sample a second) or
+    # faults.jsonl, else run.json's last_seen (refreshed every 5 s).
+    last = [json.loads(f.read_text().splitlines()[-1])["ts"] for f in
+            (run_dir / name for name in ("events.jsonl", "telemetry.jsonl", "faults.jsonl"))
+            if f.exists() and f.read_text().strip()]
+    assert run["ended"] == max(before["last_seen"], *last)
     assert "last seen" in run["reason"]
     assert not (Path(before["sock_dir"]) / "sync.sock").exists()
     assert not (Path(before["sock_dir"]) / "relay.sock").exists()
@@ -589,3 +592,29 @@ def test_clean_removes_killed_runs_socket_directories_and_nothing_else(tmp_path:
     assert not dead.exists()
     assert all(p.is_dir() for p in (live, young, other, empty, elsewhere))
     assert (other / "sync.sock").exists() and (live / "sync.sock").exists()
+
+
+@pytest.mark.parametrize("file", ["telemetry.jsonl", "faults.jsonl"])
+def test_a_killed_runs_end_is_its_last_sign_of_life_in_any_of_its_records(
+    tmp_path: Path, file: str
+) -> None:
+    """A quiet run writes no event for long, and `last_seen` is refreshed every 5 s: one
+    killed 4.5 s in read "last seen 0.7 s into the run", though its telemetry and a fault
+    it played at 3.7 s showed it alive later."""
+    from harness._liveness import mark_aborted
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=False))
+    orphan(run_dir)
+    before = json.loads((run_dir / "run.json").read_text())
+    last_event = max(json.loads(line)["ts"] for line in
+                     (run_dir / "events.jsonl").read_text().splitlines())
+    later = max(last_event, before.get("last_seen") or 0, before["started"]) + 30.0
+    with (run_dir / file).open("a") as f:
+        f.write(json.dumps({"ts": later - 1, "mono": 1.0, "kind": "cpu"}) + "\n")
+        f.write(json.dumps({"ts": later, "mono": 2.0, "kind": "cpu"}) + "\n")
+        f.write('{"ts": 9999999999.0, "kind": "cp')  # killed mid-line: not a whole record
+    assert mark_aborted(run_dir, "test")
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["ended"] == later
+    assert f"{later - before['started']:.1f} s into the run" in run["reason"]
