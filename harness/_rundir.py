@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,13 @@ def write_files(files: dict[Path, bytes]) -> None:
     temporary file, and the files as they were (but those renamed already, if a later
     rename fails: a directory in the way)."""
     tmps: list[Path] = []
+    # A name of this writer's own: two processes marking one dead run aborted at once
+    # (runs starting together, clean beside show) shared `run.json.tmp`, truncated each
+    # other's half-written file, left run.json no JSON and failed their renames.
+    mine = f".{os.getpid()}-{secrets.token_hex(3)}.tmp"
     try:
         for path in files:
-            tmps.append(path.with_suffix(path.suffix + ".tmp"))
+            tmps.append(path.with_suffix(path.suffix + mine))
             tmps[-1].write_bytes(files[path])
         for path, tmp in zip(files, tmps, strict=True):  # a rename may fail too (a directory)
             os.replace(tmp, path)

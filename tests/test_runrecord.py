@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness._cli import main
+from harness._rundir import write_json
 from harness.observe._runrecord import (
     OUTCOMES,
     GroupRecord,
@@ -373,3 +375,28 @@ def test_a_run_ended_by_an_error_records_the_exit_code_the_command_gives() -> No
     assert [_exit_code_of(e) for e in (
         EnvironmentProblem("no netns"), UsageError("bad"), nested, KeyboardInterrupt(),
         ExceptionGroup("g", [RuntimeError("bug")]))] == [3, 2, 3, 130, 1]
+
+
+def test_writers_of_one_file_at_once_each_write_it_whole(tmp_path: Path) -> None:
+    """Processes marking one dead run aborted at once (runs starting together on the same
+    outputs, `harness clean` beside `harness show`) shared one temporary file: one's
+    rename failed (FileNotFoundError), and run.json could be left no JSON."""
+    path = tmp_path / "run.json"
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            for n in range(300):
+                write_json(path, {"writer": k, "n": n, "pad": "x" * (1000 * k + n)})
+        except BaseException as e:
+            errors.append(e)
+
+    writers = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    assert errors == []
+    record = json.loads(path.read_text())
+    assert record["pad"] == "x" * (1000 * record["writer"] + record["n"])
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
