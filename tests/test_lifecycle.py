@@ -507,6 +507,26 @@ def test_clean_marks_dead_runs_aborted_even_when_a_removal_fails(
                        "/sys/fs/cgroup/cpu/harness-x: still busy\n")
 
 
+def test_clean_that_only_marked_a_run_does_not_say_nothing_was_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "marked run ... aborted", then "nothing to remove"."""
+    import netem
+    from harness import _cgroup
+    from harness._cli import main
+    from harness._commands import clean
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=False))
+    orphan(run_dir)
+    for owner, name in ((netem, "cleanup"), (_cgroup, "cleanup"), (clean, "remove_stale_sockets")):
+        monkeypatch.setattr(owner, name, lambda *_: [])
+    assert main(["clean", "--outputs", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"marked run {run_dir.name} aborted"), out
+    assert "nothing to remove" not in out
+
+
 def test_instances_that_passed_before_the_supervisor_died_stay_passed(tmp_path: Path) -> None:
     """Killed in the run's tear-down, the supervisor had not written their outcomes:
     `harness clean` marked every one "failed: aborted with the supervisor", though

@@ -86,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {item}")
     for run_dir in aborted:
         print(f"marked run {run_dir.name} aborted (its supervisor is gone); removed its sockets")
-    if removed or not failed:
-        print(f"{len(removed)} item(s) removed" if removed else "nothing to remove")
+    if removed:
+        print(f"{len(removed)} item(s) removed")
+    elif not failed and not aborted:
+        print("nothing to remove")
     if failed:
         raise EnvironmentProblem(f"clean-up failed: {'; '.join(failed)}")
     return 0
