@@ -202,9 +202,11 @@ class JsonlWriter:
         self.close()
 
 
-MAX_LINE = 1 << 20
+TAIL_MAX_LINE = 1 << 20
 """Bytes of a line kept at most (`Tail`): a program that writes hundreds of MB without a
-newline (a progress bar redrawn with carriage returns, binary output) is not held whole."""
+newline (a progress bar redrawn with carriage returns, binary output) is not held whole.
+Not `MAX_LINE`, the records' limit: named so, it replaced that one, and every record over
+1 MiB (a long failure, a partition's step) was left out as damaged."""
 CUT = b" [line cut at 1 MiB]"
 """What ends a line that `Tail` cut."""
 _CHUNK = 1 << 16
@@ -220,7 +222,7 @@ class Tail:
     `unreadable` at each read, and read as absent, where it is given (`open_or_tell`; a
     follower tells it once: `told_once`)."""
 
-    def __init__(self, path: Path, *, from_start: bool = True, max_line: int = MAX_LINE,
+    def __init__(self, path: Path, *, from_start: bool = True, max_line: int = TAIL_MAX_LINE,
                  unreadable: Unreadable | None = None) -> None:
         self.path = path
         self.max_line = max_line

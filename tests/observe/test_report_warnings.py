@@ -137,3 +137,28 @@ def test_damaged_lines_of_the_runs_own_records_are_warned_about(
                         f"the run's telemetry.jsonl has 2 damaged lines{end}"]
     page = (run_dir / "report.html").read_text()
     assert "The run&#x27;s events.jsonl has 2 damaged lines" in page
+
+
+def test_a_record_of_a_few_mib_is_read_not_called_damaged(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Records up to 16 MiB are read: an instance's failure with a 2 MiB message, a
+    partition's step over hundreds of instances. The logs' 1 MiB cut had taken the
+    readers' limit, so they were left out and called cut short or edited."""
+    run_dir = run_factory(change_at=None, faults=True)
+    big = "x" * (2 << 20)
+    with (run_dir / "events.jsonl").open("ab") as f:
+        f.write(json.dumps({"ts": 1795000009.0, "mono": 1009.0, "kind": "event",
+                            "type": "failure", "instance": "single/1",
+                            "error": f"TestFailure: {big}"}).encode() + b"\n")
+    chosen = [f"single/{i}" for i in range(4)]
+    with (run_dir / "faults.jsonl").open("ab") as f:
+        f.write(json.dumps({"ts": 1795000010.0, "mono": 1010.0, "fault": "fault 3",
+                            "step": "applied", "action": "pause", "chosen": chosen,
+                            "directions": [[big[:40], big[:40]]] * 40000}).encode() + b"\n")
+    write_report(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["warnings"] == []
+    pause = next(f for f in summary["faults"] if f["fault"] == "fault 3")
+    assert pause["played"] and pause["chosen"] == chosen
+    assert "single/1 failure TestFailure: xxx" in (run_dir / "report.html").read_text()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.observe import merged_lines
-from harness.observe._jsonl import CUT, MAX_LINE, Tail
+from harness.observe._jsonl import CUT, TAIL_MAX_LINE, Tail
 from harness.observe._logmerge import follow_lines
 from tests.observe._fixture import M0
 
@@ -61,8 +61,8 @@ def test_a_line_of_hundreds_of_mb_is_cut_without_being_held(tmp_path: Path) -> N
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert lines == [b"x" * MAX_LINE + CUT, b"after"]
-    assert peak < 8 * MAX_LINE, f"{peak / MAX_LINE:.0f} MiB held to read a 48 MiB line"
+    assert lines == [b"x" * TAIL_MAX_LINE + CUT, b"after"]
+    assert peak < 8 * TAIL_MAX_LINE, f"{peak / TAIL_MAX_LINE:.0f} MiB held to read a 48 MiB line"
 
 
 def test_the_last_line_without_its_newline_is_shown_once_the_run_ended(
