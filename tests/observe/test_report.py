@@ -256,6 +256,33 @@ def test_condensed_counters_never_go_down(raw: list[list[tuple[float, float]]]) 
         assert values == sorted(values), line
 
 
+def test_a_counter_with_labels_is_a_line_per_label_set_each_a_running_total(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """counter("received", topic=...) keeps a total per label set: the instance's one line
+    went from one set's total to the other's, down and up (10, 1, 20, 2, ...)."""
+    from harness.observe import Metrics
+    from harness.observe._report import _charts
+
+    run_dir = run_factory(instances=2, change_at=None)
+    (run_dir / "single/0/metrics.jsonl").unlink(missing_ok=True)
+    with Metrics(run_dir / "single/0/metrics.jsonl") as metrics:
+        for k in range(6):
+            metrics.counter("received", 10 if k % 2 == 0 else 1,
+                            topic="blocks" if k % 2 == 0 else "atxs")
+    drawn: dict[str, dict[str, list[tuple[float, float]]]] = {}
+
+    def line_chart(series: dict[str, list[tuple[float, float]]], **kw: object) -> str:
+        drawn[str(kw["y_label"])] = series
+        return ""
+
+    monkeypatch.setattr(_charts._svg, "line_chart", line_chart)
+    render_html(run_dir)
+    lines = drawn["received (total)"]
+    assert {k: [v for _, v in s] for k, s in lines.items()} == {
+        "single/0 topic=blocks": [10, 20, 30], "single/0 topic=atxs": [1, 2, 3]}
+
+
 def test_topology_of_a_large_network_is_drawn_compact() -> None:
     """Above 40 hosts every host is still a dot (coloured by outcome, named by its tooltip)
     and shaped directions are plain lines, at most TOPOLOGY_MAX_EDGES of them."""

@@ -58,7 +58,7 @@ def metrics_section(r: RunData) -> str:
                 continue
             name, kind = str(rec["name"]), str(rec["kind"])
             kinds.setdefault(name, kind)
-            series = by_name[name][iid]
+            series = by_name[name][iid + _label_words(rec.get("labels"))]
             if kind == "counter":
                 prev = series[-1][1] if series else 0.0
                 total = rec.get("total")
@@ -114,6 +114,14 @@ def metrics_section(r: RunData) -> str:
         else '<p class="note">No metrics were recorded (metrics.jsonl, scraped.jsonl).</p>'
     )
     return f'<section id="metrics"><h2>Metrics</h2>{scrape_note(r)}{body}</section>'
+
+
+def _label_words(labels: object) -> str:
+    """" k=v" per label: an SDK metric's line per instance and label set (a counter's total
+    is kept per label set; one line over them all went from one set's total to another's)."""
+    if not isinstance(labels, dict):
+        return ""
+    return "".join(f" {k}={v}" for k, v in sorted(labels.items()))
 
 
 def scrape_note(r: RunData, worst: int = 3) -> str:
