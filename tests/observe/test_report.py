@@ -283,6 +283,23 @@ def test_a_counter_with_labels_is_a_line_per_label_set_each_a_running_total(
         "single/0 topic=blocks": [10, 20, 30], "single/0 topic=atxs": [1, 2, 3]}
 
 
+def test_metrics_beyond_the_charts_drawn_are_named_not_dropped_silently(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Only the first 12 metrics by name get a chart: the others were left out unsaid."""
+    from harness.observe import Metrics
+
+    run_dir = run_factory(instances=2, change_at=None)
+    with Metrics(run_dir / "single/0/metrics.jsonl") as metrics:
+        for k in range(15):
+            metrics.gauge(f"zz_{k:02d}", k)
+    page = render_html(run_dir)
+    names = sorted({m.group(1) for m in re.finditer(r"<h3>(\w+) <span class='tag'>", page)})
+    assert len(names) == 12
+    assert "12 of the " in page and "SDK metrics are drawn, in name order; not drawn: " in page
+    assert "zz_14." in page
+
+
 def test_topology_of_a_large_network_is_drawn_compact() -> None:
     """Above 40 hosts every host is still a dot (coloured by outcome, named by its tooltip)
     and shaped directions are plain lines, at most TOPOLOGY_MAX_EDGES of them."""

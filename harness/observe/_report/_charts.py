@@ -12,6 +12,9 @@ from harness.observe._stored import read_scraped, read_scrapes
 
 Series = dict[str, list[tuple[float, float]]]
 
+CHARTS_DRAWN = 12
+"""The most charts of SDK metrics, and of scraped series, the Metrics section draws."""
+
 def condense(series: Series, *, kind: str, max_series: int = 10, bins: int = 60) -> Series:
     """At most `max_series` lines: beyond that, the p10 / median / p90 over all series per
     time bin, so that a 100-instance run stays readable. A counter or gauge keeps its last
@@ -46,7 +49,8 @@ def condense(series: Series, *, kind: str, max_series: int = 10, bins: int = 60)
     return out
 
 def metrics_section(r: RunData) -> str:
-    """The Metrics section: SDK metrics and scraped ones, 12 charts of each at most."""
+    """The Metrics section: SDK metrics and scraped ones, `CHARTS_DRAWN` charts of each at
+    most (a note names the others)."""
     by_name: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -89,7 +93,7 @@ def metrics_section(r: RunData) -> str:
         scraped[str(rec.get("sample"))][key].append((t, float(value)))
         scraped_kind[str(rec.get("sample"))] = str(rec["type"])
     charts = []
-    for name in sorted(by_name)[:12]:
+    for name in sorted(by_name)[:CHARTS_DRAWN]:
         kind = kinds[name]
         y = f"{name} ({'total' if kind == 'counter' else kind})"
         charts.append(
@@ -102,7 +106,7 @@ def metrics_section(r: RunData) -> str:
             )
             + "</div>"
         )
-    for name in sorted(scraped)[:12]:
+    for name in sorted(scraped)[:CHARTS_DRAWN]:
         charts.append(
             f"<div><h3>{escape(name)} <span class='tag'>scraped</span></h3>"
             + _svg.line_chart(condense(scraped[name], kind=scraped_kind[name]), y_label=name)
@@ -113,7 +117,19 @@ def metrics_section(r: RunData) -> str:
         if charts
         else '<p class="note">No metrics were recorded (metrics.jsonl, scraped.jsonl).</p>'
     )
-    return f'<section id="metrics"><h2>Metrics</h2>{scrape_note(r)}{body}</section>'
+    left_out = (_left_out(sorted(by_name), "SDK metrics")
+                + _left_out(sorted(scraped), "scraped series"))
+    return f'<section id="metrics"><h2>Metrics</h2>{scrape_note(r)}{left_out}{body}</section>'
+
+
+def _left_out(names: list[str], what: str, drawn: int = CHARTS_DRAWN, named: int = 20) -> str:
+    """A note naming the `names` past the first `drawn` (in name order), which get no chart."""
+    rest = names[drawn:]
+    if not rest:
+        return ""
+    shown = ", ".join(rest[:named]) + (f" and {len(rest) - named} more" if len(rest) > named else "")
+    text = f"{drawn} of the {len(names)} {what} are drawn, in name order; not drawn: {shown}."
+    return f'<p class="note">{escape(text)}</p>'
 
 
 def _label_words(labels: object) -> str:
