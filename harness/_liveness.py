@@ -6,8 +6,8 @@ While it runs, the supervisor's run.json says who it is, `"supervisor": {"pid",
 every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A SIGKILL
 leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
 was last seen, and removes the sockets and the control token it left. `harness clean`, the
-start of every run and the commands that read runs (`show`, `runs`, `fault`, `events
---follow` and `logs --follow`: `run_over`) call it.
+start of every run and the commands that read runs (`show`, `runs`, `report`, `fault`,
+`events --follow` and `logs --follow`: `run_over`) call it.
 """
 
 from __future__ import annotations

@@ -362,6 +362,21 @@ def test_a_live_runs_junit_skips_the_instances_without_an_outcome_yet(
     assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("4", "0")
 
 
+def test_harness_report_of_a_run_whose_supervisor_died_marks_it_aborted(
+    run_factory: Callable[..., Path], tmp_path: Path,
+) -> None:
+    """A run whose supervisor was SIGKILLed (the OOM killer) read "running" to `harness
+    report`, and its junit.xml skipped every instance with no failure: a CI step that made
+    the report after the run showed it green. `harness show` marks such a run aborted."""
+    run_dir = run_factory(ended=False)
+    orphan(run_dir)
+    assert main(["report", str(run_dir)]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["outcome"] == "aborted"
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("skipped") == "0"
+    assert suite.get("errors") == "1"  # its instances passed (events.jsonl): the run itself
+
+
 @pytest.mark.parametrize(("outcome", "element"), [("failed", "failure"), ("error", "error")])
 def test_junit_shows_a_run_that_failed_with_every_instance_passed(
     run_factory: Callable[..., Path], outcome: str, element: str,
