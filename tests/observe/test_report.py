@@ -6,6 +6,7 @@ import errno
 import itertools
 import json
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -360,6 +361,25 @@ def test_a_live_runs_junit_skips_the_instances_without_an_outcome_yet(
     write_report(run_dir)
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("4", "0")
+
+
+def test_a_live_runs_report_draws_its_running_instances_up_to_now_and_no_failures(
+    run_factory: Callable[..., Path],
+) -> None:
+    """`harness report` 6 s into a run drew its running instances' bars up to 1 s (the
+    timeline's least length) and headed the page with an empty Failures section."""
+    run_dir = run_factory(ended=False, change_at=None)
+    record = json.loads((run_dir / "run.json").read_text())
+    record.update(outcome="running")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    events = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "events.jsonl").write_text(  # none has exited yet
+        "".join(e for e in events if '"exited"' not in e))
+    page = render_html(run_dir)
+    assert 'id="failures"' not in page
+    since = time.time() - json.loads((run_dir / "run.json").read_text())["started"]
+    ends = [float(e) for e in re.findall(r"<title>single/\d+: [\d.]+ to ([\d.]+) s", page)]
+    assert len(ends) == 4 and all(abs(e - since) < 60 for e in ends), (ends, since)
 
 
 def test_harness_report_of_a_run_whose_supervisor_died_marks_it_aborted(

@@ -92,7 +92,7 @@ def _summary_cards(r: RunData) -> str:
 
 def _failures(r: RunData) -> str:
     failed = [i for i in r.instances if i.outcome not in ("passed", None)]
-    if not failed and r.run.outcome in ("passed", None):
+    if not failed and r.run.outcome in ("passed", "running", None):
         return ""
     parts = ['<section class="fails" id="failures"><h2>Failures</h2>']
     if r.run.reason:
@@ -212,7 +212,9 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
         if not lives.get(inst.id):
             lives[inst.id] = [[r.rel_ts(inst.started), r.rel_ts(inst.ended)]]
     ends = [b for each in lives.values() for _, b in each if b is not None]
-    total = r.run.duration_s or max([*ends, *(m[0] for m in markers), 1.0])
+    # a live run's report: up to now, where its running instances' bars end
+    now = [t for t in (r.rel_ts(time.time()),) if t is not None] if r.run.goes_on else []
+    total = r.run.duration_s or max([*ends, *(m[0] for m in markers), *now, 1.0])
     markers += network_markers(r, total)
     fault_markers, spans = fault_marks(faults, total)
     markers += fault_markers
