@@ -16,12 +16,15 @@ def tell(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters, and the bidirectional ones: a right-to-left override in what an
+instance said turned the rest of its line around (a reason that reads as something else)."""
 
 
 def one_line(text: str, limit: int) -> str:
     """`text` as one line of at most `limit` characters for the terminal: what an instance
-    said (a state's name, an error) may hold newlines, escape sequences or megabytes."""
+    said (a state's name, an error) may hold newlines, escape sequences, bidirectional
+    overrides or megabytes."""
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)

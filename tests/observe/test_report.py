@@ -472,3 +472,18 @@ def test_long_reasons_with_escapes_stay_short_single_lines_in_the_report(
     html = render_html(run_dir)
     assert len(html) < 200_000 and "\x1b" not in html
     assert "boom\\x1b[31m\\nboom" in html
+
+
+def test_a_right_to_left_override_in_a_reason_is_shown_escaped(
+    run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """U+202E in a failure turned the rest of its line around, in the report and on the
+    terminal: "failed: \u202edessap" read as "failed: passed"."""
+    run_dir = run_factory(failed=(1,))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["instances"][1]["reason"] = "failed: \u202edessap\u202c"
+    (run_dir / "run.json").write_text(json.dumps(record))
+    html = render_html(run_dir)
+    assert "failed: \\u202edessap\\u202c" in html
+    assert main(["show", str(run_dir)]) == 0
+    assert "failed: \\u202edessap" in capsys.readouterr().out
