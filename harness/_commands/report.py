@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness._commands._args import add_run, failing_as, warning_if_failing
+from harness._commands._args import add_run, failing_as
 from harness._errors import HarnessError
 from harness._liveness import mark_aborted
 from harness._tell import tell
@@ -21,9 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the report and print its path; 0 on success."""
     run_dir = resolve_run(args.run, args.outputs)
-    with warning_if_failing(f"marking run {run_dir.name} aborted (its supervisor is gone)"):
-        mark_aborted(run_dir, "harness report")  # or its report reads "running" for ever
     with failing_as(f"writing the report in {run_dir}"):
+        mark_aborted(run_dir, "harness report")  # a run whose supervisor is gone: not running
         path = write_report(run_dir)
     if load_run(run_dir).is_over:
         try:
