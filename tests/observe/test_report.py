@@ -487,3 +487,21 @@ def test_a_right_to_left_override_in_a_reason_is_shown_escaped(
     assert "failed: \\u202edessap\\u202c" in html
     assert main(["show", str(run_dir)]) == 0
     assert "failed: \\u202edessap" in capsys.readouterr().out
+
+
+def test_an_instance_that_never_started_has_no_bar_on_the_timeline(
+    run_factory: Callable[..., Path],
+) -> None:
+    """One the run stopped before it started (no start, no exit) was drawn as a bar over
+    the whole run: "single/3: 0.00 to 12.00 s"."""
+    run_dir = run_factory(change_at=None)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["instances"][3].update(started=None, ended=None, pid=None, exit_code=None,
+                                  outcome="failed", reason="not started: interrupted")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    events = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "events.jsonl").write_text("".join(e for e in events if '"single/3"' not in e))
+    html = render_html(run_dir)
+    timeline = html[html.index('<section id="timeline">'):html.index('<section id="network">')]
+    assert "single/3" in timeline and "<title>single/3:" not in timeline
+    assert "<title>single/2: 0.12 to " in timeline

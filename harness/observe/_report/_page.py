@@ -210,7 +210,9 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
     lives = {iid: _lives(each) for iid, each in changes.items()}
     for inst in r.instances:
         if not lives.get(inst.id):
-            lives[inst.id] = [[r.rel_ts(inst.started), r.rel_ts(inst.ended)]]
+            life = [r.rel_ts(inst.started), r.rel_ts(inst.ended)]
+            # never started (a run stopped first): no bar, not one over the whole run
+            lives[inst.id] = [life] if life != [None, None] else []
     ends = [b for each in lives.values() for _, b in each if b is not None]
     # a live run's report: up to now, where its running instances' bars end
     now = [t for t in (r.rel_ts(time.time()),) if t is not None] if r.run.goes_on else []
