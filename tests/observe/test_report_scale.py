@@ -4,13 +4,16 @@ folded; network changes as sentences; traces read in both forms (gzip and plain)
 from __future__ import annotations
 
 import gzip
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.observe import analyse_traces, render_html
 from tests.observe._bigrun import make_big_run
+from tests.observe._fixture import M0, T0
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +87,20 @@ def test_a_gzip_trace_cut_short_keeps_what_was_written(tmp_path: Path) -> None:
     assert [(h.msg_id, h.src, h.dst) for h in analyse_traces(run).hops] == [
         (h.msg_id, h.src, h.dst) for h in whole.hops
     ]
+
+
+def test_a_change_asked_by_three_hosts_names_them_all_without_an_ellipsis(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Three hosts shaping their egress alike read "3 hosts (single/0, single/1, single/2,
+    …)", as if there were more."""
+    run_dir = run_factory(instances=3, change_at=None)
+    shape = {"latency_ms": 20.0}
+    with (run_dir / "network.jsonl").open("a") as f:
+        for i in range(3):
+            f.write(json.dumps({"ts": T0 + 1, "mono": M0 + 1, "asked_by": f"single/{i}",
+                                "request": {"default": shape}, "applied": {"default": shape}})
+                    + "\n")
+    rows = re.findall(r"<tr><td class='num'>[^<]*</td><td>([^<]*)</td></tr>",
+                      _section(render_html(run_dir), "network"))
+    assert "3 hosts (single/0, single/1, single/2): default 20 ms" in rows

@@ -144,8 +144,9 @@ def _changes_table(r: RunData) -> str:
             span = f"-{num(max(times), 2)}" if max(times) > min(times) else ""
             at = f"{num(min(times), 2)}{span} s"
         hosts = sorted({w for _, w in items})
+        named = ", ".join(hosts[:3]) + (", …" if len(hosts) > 3 else "")
         sentence = (f"{hosts[0]}: {what}" if len(hosts) == 1
-                    else f"{len(hosts)} hosts ({', '.join(hosts[:3])}, …): {what}")
+                    else f"{len(hosts)} hosts ({named}): {what}")
         rows.append(f"<tr><td class='num'>{at}</td><td>{escape(sentence)}</td></tr>")
     if not rows:
         return '<p class="note">No network changes.</p>'
