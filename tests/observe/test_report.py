@@ -397,12 +397,14 @@ def test_harness_report_of_a_run_whose_supervisor_died_marks_it_aborted(
     assert suite.get("errors") == "1"  # its instances passed (events.jsonl): the run itself
 
 
-@pytest.mark.parametrize(("outcome", "element"), [("failed", "failure"), ("error", "error")])
+@pytest.mark.parametrize(("outcome", "element"), [("failed", "failure"), ("error", "error"),
+                                                  ("interrupted", "error")])
 def test_junit_shows_a_run_that_failed_with_every_instance_passed(
     run_factory: Callable[..., Path], outcome: str, element: str,
 ) -> None:
     """A fault never played failed the run (exit 1), and junit.xml had failures="0"
-    errors="0": CI showed it green."""
+    errors="0": CI showed it green. So did a run interrupted (exit 130) once every instance
+    had passed, in its tear-down."""
     run_dir = run_factory()
     record = json.loads((run_dir / "run.json").read_text())
     record.update(outcome=outcome, exit_code=1,

@@ -20,9 +20,10 @@ def junit_tree(r: RunData) -> ET.ElementTree:
     failures = [i for i in r.instances if failed(i, run)]
     pending = {i.id for i in r.instances if not i.passed} - {i.id for i in failures}
     name = _xml(f"{run.plan or '?'}:{run.case or '?'}")
-    # A run that failed for itself (a fault never played, an error of the supervisor) with
-    # every instance passed: a testcase of its own, or CI would read the run as green.
-    whole = run.outcome in ("failed", "error", "aborted") and not failures
+    # A run that failed for itself (a fault never played, an error of the supervisor) or
+    # was interrupted with every instance passed: a testcase of its own, or CI would read
+    # the run as green.
+    whole = run.outcome in ("failed", "error", "aborted", "interrupted") and not failures
     error = whole and run.outcome != "failed"
     suite = ET.Element(
         "testsuite",
