@@ -507,3 +507,18 @@ def test_an_instance_that_never_started_has_no_bar_on_the_timeline(
     timeline = html[html.index('<section id="timeline">'):html.index('<section id="network">')]
     assert "single/3" in timeline and "<title>single/3:" not in timeline
     assert "<title>single/2: 0.12 to " in timeline
+
+
+def test_a_failed_instances_long_error_log_lines_are_cut_in_the_report(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Its error-level log lines went into the Failures section whole: three records of
+    900 kB made a 2.7 MB page (the reasons and the stderr tail beside them are cut)."""
+    run_dir = run_factory(failed=(1,), change_at=None)
+    with (run_dir / "single/1/log.jsonl").open("a") as f:
+        for _ in range(3):
+            f.write(json.dumps({"ts": 1795000005.0, "mono": 1005.0, "level": "error",
+                                "event": "E\n" * 450_000}) + "\n")
+    html = render_html(run_dir)
+    assert len(html) < 300_000
+    assert "error  E\\nE\\nE" in html

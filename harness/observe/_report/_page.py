@@ -105,8 +105,9 @@ def _failures(r: RunData) -> str:
         def skip(error: ReadFailed, unread: list[str] = unread) -> None:
             unread.append(f"{error.path.name} could not be read ({error.reason})")
 
-        errors = [
-            f"{num(r.rel(rec), 3)} s  {rec.get('level', '')}  {rec.get('event', '')}"
+        errors = [  # each a line, cut as the reasons are: a record may hold megabytes
+            one_line(f"{num(r.rel(rec), 3)} s  {rec.get('level', '')}  {rec.get('event', '')}",
+                     1000)
             for rec in read_jsonl(r.inst_dir(iid) / "log.jsonl", unreadable=skip)
             if str(rec.get("level", "")).lower() in ("error", "critical")
         ][-8:]
