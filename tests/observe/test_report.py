@@ -522,3 +522,20 @@ def test_a_failed_instances_long_error_log_lines_are_cut_in_the_report(
     html = render_html(run_dir)
     assert len(html) < 300_000
     assert "error  E\\nE\\nE" in html
+
+
+def test_long_errors_and_state_names_are_cut_on_the_timeline(
+    run_factory: Callable[..., Path],
+) -> None:
+    """A failure event's error and a barrier's state name went whole into the timeline's
+    tooltips: a 2 MiB error made a page of 2 MiB more."""
+    run_dir = run_factory(change_at=None)
+    big = "x" * (2 << 20)
+    with (run_dir / "events.jsonl").open("a") as f:
+        for event in ({"kind": "event", "type": "failure", "instance": "single/1",
+                       "error": f"TestFailure: {big}"},
+                      {"kind": "barrier", "state": big, "target": 1, "status": "released"}):
+            f.write(json.dumps({"ts": 1795000009.0, "mono": 1009.0, **event}) + "\n")
+    html = render_html(run_dir)
+    assert len(html) < 500_000
+    assert "<title>single/1 failure TestFailure: xxx" in html

@@ -203,10 +203,10 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
             markers.append((t, MARK["phase"], f"phase {e.get('name')}"))
         elif kind == "barrier" and e.get("status") in ("released", "failed"):
             c = MARK["barrier"] if e.get("status") == "released" else "#e03131"
-            markers.append((t, c, f"{e.get('state')} {e.get('status')}"))
+            markers.append((t, c, one_line(f"{e.get('state')} {e.get('status')}", 300)))
         elif kind == "event" and e.get("type") in ("success", "failure", "crash"):
             c = "#2b8a3e" if e.get("type") == "success" else "#c92a2a"
-            tip = f"{iid} {e.get('type')} {e.get('error') or ''}".strip()
+            tip = one_line(f"{iid} {e.get('type')} {e.get('error') or ''}".strip(), 300)
             points[iid].append((t, t + 0.0001, c, tip))
     lives = {iid: _lives(each) for iid, each in changes.items()}
     for inst in r.instances:
