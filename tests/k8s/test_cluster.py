@@ -192,6 +192,13 @@ def test_process_faults_are_judged_as_locally_and_an_unplayed_fault_fails_the_ru
     code = run_on_cluster(spec, load_options(spec), tmp_path / "c", quiet=True,
                           api=FakeCluster({0: 0, 1: 1}, [success("single/0"), recover]))
     assert code == 1
+    # every one killed for good: each "may die", yet nothing was checked (fails locally)
+    everyone = {**kill, "chosen": ["single/0", "single/1"]}
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "f", quiet=True,
+                          api=FakeCluster({0: 137, 1: 137}, [everyone]))
+    assert code == 1
+    assert load_run(only_run_dir(tmp_path / "f")).reason == (
+        "no instance recorded success: faults ended every one (nothing was checked)")
 
 
 def test_a_cluster_run_writes_run_json_the_report_and_the_history_as_a_local_run(

@@ -15,6 +15,7 @@ from harness.plans import RunSpec
 from harness.runners._registry import CLUSTER_K8S
 from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._render import RenderedRun
+from harness.sync import EventType
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,10 @@ def judge(states: Sequence[InstanceState], unplayed: Sequence[str]) -> Outcome:
         first = failed[0]
         return Outcome("failed", 1, f"{len(failed)} of {len(states)} failed; first: "
                                     f"{first.spec.id}: {first.verdict()[1] or ''}")
+    if states and all(s.recorded != EventType.SUCCESS for s in states):
+        # each passed only as one a fault may end: nothing checked anything (as locally)
+        return Outcome("failed", 1, "no instance recorded success: faults ended every one "
+                                    "(nothing was checked)")
     return Outcome("passed", 0, None)
 
 
