@@ -167,6 +167,10 @@ def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:
     ("cpu=lots", "'lots' is not a resource quantity"),
     ("cpu=-1", "cpu '-1' is negative"),
     ("memory=-64Mi", "memory '-64Mi' is negative"),
+    ("memory=512K", "'512K' is not a resource quantity"),  # k (kilo) or Ki, never K
+    ("memory=1Mi5", "'1Mi5' is not a resource quantity"),
+    ("cpu=1.2.3", "'1.2.3' is not a resource quantity"),
+    ("cpu=1mk", "'1mk' is not a resource quantity"),
     ("namespace=Not_A_Label", "namespace 'Not_A_Label' is not a DNS label"),
     ("shaping=tc", "shaping must be one of auto, kernel, userspace, off"),
     ("sync_port=99999", "sync_port must be at most 65535"),
@@ -177,6 +181,12 @@ def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:
 def test_bad_options_are_one_line_errors(duo: RunSpec, option: str, problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
         load_options(duo, [option])
+
+
+@pytest.mark.parametrize("value", ["500m", "2", "1.5", "1.", ".5", "1Gi", "128Mi", "1e3",
+                                   "1E", "2E-3", "100k", "1Ei", "+1"])
+def test_every_quantity_the_api_accepts_is_taken(duo: RunSpec, value: str) -> None:
+    assert load_options(duo, [f"memory={value}"]).memory == value
 
 
 def test_the_composition_names_only_its_own_groups(duo: RunSpec, tmp_path: Path) -> None:

@@ -13,8 +13,12 @@ from harness._errors import UsageError
 from harness.plans import RunSpec
 from harness.plans._checks import check_keys, read_toml, table, text, whole
 
-QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-"""A resource quantity as the API accepts it (k8s.io/apimachinery's regular expression)."""
+QUANTITY = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+                      r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,9})?$")
+"""A resource quantity as the API accepts it (k8s.io/apimachinery's ParseQuantity): a
+number, then one of its suffixes or a decimal exponent. Its regular expression alone
+(`[0-9.]+` and any run of suffix letters) lets through what ParseQuantity refuses:
+"512K", "1Mi5", "1.2.3"."""
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
