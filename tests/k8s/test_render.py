@@ -189,6 +189,15 @@ def test_every_quantity_the_api_accepts_is_taken(duo: RunSpec, value: str) -> No
     assert load_options(duo, [f"memory={value}"]).memory == value
 
 
+def test_a_kubeconfig_under_home_is_found_as_the_docs_write_it(
+        duo: RunSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube/config").write_text("apiVersion: v1\nkind: Config\n")
+    options = load_options(duo, ["kubeconfig=~/.kube/config"])  # docs/k8s.md's example
+    assert options.kubeconfig == tmp_path / ".kube/config"
+
+
 def test_the_composition_names_only_its_own_groups(duo: RunSpec, tmp_path: Path) -> None:
     assert duo.composition is not None
     text = duo.composition.read_text() + '\n[runner.k8s.groups.nobody]\ncpu = "1"\n'

@@ -103,9 +103,10 @@ def parse_options(raw: Mapping[str, Any], groups: set[str], where: str) -> K8sOp
             raise UsageError(f"{where} namespace {ns!r} is not a DNS label (a-z, 0-9, '-')")
         out["namespace"] = ns
     if "kubeconfig" in raw:
-        out["kubeconfig"] = Path(_nonempty(raw["kubeconfig"], f"{where} kubeconfig"))
+        given = _nonempty(raw["kubeconfig"], f"{where} kubeconfig")
+        out["kubeconfig"] = Path(given).expanduser()  # "~/.kube/config", as kubectl takes it
         if not out["kubeconfig"].is_file():  # kr8s would say only "no valid credentials"
-            raise UsageError(f"{where} kubeconfig {str(out['kubeconfig'])!r}: no such file")
+            raise UsageError(f"{where} kubeconfig {given!r}: no such file")
     for key in ("cpu", "memory", "sync_cpu", "sync_memory"):
         if key in raw:
             out[key] = quantity(raw[key], f"{where} {key}")
