@@ -21,7 +21,7 @@ from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
-from harness.runners.k8s._cluster import follow, pod_exit, run_on_cluster
+from harness.runners.k8s._cluster import ClusterError, follow, pod_exit, run_on_cluster
 from harness.runners.k8s._outputs import MARKER, pack, unpack
 
 from ..conftest import only_run_dir
@@ -242,6 +242,26 @@ def test_a_cluster_run_the_api_fails_records_an_error_in_run_json(
     run = load_run(only_run_dir(tmp_path))
     assert run.outcome == "error" and run.ended is not None
     assert run.reason == "cluster:k8s: ConnectionError: the API server went away"
+
+
+class RefusingCluster(FakeCluster):
+    """An API server that refuses the run's objects (as kr8s raises it: no OSError)."""
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        if obj["kind"] == "Pod":
+            raise RuntimeError('pods "h-x-0" is forbidden:\n exceeded quota')
+        await super().create(obj)
+
+
+def test_a_run_the_api_refuses_is_one_line_and_leaves_nothing(
+        spec: RunSpec, tmp_path: Path) -> None:
+    cluster = RefusingCluster({0: 0, 1: 0}, [])
+    with pytest.raises(ClusterError) as raised:
+        run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, api=cluster)
+    reason = 'cluster:k8s: RuntimeError: pods "h-x-0" is forbidden: exceeded quota'
+    assert str(raised.value) == reason and raised.value.exit_code == 1
+    assert load_run(only_run_dir(tmp_path)).reason == reason
+    assert cluster.objects == [] and len(cluster.deleted) == 1
 
 
 class BrokenShaper(FakeCluster):

@@ -35,6 +35,12 @@ POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs
 KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
 
 
+class ClusterError(HarnessError):
+    """The cluster refused or failed the run midway (its objects are deleted)."""
+
+    exit_code = 1  # as run.json's "error" outcome says
+
+
 class ClusterApi(Protocol):
     """What a run needs of the API (kr8s below; a fake in the tests)."""
 
@@ -314,13 +320,18 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     except BaseException as e:  # run.json says how it ended, never nothing (as locally)
         if not run_dir.is_dir():
             raise  # it never started
+        reason = (str(e) if isinstance(e, HarnessError) else
+                  f"{CLUSTER_K8S}: {type(e).__name__}: {' '.join(str(e).split())}")
         with contextlib.suppress(OSError):  # what failed may be the disk
             if isinstance(e, KeyboardInterrupt):
                 write(Outcome("interrupted", 130, "interrupted (its objects were deleted)"))
             else:
-                write(Outcome("error", 1, str(e) if isinstance(e, HarnessError) else
-                              f"{CLUSTER_K8S}: {type(e).__name__}: {e}"))
-        raise
+                write(Outcome("error", 1, reason))
+        if isinstance(e, HarnessError | OSError) or not isinstance(e, Exception):
+            raise
+        # what the API or its client says (a namespace that does not exist, a forbidden
+        # create): one line, as run.json has it, not a traceback
+        raise ClusterError(reason) from None
     faults = run_dir / "faults.jsonl"
     lines = faults.read_text().splitlines() if faults.exists() else []
     # a fault that could not be played fails the run: a test whose fault never happened
