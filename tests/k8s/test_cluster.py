@@ -244,6 +244,16 @@ def test_a_cluster_run_the_api_fails_records_an_error_in_run_json(
     assert run.reason == "cluster:k8s: ConnectionError: the API server went away"
 
 
+def test_json_prints_run_json_as_a_local_run_does(
+        spec: RunSpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, json=True,
+                          api=FakeCluster({0: 0, 1: 0}, [success("single/0"),
+                                                         success("single/1")]))
+    printed = orjson.loads(capsys.readouterr().out)
+    assert code == 0 and printed["outcome"] == "passed"
+    assert printed == orjson.loads((only_run_dir(tmp_path) / "run.json").read_bytes())
+
+
 class RefusingCluster(FakeCluster):
     """An API server that refuses the run's objects (as kr8s raises it: no OSError)."""
 

@@ -286,9 +286,10 @@ class Kr8sApi:
 
 
 def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool,
-                   api: ClusterApi | None = None) -> int:
+                   api: ClusterApi | None = None, json: bool = False) -> int:
     """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`, with its
-    run.json and report as a local run's; 0 if every instance passed."""
+    run.json and report as a local run's; 0 if every instance passed. The summary table at
+    the end, or with `json` run.json (`harness run --json`)."""
     from harness._supervisor import finish_run
 
     client = api or Kr8sApi(options)
@@ -342,6 +343,9 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     finish_run(run_dir)
     passed = sum(1 for s in states.values() if s.verdict()[0])
     with contextlib.suppress(BrokenPipeError):  # `| true`: the exit code tells the verdict still
+        if json:
+            sys.stdout.buffer.write((run_dir / "run.json").read_bytes() + b"\n")
+            return outcome.exit_code
         print(f"run {run.run_id}: {outcome.outcome.upper()} ({passed} of {len(states)} passed)"
               + (f"\n{outcome.reason}" if outcome.reason else "")
               + f"\n{summary_table(list(states.values()))}\noutputs: {run_dir}"
