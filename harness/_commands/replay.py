@@ -9,9 +9,10 @@ import orjson
 
 from harness._commands._args import add_run
 from harness._commands.run import add_how, start
+from harness._errors import UsageError
 from harness._replay import replay_faults, replay_spec, schedule
 from harness.observe import load_run, resolve_run
-from harness.runners import RUNNERS
+from harness.runners import CLUSTER_K8S, LOCAL_NETNS, RUNNERS
 
 HELP = "run a recorded run again: the same plan, groups, params, runner, timeout and faults"
 
@@ -49,4 +50,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text + "\n")
         return 0
     spec = replay_spec(run_dir, args.runner)
+    if spec.runner == CLUSTER_K8S:  # a local supervisor cannot place it: refused before it
+        raise UsageError(f"run {run_dir.name}: replaying on {CLUSTER_K8S} is not done yet "
+                         f"(docs/k8s.md): replay it with --runner {LOCAL_NETNS}")
     return start(spec, args, run_dir.parent, what=f"replaying {run_dir.name}:")

@@ -254,6 +254,20 @@ def test_json_prints_run_json_as_a_local_run_does(
     assert printed == orjson.loads((only_run_dir(tmp_path) / "run.json").read_bytes())
 
 
+def test_replaying_a_cluster_run_on_the_cluster_is_refused_before_anything(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
+                   api=FakeCluster({0: 0, 1: 0}, [success("single/0"), success("single/1")]))
+    before = sorted(tmp_path.iterdir())
+    done = subprocess.run([sys.executable, "-m", "harness", "replay", "latest", "--outputs",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"harness: error: run {before[0].name}: replaying on cluster:k8s is not done yet "
+        "(docs/k8s.md): replay it with --runner local:netns"]
+    assert sorted(tmp_path.iterdir()) == before  # no new run directory
+
+
 class RefusingCluster(FakeCluster):
     """An API server that refuses the run's objects (as kr8s raises it: no OSError)."""
 
