@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from harness._errors import UsageError
@@ -153,6 +154,19 @@ def test_shaping_off_leaves_no_privileged_sidecar(duo: RunSpec) -> None:
     assert [c["name"] for c in on] == ["instance", "shaper"]
     assert on[1]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
     assert [c["name"] for c in off] == ["instance"]
+    # the sync service says each instance's network is ready, as no shaper will
+    run_doc = orjson.loads(rendered(duo, load_options(duo, ["shaping=off"])).by_kind(
+        "ConfigMap")[0]["data"]["run.json"])
+    assert run_doc["shaped"] is False
+
+
+def test_shaping_off_refuses_a_cut_no_shaper_would_make() -> None:
+    comp = Path(__file__).parent / "kubeplay/faults.toml"  # a partition among others
+    spec = build_run_spec("faulty:talk", composition=comp, runner="cluster:k8s",
+                          plan_roots=[Path(__file__).parents[1] / "plans"])
+    with pytest.raises(UsageError, match="shaping = off: the run's partition fault needs"):
+        load_options(spec, ["shaping=off"])
+    assert load_options(spec, ["shaping=userspace"]).shaping == "userspace"
 
 
 def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:

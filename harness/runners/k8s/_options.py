@@ -25,6 +25,7 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 SHAPING = ("auto", "kernel", "userspace", "off")
 SECRETS = ("secret", "inline")
 PULL = ("Always", "IfNotPresent", "Never")
+CUTS = ("partition", "isolate")  # played by the pods' shapers: none with shaping = off
 
 _SCALARS = ("image", "pull_policy", "namespace", "kubeconfig", "context", "workdir", "cpu",
             "memory", "sync_port", "shaping", "secrets", "sync_cpu", "sync_memory")
@@ -83,9 +84,13 @@ def load_options(spec: RunSpec, cli: Sequence[str] = ()) -> K8sOptions:
             raw[key] = _int(value, f"--k8s {key}")
         else:
             raw[key] = value
-    return parse_options(raw, {g.id for g in spec.groups},
-                         f"composition {spec.composition} [runner.k8s]" if spec.composition
-                         else "--k8s")
+    where = f"composition {spec.composition} [runner.k8s]" if spec.composition else "--k8s"
+    options = parse_options(raw, {g.id for g in spec.groups}, where)
+    cut = next((f for f in spec.faults if f.action in CUTS), None)
+    if options.shaping == "off" and cut is not None:  # it would be "applied", cutting nothing
+        raise UsageError(f"cluster:k8s with shaping = off: the run's {cut.action} fault needs "
+                         "each pod's shaper to cut links (shaping auto, kernel or userspace)")
+    return options
 
 
 def parse_options(raw: Mapping[str, Any], groups: set[str], where: str) -> K8sOptions:

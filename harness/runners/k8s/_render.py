@@ -51,10 +51,11 @@ def image_plan_dir(spec: RunSpec, options: K8sOptions) -> str:
     return str(PurePosixPath(options.workdir) / PurePosixPath(*rel.parts))
 
 
-def run_document(spec: RunSpec, plan_dir: str) -> dict[str, Any]:
+def run_document(spec: RunSpec, plan_dir: str, shaped: bool = True) -> dict[str, Any]:
     """What the in-cluster pieces read from the ConfigMap: the run's plan, case, groups,
-    instances with their params, timeout and faults."""
+    instances with their params, timeout and faults, and whether each pod has a shaper."""
     return {
+        "shaped": shaped,
         "plan": spec.plan.name,
         "case": spec.case.name,
         "plan_dir": plan_dir,
@@ -102,7 +103,7 @@ def _meta(options: K8sOptions, run_id: str, name: str, component: str,
 
 def _config_map(spec: RunSpec, options: K8sOptions, run_id: str,
                 plan_dir: str) -> dict[str, Any]:
-    doc = run_document(spec, plan_dir)
+    doc = run_document(spec, plan_dir, shaped=options.shaping != "off")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -41,7 +41,7 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
+async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0") -> None:
     """Serve the run's sync state, and play its faults, until cancelled."""
     # time 0 of the faults: every instance started and every pod's shaper knows every pod
     started: set[str] = set()
@@ -59,6 +59,9 @@ async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
             everyone.set()
 
     state = SyncState([i["id"] for i in run["instances"]], record=record)
+    if not run.get("shaped", True):  # no shaper to say it: ready as they start (local:exec)
+        for inst in run["instances"]:
+            state.signal_entry(NETWORK_INITIALIZED, inst["id"])
     server = SyncServer(state, tokens=Tokens(key))
 
     async def forward(instance: str | None, config: dict[str, Any]) -> None:
@@ -69,7 +72,7 @@ async def serve(run: dict[str, Any], key: bytes, port: int) -> None:
     server.network = forward
     faults = [Fault.from_data(f) for f in run.get("faults") or ()]
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.serve_tcp, ("0.0.0.0", port))
+        nursery.start_soon(server.serve_tcp, (host, port))
         if faults:
             await everyone.wait()
             members = [Member(i["id"], i["group"], i.get("role") or "")
