@@ -70,6 +70,8 @@ class PodmanApi:
         self.podman, self.network = podman, network
         self.addresses = iter(list(SUBNET.hosts())[9:])
         self.configmaps: list[Path] = []
+        # kube play makes each ConfigMap a named volume in the store, which outlives its pods
+        self.volumes: list[tuple[dict[str, str], str]] = []  # labels, name
         self.played: dict[str, dict[str, str]] = {}  # podman pod name -> labels
         self.hosts: dict[str, str] = {}  # a Service's DNS name -> its pod's address
         self.by_selector: list[tuple[dict[str, str], str]] = []  # pod labels -> address
@@ -84,6 +86,7 @@ class PodmanApi:
         if kind == "ConfigMap":
             path.write_bytes(orjson.dumps(obj))
             self.configmaps.append(path)
+            self.volumes.append((dict(obj["metadata"].get("labels") or {}), name))
             return
         if kind == "Service":
             ns = obj["metadata"].get("namespace", "default")
@@ -149,9 +152,14 @@ class PodmanApi:
         return proc.stdout + proc.stderr
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
-        """Remove the session's pods matching `selector` (with their containers)."""
+        """Remove the session's pods matching `selector` (with their containers), then the
+        volumes of its ConfigMaps (once no pod mounts them)."""
         gone = [p for p, labels in self.played.items() if _matches(labels, selector)]
         for pod in gone:
             self.podman("pod", "rm", "--force", "--time", "2", pod, check=False)
             del self.played[pod]
-        return len(gone)
+        volumes = [v for v in self.volumes if _matches(v[0], selector)]
+        for volume in volumes:
+            self.podman("volume", "rm", "--force", volume[1], check=False)
+            self.volumes.remove(volume)
+        return len(gone) + len(volumes)
