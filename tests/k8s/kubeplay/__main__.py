@@ -23,11 +23,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
 from harness.plans import build_run_spec
 from harness.runners.k8s import load_options
@@ -146,8 +148,17 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     return 0
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Build the image, run each target, remove the session's pods, network, namespace."""
+    # SIGTERM (a CI job's timeout) and SIGHUP end the session as Ctrl-C does: the run's
+    # objects, then the session's pods, network and namespace are removed (they killed it
+    # at once and left them all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
     parser.add_argument("targets", nargs="*", default=["pingpong"],
                         help="plan[:case] (pingpong, spacemesh:start, ...) or 'faults'")
@@ -181,6 +192,9 @@ def main() -> int:
         except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
             print(f"kubeplay: {e}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("kubeplay: interrupted", file=sys.stderr)
+            return 130
         finally:
             podman("pod", "rm", "--all", "--force", check=False)
             podman("network", "rm", "--force", NETWORK, check=False)
