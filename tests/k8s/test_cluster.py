@@ -22,7 +22,7 @@ from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
 from harness.runners.k8s._cluster import ClusterError, follow, pod_exit, run_on_cluster
-from harness.runners.k8s._outputs import MARKER, pack, unpack
+from harness.runners.k8s._outputs import MARKER, MAX_BYTES, pack, unpack
 
 from ..conftest import only_run_dir
 
@@ -149,6 +149,20 @@ def test_output_files_come_back_through_the_log_and_stderr_is_no_event(
                                                           "a warning at exit\n")
     assert [orjson.loads(x) for x in (out / "events.jsonl").read_text().splitlines()] == [
         success("single/0"), success("single/1")]
+
+
+def test_packed_outputs_fit_the_kubelets_log_as_text(tmp_path: Path) -> None:
+    """What goes in the log is base64: 4/3 of the tar. A tar under the limit whose text is
+    over the kubelet's 10 MiB rotation lost its marker to the rotation."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/blob").write_bytes(os.urandom(7 << 20))  # incompressible: 9.4 MiB text
+    text = pack(tmp_path / "out")
+    assert len(text) <= MAX_BYTES and "too large to ship through the log" in text
+    assert unpack(f"before\n{text}", tmp_path / "in") == "before\n"  # nothing, no crash
+    (tmp_path / "out/blob").write_bytes(os.urandom(1 << 20))
+    (tmp_path / "in").mkdir(exist_ok=True)
+    unpack(pack(tmp_path / "out"), tmp_path / "in")
+    assert (tmp_path / "in/blob").read_bytes() == (tmp_path / "out/blob").read_bytes()
 
 
 def test_packed_outputs_never_land_outside_the_instance_directory(tmp_path: Path) -> None:
