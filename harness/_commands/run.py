@@ -94,8 +94,9 @@ def _on_cluster(spec: RunSpec, args: argparse.Namespace) -> int:
     if spec.runner != CLUSTER_K8S:
         option = "--render" if args.render else "--k8s"
         raise UsageError(f"{option} is for {CLUSTER_K8S} runs: add --runner {CLUSTER_K8S}")
-    if args.profile_cpu:
-        raise UsageError(f"--profile-cpu is for local runs, not {CLUSTER_K8S}")
+    for option, given in (("--profile-cpu", args.profile_cpu), ("--sync-tcp", args.sync_tcp)):
+        if given:  # the instances' profiler, the service's port: both on this machine
+            raise UsageError(f"{option} is for local runs, not {CLUSTER_K8S}")
     from harness.runners import k8s
 
     options = k8s.load_options(spec, args.k8s)

@@ -236,6 +236,7 @@ def test_render_cli_writes_valid_manifests_and_refuses_bad_input(tmp_path: Path)
     for args, problem in [
         (["--k8s", "memory=much"], "'much' is not a resource quantity"),
         (["--runner", "local:exec"], "--render is for cluster:k8s runs"),
+        (["--sync-tcp", "127.0.0.1:0"], "--sync-tcp is for local runs, not cluster:k8s"),
     ]:
         bad = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--render",
                           str(tmp_path / "bad"), *args)
