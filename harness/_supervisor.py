@@ -70,6 +70,7 @@ from harness.observe._runrecord import (
 from harness.observe._summaryfile import read_warnings
 from harness.plans import InstanceSpec, RunSpec, import_roots
 from harness.runners import (
+    CLUSTER_K8S,
     Deployment,
     Launch,
     Process,
@@ -152,6 +153,9 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     start as root of a user namespace, or goes on local:exec where it cannot
     (`harness.runners.runnable_here`)."""
     options = _take_handed_over(options or RunOptions())
+    if spec.runner == CLUSTER_K8S:  # refused before its run directory, not in it
+        raise UsageError(f"{CLUSTER_K8S} runs on a cluster: use harness run --runner "
+                         f"{CLUSTER_K8S} (or --render DIR), not a local supervisor")
     check_programs(spec)
     spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)

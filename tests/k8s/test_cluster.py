@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harness._errors import UsageError
 from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
@@ -280,6 +281,15 @@ def test_replaying_a_cluster_run_on_the_cluster_is_refused_before_anything(
         f"harness: error: run {before[0].name}: replaying on cluster:k8s is not done yet "
         "(docs/k8s.md): replay it with --runner local:netns"]
     assert sorted(tmp_path.iterdir()) == before  # no new run directory
+
+
+def test_a_local_supervisor_refuses_a_cluster_run_before_its_run_directory(
+        spec: RunSpec, tmp_path: Path) -> None:
+    import harness
+
+    with pytest.raises(UsageError, match="not a local supervisor"):
+        harness.run(spec, harness.RunOptions(outputs=tmp_path, progress=False))
+    assert list(tmp_path.iterdir()) == []  # it left an "error" run there
 
 
 class RefusingCluster(FakeCluster):
