@@ -336,6 +336,32 @@ def test_a_failed_shaper_fails_its_instance_at_once_not_at_the_timeout(
     assert cluster.objects == []
 
 
+class NoImage(FakeCluster):
+    """Pod 1's image is not on its node and its pull policy is Never."""
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if pod["metadata"]["name"].endswith("-1"):
+                pod["status"]["phase"] = "Pending"
+                pod["status"]["containerStatuses"] = [{"name": "instance", "state": {
+                    "waiting": {"reason": "ErrImageNeverPull", "message": 'Container image '
+                                '"h:1" is not present with pull policy of Never'}}}]
+        return out
+
+
+def test_a_pod_that_can_never_start_fails_its_instance_at_once_not_at_the_timeout(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = NoImage({0: 0, 1: 0}, [success("single/0")], ends_after=3)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=30, poll_s=0.01))
+    assert states[0].verdict() == (True, None)
+    assert states[1].verdict() == (False, "its pod's instance container cannot start: "
+                                   'ErrImageNeverPull (Container image "h:1" is not present '
+                                   "with pull policy of Never)")
+    assert cluster.objects == []
+
+
 def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

@@ -92,6 +92,24 @@ def api_time(value: Any) -> float | None:
         return None
 
 
+CANNOT_START = ("ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
+                "CreateContainerError")
+"""A container's `waiting` reasons the kubelet does not get over by retrying: its pod
+would wait for the run's timeout."""
+
+
+def cannot_start(pod: dict[str, Any]) -> str | None:
+    """Why one of the pod's containers will never start (the kubelet's reason and message),
+    or None."""
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in CANNOT_START:
+            message = " ".join(str(waiting.get("message") or "").split())
+            return (f"its pod's {status.get('name')} container cannot start: "
+                    f"{waiting['reason']}" + (f" ({message})" if message else ""))
+    return None
+
+
 def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
     """The container's exit code once it has terminated (None while it has not)."""
     code = container_exit(pod, container)
@@ -140,6 +158,9 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     # it ends only after the instance: its network is gone, do not wait on
                     states[iid].stopped = (f"its pod's shaper failed (exit code "
                                            f"{container_exit(pod, 'shaper')}; shaper.log)")
+                    states[iid].status = -9
+                elif (why := cannot_start(pod)) is not None:  # e.g. no image, pull Never
+                    states[iid].stopped = why
                     states[iid].status = -9
             if progress is not None:
                 ended = [s.status for s in states.values() if s.status is not None]
