@@ -362,6 +362,30 @@ def test_a_pod_that_can_never_start_fails_its_instance_at_once_not_at_the_timeou
     assert cluster.objects == []
 
 
+class DeletedPod(FakeCluster):
+    """Pod 1 is deleted (by hand, or evicted and removed) after the first list."""
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        return out if self.lists == 1 else [p for p in out
+                                            if not p["metadata"]["name"].endswith("-1")]
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str | None:
+        return None if pod.endswith("-1") else await super().logs(namespace, pod, container)
+
+
+def test_a_pod_deleted_mid_run_fails_its_instance_at_once_and_the_rest_is_judged(
+        spec: RunSpec, tmp_path: Path) -> None:
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = DeletedPod({0: 0, 1: 0}, [success("single/0")], ends_after=3)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=30, poll_s=0.01))
+    assert states[0].verdict() == (True, None)
+    assert states[1].verdict() == (False, "its pod was deleted before it ended")
+    assert (tmp_path / "single/1/stdout.log").read_text() == (
+        f"# harness: no log: the pod h-{RUN_ID}-1 is gone\n")
+    assert cluster.objects == []
+
+
 def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

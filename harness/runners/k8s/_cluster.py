@@ -57,8 +57,8 @@ class ClusterApi(Protocol):
         """The pods matching `selector`, as the API returns them (v1 Pod)."""
         ...
 
-    async def logs(self, namespace: str, pod: str, container: str) -> str:
-        """A container's log."""
+    async def logs(self, namespace: str, pod: str, container: str) -> str | None:
+        """A container's log; None if its pod is gone (evicted, deleted by hand)."""
         ...
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
@@ -134,13 +134,21 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
         states = {i.id: InstanceState(i) for i in spec.instances}
     by_pod = {L.pod_name(run.run_id, i.global_seq): i.id for i in spec.instances}
     selector = L.run_selector(run.run_id)
+    seen: set[str] = set()  # the pods listed once: one not listed again is gone
     try:
         for obj in run.objects:
             await api.create(obj)
         deadline = time.monotonic() + timeout_s
         while True:
             started = 0
-            for pod in await api.pods(run.namespace, selector):
+            pods = await api.pods(run.namespace, selector)
+            listed = {p["metadata"]["name"] for p in pods}
+            for name in seen - listed:
+                if states[by_pod[name]].status is None:  # it would wait for the timeout
+                    states[by_pod[name]].stopped = "its pod was deleted before it ended"
+                    states[by_pod[name]].status = -9
+            seen |= listed & by_pod.keys()
+            for pod in pods:
                 iid = by_pod.get(pod["metadata"]["name"])
                 code = pod_exit(pod)
                 if iid is not None and pod.get("status", {}).get("phase") != "Pending":
@@ -192,13 +200,15 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
     for pod, iid in by_pod.items():
         out = run_dir / iid
         out.mkdir(parents=True, exist_ok=True)
-        log = unpack(await api.logs(run.namespace, pod, "instance"), out)
-        (out / "stdout.log").write_text(log)
+        gone = f"# harness: no log: the pod {pod} is gone\n"
+        log = await api.logs(run.namespace, pod, "instance")
+        (out / "stdout.log").write_text(gone if log is None else unpack(log, out))
         if pod in shaped:
-            (out / "shaper.log").write_text(await api.logs(run.namespace, pod, "shaper"))
+            shaper = await api.logs(run.namespace, pod, "shaper")
+            (out / "shaper.log").write_text(gone if shaper is None else shaper)
     sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
     for sync_pod in await api.pods(run.namespace, sync):
-        text = await api.logs(run.namespace, sync_pod["metadata"]["name"], "sync")
+        text = await api.logs(run.namespace, sync_pod["metadata"]["name"], "sync") or ""
         # only the events: the kubelet merges the container's stderr into its log
         lines = [line for line in text.splitlines() if line.startswith("{")]
         (run_dir / "events.jsonl").write_text("".join(f"{line}\n" for line in lines))
@@ -288,11 +298,15 @@ class Kr8sApi:
         return [p.raw async for p in api.get("pods", namespace=namespace,
                                              label_selector=selector)]
 
-    async def logs(self, namespace: str, pod: str, container: str) -> str:
-        """A container's log."""
+    async def logs(self, namespace: str, pod: str, container: str) -> str | None:
+        """A container's log; None if its pod is gone."""
+        import kr8s
         from kr8s.asyncio.objects import Pod
 
-        found = await Pod.get(pod, namespace=namespace, api=await self._client())
+        try:
+            found = await Pod.get(pod, namespace=namespace, api=await self._client())
+        except kr8s.NotFoundError:
+            return None
         return "".join([line + "\n" async for line in found.logs(container=container)])
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
