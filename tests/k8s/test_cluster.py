@@ -413,6 +413,37 @@ def test_an_api_failure_mid_run_still_deletes_the_runs_objects(
     assert cluster.objects == [] and len(cluster.deleted) == 1
 
 
+class Kr8sObject:
+    """A listed object whose delete finds it gone, or deletes it."""
+
+    def __init__(self, name: str, deleted: list[str], gone: bool = False) -> None:
+        self.name, self.deleted, self.gone = name, deleted, gone
+
+    async def delete(self, propagation_policy: str) -> None:
+        if self.gone:
+            import kr8s
+
+            raise kr8s.NotFoundError(f"Object {self.name} does not exist")
+        self.deleted.append(self.name)
+
+
+def test_an_object_gone_between_list_and_delete_leaves_no_other_behind() -> None:
+    pytest.importorskip("kr8s")
+    from harness.runners.k8s._cluster import Kr8sApi
+
+    deleted: list[str] = []
+
+    class Client:
+        async def get(self, kind: str, namespace: str, label_selector: str) -> Any:
+            yield Kr8sObject(f"{kind}/a", deleted, gone=kind == "pods")
+            yield Kr8sObject(f"{kind}/b", deleted)
+
+    api = Kr8sApi(load_options(build_run_spec("pingpong", runner="cluster:k8s")))
+    api._api = Client()
+    count = asyncio.run(api.delete("default", ("pods", "services"), "x=y"))
+    assert deleted == ["pods/b", "services/a", "services/b"] and count == 3
+
+
 def test_pod_exit_reads_the_documented_container_states() -> None:
     assert pod_exit(pod_status("p", {}, None)) is None
     assert pod_exit(pod_status("p", {}, 0)) == 0

@@ -310,13 +310,17 @@ class Kr8sApi:
         return "".join([line + "\n" async for line in found.logs(container=container)])
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
-        """Delete every object of `kinds` matching `selector`."""
+        """Delete every object of `kinds` matching `selector` (one gone meanwhile, e.g. the
+        sync pod its Deployment replaced, is one fewer to delete, not the end of it)."""
+        import kr8s
+
         api = await self._client()
         count = 0
         for kind in kinds:
             async for obj in api.get(kind, namespace=namespace, label_selector=selector):
-                await obj.delete(propagation_policy="Foreground")
-                count += 1
+                with contextlib.suppress(kr8s.NotFoundError):
+                    await obj.delete(propagation_policy="Foreground")
+                    count += 1
         return count
 
 
