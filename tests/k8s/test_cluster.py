@@ -444,6 +444,27 @@ def test_an_object_gone_between_list_and_delete_leaves_no_other_behind() -> None
     assert deleted == ["pods/b", "services/a", "services/b"] and count == 3
 
 
+class GoneCluster(FakeCluster):
+    """The API server went away: nothing can be listed or deleted."""
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        raise ConnectionError("All connection attempts failed")
+
+
+def test_objects_that_could_not_be_deleted_are_named_with_how_to_delete_them(
+        spec: RunSpec, tmp_path: Path) -> None:
+    cluster = GoneCluster({0: 0, 1: 0}, [], fail_on_list=True)
+    with pytest.raises(ClusterError) as raised:
+        run_on_cluster(spec, load_options(spec, ["namespace=p2p"]), tmp_path, quiet=True,
+                       api=cluster)
+    run_id = only_run_dir(tmp_path).name
+    assert str(raised.value) == (
+        "cluster:k8s: the run's objects could not be deleted (ConnectionError: All connection "
+        f"attempts failed); once the cluster answers: harness clean --runner cluster:k8s "
+        f"--run {run_id} --k8s namespace=p2p")
+    assert load_run(only_run_dir(tmp_path)).reason == str(raised.value)
+
+
 def test_pod_exit_reads_the_documented_container_states() -> None:
     assert pod_exit(pod_status("p", {}, None)) is None
     assert pod_exit(pod_status("p", {}, 0)) == 0

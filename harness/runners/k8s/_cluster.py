@@ -187,7 +187,14 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             await asyncio.sleep(poll_s)
         await _collect(api, run, by_pod, states, run_dir)
     finally:
-        await asyncio.shield(api.delete(run.namespace, KINDS, selector))
+        try:
+            await asyncio.shield(api.delete(run.namespace, KINDS, selector))
+        except Exception as e:  # the API gone: say what is left on the cluster, and how
+            why = " ".join(f"{type(e).__name__}: {e}".split())
+            raise ClusterError(
+                f"{CLUSTER_K8S}: the run's objects could not be deleted ({why}); once the "
+                f"cluster answers: harness clean --runner {CLUSTER_K8S} --run {run.run_id} "
+                f"--k8s namespace={run.namespace}") from None
     return list(states.values())
 
 
