@@ -152,8 +152,13 @@ class UserspaceBackend:
 
 
 def _delayed(matrix: Mapping[Pair, LinkShape]) -> dict[Pair, LinkShape]:
-    """The directions of `matrix` the engine holds (those that need more than a rate)."""
-    return {pair: shape for pair, shape in matrix.items() if shape.needs_delay_engine}
+    """The directions of `matrix` the engine holds (those that need more than a rate), with
+    what the engine does to them: their shapes without the cap, which htb applies."""
+    return {
+        pair: dataclasses.replace(shape, bandwidth_bps=None) if shape.bandwidth_bps else shape
+        for pair, shape in matrix.items()
+        if shape.needs_delay_engine
+    }
 
 
 def _update(engine: Engine, matrix: Mapping[Pair, LinkShape]) -> None:

@@ -130,3 +130,20 @@ def test_a_dead_engine_fails_only_the_changes_that_need_it(net: Network) -> None
     assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=30)
     net.set_rule(a, b, None)  # nothing left to delay: its packets pass unshaped already
     assert (a.ip, b.ip) not in net.matrix()
+
+
+def test_a_dead_engine_lets_the_cap_of_a_delayed_pair_change(net: Network) -> None:
+    """A cap is htb's: changing only the cap of a pair that is also delayed told the
+    engine again, so with the engine dead the change failed ("the engine has died")."""
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=30, bandwidth_bps=1_000_000))
+    engine = _backend(net).engine
+    assert engine is not None and engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while engine.exit_status() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _backend(net).failure() is not None
+    net.set_rule(a, b, LinkShape(latency_ms=30, bandwidth_bps=3_000_000))
+    assert "rate 3Mbit" in classes(a.netns, a.ifname)
+    assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=30, bandwidth_bps=3_000_000)
