@@ -31,6 +31,10 @@ class EngineError(RuntimeError):
     """The engine cannot start or do what was asked; the message says why, in one line."""
 
 
+class _NoAnswer(EngineError):
+    """The engine did not answer in time (it may still, later)."""
+
+
 def _python_engine_available() -> str | None:
     try:
         import netfilterqueue  # noqa: F401
@@ -106,6 +110,9 @@ class Engine:
         self._rules_live = False
         self._pairs: frozenset[Pair] = frozenset()
         self._lines: list[str] = []
+        self._owed: list[tuple[str, bool]] = []
+        """Replies given up on (no answer in time), each one's last word and whether it
+        answers a commit: read before the next request's, which would get them instead."""
 
     # -- lifecycle -------------------------------------------------------------------------
     def _command_line(self) -> list[str]:
@@ -194,6 +201,7 @@ class Engine:
             self._sources = set()
             self._pairs = frozenset()
             self._lines = []
+        self._owed = []
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
@@ -249,7 +257,7 @@ class Engine:
             while b"\n" not in self._buf:
                 left = deadline - time.monotonic()
                 if left <= 0 or not sel.select(left):
-                    raise EngineError(f"the engine did not answer within {timeout:.0f} s")
+                    raise _NoAnswer(f"the engine did not answer within {timeout:.0f} s")
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     return ""
@@ -262,21 +270,44 @@ class Engine:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise EngineError("the engine is not running (call start())")
+        self._settle(proc)
         try:
             proc.stdin.write("".join(f"{ln}\n" for ln in lines).encode())
             proc.stdin.flush()
         except OSError:
             raise EngineError(f"the engine has died (exit code {proc.poll()})") from None
         replies: list[str] = []
-        while True:
-            line = self._read_line(_REPLY_TIMEOUT)
-            if not line:
-                raise EngineError(f"the engine has died (exit code {proc.wait()})")
-            if line.startswith("err "):
-                raise EngineError(f"the engine refused a command: {line[4:]}")
-            if line.split()[0] == until:
-                return replies
-            replies.append(line)
+        try:
+            while True:
+                line = self._read_line(_REPLY_TIMEOUT)
+                if not line:
+                    raise EngineError(f"the engine has died (exit code {proc.wait()})")
+                if line.startswith("err "):
+                    raise EngineError(f"the engine refused a command: {line[4:]}")
+                if line.split()[0] == until:
+                    return replies
+                replies.append(line)
+        except _NoAnswer:
+            self._owed.append((until, "commit" in lines))
+            raise
+
+    def _settle(self, proc: subprocess.Popen[bytes]) -> None:
+        """Read the replies given up on, so that each request gets its own; and if the
+        engine made a table it was refused (its commit answered too late), commit again
+        the table the rules match."""
+        recommit = False
+        while self._owed:
+            until, commit = self._owed[0]
+            while True:
+                line = self._read_line(_REPLY_TIMEOUT)
+                if not line:
+                    raise EngineError(f"the engine has died (exit code {proc.wait()})")
+                if line.startswith("err ") or line.split()[0] == until:
+                    break
+            del self._owed[0]
+            recommit = recommit or commit
+        if recommit:
+            self._request([*self._lines, "commit"], until="ok")
 
     def update(self, matrix: Mapping[Pair, LinkShape]) -> None:
         """Make `matrix` the whole desired state: each listed direction gets its shape, all

@@ -380,6 +380,32 @@ def test_a_killed_engine_is_reported_and_stop_still_cleans_up(
     assert iptables_save(tb) == before
 
 
+def test_a_reply_given_up_on_is_not_taken_for_the_next(
+    tb: Testbed, make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that answers a commit after the timeout: its late "ok" was read as the
+    reply to the next request (stats came back empty, and every reply after was the one
+    before's), and the table it was refused stayed in force."""
+    import netem._userspace._engine as engine_module
+
+    a, b = tb.ips
+    engine = make_engine()
+    engine.update({(a, b): LinkShape(latency_ms=10)})
+    assert engine.pid is not None
+    monkeypatch.setattr(engine_module, "_REPLY_TIMEOUT", 0.5)
+    os.kill(engine.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(EngineError, match="did not answer"):
+            engine.update({(a, b): LinkShape(latency_ms=40), (b, a): LinkShape(latency_ms=40)})
+    finally:
+        os.kill(engine.pid, signal.SIGCONT)
+    assert set(engine.stats()) == {(a, b)}  # the table the rules match, committed again
+    assert statistics.median(ping(tb, 0, 1, 5).rtts.values()) < 30
+    engine.update({(a, b): LinkShape(latency_ms=20)})
+    assert engine.stats()[(a, b)].packets >= 5
+    assert engine.timing().count >= 5
+
+
 def test_testbed_hosts_know_each_other_without_arp(tb: Testbed) -> None:
     """Permanent entries, as netem.Network's hosts get: the live tests do not depend on the
     kernel's neighbour table, which every namespace shares (a big run beside may fill it)."""
