@@ -118,6 +118,7 @@ class Engine:
     def _command_line(self) -> list[str]:
         netns_path = None if self.netns is None else str(_rules.netns_path(self.netns))
         common = ["--queue", str(self.queue_num), "--seed", str(self.seed)]
+        common += ["--maxlen", str(self.max_queue)]
         common += ["--realtime", str(self.realtime_priority)]
         if self.distribution == "normal":
             common.append("--normal")
@@ -134,8 +135,6 @@ class Engine:
                 return [
                     str(binary),
                     *(["--netns", netns_path] if netns_path else []),
-                    "--maxlen",
-                    str(self.max_queue),
                     *common,
                 ]
         missing = _python_engine_available()

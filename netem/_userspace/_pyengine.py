@@ -1,6 +1,7 @@
 """The Python engine (fallback when no C compiler): a process speaking the same protocol.
 
-    python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--normal]
+    python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--maxlen N]
+        [--normal] [--realtime PRIO]
 
 Run it inside the namespace to queue in (the Engine starts it under nsenter).
 """
@@ -101,7 +102,7 @@ class _QueueOutput:
             self._sock.sendto(payload, (socket.if_indextoname(ifindex), 0x0800, 0, 0, mac))
 
 
-def _live(queue: int, seed: int, normal: bool) -> int:
+def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536) -> int:
     try:
         from netfilterqueue import NetfilterQueue
     except ImportError:
@@ -120,7 +121,7 @@ def _live(queue: int, seed: int, normal: bool) -> int:
         core.on_packet(pkt, payload, arrival, pkt.physoutdev or pkt.outdev)
 
     try:
-        nfq.bind(queue, on_packet, max_len=65536, range=65535, sock_len=16 << 20)
+        nfq.bind(queue, on_packet, max_len=maxlen, range=65535, sock_len=16 << 20)
     except OSError as exc:
         print(f"error cannot bind queue {queue}: {exc}")
         return 1
@@ -170,6 +171,7 @@ def main() -> int:
     parser.add_argument("--simulate", action="store_true")
     parser.add_argument("--queue", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--maxlen", type=int, default=65536)
     parser.add_argument("--normal", action="store_true")
     parser.add_argument("--realtime", type=int, default=0)
     args = parser.parse_args()
@@ -183,7 +185,7 @@ def main() -> int:
         except OSError:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, -10)
-    return _live(args.queue, args.seed, args.normal)
+    return _live(args.queue, args.seed, args.normal, args.maxlen)
 
 
 if __name__ == "__main__":

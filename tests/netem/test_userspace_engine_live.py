@@ -406,6 +406,19 @@ def test_a_reply_given_up_on_is_not_taken_for_the_next(
     assert engine.timing().count >= 5
 
 
+@pytest.mark.parametrize("implementation", ["c", "python"])
+def test_max_queue_caps_the_packets_held(
+    tb: Testbed, make_engine: EngineFactory, implementation: str
+) -> None:
+    """The Python engine held every packet: it bound its queue at 65,536 whatever
+    `max_queue` said."""
+    a, b = tb.ips
+    engine = make_engine(implementation, max_queue=5)
+    engine.update({(a, b): LinkShape(latency_ms=500)})
+    result = ping(tb, 0, 1, 20, interval=0.01)
+    assert 3 <= result.received <= 7, result
+
+
 def test_testbed_hosts_know_each_other_without_arp(tb: Testbed) -> None:
     """Permanent entries, as netem.Network's hosts get: the live tests do not depend on the
     kernel's neighbour table, which every namespace shares (a big run beside may fill it)."""
