@@ -51,7 +51,8 @@ class LinkShape:
             top = 100.0 if name in _PERCENT_FIELDS else MAX_DELAY_MS
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ShapeError(f"{name} must be a number from 0 to {top:g}, not {value!r}")
-            if not (math.isfinite(value) and 0 <= value <= top):
+            # compared first: math.isfinite overflows on an int beyond any float
+            if not (0 <= value <= top and math.isfinite(value)):
                 raise ShapeError(f"{name} {value!r} is out of range: 0 to {top:g}")
         bw = self.bandwidth_bps
         if bw is not None:

@@ -123,6 +123,9 @@ def test_every_accepted_shape_is_taken_by_the_userspace_engine(
         ({"latency_ms": math.nan}, "latency_ms nan is out of range"),
         ({"loss_pct": 100.5}, "loss_pct 100.5 is out of range: 0 to 100"),
         ({"jitter_ms": True}, "jitter_ms must be a number from 0 to 250000"),
+        # an int beyond any float (JSON allows one): it was an OverflowError
+        ({"latency_ms": 10**400}, "latency_ms 10* is out of range"),
+        ({"loss_pct": -(10**400)}, "loss_pct -10* is out of range"),
     ],
 )
 def test_values_no_backend_can_apply_are_refused(fields: dict[str, Any], message: str) -> None:
