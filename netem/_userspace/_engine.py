@@ -160,8 +160,12 @@ class Engine:
         except _rules.RulesError as exc:
             raise EngineError(str(exc)) from None
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # A process group of its own: a Ctrl-C (or hang-up) meant for the program driving
+        # it must not end it under the program's feet (that reads as the engine dying and
+        # the links passing unshaped); it ends with its parent anyway (stdin, parent check).
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
+            process_group=0,
         )
         try:
             first = self._read_line(_REPLY_TIMEOUT)

@@ -309,6 +309,34 @@ def test_the_engine_dies_with_its_parent_and_traffic_still_flows(tb: Testbed) ->
     assert result.received == 5 and max(result.rtts.values()) < 10
 
 
+def test_a_ctrl_c_for_the_program_does_not_end_the_engine(tb: Testbed) -> None:
+    """The terminal sends Ctrl-C to its whole foreground process group: the engine, in its
+    parent's group, exited, and an interrupted harness run noted it had died."""
+    a, b = tb.ips
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from ipaddress import IPv4Address as A
+        from netem import LinkShape
+        from netem._userspace import Engine
+        e = Engine({tb.hub!r}, seed=1)
+        e.start()
+        e.update({{(A({str(a)!r}), A({str(b)!r})): LinkShape(latency_ms=20)}})
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the program handles its own Ctrl-C
+        os.killpg(0, signal.SIGINT)
+        time.sleep(0.5)
+        print(e.exit_status(), flush=True)
+        e.stop()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
+        start_new_session=True, check=True,
+    ).stdout
+    assert out.strip() == "None"
+
+
 def test_a_queue_held_by_another_engine_is_a_clear_error(
     tb: Testbed, make_engine: EngineFactory
 ) -> None:
