@@ -109,10 +109,11 @@ class UserspaceBackend:
 
     def stats(self) -> Mapping[Pair, LinkStats]:
         """The engine's counters (packets, bytes, loss drops, mean hold time) for delayed
-        pairs; the htb class's for capped ones; both added up where a pair has both."""
+        pairs; the htb class's for capped ones; both added up where a pair has both. Once
+        the engine has died (`failure()`), its counters are gone with it: the caps' only."""
         caps = self._shaper.stats()
         out: dict[Pair, LinkStats] = dict(caps)
-        if self._engine is not None:
+        if self._engine is not None and self.failure() is None:
             from netem._userspace import EngineError
 
             try:

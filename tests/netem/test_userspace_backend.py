@@ -147,3 +147,20 @@ def test_a_dead_engine_lets_the_cap_of_a_delayed_pair_change(net: Network) -> No
     net.set_rule(a, b, LinkShape(latency_ms=30, bandwidth_bps=3_000_000))
     assert "rate 3Mbit" in classes(a.netns, a.ifname)
     assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=30, bandwidth_bps=3_000_000)
+
+
+def test_a_dead_engine_leaves_the_caps_counters(net: Network) -> None:
+    """The caps still work once the engine has died, but reading any counter failed ("the
+    engine has died"), so a run's telemetry recorded no link at all from then on."""
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=10))
+    net.set_rule(b, a, LinkShape(bandwidth_bps=20_000_000))
+    engine = _backend(net).engine
+    assert engine is not None and engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while engine.exit_status() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert answers(a, b)
+    stats = net.link_stats()
+    assert set(stats) == {(b.ip, a.ip)} and stats[(b.ip, a.ip)].packets >= 1
