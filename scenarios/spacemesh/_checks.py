@@ -7,7 +7,7 @@ in a list of reports and sees the check name it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 @dataclasses.dataclass
@@ -195,6 +195,20 @@ def transactions_applied(reports: Sequence[Report], tx_ids: Sequence[str]) -> li
         pending = [t[:12] for t in tx_ids if r.tx_states.get(t) != "applied"]
         if pending:
             problems.append(f"{r.instance}: transactions not applied: {', '.join(pending)}")
+    return problems
+
+
+def transfers_received(reports: Sequence[Report], sent: Mapping[str, int]) -> list[str]:
+    """Every node shows each recipient of the submitted spends (`sent`: address -> amount)
+    holding what it was sent: an applied transaction may have failed (it paid its fee, its
+    transfer did not happen), as go-spacemesh's processed ones may, so the system tests
+    check the recipients' balances too."""
+    problems = []
+    for r in _ok(reports):
+        short = [f"{a[:12]} has {r.accounts.get(a, [0, 0])[0]}, not {amount}"
+                 for a, amount in sent.items() if r.accounts.get(a, [0, 0])[0] != amount]  # fmt: skip
+        if short:
+            problems.append(f"{r.instance}: transfers not received: {', '.join(short[:3])}")
     return problems
 
 

@@ -124,8 +124,10 @@ def case_problems(p: Mapping[str, Any], reports: list[Report], target: int,
         problems += checks.same_eligibilities(reports)
     if float(p.get("shared_keys", 0)) > 0:
         problems += checks.malfeasance_detected(reports, equivocators)
-    if int(p.get("transfers", 0)) > 0:
+    if (count := int(p.get("transfers", 0))) > 0:
         problems += checks.transactions_applied(reports, tx_ids)
+        if tx_ids:
+            problems += checks.transfers_received(reports, dict(transfers(count)))
     if int(p.get("checkpoint_layer", 0)) > 0:
         problems += checks.same_checkpoint(reports)
     return problems
@@ -532,14 +534,18 @@ def wallet_of(run_id: str) -> Wallet:
     return Wallet(Signer(f"{run_id}/wallet"))
 
 
+def transfers(count: int) -> list[tuple[str, int]]:
+    """The case's `count` spends: (recipient address, amount), each to a fresh address."""
+    return [(_txs.address_of(Signer(f"recipient/{i}").public_hex), 10 + i) for i in range(count)]
+
+
 async def submit_transfers(api: NodeApi, count: int, wallet: Wallet) -> list[str]:
     """Spawn `wallet`, then `count` spends to fresh addresses, through
     TransactionService.SubmitTransaction; the tx ids."""
     signer = wallet.signer
     raws = [_txs.spawn_tx(signer, 0, 1)]
-    for i in range(count):
-        to = _txs.address_of(Signer(f"recipient/{i}").public_hex)
-        raws.append(_txs.spend_tx(signer, to, 10 + i, i + 1, 1))
+    for i, (to, amount) in enumerate(transfers(count)):
+        raws.append(_txs.spend_tx(signer, to, amount, i + 1, 1))
     ids = []
     for raw in raws:
         tx_id, error = await api.submit_tx(raw)
@@ -568,8 +574,9 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
         "is_smeshing": api.is_smeshing,
         "smeshing_status": api.smeshing_status,
     }
-    if p.get("check_state"):
+    if p.get("check_state") or int(p.get("transfers", 0)) > 0:  # the recipients' balances
         calls["accounts"] = api.accounts
+    if p.get("check_state"):
         calls["coinbase"] = lambda: api.smesher.Coinbase(empty_pb2.Empty(), timeout=api.timeout())
     if p.get("check_eligibility"):
         last = watch.target // max(1, int(p["layers_per_epoch"]))
@@ -603,6 +610,7 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
     )
     if "accounts" in got:
         report.accounts = {k: list(v) for k, v in got["accounts"].items()}
+    if "coinbase" in got:
         report.coinbase = got["coinbase"].account_id.address
     report.eligibilities = {k.partition(":")[2]: v for k, v in got.items()
                             if k.startswith("eligibilities:")}

@@ -12,7 +12,7 @@ from harness._errors import UsageError
 from harness.plans._manifest import load_manifest
 from scenarios.spacemesh import _checks as checks
 from scenarios.spacemesh._checks import Report
-from scenarios.spacemesh.plan import case_problems, equivocators, expected_reports
+from scenarios.spacemesh.plan import case_problems, equivocators, expected_reports, transfers
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ["smeshing", "add_nodes", "failed_nodes", "partition_30_70", "partition_50_50",
@@ -84,6 +84,22 @@ def test_smeshing_fails_on_a_missing_atx_diverging_state_eligibility_or_tx() -> 
     pending = network(n4={"tx_states": {"t1": "mempool"}})
     assert "transactions not applied" in checks.transactions_applied(pending, ["t1"])[0]
     assert checks.transactions_applied(network(), []) == ["no transaction was submitted"]
+
+
+def test_smeshing_fails_when_applied_transfers_moved_no_funds() -> None:
+    # A spend that ran but failed is "applied" (it paid its fee): the recipients' balances
+    # tell whether the transfers happened.
+    sent = dict(transfers(2))
+    to = list(sent)
+    received = {**node(1).accounts, to[0]: [10, 0], to[1]: [11, 0]}
+    assert sent == {to[0]: 10, to[1]: 11}
+    assert checks.transfers_received(network(**{f"n{s}": {"accounts": received}
+                                                for s in (1, 2, 3, 4)}), sent) == []  # fmt: skip
+    failed = network(**{f"n{s}": {"accounts": received} for s in (1, 2, 3)})
+    assert checks.transfers_received(failed, sent) == [
+        f"i4: transfers not received: {to[0][:12]} has 0, not 10, {to[1][:12]} has 0, not 11"]
+    problems = case_problems(_params(transfers=2), failed, 6, [], ["t1"])
+    assert any(p.startswith("i4: transfers not received") for p in problems)
 
 
 def test_add_nodes_fails_when_a_late_node_did_not_sync_from_genesis() -> None:
