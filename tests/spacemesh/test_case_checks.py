@@ -12,7 +12,13 @@ from harness._errors import UsageError
 from harness.plans._manifest import load_manifest
 from scenarios.spacemesh import _checks as checks
 from scenarios.spacemesh._checks import Report
-from scenarios.spacemesh.plan import case_problems, equivocators, expected_reports, transfers
+from scenarios.spacemesh.plan import (
+    case_problems,
+    equivocators,
+    expected_reports,
+    judged_reports,
+    transfers,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ["smeshing", "add_nodes", "failed_nodes", "partition_30_70", "partition_50_50",
@@ -115,6 +121,17 @@ def test_failed_nodes_needs_the_survivors_to_report() -> None:
     assert expected_reports(p, 10) == 4
     assert checks.enough_reports(network()[:3], 4) == ["3 nodes reported, 4 expected"]
     assert checks.enough_reports(network(), 4) == []
+
+
+def test_a_node_whose_report_came_after_those_that_must_report_checks_itself() -> None:
+    # failed_nodes with nobody killed: every node reports, the first 3 are collected, and
+    # the fourth diverged.
+    reports = network()
+    late = dataclasses.replace(reports[3], hashes=["aa", "XX", "cc", "dd", "ee", "ff", "00"])
+    judged = judged_reports(reports[:3], late)
+    assert judged == [*reports[:3], late]
+    assert "layer 1: i4 has hash XX" in case_problems(_params(may_fail=60.0), judged, 6, [], [])[0]
+    assert judged_reports(reports[:3], reports[1]) == reports[:3]
 
 
 def test_partition_fails_when_it_never_healed() -> None:
