@@ -40,6 +40,12 @@ class Report:
     tx_states: dict[str, str] = dataclasses.field(default_factory=dict)
     checkpoint: str = ""
     """Hash of the checkpoint the node served (empty: none asked)."""
+    statuses: list[int] = dataclasses.field(default_factory=list)
+    """Each layer's status in MeshService.LayersQuery from layer 0 (`CONFIRMED`: verified)."""
+
+
+CONFIRMED = 2
+"""Layer.LayerStatus of a layer the tortoise verified (LayersQuery)."""
 
 
 def _ok(reports: Sequence[Report]) -> list[Report]:
@@ -65,10 +71,18 @@ def smeshing(reports: Sequence[Report]) -> list[str]:
 
 
 def verified(reports: Sequence[Report], target: int) -> list[str]:
-    """Every node verified the target layer."""
-    return [f"{r.instance} verified layer {r.verified_layer}, not {target}"
-            for r in _ok(reports)
-            if r.verified_layer < target or len(r.hashes) < target + 1]  # fmt: skip
+    """Every node verified the target layer, as its node's status says and as the layers
+    whose hashes are compared say (a hash compared before its layer is verified may still
+    change: a node's status alone is not to be taken at its word)."""
+    problems = []
+    for r in _ok(reports):
+        if r.verified_layer < target or len(r.hashes) < target + 1:
+            problems.append(f"{r.instance} verified layer {r.verified_layer}, not {target}")
+        elif unverified := [n for n in range(target + 1)
+                            if n >= len(r.statuses) or r.statuses[n] != CONFIRMED]:  # fmt: skip
+            problems.append(f"{r.instance} says it verified layer {r.verified_layer}, but its "
+                            f"layer {unverified[0]} is not verified (LayersQuery)")  # fmt: skip
+    return problems
 
 
 def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[str]:

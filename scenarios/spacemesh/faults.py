@@ -332,6 +332,7 @@ def _report(seq: int, proc: SimProcess, watch: Watch, error: str) -> Report:
         is_smeshing=node.config.smeshing,
         verified_layer=node.status()["verified_layer"],
         hashes=[s.hash.hex() for s in node.layers()[: watch.target + 1]],
+        statuses=[int(s.status) for s in node.layers()[: watch.target + 1]],
         atx_smeshers=sorted({a["smesher"] for a in node.mesh.atxs.values()}),
         smeshing_error=node.last_error,
         error=error,

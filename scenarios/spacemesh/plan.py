@@ -614,6 +614,7 @@ async def observe(env: sdk.RunEnv, api: NodeApi, watch: Watch, verified: int,
         atxs=[[a.smesher, a.target_epoch] for a in atxs] if p.get("check_atx_epochs") else [],
         state_roots=[layer.state_root for layer in layers],
         blocks=[layer.block for layer in layers],
+        statuses=[layer.status for layer in layers],
     )
     if "accounts" in got:
         report.accounts = {k: list(v) for k, v in got["accounts"].items()}

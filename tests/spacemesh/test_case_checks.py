@@ -35,7 +35,7 @@ def node(seq: int, role: str = "miner", **kw: object) -> Report:
         state_roots=["r0", "r1", "r2", "r3", "r4", "r5", "r6"],
         accounts={f"{s:02x}" * 32: [100, 0] for s in range(1, 5)},
         coinbase=smesher, eligibilities={"1": {"a": 3, "b": 2}},
-        tx_states={"t1": "applied"}, checkpoint="c0",
+        tx_states={"t1": "applied"}, checkpoint="c0", statuses=[2] * 7,
     )  # fmt: skip
     base.update(kw)
     return Report(**base)  # type: ignore[arg-type]

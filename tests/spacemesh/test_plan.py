@@ -36,6 +36,7 @@ def report(seq: int, role: str = "miner", **kw: object) -> Report:
         "hashes": ["a", "b", "c", "d", "e"],
         "atx_smeshers": ["s2", "s3"],
         "smeshing_error": "",
+        "statuses": [2] * 5,
     }
     base.update(kw)
     return Report(**base)  # type: ignore[arg-type]
@@ -63,6 +64,15 @@ def test_disagreements_are_named() -> None:
         p.startswith("ATX of miner single/4 unknown to single/1, single/2, single/3")
         for p in problems
     )
+
+
+def test_a_node_whose_layers_are_not_verified_fails_though_its_status_says_so() -> None:
+    # Status said layer 4 was verified, LayersQuery (whose hashes are compared) did not.
+    tentative = report(3, statuses=[2, 2, 2, 1, 0])
+    assert compare_reports([report(1, "gateway"), report(2), tentative], 4) == [
+        "single/3 says it verified layer 4, but its layer 3 is not verified (LayersQuery)"]
+    assert compare_reports([report(1, "gateway"), report(2, statuses=[2] * 4)], 4) == [
+        "single/2 says it verified layer 4, but its layer 4 is not verified (LayersQuery)"]
 
 
 def test_a_failed_node_is_reported_with_its_reason() -> None:
@@ -475,7 +485,7 @@ class _Gate:
     async def layers(self, start: int, end: int) -> object:
         import types
 
-        view = types.SimpleNamespace(hash="h", state_root="r", block="")
+        view = types.SimpleNamespace(hash="h", state_root="r", block="", status=2)
         return await self._ask("layers", [view] * (end - start + 1))
 
     async def atxs(self) -> object:
