@@ -1,7 +1,8 @@
 """``python -m scenarios.spacemesh.sim``: a whole network in one process, in virtual time.
 
-Prints the wall time, the virtual time, whether every node agrees on every layer hash and
-how many layers have a block (agreeing on empty layers only is a failure too).
+Prints the wall time, the virtual time, whether every node agrees on every layer hash, the
+last layer every node verified and how many layers have a block (agreeing on empty layers
+only, or on layers not verified yet, is a failure too).
 The same protocol code as the real processes runs here over the in-memory transport,
 under trio's ``MockClock``.
 """
@@ -54,6 +55,8 @@ class SimResult:
     layer to the last one decided), in the first node's view."""
     block_layers: int = 0
     """How many layers that is."""
+    verified: int = 0
+    """The last layer every node verified (the lowest of the nodes' verified layers)."""
 
     @property
     def problem(self) -> str | None:
@@ -61,6 +64,9 @@ class SimResult:
         layers (no layer that could have a block has one: nothing got through)."""
         if not self.agree:
             return f"the nodes disagree on the hashes of layers 0-{self.layers}"
+        if self.verified < self.layers:
+            return (f"a node verified only up to layer {self.verified}, not {self.layers}: "
+                    "the hashes compared may still change")
         if not self.block_layers:
             return "no layer past the first epoch was judged (epoch 0 can have no block)"
         if not self.blocks:
@@ -75,7 +81,8 @@ class SimResult:
             f"wall={self.wall:.2f}s speedup={self.virtual / self.wall:.1f}x "
             f"cpu={self.cpu:.2f}s speedup_cpu={self.virtual / self.cpu:.1f}x "
             f"min_atxs_known={self.atxs} frames={self.frames} mb={self.megabytes:.1f} "
-            f"blocks={self.blocks}/{self.block_layers} agree={self.agree}"
+            f"blocks={self.blocks}/{self.block_layers} verified={self.verified} "
+            f"agree={self.agree}"
         )
 
 
@@ -152,6 +159,7 @@ def simulate(
             out["virtual"] = c.clock.now() - start
             out["agree"] = all(v == views[0] for v in views) and len(views[0]) > layers
             out["atxs"] = min(len(n.mesh.atxs) for n in c.nodes)
+            out["verified"] = min(n.status()["verified_layer"] for n in c.nodes)
             decided = c.nodes[0].layers()[params.layers_per_epoch :]
             out["blocks"] = (sum(1 for s in decided if s.block_id), len(decided))
             out["frames"], out["bytes"] = c.net.frames_sent, c.net.bytes_sent
@@ -164,7 +172,7 @@ def simulate(
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return SimResult(
         miners + gateways, layers, out["virtual"], wall, cpu, out["agree"], out["atxs"],
-        out["frames"], out["bytes"] / 1e6, *out["blocks"],
+        out["frames"], out["bytes"] / 1e6, *out["blocks"], out["verified"],
     )
 
 
@@ -230,7 +238,7 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one simulation and print its figures; exit code 1, and why on stderr, when the
-    nodes disagree or made no block."""
+    nodes disagree, did not all verify the last layer or made no block."""
     result = simulate(**options(argv), progress=sys.stderr)
     print(result.line())
     if result.problem:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import selectors
 import signal
@@ -19,7 +20,7 @@ import pytest
 from harness.observe import read_trace_columns
 from scenarios.spacemesh._api import NodeApi
 from scenarios.spacemesh._proto import spacemesh_pb2 as pb
-from scenarios.spacemesh.sim import options
+from scenarios.spacemesh.sim import SimResult, options
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 6
@@ -197,6 +198,14 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
+def test_a_simulation_whose_nodes_did_not_verify_the_last_layer_fails() -> None:
+    # A tortoise that never verifies: every node holds the same tentative hashes.
+    tentative = SimResult(6, 5, 15.0, 1.0, 1.0, True, 8, 100, 1.0, 3, 3, verified=0)
+    assert tentative.problem == ("a node verified only up to layer 0, not 5: the hashes "
+                                 "compared may still change")  # fmt: skip
+    assert dataclasses.replace(tentative, verified=5).problem is None
+
+
 def test_cli_port_in_use_is_one_line(procs: Procs) -> None:
     net = _subnet()
     first = procs.start("scenarios.spacemesh.poet", "--listen", f"{net}.9:7000")
@@ -218,6 +227,7 @@ def test_simulation_runner_reports_agreement() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "nodes=6 layers=5" in out.stdout and "agree=True" in out.stdout  # 2 gateways
+    assert "verified=5" in out.stdout
     figures = dict(f.split("=", 1) for f in out.stdout.split())
     assert int(figures["frames"]) > 6 * 5 and float(figures["mb"]) > 0  # what the nodes sent
     made, could = map(int, figures["blocks"].split("/"))
