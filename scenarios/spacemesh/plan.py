@@ -405,14 +405,16 @@ class Watch:
         """The watch of one node: verified `target` by `hdist + 1` layers later (plus
         `check_slack`); with `healed_at` (seconds from genesis when a fault schedule's last
         cut ends), judged only `SETTLE_LAYERS` layers after it, once the network had the
-        time to converge again. A node restarted at `restarted_at` (a time) starts its
+        time to converge again; judged no earlier than `judge_after` (a time) either, and
+        the deadline then moves past both. A node restarted at `restarted_at` (a time) starts its
         smeshing over: a miner has two epochs from then to publish an ATX (a PoET round
         it joins late may close too late for the epoch it targets)."""
         deadline = genesis + (target + params.hdist + 1) * layer_duration + check_slack
         not_before = judge_after  # a composition's partition: judged after it healed
         if healed_at:
-            not_before = genesis + healed_at + SETTLE_LAYERS * layer_duration
-            deadline = max(deadline, not_before + check_slack)
+            not_before = max(not_before, genesis + healed_at + SETTLE_LAYERS * layer_duration)
+        # A node is judged no earlier than `not_before`: its deadline comes after.
+        deadline = max(deadline, not_before + check_slack)
         epoch = params.layers_per_epoch * layer_duration
         atx_after = genesis + epoch
         if restarted_at is not None:

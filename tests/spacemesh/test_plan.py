@@ -16,8 +16,9 @@ import pytest
 
 import scenarios.spacemesh as spacemesh
 from harness.faults import parse_faults
+from scenarios.spacemesh._mesh import MeshParams
 from scenarios.spacemesh.faults import Setup, search_cuts, simulate, write_faults
-from scenarios.spacemesh.plan import Report, compare_reports
+from scenarios.spacemesh.plan import Report, Watch, compare_reports
 
 from ..conftest import only_run_dir
 from .logs import check_run_logs
@@ -73,6 +74,20 @@ def test_a_node_whose_layers_are_not_verified_fails_though_its_status_says_so() 
         "single/3 says it verified layer 4, but its layer 3 is not verified (LayersQuery)"]
     assert compare_reports([report(1, "gateway"), report(2, statuses=[2] * 4)], 4) == [
         "single/2 says it verified layer 4, but its layer 4 is not verified (LayersQuery)"]
+
+
+def test_a_node_judged_after_its_deadline_would_pass_is_judged_then() -> None:
+    # judge_after past the target's deadline: the node verified, and is judged at
+    # judge_after, not failed at the deadline with "verified layer 8, not 8".
+    params = MeshParams(layers_per_epoch=3)
+    watch = Watch.of("gateway", target=8, genesis=0.0, layer_duration=2.0, params=params,
+                     check_slack=20.0, judge_after=100.0)  # fmt: skip
+    done = {"verified_layer": 8, "top_layer": 9, "connected_peers": 3}
+    assert watch.step(60.0, done) is None and watch.step(100.0, done) == ""
+    assert "not 8, by the deadline" in str(watch.step(121.0, {**done, "verified_layer": 7}))
+    healed = Watch.of("gateway", target=8, genesis=0.0, layer_duration=2.0, params=params,
+                      check_slack=20.0, healed_at=10.0, judge_after=50.0)  # fmt: skip
+    assert healed.not_before == 50.0 and healed.step(49.0, done) is None
 
 
 def test_a_failed_node_is_reported_with_its_reason() -> None:
