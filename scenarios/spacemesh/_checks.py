@@ -78,11 +78,18 @@ def verified(reports: Sequence[Report], target: int) -> list[str]:
     for r in _ok(reports):
         if r.verified_layer < target or len(r.hashes) < target + 1:
             problems.append(f"{r.instance} verified layer {r.verified_layer}, not {target}")
-        elif unverified := [n for n in range(target + 1)
-                            if n >= len(r.statuses) or r.statuses[n] != CONFIRMED]:  # fmt: skip
+        elif (layer := unconfirmed(r, target)) is not None:
             problems.append(f"{r.instance} says it verified layer {r.verified_layer}, but its "
-                            f"layer {unverified[0]} is not verified (LayersQuery)")  # fmt: skip
+                            f"layer {layer} is not verified (LayersQuery)")  # fmt: skip
     return problems
+
+
+def unconfirmed(report: Report, target: int) -> int | None:
+    """The first layer up to `target` that the report's LayersQuery does not show
+    `CONFIRMED`, or None."""
+    statuses = report.statuses
+    return next((n for n in range(target + 1)
+                 if n >= len(statuses) or statuses[n] != CONFIRMED), None)  # fmt: skip
 
 
 def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[str]:

@@ -512,13 +512,23 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
             error = "the submitter's node published no ATX: no transfers were sent"
         for tries in itertools.count(1):
             try:
-                return await observe(env, api, watch, verified, error, p)
+                report = await observe(env, api, watch, verified, error, p)
             except TimeoutError:
                 # As above: a starved machine answers late. Ask again until the watch's
                 # deadline (a few times at least), then fail with what the watch found,
                 # not crash on one call's deadline.
                 if tries >= OBSERVE_TRIES and time.time() > watch.deadline:
                     break
+                continue
+            # The layers were read after the status: votes that came between (a healed
+            # partition's) may have reopened a layer the tortoise had verified, and its hash
+            # may still change. Read them again while the watch has time; then the checks
+            # say which layer is not verified.
+            if (not error and checks.unconfirmed(report, watch.target) is not None
+                    and time.time() + watch.poll < watch.deadline):
+                await anyio.sleep(watch.poll)
+                continue
+            return report
         found = f"{error}; " if error else ""
         raise sdk.TestFailure(
             f"{found}the node's API did not answer the final checks ({tries} tries)"

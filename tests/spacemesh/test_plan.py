@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 import scenarios.spacemesh as spacemesh
@@ -74,6 +76,44 @@ def test_a_node_whose_layers_are_not_verified_fails_though_its_status_says_so() 
         "single/3 says it verified layer 4, but its layer 3 is not verified (LayersQuery)"]
     assert compare_reports([report(1, "gateway"), report(2, statuses=[2] * 4)], 4) == [
         "single/2 says it verified layer 4, but its layer 4 is not verified (LayersQuery)"]
+
+
+def test_a_layer_reopened_after_the_status_is_read_again_not_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Status said layer 4 was verified; LayersQuery, read just after, showed layer 3
+    reopened (votes of a healed partition came between). The hashes were not final yet: the
+    node is read again while its watch has time, not failed on that moment's view."""
+    from types import SimpleNamespace
+
+    from scenarios.spacemesh import plan
+
+    class Api:
+        def __init__(self, *_: object, **__: object) -> None: ...
+
+        async def status(self) -> SimpleNamespace:
+            return SimpleNamespace(verified_layer=4, top_layer=5, connected_peers=3)
+
+        def close(self) -> None: ...
+
+    views = iter([[2, 2, 2, 1, 2], [2, 2, 2, 2, 2]])
+    reads = []
+
+    async def observe(*_: object) -> Report:
+        reads.append(statuses := next(views))
+        return report(2, statuses=statuses)
+
+    async def said(*_: object) -> None: ...
+
+    monkeypatch.setattr(plan, "NodeApi", Api)
+    monkeypatch.setattr(plan, "observe", observe)
+    env = SimpleNamespace(is_restart=False, sync=SimpleNamespace(signal_entry=said))
+    watch = Watch.of("miner", target=4, genesis=time.time() - 10, layer_duration=1.0,
+                          params=MeshParams(layers_per_epoch=3), check_slack=30.0)
+    watch = dataclasses.replace(watch, poll=0.01, atx_checked=True)
+    got = anyio.run(plan._watch_own_node, env, "10.0.0.1", watch, {}, False)
+    assert len(reads) == 2 and got.statuses == [2] * 5
+    assert compare_reports([report(1, "gateway"), got], 4) == []
 
 
 def test_a_node_judged_after_its_deadline_would_pass_is_judged_then() -> None:
