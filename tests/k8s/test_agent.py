@@ -128,7 +128,8 @@ def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> No
         return code
 
     code = trio.run(main)
-    assert lives == [{"running": True}, {"running": False, "code": code}] and code != 0
+    assert lives == [{"running": True}, {"running": False, "code": code, "by": "killed"}]
+    assert code != 0
     assert ClusterActions(state, ["g/0"]).running() == set()
 
 

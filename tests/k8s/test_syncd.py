@@ -6,6 +6,7 @@ import socket
 
 import trio
 
+from harness.runners.k8s._actions import life_topic
 from harness.runners.k8s.syncd import serve
 from harness.sync import NETWORK_INITIALIZED, SyncError, Tokens, connect_tcp
 
@@ -42,3 +43,40 @@ def test_without_shapers_every_instance_is_ready_as_it_starts() -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once() -> None:
+    """The service never heard that an instance ended: a run whose instance crashed at
+    once waited for the run's timeout (106 s under kube play, 3 s on local:exec), its
+    other instances saying only that the timeout had passed."""
+    run = {"shaped": False, "faults": [],
+           "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(2)]}
+    port = _free_port()
+    reasons: list[str] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
+            with trio.fail_after(10):
+                while True:
+                    try:
+                        waiter = connect_tcp("127.0.0.1", port, "g/0",
+                                             Tokens(KEY).for_instance("g/0"))
+                        agent = connect_tcp("127.0.0.1", port, "g/1",
+                                            Tokens(KEY).for_instance("g/1"))
+                        async with waiter as w, agent as a:
+                            await a.publish(life_topic("g/1"), {"running": True})
+                            await a.publish(life_topic("g/1"), {"running": False, "code": 3})
+                            try:
+                                await w.barrier("both-done", 2)
+                            except SyncError as e:
+                                reasons.append(str(e))
+                        break
+                    except SyncError as e:  # not listening yet
+                        if "both-done" in str(e):
+                            raise
+                        await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(reasons) == 1 and "g/1 (exit code 3)" in reasons[0], reasons

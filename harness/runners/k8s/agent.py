@@ -23,7 +23,7 @@ from harness._runparams import RunParams
 from harness.runners.k8s._actions import fault_topic, life_topic
 from harness.runners.k8s._outputs import pack
 from harness.runners.k8s._render import DONE
-from harness.sync import connect_tcp
+from harness.sync import SyncError, connect_tcp
 
 __all__ = ["main"]
 
@@ -45,10 +45,15 @@ def main() -> int:
     else:
         argv = [sys.executable, "-c", _RUN_ENTRYPOINT, run["entrypoint"],
                 run.get("backend") or "trio"]
-    if run.get("faults"):
-        code = trio.run(supervise, argv, RunParams.from_environ(os.environ))
-    else:
+    params = RunParams.from_environ(os.environ)
+    if params.sync_tcp is None:
         code = subprocess.run(argv, check=False).returncode
+    else:  # faults reach it, and the sync service hears when it ends (as locally)
+        try:
+            code = trio.run(supervise, argv, params)
+        except (SyncError, OSError) as e:  # the pod must still end, its log saying why
+            print(f"agent: cannot reach the sync service: {e}", file=sys.stderr, flush=True)
+            code = 1
     sys.stdout.write(pack(outputs))
     sys.stdout.flush()
     Path(DONE).mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,8 @@ async def supervise(argv: list[str], params: RunParams) -> int:
             env = {**os.environ, "TEST_RESTARTS": str(restarts)}
             await client.publish(life, {"running": True})  # what the conductor draws from
             code, ended = await _run_once(argv, env, receive)
-            await client.publish(life, {"running": False, "code": code})
+            await client.publish(life, {"running": False, "code": code,
+                                        **({"by": ended["end"]} if ended else {})})
             if ended is None:
                 break
             print(f"agent: {ended['end']} (exit {code})", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ import trio
 from harness._conductor import Conductor
 from harness.faults import Fault, Member
 from harness.observe import JsonlWriter
-from harness.runners.k8s._actions import ClusterActions
+from harness.runners.k8s._actions import ClusterActions, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 
 __all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
@@ -48,11 +48,18 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     shaped: set[str] = set()
     everyone = trio.Event()
 
+    succeeded: set[str] = set()
+
     def record(event: dict[str, Any]) -> None:
         _emit(event)
         who = event.get("instance") or ""
         if event.get("kind") == "event" and event.get("type") == "start":
             started.add(who)
+        elif event.get("kind") == "event" and event.get("type") == "success":
+            succeeded.add(who)
+        elif event.get("kind") == "publish" and str(event.get("topic")).startswith(LIFE):
+            _life(state, str(event["topic"])[len(LIFE):], state.last_item(event["topic"]),
+                  succeeded)
         elif event.get("kind") == "signal" and event.get("state") == NETWORK_INITIALIZED:
             shaped.add(who)
         if len(started) == len(shaped) == len(run["instances"]):
@@ -83,6 +90,26 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
                 JsonlWriter(Path("/tmp/faults.jsonl")),
                 lambda reason: _emit({"kind": "run-failed", "reason": reason}))
             nursery.start_soon(conductor.run)
+
+
+LIFE = life_topic("")
+"""What the topics start with on which each instance's agent says its process started or
+exited."""
+
+
+def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> None:
+    """What an agent said on its `life_topic`, told to the state as the local supervisor
+    tells it: barriers and subscriptions that can no longer be met because the instance
+    ended fail at once, naming it, instead of at the run's timeout."""
+    if not isinstance(life, dict):
+        return
+    if life.get("running"):
+        state.instance_revived(instance)
+        return
+    code = life.get("code")
+    how = life.get("by") or ("passed" if code == 0 and instance in succeeded
+                             else f"exit code {code}")
+    state.instance_ended(instance, str(how))
 
 
 def main() -> None:
