@@ -332,10 +332,16 @@ class _Sync:
         return len(self.signalled)
 
 
+class _Seen(tuple[int, str]):
+    """What `_observe_as_is` gives: what the watch found, its every layer verified."""
+
+    statuses = [2] * 100  # CONFIRMED
+
+
 async def _observe_as_is(env: object, api: object, watch: object, verified: int,
                          error: str, p: object = None) -> tuple[int, str]:  # fmt: skip
     """`plan.observe` without a node: what the watch found, as it found it."""
-    return verified, error
+    return _Seen((verified, error))
 
 
 class _Env:
@@ -468,7 +474,7 @@ def _late_final_checks(monkeypatch: pytest.MonkeyPatch, verified: int, deadline_
         observed.append(error)
         if len(observed) <= late:
             raise TimeoutError("Deadline exceeded")
-        return verified, error
+        return _Seen((verified, error))
 
     monkeypatch.setattr(plan, "NodeApi", Api)
     monkeypatch.setattr(plan, "observe", observe)
