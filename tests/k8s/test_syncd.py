@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
 from harness.runners.k8s._actions import life_topic
 from harness.runners.k8s.syncd import serve
-from harness.sync import NETWORK_INITIALIZED, SyncError, Tokens, connect_tcp
+from harness.sync import NETWORK_INITIALIZED, SyncClient, SyncError, Tokens, connect_tcp
 
 KEY = bytes(range(32))
 
@@ -18,6 +19,23 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+async def _listening(port: int) -> None:
+    """Until the service started in the background listens on `port`."""
+    with trio.fail_after(10):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+def _client(port: int, instance: str) -> AbstractAsyncContextManager[SyncClient]:
+    return connect_tcp("127.0.0.1", port, instance, Tokens(KEY).for_instance(instance))
 
 
 def test_without_shapers_every_instance_is_ready_as_it_starts() -> None:
@@ -30,16 +48,10 @@ def test_without_shapers_every_instance_is_ready_as_it_starts() -> None:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
+            await _listening(port)
             with trio.fail_after(10):
-                while True:
-                    try:
-                        client = connect_tcp("127.0.0.1", port, "g/0",
-                                             Tokens(KEY).for_instance("g/0"))
-                        async with client as c:
-                            await c.barrier(NETWORK_INITIALIZED, 2)
-                        break
-                    except SyncError:  # not listening yet
-                        await trio.sleep(0.05)
+                async with _client(port, "g/0") as c:
+                    await c.barrier(NETWORK_INITIALIZED, 2)
             nursery.cancel_scope.cancel()
 
     trio.run(main)
@@ -57,25 +69,15 @@ def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once()
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
+            await _listening(port)
             with trio.fail_after(10):
-                while True:
+                async with _client(port, "g/0") as w, _client(port, "g/1") as agent:
+                    await agent.publish(life_topic("g/1"), {"running": True})
+                    await agent.publish(life_topic("g/1"), {"running": False, "code": 3})
                     try:
-                        waiter = connect_tcp("127.0.0.1", port, "g/0",
-                                             Tokens(KEY).for_instance("g/0"))
-                        agent = connect_tcp("127.0.0.1", port, "g/1",
-                                            Tokens(KEY).for_instance("g/1"))
-                        async with waiter as w, agent as a:
-                            await a.publish(life_topic("g/1"), {"running": True})
-                            await a.publish(life_topic("g/1"), {"running": False, "code": 3})
-                            try:
-                                await w.barrier("both-done", 2)
-                            except SyncError as e:
-                                reasons.append(str(e))
-                        break
-                    except SyncError as e:  # not listening yet
-                        if "both-done" in str(e):
-                            raise
-                        await trio.sleep(0.05)
+                        await w.barrier("both-done", 2)
+                    except SyncError as e:
+                        reasons.append(str(e))
             nursery.cancel_scope.cancel()
 
     trio.run(main)

@@ -103,11 +103,8 @@ def test_stats_merge_engine_and_caps(net: Network) -> None:
     assert capped.packets >= 5 and capped.queue_delay_ms is None
 
 
-def test_a_dead_engine_fails_only_the_changes_that_need_it(net: Network) -> None:
-    """Every change sends the whole matrix, so with the engine killed (a run with
-    --allow-unshaped goes on) every later change failed, partitions and cuts included."""
-    a, b = net.hosts
-    net.set_rule(a, b, LinkShape(latency_ms=30))
+def _kill_engine(net: Network) -> None:
+    """SIGKILL the network's engine and wait until the backend knows it died."""
     engine = _backend(net).engine
     assert engine is not None and engine.pid is not None
     os.kill(engine.pid, signal.SIGKILL)
@@ -115,6 +112,14 @@ def test_a_dead_engine_fails_only_the_changes_that_need_it(net: Network) -> None
     while engine.exit_status() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _backend(net).failure() is not None
+
+
+def test_a_dead_engine_fails_only_the_changes_that_need_it(net: Network) -> None:
+    """Every change sends the whole matrix, so with the engine killed (a run with
+    --allow-unshaped goes on) every later change failed, partitions and cuts included."""
+    a, b = net.hosts
+    net.set_rule(a, b, LinkShape(latency_ms=30))
+    _kill_engine(net)
     net.partition([a], [b])  # iptables only
     assert not answers(a, b)
     net.heal()
@@ -137,13 +142,7 @@ def test_a_dead_engine_lets_the_cap_of_a_delayed_pair_change(net: Network) -> No
     engine again, so with the engine dead the change failed ("the engine has died")."""
     a, b = net.hosts
     net.set_rule(a, b, LinkShape(latency_ms=30, bandwidth_bps=1_000_000))
-    engine = _backend(net).engine
-    assert engine is not None and engine.pid is not None
-    os.kill(engine.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while engine.exit_status() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _backend(net).failure() is not None
+    _kill_engine(net)
     net.set_rule(a, b, LinkShape(latency_ms=30, bandwidth_bps=3_000_000))
     assert "rate 3Mbit" in classes(a.netns, a.ifname)
     assert net.matrix()[(a.ip, b.ip)] == LinkShape(latency_ms=30, bandwidth_bps=3_000_000)
@@ -155,12 +154,7 @@ def test_a_dead_engine_leaves_the_caps_counters(net: Network) -> None:
     a, b = net.hosts
     net.set_rule(a, b, LinkShape(latency_ms=10))
     net.set_rule(b, a, LinkShape(bandwidth_bps=20_000_000))
-    engine = _backend(net).engine
-    assert engine is not None and engine.pid is not None
-    os.kill(engine.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while engine.exit_status() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _kill_engine(net)
     assert answers(a, b)
     stats = net.link_stats()
     assert set(stats) == {(b.ip, a.ip)} and stats[(b.ip, a.ip)].packets >= 1
