@@ -25,6 +25,7 @@ from harness._cgroup import CgroupError, remove_run
 from harness._clock import remove_shared
 from harness._control import remove_token
 from harness._errors import UsageError
+from harness._tell import tell
 from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
@@ -159,6 +160,15 @@ def _last_stamp(path: Path) -> float | None:
         if ts is not None:
             return ts
     return None
+
+
+def tell_if_aborted(run_dir: Path) -> None:
+    """After following a run to its end: a line on stderr if it ended aborted (its
+    supervisor gone), which the lines followed do not say."""
+    with contextlib.suppress(UsageError, OSError):
+        run = load_run(run_dir)
+        if run.outcome == "aborted":
+            tell(f"harness: run {run_dir.name} was aborted: {run.reason}")
 
 
 def run_over(run_dir: Path, found_by: str) -> bool:

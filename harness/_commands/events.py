@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 
 from harness._commands._args import add_run, print_lines, warn_unreadable
-from harness._liveness import run_over
+from harness._liveness import run_over, tell_if_aborted
 from harness.observe import follow_events, format_event, resolve_run, run_events, started_at
 
 HELP = ("show what happens in a run, one event a line: instance states, signals, barriers, "
@@ -48,4 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 start = started_at(run_dir) or event.get("ts")
             yield format_event(event, start)
 
-    return print_lines(lines(), args.follow)
+    code = print_lines(lines(), args.follow)
+    if args.follow:
+        tell_if_aborted(run_dir)
+    return code

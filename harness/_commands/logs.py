@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness._commands._args import add_run, print_lines, warn_unreadable
 from harness._errors import UsageError
-from harness._liveness import run_over
+from harness._liveness import run_over, tell_if_aborted
 from harness._openfiles import raise_to, too_few_files
 from harness.observe import (
     LEVELS,
@@ -85,11 +85,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         lines = merged_lines(run_dir, flt, warn_unreadable)
     try:
-        return print_lines((format_line(line, colour=colour) for line in lines), args.follow)
+        code = print_lines((format_line(line, colour=colour) for line in lines), args.follow)
     except ReadFailed as e:
         if e.errno == errno.EMFILE:  # a line left out would be a log that lies
             raise too_few_files(f"merging the logs of {instances} instances", files) from None
         raise
+    if args.follow:
+        tell_if_aborted(run_dir)
+    return code
 
 
 def _check_named(run_dir: Path, groups: list[str], instances: list[str]) -> None:
