@@ -30,6 +30,7 @@ from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
+from harness.runners._registry import CLUSTER_K8S
 from harness.sync._protocol import FAILING_EVENTS
 from netem._cleanup._manifest import process_start
 
@@ -182,11 +183,16 @@ def _reason(run: RunRecord, last_seen: float | None) -> str:
         text = "the run's record names no supervisor and no end (an older or damaged record)"
     else:
         text = f"the supervisor (pid {run.supervisor.pid}) ended without recording the run's end"
-    if last_seen is None:
-        return text
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_seen))
-    into = f", {last_seen - run.started:.1f} s into the run" if run.started is not None else ""
-    return f"{text}; last seen {when}{into}"
+    if last_seen is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_seen))
+        into = f", {last_seen - run.started:.1f} s into the run" if run.started is not None else ""
+        text += f"; last seen {when}{into}"
+    if run.runner == CLUSTER_K8S:  # its objects outlive it on the cluster
+        namespace = (run.network or {}).get("namespace")
+        text += (f"; its objects may be left on the cluster: harness clean --runner "
+                 f"{CLUSTER_K8S} --run {run.run_id}"
+                 + (f" --k8s namespace={namespace}" if namespace else ""))
+    return text
 
 
 SOCK_DIR_PREFIX = "harness-"

@@ -567,3 +567,33 @@ def test_the_progress_line_follows_the_pods(spec: RunSpec, tmp_path: Path) -> No
     lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
     assert lines == ["started 1/2  passed 0  failed 0", "started 2/2  passed 0  failed 0",
                      "started 2/2  passed 1  failed 1"]
+
+
+def test_a_live_cluster_run_has_a_record_and_a_killed_one_is_found_aborted(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """run.json came only at the end: a run SIGKILLed on this machine left an empty
+    directory (`harness runs` said "no runs", `--follow` waited for ever) and its objects on
+    the cluster with no record of them."""
+    from harness._liveness import mark_aborted
+    from tests.observe._fixture import orphan
+
+    seen: list[dict[str, Any]] = []
+
+    class Watched(FakeCluster):
+        async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+            if not seen:  # the first list: the run goes on
+                seen.append(orjson.loads((only_run_dir(tmp_path) / "run.json").read_bytes()))
+            return await super().pods(namespace, selector)
+
+    api = Watched({0: 0, 1: 0}, [success("single/0"), success("single/1")])
+    assert run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, api=api) == 0
+    (live,) = seen
+    assert live["outcome"] == "running" and live["supervisor"]["pid"] == os.getpid()
+    assert live["network"]["namespace"] == "default" and live.get("ended") is None
+    run_dir = only_run_dir(tmp_path)
+    (run_dir / "run.json").write_bytes(orjson.dumps(live))  # as a SIGKILL left it
+    orphan(run_dir)
+    assert mark_aborted(run_dir, "test")
+    reason = orjson.loads((run_dir / "run.json").read_bytes())["reason"]
+    assert reason.endswith(f"its objects may be left on the cluster: harness clean --runner "
+                           f"cluster:k8s --run {run_dir.name} --k8s namespace=default"), reason

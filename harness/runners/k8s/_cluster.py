@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from harness._errors import EnvironmentProblem, HarnessError
+from harness._liveness import identity
 from harness._outcome import InstanceState
 from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
@@ -347,6 +349,12 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     async def run_it() -> None:
         await client.ready()  # a cluster that cannot be used leaves no run directory
         run_dir.mkdir(parents=True, exist_ok=True)
+        # "running", naming this process: a run killed here is found aborted (harness
+        # show, clean) with where its objects are, and followers have a record to follow
+        write_run(run_dir, dataclasses.replace(
+            run_record(spec, run, options, list(states.values()), started=started, ended=None,
+                       outcome=Outcome("running", 0, None)),
+            exit_code=None, supervisor=identity()))
         if not quiet:
             print(f"running {spec.plan.name}:{spec.case.name} with {spec.total} instances "
                   f"on cluster:k8s (namespace {run.namespace}, run {run.run_id})",

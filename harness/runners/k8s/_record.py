@@ -60,9 +60,9 @@ def network_info(run: RenderedRun, options: K8sOptions,
 
 
 def run_record(spec: RunSpec, run: RenderedRun, options: K8sOptions,
-               states: Sequence[InstanceState], *, started: float, ended: float,
+               states: Sequence[InstanceState], *, started: float, ended: float | None,
                outcome: Outcome) -> RunRecord:
-    """The run's record once it has ended."""
+    """The run's record (`ended` None while it goes on)."""
     shared = ({k: v for k, v in spec.groups[0].params.items()
                if all(g.params.get(k) == v for g in spec.groups[1:])} if spec.groups else {})
     return RunRecord(
