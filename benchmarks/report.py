@@ -129,6 +129,12 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
     row.update(source=source, measured=_iso(measured), ratio=fig.ratio, stale=stale,
                previous=None, change=None, regressed=False, recent=[fig.value], machine=None)
     old = prev.get("value") if prev else None
+    if stale and prev and prev.get("measured") == row["measured"] and old == fig.value:
+        # The previous report's own figure, not measured again: it stays compared with what
+        # that report compared it with (against itself, a regression would vanish).
+        row.update({k: prev.get(k) for k in ("previous", "change", "machine")},
+                   recent=prev.get("recent") or [old], regressed=prev.get("regressed") is True)
+        return row
     if prev and _is_number(old) and old != 0:
         change = (fig.value - old) / abs(old)  # positive: the figure grew
         recent = [v for v in prev.get("recent") or [old] if _is_number(v)][-RECENT:] or [old]

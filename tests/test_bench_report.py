@@ -288,3 +288,27 @@ def test_a_figure_of_the_previous_report_not_measured_now_is_a_problem_in_the_re
     text = readme.read_text()
     assert "- 1 figure(s) of the previous report not measured this time" in text
     assert [f["name"] for f in report.readme_report(readme)["figures"]] == ["fan-out", "rate"]
+
+
+def test_a_regression_stays_flagged_while_its_figure_is_not_measured_again(
+    tmp_path: Path,
+) -> None:
+    """`nox -s bench -- benchmarks/bench_b.py` keeps a's file (marked not measured): a's
+    row stays compared with what the report that measured it compared it with, instead of
+    with itself (+0%, its regression gone from the table)."""
+    _report(tmp_path, "a", [{"name": "a", "value": 1.0, "unit": "s", "peer": None,
+                             "peer_value": None}])
+    _report(tmp_path, "b", [{"name": "b", "value": 1.0, "unit": "s", "peer": None,
+                             "peer_value": None}])
+    _write(tmp_path, "a", [{"name": "a", "value": 2.0, "unit": "s", "peer": None,
+                            "peer_value": None}])
+    os.utime(tmp_path / "bench" / "a.json", (1000, 1000))  # measured before the next run
+    flagged = report.gather(tmp_path, None, 0.1)
+    assert flagged["figures"][0]["regressed"]
+    (tmp_path / "bench-report.json").write_text(json.dumps(flagged))
+    rows = _report(tmp_path, "b", [{"name": "b", "value": 1.0, "unit": "s", "peer": None,
+                                    "peer_value": None}], since=2000)
+    assert rows["a"]["stale"] and not rows["b"]["stale"]
+    assert (rows["a"]["previous"], rows["a"]["change"], rows["a"]["regressed"]) == (1.0, 1.0,
+                                                                                   True)
+    assert "| +100% **regressed** |" in report.table({"figures": [rows["a"]]})
