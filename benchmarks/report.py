@@ -54,7 +54,7 @@ def _previous(path: Path) -> dict[str, Any]:
 
 def readme_report(readme: Path) -> dict[str, Any]:
     """The report whose table `update_readme` put in `readme`, as far as the table tells:
-    when it was written and each figure's value ({} if the README has no table)."""
+    when it was written and each figure's value and unit ({} if the README has no table)."""
     text = readme.read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
@@ -66,11 +66,12 @@ def readme_report(readme: Path) -> dict[str, Any]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 2 or cells[0] in ("figure", "---"):
             continue
+        number, _, unit = cells[1].partition(" ")
         try:
-            value = float(cells[1].split(" ")[0].replace(",", ""))
+            value = float(number.replace(",", ""))
         except ValueError:
             continue
-        figures.append({"name": cells[0].removesuffix(STALE), "value": value})
+        figures.append({"name": cells[0].removesuffix(STALE), "value": value, "unit": unit})
     return {"written": written, "machine": None, "figures": figures}
 
 
@@ -102,8 +103,12 @@ def gather(outputs: Path, since: float | None, threshold: float,
                                 "this one left out")
                 continue
             seen.add(fig.name)
-            figures.append(_row(fig, path.stem, measured, since, before.get(fig.name),
-                                threshold))
+            prev = before.get(fig.name)
+            if prev and isinstance(prev.get("unit"), str) and prev["unit"] != fig.unit:
+                problems.append(f"{fig.name!r}: unit {fig.unit!r}, the previous report's "
+                                f"{prev['unit']!r}; not compared")
+                prev = None
+            figures.append(_row(fig, path.stem, measured, since, prev, threshold))
     # A figure that silently stops being measured (a peer or tool missing on this
     # machine) would otherwise just vanish from the table.
     lost = [name for name in before if name not in seen]

@@ -124,7 +124,8 @@ def test_without_a_previous_report_the_readmes_table_is_the_previous_one(
     first["figures"][0]["stale"] = True  # its name in the table is marked; still found
     assert report.update_readme(readme, first)
     assert report.readme_report(readme)["figures"] == [
-        {"name": "fan-out", "value": 1.25}, {"name": "rate", "value": 41245.0}]
+        {"name": "fan-out", "value": 1.25, "unit": "ms"},
+        {"name": "rate", "value": 41245.0, "unit": "msgs/s"}]
     _write(tmp_path, "sync", _sync(2.5, 41245))
     second = report.gather(tmp_path, None, 0.1, readme)
     assert second["previous"]["written"] == first["written"]
@@ -312,3 +313,27 @@ def test_a_regression_stays_flagged_while_its_figure_is_not_measured_again(
     assert (rows["a"]["previous"], rows["a"]["change"], rows["a"]["regressed"]) == (1.0, 1.0,
                                                                                    True)
     assert "| +100% **regressed** |" in report.table({"figures": [rows["a"]]})
+
+
+def test_a_figure_whose_unit_changed_is_not_compared_with_the_previous_one(
+    tmp_path: Path,
+) -> None:
+    """1.2 s then 1200 ms is the same time, not a 99,900 % regression ("previous 1.2 ms")."""
+    def run(value: float, unit: str) -> dict[str, Any]:
+        _write(tmp_path, "t", [{"name": "t", "value": value, "unit": unit, "peer": None,
+                                "peer_value": None}])
+        return report.gather(tmp_path, None, 0.1)
+
+    (tmp_path / "bench-report.json").write_text(json.dumps(run(1.2, "s")))
+    got = run(1200, "ms")
+    [row] = got["figures"]
+    assert (row["previous"], row["change"], row["regressed"]) == (None, None, False)
+    assert got["problems"] == ["'t': unit 'ms', the previous report's 's'; not compared"]
+    readme = tmp_path / "README.md"  # the README's table, standing in for a lost report
+    readme.write_text(f"{report.BEGIN}\n{report.END}\n")
+    report.update_readme(readme, report.gather(tmp_path, None, 0.1) | {"problems": []})
+    (tmp_path / "bench-report.json").unlink()
+    _write(tmp_path, "t", [{"name": "t", "value": 1.3, "unit": "s", "peer": None,
+                            "peer_value": None}])
+    got = report.gather(tmp_path, None, 0.1, readme)
+    assert got["figures"][0]["previous"] is None and "unit 's'" in got["problems"][0]
