@@ -24,7 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,12 +44,20 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
 
 
-def _previous(path: Path) -> dict[str, Any]:
+def _previous(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The previous report ({} if there is none) and, if it is there but damaged, why
+    ({} then too): figures that are not objects with a name are left out."""
+    if not path.exists():
+        return {}, None
     try:
         report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return report if isinstance(report, dict) else {}
+    except (OSError, ValueError) as e:
+        return {}, f"{path}: {e}"
+    if not isinstance(report, dict) or not isinstance(report.get("figures", []), list):
+        return {}, f"{path}: not a report (an object with a list of figures)"
+    report["figures"] = [f for f in report.get("figures", [])
+                         if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    return report, None
 
 
 def readme_report(readme: Path) -> dict[str, Any]:
@@ -81,7 +89,7 @@ def gather(outputs: Path, since: float | None, threshold: float,
     previous report is `outputs`' one, else the table in `readme`; a figure the previous
     report lacks (it measured one benchmark, e.g. `nox -s bench -- benchmarks/X.py`) is
     compared with the README's table."""
-    previous = _previous(outputs / "bench-report.json")
+    previous, damaged = _previous(outputs / "bench-report.json")
     shown = readme_report(readme) if readme is not None else {}
     before = {f.get("name"): f for report in (shown, previous)
               for f in report.get("figures", []) if isinstance(f, dict)}  # fmt: skip
@@ -89,6 +97,9 @@ def gather(outputs: Path, since: float | None, threshold: float,
         previous = shown
     figures: list[dict[str, Any]] = []
     problems: list[str] = []
+    if damaged:
+        problems.append(f"the previous report is unreadable ({damaged}); "
+                        + ("the README's table stands in for it" if shown else "not compared"))
     seen: set[str] = set()
     for path in sorted((outputs / "bench").glob("*.json")):
         try:
@@ -137,12 +148,13 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
     if stale and prev and prev.get("measured") == row["measured"] and old == fig.value:
         # The previous report's own figure, not measured again: it stays compared with what
         # that report compared it with (against itself, a regression would vanish).
-        row.update({k: prev.get(k) for k in ("previous", "change", "machine")},
-                   recent=prev.get("recent") or [old], regressed=prev.get("regressed") is True)
+        row.update({k: prev.get(k) if _is_number(prev.get(k)) else None
+                    for k in ("previous", "change", "machine")},
+                   recent=_recent(prev, old), regressed=prev.get("regressed") is True)
         return row
     if prev and _is_number(old) and old != 0:
         change = (fig.value - old) / abs(old)  # positive: the figure grew
-        recent = [v for v in prev.get("recent") or [old] if _is_number(v)][-RECENT:] or [old]
+        recent = _recent(prev, old)
         worse = (fig.value > max(recent)) if fig.lower_is_better else (fig.value < min(recent))
         # How much slower the machine was than when the previous figure was measured:
         # that much more of a change is the machine's, not the code's.
@@ -157,7 +169,14 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
     return row
 
 
-def _is_number(value: object) -> bool:
+def _recent(prev: dict[str, Any], old: float) -> list[float]:
+    """The previous figure's last `RECENT` values (itself alone if it kept none)."""
+    kept = prev.get("recent")
+    values = [v for v in kept if _is_number(v)] if isinstance(kept, list) else []
+    return values[-RECENT:] or [old]
+
+
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

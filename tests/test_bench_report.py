@@ -337,3 +337,21 @@ def test_a_figure_whose_unit_changed_is_not_compared_with_the_previous_one(
                             "peer_value": None}])
     got = report.gather(tmp_path, None, 0.1, readme)
     assert got["figures"][0]["previous"] is None and "unit 's'" in got["problems"][0]
+
+
+@pytest.mark.parametrize("previous", [
+    '{"figures": [1', '{"figures": 5}', '[1, 2]',
+    '{"figures": [{"name": ["a"], "value": 1}, 7]}',
+    '{"figures": [{"name": "a", "value": 1, "recent": 3, "unit": "s"}]}',
+])
+def test_a_damaged_previous_report_is_a_problem_not_a_crash(tmp_path: Path,
+                                                            previous: str) -> None:
+    (tmp_path / "bench-report.json").write_text(previous)
+    _write(tmp_path, "a", [{"name": "a", "value": 2, "unit": "s", "peer": None,
+                            "peer_value": None}])
+    got = report.gather(tmp_path, None, 0.1)
+    assert [f["name"] for f in got["figures"]] == ["a"]
+    if previous.startswith('{"figures": [{'):  # readable; its bad figures left out
+        assert got["problems"] == []
+    else:
+        assert len(got["problems"]) == 1 and "previous report is unreadable" in got["problems"][0]
