@@ -152,8 +152,10 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
                     for k in ("previous", "change", "machine")},
                    recent=_recent(prev, old), regressed=prev.get("regressed") is True)
         return row
-    if prev and _is_number(old) and old != 0:
-        change = (fig.value - old) / abs(old)  # positive: the figure grew
+    if prev and _is_number(old):
+        # Positive: the figure grew. From 0 no change is a fraction: shown as none, and
+        # not flagged (a figure measured as 0 is one at the resolution of its measure).
+        change = (fig.value - old) / abs(old) if old != 0 else None
         recent = _recent(prev, old)
         worse = (fig.value > max(recent)) if fig.lower_is_better else (fig.value < min(recent))
         # How much slower the machine was than when the previous figure was measured:
@@ -164,7 +166,7 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
         allowed = threshold + max(0.0, machine or 0.0)
         row.update(previous=old, change=change, machine=machine,
                    recent=recent if stale else [*recent, fig.value][-RECENT:],
-                   regressed=fig.judged and worse
+                   regressed=fig.judged and worse and change is not None
                    and (change if fig.lower_is_better else -change) > allowed)
     return row
 

@@ -355,3 +355,18 @@ def test_a_damaged_previous_report_is_a_problem_not_a_crash(tmp_path: Path,
         assert got["problems"] == []
     else:
         assert len(got["problems"]) == 1 and "previous report is unreadable" in got["problems"][0]
+
+
+def test_a_previous_figure_of_zero_stands_beside_the_new_one(tmp_path: Path) -> None:
+    """The RTT over a configured 100 ms read 0 ms: the next report shows "previous 0 ms"
+    (not "-", as if there were none) and keeps it among the recent values."""
+    def run(value: float) -> dict[str, Any]:
+        return _report(tmp_path, "shaping", [{"name": "rtt over", "value": value,
+                                              "unit": "ms", "peer": None,
+                                              "peer_value": None}])["rtt over"]
+
+    run(0.0)
+    row = run(0.2)
+    assert (row["previous"], row["change"], row["regressed"]) == (0.0, None, False)
+    assert row["recent"] == [0.0, 0.2]
+    assert "| rtt over | 0.2 ms | - | - | - | 0 ms | - |" in report.table({"figures": [row]})
