@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -38,6 +39,8 @@ RECENT = 5
 """Reports whose figures a new one must be worse than, each, to be flagged."""
 BEGIN, END = "<!-- bench-report -->", "<!-- /bench-report -->"
 STALE = " (not measured in this run)"
+_TARGET = re.compile(r"(<=|>=|<|>)\s*(\d[\d,]*(?:\.\d+)?)\s*(\S*).*")
+_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
 def _iso(t: float) -> str:
@@ -119,7 +122,8 @@ def gather(outputs: Path, since: float | None, threshold: float,
                 problems.append(f"{fig.name!r}: unit {fig.unit!r}, the previous report's "
                                 f"{prev['unit']!r}; not compared")
                 prev = None
-            figures.append(_row(fig, path.stem, measured, since, prev, threshold))
+            row = _row(fig, path.stem, measured, since, prev, threshold)
+            figures.append(row | {"target_met": target_met(row)})
     # A figure that silently stops being measured (a peer or tool missing on this
     # machine) would otherwise just vanish from the table.
     lost = [name for name in before if name not in seen]
@@ -171,6 +175,28 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
     return row
 
 
+def target_met(row: dict[str, Any]) -> bool | None:
+    """Whether the row's figure meets its target ("<= 1 ms", ">= 20,000 msgs/s", "< 4x";
+    "<= 0.25x Mininet's" for a figure not itself in x: its ratio to the peer); None where
+    there is no target, or none this can read, or no ratio for it."""
+    match = _TARGET.fullmatch((row.get("target") or "").strip())
+    if match is None:
+        return None
+    op, number, unit = match.groups()
+    bound = float(number.replace(",", ""))
+    value = row["value"]
+    if unit == "x" and row["unit"] != "x":
+        value = row.get("ratio")
+    elif unit != row["unit"]:
+        if unit not in _SECONDS or row["unit"] not in _SECONDS:
+            return None
+        value = value * _SECONDS[row["unit"]] / _SECONDS[unit]
+    if not _is_number(value):
+        return None
+    return {"<=": value <= bound, ">=": value >= bound, "<": value < bound,
+            ">": value > bound}[op]
+
+
 def _recent(prev: dict[str, Any], old: float) -> list[float]:
     """The previous figure's last `RECENT` values (itself alone if it kept none)."""
     kept = prev.get("recent")
@@ -214,10 +240,11 @@ def table(report: dict[str, Any]) -> str:
         name = f["name"] + (STALE if f["stale"] else "")
         peer_value = "-" if f.get("peer_value") is None else _num(f["peer_value"]) + unit
         ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
+        target = (f.get("target") or "") + (" **not met**" if target_met(f) is False else "")
         previous = "-" if f["previous"] is None else _num(f["previous"]) + unit
         lines.append(f"| {name} | {_num(f['value'])}{unit} | {f.get('peer') or '-'} | "
                      f"{peer_value} | {ratio} | {previous} | {change} | "
-                     f"{f.get('target') or ''} |")
+                     f"{target} |")
     return "\n".join(lines)
 
 
@@ -227,6 +254,7 @@ def markdown(report: dict[str, Any]) -> str:
     load_avg = ", ".join(f"{x:.2f}" for x in m["load"])
     prev = report["previous"]["written"] or "none"
     regressed = sum(1 for f in report["figures"] if f["regressed"])
+    unmet = sum(1 for f in report["figures"] if target_met(f) is False)
     out = [
         f"# Benchmark report, {report['written']}",
         "",
@@ -236,7 +264,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{regressed} regression(s): worse than the previous report by more than "
         f"{report['threshold'] * 100:.0f}% (plus however much slower the machine ran the "
         f"calibration workload as the figure was written) and than each of the last "
-        f"{RECENT} reports.",
+        f"{RECENT} reports. {unmet} target(s) not met.",
         "",
         table(report),
         "",

@@ -370,3 +370,29 @@ def test_a_previous_figure_of_zero_stands_beside_the_new_one(tmp_path: Path) -> 
     assert (row["previous"], row["change"], row["regressed"]) == (0.0, None, False)
     assert row["recent"] == [0.0, 0.2]
     assert "| rtt over | 0.2 ms | - | - | - | 0 ms | - |" in report.table({"figures": [row]})
+
+
+@pytest.mark.parametrize(("value", "unit", "peer_value", "target", "met"), [
+    (1.55, "ms", None, "<= 1 ms", False),
+    (0.9, "ms", None, "<= 1 ms", True),
+    (3.28, "x", None, ">= 20x", False),
+    (1.83, "x", None, "< 4x", True),
+    (83688, "msgs/s", None, ">= 20,000 msgs/s", True),
+    (0.365, "s", 5.05, "<= 0.25x Mininet's", True),
+    (2.0, "s", 5.0, "<= 0.25x Mininet's", False),
+    (2.0, "s", None, "<= 0.25x Mininet's", None),  # no peer: no ratio to judge
+    (1500, "ms", None, "<= 1 s", False),
+    (2.0, "s", None, "fast enough", None),
+    (2.0, "s", None, None, None),
+])
+def test_a_target_not_met_is_marked_in_the_table(
+    tmp_path: Path, value: float, unit: str, peer_value: float | None, target: str | None,
+    met: bool | None,
+) -> None:
+    _write(tmp_path, "t", [{"name": "t", "value": value, "unit": unit, "peer": "p",
+                            "peer_value": peer_value, "target": target}])
+    got = report.gather(tmp_path, None, 0.1)
+    assert got["figures"][0]["target_met"] is met
+    marked = "**not met** |" in report.table(got)
+    assert marked is (met is False)
+    assert f"{int(met is False)} target(s) not met" in report.markdown(got)
