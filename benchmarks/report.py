@@ -104,6 +104,7 @@ def gather(outputs: Path, since: float | None, threshold: float,
         problems.append(f"the previous report is unreadable ({damaged}); "
                         + ("the README's table stands in for it" if shown else "not compared"))
     seen: set[str] = set()
+    peerless: dict[str, list[str]] = {}  # figures whose previous report had a peer's, by peer
     for path in sorted((outputs / "bench").glob("*.json")):
         try:
             found = load(path)
@@ -122,8 +123,13 @@ def gather(outputs: Path, since: float | None, threshold: float,
                 problems.append(f"{fig.name!r}: unit {fig.unit!r}, the previous report's "
                                 f"{prev['unit']!r}; not compared")
                 prev = None
+            if prev and _is_number(prev.get("peer_value")) and fig.peer_value is None:
+                peerless.setdefault(str(prev.get("peer") or "a peer"), []).append(fig.name)
             row = _row(fig, path.stem, measured, since, prev, threshold)
             figures.append(row | {"target_met": target_met(row)})
+    problems += [f"{len(names)} figure(s) without their peer's this time (the previous "
+                 f"report's: {peer}): {', '.join(map(repr, names))}"
+                 for peer, names in peerless.items()]
     # A figure that silently stops being measured (a peer or tool missing on this
     # machine) would otherwise just vanish from the table.
     lost = [name for name in before if name not in seen]

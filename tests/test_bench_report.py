@@ -396,3 +396,21 @@ def test_a_target_not_met_is_marked_in_the_table(
     marked = "**not met** |" in report.table(got)
     assert marked is (met is False)
     assert f"{int(met is False)} target(s) not met" in report.markdown(got)
+
+
+def test_a_peer_missing_this_time_is_a_problem(tmp_path: Path) -> None:
+    """No Mininet (or redis-server) on this machine: the figure stays, without its peer,
+    and the report says which peer's figure is missing instead of just showing '-'."""
+    def run(peer_value: float | None) -> dict[str, Any]:
+        _write(tmp_path, "netem", [{"name": "build", "value": 0.4, "unit": "s",
+                                    "peer": "Mininet" if peer_value else None,
+                                    "peer_value": peer_value,
+                                    "target": "<= 0.25x Mininet's"}])
+        got = report.gather(tmp_path, None, 0.1)
+        (tmp_path / "bench-report.json").write_text(json.dumps(got))
+        return got
+
+    assert run(5.0)["problems"] == []
+    assert run(None)["problems"] == [
+        "1 figure(s) without their peer's this time (the previous report's: Mininet): "
+        "'build'"]
