@@ -13,7 +13,8 @@ report's by more than --threshold (a fraction) plus however much slower the mach
 of the last `RECENT` reports' (kept in bench-report.json: a figure that this machine's
 noise has moved as far before is not flagged), is flagged as a regression; a file older
 than --since (`nox -s bench` passes its own start) is flagged as not measured in this run.
-Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input.
+Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input
+(no figure at all: then nothing is written).
 """
 
 from __future__ import annotations
@@ -313,6 +314,12 @@ def main() -> int:
         print(f"report: no README at {args.readme}", file=sys.stderr)
         return 2
     report = gather(args.outputs, args.since, args.threshold, args.readme)
+    if not report["figures"]:
+        # Written, it would replace the previous report and the README's table with nothing.
+        problems = "; ".join(report["problems"]) or "no figures files"
+        print(f"report: no figures in {args.outputs / 'bench'} ({problems}); nothing written",
+              file=sys.stderr)
+        return 2
     args.outputs.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     (args.outputs / "bench-report.json").write_text(json.dumps(report, indent=1) + "\n")

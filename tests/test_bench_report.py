@@ -414,3 +414,21 @@ def test_a_peer_missing_this_time_is_a_problem(tmp_path: Path) -> None:
     assert run(None)["problems"] == [
         "1 figure(s) without their peer's this time (the previous report's: Mininet): "
         "'build'"]
+
+
+def test_no_figures_at_all_leave_the_previous_report_and_the_readme_alone(
+    tmp_path: Path,
+) -> None:
+    """A wrong --outputs (or every file broken) is bad input: an empty report would have
+    replaced the README's table with an empty one."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\n| a | 1 ms |\n{report.END}\n")
+    before = readme.read_text()
+    (tmp_path / "bench-report.json").write_text('{"figures": []}')
+    _write(tmp_path, "broken", {"not": "a list"})
+    r = subprocess.run([sys.executable, str(BENCH / "report.py"), "--outputs", str(tmp_path),
+                        "--readme", str(readme)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "broken.json" in r.stderr
+    assert readme.read_text() == before
+    assert (tmp_path / "bench-report.json").read_text() == '{"figures": []}'
+    assert not (tmp_path / "bench-report.md").exists()
