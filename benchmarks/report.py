@@ -104,7 +104,7 @@ def gather(outputs: Path, since: float | None, threshold: float,
     if damaged:
         problems.append(f"the previous report is unreadable ({damaged}); "
                         + ("the README's table stands in for it" if shown else "not compared"))
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # figure name: the file it was taken from
     peerless: dict[str, list[str]] = {}  # figures whose previous report had a peer's, by peer
     for path in sorted((outputs / "bench").glob("*.json")):
         try:
@@ -115,10 +115,10 @@ def gather(outputs: Path, since: float | None, threshold: float,
         measured = path.stat().st_mtime
         for fig in found:
             if fig.name in seen:
-                problems.append(f"{path.name}: figure {fig.name!r} also in another file; "
+                problems.append(f"{path.name}: figure {fig.name!r} also in {seen[fig.name]}; "
                                 "this one left out")
                 continue
-            seen.add(fig.name)
+            seen[fig.name] = path.name
             prev = before.get(fig.name)
             if prev and isinstance(prev.get("unit"), str) and prev["unit"] != fig.unit:
                 problems.append(f"{fig.name!r}: unit {fig.unit!r}, the previous report's "

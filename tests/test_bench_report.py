@@ -432,3 +432,15 @@ def test_no_figures_at_all_leave_the_previous_report_and_the_readme_alone(
     assert readme.read_text() == before
     assert (tmp_path / "bench-report.json").read_text() == '{"figures": []}'
     assert not (tmp_path / "bench-report.md").exists()
+
+
+def test_a_figure_named_twice_is_taken_once_and_the_problem_names_where(
+    tmp_path: Path,
+) -> None:
+    item = {"name": "x", "value": 1, "unit": "s", "peer": None, "peer_value": None}
+    _write(tmp_path, "a", [item, item | {"value": 2}])
+    _write(tmp_path, "b", [item | {"value": 3}])
+    got = report.gather(tmp_path, None, 0.1)
+    assert [f["value"] for f in got["figures"]] == [1]
+    assert got["problems"] == ["a.json: figure 'x' also in a.json; this one left out",
+                               "b.json: figure 'x' also in a.json; this one left out"]
