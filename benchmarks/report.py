@@ -64,13 +64,24 @@ def _previous(path: Path) -> tuple[dict[str, Any], str | None]:
     return report, None
 
 
+def _block(text: str) -> tuple[int, int] | None:
+    """Where the table's block starts (its BEGIN line) and ends (its END line) in `text`:
+    the markers on lines of their own, not quoted in prose or code (None if there are none)."""
+    start = re.compile(rf"^{re.escape(BEGIN)}[ \t]*$", re.MULTILINE).search(text)
+    if start is None:
+        return None
+    end = re.compile(rf"^{re.escape(END)}[ \t]*$", re.MULTILINE).search(text, start.end())
+    return None if end is None else (start.start(), end.start())
+
+
 def readme_report(readme: Path) -> dict[str, Any]:
     """The report whose table `update_readme` put in `readme`, as far as the table tells:
     when it was written and each figure's value and unit ({} if the README has no table)."""
     text = readme.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
+    found = _block(text)
+    if found is None:
         return {}
+    start, end = found
     block = text[start:end]
     written = block.partition("Measured by ")[2].partition(" on ")[0] or None
     figures = []
@@ -286,9 +297,10 @@ def markdown(report: dict[str, Any]) -> str:
 def update_readme(readme: Path, report: dict[str, Any]) -> bool:
     """Put the table between the README's markers; False if it has none."""
     text = readme.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
+    found = _block(text)
+    if found is None:
         return False
+    start, end = found
     m = report["machine"]
     block = (f"{BEGIN}\nMeasured by {report['written']} on {m['cores']} cores, at load average "
              f"{measured_load(report)} (`nox -s bench`; outputs/bench-report.md):\n\n"

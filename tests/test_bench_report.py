@@ -444,3 +444,21 @@ def test_a_figure_named_twice_is_taken_once_and_the_problem_names_where(
     assert [f["value"] for f in got["figures"]] == [1]
     assert got["problems"] == ["a.json: figure 'x' also in a.json; this one left out",
                                "b.json: figure 'x' also in a.json; this one left out"]
+
+
+def test_the_readme_s_markers_count_only_on_lines_of_their_own(tmp_path: Path) -> None:
+    """Prose that quotes the markers (as docs/benchmarks.md does) is not the block: the
+    text between the quote and the block stays."""
+    readme = tmp_path / "README.md"
+    prose = (f"The table between `{report.BEGIN}` and `{report.END}` is written by "
+             "benchmarks/report.py.\n\nMore prose.\n")
+    readme.write_text(f"{prose}{report.BEGIN}\nold\n{report.END}\noutro\n")
+    _write(tmp_path, "sync", _sync(1.0, 1000))
+    assert report.readme_report(readme)["figures"] == []
+    assert report.update_readme(readme, report.gather(tmp_path, None, 0.1))
+    text = readme.read_text()
+    assert text.startswith(prose + report.BEGIN + "\n") and text.endswith(report.END + "\noutro\n")
+    assert "old" not in text and "| fan-out | 1 ms |" in text
+    readme.write_text(f"{prose}no block\n")
+    assert not report.update_readme(readme, report.gather(tmp_path, None, 0.1))
+    assert readme.read_text() == f"{prose}no block\n"
