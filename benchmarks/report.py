@@ -232,6 +232,11 @@ def _num(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def _ratio(ratio: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (where two decimals read 0.00)."""
+    return f"{ratio:.2f}x" if abs(ratio) >= 0.01 or ratio == 0 else f"{ratio:.2g}x"
+
+
 def measured_load(report: dict[str, Any]) -> str:
     """The range of the 1-minute load averages the figures were measured at."""
     loads = [f["load"] for f in report["figures"] if isinstance(f.get("load"), int | float)]
@@ -257,7 +262,7 @@ def table(report: dict[str, Any]) -> str:
             change += " **regressed**"
         name = f["name"] + (STALE if f["stale"] else "")
         peer_value = "-" if f.get("peer_value") is None else _num(f["peer_value"]) + unit
-        ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
+        ratio = "-" if f["ratio"] is None else _ratio(f["ratio"])
         target = (f.get("target") or "") + (" **not met**" if target_met(f) is False else "")
         previous = "-" if f["previous"] is None else _num(f["previous"]) + unit
         lines.append(f"| {name} | {_num(f['value'])}{unit} | {f.get('peer') or '-'} | "

@@ -462,3 +462,11 @@ def test_the_readme_s_markers_count_only_on_lines_of_their_own(tmp_path: Path) -
     readme.write_text(f"{prose}no block\n")
     assert not report.update_readme(readme, report.gather(tmp_path, None, 0.1))
     assert readme.read_text() == f"{prose}no block\n"
+
+
+def test_a_ratio_far_below_one_is_not_shown_as_zero(tmp_path: Path) -> None:
+    _write(tmp_path, "netem", [
+        {"name": "build", "value": 0.1, "unit": "s", "peer": "Mininet", "peer_value": 50},
+        {"name": "stop", "value": 1, "unit": "s", "peer": "Mininet", "peer_value": 2}])
+    text = report.table(report.gather(tmp_path, None, 0.1))
+    assert "| 0.002x |" in text and "| 0.50x |" in text
