@@ -157,3 +157,26 @@ def test_a_run_of_python_instances_passes_with_and_without_a_pool(
     result = _supervisor.run(spec, harness.RunOptions(outputs=tmp_path, progress=False))
     assert result.exit_code == 0, result.reason
     assert asked == [3]
+
+
+@pytest.mark.parametrize("pool", [0, 1])
+def test_a_program_starts_with_sigpipe_and_sigxfsz_at_their_default(
+    pool: int, tmp_path: Path
+) -> None:
+    """The host is Python, which ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+    ignored across exec: a program then got EPIPE where, run by hand, it dies of SIGPIPE
+    (`yes | head -1` said "yes: standard output: Broken pipe"). subprocess restores them."""
+
+    async def body(host: ProcessHost, host_pid: int) -> None:
+        await host.prefork(pool)
+        await _pool_of(host_pid, pool)
+        cwd = tmp_path / "prog"
+        cwd.mkdir()
+        launch = Launch(BASE_ENV, cwd, cwd / "stdout.log", cwd / "stderr.log", None,
+                        ["grep", "SigIgn", "/proc/self/status"])
+        proc = await host.spawn(launch)
+        assert await proc.wait() == 0, launch.stderr.read_text()
+        ignored = int(launch.stdout.read_text().split()[1], 16)
+        assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+
+    _with_host(tmp_path, body)

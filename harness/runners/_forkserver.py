@@ -325,6 +325,10 @@ def _child(req: dict[str, Any], fn: Any, backend: str, stdout: int, stderr: int)
         _linux.setns(req["netns"])
     os.chdir(req["cwd"])
     if req.get("argv"):
+        # Python ignores them, and an ignored signal stays so across exec: a program run
+        # by hand has them at their default (subprocess restores them too).
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
         os.execvpe(req["argv"][0], req["argv"], req["env"])
     from harness.sdk import run_instance
 
