@@ -180,3 +180,57 @@ def test_a_program_starts_with_sigpipe_and_sigxfsz_at_their_default(
         assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
 
     _with_host(tmp_path, body)
+
+
+FDS_MANIFEST = """
+name = "fds"
+[[testcases]]
+name = "look"
+instances = { min = 1, max = 4, default = 2 }
+entrypoint = "fds.plan:look"
+"""
+FDS_PLAN = """
+import json, os
+
+async def look(env):
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # listdir's own
+            pass
+    (env.outputs_path / "fds.json").write_text(json.dumps(fds))
+"""
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_a_python_instance_holds_no_file_of_the_host(
+    count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    make_plan: Callable[[str, str, str], Path],
+) -> None:
+    """A forked instance kept the host's epoll (watching its control socket and wake-up
+    pipe) and a second descriptor of its stdout.log and stderr.log, with and without a
+    pool child (count 0: forked for)."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    real = ProcessHost.prefork
+
+    async def prefork(self: ProcessHost, n: int) -> None:
+        await real(self, n if count else 0)
+
+    monkeypatch.setattr(ProcessHost, "prefork", prefork)
+    spec = build_run_spec("fds:look", runner="local:exec",
+                          plan_roots=[make_plan("fds", FDS_MANIFEST, FDS_PLAN)])
+    outputs = tmp_path / "out"
+    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
+    assert result.exit_code == 0, result.reason
+    seen = list(outputs.glob("*/single/*/fds.json"))
+    assert len(seen) == 2
+    for path in seen:
+        fds = json.loads(path.read_text())
+        assert fds["1"].endswith("/stdout.log") and fds["2"].endswith("/stderr.log")
+        logs = [fd for fd, to in fds.items() if to.endswith(".log")]
+        assert sorted(logs) == ["1", "2"], fds
+        assert [to for to in fds.values() if "eventpoll" in to] == ["anon_inode:[eventpoll]"], fds

@@ -118,7 +118,7 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "child")
     outbox.watch(sel)
-    detach = functools.partial(_detach, control, (wake_r, wake_w), os.getpid())
+    detach = functools.partial(_detach, control, (wake_r, wake_w, sel.fileno()), os.getpid())
     pool: _Pool | None = None
     buffer = b""
     while True:
@@ -296,13 +296,13 @@ def _exit_with(run: Callable[[], int]) -> NoReturn:
         os._exit(code)
 
 
-def _detach(control: socket.socket, wake: tuple[int, int], host: int) -> None:
-    """In a child of `host`: nothing of the host's serving is kept, and it dies with the
-    host (at once, if the host is gone already)."""
+def _detach(control: socket.socket, fds: tuple[int, ...], host: int) -> None:
+    """In a child of `host`: nothing of the host's serving is kept (`fds`: its wake-up
+    pipe, its selector), and it dies with the host (at once, if the host is gone already)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     control.close()
-    for fd in wake:
+    for fd in fds:
         os.close(fd)
     _linux.die_with_parent(signal.SIGKILL)
     if os.getppid() != host:  # it died before the request: no signal will come
@@ -318,6 +318,8 @@ def _child(req: dict[str, Any], fn: Any, backend: str, stdout: int, stderr: int)
             procs.write(str(os.getpid()))
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)
+    for fd in {stdout, stderr} - {1, 2}:  # a forked Python instance would keep them
+        os.close(fd)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
