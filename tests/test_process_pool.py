@@ -234,3 +234,52 @@ def test_a_python_instance_holds_no_file_of_the_host(
         logs = [fd for fd, to in fds.items() if to.endswith(".log")]
         assert sorted(logs) == ["1", "2"], fds
         assert [to for to in fds.values() if "eventpoll" in to] == ["anon_inode:[eventpoll]"], fds
+
+
+TOKENS_PLAN = """
+import json, os
+
+async def look(env):
+    tokens = set()
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb") as mem:
+        for line in maps:
+            where, perms = line.split()[:2]
+            if perms[0] != "r" or perms[3] != "s":  # shared, as the pool's slots are
+                continue
+            lo, hi = (int(x, 16) for x in where.split("-"))
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+            at = 0
+            while (at := data.find(b'"TEST_SYNC_TOKEN":"', at) + 1) > 0:
+                tokens.add(data[at + 18 : at + 18 + 64].decode())
+    (env.outputs_path / "tokens.json").write_text(json.dumps(sorted(tokens)))
+"""
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_python_instance_sees_no_other_instances_request(
+    count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    make_plan: Callable[[str, str, str], Path],
+) -> None:
+    """Each forked instance kept the pool's shared slots mapped: every other instance's
+    request, its sync token included, even those assigned after it started; so did one
+    forked for beside the pool (count 1: the first instance on the pool's one child, the
+    others forked for)."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    real = ProcessHost.prefork
+
+    async def prefork(self: ProcessHost, n: int) -> None:
+        await real(self, count)
+
+    monkeypatch.setattr(ProcessHost, "prefork", prefork)
+    spec = build_run_spec("fds:look", instances=3, runner="local:exec",
+                          plan_roots=[make_plan("fds", FDS_MANIFEST, TOKENS_PLAN)])
+    outputs = tmp_path / "out"
+    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
+    assert result.exit_code == 0, result.reason
+    seen = list(outputs.glob("*/single/*/tokens.json"))
+    assert len(seen) == 3
+    assert all(json.loads(path.read_text()) == [] for path in seen)

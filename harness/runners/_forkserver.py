@@ -227,10 +227,16 @@ class _Pool:
     def _wait_and_run(self, slot: int, fn: Any, backend: str, detach: Callable[[], None]) -> int:
         detach()
         signal.sigwait({_ASSIGN})
-        view = memoryview(self._memory)[slot * _SLOT : (slot + 1) * _SLOT]
-        req = orjson.loads(view[4 : 4 + int.from_bytes(view[:4], "little")])
+        with memoryview(self._memory)[slot * _SLOT : (slot + 1) * _SLOT] as view:
+            req = orjson.loads(view[4 : 4 + int.from_bytes(view[:4], "little")])
+        self.release()
         stdout, stderr = _open_outputs(req)
         return _child(req, fn, backend, stdout, stderr)
+
+    def release(self) -> None:
+        """In a child: unmap the slots, which hold (and go on receiving) every other
+        instance's request, its sync token included."""
+        self._memory.close()
 
     def assign(self, data: bytes) -> int | None:
         """The pid of a pool child now running the request `data`; None if none can."""
@@ -259,6 +265,8 @@ def _spawn(req: dict[str, Any], fn: Any, backend: str, detach: Callable[[], None
         pid = os.fork()
         if pid == 0:
             detach()
+            if pool is not None:
+                pool.release()
             _exit_with(lambda: _child(req, fn, backend, stdout, stderr))
         return pid
     finally:
