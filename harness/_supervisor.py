@@ -181,6 +181,13 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     return result
 
 
+def _handled_signals() -> list[int]:
+    """The signals that interrupt a run: SIGINT, SIGTERM, and SIGHUP unless this process
+    was started ignoring it (nohup), as `harness._entry` leaves it."""
+    ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    return [signal.SIGINT, signal.SIGTERM, *([] if ignored else [signal.SIGHUP])]
+
+
 async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
     """The name of the next signal the receiver holds or gets within `within` seconds."""
     with trio.CancelScope(shield=True), trio.move_on_after(within):
@@ -414,7 +421,8 @@ class Supervisor:
         run.json records how it ended (never "running")."""
         # From the first moment: SIGINT/SIGTERM must never find the default handlers, nor
         # SIGHUP (the terminal closed, an ssh session lost), which killed it leaving all.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        # An ignored SIGHUP stays so (nohup: a closed terminal must not end the run).
+        with trio.open_signal_receiver(*_handled_signals()) as signals:
             try:
                 try:
                     await self._supervise(signals)

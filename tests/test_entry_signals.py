@@ -3,9 +3,12 @@ Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,44 @@ def test_an_ignored_sighup_stays_ignored() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=60, cwd=ROOT)
     assert r.returncode == 7, r.stderr
+
+
+NAPS = """
+name = "naps"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "nap"
+instances = { min = 1, max = 2, default = 1 }
+entrypoint = "naps.plan:nap"
+"""
+NAP = """
+import trio
+
+async def nap(env):
+    await trio.sleep(3)
+"""
+
+
+def test_a_run_under_nohup_goes_on_after_sighup(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path
+) -> None:
+    """The run's own signal handling took SIGHUP back from nohup: a run started with
+    `nohup harness run ... &` ended, interrupted (130), when its terminal closed."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "naps:nap", "--plans",
+         str(make_plan("naps", NAPS, NAP)), "--outputs", str(out), "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30  # a guard against a hang, not a timing
+        while not list(out.glob("*/single/0/log.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the instance runs: the run's handlers are in
+        proc.send_signal(signal.SIGHUP)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stdout + stderr
