@@ -283,3 +283,46 @@ def test_a_python_instance_sees_no_other_instances_request(
     seen = list(outputs.glob("*/single/*/tokens.json"))
     assert len(seen) == 3
     assert all(json.loads(path.read_text()) == [] for path in seen)
+
+
+LOUD_PLAN = """
+import sys
+print("imported the plan's module")
+print("a warning at import", file=sys.stderr)
+
+async def look(env):
+    print("instance", env.instance_id)
+"""
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_what_the_plans_module_prints_at_import_stays_in_the_hosts_log(
+    count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    make_plan: Callable[[str, str, str], Path],
+) -> None:
+    """Without PYTHONUNBUFFERED (a user's usual environment) it waited in the host's
+    stdout buffer, which each forked instance inherited and flushed into its own
+    stdout.log: every instance's log began with the module's output."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    real = ProcessHost.prefork
+
+    async def prefork(self: ProcessHost, n: int) -> None:
+        await real(self, count)
+
+    monkeypatch.setattr(ProcessHost, "prefork", prefork)
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    spec = build_run_spec("fds:look", runner="local:exec",
+                          plan_roots=[make_plan("fds", FDS_MANIFEST, LOUD_PLAN)])
+    outputs = tmp_path / "out"
+    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
+    assert result.exit_code == 0, result.reason
+    (run_dir,) = outputs.glob("*/")
+    for seq in range(2):
+        out = run_dir / "single" / str(seq)
+        assert (out / "stdout.log").read_text() == f"instance single/{seq}\n"
+        assert (out / "stderr.log").read_text() == ""
+    said = (run_dir / "process-host.log").read_text().splitlines()
+    assert sorted(said) == ["a warning at import", "imported the plan's module"]

@@ -219,7 +219,7 @@ class _Pool:
     def make_one(self, fn: Any, backend: str, detach: Callable[[], None]) -> None:
         self.wanted -= 1
         slot = self.wanted
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             _exit_with(lambda: self._wait_and_run(slot, fn, backend, detach))
         self._waiting.append((pid, slot))
@@ -262,7 +262,7 @@ def _spawn(req: dict[str, Any], fn: Any, backend: str, detach: Callable[[], None
     try:
         if pool is not None and (pid := pool.assign(orjson.dumps(req))) is not None:
             return pid  # it opens them again itself
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             detach()
             if pool is not None:
@@ -272,6 +272,16 @@ def _spawn(req: dict[str, Any], fn: Any, backend: str, detach: Callable[[], None
     finally:
         os.close(stdout)
         os.close(stderr)
+
+
+def _fork() -> int:
+    """`os.fork`, with nothing of the host's output left in its buffers: a child would
+    write it again to its own stdout.log (what the plan's module printed at import,
+    unless PYTHONUNBUFFERED is set)."""
+    with contextlib.suppress(OSError, ValueError):  # its log's disk full: fork all the same
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return os.fork()
 
 
 def _open_outputs(req: dict[str, Any]) -> tuple[int, int]:
