@@ -980,6 +980,7 @@ class Supervisor:
         )
         env = self._inherited_env()
         env.update(params.to_environ())
+        env["PWD"] = str(out)  # where it runs, as a shell would say (not where we were started)
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
         if program and self._faketime:

@@ -326,3 +326,31 @@ def test_what_the_plans_module_prints_at_import_stays_in_the_hosts_log(
         assert (out / "stderr.log").read_text() == ""
     said = (run_dir / "process-host.log").read_text().splitlines()
     assert sorted(said) == ["a warning at import", "imported the plan's module"]
+
+
+PWD_PLAN = """
+import os
+
+async def look(env):
+    (env.outputs_path / "pwd.txt").write_text(os.environ.get("PWD", "") + "\\n" + os.getcwd())
+"""
+
+
+def test_an_instances_pwd_is_its_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    make_plan: Callable[[str, str, str], Path],
+) -> None:
+    """$PWD was the directory `harness run` was started in, while the instance runs in its
+    outputs directory: a program run by hand from a shell sees the two agree."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    monkeypatch.setenv("PWD", "/where/harness/run/was/started")
+    spec = build_run_spec("fds:look", runner="local:exec",
+                          plan_roots=[make_plan("fds", FDS_MANIFEST, PWD_PLAN)])
+    outputs = tmp_path / "out"
+    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
+    assert result.exit_code == 0, result.reason
+    seen = [p.read_text().split("\n") for p in outputs.glob("*/single/*/pwd.txt")]
+    assert len(seen) == 2 and all(pwd == cwd for pwd, cwd in seen), seen
