@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import glob
 import os
 import re
+import shutil
 import struct
 import sysconfig
 import time
@@ -63,6 +65,42 @@ def find_libfaketime() -> Path:
         f"libfaketime is not installed: no {LIBRARY} in {', '.join(map(str, places))} "
         f"(Debian: apt-get install libfaketime faketime); a clock fault cannot reach a "
         f"non-Python program without it")
+
+
+_PT_INTERP = 3  # the program header that names the dynamic linker
+
+
+@functools.lru_cache(maxsize=64)
+def preload_blind(program: str) -> str | None:
+    """Why `program` (argv[0], a path or a name on PATH) cannot take libfaketime through
+    LD_PRELOAD, or None as far as its file tells: an ELF executable without an interpreter
+    (the dynamic linker) is statically linked, and nothing preloads a library into it."""
+    path = program if "/" in program else shutil.which(program)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+                return None  # not ELF (a script: its interpreter is what runs)
+            end = "<" if head[5] == 1 else ">"
+            if head[4] == 2:  # 64-bit
+                phoff, = struct.unpack_from(end + "Q", head, 0x20)
+                phentsize, phnum = struct.unpack_from(end + "HH", head, 0x36)
+            else:
+                phoff, = struct.unpack_from(end + "I", head, 0x1C)
+                phentsize, phnum = struct.unpack_from(end + "HH", head, 0x2A)
+            if phentsize < 4 or phnum == 0:
+                return None
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    types = [struct.unpack_from(end + "I", table, i)[0]
+             for i in range(0, len(table) - 3, phentsize)]
+    if _PT_INTERP in types:
+        return None
+    return f"{path} is statically linked (no dynamic linker to preload libfaketime)"
 
 
 class InstanceClock:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from harness._clock import preload_blind
 from harness.faults import FaultError
 from harness.runners import Launch, signal_group
 
@@ -141,6 +142,10 @@ class FaultActions:
         if launch is not None and launch.argv and "LD_PRELOAD" not in launch.env:
             raise FaultError(f"{instance} is a program started without libfaketime: a clock "
                              f"fault reaches it only if the run plans one from the start")
+        if launch is not None and launch.argv and not back:
+            blind = preload_blind(launch.argv[0])
+            if blind is not None:  # the skew would be recorded as applied, and change nothing
+                raise FaultError(f"{instance} cannot be skewed: {blind}")
         self.sup.clocks[instance].set(offset, drift)
         return True
 

@@ -155,6 +155,57 @@ def test_a_refused_limit_leaves_no_cap_behind() -> None:
         assert (group.cpu, group.memory) == (None, None), refuse
 
 
+def _elf(path: Path, *segments: int) -> str:
+    """A little-endian 64-bit ELF header and program headers of these types: enough of an
+    executable for a look at how it is linked."""
+    import struct
+
+    header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack(
+        "<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, len(segments), 0, 0, 0)
+    path.write_bytes(header + b"".join(struct.pack("<I", t) + bytes(52) for t in segments))
+    return str(path)
+
+
+def test_a_skew_of_a_statically_linked_program_is_refused_not_recorded_as_applied(
+    tmp_path: Path,
+) -> None:
+    """libfaketime is preloaded by the dynamic linker: a static program (busybox, a Go
+    binary) read the real time on, while the skew was recorded as applied to it."""
+    import functools
+    import types
+
+    from harness._fault_actions import FaultActions
+    from harness.faults import FaultError
+    from harness.runners import Launch
+
+    class Clock:
+        skew: tuple[float, float] | None = None
+
+        def set(self, offset: float, drift: float) -> None:
+            self.skew = (offset, drift)
+
+    pt_load, pt_interp = 1, 3
+    static = _elf(tmp_path / "static", pt_load, pt_load)
+    dynamic = _elf(tmp_path / "dynamic", pt_load, pt_interp, pt_load)
+    for program, refused in ((static, True), (dynamic, False)):
+        clock = Clock()
+        launch = Launch({"LD_PRELOAD": "libfaketimeMT.so.1"}, tmp_path, tmp_path / "o",
+                        tmp_path / "e", None, [program])
+        sup = types.SimpleNamespace(states={"g/0": types.SimpleNamespace(running=True)},
+                                    launches={"g/0": launch}, clocks={"g/0": clock})
+        actions = FaultActions(sup)  # type: ignore[arg-type]
+        if refused:
+            with pytest.raises(FaultError, match=f"g/0 cannot be skewed: {static} is "
+                                                 f"statically linked"):
+                trio.run(actions.skew, "g/0", 2.0, 0.0)
+            assert clock.skew is None
+            # Setting it back (the fault taken back, or ended) is harmless: not refused.
+            trio.run(functools.partial(actions.skew, "g/0", 0.0, 0.0, back=True))
+            assert clock.skew == (0.0, 0.0)
+        else:
+            assert trio.run(actions.skew, "g/0", 2.0, 0.0) and clock.skew == (2.0, 0.0)
+
+
 class _Settings(_Paused):
     """Actions that record every skew, limit and hog (when, whom, what); those of `refuse`
     are refused."""
