@@ -33,6 +33,7 @@ class InstanceState:
     sync_closed: str | None = None  # why the sync service closed its connection, if it did
     oom_killed: bool = False  # its cgroup's memory limit: the kernel killed it
     oom_seen: int = 0  # its cgroup's count of such kills at its process's last exit
+    oom_others: int = 0  # processes of its cgroup the kernel killed so, since its last exit
 
     @property
     def running(self) -> bool:
@@ -59,8 +60,10 @@ class InstanceState:
     def exited_with_oom_kills(self, kills: int) -> None:
         """Its process has exited (`status` is set) and its cgroup counts `kills` OOM kills:
         it was killed for the group's memory limit if SIGKILL ended it and the count rose
-        since its last exit (the kernel counts per group, not per process)."""
+        since its last exit (the kernel counts per group, not per process); else, the kills
+        since then were of other processes of its group (its children)."""
         self.oom_killed = self.status == -signal.SIGKILL and kills > self.oom_seen
+        self.oom_others = 0 if self.oom_killed else max(0, kills - self.oom_seen)
         self.oom_seen = kills
 
     def restarted(self) -> None:
@@ -96,13 +99,23 @@ class InstanceState:
             except ValueError:
                 name = f"signal {-self.status}"
             oom = ": out of memory (its cgroup's memory limit)" if self.oom_killed else ""
-            return False, f"killed by {name}{oom}"
+            return False, f"killed by {name}{oom}{self._children_oom()}"
         if self.status > 0:  # the instance's own reason for it may be this:
             closed = f" (the sync service had closed its connection: {self.sync_closed})"
-            return False, f"exit code {self.status}" + (closed if self.sync_closed else "")
+            return False, (f"exit code {self.status}{self._children_oom()}"
+                           + (closed if self.sync_closed else ""))
         if self.recorded != EventType.SUCCESS:
             return False, "exited 0 without recording success"
         return True, None
+
+    def _children_oom(self) -> str:
+        """What its exit may be owed to: the kernel killed others of its processes (a
+        child the program waited for) for its cgroup's memory limit."""
+        if not self.oom_others:
+            return ""
+        n = self.oom_others
+        return (f" (the kernel killed {n} other process{'es' * (n > 1)} of its cgroup for "
+                f"its memory limit)")
 
     def to_record(self, *, final: bool = True) -> InstanceRecord:
         """The instance's entry in run.json; while the run goes on (not `final`), one that

@@ -363,6 +363,31 @@ def test_only_a_sigkill_after_a_new_oom_kill_reads_out_of_memory() -> None:
     assert ["out of memory" in (r or "") for r in reasons] == [True, False, False, False, True]
 
 
+def test_an_exit_after_the_memory_limit_killed_a_child_says_so() -> None:
+    """A program whose child the kernel killed for the cgroup's memory limit, and which then
+    exited 137 (a shell) or was killed by a fault, read only "exit code 137": nothing
+    said that the memory limit was why."""
+    import signal
+
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=9)
+    reasons = []
+    for status, kills in ((137, 1), (137, 1), (-signal.SIGTERM, 3), (-signal.SIGKILL, 4)):
+        st.status = status
+        st.exited_with_oom_kills(kills)
+        reasons.append(st.verdict()[1])
+        st.restarted()
+    assert reasons == [
+        "exit code 137 (the kernel killed 1 other process of its cgroup for its memory limit)",
+        "exit code 137",
+        "killed by SIGTERM (the kernel killed 2 other processes of its cgroup for its memory "
+        "limit)",
+        "killed by SIGKILL: out of memory (its cgroup's memory limit)",
+    ]
+
+
 def test_a_run_ended_by_an_error_records_the_exit_code_the_command_gives() -> None:
     """run.json had exit_code null for a run that ended in an error, while `harness run`
     exited 3 (null is for a run that goes on)."""
