@@ -139,14 +139,17 @@ class FaultActions:
         if not back and not self._running(instance):
             return False
         launch = self.sup.launches.get(instance)
-        if launch is not None and launch.argv and "LD_PRELOAD" not in launch.env:
+        clock = self.sup.clocks[instance]
+        # Not LD_PRELOAD alone: one the supervisor inherited preloads something else.
+        if (launch is not None and launch.argv
+                and launch.env.get("FAKETIME_TIMESTAMP_FILE") != str(clock.path)):
             raise FaultError(f"{instance} is a program started without libfaketime: a clock "
                              f"fault reaches it only if the run plans one from the start")
         if launch is not None and launch.argv and not back:
             blind = preload_blind(launch.argv[0])
             if blind is not None:  # the skew would be recorded as applied, and change nothing
                 raise FaultError(f"{instance} cannot be skewed: {blind}")
-        self.sup.clocks[instance].set(offset, drift)
+        clock.set(offset, drift)
         return True
 
     # -- resources -------------------------------------------------------------------------

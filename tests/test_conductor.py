@@ -179,6 +179,7 @@ def test_a_skew_of_a_statically_linked_program_is_refused_not_recorded_as_applie
     from harness.runners import Launch
 
     class Clock:
+        path = tmp_path / "clock"
         skew: tuple[float, float] | None = None
 
         def set(self, offset: float, drift: float) -> None:
@@ -189,7 +190,8 @@ def test_a_skew_of_a_statically_linked_program_is_refused_not_recorded_as_applie
     dynamic = _elf(tmp_path / "dynamic", pt_load, pt_interp, pt_load)
     for program, refused in ((static, True), (dynamic, False)):
         clock = Clock()
-        launch = Launch({"LD_PRELOAD": "libfaketimeMT.so.1"}, tmp_path, tmp_path / "o",
+        launch = Launch({"LD_PRELOAD": "libfaketimeMT.so.1",
+                         "FAKETIME_TIMESTAMP_FILE": str(Clock.path)}, tmp_path, tmp_path / "o",
                         tmp_path / "e", None, [program])
         sup = types.SimpleNamespace(states={"g/0": types.SimpleNamespace(running=True)},
                                     launches={"g/0": launch}, clocks={"g/0": clock})
@@ -204,6 +206,28 @@ def test_a_skew_of_a_statically_linked_program_is_refused_not_recorded_as_applie
             assert clock.skew == (0.0, 0.0)
         else:
             assert trio.run(actions.skew, "g/0", 2.0, 0.0) and clock.skew == (2.0, 0.0)
+
+
+def test_a_live_skew_of_a_program_preloading_another_library_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Run with an LD_PRELOAD of its own (and no skew planned), a program's live skew was
+    recorded as applied: LD_PRELOAD was taken for libfaketime's, and its clock never moved."""
+    import types
+
+    from harness._fault_actions import FaultActions
+    from harness.faults import FaultError
+    from harness.runners import Launch
+
+    clock = types.SimpleNamespace(path=tmp_path / "clock", set=lambda *_: None)
+    for env in ({"LD_PRELOAD": "/lib/x86_64-linux-gnu/libc.so.6"},
+                {"LD_PRELOAD": "/usr/lib/faketime/libfaketimeMT.so.1",
+                 "FAKETIME_TIMESTAMP_FILE": str(tmp_path / "someone-else's")}):
+        launch = Launch(env, tmp_path, tmp_path / "o", tmp_path / "e", None, ["/bin/sh"])
+        sup = types.SimpleNamespace(states={"g/0": types.SimpleNamespace(running=True)},
+                                    launches={"g/0": launch}, clocks={"g/0": clock})
+        with pytest.raises(FaultError, match="g/0 is a program started without libfaketime"):
+            trio.run(FaultActions(sup).skew, "g/0", 2.0, 0.0)  # type: ignore[arg-type]
 
 
 class _Settings(_Paused):
