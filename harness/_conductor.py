@@ -76,7 +76,8 @@ class Actions(Protocol):
 
     async def hog(self, instance: str, loops: int, *, back: bool = False) -> bool:
         """Run `loops` busy loops beside the instance, in its cgroup (0: stop them); False
-        if it was not running and was to get some (nothing done)."""
+        if it was not running and was to get some (nothing done), unless `back`: then they
+        wait, stopped, for its next start."""
         ...
 
 

@@ -9,6 +9,7 @@ Network faults go through the runner (`Deployment.faults`).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -181,19 +182,24 @@ class FaultActions:
 
     async def hog(self, instance: str, loops: int, *, back: bool = False) -> bool:
         """Run `loops` busy loops in the instance's cgroup (0: stop them); False if it was
-        not running and was to get some (nothing done: they would only load the host).
-        (`back` changes nothing: stopping them needs no process.)"""
+        not running and was to get some (nothing done: they would only load the host),
+        unless `back` (a fault ends, and gives back the loops of one still in force: they
+        wait, stopped, for its next start, as `hogs_wait` has it)."""
         group = self._group(instance, "hog")
         assert group is not None and self.sup.host is not None
         for pid in self.hogs.pop(instance, []):
             signal_group(pid, signal.SIGKILL)
-        if loops and not self._running(instance):
+        down = not self._running(instance)
+        if loops and down and not back:
             return False
         out = self.sup.run_dir / instance / "hog.log"
         for _ in range(loops):
             proc = await self.sup.host.spawn(Launch(
                 {}, out.parent, out, out, None, [sys.executable, "-c", _HOG], group.paths()))
             self.hogs.setdefault(instance, []).append(proc.pid)
+            await _started(proc.pid, group)
+        if down:
+            self.hogs_wait(instance, True)
         return True
 
     def hogs_wait(self, instance: str, waiting: bool) -> None:
@@ -211,3 +217,18 @@ class FaultActions:
             raise FaultError(f"{needs} needs per-instance cgroups, which this run could not "
                              f"make (they need root)")
         return cgroups.group(instance)
+
+
+async def _started(pid: int, group: InstanceCgroup, timeout_s: float = 2.0) -> None:
+    """Wait until the busy loop `pid` leads its process group and is in the instance's
+    cgroup: the fork server's child calls setsid, then joins the groups, only as it starts.
+    A signal to its group before that was lost (a loop went on beside an instance that was
+    down), and one stopped before joining was out of reach of the groups' removal."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            try:
+                if os.getpgid(pid) == pid and (not group.dirs or pid in group.pids()):
+                    return
+            except ProcessLookupError:
+                return
+            await trio.sleep(0.001)

@@ -671,10 +671,12 @@ class Supervisor:
             back = self.comeback.get(inst.id)
             if back is None:
                 break
+            self._hogs_wait(inst.id, True)  # beside no process, they would only load the host
             await back.wait()  # a fault ended it, and starts it again when it is undone
             del self.comeback[inst.id]
             if self.interrupted or st.stopped:
                 break
+            self._hogs_wait(inst.id, False)
             st.restarted()
             launch = self.launches[inst.id] = _restart(launch, st.restarts)
             self.record({"kind": "instance", "instance": inst.id, "status": "restarting",
@@ -717,8 +719,7 @@ class Supervisor:
         assert self.host is not None and self.conductor is not None
         self.exited -= 1
         self.conductor.state.instance_revived(instance)
-        if self.fault_actions is not None:
-            self.fault_actions.hogs_wait(instance, False)
+        self._hogs_wait(instance, False)
         st.restarted()
         launch = self.launches[instance] = _restart(self.launches[instance], st.restarts)
         self.record({"kind": "instance", "instance": instance, "status": "restarting",
@@ -726,9 +727,12 @@ class Supervisor:
         self._procs.start_soon(self._instance, st.spec, launch, self.host,
                                self.conductor.state)
 
-    def _exited(self, st: InstanceState, state: SyncState) -> None:
+    def _hogs_wait(self, instance: str, waiting: bool) -> None:
         if self.fault_actions is not None:
-            self.fault_actions.hogs_wait(st.spec.id, True)
+            self.fault_actions.hogs_wait(instance, waiting)
+
+    def _exited(self, st: InstanceState, state: SyncState) -> None:
+        self._hogs_wait(st.spec.id, True)
         if st.status in (70, 127) and st.recorded is None and st.start_error is None:
             st.start_error = _cannot_start(self.run_dir / st.spec.id / "stderr.log")
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None

@@ -236,6 +236,70 @@ def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> N
 
 
 @root
+def test_a_hogs_loops_wait_while_its_instance_is_down_and_come_back_with_it(
+    tmp_path: Path,
+) -> None:
+    """Two hogs overlap and a timed kill takes the instance down meanwhile: its busy loops
+    ran on while it was down (only an instance's exit stopped them, not a kill that starts
+    it again), and the later hog, ending while it was down, left the earlier one's loop out
+    for good (a hog set back on an instance that is down started nothing)."""
+    import threading
+    import time
+
+    samples: list[tuple[float, str]] = []  # (when, state) of each busy loop seen
+    done = threading.Event()
+
+    def watch() -> None:
+        bases = {h.base() for h in _cgroup.hierarchies().values()}
+        while not done.is_set():
+            for run in tmp_path.glob("out/*"):
+                for base in bases:
+                    try:
+                        pids = (base / f"harness-{run.name}/single-0/cgroup.procs").read_text()
+                        for pid in pids.split():
+                            if b"while True" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                                stat = Path(f"/proc/{pid}/stat").read_text()
+                                samples.append((time.time(), stat.split(") ", 1)[1][0]))
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
+            [[faults]]
+            at = "{_s(0.5)}"
+            action = "hog"
+            duration = "{_s(4)}"
+            targets = {{instances = ["single/0"]}}
+
+            [[faults]]
+            at = "{_s(1)}"
+            action = "hog"
+            cpu = 2
+            duration = "{_s(1)}"
+            targets = {{instances = ["single/0"]}}
+
+            [[faults]]
+            at = "{_s(1.5)}"
+            action = "kill"
+            duration = "{_s(1)}"
+            targets = {{instances = ["single/0"]}}
+            """, "-i", "1", "-p", f"seconds={5.5 * SLOW}")
+    finally:
+        done.set()
+        watcher.join()
+    assert code == 0, out
+    steps = {(f["fault"], f["step"]): f["ts"] for f in _faults(run_dir)}
+    killed, back = steps["fault 2", "applied"], steps["fault 2", "undone"]
+    down = [s for t, s in samples if killed + 0.2 < t < back - 0.1]
+    after = [s for t, s in samples if back + 0.3 * SLOW < t < steps["fault 0", "undone"] - 0.2]
+    assert down and "R" not in down, f"busy loops ran while it was down: {down}"
+    assert "R" in after, f"the first hog's loop did not come back with it: {after}"
+
+
+@root
 def test_faults_on_processes_miss_or_pass_over_an_instance_that_has_exited(tmp_path: Path) -> None:
     """A skew, a limit or a hog on an instance that has ended does nothing there and says
     so (`missed`), as a process fault does: once, a hog ran busy loops for a dead instance.
