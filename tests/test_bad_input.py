@@ -675,7 +675,11 @@ def test_a_plan_module_that_fails_to_load_fails_each_instance_not_the_supervisor
     run = json.loads(record.read_text())
     assert run["outcome"] == "failed"
     assert [i["reason"] for i in run["instances"]] == [
-        "did not start: cannot load boom.plan:ok: RuntimeError: boom at import"] * 2
+        "did not start: cannot load boom.plan:ok: RuntimeError: boom at import "
+        "(traceback in process-host.log)"] * 2
+    # where in the plan's code: the reason alone gave no file or line
+    log = (record.parent / "process-host.log").read_text()
+    assert 'plan.py", line 1, in <module>' in log and log.endswith("boom at import\n"), log
 
 
 @pytest.mark.parametrize(("option", "path", "message"), [
@@ -798,8 +802,10 @@ if mode == "sync":
     # ran until an outer `timeout` killed it: the timeout counted from the instances' start
     ("sleep", "", "did not start: the process host was not ready within the run's timeout "
                   "(4s): the plan's module was still being imported"),
-    ("kbint", "", "did not start: cannot load odd.plan:case: KeyboardInterrupt"),  # traceback
-    ("exit", "", "did not start: cannot load odd.plan:case: SystemExit: 3"),
+    ("kbint", "", "did not start: cannot load odd.plan:case: KeyboardInterrupt "  # traceback
+                  "(traceback in process-host.log)"),
+    ("exit", "", "did not start: cannot load odd.plan:case: SystemExit: 3 "
+                 "(traceback in process-host.log)"),
     # "exit code 70", its stderr "cannot start the instance: 0"
     ("", "0", "crashed: SystemExit(0): the test function exited instead of returning"),
     ("", "kbint", "crashed: KeyboardInterrupt"),

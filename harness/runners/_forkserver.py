@@ -32,6 +32,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -100,6 +101,7 @@ def _serve(control: socket.socket, entrypoint: str | None, backend: str) -> None
             fn = load_entrypoint(entrypoint)  # the plan's code, imported once before any fork
         except BaseException as e:  # SystemExit, KeyboardInterrupt too: the plan's doing
             what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            traceback.print_exc()  # to the host's log: where in the plan's code it was
             send({"fatal": f"cannot load {entrypoint}: {what}"})
             return
     # Children share this process's memory copy-on-write; a collection that walks the

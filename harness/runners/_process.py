@@ -150,6 +150,8 @@ class ProcessHost:
                 msg = orjson.loads(line)
                 if "ready" in msg or "fatal" in msg:
                     self.error = msg.get("fatal")
+                    if self.error is not None and self._log is not None:
+                        self.error += f" (traceback in {self._log.name})"
                     self.ready = started = True
                     task_status.started()
                 elif "exited" in msg:
