@@ -58,6 +58,7 @@ the connection's own: 40 slow readers of one 15 MiB item held 600 MB of copies."
 _T = TypeVar("_T", "_Subscriber", "_Waiter")
 TURN = 32
 """Replies a client process gets in a row before the next process's turn (`in_turns`)."""
+_TOPICS_NAMED = 3  # of an instance's subscriptions, in a run's timeout reason
 
 
 def in_turns(items: Sequence[_T]) -> Sequence[_T]:
@@ -419,12 +420,25 @@ class SyncState:
                       "reason": reason})
 
     def waiting_at(self, instance: str) -> str | None:
-        """Where `instance` waits now, if at a barrier: its state and how many arrived."""
+        """Where `instance` waits now, if at a barrier: its state and how many arrived; else
+        the topics it holds subscriptions to (it may be waiting for their next item), each
+        with how many items it has (of how many it expects)."""
         for name, st in self._states.items():
             for w in st.waiters:
                 if w.instance == instance:
                     return f"waiting at barrier {name!r} ({st.count} of {w.target} arrived)"
-        return None
+        topics = []
+        for name, t in self._topics.items():
+            for sub in t.subscribers:
+                if sub.instance == instance:
+                    expected = "" if sub.expect is None else f", {sub.expect} expected"
+                    topics.append(f"{name!r} ({len(t.payloads)} published{expected})")
+                    break
+        if not topics:
+            return None
+        more = f" and {len(topics) - _TOPICS_NAMED} more" if len(topics) > _TOPICS_NAMED else ""
+        plural = "s" if len(topics) > 1 else ""
+        return f"subscribed to topic{plural} {', '.join(topics[:_TOPICS_NAMED])}{more}"
 
     def snapshot(self) -> dict[str, int]:
         """Arrival counts per state (for progress and reports)."""

@@ -177,6 +177,31 @@ def test_a_wait_the_caller_gave_up_is_cancelled_on_the_service(op: str) -> None:
     run(main)
 
 
+def test_where_an_instance_waits_names_the_topics_it_is_subscribed_to() -> None:
+    """A run's timeout named only barriers: an instance stuck in `Topic.collect` for a
+    leader nobody published was "still running at the run's timeout", nothing more."""
+
+    async def main() -> None:
+        async with running_server(["g/0", "g/1"]) as (path, state, _), \
+                connect_unix(path, "g/0") as c, connect_unix(path, "g/1") as other:
+            await other.publish("votes", 1)
+            async with c.subscribe("leader"), c.subscribe("votes", expect=2):  # once registered
+                assert state.waiting_at("g/0") == (
+                    "subscribed to topics 'votes' (1 published, 2 expected), "
+                    "'leader' (0 published)")
+                assert state.waiting_at("g/1") is None
+                with anyio.move_on_after(0.2):
+                    await c.barrier("end", 2)
+                assert state.waiting_at("g/0") is not None
+                async with other.subscribe("leader"):
+                    assert state.waiting_at("g/1") == "subscribed to topic 'leader' (0 published)"
+            with anyio.fail_after(2):  # the cancels went before this
+                await c.signal_entry("x")
+            assert state.waiting_at("g/0") is None
+
+    run(main)
+
+
 def test_a_send_cancelled_midway_does_not_break_the_connection() -> None:
     """A 15 MB publish cancelled while it was being written left half a frame on the wire:
     the next request ran into it, and the instance's calls hung or failed from then on."""
