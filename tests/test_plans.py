@@ -267,6 +267,7 @@ def test_durations() -> None:
         ["run", "pingpong", "--composition", "/nonexistent.toml"],
         ["run", "pingpong", "-i", "many"],
         ["describe", "nosuchplan"],
+        ["describe", "pingpong:nosuchcase"],
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -274,7 +275,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("harness"), r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and not r.stdout, r.stdout
     assert not any(tmp_path.iterdir())  # nothing was started or written
 
 
@@ -285,6 +286,15 @@ def test_list_and_describe_show_the_example_plan() -> None:
     assert len({line.index(" instances ") for line in lines}) == 1, lines  # one column
     r = harness_cli("describe", "pingpong")
     assert r.returncode == 0 and "rounds" in r.stdout and "int" in r.stdout
+
+
+def test_describe_takes_a_case_as_list_names_it() -> None:
+    """`harness describe pingpong:crash`, copied from `harness list`, said "unknown plan
+    'pingpong:crash' (known: ..., pingpong, ...)"."""
+    r = harness_cli("describe", "pingpong:crash")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("plan pingpong") and "\ncase crash:" in r.stdout, r.stdout
+    assert r.stdout.count("\ncase ") == 1 and "rounds" in r.stdout, r.stdout
 
 
 def test_output_cut_short_by_the_reader_is_no_error() -> None:

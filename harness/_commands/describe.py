@@ -1,4 +1,4 @@
-"""`harness describe PLAN`: a plan's cases, params, roles and defaults."""
+"""`harness describe PLAN[:CASE]`: a plan's cases, params, roles and defaults."""
 
 from __future__ import annotations
 
@@ -16,19 +16,22 @@ HELP = "describe a plan: its test cases, params and roles"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of `harness describe`."""
-    parser.add_argument("plan", help="plan name")
+    parser.add_argument("plan", help="plan name; PLAN:CASE (as `harness list` shows it) for "
+                                     "one case")
     add_plans(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan's manifest in readable form: what every case shares (params with the
-    same spec in every case, the same roles) once, then each case with only its own."""
-    plan = get_plan(args.plan, args.plans)
+    same spec in every case, the same roles) once, then each case with only its own.
+    PLAN:CASE: that case alone, with all its params."""
+    name, _, case_name = args.plan.partition(":")
+    plan = get_plan(name, args.plans)
+    cases = [plan.case(case_name)] if case_name else list(plan.cases.values())
     print(f"plan {plan.name}  ({plan.path})")
     if plan.description:
         print(f"  {plan.description}")
     print(f"  default runner: {plan.runner}")
-    cases = list(plan.cases.values())
     shared = _shared_params(cases) if len(cases) > 1 else {}
     roles = {_roles(c) for c in cases}
     shared_roles = roles.pop() if len(cases) > 1 and len(roles) == 1 else ""
