@@ -85,6 +85,28 @@ def test_every_count_in_range_gets_a_valid_role_assignment() -> None:
         alloc.assign(2, {"poets": 1, "gateways": 1})
 
 
+def test_roles_that_cannot_be_given_say_where_and_what_they_need(
+    make_plan: Callable[..., Path],
+) -> None:
+    """A case whose roles take exactly one leader, run with 2 instances, said "2 instances
+    cannot be given roles: need 1 leader", naming neither the case nor that one is all
+    it takes; a manifest whose default count the roles did not fit, not even the file."""
+    head = ('name = "r"\n[[testcases]]\nname = "a"\nentrypoint = "r.plan:f"\n'
+            'instances = { min = 1, max = 3, default = %d }\n'
+            '[[testcases.roles]]\nname = "leader"\ncount = %d\n')
+    root = make_plan("r", head % (1, 1), "async def f(env):\n    pass\n")
+    with pytest.raises(UsageError) as e:
+        build_run_spec("r", instances=2, plan_roots=[root])
+    assert str(e.value) == ("r:a: 2 instances cannot be given roles: need exactly 1 leader "
+                            "(no role is the rest)")
+    (root / "r" / "manifest.toml").write_text(
+        head % (2, 5) + '[[testcases.roles]]\nname = "f"\nrest = true\n')
+    with pytest.raises(UsageError) as e:
+        build_run_spec("r", plan_roots=[root])
+    assert str(e.value).endswith("manifest.toml [a] (its default instances): 2 instances "
+                                 "cannot be given roles: need 5 leader"), e.value
+
+
 def test_composition_groups_with_counts_percentages_and_programs(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -153,7 +153,10 @@ def _load_case(
     if raw_roles:
         roles = RoleAllocator(_load_roles(raw_roles, params, where))
         defaults = {k: p.default for k, p in params.items()}
-        roles.counts(default, defaults)  # the defaults themselves must fit
+        try:  # the defaults themselves must fit
+            roles.counts(default, defaults)
+        except UsageError as e:
+            raise UsageError(f"{where} (its default instances): {e}") from None
     return TestCase(
         name=name,
         min_instances=lo,

@@ -50,8 +50,10 @@ class RoleAllocator:
         rest = [r for r in self.roles if r.rest]
         if left < 0 or (not rest and left > 0) or (rest and left < rest[0].min):
             want = " + ".join(f"{n} {name}" for name, n in fixed.items())
-            if rest:
+            if rest and rest[0].min:
                 want += f" + at least {rest[0].min} {rest[0].name}"
+            elif not rest:  # "need 1 leader" of 2 instances read as if 2 were plenty
+                want = f"exactly {want or 0} (no role is the rest)"
             raise UsageError(f"{total} instances cannot be given roles: need {want}")
         return {r.name: (left if r.rest else fixed[r.name]) for r in self.roles}
 

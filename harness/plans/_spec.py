@@ -191,7 +191,10 @@ def _roles(case: TestCase, group_specs: Sequence[GroupSpec], total: int,
                     f"{first.params.get(name)!r} and {gs.params.get(name)!r}: it counts a "
                     f"role over the whole run, so every group must give it the same value "
                     f"(set it in [global.params])")
-    return case.roles.assign(total, first.params)
+    try:
+        return case.roles.assign(total, first.params)
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
 
 
 def _checked(
