@@ -634,9 +634,15 @@ class Supervisor:
                 if not self.interrupted:
                     reason = f"still running at the run's timeout ({self.spec.timeout_s:g}s)"
                     self._stop_all(reason)
-                    for st in self.states.values():  # what it waited for, where known
-                        if st.stopped == reason and (at := state.waiting_at(st.spec.id)):
+                    stuck = [st for st in self.states.values() if st.stopped == reason]
+                    for st in stuck:  # what it waited for, where known
+                        if at := state.waiting_at(st.spec.id):
                             st.stopped = f"{reason}, {at}"
+                    if stuck and self.first_failure is None:
+                        # The run's reason names one that waited on no other: the likelier
+                        # cause (whichever ended first from the SIGTERM was named).
+                        self._note_failure(next(
+                            (st for st in stuck if st.stopped == reason), stuck[0]))
                 with trio.move_on_after(_KILL_AFTER_S + 2):
                     await self.all_exited.wait()
             procs.cancel_scope.cancel()

@@ -315,8 +315,11 @@ def test_a_timeout_says_at_which_barrier_an_instance_waited(
 
     manifest = ('name = "stuck"\n[[testcases]]\nname = "case"\n'
                 'instances = { min = 1, max = 3, default = 3 }\nentrypoint = "stuck.plan:case"\n')
-    code = ("import trio\nasync def case(env):\n    if env.global_seq == 1:\n"
-            "        await trio.sleep(600)\n"
+    code = ("import os, signal, time\n"
+            "def late_end(*_):\n    time.sleep(0.5)\n    os._exit(1)\n"
+            "async def case(env):\n    if env.global_seq == 1:\n"
+            "        signal.signal(signal.SIGTERM, late_end)  # ends after those that wait\n"
+            "        time.sleep(600)\n"
             "    await env.sync.signal_and_wait('ready', env.instance_count)\n")
     plans = make_plan("stuck", manifest, code)
     r = subprocess.run(
@@ -324,12 +327,16 @@ def test_a_timeout_says_at_which_barrier_an_instance_waited(
          "--outputs", str(tmp_path / "out"), "--metrics-listen", "off", "--timeout", "3",
          "--json"], capture_output=True, text=True, timeout=120,
         cwd=Path(__file__).resolve().parents[1])
-    reasons = sorted(i["reason"] for i in json.loads(r.stdout)["instances"])
+    run = json.loads(r.stdout)
+    reasons = sorted(i["reason"] for i in run["instances"])
     assert reasons == [
         "still running at the run's timeout (3s)",
         "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
         "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
     ]
+    # the one that waited on no other, not whichever ended first from its SIGTERM
+    assert run["reason"] == ("3 of 3 failed; first: single/1: still running at the run's "
+                             "timeout (3s)"), run["reason"]
 
 
 def test_a_sigkill_by_the_memory_limit_says_out_of_memory() -> None:
