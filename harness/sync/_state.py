@@ -154,6 +154,7 @@ class SyncState:
         self._topics: dict[str, _Topic] = {}
         self._states: dict[str, _State] = {}
         self._running: set[str] | None = set(instances) if instances is not None else None
+        self._total = len(self._running or ())
         self._ended: dict[str, str] = {}
         self._record = record or (lambda event: None)
 
@@ -262,6 +263,8 @@ class SyncState:
             f"{what} can no longer reach {target}: {count} {counted}, at most "
             f"{can_still_come} more can"
         )
+        if target > self._total:  # a plan's mistake, not an instance that ended
+            why += f"; the run has only {self._total} instances"
         gone = sorted(i for i in self._ended if i not in done_by)
         if gone:
             why += f"; ended without {doing}: " + "; ".join(

@@ -202,6 +202,21 @@ def test_where_an_instance_waits_names_the_topics_it_is_subscribed_to() -> None:
     run(main)
 
 
+def test_a_barrier_beyond_the_runs_instances_says_how_many_it_has() -> None:
+    """`barrier("end", env.instance_count + 5)` said "can no longer reach 7: 1 arrived, at
+    most 1 more can", as if instances had ended; the mistake is the plan's target."""
+
+    async def main() -> None:
+        async with running_server(["g/0", "g/1"]) as (path, _, _), \
+                connect_unix(path, "g/0") as c:
+            with pytest.raises(BarrierFailed) as e:
+                await c.signal_and_wait("end", 7)
+            assert str(e.value) == ("barrier 'end' can no longer reach 7: 1 arrived, at most "
+                                    "1 more can; the run has only 2 instances")
+
+    run(main)
+
+
 def test_a_send_cancelled_midway_does_not_break_the_connection() -> None:
     """A 15 MB publish cancelled while it was being written left half a frame on the wire:
     the next request ran into it, and the instance's calls hung or failed from then on."""
