@@ -835,6 +835,27 @@ def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(
         assert log.read_text() == "IMPORT-TIME-OUTPUT\n"
 
 
+def test_a_forgotten_await_is_a_warning_of_the_instance(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """`env.sync.barrier(...)` without `await` waits for nothing, and the run passes: the
+    RuntimeWarning was a line of stderr.log, at INFO in `harness logs`, under
+    `--level warning` not at all."""
+    manifest = ('name = "forgot"\n[[testcases]]\nname = "case"\n'
+                'instances = { min = 1, max = 1, default = 1 }\n'
+                'entrypoint = "forgot.plan:case"\nbackend = "asyncio"\n')
+    plans = make_plan("forgot", manifest,
+                      "async def case(env):\n    env.sync.barrier('all', 1)\n")
+    r = run_cli("forgot", "--plans", str(plans), "--runner", "local:exec",
+                "--outputs", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    (log,) = (tmp_path / "out").glob("*/single/0/log.jsonl")
+    (warning,) = [line for line in map(json.loads, log.read_text().splitlines())
+                  if line["level"] == "warning"]
+    assert "coroutine 'SyncClient.barrier' was never awaited" in warning["event"], warning
+    assert warning["instance"] == "single/0"
+
+
 @pytest.mark.parametrize("shadow", ["random/__init__.py", "select.py"])
 def test_plan_code_named_like_a_standard_module_is_refused_before_the_run(
     make_plan: Callable[[str, str, str], Path], tmp_path: Path, shadow: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,9 @@ def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = N
         print(f"harness.sdk: {e}", file=sys.stderr)
         return 3
     configure_logging(json_path=env.outputs_path / "log.jsonl", instance=env.instance_id)
+    # Warnings as the instance's warnings, in log.jsonl: a coroutine never awaited (a
+    # forgotten `await` before a barrier, which then passes) was an INFO line of stderr.
+    logging.captureWarnings(True)
     try:
         profiler = profiler_from_environ(env.outputs_path)
     except ValueError as e:
