@@ -85,3 +85,22 @@ def test_a_plans_root_that_is_a_file_is_called_one(
     assert main(["list", "--plans", str(a_file)]) == 2
     assert capsys.readouterr().err == (
         f"harness: error: plan directory {a_file} is not a directory\n")
+
+
+def test_a_broken_manifest_stops_only_its_own_plan(
+    capsys: pytest.CaptureFixture[str], two_roots: tuple[Path, Path]
+) -> None:
+    """A draft plan whose manifest did not load beside the others made `harness list`,
+    `describe` and `run` of every other plan under the roots that one error."""
+    first, _ = two_roots
+    (first / "draft").mkdir()
+    (first / "draft" / "manifest.toml").write_text('name = "draft"\n[[testcases]]\nname = "a"\n')
+    error = f"harness: error: {first / 'draft' / 'manifest.toml'} [a]: instances = "
+    assert main(["describe", "alpha", "--plans", str(first)]) == 0
+    assert capsys.readouterr().out.startswith("plan alpha")
+    assert main(["list", "--plans", str(first)]) == 2  # the others listed, the broken said
+    out, err = capsys.readouterr()
+    assert "alpha:main" in out and err.startswith(error) and len(err.splitlines()) == 1, err
+    for name in ("draft", "nosuch"):  # its own error, not "unknown plan"
+        assert main(["describe", name, "--plans", str(first)]) == 2
+        assert capsys.readouterr().err.startswith(error)

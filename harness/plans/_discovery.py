@@ -30,8 +30,12 @@ def _not_a_dir(path: Path) -> str:
     return "is not a directory" if path.exists() else "does not exist"
 
 
-def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
-    """All plans under `roots` (default: `default_roots()`), by name."""
+def find_plans(
+    roots: Iterable[Path] | None = None, broken: dict[Path, UsageError] | None = None
+) -> dict[str, Plan]:
+    """All plans under `roots` (default: `default_roots()`), by name. A manifest that cannot
+    be loaded raises its UsageError, or, given `broken`, is put there by its plan's
+    directory and passed over."""
     plans: dict[str, Plan] = {}
     seen: set[Path] = set()
     for root in roots if roots is not None else default_roots():
@@ -43,7 +47,13 @@ def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
         # absolute: a program named from its plan's directory ("./node.sh") is started
         # from the instance's own working directory
         for manifest in sorted(root.absolute().glob("*/manifest.toml")):
-            plan = load_manifest(manifest)
+            try:
+                plan = load_manifest(manifest)
+            except UsageError as e:
+                if broken is None:
+                    raise
+                broken[manifest.parent] = e
+                continue
             if plan.name in plans:
                 other = plans[plan.name].path
                 raise UsageError(f"two plans are named {plan.name!r}: {other}, {manifest.parent}")
@@ -52,8 +62,14 @@ def find_plans(roots: Iterable[Path] | None = None) -> dict[str, Plan]:
 
 
 def get_plan(name: str, roots: Iterable[Path] | None = None) -> Plan:
-    """One plan by name, or a UsageError listing the known ones."""
-    plans = find_plans(roots)
+    """One plan by name, or a UsageError listing the known ones. Another plan's broken
+    manifest is no concern of this one; one in a directory of this name (or any, when
+    no plan has the name) is the error."""
+    broken: dict[Path, UsageError] = {}
+    plans = find_plans(roots, broken)
+    for path, error in broken.items():
+        if path.name == name or name not in plans:
+            raise error
     if name not in plans:
         raise UsageError(f"unknown plan {name!r} (known: {', '.join(sorted(plans)) or 'none'})")
     return plans[name]
