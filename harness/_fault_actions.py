@@ -100,7 +100,7 @@ class FaultActions:
         if back is not None:
             back.set()
             return True
-        if not st.running and st.pid is not None:
+        if not st.running and st.pid is not None and not st.starting:
             if st.ended_by is None and not st.verdict()[0]:
                 return False  # it failed of itself: a restart must not wipe that out
             st.expecting("recover")

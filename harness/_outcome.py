@@ -34,11 +34,13 @@ class InstanceState:
     oom_killed: bool = False  # its cgroup's memory limit: the kernel killed it
     oom_seen: int = 0  # its cgroup's count of such kills at its process's last exit
     oom_others: int = 0  # processes of its cgroup the kernel killed so, since its last exit
+    starting: bool = False  # restarted, its new process not yet known (`pid` is the old one)
 
     @property
     def running(self) -> bool:
-        """Started and not yet exited."""
-        return self.pid is not None and self.status is None
+        """Started and not yet exited (not while it is being started again: a signal to
+        its old process, gone, would be lost)."""
+        return self.pid is not None and self.status is None and not self.starting
 
     def record(self, event: dict[str, Any]) -> None:
         """Take in one of the instance's own events."""
@@ -71,6 +73,7 @@ class InstanceState:
         self.restarts += 1
         self.ended_by = None
         self.status = None
+        self.starting = True
         if self.recorded == EventType.SUCCESS:
             self.recorded = None
 
@@ -122,7 +125,7 @@ class InstanceState:
         runs or is yet to start has no outcome, unless it has failed already."""
         passed, reason = self.verdict()
         outcome: str | None = "passed" if passed else "failed"
-        to_start = (self.pid is None and not final
+        to_start = ((self.pid is None or self.starting) and not final
                     and not (self.start_error or self.not_started or self.stopped))
         if (self.running or to_start) and self.recorded not in (EventType.CRASH,
                                                                 EventType.FAILURE):

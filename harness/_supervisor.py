@@ -698,6 +698,7 @@ class Supervisor:
         try:
             proc = await host.spawn(launch)
         except OSError as e:
+            st.starting = False
             st.start_error = str(e)
             st.ended = time.time()
             self.record({"kind": "instance", "instance": st.spec.id,
@@ -706,13 +707,13 @@ class Supervisor:
         finally:
             self._spawning -= 1
             self._settle()
-        st.pid = proc.pid
+        st.pid, st.starting = proc.pid, False
         self.record({"kind": "instance", "instance": st.spec.id, "status": "started",
                      "pid": proc.pid})
         if self.progress and not st.restarts:
             self.progress.started += 1
-        if self.interrupted:  # asked for before the signal came: stopped at once
-            st.stopped = "interrupted"
+        if self.interrupted or st.stopped:  # asked for as it was being started: at once
+            st.stopped = st.stopped or "interrupted"
             signal_group(proc.pid, signal.SIGTERM)
         return proc
 
@@ -790,6 +791,8 @@ class Supervisor:
                 self.comeback[st.spec.id].set()
             if st.paused and st.pid is not None:  # a frozen process cannot take its SIGTERM
                 self.thaw(st)
+            if st.starting:  # its new process gets the SIGTERM as it is known (`_spawn`)
+                st.stopped = st.stopped or reason
         running = [s for s in self.states.values() if s.running]
         for st in running:
             st.stopped = st.stopped or reason

@@ -57,8 +57,13 @@ def _remove_warm_up(host_pid: int) -> None:
 
 def signal_group(pid: int, sig: int) -> None:
     """Send `sig` to the instance's whole process group (it leads its own session)."""
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.killpg(pid, sig)
+    except ProcessLookupError:
+        # No such group yet: the fork server's child calls setsid only as it starts, and
+        # has started nothing of its own before (or it is gone: then this fails too).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 async def _receive(stream: trio.SocketStream) -> bytes:
