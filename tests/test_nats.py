@@ -54,7 +54,7 @@ def test_nats_server_accepts_the_config(tmp_path: Path) -> None:
 
 
 def test_the_check_names_lost_and_changed_messages() -> None:
-    acked = {1: "c#0", 2: "c#1", 3: "c#2", 7: "c#3"}
+    acked = [(1, "c#0"), (2, "c#1"), (3, "c#2"), (7, "c#3")]
     assert lost_messages(acked, {1: "c#0", 2: "c#1", 3: "c#2", 7: "c#3", 8: "x"}) == []
     problems = lost_messages(acked, {1: "c#0", 2: None, 3: "other#9"})
     assert problems == [
@@ -351,3 +351,71 @@ def test_a_leader_never_named_is_said_so_after_three_publish_timeouts() -> None:
     assert env.messages == ["stream leader: never seen (the cluster did not answer a stream "
                             "info request naming one)"]
     assert 2 <= cluster.asked <= 40  # 10 ms polls for 0.3 s, however loaded the machine
+
+
+class _Ack:
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+
+class _ForgetfulStream:
+    """A stream that loses every message it holds after `forget_after` publishes and
+    numbers the next ones from 1 again, as a cluster restarted without its store does."""
+
+    def __init__(self, forget_after: int) -> None:
+        self.forget_after = forget_after
+        self.published = 0
+        self.msgs: dict[int, bytes] = {}
+
+    async def connect(self) -> _ForgetfulStream:
+        return self
+
+    async def publish(self, subject: str, data: bytes, **_: Any) -> _Ack:
+        if self.published == self.forget_after:
+            self.msgs.clear()
+        self.published += 1
+        seq = len(self.msgs) + 1
+        self.msgs[seq] = data
+        return _Ack(seq)
+
+    async def get_msg(self, stream: str, seq: int) -> Any:
+        import nats.js.errors
+
+        if seq not in self.msgs:
+            raise nats.js.errors.NotFoundError
+        return type("M", (), {"data": self.msgs[seq]})()
+
+
+class _PublishingEnv(_Env):
+    instance_id = "clients/0"
+
+    def __init__(self, messages: int) -> None:
+        super().__init__()
+        self.params |= {"messages": messages, "rate": 10000.0, "milestone": 10**6,
+                        "max_outage": 5.0, "startup_timeout": 5.0, "settle_timeout": 5.0,
+                        "lose_one": False}
+
+    async def signal_entry(self, state: str) -> None:
+        pass
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nats") is None, reason="nats-py not installed")
+def test_messages_lost_under_sequence_numbers_acknowledged_again_are_named() -> None:
+    """A stream that lost its first 3 messages acknowledges the next 4 at sequences 1-4:
+    each of those sequences then holds a message, but not the first one acknowledged
+    there."""
+    import asyncio
+
+    from scenarios.nats.client import Publisher
+
+    env, stream = _PublishingEnv(messages=7), _ForgetfulStream(forget_after=3)
+    me = Publisher(env, stream, sorted(PEERS))  # type: ignore[arg-type]
+
+    async def main() -> list[str]:
+        await me.publish_all()
+        return lost_messages(me.acked, await me.read_back())
+
+    problems = asyncio.run(main())
+    assert problems == [f"stream seq {k + 1} holds 'clients/0#{k + 3}', not the "
+                        f"acknowledged 'clients/0#{k}'" for k in range(3)]
+    assert summarize(problems, len(me.acked)).startswith("3 of 7 acknowledged messages lost")

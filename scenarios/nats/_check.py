@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
-def lost_messages(acked: Mapping[int, str], read: Mapping[int, str | None]) -> list[str]:
-    """What the stream lost or changed of the acknowledged messages: `acked` maps each
-    acknowledged stream sequence to the payload it acknowledged, `read` maps the sequences
-    read back to their payload (None: not in the stream). One line per problem, in
-    sequence order."""
+def lost_messages(acked: Iterable[tuple[int, str]],
+                  read: Mapping[int, str | None]) -> list[str]:
+    """What the stream lost or changed of the acknowledged messages: `acked` holds each
+    acknowledged publish as (stream sequence, payload), `read` maps the sequences read
+    back to their payload (None: not in the stream). A sequence acknowledged for two
+    payloads (a stream that lost its messages numbers new ones from where it is) holds at
+    most one of them: the other is lost. One line per problem, in sequence order."""
     problems = []
-    for seq in sorted(acked):
+    for seq, payload in sorted(acked, key=lambda a: a[0]):
         got = read.get(seq)
         if got is None:
-            problems.append(f"acknowledged message {acked[seq]!r} (stream seq {seq}) "
+            problems.append(f"acknowledged message {payload!r} (stream seq {seq}) "
                             f"is missing from the stream")
-        elif got != acked[seq]:
+        elif got != payload:
             problems.append(f"stream seq {seq} holds {got!r}, not the acknowledged "
-                            f"{acked[seq]!r}")
+                            f"{payload!r}")
     return problems
 
 

@@ -87,7 +87,9 @@ class Publisher:
         self.servers = servers
         self.stream = str(self.p["stream"])
         self.subject = f"harness.c{env.global_seq}"
-        self.acked: dict[int, str] = {}
+        # (stream seq, payload) of every acknowledgement: not a map by sequence, where a
+        # stream that lost messages and numbered new ones alike would hide the lost ones
+        self.acked: list[tuple[int, str]] = []
         self.outages: list[float] = []
         self.failures = 0  # consecutive failed attempts
 
@@ -159,7 +161,7 @@ class Publisher:
                     await asyncio.sleep(0.2)
             now = time.monotonic()
             self.failures = 0
-            self.acked[ack.seq] = payload
+            self.acked.append((ack.seq, payload))
             if outage_started is not None:
                 self.outages.append(now - outage_started)
                 n = len(self.outages)
@@ -240,7 +242,8 @@ class Publisher:
         """Every acknowledged sequence as the stream holds it now (None: not there)."""
         within = float(self.p["settle_timeout"])
         read: dict[int, str | None] = {}
-        for seq in sorted(self.acked):
+        seqs = sorted({seq for seq, _ in self.acked})
+        for seq in seqs:
 
             async def get(js: JetStreamContext, seq: int = seq) -> str | None:
                 try:
@@ -251,7 +254,7 @@ class Publisher:
 
             read[seq] = await self.retry(f"reading stream seq {seq}", get, within)
         if self.p["lose_one"] and self.acked:  # test hook: the check must catch a loss
-            read[sorted(self.acked)[len(self.acked) // 2]] = None
+            read[seqs[len(seqs) // 2]] = None
         return read
 
 
