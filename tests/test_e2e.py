@@ -236,6 +236,24 @@ def test_a_real_third_party_server_under_test(tmp_path: Path, runner: str) -> No
     assert [i["role"] for i in run["instances"]] == ["server"] + ["client"] * 4
 
 
+def test_a_server_under_test_that_exits_at_once_fails_naming_its_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-server exiting at start (a bad config, a port taken) is said as such at once,
+    not as a TooSlowError 10 s later."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").write_text("#!/bin/sh\nexit 3\n")
+    (bin_dir / "redis-server").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    r = harness_cli("run", "redis", "-i", "2", "--runner", "local:exec",
+                    "--outputs", str(tmp_path / "out"), "-q")
+    assert r.returncode == 1, r.stdout + r.stderr
+    server = _run_json(tmp_path / "out")["instances"][0]
+    assert "redis-server exited with code 3 before it accepted connections" in \
+        server["reason"], server["reason"]
+
+
 def test_the_example_composition_runs_two_groups(tmp_path: Path) -> None:
     comp = ROOT / "scenarios" / "pingpong" / "compositions" / "two-groups.toml"
     r = harness_cli("run", "--composition", str(comp), "--runner", "local:exec",

@@ -38,6 +38,22 @@ async def _command(stream: trio.SocketStream, buffer: bytearray, *args: str) -> 
         buffer += chunk
 
 
+async def _until_accepting(proc: trio.Process, ip: str, within: float = 10) -> None:
+    """Wait until redis-server accepts connections; TestFailure if it exits first or is
+    not ready within `within` seconds."""
+    with trio.move_on_after(within):
+        while proc.returncode is None:
+            try:
+                await (await trio.open_tcp_stream(ip, PORT)).aclose()
+                return
+            except OSError:
+                await trio.sleep(0.05)
+        raise sdk.TestFailure(f"redis-server exited with code {proc.returncode} before it "
+                              f"accepted connections (its output: this instance's stdout.log, stderr.log)")
+    raise sdk.TestFailure(f"redis-server did not accept connections on {ip}:{PORT} "
+                          f"within {within:g}s")
+
+
 async def _serve(env: sdk.RunEnv) -> None:
     redis = shutil.which("redis-server")
     if redis is None:
@@ -47,13 +63,7 @@ async def _serve(env: sdk.RunEnv) -> None:
             "--protected-mode", "no", "--dir", str(env.outputs_path)]
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(functools.partial(trio.run_process, argv, check=False))
-        with trio.fail_after(10):  # until it accepts connections
-            while True:
-                try:
-                    await (await trio.open_tcp_stream(ip, PORT)).aclose()
-                    break
-                except OSError:
-                    await trio.sleep(0.05)
+        await _until_accepting(proc, ip)
         await env.sync.publish("server", {"ip": ip, "port": PORT})
         await env.sync.signal_and_wait("done", env.instance_count)
         proc.terminate()
