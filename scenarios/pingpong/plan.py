@@ -36,20 +36,30 @@ async def _serve(ip: str, port: int, task_status: trio.TaskStatus[None]) -> None
 
 
 async def _ping(peer: Peer, rounds: int, max_rtt: float) -> list[float]:
+    """`rounds` RTTs to `peer`; TestFailure naming it if it does not answer (its TCP
+    handshake, one round trip too, included) within `max_rtt`."""
     rtts = []
-    stream = await trio.open_tcp_stream(peer.ip, peer.port)
+    stream: trio.SocketStream | None = None
+    with trio.move_on_after(max_rtt):
+        stream = await trio.open_tcp_stream(peer.ip, peer.port)
+    if stream is None:
+        raise sdk.TestFailure(f"peer {peer.seq} ({peer.ip}:{peer.port}) did not accept a "
+                              f"connection within max_rtt={max_rtt:g}s")
     async with stream:
         for i in range(rounds):
             payload = f"ping {i}\n".encode()
             t0 = time.monotonic()
             await stream.send_all(payload)
             got = b""
-            with trio.fail_after(max_rtt):
+            with trio.move_on_after(max_rtt):
                 while len(got) < len(payload):
                     chunk = await stream.receive_some(64)
                     if not chunk:
                         raise sdk.TestFailure(f"peer {peer.seq} closed the connection")
                     got += chunk
+            if len(got) < len(payload):
+                raise sdk.TestFailure(f"peer {peer.seq} did not echo ping {i} within "
+                                      f"max_rtt={max_rtt:g}s")
             if got != payload:
                 raise sdk.TestFailure(f"peer {peer.seq} echoed {got!r}, not {payload!r}")
             rtts.append(time.monotonic() - t0)
