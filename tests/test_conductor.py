@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,33 @@ def test_a_restart_starts_again_no_instance_that_failed_of_itself(
     sup = types.SimpleNamespace(states={"g/0": st}, comeback={}, revive=started.append)
     assert trio.run(FaultActions(sup).start, "g/0", "f") is revived  # type: ignore[arg-type]
     assert started == (["g/0"] if revived else [])
+
+
+def test_a_kill_as_an_instance_is_started_again_is_missed_not_sent_to_its_old_process(
+) -> None:
+    """Between a restart and its new process's pid, the instance counted as running with
+    the old pid: a kill then (5 ms after a timed kill's end) was a SIGKILL to a process
+    gone, recorded as applied, and the instance, running on, was failed as "expected to
+    recover but never did"."""
+    import types
+
+    from harness._fault_actions import FaultActions
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=dead.pid, status=-9,
+                       ended_by="killed by fault 0 (kill)")
+    st.restarted()
+    sup = types.SimpleNamespace(states={"g/0": st}, comeback={}, revive=lambda _: None)
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+    assert not st.running and "g/0" not in actions.running()
+    assert trio.run(actions.end, "g/0", "killed by fault 1 (kill)", None, None, "may_die") is False
+    assert trio.run(actions.start, "g/0", "f") is False  # already being started
+    assert st.ended_by is None and st.to_record(final=False).outcome is None
+    st.pid, st.starting = 12345, False  # its new process is known
+    assert st.running
 
 
 def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -> None:
