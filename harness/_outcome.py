@@ -53,6 +53,11 @@ class InstanceState:
         ):
             self.recorded = kind
             self.error = event.get("error") or None
+        if kind == EventType.SUCCESS:
+            # Whatever the faults so far expected of it, it has done: a later one is judged
+            # by its own expectation (a kill for good after a recovered timed kill was
+            # failed as "expected to recover but never did").
+            self.expect = None
 
     def expecting(self, expect: str) -> None:
         """A process fault hit it, expecting `expect`; "recover" outweighs "may_die"."""

@@ -454,6 +454,34 @@ def test_a_kill_as_an_instance_is_started_again_is_missed_not_sent_to_its_old_pr
     assert st.running
 
 
+def test_a_kill_for_good_after_a_recovered_timed_kill_is_judged_by_its_own_expectation(
+) -> None:
+    """The strongest expectation stood for the whole run: an instance killed for 500 ms,
+    started again and recording success, then killed for good (may die), was failed as
+    "expected to recover but never did"."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    def killed(st: InstanceState, fault: str, expect: str) -> None:
+        st.expecting(expect)
+        st.ended_by, st.status = f"killed by {fault} (kill)", -9
+
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
+    killed(st, "fault 0", "recover")
+    st.restarted()
+    st.pid, st.starting = 11, False
+    st.record({"type": "success"})
+    killed(st, "fault 1", "may_die")
+    assert st.verdict() == (True, None)
+    again = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
+    killed(again, "fault 0", "recover")
+    again.restarted()
+    again.pid, again.starting = 11, False  # no success in its new process: not recovered
+    killed(again, "fault 1", "may_die")
+    assert again.verdict() == (False, "killed by fault 1 (kill), and it was expected to "
+                                      "recover but never did")
+
+
 def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -> None:
     import subprocess
     import time
