@@ -260,7 +260,7 @@ def _started_again(st: InstanceState) -> None:
     """`restarted()`, keeping the exit status: the pod's is the last process's already."""
     status = st.status
     st.restarted()
-    st.status = status
+    st.status, st.starting = status, False  # its pod's process, not one started here
 
 
 class Kr8sApi:
