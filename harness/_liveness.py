@@ -256,6 +256,7 @@ def _stale(where: Path) -> list[Path]:
         if not stat.S_ISSOCK(sock.st_mode) or now - sock.st_mtime < STALE_AFTER_S:
             return []
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)  # a live listener's full backlog would hold the connect
             try:
                 probe.connect(str(entry))
             except ConnectionRefusedError:
