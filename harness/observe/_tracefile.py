@@ -115,14 +115,39 @@ _STEP = 1 << 16
 corrupt byte is kept."""
 
 
+_RESUMED = b"\x00\x00\xff\xff\x1f\x8b\x08"
+"""A sync flush's end, then a gzip header: where a killed writer's member stops (it wrote
+nothing after its last flush, and no trailer) and a restarted writer's begins."""
+
+
 def _gunzip(data: bytes, limit: int, damage: list[str] | None = None) -> tuple[bytes, bool]:
     """The decompressed bytes of every gzip member of `data`, as far as they go, and at most
     `limit` of them (True with them if there was more): a stream cut short (a killed
-    writer) ends where it ends; one corrupt from some point on (not gzip) ends there too,
-    and `damage`, where given, is told where. Whole members go through ISA-L's inflate
-    (`isal`: a third of zlib's time); a member cut short or corrupt through zlib's, which
-    gives every byte it can of it (ISA-L may keep back the last)."""
-    size = len(data)
+    writer) ends where it ends, and the member a restarted writer appended after it is read
+    too; one corrupt from some point on (not gzip) ends there (up to the next such writer's
+    member), and `damage`, where given, is told where. Whole members go through ISA-L's inflate (`isal`: a third of zlib's time);
+    a member cut short or corrupt through zlib's, which gives every byte it can of it
+    (ISA-L may keep back the last)."""
+    cuts = []
+    at = data.find(_RESUMED)
+    while at >= 0:
+        cuts.append(at + 4)
+        at = data.find(_RESUMED, at + 4)
+    if not cuts:
+        return _gunzip_members(data, limit, damage, len(data), len(data))
+    out: list[bytes] = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        got, more = _gunzip_members(data[lo:hi], limit, damage, hi, len(data))
+        out.append(got)
+        limit -= len(got)
+        if more:
+            return b"".join(out), True
+    return b"".join(out), False
+
+
+def _gunzip_members(data: bytes, limit: int, damage: list[str] | None, end: int,
+                    size: int) -> tuple[bytes, bool]:
+    """`_gunzip` of the part of a file that ends at byte `end` of its `size`."""
     out: list[bytes] = []
     left = limit
     while data:
@@ -149,7 +174,7 @@ def _gunzip(data: bytes, limit: int, damage: list[str] | None = None) -> tuple[b
                 part = zz.decompress(data[pos : pos + _STEP], left)
             except zlib.error:  # corrupt from here on: keep what came before, and say so
                 if damage is not None:
-                    damage.append(f"could not be decoded past byte {size - len(data) + pos:,} "
+                    damage.append(f"could not be decoded past byte {end - len(data) + pos:,} "
                                   f"of {size:,} (what came before is read)")
                 return b"".join(out), False
             pos += _STEP

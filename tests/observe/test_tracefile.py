@@ -109,6 +109,30 @@ def test_a_killed_writer_loses_only_what_came_after_its_last_flush(
     assert read_trace_columns(tmp_path)["msg_id"] == ["m0", "m1"]
 
 
+def test_a_writer_restarted_after_a_killed_one_is_read_and_so_is_the_killed_one(
+    tmp_path: Path,
+) -> None:
+    """A restarted instance appends its member after the killed process's, which has no
+    trailer: the reader ran the new member's header into the old deflate stream and read
+    nothing of either ("could not be decoded past byte 0")."""
+    killed = TraceWriter(tmp_path)
+    for i in range(3):
+        killed.write(_event(i))
+    killed.flush()
+    killed.write(_event(9))  # buffered when the process is killed: lost
+    again = TraceWriter(tmp_path)
+    again.write(_event(3))
+    again.flush()
+    again.write(_event(8))  # killed too
+    last = TraceWriter(tmp_path)
+    last.write(_event(4))
+    last.close()
+    damage: list[str] = []
+    _, more = _tracefile._gunzip((tmp_path / TRACE_GZ_FILE).read_bytes(), 1 << 30, damage)
+    assert not more and damage == []
+    assert read_trace_columns(tmp_path)["msg_id"] == ["m0", "m1", "m2", "m3", "m4"]
+
+
 def test_mixed_forms_cut_lines_and_junk_are_read_as_far_as_they_go(tmp_path: Path) -> None:
     old = orjson.dumps(dict(zip(COLUMNS, _event(0), strict=True)))
     header = orjson.dumps({"trace": 2, "columns": ["mono", "msg_id", "kind", "extra"]})
