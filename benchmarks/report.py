@@ -263,7 +263,8 @@ def table(report: dict[str, Any]) -> str:
         name = f["name"] + (STALE if f["stale"] else "")
         peer_value = "-" if f.get("peer_value") is None else _num(f["peer_value"]) + unit
         ratio = "-" if f["ratio"] is None else _ratio(f["ratio"])
-        target = (f.get("target") or "") + (" **not met**" if target_met(f) is False else "")
+        target = (f.get("target") or "") + (" **not met**" if f.get("target_met") is False
+                                            else "")
         previous = "-" if f["previous"] is None else _num(f["previous"]) + unit
         lines.append(f"| {name} | {_num(f['value'])}{unit} | {f.get('peer') or '-'} | "
                      f"{peer_value} | {ratio} | {previous} | {change} | "
@@ -277,7 +278,7 @@ def markdown(report: dict[str, Any]) -> str:
     load_avg = ", ".join(f"{x:.2f}" for x in m["load"])
     prev = report["previous"]["written"] or "none"
     regressed = sum(1 for f in report["figures"] if f["regressed"])
-    unmet = sum(1 for f in report["figures"] if target_met(f) is False)
+    unmet = sum(1 for f in report["figures"] if f.get("target_met") is False)
     out = [
         f"# Benchmark report, {report['written']}",
         "",
