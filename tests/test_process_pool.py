@@ -203,6 +203,25 @@ async def look(env):
 """
 
 
+def _run_look(monkeypatch: pytest.MonkeyPatch, make_plan: Callable[[str, str, str], Path],
+              outputs: Path, code: str, pool: int, instances: int | None = None) -> None:
+    """Run fds:look with `code` as its plan, on local:exec, with `pool` pool children."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    real = ProcessHost.prefork
+
+    async def prefork(self: ProcessHost, n: int) -> None:
+        await real(self, pool)
+
+    monkeypatch.setattr(ProcessHost, "prefork", prefork)
+    spec = build_run_spec("fds:look", instances=instances, runner="local:exec",
+                          plan_roots=[make_plan("fds", FDS_MANIFEST, code)])
+    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
+    assert result.exit_code == 0, result.reason
+
+
 @pytest.mark.parametrize("count", [0, 2])
 def test_a_python_instance_holds_no_file_of_the_host(
     count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -211,21 +230,8 @@ def test_a_python_instance_holds_no_file_of_the_host(
     """A forked instance kept the host's epoll (watching its control socket and wake-up
     pipe) and a second descriptor of its stdout.log and stderr.log, with and without a
     pool child (count 0: forked for)."""
-    import harness
-    from harness import _supervisor
-    from harness.plans import build_run_spec
-
-    real = ProcessHost.prefork
-
-    async def prefork(self: ProcessHost, n: int) -> None:
-        await real(self, n if count else 0)
-
-    monkeypatch.setattr(ProcessHost, "prefork", prefork)
-    spec = build_run_spec("fds:look", runner="local:exec",
-                          plan_roots=[make_plan("fds", FDS_MANIFEST, FDS_PLAN)])
     outputs = tmp_path / "out"
-    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
-    assert result.exit_code == 0, result.reason
+    _run_look(monkeypatch, make_plan, outputs, FDS_PLAN, count)
     seen = list(outputs.glob("*/single/*/fds.json"))
     assert len(seen) == 2
     for path in seen:
@@ -265,21 +271,8 @@ def test_a_python_instance_sees_no_other_instances_request(
     request, its sync token included, even those assigned after it started; so did one
     forked for beside the pool (count 1: the first instance on the pool's one child, the
     others forked for)."""
-    import harness
-    from harness import _supervisor
-    from harness.plans import build_run_spec
-
-    real = ProcessHost.prefork
-
-    async def prefork(self: ProcessHost, n: int) -> None:
-        await real(self, count)
-
-    monkeypatch.setattr(ProcessHost, "prefork", prefork)
-    spec = build_run_spec("fds:look", instances=3, runner="local:exec",
-                          plan_roots=[make_plan("fds", FDS_MANIFEST, TOKENS_PLAN)])
     outputs = tmp_path / "out"
-    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
-    assert result.exit_code == 0, result.reason
+    _run_look(monkeypatch, make_plan, outputs, TOKENS_PLAN, count, instances=3)
     seen = list(outputs.glob("*/single/*/tokens.json"))
     assert len(seen) == 3
     assert all(json.loads(path.read_text()) == [] for path in seen)
@@ -303,22 +296,9 @@ def test_what_the_plans_module_prints_at_import_stays_in_the_hosts_log(
     """Without PYTHONUNBUFFERED (a user's usual environment) it waited in the host's
     stdout buffer, which each forked instance inherited and flushed into its own
     stdout.log: every instance's log began with the module's output."""
-    import harness
-    from harness import _supervisor
-    from harness.plans import build_run_spec
-
-    real = ProcessHost.prefork
-
-    async def prefork(self: ProcessHost, n: int) -> None:
-        await real(self, count)
-
-    monkeypatch.setattr(ProcessHost, "prefork", prefork)
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
-    spec = build_run_spec("fds:look", runner="local:exec",
-                          plan_roots=[make_plan("fds", FDS_MANIFEST, LOUD_PLAN)])
     outputs = tmp_path / "out"
-    result = _supervisor.run(spec, harness.RunOptions(outputs=outputs, progress=False))
-    assert result.exit_code == 0, result.reason
+    _run_look(monkeypatch, make_plan, outputs, LOUD_PLAN, count)
     (run_dir,) = outputs.glob("*/")
     for seq in range(2):
         out = run_dir / "single" / str(seq)
