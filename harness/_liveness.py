@@ -30,7 +30,7 @@ from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
-from harness.runners._registry import CLUSTER_K8S
+from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
 from harness.sync._protocol import FAILING_EVENTS
 from netem._cleanup._manifest import process_start
 
@@ -189,9 +189,8 @@ def _reason(run: RunRecord, last_seen: float | None) -> str:
         text += f"; last seen {when}{into}"
     if run.runner == CLUSTER_K8S:  # its objects outlive it on the cluster
         namespace = (run.network or {}).get("namespace")
-        text += (f"; its objects may be left on the cluster: harness clean --runner "
-                 f"{CLUSTER_K8S} --run {run.run_id}"
-                 + (f" --k8s namespace={namespace}" if namespace else ""))
+        text += ("; its objects may be left on the cluster: "
+                 + cluster_clean_command(run.run_id, namespace))
     return text
 
 

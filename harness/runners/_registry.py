@@ -27,6 +27,12 @@ NOT_PLAYED: Mapping[str, tuple[str, ...]] = MappingProxyType({
 })
 """The fault actions a runner cannot play, refused before a run that plans one starts."""
 
+
+def cluster_clean_command(run_id: str, namespace: str | None) -> str:
+    """The command that deletes what a cluster:k8s run left on its cluster."""
+    return (f"harness clean --runner {CLUSTER_K8S} --run {run_id}"
+            + (f" --k8s namespace={namespace}" if namespace else ""))
+
 RUNNERS: Mapping[str, str] = MappingProxyType({
     LOCAL_EXEC: "harness.runners._exec:ExecRunner",
     LOCAL_NETNS: "harness.runners._netns:NetnsRunner",

@@ -26,7 +26,7 @@ from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
 from harness.observe._runrecord import write_run
 from harness.plans import RunSpec
-from harness.runners._registry import CLUSTER_K8S
+from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
@@ -195,8 +195,8 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             why = " ".join(f"{type(e).__name__}: {e}".split())
             raise ClusterError(
                 f"{CLUSTER_K8S}: the run's objects could not be deleted ({why}); once the "
-                f"cluster answers: harness clean --runner {CLUSTER_K8S} --run {run.run_id} "
-                f"--k8s namespace={run.namespace}") from None
+                f"cluster answers: {cluster_clean_command(run.run_id, run.namespace)}"
+            ) from None
     return list(states.values())
 
 
