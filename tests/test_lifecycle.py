@@ -277,7 +277,7 @@ def test_a_run_whose_directory_is_removed_stops_says_so_and_leaves_nothing(
         prefix = _owned_prefix(proc.pid)
         shutil.rmtree(run_dir)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 3
+    assert proc.returncode == 3, err  # (once, loaded, 1: what it said is the clue)
     assert err == (f"harness: error: the run's directory {run_dir} was removed during the run: "
                    "the run stopped and removed what it had created\n")
     assert not [pid for pid in ours if alive(pid)]
