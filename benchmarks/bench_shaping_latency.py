@@ -2,8 +2,10 @@
 
 For each backend that works here (the userspace one on a kernel without sch_netem; the
 kernel one where sch_netem exists, e.g. inside the kernel VM), two hosts are built and the
-direction a -> b is given each latency in turn (b -> a unshaped); `ping` from a measures
-the round trip, which is then the configured one-way latency plus the path's own cost.
+direction a -> b is given each latency in turn (b -> a unshaped); a UDP echo from a to b
+measures each round trip in microseconds (ping prints whole milliseconds from 100 ms on and
+tenths from 10 ms); the round trip is then the configured one-way latency plus the path's
+own cost, the echo's included (the "unshaped" line).
 Printed per latency: the RTT's min, p50, p99, and p50 minus configured ("late").
 Then a full pair matrix over --hosts hosts (every direction shaped differently) is applied
 and changed, timed.
@@ -16,11 +18,12 @@ and changed, timed.
 from __future__ import annotations
 
 import argparse
-import re
+import contextlib
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,7 +32,33 @@ from _figures import Figure, write
 
 from netem import LinkShape, Network, NetworkError, has_sch_netem, probe_all
 
-_TIME = re.compile(r"time=([\d.]+) ms")
+ECHO_PORT = 9
+_SERVE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(64)
+    s.sendto(data, peer)
+"""
+_PROBE = """
+import socket, sys, time
+dst, port, count, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((dst, port))
+s.settimeout(2.0)
+for seq in range(count):
+    sent = time.perf_counter_ns()
+    s.send(b"%d" % seq)
+    try:
+        while int(s.recv(64)) != seq:  # a late reply to an earlier probe
+            pass
+    except TimeoutError:
+        continue
+    print((time.perf_counter_ns() - sent) / 1e6, flush=True)
+    time.sleep(interval)
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -38,18 +67,38 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def rtts(netns: str, dst: str, count: int, interval: float) -> list[float]:
-    cmd = ["ip", "netns", "exec", netns, "ping", "-n", "-c", str(count), "-i", str(interval)]
-    proc = subprocess.run([*cmd, "-W", "2", dst], capture_output=True, text=True, check=False)
-    return [float(x) for x in _TIME.findall(proc.stdout)]
+    """Round trips in ms of `count` UDP probes from `netns` to the echo at `dst`, one every
+    `interval` s after the last reply (a probe unanswered within 2 s is left out)."""
+    cmd = ["ip", "netns", "exec", netns, sys.executable, "-c", _PROBE, dst, str(ECHO_PORT),
+           str(count), str(interval)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return [float(x) for x in proc.stdout.split()]
+
+
+@contextlib.contextmanager
+def echo(netns: str) -> Iterator[None]:
+    """A UDP echo on ECHO_PORT in `netns` while the block runs."""
+    cmd = ["ip", "netns", "exec", netns, sys.executable, "-c", _SERVE, str(ECHO_PORT)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise NetworkError(f"the UDP echo in {netns} did not start")
+        yield
+    finally:
+        server.kill()
+        server.wait()
 
 
 def latency_table(backend: str, latencies: list[float], count: int,
                   interval: float) -> list[Figure]:
-    print(f"\n{backend} backend: RTT of ping a->b with a->b shaped (b->a unshaped)")
+    print(f"\n{backend} backend: RTT of a UDP echo a->b with a->b shaped (b->a unshaped)")
     print(f"{'configured ms':>14} {'n':>5} {'min':>8} {'p50':>8} {'p99':>8} {'late p50':>9}")
     figures = []
-    with Network(prefix=f"bsl{backend[:2]}", backend=backend) as net:
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(Network(prefix=f"bsl{backend[:2]}", backend=backend))
         a, b = net.build(2)
+        stack.enter_context(echo(b.netns))
         base = rtts(a.netns, str(b.ip), 50, 0.01)
         print(f"{'unshaped':>14} {len(base):>5} {min(base):>8.3f} {statistics.median(base):>8.3f} "
               f"{percentile(base, 99):>8.3f} {'':>9}")  # fmt: skip
