@@ -298,8 +298,10 @@ def bench(session: nox.Session) -> None:
             session.run("python", script)
         except nox.command.CommandFailed:
             failed.append(script)  # the others still run; its last figures are kept, stale
+    # Some benchmarks only: the others' figures stay in the table, marked as not measured.
+    carry = ["--carry"] if session.posargs else []
     session.run("python", "benchmarks/report.py", "--since", str(started),
-                "--readme", "README.md")
+                "--readme", "README.md", *carry)
     if failed:
         session.error(f"failed: {', '.join(failed)}; the report marks their figures "
                       "not measured in this run")

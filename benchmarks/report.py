@@ -1,7 +1,7 @@
 """The one benchmark report: every benchmark's figures, their peers', the previous report's.
 
     python benchmarks/report.py [--outputs DIR] [--since UNIX_TIME] [--threshold 0.10]
-        [--readme README.md]
+        [--readme README.md] [--carry]
 
 Reads every `<outputs>/bench/*.json` (the schema: benchmarks/_figures.py, docs/benchmarks.md)
 and the previous `<outputs>/bench-report.json` (where there is none, as on a fresh checkout,
@@ -13,6 +13,9 @@ report's by more than --threshold (a fraction) plus however much slower the mach
 of the last `RECENT` reports' (kept in bench-report.json: a figure that this machine's
 noise has moved as far before is not flagged), is flagged as a regression; a file older
 than --since (`nox -s bench` passes its own start) is flagged as not measured in this run.
+With --carry (`nox -s bench -- <some benchmarks>` passes it), a figure of the previous report
+that no file has now stays in the table as that report had it, flagged the same way: a run of
+one benchmark on a fresh checkout does not cut the README's table down to that benchmark.
 Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on bad input
 (no figure at all: then nothing is written).
 """
@@ -20,6 +23,7 @@ Exit 0 whatever the figures (benchmarks print figures, they do not fail), 2 on b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -94,16 +98,35 @@ def readme_report(readme: Path) -> dict[str, Any]:
             value = float(number.replace(",", ""))
         except ValueError:
             continue
-        figures.append({"name": cells[0].removesuffix(STALE), "value": value, "unit": unit})
+        figure: dict[str, Any] = {"name": cells[0].removesuffix(STALE), "value": value,
+                                  "unit": unit}
+        if len(cells) == 8:  # the columns `table` writes
+            _peer_cells(figure, cells)
+        figures.append(figure)
     return {"written": written, "machine": None, "figures": figures}
 
 
+def _peer_cells(figure: dict[str, Any], cells: list[str]) -> None:
+    """The peer, its value, the ratio and the target of a table row, where it has them."""
+    peer, peer_value, ratio, target = cells[2], cells[3], cells[4], cells[7]
+    if peer != "-":
+        figure["peer"] = peer
+        with contextlib.suppress(ValueError):
+            figure["peer_value"] = float(peer_value.partition(" ")[0].replace(",", ""))
+    with contextlib.suppress(ValueError):
+        figure["ratio"] = float(ratio.removesuffix("x"))
+    target = target.removesuffix(" **not met**").strip()
+    if target:
+        figure["target"] = target
+
+
 def gather(outputs: Path, since: float | None, threshold: float,
-           readme: Path | None = None) -> dict[str, Any]:
+           readme: Path | None = None, carry: bool = False) -> dict[str, Any]:
     """The report's content: machine, figures with ratio and previous, problems. The
     previous report is `outputs`' one, else the table in `readme`; a figure the previous
     report lacks (it measured one benchmark, e.g. `nox -s bench -- benchmarks/X.py`) is
-    compared with the README's table."""
+    compared with the README's table. With `carry`, the previous figures that no file has
+    now are kept, after the others, as they were shown (`_carried`)."""
     previous, damaged = _previous(outputs / "bench-report.json")
     shown = readme_report(readme) if readme is not None else {}
     before = {f.get("name"): f for report in (shown, previous)
@@ -146,8 +169,12 @@ def gather(outputs: Path, since: float | None, threshold: float,
     # machine) would otherwise just vanish from the table.
     lost = [name for name in before if name not in seen]
     if lost:
+        kept = " (kept from it, marked not measured in this run)" if carry else ""
         problems.append(f"{len(lost)} figure(s) of the previous report not measured this "
-                        f"time: {', '.join(map(repr, lost))}")
+                        f"time{kept}: {', '.join(map(repr, lost))}")
+        if carry:
+            figures += [_carried(before[name]) for name in lost
+                        if _is_number(before[name].get("value"))]
     load_avg = os.getloadavg()
     return {
         "written": _iso(datetime.datetime.now(datetime.UTC).timestamp()),
@@ -191,6 +218,24 @@ def _row(fig: Figure, source: str, measured: float, since: float | None,
                    regressed=fig.judged and worse and change is not None
                    and (change if fig.lower_is_better else -change) > allowed)
     return row
+
+
+def _carried(prev: dict[str, Any]) -> dict[str, Any]:
+    """A previous figure that this run did not measure, as the previous report showed it
+    (the README's table tells less than bench-report.json: no change, no history)."""
+    def number(key: str) -> float | None:
+        value = prev.get(key)
+        return value if _is_number(value) else None
+
+    row = {"name": prev["name"], "value": prev["value"], "unit": str(prev.get("unit", "")),
+           "peer": prev.get("peer") if isinstance(prev.get("peer"), str) else None,
+           "peer_value": number("peer_value"), "ratio": number("ratio"),
+           "target": prev.get("target") if isinstance(prev.get("target"), str) else None,
+           "source": prev.get("source"), "measured": prev.get("measured"), "stale": True,
+           "previous": number("previous"), "change": number("change"),
+           "machine": number("machine"), "regressed": prev.get("regressed") is True,
+           "recent": _recent(prev, prev["value"])}
+    return row | {"target_met": target_met(row)}
 
 
 def target_met(row: dict[str, Any]) -> bool | None:
@@ -323,6 +368,8 @@ def main() -> int:
     parser.add_argument("--since", type=float, default=None)
     parser.add_argument("--threshold", type=float, default=THRESHOLD)
     parser.add_argument("--readme", type=Path, default=None)
+    parser.add_argument("--carry", action="store_true",
+                        help="keep the previous report's figures that no file has now")
     args = parser.parse_args()
     if not 0 <= args.threshold < 10:
         print(f"report: --threshold is a fraction such as 0.1, not {args.threshold}",
@@ -331,7 +378,7 @@ def main() -> int:
     if args.readme is not None and not args.readme.is_file():
         print(f"report: no README at {args.readme}", file=sys.stderr)
         return 2
-    report = gather(args.outputs, args.since, args.threshold, args.readme)
+    report = gather(args.outputs, args.since, args.threshold, args.readme, args.carry)
     if not report["figures"]:
         # Written, it would replace the previous report and the README's table with nothing.
         problems = "; ".join(report["problems"]) or "no figures files"

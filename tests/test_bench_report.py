@@ -470,3 +470,38 @@ def test_a_ratio_far_below_one_is_not_shown_as_zero(tmp_path: Path) -> None:
         {"name": "stop", "value": 1, "unit": "s", "peer": "Mininet", "peer_value": 2}])
     text = report.table(report.gather(tmp_path, None, 0.1))
     assert "| 0.002x |" in text and "| 0.50x |" in text
+
+
+def test_a_run_of_some_benchmarks_keeps_the_others_figures_with_carry(tmp_path: Path) -> None:
+    """A fresh checkout, one benchmark run (`nox -s bench -- benchmarks/X.py`): the README's
+    other rows stay, as they were shown and marked not measured; without --carry they go."""
+    _write(tmp_path, "sync", _sync(1.25, 41245))
+    _write(tmp_path, "sim", [{"name": "speed-up", "value": 3.2, "unit": "x", "peer": None,
+                              "peer_value": None, "target": ">= 20x", "better": "higher"},
+                             {"name": "build", "value": 0.5, "unit": "s", "peer": "Mininet",
+                              "peer_value": 5.0, "target": "<= 0.25x Mininet's"}])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\n{report.END}\n")
+    assert report.update_readme(readme, report.gather(tmp_path, None, 0.1, readme))
+    (tmp_path / "bench" / "sim.json").unlink()  # what a fresh checkout's one run leaves
+    _write(tmp_path, "sync", _sync(2.5, 41245))
+    cut = report.gather(tmp_path, None, 0.1, readme)
+    assert [f["name"] for f in cut["figures"]] == ["fan-out", "rate"]
+    kept = report.gather(tmp_path, None, 0.1, readme, carry=True)
+    rows = {f["name"]: f for f in kept["figures"]}
+    assert list(rows) == ["fan-out", "rate", "speed-up", "build"]
+    assert rows["fan-out"]["previous"] == 1.25 and not rows["fan-out"]["stale"]
+    speed, build = rows["speed-up"], rows["build"]
+    assert (speed["value"], speed["stale"], speed["target_met"]) == (3.2, True, False)
+    assert (build["peer"], build["peer_value"], build["ratio"]) == ("Mininet", 5.0, 0.1)
+    assert build["target_met"] is True
+    assert "kept from it" in kept["problems"][-1]
+    assert report.update_readme(readme, kept)
+    table = readme.read_text()
+    assert f"| speed-up{report.STALE} | 3.2 x |" in table and "**not met**" in table
+    assert f"| build{report.STALE} | 0.5 s | Mininet | 5 s | 0.10x |" in table
+    # And from a previous bench-report.json, which keeps each figure's history too.
+    (tmp_path / "bench-report.json").write_text(json.dumps(kept))
+    again = {f["name"]: f for f in report.gather(tmp_path, None, 0.1, readme,
+                                                 carry=True)["figures"]}
+    assert again["build"]["ratio"] == 0.1 and again["build"]["stale"]
