@@ -4,6 +4,9 @@ and bad options refused in one line before anything is written."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -17,7 +20,13 @@ import pytest
 from harness._errors import UsageError
 from harness._runparams import RunParams
 from harness.plans import RunSpec, build_run_spec
-from harness.runners.k8s import K8sOptions, RenderedRun, load_options, render_run
+from harness.runners.k8s import (
+    K8sOptions,
+    RenderedRun,
+    load_options,
+    render_run,
+    write_manifests,
+)
 from harness.runners.k8s import _labels as L
 from harness.sync import Tokens
 
@@ -248,3 +257,21 @@ def test_render_cli_writes_valid_manifests_and_refuses_bad_input(tmp_path: Path)
                       str(tmp_path / "file"))
     assert bad.returncode == 2 and bad.stderr.strip().endswith("not a directory (the manifests "
                                                                "go in one)"), bad.stderr
+
+
+@pytest.mark.parametrize("secrets", ["secret", "inline"])
+def test_rendered_manifests_holding_the_sync_key_are_readable_by_their_owner_only(
+        duo: RunSpec, tmp_path: Path, secrets: str) -> None:
+    run = rendered(duo, dataclasses.replace(load_options(duo), secrets=secrets))
+    stale = tmp_path / f"{run.run_id}.yaml"  # one there before, readable by everyone
+    stale.write_text("old")
+    stale.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        path = write_manifests(run, tmp_path)
+        again = write_manifests(run, tmp_path / "new")
+    finally:
+        os.umask(old)
+    for written in (path, again):
+        assert KEY.hex() in written.read_text()  # what makes it secret
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600, oct(written.stat().st_mode)
