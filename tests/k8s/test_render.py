@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from harness.runners.k8s import (
     write_manifests,
 )
 from harness.runners.k8s import _labels as L
+from harness.runners.k8s._cluster import run_on_cluster
+from harness.runners.k8s._render import check_sizes, data_size
 from harness.sync import Tokens
 
 from ..conftest import harness_cli
@@ -275,3 +278,41 @@ def test_rendered_manifests_holding_the_sync_key_are_readable_by_their_owner_onl
     for written in (path, again):
         assert KEY.hex() in written.read_text()  # what makes it secret
         assert stat.S_IMODE(written.stat().st_mode) == 0o600, oct(written.stat().st_mode)
+
+
+def test_a_configmap_or_secret_over_the_apis_limit_is_refused_before_anything(
+        make_plan: Callable[..., Path], tmp_path: Path) -> None:
+    roots = make_plan("big", MANIFEST.replace('"duo', '"big').replace("max = 50", "max = 20000"),
+                      "async def ok(env):\n    pass\n")
+    out = tmp_path / "manifests"
+    done = harness_cli("run", "big", "-i", "13000", "--runner", "cluster:k8s", "--plans",
+                       str(roots), "--render", str(out))
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert re.search(r"the run's ConfigMap h-[-0-9a-z]+-params would hold 1,0\d\d,\d\d\d "
+                     r"bytes, more than the 1,048,576 \(1 MiB\) Kubernetes takes in one: run "
+                     r"fewer instances", done.stderr), done.stderr
+    assert not out.exists()
+    # the cluster path renders the same way first: nothing created, no run directory
+    spec = build_run_spec("big", instances=13000, runner="cluster:k8s", plan_roots=[roots])
+    cluster = Untouchable()
+    with pytest.raises(UsageError, match="ConfigMap"):
+        run_on_cluster(spec, load_options(spec), tmp_path / "outputs", quiet=True,
+                       api=cluster)
+    assert not (tmp_path / "outputs").exists()
+    # a Secret is counted as the API counts it, each token's key and value
+    secret = {"kind": "Secret", "metadata": {"name": "h-x-tokens"},
+              "stringData": {f"token-{i:05}": "f" * 64 for i in range(14_000)}}
+    assert data_size(secret) == 14_000 * (11 + 64)
+    with pytest.raises(UsageError, match=r"Secret h-x-tokens would hold 1,050,000 bytes.*"
+                                         r"each has its token"):
+        check_sizes([secret])
+    secret["stringData"] = dict(list(secret["stringData"].items())[:13_900])
+    check_sizes([secret])
+
+
+class Untouchable:
+    """A cluster the run must not reach."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the run used the cluster's {name}")

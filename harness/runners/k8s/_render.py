@@ -6,12 +6,13 @@ Pure: the same spec, options, run id and key always give the same objects."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
 
+from harness._errors import UsageError
 from harness._runparams import RunParams
 from harness.plans import InstanceSpec, RunSpec
 from harness.plans._entrypoint import project_root
@@ -25,6 +26,15 @@ CONFIG = "/etc/harness"  # the ConfigMap, mounted in every pod
 DONE = "/run/harness"  # shared by a pod's containers: the instance says it ended here
 RUN_FILE = "run.json"
 KEY_ENV = "HARNESS_SYNC_KEY"
+MAX_DATA_BYTES = 1024 * 1024
+"""The most a ConfigMap's or a Secret's data may hold (its keys and values, in bytes, as
+the API server's validation counts them); it refuses to create a larger one."""
+TOO_BIG = {
+    "ConfigMap": "run fewer instances (each has its entry in run.json), or give the run "
+                 "smaller params or fewer faults",
+    "Secret": "run fewer instances (each has its token in it)",
+}
+"""What makes each kind smaller, for the error that says one is too big."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +95,30 @@ def render_run(spec: RunSpec, options: K8sOptions, run_id: str, key: bytes) -> R
     sync_tcp = f"{sync_name}.{options.namespace}.svc:{options.sync_port}"
     objects += [_pod(spec, options, run_id, inst, tokens, sync_tcp, plan_dir)
                 for inst in spec.instances]
+    check_sizes(objects)
     return RenderedRun(run_id, options.namespace, tuple(objects))
+
+
+def data_size(obj: Mapping[str, Any]) -> int:
+    """The bytes of a ConfigMap's or Secret's data as the API server counts them against
+    `MAX_DATA_BYTES`: each key and value of the text a ConfigMap's `data` or a Secret's
+    `stringData` holds (the only ways this module fills them: nothing base64-encoded)."""
+    size = 0
+    for field in ("data", "stringData"):
+        for key, value in (obj.get(field) or {}).items():
+            size += len(key.encode()) + len(value.encode())
+    return size
+
+
+def check_sizes(objects: Sequence[Mapping[str, Any]]) -> None:
+    """UsageError, in one line naming the object, its size and the limit, for a ConfigMap
+    or Secret the API server would refuse for its size: before anything is created."""
+    for obj in objects:
+        if obj["kind"] in TOO_BIG and (size := data_size(obj)) > MAX_DATA_BYTES:
+            raise UsageError(
+                f"{CLUSTER_K8S}: the run's {obj['kind']} {obj['metadata']['name']} would "
+                f"hold {size:,} bytes, more than the {MAX_DATA_BYTES:,} (1 MiB) Kubernetes "
+                f"takes in one: {TOO_BIG[obj['kind']]}")
 
 
 def _meta(options: K8sOptions, run_id: str, name: str, component: str,
