@@ -30,7 +30,7 @@ from harness.runners.k8s import (
 )
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s._cluster import run_on_cluster
-from harness.runners.k8s._render import check_sizes, data_size
+from harness.runners.k8s._render import DEADLINE_MARGIN_S, check_sizes, data_size
 from harness.sync import Tokens
 
 from ..conftest import harness_cli
@@ -316,3 +316,19 @@ class Untouchable:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the run used the cluster's {name}")
+
+
+def test_every_instance_pod_ends_by_itself_some_time_after_the_runs_timeout(
+        duo: RunSpec) -> None:
+    timed = dataclasses.replace(duo, timeout_s=120.5)
+    run = rendered(timed)
+    validate_all(run)
+    deadlines = {p["spec"]["activeDeadlineSeconds"] for p in run.by_kind("Pod")}
+    assert deadlines == {121 + DEADLINE_MARGIN_S} and DEADLINE_MARGIN_S >= 600
+    # a Deployment's pods may have none (the API refuses it): the sync service is deleted
+    # by the runner or by harness clean
+    [sync] = run.by_kind("Deployment")
+    assert "activeDeadlineSeconds" not in sync["spec"]["template"]["spec"]
+    endless = rendered(dataclasses.replace(duo, timeout_s=1e30))
+    assert {p["spec"]["activeDeadlineSeconds"] for p in endless.by_kind("Pod")} == {2**32 - 1}
+    validate_all(endless)

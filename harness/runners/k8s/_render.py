@@ -6,6 +6,7 @@ Pure: the same spec, options, run id and key always give the same objects."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,6 +36,15 @@ TOO_BIG = {
     "Secret": "run fewer instances (each has its token in it)",
 }
 """What makes each kind smaller, for the error that says one is too big."""
+DEADLINE_MARGIN_S = 900
+"""How much longer than the run's timeout each instance's pod may run (its
+`activeDeadlineSeconds`, counted from when its node took it): the start-up the runner's
+timeout does not count (scheduling, a cold node's image pull, the creation of the pods
+after it: about 13 minutes for the largest run the ConfigMap allows, ~12,700 pods, at 16
+requests/s) and the collection of the logs at the timeout. A pod of a run whose runner
+died (the local process that follows it) is then ended by its node at last; while the
+runner lives, it deletes every pod once the run's timeout has passed and the logs are in."""
+MAX_DEADLINE_S = 2**32 - 1  # the most the API server takes for activeDeadlineSeconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +129,11 @@ def check_sizes(objects: Sequence[Mapping[str, Any]]) -> None:
                 f"{CLUSTER_K8S}: the run's {obj['kind']} {obj['metadata']['name']} would "
                 f"hold {size:,} bytes, more than the {MAX_DATA_BYTES:,} (1 MiB) Kubernetes "
                 f"takes in one: {TOO_BIG[obj['kind']]}")
+
+
+def pod_deadline(timeout_s: float) -> int:
+    """An instance pod's `activeDeadlineSeconds` in a run of `timeout_s`."""
+    return min(math.ceil(timeout_s) + DEADLINE_MARGIN_S, MAX_DEADLINE_S)
 
 
 def _meta(options: K8sOptions, run_id: str, name: str, component: str,
@@ -277,6 +292,7 @@ def _pod(spec: RunSpec, options: K8sOptions, run_id: str, inst: InstanceSpec, to
               L.ROLE: L.label_value(inst.role)}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "activeDeadlineSeconds": pod_deadline(spec.timeout_s),
         "containers": containers,
         "volumes": [{"name": "outputs", "emptyDir": {}}, _config_volume(run_id),
                     {"name": "done", "emptyDir": {"medium": "Memory"}}],
