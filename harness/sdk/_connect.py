@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from harness._runparams import RunParams
-from harness.sync import SyncClient, SyncError, connect_tcp, connect_unix
+from harness.sync import CONNECT_PATIENCE_S, SyncClient, SyncError, connect_tcp, connect_unix
 
 
 @asynccontextmanager
@@ -20,7 +20,9 @@ async def connect(params: RunParams) -> AsyncIterator[SyncClient]:
         connection = connect_unix(params.sync_socket, params.instance_id, params.sync_token)
     elif params.sync_tcp:
         host, _, port = params.sync_tcp.rpartition(":")
-        connection = connect_tcp(host, int(port), params.instance_id, params.sync_token)
+        # on a cluster the instance may start before the service is up: it is tried again
+        connection = connect_tcp(host, int(port), params.instance_id, params.sync_token,
+                                 patience_s=CONNECT_PATIENCE_S)
     else:
         raise SyncError("neither TEST_SYNC_SOCKET nor TEST_SYNC_TCP is set")
     async with connection as sync:

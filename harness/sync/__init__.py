@@ -6,6 +6,7 @@ The wire protocol is documented in docs/contracts.md (section 4).
 """
 
 from harness.sync._client import (
+    CONNECT_PATIENCE_S,
     BarrierFailed,
     Message,
     Subscription,
@@ -27,6 +28,7 @@ from harness.sync._state import SyncState
 from harness.sync._tokens import Tokens
 
 __all__ = [
+    "CONNECT_PATIENCE_S",
     "CONTROL",
     "METRICS_TOPIC",
     "NETWORK_INITIALIZED",

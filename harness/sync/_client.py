@@ -427,18 +427,46 @@ async def connect_unix(
         yield client
 
 
+CONNECT_PATIENCE_S = 60.0
+"""How long an instance, its agent and its pod's shaper keep trying to reach the sync
+service over TCP (`connect_tcp(..., patience_s=CONNECT_PATIENCE_S)`): on a cluster a pod
+may start before the service's DNS name resolves or before it listens (refused). Local
+instances reach theirs over a Unix socket the supervisor made first, and fail at once."""
+_FIRST_WAIT_S = 0.1  # between the first tries; doubled after each, up to _LONGEST_WAIT_S
+_LONGEST_WAIT_S = 5.0
+
+
 @asynccontextmanager
 async def connect_tcp(
-    host: str, port: int, instance: str | None = None, token: str | None = None
+    host: str, port: int, instance: str | None = None, token: str | None = None, *,
+    patience_s: float = 0.0,
 ) -> AsyncIterator[SyncClient]:
     """Connect over TCP; `instance` names this client in every event, `token` (the
-    instance's TEST_SYNC_TOKEN) proves it is that instance."""
-    try:
-        stream = await anyio.connect_tcp(host, port)
-    except OSError as e:
-        raise SyncError(f"cannot reach the sync service at {host}:{port}: {e}") from None
+    instance's TEST_SYNC_TOKEN) proves it is that instance. A service that cannot be
+    reached (a name that does not resolve, a refused or failed connect) is tried again, with
+    growing waits between tries, for `patience_s` seconds; then SyncError says for how long."""
+    stream = await _reach(host, port, patience_s)
     async with _open(stream, instance, token) as client:
         yield client
+
+
+async def _reach(host: str, port: int, patience_s: float) -> anyio.abc.SocketStream:
+    deadline = anyio.current_time() + patience_s
+    wait = _FIRST_WAIT_S
+    while True:
+        left = deadline - anyio.current_time()
+        why = "no answer"  # the try below hung (a SYN nothing answers) for what was left
+        with anyio.move_on_after(left if patience_s > 0 else math.inf):
+            try:
+                return await anyio.connect_tcp(host, port)
+            except OSError as e:
+                why = str(e)
+        left = deadline - anyio.current_time()
+        if left <= 0:
+            tried = f" (tried for {patience_s:g} s)" if patience_s > 0 else ""
+            raise SyncError(f"cannot reach the sync service at {host}:{port}{tried}: {why}")
+        await anyio.sleep(min(wait, left))
+        wait = min(wait * 2, _LONGEST_WAIT_S)
 
 
 def _encode(frame: dict[str, Any]) -> bytes:

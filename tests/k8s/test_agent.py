@@ -8,16 +8,21 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from harness._runparams import RunParams
 from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.runners.k8s.agent import _run_once, supervise
+from harness.runners.k8s.shaper import HOSTS_TOPIC, shape
+from harness.sdk import connect
 from harness.sync import SyncServer, SyncState, Tokens, connect_tcp
 from tests.conftest import alive
+from tests.sync._util import not_yet
 
 # The instance starts a child of its own: faults must reach both (its whole tree).
 INSTANCE = [sys.executable, "-c",
@@ -171,3 +176,53 @@ def test_an_agent_gone_without_a_word_no_longer_counts_as_running() -> None:
             n.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_the_sdk_agent_and_shaper_wait_for_a_sync_service_not_up_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod may start before its run's sync service resolves or listens: each of its
+    clients tries again (here: a name that does not resolve, then two refusals)."""
+    tokens = Tokens()
+    state = SyncState(["g/0"])
+    (tmp_path / "ended").write_text("0")  # the shaper serves until the instance has ended
+    tries = {}
+
+    async def main() -> None:
+        server = SyncServer(state, tokens=tokens)
+        async with trio.open_nursery() as n:
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
+            params = RunParams(
+                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
+                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
+                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
+                sync_token=tokens.for_instance("g/0"), data_ip="10.1.2.3")
+            with trio.fail_after(30):
+                tries["sdk"] = not_yet(monkeypatch, 3)
+                async with connect(params) as client:
+                    await client.publish("sdk", "here")
+                tries["agent"] = not_yet(monkeypatch, 3)
+                assert await supervise([sys.executable, "-c", "pass"], params) == 0
+                tries["shaper"] = not_yet(monkeypatch, 3)
+                await shape(params, tmp_path / "ended", FakeEgress(IPv4Address("10.1.2.3")))
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+    assert {who: t.tries for who, t in tries.items()} == {"sdk": 4, "agent": 4, "shaper": 4}
+    assert state.last_item("sdk") == "here"
+    assert state.last_item(life_topic("g/0")) == {"running": False, "code": 0}
+    assert state.last_item(HOSTS_TOPIC) == {"ip": "10.1.2.3", "seq": 0, "instance": "g/0"}
+
+
+class FakeEgress:
+    """A pod's egress that shapes nothing (the shaper's connection is what is tested)."""
+
+    def __init__(self, me: IPv4Address) -> None:
+        self.me = me
+        self.hosts: dict[IPv4Address, int] = {}
+        self.cut_from: set[IPv4Address] = set()
+
+    def apply(self) -> None:
+        pass
+
+    def request(self, config: dict[str, Any]) -> None:
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -9,6 +10,8 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import pytest
 import trio
 
 from harness.sync import NetworkHandler, SyncServer, SyncState
@@ -67,3 +70,31 @@ def server_in_thread() -> Iterator[str]:
         if "token" in box:
             trio.from_thread.run_sync(stop.set, trio_token=box["token"])
         thread.join()
+
+
+_CONNECT_TCP = anyio.connect_tcp  # the real one, however often a test replaces it
+
+
+class NotYet:
+    """`anyio.connect_tcp` as a cluster's sync service looks while it comes up: its name
+    does not resolve, then it refuses, `failures` tries in all; then the real one."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.tries = 0
+
+    async def __call__(self, host: str, port: int) -> Any:
+        self.tries += 1
+        if self.tries > self.failures:
+            return await _CONNECT_TCP(host, port)
+        if self.tries == 1:
+            raise socket.gaierror(-2, "Name or service not known")
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+
+def not_yet(monkeypatch: pytest.MonkeyPatch, failures: int) -> NotYet:
+    """`anyio.connect_tcp`, for this test, failing `failures` tries first (`NotYet`)."""
+    fake = NotYet(failures)
+    monkeypatch.setattr(anyio, "connect_tcp", fake)
+    return fake

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness.sync import BarrierFailed, SyncError, SyncServer, SyncState, connect_unix
 
-from ._util import run, running_server, server_in_thread, serving
+from ._util import not_yet, run, running_server, server_in_thread, serving
 
 
 def test_signal_entry_numbers_arrivals_from_one() -> None:
@@ -525,3 +525,48 @@ def test_a_frame_longer_than_the_service_takes_is_refused_by_the_client_naming_t
             assert await c.publish("t", "x" * (1 << 20)) == 1  # the connection goes on
 
     run(main)
+
+
+def test_a_tcp_service_not_up_yet_is_tried_again_within_the_patience(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.sync import connect_tcp
+
+    connect = not_yet(monkeypatch, 3)
+
+    async def main() -> None:
+        server = SyncServer(SyncState())
+        async with trio.open_nursery() as n:
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
+            async with connect_tcp(host, port, "x/0", patience_s=60) as c:
+                assert await c.publish("t", 1) == 1
+            n.cancel_scope.cancel()
+
+    run(main)
+    assert connect.tries == 4
+
+
+def test_a_tcp_service_that_never_comes_fails_in_one_line_naming_it_and_the_patience(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.sync import connect_tcp
+
+    connect = not_yet(monkeypatch, 10**6)
+
+    async def main() -> None:
+        with pytest.raises(SyncError) as raised:
+            async with connect_tcp("h-r-sync.p2p.svc", 5050, "x/0", patience_s=0.5):
+                pass
+        assert str(raised.value) == ("cannot reach the sync service at h-r-sync.p2p.svc:5050 "
+                                     "(tried for 0.5 s): [Errno 111] Connection refused")
+
+    run(main)
+    assert connect.tries > 2  # tried again
+    connect.tries = 0  # without patience (a caller that has none): one try, as before
+
+    async def once() -> None:
+        with pytest.raises(SyncError, match=r"^cannot reach the sync service at h:1: "
+                                            r"\[Errno -2\] Name or service not known$"):
+            async with connect_tcp("h", 1):
+                pass
+
+    run(once)
+    assert connect.tries == 1

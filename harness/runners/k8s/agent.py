@@ -23,7 +23,7 @@ from harness._runparams import RunParams
 from harness.runners.k8s._actions import fault_topic, life_topic
 from harness.runners.k8s._outputs import pack
 from harness.runners.k8s._render import DONE
-from harness.sync import SyncError, connect_tcp
+from harness.sync import CONNECT_PATIENCE_S, SyncError, connect_tcp
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ def main() -> int:
         try:
             code = trio.run(supervise, argv, params)
         except (SyncError, OSError) as e:  # the pod must still end, its log saying why
-            print(f"agent: cannot reach the sync service: {e}", file=sys.stderr, flush=True)
+            print(f"agent: {e}", file=sys.stderr, flush=True)  # SyncError names the service
             code = 1
     sys.stdout.write(pack(outputs))
     sys.stdout.flush()
@@ -68,7 +68,8 @@ async def supervise(argv: list[str], params: RunParams) -> int:
     assert params.sync_tcp is not None
     host, _, port = params.sync_tcp.rpartition(":")
     restarts = 0
-    async with connect_tcp(host, int(port), params.instance_id, params.sync_token) as client, \
+    async with connect_tcp(host, int(port), params.instance_id, params.sync_token,
+                           patience_s=CONNECT_PATIENCE_S) as client, \
             client.subscribe(fault_topic(params.instance_id)) as sub, \
             trio.open_nursery() as nursery:
         send, receive = trio.open_memory_channel[dict[str, Any]](16)

@@ -25,7 +25,7 @@ from harness._runparams import RunParams
 from harness.runners.k8s._actions import fault_topic
 from harness.runners.k8s._podnet import PodEgress
 from harness.runners.k8s.syncd import network_topic
-from harness.sync import NETWORK_INITIALIZED, connect_tcp
+from harness.sync import CONNECT_PATIENCE_S, NETWORK_INITIALIZED, SyncError, connect_tcp
 
 __all__ = ["HOSTS_TOPIC", "main", "shape"]
 
@@ -67,7 +67,8 @@ async def shape(params: RunParams, ended: Path, egress: PodEgress) -> None:
     assert params.sync_tcp is not None and params.data_ip is not None
     me = egress.me
     host, _, port = params.sync_tcp.rpartition(":")
-    async with connect_tcp(host, int(port), params.instance_id, params.sync_token) as client, \
+    async with connect_tcp(host, int(port), params.instance_id, params.sync_token,
+                           patience_s=CONNECT_PATIENCE_S) as client, \
             anyio.create_task_group() as tasks:
         await client.publish(HOSTS_TOPIC, {"ip": str(me), "seq": params.global_seq,
                                            "instance": params.instance_id})
@@ -118,7 +119,10 @@ def main() -> None:
     with egress_for(mode, IPv4Address(params.data_ip)) as egress:
         # trio: pyroute2's synchronous calls run an asyncio loop of their own, which a
         # running asyncio loop forbids
-        anyio.run(shape, params, ended, egress, backend="trio")
+        try:
+            anyio.run(shape, params, ended, egress, backend="trio")
+        except SyncError as e:  # e.g. the service never came up: one line in shaper.log
+            sys.exit(f"harness: shaper: {e}")
 
 
 if __name__ == "__main__":
