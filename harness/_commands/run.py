@@ -103,8 +103,10 @@ def _on_cluster(spec: RunSpec, args: argparse.Namespace) -> int:
     if args.render is None:
         from harness.runners.k8s._cluster import run_on_cluster
 
-        return run_on_cluster(spec, options, args.outputs, quiet=args.quiet, json=args.json)
-    rendered = k8s.render_run(spec, options, new_run_id(), secrets.token_bytes(32))
+        return run_on_cluster(spec, options, args.outputs, quiet=args.quiet, json=args.json,
+                              fail_fast=not args.no_fail_fast)
+    rendered = k8s.render_run(spec, options, new_run_id(), secrets.token_bytes(32),
+                              fail_fast=not args.no_fail_fast)
     path = k8s.write_manifests(rendered, args.render)
     print(f"{len(rendered.objects)} objects of run {rendered.run_id} written to {path}")
     return 0

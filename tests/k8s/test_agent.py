@@ -133,7 +133,8 @@ def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> No
         return code
 
     code = trio.run(main)
-    assert lives == [{"running": True}, {"running": False, "code": code, "by": "killed"}]
+    assert lives == [{"running": True},
+                     {"running": False, "code": code, "by": "killed", "comeback": None}]
     assert code != 0
     assert ClusterActions(state, ["g/0"]).running() == set()
 
@@ -226,3 +227,49 @@ class FakeEgress:
 
     def request(self, config: dict[str, Any]) -> None:
         pass
+
+
+def test_an_instance_down_for_a_fault_is_ended_for_good_by_the_runs_stop(
+        tmp_path: Path) -> None:
+    """Killed by a fault that starts it again later, then the run stops (fail-fast): the
+    agent ends, instead of waiting for a start that never comes (until the pod's deadline)."""
+    tokens = Tokens()
+    lives: list[Any] = []
+    started = trio.Event()
+
+    def record(event: dict[str, Any]) -> None:
+        if event.get("kind") == "publish" and event["topic"] == life_topic("g/0"):
+            lives.append(state.last_item(life_topic("g/0")))
+            started.set()
+
+    state = SyncState(["g/0"], record=record)
+
+    async def main() -> int:
+        server = SyncServer(state, tokens=tokens)
+        async with trio.open_nursery() as n:
+            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
+            params = RunParams(
+                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
+                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
+                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
+                sync_token=tokens.for_instance("g/0"))
+
+            async def kill_then_stop() -> None:
+                await started.wait()
+                state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
+                                                   "comeback": "later", "expect": "recover"})
+                await _until(lambda: len(lives) == 2)
+                state.publish(fault_topic("g/0"), {"end": "stopped after g/1 failed",
+                                                   "grace": 3.0, "comeback": None})
+
+            n.start_soon(kill_then_stop)
+            with trio.fail_after(20):
+                code = await supervise([sys.executable, "-c", "import time; time.sleep(60)"],
+                                       params)
+            n.cancel_scope.cancel()
+        return code
+
+    code = trio.run(main)
+    assert code != 0
+    assert lives == [{"running": True},
+                     {"running": False, "code": code, "by": "killed", "comeback": "later"}]

@@ -597,3 +597,24 @@ def test_a_live_cluster_run_has_a_record_and_a_killed_one_is_found_aborted(
     reason = orjson.loads((run_dir / "run.json").read_bytes())["reason"]
     assert reason.endswith(f"its objects may be left on the cluster: harness clean --runner "
                            f"cluster:k8s --run {run_dir.name} --k8s namespace=default"), reason
+
+
+def test_instances_the_sync_service_stopped_after_a_failure_are_judged_as_locally(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """fail-fast on the cluster: single/1 failed first, the sync service then ended
+    single/0 (and single/1, still running after its recorded failure)."""
+    stop = {"kind": "phase", "name": "stopping", "reason": "stopped after single/1 failed",
+            "first": "single/1", "instances": ["single/0", "single/1"]}
+    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
+                          api=FakeCluster({0: 1, 1: 1}, [failure, stop]))
+    record = load_run(only_run_dir(tmp_path))
+    assert code == 1
+    assert record.reason == "2 of 2 failed; first: single/1: failed: boom"
+    assert [i.reason for i in record.instances] == ["stopped after single/1 failed",
+                                                    "failed: boom"]
+    # one that passed before its agent heard the stop passed
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "b", quiet=True,
+                          api=FakeCluster({0: 0, 1: 1}, [success("single/0"), failure, stop]))
+    record = load_run(only_run_dir(tmp_path / "b"))
+    assert [i.reason for i in record.instances] == [None, "failed: boom"]

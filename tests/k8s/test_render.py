@@ -332,3 +332,15 @@ def test_every_instance_pod_ends_by_itself_some_time_after_the_runs_timeout(
     endless = rendered(dataclasses.replace(duo, timeout_s=1e30))
     assert {p["spec"]["activeDeadlineSeconds"] for p in endless.by_kind("Pod")} == {2**32 - 1}
     validate_all(endless)
+
+
+def test_no_fail_fast_reaches_the_sync_service_through_the_configmap(tmp_path: Path) -> None:
+    for args, fail_fast in (([], True), (["--no-fail-fast"], False)):
+        out = tmp_path / str(fail_fast)
+        done = harness_cli("run", "pingpong", "--runner", "cluster:k8s", "--render", str(out),
+                           *args)
+        assert done.returncode == 0, done.stderr
+        [path] = out.glob("*.yaml")
+        docs = [orjson.loads(d) for d in path.read_text().split("---\n") if d.strip()]
+        [config] = [d for d in docs if d["kind"] == "ConfigMap"]
+        assert orjson.loads(config["data"]["run.json"])["fail_fast"] is fail_fast

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import socket
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+import orjson
+import pytest
 import trio
 
-from harness.runners.k8s._actions import life_topic
+from harness.runners.k8s import syncd
+from harness.runners.k8s._actions import fault_topic, life_topic
 from harness.runners.k8s.syncd import serve
 from harness.sync import NETWORK_INITIALIZED, SyncClient, SyncError, Tokens, connect_tcp
 
@@ -82,3 +86,64 @@ def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once()
 
     trio.run(main)
     assert len(reasons) == 1 and "g/1 (exit code 3)" in reasons[0], reasons
+
+
+@pytest.mark.parametrize("fail_fast,how", [(True, "event"), (True, "exit"),
+                                           (False, "event")])
+def test_the_first_failure_ends_every_instance_not_over_unless_no_fail_fast(
+        fail_fast: bool, how: str, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """As the local supervisor's fail-fast: g/0 records a failure (or its process exits 3);
+    g/1 runs, g/2 is down for a fault that starts it again, g/3 was killed for good, g/4's
+    agent has said nothing yet: the agents of g/1, g/2, g/4 (and g/0, if it runs on) are
+    told to end it."""
+    monkeypatch.setattr(syncd, "FAIL_FAST_GRACE_S", 0.0)
+    ids = [f"g/{n}" for n in range(5)]
+    run = {"shaped": False, "faults": [], "fail_fast": fail_fast,
+           "instances": [{"id": i, "group": "g", "role": ""} for i in ids]}
+    port = _free_port()
+    lives: dict[str, dict[str, Any]] = {
+        "g/0": {"running": True}, "g/1": {"running": True},
+        "g/2": {"running": False, "code": -9, "by": "killed by fault 1", "comeback": "later"},
+        "g/3": {"running": False, "code": -9, "by": "killed by fault 2", "comeback": None}}
+    ending = ["g/0", "g/1", "g/2", "g/4"] if how == "event" else ["g/1", "g/2", "g/4"]
+    told: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
+            await _listening(port)
+            with trio.fail_after(10):
+                async with _client(port, "g/0") as c:
+                    for iid, life in lives.items():
+                        await c.publish(life_topic(iid), life)
+                    if how == "event":
+                        await c.signal_event({"type": "failure", "error": "boom"})
+                    else:
+                        await c.publish(life_topic("g/0"), {"running": False, "code": 3})
+                    if not fail_fast:
+                        await trio.sleep(0.5)  # what fail-fast would have done by now
+                    for iid in ids:
+                        async with c.subscribe(fault_topic(iid)) as sub:
+                            with trio.move_on_after(10 if fail_fast and iid in ending else 0):
+                                told[iid] = await sub.__anext__()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    phases = [e for e in map(orjson.loads, capfd.readouterr().out.splitlines())
+              if e["kind"] == "phase"]
+    if not fail_fast:
+        assert told == {} and phases == []
+        return
+    end = {"end": "stopped after g/0 failed", "grace": syncd.STOP_GRACE_S, "comeback": None}
+    assert told == dict.fromkeys(ending, end)
+    assert [{k: e[k] for k in ("name", "reason", "first", "instances")} for e in phases] == [
+        {"name": "stopping", "reason": "stopped after g/0 failed", "first": "g/0",
+         "instances": ending}]
+
+
+def test_fail_fast_waits_and_stops_as_the_local_supervisor_does() -> None:
+    from harness._supervisor import _KILL_AFTER_S, RunOptions
+
+    assert RunOptions().grace_s == syncd.FAIL_FAST_GRACE_S
+    assert _KILL_AFTER_S == syncd.STOP_GRACE_S

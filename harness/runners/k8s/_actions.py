@@ -25,7 +25,8 @@ def fault_topic(instance: str) -> str:
 def life_topic(instance: str) -> str:
     """Where an instance's agent says when its process starts (``{"running": true}``) and
     when it exits (``{"running": false, "code": N}``, and ``"by"``: the fault that ended
-    it); the sync service tells its state (`SyncState.instance_ended`)."""
+    it, with ``"comeback"``: whether it starts again, "now", "later" or null); the sync
+    service tells its state (`SyncState.instance_ended`)."""
     return LIFE_TOPIC.format(instance=instance)
 
 

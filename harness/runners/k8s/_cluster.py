@@ -230,7 +230,29 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
             elif event.get("kind") in ("fault", "run-failed"):
                 faults.append(line)
                 fault_outcome(event, states)
+            elif event.get("kind") == "phase" and event.get("name") == "stopping":
+                stopped_after_failure(event, states)
         (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
+
+
+def stopped_after_failure(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
+    """The instances the sync service ended after the first failure (fail-fast) fail for
+    that reason, as locally; one that passed before its agent heard it passed."""
+    for iid in entry.get("instances", ()):
+        st = states.get(iid)
+        if st is not None and not st.verdict()[0]:
+            st.stopped = st.stopped or str(entry.get("reason"))
+
+
+def first_failure(run_dir: Path) -> str | None:
+    """The instance whose failure ended the others (fail-fast), from the collected
+    events.jsonl; None if none did."""
+    events = run_dir / "events.jsonl"
+    lines = events.read_text().splitlines() if events.exists() else []
+    for event in map(orjson.loads, lines):
+        if event.get("kind") == "phase" and event.get("name") == "stopping":
+            return str(event.get("first"))
+    return None
 
 
 def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
@@ -334,14 +356,16 @@ class Kr8sApi:
 
 
 def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: bool,
-                   api: ClusterApi | None = None, json: bool = False) -> int:
+                   api: ClusterApi | None = None, json: bool = False,
+                   fail_fast: bool = True) -> int:
     """Run `spec` on the cluster (through kr8s, or `api`) into `outputs/<run id>`, with its
     run.json and report as a local run's; 0 if every instance passed. The summary table at
-    the end, or with `json` run.json (`harness run --json`)."""
+    the end, or with `json` run.json (`harness run --json`). With `fail_fast` the first
+    instance that fails ends the others (the sync service does it, `syncd`)."""
     from harness._supervisor import finish_run
 
     client = api or Kr8sApi(options)
-    run = render_run(spec, options, new_run_id(), secrets.token_bytes(32))
+    run = render_run(spec, options, new_run_id(), secrets.token_bytes(32), fail_fast=fail_fast)
     run_dir = outputs.resolve() / run.run_id
     states = {i.id: InstanceState(i) for i in spec.instances}
     started = time.time()
@@ -392,7 +416,7 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     # a fault that could not be played fails the run: a test whose fault never happened
     # proves nothing (harness._conductor)
     unplayed = [e["reason"] for e in map(orjson.loads, lines) if e["kind"] == "run-failed"]
-    outcome = judge(list(states.values()), unplayed)
+    outcome = judge(list(states.values()), unplayed, first_failure(run_dir))
     write(outcome)
     finish_run(run_dir)
     passed = sum(1 for s in states.values() if s.verdict()[0])

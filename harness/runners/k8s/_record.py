@@ -27,9 +27,11 @@ class Outcome:
     reason: str | None
 
 
-def judge(states: Sequence[InstanceState], unplayed: Sequence[str]) -> Outcome:
+def judge(states: Sequence[InstanceState], unplayed: Sequence[str],
+          first: str | None = None) -> Outcome:
     """The run's outcome from its instances' and the faults that could not be played (which
-    fail the run: a test whose fault never happened proves nothing), as locally."""
+    fail the run: a test whose fault never happened proves nothing), as locally; `first`
+    is the instance whose failure ended the others (fail-fast), named first if it failed."""
     failed = [s for s in states if not s.verdict()[0]]
     if unplayed:
         reason = "; ".join(unplayed)
@@ -37,9 +39,9 @@ def judge(states: Sequence[InstanceState], unplayed: Sequence[str]) -> Outcome:
             reason += f"; {len(failed)} of {len(states)} instances failed"
         return Outcome("failed", 1, reason)
     if failed:
-        first = failed[0]
+        named = next((s for s in failed if s.spec.id == first), failed[0])
         return Outcome("failed", 1, f"{len(failed)} of {len(states)} failed; first: "
-                                    f"{first.spec.id}: {first.verdict()[1] or ''}")
+                                    f"{named.spec.id}: {named.verdict()[1] or ''}")
     if states and all(s.recorded != EventType.SUCCESS for s in states):
         # each passed only as one a fault may end: nothing checked anything (as locally)
         return Outcome("failed", 1, "no instance recorded success: faults ended every one "

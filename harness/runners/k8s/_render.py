@@ -71,11 +71,14 @@ def image_plan_dir(spec: RunSpec, options: K8sOptions) -> str:
     return str(PurePosixPath(options.workdir) / PurePosixPath(*rel.parts))
 
 
-def run_document(spec: RunSpec, plan_dir: str, shaped: bool = True) -> dict[str, Any]:
+def run_document(spec: RunSpec, plan_dir: str, shaped: bool = True,
+                 fail_fast: bool = True) -> dict[str, Any]:
     """What the in-cluster pieces read from the ConfigMap: the run's plan, case, groups,
-    instances with their params, timeout and faults, and whether each pod has a shaper."""
+    instances with their params, timeout and faults, whether each pod has a shaper, and
+    whether the first instance that fails ends the others (the sync service does it)."""
     return {
         "shaped": shaped,
+        "fail_fast": fail_fast,
         "plan": spec.plan.name,
         "case": spec.case.name,
         "plan_dir": plan_dir,
@@ -91,13 +94,15 @@ def run_document(spec: RunSpec, plan_dir: str, shaped: bool = True) -> dict[str,
     }
 
 
-def render_run(spec: RunSpec, options: K8sOptions, run_id: str, key: bytes) -> RenderedRun:
-    """The objects of run `run_id` of `spec`; `key` is the run's sync key (the tokens)."""
+def render_run(spec: RunSpec, options: K8sOptions, run_id: str, key: bytes, *,
+               fail_fast: bool = True) -> RenderedRun:
+    """The objects of run `run_id` of `spec`; `key` is the run's sync key (the tokens);
+    `fail_fast` False lets the other instances run on after one fails."""
     tokens = Tokens(key)
     plan_dir = image_plan_dir(spec, options)
     sync_name = L.object_name(run_id, "sync")
     objects: list[dict[str, Any]] = [
-        _config_map(spec, options, run_id, plan_dir),
+        _config_map(spec, options, run_id, plan_dir, fail_fast),
     ]
     if options.secrets == "secret":
         objects.append(_secret(spec, options, run_id, key, tokens))
@@ -150,8 +155,8 @@ def _meta(options: K8sOptions, run_id: str, name: str, component: str,
 
 
 def _config_map(spec: RunSpec, options: K8sOptions, run_id: str,
-                plan_dir: str) -> dict[str, Any]:
-    doc = run_document(spec, plan_dir, shaped=options.shaping != "off")
+                plan_dir: str, fail_fast: bool) -> dict[str, Any]:
+    doc = run_document(spec, plan_dir, shaped=options.shaping != "off", fail_fast=fail_fast)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -85,20 +85,31 @@ async def supervise(argv: list[str], params: RunParams) -> int:
             env = {**os.environ, "TEST_RESTARTS": str(restarts)}
             await client.publish(life, {"running": True})  # what the conductor draws from
             code, ended = await _run_once(argv, env, receive)
-            await client.publish(life, {"running": False, "code": code,
-                                        **({"by": ended["end"]} if ended else {})})
+            await client.publish(life, {"running": False, "code": code, **(
+                {"by": ended["end"], "comeback": ended.get("comeback")} if ended else {})})
             if ended is None:
                 break
             print(f"agent: {ended['end']} (exit {code})", file=sys.stderr, flush=True)
             if ended.get("comeback") == "later":
-                async for fault in receive:
-                    if "start" in fault:
-                        break
+                if not await _until_started(receive):
+                    break
             elif ended.get("comeback") != "now":
                 break
             restarts += 1
         nursery.cancel_scope.cancel()
     return code
+
+
+async def _until_started(faults: trio.MemoryReceiveChannel[dict[str, Any]]) -> bool:
+    """Whether the instance a fault ended is to start again (the fault is undone), or not
+    (the run ends it for good meanwhile: fail-fast)."""
+    async for fault in faults:
+        if "start" in fault:
+            return True
+        if "end" in fault:
+            print(f"agent: {fault['end']} (it was down)", file=sys.stderr, flush=True)
+            return False
+    return False
 
 
 async def _run_once(argv: list[str], env: dict[str, str],

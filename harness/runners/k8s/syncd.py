@@ -6,7 +6,12 @@ line on stdout, which the runner reads back as the run's events. An instance's `
 request is published on `network/<instance>` for that instance's shaper, which applies it
 in the pod and signals the request's `callback_state` itself. Once every instance has
 started, it plays the run's faults with the local runs' conductor, through the pods
-(`_actions.ClusterActions`); each step is an event of kind "fault", as locally."""
+(`_actions.ClusterActions`); each step is an event of kind "fault", as locally. Unless
+the run says `"fail_fast": false` (`--no-fail-fast`), the first instance that fails (a
+failure or crash it recorded, or its process ended without a fault and without passing)
+ends the others `FAIL_FAST_GRACE_S` later, as the local supervisor does: each agent is told
+to end its instance (SIGTERM, then SIGKILL after `STOP_GRACE_S`), in an event of kind
+"phase" named "stopping" that names them, the reason and the first failure."""
 
 from __future__ import annotations
 
@@ -22,12 +27,15 @@ import trio
 from harness._conductor import Conductor
 from harness.faults import Fault, Member
 from harness.observe import JsonlWriter
-from harness.runners.k8s._actions import ClusterActions, life_topic
+from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
+from harness.sync._protocol import FAILING_EVENTS
 
 __all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
 
 NETWORK_TOPIC = "network/{instance}"
+FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
+STOP_GRACE_S = 3.0  # SIGTERM, then SIGKILL this much later: the supervisor's _KILL_AFTER_S
 
 
 def network_topic(instance: str) -> str:
@@ -49,6 +57,13 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     everyone = trio.Event()
 
     succeeded: set[str] = set()
+    failures: list[str] = []  # the instances that failed, in order: the first stops the rest
+    failed = trio.Event()
+
+    def failing(instance: str) -> None:
+        if instance not in failures:
+            failures.append(instance)
+            failed.set()
 
     def record(event: dict[str, Any]) -> None:
         _emit(event)
@@ -57,9 +72,12 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
             started.add(who)
         elif event.get("kind") == "event" and event.get("type") == "success":
             succeeded.add(who)
+        elif event.get("kind") == "event" and event.get("type") in FAILING_EVENTS:
+            failing(who)
         elif event.get("kind") == "publish" and str(event.get("topic")).startswith(LIFE):
-            _life(state, str(event["topic"])[len(LIFE):], state.last_item(event["topic"]),
-                  succeeded)
+            instance = str(event["topic"])[len(LIFE):]
+            if _life(state, instance, state.last_item(event["topic"]), succeeded):
+                failing(instance)
         elif event.get("kind") == "signal" and event.get("state") == NETWORK_INITIALIZED:
             shaped.add(who)
         if len(started) == len(shaped) == len(run["instances"]):
@@ -80,6 +98,14 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     faults = [Fault.from_data(f) for f in run.get("faults") or ()]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.serve_tcp, (host, port))
+        if run.get("fail_fast", True):
+
+            async def stop_after_failure() -> None:
+                await failed.wait()
+                await trio.sleep(FAIL_FAST_GRACE_S)
+                stop_all(state, [i["id"] for i in run["instances"]], failures[0])
+
+            nursery.start_soon(stop_after_failure)
         if faults:
             await everyone.wait()
             members = [Member(i["id"], i["group"], i.get("role") or "")
@@ -97,19 +123,43 @@ LIFE = life_topic("")
 exited."""
 
 
-def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> None:
+def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> bool:
     """What an agent said on its `life_topic`, told to the state as the local supervisor
     tells it: barriers and subscriptions that can no longer be met because the instance
-    ended fail at once, naming it, instead of at the run's timeout."""
+    ended fail at once, naming it, instead of at the run's timeout. Whether the instance
+    failed: its process ended, not by a fault, without passing."""
     if not isinstance(life, dict):
-        return
+        return False
     if life.get("running"):
         state.instance_revived(instance)
-        return
+        return False
     code = life.get("code")
-    how = life.get("by") or ("passed" if code == 0 and instance in succeeded
-                             else f"exit code {code}")
+    passed = code == 0 and instance in succeeded
+    how = life.get("by") or ("passed" if passed else f"exit code {code}")
     state.instance_ended(instance, str(how))
+    return not passed and not life.get("by")
+
+
+def stop_all(state: SyncState, instances: list[str], first: str) -> list[str]:
+    """Have the agents end every instance that has not ended for good (whose process runs,
+    has not started yet, or is to start again after a fault), because `first` failed;
+    recorded as an event of kind "phase" named "stopping", as locally. Those it ends."""
+    reason = f"stopped after {first} failed"
+    ending = [i for i in instances if _not_over(state.last_item(life_topic(i)))]
+    for instance in ending:
+        state.publish(fault_topic(instance), {"end": reason, "grace": STOP_GRACE_S,
+                                              "comeback": None})
+    if ending:
+        _emit({"kind": "phase", "name": "stopping", "reason": reason, "first": first,
+               "instances": ending})
+    return ending
+
+
+def _not_over(life: Any) -> bool:
+    """Whether an instance whose agent last said `life` may still run (its process
+    runs, has not started yet, or is down for a fault that starts it again)."""
+    return (not isinstance(life, dict) or bool(life.get("running"))
+            or life.get("comeback") in ("now", "later"))
 
 
 def main() -> None:
