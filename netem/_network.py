@@ -140,8 +140,9 @@ class Network:
             _check_privileges()
             live = manifests.holder(self.prefix)
             if live is not None:  # its manifest must stay: its namespaces are traced by it
+                whose = "a live network's" if live.owner_alive() else "of another PID namespace"
                 raise NetworkError(f"network prefix {self.prefix!r} is in use by process "
-                                   f"{live.pid} (a live network's): choose another prefix")
+                                   f"{live.pid} ({whose}): choose another prefix")
             self._manifest = True  # first: an interruption may land right after the write
             manifests.write(self.prefix, str(self.subnet))
             ns.ensure_netns_dir()

@@ -34,7 +34,8 @@ def remove_network(prefix: str) -> list[str]:
 def cleanup(prefix: str | None = None) -> list[str]:
     """Remove leftovers: with `prefix`, everything of that network whoever owns it;
     without, every network whose owner process is dead, and namespaces with a generated
-    prefix (`ht` + 6 hex) that no manifest claims. Returns the names and files removed."""
+    prefix (`ht` + 6 hex) that no manifest claims; a network whose owner ran in another PID
+    namespace stays (`left_alone`). Returns the names and files removed."""
     if prefix is not None:
         names.check_prefix(prefix)
         return remove_network(prefix)
@@ -49,7 +50,7 @@ def cleanup(prefix: str | None = None) -> list[str]:
     for m in manifests.read_all():
         if isinstance(m, str):
             removed += remove_network(m)
-        elif m.owner_alive():
+        elif m.owner_alive() is not False:  # alive, or cannot tell
             claimed.add(m.prefix)
         else:
             removed += remove_network(m.prefix)
@@ -62,3 +63,10 @@ def cleanup(prefix: str | None = None) -> list[str]:
     for orphan in sorted(orphans):
         removed += remove_network(orphan)
     return removed
+
+
+def left_alone() -> list[manifests.Manifest]:
+    """The networks `cleanup` leaves whatever becomes of their owner: it ran in another PID
+    namespace, so this process cannot tell whether it lives."""
+    return [m for m in manifests.read_all()
+            if not isinstance(m, str) and m.owner_alive() is None]

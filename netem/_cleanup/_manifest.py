@@ -24,9 +24,30 @@ class Manifest:
     pid_start: str  # the owner's start time (field 22 of /proc/<pid>/stat): pids get reused
     created: float
     subnet: str
+    pid_ns: int | None = None  # the owner's PID namespace; None: written before it was kept
 
-    def owner_alive(self) -> bool:
-        return process_start(self.pid) == self.pid_start
+    def owner_alive(self) -> bool | None:
+        """Whether the owner still runs; None if this process cannot tell (`owner_alive`)."""
+        return owner_alive(self.pid, self.pid_start, self.pid_ns)
+
+
+def pid_namespace() -> int | None:
+    """The inode of this process's PID namespace, or None if /proc does not say: the pids
+    an owner records are of that namespace, not of every reader's."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def owner_alive(pid: int, start: str, pid_ns: int | None) -> bool | None:
+    """Whether process `pid`, started at `start` (clock ticks since boot), still runs; None
+    if it ran in another PID namespace than this process (a container, `unshare --pid`):
+    its pid names another process here, or none, so it is left alone, never taken for dead.
+    A record without a namespace (`pid_ns` None: older versions) is judged as one of ours."""
+    if pid_ns is not None and pid_ns != pid_namespace():
+        return None
+    return process_start(pid) == start
 
 
 def process_start(pid: int) -> str | None:
@@ -43,20 +64,27 @@ def process_start(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Manifest))
+
+
 def _read(path: str) -> Manifest | None:
-    """The manifest at `path`; None if it cannot be read as one."""
+    """The manifest at `path`; None if it cannot be read as one. Keys it does not know are
+    skipped: a newer version's manifest is still its owner's (taken for unreadable, it went
+    as a dead one's, namespaces and all)."""
     try:
         with open(path) as f:
-            return Manifest(**json.load(f))
-    except (OSError, ValueError, TypeError):
+            data = json.load(f)
+        return Manifest(**{k: v for k, v in data.items() if k in _FIELDS})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
 def holder(prefix: str) -> Manifest | None:
     """The manifest of the live network that holds `prefix`, or None if none does (no
-    manifest, an unreadable one, or one whose owner is dead: leftovers)."""
+    manifest, an unreadable one, or one whose owner is dead: leftovers). An owner in another
+    PID namespace holds it: it cannot be told dead."""
     manifest = _read(names.manifest_path(prefix))
-    return manifest if manifest is not None and manifest.owner_alive() else None
+    return manifest if manifest is not None and manifest.owner_alive() is not False else None
 
 
 def write(prefix: str, subnet: str) -> Manifest:
@@ -67,6 +95,7 @@ def write(prefix: str, subnet: str) -> Manifest:
         pid_start=process_start(pid) or "",
         created=time.time(),
         subnet=subnet,
+        pid_ns=pid_namespace(),
     )
     path = names.manifest_path(prefix)
     tmp = f"{path}.{pid}.tmp"

@@ -88,3 +88,51 @@ def test_a_killed_process_not_yet_waited_for_is_not_running() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_owner_in_another_pid_namespace_cannot_be_told_alive_or_dead() -> None:
+    """Its pid is of its own namespace: here it names another process, or none. A run under
+    `unshare --pid` took the host's runs for dead, and they took it for dead."""
+    mine = manifests.pid_namespace()
+    assert mine is not None
+    start = manifests.process_start(os.getpid())
+    assert start is not None
+    assert manifests.owner_alive(os.getpid(), start, mine) is True
+    assert manifests.owner_alive(os.getpid(), "1", mine) is False
+    assert manifests.owner_alive(os.getpid(), start, mine + 1) is None
+    assert manifests.owner_alive(999999999, "1", mine + 1) is None  # no such pid here
+    assert manifests.owner_alive(os.getpid(), start, None) is True  # an older record: ours
+    assert manifests.owner_alive(999999999, "1", None) is False
+
+
+def test_a_manifest_names_its_owners_pid_namespace_and_older_ones_still_read(
+    manifest_dir: Path,
+) -> None:
+    written = manifests.write("tq5", "198.18.0.0/15")
+    data = json.loads((manifest_dir / "tq5.json").read_text())
+    assert data["pid_ns"] == os.stat("/proc/self/ns/pid").st_ino == written.pid_ns
+    del data["pid_ns"]  # as versions before it wrote them: judged as today
+    (manifest_dir / "tq6.json").write_text(json.dumps({**data, "prefix": "tq6"}))
+    # a key this version does not know (a newer one's) is no reason to take it for dead
+    (manifest_dir / "tq7.json").write_text(json.dumps({**data, "prefix": "tq7", "new": 1}))
+    found = list(manifests.read_all())
+    assert [m if isinstance(m, str) else m.prefix for m in found] == ["tq5", "tq6", "tq7"]
+    assert all(not isinstance(m, str) and m.owner_alive() is True for m in found)
+
+
+def test_cleanup_leaves_a_network_whose_owner_is_in_another_pid_namespace(
+    manifest_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netem import _cleanup
+
+    monkeypatch.setattr(names, "NETNS_DIR", str(tmp_path / "netns"))  # no real namespace
+    other = (manifests.pid_namespace() or 0) + 1
+    manifest_dir.mkdir()
+    for prefix, pid_ns in (("tq8", other), ("tq9", None)):
+        record = {"prefix": prefix, "pid": 999999999, "pid_start": "1", "created": 0.0,
+                  "subnet": "198.18.0.0/15", "pid_ns": pid_ns}
+        (manifest_dir / f"{prefix}.json").write_text(json.dumps(record))
+    assert [m.prefix for m in _cleanup.left_alone()] == ["tq8"]
+    assert _cleanup.cleanup() == [str(manifest_dir / "tq9.json")]  # dead, and ours to judge
+    assert sorted(os.listdir(manifest_dir)) == ["tq8.json"]
+    assert manifests.holder("tq8") is not None  # its prefix stays taken
