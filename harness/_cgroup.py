@@ -304,7 +304,8 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     killing what is left in them; the directories removed. They are found below this
     process's cgroups and where the run's claim says it made them (from another cgroup).
     Nothing in a rootless run's user namespace: a tmpfs on /run hides OWNERS there, so
-    every other run looks dead. CgroupError, once every dead run was tried, if any failed."""
+    every other run looks dead. A run whose supervisor is of another PID namespace is left
+    (`left_alone`). CgroupError, once every dead run was tried, if any failed."""
     from netem._rootless import MARKER
 
     if MARKER in os.environ:
@@ -325,7 +326,7 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     failed: list[str] = []
     for name, found_dirs in dirs.items():
         alive, listed = _claim_of(name, hs)
-        if alive:
+        if alive is not False:  # alive, or of another PID namespace: cannot tell
             continue
         paths = _existing([*found_dirs, *listed])
         try:
@@ -342,12 +343,30 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
     return removed
 
 
+def left_alone() -> list[str]:
+    """The ids of the runs whose groups `cleanup` leaves whatever becomes of their owner:
+    it is of another PID namespace, so this process cannot tell whether it lives."""
+    from netem._rootless import MARKER
+
+    if MARKER in os.environ:
+        return []
+    try:
+        claims = sorted(p.name for p in OWNERS.iterdir() if p.name.startswith(_PREFIX))
+    except OSError:
+        return []
+    return [name.removeprefix(_PREFIX) for name in claims
+            if not name.endswith(".tmp") and _claim_of(name, {})[0] is None]
+
+
 def _claim(name: str, dirs: list[Path]) -> None:
     """Say that this process owns the run directories `dirs` (all named `name`)."""
-    from netem._cleanup._manifest import process_start
+    from netem._cleanup._manifest import pid_namespace, process_start
 
     OWNERS.mkdir(parents=True, exist_ok=True)
-    owner = f"{os.getpid()} {process_start(os.getpid())}"
+    # The PID namespace on a line of its own: a version before it, which takes a first
+    # line of more than "pid start" for a dead owner's, skips it as no directory of the run.
+    owner = (f"{os.getpid()} {process_start(os.getpid())}",
+             *(() if (ns := pid_namespace()) is None else (f"{_PID_NS} {ns}",)))
     # Whole or not at all: another run's start-up `cleanup` reading it half written takes
     # its owner for dead, removes the claim, and the next clean-up kills this run's groups.
     # The temporary file reads as a claim too: a crash's goes as a dead run's, and one a
@@ -355,7 +374,7 @@ def _claim(name: str, dirs: list[Path]) -> None:
     tmp = OWNERS / f"{name}.{os.getpid()}.tmp"
     for attempt in range(5):
         try:
-            tmp.write_text("".join(f"{line}\n" for line in (owner, *map(str, dirs))))
+            tmp.write_text("".join(f"{line}\n" for line in (*owner, *map(str, dirs))))
             tmp.replace(OWNERS / name)
             return
         except FileNotFoundError:
@@ -366,16 +385,23 @@ def _claim(name: str, dirs: list[Path]) -> None:
             raise
 
 
-def _claim_of(name: str, found: dict[str, Hierarchy]) -> tuple[bool, list[Path]]:
-    """Whether the owner of run directory `name` lives, and the directories its claim
-    lists that are that run's in a hierarchy of `found` (a claim is not trusted further)."""
-    from netem._cleanup._manifest import process_start
+_PID_NS = "pid_ns"
+"""What starts the claim's line naming its owner's PID namespace."""
+
+
+def _claim_of(name: str, found: dict[str, Hierarchy]) -> tuple[bool | None, list[Path]]:
+    """Whether the owner of run directory `name` lives (None: it is of another PID
+    namespace, so this process cannot tell), and the directories its claim lists that are
+    that run's in a hierarchy of `found` (a claim is not trusted further)."""
+    from netem._cleanup._manifest import owner_alive
 
     try:
         owner, *listed = (OWNERS / name).read_text().splitlines()
         pid, start = owner.split()
-        alive = process_start(int(pid)) == start
-    except (OSError, ValueError):
+        pid_ns = next((int(line.split()[1]) for line in listed
+                       if line.startswith(f"{_PID_NS} ")), None)  # None: an older claim
+        alive = owner_alive(int(pid), start, pid_ns)
+    except (OSError, ValueError, IndexError):
         return False, []
     mounts = {h.mount for h in found.values()}
     return alive, [p for p in map(Path, listed) if p.name == name and ".." not in p.parts

@@ -1,8 +1,10 @@
 """Telling a live run from one whose supervisor is gone (docs/contracts.md, 7).
 
 While it runs, the supervisor's run.json says who it is, `"supervisor": {"pid",
-"start_ticks", "boot_id", "host"}` (the start time in clock ticks since boot, field 22 of
-/proc/PID/stat, so a reused pid is not taken for the supervisor), refreshes `"last_seen"`
+"start_ticks", "boot_id", "host", "pid_ns"}` (the start time in clock ticks since boot, field
+22 of /proc/PID/stat, so a reused pid is not taken for the supervisor; the PID namespace the
+pid is of: a supervisor of another one than the reader's cannot be judged, and its run is
+left alone, as one on another host sharing the outputs), refreshes `"last_seen"`
 every few seconds and names the directory of its Unix sockets (`"sock_dir"`). A SIGKILL
 leaves run.json at "running": `mark_aborted` turns such a run into "aborted", ended when it
 was last seen, and removes the sockets and the control token it left. `harness clean`, the
@@ -32,7 +34,7 @@ from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
 from harness.sync._protocol import FAILING_EVENTS
-from netem._cleanup._manifest import process_start
+from netem._cleanup._manifest import owner_alive, pid_namespace, process_start
 
 LAST_SEEN_EVERY_S = 5.0
 """How often a live supervisor refreshes run.json's `last_seen`."""
@@ -51,18 +53,30 @@ def _boot_id() -> str:
 def identity() -> SupervisorRecord:
     """This process as run.json's `supervisor` records it."""
     pid = os.getpid()
-    return SupervisorRecord(pid, int(process_start(pid) or 0), _boot_id(), socket.gethostname())
+    return SupervisorRecord(pid, int(process_start(pid) or 0), _boot_id(), socket.gethostname(),
+                            pid_namespace())
 
 
 def supervisor_alive(who: SupervisorRecord) -> bool | None:
-    """Whether the process `who` still runs; None if this machine cannot tell (it ran on
-    another host sharing the outputs)."""
+    """Whether the process `who` still runs; None if this process cannot tell (it ran on
+    another host sharing the outputs, or in another PID namespace)."""
     if who.host != socket.gethostname():
         return None  # outputs shared with another machine: its processes are not ours to see
     if who.boot_id and who.boot_id != _boot_id():
         return False  # the machine rebooted since
-    start = process_start(who.pid)
-    return start is not None and int(start) == who.start_ticks
+    return owner_alive(who.pid, str(who.start_ticks), who.pid_ns)
+
+
+def cannot_tell(run: RunRecord) -> str | None:
+    """Why the run, which goes on by its record, is left alone without knowing whether its
+    supervisor lives; None if it is not such a run."""
+    who = run.supervisor
+    if not run.goes_on or who is None or supervisor_alive(who) is not None:
+        return None
+    if who.host != socket.gethostname():
+        return f"running on host {who.host or '(unnamed)'} (cannot tell from here)"
+    return (f"running in another PID namespace (cannot tell from here: its supervisor's "
+            f"pid {who.pid} is of that namespace)")
 
 
 def is_orphaned(run: RunRecord) -> bool:
@@ -269,3 +283,4 @@ def _stale(where: Path) -> list[Path]:
 def mark_aborted_runs(outputs: Path, found_by: str) -> list[Path]:
     """`mark_aborted` for every run under `outputs`; returns the runs it marked."""
     return [d for d in list_run_dirs(outputs) if mark_aborted(d, found_by)]
+

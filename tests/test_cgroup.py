@@ -475,7 +475,7 @@ def test_cleanup_finds_a_dead_runs_groups_made_from_another_cgroup() -> None:
         proc = _spawn("import time; time.sleep(600)")
         run.group("single/0").add(proc.pid)
         owner = (cg.OWNERS / run.name).read_text().splitlines()
-        assert owner[1:] == [str(other / run.name)]
+        assert owner[2:] == [str(other / run.name)]  # after the owner and its PID namespace
         (cg.OWNERS / run.name).write_text("\n".join(["999999999 1", *owner[1:]]))
         assert not (h.base() / run.name).exists()  # not where this process would look
         cg.cleanup({"cpu": h})
@@ -516,3 +516,33 @@ def test_a_claim_being_written_is_never_taken_for_a_dead_owners(
         writer.join()
     assert (seen_dead, errors) == (0, [])
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_a_claim_of_another_pid_namespace_is_left_and_older_claims_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run under `unshare --pid` claimed its groups with a pid of its namespace: from the
+    host its supervisor looked dead, and the next run's clean-up killed its instances."""
+    from netem._cleanup._manifest import process_start
+
+    monkeypatch.setattr(cg, "OWNERS", tmp_path)
+    name = "harness-20261204-000000-abcdef"
+    mine = os.stat("/proc/self/ns/pid").st_ino
+    cg._claim(name, [Path("/sys/fs/cgroup") / name])
+    owner, pid_ns, listed = (tmp_path / name).read_text().splitlines()
+    # the first line as versions before the namespace read it; theirs skip the second, as
+    # no directory of the run
+    assert (owner, pid_ns, listed) == (f"{os.getpid()} {process_start(os.getpid())}",
+                                       f"pid_ns {mine}", f"/sys/fs/cgroup/{name}")
+    assert cg._claim_of(name, {})[0] is True
+    (tmp_path / name).write_text(f"{owner}\n")  # an older version's
+    assert cg._claim_of(name, {})[0] is True
+    assert cg.left_alone() == []
+    for pid in (os.getpid(), 999999999):  # alive or not here, it cannot be told
+        (tmp_path / name).write_text(f"{pid} 1\npid_ns {mine + 1}\n")
+        assert cg._claim_of(name, {})[0] is None
+        assert cg.left_alone() == ["20261204-000000-abcdef"]
+        assert cg.cleanup({}) == [] and (tmp_path / name).exists()
+    (tmp_path / name).write_text(f"999999999 1\npid_ns {mine}\n")  # dead, and of ours
+    cg.cleanup({})
+    assert not (tmp_path / name).exists()

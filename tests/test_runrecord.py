@@ -86,7 +86,8 @@ _records = st.builds(
     instances=st.lists(_instances, max_size=4).map(tuple),
     network=st.none() | st.dictionaries(_text, _json_value, max_size=3),
     metrics_url=_opt_text,
-    supervisor=st.none() | st.builds(SupervisorRecord, st.integers(1, 2**22), st.integers(0, 2**40)),
+    supervisor=st.none() | st.builds(SupervisorRecord, st.integers(1, 2**22), st.integers(0, 2**40),
+                                      pid_ns=st.none() | st.integers(1, 2**40)),
     last_seen=_opt_time,
     sock_dir=_opt_text,
     plan_dir=_opt_text,
@@ -190,6 +191,9 @@ def test_the_lifecycle_fields(tmp_path: Path) -> None:
     assert (run.outcome, run.last_seen, run.sock_dir) == ("aborted", 1795000005.25, "/tmp/harness-x")
     assert run.extra == {}
     assert RunRecord.from_json(run.to_json()) == run
+    named = RunRecord.from_json({**data, "supervisor": {**data["supervisor"], "pid_ns": 4026531836}})
+    assert named.supervisor == SupervisorRecord(4242, 987654, pid_ns=4026531836)
+    assert named.to_json()["supervisor"]["pid_ns"] == 4026531836
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,7 @@ class SupervisorRecord:
     start_ticks: int  # the process's start time in clock ticks since boot (/proc/PID/stat)
     boot_id: str = ""  # the kernel's boot id: a reboot since means the process is gone
     host: str = ""  # whose processes these are (outputs may be shared between machines)
+    pid_ns: int | None = None  # the inode of its PID namespace, whose pid `pid` is; None: older
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> SupervisorRecord:
@@ -115,7 +116,7 @@ class SupervisorRecord:
         pid, ticks = r.integer("pid"), r.integer("start_ticks")
         if pid is None or ticks is None:
             raise RecordError(f"{where} needs 'pid' and 'start_ticks'")
-        return cls(pid, ticks, r.text("boot_id") or "", r.text("host") or "")
+        return cls(pid, ticks, r.text("boot_id") or "", r.text("host") or "", r.integer("pid_ns"))
 
     def to_json(self) -> dict[str, Any]:
         """The `supervisor` object of run.json."""
