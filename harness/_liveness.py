@@ -284,3 +284,15 @@ def mark_aborted_runs(outputs: Path, found_by: str) -> list[Path]:
     """`mark_aborted` for every run under `outputs`; returns the runs it marked."""
     return [d for d in list_run_dirs(outputs) if mark_aborted(d, found_by)]
 
+
+def runs_left_alone(outputs: Path) -> list[tuple[RunRecord, str]]:
+    """The runs under `outputs` that go on by their record and whose supervisor this
+    process cannot judge (`cannot_tell`), each with why."""
+    found = []
+    for run_dir in list_run_dirs(outputs):
+        with contextlib.suppress(UsageError):  # not readable: nothing to say of it
+            run = load_run(run_dir)
+            why = cannot_tell(run)
+            if why is not None:
+                found.append((run, why))
+    return found

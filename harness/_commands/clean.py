@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import netem
 from harness import _cgroup as cgroups
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import EnvironmentProblem, UsageError
-from harness._liveness import mark_aborted_runs, remove_stale_sockets
+from harness._liveness import mark_aborted_runs, remove_stale_sockets, runs_left_alone
 from harness.observe import DEFAULT_OUTPUTS
+from netem._cleanup import left_alone
 
 HELP = (
     "remove leftover network namespaces, manifests and cgroups of runs that are no longer "
@@ -52,6 +54,32 @@ def _clean_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+_ANOTHER_PID_NS = "runs in another PID namespace (cannot tell from here whether it lives)"
+
+
+def _left_alone(outputs: Path, networks: dict[str, int], groups: list[str]) -> list[str]:
+    """One line per run left alone, whose supervisor this process cannot judge (another
+    PID namespace, or host): its record, with its network and cgroups if they were left
+    too; then one per network and run's cgroups left of runs not under `outputs`."""
+    lines = []
+    networks, groups = dict(networks), list(groups)
+    for run, why in runs_left_alone(outputs):
+        prefix = (run.network or {}).get("prefix")
+        what = ["its record"]
+        if prefix in networks:
+            del networks[prefix]
+            what.append(f"network {prefix}")
+        if run.run_id in groups:
+            groups.remove(run.run_id)
+            what.append("cgroups")
+        lines.append(f"left run {run.run_id} alone ({', '.join(what)}): {why}")
+    lines += [f"left network {prefix} alone: its owner (pid {pid}) {_ANOTHER_PID_NS}"
+              for prefix, pid in networks.items()]
+    lines += [f"left the cgroups of run {run_id} alone: its supervisor {_ANOTHER_PID_NS}"
+              for run_id in groups]
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Remove leftovers and print one line per thing removed or run marked."""
     if args.runner is not None:
@@ -62,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
     outputs = DEFAULT_OUTPUTS if args.outputs is None else outputs_dir(args.outputs)
     removed: list[str] = []
     failed: list[str] = []  # what could not be removed: said at the end, after the rest
+    networks: dict[str, int] = {}  # left alone: their owner's pid, by prefix
+    groups: list[str] = []  # the runs whose cgroups were left alone
     if os.geteuid() == 0:
         try:
             removed = netem.cleanup(args.prefix)  # checks the prefix before anything
+            if args.prefix is None:
+                networks = {m.prefix: m.pid for m in left_alone()}
         except netem.RequestError as e:
             raise UsageError(str(e)) from None
         except (netem.NetemError, OSError) as e:
@@ -74,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 removed += [str(p) for p in cgroups.cleanup()]
             except (cgroups.CgroupError, OSError) as e:
                 failed.append(str(e))
+            groups = cgroups.left_alone()
     elif args.prefix is not None:
         raise EnvironmentProblem("removing network namespaces needs root")
     else:  # a rootless run's namespaces live in a user namespace that died with it
@@ -86,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {item}")
     for run_dir in aborted:
         print(f"marked run {run_dir.name} aborted (its supervisor is gone); removed its sockets")
+    for line in _left_alone(outputs, networks, groups):
+        print(line)
     if removed:
         print(f"{len(removed)} item(s) removed")
     elif not failed and not aborted:

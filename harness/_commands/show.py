@@ -8,7 +8,7 @@ import sys
 import orjson
 
 from harness._commands._args import add_run, warning_if_failing
-from harness._liveness import mark_aborted
+from harness._liveness import cannot_tell, mark_aborted
 from harness._tell import one_line
 from harness.observe import load_run, resolve_run, summary
 from harness.observe._report._faults import fault_line
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     record = load_run(run_dir)
+    reason = info["reason"] or cannot_tell(record)  # left alone: say why it stays "running"
     dur = f"{info['duration_s']:.1f} s" if info["duration_s"] is not None else "still running"
     print(f"run      {info['run_id']}  ({run_dir})")
     target = f"{info['plan'] or '-'}:{info['case'] or '-'}"  # a record may lack them
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     n = info["instances"]
     print(
         f"outcome  {(info['outcome'] or 'running').upper()}  {n['passed']}/{n['total']} passed"
-        + (f"  — {one_line(info['reason'], 1000)}" if info["reason"] else "")
+        + (f"  — {one_line(reason, 1000)}" if reason else "")
     )
     print()
     print(
