@@ -158,9 +158,15 @@ where = Path(sys.argv[1])
 names.MANIFEST_DIR, names.NETNS_DIR = str(where / "netem"), str(where / "netns")
 cg.OWNERS = where / "owners"
 cg.hierarchies = lambda *_, **__: {}  # only the claims under `where`: no cgroup of this machine
-# The run's start-up sweep only: groups it made would be this machine's, claimed under `where`
-# alone, and another run's clean-up would take them for an unclaimed run's and remove them.
-_supervisor.Supervisor._make_cgroups = lambda self: _supervisor.cgroup_cleanup() and None
+
+
+def sweep_only(self):
+    # The run's start-up clean-up of cgroups, and no group of its own: one would be this
+    # machine's, claimed under `where` alone, and another run's clean-up would remove it.
+    _supervisor.cgroup_cleanup()
+
+
+_supervisor.Supervisor._make_cgroups = sweep_only
 for command in sys.argv[2:]:
     print(f"$ harness {command}", flush=True)
     if main(command.split()):
