@@ -74,9 +74,12 @@ def _read(path: str) -> Manifest | None:
     try:
         with open(path) as f:
             data = json.load(f)
-        return Manifest(**{k: v for k, v in data.items() if k in _FIELDS})
+        manifest = Manifest(**{k: v for k, v in data.items() if k in _FIELDS})
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+    # A damaged namespace would read as another one's: a network nothing ever removes.
+    ns = manifest.pid_ns
+    return manifest if ns is None or (isinstance(ns, int) and not isinstance(ns, bool)) else None
 
 
 def holder(prefix: str) -> Manifest | None:

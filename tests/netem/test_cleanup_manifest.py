@@ -115,9 +115,11 @@ def test_a_manifest_names_its_owners_pid_namespace_and_older_ones_still_read(
     (manifest_dir / "tq6.json").write_text(json.dumps({**data, "prefix": "tq6"}))
     # a key this version does not know (a newer one's) is no reason to take it for dead
     (manifest_dir / "tq7.json").write_text(json.dumps({**data, "prefix": "tq7", "new": 1}))
+    (manifest_dir / "tq8.json").write_text(json.dumps({**data, "prefix": "tq8", "pid_ns": "x"}))
     found = list(manifests.read_all())
-    assert [m if isinstance(m, str) else m.prefix for m in found] == ["tq5", "tq6", "tq7"]
-    assert all(not isinstance(m, str) and m.owner_alive() is True for m in found)
+    assert [m if isinstance(m, str) else m.prefix for m in found] == ["tq5", "tq6", "tq7", "tq8"]
+    assert all(not isinstance(m, str) and m.owner_alive() is True for m in found[:3])
+    assert found[3] == "tq8"  # damaged: unreadable (removed as a dead owner's), not "cannot tell"
 
 
 def test_cleanup_leaves_a_network_whose_owner_is_in_another_pid_namespace(
