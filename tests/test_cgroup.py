@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import pytest
 
 from harness import _cgroup as cg
 from netem._rootless import MARKER
-from tests.conftest import IN_KERNEL_VM
+from tests.conftest import IN_KERNEL_VM, alive
 
 HYBRID_MOUNTS = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -251,6 +252,41 @@ def test_remove_kills_what_is_left_even_frozen_and_leaves_nothing(groups: cg.Run
     groups.remove()
     assert proc.wait(timeout=10) == -9
     assert not any(d.exists() for d in dirs)
+
+
+@live
+def test_kill_reaches_every_process_of_the_group_but_those_spared(groups: cg.RunCgroups) -> None:
+    """A child in a session of its own and a daemon (its shell gone) are outside the process
+    group a signal reaches: the group's kill takes them too, and spares what it is told to
+    (a hog's busy loop, stopped while its instance is down), which stays stopped."""
+    group = groups.group("kill/1")
+    spared = subprocess.Popen(["sleep", "600"])
+    tree = subprocess.Popen(["sh", "-c", "read go; setsid sleep 600 & "
+                                         "sh -c 'setsid sleep 600 &'; exec sleep 600"],
+                            stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        os.kill(spared.pid, signal.SIGSTOP)
+        group.add(spared.pid)
+        group.add(tree.pid)  # before it forks: its children follow it
+        assert tree.stdin is not None
+        tree.stdin.write(b"go\n")
+        tree.stdin.close()
+        deadline = time.monotonic() + 30
+        while len(group.pids()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = set(group.pids()) - {spared.pid}
+        assert len(started) == 3 and tree.pid in started, started
+        group.kill(spare=[spared.pid])
+        assert group.pids() == [spared.pid]
+        assert tree.wait(timeout=10) == -signal.SIGKILL
+        assert not any(alive(pid) for pid in started)
+        assert Path(f"/proc/{spared.pid}/stat").read_text().rsplit(") ", 1)[1][0] == "T"
+        group.kill()
+        assert spared.wait(timeout=10) == -signal.SIGKILL and not group.pids()
+    finally:
+        for proc in (spared, tree):
+            proc.kill()
+            proc.wait()
 
 
 @live
