@@ -82,6 +82,8 @@ CGROUP_V2_TESTS = [
     "tests/test_faults_live.py::test_a_paused_instance_makes_no_progress_until_resumed",
     "tests/test_faults_live.py::test_a_memory_limit_kills_an_instance_that_eats_past_it",
     "tests/test_faults_live.py::test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it",
+    "tests/test_faults_live.py::test_kill_and_restart_reach_what_the_instance_started_outside_"
+    "its_process_group[local:exec]",
 ]
 
 

@@ -1,9 +1,11 @@
 """What faults do to a run's instances and links: the supervisor's side of the conductor.
 
-Process faults signal the instance's whole process group; pausing freezes its cgroup (its
-whole tree, and it notices nothing) where the run has per-instance cgroups, else it sends
-SIGSTOP and SIGCONT to the group. CPU and memory limits and CPU hogs need the cgroups.
-Network faults go through the runner (`Deployment.faults`).
+Process faults signal the instance's whole process group; once its process has exited,
+what it started that is still in its cgroup (a child in a session of its own, a daemon)
+is killed too (`kill_left`). Pausing freezes its cgroup (its whole tree, and it notices
+nothing) where the run has per-instance cgroups, else it sends SIGSTOP and SIGCONT to the
+group. CPU and memory limits and CPU hogs need the cgroups. Network faults go through the
+runner (`Deployment.faults`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 
+from harness._cgroup import CgroupError
 from harness._clock import preload_blind
 from harness.faults import FaultError
 from harness.runners import Launch, signal_group
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from harness._supervisor import Supervisor
 
 _HOG = "while True: pass"
+_log = structlog.get_logger("harness.supervisor")
 
 
 class FaultActions:
@@ -33,6 +38,10 @@ class FaultActions:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
         self.hogs: dict[str, list[int]] = {}  # instance -> pids of its busy loops
+        # Held while an instance's busy loops start, or what it left is killed: a loop in
+        # its cgroup whose pid is not yet in `hogs` would be taken for left over.
+        self._cgroup_locks: dict[str, trio.Lock] = {}
+        self._said_no_cgroups = False
 
     def running(self) -> set[str]:
         """The instances whose process runs now (a paused one too)."""
@@ -92,6 +101,30 @@ class FaultActions:
 
         trio.lowlevel.spawn_system_task(kill_later)
         return True
+
+    async def kill_left(self, instance: str) -> None:
+        """SIGKILL what the instance's process started and left running (out of its process
+        group, where a fault's signal did not reach: a child in a session of its own, a
+        daemon), its busy loops spared; called once its process has exited, before it is
+        started again. Without cgroups, the process group was all: the log says so once."""
+        cgroups = self.sup.cgroups
+        if cgroups is None:
+            if not self._said_no_cgroups:
+                self._said_no_cgroups = True
+                _log.warning("kill, stop and restart reach only each instance's process "
+                             "group: what it started in a session of its own runs on until "
+                             "the run's end", why=self.sup.no_cgroups)
+            return
+        group = cgroups.group(instance)
+        async with self._cgroup_lock(instance):
+            try:
+                await trio.to_thread.run_sync(group.kill, self.hogs.get(instance, []))
+            except CgroupError as e:
+                _log.warning("could not kill what an instance left", instance=instance,
+                             error=str(e))
+
+    def _cgroup_lock(self, instance: str) -> trio.Lock:
+        return self._cgroup_locks.setdefault(instance, trio.Lock())
 
     async def start(self, instance: str, why: str) -> bool:
         """Start again an instance a fault ended; False if it was running (nothing done)."""
@@ -194,9 +227,11 @@ class FaultActions:
             return False
         out = self.sup.run_dir / instance / "hog.log"
         for _ in range(loops):
-            proc = await self.sup.host.spawn(Launch(
-                {}, out.parent, out, out, None, [sys.executable, "-c", _HOG], group.paths()))
-            self.hogs.setdefault(instance, []).append(proc.pid)
+            async with self._cgroup_lock(instance):
+                proc = await self.sup.host.spawn(Launch(
+                    {}, out.parent, out, out, None, [sys.executable, "-c", _HOG],
+                    group.paths()))
+                self.hogs.setdefault(instance, []).append(proc.pid)
             await _started(proc.pid, group)
         if down:
             self.hogs_wait(instance, True)
@@ -215,7 +250,7 @@ class FaultActions:
             if needs is None:
                 return None
             raise FaultError(f"{needs} needs per-instance cgroups, which this run could not "
-                             f"make (they need root)")
+                             f"make ({self.sup.no_cgroups})")
         return cgroups.group(instance)
 
 

@@ -357,6 +357,7 @@ class Supervisor:
         self.network_events: list[dict[str, Any]] = []
         self.run_failure: str | None = None  # why the run failed apart from its instances
         self.cgroups: RunCgroups | None = None  # per-instance cgroups, where they can be made
+        self.no_cgroups = "they need root"  # why there are none, if there are none
         self._cgroups_made = trio.Event()
         self.conductor: Conductor | None = None
         self.fault_actions: FaultActions | None = None
@@ -660,6 +661,8 @@ class Supervisor:
             self._exited(st, state)
             return
         while True:
+            if st.restarts:  # what an earlier process left must not meet the new one
+                await self._kill_left(inst.id)
             proc = await self._spawn(st, launch, host)
             if proc is None:
                 break
@@ -669,6 +672,9 @@ class Supervisor:
                 if st.status is None:  # cancelled: the run is over and this one must go too
                     signal_group(proc.pid, signal.SIGKILL)
             st.ended = time.time()
+            if st.ended_by is not None:  # a fault ended it: all it started goes with it
+                with trio.CancelScope(shield=True):  # its exit is recorded, whatever comes
+                    await self._kill_left(inst.id)
             if proc.lost is not None:
                 st.stopped = st.stopped or proc.lost
             self.record({"kind": "instance", "instance": inst.id, "status": "exited",
@@ -733,6 +739,10 @@ class Supervisor:
                      "restarts": st.restarts})
         self._procs.start_soon(self._instance, st.spec, launch, self.host,
                                self.conductor.state)
+
+    async def _kill_left(self, instance: str) -> None:
+        if self.fault_actions is not None:
+            await self.fault_actions.kill_left(instance)
 
     def _hogs_wait(self, instance: str, waiting: bool) -> None:
         if self.fault_actions is not None:
@@ -901,6 +911,7 @@ class Supervisor:
                 cgroups.group(inst.id)
         except CgroupError as e:
             _log.warning("no per-instance cgroups", error=str(e))
+            self.no_cgroups = str(e)
             with contextlib.suppress(CgroupError):
                 cgroups.remove()
             return

@@ -3,6 +3,7 @@ so, and outcomes stay honest (tests/plans/faulty is the plan whose files show it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import textwrap
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness import _cgroup
-from tests.conftest import IN_KERNEL_VM, harness_cli, only_run_dir
+from tests.conftest import IN_KERNEL_VM, alive, harness_cli, only_run_dir
 
 PLANS = Path(__file__).parent / "plans"
 root = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and cgroups need root")
@@ -562,3 +563,155 @@ def test_an_instance_down_for_a_restart_when_the_run_stops_says_why_it_stopped(
     assert code == 1, out
     reason = _instance(run_dir, "single/1")["reason"]
     assert reason.startswith("still running at the run's timeout"), reason
+
+
+def _of_run(run_id: str) -> list[int]:
+    """The live processes (not zombies) started by the run's instances: those whose
+    environment has its TEST_RUN."""
+    mark = f"TEST_RUN={run_id}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and mark in Path(f"/proc/{entry}/environ").read_bytes().split(
+                    b"\0") and alive(int(entry)):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+@root
+@pytest.mark.parametrize("runner", ["local:exec", "local:netns"])
+def test_kill_and_restart_reach_what_the_instance_started_outside_its_process_group(
+    tmp_path: Path, runner: str,
+) -> None:
+    """An instance's child in a session of its own, and its daemon (a double fork and
+    setsid), are outside its process group: a kill or restart reached only the group, and
+    they ran on beside the next incarnation (faulty:orphans fails an incarnation that finds
+    an earlier one's). One killed for good is looked at while the run goes on, once its exit
+    is recorded; the run's end leaves nothing of any incarnation."""
+    import threading
+    import time
+
+    left: dict[str, list[int]] = {}  # what single/2 left once its exit was recorded
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not left:
+            for run in tmp_path.glob("out/*/events.jsonl"):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in run.read_text().splitlines():
+                        event = json.loads(line)
+                        if (event.get("instance"), event.get("status")) == ("single/2",
+                                                                             "exited"):
+                            pids = (run.parent / "single/2/orphans.log").read_text().split()
+                            left["single/2"] = [int(p) for p in pids[1::2] if alive(int(p))]
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code, run_dir, out = _run(tmp_path, "faulty:orphans", f"""
+            [[faults]]
+            at = "{_s(0.5)}"
+            action = "restart"
+            grace = "{_s(0.2)}"
+            targets = {{instances = ["single/0"]}}
+
+            [[faults]]
+            at = "{_s(0.5)}"
+            action = "kill"
+            duration = "{_s(0.3)}"
+            targets = {{instances = ["single/1"]}}
+
+            [[faults]]
+            at = "{_s(0.5)}"
+            action = "kill"
+            targets = {{instances = ["single/2"]}}
+            """, "-i", "3", "-p", f"seconds={3 * SLOW}", "--runner", runner)
+    finally:
+        done.set()
+        watcher.join()
+    assert code == 0, out
+    for iid in ("single/0", "single/1"):
+        assert _instance(run_dir, iid)["restarts"] == 1
+        assert len((run_dir / iid / "orphans.log").read_text().split()) == 8  # 2 each time
+    assert left == {"single/2": []}, f"what a kill for good left ran on: {left}"
+    assert not _of_run(run_dir.name), "the run's end left processes of its instances"
+
+
+@root
+def test_a_restart_of_an_instance_that_ended_by_itself_first_kills_what_it_left(
+    tmp_path: Path,
+) -> None:
+    """No fault ended its process, so nothing was killed then: what it left (faulty:orphans)
+    would meet the process a later restart starts."""
+    comp = tmp_path / "c.toml"
+    comp.write_text(textwrap.dedent("""
+        [global]
+        plan = "faulty"
+        case = "orphans"
+        total_instances = 2
+
+        [[groups]]
+        id = "short"
+        instances = { count = 1 }
+          [groups.params]
+          seconds = 0.5
+
+        [[groups]]
+        id = "long"
+        instances = { count = 1 }
+          [groups.params]
+          seconds = 3.5
+
+        [[faults]]
+        at = "2s"
+        action = "restart"
+        targets = {instances = ["short/0"]}
+        """))
+    out = tmp_path / "out"
+    r = harness_cli("run", "--composition", str(comp), "--plans", str(PLANS), "--outputs",
+                    str(out), "-q", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = only_run_dir(out)
+    assert _instance(run_dir, "short/0")["restarts"] == 1
+    assert len((run_dir / "short/0/orphans.log").read_text().split()) == 8
+    assert not _of_run(run_dir.name), "the run's end left processes of its instances"
+
+
+def test_without_cgroups_a_kill_reaches_the_process_group_and_the_log_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where no cgroup can be made, what an instance started in a session of its own is
+    out of a kill's reach until the run's end: the run's log says why, once for all its
+    process faults."""
+    import harness
+    from harness import _supervisor
+    from harness.plans import build_run_spec
+
+    why = "cannot create cgroup /sys/fs/cgroup/cpu/harness-x: Permission denied"
+
+    class Refused(_cgroup.RunCgroups):
+        def group(self, name: str) -> _cgroup.InstanceCgroup:
+            raise _cgroup.CgroupError(why)
+
+    monkeypatch.setattr(_supervisor, "RunCgroups", Refused)
+    caplog.set_level("INFO", logger="harness.supervisor")
+    faults = tmp_path / "faults.toml"
+    faults.write_text(textwrap.dedent("""
+        [[faults]]
+        at = "300ms"
+        action = "kill"
+        duration = "300ms"
+        targets = {group = "single"}
+        """))
+    spec = build_run_spec("faulty:beat", instances=2, params={"seconds": "1.5"},
+                          runner="local:exec", plan_roots=[PLANS], faults=faults)
+    result = harness.run(spec, harness.RunOptions(outputs=tmp_path / "out", progress=False,
+                                                  metrics_listen=None))
+    assert result.exit_code == 0, result.reason
+    said = [r.getMessage() for r in caplog.records
+            if "reach only each instance's process group" in r.getMessage()]
+    assert len(said) == 1, said
+    assert repr(why if os.geteuid() == 0 else "they need root") in said[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import trio
 import trio.lowlevel
@@ -33,6 +34,37 @@ async def beat(env: sdk.RunEnv) -> None:
         while time.time() < until:
             out.write(f"{time.time():.3f} {restarts} {env.data_ip}\n")
             await trio.sleep(0.02)
+
+
+async def orphans(env: sdk.RunEnv) -> None:
+    """Leave two processes out of this process's group, as servers and daemons do: a child
+    in a session of its own, and a daemon (a shell's background child that calls setsid,
+    the shell gone). Their pids go to orphans.log, after the incarnation's restarts. Fail if
+    one an earlier incarnation left still runs; then beat as `beat` does."""
+    log = env.outputs_path / "orphans.log"
+    earlier = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    if left := [pid for n, pid in earlier if _runs(int(pid), env.run_id, int(n))]:
+        raise RuntimeError(f"processes of an earlier incarnation still run: {left}")
+    child = await trio.lowlevel.open_process(["sleep", "1000"], start_new_session=True)
+    shell = await trio.run_process(
+        ["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"],
+        capture_stdout=True)
+    daemon = int(shell.stdout)
+    with log.open("a") as out:
+        out.write(f"{env.restarts} {child.pid}\n{env.restarts} {daemon}\n")
+    await beat(env)
+
+
+def _runs(pid: int, run_id: str, restarts: int) -> bool:
+    """Whether `pid` is alive (not a zombie) and was started by this run's instance in its
+    incarnation `restarts` (a pid used again since is not)."""
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] == "Z":
+            return False
+        environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    except OSError:
+        return False
+    return {f"TEST_RUN={run_id}".encode(), f"TEST_RESTARTS={restarts}".encode()} <= environ
 
 
 async def talk(env: sdk.RunEnv) -> None:
