@@ -35,6 +35,7 @@ class InstanceState:
     oom_seen: int = 0  # its cgroup's count of such kills at its process's last exit
     oom_others: int = 0  # processes of its cgroup the kernel killed so, since its last exit
     starting: bool = False  # restarted, its new process not yet known (`pid` is the old one)
+    last_words: str | None = None  # the end of its stderr, where its exit alone fails it
 
     @property
     def running(self) -> bool:
@@ -77,14 +78,16 @@ class InstanceState:
         """A fault starts it again: the new process must record success anew."""
         self.restarts += 1
         self.ended_by = None
+        self.last_words = None
         self.status = None
         self.starting = True
         if self.recorded == EventType.SUCCESS:
             self.recorded = None
 
-    def verdict(self) -> tuple[bool, str | None]:
+    def verdict(self, *, quote: bool = True) -> tuple[bool, str | None]:
         """(passed, why not): passed only with success recorded and a clean exit, or, for
-        one a fault ended and whose faults allow it ("may_die"), without a failure."""
+        one a fault ended and whose faults allow it ("may_die"), without a failure. Where
+        its exit alone fails it, the reason quotes its `last_words` (unless not `quote`)."""
         if self.recorded == EventType.CRASH:
             return False, f"crashed: {self.error or 'no detail'}"
         if self.recorded == EventType.FAILURE:
@@ -107,14 +110,29 @@ class InstanceState:
             except ValueError:
                 name = f"signal {-self.status}"
             oom = ": out of memory (its cgroup's memory limit)" if self.oom_killed else ""
-            return False, f"killed by {name}{oom}{self._children_oom()}"
+            said = self._said() if quote else ""
+            return False, f"killed by {name}{oom}{self._children_oom()}{said}"
         if self.status > 0:  # the instance's own reason for it may be this:
             closed = f" (the sync service had closed its connection: {self.sync_closed})"
             return False, (f"exit code {self.status}{self._children_oom()}"
-                           + (closed if self.sync_closed else ""))
+                           + (closed if self.sync_closed else "")
+                           + (self._said() if quote else ""))
         if self.recorded != EventType.SUCCESS:
             return False, "exited 0 without recording success"
         return True, None
+
+    @property
+    def exit_says_why(self) -> bool:
+        """Whether its verdict, if it failed, is its exit alone (an exit code or a signal,
+        no recorded failure, no stop, no memory limit): then what it wrote last on stderr
+        may say why."""
+        return (self.status is not None and self.status != 0 and self.ended_by is None
+                and self.recorded not in (EventType.CRASH, EventType.FAILURE)
+                and not (self.stopped or self.start_error or self.not_started
+                         or self.oom_killed))
+
+    def _said(self) -> str:
+        return f"; stderr ends: {self.last_words}" if self.last_words else ""
 
     def _children_oom(self) -> str:
         """What its exit may be owed to: the kernel killed others of its processes (a

@@ -48,6 +48,7 @@ from harness._progress import Progress, summary_table
 from harness._rundir import Reserve, json_bytes, write_json
 from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, RunParams
+from harness._stderr import last_words
 from harness._tell import one_line, tell
 from harness.faults import FaultError, Member
 from harness.observe import (
@@ -755,8 +756,12 @@ class Supervisor:
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
         if group is not None:  # a SIGKILL: the kernel's, for the memory limit?
             st.exited_with_oom_kills(group.oom_kills())
-        passed, reason = st.verdict()
-        state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else reason or "ended"))
+        if st.exit_says_why:
+            st.last_words = last_words(self.run_dir / st.spec.id / "stderr.log")
+        # Those whose barriers it fails quote its reason: in short, its own has the rest.
+        passed, short = st.verdict(quote=False)
+        state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else short or "ended"))
+        reason = st.verdict()[1]
         if not passed and not st.not_started:
             # A warning (`harness logs --level warning` shows failures): the root cause, an
             # exit code or a timeout, was only in events.jsonl. Those stopped because of it
