@@ -10,6 +10,7 @@ from __future__ import annotations
 # ruff: noqa: RUF009  (each field's default is a dataclasses.field made by `_var`)
 import dataclasses
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -23,6 +24,13 @@ PROFILE_ENV = "HARNESS_PROFILE_CPU"
 """Not a `TEST_*` variable: set (to seconds of CPU between samples) by `harness run
 --profile-cpu`, it has the SDK write a CPU-time profile of each instance
 (`harness.sdk._profile`)."""
+
+
+STACK_SIGNAL = signal.SIGUSR2
+"""What the supervisor sends a Python instance (one it forked from the case's entrypoint)
+before it stops it: the SDK has it write every thread's stack to stderr then
+(`faulthandler`), so that one stuck in its own code (a `time.sleep` in an async test, a busy
+loop) shows where. Never sent to a program: its default action ends a process."""
 
 
 class RunEnvError(RuntimeError):

@@ -3,8 +3,10 @@ program exited non-zero) and the stack a stop had a Python instance dump there."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from harness._reading import read_upto
 from harness.observe._jsonl import ignore_unreadable, read_tail
 
 QUOTE_LINES = 5
@@ -14,6 +16,9 @@ characters: a reason is one line of the summary table."""
 _TAIL_BYTES = 8192  # read from the end: where a quote's lines and their traceback are
 _TRACEBACK = "Traceback (most recent call last):"
 _SEPARATOR = " | "
+_STACK_BYTES = 1 << 20  # a dump: up to 100 threads of 100 frames each (faulthandler's caps)
+_THREAD = re.compile(r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$")
+_FRAME = re.compile(r'  File "(.*)", line (\d+) in (.*)$')
 
 
 def last_words(stderr: Path) -> str | None:
@@ -59,3 +64,31 @@ def _fit(lines: list[str], limit: int) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def stack_note(stderr: Path, offset: int, code: Path) -> str | None:
+    """What a stop's stack dump, written to `stderr` from `offset` on, says for the
+    instance's reason: the innermost frame of `code` (the plan's directory) it holds, of
+    the thread that wrote it first (the main thread), and where the whole dump is; None if
+    there is no dump there (the instance ended before it could write one)."""
+    try:
+        with stderr.open("rb") as f:
+            f.seek(offset)
+            text = read_upto(f, _STACK_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    threads: list[tuple[bool, list[tuple[str, ...]]]] = []  # (current?, frames innermost first)
+    for line in text.splitlines():
+        if (head := _THREAD.match(line)) is not None:
+            threads.append((head.group(1) == "Current thread", []))
+        elif threads and (frame := _FRAME.match(line)) is not None:
+            threads[-1][1].append(frame.groups())
+    if not threads:
+        return None
+    threads.sort(key=lambda thread: not thread[0])  # stable: the current thread first
+    where = f"every thread's stack at the stop is in {stderr.name}"
+    for file, line, function in (frame for _, frames in threads for frame in frames):
+        path = Path(file)
+        if path.is_relative_to(code):
+            return f"; it was in {function} ({path.relative_to(code)}:{line}): {where}"
+    return f"; {where}"

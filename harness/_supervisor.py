@@ -47,8 +47,8 @@ from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import Reserve, json_bytes, write_json
 from harness._runid import new_run_id
-from harness._runparams import PROFILE_ENV, RunParams
-from harness._stderr import last_words
+from harness._runparams import PROFILE_ENV, STACK_SIGNAL, RunParams
+from harness._stderr import last_words, stack_note
 from harness._tell import one_line, tell
 from harness.faults import FaultError, Member
 from harness.observe import (
@@ -92,6 +92,7 @@ _KILL_AFTER_S = 3.0  # SIGTERM, then SIGKILL if still alive this much later
 _REAPED_WITHIN_S = 2.0  # a SIGKILLed instance's exit is seen within this
 _SIGNAL_SETTLES_S = 0.2  # a signal that came with an error is handled within this
 _NETWORK_CHECK_S = 0.1  # how often the network's health is polled (a waitpid, no I/O)
+_STACK_DUMP_S = 0.25  # a Python instance's stack dump, then its SIGTERM (which would cut it)
 
 
 @dataclasses.dataclass
@@ -376,6 +377,7 @@ class Supervisor:
         self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
         self._env: dict[str, str] | None = None  # _base_env(), made at its first use
         self._inherited: dict[str, str] | None = None  # _inherited_env(), likewise
+        self._stacks: dict[str, int] = {}  # instances told to dump their stacks: from where
 
     # -- events --------------------------------------------------------------------------
 
@@ -756,8 +758,11 @@ class Supervisor:
         group = self.cgroups.groups.get(st.spec.id) if self.cgroups else None
         if group is not None:  # a SIGKILL: the kernel's, for the memory limit?
             st.exited_with_oom_kills(group.oom_kills())
+        stderr = self.run_dir / st.spec.id / "stderr.log"
         if st.exit_says_why:
-            st.last_words = last_words(self.run_dir / st.spec.id / "stderr.log")
+            st.last_words = last_words(stderr)
+        if st.stopped and (offset := self._stacks.pop(st.spec.id, None)) is not None:
+            st.stopped += stack_note(stderr, offset, self.spec.plan.path.resolve()) or ""
         # Those whose barriers it fails quote its reason: in short, its own has the rest.
         passed, short = st.verdict(quote=False)
         state.instance_ended(st.spec.id, st.ended_by or ("passed" if passed else short or "ended"))
@@ -809,22 +814,48 @@ class Supervisor:
             if st.starting:  # its new process gets the SIGTERM as it is known (`_spawn`)
                 st.stopped = st.stopped or reason
         running = [s for s in self.states.values() if s.running]
+        dumping = []  # (instance, pid): their SIGTERM waits for their stacks
         for st in running:
             st.stopped = st.stopped or reason
             assert st.pid is not None
-            signal_group(st.pid, signal.SIGTERM)
+            if self._dump_stacks(st):
+                dumping.append((st, st.pid))
+            else:
+                signal_group(st.pid, signal.SIGTERM)
         if running:
             _log.info("stopping instances", reason=reason, count=len(running))
             self.record({"kind": "phase", "name": "stopping", "reason": reason,
                          "instances": [s.spec.id for s in running]})
 
             async def kill_later() -> None:
-                await trio.sleep(_KILL_AFTER_S)
+                if dumping:
+                    await trio.sleep(_STACK_DUMP_S)
+                    for st, pid in dumping:
+                        if st.running and st.pid == pid:
+                            signal_group(pid, signal.SIGTERM)
+                await trio.sleep(_KILL_AFTER_S - (_STACK_DUMP_S if dumping else 0))
                 for st in running:
                     if st.running and st.pid is not None:
                         signal_group(st.pid, signal.SIGKILL)
 
             trio.lowlevel.spawn_system_task(kill_later)
+
+    def _dump_stacks(self, st: InstanceState) -> bool:
+        """Have a Python instance being stopped write every thread's stack to its stderr.log
+        (`STACK_SIGNAL`, to its process only): where a plan stuck in its own code was.
+        False, sending nothing, for a program (the signal would end it) and for one told
+        already (stopped again)."""
+        launch = self.launches.get(st.spec.id)
+        if launch is None or launch.argv is not None or st.spec.id in self._stacks:
+            return False
+        assert st.pid is not None
+        try:
+            offset = launch.stderr.stat().st_size
+            os.kill(st.pid, STACK_SIGNAL)
+        except OSError:  # its stderr.log removed; its process gone, not yet reaped
+            return False
+        self._stacks[st.spec.id] = offset
+        return True
 
     async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
         """On SIGINT/SIGTERM/SIGHUP: start nothing more, SIGTERM what runs, then end the run (the

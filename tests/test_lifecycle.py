@@ -197,7 +197,8 @@ def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
     for inst in run["instances"]:
         if inst["id"] in started:  # the truth: started, with its pid, then stopped
             assert inst["pid"] == started[inst["id"]]
-            assert inst["reason"] == "interrupted", inst
+            assert inst["reason"] in ("interrupted", "interrupted; every thread's stack at "
+                                      "the stop is in stderr.log"), inst
         else:
             assert inst["id"] in never and inst["pid"] is None, inst
             assert inst["reason"] == "not started (interrupted)", inst

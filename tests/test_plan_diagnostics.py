@@ -4,11 +4,12 @@ it ended (the end of its stderr, where it was stuck at a stop, a forgotten await
 from __future__ import annotations
 
 import json
+import signal
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
-from harness._stderr import QUOTE_CHARS, last_words
+from harness._stderr import QUOTE_CHARS, last_words, stack_note
 
 from .conftest import harness_cli, only_run_dir
 
@@ -24,6 +25,22 @@ program = ["sh", "-c", "echo starting; echo boom >&2; exit 1"]
 name = "script"
 instances = { min = 1, max = 1, default = 1 }
 program = ["python", "-c", "import sys\\ndef f():\\n    raise ValueError('bad frame')\\nf()"]
+[[testcases]]
+name = "stuck"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "diag.plan:stuck"
+[[testcases]]
+name = "sleeper"
+instances = { min = 1, max = 1, default = 1 }
+program = ["sleep", "1000"]
+"""
+DIAG_CODE = """
+import subprocess, time
+
+async def stuck(env):
+    # a child of its own, in its process group: it must not be told to dump a stack
+    subprocess.Popen(["sh", "-c", "trap 'echo child: USR2 >&2' USR2; while :; do sleep 0.05; done"])
+    time.sleep(1000)  # blocks the event loop: only a signal handler in C runs
 """
 
 
@@ -39,7 +56,7 @@ def test_a_program_that_exits_non_zero_is_failed_with_the_end_of_its_stderr(
 ) -> None:
     """A shell plan's `echo boom >&2; exit 1` read "exit code 1" in the summary, run.json
     and junit.xml: why it exited was only in its stderr.log."""
-    root = make_plan("diag", DIAG, "")
+    root = make_plan("diag", DIAG, DIAG_CODE)
     code, stdout, run = _run(root, "shell", tmp_path / "out")
     assert code == 1, stdout
     (inst,) = run["instances"]
@@ -53,11 +70,40 @@ def test_a_program_that_exits_non_zero_is_failed_with_the_end_of_its_stderr(
 def test_a_python_programs_traceback_is_quoted_down_to_its_exception(
     make_plan: Callable[[str, str, str], Path], tmp_path: Path,
 ) -> None:
-    root = make_plan("diag", DIAG, "")
+    root = make_plan("diag", DIAG, DIAG_CODE)
     code, _, run = _run(root, "script", tmp_path / "out")
     (inst,) = run["instances"]
     assert code == 1 and inst["reason"].startswith("exit code 1; stderr ends: ")
     assert inst["reason"].endswith("in f | ValueError: bad frame"), inst["reason"]
+
+
+def test_a_python_instance_stuck_at_the_timeout_dumps_its_stacks_and_says_where(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """`time.sleep(1000)` in an async test read "still running at the run's timeout", with
+    nothing of where it was stuck. The dump goes to its process alone (not to the child in
+    its group), and its SIGTERM still ends it (not the SIGKILL seconds later)."""
+    root = make_plan("diag", DIAG, DIAG_CODE)
+    code, _, run = _run(root, "stuck", tmp_path / "out", "--timeout", "2")
+    (inst,) = run["instances"]
+    assert code == 1 and inst["reason"] == (
+        "still running at the run's timeout (2s); it was in stuck (plan.py:7): every "
+        "thread's stack at the stop is in stderr.log"), inst["reason"]
+    assert inst["exit_code"] == -signal.SIGTERM
+    stderr = (only_run_dir(tmp_path / "out") / "single/0/stderr.log").read_text()
+    assert "Current thread 0x" in stderr and '/diag/plan.py", line 7 in stuck' in stderr
+    assert "child: USR2" not in stderr
+
+
+def test_a_program_at_the_timeout_gets_no_stack_signal(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """A program knows nothing of the SDK's stack dumps: the signal would end it."""
+    root = make_plan("diag", DIAG, DIAG_CODE)
+    code, _, run = _run(root, "sleeper", tmp_path / "out", "--timeout", "1")
+    (inst,) = run["instances"]
+    assert code == 1 and inst["reason"] == "still running at the run's timeout (1s)"
+    assert inst["exit_code"] == -signal.SIGTERM
 
 
 def test_the_quote_keeps_a_tracebacks_exception_when_lines_follow_it(tmp_path: Path) -> None:
@@ -86,3 +132,28 @@ def test_the_quote_is_bounded_and_keeps_the_start_of_a_long_last_line(tmp_path: 
     stderr.write_text("\n \n")
     assert last_words(stderr) is None
     assert last_words(tmp_path / "missing.log") is None
+
+
+def test_a_stack_note_quotes_the_plans_innermost_frame_of_the_current_thread_first(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan"
+    stderr = tmp_path / "stderr.log"
+    before = "Current thread 0x0000000000000001 (most recent call first):\n" \
+             f'  File "{plan}/old.py", line 1 in earlier\n'
+    dump = ("Thread 0x00007f0000000002 (most recent call first):\n"
+            f'  File "{plan}/worker.py", line 3 in poll\n\n'
+            "Current thread 0x00007f0000000001 (most recent call first):\n"
+            '  File "/usr/lib/python3.11/socket.py", line 9 in recv\n'
+            f'  File "{plan}/lib/net.py", line 21 in fetch\n'
+            f'  File "{plan}/plan.py", line 5 in case\n'
+            '  File "/x/harness/sdk/_invoke.py", line 130 in _run\n')
+    stderr.write_text(before + dump)
+    offset = len(before)
+    assert stack_note(stderr, offset, plan) == (
+        "; it was in fetch (lib/net.py:21): every thread's stack at the stop is in stderr.log")
+    stderr.write_text(before + dump.replace(str(plan), "/elsewhere"))
+    assert stack_note(stderr, offset, plan) == (
+        "; every thread's stack at the stop is in stderr.log")
+    stderr.write_text(before + "the instance ended before the dump\n")
+    assert stack_note(stderr, offset, plan) is None

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from harness._runparams import STACK_SIGNAL
 from harness.runners._process import Launch, ProcessHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,12 +161,13 @@ def test_a_run_of_python_instances_passes_with_and_without_a_pool(
 
 
 @pytest.mark.parametrize("pool", [0, 1])
-def test_a_program_starts_with_sigpipe_and_sigxfsz_at_their_default(
+def test_a_program_starts_with_the_signals_the_host_ignores_at_their_default(
     pool: int, tmp_path: Path
 ) -> None:
     """The host is Python, which ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
     ignored across exec: a program then got EPIPE where, run by hand, it dies of SIGPIPE
-    (`yes | head -1` said "yes: standard output: Broken pipe"). subprocess restores them."""
+    (`yes | head -1` said "yes: standard output: Broken pipe"). subprocess restores them.
+    The host also ignores STACK_SIGNAL, for its Python children until the SDK takes it."""
 
     async def body(host: ProcessHost, host_pid: int) -> None:
         await host.prefork(pool)
@@ -177,7 +179,8 @@ def test_a_program_starts_with_sigpipe_and_sigxfsz_at_their_default(
         proc = await host.spawn(launch)
         assert await proc.wait() == 0, launch.stderr.read_text()
         ignored = int(launch.stdout.read_text().split()[1], 16)
-        assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, STACK_SIGNAL):
+            assert not ignored & 1 << (sig - 1), sig
 
     _with_host(tmp_path, body)
 

@@ -333,14 +333,17 @@ def test_a_timeout_says_at_which_barrier_an_instance_waited(
         cwd=Path(__file__).resolve().parents[1])
     run = json.loads(r.stdout)
     reasons = sorted(i["reason"] for i in run["instances"])
+    stacks = "every thread's stack at the stop is in stderr.log"
     assert reasons == [
-        "still running at the run's timeout (3s)",
-        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
-        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 arrived)",
+        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 "
+        f"arrived); {stacks}",
+        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 "
+        f"arrived); {stacks}",
+        f"still running at the run's timeout (3s); it was in case (plan.py:8): {stacks}",
     ]
     # the one that waited on no other, not whichever ended first from its SIGTERM
     assert run["reason"] == ("3 of 3 failed; first: single/1: still running at the run's "
-                             "timeout (3s)"), run["reason"]
+                             f"timeout (3s); it was in case (plan.py:8): {stacks}"), run["reason"]
 
 
 def test_a_sigkill_by_the_memory_limit_says_out_of_memory() -> None:

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 import orjson
 
 from harness import _linux
+from harness._runparams import STACK_SIGNAL
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -347,9 +348,10 @@ def _child(req: dict[str, Any], fn: Any, backend: str, stdout: int, stderr: int)
         _linux.setns(req["netns"])
     os.chdir(req["cwd"])
     if req.get("argv"):
-        # Python ignores them, and an ignored signal stays so across exec: a program run
-        # by hand has them at their default (subprocess restores them too).
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        # Python (and this host: STACK_SIGNAL) ignores them, and an ignored signal stays so
+        # across exec: a program run by hand has them at their default (subprocess
+        # restores them too).
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, STACK_SIGNAL):
             signal.signal(sig, signal.SIG_DFL)
         os.execvpe(req["argv"][0], req["argv"], req["env"])
     from harness.sdk import run_instance
@@ -379,6 +381,9 @@ def main() -> None:
     _linux.child_subreaper()
     # The supervisor may already be gone when this runs; then the socket reads EOF at once.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our end comes through the socket
+    # Ignored by every child until the SDK has it dump the stacks (`run_instance`): one the
+    # supervisor stops as it starts must not die of it instead of its SIGTERM.
+    signal.signal(STACK_SIGNAL, signal.SIG_IGN)
     if entrypoint:
         # An instance's start-up, run here first: children start warm (_warmup says why).
         from harness.runners._warmup import warm_up

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import inspect
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
 import structlog
 
-from harness._runparams import RunEnvError
+from harness._runparams import STACK_SIGNAL, RunEnvError
 from harness.observe._logging import configure_logging
 from harness.sdk._connect import connect
 from harness.sdk._network import NetworkClient
@@ -64,13 +65,30 @@ def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = N
     if profiler is not None:
         profiler.start()
     try:
-        return run_on(backend, _run, fn, env)
+        with _stacks_on_signal():
+            return run_on(backend, _run, fn, env)
     except SyncError as e:
         print(f"harness.sdk: {e}", file=sys.stderr)
         return 3
     finally:
         if profiler is not None:
             profiler.stop()
+
+
+@contextlib.contextmanager
+def _stacks_on_signal() -> Iterator[None]:
+    """Every thread's stack to stderr on `STACK_SIGNAL`, as the supervisor stops the
+    instance. Written by the signal handler itself, in C: an event loop blocked by the
+    plan's code (a busy loop, a blocking call) runs no Python handler."""
+    try:
+        faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
+    except (RuntimeError, ValueError, OSError):  # no stderr to write to (None, closed)
+        yield
+        return
+    try:
+        yield
+    finally:
+        faulthandler.unregister(STACK_SIGNAL)
 
 
 def invoke(fn: TestFunction, backend: str = "trio") -> NoReturn:
