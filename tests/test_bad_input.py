@@ -838,9 +838,9 @@ def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(
 def test_a_forgotten_await_is_a_warning_of_the_instance(
     make_plan: Callable[[str, str, str], Path], tmp_path: Path,
 ) -> None:
-    """`env.sync.barrier(...)` without `await` waits for nothing, and the run passes: the
-    RuntimeWarning was a line of stderr.log, at INFO in `harness logs`, under
-    `--level warning` not at all."""
+    """`env.sync.barrier(...)` without `await` waits for nothing: the RuntimeWarning was a
+    line of stderr.log, at INFO in `harness logs`, under `--level warning` not at all. (It
+    fails the instance too: tests/test_plan_diagnostics.py.)"""
     manifest = ('name = "forgot"\n[[testcases]]\nname = "case"\n'
                 'instances = { min = 1, max = 1, default = 1 }\n'
                 'entrypoint = "forgot.plan:case"\nbackend = "asyncio"\n')
@@ -848,7 +848,7 @@ def test_a_forgotten_await_is_a_warning_of_the_instance(
                       "async def case(env):\n    env.sync.barrier('all', 1)\n")
     r = run_cli("forgot", "--plans", str(plans), "--runner", "local:exec",
                 "--outputs", str(tmp_path / "out"))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     (log,) = (tmp_path / "out").glob("*/single/0/log.jsonl")
     (warning,) = [line for line in map(json.loads, log.read_text().splitlines())
                   if line["level"] == "warning"]

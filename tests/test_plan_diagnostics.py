@@ -33,6 +33,15 @@ entrypoint = "diag.plan:stuck"
 name = "sleeper"
 instances = { min = 1, max = 1, default = 1 }
 program = ["sleep", "1000"]
+[[testcases]]
+name = "forgot"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "diag.plan:forgot"
+[[testcases]]
+name = "cycle"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "diag.plan:cycle"
+backend = "asyncio"
 """
 DIAG_CODE = """
 import subprocess, time
@@ -41,6 +50,16 @@ async def stuck(env):
     # a child of its own, in its process group: it must not be told to dump a stack
     subprocess.Popen(["sh", "-c", "trap 'echo child: USR2 >&2' USR2; while :; do sleep 0.05; done"])
     time.sleep(1000)  # blocks the event loop: only a signal handler in C runs
+
+async def forgot(env):
+    env.sync.publish("news", 1)  # no await: nothing is published
+    await env.sync.signal_entry("done")
+
+async def cycle(env):
+    import gc
+    gc.disable()  # no collection comes before success is recorded
+    box = {"coroutine": env.sync.publish("news", 1)}
+    box["self"] = box  # finalized only by a collection
 """
 
 
@@ -104,6 +123,33 @@ def test_a_program_at_the_timeout_gets_no_stack_signal(
     (inst,) = run["instances"]
     assert code == 1 and inst["reason"] == "still running at the run's timeout (1s)"
     assert inst["exit_code"] == -signal.SIGTERM
+
+
+def test_a_forgotten_await_fails_the_instance_naming_the_coroutine(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """`env.sync.publish(...)` without `await` only warned (RuntimeWarning: coroutine ...
+    was never awaited), and the instance passed."""
+    root = make_plan("diag", DIAG, DIAG_CODE)
+    code, stdout, run = _run(root, "forgot", tmp_path / "out")
+    (inst,) = run["instances"]
+    assert code == 1, stdout
+    assert inst["reason"] == ("failed: coroutine 'SyncClient.publish' was never awaited "
+                              "(a forgotten `await`) at plan.py:10"), inst["reason"]
+    assert inst["exit_code"] == 1
+
+
+def test_a_forgotten_await_in_a_reference_cycle_is_found_before_success(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path,
+) -> None:
+    """A coroutine only a collection finalizes warned after the success was recorded, if
+    ever (a forked instance ends by os._exit): the instance passed."""
+    root = make_plan("diag", DIAG, DIAG_CODE)
+    code, stdout, run = _run(root, "cycle", tmp_path / "out")
+    (inst,) = run["instances"]
+    assert code == 1, stdout
+    assert inst["reason"] == ("failed: coroutine 'SyncClient.publish' was never awaited "
+                              "(a forgotten `await`)"), inst["reason"]
 
 
 def test_the_quote_keeps_a_tracebacks_exception_when_lines_follow_it(tmp_path: Path) -> None:

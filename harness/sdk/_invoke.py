@@ -10,6 +10,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
@@ -17,6 +18,7 @@ import structlog
 
 from harness._runparams import STACK_SIGNAL, RunEnvError
 from harness.observe._logging import configure_logging
+from harness.sdk._awaits import ForgottenAwaits
 from harness.sdk._connect import connect
 from harness.sdk._network import NetworkClient
 from harness.sdk._profile import profiler_from_environ
@@ -122,15 +124,11 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
         env.network = NetworkClient(env)
         env.log = structlog.get_logger("instance")
         await sync.signal_event({"type": EventType.START})
+        forgotten = ForgottenAwaits(_code_of(fn))
         try:
-            result = fn(env)
-            if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
-                raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
-                                f"async: define it with `async def`")
-            returned: object = await cast("Awaitable[object]", result)  # typed None: any value
-            if returned is not None:  # `return False` passes: say so where it is looked for
-                env.log.warning("the test function returned a value, which is ignored: "
-                                "raise sdk.TestFailure to fail", returned=repr(returned)[:200])
+            with forgotten.watching():
+                await _call(fn, env)
+                forgot = forgotten.reason()  # before success: after it, nothing fails it
         except BaseException as group:
             # Several tasks may fail at once: each error is said, in a failure if each is a
             # failed check, else in a crash.
@@ -147,12 +145,42 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
             env.log.error(kind.value, error=error)  # as record_failure / record_crash log it
             with contextlib.suppress(OSError):  # a case may have closed its stderr
                 traceback.print_exc()  # after the record: `harness logs` shows it in its place
-            report = env._signal_end(kind, error, traceback.format_exc())
-            with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
-                await report  # if this cannot be sent, the exit code still fails the instance
+            await _report_end(env, kind, error, traceback.format_exc())
             return 1
         finally:
             if "metrics" in vars(env):  # recorded some
                 env.metrics.close()
+        if forgot is not None:
+            env.log.error(EventType.FAILURE.value, error=forgot)
+            await _report_end(env, EventType.FAILURE, forgot)
+            return 1
         await env.record_success()
         return 0
+
+
+async def _call(fn: TestFunction, env: RunEnv) -> None:
+    """Run the test function to its end."""
+    result = fn(env)
+    if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
+        raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
+                        f"async: define it with `async def`")
+    returned: object = await cast("Awaitable[object]", result)  # typed None: any value
+    if returned is not None:  # `return False` passes: say so where it is looked for
+        env.log.warning("the test function returned a value, which is ignored: "
+                        "raise sdk.TestFailure to fail", returned=repr(returned)[:200])
+
+
+async def _report_end(env: RunEnv, kind: EventType, error: str, stacktrace: str = "") -> None:
+    """Record the instance's failure or crash, if it can within 5 s: if it cannot, the
+    exit code still fails the instance."""
+    report = env._signal_end(kind, error, stacktrace)
+    with contextlib.suppress(SyncError, TimeoutError), anyio.fail_after(5):
+        await report
+
+
+def _code_of(fn: TestFunction) -> Path | None:
+    """The directory of the test function's module: the plan's code."""
+    try:
+        return Path(inspect.getfile(fn)).parent
+    except TypeError:  # no source file: a builtin, a callable object
+        return None

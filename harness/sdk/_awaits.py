@@ -1,0 +1,72 @@
+"""Forgotten awaits: a coroutine the test function made and never awaited fails it.
+
+`env.sync.publish(...)` without `await` publishes nothing, and Python only warns (a
+RuntimeWarning as the coroutine is finalized), so the instance passed. While it watches,
+that warning is an error: raised in the coroutine's finalizer, it reaches
+`sys.unraisablehook` with the coroutine itself, whatever the warning filters' "once per
+place" would have shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_UNAWAITED = r"coroutine .* was never awaited"
+_log = logging.getLogger("py.warnings")  # where Python's own warning was logged
+
+
+class ForgottenAwaits:
+    """The coroutines finalized without ever being awaited while `watching`; `code` is
+    the plan's directory, where the place one was dropped is worth saying."""
+
+    def __init__(self, code: Path | None = None) -> None:
+        self.code = code
+        self.found: list[str] = []
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[ForgottenAwaits]:
+        """Note every coroutine never awaited, until the block ends."""
+        previous = sys.unraisablehook
+
+        def hook(unraisable: Any) -> None:
+            if (isinstance(unraisable.exc_value, RuntimeWarning)
+                    and inspect.iscoroutine(unraisable.object)):
+                # Called from where the coroutine was dropped: for a call whose result is
+                # thrown away, the line that forgot its await.
+                self._note(unraisable.object, sys._getframe(1))
+            else:
+                previous(unraisable)
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=_UNAWAITED, category=RuntimeWarning)
+            sys.unraisablehook = hook
+            try:
+                yield self
+            finally:
+                sys.unraisablehook = previous
+
+    def reason(self) -> str | None:
+        """Why the instance fails, if a coroutine was never awaited; within `watching`.
+        A collection first: one held in a reference cycle is finalized only by it."""
+        gc.collect()
+        if not self.found:
+            return None
+        more = len(self.found) - 1
+        return self.found[0] + (f" (and {more} more)" if more else "")
+
+    def _note(self, coro: Any, frame: Any) -> None:
+        name = getattr(coro, "__qualname__", type(coro).__name__)
+        what = f"coroutine '{name}' was never awaited (a forgotten `await`)"
+        where = Path(frame.f_code.co_filename)
+        if self.code is not None and where.is_relative_to(self.code):
+            what += f" at {where.relative_to(self.code)}:{frame.f_lineno}"
+        _log.warning(what)
+        self.found.append(what)
