@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from harness._stderr import QUOTE_CHARS, last_words, stack_note
 
 from .conftest import harness_cli, only_run_dir
@@ -203,3 +205,40 @@ def test_a_stack_note_quotes_the_plans_innermost_frame_of_the_current_thread_fir
         "; every thread's stack at the stop is in stderr.log")
     stderr.write_text(before + "the instance ended before the dump\n")
     assert stack_note(stderr, offset, plan) is None
+
+
+def test_watching_for_forgotten_awaits_passes_other_unraisables_on_and_ends_clean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a coroutine never awaited is taken; the hook and the warning filters are as
+    they were once the test function has returned (`_run` runs in the warm-up too)."""
+    import sys
+    import warnings
+
+    from harness.sdk._awaits import ForgottenAwaits
+
+    others: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: others.append(u.object))
+    filters = list(warnings.filters)
+
+    async def step() -> None:
+        pass
+
+    class Broken:
+        def __del__(self) -> None:
+            raise OSError("closing")
+
+    forgotten = ForgottenAwaits(Path(__file__).parent)
+    with forgotten.watching():
+        line = sys._getframe().f_lineno + 1
+        step()  # type: ignore[unused-coroutine]
+        Broken()
+        assert forgotten.reason() == (
+            "coroutine 'test_watching_for_forgotten_awaits_passes_other_unraisables_on_and_"
+            "ends_clean.<locals>.step' was never awaited (a forgotten `await`) at "
+            f"{Path(__file__).name}:{line}")
+    assert others == [Broken.__del__]
+    assert sys.unraisablehook is not None and warnings.filters == filters
+    with pytest.warns(RuntimeWarning, match="never awaited"):  # no longer watched: as before
+        step()  # type: ignore[unused-coroutine]
+    assert len(forgotten.found) == 1

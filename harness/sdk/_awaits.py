@@ -17,6 +17,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 _UNAWAITED = r"coroutine .* was never awaited"
@@ -41,7 +42,8 @@ class ForgottenAwaits:
                     and inspect.iscoroutine(unraisable.object)):
                 # Called from where the coroutine was dropped: for a call whose result is
                 # thrown away, the line that forgot its await.
-                self._note(unraisable.object, sys._getframe(1))
+                here = inspect.currentframe()
+                self._note(unraisable.object, here.f_back if here is not None else None)
             else:
                 previous(unraisable)
 
@@ -62,11 +64,12 @@ class ForgottenAwaits:
         more = len(self.found) - 1
         return self.found[0] + (f" (and {more} more)" if more else "")
 
-    def _note(self, coro: Any, frame: Any) -> None:
+    def _note(self, coro: Any, frame: FrameType | None) -> None:
         name = getattr(coro, "__qualname__", type(coro).__name__)
         what = f"coroutine '{name}' was never awaited (a forgotten `await`)"
-        where = Path(frame.f_code.co_filename)
-        if self.code is not None and where.is_relative_to(self.code):
-            what += f" at {where.relative_to(self.code)}:{frame.f_lineno}"
+        if frame is not None and self.code is not None:
+            where = Path(frame.f_code.co_filename)
+            if where.is_relative_to(self.code):
+                what += f" at {where.relative_to(self.code)}:{frame.f_lineno}"
         _log.warning(what)
         self.found.append(what)
