@@ -122,6 +122,10 @@ class Engine:
         common += ["--realtime", str(self.realtime_priority)]
         if self.distribution == "normal":
             common.append("--normal")
+        if self.hook == "FORWARD":
+            # a hub's partitions drop a packet due while they hold (the kernel backend delays
+            # before the hub); a pod's OUTPUT drops come before the kernel's netem, so not there
+            common += ["--recheck-mark", str(_rules.RECHECK_MARK)]
         c_error: str | None = None
         if self._wanted in ("auto", "c"):
             try:

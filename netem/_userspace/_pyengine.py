@@ -1,7 +1,7 @@
 """The Python engine (fallback when no C compiler): a process speaking the same protocol.
 
     python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--maxlen N]
-        [--normal] [--realtime PRIO]
+        [--normal] [--realtime PRIO] [--recheck-mark M]
 
 Run it inside the namespace to queue in (the Engine starts it under nsenter).
 """
@@ -81,15 +81,24 @@ def _simulate(seed: int, normal: bool) -> int:
 
 
 class _QueueOutput:
-    """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket."""
+    """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket.
 
-    def __init__(self) -> None:
+    With `recheck_mark` a packet let go is repeated, marked, rather than accepted (see
+    engine.c's --recheck-mark).
+    """
+
+    def __init__(self, recheck_mark: int = 0) -> None:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
+        self._recheck_mark = recheck_mark
 
     def accept(self, handle: Any, payload: bytes | None, now_ns: int) -> None:
         if payload is not None:
             handle.set_payload(payload)
-        handle.accept()
+        if self._recheck_mark:
+            handle.set_mark(handle.get_mark() | self._recheck_mark)
+            handle.repeat()
+        else:
+            handle.accept()
 
     def drop(self, handle: Any, now_ns: int) -> None:
         handle.drop()
@@ -102,13 +111,14 @@ class _QueueOutput:
             self._sock.sendto(payload, (socket.if_indextoname(ifindex), 0x0800, 0, 0, mac))
 
 
-def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536) -> int:
+def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536,
+          recheck_mark: int = 0) -> int:
     try:
         from netfilterqueue import NetfilterQueue
     except ImportError:
         print("error the Python engine needs NetfilterQueue (pip install NetfilterQueue)")
         return 1
-    out = _QueueOutput()
+    out = _QueueOutput(recheck_mark)
     core: Core[Any] = Core(out, seed, normal)
     nfq = NetfilterQueue()
 
@@ -174,6 +184,7 @@ def main() -> int:
     parser.add_argument("--maxlen", type=int, default=65536)
     parser.add_argument("--normal", action="store_true")
     parser.add_argument("--realtime", type=int, default=0)
+    parser.add_argument("--recheck-mark", type=lambda v: int(v, 0), default=0)
     args = parser.parse_args()
     if args.simulate:
         return _simulate(args.seed, args.normal)
@@ -185,7 +196,7 @@ def main() -> int:
         except OSError:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, -10)
-    return _live(args.queue, args.seed, args.normal, args.maxlen)
+    return _live(args.queue, args.seed, args.normal, args.maxlen, args.recheck_mark)
 
 
 if __name__ == "__main__":

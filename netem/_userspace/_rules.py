@@ -17,6 +17,10 @@ from netem._backends._base import Pair
 
 CHAIN = "NETEM-QUEUE"
 NETNS_DIR = Path("/run/netns")
+RECHECK_MARK = 0x10000000
+"""The mark the hub's engine gives a packet it lets go, which sends it through FORWARD's
+rules once more (NF_REPEAT): the partitions' drops apply to it at its due time, and the
+jump to NETEM-QUEUE skips it."""
 
 
 class RulesError(RuntimeError):
@@ -69,6 +73,14 @@ def _by_source(pairs: Iterable[Pair]) -> dict[IPv4Address, list[IPv4Address]]:
     return {src: sorted(by_src[src], key=int) for src in sorted(by_src, key=int)}
 
 
+def jump(hook: str = "FORWARD") -> list[str]:
+    """The rule of `hook` that jumps to NETEM-QUEUE (in FORWARD, not for a packet the engine
+    let go already: see RECHECK_MARK)."""
+    if hook != "FORWARD":
+        return ["-j", CHAIN]
+    return ["-m", "mark", "!", "--mark", f"{RECHECK_MARK:#x}/{RECHECK_MARK:#x}", "-j", CHAIN]
+
+
 def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_chain: bool,
                     hook: str = "FORWARD") -> str:
     """The iptables-restore text that removes every rule and chain the engine made (`hook`:
@@ -78,7 +90,7 @@ def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_ch
     lines += [f":{sub_chain(src)} - [0:0]" for src in srcs]
     lines += [f"-X {sub_chain(src)}" for src in srcs]
     if remove_jump:
-        lines.append(f"-D {hook} -j {CHAIN}")
+        lines.append(" ".join(["-D", hook, *jump(hook)]))
     if remove_chain:
         lines.append(f"-X {CHAIN}")
     lines.append("COMMIT")
@@ -151,13 +163,13 @@ def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
     """
     has_chain = run_in(netns, ["iptables", "-S", CHAIN]).returncode == 0
     has_jump = (
-        has_chain and run_in(netns, ["iptables", "-C", hook, "-j", CHAIN]).returncode == 0
+        has_chain and run_in(netns, ["iptables", "-C", hook, *jump(hook)]).returncode == 0
     )
     if has_chain and has_jump:
         return False, False
     lines = ["*filter"]
     if not has_chain:
         lines.append(f":{CHAIN} - [0:0]")
-    lines += [f"-A {hook} -j {CHAIN}", "COMMIT"]
+    lines += [" ".join(["-A", hook, *jump(hook)]), "COMMIT"]
     restore(netns, "\n".join(lines) + "\n")
     return True, not has_chain

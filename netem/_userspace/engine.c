@@ -12,6 +12,10 @@
  *                                pair, "late N P50_US P99_US MAX_US", then "ok"
  *   reset_timing                 clears the lateness histogram              -> "ok"
  *   quit (or end of input)       accepts every held packet at once and exits
+ * --recheck-mark M: a held packet is let go with NF_REPEAT and its mark ORed with M instead
+ *   of NF_ACCEPT, so it passes the hook's rules again at its due time (a partition made
+ *   while it was held drops it, as the kernel's netem, which delays before the hub, does);
+ *   the rule queueing to the engine must skip packets marked M.
  * First line on stdout: "ready" once the queue is bound, or "error MESSAGE" and exit 1.
  *
  * --simulate: no queue, no privileges; a virtual clock driven by input lines
@@ -203,6 +207,7 @@ struct item {
 	uint64_t key;
 	uint32_t id;
 	uint32_t len;
+	uint32_t mark; /* the packet's own mark, kept under recheck_mark */
 	int ifindex;
 	uint8_t kind;
 	uint8_t *data; /* owned copy for K_CORRUPT and the copies */
@@ -283,6 +288,7 @@ static char vbuf[1 << 17];
 static size_t vlen;
 static int nfd = -1;
 static uint16_t queue_num;
+static uint32_t recheck_mark; /* 0: held packets are accepted, not sent through the rules again */
 
 static void verdict_flush(void)
 {
@@ -293,7 +299,9 @@ static void verdict_flush(void)
 	vlen = 0;
 }
 
-static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, const char *what)
+/* A verdict; with NF_REPEAT the packet's mark becomes `mark` (NFQA_MARK). */
+static void verdict(uint32_t id, uint32_t v, uint32_t mark, uint32_t len, const uint8_t *buf,
+		    const char *what)
 {
 	if (simulate) {
 		printf("%s %" PRIu32 " %" PRId64 "\n", what, id, sim_now / 1000);
@@ -301,9 +309,13 @@ static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, c
 	}
 	size_t hdr = NLMSG_ALIGN(sizeof(struct nlmsghdr)) + NLMSG_ALIGN(sizeof(struct nfgenmsg));
 	size_t vattr = NLA_ALIGN(NLA_HDRLEN + sizeof(struct nfqnl_msg_verdict_hdr));
-	size_t need = hdr + vattr + (len ? NLA_ALIGN(NLA_HDRLEN + len) : 0);
+	size_t mattr = v == NF_REPEAT ? NLA_ALIGN(NLA_HDRLEN + sizeof(uint32_t)) : 0;
+	size_t need = hdr + vattr + mattr + (len ? NLA_ALIGN(NLA_HDRLEN + len) : 0);
 	if (need > sizeof vbuf) {
-		nfq_set_verdict(nfq_qh, id, v, len, buf);
+		if (v == NF_REPEAT)
+			nfq_set_verdict2(nfq_qh, id, v, mark, len, buf);
+		else
+			nfq_set_verdict(nfq_qh, id, v, len, buf);
 		return;
 	}
 	if (vlen + need > sizeof vbuf)
@@ -323,8 +335,15 @@ static void verdict(uint32_t id, uint32_t v, uint32_t len, const uint8_t *buf, c
 	a->nla_type = NFQA_VERDICT_HDR;
 	struct nfqnl_msg_verdict_hdr vh = {.verdict = htonl(v), .id = htonl(id)};
 	memcpy((char *)a + NLA_HDRLEN, &vh, sizeof vh);
-	if (len) {
+	if (mattr) {
 		a = (struct nlattr *)(m + hdr + vattr);
+		a->nla_len = NLA_HDRLEN + sizeof(uint32_t);
+		a->nla_type = NFQA_MARK;
+		uint32_t be = htonl(mark);
+		memcpy((char *)a + NLA_HDRLEN, &be, sizeof be);
+	}
+	if (len) {
+		a = (struct nlattr *)(m + hdr + vattr + mattr);
 		a->nla_len = (uint16_t)(NLA_HDRLEN + len);
 		a->nla_type = NFQA_PAYLOAD;
 		memcpy((char *)a + NLA_HDRLEN, buf, len);
@@ -366,12 +385,13 @@ static void release(struct item *it, int64_t now)
 	late_n++;
 	if ((uint64_t)late_us > late_max_us)
 		late_max_us = (uint64_t)late_us;
+	uint32_t v = recheck_mark ? NF_REPEAT : NF_ACCEPT, mark = it->mark | recheck_mark;
 	switch (it->kind) {
 	case K_ACCEPT:
-		verdict(it->id, NF_ACCEPT, 0, NULL, "accept");
+		verdict(it->id, v, mark, 0, NULL, "accept");
 		break;
 	case K_CORRUPT:
-		verdict(it->id, NF_ACCEPT, it->len, it->data, "corrupt");
+		verdict(it->id, v, mark, it->len, it->data, "corrupt");
 		break;
 	case K_DUP:
 	case K_DUP_CORRUPT:
@@ -436,10 +456,11 @@ static void hold(struct item *it, const struct shape *s, int64_t now)
 }
 
 /* One queued packet: decide its fate, verdict now or hold it. */
-static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, int64_t now)
+static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, uint32_t mark,
+		      int64_t now)
 {
 	if (len < 20 || (data[0] >> 4) != 4) {
-		verdict(id, NF_ACCEPT, 0, NULL, "accept");
+		verdict(id, NF_ACCEPT, 0, 0, NULL, "accept");
 		return;
 	}
 	uint32_t src, dst;
@@ -447,7 +468,7 @@ static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, in
 	memcpy(&dst, data + 16, 4);
 	struct shape *s = tab_find(&live_tab, pair_key(src, dst));
 	if (!s) {
-		verdict(id, NF_ACCEPT, 0, NULL, "accept");
+		verdict(id, NF_ACCEPT, 0, 0, NULL, "accept");
 		return;
 	}
 	uint32_t tot_len = (uint32_t)data[2] << 8 | data[3];
@@ -462,13 +483,13 @@ static void on_packet(uint32_t id, const uint8_t *data, int len, int ifindex, in
 	if (chance(s->loss)) {
 		if (!dup) {
 			s->drops++;
-			verdict(id, NF_DROP, 0, NULL, "drop");
+			verdict(id, NF_DROP, 0, 0, NULL, "drop");
 			return;
 		}
 		dup = 0;
 	}
 	struct item it = {.arrival = now, .seq = seq_counter++, .key = s->key, .id = id,
-			  .kind = K_ACCEPT};
+			  .mark = mark, .kind = K_ACCEPT};
 	if (whole && chance(s->corrupt)) {
 		it.data = corrupted(data, tot_len);
 		if (it.data) {
@@ -514,7 +535,7 @@ static int nfq_cb(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_data
 		if (age > 0 && age < 1000000000)
 			arrival = now - age;
 	}
-	on_packet(id, data, len, ifindex, arrival);
+	on_packet(id, data, len, ifindex, nfq_get_nfmark(nfa), arrival);
 	return 0;
 }
 
@@ -652,7 +673,7 @@ static void control_line(char *line)
 		pkt[3] = (uint8_t)len;
 		memcpy(pkt + 12, &src, 4);
 		memcpy(pkt + 16, &dst, 4);
-		on_packet(id, pkt, len, 1, t);
+		on_packet(id, pkt, len, 1, 0, t);
 		free(pkt);
 	} else if (simulate && !strcmp(cmd, "advance") && argc == 2) {
 		int64_t t = strtoll(argv[1], NULL, 10) * 1000;
@@ -740,9 +761,11 @@ int main(int argc, char **argv)
 			normal_dist = 1;
 		else if (!strcmp(argv[i], "--realtime") && i + 1 < argc)
 			rt_prio = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--recheck-mark") && i + 1 < argc)
+			recheck_mark = (uint32_t)strtoul(argv[++i], NULL, 0);
 		else
 			fail("usage: engine [--simulate] [--netns PATH] [--queue N] [--seed N] "
-			     "[--maxlen N] [--normal] [--realtime PRIO]");
+			     "[--maxlen N] [--normal] [--realtime PRIO] [--recheck-mark M]");
 	}
 	for (int i = 0; i < 4; i++)
 		rng_s[i] = splitmix64(&seed);

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -147,3 +149,47 @@ def test_partition_cuts_a_shaped_pair_with_the_real_backend(prefix: str, live: N
         ).stdout
         forward = [ln for ln in saved.splitlines() if ln.startswith("-A FORWARD")]
         assert forward[0] == "-A FORWARD -j NETEM-DROP"
+
+
+def in_flight_backend(kind: str) -> netem.Backend:
+    """The backend `kind` names ("kernel", or the userspace engine "c" or "python"), or skip."""
+    if kind == "kernel":
+        if not netem.has_sch_netem():
+            pytest.skip("no sch_netem in this kernel")
+        return netem.KernelBackend()
+    if kind == "python":
+        pytest.importorskip("netfilterqueue")
+    return netem.UserspaceBackend(implementation="c" if kind == "c" else "python")
+
+
+@pytest.mark.parametrize("kind", ["kernel", "c", "python"])
+def test_partition_drops_the_packets_in_flight(prefix: str, live: None, kind: str) -> None:
+    """Packets still delayed when a partition starts are dropped at their due time, as the
+    kernel's netem (which delays before the hub's drops) does; after the heal the pair
+    carries traffic again."""
+    with Network(prefix=prefix, backend=in_flight_backend(kind)) as net:
+        h1, h2 = net.build(2)
+        net.set_rule(h1, h2, LinkShape(latency_ms=200))
+        sender, receiver = udp_socket(h1), udp_socket(h2)
+        try:
+            assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
+            for n in range(40):  # 40 datagrams in about 40 ms: all of them held 200 ms
+                sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
+                time.sleep(0.001)
+            net.partition([h1], [h2])
+            receiver.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:  # what arrived before the partition took effect
+                    receiver.recv(100)
+            receiver.settimeout(0.6)
+            late: list[bytes] = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    late.append(receiver.recv(100))
+            assert late == []
+            net.heal()
+            receiver.settimeout(0.3)
+            assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
+        finally:
+            sender.close()
+            receiver.close()

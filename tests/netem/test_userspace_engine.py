@@ -300,7 +300,9 @@ def test_rules_rewrite_only_the_chains_of_sources_whose_destinations_changed() -
 
 def test_teardown_removes_only_what_was_created() -> None:
     text = _rules.render_teardown([A], remove_jump=True, remove_chain=False)
-    assert "-D FORWARD -j NETEM-QUEUE" in text and "-X NETEM-QUEUE" not in text
+    # the jump ensure_chain made, which skips the packets the engine let go (RECHECK_MARK)
+    assert "-D FORWARD -m mark ! --mark 0x10000000/0x10000000 -j NETEM-QUEUE" in text
+    assert "-X NETEM-QUEUE" not in text
     assert "-X NETEM-Q-c6120001" in text
 
 
@@ -334,6 +336,9 @@ def test_the_own_namespace_engine_hooks_output_and_enters_no_namespace(
     engine = Engine(None, hook="OUTPUT")
     argv = engine._command_line()
     assert argv[0] == str(c_engine) and "--netns" not in argv
+    # its drops come before the kernel's netem too: a packet let go is not checked again
+    assert "--recheck-mark" not in argv
+    assert "--recheck-mark" in Engine(None, hook="FORWARD")._command_line()
     text = _rules.render_teardown([A], remove_jump=True, remove_chain=True, hook="OUTPUT")
     assert "-D OUTPUT -j NETEM-QUEUE" in text and "FORWARD" not in text
     with pytest.raises(EngineError, match="hook must be 'FORWARD' or 'OUTPUT'"):
