@@ -38,6 +38,9 @@ class FaultActions:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
         self.hogs: dict[str, list[int]] = {}  # instance -> pids of its busy loops
+        # instance -> busy loops it gets at its next start: a hog given back while it is
+        # down (started then, they would run until stopped: a moment of load for nothing)
+        self.owed: dict[str, int] = {}
         # Held while an instance's busy loops start, or what it left is killed: a loop in
         # its cgroup whose pid is not yet in `hogs` would be taken for left over.
         self._cgroup_locks: dict[str, trio.Lock] = {}
@@ -217,14 +220,22 @@ class FaultActions:
         """Run `loops` busy loops in the instance's cgroup (0: stop them); False if it was
         not running and was to get some (nothing done: they would only load the host),
         unless `back` (a fault ends, and gives back the loops of one still in force: they
-        wait, stopped, for its next start, as `hogs_wait` has it)."""
+        start with its next start, `hogs_wait`)."""
         group = self._group(instance, "hog")
-        assert group is not None and self.sup.host is not None
+        assert group is not None
         for pid in self.hogs.pop(instance, []):
             signal_group(pid, signal.SIGKILL)
-        down = not self._running(instance)
-        if loops and down and not back:
-            return False
+        self.owed.pop(instance, None)
+        if loops and not self._running(instance):
+            if not back:
+                return False
+            self.owed[instance] = loops
+            return True
+        await self._spawn_hogs(instance, loops, group)
+        return True
+
+    async def _spawn_hogs(self, instance: str, loops: int, group: InstanceCgroup) -> None:
+        assert self.sup.host is not None
         out = self.sup.run_dir / instance / "hog.log"
         for _ in range(loops):
             async with self._cgroup_lock(instance):
@@ -233,15 +244,25 @@ class FaultActions:
                     group.paths()))
                 self.hogs.setdefault(instance, []).append(proc.pid)
             await _started(proc.pid, group)
-        if down:
-            self.hogs_wait(instance, True)
-        return True
 
     def hogs_wait(self, instance: str, waiting: bool) -> None:
         """Stop (waiting) or let go on the busy loops of an instance whose process exited
-        or is started again: beside an exited one they would only load the host."""
+        or is started again: beside an exited one they would only load the host. Started
+        again, it gets the loops owed to it (`hog` with `back` while it was down)."""
         for pid in self.hogs.get(instance, []):
             signal_group(pid, signal.SIGSTOP if waiting else signal.SIGCONT)
+        loops = 0 if waiting else self.owed.pop(instance, 0)
+        if loops:
+            group = self._group(instance, "hog")
+            assert group is not None
+            trio.lowlevel.spawn_system_task(self._owed_hogs, instance, loops, group)
+
+    async def _owed_hogs(self, instance: str, loops: int, group: InstanceCgroup) -> None:
+        try:
+            await self._spawn_hogs(instance, loops, group)
+        except Exception as e:  # a system task must not raise: the run goes on without them
+            _log.warning("could not start the busy loops owed to an instance",
+                         instance=instance, error=str(e))
 
     def _group(self, instance: str, needs: str | None) -> InstanceCgroup | None:
         """The instance's cgroup; without one, None for a pause, a FaultError otherwise."""

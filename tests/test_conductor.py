@@ -508,3 +508,52 @@ def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -
     finally:
         loop.kill()
         loop.wait()
+
+
+def test_a_hog_given_back_while_its_instance_is_down_starts_its_loops_with_it(
+    tmp_path: Path,
+) -> None:
+    """Loops started while the instance was down ran until they were stopped (the live
+    test saw them running then); they are owed to it and start with its next start."""
+    import subprocess
+    import types
+
+    from harness._fault_actions import FaultActions
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    class Host:
+        async def spawn(self, launch: object) -> types.SimpleNamespace:
+            procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
+                                          start_new_session=True))
+            return types.SimpleNamespace(pid=procs[-1].pid)
+
+    group = types.SimpleNamespace(dirs={}, paths=lambda: ())
+    state = types.SimpleNamespace(running=False)
+    sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
+                                host=Host(), run_dir=tmp_path, states={"g/0": state})
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        assert not await actions.hog("g/0", 2)  # down, not given back: nothing
+        assert await actions.hog("g/0", 2, back=True)
+        assert procs == [] and actions.owed == {"g/0": 2}
+        actions.hogs_wait("g/0", True)  # still down
+        await trio.sleep(0.05)
+        assert procs == []
+        state.running = True
+        actions.hogs_wait("g/0", False)  # started again: its loops with it
+        with trio.fail_after(5):
+            while len(actions.hogs.get("g/0", [])) < 2:  # noqa: ASYNC110 (a system task's)
+                await trio.sleep(0.01)
+        assert actions.owed == {} and actions.hogs["g/0"] == [p.pid for p in procs]
+        state.running = False
+        assert await actions.hog("g/0", 1, back=True)  # a new hog replaces what was owed
+        assert actions.owed == {"g/0": 1} and "g/0" not in actions.hogs
+
+    try:
+        trio.run(main)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
