@@ -92,6 +92,8 @@ class FaultActions:
             self.sup.thaw(st)  # a frozen process cannot take its signal
         assert st.pid is not None
         pid = st.pid
+        if comeback == "later":  # down for a while: its loops wait from now, not its exit
+            self.hogs_wait(instance, True)
         if grace is None:
             signal_group(pid, signal.SIGKILL)
             return True

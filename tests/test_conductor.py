@@ -557,3 +557,37 @@ def test_a_hog_given_back_while_its_instance_is_down_starts_its_loops_with_it(
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_a_kill_that_takes_an_instance_down_for_a_while_stops_its_loops_at_once() -> None:
+    """Not only once its exit is seen (under load, its loops ran on meanwhile)."""
+    import time
+    import types
+
+    from harness._fault_actions import FaultActions
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    node = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    loop = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=node.pid)
+    sup = types.SimpleNamespace(states={"g/0": st}, comeback={})
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+    actions.hogs["g/0"] = [loop.pid]
+    try:
+        assert trio.run(actions.end, "g/0", "killed by fault 0 (kill)", None, "later",
+                        "recover")
+        # Without the supervisor seeing the exit: the loop is stopped (a signal takes a
+        # moment to land, hence the few reads).
+        states = []
+        for _ in range(50):
+            states.append(Path(f"/proc/{loop.pid}/stat").read_text().split(") ", 1)[1][0])
+            if states[-1] == "T":
+                break
+            time.sleep(0.02)
+        assert states[-1] == "T", states
+        assert node.wait(timeout=5) == -9 and "g/0" in sup.comeback
+    finally:
+        for p in (node, loop):
+            p.kill()
+            p.wait()
