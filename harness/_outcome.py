@@ -11,6 +11,12 @@ from harness.plans import InstanceSpec
 from harness.sync._protocol import OUTCOME_EVENTS, EventType
 
 
+def still_running_at_timeout(timeout_s: float) -> str:
+    """Why an instance whose process still ran at the run's timeout failed (the local
+    supervisor and the cluster's sync service say it alike)."""
+    return f"still running at the run's timeout ({timeout_s:g}s)"
+
+
 @dataclasses.dataclass
 class InstanceState:
     """What the supervisor knows of one instance while the run goes on."""

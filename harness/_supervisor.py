@@ -42,7 +42,7 @@ from harness._liveness import (
     remove_stale_sockets,
 )
 from harness._openfiles import out_of_files, raise_limit
-from harness._outcome import InstanceState
+from harness._outcome import InstanceState, still_running_at_timeout
 from harness._outputs import check_outputs, disk_full_in, outputs_error
 from harness._progress import Progress, summary_table
 from harness._rundir import Reserve, json_bytes, write_json
@@ -636,7 +636,7 @@ class Supervisor:
                 await self.all_exited.wait()
             if not self.all_exited.is_set():
                 if not self.interrupted:
-                    reason = f"still running at the run's timeout ({self.spec.timeout_s:g}s)"
+                    reason = still_running_at_timeout(self.spec.timeout_s)
                     self._stop_all(reason)
                     stuck = [st for st in self.states.values() if st.stopped == reason]
                     for st in stuck:  # what it waited for, where known
