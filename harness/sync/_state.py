@@ -422,16 +422,20 @@ class SyncState:
         self._record({"kind": "connection", "status": status, "instance": instance,
                       "reason": reason})
 
-    def waiting_at(self, instance: str) -> str | None:
+    def waiting_at(self, instance: str, ignore: Callable[[str], bool] | None = None
+                   ) -> str | None:
         """Where `instance` waits now, if at a barrier: its state and how many arrived; else
         the topics it holds subscriptions to (it may be waiting for their next item), each
-        with how many items it has (of how many it expects)."""
+        with how many items it has (of how many it expects), but those `ignore` says are not
+        its own (a cluster pod's agent and shaper connect under its name too)."""
         for name, st in self._states.items():
             for w in st.waiters:
                 if w.instance == instance:
                     return f"waiting at barrier {name!r} ({st.count} of {w.target} arrived)"
         topics = []
         for name, t in self._topics.items():
+            if ignore is not None and ignore(name):
+                continue
             for sub in t.subscribers:
                 if sub.instance == instance:
                     expected = "" if sub.expect is None else f", {sub.expect} expected"

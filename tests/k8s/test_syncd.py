@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -147,3 +149,59 @@ def test_fail_fast_waits_and_stops_as_the_local_supervisor_does() -> None:
 
     assert RunOptions().grace_s == syncd.FAIL_FAST_GRACE_S
     assert _KILL_AFTER_S == syncd.STOP_GRACE_S
+
+
+def test_at_the_runs_timeout_every_instance_not_over_is_ended_saying_where_it_waited(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The runner's TIMEOUT_COMMAND signals the service: g/0 waits at a barrier, g/1 only
+    holds what its pod's agent and shaper hold (no wait of its own), g/2 has passed and
+    exited. The agents of g/0 and g/1 are told to end them, as locally at the timeout;
+    g/1, which waited on no other, is named first."""
+    ids = ["g/0", "g/1", "g/2"]
+    run = {"shaped": False, "faults": [], "timeout_s": 90,
+           "instances": [{"id": i, "group": "g", "role": ""} for i in ids]}
+    port = _free_port()
+    told: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
+            await _listening(port)
+            assert signal.getsignal(syncd.TIMEOUT_SIGNAL) not in (signal.SIG_DFL,
+                                                                   signal.SIG_IGN)
+            with trio.fail_after(10):
+                async with _client(port, "g/0") as g0, _client(port, "g/1") as g1, \
+                        _client(port, "g/2") as g2, g1.subscribe(fault_topic("g/1")), \
+                        g1.subscribe("k8s/hosts"), trio.open_nursery() as waits:
+                    waits.start_soon(g0.barrier, "both", 2)
+                    for client, iid in ((g0, "g/0"), (g1, "g/1"), (g2, "g/2")):
+                        await client.publish(life_topic(iid), {"running": True})
+                    await g2.signal_event({"type": "success"})
+                    await g2.publish(life_topic("g/2"), {"running": False, "code": 0})
+                    # g/0 at its barrier: the service's log says it, no event does
+                    while not syncd_waits(capfd):  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                    os.kill(os.getpid(), syncd.TIMEOUT_SIGNAL)
+                    for iid in ids:
+                        async with g2.subscribe(fault_topic(iid)) as sub:
+                            with trio.move_on_after(10 if iid != "g/2" else 0.2):
+                                told[iid] = await sub.__anext__()
+                    waits.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+    lines: list[str] = []
+
+    def syncd_waits(capfd: pytest.CaptureFixture[str]) -> bool:
+        lines.extend(capfd.readouterr().out.splitlines())
+        return any('"kind":"barrier"' in line for line in lines)
+
+    trio.run(main)
+    lines.extend(capfd.readouterr().out.splitlines())
+    reason = "still running at the run's timeout (90s)"
+    end = {"end": reason, "grace": syncd.STOP_GRACE_S, "comeback": None}
+    assert told == {"g/0": end, "g/1": end}
+    phases = [e for e in map(orjson.loads, lines) if e["kind"] == "phase"]
+    assert [{k: v for k, v in e.items() if k != "ts"} for e in phases] == [
+        {"kind": "phase", "name": "stopping", "reason": reason, "first": "g/1",
+         "instances": ["g/0", "g/1"], "timeout": True,
+         "waiting": {"g/0": "waiting at barrier 'both' (0 of 2 arrived)"}}]

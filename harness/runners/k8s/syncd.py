@@ -11,11 +11,17 @@ the run says `"fail_fast": false` (`--no-fail-fast`), the first instance that fa
 failure or crash it recorded, or its process ended without a fault and without passing)
 ends the others `FAIL_FAST_GRACE_S` later, as the local supervisor does: each agent is told
 to end its instance (SIGTERM, then SIGKILL after `STOP_GRACE_S`), in an event of kind
-"phase" named "stopping" that names them, the reason and the first failure."""
+"phase" named "stopping" that names them, the reason and the first failure. On
+`TIMEOUT_SIGNAL` (the runner's `TIMEOUT_COMMAND`, run in this container once the run's
+timeout has passed) it ends every instance not over the same way, as "still running at the
+run's timeout", each with where it waited, so that each agent packs its instance's outputs
+before the runner collects them."""
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,17 +31,22 @@ import orjson
 import trio
 
 from harness._conductor import Conductor
+from harness._outcome import still_running_at_timeout
 from harness.faults import Fault, Member
 from harness.observe import JsonlWriter
 from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
-__all__ = ["NETWORK_TOPIC", "main", "network_topic", "serve"]
+__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "main", "network_topic", "serve"]
 
 NETWORK_TOPIC = "network/{instance}"
 FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
 STOP_GRACE_S = 3.0  # SIGTERM, then SIGKILL this much later: the supervisor's _KILL_AFTER_S
+TIMEOUT_SIGNAL = signal.SIGUSR1
+TIMEOUT_COMMAND = ("python3", "-c", f"import os; os.kill(1, {TIMEOUT_SIGNAL.value})")
+"""What the runner runs in the sync container at the run's timeout: the service is that
+container's first process (its command; an init in front of it passes the signal on)."""
 
 
 def network_topic(instance: str) -> str:
@@ -97,13 +108,16 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     server.network = forward
     faults = [Fault.from_data(f) for f in run.get("faults") or ()]
     async with trio.open_nursery() as nursery:
+        await nursery.start(_stop_at_timeout, state, run, failures)
         nursery.start_soon(server.serve_tcp, (host, port))
         if run.get("fail_fast", True):
 
             async def stop_after_failure() -> None:
                 await failed.wait()
                 await trio.sleep(FAIL_FAST_GRACE_S)
-                stop_all(state, [i["id"] for i in run["instances"]], failures[0])
+                first = failures[0]
+                stop_all(state, [i["id"] for i in run["instances"]],
+                         f"stopped after {first} failed", first)
 
             nursery.start_soon(stop_after_failure)
         if faults:
@@ -140,19 +154,61 @@ def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> bo
     return not passed and not life.get("by")
 
 
-def stop_all(state: SyncState, instances: list[str], first: str) -> list[str]:
+def stop_all(state: SyncState, instances: list[str], reason: str, first: str,
+             **detail: Any) -> list[str]:
     """Have the agents end every instance that has not ended for good (whose process runs,
-    has not started yet, or is to start again after a fault), because `first` failed;
-    recorded as an event of kind "phase" named "stopping", as locally. Those it ends."""
-    reason = f"stopped after {first} failed"
-    ending = [i for i in instances if _not_over(state.last_item(life_topic(i)))]
+    has not started yet, or is to start again after a fault), for `reason` (`first` is the
+    instance the run's reason names); recorded as an event of kind "phase" named
+    "stopping", with `detail`, as locally. Those it ends."""
+    ending = not_over(state, instances)
     for instance in ending:
         state.publish(fault_topic(instance), {"end": reason, "grace": STOP_GRACE_S,
                                               "comeback": None})
     if ending:
         _emit({"kind": "phase", "name": "stopping", "reason": reason, "first": first,
-               "instances": ending})
+               "instances": ending, **detail})
     return ending
+
+
+def not_over(state: SyncState, instances: list[str]) -> list[str]:
+    """The instances that may still run, as their agents last said (`_not_over`)."""
+    return [i for i in instances if _not_over(state.last_item(life_topic(i)))]
+
+
+POD_TOPICS = (fault_topic(""), life_topic(""), NETWORK_TOPIC.format(instance=""), "k8s/")
+"""What the topics of a pod's own agent and shaper start with (the shaper's HOSTS_TOPIC
+too): a subscription to one is not where its instance waits."""
+
+
+def stop_at_timeout(state: SyncState, run: dict[str, Any], failures: list[str]) -> list[str]:
+    """End every instance not over because the run's timeout passed, as the local
+    supervisor does: the event's "waiting" says where each waited, and its "first" is the
+    first that failed before, else one that waited on no other (the likelier cause)."""
+    instances = [i["id"] for i in run["instances"]]
+    ending = not_over(state, instances)
+    if not ending:
+        return []
+    waiting = {i: at for i in ending
+               if (at := state.waiting_at(i, lambda topic: topic.startswith(POD_TOPICS)))}
+    first = failures[0] if failures else next((i for i in ending if i not in waiting),
+                                              ending[0])
+    timeout_s = run.get("timeout_s")
+    reason = still_running_at_timeout(math.inf if timeout_s is None else timeout_s)
+    return stop_all(state, instances, reason, first, timeout=True, waiting=waiting)
+
+
+async def _stop_at_timeout(state: SyncState, run: dict[str, Any], failures: list[str], *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+    """`stop_at_timeout` at the first TIMEOUT_SIGNAL; one sent again is ignored. Handled
+    from before the service listens to its end: the signal's default ends this process."""
+    with trio.open_signal_receiver(TIMEOUT_SIGNAL) as signals:
+        task_status.started()
+        told = False
+        async for _ in signals:
+            if not told:
+                stop_at_timeout(state, run, failures)
+            told = True
 
 
 def _not_over(life: Any) -> bool:
