@@ -18,12 +18,14 @@ import orjson
 import pytest
 
 from harness._errors import UsageError
+from harness._progress import Progress
 from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
 from harness.runners.k8s._cluster import ClusterError, follow, pod_exit, run_on_cluster
 from harness.runners.k8s._outputs import MARKER, MAX_BYTES, pack, unpack
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND
 
 from ..conftest import only_run_dir
 
@@ -88,6 +90,10 @@ class FakeCluster:
         if container == "sync":
             return "".join(orjson.dumps(e).decode() + "\n" for e in self.events)
         return f"log of {pod}\n"
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        raise RuntimeError(f'pods "{pod}" is forbidden: cannot create resource "pods/exec"')
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
         self.deleted.append((namespace, tuple(kinds), selector))
@@ -401,6 +407,115 @@ def test_the_timeout_stops_waiting_and_everything_is_still_deleted(
     cluster = FakeCluster({0: 0, 1: 0}, [], ends_after=10**6)
     states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=0, poll_s=0))
     assert all(s.stopped and not s.verdict()[0] for s in states)
+    assert cluster.objects == []
+
+
+class StillRunning(FakeCluster):
+    """Every pod runs on past the run's timeout; once the sync service is told of it (the
+    runner's exec in its container), it logs the stop and each agent ends its instance
+    (exit 1) with its outputs packed, but for those of `silent`, which run on."""
+
+    def __init__(self, outputs: Path, events: list[dict[str, Any]], stop: dict[str, Any],
+                 silent: Sequence[int] = ()) -> None:
+        super().__init__({0: 1, 1: 1}, events, ends_after=10**6)
+        self.packed, self.stop, self.silent = pack(outputs), stop, silent
+        self.execs: list[tuple[str, str, str, tuple[str, ...]]] = []
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        assert not self.deleted  # before anything is deleted
+        self.execs.append((namespace, pod, container, tuple(command)))
+        self.events.append(self.stop)
+        self.ends_after = self.lists  # they end from the next list on
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if self._silent(pod["metadata"]["name"]):
+                pod.update(pod_status(pod["metadata"]["name"], pod["metadata"]["labels"],
+                                      None))
+        return out
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        text = await super().logs(namespace, pod, container)
+        ended = self.execs and not self._silent(pod)
+        return text + self.packed if container == "instance" and ended else text
+
+    def _silent(self, pod: str) -> bool:
+        seq = pod.rsplit("-", 1)[1]
+        return seq.isdigit() and int(seq) in self.silent
+
+
+def _in_pod(tmp_path: Path) -> Path:
+    files = tmp_path / "in-pod"
+    files.mkdir()
+    (files / "log.jsonl").write_text('{"event": "pinged"}\n')
+    return files
+
+
+def timeout_stop(reason: str, waiting: dict[str, str]) -> dict[str, Any]:
+    """The sync service's event as it ends single/0 and single/1 at the run's timeout."""
+    return {"kind": "phase", "name": "stopping", "reason": reason, "first": "single/1",
+            "instances": ["single/0", "single/1"], "timeout": True, "waiting": waiting}
+
+
+def test_at_the_timeout_the_agents_end_their_instances_and_their_outputs_are_collected(
+        tmp_path: Path) -> None:
+    """The outputs of instances still running at the run's timeout were lost: the runner
+    deleted their pods before any agent packed them; each failed as 'the run's timeout
+    (N s) passed', where a local run says 'still running at the run's timeout (Ns)'."""
+    spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s", timeout_s=0.5)
+    waiting = {"single/0": "waiting at barrier 'pong' (1 of 2 arrived)"}
+    # single/0 had recorded success, yet it ran on: it fails, as locally
+    cluster = StillRunning(_in_pod(tmp_path), [success("single/0")], timeout_stop(
+        "still running at the run's timeout (0.5s)", waiting))
+    assert run_on_cluster(spec, load_options(spec), tmp_path / "out", quiet=True,
+                          api=cluster) == 1
+    run_dir = only_run_dir(tmp_path / "out")
+    sync_pod = L.object_name(run_dir.name, "sync") + "-5d8f-x2x"  # its Deployment's
+    assert cluster.execs == [("default", sync_pod, "sync", TIMEOUT_COMMAND)]
+    for iid in ("single/0", "single/1"):
+        assert (run_dir / iid / "log.jsonl").read_text() == '{"event": "pinged"}\n'
+        assert "harness" not in (run_dir / iid / "stdout.log").read_text()
+    record = load_run(run_dir)
+    assert [(i.reason, i.exit_code) for i in record.instances] == [
+        ("still running at the run's timeout (0.5s), waiting at barrier 'pong' (1 of 2 "
+         "arrived)", 1), ("still running at the run's timeout (0.5s)", 1)]
+    # the one that waited on no other is named, as locally
+    assert record.reason == "2 of 2 failed; first: single/1: still running at the run's " \
+                            "timeout (0.5s)"
+    assert cluster.objects == []
+
+
+@pytest.mark.parametrize("exec_works", [True, False])
+def test_a_pod_that_does_not_end_after_the_timeout_is_named_and_collected_as_it_is(
+        exec_works: bool, spec: RunSpec, tmp_path: Path) -> None:
+    """single/1's pod does not end once told (or nothing could be told: exec is
+    forbidden): the runner waits no longer than it said, keeps what its log has, and names
+    it; single/0's pod ended and its outputs are in."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    stop = timeout_stop("still running at the run's timeout (0s)", {})
+    cluster = StillRunning(_in_pod(tmp_path), [], stop, silent=[1] if exec_works else [0, 1])
+    if not exec_works:
+        cluster.exec = FakeCluster.exec.__get__(cluster)  # type: ignore[method-assign]
+    out = io.StringIO()
+    progress = Progress(spec.total, out, interval=0.0, heartbeat=3600)
+    states = asyncio.run(follow(cluster, spec, run, tmp_path / "run", timeout_s=0, poll_s=0.01,
+                               end_s=0.3, progress=progress))
+    late = "its pod did not end within 0.3 s after it" if exec_works else (
+        f'it could not be ended through its agent (RuntimeError: pods "h-{RUN_ID}-sync-'
+        '5d8f-x2x" is forbidden: cannot create resource "pods/exec")')
+    why = f"{late}: no output files, and its log only as far as it went"
+    assert states[1].verdict() == (False, f"still running at the run's timeout (0s); {why}")
+    assert (tmp_path / "run/single/1/stdout.log").read_text() == (
+        f"log of h-{RUN_ID}-1\n# harness: still running at the run's timeout: {why}\n")
+    assert not (tmp_path / "run/single/1/log.jsonl").exists()
+    assert (tmp_path / "run/single/0/log.jsonl").exists() == exec_works
+    named = out.getvalue()
+    assert (f"(not ended 0.3 s after it): h-{RUN_ID}-1\n" in named if exec_works else
+            f"(not ended through their agents: RuntimeError: pods \"h-{RUN_ID}-sync-5d8f-x2x\" "
+            f"is forbidden: cannot create resource \"pods/exec\"): h-{RUN_ID}-0, h-{RUN_ID}-1\n"
+            in named)
     assert cluster.objects == []
 
 

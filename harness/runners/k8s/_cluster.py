@@ -1,14 +1,17 @@
 """A cluster:k8s run through the Kubernetes API: create the run's objects, follow its pods
 into the same outcome logic as local runs (`InstanceState`: exit status plus the events the
-instance signalled), collect each instance's logs and the sync service's events into the
-local run directory, and delete everything by the run's labels however the run ends. The run
-directory then holds run.json and the report, as a local run's does."""
+instance signalled), at the run's timeout have the sync service end the instances still
+running (their agents then pack their outputs), collect each instance's logs and the sync
+service's events into the local run directory, and delete everything by the run's labels
+however the run ends. The run directory then holds run.json and the report, as a local
+run's does."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import math
 import secrets
 import sys
 import time
@@ -21,7 +24,7 @@ import orjson
 
 from harness._errors import EnvironmentProblem, HarnessError
 from harness._liveness import identity
-from harness._outcome import InstanceState
+from harness._outcome import InstanceState, still_running_at_timeout
 from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
 from harness.observe._runrecord import write_run
@@ -32,9 +35,19 @@ from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
 from harness.runners.k8s._record import Outcome, judge, run_record
 from harness.runners.k8s._render import RenderedRun, render_run
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND
 
 POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
 KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
+TIMEOUT_END_S = 30.0
+"""How long the runner waits, from the run's timeout, for the pods still running then to
+end once it told the sync service (`TIMEOUT_COMMAND`): each agent ends its instance
+(SIGTERM, SIGKILL `syncd.STOP_GRACE_S` = 3 s later), packs its outputs into its log (up to
+8 MiB of text) and exits, the kubelet reports it, a list (every `POLL_S`) sees it: ~6 s on a
+quiet node. 30 s, what Kubernetes gives a deleted pod's containers to end by default
+(`terminationGracePeriodSeconds`), leaves room for a loaded one; telling the service (an
+exec in its container) counts in it. A pod not ended by then is collected as it is, and
+named (`timed_out`)."""
 
 
 class ClusterError(HarnessError):
@@ -61,6 +74,11 @@ class ClusterApi(Protocol):
 
     async def logs(self, namespace: str, pod: str, container: str) -> str | None:
         """A container's log; None if its pod is gone (evicted, deleted by hand)."""
+        ...
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        """Run `command` in a running container; an error if it cannot or it fails."""
         ...
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
@@ -123,13 +141,14 @@ def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
 
 
 async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path,
-                 *, timeout_s: float, poll_s: float = POLL_S,
+                 *, timeout_s: float, poll_s: float = POLL_S, end_s: float = TIMEOUT_END_S,
                  states: dict[str, InstanceState] | None = None,
                  progress: Progress | None = None) -> list[InstanceState]:
-    """Create the run, wait for every instance to end (or the timeout), collect, delete;
-    each instance's state in `states` (new ones if not given). `progress` is kept at each
-    list of the pods: started (a container ran), and ended with exit code 0 or another
-    (the verdicts come once the sync service's events are collected).
+    """Create the run, wait for every instance to end (or the timeout: then have the sync
+    service end those still running, and wait `end_s` more for their pods), collect,
+    delete; each instance's state in `states` (new ones if not given). `progress` is kept
+    at each list of the pods: started (a container ran), and ended with exit code 0 or
+    another (the verdicts come once the sync service's events are collected).
 
     The delete runs whatever happens here (an error, a cancellation, Ctrl-C)."""
     if states is None:
@@ -137,10 +156,13 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     by_pod = {L.pod_name(run.run_id, i.global_seq): i.id for i in spec.instances}
     selector = L.run_selector(run.run_id)
     seen: set[str] = set()  # the pods listed once: one not listed again is gone
+    late: dict[str, str] = {}  # the pods still running at the end: why their log is partial
     try:
         for obj in run.objects:
             await api.create(obj)
         deadline = time.monotonic() + timeout_s
+        told: float | None = None  # when the run's timeout was told to the sync service
+        end_by, why_not = math.inf, None
         while True:
             started = 0
             pods = await api.pods(run.namespace, selector)
@@ -180,14 +202,15 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 progress.update()
             if all(s.status is not None for s in states.values()):
                 break
-            if time.monotonic() > deadline:
-                for st in states.values():
-                    if st.status is None:
-                        st.stopped = f"the run's timeout ({timeout_s:g} s) passed"
-                        st.status = -9
+            if told is None and time.monotonic() > deadline:
+                told = time.monotonic()
+                why_not = await tell_timeout(api, run, end_s)
+                end_by = told + (end_s if why_not is None else 0)
+            if told is not None and time.monotonic() >= end_by:
+                late = timed_out(states, by_pod, timeout_s, end_s, why_not, progress)
                 break
             await asyncio.sleep(poll_s)
-        await _collect(api, run, by_pod, states, run_dir)
+        await _collect(api, run, by_pod, states, run_dir, late)
     finally:
         try:
             await asyncio.shield(api.delete(run.namespace, KINDS, selector))
@@ -200,10 +223,56 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     return list(states.values())
 
 
+async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> str | None:
+    """Run `TIMEOUT_COMMAND` in the run's sync container: the service has every instance
+    still running ended through its agent (`syncd.stop_at_timeout`). None once done, else
+    why not, in one line; within `within_s` whatever the API does."""
+    sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
+    try:
+        async with asyncio.timeout(within_s):
+            pods = await api.pods(run.namespace, sync)
+            if not pods:
+                return "the sync service's pod is gone"
+            for pod in pods:  # one, unless its Deployment is replacing it
+                await api.exec(run.namespace, pod["metadata"]["name"], "sync", TIMEOUT_COMMAND)
+    except TimeoutError:
+        return f"the sync service's pod did not answer within {within_s:g} s"
+    except Exception as e:  # e.g. forbidden: exec is a permission of its own (pods/exec)
+        return " ".join(f"{type(e).__name__}: {e}".split())
+    return None
+
+
+def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_s: float,
+              end_s: float, why_not: str | None, progress: Progress | None) -> dict[str, str]:
+    """Fail the instances whose pods still run once the time after the run's timeout is
+    over (`why_not`: why their agents were never told to end them), as "still running at
+    the run's timeout", saying that their outputs are missing; the progress names their
+    pods. Each such pod, with what its log lacks."""
+    told = (f"its pod did not end within {end_s:g} s after it" if why_not is None else
+            f"it could not be ended through its agent ({why_not})")
+    late = {}
+    for pod, iid in by_pod.items():
+        st = states[iid]
+        if st.status is None:
+            late[pod] = f"{told}: no output files, and its log only as far as it went"
+            st.stopped = f"{still_running_at_timeout(timeout_s)}; {late[pod]}"
+            st.status = -9
+    if late and progress is not None:
+        names = sorted(late)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        why = (f"not ended {end_s:g} s after it" if why_not is None else
+               f"not ended through their agents: {why_not}")
+        progress.note(f"still running at the run's timeout ({why}): {', '.join(names[:5])}"
+                      f"{more}")
+    return late
+
+
 async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
-                   states: dict[str, InstanceState], run_dir: Path) -> None:
-    """Each instance's log and output files (and its shaper's log), and the sync service's events (which the
-    instances' outcomes take in, as the local supervisor's do)."""
+                   states: dict[str, InstanceState], run_dir: Path,
+                   late: dict[str, str]) -> None:
+    """Each instance's log and output files (and its shaper's log), and the sync service's
+    events (which the instances' outcomes take in, as the local supervisor's do); the log
+    of a pod in `late` (still running) says what it lacks."""
     shaped = {p["metadata"]["name"] for p in run.by_kind("Pod")
               if any(c["name"] == "shaper" for c in p["spec"]["containers"])}
     for pod, iid in by_pod.items():
@@ -211,7 +280,10 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
         out.mkdir(parents=True, exist_ok=True)
         gone = f"# harness: no log: the pod {pod} is gone\n"
         log = await api.logs(run.namespace, pod, "instance")
-        (out / "stdout.log").write_text(gone if log is None else unpack(log, out))
+        text = gone if log is None else unpack(log, out)
+        if pod in late:
+            text += f"# harness: still running at the run's timeout: {late[pod]}\n"
+        (out / "stdout.log").write_text(text)
         if pod in shaped:
             shaper = await api.logs(run.namespace, pod, "shaper")
             (out / "shaper.log").write_text(gone if shaper is None else shaper)
@@ -231,7 +303,8 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
                 faults.append(line)
                 fault_outcome(event, states)
             elif event.get("kind") == "phase" and event.get("name") == "stopping":
-                stopped_after_failure(event, states)
+                (stopped_at_timeout if event.get("timeout") else stopped_after_failure)(
+                    event, states)
         (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
 
 
@@ -244,9 +317,21 @@ def stopped_after_failure(entry: dict[str, Any], states: dict[str, InstanceState
             st.stopped = st.stopped or str(entry.get("reason"))
 
 
+def stopped_at_timeout(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
+    """The instances the sync service ended at the run's timeout fail for it, with where
+    each waited, as locally (one that recorded success too: it had not ended)."""
+    waiting = entry.get("waiting") or {}
+    for iid in entry.get("instances", ()):
+        st = states.get(iid)
+        if st is not None:
+            at = waiting.get(iid)
+            st.stopped = st.stopped or f"{entry.get('reason')}{f', {at}' if at else ''}"
+
+
 def first_failure(run_dir: Path) -> str | None:
-    """The instance whose failure ended the others (fail-fast), from the collected
-    events.jsonl; None if none did."""
+    """The instance the run's reason is to name first, from the collected events.jsonl:
+    the one whose failure ended the others (fail-fast), or the one the sync service named
+    as it ended those still running at the run's timeout; None if neither happened."""
     events = run_dir / "events.jsonl"
     lines = events.read_text().splitlines() if events.exists() else []
     for event in map(orjson.loads, lines):
@@ -339,6 +424,14 @@ class Kr8sApi:
         except kr8s.NotFoundError:
             return None
         return "".join([line + "\n" async for line in found.logs(container=container)])
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        """Run `command` in a running container (kr8s raises if it exits non-zero)."""
+        from kr8s.asyncio.objects import Pod
+
+        found = await Pod.get(pod, namespace=namespace, api=await self._client())
+        await found.exec(list(command), container=container)
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
         """Delete every object of `kinds` matching `selector` (one gone meanwhile, e.g. the

@@ -151,6 +151,11 @@ class PodmanApi:
         proc = self.podman("logs", f"{pod}-{container}", check=False)
         return proc.stdout + proc.stderr
 
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        """Run `command` in one of the session's containers (a failure raises)."""
+        self.podman("exec", f"{pod}-{container}", *command, timeout=60)
+
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
         """Remove the session's pods matching `selector` (with their containers), then the
         volumes of its ConfigMaps (once no pod mounts them)."""
