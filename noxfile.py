@@ -278,7 +278,8 @@ def k8s(session: nox.Session) -> None:
     if os.geteuid() != 0:
         session.warn("the podman kube play run skipped: it needs root")
         return
-    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong", "faults", "spacemesh:start")
+    session.run("python", "-m", "tests.k8s.kubeplay", "pingpong", "faults", "spacemesh:start",
+                "timeout")
 
 
 @nox.session

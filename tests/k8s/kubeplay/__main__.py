@@ -8,6 +8,8 @@ that the run passed and, for pingpong, that the shaping inside the pods held: th
 fails itself if its fastest ping is under twice the latency, and each instance's median
 round trip must lie within [2 x latency, 2 x latency + 250 ms]. The target `faults` plays
 faults.toml (a partition, a kill, a restart and a pause) on faulty:talk and checks what each instance heard.
+The target `timeout` runs pingpong past the run's timeout and checks that its instances were
+ended through their agents and their output files collected.
 Prints the image build time, each run's time and its round trips.
 
 Needs root, podman, runc, catatonit and debootstrap (nox -s k8s installs them). The image
@@ -46,6 +48,7 @@ TARGETS = {
     "spacemesh:start": (4, [], 0.0),  # a small Spacemesh network: 1 PoET, 3 nodes
 }
 FAULTS = Path(__file__).with_name("faults.toml")  # the target "faults"
+TIMEOUT_S = 20.0  # the target "timeout": pingpong's 1,000 rounds of 80 ms take ~80 s
 PLANS = Path(__file__).resolve().parents[2] / "plans"
 RTT = re.compile(r'"rtt_p50_ms":\s*([0-9.]+)')
 
@@ -111,6 +114,24 @@ def check_faults(run_dir: Path) -> str:
             f"{resumed - paused:.1f} s, then heard again")
 
 
+def check_timeout(run_dir: Path) -> str:
+    """Each instance, still pinging at the run's timeout, was ended through its agent and
+    failed for it as locally, and its output files came back (log.jsonl, which the SDK
+    opens as the instance starts: none came back before); SystemExit if not."""
+    run = json.loads((run_dir / "run.json").read_text())
+    reason = f"still running at the run's timeout ({TIMEOUT_S:g}s)"
+    wrong = [(i["id"], i["reason"]) for i in run["instances"]
+             if not str(i["reason"]).startswith(reason) or ";" in str(i["reason"])]
+    if wrong:
+        raise SystemExit(f"kubeplay: timeout: not ended through their agents: {wrong}")
+    missing = [i["id"] for i in run["instances"]
+               if not (run_dir / i["id"] / "log.jsonl").exists()]
+    if missing:
+        raise SystemExit(f"kubeplay: timeout: no output files from {missing}")
+    return (f"{len(run['instances'])} instances ended through their agents at the run's "
+            f"{TIMEOUT_S:g} s timeout, their output files collected")
+
+
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
                keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
@@ -118,6 +139,10 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     if target == "faults":
         spec = build_run_spec("faulty:talk", composition=FAULTS, runner="cluster:k8s",
                               timeout_s=180, plan_roots=[PLANS])
+    elif target == "timeout":
+        spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s",
+                              params={"latency": "40ms", "rounds": "1000"},
+                              timeout_s=TIMEOUT_S)
     else:
         spec = build_run_spec(target, instances=instances, runner="cluster:k8s",
                               params=dict(p.split("=", 1) for p in params), timeout_s=180)
@@ -133,6 +158,9 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     if keep:
         shutil.copytree(run_dir, keep / run_dir.name)
         run_dir = keep / run_dir.name
+    if target == "timeout" and code == 1:  # as it must: its instances ran on
+        print(f"kubeplay: timeout: {check_timeout(run_dir)}, in {took:.1f} s ({run_dir})")
+        return 0
     print(f"kubeplay: {target}: {'passed' if code == 0 else 'FAILED'} in {took:.1f} s "
           f"({run_dir})")
     if code != 0:
@@ -161,7 +189,8 @@ def main() -> int:
         signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
     parser.add_argument("targets", nargs="*", default=["pingpong"],
-                        help="plan[:case] (pingpong, spacemesh:start, ...) or 'faults'")
+                        help="plan[:case] (pingpong, spacemesh:start, ...), 'faults' or "
+                             "'timeout'")
     parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
     args = parser.parse_args()
     if os.geteuid() != 0:
