@@ -171,10 +171,13 @@ def test_a_client_killed_for_good_fails_the_servers_at_once(tmp_path: Path) -> N
     client, its servers gone, fails on max_outage (nats-py's first connect retried forever)."""
     _live_skip()
     faults = tmp_path / "faults.toml"
-    faults.write_text('[[faults]]\nat = { state = "published-40", count = 1 }\n'
+    # Once both clients have published 40, which they may reach a second apart: the first's
+    # 40 found the other, at times, without its stream yet (then it failed on that, not on
+    # the outage), and the second's, with 120 messages, the first at times done already.
+    faults.write_text('[[faults]]\nat = { state = "published-40", count = 2 }\n'
                       'action = "kill"\ntargets = { role = "client", count = 1 }\n')
     started = time.monotonic()
-    r = harness_cli("run", "nats", "-i", "5", "-p", "messages=120", "-p", "rate=100",
+    r = harness_cli("run", "nats", "-i", "5", "-p", "messages=600", "-p", "rate=100",
                     "-p", "milestone=40", "-p", "max_outage=10s", "--faults", str(faults),
                     "--no-fail-fast",
                     "--timeout", "200", "--outputs", str(tmp_path / "out"), "-q", timeout=240)
