@@ -6,7 +6,8 @@ direction a -> b is given each latency in turn (b -> a unshaped); a UDP echo fro
 measures each round trip in microseconds (ping prints whole milliseconds from 100 ms on and
 tenths from 10 ms); the round trip is then the configured one-way latency plus the path's
 own cost, the echo's included (the "unshaped" line).
-Printed per latency: the RTT's min, p50, p99, and p50 minus configured ("late").
+Printed per latency: the RTT's min, p50, p99, p50 minus configured ("late"), and that less
+the unshaped RTT's p50 ("added": what shaping adds; the figure).
 Then a full pair matrix over --hosts hosts (every direction shaped differently) is applied
 and changed, timed.
 
@@ -93,15 +94,19 @@ def echo(netns: str) -> Iterator[None]:
 def latency_table(backend: str, latencies: list[float], count: int,
                   interval: float) -> list[Figure]:
     print(f"\n{backend} backend: RTT of a UDP echo a->b with a->b shaped (b->a unshaped)")
-    print(f"{'configured ms':>14} {'n':>5} {'min':>8} {'p50':>8} {'p99':>8} {'late p50':>9}")
+    print(f"{'configured ms':>14} {'n':>5} {'min':>8} {'p50':>8} {'p99':>8} {'late p50':>9} "
+          f"{'added p50':>9}")
     figures = []
     with contextlib.ExitStack() as stack:
         net = stack.enter_context(Network(prefix=f"bsl{backend[:2]}", backend=backend))
         a, b = net.build(2)
         stack.enter_context(echo(b.netns))
-        base = rtts(a.netns, str(b.ip), 50, 0.01)
-        print(f"{'unshaped':>14} {len(base):>5} {min(base):>8.3f} {statistics.median(base):>8.3f} "
-              f"{percentile(base, 99):>8.3f} {'':>9}")  # fmt: skip
+        base = rtts(a.netns, str(b.ip), count, interval)
+        if not base:
+            raise NetworkError("the UDP echo did not answer on the unshaped link")
+        unshaped = statistics.median(base)
+        print(f"{'unshaped':>14} {len(base):>5} {min(base):>8.3f} {unshaped:>8.3f} "
+              f"{percentile(base, 99):>8.3f}")  # fmt: skip
         for lat in latencies:
             net.set_rule(a, b, LinkShape(latency_ms=lat))
             got = rtts(a.netns, str(b.ip), count, interval)
@@ -109,10 +114,13 @@ def latency_table(backend: str, latencies: list[float], count: int,
                 print(f"{lat:>14g} no replies")
                 continue
             p50 = statistics.median(got)
+            # What shaping adds: the round trip less the configured latency and less the
+            # unshaped round trip (the path's and the probe's own cost).
+            added = p50 - lat - unshaped
             print(f"{lat:>14g} {len(got):>5} {min(got):>8.3f} {p50:>8.3f} "
-                  f"{percentile(got, 99):>8.3f} {p50 - lat:>+9.3f}")  # fmt: skip
-            figures.append(Figure(f"shaping ({backend}): RTT p50 over the configured {lat:g} ms",
-                                  p50 - lat, "ms"))
+                  f"{percentile(got, 99):>8.3f} {p50 - lat:>+9.3f} {added:>+9.3f}")  # fmt: skip
+            figures.append(Figure(f"shaping ({backend}): RTT p50 over the configured {lat:g} ms "
+                                  "and the unshaped RTT", added, "ms"))
     return figures
 
 
