@@ -41,6 +41,9 @@ class FaultActions:
         # instance -> busy loops it gets at its next start: a hog given back while it is
         # down (started then, they would run until stopped: a moment of load for nothing)
         self.owed: dict[str, int] = {}
+        # instance -> how many times its hog changed: loops still starting for an earlier
+        # one (owed ones start in a task of their own) are not to run on
+        self._hog_changes: dict[str, int] = {}
         # Held while an instance's busy loops start, or what it left is killed: a loop in
         # its cgroup whose pid is not yet in `hogs` would be taken for left over.
         self._cgroup_locks: dict[str, trio.Lock] = {}
@@ -225,6 +228,7 @@ class FaultActions:
         start with its next start, `hogs_wait`)."""
         group = self._group(instance, "hog")
         assert group is not None
+        self._hog_changes[instance] = self._hog_changes.get(instance, 0) + 1
         for pid in self.hogs.pop(instance, []):
             signal_group(pid, signal.SIGKILL)
         self.owed.pop(instance, None)
@@ -237,15 +241,22 @@ class FaultActions:
         return True
 
     async def _spawn_hogs(self, instance: str, loops: int, group: InstanceCgroup) -> None:
+        """Start `loops` busy loops; those of a hog changed meanwhile (`hog`) go at once."""
         assert self.sup.host is not None
         out = self.sup.run_dir / instance / "hog.log"
+        changes = self._hog_changes.get(instance, 0)
         for _ in range(loops):
             async with self._cgroup_lock(instance):
                 proc = await self.sup.host.spawn(Launch(
                     {}, out.parent, out, out, None, [sys.executable, "-c", _HOG],
                     group.paths()))
-                self.hogs.setdefault(instance, []).append(proc.pid)
-            await _started(proc.pid, group)
+                outdated = self._hog_changes.get(instance, 0) != changes
+                if not outdated:
+                    self.hogs.setdefault(instance, []).append(proc.pid)
+            await _started(proc.pid, group)  # so that its group's SIGKILL reaches it
+            if outdated:
+                signal_group(proc.pid, signal.SIGKILL)
+                return
 
     def hogs_wait(self, instance: str, waiting: bool) -> None:
         """Stop (waiting) or let go on the busy loops of an instance whose process exited

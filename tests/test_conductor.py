@@ -591,3 +591,47 @@ def test_a_kill_that_takes_an_instance_down_for_a_while_stops_its_loops_at_once(
         for p in (node, loop):
             p.kill()
             p.wait()
+
+
+def test_a_hog_that_ends_while_owed_loops_start_leaves_none_running(tmp_path: Path) -> None:
+    """The owed loops start in a task of their own: a hog ending (or replaced) meanwhile
+    stopped only those started yet, and the rest ran on, out of `hogs`' count, until the
+    run's end."""
+    import types
+
+    from harness._fault_actions import FaultActions
+
+    procs: list[subprocess.Popen[bytes]] = []
+    go_on = trio.Event()
+
+    class Host:
+        async def spawn(self, launch: object) -> types.SimpleNamespace:
+            await go_on.wait()  # a slow fork: the hog ends meanwhile
+            procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
+                                          start_new_session=True))
+            return types.SimpleNamespace(pid=procs[-1].pid)
+
+    group = types.SimpleNamespace(dirs={}, paths=lambda: ())
+    state = types.SimpleNamespace(running=False)
+    sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
+                                host=Host(), run_dir=tmp_path, states={"g/0": state})
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        assert await actions.hog("g/0", 2, back=True)  # owed while it is down
+        state.running = True
+        actions.hogs_wait("g/0", False)  # its start: the owed loops begin to start
+        await trio.testing.wait_all_tasks_blocked()
+        assert await actions.hog("g/0", 0)  # the hog ends before they are up
+        go_on.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert "g/0" not in actions.hogs
+        for p in procs:
+            assert p.wait(timeout=5) == -9
+
+    try:
+        trio.run(main)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
