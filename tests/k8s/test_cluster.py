@@ -401,6 +401,25 @@ def test_a_pod_that_fails_or_never_says_success_fails_its_instance(
     assert [s.status for s in states] == [1, 0]
 
 
+def exited(iid: str, code: int | None, by: str | None = None) -> dict[str, Any]:
+    """The sync service's event as an instance's agent says its process exited."""
+    return {"kind": "instance", "instance": iid, "status": "exited", "exit_code": code,
+            "by": by}
+
+
+@pytest.mark.parametrize("code,reason", [(13, "exit code 13"), (-15, "killed by SIGTERM")])
+def test_an_instance_reads_its_own_exit_status_not_its_agents(
+        code: int, reason: str, spec: RunSpec, tmp_path: Path) -> None:
+    """Its pod's container exits 1 (the agent's code for any failure); the instance's own
+    status is the one its agent told the sync service, as locally."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = FakeCluster({0: 1, 1: 0}, [exited("single/0", code), success("single/1"),
+                                         exited("single/1", 0)])
+    states = asyncio.run(follow(cluster, spec, run, tmp_path, timeout_s=60, poll_s=0))
+    assert [s.status for s in states] == [code, 0]
+    assert (states[0].verdict(quote=False)[1] or "").startswith(reason)
+
+
 def test_the_timeout_stops_waiting_and_everything_is_still_deleted(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

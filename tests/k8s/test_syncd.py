@@ -63,10 +63,12 @@ def test_without_shapers_every_instance_is_ready_as_it_starts() -> None:
     trio.run(main)
 
 
-def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once() -> None:
+def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once(
+        capfd: pytest.CaptureFixture[str]) -> None:
     """The service never heard that an instance ended: a run whose instance crashed at
     once waited for the run's timeout (106 s under kube play, 3 s on local:exec), its
-    other instances saying only that the timeout had passed."""
+    other instances saying only that the timeout had passed. It logs the process's start
+    and its own exit code, as the local supervisor does (the pod's is the agent's)."""
     run = {"shaped": False, "faults": [],
            "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(2)]}
     port = _free_port()
@@ -88,6 +90,12 @@ def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once()
 
     trio.run(main)
     assert len(reasons) == 1 and "g/1 (exit code 3)" in reasons[0], reasons
+    lives = [{k: e[k] for k in e if k != "ts"}
+             for e in map(orjson.loads, capfd.readouterr().out.splitlines())
+             if e["kind"] == "instance"]
+    assert lives == [{"kind": "instance", "instance": "g/1", "status": "started"},
+                     {"kind": "instance", "instance": "g/1", "status": "exited",
+                      "exit_code": 3, "by": None}]
 
 
 @pytest.mark.parametrize("fail_fast,how", [(True, "event"), (True, "exit"),

@@ -294,11 +294,14 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
         lines = [line for line in text.splitlines() if line.startswith("{")]
         (run_dir / "events.jsonl").write_text("".join(f"{line}\n" for line in lines))
         faults = []
+        exits: dict[str, Any] = {}  # each instance's last process's own exit status
         for line in lines:
             event = orjson.loads(line)
             st = states.get(event.get("instance") or "")
             if event.get("kind") == "event" and st is not None:
                 st.record(event)
+            elif event.get("kind") == "instance" and st is not None:
+                exits[st.spec.id] = event.get("exit_code")  # None: started (again)
             elif event.get("kind") in ("fault", "run-failed"):
                 faults.append(line)
                 fault_outcome(event, states)
@@ -306,6 +309,19 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
                 (stopped_at_timeout if event.get("timeout") else stopped_after_failure)(
                     event, states)
         (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
+        own_exits(states, exits)
+
+
+def own_exits(states: dict[str, InstanceState], exits: dict[str, Any]) -> None:
+    """Each instance's exit status as its process's own (`exits`, as its agent told the
+    sync service), not its pod's: the agent exits 1 for any failure, so one that exited 13
+    or was killed by a signal read "exit code 1". Only where the pod's says the agent
+    failed by its instance (1): one the runner failed itself, or whose agent was killed,
+    keeps what it has."""
+    for iid, code in exits.items():
+        st = states[iid]
+        if st.status == 1 and isinstance(code, int) and code != 0:
+            st.status = code
 
 
 def stopped_after_failure(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:

@@ -38,7 +38,7 @@ from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
-__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "main", "network_topic", "serve"]
+__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "exit_fails", "main", "network_topic", "serve"]
 
 NETWORK_TOPIC = "network/{instance}"
 FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
@@ -140,18 +140,29 @@ exited."""
 def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> bool:
     """What an agent said on its `life_topic`, told to the state as the local supervisor
     tells it: barriers and subscriptions that can no longer be met because the instance
-    ended fail at once, naming it, instead of at the run's timeout. Whether the instance
+    ended fail at once, naming it, instead of at the run's timeout; and logged as the local
+    supervisor logs it, an event of kind "instance", "started" or "exited" with the
+    process's own exit status (the pod's is the agent's, 0 or 1). Whether the instance
     failed: its process ended, not by a fault, without passing."""
     if not isinstance(life, dict):
         return False
     if life.get("running"):
         state.instance_revived(instance)
+        _emit({"kind": "instance", "instance": instance, "status": "started"})
         return False
-    code = life.get("code")
+    code, by = life.get("code"), life.get("by")
+    _emit({"kind": "instance", "instance": instance, "status": "exited", "exit_code": code,
+           "by": by})
     passed = code == 0 and instance in succeeded
-    how = life.get("by") or ("passed" if passed else f"exit code {code}")
-    state.instance_ended(instance, str(how))
-    return not passed and not life.get("by")
+    state.instance_ended(instance, str(by or ("passed" if passed else f"exit code {code}")))
+    return exit_fails(code, by, instance in succeeded)
+
+
+def exit_fails(code: Any, by: Any, succeeded: bool) -> bool:
+    """Whether an instance whose process exited with `code` (ended by the fault `by`, if
+    one did; after recording success or not) failed by it: not ended by a fault, and not
+    exit code 0 after success. The runner orders the run's failures by it too."""
+    return not by and not (code == 0 and succeeded)
 
 
 def stop_all(state: SyncState, instances: list[str], reason: str, first: str,
