@@ -420,6 +420,36 @@ def test_an_instance_reads_its_own_exit_status_not_its_agents(
     assert (states[0].verdict(quote=False)[1] or "").startswith(reason)
 
 
+class LastWordsCluster(FakeCluster):
+    """An instance's log ends with what it wrote last on stderr, then its packed outputs."""
+
+    def __init__(self, outputs: Path, *args: Any) -> None:
+        super().__init__(*args)
+        self.packed = pack(outputs)
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        text = await super().logs(namespace, pod, container)
+        if container != "instance":
+            return text
+        return text + "connecting to 10.0.0.1\nerror: no peers\n" + self.packed
+
+
+def test_an_instance_failed_by_its_exit_alone_quotes_the_end_of_its_log(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """As locally "...; stderr ends: ...": the exit code said nothing of why; one that
+    recorded its own failure keeps its reason alone."""
+    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    (tmp_path / "in-pod").mkdir()
+    cluster = LastWordsCluster(tmp_path / "in-pod", {0: 1, 1: 1}, [
+        exited("single/0", 13), failure, exited("single/1", 1)])
+    code = run_on_cluster(spec, load_options(spec), tmp_path / "run", quiet=True, api=cluster)
+    record = load_run(only_run_dir(tmp_path / "run"))
+    assert code == 1
+    assert [i.reason for i in record.instances] == [
+        f"exit code 13; stderr ends: log of h-{record.run_id}-0 | connecting to 10.0.0.1 | "
+        "error: no peers", "failed: boom"]
+
+
 def test_the_timeout_stops_waiting_and_everything_is_still_deleted(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

@@ -27,6 +27,7 @@ from harness._liveness import identity
 from harness._outcome import InstanceState, still_running_at_timeout
 from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
+from harness._stderr import last_words
 from harness.observe._runrecord import write_run
 from harness.plans import RunSpec
 from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
@@ -275,11 +276,14 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
     of a pod in `late` (still running) says what it lacks."""
     shaped = {p["metadata"]["name"] for p in run.by_kind("Pod")
               if any(c["name"] == "shaper" for c in p["spec"]["containers"])}
+    logged = []  # the instances whose log was collected
     for pod, iid in by_pod.items():
         out = run_dir / iid
         out.mkdir(parents=True, exist_ok=True)
         gone = f"# harness: no log: the pod {pod} is gone\n"
         log = await api.logs(run.namespace, pod, "instance")
+        if log is not None:
+            logged.append(iid)
         text = gone if log is None else unpack(log, out)
         if pod in late:
             text += f"# harness: still running at the run's timeout: {late[pod]}\n"
@@ -310,6 +314,16 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
                     event, states)
         (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
         own_exits(states, exits)
+    for iid in logged:
+        quote_log(states[iid], run_dir / iid / "stdout.log")
+
+
+def quote_log(st: InstanceState, log: Path) -> None:
+    """Where its exit alone fails it, its reason quotes the end of its log, as a local
+    one's quotes its stderr.log (`last_words`): the kubelet keeps a container's stdout and
+    stderr in one log, which `stdout.log` holds without the packed output files."""
+    if st.exit_says_why:
+        st.last_words = last_words(log)
 
 
 def own_exits(states: dict[str, InstanceState], exits: dict[str, Any]) -> None:
