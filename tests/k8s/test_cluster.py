@@ -450,6 +450,21 @@ def test_an_instance_failed_by_its_exit_alone_quotes_the_end_of_its_log(
         "error: no peers", "failed: boom"]
 
 
+def test_the_runs_reason_names_first_the_instance_the_sync_service_saw_fail_first(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """As locally, the first that failed in time, not the first pod: without fail-fast no
+    "stopping" event names it. single/0 recorded success, then its process exited 3, after
+    single/1 had recorded its failure."""
+    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    cluster = FakeCluster({0: 1, 1: 1}, [success("single/0"), failure, exited("single/1", 1),
+                                         exited("single/0", 3)])
+    code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, api=cluster,
+                          fail_fast=False)
+    record = load_run(only_run_dir(tmp_path))
+    assert code == 1
+    assert record.reason == "2 of 2 failed; first: single/1: failed: boom"
+
+
 def test_the_timeout_stops_waiting_and_everything_is_still_deleted(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)

@@ -36,7 +36,9 @@ from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
 from harness.runners.k8s._record import Outcome, judge, run_record
 from harness.runners.k8s._render import RenderedRun, render_run
-from harness.runners.k8s.syncd import TIMEOUT_COMMAND
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND, exit_fails
+from harness.sync import EventType
+from harness.sync._protocol import FAILING_EVENTS
 
 POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
 KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
@@ -358,16 +360,29 @@ def stopped_at_timeout(entry: dict[str, Any], states: dict[str, InstanceState]) 
             st.stopped = st.stopped or f"{entry.get('reason')}{f', {at}' if at else ''}"
 
 
-def first_failure(run_dir: Path) -> str | None:
-    """The instance the run's reason is to name first, from the collected events.jsonl:
-    the one whose failure ended the others (fail-fast), or the one the sync service named
-    as it ended those still running at the run's timeout; None if neither happened."""
+def failure_order(run_dir: Path) -> list[str]:
+    """The order in which the run's reason is to look for the instance it names first, from
+    the collected events.jsonl: the one the sync service named as it ended the others
+    (the failure that set off fail-fast, or its pick at the run's timeout), then each in the
+    order the service saw it fail, as locally the first that failed in time: a failure or
+    crash it recorded, or its process exited without passing, not by a fault (`exit_fails`,
+    the service's own test)."""
     events = run_dir / "events.jsonl"
     lines = events.read_text().splitlines() if events.exists() else []
+    named: list[str] = []
+    order: list[str] = []
+    succeeded: set[str] = set()
     for event in map(orjson.loads, lines):
-        if event.get("kind") == "phase" and event.get("name") == "stopping":
-            return str(event.get("first"))
-    return None
+        kind, who = event.get("kind"), str(event.get("instance") or "")
+        if kind == "phase" and event.get("name") == "stopping" and not named:
+            named.append(str(event.get("first")))
+        elif kind == "event" and event.get("type") == EventType.SUCCESS:
+            succeeded.add(who)
+        elif ((kind == "event" and event.get("type") in FAILING_EVENTS)
+              or (kind == "instance" and event.get("status") == "exited"
+                  and exit_fails(event.get("exit_code"), event.get("by"), who in succeeded))):
+            order.append(who)
+    return named + order
 
 
 def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
@@ -539,7 +554,7 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     # a fault that could not be played fails the run: a test whose fault never happened
     # proves nothing (harness._conductor)
     unplayed = [e["reason"] for e in map(orjson.loads, lines) if e["kind"] == "run-failed"]
-    outcome = judge(list(states.values()), unplayed, first_failure(run_dir))
+    outcome = judge(list(states.values()), unplayed, failure_order(run_dir))
     write(outcome)
     finish_run(run_dir)
     passed = sum(1 for s in states.values() if s.verdict()[0])

@@ -28,10 +28,11 @@ class Outcome:
 
 
 def judge(states: Sequence[InstanceState], unplayed: Sequence[str],
-          first: str | None = None) -> Outcome:
+          order: Sequence[str] = ()) -> Outcome:
     """The run's outcome from its instances' and the faults that could not be played (which
-    fail the run: a test whose fault never happened proves nothing), as locally; `first`
-    is the instance whose failure ended the others (fail-fast), named first if it failed."""
+    fail the run: a test whose fault never happened proves nothing), as locally; the first
+    failed instance in `order` (as the sync service saw them fail) is named first, else the
+    first failed of `states`."""
     failed = [s for s in states if not s.verdict()[0]]
     if unplayed:
         reason = "; ".join(unplayed)
@@ -39,7 +40,8 @@ def judge(states: Sequence[InstanceState], unplayed: Sequence[str],
             reason += f"; {len(failed)} of {len(states)} instances failed"
         return Outcome("failed", 1, reason)
     if failed:
-        named = next((s for s in failed if s.spec.id == first), failed[0])
+        by_id = {s.spec.id: s for s in failed}
+        named = next((by_id[i] for i in order if i in by_id), failed[0])
         return Outcome("failed", 1, f"{len(failed)} of {len(states)} failed; first: "
                                     f"{named.spec.id}: {named.verdict()[1] or ''}")
     if states and all(s.recorded != EventType.SUCCESS for s in states):
