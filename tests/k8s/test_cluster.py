@@ -23,7 +23,14 @@ from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
 from harness.runners.k8s import _labels as L
 from harness.runners.k8s import load_options, render_run
-from harness.runners.k8s._cluster import ClusterError, follow, pod_exit, run_on_cluster
+from harness.runners.k8s._cluster import (
+    CLEAN_KINDS,
+    KINDS,
+    ClusterError,
+    follow,
+    pod_exit,
+    run_on_cluster,
+)
 from harness.runners.k8s._outputs import MARKER, MAX_BYTES, pack, unpack
 from harness.runners.k8s.syncd import TIMEOUT_COMMAND
 
@@ -77,13 +84,14 @@ class FakeCluster:
         self.lists += 1
         out = []
         for o in self._matching(selector):
-            if o["kind"] == "Pod":
-                seq = int(o["metadata"]["name"].rsplit("-", 1)[1])
-                code = self.exit_codes[seq] if self.lists > self.ends_after else None
-                out.append(pod_status(o["metadata"]["name"], o["metadata"]["labels"], code))
-            elif o["kind"] == "Deployment":  # its pod, labelled as its template says
-                out.append(pod_status(o["metadata"]["name"] + "-5d8f-x2x",
-                                      o["spec"]["template"]["metadata"]["labels"], None))
+            if o["kind"] != "Pod":
+                continue
+            if o["metadata"]["labels"][L.COMPONENT] == "sync":  # it runs till deleted
+                out.append(pod_status(o["metadata"]["name"], o["metadata"]["labels"], None))
+                continue
+            seq = int(o["metadata"]["name"].rsplit("-", 1)[1])
+            code = self.exit_codes[seq] if self.lists > self.ends_after else None
+            out.append(pod_status(o["metadata"]["name"], o["metadata"]["labels"], code))
         return out
 
     async def logs(self, namespace: str, pod: str, container: str) -> str:
@@ -536,7 +544,7 @@ def test_at_the_timeout_the_agents_end_their_instances_and_their_outputs_are_col
     assert run_on_cluster(spec, load_options(spec), tmp_path / "out", quiet=True,
                           api=cluster) == 1
     run_dir = only_run_dir(tmp_path / "out")
-    sync_pod = L.object_name(run_dir.name, "sync") + "-5d8f-x2x"  # its Deployment's
+    sync_pod = L.object_name(run_dir.name, "sync")
     assert cluster.execs == [("default", sync_pod, "sync", TIMEOUT_COMMAND)]
     for iid in ("single/0", "single/1"):
         assert (run_dir / iid / "log.jsonl").read_text() == '{"event": "pinged"}\n'
@@ -567,8 +575,8 @@ def test_a_pod_that_does_not_end_after_the_timeout_is_named_and_collected_as_it_
     states = asyncio.run(follow(cluster, spec, run, tmp_path / "run", timeout_s=0, poll_s=0.01,
                                end_s=0.3, progress=progress))
     late = "its pod did not end within 0.3 s after it" if exec_works else (
-        f'it could not be ended through its agent (RuntimeError: pods "h-{RUN_ID}-sync-'
-        '5d8f-x2x" is forbidden: cannot create resource "pods/exec")')
+        f'it could not be ended through its agent (RuntimeError: pods "h-{RUN_ID}-sync" '
+        'is forbidden: cannot create resource "pods/exec")')
     why = f"{late}: no output files, and its log only as far as it went"
     assert states[1].verdict() == (False, f"still running at the run's timeout (0s); {why}")
     assert (tmp_path / "run/single/1/stdout.log").read_text() == (
@@ -577,7 +585,7 @@ def test_a_pod_that_does_not_end_after_the_timeout_is_named_and_collected_as_it_
     assert (tmp_path / "run/single/0/log.jsonl").exists() == exec_works
     named = out.getvalue()
     assert (f"(not ended 0.3 s after it): h-{RUN_ID}-1\n" in named if exec_works else
-            f"(not ended through their agents: RuntimeError: pods \"h-{RUN_ID}-sync-5d8f-x2x\" "
+            f"(not ended through their agents: RuntimeError: pods \"h-{RUN_ID}-sync\" "
             f"is forbidden: cannot create resource \"pods/exec\"): h-{RUN_ID}-0, h-{RUN_ID}-1\n"
             in named)
     assert cluster.objects == []
@@ -797,3 +805,11 @@ def test_instances_the_sync_service_stopped_after_a_failure_are_judged_as_locall
                           api=FakeCluster({0: 0, 1: 1}, [success("single/0"), failure, stop]))
     record = load_run(only_run_dir(tmp_path / "b"))
     assert [i.reason for i in record.instances] == [None, "failed: boom"]
+
+
+def test_the_runs_delete_and_clean_reach_every_kind_it_creates(spec: RunSpec) -> None:
+    """The sync service is a bare Pod, so its deadline ends it after a killed runner; clean
+    still deletes the Deployment an earlier version made it."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    assert {o["kind"].lower() + "s" for o in run.objects} == set(KINDS)
+    assert "deployments" in CLEAN_KINDS and set(KINDS) < set(CLEAN_KINDS)

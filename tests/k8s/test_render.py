@@ -109,14 +109,14 @@ def test_example_plans_render_to_valid_objects(target: str, instances: int | Non
     spec = build_run_spec(target, instances=instances, runner="cluster:k8s")
     run = rendered(spec)
     validate_all(run)
-    assert len(run.by_kind("Pod")) == spec.total
-    assert [o["kind"] for o in run.objects[:4]] == ["ConfigMap", "Secret", "Deployment", "Service"]
+    assert len(run.instance_pods()) == spec.total
+    assert [o["kind"] for o in run.objects[:4]] == ["ConfigMap", "Secret", "Pod", "Service"]
 
 
 def test_a_composition_with_groups_and_placement_renders_valid_objects(duo: RunSpec) -> None:
     run = rendered(duo)
     validate_all(run)
-    pods = {p["metadata"]["annotations"][L.INSTANCE]: p for p in run.by_kind("Pod")}
+    pods = {p["metadata"]["annotations"][L.INSTANCE]: p for p in run.instance_pods()}
     assert set(pods) == {i.id for i in duo.instances}
     seeder, leecher = pods["Seeders_/1"], pods["leechers/0"]
     assert seeder["metadata"]["namespace"] == "p2p-tests"
@@ -137,7 +137,7 @@ def test_a_composition_with_groups_and_placement_renders_valid_objects(duo: RunS
 def test_each_pod_carries_its_instances_runparams_and_token(duo: RunSpec) -> None:
     run = rendered(duo, load_options(duo, ["secrets=inline"]))
     tokens = Tokens(KEY)
-    for inst, pod in zip(duo.instances, run.by_kind("Pod"), strict=True):
+    for inst, pod in zip(duo.instances, run.instance_pods(), strict=True):
         params = RunParams.from_environ(env_of(pod))
         assert (params.instance_id, params.group_id, params.group_seq, params.global_seq) == (
             inst.id, inst.group, inst.group_seq, inst.global_seq)
@@ -145,7 +145,7 @@ def test_each_pod_carries_its_instances_runparams_and_token(duo: RunSpec) -> Non
         assert params.runner == "cluster:k8s" and params.data_ip == "10.1.2.3"
         assert params.sync_tcp == "h-20260101-000000-abcdef-sync.p2p-tests.svc:5050"
         assert params.sync_token is not None and tokens.check(inst.id, params.sync_token)
-    assert {p.params["n"] for p in (RunParams.from_environ(env_of(p)) for p in run.by_kind("Pod"))} == {1, 2}
+    assert {p.params["n"] for p in (RunParams.from_environ(env_of(p)) for p in run.instance_pods())} == {1, 2}
 
 
 def test_the_run_selector_picks_exactly_one_runs_objects(duo: RunSpec) -> None:
@@ -161,8 +161,8 @@ def test_the_run_selector_picks_exactly_one_runs_objects(duo: RunSpec) -> None:
 
 
 def test_shaping_off_leaves_no_privileged_sidecar(duo: RunSpec) -> None:
-    on = rendered(duo).by_kind("Pod")[0]["spec"]["containers"]
-    off = rendered(duo, load_options(duo, ["shaping=off"])).by_kind("Pod")[0]["spec"]["containers"]
+    on = rendered(duo).instance_pods()[0]["spec"]["containers"]
+    off = rendered(duo, load_options(duo, ["shaping=off"])).instance_pods()[0]["spec"]["containers"]
     assert [c["name"] for c in on] == ["instance", "shaper"]
     assert on[1]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
     assert [c["name"] for c in off] == ["instance"]
@@ -183,7 +183,7 @@ def test_shaping_off_refuses_a_cut_no_shaper_would_make() -> None:
 
 def test_the_validator_catches_a_broken_object(duo: RunSpec) -> None:
     """The schema check can fail: a misspelt field is refused in strict mode."""
-    pod = rendered(duo).by_kind("Pod")[0]
+    pod = rendered(duo).instance_pods()[0]
     pod["spec"]["restartPolicyy"] = "Never"
     with pytest.raises(kv.ValidationError):
         kv.validate(pod, K8S_VERSION, strict=True)
@@ -243,7 +243,7 @@ def test_render_cli_writes_valid_manifests_and_refuses_bad_input(tmp_path: Path)
                             "--strict", "-k", K8S_VERSION, str(path)],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert check.stdout.count("passed") == 8  # ConfigMap, Secret, Deployment, Service, 4 Pods
+    assert check.stdout.count("passed") == 8  # ConfigMap, Secret, sync Pod, Service, 4 Pods
     assert "namespace" in path.read_text() and '"namespace": "pp"' in path.read_text()
     for args, problem in [
         (["--k8s", "memory=much"], "'much' is not a resource quantity"),
@@ -318,17 +318,19 @@ class Untouchable:
         raise AssertionError(f"the run used the cluster's {name}")
 
 
-def test_every_instance_pod_ends_by_itself_some_time_after_the_runs_timeout(
+def test_every_pod_of_a_run_the_sync_services_too_ends_by_itself_after_its_timeout(
         duo: RunSpec) -> None:
     timed = dataclasses.replace(duo, timeout_s=120.5)
     run = rendered(timed)
     validate_all(run)
     deadlines = {p["spec"]["activeDeadlineSeconds"] for p in run.by_kind("Pod")}
     assert deadlines == {121 + DEADLINE_MARGIN_S} and DEADLINE_MARGIN_S >= 600
-    # a Deployment's pods may have none (the API refuses it): the sync service is deleted
-    # by the runner or by harness clean
-    [sync] = run.by_kind("Deployment")
-    assert "activeDeadlineSeconds" not in sync["spec"]["template"]["spec"]
+    # the sync service's pod too (a Deployment's may have none: it ran on after a killed
+    # runner until harness clean), and its Service still selects it
+    [sync] = [p for p in run.by_kind("Pod") if p["metadata"]["labels"][L.COMPONENT] == "sync"]
+    [service] = run.by_kind("Service")
+    assert service["spec"]["selector"].items() <= sync["metadata"]["labels"].items()
+    assert sync["spec"]["restartPolicy"] == "Never" and not run.by_kind("Deployment")
     endless = rendered(dataclasses.replace(duo, timeout_s=1e30))
     assert {p["spec"]["activeDeadlineSeconds"] for p in endless.by_kind("Pod")} == {2**32 - 1}
     validate_all(endless)

@@ -41,7 +41,10 @@ from harness.sync import EventType
 from harness.sync._protocol import FAILING_EVENTS
 
 POLL_S = 2.0  # one list of the run's pods per this: the API load of a run (docs/k8s.md)
-KINDS = ("pods", "services", "deployments", "configmaps", "secrets")
+KINDS = ("pods", "services", "configmaps", "secrets")  # what a run creates
+CLEAN_KINDS = (*KINDS, "deployments")
+"""What `harness clean` deletes: a run rendered before the sync service was a bare Pod had
+it as a Deployment."""
 TIMEOUT_END_S = 30.0
 """How long the runner waits, from the run's timeout, for the pods still running then to
 end once it told the sync service (`TIMEOUT_COMMAND`): each agent ends its instance
@@ -236,7 +239,7 @@ async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> st
             pods = await api.pods(run.namespace, sync)
             if not pods:
                 return "the sync service's pod is gone"
-            for pod in pods:  # one, unless its Deployment is replacing it
+            for pod in pods:  # one
                 await api.exec(run.namespace, pod["metadata"]["name"], "sync", TIMEOUT_COMMAND)
     except TimeoutError:
         return f"the sync service's pod did not answer within {within_s:g} s"
@@ -276,7 +279,7 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
     """Each instance's log and output files (and its shaper's log), and the sync service's
     events (which the instances' outcomes take in, as the local supervisor's do); the log
     of a pod in `late` (still running) says what it lacks."""
-    shaped = {p["metadata"]["name"] for p in run.by_kind("Pod")
+    shaped = {p["metadata"]["name"] for p in run.instance_pods()
               if any(c["name"] == "shaper" for c in p["spec"]["containers"])}
     logged = []  # the instances whose log was collected
     for pod, iid in by_pod.items():
@@ -479,8 +482,8 @@ class Kr8sApi:
         await found.exec(list(command), container=container)
 
     async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
-        """Delete every object of `kinds` matching `selector` (one gone meanwhile, e.g. the
-        sync pod its Deployment replaced, is one fewer to delete, not the end of it)."""
+        """Delete every object of `kinds` matching `selector` (one gone meanwhile, e.g. a
+        pod deleted by hand, is one fewer to delete, not the end of it)."""
         import kr8s
 
         api = await self._client()
@@ -572,4 +575,5 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
 
 def clean_run(options: K8sOptions, run_id: str) -> int:
     """Delete one run's objects (`harness clean --runner cluster:k8s --run ID`)."""
-    return asyncio.run(Kr8sApi(options).delete(options.namespace, KINDS, L.run_selector(run_id)))
+    return asyncio.run(Kr8sApi(options).delete(options.namespace, CLEAN_KINDS,
+                                               L.run_selector(run_id)))

@@ -1,5 +1,5 @@
 """A run (plan + composition) as Kubernetes objects: one Pod per instance, the sync service
-(Deployment + Service over TCP), a ConfigMap with the run's params, a Secret with its key.
+(a Pod + Service over TCP), a ConfigMap with the run's params, a Secret with its key.
 
 Pure: the same spec, options, run id and key always give the same objects."""
 
@@ -37,8 +37,8 @@ TOO_BIG = {
 }
 """What makes each kind smaller, for the error that says one is too big."""
 DEADLINE_MARGIN_S = 900
-"""How much longer than the run's timeout each instance's pod may run (its
-`activeDeadlineSeconds`, counted from when its node took it): the start-up the runner's
+"""How much longer than the run's timeout each of its pods (the instances' and the sync
+service's) may run (its `activeDeadlineSeconds`, counted from when its node took it): the start-up the runner's
 timeout does not count (scheduling, a cold node's image pull, the creation of the pods
 after it: about 13 minutes for the largest run the ConfigMap allows, ~12,700 pods, at 16
 requests/s) and the collection of the logs at the timeout. A pod of a run whose runner
@@ -58,6 +58,11 @@ class RenderedRun:
     def by_kind(self, kind: str) -> list[dict[str, Any]]:
         """The objects of one kind."""
         return [o for o in self.objects if o["kind"] == kind]
+
+    def instance_pods(self) -> list[dict[str, Any]]:
+        """The instances' pods (not the sync service's), in the instances' order."""
+        return [p for p in self.by_kind("Pod")
+                if p["metadata"]["labels"].get(L.COMPONENT) == "instance"]
 
 
 def image_plan_dir(spec: RunSpec, options: K8sOptions) -> str:
@@ -106,7 +111,8 @@ def render_run(spec: RunSpec, options: K8sOptions, run_id: str, key: bytes, *,
     ]
     if options.secrets == "secret":
         objects.append(_secret(spec, options, run_id, key, tokens))
-    objects += [_sync_deployment(options, run_id, key), _sync_service(options, run_id)]
+    objects += [_sync_pod(options, run_id, key, spec.timeout_s),
+                _sync_service(options, run_id)]
     sync_tcp = f"{sync_name}.{options.namespace}.svc:{options.sync_port}"
     objects += [_pod(spec, options, run_id, inst, tokens, sync_tcp, plan_dir)
                 for inst in spec.instances]
@@ -137,7 +143,8 @@ def check_sizes(objects: Sequence[Mapping[str, Any]]) -> None:
 
 
 def pod_deadline(timeout_s: float) -> int:
-    """An instance pod's `activeDeadlineSeconds` in a run of `timeout_s`."""
+    """A pod's `activeDeadlineSeconds` in a run of `timeout_s` (the instances' and the sync
+    service's)."""
     return min(math.ceil(timeout_s) + DEADLINE_MARGIN_S, MAX_DEADLINE_S)
 
 
@@ -196,8 +203,11 @@ def _resources(cpu: str, memory: str) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _sync_deployment(options: K8sOptions, run_id: str, key: bytes) -> dict[str, Any]:
-    labels = L.base_labels(run_id, "sync")
+def _sync_pod(options: K8sOptions, run_id: str, key: bytes, timeout_s: float
+              ) -> dict[str, Any]:
+    """The sync service: a bare Pod (behind its Service), not a Deployment, so that it has
+    the instance pods' deadline and ends by itself after a killed runner; nothing gains by
+    restarting it (a new one would not have the run's state)."""
     container = {
         "name": "sync",
         "image": options.image,
@@ -213,16 +223,14 @@ def _sync_deployment(options: K8sOptions, run_id: str, key: bytes) -> dict[str, 
         "volumeMounts": [{"name": "config", "mountPath": CONFIG, "readOnly": True}],
     }
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": _meta(options, run_id, L.object_name(run_id, "sync"), "sync"),
         "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [container], "volumes": [_config_volume(run_id)]},
-            },
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": pod_deadline(timeout_s),
+            "containers": [container],
+            "volumes": [_config_volume(run_id)],
         },
     }
 

@@ -94,12 +94,11 @@ class PodmanApi:
                 if all(labels.get(k) == v for k, v in obj["spec"]["selector"].items()):
                     self.hosts[f"{name}.{ns}.svc"] = ip
             return
-        if kind not in ("Pod", "Deployment"):
+        if kind != "Pod":
             raise RuntimeError(f"kube play cannot run a {kind}")
         ip = str(next(self.addresses))
         obj = copy.deepcopy(obj)
-        pod = obj if kind == "Pod" else obj["spec"]["template"]
-        spec = pod["spec"]
+        spec = obj["spec"]
         for container in spec["containers"]:
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
@@ -116,13 +115,12 @@ class PodmanApi:
                 volume["hostPath"] = {"path": str(private), "type": "Directory"}
         if self.hosts:
             spec["hostAliases"] = [{"ip": a, "hostnames": [h]} for h, a in self.hosts.items()]
-        labels = dict(pod["metadata"].get("labels") or {})
+        labels = dict(obj["metadata"].get("labels") or {})
         self.by_selector.append((labels, ip))
         path.write_bytes(orjson.dumps(obj))
         self.podman("kube", "play", "--network", self.network, "--ip", ip,
                     *[f"--configmap={c}" for c in self.configmaps], str(path))
-        pod_name = name if kind == "Pod" else f"{name}-pod-0"
-        self.played[pod_name] = {**labels, **(obj["metadata"].get("labels") or {})}
+        self.played[name] = labels
 
     def _containers(self, pod: str) -> list[dict[str, Any]]:
         out = self.podman("ps", "-a", "--filter", f"pod={pod}", "--format", "json").stdout
