@@ -257,6 +257,8 @@ class FaultActions:
             if outdated:
                 signal_group(proc.pid, signal.SIGKILL)
                 return
+            if not self._running(instance):  # down again while it started: it waits too
+                signal_group(proc.pid, signal.SIGSTOP)
 
     def hogs_wait(self, instance: str, waiting: bool) -> None:
         """Stop (waiting) or let go on the busy loops of an instance whose process exited

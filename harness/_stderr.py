@@ -69,8 +69,9 @@ def _cut(text: str, limit: int) -> str:
 def stack_note(stderr: Path, offset: int, code: Path) -> str | None:
     """What a stop's stack dump, written to `stderr` from `offset` on, says for the
     instance's reason: the innermost frame of `code` (the plan's directory) it holds, of
-    the thread that wrote it first (the main thread), and where the whole dump is; None if
-    there is no dump there (the instance ended before it could write one)."""
+    the thread that took the signal first (faulthandler's "Current thread"), and where the
+    whole dump is; None if there is no dump there (the instance ended before it could
+    write one)."""
     try:
         with stderr.open("rb") as f:
             f.seek(offset)

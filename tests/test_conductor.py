@@ -635,3 +635,40 @@ def test_a_hog_that_ends_while_owed_loops_start_leaves_none_running(tmp_path: Pa
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_owed_loops_of_an_instance_down_again_as_they_start_wait_with_it(
+    tmp_path: Path,
+) -> None:
+    import time
+    import types
+
+    from harness._fault_actions import FaultActions
+
+    procs: list[subprocess.Popen[bytes]] = []
+    state = types.SimpleNamespace(running=True)
+
+    class Host:
+        async def spawn(self, launch: object) -> types.SimpleNamespace:
+            procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
+                                          start_new_session=True))
+            state.running = False  # it went down again meanwhile
+            return types.SimpleNamespace(pid=procs[-1].pid)
+
+    group = types.SimpleNamespace(dirs={}, paths=lambda: ())
+    sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
+                                host=Host(), run_dir=tmp_path, states={"g/0": state})
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+    try:
+        trio.run(actions._spawn_hogs, "g/0", 1, group)
+        states = []
+        for _ in range(50):
+            states.append(Path(f"/proc/{procs[0].pid}/stat").read_text().split(") ", 1)[1][0])
+            if states[-1] == "T":
+                break
+            time.sleep(0.02)
+        assert states[-1] == "T", states
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
