@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import trio
 import trio.testing
 
 from harness._conductor import Conductor
+from harness._fault_actions import FaultActions
 from harness.faults import Fault, Member
 from harness.observe import JsonlWriter
 from harness.sync import SyncState
@@ -126,7 +129,6 @@ def test_a_refused_limit_leaves_no_cap_behind() -> None:
     import pytest
 
     from harness._cgroup import CgroupError
-    from harness._fault_actions import FaultActions
     from harness.faults import FaultError
 
     class Group:
@@ -175,7 +177,6 @@ def test_a_skew_of_a_statically_linked_program_is_refused_not_recorded_as_applie
     import functools
     import types
 
-    from harness._fault_actions import FaultActions
     from harness.faults import FaultError
     from harness.runners import Launch
 
@@ -216,7 +217,6 @@ def test_a_live_skew_of_a_program_preloading_another_library_is_refused(
     recorded as applied: LD_PRELOAD was taken for libfaketime's, and its clock never moved."""
     import types
 
-    from harness._fault_actions import FaultActions
     from harness.faults import FaultError
     from harness.runners import Launch
 
@@ -416,7 +416,6 @@ def test_a_restart_starts_again_no_instance_that_failed_of_itself(
     end), recorded success in its new process: the failure was gone and the run passed."""
     import types
 
-    from harness._fault_actions import FaultActions
     from harness._outcome import InstanceState
 
     st = InstanceState(spec=None, pid=10, status=status, recorded=recorded,  # type: ignore[arg-type]
@@ -435,7 +434,6 @@ def test_a_kill_as_an_instance_is_started_again_is_missed_not_sent_to_its_old_pr
     recover but never did"."""
     import types
 
-    from harness._fault_actions import FaultActions
     from harness._outcome import InstanceState
     from harness.plans import InstanceSpec
 
@@ -487,7 +485,6 @@ def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -
     import time
     import types
 
-    from harness._fault_actions import FaultActions
 
     loop = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
@@ -510,29 +507,55 @@ def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -
         loop.wait()
 
 
-def test_a_hog_given_back_while_its_instance_is_down_starts_its_loops_with_it(
-    tmp_path: Path,
-) -> None:
-    """Loops started while the instance was down ran until they were stopped (the live
-    test saw them running then); they are owed to it and start with its next start."""
-    import subprocess
-    import types
+def _state_of(pid: int, letter: str) -> list[str]:
+    """The process's states (/proc/PID/stat) read until it is in `letter`, for up to a
+    second (a signal takes a moment to land)."""
+    import time
 
-    from harness._fault_actions import FaultActions
+    seen: list[str] = []
+    for _ in range(50):
+        seen.append(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0])
+        if seen[-1] == letter:
+            break
+        time.sleep(0.02)
+    return seen
+
+
+@contextlib.contextmanager
+def _fake_hogs(tmp_path: Path, running: bool,
+               spawning: Callable[[], Awaitable[None]] | None = None,
+               ) -> Iterator[tuple[FaultActions, list[subprocess.Popen[bytes]], Any]]:
+    """FaultActions on instance g/0 whose busy loops are `sleep`s (killed at the end), each
+    after `spawning()`; with the loops and the instance's state (`running`)."""
+    import types
 
     procs: list[subprocess.Popen[bytes]] = []
 
     class Host:
         async def spawn(self, launch: object) -> types.SimpleNamespace:
+            if spawning is not None:
+                await spawning()
             procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
                                           start_new_session=True))
             return types.SimpleNamespace(pid=procs[-1].pid)
 
     group = types.SimpleNamespace(dirs={}, paths=lambda: ())
-    state = types.SimpleNamespace(running=False)
+    state = types.SimpleNamespace(running=running)
     sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
                                 host=Host(), run_dir=tmp_path, states={"g/0": state})
-    actions = FaultActions(sup)  # type: ignore[arg-type]
+    try:
+        yield FaultActions(sup), procs, state  # type: ignore[arg-type]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_a_hog_given_back_while_its_instance_is_down_starts_its_loops_with_it(
+    tmp_path: Path,
+) -> None:
+    """Loops started while the instance was down ran until they were stopped (the live
+    test saw them running then); they are owed to it and start with its next start."""
 
     async def main() -> None:
         assert not await actions.hog("g/0", 2)  # down, not given back: nothing
@@ -551,20 +574,14 @@ def test_a_hog_given_back_while_its_instance_is_down_starts_its_loops_with_it(
         assert await actions.hog("g/0", 1, back=True)  # a new hog replaces what was owed
         assert actions.owed == {"g/0": 1} and "g/0" not in actions.hogs
 
-    try:
+    with _fake_hogs(tmp_path, running=False) as (actions, procs, state):
         trio.run(main)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
 
 
 def test_a_kill_that_takes_an_instance_down_for_a_while_stops_its_loops_at_once() -> None:
     """Not only once its exit is seen (under load, its loops ran on meanwhile)."""
-    import time
     import types
 
-    from harness._fault_actions import FaultActions
     from harness._outcome import InstanceState
     from harness.plans import InstanceSpec
 
@@ -577,15 +594,8 @@ def test_a_kill_that_takes_an_instance_down_for_a_while_stops_its_loops_at_once(
     try:
         assert trio.run(actions.end, "g/0", "killed by fault 0 (kill)", None, "later",
                         "recover")
-        # Without the supervisor seeing the exit: the loop is stopped (a signal takes a
-        # moment to land, hence the few reads).
-        states = []
-        for _ in range(50):
-            states.append(Path(f"/proc/{loop.pid}/stat").read_text().split(") ", 1)[1][0])
-            if states[-1] == "T":
-                break
-            time.sleep(0.02)
-        assert states[-1] == "T", states
+        # Without the supervisor seeing the exit: the loop is stopped.
+        assert _state_of(loop.pid, "T")[-1] == "T"
         assert node.wait(timeout=5) == -9 and "g/0" in sup.comeback
     finally:
         for p in (node, loop):
@@ -597,25 +607,7 @@ def test_a_hog_that_ends_while_owed_loops_start_leaves_none_running(tmp_path: Pa
     """The owed loops start in a task of their own: a hog ending (or replaced) meanwhile
     stopped only those started yet, and the rest ran on, out of `hogs`' count, until the
     run's end."""
-    import types
-
-    from harness._fault_actions import FaultActions
-
-    procs: list[subprocess.Popen[bytes]] = []
     go_on = trio.Event()
-
-    class Host:
-        async def spawn(self, launch: object) -> types.SimpleNamespace:
-            await go_on.wait()  # a slow fork: the hog ends meanwhile
-            procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
-                                          start_new_session=True))
-            return types.SimpleNamespace(pid=procs[-1].pid)
-
-    group = types.SimpleNamespace(dirs={}, paths=lambda: ())
-    state = types.SimpleNamespace(running=False)
-    sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
-                                host=Host(), run_dir=tmp_path, states={"g/0": state})
-    actions = FaultActions(sup)  # type: ignore[arg-type]
 
     async def main() -> None:
         assert await actions.hog("g/0", 2, back=True)  # owed while it is down
@@ -629,46 +621,17 @@ def test_a_hog_that_ends_while_owed_loops_start_leaves_none_running(tmp_path: Pa
         for p in procs:
             assert p.wait(timeout=5) == -9
 
-    try:
+    # a slow fork: the hog ends meanwhile
+    with _fake_hogs(tmp_path, running=False, spawning=go_on.wait) as (actions, procs, state):
         trio.run(main)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
 
 
 def test_owed_loops_of_an_instance_down_again_as_they_start_wait_with_it(
     tmp_path: Path,
 ) -> None:
-    import time
-    import types
+    async def down_again() -> None:
+        state.running = False
 
-    from harness._fault_actions import FaultActions
-
-    procs: list[subprocess.Popen[bytes]] = []
-    state = types.SimpleNamespace(running=True)
-
-    class Host:
-        async def spawn(self, launch: object) -> types.SimpleNamespace:
-            procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
-                                          start_new_session=True))
-            state.running = False  # it went down again meanwhile
-            return types.SimpleNamespace(pid=procs[-1].pid)
-
-    group = types.SimpleNamespace(dirs={}, paths=lambda: ())
-    sup = types.SimpleNamespace(cgroups=types.SimpleNamespace(group=lambda _: group),
-                                host=Host(), run_dir=tmp_path, states={"g/0": state})
-    actions = FaultActions(sup)  # type: ignore[arg-type]
-    try:
-        trio.run(actions._spawn_hogs, "g/0", 1, group)
-        states = []
-        for _ in range(50):
-            states.append(Path(f"/proc/{procs[0].pid}/stat").read_text().split(") ", 1)[1][0])
-            if states[-1] == "T":
-                break
-            time.sleep(0.02)
-        assert states[-1] == "T", states
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    with _fake_hogs(tmp_path, running=True, spawning=down_again) as (actions, procs, state):
+        trio.run(actions._spawn_hogs, "g/0", 1, actions._group("g/0", "hog"))
+        assert _state_of(procs[0].pid, "T")[-1] == "T"

@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -96,9 +96,10 @@ def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None
     assert _dies_within(tree[1], 5)  # the kill took the instance's child too (else: 60 s)
 
 
-def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> None:
-    """Over TCP, as in a pod: started, killed by a fault (for good), exit status on record;
-    the cluster's conductor then no longer counts it as running."""
+def _supervised(tmp_path: Path, faults: Callable[[SyncState, list[Any]], Awaitable[None]]
+                ) -> tuple[int, list[Any], SyncState]:
+    """An agent over TCP, as in a pod, supervising a sleeper while `faults(state, lives)`
+    plays (once it has started): its exit code, what it said on its life topic, the state."""
     tokens = Tokens()
     lives: list[Any] = []
     started = trio.Event()
@@ -120,19 +121,29 @@ def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> No
                 params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
                 sync_token=tokens.for_instance("g/0"))
 
-            async def kill_once_started() -> None:
+            async def once_started() -> None:
                 await started.wait()
-                state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
-                                                   "comeback": None, "expect": "fail"})
+                await faults(state, lives)
 
-            n.start_soon(kill_once_started)
+            n.start_soon(once_started)
             with trio.fail_after(20):
                 code = await supervise([sys.executable, "-c", "import time; time.sleep(60)"],
                                        params)
             n.cancel_scope.cancel()
         return code
 
-    code = trio.run(main)
+    return trio.run(main), lives, state
+
+
+def test_the_agent_says_when_its_instance_starts_and_exits(tmp_path: Path) -> None:
+    """Over TCP, as in a pod: started, killed by a fault (for good), exit status on record;
+    the cluster's conductor then no longer counts it as running."""
+
+    async def kill(state: SyncState, lives: list[Any]) -> None:
+        state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
+                                           "comeback": None, "expect": "fail"})
+
+    code, lives, state = _supervised(tmp_path, kill)
     assert lives == [{"running": True},
                      {"running": False, "code": code, "by": "killed", "comeback": None}]
     assert code != 0
@@ -233,43 +244,15 @@ def test_an_instance_down_for_a_fault_is_ended_for_good_by_the_runs_stop(
         tmp_path: Path) -> None:
     """Killed by a fault that starts it again later, then the run stops (fail-fast): the
     agent ends, instead of waiting for a start that never comes (until the pod's deadline)."""
-    tokens = Tokens()
-    lives: list[Any] = []
-    started = trio.Event()
 
-    def record(event: dict[str, Any]) -> None:
-        if event.get("kind") == "publish" and event["topic"] == life_topic("g/0"):
-            lives.append(state.last_item(life_topic("g/0")))
-            started.set()
+    async def kill_then_stop(state: SyncState, lives: list[Any]) -> None:
+        state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
+                                           "comeback": "later", "expect": "recover"})
+        await _until(lambda: len(lives) == 2)
+        state.publish(fault_topic("g/0"), {"end": "stopped after g/1 failed",
+                                           "grace": 3.0, "comeback": None})
 
-    state = SyncState(["g/0"], record=record)
-
-    async def main() -> int:
-        server = SyncServer(state, tokens=tokens)
-        async with trio.open_nursery() as n:
-            host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
-            params = RunParams(
-                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
-                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
-                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
-                sync_token=tokens.for_instance("g/0"))
-
-            async def kill_then_stop() -> None:
-                await started.wait()
-                state.publish(fault_topic("g/0"), {"end": "killed", "grace": None,
-                                                   "comeback": "later", "expect": "recover"})
-                await _until(lambda: len(lives) == 2)
-                state.publish(fault_topic("g/0"), {"end": "stopped after g/1 failed",
-                                                   "grace": 3.0, "comeback": None})
-
-            n.start_soon(kill_then_stop)
-            with trio.fail_after(20):
-                code = await supervise([sys.executable, "-c", "import time; time.sleep(60)"],
-                                       params)
-            n.cancel_scope.cancel()
-        return code
-
-    code = trio.run(main)
+    code, lives, _ = _supervised(tmp_path, kill_then_stop)
     assert code != 0
     assert lives == [{"running": True},
                      {"running": False, "code": code, "by": "killed", "comeback": "later"}]
