@@ -96,6 +96,15 @@ def test_pause_resume_and_kill_reach_the_instances_whole_process_group() -> None
     assert _dies_within(tree[1], 5)  # the kill took the instance's child too (else: 60 s)
 
 
+def _pod_params(tmp_path: Path, sync_tcp: str, tokens: Tokens, **more: Any) -> RunParams:
+    """Instance g/0 of a one-instance run, reaching its sync service over TCP, as a pod's."""
+    return RunParams(
+        plan="p", case="c", run_id="r", instance_count=1, group_id="g",
+        group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0", params={},
+        outputs_path=tmp_path, sync_tcp=sync_tcp, sync_token=tokens.for_instance("g/0"),
+        **more)
+
+
 def _supervised(tmp_path: Path, faults: Callable[[SyncState, list[Any]], Awaitable[None]]
                 ) -> tuple[int, list[Any], SyncState]:
     """An agent over TCP, as in a pod, supervising a sleeper while `faults(state, lives)`
@@ -115,11 +124,7 @@ def _supervised(tmp_path: Path, faults: Callable[[SyncState, list[Any]], Awaitab
         server = SyncServer(state, tokens=tokens)
         async with trio.open_nursery() as n:
             host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
-            params = RunParams(
-                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
-                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
-                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
-                sync_token=tokens.for_instance("g/0"))
+            params = _pod_params(tmp_path, f"{host}:{port}", tokens)
 
             async def once_started() -> None:
                 await started.wait()
@@ -203,11 +208,7 @@ def test_the_sdk_agent_and_shaper_wait_for_a_sync_service_not_up_yet(
         server = SyncServer(state, tokens=tokens)
         async with trio.open_nursery() as n:
             host, port = await n.start(server.serve_tcp, ("127.0.0.1", 0))
-            params = RunParams(
-                plan="p", case="c", run_id="r", instance_count=1, group_id="g",
-                group_instance_count=1, global_seq=0, group_seq=0, instance_id="g/0",
-                params={}, outputs_path=tmp_path, sync_tcp=f"{host}:{port}",
-                sync_token=tokens.for_instance("g/0"), data_ip="10.1.2.3")
+            params = _pod_params(tmp_path, f"{host}:{port}", tokens, data_ip="10.1.2.3")
             with trio.fail_after(30):
                 tries["sdk"] = not_yet(monkeypatch, 3)
                 async with connect(params) as client:
