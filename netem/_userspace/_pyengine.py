@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
-import selectors
+import select
 import socket
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 from netem._userspace._pycore import Core
 
-_SPIN_NS = 1_500_000  # epoll waits in whole ms: wake this early and spin to the due time
+_PR_SET_TIMERSLACK = 29
 
 
 class _SimOutput:
@@ -138,34 +139,30 @@ def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536,
     stamp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # switches kernel timestamps on
     stamp.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMP", 29), 1)
     parent = os.getppid()
-    sel = selectors.DefaultSelector()
+    qfd = nfq.get_fd()
     os.set_blocking(0, False)
-    sel.register(nfq.get_fd(), selectors.EVENT_READ, "q")
-    sel.register(0, selectors.EVENT_READ, "ctl")
+    _exact_wakeups()
     print("ready", flush=True)
     buf = b""
     try:
         while not core.quitting and os.getppid() == parent:
             due = core.next_due()
-            now = time.monotonic_ns()
-            timeout = 0.5 if due is None else max(0.0, (due - now - _SPIN_NS) / 1e9)
-            for key, _ in sel.select(timeout):
-                if key.data == "q":
-                    nfq.run(block=False)
-                else:
-                    chunk = os.read(0, 65536)
-                    if not chunk:
-                        core.quitting = True
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    replies = [r for ln in lines for r in core.command(ln.decode())]
-                    if replies:
-                        print("\n".join(replies), flush=True)
-            due = core.next_due()
-            # spin the last stretch: the selector's timeout is only millisecond-grained
-            while due is not None and 0 < due - time.monotonic_ns() <= _SPIN_NS:
+            timeout = 0.5 if due is None else max(0.0, (due - time.monotonic_ns()) / 1e9)
+            # select(), not epoll: its timeout is in microseconds, epoll's in whole ms. A
+            # spin to the due time instead kept the engine on the CPU, and SCHED_FIFO's
+            # throttling (5 % of each second by default) then stopped it for up to 50 ms.
+            readable, _, _ = select.select([qfd, 0], [], [], timeout)
+            if qfd in readable:
                 nfq.run(block=False)
-                due = core.next_due()
+            if 0 in readable:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    core.quitting = True
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                replies = [r for ln in lines for r in core.command(ln.decode())]
+                if replies:
+                    print("\n".join(replies), flush=True)
             core.release_due(time.monotonic_ns())
     except KeyboardInterrupt:
         pass
@@ -173,6 +170,12 @@ def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536,
         core.release_all(time.monotonic_ns())
         nfq.unbind()
     return 0
+
+
+def _exact_wakeups() -> None:
+    """Wake at the due time, not up to 50 us after (the default timer slack), as engine.c."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
 def main() -> int:
