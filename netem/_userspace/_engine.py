@@ -17,7 +17,7 @@ from typing import Literal
 
 from netem._backends._base import LinkStats, Pair
 from netem._shape import LinkShape, ShapeError
-from netem._userspace import _rules
+from netem._userspace import _copies, _rules
 from netem._userspace._build import BuildError, build_engine
 from netem._userspace._protocol import ProtocolError, Timing, parse_stats, update_lines
 
@@ -107,6 +107,7 @@ class Engine:
         self._sources: set[IPv4Address] = set()
         self._created: tuple[bool, bool] = (False, False)
         self._had_filter_table = True
+        self._copy_dev: str | None = None
         self._rules_live = False
         self._pairs: frozenset[Pair] = frozenset()
         self._lines: list[str] = []
@@ -161,8 +162,15 @@ class Engine:
             return
         try:
             argv = self._command_line()
-        except _rules.RulesError as exc:
-            raise EngineError(str(exc)) from None
+            if self.hook == "FORWARD":
+                self._copy_dev = _copies.add(self.netns)
+                if self._copy_dev is not None:  # (both engines' options come last)
+                    argv += ["--copy-dev", self._copy_dev]
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, _rules.RulesError):
+                raise EngineError(str(exc)) from None
+            raise
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         # A process group of its own: a Ctrl-C (or hang-up) meant for the program driving
         # it must not end it under the program's feet (that reads as the engine dying and
@@ -225,6 +233,13 @@ class Engine:
             if proc.stdout is not None:
                 proc.stdout.close()
         self._buf = b""
+        if self._copy_dev is not None:
+            self._copy_dev = None
+            try:
+                if self.netns is None or _rules.NETNS_DIR.joinpath(self.netns).exists():
+                    _copies.remove(self.netns)
+            except _rules.RulesError as exc:
+                errors.append(str(exc))
         if errors:
             raise EngineError(errors[0])
 

@@ -1,7 +1,7 @@
 """The Python engine (fallback when no C compiler): a process speaking the same protocol.
 
     python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--maxlen N]
-        [--normal] [--realtime PRIO] [--recheck-mark M]
+        [--normal] [--realtime PRIO] [--recheck-mark M] [--copy-dev NAME]
 
 Run it inside the namespace to queue in (the Engine starts it under nsenter).
 """
@@ -84,13 +84,18 @@ def _simulate(seed: int, normal: bool) -> int:
 class _QueueOutput:
     """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket.
 
-    With `recheck_mark` a packet let go is repeated, marked, rather than accepted (see
-    engine.c's --recheck-mark).
+    With `recheck_mark` a packet let go is repeated, marked, rather than accepted; with
+    `copy_dev`, copies go out of that interface, marked (see engine.c's --recheck-mark and
+    --copy-dev).
     """
 
-    def __init__(self, recheck_mark: int = 0) -> None:
+    def __init__(self, recheck_mark: int = 0, copy_dev: str | None = None) -> None:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
         self._recheck_mark = recheck_mark
+        self._copy_dev = copy_dev
+        if copy_dev is not None:
+            socket.if_nametoindex(copy_dev)  # OSError if it is not there
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, recheck_mark)
 
     def accept(self, handle: Any, payload: bytes | None, now_ns: int) -> None:
         if payload is not None:
@@ -109,17 +114,22 @@ class _QueueOutput:
         mac = b"\x02\x00" + payload[16:20]  # netem's hosts' MACs: see netem._names.host_mac
         # a duplicate that cannot be sent is a duplicate not made
         with contextlib.suppress(OSError):
-            self._sock.sendto(payload, (socket.if_indextoname(ifindex), 0x0800, 0, 0, mac))
+            dev = self._copy_dev or socket.if_indextoname(ifindex)
+            self._sock.sendto(payload, (dev, 0x0800, 0, 0, mac))
 
 
 def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536,
-          recheck_mark: int = 0) -> int:
+          recheck_mark: int = 0, copy_dev: str | None = None) -> int:
     try:
         from netfilterqueue import NetfilterQueue
     except ImportError:
         print("error the Python engine needs NetfilterQueue (pip install NetfilterQueue)")
         return 1
-    out = _QueueOutput(recheck_mark)
+    try:
+        out = _QueueOutput(recheck_mark, copy_dev)
+    except OSError as exc:
+        print(f"error cannot send the copies out of {copy_dev}: {exc}")
+        return 1
     core: Core[Any] = Core(out, seed, normal)
     nfq = NetfilterQueue()
 
@@ -188,6 +198,7 @@ def main() -> int:
     parser.add_argument("--normal", action="store_true")
     parser.add_argument("--realtime", type=int, default=0)
     parser.add_argument("--recheck-mark", type=lambda v: int(v, 0), default=0)
+    parser.add_argument("--copy-dev")
     args = parser.parse_args()
     if args.simulate:
         return _simulate(args.seed, args.normal)
@@ -199,7 +210,8 @@ def main() -> int:
         except OSError:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, -10)
-    return _live(args.queue, args.seed, args.normal, args.maxlen, args.recheck_mark)
+    return _live(args.queue, args.seed, args.normal, args.maxlen, args.recheck_mark,
+                 args.copy_dev)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def drop_filter_table_if_empty(netns: str | None) -> None:
 
 
 def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
-    """Create NETEM-QUEUE and `hook`'s jump to it where missing.
+    """Create NETEM-QUEUE and `hook`'s jump to it where missing (FORWARD's first rule).
 
     Returns (created the jump, created the chain), for the teardown to undo just that.
     """
@@ -170,6 +170,10 @@ def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
     lines = ["*filter"]
     if not has_chain:
         lines.append(f":{CHAIN} - [0:0]")
-    lines += [" ".join(["-A", hook, *jump(hook)]), "COMMIT"]
+    # In FORWARD, first: before the hub's drops (NETEM-DROP), which then judge a packet when
+    # the engine lets it go, as they judge one the kernel's netem delayed on its source's
+    # interface (a packet sent into a partition healed before its due time arrives).
+    where = ["-I", hook, "1"] if hook == "FORWARD" else ["-A", hook]
+    lines += [" ".join([*where, *jump(hook)]), "COMMIT"]
     restore(netns, "\n".join(lines) + "\n")
     return True, not has_chain

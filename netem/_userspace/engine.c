@@ -16,6 +16,9 @@
  *   of NF_ACCEPT, so it passes the hook's rules again at its due time (a partition made
  *   while it was held drops it, as the kernel's netem, which delays before the hub, does);
  *   the rule queueing to the engine must skip packets marked M.
+ * --copy-dev NAME: duplicates' copies are sent out of NAME (a veth whose peer is a port of
+ *   the hub's bridge), marked M, so they cross the bridge and its rules at their due time as
+ *   the packets let go do; without it, out of the packet's own bridge port, past the rules.
  * First line on stdout: "ready" once the queue is bound, or "error MESSAGE" and exit 1.
  *
  * --simulate: no queue, no privileges; a virtual clock driven by input lines
@@ -270,6 +273,7 @@ static int64_t sim_now;
 static struct nfq_handle *nfq_h;
 static struct nfq_q_handle *nfq_qh;
 static int packet_fd = -1;
+static int copy_ifindex; /* --copy-dev: 0 = each copy out of its packet's port */
 static uint32_t late_hist[LATE_BUCKETS];
 static uint64_t late_n, late_max_us;
 
@@ -358,11 +362,12 @@ static void send_dup(const struct item *it)
 		       it->id, sim_now / 1000);
 		return;
 	}
-	if (packet_fd < 0 || it->ifindex <= 0 || it->len < 20)
+	int ifindex = copy_ifindex ? copy_ifindex : it->ifindex;
+	if (packet_fd < 0 || ifindex <= 0 || it->len < 20)
 		return;
 	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
 				  .sll_protocol = htons(ETH_P_IP),
-				  .sll_ifindex = it->ifindex,
+				  .sll_ifindex = ifindex,
 				  .sll_halen = 6};
 	/* netem derives every host's MAC from its address: 02:00 and the four address bytes */
 	sll.sll_addr[0] = 0x02;
@@ -741,6 +746,7 @@ static int run_simulation(void)
 int main(int argc, char **argv)
 {
 	const char *netns = NULL;
+	const char *copy_dev = NULL;
 	int queue = 0;
 	uint64_t seed = 0;
 	uint32_t maxlen = 65536;
@@ -763,9 +769,12 @@ int main(int argc, char **argv)
 			rt_prio = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--recheck-mark") && i + 1 < argc)
 			recheck_mark = (uint32_t)strtoul(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--copy-dev") && i + 1 < argc)
+			copy_dev = argv[++i];
 		else
 			fail("usage: engine [--simulate] [--netns PATH] [--queue N] [--seed N] "
-			     "[--maxlen N] [--normal] [--realtime PRIO] [--recheck-mark M]");
+			     "[--maxlen N] [--normal] [--realtime PRIO] [--recheck-mark M] "
+			     "[--copy-dev NAME]");
 	}
 	for (int i = 0; i < 4; i++)
 		rng_s[i] = splitmix64(&seed);
@@ -819,6 +828,19 @@ int main(int argc, char **argv)
 		setsockopt(nfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
 	packet_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (copy_dev) {
+		copy_ifindex = (int)if_nametoindex(copy_dev);
+		if (!copy_ifindex) {
+			char msg[512];
+			snprintf(msg, sizeof msg, "no interface %s for the copies: %s", copy_dev,
+				 strerror(errno));
+			fail(msg);
+		}
+		/* the mark skips the queue's rule, as a packet let go does */
+		if (packet_fd >= 0 &&
+		    setsockopt(packet_fd, SOL_SOCKET, SO_MARK, &recheck_mark, sizeof recheck_mark) < 0)
+			fail("cannot mark the copies (SO_MARK needs CAP_NET_ADMIN)");
+	}
 	/* any socket asking for timestamps makes the kernel stamp every packet it receives,
 	   which gives queued packets their arrival time (ping does the same) */
 	int stamp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

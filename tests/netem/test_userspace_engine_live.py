@@ -260,10 +260,15 @@ def test_stop_removes_rules_and_process(
     assert pid is not None
     engine.update({(a, b): LinkShape(latency_ms=30), (b, a): LinkShape(latency_ms=30)})
     assert "NFQUEUE" in iptables_save(tb)
-    assert iptables_save(tb).index("-j NETEM-QUEUE") > iptables_save(tb).find("-j NETEM-DROP")
+    forward = [ln for ln in iptables_save(tb).splitlines() if ln.startswith("-A FORWARD")]
+    # first: the drops judge the packets it lets go (marked, skipping it), at their due time
+    assert "-j NETEM-QUEUE" in forward[0]
+    assert ("-A FORWARD -j NETEM-DROP" in forward) == preexisting
+    assert "netem-copies" in tb.exec(tb.hub, ["ip", "-br", "link"]).stdout
     engine.stop()
     engine.stop()
     assert iptables_save(tb) == before
+    assert "netem-copies" not in tb.exec(tb.hub, ["ip", "-br", "link"]).stdout
     assert not Path(f"/proc/{pid}").exists()
     # the median: one late echo on a busy host is not a shape left behind (that adds 60 ms)
     assert statistics.median(ping(tb, 0, 1, 5).rtts.values()) < 10  # unshaped again
