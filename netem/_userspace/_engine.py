@@ -161,11 +161,13 @@ class Engine:
         if self._proc is not None:
             return
         try:
-            argv = self._command_line()
+            argv = self._command_line()  # (both engines take options last)
             if self.hook == "FORWARD":
                 self._copy_dev = _copies.add(self.netns)
-                if self._copy_dev is not None:  # (both engines' options come last)
+                if self._copy_dev is not None:
                     argv += ["--copy-dev", self._copy_dev]
+            else:  # routed by the kernel, which knows the next hop's MAC; the mark skips
+                argv += ["--copy-mark", str(_rules.RECHECK_MARK)]  # the queue's rule
         except BaseException as exc:
             self.stop()
             if isinstance(exc, _rules.RulesError):

@@ -2,6 +2,7 @@
 
     python -m netem._userspace._pyengine [--simulate] [--queue N] [--seed N] [--maxlen N]
         [--normal] [--realtime PRIO] [--recheck-mark M] [--copy-dev NAME]
+        [--copy-mark M]
 
 Run it inside the namespace to queue in (the Engine starts it under nsenter).
 """
@@ -85,17 +86,31 @@ class _QueueOutput:
     """Verdicts through NetfilterQueue; duplicates through an AF_PACKET socket.
 
     With `recheck_mark` a packet let go is repeated, marked, rather than accepted; with
-    `copy_dev`, copies go out of that interface, marked (see engine.c's --recheck-mark and
-    --copy-dev).
+    `copy_dev`, copies go out of that interface, marked; with `copy_mark`, from a raw IP
+    socket, marked so (see engine.c's --recheck-mark, --copy-dev and --copy-mark).
     """
 
-    def __init__(self, recheck_mark: int = 0, copy_dev: str | None = None) -> None:
+    def __init__(self, recheck_mark: int = 0, copy_dev: str | None = None,
+                 copy_mark: int | None = None) -> None:
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
         self._recheck_mark = recheck_mark
         self._copy_dev = copy_dev
+        self._raw: socket.socket | None = None
         if copy_dev is not None:
             socket.if_nametoindex(copy_dev)  # OSError if it is not there
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, recheck_mark)
+        if copy_mark is not None:
+            raw = None
+            try:
+                raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, copy_mark)
+            except OSError as exc:  # as engine.c: shaping goes on
+                if raw is not None:
+                    raw.close()
+                print(f"netem engine: copies sent out of their packet's interface: no "
+                      f"marked raw socket (needs CAP_NET_RAW): {exc}", file=sys.stderr)
+            else:
+                self._raw = raw
 
     def accept(self, handle: Any, payload: bytes | None, now_ns: int) -> None:
         if payload is not None:
@@ -114,21 +129,25 @@ class _QueueOutput:
         mac = b"\x02\x00" + payload[16:20]  # netem's hosts' MACs: see netem._names.host_mac
         # a duplicate that cannot be sent is a duplicate not made
         with contextlib.suppress(OSError):
+            if self._raw is not None:
+                self._raw.sendto(payload, (socket.inet_ntoa(payload[16:20]), 0))
+                return
             dev = self._copy_dev or socket.if_indextoname(ifindex)
             self._sock.sendto(payload, (dev, 0x0800, 0, 0, mac))
 
 
 def _live(queue: int, seed: int, normal: bool, maxlen: int = 65536,
-          recheck_mark: int = 0, copy_dev: str | None = None) -> int:
+          recheck_mark: int = 0, copy_dev: str | None = None,
+          copy_mark: int | None = None) -> int:
     try:
         from netfilterqueue import NetfilterQueue
     except ImportError:
         print("error the Python engine needs NetfilterQueue (pip install NetfilterQueue)")
         return 1
     try:
-        out = _QueueOutput(recheck_mark, copy_dev)
+        out = _QueueOutput(recheck_mark, copy_dev, copy_mark)
     except OSError as exc:
-        print(f"error cannot send the copies out of {copy_dev}: {exc}")
+        print(f"error cannot send the copies: {exc}")
         return 1
     core: Core[Any] = Core(out, seed, normal)
     nfq = NetfilterQueue()
@@ -199,6 +218,7 @@ def main() -> int:
     parser.add_argument("--realtime", type=int, default=0)
     parser.add_argument("--recheck-mark", type=lambda v: int(v, 0), default=0)
     parser.add_argument("--copy-dev")
+    parser.add_argument("--copy-mark", type=lambda v: int(v, 0))
     args = parser.parse_args()
     if args.simulate:
         return _simulate(args.seed, args.normal)
@@ -211,7 +231,7 @@ def main() -> int:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, -10)
     return _live(args.queue, args.seed, args.normal, args.maxlen, args.recheck_mark,
-                 args.copy_dev)
+                 args.copy_dev, args.copy_mark)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ NETNS_DIR = Path("/run/netns")
 RECHECK_MARK = 0x10000000
 """The mark the hub's engine gives a packet it lets go, which sends it through FORWARD's
 rules once more (NF_REPEAT): the partitions' drops apply to it at its due time, and the
-jump to NETEM-QUEUE skips it."""
+jump to NETEM-QUEUE skips it. Duplicates' copies carry it too, in FORWARD and OUTPUT."""
 
 
 class RulesError(RuntimeError):
@@ -73,11 +73,9 @@ def _by_source(pairs: Iterable[Pair]) -> dict[IPv4Address, list[IPv4Address]]:
     return {src: sorted(by_src[src], key=int) for src in sorted(by_src, key=int)}
 
 
-def jump(hook: str = "FORWARD") -> list[str]:
-    """The rule of `hook` that jumps to NETEM-QUEUE (in FORWARD, not for a packet the engine
-    let go already: see RECHECK_MARK)."""
-    if hook != "FORWARD":
-        return ["-j", CHAIN]
+def jump() -> list[str]:
+    """The rule of a hook that jumps to NETEM-QUEUE, not for a packet the engine let go
+    already or sent as a copy (see RECHECK_MARK)."""
     return ["-m", "mark", "!", "--mark", f"{RECHECK_MARK:#x}/{RECHECK_MARK:#x}", "-j", CHAIN]
 
 
@@ -90,7 +88,7 @@ def render_teardown(sources: Iterable[IPv4Address], remove_jump: bool, remove_ch
     lines += [f":{sub_chain(src)} - [0:0]" for src in srcs]
     lines += [f"-X {sub_chain(src)}" for src in srcs]
     if remove_jump:
-        lines.append(" ".join(["-D", hook, *jump(hook)]))
+        lines.append(" ".join(["-D", hook, *jump()]))
     if remove_chain:
         lines.append(f"-X {CHAIN}")
     lines.append("COMMIT")
@@ -163,7 +161,7 @@ def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
     """
     has_chain = run_in(netns, ["iptables", "-S", CHAIN]).returncode == 0
     has_jump = (
-        has_chain and run_in(netns, ["iptables", "-C", hook, *jump(hook)]).returncode == 0
+        has_chain and run_in(netns, ["iptables", "-C", hook, *jump()]).returncode == 0
     )
     if has_chain and has_jump:
         return False, False
@@ -174,6 +172,6 @@ def ensure_chain(netns: str | None, hook: str = "FORWARD") -> tuple[bool, bool]:
     # the engine lets it go, as they judge one the kernel's netem delayed on its source's
     # interface (a packet sent into a partition healed before its due time arrives).
     where = ["-I", hook, "1"] if hook == "FORWARD" else ["-A", hook]
-    lines += [" ".join([*where, *jump(hook)]), "COMMIT"]
+    lines += [" ".join([*where, *jump()]), "COMMIT"]
     restore(netns, "\n".join(lines) + "\n")
     return True, not has_chain

@@ -16,6 +16,9 @@
  *   of NF_ACCEPT, so it passes the hook's rules again at its due time (a partition made
  *   while it was held drops it, as the kernel's netem, which delays before the hub, does);
  *   the rule queueing to the engine must skip packets marked M.
+ * --copy-mark M: duplicates' copies are sent from a raw IP socket, marked M (the rule
+ *   queueing to the engine must skip them), routed by the kernel: for the OUTPUT hook, where
+ *   the next hop's MAC is the kernel's to know.
  * --copy-dev NAME: duplicates' copies are sent out of NAME (a veth whose peer is a port of
  *   the hub's bridge), marked M, so they cross the bridge and its rules at their due time as
  *   the packets let go do; without it, out of the packet's own bridge port, past the rules.
@@ -274,6 +277,7 @@ static struct nfq_handle *nfq_h;
 static struct nfq_q_handle *nfq_qh;
 static int packet_fd = -1;
 static int copy_ifindex; /* --copy-dev: 0 = each copy out of its packet's port */
+static int raw_fd = -1;   /* --copy-mark: copies routed from here */
 static uint32_t late_hist[LATE_BUCKETS];
 static uint64_t late_n, late_max_us;
 
@@ -360,6 +364,12 @@ static void send_dup(const struct item *it)
 	if (simulate) {
 		printf("%s %" PRIu32 " %" PRId64 "\n", it->kind == K_DUP ? "dup" : "dup-corrupt",
 		       it->id, sim_now / 1000);
+		return;
+	}
+	if (raw_fd >= 0) {
+		struct sockaddr_in to = {.sin_family = AF_INET};
+		memcpy(&to.sin_addr, it->data + 16, 4);
+		sendto(raw_fd, it->data, it->len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
 		return;
 	}
 	int ifindex = copy_ifindex ? copy_ifindex : it->ifindex;
@@ -747,6 +757,8 @@ int main(int argc, char **argv)
 {
 	const char *netns = NULL;
 	const char *copy_dev = NULL;
+	uint32_t copy_mark = 0;
+	int raw_copies = 0;
 	int queue = 0;
 	uint64_t seed = 0;
 	uint32_t maxlen = 65536;
@@ -771,10 +783,14 @@ int main(int argc, char **argv)
 			recheck_mark = (uint32_t)strtoul(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--copy-dev") && i + 1 < argc)
 			copy_dev = argv[++i];
+		else if (!strcmp(argv[i], "--copy-mark") && i + 1 < argc) {
+			copy_mark = (uint32_t)strtoul(argv[++i], NULL, 0);
+			raw_copies = 1;
+		}
 		else
 			fail("usage: engine [--simulate] [--netns PATH] [--queue N] [--seed N] "
 			     "[--maxlen N] [--normal] [--realtime PRIO] [--recheck-mark M] "
-			     "[--copy-dev NAME]");
+			     "[--copy-dev NAME] [--copy-mark M]");
 	}
 	for (int i = 0; i < 4; i++)
 		rng_s[i] = splitmix64(&seed);
@@ -840,6 +856,18 @@ int main(int argc, char **argv)
 		if (packet_fd >= 0 &&
 		    setsockopt(packet_fd, SOL_SOCKET, SO_MARK, &recheck_mark, sizeof recheck_mark) < 0)
 			fail("cannot mark the copies (SO_MARK needs CAP_NET_ADMIN)");
+	}
+	if (raw_copies) {
+		raw_fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+		if (raw_fd < 0 ||
+		    setsockopt(raw_fd, SOL_SOCKET, SO_MARK, &copy_mark, sizeof copy_mark) < 0) {
+			/* shaping goes on; only the copies may not reach a MAC netem did not make */
+			fprintf(stderr, "netem engine: copies sent out of their packet's interface: "
+					"no marked raw socket (needs CAP_NET_RAW): %s\n", strerror(errno));
+			if (raw_fd >= 0)
+				close(raw_fd);
+			raw_fd = -1;
+		}
 	}
 	/* any socket asking for timestamps makes the kernel stamp every packet it receives,
 	   which gives queued packets their arrival time (ping does the same) */

@@ -164,7 +164,7 @@ def test_shaping_off_leaves_no_privileged_sidecar(duo: RunSpec) -> None:
     on = rendered(duo).instance_pods()[0]["spec"]["containers"]
     off = rendered(duo, load_options(duo, ["shaping=off"])).instance_pods()[0]["spec"]["containers"]
     assert [c["name"] for c in on] == ["instance", "shaper"]
-    assert on[1]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
+    assert on[1]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
     assert [c["name"] for c in off] == ["instance"]
     # the sync service says each instance's network is ready, as no shaper will
     run_doc = orjson.loads(rendered(duo, load_options(duo, ["shaping=off"])).by_kind(

@@ -297,7 +297,8 @@ def _pod(spec: RunSpec, options: K8sOptions, run_id: str, inst: InstanceSpec, to
             "command": ["python3", "-m", "harness.runners.k8s.shaper", options.shaping,
                         f"{DONE}/ended"],
             "env": env,  # the instance's identity: it answers that instance's requests
-            "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+            # NET_RAW: the userspace engine routes duplicates' copies from a raw socket
+            "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
             "resources": _resources("100m", "64Mi"),
             "volumeMounts": mounts,
         })
