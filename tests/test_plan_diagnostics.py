@@ -242,3 +242,35 @@ def test_watching_for_forgotten_awaits_passes_other_unraisables_on_and_ends_clea
     with pytest.warns(RuntimeWarning, match="never awaited"):  # no longer watched: as before
         step()  # type: ignore[unused-coroutine]
     assert len(forgotten.found) == 1
+
+
+def test_a_coroutine_a_library_makes_and_drops_is_a_warning_not_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The instance failed for any coroutine never awaited, a library's own too, which its
+    plan cannot fix. Dropped in the plan's code, a library's coroutine still fails it."""
+    import importlib.util
+
+    from harness.sdk._awaits import ForgottenAwaits
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "somelib.py").write_text(
+        "async def flush():\n    pass\n\n\ndef close():\n    flush()\n")
+    spec = importlib.util.spec_from_file_location("somelib", tmp_path / "site" / "somelib.py")
+    assert spec is not None and spec.loader is not None
+    somelib = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(somelib)
+    plan = tmp_path / "plan"
+    plan.mkdir()
+    (plan / "plan.py").write_text("def case(lib):\n    lib.flush()\n")
+    namespace: dict[str, object] = {}
+    exec(compile((plan / "plan.py").read_text(), str(plan / "plan.py"), "exec"), namespace)
+
+    forgotten = ForgottenAwaits(plan)
+    with caplog.at_level("WARNING", logger="py.warnings"), forgotten.watching():
+        somelib.close()
+        assert forgotten.reason() is None
+        assert f"made and dropped by a library (at {tmp_path}/site/somelib.py:6)" in caplog.text
+        namespace["case"](somelib)  # type: ignore[operator]
+        assert forgotten.reason() == ("coroutine 'flush' was never awaited (a forgotten "
+                                      "`await`) at plan.py:2")

@@ -5,6 +5,10 @@ RuntimeWarning as the coroutine is finalized), so the instance passed. While it 
 that warning is an error: raised in the coroutine's finalizer, it reaches
 `sys.unraisablehook` with the coroutine itself, whatever the warning filters' "once per
 place" would have shown.
+
+Only the plan's own await fails it: a coroutine of the plan's code or the harness's, or one
+dropped in the plan's code. One a library made and dropped inside itself is the library's
+business (a plan cannot fix it): a warning of the instance, as Python's own would be.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 _UNAWAITED = r"coroutine .* was never awaited"
+_HARNESS = Path(__file__).resolve().parents[1]
 _log = logging.getLogger("py.warnings")  # where Python's own warning was logged
 
 
@@ -67,9 +72,23 @@ class ForgottenAwaits:
     def _note(self, coro: Any, frame: FrameType | None) -> None:
         name = getattr(coro, "__qualname__", type(coro).__name__)
         what = f"coroutine '{name}' was never awaited (a forgotten `await`)"
-        if frame is not None and self.code is not None:
-            where = Path(frame.f_code.co_filename)
-            if where.is_relative_to(self.code):
-                what += f" at {where.relative_to(self.code)}:{frame.f_lineno}"
+        path, line = (None, 0) if frame is None else (Path(frame.f_code.co_filename),
+                                                      frame.f_lineno)
+        if path is not None and self.code is not None and path.is_relative_to(self.code):
+            what += f" at {path.relative_to(self.code)}:{line}"
+        elif not self._ours(coro):
+            where = f"{path}:{line}" if path is not None else "an unknown place"
+            _log.warning(f"coroutine '{name}' was never awaited, made and dropped by a "
+                         f"library (at {where}): not the plan's await")
+            return
         _log.warning(what)
         self.found.append(what)
+
+    def _ours(self, coro: Any) -> bool:
+        """Whether the coroutine's function is the plan's or the harness's (all are, when
+        the plan's code is not known)."""
+        code = getattr(coro, "cr_code", None)
+        if self.code is None or code is None:
+            return True
+        made = Path(code.co_filename)
+        return made.is_relative_to(self.code) or made.is_relative_to(_HARNESS)
