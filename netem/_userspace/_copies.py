@@ -35,13 +35,13 @@ def add(netns: str | None) -> str | None:
     bridges = json.loads(_ip(netns, "-j", "link", "show", "type", "bridge") or "[]")
     if len(bridges) != 1:
         return None
-    if run_in(netns, ["ip", "link", "show", COPY_DEV]).returncode == 0:
-        return COPY_DEV  # left by an engine that was killed
     proc = run_in(netns, ["ip", "-batch", "-"], "\n".join([
         f"link add {COPY_DEV} type veth peer name {COPY_PORT}",
         f"link set {COPY_PORT} master {bridges[0]['ifname']} up",
         f"link set {COPY_DEV} up",
     ]) + "\n")  # fmt: skip
+    if proc.returncode != 0 and "File exists" in proc.stderr and _exists(netns):
+        return COPY_DEV  # left by an engine that was killed
     if proc.returncode != 0:
         remove(netns)
         msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
@@ -49,7 +49,12 @@ def add(netns: str | None) -> str | None:
     return COPY_DEV
 
 
+def _exists(netns: str | None) -> bool:
+    return run_in(netns, ["ip", "link", "show", COPY_DEV]).returncode == 0
+
+
 def remove(netns: str | None) -> None:
     """Remove the copy port (both ends) if it is there."""
-    if run_in(netns, ["ip", "link", "show", COPY_DEV]).returncode == 0:
-        _ip(netns, "link", "del", COPY_DEV)
+    proc = run_in(netns, ["ip", "link", "del", COPY_DEV])
+    if proc.returncode != 0 and _exists(netns):
+        raise RulesError(f"cannot remove the copies' port {COPY_DEV}: {proc.stderr.strip()}")
