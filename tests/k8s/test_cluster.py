@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import math
 import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -813,3 +815,64 @@ def test_the_runs_delete_and_clean_reach_every_kind_it_creates(spec: RunSpec) ->
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
     assert {o["kind"].lower() + "s" for o in run.objects} == set(KINDS)
     assert "deployments" in CLEAN_KINDS and set(KINDS) < set(CLEAN_KINDS)
+
+
+class SlowToStart(StillRunning):
+    """Pod 1 is Pending (not scheduled: no node has room) for the first `pending` lists,
+    or for ever; then every pod runs on until told of the timeout."""
+
+    def __init__(self, outputs: Path, stop: dict[str, Any], pending: float) -> None:
+        super().__init__(outputs, [], stop)
+        self.pending = pending
+        self.started_at: float | None = None  # when a list first showed pod 1 running
+        self.told_at: float | None = None
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if pod["metadata"]["name"].endswith("-1") and self.lists <= self.pending:
+                pod["status"] = {"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                     "message": "0/3 nodes are available:  3 Insufficient cpu."}]}
+            elif pod["metadata"]["name"].endswith("-1") and self.started_at is None:
+                self.started_at = time.monotonic()
+        return out
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        self.told_at = time.monotonic()
+        await super().exec(namespace, pod, container, command)
+
+
+def test_the_runs_timeout_counts_from_when_every_pod_has_started(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """The timeout counted from the objects' creation, so a slow start (scheduling, a cold
+    node's image pull) ate the test's time, where a local run's counts from when every
+    instance has started."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    stop = timeout_stop("still running at the run's timeout (0.3s)", {})
+    cluster = SlowToStart(_in_pod(tmp_path), stop, pending=20)  # ~0.4 s at 0.02 s a list
+    states = asyncio.run(follow(cluster, spec, run, tmp_path / "run", timeout_s=0.3,
+                                poll_s=0.02))
+    assert cluster.started_at is not None and cluster.told_at is not None
+    assert cluster.told_at - cluster.started_at >= 0.3
+    assert [s.verdict()[1] for s in states] == ["still running at the run's timeout (0.3s)"] * 2
+
+
+def test_a_pod_not_started_in_time_fails_its_instance_saying_why(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """One never scheduled: its instance fails naming why, and the run's timeout counts
+    from then for the others."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    stop = {**timeout_stop("still running at the run's timeout (0.3s)", {}),
+            "instances": ["single/0"]}
+    cluster = SlowToStart(_in_pod(tmp_path), stop, pending=math.inf)
+    begun = time.monotonic()
+    states = asyncio.run(follow(cluster, spec, run, tmp_path / "run", timeout_s=0.3,
+                                poll_s=0.02, start_within_s=0.2))
+    assert cluster.told_at is not None and cluster.told_at - begun >= 0.5
+    assert states[1].verdict() == (False, "its pod did not start within 0.2 s of its "
+                                   "creation: Unschedulable (0/3 nodes are available: 3 "
+                                   "Insufficient cpu.)")
+    assert states[0].verdict() == (False, "still running at the run's timeout (0.3s)")
+    assert cluster.objects == []

@@ -45,6 +45,11 @@ KINDS = ("pods", "services", "configmaps", "secrets")  # what a run creates
 CLEAN_KINDS = (*KINDS, "deployments")
 """What `harness clean` deletes: a run rendered before the sync service was a bare Pod had
 it as a Deployment."""
+START_WITHIN_S = 600.0
+"""How long after their creation the runner waits for every instance's pod to start
+(scheduling, image pulls): the run's timeout counts from when all have, as a local run's
+counts from when every instance has started. A pod not started by then fails its instance,
+and the timeout counts from then for the others."""
 TIMEOUT_END_S = 30.0
 """How long the runner waits, from the run's timeout, for the pods still running then to
 end once it told the sync service (`TIMEOUT_COMMAND`): each agent ends its instance
@@ -148,11 +153,14 @@ def pod_exit(pod: dict[str, Any], container: str = "instance") -> int | None:
 
 async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path,
                  *, timeout_s: float, poll_s: float = POLL_S, end_s: float = TIMEOUT_END_S,
+                 start_within_s: float = START_WITHIN_S,
                  states: dict[str, InstanceState] | None = None,
                  progress: Progress | None = None) -> list[InstanceState]:
-    """Create the run, wait for every instance to end (or the timeout: then have the sync
-    service end those still running, and wait `end_s` more for their pods), collect,
-    delete; each instance's state in `states` (new ones if not given). `progress` is kept
+    """Create the run, wait for every instance to end (or the timeout, counted from when
+    every instance's pod has started: then have the sync service end those still running,
+    and wait `end_s` more for their pods), collect, delete; each instance's state in
+    `states` (new ones if not given). A pod not started `start_within_s` after the run's
+    creation fails its instance, and the timeout counts from then for the others. `progress` is kept
     at each list of the pods: started (a container ran), and ended with exit code 0 or
     another (the verdicts come once the sync service's events are collected).
 
@@ -166,12 +174,14 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     try:
         for obj in run.objects:
             await api.create(obj)
-        deadline = time.monotonic() + timeout_s
+        created, deadline = time.monotonic(), math.inf
         told: float | None = None  # when the run's timeout was told to the sync service
         end_by, why_not = math.inf, None
         while True:
-            started = 0
+            started: set[str] = set()
             pods = await api.pods(run.namespace, selector)
+            pod_of = {by_pod[p["metadata"]["name"]]: p for p in pods
+                      if p["metadata"]["name"] in by_pod}
             listed = {p["metadata"]["name"] for p in pods}
             for name in seen - listed:
                 if states[by_pod[name]].status is None:  # it would wait for the timeout
@@ -182,7 +192,7 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 iid = by_pod.get(pod["metadata"]["name"])
                 code = pod_exit(pod)
                 if iid is not None and pod.get("status", {}).get("phase") != "Pending":
-                    started += 1
+                    started.add(iid)
                 if iid is None or states[iid].status is not None:
                     continue
                 states[iid].ip = pod.get("status", {}).get("podIP") or states[iid].ip
@@ -202,12 +212,22 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     states[iid].status = -9
             if progress is not None:
                 ended = [s.status for s in states.values() if s.status is not None]
-                progress.started = max(progress.started, started)
+                progress.started = max(progress.started, len(started))
                 progress.passed = ended.count(0)
                 progress.failed = len(ended) - progress.passed
                 progress.update()
             if all(s.status is not None for s in states.values()):
                 break
+            unstarted = [i for i, s in states.items() if s.status is None and i not in started]
+            if deadline == math.inf and not unstarted:
+                deadline = time.monotonic() + timeout_s
+            elif deadline == math.inf and time.monotonic() > created + start_within_s:
+                for iid in unstarted:
+                    states[iid].stopped = (f"its pod did not start within "
+                                           f"{start_within_s:g} s of its creation"
+                                           f"{pending_why(pod_of.get(iid))}")
+                    states[iid].status = -9
+                deadline = time.monotonic() + timeout_s
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
                 why_not = await tell_timeout(api, run, end_s)
@@ -246,6 +266,24 @@ async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> st
     except Exception as e:  # e.g. forbidden: exec is a permission of its own (pods/exec)
         return " ".join(f"{type(e).__name__}: {e}".split())
     return None
+
+
+def pending_why(pod: dict[str, Any] | None) -> str:
+    """What keeps a Pending pod from starting, as ": REASON (MESSAGE)" (not scheduled, or a
+    container waiting), or "" if the pod says nothing (or is not listed)."""
+    if pod is None:
+        return ": its pod is not there"
+    status = pod.get("status", {})
+    said = [(c.get("reason"), c.get("message")) for c in status.get("conditions") or ()
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"]
+    said += [(w.get("reason"), w.get("message"))
+             for c in status.get("containerStatuses") or ()
+             if (w := (c.get("state") or {}).get("waiting"))]
+    for reason, message in said:
+        if reason:
+            text = " ".join(str(message or "").split())
+            return f": {reason}" + (f" ({text})" if text else "")
+    return ""
 
 
 def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_s: float,

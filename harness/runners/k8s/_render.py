@@ -36,14 +36,15 @@ TOO_BIG = {
     "Secret": "run fewer instances (each has its token in it)",
 }
 """What makes each kind smaller, for the error that says one is too big."""
-DEADLINE_MARGIN_S = 900
+DEADLINE_MARGIN_S = 1800
 """How much longer than the run's timeout each of its pods (the instances' and the sync
-service's) may run (its `activeDeadlineSeconds`, counted from when its node took it): the start-up the runner's
-timeout does not count (scheduling, a cold node's image pull, the creation of the pods
-after it: about 13 minutes for the largest run the ConfigMap allows, ~12,700 pods, at 16
-requests/s) and the collection of the logs at the timeout. A pod of a run whose runner
-died (the local process that follows it) is then ended by its node at last; while the
-runner lives, it deletes every pod once the run's timeout has passed and the logs are in."""
+service's) may run (its `activeDeadlineSeconds`, counted from when its node took it): the
+start-up the runner's timeout does not count (the creation of the pods after it, about 13
+minutes for the largest run the ConfigMap allows, ~12,700 pods, at 16 requests/s; then up
+to `_cluster.START_WITHIN_S` for every pod to start: scheduling, a cold node's image pull)
+and the collection of the logs at the timeout. A pod of a run whose runner died (the
+local process that follows it) is then ended by its node at last; while the runner lives,
+it deletes every pod once the run's timeout has passed and the logs are in."""
 MAX_DEADLINE_S = 2**32 - 1  # the most the API server takes for activeDeadlineSeconds
 
 
