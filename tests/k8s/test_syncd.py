@@ -213,3 +213,32 @@ def test_at_the_runs_timeout_every_instance_not_over_is_ended_saying_where_it_wa
         {"kind": "phase", "name": "stopping", "reason": reason, "first": "g/1",
          "instances": ["g/0", "g/1"], "timeout": True,
          "waiting": {"g/0": "waiting at barrier 'both' (0 of 2 arrived)"}}]
+
+
+def test_the_timeout_command_waits_for_the_services_handler_and_never_kills_it() -> None:
+    """The signal's default ends a process: sent in the service's first second, before its
+    handler was set, the run's timeout killed the sync service and its events were lost."""
+    import subprocess
+    import sys
+
+    bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    handled = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys, time\n"
+         "signal.signal(signal.SIGUSR1, lambda *a: sys.exit(7))\n"
+         "print('ready', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert handled.stdout is not None and handled.stdout.readline() == "ready\n"
+        python = sys.executable
+        late = subprocess.run([python, *syncd.timeout_command(bare.pid, 0.3)[1:]],
+                              capture_output=True, text=True, check=False)
+        assert late.returncode == 1 and late.stderr.strip() == (
+            "the sync service takes no timeout signal yet (0.3 s)")
+        assert bare.poll() is None  # not killed
+        told = subprocess.run([python, *syncd.timeout_command(handled.pid, 5)[1:]],
+                              capture_output=True, text=True, check=False)
+        assert told.returncode == 0, told.stderr
+        assert handled.wait(timeout=10) == 7
+    finally:
+        for proc in (bare, handled):
+            proc.kill()
+            proc.wait()

@@ -44,7 +44,28 @@ NETWORK_TOPIC = "network/{instance}"
 FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
 STOP_GRACE_S = 3.0  # SIGTERM, then SIGKILL this much later: the supervisor's _KILL_AFTER_S
 TIMEOUT_SIGNAL = signal.SIGUSR1
-TIMEOUT_COMMAND = ("python3", "-c", f"import os; os.kill(1, {TIMEOUT_SIGNAL.value})")
+
+
+def timeout_command(pid: int = 1, patience_s: float = 5.0) -> tuple[str, ...]:
+    """What signals the service in process `pid` that the run's timeout has passed, once
+    it takes the signal (its handler is set: /proc's SigCgt), for up to `patience_s`:
+    before, the signal's default would end it. Exits 1 saying so if it never does."""
+    bit = 1 << (TIMEOUT_SIGNAL.value - 1)
+    script = (
+        "import os, sys, time\n"
+        f"end = time.monotonic() + {patience_s!r}\n"
+        "while time.monotonic() < end:\n"
+        f"    status = open('/proc/{pid}/status').read().split('SigCgt:')[1].split()[0]\n"
+        f"    if int(status, 16) & {bit}:\n"
+        f"        os.kill({pid}, {TIMEOUT_SIGNAL.value})\n"
+        "        sys.exit(0)\n"
+        "    time.sleep(0.05)\n"
+        f"sys.exit('the sync service takes no timeout signal yet ({patience_s:g} s)')\n"
+    )
+    return ("python3", "-c", script)
+
+
+TIMEOUT_COMMAND = timeout_command()
 """What the runner runs in the sync container at the run's timeout: the service is that
 container's first process (its command; an init in front of it passes the signal on)."""
 
