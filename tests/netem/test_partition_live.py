@@ -167,34 +167,17 @@ def in_flight_backend(kind: str) -> netem.Backend:
     return netem.UserspaceBackend(implementation="c" if kind == "c" else "python")
 
 
-@pytest.mark.parametrize("kind", ["kernel", "c", "python"])
-def test_partition_drops_the_packets_in_flight(prefix: str, live: None, kind: str) -> None:
-    """Packets still delayed when a partition starts are dropped at their due time, as the
-    kernel's netem (which delays before the hub's drops) does; after the heal the pair
-    carries traffic again."""
+@contextlib.contextmanager
+def shaped_pair(
+    prefix: str, kind: str, shape: LinkShape
+) -> Iterator[tuple[Network, Host, Host, socket.socket, socket.socket]]:
+    """Two hosts on backend `kind`, h1 -> h2 shaped, and a UDP socket on each."""
     with Network(prefix=prefix, backend=in_flight_backend(kind)) as net:
         h1, h2 = net.build(2)
-        net.set_rule(h1, h2, LinkShape(latency_ms=200))
+        net.set_rule(h1, h2, shape)
         sender, receiver = udp_socket(h1), udp_socket(h2)
         try:
-            assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
-            for n in range(40):  # 40 datagrams in about 40 ms: all of them held 200 ms
-                sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
-                time.sleep(0.001)
-            net.partition([h1], [h2])
-            receiver.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while True:  # what arrived before the partition took effect
-                    receiver.recv(100)
-            receiver.settimeout(0.6)
-            late: list[bytes] = []
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    late.append(receiver.recv(100))
-            assert late == []
-            net.heal()
-            receiver.settimeout(0.3)
-            assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
+            yield net, h1, h2, sender, receiver
         finally:
             sender.close()
             receiver.close()
@@ -210,6 +193,34 @@ def _arrivals(receiver: socket.socket, within_s: float) -> list[bytes]:
     return got
 
 
+def _drain(receiver: socket.socket) -> None:
+    """Take what arrived already (before a partition took effect)."""
+    receiver.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            receiver.recv(100)
+
+
+@pytest.mark.parametrize("kind", ["kernel", "c", "python"])
+def test_partition_drops_the_packets_in_flight(prefix: str, live: None, kind: str) -> None:
+    """Packets still delayed when a partition starts are dropped at their due time, as the
+    kernel's netem (which delays before the hub's drops) does; after the heal the pair
+    carries traffic again."""
+    with shaped_pair(prefix, kind, LinkShape(latency_ms=200)) as (net, h1, h2, sender,
+                                                                   receiver):
+        pair = {"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}
+        assert delivered(*pair, "h1", "h2")
+        for n in range(40):  # 40 datagrams in about 40 ms: all of them held 200 ms
+            sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
+            time.sleep(0.001)
+        net.partition([h1], [h2])
+        _drain(receiver)
+        assert _arrivals(receiver, 0.6) == []
+        net.heal()
+        receiver.settimeout(0.3)
+        assert delivered(*pair, "h1", "h2")
+
+
 @pytest.mark.parametrize("kind", ["kernel", "c", "python"])
 def test_a_packet_sent_into_a_partition_healed_before_its_due_time_arrives(
     prefix: str, live: None, kind: str
@@ -217,22 +228,16 @@ def test_a_packet_sent_into_a_partition_healed_before_its_due_time_arrives(
     """The drops judge a delayed packet when it reaches them, at its due time: one sent
     while the pair is cut arrives if the cut is healed by then (the kernel's netem delays
     before the hub; the userspace engine's queue comes before the drops)."""
-    with Network(prefix=prefix, backend=in_flight_backend(kind)) as net:
-        h1, h2 = net.build(2)
-        net.set_rule(h1, h2, LinkShape(latency_ms=400))
-        sender, receiver = udp_socket(h1), udp_socket(h2)
-        try:
-            assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
-            _arrivals(receiver, 0.5)  # the later tries (each waits 0.3 s, not 0.4)
-            net.partition([h1], [h2], oneway=True)
-            sent = [b"into the cut %d" % n for n in range(10)]
-            for data in sent:
-                sender.sendto(data, (str(h2.ip), PORT))
-            net.heal()  # well within the 400 ms the datagrams are held
-            assert sorted(_arrivals(receiver, 0.8)) == sorted(sent)
-        finally:
-            sender.close()
-            receiver.close()
+    with shaped_pair(prefix, kind, LinkShape(latency_ms=400)) as (net, h1, h2, sender,
+                                                                   receiver):
+        assert delivered({"h1": sender, "h2": receiver}, {"h1": h1, "h2": h2}, "h1", "h2")
+        _arrivals(receiver, 0.5)  # the later tries (each waits 0.3 s, not 0.4)
+        net.partition([h1], [h2], oneway=True)
+        sent = [b"into the cut %d" % n for n in range(10)]
+        for data in sent:
+            sender.sendto(data, (str(h2.ip), PORT))
+        net.heal()  # well within the 400 ms the datagrams are held
+        assert sorted(_arrivals(receiver, 0.8)) == sorted(sent)
 
 
 @pytest.mark.parametrize("kind", ["kernel", "c", "python"])
@@ -241,21 +246,12 @@ def test_a_partition_drops_the_copies_of_duplicated_packets_in_flight(
 ) -> None:
     """A duplicate's copy held when a partition starts is dropped at its due time as the
     packet is; without the partition both arrive."""
-    with Network(prefix=prefix, backend=in_flight_backend(kind)) as net:
-        h1, h2 = net.build(2)
-        net.set_rule(h1, h2, LinkShape(latency_ms=200, duplicate_pct=100))
-        sender, receiver = udp_socket(h1), udp_socket(h2)
-        try:
-            sender.sendto(b"twice", (str(h2.ip), PORT))
-            assert _arrivals(receiver, 0.6) == [b"twice", b"twice"]
-            for n in range(20):  # all of them and their copies held 200 ms
-                sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
-            net.partition([h1], [h2])
-            receiver.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while True:  # what arrived before the partition took effect
-                    receiver.recv(100)
-            assert _arrivals(receiver, 0.6) == []
-        finally:
-            sender.close()
-            receiver.close()
+    shape = LinkShape(latency_ms=200, duplicate_pct=100)
+    with shaped_pair(prefix, kind, shape) as (net, h1, h2, sender, receiver):
+        sender.sendto(b"twice", (str(h2.ip), PORT))
+        assert _arrivals(receiver, 0.6) == [b"twice", b"twice"]
+        for n in range(20):  # all of them and their copies held 200 ms
+            sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
+        net.partition([h1], [h2])
+        _drain(receiver)
+        assert _arrivals(receiver, 0.6) == []
