@@ -4,9 +4,10 @@ Bridged IPv4 traffic passes the hub's FORWARD chain (br_netfilter). Its first ru
 `NETEM-DROP`, which jumps per source address to a chain of its own (`NETEM-D-<hex address>`)
 holding that source's cut destinations. The userspace shaper owns `NETEM-QUEUE`, whose jump
 it puts before ours: the packets it delays meet our drops when it lets them go, marked,
-as the kernel's netem delays them on their source's interface before they reach the hub. Destinations with consecutive addresses (hosts are numbered) share one
-`iprange` rule, so a partition of two halves costs one rule per source, and a packet meets
-at most (#sources + #ranges of its source) rules. Each change is one
+as the kernel's netem delays them on their source's interface before they reach the hub.
+Destinations with consecutive addresses (hosts are numbered) share one `iprange` rule, so a
+partition of two halves costs one rule per source, and a packet meets at most (#sources +
+#ranges of its source) rules. Each change is one
 `iptables-restore --noflush` transaction: applied whole or not at all.
 """
 

@@ -160,9 +160,10 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     every instance's pod has started: then have the sync service end those still running,
     and wait `end_s` more for their pods), collect, delete; each instance's state in
     `states` (new ones if not given). A pod not started `start_within_s` after the run's
-    creation fails its instance, and the timeout counts from then for the others. `progress` is kept
-    at each list of the pods: started (a container ran), and ended with exit code 0 or
-    another (the verdicts come once the sync service's events are collected).
+    creation fails its instance, and the timeout counts from then for the others.
+    `progress` is kept at each list of the pods: started (a container ran), and ended with
+    exit code 0 or another (the verdicts come once the sync service's events are
+    collected).
 
     The delete runs whatever happens here (an error, a cancellation, Ctrl-C)."""
     if states is None:
