@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from harness._errors import UsageError
+from harness._outcome import InstanceState
 from harness._progress import Progress
 from harness.observe import load_run
 from harness.plans import RunSpec, build_run_spec
@@ -875,4 +876,34 @@ def test_a_pod_not_started_in_time_fails_its_instance_saying_why(
                                    "creation: Unschedulable (0/3 nodes are available: 3 "
                                    "Insufficient cpu.)")
     assert states[0].verdict() == (False, "still running at the run's timeout (0.3s)")
+    assert cluster.objects == []
+
+
+def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_deletes(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """Ctrl-C deleted the pods with nothing collected: a local run keeps what its
+    instances wrote. single/0 has ended; single/1 runs on when the run is interrupted."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    cluster = StillRunning(_in_pod(tmp_path), [success("single/0")], {}, silent=[1])
+    cluster.ends_after = 0
+
+    async def interrupt() -> list[Any]:
+        task = asyncio.create_task(follow(cluster, spec, run, tmp_path / "run", timeout_s=60,
+                                          poll_s=0.01, states=states))
+        while cluster.lists < 3:  # noqa: ASYNC110 (the fake cluster counts its lists)
+            await asyncio.sleep(0.01)
+        task.cancel()  # what asyncio.run does at a Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return list(states.values())
+
+    states = {i.id: InstanceState(i) for i in spec.instances}
+    ended, running = asyncio.run(interrupt())
+    assert running.verdict() == (False, "interrupted")
+    assert (tmp_path / "run/single/1/stdout.log").read_text() == (
+        f"log of h-{RUN_ID}-1\n# harness: interrupted: its log only as far as it went, and "
+        "no output files (its pod was deleted running)\n")
+    assert (tmp_path / "run/single/0/stdout.log").read_text() == f"log of h-{RUN_ID}-0\n"
+    assert ended.recorded == "success"  # from the sync service's events, collected
+    assert (tmp_path / "run/events.jsonl").exists()
     assert cluster.objects == []

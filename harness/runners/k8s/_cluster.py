@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -172,7 +173,9 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     selector = L.run_selector(run.run_id)
     seen: set[str] = set()  # the pods listed once: one not listed again is gone
     late: dict[str, str] = {}  # the pods still running at the end: why their log is partial
+    made = collected = False
     try:
+        made = True  # (from the first create on, there may be pods to collect)
         for obj in run.objects:
             await api.create(obj)
         created, deadline = time.monotonic(), math.inf
@@ -237,7 +240,15 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 late = timed_out(states, by_pod, timeout_s, end_s, why_not, progress)
                 break
             await asyncio.sleep(poll_s)
+        collected = True
         await _collect(api, run, by_pod, states, run_dir, late)
+    except asyncio.CancelledError:
+        # Ctrl-C: what the pods have logged so far and the sync service's events are kept
+        # before the delete, as a local run keeps what its instances wrote (a second
+        # Ctrl-C gives that up too)
+        if made and not collected:
+            await _collect(api, run, by_pod, states, run_dir, interrupted(states, by_pod))
+        raise
     finally:
         try:
             await asyncio.shield(api.delete(run.namespace, KINDS, selector))
@@ -287,6 +298,19 @@ def pending_why(pod: dict[str, Any] | None) -> str:
     return ""
 
 
+def interrupted(states: dict[str, InstanceState], by_pod: dict[str, str]) -> dict[str, str]:
+    """Fail the instances not over when the run is interrupted, as locally; each of their
+    pods, with what its log lacks."""
+    late = {}
+    for pod, iid in by_pod.items():
+        st = states[iid]
+        if st.status is None:
+            late[pod] = ("interrupted: its log only as far as it went, and no output files "
+                         "(its pod was deleted running)")
+            st.stopped, st.status = "interrupted", -signal.SIGINT
+    return late
+
+
 def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_s: float,
               end_s: float, why_not: str | None, progress: Progress | None) -> dict[str, str]:
     """Fail the instances whose pods still run once the time after the run's timeout is
@@ -299,8 +323,9 @@ def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_
     for pod, iid in by_pod.items():
         st = states[iid]
         if st.status is None:
-            late[pod] = f"{told}: no output files, and its log only as far as it went"
-            st.stopped = f"{still_running_at_timeout(timeout_s)}; {late[pod]}"
+            why = f"{told}: no output files, and its log only as far as it went"
+            st.stopped = f"{still_running_at_timeout(timeout_s)}; {why}"
+            late[pod] = f"still running at the run's timeout: {why}"
             st.status = -9
     if late and progress is not None:
         names = sorted(late)
@@ -330,7 +355,7 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
             logged.append(iid)
         text = gone if log is None else unpack(log, out)
         if pod in late:
-            text += f"# harness: still running at the run's timeout: {late[pod]}\n"
+            text += f"# harness: {late[pod]}\n"
         (out / "stdout.log").write_text(text)
         if pod in shaped:
             shaper = await api.logs(run.namespace, pod, "shaper")
@@ -583,7 +608,8 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
                   f"{CLUSTER_K8S}: {type(e).__name__}: {' '.join(str(e).split())}")
         with contextlib.suppress(OSError):  # what failed may be the disk
             if isinstance(e, KeyboardInterrupt):
-                write(Outcome("interrupted", 130, "interrupted (its objects were deleted)"))
+                write(Outcome("interrupted", 130, "interrupted (what its pods logged is kept; "
+                                                  "its objects were deleted)"))
             else:
                 write(Outcome("error", 1, reason))
         if isinstance(e, HarnessError | OSError) or not isinstance(e, Exception):
