@@ -247,13 +247,28 @@ def same_checkpoint(reports: Sequence[Report]) -> list[str]:
 Check = Callable[[Sequence[Report]], list[str]]
 
 
-def blocks_made(reports: Sequence[Report], first: int, last: int) -> str:
+def _blocks(reports: Sequence[Report], first: int, last: int) -> int | None:
     """How many of layers ``first``..``last`` have a block, by the first node that reported
-    without an error (not a check: a layer the hare did not certify is empty by the
-    protocol, but a run whose layers are all empty is worth a look)."""
+    without an error; None if there is no such node or layer."""
     ok = _ok(reports)
     if not ok or last < first:
+        return None
+    return sum(1 for b in ok[0].blocks[first : last + 1] if b)
+
+
+def blocks_made(reports: Sequence[Report], first: int, last: int) -> str:
+    """How many of layers ``first``..``last`` have a block (a note: a layer the hare did not
+    certify is empty by the protocol, but a run whose layers are all empty is worth a
+    look; `enough_blocks` checks it)."""
+    made = _blocks(reports, first, last)
+    if made is None:
         return "no layer to count blocks in"
-    blocks = ok[0].blocks[first : last + 1]
-    made = sum(1 for b in blocks if b)
     return f"layers {first}-{last} with a block: {made} of {last - first + 1}"
+
+
+def enough_blocks(reports: Sequence[Report], first: int, last: int, least: int) -> list[str]:
+    """At least `least` of layers ``first``..``last`` have a block."""
+    made = _blocks(reports, first, last) or 0
+    if made >= least:
+        return []
+    return [f"only {made} of layers {first}-{last} have a block, fewer than min_blocks={least}"]

@@ -130,6 +130,8 @@ def case_problems(p: Mapping[str, Any], reports: list[Report], target: int,
             problems += checks.transfers_received(reports, dict(transfers(count)))
     if int(p.get("checkpoint_layer", 0)) > 0:
         problems += checks.same_checkpoint(reports)
+    if (least := int(p.get("min_blocks", 0))) > 0:
+        problems += checks.enough_blocks(reports, int(p["layers_per_epoch"]), target, least)
     return problems
 
 

@@ -178,3 +178,15 @@ def test_the_blocks_made_are_counted_by_a_node_that_reported_without_an_error() 
     fine = node(2, blocks=["", "", "", "b3", "", "b5", ""])
     assert checks.blocks_made([failed, fine], 3, 6) == "layers 3-6 with a block: 2 of 4"
     assert checks.blocks_made([failed], 3, 6) == "no layer to count blocks in"
+
+
+def test_min_blocks_fails_a_run_whose_layers_are_empty_and_is_off_by_default() -> None:
+    """A run whose layers all came out empty passed: the blocks were only noted."""
+    empty = [dataclasses.replace(r, blocks=[""] * 7) for r in network()]
+    assert case_problems(_params(), empty, 6, [], []) == []
+    assert case_problems(_params(min_blocks=1), empty, 6, [], []) == [
+        "only 0 of layers 3-6 have a block, fewer than min_blocks=1"]
+    some = [dataclasses.replace(r, blocks=["", "", "", "b3", "", "b5", ""]) for r in network()]
+    assert case_problems(_params(min_blocks=2), some, 6, [], []) == []
+    assert case_problems(_params(min_blocks=3), some, 6, [], []) == [
+        "only 2 of layers 3-6 have a block, fewer than min_blocks=3"]
