@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from netem._userspace._rules import RulesError, run_in
+from netem._userspace._rules import RulesError, run_in, why_failed
 
 COPY_DEV = "netem-copies"
 COPY_PORT = "netem-copies-p"
@@ -22,8 +22,8 @@ COPY_PORT = "netem-copies-p"
 def _ip(netns: str | None, *args: str) -> str:
     proc = run_in(netns, ["ip", *args])
     if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        raise RulesError(f"ip {' '.join(args)} in {netns or 'this namespace'}: {msg}")
+        raise RulesError(f"ip {' '.join(args)} in {netns or 'this namespace'}: "
+                         f"{why_failed(proc)}")
     return proc.stdout
 
 
@@ -44,8 +44,7 @@ def add(netns: str | None) -> str | None:
         return COPY_DEV  # left by an engine that was killed
     if proc.returncode != 0:
         remove(netns)
-        msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        raise RulesError(f"cannot make the copies' port {COPY_DEV}: {msg}")
+        raise RulesError(f"cannot make the copies' port {COPY_DEV}: {why_failed(proc)}")
     return COPY_DEV
 
 

@@ -205,10 +205,12 @@ class Engine:
 
     def _stop(self) -> None:
         errors: list[str] = []
+        # (a namespace already gone took the rules and the copy port with it)
+        there = self.netns is None or _rules.NETNS_DIR.joinpath(self.netns).exists()
         if self._rules_live:
             self._rules_live = False
             try:
-                if self.netns is None or _rules.NETNS_DIR.joinpath(self.netns).exists():
+                if there:
                     teardown = _rules.render_teardown(self._sources, *self._created, self.hook)
                     _rules.restore(self.netns, teardown)
                     if not self._had_filter_table:
@@ -238,7 +240,7 @@ class Engine:
         if self._copy_dev is not None:
             self._copy_dev = None
             try:
-                if self.netns is None or _rules.NETNS_DIR.joinpath(self.netns).exists():
+                if there:
                     _copies.remove(self.netns)
             except _rules.RulesError as exc:
                 errors.append(str(exc))

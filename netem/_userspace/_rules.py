@@ -124,12 +124,17 @@ def run_in(
     )
 
 
+def why_failed(proc: subprocess.CompletedProcess[str]) -> str:
+    """A failed command's first line of stderr, else its exit code."""
+    return (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
+
+
 def restore(netns: str | None, text: str) -> None:
     """Apply an iptables-restore --noflush transaction in the namespace."""
     proc = run_in(netns, ["iptables-restore", "--noflush", "--wait", "10"], text)
     if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        raise RulesError(f"iptables-restore in {netns or 'this namespace'}: {msg}")
+        raise RulesError(f"iptables-restore in {netns or 'this namespace'}: "
+                         f"{why_failed(proc)}")
 
 
 def filter_table_exists(netns: str | None) -> bool:

@@ -122,6 +122,10 @@ def success(iid: str) -> dict[str, Any]:
     return {"kind": "event", "instance": iid, "type": "success"}
 
 
+def failed(iid: str, error: str) -> dict[str, Any]:
+    return {"kind": "event", "instance": iid, "type": "failure", "error": error}
+
+
 def test_a_run_passes_when_every_pod_exits_0_after_success_and_leaves_nothing(
         spec: RunSpec, tmp_path: Path) -> None:
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
@@ -449,7 +453,7 @@ def test_an_instance_failed_by_its_exit_alone_quotes_the_end_of_its_log(
         spec: RunSpec, tmp_path: Path) -> None:
     """As locally "...; stderr ends: ...": the exit code said nothing of why; one that
     recorded its own failure keeps its reason alone."""
-    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    failure = failed("single/1", "boom")
     (tmp_path / "in-pod").mkdir()
     cluster = LastWordsCluster(tmp_path / "in-pod", {0: 1, 1: 1}, [
         exited("single/0", 13), failure, exited("single/1", 1)])
@@ -466,7 +470,7 @@ def test_the_runs_reason_names_first_the_instance_the_sync_service_saw_fail_firs
     """As locally, the first that failed in time, not the first pod: without fail-fast no
     "stopping" event names it. single/0 recorded success, then its process exited 3, after
     single/1 had recorded its failure."""
-    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    failure = failed("single/1", "boom")
     cluster = FakeCluster({0: 1, 1: 1}, [success("single/0"), failure, exited("single/1", 1),
                                          exited("single/0", 3)])
     code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, api=cluster,
@@ -795,7 +799,7 @@ def test_instances_the_sync_service_stopped_after_a_failure_are_judged_as_locall
     single/0 (and single/1, still running after its recorded failure)."""
     stop = {"kind": "phase", "name": "stopping", "reason": "stopped after single/1 failed",
             "first": "single/1", "instances": ["single/0", "single/1"]}
-    failure = {"kind": "event", "instance": "single/1", "type": "failure", "error": "boom"}
+    failure = failed("single/1", "boom")
     code = run_on_cluster(spec, load_options(spec), tmp_path, quiet=True,
                           api=FakeCluster({0: 1, 1: 1}, [failure, stop]))
     record = load_run(only_run_dir(tmp_path))

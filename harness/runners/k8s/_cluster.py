@@ -173,9 +173,8 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     selector = L.run_selector(run.run_id)
     seen: set[str] = set()  # the pods listed once: one not listed again is gone
     late: dict[str, str] = {}  # the pods still running at the end: why their log is partial
-    made = collected = False
+    collected = False
     try:
-        made = True  # (from the first create on, there may be pods to collect)
         for obj in run.objects:
             await api.create(obj)
         created, deadline = time.monotonic(), math.inf
@@ -184,8 +183,6 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
         while True:
             started: set[str] = set()
             pods = await api.pods(run.namespace, selector)
-            pod_of = {by_pod[p["metadata"]["name"]]: p for p in pods
-                      if p["metadata"]["name"] in by_pod}
             listed = {p["metadata"]["name"] for p in pods}
             for name in seen - listed:
                 if states[by_pod[name]].status is None:  # it would wait for the timeout
@@ -222,16 +219,20 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 progress.update()
             if all(s.status is not None for s in states.values()):
                 break
-            unstarted = [i for i, s in states.items() if s.status is None and i not in started]
-            if deadline == math.inf and not unstarted:
-                deadline = time.monotonic() + timeout_s
-            elif deadline == math.inf and time.monotonic() > created + start_within_s:
-                for iid in unstarted:
-                    states[iid].stopped = (f"its pod did not start within "
-                                           f"{start_within_s:g} s of its creation"
-                                           f"{pending_why(pod_of.get(iid))}")
-                    states[iid].status = -9
-                deadline = time.monotonic() + timeout_s
+            if deadline == math.inf:  # the timeout counts once every pod has started
+                unstarted = [i for i, s in states.items()
+                             if s.status is None and i not in started]
+                if unstarted and time.monotonic() > created + start_within_s:
+                    pod_of = {by_pod[name]: p for p in pods
+                              if (name := p["metadata"]["name"]) in by_pod}
+                    for iid in unstarted:
+                        states[iid].stopped = (f"its pod did not start within "
+                                               f"{start_within_s:g} s of its creation"
+                                               f"{pending_why(pod_of.get(iid))}")
+                        states[iid].status = -9
+                    unstarted = []
+                if not unstarted:
+                    deadline = time.monotonic() + timeout_s
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
                 why_not = await tell_timeout(api, run, end_s)
@@ -246,7 +247,7 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
         # Ctrl-C: what the pods have logged so far and the sync service's events are kept
         # before the delete, as a local run keeps what its instances wrote (a second
         # Ctrl-C gives that up too)
-        if made and not collected:
+        if not collected:
             await _collect(api, run, by_pod, states, run_dir, interrupted(states, by_pod))
         raise
     finally:
@@ -298,17 +299,25 @@ def pending_why(pod: dict[str, Any] | None) -> str:
     return ""
 
 
-def interrupted(states: dict[str, InstanceState], by_pod: dict[str, str]) -> dict[str, str]:
-    """Fail the instances not over when the run is interrupted, as locally; each of their
-    pods, with what its log lacks."""
+def _end_running(states: dict[str, InstanceState], by_pod: dict[str, str], stopped: str,
+                 lacks: str, status: int) -> dict[str, str]:
+    """Fail the instances not over yet for `stopped`, with `status`; each of their pods,
+    with the line its log is to end with (`lacks`: what it lacks)."""
     late = {}
     for pod, iid in by_pod.items():
         st = states[iid]
         if st.status is None:
-            late[pod] = ("interrupted: its log only as far as it went, and no output files "
-                         "(its pod was deleted running)")
-            st.stopped, st.status = "interrupted", -signal.SIGINT
+            late[pod] = lacks
+            st.stopped, st.status = stopped, status
     return late
+
+
+def interrupted(states: dict[str, InstanceState], by_pod: dict[str, str]) -> dict[str, str]:
+    """Fail the instances not over when the run is interrupted, as locally; each of their
+    pods, with what its log lacks."""
+    return _end_running(states, by_pod, "interrupted", "interrupted: its log only as far as "
+                        "it went, and no output files (its pod was deleted running)",
+                        -signal.SIGINT)
 
 
 def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_s: float,
@@ -319,14 +328,9 @@ def timed_out(states: dict[str, InstanceState], by_pod: dict[str, str], timeout_
     pods. Each such pod, with what its log lacks."""
     told = (f"its pod did not end within {end_s:g} s after it" if why_not is None else
             f"it could not be ended through its agent ({why_not})")
-    late = {}
-    for pod, iid in by_pod.items():
-        st = states[iid]
-        if st.status is None:
-            why = f"{told}: no output files, and its log only as far as it went"
-            st.stopped = f"{still_running_at_timeout(timeout_s)}; {why}"
-            late[pod] = f"still running at the run's timeout: {why}"
-            st.status = -9
+    why = f"{told}: no output files, and its log only as far as it went"
+    late = _end_running(states, by_pod, f"{still_running_at_timeout(timeout_s)}; {why}",
+                        f"still running at the run's timeout: {why}", -9)
     if late and progress is not None:
         names = sorted(late)
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
