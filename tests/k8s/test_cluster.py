@@ -35,7 +35,7 @@ from harness.runners.k8s._cluster import (
     run_on_cluster,
 )
 from harness.runners.k8s._outputs import MARKER, MAX_BYTES, pack, unpack
-from harness.runners.k8s.syncd import TIMEOUT_COMMAND
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND, ended_command
 
 from ..conftest import only_run_dir
 
@@ -383,6 +383,45 @@ def test_a_pod_that_can_never_start_fails_its_instance_at_once_not_at_the_timeou
     assert cluster.objects == []
 
 
+class NoImageFailFast(NoImage):
+    """As NoImage; told that single/1 failed, the sync service logs what the real one
+    does (`syncd._take_ended`, fail-fast) and single/0's agent ends it (exit 1)."""
+
+    def __init__(self) -> None:
+        super().__init__({0: 1, 1: 1}, [], ends_after=10**6)
+        self.execs: list[tuple[str, ...]] = []
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        self.execs.append(tuple(command))
+        if tuple(command) == TIMEOUT_COMMAND:
+            self.events.append(timeout_stop("still running at the run's timeout (3s)", {}))
+            self.ends_after = self.lists
+            return
+        self.events += [
+            {"kind": "instance", "instance": "single/1", "status": "exited",
+             "exit_code": None, "by": None, "why": "its pod's instance container cannot "
+             "start: ErrImageNeverPull"},
+            {"kind": "phase", "name": "stopping", "reason": "stopped after single/1 failed",
+             "first": "single/1", "instances": ["single/0"]}]
+        self.ends_after = self.lists
+
+
+def test_a_pod_that_can_never_start_is_told_to_the_sync_service_and_fail_fast_stops_the_rest(
+        tmp_path: Path) -> None:
+    """single/0 waited at a barrier for single/1, whose pod can never start, until the
+    run's timeout: the sync service never heard that single/1 had failed."""
+    spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s", timeout_s=3)
+    cluster = NoImageFailFast()
+    assert run_on_cluster(spec, load_options(spec), tmp_path, quiet=True, api=cluster) == 1
+    why = ('its pod\'s instance container cannot start: ErrImageNeverPull (Container image '
+           '"h:1" is not present with pull policy of Never)')
+    assert cluster.execs == [ended_command({"single/1": why})]
+    record = load_run(only_run_dir(tmp_path))
+    assert [i.reason for i in record.instances] == ["stopped after single/1 failed", why]
+    assert record.reason == f"2 of 2 failed; first: single/1: {why}"
+
+
 class DeletedPod(FakeCluster):
     """Pod 1 is deleted (by hand, or evicted and removed) after the first list."""
 
@@ -504,6 +543,8 @@ class StillRunning(FakeCluster):
                    command: Sequence[str]) -> None:
         assert not self.deleted  # before anything is deleted
         self.execs.append((namespace, pod, container, tuple(command)))
+        if tuple(command) != TIMEOUT_COMMAND:  # an instance the runner failed: told
+            return
         self.events.append(self.stop)
         self.ends_after = self.lists  # they end from the next list on
 
@@ -845,7 +886,8 @@ class SlowToStart(StillRunning):
 
     async def exec(self, namespace: str, pod: str, container: str,
                    command: Sequence[str]) -> None:
-        self.told_at = time.monotonic()
+        if tuple(command) == TIMEOUT_COMMAND:
+            self.told_at = time.monotonic()
         await super().exec(namespace, pod, container, command)
 
 
@@ -880,6 +922,9 @@ def test_a_pod_not_started_in_time_fails_its_instance_saying_why(
                                    "creation: Unschedulable (0/3 nodes are available: 3 "
                                    "Insufficient cpu.)")
     assert states[0].verdict() == (False, "still running at the run's timeout (0.3s)")
+    # the sync service is told (here it does not stop single/0: no fail-fast in this fake)
+    assert [c[3] for c in cluster.execs] == [
+        ended_command({"single/1": states[1].verdict()[1]}), TIMEOUT_COMMAND]
     assert cluster.objects == []
 
 

@@ -242,3 +242,62 @@ def test_the_timeout_command_waits_for_the_services_handler_and_never_kills_it()
         for proc in (bare, handled):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("fail_fast", [True, False])
+def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast_stops_the_rest(
+        fail_fast: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """g/1's pod never started (its image cannot be pulled), so its agent never says a
+    word: g/0 waited at a barrier for it, and the run went on to its timeout, where a
+    local run stops at once. The runner's `ended_command`, run as it is in the sync
+    container, ends g/1 there: g/0's barrier fails naming g/1 and why, and fail-fast
+    ends g/0 (not g/1, which never ran)."""
+    import sys
+
+    monkeypatch.setattr(syncd, "FAIL_FAST_GRACE_S", 0.0)
+    run = {"shaped": False, "faults": [], "fail_fast": fail_fast,
+           "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(2)]}
+    port = _free_port()
+    why = "its pod's instance container cannot start: ErrImageNeverPull"
+    ended_file = str(tmp_path / "ended.jsonl")
+    reasons: list[str] = []
+    told: list[Any] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", ended_file)
+            await _listening(port)
+            with trio.fail_after(10):
+                async with _client(port, "g/0") as c:
+                    await c.publish(life_topic("g/0"), {"running": True})
+                    command = syncd.ended_command({"g/1": why}, os.getpid(), 5, ended_file)
+                    done = await trio.run_process([sys.executable, *command[1:]],
+                                                  capture_stderr=True, check=False)
+                    assert done.returncode == 0, done.stderr
+                    try:
+                        await c.barrier("both-done", 2)
+                    except SyncError as e:
+                        reasons.append(str(e))
+                    async with c.subscribe(fault_topic("g/0")) as sub:
+                        with trio.move_on_after(10 if fail_fast else 0.5):
+                            told.append(await sub.__anext__())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(reasons) == 1 and f"g/1 ({why})" in reasons[0], reasons
+    events = [{k: e[k] for k in e if k != "ts"}
+              for e in map(orjson.loads, capfd.readouterr().out.splitlines())]
+    assert [e for e in events if e["kind"] == "instance"] == [
+        {"kind": "instance", "instance": "g/0", "status": "started"},
+        {"kind": "instance", "instance": "g/1", "status": "exited", "exit_code": None,
+         "by": None, "why": why}]
+    phases = [{k: e[k] for k in ("name", "reason", "first", "instances")}
+              for e in events if e["kind"] == "phase"]
+    if not fail_fast:
+        assert told == [] and phases == []
+        return
+    assert told == [{"end": "stopped after g/1 failed", "grace": syncd.STOP_GRACE_S,
+                     "comeback": None}]
+    assert phases == [{"name": "stopping", "reason": "stopped after g/1 failed",
+                       "first": "g/1", "instances": ["g/0"]}]

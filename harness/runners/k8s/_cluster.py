@@ -37,7 +37,7 @@ from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
 from harness.runners.k8s._record import Outcome, judge, run_record
 from harness.runners.k8s._render import RenderedRun, render_run
-from harness.runners.k8s.syncd import TIMEOUT_COMMAND, exit_fails
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND, ended_command, exit_fails
 from harness.sync import EventType
 from harness.sync._protocol import FAILING_EVENTS
 
@@ -60,6 +60,9 @@ quiet node. 30 s, what Kubernetes gives a deleted pod's containers to end by def
 (`terminationGracePeriodSeconds`), leaves room for a loaded one; telling the service (an
 exec in its container) counts in it. A pod not ended by then is collected as it is, and
 named (`timed_out`)."""
+TELL_S = 30.0
+"""How long telling the sync service which instances the runner failed itself may take
+(`tell_ended`: an exec in its container)."""
 
 
 class ClusterError(HarnessError):
@@ -161,7 +164,10 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     every instance's pod has started: then have the sync service end those still running,
     and wait `end_s` more for their pods), collect, delete; each instance's state in
     `states` (new ones if not given). A pod not started `start_within_s` after the run's
-    creation fails its instance, and the timeout counts from then for the others.
+    creation fails its instance, and the timeout counts from then for the others. Each
+    instance the runner fails itself (its pod cannot start, did not start in time, was
+    deleted, or its shaper failed) is told to the sync service (`tell_ended`): what waits
+    on it fails, and fail-fast stops the others, as when an instance fails locally.
     `progress` is kept at each list of the pods: started (a container ran), and ended with
     exit code 0 or another (the verdicts come once the sync service's events are
     collected).
@@ -179,6 +185,7 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             await api.create(obj)
         created, deadline = time.monotonic(), math.inf
         told: float | None = None  # when the run's timeout was told to the sync service
+        told_ended: set[str] = set()  # those failed here that the sync service was told of
         end_by, why_not = math.inf, None
         while True:
             started: set[str] = set()
@@ -233,6 +240,15 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     unstarted = []
                 if not unstarted:
                     deadline = time.monotonic() + timeout_s
+            fresh = {i: s.stopped for i, s in states.items()
+                     if s.stopped and i not in told_ended}
+            if fresh and not all(s.status is not None for s in states.values()):
+                told_ended |= fresh.keys()
+                why_not = await tell_ended(api, run, fresh)
+                if why_not is not None and progress is not None:
+                    progress.note(f"the sync service could not be told that "
+                                  f"{', '.join(sorted(fresh))} failed ({why_not}): what waits "
+                                  "on them waits for the run's timeout")
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
                 why_not = await tell_timeout(api, run, end_s)
@@ -266,6 +282,20 @@ async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> st
     """Run `TIMEOUT_COMMAND` in the run's sync container: the service has every instance
     still running ended through its agent (`syncd.stop_at_timeout`). None once done, else
     why not, in one line; within `within_s` whatever the API does."""
+    return await _in_sync(api, run, TIMEOUT_COMMAND, within_s)
+
+
+async def tell_ended(api: ClusterApi, run: RenderedRun, ended: dict[str, str],
+                     within_s: float = TELL_S) -> str | None:
+    """Tell the run's sync service that the runner failed these instances (instance: why):
+    each ends there as if its agent had said so (`syncd.ended_command`). None once done,
+    else why not, in one line; within `within_s` whatever the API does."""
+    return await _in_sync(api, run, ended_command(ended), within_s)
+
+
+async def _in_sync(api: ClusterApi, run: RenderedRun, command: Sequence[str],
+                   within_s: float) -> str | None:
+    """Run `command` in the run's sync container: None once done, else why not."""
     sync = f"{L.run_selector(run.run_id)},{L.COMPONENT}=sync"
     try:
         async with asyncio.timeout(within_s):
@@ -273,7 +303,7 @@ async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> st
             if not pods:
                 return "the sync service's pod is gone"
             for pod in pods:  # one
-                await api.exec(run.namespace, pod["metadata"]["name"], "sync", TIMEOUT_COMMAND)
+                await api.exec(run.namespace, pod["metadata"]["name"], "sync", command)
     except TimeoutError:
         return f"the sync service's pod did not answer within {within_s:g} s"
     except Exception as e:  # e.g. forbidden: exec is a permission of its own (pods/exec)

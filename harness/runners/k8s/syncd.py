@@ -15,7 +15,10 @@ to end its instance (SIGTERM, then SIGKILL after `STOP_GRACE_S`), in an event of
 `TIMEOUT_SIGNAL` (the runner's `TIMEOUT_COMMAND`, run in this container once the run's
 timeout has passed) it ends every instance not over the same way, as "still running at the
 run's timeout", each with where it waited, so that each agent packs its instance's outputs
-before the runner collects them."""
+before the runner collects them. On `ENDED_SIGNAL` (the runner's `ended_command`) it takes
+the instances the runner failed itself, whose agents never said so (a pod that cannot
+start, or was deleted), from `ENDED_FILE`: each ends as if its agent had said it exited,
+so what waits on it fails at once and, unless the run says otherwise, it stops the rest."""
 
 from __future__ import annotations
 
@@ -38,31 +41,56 @@ from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
-__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "exit_fails", "main", "network_topic", "serve"]
+__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "ended_command", "exit_fails", "main",
+           "network_topic", "serve"]
 
 NETWORK_TOPIC = "network/{instance}"
 FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
 STOP_GRACE_S = 3.0  # SIGTERM, then SIGKILL this much later: the supervisor's _KILL_AFTER_S
 TIMEOUT_SIGNAL = signal.SIGUSR1
+ENDED_SIGNAL = signal.SIGUSR2
+ENDED_FILE = "/tmp/ended.jsonl"
+"""Where `ended_command` writes, in the sync container: one JSON line per instance,
+{"instance": ID, "why": REASON}."""
 
 
-def timeout_command(pid: int = 1, patience_s: float = 5.0) -> tuple[str, ...]:
-    """What signals the service in process `pid` that the run's timeout has passed, once
-    it takes the signal (its handler is set: /proc's SigCgt), for up to `patience_s`:
-    before, the signal's default would end it. Exits 1 saying so if it never does."""
-    bit = 1 << (TIMEOUT_SIGNAL.value - 1)
+def _signal_command(sig: signal.Signals, what: str, pid: int, patience_s: float,
+                    before: str = "") -> tuple[str, ...]:
+    """A command that runs `before` (Python), then sends `sig` to process `pid` once it
+    takes it (its handler is set: /proc's SigCgt), for up to `patience_s`: before, the
+    signal's default would end it. Exits 1 saying so (`what` names the signal) if it never
+    does."""
+    bit = 1 << (sig.value - 1)
     script = (
         "import os, sys, time\n"
+        f"{before}"
         f"end = time.monotonic() + {patience_s!r}\n"
         "while time.monotonic() < end:\n"
         f"    status = open('/proc/{pid}/status').read().split('SigCgt:')[1].split()[0]\n"
         f"    if int(status, 16) & {bit}:\n"
-        f"        os.kill({pid}, {TIMEOUT_SIGNAL.value})\n"
+        f"        os.kill({pid}, {sig.value})\n"
         "        sys.exit(0)\n"
         "    time.sleep(0.05)\n"
-        f"sys.exit('the sync service takes no timeout signal yet ({patience_s:g} s)')\n"
+        f"sys.exit('the sync service takes no {what} signal yet ({patience_s:g} s)')\n"
     )
     return ("python3", "-c", script)
+
+
+def timeout_command(pid: int = 1, patience_s: float = 5.0) -> tuple[str, ...]:
+    """What signals the service in process `pid` that the run's timeout has passed, once
+    it takes the signal, for up to `patience_s` (exits 1 saying so if it never does)."""
+    return _signal_command(TIMEOUT_SIGNAL, "timeout", pid, patience_s)
+
+
+def ended_command(ended: dict[str, str], pid: int = 1, patience_s: float = 5.0,
+                  path: str = ENDED_FILE) -> tuple[str, ...]:
+    """What tells the service in process `pid` that the runner failed these instances
+    (instance: why) itself: appended to `path`, then `ENDED_SIGNAL`, as `timeout_command`
+    sends its signal."""
+    lines = b"".join(orjson.dumps({"instance": i, "why": why}) + b"\n"
+                     for i, why in ended.items())
+    before = f"with open({path!r}, 'ab') as f:\n    f.write({lines!r})\n"
+    return _signal_command(ENDED_SIGNAL, "instance-ended", pid, patience_s, before)
 
 
 TIMEOUT_COMMAND = timeout_command()
@@ -81,8 +109,10 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0") -> None:
-    """Serve the run's sync state, and play its faults, until cancelled."""
+async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0",
+                ended_file: str = ENDED_FILE) -> None:
+    """Serve the run's sync state, and play its faults, until cancelled; what the runner
+    says ended comes from `ended_file`."""
     # time 0 of the faults: every instance started and every pod's shaper knows every pod
     started: set[str] = set()
     shaped: set[str] = set()
@@ -130,6 +160,7 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     faults = [Fault.from_data(f) for f in run.get("faults") or ()]
     async with trio.open_nursery() as nursery:
         await nursery.start(_stop_at_timeout, state, run, failures)
+        await nursery.start(_take_ended, state, run, Path(ended_file))
         nursery.start_soon(server.serve_tcp, (host, port))
         if run.get("fail_fast", True):
 
@@ -171,11 +202,12 @@ def _life(state: SyncState, instance: str, life: Any, succeeded: set[str]) -> bo
         state.instance_revived(instance)
         _emit({"kind": "instance", "instance": instance, "status": "started"})
         return False
-    code, by = life.get("code"), life.get("by")
+    code, by, why = life.get("code"), life.get("by"), life.get("why")
     _emit({"kind": "instance", "instance": instance, "status": "exited", "exit_code": code,
-           "by": by})
+           "by": by, **({"why": why} if why else {})})
     passed = code == 0 and instance in succeeded
-    state.instance_ended(instance, str(by or ("passed" if passed else f"exit code {code}")))
+    state.instance_ended(instance, str(why or by or ("passed" if passed else
+                                                     f"exit code {code}")))
     return exit_fails(code, by, instance in succeeded)
 
 
@@ -241,6 +273,33 @@ async def _stop_at_timeout(state: SyncState, run: dict[str, Any], failures: list
             if not told:
                 stop_at_timeout(state, run, failures)
             told = True
+
+
+async def _take_ended(state: SyncState, run: dict[str, Any], path: Path, *,
+                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """At each `ENDED_SIGNAL`, the lines `path` gained: each instance named there that may
+    still run ends, as its agent would say it on its life topic (with no exit code, and
+    the runner's reason): its waiters fail at once, and it counts as a failure."""
+    instances = {i["id"] for i in run["instances"]}
+    read = 0
+    with trio.open_signal_receiver(ENDED_SIGNAL) as signals:
+        task_status.started()
+        async for _ in signals:
+            try:
+                data = await trio.Path(path).read_bytes()
+            except OSError:
+                continue
+            lines, read = data[read:].splitlines(), len(data)
+            for line in lines:
+                try:
+                    told = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                iid = told.get("instance") if isinstance(told, dict) else None
+                if (isinstance(iid, str) and iid in instances
+                        and _not_over(state.last_item(life_topic(iid)))):
+                    state.publish(life_topic(iid), {"running": False, "code": None,
+                                                    "by": None, "why": str(told.get("why"))})
 
 
 def _not_over(life: Any) -> bool:

@@ -9,7 +9,10 @@ fails itself if its fastest ping is under twice the latency, and each instance's
 round trip must lie within [2 x latency, 2 x latency + 250 ms]. The target `faults` plays
 faults.toml (a partition, a kill, a restart and a pause) on faulty:talk and checks what each instance heard.
 The target `timeout` runs pingpong past the run's timeout and checks that its instances were
-ended through their agents and their output files collected.
+ended through their agents and their output files collected. The target `unstartable`
+runs pingpong with one pod that never starts (its image cannot be pulled, as the kubelet
+would say it: `Unstartable`) and checks that the run ended long before its timeout, the
+other instance failing because of it.
 Prints the image build time, each run's time and its round trips.
 
 Needs root, podman, runc, catatonit and debootstrap (nox -s k8s installs them). The image
@@ -37,7 +40,7 @@ from harness.plans import build_run_spec
 from harness.runners.k8s import load_options
 from harness.runners.k8s._cluster import run_on_cluster
 from tests.k8s.kubeplay._image import build_image
-from tests.k8s.kubeplay._podman import SUBNET, Podman, PodmanApi
+from tests.k8s.kubeplay._podman import SUBNET, Podman, PodmanApi, Unstartable
 
 CACHE = Path("/var/tmp/harness-k8s")
 RUNROOT = Path("/run/harness-k8s")
@@ -132,6 +135,22 @@ def check_timeout(run_dir: Path) -> str:
             f"{TIMEOUT_S:g} s timeout, their output files collected")
 
 
+def check_unstartable(run_dir: Path, took: float, timeout_s: float) -> str:
+    """single/1 failed as its pod could not start, and single/0, waiting for it, ended
+    because of it long before the run's timeout; SystemExit if not."""
+    run = json.loads((run_dir / "run.json").read_text())
+    reasons = {i["id"]: str(i["reason"]) for i in run["instances"]}
+    if not reasons["single/1"].startswith("its pod's instance container cannot start"):
+        raise SystemExit(f"kubeplay: unstartable: single/1 failed for {reasons['single/1']!r}")
+    if "single/1" not in reasons["single/0"] or "timeout" in reasons["single/0"]:
+        raise SystemExit(f"kubeplay: unstartable: single/0 failed for {reasons['single/0']!r}, "
+                         "not because of single/1")
+    if took > timeout_s / 2:
+        raise SystemExit(f"kubeplay: unstartable: the run took {took:.1f} s (timeout "
+                         f"{timeout_s:g} s)")
+    return f"single/0 failed because of single/1 ({reasons['single/0']!r}) in {took:.1f} s"
+
+
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
                keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
@@ -143,14 +162,17 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
         spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s",
                               params={"latency": "40ms", "rounds": "1000"},
                               timeout_s=TIMEOUT_S)
+    elif target == "unstartable":
+        spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s", timeout_s=120)
     else:
         spec = build_run_spec(target, instances=instances, runner="cluster:k8s",
                               params=dict(p.split("=", 1) for p in params), timeout_s=180)
     options = load_options(spec, [f"image={image}", "pull_policy=Never", "secrets=inline",
                                   "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
     t0 = time.monotonic()
-    code = run_on_cluster(spec, options, outputs, quiet=False,
-                          api=PodmanApi(podman, NETWORK))
+    api = (Unstartable(podman, NETWORK, "-1") if target == "unstartable" else
+           PodmanApi(podman, NETWORK))
+    code = run_on_cluster(spec, options, outputs, quiet=False, api=api)
     took = time.monotonic() - t0
     # the newest run directory (outputs also holds history.sqlite)
     run_dir = max((p for p in outputs.iterdir() if p.is_dir()),
@@ -160,6 +182,10 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
         run_dir = keep / run_dir.name
     if target == "timeout" and code == 1:  # as it must: its instances ran on
         print(f"kubeplay: timeout: {check_timeout(run_dir)}, in {took:.1f} s ({run_dir})")
+        return 0
+    if target == "unstartable" and code == 1:  # as it must
+        print(f"kubeplay: unstartable: {check_unstartable(run_dir, took, spec.timeout_s)} "
+              f"({run_dir})")
         return 0
     print(f"kubeplay: {target}: {'passed' if code == 0 else 'FAILED'} in {took:.1f} s "
           f"({run_dir})")
@@ -189,8 +215,8 @@ def main() -> int:
         signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
     parser.add_argument("targets", nargs="*", default=["pingpong"],
-                        help="plan[:case] (pingpong, spacemesh:start, ...), 'faults' or "
-                             "'timeout'")
+                        help="plan[:case] (pingpong, spacemesh:start, ...), 'faults', "
+                             "'timeout' or 'unstartable'")
     parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -166,3 +166,40 @@ class PodmanApi:
             self.podman("volume", "rm", "--force", volume[1], check=False)
             self.volumes.remove(volume)
         return len(gone) + len(volumes)
+
+
+class Unstartable(PodmanApi):
+    """A cluster on which the pod whose name ends with `suffix` is created but never
+    starts: its image cannot be pulled (a kubelet's `ErrImageNeverPull`, which kube play,
+    refusing the whole pod, cannot show)."""
+
+    def __init__(self, podman: Podman, network: str, suffix: str) -> None:
+        super().__init__(podman, network)
+        self.suffix = suffix
+        self.never: dict[str, dict[str, str]] = {}  # pod name -> labels
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "Pod" and name.endswith(self.suffix):
+            self.never[name] = dict(obj["metadata"].get("labels") or {})
+            next(self.addresses)  # as if it had its address
+            return
+        await super().create(obj)
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        waiting = {"reason": "ErrImageNeverPull",
+                   "message": "the image is not present with pull policy of Never"}
+        return [*await super().pods(namespace, selector), *(
+            {"metadata": {"name": pod, "namespace": namespace, "labels": labels},
+             "status": {"phase": "Pending", "containerStatuses": [
+                 {"name": "instance", "state": {"waiting": waiting}}]}}
+            for pod, labels in self.never.items() if _matches(labels, selector))]
+
+    async def logs(self, namespace: str, pod: str, container: str) -> str:
+        return "" if pod in self.never else await super().logs(namespace, pod, container)
+
+    async def delete(self, namespace: str, kinds: Sequence[str], selector: str) -> int:
+        never = [p for p, labels in self.never.items() if _matches(labels, selector)]
+        for pod in never:
+            del self.never[pod]
+        return len(never) + await super().delete(namespace, kinds, selector)
