@@ -268,7 +268,7 @@ def k8s(session: nox.Session) -> None:
     (debootstrap + podman import, cached in /var/tmp/harness-k8s): pingpong with 40 ms on
     every link (round trips must be 80 ms and more), a partition, a kill, a restart and a
     pause played through the pods (faulty:talk), a small Spacemesh network (spacemesh:start,
-    4 instances), a run past its timeout, and one whose pod never starts.
+    4 instances), a run past its timeout, one whose pod never starts, and one interrupted.
     About four minutes with the image cached; the first build adds two to three."""
     _debs(session, K8S_DEBS)
     _install(session, "test", "k8s", "userspace")
@@ -280,7 +280,7 @@ def k8s(session: nox.Session) -> None:
         session.warn("the podman kube play run skipped: it needs root")
         return
     session.run("python", "-m", "tests.k8s.kubeplay", "pingpong", "faults", "spacemesh:start",
-                "timeout", "unstartable")
+                "timeout", "unstartable", "interrupt")
 
 
 @nox.session

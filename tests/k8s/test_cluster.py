@@ -35,7 +35,7 @@ from harness.runners.k8s._cluster import (
     run_on_cluster,
 )
 from harness.runners.k8s._outputs import MARKER, MAX_BYTES, pack, unpack
-from harness.runners.k8s.syncd import TIMEOUT_COMMAND, ended_command
+from harness.runners.k8s.syncd import TIMEOUT_COMMAND, ended_command, interrupt_command
 
 from ..conftest import only_run_dir
 
@@ -543,8 +543,8 @@ class StillRunning(FakeCluster):
                    command: Sequence[str]) -> None:
         assert not self.deleted  # before anything is deleted
         self.execs.append((namespace, pod, container, tuple(command)))
-        if tuple(command) != TIMEOUT_COMMAND:  # an instance the runner failed: told
-            return
+        if tuple(command) not in (TIMEOUT_COMMAND, interrupt_command()):
+            return  # an instance the runner failed: told
         self.events.append(self.stop)
         self.ends_after = self.lists  # they end from the next list on
 
@@ -928,6 +928,34 @@ def test_a_pod_not_started_in_time_fails_its_instance_saying_why(
     assert cluster.objects == []
 
 
+def test_an_interrupted_run_has_its_instances_ended_through_their_agents_and_keeps_their_outputs(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """Ctrl-C deleted the running pods with their output files, where a local run keeps
+    what its instances wrote: their agents now end them first and pack them."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+    stop = {"kind": "phase", "name": "stopping", "reason": "interrupted", "first": "",
+            "instances": ["single/0", "single/1"]}
+    cluster = StillRunning(_in_pod(tmp_path), [], stop)
+    states = {i.id: InstanceState(i) for i in spec.instances}
+
+    async def interrupt() -> None:
+        task = asyncio.create_task(follow(cluster, spec, run, tmp_path / "run", timeout_s=60,
+                                          poll_s=0.01, states=states))
+        while cluster.lists < 3:  # noqa: ASYNC110 (the fake cluster counts its lists)
+            await asyncio.sleep(0.01)
+        task.cancel()  # what asyncio.run does at a Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupt())
+    assert [c[3] for c in cluster.execs] == [interrupt_command()]
+    for iid in ("single/0", "single/1"):
+        assert states[iid].verdict() == (False, "interrupted")
+        assert (tmp_path / "run" / iid / "log.jsonl").read_text() == '{"event": "pinged"}\n'
+        assert "harness" not in (tmp_path / "run" / iid / "stdout.log").read_text()
+    assert cluster.objects == []
+
+
 def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_deletes(
         spec: RunSpec, tmp_path: Path) -> None:
     """Ctrl-C deleted the pods with nothing collected: a local run keeps what its
@@ -938,7 +966,7 @@ def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_delet
 
     async def interrupt() -> list[Any]:
         task = asyncio.create_task(follow(cluster, spec, run, tmp_path / "run", timeout_s=60,
-                                          poll_s=0.01, states=states))
+                                          poll_s=0.01, states=states, end_s=0.3))
         while cluster.lists < 3:  # noqa: ASYNC110 (the fake cluster counts its lists)
             await asyncio.sleep(0.01)
         task.cancel()  # what asyncio.run does at a Ctrl-C
@@ -948,6 +976,8 @@ def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_delet
 
     states = {i.id: InstanceState(i) for i in spec.instances}
     ended, running = asyncio.run(interrupt())
+    # its agent was told, but it ran on (silent) for end_s: deleted without its outputs
+    assert [c[3] for c in cluster.execs] == [interrupt_command()]
     assert running.verdict() == (False, "interrupted")
     assert (tmp_path / "run/single/1/stdout.log").read_text() == (
         f"log of h-{RUN_ID}-1\n# harness: interrupted: its log only as far as it went, and "

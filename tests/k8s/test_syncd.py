@@ -301,3 +301,43 @@ def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast
                      "comeback": None}]
     assert phases == [{"name": "stopping", "reason": "stopped after g/1 failed",
                        "first": "g/1", "instances": ["g/0"]}]
+
+
+def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
+        tmp_path: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """The runner's `interrupt_command` (a Ctrl-C): g/0 runs, g/1 has passed and exited;
+    g/0's agent is told to end it (and then packs its outputs), as at the timeout."""
+    import sys
+
+    run = {"shaped": False, "faults": [],
+           "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(2)]}
+    port = _free_port()
+    ended_file = str(tmp_path / "ended.jsonl")
+    told: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", ended_file)
+            await _listening(port)
+            with trio.fail_after(10):
+                async with _client(port, "g/1") as c:
+                    await c.publish(life_topic("g/0"), {"running": True})
+                    await c.signal_event({"type": "success"})
+                    await c.publish(life_topic("g/1"), {"running": False, "code": 0})
+                    command = syncd.interrupt_command(os.getpid(), 5, ended_file)
+                    done = await trio.run_process([sys.executable, *command[1:]],
+                                                  capture_stderr=True, check=False)
+                    assert done.returncode == 0, done.stderr
+                    for iid in ("g/0", "g/1"):
+                        async with c.subscribe(fault_topic(iid)) as sub:
+                            with trio.move_on_after(10 if iid == "g/0" else 0.2):
+                                told[iid] = await sub.__anext__()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert told == {"g/0": {"end": "interrupted", "grace": syncd.STOP_GRACE_S,
+                            "comeback": None}}
+    phases = [{k: e[k] for k in ("name", "reason", "instances")}
+              for e in map(orjson.loads, capfd.readouterr().out.splitlines())
+              if e["kind"] == "phase"]
+    assert phases == [{"name": "stopping", "reason": "interrupted", "instances": ["g/0"]}]

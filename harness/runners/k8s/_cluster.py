@@ -37,7 +37,12 @@ from harness.runners.k8s._options import K8sOptions
 from harness.runners.k8s._outputs import unpack
 from harness.runners.k8s._record import Outcome, judge, run_record
 from harness.runners.k8s._render import RenderedRun, render_run
-from harness.runners.k8s.syncd import TIMEOUT_COMMAND, ended_command, exit_fails
+from harness.runners.k8s.syncd import (
+    TIMEOUT_COMMAND,
+    ended_command,
+    exit_fails,
+    interrupt_command,
+)
 from harness.sync import EventType
 from harness.sync._protocol import FAILING_EVENTS
 
@@ -205,11 +210,7 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     continue
                 states[iid].ip = pod.get("status", {}).get("podIP") or states[iid].ip
                 if code is not None:
-                    states[iid].pid = 0  # started: it has exited
-                    states[iid].status = code
-                    done = terminated(pod, "instance") or {}
-                    states[iid].started = api_time(done.get("startedAt"))
-                    states[iid].ended = api_time(done.get("finishedAt"))
+                    _exited(states[iid], pod, code)
                 elif container_exit(pod, "shaper") not in (None, 0):
                     # it ends only after the instance: its network is gone, do not wait on
                     states[iid].stopped = (f"its pod's shaper failed (exit code "
@@ -260,10 +261,12 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
         collected = True
         await _collect(api, run, by_pod, states, run_dir, late)
     except asyncio.CancelledError:
-        # Ctrl-C: what the pods have logged so far and the sync service's events are kept
-        # before the delete, as a local run keeps what its instances wrote (a second
-        # Ctrl-C gives that up too)
+        # Ctrl-C: the instances still running are ended through their agents, which pack
+        # their outputs, then what the pods have logged and the sync service's events are
+        # kept before the delete, as a local run keeps what its instances wrote (a second
+        # Ctrl-C gives that up)
         if not collected:
+            await _end_interrupted(api, run, by_pod, states, end_s, poll_s, progress)
             await _collect(api, run, by_pod, states, run_dir, interrupted(states, by_pod))
         raise
     finally:
@@ -276,6 +279,44 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                 f"cluster answers: {cluster_clean_command(run.run_id, run.namespace)}"
             ) from None
     return list(states.values())
+
+
+def _exited(st: InstanceState, pod: dict[str, Any], code: int) -> None:
+    """The instance's pod says its process exited with `code`."""
+    st.pid = 0  # started: it has exited
+    st.status = code
+    done = terminated(pod, "instance") or {}
+    st.started = api_time(done.get("startedAt"))
+    st.ended = api_time(done.get("finishedAt"))
+
+
+async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
+                           states: dict[str, InstanceState], end_s: float, poll_s: float,
+                           progress: Progress | None) -> None:
+    """At a Ctrl-C, have the sync service end the instances still running through their
+    agents (`syncd.interrupt_command`), which pack their outputs into their logs, and wait
+    up to `end_s` for their pods to end."""
+    if all(s.status is not None for s in states.values()):
+        return
+    if progress is not None:
+        progress.note("interrupted: ending the instances still running through their "
+                      "agents, to keep their output files (Ctrl-C again gives them up)")
+    why_not = await _in_sync(api, run, interrupt_command(), end_s)
+    end_by = time.monotonic() + end_s
+    while why_not is None and time.monotonic() < end_by:
+        for pod in await api.pods(run.namespace, L.run_selector(run.run_id)):
+            iid = by_pod.get(pod["metadata"]["name"])
+            if iid is not None and states[iid].status is None:
+                code = pod_exit(pod)
+                if code is not None:
+                    _exited(states[iid], pod, code)
+        if all(s.status is not None for s in states.values()):
+            return
+        await asyncio.sleep(poll_s)
+    if progress is not None:
+        progress.note("interrupted: " + (f"their agents could not be told ({why_not})"
+                                          if why_not else f"not all ended within {end_s:g} s")
+                      + ": those still running are deleted without their output files")
 
 
 async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> str | None:
@@ -642,8 +683,10 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
                   f"{CLUSTER_K8S}: {type(e).__name__}: {' '.join(str(e).split())}")
         with contextlib.suppress(OSError):  # what failed may be the disk
             if isinstance(e, KeyboardInterrupt):
-                write(Outcome("interrupted", 130, "interrupted (what its pods logged is kept; "
-                                                  "its objects were deleted)"))
+                write(Outcome("interrupted", 130, "interrupted (what its pods logged is "
+                                                  "kept, with the output files of those "
+                                                  "ended through their agents; its objects "
+                                                  "were deleted)"))
             else:
                 write(Outcome("error", 1, reason))
         if isinstance(e, HarnessError | OSError) or not isinstance(e, Exception):

@@ -41,8 +41,8 @@ from harness.runners.k8s._actions import ClusterActions, fault_topic, life_topic
 from harness.sync import NETWORK_INITIALIZED, SyncServer, SyncState, Tokens
 from harness.sync._protocol import FAILING_EVENTS
 
-__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "ended_command", "exit_fails", "main",
-           "network_topic", "serve"]
+__all__ = ["NETWORK_TOPIC", "TIMEOUT_COMMAND", "ended_command", "exit_fails",
+           "interrupt_command", "main", "network_topic", "serve"]
 
 NETWORK_TOPIC = "network/{instance}"
 FAIL_FAST_GRACE_S = 1.0  # the local supervisor's RunOptions.grace_s
@@ -50,8 +50,10 @@ STOP_GRACE_S = 3.0  # SIGTERM, then SIGKILL this much later: the supervisor's _K
 TIMEOUT_SIGNAL = signal.SIGUSR1
 ENDED_SIGNAL = signal.SIGUSR2
 ENDED_FILE = "/tmp/ended.jsonl"
-"""Where `ended_command` writes, in the sync container: one JSON line per instance,
-{"instance": ID, "why": REASON}."""
+"""Where `ended_command` and `interrupt_command` write, in the sync container: a JSON line
+per instance the runner failed, {"instance": ID, "why": REASON}, or {"stop": REASON}."""
+INTERRUPTED = "interrupted"
+"""The reason of the instances a Ctrl-C of the runner ends, as locally."""
 
 
 def _signal_command(sig: signal.Signals, what: str, pid: int, patience_s: float,
@@ -87,9 +89,21 @@ def ended_command(ended: dict[str, str], pid: int = 1, patience_s: float = 5.0,
     """What tells the service in process `pid` that the runner failed these instances
     (instance: why) itself: appended to `path`, then `ENDED_SIGNAL`, as `timeout_command`
     sends its signal."""
-    lines = b"".join(orjson.dumps({"instance": i, "why": why}) + b"\n"
-                     for i, why in ended.items())
-    before = f"with open({path!r}, 'ab') as f:\n    f.write({lines!r})\n"
+    return _told_command([{"instance": i, "why": why} for i, why in ended.items()], pid,
+                         patience_s, path)
+
+
+def interrupt_command(pid: int = 1, patience_s: float = 5.0,
+                      path: str = ENDED_FILE) -> tuple[str, ...]:
+    """What tells the service in process `pid` that the run was interrupted: it ends every
+    instance not over through its agent (which packs its outputs), as at the timeout."""
+    return _told_command([{"stop": INTERRUPTED}], pid, patience_s, path)
+
+
+def _told_command(lines: list[dict[str, str]], pid: int, patience_s: float,
+                  path: str) -> tuple[str, ...]:
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    before = f"with open({path!r}, 'ab') as f:\n    f.write({data!r})\n"
     return _signal_command(ENDED_SIGNAL, "instance-ended", pid, patience_s, before)
 
 
@@ -160,7 +174,7 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
     faults = [Fault.from_data(f) for f in run.get("faults") or ()]
     async with trio.open_nursery() as nursery:
         await nursery.start(_stop_at_timeout, state, run, failures)
-        await nursery.start(_take_ended, state, run, Path(ended_file))
+        await nursery.start(_take_ended, state, run, failures, Path(ended_file))
         nursery.start_soon(server.serve_tcp, (host, port))
         if run.get("fail_fast", True):
 
@@ -275,12 +289,15 @@ async def _stop_at_timeout(state: SyncState, run: dict[str, Any], failures: list
             told = True
 
 
-async def _take_ended(state: SyncState, run: dict[str, Any], path: Path, *,
+async def _take_ended(state: SyncState, run: dict[str, Any], failures: list[str],
+                      path: Path, *,
                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """At each `ENDED_SIGNAL`, the lines `path` gained: each instance named there that may
     still run ends, as its agent would say it on its life topic (with no exit code, and
-    the runner's reason): its waiters fail at once, and it counts as a failure."""
-    instances = {i["id"] for i in run["instances"]}
+    the runner's reason): its waiters fail at once, and it counts as a failure. A "stop"
+    ends every instance not over through its agent for that reason (`stop_all`)."""
+    ids = [i["id"] for i in run["instances"]]
+    instances = set(ids)
     read = 0
     with trio.open_signal_receiver(ENDED_SIGNAL) as signals:
         task_status.started()
@@ -295,7 +312,12 @@ async def _take_ended(state: SyncState, run: dict[str, Any], path: Path, *,
                     told = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue
-                iid = told.get("instance") if isinstance(told, dict) else None
+                if not isinstance(told, dict):
+                    continue
+                if isinstance(told.get("stop"), str):
+                    stop_all(state, ids, told["stop"], failures[0] if failures else "")
+                    continue
+                iid = told.get("instance")
                 if (isinstance(iid, str) and iid in instances
                         and _not_over(state.last_item(life_topic(iid)))):
                     state.publish(life_topic(iid), {"running": False, "code": None,

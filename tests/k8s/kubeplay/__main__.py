@@ -12,7 +12,9 @@ The target `timeout` runs pingpong past the run's timeout and checks that its in
 ended through their agents and their output files collected. The target `unstartable`
 runs pingpong with one pod that never starts (its image cannot be pulled, as the kubelet
 would say it: `Unstartable`) and checks that the run ended long before its timeout, the
-other instance failing because of it.
+other instance failing because of it. The target `interrupt` sends the runner SIGINT (a
+Ctrl-C) while pingpong runs and checks that the run says so and that each instance's output
+files came back (their agents ended them and packed them before the pods were deleted).
 Prints the image build time, each run's time and its round trips.
 
 Needs root, podman, runc, catatonit and debootstrap (nox -s k8s installs them). The image
@@ -32,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -151,6 +154,26 @@ def check_unstartable(run_dir: Path, took: float, timeout_s: float) -> str:
     return f"single/0 failed because of single/1 ({reasons['single/0']!r}) in {took:.1f} s"
 
 
+INTERRUPT_AFTER_S = 15.0  # the target "interrupt": pingpong runs by then
+
+
+def check_interrupt(run_dir: Path) -> str:
+    """The run says it was interrupted, each instance failed for it, and its output files
+    came back (log.jsonl, which the SDK opens as the instance starts); SystemExit if not."""
+    run = json.loads((run_dir / "run.json").read_text())
+    if run["outcome"] != "interrupted":
+        raise SystemExit(f"kubeplay: interrupt: the run's outcome is {run['outcome']!r}")
+    wrong = [(i["id"], i["reason"]) for i in run["instances"] if i["reason"] != "interrupted"]
+    if wrong:
+        raise SystemExit(f"kubeplay: interrupt: {wrong}")
+    missing = [i["id"] for i in run["instances"]
+               if not (run_dir / i["id"] / "log.jsonl").exists()]
+    if missing:
+        raise SystemExit(f"kubeplay: interrupt: no output files from {missing}")
+    return (f"{len(run['instances'])} instances ended through their agents at a Ctrl-C, "
+            "their output files collected")
+
+
 def run_target(podman: Podman, image: str, target: str, outputs: Path,
                keep: Path | None) -> int:
     """One cluster:k8s run of `target` under kube play; its exit code."""
@@ -158,10 +181,10 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     if target == "faults":
         spec = build_run_spec("faulty:talk", composition=FAULTS, runner="cluster:k8s",
                               timeout_s=180, plan_roots=[PLANS])
-    elif target == "timeout":
+    elif target in ("timeout", "interrupt"):
         spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s",
                               params={"latency": "40ms", "rounds": "1000"},
-                              timeout_s=TIMEOUT_S)
+                              timeout_s=TIMEOUT_S if target == "timeout" else 180)
     elif target == "unstartable":
         spec = build_run_spec("pingpong", instances=2, runner="cluster:k8s", timeout_s=120)
     else:
@@ -172,7 +195,19 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
     t0 = time.monotonic()
     api = (Unstartable(podman, NETWORK, "-1") if target == "unstartable" else
            PodmanApi(podman, NETWORK))
-    code = run_on_cluster(spec, options, outputs, quiet=False, api=api)
+    if target == "interrupt":
+        interrupt = threading.Timer(INTERRUPT_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
+        interrupt.start()
+        try:
+            run_on_cluster(spec, options, outputs, quiet=False, api=api)
+            raise SystemExit("kubeplay: interrupt: the run ended before its Ctrl-C")
+        except KeyboardInterrupt:
+            pass  # as it must
+        finally:
+            interrupt.cancel()
+        code = 130
+    else:
+        code = run_on_cluster(spec, options, outputs, quiet=False, api=api)
     took = time.monotonic() - t0
     # the newest run directory (outputs also holds history.sqlite)
     run_dir = max((p for p in outputs.iterdir() if p.is_dir()),
@@ -182,6 +217,9 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
         run_dir = keep / run_dir.name
     if target == "timeout" and code == 1:  # as it must: its instances ran on
         print(f"kubeplay: timeout: {check_timeout(run_dir)}, in {took:.1f} s ({run_dir})")
+        return 0
+    if target == "interrupt":
+        print(f"kubeplay: interrupt: {check_interrupt(run_dir)}, in {took:.1f} s ({run_dir})")
         return 0
     if target == "unstartable" and code == 1:  # as it must
         print(f"kubeplay: unstartable: {check_unstartable(run_dir, took, spec.timeout_s)} "
@@ -216,7 +254,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.k8s.kubeplay")
     parser.add_argument("targets", nargs="*", default=["pingpong"],
                         help="plan[:case] (pingpong, spacemesh:start, ...), 'faults', "
-                             "'timeout' or 'unstartable'")
+                             "'timeout', 'unstartable' or 'interrupt'")
     parser.add_argument("--keep-outputs", type=Path, help="copy the runs' outputs here")
     args = parser.parse_args()
     if os.geteuid() != 0:
