@@ -245,10 +245,10 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                      if s.stopped and i not in told_ended}
             if fresh and not all(s.status is not None for s in states.values()):
                 told_ended |= fresh.keys()
-                why_not = await tell_ended(api, run, fresh)
-                if why_not is not None and progress is not None:
+                unheard = await tell_ended(api, run, fresh)
+                if unheard is not None and progress is not None:
                     progress.note(f"the sync service could not be told that "
-                                  f"{', '.join(sorted(fresh))} failed ({why_not}): what waits "
+                                  f"{', '.join(sorted(fresh))} failed ({unheard}): what waits "
                                   "on them waits for the run's timeout")
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
@@ -304,7 +304,12 @@ async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, 
     why_not = await _in_sync(api, run, interrupt_command(), end_s)
     end_by = time.monotonic() + end_s
     while why_not is None and time.monotonic() < end_by:
-        for pod in await api.pods(run.namespace, L.run_selector(run.run_id)):
+        try:
+            pods = await api.pods(run.namespace, L.run_selector(run.run_id))
+        except Exception as e:  # the API gone: collect what can be, then delete
+            why_not = " ".join(f"{type(e).__name__}: {e}".split())
+            break
+        for pod in pods:
             iid = by_pod.get(pod["metadata"]["name"])
             if iid is not None and states[iid].status is None:
                 code = pod_exit(pod)
@@ -314,7 +319,7 @@ async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, 
             return
         await asyncio.sleep(poll_s)
     if progress is not None:
-        progress.note("interrupted: " + (f"their agents could not be told ({why_not})"
+        progress.note("interrupted: " + (f"their pods could not be ended ({why_not})"
                                           if why_not else f"not all ended within {end_s:g} s")
                       + ": those still running are deleted without their output files")
 
