@@ -18,7 +18,9 @@ run's timeout", each with where it waited, so that each agent packs its instance
 before the runner collects them. On `ENDED_SIGNAL` (the runner's `ended_command`) it takes
 the instances the runner failed itself, whose agents never said so (a pod that cannot
 start, or was deleted), from `ENDED_FILE`: each ends as if its agent had said it exited,
-so what waits on it fails at once and, unless the run says otherwise, it stops the rest."""
+so what waits on it fails at once and, unless the run says otherwise, it stops the rest.
+A "stop" line there (the runner's `interrupt_command`, at a Ctrl-C) ends every instance not
+over as the timeout does, as "interrupted"."""
 
 from __future__ import annotations
 
