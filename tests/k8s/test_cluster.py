@@ -29,6 +29,7 @@ from harness.runners.k8s import load_options, render_run
 from harness.runners.k8s._cluster import (
     CLEAN_KINDS,
     KINDS,
+    TELL_TRIES,
     ClusterError,
     follow,
     pod_exit,
@@ -934,8 +935,11 @@ def test_an_interrupted_run_has_its_instances_ended_through_their_agents_and_kee
     what its instances wrote: their agents now end them first and pack them."""
     run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
     stop = {"kind": "phase", "name": "stopping", "reason": "interrupted", "first": "",
-            "instances": ["single/0", "single/1"]}
-    cluster = StillRunning(_in_pod(tmp_path), [], stop)
+            "instances": ["single/0", "single/1"], "interrupted": True}
+    # single/0 had recorded success, yet it ran on (and exits 0 when ended): it fails
+    # for the Ctrl-C, as locally
+    cluster = StillRunning(_in_pod(tmp_path), [success("single/0")], stop)
+    cluster.exit_codes[0] = 0
     states = {i.id: InstanceState(i) for i in spec.instances}
 
     async def interrupt() -> None:
@@ -954,6 +958,93 @@ def test_an_interrupted_run_has_its_instances_ended_through_their_agents_and_kee
         assert (tmp_path / "run" / iid / "log.jsonl").read_text() == '{"event": "pinged"}\n'
         assert "harness" not in (tmp_path / "run" / iid / "stdout.log").read_text()
     assert cluster.objects == []
+
+
+class Pending(FakeCluster):
+    """Pod 1 is never scheduled; pod 0 runs on."""
+
+    def __init__(self) -> None:
+        super().__init__({0: 1, 1: 1}, [], ends_after=10**6)
+        self.execs: list[tuple[str, ...]] = []
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        for pod in out:
+            if pod["metadata"]["name"].endswith("-1"):
+                pod["status"] = {"phase": "Pending"}
+        return out
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        self.execs.append(tuple(command))
+        self.ends_after = self.lists  # pod 0's agent ends it and exits
+
+
+def test_a_ctrl_c_waits_for_the_pods_that_run_not_for_those_never_started(
+        spec: RunSpec, tmp_path: Path) -> None:
+    """A pod stuck Pending has no agent to pack anything: the Ctrl-C waited the whole
+    30 s for it. And with none running, nothing is asked of the sync service."""
+    run = render_run(spec, load_options(spec), RUN_ID, b"k" * 32)
+
+    async def interrupt(cluster: FakeCluster) -> float:
+        task = asyncio.create_task(follow(cluster, spec, run, tmp_path / str(id(cluster)),
+                                          timeout_s=60, poll_s=0.01))
+        while cluster.lists < 3:  # noqa: ASYNC110 (the fake cluster counts its lists)
+            await asyncio.sleep(0.01)
+        begun = time.monotonic()
+        task.cancel()  # what asyncio.run does at a Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - begun
+
+    pending = Pending()
+    assert asyncio.run(interrupt(pending)) < 10
+    assert pending.execs == [interrupt_command()]  # for pod 0, which ended
+    assert pending.objects == []
+
+    class NoneStarted(Pending):
+        async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+            out = await super().pods(namespace, selector)
+            for pod in out:
+                if pod["metadata"]["labels"][L.COMPONENT] == "instance":
+                    pod["status"] = {"phase": "Pending"}
+            return out
+
+    none = NoneStarted()
+    assert asyncio.run(interrupt(none)) < 10
+    assert none.execs == [] and none.objects == []
+
+
+class SyncNotReady(NoImage):
+    """NoImage, on a cluster whose sync container refuses the first `refusals` execs (it
+    is not running yet)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__({0: 0, 1: 0}, [success("single/0")], ends_after=10)
+        self.refusals = refusals
+        self.execs: list[tuple[str, ...]] = []
+
+    async def exec(self, namespace: str, pod: str, container: str,
+                   command: Sequence[str]) -> None:
+        self.execs.append(tuple(command))
+        if len(self.execs) <= self.refusals:
+            raise RuntimeError('container "sync" is not running')
+
+
+@pytest.mark.parametrize("refusals", [TELL_TRIES - 1, TELL_TRIES + 5])
+def test_telling_the_sync_service_is_tried_again_on_the_next_lists_then_given_up(
+        refusals: int, spec: RunSpec, tmp_path: Path) -> None:
+    """A pod that cannot start is seen within seconds, maybe before the sync container
+    runs: the one exec failed, and the others waited for the run's timeout."""
+    cluster = SyncNotReady(refusals)
+    states = asyncio.run(follow(cluster, spec, render_run(spec, load_options(spec), RUN_ID,
+                                                          b"k" * 32),
+                                tmp_path, timeout_s=60, poll_s=0.01))
+    assert states[0].verdict() == (True, None)
+    why = states[1].verdict()[1]
+    assert why is not None and why.startswith("its pod's instance container cannot start")
+    told = ended_command({"single/1": why})
+    assert cluster.execs == [told] * min(refusals + 1, TELL_TRIES)
 
 
 def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_deletes(
@@ -976,8 +1067,10 @@ def test_an_interrupted_run_keeps_what_its_pods_logged_and_the_events_then_delet
 
     states = {i.id: InstanceState(i) for i in spec.instances}
     ended, running = asyncio.run(interrupt())
-    # its agent was told, but it ran on (silent) for end_s: deleted without its outputs
-    assert [c[3] for c in cluster.execs] == [interrupt_command()]
+    # single/0's end was told (its agent had said it: the service leaves it), then the
+    # interrupt; single/1's agent ran on (silent) for end_s: deleted without its outputs
+    assert [c[3] for c in cluster.execs] == [
+        ended_command({"single/0": "its pod ended (exit code 1)"}), interrupt_command()]
     assert running.verdict() == (False, "interrupted")
     assert (tmp_path / "run/single/1/stdout.log").read_text() == (
         f"log of h-{RUN_ID}-1\n# harness: interrupted: its log only as far as it went, and "

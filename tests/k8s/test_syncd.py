@@ -341,3 +341,38 @@ def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
               for e in map(orjson.loads, capfd.readouterr().out.splitlines())
               if e["kind"] == "phase"]
     assert phases == [{"name": "stopping", "reason": "interrupted", "instances": ["g/0"]}]
+
+
+def test_each_told_end_is_taken_once_and_a_line_being_written_waits_for_its_end(
+        tmp_path: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """Two tells in a row (the signal may coalesce): each instance ends once, a line not
+    yet whole at a signal is taken once it is, and the agent of one told ended is told to
+    end it (a shaper that failed leaves the instance running; a pod may start late)."""
+    run = {"shaped": False, "faults": [], "fail_fast": False,
+           "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(3)]}
+    port = _free_port()
+    ended = tmp_path / "ended.jsonl"
+    told: list[Any] = []
+
+    async def tell(data: bytes) -> None:
+        with ended.open("ab") as f:
+            f.write(data)
+        os.kill(os.getpid(), syncd.ENDED_SIGNAL)
+        await trio.sleep(0.2)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", str(ended))
+            await _listening(port)
+            with trio.fail_after(10):
+                await tell(b'{"instance":"g/0","why":"a"}\n{"instance":"g/1","wh')
+                await tell(b'y":"b"}\n{"instance":"g/0","why":"again"}\n')
+                async with _client(port, "g/2") as c, c.subscribe(fault_topic("g/1")) as sub:
+                    told.append(await sub.__anext__())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    exits = [(e["instance"], e["why"]) for e in map(orjson.loads, capfd.readouterr().out.splitlines())
+             if e["kind"] == "instance"]
+    assert exits == [("g/0", "a"), ("g/1", "b")]
+    assert told == [{"end": "b", "grace": syncd.STOP_GRACE_S, "comeback": None}]

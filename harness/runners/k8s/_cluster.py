@@ -66,8 +66,13 @@ quiet node. 30 s, what Kubernetes gives a deleted pod's containers to end by def
 exec in its container) counts in it. A pod not ended by then is collected as it is, and
 named (`timed_out`)."""
 TELL_S = 30.0
-"""How long telling the sync service which instances the runner failed itself may take
-(`tell_ended`: an exec in its container)."""
+"""How long telling the sync service which instances ended without their agent saying so
+may take (`tell_ended`: an exec in its container)."""
+TELL_TRIES = 3
+"""How many lists of the pods in a row a failed `tell_ended` is tried again on (the sync
+container may not run yet), before the others are left to wait for the run's timeout."""
+TELL_CHUNK = 200
+"""Instances told in one exec at most: its command is one argument, sent in a URL."""
 
 
 class ClusterError(HarnessError):
@@ -171,8 +176,10 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
     `states` (new ones if not given). A pod not started `start_within_s` after the run's
     creation fails its instance, and the timeout counts from then for the others. Each
     instance the runner fails itself (its pod cannot start, did not start in time, was
-    deleted, or its shaper failed) is told to the sync service (`tell_ended`): what waits
-    on it fails, and fail-fast stops the others, as when an instance fails locally.
+    deleted, or its shaper failed), and each whose pod ended (its agent may have died with
+    it: evicted, killed for memory), is told to the sync service (`tell_ended`; one whose
+    agent said it ended is left as it is): what waits on it fails, and fail-fast stops the
+    others, as when an instance fails locally.
     `progress` is kept at each list of the pods: started (a container ran), and ended with
     exit code 0 or another (the verdicts come once the sync service's events are
     collected).
@@ -190,7 +197,8 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             await api.create(obj)
         created, deadline = time.monotonic(), math.inf
         told: float | None = None  # when the run's timeout was told to the sync service
-        told_ended: set[str] = set()  # those failed here that the sync service was told of
+        told_ended: set[str] = set()  # those ended here that the sync service was told of
+        tries = 0  # failed tells in a row
         end_by, why_not = math.inf, None
         while True:
             started: set[str] = set()
@@ -241,14 +249,16 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                     unstarted = []
                 if not unstarted:
                     deadline = time.monotonic() + timeout_s
-            fresh = {i: s.stopped for i, s in states.items()
-                     if s.stopped and i not in told_ended}
-            if fresh and not all(s.status is not None for s in states.values()):
-                told_ended |= fresh.keys()
+            fresh = {i: s.stopped or f"its pod ended (exit code {s.status})"
+                     for i, s in states.items() if s.status is not None and i not in told_ended}
+            if fresh and tries < TELL_TRIES and any(s.status is None for s in states.values()):
                 unheard = await tell_ended(api, run, fresh)
-                if unheard is not None and progress is not None:
+                tries = 0 if unheard is None else tries + 1
+                if unheard is None:
+                    told_ended |= fresh.keys()
+                elif tries == TELL_TRIES and progress is not None:
                     progress.note(f"the sync service could not be told that "
-                                  f"{', '.join(sorted(fresh))} failed ({unheard}): what waits "
+                                  f"{', '.join(sorted(fresh))} ended ({unheard}): what waits "
                                   "on them waits for the run's timeout")
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
@@ -295,28 +305,37 @@ async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, 
                            progress: Progress | None) -> None:
     """At a Ctrl-C, have the sync service end the instances still running through their
     agents (`syncd.interrupt_command`), which pack their outputs into their logs, and wait
-    up to `end_s` for their pods to end."""
-    if all(s.status is not None for s in states.values()):
-        return
-    if progress is not None:
-        progress.note("interrupted: ending the instances still running through their "
-                      "agents, to keep their output files (Ctrl-C again gives them up)")
-    why_not = await _in_sync(api, run, interrupt_command(), end_s)
+    for their pods to end, `end_s` at most in all (a pod not started is not waited for:
+    it has nothing to pack)."""
     end_by = time.monotonic() + end_s
-    while why_not is None and time.monotonic() < end_by:
+    why_not: str | None = None
+    told = False
+    while time.monotonic() < end_by:
         try:
             pods = await api.pods(run.namespace, L.run_selector(run.run_id))
         except Exception as e:  # the API gone: collect what can be, then delete
             why_not = " ".join(f"{type(e).__name__}: {e}".split())
             break
+        running = []
         for pod in pods:
             iid = by_pod.get(pod["metadata"]["name"])
-            if iid is not None and states[iid].status is None:
-                code = pod_exit(pod)
-                if code is not None:
-                    _exited(states[iid], pod, code)
-        if all(s.status is not None for s in states.values()):
+            if iid is None or states[iid].status is not None:
+                continue
+            if (code := pod_exit(pod)) is not None:
+                _exited(states[iid], pod, code)
+            elif pod.get("status", {}).get("phase") != "Pending":
+                running.append(iid)
+        if not running:
             return
+        if not told:
+            if progress is not None:
+                progress.note("interrupted: ending the instances still running through "
+                              "their agents, to keep their output files (Ctrl-C again gives "
+                              "them up)")
+            why_not = await _in_sync(api, run, interrupt_command(), end_by - time.monotonic())
+            if why_not is not None:
+                break
+            told = True
         await asyncio.sleep(poll_s)
     if progress is not None:
         progress.note("interrupted: " + (f"their pods could not be ended ({why_not})"
@@ -333,10 +352,15 @@ async def tell_timeout(api: ClusterApi, run: RenderedRun, within_s: float) -> st
 
 async def tell_ended(api: ClusterApi, run: RenderedRun, ended: dict[str, str],
                      within_s: float = TELL_S) -> str | None:
-    """Tell the run's sync service that the runner failed these instances (instance: why):
-    each ends there as if its agent had said so (`syncd.ended_command`). None once done,
-    else why not, in one line; within `within_s` whatever the API does."""
-    return await _in_sync(api, run, ended_command(ended), within_s)
+    """Tell the run's sync service that these instances ended (instance: why): each that
+    its agent did not say ended ends there as if it had (`syncd.ended_command`). None once
+    done, else why not, in one line; each exec within `within_s` whatever the API does."""
+    names = list(ended)
+    for at in range(0, len(names), TELL_CHUNK):
+        chunk = {i: ended[i] for i in names[at : at + TELL_CHUNK]}
+        if (why_not := await _in_sync(api, run, ended_command(chunk), within_s)) is not None:
+            return why_not
+    return None
 
 
 async def _in_sync(api: ClusterApi, run: RenderedRun, command: Sequence[str],
@@ -459,8 +483,8 @@ async def _collect(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
                 faults.append(line)
                 fault_outcome(event, states)
             elif event.get("kind") == "phase" and event.get("name") == "stopping":
-                (stopped_at_timeout if event.get("timeout") else stopped_after_failure)(
-                    event, states)
+                (stopped_at_timeout if event.get("timeout") or event.get("interrupted")
+                 else stopped_after_failure)(event, states)
         (run_dir / "faults.jsonl").write_text("".join(f"{line}\n" for line in faults))
         own_exits(states, exits)
     for iid in logged:
@@ -497,8 +521,9 @@ def stopped_after_failure(entry: dict[str, Any], states: dict[str, InstanceState
 
 
 def stopped_at_timeout(entry: dict[str, Any], states: dict[str, InstanceState]) -> None:
-    """The instances the sync service ended at the run's timeout fail for it, with where
-    each waited, as locally (one that recorded success too: it had not ended)."""
+    """The instances the sync service ended at the run's timeout (or at a Ctrl-C) fail for
+    it, with where each waited, as locally (one that recorded success too: it had not
+    ended)."""
     waiting = entry.get("waiting") or {}
     for iid in entry.get("instances", ()):
         st = states.get(iid)
@@ -521,7 +546,8 @@ def failure_order(run_dir: Path) -> list[str]:
     succeeded: set[str] = set()
     for event in map(orjson.loads, lines):
         kind, who = event.get("kind"), str(event.get("instance") or "")
-        if kind == "phase" and event.get("name") == "stopping" and not named:
+        if (kind == "phase" and event.get("name") == "stopping" and not named
+                and not event.get("interrupted")):
             named.append(str(event.get("first")))
         elif kind == "event" and event.get("type") == EventType.SUCCESS:
             succeeded.add(who)

@@ -296,8 +296,9 @@ async def _take_ended(state: SyncState, run: dict[str, Any], failures: list[str]
                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """At each `ENDED_SIGNAL`, the lines `path` gained: each instance named there that may
     still run ends, as its agent would say it on its life topic (with no exit code, and
-    the runner's reason): its waiters fail at once, and it counts as a failure. A "stop"
-    ends every instance not over through its agent for that reason (`stop_all`)."""
+    the runner's reason): its waiters fail at once, and it counts as a failure; its agent,
+    should it run, is told to end it. A "stop" ends every instance not over through its
+    agent for that reason (`stop_all`, with `"interrupted": true`)."""
     ids = [i["id"] for i in run["instances"]]
     instances = set(ids)
     read = 0
@@ -308,7 +309,8 @@ async def _take_ended(state: SyncState, run: dict[str, Any], failures: list[str]
                 data = await trio.Path(path).read_bytes()
             except OSError:
                 continue
-            lines, read = data[read:].splitlines(), len(data)
+            whole = data.rfind(b"\n") + 1  # a line still being written waits for its end
+            lines, read = data[read:whole].splitlines(), max(read, whole)
             for line in lines:
                 try:
                     told = orjson.loads(line)
@@ -317,13 +319,19 @@ async def _take_ended(state: SyncState, run: dict[str, Any], failures: list[str]
                 if not isinstance(told, dict):
                     continue
                 if isinstance(told.get("stop"), str):
-                    stop_all(state, ids, told["stop"], failures[0] if failures else "")
+                    stop_all(state, ids, told["stop"], failures[0] if failures else "",
+                             interrupted=True)
                     continue
                 iid = told.get("instance")
                 if (isinstance(iid, str) and iid in instances
                         and _not_over(state.last_item(life_topic(iid)))):
+                    why = str(told.get("why"))
                     state.publish(life_topic(iid), {"running": False, "code": None,
-                                                    "by": None, "why": str(told.get("why"))})
+                                                    "by": None, "why": why})
+                    # its agent, if it runs (a failed shaper) or starts late (a pod
+                    # scheduled after all), ends its process at once
+                    state.publish(fault_topic(iid), {"end": why, "grace": STOP_GRACE_S,
+                                                     "comeback": None})
 
 
 def _not_over(life: Any) -> bool:

@@ -34,7 +34,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -43,7 +42,7 @@ from harness.plans import build_run_spec
 from harness.runners.k8s import load_options
 from harness.runners.k8s._cluster import run_on_cluster
 from tests.k8s.kubeplay._image import build_image
-from tests.k8s.kubeplay._podman import SUBNET, Podman, PodmanApi, Unstartable
+from tests.k8s.kubeplay._podman import SUBNET, Interrupting, Podman, PodmanApi, Unstartable
 
 CACHE = Path("/var/tmp/harness-k8s")
 RUNROOT = Path("/run/harness-k8s")
@@ -154,7 +153,8 @@ def check_unstartable(run_dir: Path, took: float, timeout_s: float) -> str:
     return f"single/0 failed because of single/1 ({reasons['single/0']!r}) in {took:.1f} s"
 
 
-INTERRUPT_AFTER_S = 15.0  # the target "interrupt": pingpong runs by then
+INTERRUPT_AFTER_S = 5.0
+"""The target "interrupt": its Ctrl-C comes this long after both instances run."""
 
 
 def check_interrupt(run_dir: Path) -> str:
@@ -194,18 +194,14 @@ def run_target(podman: Podman, image: str, target: str, outputs: Path,
                                   "shaping=auto", "cpu=1", "memory=512Mi", "sync_cpu=1"])
     t0 = time.monotonic()
     api = (Unstartable(podman, NETWORK, "-1") if target == "unstartable" else
+           Interrupting(podman, NETWORK, INTERRUPT_AFTER_S) if target == "interrupt" else
            PodmanApi(podman, NETWORK))
     if target == "interrupt":
-        interrupt = threading.Timer(INTERRUPT_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
-        interrupt.start()
         try:
             run_on_cluster(spec, options, outputs, quiet=False, api=api)
             raise SystemExit("kubeplay: interrupt: the run ended before its Ctrl-C")
         except KeyboardInterrupt:
-            pass  # as it must
-        finally:
-            interrupt.cancel()
-        code = 130
+            code = 130  # as it must
     else:
         code = run_on_cluster(spec, options, outputs, quiet=False, api=api)
     took = time.monotonic() - t0

@@ -14,12 +14,16 @@ import copy
 import ipaddress
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from harness.runners.k8s import _labels as L
 
 SUBNET = ipaddress.IPv4Network("198.19.254.0/24")  # the run's range (198.18.0.0/15)
 CONTAINERS_CONF = """\
@@ -203,3 +207,28 @@ class Unstartable(PodmanApi):
         for pod in never:
             del self.never[pod]
         return len(never) + await super().delete(namespace, kinds, selector)
+
+
+class Interrupting(PodmanApi):
+    """A session that sends this process SIGINT (a Ctrl-C) `after_s` after a list first
+    showed every instance's container running."""
+
+    def __init__(self, podman: Podman, network: str, after_s: float) -> None:
+        super().__init__(podman, network)
+        self.after_s = after_s
+        self.running_since: float | None = None
+        self.sent = False
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = await super().pods(namespace, selector)
+        instances = [p for p in out if p["metadata"]["labels"].get(L.COMPONENT) == "instance"]
+        running = instances and all(
+            "running" in c["state"] for p in instances
+            for c in p["status"]["containerStatuses"] if c["name"] == "instance")
+        if running and self.running_since is None:
+            self.running_since = time.monotonic()
+        if (not self.sent and self.running_since is not None
+                and time.monotonic() - self.running_since >= self.after_s):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
