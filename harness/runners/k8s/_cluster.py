@@ -276,6 +276,11 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
         # kept before the delete, as a local run keeps what its instances wrote (a second
         # Ctrl-C gives that up)
         if not collected:
+            # Python before 3.11.3 takes a timeout's expiry in a task still counted as
+            # cancelling for that cancellation (asyncio.timeout raises CancelledError)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             await _end_interrupted(api, run, by_pod, states, end_s, poll_s, progress)
             await _collect(api, run, by_pod, states, run_dir, interrupted(states, by_pod))
         raise
