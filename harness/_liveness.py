@@ -26,7 +26,7 @@ from pathlib import Path
 from harness._cgroup import CgroupError, remove_run
 from harness._clock import remove_shared
 from harness._control import remove_token
-from harness._errors import UsageError
+from harness._errors import EnvironmentProblem, UsageError
 from harness._tell import tell
 from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
@@ -34,7 +34,7 @@ from harness.observe._rundir import run_ended
 from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
 from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
 from harness.sync._protocol import FAILING_EVENTS
-from netem._cleanup._manifest import owner_alive, pid_namespace, process_start
+from netem._cleanup._manifest import owner_alive, pid_namespace, proc_problem, process_start
 
 LAST_SEEN_EVERY_S = 5.0
 """How often a live supervisor refreshes run.json's `last_seen`."""
@@ -55,6 +55,13 @@ def identity() -> SupervisorRecord:
     pid = os.getpid()
     return SupervisorRecord(pid, int(process_start(pid) or 0), _boot_id(), socket.gethostname(),
                             pid_namespace())
+
+
+def check_proc() -> None:
+    """EnvironmentProblem, in one line, if /proc is another PID namespace's: this process
+    could neither record itself as a run's owner nor judge other runs' owners."""
+    if (problem := proc_problem()) is not None:
+        raise EnvironmentProblem(problem)
 
 
 def supervisor_alive(who: SupervisorRecord) -> bool | None:

@@ -37,6 +37,7 @@ from harness._listen import Listen, bind, inherited
 from harness._liveness import (
     LAST_SEEN_EVERY_S,
     SOCK_DIR_PREFIX,
+    check_proc,
     identity,
     mark_aborted_runs,
     remove_stale_sockets,
@@ -158,6 +159,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     if spec.runner == CLUSTER_K8S:  # refused before its run directory, not in it
         raise UsageError(f"{CLUSTER_K8S} runs on a cluster: use harness run --runner "
                          f"{CLUSTER_K8S} (or --render DIR), not a local supervisor")
+    check_proc()
     check_programs(spec)
     spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)

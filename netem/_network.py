@@ -516,6 +516,8 @@ class _Change:
 
 
 def _check_privileges() -> None:
+    if (problem := manifests.proc_problem()) is not None:
+        raise NetworkError(f"cannot own a network here: {problem}")
     if os.geteuid() == 0:
         return  # real root, or root of a user namespace (netem.reexec_in_userns)
     problem = rootless_problem()

@@ -243,3 +243,51 @@ def test_a_live_owner_of_another_pid_namespace_is_left_alone(
         assert "running in another PID namespace (cannot tell" in said.split("$ harness show")[1]
     finally:
         owner.communicate(timeout=30)  # its stdin closed: it ends
+
+
+NO_MOUNT_PROC = ["unshare", "--pid", "--fork", "--kill-child"]
+
+PROC_CHECKS = """
+import sys
+from harness._cli import main
+import netem
+try:
+    netem.cleanup()
+except netem.NetemError as e:
+    print(f"netem: {e}")
+try:
+    with netem.Network(prefix="tq9") as net:
+        net.build(1)
+except netem.NetemError as e:
+    print(f"netem: {e}")
+for argv in (["clean", "--outputs", sys.argv[1]],
+             ["run", "ok:ok", "--plans", sys.argv[2], "--runner", "local:exec",
+              "--outputs", sys.argv[1], "-q"]):
+    print("exit", main(argv))
+"""
+
+
+@pytest.mark.live
+def test_a_pid_namespace_without_its_own_proc_is_refused_in_one_line(
+    where: Path, make_plan: Callable[..., Path]
+) -> None:
+    """Under `unshare --pid` without `--mount-proc`, /proc is the host's: a run recorded
+    itself as pid 1 (the host's init there, never dead) with init's start time, so its
+    leftovers were never cleaned, and a pid read in /proc names another process here."""
+    problem = _unshare_problem()
+    if problem:
+        pytest.skip(problem)
+    plans = make_plan("ok", OK_PLAN, "async def ok(env):\n    pass\n")
+    done = subprocess.run([*NO_MOUNT_PROC, sys.executable, "-c", PROC_CHECKS,
+                           str(where / "out"), str(plans)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    errors = [line for line in done.stderr.splitlines() if line.startswith("harness:")]
+    why = ("/proc is another PID namespace's (it numbers this process {pid}, not 1): mount "
+           "one for this namespace (unshare --pid --fork --mount-proc)")
+    host_pid = lines[0].split("numbers this process ")[1].split(",")[0] if lines else "?"
+    assert lines == [f"netem: cannot clean up networks here: {why.format(pid=host_pid)}",
+                     f"netem: cannot own a network here: {why.format(pid=host_pid)}",
+                     "exit 3", "exit 3"], done.stdout + done.stderr
+    assert errors == [f"harness: error: {why.format(pid=host_pid)}"] * 2, done.stderr
+    assert not (where / "out").exists()  # nothing written

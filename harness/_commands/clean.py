@@ -11,7 +11,12 @@ import netem
 from harness import _cgroup as cgroups
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import EnvironmentProblem, UsageError
-from harness._liveness import mark_aborted_runs, remove_stale_sockets, runs_left_alone
+from harness._liveness import (
+    check_proc,
+    mark_aborted_runs,
+    remove_stale_sockets,
+    runs_left_alone,
+)
 from harness.observe import DEFAULT_OUTPUTS
 from netem._cleanup import left_alone
 
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     """Remove leftovers and print one line per thing removed or run marked."""
     if args.runner is not None:
         return _clean_cluster(args)
+    check_proc()
     if args.run is not None or args.k8s:
         option = "--run" if args.run is not None else "--k8s"
         raise UsageError(f"{option} is for cluster:k8s runs: add --runner cluster:k8s")

@@ -11,6 +11,7 @@ from pathlib import Path
 from harness import _listen as listen
 from harness._commands._args import add_outputs, add_plans
 from harness._errors import UsageError
+from harness._liveness import check_proc
 from harness._outputs import check_outputs
 from harness._runid import new_run_id
 from harness._supervisor import RunOptions, check_programs
@@ -125,6 +126,7 @@ def _positive_ms(text: str) -> float:
 def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running") -> int:
     """Run `spec` into `outputs` as `args` (the options of `add_how`) say; print the
     summary (or run.json); the run's exit code."""
+    check_proc()  # before anything is made (the supervisor checks it again)
     # Bound now, so a taken port is a one-line error before anything is built. A re-executed
     # rootless run was handed the sockets its parent bound in the user's network namespace
     # (an inherited socket stays in the namespace it was made in).

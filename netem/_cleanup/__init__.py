@@ -7,6 +7,7 @@ import os
 from netem import _build as build
 from netem import _names as names
 from netem._cleanup import _manifest as manifests
+from netem._errors import NetworkError
 
 
 def owned_namespaces(prefix: str) -> list[str]:
@@ -36,6 +37,8 @@ def cleanup(prefix: str | None = None) -> list[str]:
     without, every network whose owner process is dead, and namespaces with a generated
     prefix (`ht` + 6 hex) that no manifest claims; a network whose owner ran in another PID
     namespace stays (`left_alone`). Returns the names and files removed."""
+    if (problem := manifests.proc_problem()) is not None:  # pids read there are not ours
+        raise NetworkError(f"cannot clean up networks here: {problem}")
     if prefix is not None:
         names.check_prefix(prefix)
         return remove_network(prefix)

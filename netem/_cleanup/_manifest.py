@@ -31,6 +31,21 @@ class Manifest:
         return owner_alive(self.pid, self.pid_start, self.pid_ns)
 
 
+def proc_problem() -> str | None:
+    """Why /proc cannot tell this process's PID namespace's processes, or None. Under
+    `unshare --pid` without `--mount-proc` it shows another namespace's: the pid an owner
+    records (pid 1, there) names another process in /proc (the host's init, never dead: its
+    leftovers were never removed), and a pid read there signals another process here."""
+    try:
+        seen = int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return None  # no /proc at all: nothing is judged by it
+    if seen == os.getpid():
+        return None
+    return (f"/proc is another PID namespace's (it numbers this process {seen}, not "
+            f"{os.getpid()}): mount one for this namespace (unshare --pid --fork --mount-proc)")
+
+
 def pid_namespace() -> int | None:
     """The inode of this process's PID namespace, or None if /proc does not say: the pids
     an owner records are of that namespace, not of every reader's."""

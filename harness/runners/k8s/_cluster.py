@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from harness._errors import EnvironmentProblem, HarnessError
-from harness._liveness import identity
+from harness._liveness import check_proc, identity
 from harness._outcome import InstanceState, still_running_at_timeout
 from harness._progress import Progress, summary_table
 from harness._runid import new_run_id
@@ -680,6 +680,7 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
     instance that fails ends the others (the sync service does it, `syncd`)."""
     from harness._supervisor import finish_run
 
+    check_proc()  # run.json names this process as the run's owner
     client = api or Kr8sApi(options)
     run = render_run(spec, options, new_run_id(), secrets.token_bytes(32), fail_fast=fail_fast)
     run_dir = outputs.resolve() / run.run_id
