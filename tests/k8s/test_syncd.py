@@ -40,6 +40,15 @@ async def _listening(port: int) -> None:
             return
 
 
+async def _run_in_container(command: tuple[str, ...]) -> None:
+    """Run a command the runner execs in the sync container (python3 there), here."""
+    import sys
+
+    done = await trio.run_process([sys.executable, *command[1:]], capture_stderr=True,
+                                  check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def _client(port: int, instance: str) -> AbstractAsyncContextManager[SyncClient]:
     return connect_tcp("127.0.0.1", port, instance, Tokens(KEY).for_instance(instance))
 
@@ -253,7 +262,6 @@ def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast
     local run stops at once. The runner's `ended_command`, run as it is in the sync
     container, ends g/1 there: g/0's barrier fails naming g/1 and why, and fail-fast
     ends g/0 (not g/1, which never ran)."""
-    import sys
 
     monkeypatch.setattr(syncd, "FAIL_FAST_GRACE_S", 0.0)
     run = {"shaped": False, "faults": [], "fail_fast": fail_fast,
@@ -271,10 +279,8 @@ def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast
             with trio.fail_after(10):
                 async with _client(port, "g/0") as c:
                     await c.publish(life_topic("g/0"), {"running": True})
-                    command = syncd.ended_command({"g/1": why}, os.getpid(), 5, ended_file)
-                    done = await trio.run_process([sys.executable, *command[1:]],
-                                                  capture_stderr=True, check=False)
-                    assert done.returncode == 0, done.stderr
+                    await _run_in_container(
+                        syncd.ended_command({"g/1": why}, os.getpid(), 5, ended_file))
                     try:
                         await c.barrier("both-done", 2)
                     except SyncError as e:
@@ -307,7 +313,6 @@ def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
         tmp_path: Any, capfd: pytest.CaptureFixture[str]) -> None:
     """The runner's `interrupt_command` (a Ctrl-C): g/0 runs, g/1 has passed and exited;
     g/0's agent is told to end it (and then packs its outputs), as at the timeout."""
-    import sys
 
     run = {"shaped": False, "faults": [],
            "instances": [{"id": f"g/{n}", "group": "g", "role": ""} for n in range(2)]}
@@ -324,10 +329,8 @@ def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
                     await c.publish(life_topic("g/0"), {"running": True})
                     await c.signal_event({"type": "success"})
                     await c.publish(life_topic("g/1"), {"running": False, "code": 0})
-                    command = syncd.interrupt_command(os.getpid(), 5, ended_file)
-                    done = await trio.run_process([sys.executable, *command[1:]],
-                                                  capture_stderr=True, check=False)
-                    assert done.returncode == 0, done.stderr
+                    await _run_in_container(
+                        syncd.interrupt_command(os.getpid(), 5, ended_file))
                     for iid in ("g/0", "g/1"):
                         async with c.subscribe(fault_topic(iid)) as sub:
                             with trio.move_on_after(10 if iid == "g/0" else 0.2):

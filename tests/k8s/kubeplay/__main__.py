@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from harness.plans import build_run_spec
 from harness.runners.k8s import load_options
@@ -129,12 +130,18 @@ def check_timeout(run_dir: Path) -> str:
              if not str(i["reason"]).startswith(reason) or ";" in str(i["reason"])]
     if wrong:
         raise SystemExit(f"kubeplay: timeout: not ended through their agents: {wrong}")
+    _outputs_came_back(run_dir, run, "timeout")
+    return (f"{len(run['instances'])} instances ended through their agents at the run's "
+            f"{TIMEOUT_S:g} s timeout, their output files collected")
+
+
+def _outputs_came_back(run_dir: Path, run: dict[str, Any], target: str) -> None:
+    """SystemExit unless each instance's log.jsonl (which the SDK opens as the instance
+    starts) came back from its pod."""
     missing = [i["id"] for i in run["instances"]
                if not (run_dir / i["id"] / "log.jsonl").exists()]
     if missing:
-        raise SystemExit(f"kubeplay: timeout: no output files from {missing}")
-    return (f"{len(run['instances'])} instances ended through their agents at the run's "
-            f"{TIMEOUT_S:g} s timeout, their output files collected")
+        raise SystemExit(f"kubeplay: {target}: no output files from {missing}")
 
 
 def check_unstartable(run_dir: Path, took: float, timeout_s: float) -> str:
@@ -166,10 +173,7 @@ def check_interrupt(run_dir: Path) -> str:
     wrong = [(i["id"], i["reason"]) for i in run["instances"] if i["reason"] != "interrupted"]
     if wrong:
         raise SystemExit(f"kubeplay: interrupt: {wrong}")
-    missing = [i["id"] for i in run["instances"]
-               if not (run_dir / i["id"] / "log.jsonl").exists()]
-    if missing:
-        raise SystemExit(f"kubeplay: interrupt: no output files from {missing}")
+    _outputs_came_back(run_dir, run, "interrupt")
     return (f"{len(run['instances'])} instances ended through their agents at a Ctrl-C, "
             "their output files collected")
 
