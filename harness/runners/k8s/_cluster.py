@@ -281,19 +281,25 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            await _end_interrupted(api, run, by_pod, states, end_s, poll_s, progress)
+            await _end_interrupted(api, run, selector, by_pod, states, end_s, poll_s,
+                                   progress)
             await _collect(api, run, by_pod, states, run_dir, interrupted(states, by_pod))
         raise
     finally:
         try:
             await asyncio.shield(api.delete(run.namespace, KINDS, selector))
         except Exception as e:  # the API gone: say what is left on the cluster, and how
-            why = " ".join(f"{type(e).__name__}: {e}".split())
+            why = _one_line(e)
             raise ClusterError(
                 f"{CLUSTER_K8S}: the run's objects could not be deleted ({why}); once the "
                 f"cluster answers: {cluster_clean_command(run.run_id, run.namespace)}"
             ) from None
     return list(states.values())
+
+
+def _one_line(error: BaseException) -> str:
+    """What the API or its client raised, in one line."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _exited(st: InstanceState, pod: dict[str, Any], code: int) -> None:
@@ -305,9 +311,9 @@ def _exited(st: InstanceState, pod: dict[str, Any], code: int) -> None:
     st.ended = api_time(done.get("finishedAt"))
 
 
-async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, str],
-                           states: dict[str, InstanceState], end_s: float, poll_s: float,
-                           progress: Progress | None) -> None:
+async def _end_interrupted(api: ClusterApi, run: RenderedRun, selector: str,
+                           by_pod: dict[str, str], states: dict[str, InstanceState],
+                           end_s: float, poll_s: float, progress: Progress | None) -> None:
     """At a Ctrl-C, have the sync service end the instances still running through their
     agents (`syncd.interrupt_command`), which pack their outputs into their logs, and wait
     for their pods to end, `end_s` at most in all (a pod not started is not waited for:
@@ -317,9 +323,9 @@ async def _end_interrupted(api: ClusterApi, run: RenderedRun, by_pod: dict[str, 
     told = False
     while time.monotonic() < end_by:
         try:
-            pods = await api.pods(run.namespace, L.run_selector(run.run_id))
+            pods = await api.pods(run.namespace, selector)
         except Exception as e:  # the API gone: collect what can be, then delete
-            why_not = " ".join(f"{type(e).__name__}: {e}".split())
+            why_not = _one_line(e)
             break
         running = []
         for pod in pods:
@@ -382,7 +388,7 @@ async def _in_sync(api: ClusterApi, run: RenderedRun, command: Sequence[str],
     except TimeoutError:
         return f"the sync service's pod did not answer within {within_s:g} s"
     except Exception as e:  # e.g. forbidden: exec is a permission of its own (pods/exec)
-        return " ".join(f"{type(e).__name__}: {e}".split())
+        return _one_line(e)
     return None
 
 
@@ -717,7 +723,7 @@ def run_on_cluster(spec: RunSpec, options: K8sOptions, outputs: Path, *, quiet: 
         if not run_dir.is_dir():
             raise  # it never started
         reason = (str(e) if isinstance(e, HarnessError) else
-                  f"{CLUSTER_K8S}: {type(e).__name__}: {' '.join(str(e).split())}")
+                  f"{CLUSTER_K8S}: {_one_line(e)}")
         with contextlib.suppress(OSError):  # what failed may be the disk
             if isinstance(e, KeyboardInterrupt):
                 write(Outcome("interrupted", 130, "interrupted (what its pods logged is "

@@ -242,12 +242,18 @@ def stop_all(state: SyncState, instances: list[str], reason: str, first: str,
     "stopping", with `detail`, as locally. Those it ends."""
     ending = not_over(state, instances)
     for instance in ending:
-        state.publish(fault_topic(instance), {"end": reason, "grace": STOP_GRACE_S,
-                                              "comeback": None})
+        end_through_agent(state, instance, reason)
     if ending:
         _emit({"kind": "phase", "name": "stopping", "reason": reason, "first": first,
                "instances": ending, **detail})
     return ending
+
+
+def end_through_agent(state: SyncState, instance: str, reason: str) -> None:
+    """Have the instance's agent end it for good for `reason` (SIGTERM, then SIGKILL
+    `STOP_GRACE_S` later); an agent that starts later ends it at once."""
+    state.publish(fault_topic(instance), {"end": reason, "grace": STOP_GRACE_S,
+                                          "comeback": None})
 
 
 def not_over(state: SyncState, instances: list[str]) -> list[str]:
@@ -330,8 +336,7 @@ async def _take_ended(state: SyncState, run: dict[str, Any], failures: list[str]
                                                     "by": None, "why": why})
                     # its agent, if it runs (a failed shaper) or starts late (a pod
                     # scheduled after all), ends its process at once
-                    state.publish(fault_topic(iid), {"end": why, "grace": STOP_GRACE_S,
-                                                     "comeback": None})
+                    end_through_agent(state, iid, why)
 
 
 def _not_over(life: Any) -> bool:
