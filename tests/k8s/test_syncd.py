@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from contextlib import AbstractAsyncContextManager
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
@@ -40,10 +42,20 @@ async def _listening(port: int) -> None:
             return
 
 
+@asynccontextmanager
+async def _serving(run: dict[str, Any], port: int, ended_file: str = syncd.ENDED_FILE
+                   ) -> AsyncIterator[None]:
+    """The run's sync service on this host's loopback `port`, listening, until the block
+    ends (then cancelled)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve, run, KEY, port, "127.0.0.1", ended_file)
+        await _listening(port)
+        yield
+        nursery.cancel_scope.cancel()
+
+
 async def _run_in_container(command: tuple[str, ...]) -> None:
     """Run a command the runner execs in the sync container (python3 there), here."""
-    import sys
-
     done = await trio.run_process([sys.executable, *command[1:]], capture_stderr=True,
                                   check=False)
     assert done.returncode == 0, done.stderr
@@ -61,13 +73,10 @@ def test_without_shapers_every_instance_is_ready_as_it_starts() -> None:
     port = _free_port()
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
-            await _listening(port)
+        async with _serving(run, port):
             with trio.fail_after(10):
                 async with _client(port, "g/0") as c:
                     await c.barrier(NETWORK_INITIALIZED, 2)
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
 
@@ -84,9 +93,7 @@ def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once(
     reasons: list[str] = []
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
-            await _listening(port)
+        async with _serving(run, port):
             with trio.fail_after(10):
                 async with _client(port, "g/0") as w, _client(port, "g/1") as agent:
                     await agent.publish(life_topic("g/1"), {"running": True})
@@ -95,7 +102,6 @@ def test_an_instance_whose_agent_says_it_ended_fails_what_waits_for_it_at_once(
                         await w.barrier("both-done", 2)
                     except SyncError as e:
                         reasons.append(str(e))
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
     assert len(reasons) == 1 and "g/1 (exit code 3)" in reasons[0], reasons
@@ -129,9 +135,7 @@ def test_the_first_failure_ends_every_instance_not_over_unless_no_fail_fast(
     told: dict[str, Any] = {}
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
-            await _listening(port)
+        async with _serving(run, port):
             with trio.fail_after(10):
                 async with _client(port, "g/0") as c:
                     for iid, life in lives.items():
@@ -146,7 +150,6 @@ def test_the_first_failure_ends_every_instance_not_over_unless_no_fail_fast(
                         async with c.subscribe(fault_topic(iid)) as sub:
                             with trio.move_on_after(10 if fail_fast and iid in ending else 0):
                                 told[iid] = await sub.__anext__()
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
     phases = [e for e in map(orjson.loads, capfd.readouterr().out.splitlines())
@@ -181,9 +184,7 @@ def test_at_the_runs_timeout_every_instance_not_over_is_ended_saying_where_it_wa
     told: dict[str, Any] = {}
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1")
-            await _listening(port)
+        async with _serving(run, port):
             assert signal.getsignal(syncd.TIMEOUT_SIGNAL) not in (signal.SIG_DFL,
                                                                    signal.SIG_IGN)
             with trio.fail_after(10):
@@ -204,7 +205,6 @@ def test_at_the_runs_timeout_every_instance_not_over_is_ended_saying_where_it_wa
                             with trio.move_on_after(10 if iid != "g/2" else 0.2):
                                 told[iid] = await sub.__anext__()
                     waits.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
 
     lines: list[str] = []
 
@@ -228,7 +228,6 @@ def test_the_timeout_command_waits_for_the_services_handler_and_never_kills_it()
     """The signal's default ends a process: sent in the service's first second, before its
     handler was set, the run's timeout killed the sync service and its events were lost."""
     import subprocess
-    import sys
 
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     handled = subprocess.Popen(
@@ -273,9 +272,7 @@ def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast
     told: list[Any] = []
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", ended_file)
-            await _listening(port)
+        async with _serving(run, port, ended_file):
             with trio.fail_after(10):
                 async with _client(port, "g/0") as c:
                     await c.publish(life_topic("g/0"), {"running": True})
@@ -288,7 +285,6 @@ def test_an_instance_the_runner_failed_ends_there_its_waiters_fail_and_fail_fast
                     async with c.subscribe(fault_topic("g/0")) as sub:
                         with trio.move_on_after(10 if fail_fast else 0.5):
                             told.append(await sub.__anext__())
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
     assert len(reasons) == 1 and f"g/1 ({why})" in reasons[0], reasons
@@ -321,9 +317,7 @@ def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
     told: dict[str, Any] = {}
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", ended_file)
-            await _listening(port)
+        async with _serving(run, port, ended_file):
             with trio.fail_after(10):
                 async with _client(port, "g/1") as c:
                     await c.publish(life_topic("g/0"), {"running": True})
@@ -335,7 +329,6 @@ def test_an_interrupted_run_ends_every_instance_not_over_through_its_agent(
                         async with c.subscribe(fault_topic(iid)) as sub:
                             with trio.move_on_after(10 if iid == "g/0" else 0.2):
                                 told[iid] = await sub.__anext__()
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
     assert told == {"g/0": {"end": "interrupted", "grace": syncd.STOP_GRACE_S,
@@ -364,15 +357,12 @@ def test_each_told_end_is_taken_once_and_a_line_being_written_waits_for_its_end(
         await trio.sleep(0.2)
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, run, KEY, port, "127.0.0.1", str(ended))
-            await _listening(port)
+        async with _serving(run, port, str(ended)):
             with trio.fail_after(10):
                 await tell(b'{"instance":"g/0","why":"a"}\n{"instance":"g/1","wh')
                 await tell(b'y":"b"}\n{"instance":"g/0","why":"again"}\n')
                 async with _client(port, "g/2") as c, c.subscribe(fault_topic("g/1")) as sub:
                     told.append(await sub.__anext__())
-            nursery.cancel_scope.cancel()
 
     trio.run(main)
     exits = [(e["instance"], e["why"]) for e in map(orjson.loads, capfd.readouterr().out.splitlines())
