@@ -350,7 +350,11 @@ def cleanup(found: dict[str, Hierarchy] | None = None) -> list[Path]:
             continue
     with contextlib.suppress(OSError):
         for claim in OWNERS.iterdir():
-            dirs.setdefault(claim.name, [])
+            if claim.name.endswith(_TMP):
+                if not _writer_lives(claim.name):  # left by a crash
+                    claim.unlink(missing_ok=True)
+            else:
+                dirs.setdefault(claim.name, [])
     removed: list[Path] = []
     failed: list[str] = []
     for name, found_dirs in dirs.items():
@@ -384,7 +388,7 @@ def left_alone() -> list[str]:
     except OSError:
         return []
     return [name.removeprefix(_PREFIX) for name in claims
-            if not name.endswith(".tmp") and _claim_of(name, {})[0] is None]
+            if not name.endswith(_TMP) and _claim_of(name, {})[0] is None]
 
 
 def _claim(name: str, dirs: list[Path]) -> None:
@@ -398,9 +402,9 @@ def _claim(name: str, dirs: list[Path]) -> None:
              *(() if (ns := pid_namespace()) is None else (f"{_PID_NS} {ns}",)))
     # Whole or not at all: another run's start-up `cleanup` reading it half written takes
     # its owner for dead, removes the claim, and the next clean-up kills this run's groups.
-    # The temporary file reads as a claim too: a crash's goes as a dead run's, and one a
-    # clean-up removed half written is written again.
-    tmp = OWNERS / f"{name}.{os.getpid()}.tmp"
+    # A clean-up removes the temporary file only once its writer (named in it) is gone.
+    # (A run of another PID namespace may not see the writer: then it is written again.)
+    tmp = OWNERS / f"{name}.{os.getpid()}{_TMP}"
     for attempt in range(5):
         try:
             tmp.write_text("".join(f"{line}\n" for line in (*owner, *map(str, dirs))))
@@ -412,6 +416,17 @@ def _claim(name: str, dirs: list[Path]) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+_TMP = ".tmp"
+"""How a claim's temporary file's name ends: `<run>.<writer's pid>.tmp`."""
+
+
+def _writer_lives(tmp_name: str) -> bool:
+    """Whether the process that writes the claim's temporary file `tmp_name` lives (a pid
+    of another PID namespace may be taken for alive: its file is then left, not lost)."""
+    pid = tmp_name.removesuffix(_TMP).rpartition(".")[2]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 _PID_NS = "pid_ns"

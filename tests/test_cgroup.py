@@ -554,6 +554,24 @@ def test_a_claim_being_written_is_never_taken_for_a_dead_owners(
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
 
 
+def test_a_claims_temporary_file_goes_only_once_its_writer_is_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-up that removed a live writer's temporary file (caught empty, between its
+    creation and its rename) failed the writer's claim: under load, five times in a row."""
+    monkeypatch.setattr(cg, "OWNERS", tmp_path)
+    name = "harness-20261204-000000-abcdef"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live_tmp = tmp_path / f"{name}.{os.getpid()}.tmp"
+    dead_tmp = tmp_path / f"{name}.{dead.pid}.tmp"
+    live_tmp.write_text("")  # being written
+    dead_tmp.write_text("")  # its writer crashed
+    cg.cleanup({})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live_tmp.name]
+    assert cg.left_alone() == []
+
+
 def test_a_claim_of_another_pid_namespace_is_left_and_older_claims_still_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
