@@ -56,4 +56,4 @@ def remove(netns: str | None) -> None:
     """Remove the copy port (both ends) if it is there."""
     proc = run_in(netns, ["ip", "link", "del", COPY_DEV])
     if proc.returncode != 0 and _exists(netns):
-        raise RulesError(f"cannot remove the copies' port {COPY_DEV}: {proc.stderr.strip()}")
+        raise RulesError(f"cannot remove the copies' port {COPY_DEV}: {why_failed(proc)}")

@@ -16,7 +16,7 @@ import pytest
 
 from netem import LinkShape
 from netem._backends._base import LinkStats
-from netem._userspace import BuildError, Engine, EngineError, _rules, build_engine
+from netem._userspace import BuildError, Engine, EngineError, _copies, _rules, build_engine
 from netem._userspace._build import CACHE_ENV
 from netem._userspace._protocol import ProtocolError, pair_line, parse_stats, update_lines
 from netem._userspace._pycore import Core
@@ -415,3 +415,19 @@ def test_build_into_an_unwritable_cache_says_where(tmp_path: Path, c_engine: Pat
     blocker.write_text("")
     with pytest.raises(BuildError, match=r"cannot create the engine cache .*NETEM_USERSPACE_CACHE"):
         build_engine(blocker / "cache")
+
+
+def test_a_copy_port_that_cannot_be_removed_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def run_in(netns: str | None, argv: list[str], stdin: str | None = None
+               ) -> subprocess.CompletedProcess[str]:
+        if argv[:3] == ["ip", "link", "del"]:
+            return subprocess.CompletedProcess(argv, 2, "", "RTNETLINK answers: busy\nmore\n")
+        return subprocess.CompletedProcess(argv, 0, "", "")  # `ip link show`: still there
+
+    monkeypatch.setattr(_copies, "run_in", run_in)
+    with pytest.raises(_rules.RulesError) as err:
+        _copies.remove("hub")
+    assert str(err.value) == (
+        f"cannot remove the copies' port {_copies.COPY_DEV}: RTNETLINK answers: busy")
