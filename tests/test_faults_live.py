@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,10 @@ def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> N
     capped = [s for t, s in shares if t_limit + 0.5 * SLOW < t < t_hog]
     hogged = [s for t, s in shares if t_hog + 0.5 * SLOW < t < t_hog + 1.5 * SLOW]
     assert free and capped and hogged, shares
-    assert max(capped) < 0.42, f"capped at 0.3 CPU, it still had {max(capped):.2f}"
+    # A 250 ms window can hold three of CFS's 100 ms periods' quotas (0.36), and a slow VM's
+    # timers add to that: the cap shows in the median, and no window comes near a free one.
+    assert statistics.median(capped) < 0.36, f"capped at 0.3 CPU, it had {capped}"
+    assert max(capped) < 0.5, f"capped at 0.3 CPU, it still had {max(capped):.2f}"
     assert sum(hogged) / len(hogged) < 0.75 * sum(capped) / len(capped), (
         "a hog in its cgroup took nothing from it")
 
