@@ -253,13 +253,15 @@ async def follow(api: ClusterApi, spec: RunSpec, run: RenderedRun, run_dir: Path
                      for i, s in states.items() if s.status is not None and i not in told_ended}
             if fresh and tries < TELL_TRIES and any(s.status is None for s in states.values()):
                 unheard = await tell_ended(api, run, fresh)
-                tries = 0 if unheard is None else tries + 1
                 if unheard is None:
                     told_ended |= fresh.keys()
-                elif tries == TELL_TRIES and progress is not None:
-                    progress.note(f"the sync service could not be told that "
-                                  f"{', '.join(sorted(fresh))} ended ({unheard}): what waits "
-                                  "on them waits for the run's timeout")
+                    tries = 0
+                else:
+                    tries += 1
+                    if tries == TELL_TRIES and progress is not None:
+                        progress.note(f"the sync service could not be told that "
+                                      f"{', '.join(sorted(fresh))} ended ({unheard}): what "
+                                      "waits on them waits for the run's timeout")
             if told is None and time.monotonic() > deadline:
                 told = time.monotonic()
                 why_not = await tell_timeout(api, run, end_s)
