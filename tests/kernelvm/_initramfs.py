@@ -101,6 +101,9 @@ def _module_bytes(path: Path) -> bytes:
     return data
 
 
+BOOTED = "kernelvm: booted, running the command"
+"""What init prints on the console once the VM is up, just before it runs the command."""
+
 _INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -136,6 +139,7 @@ work=$(cat /host/tmp/kernelvm/workdir)
 mkdir -p "/host$work" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose work "/host$work" \
     || echo "kernelvm: cannot mount the working directory $work" >&2
+echo "kernelvm: booted, running the command"
 chroot /host /bin/sh /tmp/kernelvm/run.sh
 sync
 umount /host/tmp/kernelvm

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness._linux import die_with_parent
-from tests.kernelvm._initramfs import DEFAULT_MODULES, build_initramfs
+from tests.kernelvm._initramfs import BOOTED, DEFAULT_MODULES, build_initramfs
 
 
 class VmError(RuntimeError):
@@ -93,17 +95,23 @@ def run_in_vm(
     smp: int = 2,
     accel: str = "tcg",
     timeout: float = 900.0,
+    boot_timeout: float = 90.0,
+    boot_attempts: int = 3,
     stream: bool = False,
 ) -> VmResult:
     """Run `command` (argv) as root in a VM booted from Debian's kernel and return its result.
 
     The VM sees this machine's root read-only, with tmpfs on /tmp and /run; `cwd` (default:
     the current directory) must exist on it. `accel` defaults to tcg: on the development
-    machines /dev/kvm opens but a KVM guest hangs (or qemu aborts with `-cpu max`). With `stream`, the console (which carries the
-    command's output too) is copied to stderr as it comes.
+    machines /dev/kvm opens but a KVM guest hangs (or qemu aborts with `-cpu max`). With
+    `stream`, the console (which carries the command's output too) is copied to stderr as it
+    comes. `timeout` counts from qemu's start; a guest that has not started the command
+    `boot_timeout` seconds after it is killed and booted again, `boot_attempts` times in all.
     """
     if not command:
         raise VmError("no command given")
+    if boot_attempts < 1:
+        raise VmError(f"boot_attempts must be at least 1, not {boot_attempts}")
     accel_args = _accel_args(accel)
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
@@ -159,42 +167,100 @@ def run_in_vm(
             f"local,path={workdir},mount_tag=work,security_model=passthrough,readonly=on,"
             "multidevs=remap",
         ]
-        start = time.monotonic()
-        console_lines: list[str] = []
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # even if this process is SIGKILLed
-        )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                console_lines.append(line)
-                if stream:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
-            proc.wait()
-        finally:
-            timed_out = not timer.is_alive() and proc.returncode != 0
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if timed_out:
-            raise VmError(f"the VM did not finish within {timeout:.0f} s")
-        seconds = time.monotonic() - start
-        console = "".join(console_lines)
+        for attempt in range(1, boot_attempts + 1):
+            boot = _boot(argv, timeout=timeout, boot_timeout=boot_timeout, stream=stream)
+            if boot.verdict != "unbooted" or attempt == boot_attempts:
+                break
+            # A TCG guest very rarely hangs before init runs the command (seen once in many
+            # CI runs): nothing of the command has run yet, so booting again is safe.
+            print(
+                f"kernelvm: the VM had not started the command {boot_timeout:.0f} s after "
+                f"qemu started; booting again ({attempt + 1} of {boot_attempts}); console: "
+                f"{_tail(boot.console)}",
+                file=sys.stderr,
+            )
+        if boot.verdict == "unbooted":
+            raise VmError(
+                f"the VM did not start the command within {boot_timeout:.0f} s of qemu's "
+                f"start, {boot_attempts} times; console: {_tail(boot.console)}"
+            )
+        if boot.verdict == "timeout":
+            raise VmError(
+                f"the VM did not finish within {timeout:.0f} s; console: {_tail(boot.console)}"
+            )
         rc_file = share / "rc"
         output_file = share / "output.log"
         output = output_file.read_text(errors="replace") if output_file.exists() else ""
         if not rc_file.exists():
-            tail = " | ".join(console.strip().splitlines()[-5:])
-            raise VmError(f"the VM ended without the command's exit code; console: {tail}")
-        return VmResult(int(rc_file.read_text().strip() or 125), output, console, seconds)
+            raise VmError(
+                f"the VM ended without the command's exit code; console: {_tail(boot.console)}"
+            )
+        return VmResult(int(rc_file.read_text().strip() or 125), output, boot.console, boot.seconds)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Boot:
+    """One qemu run: its console, how it ended, and how long it took."""
+
+    console: str
+    verdict: str  # "ended" (qemu exited), "unbooted" (killed before the command) or "timeout"
+    seconds: float
+
+
+def _tail(console: str) -> str:
+    return " | ".join(console.strip().splitlines()[-5:]) or "(empty)"
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL `proc`'s process group (its own session), so nothing keeps its console open."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _boot(argv: Sequence[str], *, timeout: float, boot_timeout: float, stream: bool) -> _Boot:
+    """Run qemu (`argv`) to its end, killing it past `boot_timeout` unbooted or `timeout`."""
+    start = time.monotonic()
+    booted = threading.Event()
+    ended = threading.Event()
+    verdict: list[str] = []
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # even if this process is SIGKILLed
+    )
+
+    def watch() -> None:
+        if not booted.wait(boot_timeout) and not ended.is_set():
+            verdict.append("unbooted")
+        elif not ended.wait(max(0.0, timeout - (time.monotonic() - start))):
+            verdict.append("timeout")
+        else:
+            return
+        _kill(proc)
+
+    watchdog = threading.Thread(target=watch, name="kernelvm-watchdog", daemon=True)
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if BOOTED in line:
+                booted.set()
+            if stream:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        proc.wait()
+    finally:
+        ended.set()
+        booted.set()  # wakes the watchdog now
+        if proc.poll() is None:
+            _kill(proc)
+            proc.wait()
+        watchdog.join()
+    return _Boot("".join(lines), verdict[0] if verdict else "ended", time.monotonic() - start)

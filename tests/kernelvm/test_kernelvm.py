@@ -10,8 +10,9 @@ import pytest
 
 from tests.conftest import alive
 from tests.kernelvm import VmError, build_initramfs, resolve_modules, run_in_vm
-from tests.kernelvm._initramfs import InitramfsError
-from tests.kernelvm._vm import _run_script, find_kernel
+from tests.kernelvm import _vm as vm
+from tests.kernelvm._initramfs import BOOTED, InitramfsError
+from tests.kernelvm._vm import _Boot, _boot, _run_script, find_kernel
 
 
 def _kernel() -> tuple[Path, str]:
@@ -77,6 +78,7 @@ def test_bad_arguments_are_refused_before_booting() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # room for run_in_vm's own limits, which report the console
 def test_boot_runs_the_command_and_brings_back_output_and_exit_code() -> None:
     _kernel()
     if shutil.which("qemu-system-x86_64") is None:
@@ -84,9 +86,63 @@ def test_boot_runs_the_command_and_brings_back_output_and_exit_code() -> None:
     result = run_in_vm(
         ["sh", "-c", "tc qdisc add dev lo root netem delay 1ms && echo netem-ok; exit 3"],
         timeout=300,
+        boot_timeout=90,
+        boot_attempts=3,
     )
     assert result.returncode == 3
     assert "netem-ok" in result.output
+    assert BOOTED in result.console
+
+
+def test_a_qemu_that_never_starts_the_command_is_killed_at_the_boot_timeout() -> None:
+    boot = _boot(
+        ["sh", "-c", "echo starting; sleep 30"], timeout=20, boot_timeout=0.5, stream=False
+    )
+    assert boot.verdict == "unbooted"
+    assert boot.seconds < 10 and "starting" in boot.console
+
+
+def test_a_booted_qemu_is_killed_at_the_timeout_and_one_that_ends_is_left_alone() -> None:
+    booted = f"echo '{BOOTED}'"
+    boot = _boot(["sh", "-c", f"{booted}; sleep 30"], timeout=1.5, boot_timeout=0.5, stream=False)
+    assert boot.verdict == "timeout"
+    assert 1.4 < boot.seconds < 10
+    boot = _boot(
+        ["sh", "-c", f"sleep 1; {booted}; echo done"], timeout=20, boot_timeout=0.5, stream=False
+    )
+    assert boot.verdict == "unbooted"  # the mark came too late
+    boot = _boot(["sh", "-c", f"{booted}; echo done"], timeout=20, boot_timeout=5, stream=False)
+    assert (boot.verdict, boot.console.split("\n")[1]) == ("ended", "done")
+
+
+def test_an_unbooted_vm_is_booted_again_and_the_last_try_counts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _kernel()
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 not installed")
+    tries: list[float] = []
+
+    def fake_boot(argv: list[str], *, timeout: float, boot_timeout: float, stream: bool) -> _Boot:
+        tries.append(boot_timeout)
+        if len(tries) < 3:
+            return _Boot("kernel panic? | hung", "unbooted", boot_timeout)
+        share = next(a for a in argv if "mount_tag=out" in a).split(",")[1].removeprefix("path=")
+        (Path(share) / "rc").write_text("7\n")
+        return _Boot(BOOTED + "\n", "ended", 1.0)
+
+    monkeypatch.setattr(vm, "_boot", fake_boot)
+    assert run_in_vm(["true"], boot_timeout=3, boot_attempts=3).returncode == 7
+    assert tries == [3, 3, 3]
+    err = capsys.readouterr().err
+    assert "booting again (2 of 3)" in err and "booting again (3 of 3)" in err
+    tries.clear()
+    with pytest.raises(
+        VmError, match="did not start the command within 3 s of qemu's start, 2 times"
+    ):
+        run_in_vm(["true"], boot_timeout=3, boot_attempts=2)
+    with pytest.raises(VmError, match="boot_attempts must be at least 1"):
+        run_in_vm(["true"], boot_attempts=0)
 
 
 def _qemu_children(pid: int) -> list[int]:
