@@ -27,7 +27,7 @@ from harness.observe._tracediagnose import (
     groups,
 )
 from harness.observe._tracefile import TRACE_FILE, first_record, no_gc
-from harness.observe._tracegather import Gathered
+from harness.observe._tracegather import Floats, Gathered
 from harness.observe._tracehops import Hop, HopColumns
 
 __all__ = ["TRACE_FILE", "Hop", "LinkDelay", "MessageDelay", "OutlierGroup", "TopicStats",
@@ -196,12 +196,33 @@ def _analyse(
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
     hop_col = cols.hop_ms()
     excess_col = hop_col - cols.expected
+    links, link_hop_ms = _links(cols, hop_col, excess_col)
+    del hop_col  # the diagnosis is the analysis's peak: whole columns are freed before it
     rows = cols.out_of_line(excess_col)
-    rows = rows[np.argsort(-excess_col[rows], kind="stable")]  # worst first
-    diagnosis = diagnose(
-        rows, cols.src[rows], cols.dst[rows], names, cols.shape[rows], cols.shape_list,
-        cols.sent[rows], cols.recv[rows], excess_col[rows], cols.tol[rows],
-        cols.handler_ms(rows), tel)
+    excess = excess_col[rows]
+    del excess_col
+    worst_first = np.argsort(-excess, kind="stable")
+    rows, excess = rows[worst_first], excess[worst_first]
+    del worst_first
+    diagnosis = diagnose(rows, excess, cols, tel)
+    # Every instance that traced counts, those whose trace is empty or damaged too: left
+    # out, a node that lost its trace would raise the coverage of every topic.
+    return TraceAnalysis(messages, _topic_stats(messages, len(g.traced)), links, nodes,
+                         _diagnosed(cols, diagnosis, OUTLIERS_KEPT), len(rows),
+                         groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis)
+
+
+def _diagnosed(cols: HopColumns, d: Diagnosis, most: int | None) -> list[Hop]:
+    """The first `most` (all: None) diagnosed hops as objects, with cause and evidence."""
+    n = len(d.rows) if most is None else min(most, len(d.rows))
+    return cols.hops_at(d.rows[:n], d.causes(n), [d.evidence(i) for i in range(n)],
+                        d.handler[:n])
+
+
+def _links(cols: HopColumns, hop_col: Floats, excess_col: Floats
+           ) -> tuple[list[LinkDelay], dict[tuple[str, str], array[float]]]:
+    """Each link's hops summarised, and every hop's delay by link."""
+    names = cols.names
     link_hop_ms: dict[tuple[str, str], array[float]] = {}
     links = []
     for a, b, link_rows in sorted(cols.by_link(), key=lambda x: (names[x[0]], names[x[1]])):
@@ -213,18 +234,7 @@ def _analyse(
                                float(np.median(hop_ms)),
                                float(np.median(cols.expected[link_rows])),
                                float(np.median(excess)), out_of_line))
-    # Every instance that traced counts, those whose trace is empty or damaged too: left
-    # out, a node that lost its trace would raise the coverage of every topic.
-    return TraceAnalysis(messages, _topic_stats(messages, len(g.traced)), links, nodes,
-                         _diagnosed(cols, diagnosis, OUTLIERS_KEPT), len(rows),
-                         groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis)
-
-
-def _diagnosed(cols: HopColumns, d: Diagnosis, most: int | None) -> list[Hop]:
-    """The first `most` (all: None) diagnosed hops as objects, with cause and evidence."""
-    n = len(d.rows) if most is None else min(most, len(d.rows))
-    return cols.hops_at(d.rows[:n], d.causes()[:n], [d.evidence(i) for i in range(n)],
-                        d.handler[:n])
+    return links, link_hop_ms
 
 
 def _topic_stats(messages: list[MessageDelay], n_nodes: int) -> list[TopicStats]:

@@ -14,14 +14,17 @@ import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from harness.observe._cpuload import wait_share
-from harness.observe._shapes import Shape, ShapeTimeline
+from harness.observe._shapes import ShapeTimeline
 from harness.observe._tracegather import Floats, Index, Ints
+
+if TYPE_CHECKING:
+    from harness.observe._tracehops import HopColumns
 
 MIN_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
 BUSY_CPU_SHARE = 0.25  # of the time some runnable task waited for a CPU: a busy host
@@ -184,53 +187,58 @@ def _by_link(src: Index, dst: Index, n: int) -> list[Ints]:
     return np.split(order, starts[1:]) if len(order) else []
 
 
+CHUNK = 1 << 16
+"""Hops diagnosed at a time: what telemetry saw around each and the tests on it are
+columns this long (a starved 100-node run has 700,000 late hops: whole columns of them
+were 60 MB of its report's peak)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Diagnosis:
-    """The out-of-line hops (`rows` of the hop columns, worst first), each hop's branch of
-    the diagnosis and the figures its evidence quotes."""
+    """The out-of-line hops (`rows` of `hops`, worst first), each hop's branch of the
+    diagnosis and the figures its evidence quotes."""
 
     rows: Ints
-    branch: Ints
-    src: Index  # each hop's sender, by index into `names`
-    dst: Index
-    names: Sequence[str]
-    shape_of: Index  # each hop's shape, by index into `shape_list`
-    shape_list: list[Shape]
+    branch: npt.NDArray[np.int8]
     excess: Floats
     handler: Floats
-    seen: Seen
+    figure: Floats  # from telemetry: drops, held ms, RTT ms or CPU wait share
+    retrans: npt.NDArray[np.float32]  # beside the drops, the TCP retransmits (a count)
+    hops: HopColumns
 
-    def causes(self) -> list[str | None]:
-        """Each hop's likely cause."""
-        return [_CAUSES[b] for b in self.branch.tolist()]
+    def causes(self, most: int | None = None) -> list[str | None]:
+        """The likely cause of each hop (of the first `most`)."""
+        return [_CAUSES[b] for b in self.branch[:most].tolist()]
+
+    def link(self, i: int) -> tuple[str, str]:
+        """Hop `i`'s sender and receiver."""
+        row, h = int(self.rows[i]), self.hops
+        return h.names[int(h.src[row])], h.names[int(h.dst[row])]
 
     def evidence(self, i: int) -> str:
         """Why hop `i` (of `rows`) got its cause, in its own figures."""
-        src, dst, s = self.names[int(self.src[i])], self.names[int(self.dst[i])], self.seen
-        shape = self.shape_list[int(self.shape_of[i])]
-        excess, branch = float(self.excess[i]), int(self.branch[i])
+        src, dst = self.link(i)
+        shape = self.hops.shape_list[int(self.hops.shape[int(self.rows[i])])]
+        excess, branch, figure = float(self.excess[i]), int(self.branch[i]), float(self.figure[i])
         latency = float(shape.get("latency_ms") or 0)
         if branch == 0:
             return f"{src} took {float(self.handler[i]):.1f} ms to validate before forwarding"
         if branch == 1:
-            drops, retrans = float(s.drops[i]), float(s.retrans[i])
-            parts = [f"{drops:.0f} link drops" if drops else "",
+            retrans = float(self.retrans[i])
+            parts = [f"{figure:.0f} link drops" if figure else "",
                      f"{retrans:.0f} TCP retransmits" if retrans else ""]
             return " and ".join(p for p in parts if p) + f" on {src}->{dst}"
         if branch == 2:
             loss = float(shape.get("loss_pct") or 0)
             return f"link loss {loss:g}% and an excess near a TCP RTO ({excess:.0f} ms)"
         if branch == 3:
-            return (f"packets held {float(s.hold_ms[i]):.1f} ms on the link, {latency:g} ms "
-                    "configured")
+            return f"packets held {figure:.1f} ms on the link, {latency:g} ms configured"
         if branch == 4:
-            return (f"TCP RTT {float(s.rtt_ms[i]):.1f} ms against {2 * latency:.1f} ms "
-                    "configured")
+            return f"TCP RTT {figure:.1f} ms against {2 * latency:.1f} ms configured"
         if branch == 5:
             return f"bandwidth cap {shape['bandwidth_bps']} bit/s (likely a backlog)"
         if branch == 6:
-            return (f"runnable tasks waited for a CPU {float(s.cpu_wait[i]):.0%} of the time "
-                    "around this hop")
+            return f"runnable tasks waited for a CPU {figure:.0%} of the time around this hop"
         if branch == 7:
             return f"excess {excess:.0f} ms is near a TCP RTO (this link was not sampled)"
         if branch == 8:
@@ -239,25 +247,40 @@ class Diagnosis:
         return "no telemetry points to a cause"
 
 
-def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of: Index,
-             shape_list: list[Shape], t0: Floats, t1: Floats, excess: Floats, tol: Floats,
-             handler: Floats, tel: Telemetry) -> Diagnosis:
-    """Diagnose the hops `rows` (worst first) from names[src[i]] to names[dst[i]] over a
-    link of shape shape_list[shape_of[i]], sent at t0[i] and received at t1[i], `excess[i]`
-    ms beyond what the link explains (tolerance tol[i]), after their sender took
-    handler[i] ms to validate them."""
-    seen = tel.seen(src, dst, names, t0, t1)
+def diagnose(rows: Ints, excess: Floats, hops: HopColumns, tel: Telemetry) -> Diagnosis:
+    """Diagnose the hops `rows` of `hops` (worst first), `excess[i]` ms beyond what their
+    link explains, from what `tel` saw around each, `CHUNK` hops at a time."""
+    n = len(rows)
+    branch = np.empty(n, np.int8)
+    handler = np.empty(n)
+    figure = np.empty(n)
+    retrans = np.empty(n, np.float32)
+    per_shape = {name: np.array([float(s.get(name) or 0) for s in hops.shape_list] or [0.0])
+                 for name in ("latency_ms", "loss_pct", "bandwidth_bps")}
+    # a link's hops in as few chunks as can be: what telemetry saw is looked up per link
+    by_link = np.argsort(hops.src[rows].astype(np.int64) * len(hops.names) + hops.dst[rows],
+                         kind="stable")
+    for start in range(0, n, CHUNK):
+        part = by_link[start:start + CHUNK]
+        handler[part] = hops.handler_ms(rows[part])
+        branch[part], figure[part], retrans[part] = _branches(
+            rows[part], excess[part], handler[part], hops, per_shape, tel)
+    return Diagnosis(rows, branch, excess, handler, figure, retrans, hops)
 
-    def field(name: str) -> Floats:
-        return np.array([float(s.get(name) or 0) for s in shape_list] or [0.0])[shape_of]
 
-    latency = field("latency_ms")
+def _branches(rows: Ints, excess: Floats, handler: Floats, hops: HopColumns,
+              per_shape: dict[str, Floats], tel: Telemetry
+              ) -> tuple[Ints, Floats, Floats]:
+    """Each hop's branch of the diagnosis (an index into `_CAUSES`), the telemetry figure
+    it quotes and the retransmits beside a loss's drops."""
+    src, dst, shape_of, tol = hops.src[rows], hops.dst[rows], hops.shape[rows], hops.tol[rows]
+    seen = tel.seen(src, dst, hops.names, hops.sent[rows], hops.recv[rows])
+    latency = per_shape["latency_ms"][shape_of]
     near_rto = excess >= 0.75 * MIN_RTO_MS
     explains = EXPLAINS_SHARE * excess
-    timeouts_ms = _timeouts_ms(np.maximum(seen.drops, seen.retrans))
-    lost = ((seen.drops > 0) | (seen.retrans > 0)) & (excess <= timeouts_ms)
-    del timeouts_ms
-    lossy = _lossy_link_explains(field("loss_pct"), excess) & near_rto
+    lost = ((seen.drops > 0) | (seen.retrans > 0)) & (
+        excess <= _timeouts_ms(np.maximum(seen.drops, seen.retrans)))
+    lossy = _lossy_link_explains(per_shape["loss_pct"][shape_of], excess) & near_rto
     with np.errstate(invalid="ignore"):  # NaN compares false: no evidence from it
         held = seen.hold_ms - latency  # beyond the configured latency
         rtt = seen.rtt_ms - 2 * latency
@@ -267,15 +290,15 @@ def diagnose(rows: Ints, src: Index, dst: Index, names: Sequence[str], shape_of:
             lossy,
             (held > tol / 2) & (held >= explains),
             (rtt > tol) & (rtt >= explains),
-            field("bandwidth_bps") > 0,
+            per_shape["bandwidth_bps"][shape_of] > 0,
             seen.cpu_wait >= BUSY_CPU_SHARE,
             near_rto & ~seen.observed,
             near_rto,
         ]
-    del held, rtt, explains, latency, lossy
     branch = np.select(tests, np.arange(len(tests)), default=len(tests))
-    return Diagnosis(rows, branch, src, dst, names, shape_of, shape_list, excess,
-                     handler, seen)
+    figure = np.select([branch == 1, branch == 3, branch == 4, branch == 6],
+                       [seen.drops, seen.hold_ms, seen.rtt_ms, seen.cpu_wait], np.nan)
+    return branch, figure, np.where(branch == 1, seen.retrans, 0.0)
 
 
 def _timeouts_ms(in_a_row: Floats) -> Floats:
@@ -319,7 +342,8 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
     if not len(d.rows):
         return []
     cause_ix = {c: i for i, c in enumerate(dict.fromkeys(_CAUSES))}
-    link = np.asarray(d.src, np.int64) * len(d.names) + d.dst
+    h = d.hops
+    link = np.asarray(h.src[d.rows], np.int64) * len(h.names) + h.dst[d.rows]
     key = link * len(cause_ix) + np.array([cause_ix[c] for c in _CAUSES])[d.branch]
     del link  # (a 100-node run diagnoses 500,000 hops: each column is 4 MB)
     order = np.lexsort((d.excess, key))  # by group, then by excess ascending
@@ -331,8 +355,7 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         worst = int(order[b - 1])
         out.append(OutlierGroup(
-            d.names[int(d.src[worst])], d.names[int(d.dst[worst])],
-            _CAUSES[int(d.branch[worst])], b - a,
+            *d.link(worst), _CAUSES[int(d.branch[worst])], b - a,
             float(d.excess[order[a + (b - a) // 2]]), float(d.excess[worst]),
             d.evidence(worst)))
     out.sort(key=lambda g: (-g.hops, -g.max_excess_ms))

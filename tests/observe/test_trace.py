@@ -312,6 +312,27 @@ def test_the_diagnosis_is_the_same_whether_windows_are_tabulated_or_sorted(
     assert tabulated.outlier_groups == sorted_.outlier_groups
 
 
+def test_the_diagnosis_is_the_same_in_chunks_of_any_size(
+    run_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Late hops are diagnosed `CHUNK` at a time, by link: the causes, evidence and groups
+    do not depend on where the chunks fall (here down to a hop per chunk)."""
+    from harness.observe import _tracediagnose
+
+    run_dir = run_factory(
+        instances=5, messages=10, lossy=(0, 1), slow_handler=3, queued=(2, 3), change_at=None
+    )
+    whole = analyse_traces(run_dir)
+    causes = {h.cause for h in whole.outliers}
+    assert causes >= {"loss and retransmit", "queueing", "slow handler"}, causes
+    for chunk in (1, 3, 7):
+        monkeypatch.setattr(_tracediagnose, "CHUNK", chunk)
+        chunked = analyse_traces(run_dir)
+        assert chunked.outliers == whole.outliers, chunk
+        assert chunked.outlier_groups == whole.outlier_groups, chunk
+        assert chunked.hops == whole.hops, chunk
+
+
 def test_telemetry_read_with_fields_keeps_only_those(tmp_path: Path) -> None:
     from harness.observe import read_telemetry
 
