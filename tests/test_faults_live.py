@@ -233,10 +233,13 @@ def test_a_cpu_limit_caps_the_share_and_a_hog_takes_from_it(tmp_path: Path) -> N
     hogged = [s for t, s in shares if t_hog + 0.5 * SLOW < t < t_hog + 1.5 * SLOW]
     assert free and capped and hogged, shares
     # A 250 ms window can hold three of CFS's 100 ms periods' quotas (0.36), and a slow VM's
-    # timers add to that: the cap shows in the median, and no window comes near a free one.
+    # timers add to that: the cap shows in the median, and no window comes near a free one
+    # (in the emulated VM, a few may: a preempted vCPU's time is charged to what ran on it).
     assert statistics.median(capped) < 0.36, f"capped at 0.3 CPU, it had {capped}"
-    assert max(capped) < 0.5, f"capped at 0.3 CPU, it still had {max(capped):.2f}"
-    assert sum(hogged) / len(hogged) < 0.75 * sum(capped) / len(capped), (
+    over = [s for s in capped if s >= 0.5]
+    assert len(over) <= (len(capped) // 8 if IN_KERNEL_VM else 0), (
+        f"capped at 0.3 CPU, it still had {over}")
+    assert statistics.median(hogged) < 0.75 * statistics.median(capped), (
         "a hog in its cgroup took nothing from it")
 
 
@@ -614,22 +617,25 @@ def test_kill_and_restart_reach_what_the_instance_started_outside_its_process_gr
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    # each instance must have started its orphans by then (in the emulated VM, a stall of
+    # a second or two at the start must not make the kill come first)
+    at = _s(1.0 if IN_KERNEL_VM else 0.5)
     try:
         code, run_dir, out = _run(tmp_path, "faulty:orphans", f"""
             [[faults]]
-            at = "{_s(0.5)}"
+            at = "{at}"
             action = "restart"
             grace = "{_s(0.2)}"
             targets = {{instances = ["single/0"]}}
 
             [[faults]]
-            at = "{_s(0.5)}"
+            at = "{at}"
             action = "kill"
             duration = "{_s(0.3)}"
             targets = {{instances = ["single/1"]}}
 
             [[faults]]
-            at = "{_s(0.5)}"
+            at = "{at}"
             action = "kill"
             targets = {{instances = ["single/2"]}}
             """, "-i", "3", "-p", f"seconds={3 * SLOW}", "--runner", runner)

@@ -21,7 +21,11 @@ PORT = 40_404
 # How long the datagrams sent into a partition are held: its heal (an iptables-restore)
 # must come within it; in the kernel VM, emulated and niced under the host's tests, it
 # took over 0.4 s.
-HELD_S = 2.0 if IN_KERNEL_VM else 0.4
+HELD_S = 5.0 if IN_KERNEL_VM else 0.4
+# How long a receiver waits for a datagram over a 200 ms link, and for the next one: in the
+# kernel VM a stall of the emulated machine can hold a packet's receipt that long.
+WAIT_S = 1.0 if IN_KERNEL_VM else 0.3
+QUIET_S = 2.0 if IN_KERNEL_VM else 0.6
 
 
 def udp_socket(host: Host) -> socket.socket:
@@ -30,7 +34,7 @@ def udp_socket(host: Host) -> socket.socket:
     def make() -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((str(host.ip), PORT))
-        s.settimeout(0.3)
+        s.settimeout(WAIT_S)
         return s
 
     return run_in_netns(host.netns_path, make)
@@ -220,9 +224,9 @@ def test_partition_drops_the_packets_in_flight(prefix: str, live: None, kind: st
             time.sleep(0.001)
         net.partition([h1], [h2])
         _drain(receiver)
-        assert _arrivals(receiver, 0.6) == []
+        assert _arrivals(receiver, QUIET_S) == []
         net.heal()
-        receiver.settimeout(0.3)
+        receiver.settimeout(WAIT_S)
         assert delivered(*pair, "h1", "h2")
 
 
@@ -245,7 +249,7 @@ def test_a_packet_sent_into_a_partition_healed_before_its_due_time_arrives(
         net.heal()
         took = time.monotonic() - start
         assert took < HELD_S, f"the heal took {took:.2f} s; the datagrams are held {HELD_S} s"
-        assert sorted(_arrivals(receiver, HELD_S * 2)) == sorted(sent)
+        assert sorted(_arrivals(receiver, HELD_S + 1.0)) == sorted(sent)
 
 
 @pytest.mark.parametrize("kind", ["kernel", "c", "python"])
@@ -257,9 +261,9 @@ def test_a_partition_drops_the_copies_of_duplicated_packets_in_flight(
     shape = LinkShape(latency_ms=200, duplicate_pct=100)
     with shaped_pair(prefix, kind, shape) as (net, h1, h2, sender, receiver):
         sender.sendto(b"twice", (str(h2.ip), PORT))
-        assert _arrivals(receiver, 0.6) == [b"twice", b"twice"]
+        assert _arrivals(receiver, QUIET_S) == [b"twice", b"twice"]
         for n in range(20):  # all of them and their copies held 200 ms
             sender.sendto(b"stream %d" % n, (str(h2.ip), PORT))
         net.partition([h1], [h2])
         _drain(receiver)
-        assert _arrivals(receiver, 0.6) == []
+        assert _arrivals(receiver, QUIET_S) == []
