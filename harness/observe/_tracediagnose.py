@@ -179,9 +179,14 @@ class Telemetry:
         return [np.array([fn(s) for s in slices], float)[inverse.ravel()] for fn in fns]
 
 
+def _link_codes(src: Index, dst: Index, n: int) -> Ints:
+    """Each hop's link (src, dst) as one number, for `n` names."""
+    return np.asarray(src, np.int64) * n + np.asarray(dst, np.int64)
+
+
 def _by_link(src: Index, dst: Index, n: int) -> list[Ints]:
     """The indexes of the hops of each link (src, dst), a group per link."""
-    code = np.asarray(src, np.int64) * n + np.asarray(dst, np.int64)
+    code = _link_codes(src, dst, n)
     order = np.argsort(code, kind="stable")
     starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
     return np.split(order, starts[1:]) if len(order) else []
@@ -258,7 +263,7 @@ def diagnose(rows: Ints, excess: Floats, hops: HopColumns, tel: Telemetry) -> Di
     per_shape = {name: np.array([float(s.get(name) or 0) for s in hops.shape_list] or [0.0])
                  for name in ("latency_ms", "loss_pct", "bandwidth_bps")}
     # a link's hops in as few chunks as can be: what telemetry saw is looked up per link
-    by_link = np.argsort(hops.src[rows].astype(np.int64) * len(hops.names) + hops.dst[rows],
+    by_link = np.argsort(_link_codes(hops.src[rows], hops.dst[rows], len(hops.names)),
                          kind="stable")
     for start in range(0, n, CHUNK):
         part = by_link[start:start + CHUNK]
@@ -343,7 +348,7 @@ def groups(d: Diagnosis) -> list[OutlierGroup]:
         return []
     cause_ix = {c: i for i, c in enumerate(dict.fromkeys(_CAUSES))}
     h = d.hops
-    link = np.asarray(h.src[d.rows], np.int64) * len(h.names) + h.dst[d.rows]
+    link = _link_codes(h.src[d.rows], h.dst[d.rows], len(h.names))
     key = link * len(cause_ix) + np.array([cause_ix[c] for c in _CAUSES])[d.branch]
     del link  # (a 100-node run diagnoses 500,000 hops: each column is 4 MB)
     order = np.lexsort((d.excess, key))  # by group, then by excess ascending
