@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from harness._supervisor import Supervisor
 
 _HOG = "while True: pass"
+HOG_START_S = 10.0
+"""How long a busy loop may take to start (join its group and cgroup) before its hog fails.
+It takes milliseconds; a stalled machine (an emulated one under load) may take seconds."""
 _log = structlog.get_logger("harness.supervisor")
 
 
@@ -253,10 +256,18 @@ class FaultActions:
                 outdated = self._hog_changes.get(instance, 0) != changes
                 if not outdated:
                     self.hogs.setdefault(instance, []).append(proc.pid)
-            await _started(proc.pid, group)  # so that its group's SIGKILL reaches it
+            started = await _started(proc.pid, group)  # so that its group's SIGKILL reaches it
             if outdated:
                 signal_group(proc.pid, signal.SIGKILL)
                 return
+            if not started:
+                # Out of the groups' reach it would load the host past the hog's end: none
+                # of this hog's loops stays (no half-played fault).
+                for pid in self.hogs.pop(instance, []):
+                    signal_group(pid, signal.SIGKILL)
+                raise FaultError(f"hog on {instance}: a busy loop was not in the instance's"
+                                 f" process group and cgroup {HOG_START_S:g} s after its"
+                                 " start (the machine too loaded?); none left running")
             if not self._running(instance):  # down again while it started: it waits too
                 signal_group(proc.pid, signal.SIGSTOP)
 
@@ -290,16 +301,18 @@ class FaultActions:
         return cgroups.group(instance)
 
 
-async def _started(pid: int, group: InstanceCgroup, timeout_s: float = 2.0) -> None:
+async def _started(pid: int, group: InstanceCgroup) -> bool:
     """Wait until the busy loop `pid` leads its process group and is in the instance's
-    cgroup: the fork server's child calls setsid, then joins the groups, only as it starts.
-    A signal to its group before that was lost (a loop went on beside an instance that was
-    down), and one stopped before joining was out of reach of the groups' removal."""
-    with trio.move_on_after(timeout_s):
+    cgroup (True; or it has already exited), at most `HOG_START_S` (False): the fork
+    server's child calls setsid, then joins the groups, only as it starts. A signal to its
+    group before that was lost (a loop went on beside an instance that was down), and one
+    stopped before joining was out of reach of the groups' removal."""
+    with trio.move_on_after(HOG_START_S):
         while True:
             try:
                 if os.getpgid(pid) == pid and (not group.dirs or pid in group.pids()):
-                    return
+                    return True
             except ProcessLookupError:
-                return
+                return True
             await trio.sleep(0.001)
+    return False

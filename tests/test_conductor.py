@@ -15,7 +15,7 @@ import trio.testing
 
 from harness._conductor import Conductor
 from harness._fault_actions import FaultActions
-from harness.faults import Fault, Member
+from harness.faults import Fault, FaultError, Member
 from harness.observe import JsonlWriter
 from harness.sync import SyncState
 
@@ -523,10 +523,11 @@ def _state_of(pid: int, letter: str) -> list[str]:
 
 @contextlib.contextmanager
 def _fake_hogs(tmp_path: Path, running: bool,
-               spawning: Callable[[], Awaitable[None]] | None = None,
+               spawning: Callable[[], Awaitable[None]] | None = None, session: bool = True,
                ) -> Iterator[tuple[FaultActions, list[subprocess.Popen[bytes]], Any]]:
     """FaultActions on instance g/0 whose busy loops are `sleep`s (killed at the end), each
-    after `spawning()`; with the loops and the instance's state (`running`)."""
+    after `spawning()`, each leading a session of its own unless not `session` (a loop that
+    never starts); with the loops and the instance's state (`running`)."""
     import types
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -536,7 +537,7 @@ def _fake_hogs(tmp_path: Path, running: bool,
             if spawning is not None:
                 await spawning()
             procs.append(subprocess.Popen(["sleep", "30"],  # noqa: ASYNC220 (a fork: fast)
-                                          start_new_session=True))
+                                          start_new_session=session))
             return types.SimpleNamespace(pid=procs[-1].pid)
 
     group = types.SimpleNamespace(dirs={}, paths=lambda: ())
@@ -635,3 +636,19 @@ def test_owed_loops_of_an_instance_down_again_as_they_start_wait_with_it(
     with _fake_hogs(tmp_path, running=True, spawning=down_again) as (actions, procs, state):
         trio.run(actions._spawn_hogs, "g/0", 1, actions._group("g/0", "hog"))
         assert _state_of(procs[0].pid, "T")[-1] == "T"
+
+
+def test_a_hog_whose_loop_never_starts_fails_and_leaves_no_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop not in its instance's process group in time was given up without a word: the
+    hog counted as played, and a loop out of the group's reach could outlive it."""
+    import harness._fault_actions as fa
+
+    monkeypatch.setattr(fa, "HOG_START_S", 0.2)
+    with _fake_hogs(tmp_path, running=True, session=False) as (actions, procs, _):
+        with pytest.raises(FaultError, match=r"hog on g/0: a busy loop was not in the "
+                                             r"instance's process group .* 0.2 s"):
+            trio.run(actions.hog, "g/0", 2)
+        assert len(procs) == 1 and procs[0].wait(timeout=5) == -9
+        assert "g/0" not in actions.hogs
