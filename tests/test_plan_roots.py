@@ -104,3 +104,22 @@ def test_a_broken_manifest_stops_only_its_own_plan(
     for name in ("draft", "nosuch"):  # its own error, not "unknown plan"
         assert main(["describe", name, "--plans", str(first)]) == 2
         assert capsys.readouterr().err.startswith(error)
+
+
+def test_of_several_broken_manifests_a_plan_s_own_is_its_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With two drafts broken, `describe b` said the first one's error (a's), and a name
+    no plan has said a's too, as if it were the plan asked for."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.toml").write_text(
+            f'name = "{name}"\n[[testcases]]\nname = "t"\n')
+    assert main(["describe", "b", "--plans", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"harness: error: {tmp_path / 'b' / 'manifest.toml'} [t]: instances = ")
+    assert main(["describe", "nosuch", "--plans", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "harness: error: unknown plan 'nosuch' (known: none); 2 manifests do not load"
+        f" (`harness list` says why): {tmp_path / 'a' / 'manifest.toml'},"
+        f" {tmp_path / 'b' / 'manifest.toml'}\n")

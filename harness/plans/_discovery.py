@@ -63,13 +63,18 @@ def find_plans(
 
 def get_plan(name: str, roots: Iterable[Path] | None = None) -> Plan:
     """One plan by name, or a UsageError listing the known ones. Another plan's broken
-    manifest is no concern of this one; one in a directory of this name (or any, when
-    no plan has the name) is the error."""
+    manifest is no concern of this one; one in a directory of this name (or the only one,
+    when no plan has the name) is the error, and an unknown name names the broken ones."""
     broken: dict[Path, UsageError] = {}
     plans = find_plans(roots, broken)
     for path, error in broken.items():
-        if path.name == name or name not in plans:
+        if path.name == name:
             raise error
-    if name not in plans:
-        raise UsageError(f"unknown plan {name!r} (known: {', '.join(sorted(plans)) or 'none'})")
-    return plans[name]
+    if name in plans:
+        return plans[name]
+    if len(broken) == 1:
+        raise next(iter(broken.values()))
+    unloaded = (f"; {len(broken)} manifests do not load (`harness list` says why): "
+                f"{', '.join(str(p / 'manifest.toml') for p in broken)}") if broken else ""
+    raise UsageError(
+        f"unknown plan {name!r} (known: {', '.join(sorted(plans)) or 'none'}){unloaded}")
