@@ -75,6 +75,19 @@ def _params(tmp_path: Path, **params: Any) -> sdk.RunParams:
         outputs_path=tmp_path, sync_socket=str(tmp_path / "no-such.sock"))
 
 
+@pytest.mark.parametrize("stream", ["", "bad name", "a.b", "x/y", "ab\nc", "A" * 33])
+def test_a_stream_name_nats_would_refuse_is_refused_before_anything_starts(
+    tmp_path: Path, stream: str
+) -> None:
+    """The client found it after the network was built (a crash), and a 300-character
+    name hung the clients until the run's timeout with nothing in their logs."""
+    r = harness_cli("run", "nats", "-i", "4", "-p", f"stream={stream}",
+                    "--outputs", str(tmp_path))
+    assert (r.returncode, r.stderr) == (2, f"harness: error: nats:jetstream: stream={stream!r}: "
+                                           "a stream's name is 1 to 32 letters, digits, '_' or '-'\n")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_restarted_launcher_reads_its_peers_without_the_sync_service(tmp_path: Path) -> None:
     (tmp_path / "peers.json").write_text(json.dumps(PEERS))
     assert server._peers(_params(tmp_path), "198.18.0.2") == PEERS  # no socket to reach
