@@ -222,6 +222,11 @@ def test_the_lifecycle_fields(tmp_path: Path) -> None:
         (b'{"run_id": "r", "instances": [{"id": "../a"}]}', "'../a' is not inside"),
         (b'{"run_id": "r", "instances": [{"id": ""}]}', "'' is not inside"),
         (b"\x89PNG\r\n", "is not valid JSON"),
+        # `show` and `report` read these: a traceback (AttributeError, TypeError) before
+        (b'{"run_id": "r", "network": {"hosts": "x"}}',
+         r"run\.json: network: 'hosts' must be an object, not 'x'"),
+        (b'{"run_id": "r", "network": {"links": 7}}', "network: 'links' must be a list"),
+        (b'{"run_id": "r", "network": {"prefix": ["x"]}}', "network: 'prefix' must be a string"),
     ],
 )
 def test_what_is_not_a_run_record_is_named(tmp_path: Path, content: bytes, message: str) -> None:
@@ -240,6 +245,7 @@ def test_no_run_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "message"), [
     ('{"run_id": "r", "instances": [{"id": 3}]}', "'id' must be a string"),
     ('{"run_id": "r", "started": 1e300}', "run.json: 'started' must be a number of Unix"),
+    ('{"run_id": "r", "network": {"hosts": -1}}', "run.json: network: 'hosts' must be an obj"),
 ])  # fmt: skip
 def test_the_cli_says_so_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str, message: str

@@ -158,6 +158,19 @@ def _object_item(value: Any, where: str) -> dict[str, Any]:
     return dict(_object(value, where))
 
 
+def _network(value: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
+    """run.json's `network`, whose keys the readers use of the types they expect (kept
+    whole: a runner records what it needs)."""
+    if value is not None:
+        r = _Reader(value, where)
+        for key in ("runner", "backend", "subnet", "prefix", "namespace"):
+            r.text(key)
+        r.mapping("hosts")
+        r.mapping("default_shape")
+        r.optional_items("links", lambda item, _: item)
+    return value
+
+
 def _program_arg(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{where} must be a string, not {value!r:.60}")
@@ -321,7 +334,7 @@ class RunRecord:
             timeout_s=r.number("timeout_s"),
             groups=r.items("groups", GroupRecord.from_json),
             instances=r.items("instances", InstanceRecord.from_json),
-            network=r.mapping("network"),
+            network=_network(r.mapping("network"), f"{where}: network"),
             metrics_url=r.text("metrics_url"),
             supervisor=None if sup is None else SupervisorRecord.from_json(sup, f"{where}: supervisor"),
             last_seen=r.time("last_seen"),
