@@ -197,6 +197,17 @@ def test_percentages_that_add_up_give_every_instance_to_the_largest_remainders(
          "add up to 11 instances, not the 10"),
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { percentage = 99 }'
          '\n[[groups]]\nid = "b"\ninstances = { percentage = 1 }', "1% of 5 is 0 instances"),
+        # apportioned to fit before: 2 and 1 of 3, 2 and 2 of 4, 3 and 2 of 5
+        ('[global]\ntotal_instances = 3\n[[groups]]\nid = "a"\ninstances = { percentage = 60 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 60 }',
+         r"add up to 3.6 instances, not the 3 asked for \(demo:main\): 120% of 3$"),
+        ('[global]\ntotal_instances = 4\n[[groups]]\nid = "a"\ninstances = { percentage = 70 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 70 }', "140% of 4"),
+        ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { percentage = 40 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 40 }', "add up to 4 instances"),
+        ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 1 }'
+         '\n[[groups]]\nid = "b"\ninstances = { percentage = 100 }',
+         "add up to 6 instances, not the 5 asked for .*: 100% of 5 and 1 counted"),
         ('[[groups]]\nid = "a"\ninstances = { count = 0 }', "count must be at least 1, not 0"),
         ('[[groups]]\nid = "a"\ninstances = { percentage = 50 }', "uses a percentage"),
         ('[global]\ntotal_instances = 5\n[[groups]]\nid = "a"\ninstances = { count = 4 }',
