@@ -43,6 +43,9 @@ def check_outputs(outputs: Path) -> None:
     that is a file, under /proc, immutable, read-only or full is refused before the run."""
     if outputs.exists() and not outputs.is_dir():
         raise UsageError(f"outputs {outputs} cannot hold a run: it is not a directory")
+    if outputs.is_symlink() and not outputs.exists():  # mkdir would say "File exists"
+        raise UsageError(f"outputs {outputs} cannot hold a run: it is a symbolic link to "
+                         f"{os.readlink(outputs)}, which does not exist")
     # a run's record names its directory in JSON (the working directory's name counts)
     if (shown := undecodable(str(outputs.resolve()))) is not None:
         raise UsageError(f"outputs {shown}: the path is not UTF-8 text")

@@ -550,6 +550,15 @@ def test_a_path_the_system_refuses_is_one_line_and_exit_2(tiny: Path, args: list
     assert line.endswith(("File name too long", f"File name too long (see harness {args[0]} --help)"))
 
 
+@pytest.mark.parametrize("command", ["list", "describe", "run"])
+def test_an_empty_plans_path_is_refused(tmp_path: Path, command: str) -> None:
+    """It was the current directory: `list` printed nothing and exited 0."""
+    r = cli(command, *(["pingpong"] if command != "list" else []), "--plans", "", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.endswith(f"argument --plans: an empty path names no directory (see harness "
+                             f"{command} --help)\n")
+
+
 @pytest.mark.parametrize("command", [["run", "tiny"], ["runs"], ["show"], ["clean"]])
 def test_an_empty_outputs_path_is_refused(tiny: Path, tmp_path: Path, command: list[str]) -> None:
     """It was the current directory."""
@@ -567,10 +576,15 @@ def test_a_run_refused_before_it_starts_says_only_why(tiny: Path, tmp_path: Path
     """"running tiny:ok with 2 instances on local:exec" came first, as if it had started."""
     a_file = tmp_path / "a-file"
     a_file.write_text("")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to("/nonexistent/out")
     comp = tmp_path / "c.toml"
     comp.write_text('[[groups]]\nid = "a"\ninstances = { count = 1 }\n'
                     'program = ["/nonexistent/bin/x"]\n')
     for extra, message in [
+        (["--outputs", str(dangling)],  # "File exists"
+         f"outputs {dangling} cannot hold a run: it is a symbolic link to /nonexistent/out,"
+         " which does not exist"),
         (["--outputs", str(a_file)], f"outputs {a_file} cannot hold a run: it is not a directory"),
         (["--outputs", "/dev/null"], "outputs /dev/null cannot hold a run: it is not a directory"),
         (["--outputs", str(a_file / "sub")],

@@ -87,11 +87,18 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     add_outputs(parser)
 
 
+def _plans_path(text: str) -> Path:
+    """--plans' value: not empty (that would be the current directory, silently)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no directory")
+    return Path(text)
+
+
 def add_plans(parser: argparse.ArgumentParser) -> None:
     """--plans: where to look for plans, before $HARNESS_PLANS and scenarios/."""
     parser.add_argument(
         "--plans",
-        type=Path,
+        type=_plans_path,
         action="append",
         metavar="DIR",
         help=f"look for plans in DIR (repeatable) instead of ${PLANS_ENV} "
