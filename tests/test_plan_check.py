@@ -53,6 +53,10 @@ def hangs(params, instances):
 
 def fine(params, instances):
     pass
+
+def timed(params, instances, timeout_s):
+    if timeout_s < 2:
+        raise ValueError(f"a timeout of {timeout_s:g}s is too short")
 """
 
 
@@ -77,6 +81,12 @@ def test_the_check_sees_each_groups_params_and_the_instance_count(
     assert (_refused(root, params={"wait": "2s"})
             == "demo:main: got [('speed', 1.5), ('wait', 2.0)]")  # fmt: skip
     assert build_run_spec("demo:own", plan_roots=[root], instances=9).total == 9  # its own
+
+
+def test_a_check_that_takes_the_timeout_is_given_it(make_plan: Callable[..., Path]) -> None:
+    root = _plan(make_plan, "timed")
+    assert build_run_spec("demo:own", plan_roots=[root], timeout_s=2.0).total == 4
+    assert _refused(root, "demo:own", timeout_s=1.5) == "demo:own: a timeout of 1.5s is too short"
 
 
 def test_a_refusal_names_the_group_when_there_are_several(
@@ -138,6 +148,10 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
         # Ran 16 s, then every node failed: "no identity equivocated: nothing to detect".
         ("shared_keys=40", "harness: error: spacemesh:faults: shared_keys=40: 40% of the "
                            "network's 4 miners makes no pair sharing a key"),
+        # Ran to the timeout (300 s), then failed: "still running at the run's timeout".
+        ("layers=200", "harness: error: spacemesh:faults: layers=200: the last one ends 406s "
+                       "after the instances start (genesis_offset=4s, then 201 layers of 2s), "
+                       "past the run's timeout of 300s (raise --timeout, or run fewer layers)"),
     ]:
         ps = [arg for each in param.split("\n") for arg in ("-p", each)]
         r = harness_cli("run", "spacemesh:faults", *ps, "--outputs", str(tmp_path))

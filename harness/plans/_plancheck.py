@@ -3,9 +3,11 @@
 A manifest may name `check = "package.module:function"` (in a case, or in `[defaults]` for
 every case). Before the run creates anything, the function is called once per group as
 `function(params, instances)`: the group's resolved params (a dict, durations in seconds)
-and the run's instance count. It raises ValueError with a one-line message when the params
-cannot make a run (a malformed fault schedule, more late miners than the network has);
-the run is then refused with that line and exit code 2, as a wrong type or range is.
+and the run's instance count, and `timeout_s=` the run's timeout in seconds too if the
+function takes a parameter of that name. It raises ValueError with a one-line message when
+the params cannot make a run (a malformed fault schedule, more late miners than the network
+has, more layers than the timeout leaves time for); the run is then refused with that line
+and exit code 2, as a wrong type or range is.
 
 The function runs in a child Python process over the instances' import path, so the
 supervisor still never imports plan code; the child has `CHECK_TIMEOUT_S` to answer.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -29,11 +32,12 @@ CHECK_TIMEOUT_S = 60.0
 
 
 def plan_check_problem(
-    check: str, plan_dir: Path, groups: Sequence[tuple[str, Mapping[str, Any]]], instances: int
+    check: str, plan_dir: Path, groups: Sequence[tuple[str, Mapping[str, Any]]], instances: int,
+    timeout_s: float,
 ) -> str | None:
     """Why `check` refuses the run's `groups` ((id, params) each), or None if it accepts
     them; a check that fails, hangs or cannot be loaded is a problem too."""
-    request = {"check": check, "instances": instances,
+    request = {"check": check, "instances": instances, "timeout_s": timeout_s,
                "groups": [{"id": gid, "params": dict(params)} for gid, params in groups]}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(instance_path(plan_dir))}
     try:
@@ -56,10 +60,14 @@ def plan_check_problem(
 def _answer(request: Mapping[str, Any]) -> str | None:
     module, _, name = str(request["check"]).partition(":")
     function = getattr(importlib.import_module(module), name)
+    extra = {}
+    with contextlib.suppress(TypeError, ValueError):  # a callable with no signature to read
+        if "timeout_s" in inspect.signature(function).parameters:
+            extra["timeout_s"] = request["timeout_s"]
     groups = request["groups"]
     for group in groups:
         try:
-            function(group["params"], request["instances"])
+            function(group["params"], request["instances"], **extra)
         except ValueError as e:
             why = str(e).strip().replace("\n", " ") or type(e).__name__
             return why if len(groups) == 1 else f"group {group['id']!r}: {why}"

@@ -253,7 +253,8 @@ def _checked(
     if case.check:  # last: the one check that starts a process
         problem = (entrypoint_problem(case.check, instance_path(plan.path), "check")
                    or plan_check_problem(case.check, plan.path,
-                                         [(gs.id, gs.params) for gs in group_specs], total))
+                                         [(gs.id, gs.params) for gs in group_specs], total,
+                                         timeout))
         if problem:
             raise UsageError(f"{where}: {problem}")
     return RunSpec(plan, case, tuple(group_specs), tuple(out), run_runner, timeout, composition,

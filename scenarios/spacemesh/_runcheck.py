@@ -9,14 +9,15 @@ from typing import Any
 from harness.faults import FaultSchedule
 
 
-def check(p: Mapping[str, Any], instances: int) -> None:
+def check(p: Mapping[str, Any], instances: int, timeout_s: float | None = None) -> None:
     """ValueError naming the first param the run's `instances` cannot satisfy: a fault
     schedule that is malformed or names nodes the network lacks, more late miners or
     dishonest nodes than there are (they would be bent silently), a `shared_keys` that makes
     no pair; or params that cannot hold together: late miners that start after the last
     layer to verify (the run would wait for its timeout), a checkpoint past it (no node
     applies that layer), `layers` within the first epoch (no layer can have a block, and
-    the ATXs may not have come)."""
+    the ATXs may not have come), or more layers than the run's `timeout_s` leaves time for
+    (it would wait for that timeout, then fail)."""
     nodes = instances - int(p["poets"])
     schedule = str(p.get("schedule") or "")
     if schedule:
@@ -43,6 +44,16 @@ def check(p: Mapping[str, Any], instances: int) -> None:
     if int(p.get("checkpoint_layer", 0)) > layers:
         raise ValueError(f"checkpoint_layer={p['checkpoint_layer']}: past the last layer to "
                          f"verify (layers={layers})")
+    if timeout_s is not None:
+        # No node can have verified the last layer before it has ended: a lower bound, so
+        # a run refused here could never have passed.
+        offset, length = float(p["genesis_offset"]), float(p["layer_duration"])
+        least = offset + (layers + 1) * length
+        if least > timeout_s:
+            raise ValueError(
+                f"layers={layers}: the last one ends {least:g}s after the instances start "
+                f"(genesis_offset={offset:g}s, then {layers + 1} layers of {length:g}s), past "
+                f"the run's timeout of {timeout_s:g}s (raise --timeout, or run fewer layers)")
 
 
 def equivocator_pairs(miners: int, shared_keys: float) -> int:
