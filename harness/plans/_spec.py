@@ -337,10 +337,10 @@ def _groups(
         # Rounding fills or trims less than one instance; more is a composition at odds
         # with itself (60% and 60% of 3), not a split to guess.
         if abs(counted + asked - total) >= 1 or asked > total + 1e-9:
-            counts = f" and {counted} counted" if counted else ""
+            besides = f" and {counted} counted" if counted else ""
             raise UsageError(
                 f"composition {path}: groups add up to {counted + asked:g} instances, not the "
-                f"{total} asked for ({where}): {100 * asked / total:g}% of {total}{counts}")
+                f"{total} asked for ({where}): {100 * asked / total:g}% of {total}{besides}")
         counts = _apportion(total - counted, [e for e, _ in shares.values()])
         for (i, (_, said)), count in zip(shares.items(), counts, strict=True):
             if count < 1:
