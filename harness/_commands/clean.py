@@ -94,11 +94,12 @@ def run(args: argparse.Namespace) -> int:
         option = "--run" if args.run is not None else "--k8s"
         raise UsageError(f"{option} is for cluster:k8s runs: add --runner cluster:k8s")
     outputs = DEFAULT_OUTPUTS if args.outputs is None else args.outputs
-    if args.outputs is not None and outputs.exists():
-        outputs_dir(outputs)  # a file given for it is refused before anything is done
-    elif args.outputs is not None:  # removed with the runs in it: their leftovers still go
-        print(f"harness: note: no outputs directory {outputs}: no run records to mark",
-              file=sys.stderr)
+    if args.outputs is not None:
+        if outputs.exists():
+            outputs_dir(outputs)  # a file given for it is refused before anything is done
+        else:  # removed with the runs in it: what they left on the host still goes
+            print(f"harness: note: no outputs directory {outputs}: no run records to mark",
+                  file=sys.stderr)
     removed: list[str] = []
     failed: list[str] = []  # what could not be removed: said at the end, after the rest
     networks: dict[str, int] = {}  # left alone: their owner's pid, by prefix
