@@ -57,9 +57,10 @@ class Actions(Protocol):
         """Start again an instance a fault stopped; False if it was running."""
         ...
 
-    async def pause(self, instance: str, on: bool) -> bool:
-        """Freeze (on) or thaw (off) the instance's whole process tree; False if it was not
-        running (nothing done). One paused already stays so: True."""
+    async def pause(self, instance: str, on: bool, expect: str = "recover") -> bool:
+        """Freeze (on) or thaw (off) the instance's whole process tree, a freeze expecting
+        `expect` of it; False if it was not running (nothing done). One paused already
+        stays so: True."""
         ...
 
     async def skew(self, instance: str, offset: float, drift: float, *,
@@ -286,7 +287,7 @@ class Conductor:
                 ended = [iid for iid in chosen if iid not in missed]
                 active.undo = lambda: self._each(ended, self.actions.start, f"{name} undone")
         elif action == "pause":
-            missed = await self._hold(active, chosen, (True,),
+            missed = await self._hold(active, chosen, (True, fault.expectation() or "recover"),
                                       lambda hit: self._unpause(name, hit))
         elif action == "resume":
             missed = [iid for iid in chosen if not await self.actions.pause(iid, False)]

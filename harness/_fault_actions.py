@@ -152,14 +152,15 @@ class FaultActions:
             return True
         return False
 
-    async def pause(self, instance: str, on: bool) -> bool:
-        """Freeze (on) or thaw (off) the instance's whole process tree; False if it was not
-        running (one paused already is held by this pause too)."""
+    async def pause(self, instance: str, on: bool, expect: str = "recover") -> bool:
+        """Freeze (on) or thaw (off) the instance's whole process tree, a freeze expecting
+        `expect`; False if it was not running (one paused already is held by this pause
+        too)."""
         st = self.sup.states[instance]
         if not st.running:
             return False
         if on:
-            st.expecting("recover")
+            st.expecting(expect)
         if st.paused == on:
             return True
         assert st.pid is not None

@@ -26,11 +26,13 @@ class _Paused:
     def __init__(self) -> None:
         self.paused: dict[str, bool] = {"g/0": False, "g/1": False}
         self.changes: list[tuple[float, str, bool]] = []
+        self.expects: list[str] = []
 
     def running(self) -> list[str]:
         return list(self.paused)
 
-    async def pause(self, instance: str, on: bool) -> bool:
+    async def pause(self, instance: str, on: bool, expect: str = "recover") -> bool:
+        self.expects.append(expect)
         if self.paused[instance] != on:
             self.paused[instance] = on
             self.changes.append((trio.current_time(), instance, on))
@@ -652,3 +654,45 @@ def test_a_hog_whose_loop_never_starts_fails_and_leaves_no_loop(
             trio.run(actions.hog, "g/0", 2)
         assert len(procs) == 1 and procs[0].wait(timeout=5) == -9
         assert "g/0" not in actions.hogs
+
+
+@pytest.mark.parametrize("expect", [None, "may_die", "recover"])
+def test_a_pause_expects_what_its_fault_says(tmp_path: Path, expect: str | None) -> None:
+    """`expect = "may_die"` on a pause was recorded and ignored: the instance was held to
+    "recover", so a pause then a kill for good failed it."""
+    import types
+
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    fault = Fault.from_data({"action": "pause", "at": 0.5, "targets": {"instances": ["g/0"]},
+                             **({"expect": expect} if expect else {})})
+    actions = _Paused()
+
+    async def main() -> None:
+        with JsonlWriter(tmp_path / "faults.jsonl") as log:
+            conductor = Conductor([fault], [Member("g/0", "g"), Member("g/1", "g")],
+                                  actions, SyncState(["g/0", "g/1"]),  # type: ignore[arg-type]
+                                  lambda _: None, log, lambda why: None)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conductor.run)
+                await trio.sleep(1)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert actions.expects == [expect or "recover"]
+
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:  # the supervisor's side: paused expecting it, then killed for good (may die)
+        st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=sleeper.pid)
+        sup = types.SimpleNamespace(states={"g/0": st}, cgroups=None, no_cgroups="none here",
+                                    thaw=lambda st: setattr(st, "paused", False))
+        fa = FaultActions(sup)  # type: ignore[arg-type]
+        assert trio.run(fa.pause, "g/0", True, expect or "recover")
+        assert trio.run(fa.end, "g/0", "killed by fault 1 (kill)", None, None, "may_die")
+        st.status = sleeper.wait(timeout=5)
+        passed, why = st.verdict()
+        assert passed == (expect == "may_die"), why
+    finally:
+        sleeper.kill()
+        sleeper.wait()

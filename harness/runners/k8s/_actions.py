@@ -85,8 +85,9 @@ class ClusterActions:
         self.state.publish(fault_topic(instance), {"start": why})
         return True
 
-    async def pause(self, instance: str, on: bool) -> bool:
-        """The agent stops (SIGSTOP) or continues (SIGCONT) the instance's process group."""
+    async def pause(self, instance: str, on: bool, expect: str = "recover") -> bool:
+        """The agent stops (SIGSTOP) or continues (SIGCONT) the instance's process group
+        (what a pause expects is not judged on a cluster: `fault_outcome`)."""
         if instance in self.down or (instance in self.paused) == on:
             return False
         (self.paused.add if on else self.paused.discard)(instance)
