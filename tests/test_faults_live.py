@@ -572,6 +572,25 @@ def test_an_instance_down_for_a_restart_when_the_run_stops_says_why_it_stopped(
     assert reason.startswith("still running at the run's timeout"), reason
 
 
+def test_an_instance_that_may_die_down_for_a_restart_when_the_run_ends_passes(
+    tmp_path: Path,
+) -> None:
+    """It failed as "still running at the run's timeout" (its process long gone), though
+    its fault allowed it to stay down."""
+    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+        [[faults]]
+        at = "300ms"
+        action = "kill"
+        duration = "60s"
+        expect = "may_die"
+        targets = {instances = ["single/1"]}
+        """, "-p", "seconds=2", "--timeout", "4")
+    assert code == 0, out
+    single1 = _instance(run_dir, "single/1")
+    assert single1["outcome"] == "passed" and single1["restarts"] == 0, single1
+    assert "it may die: expected" in single1["note"], single1
+
+
 def _of_run(run_id: str) -> list[int]:
     """The live processes (not zombies) started by the run's instances: those whose
     environment has its TEST_RUN."""
