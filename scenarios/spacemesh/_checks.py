@@ -57,13 +57,6 @@ def own_errors(reports: Sequence[Report]) -> list[str]:
     return [f"{r.instance}: {r.error}" for r in reports if r.error]
 
 
-def enough_reports(reports: Sequence[Report], expected: int) -> list[str]:
-    """At least `expected` nodes reported (those a fault killed for good do not)."""
-    if len(reports) < expected:
-        return [f"{len(reports)} nodes reported, {expected} expected"]
-    return []
-
-
 def smeshing(reports: Sequence[Report]) -> list[str]:
     """Every miner says it is smeshing."""
     return [f"miner {r.instance} is not smeshing" for r in _ok(reports)

@@ -113,7 +113,6 @@ def case_problems(p: Mapping[str, Any], reports: list[Report], target: int,
                   equivocators: list[str], tx_ids: list[str]) -> list[str]:  # fmt: skip
     """The checks a case's params ask for, beside `compare_reports`'s."""
     problems = compare_reports(reports, target)
-    problems += checks.enough_reports(reports, expected_reports(p, len(reports)))
     epochs = target // int(p["layers_per_epoch"])
     if p.get("check_atx_epochs"):
         problems += checks.atx_every_epoch(reports, 1, epochs)
