@@ -66,6 +66,12 @@ class InstanceState:
             # failed as "expected to recover but never did").
             self.expect = None
 
+    @property
+    def may_die(self) -> bool:
+        """A fault ended it (or is ending it) and its faults allow it to stay down: the
+        run's end does not stop it, the faults judge it."""
+        return self.ended_by is not None and self.expect == "may_die"
+
     def expecting(self, expect: str) -> None:
         """A process fault hit it, expecting `expect`; "recover" outweighs "may_die"."""
         if self.expect != "recover":

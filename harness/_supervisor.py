@@ -811,7 +811,7 @@ class Supervisor:
         for st in self.states.values():
             if st.spec.id in self.comeback:  # down for a fault: it stays down now
                 self._kept_down.add(st.spec.id)
-                if st.expect != "may_die":  # one that may stay down is judged by its faults
+                if not st.may_die:
                     st.stopped = st.stopped or reason
                 self.comeback[st.spec.id].set()
             if st.paused and st.pid is not None:  # a frozen process cannot take its SIGTERM
@@ -821,7 +821,8 @@ class Supervisor:
         running = [s for s in self.states.values() if s.running]
         dumping = []  # (instance, pid): their SIGTERM waits for their stacks
         for st in running:
-            st.stopped = st.stopped or reason
+            if not st.may_die:  # one a fault is ending, its signal on the way, is the fault's
+                st.stopped = st.stopped or reason
             assert st.pid is not None
             if self._dump_stacks(st):
                 dumping.append((st, st.pid))

@@ -696,3 +696,34 @@ def test_a_pause_expects_what_its_fault_says(tmp_path: Path, expect: str | None)
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_run_s_stop_leaves_an_instance_a_fault_is_ending_to_its_fault(tiny: Path) -> None:
+    """A kill for good (may die) sent just before the timeout, its process not yet reaped
+    when the run stopped: the instance failed as "still running at the run's timeout"."""
+    from harness._supervisor import RunOptions, Supervisor
+    from harness.plans import build_run_spec
+
+    sup = Supervisor(build_run_spec("tiny", instances=3, plan_roots=[tiny]), RunOptions())
+    procs = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(3)]
+    try:
+        states = [sup.states[f"single/{i}"] for i in range(3)]
+        for st, proc in zip(states, procs, strict=True):
+            st.pid, st.starting = proc.pid, False
+        dying, owed, running = states
+        for st, expect in ((dying, "may_die"), (owed, "recover")):
+            st.expecting(expect)
+            st.ended_by = "killed by fault 0 (kill)"
+        reason = "still running at the run's timeout (10s)"
+
+        async def stop() -> None:
+            sup._stop_all(reason)
+
+        trio.run(stop)
+        assert (dying.stopped, owed.stopped, running.stopped) == (None, reason, reason)
+        dying.status = procs[0].wait(timeout=5)  # the run's SIGTERM, or the fault's SIGKILL
+        assert dying.verdict() == (True, None)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
