@@ -668,18 +668,7 @@ def test_a_pause_expects_what_its_fault_says(tmp_path: Path, expect: str | None)
     fault = Fault.from_data({"action": "pause", "at": 0.5, "targets": {"instances": ["g/0"]},
                              **({"expect": expect} if expect else {})})
     actions = _Paused()
-
-    async def main() -> None:
-        with JsonlWriter(tmp_path / "faults.jsonl") as log:
-            conductor = Conductor([fault], [Member("g/0", "g"), Member("g/1", "g")],
-                                  actions, SyncState(["g/0", "g/1"]),  # type: ignore[arg-type]
-                                  lambda _: None, log, lambda why: None)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(conductor.run)
-                await trio.sleep(1)
-                nursery.cancel_scope.cancel()
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    _play([fault], actions, tmp_path)
     assert actions.expects == [expect or "recover"]
 
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
