@@ -557,38 +557,29 @@ def test_a_restart_ends_the_pause_that_holds_its_instance(tmp_path: Path) -> Non
         "the restarted instance stayed paused")
 
 
-def test_an_instance_down_for_a_restart_when_the_run_stops_says_why_it_stopped(
-    tmp_path: Path,
+@pytest.mark.parametrize("expect", [None, "may_die"])
+def test_an_instance_down_for_a_restart_when_the_run_stops_is_judged_by_its_fault(
+    tmp_path: Path, expect: str | None,
 ) -> None:
-    code, run_dir, out = _run(tmp_path, "faulty:beat", """
+    """Expected to recover (a timed kill's default), it fails saying why it stopped; allowed
+    to die, it passes (it failed as "still running at the run's timeout", its process long
+    gone)."""
+    code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
         [[faults]]
         at = "300ms"
         action = "kill"
         duration = "60s"
-        targets = {instances = ["single/1"]}
-        """, "-p", "seconds=30", "--timeout", "3")
-    assert code == 1, out
-    reason = _instance(run_dir, "single/1")["reason"]
-    assert reason.startswith("still running at the run's timeout"), reason
-
-
-def test_an_instance_that_may_die_down_for_a_restart_when_the_run_ends_passes(
-    tmp_path: Path,
-) -> None:
-    """It failed as "still running at the run's timeout" (its process long gone), though
-    its fault allowed it to stay down."""
-    code, run_dir, out = _run(tmp_path, "faulty:beat", """
-        [[faults]]
-        at = "300ms"
-        action = "kill"
-        duration = "60s"
-        expect = "may_die"
-        targets = {instances = ["single/1"]}
+        {f'expect = "{expect}"' if expect else ""}
+        targets = {{instances = ["single/1"]}}
         """, "-p", "seconds=2", "--timeout", "4")
-    assert code == 0, out
     single1 = _instance(run_dir, "single/1")
-    assert single1["outcome"] == "passed" and single1["restarts"] == 0, single1
-    assert "it may die: expected" in single1["note"], single1
+    if expect is None:
+        assert code == 1, out
+        assert single1["reason"].startswith("still running at the run's timeout"), single1
+    else:
+        assert code == 0, out
+        assert single1["outcome"] == "passed" and single1["restarts"] == 0, single1
+        assert "it may die: expected" in single1["note"], single1
 
 
 def _of_run(run_id: str) -> list[int]:
