@@ -367,7 +367,7 @@ class Supervisor:
         self.fault_actions: FaultActions | None = None
         self._sampler: Callable[[], Awaitable[object]] | None = None  # starts the telemetry
         self.comeback: dict[str, trio.Event] = {}  # instances a fault ended, to start again
-        self._kept_down: set[str] = set()  # of those, the ones the run's end keeps down
+        self._stopping = False  # the run stops its instances: none is started again
         self._procs: trio.Nursery | None = None
         self.launches: dict[str, Launch] = {}  # how each instance was (or is again) started
         self.host: ProcessHost | None = None  # starts every process of the run
@@ -692,7 +692,7 @@ class Supervisor:
             self._hogs_wait(inst.id, True)  # beside no process, they would only load the host
             await back.wait()  # a fault ended it, and starts it again when it is undone
             del self.comeback[inst.id]
-            if self.interrupted or st.stopped or inst.id in self._kept_down:
+            if self.interrupted or self._stopping or st.stopped:
                 break
             self._hogs_wait(inst.id, False)
             st.restarted()
@@ -808,9 +808,9 @@ class Supervisor:
                        else f"stopped: {self.run_failure}")
 
     def _stop_all(self, reason: str) -> None:
+        self._stopping = True
         for st in self.states.values():
             if st.spec.id in self.comeback:  # down for a fault: it stays down now
-                self._kept_down.add(st.spec.id)
                 if not st.may_die:
                     st.stopped = st.stopped or reason
                 self.comeback[st.spec.id].set()
