@@ -190,7 +190,7 @@ class FaultActions:
         if (launch is not None and launch.argv
                 and launch.env.get("FAKETIME_TIMESTAMP_FILE") != str(clock.path)):
             raise FaultError(f"{instance} is a program started without libfaketime: a clock "
-                             f"fault reaches it only if the run plans one from the start")
+                             f"fault reaches it only if one the run plans may select it")
         if launch is not None and launch.argv and not back:
             blind = preload_blind(launch.argv[0])
             if blind is not None:  # the skew would be recorded as applied, and change nothing

@@ -51,7 +51,7 @@ from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, STACK_SIGNAL, RunParams
 from harness._stderr import last_words, stack_note
 from harness._tell import one_line, tell
-from harness.faults import FaultError, Member
+from harness.faults import FaultError
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -270,7 +270,8 @@ def check_programs(spec: RunSpec) -> None:
                 f"group {g.id!r}: its params take {size:,} bytes as TEST_INSTANCE_PARAMS, and "
                 f"Linux passes at most {_MAX_ARG_STRLEN:,} in one environment variable: "
                 "give the program a file's path instead")
-    if programs and any(f.action == "skew" for f in spec.faults):
+    reach = spec.skew_reach()
+    if any((i.program or spec.case.program) and i.id in reach for i in spec.instances):
         find_libfaketime()  # EnvironmentProblem, before anything starts, if it is missing
 
 
@@ -372,9 +373,10 @@ class Supervisor:
         self.launches: dict[str, Launch] = {}  # how each instance was (or is again) started
         self.host: ProcessHost | None = None  # starts every process of the run
         self.clocks: dict[str, InstanceClock] = {}  # each instance's, skewed by faults
-        # Programs (not Python instances, which read env.clock) run under libfaketime when
-        # the run plans a clock fault: it must be preloaded when they start.
-        self._faketime = any(f.action == "skew" for f in spec.faults)
+        # Programs (not Python instances, which read env.clock) that a planned clock fault may
+        # select run under libfaketime: it must be preloaded when they start. Only those: a
+        # Python program's time.sleep fails under Debian's libfaketime (docs/contracts.md).
+        self._faketime = spec.skew_reach()
         self._last_seen = 0.0
         self._identity = identity()
         self.tokens = Tokens()  # each instance's TEST_SYNC_TOKEN
@@ -923,9 +925,8 @@ class Supervisor:
     # -- faults ---------------------------------------------------------------------------
 
     def _conductor(self, state: SyncState) -> Conductor:
-        members = [Member(i.id, i.group, i.role) for i in self.spec.instances]
         self.fault_actions = FaultActions(self)
-        return Conductor(self.spec.faults, members, self.fault_actions, state, self.record,
+        return Conductor(self.spec.faults, self.spec.members, self.fault_actions, state, self.record,
                          JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run,
                          self.spec.timeout_s)
 
@@ -1049,7 +1050,7 @@ class Supervisor:
         env["PWD"] = str(out)  # where it runs, as a shell would say (not where we were started)
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
-        if program and self._faketime:
+        if program and inst.id in self._faketime:
             env = clock.environ(env)
         groups = self.cgroups.group(inst.id).paths() if self.cgroups is not None else ()
         return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.faults import (
     EVERYONE,
@@ -235,11 +236,29 @@ def test_any_fault_round_trips_through_json_and_resolves(fault: Fault) -> None:
         assert resolved.directions, f"{fault.action} cut nothing"
 
 
+@settings(max_examples=300, deadline=None)
+@given(faults(MEMBERS), st.sets(st.sampled_from([m.id for m in MEMBERS])),
+       st.lists(st.sampled_from([m.id for m in MEMBERS]), min_size=1, unique=True))
+def test_a_selector_s_candidates_hold_whatever_it_may_choose(
+    fault: Fault, running: set[str], named: list[str]
+) -> None:
+    """Who a fault hits, whoever runs and whoever its topic names, is among its targets'
+    candidates (a run preloads libfaketime into those of its skews, and only those)."""
+    try:
+        chosen = fault.resolve(MEMBERS, topics=lambda _: named, running=running).instances
+    except FaultError:
+        return  # the topic names no one the selector may choose, say
+    assert set(chosen) <= set(fault.targets.candidates(MEMBERS))
+
+
 def test_selector_defaults_and_its_table() -> None:
     assert EVERYONE.resolve(MEMBERS, "x") == tuple(m.id for m in MEMBERS)
     sel = Selector.from_data({"group": ["gw", "miners"], "count": 3, "seed": 2}, "x")
     assert Selector.from_data(sel.to_data(), "x") == sel
     assert len(sel.resolve(MEMBERS, "x")) == 3
+    assert sel.candidates(MEMBERS) == tuple(m.id for m in MEMBERS)  # whatever the count
+    picky = Selector.from_data({"role": "miner", "instances": ["gw/0", "miners/2"]}, "x")
+    assert picky.candidates(MEMBERS) == ("miners/2",)
 
 
 def test_a_topic_names_who_is_hit_when_the_fault_fires() -> None:

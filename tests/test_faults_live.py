@@ -422,7 +422,7 @@ def test_bad_faults_are_refused_before_anything_starts(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_a_skew_reaches_python_instances_and_programs_and_is_undone(tmp_path: Path) -> None:
+def test_a_skew_reaches_python_instances_and_the_programs_it_may_select_and_is_undone(tmp_path: Path) -> None:
     comp = tmp_path / "clock.toml"
     comp.write_text(textwrap.dedent("""
         [global]
@@ -440,12 +440,17 @@ def test_a_skew_reaches_python_instances_and_programs_and_is_undone(tmp_path: Pa
         instances = { count = 1 }
         program = ["python", "-m", "harness.sdk", "faulty.plan:clock"]
 
+        [[groups]]
+        id = "bystander"  # a Python program no skew may select: not under libfaketime,
+        instances = { count = 1 }  # whose time.sleep would fail (EINVAL, docs/contracts.md)
+        program = ["python", "-m", "harness.sdk", "faulty.plan:sleeps"]
+
         [[faults]]
         at = "1s"
         action = "skew"
         offset = "-2s"
         duration = "2s"
-        targets = {}
+        targets = {group = ["py", "prog"]}
         """))
     out = tmp_path / "out"
     # A relative --plans: programs run in their outputs directory, yet find the plan.

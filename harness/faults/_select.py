@@ -92,6 +92,17 @@ class Selector:
             out["seed"] = self.seed
         return out
 
+    def candidates(self, members: Sequence[Member]) -> tuple[str, ...]:
+        """The ids of `members` the selector may ever choose, in their order: those of its
+        groups, roles and instances, whoever its topic names and whatever its count or
+        percentage draws."""
+        return tuple(
+            m.id for m in members
+            if (not self.groups or m.group in self.groups)
+            and (not self.roles or m.role in self.roles)
+            and (not self.instances or m.id in self.instances)
+        )  # fmt: skip
+
     def resolve(
         self,
         members: Sequence[Member],
@@ -120,13 +131,7 @@ class Selector:
             if unknown:
                 raise FaultError(f"{where}: topic {self.topic!r} names {unknown[0]!r}, "
                                  f"which is no instance of the run")
-        pool = [
-            m.id for m in members
-            if (not self.groups or m.group in self.groups)
-            and (not self.roles or m.role in self.roles)
-            and (not self.instances or m.id in self.instances)
-            and (named is None or m.id in named)
-        ]  # fmt: skip
+        pool = [i for i in self.candidates(members) if named is None or i in named]
         if not pool:
             raise FaultError(f"{where}: selects no instance"
                              + (f" (topic {self.topic!r} names {list(named)})" if named else ""))

@@ -27,7 +27,7 @@ from harness.plans._plancheck import plan_check_problem
 from harness.runners._registry import LOCAL_EXEC, LOCAL_NETNS, NOT_PLAYED, check_runner_name
 
 if TYPE_CHECKING:
-    from harness.faults import Fault
+    from harness.faults import Fault, Member
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -73,6 +73,20 @@ class RunSpec:
     def total(self) -> int:
         """Instances in the run."""
         return len(self.instances)
+
+    @property
+    def members(self) -> list[Member]:
+        """The instances as faults select them."""
+        from harness.faults import Member
+
+        return [Member(i.id, i.group, i.role) for i in self.instances]
+
+    def skew_reach(self) -> frozenset[str]:
+        """The instances a planned skew may select (`Selector.candidates`): those whose
+        program runs under libfaketime, which must be preloaded from its start."""
+        members = self.members
+        return frozenset(i for f in self.faults if f.action == "skew"
+                         for i in f.targets.candidates(members))
 
     def program_of(self, group: GroupSpec) -> tuple[str, ...] | None:
         """The program `group`'s instances run: its own, else the case's; None for the

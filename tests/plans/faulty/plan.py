@@ -122,6 +122,11 @@ async def eat(env: sdk.RunEnv) -> None:
             await trio.lowlevel.checkpoint()
 
 
+async def sleeps(env: sdk.RunEnv) -> None:
+    """A blocking `time.sleep`, which fails (EINVAL) under Debian's libfaketime."""
+    time.sleep(0.2)  # noqa: ASYNC251 (the blocking call is the point)
+
+
 async def clock(env: sdk.RunEnv) -> None:
     """Every 50 ms, how far `env.clock` is from the real time (measured from the monotonic
     clock, which no skew touches, and the wall clock at the start, before any fault)."""
