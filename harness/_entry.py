@@ -24,7 +24,9 @@ def main() -> int:
             signal.signal(sig, _interrupt)
     try:
         from harness._cli import main as cli
+        from harness._latesignal import command_exits_after_its_run
     except KeyboardInterrupt:
         tell("harness: interrupted")
         return 130
+    command_exits_after_its_run()
     return cli()

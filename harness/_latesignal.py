@@ -16,22 +16,41 @@ class LateSignal(BaseException):
     recorded."""
 
 
+def _ours() -> list[signal.Signals]:
+    """The signals to take here: in the main thread (the only one that may take them),
+    those not ignored (nohup leaves SIGHUP so: a closed terminal must not act)."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    return [s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
+
+
+_in_command = False  # `harness._entry` runs the command in this process, then it exits
+
+
+def command_exits_after_its_run() -> None:
+    """Told by the command's entry point (never by a library caller, whose handlers are its
+    own): once a run's report is written or cut short (`late_signals_raise`), SIGINT,
+    SIGTERM and SIGHUP do nothing until the process exits. What is left is printing the
+    summary and exiting, and Python gives its own handlers back to the default as it
+    exits: a signal then killed a command whose run had passed (143), or made it exit 130."""
+    global _in_command
+    _in_command = True
+
+
 @contextlib.contextmanager
 def late_signals_raise() -> Iterator[None]:
-    """While inside, SIGINT, SIGTERM and SIGHUP raise `LateSignal` (in the main thread,
-    the only one that may take signals; elsewhere nothing changes). Before, Ctrl-C while a
-    passed run's report was written ended the command with 130, SIGTERM killed it, and
-    run.json said the run passed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """While inside, SIGINT, SIGTERM and SIGHUP raise `LateSignal` (in the main thread;
+    elsewhere nothing changes); after, they do what they did before, or nothing in the
+    command (`command_exits_after_its_run`). Before, Ctrl-C while a passed run's report
+    was written ended the command with 130, SIGTERM killed it, and run.json said the run
+    passed."""
 
     def raise_(signum: int, frame: FrameType | None) -> None:
         raise LateSignal(signal.Signals(signum).name)
 
-    before = {s: signal.signal(s, raise_) for s in SIGNALS}
+    before = {s: signal.signal(s, raise_) for s in _ours()}
     try:
         yield
     finally:
         for s, handler in before.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_IGN if _in_command else handler)

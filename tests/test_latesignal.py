@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 import trio
 
 from harness import _supervisor
+
+from .conftest import ROOT
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
@@ -52,3 +56,24 @@ def test_a_signal_that_came_as_the_run_ended_is_taken_not_raised_later() -> None
             return nothing, await _supervisor._pending_signal(signals)
 
     assert trio.run(main) == (None, "SIGINT")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)
+def test_a_signal_once_the_summary_is_printed_leaves_the_exit_code_the_verdict_s(
+    sig: signal.Signals, tmp_path: Path
+) -> None:
+    """What is left then is printing the summary and exiting, and Python gives its own
+    handlers back to the default as it exits: a passed run's command was killed by
+    SIGTERM or SIGHUP, or exited 130 (run.json: passed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "faulty:beat", "--plans", "tests/plans",
+         "--outputs", str(tmp_path), "-i", "2", "-p", "seconds=1", "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # the verdict's line: the report is written
+    proc.send_signal(sig)
+    out = first + proc.stdout.read()  # (communicate would skip what readline buffered)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, (proc.returncode, out, err)
+    assert "PASSED" in first and out.rstrip().endswith("report.html"), out  # the whole summary
