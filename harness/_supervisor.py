@@ -388,9 +388,13 @@ class Supervisor:
 
     def record(self, event: dict[str, Any]) -> None:
         """Every event of the run passes here: to events.jsonl, outcomes and progress."""
+        kind = event.get("kind")
         if self._events is not None:  # stamps it with ts and mono
             self._events.write(event)
-        kind = event.get("kind")
+            if kind == "instance" and event.get("status") == "exited":
+                # An instance's end is on disk at once (not at the next flush, up to 2 s
+                # on): `harness clean` judges it from here should the supervisor be killed.
+                self._events.flush()
         inst = self.states.get(event.get("instance") or "")
         if kind == "event" and inst is not None:
             inst.record(event)

@@ -552,6 +552,23 @@ def test_instances_that_passed_before_the_supervisor_died_stay_passed(tmp_path: 
     assert all(i["ended"] for i in run["instances"][::2])
 
 
+def test_an_instance_s_end_is_on_disk_once_recorded(tiny: Path, tmp_path: Path) -> None:
+    """events.jsonl was flushed only with the progress line (every 2 s): a supervisor
+    killed meanwhile left an instance that had passed "failed: aborted with the
+    supervisor" once `harness clean` had read it."""
+    from harness._liveness import _read_events
+    from harness._supervisor import RunOptions, Supervisor
+    from harness.observe import JsonlWriter
+
+    sup = Supervisor(build_run_spec("tiny", instances=2, plan_roots=[tiny]), RunOptions())
+    sup._events = JsonlWriter(tmp_path / "events.jsonl", flush_each=False)
+    sup.record({"kind": "event", "instance": "single/0", "type": "success"})
+    sup.record({"kind": "event", "instance": "single/1", "type": "success"})
+    sup.record({"kind": "instance", "instance": "single/0", "status": "exited", "exit_code": 0})
+    passed, _ = _read_events(tmp_path)  # as another process reads it: from the file
+    assert set(passed) == {"single/0"}  # single/1 has not exited yet
+
+
 @needs_root
 @pytest.mark.live
 @pytest.mark.alone  # the next run removes every dead run's network: no other test's may be
