@@ -95,10 +95,12 @@ def is_orphaned(run: RunRecord) -> bool:
 
 
 def mark_aborted(run_dir: Path, found_by: str) -> bool:
-    """If `run_dir`'s supervisor died without recording the run's end, record it as
-    "aborted" (ended when last seen) and remove its sockets. True if it did."""
+    """If `run_dir`'s supervisor died without recording the run's end, remove what it
+    left and record the run as "aborted" (ended when last seen). True if it did."""
     try:
-        if not is_orphaned(load_run(run_dir)):
+        run = load_run(run_dir)
+        if not is_orphaned(run):
+            _remove_reserve_if_dead(run_dir, run)
             return False
         # Read again now that it is known dead: a supervisor that recorded its end and
         # exited between the first read and the check is seen with its end.
@@ -118,19 +120,33 @@ def mark_aborted(run_dir: Path, found_by: str) -> bool:
         else dataclasses.replace(i, outcome="failed", reason="aborted with the supervisor")
         for i in run.instances
     )
-    # Its space for run.json's end first: on a full disk, that is what lets this write in.
+    # What it left first, the record last: a clean killed in between (or failing to write)
+    # leaves the run going on by its record, and the next one does it all again. Marked
+    # first, what was left after it stayed for good.
+    remove_sockets(run_dir, run.sock_dir)
+    with contextlib.suppress(OSError):  # its instances' clocks in /dev/shm
+        remove_shared(run.run_id)
+    with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
+        remove_run(run.run_id)
+    remove_token(run_dir)
+    # Its space for run.json's end: on a full disk, that is what lets this write in.
     with contextlib.suppress(OSError):  # a read-only run dir: kept
         (run_dir / RESERVE_FILE).unlink(missing_ok=True)
     write_run(run_dir, dataclasses.replace(
         run, outcome="aborted", ended=last_seen, exit_code=None,
         reason=_reason(run, last_seen), aborted={"found": time.time(), "found_by": found_by},
         instances=instances))  # fmt: skip
-    remove_sockets(run_dir, run.sock_dir)
-    remove_shared(run.run_id)  # its instances' clocks in /dev/shm
-    with contextlib.suppress(CgroupError, OSError):  # its instances' cgroups (as root)
-        remove_run(run.run_id)
-    remove_token(run_dir)
     return True
+
+
+def _remove_reserve_if_dead(run_dir: Path, run: RunRecord) -> None:
+    """The space kept for run.json's end (1 MiB) of a run that recorded its end and whose
+    supervisor was killed before it let that space go."""
+    reserve = run_dir / RESERVE_FILE
+    if (not run.goes_on and run.supervisor is not None and reserve.exists()
+            and supervisor_alive(run.supervisor) is False):
+        with contextlib.suppress(OSError):
+            reserve.unlink()
 
 
 def _read_events(run_dir: Path) -> tuple[dict[str, float], float | None]:

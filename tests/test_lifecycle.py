@@ -552,6 +552,57 @@ def test_instances_that_passed_before_the_supervisor_died_stay_passed(tmp_path: 
     assert all(i["ended"] for i in run["instances"][::2])
 
 
+@pytest.mark.parametrize("killed", [True, False], ids=["killed", "alive"])
+def test_the_reserve_of_an_ended_run_whose_supervisor_was_killed_is_removed(
+    tmp_path: Path, killed: bool
+) -> None:
+    """A supervisor killed between recording the run's end and letting go of the space it
+    kept for it left that MiB for good: the run had ended, so nothing read it again."""
+    from harness._liveness import identity, mark_aborted
+    from harness.observe._runrecord import RESERVE_FILE
+    from tests.observe._fixture import FixtureSpec, make_run
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=True))
+    record = json.loads((run_dir / "run.json").read_text())
+    who = identity().to_json()
+    if killed:
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        who.update(pid=proc.pid, start_ticks=1)
+    record["supervisor"] = who
+    (run_dir / "run.json").write_text(json.dumps(record))
+    (run_dir / RESERVE_FILE).write_bytes(bytes(1 << 20))
+    assert not mark_aborted(run_dir, "test")  # an ended run is not marked
+    assert (run_dir / RESERVE_FILE).exists() is not killed
+    assert json.loads((run_dir / "run.json").read_text()) == record
+
+
+def test_a_clean_killed_midway_leaves_the_run_to_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marked "aborted" first, a run whose clean was killed before it removed the rest
+    kept its sockets and control token for good: every later clean saw an ended run."""
+    from harness import _liveness
+    from harness._control import CONTROL_FILE
+    from tests.observe._fixture import FixtureSpec, make_run, orphan
+
+    run_dir = make_run(tmp_path / "out", FixtureSpec(ended=False))
+    orphan(run_dir)
+    (run_dir / CONTROL_FILE).write_text("token")
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt  # the clean dies here
+
+    monkeypatch.setattr(_liveness, "remove_token", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _liveness.mark_aborted(run_dir, "test")
+    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
+    monkeypatch.undo()
+    assert _liveness.mark_aborted(run_dir, "test")  # the next clean
+    assert not (run_dir / CONTROL_FILE).exists()
+    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "aborted"
+
+
 def test_an_instance_s_end_is_on_disk_once_recorded(tiny: Path, tmp_path: Path) -> None:
     """events.jsonl was flushed only with the progress line (every 2 s): a supervisor
     killed meanwhile left an instance that had passed "failed: aborted with the

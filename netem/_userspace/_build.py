@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,13 @@ CACHE_ENV = "NETEM_USERSPACE_CACHE"
 
 _LIBS = ("-lnetfilter_queue", "-lm")
 _CFLAGS = ("-O2", "-std=gnu11", "-Wall")
+
+
+_BUILD = ".build-"
+"""The prefix of a build's own directory in the cache, followed by its builder's pid."""
+STALE_BUILD_S = 600.0
+"""How old a build directory whose builder is gone must be before a build removes it (a
+build takes seconds; the age spares one of a process in another PID namespace)."""
 
 
 class BuildError(RuntimeError):
@@ -63,7 +71,8 @@ def build_engine(directory: Path | None = None) -> Path:
             f"cannot create the engine cache {target.parent} ({exc.strerror}); "
             f"point {CACHE_ENV} at a writable directory"
         ) from None
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+    _remove_killed_builds(target.parent)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{_BUILD}{os.getpid()}-") as tmp:
         src = Path(tmp) / "engine.c"
         src.write_bytes(source)
         out = Path(tmp) / "engine"
@@ -84,3 +93,27 @@ def build_engine(directory: Path | None = None) -> Path:
         # atomic: engines being built at the same moment by others never see a partial file
         os.replace(out, target)
     return target
+
+
+def _remove_killed_builds(cache: Path) -> None:
+    """Remove the build directories that builders killed mid-build left in `cache`: those
+    whose pid no process has (or that name none) and older than `STALE_BUILD_S`."""
+    now = time.time()
+    for path in cache.glob(f"{_BUILD}*"):
+        pid = path.name[len(_BUILD):].split("-", 1)[0]
+        try:
+            if (pid.isdigit() and _alive(int(pid))) or now - path.stat().st_mtime < STALE_BUILD_S:
+                continue
+        except OSError:
+            continue  # gone meanwhile
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's, or no pid at all: not known to be gone
+    return True

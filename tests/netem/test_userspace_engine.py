@@ -8,6 +8,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -311,6 +312,24 @@ def test_build_is_cached_by_source_hash(tmp_path: Path, c_engine: Path) -> None:
     mtime = first.stat().st_mtime_ns
     assert build_engine(tmp_path) == first and first.stat().st_mtime_ns == mtime
     assert first.name == c_engine.name  # same source, same key
+
+
+def test_a_build_removes_what_builders_killed_mid_build_left(tmp_path: Path,
+                                                             c_engine: Path) -> None:
+    """A builder killed mid-build left its directory (the engine and its source) in the
+    cache for good."""
+    hour_ago = time.time() - 3600
+    for name, age in ((".build-999999999-a", hour_ago),  # its builder is gone
+                      (".build-b", hour_ago),  # an older build's, which named no builder
+                      (".build-999999998-c", None),  # gone too, but new: maybe another
+                      (f".build-{os.getpid()}-d", hour_ago)):  # PID namespace's; alive
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "engine.c").write_text("int main;")
+        if age is not None:
+            os.utime(tmp_path / name, (age, age))
+    build_engine(tmp_path)
+    assert {p.name for p in tmp_path.glob(".build-*")} == {
+        f".build-{os.getpid()}-d", ".build-999999998-c"}
 
 
 def test_build_without_compiler_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
