@@ -51,6 +51,10 @@ METRICS_PORT = 9100
 POLL_S = 0.5  # a node instance asks its node how far it got at most this often
 POLLS_PER_LAYER = 2  # and at most this many times a layer (each is a gRPC call into it)
 OBSERVE_TRIES = 3  # the final checks' tries at least, when a node's API misses deadlines
+CHECKED = "checked"
+"""The state every instance signals once its checks passed; each waits for all of them
+before it ends (others may still query it)."""
+REACHED_WAIT_S = 1.0  # how long an answer to "has this barrier released?" may take
 CHECKPOINT_WAIT_S = 60  # a restarted miner waits this long for a gateway's checkpoint
 SETTLE_LAYERS = 2  # after a fault schedule's last heal, before the nodes are judged
 WALLET_FUNDS = 10**9  # the genesis balance of the wallet the transfers are sent from
@@ -260,6 +264,11 @@ async def start(env: sdk.RunEnv) -> None:
                 f"PoET broadcast {delivered} proofs; {len(reports)} reports; {made}"
             )
         else:
+            if env.is_restart and await _reached(env.sync, CHECKED, n - (nodes - expected)):
+                raise sdk.TestFailure(
+                    "started again after every node that must report had made its checks "
+                    "and ended: no network is left to sync from (start it again earlier, or "
+                    "run more layers)")
             if node_index in late_start:  # add_nodes: this miner joins late, from genesis
                 await anyio.sleep(max(0.0, late_start[node_index] - time.time()))
             if role == "miner":
@@ -326,10 +335,19 @@ async def start(env: sdk.RunEnv) -> None:
             problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
         if not problems:
             # Keep serving until every instance has checked: others may still query us.
-            await env.sync.signal_and_wait("checked", n - (nodes - expected))
+            await env.sync.signal_and_wait(CHECKED, n - (nodes - expected))
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+
+
+async def _reached(sync: sdk.SyncClient, state: str, target: int) -> bool:
+    """Whether `target` instances have signalled `state` already (a barrier that does not
+    release at once, within `REACHED_WAIT_S`, is taken as not reached)."""
+    with anyio.move_on_after(REACHED_WAIT_S):
+        await sync.barrier(state, target)
+        return True
+    return False
 
 
 async def _fetch_checkpoint(gateway: GatewayAddr, layer: int, outputs: Path) -> str:
@@ -388,6 +406,11 @@ class Watch:
     earliest: float = 0.0
     """When the target layer starts: no node verifies it before, so no look before it can
     pass the watch (`wait`)."""
+    restarted: bool = False
+    """Started again (or late): what it verified counts only once it has had a peer to
+    sync from (`step`)."""
+    peered_at: float | None = None
+    """When a look first found it connected (for a restarted node)."""
 
     @classmethod
     def of(
@@ -409,8 +432,12 @@ class Watch:
         time to converge again; judged no earlier than `judge_after` (a time) either, and
         the deadline then moves past both. A node restarted at `restarted_at` (a time) starts its
         smeshing over: a miner has two epochs from then to publish an ATX (a PoET round
-        it joins late may close too late for the epoch it targets)."""
+        it joins late may close too late for the epoch it targets); and it has `hdist + 1`
+        layers from then (plus `check_slack`) to sync and verify the target."""
         deadline = genesis + (target + params.hdist + 1) * layer_duration + check_slack
+        if restarted_at is not None:
+            deadline = max(deadline, restarted_at + (params.hdist + 1) * layer_duration
+                           + check_slack)
         not_before = judge_after  # a composition's partition: judged after it healed
         if healed_at:
             not_before = max(not_before, genesis + healed_at + SETTLE_LAYERS * layer_duration)
@@ -422,7 +449,8 @@ class Watch:
             atx_after = max(atx_after, restarted_at + 2 * epoch)
         poll = max(POLL_S, layer_duration / POLLS_PER_LAYER)
         return cls(role, target, genesis, epoch, deadline, not_before, atx_after=atx_after,
-                   poll=poll, earliest=genesis + target * layer_duration)  # fmt: skip
+                   poll=poll, earliest=genesis + target * layer_duration,
+                   restarted=restarted_at is not None)  # fmt: skip
 
     def wait(self, now: float) -> float:
         """Seconds until the next look: `poll`, or longer while no look could end the
@@ -451,8 +479,13 @@ class Watch:
     ) -> str | None:
         """After one poll (`status` as NodeService.Status; `atx_status` = (atxs published,
         last error) when `wants_atx_status` asked for it): None to poll again, else the
-        error to report ("" when the node verified the target)."""
-        if status["verified_layer"] >= self.target and now >= self.not_before:
+        error to report ("" when the node verified the target). A restarted node must have
+        been connected one look before: alone, it verifies the layers past its vote window
+        from what it held when it stopped (empty), and would be judged on those."""
+        if self.peered_at is None and status["connected_peers"] > 0:
+            self.peered_at = now
+        synced = not self.restarted or (self.peered_at is not None and self.peered_at < now)
+        if status["verified_layer"] >= self.target and now >= self.not_before and synced:
             return ""
         if atx_status is not None:
             self.atx_checked = True
@@ -462,6 +495,9 @@ class Watch:
                     return f"restarted miner published no ATX in two epochs: {why}"
                 return f"miner published no ATX in epoch 0: {why}"
         if now > self.deadline:
+            if self.restarted and self.peered_at is None:
+                return ("started again, but found no peer to sync from by its deadline (top "
+                        f"layer {status['top_layer']}): had every other node ended?")
             return (
                 f"node verified layer {status['verified_layer']}, not {self.target}, by the "
                 f"deadline (top layer {status['top_layer']}, {status['connected_peers']} peers)"

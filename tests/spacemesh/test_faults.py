@@ -64,6 +64,27 @@ def test_nodes_are_judged_only_once_the_network_had_time_to_settle() -> None:
     assert simulate(QUICK, FaultSchedule((Cut(3.0, 6.0, (0,), (1, 2)),))) == []
 
 
+def test_a_restarted_node_is_judged_only_once_it_had_a_peer_to_sync_from() -> None:
+    """Started again after every other node had ended, a node verified the layers past its
+    vote window at once, empty, from what it held: it failed naming a hash split."""
+    late = Watch.of("miner", target=4, genesis=100.0, layer_duration=1.0,
+                    params=QUICK.params(), check_slack=5.0, restarted_at=130.0)  # fmt: skip
+    assert late.deadline == 130.0 + QUICK.params().hdist + 1 + 5.0  # time to sync from then
+    alone = {"verified_layer": 30, "top_layer": 30, "connected_peers": 0}
+    assert late.step(130.5, alone) is None and late.step(late.deadline - 0.1, alone) is None
+    assert late.step(late.deadline + 0.1, alone) == (
+        "started again, but found no peer to sync from by its deadline (top layer 30): had "
+        "every other node ended?")
+    back = Watch.of("miner", target=4, genesis=100.0, layer_duration=1.0,
+                    params=QUICK.params(), check_slack=5.0, restarted_at=130.0)  # fmt: skip
+    peered = {**alone, "connected_peers": 3}
+    assert back.step(130.5, peered) is None  # one look to sync first
+    assert back.step(131.5, peered) == ""
+    never_stopped = Watch.of("miner", target=4, genesis=100.0, layer_duration=1.0,
+                             params=QUICK.params(), check_slack=5.0)  # fmt: skip
+    assert never_stopped.step(130.5, alone) == ""  # its own view counts (a partition's)
+
+
 def test_a_node_is_watched_twice_a_layer_and_no_more_often_than_every_half_second() -> None:
     """Each look is a gRPC call into the node's process: at 4 s layers, every 2 s."""
     def poll(layer_duration: float) -> float:

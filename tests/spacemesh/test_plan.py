@@ -299,6 +299,29 @@ def test_the_network_survives_miners_killed_and_started_again_and_a_skewed_clock
     assert '"action":"skew"' in steps and '"step":"undone"' in steps
 
 
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_miners_started_again_after_the_network_ended_fail_saying_so(tmp_path: Path) -> None:
+    """With `may_fail`, the others end once those that must report have checked. Two miners
+    killed at 14 s and started again at 33 s came back to nothing, verified the layers
+    past their vote window at once, empty, and failed naming a hash split at layer 4."""
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[faults]]\nat = "14s"\naction = "kill"\nduration = "19s"\n'
+                      'targets = { instances = ["single/2", "single/3"] }\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "spacemesh:failed_nodes", "-q", "--faults",
+         str(faults), "--outputs", str(tmp_path / "out"), "--timeout", "150"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = json.loads((only_run_dir(tmp_path / "out") / "run.json").read_text())
+    failed = {i["id"]: i["reason"] for i in run["instances"] if i["outcome"] != "passed"}
+    assert set(failed) == {"single/2", "single/3"}, failed
+    assert all("started again after every node that must report had made its checks" in r
+               for r in failed.values()), failed
+
+
 def _faults(tmp_path: Path, partition_s: float | None) -> Path:
     """A halves partition at 8 s, for `partition_s` (None: never healed)."""
     until = f'duration = "{partition_s}s"\n' if partition_s else ""
