@@ -236,6 +236,7 @@ def finish_run(run_dir: Path, came: str | None = None) -> None:
     here is a warning, not the run's verdict. A signal meanwhile (or `came`, the name of
     one that came as the run ended) skips what is left, which `harness report` and
     `harness runs` make later: the run's verdict and exit code stand."""
+    reported = False
     with late_signals_raise():
         try:
             if came is not None:
@@ -246,10 +247,14 @@ def finish_run(run_dir: Path, came: str | None = None) -> None:
                 except Exception as e:
                     _log.warning(f"could not write the {what}", error=f"{type(e).__name__}: {e}")
                     tell(f"harness: warning: could not write the {what}: {e}")
+                reported = True
         except LateSignal as sig:
             _log.warning("the report was cut short by a signal", signal=str(sig))
-            tell(f"harness: {sig} after the run had ended: its report was not written "
-                 f"(harness report {run_dir} writes it)")
+            # (It may come during an interrupted run's stop: "as", not "after", it ended.)
+            skipped = (f"its entry in the run history was not written (harness runs "
+                       f"--outputs {run_dir.parent} adds it)" if reported else
+                       f"its report was not written (harness report {run_dir} writes it)")
+            tell(f"harness: {sig} as the run ended: {skipped}")
 
 
 def check_programs(spec: RunSpec) -> None:

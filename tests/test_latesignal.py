@@ -39,9 +39,26 @@ def test_a_signal_while_the_report_is_written_skips_the_rest_and_says_how_to_mak
     _supervisor.finish_run(tmp_path)
     assert written == ["report"]
     assert capsys.readouterr().err == (
-        f"harness: {sig.name} after the run had ended: its report was not written "
+        f"harness: {sig.name} as the run ended: its report was not written "
         f"(harness report {tmp_path} writes it)\n")
     assert signal.getsignal(sig) == before
+
+
+def test_a_signal_while_the_history_is_written_says_the_report_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said "its report was not written" of a report written whole."""
+
+    def slow_history(run_dir: Path) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal comes in here
+
+    monkeypatch.setattr(_supervisor, "write_report", lambda run_dir: None)
+    monkeypatch.setattr(_supervisor, "record_run", slow_history)
+    _supervisor.finish_run(tmp_path / "run")
+    assert capsys.readouterr().err == (
+        "harness: SIGTERM as the run ended: its entry in the run history was not written "
+        f"(harness runs --outputs {tmp_path} adds it)\n")
 
 
 def test_a_signal_that_came_as_the_run_ended_is_taken_not_raised_later() -> None:

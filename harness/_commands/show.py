@@ -75,10 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if info["failures"]:
         print("\nfailures:")
         for f in info["failures"]:
-            print(
-                f"  {f['instance']}: {one_line(f['reason'] or 'no reason recorded', 1000)} "
-                f"(exit code {f['exit_code']})"
-            )
+            code = "" if f["exit_code"] is None else f" (exit code {f['exit_code']})"
+            print(f"  {f['instance']}: {one_line(f['reason'] or 'no reason recorded', 1000)}"
+                  f"{code}")
     if info["propagation"]:
         print("\nmessage propagation (ms):")
         for topic, p in info["propagation"].items():

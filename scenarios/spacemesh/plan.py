@@ -492,7 +492,7 @@ class Watch:
             if atx_status[0] == 0:
                 why = atx_status[1] or "no PoET proof arrived"
                 if self.atx_after > self.genesis + self.epoch_duration:
-                    return f"restarted miner published no ATX in two epochs: {why}"
+                    return f"miner published no ATX in the two epochs after its (re)start: {why}"
                 return f"miner published no ATX in epoch 0: {why}"
         if now > self.deadline:
             if self.restarted and self.peered_at is None:

@@ -491,6 +491,21 @@ def test_a_right_to_left_override_in_a_reason_is_shown_escaped(
     assert "failed: \\u202edessap" in capsys.readouterr().out
 
 
+def test_show_gives_a_failure_s_exit_code_only_when_it_has_one(
+    run_factory: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An instance the run never started read "not started (interrupted) (exit code None)"."""
+    run_dir = run_factory(failed=(1, 2))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["instances"][1].update(reason="not started (interrupted)", exit_code=None)
+    record["instances"][2].update(reason="failed: boom", exit_code=7)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert main(["show", str(run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  single/1: not started (interrupted)" in lines
+    assert "  single/2: failed: boom (exit code 7)" in lines
+
+
 def test_an_instance_that_never_started_has_no_bar_on_the_timeline(
     run_factory: Callable[..., Path],
 ) -> None:

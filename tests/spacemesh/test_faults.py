@@ -80,6 +80,10 @@ def test_a_restarted_node_is_judged_only_once_it_had_a_peer_to_sync_from() -> No
     peered = {**alone, "connected_peers": 3}
     assert back.step(130.5, peered) is None  # one look to sync first
     assert back.step(131.5, peered) == ""
+    no_atx = Watch.of("miner", target=40, genesis=100.0, layer_duration=1.0,
+                      params=QUICK.params(), check_slack=5.0, restarted_at=130.0)  # fmt: skip
+    assert no_atx.step(no_atx.atx_after + 1, peered, (0, "")) == (  # late joiners' too
+        "miner published no ATX in the two epochs after its (re)start: no PoET proof arrived")
     never_stopped = Watch.of("miner", target=4, genesis=100.0, layer_duration=1.0,
                              params=QUICK.params(), check_slack=5.0)  # fmt: skip
     assert never_stopped.step(130.5, alone) == ""  # its own view counts (a partition's)
