@@ -1,6 +1,6 @@
 """The command's entry point, for the `harness` script and `python -m harness`: a Ctrl-C
 while the CLI's modules are imported (~13 ms) exits 130 with one line, as one during the
-run does, not with a traceback; so do SIGTERM and SIGHUP, from the start."""
+run does, not with a traceback; so do SIGTERM, SIGHUP and SIGQUIT, from the start."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     """Import the CLI and run it on `sys.argv`; its exit code."""
-    # SIGTERM and SIGHUP end the command as Ctrl-C does (130, one line) from its first
-    # moment: until a run's own handlers came (~0.5 s in) they killed it with 143 and no
-    # word. Left alone where ignored (nohup).
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGTERM, SIGHUP and SIGQUIT end the command as Ctrl-C does (130, one line) from its
+    # first moment: until a run's own handlers came (~0.5 s in) they killed it with 143
+    # and no word. Left alone where ignored (nohup).
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         if signal.getsignal(sig) == signal.SIG_DFL:
             signal.signal(sig, _interrupt)
     try:

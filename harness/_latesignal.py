@@ -8,12 +8,13 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+"""The signals that interrupt a run (`harness._supervisor`), and that once it has ended
+cut only its report short."""
 
 
 class LateSignal(BaseException):
-    """A SIGINT, SIGTERM or SIGHUP (its name the argument) after the run's end was
-    recorded."""
+    """One of `SIGNALS` (its name the argument) after the run's end was recorded."""
 
 
 def _ours() -> list[signal.Signals]:
@@ -29,8 +30,8 @@ _in_command = False  # `harness._entry` runs the command in this process, then i
 
 def command_exits_after_its_run() -> None:
     """Told by the command's entry point (never by a library caller, whose handlers are its
-    own): once a run's report is written or cut short (`late_signals_raise`), SIGINT,
-    SIGTERM and SIGHUP do nothing until the process exits. What is left is printing the
+    own): once a run's report is written or cut short (`late_signals_raise`), `SIGNALS`
+    do nothing until the process exits. What is left is printing the
     summary and exiting, and Python gives its own handlers back to the default as it
     exits: a signal then killed a command whose run had passed (143), or made it exit 130."""
     global _in_command
@@ -39,7 +40,7 @@ def command_exits_after_its_run() -> None:
 
 @contextlib.contextmanager
 def late_signals_raise() -> Iterator[None]:
-    """While inside, SIGINT, SIGTERM and SIGHUP raise `LateSignal` (in the main thread;
+    """While inside, `SIGNALS` raise `LateSignal` (in the main thread;
     elsewhere nothing changes); after, they do what they did before, or nothing in the
     command (`command_exits_after_its_run`). Before, Ctrl-C while a passed run's report
     was written ended the command with 130, SIGTERM killed it, and run.json said the run

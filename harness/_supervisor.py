@@ -32,7 +32,7 @@ from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
-from harness._latesignal import LateSignal, late_signals_raise
+from harness._latesignal import SIGNALS, LateSignal, late_signals_raise
 from harness._listen import Listen, bind, inherited
 from harness._liveness import (
     LAST_SEEN_EVERY_S,
@@ -186,10 +186,10 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
 
 
 def _handled_signals() -> list[int]:
-    """The signals that interrupt a run: SIGINT, SIGTERM, and SIGHUP unless this process
-    was started ignoring it (nohup), as `harness._entry` leaves it."""
-    ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
-    return [signal.SIGINT, signal.SIGTERM, *([] if ignored else [signal.SIGHUP])]
+    """The signals that interrupt a run: SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\\, which
+    killed the supervisor with everything left), those this process was not started
+    ignoring (nohup ignores SIGHUP), as `harness._entry` leaves them."""
+    return [s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
 
 
 async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
@@ -875,7 +875,7 @@ class Supervisor:
         return True
 
     async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-        """On SIGINT/SIGTERM/SIGHUP: start nothing more, SIGTERM what runs, then end the run (the
+        """On one of `SIGNALS`: start nothing more, SIGTERM what runs, then end the run (the
         set-up, if it is still going, at once)."""
         async for signum in signals:
             self.interrupted = True
@@ -935,8 +935,8 @@ class Supervisor:
 
     def _conductor(self, state: SyncState) -> Conductor:
         self.fault_actions = FaultActions(self)
-        return Conductor(self.spec.faults, self.spec.members, self.fault_actions, state, self.record,
-                         JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run,
+        return Conductor(self.spec.faults, self.spec.members, self.fault_actions, state,
+                         self.record, JsonlWriter(self.run_dir / "faults.jsonl"), self.fail_run,
                          self.spec.timeout_s)
 
     async def _make_cgroups_soon(self) -> None:

@@ -422,7 +422,9 @@ def test_bad_faults_are_refused_before_anything_starts(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_a_skew_reaches_python_instances_and_the_programs_it_may_select_and_is_undone(tmp_path: Path) -> None:
+def test_a_skew_reaches_python_instances_and_the_programs_it_may_select_and_is_undone(
+    tmp_path: Path,
+) -> None:
     comp = tmp_path / "clock.toml"
     comp.write_text(textwrap.dedent("""
         [global]

@@ -13,11 +13,12 @@ import pytest
 import trio
 
 from harness import _supervisor
+from harness._latesignal import SIGNALS
 
 from .conftest import ROOT
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+@pytest.mark.parametrize("sig", SIGNALS,
                          ids=lambda s: s.name)
 def test_a_signal_while_the_report_is_written_skips_the_rest_and_says_how_to_make_it(
     sig: signal.Signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -75,7 +76,7 @@ def test_a_signal_that_came_as_the_run_ended_is_taken_not_raised_later() -> None
     assert trio.run(main) == (None, "SIGINT")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+@pytest.mark.parametrize("sig", SIGNALS,
                          ids=lambda s: s.name)
 def test_a_signal_once_the_summary_is_printed_leaves_the_exit_code_the_verdict_s(
     sig: signal.Signals, tmp_path: Path
