@@ -11,6 +11,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from netem._cleanup._manifest import process_start
+
 CACHE_ENV = "NETEM_USERSPACE_CACHE"
 """Environment variable naming the directory built engines are kept in."""
 
@@ -102,18 +104,9 @@ def _remove_killed_builds(cache: Path) -> None:
     for path in cache.glob(f"{_BUILD}*"):
         pid = path.name[len(_BUILD):].split("-", 1)[0]
         try:
-            if (pid.isdigit() and _alive(int(pid))) or now - path.stat().st_mtime < STALE_BUILD_S:
+            if now - path.stat().st_mtime < STALE_BUILD_S:
                 continue
         except OSError:
             continue  # gone meanwhile
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's, or no pid at all: not known to be gone
-    return True
+        if not (pid.isdigit() and process_start(int(pid)) is not None):
+            shutil.rmtree(path, ignore_errors=True)
