@@ -11,8 +11,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from netem._cleanup._manifest import process_start
-
 CACHE_ENV = "NETEM_USERSPACE_CACHE"
 """Environment variable naming the directory built engines are kept in."""
 
@@ -108,5 +106,16 @@ def _remove_killed_builds(cache: Path) -> None:
                 continue
         except OSError:
             continue  # gone meanwhile
-        if not (pid.isdigit() and process_start(int(pid)) is not None):
+        if not (pid.isdigit() and _alive(int(pid))):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    # (Not netem._cleanup's process_start: this module is imported where pyroute2 is not.)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's, or no pid at all: not known to be gone
+    return True
