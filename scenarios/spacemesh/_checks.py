@@ -7,6 +7,7 @@ in a list of reports and sees the check name it.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 
@@ -86,17 +87,28 @@ def unconfirmed(report: Report, target: int) -> int | None:
 
 
 def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[str]:
-    """Every node has the same layer hashes for layers `first`..`target`."""
+    """Every node has the same layer hashes for layers `first`..`target`. Each node that
+    differs is named against the view most nodes hold (the first node's when no view has
+    more): against the first node's, a minority's gateway made every node of the majority
+    read as the one that diverged."""
     ok = _ok(reports)
     if not ok:
         return []
-    reference = min(ok, key=lambda r: r.seq)
+
+    def view(r: Report) -> tuple[str, ...]:
+        return tuple(r.hashes[first:target + 1])
+
+    held = Counter(map(view, ok))
+    reference = min(ok, key=lambda r: (-held[view(r)], r.seq))
+    others = held[view(reference)] - 1
+    by = f"{reference.instance} and {others} other{'s' * (others > 1)} have" if others else \
+        f"{reference.instance} has"
     problems = []
     for r in ok:
         layer = _first_difference(r.hashes, reference.hashes, first, target)
         if layer is not None:
             problems.append(f"layer {layer}: {r.instance} has hash {r.hashes[layer][:12]}, "
-                            f"{reference.instance} has {reference.hashes[layer][:12]}")  # fmt: skip
+                            f"{by} {reference.hashes[layer][:12]}")  # fmt: skip
     return problems
 
 

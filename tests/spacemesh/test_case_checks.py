@@ -108,6 +108,18 @@ def test_smeshing_fails_when_applied_transfers_moved_no_funds() -> None:
     assert any(p.startswith("i4: transfers not received") for p in problems)
 
 
+def test_a_diverging_node_is_named_against_the_view_most_nodes_hold() -> None:
+    """The first node's view was the reference: with it on the minority's side of a
+    partition, every node of the majority was named as the one that diverged."""
+    split = ["aa", "XX", "cc", "dd", "ee", "ff", "00"]
+    minority_first = network(n1={"hashes": split})
+    assert checks.same_hashes(minority_first, 6) == [
+        "layer 1: i1 has hash XX, i2 and 2 others have bb"]
+    halves = network(n1={"hashes": split}, n3={"hashes": split})  # 2 against 2: the first's
+    assert checks.same_hashes(halves, 6) == ["layer 1: i2 has hash bb, i1 and 1 other have XX",
+                                             "layer 1: i4 has hash bb, i1 and 1 other have XX"]
+
+
 def test_add_nodes_fails_when_a_late_node_did_not_sync_from_genesis() -> None:
     # A sync that starts late: the joiner lacks (or differs on) the early layers.
     late = network(n4={"hashes": ["??", "bb", "cc", "dd", "ee", "ff", "00"]})
