@@ -17,12 +17,20 @@ class LateSignal(BaseException):
     """One of `SIGNALS` (its name the argument) after the run's end was recorded."""
 
 
+def handled() -> list[signal.Signals]:
+    """Of `SIGNALS`, those a run takes: SIGINT and SIGTERM always (a shell starts a
+    background job ignoring SIGINT, and `kill -INT` must still stop its run), SIGHUP and
+    SIGQUIT unless this process was started ignoring them (nohup's promise: a closed
+    terminal must not act)."""
+    always = (signal.SIGINT, signal.SIGTERM)
+    return [s for s in SIGNALS if s in always or signal.getsignal(s) != signal.SIG_IGN]
+
+
 def _ours() -> list[signal.Signals]:
-    """The signals to take here: in the main thread (the only one that may take them),
-    those not ignored (nohup leaves SIGHUP so: a closed terminal must not act)."""
+    """`handled()`, in the main thread (the only one that may take signals)."""
     if threading.current_thread() is not threading.main_thread():
         return []
-    return [s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
+    return handled()
 
 
 _in_command = False  # `harness._entry` runs the command in this process, then it exits

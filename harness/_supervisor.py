@@ -32,7 +32,7 @@ from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
-from harness._latesignal import SIGNALS, LateSignal, late_signals_raise
+from harness._latesignal import LateSignal, handled, late_signals_raise
 from harness._listen import Listen, bind, inherited
 from harness._liveness import (
     LAST_SEEN_EVERY_S,
@@ -185,11 +185,6 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     return result
 
 
-def _handled_signals() -> list[int]:
-    """The signals that interrupt a run: SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\\, which
-    killed the supervisor with everything left), those this process was not started
-    ignoring (nohup ignores SIGHUP), as `harness._entry` leaves them."""
-    return [s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
 
 
 async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
@@ -440,7 +435,7 @@ class Supervisor:
         # From the first moment: SIGINT/SIGTERM must never find the default handlers, nor
         # SIGHUP (the terminal closed, an ssh session lost), which killed it leaving all.
         # An ignored SIGHUP stays so (nohup: a closed terminal must not end the run).
-        with trio.open_signal_receiver(*_handled_signals()) as signals:
+        with trio.open_signal_receiver(*handled()) as signals:
             try:
                 try:
                     await self._supervise(signals)
@@ -875,7 +870,7 @@ class Supervisor:
         return True
 
     async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-        """On one of `SIGNALS`: start nothing more, SIGTERM what runs, then end the run (the
+        """On a signal it handles: start nothing more, SIGTERM what runs, then end the run (the
         set-up, if it is still going, at once)."""
         async for signum in signals:
             self.interrupted = True

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from harness import _supervisor
-from harness._latesignal import SIGNALS
+from harness._latesignal import SIGNALS, handled
 
 from .conftest import ROOT
 
@@ -95,3 +95,19 @@ def test_a_signal_once_the_summary_is_printed_leaves_the_exit_code_the_verdict_s
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, (proc.returncode, out, err)
     assert "PASSED" in first and out.rstrip().endswith("report.html"), out  # the whole summary
+
+
+def test_a_run_takes_sigint_and_sigterm_always_and_sighup_and_sigquit_unless_ignored() -> None:
+    """A shell starts a background job ignoring SIGINT and SIGQUIT: `kill -INT` must still
+    stop its run, while nohup's ignored SIGHUP stays ignored."""
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    try:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        assert handled() == list(SIGNALS)
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        assert handled() == [signal.SIGINT, signal.SIGTERM]
+    finally:
+        for s, was in before.items():
+            signal.signal(s, was)
