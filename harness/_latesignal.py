@@ -1,4 +1,5 @@
-"""Signals that come once a run has ended: they cut its report short, not its verdict."""
+"""The signals that interrupt a run, and what they do once it has ended: cut its report
+short, never change its verdict."""
 
 from __future__ import annotations
 
@@ -38,20 +39,21 @@ _in_command = False  # `harness._entry` runs the command in this process, then i
 
 def command_exits_after_its_run() -> None:
     """Told by the command's entry point (never by a library caller, whose handlers are its
-    own): once a run's report is written or cut short (`late_signals_raise`), `SIGNALS`
-    do nothing until the process exits. What is left is printing the summary and exiting,
-    and Python gives its own handlers back to the default as it exits: a signal then
-    killed a command whose run had passed (143), or made it exit 130."""
+    own): once a run's report is written or cut short (`late_signals_raise`), the
+    `handled()` signals do nothing until the process exits. What is left is printing the
+    summary and exiting, and Python gives its own handlers back to the default as it
+    exits: a signal then killed a command whose run had passed (143), or made it exit 130."""
     global _in_command
     _in_command = True
 
 
 @contextlib.contextmanager
 def late_signals_raise() -> Iterator[None]:
-    """While inside, `SIGNALS` raise `LateSignal` (in the main thread; elsewhere nothing
-    changes); after, they do what they did before, or nothing in the command
-    (`command_exits_after_its_run`). Before, Ctrl-C while a passed run's report was written
-    ended the command with 130, SIGTERM killed it, and run.json said the run passed."""
+    """While inside, the `handled()` signals raise `LateSignal` (in the main thread;
+    elsewhere nothing changes); after, they do what they did before, or nothing in the
+    command (`command_exits_after_its_run`). Before, Ctrl-C while a passed run's report was
+    written ended the command with 130, SIGTERM killed it, and run.json said the run
+    passed."""
 
     def raise_(signum: int, frame: FrameType | None) -> None:
         raise LateSignal(signal.Signals(signum).name)
