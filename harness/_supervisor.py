@@ -185,8 +185,6 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
     return result
 
 
-
-
 async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
     """The name of the next signal the receiver holds or gets within `within` seconds."""
     with trio.CancelScope(shield=True), trio.move_on_after(within):
@@ -433,8 +431,8 @@ class Supervisor:
         """The whole run; returns once everything it created is gone. Whatever ends it,
         run.json records how it ended (never "running")."""
         # From the first moment: SIGINT/SIGTERM must never find the default handlers, nor
-        # SIGHUP (the terminal closed, an ssh session lost), which killed it leaving all.
-        # An ignored SIGHUP stays so (nohup: a closed terminal must not end the run).
+        # SIGHUP (the terminal closed, an ssh session lost) or SIGQUIT (Ctrl-\), which
+        # killed it leaving all. Ignored, those two stay so (`handled`: nohup's promise).
         with trio.open_signal_receiver(*handled()) as signals:
             try:
                 try:

@@ -186,6 +186,7 @@ async def start(env: sdk.RunEnv) -> None:
     schedule = _fault_schedule(env)  # checked with the other params (_runcheck) before
     node_index = env.global_seq - int(p["poets"])  # in a schedule: gateways, then miners
     expected = expected_reports(p, nodes)
+    checking = n - (nodes - expected)  # instances that check: every one's checks wait for them
     shared = equivocators(p, nodes)
     first_miner = int(p["gateways"])
     late_count = int(p.get("late", 0))
@@ -264,7 +265,7 @@ async def start(env: sdk.RunEnv) -> None:
                 f"PoET broadcast {delivered} proofs; {len(reports)} reports; {made}"
             )
         else:
-            if env.is_restart and await _reached(env.sync, CHECKED, n - (nodes - expected)):
+            if env.is_restart and await _reached(env.sync, CHECKED, checking):
                 raise sdk.TestFailure(
                     "started again after every node that must report had made its checks "
                     "and ended: no network is left to sync from (start it again earlier, or "
@@ -335,7 +336,7 @@ async def start(env: sdk.RunEnv) -> None:
             problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
         if not problems:
             # Keep serving until every instance has checked: others may still query us.
-            await env.sync.signal_and_wait(CHECKED, n - (nodes - expected))
+            await env.sync.signal_and_wait(CHECKED, checking)
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
