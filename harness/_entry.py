@@ -1,30 +1,26 @@
 """The command's entry point, for the `harness` script and `python -m harness`: a Ctrl-C
 while the CLI's modules are imported (~13 ms) exits 130 with one line, as one during the
-run does, not with a traceback; so do SIGTERM, SIGHUP and SIGQUIT, from the start."""
+run does, not with a traceback; so do SIGTERM, SIGHUP and the other signals a run takes
+(`harness._latesignal.SIGNALS`), from the start."""
 
 from __future__ import annotations
 
 import signal
-from types import FrameType
 
+from harness._latesignal import SIGNALS, command_exits_after_its_run, interrupt
 from harness._tell import tell
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> int:
     """Import the CLI and run it on `sys.argv`; its exit code."""
-    # SIGTERM, SIGHUP and SIGQUIT end the command as Ctrl-C does (130, one line) from its
-    # first moment: until a run's own handlers came (~0.5 s in) they killed it with 143
-    # and no word. Left alone where ignored (nohup).
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    # They end the command as Ctrl-C does (130, one line) from its first moment: until a
+    # run's own handlers came (~0.5 s in) they killed it with 143 and no word. Left alone
+    # where ignored (nohup).
+    for sig in SIGNALS:
         if signal.getsignal(sig) == signal.SIG_DFL:
-            signal.signal(sig, _interrupt)
+            signal.signal(sig, interrupt)
     try:
         from harness._cli import main as cli
-        from harness._latesignal import command_exits_after_its_run
     except KeyboardInterrupt:
         tell("harness: interrupted")
         return 130

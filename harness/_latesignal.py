@@ -9,25 +9,47 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+SIGNALS: tuple[int, ...] = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGALRM, signal.SIGXCPU, signal.SIGIO, signal.SIGPWR,
+    signal.SIGSTKFLT, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 """The signals that interrupt a run (`harness._supervisor`), and that once it has ended
-cut only its report short."""
+cut only its report short: every signal whose default action ends a process and that a
+process can take, but those its own code raises (SIGSEGV, SIGABRT and the like), the two
+Python ignores (SIGPIPE, SIGXFSZ) and the profilers' timers (SIGPROF, SIGVTALRM). Left at
+their default, `kill -USR1` ended a run with nothing it had made removed."""
 
 
 class LateSignal(BaseException):
     """One of `SIGNALS` (its name the argument) after the run's end was recorded."""
 
 
-def handled() -> list[signal.Signals]:
+def signal_name(signum: int) -> str:
+    """`signum`'s name: SIGTERM, SIGRTMIN+3."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # the enum names only the first and the last real-time signal
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    """The command's handler of `SIGNALS` until a run takes them (`harness._entry`): each
+    ends it as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def handled() -> list[int]:
     """Of `SIGNALS`, those a run takes: SIGINT and SIGTERM always (a shell starts a
-    background job ignoring SIGINT, and `kill -INT` must still stop its run), SIGHUP and
-    SIGQUIT unless this process was started ignoring them (nohup's promise: a closed
-    terminal must not act)."""
+    background job ignoring SIGINT, and `kill -INT` must still stop its run), the others
+    when at their default or the command's `interrupt`: not when this process was started
+    ignoring them (nohup's promise: a closed terminal must not act), nor when a program
+    that runs the harness within it handles them itself."""
     always = (signal.SIGINT, signal.SIGTERM)
-    return [s for s in SIGNALS if s in always or signal.getsignal(s) != signal.SIG_IGN]
+    ours = (signal.SIG_DFL, interrupt)
+    return [s for s in SIGNALS if s in always or signal.getsignal(s) in ours]
 
 
-def _ours() -> list[signal.Signals]:
+def _ours() -> list[int]:
     """`handled()`, in the main thread (the only one that may take signals)."""
     if threading.current_thread() is not threading.main_thread():
         return []
@@ -56,7 +78,7 @@ def late_signals_raise() -> Iterator[None]:
     passed."""
 
     def raise_(signum: int, frame: FrameType | None) -> None:
-        raise LateSignal(signal.Signals(signum).name)
+        raise LateSignal(signal_name(signum))
 
     before = {s: signal.signal(s, raise_) for s in _ours()}
     try:

@@ -6,6 +6,7 @@ import dataclasses
 import signal
 from typing import Any
 
+from harness._latesignal import signal_name
 from harness.observe._runrecord import InstanceRecord
 from harness.plans import InstanceSpec
 from harness.sync._protocol import OUTCOME_EVENTS, EventType
@@ -117,10 +118,7 @@ class InstanceState:
         if self.status is None:
             return False, "did not start"
         if self.status < 0:
-            try:
-                name = signal.Signals(-self.status).name
-            except ValueError:
-                name = f"signal {-self.status}"
+            name = signal_name(-self.status)
             oom = ": out of memory (its cgroup's memory limit)" if self.oom_killed else ""
             said = self._said() if quote else ""
             return False, f"killed by {name}{oom}{self._children_oom()}{said}"

@@ -32,7 +32,7 @@ from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
-from harness._latesignal import LateSignal, handled, late_signals_raise
+from harness._latesignal import LateSignal, handled, late_signals_raise, signal_name
 from harness._listen import Listen, bind, inherited
 from harness._liveness import (
     LAST_SEEN_EVERY_S,
@@ -188,7 +188,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
 async def _next_signal(signals: AsyncIterator[int], within: float) -> str | None:
     """The name of the next signal the receiver holds or gets within `within` seconds."""
     with trio.CancelScope(shield=True), trio.move_on_after(within):
-        return signal.Signals(await signals.__anext__()).name
+        return signal_name(await signals.__anext__())
     return None
 
 
@@ -872,10 +872,10 @@ class Supervisor:
         set-up, if it is still going, at once)."""
         async for signum in signals:
             self.interrupted = True
-            name = signal.Signals(signum).name
+            signame = signal_name(signum)
             if self.progress:
-                self.progress.note(f"{name}: stopping every instance")
-            self.record({"kind": "phase", "name": "interrupted", "signal": name})
+                self.progress.note(f"{signame}: stopping every instance")
+            self.record({"kind": "phase", "name": "interrupted", "signal": signame})
             self._stop_all("interrupted")
             # Give instances their SIGTERM before the nursery's cancellation kills them,
             # and those that ignore it the time to be reaped after their SIGKILL (at

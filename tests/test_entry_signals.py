@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGQUIT"])
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGALRM"])
 def test_sigterm_and_sighup_before_a_run_starts_end_as_an_interruption(sig: str) -> None:
     """In the command's first half second, before a run's own handlers, they killed it:
     exit 143 or 129 and not a word."""
