@@ -485,7 +485,8 @@ class Supervisor:
         self.made_run_dir = True  # and kept from here on, whatever ends the run
         if self.options.on_run_dir:
             self.options.on_run_dir(self.run_dir)
-        state = SyncState([i.id for i in self.spec.instances], record=self.record)
+        state = SyncState([i.id for i in self.spec.instances], record=self.record,
+                          roles={i.id: i.role for i in self.spec.instances})
         server = SyncServer(state, tokens=self.tokens)  # takes faults once there are instances
         try:
             async with trio.open_nursery() as nursery:

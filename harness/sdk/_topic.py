@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar, cast
 
@@ -48,11 +48,11 @@ class Topic(Generic[T]):
 
     @asynccontextmanager
     async def subscribe(
-        self, sync: SyncClient, *, expect: int | None = None
+        self, sync: SyncClient, *, expect: int | None = None, roles: Sequence[str] | None = None
     ) -> AsyncIterator[AsyncIterator[T]]:
-        """Every message of the topic, decoded, from the first; `expect` as in
+        """Every message of the topic, decoded, from the first; `expect` and `roles` as in
         `SyncClient.subscribe`."""
-        async with sync.subscribe(self.name, expect=expect) as sub:
+        async with sync.subscribe(self.name, expect=expect, roles=roles) as sub:
 
             async def items() -> AsyncIterator[T]:
                 async for payload in sub:
@@ -61,17 +61,23 @@ class Topic(Generic[T]):
             yield items()
 
     async def collect(
-        self, sync: SyncClient, count: int, *, one_per_instance: bool = False
+        self, sync: SyncClient, count: int, *, one_per_instance: bool = False,
+        roles: Sequence[str] | None = None,
     ) -> list[T]:
         """The first `count` messages (waits for them).
 
         `one_per_instance`: each instance publishes at most one message here, so waiting
         fails with SubscriptionFailed, naming the instances that ended without publishing,
-        as soon as too few are left to make up `count`."""
+        as soon as too few are left to make up `count`. `roles` (with it): only instances
+        of these roles publish here (a server that collects its clients' results)."""
+        if roles is not None and not one_per_instance:
+            raise ValueError("collect: roles counts the instances that publish once; give "
+                             "one_per_instance=True too")
         out: list[T] = []
         if count <= 0:
             return out
-        async with self.subscribe(sync, expect=count if one_per_instance else None) as items:
+        expect = count if one_per_instance else None
+        async with self.subscribe(sync, expect=expect, roles=roles) as items:
             async for item in items:
                 out.append(item)
                 if len(out) >= count:

@@ -8,7 +8,7 @@ import itertools
 import math
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -207,13 +207,17 @@ class SyncClient:
 
     @asynccontextmanager
     async def subscribe(
-        self, topic: str, *, expect: int | None = None
+        self, topic: str, *, expect: int | None = None, roles: Sequence[str] | None = None
     ) -> AsyncIterator[Subscription]:
         """Every message of `topic` from the first, then live, until the block ends.
 
         With `expect`, reading fails with SubscriptionFailed as soon as that many items
         can no longer come: the items published so far plus one from each running instance
-        that has not published to `topic` yet are too few (docs/contracts.md, 4)."""
+        that has not published to `topic` yet are too few (docs/contracts.md, 4). `roles`
+        (with `expect`): only instances of these roles publish here, so only they count."""
+        if roles is not None and expect is None:
+            raise ValueError("subscribe: roles says who publishes what expect counts; "
+                             "give expect too")
         rid = next(self._ids)
         subscription = self._subs[rid] = Subscription(self)
         pending = _Pending()
@@ -221,6 +225,8 @@ class SyncClient:
         request: dict[str, Any] = {"id": rid, "op": "subscribe", "topic": topic}
         if expect is not None:
             request["expect"] = expect
+        if roles is not None:
+            request["roles"] = list(roles)
         try:
             await self._send(request)
             await self._wait(pending, lambda: pending.frame is not None)

@@ -430,7 +430,8 @@ class Connection:
                        self.peer)
         elif op == "subscribe":
             st.subscribe(frame["topic"], rid, self.reply, expect=frame.get("expect"),
-                         instance=self.instance, backlog=self._backlog, peer=self.peer)
+                         instance=self.instance, backlog=self._backlog, peer=self.peer,
+                         roles=frame.get("roles"))
         elif op == "cancel":
             target = frame["target"]
             if st.unsubscribe(target, self.reply) or st.cancel_barrier(target, self.reply):

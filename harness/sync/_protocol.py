@@ -123,6 +123,14 @@ def _check_fields(frame: dict[str, Any], op: str, rid: Any) -> None:
         _require(frame, "expect", int, rid)
         if frame["expect"] < 0:
             raise ProtocolError("subscribe: expect must be >= 0", rid)
+    if op == "subscribe" and frame.get("roles") is not None:
+        roles = frame["roles"]
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
+            raise ProtocolError("subscribe: field 'roles' must be a non-empty list of role "
+                                "names", rid)
+        if frame.get("expect") is None:
+            raise ProtocolError("subscribe: field 'roles' says who publishes what 'expect' "
+                                "counts, and needs it", rid)
     if op == "publish" and "payload" not in frame:
         raise ProtocolError("publish: field 'payload' is missing", rid)
     if op == "cancel":

@@ -8,7 +8,7 @@ when an instance ends, never on a tick.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -93,6 +93,7 @@ class _Subscriber:
     instance: str | None = None
     peer: Hashable | None = None
     backlog: Backlogged | None = None  # while its backlog is being sent
+    publishers: frozenset[str] | None = None  # who may publish what it expects (None: all)
 
     def end(self) -> None:
         """The subscription has ended: nothing more of its backlog goes out."""
@@ -147,13 +148,16 @@ class SyncState:
     """Topics, states and barriers of one run.
 
     `instances` are the ids expected to take part; with them the state can tell when a
-    barrier can no longer be met. Without (None), barriers only wait.
+    barrier can no longer be met. Without (None), barriers only wait. `roles`: each
+    instance's role, for subscriptions that expect items from some roles only.
     """
 
-    def __init__(self, instances: Collection[str] | None = None, record: Recorder | None = None):
+    def __init__(self, instances: Collection[str] | None = None, record: Recorder | None = None,
+                 roles: Mapping[str, str] | None = None):
         self._topics: dict[str, _Topic] = {}
         self._states: dict[str, _State] = {}
         self._running: set[str] | None = set(instances) if instances is not None else None
+        self._roles = dict(roles or {})
         self._total = len(self._running or ())
         self._ended: dict[str, str] = {}
         self._record = record or (lambda event: None)
@@ -250,22 +254,28 @@ class SyncState:
                                 st.signalled_by | st.watchers, "signalling", target)
 
     def _unmeetable(
-        self, what: str, count: int, counted: str, done_by: set[str], doing: str, target: int
+        self, what: str, count: int, counted: str, done_by: set[str], doing: str, target: int,
+        among: frozenset[str] | None = None,
     ) -> str | None:
         """Why `target` can no longer be reached, or None: `count` so far, plus at most
-        one more from each running instance not in `done_by`, is too few."""
+        one more from each running instance (of `among`, if given) not in `done_by`, is too
+        few."""
         if self._running is None:
             return None
-        can_still_come = len(self._running - done_by)
+        running = self._running if among is None else self._running & among
+        can_still_come = len(running - done_by)
         if count + can_still_come >= target:
             return None
         why = (
             f"{what} can no longer reach {target}: {count} {counted}, at most "
             f"{can_still_come} more can"
         )
-        if target > self._total:  # a plan's mistake, not an instance that ended
-            why += f"; the run has only {self._total} instances"
-        gone = sorted(i for i in self._ended if i not in done_by)
+        total = self._total if among is None else len(among)
+        if target > total:  # a plan's mistake, not an instance that ended
+            why += (f"; the run has only {total} instances" if among is None
+                    else f"; only {total} instances may publish it")
+        gone = sorted(i for i in self._ended
+                      if i not in done_by and (among is None or i in among))
         if gone:
             why += f"; ended without {doing}: " + "; ".join(
                 f"{i} ({self._ended[i]})" for i in gone[:10]
@@ -341,16 +351,27 @@ class SyncState:
         instance: str | None = None,
         backlog: Backlog | None = None,
         peer: Hashable | None = None,
+        roles: Collection[str] | None = None,
     ) -> None:
         """Send every message of `topic` so far, in order, then each new one.
 
         With `expect`, the subscription waits for that many items and fails with an error
         reply as soon as they can no longer come: the items published so far plus one from
-        each running instance that has not published to `topic` yet are too few (as a
-        barrier fails). `backlog`, if given, takes the items so far in one call. `peer`:
-        the subscribing client's process, if known (a publish's replies take turns by it)."""
+        each running instance (of `roles`, if given) that has not published to `topic` yet
+        are too few (as a barrier fails). `backlog`, if given, takes the items so far in
+        one call. `peer`: the subscribing client's process, if known (a publish's replies
+        take turns by it)."""
         t = self._topics.setdefault(topic, _Topic())
         sub = _Subscriber(request_id, reply, frame_prefix(request_id), expect, instance, peer)
+        if roles is not None and self._running is not None:
+            unknown = sorted(set(roles) - set(self._roles.values()))
+            if unknown:
+                known = ", ".join(sorted(set(self._roles.values()) - {""})) or "none"
+                self._fail_reply(reply, request_id, (
+                    f"subscription to {topic!r}: no instance has the role "
+                    f"{', '.join(map(repr, unknown))} (the run's roles: {known})"))
+                return
+            sub.publishers = frozenset(i for i, role in self._roles.items() if role in roles)
         if expect is not None and len(t.payloads) < expect and self._check_expectation(
             topic, t, sub
         ):
@@ -373,7 +394,7 @@ class SyncState:
             return True
         reason = self._unmeetable(
             f"subscription to {topic!r}", len(t.payloads), "published", t.published_by,
-            "publishing", sub.expect,
+            "publishing", sub.expect, sub.publishers,
         )
         if reason is None:
             return False

@@ -94,6 +94,8 @@ GATEWAYS = sdk.Topic("gateways", GatewayAddr)
 POETS_SERVING = "poets-serving"
 """The state each PoET signals once it answers submissions."""
 REPORTS = sdk.Topic("reports", Report)
+REPORTERS = ("gateway", "miner")
+"""The roles whose instances publish a report, each once: the PoETs publish none."""
 NODES = sdk.Topic("nodes", NodeAddr)
 TXS = sdk.Topic("transactions", list)
 
@@ -257,7 +259,7 @@ async def start(env: sdk.RunEnv) -> None:
                 )
             )
             await env.sync.signal_entry(POETS_SERVING)
-            reports = await REPORTS.collect(env.sync, expected)
+            reports = await _collect_reports(env, expected)
             problems = case_problems(p, reports, target, bad_keys, await _tx_ids(env))
             delivered = sum(1 for b in service.broadcasts.values() if b.delivered)
             made = checks.blocks_made(reports, params.layers_per_epoch, target)
@@ -326,7 +328,7 @@ async def start(env: sdk.RunEnv) -> None:
             await REPORTS.publish(env.sync, mine)
             if mine.error:
                 raise sdk.TestFailure(mine.error)
-            reports = judged_reports(await REPORTS.collect(env.sync, expected), mine)
+            reports = judged_reports(await _collect_reports(env, expected), mine)
             if expected == nodes:
                 # Every node has reported: nobody needs this one's gossip any more, and on
                 # a loaded machine its protocol would slow every instance's checks (at 100
@@ -340,6 +342,16 @@ async def start(env: sdk.RunEnv) -> None:
         tg.cancel_scope.cancel()
     if problems:
         raise sdk.TestFailure("; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+
+
+async def _collect_reports(env: sdk.RunEnv, expected: int) -> list[Report]:
+    """The first `expected` nodes' reports; as soon as too many nodes have ended without
+    one, a failure naming them (it waited for the run's timeout, naming none)."""
+    try:
+        return await REPORTS.collect(env.sync, expected, one_per_instance=True,
+                                     roles=REPORTERS)
+    except sdk.SubscriptionFailed as e:
+        raise sdk.TestFailure(f"too few nodes reported: {e}") from None
 
 
 async def _reached(sync: sdk.SyncClient, state: str, target: int) -> bool:

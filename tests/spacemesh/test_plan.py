@@ -322,6 +322,32 @@ def test_miners_started_again_after_the_network_ended_fail_saying_so(tmp_path: P
                for r in failed.values()), failed
 
 
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="local:netns here needs root")
+def test_more_nodes_dead_than_may_fail_fails_at_once_naming_them(tmp_path: Path) -> None:
+    """The PoET and the nodes waited for reports that could no longer come, to the run's
+    timeout, which named none of the dead: the PoET, which publishes no report, counted as
+    one that still might."""
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[faults]]\nat = "8s"\naction = "kill"\n'
+                      'targets = { instances = ["single/5", "single/6", "single/7"] }\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "spacemesh:failed_nodes", "-i", "8", "-q",
+         "-p", "may_fail=20", "--faults", str(faults), "--outputs", str(tmp_path / "out"),
+         "--timeout", "120"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = json.loads((only_run_dir(tmp_path / "out") / "run.json").read_text())
+    assert "timeout" not in run["reason"], run["reason"]
+    # 7 nodes, 20 % of the 6 miners may fail: 5 reports expected, at most 4 can come
+    assert ("first: single/0: failed: TestFailure: too few nodes reported: subscription to "
+            "'reports' can no longer reach 5: 0 published, at most 4 more can; ended without "
+            "publishing: single/5 (killed by fault 0 (kill)); single/6 (killed by fault 0 "
+            "(kill)); single/7 (killed by fault 0 (kill))") in run["reason"], run["reason"]
+
+
 def _faults(tmp_path: Path, partition_s: float | None) -> Path:
     """A halves partition at 8 s, for `partition_s` (None: never healed)."""
     until = f'duration = "{partition_s}s"\n' if partition_s else ""

@@ -32,9 +32,10 @@ async def serving(server: SyncServer) -> AsyncIterator[str]:
 async def running_server(
     instances: list[str] | None = None,
     network: NetworkHandler | None = None,
+    roles: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[str, SyncState, list[dict[str, Any]]]]:
     events: list[dict[str, Any]] = []
-    state = SyncState(instances, record=events.append)
+    state = SyncState(instances, record=events.append, roles=roles)
     async with serving(SyncServer(state, network)) as path:
         yield path, state, events
 

@@ -74,6 +74,81 @@ def test_an_instance_that_published_is_not_counted_on_again() -> None:
     run(main)
 
 
+ROLES = {"s/0": "server", "c/0": "client", "c/1": "client", "c/2": "client"}
+
+
+def test_with_roles_only_their_instances_count_as_publishers() -> None:
+    """A server that collects its clients' results: it counted itself (and any other role)
+    as one that may still publish, so a client's death left it waiting to the timeout."""
+
+    async def main() -> None:
+        async with (
+            running_server(list(ROLES), roles=ROLES) as (path, state, events),
+            connect_unix(path, "s/0") as server,
+            connect_unix(path, "c/0") as client,
+        ):
+            await client.publish("results", "ok")
+            async with server.subscribe("results", expect=3, roles=["client"]) as items:
+                assert await items.__anext__() == "ok"
+                state.instance_ended("c/1", "killed by SIGKILL")  # 1 + c/2: 2 < 3
+                with trio.fail_after(5), pytest.raises(SubscriptionFailed) as err:
+                    await items.__anext__()
+            # Without roles the server itself counts: 1 + s/0 + c/2 = 3, it waits.
+            async with server.subscribe("results", expect=3) as items:
+                assert await items.__anext__() == "ok"
+                with trio.move_on_after(0.3) as waited:
+                    await items.__anext__()
+                assert waited.cancelled_caught
+        assert str(err.value) == (
+            "subscription to 'results' can no longer reach 3: 1 published, at most 1 more "
+            "can; ended without publishing: c/1 (killed by SIGKILL)")
+        assert [e["status"] for e in events if e["kind"] == "subscription"] == ["failed"]
+
+    run(main)
+
+
+def test_roles_name_only_the_ended_instances_of_those_roles_and_say_when_too_few() -> None:
+    async def main() -> None:
+        async with (
+            running_server(list(ROLES), roles=ROLES) as (path, state, _),
+            connect_unix(path, "c/0") as client,
+        ):
+            state.instance_ended("s/0", "exit code 1")  # not a publisher: not named
+            with trio.fail_after(5), pytest.raises(SubscriptionFailed) as err:
+                async with client.subscribe("results", expect=4, roles=["client"]):
+                    pass
+            assert str(err.value) == (
+                "subscription to 'results' can no longer reach 4: 0 published, at most 3 "
+                "more can; only 3 instances may publish it")
+            state.instance_ended("c/2", "crashed")
+            with trio.fail_after(5), pytest.raises(SubscriptionFailed) as err:
+                async with client.subscribe("results", expect=3, roles=["client"]):
+                    pass
+            assert str(err.value).endswith("ended without publishing: c/2 (crashed)")
+
+    run(main)
+
+
+def test_a_role_no_instance_has_is_refused_naming_the_run_s_roles() -> None:
+    async def main() -> None:
+        async with (
+            running_server(list(ROLES), roles=ROLES) as (path, _, _),
+            connect_unix(path, "c/0") as client,
+        ):
+            with trio.fail_after(5), pytest.raises(SubscriptionFailed) as err:
+                async with client.subscribe("results", expect=1, roles=["client", "miner"]):
+                    pass
+            assert str(err.value) == ("subscription to 'results': no instance has the role "
+                                      "'miner' (the run's roles: client, server)")
+            with pytest.raises(ValueError, match="give expect too"):
+                async with client.subscribe("results", roles=["client"]):
+                    pass
+            async with client.subscribe("results", expect=0, roles=["client"]):
+                pass  # the connection still serves
+
+    run(main)
+
+
 def test_nothing_of_a_subscription_s_backlog_follows_its_cancel_or_its_failure() -> None:
     """A slow reader of a long backlog: after the expectation's error and after the cancel's
     ok, the rest of each backlog kept coming (4,000 and 5,000 items)."""

@@ -405,6 +405,29 @@ def test_malformed_frames_get_error_replies_and_service_keeps_serving() -> None:
     run(main)
 
 
+def test_a_subscription_s_roles_must_be_role_names_and_come_with_its_expect() -> None:
+    async def main() -> None:
+        async with running_server(["a/0"], roles={"a/0": "server"}) as (path, _, _):
+            bad = [
+                b'{"id": 1, "op": "subscribe", "topic": "t", "expect": 1, "roles": "server"}\n',
+                b'{"id": 2, "op": "subscribe", "topic": "t", "expect": 1, "roles": []}\n',
+                b'{"id": 3, "op": "subscribe", "topic": "t", "expect": 1, "roles": [7]}\n',
+                b'{"id": 4, "op": "subscribe", "topic": "t", "roles": ["server"]}\n',
+                b'{"id": 5, "op": "subscribe", "topic": "t", "expect": 0, "roles": ["server"]}\n',
+            ]
+            replies = await trio.to_thread.run_sync(_raw_exchange, path, bad)
+        assert [r.get("error") for r in replies] == [
+            "subscribe: field 'roles' must be a non-empty list of role names",
+            "subscribe: field 'roles' must be a non-empty list of role names",
+            "subscribe: field 'roles' must be a non-empty list of role names",
+            "subscribe: field 'roles' says who publishes what 'expect' counts, and needs it",
+            None,
+        ]
+        assert replies[4] == {"id": 5, "ok": True}
+
+    run(main)
+
+
 def test_network_request_without_a_network_runner_is_refused() -> None:
     async def main() -> None:
         async with running_server() as (path, _, _), connect_unix(path) as c:

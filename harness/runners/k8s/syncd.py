@@ -161,7 +161,8 @@ async def serve(run: dict[str, Any], key: bytes, port: int, host: str = "0.0.0.0
         if len(started) == len(shaped) == len(run["instances"]):
             everyone.set()
 
-    state = SyncState([i["id"] for i in run["instances"]], record=record)
+    state = SyncState([i["id"] for i in run["instances"]], record=record,
+                      roles={i["id"]: i.get("role") or "" for i in run["instances"]})
     if not run.get("shaped", True):  # no shaper to say it: ready as they start (local:exec)
         for inst in run["instances"]:
             state.signal_entry(NETWORK_INITIALIZED, inst["id"])
