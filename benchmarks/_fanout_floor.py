@@ -1,7 +1,7 @@
 """The floor under `bench_sync.py`'s fan-out figure on this machine: no service, no JSON.
 
 One socket pair per subscriber; N Trio tasks in `procs` processes (as `bench_sync.py`
-spreads its clients) each wait until their socket is readable and read it; this process
+spreads its clients, each pinned to a core of its own) each wait until their socket is readable and read it; this process
 stamps CLOCK_MONOTONIC and writes the stamp to every socket, one publish every `pace`
 seconds. The delivery latency of such a fan-out has nothing in it but the kernel's
 wake-ups and Trio's scheduling. `bench_sync.py` measures it beside each of its sizes.
@@ -20,10 +20,13 @@ import socket
 import time
 
 import trio
+from _cores import pin_to_core
 
 
-def _subscribers(socks: list[socket.socket], publishes: int,
+def _subscribers(k: int, socks: list[socket.socket], publishes: int,
                  out: multiprocessing.Queue[list[float]]) -> None:
+    pin_to_core(k)
+
     async def main() -> None:
         latencies: list[float] = []
 
@@ -68,7 +71,8 @@ def floor(n: int, procs: int, pace: float, publishes: int, relay: bool = False) 
     fds = [ours.fileno() for ours, _theirs in pairs]
     out: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
     children = [multiprocessing.Process(
-        target=_subscribers, args=([pairs[i][1] for i in range(k, n, procs)], publishes, out),
+        target=_subscribers,
+        args=(k, [pairs[i][1] for i in range(k, n, procs)], publishes, out),
         daemon=True)
         for k in range(procs)]
     to_relay, relay_end = socket.socketpair()

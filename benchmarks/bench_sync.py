@@ -1,7 +1,8 @@
 """Sync service benchmark: barrier release latency, pub/sub delivery latency and throughput.
 
 The server runs in this process (Trio, and the collector's setting, of the supervisor); N
-clients run in other processes (2 by default, one per core) over the Unix socket, as
+clients run in other processes (2 by default, each pinned to a core of its own,
+`_cores.py`) over the Unix socket, as
 instances would (their imports frozen out of the collector, as the process host leaves
 them). Both read CLOCK_MONOTONIC, which every process on the host shares, so latencies are
 measured across the process boundary.
@@ -45,6 +46,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _cores import pin_to_core
 from _fanout_floor import floor
 from _figures import Figure, write
 from _resp import Resp
@@ -348,6 +350,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         sock, redis, n, k, procs, burst, pace, backend = args.client
+        pin_to_core(int(k))
         # As an instance starts: the process host froze what it imported before forking it
         # (runners/_forkserver.py), so the collector does not walk the imports.
         gc.collect()
@@ -357,7 +360,8 @@ def main() -> None:
         return
     redis = not args.no_redis and shutil.which("redis-server") is not None
     print(f"sync service: server in this process (trio), N clients ({args.backend}) in "
-          f"{args.procs} other processes, over a Unix socket; machine: {os.cpu_count()} cores, "
+          f"{args.procs} other processes, one per core, over a Unix socket; machine: "
+          f"{os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}")
     if not redis:
         print("peer: left out (" + ("--no-redis" if args.no_redis else
