@@ -272,8 +272,9 @@ def blocks_made(reports: Sequence[Report], first: int, last: int) -> str:
 
 
 def enough_blocks(reports: Sequence[Report], first: int, last: int, least: int) -> list[str]:
-    """At least `least` of layers ``first``..``last`` have a block."""
-    made = _blocks(reports, first, last) or 0
-    if made >= least:
+    """At least `least` of layers ``first``..``last`` have a block (nothing to check when
+    there is no such layer, or no node reported without an error: that fails by itself)."""
+    made = _blocks(reports, first, last)
+    if made is None or made >= least:
         return []
     return [f"only {made} of layers {first}-{last} have a block, fewer than min_blocks={least}"]

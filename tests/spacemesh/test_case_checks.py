@@ -4,6 +4,7 @@ its property is broken on purpose (the checks are pure functions over API report
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,11 @@ def test_checkpoint_fails_when_nodes_serve_different_ones() -> None:
     assert checks.same_checkpoint(network(n2={"checkpoint": ""})) == ["i2 served no checkpoint"]
 
 
+def _manifest_default(param: str) -> object:
+    manifest = tomllib.loads((ROOT / "scenarios/spacemesh/manifest.toml").read_text())
+    return manifest["params"][param]["default"]
+
+
 def _params(**kw: object) -> dict[str, object]:
     p: dict[str, object] = {"gateways": 1, "layers_per_epoch": 3}
     p.update(kw)
@@ -193,12 +199,17 @@ def test_the_blocks_made_are_counted_by_a_node_that_reported_without_an_error() 
     assert checks.blocks_made([failed], 3, 6) == "no layer to count blocks in"
 
 
-def test_min_blocks_fails_a_run_whose_layers_are_empty_and_is_off_by_default() -> None:
-    """A run whose layers all came out empty passed: the blocks were only noted."""
+def test_min_blocks_fails_a_run_whose_layers_are_empty_by_default() -> None:
+    """A run whose layers all came out empty passed: the blocks were only noted (the
+    simulation already failed such a run, "the nodes agree only on empty layers")."""
     empty = [dataclasses.replace(r, blocks=[""] * 7) for r in network()]
-    assert case_problems(_params(), empty, 6, [], []) == []
-    assert case_problems(_params(min_blocks=1), empty, 6, [], []) == [
+    default = _manifest_default("min_blocks")
+    assert default == 1
+    assert case_problems(_params(min_blocks=default), empty, 6, [], []) == [
         "only 0 of layers 3-6 have a block, fewer than min_blocks=1"]
+    assert case_problems(_params(min_blocks=0), empty, 6, [], []) == []  # only noted
+    # no layer past epoch 0 judged (layers=2): nothing to count, nothing failed
+    assert case_problems(_params(min_blocks=default), empty, 2, [], []) == []
     some = [dataclasses.replace(r, blocks=["", "", "", "b3", "", "b5", ""]) for r in network()]
     assert case_problems(_params(min_blocks=2), some, 6, [], []) == []
     assert case_problems(_params(min_blocks=3), some, 6, [], []) == [
