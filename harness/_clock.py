@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import functools
 import glob
 import os
@@ -39,6 +40,8 @@ from harness._runid import is_run_id
 FILE_NAME = "clock"
 SHM_DIR = Path("/dev/shm")  # where glibc's shm_open and sem_open keep their objects
 SHM_PREFIX = "harness-ft-"  # + key: the shared memory; "sem." + the same: the semaphore
+_LEASE = ".lock"  # SHM_PREFIX + run id + this: the run's `RunLease`
+_OBJECT = re.compile(rf"(?:sem\.)?{SHM_PREFIX}(?P<run>[A-Za-z0-9._-]+)-[0-9]+")
 LIBRARY = "libfaketimeMT.so.1"  # the thread-safe build
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
 # libfaketime's struct ft_shared_s (0.9.10 and later, 64-bit): ticks, file_idx, then the
@@ -200,6 +203,70 @@ class InstanceClock:
         finally:
             os.close(fd)
         _sem_create(f"/{name}")
+
+
+class RunLease:
+    """Tells every other process that a run's objects in /dev/shm are in use: a lock on
+    `harness-ft-<run id>.lock` there, held from before the run makes its first object until
+    `close` (a killed supervisor's is let go by the kernel). `remove_stale_shared` removes
+    the objects of runs whose lock nobody holds."""
+
+    def __init__(self, run_id: str) -> None:
+        self.path = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
+        self._fd: int | None = None
+
+    def hold(self) -> None:
+        """Take the lock (nothing if held already); before the run's first object."""
+        if self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._fd = fd
+
+    def close(self) -> None:
+        """Let it go and remove its file; after the run's objects are removed."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_stale_shared() -> list[str]:
+    """Remove the /dev/shm objects of every run whose lease nobody holds (`RunLease`): a
+    supervisor killed before its clean-up, whose record (and so `remove_shared` by its run
+    id) may be gone with its outputs. Returns the names removed."""
+    runs = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(SHM_DIR):
+            found = _OBJECT.fullmatch(name)
+            if found and is_run_id(found["run"]):
+                runs.add(found["run"])
+    removed = []
+    for run_id in sorted(runs):
+        lease = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
+        if _held(lease):
+            continue
+        with contextlib.suppress(OSError):
+            removed += remove_shared(run_id)
+            if lease.exists():
+                lease.unlink()
+                removed.append(lease.name)
+    return removed
+
+
+def _held(lease: Path) -> bool:
+    """Whether a live process holds `lease`. A run without one (a supervisor killed as it
+    made it, or a harness from before leases) is nobody's."""
+    try:
+        fd = os.open(lease, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (our own lock, if taken, goes with it)
+    return False
 
 
 def remove_shared(run_id: str) -> list[str]:

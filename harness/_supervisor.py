@@ -26,7 +26,7 @@ import trio
 import harness
 from harness._cgroup import CgroupError, RunCgroups
 from harness._cgroup import cleanup as cgroup_cleanup
-from harness._clock import InstanceClock, find_libfaketime
+from harness._clock import InstanceClock, RunLease, find_libfaketime, remove_stale_shared
 from harness._collector import fewer_collections
 from harness._conductor import Conductor
 from harness._control import remove_token, write_token
@@ -371,6 +371,7 @@ class Supervisor:
         self.launches: dict[str, Launch] = {}  # how each instance was (or is again) started
         self.host: ProcessHost | None = None  # starts every process of the run
         self.clocks: dict[str, InstanceClock] = {}  # each instance's, skewed by faults
+        self._lease = RunLease(self.run_id)  # held once a clock has objects in /dev/shm
         # Programs (not Python instances, which read env.clock) that a planned clock fault may
         # select run under libfaketime: it must be preloaded when they start. Only those: a
         # Python program's time.sleep fails under Debian's libfaketime (docs/contracts.md).
@@ -527,6 +528,7 @@ class Supervisor:
         finally:
             for clock in self.clocks.values():
                 clock.close()
+            self._lease.close()
             remove_token(self.run_dir)
             if self.cgroups is not None:
                 with trio.CancelScope(shield=True):
@@ -551,6 +553,8 @@ class Supervisor:
             _log.warning("could not check earlier runs", error=str(e))
         for where in remove_stale_sockets():
             _log.info("removed a killed run's socket directory", path=str(where))
+        for name in remove_stale_shared():
+            _log.info("removed a killed run's clock in /dev/shm", name=name)
 
     def _new_host(self) -> ProcessHost:
         case = self.spec.case
@@ -1054,6 +1058,7 @@ class Supervisor:
         argv = inst.program or self.spec.case.program
         program = [_program(argv, self.spec.plan.path), *argv[1:]] if argv else None
         if program and inst.id in self._faketime:
+            self._lease.hold()
             env = clock.environ(env)
         groups = self.cgroups.group(inst.id).paths() if self.cgroups is not None else ()
         return Launch(env, out, out / "stdout.log", out / "stderr.log", place.netns, program,

@@ -176,6 +176,8 @@ def test_the_shared_start_time_is_the_anchor_the_file_is_relative_to(tmp_path: P
 
 def test_leftovers_of_a_killed_supervisor_are_removed_by_run_id(tmp_path: Path) -> None:
     run_id = new_run_id()
+    lease = _clock.RunLease(run_id)  # a run starting meanwhile must take these for a live run's
+    lease.hold()
     for i in range(2):
         (tmp_path / str(i)).mkdir()
         InstanceClock(tmp_path / str(i), f"{run_id}-{i}").environ({}, library=tmp_path / "lib")
@@ -188,6 +190,39 @@ def test_leftovers_of_a_killed_supervisor_are_removed_by_run_id(tmp_path: Path) 
                              for s in ("", "sem."))  # fmt: skip
     assert (Path("/dev/shm") / f"harness-ft-{run_id}0-1").exists()
     other.close()
+    lease.close()
+
+
+def _objects(shm: Path, run_id: str, seqs: int = 2) -> set[str]:
+    names = {f"{s}harness-ft-{run_id}-{i}" for i in range(seqs) for s in ("", "sem.")}
+    for name in names:
+        (shm / name).write_bytes(b"\0")
+    return names
+
+
+def test_a_killed_run_s_clocks_go_without_its_record_and_a_live_run_s_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor killed (SIGKILL) left its clocks in /dev/shm, and only its run record
+    led to them: with its outputs deleted, nothing removed them."""
+    monkeypatch.setattr(_clock, "SHM_DIR", tmp_path)
+    live, killed, old = new_run_id(), new_run_id(), new_run_id()
+    assert len({live, killed, old}) == 3
+    lease = _clock.RunLease(live)
+    lease.hold()
+    kept = _objects(tmp_path, live)
+    gone = _objects(tmp_path, killed) | _objects(tmp_path, old, 1)
+    # a lease its killed holder left: the file stays, the kernel let the lock go
+    (tmp_path / f"harness-ft-{killed}.lock").write_bytes(b"")
+    others = {"harness-ft-unit-7", "sem.harness-ft-unit-7", "unrelated"}  # no run id
+    for name in others:
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(_clock.remove_stale_shared()) == sorted(
+        gone | {f"harness-ft-{killed}.lock"})
+    assert {p.name for p in tmp_path.iterdir()} == kept | others | {f"harness-ft-{live}.lock"}
+    lease.close()
+    assert not (tmp_path / f"harness-ft-{live}.lock").exists()
+    assert sorted(_clock.remove_stale_shared()) == sorted(kept)
 
 
 def test_a_missing_libfaketime_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -394,6 +394,51 @@ def _assert_aborted(run_dir: Path, before: dict[str, Any]) -> None:
                     if (h.base() / f"harness-{run_dir.name}").exists()]
 
 
+TICKS = """
+name = "ticks"
+[defaults]
+runner = "local:exec"
+[[testcases]]
+name = "tick"
+instances = { min = 1, max = 4, default = 2 }
+program = ["sh", "-c", "while :; do date +%s; sleep 0.2; done"]
+"""
+
+
+def test_a_killed_supervisors_clocks_go_even_once_its_outputs_are_deleted(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Its programs' libfaketime objects in /dev/shm were found through its run record
+    only: with the outputs deleted before `harness clean`, they stayed for good."""
+    root = make_plan("ticks", TICKS, "")
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[faults]]\nat = "200s"\naction = "skew"\noffset = "5s"\n'
+                      'targets = { group = "single" }\n')
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "ticks:tick", "--plans", str(root),
+         "--faults", str(faults), "--outputs", str(out), "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _reaped(proc):
+        run_dir = _wait_for("the run directory", lambda: list(out.glob("*/run.json")))[0].parent
+        _wait_for("two instances", lambda: sum(
+            e.get("status") == "started" for e in _events(run_dir)) == 2)
+        shm = Path("/dev/shm")
+        made = {p.name for p in shm.glob(f"*harness-ft-{run_dir.name}*")}
+        assert made == {f"{s}harness-ft-{run_dir.name}-{i}" for s in ("", "sem.")
+                        for i in range(2)} | {f"harness-ft-{run_dir.name}.lock"}, made
+        r = harness_cli("clean", "--outputs", str(tmp_path / "elsewhere"))
+        assert r.returncode == 0, r.stderr
+        assert {p.name for p in shm.glob(f"*harness-ft-{run_dir.name}*")} == made  # alive
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(out)
+    r = harness_cli("clean", "--outputs", str(tmp_path / "elsewhere"))
+    assert r.returncode == 0, r.stderr
+    assert not list(Path("/dev/shm").glob(f"*harness-ft-{run_dir.name}*"))
+    assert f"removed /dev/shm/harness-ft-{run_dir.name}-0" in r.stdout.splitlines()
+
+
 @needs_root
 @pytest.mark.live
 @pytest.mark.parametrize("long_path", [False, True])

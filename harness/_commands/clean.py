@@ -9,6 +9,7 @@ from pathlib import Path
 
 import netem
 from harness import _cgroup as cgroups
+from harness._clock import SHM_DIR, remove_stale_shared
 from harness._commands._args import add_outputs, failing_as, outputs_dir
 from harness._errors import EnvironmentProblem, UsageError
 from harness._liveness import (
@@ -23,7 +24,8 @@ from netem._cleanup import left_alone
 HELP = (
     "remove leftover network namespaces, manifests and cgroups of runs that are no longer "
     "alive; "
-    "mark runs whose supervisor was killed as aborted and remove their sockets"
+    "mark runs whose supervisor was killed as aborted and remove their sockets and their "
+    "clocks' shared memory"
 )
 
 
@@ -125,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         print("harness: note: network namespaces not checked (that needs root)", file=sys.stderr)
     with failing_as(f"marking the runs under {outputs}"):
         aborted = mark_aborted_runs(outputs, "harness clean")
-    if args.prefix is None:  # killed runs' socket directories, whatever their outputs
+    if args.prefix is None:  # killed runs' sockets and clocks, whatever their outputs
         removed += [str(p) for p in remove_stale_sockets()]
+        removed += [str(SHM_DIR / name) for name in remove_stale_shared()]
     for item in removed:
         print(f"removed {item}")
     for run_dir in aborted:
