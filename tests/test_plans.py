@@ -240,6 +240,43 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
         build_run_spec("demo", composition=comp, plan_roots=[root])
 
 
+def test_a_case_s_own_faults_play_unless_a_composition_or_a_faults_file_gives_the_run_some(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A case whose faults lived in its composition alone (spacemesh:failed_nodes) ran
+    without them when run by name, and passed having killed nobody."""
+    root = make_plan("demo", MANIFEST + '  [[testcases.faults]]\n  at = "2s"\n  action = "kill"'
+                     '\n  targets = { role = "miner", count = 1 }\n', PLAN_PY)
+    own = build_run_spec("demo", plan_roots=[root]).faults
+    assert [(f.action, f.at) for f in own] == [("kill", 2.0)]
+    file = tmp_path / "faults.toml"
+    file.write_text('[[faults]]\nat = "3s"\naction = "pause"\ntargets = { role = "miner" }\n')
+    by_file = build_run_spec("demo", plan_roots=[root], faults=file).faults
+    assert [(f.action, f.at) for f in by_file] == [("pause", 3.0)]
+    comp = tmp_path / "c.toml"
+    comp.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n'
+                    '[[faults]]\nat = "4s"\naction = "stop"\ntargets = { role = "miner" }\n')
+    by_comp = build_run_spec("demo", composition=comp, plan_roots=[root], faults=file).faults
+    assert [(f.action, f.at) for f in by_comp] == [("stop", 4.0), ("pause", 3.0)]
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n')
+    assert build_run_spec("demo", composition=plain, plan_roots=[root]).faults == own
+    none = tmp_path / "none.toml"
+    none.write_text('faults = []\n[global]\nplan = "demo"\ntotal_instances = 4\n')
+    assert build_run_spec("demo", composition=none, plan_roots=[root]).faults == ()
+
+
+def test_the_spacemesh_cases_play_their_go_spacemesh_faults_when_run_by_name() -> None:
+    """Each system-test case whose go-spacemesh test breaks the network does so at its
+    default size too (tests/spacemesh/test_systest_live.py runs them, `long`)."""
+    actions = {case: sorted({f.action for f in build_run_spec(f"spacemesh:{case}").faults})
+               for case in ("failed_nodes", "partition_30_70", "partition_50_50",
+                            "poets_failures", "short_timeskew", "checkpoint", "smeshing")}
+    assert actions == {"failed_nodes": ["kill"], "partition_30_70": ["partition"],
+                       "partition_50_50": ["partition"], "poets_failures": ["kill"],
+                       "short_timeskew": ["skew"], "checkpoint": ["restart"], "smeshing": []}
+
+
 @pytest.mark.parametrize(
     ("manifest", "message"),
     [
@@ -272,6 +309,15 @@ def test_bad_compositions(make_plan: Callable[..., Path], tmp_path: Path, body: 
          'entrypoint = "a:b"', "plan name 'p:q' is not a safe name"),
         ('name = "x"\n[[testcases]]\nname = "a:b"\ninstances = { min = 1, max = 1 }\n'
          'entrypoint = "a:b"', "test case name 'a:b' is not a safe name"),
+        # a case's own faults are checked as a composition's are
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\n[[testcases.faults]]\nat = "1s"\naction = "explode"',
+         "\\[a\\] \\[\\[testcases.faults\\]\\]\\[0\\]: .*explode"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'entrypoint = "a:b"\nfaults = 3', "must be a list of tables"),
+        ('name = "x"\n[[testcases]]\nname = "a"\ninstances = { min = 1, max = 1 }\n'
+         'program = ["true"]\n[[testcases.faults]]\nat = "1s"\naction = "kill"\n'
+         'targets = { instances = ["g/7"] }', "g/7"),
     ],
 )
 def test_bad_manifests(make_plan: Callable[..., Path], manifest: str, message: str) -> None:

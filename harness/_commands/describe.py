@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Mapping
 
 from harness._commands._args import add_plans
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             print("  sets: " + ", ".join(f"{p.name}={_value(p)}" for p in changed))
         if case.roles and not shared_roles:
             print(f"  roles (by sequence number): {_roles(case)}")
+        if case.faults:
+            print("  faults (unless a composition's [[faults]] or --faults FILE gives others):")
+            for fault in case.faults:
+                print(f"    {json.dumps(fault.to_data())}")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness._errors import UsageError
 from harness.plans._checks import (
@@ -20,6 +20,9 @@ from harness.plans._checks import (
 from harness.plans._params import ParamSpec, parse_spec
 from harness.plans._roles import RoleAllocator, RoleSpec
 from harness.runners._registry import DEFAULT_RUNNER, check_runner_name
+
+if TYPE_CHECKING:
+    from harness.faults import Fault
 
 BACKENDS = ("trio", "asyncio", "uvloop")
 """What a case's `backend` may name (`harness.sdk.run_on`)."""
@@ -42,6 +45,9 @@ class TestCase:
     check: str | None = None
     """"package.module:function" that checks a run's params before anything starts
     (harness.plans._plancheck); None: only the manifest's own checks."""
+    faults: tuple[Fault, ...] = ()
+    """The case's own fault schedule (`[[testcases.faults]]`), played unless a composition's
+    `[[faults]]` or `--faults FILE` gives the run another."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +99,7 @@ def load_manifest(path: Path) -> Plan:
 
 _CASE_KEYS = (
     "name", "description", "instances", "entrypoint", "program", "backend", "params", "roles",
-    "check",
+    "check", "faults",
 )
 
 
@@ -157,6 +163,10 @@ def _load_case(
             roles.counts(default, defaults)
         except UsageError as e:
             raise UsageError(f"{where} (its default instances): {e}") from None
+    from harness.faults import parse_faults
+
+    faults = parse_faults(raw["faults"], f"{where} [[testcases.faults]]") if (
+        "faults" in raw) else ()
     return TestCase(
         name=name,
         min_instances=lo,
@@ -169,6 +179,7 @@ def _load_case(
         roles=roles,
         description=str(raw.get("description", "")),
         check=check,
+        faults=faults,
     )
 
 

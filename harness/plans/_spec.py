@@ -67,7 +67,8 @@ class RunSpec:
     timeout_s: float
     composition: Path | None = None
     runner_pinned: bool = False  # asked for by name: never replaced (harness.runners.runnable_here)
-    faults: tuple[Fault, ...] = ()  # the composition's [[faults]], then --faults FILE's
+    faults: tuple[Fault, ...] = ()  # the composition's [[faults]] (else the case's own,
+    # unless --faults FILE gives some), then --faults FILE's
 
     @property
     def total(self) -> int:
@@ -107,7 +108,8 @@ def build_run_spec(
     faults: Path | None = None,
 ) -> RunSpec:
     """Resolve `PLAN[:CASE]` (and an optional composition file, and a file of faults to
-    play) into a checked RunSpec; every fault is checked against the run's instances."""
+    play) into a checked RunSpec; every fault is checked against the run's instances. The
+    case's own faults (`TestCase.faults`) play when neither file gives any."""
     from harness.faults import load_faults, parse_faults
 
     comp = _read_composition(composition) if composition else {}
@@ -152,8 +154,10 @@ def build_run_spec(
         except ValueError as e:
             raise UsageError(f"{where_t}: {e}") from None
         timeout = written if timeout is None else timeout
-    planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]") if (
-        "faults" in comp) else ()
+    if "faults" in comp:
+        planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]")
+    else:  # the case's own, unless a file gives the run its faults
+        planned = case.faults if faults is None else ()
     if faults is not None:
         planned += load_faults(faults)
     return _checked(plan, case, group_specs, runner or g.get("runner") or plan.runner,
