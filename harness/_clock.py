@@ -41,7 +41,8 @@ FILE_NAME = "clock"
 SHM_DIR = Path("/dev/shm")  # where glibc's shm_open and sem_open keep their objects
 SHM_PREFIX = "harness-ft-"  # + key: the shared memory; "sem." + the same: the semaphore
 _LEASE = ".lock"  # SHM_PREFIX + run id + this: the run's `RunLease`
-_OBJECT = re.compile(rf"(?:sem\.)?{SHM_PREFIX}(?P<run>[A-Za-z0-9._-]+)-[0-9]+")
+_OBJECT = re.compile(rf"(?:sem\.)?{SHM_PREFIX}(?P<run>[A-Za-z0-9._-]+?)(?:-[0-9]+|\.lock)")
+"""A run's object or its lease (left alone: the objects already gone, its holder killed)."""
 LIBRARY = "libfaketimeMT.so.1"  # the thread-safe build
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
 # libfaketime's struct ft_shared_s (0.9.10 and later, 64-bit): ticks, file_idx, then the
@@ -233,7 +234,9 @@ class RunLease:
 def remove_stale_shared() -> list[str]:
     """Remove the /dev/shm objects of every run whose lease nobody holds (`RunLease`): a
     supervisor killed before its clean-up, whose record (and so `remove_shared` by its run
-    id) may be gone with its outputs. Returns the names removed."""
+    id) may be gone with its outputs; and such a lease itself once its objects went by the
+    record. Objects without a lease file are left alone: a harness from before leases made
+    them, and its live runs must keep theirs. Returns the names removed."""
     runs = set()
     with contextlib.suppress(OSError):
         for name in os.listdir(SHM_DIR):
@@ -243,30 +246,28 @@ def remove_stale_shared() -> list[str]:
     removed = []
     for run_id in sorted(runs):
         lease = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
-        if _held(lease):
+        if not _let_go(lease):
             continue
         with contextlib.suppress(OSError):
             removed += remove_shared(run_id)
-            if lease.exists():
-                lease.unlink()
-                removed.append(lease.name)
+            lease.unlink()
+            removed.append(lease.name)
     return removed
 
 
-def _held(lease: Path) -> bool:
-    """Whether a live process holds `lease`. A run without one (a supervisor killed as it
-    made it, or a harness from before leases) is nobody's."""
+def _let_go(lease: Path) -> bool:
+    """Whether `lease` is there and no live process holds it."""
     try:
         fd = os.open(lease, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
-        return False
+        return False  # none: not a run of ours to judge
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return False
     finally:
         os.close(fd)  # (our own lock, if taken, goes with it)
-    return False
+    return True
 
 
 def remove_shared(run_id: str) -> list[str]:

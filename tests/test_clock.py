@@ -211,18 +211,22 @@ def test_a_killed_run_s_clocks_go_without_its_record_and_a_live_run_s_stay(
     lease = _clock.RunLease(live)
     lease.hold()
     kept = _objects(tmp_path, live)
-    gone = _objects(tmp_path, killed) | _objects(tmp_path, old, 1)
+    gone = _objects(tmp_path, killed)
     # a lease its killed holder left: the file stays, the kernel let the lock go
     (tmp_path / f"harness-ft-{killed}.lock").write_bytes(b"")
-    others = {"harness-ft-unit-7", "sem.harness-ft-unit-7", "unrelated"}  # no run id
+    alone = new_run_id()  # one whose objects went by its record (`remove_shared`)
+    (tmp_path / f"harness-ft-{alone}.lock").write_bytes(b"")
+    # no lease at all: a harness from before leases, whose live runs keep theirs
+    others = _objects(tmp_path, old, 1) | {"harness-ft-unit-7", "sem.harness-ft-unit-7",
+                                           "unrelated"}  # (the last three: no run id)
     for name in others:
         (tmp_path / name).write_bytes(b"")
     assert sorted(_clock.remove_stale_shared()) == sorted(
-        gone | {f"harness-ft-{killed}.lock"})
+        gone | {f"harness-ft-{killed}.lock", f"harness-ft-{alone}.lock"})
     assert {p.name for p in tmp_path.iterdir()} == kept | others | {f"harness-ft-{live}.lock"}
-    lease.close()
+    lease.close()  # as the run ends: its objects go first, then its lease
     assert not (tmp_path / f"harness-ft-{live}.lock").exists()
-    assert sorted(_clock.remove_stale_shared()) == sorted(kept)
+    assert _clock.remove_stale_shared() == []
 
 
 def test_a_missing_libfaketime_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
