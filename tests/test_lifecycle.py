@@ -26,6 +26,7 @@ from harness._liveness import mark_aborted_runs
 from harness.plans import build_run_spec
 
 from .conftest import ROOT, alive, descendants, harness_cli, only_run_dir
+from .test_latesignal import SAMPLE
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="local:netns needs root")
 
@@ -156,8 +157,7 @@ def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], A
 @needs_root
 @pytest.mark.live
 @pytest.mark.parametrize("moment", ["run-dir", "network", "host"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                                 signal.SIGUSR1, signal.SIGRTMIN + 3], ids=signal_name)
+@pytest.mark.parametrize("sig", SAMPLE, ids=signal_name)
 @pytest.mark.parametrize("to", ["pid", "group"])
 def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
     make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals, to: str
