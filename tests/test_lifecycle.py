@@ -160,7 +160,7 @@ def _moment(name: str, proc: subprocess.Popen[str], out: Path) -> Callable[[], A
 @pytest.mark.parametrize("sig", SAMPLE, ids=signal_name)
 @pytest.mark.parametrize("to", ["pid", "group"])
 def test_a_signal_during_set_up_starts_nothing_more_and_records_the_truth(
-    make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: signal.Signals, to: str
+    make_plan: Callable[..., Path], tmp_path: Path, moment: str, sig: int, to: str
 ) -> None:
     """`to`: the supervisor alone, or its whole process group as Ctrl-C or a closed
     terminal signals it (then the tools building the network die of it too: an
