@@ -218,10 +218,13 @@ class RunLease:
 
     def hold(self) -> None:
         """Take the lock (nothing if held already); before the run's first object."""
-        if self._fd is None:
+        while self._fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._fd = fd
+            if _same_file(fd, self.path):
+                self._fd = fd
+            else:  # a sweep took the file for a dead run's (made, not yet locked) and removed it
+                os.close(fd)
 
     def close(self) -> None:
         """Let it go and remove its file; after the run's objects are removed."""
@@ -246,28 +249,44 @@ def remove_stale_shared() -> list[str]:
     removed = []
     for run_id in sorted(runs):
         lease = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
-        if not _let_go(lease):
+        fd = _let_go(lease)
+        if fd is None:
             continue
-        with contextlib.suppress(OSError):
-            removed += remove_shared(run_id)
-            lease.unlink()
-            removed.append(lease.name)
+        try:  # under the lock: a run that opened the file meanwhile waits, then sees it gone
+            with contextlib.suppress(OSError):
+                removed += remove_shared(run_id)
+                lease.unlink()
+                removed.append(lease.name)
+        finally:
+            os.close(fd)
     return removed
 
 
-def _let_go(lease: Path) -> bool:
-    """Whether `lease` is there and no live process holds it."""
+def _let_go(lease: Path) -> int | None:
+    """`lease` opened and locked, if it is there and no live process held it; else None."""
     try:
         fd = os.open(lease, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
-        return False  # none: not a run of ours to judge
+        return None  # none: not a run of ours to judge
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(fd)
+        return None
+    if not _same_file(fd, lease):  # removed meanwhile by another sweep
+        os.close(fd)
+        return None
+    return fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
         return False
-    finally:
-        os.close(fd)  # (our own lock, if taken, goes with it)
-    return True
+    here = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def remove_shared(run_id: str) -> list[str]:

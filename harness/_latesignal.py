@@ -25,11 +25,13 @@ class LateSignal(BaseException):
 
 
 def signal_name(signum: int) -> str:
-    """`signum`'s name: SIGTERM, SIGRTMIN+3."""
+    """`signum`'s name: SIGTERM, SIGRTMIN+3, else "signal N"."""
     try:
         return signal.Signals(signum).name
     except ValueError:  # the enum names only the first and the last real-time signal
-        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+        if signal.SIGRTMIN < signum < signal.SIGRTMAX:
+            return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+        return f"signal {signum}"  # (32 and 33: glibc's own)
 
 
 def interrupt(signum: int, frame: FrameType | None) -> None:

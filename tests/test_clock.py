@@ -3,6 +3,7 @@ the SDK's (tests/test_clock_live.py runs real programs under libfaketime)."""
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 from pathlib import Path
@@ -227,6 +228,35 @@ def test_a_killed_run_s_clocks_go_without_its_record_and_a_live_run_s_stay(
     lease.close()  # as the run ends: its objects go first, then its lease
     assert not (tmp_path / f"harness-ft-{live}.lock").exists()
     assert _clock.remove_stale_shared() == []
+
+
+def test_a_lease_a_sweep_removed_before_it_was_locked_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep that found a run's lease made but not yet locked took it for a dead run's
+    and removed it: the run then locked a file nobody could see, and once it was killed its
+    objects, without a lease, stayed for good."""
+    monkeypatch.setattr(_clock, "SHM_DIR", tmp_path)
+    run_id = new_run_id()
+    lease = _clock.RunLease(run_id)
+    real = fcntl.flock
+    calls = []
+
+    def swept_first(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:  # the run's (the sweep's own do not block)
+            calls.append(op)
+            if len(calls) == 1:  # between the run's open and its lock: a sweep
+                assert _clock.remove_stale_shared() == [f"harness-ft-{run_id}.lock"]
+        real(fd, op)
+
+    monkeypatch.setattr(_clock.fcntl, "flock", swept_first)
+    lease.hold()
+    monkeypatch.setattr(_clock.fcntl, "flock", real)
+    assert len(calls) == 2  # then locked a second file, one a sweep can see
+    names = _objects(tmp_path, run_id)
+    assert _clock.remove_stale_shared() == []  # held: the run's objects stay
+    assert {p.name for p in tmp_path.iterdir()} == names | {f"harness-ft-{run_id}.lock"}
+    lease.close()
 
 
 def test_a_missing_libfaketime_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:

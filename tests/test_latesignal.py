@@ -137,3 +137,9 @@ def test_every_signal_whose_default_ends_a_process_is_taken_but_its_own_faults()
                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGURG, signal.SIGWINCH}
     assert set(SIGNALS) == set(signal.valid_signals()) - left_out - not_ending
     assert len(SIGNALS) == len(set(SIGNALS))
+
+
+def test_signal_names_name_real_time_signals_and_no_others() -> None:
+    """32 and 33 (glibc's own) were named SIGRTMIN+-2 and SIGRTMIN+-1."""
+    assert [signal_name(n) for n in (15, signal.SIGRTMIN, signal.SIGRTMIN + 3, 32, 33)] == [
+        "SIGTERM", "SIGRTMIN", "SIGRTMIN+3", "signal 32", "signal 33"]

@@ -275,6 +275,11 @@ def test_the_spacemesh_cases_play_their_go_spacemesh_faults_when_run_by_name() -
     assert actions == {"failed_nodes": ["kill"], "partition_30_70": ["partition"],
                        "partition_50_50": ["partition"], "poets_failures": ["kill"],
                        "short_timeskew": ["skew"], "checkpoint": ["restart"], "smeshing": []}
+    # Two different PoETs, by role: ids broke a composition with groups of its own.
+    spec = build_run_spec("spacemesh:poets_failures", instances=12)
+    chosen = [f.targets.resolve(spec.members, "t") for f in spec.faults]
+    roles = {i.id: i.role for i in spec.instances}
+    assert len(set(chosen)) == 2 and all(roles[i] == "poet" for c in chosen for i in c)
 
 
 @pytest.mark.parametrize(

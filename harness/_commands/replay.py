@@ -20,7 +20,8 @@ _DESCRIPTION = f"""{HELP}.
 
 A new run (its own id and times) of the same plan and case, with the same groups and each
 group's params as the run resolved them, the same runner and timeout, and the same fault
-schedule: the planned faults (the composition's and --faults FILE's) with their seeds, and
+schedule: the planned faults (the composition's or the case's own, and --faults FILE's)
+with their seeds, and
 the faults injected live during the run, each at the time it was applied and on the
 instances it chose (targets = {{instances = [...]}}). The new run is written beside the
 recorded one; the exit code is that of `harness run`."""

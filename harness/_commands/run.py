@@ -33,7 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
     parser.add_argument("--faults", type=Path, metavar="FILE",
                         help="faults to play (TOML [[faults]] or JSON {\"faults\": [...]}), "
-                             "after the composition's own")
+                             "after the composition's own; instead of the case's own (a "
+                             "file of `faults = []`: none)")
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
