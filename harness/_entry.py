@@ -6,6 +6,7 @@ run does, not with a traceback; so do SIGTERM, SIGHUP and the other signals a ru
 from __future__ import annotations
 
 import signal
+from types import FrameType
 
 from harness._latesignal import SIGNALS, command_exits_after_its_run, interrupt
 from harness._tell import tell
@@ -15,14 +16,30 @@ def main() -> int:
     """Import the CLI and run it on `sys.argv`; its exit code."""
     # They end the command as Ctrl-C does (130, one line) from its first moment: until a
     # run's own handlers came (~0.5 s in) they killed it with 143 and no word. Left alone
-    # where ignored (nohup).
-    for sig in SIGNALS:
-        if signal.getsignal(sig) == signal.SIG_DFL:
-            signal.signal(sig, interrupt)
+    # where ignored (nohup). While the CLI's modules are imported one is only noted: raised
+    # inside an extension module's import (orjson's), KeyboardInterrupt crashed the process
+    # (SIGSEGV) now and then.
+    came: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
+    ours = [s for s in SIGNALS
+            if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler)]
+    for sig in ours:
+        signal.signal(sig, note)
     try:
         from harness._cli import main as cli
-    except KeyboardInterrupt:
+    finally:
+        for sig in ours:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else interrupt)
+    if came:
         tell("harness: interrupted")
         return 130
     command_exits_after_its_run()
-    return cli()
+    try:
+        return cli()
+    finally:
+        # Done: one now (as Python exits) must not make the exit code -2 or 130.
+        for sig in ours:
+            signal.signal(sig, signal.SIG_IGN)

@@ -36,6 +36,46 @@ def test_sigterm_and_sighup_before_a_run_starts_end_as_an_interruption(sig: str)
     assert (r.returncode, r.stderr) == (130, "harness: interrupted\n")
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_signal_while_the_cli_is_imported_is_taken_after_the_import(sig: str) -> None:
+    """Raised inside an extension module's import (orjson's), the KeyboardInterrupt killed
+    the command with SIGSEGV now and then (a review: 4 of 150 signals sent ~40 ms in)."""
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        class Finder:
+            def find_spec(self, name, path, target=None):
+                if name == "harness._cli":
+                    os.kill(os.getpid(), signal.{sig})
+                    print("the import went on", flush=True)
+                return None
+        sys.meta_path.insert(0, Finder())
+        from harness import _entry
+        sys.argv = ["harness", "list"]
+        sys.exit(_entry.main())
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        130, "the import went on\n", "harness: interrupted\n")
+
+
+def test_a_signal_once_the_command_is_done_leaves_its_exit_code() -> None:
+    """Between the command's end and the process's exit, SIGTERM or Ctrl-C raised a
+    KeyboardInterrupt nothing caught: exit -2 (or 130) for a command that had succeeded."""
+    code = textwrap.dedent("""
+        import os, signal, sys
+        from harness import _cli, _entry
+        _cli.main = lambda: 0
+        code = _entry.main()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(code)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert (r.returncode, r.stderr) == (0, "")
+
+
 def test_an_ignored_sighup_stays_ignored() -> None:
     """nohup's promise: the command must not take SIGHUP back."""
     code = textwrap.dedent("""
