@@ -3,8 +3,9 @@
 One socket pair per subscriber; N Trio tasks in `procs` processes (as `bench_sync.py`
 spreads its clients, each process pinned to a core of its own) each wait until their socket
 is readable and read it; this process stamps CLOCK_MONOTONIC and writes the stamp to every
-socket, one publish every `pace` seconds. The delivery latency of such a fan-out has nothing in it but the kernel's
-wake-ups and Trio's scheduling. `bench_sync.py` measures it beside each of its sizes.
+socket, one publish every `pace` seconds. The delivery latency of such a fan-out has nothing
+in it but the kernel's wake-ups and Trio's scheduling. `bench_sync.py` measures it beside
+each of its sizes.
 
 With `relay`, the stamp goes first to a relay process (a blocking read, then the same
 writes), as a publish goes through a service's process: the wake-up of that process, idle

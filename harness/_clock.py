@@ -213,7 +213,7 @@ class RunLease:
     the objects of runs whose lock nobody holds."""
 
     def __init__(self, run_id: str) -> None:
-        self.path = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
+        self.path = _lease_path(run_id)
         self._fd: int | None = None
 
     def hold(self) -> None:
@@ -248,7 +248,7 @@ def remove_stale_shared() -> list[str]:
                 runs.add(found["run"])
     removed = []
     for run_id in sorted(runs):
-        lease = SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
+        lease = _lease_path(run_id)
         fd = _let_go(lease)
         if fd is None:
             continue
@@ -279,14 +279,16 @@ def _let_go(lease: Path) -> int | None:
     return fd
 
 
+def _lease_path(run_id: str) -> Path:
+    return SHM_DIR / f"{SHM_PREFIX}{run_id}{_LEASE}"
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """Whether `path` still names the file open as `fd`."""
     try:
-        there = path.stat()
+        return os.path.samestat(os.fstat(fd), path.stat())
     except FileNotFoundError:
         return False
-    here = os.fstat(fd)
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def remove_shared(run_id: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-from harness._latesignal import SIGNALS, command_exits_after_its_run, interrupt
+from harness._latesignal import SIGNALS, command_exits_after_its_run
 from harness._tell import tell
 
 
@@ -32,7 +32,7 @@ def main() -> int:
         from harness._cli import main as cli
     finally:
         for sig in ours:
-            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else interrupt)
+            signal.signal(sig, signal.default_int_handler)  # each ends it as Ctrl-C does
     if came:
         tell("harness: interrupted")
         return 130

@@ -34,20 +34,15 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"  # (32 and 33: glibc's own)
 
 
-def interrupt(signum: int, frame: FrameType | None) -> None:
-    """The command's handler of `SIGNALS` until a run takes them (`harness._entry`): each
-    ends it as Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
 def handled() -> list[int]:
     """Of `SIGNALS`, those a run takes: SIGINT and SIGTERM always (a shell starts a
     background job ignoring SIGINT, and `kill -INT` must still stop its run), the others
-    when at their default or the command's `interrupt`: not when this process was started
+    when at their default or `signal.default_int_handler` (the command's, `harness._entry`,
+    until a run takes them): not when this process was started
     ignoring them (nohup's promise: a closed terminal must not act), nor when a program
     that runs the harness within it handles them itself."""
     always = (signal.SIGINT, signal.SIGTERM)
-    ours = (signal.SIG_DFL, interrupt)
+    ours = (signal.SIG_DFL, signal.default_int_handler)
     return [s for s in SIGNALS if s in always or signal.getsignal(s) in ours]
 
 

@@ -3,9 +3,10 @@ as resolved), runner, timeout and fault schedule, from its run.json and faults.j
 
 The planned faults (the composition's or the case's own, and `--faults FILE`'s, as run.json
 keeps them) are played as planned: their seeds draw the same instances from the same
-groups, and a selector by sync topic chooses by what the replay publishes. Faults injected live during the run
-(`live N` in faults.jsonl) become planned ones, at the time they were applied (`at_s`) and
-on the instances they chose (`targets = {instances = [...]}`), after the planned ones.
+groups, and a selector by sync topic chooses by what the replay publishes. Faults injected
+live during the run (`live N` in faults.jsonl) become planned ones, at the time they were
+applied (`at_s`) and on the instances they chose (`targets = {instances = [...]}`), after
+the planned ones.
 """
 
 from __future__ import annotations

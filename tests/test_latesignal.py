@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from harness import _supervisor
-from harness._latesignal import SIGNALS, handled, interrupt, signal_name
+from harness._latesignal import SIGNALS, handled, signal_name
 
 from .conftest import ROOT
 
@@ -113,7 +113,7 @@ def test_a_run_takes_sigint_and_sigterm_always_and_the_others_unless_ignored_or_
             signal.signal(s, signal.SIG_DFL)
         assert handled() == list(SIGNALS)
         for s in SIGNALS:
-            signal.signal(s, interrupt)  # the command's own, until the run takes them
+            signal.signal(s, signal.default_int_handler)  # the command's, until a run's
         assert handled() == list(SIGNALS)
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
