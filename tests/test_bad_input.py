@@ -289,7 +289,8 @@ DEEP = "[" * 100_000
     ([], {"c.toml": f"x = {DEEP}"}, "nested too deeply to read"),
     (["--timeout", "30"], {"f.json": '{"faults": [{"action": "kill", "at": "100s", '
                                      '"targets": {"group": "single", "count": 1}}]}'},
-     "fault 0 is at 100s, not before the run's timeout (30s): it would never be played"),
+     "fault 0 in faults file {tmp}/f.json faults[0] (kill) is at 100s, not before the run's "
+     "timeout (30s): it would never be played"),
     (["--timeout", "30"], {"c.toml": "[global]\ntimeout = true\n"},
      "timeout must be a finite number, not True"),  # was hidden by --timeout
     ([], {"c.toml": "[runner.k8s]\nbogus = 1\n"}, "[runner.k8s]: unknown key bogus"),
@@ -310,7 +311,7 @@ def test_cli_bad_numbers_and_files_are_one_line_and_start_nothing(
         (tmp_path / name).write_text(text)
         args += ["--composition" if name.startswith("c.") else "--faults", str(tmp_path / name)]
     line = assert_one_line(run_cli(*args))
-    assert message in line, line
+    assert message.replace("{tmp}", str(tmp_path)) in line, line
     assert not (tmp_path / "out").exists()  # nothing was started or written
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness._errors import UsageError
+from harness.faults import FaultError
 from harness.plans import RoleAllocator, RoleSpec, build_run_spec, parse_duration
 
 from .conftest import harness_cli
@@ -264,6 +266,33 @@ def test_a_case_s_own_faults_play_unless_a_composition_or_a_faults_file_gives_th
     none = tmp_path / "none.toml"
     none.write_text('faults = []\n[global]\nplan = "demo"\ntotal_instances = 4\n')
     assert build_run_spec("demo", composition=none, plan_roots=[root]).faults == ()
+
+
+def test_an_error_in_a_fault_names_the_file_and_table_it_was_written_in(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A case's own fault past `--timeout` said only "fault 0", which the command line and
+    the composition did not have: the user could not tell it came from the manifest."""
+    root = make_plan("demo", MANIFEST + '  [[testcases.faults]]\n  at = "2s"\n  action = "kill"'
+                     '\n  targets = { role = "miner", count = 1 }\n', PLAN_PY)
+    manifest = root / "demo" / "manifest.toml"
+    with pytest.raises(FaultError, match=re.escape(
+            f"demo:main: fault 0 in {manifest} [main] [[testcases.faults]][0] (kill) is at 2s, "
+            "not before the run's timeout (2s)")):
+        build_run_spec("demo", plan_roots=[root], timeout_s=2)
+    comp = tmp_path / "c.toml"
+    comp.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n'
+                    '[[faults]]\nat = "1s"\naction = "stop"\ntargets = { role = "miner" }\n')
+    file = tmp_path / "f.toml"
+    file.write_text('[[faults]]\nat = "1s"\naction = "kill"\n'
+                    'targets = { instances = ["nobody/7"] }\n')
+    with pytest.raises(FaultError, match=re.escape(
+            f"fault 1 in faults file {file} faults[0] (kill): targets: ")):
+        build_run_spec("demo", composition=comp, plan_roots=[root], faults=file)
+    comp.write_text(comp.read_text().replace('role = "miner"', 'instances = ["nobody/7"]'))
+    with pytest.raises(FaultError, match=re.escape(
+            f"fault 0 in composition {comp} [[faults]][0] (stop): targets: ")):
+        build_run_spec("demo", composition=comp, plan_roots=[root])
 
 
 def test_the_spacemesh_cases_play_their_go_spacemesh_faults_when_run_by_name() -> None:

@@ -124,7 +124,8 @@ def test_a_planned_network_fault_on_local_exec_is_refused_before_the_run(
              "--faults", str(_faults_file(tmp_path, action)), "--outputs", str(out),
              "--metrics-listen", "off")
     line = _one_line(r)
-    assert f"fault 0 ({action}): the local:exec runner cannot shape or cut links" in line
+    assert (f"fault 0 in faults file {tmp_path / action}.toml faults[0] ({action}): the "
+            "local:exec runner cannot shape or cut links") in line
     assert not out.exists(), "the run was started"
 
 
@@ -132,8 +133,9 @@ def test_a_fault_the_cluster_does_not_play_yet_is_refused_before_the_run(
     tiny: Path, tmp_path: Path
 ) -> None:
     """It failed the run once its pods were up."""
-    with pytest.raises(FaultError, match=r"fault 0 \(shape\): the cluster:k8s runner does "
-                                         r"not play shape yet"):
+    with pytest.raises(FaultError, match=r"fault 0 in faults file .*shape.toml faults\[0\] "
+                                         r"\(shape\): the cluster:k8s runner does not play "
+                                         r"shape yet"):
         build_run_spec("tiny", runner="cluster:k8s", plan_roots=[tiny],
                        faults=_faults_file(tmp_path, "shape"))
     assert build_run_spec("tiny", runner="cluster:k8s", plan_roots=[tiny],

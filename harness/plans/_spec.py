@@ -156,13 +156,18 @@ def build_run_spec(
         timeout = written if timeout is None else timeout
     if "faults" in comp:
         planned = parse_faults(comp["faults"], f"composition {composition} [[faults]]")
+        origin = f"composition {composition} [[faults]]"
     else:  # the case's own, unless a file gives the run its faults
         planned = case.faults if faults is None else ()
+        origin = f"{plan.path / 'manifest.toml'} [{case.name}] [[testcases.faults]]"
+    origins = [f"{origin}[{i}]" for i in range(len(planned))]
     if faults is not None:
-        planned += load_faults(faults)
+        from_file = load_faults(faults)
+        planned += from_file
+        origins += [f"faults file {faults} faults[{i}]" for i in range(len(from_file))]
     return _checked(plan, case, group_specs, runner or g.get("runner") or plan.runner,
                     DEFAULT_TIMEOUT_S if timeout is None else timeout, planned,
-                    composition=composition, pinned=runner is not None)
+                    composition=composition, pinned=runner is not None, origins=origins)
 
 
 def spec_from_groups(
@@ -225,9 +230,10 @@ def _checked(
     *,
     composition: Path | None,
     pinned: bool,
+    origins: Sequence[str] = (),
 ) -> RunSpec:
     """The run's instances (roles assigned), its entrypoint, runner, timeout and faults
-    checked: the RunSpec."""
+    checked: the RunSpec. `origins` says where each fault was written, for the errors."""
     from harness.faults import FaultError, Member
 
     where = f"{plan.name}:{case.name}"
@@ -255,18 +261,20 @@ def _checked(
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
     members = [Member(i.id, i.group, i.role) for i in out]
     for n, fault in enumerate(planned):
+        name = f"fault {n} in {origins[n]}" if n < len(origins) else f"fault {n}"
+        label = f"{name} ({fault.action})"
         try:
-            fault.resolve(members, f"fault {n}")
+            fault.resolve(members, name)
         except FaultError as e:
             raise FaultError(f"{where}: {e}") from None
         if fault.action in NOT_PLAYED.get(run_runner, ()):  # it would fail the run once started
             why = ("cannot shape or cut links" if run_runner == LOCAL_EXEC
                    else f"does not play {fault.action} yet")
-            raise FaultError(f"{where}: fault {n} ({fault.action}): the {run_runner} runner "
+            raise FaultError(f"{where}: {label}: the {run_runner} runner "
                              f"{why} (use {LOCAL_NETNS})")
         # Both count from the moment every instance has started.
         if isinstance(fault.at, int | float) and fault.at >= timeout:
-            raise FaultError(f"{where}: fault {n} is at {fault.at:g}s, not before the run's "
+            raise FaultError(f"{where}: {label} is at {fault.at:g}s, not before the run's "
                              f"timeout ({timeout:g}s): it would never be played")
     if case.check:  # last: the one check that starts a process
         problem = (entrypoint_problem(case.check, instance_path(plan.path), "check")
