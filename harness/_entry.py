@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-from harness._latesignal import SIGNALS, command_exits_after_its_run
+from harness._latesignal import command_exits_after_its_run, handled
 from harness._tell import tell
 
 
@@ -16,7 +16,9 @@ def main() -> int:
     """Import the CLI and run it on `sys.argv`; its exit code."""
     # They end the command as Ctrl-C does (130, one line) from its first moment: until a
     # run's own handlers came (~0.5 s in) they killed it with 143 and no word. Left alone
-    # where ignored (nohup). While the CLI's modules are imported one is only noted: raised
+    # where ignored (nohup), but for SIGINT and SIGTERM (`handled`): a shell's background
+    # job starts ignoring SIGINT, and one then was lost until the run's handlers came.
+    # While the CLI's modules are imported one is only noted: raised
     # inside an extension module's import (orjson's), KeyboardInterrupt crashed the process
     # (SIGSEGV) now and then.
     came: list[int] = []
@@ -24,8 +26,7 @@ def main() -> int:
     def note(signum: int, frame: FrameType | None) -> None:
         came.append(signum)
 
-    ours = [s for s in SIGNALS
-            if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler)]
+    ours = handled()
     for sig in ours:
         signal.signal(sig, note)
     try:
