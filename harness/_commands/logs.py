@@ -46,7 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="only these instances, e.g. single/3, or 'supervisor' (repeatable)",
     )
     parser.add_argument("--level", choices=[lv for lv in LEVELS], help="minimum level to show")
-    parser.add_argument("--grep", metavar="TEXT", help="only lines containing TEXT")
+    parser.add_argument("--grep", metavar="TEXT",
+                        help="only lines containing TEXT as printed (e.g. 'layer=5', 'WARN')")
     parser.add_argument(
         "-f",
         "--follow",

@@ -67,11 +67,8 @@ class LogFilter:
             and LEVEL_RANK.get(line.level, 20) < LEVEL_RANK[self.min_level]
         ):
             return False
-        if self.grep is not None:
-            return self.grep in line.message or any(
-                self.grep in str(v) for v in line.fields.values()
-            )
-        return True
+        # as `grep` on the printed lines: "id=single/0" or "WARN" match, as shown
+        return self.grep is None or self.grep in format_line(line, colour=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -189,6 +189,19 @@ def test_filters(run_factory: Callable[..., Path]) -> None:
     assert not list(merged_lines(run_dir, LogFilter(groups=("other",))))
 
 
+def test_grep_matches_the_lines_as_printed(run_factory: Callable[..., Path]) -> None:
+    """It matched the message and each field's value alone: "id=single/0", "WARN" or an
+    instance's id, all in the printed line, matched nothing (or one line of 31)."""
+    run_dir = run_factory(failed=(2,))
+    printed = [format_line(ln, colour=False) for ln in merged_lines(run_dir)]
+    with_fields = next(ln for ln in merged_lines(run_dir) if len(ln.fields) > 1)
+    key, value = next((k, v) for k, v in with_fields.fields.items() if k != "logger")
+    for needle in (f"{key}={value}", "single/2", "ERROR", "step 13"):
+        grepped = [format_line(ln, colour=False)
+                   for ln in merged_lines(run_dir, LogFilter(grep=needle))]
+        assert grepped == [p for p in printed if needle in p] and grepped, needle
+
+
 def test_format_line_colours_only_when_asked(run_factory: Callable[..., Path]) -> None:
     line = next(iter(merged_lines(run_factory(), LogFilter(instances=("single/0",)))))
     plain, coloured = format_line(line, colour=False), format_line(line, colour=True)
