@@ -25,7 +25,8 @@ HELP = "list past runs (newest first) from the run history"
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of `harness runs`."""
     add_outputs(parser)
-    parser.add_argument("--plan", help="only runs of this plan")
+    parser.add_argument("--plan", metavar="PLAN[:CASE]",
+                        help="only runs of this plan (and test case)")
     parser.add_argument(
         "--outcome",
         choices=["passed", "failed", "interrupted", "aborted", "error"],
@@ -84,8 +85,9 @@ def _listed(args: argparse.Namespace, db: Path | None) -> list[RunRow]:
         # what the history holds can still be listed
         tell(f"harness: warning: the run history was not brought up to date ({e.filename}: "
              f"{e.strerror}): runs it lacks are not listed")
-    return list_runs(args.outputs, plan=args.plan, outcome=args.outcome, limit=args.limit,
-                     db=db)
+    plan, _, case = (args.plan or "").partition(":")
+    return list_runs(args.outputs, plan=plan or None, case=case or None,
+                     outcome=args.outcome, limit=args.limit, db=db)
 
 
 def _gist(warning: str) -> str:

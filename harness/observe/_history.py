@@ -199,13 +199,18 @@ def list_runs(
     outcome: str | None = None,
     limit: int | None = None,
     db: Path | None = None,
+    case: str | None = None,
 ) -> list[RunRow]:
-    """Runs of the history, newest first, optionally only of `plan` / with `outcome`."""
+    """Runs of the history, newest first, optionally only of `plan` (and `case`) / with
+    `outcome`."""
     db = db or outputs / HISTORY_FILE
     where, args = [], []
     if plan is not None:
         where.append("plan = ?")
         args.append(plan)
+    if case is not None:
+        where.append('"case" = ?')
+        args.append(case)
     if outcome is not None:
         where.append("outcome = ?")
         args.append(outcome)

@@ -127,6 +127,11 @@ def test_cli_runs_and_show(
     assert row["run_id"] == "20261126-031500-aaaaaa" and row["outcome"] == "failed"
     assert main(["runs", "--outputs", outputs, "--outcome", "passed"]) == 0
     assert capsys.readouterr().out.strip() == "no runs"
+    # PLAN:CASE as the table shows it ("no runs" before), and a case the run is not of
+    for plan, listed in (("pingpong:ping", 1), ("pingpong", 1), ("pingpong:pong", 0),
+                         ("ping", 0)):
+        assert main(["runs", "--outputs", outputs, "--plan", plan, "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)) == listed, plan
     assert main(["runs", "--outputs", outputs]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("RUN") and "pingpong:ping" in table[1] and "failed" in table[1]
