@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if info["failures"]:
         print("\nfailures:")
         for f in info["failures"]:
-            code = "" if f["exit_code"] is None else f" (exit code {f['exit_code']})"
-            print(f"  {f['instance']}: {one_line(f['reason'] or 'no reason recorded', 1000)}"
-                  f"{code}")
+            reason = one_line(f["reason"] or "no reason recorded", 1000)
+            code = f"exit code {f['exit_code']}"
+            said = f["exit_code"] is None or code in reason  # "exit code 13 (exit code 13)"
+            print(f"  {f['instance']}: {reason}{'' if said else f' ({code})'}")
     if info["propagation"]:
         print("\nmessage propagation (ms):")
         for topic, p in info["propagation"].items():

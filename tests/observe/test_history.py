@@ -137,11 +137,18 @@ def test_cli_runs_and_show(
     assert table[0].startswith("RUN") and "pingpong:ping" in table[1] and "failed" in table[1]
     assert main(["show", "latest", "--outputs", outputs]) == 0
     out = capsys.readouterr().out
-    assert "FAILED  3/4 passed" in out and "single/2: height mismatch at layer 7" in out
+    assert "FAILED  3/4 passed" in out and "single/2: height mismatch at layer 7 (exit code 1)\n" in out
     assert "harness report" in out  # no report yet: says how to write one
+    run_json = next((tmp_path / "outputs").glob("*/run.json"))
+    record = json.loads(run_json.read_text())
+    for inst in record["instances"]:  # as a crash is recorded: the reason is the code
+        if inst["id"] == "single/2":
+            inst["reason"], inst["exit_code"] = "exit code 13", 13
+    run_json.write_text(json.dumps(record))
+    assert main(["show", "latest", "--outputs", outputs]) == 0
+    assert "  single/2: exit code 13\n" in capsys.readouterr().out  # not "(exit code 13)" again
     assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
     assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2
-    run_json = next((tmp_path / "outputs").glob("*/run.json"))
     run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "plan": None}))
     assert main(["show", "latest", "--outputs", outputs]) == 0
     assert "plan     -:ping  runner" in capsys.readouterr().out  # was "None:ping"
