@@ -235,6 +235,25 @@ def test_userspace_backend_is_judged_by_the_engines_it_can_run(
     assert detail in user.detail
 
 
+@pytest.mark.parametrize(("chosen", "netem_ok", "user_ok", "ready"), [
+    ("kernel", False, True, False), ("kernel", True, False, True),
+    ("userspace", True, False, False), ("userspace", False, True, True),
+    ("auto", False, True, True), ("auto", True, False, True), ("none", False, True, True),
+])  # fmt: skip
+def test_the_backend_named_by_the_variable_must_work(
+    monkeypatch: pytest.MonkeyPatch, chosen: str, netem_ok: bool, user_ok: bool, ready: bool
+) -> None:
+    """With HARNESS_NETEM_BACKEND=kernel and no sch_netem every shaped run was refused,
+    pointing to the doctor, which said "ready" and that userspace was "used instead"."""
+    monkeypatch.setenv("HARNESS_NETEM_BACKEND", chosen)
+    kernel, user = doctor._backends(netem_ok, True, None if user_ok else "no cc", False)
+    assert (kernel.ok, user.ok) == (netem_ok, user_ok)
+    assert doctor.can_run([doctor.Check("program ip", True), kernel, user]) is ready
+    if chosen == "kernel" and not netem_ok:
+        assert kernel.status == "missing" and "used instead" not in kernel.fix
+        assert "unset it" in kernel.fix
+
+
 def test_engines_reports_why_the_c_engine_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "no-such-cc")
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-cache")  # nothing built before

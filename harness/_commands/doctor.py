@@ -323,12 +323,20 @@ def _backends(
     c_problem: str | None,
     python_engine: bool | None,
 ) -> list[Check]:
+    from harness.runners._netns import BACKEND_ENV, netns_backend
+
+    try:
+        chosen = netns_backend()  # one named there is the one runs use: it must work
+    except UsageError:
+        chosen = "auto"  # its own row says what is wrong with it
     kernel = Check(
         "backend kernel",
         netem_ok,
         "sch_netem works" if netem_ok else "sch_netem is not in this kernel",
-        "the userspace backend is used instead" if netem_ok is False else "",
-        required=False,
+        "" if netem_ok is not False
+        else f"{BACKEND_ENV}=kernel asks for it: unset it to shape in userspace"
+        if chosen == "kernel" else "the userspace backend is used instead",
+        required=chosen == "kernel",
     )
     if nfqueue_ok is None:
         user_ok = None
@@ -348,6 +356,6 @@ def _backends(
         detail,
         "apt-get install gcc libnetfilter-queue-dev (the C engine)",
         "gcc libnetfilter-queue-dev",
-        required=False,
+        required=chosen == "userspace",
     )
     return [kernel, user]
