@@ -31,7 +31,15 @@ from harness._tell import tell
 from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
 from harness.observe._rundir import run_ended
-from harness.observe._runrecord import RESERVE_FILE, RunRecord, SupervisorRecord, write_run
+from harness.observe._runrecord import (
+    RESERVE_FILE,
+    RUN_FILE,
+    RecordError,
+    RunRecord,
+    SupervisorRecord,
+    read_run,
+    write_run,
+)
 from harness.runners._registry import CLUSTER_K8S, cluster_clean_command
 from harness.sync._protocol import FAILING_EVENTS
 from netem._cleanup._manifest import owner_alive, pid_namespace, proc_problem, process_start
@@ -209,10 +217,34 @@ def tell_if_aborted(run_dir: Path) -> None:
             tell(f"harness: run {run_dir.name} was aborted: {run.reason}")
 
 
+RECORD_LOST_S = 30.0
+"""How long a run directory may go without a readable run.json, nothing in it renamed or
+created, before no supervisor is taken to be writing it: a live one rewrites run.json
+every `LAST_SEEN_EVERY_S` (a rename, which changes the directory), and writes it first
+within moments of making the directory (after the scan of older runs for dead ones)."""
+
+
 def run_over(run_dir: Path, found_by: str) -> bool:
     """True once the run has ended: run.json records its end, or its supervisor is gone
-    (the run is then marked aborted, by `found_by`)."""
-    return run_ended(run_dir) or mark_aborted(run_dir, found_by)
+    (the run is then marked aborted, by `found_by`). UsageError when the run has no
+    readable record and nothing wrote one for `RECORD_LOST_S`: its end would never come."""
+    if run_ended(run_dir) or mark_aborted(run_dir, found_by):
+        return True
+    try:
+        if read_run(run_dir) is not None:
+            return False
+        why = f"has no {RUN_FILE}"
+    except RecordError as e:
+        why = f"has no readable {RUN_FILE} ({e})"
+    stamps = []
+    for path in (run_dir, run_dir / RUN_FILE):
+        with contextlib.suppress(OSError):
+            stamps.append(path.stat().st_mtime)
+    quiet = time.time() - max(stamps, default=0.0)
+    if quiet >= RECORD_LOST_S:
+        raise UsageError(f"{run_dir} {why}, and no supervisor wrote one for "
+                         f"{RECORD_LOST_S:g} s: it is no run going on, to follow")
+    return False
 
 
 def _reason(run: RunRecord, last_seen: float | None) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 import harness.observe._logging
 from harness._cli import main
 from harness._errors import UsageError
+from harness._liveness import RECORD_LOST_S, run_over
 from harness.observe import (
     LogFilter,
     configure_logging,
@@ -254,6 +257,33 @@ def test_following_a_run_whose_supervisor_is_gone_ends(
     assert done.stdout  # what the run wrote before its supervisor died
     assert after["outcome"] == "aborted"
     assert after["aborted"]["found_by"] == f"harness {command}"
+
+
+@pytest.mark.parametrize("record", ["removed", "empty"])
+@pytest.mark.parametrize("command", ["logs", "events"])
+def test_following_a_run_without_a_record_nobody_writes_ends_with_that_error(
+    run_factory: Callable[..., Path], command: str, record: str
+) -> None:
+    """Both waited for ever for the end of a run whose run.json was removed or emptied:
+    without the record there is no supervisor to look for, and none will write it."""
+    run_dir = run_factory(ended=True, instances=2, log_lines=3)
+    run_json = run_dir / "run.json"
+    if record == "removed":
+        run_json.unlink()
+    else:
+        run_json.write_bytes(b"")
+    assert not run_over(run_dir, "test")  # just now: as a run still setting up
+    old = time.time() - RECORD_LOST_S - 1  # as nothing wrote the record since then
+    for path in (run_dir, run_json):
+        if path.exists():
+            os.utime(path, (old, old))
+    done = harness_cli(command, "--follow", str(run_dir), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "run.json" in done.stderr
+    if (command, record) != ("logs", "empty"):  # (which reads the record first, and says so)
+        assert "no supervisor wrote one" in done.stderr
+        assert f"{run_dir} has no {'readable ' if record == 'empty' else ''}run.json" in (
+            done.stderr)
 
 
 def test_resolve_run(tmp_path: Path, run_factory: Callable[..., Path]) -> None:
