@@ -526,8 +526,10 @@ async def _watch_own_node(env: sdk.RunEnv, ip: str, watch: Watch, p: Mapping[str
     transfers = int(p.get("transfers", 0)) if submitter else 0
     verified = -1
     # The run's progress line shows the latest layer nodes verified ("layer 5 verified
-    # 63/100"). A restarted instance says nothing: it would count its layers twice.
-    said = 1 << 30 if env.is_restart else -1
+    # 63/100"). A restarted instance says nothing: it would count its layers twice. Layer 0
+    # is not said: a node that verified nothing reports 0 (the API's numbers are unsigned),
+    # and "layer 0 verified" came before genesis.
+    said = 1 << 30 if env.is_restart else 0
     error: str | None = None
     try:
         while True:
