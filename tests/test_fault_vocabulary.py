@@ -153,6 +153,12 @@ BAD: list[tuple[Any, str]] = [
     ({"at": 1, "action": "kill", "targets": {"percentage": 0}}, "percentage must be"),
     ({"at": 1, "action": "kill", "targets": {"colour": "red"}}, "unknown key 'colour'"),
     ({"at": 1, "action": "kill", "targets": {"group": 3}}, "must be a name or a list"),
+    # an empty list (a script's) selected every instance: a targeted kill killed them all
+    ({"at": 1, "action": "kill", "targets": {"group": []}}, "group: an empty list names nobody"),
+    ({"at": 1, "action": "kill", "targets": {"role": [], "count": 1}}, "role: an empty list"),
+    ({"at": 1, "action": "pause", "targets": {"instances": []}}, "instances: an empty list"),
+    ({"at": 1, "action": "partition", "targets": {"group": "gw"},
+      "others": {"instances": []}}, "others: instances: an empty list"),
     ({"at": True, "action": "heal"}, "must be a duration"),
     ({"at": "soon", "action": "heal"}, "is not a duration"),
     ({"at": -1, "action": "heal"}, "must not be negative"),

@@ -66,9 +66,9 @@ class Selector:
         if topic is not None and (not isinstance(topic, str) or not topic):
             raise FaultError(f"{where}: topic must be a sync topic's name, not {topic!r}")
         return cls(
-            groups=_names(data.get("group", ()), f"{where}: group"),
-            roles=_names(data.get("role", ()), f"{where}: role"),
-            instances=_names(data.get("instances", ()), f"{where}: instances"),
+            groups=_names(data, "group", where),
+            roles=_names(data, "role", where),
+            instances=_names(data, "instances", where),
             topic=topic,
             count=count,
             percentage=None if percentage is None else float(percentage),
@@ -162,9 +162,17 @@ EVERYONE = Selector()
 """Every instance of the run."""
 
 
-def _names(value: Any, where: str) -> tuple[str, ...]:
+def _names(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """The names under `key` (none when it is left out). An empty list is refused: the
+    selector would then select by its other keys alone, every instance for `{group = []}`."""
+    if key not in data:
+        return ()
+    value = data[key]
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-        raise FaultError(f"{where}: must be a name or a list of names, not {value!r}")
+        raise FaultError(f"{where}: {key}: must be a name or a list of names, not {value!r}")
+    if not value:
+        raise FaultError(f"{where}: {key}: an empty list names nobody (leave {key} out to "
+                         "select from every instance)")
     return tuple(value)
