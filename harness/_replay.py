@@ -5,8 +5,8 @@ The planned faults (the composition's or the case's own, and `--faults FILE`'s, 
 keeps them) are played as planned: their seeds draw the same instances from the same
 groups, and a selector by sync topic chooses by what the replay publishes. Faults injected
 live during the run (`live N` in faults.jsonl) become planned ones, at the time they were
-applied (`at_s`) and on the instances they chose (`targets = {instances = [...]}`), after
-the planned ones.
+applied (`at_s`) and on the instances they chose and found running (`targets = {instances
+= [...]}`), after the planned ones.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def replay_faults(record: RunRecord, run_dir: Path) -> tuple[Fault, ...]:
 
 def live_faults(steps: Iterable[Mapping[str, Any]], where: str = FAULTS_FILE) -> tuple[Fault, ...]:
     """The faults faults.jsonl says were injected live and applied, as planned faults: at
-    the time they were applied, on the instances they chose (the selector's seed kept, for
-    a partition that draws its sides with it); in the order they were applied."""
+    the time they were applied, on the instances they chose and did not miss (the
+    selector's seed kept, for a partition that draws its sides with it); in the order they
+    were applied. One that missed every instance it chose (none was running) did nothing,
+    and is left out: played again, it could kill one for good."""
     out: list[Fault] = []
     for step in steps:
         if step.get("step") != "applied" or not str(step.get("fault", "")).startswith(LIVE):
@@ -79,7 +81,11 @@ def live_faults(steps: Iterable[Mapping[str, Any]], where: str = FAULTS_FILE) ->
         if action != "heal":  # heal takes no targets
             targets = step.get("targets")
             seed = targets.get("seed") if isinstance(targets, Mapping) else None
-            table["targets"] = {"instances": step.get("chosen"), **({"seed": seed} if seed else {})}
+            missed = step.get("missed") or ()
+            hit = [i for i in step.get("chosen") or () if i not in missed]
+            if not hit:  # nothing was done to anyone: a replay must not do it
+                continue
+            table["targets"] = {"instances": hit, **({"seed": seed} if seed else {})}
         out.append(Fault.from_data(table, f"{where}: {step.get('fault')}"))
     # `at` is seconds here (at_s), never a sync condition
     return tuple(sorted(out, key=lambda f: f.at if isinstance(f.at, float) else 0.0))

@@ -163,8 +163,15 @@ def test_live_faults_become_planned_ones_pinned_to_what_they_chose() -> None:
         {"fault": "live 0 (cli)", "step": "undone", "at_s": 2.5, "action": "partition"},
         {"fault": "live 2 (cli)", "step": "failed", "at_s": 4.0, "action": "kill", "at": 0.0,
          "targets": {"group": "nope"}, "reason": "no group 'nope'"},
+        # none of those it chose was running: it did nothing (replayed, a kill for good)
+        {"fault": "live 3 (cli)", "step": "applied", "at_s": 5.0, "action": "kill", "at": 0.0,
+         "targets": {"instances": ["g/1"]}, "chosen": ["g/1"], "missed": ["g/1"]},
+        {"fault": "live 4 (cli)", "step": "applied", "at_s": 6.0, "action": "pause", "at": 0.0,
+         "duration": 1.0, "targets": {"group": "g"}, "chosen": ["g/1", "g/2"],
+         "missed": ["g/1"]},
     ]
-    partition, heal = live_faults(steps)
+    partition, heal, pause = live_faults(steps)
+    assert (pause.action, pause.targets.instances) == ("pause", ("g/2",))  # not the missed
     assert (partition.at, heal.at, heal.action) == (2.0, 3.25, "heal")
     assert partition.targets.instances == chosen.instances and partition.targets.seed == 9
     assert partition.targets.groups == ()
