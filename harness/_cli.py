@@ -165,7 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else COMMANDS
         parser = build_parser(only)
         try:
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            late = getattr(args, "late_positional", None)
+            if late and getattr(args, late) is None and len(extra) == 1 \
+                    and not extra[0].startswith("-"):
+                setattr(args, late, extra.pop())
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
         except SystemExit:  # --help or a usage error: what it printed must leave
             if sys.stdout is not None:
                 sys.stdout.flush()

@@ -99,6 +99,9 @@ def test_the_options_become_the_faults_table() -> None:
     ("--json a b c", "one RUN and one ACTION at most"),
     ("kill --count 0", "count must be a whole number >= 1"),
     ("kill --group a --at x:abc", "--at 'x:abc': the count after the colon must be a whole"),
+    # ACTION after an option that follows RUN was "unrecognized arguments: kill"
+    ("20261205-1 --instance a/0 kill --duration 1s", "no run '20261205-1' under"),
+    ("latest --instance a/0 kill extra", "unrecognized arguments: kill extra"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_run_is_asked(
     tmp_path: Path, argv: str, message: str

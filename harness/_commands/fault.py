@@ -65,6 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_run(parser)
     parser.add_argument("action", nargs="?", metavar="ACTION",
                         help=f"one of {', '.join(ACTIONS)} (RUN may be left out)")
+    # `harness fault RUN --outputs DIR kill`: argparse takes both positionals before the
+    # first option, and ACTION after it was "unrecognized" (harness._cli takes it)
+    parser.set_defaults(late_positional="action")
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     # `--offset -300ms`: a negative duration is a value, not an option (argparse otherwise
