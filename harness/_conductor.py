@@ -53,6 +53,10 @@ class Actions(Protocol):
         not running (nothing done)."""
         ...
 
+    async def gone(self, instances: Sequence[str]) -> None:
+        """Until the instances `end` signalled have exited (their grace bounds it)."""
+        ...
+
     async def start(self, instance: str, why: str) -> bool:
         """Start again an instance a fault stopped; False if it was running."""
         ...
@@ -283,8 +287,11 @@ class Conductor:
             expect = fault.expectation() or "recover"
             missed = [iid for iid in chosen
                       if not await self.actions.end(iid, why, grace, comeback, expect)]
+            ended = [iid for iid in chosen if iid not in missed]
+            # Applied once they are down: a stop's duration counts from the exit, not from
+            # its SIGTERM (a program that takes its grace to exit was down for no time).
+            await self.actions.gone(ended)
             if fault.duration is not None:  # those it ended: nothing was done to the missed
-                ended = [iid for iid in chosen if iid not in missed]
                 active.undo = lambda: self._each(ended, self.actions.start, f"{name} undone")
         elif action == "pause":
             missed = await self._hold(active, chosen, (True, fault.expectation() or "recover"),

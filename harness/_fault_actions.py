@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -32,6 +33,9 @@ _HOG = "while True: pass"
 HOG_START_S = 10.0
 """How long a busy loop may take to start (join its group and cgroup) before its hog fails.
 It takes milliseconds; a stalled machine (an emulated one under load) may take seconds."""
+GONE_AFTER_KILL_S = 10.0
+"""How long a process may take to exit after its SIGKILL before a fault that ended it goes
+on regardless (a process in uninterruptible sleep exits only when the kernel lets it)."""
 _log = structlog.get_logger("harness.supervisor")
 
 
@@ -50,7 +54,12 @@ class FaultActions:
         # Held while an instance's busy loops start, or what it left is killed: a loop in
         # its cgroup whose pid is not yet in `hogs` would be taken for left over.
         self._cgroup_locks: dict[str, trio.Lock] = {}
+        # Busy loops not yet in their own process group and cgroup: a SIGSTOP then stopped
+        # the fork server's child before it got there, and its hog failed 10 s later.
+        self._hogs_starting: set[int] = set()
+        self._hogs_waiting: set[str] = set()  # instances whose loops wait (it is down)
         self._said_no_cgroups = False
+        self._ending: dict[str, tuple[int, float]] = {}  # instance -> (pid, grace) signalled
 
     def running(self) -> set[str]:
         """The instances whose process runs now (a paused one too)."""
@@ -100,6 +109,7 @@ class FaultActions:
         pid = st.pid
         if comeback == "later":  # down for a while: its loops wait from now, not its exit
             self.hogs_wait(instance, True)
+        self._ending[instance] = (pid, grace or 0.0)
         if grace is None:
             signal_group(pid, signal.SIGKILL)
             return True
@@ -112,6 +122,18 @@ class FaultActions:
 
         trio.lowlevel.spawn_system_task(kill_later)
         return True
+
+    async def gone(self, instances: Sequence[str]) -> None:
+        """Until the processes `end` signalled have exited: within their grace, then
+        SIGKILL's moment (bounded, for one the kernel holds: it is then left to exit)."""
+        for instance in instances:
+            if instance not in self._ending:  # started, not ended (a restart of one down)
+                continue
+            pid, grace = self._ending.pop(instance)
+            st = self.sup.states[instance]
+            with trio.move_on_after(grace + GONE_AFTER_KILL_S):
+                while st.running and st.pid == pid:
+                    await self.sup.settled()
 
     async def kill_left(self, instance: str) -> None:
         """SIGKILL what the instance's process started and left running (out of its process
@@ -257,7 +279,11 @@ class FaultActions:
                 outdated = self._hog_changes.get(instance, 0) != changes
                 if not outdated:
                     self.hogs.setdefault(instance, []).append(proc.pid)
-            started = await _started(proc.pid, group)  # so that its group's SIGKILL reaches it
+                self._hogs_starting.add(proc.pid)
+            try:
+                started = await _started(proc.pid, group)  # so that its group's signals reach it
+            finally:
+                self._hogs_starting.discard(proc.pid)
             if outdated:
                 signal_group(proc.pid, signal.SIGKILL)
                 return
@@ -269,15 +295,17 @@ class FaultActions:
                 raise FaultError(f"hog on {instance}: a busy loop was not in the instance's"
                                  f" process group and cgroup {HOG_START_S:g} s after its"
                                  " start (the machine too loaded?); none left running")
-            if not self._running(instance):  # down again while it started: it waits too
-                signal_group(proc.pid, signal.SIGSTOP)
+            if instance in self._hogs_waiting or not self._running(instance):
+                signal_group(proc.pid, signal.SIGSTOP)  # down while it started: it waits too
 
     def hogs_wait(self, instance: str, waiting: bool) -> None:
         """Stop (waiting) or let go on the busy loops of an instance whose process exited
         or is started again: beside an exited one they would only load the host. Started
         again, it gets the loops owed to it (`hog` with `back` while it was down)."""
+        (self._hogs_waiting.add if waiting else self._hogs_waiting.discard)(instance)
         for pid in self.hogs.get(instance, []):
-            signal_group(pid, signal.SIGSTOP if waiting else signal.SIGCONT)
+            if pid not in self._hogs_starting:  # (one starting waits once started)
+                signal_group(pid, signal.SIGSTOP if waiting else signal.SIGCONT)
         loops = 0 if waiting else self.owed.pop(instance, 0)
         if loops:
             group = self._group(instance, "hog")

@@ -695,6 +695,7 @@ class Supervisor:
             self.record({"kind": "instance", "instance": inst.id, "status": "exited",
                          "exit_code": st.status, "by": st.ended_by,
                          **({"error": proc.lost} if proc.lost else {})})
+            self._settle()  # (a fault that ended it waits for its exit: `FaultActions.gone`)
             back = self.comeback.get(inst.id)
             if back is None:
                 break
@@ -803,6 +804,10 @@ class Supervisor:
     def _settle(self) -> None:
         self._settled.set()
         self._settled = trio.Event()
+
+    async def settled(self) -> None:
+        """Until an instance next starts or exits."""
+        await self._settled.wait()
 
     async def _wait_none_running(self) -> None:
         """Until no instance runs and none is being started."""

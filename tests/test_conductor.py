@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ class _Paused:
 
     def running(self) -> list[str]:
         return list(self.paused)
+
+    async def gone(self, instances: Sequence[str]) -> None:
+        pass
 
     async def pause(self, instance: str, on: bool, expect: str = "recover") -> bool:
         self.expects.append(expect)
@@ -158,6 +161,61 @@ def test_a_refused_limit_leaves_no_cap_behind() -> None:
         with pytest.raises(FaultError, match="limit on g/0: "):
             trio.run(actions.limit, "g/0", 0.01, 1 << 20)
         assert (group.cpu, group.memory) == (None, None), refuse
+
+
+def test_an_instance_down_as_its_hogs_loop_starts_stops_the_loop_once_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill at the moment of a hog stopped the busy loop the fork server was starting,
+    before it set up its own process group: it never got there, and the hog failed the run
+    10 s later ("not in the instance's process group ... the machine too loaded?")."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import types
+
+    from harness import _fault_actions
+
+    monkeypatch.setattr(_fault_actions, "HOG_START_S", 3.0)
+    # A loop whose start (setsid) comes 0.5 s after its spawn, as on a loaded machine.
+    slow = "import os, time; time.sleep(0.5); os.setsid(); time.sleep(60)"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def spawn(launch: object) -> types.SimpleNamespace:
+        procs.append(subprocess.Popen([sys.executable, "-c", slow]))  # noqa: ASYNC220 (a test)
+        return types.SimpleNamespace(pid=procs[-1].pid)
+
+    group = types.SimpleNamespace(dirs=(), paths=lambda: [], pids=lambda: [])
+    state = types.SimpleNamespace(running=True)
+    sup = types.SimpleNamespace(
+        states={"g/0": state}, run_dir=tmp_path, host=types.SimpleNamespace(spawn=spawn),
+        cgroups=types.SimpleNamespace(group=lambda _: group))
+    (tmp_path / "g").mkdir()
+    actions = FaultActions(sup)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(actions.hog, "g/0", 1)
+            await trio.sleep(0.1)  # spawned, not yet started: the instance goes down
+            state.running = False
+            actions.hogs_wait("g/0", True)
+
+    try:
+        trio.run(main)
+        (pid,) = actions.hogs["g/0"]
+        assert os.getpgid(pid) == pid  # it got to its own group...
+        for _ in range(200):  # ...and waits there while the instance is down (a SIGSTOP
+            state_of = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+            if state_of == "T":  # takes a moment to be delivered)
+                break
+            time.sleep(0.01)
+        assert state_of == "T"
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
 
 
 def _elf(path: Path, *segments: int) -> str:
@@ -396,6 +454,43 @@ def test_a_timed_end_starts_again_only_those_it_ended(tmp_path: Path, action: st
     actions = _Ends()
     _play([_timed(action, 1, 2, ["g/0", "g/1"])], actions, tmp_path)
     assert actions.started == ["g/0"]
+
+
+class _SlowToExit(_Ends):
+    """Actions whose ended instances take 2 s to exit (a program that takes its grace)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone_at: list[float] = []
+
+    async def gone(self, instances: Sequence[str]) -> None:
+        await trio.sleep(2)
+        self.gone_at.append(trio.current_time())
+
+    async def start(self, instance: str, why: str) -> bool:
+        self.started.append(f"{instance} at {trio.current_time():g}")
+        return True
+
+
+@pytest.mark.parametrize("action", ["kill", "stop", "restart"])
+def test_an_end_is_applied_once_its_instances_are_down_and_its_duration_counts_from_then(
+    tmp_path: Path, action: str
+) -> None:
+    """A stop's undo came `duration` after its SIGTERM: a program that took its grace to
+    exit was started again the moment it exited (down for no time), and faults.jsonl said
+    "undone" while it still ran."""
+    actions = _SlowToExit()
+    fault = _timed(action, 1, 3, ["g/0"]) if action != "restart" else Fault.from_data(
+        {"action": "restart", "at": 1, "targets": {"instances": ["g/0"]}})
+    _play([fault], actions, tmp_path)
+    steps = [orjson.loads(line) for line in (tmp_path / "faults.jsonl").read_bytes().splitlines()]
+    applied = next(s for s in steps if s["step"] == "applied")
+    assert actions.gone_at == [3.0]  # the clock starts at 0; applied at 1, down at 3
+    assert applied["took_s"] == pytest.approx(2.0)
+    if action != "restart":  # (a restart comes back by itself as it exits)
+        undone = next(s for s in steps if s["step"] == "undone")
+        assert actions.started == ["g/0 at 6"]  # down from 3 s for its 3 s
+        assert undone["at_s"] - applied["at_s"] == pytest.approx(3.0)
 
 
 def test_a_timed_skew_is_set_back_on_an_instance_that_is_down(tmp_path: Path) -> None:

@@ -548,6 +548,34 @@ def test_stop_ends_with_sigterm_and_resume_ends_a_pause(tmp_path: Path) -> None:
     assert [t for t in times if t > resumed], "resume did not end the pause"
 
 
+def test_a_stop_s_duration_counts_from_the_exit_of_a_program_that_takes_its_grace(
+    tmp_path: Path,
+) -> None:
+    """Its duration counted from the SIGTERM: a program that ignored it was started again
+    the moment its grace's SIGKILL ended it (down for no time), and faults.jsonl said
+    "undone" while it still ran."""
+    code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
+        [[faults]]
+        at = "500ms"
+        action = "stop"
+        grace = "{_s(1.5)}"
+        duration = "{_s(1)}"
+        targets = {{instances = ["single/0"]}}
+        """, "-p", f"seconds={5 * SLOW}", "-p", "deaf=true", "-i", "1")
+    assert code == 0, out
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    exited = next(e for e in events if e.get("status") == "exited")
+    assert exited["exit_code"] == -9, "the program was to ignore its SIGTERM"
+    steps = {f["step"]: f for f in _faults(run_dir)}
+    assert steps["applied"]["ts"] >= exited["ts"], "applied before the instance was down"
+    assert steps["applied"]["took_s"] >= 1.5 * SLOW - 0.1  # its grace
+    assert steps["undone"]["ts"] - exited["ts"] >= 1 * SLOW - 0.05
+    beats = _beats(run_dir, "single/0")
+    before = max(t for t, n, _ in beats if n == 0)
+    after = min(t for t, n, _ in beats if n == 1)
+    assert after - before >= 1 * SLOW, f"down for {after - before:.2f} s, not its 1 s"
+
+
 def test_a_restart_ends_the_pause_that_holds_its_instance(tmp_path: Path) -> None:
     """The contract (docs/faults.md) the simulation keeps too: the frozen process is thawed to
     take its signal and what starts again runs, though the pause had no end of its own."""

@@ -7,7 +7,7 @@ yet are refused, which fails the run with the reason."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.faults import FaultError
@@ -76,6 +76,10 @@ class ClusterActions:
         self.state.publish(fault_topic(instance), {"end": why, "grace": grace,
                                                    "comeback": comeback, "expect": expect})
         return True
+
+    async def gone(self, instances: Sequence[str]) -> None:
+        """Not waited for: the agent in the pod signals the process, out of sight here (a
+        timed end's duration counts from when it was told)."""
 
     async def start(self, instance: str, why: str) -> bool:
         """The agent starts the instance again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -27,7 +28,13 @@ def _until(env: sdk.RunEnv) -> float:
 
 
 async def beat(env: sdk.RunEnv) -> None:
-    """A line per 20 ms: wall time, restarts, data address."""
+    """A line per 20 ms: wall time, restarts, data address; deaf to SIGTERM if asked."""
+    if env.param("deaf"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    await _beat(env)
+
+
+async def _beat(env: sdk.RunEnv) -> None:
     until = _until(env)
     restarts = int(os.environ.get("TEST_RESTARTS", "0"))
     with (env.outputs_path / "beats.log").open("a", buffering=1) as out:
@@ -52,7 +59,7 @@ async def orphans(env: sdk.RunEnv) -> None:
     daemon = int(shell.stdout)
     with log.open("a") as out:
         out.write(f"{env.restarts} {child.pid}\n{env.restarts} {daemon}\n")
-    await beat(env)
+    await _beat(env)
 
 
 def _runs(pid: int, run_id: str, restarts: int) -> bool:
