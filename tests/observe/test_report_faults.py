@@ -99,7 +99,7 @@ def test_show_lists_the_faults_and_the_notes(
     assert "     3.00 s  fault 0 (kill) on single/1, undone at 4.00 s\n" in out
     assert ("     9.00 s  fault 2 (limit); FAILED: fault 2 could not be played: "
             "no cgroup for single/3\n") in out
-    assert "fault 3 (pause): not played (the run ended before its time)\n" in out
+    assert "fault 3 (pause): not played (the run ended before it was applied)\n" in out
 
 
 def test_the_timeline_draws_each_life_of_a_restarted_instance(

@@ -35,7 +35,7 @@ class FaultRow:
     missed: tuple[str, ...] = ()
     failures: list[str] = dataclasses.field(default_factory=list)
     failed_at: float | None = None  # when it first failed
-    played: bool = True  # False: never applied (the run ended before its time, or it failed)
+    played: bool = True  # False: never applied (the run ended first, or it failed)
 
     @property
     def kind(self) -> str:
@@ -55,7 +55,7 @@ def fault_line(entry: dict[str, Any]) -> str:
     """One line for `harness show`, from a fault's entry in summary.json."""
     name, action = entry.get("fault"), entry.get("action")
     if not entry.get("played", True) and not entry.get("failures"):
-        return f"{name} ({action}): not played (the run ended before its time)"
+        return f"{name} ({action}): not played (the run ended before it was applied)"
     applied, undone, failed = entry.get("applied_s"), entry.get("undone_s"), entry.get("failed_s")
     when = (f"{num(applied, 2)} s" if applied is not None
             else f"{num(failed, 2)} s" if failed is not None else "never")  # fmt: skip
@@ -146,7 +146,7 @@ def faults_section(rows: Sequence[FaultRow]) -> str:
     body = []
     for row in rows:
         colour = FAULT_COLOURS[row.kind]
-        state = "" if row.played else "not played (the run ended before its time)"
+        state = "" if row.played else "not played (the run ended before it was applied)"
         body.append(
             f"<tr class='{'fail' if row.failures else ''}'>"
             f"<td class='num'>{_when(row)}</td><td><b>{escape(row.name)}</b></td>"
