@@ -111,6 +111,15 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run_is_asked(
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_the_command_waits_for_the_run_s_answer_through_a_stop_s_grace() -> None:
+    from harness._control import ANSWER_S
+
+    assert fault_command._answer_within(Fault.from_data(_table("stop --instance a/0 "
+                                                               "--grace 90s"))) == ANSWER_S + 90
+    assert fault_command._answer_within(Fault.from_data(_table("kill --instance a/0"))) == (
+        ANSWER_S)
+
+
 @pytest.mark.parametrize(("text", "bits"), [
     ("9007199254740993", 9007199254740993),  # 2**53 + 1: through a float it lost the 1
     ("99999999999999999999999", 99999999999999999999999),

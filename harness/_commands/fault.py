@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from harness._commands._args import add_run
-from harness._control import ControlError, ask_fault, read_token
+from harness._control import ANSWER_S, ControlError, ask_fault, read_token
 from harness._errors import UsageError
 from harness._liveness import mark_aborted
 from harness.faults import ACTIONS, EXPECTATIONS, PARTITION_KINDS, Fault
@@ -129,6 +129,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "fault instead of ACTION and options")
 
 
+def _answer_within(fault: Fault) -> float:
+    """How long the run may take to answer: a stop or restart is played once its instances
+    are down, which their grace may take (a grace of 90 s was "the run did not answer")."""
+    grace = fault.args.get("grace", 0.0) if fault.action in ("stop", "restart") else 0.0
+    return ANSWER_S + float(grace)
+
+
 def run(args: argparse.Namespace) -> int:
     """Play the fault; 0 once the run has played (or scheduled) it, 1 when it reached none
     of the instances it chose (none was running)."""
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     sock = run_dir if record.sock_dir is None else Path(record.sock_dir)
     try:
         chosen = ask_fault(sock / "sync.sock", read_token(run_dir), fault.to_data(),
-                           by=f"harness fault pid {os.getpid()}")
+                           by=f"harness fault pid {os.getpid()}", timeout=_answer_within(fault))
     except ControlError:
         _running(run_dir)  # it may have ended meanwhile: then say that
         raise
