@@ -186,8 +186,9 @@ def test_a_run_is_replayed_from_its_groups_not_its_composition(tmp_path: Path) -
         {"id": "a", "count": 1, "params": {"seconds": 2.0}, "program": None},
         {"id": "b", "count": 2, "params": {"seconds": 0.5}, "program": None}])
     spec = replay_spec(run_dir)
+    # (`deaf`, a param the plan has that the record does not, takes its default)
     assert [(g.id, g.count, dict(g.params)) for g in spec.groups] == [
-        ("a", 1, {"seconds": 2.0}), ("b", 2, {"seconds": 0.5})]
+        ("a", 1, {"seconds": 2.0, "deaf": False}), ("b", 2, {"seconds": 0.5, "deaf": False})]
     assert [i.id for i in spec.instances] == ["a/0", "b/0", "b/1"]
     assert (spec.runner, spec.runner_pinned, spec.timeout_s) == ("local:exec", True, 30.0)
     assert replay_spec(run_dir, "local:netns").runner == "local:netns"
