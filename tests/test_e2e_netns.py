@@ -43,7 +43,7 @@ def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
     r = harness_cli("run", "pingpong", "-i", "50", "-p", "latency=10ms", "-p", "fanout=3",
                     "--runner", "local:netns", "--outputs", str(tmp_path), "-q", timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    # the plan itself fails any instance whose fastest ping beat twice the latency
+    # the plan itself fails any instance whose fastest ping beat its two ends' latency
     run_dir = only_run_dir(tmp_path)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["network"]["backend"] in ("kernel", "userspace")
@@ -52,6 +52,30 @@ def test_pingpong_50_instances_over_shaped_links(tmp_path: Path) -> None:
     assert not list(run_dir.glob("*.sock"))  # the sync and relay sockets went with the run
     assert host_network_state() == before
     assert not [n for n in _netns() if n.startswith(run["network"]["prefix"])]
+
+
+def test_pingpong_groups_with_different_latencies_pass_and_unshaped_links_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A composition's groups at 0 and 30 ms hung at the 'shaped' barrier (only shaped
+    instances signalled it); groups at 10 and 50 ms failed for a round trip of 60 ms, "less
+    than twice 50 ms". The check is each round trip against its two ends' latencies: links
+    asked for and not shaped (the 'none' backend) still fail."""
+    comp = tmp_path / "mixed.toml"
+    comp.write_text('[global]\nplan = "pingpong"\ncase = "ping"\ntotal_instances = 6\n'
+                    'timeout = "60s"\n'
+                    '[[groups]]\nid = "fast"\ninstances = { count = 2 }\n'
+                    '[[groups]]\nid = "near"\ninstances = { count = 2 }\n'
+                    '[groups.params]\nlatency = "10ms"\n'
+                    '[[groups]]\nid = "far"\ninstances = { count = 2 }\n'
+                    '[groups.params]\nlatency = "50ms"\n')
+    r = harness_cli("run", "--composition", str(comp), "--runner", "local:netns",
+                    "--outputs", str(tmp_path / "a"), "-q", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    monkeypatch.setenv("HARNESS_NETEM_BACKEND", "none")
+    r = harness_cli("run", "pingpong", "-i", "2", "-p", "latency=20ms", "--runner",
+                    "local:netns", "--outputs", str(tmp_path / "b"), "-q", timeout=120)
+    assert r.returncode == 1 and "the links are not shaped" in r.stdout, r.stdout + r.stderr
 
 
 def test_pingpong_200_instances(tmp_path: Path) -> None:

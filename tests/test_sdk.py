@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from harness import sdk
-from harness.sync import connect_unix
+from harness.sync import SyncState, connect_unix
 
 from .sync._util import run, running_server
 
@@ -125,6 +125,36 @@ def test_network_configure_sends_a_checked_request_and_gets_the_callback() -> No
         assert config["callback_state"] == "shaped"
 
     trio.run(main)
+
+
+def test_shape_and_wait_meets_the_instances_shaped_or_not() -> None:
+    """Two instances of a composition, one shaped and one not: the unshaped one waited at
+    the barrier for signals only the shaped ones' changes sent, until the run's timeout."""
+    applied: list[str | None] = []
+    states: list[SyncState] = []
+
+    async def handler(instance: str | None, config: dict[str, Any]) -> None:
+        applied.append(instance)
+        states[0].signal_entry(config["callback_state"], instance)  # as a runner does
+
+    async def one(path: str, iid: str, shape: sdk.LinkShape | None) -> None:
+        async with connect_unix(path, iid) as c:
+            env = sdk.RunEnv.from_environ({**ENV, "TEST_INSTANCE_COUNT": "2",
+                                           "TEST_SIDECAR": "true"})
+            env.sync = c
+            env.network = sdk.NetworkClient(env)
+            await env.network.shape_and_wait(shape)
+
+    async def main() -> None:
+        async with running_server(network=handler) as (path, state, _):
+            states.append(state)
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(one, path, "far/0", sdk.LinkShape(latency_ms=30))
+                    nursery.start_soon(one, path, "near/0", None)
+
+    trio.run(main)
+    assert applied == ["far/0"]  # only the shaped one asked for a change
 
 
 @pytest.mark.parametrize(

@@ -89,9 +89,7 @@ async def _client(env: sdk.RunEnv) -> None:
 
 async def setget(env: sdk.RunEnv) -> None:
     """The server role runs redis-server; clients write and read back their keys."""
-    if env.network.configurable and env.params["latency"] > 0:
-        shape = sdk.LinkShape(latency_ms=env.params["latency"] * 1000)
-        await env.network.configure(shape, callback_state="shaped",
-                                    callback_target=env.instance_count)
-        await env.sync.barrier("shaped", env.instance_count)
+    latency = float(env.params["latency"])
+    await env.network.shape_and_wait(sdk.LinkShape(latency_ms=latency * 1000) if latency
+                                     else None)
     await (_serve(env) if env.role == "server" else _client(env))
