@@ -152,6 +152,9 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
         ("layers=200", "harness: error: spacemesh:faults: layers=200: the last one ends 406s "
                        "after the instances start (genesis_offset=4s, then 201 layers of 2s), "
                        "past the run's timeout of 300s (raise --timeout, or run fewer layers)"),
+        # Ran to the timeout, then failed: every instance "still running at the run's timeout".
+        ("judge_after=1000h", "harness: error: spacemesh:faults: judge_after=3.6e+06s: with "
+                              "genesis_offset=4s, past the run's timeout of 300s"),
     ]:
         ps = [arg for each in param.split("\n") for arg in ("-p", each)]
         r = harness_cli("run", "spacemesh:faults", *ps, "--outputs", str(tmp_path))

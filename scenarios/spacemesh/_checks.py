@@ -219,8 +219,10 @@ def transactions_applied(reports: Sequence[Report], tx_ids: Sequence[str]) -> li
         return ["no transaction was submitted"]
     for r in _ok(reports):
         pending = [t[:12] for t in tx_ids if r.tx_states.get(t) != "applied"]
-        if pending:
-            problems.append(f"{r.instance}: transactions not applied: {', '.join(pending)}")
+        if pending:  # (a thousand ids made each reason 21 kB)
+            more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+            problems.append(f"{r.instance}: {len(pending)} of {len(tx_ids)} transactions not "
+                            f"applied: {', '.join(pending[:3])}{more}")
     return problems
 
 

@@ -49,6 +49,11 @@ def check(p: Mapping[str, Any], instances: int, timeout_s: float | None = None) 
         # a run refused here could never have passed.
         offset, length = float(p["genesis_offset"]), float(p["layer_duration"])
         least = offset + (layers + 1) * length
+        judge_after = float(p.get("judge_after", 0))
+        if offset + judge_after > timeout_s:  # no node is judged before it
+            raise ValueError(f"judge_after={judge_after:g}s: with genesis_offset={offset:g}s, "
+                             f"past the run's timeout of {timeout_s:g}s (raise --timeout, or "
+                             "judge earlier)")
         if least > timeout_s:
             raise ValueError(
                 f"layers={layers}: the last one ends {least:g}s after the instances start "

@@ -89,7 +89,12 @@ def test_smeshing_fails_on_a_missing_atx_diverging_state_eligibility_or_tx() -> 
     elig = network(n3={"eligibilities": {"1": {"a": 3, "b": 1}}})
     assert "compute different eligibilities" in checks.same_eligibilities(elig)[0]
     pending = network(n4={"tx_states": {"t1": "mempool"}})
-    assert "transactions not applied" in checks.transactions_applied(pending, ["t1"])[0]
+    assert checks.transactions_applied(pending, ["t1"]) == [
+        "i4: 1 of 1 transactions not applied: t1"]
+    many = [f"{n:012x}" for n in range(1000)]  # each reason held all 1,000 ids (21 kB)
+    (short, *_) = checks.transactions_applied(network(), many)
+    assert short.endswith("1000 of 1000 transactions not applied: 000000000000, "
+                          "000000000001, 000000000002 and 997 more")
     assert checks.transactions_applied(network(), []) == ["no transaction was submitted"]
 
 
@@ -135,6 +140,10 @@ def test_failed_nodes_needs_the_survivors_to_report() -> None:
     # 1 gateway + 9 miners: 6 may die, 4 must report.
     assert expected_reports(p, 10) == 4
     assert expected_reports(_params(), 10) == 10
+    # 1 gateway + 2 miners: 60 % rounded up is both, but a miner must be left to report
+    # (failed_nodes -i 4 passed with every miner dead); 100 % lets them all go
+    assert expected_reports(p, 3) == 2
+    assert expected_reports(_params(may_fail=100.0), 3) == 1
 
 
 def test_a_node_whose_report_came_after_those_that_must_report_checks_itself() -> None:
