@@ -60,7 +60,7 @@ from ._memnet import MemoryLink
 from ._mesh import MeshParams
 from ._node import Node
 from ._simfaults import UNMODELLED, Plan, Player, members
-from .plan import POLL_S, Watch, compare_reports
+from .plan import POLL_S, SETTLE_LAYERS, Watch, compare_reports
 
 Faults = tuple[Fault, ...]
 SEARCHED = ("partition", "isolate", "shape", "heal", "kill", "restart", "pause", "skew")
@@ -134,10 +134,18 @@ class Setup:
             # Miners it may kill for good need not report, as the simulation judged them
             # (without it the survivors waited for their reports until the timeout).
             role = {m.id: m.role for m in self.members()}
-            gone = sum(1 for i, expect in Plan.of(schedule, self.members()).dead_at_end().items()
+            plan = Plan.of(schedule, self.members())
+            gone = sum(1 for i, expect in plan.dead_at_end().items()
                        if expect == "may_die" and role[i] == "miner")
             if gone:
                 words += ["-p", f"may_fail={math.ceil(100 * gone / self.miners)}"]
+            # Judged when the simulation judged them: `SETTLE_LAYERS` after the last fault
+            # settled (a plan without it judged at its usual time, before a late fault had
+            # been played: the simulation said "survived", the run failed).
+            healed = plan.settled_at() - self.genesis_offset
+            if healed > 0:
+                after = healed + SETTLE_LAYERS * self.layer_duration
+                words += ["-p", f"judge_after={after:g}s"]
         return shlex.join(words)
 
 

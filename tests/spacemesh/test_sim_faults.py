@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from scenarios.spacemesh._node import Node
 from scenarios.spacemesh._simfaults import Plan
 from scenarios.spacemesh._transport import Connection
 from scenarios.spacemesh.faults import Setup, fault_lists, search, simulate
+from scenarios.spacemesh.plan import SETTLE_LAYERS
 
 PARAMS = MeshParams(layers_per_epoch=3, pow_bits=4)
 SMALL = Setup(miners=3, layers=6, layer_duration=1.0)
@@ -283,7 +285,7 @@ def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     assert fault.action == "kill" and fault.duration is None  # ...a kill for good
     assert f"harness run spacemesh:faults -i 5 --faults {path} " in out
     assert " -p schedule= " in out  # the case's default cuts are off
-    assert out.rstrip().endswith(" -p may_fail=100")  # the miners it kills need not report
+    assert " -p may_fail=100 " in out  # the miners it kills need not report
     said = out.split("the check said: ")[1].splitlines()[0]
     assert said.startswith("single/0 (the PoET) was dead at the end")
     assert "single/1: a gateway dead at the end" in said
@@ -415,7 +417,21 @@ def test_a_kill_for_good_is_judged_as_the_real_plan_judges_it() -> None:
                for p in simulate(SMALL, kill(gateway)))
     assert simulate(SMALL, kill(miner)) == []
     command = SMALL.replay_command(kill(miner), Path("f.json"))
-    assert command.endswith(f"-p may_fail={math.ceil(100 / SMALL.miners)}")
+    assert f"-p may_fail={math.ceil(100 / SMALL.miners)}" in command
     assert "may_fail" not in SMALL.replay_command(
         _faults({"action": "kill", "at": 8, "duration": 2,
                  "targets": {"instances": [miner]}}), Path("f.json"))
+
+
+def test_the_replay_judges_the_nodes_when_the_simulation_did() -> None:
+    """The simulation judges the nodes `SETTLE_LAYERS` after the last fault settled; the
+    replayed run judged them at the plan's usual time. A kill of every miner at 200 s (the
+    run's layers long over) "survived" in simulation, where the nodes were judged after it,
+    and failed for real ("never played: the run's instances ended first")."""
+    late = _faults({"action": "kill", "at": 200, "targets": {"role": "miner"}})
+    command = shlex.split(SMALL.replay_command(late, Path("f.json")))
+    settled = 200 - SMALL.genesis_offset + SETTLE_LAYERS * SMALL.layer_duration
+    assert command[command.index(f"judge_after={settled:g}s") - 1] == "-p"
+    timed = _faults({"action": "kill", "at": 8, "duration": 2, "targets": {"role": "miner"}})
+    assert f"judge_after={10 - SMALL.genesis_offset + SETTLE_LAYERS * SMALL.layer_duration:g}s" \
+        in SMALL.replay_command(timed, Path("f.json"))
