@@ -152,6 +152,9 @@ def test_the_cli_refuses_a_spacemesh_run_its_check_refuses(tmp_path: Path) -> No
         ("layers=200", "harness: error: spacemesh:faults: layers=200: the last one ends 406s "
                        "after the instances start (genesis_offset=4s, then 201 layers of 2s), "
                        "past the run's timeout of 300s (raise --timeout, or run fewer layers)"),
+        # Ran the whole case, then failed: "only 7 of layers 3-9 have a block".
+        ("min_blocks=100000", "harness: error: spacemesh:faults: min_blocks=100000: only 6 "
+                              "layers can have a block (layers 3-8)"),
         # Ran to the timeout, then failed: every instance "still running at the run's timeout".
         ("judge_after=1000h", "harness: error: spacemesh:faults: judge_after=3.6e+06s: with "
                               "genesis_offset=4s, past the run's timeout of 300s"),

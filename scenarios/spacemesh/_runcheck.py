@@ -16,8 +16,9 @@ def check(p: Mapping[str, Any], instances: int, timeout_s: float | None = None) 
     no pair; or params that cannot hold together: late miners that start after the last
     layer to verify (the run would wait for its timeout), a checkpoint past it (no node
     applies that layer), `layers` within the first epoch (no layer can have a block, and
-    the ATXs may not have come), or more layers than the run's `timeout_s` leaves time for
-    (it would wait for that timeout, then fail)."""
+    the ATXs may not have come), a `min_blocks` above the layers that can have one, or more
+    layers (or a `judge_after`) than the run's `timeout_s` leaves time for (it would wait
+    for that timeout, then fail)."""
     nodes = instances - int(p["poets"])
     schedule = str(p.get("schedule") or "")
     if schedule:
@@ -38,6 +39,10 @@ def check(p: Mapping[str, Any], instances: int, timeout_s: float | None = None) 
         raise ValueError(f"layers={layers}: must reach past the first epoch "
                          f"(layers_per_epoch={p['layers_per_epoch']}): no layer before can "
                          f"have a block, and the ATX check would fail")
+    can_have = layers - int(p["layers_per_epoch"]) + 1  # epoch 1's first to the target
+    if int(p.get("min_blocks", 0)) > can_have:  # (it ran the whole case, then failed)
+        raise ValueError(f"min_blocks={p['min_blocks']}: only {can_have} layers can have a "
+                         f"block (layers {p['layers_per_epoch']}-{layers})")
     if int(p.get("late", 0)) and int(p.get("late_layers", 0)) >= layers:
         raise ValueError(f"late_layers={p['late_layers']}: the late miners must start before "
                          f"the last layer to verify (layers={layers})")

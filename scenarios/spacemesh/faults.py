@@ -536,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{MAX_LAYERS} --layers")  # fmt: skip
     actions = tuple(a.strip() for a in args.actions.split(",") if a.strip())
     bad = [a for a in actions if a not in MODELLED]
-    if bad or not actions:
-        p.error(f"--actions: the simulation models {', '.join(MODELLED)}, "
-                f"not {bad[0] if bad else 'none'!r}")  # fmt: skip
+    if bad or not actions:  # (an empty one read "not 'none'")
+        p.error(f"--actions: the simulation models {', '.join(MODELLED)}, not {bad[0]!r}"
+                if bad else f"--actions: name one or more of {', '.join(MODELLED)}")
     one_down = None
     if args.one_down is not None:
         one_down = tuple(r.strip() for r in args.one_down.split(",") if r.strip())

@@ -212,6 +212,8 @@ def options(argv: list[str] | None = None) -> dict[str, Any]:
             raise ValueError(f"--layers ({args.layers}) must reach past the first epoch "
                              f"(--layers-per-epoch {args.layers_per_epoch}): nothing to judge")
         check_layers(args.layer_duration, args.proposals_per_layer)
+        if not 0 <= args.loss <= 1:  # (False for NaN too; the link's own error named no option)
+            raise ValueError(f"--loss must be a fraction from 0 to 1, not {args.loss!r}")
         for name in ("delay_ms", "jitter_ms"):  # False for NaN too
             if not 0 <= getattr(args, name) <= 1000 * args.layer_duration:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 to a layer "

@@ -290,6 +290,8 @@ def test_a_simulation_says_how_far_it_got_and_runs_the_same_for_it(
     (["--delay-ms", "1e300"], "--delay-ms must be 0 to a layer (2000 ms), not 1e+300"),
     (["--delay-ms", "-5"], "--delay-ms must be 0 to a layer (2000 ms), not -5.0"),
     (["--jitter-ms", "2500"], "--jitter-ms must be 0 to a layer (2000 ms), not 2500.0"),
+    (["--loss", "2"], "--loss must be a fraction from 0 to 1, not 2.0"),  # named no option
+    (["--loss", "nan"], "--loss must be a fraction from 0 to 1, not nan"),
     # these ran without end (a node's work grows with the expected proposals) or judged
     # nothing and passed ("blocks=0/0")
     (["--proposals-per-layer", "100000000"], "--proposals-per-layer must be 1 to 1000"),

@@ -325,6 +325,7 @@ def test_cli_refuses_what_the_simulation_cannot_model(
     for argv, message in (
         (["--faults", str(hog)], "the simulation cannot model hog"),
         (["--actions", "kill,limit"], "--actions: the simulation models"),
+        (["--actions", ""], "--actions: name one or more of shape, "),  # was "not 'none'"
         (["--faults", str(tmp_path / "nope.json")], "No such file or directory"),
         (["--layers", "99999999"], "at most 10000 nodes"),  # it ran without end
     ):
