@@ -155,7 +155,7 @@ def expected_reports(p: Mapping[str, Any], nodes: int) -> int:
     miners = nodes - int(p["gateways"])
     may_fail = float(p.get("may_fail", 0))
     dead = math.ceil(miners * may_fail / 100)
-    return nodes - (dead if may_fail >= 100 else min(dead, miners - 1))
+    return nodes - (dead if may_fail >= 100 else max(0, min(dead, miners - 1)))
 
 
 def equivocators(p: Mapping[str, Any], nodes: int) -> dict[int, int]:

@@ -144,6 +144,7 @@ def test_failed_nodes_needs_the_survivors_to_report() -> None:
     # (failed_nodes -i 4 passed with every miner dead); 100 % lets them all go
     assert expected_reports(p, 3) == 2
     assert expected_reports(_params(may_fail=100.0), 3) == 1
+    assert expected_reports(p, 1) == 1  # no miner at all: the gateway, not 2 of 1
 
 
 def test_a_node_whose_report_came_after_those_that_must_report_checks_itself() -> None:
