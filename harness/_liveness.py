@@ -30,7 +30,6 @@ from harness._errors import EnvironmentProblem, UsageError
 from harness._tell import tell
 from harness.observe import list_run_dirs, load_run
 from harness.observe._jsonl import ignore_unreadable, number, parse_line, read_jsonl, read_tail
-from harness.observe._rundir import run_ended
 from harness.observe._runrecord import (
     RESERVE_FILE,
     RUN_FILE,
@@ -228,14 +227,14 @@ def run_over(run_dir: Path, found_by: str) -> bool:
     """True once the run has ended: run.json records its end, or its supervisor is gone
     (the run is then marked aborted, by `found_by`). UsageError when the run has no
     readable record and nothing wrote one for `RECORD_LOST_S`: its end would never come."""
-    if run_ended(run_dir) or mark_aborted(run_dir, found_by):
-        return True
     try:
-        if read_run(run_dir) is not None:
-            return False
-        why = f"has no {RUN_FILE}"
+        run = read_run(run_dir)
     except RecordError as e:
-        why = f"has no readable {RUN_FILE} ({e})"
+        run, why = None, f"has no readable {RUN_FILE} ({e})"
+    else:
+        why = f"has no {RUN_FILE}"
+    if run is not None:
+        return run.is_over or mark_aborted(run_dir, found_by)
     stamps = []
     for path in (run_dir, run_dir / RUN_FILE):
         with contextlib.suppress(OSError):
