@@ -59,19 +59,26 @@ class NetworkClient:
         await self._env.sync.configure_network(config)
 
 
-    async def shape_and_wait(self, shape: LinkShape | None, state: str = "shaped") -> None:
-        """Shape this instance's outgoing traffic (`shape`; None: leave it as it is), then
-        wait until every instance has done so: a barrier on `state`, which each instance
-        reaches shaped or not, so that a composition's groups may shape theirs differently
-        (an unshaped one that waited for the shaped ones' signals alone waited for ever).
-        Nothing on a runner that cannot shape (`configurable` is False)."""
+    async def shape_and_wait(
+        self,
+        shape: LinkShape | None,
+        state: str = "shaped",
+        *,
+        rules: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        """Shape this instance's outgoing traffic (`shape` and `rules`, as `configure`
+        takes them; None: leave it as it is), then wait until every instance has done so:
+        a barrier on `state`, which each instance reaches shaped or not, so that a
+        composition's groups may shape theirs differently (an unshaped one that waited for
+        the shaped ones' signals alone waited for ever). Nothing on a runner that cannot
+        shape (`configurable` is False)."""
         if not self.configurable:
             return
         n = self._env.instance_count
         if shape is None:
             await self._env.sync.signal_entry(state)
         else:
-            await self.configure(shape, callback_state=state, callback_target=n)
+            await self.configure(shape, rules=rules, callback_state=state, callback_target=n)
         await self._env.sync.barrier(state, n)
 
 

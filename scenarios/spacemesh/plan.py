@@ -228,9 +228,7 @@ async def start(env: sdk.RunEnv) -> None:
         jitter_ms=float(p["jitter"]) * 1000,
         loss_pct=float(p["loss"]),
     )
-    if env.network.configurable:
-        await env.network.configure(shape, rules=rules, callback_state="shaped", callback_target=n)
-        await env.sync.barrier("shaped", n)
+    await env.network.shape_and_wait(shape, rules=rules)
     # Genesis counts from when every link is shaped (shaping 100 instances takes seconds).
     if env.global_seq == 0:
         await GENESIS.publish(env.sync, time.time() + float(p["genesis_offset"]))
