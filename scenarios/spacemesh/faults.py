@@ -106,6 +106,11 @@ class Setup:
             proposals_per_layer=self.proposals_per_layer,
         )
 
+    def healed_at(self, plan: Plan) -> float:
+        """When a fault list has settled, in seconds from genesis (0: before it): the nodes
+        are judged `SETTLE_LAYERS` after it, in simulation and in the replayed run."""
+        return max(0.0, plan.settled_at() - self.genesis_offset)
+
     def replay_command(self, schedule: FaultSchedule | Faults, file: Path | None = None) -> str:
         """The `harness run` that plays `schedule` in namespaces on the same network: cuts
         as the `schedule` param, a fault list from `file` (written by `write_faults`)."""
@@ -142,8 +147,8 @@ class Setup:
             # Judged when the simulation judged them: `SETTLE_LAYERS` after the last fault
             # settled (a plan without it judged at its usual time, before a late fault had
             # been played: the simulation said "survived", the run failed).
-            healed = plan.settled_at() - self.genesis_offset
-            if healed > 0:
+            healed = self.healed_at(plan)
+            if healed:
                 after = healed + SETTLE_LAYERS * self.layer_duration
                 words += ["-p", f"judge_after={after:g}s"]
         return shlex.join(words)
@@ -210,7 +215,7 @@ def simulate(setup: Setup, schedule: FaultSchedule | Faults) -> list[str]:
             else:
                 player = Player(c, plan, t0)
                 tg.start_soon(player.run)
-                healed = max(0.0, plan.settled_at() - setup.genesis_offset)
+                healed = setup.healed_at(plan)
                 judge = _Judge(c, setup, genesis, healed, player, plan.dead_at_end())
             reports.extend(await judge.run())
             poet = next(p for p in c.processes.values() if p.role == "poet")
