@@ -512,8 +512,9 @@ class Supervisor:
                     try:
                         processes = await host.ready(self.spec.timeout_s)
                         async with trio.open_nursery() as observers:
-                            if dep.network_failure is not None:
-                                observers.start_soon(self._watch_network, dep.network_failure)
+                            if dep.network_failure or dep.network_notes:
+                                observers.start_soon(self._watch_network, dep.network_failure,
+                                                     dep.network_notes)
                             await self._observe(observers, state, processes)
                             self.conductor = self._conductor(state)
                             server.faults = self.conductor.inject
@@ -900,11 +901,18 @@ class Supervisor:
         self.run_failure = self.run_failure or message
         self.failed.set()
 
-    async def _watch_network(self, failure: Callable[[], BackendFailure | None]) -> None:
+    async def _watch_network(self, failure: Callable[[], BackendFailure | None] | None,
+                             notes: Callable[[], tuple[str, ...]] | None) -> None:
         """Notice at once when the network stops shaping on its own (the userspace engine
-        died: its links then pass unshaped)."""
+        died: its links then pass unshaped), and tell what its backend notes (the engine fell
+        back to its slower Python form: it starts with the first shaped link)."""
+        told: set[str] = set()
         while True:  # a poll: the engine is another thread's child, with no fd to wait on
-            found = failure()
+            for note in notes() if notes is not None else ():
+                if note not in told:
+                    told.add(note)
+                    self._network_note(note)
+            found = failure() if failure is not None else None
             if found is not None:
                 break
             await trio.sleep(_NETWORK_CHECK_S)
@@ -920,6 +928,16 @@ class Supervisor:
             self.progress.note(message + ("" if allowed else ": the run fails"))
         if not allowed:
             self.fail_run(message)
+
+    def _network_note(self, note: str) -> None:
+        """Record what the network's backend says of its shaping; the verdict stands."""
+        at = round(time.time() - self.started_at, 3)
+        event = {"kind": "network", "event": "backend-note", "message": note, "at_s": at}
+        self.record(event)
+        self.network_events.append({k: v for k, v in event.items() if k != "kind"})
+        _log.warning("the network's backend notes", message=note)
+        if self.progress:
+            self.progress.note(note)
 
     async def _tick(self) -> None:
         """Redraw progress; flush events.jsonl so `harness logs --follow` sees them; show

@@ -78,6 +78,7 @@ class Network:
         self._recorder = Recorder(record)
         self._failure_lock = threading.Lock()
         self._failure_recorded = False
+        self._notes_recorded: list[str] = []
 
     # -- building ---------------------------------------------------------------------
 
@@ -438,6 +439,21 @@ class Network:
                 if not self._failure_recorded:
                     self._failure_recorded = True
                     self._recorder.write("backend-failed", "netem", {}, found.to_dict())
+        return found
+
+    def backend_notes(self) -> tuple[str, ...]:
+        """What a reader of the run should know about how its links were shaped (e.g. the
+        userspace engine's slower Python fallback, and why); empty when nothing. Cheap, so it
+        can be polled. Each note is recorded once, when first seen (op "backend-note",
+        `applied`: {"backend", "message"})."""
+        notes = getattr(self.backend, "notes", None)  # backends written before it
+        found: tuple[str, ...] = tuple(notes()) if notes is not None else ()
+        with self._failure_lock:
+            for note in found:
+                if note not in self._notes_recorded:
+                    self._notes_recorded.append(note)
+                    self._recorder.write("backend-note", "netem", {},
+                                         {"backend": self.backend.name, "message": note})
         return found
 
     # -- ending -----------------------------------------------------------------------

@@ -348,6 +348,37 @@ def test_the_death_of_the_shaping_engine_is_recorded_and_fails_the_run_unless_al
     assert died in shown.stdout
 
 
+@needs_root
+@pytest.mark.live
+def test_a_fallback_to_the_python_shaping_engine_is_said_at_the_end_and_in_the_records(
+    make_plan: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_plan("hang", HANG, HANG_CODE)
+    out = tmp_path / "out"
+    # an empty engine cache and no compiler: the C engine cannot be built
+    env = {"HARNESS_NETEM_BACKEND": "userspace", "CC": "no-such-cc",
+           "NETEM_USERSPACE_CACHE": str(tmp_path / "cache")}
+    proc = _start(root, out, "shaped_for", "-p", "seconds=1", env=env)
+    with _reaped(proc):
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr  # a note, not a failure
+    (run_dir,) = [p.parent for p in out.glob("*/run.json")]
+    run = json.loads((run_dir / "run.json").read_text())
+    fallback = "shaping ran on the userspace engine's Python fallback"
+    (event,) = run["network_events"]
+    assert event["event"] == "backend-note" and event["message"].startswith(fallback)
+    assert "no C compiler ('no-such-cc') found" in event["message"]
+    assert f"note: {fallback}" in stdout
+    (line,) = [json.loads(ln) for ln in (run_dir / "network.jsonl").read_text().splitlines()
+               if '"backend-note"' in ln]
+    assert line["applied"]["message"] == event["message"]
+    shown = harness_cli("show", str(run_dir))
+    assert shown.returncode == 0 and fallback in shown.stdout, shown.stdout + shown.stderr
+    report = (run_dir / "report.html").read_text()
+    assert f'<p class="alert"><b>{fallback}' in report.replace("&#x27;", "'")
+    assert "this failed the run" not in report
+
+
 # -- 9: the supervisor itself is killed ----------------------------------------------------
 
 

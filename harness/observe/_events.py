@@ -40,8 +40,8 @@ _HIDDEN_BY_KIND = {"network": {"asked"}}  # what was asked: `applied` says what 
 
 def _network(line: dict[str, Any]) -> dict[str, Any] | None:
     """A network.jsonl line as an event; None for what events.jsonl has already (the
-    backend's failure is recorded in both)."""
-    if line.get("op") == "backend-failed":
+    backend's failure and notes are recorded in both)."""
+    if line.get("op") in ("backend-failed", "backend-note"):
         return None
     return {"kind": "network", **line}
 

@@ -15,6 +15,9 @@ from harness.observe._runrecord import RunRecord, read_run
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
 DROP: Shape = {"drop": True}
 _ANY = "*"
+#: netem record lines that change no link: the network's birth and end, and what its backend
+#: did or said on its own (its engine died; it fell back to a slower engine)
+_NOT_CHANGES = frozenset({"build", "close", "backend-failed", "backend-note"})
 
 
 def host_names(run: RunRecord) -> dict[str, str]:
@@ -74,7 +77,7 @@ class ShapeTimeline:
         # each source's egress at the last line, and its compact form: most lines change one
         rows: dict[str, tuple[dict[str, Shape], dict[tuple[str, str], Shape]]] = {}
         for line, matrix, drops in netem.replay_states(lines):
-            if line.get("op") in ("build", "close") or not isinstance(line.get("mono"), int | float):
+            if line.get("op") in _NOT_CHANGES or not isinstance(line.get("mono"), int | float):
                 continue
             by_src: dict[str, dict[str, Shape]] = {}
             for (src, dst), shape in matrix.items():
@@ -319,7 +322,7 @@ def _requests_only(lines: list[dict[str, Any]]) -> bool:
     netem (a replay derives 2 x hosts^2 directions per line: seconds at 100 hosts)."""
     for line in lines:
         op = line.get("op")
-        if op in ("build", "close"):
+        if op in _NOT_CHANGES:
             continue
         asked = line.get("asked")
         config = asked.get("config") if op == "request" and isinstance(asked, dict) else None

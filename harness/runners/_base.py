@@ -48,6 +48,9 @@ class Deployment:
     # Why the network stopped shaping on its own (the userspace engine died), once it has;
     # polled by the supervisor, so cheap and never blocking.
     network_failure: Callable[[], BackendFailure | None] | None = None
+    # What a reader should know about how links were shaped (a slower fallback engine, and
+    # why): `netem.Network.backend_notes`; polled with `network_failure`.
+    network_notes: Callable[[], tuple[str, ...]] | None = None
     faults: NetworkFaults | None = None  # None: this runner cannot shape or cut links
 
 

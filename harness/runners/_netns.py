@@ -98,6 +98,7 @@ class NetnsRunner:
             }
             yield Deployment(placements, str(net.subnet), configure, info,
                              link_stats=net.link_stats, network_failure=net.backend_failure,
+                             network_notes=net.backend_notes,
                              faults=_Faults(net, by_instance))
         finally:
             with trio.CancelScope(shield=True):

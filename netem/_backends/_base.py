@@ -92,5 +92,9 @@ class Backend(Protocol):
         """Why the backend no longer shapes as asked, once that is so (cheap, never
         blocks); None while it works."""
 
+    def notes(self) -> tuple[str, ...]:
+        """What a reader of a run should know about how the links were shaped (e.g. a
+        slower fallback engine, and why); empty when there is nothing to say. Cheap."""
+
     def close(self) -> None:
         """Remove everything the backend created; safe to call twice."""

@@ -48,6 +48,10 @@ class KernelBackend:
         """None: the kernel's qdiscs have no process that could die."""
         return None
 
+    def notes(self) -> tuple[str, ...]:
+        """None: the kernel's netem is the exact way."""
+        return ()
+
     def close(self) -> None:
         """Remove the root qdisc from every host; safe to call twice."""
         self._shaper.close()

@@ -42,6 +42,9 @@ class NullBackend:
     def failure(self) -> BackendFailure | None:
         return None
 
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
     def close(self) -> None:
         self.closed = True
 

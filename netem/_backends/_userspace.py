@@ -141,6 +141,15 @@ class UserspaceBackend:
                               "links pass unshaped (no delay, jitter, loss, corruption, "
                               "duplication or reordering)")
 
+    def notes(self) -> tuple[str, ...]:
+        """That the engine fell back to its Python implementation, and why, once it did."""
+        engine = self._engine
+        if engine is None or engine.implementation != "python" or not engine.fallback_reason:
+            return ()
+        return ("shaping ran on the userspace engine's Python fallback, less exact than the C "
+                "engine (its p99 timing error passes 1 ms from about 30,000 packets/s, the C "
+                f"engine's stays near 0.13 ms): {engine.fallback_reason}",)
+
     def close(self) -> None:
         """Stop the engine (removing its rules) and the htb layouts; safe to call twice."""
         engine, self._engine = self._engine, None

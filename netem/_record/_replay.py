@@ -119,7 +119,7 @@ def _apply(net: Network, line: dict[str, Any]) -> None:
         net.override({(a, b): _shape(s) for a, b, s in asked["shapes"]}, asked_by=who)
     elif op == "request":
         net.apply_request(asked["host"], asked["config"], asked_by=who)
-    elif op in ("close", "backend-failed"):  # no change of the policy
+    elif op in ("close", "backend-failed", "backend-note"):  # no change of the policy
         pass
     else:
         raise RequestError(f"unknown op {op!r}")

@@ -23,12 +23,14 @@ def _run(tmp_path: Path) -> Path:
     _write(tmp_path / "events.jsonl",
            {"ts": 100.0, "mono": 1.0, "kind": "instance", "instance": "g/0", "status": "started"},
            {"ts": 100.5, "mono": 1.5, "kind": "network", "event": "backend-failed"},
+           {"ts": 100.7, "mono": 1.7, "kind": "network", "event": "backend-note"},
            {"ts": 102.0, "mono": 3.0, "kind": "fault", "fault": "live 0 (me)", "step": "applied",
             "action": "isolate", "chosen": ["g/0"], "asked_by": "me"})  # fmt: skip
     _write(tmp_path / "network.jsonl",
            {"ts": 101.0, "mono": 2.0, "op": "configure", "asked_by": "g/0", "asked": {},
             "applied": {}},
-           {"ts": 101.5, "mono": 1.5, "op": "backend-failed", "asked_by": "netem"})  # fmt: skip
+           {"ts": 101.5, "mono": 1.5, "op": "backend-failed", "asked_by": "netem"},
+           {"ts": 101.7, "mono": 1.7, "op": "backend-note", "asked_by": "netem"})  # fmt: skip
     return tmp_path
 
 
@@ -36,8 +38,8 @@ def test_the_network_changes_come_in_time_order_and_once(tmp_path: Path) -> None
     events = list(run_events(_run(tmp_path)))
     assert [(e["kind"], e.get("op") or e.get("event") or e.get("status") or e.get("step"))
             for e in events] == [
-        ("instance", "started"), ("network", "backend-failed"), ("network", "configure"),
-        ("fault", "applied")]  # fmt: skip
+        ("instance", "started"), ("network", "backend-failed"), ("network", "backend-note"),
+        ("network", "configure"), ("fault", "applied")]  # fmt: skip
 
 
 def test_following_reads_until_the_run_ends_and_once_more_after(tmp_path: Path) -> None:
@@ -53,7 +55,7 @@ def test_following_reads_until_the_run_ends_and_once_more_after(tmp_path: Path) 
 
     events = list(follow_events(run_dir, ended=lambda _: over.pop(0), sleep=sleep))
     assert [e.get("name") for e in events if e["kind"] == "phase"] == ["poll 1", "poll 2"]
-    assert len(events) == 4 + 2 and len(polls) == 2
+    assert len(events) == 5 + 2 and len(polls) == 2
 
 
 def test_following_a_run_whose_directory_is_removed_ends_with_that_error(tmp_path: Path) -> None:
@@ -66,7 +68,7 @@ def test_following_a_run_whose_directory_is_removed_ends_with_that_error(tmp_pat
                                    sleep=lambda _: shutil.rmtree(run_dir)):
             seen.append(event)
     assert caught.value.filename == str(run_dir)
-    assert len(seen) == 4  # what was there before it went
+    assert len(seen) == 5  # what was there before it went
 
 
 def test_a_line_for_people_leads_with_the_time_since_the_start_and_the_essentials() -> None:

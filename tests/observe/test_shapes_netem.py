@@ -35,6 +35,36 @@ def test_timeline_replays_netems_record(tmp_path: Path) -> None:
     }
 
 
+class _DyingWithANote(netem.NullBackend):
+    gone = False
+
+    def failure(self) -> netem.BackendFailure | None:
+        return netem.BackendFailure("x", "its engine", 7, -9, "links pass") if self.gone else None
+
+    def notes(self) -> tuple[str, ...]:
+        return ("a slower engine",)
+
+
+def test_what_the_backend_did_or_said_on_its_own_is_no_change_of_the_links(
+    tmp_path: Path,
+) -> None:
+    record = tmp_path / "network.jsonl"
+    backend = _DyingWithANote()
+    with netem.Network(backend=backend, record=record, dry_run=True) as net:
+        a, b = net.build(2)
+        net.backend_notes()
+        net.partition([a], [b])  # a change among the backend's lines: its own replay path
+        backend.gone = True
+        net.backend_failure()
+    lines = list(read_jsonl(record))
+    assert {"backend-note", "backend-failed", "partition"} <= {line["op"] for line in lines}
+    names = {str(h.ip): f"i/{h.number - 1}" for h in (a, b)}
+    run = {"network": {"hosts": {v: k for k, v in names.items()}},
+           "instances": [{"id": i, "ip": ip} for ip, i in names.items()]}
+    timeline = ShapeTimeline(RunRecord.from_json(run), lines)
+    assert [c["op"] for c in timeline.changes] == ["partition"]
+
+
 def test_traces_that_name_nodes_by_their_own_ids_are_mapped_to_instances(tmp_path: Path) -> None:
     """The Spacemesh nodes trace peers by node id; hops must still meet their links."""
     import time

@@ -37,18 +37,23 @@ def network_markers(r: RunData, total: float) -> list[tuple[float, str, str]]:
     for event in r.run.network_events:  # e.g. the shaping engine died
         at = event.get("at_s")
         if isinstance(at, int | float):
-            markers.append((float(at), MARK["failure"], f"net: {event.get('message')}"))
+            colour = MARK["network" if event.get("event") == "backend-note" else "failure"]
+            markers.append((float(at), colour, f"net: {event.get('message')}"))
     return markers
 
 
 def _event_alerts(r: RunData) -> str:
-    """What the network did on its own (the shaping engine died), above everything else."""
+    """What the network did on its own (the shaping engine died) or its backend said (a
+    slower fallback engine), above everything else."""
     alerts = []
     for event in r.run.network_events:
+        message = f'<b>{escape(str(event.get("message")))}</b>'
+        if event.get("event") == "backend-note":  # said, not done: no bearing on the verdict
+            alerts.append(f'<p class="alert">{message}</p>')
+            continue
         verdict = ("allowed by --allow-unshaped" if event.get("allowed")
                    else "this failed the run")  # fmt: skip
-        alerts.append(f'<p class="alert"><b>{escape(str(event.get("message")))}</b> '
-                      f"({escape(verdict)})</p>")
+        alerts.append(f'<p class="alert">{message} ({escape(verdict)})</p>')
     return "".join(alerts)
 
 def _shape_label(shape: dict[str, Any]) -> str:
