@@ -254,6 +254,23 @@ def test_the_backend_named_by_the_variable_must_work(
         assert "unset it" in kernel.fix
 
 
+@pytest.mark.parametrize(("chosen", "said"), [
+    ("none", "links are not shaped (HARNESS_NETEM_BACKEND=none)"),
+    ("auto", "shaping backend(s): userspace"), ("userspace", "shaping backend(s): userspace"),
+])  # fmt: skip
+def test_the_summary_says_what_runs_will_shape_with(
+    monkeypatch: pytest.MonkeyPatch, chosen: str, said: str
+) -> None:
+    """With HARNESS_NETEM_BACKEND=none it said "shaping backend(s): userspace"."""
+    monkeypatch.setenv("HARNESS_NETEM_BACKEND", chosen)
+    checks = [doctor.Check("program ip", True), *doctor._backends(False, True, None, False)]
+    assert doctor.summary(checks) == said
+    if chosen == "none":  # not shaping needs no backend
+        none_usable = [doctor.Check("program ip", True), *doctor._backends(False, False, "x", False)]
+        assert doctor.can_run(none_usable)
+        assert doctor.summary(none_usable) == said
+
+
 def test_engines_reports_why_the_c_engine_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "no-such-cc")
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-cache")  # nothing built before

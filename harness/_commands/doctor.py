@@ -140,11 +140,11 @@ def collect_checks() -> list[Check]:
 
 def can_run(checks: Sequence[Check]) -> bool:
     """The runner works when every required check passed (skipped ones do not count)
-    and at least one shaping backend is usable."""
+    and at least one shaping backend is usable, unless runs are told not to shape."""
     if any(c.required and c.ok is False for c in checks):
         return False
     backends = [c for c in checks if c.name.startswith("backend ")]
-    return not backends or any(c.ok for c in backends)
+    return not backends or any(c.ok for c in backends) or _chosen_backend() == "none"
 
 
 def summary(checks: Sequence[Check]) -> str:
@@ -153,7 +153,11 @@ def summary(checks: Sequence[Check]) -> str:
     ]
     missing = [c.name for c in checks if c.required and c.ok is False]
     parts = []
-    if usable:
+    if _chosen_backend() == "none":
+        from harness.runners._netns import BACKEND_ENV
+
+        parts.append(f"links are not shaped ({BACKEND_ENV}=none)")
+    elif usable:
         parts.append(f"shaping backend(s): {', '.join(usable)}")
     if missing:
         parts.append(f"missing: {', '.join(missing)}")
@@ -317,18 +321,26 @@ def _engines() -> tuple[str | None, bool]:
     return c_problem, _imports("netfilterqueue")
 
 
+def _chosen_backend() -> str:
+    """The backend local:netns runs are told to use ("auto" when the variable is bad: its
+    own row says what is wrong with it)."""
+    from harness.runners._netns import netns_backend
+
+    try:
+        return netns_backend()
+    except UsageError:
+        return "auto"
+
+
 def _backends(
     netem_ok: bool | None,
     nfqueue_ok: bool | None,
     c_problem: str | None,
     python_engine: bool | None,
 ) -> list[Check]:
-    from harness.runners._netns import BACKEND_ENV, netns_backend
+    from harness.runners._netns import BACKEND_ENV
 
-    try:
-        chosen = netns_backend()  # one named there is the one runs use: it must work
-    except UsageError:
-        chosen = "auto"  # its own row says what is wrong with it
+    chosen = _chosen_backend()  # one named there is the one runs use: it must work
     kernel = Check(
         "backend kernel",
         netem_ok,
