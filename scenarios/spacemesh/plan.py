@@ -421,6 +421,9 @@ class Watch:
     earliest: float = 0.0
     """When the target layer starts: no node verifies it before, so no look before it can
     pass the watch (`wait`)."""
+    layer: float = 0.0
+    """A layer's duration: while no look can end the watch, one look a layer still tells
+    the run's progress line how far the node got (`wait`)."""
     restarted: bool = False
     """Started again (or late): what it verified counts only once it has had a peer to
     sync from (`step`)."""
@@ -464,18 +467,18 @@ class Watch:
             atx_after = max(atx_after, restarted_at + 2 * epoch)
         poll = max(POLL_S, layer_duration / POLLS_PER_LAYER)
         return cls(role, target, genesis, epoch, deadline, not_before, atx_after=atx_after,
-                   poll=poll, earliest=genesis + target * layer_duration,
+                   poll=poll, earliest=genesis + target * layer_duration, layer=layer_duration,
                    restarted=restarted_at is not None)  # fmt: skip
 
     def wait(self, now: float) -> float:
-        """Seconds until the next look: `poll`, or longer while no look could end the
+        """Seconds until the next look: `poll`, or a layer while no look could end the
         watch (before `earliest` and `not_before`, but for a miner's ATX check). At 100
-        nodes the looks of the layers before the target cost the network a few percent
-        of its CPU and told nothing."""
+        nodes two looks a layer before the target cost the network a few percent of its
+        CPU; one a layer keeps the run's progress line ("layer 5 verified 63/100") moving."""
         until = max(self.earliest, self.not_before)
         if self.role == "miner" and not self.atx_checked:
             until = min(until, self._atx_at)
-        return max(self.poll, until - now)
+        return max(self.poll, min(until - now, self.layer or until - now))
 
     def wants_atx_status(self, now: float) -> bool:
         """True once for a miner, one epoch after genesis: one epoch is enough for a PoET
