@@ -412,4 +412,7 @@ class Conductor:
             entry["asked_by"] = self._asked_by[name]
         self._log.write(entry)
         self._log.flush()
-        self._record({"kind": "fault", **entry})
+        event = {**entry, "kind": "fault"}  # a partition's own `kind` must not take its place
+        if "kind" in entry:
+            event["partition_kind"] = entry["kind"]
+        self._record(event)

@@ -80,16 +80,19 @@ class _Refusing(_Paused):
         raise RequestError("no direction given")
 
 
-def _conduct(tmp_path: Path, faults: list[Fault], actions: _Paused,
-             until: float = 10) -> tuple[list[str], list[dict[str, Any]]]:
-    """Play `faults` for `until` virtual seconds: the run's failures, faults.jsonl."""
+def _conduct(tmp_path: Path, faults: list[Fault], actions: _Paused, until: float = 10,
+             events: list[dict[str, Any]] | None = None,
+             ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Play `faults` for `until` virtual seconds: the run's failures, faults.jsonl (and the
+    events it records, into `events`)."""
     failures: list[str] = []
+    record = (lambda _: None) if events is None else events.append
 
     async def main() -> None:
         with JsonlWriter(tmp_path / "faults.jsonl") as log:
             conductor = Conductor(faults, [Member("g/0", "g"), Member("g/1", "g")],
                                   actions, SyncState(["g/0", "g/1"]),  # type: ignore[arg-type]
-                                  lambda _: None, log, failures.append)
+                                  record, log, failures.append)
             async with trio.open_nursery() as nursery:
                 await nursery.start(conductor.run)
                 await trio.sleep(until)
@@ -112,6 +115,25 @@ def test_a_fault_the_network_refuses_fails_the_run_with_its_reason_not_the_super
     assert failures == ["fault 0 could not be played: partition failed: RequestError: "
                         "no direction given"]
     assert [r["step"] for r in records] == ["failed"]
+
+
+class _Cutting(_Paused):
+    async def cut(self, pairs: frozenset[tuple[str, str]], on: bool, by: str) -> None:
+        pass
+
+
+def test_a_partition_s_events_are_of_kind_fault_with_its_own_kind_beside(
+    tmp_path: Path,
+) -> None:
+    """The partition's `kind` took the event's place: {"kind": "halves", ...}, which
+    `harness events` printed as a kind of its own and a filter on faults missed."""
+    fault = Fault.from_data({"action": "partition", "at": 1, "duration": 1, "kind": "halves"})
+    events: list[dict[str, Any]] = []
+    _, records = _conduct(tmp_path, [fault], _Cutting(), events=events)
+    assert [(r["step"], r.get("kind")) for r in records] == [("applied", "halves"),
+                                                             ("undone", None)]
+    assert [(e["kind"], e["step"], e.get("partition_kind")) for e in events] == [
+        ("fault", "applied", "halves"), ("fault", "undone", None)]
 
 
 def test_a_fault_whose_condition_never_comes_is_recorded_with_what_it_was(
