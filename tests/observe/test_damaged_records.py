@@ -230,3 +230,60 @@ def test_runs_on_a_read_only_outputs_directory_lists_them(
     assert r.returncode == 0, r.stderr
     assert [row["run_id"] for row in json.loads(r.stdout)] == [run_dir.name]
     assert "the runs are read from their directories" in r.stderr
+
+
+def test_without_events_jsonl_times_count_from_the_run_s_start_and_it_is_said(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Its times since the start were taken from events.jsonl alone: without it every one
+    was the machine's uptime ("fault 0 at 50025.7 s"), without a word why."""
+    from harness.observe._report import summary
+
+    run_dir = run_factory(faults=True)
+    before = summary(run_dir)
+    (run_dir / "events.jsonl").unlink()
+    after = summary(run_dir)
+    assert after["faults"] == before["faults"]
+    assert after["faults"][0]["applied_s"] == 3.0
+    assert ("the run's events.jsonl could not be read (it is missing): left out of this "
+            "report.") in after["warnings"]
+
+
+def test_without_faults_jsonl_the_faults_are_read_from_events_jsonl_and_it_is_said(
+    run_factory: Callable[..., Path],
+) -> None:
+    """Gone or unreadable, every fault read as "not played (the run ended before it was
+    applied)", though events.jsonl holds each of its steps too."""
+    from harness.observe._report import summary
+
+    run_dir = run_factory(faults=True)
+    before = summary(run_dir)
+    steps = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    events = []
+    for step in steps:  # as the conductor records them
+        event = {**step, "kind": "fault"}
+        if "kind" in step:
+            event["partition_kind"] = step["kind"]
+        events.append(event)
+    _append(run_dir / "events.jsonl", *events)
+    (run_dir / "faults.jsonl").unlink()
+    after = summary(run_dir)
+    assert after["faults"] == before["faults"]
+    assert any(f["played"] for f in after["faults"])
+    assert ("the run's faults.jsonl could not be read (it is missing): what it holds was "
+            "taken from events.jsonl.") in after["warnings"]
+
+
+@pytest.mark.parametrize("ended", [True, False])
+def test_an_ended_run_s_record_cut_mid_line_is_damage_a_live_one_s_is_not(
+    run_factory: Callable[..., Path], ended: bool,
+) -> None:
+    """A finished run whose events.jsonl was cut in a line read as whole: its last line was
+    taken for one a live writer had not finished."""
+    from harness.observe._report import summary
+
+    run_dir = run_factory(ended=ended)
+    events = run_dir / "events.jsonl"
+    events.write_bytes(events.read_bytes()[:-10])
+    said = "the run's events.jsonl has 1 damaged line (not a JSON object)"
+    assert any(w.startswith(said) for w in summary(run_dir)["warnings"]) is ended

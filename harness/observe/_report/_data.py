@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.observe._jsonl import ReadFailed, read_jsonl
+from harness.observe._jsonl import ReadFailed, read_jsonl, read_tail
 from harness.observe._rundir import instance_dirs
 from harness.observe._runrecord import InstanceRecord, RunRecord, load_run
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._stored import read_telemetry
+from harness.observe._stored import TELEMETRY_FILE, read_telemetry
 from harness.observe._tracefile import TRACE_FILE, TRACE_GZ_FILE
 
 _TRACE_NAMES = frozenset({TRACE_FILE, TRACE_GZ_FILE})
@@ -40,6 +40,9 @@ class RunData:
         are not JSON objects, by file: left out."""
         self.unreadable: dict[Path, str] = {}
         """The run's files that are there but could not be read, with why: left out."""
+        self.recovered: dict[Path, str] = {}
+        """The run's files that could not be read (or are gone), with why, whose content was
+        taken from another record that holds it too."""
         self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged, self.skip))
         self.instances: tuple[InstanceRecord, ...] = record.instances
         self.dirs = instance_dirs(run_dir, record)
@@ -51,11 +54,37 @@ class RunData:
             for e in self.events
             if isinstance(e.get("ts"), int | float) and isinstance(e.get("mono"), int | float)
         ]
-        self.offset = offsets[0] if offsets else None
+        self.offset = offsets[0] if offsets else self._offset_elsewhere()
         if record.started is not None and self.offset is not None:
             self.mono0 = record.started - self.offset
         else:
             self.mono0 = min(monos) if monos else 0.0
+
+    def _offset_elsewhere(self) -> float | None:
+        """Unix time minus CLOCK_MONOTONIC from the first stamped line of the run's other
+        records, without events.jsonl (gone, unreadable): else every time since the start
+        read as the machine's uptime ("a failure at 50025.7 s")."""
+        for name in ("supervisor.jsonl", "faults.jsonl", "network.jsonl"):
+            for line in read_jsonl(self.dir / name, unreadable=self.skip):
+                ts, mono = line.get("ts"), line.get("mono")
+                if isinstance(ts, int | float) and isinstance(mono, int | float):
+                    return float(ts) - float(mono)
+        return None
+
+    @functools.cached_property
+    def cut_records(self) -> None:
+        """Once the run has ended, its records are whole: a last line without its newline
+        (which read_jsonl takes for a live writer's unfinished line) was cut short, and so
+        is counted in `damaged`; an events.jsonl that is not there is told in `unreadable`."""
+        if not self.run.is_over:
+            return
+        events = self.dir / "events.jsonl"
+        if not events.exists():
+            self.unreadable.setdefault(events, "it is missing")
+        for path in (events, self.dir / "faults.jsonl", self.dir / "network.jsonl",
+                     self.dir / TELEMETRY_FILE):
+            if read_tail(path, 1, self.skip) not in ("", "\n"):  # (absent or no file: "")
+                self.damaged[path] = self.damaged.get(path, 0) + 1
 
     def skip(self, error: ReadFailed) -> None:
         """Leave out a file that could not be read (`unreadable` says so)."""
@@ -110,8 +139,23 @@ class RunData:
 
     @functools.cached_property
     def fault_steps(self) -> list[dict[str, Any]]:
-        """The records of faults.jsonl: each step of each fault the supervisor played."""
-        return list(read_jsonl(self.dir / "faults.jsonl", self.damaged, self.skip))
+        """The records of faults.jsonl: each step of each fault the supervisor played; from
+        events.jsonl, which has each of them too, when faults.jsonl is gone or unreadable
+        (else every fault read as "not played"; `recovered` says so)."""
+        path = self.dir / "faults.jsonl"
+        steps = list(read_jsonl(path, self.damaged, self.skip))
+        if steps or not (path in self.unreadable or not path.exists()):
+            return steps
+        for event in self.events:
+            if event.get("kind") == "fault":
+                step = {k: v for k, v in event.items() if k not in ("kind", "partition_kind")}
+                if "partition_kind" in event:
+                    step["kind"] = event["partition_kind"]
+                steps.append(step)
+        if steps:
+            why = self.unreadable.pop(path, "it is missing")
+            self.recovered[path] = why
+        return steps
 
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
