@@ -22,10 +22,12 @@ MAX_LINE = 16 << 20
 
 
 def read_jsonl(path: Path, damaged: dict[Path, int] | None = None,
-               unreadable: Unreadable | None = None) -> Iterator[dict[str, Any]]:
+               unreadable: Unreadable | None = None,
+               finished: bool = False) -> Iterator[dict[str, Any]]:
     """Yield each JSON object of `path`; blank, malformed or non-object lines are skipped,
     and counted in `damaged[path]` where given (blank lines and a last line without its
-    newline, which a live writer may not have finished, are not damage).
+    newline, which a live writer may not have finished, are not damage; that last line, if
+    it is no record, is where the file is `finished`: its writer is done, so it was cut).
 
     A missing file yields nothing: an instance that never logged is not an error. One that
     cannot be read yields nothing either where `unreadable` is given (it is told), and is
@@ -39,14 +41,15 @@ def read_jsonl(path: Path, damaged: dict[Path, int] | None = None,
             obj = parse_line(line) if line is not None else None
             if obj is not None:
                 yield obj
-            elif damaged is not None and _damage(line):
+            elif damaged is not None and _damage(line, finished):
                 damaged[path] = damaged.get(path, 0) + 1
 
 
-def _damage(line: bytes | None) -> bool:
-    """Whether a line that is no record is damage: one too long is, one blank or without
-    its newline (a live writer's last, maybe unfinished) is not."""
-    return line is None or (line.endswith(b"\n") and bool(line.strip()))
+def _damage(line: bytes | None, finished: bool) -> bool:
+    """Whether a line that is no record is damage: one too long is, one blank is not, nor
+    one without its newline (a live writer's last, maybe unfinished) unless the writer is
+    done (`finished`)."""
+    return line is None or (bool(line.strip()) and (line.endswith(b"\n") or finished))
 
 
 def _lines(f: IO[bytes]) -> Iterator[bytes | None]:

@@ -124,12 +124,15 @@ class ShapeTimeline:
     @classmethod
     def from_run_dir(cls, run_dir: Path, run: RunRecord | None = None,
                      damaged: dict[Path, int] | None = None,
-                     unreadable: Unreadable | None = None) -> ShapeTimeline:
+                     unreadable: Unreadable | None = None,
+                     finished: bool = False) -> ShapeTimeline:
         """Read network.jsonl of `run_dir` (its damaged lines counted in `damaged`, an
-        unreadable file told to `unreadable`, as `read_jsonl` does) and, unless `run` is its
-        record already read, run.json (if there is one yet)."""
+        unreadable file told to `unreadable`, as `read_jsonl` does, `finished` once the run
+        has ended) and, unless `run` is its record already read, run.json (if there is one
+        yet)."""
         run = run or read_run(run_dir) or RunRecord(run_dir.name)
-        return cls(run, list(read_jsonl(run_dir / "network.jsonl", damaged, unreadable)))
+        return cls(run, list(read_jsonl(run_dir / "network.jsonl", damaged, unreadable,
+                                        finished)))
 
     def copy(self) -> ShapeTimeline:
         """The same timeline (the states are shared, not replayed again), with a `names`

@@ -45,12 +45,13 @@ def read_scrapes(run_dir: Path) -> tuple[float, dict[str, ScrapeTally]] | None:
 
 def read_telemetry(run_dir: Path, fields: Collection[str] | None = None,
                    damaged: dict[Path, int] | None = None,
-                   unreadable: Unreadable | None = None) -> list[dict[str, Any]]:
+                   unreadable: Unreadable | None = None,
+                   finished: bool = False) -> list[dict[str, Any]]:
     """The records of telemetry.jsonl, in file order; with `fields`, each keeps only those
     of its keys (a reader that needs a few: a 100-instance run's 49,000 records took 55 MB
     whole, a TCP sample has 24 keys). Damaged lines are counted in `damaged`, an unreadable
-    file told to `unreadable` (`read_jsonl`)."""
-    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE, damaged, unreadable)
+    file told to `unreadable`, the last line cut short where `finished` (`read_jsonl`)."""
+    records = (r for r in read_jsonl(run_dir / TELEMETRY_FILE, damaged, unreadable, finished)
                if isinstance(r.get("mono"), int | float))
     if fields is None:
         return list(records)

@@ -124,7 +124,7 @@ def test_damaged_lines_of_the_runs_own_records_are_warned_about(
     with (run_dir / "events.jsonl").open("ab") as f:
         f.write(b'{"kind": "signal", cut short\n[1, 2]\n\n')
     with (run_dir / "faults.jsonl").open("ab") as f:
-        f.write(b"garbage\n{\"kind\": \"app")  # the last line, unfinished: a live writer's
+        f.write(b"garbage\n{\"kind\": \"app")  # the last line: the run has ended, so cut
     for name in ("network.jsonl", "telemetry.jsonl"):
         with (run_dir / name).open("ab") as f:
             f.write(b'"a string"\n{"mono": 1.0, "kind": "cpu", "wait_us_total": 5}\n{"x\n')
@@ -132,7 +132,7 @@ def test_damaged_lines_of_the_runs_own_records_are_warned_about(
     warnings = json.loads((run_dir / "summary.json").read_text())["warnings"]
     end = " (not a JSON object), left out of this report: the record was cut short or edited."
     assert warnings == [f"the run's events.jsonl has 2 damaged lines{end}",
-                        f"the run's faults.jsonl has 1 damaged line{end}",
+                        f"the run's faults.jsonl has 2 damaged lines{end}",
                         f"the run's network.jsonl has 2 damaged lines{end}",
                         f"the run's telemetry.jsonl has 2 damaged lines{end}"]
     page = (run_dir / "report.html").read_text()

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.observe._jsonl import ReadFailed, read_jsonl, read_tail
+from harness.observe._jsonl import ReadFailed, read_jsonl
 from harness.observe._rundir import instance_dirs
 from harness.observe._runrecord import InstanceRecord, RunRecord, load_run
 from harness.observe._shapes import ShapeTimeline
-from harness.observe._stored import TELEMETRY_FILE, read_telemetry
+from harness.observe._stored import read_telemetry
 from harness.observe._tracefile import TRACE_FILE, TRACE_GZ_FILE
 
 _TRACE_NAMES = frozenset({TRACE_FILE, TRACE_GZ_FILE})
@@ -43,7 +43,13 @@ class RunData:
         self.recovered: dict[Path, str] = {}
         """The run's files that could not be read (or are gone), with why, whose content was
         taken from another record that holds it too."""
-        self.events = list(read_jsonl(run_dir / "events.jsonl", self.damaged, self.skip))
+        # Once the run has ended its records are whole: a last line without its newline was
+        # cut short, not left unfinished by a live writer (`read_jsonl`'s `finished`).
+        self.finished = record.is_over
+        events = run_dir / "events.jsonl"
+        self.events = list(read_jsonl(events, self.damaged, self.skip, self.finished))
+        if self.finished and not events.exists():
+            self.unreadable[events] = "it is missing"
         self.instances: tuple[InstanceRecord, ...] = record.instances
         self.dirs = instance_dirs(run_dir, record)
         self.inst_dirs = {d.id: d.path for d in self.dirs}
@@ -71,20 +77,6 @@ class RunData:
                     return float(ts) - float(mono)
         return None
 
-    @functools.cached_property
-    def cut_records(self) -> None:
-        """Once the run has ended, its records are whole: a last line without its newline
-        (which read_jsonl takes for a live writer's unfinished line) was cut short, and so
-        is counted in `damaged`; an events.jsonl that is not there is told in `unreadable`."""
-        if not self.run.is_over:
-            return
-        events = self.dir / "events.jsonl"
-        if not events.exists():
-            self.unreadable.setdefault(events, "it is missing")
-        for path in (events, self.dir / "faults.jsonl", self.dir / "network.jsonl",
-                     self.dir / TELEMETRY_FILE):
-            if read_tail(path, 1, self.skip) not in ("", "\n"):  # (absent or no file: "")
-                self.damaged[path] = self.damaged.get(path, 0) + 1
 
     def skip(self, error: ReadFailed) -> None:
         """Leave out a file that could not be read (`unreadable` says so)."""
@@ -135,7 +127,8 @@ class RunData:
     @functools.cached_property
     def shapes(self) -> ShapeTimeline:
         """The run's link shapes over time (run.json and network.jsonl)."""
-        return ShapeTimeline.from_run_dir(self.dir, self.run, self.damaged, self.skip)
+        return ShapeTimeline.from_run_dir(self.dir, self.run, self.damaged, self.skip,
+                                          self.finished)
 
     @functools.cached_property
     def fault_steps(self) -> list[dict[str, Any]]:
@@ -143,7 +136,7 @@ class RunData:
         events.jsonl, which has each of them too, when faults.jsonl is gone or unreadable
         (else every fault read as "not played"; `recovered` says so)."""
         path = self.dir / "faults.jsonl"
-        steps = list(read_jsonl(path, self.damaged, self.skip))
+        steps = list(read_jsonl(path, self.damaged, self.skip, self.finished))
         if steps or not (path in self.unreadable or not path.exists()):
             return steps
         for event in self.events:
@@ -160,7 +153,7 @@ class RunData:
     @functools.cached_property
     def telemetry(self) -> list[dict[str, Any]]:
         """The records of telemetry.jsonl, with the keys the report reads (`_TELEMETRY`)."""
-        return read_telemetry(self.dir, _TELEMETRY, self.damaged, self.skip)
+        return read_telemetry(self.dir, _TELEMETRY, self.damaged, self.skip, self.finished)
 
     @functools.cached_property
     def warnings(self) -> list[str]:

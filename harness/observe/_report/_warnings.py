@@ -19,14 +19,14 @@ def run_warnings(r: RunData) -> list[str]:
 
 
 def _damaged(r: RunData) -> list[str]:
-    r.fault_steps, r.shapes, r.telemetry, r.cut_records  # noqa: B018 (counted as read)
+    r.fault_steps, r.shapes, r.telemetry  # noqa: B018 (damaged lines are counted as read)
     return [f"the run's {path.name} has {n:,} damaged line{'s' if n > 1 else ''} (not a JSON "
             "object), left out of this report: the record was cut short or edited."
             for path, n in sorted(r.damaged.items())]
 
 
 def _unreadable(r: RunData) -> list[str]:
-    r.fault_steps, r.shapes, r.telemetry, r.cut_records  # noqa: B018 (found as read)
+    r.fault_steps, r.shapes, r.telemetry  # noqa: B018 (unreadable files are found as read)
     return [f"the run's {os.path.relpath(path, r.dir)} could not be read ({why}): left out of "
             "this report." for path, why in sorted(r.unreadable.items())] + [
             f"the run's {os.path.relpath(path, r.dir)} could not be read ({why}): what it "
