@@ -142,6 +142,24 @@ def test_a_restart_starts_it_again_at_once(tmp_path: Path) -> None:
     assert {n for _, n, _ in _beats(run_dir, chosen)} == {0, 1}
 
 
+def test_an_instance_restarted_after_it_signalled_does_not_arrive_twice(tmp_path: Path) -> None:
+    """Its second life's signal counted as another instance's arrival: the barrier of 3
+    was released while single/2 had not come, and the run, with single/2 killed, passed."""
+    code, run_dir, out = _run(tmp_path, "faulty:meet", """
+        [[faults]]
+        at = "1s"
+        action = "restart"
+        targets = {instances = ["single/1"]}
+        [[faults]]
+        at = "3s"
+        action = "kill"
+        targets = {instances = ["single/2"]}
+        """, "--timeout", "60")
+    assert code == 1, out
+    reason = _run_json(run_dir)["reason"]
+    assert "barrier 'met' can no longer reach 3: 2 arrived" in reason, reason
+
+
 @root
 def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> None:
     code, run_dir, out = _run(tmp_path, "faulty:beat", f"""

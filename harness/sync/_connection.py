@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -67,6 +67,7 @@ class _Backlog:
     payloads: list[bytes]
     next: int
     end: int
+    skipped: Container[int] = ()  # 1-based items not to send (an instance's repeats)
     done: bool = False  # all of it taken into a batch: items published now are replies
 
     def extend(self, seq: int) -> bool:
@@ -191,10 +192,19 @@ class Connection:
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
 
-    def _backlog(self, prefix: bytes, payloads: list[bytes], end: int) -> _Backlog | None:
-        if not end or self._closed:
+    def _backlog(self, prefix: bytes, payloads: list[bytes], start: int, end: int,
+                 skipped: Container[int]) -> _Backlog | None:
+        """Send items `start` to `end` of a topic to a subscription (`Backlog`): one small
+        item to a connection with nothing waiting is written now, else they wait in the
+        topic, in the outbox's order, and are sent as the socket takes them."""
+        if start >= end or self._closed:
             return None
-        entry = _Backlog(prefix, payloads, 0, end)
+        if (end - start == 1 and not self._outbox and not self._writing
+                and len(payloads[start]) < SHARED):
+            if end not in skipped:
+                self._reply(prefix + item_tail(end, payloads[start]))
+            return None
+        entry = _Backlog(prefix, payloads, start, end, skipped)
         self._outbox.append(entry)
         self._backlogs += 1
         if len(self._outbox) == 1:
@@ -301,6 +311,9 @@ class Connection:
         for entry in backlogs:
             while entry.next < entry.end and size < _BATCH:
                 seq, payload = entry.next + 1, entry.payloads[entry.next]
+                if seq in entry.skipped:
+                    entry.next += 1
+                    continue
                 parts = ([entry.prefix + item_tail(seq, payload)] if len(payload) < SHARED
                          else [entry.prefix + b',"seq":%d,"item":' % seq, payload, b"}\n"])
                 out += parts  # (a large item: the topic's own bytes, not a copy)

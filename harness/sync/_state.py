@@ -8,7 +8,7 @@ when an instance ends, never on a tick.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Hashable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -30,11 +30,14 @@ class Backlogged(Protocol):
         """Send nothing more of it (the subscription has ended)."""
 
 
-Backlog = Callable[[bytes, list[bytes], int], "Backlogged | None"]
-"""Takes a new subscription's backlog instead of one reply per item: the frame prefix, the
-topic's encoded payloads (shared, append-only) and how many of them to send; returns the
-backlog, to extend with the items published while it is sent (they are in the topic
-already: a reader taking a long backlog is not made to hold the live items behind it too)."""
+Backlog = Callable[[bytes, list[bytes], int, int, Container[int]], "Backlogged | None"]
+"""Sends a subscription's items from the topic instead of one reply per item: the frame
+prefix, the topic's encoded payloads (shared, append-only), the 0-based first and the end
+of those to send, and the 1-based positions among them to leave out (a live set); returns
+the backlog, to extend with the items published while it is sent (they are in the topic
+already: a reader taking a long backlog is not made to hold the live items behind it too),
+or None if it sent them at once. A new subscription's items so far go so, and each live
+one: a subscriber that does not read falls behind, and holds nothing in the service."""
 
 
 _STAMPS = ("ts", "mono")  # what the run's record stamps every event with
@@ -94,6 +97,12 @@ class _Subscriber:
     peer: Hashable | None = None
     backlog: Backlogged | None = None  # while its backlog is being sent
     publishers: frozenset[str] | None = None  # who may publish what it expects (None: all)
+    take: Backlog | None = None  # how its connection sends items from the topic
+
+    def skipped(self, t: _Topic) -> Container[int]:
+        """The items it is not sent: an instance's second and later, when it expects one
+        per instance."""
+        return t.repeats if self.expect is not None else ()
 
     def end(self) -> None:
         """The subscription has ended: nothing more of its backlog goes out."""
@@ -106,8 +115,16 @@ class _Topic:
     payloads: list[bytes] = dataclasses.field(default_factory=list)  # encoded once
     subscribers: list[_Subscriber] = dataclasses.field(default_factory=list)
     published_by: set[str] = dataclasses.field(default_factory=set)
+    # Items (1-based) of an instance that had published here before (its test function
+    # run again by a restart): a subscription that expects one item per instance skips them.
+    repeats: set[int] = dataclasses.field(default_factory=set)
     expecting: list[_Subscriber] = dataclasses.field(default_factory=list)  # not yet met
     _turns: Sequence[_Subscriber] | None = None  # `subscribers` in turns, until they change
+
+    @property
+    def firsts(self) -> int:
+        """The items that are no instance's repeat: what an expecting subscription counts."""
+        return len(self.payloads) - len(self.repeats)
 
     def changed(self) -> None:
         """`subscribers` changed."""
@@ -133,7 +150,7 @@ class _Waiter:
 @dataclasses.dataclass
 class _State:
     count: int = 0
-    signalled_by: set[str] = dataclasses.field(default_factory=set)
+    signalled_by: dict[str, int] = dataclasses.field(default_factory=dict)  # their seq
     # Instances that waited here saying they will not signal this state themselves (a
     # server watching its clients arrive): they are not counted among those who can come.
     watchers: set[str] = dataclasses.field(default_factory=set)
@@ -165,11 +182,18 @@ class SyncState:
     # -- signals and barriers ------------------------------------------------------------
 
     def signal_entry(self, state: str, instance: str | None) -> int:
-        """Count one arrival at `state`; returns the 1-based arrival number."""
+        """Count one arrival at `state`; returns the 1-based arrival number. An instance
+        arrives once: signalling again (its test function run again by a restart, or a
+        wait it gave up on tried again) counts for nothing and gets its first number back;
+        counted twice, it released barriers before every instance had come."""
         st = self._states.setdefault(state, _State())
+        if instance is not None and (first := st.signalled_by.get(instance)) is not None:
+            self._record({"kind": "signal", "state": state, "seq": first,
+                          "instance": instance, "again": True})
+            return first
         st.count += 1
         if instance is not None:
-            st.signalled_by.add(instance)
+            st.signalled_by[instance] = st.count
         self._record({"kind": "signal", "state": state, "seq": st.count, "instance": instance})
         if st.waiters and st.count >= st.lowest:
             self._release(state, st)
@@ -251,7 +275,7 @@ class SyncState:
 
     def _barrier_unmeetable(self, state: str, st: _State, target: int) -> str | None:
         return self._unmeetable(f"barrier {state!r}", st.count, "arrived",
-                                st.signalled_by | st.watchers, "signalling", target)
+                                st.signalled_by.keys() | st.watchers, "signalling", target)
 
     def _unmeetable(
         self, what: str, count: int, counted: str, done_by: set[str], doing: str, target: int,
@@ -324,16 +348,26 @@ class SyncState:
         # so a topic of 100,000 small items held 400 MB.
         encoded = bytes(memoryview(orjson.dumps(payload)))
         t.payloads.append(encoded)
-        if instance is not None:
-            t.published_by.add(instance)
         seq = len(t.payloads)
+        repeat = instance is not None and instance in t.published_by
+        if repeat:
+            t.repeats.add(seq)
+        elif instance is not None:
+            t.published_by.add(instance)
         tail = item_tail(seq, encoded)
         for sub in t.in_turns():
             if sub.backlog is not None:
                 if sub.backlog.extend(seq):
                     continue
                 sub.backlog = None  # for good: a later item must not pass this one
-            if len(tail) < SHARED:
+            if repeat and sub.expect is not None:
+                continue
+            if sub.take is not None:
+                # Written now if nothing waits for the socket, else sent from the topic as
+                # it takes it, not queued: a reader taking a burst of large items, each in
+                # turn, was dropped as one that did not read.
+                sub.backlog = sub.take(sub.prefix, t.payloads, seq - 1, seq, sub.skipped(t))
+            elif len(tail) < SHARED:
                 sub.reply(sub.prefix + tail)
             else:  # two replies in a row: the same bytes on the wire, the tail shared
                 sub.reply(sub.prefix)
@@ -372,28 +406,31 @@ class SyncState:
                     f"{', '.join(map(repr, unknown))} (the run's roles: {known})"))
                 return
             sub.publishers = frozenset(i for i, role in self._roles.items() if role in roles)
-        if expect is not None and len(t.payloads) < expect and self._check_expectation(
+        if expect is not None and t.firsts < expect and self._check_expectation(
             topic, t, sub
         ):
             return  # failed
         reply(sub.prefix + b',"ok":true}\n')
+        sub.take = backlog
+        skipped = sub.skipped(t)
         if backlog is not None:
-            sub.backlog = backlog(sub.prefix, t.payloads, len(t.payloads))
+            sub.backlog = backlog(sub.prefix, t.payloads, 0, len(t.payloads), skipped)
         else:
             for seq, encoded in enumerate(t.payloads, 1):
-                reply(sub.prefix + item_tail(seq, encoded))
+                if seq not in skipped:
+                    reply(sub.prefix + item_tail(seq, encoded))
         t.subscribers.append(sub)
         t.changed()
-        if expect is not None and len(t.payloads) < expect:
+        if expect is not None and t.firsts < expect:
             t.expecting.append(sub)
 
     def _check_expectation(self, topic: str, t: _Topic, sub: _Subscriber) -> bool:
         """True if `sub` is done expecting: met, or failed just now (and told so)."""
         assert sub.expect is not None
-        if len(t.payloads) >= sub.expect:
+        if t.firsts >= sub.expect:
             return True
         reason = self._unmeetable(
-            f"subscription to {topic!r}", len(t.payloads), "published", t.published_by,
+            f"subscription to {topic!r}", t.firsts, "published", t.published_by,
             "publishing", sub.expect, sub.publishers,
         )
         if reason is None:

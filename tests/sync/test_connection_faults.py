@@ -69,9 +69,11 @@ def test_an_error_inside_a_request_closes_only_that_connection() -> None:
     run(main)
 
 
-def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
-    """100 x 1 MB to a subscriber that never reads: what is queued for it stays bounded,
-    it is dropped with a recorded reason, and the last frame it gets says why."""
+def test_a_subscriber_that_does_not_read_falls_behind_holding_nothing_in_the_service(
+) -> None:
+    """100 x 1 MB to a subscriber that does not read: the items wait in the topic, not in
+    its connection's queue, and it is not dropped; reading then, it gets them all, in order.
+    (Readers that read, each large item in turn, were dropped as ones that did not.)"""
 
     async def main() -> None:
         events: list[dict[str, object]] = []
@@ -85,17 +87,57 @@ def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
                 for _ in range(100):
                     await pub.publish("busy", MB.decode())
                     most = max(most, server.queued())
-            # what waits (MAX_QUEUED and one item) and the batch being written (as much)
-            assert most <= 2 * (_protocol.MAX_QUEUED + len(MB)) + 100
-            dropped = [e for e in events if e["kind"] == "connection"]
-            assert dropped and dropped[0]["status"] == "dropped"
-            assert f"{_protocol.MAX_QUEUED}" in dropped[0]["reason"]
-            # The dropped reader reads what was on its way, then the reason, then the end.
-            data = b""
-            sub.settimeout(5)
-            while chunk := await trio.to_thread.run_sync(sub.recv, 1 << 20):
-                data += chunk
+            assert most <= 2 * len(MB), most  # at most the frame being written
+            assert not [e for e in events if e["kind"] == "connection"]
+            sub.setblocking(False)
+            data = bytearray()
+            with trio.fail_after(60):
+                while data.count(b"\n") < 101:
+                    await trio.lowlevel.wait_readable(sub)
+                    data += sub.recv(1 << 22)
             sub.close()
+            frames = [orjson.loads(line) for line in data.splitlines()]
+            assert frames[0] == {"id": 1, "ok": True}
+            assert [f["seq"] for f in frames[1:]] == list(range(1, 101))
+
+    run(main)
+
+
+def test_a_client_that_does_not_read_its_replies_is_dropped_at_the_bound_and_learns_why(
+) -> None:
+    """Replies to its requests (each echoes the request's id: 100 KB here) past the bound:
+    what is queued for it stays bounded, it is dropped with a recorded reason, and the last
+    frame it gets says why."""
+
+    async def main() -> None:
+        events: list[dict[str, object]] = []
+        state = SyncState(record=events.append)
+        server = SyncServer(state)
+        big_id = "i" * 100_000
+        async with serving(server) as path:
+            client = _raw(path)
+            request = orjson.dumps({"id": big_id, "op": "signal_entry", "state": "s"}) + b"\n"
+            most = 0
+            for n in range(1, 4 * _protocol.MAX_QUEUED // len(big_id)):
+                # one at a time, each read by the service before the next: a client's
+                # bytes it had not read when it closed would reset the connection
+                client.sendall(request)
+                with trio.fail_after(10):
+                    while state.snapshot().get("s", 0) < n:  # noqa: ASYNC110
+                        await trio.sleep(0.001)
+                most = max(most, server.queued())
+                if [e for e in events if e["kind"] == "connection"]:
+                    break
+            assert most <= 2 * _protocol.MAX_QUEUED + 200_000
+            dropped = [e for e in events if e["kind"] == "connection"]
+            assert dropped[0]["status"] == "dropped"
+            assert f"{_protocol.MAX_QUEUED}" in str(dropped[0]["reason"])
+            # The dropped client reads what was on its way, then the reason, then the end.
+            data = b""
+            client.settimeout(5)
+            while chunk := await trio.to_thread.run_sync(client.recv, 1 << 20):
+                data += chunk
+            client.close()
             last = orjson.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])
             assert last["id"] is None and last["closed"] is True
             assert "bytes" in last["error"] and "not reading" in last["error"]
@@ -103,19 +145,22 @@ def test_a_slow_reader_is_dropped_at_the_bound_and_learns_why() -> None:
     run(main)
 
 
-def test_the_sdk_names_the_bound_when_it_is_dropped() -> None:
+def test_an_sdk_subscriber_that_does_not_iterate_for_a_while_gets_every_item() -> None:
+    """It was dropped ("not reading") once 8 MiB of items had come while it did other work."""
+
     async def main() -> None:
         async with (
-            running_server() as (path, _, _),
+            running_server() as (path, _, events),
             connect_unix(path, "slow/0") as slow,
             slow.subscribe("busy") as items,
         ):
+            count = _protocol.MAX_QUEUED // len(MB) + 4
             async with connect_unix(path, "pub/0") as pub:
-                for _ in range(_protocol.MAX_QUEUED // len(MB) + 4):
-                    await pub.publish("busy", MB.decode())
-            with pytest.raises(SyncError, match="not reading"):
-                while True:
-                    await items.__anext__()
+                for i in range(count):
+                    await pub.publish("busy", f"{i:08d}{MB.decode()[8:]}")
+            got = [int((await items.__anext__())[:8]) for _ in range(count)]
+            assert got == list(range(count))
+            assert not [e for e in events if e["kind"] == "connection"]
 
     run(main)
 

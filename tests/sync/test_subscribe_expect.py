@@ -182,3 +182,39 @@ def test_nothing_of_a_subscription_s_backlog_follows_its_cancel_or_its_failure()
             assert seqs == list(range(1, len(seqs) + 1))
 
     run(main)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_an_instance_publishing_again_counts_once_where_one_item_each_is_expected(
+    late: bool,
+) -> None:
+    """Restarted (its test function run again), an instance published its item again:
+    `collect(n, one_per_instance=True)` returned [0, 1, 1], one instance short. A
+    subscription that expects one item per instance skips the repeats (published before it
+    subscribed, or after); any other subscription gets every item."""
+
+    async def main() -> None:
+        async with (
+            running_server(["g/0", "g/1", "g/2"]) as (path, state, _),
+            connect_unix(path, "g/0") as a,
+            connect_unix(path, "g/1") as b,
+        ):
+            await b.publish("peers", 1)
+            if late:
+                await b.publish("peers", "1 again")
+            async with a.subscribe("peers", expect=2) as expecting, a.subscribe("peers") as every:
+                if not late:
+                    await b.publish("peers", "1 again")
+                await a.publish("peers", 0)
+                assert [await expecting.__anext__(), await expecting.__anext__()] == [1, 0]
+                assert [await every.__anext__() for _ in range(3)] == [1, "1 again", 0]
+                state.instance_ended("g/2", "exit code 1")  # 2 of 2 met: nothing fails
+                await b.publish("peers", "1 a third time")
+                await a.publish("peers", "0 again")
+                assert await every.__anext__() == "1 a third time"
+                assert await every.__anext__() == "0 again"
+            with trio.fail_after(5), pytest.raises(SubscriptionFailed, match="2 published"):
+                async with a.subscribe("peers", expect=3):  # 2 + none left < 3
+                    pass
+
+    run(main)

@@ -593,3 +593,23 @@ def test_a_tcp_service_that_never_comes_fails_in_one_line_naming_it_and_the_pati
 
     run(once)
     assert connect.tries == 1
+
+
+def test_an_instance_arrives_at_a_state_once_however_often_it_signals() -> None:
+    """Restarted, an instance's test function signalled again and was counted again: a
+    barrier of 3 was released with one instance still on its way (and a run passed).
+    Signalling again gets the first arrival number back and counts for nothing."""
+    events: list[dict[str, Any]] = []
+    state = SyncState(["g/0", "g/1", "g/2"], record=events.append)
+    replies: list[bytes] = []
+    state.barrier("ready", 3, 7, replies.append)  # (an observer: no instance)
+    assert state.signal_entry("ready", "g/1") == 1
+    state.instance_ended("g/1", "killed by fault 0 (restart)")
+    state.instance_revived("g/1")
+    assert state.signal_entry("ready", "g/1") == 1  # its second life
+    assert state.signal_entry("ready", "g/0") == 2
+    assert replies == [] and state.snapshot()["ready"] == 2
+    state.instance_ended("g/2", "exit code 1")  # 2 arrived, none can still come
+    assert len(replies) == 1 and b"can no longer reach 3" in replies[0]
+    again = [e for e in events if e["kind"] == "signal" and e.get("again")]
+    assert [(e["instance"], e["seq"]) for e in again] == [("g/1", 1)]

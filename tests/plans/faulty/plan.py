@@ -144,3 +144,9 @@ async def clock(env: sdk.RunEnv) -> None:
             real = real0 + time.monotonic() - mono0
             out.write(f"{real:.3f} {env.clock.time() - real:.3f}\n")
             await trio.sleep(0.05)
+
+
+async def meet(env: sdk.RunEnv) -> None:
+    if env.global_seq == env.instance_count - 1:
+        await trio.sleep(float(env.params["late"]))
+    await env.sync.signal_and_wait("met", env.instance_count)
