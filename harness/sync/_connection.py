@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import select
 import socket
 import struct
 from collections import deque
@@ -54,6 +55,7 @@ instance sends it at once, even on a starved machine within seconds."""
 
 _BATCH = 1 << 20  # bytes of a subscription's backlog turned into frames per write
 _READ = 65536  # bytes per read
+_AFTER_EOF_POLL_S = 0.05  # how often a half-closed connection looks for what it still owes
 
 _log = structlog.get_logger("harness.sync")
 
@@ -249,6 +251,8 @@ class Connection:
                     if self._tokens is not None:
                         nursery.start_soon(self._hello_deadline)
                     await self._read()
+                    if not self._closed and not self._peer_gone():
+                        await self._serve_after_eof()
                     if self.queued and not self._closed:
                         self._close("lost", f"the client left with {self.queued} bytes of "
                                             "replies queued for it", farewell=False)
@@ -360,6 +364,9 @@ class Connection:
             buffer += data
             start = 0
             while (end := buffer.find(b"\n", start)) >= 0:
+                if end - start > self._frame_limit:  # (whole in one read, or not: the same)
+                    self._refuse_long_frame()
+                    return
                 line = bytes(buffer[start:end])
                 start = end + 1
                 if line.strip():
@@ -373,9 +380,30 @@ class Connection:
                         return
             del buffer[:start]
             if len(buffer) > self._frame_limit:
-                before = " before hello" if self._frame_limit == HELLO_FRAME else ""
-                self._close("refused", f"frame longer than {self._frame_limit} bytes{before}")
+                self._refuse_long_frame()
                 return
+
+    def _refuse_long_frame(self) -> None:
+        before = " before hello" if self._frame_limit == HELLO_FRAME else ""
+        self._close("refused", f"frame longer than {self._frame_limit} bytes{before}")
+
+    def _peer_gone(self) -> bool:
+        """Once the client has sent its last byte: whether it closed its socket (it reads
+        nothing more either: POLLHUP) rather than only its sending side (a shell client's
+        `printf ... | socat`, which then reads the replies)."""
+        if self._fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(self._fd, select.POLLHUP)
+        return bool(poller.poll(0))
+
+    async def _serve_after_eof(self) -> None:
+        """The client has only shut its sending side: its barriers and subscriptions are
+        served and their replies written, as long as it has any (the run's end closes it)."""
+        # (a poll: the state has no event for it, and a half-closed client is rare)
+        while not self._closed and (self.state.serves(self.reply)  # noqa: ASYNC110
+                                    or self._network_asked or self._outbox or self._writing):
+            await trio.sleep(_AFTER_EOF_POLL_S)
 
     # -- requests ------------------------------------------------------------------------
 

@@ -264,6 +264,11 @@ class SyncState:
             del self._ended[instance]
             self._running.add(instance)
 
+    def serves(self, reply: Reply) -> bool:
+        """Whether a connection (its `reply`) waits at a barrier or holds a subscription."""
+        return any(w.reply is reply for st in self._states.values() for w in st.waiters) or any(
+            s.reply is reply for t in self._topics.values() for s in t.subscribers)
+
     def drop_connection(self, reply: Reply) -> None:
         """Forget the waiters and subscriptions of a closed connection."""
         for st in self._states.values():

@@ -182,3 +182,21 @@ for _ in range(int(sys.argv[2])):
 print("connected", flush=True)
 time.sleep(60)
 """
+
+
+def test_a_long_frame_whose_end_comes_in_the_same_read_is_refused_too() -> None:
+    """The length was checked only on what was left after the whole lines of a read: a
+    frame just past the limit, its newline read with its last bytes, was served."""
+
+    async def main() -> None:
+        server, _, tokens = _server()
+        hello = {"id": 1, "op": "hello", "instance": "g/0", "token": tokens.for_instance("g/0")}
+        head = orjson.dumps(hello)[:-1] + b',"pad":"'
+        frame = head + b"x" * (HELLO_FRAME + 10 - len(head) - 2) + b'"}\n'
+        assert len(frame) == HELLO_FRAME + 11  # 10 past the limit, and its newline
+        async with serving(server) as path:
+            frames = await trio.to_thread.run_sync(_exchange, path, frame)
+        assert frames == [{"id": None, "closed": True,
+                           "error": f"frame longer than {HELLO_FRAME} bytes before hello"}]
+
+    run(main)

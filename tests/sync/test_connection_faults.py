@@ -223,3 +223,40 @@ def test_a_late_subscriber_reading_a_long_backlog_is_not_dropped_for_live_items(
             assert not [e for e in events if e["kind"] == "connection"]
 
     run(main)
+
+
+def test_a_client_that_shuts_only_its_sending_side_still_gets_its_replies() -> None:
+    """`printf '...signal_and_wait...' | socat - UNIX-CONNECT:...` (its input's end shuts
+    the socket's sending side, then it reads): the service took the end for the client
+    leaving, dropped its barrier, and the instance went on as if it had met it."""
+
+    def client(path: str) -> list[dict[str, object]]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.sendall(b'{"id": 1, "op": "hello", "instance": "g/0"}\n'
+                      b'{"id": 2, "op": "signal_and_wait", "state": "hc", "target": 2}\n')
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        return [orjson.loads(line) for line in out.splitlines()]
+
+    async def main() -> None:
+        async with running_server(["g/0", "g/1"]) as (path, state, _):
+            async with trio.open_nursery() as nursery:
+                got: list[list[dict[str, object]]] = []
+
+                async def run_client() -> None:
+                    got.append(await trio.to_thread.run_sync(client, path))
+
+                nursery.start_soon(run_client)
+                with trio.fail_after(10):
+                    while state.snapshot().get("hc") != 1:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                await trio.sleep(0.2)  # its end of sending has come meanwhile
+                async with connect_unix(path, "g/1") as other:
+                    assert await other.signal_and_wait("hc", 2) == 2
+            assert got == [[{"id": 1, "ok": True}, {"id": 2, "ok": True, "seq": 1}]]
+
+    run(main)
