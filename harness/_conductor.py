@@ -189,6 +189,15 @@ class Conductor:
         """Seconds since time 0 (every instance started)."""
         return trio.current_time() - self.t0
 
+    def pausing(self, instance: str) -> str | None:
+        """The pause that holds `instance` frozen now, as a reason says it ("frozen by
+        fault 0 (pause) since 1.0 s"); None if none does."""
+        held = [a for a in self._active.values()
+                if a.resolved.fault.action == "pause" and instance in a.hit]
+        if not held:
+            return None
+        return f"frozen by {held[-1].name} (pause) since {held[-1].at - self.t0:.1f} s"
+
     def finish(self, failed_already: bool) -> None:
         """The run's instances have all ended: a fault that never came is recorded, and
         fails a run that would pass otherwise (a test whose fault did not happen proves

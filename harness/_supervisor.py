@@ -652,8 +652,9 @@ class Supervisor:
                     reason = still_running_at_timeout(self.spec.timeout_s)
                     self._stop_all(reason)
                     stuck = [st for st in self.states.values() if st.stopped == reason]
-                    for st in stuck:  # what it waited for, where known
-                        if at := state.waiting_at(st.spec.id):
+                    for st in stuck:  # what held it (a pause), or waited for, where known
+                        frozen = self.conductor.pausing(st.spec.id) if self.conductor else None
+                        if at := frozen or state.waiting_at(st.spec.id):
                             st.stopped = f"{reason}, {at}"
                     if stuck and self.first_failure is None:
                         # The run's reason names one that waited on no other: the likelier
@@ -783,10 +784,12 @@ class Supervisor:
         reason = st.verdict()[1]
         if not passed and not st.not_started:
             # A warning (`harness logs --level warning` shows failures): the root cause, an
-            # exit code or a timeout, was only in events.jsonl. Those stopped because of it
-            # only follow it.
-            (_log.info if reason == st.stopped else _log.warning)(
-                "instance failed", id=st.spec.id, reason=reason)
+            # exit code or a timeout, was only in events.jsonl. Those stopped because of
+            # another's failure, or an interruption, only follow it.
+            timeout = still_running_at_timeout(self.spec.timeout_s)
+            follows = reason == st.stopped and not (reason or "").startswith(timeout)
+            (_log.info if follows else _log.warning)("instance failed", id=st.spec.id,
+                                                     reason=reason)
             self._note_failure(st)
         self.exited += 1
         self._count()

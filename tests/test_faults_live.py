@@ -182,6 +182,26 @@ def test_a_paused_instance_makes_no_progress_until_resumed(tmp_path: Path) -> No
 
 
 @root
+def test_an_instance_paused_to_the_timeout_says_which_fault_froze_it(tmp_path: Path) -> None:
+    """Its reason read only "still running at the run's timeout", like a plan that hangs,
+    and `harness logs --level warning` did not show that failure (logged as info)."""
+    code, run_dir, out = _run(tmp_path, "faulty:beat", f"""
+        [[faults]]
+        at = "{_s(1)}"
+        action = "pause"
+        targets = {{instances = ["single/0"]}}
+        """, "-p", "seconds=30", "--timeout", f"{4 * SLOW:g}")
+    assert code == 1, out
+    reason = _instance(run_dir, "single/0")["reason"]
+    assert reason.startswith(f"still running at the run's timeout ({4 * SLOW:g}s), frozen by "
+                             "fault 0 (pause) since "), reason
+    failed = [json.loads(line) for line in (run_dir / "supervisor.jsonl").read_text().splitlines()
+              if '"instance failed"' in line]
+    assert {(f["id"], f["level"]) for f in failed} == {
+        ("single/0", "warning"), ("single/1", "warning")}, failed
+
+
+@root
 def test_a_partition_cuts_the_traffic_between_its_sides_until_healed(tmp_path: Path) -> None:
     code, run_dir, out = _run(tmp_path, "faulty:talk", """
         [[faults]]
