@@ -26,9 +26,16 @@ _CONSOLE_LINE = re.compile(
     r"(?:debug|info|warning|warn|error|critical|exception) *(?:\x1b\[[0-9;]*m)*\]"
 )
 _MONO_KV = re.compile(r"\bmono=(\d+\.\d+)\b")
-_LEADING_TIME = re.compile(
-    r"^\s*\[?(\d{4}[-/]\d{2}[-/]\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?"
+_LEADING_TIME = re.compile(  # (after a "[pid] ", as nats-server writes its lines)
+    r"^\s*(?:\[\d+\] )?\[?(\d{4}[-/]\d{2}[-/]\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)"
+    r"(Z|[+-]\d{2}:?\d{2})?\]? ?(?:\[(DBG|TRC|INF|WRN|ERR|FTL)\])?"
 )
+_REDIS_TIME = re.compile(  # redis-server: "PID:ROLE 05 Dec 2026 18:47:05.491 # message"
+    r"^\s*\d+:[XCSM] (\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}(?:\.\d+)?) ([.*#-]) "
+)
+_LEVEL_TAGS = {"DBG": "debug", "TRC": "debug", "INF": "info", "WRN": "warning", "ERR": "error",
+               "FTL": "critical", ".": "debug", "-": "info", "*": "info", "#": "warning"}
+"""A plain line's level, by nats-server's tag after its time, or redis-server's mark."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,10 +160,11 @@ class _Parser:
             fields = rec
         else:
             rendered = _MONO_KV.search(text) if "mono=" in text else None  # a tenth the time
+            tagged = None
             if rendered is not None:
                 mono = float(rendered.group(1))
             else:
-                ts = _leading_time(text)
+                ts, tagged = _leading_time(text)
                 if ts is not None:
                     mono = self.clock.to_mono(ts)
             if self.src.drop_rendered and (rendered is not None or _CONSOLE_LINE.match(text)):
@@ -164,7 +172,8 @@ class _Parser:
                 if mono is not None and mono > self.last:
                     self.last = mono
                 return None
-            level, message, fields = self.src.default_level, text, {}
+            level = tagged or self.src.default_level
+            message, fields = text, {}
         if mono is None or mono < self.last:
             mono = self.last
         self.last = mono
@@ -173,18 +182,31 @@ class _Parser:
         return LogLine(mono, ts, self.src.name, self.src.stream, level, message, fields)
 
 
-def _leading_time(text: str) -> float | None:
+def _leading_time(text: str) -> tuple[float | None, str | None]:
+    """The Unix time a plain line starts with (ISO 8601, Go's `2006/01/02 15:04:05`, each
+    maybe after nats-server's "[pid] ", or redis-server's "PID:M 05 Dec 2026 18:47:05.491"),
+    and the level its tag or mark after the time says, if any."""
     m = _LEADING_TIME.match(text)
-    if m is None:
-        return None
-    date, clock, zone = m.group(1).replace("/", "-"), m.group(2).replace(",", "."), m.group(3)
+    if m is not None:
+        date, clock, zone = m.group(1).replace("/", "-"), m.group(2).replace(",", "."), m.group(3)
+        text = f"{date}T{clock}{'+00:00' if zone in (None, 'Z') else zone}"
+        tag = m.group(4)
+    elif (m := _REDIS_TIME.match(text)) is not None:
+        zone, tag = None, m.group(2)
+        try:
+            fmt = "%d %b %Y %H:%M:%S" + (".%f" if "." in m.group(1) else "")
+            text = datetime.strptime(m.group(1), fmt).isoformat()
+        except ValueError:  # (another locale's month name)
+            return None, None
+    else:
+        return None, None
     try:
-        dt = datetime.fromisoformat(f"{date}T{clock}{'+00:00' if zone in (None, 'Z') else zone}")
+        dt = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        return None, None
     if zone is None:  # no zone: the local time of this machine, like the program's
         dt = dt.replace(tzinfo=None).astimezone()
-    return dt.astimezone(UTC).timestamp()
+    return dt.astimezone(UTC).timestamp(), _LEVEL_TAGS.get(tag) if tag else None
 
 
 def _parsed(parser: _Parser, raws: Iterable[bytes]) -> Iterator[LogLine]:

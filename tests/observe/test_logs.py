@@ -578,3 +578,32 @@ def test_a_record_with_neither_outcome_nor_end_nor_supervisor_is_aborted_everywh
     assert main(["runs", "--outputs", str(run_dir.parent), "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert [r["outcome"] for r in runs if r["run_id"] == record["run_id"]] == ["aborted"]
+
+
+@pytest.mark.parametrize(("written", "level"), [
+    ("[4242] {go} [INF] Server is ready", "info"),  # nats-server
+    ("[4242] {go} [ERR] Error trying to connect to route", "error"),
+    ("[4242] {go} [WRN] slow consumer", "warning"),
+    ("4242:M {redis} # User requested shutdown...", "warning"),  # redis-server
+    ("4242:M {redis} * Ready to accept connections tcp", "info"),
+    ("4242:C {redis_s} . DB saved on disk", "debug"),
+])  # fmt: skip
+def test_the_servers_plans_run_have_their_lines_timed_and_levelled(
+    run_factory: Callable[..., Path], written: str, level: str
+) -> None:
+    """nats-server's and redis-server's lines (the README's own third-party examples) all
+    took their instance's start time, so the log was not in time order, and their errors
+    were info: `--level warning` hid every one."""
+    from datetime import datetime
+
+    from tests.observe._fixture import T0
+
+    run_dir = run_factory(instances=1)
+    at = datetime.fromtimestamp(T0 + 7.25)
+    text = written.format(go=at.strftime("%Y/%m/%d %H:%M:%S.%f"),
+                          redis=at.strftime("%d %b %Y %H:%M:%S.%f")[:-3],
+                          redis_s=at.strftime("%d %b %Y %H:%M:%S"))
+    (run_dir / "single" / "0" / "stderr.log").write_text(text + "\n")
+    (line,) = [ln for ln in merged_lines(run_dir) if ln.message == text]
+    assert line.mono == pytest.approx(M0 + 7.25, abs=1e-3 if "redis_s" not in written else 1)
+    assert line.level == level
