@@ -104,3 +104,32 @@ def test_a_change_asked_by_three_hosts_names_them_all_without_an_ellipsis(
     rows = re.findall(r"<tr><td class='num'>[^<]*</td><td>([^<]*)</td></tr>",
                       _section(render_html(run_dir), "network"))
     assert "3 hosts (single/0, single/1, single/2): default 20 ms" in rows
+
+
+def test_a_fault_s_network_changes_read_as_sentences_not_json(tmp_path: Path) -> None:
+    """A fault's cut and shape override read as their raw JSON (every field of every
+    shape), which ran past the page's width."""
+    import netem
+    from harness.observe._jsonl import read_jsonl
+    from harness.observe._report._network import _change_words
+
+    record = tmp_path / "network.jsonl"
+    with netem.Network(backend="none", record=record, dry_run=True) as net:
+        a, b, c = net.build(3)
+        net.partition([a], [b, c])
+        net.heal()
+        net.cut([(a, b), (b, a)], asked_by="fault 1")
+        net.uncut([(a, b), (b, a)], asked_by="fault 1 undone")
+        net.override({(a, b): netem.LinkShape(latency_ms=80), (b, a): None}, asked_by="fault 2")
+    names = {str(h.ip): f"single/{h.number - 1}" for h in (a, b, c)}
+    words = [_change_words(line, lambda ip: names.get(str(ip), ip))[:2]
+             for line in read_jsonl(record) if line["op"] not in ("build", "close")]
+    assert words == [
+        ("netem", "partition between single/0 and single/1, single/2"),
+        ("netem", "heal: every partition lifted"),
+        ("fault 1", "cut 2 directions: single/0 → single/1, single/1 → single/0"),
+        ("fault 1 undone", "cut lifted from 2 directions: single/0 → single/1, "
+                           "single/1 → single/0"),
+        ("fault 2", "override 2 directions: single/0 → single/1: 80 ms; "
+                    "single/1 → single/0: their own shapes again"),
+    ]

@@ -121,14 +121,58 @@ def _change_words(change: dict[str, Any], name: Any) -> tuple[str, str, tuple[in
             where = (name(asked.get("host")) if change["op"] == "default"
                      else f"{name(asked.get('src'))} → {name(asked.get('dst'))}")
             return str(where), _shape_label(asked["shape"]), _severity(asked["shape"])
-        severity = (1, 0.0, 0.0) if change["op"] in ("partition", "cut") else (0, 0.0, 0.0)
-        return str(change.get("asked_by") or "?"), f"{change['op']} {to_json(asked)}", severity
+        what, severity = _op_words(str(change["op"]), asked, name)
+        return str(change.get("asked_by") or "?"), what, severity
     config = change.get("applied") if isinstance(change.get("applied"), dict) else None
     config = config or change.get("request")
     if not isinstance(config, dict):
         return str(change.get("asked_by") or "?"), to_json(config), (0, 0.0, 0.0)
     what, worst = _config_words(config, name)
     return str(change.get("asked_by") or "everyone"), what, worst
+
+
+_NAMED = 3  # hosts or directions a sentence names before "and N more"
+
+
+def _some(items: list[str]) -> str:
+    more = f" and {len(items) - _NAMED} more" if len(items) > _NAMED else ""
+    return ", ".join(items[:_NAMED]) + more
+
+
+def _op_words(op: str, asked: dict[str, Any], name: Any) -> tuple[str, tuple[int, float, float]]:
+    """A partition, heal, cut or override (a fault's) as a sentence, and how bad it is:
+    "cut 2 directions: single/0 → single/1, single/1 → single/0"."""
+    def hosts(key: str) -> str:
+        return _some([str(name(h)) for h in asked.get(key) or []])
+
+    def directions(pairs: list[Any]) -> str:
+        return _some([f"{name(p[0])} → {name(p[1])}" for p in pairs])
+
+    cut = (1, 0.0, 0.0)
+    if op == "partition":
+        join = "from {} to {}" if asked.get("oneway") else "between {} and {}"
+        return "partition " + join.format(hosts("a"), hosts("b")), cut
+    if op == "heal":
+        if not asked.get("a") and not asked.get("b"):
+            return "heal: every partition lifted", (0, 0.0, 0.0)
+        return f"heal between {hosts('a')} and {hosts('b')}", (0, 0.0, 0.0)
+    pairs = [p for p in asked.get("pairs") or asked.get("shapes") or []
+             if isinstance(p, list) and len(p) >= 2]
+    n = f"{len(pairs)} direction{'s' if len(pairs) != 1 else ''}"
+    if op in ("cut", "uncut"):
+        verb, severity = ("cut", cut) if op == "cut" else ("cut lifted from", (0, 0.0, 0.0))
+        return f"{verb} {n}: {directions(pairs)}", severity
+    if op == "override":
+        by_shape: dict[str, list[Any]] = {}
+        worst = (0, 0.0, 0.0)
+        for p in pairs:
+            shape = p[2] if len(p) > 2 and isinstance(p[2], dict) else None
+            label = "their own shapes again" if shape is None else _shape_label(shape)
+            by_shape.setdefault(label, []).append(p)
+            worst = max(worst, _severity(shape)) if shape is not None else worst
+        parts = [f"{directions(ps)}: {label}" for label, ps in by_shape.items()]
+        return f"override {n}: " + "; ".join(parts), worst
+    return f"{op} {to_json(asked)[:200]}", (0, 0.0, 0.0)
 
 
 def _changes_table(r: RunData) -> str:
