@@ -341,12 +341,23 @@ def timeline(
         if label_row is not None:
             body.append(
                 f'<text x="{x + 2:.1f}" y="{10 + 11 * label_row}" fill="{c}">'
-                f"{escape(label[:_LABEL_CHARS])}</text>"
+                f"{escape(_cut(label))}</text>"
             )
     return _svg(width, height, body, "chart timeline", "timeline")
 
 
 _LABEL_CHARS = 28
+
+
+def _cut(label: str) -> str:
+    """A marker's label as drawn: at most `_LABEL_CHARS`, an ellipsis saying it goes on
+    (its tooltip has it whole); cut at a word where one ends near (a pid cut "pid 38" read
+    as another pid)."""
+    if len(label) <= _LABEL_CHARS:
+        return label
+    head = label[:_LABEL_CHARS - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space >= _LABEL_CHARS // 2 else head).rstrip(" ,(") + "…"
 _LABEL_ROWS = 3
 _CHAR_PX = 6.2  # an 11 px sans-serif character, a little generously
 
@@ -361,7 +372,7 @@ def _label_rows(markers: Sequence[tuple[float, str, str]], fr: _Frame) -> list[i
         x = fr.x(t)
         row = next((i for i, edge in enumerate(free_from) if edge < x), None)
         if row is not None:
-            free_from[row] = x + 2 + _CHAR_PX * len(label[:_LABEL_CHARS]) + 4
+            free_from[row] = x + 2 + _CHAR_PX * len(_cut(label)) + 4
         rows.append(row)
     return rows
 

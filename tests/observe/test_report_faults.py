@@ -45,6 +45,27 @@ def test_the_timeline_marks_each_fault_and_shades_it_until_undone(
     assert by_label["live 0 (cli): skew"][0] == pytest.approx(4 * kill, rel=0.02)
 
 
+def test_a_fault_that_found_none_of_its_instances_running_is_no_span_and_not_undone() -> None:
+    """It was shaded and said "undone at ..." as if it had held its instance down."""
+    from harness.observe._report._faults import FaultRow, fault_line, fault_marks
+
+    rows = [FaultRow("live 1", "kill", applied=3.27, undone=5.69, chosen=("single/3",),
+                     missed=("single/3",))]
+    markers, spans = fault_marks(rows, end=10.0)
+    assert spans == [] and [m[2] for m in markers] == ["live 1: kill missed single/3"]
+    line = fault_line(rows[0].to_json())
+    assert "undone" not in line and line.endswith("; missed (not running): single/3")
+
+
+def test_a_long_marker_label_ends_in_an_ellipsis_at_a_word() -> None:
+    """Cut at 28 characters, "live 0 (harness fault pid 3893)" read "... pid 38"."""
+    from harness.observe._svg import _LABEL_CHARS, _cut
+
+    assert _cut("fault 0: kill single/1") == "fault 0: kill single/1"
+    cut = _cut("live 0 (harness fault pid 3893): kill single/1")
+    assert cut == "live 0 (harness fault pid…" and len(cut) <= _LABEL_CHARS
+
+
 def test_a_cut_without_a_duration_is_shaded_until_the_heal() -> None:
     from harness.observe._report._faults import FaultRow, fault_marks
 

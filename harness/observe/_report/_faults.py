@@ -63,10 +63,11 @@ def fault_line(entry: dict[str, Any]) -> str:
     text += f"{name} ({action})"
     if entry.get("chosen"):
         text += " on " + ", ".join(entry["chosen"])
-    if undone is not None:
-        text += f", undone at {num(undone, 2)} s"
-    if entry.get("missed"):
-        text += f"; missed (not running): {', '.join(entry['missed'])}"
+    missed = entry.get("missed") or []
+    if undone is not None and not (entry.get("chosen") and set(entry["chosen"]) <= set(missed)):
+        text += f", undone at {num(undone, 2)} s"  # (one that missed all did nothing)
+    if missed:
+        text += f"; missed (not running): {', '.join(missed)}"
     return text + "".join(f"; FAILED: {f}" for f in entry.get("failures") or ())
 
 
@@ -109,6 +110,9 @@ def fault_marks(
         label = f"{row.name}: {row.action}"
         if row.applied is not None:
             who = f" {', '.join(row.chosen[:3])}{', …' if len(row.chosen) > 3 else ''}"
+            if row.chosen and set(row.chosen) <= set(row.missed):  # it did nothing: no span
+                markers.append((row.applied, colour, f"{label} missed{who}"))
+                continue
             markers.append((row.applied, colour, label + (who if row.chosen else "")))
             until = _until(row, rows, end)
             if until is not None:
