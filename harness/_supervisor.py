@@ -259,8 +259,15 @@ def check_programs(spec: RunSpec) -> None:
     for argv in programs:
         program = _program(argv, spec.plan.path)
         if shutil.which(program) is None:
-            where = "not found on PATH" if "/" not in program else "not an executable file"
-            raise UsageError(f"program {argv[0]!r} cannot be run ({where})")
+            if "/" not in program:
+                where = "not found on PATH"
+            elif not os.path.exists(program):
+                where = f"{program} does not exist"
+            else:
+                where = (f"{program} is not an executable file: chmod +x it, or start it "
+                         "with its interpreter, e.g. program = [\"python3\", ...]")
+            raise UsageError(f"{spec.plan.name}:{spec.case.name}: program {argv[0]!r} cannot "
+                             f"be run ({where})")
     for g in spec.groups:
         size = len("TEST_INSTANCE_PARAMS=") + len(orjson.dumps(dict(g.params))) + 1
         if (g.program or spec.case.program) and size > _MAX_ARG_STRLEN:

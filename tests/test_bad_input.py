@@ -582,6 +582,9 @@ def test_a_run_refused_before_it_starts_says_only_why(tiny: Path, tmp_path: Path
     comp = tmp_path / "c.toml"
     comp.write_text('[[groups]]\nid = "a"\ninstances = { count = 1 }\n'
                     'program = ["/nonexistent/bin/x"]\n')
+    not_executable = tmp_path / "d.toml"
+    not_executable.write_text('[[groups]]\nid = "a"\ninstances = { count = 1 }\n'
+                              f'program = ["{a_file}"]\n')
     for extra, message in [
         (["--outputs", str(dangling)],  # "File exists"
          f"outputs {dangling} cannot hold a run: it is a symbolic link to /nonexistent/out,"
@@ -591,7 +594,12 @@ def test_a_run_refused_before_it_starts_says_only_why(tiny: Path, tmp_path: Path
         (["--outputs", str(a_file / "sub")],
          f"outputs {a_file / 'sub'} cannot hold a run: Not a directory"),
         (["--composition", str(comp), "--outputs", str(tmp_path / "out")],
-         "program '/nonexistent/bin/x' cannot be run (not an executable file)"),
+         "tiny:ok: program '/nonexistent/bin/x' cannot be run (/nonexistent/bin/x does not "
+         "exist)"),
+        (["--composition", str(not_executable), "--outputs", str(tmp_path / "out")],
+         f"tiny:ok: program {str(a_file)!r} cannot be run ({a_file} is not an executable "
+         'file: chmod +x it, or start it with its interpreter, e.g. program = ["python3", '
+         "...])"),
     ]:  # fmt: skip
         r = cli("run", "tiny", "--plans", str(tiny), "--metrics-listen", "off", *extra)
         assert (r.returncode, r.stderr) == (2, f"harness: error: {message}\n")
@@ -809,6 +817,11 @@ async def case(env):
 if mode == "sync":
     def case(env):
         pass
+if mode == "agen":
+    async def case(env):
+        yield 1
+if mode == "value":
+    case = 1
 """
 
 
@@ -826,6 +839,13 @@ if mode == "sync":
     # "TypeError: object NoneType can't be used in 'await' expression"
     ("sync", "", "crashed: TypeError: the test function 'case' is not async: define it with "
                  "`async def`"),
+    # "is not async: define it with `async def`", which it was
+    ("agen", "", "crashed: TypeError: the test function 'case' is an async generator (it "
+                 "has a `yield`): a test function returns, it does not yield"),
+    # "odd.plan has no function 'case'", which it has
+    ("value", "", "did not start: cannot load odd.plan:case: RunEnvError: entrypoint "
+                  "'odd.plan:case': odd.plan.case is of type int, not a function "
+                  "(traceback in process-host.log)"),
     ("print", "", None),  # printed before the --json document
 ])  # fmt: skip
 def test_a_plan_module_that_misbehaves_is_said_so_and_the_run_ends(

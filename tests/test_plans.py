@@ -109,6 +109,29 @@ def test_roles_that_cannot_be_given_say_where_and_what_they_need(
                                  "cannot be given roles: need 5 leader"), e.value
 
 
+@pytest.mark.parametrize(("roles", "said"), [
+    ('[[testcases.roles]]\nname = "a"\nrest = true\n[[testcases.roles]]\nname = "b"\nrest = true\n',
+     ": at most one role may be the rest"),
+    ('[[testcases.roles]]\nname = "a"\ncount = 1\n[[testcases.roles]]\nname = "a"\nrest = true\n',
+     ": role names repeat: ['a', 'a']"),
+    ('[[testcases.roles]]\nname = "b"\n',
+     " role 'b': give it a count (a number or an int param's name), or rest = true"),
+    ('[[testcases.roles]]\nname = "b"\ncount = 1\nrest = true\n',
+     " role 'b': give it a count or rest = true, not both"),
+])  # fmt: skip
+def test_roles_that_contradict_themselves_are_refused_naming_the_file_and_case(
+    make_plan: Callable[..., Path], roles: str, said: str
+) -> None:
+    """They named neither ("at most one role may be the rest", and `harness list` of many
+    plans said so without saying which), or said "count None is not a whole number"."""
+    manifest = ('name = "r"\n[[testcases]]\nname = "c"\nentrypoint = "r.plan:f"\n'
+                'instances = { min = 1, max = 3, default = 2 }\n' + roles)
+    root = make_plan("r", manifest, "async def f(env):\n    pass\n")
+    with pytest.raises(UsageError) as e:
+        build_run_spec("r", plan_roots=[root])
+    assert str(e.value).endswith(f"manifest.toml [c]{said}"), e.value
+
+
 def test_composition_groups_with_counts_percentages_and_programs(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:

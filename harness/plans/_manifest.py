@@ -157,7 +157,10 @@ def _load_case(
     roles = None
     raw_roles = raw.get("roles") or shared_roles
     if raw_roles:
-        roles = RoleAllocator(_load_roles(raw_roles, params, where))
+        try:
+            roles = RoleAllocator(_load_roles(raw_roles, params, where))
+        except UsageError as e:  # (the allocator's own, of the roles together, name no file)
+            raise UsageError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
         defaults = {k: p.default for k, p in params.items()}
         try:  # the defaults themselves must fit
             roles.counts(default, defaults)
@@ -201,6 +204,11 @@ def _load_roles(raw: Any, params: Mapping[str, ParamSpec], where: str) -> list[R
         rest = r.get("rest", False)
         if not isinstance(rest, bool):
             raise UsageError(f"{at}: rest must be true or false, not {rest!r}")
+        if count is None and not rest:
+            raise UsageError(f"{at}: give it a count (a number or an int param's name), or "
+                             "rest = true")
+        if count is not None and rest:
+            raise UsageError(f"{at}: give it a count or rest = true, not both")
         least = whole(r.get("min", 0), f"{at}: min")
         specs.append(RoleSpec(text(r["name"], f"{at}: name"), count, rest, least))
     return specs

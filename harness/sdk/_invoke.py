@@ -42,9 +42,12 @@ def run_on(backend: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 def load_entrypoint(spec: str) -> TestFunction:
     """'package.module:function' -> the function."""
     module_name, _, attr = spec.partition(":")
-    fn = getattr(importlib.import_module(module_name), attr, None)
+    module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
     if not callable(fn):
-        raise RunEnvError(f"entrypoint {spec!r}: {module_name} has no function {attr!r}")
+        why = (f"{module_name} has no function {attr!r}" if not hasattr(module, attr) else
+               f"{module_name}.{attr} is of type {type(fn).__name__}, not a function")
+        raise RunEnvError(f"entrypoint {spec!r}: {why}")
     return fn  # type: ignore[no-any-return]
 
 
@@ -162,8 +165,12 @@ async def _call(fn: TestFunction, env: RunEnv) -> None:
     """Run the test function to its end."""
     result = fn(env)
     if not inspect.isawaitable(result):  # else "NoneType can't be used in 'await'"
-        raise TypeError(f"the test function {getattr(fn, '__name__', fn)!r} is not "
-                        f"async: define it with `async def`")
+        name = getattr(fn, "__name__", fn)
+        if inspect.isasyncgen(result):  # `async def` with a `yield`: it is async, and runs not
+            raise TypeError(f"the test function {name!r} is an async generator (it has a "
+                            "`yield`): a test function returns, it does not yield")
+        raise TypeError(f"the test function {name!r} is not async: define it with "
+                        "`async def`")
     returned: object = await cast("Awaitable[object]", result)  # typed None: any value
     if returned is not None:  # `return False` passes: say so where it is looked for
         env.log.warning("the test function returned a value, which is ignored: "
