@@ -132,6 +132,49 @@ def test_roles_that_contradict_themselves_are_refused_naming_the_file_and_case(
     assert str(e.value).endswith(f"manifest.toml [c]{said}"), e.value
 
 
+@pytest.mark.parametrize(("where", "value", "said"), [
+    ("default", '"3"', "expected an integer, not the text '3'"),
+    ("group", '"5"', "expected an integer, not the text '5'"),
+    ("global", '"yes"', None),  # (a str param: text is its type)
+])  # fmt: skip
+def test_toml_values_are_taken_as_toml_types_them_text_only_from_the_command_line(
+    make_plan: Callable[..., Path], tmp_path: Path, where: str, value: str, said: str | None
+) -> None:
+    """`default = "3"` for an int param, or `rounds = "5"` in a composition, was taken as
+    3 and 5 (while 3.0 was refused), against "values are taken as TOML types them"."""
+    default = value if where == "default" else "1"
+    manifest = ('name = "t"\n[[testcases]]\nname = "c"\nentrypoint = "t.plan:f"\n'
+                'instances = { min = 1, max = 3, default = 1 }\n[testcases.params]\n'
+                f'n = {{ type = "int", default = {default} }}\n'
+                's = { type = "str", default = "a" }\n')
+    root = make_plan("t", manifest, "async def f(env):\n    pass\n")
+    comp = tmp_path / "c.toml"
+    group = f"  [groups.params]\n  n = {value}\n" if where == "group" else ""
+    glob = f"  [global.params]\n  s = {value}\n" if where == "global" else ""
+    comp.write_text(f'[global]\nplan = "t"\n{glob}[[groups]]\nid = "g"\n'
+                    f'instances = {{ count = 1 }}\n{group}')
+    if said is None:
+        assert build_run_spec(None, composition=comp, plan_roots=[root]).groups[0].params[
+            "s"] == "yes"
+    else:
+        with pytest.raises(UsageError, match=re.escape(said)):
+            build_run_spec(None, composition=comp, plan_roots=[root])
+
+
+def test_a_float_param_given_no_number_says_so_in_words(make_plan: Callable[..., Path]) -> None:
+    """It said Python's "could not convert string to float: 'abc'"."""
+    manifest = ('name = "t"\n[[testcases]]\nname = "c"\nentrypoint = "t.plan:f"\n'
+                'instances = { min = 1, max = 3, default = 1 }\n[testcases.params]\n'
+                'r = { type = "float", default = 0.5 }\n')
+    root = make_plan("t", manifest, "async def f(env):\n    pass\n")
+    with pytest.raises(UsageError) as e:
+        build_run_spec("t", params={"r": "abc"}, plan_roots=[root])
+    assert str(e.value) == "-p: param 'r' (float): expected a number, got 'abc'"
+    # the command line's text is typed by the param, as ever
+    assert build_run_spec("t", params={"r": "0.25"}, plan_roots=[root]).groups[0].params == {
+        "r": 0.25}
+
+
 def test_composition_groups_with_counts_percentages_and_programs(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:

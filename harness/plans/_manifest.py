@@ -113,7 +113,8 @@ def _case_params(
         if isinstance(v, dict):
             params[k] = parse_spec(k, v, where)
         elif k in shared:
-            params[k] = dataclasses.replace(shared[k], default=shared[k].coerce(v, f"{where} {k}"))
+            params[k] = dataclasses.replace(
+                shared[k], default=shared[k].coerce(v, f"{where} {k}", typed=True))
         else:
             raise UsageError(f"{where}: param {k!r} is not in [params]: give a full spec table")
     return params

@@ -45,8 +45,14 @@ class ParamSpec:
     min: float | None = None
     max: float | None = None
 
-    def coerce(self, value: Any, where: str) -> Any:
-        """Value from TOML (typed) or the command line (text) -> the declared type."""
+    def coerce(self, value: Any, where: str, *, typed: bool = False) -> Any:
+        """Value from the command line (text, or already typed) -> the declared type; one
+        from TOML or JSON (`typed`) is taken as it is typed: no number or boolean in text
+        ("3" for an int was taken, 3.0 refused)."""
+        if typed and isinstance(value, str) and self.type in ("int", "float", "bool"):
+            kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[self.type]
+            raise UsageError(f"{where}: param {self.name!r} ({self.type}): expected {kind}, "
+                             f"not the text {value!r} (TOML types its values: drop the quotes)")
         try:
             out = self._convert(value)
         except (TypeError, ValueError, OverflowError) as e:  # Overflow: an int past a float
@@ -91,7 +97,10 @@ class ParamSpec:
         if t == "duration" and isinstance(value, str):
             return parse_duration(value)
         if isinstance(value, str):
-            value = float(value)  # ValueError names the text
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {value!r}")
         if t == "duration" and value < 0:
@@ -123,7 +132,8 @@ def parse_spec(name: str, raw: Any, where: str) -> ParamSpec:
     if spec.min is not None and spec.max is not None and spec.min > spec.max:
         raise UsageError(f"{where}: param {name!r} has min {spec.show(spec.min)} above its "
                          f"max {spec.show(spec.max)}")
-    return dataclasses.replace(spec, default=spec.coerce(raw["default"], f"{where} (default)"))
+    return dataclasses.replace(
+        spec, default=spec.coerce(raw["default"], f"{where} (default)", typed=True))
 
 
 def _bound(raw: Mapping[str, Any], key: str, name: str, ptype: str, where: str) -> float | None:
@@ -146,17 +156,18 @@ def _bound(raw: Mapping[str, Any], key: str, name: str, ptype: str, where: str) 
 
 
 def resolve(
-    specs: Mapping[str, ParamSpec], layers: list[tuple[str, Mapping[str, Any]]]
+    specs: Mapping[str, ParamSpec], layers: list[tuple[str, Mapping[str, Any], bool]]
 ) -> dict[str, Any]:
-    """Defaults overlaid by each (where, values) layer in turn; unknown names are errors."""
+    """Defaults overlaid by each (where, values, typed) layer in turn (`typed`: from TOML or
+    JSON, see `ParamSpec.coerce`); unknown names are errors."""
     values = {name: spec.default for name, spec in specs.items()}
-    for where, layer in layers:
+    for where, layer, typed in layers:
         for name, raw in layer.items():
             spec = specs.get(name)
             if spec is None:
                 known = ", ".join(sorted(specs)) or "none"
                 raise UsageError(f"{where}: unknown param {name!r} (known: {known})")
-            values[name] = spec.coerce(raw, where)
+            values[name] = spec.coerce(raw, where, typed=typed)
     return values
 
 

@@ -132,16 +132,16 @@ def build_run_spec(
     where = f"{plan.name}:{case.name}"
 
     cli = dict(params or {})
-    base_layers: list[tuple[str, Mapping[str, Any]]] = []
+    base_layers: list[tuple[str, Mapping[str, Any], bool]] = []
     if g.get("params"):
-        base_layers.append((f"{composition} [global.params]", g["params"]))
+        base_layers.append((f"{composition} [global.params]", g["params"], True))
     groups = _groups(comp, case, instances, where, composition)
     group_specs = []
     for gid, count, gparams, program in groups:
         layers = [*base_layers]
         if gparams:
-            layers.append((f"{composition} group {gid!r} params", gparams))
-        layers.append(("-p", cli))
+            layers.append((f"{composition} group {gid!r} params", gparams, True))
+        layers.append(("-p", cli, False))
         group_specs.append(GroupSpec(gid, count, resolve(case.params, layers), program))
 
     timeout = timeout_s
@@ -191,7 +191,7 @@ def spec_from_groups(
         if any(gid == s.id for s in specs):  # (both would name the same instances)
             raise UsageError(f"{where}: group id {gid!r} appears twice")
         count = whole(gs.count, f"{where}: group {gid!r} count", least=1)
-        params = resolve(case.params, [(f"{where}: group {gid!r} params", gs.params)])
+        params = resolve(case.params, [(f"{where}: group {gid!r} params", gs.params, True)])
         specs.append(GroupSpec(gid, count, params, gs.program))
     return _checked(plan, case, specs, runner, timeout_s, tuple(faults), composition=composition,
                     pinned=True)
