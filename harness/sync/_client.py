@@ -482,6 +482,9 @@ def _encode(frame: dict[str, Any]) -> bytes:
     try:
         data = orjson.dumps(frame)
     except orjson.JSONEncodeError as e:
+        if "Recursion limit" in str(e):  # (orjson's own words: "Recursion limit reached")
+            raise ValueError(f"{op}: cannot send as JSON: nested deeper than the 254 levels "
+                             "JSON is sent and kept with") from None
         raise TypeError(f"{op}: cannot send as JSON: {e}") from None
     if b"null" in data:  # the only place a NaN or an infinity can be
         where = _non_finite(frame, "")

@@ -259,6 +259,12 @@ def test_what_json_cannot_carry_is_refused_naming_where_not_sent_as_null() -> No
                 await c.publish("t", [Reading(float("inf"))])  # orjson encodes dataclasses
             with pytest.raises(TypeError, match=r"^publish: cannot send as JSON: .*set"):
                 await c.publish("t", {1, 2})
+            deep: list[object] = []
+            for _ in range(300):  # it said orjson's "Recursion limit reached", no limit named
+                deep = [deep]
+            with pytest.raises(ValueError, match=r"^publish: cannot send as JSON: nested "
+                                                 r"deeper than the 254 levels"):
+                await c.publish("t", deep)
             assert await c.publish("t", [None, 1.5]) == 1  # nothing was sent before
             async with c.subscribe("t") as items:
                 assert await items.__anext__() == [None, 1.5]
