@@ -835,7 +835,7 @@ if mode == "value":
                  "(traceback in process-host.log)"),
     # "exit code 70", its stderr "cannot start the instance: 0"
     ("", "0", "crashed: SystemExit(0): the test function exited instead of returning"),
-    ("", "kbint", "crashed: KeyboardInterrupt"),
+    ("", "kbint", "crashed: KeyboardInterrupt (at plan.py:14)"),
     # "TypeError: object NoneType can't be used in 'await' expression"
     ("sync", "", "crashed: TypeError: the test function 'case' is not async: define it with "
                  "`async def`"),

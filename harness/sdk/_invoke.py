@@ -115,10 +115,27 @@ def _leaves(e: BaseException) -> list[BaseException]:
     return [e]
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, code: Path | None = None) -> str:
+    """The error as its reason says it, with where in the plan's code (under `code`) it
+    was raised, if it was: "ValueError: boom (at plan.py:12)"."""
     if isinstance(e, SystemExit):  # `SystemExit: 0` would read as a clean end
         return f"SystemExit({e.code!r}): the test function exited instead of returning"
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    where = _raised_at(e, code)
+    return f"{text} (at {where})" if where else text
+
+
+def _raised_at(e: BaseException, code: Path | None) -> str | None:
+    """The innermost frame of the plan's code (under `code`) the error came through, as
+    `file:line` relative to `code`; None if it came through none (a check's own failure
+    names its place itself)."""
+    if code is None or isinstance(e, _FAILURES):
+        return None
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        path = Path(frame.filename)
+        if path.is_relative_to(code):
+            return f"{path.relative_to(code)}:{frame.lineno}"
+    return None
 
 
 async def _run(fn: TestFunction, env: RunEnv) -> int:
@@ -139,7 +156,8 @@ async def _run(fn: TestFunction, env: RunEnv) -> int:
                       if isinstance(e, Exception | KeyboardInterrupt | SystemExit)]
             if not errors:
                 raise  # a cancellation: the instance is being stopped, not failing
-            error = "; ".join(map(_describe, errors))
+            code = _code_of(fn)
+            error = "; ".join(_describe(e, code) for e in errors)
             if len(errors) > 1:
                 error = f"{len(errors)} errors at once: {error}"
             # A failed check is the test failing; any other exception is a crash.

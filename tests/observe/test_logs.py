@@ -420,7 +420,7 @@ def test_a_crash_is_logged_at_its_time_and_level(
     crashed = next(ln for ln in lines if ln.message == "crash")
     traceback = next(ln for ln in lines if ln.message.startswith("Traceback"))
     assert (crashed.level, crashed.stream, crashed.fields["error"]) == (
-        "error", "log", "ValueError: boom"
+        "error", "log", "ValueError: boom (at plan.py:7)"  # where in the plan's code
     )
     assert crashed.mono - working.mono >= 0.9
     assert 0 <= traceback.mono - crashed.mono < 0.1
