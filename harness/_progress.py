@@ -52,7 +52,10 @@ class Progress:
         text = self.line()
         body = text.split("] ", 1)[1]
         unchanged = body == self._last_line.split("] ", 1)[-1]
-        if not force and unchanged and (self.tty or now - self._last_print < self.heartbeat):
+        # (the heartbeat's line comes at the update before it is due, not the one after: at
+        # updates every 2 s, a 15 s heartbeat printed every 16 s)
+        due = self.heartbeat - self.interval
+        if not force and unchanged and (self.tty or now - self._last_print < due):
             return
         self._last_line, self._last_print = text, now
         self._write("\r\x1b[2K" + text if self.tty else text + "\n")

@@ -38,9 +38,9 @@ def test_outside_a_terminal_a_line_comes_on_change_and_on_a_heartbeat() -> None:
         clock.now += 2.0
         progress.update()
     assert len(out.getvalue().splitlines()) == 2
-    clock.now += 3.0  # 15 s since the last line
+    clock.now += 2.0  # 14 s since the last line: the next update would be past 15 s
     progress.update()
-    assert out.getvalue().splitlines()[-1] == "[  17.5s] started 3/3  passed 1  failed 0"
+    assert out.getvalue().splitlines()[-1] == "[  16.5s] started 3/3  passed 1  failed 0"
     progress.phase = "checked 2/3"
     progress.update()  # changed, but the heartbeat line was just printed
     clock.now += 2.0
