@@ -969,3 +969,18 @@ def test_params_too_long_for_a_program_s_environment_are_refused_before_the_run(
             run = json.loads(only_run_dir(tmp_path / f"out{size}").joinpath("run.json")
                              .read_text())
             assert run["instances"][0]["reason"] == "exited 0 without recording success"
+
+
+def test_timeout_takes_a_duration_as_a_composition_does(tiny: Path, tmp_path: Path) -> None:
+    """`--timeout 10s` was refused ("invalid float value") while a composition's
+    `timeout = "120s"` is taken; `--timeout inf` read "must be a positive number"."""
+    r = cli("run", "tiny", "--plans", str(tiny), "--metrics-listen", "off", "-q",
+            "--timeout", "30s", "--outputs", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "out").glob("*/run.json")
+    assert json.loads(run.read_text())["timeout_s"] == 30.0
+    for value in ("10x", "inf"):
+        r = cli("run", "tiny", "--plans", str(tiny), "--timeout", value)
+        assert r.returncode == 2
+        assert r.stderr == (f"harness run: error: argument --timeout: {value!r} is not a "
+                            "duration (e.g. 250ms, 2s, 1m) (see harness run --help)\n")

@@ -37,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "file of `faults = []`: none)")
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="run timeout in seconds")
+    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
+                        help="run timeout: seconds, or a duration like 90s, 500ms, 2m")
     parser.add_argument("--render", type=Path, metavar="DIR",
                         help="cluster:k8s: write the run's manifests to DIR and stop "
                              "(no cluster needed)")
@@ -160,3 +161,13 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
         else:
             print(result.summary())
     return result.exit_code
+
+
+def _duration(text: str) -> float:
+    """--timeout's value: seconds, or a duration as a composition's `timeout` takes it."""
+    from harness.plans import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
