@@ -83,6 +83,7 @@ class Gathered:
         # per instance, until `finish`: (message, node, mono) of receipts and deliveries,
         # and its hops' (message, from, to, mono, size)
         self._recv: list[tuple[Ints, Ints, Floats]] = []
+        self._published: list[tuple[Ints, Ints, Floats]] = []  # every node's own, by message
         self._deliver: list[tuple[Ints, Ints, Floats]] = []
         self._hops: list[tuple[Ints, Ints, Ints, Floats, Ints]] = []
         # what `finish` makes
@@ -171,8 +172,10 @@ class Gathered:
         kinds = np.fromiter(map(_KINDS.get, kind, repeat(0)), np.int8, count)
         size_a = np.array(size, dtype=np.int64)
 
-        for i in np.flatnonzero(kinds == _PUBLISH).tolist():
-            origin = own if src[i] < 0 else int(src[i])
+        published = np.flatnonzero(kinds == _PUBLISH)
+        origins = np.where(src[published] < 0, own, src[published])
+        self._published.append((m[published], origins, mono_a[published]))
+        for i, origin in zip(published.tolist(), origins.tolist(), strict=True):
             pub = self.publish.get(int(m[i]))
             if pub is None or mono_a[i] < pub[0]:
                 self.publish[int(m[i])] = (float(mono_a[i]), origin,
@@ -196,15 +199,22 @@ class Gathered:
         self.deliver_at = _first_at(self._deliver, shape)
         self.had_at = np.where(np.isnan(self.recv_at), self.deliver_at, self.recv_at)
         self.pub_origin = np.full(len(self.msgs), -1, np.int64)
+        if self._published:
+            # A node has a message from its own publication of it: several may make the same
+            # one (a certificate of the same votes). Only the first publisher's counted, so
+            # another's copies reached its peers "before it had the message" (hops of 1 ms
+            # over 50 ms links).
+            pub_m, pub_node, pub_mono = (np.concatenate(c) for c in zip(*self._published,
+                                                                        strict=True))
+            np.fmin.at(self.had_at, (pub_m, pub_node), pub_mono)
         if self.publish:
             pub_m = _ints(self.publish, len(self.publish))
-            origin = _ints((p[1] for p in self.publish.values()), len(self.publish))
-            self.had_at[pub_m, origin] = [p[0] for p in self.publish.values()]
-            self.pub_origin[pub_m] = origin
+            self.pub_origin[pub_m] = _ints((p[1] for p in self.publish.values()),
+                                           len(self.publish))
         if self._hops:
             self.r_msg, self.r_src, self.r_dst, self.r_mono, self.r_size = (
                 np.concatenate(col) for col in zip(*self._hops, strict=True))
-        self._recv, self._deliver, self._hops = [], [], []
+        self._recv, self._deliver, self._hops, self._published = [], [], [], []
 
     def take_hops(self) -> tuple[Ints, Ints, Ints, Floats, Ints]:
         """The hop columns (`r_msg`, `r_src`, `r_dst`, `r_mono`, `r_size`), handed over:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import netem
 from harness.observe import RunRecord, ShapeTimeline
 from harness.observe._jsonl import read_jsonl
@@ -134,3 +136,44 @@ def test_directions_counts_and_others_match_every_direction_visited() -> None:
             want = [(a, b, s) for (a, b), s in matrix.items() if str(s) != common]
             assert d.others(common, 5) == want[:5]
             assert d.others(common, 1000) == want
+
+
+def test_a_message_two_nodes_make_counts_from_each_one_s_own_publication(
+    tmp_path: Path,
+) -> None:
+    """Two nodes made the same certificate (the same votes): the second publisher was taken
+    to have it only once a copy reached it, so its own copy's hop to a peer read 10 ms over
+    a 40 ms link, faster than the link."""
+    import time
+
+    import orjson
+
+    from harness.observe import analyse_traces
+
+    run_dir = tmp_path / "run"
+    record = run_dir / "network.jsonl"
+    run_dir.mkdir()
+    with netem.Network(backend="none", record=record, dry_run=True) as net:
+        hosts = net.build(3)
+        for h in hosts:
+            net.apply_request(h, {"default": {"latency_ms": 40}}, f"g/{h.number - 1}")
+    t0 = time.monotonic()
+    instances = [{"id": f"g/{i}", "group": "g", "group_seq": i, "ip": str(h.ip), "dir": f"g/{i}"}
+                 for i, h in enumerate(hosts)]
+    (run_dir / "run.json").write_bytes(orjson.dumps({
+        "run_id": "r", "instances": instances,
+        "network": {"hosts": {i["id"]: i["ip"] for i in instances}}}))
+    def rec(kind: str, frm: str, to: str, at: float) -> dict[str, object]:
+        return {"kind": kind, "msg_id": "cert", "topic": "certificate", "from": frm, "to": to,
+                "mono": t0 + 10 + at, "size": 100}
+    lines = {
+        "g/0": [rec("publish", "g/0", "g/1", 0.0)],  # the first to make it
+        "g/1": [rec("publish", "g/1", "g/2", 0.010), rec("receive", "g/0", "g/1", 0.040)],
+        "g/2": [rec("receive", "g/1", "g/2", 0.050)],
+    }
+    for iid, recs in lines.items():
+        (run_dir / iid).mkdir(parents=True)
+        (run_dir / iid / "trace.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    hops = {(h.src, h.dst): h.hop_ms for h in analyse_traces(run_dir).hops}
+    assert hops[("g/1", "g/2")] == pytest.approx(40.0, abs=0.01)  # from g/1's own at 10 ms
+    assert hops[("g/0", "g/1")] == pytest.approx(40.0, abs=0.01)
