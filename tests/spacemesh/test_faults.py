@@ -99,24 +99,28 @@ def test_a_node_is_watched_twice_a_layer_and_no_more_often_than_every_half_secon
     assert poll(0.5) == POLL_S == 0.5
 
 
-def test_a_node_is_not_watched_before_its_target_layer_but_for_a_miners_atx_check() -> None:
-    """No look before the target layer starts could pass the watch: the instance sleeps
-    through those layers, waking for a miner's ATX check one epoch after genesis."""
+def test_before_its_target_layer_a_node_is_looked_at_once_a_layer_and_for_an_atx_check(
+) -> None:
+    """No look before the target layer starts could pass the watch: until then the
+    instance looks once a layer (the run's progress line: "layer 5 verified 63/100"; it did
+    not look at all, and the line showed no layer until the end), and wakes for a miner's
+    ATX check one epoch after genesis; from the target layer on, `POLLS_PER_LAYER` a layer."""
     params = QUICK.params()
     epoch = params.layers_per_epoch * 4.0
     gateway = Watch.of("gateway", target=8, genesis=100.0, layer_duration=4.0,
                        params=params, check_slack=20.0)  # fmt: skip
-    assert gateway.wait(90.0) == 42.0 and gateway.wait(131.0) == gateway.poll == 2.0
+    assert gateway.wait(90.0) == 4.0 and gateway.wait(130.0) == 2.0
+    assert gateway.wait(131.0) == gateway.poll == 2.0 and gateway.wait(133.0) == 2.0
     miner = Watch.of("miner", target=8, genesis=100.0, layer_duration=4.0,
                      params=params, check_slack=20.0)  # fmt: skip
-    assert miner.wait(90.0) == 10.0 + epoch
+    assert miner.wait(100.0 + epoch - 3.0) == 3.0  # woken for the ATX check
     assert miner.wants_atx_status(100.0 + epoch + 0.01)
     miner.step(100.0 + epoch + 0.01, {"verified_layer": 0, "top_layer": 3,
                                       "connected_peers": 4}, (1, ""))  # fmt: skip
-    assert miner.wait(100.0 + epoch + 0.01) == 132.0 - (100.0 + epoch + 0.01)
+    assert miner.wait(100.0 + epoch + 0.01) == 4.0
     judged_late = Watch.of("gateway", target=8, genesis=100.0, layer_duration=4.0,
-                           params=params, check_slack=20.0, healed_at=40.0)  # fmt: skip
-    assert judged_late.wait(90.0) == judged_late.not_before - 90.0
+                           params=params, check_slack=20.0, judge_after=200.0)  # fmt: skip
+    assert judged_late.wait(180.0) == 4.0 and judged_late.wait(199.0) == 2.0
 
 
 def test_cli_prints_the_replay_command(capsys: pytest.CaptureFixture[str]) -> None:

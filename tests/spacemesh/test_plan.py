@@ -401,20 +401,6 @@ class _Env:
         self.sync = _Sync()
 
 
-def test_before_its_target_the_watch_looks_once_a_layer_then_twice() -> None:
-    """It did not look at all before the target layer, so the run's progress line showed
-    no layer verified until the very end of a run."""
-    params = MeshParams(layers_per_epoch=3)
-    watch = Watch.of("gateway", target=8, genesis=100.0, layer_duration=4.0,
-                          params=params, check_slack=20.0)
-    assert watch.wait(100.0) == 4.0  # long before the target layer (at 132 s)
-    assert watch.wait(130.0) == 2.0  # the target is 2 s away
-    assert watch.wait(133.0) == watch.poll == 2.0  # POLLS_PER_LAYER looks a layer from then
-    later = Watch.of("gateway", target=8, genesis=100.0, layer_duration=4.0,
-                          params=params, check_slack=20.0, judge_after=200.0)
-    assert later.wait(180.0) == 4.0 and later.wait(199.0) == 2.0  # judged after 200 s
-
-
 @pytest.mark.parametrize("restart", [False, True])
 def test_the_watch_signals_each_new_layer_its_node_verified(
     monkeypatch: pytest.MonkeyPatch, restart: bool

@@ -145,7 +145,7 @@ def _instances_table(r: RunData) -> str:
         rows.append(
             f'<tr class="{"fail" if outcome == "failed" else ""}"><td><b>{escape(iid)}</b></td>'
             f"<td>{escape(inst.role or '')}</td>"
-            f"<td><code>{escape(inst.ip or '')}</code></td>"
+            f"<td class='addr'><code>{escape(inst.ip or '')}</code></td>"
             f'<td><span class="badge {escape(outcome or "unknown")}">'
             f"{escape(outcome or '?')}</span></td>"
             f'<td class="num">{escape(exit_code)}</td>'
@@ -267,7 +267,9 @@ def _params(r: RunData) -> str:
         for g in r.run.groups
     )
     return (
-        '<section id="params"><h2>Parameters</h2><div class="grid"><div><h3>Run</h3>'
+        '<section id="params"><h2>Parameters</h2><p class="sub">As the run resolved them: a '
+        "duration in seconds (<code>-p latency=20ms</code> reads 0.02).</p>"
+        '<div class="grid"><div><h3>Run</h3>'
         f"<pre>{escape(params)}</pre></div><div><h3>Groups</h3><table><thead><tr><th>group</th>"
         f"<th>count</th><th>params</th><th>program</th></tr></thead><tbody>{groups}</tbody>"
         "</table></div></div></section>"
