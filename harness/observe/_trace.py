@@ -93,6 +93,12 @@ class TraceAnalysis:
     damaged: dict[str, str]  # instances whose trace was left out (all or part), and why
     _hop_columns: HopColumns = dataclasses.field(repr=False, compare=False)
     _diagnosis: Diagnosis = dataclasses.field(repr=False, compare=False)
+    too_fast: int = 0
+    """Hops faster than their configured link allows (beyond the tolerance; links that
+    reorder, whose packets may skip the delay, and hops during a network change aside): the
+    link was not shaped as recorded, or the traces misplace a message."""
+    fastest: str = ""
+    """The fastest of those, in words ("single/2 → single/4: 0.6 ms over a 50 ms link")."""
 
     @functools.cached_property
     def hops(self) -> list[Hop]:
@@ -196,6 +202,7 @@ def _analyse(
     cols = HopColumns(g, tl, abs_tol_ms, rel_tol)
     hop_col = cols.hop_ms()
     excess_col = hop_col - cols.expected
+    too_fast, fastest = _too_fast(cols, hop_col, excess_col)
     links, link_hop_ms = _links(cols, hop_col, excess_col)
     del hop_col  # the diagnosis is the analysis's peak: whole columns are freed before it
     rows = cols.out_of_line(excess_col)
@@ -209,7 +216,20 @@ def _analyse(
     # out, a node that lost its trace would raise the coverage of every topic.
     return TraceAnalysis(messages, _topic_stats(messages, len(g.traced)), links, nodes,
                          _diagnosed(cols, diagnosis, OUTLIERS_KEPT), len(rows),
-                         groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis)
+                         groups(diagnosis), link_hop_ms, g.cut, g.damaged, cols, diagnosis,
+                         too_fast, fastest)
+
+
+def _too_fast(cols: HopColumns, hop_col: Floats, excess_col: Floats) -> tuple[int, str]:
+    """How many hops beat their link by more than the tolerance, and the fastest in words."""
+    reorders = np.array([bool(s.get("reorder_pct")) for s in cols.shape_list], bool)
+    fast = np.flatnonzero((excess_col < -cols.tol) & ~reorders[cols.shape] & cols.steady)
+    if not len(fast):
+        return 0, ""
+    i = int(fast[np.argmin(excess_col[fast])])
+    src, dst = cols.names[cols.src[i]], cols.names[cols.dst[i]]
+    return len(fast), (f"{src} → {dst}: {hop_col[i]:.1f} ms over a {cols.expected[i]:g} ms "
+                       "link")
 
 
 def _diagnosed(cols: HopColumns, d: Diagnosis, most: int | None) -> list[Hop]:

@@ -54,7 +54,8 @@ class HopColumns:
         n = len(self.names)
         had = g.had_at.ravel()  # (message, node) at m * n + node; NaN: never had it
         # the network's state when each sender had each message
-        state = np.searchsorted(np.array(tl.state_monos), had, side="right")
+        monos = np.array(tl.state_monos)
+        state = np.searchsorted(monos, had, side="right")
         msg, src, dst, recv, size = g.take_hops()
         sender = msg * n + src
         sent = had[sender]
@@ -63,8 +64,11 @@ class HopColumns:
             msg, src, dst, recv, size, sent, sender = (
                 col[ok] for col in (msg, src, dst, recv, size, sent, sender))
         # each hop's (state, from, to), and the shape of each such key once
-        state_link = state[sender] << 2 * SHIFT | src << SHIFT | dst
-        del sender, state
+        sent_state = state[sender]
+        # no network change while it was on its way: its link's shape is known for sure
+        steady = np.searchsorted(monos, recv, side="right") == sent_state
+        state_link = sent_state << 2 * SHIFT | src << SHIFT | dst
+        del sender, state, sent_state
         keys, shape_col = np.unique(state_link, return_inverse=True)
         row_of = np.empty(len(keys), np.int64)
         row_of[shape_col] = np.arange(len(shape_col))  # a row of each key
@@ -82,8 +86,8 @@ class HopColumns:
             bandwidth_of.append(float(bw) if isinstance(bw, int | float) and bw > 0 else 0.0)
         if any(dropped):  # hops over a cut link (sent before the cut)
             ok = ~np.array(dropped)[shape_col]
-            msg, src, dst, recv, size, sent, shape_col = (
-                col[ok] for col in (msg, src, dst, recv, size, sent, shape_col))
+            msg, src, dst, recv, size, sent, shape_col, steady = (
+                col[ok] for col in (msg, src, dst, recv, size, sent, shape_col, steady))
         if (size < 0).any():  # unknown: the size published
             pub_size = np.full(len(self.msgs), -1, np.int64)
             for m, p in self._g.publish.items():
@@ -102,6 +106,7 @@ class HopColumns:
         self.size: Ints = size
         self.tol: Floats = np.array(tol_of)[shape_col]
         self.shape: Index = shape_col.astype(np.int32)
+        self.steady: np.ndarray = steady  # no network change while the hop was on its way
 
     def __len__(self) -> int:
         return len(self.msg)

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def run_warnings(r: RunData) -> list[str]:
     """One sentence per condition that weakens the run's figures (none: an empty list)."""
-    return _damaged(r) + _unreadable(r) + _damaged_traces(r) + _cut_traces(r) + _saturated_cpu(r)
+    return (_damaged(r) + _unreadable(r) + _damaged_traces(r) + _cut_traces(r) + _too_fast(r)
+            + _saturated_cpu(r))
 
 
 def _damaged(r: RunData) -> list[str]:
@@ -48,6 +49,15 @@ def _cut_traces(r: RunData) -> list[str]:
     return [f"the message traces of {who} hold more than {cap} MiB once decompressed: only "
             "that much of each was read, so the propagation and hop figures leave out their "
             "later events."]
+
+
+def _too_fast(r: RunData) -> list[str]:
+    a = r.analysis
+    if not a.too_fast:
+        return []
+    return [f"{a.too_fast:,} message hop{'s were' if a.too_fast > 1 else ' was'} faster than "
+            f"the configured link allows (the fastest: {a.fastest}): those links were not "
+            "shaped as network.jsonl records, or the traces misplace a message."]
 
 
 def _saturated_cpu(r: RunData) -> list[str]:
