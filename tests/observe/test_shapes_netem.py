@@ -138,43 +138,46 @@ def test_directions_counts_and_others_match_every_direction_visited() -> None:
             assert d.others(common, 1000) == want
 
 
+def _traced_run(run_dir: Path, traces: dict[str, list[tuple[str, str, str, float]]]) -> None:
+    """A finished run of g/0, g/1 and g/2 over 40 ms links whose traces of one message
+    are `traces`: (kind, from, to, seconds after the message's first publication) each."""
+    import time
+
+    import orjson
+
+    run_dir.mkdir()
+    with netem.Network(backend="none", record=run_dir / "network.jsonl", dry_run=True) as net:
+        hosts = net.build(3)
+        for h in hosts:
+            net.apply_request(h, {"default": {"latency_ms": 40}}, f"g/{h.number - 1}")
+    t0 = time.monotonic() + 10  # after the network's changes
+    instances = [{"id": f"g/{i}", "group": "g", "group_seq": i, "ip": str(h.ip), "dir": f"g/{i}"}
+                 for i, h in enumerate(hosts)]
+    (run_dir / "run.json").write_bytes(orjson.dumps({
+        "run_id": "r", "instances": instances, "started": time.time() - 1, "ended": time.time(),
+        "network": {"hosts": {i["id"]: i["ip"] for i in instances}}}))
+    for iid, recs in traces.items():
+        (run_dir / iid).mkdir(parents=True)
+        (run_dir / iid / "trace.jsonl").write_bytes(b"".join(
+            orjson.dumps({"kind": kind, "msg_id": "m", "topic": "t", "from": frm, "to": to,
+                          "mono": t0 + at, "size": 100}) + b"\n"
+            for kind, frm, to, at in recs))
+
+
 def test_a_message_two_nodes_make_counts_from_each_one_s_own_publication(
     tmp_path: Path,
 ) -> None:
     """Two nodes made the same certificate (the same votes): the second publisher was taken
     to have it only once a copy reached it, so its own copy's hop to a peer read 10 ms over
     a 40 ms link, faster than the link."""
-    import time
-
-    import orjson
-
     from harness.observe import analyse_traces
 
-    run_dir = tmp_path / "run"
-    record = run_dir / "network.jsonl"
-    run_dir.mkdir()
-    with netem.Network(backend="none", record=record, dry_run=True) as net:
-        hosts = net.build(3)
-        for h in hosts:
-            net.apply_request(h, {"default": {"latency_ms": 40}}, f"g/{h.number - 1}")
-    t0 = time.monotonic()
-    instances = [{"id": f"g/{i}", "group": "g", "group_seq": i, "ip": str(h.ip), "dir": f"g/{i}"}
-                 for i, h in enumerate(hosts)]
-    (run_dir / "run.json").write_bytes(orjson.dumps({
-        "run_id": "r", "instances": instances,
-        "network": {"hosts": {i["id"]: i["ip"] for i in instances}}}))
-    def rec(kind: str, frm: str, to: str, at: float) -> dict[str, object]:
-        return {"kind": kind, "msg_id": "cert", "topic": "certificate", "from": frm, "to": to,
-                "mono": t0 + 10 + at, "size": 100}
-    lines = {
-        "g/0": [rec("publish", "g/0", "g/1", 0.0)],  # the first to make it
-        "g/1": [rec("publish", "g/1", "g/2", 0.010), rec("receive", "g/0", "g/1", 0.040)],
-        "g/2": [rec("receive", "g/1", "g/2", 0.050)],
-    }
-    for iid, recs in lines.items():
-        (run_dir / iid).mkdir(parents=True)
-        (run_dir / iid / "trace.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
-    hops = {(h.src, h.dst): h.hop_ms for h in analyse_traces(run_dir).hops}
+    _traced_run(tmp_path / "run", {
+        "g/0": [("publish", "g/0", "g/1", 0.0)],  # the first to make it
+        "g/1": [("publish", "g/1", "g/2", 0.010), ("receive", "g/0", "g/1", 0.040)],
+        "g/2": [("receive", "g/1", "g/2", 0.050)],
+    })
+    hops = {(h.src, h.dst): h.hop_ms for h in analyse_traces(tmp_path / "run").hops}
     assert hops[("g/1", "g/2")] == pytest.approx(40.0, abs=0.01)  # from g/1's own at 10 ms
     assert hops[("g/0", "g/1")] == pytest.approx(40.0, abs=0.01)
 
@@ -182,37 +185,15 @@ def test_a_message_two_nodes_make_counts_from_each_one_s_own_publication(
 def test_hops_faster_than_their_link_are_counted_and_warned_about(tmp_path: Path) -> None:
     """A hop of 1 ms over a 40 ms link cannot be: only slow hops were flagged, so a link
     left unshaped, or a trace that misplaced a message, went by without a word."""
-    import time
-
-    import orjson
-
     from harness.observe import analyse_traces
     from harness.observe._report import summary
 
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with netem.Network(backend="none", record=run_dir / "network.jsonl", dry_run=True) as net:
-        hosts = net.build(3)
-        for h in hosts:
-            net.apply_request(h, {"default": {"latency_ms": 40}}, f"g/{h.number - 1}")
-    t0 = time.monotonic()
-    instances = [{"id": f"g/{i}", "group": "g", "group_seq": i, "ip": str(h.ip), "dir": f"g/{i}"}
-                 for i, h in enumerate(hosts)]
-    (run_dir / "run.json").write_bytes(orjson.dumps({
-        "run_id": "r", "instances": instances, "started": time.time() - 1, "ended": time.time(),
-        "network": {"hosts": {i["id"]: i["ip"] for i in instances}}}))
-
-    def rec(kind: str, frm: str, to: str, at: float) -> dict[str, object]:
-        return {"kind": kind, "msg_id": "m", "topic": "t", "from": frm, "to": to,
-                "mono": t0 + 10 + at, "size": 100}
-    lines = {
-        "g/0": [rec("publish", "g/0", "g/1", 0.0), rec("publish", "g/0", "g/2", 0.0)],
-        "g/1": [rec("receive", "g/0", "g/1", 0.041)],  # as the link says
-        "g/2": [rec("receive", "g/0", "g/2", 0.001)],  # 1 ms: no such link was there
-    }
-    for iid, recs in lines.items():
-        (run_dir / iid).mkdir(parents=True)
-        (run_dir / iid / "trace.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    _traced_run(run_dir, {
+        "g/0": [("publish", "g/0", "g/1", 0.0), ("publish", "g/0", "g/2", 0.0)],
+        "g/1": [("receive", "g/0", "g/1", 0.041)],  # as the link says
+        "g/2": [("receive", "g/0", "g/2", 0.001)],  # 1 ms: no such link was there
+    })
     analysis = analyse_traces(run_dir)
     assert (analysis.too_fast, analysis.fastest) == (1, "g/0 → g/2: 1.0 ms over a 40 ms link")
     assert any(w.startswith("1 message hop was faster than the configured link allows (the "
