@@ -406,8 +406,8 @@ class Supervisor:
             inst.record(event)
             if event.get("type") in FAILING_EVENTS:
                 self._note_failure(inst)
-        elif kind == "signal" and self.progress:
-            # A restarted instance signals a state again: its seq may pass the total.
+        elif kind == "signal" and self.progress and not event.get("again"):
+            # (again: a restarted instance's signal, counted once: the line would go back)
             seq = event.get("seq")
             shown = min(seq, self.spec.total) if isinstance(seq, int) else seq
             self.progress.phase = f"{event.get('state')} {shown}/{self.spec.total}"

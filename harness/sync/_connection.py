@@ -71,10 +71,12 @@ class _Backlog:
     end: int
     skipped: Container[int] = ()  # 1-based items not to send (an instance's repeats)
     done: bool = False  # all of it taken into a batch: items published now are replies
+    last: bytes = b""  # a frame to send once it is all sent (the subscription's end)
+    done_taking: bool = False  # `last` is set: the subscription has ended
 
     def extend(self, seq: int) -> bool:
         """Take item `seq` too, unless it is all taken (`Backlogged`)."""
-        if self.done or seq != self.end + 1:
+        if self.done or self.done_taking or seq != self.end + 1:
             return False
         self.end = seq
         return True
@@ -82,6 +84,13 @@ class _Backlog:
     def stop(self) -> None:
         """What is not in a batch yet is not sent (`Backlogged`)."""
         self.end = self.next
+
+    def close_with(self, frame: bytes) -> bool:
+        """Send `frame` once what it holds is sent, and take no more (`Backlogged`)."""
+        if self.done:
+            return False
+        self.last, self.done_taking = frame, True
+        return True
 
 
 def _coalesced(pieces: list[bytes | memoryview]) -> list[bytes | memoryview]:
@@ -143,6 +152,8 @@ class Connection:
         # N subscribers costs N system calls, not N task switches. What the socket does not
         # take at once queues here, and one writer task sends the queue in batches.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._unix = (isinstance(stream, trio.SocketStream)
+                      and stream.socket.family == socket.AF_UNIX)
         self.peer = _peer_pid(stream)
         """The client's process (Unix sockets), None if not known: replies to many clients
         take turns by it (`harness.sync._state.in_turns`)."""
@@ -194,17 +205,15 @@ class Connection:
         if len(self._outbox) == 1:
             self._writer_idle.unpark()
 
+    def _idle(self) -> bool:
+        """Nothing waits for the socket: a reply now is written at once (`Idle`)."""
+        return not self._outbox and not self._writing
+
     def _backlog(self, prefix: bytes, payloads: list[bytes], start: int, end: int,
                  skipped: Container[int]) -> _Backlog | None:
-        """Send items `start` to `end` of a topic to a subscription (`Backlog`): one small
-        item to a connection with nothing waiting is written now, else they wait in the
-        topic, in the outbox's order, and are sent as the socket takes them."""
+        """Send items `start` to `end` of a topic to a subscription from the topic, in the
+        outbox's order, as the socket takes them (`Backlog`)."""
         if start >= end or self._closed:
-            return None
-        if (end - start == 1 and not self._outbox and not self._writing
-                and len(payloads[start]) < SHARED):
-            if end not in skipped:
-                self._reply(prefix + item_tail(end, payloads[start]))
             return None
         entry = _Backlog(prefix, payloads, start, end, skipped)
         self._outbox.append(entry)
@@ -325,6 +334,9 @@ class Connection:
                 entry.next += 1
             if entry.next < entry.end:
                 break
+            if entry.last:
+                out.append(entry.last)
+                size += len(entry.last)
             entry.done = True
             taken += 1
             self._backlogs -= 1
@@ -390,8 +402,9 @@ class Connection:
     def _peer_gone(self) -> bool:
         """Once the client has sent its last byte: whether it closed its socket (it reads
         nothing more either: POLLHUP) rather than only its sending side (a shell client's
-        `printf ... | socat`, which then reads the replies)."""
-        if self._fd < 0:
+        `printf ... | socat`, which then reads the replies). Only a Unix socket can tell:
+        over TCP a client's close and its half-close look alike until a write fails."""
+        if self._fd < 0 or not self._unix:
             return True
         poller = select.poll()
         poller.register(self._fd, select.POLLHUP)
@@ -399,10 +412,12 @@ class Connection:
 
     async def _serve_after_eof(self) -> None:
         """The client has only shut its sending side: its barriers and subscriptions are
-        served and their replies written, as long as it has any (the run's end closes it)."""
+        served and their replies written while it has any and reads (the run's end closes
+        it), until it closes its socket."""
         # (a poll: the state has no event for it, and a half-closed client is rare)
-        while not self._closed and (self.state.serves(self.reply)  # noqa: ASYNC110
-                                    or self._network_asked or self._outbox or self._writing):
+        while not self._closed and not self._peer_gone() and (  # noqa: ASYNC110
+                self.state.serves(self.reply) or self._network_asked or self._outbox
+                or self._writing):
             await trio.sleep(_AFTER_EOF_POLL_S)
 
     # -- requests ------------------------------------------------------------------------
@@ -471,7 +486,8 @@ class Connection:
                        self.peer)
         elif op == "subscribe":
             st.subscribe(frame["topic"], rid, self.reply, expect=frame.get("expect"),
-                         instance=self.instance, backlog=self._backlog, peer=self.peer,
+                         instance=self.instance, backlog=self._backlog, idle=self._idle,
+                         peer=self.peer,
                          roles=frame.get("roles"))
         elif op == "cancel":
             target = frame["target"]

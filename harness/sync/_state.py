@@ -29,15 +29,24 @@ class Backlogged(Protocol):
     def stop(self) -> None:
         """Send nothing more of it (the subscription has ended)."""
 
+    def close_with(self, frame: bytes) -> bool:
+        """Send `frame` once what it holds so far is sent, and take no more (the
+        subscription ended with an error its items so far must not be overtaken by);
+        False if it is all sent already (then `frame` is a reply like any other)."""
+
+
+Idle = Callable[[], bool]
+"""Whether nothing waits for a connection's socket: a reply now would be written at once."""
 
 Backlog = Callable[[bytes, list[bytes], int, int, Container[int]], "Backlogged | None"]
 """Sends a subscription's items from the topic instead of one reply per item: the frame
 prefix, the topic's encoded payloads (shared, append-only), the 0-based first and the end
 of those to send, and the 1-based positions among them to leave out (a live set); returns
 the backlog, to extend with the items published while it is sent (they are in the topic
-already: a reader taking a long backlog is not made to hold the live items behind it too),
-or None if it sent them at once. A new subscription's items so far go so, and each live
-one: a subscriber that does not read falls behind, and holds nothing in the service."""
+already: a reader taking a long backlog is not made to hold the live items behind it too).
+A new subscription's items so far go so, and each live one while its connection is not
+`Idle`, or that is large: a subscriber that does not read falls behind, and holds nothing
+in the service."""
 
 
 _STAMPS = ("ts", "mono")  # what the run's record stamps every event with
@@ -98,6 +107,7 @@ class _Subscriber:
     backlog: Backlogged | None = None  # while its backlog is being sent
     publishers: frozenset[str] | None = None  # who may publish what it expects (None: all)
     take: Backlog | None = None  # how its connection sends items from the topic
+    idle: Idle | None = None  # whether its connection would write a reply at once
 
     def skipped(self, t: _Topic) -> Container[int]:
         """The items it is not sent: an instance's second and later, when it expects one
@@ -367,12 +377,12 @@ class SyncState:
                 sub.backlog = None  # for good: a later item must not pass this one
             if repeat and sub.expect is not None:
                 continue
-            if sub.take is not None:
-                # Written now if nothing waits for the socket, else sent from the topic as
-                # it takes it, not queued: a reader taking a burst of large items, each in
-                # turn, was dropped as one that did not read.
+            small = len(tail) < SHARED
+            if sub.take is not None and not (small and sub.idle is not None and sub.idle()):
+                # Sent from the topic as the socket takes it, not queued: a reader taking a
+                # burst of large items, each in turn, was dropped as one that did not read.
                 sub.backlog = sub.take(sub.prefix, t.payloads, seq - 1, seq, sub.skipped(t))
-            elif len(tail) < SHARED:
+            elif small:
                 sub.reply(sub.prefix + tail)
             else:  # two replies in a row: the same bytes on the wire, the tail shared
                 sub.reply(sub.prefix)
@@ -389,6 +399,7 @@ class SyncState:
         expect: int | None = None,
         instance: str | None = None,
         backlog: Backlog | None = None,
+        idle: Idle | None = None,
         peer: Hashable | None = None,
         roles: Collection[str] | None = None,
     ) -> None:
@@ -416,7 +427,7 @@ class SyncState:
         ):
             return  # failed
         reply(sub.prefix + b',"ok":true}\n')
-        sub.take = backlog
+        sub.take, sub.idle = backlog, idle
         skipped = sub.skipped(t)
         if backlog is not None:
             sub.backlog = backlog(sub.prefix, t.payloads, 0, len(t.payloads), skipped)
@@ -443,8 +454,10 @@ class SyncState:
         if sub in t.subscribers:
             t.subscribers.remove(sub)
             t.changed()
-        sub.end()
-        self._fail_reply(sub.reply, sub.request_id, reason)
+        error = orjson.dumps({"id": sub.request_id, "error": reason}) + b"\n"
+        # After the items it was sent so far: they count among those published.
+        if sub.backlog is None or not sub.backlog.close_with(error):
+            sub.reply(error)
         self._record({"kind": "subscription", "topic": topic, "expect": sub.expect,
                       "status": "failed", "instance": sub.instance, "reason": reason})
         return True

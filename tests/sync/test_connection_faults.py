@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import orjson
@@ -258,5 +259,79 @@ def test_a_client_that_shuts_only_its_sending_side_still_gets_its_replies() -> N
                 async with connect_unix(path, "g/1") as other:
                     assert await other.signal_and_wait("hc", 2) == 2
             assert got == [[{"id": 1, "ok": True}, {"id": 2, "ok": True, "seq": 1}]]
+
+    run(main)
+
+
+def test_a_client_that_closes_after_shutting_its_sending_side_is_let_go() -> None:
+    """Over TCP a close looks like a half-close (a FIN): such a connection, and over a Unix
+    socket one that half-closed and then closed, stayed with its subscription and barrier
+    until the run's end."""
+
+    async def main() -> None:
+        state = SyncState()
+        server = SyncServer(state)
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server.serve_tcp, ("127.0.0.1", 0))
+
+            def tcp_client() -> None:
+                with socket.create_connection((host, port)) as s:
+                    s.sendall(b'{"id": 1, "op": "subscribe", "topic": "t"}\n')
+                    s.recv(100)
+
+            await trio.to_thread.run_sync(tcp_client)
+            with trio.fail_after(5):
+                while server.connections or state.subscribers("t"):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        async with serving(server) as path:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.sendall(b'{"id": 1, "op": "subscribe", "topic": "t"}\n'
+                      b'{"id": 2, "op": "barrier", "state": "b", "target": 5}\n')
+            s.shutdown(socket.SHUT_WR)
+            await trio.sleep(0.3)
+            s.close()
+            with trio.fail_after(5):
+                while server.connections or state.subscribers("t"):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            assert not any(st.waiters for st in state._states.values())
+
+    run(main)
+
+
+def test_a_failing_expectation_comes_after_the_items_it_was_sent() -> None:
+    """The items waiting in the subscription's cursor were thrown away when it failed, and
+    its error, a reply, overtook them: ok, item 1, error, though 3 had been published."""
+
+    async def main() -> None:
+        state = SyncState([f"p/{i}" for i in range(5)])
+        async with serving(SyncServer(state)) as path:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.sendall(b'{"id": 1, "op": "subscribe", "topic": "u", "expect": 5}\n')
+            with trio.fail_after(5):
+                while not state.subscribers("u"):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            for i in range(3):  # 1 MiB each, to a subscriber not reading yet
+                async with connect_unix(path, f"p/{i}") as p:
+                    await p.publish("u", "x" * len(MB))
+            state.instance_ended("p/3", "exited")
+            state.instance_ended("p/4", "exited")
+
+            def read() -> list[dict[str, object]]:
+                data = b""
+                s.settimeout(2)
+                with contextlib.suppress(TimeoutError):
+                    while chunk := s.recv(1 << 20):
+                        data += chunk
+                        if b'"error"' in data and data.endswith(b"\n"):
+                            break
+                return [orjson.loads(line) for line in data.splitlines()]
+
+            frames = await trio.to_thread.run_sync(read)
+            s.close()
+        said = [f.get("seq") or ("error" if "error" in f else "ok") for f in frames]
+        assert said == ["ok", 1, 2, 3, "error"]
 
     run(main)
