@@ -17,7 +17,8 @@ _TAIL_BYTES = 8192  # read from the end: where a quote's lines and their traceba
 _TRACEBACK = "Traceback (most recent call last):"
 _SEPARATOR = " | "
 _STACK_BYTES = 1 << 20  # a dump: up to 100 threads of 100 frames each (faulthandler's caps)
-_THREAD = re.compile(r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$")
+_THREAD = re.compile(r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$"
+                     r"|(Task) .* awaiting \(most recent call first\):$")  # (the SDK's)
 _FRAME = re.compile(r'  File "(.*)", line (\d+) in (.*)$')
 
 
@@ -78,18 +79,22 @@ def stack_note(stderr: Path, offset: int, code: Path) -> str | None:
             text = read_upto(f, _STACK_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
-    threads: list[tuple[bool, list[tuple[str, ...]]]] = []  # (current?, frames innermost first)
+    # (rank: 0 the current thread, 1 another, 2 a task; frames innermost first)
+    threads: list[tuple[int, list[tuple[str, ...]]]] = []
     for line in text.splitlines():
         if (head := _THREAD.match(line)) is not None:
-            threads.append((head.group(1) == "Current thread", []))
+            rank = 0 if head.group(1) == "Current thread" else 2 if head.group(2) else 1
+            threads.append((rank, []))
         elif threads and (frame := _FRAME.match(line)) is not None:
             threads[-1][1].append(frame.groups())
     if not threads:
         return None
-    threads.sort(key=lambda thread: not thread[0])  # stable: the current thread first
+    threads.sort(key=lambda thread: thread[0])  # stable: the current thread first
     where = f"every thread's stack at the stop is in {stderr.name}"
-    for file, line, function in (frame for _, frames in threads for frame in frames):
-        path = Path(file)
-        if path.is_relative_to(code):
-            return f"; it was in {function} ({path.relative_to(code)}:{line}): {where}"
+    for rank, frames in threads:
+        for file, line, function in frames:
+            path = Path(file)
+            if path.is_relative_to(code):
+                how = "awaiting in" if rank == 2 else "in"
+                return f"; it was {how} {function} ({path.relative_to(code)}:{line}): {where}"
     return f"; {where}"

@@ -44,6 +44,15 @@ name = "cycle"
 instances = { min = 1, max = 1, default = 1 }
 entrypoint = "diag.plan:cycle"
 backend = "asyncio"
+[[testcases]]
+name = "waits"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "diag.plan:waits"
+[[testcases]]
+name = "waits_asyncio"
+instances = { min = 1, max = 1, default = 1 }
+entrypoint = "diag.plan:waits"
+backend = "asyncio"
 """
 DIAG_CODE = """
 import subprocess, time
@@ -56,6 +65,10 @@ async def stuck(env):
 async def forgot(env):
     env.sync.publish("news", 1)  # no await: nothing is published
     await env.sync.signal_entry("done")
+
+async def waits(env):
+    import anyio
+    await anyio.sleep(1000)  # the loop is free: only a task's chain of coroutines has it
 
 async def cycle(env):
     import gc
@@ -114,6 +127,22 @@ def test_a_python_instance_stuck_at_the_timeout_dumps_its_stacks_and_says_where(
     stderr = (only_run_dir(tmp_path / "out") / "single/0/stderr.log").read_text()
     assert "Current thread 0x" in stderr and '/diag/plan.py", line 7 in stuck' in stderr
     assert "child: USR2" not in stderr
+
+
+@pytest.mark.parametrize("case", ["waits", "waits_asyncio"])
+def test_a_python_instance_awaiting_at_the_timeout_says_where_it_awaited(
+    make_plan: Callable[[str, str, str], Path], tmp_path: Path, case: str,
+) -> None:
+    """An instance awaiting in its own code (a sleep, a socket) is in no thread's stack:
+    the dump showed only the harness's frames, and the reason said nothing of where."""
+    root = make_plan("diag", DIAG, DIAG_CODE)
+    code, _, run = _run(root, case, tmp_path / "out", "--timeout", "2")
+    (inst,) = run["instances"]
+    assert code == 1 and inst["reason"] == (
+        "still running at the run's timeout (2s); it was awaiting in waits (plan.py:15): "
+        "every thread's stack at the stop is in stderr.log"), inst["reason"]
+    stderr = (only_run_dir(tmp_path / "out") / "single/0/stderr.log").read_text()
+    assert "harness.sdk: where the event loop's tasks waited at the stop" in stderr
 
 
 def test_a_program_at_the_timeout_gets_no_stack_signal(

@@ -7,6 +7,7 @@ import faulthandler
 import importlib
 import inspect
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,6 +24,7 @@ from harness.sdk._connect import connect
 from harness.sdk._network import NetworkClient
 from harness.sdk._profile import profiler_from_environ
 from harness.sdk._runenv import RunEnv
+from harness.sdk._taskstacks import write_task_stacks
 from harness.sync import BarrierFailed, EventType, SubscriptionFailed, SyncError
 
 TestFunction = Callable[[RunEnv], Awaitable[None]]
@@ -84,16 +86,26 @@ def run_instance(fn: TestFunction, backend: str = "trio", env: RunEnv | None = N
 def _stacks_on_signal() -> Iterator[None]:
     """Every thread's stack to stderr on `STACK_SIGNAL`, as the supervisor stops the
     instance. Written by the signal handler itself, in C: an event loop blocked by the
-    plan's code (a busy loop, a blocking call) runs no Python handler."""
+    plan's code (a busy loop, a blocking call) runs no Python handler. Then, chained, if
+    the loop is free to run it: where each of its tasks awaits (`write_task_stacks`),
+    which no thread's stack shows."""
     try:
-        faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
+        before = signal.signal(STACK_SIGNAL, write_task_stacks)
+    except ValueError:  # not the main thread: the threads' dump alone
+        before = None
+    try:
+        faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=True)
     except (RuntimeError, ValueError, OSError):  # no stderr to write to (None, closed)
+        if before is not None:
+            signal.signal(STACK_SIGNAL, before)
         yield
         return
     try:
         yield
     finally:
         faulthandler.unregister(STACK_SIGNAL)
+        if before is not None:
+            signal.signal(STACK_SIGNAL, before)
 
 
 def invoke(fn: TestFunction, backend: str = "trio") -> NoReturn:
