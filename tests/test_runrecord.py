@@ -340,11 +340,11 @@ def test_a_timeout_says_at_which_barrier_an_instance_waited(
     run = json.loads(r.stdout)
     reasons = sorted(i["reason"] for i in run["instances"])
     stacks = "every thread's stack at the stop is in stderr.log"
+    waited = ("still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 "
+              f"arrived); it was awaiting in case (plan.py:9): {stacks}")
     assert reasons == [
-        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 "
-        f"arrived); {stacks}",
-        "still running at the run's timeout (3s), waiting at barrier 'ready' (2 of 3 "
-        f"arrived); {stacks}",
+        waited,
+        waited,
         f"still running at the run's timeout (3s); it was in case (plan.py:8): {stacks}",
     ]
     # the one that waited on no other, not whichever ended first from its SIGTERM
