@@ -71,12 +71,11 @@ class _Backlog:
     end: int
     skipped: Container[int] = ()  # 1-based items not to send (an instance's repeats)
     done: bool = False  # all of it taken into a batch: items published now are replies
-    last: bytes = b""  # a frame to send once it is all sent (the subscription's end)
-    done_taking: bool = False  # `last` is set: the subscription has ended
+    last: bytes = b""  # a frame to send once it is all sent: the subscription has ended
 
     def extend(self, seq: int) -> bool:
         """Take item `seq` too, unless it is all taken (`Backlogged`)."""
-        if self.done or self.done_taking or seq != self.end + 1:
+        if self.done or self.last or seq != self.end + 1:
             return False
         self.end = seq
         return True
@@ -89,7 +88,7 @@ class _Backlog:
         """Send `frame` once what it holds is sent, and take no more (`Backlogged`)."""
         if self.done:
             return False
-        self.last, self.done_taking = frame, True
+        self.last = frame
         return True
 
 
