@@ -463,13 +463,15 @@ class Supervisor:
         return result
 
     async def _supervise(self, signals: AsyncIterator[int]) -> None:
-        await trio.to_thread.run_sync(self._mark_aborted_runs)
         try:
             for inst in self.spec.instances:
                 (self.run_dir / inst.id).mkdir(parents=True, exist_ok=True)
             configure_logging(json_path=self.run_dir / "supervisor.jsonl", console=False)
             # httpx logs every request at info: every metrics scrape would bury the run's log.
             logging.getLogger("httpx").setLevel(logging.WARNING)
+            # (after the logging: before it, structlog's default printed what it removed on
+            # stdout, into the middle of `harness run --json`'s document)
+            await trio.to_thread.run_sync(self._mark_aborted_runs)
             _log.info("run starting", run=self.run_id, plan=self.spec.plan.name,
                       case=self.spec.case.name, instances=self.spec.total,
                       runner=self.spec.runner)

@@ -8,8 +8,10 @@ import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -984,3 +986,25 @@ def test_timeout_takes_a_duration_as_a_composition_does(tiny: Path, tmp_path: Pa
         assert r.returncode == 2
         assert r.stderr == (f"harness run: error: argument --timeout: {value!r} is not a "
                             "duration (e.g. 250ms, 2s, 1m) (see harness run --help)\n")
+
+
+def test_a_killed_run_s_leftovers_removed_at_the_start_are_not_said_on_stdout(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """The start of a run removes what killed runs left; it said so through structlog's
+    defaults, before the run's logging was set up: on stdout, in the middle of `--json`."""
+    own_tmp = tmp_path / "tmp"
+    stale = own_tmp / "harness-deadrun"
+    stale.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(stale / "sync.sock"))  # nobody listens on it once closed
+    old = time.time() - 3600
+    os.utime(stale / "sync.sock", (old, old), follow_symlinks=False)
+    env = {**os.environ, "TMPDIR": str(own_tmp)}
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "tiny", "--plans", str(tiny),
+                        "--json", "-q", "--metrics-listen", "off",
+                        "--outputs", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outcome"] == "passed"  # nothing else on stdout
+    assert not stale.exists()  # it was removed

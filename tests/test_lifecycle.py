@@ -436,6 +436,7 @@ program = ["sh", "-c", "while :; do date +%s; sleep 0.2; done"]
 """
 
 
+@pytest.mark.alone  # the next run removes every dead run's clocks: no other test's may be
 def test_a_killed_supervisors_clocks_go_even_once_its_outputs_are_deleted(
     make_plan: Callable[..., Path], tmp_path: Path
 ) -> None:
