@@ -30,7 +30,12 @@ STACK_SIGNAL = signal.SIGUSR2
 """What the supervisor sends a Python instance (one it forked from the case's entrypoint)
 before it stops it: the SDK has it write every thread's stack to stderr then
 (`faulthandler`), so that one stuck in its own code (a `time.sleep` in an async test, a busy
-loop) shows where. Never sent to a program: its default action ends a process."""
+loop) shows where, then where each task of its event loop awaits (`TASK_HEADER`). Never
+sent to a program: its default action ends a process."""
+
+TASK_HEADER = "Task {name} awaiting (most recent call first):"
+"""The head of a task's stack in that dump (the SDK's `write_task_stacks`), as
+faulthandler heads a thread's; the supervisor reads both (`harness._stderr`)."""
 
 
 class RunEnvError(RuntimeError):

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from harness._reading import read_upto
+from harness._runparams import TASK_HEADER
 from harness.observe._jsonl import ignore_unreadable, read_tail
 
 QUOTE_LINES = 5
@@ -17,8 +18,9 @@ _TAIL_BYTES = 8192  # read from the end: where a quote's lines and their traceba
 _TRACEBACK = "Traceback (most recent call last):"
 _SEPARATOR = " | "
 _STACK_BYTES = 1 << 20  # a dump: up to 100 threads of 100 frames each (faulthandler's caps)
+_TASK = re.escape(TASK_HEADER).replace(re.escape("{name}"), ".*")  # (the SDK's tasks)
 _THREAD = re.compile(r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):$"
-                     r"|(Task) .* awaiting \(most recent call first\):$")  # (the SDK's)
+                     rf"|({_TASK})$")
 _FRAME = re.compile(r'  File "(.*)", line (\d+) in (.*)$')
 
 

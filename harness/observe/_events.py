@@ -17,6 +17,7 @@ from harness._tell import one_line
 from harness.observe._jsonl import Tail, Unreadable, number, parse_line, read_jsonl, told_once
 from harness.observe._rundir import follow_run, run_ended
 from harness.observe._runrecord import RecordError, read_run
+from harness.observe._shapes import BACKEND_OPS
 
 SOURCES = ("events.jsonl", "network.jsonl")
 """The files the events come from, in the run directory."""
@@ -41,7 +42,7 @@ _HIDDEN_BY_KIND = {"network": {"asked"}}  # what was asked: `applied` says what 
 def _network(line: dict[str, Any]) -> dict[str, Any] | None:
     """A network.jsonl line as an event; None for what events.jsonl has already (the
     backend's failure and notes are recorded in both)."""
-    if line.get("op") in ("backend-failed", "backend-note"):
+    if line.get("op") in BACKEND_OPS:
         return None
     return {"kind": "network", **line}
 

@@ -15,9 +15,11 @@ from harness.observe._runrecord import RunRecord, read_run
 Shape = dict[str, Any]  # LinkShape fields; {"drop": True} for a cut link
 DROP: Shape = {"drop": True}
 _ANY = "*"
-#: netem record lines that change no link: the network's birth and end, and what its backend
-#: did or said on its own (its engine died; it fell back to a slower engine)
-_NOT_CHANGES = frozenset({"build", "close", "backend-failed", "backend-note"})
+#: netem record lines of what its backend did or said on its own (its engine died; it fell
+#: back to a slower engine): no change of a link, and in events.jsonl too
+BACKEND_OPS = frozenset({"backend-failed", "backend-note"})
+#: netem record lines that change no link: the network's birth and end, and the backend's
+_NOT_CHANGES = frozenset({"build", "close"}) | BACKEND_OPS
 
 
 def host_names(run: RunRecord) -> dict[str, str]:

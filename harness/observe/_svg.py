@@ -347,6 +347,8 @@ def timeline(
 
 
 _LABEL_CHARS = 28
+_LABEL_ROWS = 3
+_CHAR_PX = 6.2  # an 11 px sans-serif character, a little generously
 
 
 def _cut(label: str) -> str:
@@ -358,8 +360,6 @@ def _cut(label: str) -> str:
     head = label[:_LABEL_CHARS - 1]
     space = head.rfind(" ")
     return (head[:space] if space >= _LABEL_CHARS // 2 else head).rstrip(" ,(") + "…"
-_LABEL_ROWS = 3
-_CHAR_PX = 6.2  # an 11 px sans-serif character, a little generously
 
 
 def _label_rows(markers: Sequence[tuple[float, str, str]], fr: _Frame) -> list[int | None]:

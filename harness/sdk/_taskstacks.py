@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-TASK_HEADER = "Task {name} awaiting (most recent call first):"
-"""A task's section, as faulthandler heads a thread's (`harness._stderr` reads both)."""
+from harness._runparams import TASK_HEADER
 
 
 def write_task_stacks(signum: int = 0, frame: FrameType | None = None) -> None:

@@ -57,6 +57,11 @@ def frame_prefix(request_id: Any) -> bytes:
     return b'{"id":' + orjson.dumps(request_id)
 
 
+def _error_frame(request_id: Any, reason: str) -> bytes:
+    """The frame that fails request `request_id` for `reason`."""
+    return orjson.dumps({"id": request_id, "error": reason}) + b"\n"
+
+
 def item_tail(seq: int, encoded: bytes) -> bytes:
     """The rest of a subscription item frame after its prefix."""
     return b',"seq":%d,"item":%b}\n' % (seq, encoded)
@@ -346,7 +351,7 @@ class SyncState:
 
     @staticmethod
     def _fail_reply(reply: Reply, request_id: Any, reason: str) -> None:
-        reply(orjson.dumps({"id": request_id, "error": reason}) + b"\n")
+        reply(_error_frame(request_id, reason))
 
     def _fail(self, waiter: _Waiter, reason: str, record: bool = True) -> None:
         self._fail_reply(waiter.reply, waiter.request_id, reason)
@@ -454,7 +459,7 @@ class SyncState:
         if sub in t.subscribers:
             t.subscribers.remove(sub)
             t.changed()
-        error = orjson.dumps({"id": sub.request_id, "error": reason}) + b"\n"
+        error = _error_frame(sub.request_id, reason)
         # After the items it was sent so far: they count among those published.
         if sub.backlog is None or not sub.backlog.close_with(error):
             sub.reply(error)

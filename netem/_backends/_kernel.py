@@ -49,7 +49,7 @@ class KernelBackend:
         return None
 
     def notes(self) -> tuple[str, ...]:
-        """None: the kernel's netem is the exact way."""
+        """Nothing to say: the kernel's netem shapes as asked."""
         return ()
 
     def close(self) -> None:

@@ -77,7 +77,6 @@ class RunData:
                     return float(ts) - float(mono)
         return None
 
-
     def skip(self, error: ReadFailed) -> None:
         """Leave out a file that could not be read (`unreadable` says so)."""
         self.unreadable[error.path] = error.reason

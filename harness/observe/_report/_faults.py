@@ -51,6 +51,11 @@ class FaultRow:
                 "played": self.played}  # fmt: skip
 
 
+def _missed_all(chosen: Sequence[str], missed: Sequence[str]) -> bool:
+    """Whether a fault found none of the instances it chose running: it did nothing."""
+    return bool(chosen) and set(chosen) <= set(missed)
+
+
 def fault_line(entry: dict[str, Any]) -> str:
     """One line for `harness show`, from a fault's entry in summary.json."""
     name, action = entry.get("fault"), entry.get("action")
@@ -64,7 +69,7 @@ def fault_line(entry: dict[str, Any]) -> str:
     if entry.get("chosen"):
         text += " on " + ", ".join(entry["chosen"])
     missed = entry.get("missed") or []
-    if undone is not None and not (entry.get("chosen") and set(entry["chosen"]) <= set(missed)):
+    if undone is not None and not _missed_all(entry.get("chosen") or (), missed):
         text += f", undone at {num(undone, 2)} s"  # (one that missed all did nothing)
     if missed:
         text += f"; missed (not running): {', '.join(missed)}"
@@ -110,7 +115,7 @@ def fault_marks(
         label = f"{row.name}: {row.action}"
         if row.applied is not None:
             who = f" {', '.join(row.chosen[:3])}{', …' if len(row.chosen) > 3 else ''}"
-            if row.chosen and set(row.chosen) <= set(row.missed):  # it did nothing: no span
+            if _missed_all(row.chosen, row.missed):  # it did nothing: no span
                 markers.append((row.applied, colour, f"{label} missed{who}"))
                 continue
             markers.append((row.applied, colour, label + (who if row.chosen else "")))
