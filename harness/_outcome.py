@@ -34,6 +34,7 @@ class InstanceState:
     start_error: str | None = None
     not_started: str | None = None  # why the supervisor never started it (e.g. interrupted)
     restarts: int = 0  # how many times a fault started it again
+    down_s: float = 0.0  # how long faults kept it down before its restarts
     ended_by: str | None = None  # the fault that ended its process, while it stays down
     expect: str | None = None  # what its faults expect: "may_die" or "recover" (the stronger)
     paused: bool = False
@@ -87,9 +88,14 @@ class InstanceState:
         self.oom_others = 0 if self.oom_killed else max(0, kills - self.oom_seen)
         self.oom_seen = kills
 
-    def restarted(self) -> None:
-        """A fault starts it again: the new process must record success anew."""
+    def restarted(self, at: float | None = None) -> None:
+        """A fault starts it again: the new process must record success anew. Started
+        `at` (Unix seconds), it has not ended yet, and its time down since its exit does
+        not count as running."""
         self.restarts += 1
+        if at is not None and self.ended is not None:
+            self.down_s += max(0.0, at - self.ended)
+            self.ended = None
         self.ended_by = None
         self.last_words = None
         self.status = None
@@ -179,6 +185,7 @@ class InstanceState:
             ended=self.ended,
             dir=s.id,
             restarts=self.restarts,
+            down_s=round(self.down_s, 6),
             note=self.note(),
         )
 
@@ -187,5 +194,6 @@ class InstanceState:
         if self.ended_by is not None and self.verdict()[0]:
             return f"{self.ended_by} (it may die: expected)"
         if self.restarts:
-            return f"restarted {self.restarts} time(s) by faults"
+            down = f", down {self.down_s:.1f} s in all" if self.down_s else ""
+            return f"restarted {self.restarts} time(s) by faults{down}"
         return None

@@ -716,7 +716,7 @@ class Supervisor:
             if self.interrupted or self._stopping or st.stopped:
                 break
             self._hogs_wait(inst.id, False)
-            st.restarted()
+            st.restarted(time.time())
             launch = self.launches[inst.id] = _restart(launch, st.restarts)
             self.record({"kind": "instance", "instance": inst.id, "status": "restarting",
                          "restarts": st.restarts})
@@ -760,7 +760,7 @@ class Supervisor:
         self.exited -= 1
         self.conductor.state.instance_revived(instance)
         self._hogs_wait(instance, False)
-        st.restarted()
+        st.restarted(time.time())
         launch = self.launches[instance] = _restart(self.launches[instance], st.restarts)
         self.record({"kind": "instance", "instance": instance, "status": "restarting",
                      "restarts": st.restarts})

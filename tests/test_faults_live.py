@@ -102,6 +102,10 @@ def test_a_killed_instance_comes_back_after_the_duration_with_the_same_identity(
         "the restarted instance has another address")
     record = _instance(run_dir, "single/1")
     assert record["restarts"] == 1 and record["outcome"] == "passed"
+    # Its time down (from its exit to its restart, inside the gap in its beats) is not
+    # counted as running.
+    assert 0.5 <= record["down_s"] <= after[0][0] - before[-1][0], record
+    assert f"down {record['down_s']:.1f} s in all" in record["note"]
     assert _instance(run_dir, "single/0")["restarts"] == 0
 
 

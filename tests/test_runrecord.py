@@ -58,6 +58,7 @@ _instances = st.builds(
     started=_opt_time,
     ended=_opt_time,
     dir=st.none() | _inside,
+    down_s=st.floats(0, 1e6),
     extra=_extra,
 )
 _groups = st.builds(
@@ -156,7 +157,7 @@ def test_an_older_run_json_reads_with_defaults_and_keeps_what_it_does_not_know(
         "instances": [i | {"group": "single", "group_seq": None, "global_seq": None,
                            "role": None, "ip": None, "pid": None, "reason": i.get("reason"),
                            "started": i.get("started"), "ended": i.get("ended"), "dir": None,
-                           "restarts": 0, "note": None}
+                           "restarts": 0, "down_s": 0.0, "note": None}
                       for i in OLD_RUN["instances"]]
     }
 
@@ -284,6 +285,25 @@ def test_a_running_instance_is_recorded_without_an_outcome_until_it_ends() -> No
         "failed", "failed: height mismatch")
     never = InstanceState(InstanceSpec("g/1", "g", 1, 1, "", {}, None), ip="198.18.0.3")
     assert (never.to_record().outcome, never.to_record().reason) == ("failed", "did not start")
+
+
+def test_an_instance_s_time_down_between_its_lives_is_not_counted_as_running() -> None:
+    """A restarted instance "ran for" the time from its first start to its last exit,
+    its time down in between counted too."""
+    from harness._outcome import InstanceState
+    from harness.plans import InstanceSpec
+
+    state = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=9, started=100.0)
+    for exit_at, back_at in ((102.0, 105.0), (107.0, 107.5)):
+        state.status, state.ended = -9, exit_at
+        state.restarted(back_at)
+        assert state.to_record(final=False).ended is None  # running again: not ended
+    state.status, state.ended, state.starting = 0, 110.0, False
+    record = state.to_record()
+    assert record.down_s == pytest.approx(3.5) and record.duration_s == pytest.approx(6.5)
+    assert record.note == "restarted 2 time(s) by faults, down 3.5 s in all"
+    again = InstanceRecord.from_json(orjson.loads(orjson.dumps(record.to_json())), "i")
+    assert again.duration_s == pytest.approx(6.5)
 
 
 def test_an_instance_yet_to_start_has_no_outcome_while_the_run_goes_on() -> None:

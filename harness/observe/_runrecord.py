@@ -195,6 +195,7 @@ class InstanceRecord:
     ended: float | None = None
     dir: str | None = None  # its output directory, relative to the run's
     restarts: int = 0  # how many times a fault started it again
+    down_s: float = 0.0  # how long faults kept it down between its starts
     note: str | None = None  # what a fault did to it that did not fail it (e.g. killed, as expected)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -205,10 +206,11 @@ class InstanceRecord:
 
     @property
     def duration_s(self) -> float | None:
-        """How long its process ran, when both ends are known."""
+        """How long its processes ran, from its first start to its last exit, when both
+        are known, less the time faults kept it down between them."""
         if self.started is None or self.ended is None:
             return None
-        return self.ended - self.started
+        return self.ended - self.started - self.down_s
 
     def path(self, run_dir: Path) -> Path:
         """Its output directory."""
@@ -241,6 +243,7 @@ class InstanceRecord:
             ended=r.time("ended"),
             dir=r.text("dir"),
             restarts=r.integer("restarts") or 0,
+            down_s=r.number("down_s") or 0.0,
             note=r.text("note"),
             extra=r.extra(),
         )
