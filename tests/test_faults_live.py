@@ -302,17 +302,17 @@ def test_a_hogs_loops_wait_while_its_instance_is_down_and_come_back_with_it(
     def watch() -> None:
         bases = {h.base() for h in _cgroup.hierarchies().values()}
         while not done.is_set():
+            pids: set[str] = set()  # (a process is in each hierarchy's group: once here)
             for run in tmp_path.glob("out/*"):
                 for base in bases:
-                    try:
-                        pids = (base / f"harness-{run.name}/single-0/cgroup.procs").read_text()
-                        for pid in pids.split():
-                            if b"while True" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                                stat = Path(f"/proc/{pid}/stat").read_text()
-                                state = stat.split(") ", 1)[1][0]
-                                samples.append((time.time(), pid, state))
-                    except OSError:
-                        pass
+                    with contextlib.suppress(OSError):
+                        procs = base / f"harness-{run.name}/single-0/cgroup.procs"
+                        pids.update(procs.read_text().split())
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    if b"while True" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        stat = Path(f"/proc/{pid}/stat").read_text()
+                        samples.append((time.time(), pid, stat.split(") ", 1)[1][0]))
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
@@ -350,7 +350,7 @@ def test_a_hogs_loops_wait_while_its_instance_is_down_and_come_back_with_it(
     killed = steps["fault 2", "applied"]
     back = min([steps["fault 2", "undone"], *restarting])
     # A loop's last sight may be its dying moments (the later hog's end SIGKILLs the stopped
-    # loops, which then run to their exit): only one seen again after ran its loop.
+    # loops, which then run to their exit): only one seen again later ran its loop.
     last = {pid: t for t, pid, _ in samples}
     down = [s for t, pid, s in samples if killed + 0.2 < t < back - 0.1 and t < last[pid]]
     after = [s for t, _, s in samples
