@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 COMMANDS: tuple[str, ...] = (
     "run",
     "replay",
+    "search",
     "list",
     "describe",
     "logs",

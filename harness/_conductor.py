@@ -25,6 +25,9 @@ from harness.sync import SyncState
 
 _log = structlog.get_logger("harness.faults")
 
+NEVER_PLAYED = "never played: the run's instances ended first"
+"""Why a planned fault that had not come when every instance had ended failed the run."""
+
 Pair = tuple[str, str]
 
 
@@ -203,8 +206,7 @@ class Conductor:
         fails a run that would pass otherwise (a test whose fault did not happen proves
         nothing)."""
         for name, fault in list(self._waiting.items()):
-            self._failed(name, fault, "never played: the run's instances ended first",
-                         fail=not failed_already)
+            self._failed(name, fault, NEVER_PLAYED, fail=not failed_already)
 
     async def _planned(self, name: str, fault: Fault, since: float | None = None) -> None:
         self._waiting[name] = fault

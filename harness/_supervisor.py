@@ -96,6 +96,9 @@ _NETWORK_CHECK_S = 0.1  # how often the network's health is polled (a waitpid, n
 _STACK_DUMP_S = 0.25  # a Python instance's stack dump, then its SIGTERM (which would cut it)
 
 
+NOTHING_CHECKED = "no instance recorded success: faults ended every one (nothing was checked)"
+"""Why a run whose instances each passed only as one a fault may end failed."""
+
 @dataclasses.dataclass
 class RunOptions:
     """How to run (as opposed to what: that is the RunSpec)."""
@@ -1134,8 +1137,7 @@ class Supervisor:
         elif instances and all(s.recorded != EventType.SUCCESS for s in instances):
             # Each passed only as one a fault may end: nothing checked anything.
             outcome, code = "failed", 1
-            reason = ("no instance recorded success: faults ended every one "
-                      "(nothing was checked)")
+            reason = NOTHING_CHECKED
         else:
             outcome, code, reason = "passed", 0, None
         return RunResult(self.run_id, self.run_dir, outcome, code, reason, instances,

@@ -25,20 +25,11 @@ HELP = "run a test case of a plan"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of `harness run`."""
-    parser.add_argument("target", nargs="?", default="", metavar="PLAN[:CASE]",
-                        help="plan and test case (default: the plan's first case)")
-    parser.add_argument("-i", "--instances", type=int, help="instance count (default: the case's)")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="set a test param (repeatable)")
-    parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
+    add_what(parser)
     parser.add_argument("--faults", type=Path, metavar="FILE",
                         help="faults to play (TOML [[faults]] or JSON {\"faults\": [...]}), "
                              "after the composition's own; instead of the case's own (a "
                              "file of `faults = []`: none)")
-    parser.add_argument("--runner", choices=list(RUNNERS),
-                        help="where instances run (default: the plan's)")
-    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
-                        help="run timeout: seconds, or a duration like 90s, 500ms, 2m")
     parser.add_argument("--render", type=Path, metavar="DIR",
                         help="cluster:k8s: write the run's manifests to DIR and stop "
                              "(no cluster needed)")
@@ -48,6 +39,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_outputs(parser)
     add_plans(parser)
     add_how(parser)
+
+
+def add_what(parser: argparse.ArgumentParser) -> None:
+    """What to run: the plan's case, its size and params, composition, runner and timeout
+    (shared with `harness search`)."""
+    parser.add_argument("target", nargs="?", default="", metavar="PLAN[:CASE]",
+                        help="plan and test case (default: the plan's first case)")
+    parser.add_argument("-i", "--instances", type=int, help="instance count (default: the case's)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a test param (repeatable)")
+    parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
+    parser.add_argument("--runner", choices=list(RUNNERS),
+                        help="where instances run (default: the plan's)")
+    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
+                        help="run timeout: seconds, or a duration like 90s, 500ms, 2m")
+
+
+def what_spec(args: argparse.Namespace, faults: Path | None = None) -> RunSpec:
+    """The run `add_what`'s options name, playing the faults of the file `faults` too."""
+    return build_run_spec(
+        args.target,
+        instances=args.instances,
+        params=parse_assignments(args.param),
+        composition=args.composition,
+        runner=args.runner,
+        timeout_s=args.timeout,
+        plan_roots=args.plans,
+        faults=faults,
+    )
 
 
 def add_how(parser: argparse.ArgumentParser) -> None:
@@ -73,16 +93,7 @@ def add_how(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run it; the exit code is 0 (passed), 1 (failed), 2 (bad input) or 130 (interrupted)."""
-    spec = build_run_spec(
-        args.target,
-        instances=args.instances,
-        params=parse_assignments(args.param),
-        composition=args.composition,
-        runner=args.runner,
-        timeout_s=args.timeout,
-        plan_roots=args.plans,
-        faults=args.faults,
-    )
+    spec = what_spec(args, args.faults)
     if spec.runner == CLUSTER_K8S or args.render or args.k8s:
         return _on_cluster(spec, args)
     if spec.composition is not None:  # its [runner.k8s] is checked on every runner

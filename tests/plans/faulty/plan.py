@@ -150,3 +150,10 @@ async def meet(env: sdk.RunEnv) -> None:
     if env.global_seq == env.instance_count - 1:
         await trio.sleep(float(env.params["late"]))
     await env.sync.signal_and_wait("met", env.instance_count)
+
+
+async def fragile(env: sdk.RunEnv) -> None:
+    """Fail once started again (it would have lost its state); else beat as `beat` does."""
+    if env.restarts:
+        raise RuntimeError(f"started again ({env.restarts}): its state is lost")
+    await _beat(env)

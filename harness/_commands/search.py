@@ -1,0 +1,180 @@
+"""`harness search PLAN[:CASE]`: look for a list of faults a run does not survive."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+from pathlib import Path
+
+from harness._commands._args import add_outputs, add_plans
+from harness._commands.run import add_what, what_spec
+from harness._errors import UsageError
+from harness._liveness import check_proc
+from harness._outputs import check_outputs
+from harness._runid import new_run_id
+from harness._search import SEARCH_DIR, SEARCHED, SearchResult, Space, actions_for, brief, search
+from harness._supervisor import RunOptions, RunResult, check_programs
+from harness._supervisor import run as run_spec
+from harness._tell import tell
+from harness.observe import DEFAULT_OUTPUTS
+from harness.plans import parse_duration
+from harness.runners import CLUSTER_K8S, runnable_here
+
+HELP = "search for a list of faults a run does not survive, in real runs, and shrink it"
+
+_DESCRIPTION = f"""{HELP}.
+
+hypothesis draws lists of faults over the run's instances; each list is played in a run of
+its own (written beside the others in the outputs), and the run's own verdict is the
+property. The first list whose run fails is shrunk, each smaller candidate in another run,
+to the smallest that still fails; it is written to a faults file and printed with the
+command that replays it. The search's record (each list tried, its run and verdict) is
+in OUTPUTS/{SEARCH_DIR}/ID/. Exit 1 when a failing list was found, 0 when none was, 130
+when interrupted.
+
+A run that checked nothing (a fault came after every instance had ended, or the faults
+ended every one) is inconclusive, not a failure; a fault the harness could not play here
+(no cgroups for a limit, say) ends the search with an error."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `harness search`."""
+    parser.description = _DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_what(parser)
+    parser.add_argument("--examples", type=_count, default=10, metavar="N",
+                        help="fault lists to try before it gives up (default 10)")
+    parser.add_argument("--max-faults", type=_count, default=2, metavar="N",
+                        help="faults in a list, at most (default 2)")
+    parser.add_argument("--actions", type=_names, metavar="A,B,...",
+                        help=f"the faults to draw (default: {', '.join(SEARCHED)}, less "
+                             "those the runner cannot play)")
+    parser.add_argument("--at", type=_span, default=(1.0, 10.0), metavar="FROM..TO",
+                        help="when faults come, after the instances start (default 1s..10s)")
+    parser.add_argument("--duration", type=_lasting, default=(1.0, 5.0), metavar="MIN..MAX",
+                        help="how long a fault lasts before it is undone (default 1s..5s)")
+    parser.add_argument("--states", type=_names, default=(), metavar="A,B,...",
+                        help="a fault may also come once some instances signalled one of "
+                             "these sync states (e.g. ready), not only at a time")
+    parser.add_argument("--no-heal", action="store_true",
+                        help="a fault may last to the run's end (a kill for good, say)")
+    parser.add_argument("--shrink-runs", type=_count, default=20, metavar="N",
+                        help="runs spent shrinking a failing list, at most (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="hypothesis's seed (default 0)")
+    parser.add_argument("--no-fail-fast", action="store_true",
+                        help="let a run's other instances go on after one fails")
+    add_outputs(parser)
+    add_plans(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search; print what it found and how to replay it."""
+    base = what_spec(args)
+    if base.runner == CLUSTER_K8S:
+        raise UsageError(f"a search runs locally, not on {CLUSTER_K8S}")
+    members = base.members
+    if len(members) < 3:
+        raise UsageError(f"a search needs at least 3 instances (-i 3), not {len(members)}")
+    check_proc()
+    base = runnable_here(base)  # (without root: this search again, in a user namespace)
+    space = Space(actions_for(base.runner, args.actions), args.at, args.duration,
+                  args.max_faults, heal=not args.no_heal, states=args.states)  # fmt: skip
+    check_programs(base)
+    check_outputs(args.outputs)
+    directory = args.outputs / SEARCH_DIR / new_run_id()
+    options = RunOptions(outputs=args.outputs, fail_fast=not args.no_fail_fast, progress=False)
+
+    def run_one(file: Path) -> RunResult:
+        spec = dataclasses.replace(what_spec(args, file), runner=base.runner)
+        return run_spec(spec, options)
+
+    tell(f"search: {base.plan.name}:{base.case.name} with {base.total} instances on "
+         f"{base.runner}: up to {args.examples} lists of {', '.join(space.actions)}; "
+         f"its record: {directory}")
+    result = search(run_one, members, space, directory, examples=args.examples,
+                    shrink_runs=args.shrink_runs, seed=args.seed, progress=tell)  # fmt: skip
+    print(_summary(result, args, base.runner))
+    return result.exit_code
+
+
+def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str:
+    runs = len(result.trials)
+    inconclusive = sum(t.outcome == "inconclusive" for t in result.trials)
+    lines = []
+    if result.found is None or result.first is None:
+        ended = "interrupted" if result.stopped else "no failing list"
+        lines.append(f"search: {ended} after {runs} run(s)")
+    else:
+        found, first = result.found, result.first
+        outputs = ("" if args.outputs == DEFAULT_OUTPUTS
+                   else f" --outputs {shlex.quote(str(args.outputs))}")
+        lines += [
+            f"search: list {first.number} failed (run {first.run_id}): {first.reason}",
+            f"shrunk in {runs - first.number} more run(s) to {len(found.faults)} fault(s), "
+            f"whose run {found.run_id} failed: {found.reason}",
+            f"  {brief(found.faults, 1000)}",
+            f"written to {result.directory / 'found.json'}; replay it:",
+            f"  {_replay_command(args, runner, result.directory / 'found.json')}",
+            f"  (or its run as it was: harness replay {found.run_id}{outputs})",
+        ]
+    if inconclusive:
+        lines.append(f"note: {inconclusive} run(s) checked nothing: their faults came after "
+                     f"every instance had ended, or ended every one (is --at within a run?)")
+    lines.append(f"record: {result.directory / 'search.jsonl'}")
+    return "\n".join(lines)
+
+
+def _replay_command(args: argparse.Namespace, runner: str, faults: Path) -> str:
+    words = ["harness", "run"] + ([args.target] if args.target else [])
+    if args.instances is not None:
+        words += ["-i", str(args.instances)]
+    for assignment in args.param:
+        words += ["-p", assignment]
+    if args.composition is not None:
+        words += ["--composition", str(args.composition)]
+    words += ["--runner", runner]
+    if args.timeout is not None:
+        words += ["--timeout", f"{args.timeout:g}s"]
+    for root in args.plans or ():
+        words += ["--plans", str(root)]
+    if args.outputs != DEFAULT_OUTPUTS:
+        words += ["--outputs", str(args.outputs)]
+    return shlex.join([*words, "--faults", str(faults)])
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be 1 to 10000, not {value}")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
+def _lasting(text: str) -> tuple[float, float]:
+    """--duration's value: a span whose shortest is more than nothing."""
+    span = _span(text)
+    if span[0] <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: a fault lasts more than 0 s")
+    return span
+
+
+def _span(text: str) -> tuple[float, float]:
+    """'1s..10s' -> (1.0, 10.0): two durations, the first at most the second."""
+    low, sep, high = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError(f"{text!r} is not FROM..TO (e.g. 1s..10s)")
+        span = parse_duration(low.strip()), parse_duration(high.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if span[0] > span[1] or span[1] > 86_400:
+        raise argparse.ArgumentTypeError(f"{text}: FROM must be at most TO, and TO at most a "
+                                         f"day")
+    return span
