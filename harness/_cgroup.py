@@ -117,6 +117,14 @@ def _v2_offers(base: Path) -> tuple[set[str], str | None]:
     return offered, None
 
 
+def _limit_now(path: Path) -> int:
+    """A v1 memory limit file's value (no limit reads as a huge number); 0 if unreadable."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def _words(path: Path) -> set[str]:
     try:
         return set(path.read_text().split())
@@ -221,9 +229,12 @@ class InstanceCgroup:
             return
         value = "-1" if limit is None else str(limit)
         both = path / "memory.memsw.limit_in_bytes"
-        # memsw must stay >= the memory limit: raise the memory limit first when lifting.
+        # memsw must stay >= the memory limit: memsw goes first when the limit rises (one
+        # fault's limit set back to a looser one's, or lifted), last when it falls.
         order = [path / "memory.limit_in_bytes"] + ([both] if both.exists() else [])
-        for file in order if limit is not None else reversed(order):
+        if limit is None or limit > _limit_now(order[0]):
+            order.reverse()
+        for file in order:
             try:
                 file.write_text(value)
             except OSError as e:

@@ -27,6 +27,9 @@ _log = structlog.get_logger("harness.faults")
 
 NEVER_PLAYED = "never played: the run's instances ended first"
 """Why a planned fault that had not come when every instance had ended failed the run."""
+NEVER_FIRED = "never fired"
+"""Why a fault on a sync condition that can no longer be met failed the run (the reason
+follows)."""
 
 Pair = tuple[str, str]
 
@@ -250,7 +253,7 @@ class Conductor:
         await done.wait()
         if "error" in answer:
             del self._waiting[name]
-            self._failed(name, fault, f"never fired: {answer['error']}")
+            self._failed(name, fault, f"{NEVER_FIRED}: {answer['error']}")
             return False
         return True
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 SIGNALS: tuple[int, ...] = (
@@ -42,7 +42,7 @@ def handled() -> list[int]:
     ignoring them (nohup's promise: a closed terminal must not act), nor when a program
     that runs the harness within it handles them itself."""
     always = (signal.SIGINT, signal.SIGTERM)
-    ours = (signal.SIG_DFL, signal.default_int_handler)
+    ours = (signal.SIG_DFL, signal.default_int_handler, _noted)
     return [s for s in SIGNALS if s in always or signal.getsignal(s) in ours]
 
 
@@ -54,6 +54,7 @@ def _ours() -> list[int]:
 
 
 _in_command = False  # `harness._entry` runs the command in this process, then it exits
+_came: list[str] = []  # the signals that came outside a run's own handling (`runs_in_a_row`)
 
 
 def command_exits_after_its_run() -> None:
@@ -83,3 +84,35 @@ def late_signals_raise() -> Iterator[None]:
     finally:
         for s, handler in before.items():
             signal.signal(s, signal.SIG_IGN if _in_command else handler)
+
+
+def cut_short(name: str) -> None:
+    """A signal (`name`) cut a run's report short: a command that makes run after run
+    (`runs_in_a_row`) stops there."""
+    _came.append(name)
+
+
+def _noted(signum: int, frame: FrameType | None) -> None:
+    """Between the runs of `runs_in_a_row`: the signal is noted, not raised (raised, it
+    could come inside a finalizer, where Python drops it: a search went on)."""
+    _came.append(signal_name(signum))
+
+
+@contextlib.contextmanager
+def runs_in_a_row() -> Iterator[Callable[[], str | None]]:
+    """While inside, the command makes one run after another (a search): each run takes the
+    `handled()` signals as its own interruption, and between runs they are noted; the
+    command is handed what tells the name of the last one that came outside a run's own
+    handling (between runs, or as a run's report was written), or None. After, they do
+    nothing in the command (`command_exits_after_its_run`), or what they did before."""
+    global _in_command
+    was = _in_command
+    _in_command = False
+    _came.clear()
+    before = {s: signal.signal(s, _noted) for s in _ours()}
+    try:
+        yield lambda: _came[-1] if _came else None
+    finally:
+        _in_command = was
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_IGN if was else handler)

@@ -1,24 +1,24 @@
 """A search for a list of faults that a run does not survive, in real runs.
 
 hypothesis draws lists of faults (`harness.faults.faults`) over the run's instances; each
-list is played in a run of its own, and the run's own verdict is the property. The first
-list whose run fails is shrunk: each smaller candidate is another run, up to a budget of
-runs. Every list tried is a faults file (`harness run --faults FILE` reads it) beside the
-search's record, so the failing run can be replayed as it was played.
+list is played in a run of its own, and the run's own verdict is the property. A run with
+none of the search's faults comes first: a system that fails without them leaves nothing to
+search. The first list whose run fails is shrunk: each smaller candidate is another run,
+up to a budget of runs. Every list tried is a faults file (`harness run --faults FILE`
+reads it) beside the search's record, so the failing run can be replayed as it was played.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from harness._conductor import NEVER_PLAYED
+from harness._conductor import NEVER_FIRED, NEVER_PLAYED
 from harness._errors import HarnessError
 from harness._replay import schedule
 from harness._supervisor import NOTHING_CHECKED, RunResult
@@ -34,6 +34,9 @@ SEARCHED = ("partition", "isolate", "shape", "kill", "restart", "pause")
 cannot play, `NOT_PLAYED`)."""
 
 _UNDOABLE = ("shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit", "hog")
+_HELD = ("pause",)
+"""Faults that, never undone, leave their instance unable to end at all (it is then still
+running at the run's timeout): undone even where faults may last (`Space.heal` False)."""
 
 RunOne = Callable[[Path], RunResult]
 """Runs the search's run with the faults of a file; its result."""
@@ -59,16 +62,16 @@ class Space:
 
         one = faults(members, actions=self.actions, at=self.at, duration=self.duration,
                      states=self.states)
-        if self.heal:  # an undrawn duration shrinks to the shortest undo
-            short = self.duration[0]
-            one = one.map(lambda f: f if f.duration is not None or f.action not in _UNDOABLE
-                          else dataclasses.replace(f, duration=short))  # fmt: skip
+        undone = _UNDOABLE if self.heal else _HELD
+        short = self.duration[0]  # what an undrawn duration shrinks to
+        one = one.map(lambda f: f if f.duration is not None or f.action not in undone
+                      else dataclasses.replace(f, duration=short))  # fmt: skip
         return st.lists(one, min_size=1, max_size=self.max_faults).map(tuple)
 
 
 def actions_for(runner: str, asked: Sequence[str] | None) -> tuple[str, ...]:
     """The actions a search on `runner` draws: `asked`, or `SEARCHED` less what the runner
-    cannot play. HarnessError (bad input) for an unknown action or one it cannot play."""
+    cannot play. SearchError (bad input) for an unknown action or one it cannot play."""
     cannot = NOT_PLAYED.get(runner, ())
     if asked is None:
         return tuple(a for a in SEARCHED if a not in cannot)
@@ -78,7 +81,7 @@ def actions_for(runner: str, asked: Sequence[str] | None) -> tuple[str, ...]:
         if action not in ACTIONS:
             raise SearchError(f"--actions: {action!r} is not a fault (one of "
                               f"{', '.join(ACTIONS)})")
-        if action in cannot:
+        if action in cannot or (action == "heal" and "partition" in cannot):
             raise SearchError(f"--actions: {runner} cannot play {action}")
     return tuple(dict.fromkeys(asked))
 
@@ -93,17 +96,17 @@ class SearchError(HarnessError):
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """One run of the search: the faults it played and how it ended."""
+    """One run of the search: the faults it drew and how the run ended."""
 
-    number: int  # 1 for the search's first run
+    number: int  # 0 for the run without the search's faults, then 1, 2, ...
     shrinking: bool  # made while shrinking a failure (else while searching)
-    faults: tuple[Fault, ...]
+    faults: tuple[Fault, ...]  # the drawn ones (the run played `Search.fixed` before them)
     file: Path  # the faults file it was run with
     run_id: str
     run_dir: Path
-    outcome: str  # "passed", "failed", or "inconclusive" (`_verdict`)
+    outcome: str  # "passed", "failed", "inconclusive", "unplayable", "interrupted"
     reason: str | None
-    seconds: float
+    seconds: float  # the run's own length, from its start to its end
 
     @property
     def failed(self) -> bool:
@@ -112,10 +115,10 @@ class Trial:
 
     def to_json(self) -> dict[str, Any]:
         """Its line in the search's record (search.jsonl)."""
-        return {"try": self.number, "phase": "shrink" if self.shrinking else "search",
-                "faults": schedule(self.faults)["faults"], "file": self.file.name,
-                "run_id": self.run_id, "outcome": self.outcome, "reason": self.reason,
-                "seconds": round(self.seconds, 3)}  # fmt: skip
+        phase = "baseline" if not self.number else "shrink" if self.shrinking else "search"
+        return {"try": self.number, "phase": phase, "faults": schedule(self.faults)["faults"],
+                "file": self.file.name, "run_id": self.run_id, "outcome": self.outcome,
+                "reason": self.reason, "seconds": round(self.seconds, 3)}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -123,15 +126,36 @@ class SearchResult:
     """How a search ended."""
 
     directory: Path  # its record: search.jsonl, the faults files, found.json
-    trials: list[Trial]
+    trials: list[Trial]  # the run without the search's faults first
     found: Trial | None = None  # the run of the smallest failing list, once shrunk
     first: Trial | None = None  # the first run that failed
-    stopped: str | None = None  # why it ended early (an interruption)
+    stopped: str | None = None  # why it ended early ("interrupted (SIGINT)")
+
+    @property
+    def baseline(self) -> Trial | None:
+        """The run without the search's faults."""
+        return self.trials[0] if self.trials else None
+
+    @property
+    def broken(self) -> bool:
+        """The run fails without the search's faults: nothing was searched."""
+        return self.baseline is not None and self.baseline.failed
+
+    @property
+    def checked_nothing(self) -> bool:
+        """Every run of a drawn list was inconclusive: nothing was tested."""
+        drawn = self.trials[1:]
+        return bool(drawn) and all(t.outcome == "inconclusive" for t in drawn)
 
     @property
     def exit_code(self) -> int:
-        """1 when it found a failing list, 130 when interrupted, else 0."""
-        return 130 if self.stopped else 1 if self.found else 0
+        """1 when it found a failing list (or the run fails without one), 130 when
+        interrupted, 2 when no run of a list checked anything, else 0."""
+        if self.stopped:
+            return 130
+        if self.found is not None or self.broken:
+            return 1
+        return 2 if self.checked_nothing else 0
 
 
 class _Failed(AssertionError):
@@ -146,87 +170,111 @@ class _Stop(BaseException):
         self.error = error
 
 
-def search(
-    run_one: RunOne,
-    members: Sequence[Member],
-    space: Space,
-    directory: Path,
-    *,
-    examples: int = 10,
-    shrink_runs: int = 20,
-    seed: int = 0,
-    progress: Callable[[str], None] = lambda _: None,
-) -> SearchResult:
-    """Run up to `examples` fault lists drawn from `space` over `members` (`run_one` plays
-    each) until one fails, then shrink it in at most `shrink_runs` more runs. Each list
-    tried is written to `directory` (try-N.json) and recorded (search.jsonl); the smallest
-    failing one to found.json. `progress` is told a line per run. SearchError when a fault
-    cannot be played here or a run cannot be made; an interruption ends it with what it
-    found so far."""
-    import hypothesis
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis.errors import Flaky
+@dataclasses.dataclass
+class Search:
+    """A search's course: `run_one` plays a faults file; `fixed` are faults every run plays
+    before the drawn ones (a case's own, which a faults file would otherwise replace);
+    `progress` is told a line per run; `interrupted` names a signal that came during a run
+    (which took it, as the run's own interruption or as one that cut its report short)."""
 
-    directory.mkdir(parents=True, exist_ok=True)
-    result = SearchResult(directory, [])
-    done: dict[str, Trial] = {}  # by the list's JSON: hypothesis may draw one again
+    run_one: RunOne
+    directory: Path
+    fixed: tuple[Fault, ...] = ()
+    examples: int = 10
+    shrink_runs: int = 20
+    progress: Callable[[str], None] = lambda _: None
+    interrupted: Callable[[], str | None] = lambda: None
 
-    def play(fs: tuple[Fault, ...]) -> Trial:
-        n = len(result.trials) + 1
+    def __post_init__(self) -> None:
+        self.result = SearchResult(self.directory, [])
+
+    def play(self, fs: tuple[Fault, ...]) -> Trial:
+        """Run the list `fs` (after `fixed`), record it; _Stop when the search cannot go on."""
+        result = self.result
+        if (signal := self.interrupted()) is not None:  # came between runs
+            result.stopped = f"interrupted ({signal})"
+            raise _Stop()
+        n = len(result.trials)
         shrinking = result.first is not None
-        file = directory / f"try-{n}.json"
-        file.write_text(json.dumps(schedule(fs), indent=2) + "\n")
-        step = (f"shrinking, run {n - result.first.number} of at most {shrink_runs}"
-                if result.first is not None else f"list {n} of {examples}")
-        progress(f"search: {step}: {brief(fs)}")
-        began = time.monotonic()
+        file = self.directory / f"try-{n}.json"
+        file.write_text(json.dumps(schedule(self.fixed + fs), indent=2) + "\n")
+        step = ("without the search's faults" if not n
+                else f"shrinking, run {n - result.first.number} of at most {self.shrink_runs}"
+                if result.first is not None else f"list {n} of {self.examples}")  # fmt: skip
+        self.progress(f"search: {step}" + (f": {brief(fs)}" if fs else ""))
         try:
-            run = run_one(file)
+            run = self.run_one(file)
         except HarnessError as e:  # hypothesis would take it for a failure, and shrink it
             raise _Stop(SearchError(f"list {n} ({file}) could not be run: {e}",
                                     e.exit_code)) from None
         outcome = _verdict(run)
+        signal = self.interrupted()
         trial = Trial(n, shrinking, fs, file, run.run_id, run.run_dir, outcome, run.reason,
-                      time.monotonic() - began)
+                      run.duration_s)
         result.trials.append(trial)
-        with (directory / "search.jsonl").open("ab") as f:
+        with (self.directory / "search.jsonl").open("ab") as f:
             f.write(orjson.dumps(trial.to_json()) + b"\n")
-        if outcome == "interrupted":
-            result.stopped = "interrupted"
+        if outcome == "interrupted" or signal is not None:
+            result.stopped = f"interrupted ({signal})" if signal else "interrupted"
             raise _Stop()
         if run.exit_code in (2, 3):  # the run could not be made here: no list would be
             raise _Stop(SearchError(f"run {run.run_id} could not be made: {run.reason}",
                                     run.exit_code))
         if outcome == "unplayable":
-            raise _Stop(SearchError(f"run {run.run_id}: {run.reason} (leave that action out "
-                                    f"of --actions, or fix what it needs)"))
+            raise _Stop(SearchError(f"run {run.run_id}: {run.reason} (the harness could not "
+                                    f"play it here: leave that action out of --actions, or "
+                                    f"give it what it needs)"))
         said = {"failed": "FAILED", "passed": "passed", "inconclusive": "inconclusive (it "
-                "checked nothing: does --at reach past the run's end?)"}[outcome]  # fmt: skip
+                "checked nothing: a fault came after every instance had ended or never "
+                "fired, or the faults ended every instance)"}[outcome]  # fmt: skip
         why = f": {trial.reason}" if outcome != "passed" and trial.reason else ""
-        progress(f"search: run {run.run_id} {said} in {trial.seconds:.1f} s{why}")
+        self.progress(f"search: run {run.run_id} {said} in {trial.seconds:.1f} s{why}")
         return trial
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+
+def search(search: Search, members: Sequence[Member], space: Space, *,
+           seed: int = 0) -> SearchResult:
+    """Run the run without the drawn faults, then up to `search.examples` fault lists drawn
+    from `space` over `members` until one fails, then shrink it in at most
+    `search.shrink_runs` more runs. Each list tried is written to the search's directory
+    (try-N.json) and recorded (search.jsonl); the smallest failing one to found.json, with
+    the fixed faults before it (the file replays the run as it was). SearchError when a
+    fault cannot be played here or a run cannot be made; an interruption ends it with what
+    it found so far."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+
+    search.directory.mkdir(parents=True, exist_ok=True)
+    result = search.result
+    done: dict[str, Trial] = {}  # by the list's JSON: hypothesis may draw one again
+
+    @settings(max_examples=search.examples, deadline=None, database=None, derandomize=False,
               phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck),
-              print_blob=False, verbosity=Verbosity.quiet)  # fmt: skip
+              print_blob=False, verbosity=Verbosity.quiet,
+              report_multiple_bugs=False)  # after the first failure, only shrink it  # fmt: skip
     @given(space.strategy(members))
     def survives(fs: tuple[Fault, ...]) -> None:
         key = json.dumps(schedule(fs), sort_keys=True)
         trial = done.get(key)
         if trial is None:
-            if result.first is not None and len(result.trials) - result.first.number >= (
-                shrink_runs
-            ):
-                return  # the budget is spent: what was not run cannot be smaller and failing
-            trial = done[key] = play(fs)
+            first = result.first
+            if first is not None and len(result.trials) - 1 - first.number >= search.shrink_runs:
+                return  # the budget is spent: what was not run is not a smaller failure
+            trial = done[key] = search.play(fs)
         if trial.failed:
             result.first = result.first or trial
             result.found = trial  # hypothesis ends on the smallest one
             raise _Failed(trial.reason)
 
     try:
-        hypothesis.seed(seed)(survives)()
-    except (_Failed, Flaky):
+        baseline = search.play(())
+        if baseline.outcome == "passed" and space.at[0] >= baseline.seconds:
+            raise _Stop(SearchError(
+                f"--at starts at {space.at[0]:g}s, but the run without the search's faults "
+                f"lasted {baseline.seconds:.1f} s: every fault would come after its end"))
+        if not baseline.failed:
+            hypothesis.seed(seed)(survives)()
+    except _Failed:
         pass
     except KeyboardInterrupt:  # between runs (a run's own Ctrl-C ends it "interrupted")
         result.stopped = "interrupted"
@@ -234,31 +282,31 @@ def search(
         if stop.error is not None:
             raise stop.error from None
     if result.found is not None:
-        (directory / "found.json").write_text(json.dumps(schedule(result.found.faults),
-                                                         indent=2) + "\n")
+        found = schedule(search.fixed + result.found.faults)
+        (search.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
     return result
 
 
 def _verdict(run: RunResult) -> str:
-    """What a run says of its fault list: "passed", "failed" (the system did not survive
-    it), "inconclusive" (it failed only because nothing was checked: a fault came after
-    every instance had ended, or the faults ended every one), "unplayable" (a fault could
-    not be played: the harness's or the machine's failure, not the system's), or
-    "interrupted"."""
+    """What a run says of its fault list: "passed"; "failed" (the system did not survive
+    it); "inconclusive" (it failed only because it checked nothing: a fault came after
+    every instance had ended or its sync condition could no longer be met, or the faults
+    ended every instance); "unplayable" (a fault could not be played or undone: the
+    harness's or the machine's failure, not the system's); or "interrupted"."""
     if run.outcome in ("passed", "interrupted"):
         return run.outcome
     if run.reason == NOTHING_CHECKED:
         return "inconclusive"
     path = run.run_dir / "faults.jsonl"
+    never = []  # the reasons of faults that never came
     for entry in read_jsonl(path) if path.exists() else ():
         reason = entry.get("reason")
         if entry.get("step") != "failed" or not isinstance(reason, str):
             continue
-        if not reason.endswith(NEVER_PLAYED):
+        if not (reason.endswith(NEVER_PLAYED) or f": {NEVER_FIRED}: " in reason):
             return "unplayable"
-        if reason == run.reason:
-            return "inconclusive"
-    return "failed"
+        never.append(reason)
+    return "inconclusive" if run.reason in never else "failed"
 
 
 def brief(fs: Sequence[Fault], width: int = 160) -> str:

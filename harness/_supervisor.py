@@ -32,7 +32,13 @@ from harness._conductor import Conductor
 from harness._control import remove_token, write_token
 from harness._errors import EnvironmentProblem, HarnessError, UsageError, single_cause
 from harness._fault_actions import FaultActions
-from harness._latesignal import LateSignal, handled, late_signals_raise, signal_name
+from harness._latesignal import (
+    LateSignal,
+    cut_short,
+    handled,
+    late_signals_raise,
+    signal_name,
+)
 from harness._listen import Listen, bind, inherited
 from harness._liveness import (
     LAST_SEEN_EVERY_S,
@@ -245,6 +251,7 @@ def finish_run(run_dir: Path, came: str | None = None) -> None:
                     tell(f"harness: warning: could not write the {what}: {e}")
                 reported = True
         except LateSignal as sig:
+            cut_short(str(sig))
             _log.warning("the report was cut short by a signal", signal=str(sig))
             # (It may come during an interrupted run's stop: "as", not "after", it ended.)
             skipped = (f"its entry in the run history was not written (harness runs "

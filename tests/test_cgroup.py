@@ -182,6 +182,21 @@ def test_a_memory_limit_kills_a_hog_inside_the_group(groups: cg.RunCgroups) -> N
 
 
 @live
+def test_a_memory_limit_may_fall_rise_and_be_lifted_in_any_order(groups: cg.RunCgroups) -> None:
+    """On v1 the memory+swap limit must stay at or above the memory limit: a limit set
+    back to a looser one (overlapping limit faults) was refused (EINVAL)."""
+    _need(groups, "memory")
+    group = groups.group("limits/0")
+    for limit in (64 * 2**20, 16 * 2**20, 64 * 2**20, None, 32 * 2**20, None):
+        group.set_memory(limit)
+        path = group.dirs["memory"]
+        name = "memory.limit_in_bytes" if group.versions["memory"] == 1 else "memory.max"
+        text = (path / name).read_text().strip()
+        assert (text in ("max", str(2**63 - 4096)) or int(text) > 2**60 if limit is None
+                else int(text) == limit), (limit, text)
+
+
+@live
 def test_a_memory_limit_below_what_the_group_holds_is_said_so(groups: cg.RunCgroups,
                                                                tmp_path: Path) -> None:
     """cgroup v1 refuses such a limit when it cannot reclaim: the fault failed with the raw

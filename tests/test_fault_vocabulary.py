@@ -230,13 +230,19 @@ def test_faults_the_run_cannot_meet_are_refused_before_it_starts(
 
 
 @settings(max_examples=300, deadline=None)
-@given(faults(MEMBERS, states=("ready", "layer-5")))
-def test_any_fault_round_trips_through_json_and_resolves(fault: Fault) -> None:
+@given(st.integers(2, len(MEMBERS)).flatmap(
+    lambda n: st.tuples(st.just(MEMBERS[:n]), faults(MEMBERS[:n], states=("ready", "layer-5")))))
+def test_any_fault_round_trips_through_json_and_resolves(
+    drawn: tuple[list[Member], Fault],
+) -> None:
+    """Over any run of 2 or more instances (a ring partition of 3 was drawn, and refused:
+    it cuts nothing)."""
+    members, fault = drawn
     text = json.dumps(fault.to_data())
     again = Fault.from_data(json.loads(text))
     assert again == fault
-    resolved = fault.resolve(MEMBERS)
-    assert set(resolved.instances) <= {m.id for m in MEMBERS}
+    resolved = fault.resolve(members)
+    assert set(resolved.instances) <= {m.id for m in members}
     json.loads(json.dumps(resolved.to_data()))  # the record's form is JSON too
     if fault.action in ("partition", "isolate", "shape"):
         assert resolved.directions, f"{fault.action} cut nothing"

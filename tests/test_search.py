@@ -7,19 +7,26 @@ tests/plans/faulty's `fragile` case, which fails once an instance is started aga
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from harness._conductor import NEVER_PLAYED
+from harness._conductor import NEVER_FIRED, NEVER_PLAYED
 from harness._errors import UsageError
-from harness._search import SearchError, Space, actions_for, search
+from harness._search import Search, SearchError, SearchResult, Space, actions_for, search
 from harness._supervisor import NOTHING_CHECKED, RunResult
 from harness.faults import Fault, Member, load_faults
-from tests.conftest import harness_cli
+from tests.conftest import ROOT, harness_cli
 
 MEMBERS = [Member(f"g/{i}", "g", None) for i in range(4)]
 SPACE = Space(("kill", "pause", "partition"), at=(0.0, 10.0), duration=(1.0, 5.0),
@@ -57,12 +64,18 @@ def _kills(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
     return 0, None
 
 
+def _search(runs: Runs, tmp_path: Path, seed: int = 3, **kw: Any) -> SearchResult:
+    kw.setdefault("examples", 30)
+    return search(Search(runs, tmp_path / "search", **kw), MEMBERS, SPACE, seed=seed)
+
+
 def test_a_failing_list_is_shrunk_to_the_smallest_and_written_to_replay(tmp_path: Path) -> None:
     runs = Runs(tmp_path, _kills)
     lines: list[str] = []
-    result = search(runs, MEMBERS, SPACE, tmp_path / "search", examples=30, shrink_runs=30,
-                    seed=3, progress=lines.append)
+    result = _search(runs, tmp_path, shrink_runs=30, progress=lines.append)
     assert result.exit_code == 1 and result.found is not None and result.first is not None
+    # The run without the search's faults came first, and passed.
+    assert runs.played[0] == () and result.trials[0].outcome == "passed"
     # The smallest list that fails: one kill, and every run of the search is recorded.
     assert [f.action for f in result.found.faults] == ["kill"], result.found.faults
     assert load_faults(tmp_path / "search" / "found.json") == result.found.faults
@@ -72,56 +85,105 @@ def test_a_failing_list_is_shrunk_to_the_smallest_and_written_to_replay(tmp_path
     for line, faults in zip(record, runs.played, strict=True):
         assert load_faults(tmp_path / "search" / line["file"]) == faults
         assert line["outcome"] == ("failed" if _kills(faults)[0] else "passed")
-    assert any(r["phase"] == "shrink" for r in record)
+    # After the first failure hypothesis only shrinks it: no new lists are drawn.
+    phases = [r["phase"] for r in record]
+    assert phases[0] == "baseline" and "shrink" in phases
+    assert phases[result.first.number + 1:] == ["shrink"] * (len(phases) - 1 - result.first.number)
     # No list was run twice (hypothesis draws some again: they are not run again).
     keys = [json.dumps([f.to_data() for f in fs], sort_keys=True) for fs in runs.played]
     assert len(set(keys)) == len(keys)
-    assert result.first.number <= 30 and result.found.failed
     assert sum("FAILED" in line for line in lines) == sum(t.failed for t in result.trials)
 
 
 def test_shrinking_stops_at_its_budget_of_runs(tmp_path: Path) -> None:
     runs = Runs(tmp_path, _kills)
-    result = search(runs, MEMBERS, SPACE, tmp_path / "s", examples=30, shrink_runs=2, seed=3)
+    result = _search(runs, tmp_path, shrink_runs=2)
     assert result.first is not None and result.found is not None
-    assert len(result.trials) - result.first.number <= 2
+    assert len(result.trials) - 1 - result.first.number <= 2
     assert result.found.failed  # the smallest failing list of those run, never one not run
     assert result.found in result.trials
 
 
 def test_a_system_that_survives_every_list(tmp_path: Path) -> None:
     runs = Runs(tmp_path, lambda _: (0, None))
-    result = search(runs, MEMBERS, SPACE, tmp_path / "s", examples=5, seed=1)
+    result = _search(runs, tmp_path, seed=1, examples=5)
     assert (result.exit_code, result.found, result.first) == (0, None, None)
-    assert 1 <= len(result.trials) <= 5 and not (tmp_path / "s/found.json").exists()
+    assert 2 <= len(result.trials) <= 6 and not (tmp_path / "search/found.json").exists()
+
+
+def test_a_system_that_fails_without_faults_leaves_nothing_to_search(tmp_path: Path) -> None:
+    runs = Runs(tmp_path, lambda _: (1, "1 of 4 failed; first: g/0: exit code 1"))
+    result = _search(runs, tmp_path)
+    assert result.broken and result.exit_code == 1 and result.found is None
+    assert runs.played == [()]
 
 
 def test_a_run_that_checked_nothing_is_inconclusive_not_a_failure(tmp_path: Path) -> None:
-    """A fault that came after every instance had ended fails the run (it proves nothing),
-    as do faults that ended every instance: neither is the system's failure."""
+    """A fault that came after every instance had ended, or whose sync condition could no
+    longer be met, fails the run (it proves nothing), as do faults that ended every
+    instance: none is the system's failure. Every list inconclusive: nothing was tested."""
     never = f"fault 0 could not be played: {NEVER_PLAYED}"
-    verdicts = iter([(1, NOTHING_CHECKED), (1, never)] + [(0, None)] * 100)
+    fired = f"fault 0 could not be played: {NEVER_FIRED}: barrier 'ready' can no longer reach 1"
+    verdicts = iter([(0, None), (1, NOTHING_CHECKED), (1, never), (1, fired)] * 100)
     runs = Runs(tmp_path, lambda _: next(verdicts))
-    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": never}]
-    result = search(runs, MEMBERS, SPACE, tmp_path / "s", examples=5, seed=1)
-    assert result.found is None and result.exit_code == 0
-    assert [t.outcome for t in result.trials[:2]] == ["inconclusive", "inconclusive"]
+    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": never},
+                          {"fault": "fault 1", "step": "failed", "reason": fired}]
+    result = _search(runs, tmp_path, seed=1, examples=3)
+    assert result.found is None and result.checked_nothing and result.exit_code == 2
+    assert [t.outcome for t in result.trials] == ["passed"] + ["inconclusive"] * 3
+
+
+def test_a_real_failure_beside_a_fault_that_never_came_is_a_failure(tmp_path: Path) -> None:
+    fired = f"fault 1 could not be played: {NEVER_FIRED}: barrier 'x' can no longer reach 2"
+    verdicts = iter([(0, None)] + [(1, "2 of 4 failed; first: g/1: timed out")] * 100)
+    runs = Runs(tmp_path, lambda _: next(verdicts))
+    runs.faults_record = [{"fault": "fault 1", "step": "failed", "reason": fired}]
+    result = _search(runs, tmp_path, shrink_runs=1)
+    assert result.first is not None and result.first.outcome == "failed"
 
 
 def test_a_fault_the_harness_cannot_play_ends_the_search_with_an_error(tmp_path: Path) -> None:
     """Not a failure of the system: shrinking it would spend runs on the machine's lack."""
     reason = "fault 0 could not be played: limit needs per-instance cgroups"
-    runs = Runs(tmp_path, lambda _: (1, reason))
-    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": reason}]
+    verdicts = iter([(0, None), (1, reason)])
+    runs = Runs(tmp_path, lambda _: next(verdicts))
     with pytest.raises(SearchError, match=r"limit needs per-instance cgroups.*--actions"):
-        search(runs, MEMBERS, SPACE, tmp_path / "s", examples=5)
-    assert len(runs.played) == 1
+        runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": reason}]
+        _search(runs, tmp_path, examples=5)
+    assert len(runs.played) == 2
 
 
-def test_an_interrupted_run_ends_the_search(tmp_path: Path) -> None:
-    runs = Runs(tmp_path, lambda _: (130, "interrupted"))
-    result = search(runs, MEMBERS, SPACE, tmp_path / "s", examples=5)
-    assert (result.stopped, result.exit_code, len(runs.played)) == ("interrupted", 130, 1)
+def test_faults_that_would_come_after_the_run_s_end_are_refused_after_the_first_run(
+    tmp_path: Path,
+) -> None:
+    class Short(Runs):
+        def __call__(self, file: Path) -> RunResult:
+            return dataclasses.replace(super().__call__(file), duration_s=0.5)
+
+    runs = Short(tmp_path, lambda _: (0, None))
+    with pytest.raises(SearchError, match=r"--at starts at 1s, but .* lasted 0\.5 s"):
+        search(Search(runs, tmp_path / "s"), MEMBERS, dataclasses.replace(SPACE, at=(1, 5)))
+    assert runs.played == [()]
+
+
+@pytest.mark.parametrize("how", ["a run's own", "its report cut short", "between runs"])
+def test_an_interruption_ends_the_search_with_what_it_found(tmp_path: Path, how: str) -> None:
+    calls = iter([(0, None)] + [(130, "interrupted") if how == "a run's own" else (0, None)] * 9)
+    came: list[str] = []
+
+    def verdict(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
+        if len(runs.played) == 2 and how == "between runs":
+            raise KeyboardInterrupt
+        if len(runs.played) == 2 and how == "its report cut short":
+            came.append("SIGTERM")
+        return next(calls)
+
+    runs = Runs(tmp_path, verdict)
+    result = _search(runs, tmp_path, interrupted=lambda: came[-1] if came else None)
+    assert result.exit_code == 130 and result.stopped is not None
+    assert len(runs.played) == 2, "it went on after the interruption"
+    if how == "its report cut short":
+        assert result.stopped == "interrupted (SIGTERM)"
 
 
 def test_a_run_that_cannot_be_made_ends_the_search_at_once(tmp_path: Path) -> None:
@@ -132,8 +194,32 @@ def test_a_run_that_cannot_be_made_ends_the_search_at_once(tmp_path: Path) -> No
         raise UsageError("program ./node not found")
 
     with pytest.raises(SearchError, match=r"could not be run: program \./node not found") as e:
-        search(refused, MEMBERS, SPACE, tmp_path / "s", examples=5)
+        search(Search(refused, tmp_path / "s"), MEMBERS, SPACE)
     assert e.value.exit_code == 2 and len(calls) == 1
+
+
+def test_the_case_s_own_faults_come_first_in_every_file(tmp_path: Path) -> None:
+    """A faults file replaces a case's own faults: the search writes them into each file,
+    before its own, so that a run and its replay play them (failed_nodes' 60 % kill)."""
+    own = (Fault.from_data({"action": "pause", "at": 0.5, "duration": 1,
+                            "targets": {"count": 1}}),)
+    runs = Runs(tmp_path, _kills)
+    result = _search(runs, tmp_path, shrink_runs=3, fixed=own)
+    assert result.found is not None and all(fs[:1] == own for fs in runs.played)
+    assert load_faults(tmp_path / "search/found.json") == own + result.found.faults
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_what_may_last_and_what_is_always_undone(data: st.DataObject) -> None:
+    """With heal, every fault that can be undone is; without, a pause still is (one for
+    good leaves its instance running at the run's timeout: it fails whatever the system
+    does)."""
+    heal = data.draw(st.booleans())
+    space = Space(("kill", "pause", "partition", "heal"), max_faults=3, heal=heal)
+    for fault in data.draw(space.strategy(MEMBERS)):
+        if fault.action == "pause" or (heal and fault.action != "heal"):
+            assert fault.duration is not None, fault
 
 
 def test_the_actions_drawn_by_default_and_those_refused() -> None:
@@ -143,6 +229,8 @@ def test_the_actions_drawn_by_default_and_those_refused() -> None:
         actions_for("local:exec", ("kill", "partition"))
     with pytest.raises(SearchError, match="'explode' is not a fault"):
         actions_for("local:netns", ("explode",))
+    with pytest.raises(SearchError, match="local:exec cannot play heal"):
+        actions_for("local:exec", ("heal",))
     assert actions_for("local:exec", ("kill", "kill", "skew")) == ("kill", "skew")
 
 
@@ -152,7 +240,8 @@ def test_the_actions_drawn_by_default_and_those_refused() -> None:
     (["--duration", "0s..1s"], "a fault lasts more than 0 s"),
     (["--examples", "0"], "must be 1 to 10000"),
     (["--actions", "explode"], "'explode' is not a fault"),
-    (["-i", "2"], "at least 3 instances"),
+    (["-i", "1"], "at least 2 instances"),
+    (["--at", "1s..400s"], "not before the run's timeout (300s)"),
     (["--runner", "cluster:k8s"], "runs locally"),
 ])
 def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, args: list[str],
@@ -184,3 +273,60 @@ def test_a_search_on_real_runs_finds_the_fault_that_breaks_it_and_its_replay_fai
 
     again = harness_cli(*shlex.split(command)[1:], timeout=120)
     assert again.returncode == 1 and "started again" in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_between_runs_ends_the_search(tmp_path: Path, sig: int) -> None:
+    """Once a run had ended, the command ignored the signals (one run per command, its
+    summary left to print), and then, raised between runs, one could come inside a
+    finalizer, where Python drops it: a search went through every list, and exited 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "search", "faulty:beat", "--plans", "tests/plans",
+         "--runner", "local:exec", "-p", "seconds=0.5", "--actions", "pause",
+         "--at", "0.1s..0.3s", "--duration", "0.1s..0.2s", "--examples", "20",
+         "--outputs", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # the run without the search's faults ends: now
+        lines.append(line)
+        if line.startswith("search: run ") and " passed in " in line:
+            proc.send_signal(sig)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + err + out
+    assert "interrupted" in out, out
+    # At most the list whose run it came in was run (that run took it as its interruption).
+    assert sum("search: list " in line for line in [*lines, *err.splitlines()]) <= 1, err
+
+
+def test_a_case_s_own_faults_play_in_every_run_of_a_search(
+    tmp_path: Path, make_plan: Callable[[str, str, str], Path],
+) -> None:
+    """A faults file replaces a case's own faults: a search on spacemesh:failed_nodes
+    never played its 60 % kill. They now play first in every run, and replay with it."""
+    root = make_plan("own", """
+        name = "own"
+        [[testcases]]
+        name = "beat"
+        instances = { min = 2, max = 5, default = 3 }
+        entrypoint = "own.plan:beat"
+          [[testcases.faults]]
+          at = "0.2s"
+          action = "pause"
+          duration = "0.2s"
+          targets = { count = 1 }
+        """, "import trio\n\nasync def beat(env):\n    await trio.sleep(1.5)\n")
+    r = harness_cli("search", "own:beat", "--plans", str(root), "--runner", "local:exec",
+                    "--actions", "pause", "--at", "0.5s..0.8s", "--duration", "0.1s..0.2s",
+                    "--examples", "2", "--outputs", str(tmp_path / "out"), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = [json.loads(line) for line in next(tmp_path.glob("out/searches/*/search.jsonl"))
+              .open()]  # fmt: skip
+    assert len(record) >= 2
+    for line in record:
+        played = [json.loads(f) for f in (tmp_path / "out" / line["run_id"] / "faults.jsonl")
+                  .read_text().splitlines()]  # fmt: skip
+        first = next(p for p in played if p["fault"] == "fault 0" and p["step"] == "applied")
+        assert (first["action"], first["at"]) == ("pause", 0.2), played
+        assert len({p["fault"] for p in played}) == 1 + len(line["faults"]), played

@@ -40,8 +40,9 @@ examples:
   harness fault --json '{"action": "kill", "targets": {"role": "leader"}, "duration": "2s"}'
 
 It prints what the run chose in one line (--json: the record, as faults.jsonl keeps it).
-Exit codes: 0 played (or scheduled, with --at); 1 the run could not be reached, or refused
-or failed the fault; 2 bad input, no such run, or a run that is not running."""
+Exit codes: 0 played (or scheduled, with --at); 1 the run could not be reached, refused or
+failed the fault, or none of the instances it chose was running (the line ends "missed (not
+running): ..."); 2 bad input, no such run, or a run that is not running."""
 
 # Options of the actions' own arguments: which actions take them.
 _ONLY = {

@@ -18,6 +18,7 @@ from harness._supervisor import RunOptions, check_programs
 from harness._supervisor import run as run_spec
 from harness._tell import tell
 from harness.plans import RunSpec, build_run_spec, parse_assignments
+from harness.plans._spec import DEFAULT_TIMEOUT_S
 from harness.runners import CLUSTER_K8S, RUNNERS, runnable_here
 
 HELP = "run a test case of a plan"
@@ -53,7 +54,9 @@ def add_what(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
     parser.add_argument("--timeout", type=_duration, metavar="DURATION",
-                        help="run timeout: seconds, or a duration like 90s, 500ms, 2m")
+                        help="run timeout: seconds, or a duration like 90s, 500ms, 2m "
+                             f"(default: the composition's timeout, else "
+                             f"{DEFAULT_TIMEOUT_S:g} s)")
 
 
 def what_spec(args: argparse.Namespace, faults: Path | None = None) -> RunSpec:

@@ -5,18 +5,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import tempfile
 from pathlib import Path
 
 from harness._commands._args import add_outputs, add_plans
 from harness._commands.run import add_what, what_spec
 from harness._errors import UsageError
+from harness._latesignal import runs_in_a_row
 from harness._liveness import check_proc
 from harness._outputs import check_outputs
 from harness._runid import new_run_id
-from harness._search import SEARCH_DIR, SEARCHED, SearchResult, Space, actions_for, brief, search
+from harness._search import (
+    SEARCH_DIR,
+    SEARCHED,
+    Search,
+    SearchResult,
+    Space,
+    actions_for,
+    brief,
+    search,
+)
 from harness._supervisor import RunOptions, RunResult, check_programs
 from harness._supervisor import run as run_spec
 from harness._tell import tell
+from harness.faults import Fault
 from harness.observe import DEFAULT_OUTPUTS
 from harness.plans import parse_duration
 from harness.runners import CLUSTER_K8S, runnable_here
@@ -74,53 +86,79 @@ def run(args: argparse.Namespace) -> int:
     if base.runner == CLUSTER_K8S:
         raise UsageError(f"a search runs locally, not on {CLUSTER_K8S}")
     members = base.members
-    if len(members) < 3:
-        raise UsageError(f"a search needs at least 3 instances (-i 3), not {len(members)}")
+    if len(members) < 2:
+        raise UsageError("a search needs at least 2 instances (-i 2): faults hit some, the "
+                         "others judge")
+    if args.at[1] >= base.timeout_s:
+        raise UsageError(f"--at reaches {args.at[1]:g}s, not before the run's timeout "
+                         f"({base.timeout_s:g}s): give a shorter --at or a longer --timeout")
     check_proc()
     base = runnable_here(base)  # (without root: this search again, in a user namespace)
     space = Space(actions_for(base.runner, args.actions), args.at, args.duration,
                   args.max_faults, heal=not args.no_heal, states=args.states)  # fmt: skip
     check_programs(base)
     check_outputs(args.outputs)
-    directory = args.outputs / SEARCH_DIR / new_run_id()
     options = RunOptions(outputs=args.outputs, fail_fast=not args.no_fail_fast, progress=False)
 
     def run_one(file: Path) -> RunResult:
         spec = dataclasses.replace(what_spec(args, file), runner=base.runner)
         return run_spec(spec, options)
 
-    tell(f"search: {base.plan.name}:{base.case.name} with {base.total} instances on "
-         f"{base.runner}: up to {args.examples} lists of {', '.join(space.actions)}; "
-         f"its record: {directory}")
-    result = search(run_one, members, space, directory, examples=args.examples,
-                    shrink_runs=args.shrink_runs, seed=args.seed, progress=tell)  # fmt: skip
+    fixed = _fixed(args, base.faults)
+    with runs_in_a_row() as interrupted:
+        course = Search(run_one, args.outputs / SEARCH_DIR / new_run_id(), fixed,
+                        args.examples, args.shrink_runs, tell, interrupted)
+        tell(f"search: {base.plan.name}:{base.case.name} with {base.total} instances on "
+             f"{base.runner}: up to {args.examples} lists of {', '.join(space.actions)}"
+             + (f" after the case's own {len(fixed)} fault(s)" if fixed else "")
+             + f"; its record: {course.directory}")
+        result = search(course, members, space, seed=args.seed)
     print(_summary(result, args, base.runner))
     return result.exit_code
+
+
+def _fixed(args: argparse.Namespace, planned: tuple[Fault, ...]) -> tuple[Fault, ...]:
+    """Of the faults a run plays (`planned`), those a faults file would drop: the case's
+    own (a composition's stay, and the file's come after them). A search plays them before
+    its own, and writes them into its files, so that each replays as it ran."""
+    with tempfile.TemporaryDirectory() as tmp:
+        none = Path(tmp) / "none.json"
+        none.write_text('{"faults": []}')
+        kept = what_spec(args, none).faults
+    return planned if kept != planned else ()
 
 
 def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str:
     runs = len(result.trials)
     inconclusive = sum(t.outcome == "inconclusive" for t in result.trials)
+    stopped = f", {result.stopped}" if result.stopped else ""
     lines = []
-    if result.found is None or result.first is None:
-        ended = "interrupted" if result.stopped else "no failing list"
-        lines.append(f"search: {ended} after {runs} run(s)")
+    baseline = result.baseline
+    if baseline is not None and baseline.failed:
+        lines.append(f"search: the run fails without the search's faults (run "
+                     f"{baseline.run_id}: {baseline.reason}): nothing to search")
+    elif result.found is None or result.first is None:
+        ended = ("every run of a list checked nothing" if result.checked_nothing
+                 else "no failing list")
+        lines.append(f"search: {ended} after {runs} run(s){stopped}")
     else:
         found, first = result.found, result.first
         outputs = ("" if args.outputs == DEFAULT_OUTPUTS
                    else f" --outputs {shlex.quote(str(args.outputs))}")
+        shrunk = "shrinking interrupted" if result.stopped else "shrunk"
         lines += [
             f"search: list {first.number} failed (run {first.run_id}): {first.reason}",
-            f"shrunk in {runs - first.number} more run(s) to {len(found.faults)} fault(s), "
-            f"whose run {found.run_id} failed: {found.reason}",
+            f"{shrunk} after {runs - 1 - first.number} more run(s); the smallest failing "
+            f"list, {len(found.faults)} fault(s), failed in run {found.run_id}: {found.reason}",
             f"  {brief(found.faults, 1000)}",
             f"written to {result.directory / 'found.json'}; replay it:",
             f"  {_replay_command(args, runner, result.directory / 'found.json')}",
             f"  (or its run as it was: harness replay {found.run_id}{outputs})",
         ]
     if inconclusive:
-        lines.append(f"note: {inconclusive} run(s) checked nothing: their faults came after "
-                     f"every instance had ended, or ended every one (is --at within a run?)")
+        lines.append(f"note: {inconclusive} run(s) checked nothing: a fault came after every "
+                     f"instance had ended or never fired, or the faults ended every instance "
+                     f"(is --at within a run?)")
     lines.append(f"record: {result.directory / 'search.jsonl'}")
     return "\n".join(lines)
 
@@ -135,7 +173,9 @@ def _replay_command(args: argparse.Namespace, runner: str, faults: Path) -> str:
         words += ["--composition", str(args.composition)]
     words += ["--runner", runner]
     if args.timeout is not None:
-        words += ["--timeout", f"{args.timeout:g}s"]
+        words += ["--timeout", f"{args.timeout!r}s"]
+    if args.no_fail_fast:
+        words.append("--no-fail-fast")
     for root in args.plans or ():
         words += ["--plans", str(root)]
     if args.outputs != DEFAULT_OUTPUTS:

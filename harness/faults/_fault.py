@@ -263,7 +263,7 @@ def _named(selector: Selector, topics: Callable[[str], Any] | None,
     return tuple(ids)
 
 
-_FEWEST = {"halves": 2, "majority": 3, "bridge": 3, "ring": 4}
+FEWEST_CUT = {"halves": 2, "majority": 3, "bridge": 3, "ring": 4}
 """The fewest instances a partition of each kind cuts at least one direction between."""
 
 
@@ -282,8 +282,8 @@ def _partition(fault: Fault, chosen: tuple[str, ...], members: Sequence[Member],
             raise FaultError(f"{where}: the other side is empty (the targets are everyone)")
         cut = frozenset((a, b) for a in chosen for b in rest)
         return cut if fault.args.get("one_way") else cut | {(b, a) for a, b in cut}
-    if len(chosen) < _FEWEST[kind]:  # fewer cut nothing: a ring of 3 is all neighbours
-        raise FaultError(f"{where}: a {kind} partition needs at least {_FEWEST[kind]} "
+    if len(chosen) < FEWEST_CUT[kind]:  # fewer cut nothing: a ring of 3 is all neighbours
+        raise FaultError(f"{where}: a {kind} partition needs at least {FEWEST_CUT[kind]} "
                          f"instances, not {len(chosen)}")
     nodes = list(chosen)
     if kind == "majority":

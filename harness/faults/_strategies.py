@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.faults._fault import ACTIONS, PARTITION_KINDS, Fault
+from harness.faults._fault import ACTIONS, FEWEST_CUT, PARTITION_KINDS, Fault
 from harness.faults._select import Member, Selector
 
 if TYPE_CHECKING:
@@ -29,8 +29,10 @@ def faults(
     after a time in `duration` where the action can be undone (or not)."""
     from hypothesis import strategies as st
 
-    if len(members) < 3:
-        raise ValueError("faults() needs at least 3 members (a ring partition needs 3)")
+    if len(members) < 2:
+        raise ValueError("faults() needs at least 2 members (a partition cuts between two)")
+    # Only the partitions this many cut anything with (a ring of 3 is all neighbours).
+    kinds = [k for k in PARTITION_KINDS if len(members) >= FEWEST_CUT.get(k, 2)]
     groups = sorted({m.group for m in members})
     ids = [m.id for m in members]
 
@@ -57,7 +59,7 @@ def faults(
                     "count": draw(st.integers(1, len(members)))}  # fmt: skip
         data: dict[str, Any] = {"action": action, "at": when}
         if action != "heal":
-            kind = draw(st.sampled_from(PARTITION_KINDS)) if action == "partition" else None
+            kind = draw(st.sampled_from(kinds)) if action == "partition" else None
             if kind == "sides":  # leave someone on the other side
                 data["targets"] = Selector(count=draw(st.integers(1, len(members) - 1)),
                                            seed=draw(st.integers(0, 9))).to_data()
