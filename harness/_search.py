@@ -184,6 +184,7 @@ class Search:
     shrink_runs: int = 20
     progress: Callable[[str], None] = lambda _: None
     interrupted: Callable[[], str | None] = lambda: None
+    result: SearchResult = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.result = SearchResult(self.directory, [])
@@ -232,11 +233,11 @@ class Search:
         return trial
 
 
-def search(search: Search, members: Sequence[Member], space: Space, *,
+def search(course: Search, members: Sequence[Member], space: Space, *,
            seed: int = 0) -> SearchResult:
-    """Run the run without the drawn faults, then up to `search.examples` fault lists drawn
+    """Run the run without the drawn faults, then up to `course.examples` fault lists drawn
     from `space` over `members` until one fails, then shrink it in at most
-    `search.shrink_runs` more runs. Each list tried is written to the search's directory
+    `course.shrink_runs` more runs. Each list tried is written to the search's directory
     (try-N.json) and recorded (search.jsonl); the smallest failing one to found.json, with
     the fixed faults before it (the file replays the run as it was). SearchError when a
     fault cannot be played here or a run cannot be made; an interruption ends it with what
@@ -244,11 +245,11 @@ def search(search: Search, members: Sequence[Member], space: Space, *,
     import hypothesis
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
-    search.directory.mkdir(parents=True, exist_ok=True)
-    result = search.result
+    course.directory.mkdir(parents=True, exist_ok=True)
+    result = course.result
     done: dict[str, Trial] = {}  # by the list's JSON: hypothesis may draw one again
 
-    @settings(max_examples=search.examples, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=course.examples, deadline=None, database=None, derandomize=False,
               phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck),
               print_blob=False, verbosity=Verbosity.quiet,
               report_multiple_bugs=False)  # after the first failure, only shrink it  # fmt: skip
@@ -258,16 +259,16 @@ def search(search: Search, members: Sequence[Member], space: Space, *,
         trial = done.get(key)
         if trial is None:
             first = result.first
-            if first is not None and len(result.trials) - 1 - first.number >= search.shrink_runs:
+            if first is not None and len(result.trials) - 1 - first.number >= course.shrink_runs:
                 return  # the budget is spent: what was not run is not a smaller failure
-            trial = done[key] = search.play(fs)
+            trial = done[key] = course.play(fs)
         if trial.failed:
             result.first = result.first or trial
             result.found = trial  # hypothesis ends on the smallest one
             raise _Failed(trial.reason)
 
     try:
-        baseline = search.play(())
+        baseline = course.play(())
         if baseline.outcome == "passed" and space.at[0] >= baseline.seconds:
             raise _Stop(SearchError(
                 f"--at starts at {space.at[0]:g}s, but the run without the search's faults "
@@ -282,8 +283,8 @@ def search(search: Search, members: Sequence[Member], space: Space, *,
         if stop.error is not None:
             raise stop.error from None
     if result.found is not None:
-        found = schedule(search.fixed + result.found.faults)
-        (search.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
+        found = schedule(course.fixed + result.found.faults)
+        (course.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
     return result
 
 

@@ -37,17 +37,18 @@ HELP = "search for a list of faults a run does not survive, in real runs, and sh
 
 _DESCRIPTION = f"""{HELP}.
 
-hypothesis draws lists of faults over the run's instances; each list is played in a run of
-its own (written beside the others in the outputs), and the run's own verdict is the
-property. The first list whose run fails is shrunk, each smaller candidate in another run,
-to the smallest that still fails; it is written to a faults file and printed with the
-command that replays it. The search's record (each list tried, its run and verdict) is
-in OUTPUTS/{SEARCH_DIR}/ID/. Exit 1 when a failing list was found, 0 when none was, 130
-when interrupted.
+A run without the search's faults comes first. Then hypothesis draws lists of faults over
+the run's instances; each list is played in a run of its own (written beside the others in
+the outputs), after the case's own faults, and the run's own verdict is the property. The
+first list whose run fails is shrunk, each smaller candidate in another run, to the
+smallest that still fails; it is written to a faults file and printed with the command
+that replays it. The search's record (each list tried, its run and verdict) is in
+OUTPUTS/{SEARCH_DIR}/ID/. Exit 1 when a failing list was found (or the run fails without
+faults), 0 when none was, 2 when no run of a list checked anything, 130 when interrupted.
 
-A run that checked nothing (a fault came after every instance had ended, or the faults
-ended every one) is inconclusive, not a failure; a fault the harness could not play here
-(no cgroups for a limit, say) ends the search with an error."""
+A run that checked nothing (a fault came after every instance had ended or never fired, or
+the faults ended every one) is inconclusive, not a failure; a fault the harness could not
+play here (no cgroups for a limit, say) ends the search with an error. docs/faults.md."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
