@@ -20,6 +20,7 @@ import structlog
 import trio
 
 from harness.faults import Fault, FaultError, Member, Resolved, When
+from harness.faults._errors import TooLate
 from harness.observe import JsonlWriter
 from harness.sync import SyncState
 
@@ -209,7 +210,7 @@ class Conductor:
         fails a run that would pass otherwise (a test whose fault did not happen proves
         nothing)."""
         for name, fault in list(self._waiting.items()):
-            self._failed(name, fault, NEVER_PLAYED, fail=not failed_already)
+            self._failed(name, fault, NEVER_PLAYED, fail=not failed_already, late=True)
 
     async def _planned(self, name: str, fault: Fault, since: float | None = None) -> None:
         self._waiting[name] = fault
@@ -225,7 +226,7 @@ class Conductor:
             await self._later(name, resolved)
         except FaultError as e:
             self._waiting.pop(name, None)
-            self._failed(name, fault, str(e))
+            self._failed(name, fault, str(e), late=isinstance(e, TooLate))
 
     async def _later(self, name: str, resolved: Resolved) -> None:
         """Undo after the fault's duration."""
@@ -235,7 +236,8 @@ class Conductor:
         try:
             await self._undo(name)
         except FaultError as e:
-            self._failed(name, resolved.fault, f"could not be undone: {e}")
+            self._failed(name, resolved.fault, f"could not be undone: {e}",
+                         late=isinstance(e, TooLate))
 
     async def _condition(self, name: str, fault: Fault) -> bool:
         """Wait until the fault's `at` (a When): `count` instances signalled `state`; False
@@ -253,7 +255,7 @@ class Conductor:
         await done.wait()
         if "error" in answer:
             del self._waiting[name]
-            self._failed(name, fault, f"{NEVER_FIRED}: {answer['error']}")
+            self._failed(name, fault, f"{NEVER_FIRED}: {answer['error']}", late=True)
             return False
         return True
 
@@ -409,9 +411,14 @@ class Conductor:
                     back[p] = a.resolved.fault.args["shape"]
         await self.actions.override(back, f"{name} undone")
 
-    def _failed(self, name: str, fault: Fault | None, reason: str, fail: bool = True) -> None:
+    def _failed(self, name: str, fault: Fault | None, reason: str, fail: bool = True,
+                late: bool = False) -> None:
+        """Record (and, `fail`, fail the run for) a fault that could not be played; `late`:
+        because the run was ending or its condition could no longer be met, not because
+        the harness or the machine could not play it."""
         text = f"{name} could not be played: {reason}"
-        self._write(name, "failed", {"reason": text, **(fault.to_data() if fault else {})})
+        self._write(name, "failed", {"reason": text, **({"late": True} if late else {}),
+                                     **(fault.to_data() if fault else {})})
         _log.error("fault failed", fault=name, reason=reason)
         if fail:
             self._fail(text)

@@ -38,7 +38,8 @@ def handled() -> list[int]:
     """Of `SIGNALS`, those a run takes: SIGINT and SIGTERM always (a shell starts a
     background job ignoring SIGINT, and `kill -INT` must still stop its run), the others
     when at their default or `signal.default_int_handler` (the command's, `harness._entry`,
-    until a run takes them): not when this process was started
+    until a run takes them, or `_noted` between the runs of `runs_in_a_row`): not when
+    this process was started
     ignoring them (nohup's promise: a closed terminal must not act), nor when a program
     that runs the harness within it handles them itself."""
     always = (signal.SIGINT, signal.SIGTERM)
@@ -55,6 +56,7 @@ def _ours() -> list[int]:
 
 _in_command = False  # `harness._entry` runs the command in this process, then it exits
 _came: list[str] = []  # the signals that came outside a run's own handling (`runs_in_a_row`)
+_pending: list[int] = []  # those noted between runs, for the next run to take (`take_pending`)
 
 
 def command_exits_after_its_run() -> None:
@@ -96,6 +98,16 @@ def _noted(signum: int, frame: FrameType | None) -> None:
     """Between the runs of `runs_in_a_row`: the signal is noted, not raised (raised, it
     could come inside a finalizer, where Python drops it: a search went on)."""
     _came.append(signal_name(signum))
+    _pending.append(signum)
+
+
+def take_pending() -> list[int]:
+    """The signals noted between runs (`runs_in_a_row`) since a run last took them: one that
+    came as the next run was being set up, before that run took the signals, interrupts it
+    (the run raises it again once it takes them)."""
+    taken = list(_pending)
+    _pending.clear()
+    return taken
 
 
 @contextlib.contextmanager
@@ -109,10 +121,12 @@ def runs_in_a_row() -> Iterator[Callable[[], str | None]]:
     was = _in_command
     _in_command = False
     _came.clear()
+    _pending.clear()
     before = {s: signal.signal(s, _noted) for s in _ours()}
     try:
         yield lambda: _came[-1] if _came else None
     finally:
         _in_command = was
+        _pending.clear()
         for s, handler in before.items():
             signal.signal(s, signal.SIG_IGN if was else handler)

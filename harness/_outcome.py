@@ -88,10 +88,11 @@ class InstanceState:
         self.oom_others = 0 if self.oom_killed else max(0, kills - self.oom_seen)
         self.oom_seen = kills
 
-    def restarted(self, at: float | None = None) -> None:
+    def restarted(self, at: float | None) -> None:
         """A fault starts it again: the new process must record success anew. Started
         `at` (Unix seconds), it has not ended yet, and its time down since its exit does
-        not count as running."""
+        not count as running (None: where the start's time is not known here, a cluster's
+        pod, whose record keeps its own times)."""
         self.restarts += 1
         if at is not None and self.ended is not None:
             self.down_s += max(0.0, at - self.ended)

@@ -10,6 +10,7 @@ reads it) beside the search's record, so the failing run can be replayed as it w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -18,11 +19,10 @@ from typing import Any
 
 import orjson
 
-from harness._conductor import NEVER_FIRED, NEVER_PLAYED
 from harness._errors import HarnessError
 from harness._replay import schedule
 from harness._supervisor import NOTHING_CHECKED, RunResult
-from harness.faults import ACTIONS, Fault, Member, faults
+from harness.faults import ACTIONS, Fault, Member, fault_lists
 from harness.observe._jsonl import read_jsonl
 from harness.runners._registry import NOT_PLAYED
 
@@ -33,8 +33,7 @@ SEARCHED = ("partition", "isolate", "shape", "kill", "restart", "pause")
 """What a search draws unless told: network and process faults (less those the runner
 cannot play, `NOT_PLAYED`)."""
 
-_UNDOABLE = ("shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit", "hog")
-_HELD = ("pause",)
+HELD = ("pause",)
 """Faults that, never undone, leave their instance unable to end at all (it is then still
 running at the run's timeout): undone even where faults may last (`Space.heal` False)."""
 
@@ -58,15 +57,9 @@ class Space:
 
     def strategy(self, members: Sequence[Member]) -> Any:
         """The hypothesis strategy of fault lists over `members`."""
-        from hypothesis import strategies as st
-
-        one = faults(members, actions=self.actions, at=self.at, duration=self.duration,
-                     states=self.states)
-        undone = _UNDOABLE if self.heal else _HELD
-        short = self.duration[0]  # what an undrawn duration shrinks to
-        one = one.map(lambda f: f if f.duration is not None or f.action not in undone
-                      else dataclasses.replace(f, duration=short))  # fmt: skip
-        return st.lists(one, min_size=1, max_size=self.max_faults).map(tuple)
+        return fault_lists(members, actions=self.actions, at=self.at, duration=self.duration,
+                           states=self.states, max_faults=self.max_faults, heal=self.heal,
+                           held=HELD)  # fmt: skip
 
 
 def actions_for(runner: str, asked: Sequence[str] | None) -> tuple[str, ...]:
@@ -130,6 +123,7 @@ class SearchResult:
     found: Trial | None = None  # the run of the smallest failing list, once shrunk
     first: Trial | None = None  # the first run that failed
     stopped: str | None = None  # why it ended early ("interrupted (SIGINT)")
+    error: SearchError | None = None  # what ended it early, where it could not go on
 
     @property
     def baseline(self) -> Trial | None:
@@ -149,8 +143,11 @@ class SearchResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when it found a failing list (or the run fails without one), 130 when
-        interrupted, 2 when no run of a list checked anything, else 0."""
+        """The error's (2 or 3) when one ended it, 130 when interrupted, 1 when it found a
+        failing list (or the run fails without one), 2 when no run of a list checked
+        anything, else 0."""
+        if self.error is not None:
+            return self.error.exit_code
         if self.stopped:
             return 130
         if self.found is not None or self.broken:
@@ -198,29 +195,39 @@ class Search:
         n = len(result.trials)
         shrinking = result.first is not None
         file = self.directory / f"try-{n}.json"
-        file.write_text(json.dumps(schedule(self.fixed + fs), indent=2) + "\n")
+        try:
+            file.write_text(json.dumps(schedule(self.fixed + fs), indent=2) + "\n")
+        except OSError as e:
+            raise _Stop(SearchError(f"the search's record could not be written: {e}", 3)) from e
         step = ("without the search's faults" if not n
                 else f"shrinking, run {n - result.first.number} of at most {self.shrink_runs}"
                 if result.first is not None else f"list {n} of {self.examples}")  # fmt: skip
         self.progress(f"search: {step}" + (f": {brief(fs)}" if fs else ""))
+        # Whatever is raised here would be a failure to hypothesis, which would shrink it.
         try:
             run = self.run_one(file)
-        except HarnessError as e:  # hypothesis would take it for a failure, and shrink it
+        except HarnessError as e:
+            if (signal := self.interrupted()) is not None:  # (a plan's check it stopped)
+                result.stopped = f"interrupted ({signal})"
+                raise _Stop() from None
             raise _Stop(SearchError(f"list {n} ({file}) could not be run: {e}",
                                     e.exit_code)) from None
+        except Exception as e:
+            raise _Stop(SearchError(f"list {n} ({file}) could not be run: "
+                                    f"{type(e).__name__}: {e}", 3)) from e
         outcome = _verdict(run)
         signal = self.interrupted()
         trial = Trial(n, shrinking, fs, file, run.run_id, run.run_dir, outcome, run.reason,
                       run.duration_s)
         result.trials.append(trial)
-        with (self.directory / "search.jsonl").open("ab") as f:
-            f.write(orjson.dumps(trial.to_json()) + b"\n")
+        try:
+            with (self.directory / "search.jsonl").open("ab") as f:
+                f.write(orjson.dumps(trial.to_json()) + b"\n")
+        except OSError as e:
+            raise _Stop(SearchError(f"the search's record could not be written: {e}", 3)) from e
         if outcome == "interrupted" or signal is not None:
             result.stopped = f"interrupted ({signal})" if signal else "interrupted"
             raise _Stop()
-        if run.exit_code in (2, 3):  # the run could not be made here: no list would be
-            raise _Stop(SearchError(f"run {run.run_id} could not be made: {run.reason}",
-                                    run.exit_code))
         if outcome == "unplayable":
             raise _Stop(SearchError(f"run {run.run_id}: {run.reason} (the harness could not "
                                     f"play it here: leave that action out of --actions, or "
@@ -241,9 +248,11 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
     (try-N.json) and recorded (search.jsonl); the smallest failing one to found.json, with
     the fixed faults before it (the file replays the run as it was). SearchError when a
     fault cannot be played here or a run cannot be made; an interruption ends it with what
-    it found so far."""
+    it found so far. A search that cannot go on (a fault the harness cannot play here, a run
+    that cannot be made, a record that cannot be written) ends with `result.error`."""
     import hypothesis
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis.internal.conjecture import engine
 
     course.directory.mkdir(parents=True, exist_ok=True)
     result = course.result
@@ -267,6 +276,10 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
             result.found = trial  # hypothesis ends on the smallest one
             raise _Failed(trial.reason)
 
+    # Shrinking stops at its budget of runs, not at hypothesis's own 5 minutes of it (each
+    # run takes seconds: a real search stopped after a few runs, the list not the smallest).
+    shrinking_s = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = 10**9  # (an int: hypothesis types it so)
     try:
         baseline = course.play(())
         if baseline.outcome == "passed" and space.at[0] >= baseline.seconds:
@@ -277,14 +290,18 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
             hypothesis.seed(seed)(survives)()
     except _Failed:
         pass
-    except KeyboardInterrupt:  # between runs (a run's own Ctrl-C ends it "interrupted")
+    except KeyboardInterrupt:  # a library caller's Ctrl-C between runs
         result.stopped = "interrupted"
     except _Stop as stop:
-        if stop.error is not None:
-            raise stop.error from None
+        result.error = stop.error
+    finally:
+        engine.MAX_SHRINKING_SECONDS = shrinking_s
+    if result.stopped is None and (signal := course.interrupted()) is not None:
+        result.stopped = f"interrupted ({signal})"  # after the last run, or while shrinking
     if result.found is not None:
         found = schedule(course.fixed + result.found.faults)
-        (course.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
+        with contextlib.suppress(OSError):  # (said already, if the record cannot be written)
+            (course.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
     return result
 
 
@@ -298,13 +315,12 @@ def _verdict(run: RunResult) -> str:
         return run.outcome
     if run.reason == NOTHING_CHECKED:
         return "inconclusive"
-    path = run.run_dir / "faults.jsonl"
-    never = []  # the reasons of faults that never came
-    for entry in read_jsonl(path) if path.exists() else ():
+    never = []  # the reasons of faults that never came (the run was ending: `late`)
+    for entry in read_jsonl(run.run_dir / "faults.jsonl"):
         reason = entry.get("reason")
         if entry.get("step") != "failed" or not isinstance(reason, str):
             continue
-        if not (reason.endswith(NEVER_PLAYED) or f": {NEVER_FIRED}: " in reason):
+        if not entry.get("late"):
             return "unplayable"
         never.append(reason)
     return "inconclusive" if run.reason in never else "failed"

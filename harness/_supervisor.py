@@ -38,6 +38,7 @@ from harness._latesignal import (
     handled,
     late_signals_raise,
     signal_name,
+    take_pending,
 )
 from harness._listen import Listen, bind, inherited
 from harness._liveness import (
@@ -57,7 +58,7 @@ from harness._runid import new_run_id
 from harness._runparams import PROFILE_ENV, STACK_SIGNAL, RunParams
 from harness._stderr import last_words, stack_note
 from harness._tell import one_line, tell
-from harness.faults import FaultError
+from harness.faults._errors import TooLate
 from harness.observe import (
     JsonlWriter,
     TelemetrySampler,
@@ -452,6 +453,8 @@ class Supervisor:
         # SIGHUP (the terminal closed, an ssh session lost) or SIGQUIT (Ctrl-\), which
         # killed it leaving all. Ignored, those two stay so (`handled`: nohup's promise).
         with trio.open_signal_receiver(*handled()) as signals:
+            for signum in take_pending():  # came between a search's runs, before this took them
+                signal.raise_signal(signum)
             try:
                 try:
                     await self._supervise(signals)
@@ -765,7 +768,7 @@ class Supervisor:
         or `start`); FaultError once the run is over."""
         st = self.states[instance]
         if self.all_exited.is_set() or self._procs is None or self.interrupted:
-            raise FaultError(f"{instance} cannot be started again: the run is ending")
+            raise TooLate(f"{instance} cannot be started again: the run is ending")
         assert self.host is not None and self.conductor is not None
         self.exited -= 1
         self.conductor.state.instance_revived(instance)

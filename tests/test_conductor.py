@@ -560,7 +560,7 @@ def test_a_kill_as_an_instance_is_started_again_is_missed_not_sent_to_its_old_pr
     dead.wait()
     st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=dead.pid, status=-9,
                        ended_by="killed by fault 0 (kill)")
-    st.restarted()
+    st.restarted(None)
     sup = types.SimpleNamespace(states={"g/0": st}, comeback={}, revive=lambda _: None)
     actions = FaultActions(sup)  # type: ignore[arg-type]
     assert not st.running and "g/0" not in actions.running()
@@ -585,14 +585,14 @@ def test_a_kill_for_good_after_a_recovered_timed_kill_is_judged_by_its_own_expec
 
     st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
     killed(st, "fault 0", "recover")
-    st.restarted()
+    st.restarted(None)
     st.pid, st.starting = 11, False
     st.record({"type": "success"})
     killed(st, "fault 1", "may_die")
     assert st.verdict() == (True, None)
     again = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
     killed(again, "fault 0", "recover")
-    again.restarted()
+    again.restarted(None)
     again.pid, again.starting = 11, False  # no success in its new process: not recovered
     killed(again, "fault 1", "may_die")
     assert again.verdict() == (False, "killed by fault 1 (kill), and it was expected to "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -85,10 +86,11 @@ def test_a_failing_list_is_shrunk_to_the_smallest_and_written_to_replay(tmp_path
     for line, faults in zip(record, runs.played, strict=True):
         assert load_faults(tmp_path / "search" / line["file"]) == faults
         assert line["outcome"] == ("failed" if _kills(faults)[0] else "passed")
-    # After the first failure hypothesis only shrinks it: no new lists are drawn.
-    phases = [r["phase"] for r in record]
-    assert phases[0] == "baseline" and "shrink" in phases
-    assert phases[result.first.number + 1:] == ["shrink"] * (len(phases) - 1 - result.first.number)
+    # After the first failure hypothesis only shrinks it: no list after it is longer (new
+    # lists, drawn afresh, were as long as --max-faults allows).
+    assert record[0]["phase"] == "baseline" and record[-1]["phase"] == "shrink"
+    after = runs.played[result.first.number + 1:]
+    assert after and all(len(fs) <= len(result.first.faults) for fs in after), after
     # No list was run twice (hypothesis draws some again: they are not run again).
     keys = [json.dumps([f.to_data() for f in fs], sort_keys=True) for fs in runs.played]
     assert len(set(keys)) == len(keys)
@@ -126,8 +128,8 @@ def test_a_run_that_checked_nothing_is_inconclusive_not_a_failure(tmp_path: Path
     fired = f"fault 0 could not be played: {NEVER_FIRED}: barrier 'ready' can no longer reach 1"
     verdicts = iter([(0, None), (1, NOTHING_CHECKED), (1, never), (1, fired)] * 100)
     runs = Runs(tmp_path, lambda _: next(verdicts))
-    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": never},
-                          {"fault": "fault 1", "step": "failed", "reason": fired}]
+    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": never, "late": True},
+                          {"fault": "fault 1", "step": "failed", "reason": fired, "late": True}]
     result = _search(runs, tmp_path, seed=1, examples=3)
     assert result.found is None and result.checked_nothing and result.exit_code == 2
     assert [t.outcome for t in result.trials] == ["passed"] + ["inconclusive"] * 3
@@ -137,7 +139,7 @@ def test_a_real_failure_beside_a_fault_that_never_came_is_a_failure(tmp_path: Pa
     fired = f"fault 1 could not be played: {NEVER_FIRED}: barrier 'x' can no longer reach 2"
     verdicts = iter([(0, None)] + [(1, "2 of 4 failed; first: g/1: timed out")] * 100)
     runs = Runs(tmp_path, lambda _: next(verdicts))
-    runs.faults_record = [{"fault": "fault 1", "step": "failed", "reason": fired}]
+    runs.faults_record = [{"fault": "fault 1", "step": "failed", "reason": fired, "late": True}]
     result = _search(runs, tmp_path, shrink_runs=1)
     assert result.first is not None and result.first.outcome == "failed"
 
@@ -147,9 +149,10 @@ def test_a_fault_the_harness_cannot_play_ends_the_search_with_an_error(tmp_path:
     reason = "fault 0 could not be played: limit needs per-instance cgroups"
     verdicts = iter([(0, None), (1, reason)])
     runs = Runs(tmp_path, lambda _: next(verdicts))
-    with pytest.raises(SearchError, match=r"limit needs per-instance cgroups.*--actions"):
-        runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": reason}]
-        _search(runs, tmp_path, examples=5)
+    runs.faults_record = [{"fault": "fault 0", "step": "failed", "reason": reason}]
+    result = _search(runs, tmp_path, examples=5)
+    assert result.error is not None and result.exit_code == 2
+    assert re.search(r"limit needs per-instance cgroups.*--actions", str(result.error))
     assert len(runs.played) == 2
 
 
@@ -161,18 +164,18 @@ def test_faults_that_would_come_after_the_run_s_end_are_refused_after_the_first_
             return dataclasses.replace(super().__call__(file), duration_s=0.5)
 
     runs = Short(tmp_path, lambda _: (0, None))
-    with pytest.raises(SearchError, match=r"--at starts at 1s, but .* lasted 0\.5 s"):
-        search(Search(runs, tmp_path / "s"), MEMBERS, dataclasses.replace(SPACE, at=(1, 5)))
+    result = search(Search(runs, tmp_path / "s"), MEMBERS, dataclasses.replace(SPACE, at=(1, 5)))
+    assert re.search(r"--at starts at 1s, but .* lasted 0\.5 s", str(result.error))
     assert runs.played == [()]
 
 
-@pytest.mark.parametrize("how", ["a run's own", "its report cut short", "between runs"])
+@pytest.mark.parametrize("how", ["a run's own", "its report cut short", "a KeyboardInterrupt"])
 def test_an_interruption_ends_the_search_with_what_it_found(tmp_path: Path, how: str) -> None:
     calls = iter([(0, None)] + [(130, "interrupted") if how == "a run's own" else (0, None)] * 9)
     came: list[str] = []
 
     def verdict(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
-        if len(runs.played) == 2 and how == "between runs":
+        if len(runs.played) == 2 and how == "a KeyboardInterrupt":  # (a library caller's)
             raise KeyboardInterrupt
         if len(runs.played) == 2 and how == "its report cut short":
             came.append("SIGTERM")
@@ -186,6 +189,57 @@ def test_an_interruption_ends_the_search_with_what_it_found(tmp_path: Path, how:
         assert result.stopped == "interrupted (SIGTERM)"
 
 
+def test_a_signal_noted_after_the_last_run_still_ends_the_search_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    came: list[str] = []
+
+    def verdict(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
+        return 0, None
+
+    runs = Runs(tmp_path, verdict)
+    course = Search(runs, tmp_path / "s", examples=2, interrupted=lambda: came[-1] if came
+                    else None)  # fmt: skip
+    course.progress = lambda line: came.append("SIGHUP") if "list 2 of 2" in line else None
+    result = search(course, MEMBERS, SPACE)
+    assert result.stopped == "interrupted (SIGHUP)" and result.exit_code == 130
+
+
+def test_an_error_of_the_harness_ends_the_search_and_keeps_what_it_found(tmp_path: Path) -> None:
+    """Raised inside hypothesis's test, an error was a failure to shrink (more runs), or a
+    Flaky traceback; and what had been found was lost."""
+    calls: list[tuple[Fault, ...]] = []
+
+    def verdict(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
+        calls.append(faults)
+        if any(_kills(fs)[0] for fs in calls[:-1]):  # the first run after a failure
+            raise OSError(28, "No space left on device")
+        return _kills(faults)
+
+    runs = Runs(tmp_path, verdict)
+    result = _search(runs, tmp_path, shrink_runs=10)
+    assert result.error is not None and "No space left on device" in str(result.error)
+    assert result.exit_code == 3
+    assert result.found is not None and result.found.failed
+    assert load_faults(tmp_path / "search/found.json") == result.found.faults
+    assert len(calls) == result.found.number + 2, "it ran on after the error"
+
+
+def test_shrinking_is_bounded_by_runs_not_by_hypothesis_s_minutes(tmp_path: Path) -> None:
+    """hypothesis stops shrinking after 5 minutes of it, a handful of real runs."""
+    from hypothesis.internal.conjecture import engine
+
+    seen: list[float] = []
+
+    def verdict(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
+        seen.append(engine.MAX_SHRINKING_SECONDS)
+        return _kills(faults)
+
+    before = engine.MAX_SHRINKING_SECONDS
+    _search(Runs(tmp_path, verdict), tmp_path, shrink_runs=3)
+    assert min(seen) > 10**6 and before == engine.MAX_SHRINKING_SECONDS
+
+
 def test_a_run_that_cannot_be_made_ends_the_search_at_once(tmp_path: Path) -> None:
     calls: list[Path] = []
 
@@ -193,9 +247,9 @@ def test_a_run_that_cannot_be_made_ends_the_search_at_once(tmp_path: Path) -> No
         calls.append(file)
         raise UsageError("program ./node not found")
 
-    with pytest.raises(SearchError, match=r"could not be run: program \./node not found") as e:
-        search(Search(refused, tmp_path / "s"), MEMBERS, SPACE)
-    assert e.value.exit_code == 2 and len(calls) == 1
+    result = search(Search(refused, tmp_path / "s"), MEMBERS, SPACE)
+    assert "could not be run: program ./node not found" in str(result.error)
+    assert result.exit_code == 2 and len(calls) == 1 and not result.trials
 
 
 def test_the_case_s_own_faults_come_first_in_every_file(tmp_path: Path) -> None:
@@ -237,7 +291,8 @@ def test_the_actions_drawn_by_default_and_those_refused() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--at", "5s..1s"], "FROM must be at most TO"),
     (["--at", "5s"], "is not FROM..TO"),
-    (["--duration", "0s..1s"], "a fault lasts more than 0 s"),
+    (["--duration", "0s..1s"], "a fault lasts at least 1ms"),
+    (["--duration", "0.0004s..0.0004s"], "a fault lasts at least 1ms"),
     (["--examples", "0"], "must be 1 to 10000"),
     (["--actions", "explode"], "'explode' is not a fault"),
     (["-i", "1"], "at least 2 instances"),
@@ -330,3 +385,19 @@ def test_a_case_s_own_faults_play_in_every_run_of_a_search(
         first = next(p for p in played if p["fault"] == "fault 0" and p["step"] == "applied")
         assert (first["action"], first["at"]) == ("pause", 0.2), played
         assert len({p["fault"] for p in played}) == 1 + len(line["faults"]), played
+
+
+def test_a_signal_noted_as_the_next_run_was_set_up_interrupts_that_run(
+    tmp_path: Path, tiny: Path,
+) -> None:
+    """Noted between runs after the search last looked, it let the whole next run go on to
+    its end: the run takes it as its own interruption once it takes the signals."""
+    import harness
+    from harness._latesignal import _noted, runs_in_a_row
+
+    spec = harness.build_run_spec("tiny:ok", plan_roots=[tiny])
+    with runs_in_a_row() as came:
+        _noted(signal.SIGTERM, None)
+        result = harness.run(spec, harness.RunOptions(outputs=tmp_path, progress=False))
+        assert came() == "SIGTERM"
+    assert (result.outcome, result.exit_code) == ("interrupted", 130), result.reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shlex
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from harness._errors import UsageError
 from harness._latesignal import runs_in_a_row
 from harness._liveness import check_proc
 from harness._outputs import check_outputs
+from harness._replay import schedule
 from harness._runid import new_run_id
 from harness._search import (
     SEARCH_DIR,
@@ -28,9 +30,9 @@ from harness._search import (
 from harness._supervisor import RunOptions, RunResult, check_programs
 from harness._supervisor import run as run_spec
 from harness._tell import tell
-from harness.faults import Fault
+from harness.faults import Fault, load_faults
 from harness.observe import DEFAULT_OUTPUTS
-from harness.plans import parse_duration
+from harness.plans import RunSpec, parse_duration
 from harness.runners import CLUSTER_K8S, runnable_here
 
 HELP = "search for a list of faults a run does not survive, in real runs, and shrink it"
@@ -44,7 +46,8 @@ first list whose run fails is shrunk, each smaller candidate in another run, to 
 smallest that still fails; it is written to a faults file and printed with the command
 that replays it. The search's record (each list tried, its run and verdict) is in
 OUTPUTS/{SEARCH_DIR}/ID/. Exit 1 when a failing list was found (or the run fails without
-faults), 0 when none was, 2 when no run of a list checked anything, 130 when interrupted.
+faults), 0 when none was, 2 on bad input or when no run of a list checked anything, 3 when
+the machine failed it (a full disk), 130 when interrupted.
 
 A run that checked nothing (a fault came after every instance had ended or never fired, or
 the faults ended every one) is inconclusive, not a failure; a fault the harness could not
@@ -100,12 +103,17 @@ def run(args: argparse.Namespace) -> int:
     check_programs(base)
     check_outputs(args.outputs)
     options = RunOptions(outputs=args.outputs, fail_fast=not args.no_fail_fast, progress=False)
+    # What a faults file keeps of the run's own faults: the composition's (a case's own it
+    # replaces, so the search writes them into each file, `fixed`). The spec is made once:
+    # the faults drawn are valid for it (the strategy's promise, --at before the timeout).
+    kept = _with_file(args, [])
+    fixed = base.faults if kept.faults != base.faults else ()
 
     def run_one(file: Path) -> RunResult:
-        spec = dataclasses.replace(what_spec(args, file), runner=base.runner)
+        spec = dataclasses.replace(kept, runner=base.runner,
+                                   faults=kept.faults + load_faults(file))
         return run_spec(spec, options)
 
-    fixed = _fixed(args, base.faults)
     with runs_in_a_row() as interrupted:
         course = Search(run_one, args.outputs / SEARCH_DIR / new_run_id(), fixed,
                         args.examples, args.shrink_runs, tell, interrupted)
@@ -114,19 +122,19 @@ def run(args: argparse.Namespace) -> int:
              + (f" after the case's own {len(fixed)} fault(s)" if fixed else "")
              + f"; its record: {course.directory}")
         result = search(course, members, space, seed=args.seed)
-    print(_summary(result, args, base.runner))
+    if result.trials:
+        print(_summary(result, args, base.runner))
+    if result.error is not None:
+        raise result.error
     return result.exit_code
 
 
-def _fixed(args: argparse.Namespace, planned: tuple[Fault, ...]) -> tuple[Fault, ...]:
-    """Of the faults a run plays (`planned`), those a faults file would drop: the case's
-    own (a composition's stay, and the file's come after them). A search plays them before
-    its own, and writes them into its files, so that each replays as it ran."""
+def _with_file(args: argparse.Namespace, faults: list[Fault]) -> RunSpec:
+    """The run `args` name, with a faults file holding `faults`."""
     with tempfile.TemporaryDirectory() as tmp:
-        none = Path(tmp) / "none.json"
-        none.write_text('{"faults": []}')
-        kept = what_spec(args, none).faults
-    return planned if kept != planned else ()
+        file = Path(tmp) / "faults.json"
+        file.write_text(json.dumps(schedule(faults)))
+        return what_spec(args, file)
 
 
 def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str:
@@ -201,8 +209,8 @@ def _names(text: str) -> tuple[str, ...]:
 def _lasting(text: str) -> tuple[float, float]:
     """--duration's value: a span whose shortest is more than nothing."""
     span = _span(text)
-    if span[0] <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: a fault lasts more than 0 s")
+    if span[0] < 0.001:  # (a fault's times are drawn to the millisecond)
+        raise argparse.ArgumentTypeError(f"{text}: a fault lasts at least 1ms")
     return span
 
 

@@ -23,6 +23,7 @@ from harness.faults._fault import (
     PROCESS,
     RESOURCE,
     TIME,
+    UNDOABLE,
     Fault,
     Resolved,
     When,
@@ -30,7 +31,7 @@ from harness.faults._fault import (
     parse_faults,
 )
 from harness.faults._select import EVERYONE, Member, Selector
-from harness.faults._strategies import faults
+from harness.faults._strategies import fault_lists, faults
 
 __all__ = [
     "ACTIONS",
@@ -41,6 +42,7 @@ __all__ = [
     "PROCESS",
     "RESOURCE",
     "TIME",
+    "UNDOABLE",
     "Cut",
     "Fault",
     "FaultError",
@@ -50,6 +52,7 @@ __all__ = [
     "Resolved",
     "Selector",
     "When",
+    "fault_lists",
     "faults",
     "load_faults",
     "parse_faults",

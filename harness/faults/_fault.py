@@ -55,7 +55,9 @@ ACTIONS: dict[str, dict[str, str]] = {
 PARTITION_KINDS = ("sides", "halves", "majority", "ring", "bridge")
 EXPECTATIONS = ("recover", "may_die")
 _COMMON = {"at", "duration", "action", "targets", "expect"}
-_UNDOABLE = {"shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit", "hog"}
+UNDOABLE = frozenset({"shape", "partition", "isolate", "kill", "stop", "pause", "skew", "limit",
+                      "hog"})
+"""The actions a fault's `duration` undoes."""
 _NO_TARGETS = {"heal"}
 _ON_RUNNING = {"kill", "stop", "pause", "skew", "limit", "hog"}
 """Actions that do something only to a running process: their `count` or `percentage` is
@@ -103,7 +105,7 @@ class Fault:
         at = _trigger(data["at"], f"{where}: at")
         duration = None
         if data.get("duration") is not None:
-            if action not in _UNDOABLE:
+            if action not in UNDOABLE:
                 raise FaultError(f"{where}: has no duration ({action} is not undone)")
             duration = seconds(data["duration"], f"{where}: duration", positive=True)
         if action in _NO_TARGETS:

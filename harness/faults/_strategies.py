@@ -6,10 +6,11 @@ when it happens, then whom it hits, then how long it lasts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.faults._fault import ACTIONS, FEWEST_CUT, PARTITION_KINDS, Fault
+from harness.faults._fault import ACTIONS, FEWEST_CUT, PARTITION_KINDS, UNDOABLE, Fault
 from harness.faults._select import Member, Selector
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ def faults(
                 data["kind"] = kind
             else:
                 data["targets"] = selector(draw, len(members)).to_data()
-        if action in ("shape", "partition", "isolate", "kill", "stop", "pause", "skew",
-                      "limit", "hog") and draw(st.booleans()):  # fmt: skip
+        if action in UNDOABLE and draw(st.booleans()):
             data["duration"] = round(draw(st.floats(*duration, allow_nan=False)), 3)
         data.update(draw(_arguments(action)))
         if action == "shape" and len(members) > 1:
@@ -77,6 +77,27 @@ def faults(
         return Fault.from_data(data)
 
     return fault()
+
+
+def fault_lists(
+    members: Sequence[Member],
+    *,
+    max_faults: int = 2,
+    heal: bool = True,
+    held: Collection[str] = (),
+    **kw: Any,
+) -> SearchStrategy[tuple[Fault, ...]]:
+    """Lists of one to `max_faults` faults (`faults(members, **kw)`): with `heal`, every
+    fault that can be undone is, and else those of the actions `held` still are; where
+    the draw left one without a duration, it lasts the shortest of `duration`."""
+    from hypothesis import strategies as st
+
+    undone = UNDOABLE if heal else UNDOABLE & set(held)
+    short = kw.get("duration", (0.5, 30.0))[0]
+    one = faults(members, **kw).map(
+        lambda f: f if f.duration is not None or f.action not in undone
+        else dataclasses.replace(f, duration=short))  # fmt: skip
+    return st.lists(one, min_size=1, max_size=max_faults).map(tuple)
 
 
 def _arguments(action: str) -> SearchStrategy[dict[str, Any]]:

@@ -68,7 +68,6 @@ SEARCHED = ("partition", "isolate", "shape", "heal", "kill", "restart", "pause",
 the same as kill) and `resume` (a no-op unless something is paused)."""
 MODELLED = tuple(a for a in ACTIONS if a not in UNMODELLED)
 ROLES = ("poet", "gateway", "miner")
-_UNDOABLE = ("shape", "partition", "isolate", "kill", "stop", "pause", "skew")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,19 +375,13 @@ def fault_lists(
     of `actions` between one epoch after genesis and the target layer, each undone one to
     three layers later (with `heal`, every fault that can be undone is); with `one_down`,
     every kill, stop and restart takes down one instance of those roles."""
-    from hypothesis import strategies as st
-
-    from harness.faults import faults
+    from harness.faults import fault_lists
 
     layer, off = setup.layer_duration, setup.genesis_offset
     epoch = setup.layers_per_epoch * layer
-    one = faults(setup.members(), actions=actions,
-                 at=(off + epoch, off + max(epoch, (setup.layers - 1) * layer)),
-                 duration=(layer, 3 * layer))  # fmt: skip
-    if heal:  # the shortest undo is what an undrawn duration shrinks to
-        one = one.map(lambda f: f if f.duration is not None or f.action not in _UNDOABLE
-                      else dataclasses.replace(f, duration=layer))  # fmt: skip
-    lists = st.lists(one, min_size=1, max_size=max_faults).map(tuple)
+    lists = fault_lists(setup.members(), actions=actions,
+                        at=(off + epoch, off + max(epoch, (setup.layers - 1) * layer)),
+                        duration=(layer, 3 * layer), max_faults=max_faults, heal=heal)
     if one_down is not None:
         roles, everyone = tuple(one_down), setup.members()
         lists = lists.filter(lambda fs: takes_down_one_of(fs, everyone, roles))

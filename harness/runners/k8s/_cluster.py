@@ -597,7 +597,7 @@ def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> No
 def _started_again(st: InstanceState) -> None:
     """`restarted()`, keeping the exit status: the pod's is the last process's already."""
     status = st.status
-    st.restarted()
+    st.restarted(None)
     st.status, st.starting = status, False  # its pod's process, not one started here
 
 
