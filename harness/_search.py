@@ -92,7 +92,7 @@ class Trial:
     """One run of the search: the faults it drew and how the run ended."""
 
     number: int  # 0 for the run without the search's faults, then 1, 2, ...
-    shrinking: bool  # made while shrinking a failure (else while searching)
+    phase: str  # "baseline", "search", "shrink" or "confirm" (the smallest list run again)
     faults: tuple[Fault, ...]  # the drawn ones (the run played `Search.fixed` before them)
     file: Path  # the faults file it was run with
     run_id: str
@@ -100,6 +100,7 @@ class Trial:
     outcome: str  # "passed", "failed", "inconclusive", "unplayable", "interrupted"
     reason: str | None
     seconds: float  # the run's own length, from its start to its end
+    lasted: float  # from its last instance's start to its last one's end (faults' time)
 
     @property
     def failed(self) -> bool:
@@ -108,8 +109,7 @@ class Trial:
 
     def to_json(self) -> dict[str, Any]:
         """Its line in the search's record (search.jsonl)."""
-        phase = "baseline" if not self.number else "shrink" if self.shrinking else "search"
-        return {"try": self.number, "phase": phase, "faults": schedule(self.faults)["faults"],
+        return {"try": self.number, "phase": self.phase, "faults": schedule(self.faults)["faults"],
                 "file": self.file.name, "run_id": self.run_id, "outcome": self.outcome,
                 "reason": self.reason, "seconds": round(self.seconds, 3)}  # fmt: skip
 
@@ -124,6 +124,7 @@ class SearchResult:
     first: Trial | None = None  # the first run that failed
     stopped: str | None = None  # why it ended early ("interrupted (SIGINT)")
     error: SearchError | None = None  # what ended it early, where it could not go on
+    confirmed: bool | None = None  # the smallest failing list failed again (None: not run)
 
     @property
     def baseline(self) -> Trial | None:
@@ -186,22 +187,27 @@ class Search:
     def __post_init__(self) -> None:
         self.result = SearchResult(self.directory, [])
 
-    def play(self, fs: tuple[Fault, ...]) -> Trial:
-        """Run the list `fs` (after `fixed`), record it; _Stop when the search cannot go on."""
+    def play(self, fs: tuple[Fault, ...], phase: str | None = None) -> Trial:
+        """Run the list `fs` (after `fixed`), record it; _Stop when the search cannot go on.
+        Its `phase` follows from the search's course unless given."""
         result = self.result
         if (signal := self.interrupted()) is not None:  # came between runs
             result.stopped = f"interrupted ({signal})"
             raise _Stop()
         n = len(result.trials)
-        shrinking = result.first is not None
+        phase = phase or ("baseline" if not n else "search" if result.first is None
+                          else "shrink")  # fmt: skip
         file = self.directory / f"try-{n}.json"
         try:
             file.write_text(json.dumps(schedule(self.fixed + fs), indent=2) + "\n")
         except OSError as e:
             raise _Stop(SearchError(f"the search's record could not be written: {e}", 3)) from e
-        step = ("without the search's faults" if not n
-                else f"shrinking, run {n - result.first.number} of at most {self.shrink_runs}"
-                if result.first is not None else f"list {n} of {self.examples}")  # fmt: skip
+        first = result.first
+        step = {"baseline": "without the search's faults",
+                "search": f"list {n} of {self.examples}",
+                "shrink": f"shrinking, run {n - (first.number if first else 0)} of at most "
+                          f"{self.shrink_runs}",
+                "confirm": "the smallest failing list again, to see it fail twice"}[phase]
         self.progress(f"search: {step}" + (f": {brief(fs)}" if fs else ""))
         # Whatever is raised here would be a failure to hypothesis, which would shrink it.
         try:
@@ -217,8 +223,8 @@ class Search:
                                     f"{type(e).__name__}: {e}", 3)) from e
         outcome = _verdict(run)
         signal = self.interrupted()
-        trial = Trial(n, shrinking, fs, file, run.run_id, run.run_dir, outcome, run.reason,
-                      run.duration_s)
+        trial = Trial(n, phase, fs, file, run.run_id, run.run_dir, outcome, run.reason,
+                      run.duration_s, _lasted(run))
         result.trials.append(trial)
         try:
             with (self.directory / "search.jsonl").open("ab") as f:
@@ -282,10 +288,14 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
     engine.MAX_SHRINKING_SECONDS = 10**9  # (an int: hypothesis types it so)
     try:
         baseline = course.play(())
-        if baseline.outcome == "passed" and space.at[0] >= baseline.seconds:
+        if baseline.outcome == "inconclusive":
+            raise _Stop(SearchError(f"the run without the search's faults checked nothing "
+                                    f"({baseline.reason}): no list could test anything"))
+        if baseline.outcome == "passed" and space.at[0] >= baseline.lasted:
             raise _Stop(SearchError(
-                f"--at starts at {space.at[0]:g}s, but the run without the search's faults "
-                f"lasted {baseline.seconds:.1f} s: every fault would come after its end"))
+                f"--at starts at {space.at[0]:g}s, but the instances of the run without the "
+                f"search's faults ended {baseline.lasted:.1f} s after they had all started: "
+                f"every fault would come after their end"))
         if not baseline.failed:
             hypothesis.seed(seed)(survives)()
     except _Failed:
@@ -296,6 +306,11 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
         result.error = stop.error
     finally:
         engine.MAX_SHRINKING_SECONDS = shrinking_s
+    if result.found is not None and result.stopped is None and result.error is None:
+        try:  # a system that fails only sometimes: its smallest list may pass again
+            result.confirmed = course.play(result.found.faults, "confirm").failed
+        except _Stop as stop:
+            result.error = stop.error
     if result.stopped is None and (signal := course.interrupted()) is not None:
         result.stopped = f"interrupted ({signal})"  # after the last run, or while shrinking
     if result.found is not None:
@@ -324,6 +339,14 @@ def _verdict(run: RunResult) -> str:
             return "unplayable"
         never.append(reason)
     return "inconclusive" if run.reason in never else "failed"
+
+
+def _lasted(run: RunResult) -> float:
+    """From the run's last instance start to its last instance end (the span a fault's `at`
+    counts in, from when every instance has started); the run's length where unknown."""
+    starts = [i.started for i in run.instances if i.started is not None]
+    ends = [i.ended for i in run.instances if i.ended is not None]
+    return max(ends) - max(starts) if starts and ends else run.duration_s
 
 
 def brief(fs: Sequence[Fault], width: int = 160) -> str:

@@ -93,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if len(members) < 2:
         raise UsageError("a search needs at least 2 instances (-i 2): faults hit some, the "
                          "others judge")
-    if args.at[1] >= base.timeout_s:
-        raise UsageError(f"--at reaches {args.at[1]:g}s, not before the run's timeout "
-                         f"({base.timeout_s:g}s): give a shorter --at or a longer --timeout")
+    if args.at[1] + args.duration[1] >= base.timeout_s:  # (a fault still on then fails it)
+        raise UsageError(f"--at and --duration reach {args.at[1] + args.duration[1]:g}s, not "
+                         f"before the run's timeout ({base.timeout_s:g}s): give shorter ones "
+                         f"or a longer --timeout")
     check_proc()
     base = runnable_here(base)  # (without root: this search again, in a user namespace)
     space = Space(actions_for(base.runner, args.actions), args.at, args.duration,
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         course = Search(run_one, args.outputs / SEARCH_DIR / new_run_id(), fixed,
                         args.examples, args.shrink_runs, tell, interrupted)
         tell(f"search: {base.plan.name}:{base.case.name} with {base.total} instances on "
-             f"{base.runner}: up to {args.examples} lists of {', '.join(space.actions)}"
+             f"{base.runner}: up to {args.examples} list(s) of {', '.join(space.actions)}"
              + (f" after the case's own {len(fixed)} fault(s)" if fixed else "")
              + f"; its record: {course.directory}")
         result = search(course, members, space, seed=args.seed)
@@ -140,16 +141,19 @@ def _with_file(args: argparse.Namespace, faults: list[Fault]) -> RunSpec:
 def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str:
     runs = len(result.trials)
     inconclusive = sum(t.outcome == "inconclusive" for t in result.trials)
-    stopped = f", {result.stopped}" if result.stopped else ""
     lines = []
     baseline = result.baseline
     if baseline is not None and baseline.failed:
         lines.append(f"search: the run fails without the search's faults (run "
                      f"{baseline.run_id}: {baseline.reason}): nothing to search")
     elif result.found is None or result.first is None:
-        ended = ("every run of a list checked nothing" if result.checked_nothing
-                 else "no failing list")
-        lines.append(f"search: {ended} after {runs} run(s){stopped}")
+        judged = sum(t.phase == "search" and t.outcome in ("passed", "inconclusive")
+                     for t in result.trials)
+        ended = (f"{result.stopped} after {runs} run(s); none of the {judged} list(s) run to "
+                 f"the end failed" if result.stopped
+                 else f"every run of a list checked nothing, in {runs} run(s)"
+                 if result.checked_nothing else f"no failing list in {runs} run(s)")
+        lines.append(f"search: {ended}")
     else:
         found, first = result.found, result.first
         outputs = ("" if args.outputs == DEFAULT_OUTPUTS
@@ -160,6 +164,7 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
             f"{shrunk} after {runs - 1 - first.number} more run(s); the smallest failing "
             f"list, {len(found.faults)} fault(s), failed in run {found.run_id}: {found.reason}",
             f"  {brief(found.faults, 1000)}",
+            *_confirmed(result),
             f"written to {result.directory / 'found.json'}; replay it:",
             f"  {_replay_command(args, runner, result.directory / 'found.json')}",
             f"  (or its run as it was: harness replay {found.run_id}{outputs})",
@@ -170,6 +175,16 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
                      f"(is --at within a run?)")
     lines.append(f"record: {result.directory / 'search.jsonl'}")
     return "\n".join(lines)
+
+
+def _confirmed(result: SearchResult) -> list[str]:
+    again = result.trials[-1] if result.trials else None
+    if result.confirmed is None or again is None or again.phase != "confirm":
+        return []
+    if result.confirmed:
+        return [f"it failed again when run once more (run {again.run_id})"]
+    return [f"note: run once more, it did not fail (run {again.run_id}: {again.outcome}): the "
+            f"system fails under it only sometimes"]
 
 
 def _replay_command(args: argparse.Namespace, runner: str, faults: Path) -> str:
