@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import tempfile
 from pathlib import Path
@@ -15,7 +14,6 @@ from harness._errors import UsageError
 from harness._latesignal import runs_in_a_row
 from harness._liveness import check_proc
 from harness._outputs import check_outputs
-from harness._replay import schedule
 from harness._runid import new_run_id
 from harness._search import (
     SEARCH_DIR,
@@ -30,7 +28,7 @@ from harness._search import (
 from harness._supervisor import RunOptions, RunResult, check_programs
 from harness._supervisor import run as run_spec
 from harness._tell import tell
-from harness.faults import Fault, load_faults
+from harness.faults import load_faults
 from harness.observe import DEFAULT_OUTPUTS
 from harness.plans import RunSpec, parse_duration
 from harness.runners import CLUSTER_K8S, runnable_here
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     # What a faults file keeps of the run's own faults: the composition's (a case's own it
     # replaces, so the search writes them into each file, `fixed`). The spec is made once:
     # the faults drawn are valid for it (the strategy's promise, --at before the timeout).
-    kept = _with_file(args, [])
+    kept = _as_a_faults_file_leaves_it(args)
     fixed = base.faults if kept.faults != base.faults else ()
 
     def run_one(file: Path) -> RunResult:
@@ -130,11 +128,12 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _with_file(args: argparse.Namespace, faults: list[Fault]) -> RunSpec:
-    """The run `args` name, with a faults file holding `faults`."""
+def _as_a_faults_file_leaves_it(args: argparse.Namespace) -> RunSpec:
+    """The run `args` name, given a faults file without faults: the composition's own stay,
+    a case's own go."""
     with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "faults.json"
-        file.write_text(json.dumps(schedule(faults)))
+        file = Path(tmp) / "none.json"
+        file.write_text('{"faults": []}')
         return what_spec(args, file)
 
 
