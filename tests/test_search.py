@@ -365,6 +365,11 @@ def test_a_search_on_real_runs_finds_the_fault_that_breaks_it_and_its_replay_fai
     faults = load_faults(found)
     assert len(faults) == 1 and faults[0].action in ("kill", "restart"), faults
     assert "search: list 1 of 8" in r.stderr and "record:" in r.stdout
+    # The runs it counts as shrinking are those it said it made so (not the last, which
+    # runs the smallest list again).
+    said = re.search(r"shrunk after (\d+) more run", r.stdout)
+    assert said and int(said[1]) == r.stderr.count("search: shrinking, run "), r.stdout
+    assert "it failed again when run once more" in r.stdout
     command = next(line.strip() for line in r.stdout.splitlines()
                    if line.strip().startswith("harness run "))
     import shlex

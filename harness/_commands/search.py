@@ -160,7 +160,8 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
         shrunk = "shrinking interrupted" if result.stopped else "shrunk"
         lines += [
             f"search: list {first.number} failed (run {first.run_id}): {first.reason}",
-            f"{shrunk} after {runs - 1 - first.number} more run(s); the smallest failing "
+            f"{shrunk} after {sum(t.phase == 'shrink' for t in result.trials)} more run(s); "
+            f"the smallest failing "
             f"list, {len(found.faults)} fault(s), failed in run {found.run_id}: {found.reason}",
             f"  {brief(found.faults, 1000)}",
             *_confirmed(result),
