@@ -124,12 +124,17 @@ class SearchResult:
     first: Trial | None = None  # the first run that failed
     stopped: str | None = None  # why it ended early ("interrupted (SIGINT)")
     error: SearchError | None = None  # what ended it early, where it could not go on
-    confirmed: bool | None = None  # the smallest failing list failed again (None: not run)
 
     @property
     def baseline(self) -> Trial | None:
         """The run without the search's faults."""
         return self.trials[0] if self.trials else None
+
+    @property
+    def confirmation(self) -> Trial | None:
+        """The run of the smallest failing list once more, if it was made (the last)."""
+        last = self.trials[-1] if self.trials else None
+        return last if last is not None and last.phase == "confirm" else None
 
     @property
     def broken(self) -> bool:
@@ -199,7 +204,7 @@ class Search:
                           else "shrink")  # fmt: skip
         file = self.directory / f"try-{n}.json"
         try:
-            file.write_text(json.dumps(schedule(self.fixed + fs), indent=2) + "\n")
+            _write_faults(file, self.fixed + fs)
         except OSError as e:
             raise _Stop(SearchError(f"the search's record could not be written: {e}", 3)) from e
         first = result.first
@@ -308,16 +313,20 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
         engine.MAX_SHRINKING_SECONDS = shrinking_s
     if result.found is not None and result.stopped is None and result.error is None:
         try:  # a system that fails only sometimes: its smallest list may pass again
-            result.confirmed = course.play(result.found.faults, "confirm").failed
+            course.play(result.found.faults, "confirm")
         except _Stop as stop:
             result.error = stop.error
     if result.stopped is None and (signal := course.interrupted()) is not None:
         result.stopped = f"interrupted ({signal})"  # after the last run, or while shrinking
     if result.found is not None:
-        found = schedule(course.fixed + result.found.faults)
         with contextlib.suppress(OSError):  # (said already, if the record cannot be written)
-            (course.directory / "found.json").write_text(json.dumps(found, indent=2) + "\n")
+            _write_faults(course.directory / "found.json", course.fixed + result.found.faults)
     return result
+
+
+def _write_faults(path: Path, faults: Sequence[Fault]) -> None:
+    """`faults` as a faults file (`harness run --faults FILE`)."""
+    path.write_text(json.dumps(schedule(faults), indent=2) + "\n")
 
 
 def _verdict(run: RunResult) -> str:

@@ -130,11 +130,11 @@ def test_the_smallest_failing_list_is_run_once_more_to_see_it_fail_again(
         return (0, None) if again else _kills(faults)
 
     result = _search(Runs(tmp_path, flaky), tmp_path, shrink_runs=3)
-    assert result.found is not None and result.confirmed is False
+    assert result.found is not None and result.confirmation is result.trials[-1]
     last = result.trials[-1]
     assert (last.phase, last.faults, last.outcome) == ("confirm", result.found.faults, "passed")
     steady = _search(Runs(tmp_path / "2", _kills), tmp_path / "2", shrink_runs=3)
-    assert steady.confirmed is True and steady.trials[-1].phase == "confirm"
+    assert steady.confirmation is not None and steady.confirmation.failed
 
 
 def test_a_run_without_the_search_s_faults_that_checks_nothing_ends_it(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def add_what(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composition", type=Path, help="a composition file (TOML)")
     parser.add_argument("--runner", choices=list(RUNNERS),
                         help="where instances run (default: the plan's)")
-    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
+    parser.add_argument("--timeout", type=duration_arg, metavar="DURATION",
                         help="run timeout: seconds, or a duration like 90s, 500ms, 2m "
                              f"(default: the composition's timeout, else "
                              f"{DEFAULT_TIMEOUT_S:g} s)")
@@ -177,8 +177,9 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
     return result.exit_code
 
 
-def _duration(text: str) -> float:
-    """--timeout's value: seconds, or a duration as a composition's `timeout` takes it."""
+def duration_arg(text: str) -> float:
+    """A duration option's value (--timeout's, a search's spans): seconds, or a duration as
+    a composition's `timeout` takes it."""
     from harness.plans import parse_duration
 
     try:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from harness._commands._args import add_outputs, add_plans
-from harness._commands.run import add_what, what_spec
+from harness._commands.run import add_what, duration_arg, what_spec
 from harness._errors import UsageError
 from harness._latesignal import runs_in_a_row
 from harness._liveness import check_proc
@@ -30,7 +30,7 @@ from harness._supervisor import run as run_spec
 from harness._tell import tell
 from harness.faults import load_faults
 from harness.observe import DEFAULT_OUTPUTS
-from harness.plans import RunSpec, parse_duration
+from harness.plans import RunSpec
 from harness.runners import CLUSTER_K8S, runnable_here
 
 HELP = "search for a list of faults a run does not survive, in real runs, and shrink it"
@@ -178,10 +178,10 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
 
 
 def _confirmed(result: SearchResult) -> list[str]:
-    again = result.trials[-1] if result.trials else None
-    if result.confirmed is None or again is None or again.phase != "confirm":
+    again = result.confirmation
+    if again is None:
         return []
-    if result.confirmed:
+    if again.failed:
         return [f"it failed again when run once more (run {again.run_id})"]
     return [f"note: run once more, it did not fail (run {again.run_id}: {again.outcome}): the "
             f"system fails under it only sometimes"]
@@ -232,12 +232,9 @@ def _lasting(text: str) -> tuple[float, float]:
 def _span(text: str) -> tuple[float, float]:
     """'1s..10s' -> (1.0, 10.0): two durations, the first at most the second."""
     low, sep, high = text.partition("..")
-    try:
-        if not sep:
-            raise ValueError(f"{text!r} is not FROM..TO (e.g. 1s..10s)")
-        span = parse_duration(low.strip()), parse_duration(high.strip())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FROM..TO (e.g. 1s..10s)")
+    span = duration_arg(low.strip()), duration_arg(high.strip())
     if span[0] > span[1] or span[1] > 86_400:
         raise argparse.ArgumentTypeError(f"{text}: FROM must be at most TO, and TO at most a "
                                          f"day")

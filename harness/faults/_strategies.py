@@ -17,13 +17,15 @@ from harness.faults._select import Member, Selector
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
+_DURATION = (0.5, 30.0)  # how long a fault lasts, unless told
+
 
 def faults(
     members: Sequence[Member],
     *,
     actions: Sequence[str] = tuple(ACTIONS),
     at: tuple[float, float] = (0.0, 60.0),
-    duration: tuple[float, float] = (0.5, 30.0),
+    duration: tuple[float, float] = _DURATION,
     states: Sequence[str] = (),
 ) -> SearchStrategy[Fault]:
     """Faults that `Fault.resolve` accepts for `members`: one of `actions`, at a time in
@@ -109,7 +111,7 @@ def fault_lists(
     from hypothesis import strategies as st
 
     undone = UNDOABLE if heal else UNDOABLE & set(held)
-    short = kw.get("duration", (0.5, 30.0))[0]
+    short = kw.get("duration", _DURATION)[0]
     one = faults(members, **kw).map(
         lambda f: f if f.duration is not None or f.action not in undone
         else dataclasses.replace(f, duration=short))  # fmt: skip
