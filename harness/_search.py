@@ -37,7 +37,7 @@ HELD = ("pause",)
 """Faults that, never undone, leave their instance unable to end at all (it is then still
 running at the run's timeout): undone even where faults may last (`Space.heal` False)."""
 
-RunOne = Callable[[Path], RunResult]
+RunOne = Callable[[Path, str], RunResult]
 """Runs the search's run with the faults of a file; its result."""
 
 
@@ -216,7 +216,7 @@ class Search:
         self.progress(f"search: {step}" + (f": {brief(fs)}" if fs else ""))
         # Whatever is raised here would be a failure to hypothesis, which would shrink it.
         try:
-            run = self.run_one(file)
+            run = self.run_one(file, f"harness search {self.directory.name} ({step})")
         except HarnessError as e:
             if (signal := self.interrupted()) is not None:  # (a plan's check it stopped)
                 result.stopped = f"interrupted ({signal})"

@@ -123,6 +123,7 @@ class RunOptions:
     # this is set; either way it is recorded.
     allow_unshaped: bool = False
     profile_cpu: float | None = None  # seconds of CPU between samples (harness.sdk._profile)
+    origin: str | None = None  # what started the run, in run.json (`harness search`: its list)
 
 
 @dataclasses.dataclass
@@ -1189,6 +1190,7 @@ class Supervisor:
             # What `harness replay` needs besides the groups, runner and timeout above.
             plan_dir=str(spec.plan.path.resolve()),
             faults=tuple(f.to_data() for f in spec.faults),
+            origin=self.options.origin,
         )
         if ended and self._reserve is not None:
             self._reserve.write(self.run_dir / RUN_FILE, json_bytes(record.to_json()))

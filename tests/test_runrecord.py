@@ -98,6 +98,7 @@ _records = st.builds(
     plan_dir=_opt_text,
     faults=st.none() | st.lists(st.dictionaries(_text, _json_value, max_size=3),
                                 max_size=3).map(tuple),
+    origin=_opt_text,
     extra=_extra,
 )
 

@@ -43,11 +43,13 @@ class Runs:
                  verdict: Callable[[tuple[Fault, ...]], tuple[int, str | None]]) -> None:
         self.tmp_path, self.verdict = tmp_path, verdict
         self.played: list[tuple[Fault, ...]] = []
+        self.origins: list[str] = []
         self.faults_record: list[dict[str, object]] = []
 
-    def __call__(self, file: Path) -> RunResult:
+    def __call__(self, file: Path, origin: str) -> RunResult:
         faults = load_faults(file)
         self.played.append(faults)
+        self.origins.append(origin)
         code, reason = self.verdict(faults)
         run_id = f"run-{len(self.played)}"
         run_dir = self.tmp_path / "outputs" / run_id
@@ -106,6 +108,11 @@ def test_a_failing_list_is_shrunk_to_the_smallest_and_written_to_replay(tmp_path
     keys = [json.dumps([f.to_data() for f in fs], sort_keys=True) for fs in runs.played]
     assert len(set(keys)) == len(keys) - 1 and keys[-1] == keys[result.found.number]
     assert sum("FAILED" in line for line in lines) == sum(t.failed for t in result.trials)
+    # Each run is told which search made it, and as what (run.json's `origin`).
+    n = result.first.number
+    assert runs.origins[0] == "harness search search (without the search's faults)"
+    assert runs.origins[n] == f"harness search search (list {n} of 300)"
+    assert runs.origins[n + 1].startswith("harness search search (shrinking, run 1 of ")
 
 
 def test_shrinking_stops_at_its_budget_of_runs(tmp_path: Path) -> None:
@@ -201,8 +208,8 @@ def test_faults_that_would_come_after_the_run_s_end_are_refused_after_the_first_
     tmp_path: Path,
 ) -> None:
     class Short(Runs):
-        def __call__(self, file: Path) -> RunResult:
-            return dataclasses.replace(super().__call__(file), duration_s=0.5)
+        def __call__(self, file: Path, origin: str) -> RunResult:
+            return dataclasses.replace(super().__call__(file, origin), duration_s=0.5)
 
     runs = Short(tmp_path, lambda _: (0, None))
     result = search(Search(runs, tmp_path / "s"), MEMBERS, dataclasses.replace(SPACE, at=(1, 5)))
@@ -285,7 +292,7 @@ def test_shrinking_is_bounded_by_runs_not_by_hypothesis_s_minutes(tmp_path: Path
 def test_a_run_that_cannot_be_made_ends_the_search_at_once(tmp_path: Path) -> None:
     calls: list[Path] = []
 
-    def refused(file: Path) -> RunResult:
+    def refused(file: Path, origin: str) -> RunResult:
         calls.append(file)
         raise UsageError("program ./node not found")
 
@@ -370,6 +377,12 @@ def test_a_search_on_real_runs_finds_the_fault_that_breaks_it_and_its_replay_fai
     said = re.search(r"shrunk after (\d+) more run", r.stdout)
     assert said and int(said[1]) == r.stderr.count("search: shrinking, run "), r.stdout
     assert "it failed again when run once more" in r.stdout
+    # Its runs say which search made them (run.json, `harness show`, the report).
+    search_id = found.parent.name
+    shown = harness_cli("show", json.loads(found.parent.joinpath("search.jsonl").read_text()
+                                           .splitlines()[1])["run_id"],
+                        "--outputs", str(tmp_path))
+    assert f"started  by harness search {search_id} (list 1 of 8)" in shown.stdout, shown.stdout
     command = next(line.strip() for line in r.stdout.splitlines()
                    if line.strip().startswith("harness run "))
     import shlex

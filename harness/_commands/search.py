@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
     kept = _as_a_faults_file_leaves_it(args)
     fixed = base.faults if kept.faults != base.faults else ()
 
-    def run_one(file: Path) -> RunResult:
+    def run_one(file: Path, origin: str) -> RunResult:
         spec = dataclasses.replace(kept, runner=base.runner,
                                    faults=kept.faults + load_faults(file))
-        return run_spec(spec, options)
+        return run_spec(spec, dataclasses.replace(options, origin=origin))
 
     with runs_in_a_row() as interrupted:
         course = Search(run_one, args.outputs / SEARCH_DIR / new_run_id(), fixed,

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"run      {info['run_id']}  ({run_dir})")
     target = f"{info['plan'] or '-'}:{info['case'] or '-'}"  # a record may lack them
     print(f"plan     {target}  runner {info['runner'] or '-'}  {dur}")
+    if info["origin"]:
+        print(f"started  by {one_line(info['origin'], 1000)}")
     n = info["instances"]
     print(
         f"outcome  {(info['outcome'] or 'running').upper()}  {n['passed']}/{n['total']} passed"

@@ -284,6 +284,7 @@ class RunRecord:
     # run.json written before faults were recorded).
     plan_dir: str | None = None
     faults: tuple[dict[str, Any], ...] | None = None
+    origin: str | None = None  # what started the run besides a person (`RunOptions.origin`)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -346,6 +347,7 @@ class RunRecord:
             aborted=r.mapping("aborted"),
             plan_dir=r.text("plan_dir"),
             faults=r.optional_items("faults", _object_item),
+            origin=r.text("origin"),
             extra=r.extra(),
         )
 

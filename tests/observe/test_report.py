@@ -93,6 +93,21 @@ def test_report_links_instance_logs_relatively(run_factory: Callable[..., Path])
             assert (run_dir / "single" / str(i) / name).exists()
 
 
+def test_a_run_says_what_started_it(run_factory: Callable[..., Path]) -> None:
+    """A search's run names the search and the list (run.json's `origin`); a person's
+    run says nothing of the kind."""
+    run_dir = run_factory()
+    assert "started by" not in render_html(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["origin"] = "harness search 20261206-010000-abcdef (list 3 of <10>)"
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert ('<div class="sub">started by harness search 20261206-010000-abcdef '
+            '(list 3 of &lt;10&gt;)</div>') in render_html(run_dir)
+    main(["report", str(run_dir)])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["origin"] == record["origin"]
+
+
 def test_report_of_a_bare_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "20261126-000000-000000"
     run_dir.mkdir()

@@ -54,6 +54,8 @@ def render_page(r: RunData) -> str:
         f"{escape(outcome)}</span></h1>"
         f'<div class="sub">run <code>{escape(run.run_id)}</code>'
         f"{' — ' + escape(one_line(run.reason, 300)) if run.reason else ''}</div>"
+        + (f'<div class="sub">started by {escape(one_line(run.origin, 300))}</div>'
+           if run.origin else "")
         + "".join(f'<p class="warn">{escape(w[:1].upper() + w[1:])}</p>' for w in r.warnings)
         + f"{_summary_cards(r)}<nav style='margin-top:12px'>{nav}</nav></header><main>"
         + _failures(r)

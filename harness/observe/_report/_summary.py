@@ -24,6 +24,7 @@ def run_summary(r: RunData) -> dict[str, Any]:
         "plan": run.plan,
         "case": run.case,
         "runner": run.runner,
+        "origin": run.origin,
         "outcome": run.outcome,
         "exit_code": run.exit_code,
         "reason": run.reason,
