@@ -21,9 +21,8 @@ import orjson
 
 from harness._errors import HarnessError
 from harness._replay import schedule
-from harness._supervisor import NOTHING_CHECKED, RunResult
+from harness._supervisor import RunResult
 from harness.faults import ACTIONS, Fault, Member, fault_lists
-from harness.observe._jsonl import read_jsonl
 from harness.runners._registry import NOT_PLAYED
 
 SEARCH_DIR = "searches"
@@ -226,7 +225,7 @@ class Search:
         except Exception as e:
             raise _Stop(SearchError(f"list {n} ({file}) could not be run: "
                                     f"{type(e).__name__}: {e}", 3)) from e
-        outcome = _verdict(run)
+        outcome = run.verdict()
         signal = self.interrupted()
         trial = Trial(n, phase, fs, file, run.run_id, run.run_dir, outcome, run.reason,
                       run.duration_s, _lasted(run))
@@ -327,27 +326,6 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
 def _write_faults(path: Path, faults: Sequence[Fault]) -> None:
     """`faults` as a faults file (`harness run --faults FILE`)."""
     path.write_text(json.dumps(schedule(faults), indent=2) + "\n")
-
-
-def _verdict(run: RunResult) -> str:
-    """What a run says of its fault list: "passed"; "failed" (the system did not survive
-    it); "inconclusive" (it failed only because it checked nothing: a fault came after
-    every instance had ended or its sync condition could no longer be met, or the faults
-    ended every instance); "unplayable" (a fault could not be played or undone: the
-    harness's or the machine's failure, not the system's); or "interrupted"."""
-    if run.outcome in ("passed", "interrupted"):
-        return run.outcome
-    if run.reason == NOTHING_CHECKED:
-        return "inconclusive"
-    never = []  # the reasons of faults that never came (the run was ending: `late`)
-    for entry in read_jsonl(run.run_dir / "faults.jsonl"):
-        reason = entry.get("reason")
-        if entry.get("step") != "failed" or not isinstance(reason, str):
-            continue
-        if not entry.get("late"):
-            return "unplayable"
-        never.append(reason)
-    return "inconclusive" if run.reason in never else "failed"
 
 
 def _lasted(run: RunResult) -> float:

@@ -68,7 +68,7 @@ from harness.observe import (
     write_report,
 )
 from harness.observe._cpuload import SaturationWatch
-from harness.observe._jsonl import ignore_unreadable, read_tail
+from harness.observe._jsonl import ignore_unreadable, read_jsonl, read_tail
 from harness.observe._runrecord import (
     RESERVE_FILE,
     RUN_FILE,
@@ -138,6 +138,27 @@ class RunResult:
     instances: list[InstanceState]
     duration_s: float
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. the network's failure
+
+    def verdict(self) -> str:
+        """What the run says of the faults it played (reads its faults.jsonl): "passed";
+        "failed" (the system did not survive them); "inconclusive" (it failed only because
+        it checked nothing: a fault came after every instance had ended or its sync
+        condition could no longer be met, or the faults ended every instance);
+        "unplayable" (a fault could not be played or undone: the harness's or the
+        machine's failure, not the system's); or "interrupted"."""
+        if self.outcome in ("passed", "interrupted"):
+            return self.outcome
+        if self.reason == NOTHING_CHECKED:
+            return "inconclusive"
+        never = []  # the reasons of faults that never came (the run was ending: `late`)
+        for entry in read_jsonl(self.run_dir / "faults.jsonl"):
+            reason = entry.get("reason")
+            if entry.get("step") != "failed" or not isinstance(reason, str):
+                continue
+            if not entry.get("late"):
+                return "unplayable"
+            never.append(reason)
+        return "inconclusive" if self.reason in never else "failed"
 
     def summary(self) -> str:
         """The table printed at the end of a run."""

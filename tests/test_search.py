@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from harness._conductor import NEVER_FIRED, NEVER_PLAYED
@@ -389,6 +389,36 @@ def test_a_search_on_real_runs_finds_the_fault_that_breaks_it_and_its_replay_fai
 
     again = harness_cli(*shlex.split(command)[1:], timeout=120)
     assert again.returncode == 1 and "started again" in again.stdout, again.stdout
+
+
+def test_a_search_from_python_in_your_own_hypothesis_test(tmp_path: Path) -> None:
+    """docs/faults.md's recipe: hypothesis draws lists with `fault_lists`, each is played in
+    a run of `harness.run` and judged by `RunResult.verdict`; hypothesis finds what
+    faulty:fragile does not survive (started again) and reports it as falsifying."""
+    import harness
+    from harness.faults import fault_lists
+
+    spec = harness.build_run_spec("faulty:fragile", instances=3, params={"seconds": "2"},
+                                  runner="local:exec", plan_roots=[ROOT / "tests" / "plans"])
+    options = harness.RunOptions(outputs=tmp_path, progress=False)
+    verdicts: list[str] = []
+
+    # (no shrinking here: each try is a run of seconds, and hypothesis's shrinking has no
+    # budget of runs; `harness search` has one)
+    @settings(max_examples=8, deadline=None, database=None, derandomize=True,
+              phases=[Phase.generate])
+    @given(fault_lists(spec.members, actions=["kill", "restart"], at=(0.3, 1.0),
+                       duration=(0.3, 0.6)))
+    def survives(faults: tuple[Fault, ...]) -> None:
+        result = harness.run(dataclasses.replace(spec, faults=spec.faults + faults), options)
+        verdicts.append(result.verdict())
+        assert result.verdict() in ("passed", "inconclusive"), result.summary()
+
+    with pytest.raises(AssertionError, match="started again"):
+        survives()
+    assert "failed" in verdicts
+    # Every run is in the outputs, like any other.
+    assert len([d for d in tmp_path.iterdir() if (d / "run.json").exists()]) == len(verdicts)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
