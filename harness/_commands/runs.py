@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{r.run_id:<24} {target:<24} {r.outcome or '-':<11} "
             f"{r.instances:>5} {r.failed:>5} {dur:>8}  {started}"
+            + (f"  by {r.origin}" if r.origin else "")
             + "".join(f"  warning: {_gist(w)}" for w in r.warnings)
         )
     return 0

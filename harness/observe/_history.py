@@ -24,7 +24,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, plan TEXT, "case" TEXT, runner TEXT,
     started REAL, ended REAL, duration_s REAL, outcome TEXT, exit_code INTEGER, reason TEXT,
-    instances INTEGER, failed INTEGER, params TEXT, dir TEXT, report TEXT, warnings TEXT
+    instances INTEGER, failed INTEGER, params TEXT, dir TEXT, report TEXT, warnings TEXT,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS instances (
     run_id TEXT REFERENCES runs(run_id) ON DELETE CASCADE, id TEXT, "group" TEXT, role TEXT,
@@ -60,6 +61,8 @@ class RunRow:
     report: str | None
     warnings: list[str]
     """The report's warnings (summary.json's): conditions that weaken the run's figures."""
+    origin: str | None = None
+    """What started the run when not a person (run.json's `origin`: a search's list)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -95,21 +98,28 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a history written by an older harness up to this schema: runs recorded
-    before their warnings were kept get them from their run directories, once."""
+    before their warnings were kept get them from their run directories, once; runs
+    recorded before their origin was have none."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    if "warnings" in columns:
-        return
+    if "warnings" not in columns and _add_column(conn, "warnings"):
+        rows = conn.execute("SELECT run_id, dir FROM runs").fetchall()
+        conn.executemany(
+            "UPDATE runs SET warnings = ? WHERE run_id = ?",
+            [(orjson.dumps(read_warnings(Path(d))).decode(), run_id) for run_id, d in rows if d],
+        )
+    if "origin" not in columns:
+        _add_column(conn, "origin")
+
+
+def _add_column(conn: sqlite3.Connection, name: str) -> bool:
+    """Add the text column `name` to `runs`; False when another process did meanwhile."""
     try:
-        conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} TEXT")
     except sqlite3.OperationalError as e:
         if "duplicate column" in str(e):
-            return  # another process migrated it meanwhile
+            return False
         raise
-    rows = conn.execute("SELECT run_id, dir FROM runs").fetchall()
-    conn.executemany(
-        "UPDATE runs SET warnings = ? WHERE run_id = ?",
-        [(orjson.dumps(read_warnings(Path(d))).decode(), run_id) for run_id, d in rows if d],
-    )
+    return True
 
 
 def record_run(run_dir: Path, db: Path | None = None) -> None:
@@ -127,7 +137,7 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
         for table in ("params", "instances", "runs"):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.run_id,))
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run.run_id,
                 run.plan,
@@ -145,6 +155,7 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
                 str(run_dir.resolve()),
                 str(report.resolve()) if report.exists() else None,
                 orjson.dumps(read_warnings(run_dir)).decode(),
+                run.origin,
             ),
         )
         conn.executemany(
@@ -234,6 +245,7 @@ def _run_row(r: tuple[Any, ...]) -> RunRow | None:
         number(r[6]), _text(r[7]), r[8] if isinstance(r[8], int) else None, _text(r[9]),
         _count(r[10]), _count(r[11]), params=_json(r[12], dict), dir=_text(r[13]) or r[0],
         report=_text(r[14]), warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
+        origin=_text(r[16]) if len(r) > 16 else None,
     )
 
 

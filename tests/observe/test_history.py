@@ -147,6 +147,14 @@ def test_cli_runs_and_show(
     run_json.write_text(json.dumps(record))
     assert main(["show", "latest", "--outputs", outputs]) == 0
     assert "  single/2: exit code 13\n" in capsys.readouterr().out  # not "(exit code 13)" again
+    # A search's run says which search made it (run.json's `origin`)
+    record["origin"] = "harness search 20261206-010000-abcdef (list 2 of 10)"
+    run_json.write_text(json.dumps(record))
+    record_run(run_json.parent)
+    assert main(["runs", "--outputs", outputs]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(f"  by {record['origin']}")
+    assert main(["runs", "--outputs", outputs, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["origin"] == record["origin"]
     assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
     assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2
     run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "plan": None}))

@@ -93,9 +93,12 @@ def test_a_history_written_before_warnings_were_kept_gets_them_from_the_run_dirs
              None, 4, 0, "{}", str(run_dir), None),
         )  # fmt: skip
     (row,) = list_runs(run_dir.parent)
-    assert (row.run_id, row.warnings) == (run_dir.name, [warning])
+    assert (row.run_id, row.warnings, row.origin) == (run_dir.name, [warning], None)
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "origin": "harness search x"}))
     record_run(run_dir)  # and the new schema takes new records
-    assert [r.warnings for r in list_runs(run_dir.parent)] == [[warning]]
+    assert [(r.warnings, r.origin) for r in list_runs(run_dir.parent)] == [
+        ([warning], "harness search x")]
 
 
 def test_a_trace_read_only_up_to_the_cap_is_warned_about(
