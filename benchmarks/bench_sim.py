@@ -8,7 +8,10 @@ defaults otherwise (2 s layers, 50 ms links, 6 peers, 50 proposals per layer); t
 must agree on every layer and have made blocks, else the figures are not written. Then the
 same 10 layers at each of `--scale`'s sizes: the CPU and the frames per node and layer,
 which stay flat when the network's cost grows with its size, not with its square (4x from
-25 to 100 nodes).
+25 to 100 nodes). Then the first network again with each of `--longer`'s layer lengths (a
+layer's work is the same whatever its length, so the speed-up grows with it): what the
+target would read at the layers real runs use (4 s: `spacemesh:start -p layer_duration=4s`)
+or go-spacemesh's system tests do (15 s).
 Writes outputs/bench/sim.json.
 """
 
@@ -33,6 +36,8 @@ def main() -> None:
     parser.add_argument("--scale", default="25,50,100",
                         help="network sizes (nodes, 2 of them gateways) run for 10 layers each; "
                              "'' leaves the scaling out")
+    parser.add_argument("--longer", default="4,15",
+                        help="layer lengths (s) to run the first network again with; '' none")
     args = parser.parse_args()
     r = simulate(**options([f"--miners={args.miners}", f"--gateways={args.gateways}",
                             f"--layers={args.layers}"]))  # the simulation's own defaults
@@ -40,7 +45,16 @@ def main() -> None:
     if r.problem:
         raise SystemExit(f"{r.problem}: no figures written")
     what = f"sim {r.nodes} nodes x {r.layers} layers"
-    write("sim", [*_scaling([int(n) for n in args.scale.split(",") if n.strip()]),
+    longer = []
+    for seconds in (float(d) for d in args.longer.split(",") if d.strip()):
+        o = simulate(**options([f"--miners={args.miners}", f"--gateways={args.gateways}",
+                                f"--layers={args.layers}", f"--layer-duration={seconds:g}"]))
+        print(o.line())
+        if o.problem:
+            raise SystemExit(f"{seconds:g} s layers: {o.problem}: no figures written")
+        longer.append(Figure(f"{what}, {seconds:g} s layers: virtual/wall",
+                             round(o.virtual / o.wall, 2), "x"))
+    write("sim", [*_scaling([int(n) for n in args.scale.split(",") if n.strip()]), *longer,
         Figure(f"{what}: virtual/wall", round(r.virtual / r.wall, 2), "x", target=">= 20x"),
         Figure(f"{what}: virtual/CPU", round(r.virtual / r.cpu, 2), "x"),
         Figure(f"{what}: wall", round(r.wall, 2), "s"),
