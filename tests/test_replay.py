@@ -69,6 +69,7 @@ def test_a_replay_plays_the_same_faults_on_the_same_instances(tmp_path: Path) ->
     live_step = _steps(second)[2]
     assert live_step["at_s"] == pytest.approx(1.5, abs=0.3)
     again = load_run(second)
+    assert (record.origin, again.origin) == (None, f"harness replay {first.name}")
     for field in ("plan", "case", "runner", "timeout_s", "params", "groups", "plan_dir"):
         assert getattr(again, field) == getattr(record, field), field
     assert again.faults == (*record.faults, Fault.from_data(

@@ -54,4 +54,5 @@ def run(args: argparse.Namespace) -> int:
     if spec.runner == CLUSTER_K8S:  # a local supervisor cannot place it: refused before it
         raise UsageError(f"run {run_dir.name}: replaying on {CLUSTER_K8S} is not done yet "
                          f"(docs/k8s.md): replay it with --runner {LOCAL_NETNS}")
-    return start(spec, args, run_dir.parent, what=f"replaying {run_dir.name}:")
+    return start(spec, args, run_dir.parent, what=f"replaying {run_dir.name}:",
+                 origin=f"harness replay {run_dir.name}")

@@ -139,9 +139,11 @@ def _positive_ms(text: str) -> float:
     return value
 
 
-def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running") -> int:
-    """Run `spec` into `outputs` as `args` (the options of `add_how`) say; print the
-    summary (or run.json); the run's exit code."""
+def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "running",
+          origin: str | None = None) -> int:
+    """Run `spec` into `outputs` as `args` (the options of `add_how`) say, recorded as
+    started by `origin` (`RunOptions.origin`); print the summary (or run.json); the run's
+    exit code."""
     check_proc()  # before anything is made (the supervisor checks it again)
     # Bound now, so a taken port is a one-line error before anything is built. A re-executed
     # rootless run was handed the sockets its parent bound in the user's network namespace
@@ -161,6 +163,7 @@ def start(spec: RunSpec, args: argparse.Namespace, outputs: Path, what: str = "r
         metrics_listen=sockets.get("metrics"),
         allow_unshaped=args.allow_unshaped,
         profile_cpu=args.profile_cpu / 1000 if args.profile_cpu else None,
+        origin=origin,
     )
     # What the supervisor refuses before it starts, refused before the line that says it runs
     check_programs(spec)
