@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS params (
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
 """
+# Named, not `*`: a history a newer harness added columns to still reads and takes rows here.
+_RUN_COLUMNS = ('run_id, plan, "case", runner, started, ended, duration_s, outcome, exit_code, '
+                "reason, instances, failed, params, dir, report, warnings, origin")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
         for table in ("params", "instances", "runs"):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.run_id,))
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run.run_id,
                 run.plan,
@@ -225,7 +228,7 @@ def list_runs(
     if outcome is not None:
         where.append("outcome = ?")
         args.append(outcome)
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = f"SELECT {_RUN_COLUMNS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY started DESC, run_id DESC"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -245,7 +248,7 @@ def _run_row(r: tuple[Any, ...]) -> RunRow | None:
         number(r[6]), _text(r[7]), r[8] if isinstance(r[8], int) else None, _text(r[9]),
         _count(r[10]), _count(r[11]), params=_json(r[12], dict), dir=_text(r[13]) or r[0],
         report=_text(r[14]), warnings=[w for w in _json(r[15], list) if isinstance(w, str)],
-        origin=_text(r[16]) if len(r) > 16 else None,
+        origin=_text(r[16]),
     )
 
 

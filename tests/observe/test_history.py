@@ -50,6 +50,20 @@ def test_record_and_list(run_factory: Callable[..., Path], tmp_path: Path) -> No
         ).fetchone() == ('"hello"',)
 
 
+def test_a_history_a_newer_harness_added_a_column_to_still_reads_and_takes_runs(
+    run_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outputs"
+    a = run_factory(run_id="20261126-031500-aaaaaa")
+    record_run(a)
+    with sqlite3.connect(outputs / "history.sqlite") as conn:
+        conn.execute("ALTER TABLE runs ADD COLUMN newer TEXT")
+    b = run_factory(run_id="20261126-041500-bbbbbb", failed=(1,))
+    record_run(b)
+    rows = {r.run_id: (r.outcome, r.origin, r.warnings) for r in list_runs(outputs)}
+    assert rows == {a.name: ("passed", None, []), b.name: ("failed", None, [])}
+
+
 def test_sync_adds_unrecorded_finished_runs(
     run_factory: Callable[..., Path], tmp_path: Path
 ) -> None:
