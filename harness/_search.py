@@ -274,11 +274,12 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
               report_multiple_bugs=False)  # after the first failure, only shrink it  # fmt: skip
     @given(space.strategy(members))
     def survives(fs: tuple[Fault, ...]) -> None:
-        key = json.dumps(schedule(fs), sort_keys=True)
+        key = _key(fs)
         trial = done.get(key)
         if trial is None:
             first = result.first
-            if first is not None and len(result.trials) - 1 - first.number >= course.shrink_runs:
+            # (runs are kept for `_without_each`: a fault less for each but one of the first)
+            if first is not None and _shrunk(result) >= course.shrink_runs - len(first.faults) + 1:
                 return  # the budget is spent: what was not run is not a smaller failure
             trial = done[key] = course.play(fs)
         if trial.failed:
@@ -311,7 +312,9 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
     finally:
         engine.MAX_SHRINKING_SECONDS = shrinking_s
     if result.found is not None and result.stopped is None and result.error is None:
-        try:  # a system that fails only sometimes: its smallest list may pass again
+        try:
+            _without_each(course, done)
+            # a system that fails only sometimes: its smallest list may pass again
             course.play(result.found.faults, "confirm")
         except _Stop as stop:
             result.error = stop.error
@@ -321,6 +324,37 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
         with contextlib.suppress(OSError):  # (said already, if the record cannot be written)
             _write_faults(course.directory / "found.json", course.fixed + result.found.faults)
     return result
+
+
+def _key(fs: Sequence[Fault]) -> str:
+    """A fault list's identity: hypothesis may draw one again, which is not run again."""
+    return json.dumps(schedule(fs), sort_keys=True)
+
+
+def _shrunk(result: SearchResult) -> int:
+    """The runs made since the first failure (shrinking it)."""
+    return 0 if result.first is None else len(result.trials) - 1 - result.first.number
+
+
+def _without_each(course: Search, done: dict[str, Trial]) -> None:
+    """Try the smallest failing list without each of its faults in turn, while the budget
+    of shrinking runs lasts; one that still fails becomes the smallest, and is tried so in
+    its turn. (hypothesis's shrinker does not always delete a list's earlier elements: a
+    fault at 0 s stayed before the kill that mattered in 7 of 16 seeds.)"""
+    result = course.result
+    assert result.found is not None and result.first is not None
+    at = 0
+    while len(result.found.faults) > 1 and at < len(result.found.faults):
+        fewer = result.found.faults[:at] + result.found.faults[at + 1:]
+        trial = done.get(_key(fewer))
+        if trial is None:
+            if _shrunk(result) >= course.shrink_runs:
+                return
+            trial = done[_key(fewer)] = course.play(fewer, "shrink")
+        if trial.failed:
+            result.found, at = trial, 0
+        else:
+            at += 1
 
 
 def _write_faults(path: Path, faults: Sequence[Fault]) -> None:

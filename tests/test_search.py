@@ -115,6 +115,33 @@ def test_a_failing_list_is_shrunk_to_the_smallest_and_written_to_replay(tmp_path
     assert runs.origins[n + 1].startswith("harness search search (shrinking, run 1 of ")
 
 
+@pytest.mark.parametrize("seed", range(16))
+def test_a_fault_the_failure_does_not_need_is_left_out(tmp_path: Path, seed: int) -> None:
+    """hypothesis alone kept a fault before the kill that matters in 7 of these 16 seeds:
+    the search then tries the list without each of its faults."""
+    runs = Runs(tmp_path, _late_kills)
+    result = _search(runs, tmp_path, seed=seed, shrink_runs=200, examples=300)
+    assert result.found is not None and result.first is not None
+    (kill,) = result.found.faults
+    assert kill.action == "kill" and _late_kills((kill,))[0]
+    assert result.confirmation is not None and result.confirmation.faults == (kill,)
+
+
+def test_the_runs_without_each_fault_keep_to_the_budget(tmp_path: Path) -> None:
+    """With a budget of 1 shrinking run and a first failing list of 2 faults, hypothesis
+    gets none of it: the one run tries the list without a fault."""
+    space = dataclasses.replace(SPACE, max_faults=2)
+    for seed in range(40):  # one whose first failing list has 2 faults
+        result = search(Search(Runs(tmp_path / str(seed), _late_kills), tmp_path / f"s{seed}",
+                               examples=30, shrink_runs=1), MEMBERS, space, seed=seed)
+        if result.first is not None and len(result.first.faults) == 2:
+            break
+    else:
+        pytest.fail("no seed drew a failing list of 2 faults first")
+    shrinking = [t for t in result.trials if t.phase == "shrink"]
+    assert len(shrinking) == 1 and len(shrinking[0].faults) == 1, shrinking
+
+
 def test_shrinking_stops_at_its_budget_of_runs(tmp_path: Path) -> None:
     runs = Runs(tmp_path, _kills)
     result = _search(runs, tmp_path, shrink_runs=2)
