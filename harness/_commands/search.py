@@ -41,11 +41,13 @@ A run without the search's faults comes first. Then hypothesis draws lists of fa
 the run's instances; each list is played in a run of its own (written beside the others in
 the outputs), after the case's own faults, and the run's own verdict is the property. The
 first list whose run fails is shrunk, each smaller candidate in another run, to the
-smallest that still fails; it is written to a faults file and printed with the command
-that replays it. The search's record (each list tried, its run and verdict) is in
-OUTPUTS/{SEARCH_DIR}/ID/. Exit 1 when a failing list was found (or the run fails without
-faults), 0 when none was, 2 on bad input or when no run of a list checked anything, 3 when
-the machine failed it (a full disk), 130 when interrupted.
+smallest that still fails (at the end, that list without each of its faults in turn); it
+is run once more, written to a faults file and printed with the command that replays it.
+Each run says which search made it (harness show, harness runs, its report). The
+search's record (each list tried, its run and verdict) is in OUTPUTS/{SEARCH_DIR}/ID/.
+Exit 1 when a failing list was found (or the run fails without faults), 0 when none was,
+2 on bad input or when no run of a list checked anything, 3 when the machine failed it (a
+full disk), 130 when interrupted.
 
 A run that checked nothing (a fault came after every instance had ended or never fired, or
 the faults ended every one) is inconclusive, not a failure; a fault the harness could not
