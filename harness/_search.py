@@ -277,9 +277,10 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
         key = _key(fs)
         trial = done.get(key)
         if trial is None:
-            first = result.first
-            # (runs are kept for `_without_each`: a fault less for each but one of the first)
-            if first is not None and _shrunk(result) >= course.shrink_runs - len(first.faults) + 1:
+            # (runs are kept for `_without_each`: one for each fault of the longest list but
+            # one; the smallest hypothesis reaches may hold more faults than the first)
+            kept = space.max_faults - 1
+            if result.first is not None and _shrunk(result) >= course.shrink_runs - kept:
                 return  # the budget is spent: what was not run is not a smaller failure
             trial = done[key] = course.play(fs)
         if trial.failed:
@@ -316,6 +317,8 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
             _without_each(course, done)
             # a system that fails only sometimes: its smallest list may pass again
             course.play(result.found.faults, "confirm")
+        except KeyboardInterrupt:
+            result.stopped = "interrupted"
         except _Stop as stop:
             result.error = stop.error
     if result.stopped is None and (signal := course.interrupted()) is not None:

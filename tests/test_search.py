@@ -128,8 +128,8 @@ def test_a_fault_the_failure_does_not_need_is_left_out(tmp_path: Path, seed: int
 
 
 def test_the_runs_without_each_fault_keep_to_the_budget(tmp_path: Path) -> None:
-    """With a budget of 1 shrinking run and a first failing list of 2 faults, hypothesis
-    gets none of it: the one run tries the list without a fault."""
+    """With a budget of 1 shrinking run and lists of at most 2 faults, hypothesis gets none
+    of it: the one run tries the first failing list, of 2 faults, without one."""
     space = dataclasses.replace(SPACE, max_faults=2)
     for seed in range(40):  # one whose first failing list has 2 faults
         result = search(Search(Runs(tmp_path / str(seed), _late_kills), tmp_path / f"s{seed}",
@@ -140,6 +140,26 @@ def test_the_runs_without_each_fault_keep_to_the_budget(tmp_path: Path) -> None:
         pytest.fail("no seed drew a failing list of 2 faults first")
     shrinking = [t for t in result.trials if t.phase == "shrink"]
     assert len(shrinking) == 1 and len(shrinking[0].faults) == 1, shrinking
+
+
+def test_an_interruption_after_hypothesis_ends_the_search_with_what_it_found(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C in a run after hypothesis's (the list without a fault, or the smallest
+    once more) is a library caller's KeyboardInterrupt: the search ends interrupted, its
+    smallest list written, as it does during hypothesis's own runs."""
+    def interrupted_after_the_first_failure(faults: tuple[Fault, ...]) -> tuple[int, str | None]:
+        if any(t.failed for t in course.result.trials):
+            raise KeyboardInterrupt
+        return _kills(faults)
+
+    space = dataclasses.replace(SPACE, max_faults=2)
+    course = Search(Runs(tmp_path, interrupted_after_the_first_failure), tmp_path / "s",
+                    shrink_runs=1)  # (all of it kept for the run without a fault)
+    result = search(course, MEMBERS, space)
+    assert result.stopped == "interrupted" and result.exit_code == 130
+    assert result.found is not None and result.found is result.first
+    assert load_faults(tmp_path / "s" / "found.json") == result.found.faults
 
 
 def test_shrinking_stops_at_its_budget_of_runs(tmp_path: Path) -> None:

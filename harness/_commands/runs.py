@@ -15,7 +15,7 @@ from harness._commands._args import add_outputs, outputs_dir, warning_if_failing
 from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness._outputs import is_disk_full
-from harness._tell import tell
+from harness._tell import one_line, tell
 from harness.observe import RunRow, list_runs, sync_history
 from harness.plans._checks import INT64
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{r.run_id:<24} {target:<24} {r.outcome or '-':<11} "
             f"{r.instances:>5} {r.failed:>5} {dur:>8}  {started}"
-            + (f"  by {r.origin}" if r.origin else "")
+            + (f"  by {one_line(r.origin, 200)}" if r.origin else "")
             + "".join(f"  warning: {_gist(w)}" for w in r.warnings)
         )
     return 0

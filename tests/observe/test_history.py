@@ -169,6 +169,12 @@ def test_cli_runs_and_show(
     assert capsys.readouterr().out.splitlines()[1].endswith(f"  by {record['origin']}")
     assert main(["runs", "--outputs", outputs, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["origin"] == record["origin"]
+    record["origin"] = "line 1\nline 2" + "x" * 5000  # (a record written by something else)
+    run_json.write_text(json.dumps(record))
+    record_run(run_json.parent)
+    assert main(["runs", "--outputs", outputs]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[1:]
+    assert "by line 1\\nline 2xxx" in row and len(row) < 400, row
     assert main(["runs", "--outputs", str(tmp_path / "nowhere")]) == 2
     assert main(["runs", "--outputs", outputs, "--limit", "0"]) == 2
     run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "plan": None}))
