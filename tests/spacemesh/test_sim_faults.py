@@ -294,6 +294,20 @@ def test_search_finds_and_shrinks_a_process_fault_and_the_file_replays(
     assert capsys.readouterr().out.startswith("failed: " + said)
 
 
+def test_a_found_list_loses_the_faults_its_failure_does_not_need() -> None:
+    """After hypothesis, the list is tried without each fault: a healed pause before the
+    PoET's kill for good goes, the kill stays."""
+    pause, kill = _faults(
+        {"action": "pause", "at": 2, "duration": 1, "targets": {"instances": ["single/3"]}},
+        {"action": "kill", "at": 3, "targets": {"instances": ["single/0"]}})
+    problems = simulate(SMALL, (pause, kill))
+    assert problems
+    found = cli.without_each(cli.Found((pause, kill), problems), SMALL)
+    assert found.schedule == (kill,) and found.problems == simulate(SMALL, (kill,))
+    alone = cli.without_each(cli.Found((kill,), problems), SMALL)
+    assert alone.schedule == (kill,)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_search_exits_at_once_and_leaves_no_data_directory(sig: int) -> None:
     shm = Path("/dev/shm")
