@@ -254,7 +254,8 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
            seed: int = 0) -> SearchResult:
     """Run the run without the drawn faults, then up to `course.examples` fault lists drawn
     from `space` over `members` until one fails, then shrink it in at most
-    `course.shrink_runs` more runs, and run the smallest once more. Each list tried is
+    `course.shrink_runs` more runs (hypothesis's, then the smallest without each of its
+    faults), and run the smallest once more. Each list tried is
     written to the search's directory (try-N.json) and recorded (search.jsonl); the
     smallest failing one to found.json, with the fixed faults before it (the file replays
     the run as it was). An interruption ends it with what it found so far (`stopped`); so
@@ -345,7 +346,7 @@ def _without_each(course: Search, done: dict[str, Trial]) -> None:
     its turn. (hypothesis's shrinker does not always delete a list's earlier elements: a
     fault at 0 s stayed before the kill that mattered in 7 of 16 seeds.)"""
     result = course.result
-    assert result.found is not None and result.first is not None
+    assert result.found is not None
     at = 0
     while len(result.found.faults) > 1 and at < len(result.found.faults):
         fewer = result.found.faults[:at] + result.found.faults[at + 1:]
