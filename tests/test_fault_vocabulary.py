@@ -18,6 +18,7 @@ from harness.faults import (
     When,
     faults,
     parse_faults,
+    without_each,
 )
 
 MEMBERS = [Member("gw/0", "gw", "gateway")] + [
@@ -300,3 +301,22 @@ def test_sides_named_by_topics_are_checked_when_the_fault_fires() -> None:
     latest["followers"] = ["gw/0"]
     with pytest.raises(FaultError, match="on both sides"):
         fault.resolve(MEMBERS, topics=latest.get)
+
+
+def test_without_each_leaves_out_what_the_failure_does_not_need_and_stops_when_told() -> None:
+    pause, kill, shape = (Fault.from_data(t) for t in (
+        {"action": "pause", "at": 0, "duration": 1, "targets": {"instances": ["g/0"]}},
+        {"action": "kill", "at": 3, "targets": {"instances": ["g/1"]}},
+        {"action": "shape", "at": 1, "duration": 1, "shape": {"latency_ms": 5}}))
+    tried: list[tuple[Fault, ...]] = []
+
+    def kills(fs: tuple[Fault, ...]) -> bool:
+        tried.append(fs)
+        return any(f.action == "kill" for f in fs)
+
+    assert without_each((pause, kill, shape), kills) == (kill,)
+    assert tried == [(kill, shape), (shape,), (kill,)]
+    assert without_each((kill,), kills) == (kill,) and len(tried) == 3  # nothing to leave out
+    # None: stop (a budget spent), with the shortest failing list so far
+    budget = iter([True, None])
+    assert without_each((pause, kill, shape), lambda fs: next(budget)) == (kill, shape)

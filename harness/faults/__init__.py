@@ -3,7 +3,8 @@ hypothesis search and the run's record share.
 
 Two layers, the second older and narrower:
 
-- the vocabulary (`Fault`, `Selector`, `parse_faults`, `load_faults`, the strategy `faults`):
+- the vocabulary (`Fault`, `Selector`, `parse_faults`, `load_faults`, the strategies `faults`
+  and `fault_lists`, and `without_each`, what a search does after them):
   network, process, time and resource faults on chosen instances, at a time or on a sync
   condition, undone after a duration; checked before a run starts, resolved against its
   instances with seeded choices;
@@ -31,6 +32,7 @@ from harness.faults._fault import (
     parse_faults,
 )
 from harness.faults._select import EVERYONE, Member, Selector
+from harness.faults._shrink import without_each
 from harness.faults._strategies import fault_lists, faults
 
 __all__ = [
@@ -58,4 +60,5 @@ __all__ = [
     "parse_faults",
     "play",
     "schedules",
+    "without_each",
 ]

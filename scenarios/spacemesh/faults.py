@@ -52,6 +52,7 @@ from harness.faults import (
     load_faults,
     schedules,
 )
+from harness.faults import without_each as leave_out_each
 
 from ._checks import Report
 from ._cli import LOG_LEVELS, MAX_LAYERS, MAX_NODES, ArgumentParser, configure_logging
@@ -452,21 +453,23 @@ def _search(strategy: Any, setup: Setup, examples: int, seed: int,
 
 
 def without_each(found: Found, setup: Setup, progress: TextIO | None = None) -> Found:
-    """`found` without each of its faults in turn: one that still fails is kept, and tried
-    so in its turn (hypothesis's shrinker does not always delete a list's earlier faults;
-    a fault list without one of its faults is one the strategies could draw)."""
-    at = 0
-    while len(found.schedule) > 1 and at < len(found.schedule):
-        assert not isinstance(found.schedule, FaultSchedule)
-        fewer = found.schedule[:at] + found.schedule[at + 1:]
+    """`found` without each of its faults in turn (`harness.faults.without_each`): the
+    shortest list that still fails, with what the check said of it."""
+    assert not isinstance(found.schedule, FaultSchedule)
+
+    def fails(fewer: Faults) -> bool:
+        nonlocal found
         problems = simulate(setup, fewer)
         if progress is not None:
-            print(f"spacemesh-faults: without fault {at + 1}: {_brief(fewer)}: "
+            left_out = next((i for i, (a, b) in enumerate(zip(fewer, found.schedule, strict=False))
+                             if a != b), len(fewer))
+            print(f"spacemesh-faults: without fault {left_out + 1}: {_brief(fewer)}: "
                   f"{'failed' if problems else 'survived'}", file=progress, flush=True)
         if problems:
-            found, at = Found(fewer, problems), 0
-        else:
-            at += 1
+            found = Found(fewer, problems)
+        return bool(problems)
+
+    leave_out_each(found.schedule, fails)
     return found
 
 
