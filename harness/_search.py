@@ -255,9 +255,9 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
     """Run the run without the drawn faults, then up to `course.examples` fault lists drawn
     from `space` over `members` until one fails, then shrink it in at most
     `course.shrink_runs` more runs (hypothesis's, then the smallest without each of its
-    faults), and run the smallest once more. Each list tried is
-    written to the search's directory (try-N.json) and recorded (search.jsonl); the
-    smallest failing one to found.json, with the fixed faults before it (the file replays
+    faults), and run the smallest once more. Each list tried is written to the search's
+    directory (try-N.json) and recorded (search.jsonl); the smallest failing one to
+    found.json, with the fixed faults before it (the file replays
     the run as it was). An interruption ends it with what it found so far (`stopped`); so
     does what keeps it from going on (a fault the harness cannot play here, a run that
     cannot be made, a record that cannot be written: `error`)."""
