@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness._errors import UsageError
-from harness.faults import FaultError
+from harness.faults import FaultError, load_faults
 from harness.plans import RoleAllocator, RoleSpec, build_run_spec, parse_duration
 
 from .conftest import harness_cli
@@ -321,6 +321,9 @@ def test_a_case_s_own_faults_play_unless_a_composition_or_a_faults_file_gives_th
     file.write_text('[[faults]]\nat = "3s"\naction = "pause"\ntargets = { role = "miner" }\n')
     by_file = build_run_spec("demo", plan_roots=[root], faults=file).faults
     assert [(f.action, f.at) for f in by_file] == [("pause", 3.0)]
+    # the faults themselves, as a file would give them (none: the case's own go too)
+    assert build_run_spec("demo", plan_roots=[root], faults=by_file).faults == by_file
+    assert build_run_spec("demo", plan_roots=[root], faults=()).faults == ()
     comp = tmp_path / "c.toml"
     comp.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n'
                     '[[faults]]\nat = "4s"\naction = "stop"\ntargets = { role = "miner" }\n')
@@ -355,6 +358,9 @@ def test_an_error_in_a_fault_names_the_file_and_table_it_was_written_in(
     with pytest.raises(FaultError, match=re.escape(
             f"fault 1 in faults file {file} faults[0] (kill): targets: ")):
         build_run_spec("demo", composition=comp, plan_roots=[root], faults=file)
+    with pytest.raises(FaultError, match=re.escape(
+            "fault 1 in the given faults[0] (kill): targets: ")):
+        build_run_spec("demo", composition=comp, plan_roots=[root], faults=load_faults(file))
     comp.write_text(comp.read_text().replace('role = "miner"', 'instances = ["nobody/7"]'))
     with pytest.raises(FaultError, match=re.escape(
             f"fault 0 in composition {comp} [[faults]][0] (stop): targets: ")):

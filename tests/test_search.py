@@ -436,6 +436,13 @@ def test_a_search_on_real_runs_finds_the_fault_that_breaks_it_and_its_replay_fai
 
     again = harness_cli(*shlex.split(command)[1:], timeout=120)
     assert again.returncode == 1 and "started again" in again.stdout, again.stdout
+    # The command it printed lists the search's runs, and only them (not the replay's).
+    listing = re.search(r"its runs: (harness runs .*)", r.stdout)
+    assert listing, r.stdout
+    listed = harness_cli(*shlex.split(listing[1])[1:], "--json")
+    trials = [json.loads(line) for line in found.parent.joinpath("search.jsonl").open()]
+    made = {t["run_id"] for t in trials if t.get("run_id")}
+    assert {row["run_id"] for row in json.loads(listed.stdout)} == made, listed.stdout
 
 
 def test_a_search_from_python_in_your_own_hypothesis_test(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import _listen as listen
 from harness._commands._args import add_outputs, add_plans
@@ -20,6 +22,9 @@ from harness._tell import tell
 from harness.plans import RunSpec, build_run_spec, parse_assignments
 from harness.plans._spec import DEFAULT_TIMEOUT_S
 from harness.runners import CLUSTER_K8S, RUNNERS, runnable_here
+
+if TYPE_CHECKING:
+    from harness.faults import Fault
 
 HELP = "run a test case of a plan"
 
@@ -59,8 +64,8 @@ def add_what(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_TIMEOUT_S:g} s)")
 
 
-def what_spec(args: argparse.Namespace, faults: Path | None = None) -> RunSpec:
-    """The run `add_what`'s options name, playing the faults of the file `faults` too."""
+def what_spec(args: argparse.Namespace, faults: Path | Sequence[Fault] | None = None) -> RunSpec:
+    """The run `add_what`'s options name, playing `faults` too (a file of them, or them)."""
     return build_run_spec(
         args.target,
         instances=args.instances,

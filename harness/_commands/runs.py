@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=["passed", "failed", "interrupted", "aborted", "error"],
         help="only runs with this outcome",
     )
+    parser.add_argument("--by", metavar="TEXT",
+                        help="only runs whose origin holds TEXT: a search's id for the runs "
+                             "it made, 'harness replay' for replays")
     parser.add_argument("-n", "--limit", type=int, default=50, help="at most N runs (default 50)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     """Print the runs; 0 on success."""
     if args.limit < 1 or args.limit not in INT64:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
+    if args.by == "":
+        raise UsageError("--by needs some text to look for")
     with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only, full)
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     try:
@@ -79,7 +84,7 @@ def _listed(args: argparse.Namespace, db: Path | None) -> list[RunRow]:
     """The runs asked for, from the history `db` (default: the outputs') brought up to
     date first."""
     try:
-        sync_history(args.outputs, db)
+        sync_history(args.outputs, db, _unreadable)
     except OSError as e:
         if not (is_disk_full(e) or e.errno == errno.EIO):
             raise
@@ -88,7 +93,11 @@ def _listed(args: argparse.Namespace, db: Path | None) -> list[RunRow]:
              f"{e.strerror}): runs it lacks are not listed")
     plan, _, case = (args.plan or "").partition(":")
     return list_runs(args.outputs, plan=plan or None, case=case or None,
-                     outcome=args.outcome, limit=args.limit, db=db)
+                     outcome=args.outcome, limit=args.limit, db=db, origin=args.by)
+
+
+def _unreadable(run_dir: Path, why: str) -> None:
+    tell(f"harness: warning: run {run_dir.name} is not listed: {why}")
 
 
 def _gist(warning: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
-import tempfile
 from pathlib import Path
 
 from harness._commands._args import add_outputs, add_plans
@@ -30,7 +29,6 @@ from harness._supervisor import run as run_spec
 from harness._tell import tell
 from harness.faults import load_faults
 from harness.observe import DEFAULT_OUTPUTS
-from harness.plans import RunSpec
 from harness.runners import CLUSTER_K8S, runnable_here
 
 HELP = "search for a list of faults a run does not survive, in real runs, and shrink it"
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     # What a faults file keeps of the run's own faults: the composition's (a case's own it
     # replaces, so the search writes them into each file, `fixed`). The spec is made once:
     # the faults drawn are valid for it (the strategy's promise, --at before the timeout).
-    kept = _as_a_faults_file_leaves_it(args)
+    kept = what_spec(args, ())
     fixed = base.faults if kept.faults != base.faults else ()
 
     def run_one(file: Path, origin: str) -> RunResult:
@@ -130,19 +128,12 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _as_a_faults_file_leaves_it(args: argparse.Namespace) -> RunSpec:
-    """The run `args` name, given a faults file without faults: the composition's own stay,
-    a case's own go."""
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "none.json"
-        file.write_text('{"faults": []}')
-        return what_spec(args, file)
-
-
 def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str:
     runs = len(result.trials)
     inconclusive = sum(t.outcome == "inconclusive" for t in result.trials)
     lines = []
+    outputs = ("" if args.outputs == DEFAULT_OUTPUTS
+               else f" --outputs {shlex.quote(str(args.outputs))}")
     baseline = result.baseline
     if baseline is not None and baseline.failed:
         lines.append(f"search: the run fails without the search's faults (run "
@@ -157,8 +148,6 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
         lines.append(f"search: {ended}")
     else:
         found, first = result.found, result.first
-        outputs = ("" if args.outputs == DEFAULT_OUTPUTS
-                   else f" --outputs {shlex.quote(str(args.outputs))}")
         shrunk = "shrinking interrupted" if result.stopped else "shrunk"
         lines += [
             f"search: list {first.number} failed (run {first.run_id}): {first.reason}",
@@ -175,7 +164,8 @@ def _summary(result: SearchResult, args: argparse.Namespace, runner: str) -> str
         lines.append(f"note: {inconclusive} run(s) checked nothing: a fault came after every "
                      f"instance had ended or never fired, or the faults ended every instance "
                      f"(is --at within a run?)")
-    lines.append(f"record: {result.directory / 'search.jsonl'}")
+    lines.append(f"record: {result.directory / 'search.jsonl'}; its runs: harness runs --by "
+                 f"{result.directory.name}{outputs}")
     return "\n".join(lines)
 
 

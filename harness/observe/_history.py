@@ -7,7 +7,7 @@ import dataclasses
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +186,14 @@ def record_run(run_dir: Path, db: Path | None = None) -> None:
         )
 
 
-def sync_history(outputs: Path = DEFAULT_OUTPUTS, db: Path | None = None) -> int:
+def sync_history(
+    outputs: Path = DEFAULT_OUTPUTS,
+    db: Path | None = None,
+    unreadable: Callable[[Path, str], None] | None = None,
+) -> int:
     """Record every finished run under `outputs` that the history lacks (a supervisor that
-    died before recording, runs copied in); returns how many were added."""
+    died before recording, runs copied in); returns how many were added. A run whose
+    run.json cannot be read is left out, and told to `unreadable` (its directory, why)."""
     db = db or outputs / HISTORY_FILE
     with _connect(db) as conn:
         known = {row[0] for row in conn.execute("SELECT run_id FROM runs WHERE ended IS NOT NULL")}
@@ -198,7 +203,9 @@ def sync_history(outputs: Path = DEFAULT_OUTPUTS, db: Path | None = None) -> int
             continue
         try:
             run = read_run(run_dir)
-        except UsageError:
+        except UsageError as e:
+            if unreadable is not None:
+                unreadable(run_dir, str(e))
             continue
         if run is not None and run.is_over:
             record_run(run_dir, db)
@@ -214,9 +221,10 @@ def list_runs(
     limit: int | None = None,
     db: Path | None = None,
     case: str | None = None,
+    origin: str | None = None,
 ) -> list[RunRow]:
     """Runs of the history, newest first, optionally only of `plan` (and `case`) / with
-    `outcome`."""
+    `outcome` / whose origin holds the text `origin` (a search's id)."""
     db = db or outputs / HISTORY_FILE
     where, args = [], []
     if plan is not None:
@@ -228,6 +236,9 @@ def list_runs(
     if outcome is not None:
         where.append("outcome = ?")
         args.append(outcome)
+    if origin is not None:
+        where.append("instr(origin, ?) > 0")  # (not LIKE: its % and _ would be wildcards)
+        args.append(origin)
     sql = f"SELECT {_RUN_COLUMNS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY started DESC, run_id DESC"
     if limit is not None:

@@ -105,11 +105,12 @@ def build_run_spec(
     runner: str | None = None,
     timeout_s: float | None = None,
     plan_roots: Sequence[Path] | None = None,
-    faults: Path | None = None,
+    faults: Path | Sequence[Fault] | None = None,
 ) -> RunSpec:
-    """Resolve `PLAN[:CASE]` (and an optional composition file, and a file of faults to
-    play) into a checked RunSpec; every fault is checked against the run's instances. The
-    case's own faults (`TestCase.faults`) play when neither file gives any."""
+    """Resolve `PLAN[:CASE]` (and an optional composition file, and faults to play: a file
+    of them, or the faults themselves) into a checked RunSpec; every fault is checked
+    against the run's instances. The case's own faults (`TestCase.faults`) play when
+    neither the composition nor `faults` gives any (`faults=()`: none of the case's)."""
     from harness.faults import load_faults, parse_faults
 
     comp = _read_composition(composition) if composition else {}
@@ -162,9 +163,10 @@ def build_run_spec(
         origin = f"{plan.path / 'manifest.toml'} [{case.name}] [[testcases.faults]]"
     origins = [f"{origin}[{i}]" for i in range(len(planned))]
     if faults is not None:
-        from_file = load_faults(faults)
-        planned += from_file
-        origins += [f"faults file {faults} faults[{i}]" for i in range(len(from_file))]
+        given = load_faults(faults) if isinstance(faults, Path) else tuple(faults)
+        where_f = f"faults file {faults} " if isinstance(faults, Path) else "the given "
+        planned += given
+        origins += [f"{where_f}faults[{i}]" for i in range(len(given))]
     return _checked(plan, case, group_specs, runner or g.get("runner") or plan.runner,
                     DEFAULT_TIMEOUT_S if timeout is None else timeout, planned,
                     composition=composition, pinned=runner is not None, origins=origins)

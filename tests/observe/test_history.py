@@ -75,6 +75,46 @@ def test_sync_adds_unrecorded_finished_runs(
     assert [r.run_id for r in list_runs(outputs)] == ["20261126-031500-aaaaaa"]
 
 
+def test_runs_by_their_origin(run_factory: Callable[..., Path], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--by TEXT` keeps the runs whose origin holds TEXT as it is (no wildcards)."""
+    outputs = tmp_path / "outputs"
+    origins = {"20261126-031500-aaaaaa": "harness search 20261206-010000-abc_ef (list 1)",
+               "20261126-041500-bbbbbb": "harness search 20261206-010000-abcXef (list 1)",
+               "20261126-051500-cccccc": "harness replay 20261126-031500-aaaaaa",
+               "20261126-061500-dddddd": None}
+    for run_id, origin in origins.items():
+        run_json = run_factory(run_id=run_id) / "run.json"
+        run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "origin": origin}))
+    for text, listed in (("20261206-010000-abc_ef", ["20261126-031500-aaaaaa"]),
+                         ("harness replay", ["20261126-051500-cccccc"]),
+                         ("20261126-031500-aaaaaa", ["20261126-051500-cccccc"]),
+                         ("harness search", ["20261126-041500-bbbbbb",
+                                             "20261126-031500-aaaaaa"]),
+                         ("%", [])):
+        assert main(["runs", "--outputs", str(outputs), "--by", text, "--json"]) == 0
+        shown = [row["run_id"] for row in json.loads(capsys.readouterr().out)]
+        assert sorted(shown) == sorted(listed), text
+    assert main(["runs", "--outputs", str(outputs), "--by", ""]) == 2
+    assert capsys.readouterr().err.strip() == "harness: error: --by needs some text to look for"
+
+
+def test_a_run_json_that_cannot_be_read_is_not_listed_and_a_warning_says_so(
+    run_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "outputs"
+    run_factory(run_id="20261126-031500-aaaaaa")
+    bad = run_factory(run_id="20261126-041500-bbbbbb") / "run.json"
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), "started": "noon"}))
+    assert main(["runs", "--outputs", str(outputs)]) == 0
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == [
+        "20261126-031500-aaaaaa"]
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("harness: warning: run 20261126-041500-bbbbbb is not listed: ")
+    assert "started" in warning, warning
+
+
 def test_record_needs_run_json(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no run\.json"):
         record_run(tmp_path)
