@@ -103,13 +103,23 @@ def same_hashes(reports: Sequence[Report], target: int, first: int = 0) -> list[
     others = held[view(reference)] - 1
     by = f"{reference.instance} and {others} other{'s' * (others > 1)} have" if others else \
         f"{reference.instance} has"
-    problems = []
+    # One line per view that differs (a partition's side), not one per node in it.
+    differ: dict[tuple[int, str], list[str]] = {}
     for r in ok:
         layer = _first_difference(r.hashes, reference.hashes, first, target)
         if layer is not None:
-            problems.append(f"layer {layer}: {r.instance} has hash {r.hashes[layer][:12]}, "
-                            f"{by} {reference.hashes[layer][:12]}")  # fmt: skip
-    return problems
+            differ.setdefault((layer, r.hashes[layer]), []).append(r.instance)
+    return [f"layer {layer}: {_some(names)} {'have' if len(names) > 1 else 'has'} hash "
+            f"{value[:12]}, {by} {reference.hashes[layer][:12]}"
+            for (layer, value), names in differ.items()]
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """'a', 'a and b', 'a, b and c', 'a, b, c and 4 others'."""
+    if len(names) <= shown:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    more = len(names) - shown
+    return f"{', '.join(names[:shown])} and {more} other{'s' * (more > 1)}"
 
 
 def _first_difference(mine: Sequence[str], theirs: Sequence[str], first: int,

@@ -122,8 +122,19 @@ def test_a_diverging_node_is_named_against_the_view_most_nodes_hold() -> None:
     assert checks.same_hashes(minority_first, 6) == [
         "layer 1: i1 has hash XX, i2 and 2 others have bb"]
     halves = network(n1={"hashes": split}, n3={"hashes": split})  # 2 against 2: the first's
-    assert checks.same_hashes(halves, 6) == ["layer 1: i2 has hash bb, i1 and 1 other have XX",
-                                             "layer 1: i4 has hash bb, i1 and 1 other have XX"]
+    assert checks.same_hashes(halves, 6) == ["layer 1: i2 and i4 have hash bb, i1 and 1 other "
+                                             "have XX"]
+
+
+def test_the_nodes_of_one_diverging_view_are_named_in_one_line() -> None:
+    """A partition's minority side repeated the same line for each of its nodes, in every
+    instance's reason."""
+    side = ["aa", "bb", "cc", "XX", "YY", "ZZ", "WW"]
+    reports = ([node(s) for s in range(1, 7)] + [node(s, hashes=side) for s in range(7, 12)]
+               + [node(12, hashes=["aa", "bb", "QQ", "dd", "ee", "ff", "00"])])
+    assert checks.same_hashes(reports, 6) == [
+        "layer 3: i7, i8, i9 and 2 others have hash XX, i1 and 5 others have dd",
+        "layer 2: i12 has hash QQ, i1 and 5 others have cc"]
 
 
 def test_add_nodes_fails_when_a_late_node_did_not_sync_from_genesis() -> None:
@@ -162,7 +173,8 @@ def test_partition_fails_when_it_never_healed() -> None:
     # Two sides that kept deciding on their own: different hashes from the cut on.
     split = network(n3={"hashes": ["aa", "bb", "cc", "XX", "YY", "ZZ", "WW"]},
                     n4={"hashes": ["aa", "bb", "cc", "XX", "YY", "ZZ", "WW"]})  # fmt: skip
-    assert [p.split(":")[0] for p in checks.same_hashes(split, 6)] == ["layer 3", "layer 3"]
+    assert checks.same_hashes(split, 6) == ["layer 3: i3 and i4 have hash XX, i1 and 1 other "
+                                            "have dd"]
     stuck = network(n4={"verified_layer": 2})
     assert checks.verified(stuck, 6) == ["i4 verified layer 2, not 6"]
 
