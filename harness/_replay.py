@@ -59,8 +59,12 @@ def replay_spec(run_dir: Path, runner: str | None = None) -> RunSpec:
 
 
 def replay_faults(record: RunRecord, run_dir: Path) -> tuple[Fault, ...]:
-    """The run's planned faults, then those injected live, as planned faults."""
-    planned = parse_faults(list(record.faults or ()), f"{run_dir / 'run.json'}: faults")
+    """The run's planned faults, then those injected live, as planned faults; a UsageError
+    when run.json does not record them (an empty schedule would drop them unsaid)."""
+    if record.faults is None:
+        raise UsageError(f"run {record.run_id}: its run.json has no faults (written by an "
+                         f"older harness): its fault schedule is not known")
+    planned = parse_faults(list(record.faults), f"{run_dir / 'run.json'}: faults")
     return planned + live_faults(read_jsonl(run_dir / FAULTS_FILE), str(run_dir / FAULTS_FILE))
 
 

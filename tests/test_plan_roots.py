@@ -123,3 +123,20 @@ def test_of_several_broken_manifests_a_plan_s_own_is_its_error(
         "harness: error: unknown plan 'nosuch' (known: none); 2 manifests do not load"
         f" (`harness list` says why): {tmp_path / 'a' / 'manifest.toml'},"
         f" {tmp_path / 'b' / 'manifest.toml'}\n")
+
+
+def test_a_manifest_that_is_a_fifo_is_a_broken_plan_not_a_hang(
+    capsys: pytest.CaptureFixture[str], two_roots: tuple[Path, Path]
+) -> None:
+    """Reading a FIFO named manifest.toml waited forever: `list`, `describe` and `run` of
+    every plan under the root hung."""
+    first, _ = two_roots
+    (first / "fifo").mkdir()
+    os.mkfifo(first / "fifo" / "manifest.toml")
+    assert main(["describe", "alpha", "--plans", str(first)]) == 0
+    assert capsys.readouterr().out.startswith("plan alpha")
+    assert main(["list", "--plans", str(first)]) == 2
+    out, err = capsys.readouterr()
+    assert "alpha:main" in out
+    assert err == (f"harness: error: manifest {first / 'fifo' / 'manifest.toml'} is not a "
+                   f"regular file\n")

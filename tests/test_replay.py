@@ -102,6 +102,19 @@ def test_print_faults_writes_what_run_faults_reads(tmp_path: Path, plan_dir: str
     ]
 
 
+def test_print_faults_of_a_run_that_did_not_record_its_faults_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed an empty schedule, exit 0: given to `run --faults`, the run's faults were
+    dropped without a word (the replay itself is refused)."""
+    run_dir = _recorded(tmp_path, faults=None)
+    assert main(["replay", str(run_dir), "--print-faults"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"harness: error: run {run_dir.name}: its run.json has no "
+                                 "faults (written by an older harness): its fault schedule "
+                                 "is not known\n")
+
+
 def _recorded(tmp_path: Path, **fields: Any) -> Path:
     """A finished run's directory whose run.json has what a replay needs, and `fields`."""
     run_dir = tmp_path / "20261126-031500-a1b2c3"
