@@ -323,6 +323,12 @@ def test_a_case_s_own_faults_play_unless_a_composition_or_a_faults_file_gives_th
     assert [(f.action, f.at) for f in by_file] == [("pause", 3.0)]
     # the faults themselves, as a file would give them (none: the case's own go too)
     assert build_run_spec("demo", plan_roots=[root], faults=by_file).faults == by_file
+    # ... or as the tables a file holds, and a file named by a str
+    tables = [f.to_data() for f in by_file]
+    assert build_run_spec("demo", plan_roots=[root], faults=tables).faults == by_file
+    assert build_run_spec("demo", plan_roots=[root], faults=str(file)).faults == by_file
+    with pytest.raises(FaultError, match=r"^faults\[0\]: must be a table"):
+        build_run_spec("demo", plan_roots=[root], faults=[None])
     assert build_run_spec("demo", plan_roots=[root], faults=()).faults == ()
     comp = tmp_path / "c.toml"
     comp.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n'

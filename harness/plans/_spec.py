@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,13 +106,14 @@ def build_run_spec(
     runner: str | None = None,
     timeout_s: float | None = None,
     plan_roots: Sequence[Path] | None = None,
-    faults: Path | Sequence[Fault] | None = None,
+    faults: str | os.PathLike[str] | Sequence[Fault | Mapping[str, Any]] | None = None,
 ) -> RunSpec:
     """Resolve `PLAN[:CASE]` (and an optional composition file, and faults to play: a file
-    of them, or the faults themselves) into a checked RunSpec; every fault is checked
-    against the run's instances. The case's own faults (`TestCase.faults`) play when
-    neither the composition nor `faults` gives any (`faults=()`: none of the case's)."""
-    from harness.faults import load_faults, parse_faults
+    of them, or the faults themselves, as Fault or as the tables a file holds) into a
+    checked RunSpec; every fault is checked against the run's instances. The case's own
+    faults (`TestCase.faults`) play when neither the composition nor `faults` gives any
+    (`faults=()`: none of the case's)."""
+    from harness.faults import Fault, load_faults, parse_faults
 
     comp = _read_composition(composition) if composition else {}
     g = comp.get("global", {})
@@ -163,8 +165,13 @@ def build_run_spec(
         origin = f"{plan.path / 'manifest.toml'} [{case.name}] [[testcases.faults]]"
     origins = [f"{origin}[{i}]" for i in range(len(planned))]
     if faults is not None:
-        given = load_faults(faults) if isinstance(faults, Path) else tuple(faults)
-        where_f = f"faults file {faults} " if isinstance(faults, Path) else "the given "
+        if isinstance(faults, str | os.PathLike):
+            given = load_faults(Path(faults))
+            where_f = f"faults file {faults} "
+        else:
+            given = tuple(f if isinstance(f, Fault) else Fault.from_data(f, f"faults[{i}]")
+                          for i, f in enumerate(faults))  # fmt: skip
+            where_f = "the given "
         planned += given
         origins += [f"{where_f}faults[{i}]" for i in range(len(given))]
     return _checked(plan, case, group_specs, runner or g.get("runner") or plan.runner,
