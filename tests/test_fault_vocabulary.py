@@ -16,6 +16,7 @@ from harness.faults import (
     Member,
     Selector,
     When,
+    fault_lists,
     faults,
     parse_faults,
     without_each,
@@ -247,6 +248,33 @@ def test_any_fault_round_trips_through_json_and_resolves(
     json.loads(json.dumps(resolved.to_data()))  # the record's form is JSON too
     if fault.action in ("partition", "isolate", "shape"):
         assert resolved.directions, f"{fault.action} cut nothing"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_drawn_lists_keep_to_any_spans_given_and_round_trip(data: st.DataObject) -> None:
+    """A span starting at 0 drew faults lasting 0 s, which Fault.from_data refuses."""
+    low = data.draw(st.integers(0, 3000)) / 1000
+    span = (low, low + data.draw(st.integers(0, 3000)) / 1000)
+    drawn = data.draw(fault_lists(MEMBERS, at=span, duration=span if low else (0.001, 1.0),
+                                  actions=["pause", "kill", "shape"], max_faults=3))
+    for fault in drawn:
+        assert Fault.from_data(json.loads(json.dumps(fault.to_data()))) == fault
+        assert span[0] <= fault.at <= span[1]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"duration": (0, 2)}, r"duration must be \(low, high\) seconds with 0.001 <= low"),
+    ({"duration": (-2, -1)}, "duration must be"),
+    ({"at": (5, 1)}, r"at must be \(low, high\) seconds with 0 <= low <= high, not \(5, 1\)"),
+    ({"at": (0, float("inf"))}, "at must be"),
+    ({"actions": ["explode"]}, "actions must be some of shape, partition, "),
+    ({"actions": []}, "actions must be some of"),
+])
+def test_spans_and_actions_a_draw_cannot_keep_to_are_refused(kw: dict[str, Any],
+                                                              message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fault_lists(MEMBERS, **kw)
 
 
 @settings(max_examples=300, deadline=None)

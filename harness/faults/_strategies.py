@@ -35,6 +35,10 @@ def faults(
 
     if len(members) < 2:
         raise ValueError("faults() needs at least 2 members (a partition cuts between two)")
+    _check_span("at", at, least=0.0)
+    _check_span("duration", duration, least=0.001)  # (a fault lasts at least 1 ms)
+    if not actions or any(a not in ACTIONS for a in actions):
+        raise ValueError(f"actions must be some of {', '.join(ACTIONS)}, not {list(actions)}")
     # Only the partitions this many cut anything with (a ring of 3 is all neighbours).
     kinds = [k for k in PARTITION_KINDS if len(members) >= FEWEST_CUT.get(k, 2)]
     groups = sorted({m.group for m in members})
@@ -85,6 +89,14 @@ def faults(
         return Fault.from_data(data)
 
     return fault()
+
+
+def _check_span(name: str, span: tuple[float, float], least: float) -> None:
+    """`span` is (low, high) seconds, finite, with `least` <= low <= high."""
+    low, high = span
+    if not (math.isfinite(low) and math.isfinite(high) and least <= low <= high):
+        raise ValueError(f"{name} must be (low, high) seconds with {least:g} <= low <= high, "
+                         f"not {span}")
 
 
 def _ms(draw: Callable[..., Any], span: tuple[float, float]) -> float:
