@@ -125,6 +125,21 @@ class RunOptions:
     profile_cpu: float | None = None  # seconds of CPU between samples (harness.sdk._profile)
     origin: str | None = None  # what started the run, in run.json (`harness search`: its list)
 
+    def __post_init__(self) -> None:
+        # What the command line checks, checked for callers from Python too: else a bad
+        # value made a run that failed every instance, or a run.json no reader takes.
+        self.outputs = Path(self.outputs)
+        if self.origin is not None and not isinstance(self.origin, str):
+            raise TypeError(f"RunOptions.origin must be a str or None, not {self.origin!r}")
+        for name in ("grace_s", "scrape_interval", "telemetry_interval", "profile_cpu"):
+            value = getattr(self, name)
+            if value is None and name == "profile_cpu":
+                continue
+            if not (isinstance(value, int | float) and math.isfinite(value)
+                    and (value >= 0 if name == "grace_s" else value > 0)):
+                raise ValueError(f"RunOptions.{name} must be a finite number of seconds "
+                                 f"{'>= 0' if name == 'grace_s' else '> 0'}, not {value!r}")
+
 
 @dataclasses.dataclass
 class RunResult:
@@ -193,6 +208,7 @@ def run(spec: RunSpec, options: RunOptions | None = None) -> RunResult:
                          f"{CLUSTER_K8S} (or --render DIR), not a local supervisor")
     check_proc()
     check_programs(spec)
+    options = _bound(options)  # a taken port or a bad address: one line, before anything
     spec = runnable_here(spec, lambda: _listening(options))  # may re-execute this program
     check_outputs(options.outputs)
     raise_limit(spec.total)
@@ -235,15 +251,25 @@ async def _pending_signal(signals: AsyncIterator[int]) -> str | None:
     return came
 
 
+def _bound(options: RunOptions) -> RunOptions:
+    """`options` with each (host, port) it listens at bound now, in this network namespace."""
+    def bound(where: Listen | None, name: str) -> Listen | None:
+        if not isinstance(where, tuple):
+            return where
+        host, port = where
+        return bind(f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}",
+                    f"RunOptions.{name}")
+
+    return dataclasses.replace(options,
+                               metrics_listen=bound(options.metrics_listen, "metrics_listen"),
+                               sync_tcp=bound(options.sync_tcp, "sync_tcp"))
+
+
 def _listening(options: RunOptions) -> dict[str, socket.socket]:
-    """The run's listening sockets by name, bound now in this network namespace."""
-    out = {}
-    for name, where in (("metrics", options.metrics_listen), ("sync_tcp", options.sync_tcp)):
-        if isinstance(where, tuple):
-            where = bind(f"[{where[0]}]:{where[1]}", name)
-        if where is not None:
-            out[name] = where
-    return out
+    """The run's listening sockets by name (`_bound` has bound them)."""
+    return {name: where for name, where in (("metrics", options.metrics_listen),
+                                            ("sync_tcp", options.sync_tcp))
+            if isinstance(where, socket.socket)}  # fmt: skip
 
 
 def _take_handed_over(options: RunOptions) -> RunOptions:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -337,6 +338,46 @@ def test_a_run_that_fails_while_it_sets_up_leaves_no_run_directory(
     with pytest.raises(TypeError, match="64-bit"):
         run(spec, RunOptions(outputs=outputs, progress=False, metrics_listen=None))
     assert [p.name for p in outputs.iterdir() if p.is_dir()] == []
+
+
+@pytest.mark.parametrize(("how", "error", "message"), [
+    ({"origin": 5}, TypeError, "RunOptions.origin must be a str or None, not 5"),
+    ({"profile_cpu": -1}, ValueError, "RunOptions.profile_cpu must be a finite number of "
+                                      "seconds > 0, not -1"),
+    ({"grace_s": float("nan")}, ValueError, "RunOptions.grace_s must be"),
+    ({"scrape_interval": 0}, ValueError, "RunOptions.scrape_interval must be"),
+])
+def test_run_options_a_run_could_not_use_are_refused_when_made(
+    how: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """From Python they were taken: origin=5 wrote a run.json no reader takes, a negative
+    profile interval failed every instance."""
+    from harness import RunOptions
+
+    with pytest.raises(error, match=re.escape(message)):
+        RunOptions(**how)
+    assert RunOptions(outputs="out").outputs == Path("out")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    (("127.0.0.1", 99999), "RunOptions.metrics_listen '127.0.0.1:99999': expected"),
+    (("127.0.0.1", -1), "RunOptions.metrics_listen '127.0.0.1:-1': expected"),
+    (("nonexistent.invalid", 0), "RunOptions.metrics_listen nonexistent.invalid:0: "),
+])
+def test_a_listen_address_from_python_that_cannot_be_bound_is_one_line_before_the_run(
+    tiny: Path, tmp_path: Path, where: tuple[str, int], message: str
+) -> None:
+    """Port 99999 listened on 34463 (the port modulo 65536); a name that does not resolve
+    ended the run in a bare ExceptionGroup, its run directory left as "error"."""
+    from harness import RunOptions, run
+
+    spec = build_run_spec("tiny", plan_roots=[tiny])
+    outputs = tmp_path / "out"
+    with pytest.raises(UsageError) as caught:
+        run(spec, RunOptions(outputs=outputs, progress=False, metrics_listen=where))
+    assert str(caught.value).startswith(message), caught.value
+    assert "\n" not in str(caught.value)
+    assert not outputs.exists() or not any(p.is_dir() for p in outputs.iterdir())
 
 
 # -- the command line's own input and environment: stdout, paths, Ctrl-C ----------------------
