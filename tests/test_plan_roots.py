@@ -140,3 +140,37 @@ def test_a_manifest_that_is_a_fifo_is_a_broken_plan_not_a_hang(
     assert "alpha:main" in out
     assert err == (f"harness: error: manifest {first / 'fifo' / 'manifest.toml'} is not a "
                    f"regular file\n")
+
+
+def test_roots_without_plans_say_so_and_a_plan_s_own_directory_is_named(
+    capsys: pytest.CaptureFixture[str], two_roots: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`--plans` given a plan's own directory (or an empty one) listed nothing, exit 0."""
+    first, _ = two_roots
+    plan_dir = first / "alpha"
+    hint = f"; {plan_dir} is a plan's own directory: give the directory above it"
+    assert main(["list", "--plans", str(plan_dir)]) == 0
+    assert capsys.readouterr().out == (f"no plans under {plan_dir} (each plan is a directory "
+                                       f"just under it, holding a manifest.toml){hint}\n")
+    assert main(["describe", "alpha", "--plans", str(plan_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"harness: error: unknown plan 'alpha' (known: none){hint}\n")
+    (tmp_path / "empty").mkdir()
+    assert main(["list", "--plans", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.startswith(f"no plans under {tmp_path / 'empty'} (")
+
+
+def test_a_manifest_s_text_is_shown_not_obeyed(
+    capsys: pytest.CaptureFixture[str], make_plan: Callable[..., Path]
+) -> None:
+    """A description's newline broke `list`'s one line per case, and its escape sequences
+    reached the terminal."""
+    root = make_plan("gamma", MANIFEST.format(name="gamma").replace(
+        '[[testcases]]\nname = "main"\n',
+        '[[testcases]]\nname = "main"\ndescription = """first line\nsecond \\u001b[2J"""\n'))
+    assert main(["list", "--plans", str(root)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.endswith("first line second \\x1b[2J"), line
+    assert main(["describe", "gamma", "--plans", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "case main: first line\n  second \\x1b[2J\n" in out and "\x1b" not in out, out

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 from collections.abc import Mapping
 
 from harness._commands._args import add_plans
+from harness._tell import one_line
 from harness.plans import format_duration, get_plan
 from harness.plans._manifest import TestCase
 from harness.plans._params import ParamSpec
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     cases = [plan.case(case_name)] if case_name else list(plan.cases.values())
     print(f"plan {plan.name}  ({plan.path})")
     if plan.description:
-        print(f"  {plan.description}")
+        print(f"  {_text(plan.description, '  ')}")
     print(f"  default runner: {plan.runner}")
     shared = _shared_params(cases) if len(cases) > 1 else {}
     roles = {_roles(c) for c in cases}
@@ -42,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if shared_roles:
         print(f"  roles of every case (by sequence number): {shared_roles}")
     for case in cases:
-        print(f"\ncase {case.name}: {case.description}")
+        print(f"\ncase {case.name}: {_text(case.description, '  ')}")
         print(f"  instances: min {case.min_instances}, max {case.max_instances}, "
               f"default {case.default_instances}")
-        what = case.entrypoint or " ".join(case.program or ())
+        what = one_line(case.entrypoint or shlex.join(case.program or ()), 1000)
         print(f"  runs: {what}" + (f" ({case.backend})" if case.entrypoint else ""))
         own = {n: p for n, p in case.params.items() if n not in shared}
         if own:
@@ -84,6 +86,12 @@ def _roles(case: TestCase) -> str:
     return ", ".join(f"{r.name}={'rest' if r.rest else r.count}" for r in case.roles.roles)
 
 
+def _text(text: str, indent: str) -> str:
+    """A manifest's text for the terminal: its lines under `indent`, escapes shown, not
+    obeyed (a TOML multi-line string is a natural way to write a description)."""
+    return f"\n{indent}".join(one_line(line, 1000) for line in text.splitlines())
+
+
 def _value(p: ParamSpec) -> str:
     return format_duration(p.default) if p.type == "duration" else repr(p.default)
 
@@ -94,4 +102,5 @@ def _print_params(params: Mapping[str, ParamSpec]) -> None:
         bounds = "".join(
             f", {k} {p.show(v)}" for k, v in (("min", p.min), ("max", p.max)) if v is not None
         )
-        print(f"    {p.name:<{width}}  {p.type:<8} default {_value(p)}{bounds}  {p.description}")
+        print(f"    {p.name:<{width}}  {p.type:<8} default {_value(p)}{bounds}  "
+              f"{_text(p.description, ' ' * 6)}")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from harness._commands._args import add_plans
 from harness._errors import UsageError
-from harness.plans import find_plans
+from harness._tell import one_line
+from harness.plans import default_roots, find_plans
+from harness.plans._discovery import roots_hint
 
 HELP = "list plans and their test cases"
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         (
             f"{plan.name}:{case.name}",
             f"{case.min_instances}-{case.max_instances} (default {case.default_instances})",
-            case.description,
+            one_line(case.description.replace("\n", " "), 500),
         )
         for plan in find_plans(args.plans, broken).values()
         for case in plan.cases.values()
@@ -36,4 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{target:<{width}}  instances {counts:<20}  {description}")
     for error in broken.values():
         print(f"harness: error: {error}", file=sys.stderr)
+    if not rows and not broken:
+        roots = args.plans or default_roots()
+        print(f"no plans under {', '.join(map(str, roots))} (each plan is a directory just "
+              f"under it, holding a manifest.toml){roots_hint(roots)}")
     return 2 if broken else 0

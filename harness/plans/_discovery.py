@@ -64,6 +64,15 @@ def find_plans(
     return plans
 
 
+def roots_hint(roots: Iterable[Path] | None = None) -> str:
+    """What to say when `roots` hold no plan: a root that is itself a plan's directory (a
+    manifest.toml in it, not one level down) is named."""
+    plans = [r for r in (roots if roots is not None else default_roots())
+             if (r / "manifest.toml").exists()]
+    return "".join(f"; {r} is a plan's own directory: give the directory above it"
+                   for r in plans)
+
+
 def get_plan(name: str, roots: Iterable[Path] | None = None) -> Plan:
     """One plan by name, or a UsageError listing the known ones. Another plan's broken
     manifest is no concern of this one; one in a directory of this name (or the only one,
@@ -80,4 +89,5 @@ def get_plan(name: str, roots: Iterable[Path] | None = None) -> Plan:
     unloaded = (f"; {len(broken)} manifests do not load (`harness list` says why): "
                 f"{', '.join(str(p / 'manifest.toml') for p in broken)}") if broken else ""
     raise UsageError(
-        f"unknown plan {name!r} (known: {', '.join(sorted(plans)) or 'none'}){unloaded}")
+        f"unknown plan {name!r} (known: {', '.join(sorted(plans)) or 'none'}){unloaded}"
+        + ("" if plans else roots_hint(roots)))
