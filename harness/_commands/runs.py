@@ -16,7 +16,7 @@ from harness._errors import UsageError
 from harness._liveness import mark_aborted_runs
 from harness._outputs import is_disk_full
 from harness._tell import one_line, tell
-from harness.observe import RunRow, list_runs, sync_history
+from harness.observe import HISTORY_FILE, RunRow, list_run_dirs, list_runs, sync_history
 from harness.plans._checks import INT64
 
 HELP = "list past runs (newest first) from the run history"
@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only, full)
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
     try:
-        rows = _listed(args, None)
+        # no history and no run: nothing to list, and no history.sqlite left in a directory
+        # that is no outputs (`--outputs ~` mistyped)
+        nothing = not (args.outputs / HISTORY_FILE).exists() and not list_run_dirs(args.outputs)
+        rows = [] if nothing else _listed(args, None)
     except (UsageError, OSError) as e:  # no database, or one that cannot be opened
         why = e if isinstance(e, UsageError) else f"run history {e.filename}: {e.strerror}"
         tell(f"harness: warning: {why}; the runs are read from their directories")

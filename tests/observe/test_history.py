@@ -115,6 +115,18 @@ def test_a_run_json_that_cannot_be_read_is_not_listed_and_a_warning_says_so(
     assert "started" in warning, warning
 
 
+def test_runs_of_a_directory_without_runs_leaves_no_history_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness runs --outputs ~` (mistyped) left a history.sqlite in the home directory."""
+    (tmp_path / "notes").mkdir()
+    assert main(["runs", "--outputs", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "no runs\n"
+    assert main(["runs", "--outputs", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+
+
 def test_record_needs_run_json(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no run\.json"):
         record_run(tmp_path)
