@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from harness._errors import HarnessError
+from harness.observe._jsonl import ReadFailed, read_regular
 from harness.sync import CONTROL, SyncError, connect_unix
 
 CONTROL_FILE = "control.token"
@@ -50,14 +51,20 @@ def read_token(run_dir: Path) -> str:
     """The run's control token; ControlError when it cannot be read."""
     path = run_dir / CONTROL_FILE
     try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise ControlError(f"{path} does not exist: the run is not ready yet, has ended, or "
-                           f"was started by a harness without live faults") from None
-    except (OSError, UnicodeDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raw = read_regular(path, 4096)  # (a FIFO in its place: a read that never ends)
+    except (ReadFailed, ValueError) as e:
+        why = e.reason if isinstance(e, ReadFailed) else str(e)
         raise ControlError(f"cannot read {path} ({why}): only the run's user may control "
                            f"it") from None
+    if raw is None:
+        if os.path.lexists(path):
+            raise ControlError(f"{path} is not a regular file: it holds no token")
+        raise ControlError(f"{path} does not exist: the run is not ready yet, has ended, or "
+                           f"was started by a harness without live faults")
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError as e:
+        raise ControlError(f"cannot read {path} ({e})") from None
 
 
 def ask_fault(sock: Path, token: str, table: dict[str, Any], by: str,

@@ -306,3 +306,17 @@ def test_events_follow_ends_when_the_supervisor_is_gone(tmp_path: Path) -> None:
                         os.killpg(pid, signal.SIGKILL)
     assert json.loads((run_dir / "run.json").read_text())["outcome"] == "aborted"
     assert not (run_dir / "control.token").exists()
+
+
+def test_the_control_token_is_read_only_from_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO in its place made `harness fault` wait forever."""
+    from harness._control import CONTROL_FILE, ControlError, read_token, write_token
+
+    with pytest.raises(ControlError, match="does not exist: the run is not ready yet"):
+        read_token(tmp_path)
+    os.mkfifo(tmp_path / CONTROL_FILE)
+    with pytest.raises(ControlError, match="is not a regular file: it holds no token"):
+        read_token(tmp_path)
+    (tmp_path / CONTROL_FILE).unlink()
+    write_token(tmp_path, "abc")
+    assert read_token(tmp_path) == "abc"
