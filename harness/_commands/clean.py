@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     for item in removed:
         print(f"removed {item}")
     for run_dir in aborted:
-        print(f"marked run {run_dir.name} aborted (its supervisor is gone); removed its sockets")
+        print(f"marked run {run_dir.name} aborted (its supervisor is gone); its sockets and "
+              f"control token are gone")
     for line in _left_alone(outputs, networks, groups):
         print(line)
     if removed:

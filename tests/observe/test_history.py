@@ -97,6 +97,10 @@ def test_runs_by_their_origin(run_factory: Callable[..., Path], tmp_path: Path,
         assert sorted(shown) == sorted(listed), text
     assert main(["runs", "--outputs", str(outputs), "--by", ""]) == 2
     assert capsys.readouterr().err.strip() == "harness: error: --by needs some text to look for"
+    for plan in ("", ":ping"):  # (an empty one listed every run, as if not given)
+        assert main(["runs", "--outputs", str(outputs), "--plan", plan]) == 2
+        assert capsys.readouterr().err.strip() == (f"harness: error: --plan {plan!r} names no "
+                                                   f"plan (PLAN or PLAN:CASE)")
 
 
 def test_a_run_json_that_cannot_be_read_is_not_listed_and_a_warning_says_so(
