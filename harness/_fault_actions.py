@@ -97,7 +97,7 @@ class FaultActions:
             if comeback == "now":  # a restart of an instance that is not running starts it
                 return await self.start(instance, why)
             return False
-        st.expecting(expect)
+        st.expecting(expect, ends=True)
         st.ended_by = why
         if comeback is not None:
             back = self.sup.comeback[instance] = trio.Event()

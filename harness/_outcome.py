@@ -74,9 +74,11 @@ class InstanceState:
         run's end does not stop it, the faults judge it."""
         return self.ended_by is not None and self.expect == "may_die"
 
-    def expecting(self, expect: str) -> None:
-        """A process fault hit it, expecting `expect`; "recover" outweighs "may_die"."""
-        if self.expect != "recover":
+    def expecting(self, expect: str, *, ends: bool = False) -> None:
+        """A process fault hit it, expecting `expect`. One that `ends` it (a kill, stop or
+        restart) judges it alone: the faults before it were undone or are cut short by it,
+        and can no longer be judged. Else "recover" outweighs "may_die"."""
+        if ends or self.expect != "recover":
             self.expect = expect
 
     def exited_with_oom_kills(self, kills: int) -> None:

@@ -903,6 +903,9 @@ class Supervisor:
                     st.stopped = st.stopped or reason
                 self.comeback[st.spec.id].set()
             if st.paused and st.pid is not None:  # a frozen process cannot take its SIGTERM
+                frozen = self.conductor.pausing(st.spec.id) if self.conductor else None
+                if frozen and st.expect == "may_die":  # left to its pause, as one a kill
+                    st.ended_by = st.ended_by or frozen  # is ending is left to its kill
                 self.thaw(st)
             if st.starting:  # its new process gets the SIGTERM as it is known (`_spawn`)
                 st.stopped = st.stopped or reason

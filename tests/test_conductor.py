@@ -478,6 +478,30 @@ def test_a_timed_end_starts_again_only_those_it_ended(tmp_path: Path, action: st
     assert actions.started == ["g/0"]
 
 
+@pytest.mark.parametrize("action", ["kill", "stop", "restart"])
+def test_a_pause_after_an_end_of_a_paused_instance_ends_when_it_should(
+    tmp_path: Path, action: str
+) -> None:
+    """A pause for good, then a kill (stop, restart) of its instance, which ends that pause,
+    then a pause of 1 s: the first pause still counted as holding the instance, so the last
+    one's end did not thaw it (frozen to the run's end, recorded as undone)."""
+
+    class Thawing(_Ends):
+        async def end(self, instance: str, why: str, grace: float | None,
+                      comeback: str | None, expect: str) -> bool:
+            self.paused[instance] = False  # as the supervisor thaws one it ends
+            return True
+
+    actions = Thawing()
+    faults = [Fault.from_data({"action": "pause", "at": 0.5, "targets": {"instances": ["g/0"]}}),
+              Fault.from_data({"action": action, "at": 1.0, "targets": {"instances": ["g/0"]},
+                               **({} if action == "restart" else {"duration": "1s"})}),
+              Fault.from_data({"action": "pause", "at": 3.0, "duration": "1s",
+                               "targets": {"instances": ["g/0"]}})]
+    _play(faults, actions, tmp_path)
+    assert actions.changes == [(0.5, "g/0", True), (3.0, "g/0", True), (4.0, "g/0", False)]
+
+
 class _SlowToExit(_Ends):
     """Actions whose ended instances take 2 s to exit (a program that takes its grace)."""
 
@@ -575,12 +599,14 @@ def test_a_kill_for_good_after_a_recovered_timed_kill_is_judged_by_its_own_expec
 ) -> None:
     """The strongest expectation stood for the whole run: an instance killed for 500 ms,
     started again and recording success, then killed for good (may die), was failed as
-    "expected to recover but never did"."""
+    "expected to recover but never did". The fault that ends an instance judges it: also
+    where its new process had not recorded success yet (a server records it at its end, so
+    none that was ever restarted or paused could be killed for good)."""
     from harness._outcome import InstanceState
     from harness.plans import InstanceSpec
 
     def killed(st: InstanceState, fault: str, expect: str) -> None:
-        st.expecting(expect)
+        st.expecting(expect, ends=True)
         st.ended_by, st.status = f"killed by {fault} (kill)", -9
 
     st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
@@ -590,13 +616,20 @@ def test_a_kill_for_good_after_a_recovered_timed_kill_is_judged_by_its_own_expec
     st.record({"type": "success"})
     killed(st, "fault 1", "may_die")
     assert st.verdict() == (True, None)
-    again = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
-    killed(again, "fault 0", "recover")
-    again.restarted(None)
-    again.pid, again.starting = 11, False  # no success in its new process: not recovered
-    killed(again, "fault 1", "may_die")
-    assert again.verdict() == (False, "killed by fault 1 (kill), and it was expected to "
-                                      "recover but never did")
+    for last, passes in (("may_die", True), ("recover", False)):
+        again = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
+        killed(again, "fault 0", "recover")
+        again.restarted(None)
+        again.pid, again.starting = 11, False  # no success in its new process
+        killed(again, "fault 1", last)
+        assert again.verdict() == ((True, None) if passes else (
+            False, "killed by fault 1 (kill), and it was expected to recover but never did"))
+    paused = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=10)
+    paused.expecting("recover")  # a pause, undone since
+    paused.expecting("may_die")  # another pause: the strictest of pauses stands
+    assert paused.expect == "recover"
+    killed(paused, "fault 2", "may_die")
+    assert paused.verdict() == (True, None)
 
 
 def test_the_busy_loops_of_an_exited_instance_wait_until_it_is_started_again() -> None:
@@ -774,13 +807,15 @@ def test_a_hog_whose_loop_never_starts_fails_and_leaves_no_loop(
 
 
 @pytest.mark.parametrize("expect", [None, "may_die", "recover"])
-def test_a_pause_expects_what_its_fault_says(tmp_path: Path, expect: str | None) -> None:
-    """`expect = "may_die"` on a pause was recorded and ignored: the instance was held to
-    "recover", so a pause then a kill for good failed it."""
+def test_a_pause_expects_what_its_fault_says(tiny: Path, tmp_path: Path,
+                                             expect: str | None) -> None:
+    """`expect = "may_die"` on a pause was recorded and ignored: an instance a pause held
+    frozen at the run's timeout failed as still running. With may_die it is left to its
+    pause, as one a kill for good is ending is left to that kill."""
     import types
 
-    from harness._outcome import InstanceState
-    from harness.plans import InstanceSpec
+    from harness._supervisor import RunOptions, Supervisor
+    from harness.plans import build_run_spec
 
     fault = Fault.from_data({"action": "pause", "at": 0.5, "targets": {"instances": ["g/0"]},
                              **({"expect": expect} if expect else {})})
@@ -788,17 +823,25 @@ def test_a_pause_expects_what_its_fault_says(tmp_path: Path, expect: str | None)
     _play([fault], actions, tmp_path)
     assert actions.expects == [expect or "recover"]
 
+    sup = Supervisor(build_run_spec("tiny", instances=3, plan_roots=[tiny]), RunOptions())
+    frozen = "frozen by fault 0 (pause) since 0.5 s"
+    sup.conductor = types.SimpleNamespace(  # type: ignore[assignment]
+        pausing=lambda iid: frozen if iid == "single/0" else None)
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    try:  # the supervisor's side: paused expecting it, then killed for good (may die)
-        st = InstanceState(InstanceSpec("g/0", "g", 0, 0, "", {}, None), pid=sleeper.pid)
-        sup = types.SimpleNamespace(states={"g/0": st}, cgroups=None, no_cgroups="none here",
-                                    thaw=lambda st: setattr(st, "paused", False))
-        fa = FaultActions(sup)  # type: ignore[arg-type]
-        assert trio.run(fa.pause, "g/0", True, expect or "recover")
-        assert trio.run(fa.end, "g/0", "killed by fault 1 (kill)", None, None, "may_die")
+    try:
+        st = sup.states["single/0"]
+        st.pid, st.starting, st.paused = sleeper.pid, False, True
+        st.expecting(expect or "recover")
+
+        async def stop() -> None:
+            sup._stop_all("still running at the run's timeout (10s)")
+
+        trio.run(stop)
         st.status = sleeper.wait(timeout=5)
         passed, why = st.verdict()
         assert passed == (expect == "may_die"), why
+        if passed:
+            assert st.note() == f"{frozen} (it may die: expected)"
     finally:
         sleeper.kill()
         sleeper.wait()

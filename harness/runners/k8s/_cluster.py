@@ -583,7 +583,7 @@ def fault_outcome(entry: dict[str, Any], states: dict[str, InstanceState]) -> No
     hit = [i for i in entry.get("chosen", ()) if i not in entry.get("missed", ())]
     for iid in hit if entry["step"] == "applied" else ():
         st = states[iid]
-        st.expecting(expect)
+        st.expecting(expect, ends=True)
         if action == "restart":
             _started_again(st)
         else:
