@@ -136,8 +136,10 @@ def test_the_timeline_draws_each_life_of_a_restarted_instance(
             f.write(json.dumps({"ts": T0 + sec, "mono": M0 + sec, "kind": "instance",
                                 "instance": "single/1", "status": status}) + "\n")
     timeline = _section(render_html(run_dir), "timeline")
-    lives = re.findall(r"<title>single/1: ([\d.]+) to ([\d.]+) s", timeline)
-    assert [float(a) for a, _ in lives] == [0.11, 4.0] and float(lives[0][1]) == 3.0
+    lives = re.findall(r"<title>single/1: ([\d.]+) to ([\d.]+) s, ([^<]*)<", timeline)
+    assert [float(a) for a, _, _ in lives] == [0.11, 4.0] and float(lives[0][1]) == 3.0
+    # the life a fault ended is not drawn as passed (its colour and words were the last's)
+    assert [said for _, _, said in lives] == ["ended by a fault, started again", "passed"]
 
 
 def test_a_timeline_too_long_to_draw_says_so_and_draws_the_failed_first(

@@ -173,6 +173,7 @@ def _note(note: str | None, after_reason: bool) -> str:
 
 
 _LANES = 60  # the most instances the timeline draws
+_ENDED_BY_A_FAULT = "#868e96"  # a life a fault ended before the last (grey)
 
 
 def _lives(changes: list[tuple[float, bool]]) -> list[list[float | None]]:
@@ -230,17 +231,20 @@ def _timeline(r: RunData, faults: list[FaultRow]) -> str:
         iid = inst.id
         c = _svg.OUTCOME_COLOURS.get(outcome.get(iid), "#868e96")
         bars = []
-        for a, b in lives[iid]:
+        for n, (a, b) in enumerate(lives[iid], start=1 - len(lives[iid])):
             a, b = a or 0.0, total if b is None else b
-            bars.append((a, b, c + "55",
-                         f"{iid}: {num(a, 2)} to {num(b, 2)} s, {outcome.get(iid) or '?'}"))
+            # a life before the last was ended by a fault that started it again: the
+            # outcome is the last life's
+            said = outcome.get(iid) or "?" if n == 0 else "ended by a fault, started again"
+            bars.append((a, b, (c if n == 0 else _ENDED_BY_A_FAULT) + "55",
+                         f"{iid}: {num(a, 2)} to {num(b, 2)} s, {said}"))
         lanes.append((iid, [*bars, *points.get(iid, [])]))
     more = len(r.instances) - _LANES
     note = (
         (f'<p class="sub">{_LANES} of {len(r.instances)} instances are drawn, the failed ones '
          f'first; the Instances table lists every one.</p>' if more > 0 else "")
         + '<p class="sub">Bars: each instance from start to exit, one per life when a fault '
-        'restarted it (green passed, orange failed); '
+        'restarted it (green passed, orange failed; grey: a life a fault ended); '
         'dark ticks: success/failure events. Dashed lines: <span style="color:#1c7ed6">phases'
         '</span>, <span style="color:#7048e8">barrier releases</span>, '
         '<span style="color:#e8590c">network changes</span>. Hover for details.</p>'
