@@ -90,9 +90,26 @@ def live_faults(steps: Iterable[Mapping[str, Any]], where: str = FAULTS_FILE) ->
             if not hit:  # nothing was done to anyone: a replay must not do it
                 continue
             table["targets"] = {"instances": hit, **({"seed": seed} if seed else {})}
+            table.update(_other_ends(table, step.get("directions"), hit))
         out.append(Fault.from_data(table, f"{where}: {step.get('fault')}"))
     # `at` is seconds here (at_s), never a sync condition
     return tuple(sorted(out, key=lambda f: f.at if isinstance(f.at, float) else 0.0))
+
+
+def _other_ends(table: Mapping[str, Any], directions: Any, hit: list[str]) -> dict[str, Any]:
+    """A partition's `others` or a shape's `to`, pinned as `targets` is to whom the fault
+    chose: the ends of the directions it cut or shaped that were not its targets (a topic
+    or a drawn count names others in a replay)."""
+    if not isinstance(directions, list):
+        return {}
+    ends = {str(b) for d in directions if isinstance(d, list) and len(d) == 2 for b in d}
+    pinned = {}
+    if "others" in table:
+        pinned["others"] = {"instances": sorted(ends - set(hit))}
+    if "to" in table:
+        pinned["to"] = {"instances": sorted({str(d[1]) for d in directions
+                                             if isinstance(d, list) and len(d) == 2})}
+    return pinned
 
 
 def schedule(faults: Iterable[Fault]) -> dict[str, Any]:

@@ -115,6 +115,25 @@ def test_print_faults_of_a_run_that_did_not_record_its_faults_is_refused(
                                  "is not known\n")
 
 
+def test_a_live_partition_s_other_side_and_a_shape_s_destinations_replay_as_were() -> None:
+    """`targets` was pinned to whom the fault chose, but `others` (a partition's) and `to`
+    (a shape's) were copied as given: a topic named whoever it held in the replay."""
+    steps = [
+        {"fault": "live 0 (cli)", "step": "applied", "at_s": 1.0, "action": "partition",
+         "targets": {"group": "single", "count": 1}, "others": {"topic": "followers"},
+         "chosen": ["single/0"],
+         "directions": [["single/0", "single/2"], ["single/2", "single/0"]]},
+        {"fault": "live 1 (cli)", "step": "applied", "at_s": 2.0, "action": "shape",
+         "targets": {"instances": ["single/1"]}, "to": {"count": 2, "seed": 3},
+         "shape": {"latency_ms": 20}, "chosen": ["single/1"],
+         "directions": [["single/1", "single/0"], ["single/1", "single/3"]]},
+    ]
+    cut, shaped = (f.to_data() for f in live_faults(steps))
+    assert cut["targets"] == {"instances": ["single/0"]}
+    assert cut["others"] == {"instances": ["single/2"]}
+    assert shaped["to"] == {"instances": ["single/0", "single/3"]}
+
+
 def _recorded(tmp_path: Path, **fields: Any) -> Path:
     """A finished run's directory whose run.json has what a replay needs, and `fields`."""
     run_dir = tmp_path / "20261126-031500-a1b2c3"
