@@ -303,6 +303,12 @@ def search(course: Search, members: Sequence[Member], space: Space, *,
                 f"--at starts at {space.at[0]:g}s, but the instances of the run without the "
                 f"search's faults ended {baseline.lasted:.1f} s after they had all started: "
                 f"every fault would come after their end"))
+        if baseline.outcome == "passed" and space.at[1] > baseline.lasted:
+            course.progress(
+                f"search: note: the instances of the run without the search's faults ended "
+                f"{baseline.lasted:.1f} s after they had all started, and --at reaches "
+                f"{space.at[1]:g}s: a list whose faults come later tests nothing (an --at "
+                f"within {baseline.lasted:.1f} s tests more)")
         if not baseline.failed:
             hypothesis.seed(seed)(survives)()
     except _Failed:

@@ -264,6 +264,26 @@ def test_faults_that_would_come_after_the_run_s_end_are_refused_after_the_first_
     assert runs.played == [()]
 
 
+
+def test_faults_that_may_come_after_the_run_s_end_are_said_to_test_nothing(
+    tmp_path: Path,
+) -> None:
+    """--at 1s..10s (the default) over a run of 2 s: most lists ended inconclusive, and only
+    a note at the end hinted why."""
+    class Short(Runs):
+        def __call__(self, file: Path, origin: str) -> RunResult:
+            return dataclasses.replace(super().__call__(file, origin), duration_s=2.0)
+
+    said: list[str] = []
+    runs = Short(tmp_path, lambda _: (0, None))
+    search(Search(runs, tmp_path / "s", examples=2, progress=said.append), MEMBERS,
+           dataclasses.replace(SPACE, at=(1, 10)))
+    assert [line for line in said if "note" in line] == [
+        "search: note: the instances of the run without the search's faults ended 2.0 s "
+        "after they had all started, and --at reaches 10s: a list whose faults come later "
+        "tests nothing (an --at within 2.0 s tests more)"]
+
+
 @pytest.mark.parametrize("how", ["a run's own", "its report cut short", "a KeyboardInterrupt"])
 def test_an_interruption_ends_the_search_with_what_it_found(tmp_path: Path, how: str) -> None:
     calls = iter([(0, None)] + [(130, "interrupted") if how == "a run's own" else (0, None)] * 9)
