@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from harness._errors import UsageError
+from harness._runid import is_run_id
 from harness.observe._jsonl import number
 from harness.observe._rundir import DEFAULT_OUTPUTS, list_run_dirs
 from harness.observe._runrecord import read_run
@@ -245,7 +246,19 @@ def list_runs(
         sql += f" LIMIT {int(limit)}"
     with _connect(db) as conn:
         rows = conn.execute(sql, args).fetchall()
-    return [row for r in rows if (row := _run_row(r)) is not None]
+    return [_where_now(row, outputs) for r in rows if (row := _run_row(r)) is not None]
+
+
+def _where_now(row: RunRow, outputs: Path) -> RunRow:
+    """`row` with its directory (and report) where the run is now under `outputs`: the
+    history keeps the absolute path it was recorded at, which outputs moved or copied
+    elsewhere no longer have."""
+    here = outputs / row.run_id
+    if not is_run_id(row.run_id) or not here.is_dir() or str(here.resolve()) == row.dir:
+        return row
+    report = here / "report.html"
+    return dataclasses.replace(row, dir=str(here.resolve()),
+                               report=str(report.resolve()) if report.is_file() else None)
 
 
 def _run_row(r: tuple[Any, ...]) -> RunRow | None:

@@ -131,6 +131,21 @@ def test_runs_of_a_directory_without_runs_leaves_no_history_in_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
 
 
+def test_runs_say_where_the_run_is_now_after_its_outputs_moved(
+    run_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The history kept the absolute path each run was recorded at: outputs moved elsewhere
+    listed directories that were no longer there."""
+    import shutil
+
+    record_run(run_factory(run_id="20261126-031500-aaaaaa"))
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "outputs", moved)
+    (row,) = list_runs(moved)
+    assert row.dir == str((moved / "20261126-031500-aaaaaa").resolve())
+    assert row.report is None  # (none was written)
+
+
 def test_record_needs_run_json(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no run\.json"):
         record_run(tmp_path)
