@@ -313,5 +313,21 @@ def test_the_kernel_rows_are_netems_own_probes(monkeypatch: pytest.MonkeyPatch) 
     assert htb.detail == "RTNETLINK answers: No such file or directory (test)"
     assert (rows["qdisc tbf"].ok, rows["qdisc tbf"].detail) == (True, "works")
     assert rows["backend kernel"].ok is True
-    assert rows["backend userspace"].ok is False  # NFQUEUE does not work
-    assert "NFQUEUE" in rows["backend userspace"].detail
+    user = rows["backend userspace"]
+    assert user.ok is False  # NFQUEUE does not work, and says why; the fix is not the C engine
+    assert user.detail == "the iptables NFQUEUE target does not work: iptables not found"
+    assert (user.fix, user.package) == ("apt-get install iptables", "iptables")
+    answers[3] = ProbeResult("nfqueue", False, "iptables: No chain/target/match by that name.")
+    user = {c.name: c for c in doctor._kernel_trials()}["backend userspace"]
+    assert user.package is None and "modprobe nfnetlink_queue xt_NFQUEUE" in user.fix
+
+
+def test_the_network_trial_without_ping_says_so_not_that_the_bridge_failed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to build the throw-away network")
+    _hide(monkeypatch, "ping")
+    bridge, chain = doctor._network_trial()
+    assert (bridge.ok, bridge.detail) == (None, "2 hosts built; not pinged: no ping program")
+    assert chain.ok is True

@@ -259,7 +259,8 @@ def _kernel_trials() -> list[Check]:
         *_network_trial(),
         _qdisc("htb", probes["htb+u32"]),
         _qdisc("tbf", probes["tbf"]),
-        *_backends(probes["sch_netem"].ok, probes["nfqueue"].ok, *_engines()),
+        *_backends(probes["sch_netem"].ok, probes["nfqueue"].ok, *_engines(),
+                   nfqueue_why=probes["nfqueue"].detail),
     ]
 
 
@@ -269,6 +270,9 @@ def _network_trial() -> list[Check]:
     try:
         with netem.Network(prefix=prefix, backend="none", subnet="198.18.0.0/29") as net:
             h1, h2 = net.build(2)
+            if shutil.which("ping") is None:  # (its own row says so: not the bridge's fault)
+                return [Check(names[0], None, "2 hosts built; not pinged: no ping program"),
+                        Check(names[1], True, "NETEM-DROP chain installed in the hub")]
             ping = _run(
                 ["nsenter", f"--net={h1.netns_path}", "ping", "-c", "1", "-w", "10", str(h2.ip)]
             )
@@ -337,6 +341,7 @@ def _backends(
     nfqueue_ok: bool | None,
     c_problem: str | None,
     python_engine: bool | None,
+    nfqueue_why: str = "",
 ) -> list[Check]:
     from harness.runners._netns import BACKEND_ENV
 
@@ -354,7 +359,9 @@ def _backends(
         user_ok = None
         detail = ""
     elif not nfqueue_ok:
-        user_ok, detail = False, "the iptables NFQUEUE target does not work"
+        user_ok = False
+        detail = "the iptables NFQUEUE target does not work" + (
+            f": {nfqueue_why}" if nfqueue_why else "")
     elif c_problem is None:
         user_ok, detail = True, "NFQUEUE works, C engine built"
     elif python_engine:
@@ -362,12 +369,13 @@ def _backends(
         detail = f"NFQUEUE works; only the slower Python engine ({c_problem})"
     else:
         user_ok, detail = False, f"no engine: {c_problem}; no Python NetfilterQueue either"
-    user = Check(
-        "backend userspace",
-        user_ok,
-        detail,
-        "apt-get install gcc libnetfilter-queue-dev (the C engine)",
-        "gcc libnetfilter-queue-dev",
-        required=chosen == "userspace",
-    )
+    # What mends it: no package mends a kernel without the NFQUEUE target.
+    fix: str = "apt-get install gcc libnetfilter-queue-dev (the C engine)"
+    package: str | None = "gcc libnetfilter-queue-dev"
+    if nfqueue_ok is False:
+        fix, package = (("apt-get install iptables", "iptables") if "not found" in nfqueue_why
+                        else ("the kernel needs the NFQUEUE target: modprobe nfnetlink_queue "
+                              "xt_NFQUEUE", None))
+    user = Check("backend userspace", user_ok, detail, fix, package,
+                 required=chosen == "userspace")
     return [kernel, user]
