@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be a whole number from 1 to 2**63 - 1, not {args.limit}")
     if args.by == "":
         raise UsageError("--by needs some text to look for")
-    if args.plan == "" or (args.plan or "x").startswith(":"):
+    if args.plan is not None and not args.plan.partition(":")[0]:
         raise UsageError(f"--plan {args.plan!r} names no plan (PLAN or PLAN:CASE)")
     with warning_if_failing(f"marking the runs under {args.outputs}"):  # (read-only, full)
         mark_aborted_runs(outputs_dir(args.outputs), "harness runs")  # then recorded as ended
