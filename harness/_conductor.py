@@ -304,7 +304,7 @@ class Conductor:
             missed = [iid for iid in chosen
                       if not await self.actions.end(iid, why, grace, comeback, expect)]
             ended = [iid for iid in chosen if iid not in missed]
-            self._unhold_pauses(ended)  # ended: the pauses that held them end (thawed)
+            self._unhold_pauses(ended, name)  # ended: the pauses holding them end (thawed)
             # Applied once they are down: a stop's duration counts from the exit, not from
             # its SIGTERM (a program that takes its grace to exit was down for no time).
             await self.actions.gone(ended)
@@ -315,7 +315,7 @@ class Conductor:
                                       lambda hit: self._unpause(name, hit))
         elif action == "resume":
             missed = [iid for iid in chosen if not await self.actions.pause(iid, False)]
-            self._unhold_pauses(chosen)  # resumed: no pause holds them any more
+            self._unhold_pauses(chosen, name)  # resumed: no pause holds them any more
         elif action in _UNSET:
             missed = await self._hold(active, chosen, _setting(fault, 0.0),
                                       lambda hit: self._set_back(name, action, hit))
@@ -355,12 +355,16 @@ class Conductor:
             active.undo = lambda: back(active.hit)
         return missed
 
-    def _unhold_pauses(self, instances: Sequence[str]) -> None:
-        """No pause in force holds `instances` any more: its end leaves them be, and no
-        reason says it froze them (a later pause's end thawed nothing while it did)."""
-        for a in self._active.values():
-            if a.resolved.fault.action == "pause":
+    def _unhold_pauses(self, instances: Sequence[str], by: str) -> None:
+        """No pause in force holds `instances` any more (fault `by` ended or resumed them):
+        its end leaves them be, and no reason says it froze them (a later pause's end
+        thawed nothing while it did). A pause left holding none is over, and recorded so."""
+        for n, a in list(self._active.items()):
+            if a.resolved.fault.action == "pause" and set(a.hit) & set(instances):
                 a.hit = [iid for iid in a.hit if iid not in instances]
+                if not a.hit:
+                    del self._active[n]
+                    self._write(n, "undone", {"action": "pause", "by": by})
 
     def _held_by_others(self, name: str, action: str) -> dict[str, _Active]:
         """Each instance another fault of `action` in force holds: the latest such fault."""

@@ -38,8 +38,10 @@ def bind(text: str, option: str) -> socket.socket | None:
         if ":" in host:
             raise UsageError(f"{option} {text!r}: an IPv6 address goes in brackets, "
                              "e.g. [::1]:9090")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdigit():
         raise UsageError(f"{option} {text!r}: expected HOST:PORT or off")
+    if int(port) > 65535:
+        raise UsageError(f"{option} {text!r}: port {int(port)} is past 65535")
     host = host or "127.0.0.1"
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

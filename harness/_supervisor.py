@@ -131,6 +131,13 @@ class RunOptions:
         self.outputs = Path(self.outputs)
         if self.origin is not None and not isinstance(self.origin, str):
             raise TypeError(f"RunOptions.origin must be a str or None, not {self.origin!r}")
+        for name in ("metrics_listen", "sync_tcp"):
+            where = getattr(self, name)
+            if not (where is None or isinstance(where, socket.socket) or (
+                    isinstance(where, tuple) and len(where) == 2
+                    and isinstance(where[0], str) and isinstance(where[1], int))):
+                raise TypeError(f"RunOptions.{name} must be a (host, port) tuple, a listening "
+                                f"socket or None, not {where!r}")
         for name in ("grace_s", "scrape_interval", "telemetry_interval", "profile_cpu"):
             value = getattr(self, name)
             if value is None and name == "profile_cpu":

@@ -346,6 +346,9 @@ def test_a_run_that_fails_while_it_sets_up_leaves_no_run_directory(
                                       "seconds > 0, not -1"),
     ({"grace_s": float("nan")}, ValueError, "RunOptions.grace_s must be"),
     ({"scrape_interval": 0}, ValueError, "RunOptions.scrape_interval must be"),
+    ({"metrics_listen": "127.0.0.1:0"}, TypeError, "RunOptions.metrics_listen must be a (host, "
+                                                   "port) tuple, a listening socket or None"),
+    ({"sync_tcp": ("127.0.0.1", "80")}, TypeError, "RunOptions.sync_tcp must be"),
 ])
 def test_run_options_a_run_could_not_use_are_refused_when_made(
     how: dict[str, Any], error: type[Exception], message: str
@@ -360,7 +363,8 @@ def test_run_options_a_run_could_not_use_are_refused_when_made(
 
 
 @pytest.mark.parametrize(("where", "message"), [
-    (("127.0.0.1", 99999), "RunOptions.metrics_listen '127.0.0.1:99999': expected"),
+    (("127.0.0.1", 99999), "RunOptions.metrics_listen '127.0.0.1:99999': port 99999 is past "
+                           "65535"),
     (("127.0.0.1", -1), "RunOptions.metrics_listen '127.0.0.1:-1': expected"),
     (("nonexistent.invalid", 0), "RunOptions.metrics_listen nonexistent.invalid:0: "),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -500,6 +501,11 @@ def test_a_pause_after_an_end_of_a_paused_instance_ends_when_it_should(
                                "targets": {"instances": ["g/0"]}})]
     _play(faults, actions, tmp_path)
     assert actions.changes == [(0.5, "g/0", True), (3.0, "g/0", True), (4.0, "g/0", False)]
+    # the first pause is recorded as over when the end came (the report drew it to the end)
+    steps = [json.loads(line) for line in (tmp_path / "faults.jsonl").read_text().splitlines()]
+    assert [(s["fault"], s["step"], s["at_s"], s.get("by")) for s in steps
+            if s["fault"] == "fault 0"] == [("fault 0", "applied", 0.5, None),
+                                            ("fault 0", "undone", 1.0, "fault 1")]
 
 
 class _SlowToExit(_Ends):

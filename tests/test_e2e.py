@@ -292,7 +292,7 @@ def test_a_port_that_cannot_be_had_is_a_one_line_error_before_anything_runs(
     ("[::1]9090", "'[::1]9090': expected [IPv6]:PORT"),
     ("::1:9090", "'::1:9090': an IPv6 address goes in brackets, e.g. [::1]:9090"),
     ("[::1]:http", "'[::1]:http': expected HOST:PORT or off"),
-    ("127.0.0.1:65536", "'127.0.0.1:65536': expected HOST:PORT or off"),
+    ("127.0.0.1:65536", "'127.0.0.1:65536': port 65536 is past 65535"),
 ])  # fmt: skip
 def test_listen_addresses_are_read_as_written(text: str, message: str) -> None:
     from harness._errors import UsageError

@@ -329,6 +329,9 @@ def test_a_case_s_own_faults_play_unless_a_composition_or_a_faults_file_gives_th
     assert build_run_spec("demo", plan_roots=[root], faults=str(file)).faults == by_file
     with pytest.raises(FaultError, match=r"^faults\[0\]: must be a table"):
         build_run_spec("demo", plan_roots=[root], faults=[None])
+    with pytest.raises(FaultError, match=r"^faults: a faults file's path or a list of faults, "
+                                         r"not a dict$"):
+        build_run_spec("demo", plan_roots=[root], faults=tables[0])
     assert build_run_spec("demo", plan_roots=[root], faults=()).faults == ()
     comp = tmp_path / "c.toml"
     comp.write_text('[global]\nplan = "demo"\ntotal_instances = 4\n'

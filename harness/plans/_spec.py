@@ -113,7 +113,7 @@ def build_run_spec(
     checked RunSpec; every fault is checked against the run's instances. The case's own
     faults (`TestCase.faults`) play when neither the composition nor `faults` gives any
     (`faults=()`: none of the case's)."""
-    from harness.faults import Fault, load_faults, parse_faults
+    from harness.faults import Fault, FaultError, load_faults, parse_faults
 
     comp = _read_composition(composition) if composition else {}
     g = comp.get("global", {})
@@ -168,6 +168,9 @@ def build_run_spec(
         if isinstance(faults, str | os.PathLike):
             given = load_faults(Path(faults))
             where_f = f"faults file {faults} "
+        elif isinstance(faults, Mapping | bytes):
+            raise FaultError(f"faults: a faults file's path or a list of faults, not a "
+                             f"{type(faults).__name__}")
         else:
             given = tuple(f if isinstance(f, Fault) else Fault.from_data(f, f"faults[{i}]")
                           for i, f in enumerate(faults))  # fmt: skip
