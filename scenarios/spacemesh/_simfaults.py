@@ -154,6 +154,9 @@ class Player:
             for src, dst in touched:
                 self._apply_link(src, dst)
         for instance in r.instances:
+            if (action == "restart" or (apply and action in ("kill", "stop"))) and (
+                    self._pauses.pop(instance, None)):
+                c.resume(instance)  # ends the pauses holding it, as the conductor's end does
             if action in ("kill", "stop"):
                 if apply:
                     c.kill(instance)

@@ -403,6 +403,51 @@ def test_overlapping_pauses_and_skews_stack_as_on_real_processes() -> None:
         (6, "resume", ()), (6, "skew", (0.0, 0.0))]
 
 
+@pytest.mark.parametrize("end", ["kill", "restart"])
+def test_an_end_of_a_paused_instance_ends_its_pauses_as_on_real_processes(end: str) -> None:
+    """A pause for good, then a kill (or restart) of its instance, then a pause of 1 s: the
+    first pause still held the instance, so the last one's end did not resume it."""
+    from types import SimpleNamespace
+
+    from scenarios.spacemesh._simfaults import Player
+
+    now = [0.0]
+    calls: list[tuple[float, str]] = []
+    alive = {"single/2": True}
+
+    def kill(i: str) -> None:
+        calls.append((now[0], "kill"))
+        alive[i] = False
+
+    async def start(i: str) -> None:
+        calls.append((now[0], "start"))
+        alive[i] = True
+
+    class Process:
+        @property
+        def alive(self) -> bool:
+            return alive["single/2"]
+
+    cluster = SimpleNamespace(
+        clock=SimpleNamespace(now=lambda: now[0]), kill=kill, start=start,
+        processes={"single/2": Process()},
+        pause=lambda i: calls.append((now[0], "pause")),
+        resume=lambda i: calls.append((now[0], "resume")))
+    target = {"instances": ["single/2"]}
+    faults = _faults({"action": "pause", "at": 1, "targets": target},
+                     {"action": end, "at": 2, "targets": target,
+                      **({"duration": 1} if end == "kill" else {})},
+                     {"action": "pause", "at": 4, "duration": 1, "targets": target})
+    plan = Plan.of(faults, SMALL.members())
+    player = Player(cluster, plan, 0.0)  # type: ignore[arg-type]
+    for t, i, apply in plan.steps:
+        now[0] = t
+        anyio.run(player.step, plan.resolved[i], i, apply)
+    ended = [(2, "resume"), (2, "kill"), (3, "start")] if end == "kill" else [
+        (2, "resume"), (2, "start")]
+    assert calls == [(1, "pause"), *ended, (4, "pause"), (5, "resume")]
+
+
 def test_a_node_paused_for_good_fails_as_the_real_run_fails_it() -> None:
     """A pause never undone: the judge skipped the paused node and waited for it for ever,
     which hung `--no-heal` searches (the README's own command); the real run fails it at
