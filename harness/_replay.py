@@ -102,13 +102,12 @@ def _other_ends(table: Mapping[str, Any], directions: Any, hit: list[str]) -> di
     or a drawn count names others in a replay)."""
     if not isinstance(directions, list):
         return {}
-    ends = {str(b) for d in directions if isinstance(d, list) and len(d) == 2 for b in d}
+    pairs = [(str(d[0]), str(d[1])) for d in directions if isinstance(d, list) and len(d) == 2]
     pinned = {}
     if "others" in table:
-        pinned["others"] = {"instances": sorted(ends - set(hit))}
+        pinned["others"] = {"instances": sorted({i for p in pairs for i in p} - set(hit))}
     if "to" in table:
-        pinned["to"] = {"instances": sorted({str(d[1]) for d in directions
-                                             if isinstance(d, list) and len(d) == 2})}
+        pinned["to"] = {"instances": sorted({b for _, b in pairs})}
     return pinned
 
 

@@ -254,10 +254,13 @@ def _where_now(row: RunRow, outputs: Path) -> RunRow:
     history keeps the absolute path it was recorded at, which outputs moved or copied
     elsewhere no longer have."""
     here = outputs / row.run_id
-    if not is_run_id(row.run_id) or not here.is_dir() or str(here.resolve()) == row.dir:
+    if not is_run_id(row.run_id) or not here.is_dir():
+        return row
+    here = here.resolve()
+    if str(here) == row.dir:
         return row
     report = here / "report.html"
-    return dataclasses.replace(row, dir=str(here.resolve()),
+    return dataclasses.replace(row, dir=str(here),
                                report=str(report.resolve()) if report.is_file() else None)
 
 

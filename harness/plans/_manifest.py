@@ -74,6 +74,10 @@ class Plan:
 def load_manifest(path: Path) -> Plan:
     """Read and check `<plan dir>/manifest.toml`."""
     where = str(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        # (a FIFO: unlike a composition or a faults file, never a pipe; reading it would
+        # wait forever, and plan discovery reads every manifest under the roots)
+        raise UsageError(f"manifest {path} is not a regular file")
     data = read_toml(path, "manifest")
     check_keys(data, ("name", "description", "defaults", "params", "roles", "testcases"), where)
     name = data.get("name")
